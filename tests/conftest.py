@@ -1,0 +1,74 @@
+"""Shared test fixtures: the loopback guard, a real Label Studio, the Hub test server.
+
+``HF_ENDPOINT`` must be set before ``huggingface_hub`` is imported (its constants read it at import),
+so the Hub test server's port is chosen here, at import time, and the server is started on it.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.labelstudio import free_port
+
+HUB_PORT = free_port()
+HUB_TOKEN = "hf_labelhubTestToken000000000000000000"
+os.environ["HF_ENDPOINT"] = f"http://127.0.0.1:{HUB_PORT}"
+os.environ["HF_HUB_DISABLE_XET"] = "1"
+os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+os.environ.pop("HF_TOKEN", None)
+
+import pytest  # noqa: E402
+
+from tests import netguard  # noqa: E402
+from tests.labelstudio import LabelStudioServer, ensure_template  # noqa: E402
+
+netguard.install()
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def _no_connection_off_loopback():
+    """Fail the test when it tried to connect off loopback, even if the error was swallowed."""
+    netguard.attempts.clear()
+    yield
+    assert not netguard.attempts, f"connections off loopback: {netguard.attempts}"
+
+
+@pytest.fixture(scope="session")
+def label_studio(tmp_path_factory):
+    """A real Label Studio, shared by the whole session (tests create their own projects)."""
+    ensure_template()
+    with LabelStudioServer(tmp_path_factory.mktemp("label-studio")) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def hub_server(tmp_path_factory):
+    """The Hub-compatible test server at ``HF_ENDPOINT``; write access needs :data:`HUB_TOKEN`."""
+    from tests.hubserver import HubServer
+
+    with HubServer(root=tmp_path_factory.mktemp("hub"), port=HUB_PORT, token=HUB_TOKEN) as server:
+        yield server
+
+
+@pytest.fixture
+def hub(hub_server):
+    """The Hub test server with its faults cleared and its call log reset."""
+    hub_server.faults.clear()
+    hub_server.reset_calls()
+    yield hub_server
+    hub_server.faults.clear()
+
+
+def run_labelhub(*args: str, env: dict | None = None, timeout: float = 300,
+                 check: bool = False) -> subprocess.CompletedProcess:
+    """Run ``labelhub ARGS...`` in a subprocess with the loopback guard; capture its output."""
+    full_env = {**os.environ, **(env or {})}
+    proc = subprocess.run([sys.executable, "-m", "tests.guarded", *args], cwd=ROOT, env=full_env,
+                          capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"labelhub {' '.join(args)} exited {proc.returncode}:\n{proc.stderr}")
+    return proc

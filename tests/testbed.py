@@ -1,0 +1,46 @@
+"""Set up what the test suite needs beyond ``pip install``: ``python -m tests.testbed install``.
+
+- Label Studio :data:`tests.labelstudio.LS_VERSION` in its own cached venv, and a migrated
+  template database (see :mod:`tests.labelstudio`).
+- Debian packages with real sample data: ``dataset-fashion-mnist`` (installed with apt-get when
+  missing and when running as root; otherwise the command says what to install).
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from tests import labelstudio
+
+APT_PACKAGES = {"dataset-fashion-mnist": Path("/usr/share/datasets/fashion-mnist")}
+
+
+def ensure_apt_packages() -> None:
+    """Install the missing Debian packages of :data:`APT_PACKAGES` with apt-get.
+
+    Raises:
+        SystemExit: when a package is missing and apt-get cannot be run (not root, no apt).
+    """
+    missing = [name for name, marker in APT_PACKAGES.items() if not marker.exists()]
+    if not missing:
+        return
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        sys.exit(f"missing Debian packages: run `sudo apt-get install {' '.join(missing)}`")
+    subprocess.run(["apt-get", "update", "-q"], check=True)
+    subprocess.run(["apt-get", "install", "-y", "-q", *missing], check=True,
+                   env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+
+
+def main(argv: list[str]) -> None:
+    if argv != ["install"]:
+        sys.exit("usage: python -m tests.testbed install")
+    ensure_apt_packages()
+    print("label-studio:", labelstudio.ensure_installed(), flush=True)
+    print("template database:", labelstudio.ensure_template(), flush=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
