@@ -1,12 +1,51 @@
 """Run the ``labelhub`` CLI with the loopback guard of :mod:`tests.netguard` installed.
 
 ``python -m tests.guarded sync --repo ...`` is ``labelhub sync --repo ...`` in a test subprocess.
+
+Crash tests set ``LABELHUB_TEST_KILL_AT=<point>:<n>`` to make the process SIGKILL itself at the
+``n``-th pass through a point of the import: ``before_import`` (the batch is recorded as pending,
+Label Studio has not been called), ``after_import`` (Label Studio created the tasks, the state has
+not recorded them), ``after_record`` (the batch is recorded).
 """
+import os
+import signal
+
 from tests import netguard
 
 netguard.install()
 
+
+def _kill_at(point: str, nth: int) -> None:
+    from sync.ls_project import LabelStudioProject
+    from sync.state import SyncState
+
+    passes = {"count": 0}
+
+    def tick(here: str) -> None:
+        if here == point:
+            passes["count"] += 1
+            if passes["count"] == nth:
+                os.kill(os.getpid(), signal.SIGKILL)
+
+    original_import, original_add = LabelStudioProject.import_tasks, SyncState.add_tasks
+
+    def import_tasks(self, tasks):
+        tick("before_import")
+        ids = original_import(self, tasks)
+        tick("after_import")
+        return ids
+
+    def add_tasks(self, rows):
+        original_add(self, rows)
+        tick("after_record")
+
+    LabelStudioProject.import_tasks, SyncState.add_tasks = import_tasks, add_tasks
+
+
 if __name__ == "__main__":
+    if os.environ.get("LABELHUB_TEST_KILL_AT"):
+        point, nth = os.environ["LABELHUB_TEST_KILL_AT"].split(":")
+        _kill_at(point, int(nth))
     from sync.cli import main
 
     main(prog_name="labelhub")
