@@ -117,11 +117,13 @@ def test_lost_state_file_creates_no_duplicate(label_studio, project, dataset, tm
     assert sum(len(t) for t in tasks_by_path(label_studio, project.id).values()) == N
 
 
-@pytest.mark.parametrize("kill_at", ["before_import:1", "after_import:1", "after_import:3", "after_record:2"])
+KILL_POINTS = [("local", "before_import:1"), ("local", "after_import:1"), ("local", "after_import:3"),
+               ("local", "after_record:2"), ("hub", "after_import:3")]
+
+
+@pytest.mark.parametrize("dataset, kill_at", KILL_POINTS, indirect=["dataset"])
 def test_sigkill_mid_import_then_rerun_gives_no_duplicate_and_none_missing(label_studio, project, dataset,
                                                                           tmp_path, kill_at):
-    if isinstance(dataset, HubDataset) and kill_at != "after_import:3":
-        pytest.skip("the Hub variant runs one kill point; the state logic is the same")
     env = env_for(label_studio)
     killed = run_labelhub(*sync_args(dataset, project, tmp_path, "--batch-size", "7"),
                           env={**env, "LABELHUB_TEST_KILL_AT": kill_at})
@@ -132,9 +134,8 @@ def test_sigkill_mid_import_then_rerun_gives_no_duplicate_and_none_missing(label
     assert all(len(t) == 1 for t in tasks.values()), {p: len(t) for p, t in tasks.items() if len(t) > 1}
 
 
+@pytest.mark.parametrize("dataset", ["local"], indirect=True)
 def test_daemon_killed_from_outside_during_import_recovers(label_studio, project, dataset, tmp_path):
-    if isinstance(dataset, HubDataset):
-        pytest.skip("one variant is enough for the timing-based kill")
     env = {**os.environ, **env_for(label_studio)}
     args = [a for a in sync_args(dataset, project, tmp_path, "--batch-size", "1") if a != "--once"]
     daemon = subprocess.Popen([sys.executable, "-m", "tests.guarded", *args, "--interval", "3600"], cwd=ROOT,
@@ -150,7 +151,7 @@ def test_daemon_killed_from_outside_during_import_recovers(label_studio, project
     assert len(tasks) == N and all(len(t) == 1 for t in tasks.values())
 
 
-def test_cli_errors_are_one_clear_line_without_traceback_or_token(label_studio, project, tmp_path):
+def test_cli_errors_are_one_clear_line_without_traceback_or_token(label_studio, hub, project, tmp_path):
     env = env_for(label_studio)
     repo = tmp_path / "repo"
     datasets.init_local_repo(repo)
@@ -163,7 +164,7 @@ def test_cli_errors_are_one_clear_line_without_traceback_or_token(label_studio, 
         "revision 'nope' not found": ["sync", "--repo", str(repo), "--project", str(project.id), "--revision",
                                       "nope", *state],
         "neither a directory nor a Hub repo_id": ["sync", "--repo", "no-such-dir", "--project", "1", *state],
-        "cannot reach the Hub": ["sync", "--repo", "labelhub/missing", "--project", "1", *state],
+        "dataset labelhub/missing not found": ["sync", "--repo", "labelhub/missing", "--project", "1", *state],
         "no Image, Audio, Video, Text or HyperText": ["sync", "--repo", str(repo), "--project", str(no_image.id),
                                                       *state],
         "Invalid value for '--project'": ["sync", "--repo", str(repo), "--project", "x", *state],
@@ -173,6 +174,10 @@ def test_cli_errors_are_one_clear_line_without_traceback_or_token(label_studio, 
         assert result.returncode != 0, expected
         assert expected in result.stderr, (expected, result.stderr)
         assert "Traceback" not in result.stderr and label_studio.personal_token not in result.stderr
+    unreachable = run_labelhub("sync", "--repo", "labelhub/x", "--project", "1", *state,
+                               env={**env, "HF_ENDPOINT": "http://127.0.0.1:9"})
+    assert unreachable.returncode != 0 and "cannot reach the Hub at http://127.0.0.1:9" in unreachable.stderr
+    assert HUB_TOKEN not in unreachable.stderr
     wrong_key = run_labelhub(*cases["not found"][:4], str(project.id), *state,
                              env={**env, "LABEL_STUDIO_API_KEY": "wrong-key-123456789"})
     assert wrong_key.returncode != 0 and "refused LABEL_STUDIO_API_KEY" in wrong_key.stderr
