@@ -28,7 +28,7 @@ from sync.importer import FileImporter  # noqa: E402
 from sync.ls_project import LabelStudioProject  # noqa: E402
 from sync.state import SyncState  # noqa: E402
 from sync.tasks import build_task  # noqa: E402
-from tests import datasets  # noqa: E402
+from tests import sample_repos  # noqa: E402
 from tests.hubserver import HubServer  # noqa: E402
 
 CONFIG = ('<View><Image name="image" value="$image"/><Choices name="kind" toName="image">'
@@ -56,7 +56,7 @@ def main() -> None:
         repo_id = "bench/fmnist"
         hub.create_repo(repo_id)
         t0 = time.perf_counter()
-        hub.commit_files(repo_id, datasets.image_files(0, args.files), message="images")
+        hub.commit_files(repo_id, sample_repos.image_files(0, args.files), message="images")
         print(f"seeded {args.files} real images in {time.perf_counter() - t0:.1f} s")
         client = ls.client()
         ours = client.projects.create(title="labelhub", label_config=CONFIG)

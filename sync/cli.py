@@ -56,12 +56,31 @@ def main():
 @click.option("--public-url", envvar="LABELHUB_PUBLIC_URL", default=None,
               help="The backend's URL as annotators' browsers see it; file URLs of a local repo use it "
                    "[default: http://127.0.0.1:9090].")
+@click.option("--export/--no-export", default=True,
+              help="Write finished annotations back to the repo as tagged versions.")
+@click.option("--export-interval", type=click.FloatRange(min=0), default=60.0, envvar="LABELHUB_EXPORT_INTERVAL",
+              help="At most one export per this many seconds.")
+@click.option("--csv-path", default="annotations/annotations.csv", envvar="LABELHUB_CSV_PATH",
+              help="path_in_repo of the annotations CSV (the manifest is manifest.json beside it).")
+@click.option("--reconcile-interval", type=click.FloatRange(min=0), default=30.0,
+              help="Seconds between reconciliations with the Label Studio API (webhooks are only hints).")
+@click.option("--webhook-url", envvar="LABELHUB_WEBHOOK_URL", default=None,
+              help="The URL of this daemon's webhook receiver as Label Studio sees it, e.g. "
+                   "http://sync:9091/webhook; registered on the project. Without it: reconciliation only.")
+@click.option("--webhook-host", envvar="LABELHUB_WEBHOOK_HOST", default="127.0.0.1",
+              help="Interface the webhook receiver listens on (0.0.0.0 in a container).")
+@click.option("--webhook-port", envvar="LABELHUB_WEBHOOK_PORT", type=int, default=9091,
+              help="Port of the webhook receiver.")
+@click.option("--webhook-secret", envvar="LABELHUB_WEBHOOK_SECRET", default=None, show_default=False,
+              help="Secret that Label Studio sends in the X-LabelHub-Secret header (env LABELHUB_WEBHOOK_SECRET).")
 @click.option("--log-level", default="INFO", envvar="LABELHUB_LOG_LEVEL",
               type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]))
 def sync(repo, project_id, revision, include, exclude, metadata_path, metadata_key, metadata_columns, once,
          interval, batch_size, state_path, label_studio_url, label_studio_api_key, hf_token, hf_endpoint,
-         public_url, log_level):
-    """Turn the files of a dataset repo into Label Studio tasks, new files as they appear, never twice.
+         public_url, export, export_interval, csv_path, reconcile_interval, webhook_url, webhook_host, webhook_port,
+         webhook_secret, log_level):
+    """Turn the files of a dataset repo into Label Studio tasks, new files as they appear, never twice,
+    and write finished annotations back to the repo as tagged versions (annotations-vN).
 
     \b
     Example:
@@ -69,10 +88,13 @@ def sync(repo, project_id, revision, include, exclude, metadata_path, metadata_k
     """
     from sync.logs import setup_logging
 
-    redact = setup_logging(log_level, secrets=[label_studio_api_key, hf_token])
+    redact = setup_logging(log_level, secrets=[label_studio_api_key, hf_token, webhook_secret])
     try:
         from sync.daemon import run_forever
+        from sync.exporter import Exporter
         from sync.importer import FileImporter
+        from sync.intake import AnnotationIntake
+        from sync.service import SyncService
         from sync.ls_project import LabelStudioProject
         from sync.metadata import parse_columns, spec_from_args
         from sync.repo import open_repo
@@ -87,14 +109,61 @@ def sync(repo, project_id, revision, include, exclude, metadata_path, metadata_k
                                 batch_size=batch_size)
         log.info("syncing %s@%s (%s) into project %d %r: %s files as $%s", dataset.repo_id, revision, sha[:12],
                  project_id, project.title, importer.field.tag, importer.field.value_key)
+        service = SyncService(importer, poll_interval=interval, reconcile_interval=reconcile_interval,
+                              export_interval=export_interval)
+        if export:
+            service.intake = AnnotationIntake(project, state)
+            service.exporter = Exporter(dataset, project, state, csv_path=csv_path, revision=revision)
         if once:
-            importer.run()
-        else:
-            run_forever(importer.run, interval)
+            service.run_once()
+            return
+        receiver = _start_webhooks(project, state_path, dataset.repo_id, service, webhook_url, webhook_host,
+                                   webhook_port, webhook_secret) if export and webhook_url else None
+        try:
+            run_forever(service)
+        finally:
+            if receiver:
+                receiver.stop()
     except SyncError as exc:
         raise click.ClickException(redact.redact(str(exc))) from None
     except OSError as exc:  # unreachable Hub, full disk, ...
         raise click.ClickException(redact.redact(f"{type(exc).__name__}: {exc}")) from None
+
+
+def _start_webhooks(project, state_path, repo_id, service, url, host, port, secret):
+    """Register the project's webhook and serve it (its own SQLite connection)."""
+    from sync.intake import AnnotationIntake
+    from sync.state import SyncState
+    from sync.webhooks import WebhookServer, register, webhook_app
+
+    intake = AnnotationIntake(project, SyncState(state_path, project.project_id, repo_id))
+    server = WebhookServer(webhook_app(intake, secret, service.wake.set), host, port).start()
+    register(project, url, secret)
+    log.info("webhook receiver on %s:%d, registered as %s%s", host, server.port, url,
+             "" if secret else " (no secret: set LABELHUB_WEBHOOK_SECRET)")
+    return server
+
+
+@main.command()
+@click.option("--repo", required=True, envvar="LABELHUB_REPO", help="Hub dataset OWNER/NAME or local git repo path.")
+@click.option("--csv-path", default="annotations/annotations.csv", envvar="LABELHUB_CSV_PATH",
+              help="path_in_repo of the annotations CSV.")
+@click.option("--hf-token", envvar="HF_TOKEN", default=None, show_default=False, help="Hub token (env HF_TOKEN).")
+@click.option("--hf-endpoint", envvar="HF_ENDPOINT", default=None, help="The Hub URL (env HF_ENDPOINT).")
+def versions(repo, csv_path, hf_token, hf_endpoint):
+    """List the annotation versions (annotations-vN tags) with date, counts and +added ~changed -removed."""
+    from sync.versions import list_versions
+    from sync.repo import open_repo
+
+    try:
+        rows = list_versions(open_repo(repo, token=hf_token, endpoint=hf_endpoint), csv_path)
+    except SyncError as exc:
+        raise click.ClickException(str(exc).replace(hf_token or "\0", "***")) from None
+    if not rows:
+        click.echo("no annotation versions yet")
+    for row in rows:
+        click.echo(f"{row['tag']:<18} {row['created_at']:<26} {row['commit'][:12]}  {row['annotations']:>7} annotations"
+                   f"  {row['tasks']:>6} tasks  +{row['added']} ~{row['changed']} -{row['removed']}")
 
 
 def _add_backend_command() -> None:

@@ -1,34 +1,35 @@
-"""The sync loop: run a cycle, sleep ``--interval`` seconds, again, until SIGTERM or SIGINT.
+"""The daemon loop: tick the service until SIGTERM or SIGINT, then flush.
 
-A cycle that fails because the Hub or Label Studio is unreachable or answers 5xx is logged and
-retried at the next tick; the daemon keeps running. SIGTERM and SIGINT end the loop after the
-cycle under way (a cycle is made of steps that each leave the state consistent).
+A tick that fails is logged by :class:`sync.service.SyncService` and retried; the daemon keeps
+running. SIGTERM and SIGINT end the loop after the tick under way, and the pending export is pushed
+before the exit (:meth:`sync.service.SyncService.flush`).
 """
 from __future__ import annotations
 
 import logging
 import signal
 import threading
-from collections.abc import Callable
+
+from sync.service import SyncService
 
 log = logging.getLogger(__name__)
 
 
-def run_forever(cycle: Callable[[], object], interval: float, stop: threading.Event | None = None) -> None:
-    """Call ``cycle()`` every ``interval`` seconds until ``stop`` is set or a signal arrives.
-
-    Args:
-        cycle: one sync cycle; its exceptions are logged (with their message only) and the loop goes on.
-        interval: seconds between the start of one cycle and the next (at least 0).
-        stop: an event that ends the loop (``None``: a new one, set by SIGTERM/SIGINT).
-    """
+def run_forever(service: SyncService, stop: threading.Event | None = None) -> None:
+    """Tick ``service`` until ``stop`` is set (SIGTERM and SIGINT set it), waking early on
+    ``service.wake`` (set by webhooks), then flush."""
     stop = stop or threading.Event()
+
+    def on_signal(*_):
+        stop.set()
+        service.wake.set()
+
     for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
+        signal.signal(signum, on_signal)
     while not stop.is_set():
-        try:
-            cycle()
-        except Exception as exc:  # keep the daemon alive; the next tick retries
-            log.error("sync cycle failed, retrying in %ss: %s: %s", interval, type(exc).__name__, exc)
-        stop.wait(interval)
+        delay = service.tick()
+        service.wake.wait(delay)
+        service.wake.clear()
+    log.info("stopping: flushing the pending export")
+    service.flush()
     log.info("stopped")

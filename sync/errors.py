@@ -29,4 +29,32 @@ class LabelStudioError(SyncError):
 
 
 class HubError(SyncError):
-    """The Hub cannot be reached, or answered an error (status and reason in the message)."""
+    """The Hub answered an error (``status``: its HTTP status; the reason is in the message)."""
+
+    def __init__(self, message: str, status: int | None = None):
+        super().__init__(message)
+        self.status = status
+
+
+class HubUnreachable(HubError):
+    """No answer from the Hub (connection refused, timeout, connection dropped)."""
+
+
+class TransientHubError(HubError):
+    """A 429 or 5xx answer: try again after ``retry_after`` seconds (from ``Retry-After``, or ``None``)."""
+
+    def __init__(self, message: str, status: int | None = None, retry_after: float | None = None):
+        super().__init__(message, status)
+        self.retry_after = retry_after
+
+
+class AmbiguousCommit(HubError):
+    """A commit request got no answer: it may or may not have landed."""
+
+
+class CommitConflict(SyncError):
+    """The branch moved since ``parent_commit`` (HTTP 412 on the Hub, a failed ref update locally)."""
+
+
+class TagExists(SyncError):
+    """The tag already exists (HTTP 409 on the Hub)."""

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import os
 import subprocess
+import tempfile
 from pathlib import Path
 from urllib.parse import quote
 
-from sync.errors import RepoNotFound, RevisionNotFound
+from sync.errors import CommitConflict, RepoNotFound, RevisionNotFound, TagExists
 from sync.repo import RepoFile
 
 DEFAULT_PUBLIC_URL = "http://127.0.0.1:9090"
@@ -86,3 +87,62 @@ class LocalGitRepo:
     def file_url(self, sha: str, path: str) -> str:
         """``{public_url}/files/{repo name}/{sha}/{path}`` (served by the backend), no call."""
         return f"{self.public_url}/files/{quote(self.name)}/{sha}/{quote(path)}"
+
+    # writing (the export)
+    def commit(self, files: dict[str, bytes], message: str, description: str, parent_commit: str,
+               revision: str = "main") -> str:
+        """One atomic commit on branch ``revision`` made with git plumbing (a temporary index,
+        ``commit-tree``) and a compare-and-swap of the branch (``update-ref NEW OLD``): the work tree
+        is not touched (run ``git reset --hard`` in a non-bare repo to see the exported files).
+
+        Raises:
+            CommitConflict: the branch is no longer at ``parent_commit``.
+        """
+        with tempfile.TemporaryDirectory() as tmp:
+            env = {"GIT_INDEX_FILE": os.path.join(tmp, "index")}
+            git(self.path, "read-tree", parent_commit, env=env)
+            for path, data in files.items():
+                blob = git(self.path, "hash-object", "-w", "--stdin", input=data).decode().strip()
+                git(self.path, "update-index", "--add", "--cacheinfo", f"100644,{blob},{path}", env=env)
+            tree = git(self.path, "write-tree", env=env).decode().strip()
+        identity = {"GIT_AUTHOR_NAME": "LabelHub", "GIT_AUTHOR_EMAIL": "labelhub@localhost",
+                    "GIT_COMMITTER_NAME": "LabelHub", "GIT_COMMITTER_EMAIL": "labelhub@localhost"}
+        full_message = f"{message}\n\n{description}\n" if description else f"{message}\n"
+        sha = git(self.path, "commit-tree", tree, "-p", parent_commit, input=full_message.encode(),
+                  env=identity).decode().strip()
+        try:
+            git(self.path, "update-ref", f"refs/heads/{revision}", sha, parent_commit)
+        except subprocess.CalledProcessError:
+            raise CommitConflict(f"branch {revision} of {self.path} moved since {parent_commit[:12]}") from None
+        return sha
+
+    def find_commit(self, marker: str, revision: str = "main", depth: int = 50) -> str | None:
+        """The newest of the last ``depth`` commits of ``revision`` whose message contains ``marker``."""
+        out = git(self.path, "log", f"-{depth}", "--format=%H", "--fixed-strings", f"--grep={marker}", revision)
+        shas = out.decode().split()
+        return shas[0] if shas else None
+
+    def create_tag(self, tag: str, sha: str, message: str = "") -> None:
+        """Tag commit ``sha`` (an annotated tag when ``message`` is given).
+
+        Raises:
+            TagExists: the tag exists.
+        """
+        if self.tags().get(tag):
+            raise TagExists(f"tag {tag} exists in {self.path}")
+        args = ["-a", "-m", message] if message else []
+        git(self.path, "-c", "user.name=LabelHub", "-c", "user.email=labelhub@localhost", "tag", *args, tag, sha)
+
+    def tags(self) -> dict[str, str]:
+        """``{tag name: commit sha}``."""
+        out = git(self.path, "for-each-ref", "--format=%(refname:short) %(objectname) %(*objectname)", "refs/tags")
+        tags = {}
+        for line in out.decode().splitlines():
+            name, obj, peeled = (line.split() + [""])[:3]
+            tags[name] = peeled or obj
+        return tags
+
+    def commit_info(self, sha: str) -> tuple[str, str]:
+        """``(date ISO 8601, title)`` of commit ``sha``."""
+        date, title = git(self.path, "log", "-1", "--format=%cI%n%s", sha).decode().split("\n", 1)
+        return date, title.strip()

@@ -9,7 +9,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 
 import httpx2
-from huggingface_hub import HfApi, hf_hub_download, hf_hub_url
+from huggingface_hub import CommitOperationAdd, HfApi, hf_hub_download, hf_hub_url
 from huggingface_hub.errors import (
     EntryNotFoundError,
     GatedRepoError,
@@ -20,7 +20,16 @@ from huggingface_hub.errors import (
 from huggingface_hub.hf_api import RepoFile as HubRepoFile
 from tqdm.auto import tqdm
 
-from sync.errors import HubError, RepoNotFound, RevisionNotFound
+from sync.errors import (
+    AmbiguousCommit,
+    CommitConflict,
+    HubError,
+    HubUnreachable,
+    RepoNotFound,
+    RevisionNotFound,
+    TagExists,
+    TransientHubError,
+)
 from sync.repo import RepoFile
 
 REPO_TYPE = "dataset"
@@ -32,12 +41,16 @@ def hub_errors(endpoint: str):
     try:
         yield
     except httpx2.TransportError as exc:
-        raise HubError(f"cannot reach the Hub at {endpoint}: {type(exc).__name__}: {exc}") from None
+        raise HubUnreachable(f"cannot reach the Hub at {endpoint}: {type(exc).__name__}: {exc}") from None
     except (RepositoryNotFoundError, RevisionNotFoundError, EntryNotFoundError, GatedRepoError):
         raise
     except HfHubHTTPError as exc:
-        status = exc.response.status_code if exc.response is not None else "no response"
-        raise HubError(f"the Hub at {endpoint} answered {status}: {exc.server_message or exc}") from None
+        status = exc.response.status_code if exc.response is not None else None
+        message = f"the Hub at {endpoint} answered {status}: {exc.server_message or exc}"
+        if status == 429 or (status or 0) >= 500:
+            retry_after = exc.response.headers.get("Retry-After")
+            raise TransientHubError(message, status, float(retry_after) if retry_after else None) from None
+        raise HubError(message, status) from None
 
 
 class HubRepo:
@@ -97,3 +110,73 @@ class HubRepo:
     def file_url(self, sha: str, path: str) -> str:
         """``{endpoint}/datasets/{repo_id}/resolve/{sha}/{path}`` (``hf_hub_url``), no call."""
         return hf_hub_url(self.repo_id, path, repo_type=REPO_TYPE, revision=sha, endpoint=self.endpoint)
+
+    # writing (the export)
+    def commit(self, files: dict[str, bytes], message: str, description: str, parent_commit: str,
+               revision: str = "main") -> str:
+        """One atomic commit adding or replacing ``files`` on branch ``revision``.
+
+        The Hub refuses it with 412 when ``parent_commit`` is no longer the branch head
+        (https://huggingface.co/docs/huggingface_hub/package_reference/hf_api#huggingface_hub.HfApi.create_commit).
+        Operations are built here on every call: a commit consumes them.
+
+        Returns:
+            The new commit's sha.
+
+        Raises:
+            CommitConflict: the branch moved (412) or the commit conflicts (409).
+            TransientHubError: 429 or 5xx; nothing was committed.
+            AmbiguousCommit: no answer; the commit may have landed (look for it with :meth:`find_commit`).
+            HubError: any other failure.
+        """
+        operations = [CommitOperationAdd(path_in_repo=path, path_or_fileobj=data) for path, data in files.items()]
+        try:
+            with hub_errors(self.endpoint):
+                info = self.api.create_commit(self.repo_id, operations, commit_message=message,
+                                              commit_description=description, repo_type=REPO_TYPE,
+                                              revision=revision, parent_commit=parent_commit)
+        except HubUnreachable as exc:
+            raise AmbiguousCommit(str(exc)) from None
+        except HubError as exc:
+            if exc.status in (409, 412):
+                raise CommitConflict(str(exc)) from None
+            raise
+        return info.oid
+
+    def find_commit(self, marker: str, revision: str = "main", depth: int = 50) -> str | None:
+        """The sha of the newest of the last ``depth`` commits of ``revision`` whose message
+        contains ``marker`` (``None`` when none does). One Hub call."""
+        with hub_errors(self.endpoint):
+            commits = self.api.list_repo_commits(self.repo_id, repo_type=REPO_TYPE, revision=revision)
+            for commit in commits[:depth]:
+                if marker in f"{commit.title}\n{commit.message}":
+                    return commit.commit_id
+        return None
+
+    def create_tag(self, tag: str, sha: str, message: str = "") -> None:
+        """Tag commit ``sha`` (never a branch name).
+
+        Raises:
+            TagExists: the tag exists (409); see :meth:`tags` for where it points.
+            TransientHubError, HubError: as for :meth:`commit`.
+        """
+        try:
+            with hub_errors(self.endpoint):
+                self.api.create_tag(self.repo_id, tag=tag, tag_message=message or None, revision=sha,
+                                    repo_type=REPO_TYPE)
+        except HubError as exc:
+            if exc.status == 409:
+                raise TagExists(f"tag {tag} exists in {self.repo_id}") from None
+            raise
+
+    def tags(self) -> dict[str, str]:
+        """``{tag name: commit sha}`` of the repo. One Hub call."""
+        with hub_errors(self.endpoint):
+            refs = self.api.list_repo_refs(self.repo_id, repo_type=REPO_TYPE)
+        return {ref.name: ref.target_commit for ref in refs.tags}
+
+    def commit_info(self, sha: str) -> tuple[str, str]:
+        """``(date ISO 8601, title)`` of commit ``sha``. One Hub call."""
+        with hub_errors(self.endpoint):
+            commit = self.api.list_repo_commits(self.repo_id, repo_type=REPO_TYPE, revision=sha)[0]
+        return commit.created_at.isoformat(), commit.title

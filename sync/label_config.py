@@ -75,3 +75,19 @@ def data_field(label_config: str) -> DataField:
     tags = ", ".join(sorted({obj.tag for obj in interface.objects})) or "none"
     raise LabelConfigError("the project's label config has no Image, Audio, Video, Text or HyperText "
                            f"tag with value=\"$...\" (object tags found: {tags})")
+
+
+def control_tags(label_config: str) -> dict[str, str]:
+    """``{from_name: control tag type}`` of the label config's control tags, in config order
+    (e.g. ``{"kind": "Choices", "box": "RectangleLabels"}``).
+
+    Raises:
+        LabelConfigError: the XML does not parse.
+    """
+    from label_studio_sdk.label_interface import LabelInterface
+
+    try:
+        interface = LabelInterface(label_config)
+    except Exception as exc:
+        raise LabelConfigError(f"the project's label config does not parse: {exc}") from None
+    return {control.name: control.tag for control in interface.controls}

@@ -101,3 +101,32 @@ class LabelStudioProject:
         task = self.call(self.client.tasks.get, str(task_id))
         meta = {**(task.meta or {}), **changes}
         self.call(self.client.tasks.update, str(task_id), meta=meta)
+
+    def tasks_updated_since(self, cursor: str) -> list[dict]:
+        """Every task of the project whose ``updated_at`` is after ``cursor`` (``YYYY-MM-DDTHH:MM:SS.ffffffZ``,
+        ``""`` for all), with its annotations, as plain dicts, oldest first. Creating, updating and
+        deleting an annotation all move its task's ``updated_at`` (Label Studio 1.23, verified)."""
+        items = [{"filter": "filter:tasks:updated_at", "operator": "greater", "type": "Datetime", "value": cursor}]
+        query = json.dumps({"filters": {"conjunction": "and", "items": items if cursor else []},
+                            "ordering": ["tasks:updated_at"]})
+        pager = self.call(self.client.tasks.list, project=self.project_id, query=query, page_size=PAGE_SIZE,
+                          fields="all")
+        return [task.dict() for task in self.call(list, pager)]
+
+    def users(self) -> dict[int, str]:
+        """``{user id: email}`` of the organization's users (annotators)."""
+        return {user.id: user.email for user in self.call(self.client.users.list)}
+
+    def ensure_webhook(self, url: str, headers: dict[str, str], actions: Sequence[str]) -> int:
+        """Create (or update) the project's webhook to ``url`` with ``send_payload=True``.
+
+        https://labelstud.io/guide/webhooks; returns the webhook id.
+        """
+        for hook in self.call(self.client.webhooks.list, project=str(self.project_id)):
+            if hook.url == url and hook.project == self.project_id:
+                self.call(self.client.webhooks.update, hook.id, url=url, headers=headers, actions=list(actions),
+                          send_payload=True, send_for_all_actions=False, is_active=True)
+                return hook.id
+        hook = self.call(self.client.webhooks.create, url=url, project=self.project_id, headers=headers,
+                         actions=list(actions), send_payload=True, send_for_all_actions=False, is_active=True)
+        return hook.id

@@ -10,12 +10,20 @@ Tables:
   anything is imported again (:mod:`sync.importer`), so a file never becomes two tasks.
 - ``heads``: the commit sha last synced per ``(project_id, repo_id, revision)``; a poll that finds
   the same sha does nothing else.
+- ``tasks_seen`` and ``annotations``: the project's annotated tasks and their annotations as Label
+  Studio last showed them (JSON), kept by webhooks and reconciliation; ``deleted`` annotations stay
+  as tombstones so that a late webhook never brings them back. ``users``: id → email.
+- ``cursors``: named positions, e.g. the ``updated_at`` up to which tasks were reconciled.
+- ``versions``: each export (``annotations-vN``): its ``export_id``, state (``committing``,
+  ``committed``, ``tagged``), commit sha and the row hashes it holds; ``exported``: the row hash of
+  each annotation in the last tagged version (what the next +/~/- is counted against).
 
 Every write is one transaction (WAL mode), so a SIGKILL leaves the state as it was before the write
 or after it.
 """
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Iterable
 from pathlib import Path
@@ -29,6 +37,23 @@ CREATE TABLE IF NOT EXISTS pending_imports (
     project_id INTEGER NOT NULL, repo_id TEXT NOT NULL, hf_path TEXT NOT NULL,
     after_task_id INTEGER NOT NULL,
     PRIMARY KEY (project_id, repo_id, hf_path));
+CREATE TABLE IF NOT EXISTS tasks_seen (
+    project_id INTEGER NOT NULL, task_id INTEGER NOT NULL, data TEXT NOT NULL,
+    PRIMARY KEY (project_id, task_id));
+CREATE TABLE IF NOT EXISTS annotations (
+    project_id INTEGER NOT NULL, annotation_id INTEGER NOT NULL, task_id INTEGER NOT NULL,
+    updated_at TEXT NOT NULL, body TEXT, deleted INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (project_id, annotation_id));
+CREATE TABLE IF NOT EXISTS users (user_id INTEGER PRIMARY KEY, email TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS cursors (
+    project_id INTEGER NOT NULL, name TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (project_id, name));
+CREATE TABLE IF NOT EXISTS versions (
+    project_id INTEGER NOT NULL, repo_id TEXT NOT NULL, version INTEGER NOT NULL, export_id TEXT NOT NULL,
+    status TEXT NOT NULL, commit_sha TEXT, parent_commit TEXT, hashes TEXT NOT NULL, summary TEXT NOT NULL,
+    PRIMARY KEY (project_id, repo_id, version));
+CREATE TABLE IF NOT EXISTS exported (
+    project_id INTEGER NOT NULL, repo_id TEXT NOT NULL, annotation_id INTEGER NOT NULL, row_hash TEXT NOT NULL,
+    PRIMARY KEY (project_id, repo_id, annotation_id));
 CREATE TABLE IF NOT EXISTS heads (
     project_id INTEGER NOT NULL, repo_id TEXT NOT NULL, revision TEXT NOT NULL, sha TEXT NOT NULL,
     PRIMARY KEY (project_id, repo_id, revision));
@@ -47,7 +72,7 @@ class SyncState:
     def __init__(self, path: str | Path, project_id: int, repo_id: str):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")
         self.db.executescript(SCHEMA)
@@ -126,3 +151,123 @@ class SyncState:
     def clear_pending(self) -> None:
         """Forget every pending import (after reconciliation)."""
         self._write("DELETE FROM pending_imports WHERE project_id=? AND repo_id=?", [self.key])
+
+    # annotations (the intake)
+    def upsert_task(self, task_id: int, data: dict) -> None:
+        """Remember a task's data (for the CSV's URL and metadata columns)."""
+        self._write("INSERT OR REPLACE INTO tasks_seen VALUES (?, ?, ?)",
+                    [(self.key[0], task_id, json.dumps(data, sort_keys=True))])
+
+    def apply_annotations(self, task_id: int, annotations: list[dict], complete: bool) -> int:
+        """Store a task's annotations; returns how many rows changed.
+
+        Args:
+            task_id: the task.
+            annotations: annotation dicts (``id``, ``updated_at``, ...). One older than the stored one
+                (by ``updated_at``) is ignored, and a deleted one never comes back.
+            complete: ``True`` when ``annotations`` is the task's whole list (reconciliation): the
+                stored annotations of the task that are not in it are marked deleted.
+        """
+        project = self.key[0]
+        changed = 0
+        with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            stored = {row[0]: (row[1], row[2], row[3]) for row in self.db.execute(
+                "SELECT annotation_id, updated_at, deleted, body FROM annotations WHERE project_id=? AND task_id=?",
+                (project, task_id))}
+            for annotation in annotations:
+                body = json.dumps(annotation, sort_keys=True)
+                old = stored.get(annotation["id"])
+                if old and (old[1] or old[0] > annotation.get("updated_at", "") or old[2] == body):
+                    continue
+                self.db.execute("INSERT OR REPLACE INTO annotations VALUES (?, ?, ?, ?, ?, 0)",
+                                (project, annotation["id"], task_id, annotation.get("updated_at", ""), body))
+                changed += 1
+            if complete:
+                present = {a["id"] for a in annotations}
+                gone = [(project, aid) for aid, (_, deleted, _) in stored.items() if not deleted and aid not in present]
+                self.db.executemany("UPDATE annotations SET deleted=1 WHERE project_id=? AND annotation_id=?", gone)
+                changed += len(gone)
+        return changed
+
+    def delete_annotations(self, annotation_ids: Iterable[int]) -> None:
+        """Mark annotations deleted (tombstones), known or not yet."""
+        self._write("INSERT INTO annotations VALUES (?, ?, 0, '', NULL, 1) "
+                    "ON CONFLICT(project_id, annotation_id) DO UPDATE SET deleted=1",
+                    [(self.key[0], aid) for aid in annotation_ids])
+
+    def live_annotations(self) -> list[tuple[dict, dict]]:
+        """``[(task, annotation)]`` of every stored annotation not deleted, with the task's data."""
+        rows = self.db.execute(
+            "SELECT a.task_id, t.data, a.body FROM annotations a LEFT JOIN tasks_seen t "
+            "ON t.project_id = a.project_id AND t.task_id = a.task_id WHERE a.project_id=? AND a.deleted=0",
+            self.key[:1])
+        return [({"id": task_id, "data": json.loads(data or "{}")}, json.loads(body)) for task_id, data, body in rows]
+
+    def set_users(self, users: dict[int, str]) -> None:
+        """Remember ``{user id: email}``."""
+        self._write("INSERT OR REPLACE INTO users VALUES (?, ?)", users.items())
+
+    def users(self) -> dict[int, str]:
+        """``{user id: email}`` of every known user."""
+        return dict(self.db.execute("SELECT user_id, email FROM users"))
+
+    def cursor(self, name: str, default: str = "") -> str:
+        """A named cursor's value (``default`` when unset)."""
+        row = self.db.execute("SELECT value FROM cursors WHERE project_id=? AND name=?",
+                              (self.key[0], name)).fetchone()
+        return row[0] if row else default
+
+    def set_cursor(self, name: str, value: str) -> None:
+        """Set a named cursor."""
+        self._write("INSERT OR REPLACE INTO cursors VALUES (?, ?, ?)", [(self.key[0], name, value)])
+
+    def bump_cursor(self, name: str) -> None:
+        """Add 1 to an integer cursor, atomically (0 when unset)."""
+        self._write("INSERT INTO cursors VALUES (?, ?, '1') ON CONFLICT(project_id, name) "
+                    "DO UPDATE SET value = CAST(value AS INTEGER) + 1", [(self.key[0], name)])
+
+    # versions (the export)
+    def exported_hashes(self) -> dict[int, str]:
+        """``{annotation_id: row hash}`` of the last tagged version."""
+        return dict(self.db.execute("SELECT annotation_id, row_hash FROM exported WHERE project_id=? AND repo_id=?",
+                                    self.key))
+
+    def last_version(self) -> dict | None:
+        """The newest version row as a dict (``None`` before the first export)."""
+        row = self.db.execute("SELECT version, export_id, status, commit_sha, parent_commit, hashes, summary "
+                              "FROM versions WHERE project_id=? AND repo_id=? ORDER BY version DESC LIMIT 1",
+                              self.key).fetchone()
+        if row is None:
+            return None
+        keys = ("version", "export_id", "status", "commit_sha", "parent_commit", "hashes", "summary")
+        version = dict(zip(keys, row))
+        version["hashes"] = {int(k): v for k, v in json.loads(version["hashes"]).items()}
+        version["summary"] = json.loads(version["summary"])
+        return version
+
+    def begin_version(self, version: int, export_id: str, hashes: dict[int, str], summary: dict) -> None:
+        """Record version ``version`` as being committed (before the commit call)."""
+        self._write("INSERT OR REPLACE INTO versions VALUES (?, ?, ?, ?, 'committing', NULL, NULL, ?, ?)",
+                    [(*self.key, version, export_id, json.dumps(hashes), json.dumps(summary))])
+
+    def drop_version(self, version: int) -> None:
+        """Forget a version whose commit never landed."""
+        self._write("DELETE FROM versions WHERE project_id=? AND repo_id=? AND version=?", [(*self.key, version)])
+
+    def set_version_status(self, version: int, status: str, commit_sha: str | None = None,
+                           parent_commit: str | None = None) -> None:
+        """Move a version to ``committed`` (with its sha) or ``tagged``. ``tagged`` also makes its
+        row hashes the ``exported`` baseline, in the same transaction."""
+        with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            self.db.execute("UPDATE versions SET status=?, commit_sha=coalesce(?, commit_sha), "
+                            "parent_commit=coalesce(?, parent_commit) WHERE project_id=? AND repo_id=? AND version=?",
+                            (status, commit_sha, parent_commit, *self.key, version))
+            if status == "tagged":
+                hashes = json.loads(self.db.execute(
+                    "SELECT hashes FROM versions WHERE project_id=? AND repo_id=? AND version=?",
+                    (*self.key, version)).fetchone()[0])
+                self.db.execute("DELETE FROM exported WHERE project_id=? AND repo_id=?", self.key)
+                self.db.executemany("INSERT INTO exported VALUES (?, ?, ?, ?)",
+                                    [(*self.key, int(k), v) for k, v in hashes.items()])

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from tests import datasets
+from tests import sample_repos
 from tests.conftest import HUB_TOKEN, ROOT, run_labelhub
 
 CONFIG = ('<View><Image name="image" value="$image"/><Choices name="kind" toName="image">'
@@ -22,11 +22,11 @@ N = 30
 @pytest.fixture(params=["hub", "local"])
 def dataset(request, tmp_path):
     """A dataset repo with N real images and the inventory CSV; yields an object that can commit."""
-    files = {**datasets.image_files(0, N), datasets.INVENTORY: datasets.inventory_csv(N + 10)}
+    files = {**sample_repos.image_files(0, N), sample_repos.INVENTORY: sample_repos.inventory_csv(N + 10)}
     if request.param == "local":
         repo = tmp_path / "repo"
-        datasets.init_local_repo(repo)
-        datasets.commit_local(repo, files, message="initial images")
+        sample_repos.init_local_repo(repo)
+        sample_repos.commit_local(repo, files, message="initial images")
         yield LocalDataset(repo)
     else:
         hub = request.getfixturevalue("hub")
@@ -41,7 +41,7 @@ class LocalDataset:
         self.path, self.repo_arg, self.repo_id = path, str(path), str(path.resolve())
 
     def commit(self, files=None, deletes=()):
-        return datasets.commit_local(self.path, files, deletes)
+        return sample_repos.commit_local(self.path, files, deletes)
 
 
 class HubDataset:
@@ -62,7 +62,7 @@ def project(label_studio):
 
 def sync_args(dataset, project, tmp_path, *extra):
     return ["sync", "--repo", dataset.repo_arg, "--project", str(project.id), "--state",
-            str(tmp_path / "state.sqlite3"), "--metadata", datasets.INVENTORY, "--metadata-columns", "id,meta",
+            str(tmp_path / "state.sqlite3"), "--metadata", sample_repos.INVENTORY, "--metadata-columns", "id,meta",
             "--once", *extra]
 
 
@@ -84,11 +84,11 @@ def test_files_become_tasks_once_and_follow_new_commits(label_studio, project, d
     env = env_for(label_studio)
     first = run_labelhub(*sync_args(dataset, project, tmp_path), env=env, check=True)
     tasks = tasks_by_path(label_studio, project.id)
-    assert sorted(tasks) == sorted(datasets.image_path(i) for i in range(N))
+    assert sorted(tasks) == sorted(sample_repos.image_path(i) for i in range(N))
     assert all(len(t) == 1 for t in tasks.values())
-    sample = tasks[datasets.image_path(12)][0].data
+    sample = tasks[sample_repos.image_path(12)][0].data
     assert sample["hf_repo"] == dataset.repo_id and len(sample["hf_revision"]) == 40
-    assert sample["hf_revision"] in sample["image"] and sample["image"].endswith(datasets.image_path(12))
+    assert sample["hf_revision"] in sample["image"] and sample["image"].endswith(sample_repos.image_path(12))
     assert sample["id"] == "vol-001" and sample["meta"] == "Fashion volume 001, a title with a comma"
     assert "30 tasks created" in first.stderr
     assert label_studio.personal_token not in first.stderr + first.stdout
@@ -97,14 +97,14 @@ def test_files_become_tasks_once_and_follow_new_commits(label_studio, project, d
     assert sum(len(t) for t in tasks_by_path(label_studio, project.id).values()) == N
     assert "tasks created" not in again.stderr  # the head did not move: nothing imported
 
-    removed = datasets.image_path(3)
-    dataset.commit(datasets.image_files(N, N + 4), deletes=(removed,))
+    removed = sample_repos.image_path(3)
+    dataset.commit(sample_repos.image_files(N, N + 4), deletes=(removed,))
     run_labelhub(*sync_args(dataset, project, tmp_path), env=env, check=True)
     tasks = tasks_by_path(label_studio, project.id)
     assert len(tasks) == N + 4 and all(len(t) == 1 for t in tasks.values())
     assert tasks[removed][0].meta["hf_removed"] is True
-    assert tasks[datasets.image_path(N + 2)][0].data["meta"].startswith("Fashion volume 003")
-    assert not tasks[datasets.image_path(4)][0].meta.get("hf_removed")
+    assert tasks[sample_repos.image_path(N + 2)][0].data["meta"].startswith("Fashion volume 003")
+    assert not tasks[sample_repos.image_path(4)][0].meta.get("hf_removed")
 
 
 def test_lost_state_file_creates_no_duplicate(label_studio, project, dataset, tmp_path):
@@ -130,7 +130,7 @@ def test_sigkill_mid_import_then_rerun_gives_no_duplicate_and_none_missing(label
     assert killed.returncode == -signal.SIGKILL
     run_labelhub(*sync_args(dataset, project, tmp_path, "--batch-size", "7"), env=env, check=True)
     tasks = tasks_by_path(label_studio, project.id)
-    assert sorted(tasks) == sorted(datasets.image_path(i) for i in range(N))
+    assert sorted(tasks) == sorted(sample_repos.image_path(i) for i in range(N))
     assert all(len(t) == 1 for t in tasks.values()), {p: len(t) for p, t in tasks.items() if len(t) > 1}
 
 
@@ -154,8 +154,8 @@ def test_daemon_killed_from_outside_during_import_recovers(label_studio, project
 def test_cli_errors_are_one_clear_line_without_traceback_or_token(label_studio, hub, project, tmp_path):
     env = env_for(label_studio)
     repo = tmp_path / "repo"
-    datasets.init_local_repo(repo)
-    datasets.commit_local(repo, datasets.image_files(0, 2))
+    sample_repos.init_local_repo(repo)
+    sample_repos.commit_local(repo, sample_repos.image_files(0, 2))
     client = label_studio.client()
     no_image = client.projects.create(title="no image", label_config='<View><Header value="x"/></View>')
     state = ["--state", str(tmp_path / "s.sqlite3"), "--once"]

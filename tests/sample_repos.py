@@ -51,7 +51,12 @@ def init_local_repo(repo: Path) -> None:
 
 def commit_local(repo: Path, files: dict[str, bytes] | None = None, deletes: tuple[str, ...] = (),
                  message: str = "update") -> str:
-    """Write ``files`` and delete ``deletes`` in the work tree, commit, return the new sha."""
+    """Write ``files`` and delete ``deletes`` in the work tree, commit, return the new sha.
+
+    The work tree is first reset to the branch head, which LabelHub's exports move with plumbing.
+    """
+    if subprocess.run(["git", "rev-parse", "--verify", "-q", "HEAD"], cwd=repo, capture_output=True).returncode == 0:
+        git(repo, "reset", "-q", "--hard", "HEAD")
     for path, data in (files or {}).items():
         target = repo / path
         target.parent.mkdir(parents=True, exist_ok=True)

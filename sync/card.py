@@ -1,0 +1,74 @@
+"""The files of a version beside the CSV: the manifest JSON and the dataset card ``README.md``.
+
+The card's YAML ``configs`` make ``datasets.load_dataset(repo, revision="annotations-vN")`` load
+the CSV (https://huggingface.co/docs/hub/datasets-manual-configuration; loading scripts are not
+supported from ``datasets`` 4). An existing card keeps its text and its other YAML keys: LabelHub
+only sets ``configs`` and rewrites the block between its two markers. The card is parsed and written
+with ``huggingface_hub.DatasetCard``.
+"""
+from __future__ import annotations
+
+import json
+import re
+
+from huggingface_hub import DatasetCard
+
+BEGIN, END = "<!-- labelhub:begin -->", "<!-- labelhub:end -->"
+
+COLUMNS_DOC = """| column | meaning |
+|---|---|
+| `task_id`, `annotation_id` | Label Studio ids (one row per annotation: several annotators per task are all kept) |
+| `hf_path` | the file's path in this repo |
+| `{value_key}` | the file's URL, pinned to the revision the task was made from |
+{controls}| `annotator` | the annotator's email |
+| `created_at`, `updated_at` | ISO 8601, UTC |
+| `lead_time` | seconds the annotator spent |
+| `was_cancelled` | `true` for a skipped task |
+| `ground_truth` | `true` when marked as ground truth |
+| other columns | the task's metadata columns |
+"""
+
+CONTROL_DOC = {
+    "Choices": "the chosen labels joined with `|`",
+    "RectangleLabels": "JSON list of `{x, y, width, height, label}`, fractions 0 to 1 of the image",
+    "TextArea": "the text",
+}
+
+
+def manifest_json(manifest: dict) -> bytes:
+    """The manifest as indented JSON bytes (keys sorted, so equal manifests are equal bytes)."""
+    return (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
+
+
+def card_block(manifest: dict, controls: dict[str, str], value_key: str) -> str:
+    """The Markdown that LabelHub owns in the card: version, columns, label distribution."""
+    lines = [BEGIN, f"## Annotations ({manifest['tag']})", "",
+             f"Exported by LabelHub from Label Studio project {manifest['label_studio']['project_id']} "
+             f"at {manifest['created_at']}: {manifest['counts']['annotations']} annotations of "
+             f"{manifest['counts']['tasks']} tasks by {manifest['counts']['annotators']} annotators "
+             f"(+{manifest['counts']['added']} ~{manifest['counts']['changed']} -{manifest['counts']['removed']} "
+             f"since {manifest['parent_version'] or 'nothing'}).", "",
+             "```python", "import datasets",
+             f'rows = datasets.load_dataset("<repo_id>", revision="{manifest["tag"]}", split="train")', "```", "",
+             "### Columns", ""]
+    control_rows = "".join(f"| `{name}` | {tag}: {CONTROL_DOC.get(tag, 'JSON of the result values')} |\n"
+                           for name, tag in controls.items())
+    lines.append(COLUMNS_DOC.format(value_key=value_key, controls=control_rows))
+    for name, counts in manifest["label_distribution"].items():
+        lines += [f"### Label distribution: `{name}`", "", "| label | count |", "|---|---|"]
+        lines += [f"| {label} | {count} |" for label, count in counts.items()]
+        lines.append("")
+    lines.append(END)
+    return "\n".join(lines)
+
+
+def dataset_card(existing: str | None, csv_path: str, block: str) -> str:
+    """The new ``README.md``: ``existing`` (or an empty card) with ``configs`` pointing at
+    ``csv_path`` and LabelHub's block replaced (or appended)."""
+    card = DatasetCard(existing or "---\nconfigs: []\n---\n")
+    card.data.configs = [{"config_name": "default", "data_files": [{"split": "train", "path": csv_path}]}]
+    text = card.text
+    pattern = re.compile(re.escape(BEGIN) + ".*?" + re.escape(END), re.S)
+    text = pattern.sub(lambda _: block, text) if pattern.search(text) else f"{text.rstrip()}\n\n{block}\n"
+    card.text = text.lstrip("\n")
+    return str(card)

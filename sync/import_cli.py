@@ -1,0 +1,123 @@
+"""``labelhub import-csv``: labels made elsewhere (a CSV or COCO JSON) → Label Studio tasks with
+predictions or annotations.
+
+Reads the file (:mod:`sync.csv_import` or :mod:`sync.coco_import`), checks every row against the
+project's label config (:class:`sync.import_model.ProjectLabels`), prints each rejected row, imports
+the good ones (:mod:`sync.label_import`) and prints a summary. The exit code is 1 when a row was
+rejected or the import failed, 0 otherwise.
+"""
+from __future__ import annotations
+
+import logging
+import sqlite3
+from pathlib import Path
+
+import click
+
+from sync.errors import SyncError
+
+log = logging.getLogger("labelhub")
+
+
+@click.command("import-csv", context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--project", "project_id", required=True, type=int, envvar="LABELHUB_PROJECT",
+              help="The Label Studio project id.")
+@click.option("--as", "target", type=click.Choice(["predictions", "annotations"]), default="predictions",
+              help="Import the labels as predictions (pre-annotations to review) or as annotations.")
+@click.option("--model-version", default=None,
+              help="The predictions' model_version [default: the file's name].")
+@click.option("--strict", is_flag=True, help="Import nothing when any row is rejected.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=1000, help="Tasks per Label Studio import call.")
+@click.option("--format", "file_format", type=click.Choice(["csv", "coco"]), default=None,
+              help="The file's format [default: coco for a .json file, else csv].")
+@click.option("--repo", default=None, envvar="LABELHUB_REPO",
+              help="The dataset repo (Hub repo_id OWNER/NAME or a local git repository) whose paths the "
+                   "file's urls may be; such tasks get the repo's file URL, like the sync's.")
+@click.option("--revision", default="main", envvar="LABELHUB_REVISION",
+              help="The branch, tag or commit sha of --repo that the paths are checked against.")
+@click.option("--state", "state_path", default=".labelhub/sync.sqlite3", envvar="LABELHUB_STATE",
+              type=click.Path(dir_okay=False), help="The SQLite file of the sync state (which urls have a task).")
+@click.option("--label-studio-url", envvar="LABEL_STUDIO_URL", default="http://localhost:8080",
+              help="Label Studio's URL.")
+@click.option("--label-studio-api-key", envvar="LABEL_STUDIO_API_KEY", required=True, show_default=False,
+              help="A Label Studio personal access token or legacy token (env LABEL_STUDIO_API_KEY).")
+@click.option("--hf-token", envvar="HF_TOKEN", default=None, show_default=False,
+              help="A Hugging Face token (env HF_TOKEN), for a private --repo.")
+@click.option("--hf-endpoint", envvar="HF_ENDPOINT", default=None,
+              help="The Hub URL (env HF_ENDPOINT), for --repo and hf:// urls.")
+@click.option("--public-url", envvar="LABELHUB_PUBLIC_URL", default=None,
+              help="The backend's URL as annotators' browsers see it, for the file URLs of a local --repo "
+                   "[default: http://127.0.0.1:9090].")
+@click.option("--log-level", default="INFO", envvar="LABELHUB_LOG_LEVEL",
+              type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]))
+@click.pass_context
+def import_csv(ctx, file, project_id, target, model_version, strict, batch_size, file_format, repo, revision,
+               state_path, label_studio_url, label_studio_api_key, hf_token, hf_endpoint, public_url, log_level):
+    """Import labels made elsewhere into a Label Studio project: one task per url, with the labels as
+    predictions or annotations, never twice (re-running continues an interrupted import).
+
+    FILE is a CSV with a url column and optional pos_concepts, neg_concepts (names separated by |),
+    metadata (a JSON object) and left_col, top_row, right_col, bottom_row (a box as fractions 0 to 1),
+    or a COCO JSON file (--format coco). Every row is checked; each rejected row is printed with its
+    line number and reason, the good rows are imported (none with --strict), and the exit code is 1
+    when a row was rejected.
+
+    \b
+    Examples:
+      LABEL_STUDIO_API_KEY=... labelhub import-csv labels.csv --project 3
+      labelhub import-csv labels.csv --project 3 --as annotations --strict
+      labelhub import-csv instances.json --project 3 --repo owner/dataset --model-version detector-v2
+    """
+    from sync.logs import setup_logging
+
+    redact = setup_logging(log_level, secrets=[label_studio_api_key, hf_token])
+    try:
+        rejected = _run(file, project_id, target, model_version or file.name, strict, batch_size,
+                        file_format or ("coco" if file.suffix.lower() == ".json" else "csv"), repo, revision,
+                        state_path, label_studio_url, label_studio_api_key, hf_token, hf_endpoint, public_url)
+    except SyncError as exc:
+        raise click.ClickException(redact.redact(str(exc))) from None
+    except (OSError, sqlite3.Error) as exc:
+        raise click.ClickException(redact.redact(f"{type(exc).__name__}: {exc}")) from None
+    if rejected:
+        ctx.exit(1)
+
+
+def _run(file, project_id, target, model_version, strict, batch_size, file_format, repo, revision, state_path,
+         label_studio_url, label_studio_api_key, hf_token, hf_endpoint, public_url) -> int:
+    """Parse, report, import, summarise; return how many rows were rejected."""
+    from sync.coco_import import read_coco
+    from sync.csv_import import read_labels_csv
+    from sync.import_model import ProjectLabels, UrlResolver
+    from sync.import_state import ImportState
+    from sync.label_import import LabelImporter, summary_lines
+    from sync.ls_project import LabelStudioProject
+
+    project = LabelStudioProject(label_studio_url, label_studio_api_key, project_id)
+    labels = ProjectLabels.from_config(project.label_config)
+    urls = UrlResolver(endpoint=hf_endpoint)
+    if repo:
+        from sync.repo import open_repo
+
+        dataset = open_repo(repo, token=hf_token, endpoint=hf_endpoint, public_url=public_url)
+        sha = dataset.resolve(revision)
+        urls = UrlResolver(dataset, sha, (f.path for f in dataset.list_files(sha)), endpoint=hf_endpoint)
+    read = read_coco if file_format == "coco" else read_labels_csv
+    parsed = read(file, labels, urls)
+    log.info("%s: %d rows, %d tasks, %d regions, %d rows rejected → project %d %r (%s $%s)", file.name,
+             parsed.rows, len(parsed.tasks), parsed.regions, parsed.rejected_rows, project_id, project.title,
+             labels.field.tag, labels.field.value_key)
+    for error in parsed.errors:
+        click.echo(str(error))
+    report = None
+    if not (strict and parsed.rejected_rows):
+        state = ImportState(state_path, project_id)
+        try:
+            report = LabelImporter(project, state, labels, target=target, model_version=model_version,
+                                   batch_size=batch_size).run(parsed.tasks)
+        finally:
+            state.close()
+    for line in summary_lines(parsed, report, target, strict):
+        click.echo(line)
+    return parsed.rejected_rows

@@ -1,0 +1,139 @@
+"""Label Studio → the annotation store: webhook events (hints) and reconciliation (the truth).
+
+Label Studio sends webhooks inside the annotator's save, with a 1 s timeout and no retry
+(https://labelstud.io/guide/webhooks), so an event may never arrive. Events are applied at once for
+speed; :meth:`AnnotationIntake.reconcile` then finds every change through the API, incrementally:
+the tasks whose ``updated_at`` is after the cursor (creating, updating and deleting an annotation
+all move it), with a few seconds of overlap (applying a task twice does no harm).
+
+Event payloads (https://labelstud.io/guide/webhook_reference):
+``ANNOTATION_CREATED``/``ANNOTATION_UPDATED``: ``{"action", "annotation": {...}, "task": {...},
+"project": {...}}``; ``ANNOTATIONS_DELETED``: ``{"action", "annotations": [{"id": ...}], "project"}``.
+"""
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta, timezone
+
+from sync.ls_project import LabelStudioProject
+from sync.state import SyncState
+
+log = logging.getLogger(__name__)
+
+ACTIONS = ("ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_DELETED")
+CURSOR = "tasks_updated_at"
+GENERATION = "annotations_generation"
+OVERLAP = timedelta(seconds=5)
+LS_TIME = "%Y-%m-%dT%H:%M:%S.%fZ"
+
+
+class BadEvent(ValueError):
+    """A webhook body that is not a Label Studio annotation event (the message says why)."""
+
+
+def parse_event(body: object, project_id: int) -> tuple[str, dict]:
+    """Check a webhook body and return ``(action, body)``.
+
+    Raises:
+        BadEvent: not a JSON object, no or unknown ``action``, another project, or missing fields.
+    """
+    if not isinstance(body, dict):
+        raise BadEvent("body is not a JSON object")
+    action = body.get("action")
+    if action not in ACTIONS:
+        raise BadEvent(f"unknown action {action!r} (expected one of {', '.join(ACTIONS)})")
+    project = body.get("project")
+    if isinstance(project, dict) and project.get("id") not in (None, project_id):
+        raise BadEvent(f"event of project {project.get('id')}, not {project_id}")
+    if action == "ANNOTATIONS_DELETED":
+        items = body.get("annotations")
+        if not isinstance(items, list) or not all(isinstance(a, dict) and isinstance(a.get("id"), int) for a in items):
+            raise BadEvent("ANNOTATIONS_DELETED without a list of {id}")
+    else:
+        annotation, task = body.get("annotation"), body.get("task")
+        if not isinstance(annotation, dict) or not isinstance(annotation.get("id"), int):
+            raise BadEvent(f"{action} without annotation.id")
+        if not isinstance(task, dict) or not isinstance(task.get("id"), int):
+            raise BadEvent(f"{action} without task.id")
+    return action, body
+
+
+def _normalize(annotation: dict) -> dict:
+    """Annotation fields as the task list returns them (``completed_by`` as the user id)."""
+    annotation = dict(annotation)
+    if isinstance(annotation.get("completed_by"), dict):
+        annotation["completed_by"] = annotation["completed_by"].get("id")
+    annotation.pop("task", None)
+    return annotation
+
+
+class AnnotationIntake:
+    """Keeps the state's annotation store equal to the project's annotations.
+
+    Args:
+        project: the Label Studio project.
+        state: the sync state (its own connection; safe to use from the webhook thread with another one).
+    """
+
+    def __init__(self, project: LabelStudioProject, state: SyncState):
+        self.project, self.state = project, state
+
+    def apply_event(self, action: str, body: dict) -> int:
+        """Apply a parsed event (see :func:`parse_event`); returns how many annotations changed."""
+        if action == "ANNOTATIONS_DELETED":
+            ids = [a["id"] for a in body["annotations"]]
+            self.state.delete_annotations(ids)
+            changed = len(ids)
+        else:
+            task = body["task"]
+            if "data" in task:
+                self.state.upsert_task(task["id"], task["data"])
+            changed = self.state.apply_annotations(task["id"], [_normalize(body["annotation"])], complete=False)
+        self._bump(changed)
+        return changed
+
+    def reconcile(self) -> int:
+        """Read every task updated since the cursor and store its whole annotation list.
+
+        Returns:
+            How many annotations changed (created, updated or deleted).
+
+        Raises:
+            sync.errors.SyncError: Label Studio refused or could not be reached (nothing is lost:
+                the cursor only moves after the tasks are stored).
+        """
+        cursor = self.state.cursor(CURSOR)
+        since = ""
+        if cursor:
+            since = (datetime.strptime(cursor, LS_TIME).replace(tzinfo=timezone.utc) - OVERLAP).strftime(LS_TIME)
+        tasks = self.project.tasks_updated_since(since)
+        changed, newest = 0, cursor
+        users = self.state.users()
+        unknown_users = False
+        for task in tasks:
+            annotations = [_normalize(a if isinstance(a, dict) else a.dict()) for a in task.get("annotations") or []]
+            unknown_users |= any(a.get("completed_by") not in users for a in annotations)
+            self.state.upsert_task(task["id"], task.get("data") or {})
+            changed += self.state.apply_annotations(task["id"], annotations, complete=True)
+            newest = max(newest, _ls_time(task.get("updated_at")))
+        if unknown_users:
+            self.state.set_users(self.project.users())
+        self._bump(changed)
+        if newest != cursor:
+            self.state.set_cursor(CURSOR, newest)
+        if changed:
+            log.info("reconciliation: %d annotation changes in %d tasks", changed, len(tasks))
+        return changed
+
+    def _bump(self, changed: int) -> None:
+        if changed:
+            self.state.bump_cursor(GENERATION)
+
+
+def _ls_time(value) -> str:
+    """A task's ``updated_at`` (``datetime`` or ISO string) in Label Studio's filter format."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return value.astimezone(timezone.utc).strftime(LS_TIME)

@@ -1,0 +1,75 @@
+"""The sync daemon's schedule: files → tasks, Label Studio → store, store → versions.
+
+Each tick of :meth:`SyncService.tick` runs what is due: the import cycle every ``poll_interval``
+seconds, reconciliation every ``reconcile_interval`` seconds, and an export when annotations
+changed and ``export_interval`` seconds passed since the last one (debounce). A webhook wakes the
+loop at once. A step that fails is logged and retried at its next turn; the others go on. On SIGTERM
+or SIGINT, :meth:`SyncService.flush` reconciles and exports what is pending before the exit.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+
+from sync.exporter import Exporter
+from sync.importer import FileImporter
+from sync.intake import AnnotationIntake
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SyncService:
+    """The steps and their intervals (seconds)."""
+
+    importer: FileImporter
+    intake: AnnotationIntake | None = None
+    exporter: Exporter | None = None
+    poll_interval: float = 60
+    reconcile_interval: float = 30
+    export_interval: float = 60
+    wake: threading.Event = field(default_factory=threading.Event)
+    _due: dict = field(default_factory=dict)
+
+    def tick(self) -> float:
+        """Run what is due; return the seconds until something is due next."""
+        now = time.monotonic()
+        if now >= self._due.get("import", 0):
+            self._step("import", self.importer.run)
+            self._due["import"] = now + self.poll_interval
+        if self.intake and now >= self._due.get("reconcile", 0):
+            self._step("reconciliation", self.intake.reconcile)
+            self._due["reconcile"] = now + self.reconcile_interval
+        waits = [self._due["import"] - now]
+        if self.intake:
+            waits.append(self._due["reconcile"] - now)
+        if self.exporter and self.exporter.pending():
+            if now >= self._due.get("export", 0):
+                self._step("export", self.exporter.export)
+                self._due["export"] = time.monotonic() + self.export_interval
+            if self.exporter.pending():
+                waits.append(max(self._due["export"] - time.monotonic(), 1.0))
+        return max(min(waits), 0.05)
+
+    def _step(self, name: str, fn) -> None:
+        try:
+            fn()
+        except Exception as exc:  # logged; retried at its next turn
+            log.error("%s failed, will retry: %s: %s", name, type(exc).__name__, exc)
+
+    def run_once(self) -> None:
+        """One import cycle, one reconciliation, one export (``--once``); errors propagate."""
+        self.importer.run()
+        if self.intake:
+            self.intake.reconcile()
+        if self.exporter:
+            self.exporter.export()
+
+    def flush(self) -> None:
+        """Reconcile and export what is pending, ignoring the export interval (on shutdown)."""
+        if self.intake:
+            self._step("reconciliation", self.intake.reconcile)
+        if self.exporter and self.exporter.pending():
+            self._step("export", self.exporter.export)

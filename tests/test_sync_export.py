@@ -1,0 +1,182 @@
+"""End to end: annotations made through the real Label Studio → tagged versions of the dataset repo
+that ``datasets.load_dataset(repo, revision="annotations-vN")`` loads; Hub test server and local git."""
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+
+import pytest
+
+from tests import sample_repos
+from tests.conftest import HUB_TOKEN, run_labelhub
+
+CONFIG = ('<View><Image name="image" value="$image"/>'
+          '<Choices name="kind" toName="image" choice="multiple"><Choice value="text-only"/>'
+          '<Choice value="illustrated"/></Choices>'
+          '<RectangleLabels name="box" toName="image"><Label value="figure"/><Label value="text"/></RectangleLabels>'
+          '</View>')
+N = 8
+
+
+class LocalRepo:
+    def __init__(self, path):
+        self.path, self.arg = path, str(path)
+
+    def head(self):
+        return sample_repos.git(self.path, "rev-parse", "main")
+
+    def tags(self):
+        return sample_repos.git(self.path, "tag", "--list").split()
+
+    def load(self, tag, tmp_path):
+        import datasets
+
+        checkout = tmp_path / f"checkout-{tag}-{time.monotonic_ns()}"
+        subprocess.run(["git", "-c", "advice.detachedHead=false", "clone", "-q", "--branch", tag, str(self.path), str(checkout)], check=True)
+        return datasets.load_dataset(str(checkout), split="train").to_pandas()
+
+    def commit_other(self, path, data):
+        return sample_repos.commit_local(self.path, {path: data}, message="someone else")
+
+    def read(self, rev, path):
+        return subprocess.run(["git", "show", f"{rev}:{path}"], cwd=self.path, capture_output=True).stdout
+
+
+class HubRepo:
+    def __init__(self, hub, repo_id):
+        self.hub, self.arg, self.repo_id = hub, repo_id, repo_id
+
+    def head(self):
+        return self.hub.head(self.repo_id)
+
+    def tags(self):
+        from huggingface_hub import HfApi
+
+        return [t.name for t in HfApi(token=HUB_TOKEN).list_repo_refs(self.repo_id, repo_type="dataset").tags]
+
+    def load(self, tag, tmp_path):
+        import datasets
+
+        return datasets.load_dataset(self.repo_id, revision=tag, split="train", token=HUB_TOKEN,
+                                     cache_dir=str(tmp_path / "hf-datasets")).to_pandas()
+
+    def commit_other(self, path, data):
+        return self.hub.commit_files(self.repo_id, {path: data}, message="someone else")
+
+    def read(self, rev, path):
+        from huggingface_hub import hf_hub_download
+
+        return open(hf_hub_download(self.repo_id, path, repo_type="dataset", revision=rev, token=HUB_TOKEN),
+                    "rb").read()
+
+
+@pytest.fixture(params=["hub", "local"])
+def repo(request, tmp_path):
+    files = sample_repos.image_files(0, N)
+    if request.param == "local":
+        path = tmp_path / "repo"
+        sample_repos.init_local_repo(path)
+        sample_repos.commit_local(path, files, message="images")
+        return LocalRepo(path)
+    hub = request.getfixturevalue("hub")
+    repo_id = f"labelhub/export-{time.monotonic_ns() % 10**9}"
+    hub.create_repo(repo_id)
+    hub.commit_files(repo_id, files, message="images")
+    return HubRepo(hub, repo_id)
+
+
+@pytest.fixture(scope="module")
+def second_annotator(label_studio):
+    client = label_studio.client()
+    email = "annotator2@labelhub.test"
+    for user in client.users.list():
+        if user.email == email:
+            return user
+    return client.users.create(username="annotator2", email=email, password="annotator2-password")
+
+
+@pytest.fixture
+def project(label_studio):
+    client = label_studio.client()
+    project = client.projects.create(title="export", label_config=CONFIG)
+    yield project
+    client.projects.delete(project.id)
+
+
+def sync_once(label_studio, repo, project, tmp_path, *extra):
+    return run_labelhub("sync", "--repo", repo.arg, "--project", str(project.id), "--state",
+                        str(tmp_path / "state.sqlite3"), "--once", *extra,
+                        env={"LABEL_STUDIO_URL": label_studio.url, "LABEL_STUDIO_API_KEY": label_studio.api_key,
+                             "HF_TOKEN": HUB_TOKEN}, check=True)
+
+
+def choice(*labels):
+    return {"from_name": "kind", "to_name": "image", "type": "choices", "value": {"choices": list(labels)}}
+
+
+def box(x, y, w, h, label):
+    return {"from_name": "box", "to_name": "image", "type": "rectanglelabels", "original_width": 28,
+            "original_height": 28, "value": {"x": x, "y": y, "width": w, "height": h, "rotation": 0,
+                                             "rectanglelabels": [label]}}
+
+
+def test_annotations_become_tagged_versions_loadable_with_datasets(label_studio, repo, project, second_annotator,
+                                                                     tmp_path):
+    client = label_studio.client()
+    sync_once(label_studio, repo, project, tmp_path)
+    assert not [t for t in repo.tags() if t.startswith("annotations-")]  # nothing annotated: no version
+    tasks = {t.data["hf_path"]: t.id for t in client.tasks.list(project=project.id, page_size=100)}
+    paths = [sample_repos.image_path(i) for i in range(N)]
+    made = {}
+    for i, path in enumerate(paths[:6]):
+        result = [choice("illustrated" if i % 2 else "text-only")]
+        if i == 2:
+            result.append(box(10, 20, 30, 40, "figure"))
+            result.append(box(50.5, 0, 25.25, 12.5, "text"))
+        made[(path, "admin")] = client.annotations.create(tasks[path], result=result, lead_time=1.5 + i,
+                                                          was_cancelled=False)
+    for path in paths[:2]:
+        made[(path, "annotator2")] = client.annotations.create(tasks[path], result=[choice("illustrated")],
+                                                               completed_by=second_annotator.id)
+    skipped = client.annotations.create(tasks[paths[6]], result=[], was_cancelled=True)
+
+    sync_once(label_studio, repo, project, tmp_path)
+    v1_commit = repo.head()
+    assert "annotations-v1" in repo.tags()
+    rows = repo.load("annotations-v1", tmp_path)
+    assert len(rows) == 9
+    assert list(rows.columns[:11]) == ["task_id", "annotation_id", "hf_path", "image", "kind", "box", "annotator",
+                                      "created_at", "updated_at", "lead_time", "was_cancelled"]
+    by_id = rows.set_index("annotation_id")
+    assert by_id.loc[made[(paths[2], "admin")].id, "kind"] == "text-only"
+    boxes = json.loads(by_id.loc[made[(paths[2], "admin")].id, "box"])
+    assert [b["label"] for b in boxes] == ["figure", "text"]
+    assert [boxes[0][k] for k in ("x", "y", "width", "height")] == pytest.approx([0.1, 0.2, 0.3, 0.4], abs=1e-9)
+    assert [boxes[1][k] for k in ("x", "y", "width", "height")] == pytest.approx([0.505, 0, 0.2525, 0.125], abs=1e-9)
+    assert by_id.loc[made[(paths[0], "annotator2")].id, "annotator"] == second_annotator.email
+    assert by_id.loc[made[(paths[0], "admin")].id, "annotator"] == label_studio.username
+    assert bool(by_id.loc[skipped.id, "was_cancelled"]) is True
+    assert by_id.loc[made[(paths[3], "admin")].id, "image"].endswith(paths[3])
+    manifest = json.loads(repo.read("annotations-v1", "annotations/manifest.json"))
+    assert manifest["counts"]["annotations"] == 9 and manifest["counts"]["added"] == 9
+    assert manifest["label_distribution"]["kind"] == {"illustrated": 5, "text-only": 3}
+    assert "| illustrated | 5 |" in repo.read("annotations-v1", "README.md").decode()
+
+    client.annotations.update(made[(paths[1], "admin")].id, result=[choice("text-only", "illustrated")])
+    client.annotations.delete(made[(paths[4], "admin")].id)
+    sync_once(label_studio, repo, project, tmp_path)
+    assert "annotations-v2" in repo.tags()
+    v2 = repo.load("annotations-v2", tmp_path)
+    assert len(v2) == 8
+    assert v2.set_index("annotation_id").loc[made[(paths[1], "admin")].id, "kind"] == "text-only|illustrated"
+    assert len(repo.load("annotations-v1", tmp_path)) == 9  # v1 is unchanged
+    assert repo.read("annotations-v1", "annotations/manifest.json") == \
+        repo.read(v1_commit, "annotations/manifest.json")
+
+    head = repo.head()
+    sync_once(label_studio, repo, project, tmp_path)
+    assert repo.head() == head and "annotations-v3" not in repo.tags()  # no change: no commit, no tag
+
+    listed = run_labelhub("versions", "--repo", repo.arg, env={"HF_TOKEN": HUB_TOKEN}, check=True).stdout
+    assert "annotations-v1" in listed and "+9 ~0 -0" in listed and "+0 ~1 -1" in listed
