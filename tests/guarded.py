@@ -5,7 +5,8 @@
 Crash tests set ``LABELHUB_TEST_KILL_AT=<point>:<n>`` to make the process SIGKILL itself at the
 ``n``-th pass through a point of the import: ``before_import`` (the batch is recorded as pending,
 Label Studio has not been called), ``after_import`` (Label Studio created the tasks, the state has
-not recorded them), ``after_record`` (the batch is recorded).
+not recorded them), ``after_record`` (the batch is recorded), ``after_commit`` (an export's commit
+landed, its tag is not made).
 """
 import os
 import signal
@@ -16,6 +17,8 @@ netguard.install()
 
 
 def _kill_at(point: str, nth: int) -> None:
+    from sync.git_repo import LocalGitRepo
+    from sync.hub_repo import HubRepo
     from sync.ls_project import LabelStudioProject
     from sync.state import SyncState
 
@@ -40,6 +43,14 @@ def _kill_at(point: str, nth: int) -> None:
         tick("after_record")
 
     LabelStudioProject.import_tasks, SyncState.add_tasks = import_tasks, add_tasks
+
+    for cls in (HubRepo, LocalGitRepo):
+        def commit(self, *args, _original=cls.commit, **kwargs):
+            sha = _original(self, *args, **kwargs)
+            tick("after_commit")
+            return sha
+
+        cls.commit = commit
 
 
 if __name__ == "__main__":
