@@ -1,6 +1,8 @@
 """The ``labelhub`` command line: parses arguments and calls into the stage modules.
 
 - ``labelhub sync``: :mod:`sync.importer` (files → tasks) in the loop of :mod:`sync.daemon`.
+- ``labelhub versions``: :mod:`sync.versions` (the annotation versions of a repo).
+- ``labelhub import-csv``: :mod:`sync.import_cli` (labels made elsewhere → tasks with pre-annotations).
 - ``labelhub backend``: the ML backend (:mod:`backend.cli`).
 
 Every option can also be set by the environment variable named in its ``--help``.
@@ -166,14 +168,19 @@ def versions(repo, csv_path, hf_token, hf_endpoint):
                    f"  {row['tasks']:>6} tasks  +{row['added']} ~{row['changed']} -{row['removed']}")
 
 
+def _add_import_command() -> None:
+    from sync.import_cli import import_csv
+
+    main.add_command(import_csv)
+
+
 def _add_backend_command() -> None:
-    try:
-        from backend.cli import backend
-    except ImportError:  # the backend is optional for a sync-only install
-        return
+    from backend.cli import backend
+
     main.add_command(backend)
 
 
+_add_import_command()
 _add_backend_command()
 
 if __name__ == "__main__":
