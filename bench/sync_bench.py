@@ -5,12 +5,22 @@ server with ``--files`` real Fashion-MNIST images, then prints:
 
 - files → tasks: one ``FileImporter.run()`` over the repo, against the baseline of one raw Label
   Studio import call of the same task payloads, in the same run, and their ratio;
-- a no-op poll (the head did not move): how many Hub and Label Studio calls it costs.
+- a no-op poll (the head did not move): how many Hub and Label Studio calls it costs;
+- one export of ``--annotations`` annotations: its Hub and Label Studio calls (and those of the
+  reconciliation that read them);
+- the latency from an annotation's save to its tagged commit, through the webhook, with
+  ``--export-interval 0`` (the daemon in a subprocess, a local git repo, median of 5);
+- the time to build the CSV of ``--csv-rows`` annotations, against pandas writing the same rows
+  from plain dicts (the floor).
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import signal
+import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -23,12 +33,18 @@ HUB_PORT = free_port()
 os.environ.update(HF_ENDPOINT=f"http://127.0.0.1:{HUB_PORT}", HF_HUB_DISABLE_XET="1",
                   HF_HUB_DISABLE_TELEMETRY="1", HF_HUB_DISABLE_PROGRESS_BARS="1", TQDM_DISABLE="1")
 
+import pandas as pd  # noqa: E402
+
+from sync.exporter import Exporter, build_csv  # noqa: E402
 from sync.hub_repo import HubRepo  # noqa: E402
 from sync.importer import FileImporter  # noqa: E402
+from sync.intake import AnnotationIntake  # noqa: E402
+from sync.label_config import control_tags  # noqa: E402
+from sync.rows import annotation_row  # noqa: E402
 from sync.ls_project import LabelStudioProject  # noqa: E402
 from sync.state import SyncState  # noqa: E402
 from sync.tasks import build_task  # noqa: E402
-from tests import sample_repos  # noqa: E402
+from tests import sample_repos as datasets  # noqa: E402
 from tests.hubserver import HubServer  # noqa: E402
 
 CONFIG = ('<View><Image name="image" value="$image"/><Choices name="kind" toName="image">'
@@ -48,7 +64,10 @@ class CountingProject(LabelStudioProject):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--files", type=int, default=10_000)
+    parser.add_argument("--annotations", type=int, default=1_000)
+    parser.add_argument("--csv-rows", type=int, default=100_000)
     args = parser.parse_args()
+    bench_csv(args.csv_rows)
     ensure_template()
     with tempfile.TemporaryDirectory() as tmp, \
             LabelStudioServer(Path(tmp) / "ls") as ls, \
@@ -56,7 +75,7 @@ def main() -> None:
         repo_id = "bench/fmnist"
         hub.create_repo(repo_id)
         t0 = time.perf_counter()
-        hub.commit_files(repo_id, sample_repos.image_files(0, args.files), message="images")
+        hub.commit_files(repo_id, datasets.image_files(0, args.files), message="images")
         print(f"seeded {args.files} real images in {time.perf_counter() - t0:.1f} s")
         client = ls.client()
         ours = client.projects.create(title="labelhub", label_config=CONFIG)
@@ -87,6 +106,115 @@ def main() -> None:
               f"import call {raw_s:.2f} s: ratio {ours_s / raw_s:.2f}")
         print(f"no-op poll: {len(hub.calls)} Hub call(s) {[c[0] + ' ' + c[1] for c in hub.calls]}, "
               f"{CountingProject.calls} Label Studio call(s), {poll_ms:.0f} ms")
+        bench_export(ls, hub, Path(tmp), args.annotations)
+        bench_latency(ls, Path(tmp))
+
+
+def bench_export(ls, hub, tmp: Path, n: int) -> None:
+    """Hub and Label Studio calls of one export of ``n`` annotations (tasks imported with them)."""
+    repo_id = "bench/export"
+    hub.create_repo(repo_id)
+    hub.commit_files(repo_id, datasets.image_files(0, 10), message="images")
+    client = ls.client()
+    created = client.projects.create(title="export", label_config=CONFIG)
+    repo = HubRepo(repo_id)
+    sha = repo.resolve("main")
+    result = [{"from_name": "kind", "to_name": "image", "type": "choices", "value": {"choices": ["a"]}}]
+    tasks = [{"data": {"image": repo.file_url(sha, f"x/{i}.png"), "hf_repo": repo_id, "hf_path": f"x/{i}.png",
+                       "hf_revision": sha}, "annotations": [{"result": result, "lead_time": 2.0}]} for i in range(n)]
+    client.projects.import_tasks(created.id, request=tasks)
+    project = CountingProject(ls.url, ls.api_key, created.id)
+    state = SyncState(tmp / "export.sqlite3", created.id, repo_id)
+    CountingProject.calls = 0
+    t0 = time.perf_counter()
+    AnnotationIntake(project, state).reconcile()
+    reconcile_s, reconcile_calls = time.perf_counter() - t0, CountingProject.calls
+    exporter = Exporter(repo, project, state)
+    hub.reset_calls()
+    CountingProject.calls = 0
+    t0 = time.perf_counter()
+    version = exporter.export()
+    export_s = time.perf_counter() - t0
+    print(f"export of {n} annotations ({version.tag}): {len(hub.calls)} Hub calls "
+          f"{[c[0] + ' ' + c[1].split('/')[-2 if c[1].endswith('/main') else -1] for c in hub.calls]}, "
+          f"{CountingProject.calls} Label Studio calls, {export_s:.2f} s; the reconciliation that read them: "
+          f"{reconcile_calls} Label Studio calls, {reconcile_s:.2f} s")
+    task = next(iter(client.tasks.list(project=created.id, page_size=1)))
+    client.annotations.create(task.id, result=result)
+    AnnotationIntake(project, state).reconcile()
+    hub.reset_calls()
+    CountingProject.calls = 0
+    t0 = time.perf_counter()
+    version = exporter.export()
+    print(f"next export ({version.tag}, {n + 1} annotations, +{version.added}): {len(hub.calls)} Hub calls "
+          f"{[c[0] + ' ' + c[1].rsplit('/', 2)[-2] for c in hub.calls]}, {CountingProject.calls} Label Studio calls, "
+          f"{time.perf_counter() - t0:.2f} s")
+
+
+def bench_latency(ls, tmp: Path, runs: int = 5) -> None:
+    """Annotation saved → tagged commit through the webhook, the daemon with --export-interval 0."""
+    repo = tmp / "latency-repo"
+    datasets.init_local_repo(repo)
+    datasets.commit_local(repo, datasets.image_files(0, runs))
+    client = ls.client()
+    created = client.projects.create(title="latency", label_config=CONFIG)
+    port = free_port()
+    env = {**os.environ, "LABEL_STUDIO_URL": ls.url, "LABEL_STUDIO_API_KEY": ls.api_key}
+    daemon = subprocess.Popen(
+        [sys.executable, "-m", "sync.cli", "sync", "--repo", str(repo), "--project", str(created.id), "--state",
+         str(tmp / "latency.sqlite3"), "--export-interval", "0", "--interval", "3600", "--reconcile-interval", "3600",
+         "--webhook-url", f"http://127.0.0.1:{port}/webhook", "--webhook-port", str(port)],
+        env=env, stderr=subprocess.DEVNULL, cwd=Path(__file__).resolve().parent.parent)
+    try:
+        while client.projects.get(created.id).task_number < runs or not client.webhooks.list(project=str(created.id)):
+            time.sleep(0.1)
+        latencies = []
+        for i, task in enumerate(client.tasks.list(project=created.id, page_size=runs)):
+            saved = time.perf_counter()
+            client.annotations.create(task.id, result=[{"from_name": "kind", "to_name": "image", "type": "choices",
+                                                        "value": {"choices": ["a"]}}])
+            while f"annotations-v{i + 1}" not in datasets.git(repo, "tag", "--list").split():
+                time.sleep(0.01)
+            latencies.append(time.perf_counter() - saved)
+        print(f"annotation saved → tagged commit (webhook, --export-interval 0, local repo): median "
+              f"{statistics.median(latencies) * 1000:.0f} ms, max {max(latencies) * 1000:.0f} ms over {runs}")
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        daemon.wait(60)
+
+
+def bench_csv(n: int) -> None:
+    """Build the CSV of ``n`` annotations from a state, against pandas writing the same rows."""
+    with tempfile.TemporaryDirectory() as tmp:
+        state = SyncState(Path(tmp) / "csv.sqlite3", 1, "bench/csv")
+        config = CONFIG.replace("</View>", '<RectangleLabels name="box" toName="image"><Label value="x"/>'
+                                           '</RectangleLabels></View>')
+        controls = control_tags(config)
+        for start in range(0, n, 10_000):
+            with state.db:
+                state.db.execute("BEGIN")
+                state.db.executemany("INSERT INTO tasks_seen VALUES (1, ?, ?)", [
+                    (i, json.dumps({"image": f"http://hub/{i}.png", "hf_path": f"{i}.png", "volume": str(i // 100)}))
+                    for i in range(start, min(start + 10_000, n))])
+                state.db.executemany("INSERT INTO annotations VALUES (1, ?, ?, '2026-01-01T00:00:00Z', ?, 0)", [
+                    (i, i, json.dumps({"id": i, "completed_by": 1, "lead_time": 1.0, "created_at": "2026",
+                                       "updated_at": "2026", "result": [
+                                           {"from_name": "kind", "type": "choices", "value": {"choices": ["a"]}},
+                                           {"from_name": "box", "type": "rectanglelabels", "value": {
+                                               "x": 10, "y": 20, "width": 30, "height": 40,
+                                               "rectanglelabels": ["x"]}}]}))
+                    for i in range(start, min(start + 10_000, n))])
+        state.set_users({1: "a@b.c"})
+        t0 = time.perf_counter()
+        _, csv, _ = build_csv(state, controls, "image")
+        ours = time.perf_counter() - t0
+        pairs = state.live_annotations()
+        rows = [annotation_row(t, a, controls, "image", {1: "a@b.c"}) for t, a in pairs]
+        t0 = time.perf_counter()
+        floor_csv = pd.DataFrame(rows).to_csv(index=False).encode()
+        floor = time.perf_counter() - t0
+        print(f"CSV of {n} annotations: {ours:.2f} s ({len(csv) / 1e6:.1f} MB; reading the store, rows, hashes, "
+              f"sorting) vs pandas writing the ready rows {floor:.2f} s ({len(floor_csv) / 1e6:.1f} MB)")
 
 
 if __name__ == "__main__":
