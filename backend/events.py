@@ -1,0 +1,362 @@
+"""The durable event queue and the background trainer.
+
+``/webhook`` writes each event to ``MODEL_DIR/events/pending/`` (atomically, ``fsync``-ed) *before* it
+answers 2xx, so a crash loses none. One trainer at a time (elected with ``flock`` on
+``MODEL_DIR/events/trainer.lock``; a thread in every worker tries, the lock passes on when its holder
+dies) takes the pending events in order of arrival, applies them to each project's training data
+(:meth:`backend.state.ProjectState.load_annotations`), calls the model's
+:meth:`~backend.model.LabelStudioMLBase.fit_batch` once per project and batch, and only then deletes
+the event files. Training therefore never runs inside the annotator's save, and many events in a burst
+cost one fit.
+
+Applying events is idempotent and order-tolerant: annotations are upserted by id and an older
+``updated_at`` never overwrites a newer one; deleted annotations and tasks leave tombstones, so a late
+``ANNOTATION_UPDATED`` of a deleted annotation is ignored; an event applied twice (crash between apply
+and delete) changes nothing, and the default model does not refit on unchanged data.
+
+Event payloads are Label Studio's (https://labelstud.io/guide/webhook_reference; serializers in
+``label_studio/webhooks/models.py`` ``WebhookAction.ACTIONS``):
+
+- ``ANNOTATION_CREATED`` / ``ANNOTATION_UPDATED``: ``{"annotation": {...}, "task": {...}, "project": {...}}``
+- ``ANNOTATIONS_CREATED``: ``{"annotation": [...], "task": [...], "project": {...}}``
+- ``ANNOTATIONS_DELETED``: ``{"annotations": [{"id": ...}], "project": {...}}``
+- ``TASKS_DELETED``: ``{"tasks": [{"id": ...}], "project": {...}}``
+- ``START_TRAINING``: ``{"project": {...}}`` (``MLApi.train`` in ``label_studio/ml/api_connector.py``)
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+import uuid
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from backend.errors import InvalidPayloadError, UnknownActionError
+from backend.state import atomic_write_json, file_lock
+
+if TYPE_CHECKING:  # pragma: no cover
+    from backend.app import Backend
+
+log = logging.getLogger(__name__)
+
+__all__ = ["EventQueue", "Trainer", "apply_event", "validate_event", "HANDLED_ACTIONS", "IGNORED_ACTIONS"]
+
+#: Actions that change what the model learns from, queued durably.
+HANDLED_ACTIONS = {"ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_CREATED", "ANNOTATIONS_DELETED",
+                   "TASKS_DELETED", "START_TRAINING", "PROJECT_UPDATED", "TRAIN"}
+#: Label Studio actions accepted and ignored (the webhook Label Studio creates sends every action).
+IGNORED_ACTIONS = {"TASKS_CREATED", "PROJECT_CREATED", "PROJECT_DELETED", "LABEL_LINK_CREATED",
+                   "LABEL_LINK_UPDATED", "LABEL_LINK_DELETED", "REVIEW_CREATED", "REVIEW_UPDATED",
+                   "REVIEWS_DELETED"}
+
+
+def _as_list(value: Any) -> list:
+    if value is None:
+        return []
+    return value if isinstance(value, list) else [value]
+
+
+def validate_event(action: Any, payload: Any) -> str:
+    """Check an event's shape before it is queued.
+
+    Args:
+        action: The ``action`` field.
+        payload: The whole JSON body.
+
+    Returns:
+        ``"handled"`` or ``"ignored"``.
+
+    Raises:
+        InvalidPayloadError: When ``action`` is missing, or a handled event lacks the field it needs.
+        UnknownActionError: When ``action`` is not a Label Studio webhook action.
+    """
+    if not isinstance(action, str) or not action:
+        raise InvalidPayloadError("the event has no 'action' (see https://labelstud.io/guide/webhook_reference)",
+                                  field="action")
+    if action in IGNORED_ACTIONS:
+        return "ignored"
+    if action not in HANDLED_ACTIONS:
+        raise UnknownActionError(f"unknown webhook action {action[:60]!r}", action=action[:60],
+                                 handled=sorted(HANDLED_ACTIONS - {"TRAIN"}))
+    need = {"ANNOTATION_CREATED": "annotation", "ANNOTATION_UPDATED": "annotation",
+            "ANNOTATIONS_CREATED": "annotation", "ANNOTATIONS_DELETED": "annotations",
+            "TASKS_DELETED": "tasks", "TRAIN": "annotations"}.get(action)
+    if need:
+        items = _as_list(payload.get(need))
+        if not items or not all(isinstance(i, dict) and "id" in i for i in items):
+            raise InvalidPayloadError(f"{action} needs '{need}' with the id of each item", field=need)
+    if action != "TRAIN" and payload.get("project") in (None, "", {}):
+        raise InvalidPayloadError(f"{action} names no 'project'", field="project")
+    return "handled"
+
+
+class EventQueue:
+    """Events on disk, one file each, named so that sorting them gives the order of arrival.
+
+    Args:
+        root: ``MODEL_DIR/events``.
+    """
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self.pending_dir = self.root / "pending"
+        self.failed_dir = self.root / "failed"
+        self.pending_dir.mkdir(parents=True, exist_ok=True)
+        self.failed_dir.mkdir(parents=True, exist_ok=True)
+
+    def put(self, action: str, payload: dict, project_key: str | None) -> str:
+        """Persist an event durably (returns after ``fsync``).
+
+        Args:
+            action: The webhook action.
+            payload: The event as received.
+            project_key: The project it belongs to (``None`` when the payload names none).
+
+        Returns:
+            The event id (its file name without ``.json``).
+
+        Raises:
+            OSError: When the disk is full or not writable (the webhook then answers 500 and Label
+                Studio's log shows the failure; nothing is acknowledged that is not stored).
+        """
+        event_id = f"{time.time_ns():020d}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        atomic_write_json(self.pending_dir / f"{event_id}.json",
+                          {"id": event_id, "action": action, "project_key": project_key,
+                           "received_at": time.time(), "payload": payload})
+        return event_id
+
+    def pending(self, limit: int = 5000) -> list[Path]:
+        """The pending event files, oldest first."""
+        names = sorted(n for n in os.listdir(self.pending_dir) if n.endswith(".json"))
+        return [self.pending_dir / n for n in names[:limit]]
+
+    def count(self) -> int:
+        """How many events wait."""
+        return sum(1 for n in os.listdir(self.pending_dir) if n.endswith(".json"))
+
+    def done(self, path: Path) -> None:
+        """Forget an applied event."""
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            pass
+
+    def fail(self, path: Path) -> None:
+        """Move an unreadable event aside (kept for inspection)."""
+        try:
+            os.replace(path, self.failed_dir / path.name)
+        except FileNotFoundError:
+            pass
+
+
+def _newer(a: Any, b: Any) -> bool:
+    """Whether time ``a`` is strictly newer than ``b`` (ISO 8601 strings; unknown compares as old)."""
+    def parse(v):
+        if isinstance(v, str):
+            try:
+                return datetime.fromisoformat(v).timestamp()
+            except ValueError:
+                return None
+        return None
+
+    pa, pb = parse(a), parse(b)
+    if pa is None or pb is None:
+        return False
+    return pa > pb
+
+
+def _upsert(data: dict, ann: dict, task: dict | None) -> bool:
+    aid = str(ann.get("id"))
+    tid = ann.get("task")
+    if isinstance(tid, dict):
+        tid = tid.get("id")
+    if tid is None and isinstance(task, dict):
+        tid = task.get("id")
+    if tid is None or aid in data["tombstones"] or f"task:{tid}" in data["tombstones"]:
+        return False
+    tid = str(tid)
+    changed = False
+    if isinstance(task, dict) and isinstance(task.get("data"), dict):
+        if data["tasks"].get(tid, {}).get("data") != task["data"]:
+            data["tasks"][tid] = {"data": task["data"]}
+            changed = True
+    old = data["annotations"].get(aid)
+    if old is not None and _newer(old.get("updated_at"), ann.get("updated_at")):
+        return changed  # an older version arrived late
+    if ann.get("was_cancelled"):
+        return data["annotations"].pop(aid, None) is not None or changed
+    new = {"task": tid, "result": ann.get("result") or [], "updated_at": ann.get("updated_at"),
+           "ground_truth": bool(ann.get("ground_truth"))}
+    if old != new:
+        data["annotations"][aid] = new
+        changed = True
+    return changed
+
+
+def apply_event(data: dict, action: str, payload: dict) -> bool:
+    """Apply one event to a project's training data, idempotently.
+
+    Args:
+        data: The training data (``{"annotations", "tombstones", "tasks"}``), changed in place.
+        action: The webhook action.
+        payload: The event as received.
+
+    Returns:
+        Whether ``data`` changed.
+    """
+    changed = False
+    if action in ("ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_CREATED"):
+        tasks = {str(t.get("id")): t for t in _as_list(payload.get("task")) if isinstance(t, dict)}
+        for ann in _as_list(payload.get("annotation")):
+            if isinstance(ann, dict):
+                tid = ann.get("task")
+                changed |= _upsert(data, ann, tasks.get(str(tid)) if tid is not None else
+                                   (next(iter(tasks.values())) if len(tasks) == 1 else None))
+    elif action == "ANNOTATIONS_DELETED":
+        for ann in _as_list(payload.get("annotations")):
+            aid = str(ann.get("id"))
+            changed |= data["annotations"].pop(aid, None) is not None
+            if aid not in data["tombstones"]:
+                data["tombstones"][aid] = time.time()
+                changed = True
+    elif action == "TASKS_DELETED":
+        for task in _as_list(payload.get("tasks")):
+            tid = str(task.get("id"))
+            for aid in [a for a, ann in data["annotations"].items() if ann.get("task") == tid]:
+                del data["annotations"][aid]
+                changed = True
+            changed |= data["tasks"].pop(tid, None) is not None
+            if f"task:{tid}" not in data["tombstones"]:
+                data["tombstones"][f"task:{tid}"] = time.time()
+                changed = True
+    elif action == "TRAIN":  # legacy /train: tasks with their annotations
+        for task in _as_list(payload.get("annotations")):
+            for ann in _as_list(task.get("annotations")):
+                if isinstance(ann, dict):
+                    changed |= _upsert(data, {**ann, "task": task.get("id")}, task)
+    return changed
+
+
+class Trainer:
+    """Applies queued events and fits models in a background thread (one trainer across all workers).
+
+    Args:
+        backend: The running backend (store, queue, model registry, metrics).
+    """
+
+    def __init__(self, backend: "Backend"):
+        self.backend = backend
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.is_leader = False
+
+    def start(self) -> None:
+        """Start the daemon thread (idempotent)."""
+        if self._thread is None or not self._thread.is_alive():
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._loop, name="labelhub-trainer", daemon=True)
+            self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Ask the thread to stop after the current batch and wait for it."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _loop(self) -> None:
+        poll = self.backend.settings.trainer_poll_interval
+        lock_path = self.backend.queue.root / "trainer.lock"
+        while not self._stop.is_set():
+            with file_lock(lock_path, blocking=False) as held:
+                if not held:
+                    self._stop.wait(max(poll * 4, 0.5))
+                    continue
+                self.is_leader = True
+                try:
+                    while not self._stop.is_set():
+                        try:
+                            busy = self.run_once()
+                        except Exception:  # keep the trainer alive; the events stay queued
+                            log.exception("trainer batch failed")
+                            busy = 0
+                            self._stop.wait(2.0)
+                        if not busy:
+                            self._stop.wait(poll)
+                finally:
+                    self.is_leader = False
+
+    def run_once(self, limit: int = 5000) -> int:
+        """Apply up to ``limit`` pending events and fit the models they concern.
+
+        Callers must be the only trainer (the thread holds ``trainer.lock``; tests call it directly).
+
+        Returns:
+            The number of events handled.
+        """
+        backend = self.backend
+        files = backend.queue.pending(limit)
+        if not files:
+            return 0
+        groups: dict[str, list[tuple[Path, dict]]] = {}
+        for path in files:
+            try:
+                event = json.loads(path.read_bytes())
+                key = event.get("project_key") or backend.store.resolve_webhook_project(
+                    event.get("payload", {}).get("project"))
+            except (OSError, ValueError, AttributeError):
+                log.warning("unreadable event %s moved to events/failed", path.name)
+                backend.queue.fail(path)
+                continue
+            if not key:
+                log.warning("event %s names no project: dropped", path.name)
+                backend.queue.done(path)
+                continue
+            groups.setdefault(key, []).append((path, event))
+        for key, events in groups.items():
+            self._train_project(key, events)
+            for path, _ in events:
+                backend.queue.done(path)
+        backend.metrics.events_pending.set(backend.queue.count())
+        return len(files)
+
+    def _train_project(self, key: str, events: list[tuple[Path, dict]]) -> None:
+        backend = self.backend
+        try:
+            state = backend.store.project(key)
+        except InvalidPayloadError:
+            log.warning("events for an invalid project key %r dropped", key)
+            return
+        data = state.load_annotations()
+        changed = False
+        label_config = None
+        for _, event in events:
+            payload = event.get("payload") or {}
+            project = payload.get("project")
+            if isinstance(project, dict) and isinstance(project.get("label_config"), str):
+                label_config = project["label_config"]
+            if event.get("action") == "TRAIN" and isinstance(payload.get("label_config"), str):
+                label_config = payload["label_config"]
+            changed |= apply_event(data, event.get("action"), payload)
+        if changed:
+            state.save_annotations(data)
+        if label_config and label_config != state.project().get("label_config"):
+            state.update_project(label_config=label_config)
+        label_config = state.project().get("label_config")
+        if not label_config:
+            log.warning("project %s: no label config known yet (no /setup, no project in the events)", key)
+            return
+        started = time.monotonic()
+        outcome = "ok"
+        try:
+            model = backend.models.get(key, label_config)
+            model.fit_batch([(e.get("action"), e.get("payload") or {}) for _, e in events], annotations=data)
+        except Exception as exc:
+            outcome = "error"
+            state.update_kv(last_error=f"{type(exc).__name__}: {exc}"[:500])
+            log.exception("project %s: fit failed", key)
+        backend.metrics.trainings.labels(outcome=outcome).inc()
+        backend.metrics.training_seconds.observe(time.monotonic() - started)

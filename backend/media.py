@@ -1,0 +1,336 @@
+"""Fetch the media a task's data points to, from the few places the backend trusts.
+
+Accepted URLs (anything else raises :class:`~backend.errors.MediaNotAllowedError`; the backend never
+fetches an arbitrary URL found in a task):
+
+- Hub files: ``hf://datasets/<owner>/<name>[@<revision>]/<path>`` (the ``hf://`` paths of
+  https://huggingface.co/docs/huggingface_hub/guides/hf_file_system), ``hf://<owner>/<name>/...`` for
+  models and ``hf://spaces/...``, and ``<HF_ENDPOINT>/[datasets/|spaces/]<owner>/<name>/resolve/<revision>/<path>``
+  (https://huggingface.co/docs/hub/api#get-reporepo_idresolverevisionfilename). They go through
+  :func:`huggingface_hub.hf_hub_download`, so they land in the Hub cache once, with ``HF_TOKEN``.
+- Label Studio files: ``/data/upload/...``, ``/data/local-files/?d=...``, ``/storage-data/...`` and
+  ``/tasks/<id>/resolve/...`` (relative, or absolute on ``LABEL_STUDIO_URL``), fetched from
+  ``LABEL_STUDIO_URL`` with ``LABEL_STUDIO_API_KEY``. A personal access token (a JWT refresh token) is
+  exchanged at ``POST /api/token/refresh/`` for an access token that lives 5 minutes
+  (https://labelstud.io/guide/access_tokens); a legacy token is sent as ``Authorization: Token ...``.
+- ``data:`` URIs (RFC 2397), decoded in place.
+- http(s) URLs whose host is on ``LABELHUB_ALLOWED_HOSTS``, fetched without credentials.
+
+Redirects are not followed (a redirect could lead off the allowlist). Messages and logs name a URL
+without its query string, so a signed URL's token never leaks.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+import re
+import threading
+import time
+from collections import OrderedDict
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import requests
+
+from backend.errors import MediaFetchError, MediaNotAllowedError, redact
+from backend.settings import Settings
+
+log = logging.getLogger(__name__)
+
+__all__ = ["MediaFetcher", "HubFile", "parse_hub_url", "safe_url"]
+
+_LS_PREFIXES = ("/data/upload/", "/data/local-files/", "/storage-data/", "/data/", "/tasks/", "/projects/")
+_RESOLVE = re.compile(r"^/(?:(?P<type>datasets|spaces|models)/)?(?P<repo>[^/]+/[^/]+)/resolve/(?P<rev>[^/]+)/(?P<path>.+)$")
+_HF_PATH = re.compile(r"^(?:(?P<type>datasets|spaces|models)/)?(?P<repo>[^/@]+/[^/@]+)(?:@(?P<rev>[^/]+))?/(?P<path>.+)$")
+
+
+class HubFile(tuple):
+    """``(repo_id, repo_type, revision, path_in_repo)`` of a Hub URL."""
+
+    __slots__ = ()
+
+    def __new__(cls, repo_id: str, repo_type: str, revision: str, path_in_repo: str):
+        return super().__new__(cls, (repo_id, repo_type, revision, path_in_repo))
+
+    repo_id = property(lambda self: self[0])
+    repo_type = property(lambda self: self[1])
+    revision = property(lambda self: self[2])
+    path_in_repo = property(lambda self: self[3])
+
+
+def safe_url(url: str) -> str:
+    """``url`` without query string and fragment, for messages (keeps ``?d=`` of local files).
+
+    Args:
+        url: Any URL.
+
+    Returns:
+        A string safe to log: no signature or token from a query string.
+    """
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparsable url>"
+    out = f"{parts.scheme}://{parts.netloc}{parts.path}" if parts.scheme else parts.path
+    if parts.path.startswith("/data/local-files") and "d" in parse_qs(parts.query):
+        out += "?d=" + parse_qs(parts.query)["d"][0]
+    return out[:300]
+
+
+def parse_hub_url(url: str, endpoint: str) -> HubFile | None:
+    """Read a Hub file reference from an ``hf://`` URL or a ``.../resolve/<revision>/...`` URL.
+
+    Args:
+        url: The task's value.
+        endpoint: The Hub's base URL (``huggingface_hub.constants.ENDPOINT``, from ``HF_ENDPOINT``).
+
+    Returns:
+        A :class:`HubFile`, or ``None`` when ``url`` is not a Hub file URL.
+
+    Example:
+        >>> parse_hub_url("hf://datasets/me/pics@v1/img/0.png", "https://huggingface.co")
+        ('me/pics', 'dataset', 'v1', 'img/0.png')
+    """
+    if url.startswith("hf://"):
+        m = _HF_PATH.match(url[len("hf://"):])
+        if not m:
+            return None
+        kind = {"datasets": "dataset", "spaces": "space"}.get(m.group("type") or "", "model")
+        return HubFile(m.group("repo"), kind, unquote(m.group("rev") or "main"), unquote(m.group("path")))
+    parts, base = urlsplit(url), urlsplit(endpoint)
+    if (parts.scheme, parts.netloc) != (base.scheme, base.netloc):
+        return None
+    path = parts.path[len(base.path.rstrip("/")):] if base.path.strip("/") else parts.path
+    m = _RESOLVE.match(path)
+    if not m:
+        return None
+    kind = {"datasets": "dataset", "spaces": "space"}.get(m.group("type") or "", "model")
+    return HubFile(m.group("repo"), kind, unquote(m.group("rev")), unquote(m.group("path")))
+
+
+class _LabelStudioAuth:
+    """The ``Authorization`` header for Label Studio, refreshing a personal access token's access token."""
+
+    ACCESS_TTL = 240.0  # Label Studio's access tokens live 5 minutes; renew a minute early.
+
+    def __init__(self, url: str, api_key: str, session: requests.Session, timeout: float):
+        self.url, self.api_key, self.session, self.timeout = url, api_key, session, timeout
+        self._access: str | None = None
+        self._expires = 0.0
+        self._lock = threading.Lock()
+
+    @property
+    def is_personal_token(self) -> bool:
+        return self.api_key.count(".") == 2 and self.api_key.startswith("eyJ")
+
+    def header(self, force_refresh: bool = False) -> dict:
+        if not self.api_key:
+            return {}
+        if not self.is_personal_token:
+            return {"Authorization": f"Token {self.api_key}"}
+        with self._lock:
+            if force_refresh or self._access is None or time.monotonic() > self._expires:
+                try:
+                    answer = self.session.post(self.url + "/api/token/refresh/", json={"refresh": self.api_key},
+                                               timeout=self.timeout, allow_redirects=False)
+                    answer.raise_for_status()
+                    self._access = answer.json()["access"]
+                except (requests.RequestException, ValueError, KeyError) as exc:
+                    status = getattr(getattr(exc, "response", None), "status_code", None)
+                    raise MediaFetchError(
+                        f"Label Studio refused the personal access token in LABEL_STUDIO_API_KEY "
+                        f"(POST /api/token/refresh/: {status or type(exc).__name__})") from None
+                self._expires = time.monotonic() + self.ACCESS_TTL
+            return {"Authorization": f"Bearer {self._access}"}
+
+
+class _ByteLRU:
+    """A thread-safe LRU of ``url -> bytes`` bounded by total size."""
+
+    def __init__(self, max_bytes: int):
+        self.max_bytes = max_bytes
+        self._items: OrderedDict[str, bytes] = OrderedDict()
+        self._size = 0
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> bytes | None:
+        with self._lock:
+            value = self._items.get(key)
+            if value is not None:
+                self._items.move_to_end(key)
+            return value
+
+    def put(self, key: str, value: bytes) -> None:
+        if len(value) > self.max_bytes // 4:
+            return
+        with self._lock:
+            if key in self._items:
+                return
+            self._items[key] = value
+            self._size += len(value)
+            while self._size > self.max_bytes and self._items:
+                _, old = self._items.popitem(last=False)
+                self._size -= len(old)
+
+
+class MediaFetcher:
+    """Fetch task media from the Hub, Label Studio, ``data:`` URIs and allowlisted hosts.
+
+    One fetcher per worker; it keeps a bounded in-memory cache of fetched bytes (Hub files are also
+    cached on disk by ``huggingface_hub``).
+
+    Args:
+        settings: The backend settings (``LABEL_STUDIO_URL``, ``LABEL_STUDIO_API_KEY``, ``HF_TOKEN``,
+            ``LABELHUB_ALLOWED_HOSTS``, timeouts and size limits).
+    """
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.session = requests.Session()
+        self.session.headers["User-Agent"] = "labelhub-backend"
+        self.ls_url = settings.label_studio_url.rstrip("/")
+        self._ls_auth = _LabelStudioAuth(self.ls_url, settings.label_studio_api_key, self.session,
+                                         settings.media_timeout)
+        self.cache = _ByteLRU(settings.media_cache_bytes)
+        self.hits = 0
+        self.misses = 0
+
+    def _hub_endpoint(self) -> str:
+        from huggingface_hub import constants
+
+        return constants.ENDPOINT
+
+    def classify(self, url: str) -> str:
+        """Which source ``url`` comes from.
+
+        Args:
+            url: A task's value.
+
+        Returns:
+            ``"data"``, ``"hub"``, ``"label_studio"`` or ``"allowed"``.
+
+        Raises:
+            MediaNotAllowedError: For any other URL (including relative paths when ``LABEL_STUDIO_URL``
+                is not set, and local file paths).
+        """
+        if not isinstance(url, str) or not url:
+            raise MediaNotAllowedError("the task's value is not a URL")
+        if url.startswith("data:"):
+            return "data"
+        if url.startswith("hf://") or parse_hub_url(url, self._hub_endpoint()) is not None:
+            return "hub"
+        if url.startswith(_LS_PREFIXES):
+            if not self.ls_url:
+                raise MediaNotAllowedError(
+                    f"{safe_url(url)} is a Label Studio URL, but LABEL_STUDIO_URL is not set")
+            return "label_studio"
+        try:
+            parts = urlsplit(url)
+            port = parts.port
+        except ValueError:
+            raise MediaNotAllowedError("the task's value is not a valid URL") from None
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise MediaNotAllowedError(f"{safe_url(url)}: only http(s), hf:// and data: URLs are fetched")
+        if self.ls_url:
+            ls = urlsplit(self.ls_url)
+            if (parts.scheme, parts.netloc) == (ls.scheme, ls.netloc):
+                return "label_studio"
+        host = parts.hostname.lower()
+        if host in self.settings.allowed_hosts or (port and f"{host}:{port}" in self.settings.allowed_hosts):
+            return "allowed"
+        raise MediaNotAllowedError(
+            f"host {host!r} is not allowed: add it to LABELHUB_ALLOWED_HOSTS to fetch {safe_url(url)}")
+
+    def fetch(self, url: str) -> bytes:
+        """Return the bytes ``url`` points to.
+
+        Args:
+            url: A task's value (see the module docstring for what is accepted).
+
+        Returns:
+            The file's content.
+
+        Raises:
+            MediaNotAllowedError: When the URL is not from a trusted source.
+            MediaFetchError: When the download fails (HTTP error, timeout, redirect, too large).
+        """
+        kind = self.classify(url)
+        if kind == "data":
+            return self._decode_data_uri(url)
+        cached = self.cache.get(url)
+        if cached is not None:
+            self.hits += 1
+            return cached
+        self.misses += 1
+        if kind == "hub":
+            data = self._fetch_hub(url)
+        elif kind == "label_studio":
+            full = url if "://" in url else self.ls_url + url
+            data = self._get(full, label_studio=True)
+        else:
+            data = self._get(url, label_studio=False)
+        self.cache.put(url, data)
+        return data
+
+    def fetch_text(self, url: str) -> str:
+        """Like :meth:`fetch`, decoded as UTF-8 (for ``<Text valueType="url">``)."""
+        return self.fetch(url).decode("utf-8", errors="replace")
+
+    # ------------------------------------------------------------------------------------------------
+    def _decode_data_uri(self, url: str) -> bytes:
+        header, _, payload = url.partition(",")
+        try:
+            if header.endswith(";base64"):
+                data = base64.b64decode(payload, validate=False)
+            else:
+                data = unquote(payload).encode()
+        except (binascii.Error, ValueError):
+            raise MediaFetchError("the data: URI does not decode") from None
+        if len(data) > self.settings.media_max_bytes:
+            raise MediaFetchError("the data: URI is larger than LABELHUB_MEDIA_MAX_BYTES")
+        return data
+
+    def _fetch_hub(self, url: str) -> bytes:
+        from huggingface_hub import hf_hub_download
+
+        ref = parse_hub_url(url, self._hub_endpoint())
+        if ref is None:
+            raise MediaFetchError(f"{safe_url(url)} is not a Hub file URL")
+        try:
+            path = hf_hub_download(ref.repo_id, ref.path_in_repo, repo_type=ref.repo_type, revision=ref.revision,
+                                   token=self.settings.hf_token or None,
+                                   etag_timeout=self.settings.media_timeout)
+            with open(path, "rb") as fh:
+                data = fh.read(self.settings.media_max_bytes + 1)
+        except Exception as exc:  # huggingface_hub raises HfHubHTTPError, httpx errors, OSError, ...
+            status = getattr(getattr(exc, "response", None), "status_code", None)
+            why = f"HTTP {status}" if status else type(exc).__name__
+            raise MediaFetchError(redact(f"could not download {safe_url(url)} from the Hub ({why})",
+                                         self.settings.secrets)) from None
+        if len(data) > self.settings.media_max_bytes:
+            raise MediaFetchError(f"{safe_url(url)} is larger than LABELHUB_MEDIA_MAX_BYTES")
+        return data
+
+    def _get(self, url: str, label_studio: bool) -> bytes:
+        for attempt in (0, 1):
+            headers = self._ls_auth.header(force_refresh=attempt == 1) if label_studio else {}
+            try:
+                with self.session.get(url, headers=headers, timeout=(3.0, self.settings.media_timeout),
+                                      allow_redirects=False, stream=True) as answer:
+                    if label_studio and answer.status_code == 401 and attempt == 0 and self._ls_auth.is_personal_token:
+                        continue
+                    if 300 <= answer.status_code < 400:
+                        raise MediaFetchError(f"{safe_url(url)} redirects (HTTP {answer.status_code}); "
+                                              "redirects are not followed")
+                    if answer.status_code != 200:
+                        raise MediaFetchError(f"could not fetch {safe_url(url)} (HTTP {answer.status_code})")
+                    chunks, size = [], 0
+                    for chunk in answer.iter_content(64 * 1024):
+                        size += len(chunk)
+                        if size > self.settings.media_max_bytes:
+                            raise MediaFetchError(f"{safe_url(url)} is larger than LABELHUB_MEDIA_MAX_BYTES")
+                        chunks.append(chunk)
+                    return b"".join(chunks)
+            except requests.RequestException as exc:
+                raise MediaFetchError(f"could not fetch {safe_url(url)} ({type(exc).__name__})") from None
+        raise MediaFetchError(f"could not fetch {safe_url(url)} (HTTP 401: check LABEL_STUDIO_API_KEY)")

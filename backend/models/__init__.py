@@ -1,0 +1,1 @@
+"""Models served by the backend; :class:`backend.models.choices.ChoicesModel` is the default."""

@@ -1,0 +1,235 @@
+"""The Label Studio ML backend protocol, as Label Studio 1.20 to 1.23 calls it.
+
+The client is ``label_studio/ml/api_connector.py`` (``MLApi``) and ``label_studio/ml/models.py``
+(``MLBackend``); see also https://labelstud.io/guide/ml_create:
+
+=============  ======  ===========================================================================
+endpoint       method  answer
+=============  ======  ===========================================================================
+``/health``    GET     ``{"status": "UP", ...}`` (Label Studio waits 1 s, ``ML_TIMEOUT_HEALTH``)
+``/setup``     POST    ``{"model_version": ...}`` (3 s, ``ML_TIMEOUT_SETUP``)
+``/predict``   POST    ``{"results": [one prediction per task, in order]}`` (100 s, ``ML_TIMEOUT_PREDICT``)
+``/webhook``   POST    ``{"status": "queued"|"ignored"}`` at once; training runs in the background
+``/versions``  GET     ``{"versions": [...]}``
+``/train``     POST    legacy training request, queued like a webhook event
+``/metrics``   GET     Prometheus text format
+=============  ======  ===========================================================================
+
+Views parse with :mod:`backend.payloads`, call the model (:mod:`backend.model`) and raise
+:mod:`backend.errors` exceptions, which the registered handlers answer as JSON.
+"""
+from __future__ import annotations
+
+import base64
+import hmac
+import logging
+import time
+from typing import Any
+
+from flask import Blueprint, Response, current_app, g, jsonify, request
+
+from backend.errors import UnauthorizedError, redact
+from backend.events import validate_event
+from backend.model import ModelResponse
+from backend.payloads import PredictRequest, SetupRequest, TrainRequest, json_body
+
+log = logging.getLogger(__name__)
+
+__all__ = ["protocol_bp", "metrics_bp", "WEBHOOK_SECRET_HEADER"]
+
+protocol_bp = Blueprint("protocol", __name__)
+metrics_bp = Blueprint("metrics", __name__)
+
+#: The header carrying ``LABELHUB_WEBHOOK_SECRET`` on Label Studio's own webhook.
+WEBHOOK_SECRET_HEADER = "X-LabelHub-Secret"
+
+
+def _backend():
+    return current_app.extensions["labelhub"]
+
+
+def _basic_auth_ok(settings) -> bool:
+    header = request.headers.get("Authorization", "")
+    if not header.startswith("Basic "):
+        return False
+    try:
+        user, _, password = base64.b64decode(header[6:], validate=True).decode().partition(":")
+    except (ValueError, UnicodeDecodeError):
+        return False
+    return (hmac.compare_digest(user.encode(), settings.basic_auth_user.encode())
+            & hmac.compare_digest(password.encode(), settings.basic_auth_pass.encode()))
+
+
+def _secret_ok(settings) -> bool:
+    given = request.headers.get(WEBHOOK_SECRET_HEADER, "")
+    return bool(settings.webhook_secret) and hmac.compare_digest(given.encode(), settings.webhook_secret.encode())
+
+
+@protocol_bp.before_request
+def _authenticate() -> None:
+    """Basic auth on the routes Label Studio calls with it; basic auth or the shared secret on
+    ``/webhook`` (Label Studio's own webhook sends no auth); ``/health`` stays open."""
+    g.started = time.perf_counter()
+    settings = _backend().settings
+    endpoint = (request.endpoint or "").rpartition(".")[2]
+    if endpoint == "health":
+        return
+    if endpoint == "webhook":
+        if not settings.auth_enabled and not settings.webhook_secret:
+            return
+        if (settings.auth_enabled and _basic_auth_ok(settings)) or _secret_ok(settings):
+            return
+        raise UnauthorizedError(
+            f"/webhook needs basic auth or the {WEBHOOK_SECRET_HEADER} header (LABELHUB_WEBHOOK_SECRET)")
+    if settings.auth_enabled and not _basic_auth_ok(settings):
+        raise UnauthorizedError("basic auth required (BASIC_AUTH_USER / BASIC_AUTH_PASS)")
+
+
+@protocol_bp.after_request
+def _count(response: Response) -> Response:
+    metrics = _backend().metrics
+    endpoint = (request.endpoint or "unknown").rpartition(".")[2]
+    metrics.requests.labels(endpoint=endpoint, status=str(response.status_code)).inc()
+    if "started" in g:
+        metrics.request_seconds.labels(endpoint=endpoint).observe(time.perf_counter() - g.started)
+    return response
+
+
+@protocol_bp.get("/")
+@protocol_bp.get("/health")
+def health():
+    """``GET /health``: ``{"status": "UP", "model_class": ..., "embedders": [...], "trainer": ...}``.
+
+    Answers from memory only (no disk, no model), in well under Label Studio's 1 s.
+    """
+    from backend.embedders import loaded_embedders
+
+    backend = _backend()
+    return jsonify(status="UP", model_class=backend.models.model_class.__name__,
+                   embedders=loaded_embedders(), trainer_leader=backend.trainer.is_leader)
+
+
+@protocol_bp.post("/setup")
+def setup():
+    """``POST /setup``: remember the project's label config and answer its ``model_version``.
+
+    Never loads a model synchronously (Label Studio waits 3 s); the embedder is loaded in the
+    background. An unsupported label config answers 422 with the reason.
+    """
+    backend = _backend()
+    req = SetupRequest.parse(json_body(request))
+    kwargs = {"extra_params": req.extra_params} if req.extra_params is not None else {}
+    model = backend.models.get(req.project, req.label_config, **kwargs)
+    model.refresh()
+    backend.warmup(model)
+    return jsonify(model_version=model.model_version)
+
+
+def _normalize(raw: Any, tasks: list, default_version: str) -> list[dict]:
+    """One ``{"result", "score", "model_version"}`` per task, whatever shape the model answered."""
+    if isinstance(raw, ModelResponse):
+        default_version = raw.model_version or default_version
+        raw = raw.predictions
+    elif isinstance(raw, dict):
+        raw = raw.get("results", raw.get("predictions"))
+    if not isinstance(raw, list) or len(raw) != len(tasks):
+        got = len(raw) if isinstance(raw, list) else type(raw).__name__
+        log.error("the model answered %s predictions for %d tasks", got, len(tasks))
+        return [{"result": [], "score": 0.0, "model_version": default_version,
+                 "error": f"the model answered {got} predictions for {len(tasks)} tasks"} for _ in tasks]
+    out = []
+    for item in raw:
+        if isinstance(item, list):  # label-studio-ml allowed a list of predictions per task: take the first
+            item = item[0] if item else {}
+        if not isinstance(item, dict):
+            item = {}
+        pred = {"result": item.get("result") if isinstance(item.get("result"), list) else [],
+                "score": float(item["score"]) if isinstance(item.get("score"), (int, float)) else 0.0,
+                "model_version": str(item.get("model_version") or default_version)}
+        if item.get("error"):
+            pred["error"] = str(item["error"])
+        out.append(pred)
+    return out
+
+
+@protocol_bp.post("/predict")
+def predict():
+    """``POST /predict``: ``{"results": [...]}``, one prediction per task, in task order.
+
+    A task whose media cannot be fetched (or is not allowed) gets an empty ``result`` and an
+    ``error`` field while the others are predicted.
+    """
+    backend = _backend()
+    req = PredictRequest.parse(json_body(request))
+    model = backend.models.get(req.project, req.label_config)
+    if not req.tasks:
+        return jsonify(results=[])
+    raw = model.predict(req.tasks, context=req.context, login=req.login, password=req.password)
+    results = _normalize(raw, req.tasks, model.model_version)
+    for pred in results:
+        outcome = "media_error" if "error" in pred else ("ok" if pred["result"] else "empty")
+        backend.metrics.predictions.labels(outcome=outcome).inc()
+        if "error" in pred:
+            pred["error"] = redact(pred["error"], backend.settings.secrets)
+    return jsonify(results=results)
+
+
+@protocol_bp.post("/webhook")
+def webhook():
+    """``POST /webhook``: persist the event durably, answer at once; the trainer applies it later.
+
+    Answers ``{"status": "queued", "event_id": ...}``, or ``{"status": "ignored"}`` for Label Studio
+    actions that do not concern the model (``TASKS_CREATED``, ...). Unknown actions answer 422.
+    """
+    backend = _backend()
+    body = json_body(request)
+    action = body.get("action")
+    kind = validate_event(action, body)
+    backend.metrics.events.labels(action=action).inc()
+    if kind == "ignored":
+        return jsonify(status="ignored", action=action)
+    key = backend.store.resolve_webhook_project(body.get("project"))
+    event_id = backend.queue.put(action, body, key)
+    return jsonify(status="queued", action=action, event_id=event_id)
+
+
+@protocol_bp.post("/train")
+def train():
+    """Legacy ``POST /train`` (Label Studio with its webhook-training feature flag off): queued."""
+    backend = _backend()
+    body = json_body(request)
+    req = TrainRequest.parse(body)
+    if req.label_config:
+        backend.models.get(req.project, req.label_config)
+    event_id = backend.queue.put("TRAIN", body, req.project)
+    return jsonify(status="queued", action="TRAIN", event_id=event_id)
+
+
+@protocol_bp.get("/versions")
+def versions():
+    """``GET /versions``: ``{"versions": [...]}``, newest last.
+
+    Label Studio 1.23 sends this GET without a body, so the project may come from the body, the
+    ``project`` query parameter, or be absent (then every project's versions are listed).
+    """
+    from backend.state import project_key
+
+    backend = _backend()
+    body = json_body(request, required=False)
+    project = body.get("project") or request.args.get("project")
+    keys = [project_key(project)] if project else backend.store.known_projects()
+    found: list[str] = []
+    for key in keys:
+        found += [v for v in backend.store.project(key).kv().get("versions", []) if v not in found]
+    return jsonify(versions=found)
+
+
+@metrics_bp.get("/metrics")
+def metrics():
+    """``GET /metrics``: Prometheus text format (all gunicorn workers, see :mod:`backend.metrics`)."""
+    from backend.metrics import render
+
+    backend = _backend()
+    backend.metrics.events_pending.set(backend.queue.count())
+    body, content_type = render()
+    return Response(body, content_type=content_type)

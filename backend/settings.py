@@ -1,0 +1,174 @@
+"""One settings object for the ML backend, read from environment variables (and CLI flags).
+
+Every field of :class:`Settings` is documented in ``backend/README.md`` (the table of environment
+variables). Names follow Label Studio's own where one exists (``LABEL_STUDIO_URL``,
+``LABEL_STUDIO_API_KEY``, ``BASIC_AUTH_USER``, ``BASIC_AUTH_PASS``, ``MODEL_DIR`` as in
+label-studio-ml: https://github.com/HumanSignal/label-studio-ml-backend#configuration) and the Hub's
+(``HF_TOKEN``: https://huggingface.co/docs/huggingface_hub/package_reference/environment_variables).
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+__all__ = ["Settings"]
+
+_TRUE = {"1", "true", "yes", "on"}
+
+
+def _split(value: str | None) -> tuple[str, ...]:
+    return tuple(part.strip().lower() for part in (value or "").split(",") if part.strip())
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Configuration of the ML backend.
+
+    Attributes:
+        model_dir: Directory of the per-project model state and the event queue (``MODEL_DIR``,
+            default ``./labelhub-models``). Shared by all gunicorn workers; keep it on a local disk.
+        basic_auth_user / basic_auth_pass: HTTP basic auth that Label Studio sends when the model is
+            connected with "Basic Authentication" (``BASIC_AUTH_USER`` / ``BASIC_AUTH_PASS``; both
+            empty: no auth).
+        webhook_secret: Shared secret accepted in the ``X-LabelHub-Secret`` header of ``/webhook``
+            (``LABELHUB_WEBHOOK_SECRET``). Label Studio sends no basic auth on the webhook it creates
+            itself, so add this header to that webhook in the project's settings.
+        label_studio_url: Base URL of Label Studio, used to fetch ``/data/upload/...`` and
+            ``/data/local-files/...`` media (``LABEL_STUDIO_URL``).
+        label_studio_api_key: A personal access token or legacy token (``LABEL_STUDIO_API_KEY``).
+        hf_token: Hugging Face token for ``hf://`` and ``.../resolve/...`` media (``HF_TOKEN``).
+        allowed_hosts: Other hosts whose http(s) URLs may be fetched (``LABELHUB_ALLOWED_HOSTS``,
+            comma-separated host names or ``host:port``; empty: none).
+        model_class: ``module:Class`` of the model (``LABELHUB_MODEL``), a
+            :class:`backend.model.LabelStudioMLBase` subclass.
+        image_embedder / text_embedder: Which embedder the default Choices model uses
+            (``LABELHUB_IMAGE_EMBEDDER``, ``LABELHUB_TEXT_EMBEDDER``); see :mod:`backend.embedders`.
+        image_size: Side in pixels images are resized to before the CNN (``LABELHUB_IMAGE_SIZE``).
+        torch_threads: Threads of torch per worker (``LABELHUB_TORCH_THREADS``).
+        media_timeout: Seconds to wait for one media file (``LABELHUB_MEDIA_TIMEOUT``).
+        media_max_bytes: Largest media file accepted (``LABELHUB_MEDIA_MAX_BYTES``).
+        media_cache_bytes: Size of each worker's in-memory media cache (``LABELHUB_MEDIA_CACHE_BYTES``).
+        embedding_cache_size: Embeddings each worker keeps in memory (``LABELHUB_EMBEDDING_CACHE_SIZE``).
+        start_trainer: Whether the app runs the background trainer thread (``LABELHUB_TRAINER``).
+        trainer_poll_interval: Seconds between scans of the event queue (``LABELHUB_TRAINER_POLL``).
+        warmup: Load the embedder in the background after ``/setup`` (``LABELHUB_WARMUP``).
+        log_level: Logging level (``LABELHUB_LOG_LEVEL``).
+    """
+
+    model_dir: Path = Path("labelhub-models")
+    basic_auth_user: str = ""
+    basic_auth_pass: str = field(default="", repr=False)
+    webhook_secret: str = field(default="", repr=False)
+    label_studio_url: str = ""
+    label_studio_api_key: str = field(default="", repr=False)
+    hf_token: str = field(default="", repr=False)
+    allowed_hosts: tuple[str, ...] = ()
+    model_class: str = "backend.models.choices:ChoicesModel"
+    image_embedder: str = "efficientnet-lite0"
+    text_embedder: str = "all-MiniLM-L6-v2"
+    image_size: int = 128
+    torch_threads: int = 1
+    media_timeout: float = 10.0
+    media_max_bytes: int = 20 * 1024 * 1024
+    media_cache_bytes: int = 64 * 1024 * 1024
+    embedding_cache_size: int = 5000
+    start_trainer: bool = True
+    trainer_poll_interval: float = 0.25
+    warmup: bool = True
+    log_level: str = "INFO"
+
+    #: Environment variable of each field.
+    ENV = {
+        "model_dir": "MODEL_DIR",
+        "basic_auth_user": "BASIC_AUTH_USER",
+        "basic_auth_pass": "BASIC_AUTH_PASS",
+        "webhook_secret": "LABELHUB_WEBHOOK_SECRET",
+        "label_studio_url": "LABEL_STUDIO_URL",
+        "label_studio_api_key": "LABEL_STUDIO_API_KEY",
+        "hf_token": "HF_TOKEN",
+        "allowed_hosts": "LABELHUB_ALLOWED_HOSTS",
+        "model_class": "LABELHUB_MODEL",
+        "image_embedder": "LABELHUB_IMAGE_EMBEDDER",
+        "text_embedder": "LABELHUB_TEXT_EMBEDDER",
+        "image_size": "LABELHUB_IMAGE_SIZE",
+        "torch_threads": "LABELHUB_TORCH_THREADS",
+        "media_timeout": "LABELHUB_MEDIA_TIMEOUT",
+        "media_max_bytes": "LABELHUB_MEDIA_MAX_BYTES",
+        "media_cache_bytes": "LABELHUB_MEDIA_CACHE_BYTES",
+        "embedding_cache_size": "LABELHUB_EMBEDDING_CACHE_SIZE",
+        "start_trainer": "LABELHUB_TRAINER",
+        "trainer_poll_interval": "LABELHUB_TRAINER_POLL",
+        "warmup": "LABELHUB_WARMUP",
+        "log_level": "LABELHUB_LOG_LEVEL",
+    }
+
+    @property
+    def auth_enabled(self) -> bool:
+        """Whether basic auth is configured (both user and password set)."""
+        return bool(self.basic_auth_user and self.basic_auth_pass)
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """The secret values, to be redacted from anything logged or answered."""
+        return tuple(s for s in (self.basic_auth_pass, self.webhook_secret, self.label_studio_api_key,
+                                 self.hf_token) if s)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
+        """Build settings from environment variables, then apply ``overrides`` (e.g. CLI flags).
+
+        Args:
+            environ: The environment to read (default: ``os.environ``).
+            **overrides: Field values that win over the environment; ``None`` values are ignored.
+
+        Returns:
+            A frozen :class:`Settings`.
+
+        Raises:
+            ValueError: When a variable does not parse (e.g. ``LABELHUB_IMAGE_SIZE=big``); the message
+                names the variable.
+
+        Example:
+            >>> Settings.from_env({"MODEL_DIR": "/tmp/m"}, torch_threads=2).torch_threads
+            2
+        """
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            name = cls.ENV.get(f.name)
+            if name is None or name not in environ:
+                continue
+            raw = environ[name]
+            values[f.name] = cls._parse(f.name, name, raw)
+        for key, value in overrides.items():
+            if value is None:
+                continue
+            if key not in {f.name for f in dataclasses.fields(cls)}:
+                raise ValueError(f"unknown setting {key!r}")
+            values[key] = cls._parse(key, key, value) if isinstance(value, str) else value
+        if "model_dir" in values:
+            values["model_dir"] = Path(values["model_dir"])
+        if "allowed_hosts" in values and not isinstance(values["allowed_hosts"], tuple):
+            values["allowed_hosts"] = tuple(values["allowed_hosts"])
+        return cls(**values)
+
+    @classmethod
+    def _parse(cls, field_name: str, var: str, raw: str) -> Any:
+        default = cls.__dataclass_fields__[field_name].default
+        try:
+            if field_name == "allowed_hosts":
+                return _split(raw)
+            if isinstance(default, bool):
+                return raw.strip().lower() in _TRUE
+            if isinstance(default, int):
+                return int(raw)
+            if isinstance(default, float):
+                return float(raw)
+            if isinstance(default, Path):
+                return Path(raw)
+        except ValueError:
+            raise ValueError(f"{var}={raw!r} is not a valid {type(default).__name__}") from None
+        return raw

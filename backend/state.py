@@ -1,0 +1,312 @@
+"""Per-project model state on disk, shared by every gunicorn worker and kept across restarts.
+
+Layout under ``MODEL_DIR``::
+
+    projects/<project>/project.json      label config and project id (written by /setup, /predict)
+    projects/<project>/kv.json           the model's key-value state: model_version, its files, ...
+    projects/<project>/annotations.json  the annotations applied from webhook events (training data)
+    projects/<project>/files/            model artifacts (e.g. the fitted linear head)
+    projects/<project>/.lock             flock(2) lock of the writers
+    events/pending/*.json                the durable event queue (:mod:`backend.events`)
+
+``<project>`` is Label Studio's project key ``"<id>.<created_at as unix seconds>"`` (see
+``MLApi._create_project_uid`` in ``label_studio/ml/api_connector.py``), so a re-created project with a
+reused id gets fresh state.
+
+Every file is replaced atomically (write to a temporary file, ``fsync``, ``os.replace``), so a reader
+sees the old or the new version, never half of one. Readers notice a change by ``stat`` (inode and
+mtime), which costs microseconds, so no worker answers with a stale ``model_version``.
+"""
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import re
+import tempfile
+import threading
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Iterator
+
+from backend.errors import InvalidPayloadError
+
+__all__ = ["atomic_write_bytes", "atomic_write_json", "file_lock", "ProjectState", "Store",
+           "project_key", "project_key_from_webhook"]
+
+_PROJECT_KEY = re.compile(r"^[0-9]{1,18}(\.[0-9]{1,18})?$")
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` atomically and durably.
+
+    Args:
+        path: The destination; its directory is created if missing.
+        data: The full new content.
+
+    Raises:
+        OSError: When the disk is full or not writable.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    """Replace ``path`` with ``obj`` as JSON, atomically (see :func:`atomic_write_bytes`)."""
+    atomic_write_bytes(path, json.dumps(obj, separators=(",", ":"), sort_keys=True).encode())
+
+
+@contextmanager
+def file_lock(path: Path, blocking: bool = True) -> Iterator[bool]:
+    """Hold an exclusive ``flock(2)`` on ``path`` (created if missing).
+
+    The lock is released when the block ends or the process dies, so a crashed worker never leaves
+    it held. Two threads of one process exclude each other too (each opens its own file description).
+
+    Args:
+        path: The lock file.
+        blocking: Wait for the lock (default); with ``False``, yield ``False`` at once if it is held.
+
+    Yields:
+        ``True`` when the lock is held, ``False`` (non-blocking only) when another holder has it.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fh = open(path, "a+b")
+    try:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+    finally:
+        fh.close()
+
+
+def project_key(value: Any) -> str:
+    """Validate Label Studio's project key from ``/setup`` or ``/predict``.
+
+    Args:
+        value: ``"<id>.<created_at unix seconds>"`` (``MLApi._create_project_uid``), or a bare id.
+
+    Returns:
+        The key as a string, safe as a directory name.
+
+    Raises:
+        InvalidPayloadError: When it is missing or not of that shape.
+    """
+    key = str(value).strip() if isinstance(value, (str, int)) and not isinstance(value, bool) else ""
+    if not _PROJECT_KEY.match(key):
+        raise InvalidPayloadError(
+            "'project' must be Label Studio's project key '<id>.<created_at>' (e.g. '3.1718000000')",
+            field="project")
+    return key
+
+
+def project_key_from_webhook(project: Any) -> str | None:
+    """The project key of a webhook payload's ``project`` object.
+
+    Webhook payloads carry the serialized project (``ProjectWebhookSerializer`` in
+    ``label_studio/webhooks/serializers_for_hooks.py``) with ``id`` and ``created_at`` (ISO 8601); the
+    key is built the way ``MLApi._create_project_uid`` builds it.
+
+    Args:
+        project: The ``project`` field of the payload (a dict, or an id).
+
+    Returns:
+        ``"<id>.<seconds>"``, ``"<id>"`` when ``created_at`` is missing or unreadable, or ``None``
+        when there is no usable id.
+    """
+    if isinstance(project, dict):
+        pid, created = project.get("id"), project.get("created_at")
+    else:
+        pid, created = project, None
+    if isinstance(pid, bool) or not isinstance(pid, (int, str)) or not str(pid).isdigit():
+        return None
+    if isinstance(created, str):
+        try:
+            return f"{pid}.{int(datetime.fromisoformat(created).timestamp())}"
+        except ValueError:
+            pass
+    return str(pid)
+
+
+class _CachedJson:
+    """A JSON file read again only when its inode, size or mtime changed."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._stamp: tuple | None = None
+        self._value: Any = None
+        self._lock = threading.Lock()
+
+    def read(self, default: Any) -> Any:
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return default
+        stamp = (st.st_ino, st.st_size, st.st_mtime_ns)
+        with self._lock:
+            if stamp != self._stamp:
+                try:
+                    self._value = json.loads(self.path.read_bytes())
+                except (FileNotFoundError, ValueError):
+                    return default
+                self._stamp = stamp
+            return self._value
+
+
+class ProjectState:
+    """The on-disk state of one project (see the module docstring for the layout).
+
+    Args:
+        root: ``MODEL_DIR/projects/<project key>``.
+        key: The project key.
+    """
+
+    def __init__(self, root: Path, key: str):
+        self.root = Path(root)
+        self.key = key
+        self.files = self.root / "files"
+        self._project = _CachedJson(self.root / "project.json")
+        self._kv = _CachedJson(self.root / "kv.json")
+
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold the project's writer lock (inter-process, see :func:`file_lock`)."""
+        with file_lock(self.root / ".lock"):
+            yield
+
+    # project.json -------------------------------------------------------------------------------
+    def project(self) -> dict:
+        """The stored project info: ``{"key", "label_config", ...}`` or ``{}``."""
+        return self._project.read({})
+
+    def update_project(self, **fields: Any) -> dict:
+        """Merge ``fields`` into ``project.json`` (under the lock; written only if changed).
+
+        Returns:
+            The new project info.
+        """
+        current = self.project()
+        if all(current.get(k) == v for k, v in fields.items()):
+            return current
+        with self.lock():
+            current = dict(self.project())
+            current.update(fields, key=self.key)
+            atomic_write_json(self.root / "project.json", current)
+        return current
+
+    # kv.json --------------------------------------------------------------------------------------
+    def kv(self) -> dict:
+        """The model's key-value state (read again only when the file changed)."""
+        return self._kv.read({})
+
+    def kv_stamp(self) -> tuple | None:
+        """A value that changes whenever ``kv.json`` is replaced (``None`` before the first write)."""
+        try:
+            st = os.stat(self.root / "kv.json")
+        except FileNotFoundError:
+            return None
+        return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+    def update_kv(self, **fields: Any) -> dict:
+        """Merge ``fields`` into ``kv.json`` under the project lock; a ``None`` value deletes a key.
+
+        Returns:
+            The new state.
+        """
+        with self.lock():
+            current = dict(self.kv())
+            for k, v in fields.items():
+                if v is None:
+                    current.pop(k, None)
+                else:
+                    current[k] = v
+            atomic_write_json(self.root / "kv.json", current)
+        return current
+
+    # annotations.json -----------------------------------------------------------------------------
+    def load_annotations(self) -> dict:
+        """The training data: ``{"annotations": {id: {...}}, "tombstones": {id: time}, "tasks": {id: data}}``."""
+        try:
+            data = json.loads((self.root / "annotations.json").read_bytes())
+        except FileNotFoundError:
+            data = {}
+        data.setdefault("annotations", {})
+        data.setdefault("tombstones", {})
+        data.setdefault("tasks", {})
+        return data
+
+    def save_annotations(self, data: dict) -> None:
+        """Replace the training data atomically (callers hold :meth:`lock`)."""
+        atomic_write_json(self.root / "annotations.json", data)
+
+
+class Store:
+    """All projects' state under ``MODEL_DIR``.
+
+    Args:
+        model_dir: The ``MODEL_DIR`` directory (created if missing).
+    """
+
+    def __init__(self, model_dir: Path):
+        self.root = Path(model_dir)
+        (self.root / "projects").mkdir(parents=True, exist_ok=True)
+        self._projects: dict[str, ProjectState] = {}
+        self._lock = threading.Lock()
+
+    def project(self, key: str) -> ProjectState:
+        """The :class:`ProjectState` of ``key`` (one object per key and process).
+
+        Raises:
+            InvalidPayloadError: When ``key`` is not a valid project key.
+        """
+        key = project_key(key)
+        with self._lock:
+            state = self._projects.get(key)
+            if state is None:
+                state = self._projects[key] = ProjectState(self.root / "projects" / key, key)
+            return state
+
+    def resolve_webhook_project(self, project: Any) -> str | None:
+        """The key of a webhook payload's project, matching a known project when ``created_at`` is absent.
+
+        Args:
+            project: The payload's ``project`` field.
+
+        Returns:
+            The project key, or ``None`` when the payload names no project.
+        """
+        key = project_key_from_webhook(project)
+        if key is None or "." in key:
+            return key
+        known = sorted((p.name for p in (self.root / "projects").glob(f"{key}.*")), reverse=True)
+        return known[0] if known else key
+
+    def known_projects(self) -> list[str]:
+        """The keys of every project with state on disk."""
+        return sorted(p.name for p in (self.root / "projects").iterdir() if _PROJECT_KEY.match(p.name))

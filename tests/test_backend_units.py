@@ -1,0 +1,276 @@
+"""Unit tests of the backend's pieces: label config, settings, state, event application, media."""
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+
+import pytest
+
+from backend.errors import MediaFetchError, MediaNotAllowedError, UnsupportedLabelConfigError
+from backend.events import apply_event
+from backend.label_config import choices_spec, parsed_label_config
+from backend.media import MediaFetcher, parse_hub_url, safe_url
+from backend.settings import Settings
+from backend.state import ProjectState, Store, atomic_write_json, file_lock, project_key_from_webhook
+from tests.backend_fixtures import IMAGE_CONFIG, TEXT_CONFIG, MediaServer, annotation_event, choices_config
+
+
+# label config -----------------------------------------------------------------------------------------
+def test_choices_over_image_reads_from_name_to_name_and_value_key():
+    spec = choices_spec(IMAGE_CONFIG)
+    assert (spec.from_name, spec.to_name, spec.object_type, spec.value_key) == ("label", "image", "image", "image")
+    assert spec.labels[0] == "T-shirt/top" and not spec.multiple
+
+
+def test_choices_over_text_multiple_and_url_text():
+    spec = choices_spec(choices_config(["a", "b"], object_tag="Text", multiple=True, value="review"))
+    assert (spec.object_type, spec.value_key, spec.multiple) == ("text", "review", True)
+    cfg = ('<View><Text name="t" value="$doc" valueType="url"/>'
+           '<Choices name="c" toName="t"><Choice value="x" alias="X"/><Choice value="y"/></Choices></View>')
+    spec = choices_spec(cfg)
+    assert spec.text_is_url and spec.labels == ("X", "y")
+
+
+@pytest.mark.parametrize("config, words", [
+    ("", "empty"),
+    ("<View><Image", "not valid XML"),
+    ('<View><Image name="i" value="$i"/><RectangleLabels name="r" toName="i"><Label value="a"/>'
+     "</RectangleLabels></View>", "RectangleLabels"),
+    ('<View><Image name="i" value="$i"/><Choices name="c" toName="i"><Choice value="a"/></Choices></View>',
+     "at least two"),
+])
+def test_unsupported_label_config_says_why(config, words):
+    with pytest.raises(UnsupportedLabelConfigError, match=words):
+        choices_spec(config)
+
+
+def test_parsed_label_config_has_label_studio_ml_shape():
+    parsed = parsed_label_config(TEXT_CONFIG)
+    assert parsed["label"]["type"] == "Choices"
+    assert parsed["label"]["to_name"] == ["text"]
+    assert parsed["label"]["inputs"] == [{"type": "Text", "value": "text"}]
+    assert parsed["label"]["labels"] == ["fresh", "rotten"]
+
+
+# settings ---------------------------------------------------------------------------------------------
+def test_settings_read_env_and_overrides(tmp_path):
+    s = Settings.from_env({"MODEL_DIR": str(tmp_path), "LABELHUB_ALLOWED_HOSTS": "Img.Example.org, cdn:8080",
+                           "LABELHUB_TRAINER": "false", "BASIC_AUTH_USER": "u", "BASIC_AUTH_PASS": "s3cr3t-pass"},
+                          image_size=64)
+    assert s.model_dir == tmp_path and s.allowed_hosts == ("img.example.org", "cdn:8080")
+    assert not s.start_trainer and s.auth_enabled and s.image_size == 64
+    assert "s3cr3t-pass" not in repr(s)
+
+
+def test_settings_name_the_variable_that_does_not_parse():
+    with pytest.raises(ValueError, match="LABELHUB_IMAGE_SIZE"):
+        Settings.from_env({"LABELHUB_IMAGE_SIZE": "big"})
+
+
+# state ------------------------------------------------------------------------------------------------
+def test_webhook_project_key_matches_the_setup_key():
+    # MLApi._create_project_uid: f"{id}.{int(created_at.timestamp())}"
+    assert project_key_from_webhook({"id": 7, "created_at": "2024-06-10T08:00:00.123456Z"}) == "7.1718006400"
+    assert project_key_from_webhook({"id": 7}) == "7"
+    assert project_key_from_webhook({"name": "x"}) is None
+
+
+def test_store_matches_a_bare_project_id_to_the_known_project(tmp_path):
+    store = Store(tmp_path)
+    store.project("7.1718006400").update_project(label_config=IMAGE_CONFIG)
+    assert store.resolve_webhook_project({"id": 7}) == "7.1718006400"
+
+
+def test_project_key_refuses_path_tricks(tmp_path):
+    from backend.errors import InvalidPayloadError
+
+    with pytest.raises(InvalidPayloadError):
+        Store(tmp_path).project("../../etc")
+
+
+def _writer(path, n):
+    for i in range(n):
+        atomic_write_json(path, {"i": i, "pad": "x" * 5000})
+
+
+def test_atomic_writes_are_never_seen_half_written(tmp_path):
+    path = tmp_path / "kv.json"
+    atomic_write_json(path, {"i": -1})
+    proc = multiprocessing.get_context("fork").Process(target=_writer, args=(path, 300))
+    proc.start()
+    reads = 0
+    while proc.is_alive() or reads < 10:
+        json.loads(path.read_bytes())  # never a partial file
+        reads += 1
+    proc.join()
+    assert json.loads(path.read_bytes())["i"] == 299
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_file_lock_excludes_another_holder(tmp_path):
+    with file_lock(tmp_path / "l") as held:
+        assert held
+        with file_lock(tmp_path / "l", blocking=False) as second:
+            assert second is False
+    with file_lock(tmp_path / "l", blocking=False) as again:
+        assert again
+
+
+def test_kv_change_is_seen_by_another_reader(tmp_path):
+    a, b = ProjectState(tmp_path / "p", "1.1"), ProjectState(tmp_path / "p", "1.1")
+    a.update_kv(model_version="v1")
+    assert b.kv()["model_version"] == "v1"
+    stamp = b.kv_stamp()
+    a.update_kv(model_version="v2")
+    assert b.kv_stamp() != stamp and b.kv()["model_version"] == "v2"
+
+
+# applying events ----------------------------------------------------------------------------------------
+def _data():
+    return {"annotations": {}, "tombstones": {}, "tasks": {}}
+
+
+TASK = {"id": 5, "data": {"image": "data:,x"}}
+
+
+def test_duplicate_event_changes_nothing():
+    data = _data()
+    event = annotation_event(1, TASK, "Bag")
+    assert apply_event(data, event["action"], event)
+    snapshot = json.dumps(data, sort_keys=True)
+    assert not apply_event(data, event["action"], event)
+    assert json.dumps(data, sort_keys=True) == snapshot
+
+
+def test_older_update_arriving_late_does_not_overwrite_newer():
+    data = _data()
+    new = annotation_event(1, TASK, "Bag", action="ANNOTATION_UPDATED", updated_at="2024-06-10T10:00:00Z")
+    old = annotation_event(1, TASK, "Coat", action="ANNOTATION_CREATED", updated_at="2024-06-10T09:00:00Z")
+    apply_event(data, new["action"], new)
+    apply_event(data, old["action"], old)
+    assert data["annotations"]["1"]["result"][0]["value"]["choices"] == ["Bag"]
+
+
+def test_deleted_annotation_stays_deleted_when_its_update_arrives_late():
+    data = _data()
+    created = annotation_event(1, TASK, "Bag")
+    apply_event(data, created["action"], created)
+    apply_event(data, "ANNOTATIONS_DELETED", {"annotations": [{"id": 1}]})
+    late = annotation_event(1, TASK, "Coat", action="ANNOTATION_UPDATED", updated_at="2024-06-10T11:00:00Z")
+    apply_event(data, late["action"], late)
+    assert data["annotations"] == {}
+
+
+def test_deleted_task_removes_its_annotations_and_ignores_late_ones():
+    data = _data()
+    apply_event(data, "ANNOTATION_CREATED", annotation_event(1, TASK, "Bag"))
+    apply_event(data, "TASKS_DELETED", {"tasks": [{"id": 5}]})
+    apply_event(data, "ANNOTATION_CREATED", annotation_event(2, TASK, "Bag"))
+    assert data["annotations"] == {} and data["tasks"] == {}
+
+
+def test_bulk_annotations_created_and_cancelled_annotation():
+    data = _data()
+    t2 = {"id": 6, "data": {"image": "data:,y"}}
+    e1, e2 = annotation_event(1, TASK, "Bag"), annotation_event(2, t2, "Coat")
+    bulk = {"action": "ANNOTATIONS_CREATED", "annotation": [e1["annotation"], e2["annotation"]],
+            "task": [e1["task"], e2["task"]], "project": e1["project"]}
+    apply_event(data, "ANNOTATIONS_CREATED", bulk)
+    assert set(data["annotations"]) == {"1", "2"} and set(data["tasks"]) == {"5", "6"}
+    cancelled = annotation_event(2, t2, "Coat", action="ANNOTATION_UPDATED", updated_at="2024-06-10T12:00:00Z")
+    cancelled["annotation"]["was_cancelled"] = True
+    apply_event(data, "ANNOTATION_UPDATED", cancelled)
+    assert set(data["annotations"]) == {"1"}
+
+
+# media ------------------------------------------------------------------------------------------------
+def test_hub_urls_parse_to_repo_revision_and_path():
+    endpoint = "https://huggingface.co"
+    assert parse_hub_url("hf://datasets/me/pics/img/0.png", endpoint) == ("me/pics", "dataset", "main", "img/0.png")
+    assert parse_hub_url("hf://me/model@v2/w.bin", endpoint) == ("me/model", "model", "v2", "w.bin")
+    assert parse_hub_url("https://huggingface.co/datasets/me/pics/resolve/refs%2Fpr%2F1/a/b.png", endpoint) == (
+        "me/pics", "dataset", "refs/pr/1", "a/b.png")
+    assert parse_hub_url("https://evil.example/datasets/me/pics/resolve/main/a.png", endpoint) is None
+
+
+def test_safe_url_drops_query_tokens():
+    assert safe_url("https://s3.example/b/k.png?X-Amz-Signature=SECRET") == "https://s3.example/b/k.png"
+    assert safe_url("/data/local-files/?d=imgs/a.png") == "/data/local-files/?d=imgs/a.png"
+
+
+def test_media_refuses_hosts_off_the_allowlist_and_local_paths(tmp_path):
+    fetcher = MediaFetcher(Settings(model_dir=tmp_path))
+    for url in ("http://169.254.169.254/latest/meta-data", "file:///etc/passwd", "/etc/passwd",
+                "ftp://x.example/a", "/data/upload/1/a.png"):
+        with pytest.raises(MediaNotAllowedError):
+            fetcher.fetch(url)
+
+
+def test_media_from_an_allowlisted_host_without_redirects(tmp_path):
+    with MediaServer({"/a.png": b"PNGDATA"}) as server:
+        host = server.url.split("//")[1]
+        fetcher = MediaFetcher(Settings(model_dir=tmp_path, allowed_hosts=(host,)))
+        assert fetcher.fetch(server.url + "/a.png") == b"PNGDATA"
+        assert fetcher.fetch(server.url + "/a.png") == b"PNGDATA" and fetcher.hits == 1
+        with pytest.raises(MediaFetchError, match="404"):
+            fetcher.fetch(server.url + "/missing.png")
+        with pytest.raises(MediaFetchError, match="redirect"):
+            fetcher.fetch(server.url + "/redirect")
+
+
+def test_media_too_large_is_refused(tmp_path):
+    with MediaServer({"/big": b"x" * 5000}) as server:
+        fetcher = MediaFetcher(Settings(model_dir=tmp_path, allowed_hosts=(server.url.split("//")[1],),
+                                        media_max_bytes=1000))
+        with pytest.raises(MediaFetchError, match="larger"):
+            fetcher.fetch(server.url + "/big")
+
+
+def test_label_studio_media_with_a_legacy_token(tmp_path):
+    with MediaServer({"/data/upload/1/a.png": b"IMG"}, token="legacy0token") as ls:
+        fetcher = MediaFetcher(Settings(model_dir=tmp_path, label_studio_url=ls.url,
+                                        label_studio_api_key="legacy0token"))
+        assert fetcher.fetch("/data/upload/1/a.png") == b"IMG"
+        assert ls.requests[-1][2] == "Token legacy0token"
+
+
+def test_label_studio_media_with_a_personal_access_token_refreshes_once(tmp_path):
+    jwt = "eyJhbGciOi.eyJ0b2tlbl90eXBlIjoicmVmcmVzaCJ9.c2ln"
+    files = {f"/data/upload/1/{i}.png": b"IMG" for i in range(3)}
+    with MediaServer(files, personal_token=jwt) as ls:
+        fetcher = MediaFetcher(Settings(model_dir=tmp_path, label_studio_url=ls.url, label_studio_api_key=jwt))
+        for i in range(3):
+            assert fetcher.fetch(f"{ls.url}/data/upload/1/{i}.png") == b"IMG"
+        assert ls.refreshes == 1
+        assert all(auth == "Bearer access-ok" for method, _, auth in ls.requests if method == "GET")
+
+
+def test_label_studio_rejected_token_is_a_clear_error_without_the_token(tmp_path):
+    jwt = "eyJhbGciOi.eyJ3cm9uZyI6MX0.c2ln"
+    with MediaServer({"/data/upload/1/a.png": b"IMG"}, personal_token="eyJother.x.y") as ls:
+        fetcher = MediaFetcher(Settings(model_dir=tmp_path, label_studio_url=ls.url, label_studio_api_key=jwt))
+        with pytest.raises(MediaFetchError) as info:
+            fetcher.fetch("/data/upload/1/a.png")
+        assert "refused" in str(info.value) and jwt not in str(info.value)
+
+
+def test_hub_media_through_the_hub_cache_with_hf_token(tmp_path, hub, monkeypatch):
+    from tests.conftest import HUB_TOKEN
+
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "hf" / "hub"))
+    from huggingface_hub import HfApi
+
+    api = HfApi(endpoint=os.environ["HF_ENDPOINT"], token=HUB_TOKEN)
+    api.create_repo("me/pics", repo_type="dataset", private=True)
+    api.upload_file(path_or_fileobj=b"HUBIMG", path_in_repo="img/0.png", repo_id="me/pics", repo_type="dataset")
+    fetcher = MediaFetcher(Settings(model_dir=tmp_path, hf_token=HUB_TOKEN))
+    assert fetcher.fetch("hf://datasets/me/pics/img/0.png") == b"HUBIMG"
+    url = f"{os.environ['HF_ENDPOINT']}/datasets/me/pics/resolve/main/img/0.png"
+    assert fetcher.fetch(url) == b"HUBIMG"
+    anonymous = MediaFetcher(Settings(model_dir=tmp_path / "other"))
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "hf2"))
+    with pytest.raises(MediaFetchError) as info:
+        anonymous.fetch("hf://datasets/me/pics/img/0.png")
+    assert HUB_TOKEN not in str(info.value)
