@@ -35,6 +35,12 @@ CONTROL_DOC = {
 }
 
 
+def manifest_path_for(csv_path: str) -> str:
+    """The manifest's ``path_in_repo``: ``manifest.json`` beside the CSV."""
+    folder = csv_path.rsplit("/", 1)[0] if "/" in csv_path else ""
+    return f"{folder}/manifest.json" if folder else "manifest.json"
+
+
 def manifest_json(manifest: dict) -> bytes:
     """The manifest as indented JSON bytes (keys sorted, so equal manifests are equal bytes)."""
     return (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()

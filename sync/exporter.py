@@ -31,7 +31,7 @@ from datetime import datetime, timezone
 
 import pandas as pd
 
-from sync.card import card_block, dataset_card, manifest_json
+from sync.card import card_block, dataset_card, manifest_json, manifest_path_for
 from sync.errors import AmbiguousCommit, CommitConflict, SyncError, TagExists, TransientHubError
 from sync.intake import GENERATION
 from sync.label_config import control_tags, data_field
@@ -110,8 +110,7 @@ class Exporter:
     def __post_init__(self):
         self.controls = control_tags(self.project.label_config)
         self.value_key = data_field(self.project.label_config).value_key
-        self.manifest_path = f"{self.csv_path.rsplit('/', 1)[0]}/manifest.json" if "/" in self.csv_path \
-            else "manifest.json"
+        self.manifest_path = manifest_path_for(self.csv_path)
 
     def pending(self) -> bool:
         """True when annotations changed since the last export, or a version is not finished."""

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 
+from sync.card import manifest_path_for
 from sync.exporter import TAG_PREFIX
 from sync.repo import DatasetRepo
 
@@ -14,7 +15,7 @@ def list_versions(repo: DatasetRepo, csv_path: str = "annotations/annotations.cs
     Raises:
         sync.errors.SyncError: the repo cannot be read.
     """
-    manifest_path = f"{csv_path.rsplit('/', 1)[0]}/manifest.json" if "/" in csv_path else "manifest.json"
+    manifest_path = manifest_path_for(csv_path)
     rows = []
     tags = {t: sha for t, sha in repo.tags().items() if t.startswith(TAG_PREFIX) and t[len(TAG_PREFIX):].isdigit()}
     for tag, sha in sorted(tags.items(), key=lambda item: int(item[0][len(TAG_PREFIX):])):
