@@ -8,7 +8,10 @@ all move it), with a few seconds of overlap (applying a task twice does no harm)
 
 Event payloads (https://labelstud.io/guide/webhook_reference):
 ``ANNOTATION_CREATED``/``ANNOTATION_UPDATED``: ``{"action", "annotation": {...}, "task": {...},
-"project": {...}}``; ``ANNOTATIONS_DELETED``: ``{"action", "annotations": [{"id": ...}], "project"}``.
+"project": {...}}``; ``ANNOTATIONS_DELETED``: ``{"action", "annotations": [{"id": ...}], "project"}``;
+``TASKS_DELETED``: ``{"action", "tasks": [{"id": ...}], "project"}`` (the annotations of a deleted
+task leave the next version; reconciliation cannot see deleted tasks, so this event is the one
+source for them).
 """
 from __future__ import annotations
 
@@ -20,7 +23,7 @@ from sync.state import SyncState
 
 log = logging.getLogger(__name__)
 
-ACTIONS = ("ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_DELETED")
+ACTIONS = ("ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_DELETED", "TASKS_DELETED")
 CURSOR = "tasks_updated_at"
 GENERATION = "annotations_generation"
 OVERLAP = timedelta(seconds=5)
@@ -45,10 +48,11 @@ def parse_event(body: object, project_id: int) -> tuple[str, dict]:
     project = body.get("project")
     if isinstance(project, dict) and project.get("id") not in (None, project_id):
         raise BadEvent(f"event of project {project.get('id')}, not {project_id}")
-    if action == "ANNOTATIONS_DELETED":
-        items = body.get("annotations")
+    if action in ("ANNOTATIONS_DELETED", "TASKS_DELETED"):
+        key = "annotations" if action == "ANNOTATIONS_DELETED" else "tasks"
+        items = body.get(key)
         if not isinstance(items, list) or not all(isinstance(a, dict) and isinstance(a.get("id"), int) for a in items):
-            raise BadEvent("ANNOTATIONS_DELETED without a list of {id}")
+            raise BadEvent(f"{action} without a list of {key} {{id}}")
     else:
         annotation, task = body.get("annotation"), body.get("task")
         if not isinstance(annotation, dict) or not isinstance(annotation.get("id"), int):
@@ -84,6 +88,8 @@ class AnnotationIntake:
             ids = [a["id"] for a in body["annotations"]]
             self.state.delete_annotations(ids)
             changed = len(ids)
+        elif action == "TASKS_DELETED":
+            changed = self.state.delete_task_annotations([t["id"] for t in body["tasks"]])
         else:
             task = body["task"]
             if "data" in task:

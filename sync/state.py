@@ -196,6 +196,15 @@ class SyncState:
                     "ON CONFLICT(project_id, annotation_id) DO UPDATE SET deleted=1",
                     [(self.key[0], aid) for aid in annotation_ids])
 
+    def delete_task_annotations(self, task_ids: Iterable[int]) -> int:
+        """Mark every annotation of the deleted tasks ``task_ids`` deleted; returns how many."""
+        with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            cursor = self.db.executemany(
+                "UPDATE annotations SET deleted=1 WHERE project_id=? AND task_id=? AND deleted=0",
+                [(self.key[0], task_id) for task_id in task_ids])
+            return cursor.rowcount
+
     def live_annotations(self) -> list[tuple[dict, dict]]:
         """``[(task, annotation)]`` of every stored annotation not deleted, with the task's data."""
         rows = self.db.execute(

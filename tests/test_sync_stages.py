@@ -58,3 +58,33 @@ def test_build_task_never_lets_metadata_overwrite_identity_keys():
                       {"hf_path": "evil", "title": "T"})
     assert task == {"data": {"title": "T", "image": "http://hub/x.png", "hf_repo": "o/r", "hf_path": "x.png",
                              "hf_revision": "a" * 40}}
+
+
+def test_webhook_events_apply_in_any_order_and_deleted_tasks_leave_the_store(tmp_path):
+    from sync.intake import AnnotationIntake, BadEvent, parse_event
+    from sync.state import SyncState
+
+    class Project:
+        project_id = 1
+
+    state = SyncState(tmp_path / "s.sqlite3", 1, "o/r")
+    intake = AnnotationIntake(Project(), state)
+
+    def event(action, aid, updated, task=7):
+        return parse_event({"action": action, "project": {"id": 1}, "task": {"id": task, "data": {"hf_path": "a"}},
+                            "annotation": {"id": aid, "updated_at": updated, "result": [], "completed_by": {"id": 3}}}, 1)
+
+    assert intake.apply_event(*event("ANNOTATION_UPDATED", 10, "2026-01-02")) == 1
+    assert intake.apply_event(*event("ANNOTATION_CREATED", 10, "2026-01-01")) == 0  # late and older: ignored
+    assert intake.apply_event(*event("ANNOTATION_CREATED", 11, "2026-01-01", task=8)) == 1
+    assert [a["id"] for _, a in state.live_annotations()] == [10, 11]
+    intake.apply_event(*parse_event({"action": "TASKS_DELETED", "tasks": [{"id": 8}]}, 1))
+    intake.apply_event(*parse_event({"action": "ANNOTATIONS_DELETED", "annotations": [{"id": 10}]}, 1))
+    assert state.live_annotations() == []
+    assert intake.apply_event(*event("ANNOTATION_UPDATED", 10, "2026-01-03")) == 0  # deleted stays deleted
+    for body, reason in [([], "not a JSON object"), ({"action": "X"}, "unknown action"),
+                         ({"action": "TASKS_DELETED", "tasks": "x"}, "without a list"),
+                         ({"action": "ANNOTATION_CREATED", "task": {"id": 1}}, "without annotation.id"),
+                         ({"action": "ANNOTATION_CREATED", "project": {"id": 2}}, "not 1")]:
+        with pytest.raises(BadEvent, match=reason):
+            parse_event(body, 1)
