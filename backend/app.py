@@ -181,10 +181,12 @@ def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
     app.extensions["labelhub"] = backend
     register_error_handlers(app)
 
+    from backend.files import files_bp
     from backend.routes import metrics_bp, protocol_bp
 
     app.register_blueprint(protocol_bp)
     app.register_blueprint(metrics_bp)
+    app.register_blueprint(files_bp)
     if settings.start_trainer:
         backend.trainer.start()
     return app

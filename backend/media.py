@@ -13,6 +13,10 @@ fetches an arbitrary URL found in a task):
   ``LABEL_STUDIO_URL`` with ``LABEL_STUDIO_API_KEY``. A personal access token (a JWT refresh token) is
   exchanged at ``POST /api/token/refresh/`` for an access token that lives 5 minutes
   (https://labelstud.io/guide/access_tokens); a legacy token is sent as ``Authorization: Token ...``.
+- Signed file URLs of the backend's own file route (``.../files/<repo key>/<sha>/<path>?sig=...``,
+  :mod:`backend.files`) for a repo of ``LABELHUB_FILE_REPOS``: read directly from huggingface_hub's
+  cache or the local git repository, never over HTTP (whatever the URL's host: the signature proves
+  the sync issued it). An expired signature is accepted here: nothing reaches a browser.
 - ``data:`` URIs (RFC 2397), decoded in place.
 - http(s) URLs whose host is on ``LABELHUB_ALLOWED_HOSTS``, fetched without credentials.
 
@@ -32,7 +36,8 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import requests
 
-from backend.errors import MediaFetchError, MediaNotAllowedError, redact
+from backend.errors import BackendError, MediaFetchError, MediaNotAllowedError, redact
+from backend.files import RepoFiles
 from backend.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -181,7 +186,14 @@ class MediaFetcher:
 
     Args:
         settings: The backend settings (``LABEL_STUDIO_URL``, ``LABEL_STUDIO_API_KEY``, ``HF_TOKEN``,
-            ``LABELHUB_ALLOWED_HOSTS``, timeouts and size limits).
+            ``LABELHUB_ALLOWED_HOSTS``, ``LABELHUB_FILE_REPOS``, ``LABELHUB_SECRET``, timeouts and size limits).
+
+    Attributes:
+        repo_files: The repos of ``LABELHUB_FILE_REPOS`` (:class:`backend.files.RepoFiles`), shared with
+            the file route.
+
+    Raises:
+        ValueError: When ``LABELHUB_FILE_REPOS`` or ``LABELHUB_SECRET`` is invalid.
     """
 
     def __init__(self, settings: Settings):
@@ -192,6 +204,7 @@ class MediaFetcher:
         self._ls_auth = _LabelStudioAuth(self.ls_url, settings.label_studio_api_key, self.session,
                                          settings.media_timeout)
         self.cache = _ByteLRU(settings.media_cache_bytes)
+        self.repo_files = RepoFiles(settings)
         self.hits = 0
         self.misses = 0
 
@@ -207,7 +220,8 @@ class MediaFetcher:
             url: A task's value.
 
         Returns:
-            ``"data"``, ``"hub"``, ``"label_studio"`` or ``"allowed"``.
+            ``"data"``, ``"repo_file"`` (a signed URL of the file route, read locally), ``"hub"``,
+            ``"label_studio"`` or ``"allowed"``.
 
         Raises:
             MediaNotAllowedError: For any other URL (including relative paths when ``LABEL_STUDIO_URL``
@@ -217,6 +231,8 @@ class MediaFetcher:
             raise MediaNotAllowedError("the task's value is not a URL")
         if url.startswith("data:"):
             return "data"
+        if self.repo_files.owns(url) is not None:
+            return "repo_file"
         if url.startswith("hf://") or parse_hub_url(url, self._hub_endpoint()) is not None:
             return "hub"
         if url.startswith(_LS_PREFIXES):
@@ -262,7 +278,9 @@ class MediaFetcher:
             self.hits += 1
             return cached
         self.misses += 1
-        if kind == "hub":
+        if kind == "repo_file":
+            data = self._read_repo_file(url)
+        elif kind == "hub":
             data = self._fetch_hub(url)
         elif kind == "label_studio":
             full = url if "://" in url else self.ls_url + url
@@ -288,6 +306,16 @@ class MediaFetcher:
             raise MediaFetchError("the data: URI does not decode") from None
         if len(data) > self.settings.media_max_bytes:
             raise MediaFetchError("the data: URI is larger than LABELHUB_MEDIA_MAX_BYTES")
+        return data
+
+    def _read_repo_file(self, url: str) -> bytes:
+        try:
+            data = self.repo_files.read(self.repo_files.owns(url))
+        except BackendError as exc:
+            raise MediaFetchError(f"could not read {safe_url(url)} from its repo "
+                                  f"({getattr(exc, 'reason', exc.message)})") from None
+        if len(data) > self.settings.media_max_bytes:
+            raise MediaFetchError(f"{safe_url(url)} is larger than LABELHUB_MEDIA_MAX_BYTES")
         return data
 
     def _fetch_hub(self, url: str) -> bytes:

@@ -56,6 +56,11 @@ class Settings:
         trainer_poll_interval: Seconds between scans of the event queue (``LABELHUB_TRAINER_POLL``).
         warmup: Load the embedder in the background after ``/setup`` (``LABELHUB_WARMUP``).
         log_level: Logging level (``LABELHUB_LOG_LEVEL``).
+        secret: The secret that signs file URLs (``LABELHUB_SECRET``, at least 16 characters; the sync
+            signs with the same one); empty: the file route refuses every request. See :mod:`sync.signing`.
+        file_repos: The repos the file route serves (``LABELHUB_FILE_REPOS``): comma-separated Hub dataset
+            repo_ids ``owner/name`` and local git repository paths, each optionally ``key=...`` to name it
+            in URLs (default key: ``owner--name``, or the directory's name). See :mod:`backend.files`.
     """
 
     model_dir: Path = Path("labelhub-models")
@@ -79,6 +84,8 @@ class Settings:
     trainer_poll_interval: float = 0.25
     warmup: bool = True
     log_level: str = "INFO"
+    secret: str = field(default="", repr=False)
+    file_repos: tuple[str, ...] = ()
 
     #: Environment variable of each field.
     ENV = {
@@ -103,6 +110,8 @@ class Settings:
         "trainer_poll_interval": "LABELHUB_TRAINER_POLL",
         "warmup": "LABELHUB_WARMUP",
         "log_level": "LABELHUB_LOG_LEVEL",
+        "secret": "LABELHUB_SECRET",
+        "file_repos": "LABELHUB_FILE_REPOS",
     }
 
     @property
@@ -114,7 +123,7 @@ class Settings:
     def secrets(self) -> tuple[str, ...]:
         """The secret values, to be redacted from anything logged or answered."""
         return tuple(s for s in (self.basic_auth_pass, self.webhook_secret, self.label_studio_api_key,
-                                 self.hf_token) if s)
+                                 self.hf_token, self.secret) if s)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
@@ -151,8 +160,9 @@ class Settings:
             values[key] = cls._parse(key, key, value) if isinstance(value, str) else value
         if "model_dir" in values:
             values["model_dir"] = Path(values["model_dir"])
-        if "allowed_hosts" in values and not isinstance(values["allowed_hosts"], tuple):
-            values["allowed_hosts"] = tuple(values["allowed_hosts"])
+        for name in ("allowed_hosts", "file_repos"):
+            if name in values and not isinstance(values[name], tuple):
+                values[name] = tuple(values[name])
         return cls(**values)
 
     @classmethod
@@ -161,6 +171,8 @@ class Settings:
         try:
             if field_name == "allowed_hosts":
                 return _split(raw)
+            if field_name == "file_repos":  # paths keep their case
+                return tuple(part.strip() for part in raw.split(",") if part.strip())
             if isinstance(default, bool):
                 return raw.strip().lower() in _TRUE
             if isinstance(default, int):

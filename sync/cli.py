@@ -58,6 +58,17 @@ def main():
 @click.option("--public-url", envvar="LABELHUB_PUBLIC_URL", default=None,
               help="The backend's URL as annotators' browsers see it; file URLs of a local repo use it "
                    "[default: http://127.0.0.1:9090].")
+@click.option("--file-urls", type=click.Choice(["auto", "resolve", "proxy"]), default="auto",
+              envvar="LABELHUB_FILE_URLS",
+              help="The URL a task gets for its file: auto = the Hub's pinned resolve URL for a public Hub repo, "
+                   "a signed URL of the backend's /files route (at --public-url) for a private Hub repo or a "
+                   "local repo; resolve or proxy force one form.")
+@click.option("--secret", envvar="LABELHUB_SECRET", default=None, show_default=False,
+              help="The secret that signs file URLs (env LABELHUB_SECRET); the backend needs the same one. "
+                   "Rotating it revokes every URL signed before.")
+@click.option("--url-lifetime", envvar="LABELHUB_URL_LIFETIME", default="never",
+              help="How long a signed file URL stays valid after its task is made: seconds, or 90m, 12h, 30d; "
+                   "never = no expiry (tasks outlive any lifetime: see the README).")
 @click.option("--export/--no-export", default=True,
               help="Write finished annotations back to the repo as tagged versions.")
 @click.option("--export-interval", type=click.FloatRange(min=0), default=60.0, envvar="LABELHUB_EXPORT_INTERVAL",
@@ -79,8 +90,8 @@ def main():
               type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]))
 def sync(repo, project_id, revision, include, exclude, metadata_path, metadata_key, metadata_columns, once,
          interval, batch_size, state_path, label_studio_url, label_studio_api_key, hf_token, hf_endpoint,
-         public_url, export, export_interval, csv_path, reconcile_interval, webhook_url, webhook_host, webhook_port,
-         webhook_secret, log_level):
+         public_url, file_urls, secret, url_lifetime, export, export_interval, csv_path, reconcile_interval, webhook_url,
+         webhook_host, webhook_port, webhook_secret, log_level):
     """Turn the files of a dataset repo into Label Studio tasks, new files as they appear, never twice,
     and write finished annotations back to the repo as tagged versions (annotations-vN).
 
@@ -90,7 +101,8 @@ def sync(repo, project_id, revision, include, exclude, metadata_path, metadata_k
     """
     from sync.logs import setup_logging
 
-    redact = setup_logging(log_level, secrets=[label_studio_api_key, hf_token, webhook_secret])
+    redact = setup_logging(log_level, secrets=[label_studio_api_key, hf_token, webhook_secret, secret])
+    url_policy = _file_url_policy(file_urls, public_url, secret, url_lifetime)
     try:
         from sync.daemon import run_forever
         from sync.exporter import Exporter
@@ -102,7 +114,11 @@ def sync(repo, project_id, revision, include, exclude, metadata_path, metadata_k
         from sync.repo import open_repo
         from sync.state import SyncState
 
-        dataset = open_repo(repo, token=hf_token, endpoint=hf_endpoint, public_url=public_url)
+        try:
+            dataset = open_repo(repo, token=hf_token, endpoint=hf_endpoint, public_url=public_url,
+                                file_urls=url_policy)
+        except ValueError as exc:
+            raise click.UsageError(str(exc)) from None
         sha = dataset.resolve(revision)
         project = LabelStudioProject(label_studio_url, label_studio_api_key, project_id)
         state = SyncState(state_path, project_id, dataset.repo_id)
@@ -111,6 +127,7 @@ def sync(repo, project_id, revision, include, exclude, metadata_path, metadata_k
                                 batch_size=batch_size)
         log.info("syncing %s@%s (%s) into project %d %r: %s files as $%s", dataset.repo_id, revision, sha[:12],
                  project_id, project.title, importer.field.tag, importer.field.value_key)
+        log.info(dataset.describe_file_urls())
         service = SyncService(importer, poll_interval=interval, reconcile_interval=reconcile_interval,
                               export_interval=export_interval)
         if export:
@@ -130,6 +147,23 @@ def sync(repo, project_id, revision, include, exclude, metadata_path, metadata_k
         raise click.ClickException(redact.redact(str(exc))) from None
     except OSError as exc:  # unreachable Hub, full disk, ...
         raise click.ClickException(redact.redact(f"{type(exc).__name__}: {exc}")) from None
+
+
+def _file_url_policy(mode, public_url, secret, lifetime):
+    """The :class:`sync.file_urls.FileURLs` of the options (``--file-urls proxy`` needs a secret)."""
+    from sync.file_urls import FileURLs, parse_lifetime
+    from sync.signing import MIN_SECRET_LENGTH
+
+    try:
+        seconds = parse_lifetime(lifetime)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--url-lifetime") from None
+    if secret is not None and len(secret) < MIN_SECRET_LENGTH:
+        raise click.BadParameter(f"LABELHUB_SECRET must have at least {MIN_SECRET_LENGTH} characters",
+                                 param_hint="--secret")
+    if mode == "proxy" and not secret:
+        raise click.UsageError("--file-urls proxy needs LABELHUB_SECRET (--secret) to sign the URLs")
+    return FileURLs(mode=mode, public_url=public_url, secret=secret or None, lifetime=seconds)
 
 
 def _start_webhooks(project, state_path, repo_id, service, url, host, port, secret):
@@ -174,6 +208,12 @@ def _add_import_command() -> None:
     main.add_command(import_csv)
 
 
+def _add_demo_command() -> None:
+    from sync.demo import demo
+
+    main.add_command(demo)
+
+
 def _add_backend_command() -> None:
     from backend.cli import backend
 
@@ -181,6 +221,7 @@ def _add_backend_command() -> None:
 
 
 _add_import_command()
+_add_demo_command()
 _add_backend_command()
 
 if __name__ == "__main__":

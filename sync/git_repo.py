@@ -9,12 +9,11 @@ import os
 import subprocess
 import tempfile
 from pathlib import Path
-from urllib.parse import quote
 
 from sync.errors import CommitConflict, RepoNotFound, RevisionNotFound, TagExists
+from sync.file_urls import DEFAULT_PUBLIC_URL, FileURLs
 from sync.repo import RepoFile
-
-DEFAULT_PUBLIC_URL = "http://127.0.0.1:9090"
+from sync.signing import repo_key
 
 
 def git(repo_dir: Path, *args: str, input: bytes | None = None, env: dict | None = None) -> bytes:
@@ -34,13 +33,16 @@ class LocalGitRepo:
         path: the repository's directory.
         public_url: the backend's URL as the browser sees it (``LABELHUB_PUBLIC_URL``); file URLs
             are ``{public_url}/files/{repo name}/{sha}/{path}``, served by the backend's file
-            route. Default ``http://127.0.0.1:9090``.
+            route (:mod:`backend.files`). Default ``http://127.0.0.1:9090``.
+        file_urls: how file URLs are made (:class:`sync.file_urls.FileURLs`: signed with
+            ``LABELHUB_SECRET`` when it has a secret); its ``public_url`` wins over ``public_url``.
+            ``None``: unsigned URLs at ``public_url``.
 
     Raises:
         sync.errors.RepoNotFound: ``path`` is not a git repository.
     """
 
-    def __init__(self, path: str | os.PathLike, public_url: str | None = None):
+    def __init__(self, path: str | os.PathLike, public_url: str | None = None, file_urls: FileURLs | None = None):
         self.path = Path(path).resolve()
         try:
             git(self.path, "rev-parse", "--git-dir")
@@ -48,7 +50,10 @@ class LocalGitRepo:
             raise RepoNotFound(f"{self.path} is not a git repository") from None
         self.repo_id = str(self.path)
         self.name = self.path.name
-        self.public_url = (public_url or DEFAULT_PUBLIC_URL).rstrip("/")
+        self.key = repo_key(str(self.path), local=True)
+        self.file_urls = file_urls or FileURLs(public_url=public_url or DEFAULT_PUBLIC_URL)
+        self.public_url = self.file_urls.public_url
+        self.private = True  # no one but the backend can serve its files
 
     def __repr__(self) -> str:
         return f"LocalGitRepo({str(self.path)!r})"
@@ -85,8 +90,13 @@ class LocalGitRepo:
             raise FileNotFoundError(f"{path} not found in {self.path} at {sha}") from None
 
     def file_url(self, sha: str, path: str) -> str:
-        """``{public_url}/files/{repo name}/{sha}/{path}`` (served by the backend), no call."""
-        return f"{self.public_url}/files/{quote(self.name)}/{sha}/{quote(path)}"
+        """``{public_url}/files/{repo name}/{sha}/{path}?sig=...`` (served by the backend's file route,
+        signed as in :mod:`sync.signing` when ``file_urls`` has a secret), no call."""
+        return self.file_urls.proxy_url(self.key, sha, path)
+
+    def describe_file_urls(self) -> str:
+        """One log line: which form this repo's file URLs take (:meth:`sync.file_urls.FileURLs.describe`)."""
+        return self.file_urls.describe(self.repo_id, local=True, private=True)
 
     # writing (the export)
     def commit(self, files: dict[str, bytes], message: str, description: str, parent_commit: str,

@@ -6,6 +6,7 @@ entries a page), ``hf_hub_download`` (the shared cache) and ``hf_hub_url`` (no c
 """
 from __future__ import annotations
 
+import logging
 from contextlib import contextmanager
 
 import httpx2
@@ -30,9 +31,12 @@ from sync.errors import (
     TagExists,
     TransientHubError,
 )
+from sync.file_urls import FileURLs
 from sync.repo import RepoFile
+from sync.signing import repo_key
 
 REPO_TYPE = "dataset"
+log = logging.getLogger(__name__)
 
 
 @contextmanager
@@ -60,27 +64,43 @@ class HubRepo:
         repo_id: ``owner/name``.
         token: a Hub token with read access (write access for exports); ``None`` for public repos.
         endpoint: the Hub URL; ``None`` uses ``HF_ENDPOINT`` or ``https://huggingface.co``.
+        file_urls: how file URLs are made (:class:`sync.file_urls.FileURLs`); ``None``: always the
+            pinned ``resolve`` URL.
+
+    Attributes:
+        private: whether the repo is private, as the last :meth:`resolve` saw it (``None`` before).
     """
 
-    def __init__(self, repo_id: str, token: str | None = None, endpoint: str | None = None):
+    def __init__(self, repo_id: str, token: str | None = None, endpoint: str | None = None,
+                 file_urls: FileURLs | None = None):
         self.repo_id = repo_id
         self.token = token
         self.api = HfApi(endpoint=endpoint, token=token)
         self.endpoint = self.api.endpoint
+        self.key = repo_key(repo_id)
+        self.file_urls = file_urls
+        self.private: bool | None = None
 
     def __repr__(self) -> str:  # never shows the token
         return f"HubRepo({self.repo_id!r}, endpoint={self.endpoint!r})"
 
     def resolve(self, revision: str) -> str:
-        """See :meth:`sync.repo.DatasetRepo.resolve`. One Hub API call."""
+        """See :meth:`sync.repo.DatasetRepo.resolve`. One Hub API call (``repo_info``), which also
+        tells whether the repo is private (:attr:`private`, for :meth:`file_url`)."""
         try:
             with hub_errors(self.endpoint):
-                return self.api.repo_info(self.repo_id, repo_type=REPO_TYPE, revision=revision).sha
+                info = self.api.repo_info(self.repo_id, repo_type=REPO_TYPE, revision=revision)
         except RevisionNotFoundError:
             raise RevisionNotFound(f"revision {revision!r} not found in dataset {self.repo_id}") from None
         except (RepositoryNotFoundError, GatedRepoError):
             raise RepoNotFound(f"dataset {self.repo_id} not found at {self.endpoint} "
                                "(or HF_TOKEN cannot read it)") from None
+        private = bool(info.private) if info.private is not None else None
+        if self.private is not None and private != self.private and self.file_urls is not None:
+            log.warning("dataset %s is now %s: new tasks get %s", self.repo_id,
+                        "private" if private else "public", self.describe_file_urls(private))
+        self.private = private
+        return info.sha
 
     def list_files(self, sha: str) -> list[RepoFile]:
         """See :meth:`sync.repo.DatasetRepo.list_files`. One Hub call per 1,000 entries."""
@@ -108,8 +128,20 @@ class HubRepo:
             return fh.read()
 
     def file_url(self, sha: str, path: str) -> str:
-        """``{endpoint}/datasets/{repo_id}/resolve/{sha}/{path}`` (``hf_hub_url``), no call."""
+        """The file's URL pinned to ``sha``, no call: ``{endpoint}/datasets/{repo_id}/resolve/{sha}/{path}``
+        (``hf_hub_url``) for a public repo, or the backend's signed URL
+        ``{public_url}/files/{owner--name}/{sha}/{path}?sig=...`` for a private one (the choice:
+        :meth:`sync.file_urls.FileURLs.form`, with :attr:`private` from the last :meth:`resolve`)."""
+        if self.file_urls is not None and self.file_urls.form(local=False, private=self.private) == "proxy":
+            return self.file_urls.proxy_url(self.key, sha, path)
         return hf_hub_url(self.repo_id, path, repo_type=REPO_TYPE, revision=sha, endpoint=self.endpoint)
+
+    def describe_file_urls(self, private: bool | None = None) -> str:
+        """One log line: which form this repo's file URLs take (:meth:`sync.file_urls.FileURLs.describe`)."""
+        private = self.private if private is None else private
+        if self.file_urls is None:
+            return f"file URLs of {self.repo_id}: Hub resolve URLs pinned to the commit"
+        return self.file_urls.describe(self.repo_id, local=False, private=private)
 
     # writing (the export)
     def commit(self, files: dict[str, bytes], message: str, description: str, parent_commit: str,

@@ -6,13 +6,17 @@
   default that needs no Hub account.
 
 :func:`open_repo` picks one from the ``--repo`` argument: an existing directory is a local repo,
-anything else is a Hub ``repo_id``.
+anything else is a Hub ``repo_id``. What URL a task gets for a file (the Hub's ``resolve`` URL or a
+signed URL of the backend's file route) is chosen per repo by :class:`sync.file_urls.FileURLs`.
 """
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from sync.file_urls import FileURLs
 
 
 @dataclass(frozen=True)
@@ -50,11 +54,15 @@ class DatasetRepo(Protocol):
         """The bytes of ``path`` at commit ``sha``."""
 
     def file_url(self, sha: str, path: str) -> str:
-        """A URL of ``path`` pinned to commit ``sha``, for the task data."""
+        """A URL of ``path`` pinned to commit ``sha``, for the task data (a Hub ``resolve`` URL or a
+        signed URL of the backend's file route, see :mod:`sync.file_urls`)."""
+
+    def describe_file_urls(self) -> str:
+        """One log line saying which form :meth:`file_url` returns, and why."""
 
 
 def open_repo(repo: str, token: str | None = None, endpoint: str | None = None,
-              public_url: str | None = None) -> DatasetRepo:
+              public_url: str | None = None, file_urls: "FileURLs | None" = None) -> DatasetRepo:
     """Open ``repo``: a local git repository when it is an existing directory, else a Hub repo_id.
 
     Args:
@@ -62,20 +70,30 @@ def open_repo(repo: str, token: str | None = None, endpoint: str | None = None,
         token: the Hub token (``HF_TOKEN``); never logged.
         endpoint: the Hub endpoint (``HF_ENDPOINT``; default ``https://huggingface.co``).
         public_url: the backend's URL as the annotators' browsers see it
-            (``LABELHUB_PUBLIC_URL``), used for the file URLs of a local repo.
+            (``LABELHUB_PUBLIC_URL``), used for the file URLs of a local repo when ``file_urls``
+            is not given.
+        file_urls: how file URLs are made (:class:`sync.file_urls.FileURLs`: ``--file-urls``,
+            ``LABELHUB_PUBLIC_URL``, ``LABELHUB_SECRET``, ``--url-lifetime``); ``None``: Hub repos get
+            ``resolve`` URLs and local repos unsigned URLs at ``public_url``.
+
+    Returns:
+        A :class:`sync.git_repo.LocalGitRepo` or a :class:`sync.hub_repo.HubRepo`.
 
     Raises:
         sync.errors.RepoNotFound: ``repo`` is neither a directory nor a valid ``owner/name``.
+        ValueError: ``file_urls`` asks for ``resolve`` URLs of a local repository.
     """
     from sync.errors import RepoNotFound
 
     if os.path.isdir(repo):
         from sync.git_repo import LocalGitRepo
 
-        return LocalGitRepo(repo, public_url=public_url)
+        if file_urls is not None:
+            file_urls.form(local=True, private=True)  # raises for --file-urls resolve
+        return LocalGitRepo(repo, public_url=public_url, file_urls=file_urls)
     parts = repo.split("/")
     if len(parts) != 2 or not all(parts):
         raise RepoNotFound(f"--repo {repo!r} is neither a directory nor a Hub repo_id 'owner/name'")
     from sync.hub_repo import HubRepo
 
-    return HubRepo(repo, token=token, endpoint=endpoint)
+    return HubRepo(repo, token=token, endpoint=endpoint, file_urls=file_urls)

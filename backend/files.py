@@ -1,0 +1,468 @@
+"""The file route: repo files for the annotators' browsers, at signed URLs only.
+
+``GET|HEAD /files/<repo key>/<commit sha>/<path_in_repo>?exp=<unix time>&sig=<signature>`` answers the
+file's bytes at that commit. The URLs are made by ``labelhub sync`` for private Hub datasets and local
+git repositories (:mod:`sync.file_urls`), signed with ``LABELHUB_SECRET`` (:mod:`sync.signing`), and
+reached by the browsers at ``LABELHUB_PUBLIC_URL``.
+
+- Only the repos of ``LABELHUB_FILE_REPOS`` are served (:class:`RepoFiles`): Hub datasets through
+  :func:`huggingface_hub.hf_hub_download` with ``HF_TOKEN`` into huggingface_hub's cache (the cache
+  :mod:`backend.media` reads for predictions, so a file is downloaded once for both), local repositories
+  from the pinned commit's objects with ``git cat-file --batch`` (never the work tree).
+- Only 40-hex commit shas, so content never changes: strong ``ETag`` (the git blob id, or the Hub's
+  blob etag), ``Cache-Control: public|private, max-age=31536000, immutable`` (RFC 8246; ``private`` for
+  private Hub repos and local repos), conditional requests (``If-None-Match`` → 304) and single byte
+  ranges (RFC 9110 §14: ``Range: bytes=a-b`` → 206, for audio and video seeking), all by werkzeug.
+- ``Content-Type`` from the path (:mod:`mimetypes`), ``X-Content-Type-Options: nosniff`` and
+  ``Content-Security-Policy: sandbox`` (an HTML or SVG file opened directly cannot run script in the
+  backend's origin), ``Access-Control-Allow-Origin: *`` (the URL is the credential; no cookies are
+  involved) so Label Studio's audio player and ``valueType="url"`` texts can fetch it.
+- Refused without detail: a missing, bad or expired signature → 403; a sha that is not 40 hex digits,
+  a path with ``..``/``.``/empty parts or a leading ``/``, a repo that is not configured, a file that is
+  not at that commit, a symlink, a submodule or a directory in a local repo → 404. The reason is logged
+  (path only: the query string holding the signature is never logged).
+"""
+from __future__ import annotations
+
+import io
+import logging
+import mimetypes
+import os
+import subprocess
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+from flask import Blueprint, Response, current_app, jsonify, request, send_file
+
+from backend.errors import BackendError, redact
+from backend.settings import Settings
+from sync.signing import (MIN_SECRET_LENGTH, ExpiredSignature, FileRef, SignatureError, is_commit_sha,
+                          is_safe_path, parse_file_url, repo_key, verify)
+
+log = logging.getLogger(__name__)
+
+__all__ = ["files_bp", "RepoFiles", "FileRepo", "ServedFile", "FileNotServed", "SignatureRefused",
+           "FileUnavailable", "parse_file_repos", "IMMUTABLE"]
+
+files_bp = Blueprint("files", __name__)
+
+#: Cache lifetime of a file at a commit sha: a year, the longest RFC 9111 advises; ``immutable`` (RFC 8246).
+IMMUTABLE = "max-age=31536000, immutable"
+_VISIBILITY_TTL = 600.0  # seconds a Hub repo's public/private answer is kept
+
+
+class FileNotServed(BackendError):
+    """404: not a file this backend serves (the reason is logged, never answered)."""
+
+    status = 404
+    code = "not_found"
+
+    def __init__(self, reason: str):
+        super().__init__("not found")
+        self.reason = reason
+
+
+class SignatureRefused(BackendError):
+    """403: the URL's signature is missing, bad or expired (the reason is logged, never answered)."""
+
+    status = 403
+    code = "forbidden"
+
+    def __init__(self, reason: str):
+        super().__init__("forbidden")
+        self.reason = reason
+
+
+class FileUnavailable(BackendError):
+    """502: the Hub could not be reached or answered an error for a configured repo's file."""
+
+    status = 502
+    code = "file_unavailable"
+
+    def __init__(self, reason: str):
+        super().__init__("the file could not be read from its repo")
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class FileRepo:
+    """A repo the file route serves.
+
+    Attributes:
+        key: Its name in URLs (:func:`sync.signing.repo_key`).
+        kind: ``"hub"`` (a Hub dataset) or ``"local"`` (a local git repository).
+        source: The Hub ``repo_id``, or the repository's absolute path.
+    """
+
+    key: str
+    kind: str
+    source: str
+
+
+@dataclass
+class ServedFile:
+    """One file ready to be answered.
+
+    Attributes:
+        etag: The git blob id (local) or the Hub blob's etag: strong, the content never changes.
+        private: Whether the answer may only be cached by the browser (``Cache-Control: private``).
+        path: The file on disk (Hub: huggingface_hub's cache), or ``None``.
+        data: The bytes (local repos), or ``None``.
+    """
+
+    etag: str
+    private: bool
+    path: str | None = None
+    data: bytes | None = None
+
+    def read(self, max_bytes: int | None = None) -> bytes:
+        """The file's bytes (at most ``max_bytes + 1`` of them when given)."""
+        if self.data is not None:
+            return self.data
+        with open(self.path, "rb") as fh:
+            return fh.read(-1 if max_bytes is None else max_bytes + 1)
+
+
+def parse_file_repos(entries: tuple[str, ...] | list[str]) -> dict[str, FileRepo]:
+    """Read ``LABELHUB_FILE_REPOS``.
+
+    Args:
+        entries: Items of the comma-separated variable: ``owner/name`` (a Hub dataset), a path (an
+            existing directory: a local git repository), each optionally prefixed ``key=``.
+
+    Returns:
+        ``{key: FileRepo}``.
+
+    Raises:
+        ValueError: When an entry is neither an existing directory nor ``owner/name``, a directory is not
+            a git repository, or two entries have the same key.
+
+    Example:
+        >>> parse_file_repos(["me/pics"])
+        {'me--pics': FileRepo(key='me--pics', kind='hub', source='me/pics')}
+    """
+    repos: dict[str, FileRepo] = {}
+    for entry in entries:
+        key, sep, source = entry.partition("=")
+        if not sep:
+            key, source = "", entry
+        key, source = key.strip(), source.strip()
+        if os.path.isdir(source):
+            path = Path(source).resolve()
+            try:
+                subprocess.run(["git", "-c", f"safe.directory={path}", "rev-parse", "--git-dir"], cwd=path,
+                               check=True, capture_output=True)
+            except subprocess.CalledProcessError:
+                raise ValueError(f"LABELHUB_FILE_REPOS: {path} is not a git repository") from None
+            repo = FileRepo(key or repo_key(str(path), local=True), "local", str(path))
+        elif len(source.split("/")) == 2 and all(source.split("/")) and not source.startswith("."):
+            repo = FileRepo(key or repo_key(source), "hub", source)
+        else:
+            raise ValueError(f"LABELHUB_FILE_REPOS: {source!r} is neither a directory nor a Hub dataset owner/name")
+        if "/" in repo.key or not repo.key:
+            raise ValueError(f"LABELHUB_FILE_REPOS: bad key {repo.key!r}")
+        if repo.key in repos:
+            raise ValueError(f"LABELHUB_FILE_REPOS: two repos named {repo.key!r}; name one with key=...")
+        repos[repo.key] = repo
+    return repos
+
+
+class _GitObjects:
+    """Objects of a local git repository through one long-running ``git cat-file --batch`` process
+    (https://git-scm.com/docs/git-cat-file#_batch_output), read under a lock."""
+
+    _TREES = 256
+
+    def __init__(self, path: str):
+        self.path = path
+        fmt = subprocess.run(["git", "-c", f"safe.directory={path}", "rev-parse", "--show-object-format"], cwd=path,
+                             capture_output=True, text=True).stdout.strip() or "sha1"
+        self.oid_bytes = 32 if fmt == "sha256" else 20
+        self._proc: subprocess.Popen | None = None
+        self._lock = threading.Lock()
+        self._trees: OrderedDict[str, dict[bytes, tuple[bytes, str]]] = OrderedDict()
+
+    def _start(self) -> subprocess.Popen:
+        if self._proc is None or self._proc.poll() is not None:
+            self._proc = subprocess.Popen(["git", "-c", f"safe.directory={self.path}", "cat-file", "--batch"],
+                                          cwd=self.path, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                          stderr=subprocess.DEVNULL)
+        return self._proc
+
+    def read(self, name: str) -> tuple[str, bytes] | None:
+        """``(type, content)`` of the object ``name`` (an oid or ``<sha>^{tree}``), or ``None`` when missing."""
+        with self._lock:
+            for attempt in (0, 1):
+                proc = self._start()
+                try:
+                    proc.stdin.write(name.encode() + b"\n")
+                    proc.stdin.flush()
+                    header = proc.stdout.readline()
+                    if not header:
+                        raise BrokenPipeError("git cat-file exited")
+                    parts = header.split()
+                    if len(parts) != 3:  # "<name> missing" / "<name> ambiguous"
+                        return None
+                    size = int(parts[2])
+                    data = proc.stdout.read(size)
+                    proc.stdout.read(1)  # the newline after the content
+                    return parts[1].decode(), data
+                except (BrokenPipeError, OSError, ValueError):
+                    if self._proc is not None:
+                        self._proc.kill()
+                        self._proc.wait()
+                    self._proc = None
+                    if attempt:
+                        raise
+        return None
+
+    def _tree(self, name: str) -> dict[bytes, tuple[bytes, str]] | None:
+        cached = self._trees.get(name)
+        if cached is not None:
+            return cached
+        obj = self.read(name)
+        if obj is None or obj[0] != "tree":
+            return None
+        entries, data, i, n = {}, obj[1], 0, self.oid_bytes
+        while i < len(data):  # "<mode> <name>\0<oid bytes>", repeated
+            space = data.index(b" ", i)
+            nul = data.index(b"\0", space)
+            entries[data[space + 1:nul]] = (data[i:space], data[nul + 1:nul + 1 + n].hex())
+            i = nul + 1 + n
+        with self._lock:
+            self._trees[name] = entries
+            while len(self._trees) > self._TREES:
+                self._trees.popitem(last=False)
+        return entries
+
+    def blob(self, sha: str, path: str) -> tuple[str, bytes] | None:
+        """``(blob id, bytes)`` of the regular file ``path`` at commit ``sha``, or ``None`` when the path is
+        missing, a directory, a symlink (mode 120000) or a submodule (160000) at any level."""
+        tree = self._tree(f"{sha}^{{tree}}")
+        parts = path.encode("utf-8", "surrogateescape").split(b"/")
+        for i, part in enumerate(parts):
+            if tree is None or part not in tree:
+                return None
+            mode, oid = tree[part]
+            if i < len(parts) - 1:
+                if mode != b"40000":
+                    return None
+                tree = self._tree(oid)
+                continue
+            if mode not in (b"100644", b"100755"):
+                return None
+            obj = self.read(oid)
+            return (oid, obj[1]) if obj is not None and obj[0] == "blob" else None
+        return None
+
+    def close(self) -> None:
+        """Stop the ``git cat-file`` process."""
+        with self._lock:
+            if self._proc is not None and self._proc.poll() is None:
+                self._proc.stdin.close()
+                self._proc.wait(5)
+            self._proc = None
+
+
+class RepoFiles:
+    """The repos of ``LABELHUB_FILE_REPOS`` and how to read their files (one per worker, shared by the
+    file route and :class:`backend.media.MediaFetcher`).
+
+    Args:
+        settings: The backend settings (``LABELHUB_FILE_REPOS``, ``LABELHUB_SECRET``, ``HF_TOKEN``,
+            ``LABELHUB_MEDIA_TIMEOUT``).
+
+    Raises:
+        ValueError: When ``LABELHUB_FILE_REPOS`` is invalid (see :func:`parse_file_repos`) or
+            ``LABELHUB_SECRET`` is shorter than 16 characters.
+    """
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        if settings.secret and len(settings.secret) < MIN_SECRET_LENGTH:
+            raise ValueError(f"LABELHUB_SECRET must have at least {MIN_SECRET_LENGTH} characters")
+        self.repos = parse_file_repos(settings.file_repos)
+        if self.repos and not settings.secret:
+            log.warning("LABELHUB_FILE_REPOS is set but LABELHUB_SECRET is not: the file route refuses every URL")
+        self._git: dict[str, _GitObjects] = {}
+        self._visibility: dict[str, tuple[bool, float]] = {}
+        self._lock = threading.Lock()
+
+    # ---- signatures ------------------------------------------------------------------------------
+    def check(self, key: str, sha: str, path: str, expires: str | None, sig: str | None,
+              check_expiry: bool = True) -> FileRepo:
+        """Check a file URL's parts; return its repo.
+
+        Args:
+            key, sha, path: From the URL (``path`` decoded).
+            expires, sig: The ``exp`` and ``sig`` query parameters (``None`` when absent).
+            check_expiry: ``False`` accepts an expired signature (reads for predictions).
+
+        Returns:
+            The configured :class:`FileRepo`.
+
+        Raises:
+            FileNotServed: A sha that is not 40 hex digits, an unsafe path, or a repo that is not configured.
+            SignatureRefused: A missing, bad or expired signature.
+        """
+        if not is_commit_sha(sha):
+            raise FileNotServed("revision is not a commit sha")
+        if not is_safe_path(path):
+            raise FileNotServed("path outside the repo")
+        try:
+            verify(self.settings.secret, key, sha, path, expires, sig, check_expiry=check_expiry)
+        except ExpiredSignature:
+            raise SignatureRefused("expired signature") from None
+        except SignatureError as exc:
+            raise SignatureRefused(str(exc)) from None
+        repo = self.repos.get(key)
+        if repo is None:
+            raise FileNotServed("repo not configured in LABELHUB_FILE_REPOS")
+        return repo
+
+    def owns(self, url: str) -> FileRef | None:
+        """The parts of ``url`` when it is a signed file URL of a configured repo (any host: the signature
+        proves it was issued with this secret), else ``None``. Expired signatures count (for predictions)."""
+        if not self.repos or not self.settings.secret:
+            return None
+        ref = parse_file_url(url)
+        if ref is None:
+            return None
+        try:
+            self.check(ref.key, ref.sha, ref.path, ref.expires, ref.sig, check_expiry=False)
+        except BackendError:
+            return None
+        return ref
+
+    # ---- reading ---------------------------------------------------------------------------------
+    def open(self, repo: FileRepo, sha: str, path: str, visibility: bool = True) -> ServedFile:
+        """Get ``path`` of ``repo`` at commit ``sha``.
+
+        Args:
+            repo: A configured repo (from :meth:`check`).
+            sha: A commit sha (40 hex digits).
+            path: A safe ``path_in_repo``.
+            visibility: Whether to find out if a Hub repo is public (one ``repo_info`` call per worker
+                every 10 minutes; ``False``: answered as private, no call).
+
+        Returns:
+            A :class:`ServedFile`.
+
+        Raises:
+            FileNotServed: The file is not at that commit (or is a symlink, submodule or directory).
+            FileUnavailable: The Hub could not be reached or answered another error.
+        """
+        if repo.kind == "local":
+            found = self._git_objects(repo).blob(sha, path)
+            if found is None:
+                raise FileNotServed("no such regular file at that commit")
+            return ServedFile(etag=found[0], private=True, data=found[1])
+        local = self._hub_download(repo, sha, path)
+        real = os.path.realpath(local)
+        etag = os.path.basename(real) if os.path.basename(os.path.dirname(real)) == "blobs" else f"{sha}-{path}"
+        private = self._hub_private(repo) if visibility else True
+        return ServedFile(etag=etag, private=private, path=local)
+
+    def read(self, ref: FileRef) -> bytes:
+        """The bytes a signed file URL points to (:meth:`owns` returned ``ref``), read locally.
+
+        Raises:
+            FileNotServed, FileUnavailable: As for :meth:`open`.
+        """
+        repo = self.check(ref.key, ref.sha, ref.path, ref.expires, ref.sig, check_expiry=False)
+        served = self.open(repo, ref.sha, ref.path, visibility=False)
+        return served.read(self.settings.media_max_bytes)
+
+    def _git_objects(self, repo: FileRepo) -> _GitObjects:
+        with self._lock:
+            objects = self._git.get(repo.key)
+            if objects is None:
+                objects = self._git[repo.key] = _GitObjects(repo.source)
+            return objects
+
+    def _hub_download(self, repo: FileRepo, sha: str, path: str) -> str:
+        from huggingface_hub import hf_hub_download
+        from huggingface_hub.errors import (EntryNotFoundError, GatedRepoError, RepositoryNotFoundError,
+                                            RevisionNotFoundError)
+
+        try:
+            return hf_hub_download(repo.source, path, repo_type="dataset", revision=sha,
+                                   token=self.settings.hf_token or None, etag_timeout=self.settings.media_timeout)
+        except (EntryNotFoundError, RevisionNotFoundError, RepositoryNotFoundError, GatedRepoError) as exc:
+            raise FileNotServed(f"the Hub has no such file ({type(exc).__name__})") from None
+        except Exception as exc:  # httpx errors, HfHubHTTPError 5xx, OSError ...
+            status = getattr(getattr(exc, "response", None), "status_code", None)
+            raise FileUnavailable(f"Hub download failed ({f'HTTP {status}' if status else type(exc).__name__})") \
+                from None
+
+    def _hub_private(self, repo: FileRepo) -> bool:
+        now = time.monotonic()
+        known = self._visibility.get(repo.key)
+        if known is not None and known[1] > now:
+            return known[0]
+        try:
+            from huggingface_hub import HfApi
+
+            private = bool(HfApi(token=self.settings.hf_token or None).repo_info(
+                repo.source, repo_type="dataset", timeout=self.settings.media_timeout).private)
+        except Exception as exc:  # unknown: answer as private
+            log.warning("could not tell whether dataset %s is public (%s): files are answered as private",
+                        repo.source, type(exc).__name__)
+            private = True
+        self._visibility[repo.key] = (private, now + _VISIBILITY_TTL)
+        return private
+
+
+def _repo_files() -> RepoFiles:
+    return current_app.extensions["labelhub"].fetcher.repo_files
+
+
+@files_bp.route("/files/<key>/<sha>/<path:path>", methods=["GET"], merge_slashes=False)
+def serve_file(key: str, sha: str, path: str):
+    """``GET|HEAD /files/<key>/<sha>/<path>?exp=...&sig=...``: the file (see the module docstring).
+
+    Answers 200 with the bytes, 206 for a satisfiable ``Range``, 304 for a matching ``If-None-Match``,
+    416 for an unsatisfiable range; refusals raise :class:`SignatureRefused` (403) or
+    :class:`FileNotServed` (404), which the error handlers answer as ``{"error": "forbidden"|"not found"}``.
+    """
+    files = _repo_files()
+    repo = files.check(key, sha, path, request.args.get("exp"), request.args.get("sig"))
+    served = files.open(repo, sha, path)
+    mimetype = mimetypes.guess_type(path)[0] or "application/octet-stream"
+    source = served.path if served.path is not None else io.BytesIO(served.data)
+    response = send_file(source, mimetype=mimetype, conditional=True, etag=served.etag, max_age=None)
+    response.headers["Cache-Control"] = f"{'private' if served.private else 'public'}, {IMMUTABLE}"
+    response.headers.pop("Expires", None)
+    return response
+
+
+@files_bp.after_request
+def _headers(response: Response) -> Response:
+    """Security and CORS headers on every answer of the file route, and the request counter."""
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Content-Security-Policy"] = "sandbox"
+    response.headers["Access-Control-Allow-Origin"] = "*"
+    response.headers["Access-Control-Allow-Headers"] = "Range, If-None-Match"
+    response.headers["Access-Control-Expose-Headers"] = "Content-Length, Content-Range, Accept-Ranges, ETag"
+    if response.status_code >= 400:
+        response.headers["Cache-Control"] = "no-store"
+    backend = current_app.extensions["labelhub"]
+    backend.metrics.requests.labels(endpoint="files", status=str(response.status_code)).inc()
+    return response
+
+
+@files_bp.errorhandler(FileNotServed)
+@files_bp.errorhandler(SignatureRefused)
+@files_bp.errorhandler(FileUnavailable)
+def _refused(exc: BackendError):
+    """Log the reason of a refusal (the path, never the query string) and answer without it."""
+    secrets = current_app.extensions["labelhub"].settings.secrets
+    level = logging.WARNING if isinstance(exc, FileUnavailable) else logging.INFO
+    log.log(level, "%s %s → %d: %s", request.method, redact(request.path[:300], secrets), exc.status,
+            getattr(exc, "reason", ""))
+    response = jsonify(exc.to_dict())
+    response.status_code = exc.status
+    return response
