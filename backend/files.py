@@ -54,37 +54,32 @@ IMMUTABLE = "max-age=31536000, immutable"
 _VISIBILITY_TTL = 600.0  # seconds a Hub repo's public/private answer is kept
 
 
-class FileNotServed(BackendError):
-    """404: not a file this backend serves (the reason is logged, never answered)."""
+class _HiddenReason(BackendError):
+    """An error whose ``reason`` is logged, never answered: the answer is only :attr:`public`."""
 
-    status = 404
-    code = "not_found"
+    public = ""
 
     def __init__(self, reason: str):
-        super().__init__("not found")
+        super().__init__(self.public)
         self.reason = reason
 
 
-class SignatureRefused(BackendError):
-    """403: the URL's signature is missing, bad or expired (the reason is logged, never answered)."""
+class FileNotServed(_HiddenReason):
+    """404: not a file this backend serves."""
 
-    status = 403
-    code = "forbidden"
-
-    def __init__(self, reason: str):
-        super().__init__("forbidden")
-        self.reason = reason
+    status, code, public = 404, "not_found", "not found"
 
 
-class FileUnavailable(BackendError):
+class SignatureRefused(_HiddenReason):
+    """403: the URL's signature is missing, bad or expired."""
+
+    status, code, public = 403, "forbidden", "forbidden"
+
+
+class FileUnavailable(_HiddenReason):
     """502: the Hub could not be reached or answered an error for a configured repo's file."""
 
-    status = 502
-    code = "file_unavailable"
-
-    def __init__(self, reason: str):
-        super().__init__("the file could not be read from its repo")
-        self.reason = reason
+    status, code, public = 502, "file_unavailable", "the file could not be read from its repo"
 
 
 @dataclass(frozen=True)

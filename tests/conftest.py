@@ -63,6 +63,21 @@ def hub(hub_server):
     hub_server.faults.clear()
 
 
+@pytest.fixture
+def make_project(label_studio):
+    """``make_project(title, label_config)`` creates a Label Studio project, deleted after the test."""
+    client, made = label_studio.client(), []
+
+    def make(title: str, label_config: str):
+        project = client.projects.create(title=title, label_config=label_config)
+        made.append(project.id)
+        return project
+
+    yield make
+    for project_id in made:
+        client.projects.delete(project_id)
+
+
 def run_labelhub(*args: str, env: dict | None = None, timeout: float = 300,
                  check: bool = False) -> subprocess.CompletedProcess:
     """Run ``labelhub ARGS...`` in a subprocess with the loopback guard; capture its output."""

@@ -193,11 +193,8 @@ def backend(label_studio, repos, tmp_path_factory):
 
 
 @pytest.fixture
-def project(label_studio):
-    client = label_studio.client()
-    project = client.projects.create(title="private files", label_config=CONFIG)
-    yield project
-    client.projects.delete(project.id)
+def project(make_project):
+    return make_project("private files", CONFIG)
 
 
 def _sync(label_studio, backend, repos, kind, project, tmp_path, *extra):

@@ -41,11 +41,8 @@ def repo(tmp_path_factory):
 
 
 @pytest.fixture
-def project(label_studio):
-    client = label_studio.client()
-    project = client.projects.create(title="imported labels", label_config=CONFIG)
-    yield project
-    client.projects.delete(project.id)
+def project(make_project):
+    return make_project("imported labels", CONFIG)
 
 
 @pytest.fixture

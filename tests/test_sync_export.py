@@ -97,11 +97,8 @@ def second_annotator(label_studio):
 
 
 @pytest.fixture
-def project(label_studio):
-    client = label_studio.client()
-    project = client.projects.create(title="export", label_config=CONFIG)
-    yield project
-    client.projects.delete(project.id)
+def project(make_project):
+    return make_project("export", CONFIG)
 
 
 def sync_once(label_studio, repo, project, tmp_path, *extra):

@@ -53,11 +53,8 @@ class HubDataset:
 
 
 @pytest.fixture
-def project(label_studio):
-    client = label_studio.client()
-    project = client.projects.create(title="fmnist", label_config=CONFIG)
-    yield project
-    client.projects.delete(project.id)
+def project(make_project):
+    return make_project("fmnist", CONFIG)
 
 
 def sync_args(dataset, project, tmp_path, *extra):
