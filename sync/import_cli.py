@@ -14,6 +14,14 @@ from pathlib import Path
 
 import click
 
+from sync.cli_options import (
+    file_url_options,
+    file_url_policy,
+    hub_options,
+    label_studio_options,
+    log_level_option,
+    state_option,
+)
 from sync.errors import SyncError
 
 log = logging.getLogger("labelhub")
@@ -36,24 +44,15 @@ log = logging.getLogger("labelhub")
                    "file's urls may be; such tasks get the repo's file URL, like the sync's.")
 @click.option("--revision", default="main", envvar="LABELHUB_REVISION",
               help="The branch, tag or commit sha of --repo that the paths are checked against.")
-@click.option("--state", "state_path", default=".labelhub/sync.sqlite3", envvar="LABELHUB_STATE",
-              type=click.Path(dir_okay=False), help="The SQLite file of the sync state (which urls have a task).")
-@click.option("--label-studio-url", envvar="LABEL_STUDIO_URL", default="http://localhost:8080",
-              help="Label Studio's URL.")
-@click.option("--label-studio-api-key", envvar="LABEL_STUDIO_API_KEY", required=True, show_default=False,
-              help="A Label Studio personal access token or legacy token (env LABEL_STUDIO_API_KEY).")
-@click.option("--hf-token", envvar="HF_TOKEN", default=None, show_default=False,
-              help="A Hugging Face token (env HF_TOKEN), for a private --repo.")
-@click.option("--hf-endpoint", envvar="HF_ENDPOINT", default=None,
-              help="The Hub URL (env HF_ENDPOINT), for --repo and hf:// urls.")
-@click.option("--public-url", envvar="LABELHUB_PUBLIC_URL", default=None,
-              help="The backend's URL as annotators' browsers see it, for the file URLs of a local --repo "
-                   "[default: http://127.0.0.1:9090].")
-@click.option("--log-level", default="INFO", envvar="LABELHUB_LOG_LEVEL",
-              type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]))
+@state_option
+@label_studio_options
+@hub_options
+@file_url_options
+@log_level_option
 @click.pass_context
 def import_csv(ctx, file, project_id, target, model_version, strict, batch_size, file_format, repo, revision,
-               state_path, label_studio_url, label_studio_api_key, hf_token, hf_endpoint, public_url, log_level):
+               state_path, label_studio_url, label_studio_api_key, hf_token, hf_endpoint, public_url, file_urls,
+               secret, url_lifetime, log_level):
     """Import labels made elsewhere into a Label Studio project: one task per url, with the labels as
     predictions or annotations, never twice (re-running continues an interrupted import).
 
@@ -71,11 +70,13 @@ def import_csv(ctx, file, project_id, target, model_version, strict, batch_size,
     """
     from sync.logs import setup_logging
 
-    redact = setup_logging(log_level, secrets=[label_studio_api_key, hf_token])
+    redact = setup_logging(log_level, secrets=[label_studio_api_key, hf_token, secret])
+    url_policy = file_url_policy(file_urls, public_url, secret, url_lifetime)
     try:
         rejected = _run(file, project_id, target, model_version or file.name, strict, batch_size,
                         file_format or ("coco" if file.suffix.lower() == ".json" else "csv"), repo, revision,
-                        state_path, label_studio_url, label_studio_api_key, hf_token, hf_endpoint, public_url)
+                        state_path, label_studio_url, label_studio_api_key, hf_token, hf_endpoint, public_url,
+                        url_policy)
     except SyncError as exc:
         raise click.ClickException(redact.redact(str(exc))) from None
     except (OSError, sqlite3.Error) as exc:
@@ -85,7 +86,7 @@ def import_csv(ctx, file, project_id, target, model_version, strict, batch_size,
 
 
 def _run(file, project_id, target, model_version, strict, batch_size, file_format, repo, revision, state_path,
-         label_studio_url, label_studio_api_key, hf_token, hf_endpoint, public_url) -> int:
+         label_studio_url, label_studio_api_key, hf_token, hf_endpoint, public_url, url_policy) -> int:
     """Parse, report, import, summarise; return how many rows were rejected."""
     from sync.coco_import import read_coco
     from sync.csv_import import read_labels_csv
@@ -100,7 +101,11 @@ def _run(file, project_id, target, model_version, strict, batch_size, file_forma
     if repo:
         from sync.repo import open_repo
 
-        dataset = open_repo(repo, token=hf_token, endpoint=hf_endpoint, public_url=public_url)
+        try:
+            dataset = open_repo(repo, token=hf_token, endpoint=hf_endpoint, public_url=public_url,
+                                file_urls=url_policy)
+        except ValueError as exc:
+            raise click.UsageError(str(exc)) from None
         sha = dataset.resolve(revision)
         urls = UrlResolver(dataset, sha, (f.path for f in dataset.list_files(sha)), endpoint=hf_endpoint)
     read = read_coco if file_format == "coco" else read_labels_csv
