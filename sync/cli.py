@@ -14,6 +14,14 @@ import sys
 
 import click
 
+from sync.cli_options import (
+    file_url_options,
+    file_url_policy,
+    hub_options,
+    label_studio_options,
+    log_level_option,
+    state_option,
+)
 from sync.errors import SyncError
 
 log = logging.getLogger("labelhub")
@@ -46,29 +54,10 @@ def main():
 @click.option("--interval", type=click.FloatRange(min=0), default=60.0, envvar="LABELHUB_INTERVAL",
               help="Seconds between polls of the repo.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=1000, help="Tasks per Label Studio import call.")
-@click.option("--state", "state_path", default=".labelhub/sync.sqlite3", envvar="LABELHUB_STATE",
-              type=click.Path(dir_okay=False), help="The SQLite file of the sync state.")
-@click.option("--label-studio-url", envvar="LABEL_STUDIO_URL", default="http://localhost:8080",
-              help="Label Studio's URL.")
-@click.option("--label-studio-api-key", envvar="LABEL_STUDIO_API_KEY", required=True, show_default=False,
-              help="A Label Studio personal access token or legacy token (env LABEL_STUDIO_API_KEY).")
-@click.option("--hf-token", envvar="HF_TOKEN", default=None, show_default=False,
-              help="A Hugging Face token (env HF_TOKEN); needed for private repos and exports.")
-@click.option("--hf-endpoint", envvar="HF_ENDPOINT", default=None, help="The Hub URL (env HF_ENDPOINT).")
-@click.option("--public-url", envvar="LABELHUB_PUBLIC_URL", default=None,
-              help="The backend's URL as annotators' browsers see it; file URLs of a local repo use it "
-                   "[default: http://127.0.0.1:9090].")
-@click.option("--file-urls", type=click.Choice(["auto", "resolve", "proxy"]), default="auto",
-              envvar="LABELHUB_FILE_URLS",
-              help="The URL a task gets for its file: auto = the Hub's pinned resolve URL for a public Hub repo, "
-                   "a signed URL of the backend's /files route (at --public-url) for a private Hub repo or a "
-                   "local repo; resolve or proxy force one form.")
-@click.option("--secret", envvar="LABELHUB_SECRET", default=None, show_default=False,
-              help="The secret that signs file URLs (env LABELHUB_SECRET); the backend needs the same one. "
-                   "Rotating it revokes every URL signed before.")
-@click.option("--url-lifetime", envvar="LABELHUB_URL_LIFETIME", default="never",
-              help="How long a signed file URL stays valid after its task is made: seconds, or 90m, 12h, 30d; "
-                   "never = no expiry (tasks outlive any lifetime: see the README).")
+@state_option
+@label_studio_options
+@hub_options
+@file_url_options
 @click.option("--export/--no-export", default=True,
               help="Write finished annotations back to the repo as tagged versions.")
 @click.option("--export-interval", type=click.FloatRange(min=0), default=60.0, envvar="LABELHUB_EXPORT_INTERVAL",
@@ -86,8 +75,7 @@ def main():
               help="Port of the webhook receiver.")
 @click.option("--webhook-secret", envvar="LABELHUB_WEBHOOK_SECRET", default=None, show_default=False,
               help="Secret that Label Studio sends in the X-LabelHub-Secret header (env LABELHUB_WEBHOOK_SECRET).")
-@click.option("--log-level", default="INFO", envvar="LABELHUB_LOG_LEVEL",
-              type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]))
+@log_level_option
 def sync(repo, project_id, revision, include, exclude, metadata_path, metadata_key, metadata_columns, once,
          interval, batch_size, state_path, label_studio_url, label_studio_api_key, hf_token, hf_endpoint,
          public_url, file_urls, secret, url_lifetime, export, export_interval, csv_path, reconcile_interval, webhook_url,
@@ -102,7 +90,7 @@ def sync(repo, project_id, revision, include, exclude, metadata_path, metadata_k
     from sync.logs import setup_logging
 
     redact = setup_logging(log_level, secrets=[label_studio_api_key, hf_token, webhook_secret, secret])
-    url_policy = _file_url_policy(file_urls, public_url, secret, url_lifetime)
+    url_policy = file_url_policy(file_urls, public_url, secret, url_lifetime)
     try:
         from sync.daemon import run_forever
         from sync.exporter import Exporter
@@ -149,23 +137,6 @@ def sync(repo, project_id, revision, include, exclude, metadata_path, metadata_k
         raise click.ClickException(redact.redact(f"{type(exc).__name__}: {exc}")) from None
 
 
-def _file_url_policy(mode, public_url, secret, lifetime):
-    """The :class:`sync.file_urls.FileURLs` of the options (``--file-urls proxy`` needs a secret)."""
-    from sync.file_urls import FileURLs, parse_lifetime
-    from sync.signing import MIN_SECRET_LENGTH
-
-    try:
-        seconds = parse_lifetime(lifetime)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--url-lifetime") from None
-    if secret is not None and len(secret) < MIN_SECRET_LENGTH:
-        raise click.BadParameter(f"LABELHUB_SECRET must have at least {MIN_SECRET_LENGTH} characters",
-                                 param_hint="--secret")
-    if mode == "proxy" and not secret:
-        raise click.UsageError("--file-urls proxy needs LABELHUB_SECRET (--secret) to sign the URLs")
-    return FileURLs(mode=mode, public_url=public_url, secret=secret or None, lifetime=seconds)
-
-
 def _start_webhooks(project, state_path, repo_id, service, url, host, port, secret):
     """Register the project's webhook and serve it (its own SQLite connection)."""
     from sync.intake import AnnotationIntake
@@ -184,8 +155,7 @@ def _start_webhooks(project, state_path, repo_id, service, url, host, port, secr
 @click.option("--repo", required=True, envvar="LABELHUB_REPO", help="Hub dataset OWNER/NAME or local git repo path.")
 @click.option("--csv-path", default="annotations/annotations.csv", envvar="LABELHUB_CSV_PATH",
               help="path_in_repo of the annotations CSV.")
-@click.option("--hf-token", envvar="HF_TOKEN", default=None, show_default=False, help="Hub token (env HF_TOKEN).")
-@click.option("--hf-endpoint", envvar="HF_ENDPOINT", default=None, help="The Hub URL (env HF_ENDPOINT).")
+@hub_options
 def versions(repo, csv_path, hf_token, hf_endpoint):
     """List the annotation versions (annotations-vN tags) with date, counts and +added ~changed -removed."""
     from sync.versions import list_versions
