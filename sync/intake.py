@@ -120,8 +120,9 @@ class AnnotationIntake:
             annotations = [_normalize(a if isinstance(a, dict) else a.dict()) for a in task.get("annotations") or []]
             unknown_users |= any(a.get("completed_by") not in users for a in annotations)
             self.state.upsert_task(task["id"], task.get("data") or {})
-            changed += self.state.apply_annotations(task["id"], annotations, complete=True)
-            newest = max(newest, _ls_time(task.get("updated_at")))
+            as_of = _ls_time(task.get("updated_at"))
+            changed += self.state.apply_annotations(task["id"], annotations, complete=True, as_of=as_of or None)
+            newest = max(newest, as_of)
         if unknown_users:
             self.state.set_users(self.project.users())
         self._bump(changed)

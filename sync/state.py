@@ -158,15 +158,21 @@ class SyncState:
         self._write("INSERT OR REPLACE INTO tasks_seen VALUES (?, ?, ?)",
                     [(self.key[0], task_id, json.dumps(data, sort_keys=True))])
 
-    def apply_annotations(self, task_id: int, annotations: list[dict], complete: bool) -> int:
+    def apply_annotations(self, task_id: int, annotations: list[dict], complete: bool,
+                          as_of: str | None = None) -> int:
         """Store a task's annotations; returns how many rows changed.
 
         Args:
             task_id: the task.
             annotations: annotation dicts (``id``, ``updated_at``, ...). One older than the stored one
-                (by ``updated_at``) is ignored, and a deleted one never comes back.
-            complete: ``True`` when ``annotations`` is the task's whole list (reconciliation): the
-                stored annotations of the task that are not in it are marked deleted.
+                (by ``updated_at``) is ignored.
+            complete: ``True`` when ``annotations`` is the task's whole list as Label Studio showed it
+                (reconciliation, the truth): an annotation in it is live even if a tombstone says
+                otherwise, and a stored one missing from it is marked deleted unless it is newer than
+                ``as_of``. ``False`` for a webhook event (a hint): a tombstone wins, so a late
+                ``ANNOTATION_CREATED`` never brings back a deleted annotation.
+            as_of: the task's ``updated_at`` when the list was read (Label Studio's format); a stored
+                annotation updated after it (a webhook that raced the read) is not marked deleted.
         """
         project = self.key[0]
         changed = 0
@@ -178,14 +184,19 @@ class SyncState:
             for annotation in annotations:
                 body = json.dumps(annotation, sort_keys=True)
                 old = stored.get(annotation["id"])
-                if old and (old[1] or old[0] > annotation.get("updated_at", "") or old[2] == body):
-                    continue
+                if old:
+                    updated_at, deleted, old_body = old
+                    if deleted and not complete:
+                        continue
+                    if not deleted and (updated_at > annotation.get("updated_at", "") or old_body == body):
+                        continue
                 self.db.execute("INSERT OR REPLACE INTO annotations VALUES (?, ?, ?, ?, ?, 0)",
                                 (project, annotation["id"], task_id, annotation.get("updated_at", ""), body))
                 changed += 1
             if complete:
                 present = {a["id"] for a in annotations}
-                gone = [(project, aid) for aid, (_, deleted, _) in stored.items() if not deleted and aid not in present]
+                gone = [(project, aid) for aid, (updated_at, deleted, _) in stored.items()
+                        if not deleted and aid not in present and (as_of is None or updated_at <= as_of)]
                 self.db.executemany("UPDATE annotations SET deleted=1 WHERE project_id=? AND annotation_id=?", gone)
                 changed += len(gone)
         return changed

@@ -88,3 +88,25 @@ def test_webhook_events_apply_in_any_order_and_deleted_tasks_leave_the_store(tmp
                          ({"action": "ANNOTATION_CREATED", "project": {"id": 2}}, "not 1")]:
         with pytest.raises(BadEvent, match=reason):
             parse_event(body, 1)
+
+
+def test_reconciliation_that_read_a_task_before_a_webhook_landed_loses_nothing(tmp_path):
+    from sync.state import SyncState
+
+    state = SyncState(tmp_path / "s.sqlite3", 1, "o/r")
+    old = {"id": 1, "updated_at": "2026-01-01T00:00:01.000000Z", "result": []}
+    new = {"id": 2, "updated_at": "2026-01-01T00:00:05.000000Z", "result": []}
+    state.apply_annotations(7, [old], complete=True, as_of="2026-01-01T00:00:01.000000Z")
+    state.apply_annotations(7, [new], complete=False)  # the webhook of annotation 2
+    # a reconciliation whose read of task 7 predates annotation 2 must not delete it
+    state.apply_annotations(7, [old], complete=True, as_of="2026-01-01T00:00:01.000000Z")
+    assert sorted(a["id"] for _, a in state.live_annotations()) == [1, 2]
+    # a later full read without annotation 1 (deleted at 00:00:09) removes it
+    state.apply_annotations(7, [new], complete=True, as_of="2026-01-01T00:00:09.000000Z")
+    assert [a["id"] for _, a in state.live_annotations()] == [2]
+    # the truth brings back an annotation a stale tombstone hid; a webhook never does
+    state.delete_annotations([2])
+    state.apply_annotations(7, [new], complete=False)
+    assert state.live_annotations() == []
+    state.apply_annotations(7, [new], complete=True, as_of="2026-01-01T00:00:10.000000Z")
+    assert [a["id"] for _, a in state.live_annotations()] == [2]
