@@ -31,7 +31,7 @@ __all__ = ["backend"]
 def backend(host, port, workers, threads, model_dir, timeout, log_level):
     """Serve the Label Studio ML backend: /health, /setup, /predict, /webhook, /versions, /train, /metrics.
 
-    Every other setting is an environment variable (see backend/README.md): LABEL_STUDIO_URL,
+    Every other setting is an environment variable (see the "ML backend" section of README.md): LABEL_STUDIO_URL,
     LABEL_STUDIO_API_KEY, HF_TOKEN, BASIC_AUTH_USER, BASIC_AUTH_PASS, LABELHUB_WEBHOOK_SECRET,
     LABELHUB_ALLOWED_HOSTS, LABELHUB_IMAGE_EMBEDDER, LABELHUB_TEXT_EMBEDDER, LABELHUB_MODEL, ...
 

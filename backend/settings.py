@@ -1,6 +1,6 @@
 """One settings object for the ML backend, read from environment variables (and CLI flags).
 
-Every field of :class:`Settings` is documented in ``backend/README.md`` (the table of environment
+Every field of :class:`Settings` is documented in the "ML backend" section of ``README.md`` (the table of environment
 variables). Names follow Label Studio's own where one exists (``LABEL_STUDIO_URL``,
 ``LABEL_STUDIO_API_KEY``, ``BASIC_AUTH_USER``, ``BASIC_AUTH_PASS``, ``MODEL_DIR`` as in
 label-studio-ml: https://github.com/HumanSignal/label-studio-ml-backend#configuration) and the Hub's

@@ -18,7 +18,8 @@ from pathlib import Path
 
 from tests import labelstudio
 
-APT_PACKAGES = {"dataset-fashion-mnist": Path("/usr/share/datasets/fashion-mnist")}
+APT_PACKAGES = {"dataset-fashion-mnist": Path("/usr/share/datasets/fashion-mnist"),
+                "chromium": Path("/usr/bin/chromium")}
 
 
 def ensure_apt_packages() -> None:

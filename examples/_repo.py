@@ -1,0 +1,48 @@
+"""What the examples share: open an annotation version of a dataset repo, read a file of it.
+
+A repo is a Hub dataset ``owner/name`` (``HF_TOKEN`` and ``HF_ENDPOINT`` are honoured as by
+huggingface_hub) or the path of a local git repository that ``labelhub sync`` exports to (for
+example ``.labelhub-demo/fashion-mnist``). An annotation version is a tag ``annotations-vN``.
+"""
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import subprocess
+import tempfile
+
+
+def is_local(repo: str) -> bool:
+    """Whether ``repo`` is a local directory (else a Hub ``owner/name``)."""
+    return os.path.isdir(repo)
+
+
+def load_version(repo: str, tag: str, streaming: bool = False):
+    """``datasets.load_dataset`` of one annotation version, split ``train`` (the CSV the dataset card names).
+
+    A Hub repo is loaded with ``revision=tag``; a local repository is first cloned at the tag into a
+    temporary folder (``datasets`` reads a local folder as it is, without revisions).
+    """
+    import datasets
+
+    if not is_local(repo):
+        return datasets.load_dataset(repo, revision=tag, split="train", streaming=streaming,
+                                     token=os.environ.get("HF_TOKEN"))
+    checkout = tempfile.mkdtemp(prefix=f"{tag}-")
+    atexit.register(shutil.rmtree, checkout, True)
+    subprocess.run(["git", "-c", "advice.detachedHead=false", "clone", "-q", "--depth", "1", "--branch", tag,
+                    f"file://{os.path.abspath(repo)}", checkout], check=True)
+    return datasets.load_dataset(checkout, split="train", streaming=streaming)
+
+
+def read_file(repo: str, revision: str, path: str) -> bytes:
+    """The bytes of ``path`` at ``revision`` (a tag, branch or commit sha)."""
+    if is_local(repo):
+        return subprocess.run(["git", "show", f"{revision}:{path}"], cwd=repo, check=True,
+                              capture_output=True).stdout
+    from huggingface_hub import hf_hub_download
+
+    with open(hf_hub_download(repo, path, repo_type="dataset", revision=revision,
+                              token=os.environ.get("HF_TOKEN")), "rb") as fh:
+        return fh.read()

@@ -1,0 +1,41 @@
+"""Load one annotation version of a dataset repo with ``datasets`` and summarize it.
+
+    python examples/load_version.py owner/dataset annotations-v3
+    python examples/load_version.py .labelhub-demo/fashion-mnist annotations-v1 --column label
+
+For a Hub repo this is exactly::
+
+    import datasets
+    rows = datasets.load_dataset("owner/dataset", revision="annotations-v3", split="train")
+
+(the version's dataset card points ``load_dataset`` at ``annotations/annotations.csv``; one row
+per annotation, columns in the README's CSV table).
+"""
+from __future__ import annotations
+
+import argparse
+from collections import Counter
+
+from _repo import load_version
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("repo", help="Hub dataset owner/name, or a local git repository's path")
+    parser.add_argument("tag", help="annotations-vN")
+    parser.add_argument("--column", default=None,
+                        help="the control tag (from_name) to count; default: the column after 'image'")
+    args = parser.parse_args()
+
+    rows = load_version(args.repo, args.tag)
+    column = args.column or rows.column_names[rows.column_names.index("annotator") - 1]
+    print(f"{args.tag}: {rows.num_rows} annotations of {len(set(rows['task_id']))} tasks by "
+          f"{len(set(rows['annotator']))} annotators")
+    print("columns:", ", ".join(rows.column_names))
+    print(f"{column}:")
+    for value, count in Counter(rows[column]).most_common():
+        print(f"  {value}\t{count}")
+
+
+if __name__ == "__main__":
+    main()
