@@ -27,14 +27,20 @@ from tests.test_sync_export import CONFIG, choice
 N = 4
 
 
-@pytest.fixture
-def setup(label_studio, hub, tmp_path):
-    """A Hub repo with N images imported as tasks, one annotation per task, and an exporter."""
-    repo_id = f"labelhub/faults-{time.monotonic_ns() % 10**9}"
+def hub_repo_with_images(hub, name: str) -> str:
+    """A new dataset repo on the Hub test server with N real images; returns its repo_id."""
+    repo_id = f"labelhub/{name}-{time.monotonic_ns() % 10**9}"
     hub.create_repo(repo_id)
     hub.commit_files(repo_id, sample_repos.image_files(0, N), message="images")
+    return repo_id
+
+
+@pytest.fixture
+def setup(label_studio, hub, make_project, tmp_path):
+    """A Hub repo with N images imported as tasks, one annotation per task, and an exporter."""
+    repo_id = hub_repo_with_images(hub, "faults")
     client = label_studio.client()
-    created = client.projects.create(title="faults", label_config=CONFIG)
+    created = make_project("faults", CONFIG)
     project = LabelStudioProject(label_studio.url, label_studio.api_key, created.id)
     repo = HubRepo(repo_id, token=HUB_TOKEN)
     state = SyncState(tmp_path / "state.sqlite3", created.id, repo_id)
@@ -45,8 +51,7 @@ def setup(label_studio, hub, tmp_path):
     sleeps = []
     exporter = Exporter(repo, project, state, sleep=sleeps.append)
     AnnotationIntake(project, state).reconcile()
-    yield exporter, hub, repo_id, sleeps, client, task_ids
-    client.projects.delete(created.id)
+    return exporter, hub, repo_id, sleeps, client, task_ids
 
 
 def commit_titles(repo_id):
@@ -102,12 +107,10 @@ def test_lost_request_is_committed_again(setup):
     assert commit_titles(repo_id).count("annotations v1: +4 ~0 -0") == 1
 
 
-def test_sigkill_between_commit_and_tag_then_rerun_finishes_the_version(label_studio, hub, tmp_path):
-    repo_id = f"labelhub/kill-{time.monotonic_ns() % 10**9}"
-    hub.create_repo(repo_id)
-    hub.commit_files(repo_id, sample_repos.image_files(0, N), message="images")
+def test_sigkill_between_commit_and_tag_then_rerun_finishes_the_version(label_studio, hub, make_project, tmp_path):
+    repo_id = hub_repo_with_images(hub, "kill")
     client = label_studio.client()
-    project = client.projects.create(title="kill", label_config=CONFIG)
+    project = make_project("kill", CONFIG)
     env = {"LABEL_STUDIO_URL": label_studio.url, "LABEL_STUDIO_API_KEY": label_studio.api_key, "HF_TOKEN": HUB_TOKEN}
     args = ["sync", "--repo", repo_id, "--project", str(project.id), "--state", str(tmp_path / "s.sqlite3"), "--once"]
     run_labelhub(*args, env=env, check=True)
