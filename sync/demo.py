@@ -37,6 +37,8 @@ from pathlib import Path
 
 import click
 
+from sync.processes import stop_process_group, wait_until_healthy
+
 __all__ = ["demo", "Demo", "LABEL_CONFIG", "PROJECT_TITLE"]
 
 PROJECT_TITLE = "Fashion-MNIST (LabelHub demo)"
@@ -253,7 +255,6 @@ class Demo:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
 
     def _start_backend(self) -> None:
-        import requests
 
         self.echo(f"starting the ML backend on {self.backend_url} (log: {self.directory / 'logs' / 'backend.log'})")
         env = {
@@ -266,17 +267,8 @@ class Demo:
         }
         proc = self._spawn("backend", ["backend", "--host", "127.0.0.1", "--port", str(self.backend_port),
                                        "--workers", "1", "--threads", "8"], env)
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise RuntimeError(f"labelhub backend exited with {proc.returncode}:\n{self._log_tail('backend')}")
-            try:
-                if requests.get(self.backend_url + "/health", timeout=2).status_code == 200:
-                    return
-            except requests.ConnectionError:
-                pass
-            time.sleep(0.3)
-        raise RuntimeError(f"labelhub backend not ready after 120 s:\n{self._log_tail('backend')}")
+        wait_until_healthy(proc, self.backend_url + "/health", "labelhub backend", lambda: self._log_tail("backend"),
+                           timeout=120)
 
     def _ensure_project(self) -> None:
         from label_studio_sdk.core.api_error import ApiError
@@ -389,12 +381,7 @@ class Demo:
                 continue
             if proc.poll() is None:
                 self.echo(f"stopping {name}")
-                os.killpg(proc.pid, signal.SIGTERM)
-                try:
-                    proc.wait(timeout)
-                except subprocess.TimeoutExpired:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                    proc.wait()
+                if stop_process_group(proc, timeout):
                     problems.append(f"{name} did not stop within {timeout} s and was killed")
             if proc.returncode not in (0, -signal.SIGTERM):
                 problems.append(f"{name} exited with {proc.returncode}")

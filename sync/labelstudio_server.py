@@ -26,16 +26,16 @@ from __future__ import annotations
 import fcntl
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
 import tempfile
-import time
 from contextlib import contextmanager
 from pathlib import Path
 
 import requests
+
+from sync.processes import stop_process_group, wait_until_healthy
 
 __all__ = ["LS_VERSION", "LabelStudioNotFound", "LabelStudioServer", "cache_dir", "find_executable", "free_port",
            "install", "migrated_database", "server_env"]
@@ -240,19 +240,11 @@ class LabelStudioServer:
             env=server_env(self.data_dir, self.username, self.password, self.api_key, self.secret_key),
             stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=self.data_dir,
             start_new_session=True)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self._proc.poll() is not None:
-                raise RuntimeError(f"label-studio exited with {self._proc.returncode}:\n{self.log_tail()}")
-            try:
-                if requests.get(self.url + "/health", timeout=2).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            time.sleep(0.3)
-        else:
+        try:
+            wait_until_healthy(self._proc, self.url + "/health", "label-studio", self.log_tail, timeout)
+        except RuntimeError:
             self.stop()
-            raise RuntimeError(f"label-studio not ready after {timeout} s:\n{self.log_tail()}")
+            raise
         if self.create_personal_token:
             answer = requests.post(self.url + "/api/token/", headers={"Authorization": f"Token {self.api_key}"},
                                    timeout=10)
@@ -277,15 +269,8 @@ class LabelStudioServer:
 
     def stop(self, timeout: float = 10) -> None:
         """Stop the server: SIGTERM to its process group, SIGKILL after ``timeout`` seconds."""
-        if self._proc and self._proc.poll() is None:
-            try:
-                os.killpg(self._proc.pid, signal.SIGTERM)
-                self._proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(self._proc.pid, signal.SIGKILL)
-                self._proc.wait()
-            except ProcessLookupError:
-                pass
+        if self._proc:
+            stop_process_group(self._proc, timeout)
         self._proc = None
         if self._log:
             self._log.close()

@@ -8,10 +8,8 @@ imports are not needed.
 from __future__ import annotations
 
 import base64
-import contextlib
 import importlib.util
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -20,8 +18,8 @@ from functools import lru_cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import requests
 
+from sync.processes import stop_process_group, wait_until_healthy
 from sync.sample_data import FASHION_MNIST_CLASSES, fashion_mnist, png_bytes
 from tests.labelstudio import free_port
 
@@ -219,16 +217,12 @@ class BackendServer:
             [sys.executable, "-m", "tests.guarded", "backend", "--host", "127.0.0.1", "--port", str(self.port),
              "--workers", str(self.workers), "--threads", str(self.threads)],
             cwd=ROOT, env=self.env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"backend exited {self.proc.returncode}:\n{self.log_tail()}")
-            with contextlib.suppress(requests.RequestException):
-                if requests.get(self.url + "/health", timeout=1).status_code == 200:
-                    return self
-            time.sleep(0.2)
-        self.stop()
-        raise RuntimeError(f"backend not ready after {timeout} s:\n{self.log_tail()}")
+        try:
+            wait_until_healthy(self.proc, self.url + "/health", "backend", self.log_tail, timeout, interval=0.2)
+        except RuntimeError:
+            self.stop()
+            raise
+        return self
 
     def log_tail(self, lines: int = 40) -> str:
         """The last lines of the server's log."""
@@ -243,13 +237,8 @@ class BackendServer:
 
     def stop(self) -> None:
         """SIGTERM the server's process group, SIGKILL after 15 s."""
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+        if self.proc:
+            stop_process_group(self.proc, 15)
         self.proc = None
 
     def __enter__(self):

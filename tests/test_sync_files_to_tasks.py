@@ -2,7 +2,6 @@
 ``labelhub sync --once`` → exactly one task per file, whatever happens."""
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
