@@ -114,9 +114,8 @@ class Exporter:
 
     def pending(self) -> bool:
         """True when annotations changed since the last export, or a version is not finished."""
-        last = self.state.last_version()
         return (self.state.cursor(GENERATION, "0") != self.state.cursor(EXPORTED_GENERATION, "0")
-                or (last is not None and last["status"] != "tagged"))
+                or self.state.last_version_status() not in (None, "tagged"))
 
     def export(self) -> Version | None:
         """Export once; returns the new version, or ``None`` when nothing changed.
@@ -141,11 +140,11 @@ class Exporter:
         description = (f"Annotations of Label Studio project {self.project.project_id} ({self.project.url}).\n\n"
                        f"{EXPORT_ID_KEY}: {export_id}")
         parent = last["commit_sha"] if last and last["commit_sha"] else self.repo.resolve(self.revision)
-        sha, parent = self._commit(number, export_id, frame, csv, summary, message, description, parent)
+        sha, parent, files = self._commit(number, export_id, frame, csv, summary, message, description, parent)
         self.state.set_version_status(number, "committed", sha, parent)
         if self.state.head(self.revision) == parent:  # the importer need not relist for our own commit
             self.state.set_head(self.revision, sha)
-        self._tag(number, sha)
+        self._tag(number, sha, card=files["README.md"].decode())
         self.state.set_cursor(EXPORTED_GENERATION, generation)
         log.info("exported %s%d at %s: %s", TAG_PREFIX, number, sha[:12], message)
         return Version(number, f"{TAG_PREFIX}{number}", sha, added, changed, removed)
@@ -173,7 +172,7 @@ class Exporter:
             "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "csv_path": self.csv_path, "csv_sha256": hashlib.sha256(csv).hexdigest(),
         }
-        if parent == self._last_commit():  # our own last version: its card is in the state
+        if parent == self.state.last_tagged_commit():  # our own last version: its card is in the state
             previous = self.state.cursor(CARD) or None
         else:
             try:
@@ -181,21 +180,16 @@ class Exporter:
             except FileNotFoundError:
                 previous = None
         card = dataset_card(previous, self.csv_path, card_block(manifest, self.controls, self.value_key))
-        self._card = card
         return {self.csv_path: csv, self.manifest_path: manifest_json(manifest), "README.md": card.encode()}
 
-    def _last_commit(self) -> str | None:
-        rows = self.state.db.execute(
-            "SELECT commit_sha FROM versions WHERE project_id=? AND repo_id=? AND status='tagged' "
-            "ORDER BY version DESC LIMIT 1", self.state.key).fetchone()
-        return rows[0] if rows else None
-
-    def _commit(self, number, export_id, frame, csv, summary, message, description, parent) -> tuple[str, str]:
+    def _commit(self, number, export_id, frame, csv, summary, message, description,
+                parent) -> tuple[str, str, dict[str, bytes]]:
+        """Commit until it lands; returns ``(sha, the parent it landed on, the files committed)``."""
         failures = conflicts = 0
         while True:
             files = self._files(number, export_id, frame, csv, summary, parent)
             try:
-                return self.repo.commit(files, message, description, parent, self.revision), parent
+                return self.repo.commit(files, message, description, parent, self.revision), parent, files
             except CommitConflict:
                 conflicts += 1
                 if conflicts > 10:
@@ -206,7 +200,7 @@ class Exporter:
                 if isinstance(exc, AmbiguousCommit):
                     landed = self.repo.find_commit(f"{EXPORT_ID_KEY}: {export_id}", self.revision)
                     if landed:
-                        return landed, parent
+                        return landed, parent, files
                 failures += 1
                 if failures >= self.max_attempts:
                     raise
@@ -214,7 +208,8 @@ class Exporter:
                 log.warning("commit of v%d failed (%s); retrying in %.0f s", number, exc, delay)
                 self.sleep(delay)
 
-    def _tag(self, number: int, sha: str) -> None:
+    def _tag(self, number: int, sha: str, card: str | None = None) -> None:
+        """Tag ``sha`` as version ``number``; remember ``card`` (the README it holds) for the next export."""
         tag = f"{TAG_PREFIX}{number}"
         for attempt in range(1, self.max_attempts + 1):
             try:
@@ -229,8 +224,8 @@ class Exporter:
                     raise
                 self.sleep(exc.retry_after or min(2 ** attempt, 60))
         self.state.set_version_status(number, "tagged")
-        if getattr(self, "_card", None):
-            self.state.set_cursor(CARD, self._card)
+        if card:
+            self.state.set_cursor(CARD, card)
 
     def _finish_unfinished(self) -> Version | None:
         last = self.state.last_version()
@@ -243,7 +238,6 @@ class Exporter:
                 return None
             self.state.set_version_status(last["version"], "committed", sha)
             last["commit_sha"] = sha
-        self._card = None
         self._tag(last["version"], last["commit_sha"])
         log.info("finished %s%d at %s after an interruption", TAG_PREFIX, last["version"], last["commit_sha"][:12])
         summary = last["summary"]

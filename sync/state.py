@@ -266,6 +266,19 @@ class SyncState:
         version["summary"] = json.loads(version["summary"])
         return version
 
+    def last_version_status(self) -> str | None:
+        """The newest version's status (``committing``, ``committed``, ``tagged``; ``None`` before the
+        first export), without decoding its row hashes (cheap enough for every tick)."""
+        row = self.db.execute("SELECT status FROM versions WHERE project_id=? AND repo_id=? "
+                              "ORDER BY version DESC LIMIT 1", self.key).fetchone()
+        return row[0] if row else None
+
+    def last_tagged_commit(self) -> str | None:
+        """The commit sha of the newest tagged version (``None`` before the first)."""
+        row = self.db.execute("SELECT commit_sha FROM versions WHERE project_id=? AND repo_id=? AND status='tagged' "
+                              "ORDER BY version DESC LIMIT 1", self.key).fetchone()
+        return row[0] if row else None
+
     def begin_version(self, version: int, export_id: str, hashes: dict[int, str], summary: dict) -> None:
         """Record version ``version`` as being committed (before the commit call)."""
         self._write("INSERT OR REPLACE INTO versions VALUES (?, ?, ?, ?, 'committing', NULL, NULL, ?, ?)",
