@@ -33,7 +33,7 @@ import pandas as pd
 
 from sync.card import card_block, dataset_card, manifest_json, manifest_path_for
 from sync.errors import AmbiguousCommit, CommitConflict, SyncError, TagExists, TransientHubError
-from sync.intake import GENERATION
+from sync.intake import GENERATION, learn_annotators
 from sync.label_config import control_tags, data_field
 from sync.ls_project import LabelStudioProject
 from sync.repo import DatasetRepo
@@ -126,6 +126,7 @@ class Exporter:
         """
         generation = self.state.cursor(GENERATION, "0")
         finished = self._finish_unfinished()
+        learn_annotators(self.project, self.state)
         frame, csv, hashes = build_csv(self.state, self.controls, self.value_key)
         added, changed, removed = diff_counts(self.state.exported_hashes(), hashes)
         if not (added or changed or removed):

@@ -62,6 +62,13 @@ def parse_event(body: object, project_id: int) -> tuple[str, dict]:
     return action, body
 
 
+def learn_annotators(project: LabelStudioProject, state: SyncState) -> None:
+    """Fetch the users' emails (one Label Studio call) when a stored annotation's ``completed_by``
+    has none; webhook payloads carry only the user id."""
+    if state.unknown_annotators():
+        state.set_users(project.users())
+
+
 def _normalize(annotation: dict) -> dict:
     """Annotation fields as the task list returns them (``completed_by`` as the user id)."""
     annotation = dict(annotation)
@@ -114,23 +121,23 @@ class AnnotationIntake:
             since = (datetime.strptime(cursor, LS_TIME).replace(tzinfo=timezone.utc) - OVERLAP).strftime(LS_TIME)
         tasks = self.project.tasks_updated_since(since)
         changed, newest = 0, cursor
-        users = self.state.users()
-        unknown_users = False
         for task in tasks:
             annotations = [_normalize(a if isinstance(a, dict) else a.dict()) for a in task.get("annotations") or []]
-            unknown_users |= any(a.get("completed_by") not in users for a in annotations)
             self.state.upsert_task(task["id"], task.get("data") or {})
             as_of = _ls_time(task.get("updated_at"))
             changed += self.state.apply_annotations(task["id"], annotations, complete=True, as_of=as_of or None)
             newest = max(newest, as_of)
-        if unknown_users:
-            self.state.set_users(self.project.users())
+        self.learn_annotators()
         self._bump(changed)
         if newest != cursor:
             self.state.set_cursor(CURSOR, newest)
         if changed:
             log.info("reconciliation: %d annotation changes in %d tasks", changed, len(tasks))
         return changed
+
+    def learn_annotators(self) -> None:
+        """See :func:`learn_annotators`."""
+        learn_annotators(self.project, self.state)
 
     def _bump(self, changed: int) -> None:
         if changed:

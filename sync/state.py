@@ -232,6 +232,13 @@ class SyncState:
         """``{user id: email}`` of every known user."""
         return dict(self.db.execute("SELECT user_id, email FROM users"))
 
+    def unknown_annotators(self) -> set[int]:
+        """The ``completed_by`` user ids of live annotations that have no email in ``users``."""
+        rows = self.db.execute(
+            "SELECT DISTINCT json_extract(body, '$.completed_by') FROM annotations WHERE project_id=? AND deleted=0 "
+            "AND json_extract(body, '$.completed_by') NOT IN (SELECT user_id FROM users)", self.key[:1])
+        return {row[0] for row in rows if isinstance(row[0], int)}
+
     def cursor(self, name: str, default: str = "") -> str:
         """A named cursor's value (``default`` when unset)."""
         row = self.db.execute("SELECT value FROM cursors WHERE project_id=? AND name=?",

@@ -110,3 +110,24 @@ def test_reconciliation_that_read_a_task_before_a_webhook_landed_loses_nothing(t
     assert state.live_annotations() == []
     state.apply_annotations(7, [new], complete=True, as_of="2026-01-01T00:00:10.000000Z")
     assert [a["id"] for _, a in state.live_annotations()] == [2]
+
+
+def test_annotators_known_only_by_id_from_webhooks_are_looked_up_once(tmp_path):
+    from sync.intake import AnnotationIntake, parse_event
+    from sync.state import SyncState
+
+    class Project:
+        project_id, calls = 1, 0
+
+        def users(self):
+            Project.calls += 1
+            return {3: "ann@labelhub.test"}
+
+    state = SyncState(tmp_path / "s.sqlite3", 1, "o/r")
+    intake = AnnotationIntake(Project(), state)
+    intake.apply_event(*parse_event({"action": "ANNOTATION_CREATED", "task": {"id": 7, "data": {}}, "annotation": {
+        "id": 10, "updated_at": "2026", "result": [], "completed_by": 3}}, 1))
+    assert state.unknown_annotators() == {3}
+    intake.learn_annotators()
+    intake.learn_annotators()
+    assert Project.calls == 1 and state.users() == {3: "ann@labelhub.test"} and not state.unknown_annotators()
