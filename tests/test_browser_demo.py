@@ -82,6 +82,7 @@ def test_annotator_sees_prediction_on_real_image_submits_it_and_finds_it_in_next
                 label = predicted[-1].split("[")[0].strip()
                 assert label, predicted
 
+                before = demo.tags()  # taken before the submit: the export may tag it within a second
                 page.get_by_role("button", name="Submit").click()
                 annotations = wait_for(
                     lambda: demo.api(settings, "GET", f"/api/tasks/{task['id']}/annotations/"), timeout=30,
@@ -91,8 +92,6 @@ def test_annotator_sees_prediction_on_real_image_submits_it_and_finds_it_in_next
         assert len(annotations) == 1
         annotation = annotations[0]
         assert annotation["result"][0]["value"]["choices"] == [label]
-
-        before = demo.tags()
 
         def version_with_it():
             for tag in demo.tags():
