@@ -24,8 +24,9 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY backend ./backend
 COPY sync ./sync
+COPY labelhub ./labelhub
 # Everything pyproject.toml declares in [project] dependencies (the embedders ship inside their packages)
-RUN pip install . && python -c "import backend.app, sync.cli"
+RUN pip install . && python -c "import labelhub.cli, labelhub.backend.app"
 
 RUN useradd --create-home --uid 10001 --user-group labelhub \
     && mkdir -p /data/models /data/sync /data/hf /data/repos \

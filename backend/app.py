@@ -1,15 +1,15 @@
 """The Flask application factory of the ML backend.
 
 ``create_app()`` builds the app and does nothing at import time, so gunicorn serves
-``backend.app:create_app()`` (one app per worker) and tests make a fresh app per test::
+``labelhub.backend.app:create_app()`` (one app per worker) and tests make a fresh app per test::
 
-    from backend.app import create_app
+    from labelhub.backend.app import create_app
     app = create_app({"model_dir": tmp_path, "start_trainer": False})
     client = app.test_client()
     client.get("/health").json  # {"status": "UP", ...}
 
-The routes are in :mod:`backend.routes` (the Label Studio protocol, https://labelstud.io/guide/ml_create),
-the model interface in :mod:`backend.model`, the default model in :mod:`backend.models.choices`.
+The routes are in :mod:`labelhub.backend.routes` (the Label Studio protocol, https://labelstud.io/guide/ml_create),
+the model interface in :mod:`labelhub.backend.model`, the default model in :mod:`labelhub.backend.models.choices`.
 """
 from __future__ import annotations
 
@@ -21,14 +21,14 @@ from typing import Any, Mapping
 
 from flask import Flask
 
-from backend.errors import register_error_handlers
-from backend.events import EventQueue, Trainer
-from backend.media import MediaFetcher
-from backend.metrics import METRICS, Metrics
-from backend.model import LabelStudioMLBase
-from backend.models.choices import EmbeddingCache
-from backend.settings import Settings
-from backend.state import Store
+from labelhub.backend.errors import register_error_handlers
+from labelhub.backend.events import EventQueue, Trainer
+from labelhub.backend.media import MediaFetcher
+from labelhub.backend.metrics import METRICS, Metrics
+from labelhub.backend.model import LabelStudioMLBase
+from labelhub.backend.models.choices import EmbeddingCache
+from labelhub.backend.settings import Settings
+from labelhub.backend.state import Store
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ def load_model_class(path: str) -> type[LabelStudioMLBase]:
         raise ValueError(f"LABELHUB_MODEL must be 'module:Class', not {path!r}")
     cls = getattr(importlib.import_module(module_name), class_name, None)
     if not (isinstance(cls, type) and issubclass(cls, LabelStudioMLBase)):
-        raise ValueError(f"{path} is not a subclass of backend.model.LabelStudioMLBase")
+        raise ValueError(f"{path} is not a subclass of labelhub.backend.model.LabelStudioMLBase")
     return cls
 
 
@@ -85,10 +85,10 @@ class ModelRegistry:
             The model instance (its ``setup()`` has run).
 
         Raises:
-            backend.errors.InvalidPayloadError: When ``key`` is invalid or no label config is known.
-            backend.errors.UnsupportedLabelConfigError: When the model refuses the label config.
+            labelhub.backend.errors.InvalidPayloadError: When ``key`` is invalid or no label config is known.
+            labelhub.errors.LabelConfigError: When the model refuses the label config.
         """
-        from backend.errors import InvalidPayloadError
+        from labelhub.backend.errors import InvalidPayloadError
 
         state = self.backend.store.project(key)
         if label_config is None:
@@ -122,9 +122,9 @@ class Backend:
         settings: The configuration.
 
     Attributes:
-        settings, store (:class:`~backend.state.Store`), queue (:class:`~backend.events.EventQueue`),
-        fetcher (:class:`~backend.media.MediaFetcher`), embeddings (per-worker embedding cache),
-        models (:class:`ModelRegistry`), trainer (:class:`~backend.events.Trainer`), metrics.
+        settings, store (:class:`~labelhub.backend.state.Store`), queue (:class:`~labelhub.backend.events.EventQueue`),
+        fetcher (:class:`~labelhub.backend.media.MediaFetcher`), embeddings (per-worker embedding cache),
+        models (:class:`ModelRegistry`), trainer (:class:`~labelhub.backend.events.Trainer`), metrics.
     """
 
     def __init__(self, settings: Settings, metrics: Metrics = METRICS):
@@ -163,7 +163,7 @@ def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
     """Build the ML backend app.
 
     Args:
-        config: A :class:`~backend.settings.Settings`, or a mapping of settings fields that override
+        config: A :class:`~labelhub.backend.settings.Settings`, or a mapping of settings fields that override
             the environment (``{"model_dir": ..., "start_trainer": False}``), or ``None`` for the
             environment alone.
 
@@ -181,8 +181,8 @@ def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
     app.extensions["labelhub"] = backend
     register_error_handlers(app)
 
-    from backend.files import files_bp
-    from backend.routes import metrics_bp, protocol_bp
+    from labelhub.backend.files import files_bp
+    from labelhub.backend.routes import metrics_bp, protocol_bp
 
     app.register_blueprint(protocol_bp)
     app.register_blueprint(metrics_bp)

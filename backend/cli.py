@@ -2,7 +2,7 @@
 
 Only click is imported at import time; gunicorn and the app are imported when the command runs, so
 ``labelhub --help`` stays fast. Each gunicorn worker builds its own app with
-``backend.app:create_app()`` (gthread workers: ``--threads`` requests at once per worker).
+``labelhub.backend.app:create_app()`` (gthread workers: ``--threads`` requests at once per worker).
 """
 from __future__ import annotations
 
@@ -76,7 +76,7 @@ def backend(host, port, workers, threads, model_dir, timeout, log_level):
                 self.cfg.set(key, value)
 
         def load(self):
-            from backend.app import create_app
+            from labelhub.backend.app import create_app
 
             return create_app()
 

@@ -31,7 +31,7 @@ from typing import Sequence
 
 import numpy as np
 
-from backend.errors import MediaFetchError
+from labelhub.backend.errors import MediaFetchError
 
 log = logging.getLogger(__name__)
 

@@ -13,17 +13,19 @@ from typing import Any
 from flask import Flask, jsonify
 from werkzeug.exceptions import HTTPException
 
+from labelhub.errors import LabelConfigError, LabelHubError
+from labelhub.redaction import redact
+
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "BackendError", "BadRequestError", "InvalidPayloadError", "UnsupportedLabelConfigError",
-    "UnknownActionError", "UnauthorizedError", "MediaError", "MediaNotAllowedError", "MediaFetchError",
-    "register_error_handlers", "redact",
+    "BackendError", "BadRequestError", "InvalidPayloadError", "UnknownActionError", "UnauthorizedError",
+    "MediaError", "MediaNotAllowedError", "MediaFetchError", "register_error_handlers",
 ]
 
 
-class BackendError(Exception):
-    """Base class of the errors the backend answers with a JSON body.
+class BackendError(LabelHubError):
+    """Base class of the errors the backend answers with a JSON body (a :class:`labelhub.errors.LabelHubError`).
 
     Args:
         message: What went wrong, for a person (never contains a token).
@@ -47,31 +49,21 @@ class BackendError(Exception):
         return {"error": self.message, "code": self.code, **self.context}
 
 
-class BadRequestError(BackendError):
+class BadRequestError(BackendError, ValueError):
     """The request body is not valid JSON, or not a JSON object (HTTP 400)."""
 
     status = 400
     code = "bad_request"
 
 
-class InvalidPayloadError(BackendError):
+class InvalidPayloadError(BackendError, ValueError):
     """The JSON is well formed but misses a field or has one of the wrong type (HTTP 422)."""
 
     status = 422
     code = "invalid_payload"
 
 
-class UnsupportedLabelConfigError(BackendError):
-    """The label config has no control tag the model supports (HTTP 422).
-
-    See https://labelstud.io/tags/ for the tags of a label config.
-    """
-
-    status = 422
-    code = "unsupported_label_config"
-
-
-class UnknownActionError(BackendError):
+class UnknownActionError(BackendError, ValueError):
     """A ``/webhook`` event whose ``action`` is not a Label Studio webhook action (HTTP 422).
 
     The actions are listed in https://labelstud.io/guide/webhook_reference.
@@ -81,14 +73,14 @@ class UnknownActionError(BackendError):
     code = "unknown_action"
 
 
-class UnauthorizedError(BackendError):
+class UnauthorizedError(BackendError, PermissionError):
     """Basic auth or the webhook secret is missing or wrong (HTTP 401)."""
 
     status = 401
     code = "unauthorized"
 
 
-class MediaError(Exception):
+class MediaError(LabelHubError):
     """A task's media could not be used; the task gets an empty prediction, others go on.
 
     Args:
@@ -110,22 +102,6 @@ class MediaFetchError(MediaError):
     code = "media_fetch_failed"
 
 
-def redact(text: str, secrets: tuple[str, ...]) -> str:
-    """Replace each secret in ``text`` by ``***``.
-
-    Args:
-        text: Any text about to be logged or answered.
-        secrets: The values to hide (empty strings are ignored).
-
-    Returns:
-        The text without the secrets.
-    """
-    for secret in secrets:
-        if secret and len(secret) >= 4:
-            text = text.replace(secret, "***")
-    return text
-
-
 def register_error_handlers(app: Flask) -> None:
     """Register JSON answers for :class:`BackendError`, werkzeug's HTTP errors and anything else.
 
@@ -143,6 +119,12 @@ def register_error_handlers(app: Flask) -> None:
         response.status_code = exc.status
         if isinstance(exc, UnauthorizedError):
             response.headers["WWW-Authenticate"] = 'Basic realm="labelhub"'
+        return response
+
+    @app.errorhandler(LabelConfigError)
+    def _label_config_error(exc: LabelConfigError):
+        response = jsonify({"error": str(exc), "code": "unsupported_label_config"})
+        response.status_code = 422
         return response
 
     @app.errorhandler(HTTPException)

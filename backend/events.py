@@ -4,8 +4,8 @@
 answers 2xx, so a crash loses none. One trainer at a time (elected with ``flock`` on
 ``MODEL_DIR/events/trainer.lock``; a thread in every worker tries, the lock passes on when its holder
 dies) takes the pending events in order of arrival, applies them to each project's training data
-(:meth:`backend.state.ProjectState.load_annotations`), calls the model's
-:meth:`~backend.model.LabelStudioMLBase.fit_batch` once per project and batch, and only then deletes
+(:meth:`labelhub.backend.state.ProjectState.load_annotations`), calls the model's
+:meth:`~labelhub.backend.model.LabelStudioMLBase.fit_batch` once per project and batch, and only then deletes
 the event files. Training therefore never runs inside the annotator's save, and many events in a burst
 cost one fit.
 
@@ -14,14 +14,7 @@ Applying events is idempotent and order-tolerant: annotations are upserted by id
 ``ANNOTATION_UPDATED`` of a deleted annotation is ignored; an event applied twice (crash between apply
 and delete) changes nothing, and the default model does not refit on unchanged data.
 
-Event payloads are Label Studio's (https://labelstud.io/guide/webhook_reference; serializers in
-``label_studio/webhooks/models.py`` ``WebhookAction.ACTIONS``):
-
-- ``ANNOTATION_CREATED`` / ``ANNOTATION_UPDATED``: ``{"annotation": {...}, "task": {...}, "project": {...}}``
-- ``ANNOTATIONS_CREATED``: ``{"annotation": [...], "task": [...], "project": {...}}``
-- ``ANNOTATIONS_DELETED``: ``{"annotations": [{"id": ...}], "project": {...}}``
-- ``TASKS_DELETED``: ``{"tasks": [{"id": ...}], "project": {...}}``
-- ``START_TRAINING``: ``{"project": {...}}`` (``MLApi.train`` in ``label_studio/ml/api_connector.py``)
+Event bodies are Label Studio's, checked by :func:`labelhub.webhooks.parse_event` (the format is there).
 """
 from __future__ import annotations
 
@@ -35,11 +28,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from backend.errors import InvalidPayloadError, UnknownActionError
-from backend.state import atomic_write_json, file_lock
+from labelhub.backend.errors import InvalidPayloadError, UnknownActionError
+from labelhub.errors import InvalidEventError, UnknownEventAction
+from labelhub.webhooks import ACTIONS, event_action, parse_event
+from labelhub.backend.state import atomic_write_json, file_lock
 
 if TYPE_CHECKING:  # pragma: no cover
-    from backend.app import Backend
+    from labelhub.backend.app import Backend
 
 log = logging.getLogger(__name__)
 
@@ -49,9 +44,7 @@ __all__ = ["EventQueue", "Trainer", "apply_event", "validate_event", "HANDLED_AC
 HANDLED_ACTIONS = {"ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_CREATED", "ANNOTATIONS_DELETED",
                    "TASKS_DELETED", "START_TRAINING", "PROJECT_UPDATED", "TRAIN"}
 #: Label Studio actions accepted and ignored (the webhook Label Studio creates sends every action).
-IGNORED_ACTIONS = {"TASKS_CREATED", "PROJECT_CREATED", "PROJECT_DELETED", "LABEL_LINK_CREATED",
-                   "LABEL_LINK_UPDATED", "LABEL_LINK_DELETED", "REVIEW_CREATED", "REVIEW_UPDATED",
-                   "REVIEWS_DELETED"}
+IGNORED_ACTIONS = set(ACTIONS) - HANDLED_ACTIONS
 
 
 def _as_list(value: Any) -> list:
@@ -61,7 +54,7 @@ def _as_list(value: Any) -> list:
 
 
 def validate_event(action: Any, payload: Any) -> str:
-    """Check an event's shape before it is queued.
+    """Check an event's shape before it is queued (:func:`labelhub.webhooks.parse_event`).
 
     Args:
         action: The ``action`` field.
@@ -74,23 +67,15 @@ def validate_event(action: Any, payload: Any) -> str:
         InvalidPayloadError: When ``action`` is missing, or a handled event lacks the field it needs.
         UnknownActionError: When ``action`` is not a Label Studio webhook action.
     """
-    if not isinstance(action, str) or not action:
-        raise InvalidPayloadError("the event has no 'action' (see https://labelstud.io/guide/webhook_reference)",
-                                  field="action")
-    if action in IGNORED_ACTIONS:
-        return "ignored"
-    if action not in HANDLED_ACTIONS:
-        raise UnknownActionError(f"unknown webhook action {action[:60]!r}", action=action[:60],
-                                 handled=sorted(HANDLED_ACTIONS - {"TRAIN"}))
-    need = {"ANNOTATION_CREATED": "annotation", "ANNOTATION_UPDATED": "annotation",
-            "ANNOTATIONS_CREATED": "annotation", "ANNOTATIONS_DELETED": "annotations",
-            "TASKS_DELETED": "tasks", "TRAIN": "annotations"}.get(action)
-    if need:
-        items = _as_list(payload.get(need))
-        if not items or not all(isinstance(i, dict) and "id" in i for i in items):
-            raise InvalidPayloadError(f"{action} needs '{need}' with the id of each item", field=need)
-    if action != "TRAIN" and payload.get("project") in (None, "", {}):
-        raise InvalidPayloadError(f"{action} names no 'project'", field="project")
+    try:
+        if event_action(payload) in IGNORED_ACTIONS:
+            return "ignored"
+        parse_event(payload, need_project=True)
+    except UnknownEventAction as exc:
+        raise UnknownActionError(str(exc), action=str(action)[:60], handled=sorted(HANDLED_ACTIONS - {"TRAIN"})) \
+            from None
+    except InvalidEventError as exc:
+        raise InvalidPayloadError(str(exc), **({"field": exc.field} if exc.field else {})) from None
     return "handled"
 
 

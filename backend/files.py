@@ -2,13 +2,13 @@
 
 ``GET|HEAD /files/<repo key>/<commit sha>/<path_in_repo>?exp=<unix time>&sig=<signature>`` answers the
 file's bytes at that commit. The URLs are made by ``labelhub sync`` for private Hub datasets and local
-git repositories (:mod:`sync.file_urls`), signed with ``LABELHUB_SECRET`` (:mod:`sync.signing`), and
+git repositories (:mod:`labelhub.file_urls`), signed with ``LABELHUB_SECRET`` (:mod:`labelhub.signing`), and
 reached by the browsers at ``LABELHUB_PUBLIC_URL``.
 
 - Only the repos of ``LABELHUB_FILE_REPOS`` are served (:class:`RepoFiles`): Hub datasets through
   :func:`huggingface_hub.hf_hub_download` with ``HF_TOKEN`` into huggingface_hub's cache (the cache
-  :mod:`backend.media` reads for predictions, so a file is downloaded once for both), local repositories
-  from the pinned commit's objects with ``git cat-file --batch`` (never the work tree).
+  :mod:`labelhub.backend.media` reads for predictions, so a file is downloaded once for both), local repositories
+  from the pinned commit's objects (:class:`labelhub.repos.git.GitObjects`, never the work tree).
 - Only 40-hex commit shas, so content never changes: strong ``ETag`` (the git blob id, or the Hub's
   blob etag), ``Cache-Control: public|private, max-age=31536000, immutable`` (RFC 8246; ``private`` for
   private Hub repos and local repos), conditional requests (``If-None-Match`` → 304) and single byte
@@ -28,18 +28,18 @@ import io
 import logging
 import mimetypes
 import os
-import subprocess
 import threading
 import time
-from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
 from flask import Blueprint, Response, current_app, jsonify, request, send_file
 
-from backend.errors import BackendError, redact
-from backend.settings import Settings
-from sync.signing import (MIN_SECRET_LENGTH, ExpiredSignature, FileRef, SignatureError, is_commit_sha,
+from labelhub.backend.errors import BackendError
+from labelhub.redaction import redact
+from labelhub.repos.git import GitObjects, is_git_repo
+from labelhub.backend.settings import Settings
+from labelhub.signing import (MIN_SECRET_LENGTH, ExpiredSignature, FileRef, SignatureError, is_commit_sha,
                           is_safe_path, parse_file_url, repo_key, verify)
 
 log = logging.getLogger(__name__)
@@ -87,7 +87,7 @@ class FileRepo:
     """A repo the file route serves.
 
     Attributes:
-        key: Its name in URLs (:func:`sync.signing.repo_key`).
+        key: Its name in URLs (:func:`labelhub.signing.repo_key`).
         kind: ``"hub"`` (a Hub dataset) or ``"local"`` (a local git repository).
         source: The Hub ``repo_id``, or the repository's absolute path.
     """
@@ -147,11 +147,8 @@ def parse_file_repos(entries: tuple[str, ...] | list[str]) -> dict[str, FileRepo
         key, source = key.strip(), source.strip()
         if os.path.isdir(source):
             path = Path(source).resolve()
-            try:
-                subprocess.run(["git", "-c", f"safe.directory={path}", "rev-parse", "--git-dir"], cwd=path,
-                               check=True, capture_output=True)
-            except subprocess.CalledProcessError:
-                raise ValueError(f"LABELHUB_FILE_REPOS: {path} is not a git repository") from None
+            if not is_git_repo(path):
+                raise ValueError(f"LABELHUB_FILE_REPOS: {path} is not a git repository")
             repo = FileRepo(key or repo_key(str(path), local=True), "local", str(path))
         elif len(source.split("/")) == 2 and all(source.split("/")) and not source.startswith("."):
             repo = FileRepo(key or repo_key(source), "hub", source)
@@ -165,106 +162,9 @@ def parse_file_repos(entries: tuple[str, ...] | list[str]) -> dict[str, FileRepo
     return repos
 
 
-class _GitObjects:
-    """Objects of a local git repository through one long-running ``git cat-file --batch`` process
-    (https://git-scm.com/docs/git-cat-file#_batch_output), read under a lock."""
-
-    _TREES = 256
-
-    def __init__(self, path: str):
-        self.path = path
-        fmt = subprocess.run(["git", "-c", f"safe.directory={path}", "rev-parse", "--show-object-format"], cwd=path,
-                             capture_output=True, text=True).stdout.strip() or "sha1"
-        self.oid_bytes = 32 if fmt == "sha256" else 20
-        self._proc: subprocess.Popen | None = None
-        self._lock = threading.Lock()
-        self._trees: OrderedDict[str, dict[bytes, tuple[bytes, str]]] = OrderedDict()
-
-    def _start(self) -> subprocess.Popen:
-        if self._proc is None or self._proc.poll() is not None:
-            self._proc = subprocess.Popen(["git", "-c", f"safe.directory={self.path}", "cat-file", "--batch"],
-                                          cwd=self.path, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                          stderr=subprocess.DEVNULL)
-        return self._proc
-
-    def read(self, name: str) -> tuple[str, bytes] | None:
-        """``(type, content)`` of the object ``name`` (an oid or ``<sha>^{tree}``), or ``None`` when missing."""
-        with self._lock:
-            for attempt in (0, 1):
-                proc = self._start()
-                try:
-                    proc.stdin.write(name.encode() + b"\n")
-                    proc.stdin.flush()
-                    header = proc.stdout.readline()
-                    if not header:
-                        raise BrokenPipeError("git cat-file exited")
-                    parts = header.split()
-                    if len(parts) != 3:  # "<name> missing" / "<name> ambiguous"
-                        return None
-                    size = int(parts[2])
-                    data = proc.stdout.read(size)
-                    proc.stdout.read(1)  # the newline after the content
-                    return parts[1].decode(), data
-                except (BrokenPipeError, OSError, ValueError):
-                    if self._proc is not None:
-                        self._proc.kill()
-                        self._proc.wait()
-                    self._proc = None
-                    if attempt:
-                        raise
-        return None
-
-    def _tree(self, name: str) -> dict[bytes, tuple[bytes, str]] | None:
-        cached = self._trees.get(name)
-        if cached is not None:
-            return cached
-        obj = self.read(name)
-        if obj is None or obj[0] != "tree":
-            return None
-        entries, data, i, n = {}, obj[1], 0, self.oid_bytes
-        while i < len(data):  # "<mode> <name>\0<oid bytes>", repeated
-            space = data.index(b" ", i)
-            nul = data.index(b"\0", space)
-            entries[data[space + 1:nul]] = (data[i:space], data[nul + 1:nul + 1 + n].hex())
-            i = nul + 1 + n
-        with self._lock:
-            self._trees[name] = entries
-            while len(self._trees) > self._TREES:
-                self._trees.popitem(last=False)
-        return entries
-
-    def blob(self, sha: str, path: str) -> tuple[str, bytes] | None:
-        """``(blob id, bytes)`` of the regular file ``path`` at commit ``sha``, or ``None`` when the path is
-        missing, a directory, a symlink (mode 120000) or a submodule (160000) at any level."""
-        tree = self._tree(f"{sha}^{{tree}}")
-        parts = path.encode("utf-8", "surrogateescape").split(b"/")
-        for i, part in enumerate(parts):
-            if tree is None or part not in tree:
-                return None
-            mode, oid = tree[part]
-            if i < len(parts) - 1:
-                if mode != b"40000":
-                    return None
-                tree = self._tree(oid)
-                continue
-            if mode not in (b"100644", b"100755"):
-                return None
-            obj = self.read(oid)
-            return (oid, obj[1]) if obj is not None and obj[0] == "blob" else None
-        return None
-
-    def close(self) -> None:
-        """Stop the ``git cat-file`` process."""
-        with self._lock:
-            if self._proc is not None and self._proc.poll() is None:
-                self._proc.stdin.close()
-                self._proc.wait(5)
-            self._proc = None
-
-
 class RepoFiles:
     """The repos of ``LABELHUB_FILE_REPOS`` and how to read their files (one per worker, shared by the
-    file route and :class:`backend.media.MediaFetcher`).
+    file route and :class:`labelhub.backend.media.MediaFetcher`).
 
     Args:
         settings: The backend settings (``LABELHUB_FILE_REPOS``, ``LABELHUB_SECRET``, ``HF_TOKEN``,
@@ -282,7 +182,7 @@ class RepoFiles:
         self.repos = parse_file_repos(settings.file_repos)
         if self.repos and not settings.secret:
             log.warning("LABELHUB_FILE_REPOS is set but LABELHUB_SECRET is not: the file route refuses every URL")
-        self._git: dict[str, _GitObjects] = {}
+        self._git: dict[str, GitObjects] = {}
         self._visibility: dict[str, tuple[bool, float]] = {}
         self._lock = threading.Lock()
 
@@ -371,11 +271,11 @@ class RepoFiles:
         served = self.open(repo, ref.sha, ref.path, visibility=False)
         return served.read(self.settings.media_max_bytes)
 
-    def _git_objects(self, repo: FileRepo) -> _GitObjects:
+    def _git_objects(self, repo: FileRepo) -> GitObjects:
         with self._lock:
             objects = self._git.get(repo.key)
             if objects is None:
-                objects = self._git[repo.key] = _GitObjects(repo.source)
+                objects = self._git[repo.key] = GitObjects(repo.source)
             return objects
 
     def _hub_download(self, repo: FileRepo, sha: str, path: str) -> str:

@@ -1,6 +1,6 @@
 """Fetch the media a task's data points to, from the few places the backend trusts.
 
-Accepted URLs (anything else raises :class:`~backend.errors.MediaNotAllowedError`; the backend never
+Accepted URLs (anything else raises :class:`~labelhub.backend.errors.MediaNotAllowedError`; the backend never
 fetches an arbitrary URL found in a task):
 
 - Hub files: ``hf://datasets/<owner>/<name>[@<revision>]/<path>`` (the ``hf://`` paths of
@@ -14,7 +14,7 @@ fetches an arbitrary URL found in a task):
   exchanged at ``POST /api/token/refresh/`` for an access token that lives 5 minutes
   (https://labelstud.io/guide/access_tokens); a legacy token is sent as ``Authorization: Token ...``.
 - Signed file URLs of the backend's own file route (``.../files/<repo key>/<sha>/<path>?sig=...``,
-  :mod:`backend.files`) for a repo of ``LABELHUB_FILE_REPOS``: read directly from huggingface_hub's
+  :mod:`labelhub.backend.files`) for a repo of ``LABELHUB_FILE_REPOS``: read directly from huggingface_hub's
   cache or the local git repository, never over HTTP (whatever the URL's host: the signature proves
   the sync issued it). An expired signature is accepted here: nothing reaches a browser.
 - ``data:`` URIs (RFC 2397), decoded in place.
@@ -36,9 +36,10 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import requests
 
-from backend.errors import BackendError, MediaFetchError, MediaNotAllowedError, redact
-from backend.files import RepoFiles
-from backend.settings import Settings
+from labelhub.backend.errors import BackendError, MediaFetchError, MediaNotAllowedError
+from labelhub.redaction import redact
+from labelhub.backend.files import RepoFiles
+from labelhub.backend.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -189,7 +190,7 @@ class MediaFetcher:
             ``LABELHUB_ALLOWED_HOSTS``, ``LABELHUB_FILE_REPOS``, ``LABELHUB_SECRET``, timeouts and size limits).
 
     Attributes:
-        repo_files: The repos of ``LABELHUB_FILE_REPOS`` (:class:`backend.files.RepoFiles`), shared with
+        repo_files: The repos of ``LABELHUB_FILE_REPOS`` (:class:`labelhub.backend.files.RepoFiles`), shared with
             the file route.
 
     Raises:

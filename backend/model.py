@@ -7,7 +7,7 @@ A model written for label-studio-ml (https://github.com/HumanSignal/label-studio
 ``self.parsed_label_config`` and ``self.model_version``. The same names exist here, so such a model
 moves over by changing one import::
 
-    from backend.model import LabelStudioMLBase   # was: from label_studio_ml.model import LabelStudioMLBase
+    from labelhub.backend.model import LabelStudioMLBase   # was: from label_studio_ml.model import LabelStudioMLBase
 
 and is served with ``LABELHUB_MODEL=my_module:MyModel labelhub backend``.
 
@@ -15,9 +15,9 @@ What differs, on purpose:
 
 - ``self.set`` writes to ``MODEL_DIR/projects/<project>/kv.json`` (atomic, locked), which every
   gunicorn worker reads, so a version bumped by the trainer is seen by all workers at once.
-- ``fit`` runs in the background trainer, never inside the request (see :mod:`backend.events`).
+- ``fit`` runs in the background trainer, never inside the request (see :mod:`labelhub.backend.events`).
   Models that can learn from many events at once override :meth:`LabelStudioMLBase.fit_batch`.
-- ``get_local_path(url)`` fetches only from trusted sources (see :mod:`backend.media`).
+- ``get_local_path(url)`` fetches only from trusted sources (see :mod:`labelhub.backend.media`).
 """
 from __future__ import annotations
 
@@ -29,11 +29,11 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
-from backend.label_config import parsed_label_config
+from labelhub.label_config import parsed_label_config
 
 if TYPE_CHECKING:  # pragma: no cover
-    from backend.app import Backend
-    from backend.state import ProjectState
+    from labelhub.backend.app import Backend
+    from labelhub.backend.state import ProjectState
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ class LabelStudioMLBase:
         **kwargs: Kept as attributes (``extra_params`` from the Connect Model dialog, ...).
 
     Raises:
-        backend.errors.UnsupportedLabelConfigError: From :meth:`setup` when the model cannot handle
+        labelhub.errors.LabelConfigError: From :meth:`setup` when the model cannot handle
             the label config (answered 422 by ``/setup`` and ``/predict``).
     """
 
@@ -116,7 +116,7 @@ class LabelStudioMLBase:
                 https://labelstud.io/guide/webhook_reference).
             data: The event's payload as Label Studio sent it.
             **kwargs: ``annotations``: the project's training data applied so far (see
-                :meth:`backend.state.ProjectState.load_annotations`).
+                :meth:`labelhub.backend.state.ProjectState.load_annotations`).
         """
 
     def fit_batch(self, events: list[tuple[str, dict]], **kwargs: Any) -> Any:
@@ -220,7 +220,7 @@ class LabelStudioMLBase:
         """Download ``url`` (from a trusted source only) into a local cache file and return its path.
 
         Raises:
-            backend.errors.MediaError: When the URL is not allowed or cannot be fetched.
+            labelhub.backend.errors.MediaError: When the URL is not allowed or cannot be fetched.
         """
         if self.backend is None:
             raise RuntimeError("get_local_path needs a running backend")

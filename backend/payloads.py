@@ -12,8 +12,8 @@ from typing import Any
 
 from flask import Request
 
-from backend.errors import BadRequestError, InvalidPayloadError
-from backend.state import project_key
+from labelhub.backend.errors import BadRequestError, InvalidPayloadError
+from labelhub.backend.state import project_key
 
 __all__ = ["json_body", "SetupRequest", "PredictRequest", "TrainRequest"]
 

@@ -15,8 +15,8 @@ endpoint       method  answer
 ``/metrics``   GET     Prometheus text format
 =============  ======  ===========================================================================
 
-Views parse with :mod:`backend.payloads`, call the model (:mod:`backend.model`) and raise
-:mod:`backend.errors` exceptions, which the registered handlers answer as JSON.
+Views parse with :mod:`labelhub.backend.payloads`, call the model (:mod:`labelhub.backend.model`) and raise
+:mod:`labelhub.backend.errors` exceptions, which the registered handlers answer as JSON.
 """
 from __future__ import annotations
 
@@ -28,10 +28,12 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
 
-from backend.errors import UnauthorizedError, redact
-from backend.events import validate_event
-from backend.model import ModelResponse
-from backend.payloads import PredictRequest, SetupRequest, TrainRequest, json_body
+from labelhub.backend.errors import UnauthorizedError
+from labelhub.redaction import redact
+from labelhub.webhooks import SECRET_HEADER
+from labelhub.backend.events import validate_event
+from labelhub.backend.model import ModelResponse
+from labelhub.backend.payloads import PredictRequest, SetupRequest, TrainRequest, json_body
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +43,7 @@ protocol_bp = Blueprint("protocol", __name__)
 metrics_bp = Blueprint("metrics", __name__)
 
 #: The header carrying ``LABELHUB_WEBHOOK_SECRET`` on Label Studio's own webhook.
-WEBHOOK_SECRET_HEADER = "X-LabelHub-Secret"
+WEBHOOK_SECRET_HEADER = SECRET_HEADER
 
 
 def _backend():
@@ -102,7 +104,7 @@ def health():
 
     Answers from memory only (no disk, no model), in well under Label Studio's 1 s.
     """
-    from backend.embedders import loaded_embedders
+    from labelhub.backend.embedders import loaded_embedders
 
     backend = _backend()
     return jsonify(status="UP", model_class=backend.models.model_class.__name__,
@@ -212,7 +214,7 @@ def versions():
     Label Studio 1.23 sends this GET without a body, so the project may come from the body, the
     ``project`` query parameter, or be absent (then every project's versions are listed).
     """
-    from backend.state import project_key
+    from labelhub.backend.state import project_key
 
     backend = _backend()
     body = json_body(request, required=False)
@@ -226,8 +228,8 @@ def versions():
 
 @metrics_bp.get("/metrics")
 def metrics():
-    """``GET /metrics``: Prometheus text format (all gunicorn workers, see :mod:`backend.metrics`)."""
-    from backend.metrics import render
+    """``GET /metrics``: Prometheus text format (all gunicorn workers, see :mod:`labelhub.backend.metrics`)."""
+    from labelhub.backend.metrics import render
 
     backend = _backend()
     backend.metrics.events_pending.set(backend.queue.count())

@@ -43,9 +43,9 @@ class Settings:
         allowed_hosts: Other hosts whose http(s) URLs may be fetched (``LABELHUB_ALLOWED_HOSTS``,
             comma-separated host names or ``host:port``; empty: none).
         model_class: ``module:Class`` of the model (``LABELHUB_MODEL``), a
-            :class:`backend.model.LabelStudioMLBase` subclass.
+            :class:`labelhub.backend.model.LabelStudioMLBase` subclass.
         image_embedder / text_embedder: Which embedder the default Choices model uses
-            (``LABELHUB_IMAGE_EMBEDDER``, ``LABELHUB_TEXT_EMBEDDER``); see :mod:`backend.embedders`.
+            (``LABELHUB_IMAGE_EMBEDDER``, ``LABELHUB_TEXT_EMBEDDER``); see :mod:`labelhub.backend.embedders`.
         image_size: Side in pixels images are resized to before the CNN (``LABELHUB_IMAGE_SIZE``).
         torch_threads: Threads of torch per worker (``LABELHUB_TORCH_THREADS``).
         media_timeout: Seconds to wait for one media file (``LABELHUB_MEDIA_TIMEOUT``).
@@ -57,10 +57,10 @@ class Settings:
         warmup: Load the embedder in the background after ``/setup`` (``LABELHUB_WARMUP``).
         log_level: Logging level (``LABELHUB_LOG_LEVEL``).
         secret: The secret that signs file URLs (``LABELHUB_SECRET``, at least 16 characters; the sync
-            signs with the same one); empty: the file route refuses every request. See :mod:`sync.signing`.
+            signs with the same one); empty: the file route refuses every request. See :mod:`labelhub.signing`.
         file_repos: The repos the file route serves (``LABELHUB_FILE_REPOS``): comma-separated Hub dataset
             repo_ids ``owner/name`` and local git repository paths, each optionally ``key=...`` to name it
-            in URLs (default key: ``owner--name``, or the directory's name). See :mod:`backend.files`.
+            in URLs (default key: ``owner--name``, or the directory's name). See :mod:`labelhub.backend.files`.
     """
 
     model_dir: Path = Path("labelhub-models")
@@ -71,7 +71,7 @@ class Settings:
     label_studio_api_key: str = field(default="", repr=False)
     hf_token: str = field(default="", repr=False)
     allowed_hosts: tuple[str, ...] = ()
-    model_class: str = "backend.models.choices:ChoicesModel"
+    model_class: str = "labelhub.backend.models.choices:ChoicesModel"
     image_embedder: str = "efficientnet-lite0"
     text_embedder: str = "all-MiniLM-L6-v2"
     image_size: int = 128

@@ -7,7 +7,7 @@ Layout under ``MODEL_DIR``::
     projects/<project>/annotations.json  the annotations applied from webhook events (training data)
     projects/<project>/files/            model artifacts (e.g. the fitted linear head)
     projects/<project>/.lock             flock(2) lock of the writers
-    events/pending/*.json                the durable event queue (:mod:`backend.events`)
+    events/pending/*.json                the durable event queue (:mod:`labelhub.backend.events`)
 
 ``<project>`` is Label Studio's project key ``"<id>.<created_at as unix seconds>"`` (see
 ``MLApi._create_project_uid`` in ``label_studio/ml/api_connector.py``), so a re-created project with a
@@ -30,7 +30,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterator
 
-from backend.errors import InvalidPayloadError
+from labelhub.backend.errors import InvalidPayloadError
 
 __all__ = ["atomic_write_bytes", "atomic_write_json", "file_lock", "ProjectState", "Store",
            "project_key", "project_key_from_webhook"]

@@ -29,7 +29,7 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from sync.sample_data import FASHION_MNIST_CLASSES, fashion_mnist, png_bytes  # noqa: E402
+from labelhub.sync.demo.sample_data import FASHION_MNIST_CLASSES, fashion_mnist, png_bytes  # noqa: E402
 from tests.backend_fixtures import (IMAGE_CONFIG, TEXT_CONFIG, BackendServer, MediaServer,  # noqa: E402
                                     annotation_event, project_payload, rotten_tomatoes, wait_for)
 
@@ -39,8 +39,8 @@ def pct(values, q):
 
 
 def learning_curve(kind: str, sizes=(20, 100, 500)) -> dict[int, float]:
-    from backend.embedders import decode_image, get_embedder
-    from backend.models.choices import ChoicesModel
+    from labelhub.backend.embedders import decode_image, get_embedder
+    from labelhub.backend.models.choices import ChoicesModel
 
     if kind == "image":
         model = ChoicesModel(project_id="1", label_config=IMAGE_CONFIG)

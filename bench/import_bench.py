@@ -1,4 +1,4 @@
-"""Benchmark: ``labelhub import-csv`` of a 100,000-row CSV, timed against one raw Label Studio import
+"""Benchmark: ``labelhub import-labels`` of a 100,000-row CSV, timed against one raw Label Studio import
 call of the same tasks, in the same run, on a private Label Studio (tests.labelstudio).
 
 The CSV has 2 rows per url (a whole-image concept and a box), so 100,000 rows are 50,000 tasks with
@@ -49,10 +49,10 @@ def main() -> None:
 
     from label_studio_sdk import LabelStudio
 
-    from sync.csv_import import read_labels_csv
-    from sync.import_cli import import_csv
-    from sync.import_model import ProjectLabels, UrlResolver
-    from sync.label_import import build_task
+    from labelhub.sync.labels.csv_file import read_labels_csv
+    from labelhub.sync.labels.cli import import_labels
+    from labelhub.sync.labels.parsed import ProjectLabels, UrlResolver
+    from labelhub.sync.labels.importer import build_task
     from tests.labelstudio import LabelStudioServer, ensure_template
 
     ensure_template()
@@ -62,7 +62,7 @@ def main() -> None:
         urls = write_csv(csv, args.rows)
         with LabelStudioServer(tmp / "ls") as server:
             client = LabelStudio(base_url=server.url, api_key=server.personal_token, timeout=3600)
-            ours = client.projects.create(title="labelhub import-csv", label_config=CONFIG)
+            ours = client.projects.create(title="labelhub import-labels", label_config=CONFIG)
             raw = client.projects.create(title="raw import", label_config=CONFIG)
             labels = ProjectLabels.from_config(CONFIG)
 
@@ -73,7 +73,7 @@ def main() -> None:
 
             def run_command() -> float:
                 t = time.perf_counter()
-                import_csv.main([str(csv), "--project", str(ours.id), "--state", str(tmp / "state.sqlite3"),
+                import_labels.main([str(csv), "--project", str(ours.id), "--state", str(tmp / "state.sqlite3"),
                                  "--batch-size", str(args.batch_size), "--label-studio-url", server.url,
                                  "--label-studio-api-key", server.personal_token, "--log-level", "WARNING"],
                                 standalone_mode=False)
@@ -92,7 +92,7 @@ def main() -> None:
     calls = -(-urls // args.batch_size)
     print(f"\n{args.rows:,} CSV rows → {urls:,} tasks, {parsed.regions:,} regions, predictions inline")
     print(f"  parse + check (pandas)                      {parse_s:8.2f} s")
-    print(f"  labelhub import-csv ({calls} calls of {args.batch_size:,})   {command_s:8.2f} s "
+    print(f"  labelhub import-labels ({calls} calls of {args.batch_size:,})   {command_s:8.2f} s "
           f"({urls / command_s:,.0f} tasks/s)")
     print(f"  one raw Label Studio import call            {raw_s:8.2f} s ({urls / raw_s:,.0f} tasks/s)")
     print(f"  ratio labelhub / raw                        {command_s / raw_s:8.2f}")

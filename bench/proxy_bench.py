@@ -40,7 +40,7 @@ os.environ.pop("HF_HUB_CACHE", None)
 import requests  # noqa: E402
 from huggingface_hub import hf_hub_download  # noqa: E402
 
-from sync.signing import repo_key, sign_url  # noqa: E402
+from labelhub.signing import repo_key, sign_url  # noqa: E402
 from tests import sample_repos  # noqa: E402
 from tests.backend_fixtures import BackendServer  # noqa: E402
 from tests.hubserver import HubServer  # noqa: E402

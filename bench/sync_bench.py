@@ -35,15 +35,15 @@ os.environ.update(HF_ENDPOINT=f"http://127.0.0.1:{HUB_PORT}", HF_HUB_DISABLE_XET
 
 import pandas as pd  # noqa: E402
 
-from sync.exporter import Exporter, build_csv  # noqa: E402
-from sync.hub_repo import HubRepo  # noqa: E402
-from sync.importer import FileImporter  # noqa: E402
-from sync.intake import AnnotationIntake  # noqa: E402
-from sync.label_config import control_tags  # noqa: E402
-from sync.rows import annotation_row  # noqa: E402
-from sync.ls_project import LabelStudioProject  # noqa: E402
-from sync.state import SyncState  # noqa: E402
-from sync.tasks import build_task  # noqa: E402
+from labelhub.sync.versions.exporter import Exporter, build_csv  # noqa: E402
+from labelhub.repos.hub import HubRepo  # noqa: E402
+from labelhub.sync.files.importer import FileImporter  # noqa: E402
+from labelhub.sync.annotations.intake import AnnotationIntake  # noqa: E402
+from labelhub.label_config import control_tags  # noqa: E402
+from labelhub.sync.versions.rows import annotation_row  # noqa: E402
+from labelhub.sync.labelstudio.project import LabelStudioProject  # noqa: E402
+from labelhub.sync.state import SyncState  # noqa: E402
+from labelhub.sync.files.payloads import build_task  # noqa: E402
 from tests import sample_repos as datasets  # noqa: E402
 from tests.hubserver import HubServer  # noqa: E402
 
@@ -161,7 +161,7 @@ def bench_latency(ls, tmp: Path, runs: int = 5) -> None:
     port = free_port()
     env = {**os.environ, "LABEL_STUDIO_URL": ls.url, "LABEL_STUDIO_API_KEY": ls.api_key}
     daemon = subprocess.Popen(
-        [sys.executable, "-m", "sync.cli", "sync", "--repo", str(repo), "--project", str(created.id), "--state",
+        [sys.executable, "-m", "labelhub.cli", "sync", "--repo", str(repo), "--project", str(created.id), "--state",
          str(tmp / "latency.sqlite3"), "--export-interval", "0", "--interval", "3600", "--reconcile-interval", "3600",
          "--webhook-url", f"http://127.0.0.1:{port}/webhook", "--webhook-port", str(port)],
         env=env, stderr=subprocess.DEVNULL, cwd=Path(__file__).resolve().parent.parent)

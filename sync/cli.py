@@ -1,20 +1,21 @@
-"""The ``labelhub`` command line: parses arguments and calls into the stage modules.
+"""``labelhub sync`` and ``labelhub versions``: parse arguments and call into the stage modules.
 
-- ``labelhub sync``: :mod:`sync.importer` (files → tasks) in the loop of :mod:`sync.daemon`.
-- ``labelhub versions``: :mod:`sync.versions` (the annotation versions of a repo).
-- ``labelhub import-csv``: :mod:`sync.import_cli` (labels made elsewhere → tasks with pre-annotations).
-- ``labelhub backend``: the ML backend (:mod:`backend.cli`).
+- ``labelhub sync``: :mod:`labelhub.sync.files.importer` (files → tasks),
+  :mod:`labelhub.sync.annotations` and :mod:`labelhub.sync.versions` (annotations → versions) in the loop
+  of :mod:`labelhub.sync.daemon`.
+- ``labelhub versions``: :mod:`labelhub.sync.versions.listing` (the annotation versions of a repo).
+
+The group that holds them is :mod:`labelhub.cli`.
 
 Every option can also be set by the environment variable named in its ``--help``.
 """
 from __future__ import annotations
 
 import logging
-import sys
 
 import click
 
-from sync.cli_options import (
+from labelhub.sync.options import (
     file_url_options,
     file_url_policy,
     hub_options,
@@ -22,17 +23,12 @@ from sync.cli_options import (
     log_level_option,
     state_option,
 )
-from sync.errors import SyncError
+from labelhub.errors import LabelHubError
 
 log = logging.getLogger("labelhub")
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
-def main():
-    """LabelHub: a Label Studio ML backend and a Hugging Face Hub sync daemon."""
-
-
-@main.command()
+@click.command(context_settings={"show_default": True})
 @click.option("--repo", required=True, envvar="LABELHUB_REPO",
               help="A Hub dataset repo_id OWNER/NAME, or the path of a local git repository.")
 @click.option("--project", "project_id", required=True, type=int, envvar="LABELHUB_PROJECT",
@@ -87,20 +83,20 @@ def sync(repo, project_id, revision, include, exclude, metadata_path, metadata_k
     Example:
       LABEL_STUDIO_API_KEY=... HF_TOKEN=... labelhub sync --repo owner/dataset --project 3 --once
     """
-    from sync.logs import setup_logging
+    from labelhub.redaction import setup_logging
 
     redact = setup_logging(log_level, secrets=[label_studio_api_key, hf_token, webhook_secret, secret])
     url_policy = file_url_policy(file_urls, public_url, secret, url_lifetime)
     try:
-        from sync.daemon import run_forever
-        from sync.exporter import Exporter
-        from sync.importer import FileImporter
-        from sync.intake import AnnotationIntake
-        from sync.service import SyncService
-        from sync.ls_project import LabelStudioProject
-        from sync.metadata import parse_columns, spec_from_args
-        from sync.repo import open_repo
-        from sync.state import SyncState
+        from labelhub.sync.daemon import run_forever
+        from labelhub.sync.versions.exporter import Exporter
+        from labelhub.sync.files.importer import FileImporter
+        from labelhub.sync.annotations.intake import AnnotationIntake
+        from labelhub.sync.service import SyncService
+        from labelhub.sync.labelstudio.project import LabelStudioProject
+        from labelhub.sync.files.metadata import parse_columns, spec_from_args
+        from labelhub.repos import open_repo
+        from labelhub.sync.state import SyncState
 
         try:
             dataset = open_repo(repo, token=hf_token, endpoint=hf_endpoint, public_url=public_url,
@@ -131,7 +127,7 @@ def sync(repo, project_id, revision, include, exclude, metadata_path, metadata_k
         finally:
             if receiver:
                 receiver.stop()
-    except SyncError as exc:
+    except LabelHubError as exc:
         raise click.ClickException(redact.redact(str(exc))) from None
     except OSError as exc:  # unreachable Hub, full disk, ...
         raise click.ClickException(redact.redact(f"{type(exc).__name__}: {exc}")) from None
@@ -139,9 +135,9 @@ def sync(repo, project_id, revision, include, exclude, metadata_path, metadata_k
 
 def _start_webhooks(project, state_path, repo_id, service, url, host, port, secret):
     """Register the project's webhook and serve it (its own SQLite connection)."""
-    from sync.intake import AnnotationIntake
-    from sync.state import SyncState
-    from sync.webhooks import WebhookServer, register, webhook_app
+    from labelhub.sync.annotations.intake import AnnotationIntake
+    from labelhub.sync.state import SyncState
+    from labelhub.sync.annotations.receiver import WebhookServer, register, webhook_app
 
     intake = AnnotationIntake(project, SyncState(state_path, project.project_id, repo_id))
     server = WebhookServer(webhook_app(intake, secret, service.wake.set), host, port).start()
@@ -151,48 +147,22 @@ def _start_webhooks(project, state_path, repo_id, service, url, host, port, secr
     return server
 
 
-@main.command()
+@click.command(context_settings={"show_default": True})
 @click.option("--repo", required=True, envvar="LABELHUB_REPO", help="Hub dataset OWNER/NAME or local git repo path.")
 @click.option("--csv-path", default="annotations/annotations.csv", envvar="LABELHUB_CSV_PATH",
               help="path_in_repo of the annotations CSV.")
 @hub_options
 def versions(repo, csv_path, hf_token, hf_endpoint):
     """List the annotation versions (annotations-vN tags) with date, counts and +added ~changed -removed."""
-    from sync.versions import list_versions
-    from sync.repo import open_repo
+    from labelhub.sync.versions.listing import list_versions
+    from labelhub.repos import open_repo
 
     try:
         rows = list_versions(open_repo(repo, token=hf_token, endpoint=hf_endpoint), csv_path)
-    except SyncError as exc:
+    except LabelHubError as exc:
         raise click.ClickException(str(exc).replace(hf_token or "\0", "***")) from None
     if not rows:
         click.echo("no annotation versions yet")
     for row in rows:
         click.echo(f"{row['tag']:<18} {row['created_at']:<26} {row['commit'][:12]}  {row['annotations']:>7} annotations"
                    f"  {row['tasks']:>6} tasks  +{row['added']} ~{row['changed']} -{row['removed']}")
-
-
-def _add_import_command() -> None:
-    from sync.import_cli import import_csv
-
-    main.add_command(import_csv)
-
-
-def _add_demo_command() -> None:
-    from sync.demo import demo
-
-    main.add_command(demo)
-
-
-def _add_backend_command() -> None:
-    from backend.cli import backend
-
-    main.add_command(backend)
-
-
-_add_import_command()
-_add_demo_command()
-_add_backend_command()
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,8 +1,8 @@
 """The daemon loop: tick the service until SIGTERM or SIGINT, then flush.
 
-A tick that fails is logged by :class:`sync.service.SyncService` and retried; the daemon keeps
+A tick that fails is logged by :class:`labelhub.sync.service.SyncService` and retried; the daemon keeps
 running. SIGTERM and SIGINT end the loop after the tick under way, and the pending export is pushed
-before the exit (:meth:`sync.service.SyncService.flush`).
+before the exit (:meth:`labelhub.sync.service.SyncService.flush`).
 """
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import logging
 import signal
 import threading
 
-from sync.service import SyncService
+from labelhub.sync.service import SyncService
 
 log = logging.getLogger(__name__)
 

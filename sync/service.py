@@ -13,9 +13,9 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from sync.exporter import Exporter
-from sync.importer import FileImporter
-from sync.intake import AnnotationIntake
+from labelhub.sync.versions.exporter import Exporter
+from labelhub.sync.files.importer import FileImporter
+from labelhub.sync.annotations.intake import AnnotationIntake
 
 log = logging.getLogger(__name__)
 

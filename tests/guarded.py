@@ -17,10 +17,10 @@ netguard.install()
 
 
 def _kill_at(point: str, nth: int) -> None:
-    from sync.git_repo import LocalGitRepo
-    from sync.hub_repo import HubRepo
-    from sync.ls_project import LabelStudioProject
-    from sync.state import SyncState
+    from labelhub.repos.git import LocalGitRepo
+    from labelhub.repos.hub import HubRepo
+    from labelhub.sync.labelstudio.project import LabelStudioProject
+    from labelhub.sync.state import SyncState
 
     passes = {"count": 0}
 
@@ -57,6 +57,6 @@ if __name__ == "__main__":
     if os.environ.get("LABELHUB_TEST_KILL_AT"):
         point, nth = os.environ["LABELHUB_TEST_KILL_AT"].split(":")
         _kill_at(point, int(nth))
-    from sync.cli import main
+    from labelhub.cli import main
 
     main(prog_name="labelhub")

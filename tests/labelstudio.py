@@ -1,14 +1,14 @@
 """A real Label Studio server for tests, benchmarks and the demo's test bed.
 
-The start logic is the package's (:mod:`sync.labelstudio_server`, also used by ``labelhub demo``);
+The start logic is the package's (:mod:`labelhub.sync.labelstudio.server`, also used by ``labelhub demo``);
 this module adds the test user and the test template. Label Studio (the ``label-studio`` package
 from PyPI, pinned to :data:`LS_VERSION`) lives in its own virtual environment under the cache
 directory, because it pins its own versions of Django and label-studio-sdk. A cold start runs every
 migration (35 to 50 s), so the first start builds a *template*: the package's migrated database
-(:func:`sync.labelstudio_server.migrated_database`) started once with the test user and its legacy
+(:func:`labelhub.sync.labelstudio.server.migrated_database`) started once with the test user and its legacy
 token. Every later start copies the template into a fresh data directory and is ready in about 5 s.
 
-See :mod:`sync.labelstudio_server` for the settings and why each one.
+See :mod:`labelhub.sync.labelstudio.server` for the settings and why each one.
 """
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from sync import labelstudio_server
-from sync.labelstudio_server import LS_VERSION, file_lock, free_port  # noqa: F401  (re-exported)
+from labelhub.sync.labelstudio import server as labelstudio_server
+from labelhub.sync.labelstudio.server import LS_VERSION, file_lock, free_port  # noqa: F401  (re-exported)
 
 CACHE_DIR = labelstudio_server.cache_dir()
 VENV_DIR = labelstudio_server.venv_dir()
@@ -44,7 +44,7 @@ def ensure_installed() -> Path:
 
 
 def server_env(data_dir: Path) -> dict[str, str]:
-    """The environment a test Label Studio runs with (see :mod:`sync.labelstudio_server`)."""
+    """The environment a test Label Studio runs with (see :mod:`labelhub.sync.labelstudio.server`)."""
     return labelstudio_server.server_env(data_dir, USERNAME, PASSWORD, LEGACY_TOKEN, SECRET_KEY)
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from sync.sample_data import FASHION_MNIST_CLASSES, fashion_mnist, png_bytes
+from labelhub.sync.demo.sample_data import FASHION_MNIST_CLASSES, fashion_mnist, png_bytes
 
 INVENTORY = "inventory.csv"
 

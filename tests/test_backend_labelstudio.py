@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 import requests
 
-from sync.sample_data import fashion_mnist, png_bytes
+from labelhub.sync.demo.sample_data import fashion_mnist, png_bytes
 from tests.backend_fixtures import (IMAGE_CLASSES, PLOT_REVIEW_CLASSES, PLOT_REVIEW_CONFIG, BackendServer,
                                     choices_config, plot_review_tasks, wait_for)
 

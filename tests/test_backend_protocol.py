@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from backend.app import create_app
-from backend.model import LabelStudioMLBase
+from labelhub.backend.app import create_app
+from labelhub.backend.model import LabelStudioMLBase
 from tests.backend_fixtures import (IMAGE_CONFIG, PLOT_REVIEW_CONFIG, annotation_event, image_tasks,
                                    plot_review_tasks, project_key, project_payload)
 

@@ -7,12 +7,13 @@ import os
 
 import pytest
 
-from backend.errors import MediaFetchError, MediaNotAllowedError, UnsupportedLabelConfigError
-from backend.events import apply_event
-from backend.label_config import choices_spec, parsed_label_config
-from backend.media import MediaFetcher, parse_hub_url, safe_url
-from backend.settings import Settings
-from backend.state import ProjectState, Store, atomic_write_json, file_lock, project_key_from_webhook
+from labelhub.backend.errors import MediaFetchError, MediaNotAllowedError
+from labelhub.errors import LabelConfigError
+from labelhub.backend.events import apply_event
+from labelhub.label_config import choices_spec, parsed_label_config
+from labelhub.backend.media import MediaFetcher, parse_hub_url, safe_url
+from labelhub.backend.settings import Settings
+from labelhub.backend.state import ProjectState, Store, atomic_write_json, file_lock, project_key_from_webhook
 from tests.backend_fixtures import IMAGE_CONFIG, TEXT_CONFIG, MediaServer, annotation_event, choices_config
 
 
@@ -41,7 +42,7 @@ def test_choices_over_text_multiple_and_url_text():
      "at least two"),
 ])
 def test_unsupported_label_config_says_why(config, words):
-    with pytest.raises(UnsupportedLabelConfigError, match=words):
+    with pytest.raises(LabelConfigError, match=words):
         choices_spec(config)
 
 
@@ -83,7 +84,7 @@ def test_store_matches_a_bare_project_id_to_the_known_project(tmp_path):
 
 
 def test_project_key_refuses_path_tricks(tmp_path):
-    from backend.errors import InvalidPayloadError
+    from labelhub.backend.errors import InvalidPayloadError
 
     with pytest.raises(InvalidPayloadError):
         Store(tmp_path).project("../../etc")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from sync.demo import image_path
+from labelhub.sync.demo.command import image_path
 from tests.backend_fixtures import wait_for
 from tests.test_ship_demo import DemoProcess, annotate_true_labels, wait_for_trained_model
 

@@ -14,8 +14,8 @@ from urllib.parse import quote
 import pytest
 import requests
 
-from sync.file_urls import FileURLs, parse_lifetime
-from sync.signing import (ExpiredSignature, SignatureError, parse_file_url, repo_key, sign_url, signature,
+from labelhub.file_urls import FileURLs, parse_lifetime
+from labelhub.signing import (ExpiredSignature, SignatureError, parse_file_url, repo_key, sign_url, signature,
                           verify)
 from tests import sample_repos
 from tests.backend_fixtures import IMAGE_CLASSES, BackendServer, choices_config, wait_for
@@ -86,7 +86,7 @@ def local_repo(tmp_path):
 
 @pytest.fixture
 def app_client(local_repo, tmp_path):
-    from backend.app import create_app
+    from labelhub.backend.app import create_app
 
     app = create_app({"model_dir": tmp_path / "models", "start_trainer": False, "warmup": False,
                       "secret": SECRET, "file_repos": (str(local_repo[0]),)})

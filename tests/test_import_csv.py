@@ -7,12 +7,12 @@ import json
 
 import pytest
 
-from sync.coco_import import read_coco
-from sync.csv_import import read_labels_csv
-from sync.errors import LabelConfigError
-from sync.git_repo import LocalGitRepo
-from sync.import_model import LabelsFileError, ProjectLabels, UrlResolver
-from sync.regions import FractionEdges
+from labelhub.sync.labels.coco_file import read_coco
+from labelhub.sync.labels.csv_file import read_labels_csv
+from labelhub.errors import LabelConfigError
+from labelhub.repos.git import LocalGitRepo
+from labelhub.sync.labels.parsed import LabelsFileError, ProjectLabels, UrlResolver
+from labelhub.sync.regions import FractionEdges
 from tests import sample_repos
 
 CONFIG = ('<View><Image name="image" value="$image"/>'

@@ -15,10 +15,10 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from sync.git_repo import LocalGitRepo
-from sync.import_cli import import_csv
-from sync.ls_project import LabelStudioProject
-from sync.regions import fractions_from_percent
+from labelhub.repos.git import LocalGitRepo
+from labelhub.sync.labels.cli import import_labels
+from labelhub.sync.labelstudio.project import LabelStudioProject
+from labelhub.sync.regions import fractions_from_percent
 from tests import sample_repos
 from tests.conftest import ROOT, run_labelhub
 
@@ -53,13 +53,13 @@ def env(label_studio):
 
 @pytest.fixture
 def invoke(env, tmp_path):
-    """Run ``labelhub import-csv ARGS`` in-process (click's CliRunner) with the test's state file."""
+    """Run ``labelhub import-labels ARGS`` in-process (click's CliRunner) with the test's state file."""
     root = logging.getLogger()
 
     def run(*args: str, **extra_env):
         handlers, level = root.handlers[:], root.level
         try:
-            return CliRunner().invoke(import_csv, [*args, "--state", str(tmp_path / "state.sqlite3")],
+            return CliRunner().invoke(import_labels, [*args, "--state", str(tmp_path / "state.sqlite3")],
                                       env={**env, **extra_env}, catch_exceptions=False)
         finally:
             root.handlers[:], root.level = handlers, level
@@ -67,20 +67,9 @@ def invoke(env, tmp_path):
 
 
 def run_import(*args: str, env: dict, kill_at: str | None = None) -> subprocess.CompletedProcess:
-    """``labelhub import-csv ARGS`` in a guarded subprocess (``LABELHUB_TEST_KILL_AT`` as in tests.guarded)."""
+    """``labelhub import-labels ARGS`` in a guarded subprocess (``LABELHUB_TEST_KILL_AT`` as in tests.guarded)."""
     env = {**env, **({"LABELHUB_TEST_KILL_AT": kill_at} if kill_at else {})}
-    from sync.cli import main
-
-    if "import-csv" in main.commands:
-        return run_labelhub("import-csv", *args, env=env)
-    runner = ("import os, sys\nfrom tests import guarded\n"
-              "if os.environ.get('LABELHUB_TEST_KILL_AT'):\n"
-              "    point, nth = os.environ['LABELHUB_TEST_KILL_AT'].split(':')\n"
-              "    guarded._kill_at(point, int(nth))\n"
-              "from sync.import_cli import import_csv\n"
-              "import_csv(sys.argv[1:], prog_name='labelhub import-csv')\n")
-    return subprocess.run([sys.executable, "-c", runner, *args], cwd=ROOT, env={**os.environ, **env},
-                          capture_output=True, text=True, timeout=300)
+    return run_labelhub("import-labels", *args, env=env)
 
 
 def tasks_of(label_studio, project_id) -> dict[str, list]:

@@ -1,11 +1,11 @@
-"""sync.regions: percent (Label Studio) ↔ fractions (LabelHub CSVs) ↔ COCO pixels, by hand-computed values."""
+"""labelhub.sync.regions: percent (Label Studio) ↔ fractions (LabelHub CSVs) ↔ COCO pixels, by hand-computed values."""
 from __future__ import annotations
 
 import random
 
 import pytest
 
-from sync.regions import (FractionEdges, coco_from_edges, edges_from_coco, edges_from_percent,
+from labelhub.sync.regions import (FractionEdges, coco_from_edges, edges_from_coco, edges_from_percent,
                           fractions_from_percent, percent_from_edges, percent_from_fractions)
 
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import requests
 
-from sync.demo import image_path
-from sync.sample_data import FASHION_MNIST_CLASSES, fashion_mnist
+from labelhub.sync.demo.command import image_path
+from labelhub.sync.demo.sample_data import FASHION_MNIST_CLASSES, fashion_mnist
 from tests.backend_fixtures import wait_for
 from tests.labelstudio import free_port
 

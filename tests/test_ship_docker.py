@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sync import labelstudio_server
+from labelhub.sync.labelstudio import server as labelstudio_server
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
@@ -59,8 +59,8 @@ def interpolate(value, env: dict[str, str]):
 def labelhub_env_vars() -> set[str]:
     """Every environment variable ``labelhub backend`` and ``labelhub sync`` read (click envvars and the
     backend's settings object)."""
-    from backend.settings import Settings
-    from sync.cli import main
+    from labelhub.backend.settings import Settings
+    from labelhub.cli import main
 
     names = set(Settings.ENV.values())
     for command in ("sync", "backend"):
@@ -153,19 +153,19 @@ def test_dockerfile_installs_pyproject_with_cpu_torch_as_non_root_with_healthche
     assert pins["torch"].specifier.contains(torch.group(1)), (torch.group(1), str(pins["torch"]))
     assert re.search(r"^RUN pip install \.(\s|$)", DOCKERFILE, re.M), "the project (and so its dependencies)"
     copied = " ".join(re.findall(r"^COPY (.+)$", DOCKERFILE, re.M))
-    for package in PYPROJECT["tool"]["setuptools"]["packages"]["find"]["include"]:
-        assert f"{package.rstrip('*')} " in copied + " "
+    for folder in set(PYPROJECT["tool"]["setuptools"]["package-dir"].values()):
+        assert f"{folder} " in copied + " "
     for needed in ("pyproject.toml", PYPROJECT["project"]["readme"]):
         assert needed in copied
     ignore = (ROOT / ".dockerignore").read_text().split()
-    for needed in ("pyproject.toml", "README.md", "backend/", "sync/"):
+    for needed in ("pyproject.toml", "README.md", "labelhub/", "backend/", "sync/"):
         assert f"!{needed}" in ignore
     users = re.findall(r"^USER (\S+)", DOCKERFILE, re.M)
     assert users and users[-1] not in ("root", "0")
     assert re.search(r"^HEALTHCHECK .*CMD", DOCKERFILE, re.M | re.S)
     assert "LABELHUB_HEALTH_URL" in DOCKERFILE.split("HEALTHCHECK", 1)[1]
     assert re.search(r'^ENTRYPOINT \["labelhub"\]', DOCKERFILE, re.M)
-    assert PYPROJECT["project"]["scripts"]["labelhub"] == "sync.cli:main"
+    assert PYPROJECT["project"]["scripts"]["labelhub"] == "labelhub.cli:main"
 
 
 def test_readme_documents_every_variable_of_the_stack():

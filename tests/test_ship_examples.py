@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from sync.demo import LABEL_CONFIG
-from sync.sample_data import FASHION_MNIST_CLASSES, fashion_mnist
+from labelhub.sync.demo.command import LABEL_CONFIG
+from labelhub.sync.demo.sample_data import FASHION_MNIST_CLASSES, fashion_mnist
 from tests import sample_repos
 from tests.conftest import HUB_TOKEN, run_labelhub
 

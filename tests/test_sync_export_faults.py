@@ -12,13 +12,13 @@ import pytest
 import requests
 from huggingface_hub import HfApi
 
-from sync.errors import TransientHubError
-from sync.exporter import Exporter
-from sync.hub_repo import HubRepo
-from sync.importer import FileImporter
-from sync.intake import AnnotationIntake
-from sync.ls_project import LabelStudioProject
-from sync.state import SyncState
+from labelhub.errors import TransientHubError
+from labelhub.sync.versions.exporter import Exporter
+from labelhub.repos.hub import HubRepo
+from labelhub.sync.files.importer import FileImporter
+from labelhub.sync.annotations.intake import AnnotationIntake
+from labelhub.sync.labelstudio.project import LabelStudioProject
+from labelhub.sync.state import SyncState
 from tests import sample_repos
 from tests.conftest import HUB_TOKEN, ROOT, run_labelhub
 from tests.test_sync_export import CONFIG, choice

@@ -1,12 +1,12 @@
 """The pure stages of files → tasks: label config, globs, metadata, task payloads."""
 import pytest
 
-from sync.errors import LabelConfigError, SyncError
-from sync.files import select_files
-from sync.label_config import data_field
-from sync.metadata import MetadataSpec, MetadataTable
-from sync.repo import RepoFile
-from sync.tasks import build_task
+from labelhub.errors import LabelConfigError, LabelHubError
+from labelhub.sync.files.selection import select_files
+from labelhub.label_config import data_field
+from labelhub.sync.files.metadata import MetadataSpec, MetadataTable
+from labelhub.repos import RepoFile
+from labelhub.sync.files.payloads import build_task
 
 IMAGE_CONFIG = '<View><Image name="img" value="$image"/><Choices name="kind" toName="img">' \
                '<Choice value="text-only"/><Choice value="illustrated"/></Choices></View>'
@@ -49,7 +49,7 @@ def test_metadata_join_by_the_third_path_part_from_the_end_without_header():
 
 
 def test_metadata_with_header_and_duplicate_keys_is_refused():
-    with pytest.raises(SyncError, match="duplicate keys"):
+    with pytest.raises(LabelHubError, match="duplicate keys"):
         MetadataTable(b"id,title\n1,a\n1,b\n", MetadataSpec("m.csv"))
 
 
@@ -61,8 +61,9 @@ def test_build_task_never_lets_metadata_overwrite_identity_keys():
 
 
 def test_webhook_events_apply_in_any_order_and_deleted_tasks_leave_the_store(tmp_path):
-    from sync.intake import AnnotationIntake, BadEvent, parse_event
-    from sync.state import SyncState
+    from labelhub.errors import InvalidEventError
+    from labelhub.sync.annotations.intake import AnnotationIntake, parse_event
+    from labelhub.sync.state import SyncState
 
     class Project:
         project_id = 1
@@ -86,12 +87,12 @@ def test_webhook_events_apply_in_any_order_and_deleted_tasks_leave_the_store(tmp
                          ({"action": "TASKS_DELETED", "tasks": "x"}, "without a list"),
                          ({"action": "ANNOTATION_CREATED", "task": {"id": 1}}, "without annotation.id"),
                          ({"action": "ANNOTATION_CREATED", "project": {"id": 2}}, "not 1")]:
-        with pytest.raises(BadEvent, match=reason):
+        with pytest.raises(InvalidEventError, match=reason):
             parse_event(body, 1)
 
 
 def test_reconciliation_that_read_a_task_before_a_webhook_landed_loses_nothing(tmp_path):
-    from sync.state import SyncState
+    from labelhub.sync.state import SyncState
 
     state = SyncState(tmp_path / "s.sqlite3", 1, "o/r")
     old = {"id": 1, "updated_at": "2026-01-01T00:00:01.000000Z", "result": []}
@@ -113,8 +114,8 @@ def test_reconciliation_that_read_a_task_before_a_webhook_landed_loses_nothing(t
 
 
 def test_annotators_known_only_by_id_from_webhooks_are_looked_up_once(tmp_path):
-    from sync.intake import AnnotationIntake, parse_event
-    from sync.state import SyncState
+    from labelhub.sync.annotations.intake import AnnotationIntake, parse_event
+    from labelhub.sync.state import SyncState
 
     class Project:
         project_id, calls = 1, 0

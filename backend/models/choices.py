@@ -25,10 +25,10 @@ from typing import Any
 
 import numpy as np
 
-from backend.errors import MediaError
-from backend.label_config import choices_spec
-from backend.model import LabelStudioMLBase
-from backend.state import atomic_write_bytes
+from labelhub.backend.errors import MediaError
+from labelhub.label_config import choices_spec
+from labelhub.backend.model import LabelStudioMLBase
+from labelhub.backend.state import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ class ChoicesModel(LabelStudioMLBase):
     """Embeddings + logistic regression for Choices over Image or Text (see the module docstring).
 
     Raises:
-        backend.errors.UnsupportedLabelConfigError: From :meth:`setup` when the label config has no
+        labelhub.errors.LabelConfigError: From :meth:`setup` when the label config has no
             Choices tag over an Image or Text tag.
     """
 
@@ -97,13 +97,13 @@ class ChoicesModel(LabelStudioMLBase):
     # embedder -------------------------------------------------------------------------------------
     @property
     def _settings(self):
-        from backend.settings import Settings
+        from labelhub.backend.settings import Settings
 
         return self.backend.settings if self.backend is not None else Settings()
 
     def embedder(self):
         """The worker's embedder for this project's object type (loaded on first use)."""
-        from backend.embedders import get_embedder
+        from labelhub.backend.embedders import get_embedder
 
         s = self._settings
         spec = s.image_embedder if self.spec.object_type == "image" else s.text_embedder
@@ -126,7 +126,7 @@ class ChoicesModel(LabelStudioMLBase):
         return value if isinstance(value, str) else json.dumps(value)
 
     def _load_input(self, value: str):
-        from backend.embedders import decode_image
+        from labelhub.backend.embedders import decode_image
 
         if self.backend is None:
             raise MediaError("no media fetcher (the model runs outside the backend)")
@@ -143,7 +143,7 @@ class ChoicesModel(LabelStudioMLBase):
             values: The values of the label config's ``$key`` in each task's data.
 
         Returns:
-            One vector, or the :class:`~backend.errors.MediaError` that kept it from being made, per value.
+            One vector, or the :class:`~labelhub.backend.errors.MediaError` that kept it from being made, per value.
         """
         embedder = self.embedder()
         cache = self.backend.embeddings if self.backend is not None else EmbeddingCache(0)
@@ -262,7 +262,7 @@ class ChoicesModel(LabelStudioMLBase):
         """The latest annotation's choices of each annotated task.
 
         Args:
-            annotations: The training data (:meth:`backend.state.ProjectState.load_annotations`).
+            annotations: The training data (:meth:`labelhub.backend.state.ProjectState.load_annotations`).
 
         Returns:
             ``[(task_id, value, choices), ...]`` sorted by task id, choices limited to the config's.

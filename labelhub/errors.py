@@ -1,0 +1,121 @@
+"""LabelHub's one error tree: each class names what is wrong (never a token) and also subclasses the
+standard type that fits, as huggingface_hub's errors do (``HfHubHTTPError(HTTPError, OSError)``), so a
+caller catches either.
+
+::
+
+    LabelHubError(Exception)                  a problem the user can fix; the CLI prints it in one line
+    ├── ConfigurationError(ValueError)        a setting or argument that cannot work
+    ├── LabelConfigError(ValueError)          a label config LabelHub cannot use (https://labelstud.io/tags/)
+    ├── InvalidEventError(ValueError)         a webhook body that is not a Label Studio event
+    │   └── UnknownEventAction                an action the receiver does not take
+    ├── NotFoundError(LookupError)
+    │   ├── RepoNotFound                      the dataset repo does not exist, or the token cannot read it
+    │   ├── RevisionNotFound                  no such branch, tag or commit
+    │   └── ProjectNotFound                   no such Label Studio project, or the key cannot see it
+    ├── LabelStudioError(RuntimeError)        Label Studio answered an error
+    ├── HubError(OSError)                     the Hub answered an error (``status``)
+    │   ├── HubUnreachable(ConnectionError)   no answer (refused, timeout, dropped)
+    │   ├── TransientHubError                 429 or 5xx: try again after ``retry_after``
+    │   └── AmbiguousCommit                   a commit got no answer: it may have landed
+    ├── CommitConflict(RuntimeError)          the branch moved since ``parent_commit`` (412)
+    └── TagExists(RuntimeError)               the tag exists (409)
+
+Hub errors raised by the ``huggingface_hub`` client are converted at the repo boundary
+(:func:`labelhub.repos.hub.hub_errors`); the backend's HTTP errors (:mod:`labelhub.backend.errors`)
+derive from :class:`LabelHubError` too.
+"""
+from __future__ import annotations
+
+__all__ = [
+    "LabelHubError", "LabelHubError", "ConfigurationError", "LabelConfigError", "InvalidEventError", "UnknownEventAction", "NotFoundError",
+    "RepoNotFound", "RevisionNotFound", "ProjectNotFound", "LabelStudioError", "HubError", "HubUnreachable",
+    "TransientHubError", "AmbiguousCommit", "CommitConflict", "TagExists",
+]
+
+
+class LabelHubError(Exception):
+    """Base class: a problem the user can fix (bad argument, missing repo, bad label config)."""
+
+
+#: The name the sync's code used for :class:`LabelHubError`.
+LabelHubError = LabelHubError
+
+
+class ConfigurationError(LabelHubError, ValueError):
+    """A setting, flag or environment variable that cannot work (the message names it)."""
+
+
+class LabelConfigError(LabelHubError, ValueError):
+    """The label config does not parse, or lacks the tags the caller needs (the message says what it has)."""
+
+
+class InvalidEventError(LabelHubError, ValueError):
+    """A webhook body that is not a Label Studio event LabelHub reads (the message says why).
+
+    Attributes:
+        field: The body's field at fault (``"action"``, ``"annotation"``, ...), or ``None``.
+    """
+
+    def __init__(self, message: str, field: str | None = None):
+        super().__init__(message)
+        self.field = field
+
+
+class UnknownEventAction(InvalidEventError):
+    """A webhook body whose ``action`` is not one the receiver takes (https://labelstud.io/guide/webhook_reference)."""
+
+
+class NotFoundError(LabelHubError, LookupError):
+    """Something named by the user does not exist (or the credentials cannot see it)."""
+
+
+class RepoNotFound(NotFoundError):
+    """The dataset repo does not exist, or the token cannot read it."""
+
+
+class RevisionNotFound(NotFoundError):
+    """The revision (branch, tag or commit sha) does not exist in the repo."""
+
+
+class ProjectNotFound(NotFoundError):
+    """The Label Studio project does not exist or the API key cannot see it."""
+
+
+class LabelStudioError(LabelHubError, RuntimeError):
+    """Label Studio answered an error (the message has the status code and the reason, no token)."""
+
+
+class HubError(LabelHubError, OSError):
+    """The Hub answered an error (``status``: its HTTP status; the reason is in the message)."""
+
+    def __init__(self, message: str, status: int | None = None):
+        super().__init__(message)
+        self.status = status
+
+    def __str__(self) -> str:  # OSError's own __str__ would show the args tuple
+        return str(self.args[0]) if self.args else ""
+
+
+class HubUnreachable(HubError, ConnectionError):
+    """No answer from the Hub (connection refused, timeout, connection dropped)."""
+
+
+class TransientHubError(HubError):
+    """A 429 or 5xx answer: try again after ``retry_after`` seconds (from ``Retry-After``, or ``None``)."""
+
+    def __init__(self, message: str, status: int | None = None, retry_after: float | None = None):
+        super().__init__(message, status)
+        self.retry_after = retry_after
+
+
+class AmbiguousCommit(HubError):
+    """A commit request got no answer: it may or may not have landed."""
+
+
+class CommitConflict(LabelHubError, RuntimeError):
+    """The branch moved since ``parent_commit`` (HTTP 412 on the Hub, a failed ref update locally)."""
+
+
+class TagExists(LabelHubError, RuntimeError):
+    """The tag already exists (HTTP 409 on the Hub)."""

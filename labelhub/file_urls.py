@@ -1,0 +1,151 @@
+"""Which URL a task gets for a repo file: the Hub's pinned ``resolve`` URL, or a signed URL of the
+backend's file route (:mod:`labelhub.backend.files`), chosen per repo.
+
+=====================  ============================  ==========================================
+repo                   ``--file-urls auto``          form
+=====================  ============================  ==========================================
+public Hub dataset     ``resolve``                   ``{HF_ENDPOINT}/datasets/{repo_id}/resolve/{sha}/{path}``
+private Hub dataset    ``proxy``                     ``{LABELHUB_PUBLIC_URL}/files/{owner--name}/{sha}/{path}?sig=...``
+local git repository   ``proxy``                     ``{LABELHUB_PUBLIC_URL}/files/{dir name}/{sha}/{path}?sig=...``
+=====================  ============================  ==========================================
+
+``--file-urls resolve`` or ``proxy`` forces one form (a local repository has no ``resolve`` URL). The
+proxy URLs are signed with ``LABELHUB_SECRET`` (:mod:`labelhub.signing`); without a secret nothing can
+be signed, so ``auto`` keeps ``resolve`` URLs for private Hub repos and writes unsigned proxy URLs
+for local repos (which the backend refuses), and says so in the log.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from labelhub.signing import file_url, repo_key, sign_url
+
+__all__ = ["FileURLs", "MODES", "DEFAULT_PUBLIC_URL", "parse_lifetime"]
+
+MODES = ("auto", "resolve", "proxy")
+DEFAULT_PUBLIC_URL = "http://127.0.0.1:9090"
+_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_lifetime(value: str | float | int | None) -> int:
+    """Parse ``--url-lifetime``: seconds, or a number with ``s``, ``m``, ``h`` or ``d``; ``0``/``never``: no expiry.
+
+    Args:
+        value: ``"3600"``, ``"90m"``, ``"12h"``, ``"30d"``, ``"0"``, ``"never"`` or a number.
+
+    Returns:
+        The lifetime in whole seconds (``0``: URLs never expire).
+
+    Raises:
+        ValueError: When ``value`` does not parse or is negative.
+
+    Example:
+        >>> parse_lifetime("12h"), parse_lifetime("never")
+        (43200, 0)
+    """
+    if value is None:
+        return 0
+    if isinstance(value, (int, float)):
+        if value < 0:
+            raise ValueError("the URL lifetime cannot be negative")
+        return int(value)
+    text = value.strip().lower()
+    if text in ("", "0", "never", "none"):
+        return 0
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([smhd]?)", text)
+    if not m:
+        raise ValueError(f"not a lifetime: {value!r} (seconds, or a number with s, m, h or d, or 'never')")
+    return int(float(m.group(1)) * _UNITS[m.group(2)])
+
+
+@dataclass(frozen=True)
+class FileURLs:
+    """How the sync writes file URLs (the ``--file-urls``, ``--public-url``, ``--secret`` and
+    ``--url-lifetime`` options of ``labelhub sync``).
+
+    Attributes:
+        mode: ``"auto"`` (public Hub: resolve; private Hub and local: proxy), ``"resolve"`` or ``"proxy"``.
+        public_url: The backend's URL as the annotators' browsers see it (``LABELHUB_PUBLIC_URL``).
+        secret: ``LABELHUB_SECRET``; ``None``: proxy URLs are unsigned (and refused by the backend).
+        lifetime: Seconds a signed URL stays valid from the moment the task is made; ``0``: no expiry.
+    """
+
+    mode: str = "auto"
+    public_url: str = DEFAULT_PUBLIC_URL
+    secret: str | None = field(default=None, repr=False)
+    lifetime: int = 0
+
+    def __post_init__(self):
+        if self.mode not in MODES:
+            raise ValueError(f"--file-urls must be one of {', '.join(MODES)}, not {self.mode!r}")
+        object.__setattr__(self, "public_url", (self.public_url or DEFAULT_PUBLIC_URL).rstrip("/"))
+
+    def form(self, local: bool, private: bool | None) -> str:
+        """Which form a repo's file URLs take.
+
+        Args:
+            local: Whether the repo is a local git repository.
+            private: Whether the Hub repo is private (``None``: not known yet, taken as private).
+
+        Returns:
+            ``"resolve"`` or ``"proxy"``.
+
+        Raises:
+            ValueError: For ``mode="resolve"`` with a local repository (it has no resolve URL).
+        """
+        if local:
+            if self.mode == "resolve":
+                raise ValueError("--file-urls resolve: a local git repository has no resolve URL; use proxy or auto")
+            return "proxy"
+        if self.mode != "auto":
+            return self.mode
+        if private is False or not self.secret:
+            return "resolve"
+        return "proxy"
+
+    def proxy_url(self, key: str, sha: str, path: str, now: float | None = None) -> str:
+        """The backend's file URL of ``path`` at ``sha`` in the repo named ``key``: signed when a secret
+        is set (:func:`labelhub.signing.sign_url`), else unsigned.
+
+        Args:
+            key: The repo key (:func:`labelhub.signing.repo_key`).
+            sha: The commit sha (40 hex digits).
+            path: The ``path_in_repo``.
+            now: The signing time (default: now).
+
+        Returns:
+            The URL.
+        """
+        if not self.secret:
+            return file_url(self.public_url, key, sha, path)
+        return sign_url(self.public_url, self.secret, key, sha, path, lifetime=self.lifetime, now=now)
+
+    def describe(self, repo_id: str, local: bool, private: bool | None) -> str:
+        """One log line saying which form the repo's file URLs take, and why (no secret in it).
+
+        Args:
+            repo_id: The repo's id or path.
+            local, private: As for :meth:`form`.
+
+        Returns:
+            E.g. ``"file URLs of me/pics: signed proxy URLs http://...:9090/files/me--pics/<sha>/<path>
+            (private Hub repo), no expiry"``.
+        """
+        form = self.form(local, private)
+        kind = "local git repository" if local else ("private Hub repo" if private else
+                                                      "public Hub repo" if private is False else "Hub repo")
+        why = f"--file-urls {self.mode}" if self.mode != "auto" else kind
+        if form == "resolve":
+            extra = ""
+            if private and not self.secret:
+                extra = ("; WARNING: annotators' browsers cannot load a private repo's resolve URLs: "
+                         "set LABELHUB_SECRET to serve them signed through the backend")
+            return f"file URLs of {repo_id}: Hub resolve URLs pinned to the commit ({why}){extra}"
+        key = repo_key(repo_id, local=local)
+        shape = f"{self.public_url}/files/{key}/<sha>/<path>"
+        if not self.secret:
+            return (f"file URLs of {repo_id}: proxy URLs {shape} ({why}), UNSIGNED: LABELHUB_SECRET is not set, "
+                    "and the backend refuses unsigned URLs")
+        expiry = f"valid {self.lifetime} s" if self.lifetime else "no expiry"
+        return f"file URLs of {repo_id}: signed proxy URLs {shape} ({why}), {expiry}"

@@ -1,0 +1,271 @@
+"""The one reader of Label Studio label configs, on label-studio-sdk's ``LabelInterface``.
+
+A label config pairs *control tags* (``<Choices name="label" toName="image">``) with *object tags*
+(``<Image name="image" value="$image"/>``): a result's ``from_name`` is the control tag's ``name``,
+``to_name`` the object tag's ``name``, and the object tag's ``value`` (``$image``) names the key of the
+task's ``data`` (``image``). Tags: https://labelstud.io/tags/; parser:
+``label_studio_sdk/label_interface/interface.py`` (https://github.com/HumanSignal/label-studio-sdk).
+
+Who asks what:
+
+- the backend: :func:`parse_label_config` (every control and object tag), :func:`parsed_label_config`
+  (label-studio-ml's shape, for models written for it), :func:`choices_spec` (the default model);
+- the sync: :func:`data_field` (the object tag a repo file fills) and :func:`control_tags`.
+
+A config is parsed once per distinct XML (an LRU of 128 configs, :mod:`cachetools`); the answers are
+immutable. Every function raises :class:`labelhub.errors.LabelConfigError` (a ``ValueError``) with
+what it found when the config does not parse or lacks what the caller needs.
+"""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+from cachetools import LRUCache, cached
+
+from labelhub.errors import LabelConfigError
+
+__all__ = ["ObjectTag", "ControlTag", "ChoicesSpec", "DataField", "parse_label_config", "parsed_label_config",
+           "choices_spec", "data_field", "control_tags", "URL_TAGS", "TEXT_TAGS", "DEFAULT_INCLUDE"]
+
+#: Object tags whose task data is a file's URL.
+URL_TAGS = ("Image", "Audio", "AudioPlus", "Video")
+#: Object tags whose task data is a file's text, unless ``valueType="url"``.
+TEXT_TAGS = ("Text", "HyperText")
+#: Default ``--include`` globs per object tag (matched with both cases of the extension).
+DEFAULT_INCLUDE = {
+    "Image": ("*.jpg", "*.jpeg", "*.png", "*.gif", "*.bmp", "*.webp", "*.tif", "*.tiff"),
+    "Audio": ("*.wav", "*.mp3", "*.flac", "*.ogg", "*.m4a"),
+    "AudioPlus": ("*.wav", "*.mp3", "*.flac", "*.ogg", "*.m4a"),
+    "Video": ("*.mp4", "*.webm", "*.mov"),
+    "Text": ("*.txt",),
+    "HyperText": ("*.html", "*.htm"),
+}
+
+
+@dataclass(frozen=True)
+class ObjectTag:
+    """An object tag such as ``<Image name="image" value="$image"/>``.
+
+    Attributes:
+        tag: The tag name as Label Studio spells it (``Image``).
+        name: Its ``name`` attribute, the ``to_name`` of results.
+        value: The task data key without ``$`` (``image``), or ``""`` for a constant value.
+        value_type: The ``valueType`` attribute (``Text`` supports ``url``), lower-cased, or ``""``.
+    """
+
+    tag: str
+    name: str
+    value: str
+    value_type: str = ""
+
+
+@dataclass(frozen=True)
+class ControlTag:
+    """A control tag such as ``<Choices name="label" toName="image" choice="single">``.
+
+    Attributes:
+        tag: The tag name as Label Studio spells it (``Choices``).
+        name: Its ``name`` attribute, the ``from_name`` of results.
+        to_name: The names in its ``toName`` attribute.
+        labels: The values of its ``<Choice>``/``<Label>`` children (their ``alias`` when set, since Label
+            Studio stores the alias in results).
+        attrs: All its XML attributes.
+    """
+
+    tag: str
+    name: str
+    to_name: tuple[str, ...]
+    labels: tuple[str, ...]
+    attrs: dict = field(default_factory=dict, compare=False)
+
+
+@dataclass(frozen=True)
+class ChoicesSpec:
+    """What the default model needs: one Choices tag over one Image or Text tag.
+
+    Attributes:
+        from_name: The Choices tag's ``name``.
+        to_name: The object tag's ``name``.
+        object_type: ``"image"`` or ``"text"``.
+        value_key: The key of the task's ``data`` holding the image URL or the text.
+        labels: The choices, in config order.
+        multiple: ``True`` for ``choice="multiple"``.
+        text_is_url: ``True`` for ``<Text valueType="url">`` (the text is fetched from the URL).
+    """
+
+    from_name: str
+    to_name: str
+    object_type: str
+    value_key: str
+    labels: tuple[str, ...]
+    multiple: bool = False
+    text_is_url: bool = False
+
+
+@dataclass(frozen=True)
+class DataField:
+    """The object tag a repo file fills.
+
+    Attributes:
+        tag: The object tag's type, e.g. ``"Image"`` or ``"Text"``.
+        name: Its ``name`` attribute (what control tags point at with ``toName``).
+        value_key: The task data key (``"image"`` for ``value="$image"``).
+        as_url: ``True`` when the data holds the file's URL, ``False`` when it holds its text.
+    """
+
+    tag: str
+    name: str
+    value_key: str
+    as_url: bool
+
+    @property
+    def default_include(self) -> tuple[str, ...]:
+        """The default ``--include`` globs for this tag (lower and upper case extensions)."""
+        patterns = DEFAULT_INCLUDE.get(self.tag, ("*",))
+        return tuple(p for pattern in patterns for p in (pattern, pattern.upper()))
+
+
+@dataclass(frozen=True)
+class _Parsed:
+    controls: tuple[ControlTag, ...]
+    objects: tuple[ObjectTag, ...]
+
+
+@cached(LRUCache(maxsize=128), lock=threading.Lock())
+def _parse(label_config: str) -> _Parsed:
+    from label_studio_sdk.label_interface import LabelInterface
+
+    if not isinstance(label_config, str) or not label_config.strip():
+        raise LabelConfigError("the label config is empty")
+    try:
+        interface = LabelInterface(label_config)
+    except Exception as exc:  # the SDK raises its own XML syntax and validation errors
+        raise LabelConfigError(f"the label config is not valid XML: {str(exc)[:300]}") from None
+    objects = []
+    for obj in interface.objects:
+        value = obj.attr.get("value") or ""
+        objects.append(ObjectTag(tag=obj.tag, name=obj.name, value=value[1:] if value.startswith("$") else "",
+                                 value_type=(obj.attr.get("valueType") or "").lower()))
+    controls = tuple(ControlTag(tag=c.tag, name=c.name, to_name=tuple(c.to_name or ()),
+                                labels=tuple(getattr(c, "labels", None) or ()), attrs=dict(c.attr))
+                     for c in interface.controls)
+    return _Parsed(controls, tuple(objects))
+
+
+def parse_label_config(label_config: str) -> tuple[list[ControlTag], dict[str, ObjectTag]]:
+    """Find the control tags and object tags of a label config.
+
+    Args:
+        label_config: The XML, as in ``project.label_config`` or the ``schema`` field of ``/setup``.
+
+    Returns:
+        ``(controls, objects)``: the control tags in document order, and the object tags by ``name``.
+
+    Raises:
+        LabelConfigError: When the XML is empty or does not parse.
+
+    Example:
+        >>> controls, objects = parse_label_config(
+        ...     '<View><Image name="img" value="$image"/>'
+        ...     '<Choices name="label" toName="img"><Choice value="Cat"/></Choices></View>')
+        >>> controls[0].name, controls[0].to_name, objects["img"].value
+        ('label', ('img',), 'image')
+    """
+    parsed = _parse(label_config)
+    return list(parsed.controls), {o.name: o for o in parsed.objects}
+
+
+def parsed_label_config(label_config: str) -> dict:
+    """The label config in label-studio-ml's ``parsed_label_config`` shape.
+
+    Args:
+        label_config: The XML.
+
+    Returns:
+        ``{from_name: {"type": tag, "to_name": [...], "inputs": [{"type": tag, "value": key}],
+        "labels": [...], "labels_attrs": {}}}`` for each control tag, the shape label-studio-ml models
+        read (label-studio-sdk's ``parse_config``).
+
+    Raises:
+        LabelConfigError: When the XML does not parse.
+    """
+    controls, objects = parse_label_config(label_config)
+    return {c.name: {"type": c.tag, "to_name": list(c.to_name),
+                     "inputs": [{"type": objects[n].tag, "value": objects[n].value} for n in c.to_name if n in objects],
+                     "labels": list(c.labels), "labels_attrs": {}}
+            for c in controls}
+
+
+def choices_spec(label_config: str) -> ChoicesSpec:
+    """Pick the first ``<Choices>`` over an ``<Image>``, ``<Text>`` or ``<HyperText>`` tag.
+
+    Args:
+        label_config: The XML.
+
+    Returns:
+        A :class:`ChoicesSpec`.
+
+    Raises:
+        LabelConfigError: When the XML does not parse, or has no Choices tag over an Image or Text tag with
+            a ``$key`` value and at least two choices; the message says what it found.
+    """
+    controls, objects = parse_label_config(label_config)
+    found = []
+    for c in controls:
+        targets = [objects[n] for n in c.to_name if n in objects]
+        found.append(f"<{c.tag} name={c.name!r}> over " + (", ".join(f"<{o.tag}>" for o in targets) or "nothing"))
+        if c.tag.lower() != "choices":
+            continue
+        for obj in targets:
+            if obj.tag.lower() in ("image", "text", "hypertext") and obj.value:
+                if len(c.labels) < 2:
+                    raise LabelConfigError(
+                        f"<Choices name={c.name!r}> needs at least two <Choice> values, it has {len(c.labels)}")
+                object_type = "image" if obj.tag.lower() == "image" else "text"
+                return ChoicesSpec(
+                    from_name=c.name, to_name=obj.name, object_type=object_type, value_key=obj.value,
+                    labels=c.labels, multiple=(c.attrs.get("choice") or "single").lower() == "multiple",
+                    text_is_url=object_type == "text" and obj.value_type == "url")
+    raise LabelConfigError(
+        "the default model supports a <Choices> tag over an <Image> or <Text> tag with a $value; "
+        "this label config has " + ("; ".join(found) if found else "no control tag"))
+
+
+def data_field(label_config: str) -> DataField:
+    """Find the first object tag of ``label_config`` that a repo file can fill.
+
+    Args:
+        label_config: The project's label config XML.
+
+    Returns:
+        The :class:`DataField` of the first Image, Audio, Video, Text or HyperText tag whose ``value`` is a
+        ``$variable``.
+
+    Raises:
+        LabelConfigError: The XML does not parse, or it has no such object tag.
+    """
+    try:
+        _, objects = parse_label_config(label_config)
+    except LabelConfigError as exc:
+        raise LabelConfigError(f"the project's label config does not parse: {exc}") from None
+    for obj in objects.values():
+        if obj.tag in URL_TAGS + TEXT_TAGS and obj.value:
+            return DataField(obj.tag, obj.name, obj.value, obj.tag in URL_TAGS or obj.value_type == "url")
+    tags = ", ".join(sorted({obj.tag for obj in objects.values()})) or "none"
+    raise LabelConfigError("the project's label config has no Image, Audio, Video, Text or HyperText "
+                           f"tag with value=\"$...\" (object tags found: {tags})")
+
+
+def control_tags(label_config: str) -> dict[str, str]:
+    """``{from_name: control tag type}`` of the label config's control tags, in config order
+    (e.g. ``{"kind": "Choices", "box": "RectangleLabels"}``).
+
+    Raises:
+        LabelConfigError: The XML does not parse.
+    """
+    try:
+        controls, _ = parse_label_config(label_config)
+    except LabelConfigError as exc:
+        raise LabelConfigError(f"the project's label config does not parse: {exc}") from None
+    return {c.name: c.tag for c in controls}

@@ -1,0 +1,85 @@
+"""Secrets out of logs and error messages: one :func:`redact` for every text LabelHub prints or answers.
+
+Secrets are the HF token, the Label Studio API key, ``LABELHUB_SECRET``, the webhook secret and the
+basic-auth password. :func:`setup_logging` installs :class:`RedactSecrets` on the root handler, so a
+token never reaches a log even when a library prints a URL or a header that holds it; the CLIs and the
+backend's error handlers pass their messages through :func:`redact` too.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+
+__all__ = ["MIN_SECRET_CHARS", "redact", "RedactSecrets", "setup_logging"]
+
+#: Values shorter than this are not treated as secrets (replacing ``"a"`` everywhere would garble every
+#: message, and no token, key or password LabelHub accepts is that short).
+MIN_SECRET_CHARS = 4
+#: What a secret becomes.
+MASK = "***"
+
+
+def redact(text: str, secrets: Iterable[str | None]) -> str:
+    """``text`` with each secret replaced by ``***``.
+
+    Args:
+        text: Any text about to be logged, printed or answered.
+        secrets: The values to hide; ``None``, empty and shorter than :data:`MIN_SECRET_CHARS` ones are
+            ignored. Longer secrets are replaced first, so one that contains another is hidden whole.
+
+    Returns:
+        The text without the secrets.
+
+    Example:
+        >>> redact("token hf_abcdef1234 refused", ["hf_abcdef1234"])
+        'token *** refused'
+    """
+    for secret in sorted({s for s in secrets if s and len(s) >= MIN_SECRET_CHARS}, key=len, reverse=True):
+        text = text.replace(secret, MASK)
+    return text
+
+
+class RedactSecrets(logging.Filter):
+    """A logging filter that applies :func:`redact` to a record's message and its arguments.
+
+    Args:
+        secrets: The values to hide (see :func:`redact`).
+    """
+
+    def __init__(self, secrets: Iterable[str | None]):
+        super().__init__()
+        self.secrets = tuple(s for s in secrets if s and len(s) >= MIN_SECRET_CHARS)
+
+    def redact(self, text: str) -> str:
+        """``text`` with every secret of this filter replaced by ``***`` (see :func:`redact`)."""
+        return redact(text, self.secrets)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.secrets:
+            record.msg = self.redact(record.getMessage())
+            record.args = None
+            if record.exc_info and not record.exc_text:
+                record.exc_text = self.redact(logging.Formatter().formatException(record.exc_info))
+        return True
+
+
+def setup_logging(level: str = "INFO", secrets: Iterable[str | None] = ()) -> RedactSecrets:
+    """Log to stderr as ``time level name: message``, with :class:`RedactSecrets` on the handler.
+
+    Args:
+        level: ``DEBUG``, ``INFO``, ``WARNING`` or ``ERROR``.
+        secrets: The values to hide.
+
+    Returns:
+        The filter (its :meth:`RedactSecrets.redact` cleans error messages printed elsewhere).
+    """
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    redactor = RedactSecrets(secrets)
+    handler.addFilter(redactor)
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    for noisy in ("httpx", "httpcore", "urllib3", "filelock"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    return redactor

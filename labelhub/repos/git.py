@@ -1,0 +1,294 @@
+"""Local git repositories, the one place LabelHub runs ``git``: :func:`git`, :class:`LocalGitRepo` (a
+dataset repo for the sync) and :class:`GitObjects` (the backend's fast reader of files at a commit).
+
+Files are always read from commits (``git ls-tree``, ``git cat-file``), never from the working tree, so
+what a task shows is exactly what the commit holds. Every command runs with ``safe.directory`` set to
+the repository, so a repository owned by another user (a volume in a container) is read all the same.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import tempfile
+import threading
+from pathlib import Path
+
+from cachetools import LRUCache
+
+from labelhub.errors import CommitConflict, RepoNotFound, RevisionNotFound, TagExists
+from labelhub.file_urls import DEFAULT_PUBLIC_URL, FileURLs
+from labelhub.repos import RepoFile
+from labelhub.signing import repo_key
+
+
+__all__ = ["git", "is_git_repo", "GitObjects", "LocalGitRepo"]
+
+
+def git(repo_dir: str | os.PathLike, *args: str, input: bytes | None = None, env: dict | None = None,
+        identity: tuple[str, str] | None = None) -> bytes:
+    """Run ``git ARGS`` in ``repo_dir`` and return its stdout.
+
+    Args:
+        repo_dir: The repository (or the folder to run in).
+        *args: git's arguments, e.g. ``"ls-tree", "-r", sha``.
+        input: Bytes for git's stdin.
+        env: Extra environment variables (``GIT_INDEX_FILE``, ...).
+        identity: ``(name, email)`` of the author and committer of commits and tags made by the command.
+
+    Returns:
+        git's stdout (bytes).
+
+    Raises:
+        subprocess.CalledProcessError: git failed (``stderr`` holds its message).
+        FileNotFoundError, NotADirectoryError: ``repo_dir`` does not exist (or git is not installed).
+    """
+    extra = dict(env or {})
+    if identity:
+        name, email = identity
+        extra.update(GIT_AUTHOR_NAME=name, GIT_AUTHOR_EMAIL=email, GIT_COMMITTER_NAME=name, GIT_COMMITTER_EMAIL=email)
+    return subprocess.run(["git", "-c", f"safe.directory={Path(repo_dir).resolve()}", *args], cwd=repo_dir,
+                          input=input, capture_output=True, check=True, env={**os.environ, **extra}).stdout
+
+
+def is_git_repo(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a git repository (bare or with a work tree)."""
+    try:
+        git(path, "rev-parse", "--git-dir")
+    except (subprocess.CalledProcessError, FileNotFoundError, NotADirectoryError):
+        return False
+    return True
+
+
+#: The author and committer of what LabelHub writes into a local repository.
+IDENTITY = ("LabelHub", "labelhub@localhost")
+
+
+class LocalGitRepo:
+    """A git repository on disk (bare or with a work tree).
+
+    Args:
+        path: the repository's directory.
+        public_url: the backend's URL as the browser sees it (``LABELHUB_PUBLIC_URL``); file URLs
+            are ``{public_url}/files/{repo name}/{sha}/{path}``, served by the backend's file
+            route (:mod:`labelhub.backend.files`). Default ``http://127.0.0.1:9090``.
+        file_urls: how file URLs are made (:class:`labelhub.file_urls.FileURLs`: signed with
+            ``LABELHUB_SECRET`` when it has a secret); its ``public_url`` wins over ``public_url``.
+            ``None``: unsigned URLs at ``public_url``.
+
+    Raises:
+        labelhub.errors.RepoNotFound: ``path`` is not a git repository.
+    """
+
+    def __init__(self, path: str | os.PathLike, public_url: str | None = None, file_urls: FileURLs | None = None):
+        self.path = Path(path).resolve()
+        if not is_git_repo(self.path):
+            raise RepoNotFound(f"{self.path} is not a git repository")
+        self.repo_id = str(self.path)
+        self.name = self.path.name
+        self.key = repo_key(str(self.path), local=True)
+        self.file_urls = file_urls or FileURLs(public_url=public_url or DEFAULT_PUBLIC_URL)
+        self.public_url = self.file_urls.public_url
+        self.private = True  # no one but the backend can serve its files
+
+    def __repr__(self) -> str:
+        return f"LocalGitRepo({str(self.path)!r})"
+
+    def resolve(self, revision: str) -> str:
+        """See :meth:`labelhub.repos.DatasetRepo.resolve` (``git rev-parse --verify REV^{commit}``)."""
+        try:
+            return git(self.path, "rev-parse", "--verify", "--quiet", f"{revision}^{{commit}}").decode().strip()
+        except subprocess.CalledProcessError:
+            raise RevisionNotFound(f"revision {revision!r} not found in {self.path}") from None
+
+    def list_files(self, sha: str) -> list[RepoFile]:
+        """See :meth:`labelhub.repos.DatasetRepo.list_files` (``git ls-tree -r -l -z``)."""
+        out = git(self.path, "ls-tree", "-r", "-l", "-z", sha)
+        files = []
+        for record in out.split(b"\0"):
+            if not record:
+                continue
+            meta, path = record.split(b"\t", 1)
+            _mode, kind, oid, size = meta.split()
+            if kind == b"blob":
+                files.append(RepoFile(path.decode(), int(size), oid.decode()))
+        return files
+
+    def read_file(self, sha: str, path: str) -> bytes:
+        """See :meth:`labelhub.repos.DatasetRepo.read_file`.
+
+        Raises:
+            FileNotFoundError: ``path`` is not in the repo at ``sha``.
+        """
+        try:
+            return git(self.path, "cat-file", "blob", f"{sha}:{path}")
+        except subprocess.CalledProcessError:
+            raise FileNotFoundError(f"{path} not found in {self.path} at {sha}") from None
+
+    def file_url(self, sha: str, path: str) -> str:
+        """``{public_url}/files/{repo name}/{sha}/{path}?sig=...`` (served by the backend's file route,
+        signed as in :mod:`labelhub.signing` when ``file_urls`` has a secret), no call."""
+        return self.file_urls.proxy_url(self.key, sha, path)
+
+    def describe_file_urls(self) -> str:
+        """One log line: which form this repo's file URLs take (:meth:`labelhub.file_urls.FileURLs.describe`)."""
+        return self.file_urls.describe(self.repo_id, local=True, private=True)
+
+    # writing (the export)
+    def commit(self, files: dict[str, bytes], message: str, description: str, parent_commit: str,
+               revision: str = "main") -> str:
+        """One atomic commit on branch ``revision`` made with git plumbing (a temporary index,
+        ``commit-tree``) and a compare-and-swap of the branch (``update-ref NEW OLD``): the work tree
+        is not touched (run ``git reset --hard`` in a non-bare repo to see the exported files).
+
+        Raises:
+            CommitConflict: the branch is no longer at ``parent_commit``.
+        """
+        with tempfile.TemporaryDirectory() as tmp:
+            env = {"GIT_INDEX_FILE": os.path.join(tmp, "index")}
+            git(self.path, "read-tree", parent_commit, env=env)
+            for path, data in files.items():
+                blob = git(self.path, "hash-object", "-w", "--stdin", input=data).decode().strip()
+                git(self.path, "update-index", "--add", "--cacheinfo", f"100644,{blob},{path}", env=env)
+            tree = git(self.path, "write-tree", env=env).decode().strip()
+        full_message = f"{message}\n\n{description}\n" if description else f"{message}\n"
+        sha = git(self.path, "commit-tree", tree, "-p", parent_commit, input=full_message.encode(),
+                  identity=IDENTITY).decode().strip()
+        try:
+            git(self.path, "update-ref", f"refs/heads/{revision}", sha, parent_commit)
+        except subprocess.CalledProcessError:
+            raise CommitConflict(f"branch {revision} of {self.path} moved since {parent_commit[:12]}") from None
+        return sha
+
+    def find_commit(self, marker: str, revision: str = "main", depth: int = 50) -> str | None:
+        """The newest of the last ``depth`` commits of ``revision`` whose message contains ``marker``."""
+        out = git(self.path, "log", f"-{depth}", "--format=%H", "--fixed-strings", f"--grep={marker}", revision)
+        shas = out.decode().split()
+        return shas[0] if shas else None
+
+    def create_tag(self, tag: str, sha: str, message: str = "") -> None:
+        """Tag commit ``sha`` (an annotated tag when ``message`` is given).
+
+        Raises:
+            TagExists: the tag exists.
+        """
+        if self.tags().get(tag):
+            raise TagExists(f"tag {tag} exists in {self.path}")
+        args = ["-a", "-m", message] if message else []
+        git(self.path, "tag", *args, tag, sha, identity=IDENTITY)
+
+    def tags(self) -> dict[str, str]:
+        """``{tag name: commit sha}``."""
+        out = git(self.path, "for-each-ref", "--format=%(refname:short) %(objectname) %(*objectname)", "refs/tags")
+        tags = {}
+        for line in out.decode().splitlines():
+            name, obj, peeled = (line.split() + [""])[:3]
+            tags[name] = peeled or obj
+        return tags
+
+    def commit_info(self, sha: str) -> tuple[str, str]:
+        """``(date ISO 8601, title)`` of commit ``sha``."""
+        date, title = git(self.path, "log", "-1", "--format=%cI%n%s", sha).decode().split("\n", 1)
+        return date, title.strip()
+
+
+class GitObjects:
+    """Objects of a local git repository through one long-running ``git cat-file --batch`` process
+    (https://git-scm.com/docs/git-cat-file#_batch_output), read under a lock; the 256 trees read last
+    are kept (an LRU), so the files of one folder at one commit cost one object read each.
+
+    Args:
+        path: The repository's directory.
+    """
+
+    _TREES = 256
+
+    def __init__(self, path: str):
+        self.path = path
+        try:
+            fmt = git(path, "rev-parse", "--show-object-format").decode().strip() or "sha1"
+        except subprocess.CalledProcessError:
+            fmt = "sha1"
+        self.oid_bytes = 32 if fmt == "sha256" else 20
+        self._proc: subprocess.Popen | None = None
+        self._lock = threading.Lock()
+        self._trees: LRUCache = LRUCache(maxsize=self._TREES)
+
+    def _start(self) -> subprocess.Popen:
+        if self._proc is None or self._proc.poll() is not None:
+            self._proc = subprocess.Popen(["git", "-c", f"safe.directory={self.path}", "cat-file", "--batch"],
+                                          cwd=self.path, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                          stderr=subprocess.DEVNULL)
+        return self._proc
+
+    def read(self, name: str) -> tuple[str, bytes] | None:
+        """``(type, content)`` of the object ``name`` (an oid or ``<sha>^{tree}``), or ``None`` when missing."""
+        with self._lock:
+            for attempt in (0, 1):
+                proc = self._start()
+                try:
+                    proc.stdin.write(name.encode() + b"\n")
+                    proc.stdin.flush()
+                    header = proc.stdout.readline()
+                    if not header:
+                        raise BrokenPipeError("git cat-file exited")
+                    parts = header.split()
+                    if len(parts) != 3:  # "<name> missing" / "<name> ambiguous"
+                        return None
+                    size = int(parts[2])
+                    data = proc.stdout.read(size)
+                    proc.stdout.read(1)  # the newline after the content
+                    return parts[1].decode(), data
+                except (BrokenPipeError, OSError, ValueError):
+                    if self._proc is not None:
+                        self._proc.kill()
+                        self._proc.wait()
+                    self._proc = None
+                    if attempt:
+                        raise
+        return None
+
+    def _tree(self, name: str) -> dict[bytes, tuple[bytes, str]] | None:
+        with self._lock:
+            cached = self._trees.get(name)
+        if cached is not None:
+            return cached
+        obj = self.read(name)
+        if obj is None or obj[0] != "tree":
+            return None
+        entries, data, i, n = {}, obj[1], 0, self.oid_bytes
+        while i < len(data):  # "<mode> <name>\0<oid bytes>", repeated
+            space = data.index(b" ", i)
+            nul = data.index(b"\0", space)
+            entries[data[space + 1:nul]] = (data[i:space], data[nul + 1:nul + 1 + n].hex())
+            i = nul + 1 + n
+        with self._lock:
+            self._trees[name] = entries
+        return entries
+
+    def blob(self, sha: str, path: str) -> tuple[str, bytes] | None:
+        """``(blob id, bytes)`` of the regular file ``path`` at commit ``sha``, or ``None`` when the path is
+        missing, a directory, a symlink (mode 120000) or a submodule (160000) at any level."""
+        tree = self._tree(f"{sha}^{{tree}}")
+        parts = path.encode("utf-8", "surrogateescape").split(b"/")
+        for i, part in enumerate(parts):
+            if tree is None or part not in tree:
+                return None
+            mode, oid = tree[part]
+            if i < len(parts) - 1:
+                if mode != b"40000":
+                    return None
+                tree = self._tree(oid)
+                continue
+            if mode not in (b"100644", b"100755"):
+                return None
+            obj = self.read(oid)
+            return (oid, obj[1]) if obj is not None and obj[0] == "blob" else None
+        return None
+
+    def close(self) -> None:
+        """Stop the ``git cat-file`` process."""
+        with self._lock:
+            if self._proc is not None and self._proc.poll() is None:
+                self._proc.stdin.close()
+                self._proc.wait(5)
+            self._proc = None

@@ -1,0 +1,214 @@
+"""A dataset repo on the Hugging Face Hub, through the ``huggingface_hub`` client.
+
+Calls used (https://huggingface.co/docs/huggingface_hub/package_reference/hf_api):
+``repo_info`` (one call: resolves the revision), ``list_repo_tree(recursive=True)`` (paged, 1,000
+entries a page), ``hf_hub_download`` (the shared cache) and ``hf_hub_url`` (no call).
+"""
+from __future__ import annotations
+
+import logging
+from contextlib import contextmanager
+
+import httpx2
+from huggingface_hub import CommitOperationAdd, HfApi, hf_hub_download, hf_hub_url
+from huggingface_hub.errors import (
+    EntryNotFoundError,
+    GatedRepoError,
+    HfHubHTTPError,
+    RepositoryNotFoundError,
+    RevisionNotFoundError,
+)
+from huggingface_hub.hf_api import RepoFile as HubRepoFile
+from tqdm.auto import tqdm
+
+from labelhub.errors import (
+    AmbiguousCommit,
+    CommitConflict,
+    HubError,
+    HubUnreachable,
+    RepoNotFound,
+    RevisionNotFound,
+    TagExists,
+    TransientHubError,
+)
+from labelhub.file_urls import FileURLs
+from labelhub.repos import RepoFile
+from labelhub.signing import repo_key
+
+REPO_TYPE = "dataset"
+log = logging.getLogger(__name__)
+
+
+@contextmanager
+def hub_errors(endpoint: str):
+    """Turn the client's transport and HTTP errors that no caller handles into :class:`HubError`."""
+    try:
+        yield
+    except httpx2.TransportError as exc:
+        raise HubUnreachable(f"cannot reach the Hub at {endpoint}: {type(exc).__name__}: {exc}") from None
+    except (RepositoryNotFoundError, RevisionNotFoundError, EntryNotFoundError, GatedRepoError):
+        raise
+    except HfHubHTTPError as exc:
+        status = exc.response.status_code if exc.response is not None else None
+        message = f"the Hub at {endpoint} answered {status}: {exc.server_message or exc}"
+        if status == 429 or (status or 0) >= 500:
+            retry_after = exc.response.headers.get("Retry-After")
+            raise TransientHubError(message, status, float(retry_after) if retry_after else None) from None
+        raise HubError(message, status) from None
+
+
+class HubRepo:
+    """A Hub dataset repo ``owner/name``.
+
+    Args:
+        repo_id: ``owner/name``.
+        token: a Hub token with read access (write access for exports); ``None`` for public repos.
+        endpoint: the Hub URL; ``None`` uses ``HF_ENDPOINT`` or ``https://huggingface.co``.
+        file_urls: how file URLs are made (:class:`labelhub.file_urls.FileURLs`); ``None``: always the
+            pinned ``resolve`` URL.
+
+    Attributes:
+        private: whether the repo is private, as the last :meth:`resolve` saw it (``None`` before).
+    """
+
+    def __init__(self, repo_id: str, token: str | None = None, endpoint: str | None = None,
+                 file_urls: FileURLs | None = None):
+        self.repo_id = repo_id
+        self.token = token
+        self.api = HfApi(endpoint=endpoint, token=token)
+        self.endpoint = self.api.endpoint
+        self.key = repo_key(repo_id)
+        self.file_urls = file_urls
+        self.private: bool | None = None
+
+    def __repr__(self) -> str:  # never shows the token
+        return f"HubRepo({self.repo_id!r}, endpoint={self.endpoint!r})"
+
+    def resolve(self, revision: str) -> str:
+        """See :meth:`labelhub.repos.DatasetRepo.resolve`. One Hub API call (``repo_info``), which also
+        tells whether the repo is private (:attr:`private`, for :meth:`file_url`)."""
+        try:
+            with hub_errors(self.endpoint):
+                info = self.api.repo_info(self.repo_id, repo_type=REPO_TYPE, revision=revision)
+        except RevisionNotFoundError:
+            raise RevisionNotFound(f"revision {revision!r} not found in dataset {self.repo_id}") from None
+        except (RepositoryNotFoundError, GatedRepoError):
+            raise RepoNotFound(f"dataset {self.repo_id} not found at {self.endpoint} "
+                               "(or HF_TOKEN cannot read it)") from None
+        private = bool(info.private) if info.private is not None else None
+        if self.private is not None and private != self.private and self.file_urls is not None:
+            log.warning("dataset %s is now %s: new tasks get %s", self.repo_id,
+                        "private" if private else "public", self.describe_file_urls(private))
+        self.private = private
+        return info.sha
+
+    def list_files(self, sha: str) -> list[RepoFile]:
+        """See :meth:`labelhub.repos.DatasetRepo.list_files`. One Hub call per 1,000 entries."""
+        entries = self.api.list_repo_tree(self.repo_id, repo_type=REPO_TYPE, revision=sha, recursive=True)
+        files = []
+        with hub_errors(self.endpoint):
+            for entry in tqdm(entries, desc=f"listing {self.repo_id}", unit=" entries", leave=False):
+                if isinstance(entry, HubRepoFile):
+                    files.append(RepoFile(entry.path, entry.size, entry.blob_id))
+        return files
+
+    def read_file(self, sha: str, path: str) -> bytes:
+        """See :meth:`labelhub.repos.DatasetRepo.read_file`; reads through huggingface_hub's cache.
+
+        Raises:
+            FileNotFoundError: ``path`` is not in the repo at ``sha``.
+        """
+        try:
+            with hub_errors(self.endpoint):
+                local = hf_hub_download(self.repo_id, path, repo_type=REPO_TYPE, revision=sha,
+                                        token=self.token, endpoint=self.endpoint)
+        except EntryNotFoundError:
+            raise FileNotFoundError(f"{path} not found in dataset {self.repo_id} at {sha}") from None
+        with open(local, "rb") as fh:
+            return fh.read()
+
+    def file_url(self, sha: str, path: str) -> str:
+        """The file's URL pinned to ``sha``, no call: ``{endpoint}/datasets/{repo_id}/resolve/{sha}/{path}``
+        (``hf_hub_url``) for a public repo, or the backend's signed URL
+        ``{public_url}/files/{owner--name}/{sha}/{path}?sig=...`` for a private one (the choice:
+        :meth:`labelhub.file_urls.FileURLs.form`, with :attr:`private` from the last :meth:`resolve`)."""
+        if self.file_urls is not None and self.file_urls.form(local=False, private=self.private) == "proxy":
+            return self.file_urls.proxy_url(self.key, sha, path)
+        return hf_hub_url(self.repo_id, path, repo_type=REPO_TYPE, revision=sha, endpoint=self.endpoint)
+
+    def describe_file_urls(self, private: bool | None = None) -> str:
+        """One log line: which form this repo's file URLs take (:meth:`labelhub.file_urls.FileURLs.describe`)."""
+        private = self.private if private is None else private
+        if self.file_urls is None:
+            return f"file URLs of {self.repo_id}: Hub resolve URLs pinned to the commit"
+        return self.file_urls.describe(self.repo_id, local=False, private=private)
+
+    # writing (the export)
+    def commit(self, files: dict[str, bytes], message: str, description: str, parent_commit: str,
+               revision: str = "main") -> str:
+        """One atomic commit adding or replacing ``files`` on branch ``revision``.
+
+        The Hub refuses it with 412 when ``parent_commit`` is no longer the branch head
+        (https://huggingface.co/docs/huggingface_hub/package_reference/hf_api#huggingface_hub.HfApi.create_commit).
+        Operations are built here on every call: a commit consumes them.
+
+        Returns:
+            The new commit's sha.
+
+        Raises:
+            CommitConflict: the branch moved (412) or the commit conflicts (409).
+            TransientHubError: 429 or 5xx; nothing was committed.
+            AmbiguousCommit: no answer; the commit may have landed (look for it with :meth:`find_commit`).
+            HubError: any other failure.
+        """
+        operations = [CommitOperationAdd(path_in_repo=path, path_or_fileobj=data) for path, data in files.items()]
+        try:
+            with hub_errors(self.endpoint):
+                info = self.api.create_commit(self.repo_id, operations, commit_message=message,
+                                              commit_description=description, repo_type=REPO_TYPE,
+                                              revision=revision, parent_commit=parent_commit)
+        except HubUnreachable as exc:
+            raise AmbiguousCommit(str(exc)) from None
+        except HubError as exc:
+            if exc.status in (409, 412):
+                raise CommitConflict(str(exc)) from None
+            raise
+        return info.oid
+
+    def find_commit(self, marker: str, revision: str = "main", depth: int = 50) -> str | None:
+        """The sha of the newest of the last ``depth`` commits of ``revision`` whose message
+        contains ``marker`` (``None`` when none does). One Hub call."""
+        with hub_errors(self.endpoint):
+            commits = self.api.list_repo_commits(self.repo_id, repo_type=REPO_TYPE, revision=revision)
+            for commit in commits[:depth]:
+                if marker in f"{commit.title}\n{commit.message}":
+                    return commit.commit_id
+        return None
+
+    def create_tag(self, tag: str, sha: str, message: str = "") -> None:
+        """Tag commit ``sha`` (never a branch name).
+
+        Raises:
+            TagExists: the tag exists (409); see :meth:`tags` for where it points.
+            TransientHubError, HubError: as for :meth:`commit`.
+        """
+        try:
+            with hub_errors(self.endpoint):
+                self.api.create_tag(self.repo_id, tag=tag, tag_message=message or None, revision=sha,
+                                    repo_type=REPO_TYPE)
+        except HubError as exc:
+            if exc.status == 409:
+                raise TagExists(f"tag {tag} exists in {self.repo_id}") from None
+            raise
+
+    def tags(self) -> dict[str, str]:
+        """``{tag name: commit sha}`` of the repo. One Hub call."""
+        with hub_errors(self.endpoint):
+            refs = self.api.list_repo_refs(self.repo_id, repo_type=REPO_TYPE)
+        return {ref.name: ref.target_commit for ref in refs.tags}
+
+    def commit_info(self, sha: str) -> tuple[str, str]:
+        """``(date ISO 8601, title)`` of commit ``sha``. One Hub call."""
+        with hub_errors(self.endpoint):
+            commit = self.api.list_repo_commits(self.repo_id, repo_type=REPO_TYPE, revision=sha)[0]
+        return commit.created_at.isoformat(), commit.title

@@ -1,0 +1,91 @@
+"""The optional metadata join: columns of a CSV in the repo added to each task's data (pandas).
+
+The key of a file is one part of its path, counted like a Python index (``-3`` is the third part
+from the end: ``nls-data-encyclopaediaBritannica/144133901/image/188082865.3.jpg`` → ``144133901``).
+It is matched against the CSV's first column, read as text. A CSV with a header names its own
+columns; for one without (like ``encyclopaediaBritannica-inventory.csv``, columns ``id, meta``)
+pass the names with ``--metadata-columns id,meta``.
+"""
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pandas as pd
+
+from labelhub.errors import LabelHubError
+
+#: Task data keys that LabelHub writes itself; a metadata column never overwrites them.
+RESERVED_KEYS = ("hf_repo", "hf_path", "hf_revision")
+
+
+@dataclass(frozen=True)
+class MetadataSpec:
+    """How to join metadata.
+
+    Attributes:
+        path: the CSV's ``path_in_repo``.
+        key_part: which path part of a file is its key (Python index; ``-3`` by default).
+        columns: names for a CSV without a header (``None``: the first row is the header).
+    """
+
+    path: str
+    key_part: int = -3
+    columns: tuple[str, ...] | None = None
+
+
+class MetadataTable:
+    """A metadata CSV indexed by its first column.
+
+    Args:
+        csv_bytes: the CSV file's bytes (UTF-8).
+        spec: the :class:`MetadataSpec`.
+
+    Raises:
+        LabelHubError: the CSV does not parse, or its first column has duplicate keys (which would
+            make the join ambiguous; the message names a few).
+    """
+
+    def __init__(self, csv_bytes: bytes, spec: MetadataSpec):
+        self.spec = spec
+        try:
+            frame = pd.read_csv(io.BytesIO(csv_bytes), dtype=str, keep_default_na=False,
+                                header=None if spec.columns else "infer",
+                                names=list(spec.columns) if spec.columns else None)
+        except (ValueError, pd.errors.ParserError) as exc:
+            raise LabelHubError(f"metadata CSV {spec.path} does not parse: {exc}") from None
+        key = frame.columns[0]
+        duplicated = frame[key][frame[key].duplicated()].unique()[:5]
+        if len(duplicated):
+            raise LabelHubError(f"metadata CSV {spec.path}: duplicate keys in column {key!r}: {list(duplicated)}")
+        self._rows = {row[key]: row for row in frame.to_dict(orient="records")}
+
+    def key_of(self, path: str) -> str | None:
+        """The key of the file at ``path`` (``None`` when the path has too few parts)."""
+        parts = path.split("/")
+        try:
+            return parts[self.spec.key_part]
+        except IndexError:
+            return None
+
+    def columns_for(self, path: str) -> dict:
+        """The metadata columns for the file at ``path`` (``{}`` when its key has no row)."""
+        row = self._rows.get(self.key_of(path))
+        if row is None:
+            return {}
+        return {k: (None if isinstance(v, float) and math.isnan(v) else v)
+                for k, v in row.items() if k not in RESERVED_KEYS}
+
+
+def parse_columns(value: str | None) -> tuple[str, ...] | None:
+    """``"id,meta"`` → ``("id", "meta")``; ``None`` or ``""`` → ``None``."""
+    if not value:
+        return None
+    return tuple(name.strip() for name in value.split(","))
+
+
+def spec_from_args(path: str | None, key_part: int, columns: Sequence[str] | None) -> MetadataSpec | None:
+    """Build the :class:`MetadataSpec` from the CLI's arguments (``None`` without ``--metadata``)."""
+    return MetadataSpec(path, key_part, tuple(columns) if columns else None) if path else None

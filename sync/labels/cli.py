@@ -1,0 +1,128 @@
+"""``labelhub import-labels`` (alias ``import-csv``): labels made elsewhere (a CSV or COCO JSON) → Label Studio tasks with
+predictions or annotations.
+
+Reads the file (:mod:`labelhub.sync.labels.csv_file` or :mod:`labelhub.sync.labels.coco_file`), checks every row against the
+project's label config (:class:`labelhub.sync.labels.parsed.ProjectLabels`), prints each rejected row, imports
+the good ones (:mod:`labelhub.sync.labels.importer`) and prints a summary. The exit code is 1 when a row was
+rejected or the import failed, 0 otherwise.
+"""
+from __future__ import annotations
+
+import logging
+import sqlite3
+from pathlib import Path
+
+import click
+
+from labelhub.sync.options import (
+    file_url_options,
+    file_url_policy,
+    hub_options,
+    label_studio_options,
+    log_level_option,
+    state_option,
+)
+from labelhub.errors import LabelHubError
+
+log = logging.getLogger("labelhub")
+
+
+@click.command("import-labels", context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--project", "project_id", required=True, type=int, envvar="LABELHUB_PROJECT",
+              help="The Label Studio project id.")
+@click.option("--as", "target", type=click.Choice(["predictions", "annotations"]), default="predictions",
+              help="Import the labels as predictions (pre-annotations to review) or as annotations.")
+@click.option("--model-version", default=None,
+              help="The predictions' model_version [default: the file's name].")
+@click.option("--strict", is_flag=True, help="Import nothing when any row is rejected.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=1000, help="Tasks per Label Studio import call.")
+@click.option("--format", "file_format", type=click.Choice(["csv", "coco"]), default=None,
+              help="The file's format [default: coco for a .json file, else csv].")
+@click.option("--repo", default=None, envvar="LABELHUB_REPO",
+              help="The dataset repo (Hub repo_id OWNER/NAME or a local git repository) whose paths the "
+                   "file's urls may be; such tasks get the repo's file URL, like the sync's.")
+@click.option("--revision", default="main", envvar="LABELHUB_REVISION",
+              help="The branch, tag or commit sha of --repo that the paths are checked against.")
+@state_option
+@label_studio_options
+@hub_options
+@file_url_options
+@log_level_option
+@click.pass_context
+def import_labels(ctx, file, project_id, target, model_version, strict, batch_size, file_format, repo, revision,
+               state_path, label_studio_url, label_studio_api_key, hf_token, hf_endpoint, public_url, file_urls,
+               secret, url_lifetime, log_level):
+    """Import labels made elsewhere into a Label Studio project: one task per url, with the labels as
+    predictions or annotations, never twice (re-running continues an interrupted import).
+
+    FILE is a CSV with a url column and optional pos_concepts, neg_concepts (names separated by |),
+    metadata (a JSON object) and left_col, top_row, right_col, bottom_row (a box as fractions 0 to 1),
+    or a COCO JSON file (--format coco). Every row is checked; each rejected row is printed with its
+    line number and reason, the good rows are imported (none with --strict), and the exit code is 1
+    when a row was rejected.
+
+    \b
+    Examples:
+      LABEL_STUDIO_API_KEY=... labelhub import-labels labels.csv --project 3
+      labelhub import-labels labels.csv --project 3 --as annotations --strict
+      labelhub import-labels instances.json --project 3 --repo owner/dataset --model-version detector-v2
+    """
+    from labelhub.redaction import setup_logging
+
+    redact = setup_logging(log_level, secrets=[label_studio_api_key, hf_token, secret])
+    url_policy = file_url_policy(file_urls, public_url, secret, url_lifetime)
+    try:
+        rejected = _run(file, project_id, target, model_version or file.name, strict, batch_size,
+                        file_format or ("coco" if file.suffix.lower() == ".json" else "csv"), repo, revision,
+                        state_path, label_studio_url, label_studio_api_key, hf_token, hf_endpoint, public_url,
+                        url_policy)
+    except LabelHubError as exc:
+        raise click.ClickException(redact.redact(str(exc))) from None
+    except (OSError, sqlite3.Error) as exc:
+        raise click.ClickException(redact.redact(f"{type(exc).__name__}: {exc}")) from None
+    if rejected:
+        ctx.exit(1)
+
+
+def _run(file, project_id, target, model_version, strict, batch_size, file_format, repo, revision, state_path,
+         label_studio_url, label_studio_api_key, hf_token, hf_endpoint, public_url, url_policy) -> int:
+    """Parse, report, import, summarise; return how many rows were rejected."""
+    from labelhub.sync.labels.coco_file import read_coco
+    from labelhub.sync.labels.csv_file import read_labels_csv
+    from labelhub.sync.labels.parsed import ProjectLabels, UrlResolver
+    from labelhub.sync.labels.state import ImportState
+    from labelhub.sync.labels.importer import LabelImporter, summary_lines
+    from labelhub.sync.labelstudio.project import LabelStudioProject
+
+    project = LabelStudioProject(label_studio_url, label_studio_api_key, project_id)
+    labels = ProjectLabels.from_config(project.label_config)
+    urls = UrlResolver(endpoint=hf_endpoint)
+    if repo:
+        from labelhub.repos import open_repo
+
+        try:
+            dataset = open_repo(repo, token=hf_token, endpoint=hf_endpoint, public_url=public_url,
+                                file_urls=url_policy)
+        except ValueError as exc:
+            raise click.UsageError(str(exc)) from None
+        sha = dataset.resolve(revision)
+        urls = UrlResolver(dataset, sha, (f.path for f in dataset.list_files(sha)), endpoint=hf_endpoint)
+    read = read_coco if file_format == "coco" else read_labels_csv
+    parsed = read(file, labels, urls)
+    log.info("%s: %d rows, %d tasks, %d regions, %d rows rejected → project %d %r (%s $%s)", file.name,
+             parsed.rows, len(parsed.tasks), parsed.regions, parsed.rejected_rows, project_id, project.title,
+             labels.field.tag, labels.field.value_key)
+    for error in parsed.errors:
+        click.echo(str(error))
+    report = None
+    if not (strict and parsed.rejected_rows):
+        state = ImportState(state_path, project_id)
+        try:
+            report = LabelImporter(project, state, labels, target=target, model_version=model_version,
+                                   batch_size=batch_size).run(parsed.tasks)
+        finally:
+            state.close()
+    for line in summary_lines(parsed, report, target, strict):
+        click.echo(line)
+    return parsed.rejected_rows

@@ -1,0 +1,162 @@
+"""A COCO object detection JSON file → :class:`labelhub.sync.labels.parsed.ParsedLabels`.
+
+The format (https://cocodataset.org/#format-data): ``images`` (``id``, ``file_name``, ``width``,
+``height``, optionally ``coco_url``), ``annotations`` (``id``, ``image_id``, ``category_id``,
+``bbox`` = ``[x, y, width, height]`` in pixels) and ``categories`` (``id``, ``name``). Other keys
+(``segmentation``, ``area``, ``iscrowd``, ``info``, ``licenses``, ...) are ignored.
+
+Each image becomes one task whose url is its ``file_name`` (a URL, an ``hf://`` url or a path of
+the dataset repo), or its ``coco_url`` when ``file_name`` is not a valid url. Each annotation
+becomes a RectangleLabels region labelled with its category's ``name`` (which must be a label of
+the project), in percent of the image with ``original_width``/``original_height`` set. A bbox may
+overflow the image by up to one pixel (rounding in other tools): it is clipped; more is rejected.
+An image without annotations becomes a task without a prediction or annotation.
+
+Rows are reported as ``images[i]`` and ``annotations[i] (id N)``, their positions in the file.
+"""
+from __future__ import annotations
+
+import json
+import math
+from os import PathLike
+from typing import IO
+
+from labelhub.sync.labels import parsed as m
+from labelhub.sync.labels.parsed import ImportTask, LabelsFileError, ParsedLabels, ProjectLabels, Region, RowError, UrlResolver
+from labelhub.sync.regions import FractionEdges, edges_from_coco
+
+#: How far (in pixels) a bbox may leave the image before it is rejected rather than clipped.
+CLIP_TOLERANCE_PX = 1.0
+
+
+def _number(value) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+def read_coco(source: str | PathLike | IO, labels: ProjectLabels, urls: UrlResolver) -> ParsedLabels:
+    """Read and check a COCO JSON file.
+
+    Args:
+        source: the JSON file (a path or an open file).
+        labels: the project's labels; every category used by an annotation must be a
+            RectangleLabels label.
+        urls: resolves each image's url (:class:`labelhub.sync.labels.parsed.UrlResolver`).
+
+    Returns:
+        :class:`ParsedLabels` with one task per good image (``rows`` counts images and annotations);
+        an annotation of a rejected image is not imported and not reported again.
+
+    Raises:
+        LabelsFileError: the file is not JSON, or not an object with an ``images`` list.
+    """
+    try:
+        if hasattr(source, "read"):
+            coco = json.load(source)
+        else:
+            with open(source, encoding="utf-8-sig") as fh:
+                coco = json.load(fh)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise LabelsFileError(f"the COCO file is not JSON: {exc}") from None
+    if not isinstance(coco, dict) or not isinstance(coco.get("images"), list):
+        raise LabelsFileError("the COCO file has no 'images' list (https://cocodataset.org/#format-data)")
+    images, annotations = coco["images"], coco.get("annotations") or []
+    categories = {c.get("id"): str(c.get("name", "")) for c in coco.get("categories") or [] if isinstance(c, dict)}
+    parsed = ParsedLabels(rows=len(images) + len(annotations))
+    order = 0
+
+    def reject(where: str, reason: str, detail: str = "") -> None:
+        parsed.errors.append(RowError(where, reason, detail, order))
+
+    tasks: dict[object, ImportTask] = {}
+    bad_images: set = set()
+    seen_urls: dict[str, ImportTask] = {}
+    for i, image in enumerate(images):
+        order += 1
+        where = f"images[{i}]" + (f" (id {image.get('id')})" if isinstance(image, dict) else "")
+        if not isinstance(image, dict):
+            reject(where, m.MISSING_URL, "not an object")
+            parsed.rejected_rows += 1
+            continue
+        problems = len(parsed.errors)
+        candidates = [str(image.get(k) or "").strip() for k in ("file_name", "coco_url")]
+        candidates = [c for c in candidates if c]
+        resolved = None
+        if not candidates:
+            reject(where, m.MISSING_URL, "no file_name or coco_url")
+        else:
+            answers = [(c, urls.resolve(c)) for c in candidates]
+            good = [(c, a) for c, a in answers if not isinstance(a, str)]
+            if good:
+                resolved = good[0]
+            else:
+                reject(where, m.BAD_URL, f"{answers[0][0]!r}: {answers[0][1]}")
+        width, height = _number(image.get("width")), _number(image.get("height"))
+        if not width or not height or width <= 0 or height <= 0:
+            reject(where, m.BAD_IMAGE_SIZE, f"width={image.get('width')!r}, height={image.get('height')!r}")
+        if len(parsed.errors) > problems:
+            parsed.rejected_rows += 1
+            bad_images.add(image.get("id"))
+            continue
+        url, (value, hf) = resolved[0], resolved[1]
+        task = seen_urls.get(url)
+        if task is None:
+            task = seen_urls[url] = ImportTask(url, value, hf=hf, original_width=int(width),
+                                               original_height=int(height))
+        task.lines.append(order)
+        tasks[image.get("id")] = task
+
+    for i, ann in enumerate(annotations):
+        order += 1
+        if not isinstance(ann, dict):
+            reject(f"annotations[{i}]", m.BAD_BBOX, "not an object")
+            parsed.rejected_rows += 1
+            continue
+        where = f"annotations[{i}] (id {ann.get('id')})"
+        image_id = ann.get("image_id")
+        if image_id in bad_images:
+            parsed.rejected_rows += 1  # its image was reported
+            continue
+        problems = len(parsed.errors)
+        task = tasks.get(image_id)
+        if task is None:
+            reject(where, m.UNKNOWN_IMAGE, f"image_id={image_id!r}")
+        name = categories.get(ann.get("category_id"))
+        if name is None:
+            reject(where, m.UNKNOWN_CATEGORY, f"category_id={ann.get('category_id')!r}")
+        else:
+            why = labels.unknown_rectangle(name)
+            if why:
+                reject(where, m.UNKNOWN_LABEL, why)
+        bbox = ann.get("bbox")
+        numbers = [_number(v) for v in bbox] if isinstance(bbox, list) else []
+        edges = None
+        if len(numbers) != 4 or None in numbers or numbers[2] <= 0 or numbers[3] <= 0:
+            reject(where, m.BAD_BBOX, f"bbox={bbox!r}")
+        elif task is not None:
+            edges = _clip(numbers, task.original_width, task.original_height)
+            if edges is None:
+                reject(where, m.BBOX_OUTSIDE_IMAGE, f"bbox={bbox!r} in an image of {task.original_width}x"
+                                             f"{task.original_height} px")
+        if len(parsed.errors) > problems:
+            parsed.rejected_rows += 1
+            continue
+        task.regions.append(Region(edges, (name,)))
+        task.lines.append(order)
+    parsed.tasks = list(seen_urls.values())
+    return parsed
+
+
+def _clip(bbox: list[float], width: int, height: int) -> FractionEdges | None:
+    """Edges of ``bbox`` clipped to the image when it leaves it by at most
+    :data:`CLIP_TOLERANCE_PX`; ``None`` when it leaves it by more."""
+    x, y, w, h = bbox
+    tol = CLIP_TOLERANCE_PX
+    if x < -tol or y < -tol or x + w > width + tol or y + h > height + tol:
+        return None
+    left, top = max(x, 0.0), max(y, 0.0)
+    right, bottom = min(x + w, float(width)), min(y + h, float(height))
+    if right <= left or bottom <= top:
+        return None
+    return edges_from_coco([left, top, right - left, bottom - top], width, height)

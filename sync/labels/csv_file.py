@@ -1,0 +1,186 @@
+"""A labels CSV → :class:`labelhub.sync.labels.parsed.ParsedLabels` (pandas; every row checked).
+
+The columns (a header line is required; other columns are ignored with a warning):
+
+- ``url`` (required): an ``http(s)://`` URL, an ``hf://`` url, or a path of the dataset repo
+  (``--repo``); see :class:`labelhub.sync.labels.parsed.UrlResolver`.
+- ``pos_concepts``, ``neg_concepts``: label names separated by ``|`` (positive: the label applies;
+  negative: it was checked and does not apply).
+- ``metadata``: a JSON object.
+- ``left_col, top_row, right_col, bottom_row``: a region's box as fractions 0 to 1 of the image's
+  width and height. All four empty: the row labels the whole image.
+
+Several rows with the same url are one image: whole-image rows add Choices, box rows add regions
+(labelled with the row's positive concepts), metadata objects are merged in line order. The same
+columns as LabelHub's export CSV (which holds boxes as JSON fractions; :mod:`labelhub.sync.regions`).
+
+Each check runs on every row (vectorised with pandas), and every failing check is reported with
+the row's line number (the header is line 1; a quoted value spanning lines is counted).
+"""
+from __future__ import annotations
+
+import json
+import logging
+from os import PathLike
+from typing import IO
+
+import numpy as np
+import pandas as pd
+
+from labelhub.sync.labels import parsed as m
+from labelhub.sync.labels.parsed import ImportTask, LabelsFileError, ParsedLabels, ProjectLabels, Region, RowError, UrlResolver
+from labelhub.sync.regions import FractionEdges
+
+log = logging.getLogger(__name__)
+
+#: The box columns, in the order of :class:`labelhub.sync.regions.FractionEdges`.
+BOX_COLUMNS = ("left_col", "top_row", "right_col", "bottom_row")
+#: Every column the import reads.
+COLUMNS = ("url", "pos_concepts", "neg_concepts", "metadata", *BOX_COLUMNS)
+
+
+def read_labels_csv(source: str | PathLike | IO, labels: ProjectLabels, urls: UrlResolver) -> ParsedLabels:
+    """Read and check a labels CSV.
+
+    Args:
+        source: the CSV file (a path or an open file; UTF-8, a BOM is allowed).
+        labels: the project's labels (:meth:`ProjectLabels.from_config`); every concept must be one.
+        urls: resolves each ``url`` (:class:`labelhub.sync.labels.parsed.UrlResolver`).
+
+    Returns:
+        :class:`ParsedLabels`: the tasks made of the good rows, grouped by url in file order, and a
+        :class:`RowError` for each failed check of each bad row, in line order.
+
+    Raises:
+        LabelsFileError: the file cannot be parsed as CSV, or it has no ``url`` column.
+
+    Example:
+        >>> parsed = read_labels_csv("labels.csv", ProjectLabels.from_config(config), UrlResolver())
+        >>> [str(e) for e in parsed.errors]
+        ['line 3: missing url']
+    """
+    try:
+        df = pd.read_csv(source, dtype=str, keep_default_na=False, skip_blank_lines=False,
+                         encoding="utf-8-sig")
+    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
+        raise LabelsFileError(f"the labels file is not a CSV pandas can read: {exc}") from None
+    df.columns = [str(c).strip() for c in df.columns]
+    if "url" not in df.columns:
+        raise LabelsFileError(f"the labels CSV has no 'url' column (columns: {', '.join(df.columns) or 'none'})")
+    ignored = [c for c in df.columns if c not in COLUMNS]
+    if ignored:
+        log.warning("ignoring the CSV columns %s (the import reads %s)", ", ".join(ignored), ", ".join(COLUMNS))
+    for column in COLUMNS:
+        if column not in df.columns:
+            df[column] = ""
+    # physical line numbers: the header is line 1; a quoted value with newlines takes several lines
+    newlines = sum(df[c].str.count("\n") for c in df.columns).to_numpy()
+    line = 2 + np.arange(len(df)) + np.concatenate([[0], np.cumsum(newlines)[:-1]]).astype(int)
+    df = df[list(COLUMNS)].apply(lambda col: col.str.strip())
+    blank = (df == "").all(axis=1).to_numpy()
+    df, line = df[~blank].reset_index(drop=True), line[~blank]
+    return _check(df, line, labels, urls)
+
+
+def _split(column: pd.Series) -> list[list[str]]:
+    """``"a | b||c"`` → ``["a", "b", "c"]`` (order kept, duplicates and empty names dropped)."""
+    return [list(dict.fromkeys(p for p in (s.strip() for s in text.split("|")) if p)) if text else []
+            for text in column.tolist()]
+
+
+def _check(df: pd.DataFrame, line: np.ndarray, labels: ProjectLabels, urls: UrlResolver) -> ParsedLabels:
+    n = len(df)
+    errors: list[tuple[int, str, str]] = []  # (row index, reason, detail)
+
+    def flag(mask, reason: str, detail=lambda i: "") -> None:
+        for i in np.flatnonzero(np.asarray(mask)):
+            errors.append((int(i), reason, detail(int(i))))
+
+    # url
+    url = df["url"].tolist()
+    resolved: list = [None] * n
+    flag(df["url"] == "", m.MISSING_URL)
+    cache: dict[str, object] = {}
+    for i, u in enumerate(url):
+        if u:
+            if u not in cache:
+                cache[u] = urls.resolve(u)
+            resolved[i] = cache[u]
+            if isinstance(resolved[i], str):
+                errors.append((i, m.BAD_URL, f"{u!r}: {resolved[i]}"))
+
+    # box: all four columns or none; numbers; 0 <= v <= 1; left < right, top < bottom
+    raw = df[list(BOX_COLUMNS)]
+    filled = (raw != "").to_numpy()
+    some = filled.any(axis=1)
+    has_box = filled.all(axis=1)
+    flag(some & ~has_box, m.BOX_INCOMPLETE,
+         lambda i: "empty: " + ", ".join(c for c, f in zip(BOX_COLUMNS, filled[i]) if not f))
+    values = raw.apply(pd.to_numeric, errors="coerce").to_numpy(dtype=float)
+    not_number = filled & ~np.isfinite(values)
+    flag(not_number.any(axis=1), m.BOX_NOT_A_NUMBER,
+         lambda i: ", ".join(f"{c}={raw.iat[i, j]!r}" for j, c in enumerate(BOX_COLUMNS) if not_number[i, j]))
+    with np.errstate(invalid="ignore"):
+        outside = filled & np.isfinite(values) & ((values < 0) | (values > 1))
+        left, top, right, bottom = values.T
+        complete = has_box & ~not_number.any(axis=1)
+        flag(outside.any(axis=1), m.BOX_OUTSIDE,
+             lambda i: ", ".join(f"{c}={raw.iat[i, j]}" for j, c in enumerate(BOX_COLUMNS) if outside[i, j]))
+        flag(complete & (left >= right), m.LEFT_NOT_BEFORE_RIGHT,
+             lambda i: f"left_col={raw.iat[i, 0]}, right_col={raw.iat[i, 2]}")
+        flag(complete & (top >= bottom), m.TOP_NOT_BEFORE_BOTTOM,
+             lambda i: f"top_row={raw.iat[i, 1]}, bottom_row={raw.iat[i, 3]}")
+
+    # metadata: a JSON object
+    metadata: list[dict] = [{}] * n
+    for i, text in enumerate(df["metadata"].tolist()):
+        if not text:
+            continue
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as exc:
+            errors.append((i, m.BAD_METADATA, f"not JSON: {exc.msg} at character {exc.pos}"))
+            continue
+        if isinstance(value, dict):
+            metadata[i] = value
+        else:
+            errors.append((i, m.BAD_METADATA, f"a JSON {type(value).__name__}"))
+
+    # labels: positive ones are Choices (whole image) or RectangleLabels (box); negative ones either
+    pos, neg = _split(df["pos_concepts"]), _split(df["neg_concepts"])
+    for i in range(n):
+        if some[i] and not pos[i]:
+            errors.append((i, m.BOX_WITHOUT_LABEL, ""))
+        check = labels.unknown_rectangle if some[i] else labels.unknown_choice
+        for label in pos[i]:
+            why = check(label)
+            if why:
+                errors.append((i, m.UNKNOWN_LABEL, why))
+        for label in neg[i]:
+            why = labels.unknown_any(label)
+            if why:
+                errors.append((i, m.UNKNOWN_LABEL, why))
+
+    bad = np.zeros(n, dtype=bool)
+    for i, _, _ in errors:
+        bad[i] = True
+    errors.sort(key=lambda e: e[0])  # stable: per row, the checks' order above
+    parsed = ParsedLabels(rows=n, rejected_rows=int(bad.sum()),
+                          errors=[RowError(f"line {line[i]}", reason, detail, int(line[i]))
+                                  for i, reason, detail in errors])
+    tasks: dict[str, ImportTask] = {}
+    for i in np.flatnonzero(~bad):
+        value, hf = resolved[i]
+        task = tasks.get(url[i])
+        if task is None:
+            task = tasks[url[i]] = ImportTask(url[i], value, hf=hf)
+        task.lines.append(int(line[i]))
+        if has_box[i]:
+            task.regions.append(Region(FractionEdges(*values[i].tolist()), tuple(pos[i])))
+        else:
+            task.concepts.extend(c for c in pos[i] if c not in task.concepts)
+        task.neg_concepts.extend(c for c in neg[i] if c not in task.neg_concepts)
+        if metadata[i]:
+            task.metadata.update(metadata[i])
+    parsed.tasks = list(tasks.values())
+    return parsed

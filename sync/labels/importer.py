@@ -1,0 +1,268 @@
+"""Labels made elsewhere → Label Studio tasks with predictions or annotations, never twice.
+
+:func:`build_task` turns an :class:`labelhub.sync.labels.parsed.ImportTask` into Label Studio's import task
+format (https://labelstud.io/guide/task_format): the url under the value key the label config
+names, with predictions or annotations inline, so a batch of tasks with their labels is **one**
+import call. :class:`LabelImporter` imports a parsed file:
+
+1. Finish what a crash left: urls recorded as pending are looked up among the project's tasks
+   created after the import began (``id > after_task_id``, ``data.source_url`` not empty) and
+   recorded; a state without any url for this project adopts the project's tasks that have a
+   ``data.source_url`` the same way (a lost state file creates no duplicates).
+2. Skip the urls that already have a task (the import is keyed on the url).
+3. Import the others in batches (default 1,000 tasks per call): each batch is recorded as pending,
+   imported with one Label Studio call, then recorded with its task ids.
+
+A url that is a path of the dataset repo whose file the sync already made a task of gets its labels
+added to that task (one call per task) instead of a second task.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from tqdm.auto import tqdm
+
+from labelhub.sync.labels.parsed import ImportTask, ParsedLabels, ProjectLabels
+from labelhub.sync.labels.state import ImportState
+from labelhub.sync.labelstudio.project import PAGE_SIZE, LabelStudioProject
+from labelhub.sync.regions import percent_from_edges
+
+log = logging.getLogger(__name__)
+
+#: ``--as`` values: where the labels go in Label Studio.
+TARGETS = ("predictions", "annotations")
+
+
+def build_result(task: ImportTask, labels: ProjectLabels) -> list[dict]:
+    """The Label Studio result list of a task's labels (https://labelstud.io/guide/export, "result").
+
+    Args:
+        task: the task; its concepts and region labels must be in ``labels`` (checked when parsed).
+        labels: the project's labels.
+
+    Returns:
+        One ``choices`` item per Choices tag used (https://labelstud.io/tags/choices) and one
+        ``rectanglelabels`` item per region (https://labelstud.io/tags/rectanglelabels) with ``x, y,
+        width, height`` in percent 0 to 100, ``rotation: 0`` and ``original_width``/``original_height``
+        when known. Region ids are ``r1``, ``r2``, ... in file order.
+    """
+    to_name = labels.field.name
+    result: list[dict] = []
+    by_tag: dict[str, list[str]] = {}
+    for concept in task.concepts:
+        by_tag.setdefault(labels.choices[concept], []).append(concept)
+    for tag, chosen in by_tag.items():
+        result.append({"from_name": tag, "to_name": to_name, "type": "choices", "value": {"choices": chosen}})
+    for n, region in enumerate(task.regions, 1):
+        item = {"id": f"r{n}", "from_name": labels.rectangles[region.labels[0]], "to_name": to_name,
+                "type": "rectanglelabels",
+                "value": {**percent_from_edges(region.edges), "rotation": 0, "rectanglelabels": list(region.labels)}}
+        if task.original_width and task.original_height:
+            item.update(original_width=task.original_width, original_height=task.original_height, image_rotation=0)
+        result.append(item)
+    return result
+
+
+def build_task(task: ImportTask, labels: ProjectLabels, target: str = "predictions",
+               model_version: str = "import") -> dict:
+    """One import payload (https://labelstud.io/guide/task_format).
+
+    Args:
+        task: the parsed task.
+        labels: the project's labels (the value key and the tag names).
+        target: ``"predictions"`` or ``"annotations"``.
+        model_version: the predictions' ``model_version``.
+
+    Returns:
+        ``{"data": {...}, "predictions" | "annotations": [{"result": [...]}]}``. ``data`` holds the
+        value key (e.g. ``image``) with the URL, ``source_url`` (the url as in the file, the task's
+        identity), ``neg_concepts`` (a list) and ``metadata`` (an object) when there are any, and
+        ``hf_repo``, ``hf_path``, ``hf_revision`` for a path of the dataset repo. No prediction or
+        annotation when the task has no label.
+
+    Raises:
+        ValueError: ``target`` is not one of :data:`TARGETS`.
+    """
+    if target not in TARGETS:
+        raise ValueError(f"target must be one of {TARGETS}, not {target!r}")
+    data: dict = {labels.field.value_key: task.value, "source_url": task.url}
+    if task.neg_concepts:
+        data["neg_concepts"] = list(task.neg_concepts)
+    if task.metadata:
+        data["metadata"] = task.metadata
+    if task.hf:
+        data.update(hf_repo=task.hf[0], hf_path=task.hf[1], hf_revision=task.hf[2])
+    payload: dict = {"data": data}
+    result = build_result(task, labels)
+    if result:
+        payload[target] = [{"model_version": model_version, "result": result} if target == "predictions"
+                           else {"result": result}]
+    return payload
+
+
+@dataclass
+class ImportReport:
+    """What an import did.
+
+    Attributes:
+        created: tasks created.
+        regions: regions in the created (or labelled) tasks.
+        already_imported: urls of the file that had a task from an earlier import (left as they are).
+        recovered: tasks an interrupted import had created, found and recorded.
+        labelled_sync_tasks: tasks of the sync (repo files) that got the labels added.
+    """
+
+    created: int = 0
+    regions: int = 0
+    already_imported: int = 0
+    recovered: int = 0
+    labelled_sync_tasks: int = 0
+
+
+@dataclass
+class LabelImporter:
+    """Imports parsed labels into ``project``, each url once.
+
+    Attributes:
+        project: the Label Studio project.
+        state: the import state (:class:`labelhub.sync.labels.state.ImportState`).
+        labels: the project's labels.
+        target: ``"predictions"`` or ``"annotations"`` (``--as``).
+        model_version: the predictions' ``model_version``.
+        batch_size: tasks per Label Studio import call.
+    """
+
+    project: LabelStudioProject
+    state: ImportState
+    labels: ProjectLabels
+    target: str = "predictions"
+    model_version: str = "import"
+    batch_size: int = 1000
+
+    def run(self, tasks: Sequence[ImportTask]) -> ImportReport:
+        """Import ``tasks`` (see the module docstring) and return the report.
+
+        Args:
+            tasks: the parsed tasks (:attr:`ParsedLabels.tasks`).
+
+        Raises:
+            labelhub.errors.LabelHubError: Label Studio refused a call or cannot be reached; what was imported
+                before is recorded, and running the same import again continues.
+        """
+        report = ImportReport()
+        pending, after = self.state.pending()
+        if pending:
+            report.recovered = self._reconcile(after, set(pending))
+        elif self.state.count() == 0:
+            report.recovered = self._reconcile(0, None)
+        known = self.state.known_urls()
+        new = [t for t in tasks if t.url not in known]
+        report.already_imported = len(tasks) - len(new)
+        new = self._label_sync_tasks(new, report)
+        with tqdm(total=len(new), desc="importing tasks", unit=" tasks", leave=False) as bar:
+            for start in range(0, len(new), self.batch_size):
+                batch = new[start:start + self.batch_size]
+                payloads = [build_task(t, self.labels, self.target, self.model_version) for t in batch]
+                self.state.begin_import([t.url for t in batch], self.state.max_task_id())
+                ids = self.project.import_tasks(payloads)
+                self.state.add_tasks((t.url, task_id, t.hf) for t, task_id in zip(batch, ids))
+                report.created += len(ids)
+                report.regions += sum(len(t.regions) for t in batch)
+                bar.update(len(batch))
+        log.info("project %s: %d tasks created, %d regions, %d already imported, %d recovered, "
+                 "%d sync tasks labelled", self.project.project_id, report.created, report.regions,
+                 report.already_imported, report.recovered, report.labelled_sync_tasks)
+        return report
+
+    def _reconcile(self, after_task_id: int, urls: set[str] | None) -> int:
+        """Record the project's tasks with a ``data.source_url`` and an id above ``after_task_id``
+        (only ``urls`` when given), clear the pending imports; return how many were recorded."""
+        items = [{"filter": "filter:tasks:data.source_url", "operator": "empty", "type": "String", "value": False}]
+        if after_task_id:
+            items.append({"filter": "filter:tasks:id", "operator": "greater", "type": "Number",
+                          "value": after_task_id})
+        query = json.dumps({"filters": {"conjunction": "and", "items": items}})
+        client = self.project.client
+        pager = self.project.call(client.tasks.list, project=self.project.project_id, query=query,
+                                  page_size=PAGE_SIZE, fields="task_only", include="id,data")
+        found: dict[str, tuple[int, tuple | None]] = {}
+        for task in self.project.call(list, pager):
+            data = task.data or {}
+            url = data.get("source_url")
+            if not url or (urls is not None and url not in urls):
+                continue
+            if url not in found or task.id < found[url][0]:
+                hf = (data["hf_repo"], data["hf_path"], data.get("hf_revision", "")) \
+                    if data.get("hf_repo") and data.get("hf_path") else None
+                found[url] = (task.id, hf)
+        known = self.state.known_urls()
+        rows = [(url, task_id, hf) for url, (task_id, hf) in found.items() if url not in known]
+        self.state.add_tasks(rows)
+        self.state.clear_pending()
+        if rows:
+            log.info("recovered %d tasks that Label Studio already had", len(rows))
+        return len(rows)
+
+    def _label_sync_tasks(self, tasks: list[ImportTask], report: ImportReport) -> list[ImportTask]:
+        """Add the labels of repo-path urls whose file the sync already made a task of to that task
+        (one call each); return the other tasks."""
+        by_repo: dict[str, list[ImportTask]] = {}
+        for t in tasks:
+            if t.hf:
+                by_repo.setdefault(t.hf[0], []).append(t)
+        existing: dict[str, int] = {}
+        for repo_id, repo_tasks in by_repo.items():
+            ids = self.state.sync_task_ids(repo_id, [t.hf[1] for t in repo_tasks])
+            existing.update({t.url: ids[t.hf[1]] for t in repo_tasks if t.hf[1] in ids})
+        if not existing:
+            return tasks
+        client = self.project.client
+        for t in tasks:
+            task_id = existing.get(t.url)
+            if task_id is None:
+                continue
+            result = build_result(t, self.labels)
+            if result and self.target == "predictions":
+                self.project.call(client.predictions.create, task=task_id, result=result,
+                                  model_version=self.model_version)
+            elif result:
+                self.project.call(client.annotations.create, task_id, result=result)
+            self.state.add_tasks([(t.url, task_id, None)])
+            report.labelled_sync_tasks += 1
+            report.regions += len(t.regions)
+        return [t for t in tasks if t.url not in existing]
+
+
+def summary_lines(parsed: ParsedLabels, report: ImportReport | None, target: str, strict: bool) -> list[str]:
+    """The summary the CLI prints after an import.
+
+    Args:
+        parsed: the parsed file.
+        report: the import's report (``None`` when nothing was imported because of ``--strict``).
+        target: ``"predictions"`` or ``"annotations"``.
+        strict: whether ``--strict`` was given.
+
+    Returns:
+        Lines: rows read and rejected, tasks created (and already imported, recovered, labelled),
+        regions, and the rejections by reason (rows per reason, most frequent first).
+    """
+    lines = [f"rows read: {parsed.rows}, rejected: {parsed.rejected_rows}"]
+    if report is None:
+        lines.append(f"nothing imported (--strict and {parsed.rejected_rows} rows rejected)" if strict
+                     else "nothing imported")
+    else:
+        extra = [f"{n} {what}" for n, what in ((report.already_imported, "already imported"),
+                                               (report.recovered, "recovered after an interruption"),
+                                               (report.labelled_sync_tasks, "sync tasks labelled")) if n]
+        lines.append(f"tasks created: {report.created}" + (f" ({', '.join(extra)})" if extra else "")
+                     + f", regions: {report.regions}, as {target}")
+    by_reason: dict[str, int] = {}
+    for reason, where in {(e.reason, e.where) for e in parsed.errors}:
+        by_reason[reason] = by_reason.get(reason, 0) + 1
+    if by_reason:
+        lines.append("rejected by reason: " + ", ".join(
+            f"{reason}: {n}" for reason, n in sorted(by_reason.items(), key=lambda kv: (-kv[1], kv[0]))))
+    return lines

@@ -1,0 +1,132 @@
+"""A Label Studio project, through label-studio-sdk 2.x (https://api.labelstud.io/api-reference).
+
+The API key may be a legacy token (``Authorization: Token ...``, off by default from Label Studio
+1.23 unless ``LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN=true``) or a personal access token (a JWT refresh
+token that the SDK exchanges for short-lived access tokens by itself). Errors are turned into
+:class:`labelhub.errors.LabelHubError` subclasses whose messages carry the status and the reason, never the key.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+import httpx
+from label_studio_sdk import LabelStudio
+from label_studio_sdk.core.api_error import ApiError
+
+from labelhub.errors import LabelStudioError, ProjectNotFound
+
+#: Page size when listing tasks (Label Studio accepts large pages; 1,000 keeps answers small).
+PAGE_SIZE = 1000
+
+
+def _filters(*items: dict) -> str:
+    """A Data Manager ``query`` with the ``filters`` ``items`` joined by ``and``."""
+    return json.dumps({"filters": {"conjunction": "and", "items": list(items)}})
+
+
+class LabelStudioProject:
+    """One project of a Label Studio server.
+
+    Args:
+        url: Label Studio's URL (``LABEL_STUDIO_URL``), e.g. ``http://localhost:8080``.
+        api_key: a legacy token or a personal access token (``LABEL_STUDIO_API_KEY``).
+        project_id: the project's id.
+        timeout: seconds per HTTP call.
+
+    Raises:
+        ProjectNotFound: the project does not exist or the key cannot see it.
+        LabelStudioError: Label Studio cannot be reached or refused the key.
+    """
+
+    def __init__(self, url: str, api_key: str, project_id: int, timeout: float = 120):
+        self.url = url.rstrip("/")
+        self.project_id = project_id
+        self.client = LabelStudio(base_url=self.url, api_key=api_key, timeout=timeout)
+        project = self.call(self.client.projects.get, project_id)
+        self.title = project.title
+        self.label_config = project.label_config
+
+    def __repr__(self) -> str:
+        return f"LabelStudioProject({self.url!r}, {self.project_id})"
+
+    def call(self, fn, *args, **kwargs):
+        """Call an SDK method, turning its errors into :class:`LabelHubError` (no key in messages)."""
+        try:
+            return fn(*args, **kwargs)
+        except ApiError as exc:
+            if exc.status_code == 404:
+                raise ProjectNotFound(f"Label Studio project {self.project_id} not found at {self.url}") from None
+            if exc.status_code in (401, 403):
+                raise LabelStudioError(f"Label Studio at {self.url} refused LABEL_STUDIO_API_KEY "
+                                       f"({exc.status_code}): {exc.body}") from None
+            raise LabelStudioError(f"Label Studio at {self.url} answered {exc.status_code}: "
+                                   f"{str(exc.body)[:500]}") from None
+        except httpx.HTTPError as exc:
+            raise LabelStudioError(f"cannot reach Label Studio at {self.url}: {type(exc).__name__}: {exc}") from None
+
+    def import_tasks(self, tasks: Sequence[dict]) -> list[int]:
+        """Import ``tasks`` (``[{"data": {...}}, ...]``) in one call; return their ids in order.
+
+        Label Studio's import is one database transaction: all tasks are created or none.
+        https://api.labelstud.io/api-reference/api-reference/projects/import-tasks
+        """
+        answer = self.call(self.client.projects.import_tasks, self.project_id, request=list(tasks),
+                           return_task_ids=True)
+        ids = list(answer.task_ids or [])
+        if len(ids) != len(tasks):
+            raise LabelStudioError(f"Label Studio created {len(ids)} tasks for {len(tasks)} sent")
+        return ids
+
+    def find_tasks(self, repo_id: str, after_task_id: int = 0) -> dict[str, tuple[int, str]]:
+        """``{hf_path: (task_id, hf_revision)}`` of this project's tasks from ``repo_id`` with an id above
+        ``after_task_id`` (one paged Data Manager query; when a path has several tasks, the
+        lowest id wins)."""
+        items = [{"filter": "filter:tasks:data.hf_repo", "operator": "equal", "type": "String", "value": repo_id}]
+        if after_task_id:
+            items.append({"filter": "filter:tasks:id", "operator": "greater", "type": "Number",
+                          "value": after_task_id})
+        pager = self.call(self.client.tasks.list, project=self.project_id, query=_filters(*items),
+                          page_size=PAGE_SIZE, fields="task_only", include="id,data")
+        found: dict[str, tuple[int, str]] = {}
+        for task in self.call(list, pager):
+            data = task.data or {}
+            path = data.get("hf_path")
+            if path is not None and (path not in found or task.id < found[path][0]):
+                found[path] = (task.id, data.get("hf_revision", ""))
+        return found
+
+    def update_meta(self, task_id: int, changes: dict) -> None:
+        """Merge ``changes`` into the task's ``meta`` (two calls: read, then update)."""
+        task = self.call(self.client.tasks.get, str(task_id))
+        meta = {**(task.meta or {}), **changes}
+        self.call(self.client.tasks.update, str(task_id), meta=meta)
+
+    def tasks_updated_since(self, cursor: str) -> list[dict]:
+        """Every task of the project whose ``updated_at`` is after ``cursor`` (``YYYY-MM-DDTHH:MM:SS.ffffffZ``,
+        ``""`` for all), with its annotations, as plain dicts, oldest first. Creating, updating and
+        deleting an annotation all move its task's ``updated_at`` (Label Studio 1.23, verified)."""
+        items = [{"filter": "filter:tasks:updated_at", "operator": "greater", "type": "Datetime", "value": cursor}]
+        query = json.dumps({"filters": {"conjunction": "and", "items": items if cursor else []},
+                            "ordering": ["tasks:updated_at"]})
+        pager = self.call(self.client.tasks.list, project=self.project_id, query=query, page_size=PAGE_SIZE,
+                          fields="all")
+        return [task.dict() for task in self.call(list, pager)]
+
+    def users(self) -> dict[int, str]:
+        """``{user id: email}`` of the organization's users (annotators)."""
+        return {user.id: user.email for user in self.call(self.client.users.list)}
+
+    def ensure_webhook(self, url: str, headers: dict[str, str], actions: Sequence[str]) -> int:
+        """Create (or update) the project's webhook to ``url`` with ``send_payload=True``.
+
+        https://labelstud.io/guide/webhooks; returns the webhook id.
+        """
+        for hook in self.call(self.client.webhooks.list, project=str(self.project_id)):
+            if hook.url == url and hook.project == self.project_id:
+                self.call(self.client.webhooks.update, hook.id, url=url, headers=headers, actions=list(actions),
+                          send_payload=True, send_for_all_actions=False, is_active=True)
+                return hook.id
+        hook = self.call(self.client.webhooks.create, url=url, project=self.project_id, headers=headers,
+                         actions=list(actions), send_payload=True, send_for_all_actions=False, is_active=True)
+        return hook.id

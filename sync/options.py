@@ -1,0 +1,77 @@
+"""The options that several ``labelhub`` commands share, declared once.
+
+Each is a click option with its environment variable; :func:`options` stacks several. The README's
+settings tables list them.
+"""
+from __future__ import annotations
+
+import click
+
+
+def options(*decorators):
+    """Apply click option ``decorators`` in the order given (the first shows first in ``--help``)."""
+    def apply(function):
+        for decorator in reversed(decorators):
+            function = decorator(function)
+        return function
+    return apply
+
+
+state_option = click.option(
+    "--state", "state_path", default=".labelhub/sync.sqlite3", envvar="LABELHUB_STATE",
+    type=click.Path(dir_okay=False), help="The SQLite file of the sync state.")
+
+label_studio_options = options(
+    click.option("--label-studio-url", envvar="LABEL_STUDIO_URL", default="http://localhost:8080",
+                 help="Label Studio's URL."),
+    click.option("--label-studio-api-key", envvar="LABEL_STUDIO_API_KEY", required=True, show_default=False,
+                 help="A Label Studio personal access token or legacy token (env LABEL_STUDIO_API_KEY)."),
+)
+
+hub_options = options(
+    click.option("--hf-token", envvar="HF_TOKEN", default=None, show_default=False,
+                 help="A Hugging Face token (env HF_TOKEN); needed for private repos and exports."),
+    click.option("--hf-endpoint", envvar="HF_ENDPOINT", default=None, help="The Hub URL (env HF_ENDPOINT)."),
+)
+
+file_url_options = options(
+    click.option("--public-url", envvar="LABELHUB_PUBLIC_URL", default=None,
+                 help="The backend's URL as annotators' browsers see it; signed file URLs use it "
+                      "[default: http://127.0.0.1:9090]."),
+    click.option("--file-urls", type=click.Choice(["auto", "resolve", "proxy"]), default="auto",
+                 envvar="LABELHUB_FILE_URLS",
+                 help="The URL a task gets for its file: auto = the Hub's pinned resolve URL for a public Hub "
+                      "repo, a signed URL of the backend's /files route (at --public-url) for a private Hub repo "
+                      "or a local repo; resolve or proxy force one form."),
+    click.option("--secret", envvar="LABELHUB_SECRET", default=None, show_default=False,
+                 help="The secret that signs file URLs (env LABELHUB_SECRET); the backend needs the same one. "
+                      "Rotating it revokes every URL signed before."),
+    click.option("--url-lifetime", envvar="LABELHUB_URL_LIFETIME", default="never",
+                 help="How long a signed file URL stays valid after its task is made: seconds, or 90m, 12h, "
+                      "30d; never = no expiry (tasks outlive any lifetime: see the README)."),
+)
+
+log_level_option = click.option("--log-level", default="INFO", envvar="LABELHUB_LOG_LEVEL",
+                                 type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]))
+
+
+def file_url_policy(mode: str, public_url: str | None, secret: str | None, lifetime: str):
+    """The :class:`labelhub.file_urls.FileURLs` of the :data:`file_url_options`.
+
+    Raises:
+        click.BadParameter: a bad ``--url-lifetime`` or a secret shorter than the minimum.
+        click.UsageError: ``--file-urls proxy`` without a secret.
+    """
+    from labelhub.file_urls import FileURLs, parse_lifetime
+    from labelhub.signing import MIN_SECRET_LENGTH
+
+    try:
+        seconds = parse_lifetime(lifetime)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--url-lifetime") from None
+    if secret is not None and len(secret) < MIN_SECRET_LENGTH:
+        raise click.BadParameter(f"LABELHUB_SECRET must have at least {MIN_SECRET_LENGTH} characters",
+                                 param_hint="--secret")
+    if mode == "proxy" and not secret:
+        raise click.UsageError("--file-urls proxy needs LABELHUB_SECRET (--secret) to sign the URLs")
+    return FileURLs(mode=mode, public_url=public_url, secret=secret or None, lifetime=seconds)

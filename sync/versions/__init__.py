@@ -1,0 +1,3 @@
+"""Stage 3, the annotation store → versions of the repo: CSV rows, manifest and card, one atomic
+commit and one ``annotations-vN`` tag per export (:mod:`.exporter`), and the list of versions.
+"""

@@ -1,0 +1,246 @@
+"""Annotation store → a version of the dataset repo: one atomic commit and a tag per export.
+
+An export (:meth:`Exporter.export`):
+
+1. builds the CSV (:mod:`labelhub.sync.versions.rows`), one row per live annotation, and counts ``+added ~changed
+   -removed`` against the row hashes of the last tagged version; no change → no commit, no tag;
+2. records the version as ``committing`` (with a fresh ``export_id``) in the state;
+3. commits the CSV, ``manifest.json`` and ``README.md`` (:mod:`labelhub.sync.versions.card`) in one commit whose
+   ``parent_commit`` is the head it was built on, with the message
+   ``annotations vN: +a ~c -r`` and ``LabelHub-Export-Id: <export_id>`` in its description:
+   - 412/409 (the branch moved): re-read the head, rebuild the files and retry; other people's
+     files are kept, since the commit only touches LabelHub's three files;
+   - 429/5xx: wait (``Retry-After`` when given, else exponential backoff) and retry;
+   - no answer: look for a commit carrying the ``export_id`` before committing again;
+4. tags ``annotations-vN`` on that exact commit (never on the branch name), then makes its rows
+   the new baseline.
+
+A crash anywhere leaves the state at a step the next export finishes: ``committing`` → look for
+the commit by its ``export_id`` (tag it if found, forget the version if not); ``committed`` → tag it.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+import pandas as pd
+
+from labelhub.sync.versions.card import card_block, dataset_card, manifest_json, manifest_path_for
+from labelhub.errors import AmbiguousCommit, CommitConflict, LabelHubError, TagExists, TransientHubError
+from labelhub.sync.annotations.intake import GENERATION, learn_annotators
+from labelhub.label_config import control_tags, data_field
+from labelhub.sync.labelstudio.project import LabelStudioProject
+from labelhub.repos import DatasetRepo
+from labelhub.sync.versions.rows import annotation_row, label_distribution, rows_frame
+from labelhub.sync.state import SyncState
+
+log = logging.getLogger(__name__)
+
+TAG_PREFIX = "annotations-v"
+EXPORT_ID_KEY = "LabelHub-Export-Id"
+EXPORTED_GENERATION = "exported_generation"
+CARD = "last_card"
+
+
+@dataclass
+class Version:
+    """A landed version: ``annotations-v{number}`` at ``commit``."""
+
+    number: int
+    tag: str
+    commit: str
+    added: int
+    changed: int
+    removed: int
+
+
+def build_csv(state: SyncState, controls: dict[str, str], value_key: str) -> tuple[pd.DataFrame, bytes, dict[int, str]]:
+    """The export's rows from the state's annotation store.
+
+    Returns:
+        ``(frame, csv bytes, {annotation_id: sha256 of its row})``.
+    """
+    users = state.users()
+    rows = [annotation_row(task, annotation, controls, value_key, users)
+            for task, annotation in state.live_annotations()]
+    frame = rows_frame(rows, controls, value_key)
+    csv = frame.to_csv(index=False, lineterminator="\n").encode()
+    hashes = {int(r["annotation_id"]): hashlib.sha256(json.dumps(r, sort_keys=True, default=str).encode()).hexdigest()
+              for r in rows}
+    return frame, csv, hashes
+
+
+def diff_counts(old: dict[int, str], new: dict[int, str]) -> tuple[int, int, int]:
+    """``(added, changed, removed)`` annotations between two ``{annotation_id: row hash}``."""
+    added = sum(1 for k in new if k not in old)
+    changed = sum(1 for k, v in new.items() if k in old and old[k] != v)
+    removed = sum(1 for k in old if k not in new)
+    return added, changed, removed
+
+
+@dataclass
+class Exporter:
+    """Exports the project's annotations to ``repo`` (see the module docstring).
+
+    Attributes:
+        repo: the dataset repo (Hub or local git) that receives the versions.
+        project: the Label Studio project (its label config names the columns).
+        state: the sync state.
+        csv_path: ``path_in_repo`` of the CSV; the manifest is ``manifest.json`` beside it.
+        revision: the branch to commit to.
+        max_attempts: attempts per export on 429/5xx/no answer before giving up until the next tick.
+        sleep: how to wait between attempts (tests pass a no-op).
+    """
+
+    repo: DatasetRepo
+    project: LabelStudioProject
+    state: SyncState
+    csv_path: str = "annotations/annotations.csv"
+    revision: str = "main"
+    max_attempts: int = 5
+    sleep: Callable[[float], None] = time.sleep
+    controls: dict[str, str] = field(init=False)
+
+    def __post_init__(self):
+        self.controls = control_tags(self.project.label_config)
+        self.value_key = data_field(self.project.label_config).value_key
+        self.manifest_path = manifest_path_for(self.csv_path)
+
+    def pending(self) -> bool:
+        """True when annotations changed since the last export, or a version is not finished."""
+        return (self.state.cursor(GENERATION, "0") != self.state.cursor(EXPORTED_GENERATION, "0")
+                or self.state.last_version_status() not in (None, "tagged"))
+
+    def export(self) -> Version | None:
+        """Export once; returns the new version, or ``None`` when nothing changed.
+
+        Raises:
+            labelhub.errors.HubError: the Hub kept failing (the export stays pending and is retried).
+            labelhub.errors.LabelHubError: a tag exists on another commit, or the branch keeps moving.
+        """
+        generation = self.state.cursor(GENERATION, "0")
+        finished = self._finish_unfinished()
+        learn_annotators(self.project, self.state)
+        frame, csv, hashes = build_csv(self.state, self.controls, self.value_key)
+        added, changed, removed = diff_counts(self.state.exported_hashes(), hashes)
+        if not (added or changed or removed):
+            self.state.set_cursor(EXPORTED_GENERATION, generation)
+            return finished
+        last = self.state.last_version()
+        number = self._next_number(last)
+        export_id = uuid.uuid4().hex
+        summary = {"added": added, "changed": changed, "removed": removed}
+        self.state.begin_version(number, export_id, hashes, summary)
+        message = f"annotations v{number}: +{added} ~{changed} -{removed}"
+        description = (f"Annotations of Label Studio project {self.project.project_id} ({self.project.url}).\n\n"
+                       f"{EXPORT_ID_KEY}: {export_id}")
+        parent = last["commit_sha"] if last and last["commit_sha"] else self.repo.resolve(self.revision)
+        sha, parent, files = self._commit(number, export_id, frame, csv, summary, message, description, parent)
+        self.state.set_version_status(number, "committed", sha, parent)
+        if self.state.head(self.revision) == parent:  # the importer need not relist for our own commit
+            self.state.set_head(self.revision, sha)
+        self._tag(number, sha, card=files["README.md"].decode())
+        self.state.set_cursor(EXPORTED_GENERATION, generation)
+        log.info("exported %s%d at %s: %s", TAG_PREFIX, number, sha[:12], message)
+        return Version(number, f"{TAG_PREFIX}{number}", sha, added, changed, removed)
+
+    def _next_number(self, last: dict | None) -> int:
+        if last:
+            return last["version"] + 1
+        numbers = [int(t[len(TAG_PREFIX):]) for t in self.repo.tags()
+                   if t.startswith(TAG_PREFIX) and t[len(TAG_PREFIX):].isdigit()]
+        return max(numbers, default=0) + 1
+
+    def _files(self, number: int, export_id: str, frame: pd.DataFrame, csv: bytes, summary: dict,
+               parent: str) -> dict[str, bytes]:
+        last_tagged = number - 1 if number > 1 else None
+        live = frame[~frame["was_cancelled"].astype(bool)] if len(frame) else frame
+        manifest = {
+            "version": number, "tag": f"{TAG_PREFIX}{number}", "export_id": export_id,
+            "parent_version": f"{TAG_PREFIX}{last_tagged}" if last_tagged else None, "parent_commit": parent,
+            "counts": {"annotations": len(frame), "tasks": int(frame["task_id"].nunique()) if len(frame) else 0,
+                       "annotators": int(frame["annotator"].nunique()) if len(frame) else 0,
+                       "cancelled": len(frame) - len(live), **summary},
+            "label_distribution": label_distribution(frame, self.controls),
+            "label_studio": {"project_id": self.project.project_id, "url": self.project.url,
+                             "title": self.project.title},
+            "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "csv_path": self.csv_path, "csv_sha256": hashlib.sha256(csv).hexdigest(),
+        }
+        if parent == self.state.last_tagged_commit():  # our own last version: its card is in the state
+            previous = self.state.cursor(CARD) or None
+        else:
+            try:
+                previous = self.repo.read_file(parent, "README.md").decode()
+            except FileNotFoundError:
+                previous = None
+        card = dataset_card(previous, self.csv_path, card_block(manifest, self.controls, self.value_key))
+        return {self.csv_path: csv, self.manifest_path: manifest_json(manifest), "README.md": card.encode()}
+
+    def _commit(self, number, export_id, frame, csv, summary, message, description,
+                parent) -> tuple[str, str, dict[str, bytes]]:
+        """Commit until it lands; returns ``(sha, the parent it landed on, the files committed)``."""
+        failures = conflicts = 0
+        while True:
+            files = self._files(number, export_id, frame, csv, summary, parent)
+            try:
+                return self.repo.commit(files, message, description, parent, self.revision), parent, files
+            except CommitConflict:
+                conflicts += 1
+                if conflicts > 10:
+                    raise LabelHubError(f"{self.revision} kept moving: gave up after {conflicts} conflicts") from None
+                parent = self.repo.resolve(self.revision)
+                log.info("branch %s moved: rebuilding the export on %s", self.revision, parent[:12])
+            except (TransientHubError, AmbiguousCommit) as exc:
+                if isinstance(exc, AmbiguousCommit):
+                    landed = self.repo.find_commit(f"{EXPORT_ID_KEY}: {export_id}", self.revision)
+                    if landed:
+                        return landed, parent, files
+                failures += 1
+                if failures >= self.max_attempts:
+                    raise
+                delay = getattr(exc, "retry_after", None) or min(2 ** failures, 60)
+                log.warning("commit of v%d failed (%s); retrying in %.0f s", number, exc, delay)
+                self.sleep(delay)
+
+    def _tag(self, number: int, sha: str, card: str | None = None) -> None:
+        """Tag ``sha`` as version ``number``; remember ``card`` (the README it holds) for the next export."""
+        tag = f"{TAG_PREFIX}{number}"
+        for attempt in range(1, self.max_attempts + 1):
+            try:
+                self.repo.create_tag(tag, sha, message=f"annotations v{number}")
+                break
+            except TagExists:
+                if self.repo.tags().get(tag) != sha:
+                    raise LabelHubError(f"tag {tag} exists on another commit than {sha[:12]}") from None
+                break
+            except TransientHubError as exc:
+                if attempt == self.max_attempts:
+                    raise
+                self.sleep(exc.retry_after or min(2 ** attempt, 60))
+        self.state.set_version_status(number, "tagged")
+        if card:
+            self.state.set_cursor(CARD, card)
+
+    def _finish_unfinished(self) -> Version | None:
+        last = self.state.last_version()
+        if last is None or last["status"] == "tagged":
+            return None
+        if last["status"] == "committing":
+            sha = self.repo.find_commit(f"{EXPORT_ID_KEY}: {last['export_id']}", self.revision)
+            if sha is None:
+                self.state.drop_version(last["version"])
+                return None
+            self.state.set_version_status(last["version"], "committed", sha)
+            last["commit_sha"] = sha
+        self._tag(last["version"], last["commit_sha"])
+        log.info("finished %s%d at %s after an interruption", TAG_PREFIX, last["version"], last["commit_sha"][:12])
+        summary = last["summary"]
+        return Version(last["version"], f"{TAG_PREFIX}{last['version']}", last["commit_sha"], summary["added"],
+                       summary["changed"], summary["removed"])

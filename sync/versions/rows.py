@@ -1,0 +1,129 @@
+"""Annotations → CSV rows (pure; pandas), one row per annotation.
+
+Columns, in order (documented in the README and in each version's dataset card):
+
+``task_id, annotation_id, hf_path, <value key>`` (the file URL pinned to the revision the task was
+made from, e.g. ``image``), then one column per control tag, named by its ``from_name``:
+
+- Choices (and Taxonomy, Labels): the selected labels joined with ``|``;
+- RectangleLabels: a JSON list of ``{"x", "y", "width", "height", "label"}``, coordinates as
+  fractions 0 to 1 of the image (Label Studio stores percent 0 to 100:
+  https://labelstud.io/tags/rectanglelabels), several labels of one region joined with ``|``;
+- TextArea: the text (several entries joined with a newline);
+- any other control: the JSON of its result values;
+
+then ``annotator, created_at, updated_at, lead_time, was_cancelled, ground_truth``, then the
+task's metadata columns (task data keys other than the value key and ``hf_*``), sorted.
+
+The annotation fields come from Label Studio's annotation format
+(https://labelstud.io/guide/export#Label-Studio-JSON-format-of-annotated-tasks).
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+
+import pandas as pd
+
+from labelhub.sync.regions import fractions_from_percent
+
+FIXED_HEAD = ("task_id", "annotation_id", "hf_path")
+FIXED_TAIL = ("annotator", "created_at", "updated_at", "lead_time", "was_cancelled", "ground_truth")
+IDENTITY_KEYS = ("hf_repo", "hf_path", "hf_revision")
+
+
+def control_value(tag: str, results: list[dict]) -> str:
+    """The CSV cell of one control tag from its ``result`` items (see the module docstring)."""
+    if tag == "RectangleLabels":
+        boxes = []
+        for r in results:
+            value = r.get("value", {})
+            box = {k: round(v, 9) for k, v in fractions_from_percent(value).items()}
+            boxes.append({**box, "label": "|".join(value.get("rectanglelabels", []))})
+        return json.dumps(boxes)
+    if tag == "TextArea":
+        return "\n".join(t for r in results for t in r.get("value", {}).get("text", []))
+    key = tag.lower()
+    if all(key in r.get("value", {}) for r in results) and tag in ("Choices", "Labels", "Taxonomy"):
+        labels = []
+        for r in results:
+            for item in r["value"][key]:
+                labels.append("/".join(item) if isinstance(item, list) else str(item))
+        return "|".join(labels)
+    return json.dumps([r.get("value", {}) for r in results])
+
+
+def annotator_of(annotation: Mapping, users: Mapping[int, str]) -> str:
+    """The annotator's email (``completed_by`` is a user id, or a dict with ``email``)."""
+    who = annotation.get("completed_by")
+    if isinstance(who, Mapping):
+        return who.get("email") or str(who.get("id", ""))
+    return users.get(who, "" if who is None else str(who))
+
+
+def annotation_row(task: Mapping, annotation: Mapping, controls: Mapping[str, str], value_key: str,
+                   users: Mapping[int, str]) -> dict:
+    """One CSV row as a dict (see the module docstring for the columns).
+
+    Args:
+        task: the task (``id``, ``data``).
+        annotation: one of its annotations (``id``, ``result``, ``completed_by``, ...).
+        controls: ``{from_name: control tag type}`` of the label config, in config order.
+        value_key: the object tag's data key (``image``).
+        users: ``{user id: email}``.
+    """
+    data = task.get("data") or {}
+    row = {"task_id": task["id"], "annotation_id": annotation["id"], "hf_path": data.get("hf_path", ""),
+           value_key: data.get(value_key, "")}
+    by_control: dict[str, list[dict]] = {}
+    for result in annotation.get("result") or []:
+        by_control.setdefault(result.get("from_name"), []).append(result)
+    for name, tag in controls.items():
+        row[name] = control_value(tag, by_control[name]) if name in by_control else ""
+    row.update({
+        "annotator": annotator_of(annotation, users),
+        "created_at": annotation.get("created_at", ""),
+        "updated_at": annotation.get("updated_at", ""),
+        "lead_time": annotation.get("lead_time"),
+        "was_cancelled": bool(annotation.get("was_cancelled")),
+        "ground_truth": bool(annotation.get("ground_truth")),
+    })
+    for key in sorted(data):
+        if key != value_key and key not in IDENTITY_KEYS:
+            value = data[key]
+            row[key] = json.dumps(value) if isinstance(value, (dict, list)) else value
+    return row
+
+
+def rows_frame(rows: Iterable[dict], controls: Mapping[str, str], value_key: str) -> pd.DataFrame:
+    """The rows as a DataFrame with the columns in the documented order, sorted by task and
+    annotation id (so that equal annotations give byte-equal CSVs)."""
+    fixed = [*FIXED_HEAD, value_key, *controls, *FIXED_TAIL]
+    frame = pd.DataFrame(list(rows))
+    if frame.empty:
+        return pd.DataFrame(columns=fixed)
+    extra = sorted(c for c in frame.columns if c not in fixed)
+    frame = frame.reindex(columns=fixed + extra)
+    return frame.sort_values(["task_id", "annotation_id"], kind="stable").reset_index(drop=True)
+
+
+def label_distribution(frame: pd.DataFrame, controls: Mapping[str, str]) -> dict[str, dict[str, int]]:
+    """``{from_name: {label: count}}`` over the rows not cancelled (Choices-like and boxes)."""
+    live = frame[~frame["was_cancelled"].astype(bool)] if len(frame) else frame
+    distribution: dict[str, dict[str, int]] = {}
+    for name, tag in controls.items():
+        counts: dict[str, int] = {}
+        for cell in live.get(name, []):
+            if not cell:
+                continue
+            if tag == "RectangleLabels":
+                labels = [b["label"] for b in json.loads(cell)]
+            elif tag in ("Choices", "Labels", "Taxonomy"):
+                labels = cell.split("|")
+            else:
+                continue
+            for label in labels:
+                counts[label] = counts.get(label, 0) + 1
+        if counts:
+            distribution[name] = dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+    return distribution
