@@ -16,9 +16,9 @@ from __future__ import annotations
 import importlib
 import logging
 import threading
-from collections import OrderedDict
 from typing import Any, Mapping
 
+from cachetools import LRUCache
 from flask import Flask
 
 from labelhub.backend.errors import register_error_handlers
@@ -60,17 +60,20 @@ def load_model_class(path: str) -> type[LabelStudioMLBase]:
 class ModelRegistry:
     """One model instance per project (and label config) in this worker, created on first use.
 
+    The instances live in a ``cachetools.LRUCache`` (https://cachetools.readthedocs.io/), guarded by a
+    lock since cachetools' caches are not thread-safe.
+
     Args:
         backend: The running backend.
         model_class: The model class.
-        max_projects: Instances kept (least recently used dropped beyond it).
+        max_projects: Instances kept (least recently used dropped beyond it; at least one).
     """
 
     def __init__(self, backend: "Backend", model_class: type[LabelStudioMLBase], max_projects: int = 256):
         self.backend = backend
         self.model_class = model_class
         self.max_projects = max_projects
-        self._models: OrderedDict[tuple[str, str], LabelStudioMLBase] = OrderedDict()
+        self._models: LRUCache[tuple[str, str], LabelStudioMLBase] = LRUCache(maxsize=max(max_projects, 1))
         self._lock = threading.Lock()
 
     def get(self, key: str, label_config: str | None = None, **kwargs: Any) -> LabelStudioMLBase:
@@ -99,20 +102,15 @@ class ModelRegistry:
                     field="label_config")
         cache_key = (key, label_config)
         with self._lock:
-            model = self._models.get(cache_key)
+            model = self._models.get(cache_key)  # a hit counts as a use
             if model is not None:
-                self._models.move_to_end(cache_key)
                 return model
         model = self.model_class(project_id=key, label_config=label_config, state=state, backend=self.backend,
                                  **kwargs)
         if state.project().get("label_config") != label_config:
             state.update_project(label_config=label_config)
-        with self._lock:
-            model = self._models.setdefault(cache_key, model)
-            self._models.move_to_end(cache_key)
-            while len(self._models) > self.max_projects:
-                self._models.popitem(last=False)
-        return model
+        with self._lock:  # another thread may have made one meanwhile: keep the first
+            return self._models.setdefault(cache_key, model)
 
 
 class Backend:

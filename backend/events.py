@@ -26,19 +26,22 @@ import time
 import uuid
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from labelhub.backend.errors import InvalidPayloadError, UnknownActionError
 from labelhub.errors import InvalidEventError, UnknownEventAction
 from labelhub.webhooks import ACTIONS, event_action, parse_event
-from labelhub.backend.state import atomic_write_json, file_lock
+from labelhub.backend.state import Store, atomic_write_json, file_lock
 
 if TYPE_CHECKING:  # pragma: no cover
-    from labelhub.backend.app import Backend
+    from labelhub.backend.metrics import Metrics
+    from labelhub.backend.model import LabelStudioMLBase
+    from labelhub.backend.settings import Settings
 
 log = logging.getLogger(__name__)
 
-__all__ = ["EventQueue", "Trainer", "apply_event", "validate_event", "HANDLED_ACTIONS", "IGNORED_ACTIONS"]
+__all__ = ["EventQueue", "Trainer", "TrainerHost", "ModelSource", "apply_event", "validate_event",
+           "HANDLED_ACTIONS", "IGNORED_ACTIONS"]
 
 #: Actions that change what the model learns from, queued durably.
 HANDLED_ACTIONS = {"ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_CREATED", "ANNOTATIONS_DELETED",
@@ -226,14 +229,41 @@ def apply_event(data: dict, action: str, payload: dict) -> bool:
     return changed
 
 
+class ModelSource(Protocol):
+    """Where the trainer gets a project's model (:class:`labelhub.backend.app.ModelRegistry` is one)."""
+
+    def get(self, key: str, label_config: str | None = None, **kwargs: Any) -> "LabelStudioMLBase":
+        """The model of project ``key`` for ``label_config`` (see ``ModelRegistry.get``)."""
+
+
+class TrainerHost(Protocol):
+    """What the :class:`Trainer` uses of the running backend (:class:`labelhub.backend.app.Backend` is one).
+
+    Described here rather than imported so that this module does not import the app (which imports it).
+
+    Attributes:
+        settings: The backend's settings (``trainer_poll_interval``).
+        store: The projects' state on disk.
+        queue: The durable event queue.
+        models: The models, one per project.
+        metrics: The Prometheus metrics (``events_pending``, ``trainings``, ``training_seconds``).
+    """
+
+    settings: "Settings"
+    store: Store
+    queue: EventQueue
+    models: ModelSource
+    metrics: "Metrics"
+
+
 class Trainer:
     """Applies queued events and fits models in a background thread (one trainer across all workers).
 
     Args:
-        backend: The running backend (store, queue, model registry, metrics).
+        backend: The running backend (store, queue, model registry, metrics): any :class:`TrainerHost`.
     """
 
-    def __init__(self, backend: "Backend"):
+    def __init__(self, backend: TrainerHost):
         self.backend = backend
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None

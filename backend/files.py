@@ -29,10 +29,10 @@ import logging
 import mimetypes
 import os
 import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from cachetools import TTLCache
 from flask import Blueprint, Response, current_app, jsonify, request, send_file
 
 from labelhub.backend.errors import BackendError
@@ -183,7 +183,8 @@ class RepoFiles:
         if self.repos and not settings.secret:
             log.warning("LABELHUB_FILE_REPOS is set but LABELHUB_SECRET is not: the file route refuses every URL")
         self._git: dict[str, GitObjects] = {}
-        self._visibility: dict[str, tuple[bool, float]] = {}
+        # repo key -> whether the Hub repo is private, for _VISIBILITY_TTL seconds
+        self._visibility: TTLCache[str, bool] = TTLCache(maxsize=max(len(self.repos), 1), ttl=_VISIBILITY_TTL)
         self._lock = threading.Lock()
 
     # ---- signatures ------------------------------------------------------------------------------
@@ -294,10 +295,10 @@ class RepoFiles:
                 from None
 
     def _hub_private(self, repo: FileRepo) -> bool:
-        now = time.monotonic()
-        known = self._visibility.get(repo.key)
-        if known is not None and known[1] > now:
-            return known[0]
+        with self._lock:
+            known = self._visibility.get(repo.key)
+        if known is not None:
+            return known
         try:
             from huggingface_hub import HfApi
 
@@ -307,7 +308,8 @@ class RepoFiles:
             log.warning("could not tell whether dataset %s is public (%s): files are answered as private",
                         repo.source, type(exc).__name__)
             private = True
-        self._visibility[repo.key] = (private, now + _VISIBILITY_TTL)
+        with self._lock:
+            self._visibility[repo.key] = private
         return private
 
 

@@ -30,11 +30,10 @@ import binascii
 import logging
 import re
 import threading
-import time
-from collections import OrderedDict
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import requests
+from cachetools import LRUCache, TTLCache
 
 from labelhub.backend.errors import BackendError, MediaFetchError, MediaNotAllowedError
 from labelhub.redaction import redact
@@ -115,14 +114,16 @@ def parse_hub_url(url: str, endpoint: str) -> HubFile | None:
 
 
 class _LabelStudioAuth:
-    """The ``Authorization`` header for Label Studio, refreshing a personal access token's access token."""
+    """The ``Authorization`` header for Label Studio, refreshing a personal access token's access token.
+
+    The access token is kept in a one-entry ``cachetools.TTLCache`` for :attr:`ACCESS_TTL` seconds.
+    """
 
     ACCESS_TTL = 240.0  # Label Studio's access tokens live 5 minutes; renew a minute early.
 
     def __init__(self, url: str, api_key: str, session: requests.Session, timeout: float):
         self.url, self.api_key, self.session, self.timeout = url, api_key, session, timeout
-        self._access: str | None = None
-        self._expires = 0.0
+        self._access: TTLCache[str, str] = TTLCache(maxsize=1, ttl=self.ACCESS_TTL)
         self._lock = threading.Lock()
 
     @property
@@ -135,48 +136,20 @@ class _LabelStudioAuth:
         if not self.is_personal_token:
             return {"Authorization": f"Token {self.api_key}"}
         with self._lock:
-            if force_refresh or self._access is None or time.monotonic() > self._expires:
+            access = None if force_refresh else self._access.get("access")
+            if access is None:
                 try:
                     answer = self.session.post(self.url + "/api/token/refresh/", json={"refresh": self.api_key},
                                                timeout=self.timeout, allow_redirects=False)
                     answer.raise_for_status()
-                    self._access = answer.json()["access"]
+                    access = answer.json()["access"]
                 except (requests.RequestException, ValueError, KeyError) as exc:
                     status = getattr(getattr(exc, "response", None), "status_code", None)
                     raise MediaFetchError(
                         f"Label Studio refused the personal access token in LABEL_STUDIO_API_KEY "
                         f"(POST /api/token/refresh/: {status or type(exc).__name__})") from None
-                self._expires = time.monotonic() + self.ACCESS_TTL
-            return {"Authorization": f"Bearer {self._access}"}
-
-
-class _ByteLRU:
-    """A thread-safe LRU of ``url -> bytes`` bounded by total size."""
-
-    def __init__(self, max_bytes: int):
-        self.max_bytes = max_bytes
-        self._items: OrderedDict[str, bytes] = OrderedDict()
-        self._size = 0
-        self._lock = threading.Lock()
-
-    def get(self, key: str) -> bytes | None:
-        with self._lock:
-            value = self._items.get(key)
-            if value is not None:
-                self._items.move_to_end(key)
-            return value
-
-    def put(self, key: str, value: bytes) -> None:
-        if len(value) > self.max_bytes // 4:
-            return
-        with self._lock:
-            if key in self._items:
-                return
-            self._items[key] = value
-            self._size += len(value)
-            while self._size > self.max_bytes and self._items:
-                _, old = self._items.popitem(last=False)
-                self._size -= len(old)
+                self._access["access"] = access
+            return {"Authorization": f"Bearer {access}"}
 
 
 class MediaFetcher:
@@ -204,7 +177,9 @@ class MediaFetcher:
         self.ls_url = settings.label_studio_url.rstrip("/")
         self._ls_auth = _LabelStudioAuth(self.ls_url, settings.label_studio_api_key, self.session,
                                          settings.media_timeout)
-        self.cache = _ByteLRU(settings.media_cache_bytes)
+        # bounded by total size; one file may take at most a quarter of it
+        self.cache: LRUCache[str, bytes] = LRUCache(maxsize=settings.media_cache_bytes, getsizeof=len)
+        self._cache_lock = threading.Lock()
         self.repo_files = RepoFiles(settings)
         self.hits = 0
         self.misses = 0
@@ -274,7 +249,8 @@ class MediaFetcher:
         kind = self.classify(url)
         if kind == "data":
             return self._decode_data_uri(url)
-        cached = self.cache.get(url)
+        with self._cache_lock:
+            cached = self.cache.get(url)
         if cached is not None:
             self.hits += 1
             return cached
@@ -288,8 +264,20 @@ class MediaFetcher:
             data = self._get(full, label_studio=True)
         else:
             data = self._get(url, label_studio=False)
-        self.cache.put(url, data)
+        self._keep(url, data)
         return data
+
+    def _keep(self, url: str, data: bytes) -> None:
+        """Cache ``data`` unless it is over a quarter of ``LABELHUB_MEDIA_CACHE_BYTES`` (or over all of it:
+        cachetools raises ``ValueError`` for a value larger than the cache) or ``url`` is cached already."""
+        if len(data) > self.cache.maxsize // 4:
+            return
+        with self._cache_lock:
+            if url not in self.cache:
+                try:
+                    self.cache[url] = data
+                except ValueError:
+                    pass
 
     def fetch_text(self, url: str) -> str:
         """Like :meth:`fetch`, decoded as UTF-8 (for ``<Text valueType="url">``)."""

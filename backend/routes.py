@@ -20,11 +20,9 @@ Views parse with :mod:`labelhub.backend.payloads`, call the model (:mod:`labelhu
 """
 from __future__ import annotations
 
-import base64
 import hmac
 import logging
 import time
-from typing import Any
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
 
@@ -32,7 +30,7 @@ from labelhub.backend.errors import UnauthorizedError
 from labelhub.redaction import redact
 from labelhub.webhooks import SECRET_HEADER
 from labelhub.backend.events import validate_event
-from labelhub.backend.model import ModelResponse
+from labelhub.backend.model import normalize_predictions
 from labelhub.backend.payloads import PredictRequest, SetupRequest, TrainRequest, json_body
 
 log = logging.getLogger(__name__)
@@ -51,15 +49,16 @@ def _backend():
 
 
 def _basic_auth_ok(settings) -> bool:
-    header = request.headers.get("Authorization", "")
-    if not header.startswith("Basic "):
+    """Whether the request carries ``BASIC_AUTH_USER``/``BASIC_AUTH_PASS`` as HTTP basic auth (RFC 7617).
+
+    Werkzeug parses the ``Authorization`` header (``request.authorization``: ``None`` when it is
+    missing or malformed); both parts are compared in constant time.
+    """
+    auth = request.authorization
+    if auth is None or auth.type != "basic":
         return False
-    try:
-        user, _, password = base64.b64decode(header[6:], validate=True).decode().partition(":")
-    except (ValueError, UnicodeDecodeError):
-        return False
-    return (hmac.compare_digest(user.encode(), settings.basic_auth_user.encode())
-            & hmac.compare_digest(password.encode(), settings.basic_auth_pass.encode()))
+    return (hmac.compare_digest((auth.username or "").encode(), settings.basic_auth_user.encode())
+            & hmac.compare_digest((auth.password or "").encode(), settings.basic_auth_pass.encode()))
 
 
 def _secret_ok(settings) -> bool:
@@ -127,36 +126,13 @@ def setup():
     return jsonify(model_version=model.model_version)
 
 
-def _normalize(raw: Any, tasks: list, default_version: str) -> list[dict]:
-    """One ``{"result", "score", "model_version"}`` per task, whatever shape the model answered."""
-    if isinstance(raw, ModelResponse):
-        default_version = raw.model_version or default_version
-        raw = raw.predictions
-    elif isinstance(raw, dict):
-        raw = raw.get("results", raw.get("predictions"))
-    if not isinstance(raw, list) or len(raw) != len(tasks):
-        got = len(raw) if isinstance(raw, list) else type(raw).__name__
-        log.error("the model answered %s predictions for %d tasks", got, len(tasks))
-        return [{"result": [], "score": 0.0, "model_version": default_version,
-                 "error": f"the model answered {got} predictions for {len(tasks)} tasks"} for _ in tasks]
-    out = []
-    for item in raw:
-        if isinstance(item, list):  # label-studio-ml allowed a list of predictions per task: take the first
-            item = item[0] if item else {}
-        if not isinstance(item, dict):
-            item = {}
-        pred = {"result": item.get("result") if isinstance(item.get("result"), list) else [],
-                "score": float(item["score"]) if isinstance(item.get("score"), (int, float)) else 0.0,
-                "model_version": str(item.get("model_version") or default_version)}
-        if item.get("error"):
-            pred["error"] = str(item["error"])
-        out.append(pred)
-    return out
-
-
 @protocol_bp.post("/predict")
 def predict():
     """``POST /predict``: ``{"results": [...]}``, one prediction per task, in task order.
+
+    Whatever the model's ``predict`` returns (dicts, label-studio-sdk ``PredictionValue``, a
+    ``ModelResponse``, ...) is turned into Label Studio's prediction format by
+    :func:`labelhub.backend.model.normalize_predictions`.
 
     A task whose media cannot be fetched (or is not allowed) gets an empty ``result`` and an
     ``error`` field while the others are predicted.
@@ -167,7 +143,7 @@ def predict():
     if not req.tasks:
         return jsonify(results=[])
     raw = model.predict(req.tasks, context=req.context, login=req.login, password=req.password)
-    results = _normalize(raw, req.tasks, model.model_version)
+    results = normalize_predictions(raw, len(req.tasks), model.model_version)
     for pred in results:
         outcome = "media_error" if "error" in pred else ("ok" if pred["result"] else "empty")
         backend.metrics.predictions.labels(outcome=outcome).inc()

@@ -52,7 +52,7 @@ def main() -> None:
     from labelhub.sync.labels.csv_file import read_labels_csv
     from labelhub.sync.labels.cli import import_labels
     from labelhub.sync.labels.parsed import ProjectLabels, UrlResolver
-    from labelhub.sync.labels.importer import build_task
+    from labelhub.sync.labels.importer import build_labeled_task
     from tests.labelstudio import LabelStudioServer, ensure_template
 
     ensure_template()
@@ -81,7 +81,7 @@ def main() -> None:
 
             command_s = run_command()
             logging.getLogger().setLevel(logging.WARNING)
-            payloads = [build_task(t, labels, "predictions", "raw") for t in parsed.tasks]
+            payloads = [build_labeled_task(t, labels, "predictions", "raw") for t in parsed.tasks]
             t0 = time.perf_counter()
             answer = client.projects.import_tasks(raw.id, request=payloads, return_task_ids=True)
             raw_s = time.perf_counter() - t0

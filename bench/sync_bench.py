@@ -43,7 +43,7 @@ from labelhub.label_config import control_tags  # noqa: E402
 from labelhub.sync.versions.rows import annotation_row  # noqa: E402
 from labelhub.sync.labelstudio.project import LabelStudioProject  # noqa: E402
 from labelhub.sync.state import SyncState  # noqa: E402
-from labelhub.sync.files.payloads import build_task  # noqa: E402
+from labelhub.sync.files.payloads import build_file_task  # noqa: E402
 from tests import sample_repos as datasets  # noqa: E402
 from tests.hubserver import HubServer  # noqa: E402
 
@@ -90,7 +90,7 @@ def main() -> None:
         assert report.created == args.files, report
 
         sha = repo.resolve("main")
-        payloads = [build_task(importer.field, repo.file_url(sha, f.path), repo_id, f.path, sha)
+        payloads = [build_file_task(importer.field, repo.file_url(sha, f.path), repo_id, f.path, sha)
                     for f in repo.list_files(sha) if f.path.endswith(".png")]
         t0 = time.perf_counter()
         client.projects.import_tasks(raw.id, request=payloads, return_task_ids=True)

@@ -20,7 +20,7 @@ def _kill_at(point: str, nth: int) -> None:
     from labelhub.repos.git import LocalGitRepo
     from labelhub.repos.hub import HubRepo
     from labelhub.sync.labelstudio.project import LabelStudioProject
-    from labelhub.sync.state import SyncState
+    from labelhub.sync.ledger import ImportLedger
 
     passes = {"count": 0}
 
@@ -30,7 +30,7 @@ def _kill_at(point: str, nth: int) -> None:
             if passes["count"] == nth:
                 os.kill(os.getpid(), signal.SIGKILL)
 
-    original_import, original_add = LabelStudioProject.import_tasks, SyncState.add_tasks
+    original_import, original_record = LabelStudioProject.import_tasks, ImportLedger.record
 
     def import_tasks(self, tasks):
         tick("before_import")
@@ -38,11 +38,11 @@ def _kill_at(point: str, nth: int) -> None:
         tick("after_import")
         return ids
 
-    def add_tasks(self, rows):
-        original_add(self, rows)
+    def record(self, entries):
+        original_record(self, entries)
         tick("after_record")
 
-    LabelStudioProject.import_tasks, SyncState.add_tasks = import_tasks, add_tasks
+    LabelStudioProject.import_tasks, ImportLedger.record = import_tasks, record
 
     for cls in (HubRepo, LocalGitRepo):
         def commit(self, *args, _original=cls.commit, **kwargs):

@@ -191,6 +191,25 @@ def test_basic_auth_protects_the_protocol_and_the_secret_opens_the_webhook(tmp_p
     assert client.post("/webhook", json=event, headers=good).status_code == 200  # START_TRAINING has basic auth
 
 
+@pytest.mark.parametrize("header", [
+    "Basic !!!not-base64!!!", "Basic " + base64.b64encode(b"no-colon").decode(),
+    "Basic " + base64.b64encode(b"ls:\xff\xfe").decode(), "Bearer pass-123456", "Basic", "ls:pass-123456",
+    "Basic " + base64.b64encode("ls:pass-123456\u00e9".encode()).decode(),
+])
+def test_malformed_or_wrong_basic_auth_is_a_json_401(tmp_path, header):
+    client = make_app(tmp_path, basic_auth_user="ls", basic_auth_pass="pass-123456").test_client()
+    answer = client.post("/setup", json={"project": KEY, "schema": IMAGE_CONFIG}, headers={"Authorization": header})
+    assert answer.status_code == 401 and answer.json["code"] == "unauthorized"
+    assert answer.headers["WWW-Authenticate"] == 'Basic realm="labelhub"'
+
+
+def test_basic_auth_scheme_is_case_insensitive(tmp_path):
+    # RFC 7235 §2.1: the scheme is case-insensitive (werkzeug's request.authorization reads it so)
+    client = make_app(tmp_path, basic_auth_user="ls", basic_auth_pass="pass-123456").test_client()
+    header = {"Authorization": "basic " + base64.b64encode(b"ls:pass-123456").decode()}
+    assert client.post("/setup", json={"project": KEY, "schema": IMAGE_CONFIG}, headers=header).status_code == 200
+
+
 def test_legacy_train_endpoint_queues_the_annotated_tasks(app, client):
     tasks, labels = image_tasks(20)
     body = {"project": KEY, "label_config": IMAGE_CONFIG, "annotations": [

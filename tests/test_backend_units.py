@@ -4,7 +4,10 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import threading
+import time
 
+import numpy as np
 import pytest
 
 from labelhub.backend.errors import MediaFetchError, MediaNotAllowedError
@@ -12,6 +15,7 @@ from labelhub.errors import LabelConfigError
 from labelhub.backend.events import apply_event
 from labelhub.label_config import choices_spec, parsed_label_config
 from labelhub.backend.media import MediaFetcher, parse_hub_url, safe_url
+from labelhub.backend.models.choices import EmbeddingCache
 from labelhub.backend.settings import Settings
 from labelhub.backend.state import ProjectState, Store, atomic_write_json, file_lock, project_key_from_webhook
 from tests.backend_fixtures import IMAGE_CONFIG, TEXT_CONFIG, MediaServer, annotation_event, choices_config
@@ -116,6 +120,62 @@ def test_file_lock_excludes_another_holder(tmp_path):
             assert second is False
     with file_lock(tmp_path / "l", blocking=False) as again:
         assert again
+
+
+def test_file_lock_excludes_another_thread_of_the_process(tmp_path):
+    # the trainer thread of a worker and a request thread writing state must not both hold it
+    held, release, seen = threading.Event(), threading.Event(), []
+
+    def holder():
+        with file_lock(tmp_path / "l") as ok:
+            seen.append(ok)
+            held.set()
+            release.wait(10)
+
+    thread = threading.Thread(target=holder)
+    thread.start()
+    assert held.wait(10)
+    with file_lock(tmp_path / "l", blocking=False) as second:
+        assert second is False
+    waited = []
+
+    def waiter():
+        started = time.monotonic()
+        with file_lock(tmp_path / "l") as ok:
+            waited.append((ok, time.monotonic() - started))
+
+    blocked = threading.Thread(target=waiter)
+    blocked.start()
+    time.sleep(0.3)
+    assert not waited  # a blocking acquire waits for the holder
+    release.set()
+    thread.join(10)
+    blocked.join(10)
+    assert seen == [True] and waited and waited[0][0] is True and waited[0][1] >= 0.25
+
+
+def _hold_lock(path, ready):
+    with file_lock(path) as ok:
+        assert ok
+        ready.set()
+        time.sleep(60)
+
+
+def test_file_lock_passes_on_when_its_holder_process_dies(tmp_path):
+    # the trainer election: a worker killed while it trains must not keep the lock
+    ctx = multiprocessing.get_context("fork")
+    ready = ctx.Event()
+    proc = ctx.Process(target=_hold_lock, args=(tmp_path / "trainer.lock", ready))
+    proc.start()
+    try:
+        assert ready.wait(20)
+        with file_lock(tmp_path / "trainer.lock", blocking=False) as held:
+            assert held is False
+    finally:
+        proc.kill()
+        proc.join(10)
+    with file_lock(tmp_path / "trainer.lock", blocking=False) as held:
+        assert held is True
 
 
 def test_kv_change_is_seen_by_another_reader(tmp_path):
@@ -226,6 +286,32 @@ def test_media_too_large_is_refused(tmp_path):
                                         media_max_bytes=1000))
         with pytest.raises(MediaFetchError, match="larger"):
             fetcher.fetch(server.url + "/big")
+
+
+def test_media_cache_is_bounded_by_total_bytes_and_skips_big_files(tmp_path):
+    fetcher = MediaFetcher(Settings(model_dir=tmp_path, media_cache_bytes=1000))
+    for i in range(5):
+        fetcher._keep(f"u{i}", b"x" * 250)  # a quarter each: four fit
+    assert "u0" not in fetcher.cache and all(f"u{i}" in fetcher.cache for i in range(1, 5))
+    assert fetcher.cache.currsize == 1000
+    fetcher._keep("big", b"x" * 251)  # over a quarter: not cached
+    assert "big" not in fetcher.cache
+    tiny = MediaFetcher(Settings(model_dir=tmp_path, media_cache_bytes=0))
+    tiny._keep("u", b"x")
+    assert not tiny.cache
+
+
+def test_embedding_cache_drops_the_least_recently_used():
+    cache = EmbeddingCache(2)
+    a, b, c = (np.full(2, v) for v in (1.0, 2.0, 3.0))
+    cache.put("a", a)
+    cache.put("b", b)
+    assert cache.get("a") is a  # a is now the most recently used
+    cache.put("c", c)
+    assert cache.get("b") is None and cache.get("a") is a and cache.get("c") is c
+    off = EmbeddingCache(0)
+    off.put("a", a)
+    assert off.get("a") is None
 
 
 def test_label_studio_media_with_a_legacy_token(tmp_path):

@@ -212,7 +212,7 @@ def test_big_file_goes_in_batches_of_1000_and_a_lost_state_adds_nothing(label_st
     assert calls == [1000, 1000, 100] and label_studio.client().projects.get(project.id).task_number == n
 
 
-@pytest.mark.parametrize("kill_at", ["before_import:2", "after_import:2"])
+@pytest.mark.parametrize("kill_at", ["before_import:2", "after_import:2", "after_record:3"])
 def test_sigkill_mid_import_then_rerun_gives_no_duplicate_and_none_missing(label_studio, project, env, tmp_path,
                                                                           kill_at):
     csv = tmp_path / "labels.csv"

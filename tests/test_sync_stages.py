@@ -6,7 +6,7 @@ from labelhub.sync.files.selection import select_files
 from labelhub.label_config import data_field
 from labelhub.sync.files.metadata import MetadataSpec, MetadataTable
 from labelhub.repos import RepoFile
-from labelhub.sync.files.payloads import build_task
+from labelhub.sync.files.payloads import build_file_task
 
 IMAGE_CONFIG = '<View><Image name="img" value="$image"/><Choices name="kind" toName="img">' \
                '<Choice value="text-only"/><Choice value="illustrated"/></Choices></View>'
@@ -54,7 +54,7 @@ def test_metadata_with_header_and_duplicate_keys_is_refused():
 
 
 def test_build_task_never_lets_metadata_overwrite_identity_keys():
-    task = build_task(data_field(IMAGE_CONFIG), "http://hub/x.png", "o/r", "x.png", "a" * 40,
+    task = build_file_task(data_field(IMAGE_CONFIG), "http://hub/x.png", "o/r", "x.png", "a" * 40,
                       {"hf_path": "evil", "title": "T"})
     assert task == {"data": {"title": "T", "image": "http://hub/x.png", "hf_repo": "o/r", "hf_path": "x.png",
                              "hf_revision": "a" * 40}}
@@ -132,3 +132,36 @@ def test_annotators_known_only_by_id_from_webhooks_are_looked_up_once(tmp_path):
     intake.learn_annotators()
     intake.learn_annotators()
     assert Project.calls == 1 and state.users() == {3: "ann@labelhub.test"} and not state.unknown_annotators()
+
+
+def test_a_state_file_of_the_previous_layout_keeps_every_task_and_pending_import(tmp_path):
+    import sqlite3
+
+    from labelhub.sync.ledger import LABELS_SOURCE, ImportLedger
+    from labelhub.sync.state import SyncState
+
+    old = sqlite3.connect(tmp_path / "s.sqlite3")
+    old.executescript("""
+        CREATE TABLE tasks (project_id INTEGER, repo_id TEXT, hf_path TEXT, task_id INTEGER, hf_revision TEXT,
+                            removed_in TEXT, PRIMARY KEY (project_id, repo_id, hf_path));
+        CREATE TABLE pending_imports (project_id INTEGER, repo_id TEXT, hf_path TEXT, after_task_id INTEGER,
+                                      PRIMARY KEY (project_id, repo_id, hf_path));
+        CREATE TABLE label_import_tasks (project_id INTEGER, source_url TEXT, task_id INTEGER,
+                                         PRIMARY KEY (project_id, source_url));
+        CREATE TABLE label_import_pending (project_id INTEGER, source_url TEXT, after_task_id INTEGER,
+                                           PRIMARY KEY (project_id, source_url));
+        INSERT INTO tasks VALUES (1, 'o/r', 'a.png', 5, 'sha1', NULL), (1, 'o/r', 'b.png', 6, 'sha1', 'sha2');
+        INSERT INTO pending_imports VALUES (1, 'o/r', 'c.png', 6);
+        INSERT INTO label_import_tasks VALUES (1, 'https://x/1.png', 7);
+        INSERT INTO label_import_pending VALUES (1, 'https://x/2.png', 7);
+    """)
+    old.commit()
+    old.close()
+    state = SyncState(tmp_path / "s.sqlite3", 1, "o/r")
+    assert state.ledger.known() == {"a.png": None, "b.png": "sha2"}
+    assert state.ledger.pending() == (["c.png"], 6)
+    labels = ImportLedger(state.db, 1, LABELS_SOURCE)
+    assert labels.task_ids(["https://x/1.png"]) == {"https://x/1.png": 7}
+    assert labels.pending() == (["https://x/2.png"], 7) and labels.max_task_id() == 7
+    state.close()
+    assert SyncState(tmp_path / "s.sqlite3", 1, "o/r").ledger.count() == 2  # migrated once, opened again

@@ -19,11 +19,11 @@ import json
 import logging
 import threading
 import time
-from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
+from cachetools import LRUCache
 
 from labelhub.backend.errors import MediaError
 from labelhub.label_config import choices_spec
@@ -38,13 +38,16 @@ __all__ = ["ChoicesModel", "EmbeddingCache"]
 class EmbeddingCache:
     """A thread-safe LRU of embeddings, keyed by embedder name and the task's value (URL or text).
 
+    A ``cachetools.LRUCache`` (https://cachetools.readthedocs.io/) under a lock (cachetools' caches are
+    not thread-safe).
+
     Args:
         size: Most entries kept (0 disables the cache).
     """
 
     def __init__(self, size: int):
         self.size = size
-        self._items: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._items: LRUCache[str, np.ndarray] | None = LRUCache(maxsize=size) if size > 0 else None
         self._lock = threading.Lock()
 
     @staticmethod
@@ -53,22 +56,30 @@ class EmbeddingCache:
         return hashlib.sha1(f"{embedder}\0{value}".encode()).hexdigest()
 
     def get(self, key: str) -> np.ndarray | None:
-        """The cached vector or ``None``."""
+        """The vector cached under ``key`` (a hit counts as a use).
+
+        Args:
+            key: From :meth:`key`.
+
+        Returns:
+            The vector, or ``None`` when it is not cached.
+        """
+        if self._items is None:
+            return None
         with self._lock:
-            vec = self._items.get(key)
-            if vec is not None:
-                self._items.move_to_end(key)
-            return vec
+            return self._items.get(key)
 
     def put(self, key: str, vec: np.ndarray) -> None:
-        """Keep ``vec`` under ``key``, dropping the least recently used beyond ``size``."""
-        if self.size <= 0:
+        """Keep ``vec`` under ``key``, dropping the least recently used beyond ``size`` (nothing when 0).
+
+        Args:
+            key: From :meth:`key`.
+            vec: The embedding.
+        """
+        if self._items is None:
             return
         with self._lock:
             self._items[key] = vec
-            self._items.move_to_end(key)
-            while len(self._items) > self.size:
-                self._items.popitem(last=False)
 
 
 def _parse_time(value: Any) -> str:

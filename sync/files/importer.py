@@ -1,6 +1,6 @@
 """Files → tasks: one sync cycle that imports a repo's new files into a Label Studio project.
 
-One cycle (:func:`import_files`):
+One cycle (:meth:`FileImporter.run`), through the crash-safe import ledger (:mod:`labelhub.sync.ledger`):
 
 1. Resolve the revision to a commit sha: one Hub API call. If it is the sha synced last time and
    nothing is pending, stop there (no Label Studio call).
@@ -20,21 +20,20 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from tqdm.auto import tqdm
-
 from labelhub.sync.files.selection import select_files
 from labelhub.label_config import DataField, data_field
 from labelhub.sync.labelstudio.project import LabelStudioProject
 from labelhub.sync.files.metadata import MetadataSpec, MetadataTable
 from labelhub.repos import DatasetRepo, RepoFile
 from labelhub.sync.state import SyncState
-from labelhub.sync.files.payloads import build_task
+from labelhub.sync.files.payloads import build_file_task
+from labelhub.sync.ledger import Entry, Item
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
-class ImportReport:
+class FileImportReport:
     """What a cycle did. ``unchanged`` is true when the head had not moved."""
 
     sha: str
@@ -79,7 +78,7 @@ class FileImporter:
         if not self.include:
             self.include = self.field.default_include
 
-    def run(self) -> ImportReport:
+    def run(self) -> FileImportReport:
         """Run one cycle (see the module docstring) and return its report.
 
         Raises:
@@ -87,17 +86,17 @@ class FileImporter:
                 refused a call; what was imported before the error is recorded.
         """
         sha = self.repo.resolve(self.revision)
-        pending, after = self.state.pending()
+        ledger = self.state.ledger
+        pending, _ = ledger.pending()
         if self.state.head(self.revision) == sha and not pending:
-            return ImportReport(sha, unchanged=True)
-        report = ImportReport(sha)
-        if pending:
-            report.recovered = self._reconcile(after, set(pending))
-        elif self.state.task_count() == 0:
-            report.recovered = self._reconcile(0, None)
+            return FileImportReport(sha, unchanged=True)
+        report = FileImportReport(sha)
+        report.recovered = ledger.recover(self._existing_tasks)
+        if report.recovered:
+            log.info("recovered %d tasks that Label Studio already had", report.recovered)
         files = select_files(self.repo.list_files(sha), self.include, self.exclude)
         report.files = len(files)
-        known = self.state.known_paths()
+        known = ledger.known()
         new = [f for f in files if f.path not in known]
         present = {f.path for f in files}
         report.removed = sorted(p for p, removed_in in known.items() if removed_in is None and p not in present)
@@ -112,35 +111,20 @@ class FileImporter:
                  report.recovered, len(report.removed), len(report.restored))
         return report
 
-    def _reconcile(self, after_task_id: int, paths: set[str] | None) -> int:
-        """Record the project's tasks of this repo created after ``after_task_id`` (only ``paths``
-        when given) and clear the pending imports. Returns how many were recorded."""
-        found = self.project.find_tasks(self.repo.repo_id, after_task_id)
-        known = self.state.known_paths()
-        rows = [(path, task_id, revision) for path, (task_id, revision) in found.items()
-                if path not in known and (paths is None or path in paths)]
-        self.state.add_tasks(rows)
-        self.state.clear_pending()
-        if rows:
-            log.info("recovered %d tasks that Label Studio already had", len(rows))
-        return len(rows)
+    def _existing_tasks(self, after_task_id: int) -> list[Entry]:
+        """The project's tasks of this repo with an id above ``after_task_id`` (for :meth:`ImportLedger.recover`)."""
+        return [Entry(data["hf_path"], task_id, data.get("hf_revision", ""))
+                for task_id, data in self.project.task_data(after_task_id, hf_repo=self.repo.repo_id)
+                if data.get("hf_path") is not None]
 
     def _import(self, files: list[RepoFile], sha: str) -> int:
         table = None
         if self.metadata:
             table = MetadataTable(self.repo.read_file(sha, self.metadata.path), self.metadata)
-        created = 0
-        with tqdm(total=len(files), desc="importing tasks", unit=" tasks", leave=False) as bar:
-            for start in range(0, len(files), self.batch_size):
-                batch = files[start:start + self.batch_size]
-                tasks = [build_task(self.field, self._value(f, sha), self.repo.repo_id, f.path, sha,
-                                    table.columns_for(f.path) if table else None) for f in batch]
-                self.state.begin_import([f.path for f in batch], self.state.max_task_id())
-                ids = self.project.import_tasks(tasks)
-                self.state.add_tasks((f.path, task_id, sha) for f, task_id in zip(batch, ids))
-                created += len(ids)
-                bar.update(len(batch))
-        return created
+        items = (Item(f.path, build_file_task(self.field, self._value(f, sha), self.repo.repo_id, f.path, sha,
+                                              table.columns_for(f.path) if table else None), sha)
+                 for f in files)
+        return self.state.ledger.import_items(self.project, items, len(files), self.batch_size)
 
     def _value(self, file: RepoFile, sha: str) -> str:
         if self.field.as_url:
@@ -150,6 +134,6 @@ class FileImporter:
     def _mark(self, paths: list[str], removed_in: str | None) -> None:
         if not paths:
             return
-        for path, task_id in self.state.task_ids(paths).items():
+        for path, task_id in self.state.ledger.task_ids(paths).items():
             self.project.update_meta(task_id, {"hf_removed": removed_in is not None, "hf_removed_in": removed_in})
-        self.state.set_removed(paths, removed_in)
+        self.state.ledger.set_removed(paths, removed_in)

@@ -14,7 +14,7 @@ from __future__ import annotations
 from labelhub.label_config import DataField
 
 
-def build_task(field: DataField, value: str, repo_id: str, path: str, sha: str,
+def build_file_task(field: DataField, value: str, repo_id: str, path: str, sha: str,
                metadata: dict | None = None) -> dict:
     """One import payload ``{"data": {...}}`` for the file ``path`` of ``repo_id`` at ``sha``.
 

@@ -91,7 +91,8 @@ def _run(file, project_id, target, model_version, strict, batch_size, file_forma
     from labelhub.sync.labels.coco_file import read_coco
     from labelhub.sync.labels.csv_file import read_labels_csv
     from labelhub.sync.labels.parsed import ProjectLabels, UrlResolver
-    from labelhub.sync.labels.state import ImportState
+    from labelhub.sync.ledger import LABELS_SOURCE, ImportLedger
+    from labelhub.sync.state import connect
     from labelhub.sync.labels.importer import LabelImporter, summary_lines
     from labelhub.sync.labelstudio.project import LabelStudioProject
 
@@ -117,12 +118,12 @@ def _run(file, project_id, target, model_version, strict, batch_size, file_forma
         click.echo(str(error))
     report = None
     if not (strict and parsed.rejected_rows):
-        state = ImportState(state_path, project_id)
+        db = connect(state_path)
         try:
-            report = LabelImporter(project, state, labels, target=target, model_version=model_version,
-                                   batch_size=batch_size).run(parsed.tasks)
+            report = LabelImporter(project, ImportLedger(db, project_id, LABELS_SOURCE), labels, target=target,
+                                   model_version=model_version, batch_size=batch_size).run(parsed.tasks)
         finally:
-            state.close()
+            db.close()
     for line in summary_lines(parsed, report, target, strict):
         click.echo(line)
     return parsed.rejected_rows

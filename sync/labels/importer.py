@@ -1,11 +1,11 @@
 """Labels made elsewhere → Label Studio tasks with predictions or annotations, never twice.
 
-:func:`build_task` turns an :class:`labelhub.sync.labels.parsed.ImportTask` into Label Studio's import task
+:func:`build_labeled_task` turns an :class:`labelhub.sync.labels.parsed.ImportTask` into Label Studio's import task
 format (https://labelstud.io/guide/task_format): the url under the value key the label config
 names, with predictions or annotations inline, so a batch of tasks with their labels is **one**
 import call. :class:`LabelImporter` imports a parsed file:
 
-1. Finish what a crash left: urls recorded as pending are looked up among the project's tasks
+1. Finish what a crash left (:mod:`labelhub.sync.ledger`): urls recorded as pending are looked up among the project's tasks
    created after the import began (``id > after_task_id``, ``data.source_url`` not empty) and
    recorded; a state without any url for this project adopts the project's tasks that have a
    ``data.source_url`` the same way (a lost state file creates no duplicates).
@@ -18,16 +18,13 @@ added to that task (one call per task) instead of a second task.
 """
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from tqdm.auto import tqdm
-
 from labelhub.sync.labels.parsed import ImportTask, ParsedLabels, ProjectLabels
-from labelhub.sync.labels.state import ImportState
-from labelhub.sync.labelstudio.project import PAGE_SIZE, LabelStudioProject
+from labelhub.sync.labelstudio.project import LabelStudioProject
+from labelhub.sync.ledger import Entry, ImportLedger, Item
 from labelhub.sync.regions import percent_from_edges
 
 log = logging.getLogger(__name__)
@@ -66,7 +63,7 @@ def build_result(task: ImportTask, labels: ProjectLabels) -> list[dict]:
     return result
 
 
-def build_task(task: ImportTask, labels: ProjectLabels, target: str = "predictions",
+def build_labeled_task(task: ImportTask, labels: ProjectLabels, target: str = "predictions",
                model_version: str = "import") -> dict:
     """One import payload (https://labelstud.io/guide/task_format).
 
@@ -104,7 +101,7 @@ def build_task(task: ImportTask, labels: ProjectLabels, target: str = "predictio
 
 
 @dataclass
-class ImportReport:
+class LabelImportReport:
     """What an import did.
 
     Attributes:
@@ -128,7 +125,7 @@ class LabelImporter:
 
     Attributes:
         project: the Label Studio project.
-        state: the import state (:class:`labelhub.sync.labels.state.ImportState`).
+        ledger: the import ledger of the labels files' urls (source :data:`labelhub.sync.ledger.LABELS_SOURCE`).
         labels: the project's labels.
         target: ``"predictions"`` or ``"annotations"`` (``--as``).
         model_version: the predictions' ``model_version``.
@@ -136,13 +133,13 @@ class LabelImporter:
     """
 
     project: LabelStudioProject
-    state: ImportState
+    ledger: ImportLedger
     labels: ProjectLabels
     target: str = "predictions"
     model_version: str = "import"
     batch_size: int = 1000
 
-    def run(self, tasks: Sequence[ImportTask]) -> ImportReport:
+    def run(self, tasks: Sequence[ImportTask]) -> LabelImportReport:
         """Import ``tasks`` (see the module docstring) and return the report.
 
         Args:
@@ -152,61 +149,34 @@ class LabelImporter:
             labelhub.errors.LabelHubError: Label Studio refused a call or cannot be reached; what was imported
                 before is recorded, and running the same import again continues.
         """
-        report = ImportReport()
-        pending, after = self.state.pending()
-        if pending:
-            report.recovered = self._reconcile(after, set(pending))
-        elif self.state.count() == 0:
-            report.recovered = self._reconcile(0, None)
-        known = self.state.known_urls()
+        report = LabelImportReport()
+        report.recovered = self.ledger.recover(self._existing_tasks)
+        if report.recovered:
+            log.info("recovered %d tasks that Label Studio already had", report.recovered)
+        known = self.ledger.known()
         new = [t for t in tasks if t.url not in known]
         report.already_imported = len(tasks) - len(new)
         new = self._label_sync_tasks(new, report)
-        with tqdm(total=len(new), desc="importing tasks", unit=" tasks", leave=False) as bar:
-            for start in range(0, len(new), self.batch_size):
-                batch = new[start:start + self.batch_size]
-                payloads = [build_task(t, self.labels, self.target, self.model_version) for t in batch]
-                self.state.begin_import([t.url for t in batch], self.state.max_task_id())
-                ids = self.project.import_tasks(payloads)
-                self.state.add_tasks((t.url, task_id, t.hf) for t, task_id in zip(batch, ids))
-                report.created += len(ids)
-                report.regions += sum(len(t.regions) for t in batch)
-                bar.update(len(batch))
+        items = (Item(t.url, build_labeled_task(t, self.labels, self.target, self.model_version),
+                      aliases=(t.hf,) if t.hf else ()) for t in new)
+        report.created = self.ledger.import_items(self.project, items, len(new), self.batch_size)
+        report.regions += sum(len(t.regions) for t in new)
         log.info("project %s: %d tasks created, %d regions, %d already imported, %d recovered, "
                  "%d sync tasks labelled", self.project.project_id, report.created, report.regions,
                  report.already_imported, report.recovered, report.labelled_sync_tasks)
         return report
 
-    def _reconcile(self, after_task_id: int, urls: set[str] | None) -> int:
-        """Record the project's tasks with a ``data.source_url`` and an id above ``after_task_id``
-        (only ``urls`` when given), clear the pending imports; return how many were recorded."""
-        items = [{"filter": "filter:tasks:data.source_url", "operator": "empty", "type": "String", "value": False}]
-        if after_task_id:
-            items.append({"filter": "filter:tasks:id", "operator": "greater", "type": "Number",
-                          "value": after_task_id})
-        query = json.dumps({"filters": {"conjunction": "and", "items": items}})
-        client = self.project.client
-        pager = self.project.call(client.tasks.list, project=self.project.project_id, query=query,
-                                  page_size=PAGE_SIZE, fields="task_only", include="id,data")
-        found: dict[str, tuple[int, tuple | None]] = {}
-        for task in self.project.call(list, pager):
-            data = task.data or {}
-            url = data.get("source_url")
-            if not url or (urls is not None and url not in urls):
-                continue
-            if url not in found or task.id < found[url][0]:
-                hf = (data["hf_repo"], data["hf_path"], data.get("hf_revision", "")) \
-                    if data.get("hf_repo") and data.get("hf_path") else None
-                found[url] = (task.id, hf)
-        known = self.state.known_urls()
-        rows = [(url, task_id, hf) for url, (task_id, hf) in found.items() if url not in known]
-        self.state.add_tasks(rows)
-        self.state.clear_pending()
-        if rows:
-            log.info("recovered %d tasks that Label Studio already had", len(rows))
-        return len(rows)
+    def _existing_tasks(self, after_task_id: int) -> list[Entry]:
+        """The project's tasks with a ``data.source_url`` and an id above ``after_task_id`` (for
+        :meth:`ImportLedger.recover`); a repo path's task also answers for that file."""
+        entries = []
+        for task_id, data in self.project.task_data(after_task_id, source_url=None):
+            hf = (data["hf_repo"], data["hf_path"], data.get("hf_revision", "")) \
+                if data.get("hf_repo") and data.get("hf_path") else None
+            entries.append(Entry(data["source_url"], task_id, aliases=(hf,) if hf else ()))
+        return entries
 
-    def _label_sync_tasks(self, tasks: list[ImportTask], report: ImportReport) -> list[ImportTask]:
+    def _label_sync_tasks(self, tasks: list[ImportTask], report: LabelImportReport) -> list[ImportTask]:
         """Add the labels of repo-path urls whose file the sync already made a task of to that task
         (one call each); return the other tasks."""
         by_repo: dict[str, list[ImportTask]] = {}
@@ -215,7 +185,7 @@ class LabelImporter:
                 by_repo.setdefault(t.hf[0], []).append(t)
         existing: dict[str, int] = {}
         for repo_id, repo_tasks in by_repo.items():
-            ids = self.state.sync_task_ids(repo_id, [t.hf[1] for t in repo_tasks])
+            ids = ImportLedger(self.ledger.db, self.project.project_id, repo_id).task_ids(t.hf[1] for t in repo_tasks)
             existing.update({t.url: ids[t.hf[1]] for t in repo_tasks if t.hf[1] in ids})
         if not existing:
             return tasks
@@ -230,13 +200,13 @@ class LabelImporter:
                                   model_version=self.model_version)
             elif result:
                 self.project.call(client.annotations.create, task_id, result=result)
-            self.state.add_tasks([(t.url, task_id, None)])
+            self.ledger.record([Entry(t.url, task_id)])
             report.labelled_sync_tasks += 1
             report.regions += len(t.regions)
         return [t for t in tasks if t.url not in existing]
 
 
-def summary_lines(parsed: ParsedLabels, report: ImportReport | None, target: str, strict: bool) -> list[str]:
+def summary_lines(parsed: ParsedLabels, report: LabelImportReport | None, target: str, strict: bool) -> list[str]:
     """The summary the CLI prints after an import.
 
     Args:

@@ -78,23 +78,29 @@ class LabelStudioProject:
             raise LabelStudioError(f"Label Studio created {len(ids)} tasks for {len(tasks)} sent")
         return ids
 
-    def find_tasks(self, repo_id: str, after_task_id: int = 0) -> dict[str, tuple[int, str]]:
-        """``{hf_path: (task_id, hf_revision)}`` of this project's tasks from ``repo_id`` with an id above
-        ``after_task_id`` (one paged Data Manager query; when a path has several tasks, the
-        lowest id wins)."""
-        items = [{"filter": "filter:tasks:data.hf_repo", "operator": "equal", "type": "String", "value": repo_id}]
+    def task_data(self, after_task_id: int = 0, **where: str | None) -> list[tuple[int, dict]]:
+        """``[(task_id, data)]`` of this project's tasks with an id above ``after_task_id`` whose data
+        matches ``where`` (one paged Data Manager query, ``fields=task_only``).
+
+        Args:
+            after_task_id: Only tasks with a larger id (0: all).
+            **where: ``key="value"``: ``data.key`` equals the value; ``key=None``: ``data.key`` is not empty.
+
+        Returns:
+            The tasks' ids and data, in Label Studio's order.
+
+        Raises:
+            LabelStudioError: Label Studio refused or cannot be reached.
+        """
+        items = [{"filter": f"filter:tasks:data.{key}", "type": "String",
+                  **({"operator": "empty", "value": False} if value is None else {"operator": "equal", "value": value})}
+                 for key, value in where.items()]
         if after_task_id:
             items.append({"filter": "filter:tasks:id", "operator": "greater", "type": "Number",
                           "value": after_task_id})
         pager = self.call(self.client.tasks.list, project=self.project_id, query=_filters(*items),
                           page_size=PAGE_SIZE, fields="task_only", include="id,data")
-        found: dict[str, tuple[int, str]] = {}
-        for task in self.call(list, pager):
-            data = task.data or {}
-            path = data.get("hf_path")
-            if path is not None and (path not in found or task.id < found[path][0]):
-                found[path] = (task.id, data.get("hf_revision", ""))
-        return found
+        return [(task.id, task.data or {}) for task in self.call(list, pager)]
 
     def update_meta(self, task_id: int, changes: dict) -> None:
         """Merge ``changes`` into the task's ``meta`` (two calls: read, then update)."""

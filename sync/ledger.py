@@ -1,0 +1,254 @@
+"""The crash-safe import ledger: which Label Studio task each imported item became, never two.
+
+Label Studio's import (``POST /api/projects/{id}/import``, https://api.labelstud.io/api-reference/api-reference/projects/import-tasks)
+does not deduplicate, and its answer can be lost to a crash. Every pipeline that creates tasks (repo files
+→ tasks, labels made elsewhere → tasks) goes through one protocol, kept in the sync's SQLite file:
+
+1. **pending**: the keys of a batch are recorded, with the largest task id known so far, *before* the import
+   call (:meth:`ImportLedger.begin`);
+2. **import call**: one Label Studio call creates the batch's tasks;
+3. **record**: the keys are recorded with their task ids and the pending rows deleted, in one transaction
+   (:meth:`ImportLedger.record`);
+4. **recover**: at the next start, keys still pending are looked up among the project's tasks created after
+   the recorded id (:meth:`ImportLedger.recover`) before anything is imported again, so a SIGKILL between
+   Label Studio's answer and step 3 creates no duplicate. A ledger with nothing recorded (a lost state file)
+   adopts the project's existing tasks the same way.
+
+Keys live in a *source*: the repo_id for repo files (key: ``path_in_repo``), :data:`LABELS_SOURCE` for
+labels files (key: the url as written in the file). A task may answer for keys of several sources (a labels
+file's url that is a repo path is also that file's task): :attr:`Entry.aliases`.
+
+Tables: ``imported (project_id, source, key → task_id, revision, removed_in)`` and ``import_pending
+(project_id, source, key → after_task_id)``; :func:`migrate` moves the rows of the tables older versions
+kept (``tasks``, ``pending_imports``, ``label_import_tasks``, ``label_import_pending``).
+"""
+from __future__ import annotations
+
+import itertools
+import sqlite3
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Protocol
+
+from tqdm.auto import tqdm
+
+__all__ = ["SCHEMA", "LABELS_SOURCE", "Entry", "Item", "ImportLedger", "TaskImporter", "migrate"]
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS imported (
+    project_id INTEGER NOT NULL, source TEXT NOT NULL, key TEXT NOT NULL,
+    task_id INTEGER NOT NULL, revision TEXT NOT NULL DEFAULT '', removed_in TEXT,
+    PRIMARY KEY (project_id, source, key));
+CREATE TABLE IF NOT EXISTS import_pending (
+    project_id INTEGER NOT NULL, source TEXT NOT NULL, key TEXT NOT NULL, after_task_id INTEGER NOT NULL,
+    PRIMARY KEY (project_id, source, key));
+"""
+#: The source of the urls of labels files (``labelhub import-labels``).
+LABELS_SOURCE = "labels:source_url"
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One recorded task.
+
+    Attributes:
+        key: The item's key in the ledger's source (a ``path_in_repo``, a url).
+        task_id: The Label Studio task id.
+        revision: The commit sha the task was made from (``""`` when it does not apply).
+        aliases: ``(source, key, revision)`` of other sources this task also answers for; recorded unless
+            that key has a task already.
+    """
+
+    key: str
+    task_id: int
+    revision: str = ""
+    aliases: tuple[tuple[str, str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class Item:
+    """One task to import.
+
+    Attributes:
+        key: Its key in the ledger's source.
+        payload: The Label Studio import payload (https://labelstud.io/guide/task_format): ``{"data": ...}``
+            with optional ``predictions``/``annotations``.
+        revision, aliases: As for :class:`Entry`.
+    """
+
+    key: str
+    payload: dict
+    revision: str = ""
+    aliases: tuple[tuple[str, str, str], ...] = ()
+
+
+class TaskImporter(Protocol):
+    """What the ledger needs from Label Studio (:class:`labelhub.sync.labelstudio.project.LabelStudioProject`)."""
+
+    def import_tasks(self, tasks: list[dict]) -> list[int]:
+        """Create ``tasks`` with one call; return their ids in order."""
+
+
+def migrate(db: sqlite3.Connection) -> None:
+    """Move the rows of older state files' tables into the ledger's tables, then drop those tables.
+
+    Args:
+        db: An open state database on which :data:`SCHEMA` was run.
+    """
+    tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    moves = {
+        "tasks": "INSERT OR IGNORE INTO imported SELECT project_id, repo_id, hf_path, task_id, hf_revision, "
+                 "removed_in FROM tasks",
+        "pending_imports": "INSERT OR IGNORE INTO import_pending SELECT project_id, repo_id, hf_path, after_task_id "
+                           "FROM pending_imports",
+        "label_import_tasks": f"INSERT OR IGNORE INTO imported SELECT project_id, '{LABELS_SOURCE}', source_url, "
+                              "task_id, '', NULL FROM label_import_tasks",
+        "label_import_pending": f"INSERT OR IGNORE INTO import_pending SELECT project_id, '{LABELS_SOURCE}', "
+                                "source_url, after_task_id FROM label_import_pending",
+    }
+    if not tables & set(moves):
+        return
+    with db:
+        db.execute("BEGIN IMMEDIATE")
+        for table, sql in moves.items():
+            if table in tables:
+                db.execute(sql)
+                db.execute(f"DROP TABLE {table}")
+
+
+class ImportLedger:
+    """The ledger of one Label Studio project and one source.
+
+    Args:
+        db: The sync state's SQLite connection (autocommit mode; every write here is one transaction).
+        project_id: The Label Studio project id.
+        source: The key space: a repo_id, or :data:`LABELS_SOURCE`.
+    """
+
+    def __init__(self, db: sqlite3.Connection, project_id: int, source: str):
+        self.db, self.project_id, self.source = db, project_id, source
+        self.scope = (project_id, source)
+
+    def _write(self, statements: Iterable[tuple[str, list[tuple]]]) -> None:
+        with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            for sql, rows in statements:
+                self.db.executemany(sql, rows)
+
+    # reading
+    def count(self) -> int:
+        """How many keys of this source have a task (removed ones included)."""
+        return self.db.execute("SELECT count(*) FROM imported WHERE project_id=? AND source=?", self.scope).fetchone()[0]
+
+    def known(self) -> dict[str, str | None]:
+        """``{key: removed_in}`` of every key that has a task (``removed_in``: ``None`` while present)."""
+        return dict(self.db.execute("SELECT key, removed_in FROM imported WHERE project_id=? AND source=?", self.scope))
+
+    def task_ids(self, keys: Iterable[str]) -> dict[str, int]:
+        """``{key: task_id}`` for those of ``keys`` that have a task."""
+        wanted = set(keys)
+        rows = self.db.execute("SELECT key, task_id FROM imported WHERE project_id=? AND source=?", self.scope)
+        return {key: task_id for key, task_id in rows if key in wanted}
+
+    def max_task_id(self) -> int:
+        """The largest task id recorded for the project, in any source (0 when none)."""
+        row = self.db.execute("SELECT max(task_id) FROM imported WHERE project_id=?", (self.project_id,)).fetchone()
+        return row[0] or 0
+
+    def pending(self) -> tuple[list[str], int]:
+        """``(keys, after_task_id)`` of imports a crash left unfinished (``([], 0)`` when none)."""
+        rows = self.db.execute("SELECT key, after_task_id FROM import_pending WHERE project_id=? AND source=?",
+                               self.scope).fetchall()
+        return [r[0] for r in rows], min((r[1] for r in rows), default=0)
+
+    # writing
+    def begin(self, keys: Iterable[str], after_task_id: int) -> None:
+        """Record ``keys`` as about to be imported; their tasks will have ids above ``after_task_id``."""
+        self._write([("INSERT OR REPLACE INTO import_pending VALUES (?, ?, ?, ?)",
+                      [(*self.scope, key, after_task_id) for key in keys])])
+
+    def record(self, entries: Iterable[Entry]) -> None:
+        """Record tasks (and their aliases) and clear their pending rows, in one transaction."""
+        entries = list(entries)
+        self._write([
+            ("INSERT OR REPLACE INTO imported VALUES (?, ?, ?, ?, ?, NULL)",
+             [(*self.scope, e.key, e.task_id, e.revision) for e in entries]),
+            ("INSERT OR IGNORE INTO imported VALUES (?, ?, ?, ?, ?, NULL)",
+             [(self.project_id, source, key, e.task_id, revision) for e in entries
+              for source, key, revision in e.aliases]),
+            ("DELETE FROM import_pending WHERE project_id=? AND source=? AND key=?",
+             [(*self.scope, e.key) for e in entries]),
+        ])
+
+    def clear_pending(self) -> None:
+        """Forget every pending import of this source (after :meth:`recover`)."""
+        self._write([("DELETE FROM import_pending WHERE project_id=? AND source=?", [self.scope])])
+
+    def set_removed(self, keys: Iterable[str], removed_in: str | None) -> None:
+        """Mark keys as gone from the source at commit ``removed_in`` (``None``: back again)."""
+        self._write([("UPDATE imported SET removed_in=? WHERE project_id=? AND source=? AND key=?",
+                      [(removed_in, *self.scope, key) for key in keys])])
+
+    # the protocol
+    def recover(self, lookup: Callable[[int], Iterable[Entry]]) -> int:
+        """Finish what a crash left (step 4 of the module docstring).
+
+        Args:
+            lookup: ``after_task_id → entries``: the project's tasks of this source with an id above
+                ``after_task_id``, as Label Studio has them (one paged query). Called only when keys are
+                pending, or when nothing is recorded yet (then with 0: adopt every existing task). When a
+                key has several tasks, the lowest id wins.
+
+        Returns:
+            How many tasks were recorded.
+
+        Raises:
+            Whatever ``lookup`` raises (:class:`labelhub.errors.LabelStudioError`); nothing is changed then.
+        """
+        pending, after = self.pending()
+        if pending:
+            wanted: set[str] | None = set(pending)
+        elif self.count() == 0:
+            after, wanted = 0, None
+        else:
+            return 0
+        found: dict[str, Entry] = {}
+        for entry in lookup(after):
+            if entry.key not in found or entry.task_id < found[entry.key].task_id:
+                found[entry.key] = entry
+        known = self.known()
+        entries = [entry for key, entry in found.items()
+                   if key not in known and (wanted is None or key in wanted)]
+        self.record(entries)
+        self.clear_pending()
+        return len(entries)
+
+    def import_items(self, project: TaskImporter, items: Iterable[Item], total: int, batch_size: int = 1000,
+                     desc: str = "importing tasks") -> int:
+        """Import ``items`` in batches, each through steps 1 to 3 of the module docstring.
+
+        Args:
+            project: Label Studio (one ``import_tasks`` call per batch).
+            items: The tasks to import; may be a generator (payloads are built one batch at a time).
+            total: How many ``items`` there are (for the tqdm progress bar; ``TQDM_DISABLE=1`` hides it).
+            batch_size: Tasks per import call.
+            desc: The progress bar's label.
+
+        Returns:
+            How many tasks were created.
+
+        Raises:
+            labelhub.errors.LabelStudioError: Label Studio refused a call; the batches before it are
+                recorded, the failed one stays pending (and is recovered by the next run).
+        """
+        created = 0
+        iterator = iter(items)
+        with tqdm(total=total, desc=desc, unit=" tasks", leave=False) as bar:
+            while batch := list(itertools.islice(iterator, batch_size)):
+                self.begin([item.key for item in batch], self.max_task_id())
+                ids = project.import_tasks([item.payload for item in batch])
+                self.record(Entry(item.key, task_id, item.revision, item.aliases)
+                            for item, task_id in zip(batch, ids))
+                created += len(ids)
+                bar.update(len(batch))
+        return created
