@@ -12,6 +12,7 @@ caller catches either.
     ├── NotFoundError(LookupError)
     │   ├── RepoNotFound                      the dataset repo does not exist, or the token cannot read it
     │   ├── RevisionNotFound                  no such branch, tag or commit
+    │   ├── EntryNotFound(FileNotFoundError)  no such file at that revision
     │   └── ProjectNotFound                   no such Label Studio project, or the key cannot see it
     ├── LabelStudioError(RuntimeError)        Label Studio answered an error
     ├── HubError(OSError)                     the Hub answered an error (``status``)
@@ -29,7 +30,7 @@ from __future__ import annotations
 
 __all__ = [
     "LabelHubError", "LabelHubError", "ConfigurationError", "LabelConfigError", "InvalidEventError", "UnknownEventAction", "NotFoundError",
-    "RepoNotFound", "RevisionNotFound", "ProjectNotFound", "LabelStudioError", "HubError", "HubUnreachable",
+    "RepoNotFound", "RevisionNotFound", "EntryNotFound", "ProjectNotFound", "LabelStudioError", "HubError", "HubUnreachable",
     "TransientHubError", "AmbiguousCommit", "CommitConflict", "TagExists",
 ]
 
@@ -76,6 +77,13 @@ class RepoNotFound(NotFoundError):
 
 class RevisionNotFound(NotFoundError):
     """The revision (branch, tag or commit sha) does not exist in the repo."""
+
+
+class EntryNotFound(NotFoundError, FileNotFoundError):
+    """The file (``path_in_repo``) is not in the repo at that revision."""
+
+    def __str__(self) -> str:  # FileNotFoundError's own __str__ would show the args tuple
+        return str(self.args[0]) if self.args else ""
 
 
 class ProjectNotFound(NotFoundError):

@@ -12,57 +12,18 @@ signed URL of the backend's file route) is chosen per repo by :class:`labelhub.f
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
 
-if TYPE_CHECKING:
-    from labelhub.file_urls import FileURLs
+from labelhub.errors import RepoNotFound
+from labelhub.file_urls import FileURLs
+from labelhub.repos.base import DatasetRepo, RepoFile
+from labelhub.repos.git import LocalGitRepo
+from labelhub.repos.hub import HubRepo
 
-
-@dataclass(frozen=True)
-class RepoFile:
-    """A file of a repo at one commit.
-
-    Attributes:
-        path: the path in the repo (``path_in_repo``), ``/``-separated.
-        size: its size in bytes.
-        oid: its git blob id (40 hex digits).
-    """
-
-    path: str
-    size: int
-    oid: str
-
-
-class DatasetRepo(Protocol):
-    """What the sync needs from a repo. ``repo_id`` names it in task data (``hf_repo``)."""
-
-    repo_id: str
-
-    def resolve(self, revision: str) -> str:
-        """Resolve a branch, tag or sha to a commit sha (40 hex digits).
-
-        Raises:
-            labelhub.errors.RepoNotFound: the repo does not exist or cannot be read.
-            labelhub.errors.RevisionNotFound: the revision does not exist.
-        """
-
-    def list_files(self, sha: str) -> list[RepoFile]:
-        """Every file of the repo at commit ``sha``, recursively."""
-
-    def read_file(self, sha: str, path: str) -> bytes:
-        """The bytes of ``path`` at commit ``sha``."""
-
-    def file_url(self, sha: str, path: str) -> str:
-        """A URL of ``path`` pinned to commit ``sha``, for the task data (a Hub ``resolve`` URL or a
-        signed URL of the backend's file route, see :mod:`labelhub.file_urls`)."""
-
-    def describe_file_urls(self) -> str:
-        """One log line saying which form :meth:`file_url` returns, and why."""
+__all__ = ["RepoFile", "DatasetRepo", "HubRepo", "LocalGitRepo", "open_repo"]
 
 
 def open_repo(repo: str, token: str | None = None, endpoint: str | None = None,
-              public_url: str | None = None, file_urls: "FileURLs | None" = None) -> DatasetRepo:
+              public_url: str | None = None, file_urls: FileURLs | None = None) -> DatasetRepo:
     """Open ``repo``: a local git repository when it is an existing directory, else a Hub repo_id.
 
     Args:
@@ -83,17 +44,11 @@ def open_repo(repo: str, token: str | None = None, endpoint: str | None = None,
         labelhub.errors.RepoNotFound: ``repo`` is neither a directory nor a valid ``owner/name``.
         ValueError: ``file_urls`` asks for ``resolve`` URLs of a local repository.
     """
-    from labelhub.errors import RepoNotFound
-
     if os.path.isdir(repo):
-        from labelhub.repos.git import LocalGitRepo
-
         if file_urls is not None:
             file_urls.form(local=True, private=True)  # raises for --file-urls resolve
         return LocalGitRepo(repo, public_url=public_url, file_urls=file_urls)
     parts = repo.split("/")
     if len(parts) != 2 or not all(parts):
         raise RepoNotFound(f"--repo {repo!r} is neither a directory nor a Hub repo_id 'owner/name'")
-    from labelhub.repos.hub import HubRepo
-
     return HubRepo(repo, token=token, endpoint=endpoint, file_urls=file_urls)

@@ -15,9 +15,9 @@ from pathlib import Path
 
 from cachetools import LRUCache
 
-from labelhub.errors import CommitConflict, RepoNotFound, RevisionNotFound, TagExists
+from labelhub.errors import CommitConflict, EntryNotFound, RepoNotFound, RevisionNotFound, TagExists
 from labelhub.file_urls import DEFAULT_PUBLIC_URL, FileURLs
-from labelhub.repos import RepoFile
+from labelhub.repos.base import RepoFile
 from labelhub.signing import repo_key
 
 
@@ -117,12 +117,12 @@ class LocalGitRepo:
         """See :meth:`labelhub.repos.DatasetRepo.read_file`.
 
         Raises:
-            FileNotFoundError: ``path`` is not in the repo at ``sha``.
+            EntryNotFound: ``path`` is not in the repo at ``sha`` (a ``FileNotFoundError``).
         """
         try:
             return git(self.path, "cat-file", "blob", f"{sha}:{path}")
         except subprocess.CalledProcessError:
-            raise FileNotFoundError(f"{path} not found in {self.path} at {sha}") from None
+            raise EntryNotFound(f"{path} not found in {self.path} at {sha}") from None
 
     def file_url(self, sha: str, path: str) -> str:
         """``{public_url}/files/{repo name}/{sha}/{path}?sig=...`` (served by the backend's file route,

@@ -1,5 +1,6 @@
 """A dataset repo on the Hugging Face Hub, through the ``huggingface_hub`` client.
 
+Every error the client raises is converted into :mod:`labelhub.errors` here (:func:`hub_errors`).
 Calls used (https://huggingface.co/docs/huggingface_hub/package_reference/hf_api):
 ``repo_info`` (one call: resolves the revision), ``list_repo_tree(recursive=True)`` (paged, 1,000
 entries a page), ``hf_hub_download`` (the shared cache) and ``hf_hub_url`` (no call).
@@ -24,6 +25,7 @@ from tqdm.auto import tqdm
 from labelhub.errors import (
     AmbiguousCommit,
     CommitConflict,
+    EntryNotFound,
     HubError,
     HubUnreachable,
     RepoNotFound,
@@ -32,7 +34,7 @@ from labelhub.errors import (
     TransientHubError,
 )
 from labelhub.file_urls import FileURLs
-from labelhub.repos import RepoFile
+from labelhub.repos.base import RepoFile
 from labelhub.signing import repo_key
 
 REPO_TYPE = "dataset"
@@ -40,14 +42,31 @@ log = logging.getLogger(__name__)
 
 
 @contextmanager
-def hub_errors(endpoint: str):
-    """Turn the client's transport and HTTP errors that no caller handles into :class:`HubError`."""
+def hub_errors(endpoint: str, repo_id: str = "", revision: str = "", path: str = ""):
+    """Convert every error the ``huggingface_hub`` client raises inside the block into LabelHub's tree.
+
+    Args:
+        endpoint: The Hub URL (in messages).
+        repo_id, revision, path: What the block reads (in messages; never a token).
+
+    Raises:
+        RepoNotFound: The repo does not exist, is gated, or the token cannot read it.
+        RevisionNotFound: The revision does not exist.
+        EntryNotFound: The file does not exist at that revision (also a ``FileNotFoundError``).
+        TransientHubError: 429 or 5xx (with ``Retry-After`` when the Hub sent one).
+        HubUnreachable: No answer (refused, timeout, dropped).
+        HubError: Any other HTTP error.
+    """
     try:
         yield
     except httpx2.TransportError as exc:
         raise HubUnreachable(f"cannot reach the Hub at {endpoint}: {type(exc).__name__}: {exc}") from None
-    except (RepositoryNotFoundError, RevisionNotFoundError, EntryNotFoundError, GatedRepoError):
-        raise
+    except RevisionNotFoundError:
+        raise RevisionNotFound(f"revision {revision!r} not found in dataset {repo_id}") from None
+    except EntryNotFoundError:
+        raise EntryNotFound(f"{path} not found in dataset {repo_id} at {revision}") from None
+    except (RepositoryNotFoundError, GatedRepoError):
+        raise RepoNotFound(f"dataset {repo_id} not found at {endpoint} (or HF_TOKEN cannot read it)") from None
     except HfHubHTTPError as exc:
         status = exc.response.status_code if exc.response is not None else None
         message = f"the Hub at {endpoint} answered {status}: {exc.server_message or exc}"
@@ -55,6 +74,29 @@ def hub_errors(endpoint: str):
             retry_after = exc.response.headers.get("Retry-After")
             raise TransientHubError(message, status, float(retry_after) if retry_after else None) from None
         raise HubError(message, status) from None
+
+
+def download(repo_id: str, path: str, revision: str, token: str | None = None, endpoint: str | None = None,
+             etag_timeout: float = 10) -> str:
+    """A dataset file at ``revision`` in huggingface_hub's cache (``hf_hub_download``, one download per blob).
+
+    Args:
+        repo_id: ``owner/name``.
+        path: The ``path_in_repo``.
+        revision: A commit sha (or a branch or tag).
+        token: A Hub token that can read the repo; ``None`` for public repos.
+        endpoint: The Hub URL; ``None``: ``HF_ENDPOINT`` or ``https://huggingface.co``.
+        etag_timeout: Seconds to wait for the Hub's metadata answer.
+
+    Returns:
+        The local path of the file (a symlink into the cache's ``blobs/``).
+
+    Raises:
+        As :func:`hub_errors`.
+    """
+    with hub_errors(endpoint or "the Hub", repo_id, revision, path):
+        return hf_hub_download(repo_id, path, repo_type=REPO_TYPE, revision=revision, token=token,
+                               endpoint=endpoint, etag_timeout=etag_timeout)
 
 
 class HubRepo:
@@ -87,14 +129,8 @@ class HubRepo:
     def resolve(self, revision: str) -> str:
         """See :meth:`labelhub.repos.DatasetRepo.resolve`. One Hub API call (``repo_info``), which also
         tells whether the repo is private (:attr:`private`, for :meth:`file_url`)."""
-        try:
-            with hub_errors(self.endpoint):
-                info = self.api.repo_info(self.repo_id, repo_type=REPO_TYPE, revision=revision)
-        except RevisionNotFoundError:
-            raise RevisionNotFound(f"revision {revision!r} not found in dataset {self.repo_id}") from None
-        except (RepositoryNotFoundError, GatedRepoError):
-            raise RepoNotFound(f"dataset {self.repo_id} not found at {self.endpoint} "
-                               "(or HF_TOKEN cannot read it)") from None
+        with hub_errors(self.endpoint, self.repo_id, revision):
+            info = self.api.repo_info(self.repo_id, repo_type=REPO_TYPE, revision=revision)
         private = bool(info.private) if info.private is not None else None
         if self.private is not None and private != self.private and self.file_urls is not None:
             log.warning("dataset %s is now %s: new tasks get %s", self.repo_id,
@@ -106,7 +142,7 @@ class HubRepo:
         """See :meth:`labelhub.repos.DatasetRepo.list_files`. One Hub call per 1,000 entries."""
         entries = self.api.list_repo_tree(self.repo_id, repo_type=REPO_TYPE, revision=sha, recursive=True)
         files = []
-        with hub_errors(self.endpoint):
+        with hub_errors(self.endpoint, self.repo_id, sha):
             for entry in tqdm(entries, desc=f"listing {self.repo_id}", unit=" entries", leave=False):
                 if isinstance(entry, HubRepoFile):
                     files.append(RepoFile(entry.path, entry.size, entry.blob_id))
@@ -116,14 +152,9 @@ class HubRepo:
         """See :meth:`labelhub.repos.DatasetRepo.read_file`; reads through huggingface_hub's cache.
 
         Raises:
-            FileNotFoundError: ``path`` is not in the repo at ``sha``.
+            EntryNotFound: ``path`` is not in the repo at ``sha`` (a ``FileNotFoundError``).
         """
-        try:
-            with hub_errors(self.endpoint):
-                local = hf_hub_download(self.repo_id, path, repo_type=REPO_TYPE, revision=sha,
-                                        token=self.token, endpoint=self.endpoint)
-        except EntryNotFoundError:
-            raise FileNotFoundError(f"{path} not found in dataset {self.repo_id} at {sha}") from None
+        local = download(self.repo_id, path, sha, token=self.token, endpoint=self.endpoint)
         with open(local, "rb") as fh:
             return fh.read()
 

@@ -33,6 +33,7 @@ import pandas as pd
 
 from labelhub.sync.versions.card import card_block, dataset_card, manifest_json, manifest_path_for
 from labelhub.errors import AmbiguousCommit, CommitConflict, LabelHubError, TagExists, TransientHubError
+from labelhub.retry import hub_retrying
 from labelhub.sync.annotations.intake import GENERATION, learn_annotators
 from labelhub.label_config import control_tags, data_field
 from labelhub.sync.labelstudio.project import LabelStudioProject
@@ -185,45 +186,45 @@ class Exporter:
 
     def _commit(self, number, export_id, frame, csv, summary, message, description,
                 parent) -> tuple[str, str, dict[str, bytes]]:
-        """Commit until it lands; returns ``(sha, the parent it landed on, the files committed)``."""
-        failures = conflicts = 0
+        """Commit until it lands; returns ``(sha, the parent it landed on, the files committed)``.
+
+        A 412/409 rebuilds the files on the new head (at most 10 times); 429/5xx and lost answers are
+        retried by :func:`labelhub.retry.hub_retrying` (``max_attempts``, ``Retry-After`` honoured), a lost
+        answer first looked up by its export id."""
+        conflicts = 0
         while True:
             files = self._files(number, export_id, frame, csv, summary, parent)
             try:
-                return self.repo.commit(files, message, description, parent, self.revision), parent, files
+                sha = hub_retrying(self.max_attempts, f"commit of v{number}", self.sleep)(
+                    self._commit_once, files, message, description, parent, export_id)
+                return sha, parent, files
             except CommitConflict:
                 conflicts += 1
                 if conflicts > 10:
                     raise LabelHubError(f"{self.revision} kept moving: gave up after {conflicts} conflicts") from None
                 parent = self.repo.resolve(self.revision)
                 log.info("branch %s moved: rebuilding the export on %s", self.revision, parent[:12])
-            except (TransientHubError, AmbiguousCommit) as exc:
-                if isinstance(exc, AmbiguousCommit):
-                    landed = self.repo.find_commit(f"{EXPORT_ID_KEY}: {export_id}", self.revision)
-                    if landed:
-                        return landed, parent, files
-                failures += 1
-                if failures >= self.max_attempts:
-                    raise
-                delay = getattr(exc, "retry_after", None) or min(2 ** failures, 60)
-                log.warning("commit of v%d failed (%s); retrying in %.0f s", number, exc, delay)
-                self.sleep(delay)
+
+    def _commit_once(self, files: dict[str, bytes], message: str, description: str, parent: str,
+                     export_id: str) -> str:
+        """One commit call; a lost answer is looked up by ``export_id`` before it counts as a failure."""
+        try:
+            return self.repo.commit(files, message, description, parent, self.revision)
+        except AmbiguousCommit:
+            landed = self.repo.find_commit(f"{EXPORT_ID_KEY}: {export_id}", self.revision)
+            if landed:
+                return landed
+            raise
 
     def _tag(self, number: int, sha: str, card: str | None = None) -> None:
         """Tag ``sha`` as version ``number``; remember ``card`` (the README it holds) for the next export."""
         tag = f"{TAG_PREFIX}{number}"
-        for attempt in range(1, self.max_attempts + 1):
-            try:
-                self.repo.create_tag(tag, sha, message=f"annotations v{number}")
-                break
-            except TagExists:
-                if self.repo.tags().get(tag) != sha:
-                    raise LabelHubError(f"tag {tag} exists on another commit than {sha[:12]}") from None
-                break
-            except TransientHubError as exc:
-                if attempt == self.max_attempts:
-                    raise
-                self.sleep(exc.retry_after or min(2 ** attempt, 60))
+        try:
+            hub_retrying(self.max_attempts, f"tag {tag}", self.sleep, on=(TransientHubError,))(
+                self.repo.create_tag, tag, sha, message=f"annotations v{number}")
+        except TagExists:
+            if self.repo.tags().get(tag) != sha:
+                raise LabelHubError(f"tag {tag} exists on another commit than {sha[:12]}") from None
         self.state.set_version_status(number, "tagged")
         if card:
             self.state.set_cursor(CARD, card)

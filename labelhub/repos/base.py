@@ -1,0 +1,51 @@
+"""What every dataset repo offers: :class:`RepoFile` (a file at a commit) and the :class:`DatasetRepo`
+interface that :class:`labelhub.repos.hub.HubRepo` and :class:`labelhub.repos.git.LocalGitRepo` implement.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+__all__ = ["RepoFile", "DatasetRepo"]
+
+
+@dataclass(frozen=True)
+class RepoFile:
+    """A file of a repo at one commit.
+
+    Attributes:
+        path: the path in the repo (``path_in_repo``), ``/``-separated.
+        size: its size in bytes.
+        oid: its git blob id (40 hex digits).
+    """
+
+    path: str
+    size: int
+    oid: str
+
+
+class DatasetRepo(Protocol):
+    """What the sync needs from a repo. ``repo_id`` names it in task data (``hf_repo``)."""
+
+    repo_id: str
+
+    def resolve(self, revision: str) -> str:
+        """Resolve a branch, tag or sha to a commit sha (40 hex digits).
+
+        Raises:
+            labelhub.errors.RepoNotFound: the repo does not exist or cannot be read.
+            labelhub.errors.RevisionNotFound: the revision does not exist.
+        """
+
+    def list_files(self, sha: str) -> list[RepoFile]:
+        """Every file of the repo at commit ``sha``, recursively."""
+
+    def read_file(self, sha: str, path: str) -> bytes:
+        """The bytes of ``path`` at commit ``sha``."""
+
+    def file_url(self, sha: str, path: str) -> str:
+        """A URL of ``path`` pinned to commit ``sha``, for the task data (a Hub ``resolve`` URL or a
+        signed URL of the backend's file route, see :mod:`labelhub.file_urls`)."""
+
+    def describe_file_urls(self) -> str:
+        """One log line saying which form :meth:`file_url` returns, and why."""
