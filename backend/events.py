@@ -31,7 +31,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 from labelhub.backend.errors import InvalidPayloadError, UnknownActionError
 from labelhub.errors import InvalidEventError, UnknownEventAction
 from labelhub.webhooks import ACTIONS, event_action, parse_event
-from labelhub.backend.state import Store, atomic_write_json, file_lock
+from labelhub.backend.state import Store, atomic_write_json
+from labelhub.locks import file_lock
 
 if TYPE_CHECKING:  # pragma: no cover
     from labelhub.backend.metrics import Metrics

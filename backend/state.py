@@ -6,7 +6,7 @@ Layout under ``MODEL_DIR``::
     projects/<project>/kv.json           the model's key-value state: model_version, its files, ...
     projects/<project>/annotations.json  the annotations applied from webhook events (training data)
     projects/<project>/files/            model artifacts (e.g. the fitted linear head)
-    projects/<project>/.lock             flock(2) lock of the writers (:func:`file_lock`)
+    projects/<project>/.lock             flock(2) lock of the writers (:func:`labelhub.locks.file_lock`)
     events/pending/*.json                the durable event queue (:mod:`labelhub.backend.events`)
 
 ``<project>`` is Label Studio's project key ``"<id>.<created_at as unix seconds>"`` (see
@@ -19,7 +19,6 @@ mtime), which costs microseconds, so no worker answers with a stale ``model_vers
 """
 from __future__ import annotations
 
-import inspect
 import json
 import os
 import re
@@ -30,11 +29,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterator
 
-from filelock import FileLock, Timeout
-
 from labelhub.backend.errors import InvalidPayloadError
+from labelhub.locks import file_lock
 
-__all__ = ["atomic_write_bytes", "atomic_write_json", "file_lock", "ProjectState", "Store",
+__all__ = ["atomic_write_bytes", "atomic_write_json", "ProjectState", "Store",
            "project_key", "project_key_from_webhook"]
 
 _PROJECT_KEY = re.compile(r"^[0-9]{1,18}(\.[0-9]{1,18})?$")
@@ -75,48 +73,6 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 def atomic_write_json(path: Path, obj: Any) -> None:
     """Replace ``path`` with ``obj`` as JSON, atomically (see :func:`atomic_write_bytes`)."""
     atomic_write_bytes(path, json.dumps(obj, separators=(",", ":"), sort_keys=True).encode())
-
-
-# Recent filelock versions fall back to a lock *file* (which outlives a crashed holder) on filesystems
-# without flock(2); the trainer election needs the lock to die with its holder, so fail there instead.
-_NO_SOFT_FALLBACK = ({"fallback_to_soft": False}
-                     if "fallback_to_soft" in inspect.signature(FileLock.__init__).parameters else {})
-#: Seconds between two attempts of a blocking :func:`file_lock` (filelock polls a non-blocking flock).
-LOCK_POLL_INTERVAL = 0.01
-
-
-@contextmanager
-def file_lock(path: Path, blocking: bool = True) -> Iterator[bool]:
-    """Hold an exclusive lock on ``path`` (created if missing): ``filelock.FileLock``, ``flock(2)`` on Unix.
-
-    The lock is released when the block ends or the process dies (the kernel drops a dead process's
-    ``flock``), so a crashed worker never leaves it held and the trainer election
-    (:class:`labelhub.backend.events.Trainer`) passes to another worker. Two threads of one process
-    exclude each other too: each call makes its own ``FileLock``, which opens its own file description.
-    See https://py-filelock.readthedocs.io/.
-
-    Args:
-        path: The lock file (left in place after release).
-        blocking: Wait for the lock (default); with ``False``, yield ``False`` at once if it is held.
-
-    Yields:
-        ``True`` when the lock is held, ``False`` (non-blocking only) when another holder has it.
-
-    Raises:
-        OSError: When the lock file cannot be created or the filesystem has no ``flock(2)``.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(path, **_NO_SOFT_FALLBACK)
-    try:
-        lock.acquire(blocking=blocking, poll_interval=LOCK_POLL_INTERVAL)
-    except Timeout:  # blocking=False and another holder has it
-        yield False
-        return
-    try:
-        yield True
-    finally:
-        lock.release()
 
 
 def project_key(value: Any) -> str:

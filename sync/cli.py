@@ -21,9 +21,9 @@ from labelhub.sync.options import (
     hub_options,
     label_studio_options,
     log_level_option,
+    one_line_errors,
     state_option,
 )
-from labelhub.errors import LabelHubError
 
 log = logging.getLogger("labelhub")
 
@@ -87,7 +87,7 @@ def sync(repo, project_id, revision, include, exclude, metadata_path, metadata_k
 
     redact = setup_logging(log_level, secrets=[label_studio_api_key, hf_token, webhook_secret, secret])
     url_policy = file_url_policy(file_urls, public_url, secret, url_lifetime)
-    try:
+    with one_line_errors(redact.secrets):
         from labelhub.sync.daemon import run_forever
         from labelhub.sync.versions.exporter import Exporter
         from labelhub.sync.files.importer import FileImporter
@@ -127,10 +127,6 @@ def sync(repo, project_id, revision, include, exclude, metadata_path, metadata_k
         finally:
             if receiver:
                 receiver.stop()
-    except LabelHubError as exc:
-        raise click.ClickException(redact.redact(str(exc))) from None
-    except OSError as exc:  # unreachable Hub, full disk, ...
-        raise click.ClickException(redact.redact(f"{type(exc).__name__}: {exc}")) from None
 
 
 def _start_webhooks(project, state_path, repo_id, service, url, host, port, secret):
@@ -157,10 +153,8 @@ def versions(repo, csv_path, hf_token, hf_endpoint):
     from labelhub.sync.versions.listing import list_versions
     from labelhub.repos import open_repo
 
-    try:
+    with one_line_errors([hf_token]):
         rows = list_versions(open_repo(repo, token=hf_token, endpoint=hf_endpoint), csv_path)
-    except LabelHubError as exc:
-        raise click.ClickException(str(exc).replace(hf_token or "\0", "***")) from None
     if not rows:
         click.echo("no annotation versions yet")
     for row in rows:

@@ -1,11 +1,40 @@
-"""The options that several ``labelhub`` commands share, declared once.
+"""The options that several ``labelhub`` commands share, declared once, and how a command reports an error.
 
 Each is a click option with its environment variable; :func:`options` stacks several. The README's
-settings tables list them.
+settings tables list them. :func:`one_line_errors` turns what a command raises into one line, no
+traceback, no secret.
 """
 from __future__ import annotations
 
+import sqlite3
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+
 import click
+
+from labelhub.errors import LabelHubError
+from labelhub.redaction import redact
+
+
+@contextmanager
+def one_line_errors(secrets: Iterable[str | None]) -> Iterator[None]:
+    """Turn a :class:`labelhub.errors.LabelHubError`, an ``OSError`` (unreachable Hub, full disk) or an
+    ``sqlite3.Error`` (a state file that is not a database) raised in the block into ``click.ClickException``:
+    one line on stderr and exit code 1, with every secret replaced by ``***``.
+
+    Args:
+        secrets: The tokens and secrets the command was given.
+
+    Raises:
+        click.ClickException: For each of the errors above.
+    """
+    secrets = tuple(secrets)
+    try:
+        yield
+    except LabelHubError as exc:
+        raise click.ClickException(redact(str(exc), secrets)) from None
+    except (OSError, sqlite3.Error) as exc:
+        raise click.ClickException(redact(f"{type(exc).__name__}: {exc}", secrets)) from None
 
 
 def options(*decorators):

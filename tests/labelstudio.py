@@ -18,7 +18,8 @@ import tempfile
 from pathlib import Path
 
 from labelhub.sync.labelstudio import server as labelstudio_server
-from labelhub.sync.labelstudio.server import LS_VERSION, file_lock, free_port  # noqa: F401  (re-exported)
+from labelhub.locks import file_lock
+from labelhub.sync.labelstudio.server import LS_VERSION, free_port  # noqa: F401  (re-exported)
 
 CACHE_DIR = labelstudio_server.cache_dir()
 VENV_DIR = labelstudio_server.venv_dir()

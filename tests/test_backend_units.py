@@ -17,7 +17,8 @@ from labelhub.label_config import choices_spec, parsed_label_config
 from labelhub.backend.media import MediaFetcher, parse_hub_url, safe_url
 from labelhub.backend.models.choices import EmbeddingCache
 from labelhub.backend.settings import Settings
-from labelhub.backend.state import ProjectState, Store, atomic_write_json, file_lock, project_key_from_webhook
+from labelhub.backend.state import ProjectState, Store, atomic_write_json, project_key_from_webhook
+from labelhub.locks import file_lock
 from tests.backend_fixtures import IMAGE_CONFIG, TEXT_CONFIG, MediaServer, annotation_event, choices_config
 
 

@@ -6,10 +6,8 @@ from __future__ import annotations
 import io
 import json
 import logging
-import os
 import signal
 import subprocess
-import sys
 
 import pytest
 from click.testing import CliRunner
@@ -20,7 +18,7 @@ from labelhub.sync.labels.cli import import_labels
 from labelhub.sync.labelstudio.project import LabelStudioProject
 from labelhub.sync.regions import fractions_from_percent
 from tests import sample_repos
-from tests.conftest import ROOT, run_labelhub
+from tests.conftest import run_labelhub
 
 CONFIG = ('<View><Image name="image" value="$image"/>'
           '<Choices name="kind" toName="image" choice="multiple"><Choice value="Ankle boot"/><Choice value="Bag"/>'

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ast
 import os
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -109,9 +110,12 @@ def test_every_package_says_its_stage_in_its_docstring():
 
 @pytest.mark.timeout(900)
 def test_the_wheel_installs_one_top_level_name_and_its_cli_runs_from_another_folder(tmp_path):
+    source = tmp_path / "src"  # a copy: setuptools' build/ folder never lands in (or leaks stale files from) the checkout
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(".git", "build", "dist", "*.egg-info", "__pycache__",
+                                                               ".labelhub*", "test-artifacts", ".venv", "tests"))
     wheels = tmp_path / "dist"
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
-                    str(wheels), str(ROOT)], check=True, capture_output=True, timeout=600)
+                    str(wheels), str(source)], check=True, capture_output=True, timeout=600)
     wheel = next(wheels.glob("labelhub-*.whl"))
     import zipfile
 

@@ -9,7 +9,6 @@ rejected or the import failed, 0 otherwise.
 from __future__ import annotations
 
 import logging
-import sqlite3
 from pathlib import Path
 
 import click
@@ -20,9 +19,9 @@ from labelhub.sync.options import (
     hub_options,
     label_studio_options,
     log_level_option,
+    one_line_errors,
     state_option,
 )
-from labelhub.errors import LabelHubError
 
 log = logging.getLogger("labelhub")
 
@@ -72,15 +71,11 @@ def import_labels(ctx, file, project_id, target, model_version, strict, batch_si
 
     redact = setup_logging(log_level, secrets=[label_studio_api_key, hf_token, secret])
     url_policy = file_url_policy(file_urls, public_url, secret, url_lifetime)
-    try:
+    with one_line_errors(redact.secrets):
         rejected = _run(file, project_id, target, model_version or file.name, strict, batch_size,
                         file_format or ("coco" if file.suffix.lower() == ".json" else "csv"), repo, revision,
                         state_path, label_studio_url, label_studio_api_key, hf_token, hf_endpoint, public_url,
                         url_policy)
-    except LabelHubError as exc:
-        raise click.ClickException(redact.redact(str(exc))) from None
-    except (OSError, sqlite3.Error) as exc:
-        raise click.ClickException(redact.redact(f"{type(exc).__name__}: {exc}")) from None
     if rejected:
         ctx.exit(1)
 

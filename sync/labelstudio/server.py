@@ -23,18 +23,17 @@ Settings (https://labelstud.io/guide/start#Environment-variables and Label Studi
 """
 from __future__ import annotations
 
-import fcntl
 import os
 import shutil
 import socket
 import subprocess
 import sys
 import tempfile
-from contextlib import contextmanager
 from pathlib import Path
 
 import requests
 
+from labelhub.locks import file_lock
 from labelhub.processes import stop_process_group, wait_until_healthy
 
 __all__ = ["LS_VERSION", "LabelStudioNotFound", "LabelStudioServer", "cache_dir", "find_executable", "free_port",
@@ -56,18 +55,6 @@ def cache_dir() -> Path:
 def venv_dir() -> Path:
     """The cached virtual environment of Label Studio :data:`LS_VERSION`."""
     return cache_dir() / f"ls-{LS_VERSION}"
-
-
-@contextmanager
-def file_lock(path: Path):
-    """An exclusive ``flock`` on ``path`` (created) for the ``with`` block, across processes."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def free_port() -> int:

@@ -1,0 +1,55 @@
+"""One inter-process lock, :func:`file_lock`, on ``filelock`` (``flock(2)`` on Unix): the backend's trainer
+election and state writers, and the one-time installs of a local Label Studio.
+"""
+from __future__ import annotations
+
+import inspect
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from filelock import FileLock, Timeout
+
+__all__ = ["file_lock", "LOCK_POLL_INTERVAL"]
+
+
+# Recent filelock versions fall back to a lock *file* (which outlives a crashed holder) on filesystems
+# without flock(2); the trainer election needs the lock to die with its holder, so fail there instead.
+_NO_SOFT_FALLBACK = ({"fallback_to_soft": False}
+                     if "fallback_to_soft" in inspect.signature(FileLock.__init__).parameters else {})
+#: Seconds between two attempts of a blocking :func:`file_lock` (filelock polls a non-blocking flock).
+LOCK_POLL_INTERVAL = 0.01
+
+
+@contextmanager
+def file_lock(path: Path, blocking: bool = True) -> Iterator[bool]:
+    """Hold an exclusive lock on ``path`` (created if missing): ``filelock.FileLock``, ``flock(2)`` on Unix.
+
+    The lock is released when the block ends or the process dies (the kernel drops a dead process's
+    ``flock``), so a crashed worker never leaves it held and the trainer election
+    (:class:`labelhub.backend.events.Trainer`) passes to another worker. Two threads of one process
+    exclude each other too: each call makes its own ``FileLock``, which opens its own file description.
+    See https://py-filelock.readthedocs.io/.
+
+    Args:
+        path: The lock file (left in place after release).
+        blocking: Wait for the lock (default); with ``False``, yield ``False`` at once if it is held.
+
+    Yields:
+        ``True`` when the lock is held, ``False`` (non-blocking only) when another holder has it.
+
+    Raises:
+        OSError: When the lock file cannot be created or the filesystem has no ``flock(2)``.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(path, **_NO_SOFT_FALLBACK)
+    try:
+        lock.acquire(blocking=blocking, poll_interval=LOCK_POLL_INTERVAL)
+    except Timeout:  # blocking=False and another holder has it
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        lock.release()
