@@ -37,7 +37,9 @@ from flask import Blueprint, Response, current_app, jsonify, request, send_file
 
 from labelhub.backend.errors import BackendError
 from labelhub.redaction import redact
+from labelhub.errors import NotFoundError
 from labelhub.repos.git import GitObjects, is_git_repo
+from labelhub.repos.hub import download
 from labelhub.backend.settings import Settings
 from labelhub.signing import (MIN_SECRET_LENGTH, ExpiredSignature, FileRef, SignatureError, is_commit_sha,
                           is_safe_path, parse_file_url, repo_key, verify)
@@ -280,17 +282,13 @@ class RepoFiles:
             return objects
 
     def _hub_download(self, repo: FileRepo, sha: str, path: str) -> str:
-        from huggingface_hub import hf_hub_download
-        from huggingface_hub.errors import (EntryNotFoundError, GatedRepoError, RepositoryNotFoundError,
-                                            RevisionNotFoundError)
-
         try:
-            return hf_hub_download(repo.source, path, repo_type="dataset", revision=sha,
-                                   token=self.settings.hf_token or None, etag_timeout=self.settings.media_timeout)
-        except (EntryNotFoundError, RevisionNotFoundError, RepositoryNotFoundError, GatedRepoError) as exc:
+            return download(repo.source, path, sha, token=self.settings.hf_token or None,
+                            etag_timeout=self.settings.media_timeout)
+        except NotFoundError as exc:
             raise FileNotServed(f"the Hub has no such file ({type(exc).__name__})") from None
-        except Exception as exc:  # httpx errors, HfHubHTTPError 5xx, OSError ...
-            status = getattr(getattr(exc, "response", None), "status_code", None)
+        except Exception as exc:  # HubError (5xx, unreachable), OSError (disk) ...
+            status = getattr(exc, "status", None)
             raise FileUnavailable(f"Hub download failed ({f'HTTP {status}' if status else type(exc).__name__})") \
                 from None
 

@@ -37,6 +37,7 @@ from cachetools import LRUCache, TTLCache
 
 from labelhub.backend.errors import BackendError, MediaFetchError, MediaNotAllowedError
 from labelhub.redaction import redact
+from labelhub.repos.hub import download
 from labelhub.backend.files import RepoFiles
 from labelhub.backend.settings import Settings
 
@@ -308,19 +309,16 @@ class MediaFetcher:
         return data
 
     def _fetch_hub(self, url: str) -> bytes:
-        from huggingface_hub import hf_hub_download
-
         ref = parse_hub_url(url, self._hub_endpoint())
         if ref is None:
             raise MediaFetchError(f"{safe_url(url)} is not a Hub file URL")
         try:
-            path = hf_hub_download(ref.repo_id, ref.path_in_repo, repo_type=ref.repo_type, revision=ref.revision,
-                                   token=self.settings.hf_token or None,
-                                   etag_timeout=self.settings.media_timeout)
+            path = download(ref.repo_id, ref.path_in_repo, ref.revision, token=self.settings.hf_token or None,
+                            etag_timeout=self.settings.media_timeout, repo_type=ref.repo_type)
             with open(path, "rb") as fh:
                 data = fh.read(self.settings.media_max_bytes + 1)
-        except Exception as exc:  # huggingface_hub raises HfHubHTTPError, httpx errors, OSError, ...
-            status = getattr(getattr(exc, "response", None), "status_code", None)
+        except Exception as exc:  # labelhub.errors.HubError (with .status), NotFoundError, OSError, ...
+            status = getattr(exc, "status", None)
             why = f"HTTP {status}" if status else type(exc).__name__
             raise MediaFetchError(redact(f"could not download {safe_url(url)} from the Hub ({why})",
                                          self.settings.secrets)) from None

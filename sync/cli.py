@@ -22,6 +22,7 @@ from labelhub.sync.options import (
     label_studio_options,
     log_level_option,
     one_line_errors,
+    project_option,
     state_option,
 )
 
@@ -31,8 +32,7 @@ log = logging.getLogger("labelhub")
 @click.command(context_settings={"show_default": True})
 @click.option("--repo", required=True, envvar="LABELHUB_REPO",
               help="A Hub dataset repo_id OWNER/NAME, or the path of a local git repository.")
-@click.option("--project", "project_id", required=True, type=int, envvar="LABELHUB_PROJECT",
-              help="The Label Studio project id.")
+@project_option
 @click.option("--revision", default="main", envvar="LABELHUB_REVISION",
               help="The branch, tag or commit sha to follow.")
 @click.option("--include", multiple=True,

@@ -46,6 +46,9 @@ def options(*decorators):
     return apply
 
 
+project_option = click.option("--project", "project_id", required=True, type=int, envvar="LABELHUB_PROJECT",
+                              help="The Label Studio project id.")
+
 state_option = click.option(
     "--state", "state_path", default=".labelhub/sync.sqlite3", envvar="LABELHUB_STATE",
     type=click.Path(dir_okay=False), help="The SQLite file of the sync state.")

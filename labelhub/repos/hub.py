@@ -77,11 +77,12 @@ def hub_errors(endpoint: str, repo_id: str = "", revision: str = "", path: str =
 
 
 def download(repo_id: str, path: str, revision: str, token: str | None = None, endpoint: str | None = None,
-             etag_timeout: float = 10) -> str:
-    """A dataset file at ``revision`` in huggingface_hub's cache (``hf_hub_download``, one download per blob).
+             etag_timeout: float = 10, repo_type: str = REPO_TYPE) -> str:
+    """A repo file at ``revision`` in huggingface_hub's cache (``hf_hub_download``, one download per blob).
 
     Args:
         repo_id: ``owner/name``.
+        repo_type: ``"dataset"`` (default), ``"model"`` or ``"space"``.
         path: The ``path_in_repo``.
         revision: A commit sha (or a branch or tag).
         token: A Hub token that can read the repo; ``None`` for public repos.
@@ -95,7 +96,7 @@ def download(repo_id: str, path: str, revision: str, token: str | None = None, e
         As :func:`hub_errors`.
     """
     with hub_errors(endpoint or "the Hub", repo_id, revision, path):
-        return hf_hub_download(repo_id, path, repo_type=REPO_TYPE, revision=revision, token=token,
+        return hf_hub_download(repo_id, path, repo_type=repo_type, revision=revision, token=token,
                                endpoint=endpoint, etag_timeout=etag_timeout)
 
 

@@ -20,6 +20,7 @@ from labelhub.sync.options import (
     label_studio_options,
     log_level_option,
     one_line_errors,
+    project_option,
     state_option,
 )
 
@@ -28,8 +29,7 @@ log = logging.getLogger("labelhub")
 
 @click.command("import-labels", context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--project", "project_id", required=True, type=int, envvar="LABELHUB_PROJECT",
-              help="The Label Studio project id.")
+@project_option
 @click.option("--as", "target", type=click.Choice(["predictions", "annotations"]), default="predictions",
               help="Import the labels as predictions (pre-annotations to review) or as annotations.")
 @click.option("--model-version", default=None,
