@@ -23,6 +23,7 @@ from labelhub.sync.options import (
     log_level_option,
     one_line_errors,
     project_option,
+    revision_option,
     state_option,
 )
 
@@ -33,8 +34,7 @@ log = logging.getLogger("labelhub")
 @click.option("--repo", required=True, envvar="LABELHUB_REPO",
               help="A Hub dataset repo_id OWNER/NAME, or the path of a local git repository.")
 @project_option
-@click.option("--revision", default="main", envvar="LABELHUB_REVISION",
-              help="The branch, tag or commit sha to follow.")
+@revision_option
 @click.option("--include", multiple=True,
               help="Glob of path_in_repo to import (repeatable; default: the object tag's file types, "
                    "e.g. *.jpg *.png ... for Image, *.txt for Text).")
@@ -62,6 +62,9 @@ log = logging.getLogger("labelhub")
               help="path_in_repo of the annotations CSV (the manifest is manifest.json beside it).")
 @click.option("--reconcile-interval", type=click.FloatRange(min=0), default=30.0,
               help="Seconds between reconciliations with the Label Studio API (webhooks are only hints).")
+@click.option("--sweep-interval", type=click.FloatRange(min=0), default=300.0, envvar="LABELHUB_SWEEP_INTERVAL",
+              help="Seconds between sweeps of the project's task ids, which find tasks deleted in Label Studio "
+                   "whose TASKS_DELETED webhook was lost (their annotations leave the next version).")
 @click.option("--webhook-url", envvar="LABELHUB_WEBHOOK_URL", default=None,
               help="The URL of this daemon's webhook receiver as Label Studio sees it, e.g. "
                    "http://sync:9091/webhook; registered on the project. Without it: reconciliation only.")
@@ -74,7 +77,7 @@ log = logging.getLogger("labelhub")
 @log_level_option
 def sync(repo, project_id, revision, include, exclude, metadata_path, metadata_key, metadata_columns, once,
          interval, batch_size, state_path, label_studio_url, label_studio_api_key, hf_token, hf_endpoint,
-         public_url, file_urls, secret, url_lifetime, export, export_interval, csv_path, reconcile_interval, webhook_url,
+         public_url, file_urls, secret, url_lifetime, export, export_interval, csv_path, reconcile_interval, sweep_interval, webhook_url,
          webhook_host, webhook_port, webhook_secret, log_level):
     """Turn the files of a dataset repo into Label Studio tasks, new files as they appear, never twice,
     and write finished annotations back to the repo as tagged versions (annotations-vN).
@@ -103,9 +106,11 @@ def sync(repo, project_id, revision, include, exclude, metadata_path, metadata_k
                                 file_urls=url_policy)
         except ValueError as exc:
             raise click.UsageError(str(exc)) from None
+        revision = revision or dataset.default_revision()
         sha = dataset.resolve(revision)
         project = LabelStudioProject(label_studio_url, label_studio_api_key, project_id)
         state = SyncState(state_path, project_id, dataset.repo_id)
+        state.bind(project.url, project.key)
         importer = FileImporter(dataset, project, state, revision=revision, include=include, exclude=exclude,
                                 metadata=spec_from_args(metadata_path, metadata_key, parse_columns(metadata_columns)),
                                 batch_size=batch_size)
@@ -113,7 +118,7 @@ def sync(repo, project_id, revision, include, exclude, metadata_path, metadata_k
                  project_id, project.title, importer.field.tag, importer.field.value_key)
         log.info(dataset.describe_file_urls())
         service = SyncService(importer, poll_interval=interval, reconcile_interval=reconcile_interval,
-                              export_interval=export_interval)
+                              export_interval=export_interval, sweep_interval=sweep_interval)
         if export:
             service.intake = AnnotationIntake(project, state)
             service.exporter = Exporter(dataset, project, state, csv_path=csv_path, revision=revision)

@@ -18,7 +18,7 @@ Keys live in a *source*: the repo_id for repo files (key: ``path_in_repo``), :da
 labels files (key: the url as written in the file). A task may answer for keys of several sources (a labels
 file's url that is a repo path is also that file's task): :attr:`Entry.aliases`.
 
-Tables: ``imported (project_id, source, key → task_id, revision, removed_in)`` and ``import_pending
+Tables: ``imported (project_id, source, key → task_id, revision, removed_in, blob_id)`` and ``import_pending
 (project_id, source, key → after_task_id)``; :func:`migrate` moves the rows of the tables older versions
 kept (``tasks``, ``pending_imports``, ``label_import_tasks``, ``label_import_pending``).
 """
@@ -32,12 +32,12 @@ from typing import Protocol
 
 from tqdm.auto import tqdm
 
-__all__ = ["SCHEMA", "LABELS_SOURCE", "Entry", "Item", "ImportLedger", "TaskImporter", "migrate"]
+__all__ = ["SCHEMA", "LABELS_SOURCE", "Entry", "Known", "Item", "ImportLedger", "TaskImporter", "migrate"]
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS imported (
     project_id INTEGER NOT NULL, source TEXT NOT NULL, key TEXT NOT NULL,
-    task_id INTEGER NOT NULL, revision TEXT NOT NULL DEFAULT '', removed_in TEXT,
+    task_id INTEGER NOT NULL, revision TEXT NOT NULL DEFAULT '', removed_in TEXT, blob_id TEXT,
     PRIMARY KEY (project_id, source, key));
 CREATE TABLE IF NOT EXISTS import_pending (
     project_id INTEGER NOT NULL, source TEXT NOT NULL, key TEXT NOT NULL, after_task_id INTEGER NOT NULL,
@@ -57,12 +57,31 @@ class Entry:
         revision: The commit sha the task was made from (``""`` when it does not apply).
         aliases: ``(source, key, revision)`` of other sources this task also answers for; recorded unless
             that key has a task already.
+        blob_id: The git blob id of the file the task shows (``""``: unknown or not a file).
     """
 
     key: str
     task_id: int
     revision: str = ""
     aliases: tuple[tuple[str, str, str], ...] = ()
+    blob_id: str = ""
+
+
+@dataclass(frozen=True)
+class Known:
+    """What the ledger knows of one key.
+
+    Attributes:
+        task_id: Its task.
+        revision: The commit sha the task shows.
+        removed_in: The commit sha where the key left its source (``None`` while present).
+        blob_id: The git blob id the task shows (``""``: unknown, e.g. recorded by an older version).
+    """
+
+    task_id: int
+    revision: str
+    removed_in: str | None
+    blob_id: str
 
 
 @dataclass(frozen=True)
@@ -73,13 +92,14 @@ class Item:
         key: Its key in the ledger's source.
         payload: The Label Studio import payload (https://labelstud.io/guide/task_format): ``{"data": ...}``
             with optional ``predictions``/``annotations``.
-        revision, aliases: As for :class:`Entry`.
+        revision, aliases, blob_id: As for :class:`Entry`.
     """
 
     key: str
     payload: dict
     revision: str = ""
     aliases: tuple[tuple[str, str, str], ...] = ()
+    blob_id: str = ""
 
 
 class TaskImporter(Protocol):
@@ -95,14 +115,17 @@ def migrate(db: sqlite3.Connection) -> None:
     Args:
         db: An open state database on which :data:`SCHEMA` was run.
     """
+    columns = {row[1] for row in db.execute("PRAGMA table_info(imported)")}
+    if "blob_id" not in columns:
+        db.execute("ALTER TABLE imported ADD COLUMN blob_id TEXT")
     tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     moves = {
         "tasks": "INSERT OR IGNORE INTO imported SELECT project_id, repo_id, hf_path, task_id, hf_revision, "
-                 "removed_in FROM tasks",
+                 "removed_in, NULL FROM tasks",
         "pending_imports": "INSERT OR IGNORE INTO import_pending SELECT project_id, repo_id, hf_path, after_task_id "
                            "FROM pending_imports",
         "label_import_tasks": f"INSERT OR IGNORE INTO imported SELECT project_id, '{LABELS_SOURCE}', source_url, "
-                              "task_id, '', NULL FROM label_import_tasks",
+                              "task_id, '', NULL, NULL FROM label_import_tasks",
         "label_import_pending": f"INSERT OR IGNORE INTO import_pending SELECT project_id, '{LABELS_SOURCE}', "
                                 "source_url, after_task_id FROM label_import_pending",
     }
@@ -144,6 +167,13 @@ class ImportLedger:
         """``{key: removed_in}`` of every key that has a task (``removed_in``: ``None`` while present)."""
         return dict(self.db.execute("SELECT key, removed_in FROM imported WHERE project_id=? AND source=?", self.scope))
 
+    def entries(self) -> dict[str, Known]:
+        """``{key: Known}`` of every key that has a task."""
+        rows = self.db.execute("SELECT key, task_id, revision, removed_in, coalesce(blob_id, '') FROM imported "
+                               "WHERE project_id=? AND source=?", self.scope)
+        return {key: Known(task_id, revision, removed_in, blob_id) for key, task_id, revision, removed_in, blob_id
+                in rows}
+
     def task_ids(self, keys: Iterable[str]) -> dict[str, int]:
         """``{key: task_id}`` for those of ``keys`` that have a task."""
         wanted = set(keys)
@@ -171,9 +201,9 @@ class ImportLedger:
         """Record tasks (and their aliases) and clear their pending rows, in one transaction."""
         entries = list(entries)
         self._write([
-            ("INSERT OR REPLACE INTO imported VALUES (?, ?, ?, ?, ?, NULL)",
-             [(*self.scope, e.key, e.task_id, e.revision) for e in entries]),
-            ("INSERT OR IGNORE INTO imported VALUES (?, ?, ?, ?, ?, NULL)",
+            ("INSERT OR REPLACE INTO imported VALUES (?, ?, ?, ?, ?, NULL, ?)",
+             [(*self.scope, e.key, e.task_id, e.revision, e.blob_id or None) for e in entries]),
+            ("INSERT OR IGNORE INTO imported VALUES (?, ?, ?, ?, ?, NULL, NULL)",
              [(self.project_id, source, key, e.task_id, revision) for e in entries
               for source, key, revision in e.aliases]),
             ("DELETE FROM import_pending WHERE project_id=? AND source=? AND key=?",
@@ -183,6 +213,21 @@ class ImportLedger:
     def clear_pending(self) -> None:
         """Forget every pending import of this source (after :meth:`recover`)."""
         self._write([("DELETE FROM import_pending WHERE project_id=? AND source=?", [self.scope])])
+
+    def follow(self, moves: Iterable[tuple[str, str, str, str]]) -> None:
+        """Record that tasks follow their files: ``(old key, new key, revision, blob_id)`` rows, one transaction.
+
+        A row with ``old key == new key`` is a content change (the task now shows ``revision`` and
+        ``blob_id``); otherwise a rename or move (the task's key becomes ``new key``).
+        """
+        self._write([("UPDATE imported SET key=?, revision=?, blob_id=?, removed_in=NULL "
+                      "WHERE project_id=? AND source=? AND key=?",
+                      [(new, revision, blob_id or None, *self.scope, old) for old, new, revision, blob_id in moves])])
+
+    def set_blob_ids(self, blob_ids: Iterable[tuple[str, str]]) -> None:
+        """Remember ``(key, blob_id)`` of tasks recorded before blob ids were kept (no task changes)."""
+        self._write([("UPDATE imported SET blob_id=? WHERE project_id=? AND source=? AND key=?",
+                      [(blob_id, *self.scope, key) for key, blob_id in blob_ids])])
 
     def set_removed(self, keys: Iterable[str], removed_in: str | None) -> None:
         """Mark keys as gone from the source at commit ``removed_in`` (``None``: back again)."""
@@ -247,7 +292,7 @@ class ImportLedger:
             while batch := list(itertools.islice(iterator, batch_size)):
                 self.begin([item.key for item in batch], self.max_task_id())
                 ids = project.import_tasks([item.payload for item in batch])
-                self.record(Entry(item.key, task_id, item.revision, item.aliases)
+                self.record(Entry(item.key, task_id, item.revision, item.aliases, item.blob_id)
                             for item, task_id in zip(batch, ids))
                 created += len(ids)
                 bar.update(len(batch))

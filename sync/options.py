@@ -49,6 +49,11 @@ def options(*decorators):
 project_option = click.option("--project", "project_id", required=True, type=int, envvar="LABELHUB_PROJECT",
                               help="The Label Studio project id.")
 
+revision_option = click.option(
+    "--revision", default=None, envvar="LABELHUB_REVISION", show_default=False,
+    help="The branch, tag or commit sha to follow [default: main for a Hub repo, the checked-out branch of a "
+         "local repository].")
+
 state_option = click.option(
     "--state", "state_path", default=".labelhub/sync.sqlite3", envvar="LABELHUB_STATE",
     type=click.Path(dir_okay=False), help="The SQLite file of the sync state.")

@@ -1,7 +1,8 @@
 """The sync daemon's schedule: files → tasks, Label Studio → store, store → versions.
 
 Each tick of :meth:`SyncService.tick` runs what is due: the import cycle every ``poll_interval``
-seconds, reconciliation every ``reconcile_interval`` seconds, and an export when annotations
+seconds, reconciliation every ``reconcile_interval`` seconds, the sweep of deleted tasks every
+``sweep_interval`` seconds, and an export when annotations
 changed and ``export_interval`` seconds passed since the last one (debounce). A webhook wakes the
 loop at once. A step that fails is logged and retried at its next turn; the others go on. On SIGTERM
 or SIGINT, :meth:`SyncService.flush` reconciles and exports what is pending before the exit.
@@ -30,6 +31,7 @@ class SyncService:
     poll_interval: float = 60
     reconcile_interval: float = 30
     export_interval: float = 60
+    sweep_interval: float = 300
     wake: threading.Event = field(default_factory=threading.Event)
     _due: dict = field(default_factory=dict)
 
@@ -42,6 +44,9 @@ class SyncService:
         if self.intake and now >= self._due.get("reconcile", 0):
             self._step("reconciliation", self.intake.reconcile)
             self._due["reconcile"] = now + self.reconcile_interval
+        if self.intake and now >= self._due.get("sweep", 0):
+            self._step("sweep", self.intake.sweep)
+            self._due["sweep"] = now + self.sweep_interval
         waits = [self._due["import"] - now]
         if self.intake:
             waits.append(self._due["reconcile"] - now)
@@ -64,6 +69,7 @@ class SyncService:
         self.importer.run()
         if self.intake:
             self.intake.reconcile()
+            self.intake.sweep()
         if self.exporter:
             self.exporter.export()
 

@@ -10,7 +10,8 @@ Tables:
 - ``tasks_seen`` and ``annotations``: the project's annotated tasks and their annotations as Label
   Studio last showed them (JSON), kept by webhooks and reconciliation; ``deleted`` annotations stay
   as tombstones so that a late webhook never brings them back. ``users``: id → email.
-- ``cursors``: named positions, e.g. the ``updated_at`` up to which tasks were reconciled.
+- ``cursors``: named positions, e.g. the ``updated_at`` up to which tasks were reconciled, and the Label
+  Studio instance and project the rows belong to (:func:`bind_project`).
 - ``versions``: each export (``annotations-vN``): its ``export_id``, state (``committing``,
   ``committed``, ``tagged``), commit sha and the row hashes it holds; ``exported``: the row hash of
   each annotation in the last tagged version (what the next +/~/- is counted against).
@@ -21,11 +22,14 @@ or after it.
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 from collections.abc import Iterable
 from pathlib import Path
 
 from labelhub.sync import ledger
+
+log = logging.getLogger(__name__)
 
 SCHEMA = ledger.SCHEMA + """
 CREATE TABLE IF NOT EXISTS tasks_seen (
@@ -33,7 +37,7 @@ CREATE TABLE IF NOT EXISTS tasks_seen (
     PRIMARY KEY (project_id, task_id));
 CREATE TABLE IF NOT EXISTS annotations (
     project_id INTEGER NOT NULL, annotation_id INTEGER NOT NULL, task_id INTEGER NOT NULL,
-    updated_at TEXT NOT NULL, body TEXT, deleted INTEGER NOT NULL DEFAULT 0,
+    updated_at TEXT NOT NULL, body TEXT, deleted INTEGER NOT NULL DEFAULT 0, revision TEXT,
     PRIMARY KEY (project_id, annotation_id));
 CREATE TABLE IF NOT EXISTS users (user_id INTEGER PRIMARY KEY, email TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS cursors (
@@ -70,8 +74,52 @@ def connect(path: str | Path) -> sqlite3.Connection:
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=FULL")
     db.executescript(SCHEMA)
+    if "revision" not in {row[1] for row in db.execute("PRAGMA table_info(annotations)")}:
+        db.execute("ALTER TABLE annotations ADD COLUMN revision TEXT")
     ledger.migrate(db)
     return db
+
+
+#: The cursor that names the Label Studio instance and project a state's rows belong to.
+BINDING = "label_studio_project"
+#: Tables whose rows belong to one Label Studio project (``project_id`` column); ``users`` is per instance.
+PROJECT_TABLES = ("imported", "import_pending", "tasks_seen", "annotations", "cursors", "versions", "exported",
+                  "heads")
+
+
+def bind_project(db: sqlite3.Connection, project_id: int, label_studio_url: str, project_key: str) -> bool:
+    """Bind the state's rows of ``project_id`` to one Label Studio instance and project, checked at every start.
+
+    Label Studio identifies a project to ML backends as ``<id>.<created_at in unix seconds>``
+    (``MLApi._create_project_uid`` in ``label_studio/ml/api_connector.py``): after Label Studio is reset, or
+    a project is deleted and a new one gets the same id, the id is the same but the key is not. Rows of
+    another instance or project would make the sync believe files are imported and annotations stored, so
+    they are dropped (the ledger then rebuilds from the project's tasks, see :mod:`labelhub.sync.ledger`).
+
+    Args:
+        db: The state database.
+        project_id: The project id.
+        label_studio_url: Label Studio's URL (trailing ``/`` ignored).
+        project_key: ``<id>.<created_at unix seconds>`` (:attr:`labelhub.sync.labelstudio.project.LabelStudioProject.key`).
+
+    Returns:
+        Whether rows were dropped (said in one warning line); ``False`` for the same project, or a state without
+        a binding (a new file, or one written before bindings were kept).
+    """
+    identity = f"{label_studio_url.rstrip('/')} {project_key}"
+    row = db.execute("SELECT value FROM cursors WHERE project_id=? AND name=?", (project_id, BINDING)).fetchone()
+    if row and row[0] == identity:
+        return False
+    with db:
+        db.execute("BEGIN IMMEDIATE")
+        if row:
+            for table in PROJECT_TABLES:
+                db.execute(f"DELETE FROM {table} WHERE project_id=?", (project_id,))
+        db.execute("INSERT OR REPLACE INTO cursors VALUES (?, ?, ?)", (project_id, BINDING, identity))
+    if row:
+        log.warning("the state of project %d was made for %s, not %s: rebuilding it from Label Studio", project_id,
+                    row[0], identity)
+    return bool(row)
 
 
 class SyncState:
@@ -116,8 +164,16 @@ class SyncState:
         self._write("INSERT OR REPLACE INTO tasks_seen VALUES (?, ?, ?)",
                     [(self.key[0], task_id, json.dumps(data, sort_keys=True))])
 
+    def bind(self, label_studio_url: str, project_key: str) -> bool:
+        """See :func:`bind_project`.
+
+        Returns:
+            Whether rows of another instance or project were dropped.
+        """
+        return bind_project(self.db, self.key[0], label_studio_url, project_key)
+
     def apply_annotations(self, task_id: int, annotations: list[dict], complete: bool,
-                          as_of: str | None = None) -> int:
+                          as_of: str | None = None, revision: str | None = None) -> int:
         """Store a task's annotations; returns how many rows changed.
 
         Args:
@@ -131,6 +187,9 @@ class SyncState:
                 ``ANNOTATION_CREATED`` never brings back a deleted annotation.
             as_of: the task's ``updated_at`` when the list was read (Label Studio's format); a stored
                 annotation updated after it (a webhook that raced the read) is not marked deleted.
+            revision: the commit sha the task showed when it was read (``data.hf_revision``): stored with
+                each annotation written now, so an annotation keeps the revision it was made on when its
+                task later follows a changed file.
         """
         project = self.key[0]
         changed = 0
@@ -148,8 +207,9 @@ class SyncState:
                         continue
                     if not deleted and (updated_at > annotation.get("updated_at", "") or old_body == body):
                         continue
-                self.db.execute("INSERT OR REPLACE INTO annotations VALUES (?, ?, ?, ?, ?, 0)",
-                                (project, annotation["id"], task_id, annotation.get("updated_at", ""), body))
+                self.db.execute("INSERT OR REPLACE INTO annotations (project_id, annotation_id, task_id, updated_at, "
+                                "body, deleted, revision) VALUES (?, ?, ?, ?, ?, 0, ?)",
+                                (project, annotation["id"], task_id, annotation.get("updated_at", ""), body, revision))
                 changed += 1
             if complete:
                 present = {a["id"] for a in annotations}
@@ -161,7 +221,8 @@ class SyncState:
 
     def delete_annotations(self, annotation_ids: Iterable[int]) -> None:
         """Mark annotations deleted (tombstones), known or not yet."""
-        self._write("INSERT INTO annotations VALUES (?, ?, 0, '', NULL, 1) "
+        self._write("INSERT INTO annotations (project_id, annotation_id, task_id, updated_at, body, deleted) "
+                    "VALUES (?, ?, 0, '', NULL, 1) "
                     "ON CONFLICT(project_id, annotation_id) DO UPDATE SET deleted=1",
                     [(self.key[0], aid) for aid in annotation_ids])
 
@@ -175,12 +236,24 @@ class SyncState:
             return cursor.rowcount
 
     def live_annotations(self) -> list[tuple[dict, dict]]:
-        """``[(task, annotation)]`` of every stored annotation not deleted, with the task's data."""
+        """``[(task, annotation)]`` of every stored annotation not deleted, with the task's data; an annotation
+        stored with the revision it was made on has it as ``annotated_revision``."""
         rows = self.db.execute(
-            "SELECT a.task_id, t.data, a.body FROM annotations a LEFT JOIN tasks_seen t "
+            "SELECT a.task_id, t.data, a.body, a.revision FROM annotations a LEFT JOIN tasks_seen t "
             "ON t.project_id = a.project_id AND t.task_id = a.task_id WHERE a.project_id=? AND a.deleted=0",
             self.key[:1])
-        return [({"id": task_id, "data": json.loads(data or "{}")}, json.loads(body)) for task_id, data, body in rows]
+        out = []
+        for task_id, data, body, revision in rows:
+            annotation = json.loads(body)
+            if revision:
+                annotation["annotated_revision"] = revision
+            out.append(({"id": task_id, "data": json.loads(data or "{}")}, annotation))
+        return out
+
+    def annotated_task_ids(self) -> set[int]:
+        """The ids of the tasks that have live annotations in the store."""
+        return {row[0] for row in self.db.execute(
+            "SELECT DISTINCT task_id FROM annotations WHERE project_id=? AND deleted=0", self.key[:1])}
 
     def set_users(self, users: dict[int, str]) -> None:
         """Remember ``{user id: email}``."""

@@ -29,6 +29,14 @@ class DatasetRepo(Protocol):
 
     repo_id: str
 
+    def default_revision(self) -> str:
+        """The branch followed when no ``--revision`` is given: ``main`` for a Hub repo, the checked-out
+        branch (``HEAD``) of a local repository.
+
+        Raises:
+            labelhub.errors.RevisionNotFound: a local repository whose ``HEAD`` is detached.
+        """
+
     def resolve(self, revision: str) -> str:
         """Resolve a branch, tag or sha to a commit sha (40 hex digits).
 

@@ -93,6 +93,18 @@ class LocalGitRepo:
     def __repr__(self) -> str:
         return f"LocalGitRepo({str(self.path)!r})"
 
+    def default_revision(self) -> str:
+        """The checked-out branch (``git symbolic-ref --short HEAD``): ``master`` after a plain ``git init`` on
+        many systems, ``main`` on others (see :meth:`labelhub.repos.DatasetRepo.default_revision`).
+
+        Raises:
+            RevisionNotFound: ``HEAD`` is detached (no branch to follow and to write versions to).
+        """
+        try:
+            return git(self.path, "symbolic-ref", "--short", "-q", "HEAD").decode().strip()
+        except subprocess.CalledProcessError:
+            raise RevisionNotFound(f"HEAD of {self.path} is detached: pass --revision BRANCH") from None
+
     def resolve(self, revision: str) -> str:
         """See :meth:`labelhub.repos.DatasetRepo.resolve` (``git rev-parse --verify REV^{commit}``)."""
         try:

@@ -127,6 +127,10 @@ class HubRepo:
     def __repr__(self) -> str:  # never shows the token
         return f"HubRepo({self.repo_id!r}, endpoint={self.endpoint!r})"
 
+    def default_revision(self) -> str:
+        """``main``, the Hub's default branch (see :meth:`labelhub.repos.DatasetRepo.default_revision`)."""
+        return "main"
+
     def resolve(self, revision: str) -> str:
         """See :meth:`labelhub.repos.DatasetRepo.resolve`. One Hub API call (``repo_info``), which also
         tells whether the repo is private (:attr:`private`, for :meth:`file_url`)."""

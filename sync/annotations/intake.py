@@ -81,7 +81,8 @@ class AnnotationIntake:
             task = body["task"]
             if "data" in task:
                 self.state.upsert_task(task["id"], task["data"])
-            changed = self.state.apply_annotations(task["id"], [_normalize(body["annotation"])], complete=False)
+            changed = self.state.apply_annotations(task["id"], [_normalize(body["annotation"])], complete=False,
+                                                   revision=_revision(task))
         self._bump(changed)
         return changed
 
@@ -105,7 +106,8 @@ class AnnotationIntake:
             annotations = [_normalize(a if isinstance(a, dict) else a.dict()) for a in task.get("annotations") or []]
             self.state.upsert_task(task["id"], task.get("data") or {})
             as_of = _ls_time(task.get("updated_at"))
-            changed += self.state.apply_annotations(task["id"], annotations, complete=True, as_of=as_of or None)
+            changed += self.state.apply_annotations(task["id"], annotations, complete=True, as_of=as_of or None,
+                                                    revision=_revision(task))
             newest = max(newest, as_of)
         self.learn_annotators()
         self._bump(changed)
@@ -115,6 +117,23 @@ class AnnotationIntake:
             log.info("reconciliation: %d annotation changes in %d tasks", changed, len(tasks))
         return changed
 
+    def sweep(self) -> int:
+        """Find the tasks deleted in Label Studio whose ``TASKS_DELETED`` webhook never arrived: one paged query
+        of the project's task ids; the stored annotations of tasks that are gone leave the next version.
+
+        Returns:
+            How many annotations were marked deleted.
+
+        Raises:
+            labelhub.errors.LabelHubError: Label Studio refused or could not be reached (nothing changes).
+        """
+        gone = self.state.annotated_task_ids() - set(self.project.task_ids())
+        changed = self.state.delete_task_annotations(sorted(gone)) if gone else 0
+        if changed:
+            log.info("sweep: %d tasks deleted in Label Studio took %d annotations with them", len(gone), changed)
+        self._bump(changed)
+        return changed
+
     def learn_annotators(self) -> None:
         """See :func:`learn_annotators`."""
         learn_annotators(self.project, self.state)
@@ -122,6 +141,13 @@ class AnnotationIntake:
     def _bump(self, changed: int) -> None:
         if changed:
             self.state.bump_cursor(GENERATION)
+
+
+def _revision(task: dict) -> str | None:
+    """The commit sha a task shows (``data.hf_revision``), or ``None``."""
+    data = task.get("data")
+    revision = data.get("hf_revision") if isinstance(data, dict) else None
+    return revision if isinstance(revision, str) and revision else None
 
 
 def _ls_time(value) -> str:

@@ -11,7 +11,11 @@ One cycle (:meth:`FileImporter.run`), through the crash-safe import ledger (:mod
 3. List the files at that sha, keep those matching the globs, and import the files that have no
    task, in batches (``--batch-size``, default 1,000): each batch is recorded as pending, imported
    with one Label Studio call, then recorded with its task ids.
-4. A file that left the repo keeps its task, marked in ``meta``: ``{"hf_removed": true,
+4. Tasks follow their files (:func:`match_moves`): a file whose content changed (another git blob id at the
+   same path) keeps its task, which now shows the new commit (its URL and ``hf_revision``) and keeps its
+   annotations; a file renamed or moved (the same blob id at a new path in the same commit) keeps its task
+   with the new path, and is neither a new task nor removed.
+5. A file that left the repo keeps its task, marked in ``meta``: ``{"hf_removed": true,
    "hf_removed_in": sha}``; a file that comes back is marked ``hf_removed: false``.
 """
 from __future__ import annotations
@@ -27,9 +31,37 @@ from labelhub.sync.files.metadata import MetadataSpec, MetadataTable
 from labelhub.repos import DatasetRepo, RepoFile
 from labelhub.sync.state import SyncState
 from labelhub.sync.files.payloads import build_file_task
-from labelhub.sync.ledger import Entry, Item
+from labelhub.sync.ledger import Entry, Item, Known
 
 log = logging.getLogger(__name__)
+
+
+def match_moves(gone: list[str], arrived: list[RepoFile], known: dict[str, Known]
+                ) -> tuple[list[tuple[str, RepoFile]], list[RepoFile]]:
+    """Pair files that left with files that arrived in the same commit with the same git blob id: a rename or a
+    move across folders, whose task follows the file (pure).
+
+    Args:
+        gone: Paths with a task that are not in the commit.
+        arrived: Files of the commit that have no task.
+        known: The ledger's entries (:meth:`labelhub.sync.ledger.ImportLedger.entries`), for the blob ids.
+
+    Returns:
+        ``(moves, new)``: ``[(old path, file)]`` and the arrived files that are new. When several files share a
+        blob (copies), they pair in path order and the rest are new.
+    """
+    left: dict[str, list[str]] = {}
+    for path in sorted(gone):
+        if known[path].blob_id:
+            left.setdefault(known[path].blob_id, []).append(path)
+    moves, new = [], []
+    for file in sorted(arrived, key=lambda f: f.path):
+        olds = left.get(file.oid)
+        if olds:
+            moves.append((olds.pop(0), file))
+        else:
+            new.append(file)
+    return moves, new
 
 
 @dataclass
@@ -43,6 +75,8 @@ class FileImportReport:
     recovered: int = 0
     removed: list[str] = field(default_factory=list)
     restored: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
+    moved: list[tuple[str, str]] = field(default_factory=list)
 
 
 @dataclass
@@ -96,19 +130,28 @@ class FileImporter:
             log.info("recovered %d tasks that Label Studio already had", report.recovered)
         files = select_files(self.repo.list_files(sha), self.include, self.exclude)
         report.files = len(files)
-        known = ledger.known()
-        new = [f for f in files if f.path not in known]
-        present = {f.path for f in files}
-        report.removed = sorted(p for p, removed_in in known.items() if removed_in is None and p not in present)
-        report.restored = sorted(p for p, removed_in in known.items() if removed_in is not None and p in present)
+        known = ledger.entries()
+        by_path = {f.path: f for f in files}
+        gone = [p for p, k in known.items() if k.removed_in is None and p not in by_path]
+        moves, new = match_moves(gone, [f for f in files if f.path not in known], known)
+        moved_from = {old for old, _ in moves}
+        changed = [f for f in files if f.path in known and known[f.path].blob_id not in ("", f.oid)]
+        unknown = [(f.path, f.oid) for f in files if f.path in known and not known[f.path].blob_id]
+        if unknown:  # recorded before blob ids were kept: remember them, nothing to follow
+            ledger.set_blob_ids(unknown)
+        report.removed = sorted(p for p in gone if p not in moved_from)
+        report.restored = sorted(p for p, k in known.items() if k.removed_in is not None and p in by_path)
+        report.moved = [(old, f.path) for old, f in moves]
+        report.changed = [f.path for f in changed]
         if new:
             report.created = self._import(new, sha)
+        self._follow(moves + [(f.path, f) for f in changed], sha, known)
         self._mark(report.removed, sha)
         self._mark(report.restored, None)
         self.state.set_head(self.revision, sha)
-        log.info("%s@%s → project %s: %d files, %d tasks created, %d recovered, %d removed, %d restored",
-                 self.repo.repo_id, sha[:12], self.project.project_id, report.files, report.created,
-                 report.recovered, len(report.removed), len(report.restored))
+        log.info("%s@%s → project %s: %d files, %d tasks created, %d recovered, %d changed, %d moved, %d removed, "
+                 "%d restored", self.repo.repo_id, sha[:12], self.project.project_id, report.files, report.created,
+                 report.recovered, len(report.changed), len(report.moved), len(report.removed), len(report.restored))
         return report
 
     def _existing_tasks(self, after_task_id: int) -> list[Entry]:
@@ -117,14 +160,30 @@ class FileImporter:
                 for task_id, data in self.project.task_data(after_task_id, hf_repo=self.repo.repo_id)
                 if data.get("hf_path") is not None]
 
+    def _metadata_table(self, sha: str) -> MetadataTable | None:
+        if self.metadata is None:
+            return None
+        return MetadataTable(self.repo.read_file(sha, self.metadata.path), self.metadata)
+
+    def _data(self, file: RepoFile, sha: str, table: MetadataTable | None) -> dict:
+        return build_file_task(self.field, self._value(file, sha), self.repo.repo_id, file.path, sha,
+                               table.columns_for(file.path) if table else None)
+
     def _import(self, files: list[RepoFile], sha: str) -> int:
-        table = None
-        if self.metadata:
-            table = MetadataTable(self.repo.read_file(sha, self.metadata.path), self.metadata)
-        items = (Item(f.path, build_file_task(self.field, self._value(f, sha), self.repo.repo_id, f.path, sha,
-                                              table.columns_for(f.path) if table else None), sha)
-                 for f in files)
+        table = self._metadata_table(sha)
+        items = (Item(f.path, self._data(f, sha, table), sha, blob_id=f.oid) for f in files)
         return self.state.ledger.import_items(self.project, items, len(files), self.batch_size)
+
+    def _follow(self, pairs: list[tuple[str, RepoFile]], sha: str, known: dict[str, Known]) -> None:
+        """Point the tasks of ``(old path, file)`` pairs at ``file`` at ``sha``: its URL (or text), ``hf_path``,
+        ``hf_revision`` and metadata change, its annotations stay. One read and one update call per task,
+        then one ledger write; a crash in between repeats the updates (they are idempotent)."""
+        if not pairs:
+            return
+        table = self._metadata_table(sha)
+        for old, file in pairs:
+            self.project.update_data(known[old].task_id, self._data(file, sha, table)["data"])
+        self.state.ledger.follow([(old, file.path, sha, file.oid) for old, file in pairs])
 
     def _value(self, file: RepoFile, sha: str) -> str:
         if self.field.as_url:

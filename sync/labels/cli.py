@@ -21,6 +21,7 @@ from labelhub.sync.options import (
     log_level_option,
     one_line_errors,
     project_option,
+    revision_option,
     state_option,
 )
 
@@ -41,8 +42,7 @@ log = logging.getLogger("labelhub")
 @click.option("--repo", default=None, envvar="LABELHUB_REPO",
               help="The dataset repo (Hub repo_id OWNER/NAME or a local git repository) whose paths the "
                    "file's urls may be; such tasks get the repo's file URL, like the sync's.")
-@click.option("--revision", default="main", envvar="LABELHUB_REVISION",
-              help="The branch, tag or commit sha of --repo that the paths are checked against.")
+@revision_option
 @state_option
 @label_studio_options
 @hub_options
@@ -87,7 +87,7 @@ def _run(file, project_id, target, model_version, strict, batch_size, file_forma
     from labelhub.sync.labels.csv_file import read_labels_csv
     from labelhub.sync.labels.parsed import ProjectLabels, UrlResolver
     from labelhub.sync.ledger import LABELS_SOURCE, ImportLedger
-    from labelhub.sync.state import connect
+    from labelhub.sync.state import bind_project, connect
     from labelhub.sync.labels.importer import LabelImporter, summary_lines
     from labelhub.sync.labelstudio.project import LabelStudioProject
 
@@ -102,7 +102,7 @@ def _run(file, project_id, target, model_version, strict, batch_size, file_forma
                                 file_urls=url_policy)
         except ValueError as exc:
             raise click.UsageError(str(exc)) from None
-        sha = dataset.resolve(revision)
+        sha = dataset.resolve(revision or dataset.default_revision())
         urls = UrlResolver(dataset, sha, (f.path for f in dataset.list_files(sha)), endpoint=hf_endpoint)
     read = read_coco if file_format == "coco" else read_labels_csv
     parsed = read(file, labels, urls)
@@ -114,6 +114,7 @@ def _run(file, project_id, target, model_version, strict, batch_size, file_forma
     report = None
     if not (strict and parsed.rejected_rows):
         db = connect(state_path)
+        bind_project(db, project_id, project.url, project.key)
         try:
             report = LabelImporter(project, ImportLedger(db, project_id, LABELS_SOURCE), labels, target=target,
                                    model_version=model_version, batch_size=batch_size).run(parsed.tasks)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from datetime import datetime
 
 import httpx
 from label_studio_sdk import LabelStudio
@@ -46,6 +47,12 @@ class LabelStudioProject:
         project = self.call(self.client.projects.get, project_id)
         self.title = project.title
         self.label_config = project.label_config
+        created = project.created_at
+        if isinstance(created, str):
+            created = datetime.fromisoformat(created.replace("Z", "+00:00"))
+        #: Label Studio's identity of the project, ``<id>.<created_at in unix seconds>`` (as it names it to ML
+        #: backends: ``MLApi._create_project_uid`` in ``label_studio/ml/api_connector.py``).
+        self.key = f"{project_id}.{int(created.timestamp())}" if created else str(project_id)
 
     def __repr__(self) -> str:
         return f"LabelStudioProject({self.url!r}, {self.project_id})"
@@ -101,6 +108,18 @@ class LabelStudioProject:
         pager = self.call(self.client.tasks.list, project=self.project_id, query=_filters(*items),
                           page_size=PAGE_SIZE, fields="task_only", include="id,data")
         return [(task.id, task.data or {}) for task in self.call(list, pager)]
+
+    def task_ids(self) -> list[int]:
+        """The ids of every task of the project (one paged query, ids only)."""
+        pager = self.call(self.client.tasks.list, project=self.project_id, page_size=PAGE_SIZE, fields="task_only",
+                          include="id")
+        return [task.id for task in self.call(list, pager)]
+
+    def update_data(self, task_id: int, changes: dict) -> None:
+        """Merge ``changes`` into the task's ``data`` (two calls: read, then update); its annotations and
+        predictions stay (https://api.labelstud.io/api-reference/api-reference/tasks/update)."""
+        task = self.call(self.client.tasks.get, str(task_id))
+        self.call(self.client.tasks.update, str(task_id), data={**(task.data or {}), **changes})
 
     def update_meta(self, task_id: int, changes: dict) -> None:
         """Merge ``changes`` into the task's ``meta`` (two calls: read, then update)."""

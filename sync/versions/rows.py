@@ -12,8 +12,10 @@ made from, e.g. ``image``), then one column per control tag, named by its ``from
 - TextArea: the text (several entries joined with a newline);
 - any other control: the JSON of its result values;
 
-then ``annotator, created_at, updated_at, lead_time, was_cancelled, ground_truth``, then the
-task's metadata columns (task data keys other than the value key and ``hf_*``), sorted.
+then ``annotator, created_at, updated_at, lead_time, was_cancelled, ground_truth, annotated_revision``
+(the commit sha the task showed when the annotation was last saved: a file whose content changed later
+has a newer ``hf_revision`` in its URL, and a training run can drop labels made on the older content),
+then the task's metadata columns (task data keys other than the value key and ``hf_*``), sorted.
 
 The annotation fields come from Label Studio's annotation format
 (https://labelstud.io/guide/export#Label-Studio-JSON-format-of-annotated-tasks).
@@ -28,7 +30,8 @@ import pandas as pd
 from labelhub.sync.regions import fractions_from_percent
 
 FIXED_HEAD = ("task_id", "annotation_id", "hf_path")
-FIXED_TAIL = ("annotator", "created_at", "updated_at", "lead_time", "was_cancelled", "ground_truth")
+FIXED_TAIL = ("annotator", "created_at", "updated_at", "lead_time", "was_cancelled", "ground_truth",
+              "annotated_revision")
 IDENTITY_KEYS = ("hf_repo", "hf_path", "hf_revision")
 
 
@@ -87,6 +90,7 @@ def annotation_row(task: Mapping, annotation: Mapping, controls: Mapping[str, st
         "lead_time": annotation.get("lead_time"),
         "was_cancelled": bool(annotation.get("was_cancelled")),
         "ground_truth": bool(annotation.get("ground_truth")),
+        "annotated_revision": annotation.get("annotated_revision") or data.get("hf_revision", ""),
     })
     for key in sorted(data):
         if key != value_key and key not in IDENTITY_KEYS:
