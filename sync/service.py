@@ -38,12 +38,12 @@ class SyncService:
     def tick(self) -> float:
         """Run what is due; return the seconds until something is due next."""
         now = time.monotonic()
+        if self.intake and now >= self._due.get("reconcile", 0):  # first: annotations keep the revision they were made on
+            self._step("reconciliation", self.intake.reconcile)
+            self._due["reconcile"] = now + self.reconcile_interval
         if now >= self._due.get("import", 0):
             self._step("import", self.importer.run)
             self._due["import"] = now + self.poll_interval
-        if self.intake and now >= self._due.get("reconcile", 0):
-            self._step("reconciliation", self.intake.reconcile)
-            self._due["reconcile"] = now + self.reconcile_interval
         if self.intake and now >= self._due.get("sweep", 0):
             self._step("sweep", self.intake.sweep)
             self._due["sweep"] = now + self.sweep_interval
@@ -65,7 +65,12 @@ class SyncService:
             log.error("%s failed, will retry: %s: %s", name, type(exc).__name__, exc)
 
     def run_once(self) -> None:
-        """One import cycle, one reconciliation, one export (``--once``); errors propagate."""
+        """One reconciliation, one import cycle, one sweep, one export (``--once``); errors propagate.
+
+        Annotations are reconciled before files are imported, so one made before its file changed is stored
+        with the revision it was made on (``annotated_revision``)."""
+        if self.intake:
+            self.intake.reconcile()
         self.importer.run()
         if self.intake:
             self.intake.reconcile()

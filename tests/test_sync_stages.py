@@ -7,6 +7,7 @@ from labelhub.label_config import data_field
 from labelhub.sync.files.metadata import MetadataSpec, MetadataTable
 from labelhub.repos import RepoFile
 from labelhub.sync.files.payloads import build_file_task
+from tests import sample_repos
 
 IMAGE_CONFIG = '<View><Image name="img" value="$image"/><Choices name="kind" toName="img">' \
                '<Choice value="text-only"/><Choice value="illustrated"/></Choices></View>'
@@ -165,3 +166,32 @@ def test_a_state_file_of_the_previous_layout_keeps_every_task_and_pending_import
     assert labels.pending() == (["https://x/2.png"], 7) and labels.max_task_id() == 7
     state.close()
     assert SyncState(tmp_path / "s.sqlite3", 1, "o/r").ledger.count() == 2  # migrated once, opened again
+
+
+def test_match_moves_pairs_same_blob_paths_in_path_order_and_leaves_the_rest_new():
+    from labelhub.repos import RepoFile
+    from labelhub.sync.files.importer import match_moves
+    from labelhub.sync.ledger import Known
+
+    known = {"a/1.png": Known(1, "s", None, "b1"), "a/2.png": Known(2, "s", None, "b2"),
+             "a/3.png": Known(3, "s", None, ""), "a/4.png": Known(4, "s", None, "b1")}
+    arrived = [RepoFile("z/x.png", 1, "b1"), RepoFile("b/1.png", 1, "b1"), RepoFile("b/new.png", 1, "b9"),
+               RepoFile("c/3.png", 1, "b3"), RepoFile("d/copy.png", 1, "b2"), RepoFile("e/copy.png", 1, "b2")]
+    moves, new = match_moves(list(known), arrived, known)
+    assert [(old, f.path) for old, f in moves] == [("a/1.png", "b/1.png"), ("a/2.png", "d/copy.png"),
+                                                   ("a/4.png", "z/x.png")]
+    assert [f.path for f in new] == ["b/new.png", "c/3.png", "e/copy.png"]  # unknown blob ids never pair
+
+
+def test_a_local_repo_follows_its_checked_out_branch_and_refuses_a_detached_head(tmp_path):
+    from labelhub.errors import RevisionNotFound
+    from labelhub.repos.git import LocalGitRepo
+
+    repo = tmp_path / "r"
+    repo.mkdir()
+    sample_repos.git(repo, "init", "-q", "-b", "master")
+    sha = sample_repos.commit_local(repo, {"a.txt": b"a"})
+    assert LocalGitRepo(repo).default_revision() == "master"
+    sample_repos.git(repo, "checkout", "-q", "--detach", sha)
+    with pytest.raises(RevisionNotFound, match="detached"):
+        LocalGitRepo(repo).default_revision()
