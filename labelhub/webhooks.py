@@ -12,16 +12,25 @@ Format: https://labelstud.io/guide/webhook_reference (serializers in Label Studi
 - ``START_TRAINING`` (sent by Label Studio's ``MLApi.train``, ``label_studio/ml/api_connector.py``) and
   ``PROJECT_UPDATED``: ``{"action", "project"}``
 
-Ids are integers, as Label Studio's serializers give them.
+Ids are integers that fit in 64 bits, as Label Studio's serializers give them (its database's ids). The
+annotations an event carries are checked for the shape LabelHub reads (``result`` a list of objects, each
+``value`` an object whose label lists are lists of strings, a ``rectanglelabels`` box with numbers, times as
+strings), so an accepted event never fails later in a trainer or an export.
+
+Bodies are decoded by :func:`parse_json`: strict JSON (RFC 8259: no ``NaN`` or ``Infinity``), at most
+:data:`MAX_JSON_DEPTH` levels deep.
 """
 from __future__ import annotations
 
+import json
+import math
 from collections.abc import Collection
 from typing import Any, NamedTuple
 
 from labelhub.errors import InvalidEventError, UnknownEventAction
 
-__all__ = ["SECRET_HEADER", "ANNOTATION_ACTIONS", "ACTIONS", "Event", "event_action", "parse_event"]
+__all__ = ["SECRET_HEADER", "ANNOTATION_ACTIONS", "ACTIONS", "MAX_JSON_DEPTH", "Event", "event_action",
+           "parse_event", "parse_json"]
 
 #: The header that carries ``LABELHUB_WEBHOOK_SECRET`` (set on the webhook Label Studio calls).
 SECRET_HEADER = "X-LabelHub-Secret"
@@ -38,6 +47,15 @@ _ITEMS = {"ANNOTATION_CREATED": ("annotation", False), "ANNOTATION_UPDATED": ("a
           "ANNOTATIONS_CREATED": ("annotation", True), "ANNOTATIONS_DELETED": ("annotations", True),
           "TASKS_DELETED": ("tasks", True)}
 _GUIDE = "https://labelstud.io/guide/webhook_reference"
+#: How deeply a body may nest. Label Studio's deepest (a result's value in an annotation in a list) is under 10;
+#: the limit keeps every later ``json.dumps`` of the body (a queue file, the sync state) far from Python's
+#: recursion limit.
+MAX_JSON_DEPTH = 100
+_INT64 = range(-2 ** 63, 2 ** 63)
+#: Keys of a result's ``value`` that list label names (``taxonomy``: paths, lists of names) or texts.
+_LABEL_KEYS = ("choices", "labels", "rectanglelabels", "polygonlabels", "keypointlabels", "ellipselabels",
+               "brushlabels", "polylinelabels", "hypertextlabels", "paragraphlabels", "timeserieslabels", "text",
+               "taxonomy")
 
 
 class Event(NamedTuple):
@@ -47,8 +65,98 @@ class Event(NamedTuple):
     body: dict
 
 
+def _is_id(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value in _INT64
+
+
 def _has_id(item: Any) -> bool:
-    return isinstance(item, dict) and isinstance(item.get("id"), int) and not isinstance(item.get("id"), bool)
+    return isinstance(item, dict) and _is_id(item.get("id"))
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _too_deep(value: Any) -> bool:
+    """Whether ``value`` nests deeper than :data:`MAX_JSON_DEPTH` (iteratively: no recursion)."""
+    stack = [(value, 1)] if isinstance(value, (dict, list)) else []
+    while stack:
+        item, level = stack.pop()
+        if level > MAX_JSON_DEPTH:
+            return True
+        children = item.values() if isinstance(item, dict) else item
+        stack.extend((child, level + 1) for child in children if isinstance(child, (dict, list)))
+    return False
+
+
+def parse_json(raw: bytes | str) -> Any:
+    """Decode a request body as strict JSON.
+
+    Args:
+        raw: The body (UTF-8, or UTF-16/32 as :func:`json.loads` detects them).
+
+    Returns:
+        The decoded value.
+
+    Raises:
+        InvalidEventError: Not JSON, not decodable, ``NaN``/``Infinity`` (not JSON, and SQLite's JSON
+            functions refuse them), an integer of more than 4300 digits, or nesting deeper than
+            :data:`MAX_JSON_DEPTH`. The message is one line.
+
+    Example:
+        >>> parse_json(b'{"action": "START_TRAINING"}')
+        {'action': 'START_TRAINING'}
+    """
+    try:
+        value = json.loads(raw, parse_constant=_refuse_constant)
+    except RecursionError:
+        value = None
+        deep = True
+    except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError, encodings, the int digits limit
+        raise InvalidEventError(" ".join(f"not JSON: {exc}".split())[:300]) from None
+    else:
+        deep = _too_deep(value)
+    if deep:
+        raise InvalidEventError(f"too deep: the JSON nests more than {MAX_JSON_DEPTH} levels")
+    return value
+
+
+def _check_annotation(ann: dict, field: str) -> None:
+    """Refuse an annotation whose fields LabelHub reads have another type than Label Studio gives them."""
+    for key in ("updated_at", "created_at"):
+        if ann.get(key) is not None and not isinstance(ann[key], str):
+            raise InvalidEventError(f"{field}.{key} is not a string", field=field)
+    who = ann.get("completed_by")
+    if who is not None and not _is_id(who) and not isinstance(who, dict):
+        raise InvalidEventError(f"{field}.completed_by is neither a user id nor a user", field=field)
+    result = ann.get("result")
+    if result is None:
+        return
+    if not isinstance(result, list):
+        raise InvalidEventError(f"{field}.result is not a list", field=field)
+    for i, item in enumerate(result):
+        where = f"{field}.result[{i}]"
+        if not isinstance(item, dict):
+            raise InvalidEventError(f"{where} is not an object", field=field)
+        for key in ("from_name", "to_name", "type"):
+            if item.get(key) is not None and not isinstance(item[key], str):
+                raise InvalidEventError(f"{where}.{key} is not a string", field=field)
+        value = item.get("value", {})
+        if not isinstance(value, dict):
+            raise InvalidEventError(f"{where}.value is not an object", field=field)
+        for key in _LABEL_KEYS:
+            labels = value.get(key)
+            if labels is None:
+                continue
+            inner = (lambda x: isinstance(x, list) and all(isinstance(y, str) for y in x)) if key == "taxonomy" \
+                else (lambda x: isinstance(x, str))
+            if not isinstance(labels, list) or not all(inner(x) for x in labels):
+                raise InvalidEventError(f"{where}.value.{key} is not a list of "
+                                        f"{'paths' if key == 'taxonomy' else 'strings'}", field=field)
+        if item.get("type") == "rectanglelabels" and not all(
+                isinstance(value.get(k), (int, float)) and not isinstance(value.get(k), bool)
+                and math.isfinite(value[k]) for k in ("x", "y", "width", "height")):
+            raise InvalidEventError(f"{where} is a box without numbers x, y, width, height", field=field)
 
 
 def event_action(body: Any, actions: Collection[str] = ACTIONS) -> str:
@@ -91,8 +199,10 @@ def parse_event(body: Any, actions: Collection[str] = ACTIONS, project_id: int |
 
     Raises:
         InvalidEventError: Not a JSON object; no action; a missing or malformed ``annotation``,
-            ``annotations``, ``tasks`` or ``task`` (each item needs an integer ``id``); another project; no
-            project when ``need_project``. ``field`` names the field at fault.
+            ``annotations``, ``tasks`` or ``task`` (each item needs an integer ``id`` of at most 64 bits; a
+            task's ``data`` must be an object; an annotation's fields must have Label Studio's types, see the
+            module docstring); another project; no project when ``need_project``. ``field`` names the field
+            at fault.
         UnknownEventAction: The action is not one of ``actions``.
 
     Example:
@@ -102,7 +212,7 @@ def parse_event(body: Any, actions: Collection[str] = ACTIONS, project_id: int |
     action = event_action(body, actions)
     project = body.get("project")
     if project_id is not None and isinstance(project, dict) and project.get("id") not in (None, project_id):
-        raise InvalidEventError(f"event of project {project.get('id')}, not {project_id}", field="project")
+        raise InvalidEventError(f"event of project {project.get('id')!r:.60}, not {project_id}", field="project")
     if action in _ITEMS:
         key, many = _ITEMS[action]
         items = body.get(key)
@@ -113,6 +223,13 @@ def parse_event(body: Any, actions: Collection[str] = ACTIONS, project_id: int |
             raise InvalidEventError(f"{action} without {key}.id", field=key)
         if action in ("ANNOTATION_CREATED", "ANNOTATION_UPDATED") and not _has_id(body.get("task")):
             raise InvalidEventError(f"{action} without task.id", field="task")
+        if action in ("ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_CREATED"):
+            for ann in items if many else [items]:
+                _check_annotation(ann, key)
+            tasks = body.get("task")
+            for task in tasks if isinstance(tasks, list) else [tasks]:
+                if isinstance(task, dict) and task.get("data") is not None and not isinstance(task["data"], dict):
+                    raise InvalidEventError(f"{action} with a task.data that is not an object", field="task")
     if need_project and project in (None, "", {}):
         raise InvalidEventError(f"{action} names no 'project'", field="project")
     return Event(action, body)

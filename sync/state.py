@@ -39,6 +39,9 @@ CREATE TABLE IF NOT EXISTS annotations (
     project_id INTEGER NOT NULL, annotation_id INTEGER NOT NULL, task_id INTEGER NOT NULL,
     updated_at TEXT NOT NULL, body TEXT, deleted INTEGER NOT NULL DEFAULT 0, revision TEXT,
     PRIMARY KEY (project_id, annotation_id));
+CREATE TABLE IF NOT EXISTS export_rows (
+    project_id INTEGER NOT NULL, annotation_id INTEGER NOT NULL, row TEXT NOT NULL, row_hash TEXT NOT NULL,
+    annotator TEXT NOT NULL, PRIMARY KEY (project_id, annotation_id));
 CREATE TABLE IF NOT EXISTS users (user_id INTEGER PRIMARY KEY, email TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS cursors (
     project_id INTEGER NOT NULL, name TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (project_id, name));
@@ -83,8 +86,10 @@ def connect(path: str | Path) -> sqlite3.Connection:
 #: The cursor that names the Label Studio instance and project a state's rows belong to.
 BINDING = "label_studio_project"
 #: Tables whose rows belong to one Label Studio project (``project_id`` column); ``users`` is per instance.
-PROJECT_TABLES = ("imported", "import_pending", "tasks_seen", "annotations", "cursors", "versions", "exported",
-                  "heads")
+PROJECT_TABLES = ("imported", "import_pending", "tasks_seen", "annotations", "export_rows", "cursors", "versions",
+                  "exported", "heads")
+#: The cursor holding the label config fingerprint the stored export rows were made with.
+ROWS_CONFIG = "export_rows_config"
 
 
 def bind_project(db: sqlite3.Connection, project_id: int, label_studio_url: str, project_key: str) -> bool:
@@ -160,9 +165,19 @@ class SyncState:
 
     # annotations (the intake)
     def upsert_task(self, task_id: int, data: dict) -> None:
-        """Remember a task's data (for the CSV's URL and metadata columns)."""
-        self._write("INSERT OR REPLACE INTO tasks_seen VALUES (?, ?, ?)",
-                    [(self.key[0], task_id, json.dumps(data, sort_keys=True))])
+        """Remember a task's data (for the CSV's URL and metadata columns); when it changed, the export rows of
+        its annotations are made again at the next export."""
+        text = json.dumps(data, sort_keys=True)
+        with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            old = self.db.execute("SELECT data FROM tasks_seen WHERE project_id=? AND task_id=?",
+                                  (self.key[0], task_id)).fetchone()
+            if old and old[0] == text:
+                return
+            self.db.execute("INSERT OR REPLACE INTO tasks_seen VALUES (?, ?, ?)", (self.key[0], task_id, text))
+            self.db.execute("DELETE FROM export_rows WHERE project_id=? AND annotation_id IN "
+                            "(SELECT annotation_id FROM annotations WHERE project_id=? AND task_id=?)",
+                            (self.key[0], self.key[0], task_id))
 
     def bind(self, label_studio_url: str, project_key: str) -> bool:
         """See :func:`bind_project`.
@@ -210,6 +225,8 @@ class SyncState:
                 self.db.execute("INSERT OR REPLACE INTO annotations (project_id, annotation_id, task_id, updated_at, "
                                 "body, deleted, revision) VALUES (?, ?, ?, ?, ?, 0, ?)",
                                 (project, annotation["id"], task_id, annotation.get("updated_at", ""), body, revision))
+                self.db.execute("DELETE FROM export_rows WHERE project_id=? AND annotation_id=?",
+                                (project, annotation["id"]))
                 changed += 1
             if complete:
                 present = {a["id"] for a in annotations}
@@ -242,13 +259,42 @@ class SyncState:
             "SELECT a.task_id, t.data, a.body, a.revision FROM annotations a LEFT JOIN tasks_seen t "
             "ON t.project_id = a.project_id AND t.task_id = a.task_id WHERE a.project_id=? AND a.deleted=0",
             self.key[:1])
-        out = []
-        for task_id, data, body, revision in rows:
-            annotation = json.loads(body)
-            if revision:
-                annotation["annotated_revision"] = revision
-            out.append(({"id": task_id, "data": json.loads(data or "{}")}, annotation))
-        return out
+        return [self._pair(*row) for row in rows]
+
+    @staticmethod
+    def _pair(task_id: int, data: str | None, body: str, revision: str | None) -> tuple[dict, dict]:
+        annotation = json.loads(body)
+        if revision:
+            annotation["annotated_revision"] = revision
+        return {"id": task_id, "data": json.loads(data or "{}")}, annotation
+
+    def live_annotations_without_row(self, config: str) -> list[tuple[dict, dict]]:
+        """Like :meth:`live_annotations`, for the annotations whose export row is not stored (new, changed, or
+        made with another label config: ``config`` is its fingerprint; a new one forgets every stored row)."""
+        if self.cursor(ROWS_CONFIG) != config:
+            with self.db:
+                self.db.execute("BEGIN IMMEDIATE")
+                self.db.execute("DELETE FROM export_rows WHERE project_id=?", self.key[:1])
+                self.db.execute("INSERT OR REPLACE INTO cursors VALUES (?, ?, ?)", (self.key[0], ROWS_CONFIG, config))
+        rows = self.db.execute(
+            "SELECT a.task_id, t.data, a.body, a.revision FROM annotations a LEFT JOIN tasks_seen t "
+            "ON t.project_id = a.project_id AND t.task_id = a.task_id WHERE a.project_id=? AND a.deleted=0 "
+            "AND a.annotation_id NOT IN (SELECT annotation_id FROM export_rows WHERE project_id=?)",
+            (self.key[0], self.key[0]))
+        return [self._pair(*row) for row in rows]
+
+    def store_rows(self, rows: Iterable[tuple[int, str, str, str]]) -> None:
+        """Store ``(annotation_id, row JSON, row hash, annotator reference)`` export rows."""
+        self._write("INSERT OR REPLACE INTO export_rows VALUES (?, ?, ?, ?, ?)",
+                    [(self.key[0], *row) for row in rows])
+
+    def export_rows(self) -> list[tuple[str, str, str]]:
+        """``[(row JSON, row hash, annotator reference)]`` of every live annotation, in no particular order
+        (call :meth:`live_annotations_without_row` and :meth:`store_rows` first)."""
+        return self.db.execute(
+            "SELECT r.row, r.row_hash, r.annotator FROM export_rows r JOIN annotations a "
+            "ON a.project_id = r.project_id AND a.annotation_id = r.annotation_id "
+            "WHERE r.project_id=? AND a.deleted=0", self.key[:1]).fetchall()
 
     def annotated_task_ids(self) -> set[int]:
         """The ids of the tasks that have live annotations in the store."""

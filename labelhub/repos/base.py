@@ -37,6 +37,13 @@ class DatasetRepo(Protocol):
             labelhub.errors.RevisionNotFound: a local repository whose ``HEAD`` is detached.
         """
 
+    def head_and_tags(self, branch: str) -> tuple[str, dict[str, str]]:
+        """``(commit sha of branch, {tag: commit sha})`` with one call.
+
+        Raises:
+            labelhub.errors.RevisionNotFound: the branch does not exist.
+        """
+
     def resolve(self, revision: str) -> str:
         """Resolve a branch, tag or sha to a commit sha (40 hex digits).
 

@@ -188,6 +188,10 @@ class LocalGitRepo:
         args = ["-a", "-m", message] if message else []
         git(self.path, "tag", *args, tag, sha, identity=IDENTITY)
 
+    def head_and_tags(self, branch: str) -> tuple[str, dict[str, str]]:
+        """See :meth:`labelhub.repos.DatasetRepo.head_and_tags`."""
+        return self.resolve(branch), self.tags()
+
     def tags(self) -> dict[str, str]:
         """``{tag name: commit sha}``."""
         out = git(self.path, "for-each-ref", "--format=%(refname:short) %(objectname) %(*objectname)", "refs/tags")

@@ -239,9 +239,18 @@ class HubRepo:
 
     def tags(self) -> dict[str, str]:
         """``{tag name: commit sha}`` of the repo. One Hub call."""
-        with hub_errors(self.endpoint):
+        with hub_errors(self.endpoint, self.repo_id):
             refs = self.api.list_repo_refs(self.repo_id, repo_type=REPO_TYPE)
         return {ref.name: ref.target_commit for ref in refs.tags}
+
+    def head_and_tags(self, branch: str) -> tuple[str, dict[str, str]]:
+        """See :meth:`labelhub.repos.DatasetRepo.head_and_tags`: one ``list_repo_refs`` call."""
+        with hub_errors(self.endpoint, self.repo_id, branch):
+            refs = self.api.list_repo_refs(self.repo_id, repo_type=REPO_TYPE)
+        heads = {ref.name: ref.target_commit for ref in refs.branches}
+        if branch not in heads:
+            raise RevisionNotFound(f"branch {branch!r} not found in dataset {self.repo_id}")
+        return heads[branch], {ref.name: ref.target_commit for ref in refs.tags}
 
     def commit_info(self, sha: str) -> tuple[str, str]:
         """``(date ISO 8601, title)`` of commit ``sha``. One Hub call."""

@@ -2,8 +2,10 @@
 
 Label Studio calls it inside the annotator's save with a 1 s timeout, so it only checks the secret
 header, parses and applies the event to the SQLite store (milliseconds), wakes the daemon and
-answers. Bad bodies answer 400 and wrong secrets 403, each with one log line saying why; the
-daemon keeps running. Events are hints: reconciliation finds whatever they miss.
+answers. Bad bodies answer 400, wrong secrets 403, bodies over :data:`MAX_BODY_BYTES` 413 (by their
+``Content-Length`` before anything is read, or as soon as a chunked body passes the limit), and a state
+that cannot be written 503, each with one log line saying why; the daemon keeps running. Events are
+hints: reconciliation finds whatever they miss.
 
 The secret travels in the header :data:`labelhub.webhooks.SECRET_HEADER`, which :func:`register` puts on the
 project's webhook (https://labelstud.io/guide/webhooks#Add-a-webhook-in-Label-Studio).
@@ -13,39 +15,76 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import sqlite3
 import threading
 from collections.abc import Callable
 
+from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
 from labelhub.errors import InvalidEventError
 from labelhub.sync.annotations.intake import ACTIONS, AnnotationIntake, parse_event
-from labelhub.webhooks import SECRET_HEADER
+from labelhub.webhooks import SECRET_HEADER, parse_json
 
 log = logging.getLogger(__name__)
 
+__all__ = ["MAX_BODY_BYTES", "webhook_app", "WebhookServer", "register"]
 
-def webhook_app(intake: AnnotationIntake, secret: str | None, on_change: Callable[[], None]):
-    """The WSGI app: ``POST /webhook`` (and ``GET /health``)."""
+#: The largest webhook body accepted: 16 MiB. Label Studio's annotation events carry one task and its
+#: annotation (kilobytes; a task with an inlined image, a few MB); ``TASKS_DELETED`` of a whole project lists
+#: ids (~20 bytes each: 16 MiB holds ~800,000).
+MAX_BODY_BYTES = 16 * 1024 * 1024
+
+
+def _one_line(text: str) -> str:
+    """``text`` for a log line: newlines and unprintable characters escaped, at most 300 characters."""
+    return repr(text[:300])[1:-1]
+
+
+def webhook_app(intake: AnnotationIntake, secret: str | None, on_change: Callable[[], None],
+                max_body_bytes: int = MAX_BODY_BYTES):
+    """The WSGI app: ``POST /webhook`` (and ``GET /health``).
+
+    Args:
+        intake: Applies the events to the sync state.
+        secret: The ``X-LabelHub-Secret`` every event must carry, or ``None``.
+        on_change: Called after an event changed the stored annotations (wakes the daemon).
+        max_body_bytes: The largest body accepted (default :data:`MAX_BODY_BYTES`).
+
+    Returns:
+        The WSGI application. It answers JSON: 200 ``{"status": "ok", "action": ...}``; 400 (not JSON,
+        not an event of this project), 403 (wrong secret), 404, 413 (body over ``max_body_bytes``) and 503
+        (the state cannot be written) with ``{"error": ...}`` and one log line; it never raises.
+    """
 
     @Request.application
     def app(request: Request) -> Response:
+        request.max_content_length = max_body_bytes
         if request.path == "/health":
             return _json({"status": "UP"})
         if request.path != "/webhook" or request.method != "POST":
             return _json({"error": "not found"}, 404)
-        if secret and not hmac.compare_digest(request.headers.get(SECRET_HEADER, ""), secret):
+        # WSGI gives header values decoded as latin-1 (PEP 3333): encoding back gives the bytes sent
+        given = request.headers.get(SECRET_HEADER, "").encode("latin-1", "replace")
+        if secret and not hmac.compare_digest(given, secret.encode()):
             log.warning("webhook refused from %s: missing or wrong %s header", request.remote_addr, SECRET_HEADER)
             return _json({"error": f"missing or wrong {SECRET_HEADER}"}, 403)
         try:
-            action, body = parse_event(json.loads(request.get_data(as_text=True) or "null"),
-                                       intake.project.project_id)
-        except (ValueError, InvalidEventError) as exc:
-            reason = f"not JSON: {exc}" if isinstance(exc, json.JSONDecodeError) else str(exc)
-            log.warning("webhook rejected: %s", reason)
-            return _json({"error": reason}, 400)
-        if intake.apply_event(action, body):
+            action, body = parse_event(parse_json(request.get_data() or b"null"), intake.project.project_id)
+        except RequestEntityTooLarge:
+            log.warning("webhook refused from %s: body of %s bytes over the limit of %d", request.remote_addr,
+                        request.content_length or "more than that", max_body_bytes)
+            return _json({"error": f"the body is larger than {max_body_bytes} bytes"}, 413)
+        except InvalidEventError as exc:
+            log.warning("webhook rejected: %s", _one_line(str(exc)))
+            return _json({"error": str(exc)}, 400)
+        try:
+            changed = intake.apply_event(action, body)
+        except (sqlite3.Error, OSError) as exc:  # a locked or full state: Label Studio logs the 503
+            log.error("webhook %s not stored: %s: %s", action, type(exc).__name__, _one_line(str(exc)))
+            return _json({"error": "the sync state cannot be written now"}, 503)
+        if changed:
             on_change()
         return _json({"status": "ok", "action": action})
 

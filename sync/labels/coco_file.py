@@ -10,7 +10,8 @@ the dataset repo), or its ``coco_url`` when ``file_name`` is not a valid url. Ea
 becomes a RectangleLabels region labelled with its category's ``name`` (which must be a label of
 the project), in percent of the image with ``original_width``/``original_height`` set. A bbox may
 overflow the image by up to one pixel (rounding in other tools): it is clipped; more is rejected.
-An image without annotations becomes a task without a prediction or annotation.
+An image without annotations becomes a task without a prediction or annotation. An image whose ``id`` an
+earlier image has is rejected (:data:`DUPLICATE_IMAGE_ID`): annotations name the first.
 
 Rows are reported as ``images[i]`` and ``annotations[i] (id N)``, their positions in the file.
 """
@@ -27,6 +28,17 @@ from labelhub.sync.regions import FractionEdges, edges_from_coco
 
 #: How far (in pixels) a bbox may leave the image before it is rejected rather than clipped.
 CLIP_TOLERANCE_PX = 1.0
+#: The reason an image is rejected when an earlier image has its ``id`` (annotations name the first one).
+DUPLICATE_IMAGE_ID = "image id already used by an earlier image"
+
+
+def _key(value):
+    """``value`` as a dict key: an id that is a list or an object (not COCO, but JSON allows it) as its JSON."""
+    try:
+        hash(value)
+    except TypeError:
+        return ("json", json.dumps(value, sort_keys=True))
+    return value
 
 
 def _number(value) -> float | None:
@@ -49,7 +61,8 @@ def read_coco(source: str | PathLike | IO, labels: ProjectLabels, urls: UrlResol
         an annotation of a rejected image is not imported and not reported again.
 
     Raises:
-        LabelsFileError: the file is not JSON, or not an object with an ``images`` list.
+        LabelsFileError: the file is not JSON, not an object with an ``images`` list, or its ``annotations``
+            or ``categories`` are not lists. The message is one line.
     """
     try:
         if hasattr(source, "read"):
@@ -57,12 +70,18 @@ def read_coco(source: str | PathLike | IO, labels: ProjectLabels, urls: UrlResol
         else:
             with open(source, encoding="utf-8-sig") as fh:
                 coco = json.load(fh)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise LabelsFileError(f"the COCO file is not JSON: {exc}") from None
+    except RecursionError:
+        raise LabelsFileError("the COCO file nests too deeply to be read") from None
+    except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError, encodings, integers of > 4300 digits
+        raise LabelsFileError(" ".join(f"the COCO file is not JSON: {exc}".split())[:400]) from None
     if not isinstance(coco, dict) or not isinstance(coco.get("images"), list):
         raise LabelsFileError("the COCO file has no 'images' list (https://cocodataset.org/#format-data)")
+    for key in ("annotations", "categories"):
+        if coco.get(key) is not None and not isinstance(coco[key], list):
+            raise LabelsFileError(f"the COCO file's '{key}' is not a list (https://cocodataset.org/#format-data)")
     images, annotations = coco["images"], coco.get("annotations") or []
-    categories = {c.get("id"): str(c.get("name", "")) for c in coco.get("categories") or [] if isinstance(c, dict)}
+    categories = {_key(c.get("id")): str(c.get("name", "")) for c in coco.get("categories") or []
+                  if isinstance(c, dict)}
     parsed = ParsedLabels(rows=len(images) + len(annotations))
     order = 0
 
@@ -71,14 +90,21 @@ def read_coco(source: str | PathLike | IO, labels: ProjectLabels, urls: UrlResol
 
     tasks: dict[object, ImportTask] = {}
     bad_images: set = set()
+    seen_ids: set = set()
     seen_urls: dict[str, ImportTask] = {}
     for i, image in enumerate(images):
         order += 1
-        where = f"images[{i}]" + (f" (id {image.get('id')})" if isinstance(image, dict) else "")
+        where = f"images[{i}]" + (f" (id {image.get('id')!r:.40})" if isinstance(image, dict) else "")
         if not isinstance(image, dict):
             reject(where, m.MISSING_URL, "not an object")
             parsed.rejected_rows += 1
             continue
+        image_key = _key(image.get("id"))
+        if image.get("id") is not None and image_key in seen_ids:
+            reject(where, DUPLICATE_IMAGE_ID)  # its annotations stay with the first image of that id
+            parsed.rejected_rows += 1
+            continue
+        seen_ids.add(image_key)
         problems = len(parsed.errors)
         candidates = [str(image.get(k) or "").strip() for k in ("file_name", "coco_url")]
         candidates = [c for c in candidates if c]
@@ -97,7 +123,7 @@ def read_coco(source: str | PathLike | IO, labels: ProjectLabels, urls: UrlResol
             reject(where, m.BAD_IMAGE_SIZE, f"width={image.get('width')!r}, height={image.get('height')!r}")
         if len(parsed.errors) > problems:
             parsed.rejected_rows += 1
-            bad_images.add(image.get("id"))
+            bad_images.add(image_key)
             continue
         url, (value, hf) = resolved[0], resolved[1]
         task = seen_urls.get(url)
@@ -105,7 +131,7 @@ def read_coco(source: str | PathLike | IO, labels: ProjectLabels, urls: UrlResol
             task = seen_urls[url] = ImportTask(url, value, hf=hf, original_width=int(width),
                                                original_height=int(height))
         task.lines.append(order)
-        tasks[image.get("id")] = task
+        tasks[image_key] = task
 
     for i, ann in enumerate(annotations):
         order += 1
@@ -113,16 +139,16 @@ def read_coco(source: str | PathLike | IO, labels: ProjectLabels, urls: UrlResol
             reject(f"annotations[{i}]", m.BAD_BBOX, "not an object")
             parsed.rejected_rows += 1
             continue
-        where = f"annotations[{i}] (id {ann.get('id')})"
+        where = f"annotations[{i}] (id {ann.get('id')!r:.40})"
         image_id = ann.get("image_id")
-        if image_id in bad_images:
+        if _key(image_id) in bad_images:
             parsed.rejected_rows += 1  # its image was reported
             continue
         problems = len(parsed.errors)
-        task = tasks.get(image_id)
+        task = tasks.get(_key(image_id))
         if task is None:
             reject(where, m.UNKNOWN_IMAGE, f"image_id={image_id!r}")
-        name = categories.get(ann.get("category_id"))
+        name = categories.get(_key(ann.get("category_id")))
         if name is None:
             reject(where, m.UNKNOWN_CATEGORY, f"category_id={ann.get('category_id')!r}")
         else:

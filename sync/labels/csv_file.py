@@ -52,7 +52,8 @@ def read_labels_csv(source: str | PathLike | IO, labels: ProjectLabels, urls: Ur
         :class:`RowError` for each failed check of each bad row, in line order.
 
     Raises:
-        LabelsFileError: the file cannot be parsed as CSV, or it has no ``url`` column.
+        LabelsFileError: the file cannot be parsed as CSV, it has no ``url`` column, or one of the columns it
+            reads appears twice (after stripping spaces). The message is one line.
 
     Example:
         >>> parsed = read_labels_csv("labels.csv", ProjectLabels.from_config(config), UrlResolver())
@@ -63,19 +64,27 @@ def read_labels_csv(source: str | PathLike | IO, labels: ProjectLabels, urls: Ur
         df = pd.read_csv(source, dtype=str, keep_default_na=False, skip_blank_lines=False,
                          encoding="utf-8-sig")
     except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
-        raise LabelsFileError(f"the labels file is not a CSV pandas can read: {exc}") from None
+        reason = " ".join(str(exc).split())  # pandas' messages may end with a newline: one line
+        raise LabelsFileError(f"the labels file is not a CSV pandas can read: {reason}"[:400]) from None
     df.columns = [str(c).strip() for c in df.columns]
     if "url" not in df.columns:
-        raise LabelsFileError(f"the labels CSV has no 'url' column (columns: {', '.join(df.columns) or 'none'})")
+        names = ", ".join(repr(c)[1:-1] for c in df.columns)[:300] or "none"
+        raise LabelsFileError(f"the labels CSV has no 'url' column (columns: {names})")
+    twice = sorted({c for c in df.columns if c in COLUMNS and list(df.columns).count(c) > 1})
+    if twice:
+        raise LabelsFileError(f"the labels CSV has the column {', '.join(map(repr, twice))} more than once")
     ignored = [c for c in df.columns if c not in COLUMNS]
     if ignored:
-        log.warning("ignoring the CSV columns %s (the import reads %s)", ", ".join(ignored), ", ".join(COLUMNS))
+        log.warning("ignoring the CSV columns %s (the import reads %s)",
+                    ", ".join(repr(c)[1:-1] for c in ignored)[:300], ", ".join(COLUMNS))
+    # physical line numbers: the header is line 1; a quoted value with newlines takes several lines
+    newlines = sum((df.iloc[:, j].str.count("\n") for j in range(df.shape[1])),
+                   pd.Series(0, index=df.index)).to_numpy()
+    line = 2 + np.arange(len(df)) + np.concatenate([[0], np.cumsum(newlines)[:-1]]).astype(int)
+    df = df.loc[:, [c for c in df.columns if c in COLUMNS]]
     for column in COLUMNS:
         if column not in df.columns:
             df[column] = ""
-    # physical line numbers: the header is line 1; a quoted value with newlines takes several lines
-    newlines = sum(df[c].str.count("\n") for c in df.columns).to_numpy()
-    line = 2 + np.arange(len(df)) + np.concatenate([[0], np.cumsum(newlines)[:-1]]).astype(int)
     df = df[list(COLUMNS)].apply(lambda col: col.str.strip())
     blank = (df == "").all(axis=1).to_numpy()
     df, line = df[~blank].reset_index(drop=True), line[~blank]

@@ -38,7 +38,7 @@ from labelhub.sync.annotations.intake import GENERATION, learn_annotators
 from labelhub.label_config import control_tags, data_field
 from labelhub.sync.labelstudio.project import LabelStudioProject
 from labelhub.repos import DatasetRepo
-from labelhub.sync.versions.rows import annotation_row, label_distribution, rows_frame
+from labelhub.sync.versions.rows import annotation_reference, annotation_row, label_distribution, rows_frame
 from labelhub.sync.state import SyncState
 
 log = logging.getLogger(__name__)
@@ -64,16 +64,33 @@ class Version:
 def build_csv(state: SyncState, controls: dict[str, str], value_key: str) -> tuple[pd.DataFrame, bytes, dict[int, str]]:
     """The export's rows from the state's annotation store.
 
+    Each annotation's row (without its annotator, whose email may be learnt later) is made once and stored
+    with its hash (:meth:`labelhub.sync.state.SyncState.store_rows`); it is made again only when the
+    annotation, its task's data or the label config change. An export reads the stored rows in one query and
+    decodes them in one ``json.loads``.
+
     Returns:
-        ``(frame, csv bytes, {annotation_id: sha256 of its row})``.
+        ``(frame, csv bytes, {annotation_id: sha256 of its row and annotator}``.
     """
-    users = state.users()
-    rows = [annotation_row(task, annotation, controls, value_key, users)
-            for task, annotation in state.live_annotations()]
+    config = json.dumps([controls, value_key], sort_keys=True)
+    made = []
+    for task, annotation in state.live_annotations_without_row(config):
+        row = annotation_row(task, annotation, controls, value_key, {})
+        reference = annotation_reference(annotation)
+        del row["annotator"]
+        text = json.dumps(row, sort_keys=True, default=str)
+        made.append((row["annotation_id"], text, hashlib.sha256(text.encode()).hexdigest(), reference))
+    state.store_rows(made)
+    stored = state.export_rows()
+    rows = json.loads("[" + ",".join(text for text, _, _ in stored) + "]")  # one decode, not one per row
+    users = {str(k): v for k, v in state.users().items()}
+    annotators = [users.get(reference, reference) for _, _, reference in stored]
+    for row, annotator in zip(rows, annotators):
+        row["annotator"] = annotator
     frame = rows_frame(rows, controls, value_key)
     csv = frame.to_csv(index=False, lineterminator="\n").encode()
-    hashes = {int(r["annotation_id"]): hashlib.sha256(json.dumps(r, sort_keys=True, default=str).encode()).hexdigest()
-              for r in rows}
+    hashes = {row["annotation_id"]: hashlib.sha256(f"{row_hash} {annotator}".encode()).hexdigest()
+              for row, (_, row_hash, _), annotator in zip(rows, stored, annotators)}
     return frame, csv, hashes
 
 
@@ -134,14 +151,20 @@ class Exporter:
             self.state.set_cursor(EXPORTED_GENERATION, generation)
             return finished
         last = self.state.last_version()
-        number = self._next_number(last)
+        head = None
+        if last:
+            number = last["version"] + 1
+        else:  # the first export of this state: one call gives the branch head and the tags
+            head, tags = self.repo.head_and_tags(self.revision)
+            number = max((int(t[len(TAG_PREFIX):]) for t in tags
+                          if t.startswith(TAG_PREFIX) and t[len(TAG_PREFIX):].isdigit()), default=0) + 1
         export_id = uuid.uuid4().hex
         summary = {"added": added, "changed": changed, "removed": removed}
         self.state.begin_version(number, export_id, hashes, summary)
         message = f"annotations v{number}: +{added} ~{changed} -{removed}"
         description = (f"Annotations of Label Studio project {self.project.project_id} ({self.project.url}).\n\n"
                        f"{EXPORT_ID_KEY}: {export_id}")
-        parent = last["commit_sha"] if last and last["commit_sha"] else self.repo.resolve(self.revision)
+        parent = last["commit_sha"] if last and last["commit_sha"] else head or self.repo.resolve(self.revision)
         sha, parent, files = self._commit(number, export_id, frame, csv, summary, message, description, parent)
         self.state.set_version_status(number, "committed", sha, parent)
         if self.state.head(self.revision) == parent:  # the importer need not relist for our own commit
@@ -150,13 +173,6 @@ class Exporter:
         self.state.set_cursor(EXPORTED_GENERATION, generation)
         log.info("exported %s%d at %s: %s", TAG_PREFIX, number, sha[:12], message)
         return Version(number, f"{TAG_PREFIX}{number}", sha, added, changed, removed)
-
-    def _next_number(self, last: dict | None) -> int:
-        if last:
-            return last["version"] + 1
-        numbers = [int(t[len(TAG_PREFIX):]) for t in self.repo.tags()
-                   if t.startswith(TAG_PREFIX) and t[len(TAG_PREFIX):].isdigit()]
-        return max(numbers, default=0) + 1
 
     def _files(self, number: int, export_id: str, frame: pd.DataFrame, csv: bytes, summary: dict,
                parent: str) -> dict[str, bytes]:

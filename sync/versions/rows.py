@@ -64,6 +64,15 @@ def annotator_of(annotation: Mapping, users: Mapping[int, str]) -> str:
     return users.get(who, "" if who is None else str(who))
 
 
+def annotation_reference(annotation: Mapping) -> str:
+    """How a row names its annotator before the users are known: the ``completed_by`` user id as text, or the
+    email when ``completed_by`` is a dict that has one (see :func:`annotator_of`)."""
+    who = annotation.get("completed_by")
+    if isinstance(who, Mapping):
+        return who.get("email") or str(who.get("id", ""))
+    return "" if who is None else str(who)
+
+
 def annotation_row(task: Mapping, annotation: Mapping, controls: Mapping[str, str], value_key: str,
                    users: Mapping[int, str]) -> dict:
     """One CSV row as a dict (see the module docstring for the columns).
