@@ -27,6 +27,7 @@ from __future__ import annotations
 import itertools
 import sqlite3
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -268,14 +269,15 @@ class ImportLedger:
         self.clear_pending()
         return len(entries)
 
-    def import_items(self, project: TaskImporter, items: Iterable[Item], total: int, batch_size: int = 1000,
+    def import_items(self, project: TaskImporter, items: Iterable[Item], total: int | None, batch_size: int = 1000,
                      desc: str = "importing tasks") -> int:
         """Import ``items`` in batches, each through steps 1 to 3 of the module docstring.
 
         Args:
             project: Label Studio (one ``import_tasks`` call per batch).
             items: The tasks to import; may be a generator (payloads are built one batch at a time).
-            total: How many ``items`` there are (for the tqdm progress bar; ``TQDM_DISABLE=1`` hides it).
+            total: How many ``items`` there are, ``None`` when not known yet (for the tqdm progress bar;
+                ``TQDM_DISABLE=1`` hides it).
             batch_size: Tasks per import call.
             desc: The progress bar's label.
 
@@ -285,15 +287,29 @@ class ImportLedger:
         Raises:
             labelhub.errors.LabelStudioError: Label Studio refused a call; the batches before it are
                 recorded, the failed one stays pending (and is recovered by the next run).
+
+        One call is in flight at a time, in a worker thread, while the next batch's payloads are built (file
+        URLs, texts, metadata): the protocol per batch is unchanged (pending before the call, recorded after).
         """
         created = 0
         iterator = iter(items)
-        with tqdm(total=total, desc=desc, unit=" tasks", leave=False) as bar:
-            while batch := list(itertools.islice(iterator, batch_size)):
+        in_flight: tuple[list[Item], Future] | None = None
+        with tqdm(total=total, desc=desc, unit=" tasks", leave=False) as bar, \
+                ThreadPoolExecutor(max_workers=1, thread_name_prefix="labelhub-import") as caller:
+            while True:
+                batch = list(itertools.islice(iterator, batch_size))  # built while the previous call is in flight
+                if in_flight:
+                    created += self._finish(*in_flight)
+                    bar.update(len(in_flight[0]))
+                    in_flight = None
+                if not batch:
+                    return created
                 self.begin([item.key for item in batch], self.max_task_id())
-                ids = project.import_tasks([item.payload for item in batch])
-                self.record(Entry(item.key, task_id, item.revision, item.aliases, item.blob_id)
-                            for item, task_id in zip(batch, ids))
-                created += len(ids)
-                bar.update(len(batch))
-        return created
+                in_flight = (batch, caller.submit(project.import_tasks, [item.payload for item in batch]))
+
+    def _finish(self, batch: list[Item], call: Future) -> int:
+        """Wait for a batch's import call (its error is raised here) and record its tasks."""
+        ids = call.result()
+        self.record(Entry(item.key, task_id, item.revision, item.aliases, item.blob_id)
+                    for item, task_id in zip(batch, ids))
+        return len(ids)

@@ -3,6 +3,7 @@ interface that :class:`labelhub.repos.hub.HubRepo` and :class:`labelhub.repos.gi
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -51,6 +52,9 @@ class DatasetRepo(Protocol):
             labelhub.errors.RepoNotFound: the repo does not exist or cannot be read.
             labelhub.errors.RevisionNotFound: the revision does not exist.
         """
+
+    def iter_files(self, sha: str) -> Iterator[RepoFile]:
+        """Every file of the repo at commit ``sha``, as they are listed (a Hub listing arrives 1,000 per page)."""
 
     def list_files(self, sha: str) -> list[RepoFile]:
         """Every file of the repo at commit ``sha``, recursively."""

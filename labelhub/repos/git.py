@@ -11,6 +11,7 @@ import os
 import subprocess
 import tempfile
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 from cachetools import LRUCache
@@ -111,6 +112,10 @@ class LocalGitRepo:
             return git(self.path, "rev-parse", "--verify", "--quiet", f"{revision}^{{commit}}").decode().strip()
         except subprocess.CalledProcessError:
             raise RevisionNotFound(f"revision {revision!r} not found in {self.path}") from None
+
+    def iter_files(self, sha: str) -> Iterator[RepoFile]:
+        """See :meth:`labelhub.repos.DatasetRepo.iter_files` (one ``git ls-tree``)."""
+        return iter(self.list_files(sha))
 
     def list_files(self, sha: str) -> list[RepoFile]:
         """See :meth:`labelhub.repos.DatasetRepo.list_files` (``git ls-tree -r -l -z``)."""

@@ -8,6 +8,7 @@ entries a page), ``hf_hub_download`` (the shared cache) and ``hf_hub_url`` (no c
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 import httpx2
@@ -143,15 +144,18 @@ class HubRepo:
         self.private = private
         return info.sha
 
-    def list_files(self, sha: str) -> list[RepoFile]:
-        """See :meth:`labelhub.repos.DatasetRepo.list_files`. One Hub call per 1,000 entries."""
+    def iter_files(self, sha: str) -> Iterator[RepoFile]:
+        """See :meth:`labelhub.repos.DatasetRepo.iter_files`: ``list_repo_tree(recursive=True)``, one Hub call per
+        1,000 entries, made as the files are consumed."""
         entries = self.api.list_repo_tree(self.repo_id, repo_type=REPO_TYPE, revision=sha, recursive=True)
-        files = []
         with hub_errors(self.endpoint, self.repo_id, sha):
             for entry in tqdm(entries, desc=f"listing {self.repo_id}", unit=" entries", leave=False):
                 if isinstance(entry, HubRepoFile):
-                    files.append(RepoFile(entry.path, entry.size, entry.blob_id))
-        return files
+                    yield RepoFile(entry.path, entry.size, entry.blob_id)
+
+    def list_files(self, sha: str) -> list[RepoFile]:
+        """See :meth:`labelhub.repos.DatasetRepo.list_files`. One Hub call per 1,000 entries."""
+        return list(self.iter_files(sha))
 
     def read_file(self, sha: str, path: str) -> bytes:
         """See :meth:`labelhub.repos.DatasetRepo.read_file`; reads through huggingface_hub's cache.

@@ -10,7 +10,8 @@ One cycle (:meth:`FileImporter.run`), through the crash-safe import ledger (:mod
    the project's existing tasks of the repo the same way (a lost state file creates no duplicates).
 3. List the files at that sha, keep those matching the globs, and import the files that have no
    task, in batches (``--batch-size``, default 1,000): each batch is recorded as pending, imported
-   with one Label Studio call, then recorded with its task ids.
+   with one Label Studio call, then recorded with its task ids. The import starts as the listing's first
+   page arrives; a file whose blob some task already shows waits for the whole listing (it may be a move).
 4. Tasks follow their files (:func:`match_moves`): a file whose content changed (another git blob id at the
    same path) keeps its task, which now shows the new commit (its URL and ``hf_revision``) and keeps its
    annotations; a file renamed or moved (the same blob id at a new path in the same commit) keeps its task
@@ -21,10 +22,10 @@ One cycle (:meth:`FileImporter.run`), through the crash-safe import ledger (:mod
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
-from labelhub.sync.files.selection import select_files
+from labelhub.sync.files.selection import iter_selected
 from labelhub.label_config import DataField, data_field
 from labelhub.sync.labelstudio.project import LabelStudioProject
 from labelhub.sync.files.metadata import MetadataSpec, MetadataTable
@@ -128,12 +129,27 @@ class FileImporter:
         report.recovered = ledger.recover(self._existing_tasks)
         if report.recovered:
             log.info("recovered %d tasks that Label Studio already had", report.recovered)
-        files = select_files(self.repo.list_files(sha), self.include, self.exclude)
-        report.files = len(files)
         known = ledger.entries()
+        table = self._metadata_table(sha)
+        files: list[RepoFile] = []
+        held: list[RepoFile] = []  # no task, but a blob some task shows: maybe a move, known once the listing is whole
+
+        def fresh() -> Iterator[RepoFile]:
+            blobs = {k.blob_id for k in known.values() if k.blob_id}
+            for file in iter_selected(self.repo.iter_files(sha), self.include, self.exclude):
+                files.append(file)
+                if file.path in known:
+                    continue
+                if file.oid in blobs:
+                    held.append(file)
+                    continue
+                yield file
+
+        report.created = self._import(fresh(), sha, None, table)  # imports while the listing pages arrive
+        report.files = len(files)
         by_path = {f.path: f for f in files}
         gone = [p for p, k in known.items() if k.removed_in is None and p not in by_path]
-        moves, new = match_moves(gone, [f for f in files if f.path not in known], known)
+        moves, new = match_moves(gone, held, known)
         moved_from = {old for old, _ in moves}
         changed = [f for f in files if f.path in known and known[f.path].blob_id not in ("", f.oid)]
         unknown = [(f.path, f.oid) for f in files if f.path in known and not known[f.path].blob_id]
@@ -144,8 +160,8 @@ class FileImporter:
         report.moved = [(old, f.path) for old, f in moves]
         report.changed = [f.path for f in changed]
         if new:
-            report.created = self._import(new, sha)
-        self._follow(moves + [(f.path, f) for f in changed], sha, known)
+            report.created += self._import(iter(new), sha, len(new), table)
+        self._follow(moves + [(f.path, f) for f in changed], sha, known, table)
         self._mark(report.removed, sha)
         self._mark(report.restored, None)
         self.state.set_head(self.revision, sha)
@@ -169,18 +185,17 @@ class FileImporter:
         return build_file_task(self.field, self._value(file, sha), self.repo.repo_id, file.path, sha,
                                table.columns_for(file.path) if table else None)
 
-    def _import(self, files: list[RepoFile], sha: str) -> int:
-        table = self._metadata_table(sha)
+    def _import(self, files: Iterator[RepoFile], sha: str, total: int | None, table: MetadataTable | None) -> int:
         items = (Item(f.path, self._data(f, sha, table), sha, blob_id=f.oid) for f in files)
-        return self.state.ledger.import_items(self.project, items, len(files), self.batch_size)
+        return self.state.ledger.import_items(self.project, items, total, self.batch_size)
 
-    def _follow(self, pairs: list[tuple[str, RepoFile]], sha: str, known: dict[str, Known]) -> None:
+    def _follow(self, pairs: list[tuple[str, RepoFile]], sha: str, known: dict[str, Known],
+                table: MetadataTable | None) -> None:
         """Point the tasks of ``(old path, file)`` pairs at ``file`` at ``sha``: its URL (or text), ``hf_path``,
         ``hf_revision`` and metadata change, its annotations stay. One read and one update call per task,
         then one ledger write; a crash in between repeats the updates (they are idempotent)."""
         if not pairs:
             return
-        table = self._metadata_table(sha)
         for old, file in pairs:
             self.project.update_data(known[old].task_id, self._data(file, sha, table)["data"])
         self.state.ledger.follow([(old, file.path, sha, file.oid) for old, file in pairs])

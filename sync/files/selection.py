@@ -6,7 +6,7 @@ Patterns use ``huggingface_hub.utils.filter_repo_objects`` semantics, the same a
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 from huggingface_hub.utils import filter_repo_objects
 
@@ -28,6 +28,11 @@ def select_files(files: Iterable[RepoFile], include: Sequence[str] | None,
     Returns:
         The selected files, sorted by path.
     """
-    selected = filter_repo_objects(files, allow_patterns=list(include) if include else None,
-                                   ignore_patterns=[*ALWAYS_EXCLUDE, *exclude], key=lambda f: f.path)
-    return sorted(selected, key=lambda f: f.path)
+    return sorted(iter_selected(files, include, exclude), key=lambda f: f.path)
+
+
+def iter_selected(files: Iterable[RepoFile], include: Sequence[str] | None,
+                  exclude: Sequence[str] = ()) -> Iterator[RepoFile]:
+    """:func:`select_files` as a stream, in the order ``files`` come (a paged listing is filtered as it arrives)."""
+    return filter_repo_objects(files, allow_patterns=list(include) if include else None,
+                               ignore_patterns=[*ALWAYS_EXCLUDE, *exclude], key=lambda f: f.path)
