@@ -49,7 +49,8 @@ log = logging.getLogger("labelhub")
 @click.option("--once", is_flag=True, help="Run one cycle and exit (0 on success).")
 @click.option("--interval", type=click.FloatRange(min=0), default=60.0, envvar="LABELHUB_INTERVAL",
               help="Seconds between polls of the repo.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=1000, help="Tasks per Label Studio import call.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=5000,
+              help="Tasks per Label Studio import call, at most (and at most 16 MB of URLs or texts).")
 @state_option
 @label_studio_options
 @hub_options

@@ -24,16 +24,19 @@ kept (``tasks``, ``pending_imports``, ``label_import_tasks``, ``label_import_pen
 """
 from __future__ import annotations
 
-import itertools
 import sqlite3
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Protocol
 
 from tqdm.auto import tqdm
 
-__all__ = ["SCHEMA", "LABELS_SOURCE", "Entry", "Known", "Item", "ImportLedger", "TaskImporter", "migrate"]
+__all__ = ["SCHEMA", "LABELS_SOURCE", "MAX_BATCH_BYTES", "Entry", "Known", "Item", "ImportLedger", "TaskImporter", "migrate"]
+
+#: The most payload bytes (:attr:`Item.size`) one import call carries, whatever the batch size: a batch of long
+#: texts stays well under Label Studio's request limit (``DATA_UPLOAD_MAX_MEMORY_SIZE``).
+MAX_BATCH_BYTES = 16 * 1024 * 1024
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS imported (
@@ -94,6 +97,8 @@ class Item:
         payload: The Label Studio import payload (https://labelstud.io/guide/task_format): ``{"data": ...}``
             with optional ``predictions``/``annotations``.
         revision, aliases, blob_id: As for :class:`Entry`.
+        size: About how many bytes the payload takes in the import request (its text or URL); batches stop
+            growing at ``max_batch_bytes`` of them.
     """
 
     key: str
@@ -101,6 +106,7 @@ class Item:
     revision: str = ""
     aliases: tuple[tuple[str, str, str], ...] = ()
     blob_id: str = ""
+    size: int = 0
 
 
 class TaskImporter(Protocol):
@@ -138,6 +144,23 @@ def migrate(db: sqlite3.Connection) -> None:
             if table in tables:
                 db.execute(sql)
                 db.execute(f"DROP TABLE {table}")
+
+
+def _batches(items: Iterable[Item], batch_size: int, max_bytes: int) -> Iterator[list[Item]]:
+    """``items`` in batches of at most ``batch_size`` items and (but for a single big item) ``max_bytes``."""
+    batch: list[Item] = []
+    size = 0
+    for item in items:
+        if batch and size + item.size > max_bytes:
+            yield batch
+            batch, size = [], 0
+        batch.append(item)
+        size += item.size
+        if len(batch) >= batch_size:
+            yield batch
+            batch, size = [], 0
+    if batch:
+        yield batch
 
 
 class ImportLedger:
@@ -270,7 +293,7 @@ class ImportLedger:
         return len(entries)
 
     def import_items(self, project: TaskImporter, items: Iterable[Item], total: int | None, batch_size: int = 1000,
-                     desc: str = "importing tasks") -> int:
+                     desc: str = "importing tasks", max_batch_bytes: int = MAX_BATCH_BYTES) -> int:
         """Import ``items`` in batches, each through steps 1 to 3 of the module docstring.
 
         Args:
@@ -278,8 +301,9 @@ class ImportLedger:
             items: The tasks to import; may be a generator (payloads are built one batch at a time).
             total: How many ``items`` there are, ``None`` when not known yet (for the tqdm progress bar;
                 ``TQDM_DISABLE=1`` hides it).
-            batch_size: Tasks per import call.
+            batch_size: Tasks per import call, at most.
             desc: The progress bar's label.
+            max_batch_bytes: Payload bytes per import call, at most (a batch holds at least one item).
 
         Returns:
             How many tasks were created.
@@ -292,12 +316,12 @@ class ImportLedger:
         URLs, texts, metadata): the protocol per batch is unchanged (pending before the call, recorded after).
         """
         created = 0
-        iterator = iter(items)
+        batches = _batches(items, batch_size, max_batch_bytes)
         in_flight: tuple[list[Item], Future] | None = None
         with tqdm(total=total, desc=desc, unit=" tasks", leave=False) as bar, \
                 ThreadPoolExecutor(max_workers=1, thread_name_prefix="labelhub-import") as caller:
             while True:
-                batch = list(itertools.islice(iterator, batch_size))  # built while the previous call is in flight
+                batch = next(batches, [])  # built while the previous call is in flight
                 if in_flight:
                     created += self._finish(*in_flight)
                     bar.update(len(in_flight[0]))

@@ -71,10 +71,14 @@ def webhook_app(intake: AnnotationIntake, secret: str | None, on_change: Callabl
             log.warning("webhook refused from %s: missing or wrong %s header", request.remote_addr, SECRET_HEADER)
             return _json({"error": f"missing or wrong {SECRET_HEADER}"}, 403)
         try:
-            action, body = parse_event(parse_json(request.get_data() or b"null"), intake.project.project_id)
+            raw = request.get_data()
+            if request.content_length is None and len(raw) >= max_body_bytes and request.environ["wsgi.input"].read(1):
+                raise RequestEntityTooLarge()  # werkzeug stops a chunked body at the limit without an error
+            action, body = parse_event(parse_json(raw or b"null"), intake.project.project_id)
         except RequestEntityTooLarge:
-            log.warning("webhook refused from %s: body of %s bytes over the limit of %d", request.remote_addr,
-                        request.content_length or "more than that", max_body_bytes)
+            size = "chunked body" if request.content_length is None else f"body of {request.content_length} bytes"
+            log.warning("webhook refused from %s: %s over the limit of %d bytes", request.remote_addr, size,
+                        max_body_bytes)
             return _json({"error": f"the body is larger than {max_body_bytes} bytes"}, 413)
         except InvalidEventError as exc:
             log.warning("webhook rejected: %s", _one_line(str(exc)))

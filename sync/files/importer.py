@@ -92,7 +92,8 @@ class FileImporter:
         include, exclude: globs (:func:`labelhub.sync.files.selection.select_files`); ``include=None`` uses the
             object tag's defaults (image extensions for Image, ``*.txt`` for Text, ...).
         metadata: the optional metadata join.
-        batch_size: tasks per Label Studio import call.
+        batch_size: tasks per Label Studio import call (at most; and at most
+            :data:`labelhub.sync.ledger.MAX_BATCH_BYTES` of URLs or texts).
 
     Raises:
         labelhub.errors.LabelConfigError: at construction, when the label config has no object tag a
@@ -106,7 +107,7 @@ class FileImporter:
     include: Sequence[str] | None = None
     exclude: Sequence[str] = ()
     metadata: MetadataSpec | None = None
-    batch_size: int = 1000
+    batch_size: int = 5000
 
     def __post_init__(self):
         self.field: DataField = data_field(self.project.label_config)
@@ -186,7 +187,8 @@ class FileImporter:
                                table.columns_for(file.path) if table else None)
 
     def _import(self, files: Iterator[RepoFile], sha: str, total: int | None, table: MetadataTable | None) -> int:
-        items = (Item(f.path, self._data(f, sha, table), sha, blob_id=f.oid) for f in files)
+        items = (Item(f.path, data, sha, blob_id=f.oid, size=len(data["data"][self.field.value_key]) + 200)
+                 for f in files for data in (self._data(f, sha, table),))
         return self.state.ledger.import_items(self.project, items, total, self.batch_size)
 
     def _follow(self, pairs: list[tuple[str, RepoFile]], sha: str, known: dict[str, Known],
