@@ -13,13 +13,13 @@ the model interface in :mod:`labelhub.backend.model`, the default model in :mod:
 """
 from __future__ import annotations
 
-import importlib
 import logging
 import threading
 from typing import Any, Mapping
 
 from cachetools import LRUCache
-from flask import Flask
+from flask import Flask, request
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from labelhub.backend.errors import register_error_handlers
 from labelhub.backend.events import EventQueue, Trainer
@@ -28,33 +28,12 @@ from labelhub.backend.metrics import METRICS, Metrics
 from labelhub.backend.model import LabelStudioMLBase
 from labelhub.backend.models.choices import EmbeddingCache
 from labelhub.backend.settings import Settings
+from labelhub.backend.startup import check_settings, load_model_class
 from labelhub.backend.state import Store
 
 log = logging.getLogger(__name__)
 
-__all__ = ["create_app", "Backend", "ModelRegistry", "load_model_class"]
-
-
-def load_model_class(path: str) -> type[LabelStudioMLBase]:
-    """Import ``"module:Class"`` (the ``LABELHUB_MODEL`` setting).
-
-    Args:
-        path: ``"package.module:ClassName"``.
-
-    Returns:
-        The class.
-
-    Raises:
-        ValueError: When ``path`` is malformed or the class is not a :class:`LabelStudioMLBase`.
-        ImportError: When the module cannot be imported.
-    """
-    module_name, _, class_name = path.partition(":")
-    if not module_name or not class_name:
-        raise ValueError(f"LABELHUB_MODEL must be 'module:Class', not {path!r}")
-    cls = getattr(importlib.import_module(module_name), class_name, None)
-    if not (isinstance(cls, type) and issubclass(cls, LabelStudioMLBase)):
-        raise ValueError(f"{path} is not a subclass of labelhub.backend.model.LabelStudioMLBase")
-    return cls
+__all__ = ["create_app", "check_settings", "Backend", "ModelRegistry", "load_model_class"]
 
 
 class ModelRegistry:
@@ -169,18 +148,27 @@ def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
         The Flask app; ``app.extensions["labelhub"]`` is its :class:`Backend`.
 
     Raises:
-        ValueError: When a setting is invalid (e.g. a malformed ``LABELHUB_MODEL``).
+        ValueError: When a setting is invalid (e.g. a malformed ``LABELHUB_MODEL``; see :func:`check_settings`).
     """
     settings = config if isinstance(config, Settings) else Settings.from_env(**dict(config or {}))
-    logging.getLogger("backend").setLevel(settings.log_level.upper())
+    logging.getLogger("labelhub.backend").setLevel(settings.log_level_number)
     app = Flask(__name__)
     app.config["JSON_SORT_KEYS"] = False
+    # werkzeug answers 413 by the Content-Length before reading, and stops a chunked body at the limit
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     backend = Backend(settings)
     app.extensions["labelhub"] = backend
     register_error_handlers(app)
 
     from labelhub.backend.files import files_bp
     from labelhub.backend.routes import metrics_bp, protocol_bp
+
+    @app.before_request
+    def _refuse_large_bodies() -> None:
+        """413 on every route for a declared ``Content-Length`` over the limit, before anything reads it
+        (werkzeug refuses a chunked body once it passes the limit, when a view reads it)."""
+        if request.content_length is not None and request.content_length > settings.max_body_bytes:
+            raise RequestEntityTooLarge()
 
     app.register_blueprint(protocol_bp)
     app.register_blueprint(metrics_bp)

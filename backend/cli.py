@@ -3,6 +3,10 @@
 Only click is imported at import time; gunicorn and the app are imported when the command runs, so
 ``labelhub --help`` stays fast. Each gunicorn worker builds its own app with
 ``labelhub.backend.app:create_app()`` (gthread workers: ``--threads`` requests at once per worker).
+
+The settings are checked (:meth:`Settings.from_env`, :func:`labelhub.backend.startup.check_settings`) before gunicorn
+starts: a configuration error ends the command once, with exit code 1 and one line on stderr (secrets
+replaced by ``***``), instead of every worker failing with a traceback.
 """
 from __future__ import annotations
 
@@ -10,7 +14,33 @@ import os
 
 import click
 
-__all__ = ["backend"]
+__all__ = ["backend", "check_configuration"]
+
+#: The environment variables whose values are secrets (never printed).
+SECRET_VARIABLES = ("BASIC_AUTH_PASS", "LABELHUB_WEBHOOK_SECRET", "LABEL_STUDIO_API_KEY", "HF_TOKEN", "LABELHUB_SECRET")
+
+
+def check_configuration() -> None:
+    """Check the backend's settings as every worker will read them from the environment.
+
+    Returns:
+        None when the workers can start.
+
+    Raises:
+        click.ClickException: A setting does not parse or cannot work (a ``LABELHUB_FILE_REPOS`` path that is
+            not a git repository, a short ``LABELHUB_SECRET``, a ``LABELHUB_MODEL`` that does not import, a
+            ``MODEL_DIR`` that cannot be written, ``LABELHUB_IMAGE_SIZE=big``, ...): click prints
+            ``Error: <one line>`` on stderr and exits with status 1. Secrets are replaced by ``***``.
+    """
+    from labelhub.backend.settings import Settings
+    from labelhub.backend.startup import check_settings
+    from labelhub.redaction import redact
+
+    secrets = [os.environ.get(name) for name in SECRET_VARIABLES]
+    try:
+        check_settings(Settings.from_env())
+    except (ValueError, OSError) as exc:
+        raise click.ClickException(redact(" ".join(str(exc).split()), secrets)) from None
 
 
 @click.command("backend", context_settings={"show_default": True})
@@ -44,10 +74,12 @@ def backend(host, port, workers, threads, model_dir, timeout, log_level):
     import tempfile
 
     from gunicorn.app.base import BaseApplication
+    from gunicorn.errors import AppImportError
 
     if model_dir:
         os.environ["MODEL_DIR"] = model_dir
     os.environ["LABELHUB_LOG_LEVEL"] = log_level.upper()
+    check_configuration()  # before gunicorn: one line and exit code 1, not a crash loop of workers
     prom_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if not prom_dir:
         prom_dir = tempfile.mkdtemp(prefix="labelhub-prometheus-")
@@ -77,8 +109,14 @@ def backend(host, port, workers, threads, model_dir, timeout, log_level):
 
         def load(self):
             from labelhub.backend.app import create_app
+            from labelhub.redaction import redact
 
-            return create_app()
+            try:
+                return create_app()
+            except (ValueError, OSError, ImportError) as exc:  # checked above; a change since ends here
+                secrets = [os.environ.get(name) for name in SECRET_VARIABLES]
+                # gunicorn prints an AppImportError in one line and stops the master ("App failed to load")
+                raise AppImportError(redact(" ".join(str(exc).split()), secrets)) from None
 
     click.echo(f"labelhub backend on http://{host}:{port} ({workers} workers x {threads} threads, "
                f"MODEL_DIR={os.environ.get('MODEL_DIR', 'labelhub-models')})", err=True)

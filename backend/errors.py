@@ -10,8 +10,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import Flask, jsonify
-from werkzeug.exceptions import HTTPException
+from flask import Flask, jsonify, request
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from labelhub.errors import LabelConfigError, LabelHubError
 from labelhub.redaction import redact
@@ -109,9 +109,21 @@ def register_error_handlers(app: Flask) -> None:
         app: The Flask app.
 
     Returns:
-        None. An unexpected exception answers 500 ``{"error": "internal error", "code": "internal"}``
+        None. A body over ``LABELHUB_MAX_BODY_BYTES`` answers 413 ``{"error": ..., "code": "payload_too_large"}``
+        with one log line. An unexpected exception answers 500 ``{"error": "internal error", "code": "internal"}``
         and is logged with its traceback (secrets redacted).
     """
+
+    @app.errorhandler(RequestEntityTooLarge)
+    def _too_large(exc: RequestEntityTooLarge):
+        limit = app.config.get("MAX_CONTENT_LENGTH")
+        size = "chunked body" if request.content_length is None else f"body of {request.content_length} bytes"
+        log.warning("%s %s → 413: %s over LABELHUB_MAX_BODY_BYTES=%s", request.method,
+                    repr(request.path[:100])[1:-1], size, limit)
+        response = jsonify({"error": f"the request body is larger than LABELHUB_MAX_BODY_BYTES ({limit} bytes)",
+                            "code": "payload_too_large", "limit": limit})
+        response.status_code = 413
+        return response
 
     @app.errorhandler(BackendError)
     def _backend_error(exc: BackendError):

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from labelhub.backend.errors import InvalidPayloadError, UnknownActionError
-from labelhub.errors import InvalidEventError, UnknownEventAction
+from labelhub.errors import InvalidEventError, LabelHubError, UnknownEventAction
 from labelhub.webhooks import ACTIONS, event_action, parse_event
 from labelhub.backend.state import Store, atomic_write_json
 from labelhub.locks import file_lock
@@ -195,7 +195,8 @@ def apply_event(data: dict, action: str, payload: dict) -> bool:
         payload: The event as received.
 
     Returns:
-        Whether ``data`` changed.
+        Whether ``data`` changed. Items that are not objects are skipped (legacy ``/train`` bodies are
+        checked only for a list).
     """
     changed = False
     if action in ("ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_CREATED"):
@@ -207,6 +208,8 @@ def apply_event(data: dict, action: str, payload: dict) -> bool:
                                    (next(iter(tasks.values())) if len(tasks) == 1 else None))
     elif action == "ANNOTATIONS_DELETED":
         for ann in _as_list(payload.get("annotations")):
+            if not isinstance(ann, dict):
+                continue
             aid = str(ann.get("id"))
             changed |= data["annotations"].pop(aid, None) is not None
             if aid not in data["tombstones"]:
@@ -214,6 +217,8 @@ def apply_event(data: dict, action: str, payload: dict) -> bool:
                 changed = True
     elif action == "TASKS_DELETED":
         for task in _as_list(payload.get("tasks")):
+            if not isinstance(task, dict):
+                continue
             tid = str(task.get("id"))
             for aid in [a for a, ann in data["annotations"].items() if ann.get("task") == tid]:
                 del data["annotations"][aid]
@@ -224,6 +229,8 @@ def apply_event(data: dict, action: str, payload: dict) -> bool:
                 changed = True
     elif action == "TRAIN":  # legacy /train: tasks with their annotations
         for task in _as_list(payload.get("annotations")):
+            if not isinstance(task, dict):  # /train accepts any list; an item that is no task is skipped
+                continue
             for ann in _as_list(task.get("annotations")):
                 if isinstance(ann, dict):
                     changed |= _upsert(data, {**ann, "task": task.get("id")}, task)
@@ -370,6 +377,10 @@ class Trainer:
         try:
             model = backend.models.get(key, label_config)
             model.fit_batch([(e.get("action"), e.get("payload") or {}) for _, e in events], annotations=data)
+        except LabelHubError as exc:  # e.g. a label config the model does not support: one line, no traceback
+            outcome = "error"
+            state.update_kv(last_error=f"{type(exc).__name__}: {exc}"[:500])
+            log.warning("project %s: not trained: %s", key, " ".join(str(exc).split())[:300])
         except Exception as exc:
             outcome = "error"
             state.update_kv(last_error=f"{type(exc).__name__}: {exc}"[:500])

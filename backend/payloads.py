@@ -6,16 +6,42 @@ Shapes come from Label Studio's client, ``label_studio/ml/api_connector.py`` (``
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
 from flask import Request
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from labelhub.backend.errors import BadRequestError, InvalidPayloadError
 from labelhub.backend.state import project_key
+from labelhub.errors import InvalidEventError
+from labelhub.webhooks import parse_json
 
-__all__ = ["json_body", "SetupRequest", "PredictRequest", "TrainRequest"]
+__all__ = ["read_body", "json_body", "SetupRequest", "PredictRequest", "TrainRequest"]
+
+
+def read_body(request: Request) -> bytes:
+    """The request's body, at most ``request.max_content_length`` (``LABELHUB_MAX_BODY_BYTES``) bytes of it.
+
+    werkzeug refuses a body whose ``Content-Length`` is over the limit before reading it, but stops reading a
+    chunked body at the limit without an error (``LimitedStream.readall``); a body that goes on past the limit
+    is refused here, so it is never answered as if it were its first ``limit`` bytes.
+
+    Args:
+        request: The Flask request.
+
+    Returns:
+        The whole body.
+
+    Raises:
+        werkzeug.exceptions.RequestEntityTooLarge: When the body is over the limit (HTTP 413).
+    """
+    raw = request.get_data(cache=True)
+    limit = request.max_content_length
+    if limit is not None and request.content_length is None and len(raw) >= limit \
+            and request.environ["wsgi.input"].read(1):
+        raise RequestEntityTooLarge()
+    return raw
 
 
 def json_body(request: Request, required: bool = True) -> dict:
@@ -29,17 +55,19 @@ def json_body(request: Request, required: bool = True) -> dict:
         The parsed object.
 
     Raises:
-        BadRequestError: When the body is not JSON, or not a JSON object.
+        BadRequestError: When the body is not strict JSON (:func:`labelhub.webhooks.parse_json`: no ``NaN``, at
+            most :data:`labelhub.webhooks.MAX_JSON_DEPTH` levels deep), or not a JSON object.
+        werkzeug.exceptions.RequestEntityTooLarge: When the body is over ``LABELHUB_MAX_BODY_BYTES`` (413).
     """
-    raw = request.get_data(cache=True)
+    raw = read_body(request)
     if not raw.strip():
         if required:
             raise BadRequestError("the request body is empty; send a JSON object")
         return {}
     try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise BadRequestError(f"the request body is not valid JSON: {exc}"[:300]) from None
+        body = parse_json(raw)
+    except InvalidEventError as exc:
+        raise BadRequestError(f"the request body is {exc}"[:300]) from None
     if not isinstance(body, dict):
         raise BadRequestError(f"the request body must be a JSON object, not {type(body).__name__}")
     return body

@@ -26,12 +26,13 @@ import time
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
 
-from labelhub.backend.errors import UnauthorizedError
+from labelhub.backend.errors import InvalidPayloadError, UnauthorizedError
 from labelhub.redaction import redact
 from labelhub.webhooks import SECRET_HEADER
 from labelhub.backend.events import validate_event
 from labelhub.backend.model import normalize_predictions
 from labelhub.backend.payloads import PredictRequest, SetupRequest, TrainRequest, json_body
+from labelhub.backend.state import project_key
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +63,9 @@ def _basic_auth_ok(settings) -> bool:
 
 
 def _secret_ok(settings) -> bool:
-    given = request.headers.get(WEBHOOK_SECRET_HEADER, "")
-    return bool(settings.webhook_secret) and hmac.compare_digest(given.encode(), settings.webhook_secret.encode())
+    # WSGI gives header values decoded as latin-1 (PEP 3333): encoding back gives the bytes sent (UTF-8)
+    given = request.headers.get(WEBHOOK_SECRET_HEADER, "").encode("latin-1", "replace")
+    return bool(settings.webhook_secret) and hmac.compare_digest(given, settings.webhook_secret.encode())
 
 
 @protocol_bp.before_request
@@ -157,7 +159,8 @@ def webhook():
     """``POST /webhook``: persist the event durably, answer at once; the trainer applies it later.
 
     Answers ``{"status": "queued", "event_id": ...}``, or ``{"status": "ignored"}`` for Label Studio
-    actions that do not concern the model (``TASKS_CREATED``, ...). Unknown actions answer 422.
+    actions that do not concern the model (``TASKS_CREATED``, ...). Unknown actions, and events whose
+    ``project`` gives no valid project key, answer 422: an accepted event is one the trainer applies.
     """
     backend = _backend()
     body = json_body(request)
@@ -167,6 +170,13 @@ def webhook():
     if kind == "ignored":
         return jsonify(status="ignored", action=action)
     key = backend.store.resolve_webhook_project(body.get("project"))
+    if key is None:  # the trainer could apply it to no project: refuse rather than accept and drop it
+        raise InvalidPayloadError("the event's 'project' has no usable 'id'", field="project")
+    try:
+        project_key(key)
+    except InvalidPayloadError:  # e.g. a created_at before 1970, or an id in other digits than 0-9
+        raise InvalidPayloadError(f"the event's 'project' gives no valid project key ({key!r:.60}): 'id' must be "
+                                  "a number and 'created_at' a time after 1970", field="project") from None
     event_id = backend.queue.put(action, body, key)
     return jsonify(status="queued", action=action, event_id=event_id)
 
@@ -190,8 +200,6 @@ def versions():
     Label Studio 1.23 sends this GET without a body, so the project may come from the body, the
     ``project`` query parameter, or be absent (then every project's versions are listed).
     """
-    from labelhub.backend.state import project_key
-
     backend = _backend()
     body = json_body(request, required=False)
     project = body.get("project") or request.args.get("project")

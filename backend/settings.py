@@ -9,14 +9,37 @@ label-studio-ml: https://github.com/HumanSignal/label-studio-ml-backend#configur
 from __future__ import annotations
 
 import dataclasses
+import logging
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-__all__ = ["Settings"]
+__all__ = ["Settings", "DEFAULT_MAX_BODY_BYTES"]
 
 _TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+#: Default ``LABELHUB_MAX_BODY_BYTES``: 64 MiB. The largest bodies Label Studio sends are ``/predict`` batches,
+#: which carry each task's ``data``: a task naming its file by URL takes a few hundred bytes (64 MiB holds
+#: ~100,000 of them), one with an image inlined as a ``data:`` URI tens to hundreds of KB (64 MiB still holds
+#: a few hundred). Webhook events and ``/setup`` take kilobytes. The limit bounds what one request can make a
+#: worker hold: at most 64 MiB per thread.
+DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024
+
+#: Allowed ranges of the numeric fields: ``(lowest, highest)``, ``None`` for no bound.
+_RANGES: dict[str, tuple[float | None, float | None]] = {
+    "image_size": (32, 4096),  # EfficientNet-Lite0 downsamples by 32
+    "torch_threads": (0, 256),  # 0: torch's default
+    "media_timeout": (0.001, None),
+    "media_max_bytes": (1, None),
+    "media_cache_bytes": (0, None),
+    "embedding_cache_size": (0, None),
+    "trainer_poll_interval": (0.001, None),
+    "max_body_bytes": (1024, None),  # a /setup body holds a label config: a few KB
+}
 
 
 def _split(value: str | None) -> tuple[str, ...]:
@@ -55,7 +78,10 @@ class Settings:
         start_trainer: Whether the app runs the background trainer thread (``LABELHUB_TRAINER``).
         trainer_poll_interval: Seconds between scans of the event queue (``LABELHUB_TRAINER_POLL``).
         warmup: Load the embedder in the background after ``/setup`` (``LABELHUB_WARMUP``).
-        log_level: Logging level (``LABELHUB_LOG_LEVEL``).
+        log_level: Logging level (``LABELHUB_LOG_LEVEL``): DEBUG, INFO, WARNING, ERROR or CRITICAL.
+        max_body_bytes: Largest request body accepted (``LABELHUB_MAX_BODY_BYTES``, default
+            :data:`DEFAULT_MAX_BODY_BYTES`, at least 1024); a larger one is answered 413 by its ``Content-Length``
+            before it is read, or as soon as a chunked body passes the limit.
         secret: The secret that signs file URLs (``LABELHUB_SECRET``, at least 16 characters; the sync
             signs with the same one); empty: the file route refuses every request. See :mod:`labelhub.signing`.
         file_repos: The repos the file route serves (``LABELHUB_FILE_REPOS``): comma-separated Hub dataset
@@ -86,6 +112,7 @@ class Settings:
     log_level: str = "INFO"
     secret: str = field(default="", repr=False)
     file_repos: tuple[str, ...] = ()
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
 
     #: Environment variable of each field.
     ENV = {
@@ -112,7 +139,34 @@ class Settings:
         "log_level": "LABELHUB_LOG_LEVEL",
         "secret": "LABELHUB_SECRET",
         "file_repos": "LABELHUB_FILE_REPOS",
+        "max_body_bytes": "LABELHUB_MAX_BODY_BYTES",
     }
+
+    def __post_init__(self):
+        """Check the values that parse but cannot work.
+
+        Raises:
+            ValueError: A number out of its range (``LABELHUB_IMAGE_SIZE=0``, ``LABELHUB_MEDIA_TIMEOUT=nan``),
+                an unknown log level, or a NUL character; the message names the variable.
+        """
+        for name, (low, high) in _RANGES.items():
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+                    or (low is not None and value < low) or (high is not None and value > high):
+                bounds = (f"between {low} and {high}" if high is not None else f"at least {low}")
+                raise ValueError(f"{self.ENV[name]}={value!r} must be a number {bounds}")
+        if not isinstance(self.log_level, str) or self.log_level.strip().upper() not in _LOG_LEVELS:
+            raise ValueError(f"LABELHUB_LOG_LEVEL={self.log_level!r} must be one of {', '.join(_LOG_LEVELS)}")
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            parts = value if isinstance(value, tuple) else (value,)
+            if any("\0" in str(part) for part in parts):
+                raise ValueError(f"{self.ENV[f.name]} contains a NUL character")
+
+    @property
+    def log_level_number(self) -> int:
+        """:attr:`log_level` as a :mod:`logging` level number (``logging.INFO`` for ``"info"``)."""
+        return logging.getLevelName(self.log_level.strip().upper())
 
     @property
     def auth_enabled(self) -> bool:
@@ -137,8 +191,9 @@ class Settings:
             A frozen :class:`Settings`.
 
         Raises:
-            ValueError: When a variable does not parse (e.g. ``LABELHUB_IMAGE_SIZE=big``); the message
-                names the variable.
+            ValueError: When a variable does not parse (e.g. ``LABELHUB_IMAGE_SIZE=big``,
+                ``LABELHUB_TRAINER=maybe``) or its value cannot work (see :meth:`__post_init__`); the message
+                names the variable and never holds a secret's value.
 
         Example:
             >>> Settings.from_env({"MODEL_DIR": "/tmp/m"}, torch_threads=2).torch_threads
@@ -157,7 +212,7 @@ class Settings:
                 continue
             if key not in {f.name for f in dataclasses.fields(cls)}:
                 raise ValueError(f"unknown setting {key!r}")
-            values[key] = cls._parse(key, key, value) if isinstance(value, str) else value
+            values[key] = cls._parse(key, cls.ENV.get(key, key), value) if isinstance(value, str) else value
         if "model_dir" in values:
             values["model_dir"] = Path(values["model_dir"])
         for name in ("allowed_hosts", "file_repos"):
@@ -168,13 +223,18 @@ class Settings:
     @classmethod
     def _parse(cls, field_name: str, var: str, raw: str) -> Any:
         default = cls.__dataclass_fields__[field_name].default
+        secret = not cls.__dataclass_fields__[field_name].repr
+        shown = "(hidden)" if secret else repr(raw[:100])
         try:
             if field_name == "allowed_hosts":
                 return _split(raw)
             if field_name == "file_repos":  # paths keep their case
                 return tuple(part.strip() for part in raw.split(",") if part.strip())
             if isinstance(default, bool):
-                return raw.strip().lower() in _TRUE
+                word = raw.strip().lower()
+                if word not in _TRUE | _FALSE:
+                    raise ValueError(raw)
+                return word in _TRUE
             if isinstance(default, int):
                 return int(raw)
             if isinstance(default, float):
@@ -182,5 +242,7 @@ class Settings:
             if isinstance(default, Path):
                 return Path(raw)
         except ValueError:
-            raise ValueError(f"{var}={raw!r} is not a valid {type(default).__name__}") from None
+            kind = "boolean (true/false, 1/0, yes/no, on/off)" if isinstance(default, bool) else \
+                type(default).__name__
+            raise ValueError(f"{var}={shown} is not a valid {kind}") from None
         return raw

@@ -52,10 +52,10 @@ _GUIDE = "https://labelstud.io/guide/webhook_reference"
 #: recursion limit.
 MAX_JSON_DEPTH = 100
 _INT64 = range(-2 ** 63, 2 ** 63)
-#: Keys of a result's ``value`` that list label names (``taxonomy``: paths, lists of names) or texts.
+#: Keys of a result's ``value`` that list label names (``taxonomy``: paths, lists of names); a ``textarea``
+#: result's ``text`` lists its texts (a ``labels`` span's ``text`` is the span's string).
 _LABEL_KEYS = ("choices", "labels", "rectanglelabels", "polygonlabels", "keypointlabels", "ellipselabels",
-               "brushlabels", "polylinelabels", "hypertextlabels", "paragraphlabels", "timeserieslabels", "text",
-               "taxonomy")
+               "brushlabels", "polylinelabels", "hypertextlabels", "paragraphlabels", "timeserieslabels", "taxonomy")
 
 
 class Event(NamedTuple):
@@ -144,7 +144,7 @@ def _check_annotation(ann: dict, field: str) -> None:
         value = item.get("value", {})
         if not isinstance(value, dict):
             raise InvalidEventError(f"{where}.value is not an object", field=field)
-        for key in _LABEL_KEYS:
+        for key in _LABEL_KEYS + (("text",) if item.get("type") == "textarea" else ()):
             labels = value.get(key)
             if labels is None:
                 continue

@@ -70,7 +70,8 @@ def build_csv(state: SyncState, controls: dict[str, str], value_key: str) -> tup
     decodes them in one ``json.loads``.
 
     Returns:
-        ``(frame, csv bytes, {annotation_id: sha256 of its row and annotator}``.
+        ``(frame, csv bytes, {annotation_id: "<sha256 of its row>:<annotator>"})``: what the next export's
+        ``+added ~changed -removed`` is counted against.
     """
     config = json.dumps([controls, value_key], sort_keys=True)
     made = []
@@ -89,8 +90,8 @@ def build_csv(state: SyncState, controls: dict[str, str], value_key: str) -> tup
         row["annotator"] = annotator
     frame = rows_frame(rows, controls, value_key)
     csv = frame.to_csv(index=False, lineterminator="\n").encode()
-    hashes = {row["annotation_id"]: hashlib.sha256(f"{row_hash} {annotator}".encode()).hexdigest()
-              for row, (_, row_hash, _), annotator in zip(rows, stored, annotators)}
+    hashes = {row["annotation_id"]: f"{row_hash}:{annotator}" for row, (_, row_hash, _), annotator
+              in zip(rows, stored, annotators)}
     return frame, csv, hashes
 
 

@@ -1,0 +1,77 @@
+"""What ``labelhub backend`` checks before gunicorn starts a worker, and the import of ``LABELHUB_MODEL``.
+
+:func:`check_settings` runs in the CLI process (:mod:`labelhub.backend.cli`), so a configuration error ends the
+command once, in one line, rather than in every worker with a traceback. This module imports neither the app
+nor ``prometheus_client``: the latter chooses its multiprocess mode when first imported, which must happen
+after the CLI has set ``PROMETHEUS_MULTIPROC_DIR``.
+"""
+from __future__ import annotations
+
+import importlib
+import os
+
+from labelhub.backend.files import RepoFiles
+from labelhub.backend.model import LabelStudioMLBase
+from labelhub.backend.settings import Settings
+from labelhub.errors import ConfigurationError
+
+__all__ = ["check_settings", "load_model_class"]
+
+
+def load_model_class(path: str) -> type[LabelStudioMLBase]:
+    """Import ``"module:Class"`` (the ``LABELHUB_MODEL`` setting).
+
+    Args:
+        path: ``"package.module:ClassName"``.
+
+    Returns:
+        The class.
+
+    Raises:
+        ValueError: When ``path`` is malformed or the class is not a :class:`LabelStudioMLBase`.
+        ImportError: When the module cannot be imported.
+    """
+    module_name, _, class_name = path.partition(":")
+    if not module_name or not class_name:
+        raise ValueError(f"LABELHUB_MODEL must be 'module:Class', not {path!r}")
+    cls = getattr(importlib.import_module(module_name), class_name, None)
+    if not (isinstance(cls, type) and issubclass(cls, LabelStudioMLBase)):
+        raise ValueError(f"LABELHUB_MODEL={path!r} is not a subclass of labelhub.backend.model.LabelStudioMLBase")
+    return cls
+
+
+def check_settings(settings: Settings) -> None:
+    """Check, before any worker starts, the settings that would make every worker fail to start.
+
+    ``labelhub backend`` calls it in the CLI process so a configuration error ends the command once, in one
+    line, rather than in each gunicorn worker with a traceback.
+
+    Args:
+        settings: The parsed settings (:meth:`Settings.from_env` has checked each value on its own).
+
+    Returns:
+        None when the workers can start (``MODEL_DIR`` exists then).
+
+    Raises:
+        ValueError: ``LABELHUB_FILE_REPOS`` names a path that is not a git repository or is malformed,
+            ``LABELHUB_SECRET`` is too short (:class:`labelhub.backend.files.RepoFiles`), ``LABELHUB_MODEL`` is
+            malformed, cannot be imported or is not a model class, or ``MODEL_DIR`` cannot be created or
+            written (a :class:`labelhub.errors.ConfigurationError` for the last two). Every message names
+            the variable and fits on one line.
+    """
+    RepoFiles(settings)
+    try:
+        load_model_class(settings.model_class)
+    except ValueError:
+        raise
+    except Exception as exc:  # ImportError, or whatever the model's module raises when imported
+        raise ConfigurationError(f"LABELHUB_MODEL={settings.model_class!r} cannot be imported "
+                                 f"({type(exc).__name__}: {exc})") from None
+    model_dir = settings.model_dir
+    try:
+        os.makedirs(model_dir, exist_ok=True)
+    except OSError as exc:
+        raise ConfigurationError(f"MODEL_DIR={str(model_dir)!r} cannot be created ({exc.strerror or exc})") \
+            from None
+    if not os.access(model_dir, os.W_OK | os.X_OK):
+        raise ConfigurationError(f"MODEL_DIR={str(model_dir)!r} is not writable")
