@@ -6,6 +6,7 @@ command            defined in                                      runs
 ``backend``        :mod:`labelhub.backend.cli`                      the ML backend under gunicorn
 ``sync``           :mod:`labelhub.sync.cli`                         files → tasks, annotations → versions
 ``versions``       :mod:`labelhub.sync.cli`                         the list of ``annotations-vN`` versions
+``diff``           :mod:`labelhub.sync.cli`                         what changed between two versions
 ``import-labels``  :mod:`labelhub.sync.labels.cli`                  a labels CSV or COCO file → tasks
 ``demo``           :mod:`labelhub.sync.demo.command`                the whole loop on one machine
 =================  ==============================================  =========================================
@@ -20,7 +21,7 @@ import sys
 import click
 
 from labelhub.backend.cli import backend
-from labelhub.sync.cli import sync, versions
+from labelhub.sync.cli import diff, sync, versions
 from labelhub.sync.demo.command import demo
 from labelhub.sync.labels.cli import import_labels
 
@@ -33,7 +34,7 @@ def main():
     """LabelHub: a Label Studio ML backend and a Hugging Face Hub sync daemon."""
 
 
-for _command in (sync, versions, import_labels, demo, backend):
+for _command in (sync, versions, diff, import_labels, demo, backend):
     main.add_command(_command)
 _alias = copy.copy(import_labels)  # the command's name before it read COCO too; kept for scripts
 _alias.hidden = True

@@ -166,3 +166,35 @@ def versions(repo, csv_path, hf_token, hf_endpoint):
     for row in rows:
         click.echo(f"{row['tag']:<18} {row['created_at']:<26} {row['commit'][:12]}  {row['annotations']:>7} annotations"
                    f"  {row['tasks']:>6} tasks  +{row['added']} ~{row['changed']} -{row['removed']}")
+
+
+@click.command("diff", context_settings={"show_default": True})
+@click.option("--repo", required=True, envvar="LABELHUB_REPO", help="Hub dataset OWNER/NAME or local git repo path.")
+@click.argument("old")
+@click.argument("new")
+@click.option("--csv-path", default="annotations/annotations.csv", envvar="LABELHUB_CSV_PATH",
+              help="path_in_repo of the annotations CSV.")
+@click.option("--json", "as_json", is_flag=True, help="Print the diff as JSON (for scripts).")
+@hub_options
+def diff(repo, old, new, csv_path, as_json, hf_token, hf_endpoint):
+    """What changed between two versions (OLD and NEW: annotations-vN tags or commit shas): annotations added,
+    removed and relabelled, per label and per annotator, and the from -> to table of relabels.
+
+    \b
+    Example:
+      labelhub diff --repo owner/dataset annotations-v2 annotations-v3
+      labelhub diff --repo ./data annotations-v1 annotations-v4 --json | jq .by_label
+    """
+    import json
+
+    from labelhub.repos import open_repo
+    from labelhub.sync.versions.diff import diff_table, diff_versions
+
+    with one_line_errors([hf_token]):
+        change = diff_versions(open_repo(repo, token=hf_token, endpoint=hf_endpoint), old, new, csv_path)
+    if as_json:
+        click.echo(json.dumps(change.to_dict(), indent=2, sort_keys=True))
+        return
+    click.echo(f"{old} -> {new}")
+    for line in diff_table(change):
+        click.echo(line)

@@ -48,7 +48,7 @@ CREATE TABLE IF NOT EXISTS cursors (
 CREATE TABLE IF NOT EXISTS versions (
     project_id INTEGER NOT NULL, repo_id TEXT NOT NULL, version INTEGER NOT NULL, export_id TEXT NOT NULL,
     status TEXT NOT NULL, commit_sha TEXT, parent_commit TEXT, hashes TEXT NOT NULL, summary TEXT NOT NULL,
-    PRIMARY KEY (project_id, repo_id, version));
+    labels TEXT, PRIMARY KEY (project_id, repo_id, version));
 CREATE TABLE IF NOT EXISTS exported (
     project_id INTEGER NOT NULL, repo_id TEXT NOT NULL, annotation_id INTEGER NOT NULL, row_hash TEXT NOT NULL,
     PRIMARY KEY (project_id, repo_id, annotation_id));
@@ -79,6 +79,8 @@ def connect(path: str | Path) -> sqlite3.Connection:
     db.executescript(SCHEMA)
     if "revision" not in {row[1] for row in db.execute("PRAGMA table_info(annotations)")}:
         db.execute("ALTER TABLE annotations ADD COLUMN revision TEXT")
+    if "labels" not in {row[1] for row in db.execute("PRAGMA table_info(versions)")}:
+        db.execute("ALTER TABLE versions ADD COLUMN labels TEXT")
     ledger.migrate(db)
     return db
 
@@ -363,10 +365,19 @@ class SyncState:
                               "ORDER BY version DESC LIMIT 1", self.key).fetchone()
         return row[0] if row else None
 
-    def begin_version(self, version: int, export_id: str, hashes: dict[int, str], summary: dict) -> None:
-        """Record version ``version`` as being committed (before the commit call)."""
-        self._write("INSERT OR REPLACE INTO versions VALUES (?, ?, ?, ?, 'committing', NULL, NULL, ?, ?)",
-                    [(*self.key, version, export_id, json.dumps(hashes), json.dumps(summary))])
+    def begin_version(self, version: int, export_id: str, hashes: dict[int, str], summary: dict,
+                      labels: str | None = None) -> None:
+        """Record version ``version`` as being committed (before the commit call), with its rows' label
+        columns (``labels``: JSON records, what the next version's changes are counted against)."""
+        self._write("INSERT OR REPLACE INTO versions VALUES (?, ?, ?, ?, 'committing', NULL, NULL, ?, ?, ?)",
+                    [(*self.key, version, export_id, json.dumps(hashes), json.dumps(summary), labels)])
+
+    def last_tagged_labels(self) -> tuple[int, str] | None:
+        """``(version, label columns as JSON records)`` of the newest tagged version that has them."""
+        row = self.db.execute("SELECT version, labels FROM versions WHERE project_id=? AND repo_id=? AND "
+                              "status='tagged' AND labels IS NOT NULL ORDER BY version DESC LIMIT 1",
+                              self.key).fetchone()
+        return (row[0], row[1]) if row else None
 
     def drop_version(self, version: int) -> None:
         """Forget a version whose commit never landed."""

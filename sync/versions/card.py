@@ -19,12 +19,13 @@ COLUMNS_DOC = """| column | meaning |
 |---|---|
 | `task_id`, `annotation_id` | Label Studio ids (one row per annotation: several annotators per task are all kept) |
 | `hf_path` | the file's path in this repo |
-| `{value_key}` | the file's URL, pinned to the revision the task was made from |
+| `{value_key}` | the file's URL, pinned to the revision the task shows |
 {controls}| `annotator` | the annotator's email |
 | `created_at`, `updated_at` | ISO 8601, UTC |
 | `lead_time` | seconds the annotator spent |
 | `was_cancelled` | `true` for a skipped task |
 | `ground_truth` | `true` when marked as ground truth |
+| `annotated_revision` | the commit the task showed when the annotation was saved (older than the URL's when the file changed since) |
 | other columns | the task's metadata columns |
 """
 
@@ -46,8 +47,9 @@ def manifest_json(manifest: dict) -> bytes:
     return (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
 
 
-def card_block(manifest: dict, controls: dict[str, str], value_key: str) -> str:
-    """The Markdown that LabelHub owns in the card: version, columns, label distribution."""
+def card_block(manifest: dict, controls: dict[str, str], value_key: str, changes: str = "") -> str:
+    """The Markdown that LabelHub owns in the card: version, changes since the previous one (``changes``, from
+    :func:`labelhub.sync.versions.diff.summary_text`), columns, label distribution."""
     lines = [BEGIN, f"## Annotations ({manifest['tag']})", "",
              f"Exported by LabelHub from Label Studio project {manifest['label_studio']['project_id']} "
              f"at {manifest['created_at']}: {manifest['counts']['annotations']} annotations of "
@@ -55,8 +57,10 @@ def card_block(manifest: dict, controls: dict[str, str], value_key: str) -> str:
              f"(+{manifest['counts']['added']} ~{manifest['counts']['changed']} -{manifest['counts']['removed']} "
              f"since {manifest['parent_version'] or 'nothing'}).", "",
              "```python", "import datasets",
-             f'rows = datasets.load_dataset("<repo_id>", revision="{manifest["tag"]}", split="train")', "```", "",
-             "### Columns", ""]
+             f'rows = datasets.load_dataset("<repo_id>", revision="{manifest["tag"]}", split="train")', "```", ""]
+    if changes:
+        lines += [f"### Changes in {manifest['tag']}", "", changes, ""]
+    lines += ["### Columns", ""]
     control_rows = "".join(f"| `{name}` | {tag}: {CONTROL_DOC.get(tag, 'JSON of the result values')} |\n"
                            for name, tag in controls.items())
     lines.append(COLUMNS_DOC.format(value_key=value_key, controls=control_rows))

@@ -32,6 +32,7 @@ from datetime import datetime, timezone
 import pandas as pd
 
 from labelhub.sync.versions.card import card_block, dataset_card, manifest_json, manifest_path_for
+from labelhub.sync.versions.diff import VersionDiff, diff_frames, summary_text
 from labelhub.errors import AmbiguousCommit, CommitConflict, LabelHubError, TagExists, TransientHubError
 from labelhub.retry import hub_retrying
 from labelhub.sync.annotations.intake import GENERATION, learn_annotators
@@ -93,6 +94,12 @@ def build_csv(state: SyncState, controls: dict[str, str], value_key: str) -> tup
     hashes = {row["annotation_id"]: f"{row_hash}:{annotator}" for row, (_, row_hash, _), annotator
               in zip(rows, stored, annotators)}
     return frame, csv, hashes
+
+
+def label_columns(frame: pd.DataFrame, controls: dict[str, str]) -> pd.DataFrame:
+    """The columns of an export that its changes are counted on: ``annotation_id, annotator, was_cancelled`` and
+    the control columns (see :mod:`labelhub.sync.versions.diff`)."""
+    return frame.reindex(columns=["annotation_id", "annotator", "was_cancelled", *controls])
 
 
 def diff_counts(old: dict[int, str], new: dict[int, str]) -> tuple[int, int, int]:
@@ -161,12 +168,15 @@ class Exporter:
                           if t.startswith(TAG_PREFIX) and t[len(TAG_PREFIX):].isdigit()), default=0) + 1
         export_id = uuid.uuid4().hex
         summary = {"added": added, "changed": changed, "removed": removed}
-        self.state.begin_version(number, export_id, hashes, summary)
+        labels = label_columns(frame, self.controls)
+        change = self._changes(labels, f"{TAG_PREFIX}{number}")
+        self.state.begin_version(number, export_id, hashes, summary, labels.to_json(orient="records"))
         message = f"annotations v{number}: +{added} ~{changed} -{removed}"
         description = (f"Annotations of Label Studio project {self.project.project_id} ({self.project.url}).\n\n"
-                       f"{EXPORT_ID_KEY}: {export_id}")
+                       f"{summary_text(change)}\n\n{EXPORT_ID_KEY}: {export_id}")
         parent = last["commit_sha"] if last and last["commit_sha"] else head or self.repo.resolve(self.revision)
-        sha, parent, files = self._commit(number, export_id, frame, csv, summary, message, description, parent)
+        sha, parent, files = self._commit(number, export_id, frame, csv, summary, change, message, description,
+                                          parent)
         self.state.set_version_status(number, "committed", sha, parent)
         if self.state.head(self.revision) == parent:  # the importer need not relist for our own commit
             self.state.set_head(self.revision, sha)
@@ -175,8 +185,18 @@ class Exporter:
         log.info("exported %s%d at %s: %s", TAG_PREFIX, number, sha[:12], message)
         return Version(number, f"{TAG_PREFIX}{number}", sha, added, changed, removed)
 
+    def _changes(self, labels: pd.DataFrame, tag: str) -> VersionDiff:
+        """What changed since the last tagged version, label by label (no Hub call: its label columns are in
+        the state)."""
+        baseline = self.state.last_tagged_labels()
+        if baseline is None:
+            return diff_frames(labels.iloc[0:0], labels, self.controls, None, tag)
+        version, records = baseline
+        old = pd.DataFrame(json.loads(records), columns=list(labels.columns))
+        return diff_frames(old, labels, self.controls, f"{TAG_PREFIX}{version}", tag)
+
     def _files(self, number: int, export_id: str, frame: pd.DataFrame, csv: bytes, summary: dict,
-               parent: str) -> dict[str, bytes]:
+               change: VersionDiff, parent: str) -> dict[str, bytes]:
         last_tagged = number - 1 if number > 1 else None
         live = frame[~frame["was_cancelled"].astype(bool)] if len(frame) else frame
         manifest = {
@@ -190,6 +210,8 @@ class Exporter:
                              "title": self.project.title},
             "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "csv_path": self.csv_path, "csv_sha256": hashlib.sha256(csv).hexdigest(),
+            "controls": self.controls,
+            "changes": {**change.to_dict(), "relabels": change.relabels[:100]},
         }
         if parent == self.state.last_tagged_commit():  # our own last version: its card is in the state
             previous = self.state.cursor(CARD) or None
@@ -198,10 +220,11 @@ class Exporter:
                 previous = self.repo.read_file(parent, "README.md").decode()
             except FileNotFoundError:
                 previous = None
-        card = dataset_card(previous, self.csv_path, card_block(manifest, self.controls, self.value_key))
+        card = dataset_card(previous, self.csv_path, card_block(manifest, self.controls, self.value_key,
+                                                                 changes=summary_text(change)))
         return {self.csv_path: csv, self.manifest_path: manifest_json(manifest), "README.md": card.encode()}
 
-    def _commit(self, number, export_id, frame, csv, summary, message, description,
+    def _commit(self, number, export_id, frame, csv, summary, change, message, description,
                 parent) -> tuple[str, str, dict[str, bytes]]:
         """Commit until it lands; returns ``(sha, the parent it landed on, the files committed)``.
 
@@ -210,7 +233,7 @@ class Exporter:
         answer first looked up by its export id."""
         conflicts = 0
         while True:
-            files = self._files(number, export_id, frame, csv, summary, parent)
+            files = self._files(number, export_id, frame, csv, summary, change, parent)
             try:
                 sha = hub_retrying(self.max_attempts, f"commit of v{number}", self.sleep)(
                     self._commit_once, files, message, description, parent, export_id)

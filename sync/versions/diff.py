@@ -1,0 +1,251 @@
+"""What changed between two versions, label by label and annotator by annotator (pure; pandas).
+
+Rows (one per annotation, :mod:`labelhub.sync.versions.rows`) are matched by ``annotation_id``:
+
+- **added**: in the newer version only; **removed**: in the older only;
+- **relabelled**: in both, with another value in at least one control column (``from_name``) or another
+  ``was_cancelled``.
+
+A control cell's labels are read from the CSV's form: Choices, Labels and Taxonomy cells hold labels joined
+with ``|``; RectangleLabels cells a JSON list of boxes with a ``label`` each; any other control's cell counts
+as one label (its text). Counts per label are per (row, label): a row with two boxes labelled ``car`` adds
+``car`` twice.
+
+:func:`diff_frames` compares two frames; :func:`diff_versions` reads two tags of a repo; :func:`summary_text`
+writes the Markdown that each export's commit description and dataset card carry.
+"""
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from labelhub.errors import RevisionNotFound
+from labelhub.repos import DatasetRepo
+from labelhub.sync.versions.card import manifest_path_for
+
+__all__ = ["VersionDiff", "cell_labels", "controls_of", "diff_frames", "diff_versions", "summary_text"]
+
+#: Columns after the control columns in every CSV (see :mod:`labelhub.sync.versions.rows`).
+_FIRST_AFTER_CONTROLS = "annotator"
+
+
+@dataclass
+class VersionDiff:
+    """The difference between two versions.
+
+    Attributes:
+        old, new: The versions compared (tags, or ``None`` for "nothing").
+        added, removed, relabelled: Annotation counts.
+        by_label: ``{from_name: {label: {"added", "removed", "relabelled_from", "relabelled_to": count}}}``.
+        by_annotator: ``{annotator: {"added", "removed", "relabelled": count}}``.
+        relabels: ``[{"control", "from", "to", "count"}]``, most frequent first: the cell's labels before and
+            after (``|``-joined, sorted), for every relabelled annotation and control whose cell changed.
+    """
+
+    old: str | None
+    new: str | None
+    added: int = 0
+    removed: int = 0
+    relabelled: int = 0
+    by_label: dict[str, dict[str, dict[str, int]]] = field(default_factory=dict)
+    by_annotator: dict[str, dict[str, int]] = field(default_factory=dict)
+    relabels: list[dict] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        """The diff as plain JSON-able data (``labelhub diff --json``)."""
+        return {"old": self.old, "new": self.new, "added": self.added, "removed": self.removed,
+                "relabelled": self.relabelled, "by_label": self.by_label, "by_annotator": self.by_annotator,
+                "relabels": self.relabels}
+
+
+def cell_labels(tag: str | None, cell) -> list[str]:
+    """The labels of one control cell of the CSV (see the module docstring).
+
+    Args:
+        tag: The control tag type (``Choices``, ``RectangleLabels``, ...), or ``None`` when unknown (the cell's
+            form is guessed: a JSON list of objects with ``label`` is boxes, else ``|``-joined labels).
+        cell: The cell (``NaN``/``None``/``""``: no label).
+
+    Returns:
+        The labels, with repeats (one per box).
+    """
+    if cell is None or (isinstance(cell, float) and pd.isna(cell)) or cell == "":
+        return []
+    text = str(cell)
+    if tag in (None, "RectangleLabels") and text.startswith("["):
+        try:
+            boxes = json.loads(text)
+        except ValueError:
+            boxes = None
+        if isinstance(boxes, list) and all(isinstance(b, dict) for b in boxes):
+            return [str(b.get("label", "")) for b in boxes]
+    if tag in (None, "Choices", "Labels", "Taxonomy"):
+        return text.split("|")
+    return [text]
+
+
+def controls_of(frame: pd.DataFrame, manifest: Mapping | None = None) -> dict[str, str | None]:
+    """``{from_name: tag or None}`` of a version's control columns: the manifest's ``controls`` when it has
+    them, else the CSV's columns between the value key (the 4th column) and ``annotator``."""
+    if manifest and isinstance(manifest.get("controls"), dict):
+        return {name: tag for name, tag in manifest["controls"].items() if name in frame.columns}
+    columns = list(frame.columns)
+    end = columns.index(_FIRST_AFTER_CONTROLS) if _FIRST_AFTER_CONTROLS in columns else len(columns)
+    return {name: None for name in columns[4:end]}
+
+
+def _bump(table: dict, *keys_and_field) -> None:
+    *keys, name = keys_and_field
+    for key in keys:
+        table = table.setdefault(key, {})
+    table[name] = table.get(name, 0) + 1
+
+
+def diff_frames(old: pd.DataFrame, new: pd.DataFrame, controls: Mapping[str, str | None],
+                old_name: str | None = None, new_name: str | None = None) -> VersionDiff:
+    """Compare two versions' rows.
+
+    Args:
+        old, new: The rows (columns as in :mod:`labelhub.sync.versions.rows`; ``annotation_id`` required).
+            An empty ``old`` is "nothing": every row is added.
+        controls: ``{from_name: tag}`` of the control columns to compare (:func:`controls_of`).
+        old_name, new_name: The versions' names, kept in the result.
+
+    Returns:
+        A :class:`VersionDiff`.
+    """
+    diff = VersionDiff(old_name, new_name)
+    old = old.set_index("annotation_id", drop=False) if len(old) else pd.DataFrame(columns=["annotation_id"])
+    new = new.set_index("annotation_id", drop=False) if len(new) else pd.DataFrame(columns=["annotation_id"])
+    relabels: Counter = Counter()
+
+    def annotator(row) -> str:
+        value = row.get("annotator", "")
+        return "" if value is None or (isinstance(value, float) and pd.isna(value)) else str(value)
+
+    for aid in new.index.difference(old.index):
+        row = new.loc[aid]
+        diff.added += 1
+        _bump(diff.by_annotator, annotator(row), "added")
+        for name, tag in controls.items():
+            for label in cell_labels(tag, row.get(name)):
+                _bump(diff.by_label, name, label, "added")
+    for aid in old.index.difference(new.index):
+        row = old.loc[aid]
+        diff.removed += 1
+        _bump(diff.by_annotator, annotator(row), "removed")
+        for name, tag in controls.items():
+            for label in cell_labels(tag, row.get(name)):
+                _bump(diff.by_label, name, label, "removed")
+    for aid in new.index.intersection(old.index):
+        before, after = old.loc[aid], new.loc[aid]
+        changed = str(before.get("was_cancelled")) != str(after.get("was_cancelled"))
+        for name, tag in controls.items():
+            was, now = cell_labels(tag, before.get(name)), cell_labels(tag, after.get(name))
+            if Counter(was) == Counter(now):
+                continue
+            changed = True
+            relabels[(name, "|".join(sorted(was)), "|".join(sorted(now)))] += 1
+            lost, gained = Counter(was) - Counter(now), Counter(now) - Counter(was)
+            for label, n in lost.items():
+                for _ in range(n):
+                    _bump(diff.by_label, name, label, "relabelled_from")
+            for label, n in gained.items():
+                for _ in range(n):
+                    _bump(diff.by_label, name, label, "relabelled_to")
+        if changed:
+            diff.relabelled += 1
+            _bump(diff.by_annotator, annotator(after), "relabelled")
+    diff.relabels = [{"control": c, "from": f, "to": t, "count": n}
+                     for (c, f, t), n in sorted(relabels.items(), key=lambda kv: (-kv[1], kv[0]))]
+    return diff
+
+
+def _read_version(repo: DatasetRepo, sha: str, csv_path: str) -> tuple[pd.DataFrame, dict]:
+    import io
+
+    frame = pd.read_csv(io.BytesIO(repo.read_file(sha, csv_path)), dtype={"annotator": str}, keep_default_na=False)
+    try:
+        manifest = json.loads(repo.read_file(sha, manifest_path_for(csv_path)))
+    except (FileNotFoundError, ValueError):
+        manifest = {}
+    return frame, manifest
+
+
+def diff_versions(repo: DatasetRepo, old_tag: str, new_tag: str,
+                  csv_path: str = "annotations/annotations.csv") -> VersionDiff:
+    """Compare two tagged versions of ``repo`` (two or four file reads, one tag listing).
+
+    Args:
+        repo: The dataset repo.
+        old_tag, new_tag: Tags (``annotations-v2``) or commit shas.
+        csv_path: The CSV's ``path_in_repo``.
+
+    Returns:
+        A :class:`VersionDiff` (controls from the newer version's manifest, or its columns).
+
+    Raises:
+        RevisionNotFound: A tag is neither a tag of the repo nor a commit sha.
+        labelhub.errors.EntryNotFound: A version has no CSV at ``csv_path``.
+    """
+    tags = repo.tags()
+    shas = []
+    for tag in (old_tag, new_tag):
+        if tag in tags:
+            shas.append(tags[tag])
+        elif len(tag) == 40 and all(c in "0123456789abcdef" for c in tag):
+            shas.append(tag)
+        else:
+            raise RevisionNotFound(f"{tag!r} is not a tag of {repo.repo_id} (see labelhub versions)")
+    old, _ = _read_version(repo, shas[0], csv_path)
+    new, manifest = _read_version(repo, shas[1], csv_path)
+    return diff_frames(old, new, controls_of(new, manifest), old_tag, new_tag)
+
+
+def summary_text(diff: VersionDiff, top: int = 10) -> str:
+    """The Markdown summary of a diff that each export's commit description and dataset card carry.
+
+    Args:
+        diff: The diff against the previous version.
+        top: How many relabels (from → to) to list.
+
+    Returns:
+        A few lines: the counts, the labels that changed (added, removed, relabelled from/to), the annotators,
+        and the most frequent relabels.
+    """
+    since = diff.old or "nothing"
+    lines = [f"Since {since}: +{diff.added} added, -{diff.removed} removed, ~{diff.relabelled} relabelled."]
+    for name, labels in diff.by_label.items():
+        parts = []
+        for label, counts in sorted(labels.items()):
+            bits = [f"+{counts['added']}" if counts.get("added") else "",
+                    f"-{counts['removed']}" if counts.get("removed") else "",
+                    f"→{counts['relabelled_to']}" if counts.get("relabelled_to") else "",
+                    f"{counts['relabelled_from']}→" if counts.get("relabelled_from") else ""]
+            parts.append(f"{label} {' '.join(b for b in bits if b)}")
+        lines.append(f"- `{name}`: " + ", ".join(parts))
+    if diff.by_annotator:
+        lines.append("- annotators: " + ", ".join(
+            f"{who or '(unknown)'} " + " ".join(f"{sign}{counts[key]}" for sign, key in
+                                                (("+", "added"), ("-", "removed"), ("~", "relabelled"))
+                                                if counts.get(key))
+            for who, counts in sorted(diff.by_annotator.items())))
+    if diff.relabels:
+        lines.append("- relabels: " + "; ".join(f"`{r['control']}` {r['from'] or '∅'} → {r['to'] or '∅'} ×{r['count']}"
+                                               for r in diff.relabels[:top]))
+    return "\n".join(lines)
+
+
+def diff_table(diff: VersionDiff) -> Sequence[str]:
+    """Lines for a terminal (``labelhub diff``): the summary, then the from → to table of relabels."""
+    lines = summary_text(diff, top=0).splitlines()
+    if diff.relabels:
+        width = max(len(r["from"] or "∅") for r in diff.relabels)
+        lines += ["", "relabels (control: from → to, count):"]
+        lines += [f"  {r['control']}: {(r['from'] or '∅'):<{width}} → {r['to'] or '∅'}  {r['count']}"
+                  for r in diff.relabels]
+    return lines

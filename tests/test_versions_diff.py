@@ -1,0 +1,106 @@
+"""What changed between two versions: ``labelhub diff`` and the summary each export carries.
+
+Unit tests of :func:`labelhub.sync.versions.diff.diff_frames`, then end to end: real Label Studio, a local
+repo, three exports; ``labelhub diff`` (text and ``--json``), the commit description and the card.
+"""
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from labelhub.sync.versions.diff import cell_labels, diff_frames, summary_text
+from tests import sample_repos
+from tests.conftest import run_labelhub
+
+CONTROLS = {"kind": "Choices", "box": "RectangleLabels"}
+
+
+def frame(rows):
+    return pd.DataFrame([{"annotation_id": aid, "annotator": who, "was_cancelled": False, "kind": kind,
+                          "box": json.dumps([{"x": 0, "y": 0, "width": 1, "height": 1, "label": b} for b in boxes])}
+                         for aid, who, kind, boxes in rows])
+
+
+def test_added_removed_and_relabelled_are_counted_per_label_and_annotator():
+    old = frame([(1, "a@x", "cat", ["car"]), (2, "a@x", "dog", []), (3, "b@x", "cat", ["car", "bus"])])
+    new = frame([(1, "a@x", "dog", ["car"]), (3, "b@x", "cat", ["bus"]), (4, "b@x", "cat|dog", [])])
+    diff = diff_frames(old, new, CONTROLS, "annotations-v1", "annotations-v2")
+    assert (diff.added, diff.removed, diff.relabelled) == (1, 1, 2)
+    assert diff.by_label["kind"]["cat"] == {"relabelled_from": 1, "added": 1}
+    assert diff.by_label["kind"]["dog"] == {"relabelled_to": 1, "removed": 1, "added": 1}
+    assert diff.by_label["box"]["car"] == {"relabelled_from": 1}
+    assert diff.by_annotator == {"a@x": {"relabelled": 1, "removed": 1}, "b@x": {"relabelled": 1, "added": 1}}
+    assert {"control": "kind", "from": "cat", "to": "dog", "count": 1} in diff.relabels
+    assert {"control": "box", "from": "bus|car", "to": "bus", "count": 1} in diff.relabels
+    assert summary_text(diff).startswith("Since annotations-v1: +1 added, -1 removed, ~2 relabelled.")
+
+
+def test_cells_are_read_in_the_csv_forms():
+    assert cell_labels("Choices", "a|b") == ["a", "b"]
+    assert cell_labels("RectangleLabels", '[{"label": "car"}, {"label": "car"}]') == ["car", "car"]
+    assert cell_labels("TextArea", "free text") == ["free text"]
+    assert cell_labels(None, float("nan")) == [] and cell_labels("Choices", "") == []
+
+
+labels = st.sampled_from(["cat", "dog", "bus"])
+rows = st.dictionaries(st.integers(1, 30), st.tuples(st.sampled_from(["a@x", "b@x"]), labels,
+                                                      st.lists(labels, max_size=3)), max_size=12)
+
+
+@settings(max_examples=60, deadline=None)
+@given(old=rows, new=rows)
+def test_counts_add_up_whatever_the_versions(old, new):
+    diff = diff_frames(frame([(k, *v) for k, v in old.items()]), frame([(k, *v) for k, v in new.items()]), CONTROLS)
+    assert diff.added == len(new.keys() - old.keys()) and diff.removed == len(old.keys() - new.keys())
+    assert diff.relabelled <= len(new.keys() & old.keys())
+    assert sum(c.get("added", 0) for c in diff.by_annotator.values()) == diff.added
+    reverse = diff_frames(frame([(k, *v) for k, v in new.items()]), frame([(k, *v) for k, v in old.items()]),
+                          CONTROLS)
+    assert (reverse.added, reverse.removed, reverse.relabelled) == (diff.removed, diff.added, diff.relabelled)
+
+
+CONFIG = ('<View><Image name="image" value="$image"/><Choices name="kind" toName="image">'
+          '<Choice value="text-only"/><Choice value="illustrated"/></Choices></View>')
+
+
+def choice(value):
+    return [{"from_name": "kind", "to_name": "image", "type": "choices", "value": {"choices": [value]}}]
+
+
+def test_diff_command_and_each_export_say_what_changed(label_studio, make_project, tmp_path):
+    client = label_studio.client()
+    repo = tmp_path / "repo"
+    sample_repos.init_local_repo(repo)
+    sample_repos.commit_local(repo, sample_repos.image_files(0, 4))
+    project = make_project("diff", CONFIG)
+    env = {"LABEL_STUDIO_URL": label_studio.url, "LABEL_STUDIO_API_KEY": label_studio.personal_token}
+    sync = ["sync", "--repo", str(repo), "--project", str(project.id), "--state", str(tmp_path / "s.sqlite3"), "--once"]
+    run_labelhub(*sync, env=env, check=True)
+    tasks = sorted(client.tasks.list(project=project.id, page_size=10), key=lambda t: t.id)
+    made = [client.annotations.create(task.id, result=choice("text-only")) for task in tasks[:3]]
+    run_labelhub(*sync, env=env, check=True)  # annotations-v1
+    client.annotations.update(made[0].id, result=choice("illustrated"))
+    client.annotations.delete(made[1].id)
+    client.annotations.create(tasks[3].id, result=choice("illustrated"))
+    run_labelhub(*sync, env=env, check=True)  # annotations-v2
+
+    shown = run_labelhub("diff", "--repo", str(repo), "annotations-v1", "annotations-v2", env=env, check=True).stdout
+    assert "+1 added, -1 removed, ~1 relabelled" in shown and "kind: text-only" in shown, shown
+    data = json.loads(run_labelhub("diff", "--repo", str(repo), "annotations-v1", "annotations-v2", "--json",
+                                   env=env, check=True).stdout)
+    assert (data["added"], data["removed"], data["relabelled"]) == (1, 1, 1)
+    assert data["relabels"] == [{"control": "kind", "from": "text-only", "to": "illustrated", "count": 1}]
+    assert data["by_label"]["kind"]["illustrated"] == {"added": 1, "relabelled_to": 1}
+    assert list(data["by_annotator"].values()) == [{"added": 1, "removed": 1, "relabelled": 1}]
+
+    description = sample_repos.git(repo, "log", "-1", "--format=%B", "annotations-v2")
+    card = sample_repos.git(repo, "show", "annotations-v2:README.md")
+    manifest = json.loads(sample_repos.git(repo, "show", "annotations-v2:annotations/manifest.json"))
+    for text in (description, card):
+        assert "Since annotations-v1: +1 added, -1 removed, ~1 relabelled." in text
+    assert manifest["changes"]["relabelled"] == 1 and manifest["controls"] == {"kind": "Choices"}
+    bad = run_labelhub("diff", "--repo", str(repo), "annotations-v1", "annotations-v9", env=env)
+    assert bad.returncode == 1 and "annotations-v9" in bad.stderr and "Traceback" not in bad.stderr
