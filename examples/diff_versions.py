@@ -3,8 +3,9 @@
     python examples/diff_versions.py owner/dataset annotations-v2 annotations-v3
     python examples/diff_versions.py .labelhub-demo/fashion-mnist annotations-v1 annotations-v2
 
-Rows are matched by ``annotation_id``; an annotation changed when one of its label columns (the
-columns between ``image`` and ``annotator``) or ``was_cancelled`` differ.
+Rows (the version's ``rows`` config: the CSV) are matched by ``annotation_id``; an annotation changed when
+one of its label columns (the columns between ``image`` and ``annotator``) or ``was_cancelled`` differ.
+``labelhub diff`` says the same per label and per annotator.
 """
 from __future__ import annotations
 
@@ -20,8 +21,8 @@ def main() -> None:
     parser.add_argument("new", help="the newer tag, annotations-vM")
     args = parser.parse_args()
 
-    old = load_version(args.repo, args.old).to_pandas().set_index("annotation_id")
-    new = load_version(args.repo, args.new).to_pandas().set_index("annotation_id")
+    old = load_version(args.repo, args.old, name="rows").to_pandas().set_index("annotation_id")
+    new = load_version(args.repo, args.new, name="rows").to_pandas().set_index("annotation_id")
     columns = list(new.columns)
     labels = columns[columns.index("image") + 1:columns.index("annotator")] + ["was_cancelled"]
     added = new.index.difference(old.index)

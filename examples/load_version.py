@@ -8,15 +8,15 @@ For a Hub repo this is exactly::
     import datasets
     rows = datasets.load_dataset("owner/dataset", revision="annotations-v3", split="train")
 
-(the version's dataset card points ``load_dataset`` at ``annotations/annotations.csv``; one row
-per annotation, columns in the README's CSV table).
+(the version's default config: one row per annotation that was not skipped, the image decoded, each control
+tag's labels typed, e.g. a ``ClassLabel`` for Choices; see the README's "Training-ready versions").
 """
 from __future__ import annotations
 
 import argparse
 from collections import Counter
 
-from _repo import load_version
+from _repo import label_names, load_version
 
 
 def main() -> None:
@@ -24,16 +24,17 @@ def main() -> None:
     parser.add_argument("repo", help="Hub dataset owner/name, or a local git repository's path")
     parser.add_argument("tag", help="annotations-vN")
     parser.add_argument("--column", default=None,
-                        help="the control tag (from_name) to count; default: the column after 'image'")
+                        help="the control tag (from_name) to count; default: the first column after the image")
     args = parser.parse_args()
 
     rows = load_version(args.repo, args.tag)
-    column = args.column or rows.column_names[rows.column_names.index("annotator") - 1]
+    column = args.column or rows.column_names[1]
+    name = label_names(rows, column)
     print(f"{args.tag}: {rows.num_rows} annotations of {len(set(rows['task_id']))} tasks by "
           f"{len(set(rows['annotator']))} annotators")
     print("columns:", ", ".join(rows.column_names))
     print(f"{column}:")
-    for value, count in Counter(rows[column]).most_common():
+    for value, count in Counter(name(v) for v in rows[column]).most_common():
         print(f"  {value}\t{count}")
 
 

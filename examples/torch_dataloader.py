@@ -3,16 +3,15 @@
     python examples/torch_dataloader.py owner/dataset annotations-v3 --label Sneaker --batch-size 16
     python examples/torch_dataloader.py .labelhub-demo/fashion-mnist annotations-v1 --annotator demo@example.com
 
-``datasets.load_dataset(..., streaming=True)`` reads the CSV as it goes; the filter on label,
-annotator and skipped tasks runs on each row before anything else, so only the images of the rows
-that pass are fetched (from the version's commit, which holds the images too) and decoded.
+``datasets.load_dataset(..., streaming=True)`` of the version's default config reads one row per annotation
+with the image already decoded and the label typed (a ``ClassLabel`` for a Hub repo); the filter on label
+and annotator runs on each row, so only the rows that pass become tensors.
 """
 from __future__ import annotations
 
 import argparse
-import io
 
-from _repo import load_version, read_file
+from _repo import label_names, load_version
 
 
 def main() -> None:
@@ -27,25 +26,23 @@ def main() -> None:
 
     import numpy as np
     import torch
-    from PIL import Image
     from torch.utils.data import DataLoader
 
     rows = load_version(args.repo, args.tag, streaming=True)
+    name = label_names(rows, args.column)
     classes = sorted(args.label) if args.label else None
 
     def wanted(row) -> bool:
-        if str(row["was_cancelled"]).lower() == "true" or not row[args.column]:
+        if row[args.column] is None or (args.annotator and row["annotator"] != args.annotator):
             return False
-        if args.annotator and row["annotator"] != args.annotator:
-            return False
-        return classes is None or row[args.column] in classes
+        return classes is None or name(row[args.column]) in classes
 
-    def decode(row) -> dict:
-        image = Image.open(io.BytesIO(read_file(args.repo, args.tag, row["hf_path"]))).convert("L")
-        return {"pixels": torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0).unsqueeze(0),
-                "label": row[args.column], "annotation_id": row["annotation_id"]}
+    def to_tensors(row) -> dict:
+        pixels = np.asarray(row["image"].convert("L"), dtype=np.float32) / 255.0
+        return {"pixels": torch.from_numpy(pixels).unsqueeze(0), "label": name(row[args.column]),
+                "annotation_id": row["annotation_id"]}
 
-    stream = rows.filter(wanted).map(decode).select_columns(["pixels", "label", "annotation_id"])
+    stream = rows.filter(wanted).map(to_tensors).select_columns(["pixels", "label", "annotation_id"])
     loader = DataLoader(stream, batch_size=args.batch_size)
     seen = 0
     for batch in loader:

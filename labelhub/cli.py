@@ -24,6 +24,7 @@ from labelhub.backend.cli import backend
 from labelhub.sync.cli import diff, sync, versions
 from labelhub.sync.demo.command import demo
 from labelhub.sync.labels.cli import import_labels
+from labelhub.sync.restore_cli import restore
 
 __all__ = ["main"]
 
@@ -34,7 +35,7 @@ def main():
     """LabelHub: a Label Studio ML backend and a Hugging Face Hub sync daemon."""
 
 
-for _command in (sync, versions, diff, import_labels, demo, backend):
+for _command in (sync, versions, diff, import_labels, restore, demo, backend):
     main.add_command(_command)
 _alias = copy.copy(import_labels)  # the command's name before it read COCO too; kept for scripts
 _alias.hidden = True

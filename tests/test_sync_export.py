@@ -29,12 +29,17 @@ class LocalRepo:
     def tags(self):
         return sample_repos.git(self.path, "tag", "--list").split()
 
-    def load(self, tag, tmp_path):
+    def load(self, tag, tmp_path, name="rows", pandas=True):
         import datasets
 
         checkout = tmp_path / f"checkout-{tag}-{time.monotonic_ns()}"
         subprocess.run(["git", "-c", "advice.detachedHead=false", "clone", "-q", "--branch", tag, str(self.path), str(checkout)], check=True)
-        return datasets.load_dataset(str(checkout), split="train").to_pandas()
+        if name == "rows":  # a local repo's default config is a folder of images: its CSV is read as a CSV
+            loaded = datasets.load_dataset("csv", data_files=str(checkout / "annotations/annotations.csv"),
+                                           split="train")
+        else:
+            loaded = datasets.load_dataset(str(checkout), name, split="train")
+        return loaded.to_pandas() if pandas else loaded
 
     def commit_other(self, path, data):
         return sample_repos.commit_local(self.path, {path: data}, message="someone else")
@@ -55,11 +60,12 @@ class HubRepo:
 
         return [t.name for t in HfApi(token=HUB_TOKEN).list_repo_refs(self.repo_id, repo_type="dataset").tags]
 
-    def load(self, tag, tmp_path):
+    def load(self, tag, tmp_path, name="rows", pandas=True):
         import datasets
 
-        return datasets.load_dataset(self.repo_id, revision=tag, split="train", token=HUB_TOKEN,
-                                     cache_dir=str(tmp_path / "hf-datasets")).to_pandas()
+        loaded = datasets.load_dataset(self.repo_id, name, revision=tag, split="train", token=HUB_TOKEN,
+                                       cache_dir=str(tmp_path / "hf-datasets"))
+        return loaded.to_pandas() if pandas else loaded
 
     def commit_other(self, path, data):
         return self.hub.commit_files(self.repo_id, {path: data}, message="someone else")
@@ -160,11 +166,28 @@ def test_annotations_become_tagged_versions_loadable_with_datasets(label_studio,
     assert manifest["label_distribution"]["kind"] == {"illustrated": 5, "text-only": 3}
     assert "| illustrated | 5 |" in repo.read("annotations-v1", "README.md").decode()
 
+    train = repo.load("annotations-v1", tmp_path, name=None, pandas=False)  # the default config: training rows
+    assert train.num_rows == 8  # the skip is not a training row
+    local = isinstance(repo, LocalRepo)
+    first = {row["annotation_id"]: row for row in train}[made[(paths[2], "admin")].id]
+    assert first["image" if local else "image"].size == (28, 28)  # decoded, as annotated
+    labels = first["kind"]
+    boxes = first["box"]
+    if local:  # datasets reads a local folder's labels as strings
+        assert labels == ["text-only"] and [b["label"] for b in boxes] == ["figure", "text"]
+    else:
+        assert train.features["kind"].feature.names == ["text-only", "illustrated"]
+        assert train.features["box"].feature["label"].names == ["figure", "text"]
+        assert labels == [0] and [b["label"] for b in boxes] == [0, 1]
+    assert [round(boxes[0][k], 4) for k in ("x", "y", "width", "height")] == [0.1, 0.2, 0.3, 0.4]
+    assert first["annotator"] == label_studio.username and len(first["annotated_revision"]) == 40
+
     client.annotations.update(made[(paths[1], "admin")].id, result=[choice("text-only", "illustrated")])
     client.annotations.delete(made[(paths[4], "admin")].id)
     sync_once(label_studio, repo, project, tmp_path)
     assert "annotations-v2" in repo.tags()
     v2 = repo.load("annotations-v2", tmp_path)
+    assert repo.load("annotations-v2", tmp_path, name=None).shape[0] == 7
     assert len(v2) == 8
     assert v2.set_index("annotation_id").loc[made[(paths[1], "admin")].id, "kind"] == "text-only|illustrated"
     assert len(repo.load("annotations-v1", tmp_path)) == 9  # v1 is unchanged

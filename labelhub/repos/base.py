@@ -26,9 +26,11 @@ class RepoFile:
 
 
 class DatasetRepo(Protocol):
-    """What the sync needs from a repo. ``repo_id`` names it in task data (``hf_repo``)."""
+    """What the sync needs from a repo. ``repo_id`` names it in task data (``hf_repo``); ``local`` tells a local
+    git repository from a Hub repo."""
 
     repo_id: str
+    local: bool
 
     def default_revision(self) -> str:
         """The branch followed when no ``--revision`` is given: ``main`` for a Hub repo, the checked-out

@@ -90,6 +90,7 @@ class LocalGitRepo:
         self.file_urls = file_urls or FileURLs(public_url=public_url or DEFAULT_PUBLIC_URL)
         self.public_url = self.file_urls.public_url
         self.private = True  # no one but the backend can serve its files
+        self.local = True
 
     def __repr__(self) -> str:
         return f"LocalGitRepo({str(self.path)!r})"

@@ -124,6 +124,7 @@ class HubRepo:
         self.key = repo_key(repo_id)
         self.file_urls = file_urls
         self.private: bool | None = None
+        self.local = False  # a Hub repo (see labelhub.repos.DatasetRepo)
 
     def __repr__(self) -> str:  # never shows the token
         return f"HubRepo({self.repo_id!r}, endpoint={self.endpoint!r})"

@@ -57,7 +57,10 @@ def card_block(manifest: dict, controls: dict[str, str], value_key: str, changes
              f"(+{manifest['counts']['added']} ~{manifest['counts']['changed']} -{manifest['counts']['removed']} "
              f"since {manifest['parent_version'] or 'nothing'}).", "",
              "```python", "import datasets",
-             f'rows = datasets.load_dataset("<repo_id>", revision="{manifest["tag"]}", split="train")', "```", ""]
+             f'train = datasets.load_dataset("<repo_id>", revision="{manifest["tag"]}", split="train")  '
+             "# decoded media, typed labels",
+             f'rows = datasets.load_dataset("<repo_id>", "{ROWS_CONFIG}", revision="{manifest["tag"]}", split="train")  '
+             "# the CSV's rows (a Hub repo)", "```", ""]
     if changes:
         lines += [f"### Changes in {manifest['tag']}", "", changes, ""]
     lines += ["### Columns", ""]
@@ -72,11 +75,46 @@ def card_block(manifest: dict, controls: dict[str, str], value_key: str, changes
     return "\n".join(lines)
 
 
-def dataset_card(existing: str | None, csv_path: str, block: str) -> str:
-    """The new ``README.md``: ``existing`` (or an empty card) with ``configs`` pointing at
-    ``csv_path`` and LabelHub's block replaced (or appended)."""
+#: The config that loads the CSV, one row per annotation as written (the default config is the training rows).
+ROWS_CONFIG = "rows"
+
+
+def dataset_card(existing: str | None, csv_path: str, block: str, training_files: list[str] | None = None,
+                 features=None, rows_path: str | None = None) -> str:
+    """The new ``README.md``: ``existing`` (or an empty card) with its ``configs`` set and LabelHub's block
+    replaced (or appended).
+
+    Args:
+        existing: The card at the parent commit, or ``None``.
+        csv_path: The CSV's ``path_in_repo``: the ``default`` config when there are no training rows.
+        block: LabelHub's Markdown (:func:`card_block`).
+        training_files: ``data_files`` of the ``default`` config (:mod:`labelhub.sync.versions.training`);
+            ``None``: the CSV is the default config (no training rows).
+        features: The ``datasets.Features`` of the default config, written as the card's ``dataset_info``
+            (``datasets``' own ``DatasetInfosDict.to_dataset_card_data``); ``None``: left to ``datasets``.
+        rows_path: The CSV's rows as JSON Lines: the ``rows`` config. ``datasets`` reads every config of a repo with
+            the builder of the first one (``load.py``, ``infer_module_for_data_files``), so the rows config must be
+            in the training rows' format; ``None``: no rows config (a local repository, whose default config is a
+            folder of images: read the CSV itself).
+
+    Returns:
+        The card's text.
+    """
     card = DatasetCard(existing or "---\nconfigs: []\n---\n")
-    card.data.configs = [{"config_name": "default", "data_files": [{"split": "train", "path": csv_path}]}]
+    if training_files:
+        card.data.configs = [{"config_name": "default", "data_files": [{"split": "train", "path": training_files}]}]
+        if rows_path:
+            card.data.configs.append({"config_name": ROWS_CONFIG, "data_files": [{"split": "train", "path": rows_path}]})
+    else:
+        card.data.configs = [{"config_name": "default", "data_files": [{"split": "train", "path": csv_path}]}]
+    if hasattr(card.data, "dataset_info"):
+        del card.data.dataset_info
+    if features is not None:
+        from datasets import DatasetInfo
+        from datasets.info import DatasetInfosDict
+
+        DatasetInfosDict({"default": DatasetInfo(features=features, config_name="default")}).to_dataset_card_data(
+            card.data)
     text = card.text
     pattern = re.compile(re.escape(BEGIN) + ".*?" + re.escape(END), re.S)
     text = pattern.sub(lambda _: block, text) if pattern.search(text) else f"{text.rstrip()}\n\n{block}\n"

@@ -6,8 +6,8 @@ Rows (one per annotation, :mod:`labelhub.sync.versions.rows`) are matched by ``a
 - **relabelled**: in both, with another value in at least one control column (``from_name``) or another
   ``was_cancelled``.
 
-A control cell's labels are read from the CSV's form: Choices, Labels and Taxonomy cells hold labels joined
-with ``|``; RectangleLabels cells a JSON list of boxes with a ``label`` each; any other control's cell counts
+A control cell's labels are read from the CSV's form: Choices and Taxonomy cells hold labels joined with
+``|``; RectangleLabels and Labels cells a JSON list of boxes or spans with a ``label`` each; any other control's cell counts
 as one label (its text). Counts per label are per (row, label): a row with two boxes labelled ``car`` adds
 ``car`` twice.
 
@@ -76,7 +76,7 @@ def cell_labels(tag: str | None, cell) -> list[str]:
     if cell is None or (isinstance(cell, float) and pd.isna(cell)) or cell == "":
         return []
     text = str(cell)
-    if tag in (None, "RectangleLabels") and text.startswith("["):
+    if tag in (None, "RectangleLabels", "Labels") and text.startswith("["):
         try:
             boxes = json.loads(text)
         except ValueError:

@@ -33,6 +33,8 @@ import pandas as pd
 
 from labelhub.sync.versions.card import card_block, dataset_card, manifest_json, manifest_path_for
 from labelhub.sync.versions.diff import VersionDiff, diff_frames, summary_text
+from labelhub.sync.versions.training import (HUB_ROWS, LOCAL_METADATA, folder_patterns, training_features,
+                                             training_records)
 from labelhub.errors import AmbiguousCommit, CommitConflict, LabelHubError, TagExists, TransientHubError
 from labelhub.retry import hub_retrying
 from labelhub.sync.annotations.intake import GENERATION, learn_annotators
@@ -96,6 +98,12 @@ def build_csv(state: SyncState, controls: dict[str, str], value_key: str) -> tup
     return frame, csv, hashes
 
 
+def json_lines(records: list[dict]) -> bytes:
+    """JSON Lines (https://jsonlines.org) of ``records``, keys in their order (a folder loader's column order),
+    strict JSON (no ``NaN``)."""
+    return "".join(json.dumps(record, allow_nan=False) + "\n" for record in records).encode()
+
+
 def label_columns(frame: pd.DataFrame, controls: dict[str, str]) -> pd.DataFrame:
     """The columns of an export that its changes are counted on: ``annotation_id, annotator, was_cancelled`` and
     the control columns (see :mod:`labelhub.sync.versions.diff`)."""
@@ -135,7 +143,8 @@ class Exporter:
 
     def __post_init__(self):
         self.controls = control_tags(self.project.label_config)
-        self.value_key = data_field(self.project.label_config).value_key
+        self.field = data_field(self.project.label_config)
+        self.value_key = self.field.value_key
         self.manifest_path = manifest_path_for(self.csv_path)
 
     def pending(self) -> bool:
@@ -220,9 +229,22 @@ class Exporter:
                 previous = self.repo.read_file(parent, "README.md").decode()
             except FileNotFoundError:
                 previous = None
+        local = self.repo.local
+        records = training_records(frame, self.project.label_config, self.controls, self.field, self.repo.repo_id,
+                                   local)
+        training_path = LOCAL_METADATA if local else f"{self.csv_path.rsplit('/', 1)[0]}/{HUB_ROWS}" \
+            if "/" in self.csv_path else HUB_ROWS
+        training_files = folder_patterns(records) if local else [training_path]
+        features = None if local else training_features(self.project.label_config, self.controls, self.field)
+        rows_path = None if local else self.csv_path.rsplit(".", 1)[0] + ".jsonl"
         card = dataset_card(previous, self.csv_path, card_block(manifest, self.controls, self.value_key,
-                                                                 changes=summary_text(change)))
-        return {self.csv_path: csv, self.manifest_path: manifest_json(manifest), "README.md": card.encode()}
+                                                                 changes=summary_text(change)),
+                            training_files=training_files, features=features, rows_path=rows_path)
+        files = {self.csv_path: csv, self.manifest_path: manifest_json(manifest), training_path: json_lines(records),
+                 "README.md": card.encode()}
+        if rows_path:
+            files[rows_path] = frame.to_json(orient="records", lines=True).encode()
+        return files
 
     def _commit(self, number, export_id, frame, csv, summary, change, message, description,
                 parent) -> tuple[str, str, dict[str, bytes]]:

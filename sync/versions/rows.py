@@ -5,7 +5,9 @@ Columns, in order (documented in the README and in each version's dataset card):
 ``task_id, annotation_id, hf_path, <value key>`` (the file URL pinned to the revision the task was
 made from, e.g. ``image``), then one column per control tag, named by its ``from_name``:
 
-- Choices (and Taxonomy, Labels): the selected labels joined with ``|``;
+- Choices (and Taxonomy): the selected labels joined with ``|``;
+- Labels (spans over a Text): a JSON list of ``{"start", "end", "text", "label"}``, character offsets
+  (https://labelstud.io/tags/labels), several labels of one span joined with ``|``;
 - RectangleLabels: a JSON list of ``{"x", "y", "width", "height", "label"}``, coordinates as
   fractions 0 to 1 of the image (Label Studio stores percent 0 to 100:
   https://labelstud.io/tags/rectanglelabels), several labels of one region joined with ``|``;
@@ -44,6 +46,10 @@ def control_value(tag: str, results: list[dict]) -> str:
             box = {k: round(v, 9) for k, v in fractions_from_percent(value).items()}
             boxes.append({**box, "label": "|".join(value.get("rectanglelabels", []))})
         return json.dumps(boxes)
+    if tag == "Labels" and all("start" in r.get("value", {}) for r in results):
+        return json.dumps([{"start": r["value"].get("start"), "end": r["value"].get("end"),
+                            "text": r["value"].get("text", ""), "label": "|".join(r["value"].get("labels", []))}
+                           for r in results])
     if tag == "TextArea":
         return "\n".join(t for r in results for t in r.get("value", {}).get("text", []))
     key = tag.lower()
@@ -129,7 +135,7 @@ def label_distribution(frame: pd.DataFrame, controls: Mapping[str, str]) -> dict
         for cell in live.get(name, []):
             if not cell:
                 continue
-            if tag == "RectangleLabels":
+            if tag == "RectangleLabels" or (tag == "Labels" and cell.startswith("[")):
                 labels = [b["label"] for b in json.loads(cell)]
             elif tag in ("Choices", "Labels", "Taxonomy"):
                 labels = cell.split("|")

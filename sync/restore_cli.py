@@ -1,0 +1,74 @@
+"""``labelhub restore``: a version of the repo (``annotations-vN``) → a Label Studio project's tasks and annotations.
+
+Reads the version (:func:`labelhub.sync.versions.restore.read_version`), plans its tasks
+(:func:`~labelhub.sync.versions.restore.plan_tasks`), prints each row it cannot read, restores the rest through the
+import ledger (:class:`~labelhub.sync.versions.restore.Restorer`) and prints a summary. Exit code 1 when a row
+was rejected or the restore failed (one line, no traceback), 0 otherwise.
+"""
+from __future__ import annotations
+
+import click
+
+from labelhub.sync.options import (
+    hub_options,
+    label_studio_options,
+    log_level_option,
+    one_line_errors,
+    project_option,
+    state_option,
+)
+
+
+@click.command("restore", context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+@click.option("--repo", required=True, envvar="LABELHUB_REPO", help="Hub dataset OWNER/NAME or local git repo path.")
+@click.option("--tag", required=True, help="The version to restore: an annotations-vN tag or a commit sha.")
+@project_option
+@click.option("--csv-path", default="annotations/annotations.csv", envvar="LABELHUB_CSV_PATH",
+              help="path_in_repo of the annotations CSV.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=1000, help="Tasks per Label Studio import call.")
+@state_option
+@label_studio_options
+@hub_options
+@log_level_option
+@click.pass_context
+def restore(ctx, repo, tag, project_id, csv_path, batch_size, state_path, label_studio_url, label_studio_api_key,
+            hf_token, hf_endpoint, log_level):
+    """Rebuild a Label Studio project's tasks and annotations from a version of the repo: one task per task of
+    the version with all its annotations, annotators matched by email to Label Studio users (the others, and
+    every original email, kept in the task's meta), never twice (re-running continues an interrupted restore).
+
+    \b
+    Example:
+      LABEL_STUDIO_API_KEY=... labelhub restore --repo owner/dataset --tag annotations-v3 --project 7
+    """
+    from labelhub.redaction import setup_logging
+
+    redact = setup_logging(log_level, secrets=[label_studio_api_key, hf_token])
+    with one_line_errors(redact.secrets):
+        report = _run(repo, tag, project_id, csv_path, batch_size, state_path, label_studio_url,
+                      label_studio_api_key, hf_token, hf_endpoint)
+    for error in report.errors:
+        click.echo(str(error))
+    click.echo(report.summary())
+    if report.errors:
+        ctx.exit(1)
+
+
+def _run(repo, tag, project_id, csv_path, batch_size, state_path, label_studio_url, label_studio_api_key, hf_token,
+         hf_endpoint):
+    from labelhub.repos import open_repo
+    from labelhub.sync.labelstudio.project import LabelStudioProject
+    from labelhub.sync.ledger import ImportLedger
+    from labelhub.sync.state import bind_project, connect
+    from labelhub.sync.versions.restore import RESTORE_SOURCE, Restorer, plan_tasks, read_version
+
+    dataset = open_repo(repo, token=hf_token, endpoint=hf_endpoint)
+    _, frame, manifest = read_version(dataset, tag, csv_path)
+    project = LabelStudioProject(label_studio_url, label_studio_api_key, project_id)
+    tasks, errors = plan_tasks(frame, manifest, project.label_config, dataset.repo_id, tag)
+    db = connect(state_path)
+    try:
+        bind_project(db, project_id, project.url, project.key)
+        return Restorer(project, ImportLedger(db, project_id, RESTORE_SOURCE), batch_size).run(tasks, errors)
+    finally:
+        db.close()

@@ -1,0 +1,468 @@
+"""Agreement between annotators and the consensus label of each task, from a version's rows (pure; pandas, numpy,
+krippendorff).
+
+The rows are the CSV's (:mod:`labelhub.sync.versions.rows`): one per annotation, one column per control tag named by
+its ``from_name``. What counts:
+
+- **Votes.** Rows with ``was_cancelled`` are skips: counted, never votes. An annotator's vote on a task is their
+  latest non-skipped annotation (the highest ``annotation_id``; Label Studio keeps one annotation per annotator and
+  task, so this only matters for imported duplicates).
+- **Cells.** Choices, Labels and Taxonomy cells are one categorical value each: the whole cell, its labels sorted
+  and joined with ``|`` (so ``b|a`` and ``a|b`` are the same answer); an empty cell is no answer for that control.
+  Labels over text are spans in Label Studio, but the CSV keeps only their labels, so spans are not compared
+  (no ``exact_span_agreement``): a Labels cell is compared as a categorical value like a Choices cell. TextArea and
+  any other control: the cell as it is (exact match), empty = no answer. RectangleLabels: the JSON list of boxes;
+  an empty cell is an answer, "no boxes" (two annotators who drew nothing agree).
+- **Majority** (categorical and exact-match controls): the most frequent cell among a task's answers. Ties go to the
+  cell of a ``ground_truth`` annotation, then to the smallest cell in string order (so the result does not depend
+  on the order of the rows).
+- **Task agreement of a control**: the share of the task's answers equal to the majority; for boxes, the mean over
+  the pairs of annotators of their matched-box F1 (below). With fewer than two answers it is undefined: ``NaN``
+  (an empty CSV cell), not 1. **Task agreement**: the mean over the controls that have one (Label Studio
+  Enterprise's default too: the mean of the per-control scores).
+- **Boxes.** Two boxes match when they have the same ``label`` and IoU (intersection over union of the rectangles)
+  >= :data:`IOU_THRESHOLD`. Between two annotators, boxes are matched one to one greedily: the pair with the highest
+  IoU first, then the highest of the pairs left (ties by position in the cells); their F1 is ``2 * matched /
+  (boxes of one + boxes of the other)``, 1 when neither drew a box. The consensus boxes: every box starts alone;
+  the candidate pairs are merged greedily, highest IoU first, when the two groups come from different annotators
+  and every box of one has IoU >= the threshold with every box of the other (complete linkage: no chains); a group
+  drawn by more than half of the task's annotators is kept, as the mean of its boxes (``x, y, width, height``).
+- **Krippendorff's alpha** (nominal), per categorical control, on the annotators x tasks matrix of answers (``NaN``
+  where an annotator did not answer), tasks with at least two answers only (the others have no pairable values):
+  https://en.wikipedia.org/wiki/Krippendorff%27s_alpha, computed by the ``krippendorff`` package
+  (https://github.com/pln-fing-udelar/fast-krippendorff). It is ``None`` when no task has two answers, and when
+  every answer is the same value (alpha is 0/0 then: no variation to compare agreement against). The package builds
+  a tasks x values x values array; past :data:`_ALPHA_ARRAY_LIMIT` elements the same nominal alpha is computed from
+  its definition (coincidences from value counts per task) to stay within memory.
+
+The per-control measures follow Label Studio Enterprise's agreement definitions (exact match for categorical
+tags, IoU with a threshold for boxes, mean over control tags for the task): https://docs.humansignal.com/guide/stats.
+
+:func:`consensus_rows` gives one row per task; :func:`agreement_report` the JSON-able measures;
+:func:`agreement_markdown` the dataset card's section.
+"""
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+
+import krippendorff
+import numpy as np
+import pandas as pd
+
+__all__ = ["CATEGORICAL", "IOU_THRESHOLD", "agreement_markdown", "agreement_report", "answer_cell",
+           "consensus_rows"]
+
+#: Two boxes of one label match from this IoU on.
+IOU_THRESHOLD = 0.5
+#: Control tags whose cells are categorical (labels joined with ``|``).
+CATEGORICAL = ("Choices", "Labels", "Taxonomy")
+_BOXES = "RectangleLabels"
+_BOX_KEYS = ("x", "y", "width", "height")
+#: Past this many elements of the package's tasks x values x values array (or annotators x tasks matrix), alpha is
+#: computed from its definition instead (the same number, see the module docstring).
+_ALPHA_ARRAY_LIMIT = 20_000_000
+_TRUE = {"true", "1", "yes"}
+
+
+def _blank(cell) -> bool:
+    return cell is None or (isinstance(cell, float) and math.isnan(cell)) or cell == ""
+
+
+def answer_cell(tag: str | None, cell) -> str:
+    """A control cell as the answer that is compared (see the module docstring).
+
+    Args:
+        tag: The control tag type (``Choices``, ``RectangleLabels``, ...).
+        cell: The CSV cell (``NaN``/``None``/``""``: no answer).
+
+    Returns:
+        For Choices, Labels and Taxonomy the labels sorted and joined with ``|``; for others the cell as text;
+        ``""`` for no answer.
+    """
+    if _blank(cell):
+        return ""
+    text = str(cell)
+    return "|".join(sorted(text.split("|"))) if tag in CATEGORICAL else text
+
+
+def _boxes_of(cell) -> list[dict] | None:
+    """The boxes of a RectangleLabels cell (``[]`` for an empty cell), ``None`` when it is not a list of boxes."""
+    if _blank(cell):
+        return []
+    try:
+        boxes = json.loads(str(cell))
+    except ValueError:
+        return None
+    if not isinstance(boxes, list) or not all(isinstance(b, dict) and all(k in b for k in _BOX_KEYS) for b in boxes):
+        return None
+    return boxes
+
+
+def _truthy(column: pd.Series) -> np.ndarray:
+    if column.dtype == bool:
+        return column.to_numpy()
+    return column.map(lambda v: v is True or (not _blank(v) and str(v).strip().lower() in _TRUE)).to_numpy(bool)
+
+
+def _prepared(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``(rows, votes)``: every row with ``_who`` (annotator), ``_skip``, ``_gt``; and the votes (one per task and
+    annotator, see the module docstring) numbered ``_v`` 0.., sorted by task."""
+    rows = frame.reset_index(drop=True).copy()
+    n = len(rows)
+    rows["_who"] = rows["annotator"].fillna("").astype(str) if "annotator" in rows else ""
+    rows["_skip"] = _truthy(rows["was_cancelled"]) if "was_cancelled" in rows else np.zeros(n, bool)
+    rows["_gt"] = _truthy(rows["ground_truth"]) if "ground_truth" in rows else np.zeros(n, bool)
+    rows["_order"] = (pd.to_numeric(rows["annotation_id"], errors="coerce").fillna(-1).to_numpy()
+                      if "annotation_id" in rows else np.arange(n))
+    votes = rows[~rows["_skip"]].sort_values(["task_id", "_order"], kind="stable")
+    votes = votes.drop_duplicates(["task_id", "_who"], keep="last").reset_index(drop=True)
+    votes["_v"] = np.arange(len(votes))
+    return rows, votes
+
+
+def _answers(votes: pd.DataFrame, name: str, tag: str) -> pd.DataFrame:
+    """The non-empty answers of one exact-match control: ``task_id, _who, _gt, _cell``."""
+    column = votes[name] if name in votes else pd.Series([""] * len(votes), index=votes.index)
+    uniques = column.dropna().unique()
+    cells = column.map({u: answer_cell(tag, u) for u in uniques}).fillna("")
+    answers = votes[["task_id", "_who", "_gt"]].assign(_cell=cells.to_numpy())
+    return answers[answers["_cell"] != ""]
+
+
+def _exact_match(answers: pd.DataFrame) -> pd.DataFrame:
+    """Per task (index): ``cell`` (the majority), ``votes`` (its count), ``voters``, ``agreement``."""
+    counts = answers.groupby(["task_id", "_cell"], sort=False).agg(votes=("_gt", "size"), gt=("_gt", "any"))
+    counts = counts.reset_index().sort_values(["task_id", "votes", "gt", "_cell"],
+                                              ascending=[True, False, False, True], kind="stable")
+    top = counts.drop_duplicates("task_id").set_index("task_id")
+    per_task = pd.DataFrame({"cell": top["_cell"], "votes": top["votes"]})
+    per_task["voters"] = answers.groupby("task_id").size().reindex(per_task.index)
+    per_task["agreement"] = (per_task["votes"] / per_task["voters"]).where(per_task["voters"] >= 2)
+    return per_task
+
+
+def _nominal_alpha(units: np.ndarray, values: np.ndarray) -> float:
+    """Nominal alpha from its definition, for units with two or more values each: ``1 - (n - 1) * (n - sum_c o_cc)
+    / (n^2 - sum_c n_c^2)`` with ``o_cc = sum_u m_uc (m_uc - 1) / (m_u - 1)`` (Krippendorff's coincidences)."""
+    m_uc = pd.Series(1, index=pd.MultiIndex.from_arrays([units, values])).groupby(level=[0, 1]).sum()
+    m_u = m_uc.groupby(level=0).transform("sum")
+    o_cc = float((m_uc * (m_uc - 1) / (m_u - 1)).sum())
+    n_c = m_uc.groupby(level=1).sum().to_numpy(float)
+    n = float(n_c.sum())
+    expected = n * n - float((n_c * n_c).sum())
+    return float("nan") if expected == 0 else 1 - (n - 1) * (n - o_cc) / expected
+
+
+def _alpha(answers: pd.DataFrame) -> float | None:
+    """Nominal Krippendorff's alpha of one control's answers (see the module docstring); ``None`` when undefined."""
+    pairable = answers[answers.groupby("task_id")["_cell"].transform("size") >= 2]
+    if pairable.empty:
+        return None
+    values, domain = pd.factorize(pairable["_cell"])
+    if len(domain) < 2:
+        return None
+    tasks, task_ids = pd.factorize(pairable["task_id"])
+    who, annotators = pd.factorize(pairable["_who"])
+    if max(len(task_ids) * len(domain) ** 2, len(annotators) * len(task_ids)) > _ALPHA_ARRAY_LIMIT:
+        alpha = _nominal_alpha(tasks, values)
+    else:
+        matrix = np.full((len(annotators), len(task_ids)), np.nan)
+        matrix[who, tasks] = values
+        alpha = float(krippendorff.alpha(reliability_data=matrix, level_of_measurement="nominal"))
+    return None if math.isnan(alpha) else alpha
+
+
+def _iou(a: pd.DataFrame, b: pd.DataFrame) -> np.ndarray:
+    ax, ay, aw, ah = (a[k].to_numpy(float) for k in _BOX_KEYS)
+    bx, by, bw, bh = (b[k].to_numpy(float) for k in _BOX_KEYS)
+    iw = np.clip(np.minimum(ax + aw, bx + bw) - np.maximum(ax, bx), 0, None)
+    ih = np.clip(np.minimum(ay + ah, by + bh) - np.maximum(ay, by), 0, None)
+    inter = iw * ih
+    union = aw * ah + bw * bh - inter
+    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+
+
+def _box_analysis(votes: pd.DataFrame, name: str, consensus: bool) -> dict:
+    """One RectangleLabels control: ``per_task`` (index task_id: ``voters``, ``agreement``, and ``cell`` when
+    ``consensus``), ``pairs`` (``task_id, f1`` per pair of annotators) and ``label_pairs`` (``label, task_id, f1``
+    per pair of annotators and label either drew)."""
+    column = votes[name] if name in votes else pd.Series([""] * len(votes))
+    parsed = [_boxes_of(cell) for cell in column.to_numpy()]
+    valid = np.array([p is not None for p in parsed], bool)
+    voting = votes.loc[valid, ["_v", "task_id"]]
+    records = [(v, task, str(b.get("label", "")), *(float(b[k]) for k in _BOX_KEYS))
+               for v, task, boxes in zip(votes["_v"].to_numpy(), votes["task_id"].to_numpy(), parsed) if boxes
+               for b in boxes]
+    boxes = pd.DataFrame(records, columns=["_v", "task_id", "label", *_BOX_KEYS])
+    boxes["_b"] = np.arange(len(boxes))
+    drawn = boxes.groupby("_v").size()
+
+    # Candidate matches: same task and label, different annotators, IoU >= the threshold.
+    cand = boxes.merge(boxes, on=["task_id", "label"], suffixes=("_a", "_b"))
+    cand = cand[cand["_v_a"] < cand["_v_b"]]
+    a = cand[[f"{k}_a" for k in _BOX_KEYS]].set_axis(list(_BOX_KEYS), axis=1)
+    b = cand[[f"{k}_b" for k in _BOX_KEYS]].set_axis(list(_BOX_KEYS), axis=1)
+    cand = cand.assign(iou=_iou(a, b))[["task_id", "label", "_v_a", "_v_b", "_b_a", "_b_b", "iou"]]
+    cand = cand[cand["iou"] >= IOU_THRESHOLD].sort_values(["iou", "_b_a", "_b_b"], ascending=[False, True, True],
+                                                          kind="stable")
+
+    # One-to-one greedy matching per pair of annotators (pairs never interact across tasks, labels or annotators).
+    used: set[tuple[int, int]] = set()
+    taken = np.zeros(len(cand), bool)
+    for i, (va, vb, ba, bb) in enumerate(zip(cand["_v_a"].to_numpy(), cand["_v_b"].to_numpy(),
+                                             cand["_b_a"].to_numpy(), cand["_b_b"].to_numpy())):
+        if (ba, vb) not in used and (bb, va) not in used:
+            used.add((ba, vb))
+            used.add((bb, va))
+            taken[i] = True
+    matched = cand[taken]
+
+    pairs = voting.merge(voting, on="task_id", suffixes=("_a", "_b"))
+    pairs = pairs[pairs["_v_a"] < pairs["_v_b"]].reset_index(drop=True)
+    m = matched.groupby(["_v_a", "_v_b"]).size()
+    m = m.reindex(pd.MultiIndex.from_arrays([pairs["_v_a"], pairs["_v_b"]]), fill_value=0).to_numpy(float)
+    n = (drawn.reindex(pairs["_v_a"], fill_value=0).to_numpy(float)
+         + drawn.reindex(pairs["_v_b"], fill_value=0).to_numpy(float))
+    pairs["f1"] = np.divide(2 * m, n, out=np.ones_like(m), where=n > 0)
+
+    per_label = boxes.groupby(["_v", "label"]).size().rename("n").reset_index()
+    ends = pairs[["task_id", "_v_a", "_v_b"]]
+    side_a = ends.merge(per_label.rename(columns={"_v": "_v_a", "n": "n_a"}), on="_v_a")
+    side_b = ends.merge(per_label.rename(columns={"_v": "_v_b", "n": "n_b"}), on="_v_b")
+    label_pairs = side_a.merge(side_b, on=["task_id", "_v_a", "_v_b", "label"], how="outer")
+    label_pairs = label_pairs.merge(matched.groupby(["_v_a", "_v_b", "label"]).size().rename("m").reset_index(),
+                                    on=["_v_a", "_v_b", "label"], how="left").fillna({"n_a": 0, "n_b": 0, "m": 0})
+    label_pairs["f1"] = 2 * label_pairs["m"] / (label_pairs["n_a"] + label_pairs["n_b"])
+
+    voters = voting.groupby("task_id").size()
+    per_task = pd.DataFrame({"voters": voters})
+    per_task["agreement"] = pairs.groupby("task_id")["f1"].mean().reindex(per_task.index)
+    if consensus:
+        per_task["cell"] = _consensus_boxes(boxes, cand, voters).reindex(per_task.index).fillna("")
+    return {"per_task": per_task, "pairs": pairs, "label_pairs": label_pairs[["task_id", "label", "f1"]]}
+
+
+def _consensus_boxes(boxes: pd.DataFrame, cand: pd.DataFrame, voters: pd.Series) -> pd.Series:
+    """Per task, the consensus boxes' cell (JSON list, ``""`` for none): see the module docstring."""
+    if boxes.empty:
+        return pd.Series(dtype=object)
+    first, second = cand["_b_a"].tolist(), cand["_b_b"].tolist()
+    close = set(zip(first, second))  # first < second: boxes are numbered in vote order
+    owner = boxes["_v"].tolist()
+    root = list(range(len(boxes)))
+    members: dict[int, list[int]] = {}
+    for ba, bb in zip(first, second):  # highest IoU first
+        ra, rb = root[ba], root[bb]
+        if ra == rb:
+            continue
+        group_a, group_b = members.get(ra, [ra]), members.get(rb, [rb])
+        if len(group_a) > 1 or len(group_b) > 1:
+            if {owner[p] for p in group_a} & {owner[q] for q in group_b}:
+                continue
+            if not all(((p, q) if p < q else (q, p)) in close for p in group_a for q in group_b):
+                continue
+        if len(group_a) < len(group_b):
+            ra, rb, group_a, group_b = rb, ra, group_b, group_a
+        members[ra] = group_a + group_b
+        members.pop(rb, None)
+        for q in group_b:
+            root[q] = ra
+    groups = boxes.assign(_group=root).groupby("_group").agg(
+        task_id=("task_id", "first"), label=("label", "first"), size=("_v", "size"),
+        **{k: (k, "mean") for k in _BOX_KEYS})
+    kept = groups[groups["size"] * 2 > voters.reindex(groups["task_id"]).to_numpy()]
+    kept = kept.sort_values(["task_id", "label", "y", "x"], kind="stable")
+    by_task: dict = {}
+    for task, label, *values in kept[["task_id", "label", *_BOX_KEYS]].itertuples(index=False):
+        by_task.setdefault(task, []).append({**{k: round(float(v), 9) for k, v in zip(_BOX_KEYS, values)},
+                                             "label": label})
+    return pd.Series({task: json.dumps(found) for task, found in by_task.items()}, dtype=object)
+
+
+def _analysis(votes: pd.DataFrame, controls: Mapping[str, str], consensus: bool) -> dict[str, dict]:
+    """``{from_name: {"tag", "per_task", ...}}`` for every control (see the helpers)."""
+    result = {}
+    for name, tag in controls.items():
+        if tag == _BOXES:
+            result[name] = {"tag": tag, **_box_analysis(votes, name, consensus)}
+        else:
+            answers = _answers(votes, name, tag)
+            per_task = _exact_match(answers)
+            result[name] = {"tag": tag, "per_task": per_task, "answers": answers}
+    return result
+
+
+def consensus_rows(frame: pd.DataFrame, controls: Mapping[str, str], value_key: str) -> pd.DataFrame:
+    """One row per task that has at least one non-skipped annotation: its consensus labels and agreement.
+
+    Args:
+        frame: A version's rows (columns of :mod:`labelhub.sync.versions.rows`; ``task_id``, ``annotator``,
+            ``was_cancelled`` and the control columns are read; ``annotation_id``, ``ground_truth``, ``hf_path`` and
+            ``value_key`` when present).
+        controls: ``{from_name: control tag type}``.
+        value_key: The object tag's data key (``image``), copied from the task's first row.
+
+    Returns:
+        Columns ``task_id, hf_path, <value_key>``, one per control (the majority cell, or the consensus boxes as the
+        CSV's JSON list; ``""`` when no annotator answered), ``annotators`` (votes: non-skipped annotations, one per
+        annotator), ``agreement`` (0..1, ``NaN`` with fewer than two votes; rounded to 6 places) and ``skipped``,
+        sorted by ``task_id``. The rules are in the module docstring.
+    """
+    columns = ["task_id", "hf_path", value_key, *controls, "annotators", "agreement", "skipped"]
+    if frame.empty:
+        return pd.DataFrame(columns=columns)
+    rows, votes = _prepared(frame)
+    tasks = pd.Index(votes["task_id"].unique(), name="task_id")
+    first = rows.groupby("task_id", sort=False).first()
+    out = pd.DataFrame(index=tasks)
+    for key in ("hf_path", value_key):
+        out[key] = first[key].reindex(tasks).fillna("") if key in first else ""
+    scores = []
+    for name, result in _analysis(votes, controls, consensus=True).items():
+        per_task = result["per_task"].reindex(tasks)
+        out[name] = per_task["cell"].fillna("")
+        scores.append(per_task["agreement"].to_numpy(float))
+    out["annotators"] = votes.groupby("task_id").size().reindex(tasks).to_numpy()
+    if scores:
+        stacked = np.vstack(scores)
+        counted = (~np.isnan(stacked)).sum(axis=0)
+        total = np.nansum(stacked, axis=0)
+        agreement = np.divide(total, counted, out=np.full(len(tasks), np.nan), where=counted > 0)
+    else:
+        agreement = np.full(len(tasks), np.nan)
+    out["agreement"] = np.round(agreement, 6)
+    out["skipped"] = rows[rows["_skip"]].groupby("task_id").size().reindex(tasks, fill_value=0).to_numpy()
+    return out.reset_index().sort_values("task_id", kind="stable").reset_index(drop=True)[columns]
+
+
+def _number(value) -> float | None:
+    if value is None:
+        return None
+    value = float(value)
+    return None if math.isnan(value) else round(value, 6)
+
+
+def agreement_report(frame: pd.DataFrame, controls: Mapping[str, str]) -> dict:
+    """The agreement measures of a version, as plain JSON-able data.
+
+    Args:
+        frame: A version's rows (see :func:`consensus_rows`).
+        controls: ``{from_name: control tag type}``.
+
+    Returns:
+        ``{"totals": {tasks, annotations, annotators, skipped, tasks_with_overlap}, "iou_threshold",
+        "controls": {from_name: {...}}, "annotators": {email: {...}}}``. ``tasks_with_overlap``: tasks with two or
+        more votes. Per control: ``tag``, ``tasks_with_overlap`` (tasks where two or more answered it),
+        ``mean_task_agreement`` (the mean of the task agreements defined in the module docstring), and
+
+        - Choices, Labels, Taxonomy: ``krippendorff_alpha`` (nominal; ``None`` when undefined), ``per_label``:
+          ``{cell: {"tasks", "agreement"}}`` over the tasks with two or more answers whose majority is that cell
+          (agreement: the mean share of answers equal to it);
+        - RectangleLabels: ``mean_pairwise_iou_agreement`` (the mean over every task and pair of its annotators of
+          the matched-box F1), ``per_label``: ``{label: {"tasks", "agreement"}}``, the mean F1 of that label's
+          boxes alone over the pairs where either annotator drew one.
+
+        Per annotator (``""``: unknown): ``annotations`` (rows, skips included), ``skipped_rate``,
+        ``agreement_with_majority`` (the share of their answers to Choices-like controls, on tasks with two or more
+        answers, equal to the majority; ``None`` without any), ``compared`` (how many such answers) and
+        ``mean_lead_time`` (seconds, over their rows with a lead time). Numbers are rounded to 6 places; undefined
+        ones are ``None``.
+    """
+    rows, votes = _prepared(frame) if len(frame) else (None, None)
+    report: dict = {"totals": {"tasks": 0, "annotations": 0, "annotators": 0, "skipped": 0, "tasks_with_overlap": 0},
+                    "iou_threshold": IOU_THRESHOLD, "controls": {}, "annotators": {}}
+    if rows is None:
+        for name, tag in controls.items():
+            measure = "mean_pairwise_iou_agreement" if tag == _BOXES else "krippendorff_alpha"
+            report["controls"][name] = {"tag": tag, "tasks_with_overlap": 0, "mean_task_agreement": None,
+                                        **({measure: None} if tag == _BOXES or tag in CATEGORICAL else {}),
+                                        "per_label": {}}
+        return report
+    per_task_votes = votes.groupby("task_id").size()
+    report["totals"] = {"tasks": int(rows["task_id"].nunique()), "annotations": len(rows),
+                        "annotators": int(rows["_who"].nunique()), "skipped": int(rows["_skip"].sum()),
+                        "tasks_with_overlap": int((per_task_votes >= 2).sum())}
+    compared = []
+    for name, result in _analysis(votes, controls, consensus=False).items():
+        tag, per_task = result["tag"], result["per_task"]
+        entry: dict = {"tag": tag, "tasks_with_overlap": int((per_task["voters"] >= 2).sum()),
+                       "mean_task_agreement": _number(per_task["agreement"].mean())}
+        if tag == _BOXES:
+            pairs, label_pairs = result["pairs"], result["label_pairs"]
+            entry["mean_pairwise_iou_agreement"] = _number(pairs["f1"].mean()) if len(pairs) else None
+            by_label = label_pairs.groupby("label").agg(tasks=("task_id", "nunique"), agreement=("f1", "mean"))
+        else:
+            answers = result["answers"]
+            overlap = per_task[per_task["voters"] >= 2]
+            by_label = overlap.groupby("cell").agg(tasks=("votes", "size"), agreement=("agreement", "mean"))
+            if tag in CATEGORICAL:
+                entry["krippendorff_alpha"] = _number(_alpha(answers))
+                judged = answers.join(overlap["cell"].rename("_major"), on="task_id", how="inner")
+                compared.append(judged.assign(_same=judged["_cell"] == judged["_major"])[["_who", "_same"]])
+        by_label = by_label.sort_values(["tasks", "agreement"], ascending=False, kind="stable")
+        entry["per_label"] = {str(label): {"tasks": int(t), "agreement": _number(a)}
+                              for label, t, a in by_label[["tasks", "agreement"]].itertuples()}
+        report["controls"][name] = entry
+
+    grouped = rows.groupby("_who")
+    lead = pd.to_numeric(rows["lead_time"], errors="coerce") if "lead_time" in rows else pd.Series(np.nan, rows.index)
+    table = pd.DataFrame({"annotations": grouped.size(), "skipped": grouped["_skip"].sum(),
+                          "lead": lead.groupby(rows["_who"]).mean()})
+    judged = pd.concat(compared) if compared else pd.DataFrame({"_who": [], "_same": []})
+    table["compared"] = judged.groupby("_who").size().reindex(table.index, fill_value=0)
+    table["same"] = judged.groupby("_who")["_same"].sum().reindex(table.index, fill_value=0)
+    for who, r in table.sort_index().iterrows():
+        report["annotators"][str(who)] = {
+            "annotations": int(r["annotations"]), "skipped_rate": _number(r["skipped"] / r["annotations"]),
+            "agreement_with_majority": _number(r["same"] / r["compared"]) if r["compared"] else None,
+            "compared": int(r["compared"]), "mean_lead_time": _number(r["lead"])}
+    return report
+
+
+def _fmt(value, digits: int = 3) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def _md(text: str) -> str:
+    return str(text).replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ") or "∅"
+
+
+def agreement_markdown(report: Mapping, top: int = 20) -> str:
+    """The dataset card's agreement section.
+
+    Args:
+        report: An :func:`agreement_report`.
+        top: How many labels per control to list (the ones with the most tasks).
+
+    Returns:
+        Markdown: a line of totals, a table per control (alpha, box F1, mean task agreement), a table per annotator
+        (annotations, skipped rate, agreement with the majority, mean lead time) and one of agreement per label.
+    """
+    totals = report["totals"]
+    lines = ["### Agreement", "",
+             f"{totals['annotations']} annotations ({totals['skipped']} skipped) of {totals['tasks']} tasks by "
+             f"{totals['annotators']} annotators; {totals['tasks_with_overlap']} tasks have two or more. "
+             f"Krippendorff's alpha is nominal; box agreement is the F1 of boxes matched at IoU ≥ "
+             f"{report['iou_threshold']}; a task's agreement is the share of annotators giving its majority answer.",
+             "", "| control | type | tasks with overlap | Krippendorff's α | box F1 | mean task agreement |",
+             "|---|---|---|---|---|---|"]
+    for name, entry in report["controls"].items():
+        lines.append(f"| `{_md(name)}` | {entry['tag']} | {entry['tasks_with_overlap']} | "
+                     f"{_fmt(entry.get('krippendorff_alpha'))} | {_fmt(entry.get('mean_pairwise_iou_agreement'))} | "
+                     f"{_fmt(entry.get('mean_task_agreement'))} |")
+    if report["annotators"]:
+        lines += ["", "| annotator | annotations | skipped | agreement with majority | mean lead time (s) |",
+                  "|---|---|---|---|---|"]
+        for who, entry in report["annotators"].items():
+            lines.append(f"| {_md(who) if who else '(unknown)'} | {entry['annotations']} | "
+                         f"{_fmt(entry['skipped_rate'])} | {_fmt(entry['agreement_with_majority'])} | "
+                         f"{_fmt(entry['mean_lead_time'], 1)} |")
+    labelled = [(name, label, e) for name, entry in report["controls"].items()
+                for label, e in list(entry.get("per_label", {}).items())[:top]]
+    if labelled:
+        lines += ["", "| control | label | tasks | agreement |", "|---|---|---|---|"]
+        lines += [f"| `{_md(name)}` | {_md(label)} | {e['tasks']} | {_fmt(e['agreement'])} |"
+                  for name, label, e in labelled]
+    return "\n".join(lines)

@@ -1,0 +1,366 @@
+"""A version of the repo → a Label Studio project's tasks and annotations, never twice (``labelhub restore``).
+
+The version is read at its tag (or commit sha) through :func:`labelhub.repos.open_repo`: the CSV
+(:mod:`labelhub.sync.versions.rows` says its columns) and ``manifest.json`` beside it, whose ``controls`` give
+each control column's tag type (without a manifest, the project's label config gives it).
+
+- **Tasks**: one per distinct ``task_id`` of the CSV; the rows of several annotators of one task become one task
+  with several annotations. ``data``: the CSV's value column (its 4th) under the *project's* value key
+  (:func:`labelhub.label_config.data_field`), as written (the file URL); ``hf_repo`` (the ``--repo``'s repo_id),
+  ``hf_path`` and ``hf_revision`` when the row has an ``hf_path``: ``hf_revision`` is the 40-hex segment of the URL's path
+  (the commit the URL shows, as the sync set it), else the row's ``annotated_revision``; the metadata columns
+  (after ``annotated_revision``; empty cells left out, JSON objects and lists decoded, the rest kept as text, as
+  the sync's metadata join made them); ``restored_from`` (``"<repo_id>@<tag>"``) and ``source_task_id`` (the
+  version's ``task_id``), the restore's identity.
+- **Annotations**, in Label Studio's result format (https://labelstud.io/guide/export) from each control cell, with
+  ``to_name`` from the project's label config: Choices → ``choices`` split on ``|``; Taxonomy → ``taxonomy``
+  paths (``|`` between, ``/`` within); RectangleLabels → one region per box, percent 0 to 100
+  (:func:`labelhub.sync.regions.percent_from_fractions`), ``rotation: 0``, ``rectanglelabels`` split on ``|``;
+  TextArea → ``text`` (one entry); Labels → one span per item of the cell's JSON list (``start``, ``end``,
+  ``text``, ``labels`` split on ``|``; a cell of labels only, written before spans were kept, is skipped with a
+  row error); any other control → the cell's JSON list of result values, one result each.
+  A control the project lacks, or whose tag type differs, is skipped, said once. ``was_cancelled``, ``ground_truth`` and ``lead_time`` are carried over; the version's
+  ``annotation_id`` is sent as the annotation ``id``, which Label Studio keeps as the annotation's ``import_id``.
+- **Annotators**: ``completed_by`` is the id of the Label Studio user with the row's email (case-insensitive,
+  :meth:`LabelStudioProject.users`); Label Studio's import takes a member's id there (``_insert_valid_completed_by``
+  in ``label_studio/tasks/serializers.py``, Label Studio 1.23; checked by ``tests/test_restore.py``), so
+  annotations and tasks stay one import call. An email without a user leaves ``completed_by`` out: the annotation
+  is the importing user's. Annotations have no ``meta`` field (neither in the model nor in the import), so every
+  original annotator is kept in the **task's** ``meta``: ``restored_annotations``, one
+  ``{annotation_id, annotator, matched, created_at, updated_at, annotated_revision}`` per annotation
+  (``annotation_id`` = the restored annotation's ``import_id``): unmatched emails and the original times (the
+  import sets its own) are never lost.
+- **Never twice, resumable**: every task goes through :class:`labelhub.sync.ledger.ImportLedger` with source
+  :data:`RESTORE_SOURCE` and key ``"<repo_id>#<task_id>"`` (the tag left out: a project holds each source task
+  once, so restoring a later version into the same project adds only its new tasks and leaves restored ones as
+  they are; restore into a new project to get a version exactly). A task with an ``hf_path`` is also recorded
+  under the repo's own source (an alias) so that a later ``labelhub sync`` of the repo into the project makes no
+  second task of its files. A crash between Label Studio's answer and the record is recovered at the next start
+  from the tasks with a ``data.restored_from`` (:meth:`Restorer._existing_tasks`).
+- **Errors**: an unknown tag, a missing CSV, a CSV that does not parse or lacks LabelHub's columns raise
+  :class:`labelhub.errors.LabelHubError` (one line from the CLI); a row that cannot be read is a :class:`RowError`
+  (printed and counted; the other rows are restored).
+"""
+from __future__ import annotations
+
+import io
+import json
+import logging
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+import pandas as pd
+
+from labelhub.errors import EntryNotFound, LabelHubError, RevisionNotFound
+from labelhub.label_config import data_field, parse_label_config
+from labelhub.repos import DatasetRepo
+from labelhub.sync.labelstudio.project import LabelStudioProject
+from labelhub.sync.ledger import Entry, ImportLedger, Item
+from labelhub.sync.regions import percent_from_fractions
+from labelhub.sync.versions.card import manifest_path_for
+from labelhub.sync.versions.rows import FIXED_HEAD, FIXED_TAIL
+
+log = logging.getLogger(__name__)
+
+__all__ = ["RESTORE_SOURCE", "RowError", "RestoredTask", "RestoreReport", "Restorer", "cell_results",
+           "read_version", "plan_tasks", "restore_key"]
+
+#: The ledger source of restored tasks (key: ``"<repo_id>#<task_id of the version>"``).
+RESTORE_SOURCE = "restore:source_task"
+_SHA = re.compile(r"(?<![0-9a-f])[0-9a-f]{40}(?![0-9a-f])")
+
+
+@dataclass(frozen=True)
+class RowError:
+    """A CSV row that cannot be restored: ``row`` counts data rows from 1 (the header is not one)."""
+
+    row: int
+    reason: str
+
+    def __str__(self) -> str:
+        return f"row {self.row}: {self.reason}"
+
+
+@dataclass
+class RestoredTask:
+    """One task to restore: ``payload`` without ``completed_by`` (set once users are known)."""
+
+    source_task_id: int
+    data: dict
+    annotations: list[dict] = field(default_factory=list)
+    annotators: list[dict] = field(default_factory=list)
+
+
+@dataclass
+class RestoreReport:
+    """What a restore did: tasks and annotations created, tasks already restored, tasks recovered after an
+    interruption, annotations whose annotator has no Label Studio user, rows rejected."""
+
+    created: int = 0
+    annotations: int = 0
+    already_restored: int = 0
+    recovered: int = 0
+    unmatched: int = 0
+    errors: list[RowError] = field(default_factory=list)
+
+    def summary(self) -> str:
+        """The summary line the CLI prints."""
+        extra = [f"{n} {what}" for n, what in ((self.already_restored, "already restored"),
+                                               (self.recovered, "recovered after an interruption")) if n]
+        return (f"tasks created: {self.created}" + (f" ({', '.join(extra)})" if extra else "")
+                + f", annotations: {self.annotations}, annotators without a Label Studio user: {self.unmatched}"
+                + f", rows rejected: {len(self.errors)}")
+
+
+def _boxes(cell: str) -> list[dict]:
+    boxes = json.loads(cell)
+    if not isinstance(boxes, list) or not all(isinstance(b, dict) for b in boxes):
+        raise ValueError("not a JSON list of boxes")
+    return boxes
+
+
+def cell_results(tag: str, from_name: str, to_name: str, cell: str) -> list[dict]:
+    """Label Studio result items of one control cell of the CSV (the inverse of
+    :func:`labelhub.sync.versions.rows.control_value`; pure).
+
+    Args:
+        tag: The control tag type (``Choices``, ``RectangleLabels``, ...).
+        from_name, to_name: The result's control and object tag names.
+        cell: The cell (``""``: no result).
+
+    Returns:
+        The result items (see the module docstring).
+
+    Raises:
+        ValueError: The cell is not in its tag's form (bad JSON, a box without ``x, y, width, height``).
+    """
+    if cell == "":
+        return []
+    base = {"from_name": from_name, "to_name": to_name, "type": tag.lower()}
+    if tag == "RectangleLabels":
+        results = []
+        for n, box in enumerate(_boxes(cell), 1):
+            try:
+                percent = percent_from_fractions({k: float(box[k]) for k in ("x", "y", "width", "height")})
+            except (KeyError, TypeError, ValueError):
+                raise ValueError(f"box {n} of {from_name} needs numbers x, y, width, height") from None
+            label = str(box.get("label") or "")
+            results.append({"id": f"{from_name}-{n}", **base,
+                            "value": {**percent, "rotation": 0, "rectanglelabels": label.split("|") if label else []}})
+        return results
+    if tag == "TextArea":
+        return [{**base, "value": {"text": [cell]}}]
+    if tag == "Labels":
+        if not cell.startswith("["):
+            raise ValueError(f"{from_name} holds labels without spans (a version from before spans were exported)")
+        results = []
+        for n, span in enumerate(_boxes(cell), 1):
+            try:
+                value = {"start": int(span["start"]), "end": int(span["end"]), "text": str(span.get("text", ""))}
+            except (KeyError, TypeError, ValueError):
+                raise ValueError(f"span {n} of {from_name} needs integers start and end") from None
+            label = str(span.get("label") or "")
+            results.append({"id": f"{from_name}-{n}", **base, "value": {**value, "labels": label.split("|") if label else []}})
+        return results
+    if tag in ("Choices", "Taxonomy") and not cell.startswith("[{"):
+        labels = cell.split("|")
+        value = [label.split("/") for label in labels] if tag == "Taxonomy" else labels
+        return [{**base, "value": {tag.lower(): value}}]
+    values = json.loads(cell)  # any other control (and the JSON fallback of rows.control_value)
+    if not isinstance(values, list) or not all(isinstance(v, dict) for v in values):
+        raise ValueError(f"{from_name} is not a JSON list of result values")
+    return [{**base, "value": value} for value in values]
+
+
+def read_version(repo: DatasetRepo, tag: str, csv_path: str) -> tuple[str, pd.DataFrame, dict]:
+    """``(commit sha, CSV rows as text, manifest)`` of a version (one tag listing, two file reads).
+
+    Raises:
+        RevisionNotFound: ``tag`` is neither a tag of the repo nor a commit sha.
+        LabelHubError: No CSV at ``csv_path``, or one that does not parse or lacks LabelHub's columns.
+    """
+    tags = repo.tags()
+    sha = tags.get(tag) or (tag if re.fullmatch(r"[0-9a-f]{40}", tag) else None)
+    if sha is None:
+        raise RevisionNotFound(f"{tag!r} is not a tag of {repo.repo_id} (see labelhub versions)")
+    try:
+        raw = repo.read_file(sha, csv_path)
+    except EntryNotFound:
+        raise LabelHubError(f"{tag} of {repo.repo_id} has no annotations CSV at {csv_path} (see --csv-path)") from None
+    try:
+        frame = pd.read_csv(io.BytesIO(raw), dtype=str, keep_default_na=False)
+    except (ValueError, pd.errors.ParserError) as exc:
+        raise LabelHubError(f"{csv_path} at {tag} does not parse: {str(exc).splitlines()[0]}") from None
+    missing = [c for c in (*FIXED_HEAD, "annotator") if c not in frame.columns]
+    if missing or len(frame.columns) < 4:
+        raise LabelHubError(f"{csv_path} at {tag} is not a LabelHub annotations CSV (missing columns: "
+                            f"{', '.join(missing) or 'the value column'})")
+    try:
+        manifest = json.loads(repo.read_file(sha, manifest_path_for(csv_path)))
+    except (FileNotFoundError, ValueError):
+        manifest = {}
+    return sha, frame, manifest if isinstance(manifest, dict) else {}
+
+
+def _controls(frame: pd.DataFrame, manifest: Mapping, label_config: str) -> dict[str, tuple[str, str]]:
+    """``{from_name: (tag, to_name)}`` of the CSV's control columns that the project can take (the others said
+    once)."""
+    columns = list(frame.columns)
+    names = columns[4:columns.index("annotator")]
+    versioned = manifest.get("controls") if isinstance(manifest.get("controls"), dict) else {}
+    project = {c.name: c for c in parse_label_config(label_config)[0]}
+    usable = {}
+    for name in names:
+        control, tag = project.get(name), versioned.get(name)
+        if control is None or not control.to_name:
+            log.warning("control %r of the version is not in the project's label config: its labels are skipped", name)
+        elif tag and tag != control.tag:
+            log.warning("control %r is %s in the version but %s in the project: its labels are skipped", name, tag,
+                        control.tag)
+        else:
+            usable[name] = (control.tag, control.to_name[0])
+    return usable
+
+
+def _flag(cell: str, name: str) -> bool:
+    text = cell.strip().lower()
+    if text in ("true", "1"):
+        return True
+    if text in ("false", "0", ""):
+        return False
+    raise ValueError(f"{name} is not true or false: {cell!r}")
+
+
+def _number(row: Mapping, name: str, kind: type):
+    try:
+        return kind(row[name])
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} is not a number: {row[name]!r}") from None
+
+
+def _revision_in(url: str) -> str | None:
+    """The commit sha in a file URL's path (Hub ``/resolve/<sha>/``, the backend's ``/files/<repo>/<sha>/``)."""
+    try:
+        found = _SHA.search(urlsplit(url).path)
+    except ValueError:  # not a URL (a Text tag's text)
+        return None
+    return found.group(0) if found else None
+
+
+def _metadata(cell: str):
+    if cell[:1] in "{[":
+        try:
+            return json.loads(cell)
+        except ValueError:
+            pass
+    return cell
+
+
+def plan_tasks(frame: pd.DataFrame, manifest: Mapping, label_config: str, repo_id: str,
+               tag: str) -> tuple[list[RestoredTask], list[RowError]]:
+    """The tasks of a version's rows (pure, see the module docstring), in ``task_id`` order.
+
+    Raises:
+        labelhub.errors.LabelConfigError: The project's label config has no object tag a file fills.
+    """
+    value_key = data_field(label_config).value_key
+    controls = _controls(frame, manifest, label_config)
+    columns = list(frame.columns)
+    tail = max(columns.index(c) for c in FIXED_TAIL if c in columns)
+    metadata_columns = columns[tail + 1:]
+    tasks: dict[int, RestoredTask] = {}
+    errors: list[RowError] = []
+    for n, row in enumerate(frame.to_dict("records"), 1):
+        try:
+            task_id, annotation_id = _number(row, "task_id", int), _number(row, "annotation_id", int)
+            result = []
+            for name, (ctag, to_name) in controls.items():
+                try:
+                    result += cell_results(ctag, name, to_name, row[name])
+                except ValueError as exc:
+                    raise ValueError(f"{name} ({ctag}): {exc}") from None
+            lead_time = _number(row, "lead_time", float) if row.get("lead_time") else None
+            annotation = {"id": annotation_id, "result": result, "lead_time": lead_time,
+                          "was_cancelled": _flag(row.get("was_cancelled", ""), "was_cancelled"),
+                          "ground_truth": _flag(row.get("ground_truth", ""), "ground_truth")}
+        except (ValueError, TypeError) as exc:
+            errors.append(RowError(n, str(exc).splitlines()[0] if str(exc) else type(exc).__name__))
+            continue
+        task = tasks.get(task_id)
+        if task is None:
+            data = {k: _metadata(row[k]) for k in metadata_columns if row[k] != ""}
+            data[value_key] = row[columns[3]]
+            if row["hf_path"]:
+                data.update(hf_repo=repo_id, hf_path=row["hf_path"],
+                            hf_revision=_revision_in(row[columns[3]]) or row.get("annotated_revision", ""))
+            data.update(restored_from=f"{repo_id}@{tag}", source_task_id=task_id)
+            task = tasks[task_id] = RestoredTask(task_id, data)
+        task.annotations.append(annotation)
+        task.annotators.append({"annotation_id": annotation_id, "annotator": row["annotator"],
+                                **{k: row.get(k, "") for k in ("created_at", "updated_at", "annotated_revision")}})
+    return [tasks[k] for k in sorted(tasks)], errors
+
+
+def restore_key(data: Mapping) -> str | None:
+    """The ledger key of a restored task from its data (``None`` for a task that was not restored)."""
+    origin, task_id = data.get("restored_from"), data.get("source_task_id")
+    if not isinstance(origin, str) or "@" not in origin or task_id in (None, ""):
+        return None
+    return f"{origin.rpartition('@')[0]}#{task_id}"
+
+
+@dataclass
+class Restorer:
+    """Restores a version's tasks into ``project`` through ``ledger`` (source :data:`RESTORE_SOURCE`)."""
+
+    project: LabelStudioProject
+    ledger: ImportLedger
+    batch_size: int = 1000
+
+    def run(self, tasks: list[RestoredTask], errors: list[RowError]) -> RestoreReport:
+        """Recover, skip what is restored, import the rest in batches (tqdm progress).
+
+        Raises:
+            labelhub.errors.LabelStudioError: Label Studio refused a call; what was restored is recorded, and
+                running the same restore again continues.
+        """
+        report = RestoreReport(errors=list(errors))
+        report.recovered = self.ledger.recover(self._existing_tasks)
+        known = self.ledger.known()
+        new = [t for t in tasks if restore_key(t.data) not in known]
+        report.already_restored = len(tasks) - len(new)
+        users = {email.lower(): user_id for user_id, email in self.project.users().items() if email}
+        counts = {"annotations": 0, "unmatched": 0}
+
+        def items() -> Iterator[Item]:
+            for task in new:
+                annotations, annotators = [], []
+                for annotation, who in zip(task.annotations, task.annotators):
+                    user_id = users.get(str(who["annotator"]).lower())
+                    annotations.append({**annotation, "completed_by": user_id} if user_id else dict(annotation))
+                    annotators.append({**who, "matched": user_id is not None})
+                    counts["unmatched"] += user_id is None
+                counts["annotations"] += len(annotations)
+                payload = {"data": task.data, "meta": {"restored_annotations": annotators}, "annotations": annotations}
+                data = task.data
+                alias = ((data["hf_repo"], data["hf_path"], data["hf_revision"]),) if data.get("hf_path") else ()
+                yield Item(restore_key(data), payload, aliases=alias, size=len(json.dumps(payload)))
+
+        report.created = self.ledger.import_items(self.project, items(), len(new), self.batch_size,
+                                                  desc="restoring tasks")
+        report.annotations, report.unmatched = counts["annotations"], counts["unmatched"]
+        log.info("project %s: %s", self.project.project_id, report.summary())
+        return report
+
+    def _existing_tasks(self, after_task_id: int) -> list[Entry]:
+        """The project's restored tasks above ``after_task_id`` (for :meth:`ImportLedger.recover`)."""
+        entries = []
+        for task_id, data in self.project.task_data(after_task_id, restored_from=None):
+            key = restore_key(data)
+            if key:
+                alias = ((data["hf_repo"], data["hf_path"], data.get("hf_revision", "")),) \
+                    if data.get("hf_repo") and data.get("hf_path") else ()
+                entries.append(Entry(key, task_id, aliases=alias))
+        return entries

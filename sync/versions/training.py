@@ -1,0 +1,166 @@
+"""Training-ready rows of a version: decoded media and typed labels through ``datasets.load_dataset`` (pure).
+
+``datasets.load_dataset(repo, revision="annotations-vN", split="train")`` loads the version's *default*
+config: one row per annotation that was not skipped, with
+
+- the media decoded: the object tag's value key (``image``, ``audio``) holds the file, as an ``Image`` or
+  ``Audio`` feature; a ``Text`` task's text is a string column;
+- one column per control tag (``from_name``), typed where ``datasets`` allows it:
+
+  ==========================  =================================================================================
+  control tag                 feature
+  ==========================  =================================================================================
+  Choices                     ``ClassLabel`` with the label config's choices in their order
+  Choices ``choice=multiple``  a list of that ``ClassLabel``
+  RectangleLabels             a list of ``{x, y, width, height}`` (float32 fractions 0 to 1) with a ``ClassLabel``
+                              ``label``
+  Labels (over Text)          a list of ``{start, end, text, label}`` (character offsets, ``ClassLabel`` label)
+  TextArea                    the text (several entries joined with a newline)
+  any other                   the JSON of its result values (string)
+  ==========================  =================================================================================
+
+- then ``task_id, annotation_id, hf_path, annotator, annotated_revision``.
+
+Two layouts, because ``datasets`` reads a Hub repo and a local folder differently
+(https://huggingface.co/docs/datasets/image_load and https://huggingface.co/docs/hub/datasets-manual-configuration):
+
+- **Hub repo**: ``annotations/train.jsonl``, read by the ``json`` builder with the features above declared in the
+  card's ``dataset_info``; each media cell is ``hf://datasets/<repo_id>@<revision>/<path_in_repo>``, the file as it
+  was when it was annotated (``annotated_revision``), fetched when a row is read (with ``HF_TOKEN`` for a private
+  repo). Only annotated files are downloaded.
+- **Local git repository** (load a clone at the tag): ``metadata.jsonl`` at the repo's root, read by the
+  ``imagefolder``/``audiofolder`` builder, whose ``file_name`` column is the file's path relative to it (the file at
+  the tag); the media column is named ``image`` or ``audio``, and labels are strings (``datasets`` does not apply
+  a card's features to a local folder).
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+
+import pandas as pd
+
+from labelhub.label_config import DataField, parse_label_config
+
+__all__ = ["LOCAL_METADATA", "HUB_ROWS", "training_features", "training_records", "media_column",
+           "folder_patterns"]
+
+#: The rows file of a local repository: at its root, so that every ``file_name`` is below it.
+LOCAL_METADATA = "metadata.jsonl"
+#: The rows file of a Hub repo, beside the CSV by default.
+HUB_ROWS = "train.jsonl"
+_MEDIA = {"Image": "image", "Audio": "audio", "AudioPlus": "audio"}
+
+
+def media_column(field: DataField, local: bool) -> str:
+    """The name of the media column: the value key, or ``image``/``audio`` in a local repository's folder layout."""
+    return _MEDIA.get(field.tag, field.value_key) if local and field.tag in _MEDIA else field.value_key
+
+
+def _control_specs(label_config: str, controls: Mapping[str, str]) -> dict[str, tuple[str, tuple[str, ...], bool]]:
+    """``{from_name: (tag, labels in config order, multiple)}``."""
+    parsed, _ = parse_label_config(label_config)
+    by_name = {c.name: c for c in parsed}
+    specs = {}
+    for name, tag in controls.items():
+        control = by_name.get(name)
+        labels = tuple(control.labels) if control else ()
+        multiple = bool(control) and (control.attrs.get("choice") or "").lower() == "multiple"
+        specs[name] = (tag, labels, multiple)
+    return specs
+
+
+def training_features(label_config: str, controls: Mapping[str, str], field: DataField):
+    """The ``datasets.Features`` of the Hub layout (see the module docstring).
+
+    Args:
+        label_config: The project's label config (the choices and labels, in order).
+        controls: ``{from_name: control tag}`` of the export.
+        field: The object tag the files fill.
+
+    Returns:
+        A ``datasets.Features``.
+    """
+    import datasets
+
+    media = {"image": datasets.Image(), "audio": datasets.Audio()}.get(_MEDIA.get(field.tag, ""), datasets.Value("string"))
+    features = {field.value_key: media}
+    for name, (tag, labels, multiple) in _control_specs(label_config, controls).items():
+        label = datasets.ClassLabel(names=list(labels)) if labels else datasets.Value("string")
+        if tag == "Choices":
+            features[name] = datasets.List(label) if multiple else label
+        elif tag == "RectangleLabels":
+            features[name] = datasets.List({"x": datasets.Value("float32"), "y": datasets.Value("float32"),
+                                            "width": datasets.Value("float32"), "height": datasets.Value("float32"),
+                                            "label": label})
+        elif tag == "Labels":
+            features[name] = datasets.List({"start": datasets.Value("int32"), "end": datasets.Value("int32"),
+                                            "text": datasets.Value("string"), "label": label})
+        else:
+            features[name] = datasets.Value("string")
+    for name, kind in (("task_id", "int64"), ("annotation_id", "int64"), ("hf_path", "string"),
+                       ("annotator", "string"), ("annotated_revision", "string")):
+        features[name] = datasets.Value(kind)
+    return datasets.Features(features)
+
+
+def _missing(value) -> bool:
+    return value is None or (isinstance(value, float) and pd.isna(value)) or value == ""
+
+
+def _text(value) -> str:
+    return "" if _missing(value) else str(value)
+
+
+def _cell(tag: str, multiple: bool, cell):
+    empty = _missing(cell)
+    if tag == "Choices":
+        labels = [] if empty else str(cell).split("|")
+        return labels if multiple else (labels[0] if labels else None)
+    if tag in ("RectangleLabels", "Labels"):
+        items = [] if empty else json.loads(cell)
+        return [{**item, "label": str(item.get("label", "")).split("|")[0]} for item in items]
+    return None if empty else str(cell)
+
+
+def training_records(frame: pd.DataFrame, label_config: str, controls: Mapping[str, str], field: DataField,
+                     repo_id: str, local: bool) -> list[dict]:
+    """The rows of the default config, one per annotation that was not skipped (see the module docstring).
+
+    Args:
+        frame: The export's rows (:mod:`labelhub.sync.versions.rows`).
+        label_config: The project's label config.
+        controls: ``{from_name: control tag}``.
+        field: The object tag the files fill (its value key names the media column).
+        repo_id: The Hub repo_id (for ``hf://`` URLs); ignored for a local repository.
+        local: Whether the repo is a local git repository (the folder layout).
+
+    Returns:
+        JSON-able records, in the frame's order.
+    """
+    specs = _control_specs(label_config, controls)
+    media = media_column(field, local)
+    records = []
+    for row in frame.to_dict("records"):
+        if str(row.get("was_cancelled")).lower() == "true":
+            continue
+        path, revision = _text(row.get("hf_path")), _text(row.get("annotated_revision"))
+        record: dict = {}
+        if field.tag in _MEDIA:
+            record["file_name" if local else media] = path if local else f"hf://datasets/{repo_id}@{revision}/{path}"
+        else:
+            record[media] = _text(row.get(field.value_key))
+        for name, (tag, _, multiple) in specs.items():
+            record[name] = _cell(tag, multiple, row.get(name))
+        record.update(task_id=int(row["task_id"]), annotation_id=int(row["annotation_id"]), hf_path=path,
+                      annotator=_text(row.get("annotator")), annotated_revision=revision)
+        records.append(record)
+    return records
+
+
+def folder_patterns(records: list[dict]) -> list[str]:
+    """The ``data_files`` patterns of the local layout: the rows file and the top folders of the annotated files
+    (``imagefolder`` lists them; only the files the rows name are read)."""
+    tops = sorted({r["file_name"].split("/", 1)[0] + ("/**" if "/" in r["file_name"] else "")
+                   for r in records if r.get("file_name")})
+    return [LOCAL_METADATA, *tops]

@@ -1,0 +1,243 @@
+"""``labelhub restore``: a version of the repo → a project's tasks and annotations, never twice.
+
+Unit tests of the CSV cell → result conversion (with a hypothesis round trip through
+:func:`labelhub.sync.versions.rows.control_value`) and of the task plan, then end to end: a real Label Studio, a
+local repo of 4 Fashion-MNIST images synced and annotated by two users, exported as ``annotations-v1``, restored
+into new projects (again, after a SIGKILL, from an edited version with an unknown annotator and a broken row).
+"""
+from __future__ import annotations
+
+import io
+import json
+import signal
+import uuid
+
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from labelhub.sync.versions.restore import RowError, cell_results, plan_tasks
+from labelhub.sync.versions.rows import annotation_row, control_value
+from tests import sample_repos
+from tests.conftest import run_labelhub
+from tests.labelstudio import USERNAME
+
+CONFIG = ('<View><Image name="image" value="$image"/>'
+          '<Choices name="kind" toName="image" choice="multiple"><Choice value="Ankle boot"/><Choice value="Bag"/>'
+          '<Choice value="Coat"/></Choices>'
+          '<RectangleLabels name="box" toName="image"><Label value="Bag"/><Label value="Sneaker"/></RectangleLabels>'
+          '<TextArea name="note" toName="image"/></View>')
+CONTROLS = {"kind": "Choices", "box": "RectangleLabels", "note": "TextArea"}
+SHA = "a" * 40
+
+
+# -- pure: cells → results ---------------------------------------------------------------------------------------
+
+def test_each_control_cell_becomes_label_studio_results():
+    assert cell_results("Choices", "kind", "image", "Bag|Coat") == [
+        {"from_name": "kind", "to_name": "image", "type": "choices", "value": {"choices": ["Bag", "Coat"]}}]
+    (box,) = cell_results("RectangleLabels", "box", "image", '[{"x": 0.25, "y": 0, "width": 0.5, "height": 1, '
+                                                               '"label": "Bag"}]')
+    assert box["type"] == "rectanglelabels" and box["value"] == {
+        "x": 25.0, "y": 0.0, "width": 50.0, "height": 100.0, "rotation": 0, "rectanglelabels": ["Bag"]}
+    assert cell_results("TextArea", "note", "image", "two\nlines")[0]["value"] == {"text": ["two\nlines"]}
+    assert cell_results("Taxonomy", "t", "image", "A/B|C")[0]["value"] == {"taxonomy": [["A", "B"], ["C"]]}
+    assert cell_results("Rating", "r", "image", '[{"rating": 4}]') == [
+        {"from_name": "r", "to_name": "image", "type": "rating", "value": {"rating": 4}}]
+    assert cell_results("Choices", "kind", "image", "") == []
+    for tag, cell in (("RectangleLabels", "[{"), ("RectangleLabels", '[{"x": 1}]'), ("Rating", '{"rating": 4}')):
+        with pytest.raises(ValueError):
+            cell_results(tag, "c", "image", cell)
+
+
+label = st.text(st.characters(whitelist_categories=("L", "N"), whitelist_characters=" -_"), min_size=1, max_size=8)
+fraction = st.integers(0, 10**9).map(lambda n: round(n / 1e9, 9))
+box = st.builds(lambda x, y, w, h, labels: {"x": x, "y": y, "width": w, "height": h, "label": "|".join(labels)},
+                fraction, fraction, fraction, fraction, st.lists(label, max_size=2))
+
+
+@settings(max_examples=200, deadline=None)
+@given(choices=st.lists(label, min_size=1, max_size=4), boxes=st.lists(box, min_size=1, max_size=4))
+def test_cells_to_results_and_back_are_the_same_cells(choices, boxes):
+    for tag, cell in (("Choices", "|".join(choices)), ("RectangleLabels", json.dumps(boxes))):
+        assert control_value(tag, cell_results(tag, "c", "image", cell)) == cell
+
+
+def frame(*rows, metadata=("metadata", "source")):
+    columns = ["task_id", "annotation_id", "hf_path", "picture", "kind", "box", "gone", "annotator", "created_at",
+               "updated_at", "lead_time", "was_cancelled", "ground_truth", "annotated_revision", *metadata]
+    return pd.DataFrame([dict(zip(columns, r)) for r in rows], columns=columns).fillna("")
+
+
+def test_rows_of_one_task_become_one_task_and_bad_rows_are_counted():
+    url = f"http://127.0.0.1:9090/files/repo/{SHA}/a.png?sig=x"
+    rows = frame(
+        ("7", "70", "a.png", url, "Bag", '[{"x": 0.1, "y": 0.2, "width": 0.3, "height": 0.4, "label": "Bag"}]', "z",
+         "a@x", "t1", "t2", "3.5", "False", "True", "b" * 40, '{"score": 1}', "web"),
+        ("7", "71", "a.png", url, "Coat", "", "", "b@x", "t3", "t4", "", "True", "False", "b" * 40, '{"score": 1}',
+         "web"),
+        ("8", "80", "", "https://example.test/b.png", "", "", "", "a@x", "", "", "", "False", "False", "", "", ""),
+        ("x", "81", "", "u", "", "", "", "a@x", "", "", "", "False", "False", "", "", ""),
+        ("9", "90", "", "u", "", "[{", "", "a@x", "", "", "", "False", "False", "", "", ""),
+    )
+    tasks, errors = plan_tasks(rows, {"controls": {**CONTROLS, "gone": "Choices"}}, CONFIG, "owner/ds",
+                               "annotations-v1")
+    assert errors == [RowError(4, "task_id is not a number: 'x'"), errors[1]]
+    assert errors[1].row == 5 and errors[1].reason.startswith("box (RectangleLabels): ")
+    first, second = tasks
+    assert first.data == {"image": url, "hf_repo": "owner/ds", "hf_path": "a.png", "hf_revision": SHA,
+                          "metadata": {"score": 1}, "source": "web", "restored_from": "owner/ds@annotations-v1",
+                          "source_task_id": 7}
+    assert second.data == {"image": "https://example.test/b.png", "restored_from": "owner/ds@annotations-v1",
+                           "source_task_id": 8}
+    one, two = first.annotations
+    assert (one["id"], one["lead_time"], one["was_cancelled"], one["ground_truth"]) == (70, 3.5, False, True)
+    assert [r["from_name"] for r in one["result"]] == ["kind", "box"]  # "gone" is not in the project: skipped
+    assert (two["was_cancelled"], two["lead_time"]) == (True, None)
+    assert first.annotators[1] == {"annotation_id": 71, "annotator": "b@x", "created_at": "t3", "updated_at": "t4",
+                                   "annotated_revision": "b" * 40}
+
+
+# -- end to end ----------------------------------------------------------------------------------------------------
+
+def choice(*values):
+    return [{"from_name": "kind", "to_name": "image", "type": "choices", "value": {"choices": list(values)}}]
+
+
+def rect(x, label):
+    return {"from_name": "box", "to_name": "image", "type": "rectanglelabels",
+            "value": {"x": x, "y": 10.0, "width": 25.0, "height": 50.0, "rotation": 0, "rectanglelabels": [label]}}
+
+
+@pytest.fixture(scope="module")
+def version(label_studio, tmp_path_factory):
+    """A local repo whose ``annotations-v1`` holds 4 annotations of 3 tasks by two users; yields
+    ``(repo path, env, second user's email)``."""
+    client = label_studio.client()
+    tmp = tmp_path_factory.mktemp("restore")
+    repo = tmp / "repo"
+    sample_repos.init_local_repo(repo)
+    sample_repos.commit_local(repo, sample_repos.image_files(0, 4))
+    project = client.projects.create(title="restore source", label_config=CONFIG)
+    email = f"second-{uuid.uuid4().hex[:8]}@labelhub.test"
+    second = client.users.create(username=email, email=email, password="second-user-password-1")
+    env = {"LABEL_STUDIO_URL": label_studio.url, "LABEL_STUDIO_API_KEY": label_studio.personal_token,
+           "TQDM_DISABLE": "1"}
+    sync = ["sync", "--repo", str(repo), "--project", str(project.id), "--state", str(tmp / "s.sqlite3"), "--once"]
+    try:
+        run_labelhub(*sync, env=env, check=True)
+        tasks = sorted(client.tasks.list(project=project.id, page_size=10), key=lambda t: t.id)
+        client.annotations.create(tasks[0].id, result=[*choice("Bag", "Coat"), rect(12.5, "Bag"),
+                                                       {"from_name": "note", "to_name": "image", "type": "textarea",
+                                                        "value": {"text": ["a bag, a coat"]}}], lead_time=12.5)
+        client.annotations.create(tasks[0].id, result=choice("Bag"), completed_by=second.id, ground_truth=True)
+        client.annotations.create(tasks[1].id, result=[rect(40.0, "Sneaker"), rect(5.0, "Bag")],
+                                  completed_by=second.id)
+        client.annotations.create(tasks[2].id, result=[], was_cancelled=True)
+        run_labelhub(*sync, env=env, check=True)  # annotations-v1
+        assert "annotations-v1" in sample_repos.git(repo, "tag")
+        yield repo, env, email
+    finally:
+        client.projects.delete(project.id)
+
+
+def v1_rows(repo) -> pd.DataFrame:
+    csv = sample_repos.git(repo, "show", "annotations-v1:annotations/annotations.csv")
+    return pd.read_csv(io.StringIO(csv + "\n"), dtype=str, keep_default_na=False)
+
+
+def restored_rows(label_studio, project_id) -> tuple[list, dict]:
+    """``(tasks, {(source task id, source annotation id): row as the export would write it})``."""
+    client = label_studio.client()
+    users = {u.id: u.email for u in client.users.list()}
+    tasks = list(client.tasks.list(project=project_id, page_size=100, fields="all"))
+    rows = {}
+    for task in tasks:
+        for annotation in task.annotations:
+            row = annotation_row(task.dict(), annotation, CONTROLS, "image", users)
+            rows[(str(task.data["source_task_id"]), str(annotation["import_id"]))] = row
+    return tasks, rows
+
+
+def restore(repo, project_id, state, env, *extra, tag="annotations-v1", kill_at=None):
+    env = {**env, **({"LABELHUB_TEST_KILL_AT": kill_at} if kill_at else {})}
+    return run_labelhub("restore", "--repo", str(repo), "--tag", tag, "--project", str(project_id), "--state",
+                        str(state), *extra, env=env)
+
+
+def test_restore_rebuilds_tasks_labels_and_annotators_once(label_studio, make_project, version, tmp_path):
+    repo, env, email = version
+    target = make_project("restored", CONFIG)
+    state = tmp_path / "r.sqlite3"
+    first = restore(repo, target.id, state, env)
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.splitlines()[-1] == ("tasks created: 3, annotations: 4, annotators without a Label Studio "
+                                             "user: 0, rows rejected: 0")
+    source = v1_rows(repo)
+    tasks, rows = restored_rows(label_studio, target.id)
+    assert len(tasks) == source["task_id"].nunique() == 3
+    assert sorted(rows) == sorted(zip(source["task_id"], source["annotation_id"]))
+    for _, old in source.iterrows():
+        new = rows[(old["task_id"], old["annotation_id"])]
+        for column in ("kind", "box", "note", "annotator", "image", "hf_path", "annotated_revision"):
+            assert str(new[column]) == old[column], (column, new[column], old[column])
+        for column in ("was_cancelled", "ground_truth"):
+            assert str(new[column]) == old[column], column
+        assert (new["lead_time"] or "") == (float(old["lead_time"]) if old["lead_time"] else "")
+    assert {r["annotator"] for r in rows.values()} == {USERNAME, email}
+    by_source = {str(t.data["source_task_id"]): t for t in tasks}
+    meta = by_source[source["task_id"][0]].meta["restored_annotations"]
+    assert {(m["annotator"], m["matched"]) for m in meta} == {(USERNAME, True), (email, True)}
+
+    again = restore(repo, target.id, state, env)
+    assert again.returncode == 0, again.stderr
+    assert "tasks created: 0 (3 already restored), annotations: 0" in again.stdout
+    assert len(restored_rows(label_studio, target.id)[0]) == 3
+    # the restored tasks are the repo files' tasks: a sync of the repo into the project adds only the 4th file
+    run_labelhub("sync", "--repo", str(repo), "--project", str(target.id), "--state", str(state), "--once",
+                 "--no-export", env=env, check=True)
+    paths = [t.data["hf_path"] for t in label_studio.client().tasks.list(project=target.id, page_size=100)]
+    assert sorted(paths) == sorted(sample_repos.image_files(0, 4)), paths
+
+
+def test_sigkill_mid_restore_then_rerun_gives_no_duplicate_and_none_missing(label_studio, make_project, version,
+                                                                            tmp_path):
+    repo, env, _ = version
+    target = make_project("restored after a kill", CONFIG)
+    state = tmp_path / "k.sqlite3"
+    killed = restore(repo, target.id, state, env, "--batch-size", "1", kill_at="after_import:2")
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    rerun = restore(repo, target.id, state, env, "--batch-size", "1")
+    assert rerun.returncode == 0, rerun.stderr
+    # batch 1 recorded, batch 2 created but not recorded (found again), batch 3 created now
+    assert rerun.stdout.startswith("tasks created: 1 (2 already restored, 1 recovered after an interruption), "
+                                   "annotations: 1,"), rerun.stdout
+    tasks, rows = restored_rows(label_studio, target.id)
+    source = v1_rows(repo)
+    assert sorted(str(t.data["source_task_id"]) for t in tasks) == sorted(source["task_id"].unique())
+    assert sorted(rows) == sorted(zip(source["task_id"], source["annotation_id"]))
+
+
+def test_unknown_annotator_and_broken_row_and_unknown_tag(label_studio, make_project, version, tmp_path):
+    repo, env, email = version
+    csv = sample_repos.git(repo, "show", "annotations-v1:annotations/annotations.csv") + "\n"
+    edited = csv.replace(email, "gone@elsewhere.test") + "not-a-number,1,,u,,,,a@x,,,,False,False,\n"
+    sample_repos.commit_local(repo, {"annotations/annotations.csv": edited.encode()}, message="edited")
+    sample_repos.git(repo, "tag", "edited")
+    target = make_project("restored edited", CONFIG)
+    result = restore(repo, target.id, tmp_path / "e.sqlite3", env, tag="edited")
+    assert result.returncode == 1, result.stderr
+    assert result.stdout.splitlines() == [
+        "row 5: task_id is not a number: 'not-a-number'",
+        "tasks created: 3, annotations: 4, annotators without a Label Studio user: 2, rows rejected: 1"]
+    tasks, rows = restored_rows(label_studio, target.id)
+    assert {r["annotator"] for r in rows.values()} == {USERNAME}  # unmatched: the importing user's
+    kept = {m["annotator"] for t in tasks for m in t.meta["restored_annotations"] if not m["matched"]}
+    assert kept == {"gone@elsewhere.test"}
+
+    for args in (("--tag", "annotations-v9"), ("--tag", "annotations-v1", "--csv-path", "nope/a.csv")):
+        bad = run_labelhub("restore", "--repo", str(repo), "--project", str(target.id), "--state",
+                           str(tmp_path / "e.sqlite3"), *args, env=env)
+        assert bad.returncode == 1 and "Traceback" not in bad.stderr, bad.stderr
+        assert len(bad.stderr.strip().splitlines()) == 1 and args[-1] in bad.stderr, bad.stderr
