@@ -8,6 +8,7 @@ command            defined in                                      runs
 ``versions``       :mod:`labelhub.sync.cli`                         the list of ``annotations-vN`` versions
 ``diff``           :mod:`labelhub.sync.cli`                         what changed between two versions
 ``import-labels``  :mod:`labelhub.sync.labels.cli`                  a labels CSV or COCO file → tasks
+``restore``        :mod:`labelhub.sync.restore_cli`                 a project rebuilt from a version
 ``demo``           :mod:`labelhub.sync.demo.command`                the whole loop on one machine
 =================  ==============================================  =========================================
 
