@@ -77,8 +77,9 @@ class HubRepo:
                     "rb").read()
 
 
-@pytest.fixture(params=["hub", "local"])
+@pytest.fixture(params=["hub-private", "local"])
 def repo(request, tmp_path):
+    """A local repo, or a private Hub repo (the public one is loaded by tests/test_ship_examples.py)."""
     files = sample_repos.image_files(0, N)
     if request.param == "local":
         path = tmp_path / "repo"
@@ -87,7 +88,7 @@ def repo(request, tmp_path):
         return LocalRepo(path)
     hub = request.getfixturevalue("hub")
     repo_id = f"labelhub/export-{time.monotonic_ns() % 10**9}"
-    hub.create_repo(repo_id)
+    hub.create_repo(repo_id, private=True)
     hub.commit_files(repo_id, files, message="images")
     return HubRepo(hub, repo_id)
 
@@ -125,7 +126,8 @@ def box(x, y, w, h, label):
 
 
 def test_annotations_become_tagged_versions_loadable_with_datasets(label_studio, repo, project, second_annotator,
-                                                                     tmp_path):
+                                                                     tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_TOKEN", HUB_TOKEN)  # a private repo's images are read with the environment's token
     client = label_studio.client()
     sync_once(label_studio, repo, project, tmp_path)
     assert not [t for t in repo.tags() if t.startswith("annotations-")]  # nothing annotated: no version
