@@ -184,6 +184,15 @@ def test_annotations_become_tagged_versions_loadable_with_datasets(label_studio,
     assert [round(boxes[0][k], 4) for k in ("x", "y", "width", "height")] == [0.1, 0.2, 0.3, 0.4]
     assert first["annotator"] == label_studio.username and len(first["annotated_revision"]) == 40
 
+    consensus = {row["task_id"]: row for row in repo.load("annotations-v1", tmp_path, name="consensus", pandas=False)}
+    assert len(consensus) == 6  # one row per task with an answer; the skipped task has none
+    two = consensus[tasks[paths[0]]]  # admin: text-only, annotator2: illustrated
+    assert (two["annotators"], two["skipped"]) == (2, 0) and 0 < two["agreement"] < 1  # they disagree on kind
+    assert two["image"].size == (28, 28)
+    agreement = json.loads(repo.read("annotations-v1", "annotations/manifest.json"))["agreement"]
+    assert agreement["totals"]["tasks"] >= 6 and "kind" in agreement["controls"]
+    assert "### Agreement" in repo.read("annotations-v1", "README.md").decode()
+
     client.annotations.update(made[(paths[1], "admin")].id, result=[choice("text-only", "illustrated")])
     client.annotations.delete(made[(paths[4], "admin")].id)
     sync_once(label_studio, repo, project, tmp_path)

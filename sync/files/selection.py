@@ -13,7 +13,7 @@ from huggingface_hub.utils import filter_repo_objects
 from labelhub.repos import RepoFile
 
 #: Never tasks: the repo's own bookkeeping and what LabelHub's exports write.
-ALWAYS_EXCLUDE = (".gitattributes", ".gitignore", "README.md", "annotations/*", "metadata.jsonl")
+ALWAYS_EXCLUDE = (".gitattributes", ".gitignore", "README.md", "annotations/*", "metadata.jsonl", "consensus.jsonl")
 
 
 def select_files(files: Iterable[RepoFile], include: Sequence[str] | None,

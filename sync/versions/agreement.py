@@ -7,17 +7,17 @@ its ``from_name``. What counts:
 - **Votes.** Rows with ``was_cancelled`` are skips: counted, never votes. An annotator's vote on a task is their
   latest non-skipped annotation (the highest ``annotation_id``; Label Studio keeps one annotation per annotator and
   task, so this only matters for imported duplicates).
-- **Cells.** Choices, Labels and Taxonomy cells are one categorical value each: the whole cell, its labels sorted
-  and joined with ``|`` (so ``b|a`` and ``a|b`` are the same answer); an empty cell is no answer for that control.
-  Labels over text are spans in Label Studio, but the CSV keeps only their labels, so spans are not compared
-  (no ``exact_span_agreement``): a Labels cell is compared as a categorical value like a Choices cell. TextArea and
-  any other control: the cell as it is (exact match), empty = no answer. RectangleLabels: the JSON list of boxes;
-  an empty cell is an answer, "no boxes" (two annotators who drew nothing agree).
+- **Cells.** Choices, Labels and Taxonomy cells of labels are one categorical value each: the whole cell, its
+  labels sorted and joined with ``|`` (so ``b|a`` and ``a|b`` are the same answer); an empty cell is no answer for
+  that control. TextArea and any other control: the cell as it is (exact match), empty = no answer.
+  RectangleLabels: the JSON list of boxes; Labels over a Text, whose cells are a JSON list of spans
+  ``{start, end, text, label}``: the spans. For both an empty cell is an answer, "none" (two annotators who marked
+  nothing agree).
 - **Majority** (categorical and exact-match controls): the most frequent cell among a task's answers. Ties go to the
   cell of a ``ground_truth`` annotation, then to the smallest cell in string order (so the result does not depend
   on the order of the rows).
-- **Task agreement of a control**: the share of the task's answers equal to the majority; for boxes, the mean over
-  the pairs of annotators of their matched-box F1 (below). With fewer than two answers it is undefined: ``NaN``
+- **Task agreement of a control**: the share of the task's answers equal to the majority; for boxes and spans,
+  the mean over the pairs of annotators of their F1 (below). With fewer than two answers it is undefined: ``NaN``
   (an empty CSV cell), not 1. **Task agreement**: the mean over the controls that have one (Label Studio
   Enterprise's default too: the mean of the per-control scores).
 - **Boxes.** Two boxes match when they have the same ``label`` and IoU (intersection over union of the rectangles)
@@ -27,6 +27,8 @@ its ``from_name``. What counts:
   the candidate pairs are merged greedily, highest IoU first, when the two groups come from different annotators
   and every box of one has IoU >= the threshold with every box of the other (complete linkage: no chains); a group
   drawn by more than half of the task's annotators is kept, as the mean of its boxes (``x, y, width, height``).
+- **Spans.** Two spans match when ``start``, ``end`` and ``label`` are equal (exact span agreement); F1 between two
+  annotators as for boxes; the consensus keeps the spans that more than half of the task's annotators gave.
 - **Krippendorff's alpha** (nominal), per categorical control, on the annotators x tasks matrix of answers (``NaN``
   where an annotator did not answer), tasks with at least two answers only (the others have no pairable values):
   https://en.wikipedia.org/wiki/Krippendorff%27s_alpha, computed by the ``krippendorff`` package
@@ -36,7 +38,8 @@ its ``from_name``. What counts:
   its definition (coincidences from value counts per task) to stay within memory.
 
 The per-control measures follow Label Studio Enterprise's agreement definitions (exact match for categorical
-tags, IoU with a threshold for boxes, mean over control tags for the task): https://docs.humansignal.com/guide/stats.
+tags, IoU with a threshold for boxes, span overlap for Labels, the mean over control tags for the task):
+https://docs.humansignal.com/guide/stats.
 
 :func:`consensus_rows` gives one row per task; :func:`agreement_report` the JSON-able measures;
 :func:`agreement_markdown` the dataset card's section.
@@ -60,6 +63,7 @@ IOU_THRESHOLD = 0.5
 CATEGORICAL = ("Choices", "Labels", "Taxonomy")
 _BOXES = "RectangleLabels"
 _BOX_KEYS = ("x", "y", "width", "height")
+_SPAN_KEYS = ("start", "end")
 #: Past this many elements of the package's tasks x values x values array (or annotators x tasks matrix), alpha is
 #: computed from its definition instead (the same number, see the module docstring).
 _ALPHA_ARRAY_LIMIT = 20_000_000
@@ -87,17 +91,26 @@ def answer_cell(tag: str | None, cell) -> str:
     return "|".join(sorted(text.split("|"))) if tag in CATEGORICAL else text
 
 
-def _boxes_of(cell) -> list[dict] | None:
-    """The boxes of a RectangleLabels cell (``[]`` for an empty cell), ``None`` when it is not a list of boxes."""
+def _regions_of(cell, keys: tuple[str, ...]) -> list[dict] | None:
+    """The boxes or spans of a cell (``[]`` for an empty cell), ``None`` when it is not a JSON list of objects that
+    all have ``keys``."""
     if _blank(cell):
         return []
     try:
-        boxes = json.loads(str(cell))
+        regions = json.loads(str(cell))
     except ValueError:
         return None
-    if not isinstance(boxes, list) or not all(isinstance(b, dict) and all(k in b for k in _BOX_KEYS) for b in boxes):
+    if not isinstance(regions, list) or not all(isinstance(r, dict) and all(k in r for k in keys) for r in regions):
         return None
-    return boxes
+    return regions
+
+
+def _holds_spans(column: pd.Series) -> bool:
+    """Whether a Labels column holds spans (a JSON list of ``{start, end, text, label}``) rather than labels."""
+    for cell in column.to_numpy():
+        if not _blank(cell):
+            return str(cell).startswith("[") and bool(_regions_of(cell, _SPAN_KEYS))
+    return False
 
 
 def _truthy(column: pd.Series) -> np.ndarray:
@@ -184,20 +197,53 @@ def _iou(a: pd.DataFrame, b: pd.DataFrame) -> np.ndarray:
     return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
 
 
-def _box_analysis(votes: pd.DataFrame, name: str, consensus: bool) -> dict:
-    """One RectangleLabels control: ``per_task`` (index task_id: ``voters``, ``agreement``, and ``cell`` when
-    ``consensus``), ``pairs`` (``task_id, f1`` per pair of annotators) and ``label_pairs`` (``label, task_id, f1``
-    per pair of annotators and label either drew)."""
+def _regions(votes: pd.DataFrame, name: str, keys: tuple[str, ...], extra: tuple[str, ...] = ()
+             ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``(voting, regions)``: the votes whose cell is a list of regions (``_v, task_id``), and one row per region
+    (``_v, task_id, label, *keys, *extra, _b``: ``_b`` numbers them in vote order)."""
     column = votes[name] if name in votes else pd.Series([""] * len(votes))
-    parsed = [_boxes_of(cell) for cell in column.to_numpy()]
-    valid = np.array([p is not None for p in parsed], bool)
-    voting = votes.loc[valid, ["_v", "task_id"]]
-    records = [(v, task, str(b.get("label", "")), *(float(b[k]) for k in _BOX_KEYS))
-               for v, task, boxes in zip(votes["_v"].to_numpy(), votes["task_id"].to_numpy(), parsed) if boxes
-               for b in boxes]
-    boxes = pd.DataFrame(records, columns=["_v", "task_id", "label", *_BOX_KEYS])
-    boxes["_b"] = np.arange(len(boxes))
-    drawn = boxes.groupby("_v").size()
+    parsed = [_regions_of(cell, keys) for cell in column.to_numpy()]
+    voting = votes.loc[np.array([p is not None for p in parsed], bool), ["_v", "task_id"]]
+    records = [(v, task, str(r.get("label", "")), *(r[k] for k in keys), *(r.get(k, "") for k in extra))
+               for v, task, found in zip(votes["_v"].to_numpy(), votes["task_id"].to_numpy(), parsed) if found
+               for r in found]
+    regions = pd.DataFrame(records, columns=["_v", "task_id", "label", *keys, *extra])
+    regions["_b"] = np.arange(len(regions))
+    return voting, regions
+
+
+def _pairwise(voting: pd.DataFrame, regions: pd.DataFrame, matched: pd.DataFrame) -> dict:
+    """F1 of every pair of a task's annotators from their matched regions (``_v_a, _v_b, label``, one row per
+    match): ``pairs`` (``task_id, f1``), ``label_pairs`` (``task_id, label, f1`` per pair and label either gave) and
+    ``per_task`` (index task_id: ``voters``, ``agreement`` = the mean F1 of its pairs, ``NaN`` with one voter)."""
+    given = regions.groupby("_v").size()
+    pairs = voting.merge(voting, on="task_id", suffixes=("_a", "_b"))
+    pairs = pairs[pairs["_v_a"] < pairs["_v_b"]].reset_index(drop=True)
+    m = matched.groupby(["_v_a", "_v_b"]).size()
+    m = m.reindex(pd.MultiIndex.from_arrays([pairs["_v_a"], pairs["_v_b"]]), fill_value=0).to_numpy(float)
+    n = (given.reindex(pairs["_v_a"], fill_value=0).to_numpy(float)
+         + given.reindex(pairs["_v_b"], fill_value=0).to_numpy(float))
+    pairs["f1"] = np.divide(2 * m, n, out=np.ones_like(m), where=n > 0)
+
+    per_label = regions.groupby(["_v", "label"]).size().rename("n").reset_index()
+    ends = pairs[["task_id", "_v_a", "_v_b"]]
+    side_a = ends.merge(per_label.rename(columns={"_v": "_v_a", "n": "n_a"}), on="_v_a")
+    side_b = ends.merge(per_label.rename(columns={"_v": "_v_b", "n": "n_b"}), on="_v_b")
+    label_pairs = side_a.merge(side_b, on=["task_id", "_v_a", "_v_b", "label"], how="outer")
+    label_pairs = label_pairs.merge(matched.groupby(["_v_a", "_v_b", "label"]).size().rename("m").reset_index(),
+                                    on=["_v_a", "_v_b", "label"], how="left").fillna({"n_a": 0, "n_b": 0, "m": 0})
+    label_pairs["f1"] = 2 * label_pairs["m"] / (label_pairs["n_a"] + label_pairs["n_b"])
+
+    per_task = pd.DataFrame({"voters": voting.groupby("task_id").size()})
+    per_task["agreement"] = pairs.groupby("task_id")["f1"].mean().reindex(per_task.index)
+    return {"per_task": per_task, "pairs": pairs[["task_id", "f1"]],
+            "label_pairs": label_pairs[["task_id", "label", "f1"]]}
+
+
+def _box_analysis(votes: pd.DataFrame, name: str, consensus: bool) -> dict:
+    """One RectangleLabels control (see :func:`_pairwise`; ``per_task`` also has ``cell`` when ``consensus``)."""
+    voting, boxes = _regions(votes, name, _BOX_KEYS)
+    boxes[list(_BOX_KEYS)] = boxes[list(_BOX_KEYS)].astype(float)
 
     # Candidate matches: same task and label, different annotators, IoU >= the threshold.
     cand = boxes.merge(boxes, on=["task_id", "label"], suffixes=("_a", "_b"))
@@ -211,37 +257,37 @@ def _box_analysis(votes: pd.DataFrame, name: str, consensus: bool) -> dict:
     # One-to-one greedy matching per pair of annotators (pairs never interact across tasks, labels or annotators).
     used: set[tuple[int, int]] = set()
     taken = np.zeros(len(cand), bool)
-    for i, (va, vb, ba, bb) in enumerate(zip(cand["_v_a"].to_numpy(), cand["_v_b"].to_numpy(),
-                                             cand["_b_a"].to_numpy(), cand["_b_b"].to_numpy())):
+    for i, (va, vb, ba, bb) in enumerate(zip(cand["_v_a"].tolist(), cand["_v_b"].tolist(), cand["_b_a"].tolist(),
+                                             cand["_b_b"].tolist())):
         if (ba, vb) not in used and (bb, va) not in used:
             used.add((ba, vb))
             used.add((bb, va))
             taken[i] = True
-    matched = cand[taken]
-
-    pairs = voting.merge(voting, on="task_id", suffixes=("_a", "_b"))
-    pairs = pairs[pairs["_v_a"] < pairs["_v_b"]].reset_index(drop=True)
-    m = matched.groupby(["_v_a", "_v_b"]).size()
-    m = m.reindex(pd.MultiIndex.from_arrays([pairs["_v_a"], pairs["_v_b"]]), fill_value=0).to_numpy(float)
-    n = (drawn.reindex(pairs["_v_a"], fill_value=0).to_numpy(float)
-         + drawn.reindex(pairs["_v_b"], fill_value=0).to_numpy(float))
-    pairs["f1"] = np.divide(2 * m, n, out=np.ones_like(m), where=n > 0)
-
-    per_label = boxes.groupby(["_v", "label"]).size().rename("n").reset_index()
-    ends = pairs[["task_id", "_v_a", "_v_b"]]
-    side_a = ends.merge(per_label.rename(columns={"_v": "_v_a", "n": "n_a"}), on="_v_a")
-    side_b = ends.merge(per_label.rename(columns={"_v": "_v_b", "n": "n_b"}), on="_v_b")
-    label_pairs = side_a.merge(side_b, on=["task_id", "_v_a", "_v_b", "label"], how="outer")
-    label_pairs = label_pairs.merge(matched.groupby(["_v_a", "_v_b", "label"]).size().rename("m").reset_index(),
-                                    on=["_v_a", "_v_b", "label"], how="left").fillna({"n_a": 0, "n_b": 0, "m": 0})
-    label_pairs["f1"] = 2 * label_pairs["m"] / (label_pairs["n_a"] + label_pairs["n_b"])
-
-    voters = voting.groupby("task_id").size()
-    per_task = pd.DataFrame({"voters": voters})
-    per_task["agreement"] = pairs.groupby("task_id")["f1"].mean().reindex(per_task.index)
+    result = _pairwise(voting, boxes, cand[taken])
     if consensus:
-        per_task["cell"] = _consensus_boxes(boxes, cand, voters).reindex(per_task.index).fillna("")
-    return {"per_task": per_task, "pairs": pairs, "label_pairs": label_pairs[["task_id", "label", "f1"]]}
+        per_task = result["per_task"]
+        per_task["cell"] = _consensus_boxes(boxes, cand, per_task["voters"]).reindex(per_task.index).fillna("")
+    return result
+
+
+def _span_analysis(votes: pd.DataFrame, name: str, consensus: bool) -> dict:
+    """One Labels control whose cells are spans: exact matches (same ``start``, ``end`` and ``label``); the
+    consensus keeps the spans given by more than half of the task's annotators (see :func:`_pairwise`)."""
+    voting, spans = _regions(votes, name, _SPAN_KEYS, ("text",))
+    spans = spans.drop_duplicates(["_v", "start", "end", "label"])
+    same = spans.merge(spans, on=["task_id", "start", "end", "label"], suffixes=("_a", "_b"))
+    result = _pairwise(voting, spans, same[same["_v_a"] < same["_v_b"]])
+    if consensus:
+        per_task = result["per_task"]
+        groups = spans.groupby(["task_id", "start", "end", "label"], sort=True, dropna=False).agg(
+            size=("_v", "size"), text=("text", "first")).reset_index()
+        kept = groups[groups["size"] * 2 > per_task["voters"].reindex(groups["task_id"]).to_numpy()]
+        by_task: dict = {}
+        for task, start, end, label, text in kept[["task_id", "start", "end", "label", "text"]].itertuples(index=False):
+            by_task.setdefault(task, []).append({"start": start, "end": end, "text": text, "label": label})
+        cells = pd.Series({task: json.dumps(found) for task, found in by_task.items()}, dtype=object)
+        per_task["cell"] = cells.reindex(per_task.index).fillna("")
+    return result
 
 
 def _consensus_boxes(boxes: pd.DataFrame, cand: pd.DataFrame, voters: pd.Series) -> pd.Series:
@@ -286,11 +332,13 @@ def _analysis(votes: pd.DataFrame, controls: Mapping[str, str], consensus: bool)
     result = {}
     for name, tag in controls.items():
         if tag == _BOXES:
-            result[name] = {"tag": tag, **_box_analysis(votes, name, consensus)}
+            result[name] = {"tag": tag, "kind": "boxes", **_box_analysis(votes, name, consensus)}
+        elif tag == "Labels" and name in votes and _holds_spans(votes[name]):
+            result[name] = {"tag": tag, "kind": "spans", **_span_analysis(votes, name, consensus)}
         else:
             answers = _answers(votes, name, tag)
             per_task = _exact_match(answers)
-            result[name] = {"tag": tag, "per_task": per_task, "answers": answers}
+            result[name] = {"tag": tag, "kind": "cells", "per_task": per_task, "answers": answers}
     return result
 
 
@@ -305,10 +353,10 @@ def consensus_rows(frame: pd.DataFrame, controls: Mapping[str, str], value_key: 
         value_key: The object tag's data key (``image``), copied from the task's first row.
 
     Returns:
-        Columns ``task_id, hf_path, <value_key>``, one per control (the majority cell, or the consensus boxes as the
-        CSV's JSON list; ``""`` when no annotator answered), ``annotators`` (votes: non-skipped annotations, one per
-        annotator), ``agreement`` (0..1, ``NaN`` with fewer than two votes; rounded to 6 places) and ``skipped``,
-        sorted by ``task_id``. The rules are in the module docstring.
+        Columns ``task_id, hf_path, <value_key>``, one per control in the CSV's form (the majority cell, or the
+        consensus boxes or spans as a JSON list; ``""`` when there is none), ``annotators`` (votes: non-skipped
+        annotations, one per annotator), ``agreement`` (0..1, ``NaN`` with fewer than two votes; rounded to 6
+        places) and ``skipped``, sorted by ``task_id``. The rules are in the module docstring.
     """
     columns = ["task_id", "hf_path", value_key, *controls, "annotators", "agreement", "skipped"]
     if frame.empty:
@@ -362,7 +410,9 @@ def agreement_report(frame: pd.DataFrame, controls: Mapping[str, str]) -> dict:
           (agreement: the mean share of answers equal to it);
         - RectangleLabels: ``mean_pairwise_iou_agreement`` (the mean over every task and pair of its annotators of
           the matched-box F1), ``per_label``: ``{label: {"tasks", "agreement"}}``, the mean F1 of that label's
-          boxes alone over the pairs where either annotator drew one.
+          boxes alone over the pairs where either annotator drew one;
+        - Labels whose cells are spans: ``exact_span_agreement`` (the same with spans matched exactly) and
+          ``per_label`` likewise (Labels cells of labels only are Choices-like, above).
 
         Per annotator (``""``: unknown): ``annotations`` (rows, skips included), ``skipped_rate``,
         ``agreement_with_majority`` (the share of their answers to Choices-like controls, on tasks with two or more
@@ -389,9 +439,10 @@ def agreement_report(frame: pd.DataFrame, controls: Mapping[str, str]) -> dict:
         tag, per_task = result["tag"], result["per_task"]
         entry: dict = {"tag": tag, "tasks_with_overlap": int((per_task["voters"] >= 2).sum()),
                        "mean_task_agreement": _number(per_task["agreement"].mean())}
-        if tag == _BOXES:
+        if result["kind"] in ("boxes", "spans"):
             pairs, label_pairs = result["pairs"], result["label_pairs"]
-            entry["mean_pairwise_iou_agreement"] = _number(pairs["f1"].mean()) if len(pairs) else None
+            measure = "mean_pairwise_iou_agreement" if result["kind"] == "boxes" else "exact_span_agreement"
+            entry[measure] = _number(pairs["f1"].mean()) if len(pairs) else None
             by_label = label_pairs.groupby("label").agg(tasks=("task_id", "nunique"), agreement=("f1", "mean"))
         else:
             answers = result["answers"]
@@ -437,20 +488,22 @@ def agreement_markdown(report: Mapping, top: int = 20) -> str:
         top: How many labels per control to list (the ones with the most tasks).
 
     Returns:
-        Markdown: a line of totals, a table per control (alpha, box F1, mean task agreement), a table per annotator
+        Markdown: a line of totals, a table per control (alpha, pairwise F1, mean task agreement), a table per annotator
         (annotations, skipped rate, agreement with the majority, mean lead time) and one of agreement per label.
     """
     totals = report["totals"]
     lines = ["### Agreement", "",
              f"{totals['annotations']} annotations ({totals['skipped']} skipped) of {totals['tasks']} tasks by "
              f"{totals['annotators']} annotators; {totals['tasks_with_overlap']} tasks have two or more. "
-             f"Krippendorff's alpha is nominal; box agreement is the F1 of boxes matched at IoU ≥ "
-             f"{report['iou_threshold']}; a task's agreement is the share of annotators giving its majority answer.",
-             "", "| control | type | tasks with overlap | Krippendorff's α | box F1 | mean task agreement |",
+             f"Krippendorff's alpha is nominal; pairwise F1 is between two annotators' boxes matched at IoU ≥ "
+             f"{report['iou_threshold']} (or spans matched exactly); a task's agreement is the share of its "
+             f"annotators giving the majority answer (the mean F1 of its pairs for boxes and spans).",
+             "", "| control | type | tasks with overlap | Krippendorff's α | pairwise F1 | mean task agreement |",
              "|---|---|---|---|---|---|"]
     for name, entry in report["controls"].items():
         lines.append(f"| `{_md(name)}` | {entry['tag']} | {entry['tasks_with_overlap']} | "
-                     f"{_fmt(entry.get('krippendorff_alpha'))} | {_fmt(entry.get('mean_pairwise_iou_agreement'))} | "
+                     f"{_fmt(entry.get('krippendorff_alpha'))} | "
+                     f"{_fmt(entry.get('mean_pairwise_iou_agreement', entry.get('exact_span_agreement')))} | "
                      f"{_fmt(entry.get('mean_task_agreement'))} |")
     if report["annotators"]:
         lines += ["", "| annotator | annotations | skipped | agreement with majority | mean lead time (s) |",

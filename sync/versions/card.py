@@ -47,7 +47,7 @@ def manifest_json(manifest: dict) -> bytes:
     return (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
 
 
-def card_block(manifest: dict, controls: dict[str, str], value_key: str, changes: str = "") -> str:
+def card_block(manifest: dict, controls: dict[str, str], value_key: str, changes: str = "", agreement: str = "") -> str:
     """The Markdown that LabelHub owns in the card: version, changes since the previous one (``changes``, from
     :func:`labelhub.sync.versions.diff.summary_text`), columns, label distribution."""
     lines = [BEGIN, f"## Annotations ({manifest['tag']})", "",
@@ -63,6 +63,8 @@ def card_block(manifest: dict, controls: dict[str, str], value_key: str, changes
              "# the CSV's rows (a Hub repo)", "```", ""]
     if changes:
         lines += [f"### Changes in {manifest['tag']}", "", changes, ""]
+    if agreement:
+        lines += [f"### Agreement ({CONSENSUS_CONFIG} config: one row per task)", "", agreement, ""]
     lines += ["### Columns", ""]
     control_rows = "".join(f"| `{name}` | {tag}: {CONTROL_DOC.get(tag, 'JSON of the result values')} |\n"
                            for name, tag in controls.items())
@@ -79,8 +81,13 @@ def card_block(manifest: dict, controls: dict[str, str], value_key: str, changes
 ROWS_CONFIG = "rows"
 
 
+#: The config of one row per task: majority labels, annotators, agreement.
+CONSENSUS_CONFIG = "consensus"
+
+
 def dataset_card(existing: str | None, csv_path: str, block: str, training_files: list[str] | None = None,
-                 features=None, rows_path: str | None = None) -> str:
+                 features=None, rows_path: str | None = None, consensus_files: list[str] | None = None,
+                 consensus_features=None, consensus_metadata: str | None = None) -> str:
     """The new ``README.md``: ``existing`` (or an empty card) with its ``configs`` set and LabelHub's block
     replaced (or appended).
 
@@ -96,6 +103,9 @@ def dataset_card(existing: str | None, csv_path: str, block: str, training_files
             the builder of the first one (``load.py``, ``infer_module_for_data_files``), so the rows config must be
             in the training rows' format; ``None``: no rows config (a local repository, whose default config is a
             folder of images: read the CSV itself).
+        consensus_files, consensus_features: ``data_files`` and features of the ``consensus`` config.
+        consensus_metadata: In a local repository's folder layout, the consensus rows file's name
+            (``imagefolder``'s ``metadata_filenames``).
 
     Returns:
         The card's text.
@@ -105,6 +115,11 @@ def dataset_card(existing: str | None, csv_path: str, block: str, training_files
         card.data.configs = [{"config_name": "default", "data_files": [{"split": "train", "path": training_files}]}]
         if rows_path:
             card.data.configs.append({"config_name": ROWS_CONFIG, "data_files": [{"split": "train", "path": rows_path}]})
+        if consensus_files:
+            consensus = {"config_name": CONSENSUS_CONFIG, "data_files": [{"split": "train", "path": consensus_files}]}
+            if consensus_metadata:
+                consensus["metadata_filenames"] = [consensus_metadata]
+            card.data.configs.append(consensus)
     else:
         card.data.configs = [{"config_name": "default", "data_files": [{"split": "train", "path": csv_path}]}]
     if hasattr(card.data, "dataset_info"):
@@ -113,8 +128,10 @@ def dataset_card(existing: str | None, csv_path: str, block: str, training_files
         from datasets import DatasetInfo
         from datasets.info import DatasetInfosDict
 
-        DatasetInfosDict({"default": DatasetInfo(features=features, config_name="default")}).to_dataset_card_data(
-            card.data)
+        infos = {"default": DatasetInfo(features=features, config_name="default")}
+        if consensus_features is not None:
+            infos[CONSENSUS_CONFIG] = DatasetInfo(features=consensus_features, config_name=CONSENSUS_CONFIG)
+        DatasetInfosDict(infos).to_dataset_card_data(card.data)
     text = card.text
     pattern = re.compile(re.escape(BEGIN) + ".*?" + re.escape(END), re.S)
     text = pattern.sub(lambda _: block, text) if pattern.search(text) else f"{text.rstrip()}\n\n{block}\n"

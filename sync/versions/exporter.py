@@ -33,7 +33,9 @@ import pandas as pd
 
 from labelhub.sync.versions.card import card_block, dataset_card, manifest_json, manifest_path_for
 from labelhub.sync.versions.diff import VersionDiff, diff_frames, summary_text
-from labelhub.sync.versions.training import (HUB_ROWS, LOCAL_METADATA, folder_patterns, training_features,
+from labelhub.sync.versions.agreement import agreement_markdown, agreement_report, consensus_rows
+from labelhub.sync.versions.training import (CONSENSUS_COLUMNS, HUB_CONSENSUS, HUB_ROWS, LOCAL_CONSENSUS,
+                                             LOCAL_METADATA, consensus_records, folder_patterns, training_features,
                                              training_records)
 from labelhub.errors import AmbiguousCommit, CommitConflict, LabelHubError, TagExists, TransientHubError
 from labelhub.retry import hub_retrying
@@ -221,6 +223,7 @@ class Exporter:
             "csv_path": self.csv_path, "csv_sha256": hashlib.sha256(csv).hexdigest(),
             "controls": self.controls,
             "changes": {**change.to_dict(), "relabels": change.relabels[:100]},
+            "agreement": agreement_report(frame, self.controls),
         }
         if parent == self.state.last_tagged_commit():  # our own last version: its card is in the state
             previous = self.state.cursor(CARD) or None
@@ -237,11 +240,21 @@ class Exporter:
         training_files = folder_patterns(records) if local else [training_path]
         features = None if local else training_features(self.project.label_config, self.controls, self.field)
         rows_path = None if local else self.csv_path.rsplit(".", 1)[0] + ".jsonl"
+        consensus = consensus_records(consensus_rows(frame, self.controls, self.value_key), self.project.label_config,
+                                      self.controls, self.field, self.repo.repo_id, local, parent)
+        folder = self.csv_path.rsplit("/", 1)[0] + "/" if "/" in self.csv_path else ""
+        consensus_path = LOCAL_CONSENSUS if local else folder + HUB_CONSENSUS
+        consensus_files = folder_patterns(consensus, LOCAL_CONSENSUS) if local else [consensus_path]
+        consensus_features = None if local else training_features(self.project.label_config, self.controls,
+                                                                   self.field, CONSENSUS_COLUMNS)
         card = dataset_card(previous, self.csv_path, card_block(manifest, self.controls, self.value_key,
-                                                                 changes=summary_text(change)),
-                            training_files=training_files, features=features, rows_path=rows_path)
+                                                                 changes=summary_text(change),
+                                                                 agreement=agreement_markdown(manifest["agreement"])),
+                            training_files=training_files, features=features, rows_path=rows_path,
+                            consensus_files=consensus_files, consensus_features=consensus_features,
+                            consensus_metadata=LOCAL_CONSENSUS if local else None)
         files = {self.csv_path: csv, self.manifest_path: manifest_json(manifest), training_path: json_lines(records),
-                 "README.md": card.encode()}
+                 consensus_path: json_lines(consensus), "README.md": card.encode()}
         if rows_path:
             files[rows_path] = frame.to_json(orient="records", lines=True).encode()
         return files

@@ -36,19 +36,28 @@ Two layouts, because ``datasets`` reads a Hub repo and a local folder differentl
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 
 import pandas as pd
 
 from labelhub.label_config import DataField, parse_label_config
 
-__all__ = ["LOCAL_METADATA", "HUB_ROWS", "training_features", "training_records", "media_column",
-           "folder_patterns"]
+__all__ = ["LOCAL_METADATA", "HUB_ROWS", "LOCAL_CONSENSUS", "HUB_CONSENSUS", "training_features", "training_records",
+           "consensus_records", "media_column", "folder_patterns"]
 
 #: The rows file of a local repository: at its root, so that every ``file_name`` is below it.
 LOCAL_METADATA = "metadata.jsonl"
 #: The rows file of a Hub repo, beside the CSV by default.
 HUB_ROWS = "train.jsonl"
+#: The ``consensus`` config's rows: one per task (:func:`labelhub.sync.versions.agreement.consensus_rows`).
+LOCAL_CONSENSUS, HUB_CONSENSUS = "consensus.jsonl", "consensus.jsonl"
+#: The columns after the control columns, and their types, of each config.
+ANNOTATION_COLUMNS = {"task_id": "int64", "annotation_id": "int64", "hf_path": "string", "annotator": "string",
+                      "annotated_revision": "string"}
+CONSENSUS_COLUMNS = {"task_id": "int64", "hf_path": "string", "annotators": "int32", "agreement": "float32",
+                     "skipped": "int32"}
+_SHA = re.compile(r"/([0-9a-f]{40})/")
 _MEDIA = {"Image": "image", "Audio": "audio", "AudioPlus": "audio"}
 
 
@@ -70,13 +79,16 @@ def _control_specs(label_config: str, controls: Mapping[str, str]) -> dict[str, 
     return specs
 
 
-def training_features(label_config: str, controls: Mapping[str, str], field: DataField):
+def training_features(label_config: str, controls: Mapping[str, str], field: DataField,
+                      columns: Mapping[str, str] = ANNOTATION_COLUMNS):
     """The ``datasets.Features`` of the Hub layout (see the module docstring).
 
     Args:
         label_config: The project's label config (the choices and labels, in order).
         controls: ``{from_name: control tag}`` of the export.
         field: The object tag the files fill.
+        columns: The columns after the controls and their ``datasets.Value`` types (:data:`ANNOTATION_COLUMNS` for
+            the default config, :data:`CONSENSUS_COLUMNS` for ``consensus``).
 
     Returns:
         A ``datasets.Features``.
@@ -98,8 +110,7 @@ def training_features(label_config: str, controls: Mapping[str, str], field: Dat
                                             "text": datasets.Value("string"), "label": label})
         else:
             features[name] = datasets.Value("string")
-    for name, kind in (("task_id", "int64"), ("annotation_id", "int64"), ("hf_path", "string"),
-                       ("annotator", "string"), ("annotated_revision", "string")):
+    for name, kind in columns.items():
         features[name] = datasets.Value(kind)
     return datasets.Features(features)
 
@@ -158,9 +169,45 @@ def training_records(frame: pd.DataFrame, label_config: str, controls: Mapping[s
     return records
 
 
-def folder_patterns(records: list[dict]) -> list[str]:
+def consensus_records(consensus: pd.DataFrame, label_config: str, controls: Mapping[str, str], field: DataField,
+                      repo_id: str, local: bool, revision: str) -> list[dict]:
+    """The rows of the ``consensus`` config, one per task, from
+    :func:`labelhub.sync.versions.agreement.consensus_rows` (cells typed as in the default config).
+
+    Args:
+        consensus: The consensus frame.
+        label_config, controls, field, repo_id, local: As for :func:`training_records`.
+        revision: The commit of the media when a task's URL names none (the version's parent commit).
+
+    Returns:
+        JSON-able records: the media, one cell per control, then :data:`CONSENSUS_COLUMNS` (``agreement`` is
+        ``None`` with fewer than two annotators).
+    """
+    specs = _control_specs(label_config, controls)
+    media = media_column(field, local)
+    records = []
+    for row in consensus.to_dict("records"):
+        path = _text(row.get("hf_path"))
+        record: dict = {}
+        if field.tag in _MEDIA:
+            pinned = _SHA.search(_text(row.get(field.value_key)))
+            at = pinned.group(1) if pinned else revision
+            record["file_name" if local else media] = path if local else f"hf://datasets/{repo_id}@{at}/{path}"
+        else:
+            record[media] = _text(row.get(field.value_key))
+        for name, (tag, _, multiple) in specs.items():
+            record[name] = _cell(tag, multiple, row.get(name))
+        agreement = row.get("agreement")
+        record.update(task_id=int(row["task_id"]), hf_path=path, annotators=int(row.get("annotators") or 0),
+                      agreement=None if _missing(agreement) else float(agreement),
+                      skipped=int(row.get("skipped") or 0))
+        records.append(record)
+    return records
+
+
+def folder_patterns(records: list[dict], metadata: str = LOCAL_METADATA) -> list[str]:
     """The ``data_files`` patterns of the local layout: the rows file and the top folders of the annotated files
     (``imagefolder`` lists them; only the files the rows name are read)."""
     tops = sorted({r["file_name"].split("/", 1)[0] + ("/**" if "/" in r["file_name"] else "")
                    for r in records if r.get("file_name")})
-    return [LOCAL_METADATA, *tops]
+    return [metadata, *tops]
