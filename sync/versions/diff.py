@@ -127,20 +127,15 @@ def diff_frames(old: pd.DataFrame, new: pd.DataFrame, controls: Mapping[str, str
         value = row.get("annotator", "")
         return "" if value is None or (isinstance(value, float) and pd.isna(value)) else str(value)
 
-    for aid in new.index.difference(old.index):
-        row = new.loc[aid]
-        diff.added += 1
-        _bump(diff.by_annotator, annotator(row), "added")
-        for name, tag in controls.items():
-            for label in cell_labels(tag, row.get(name)):
-                _bump(diff.by_label, name, label, "added")
-    for aid in old.index.difference(new.index):
-        row = old.loc[aid]
-        diff.removed += 1
-        _bump(diff.by_annotator, annotator(row), "removed")
-        for name, tag in controls.items():
-            for label in cell_labels(tag, row.get(name)):
-                _bump(diff.by_label, name, label, "removed")
+    for rows, ids, kind in ((new, new.index.difference(old.index), "added"),
+                            (old, old.index.difference(new.index), "removed")):
+        for aid in ids:
+            row = rows.loc[aid]
+            setattr(diff, kind, getattr(diff, kind) + 1)
+            _bump(diff.by_annotator, annotator(row), kind)
+            for name, tag in controls.items():
+                for label in cell_labels(tag, row.get(name)):
+                    _bump(diff.by_label, name, label, kind)
     for aid in new.index.intersection(old.index):
         before, after = old.loc[aid], new.loc[aid]
         changed = str(before.get("was_cancelled")) != str(after.get("was_cancelled"))
