@@ -118,3 +118,11 @@ def test_diff_versions_example_shows_added_changed_and_removed_annotations(versi
     assert out.splitlines()[0] == "annotations-v1 -> annotations-v2: +1 ~1 -1"
     assert f"  + {added[0]} " in out and f"  - {removed[0]} " in out
     assert f"  ~ {changed[0]} " in out and "-> Bag" in out
+
+
+def test_train_classifier_example_trains_from_the_typed_rows_in_a_few_lines(versions):
+    repo, _, v2, _ = versions
+    out = run_example("train_classifier.py", repo, "annotations-v2")
+    classes = sorted(set(v2.values()))
+    assert out.startswith(f"annotations-v2: {len(v2)} images, {len(classes)} classes ({', '.join(classes)});"), out
+    assert "accuracy" in out
