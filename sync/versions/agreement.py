@@ -48,13 +48,14 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass
 from collections.abc import Mapping
 
 import krippendorff
 import numpy as np
 import pandas as pd
 
-__all__ = ["CATEGORICAL", "IOU_THRESHOLD", "agreement_markdown", "agreement_report", "answer_cell",
+__all__ = ["Analysis", "analyse", "CATEGORICAL", "IOU_THRESHOLD", "agreement_markdown", "agreement_report", "answer_cell",
            "consensus_rows"]
 
 #: Two boxes of one label match from this IoU on.
@@ -342,7 +343,32 @@ def _analysis(votes: pd.DataFrame, controls: Mapping[str, str], consensus: bool)
     return result
 
 
-def consensus_rows(frame: pd.DataFrame, controls: Mapping[str, str], value_key: str) -> pd.DataFrame:
+@dataclass(frozen=True)
+class Analysis:
+    """A version's votes analysed once (:func:`analyse`), for :func:`consensus_rows` and :func:`agreement_report`."""
+
+    rows: pd.DataFrame
+    votes: pd.DataFrame
+    results: dict
+
+
+def analyse(frame: pd.DataFrame, controls: Mapping[str, str]) -> Analysis | None:
+    """Prepare a version's rows and analyse every control once (``None`` for an empty frame).
+
+    Args:
+        frame, controls: As for :func:`consensus_rows`.
+
+    Returns:
+        An :class:`Analysis` to pass to both :func:`consensus_rows` and :func:`agreement_report`.
+    """
+    if frame.empty:
+        return None
+    rows, votes = _prepared(frame)
+    return Analysis(rows, votes, _analysis(votes, controls, consensus=True))
+
+
+def consensus_rows(frame: pd.DataFrame, controls: Mapping[str, str], value_key: str,
+                   analysis: Analysis | None = None) -> pd.DataFrame:
     """One row per task that has at least one non-skipped annotation: its consensus labels and agreement.
 
     Args:
@@ -361,14 +387,15 @@ def consensus_rows(frame: pd.DataFrame, controls: Mapping[str, str], value_key: 
     columns = ["task_id", "hf_path", value_key, *controls, "annotators", "agreement", "skipped"]
     if frame.empty:
         return pd.DataFrame(columns=columns)
-    rows, votes = _prepared(frame)
+    analysis = analysis or analyse(frame, controls)
+    rows, votes = analysis.rows, analysis.votes
     tasks = pd.Index(votes["task_id"].unique(), name="task_id")
     first = rows.groupby("task_id", sort=False).first()
     out = pd.DataFrame(index=tasks)
     for key in ("hf_path", value_key):
         out[key] = first[key].reindex(tasks).fillna("") if key in first else ""
     scores = []
-    for name, result in _analysis(votes, controls, consensus=True).items():
+    for name, result in analysis.results.items():
         per_task = result["per_task"].reindex(tasks)
         out[name] = per_task["cell"].fillna("")
         scores.append(per_task["agreement"].to_numpy(float))
@@ -392,7 +419,7 @@ def _number(value) -> float | None:
     return None if math.isnan(value) else round(value, 6)
 
 
-def agreement_report(frame: pd.DataFrame, controls: Mapping[str, str]) -> dict:
+def agreement_report(frame: pd.DataFrame, controls: Mapping[str, str], analysis: Analysis | None = None) -> dict:
     """The agreement measures of a version, as plain JSON-able data.
 
     Args:
@@ -420,7 +447,8 @@ def agreement_report(frame: pd.DataFrame, controls: Mapping[str, str]) -> dict:
         ``mean_lead_time`` (seconds, over their rows with a lead time). Numbers are rounded to 6 places; undefined
         ones are ``None``.
     """
-    rows, votes = _prepared(frame) if len(frame) else (None, None)
+    analysis = analysis or (analyse(frame, controls) if len(frame) else None)
+    rows, votes = (analysis.rows, analysis.votes) if analysis else (None, None)
     report: dict = {"totals": {"tasks": 0, "annotations": 0, "annotators": 0, "skipped": 0, "tasks_with_overlap": 0},
                     "iou_threshold": IOU_THRESHOLD, "controls": {}, "annotators": {}}
     if rows is None:
@@ -435,7 +463,7 @@ def agreement_report(frame: pd.DataFrame, controls: Mapping[str, str]) -> dict:
                         "annotators": int(rows["_who"].nunique()), "skipped": int(rows["_skip"].sum()),
                         "tasks_with_overlap": int((per_task_votes >= 2).sum())}
     compared = []
-    for name, result in _analysis(votes, controls, consensus=False).items():
+    for name, result in analysis.results.items():
         tag, per_task = result["tag"], result["per_task"]
         entry: dict = {"tag": tag, "tasks_with_overlap": int((per_task["voters"] >= 2).sum()),
                        "mean_task_agreement": _number(per_task["agreement"].mean())}

@@ -33,7 +33,7 @@ import pandas as pd
 
 from labelhub.sync.versions.card import card_block, dataset_card, manifest_json, manifest_path_for
 from labelhub.sync.versions.diff import VersionDiff, diff_frames, summary_text
-from labelhub.sync.versions.agreement import agreement_markdown, agreement_report, consensus_rows
+from labelhub.sync.versions.agreement import agreement_markdown, agreement_report, analyse, consensus_rows
 from labelhub.sync.versions.training import (CONSENSUS_COLUMNS, HUB_CONSENSUS, HUB_ROWS, LOCAL_CONSENSUS,
                                              LOCAL_METADATA, consensus_records, folder_patterns, training_features,
                                              training_records)
@@ -210,6 +210,7 @@ class Exporter:
                change: VersionDiff, parent: str) -> dict[str, bytes]:
         last_tagged = number - 1 if number > 1 else None
         live = frame[~frame["was_cancelled"].astype(bool)] if len(frame) else frame
+        analysis = analyse(frame, self.controls)  # once, for the consensus config and the agreement figures
         manifest = {
             "version": number, "tag": f"{TAG_PREFIX}{number}", "export_id": export_id,
             "parent_version": f"{TAG_PREFIX}{last_tagged}" if last_tagged else None, "parent_commit": parent,
@@ -223,7 +224,7 @@ class Exporter:
             "csv_path": self.csv_path, "csv_sha256": hashlib.sha256(csv).hexdigest(),
             "controls": self.controls,
             "changes": {**change.to_dict(), "relabels": change.relabels[:100]},
-            "agreement": agreement_report(frame, self.controls),
+            "agreement": agreement_report(frame, self.controls, analysis),
         }
         if parent == self.state.last_tagged_commit():  # our own last version: its card is in the state
             previous = self.state.cursor(CARD) or None
@@ -240,7 +241,8 @@ class Exporter:
         training_files = folder_patterns(records) if local else [training_path]
         features = None if local else training_features(self.project.label_config, self.controls, self.field)
         rows_path = None if local else self.csv_path.rsplit(".", 1)[0] + ".jsonl"
-        consensus = consensus_records(consensus_rows(frame, self.controls, self.value_key), self.project.label_config,
+        consensus = consensus_records(consensus_rows(frame, self.controls, self.value_key, analysis),
+                                      self.project.label_config,
                                       self.controls, self.field, self.repo.repo_id, local, parent)
         folder = self.csv_path.rsplit("/", 1)[0] + "/" if "/" in self.csv_path else ""
         consensus_path = LOCAL_CONSENSUS if local else folder + HUB_CONSENSUS
