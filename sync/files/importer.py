@@ -187,9 +187,14 @@ class FileImporter:
                                table.columns_for(file.path) if table else None)
 
     def _import(self, files: Iterator[RepoFile], sha: str, total: int | None, table: MetadataTable | None) -> int:
-        items = (Item(f.path, data, sha, blob_id=f.oid, size=len(data["data"][self.field.value_key]) + 200)
-                 for f in files for data in (self._data(f, sha, table),))
-        return self.state.ledger.import_items(self.project, items, total, self.batch_size)
+        return self.state.ledger.import_items(self.project, self._items(files, sha, table), total, self.batch_size)
+
+    def _items(self, files: Iterator[RepoFile], sha: str, table: MetadataTable | None) -> Iterator[Item]:
+        """The ledger items of ``files``, built as the ledger asks for them (size: the URL's or text's length)."""
+        for file in files:
+            payload = self._data(file, sha, table)
+            size = len(payload["data"][self.field.value_key]) + 200
+            yield Item(file.path, payload, sha, blob_id=file.oid, size=size)
 
     def _follow(self, pairs: list[tuple[str, RepoFile]], sha: str, known: dict[str, Known],
                 table: MetadataTable | None) -> None:

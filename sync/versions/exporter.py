@@ -236,15 +236,14 @@ class Exporter:
         local = self.repo.local
         records = training_records(frame, self.project.label_config, self.controls, self.field, self.repo.repo_id,
                                    local)
-        training_path = LOCAL_METADATA if local else f"{self.csv_path.rsplit('/', 1)[0]}/{HUB_ROWS}" \
-            if "/" in self.csv_path else HUB_ROWS
+        folder = self.csv_path.rsplit("/", 1)[0] + "/" if "/" in self.csv_path else ""
+        training_path = LOCAL_METADATA if local else folder + HUB_ROWS
         training_files = folder_patterns(records) if local else [training_path]
         features = None if local else training_features(self.project.label_config, self.controls, self.field)
         rows_path = None if local else self.csv_path.rsplit(".", 1)[0] + ".jsonl"
         consensus = consensus_records(consensus_rows(frame, self.controls, self.value_key, analysis),
                                       self.project.label_config,
                                       self.controls, self.field, self.repo.repo_id, local, parent)
-        folder = self.csv_path.rsplit("/", 1)[0] + "/" if "/" in self.csv_path else ""
         consensus_path = LOCAL_CONSENSUS if local else folder + HUB_CONSENSUS
         consensus_files = folder_patterns(consensus, LOCAL_CONSENSUS) if local else [consensus_path]
         consensus_features = None if local else training_features(self.project.label_config, self.controls,
