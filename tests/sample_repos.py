@@ -66,3 +66,17 @@ def commit_local(repo: Path, files: dict[str, bytes] | None = None, deletes: tup
     git(repo, "add", "-A")
     git(repo, "commit", "-q", "-m", message)
     return git(repo, "rev-parse", "HEAD")
+
+
+def local_repo_with(path: Path, files: dict[str, bytes]) -> Path:
+    """A new local git repository at ``path`` (branch ``main``) whose first commit holds ``files``."""
+    init_local_repo(path)
+    commit_local(path, files, message="images")
+    return path
+
+
+def hub_repo_with(hub, repo_id: str, files: dict[str, bytes], private: bool = True) -> str:
+    """A new dataset repo ``repo_id`` on the Hub test server (private by default) whose first commit holds ``files``."""
+    hub.create_repo(repo_id, private=private)
+    hub.commit_files(repo_id, files, message="images")
+    return repo_id

@@ -82,15 +82,9 @@ def repo(request, tmp_path):
     """A local repo, or a private Hub repo (the public one is loaded by tests/test_ship_examples.py)."""
     files = sample_repos.image_files(0, N)
     if request.param == "local":
-        path = tmp_path / "repo"
-        sample_repos.init_local_repo(path)
-        sample_repos.commit_local(path, files, message="images")
-        return LocalRepo(path)
+        return LocalRepo(sample_repos.local_repo_with(tmp_path / "repo", files))
     hub = request.getfixturevalue("hub")
-    repo_id = f"labelhub/export-{time.monotonic_ns() % 10**9}"
-    hub.create_repo(repo_id, private=True)
-    hub.commit_files(repo_id, files, message="images")
-    return HubRepo(hub, repo_id)
+    return HubRepo(hub, sample_repos.hub_repo_with(hub, f"labelhub/export-{time.monotonic_ns() % 10**9}", files))
 
 
 @pytest.fixture(scope="module")

@@ -67,15 +67,9 @@ def annotators(label_studio):
 def repo(request, tmp_path):
     files = sample_repos.image_files(0, N)
     if request.param == "local":
-        path = tmp_path / "repo"
-        sample_repos.init_local_repo(path)
-        sample_repos.commit_local(path, files, message="images")
-        return LocalRepo(path)
+        return LocalRepo(sample_repos.local_repo_with(tmp_path / "repo", files))
     hub = request.getfixturevalue("hub")
-    repo_id = f"labelhub/e2e-{uuid.uuid4().hex[:10]}"
-    hub.create_repo(repo_id, private=True)
-    hub.commit_files(repo_id, files, message="images")
-    return HubRepo(hub, repo_id)
+    return HubRepo(hub, sample_repos.hub_repo_with(hub, f"labelhub/e2e-{uuid.uuid4().hex[:10]}", files))
 
 
 def result(kind=None, tags=(), boxes=()):
