@@ -1,4 +1,4 @@
-"""What the examples share: open an annotation version of a dataset repo, read a file of it.
+"""What the examples share: open an annotation version of a dataset repo with ``datasets``.
 
 A repo is a Hub dataset ``owner/name`` (``HF_TOKEN`` and ``HF_ENDPOINT`` are honoured as by
 huggingface_hub) or the path of a local git repository that ``labelhub sync`` exports to (for
@@ -51,14 +51,3 @@ def label_names(rows, column: str):
     names = getattr(feature, "int2str", None)
     return (lambda value: names(value) if isinstance(value, int) else value) if names else (lambda value: value)
 
-
-def read_file(repo: str, revision: str, path: str) -> bytes:
-    """The bytes of ``path`` at ``revision`` (a tag, branch or commit sha)."""
-    if is_local(repo):
-        return subprocess.run(["git", "show", f"{revision}:{path}"], cwd=repo, check=True,
-                              capture_output=True).stdout
-    from huggingface_hub import hf_hub_download
-
-    with open(hf_hub_download(repo, path, repo_type="dataset", revision=revision,
-                              token=os.environ.get("HF_TOKEN")), "rb") as fh:
-        return fh.read()

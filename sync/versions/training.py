@@ -134,6 +134,22 @@ def _cell(tag: str, multiple: bool, cell):
     return None if empty else str(cell)
 
 
+def _media_and_labels(row: Mapping, specs: Mapping[str, tuple[str, tuple[str, ...], bool]], field: DataField,
+                      repo_id: str, local: bool, revision: str) -> dict:
+    """The head of a record: the media (``file_name`` in the local layout, an ``hf://`` URL at ``revision`` on the
+    Hub, the text of a Text task), then one typed cell per control."""
+    path = _text(row.get("hf_path"))
+    if field.tag not in _MEDIA:
+        record = {media_column(field, local): _text(row.get(field.value_key))}
+    elif local:
+        record = {"file_name": path}
+    else:
+        record = {media_column(field, local): f"hf://datasets/{repo_id}@{revision}/{path}"}
+    for name, (tag, _, multiple) in specs.items():
+        record[name] = _cell(tag, multiple, row.get(name))
+    return record
+
+
 def training_records(frame: pd.DataFrame, label_config: str, controls: Mapping[str, str], field: DataField,
                      repo_id: str, local: bool) -> list[dict]:
     """The rows of the default config, one per annotation that was not skipped (see the module docstring).
@@ -150,19 +166,12 @@ def training_records(frame: pd.DataFrame, label_config: str, controls: Mapping[s
         JSON-able records, in the frame's order.
     """
     specs = _control_specs(label_config, controls)
-    media = media_column(field, local)
     records = []
     for row in frame.to_dict("records"):
         if str(row.get("was_cancelled")).lower() == "true":
             continue
         path, revision = _text(row.get("hf_path")), _text(row.get("annotated_revision"))
-        record: dict = {}
-        if field.tag in _MEDIA:
-            record["file_name" if local else media] = path if local else f"hf://datasets/{repo_id}@{revision}/{path}"
-        else:
-            record[media] = _text(row.get(field.value_key))
-        for name, (tag, _, multiple) in specs.items():
-            record[name] = _cell(tag, multiple, row.get(name))
+        record = _media_and_labels(row, specs, field, repo_id, local, revision)
         record.update(task_id=int(row["task_id"]), annotation_id=int(row["annotation_id"]), hf_path=path,
                       annotator=_text(row.get("annotator")), annotated_revision=revision)
         records.append(record)
@@ -184,19 +193,11 @@ def consensus_records(consensus: pd.DataFrame, label_config: str, controls: Mapp
         ``None`` with fewer than two annotators).
     """
     specs = _control_specs(label_config, controls)
-    media = media_column(field, local)
     records = []
     for row in consensus.to_dict("records"):
         path = _text(row.get("hf_path"))
-        record: dict = {}
-        if field.tag in _MEDIA:
-            pinned = _SHA.search(_text(row.get(field.value_key)))
-            at = pinned.group(1) if pinned else revision
-            record["file_name" if local else media] = path if local else f"hf://datasets/{repo_id}@{at}/{path}"
-        else:
-            record[media] = _text(row.get(field.value_key))
-        for name, (tag, _, multiple) in specs.items():
-            record[name] = _cell(tag, multiple, row.get(name))
+        pinned = _SHA.search(_text(row.get(field.value_key)))
+        record = _media_and_labels(row, specs, field, repo_id, local, pinned.group(1) if pinned else revision)
         agreement = row.get("agreement")
         record.update(task_id=int(row["task_id"]), hf_path=path, annotators=int(row.get("annotators") or 0),
                       agreement=None if _missing(agreement) else float(agreement),
