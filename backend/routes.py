@@ -28,7 +28,7 @@ from flask import Blueprint, Response, current_app, g, jsonify, request
 
 from labelhub.backend.errors import InvalidPayloadError, UnauthorizedError
 from labelhub.redaction import redact
-from labelhub.webhooks import SECRET_HEADER
+from labelhub.webhooks import SECRET_HEADER, secret_matches
 from labelhub.backend.events import validate_event
 from labelhub.backend.model import normalize_predictions
 from labelhub.backend.payloads import PredictRequest, SetupRequest, TrainRequest, json_body
@@ -63,9 +63,7 @@ def _basic_auth_ok(settings) -> bool:
 
 
 def _secret_ok(settings) -> bool:
-    # WSGI gives header values decoded as latin-1 (PEP 3333): encoding back gives the bytes sent (UTF-8)
-    given = request.headers.get(WEBHOOK_SECRET_HEADER, "").encode("latin-1", "replace")
-    return bool(settings.webhook_secret) and hmac.compare_digest(given, settings.webhook_secret.encode())
+    return secret_matches(request.headers, settings.webhook_secret)
 
 
 @protocol_bp.before_request

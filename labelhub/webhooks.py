@@ -22,14 +22,15 @@ Bodies are decoded by :func:`parse_json`: strict JSON (RFC 8259: no ``NaN`` or `
 """
 from __future__ import annotations
 
+import hmac
 import json
 import math
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from typing import Any, NamedTuple
 
 from labelhub.errors import InvalidEventError, UnknownEventAction
 
-__all__ = ["SECRET_HEADER", "ANNOTATION_ACTIONS", "ACTIONS", "MAX_JSON_DEPTH", "Event", "event_action",
+__all__ = ["SECRET_HEADER", "secret_matches", "ANNOTATION_ACTIONS", "ACTIONS", "MAX_JSON_DEPTH", "Event", "event_action",
            "parse_event", "parse_json"]
 
 #: The header that carries ``LABELHUB_WEBHOOK_SECRET`` (set on the webhook Label Studio calls).
@@ -56,6 +57,21 @@ _INT64 = range(-2 ** 63, 2 ** 63)
 #: result's ``text`` lists its texts (a ``labels`` span's ``text`` is the span's string).
 _LABEL_KEYS = ("choices", "labels", "rectanglelabels", "polygonlabels", "keypointlabels", "ellipselabels",
                "brushlabels", "polylinelabels", "hypertextlabels", "paragraphlabels", "timeserieslabels", "taxonomy")
+
+
+def secret_matches(headers: Mapping[str, str], secret: str) -> bool:
+    """Whether a request's :data:`SECRET_HEADER` equals ``secret``, compared in constant time.
+
+    Args:
+        headers: The request's headers (werkzeug's, or any mapping).
+        secret: ``LABELHUB_WEBHOOK_SECRET``; an empty secret matches nothing.
+
+    Returns:
+        ``True`` when the header carries exactly the secret. WSGI gives header values decoded as latin-1
+        (PEP 3333), so they are encoded back to the bytes sent before the comparison.
+    """
+    given = headers.get(SECRET_HEADER, "").encode("latin-1", "replace")
+    return bool(secret) and hmac.compare_digest(given, secret.encode())
 
 
 class Event(NamedTuple):

@@ -12,7 +12,6 @@ project's webhook (https://labelstud.io/guide/webhooks#Add-a-webhook-in-Label-St
 """
 from __future__ import annotations
 
-import hmac
 import json
 import logging
 import sqlite3
@@ -25,7 +24,7 @@ from werkzeug.wrappers import Request, Response
 
 from labelhub.errors import InvalidEventError
 from labelhub.sync.annotations.intake import ACTIONS, AnnotationIntake, parse_event
-from labelhub.webhooks import SECRET_HEADER, parse_json
+from labelhub.webhooks import SECRET_HEADER, secret_matches, parse_json
 
 log = logging.getLogger(__name__)
 
@@ -65,9 +64,7 @@ def webhook_app(intake: AnnotationIntake, secret: str | None, on_change: Callabl
             return _json({"status": "UP"})
         if request.path != "/webhook" or request.method != "POST":
             return _json({"error": "not found"}, 404)
-        # WSGI gives header values decoded as latin-1 (PEP 3333): encoding back gives the bytes sent
-        given = request.headers.get(SECRET_HEADER, "").encode("latin-1", "replace")
-        if secret and not hmac.compare_digest(given, secret.encode()):
+        if secret and not secret_matches(request.headers, secret):
             log.warning("webhook refused from %s: missing or wrong %s header", request.remote_addr, SECRET_HEADER)
             return _json({"error": f"missing or wrong {SECRET_HEADER}"}, 403)
         try:
