@@ -257,10 +257,16 @@ class SyncState:
     def live_annotations(self) -> list[tuple[dict, dict]]:
         """``[(task, annotation)]`` of every stored annotation not deleted, with the task's data; an annotation
         stored with the revision it was made on has it as ``annotated_revision``."""
+        return self._live()
+
+    def _live(self, only_without_row: bool = False) -> list[tuple[dict, dict]]:
+        # a plain (not correlated) subquery: SQLite builds it once, not once per annotation
+        where = " AND a.annotation_id NOT IN (SELECT annotation_id FROM export_rows WHERE project_id=?)" \
+            if only_without_row else ""
         rows = self.db.execute(
             "SELECT a.task_id, t.data, a.body, a.revision FROM annotations a LEFT JOIN tasks_seen t "
-            "ON t.project_id = a.project_id AND t.task_id = a.task_id WHERE a.project_id=? AND a.deleted=0",
-            self.key[:1])
+            "ON t.project_id = a.project_id AND t.task_id = a.task_id WHERE a.project_id=? AND a.deleted=0" + where,
+            self.key[:1] * (2 if only_without_row else 1))
         return [self._pair(*row) for row in rows]
 
     @staticmethod
@@ -278,12 +284,7 @@ class SyncState:
                 self.db.execute("BEGIN IMMEDIATE")
                 self.db.execute("DELETE FROM export_rows WHERE project_id=?", self.key[:1])
                 self.db.execute("INSERT OR REPLACE INTO cursors VALUES (?, ?, ?)", (self.key[0], ROWS_CONFIG, config))
-        rows = self.db.execute(
-            "SELECT a.task_id, t.data, a.body, a.revision FROM annotations a LEFT JOIN tasks_seen t "
-            "ON t.project_id = a.project_id AND t.task_id = a.task_id WHERE a.project_id=? AND a.deleted=0 "
-            "AND a.annotation_id NOT IN (SELECT annotation_id FROM export_rows WHERE project_id=?)",
-            (self.key[0], self.key[0]))
-        return [self._pair(*row) for row in rows]
+        return self._live(only_without_row=True)
 
     def store_rows(self, rows: Iterable[tuple[int, str, str, str]]) -> None:
         """Store ``(annotation_id, row JSON, row hash, annotator reference)`` export rows."""
