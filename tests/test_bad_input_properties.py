@@ -18,6 +18,7 @@ Each property is bounded (``max_examples``) so the file runs in well under a min
 from __future__ import annotations
 
 import base64
+import copy
 import csv
 import io
 import json
@@ -109,7 +110,7 @@ def _set(body, path, value):
     target = body
     for key in path[:-1]:
         target = target[key]
-    target[path[-1]] = value
+    target[path[-1]] = copy.deepcopy(value)  # sampled values are shared between examples: never alias them
     return body
 
 
