@@ -9,10 +9,11 @@
     client.get("/health").json  # {"status": "UP", ...}
 
 The routes are in :mod:`labelhub.backend.routes` (the Label Studio protocol, https://labelstud.io/guide/ml_create),
-the model interface in :mod:`labelhub.backend.model`, the default model in :mod:`labelhub.backend.models.choices`.
+the model interface in :mod:`labelhub.backend.model`, the default model in :mod:`labelhub.backend.models.project` (one head per control tag).
 """
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from typing import Any, Mapping
@@ -26,7 +27,7 @@ from labelhub.backend.events import EventQueue, Trainer
 from labelhub.backend.media import MediaFetcher
 from labelhub.backend.metrics import METRICS, Metrics
 from labelhub.backend.model import LabelStudioMLBase
-from labelhub.backend.models.choices import EmbeddingCache
+from labelhub.backend.embedding_cache import EmbeddingCache
 from labelhub.backend.settings import Settings
 from labelhub.backend.startup import check_settings, load_model_class
 from labelhub.backend.state import Store
@@ -61,7 +62,9 @@ class ModelRegistry:
         Args:
             key: The project key.
             label_config: The label config XML; ``None`` uses the one stored by an earlier call.
-            **kwargs: Passed to the model class (``extra_params``).
+            **kwargs: Passed to the model class. ``extra_params`` (from ``/setup``) is stored with the
+                project when given; the stored one is passed otherwise, so every worker and the trainer
+                build the project's model with the same parameters.
 
         Returns:
             The model instance (its ``setup()`` has run).
@@ -79,7 +82,11 @@ class ModelRegistry:
                 raise InvalidPayloadError(
                     f"no label config is known for project {key}: send 'label_config' or call /setup first",
                     field="label_config")
-        cache_key = (key, label_config)
+        if kwargs.get("extra_params") is not None and state.project().get("extra_params") != kwargs["extra_params"]:
+            state.update_project(extra_params=kwargs["extra_params"])  # every worker and the trainer use them
+        extra_params = state.project().get("extra_params")
+        kwargs["extra_params"] = extra_params
+        cache_key = (key, label_config, json.dumps(extra_params, sort_keys=True))
         with self._lock:
             model = self._models.get(cache_key)  # a hit counts as a use
             if model is not None:
@@ -121,7 +128,7 @@ class Backend:
         warm = getattr(model, "warmup", None)
         if warm is None or not self.settings.warmup:
             return
-        key = f"{type(model).__name__}:{getattr(getattr(model, 'spec', None), 'object_type', '')}"
+        key = f"{type(model).__name__}:{getattr(model, 'warmup_key', '')}"
         with self._warm_lock:
             if key in self._warmed:
                 return

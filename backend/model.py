@@ -57,7 +57,7 @@ class ModelHost(Protocol):
     Attributes:
         settings: The backend's :class:`~labelhub.backend.settings.Settings`.
         fetcher: The worker's :class:`~labelhub.backend.media.MediaFetcher` (task media from trusted sources).
-        embeddings: The worker's embedding cache (:class:`labelhub.backend.models.choices.EmbeddingCache`).
+        embeddings: The worker's embedding cache (:class:`labelhub.backend.embedding_cache.EmbeddingCache`).
     """
 
     settings: "Settings"

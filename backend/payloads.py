@@ -98,10 +98,18 @@ class SetupRequest:
         """Validate a ``/setup`` body.
 
         Raises:
-            InvalidPayloadError: When ``project`` or ``schema`` is missing or malformed.
+            InvalidPayloadError: When ``project`` or ``schema`` is missing or malformed, or ``extra_params``
+                is not a JSON object (or its text).
         """
+        from labelhub.backend.models.params import parse_params
+
+        try:
+            extra = body.get("extra_params")
+            extra_params = parse_params(extra, "extra_params") if extra is not None else None
+        except ValueError as exc:
+            raise InvalidPayloadError(str(exc), field="extra_params") from None
         return cls(project=project_key(body.get("project")), label_config=_label_config(body, "schema", True),
-                   extra_params=body.get("extra_params"))
+                   extra_params=extra_params)
 
 
 @dataclass(frozen=True)

@@ -67,6 +67,9 @@ class Settings:
             comma-separated host names or ``host:port``; empty: none).
         model_class: ``module:Class`` of the model (``LABELHUB_MODEL``), a
             :class:`labelhub.backend.model.LabelStudioMLBase` subclass.
+        model_params: The default model's parameters for every project, a JSON object
+            (``LABELHUB_MODEL_PARAMS``; a project's "Extra params" override it key by key). See
+            :mod:`labelhub.backend.models.params`.
         image_embedder / text_embedder: Which embedder the default Choices model uses
             (``LABELHUB_IMAGE_EMBEDDER``, ``LABELHUB_TEXT_EMBEDDER``); see :mod:`labelhub.backend.embedders`.
         image_size: Side in pixels images are resized to before the CNN (``LABELHUB_IMAGE_SIZE``).
@@ -97,7 +100,8 @@ class Settings:
     label_studio_api_key: str = field(default="", repr=False)
     hf_token: str = field(default="", repr=False)
     allowed_hosts: tuple[str, ...] = ()
-    model_class: str = "labelhub.backend.models.choices:ChoicesModel"
+    model_class: str = "labelhub.backend.models.project:ProjectModel"
+    model_params: str = ""
     image_embedder: str = "efficientnet-lite0"
     text_embedder: str = "all-MiniLM-L6-v2"
     image_size: int = 128
@@ -125,6 +129,7 @@ class Settings:
         "hf_token": "HF_TOKEN",
         "allowed_hosts": "LABELHUB_ALLOWED_HOSTS",
         "model_class": "LABELHUB_MODEL",
+        "model_params": "LABELHUB_MODEL_PARAMS",
         "image_embedder": "LABELHUB_IMAGE_EMBEDDER",
         "text_embedder": "LABELHUB_TEXT_EMBEDDER",
         "image_size": "LABELHUB_IMAGE_SIZE",
@@ -162,6 +167,16 @@ class Settings:
             parts = value if isinstance(value, tuple) else (value,)
             if any("\0" in str(part) for part in parts):
                 raise ValueError(f"{self.ENV[f.name]} contains a NUL character")
+        from labelhub.backend.models.params import parse_params
+
+        parse_params(self.model_params, "LABELHUB_MODEL_PARAMS")
+
+    @property
+    def default_model_params(self) -> dict:
+        """:attr:`model_params` parsed (``{}`` when unset)."""
+        from labelhub.backend.models.params import parse_params
+
+        return parse_params(self.model_params, "LABELHUB_MODEL_PARAMS")
 
     @property
     def log_level_number(self) -> int:

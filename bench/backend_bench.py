@@ -38,12 +38,27 @@ def pct(values, q):
     return float(np.percentile(values, q)) * 1000
 
 
+class _Precomputed:
+    """A head host whose embeddings were computed beforehand (``TaskInput.value`` is the row's index)."""
+
+    def __init__(self, X):
+        self.X = X
+
+    def embedder_spec(self, kind):
+        return "precomputed"
+
+    def embed(self, inputs, kind):
+        return self.X[[int(i.value) for i in inputs]]
+
+
 def learning_curve(kind: str, sizes=(20, 100, 500)) -> dict[int, float]:
     from labelhub.backend.embedders import decode_image, get_embedder
-    from labelhub.backend.models.choices import ChoicesModel
+    from labelhub.backend.models.choices import ChoicesHead
+    from labelhub.backend.models.heads import TaskInput
+    from labelhub.label_config import control_specs
 
     if kind == "image":
-        model = ChoicesModel(project_id="1", label_config=IMAGE_CONFIG)
+        control = control_specs(IMAGE_CONFIG)[0]
         xtr, ytr = fashion_mnist("train", max(sizes))
         xte, yte = fashion_mnist("test", 2000)
         emb = get_embedder("image", "efficientnet-lite0", image_size=128, threads=2)
@@ -52,18 +67,20 @@ def learning_curve(kind: str, sizes=(20, 100, 500)) -> dict[int, float]:
         ytr = [FASHION_MNIST_CLASSES[y] for y in ytr]
         yte = [FASHION_MNIST_CLASSES[y] for y in yte]
     else:
-        model = ChoicesModel(project_id="1", label_config=TEXT_CONFIG)
+        control = control_specs(TEXT_CONFIG)[0]
         rows = list(rotten_tomatoes())
         random.Random(0).shuffle(rows)
         train, test = rows[:max(sizes)], rows[-1000:]
         emb = get_embedder("text", "all-MiniLM-L6-v2", threads=2)
         Xtr, Xte = emb.embed([t for t, _ in train]), emb.embed([t for t, _ in test])
         ytr, yte = [c for _, c in train], [c for _, c in test]
+    head = ChoicesHead(control, _Precomputed(Xte))
+    tests = [TaskInput(task={}, value=str(i), media=None) for i in range(len(Xte))]
     out = {}
     for n in sizes:
-        head = model._fit_head(Xtr[:n], [(y,) for y in ytr[:n]])
-        preds = model._predict_matrix(head, Xte)
-        out[n] = float(np.mean([p["result"][0]["value"]["choices"][0] == y for p, y in zip(preds, yte)]))
+        fitted = head._fit_matrix(Xtr[:n], [(y,) for y in ytr[:n]])
+        preds = head.predict(tests, fitted)
+        out[n] = float(np.mean([p[0]["value"]["choices"][0] == y for p, y in zip(preds, yte)]))
     return out
 
 

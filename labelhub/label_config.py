@@ -25,8 +25,8 @@ from cachetools import LRUCache, cached
 
 from labelhub.errors import LabelConfigError
 
-__all__ = ["ObjectTag", "ControlTag", "ChoicesSpec", "DataField", "parse_label_config", "parsed_label_config",
-           "choices_spec", "data_field", "control_tags", "URL_TAGS", "TEXT_TAGS", "DEFAULT_INCLUDE"]
+__all__ = ["ObjectTag", "ControlTag", "ChoicesSpec", "ControlSpec", "DataField", "parse_label_config",
+           "parsed_label_config", "choices_spec", "control_specs", "data_field", "control_tags", "URL_TAGS", "TEXT_TAGS", "DEFAULT_INCLUDE"]
 
 #: Object tags whose task data is a file's URL.
 URL_TAGS = ("Image", "Audio", "AudioPlus", "Video")
@@ -101,6 +101,47 @@ class ChoicesSpec:
     labels: tuple[str, ...]
     multiple: bool = False
     text_is_url: bool = False
+
+
+@dataclass(frozen=True)
+class ControlSpec:
+    """A control tag paired with the object tag it labels: what one of the backend's predictors answers.
+
+    Attributes:
+        tag: The control tag type as Label Studio spells it (``Choices``, ``RectangleLabels``, ``Labels``,
+            ``TextArea``, ...); its lower-cased form is the result ``type`` (https://labelstud.io/tags/).
+        from_name: The control tag's ``name``.
+        to_name: The object tag's ``name`` (the first of its ``toName`` whose ``value`` is a ``$key``).
+        object_tag: The object tag type (``Image``, ``Text``, ``HyperText``, ``Audio``, ...).
+        value_key: The key of the task's ``data`` holding the object's value (URL or text).
+        labels: The control's ``<Choice>``/``<Label>`` values (aliases when set), in config order.
+        attrs: All the control tag's XML attributes, as written.
+        text_is_url: ``True`` for ``<Text valueType="url">`` (the text is fetched from the URL).
+    """
+
+    tag: str
+    from_name: str
+    to_name: str
+    object_tag: str
+    value_key: str
+    labels: tuple[str, ...]
+    attrs: dict = field(default_factory=dict, compare=False, hash=False)
+    text_is_url: bool = False
+
+    @property
+    def type(self) -> str:
+        """The result ``type`` of this control (``rectanglelabels`` for ``RectangleLabels``)."""
+        return self.tag.lower()
+
+    @property
+    def per_region(self) -> bool:
+        """``True`` for ``perRegion="true"`` (a TextArea or Choices answered per region)."""
+        return str(self.attrs.get("perRegion", "")).lower() == "true"
+
+    @property
+    def multiple(self) -> bool:
+        """``True`` for ``choice="multiple"`` (Choices)."""
+        return str(self.attrs.get("choice", "single")).lower() == "multiple"
 
 
 @dataclass(frozen=True)
@@ -230,6 +271,35 @@ def choices_spec(label_config: str) -> ChoicesSpec:
     raise LabelConfigError(
         "the default model supports a <Choices> tag over an <Image> or <Text> tag with a $value; "
         "this label config has " + ("; ".join(found) if found else "no control tag"))
+
+
+def control_specs(label_config: str) -> list[ControlSpec]:
+    """Every control tag of the label config that labels an object tag with a ``$key`` value.
+
+    Args:
+        label_config: The XML.
+
+    Returns:
+        One :class:`ControlSpec` per such control tag, in config order (a control over no object tag
+        with a value, such as ``<Choices toName="txt">`` over ``<Text value="constant">``, is left out).
+
+    Raises:
+        LabelConfigError: When the XML does not parse.
+
+    Example:
+        >>> [c.type for c in control_specs('<View><Image name="i" value="$image"/>'
+        ...     '<RectangleLabels name="box" toName="i"><Label value="Cat"/></RectangleLabels></View>')]
+        ['rectanglelabels']
+    """
+    controls, objects = parse_label_config(label_config)
+    specs = []
+    for c in controls:
+        target = next((objects[n] for n in c.to_name if n in objects and objects[n].value), None)
+        if target is not None:
+            specs.append(ControlSpec(tag=c.tag, from_name=c.name, to_name=target.name, object_tag=target.tag,
+                                     value_key=target.value, labels=c.labels, attrs=dict(c.attrs),
+                                     text_is_url=target.tag in TEXT_TAGS and target.value_type == "url"))
+    return specs
 
 
 def data_field(label_config: str) -> DataField:

@@ -50,7 +50,8 @@ def test_health_answers_fast_without_loading_a_model(client):
 def test_setup_answers_model_version_and_remembers_the_label_config(app, client):
     answer = client.post("/setup", json={"project": KEY, "schema": IMAGE_CONFIG, "hostname": "http://ls",
                                          "access_token": "tok", "extra_params": None})
-    assert answer.status_code == 200 and answer.json == {"model_version": "choices-v0"}
+    assert answer.status_code == 200 and list(answer.json) == ["model_version"]
+    assert answer.json["model_version"].startswith("labelhub-0-")  # nothing learned yet
     stored = app.extensions["labelhub"].store.project(KEY).project()
     assert stored["label_config"] == IMAGE_CONFIG and "tok" not in json.dumps(stored)
 
@@ -60,17 +61,18 @@ def test_untrained_model_answers_an_empty_result_per_task(client):
     answer = client.post("/predict", json={"tasks": tasks, "project": KEY, "label_config": IMAGE_CONFIG,
                                            "params": {"login": None, "password": None, "context": None}})
     assert answer.status_code == 200
-    assert answer.json["results"] == [{"result": [], "score": 0.0, "model_version": "choices-v0"}] * 3
+    assert answer.json["results"] == [{"result": [], "score": 0.0, "model_version": answer.json["results"][0]["model_version"]}] * 3
+    assert answer.json["results"][0]["model_version"].startswith("labelhub-0-")
 
 
 def test_annotations_train_in_the_background_and_bump_model_version(app, client):
     tasks, labels = image_tasks(120)
     client.post("/setup", json={"project": KEY, "schema": IMAGE_CONFIG})
     post_annotations(client, tasks[:100], labels[:100])
-    assert client.post("/setup", json={"project": KEY, "schema": IMAGE_CONFIG}).json["model_version"] == "choices-v0"
+    assert client.post("/setup", json={"project": KEY, "schema": IMAGE_CONFIG}).json["model_version"].startswith("labelhub-0-")
     assert train(app) == 100
     version = client.post("/setup", json={"project": KEY, "schema": IMAGE_CONFIG}).json["model_version"]
-    assert version.startswith("choices-v1-")
+    assert version.startswith("labelhub-100-")  # learned from 100 annotated tasks
     answer = client.post("/predict", json={"tasks": tasks[100:], "project": KEY, "label_config": IMAGE_CONFIG})
     results = answer.json["results"]
     assert len(results) == 20 and all(r["model_version"] == version for r in results)
@@ -110,7 +112,7 @@ def test_events_survive_a_crash_before_the_trainer_ran(tmp_path):
     second = make_app(tmp_path)
     assert train(second) == 30
     version = second.test_client().post("/setup", json={"project": KEY, "schema": IMAGE_CONFIG}).json
-    assert version["model_version"].startswith("choices-v1-")
+    assert version["model_version"].startswith("labelhub-30-")
 
 
 def test_a_task_whose_media_fails_gets_an_empty_result_while_others_succeed(app, client):
@@ -216,7 +218,7 @@ def test_legacy_train_endpoint_queues_the_annotated_tasks(app, client):
         {**t, "annotations": [annotation_event(500 + i, t, y)["annotation"]]} for i, (t, y) in enumerate(zip(tasks, labels))]}
     assert client.post("/train", json=body).status_code == 200
     train(app)
-    assert client.post("/setup", json={"project": KEY, "schema": IMAGE_CONFIG}).json["model_version"] != "choices-v0"
+    assert client.post("/setup", json={"project": KEY, "schema": IMAGE_CONFIG}).json["model_version"].startswith("labelhub-0-") is False
 
 
 def test_multiple_choice_text_project(app, client):
@@ -229,7 +231,7 @@ def test_multiple_choice_text_project(app, client):
     train(app)
     answer = client.post("/predict", json={"tasks": tasks[30:], "project": KEY, "label_config": config})
     results = answer.json["results"]
-    assert all(r["model_version"].startswith("choices-v1-") for r in results)
+    assert all(r["model_version"].startswith("labelhub-30-") for r in results)
     hits = sum(set(r["result"][0]["value"]["choices"]) >= {y[0]} for r, y in zip(results, multi[30:]) if r["result"])
     assert hits >= 7
 

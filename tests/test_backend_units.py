@@ -15,7 +15,7 @@ from labelhub.errors import LabelConfigError
 from labelhub.backend.events import apply_event
 from labelhub.label_config import choices_spec, parsed_label_config
 from labelhub.backend.media import MediaFetcher, parse_hub_url, safe_url
-from labelhub.backend.models.choices import EmbeddingCache
+from labelhub.backend.embedding_cache import EmbeddingCache
 from labelhub.backend.settings import Settings
 from labelhub.backend.state import ProjectState, Store, atomic_write_json, project_key_from_webhook
 from labelhub.locks import file_lock

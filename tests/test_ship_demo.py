@@ -86,7 +86,7 @@ def annotate_true_labels(demo: DemoProcess, settings, tasks, count: int) -> list
 
 def wait_for_trained_model(demo: DemoProcess) -> str:
     return wait_for(lambda: (v := requests.get(demo.backend_url + "/versions", timeout=5).json()["versions"])
-                    and v[-1] != "choices-v0" and v[-1], timeout=90, message="a trained model version")
+                    and not v[-1].startswith("labelhub-0-") and v[-1], timeout=90, message="a trained model version")
 
 
 def _port_closed(port: int) -> bool:
@@ -123,7 +123,7 @@ def test_demo_starts_imports_real_images_serves_predictions_versions_annotations
         predictions = opened["predictions"]  # asked of the backend as the task opened (the model may train on)
         trained = requests.get(demo.backend_url + "/versions", timeout=5).json()["versions"]
         assert len(predictions) == 1 and predictions[0]["model_version"] in trained, (predictions, trained)
-        assert predictions[0]["model_version"] != "choices-v0"
+        assert not predictions[0]["model_version"].startswith("labelhub-0-")
         assert predictions[0]["result"][0]["value"]["choices"][0] in FASHION_MNIST_CLASSES
         assert 0 < predictions[0]["score"] <= 1
 

@@ -1,1 +1,1 @@
-"""Models served by the backend; :class:`labelhub.backend.models.choices.ChoicesModel` is the default."""
+"""Models served by the backend: :class:`labelhub.backend.models.project.ProjectModel` (the default) and its heads."""

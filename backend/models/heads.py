@@ -1,0 +1,212 @@
+"""Control heads: one predictor per control tag, the parts :class:`~labelhub.backend.models.project.ProjectModel` combines.
+
+A label config pairs control tags with object tags (https://labelstud.io/tags/). The default model answers
+each control tag it supports with one *head*, and puts the regions of every head into one prediction per
+task (https://labelstud.io/guide/predictions). A head is a small class:
+
+- ``__init__(control, host, params, controls)``: the :class:`~labelhub.label_config.ControlSpec` it answers,
+  the :class:`HeadHost` (settings, embedders), the project's parameters (``extra_params`` from Label
+  Studio's Connect Model dialog over ``LABELHUB_MODEL_PARAMS``), and every control of the config (a
+  per-region head looks for the Rectangle control its regions belong to). It must be fast (no model
+  loading: that happens on first :meth:`ControlHead.fit`/:meth:`ControlHead.predict`, or in
+  :meth:`ControlHead.warmup`).
+- :meth:`ControlHead.fit` turns :class:`Example` s (a task's media and its latest annotation's results) into a
+  picklable fitted state, or ``None`` while there is too little to learn from. It is a function of its
+  examples and :meth:`ControlHead.identity`: the project model skips it when neither changed, and
+  stores what it returns with joblib so every worker loads the same fit.
+- :meth:`ControlHead.predict` answers a list of :class:`TaskInput` with the regions of each task, in Label
+  Studio's result format for the control (``from_name``, ``to_name``, ``type``, ``value``, plus
+  ``original_width``/``original_height`` for image regions), each with a ``score`` in [0, 1].
+
+Heads that answer without annotations (an OCR model, a Hugging Face model chosen by id) set
+``learns = False``: they are asked to predict with ``fitted=None`` from the start.
+"""
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Mapping, Protocol, Sequence
+
+if TYPE_CHECKING:  # pragma: no cover
+    import numpy as np
+
+    from labelhub.backend.settings import Settings
+    from labelhub.label_config import ControlSpec
+
+__all__ = ["TaskInput", "Example", "HeadHost", "ControlHead", "region_id", "image_region"]
+
+
+@dataclass(frozen=True)
+class TaskInput:
+    """One task's object, loaded.
+
+    Attributes:
+        task: The Label Studio task (https://labelstud.io/guide/task_format): ``{"id", "data", ...}``.
+        value: The task data's raw value for the object tag (the image URL, or the text / its URL): the
+            key of embedding caches.
+        media: The loaded object: a ``PIL.Image.Image`` in mode ``RGB`` for ``<Image>``, a ``str`` for
+            ``<Text>``/``<HyperText>`` (fetched when ``valueType="url"``).
+    """
+
+    task: dict
+    value: str
+    media: Any
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """``(width, height)`` of an image in pixels (what ``original_width``/``original_height`` report).
+
+        Raises:
+            AttributeError: When the media is not an image.
+        """
+        return self.media.size
+
+
+@dataclass(frozen=True)
+class Example:
+    """What a head learns from: a task's object and its latest annotation.
+
+    Attributes:
+        input: The task's loaded object.
+        results: Every result of the task's latest annotation (all controls, Label Studio's format:
+            https://labelstud.io/guide/export#Label-Studio-JSON-format-of-annotated-tasks).
+    """
+
+    input: TaskInput
+    results: tuple[dict, ...]
+
+    def regions(self, from_name: str) -> list[dict]:
+        """The results of one control tag.
+
+        Args:
+            from_name: The control tag's ``name``.
+
+        Returns:
+            The results whose ``from_name`` it is, in annotation order.
+        """
+        return [r for r in self.results if isinstance(r, dict) and r.get("from_name") == from_name]
+
+
+class HeadHost(Protocol):
+    """What a head may use of the project model (:class:`~labelhub.backend.models.project.ProjectModel` is one).
+
+    Attributes:
+        settings: The backend's :class:`~labelhub.backend.settings.Settings`.
+    """
+
+    settings: "Settings"
+
+    def embedder(self, kind: str) -> Any:
+        """The worker's :class:`~labelhub.backend.embedders.Embedder` for ``"image"`` or ``"text"`` (loads it)."""
+
+    def embedder_spec(self, kind: str) -> str:
+        """Which embedder :meth:`embedder` gives, without loading it (for :meth:`ControlHead.identity`)."""
+
+    def embed(self, inputs: Sequence[TaskInput], kind: str) -> "np.ndarray":
+        """Whole-object embeddings ``(len(inputs), dim)`` float32, through the worker's and project's caches."""
+
+
+class ControlHead:
+    """Base class of a head (see the module docstring).
+
+    Args:
+        control: The control tag it answers.
+        host: The project model.
+        params: The project's parameters for this control (``extra_params`` over ``LABELHUB_MODEL_PARAMS``,
+            with the control's own ``controls[from_name]`` entry merged in).
+        controls: Every control of the label config, in config order.
+
+    Attributes:
+        name: A short identifier of the head's kind (part of logs and of the model's identity).
+        learns: ``False`` when the head answers without annotations (``fitted`` is then always ``None``).
+    """
+
+    name = "head"
+    learns = True
+
+    def __init__(self, control: "ControlSpec", host: HeadHost, params: Mapping[str, Any] | None = None,
+                 controls: Sequence["ControlSpec"] = ()):
+        self.control = control
+        self.host = host
+        self.params = dict(params or {})
+        self.controls = tuple(controls)
+
+    @classmethod
+    def supports(cls, control: "ControlSpec", params: Mapping[str, Any]) -> bool:
+        """Whether this head can answer ``control`` with ``params`` (checked before it is built).
+
+        Returns:
+            ``True`` by default: the project model picks heads by control and object tag.
+        """
+        return True
+
+    def claims(self) -> tuple[str, ...]:
+        """The ``from_name`` s whose regions this head answers (its own control's by default).
+
+        A per-region TextArea head that also draws the Rectangle regions it transcribes claims that
+        Rectangle control too, so that no other head answers it.
+        """
+        return (self.control.from_name,)
+
+    def identity(self) -> Any:
+        """JSON-serializable: what besides the examples decides a fit (embedder, hyperparameters).
+
+        A change refits from the same examples and changes the model version.
+        """
+        return [self.name, self.control.from_name, sorted(self.control.labels)]
+
+    def warmup(self) -> None:
+        """Load what :meth:`predict` needs (called in the background after ``/setup``)."""
+
+    def fit(self, examples: Sequence[Example]) -> Any | None:
+        """Learn from the annotated tasks.
+
+        Args:
+            examples: One per annotated task whose media loaded, sorted by task id.
+
+        Returns:
+            A picklable fitted state for :meth:`predict`, or ``None`` while there is too little to learn.
+        """
+        return None
+
+    def predict(self, inputs: Sequence[TaskInput], fitted: Any | None) -> list[list[dict]]:
+        """The regions of each task.
+
+        Args:
+            inputs: The tasks' loaded objects.
+            fitted: What :meth:`fit` returned last (``None`` for heads that do not learn).
+
+        Returns:
+            One list of results per input, in Label Studio's format for the control, each with a
+            ``score`` in [0, 1]; ``[]`` when the head finds nothing.
+        """
+        return [[] for _ in inputs]
+
+    # helpers for subclasses -------------------------------------------------------------------------
+    def result(self, value: dict, score: float, **extra: Any) -> dict:
+        """One result of this control: ``{"from_name", "to_name", "type", "value", "score", **extra}``."""
+        return {"from_name": self.control.from_name, "to_name": self.control.to_name, "type": self.control.type,
+                "value": value, "score": float(score), **extra}
+
+
+def region_id() -> str:
+    """A new region id (Label Studio uses 10 characters; results of one region share it)."""
+    return uuid.uuid4().hex[:10]
+
+
+def image_region(size: tuple[int, int], box: tuple[float, float, float, float]) -> dict:
+    """An image region's geometry in Label Studio's percent units.
+
+    Args:
+        size: ``(width, height)`` of the image in pixels.
+        box: ``(x0, y0, x1, y1)`` in pixels.
+
+    Returns:
+        ``{"x", "y", "width", "height", "rotation"}`` in percent of the image's width and height
+        (https://labelstud.io/tags/rectanglelabels), clipped to the image, rotation 0.
+    """
+    w, h = size
+    x0, y0 = max(0.0, min(box[0], w)), max(0.0, min(box[1], h))
+    x1, y1 = max(x0, min(box[2], w)), max(y0, min(box[3], h))
+    return {"x": 100.0 * x0 / w, "y": 100.0 * y0 / h, "width": 100.0 * (x1 - x0) / w,
+            "height": 100.0 * (y1 - y0) / h, "rotation": 0}

@@ -1,0 +1,500 @@
+"""The default model: every control tag of a project's label config answered by one head.
+
+For each control tag of the label config (:func:`labelhub.label_config.control_specs`), the model picks a
+head (:mod:`labelhub.backend.models.heads`) by the control and object tag and the project's parameters
+(:mod:`labelhub.backend.models.params`: Label Studio's "Extra params" over ``LABELHUB_MODEL_PARAMS``):
+
+================================  =====================================================================
+control over object               head
+================================  =====================================================================
+any, with a ``model`` parameter   a Hugging Face model by id or path, when its task fits the control
+                                  (:class:`~labelhub.backend.models.pipelines.PipelineHead`)
+Choices over Image, Text          embeddings + logistic regression (:class:`~labelhub.backend.models.choices.ChoicesHead`)
+RectangleLabels over Image        learned from the annotated boxes (:class:`~labelhub.backend.models.boxes.BoxesHead`)
+Labels over Text                  learned from the annotated spans (:class:`~labelhub.backend.models.spans.SpansHead`)
+TextArea over Image               offline OCR (:class:`~labelhub.backend.models.transcription.TranscriptionHead`)
+================================  =====================================================================
+
+A control no head answers is left out of the predictions and named once in the log; a label config with
+no control any head answers is refused (:class:`labelhub.errors.LabelConfigError`, 422).
+
+**Predictions.** One per task (https://labelstud.io/guide/predictions): the regions of every head in
+``result``, each with its ``score``, and one task ``score``: the lowest of the controls' scores (a
+control's score is the mean of its regions'), so that sorting Label Studio's Data Manager by prediction
+score ascending shows first the tasks whose least certain control is least certain.
+
+**Training.** The background trainer calls :meth:`ProjectModel.fit_batch` with the project's annotations.
+Each learning head is refit only when its examples (the latest annotation of each annotated task) or its
+:meth:`~labelhub.backend.models.heads.ControlHead.identity` changed; what it returns is stored with
+joblib under ``MODEL_DIR/projects/<project>/files/heads/`` and named in ``kv.json``, so every worker
+loads the same fit. The ``model_version`` is ``labelhub-<n>-<hash>``: ``n`` the annotated tasks it
+learned from and ``hash`` a digest of the heads' identities and of what each learned from, the same
+after a restart and never random.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib
+import io
+import json
+import logging
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Sequence
+
+import numpy as np
+
+from labelhub.backend.embedding_cache import EmbeddingCache
+from labelhub.backend.errors import MediaError
+from labelhub.backend.model import LabelStudioMLBase
+from labelhub.backend.models.heads import ControlHead, Example, TaskInput
+from labelhub.backend.models.params import params_for
+from labelhub.backend.state import atomic_write_bytes
+from labelhub.errors import LabelConfigError
+from labelhub.label_config import ControlSpec, control_specs
+
+log = logging.getLogger(__name__)
+
+__all__ = ["ProjectModel", "LEARNED_HEADS", "PIPELINE_HEAD", "latest_annotations"]
+
+#: The learned (or offline) head of each ``(control tag, object tag)``, as ``module:Class``.
+LEARNED_HEADS = {
+    ("Choices", "Image"): "labelhub.backend.models.choices:ChoicesHead",
+    ("Choices", "Text"): "labelhub.backend.models.choices:ChoicesHead",
+    ("Choices", "HyperText"): "labelhub.backend.models.choices:ChoicesHead",
+    ("RectangleLabels", "Image"): "labelhub.backend.models.boxes:BoxesHead",
+    ("Labels", "Text"): "labelhub.backend.models.spans:SpansHead",
+    ("TextArea", "Image"): "labelhub.backend.models.transcription:TranscriptionHead",
+}
+#: The head that serves a Hugging Face model chosen with the ``model`` parameter.
+PIPELINE_HEAD = "labelhub.backend.models.pipelines:PipelineHead"
+
+_LOGGED: set[tuple[str, str, str]] = set()
+_LOGGED_LOCK = threading.Lock()
+
+
+def _log_once(project: Any, from_name: str, message: str, *args: Any) -> None:
+    key = (str(project), from_name, message)
+    with _LOGGED_LOCK:
+        if key in _LOGGED:
+            return
+        _LOGGED.add(key)
+    log.info(message, *args)
+
+
+def _load_class(path: str) -> type[ControlHead]:
+    module, _, name = path.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def _time_key(ann: dict, ann_id: Any) -> tuple:
+    updated = ann.get("updated_at")
+    return (updated if isinstance(updated, str) else "", int(ann_id) if str(ann_id).isdigit() else 0)
+
+
+def latest_annotations(annotations: dict) -> dict[str, tuple[dict, list]]:
+    """The latest annotation of each annotated task in the backend's training data.
+
+    Args:
+        annotations: :meth:`labelhub.backend.state.ProjectState.load_annotations`: ``{"annotations": {id:
+            {"task", "result", "updated_at", ...}}, "tasks": {task id: task}}``.
+
+    Returns:
+        ``{task id: (task, results)}`` for the tasks whose data is known, the annotation updated last (then
+        the highest id) winning; ``results`` keeps only dict results.
+    """
+    latest: dict[str, tuple[tuple, dict]] = {}
+    for ann_id, ann in (annotations.get("annotations") or {}).items():
+        if not isinstance(ann, dict):
+            continue
+        tid = str(ann.get("task"))
+        key = _time_key(ann, ann_id)
+        if tid not in latest or key > latest[tid][0]:
+            latest[tid] = (key, ann)
+    tasks = annotations.get("tasks") or {}
+    out = {}
+    for tid, (_, ann) in sorted(latest.items()):
+        task = tasks.get(tid)
+        if isinstance(task, dict):
+            out[tid] = (task, [r for r in ann.get("result") or [] if isinstance(r, dict)])
+    return out
+
+
+class ProjectModel(LabelStudioMLBase):
+    """One head per control tag, one prediction per task (see the module docstring).
+
+    Raises:
+        labelhub.errors.LabelConfigError: From :meth:`setup` when no control tag of the label config has a
+            head (the message lists what the config has).
+    """
+
+    INITIAL_MODEL_VERSION = "labelhub-0"
+    #: Fits kept per head on disk (older files are deleted after a fit).
+    KEEP_FITS = 3
+
+    # setup ------------------------------------------------------------------------------------------
+    def setup(self) -> None:
+        """Read the label config and pick a head per control tag (fast: no model is loaded)."""
+        from labelhub.backend.models.params import parse_params
+
+        self.settings = self.backend.settings if self.backend is not None else _default_settings()
+        stored = self.state.project().get("extra_params") if self.state is not None else None
+        self.params = parse_params(self.extra_params if self.extra_params is not None else stored, "extra_params")
+        defaults = self.settings.default_model_params
+        self.controls = control_specs(self.label_config)
+        self.heads: list[ControlHead] = []
+        claimed: set[str] = set()
+        for control in self.controls:
+            if control.from_name in claimed:
+                continue
+            head = self._make_head(control, params_for(defaults, self.params, control.from_name))
+            if head is not None:
+                self.heads.append(head)
+                claimed.update(head.claims())
+        if not self.heads:
+            found = "; ".join(f"<{c.tag} name={c.from_name!r}> over <{c.object_tag}>" for c in self.controls)
+            raise LabelConfigError(
+                "no control tag of this label config can be answered: the backend answers Choices over Image "
+                "or Text, RectangleLabels and TextArea over Image, Labels over Text (and what a Hugging Face "
+                "model given as 'model' in the extra params fits); it has " + (found or "no control tag over "
+                                                                                 "an object with a $value"))
+        self._fitted: dict[str, Any] = {}
+        self._fitted_files: dict[str, str] = {}
+        self._disk_cache: dict[str, dict] | None = None
+
+    def _make_head(self, control: ControlSpec, params: dict) -> ControlHead | None:
+        candidates = []
+        if params.get("model"):
+            candidates.append(PIPELINE_HEAD)
+        learned = LEARNED_HEADS.get((control.tag, control.object_tag))
+        if learned and params.get("learned", True) is not False:
+            candidates.append(learned)
+        for path in candidates:
+            try:
+                cls = _load_class(path)
+            except ImportError as exc:
+                _log_once(self.project_id, control.from_name, "%s: %s is not installed (%s)", control.from_name,
+                          path, exc)
+                continue
+            if cls.supports(control, params):
+                return cls(control, self, params, self.controls)
+        _log_once(self.project_id, control.from_name,
+                  "project %s: <%s name=%r> over <%s> is not answered (no head for it)", self.project_id,
+                  control.tag, control.from_name, control.object_tag)
+        return None
+
+    @property
+    def warmup_key(self) -> str:
+        """What :meth:`warmup` loads: the same key means nothing new to load in this worker."""
+        return "+".join(sorted({json.dumps(h.identity(), sort_keys=True, default=str) for h in self.heads}))
+
+    def warmup(self) -> None:
+        """Load every head's models and the embedders they use (in the background after ``/setup``)."""
+        for head in self.heads:
+            head.warmup()
+
+    # the host heads use -----------------------------------------------------------------------------
+    def embedder(self, kind: str):
+        """The worker's embedder for ``kind`` (``"image"`` or ``"text"``), loaded on first use.
+
+        Raises:
+            ValueError: For another kind.
+        """
+        from labelhub.backend.embedders import get_embedder
+
+        s = self.settings
+        spec = s.image_embedder if kind == "image" else s.text_embedder
+        return get_embedder(kind, spec, image_size=s.image_size, threads=s.torch_threads)
+
+    def embedder_spec(self, kind: str) -> str:
+        """Which embedder :meth:`embedder` gives for ``kind``, without loading it: ``spec@size`` for images."""
+        s = self.settings
+        return f"{s.image_embedder}@{s.image_size}" if kind == "image" else s.text_embedder
+
+    def embed(self, inputs: Sequence[TaskInput], kind: str) -> np.ndarray:
+        """Whole-object embeddings through the worker's LRU and, while fitting, the project's disk cache.
+
+        Args:
+            inputs: Loaded task objects (images or texts).
+            kind: ``"image"`` or ``"text"``.
+
+        Returns:
+            ``float32`` array ``(len(inputs), dim)``.
+        """
+        embedder = self.embedder(kind)
+        memory = self.backend.embeddings if self.backend is not None else EmbeddingCache(0)
+        disk = self._disk_cache.setdefault(embedder.name, self._load_disk_cache(embedder.name)) \
+            if self._disk_cache is not None else {}
+        keys = [EmbeddingCache.key(embedder.name, item.value) for item in inputs]
+        out: list[Any] = [disk.get(k) if k in disk else memory.get(k) for k in keys]
+        todo = [i for i, vec in enumerate(out) if vec is None]
+        if todo:
+            vectors = embedder.embed([inputs[i].media for i in todo])
+            for i, vec in zip(todo, vectors):
+                out[i] = vec
+                memory.put(keys[i], vec)
+                if self._disk_cache is not None:
+                    disk[keys[i]] = vec
+        if not out:
+            return np.zeros((0, 0), dtype=np.float32)
+        return np.stack(out).astype(np.float32, copy=False)
+
+    # media ----------------------------------------------------------------------------------------
+    def _value(self, task: Any, control: ControlSpec) -> str:
+        data = task.get("data") if isinstance(task, dict) else None
+        if not isinstance(data, dict):
+            raise MediaError("the task has no 'data' object")
+        value = data.get(control.value_key)
+        if value is None or value == "":
+            raise MediaError(f"the task's data has no {control.value_key!r} (the label config's "
+                             f"${control.value_key})")
+        if control.object_tag == "Image" and not isinstance(value, str):
+            raise MediaError(f"data.{control.value_key} is not a URL")
+        return value if isinstance(value, str) else json.dumps(value)
+
+    def _load(self, value: str, control: ControlSpec) -> Any:
+        from labelhub.backend.embedders import decode_image
+
+        if control.object_tag == "Image":
+            if self.backend is None:
+                raise MediaError("no media fetcher (the model runs outside the backend)")
+            return decode_image(self.backend.fetcher.fetch(value))
+        if control.text_is_url:
+            if self.backend is None:
+                raise MediaError("no media fetcher (the model runs outside the backend)")
+            return self.backend.fetcher.fetch_text(value)
+        return value
+
+    def load_inputs(self, tasks: Sequence[dict], control: ControlSpec) -> list[TaskInput | MediaError]:
+        """Load each task's object for ``control`` (images fetched in parallel through the worker's fetcher).
+
+        Args:
+            tasks: Label Studio tasks.
+            control: The control whose object tag is loaded.
+
+        Returns:
+            A :class:`TaskInput`, or the :class:`~labelhub.backend.errors.MediaError` that kept it from
+            loading, per task.
+        """
+        def one(task: dict) -> TaskInput | MediaError:
+            try:
+                value = self._value(task, control)
+                return TaskInput(task=task, value=value, media=self._load(value, control))
+            except MediaError as exc:
+                return exc
+
+        remote = control.object_tag == "Image" or control.text_is_url
+        if remote and len(tasks) > 1:
+            with ThreadPoolExecutor(max_workers=min(8, len(tasks))) as pool:
+                return list(pool.map(one, tasks))
+        return [one(task) for task in tasks]
+
+    # prediction -----------------------------------------------------------------------------------
+    @property
+    def model_version(self) -> str:
+        """``labelhub-<n>-<hash>`` of the last fit (see the module docstring); before any fit, of the heads."""
+        stored = self.get("model_version")
+        if stored:
+            return str(stored)
+        return f"labelhub-0-{self._digest([h.identity() for h in self.heads])[:8]}"
+
+    @staticmethod
+    def _digest(obj: Any) -> str:
+        return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
+
+    def on_state_change(self) -> None:
+        """Load the fitted state of each head whose file the state names and this worker has not loaded."""
+        import joblib
+
+        if self.state is None:
+            return
+        heads = self.state.kv().get("heads") or {}
+        for head in self.heads:
+            name = head.control.from_name
+            entry = heads.get(name) or {}
+            file = entry.get("file")
+            if not file:
+                self._fitted.pop(name, None)
+                self._fitted_files.pop(name, None)
+            elif self._fitted_files.get(name) != file:
+                try:
+                    with open(self.state.files / "heads" / file, "rb") as fh:
+                        self._fitted[name] = joblib.load(fh)
+                    self._fitted_files[name] = file
+                except (OSError, EOFError, ValueError) as exc:
+                    log.warning("project %s: cannot load the fit of %s (%s)", self.project_id, name, exc)
+
+    def predict(self, tasks: list[dict], context: dict | None = None, **kwargs: Any) -> list[dict]:
+        """One prediction per task with every head's regions (see :meth:`LabelStudioMLBase.predict`).
+
+        A task whose object cannot be loaded gets ``{"result": [], "score": 0.0, "error": ...}`` while the
+        others are predicted. ``context`` (interactive pre-annotation) is accepted; the heads answer the
+        whole task.
+        """
+        if self.state is not None:
+            self.refresh()
+        version = self.model_version
+        active = [h for h in self.heads if not h.learns or h.control.from_name in self._fitted]
+        results: list[list[dict]] = [[] for _ in tasks]
+        scores: list[list[float]] = [[] for _ in tasks]
+        errors: list[str | None] = [None] * len(tasks)
+        loaded: dict[str, list] = {}
+        for head in active:
+            control = head.control
+            if control.to_name not in loaded:
+                loaded[control.to_name] = self.load_inputs(tasks, control)
+            items = loaded[control.to_name]
+            ok = [i for i, item in enumerate(items) if isinstance(item, TaskInput)]
+            for i, item in enumerate(items):
+                if isinstance(item, MediaError):
+                    errors[i] = str(item)
+            if not ok:
+                continue
+            try:
+                answers = head.predict([items[i] for i in ok], self._fitted.get(control.from_name))
+            except Exception:
+                log.exception("project %s: the %s head of %r failed; its regions are left out", self.project_id,
+                              head.name, control.from_name)
+                continue
+            for i, regions in zip(ok, answers):
+                if regions:
+                    results[i].extend(regions)
+                    scores[i].append(float(np.mean([r.get("score", 0.0) for r in regions])))
+        out = []
+        for regions, task_scores, error in zip(results, scores, errors):
+            pred = {"result": regions, "score": min(task_scores) if task_scores else 0.0, "model_version": version}
+            if error is not None and not regions:
+                pred["error"] = error
+            out.append(pred)
+        return out
+
+    # training -------------------------------------------------------------------------------------
+    def fit_batch(self, events: list[tuple[str, dict]], annotations: dict | None = None, **kwargs: Any):
+        """Refit the heads whose examples changed, once for a batch of events.
+
+        Args:
+            events: The batch (the data comes from ``annotations``).
+            annotations: The project's training data after applying the batch.
+
+        Returns:
+            The new model version, or ``None`` when no head's fit changed.
+        """
+        if annotations is None:
+            annotations = self.state.load_annotations() if self.state is not None else {}
+        latest = latest_annotations(annotations)
+        stored = dict(self.get("heads") or {})
+        started = time.monotonic()
+        before = {name: dict(entry) for name, entry in stored.items()}
+        self._disk_cache = {}
+        try:
+            for head in self.heads:
+                if head.learns:
+                    self._fit_head(head, latest, stored)
+        finally:
+            if self._disk_cache:
+                for name, cache in self._disk_cache.items():
+                    self._save_disk_cache(name, cache)
+            self._disk_cache = None
+        if stored == before:
+            return None
+        if all((stored.get(n) or {}).get("file") == (before.get(n) or {}).get("file") for n in stored):
+            self._update_state(heads=stored)  # new examples, still nothing (new) to learn: the version stays
+            return None
+        trained_on = len(latest)
+        digest = self._digest([[h.identity() for h in self.heads],
+                               {k: v.get("digest") for k, v in sorted(stored.items())}])
+        version = f"labelhub-{trained_on}-{digest[:8]}"
+        versions = (list(self.get("versions") or []) + [version])[-50:]
+        self._update_state(heads=stored, model_version=version, versions=versions, trained_on=trained_on,
+                           trained_at=time.time(), last_error=None)
+        log.info("project %s: %s from %d annotated tasks in %.2f s", self.project_id, version, trained_on,
+                 time.monotonic() - started)
+        if self.state is not None:
+            self.refresh()
+        return version
+
+    def _fit_head(self, head: ControlHead, latest: dict[str, tuple[dict, list]], stored: dict) -> None:
+        """Refit one head when its examples or identity changed; updates ``stored`` in place."""
+        name = head.control.from_name
+        claims = set(head.claims())
+        rows = []
+        for tid, (task, results) in latest.items():
+            try:
+                value = self._value(task, head.control)
+            except MediaError:
+                continue
+            rows.append((tid, task, value, [r for r in results if r.get("from_name") in claims]))
+        digest = self._digest([head.identity(), [(tid, value, regions) for tid, _, value, regions in rows]])
+        if (stored.get(name) or {}).get("digest") == digest:
+            return
+        examples, failed = [], 0
+        loaded = self.load_inputs([task for _, task, _, _ in rows], head.control)
+        for (tid, task, value, regions), item in zip(rows, loaded):
+            if isinstance(item, MediaError):
+                failed += 1
+                continue
+            examples.append(Example(input=item, results=tuple(latest[tid][1])))
+        started = time.monotonic()
+        fitted = head.fit(examples)
+        entry = {"digest": digest, "examples": len(examples), "media_failed": failed,
+                 "seconds": round(time.monotonic() - started, 3)}
+        if fitted is not None:
+            entry["file"] = self._save_fit(name, digest, fitted)
+            self._fitted[name] = fitted
+            self._fitted_files[name] = entry["file"]
+        else:
+            self._fitted.pop(name, None)
+            self._fitted_files.pop(name, None)
+        log.info("project %s: %s head of %r: %s on %d examples (%d without media) in %.2f s", self.project_id,
+                 head.name, name, "fitted" if fitted is not None else "not enough to learn yet", len(examples),
+                 failed, entry["seconds"])
+        stored[name] = entry
+
+    def _save_fit(self, name: str, digest: str, fitted: Any) -> str:
+        import joblib
+
+        safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in name)[:40]
+        file = f"{safe}-{digest[:12]}.joblib"
+        if self.state is None:
+            return file
+        buf = io.BytesIO()
+        joblib.dump(fitted, buf)
+        directory = self.state.files / "heads"
+        atomic_write_bytes(directory / file, buf.getvalue())
+        old = sorted(directory.glob(f"{safe}-*.joblib"), key=lambda p: p.stat().st_mtime)
+        for path in old[:-self.KEEP_FITS]:
+            if path.name != file:
+                path.unlink(missing_ok=True)
+        return file
+
+    def _update_state(self, **fields: Any) -> None:
+        if self.state is not None:
+            self.state.update_kv(**fields)
+        else:
+            self._memory.update({k: v for k, v in fields.items() if v is not None})
+
+    def _disk_cache_path(self, embedder_name: str):
+        return self.state.files / f"embeddings-{hashlib.sha1(embedder_name.encode()).hexdigest()[:12]}.npz"
+
+    def _load_disk_cache(self, embedder_name: str) -> dict:
+        if self.state is None:
+            return {}
+        try:
+            with np.load(self._disk_cache_path(embedder_name)) as npz:
+                return dict(zip(npz["keys"].tolist(), npz["vectors"]))
+        except (FileNotFoundError, ValueError, KeyError, OSError):
+            return {}
+
+    def _save_disk_cache(self, embedder_name: str, cache: dict) -> None:
+        if self.state is None or not cache:
+            return
+        buf = io.BytesIO()
+        np.savez(buf, keys=np.array(list(cache.keys())), vectors=np.stack(list(cache.values())))
+        atomic_write_bytes(self._disk_cache_path(embedder_name), buf.getvalue())
+
+
+def _default_settings():
+    from labelhub.backend.settings import Settings
+
+    return Settings()
