@@ -1,0 +1,104 @@
+"""The default model's composition: one head per control tag, per-project parameters, a stable model_version."""
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from labelhub.backend.app import create_app
+from labelhub.backend.models.params import params_for, parse_params
+from labelhub.backend.settings import Settings
+from tests.backend_fixtures import (PLOT_REVIEW_CLASSES, annotation_event, plot_review_tasks, project_key,
+                                   project_payload)
+
+KEY = project_key()
+
+#: Two Choices over one Text, and a Rating nothing answers.
+TWO_CONTROLS = ("<View><Text name='text' value='$text'/>"
+                "<Choices name='kind' toName='text'><Choice value='plot'/><Choice value='review'/></Choices>"
+                "<Choices name='size' toName='text'><Choice value='short'/><Choice value='long'/></Choices>"
+                "<Rating name='stars' toName='text'/></View>")
+
+
+def make_app(tmp_path, **overrides):
+    return create_app({"model_dir": tmp_path, "start_trainer": False, "warmup": False, **overrides})
+
+
+def _annotate(client, tasks, labels, config):
+    for i, (task, label) in enumerate(zip(tasks, labels)):
+        body = annotation_event(3000 + i, task, label, project=project_payload(label_config=config), from_name="kind")
+        size = "long" if len(task["data"]["text"]) > 150 else "short"
+        body["annotation"]["result"].append({"id": f"s{i}", "from_name": "size", "to_name": "text", "type": "choices",
+                                             "value": {"choices": [size]}})
+        assert client.post("/webhook", json=body).status_code == 200
+
+
+def test_every_answered_control_is_in_one_prediction_and_the_task_score_is_the_least_certain(tmp_path, caplog):
+    app = make_app(tmp_path)
+    client = app.test_client()
+    caplog.set_level(logging.INFO, logger="labelhub.backend.models.project")
+    assert client.post("/setup", json={"project": KEY, "schema": TWO_CONTROLS}).status_code == 200
+    tasks, labels = plot_review_tasks(50)
+    _annotate(client, tasks[:40], labels[:40], TWO_CONTROLS)
+    app.extensions["labelhub"].trainer.run_once()
+    results = client.post("/predict", json={"tasks": tasks[40:], "project": KEY, "label_config": TWO_CONTROLS}
+                          ).json["results"]
+    for pred in results:
+        assert sorted(r["from_name"] for r in pred["result"]) == ["kind", "size"]
+        assert all(r["type"] == "choices" and r["to_name"] == "text" and 0 <= r["score"] <= 1 for r in pred["result"])
+        assert pred["score"] == pytest.approx(min(r["score"] for r in pred["result"]))
+    assert {r["value"]["choices"][0] for p in results for r in p["result"] if r["from_name"] == "kind"} <= \
+        set(PLOT_REVIEW_CLASSES)
+    unanswered = [r.getMessage() for r in caplog.records if "'stars'" in r.getMessage()]
+    assert len(unanswered) == 1 and "not answered" in unanswered[0]
+
+
+def test_a_label_config_with_no_answerable_control_is_refused_with_what_it_has(tmp_path):
+    client = make_app(tmp_path).test_client()
+    config = "<View><Text name='text' value='$text'/><Rating name='stars' toName='text'/></View>"
+    answer = client.post("/setup", json={"project": KEY, "schema": config})
+    assert answer.status_code == 422
+    assert "<Rating name='stars'> over <Text>" in answer.json["error"]
+
+
+def test_extra_params_from_the_connect_model_dialog_are_kept_per_project_and_bad_ones_refused(tmp_path):
+    app = make_app(tmp_path)
+    client = app.test_client()
+    config = TWO_CONTROLS
+    ok = client.post("/setup", json={"project": KEY, "schema": config, "extra_params": '{"threshold": 0.5}'})
+    assert ok.status_code == 200
+    assert app.extensions["labelhub"].store.project(KEY).project()["extra_params"] == {"threshold": 0.5}
+    model = app.extensions["labelhub"].models.get(KEY, config)  # another worker or the trainer: no extra_params
+    assert model.params == {"threshold": 0.5}
+    for bad in ("{not json", "[1, 2]", {"controls": {"kind": 3}}):
+        answer = client.post("/setup", json={"project": KEY, "schema": config, "extra_params": bad})
+        assert answer.status_code == 422 and "extra_params" in answer.json["error"], bad
+
+
+def test_params_merge_environment_defaults_project_and_control_entries():
+    defaults = parse_params('{"threshold": 0.3, "controls": {"box": {"model": "a"}}}', "LABELHUB_MODEL_PARAMS")
+    project = parse_params({"threshold": 0.5, "controls": {"box": {"threshold": 0.9}}}, "extra_params")
+    assert params_for(defaults, project, "box") == {"threshold": 0.9, "model": "a"}
+    assert params_for(defaults, project, "other") == {"threshold": 0.5}
+    with pytest.raises(ValueError, match="LABELHUB_MODEL_PARAMS"):
+        Settings.from_env({"LABELHUB_MODEL_PARAMS": "nope"})
+
+
+def test_model_version_is_the_same_after_a_restart_and_changes_only_with_what_was_learned(tmp_path):
+    config = TWO_CONTROLS
+    first = make_app(tmp_path)
+    client = first.test_client()
+    before = client.post("/setup", json={"project": KEY, "schema": config}).json["model_version"]
+    assert before == make_app(tmp_path).test_client().post(
+        "/setup", json={"project": KEY, "schema": config}).json["model_version"]
+    tasks, labels = plot_review_tasks(20)
+    _annotate(client, tasks, labels, config)
+    first.extensions["labelhub"].trainer.run_once()
+    trained = client.post("/setup", json={"project": KEY, "schema": config}).json["model_version"]
+    assert trained.startswith("labelhub-20-") and trained != before
+    restarted = make_app(tmp_path)
+    assert restarted.test_client().post("/setup", json={"project": KEY, "schema": config}).json["model_version"] == trained
+    _annotate(client, tasks, labels, config)  # the same annotations again: nothing new to learn
+    restarted.extensions["labelhub"].trainer.run_once()
+    assert restarted.test_client().post("/setup", json={"project": KEY, "schema": config}
+                                        ).json["model_version"] == trained
