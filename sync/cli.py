@@ -4,6 +4,10 @@
   :mod:`labelhub.sync.annotations` and :mod:`labelhub.sync.versions` (annotations → versions) in the loop
   of :mod:`labelhub.sync.daemon`.
 - ``labelhub versions``: :mod:`labelhub.sync.versions.listing` (the annotation versions of a repo).
+- ``labelhub diff``: :mod:`labelhub.sync.versions.diff` (what changed between two versions).
+
+``--csv-path`` and ``--tag-prefix`` name the *series* of versions a command writes or reads
+(:mod:`labelhub.sync.versions.series`): several projects export into one repo, each with its own.
 
 The group that holds them is :mod:`labelhub.cli`.
 
@@ -24,6 +28,7 @@ from labelhub.sync.options import (
     one_line_errors,
     project_option,
     revision_option,
+    series_options,
     state_option,
 )
 
@@ -59,8 +64,7 @@ log = logging.getLogger("labelhub")
               help="Write finished annotations back to the repo as tagged versions.")
 @click.option("--export-interval", type=click.FloatRange(min=0), default=60.0, envvar="LABELHUB_EXPORT_INTERVAL",
               help="At most one export per this many seconds.")
-@click.option("--csv-path", default="annotations/annotations.csv", envvar="LABELHUB_CSV_PATH",
-              help="path_in_repo of the annotations CSV (the manifest is manifest.json beside it).")
+@series_options
 @click.option("--reconcile-interval", type=click.FloatRange(min=0), default=30.0,
               help="Seconds between reconciliations with the Label Studio API (webhooks are only hints).")
 @click.option("--sweep-interval", type=click.FloatRange(min=0), default=300.0, envvar="LABELHUB_SWEEP_INTERVAL",
@@ -78,14 +82,18 @@ log = logging.getLogger("labelhub")
 @log_level_option
 def sync(repo, project_id, revision, include, exclude, metadata_path, metadata_key, metadata_columns, once,
          interval, batch_size, state_path, label_studio_url, label_studio_api_key, hf_token, hf_endpoint,
-         public_url, file_urls, secret, url_lifetime, export, export_interval, csv_path, reconcile_interval, sweep_interval, webhook_url,
-         webhook_host, webhook_port, webhook_secret, log_level):
+         public_url, file_urls, secret, url_lifetime, export, export_interval, csv_path, tag_prefix, reconcile_interval,
+         sweep_interval, webhook_url, webhook_host, webhook_port, webhook_secret, log_level):
     """Turn the files of a dataset repo into Label Studio tasks, new files as they appear, never twice,
     and write finished annotations back to the repo as tagged versions (annotations-vN).
+
+    Several projects can export into one repo, each with its own --csv-path: their versions are apart
+    (annotations/test.csv -> tags test-vN, configs test, test-rows, test-consensus).
 
     \b
     Example:
       LABEL_STUDIO_API_KEY=... HF_TOKEN=... labelhub sync --repo owner/dataset --project 3 --once
+      labelhub sync --repo owner/dataset --project 4 --include 'test/**' --csv-path annotations/test.csv
     """
     from labelhub.redaction import setup_logging
 
@@ -122,7 +130,8 @@ def sync(repo, project_id, revision, include, exclude, metadata_path, metadata_k
                               export_interval=export_interval, sweep_interval=sweep_interval)
         if export:
             service.intake = AnnotationIntake(project, state)
-            service.exporter = Exporter(dataset, project, state, csv_path=csv_path, revision=revision)
+            service.exporter = Exporter(dataset, project, state, csv_path=csv_path, revision=revision,
+                                        tag_prefix=tag_prefix)
         if once:
             service.run_once()
             return
@@ -151,16 +160,23 @@ def _start_webhooks(project, state_path, repo_id, service, url, host, port, secr
 
 @click.command(context_settings={"show_default": True})
 @click.option("--repo", required=True, envvar="LABELHUB_REPO", help="Hub dataset OWNER/NAME or local git repo path.")
-@click.option("--csv-path", default="annotations/annotations.csv", envvar="LABELHUB_CSV_PATH",
-              help="path_in_repo of the annotations CSV.")
+@series_options
 @hub_options
-def versions(repo, csv_path, hf_token, hf_endpoint):
-    """List the annotation versions (annotations-vN tags) with date, counts and +added ~changed -removed."""
+def versions(repo, csv_path, tag_prefix, hf_token, hf_endpoint):
+    """List the annotation versions (annotations-vN tags) with date, counts and +added ~changed -removed.
+
+    Another project's versions in the same repo: its --csv-path (and --tag-prefix if it set one).
+
+    \b
+    Example:
+      labelhub versions --repo owner/dataset
+      labelhub versions --repo owner/dataset --csv-path annotations/test.csv    # test-vN
+    """
     from labelhub.sync.versions.listing import list_versions
     from labelhub.repos import open_repo
 
     with one_line_errors([hf_token]):
-        rows = list_versions(open_repo(repo, token=hf_token, endpoint=hf_endpoint), csv_path)
+        rows = list_versions(open_repo(repo, token=hf_token, endpoint=hf_endpoint), csv_path, tag_prefix)
     if not rows:
         click.echo("no annotation versions yet")
     for row in rows:
@@ -172,11 +188,10 @@ def versions(repo, csv_path, hf_token, hf_endpoint):
 @click.option("--repo", required=True, envvar="LABELHUB_REPO", help="Hub dataset OWNER/NAME or local git repo path.")
 @click.argument("old")
 @click.argument("new")
-@click.option("--csv-path", default="annotations/annotations.csv", envvar="LABELHUB_CSV_PATH",
-              help="path_in_repo of the annotations CSV.")
+@series_options
 @click.option("--json", "as_json", is_flag=True, help="Print the diff as JSON (for scripts).")
 @hub_options
-def diff(repo, old, new, csv_path, as_json, hf_token, hf_endpoint):
+def diff(repo, old, new, csv_path, tag_prefix, as_json, hf_token, hf_endpoint):
     """What changed between two versions (OLD and NEW: annotations-vN tags or commit shas): annotations added,
     removed and relabelled, per label and per annotator, and the from -> to table of relabels.
 
@@ -184,6 +199,7 @@ def diff(repo, old, new, csv_path, as_json, hf_token, hf_endpoint):
     Example:
       labelhub diff --repo owner/dataset annotations-v2 annotations-v3
       labelhub diff --repo ./data annotations-v1 annotations-v4 --json | jq .by_label
+      labelhub diff --repo owner/dataset test-v1 test-v2 --csv-path annotations/test.csv
     """
     import json
 
@@ -191,7 +207,7 @@ def diff(repo, old, new, csv_path, as_json, hf_token, hf_endpoint):
     from labelhub.sync.versions.diff import diff_table, diff_versions
 
     with one_line_errors([hf_token]):
-        change = diff_versions(open_repo(repo, token=hf_token, endpoint=hf_endpoint), old, new, csv_path)
+        change = diff_versions(open_repo(repo, token=hf_token, endpoint=hf_endpoint), old, new, csv_path, tag_prefix)
     if as_json:
         click.echo(json.dumps(change.to_dict(), indent=2, sort_keys=True))
         return

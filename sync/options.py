@@ -58,6 +58,22 @@ state_option = click.option(
     "--state", "state_path", default=".labelhub/sync.sqlite3", envvar="LABELHUB_STATE",
     type=click.Path(dir_okay=False), help="The SQLite file of the sync state.")
 
+csv_path_option = click.option(
+    "--csv-path", default="annotations/annotations.csv", envvar="LABELHUB_CSV_PATH",
+    help="path_in_repo of the project's annotations CSV. Another path than the default makes the project's own "
+         "series of versions in the repo (tags, manifest, training files and configs named after its tag prefix), "
+         "so several projects can export into one repo.")
+
+tag_prefix_option = click.option(
+    "--tag-prefix", default=None, envvar="LABELHUB_TAG_PREFIX", show_default=False,
+    help="The versions' tag prefix: tags PREFIX-vN, files and datasets configs named after it [default: derived "
+         "from --csv-path: annotations for annotations/annotations.csv, test for annotations/test.csv or "
+         "test/annotations.csv].")
+
+#: ``--csv-path`` and ``--tag-prefix``: which series of versions a command writes or reads
+#: (:mod:`labelhub.sync.versions.series`).
+series_options = options(csv_path_option, tag_prefix_option)
+
 label_studio_options = options(
     click.option("--label-studio-url", envvar="LABEL_STUDIO_URL", default="http://localhost:8080",
                  help="Label Studio's URL."),

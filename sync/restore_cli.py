@@ -15,24 +15,25 @@ from labelhub.sync.options import (
     log_level_option,
     one_line_errors,
     project_option,
+    series_options,
     state_option,
 )
 
 
 @click.command("restore", context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
 @click.option("--repo", required=True, envvar="LABELHUB_REPO", help="Hub dataset OWNER/NAME or local git repo path.")
-@click.option("--tag", required=True, help="The version to restore: an annotations-vN tag or a commit sha.")
+@click.option("--tag", required=True, help="The version to restore: an annotations-vN tag (another series': "
+              "PREFIX-vN with its --csv-path) or a commit sha.")
 @project_option
-@click.option("--csv-path", default="annotations/annotations.csv", envvar="LABELHUB_CSV_PATH",
-              help="path_in_repo of the annotations CSV.")
+@series_options
 @click.option("--batch-size", type=click.IntRange(min=1), default=1000, help="Tasks per Label Studio import call.")
 @state_option
 @label_studio_options
 @hub_options
 @log_level_option
 @click.pass_context
-def restore(ctx, repo, tag, project_id, csv_path, batch_size, state_path, label_studio_url, label_studio_api_key,
-            hf_token, hf_endpoint, log_level):
+def restore(ctx, repo, tag, project_id, csv_path, tag_prefix, batch_size, state_path, label_studio_url,
+            label_studio_api_key, hf_token, hf_endpoint, log_level):
     """Rebuild a Label Studio project's tasks and annotations from a version of the repo: one task per task of
     the version with all its annotations, annotators matched by email to Label Studio users (the others, and
     every original email, kept in the task's meta), never twice (re-running continues an interrupted restore).
@@ -40,12 +41,14 @@ def restore(ctx, repo, tag, project_id, csv_path, batch_size, state_path, label_
     \b
     Example:
       LABEL_STUDIO_API_KEY=... labelhub restore --repo owner/dataset --tag annotations-v3 --project 7
+      LABEL_STUDIO_API_KEY=... labelhub restore --repo owner/dataset --tag test-v2 --csv-path annotations/test.csv \\
+          --project 8
     """
     from labelhub.redaction import setup_logging
 
     redact = setup_logging(log_level, secrets=[label_studio_api_key, hf_token])
     with one_line_errors(redact.secrets):
-        report = _run(repo, tag, project_id, csv_path, batch_size, state_path, label_studio_url,
+        report = _run(repo, tag, project_id, csv_path, tag_prefix, batch_size, state_path, label_studio_url,
                       label_studio_api_key, hf_token, hf_endpoint)
     for error in report.errors:
         click.echo(str(error))
@@ -54,8 +57,8 @@ def restore(ctx, repo, tag, project_id, csv_path, batch_size, state_path, label_
         ctx.exit(1)
 
 
-def _run(repo, tag, project_id, csv_path, batch_size, state_path, label_studio_url, label_studio_api_key, hf_token,
-         hf_endpoint):
+def _run(repo, tag, project_id, csv_path, tag_prefix, batch_size, state_path, label_studio_url, label_studio_api_key,
+         hf_token, hf_endpoint):
     from labelhub.repos import open_repo
     from labelhub.sync.labelstudio.project import LabelStudioProject
     from labelhub.sync.ledger import ImportLedger
@@ -63,7 +66,7 @@ def _run(repo, tag, project_id, csv_path, batch_size, state_path, label_studio_u
     from labelhub.sync.versions.restore import RESTORE_SOURCE, Restorer, plan_tasks, read_version
 
     dataset = open_repo(repo, token=hf_token, endpoint=hf_endpoint)
-    _, frame, manifest = read_version(dataset, tag, csv_path)
+    _, frame, manifest = read_version(dataset, tag, csv_path, tag_prefix)
     project = LabelStudioProject(label_studio_url, label_studio_api_key, project_id)
     tasks, errors = plan_tasks(frame, manifest, project.label_config, dataset.repo_id, tag)
     db = connect(state_path)

@@ -12,8 +12,8 @@ Tables:
   as tombstones so that a late webhook never brings them back. ``users``: id → email.
 - ``cursors``: named positions, e.g. the ``updated_at`` up to which tasks were reconciled, and the Label
   Studio instance and project the rows belong to (:func:`bind_project`).
-- ``versions``: each export (``annotations-vN``): its ``export_id``, state (``committing``,
-  ``committed``, ``tagged``), commit sha and the row hashes it holds; ``exported``: the row hash of
+- ``versions``: each export (``annotations-vN``, or ``P-vN`` of another series): its ``export_id``, state
+  (``committing``, ``committed``, ``tagged``), commit sha and the row hashes it holds; ``exported``: the row hash of
   each annotation in the last tagged version (what the next +/~/- is counted against).
 
 Every write is one transaction (WAL mode), so a SIGKILL leaves the state as it was before the write
@@ -379,6 +379,14 @@ class SyncState:
                               "status='tagged' AND labels IS NOT NULL ORDER BY version DESC LIMIT 1",
                               self.key).fetchone()
         return (row[0], row[1]) if row else None
+
+    def forget_versions(self) -> None:
+        """Forget every version of this project and repo and the ``exported`` baseline, in one transaction (the
+        export's series changed: :data:`labelhub.sync.versions.exporter.SERIES`); the stored export rows are kept."""
+        with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            self.db.execute("DELETE FROM versions WHERE project_id=? AND repo_id=?", self.key)
+            self.db.execute("DELETE FROM exported WHERE project_id=? AND repo_id=?", self.key)
 
     def drop_version(self, version: int) -> None:
         """Forget a version whose commit never landed."""

@@ -3,8 +3,10 @@
 The card's YAML ``configs`` make ``datasets.load_dataset(repo, revision="annotations-vN")`` load
 the CSV (https://huggingface.co/docs/hub/datasets-manual-configuration; loading scripts are not
 supported from ``datasets`` 4). An existing card keeps its text and its other YAML keys: LabelHub
-only sets ``configs`` and rewrites the block between its two markers. The card is parsed and written
-with ``huggingface_hub.DatasetCard``.
+only sets the configs and ``dataset_info`` entries of the series it exports
+(:mod:`labelhub.sync.versions.series`) and rewrites that series' section between its two markers; the
+entries and sections of other series (another project exporting into the same repo) and any other
+config are kept. The card is parsed and written with ``huggingface_hub.DatasetCard``.
 """
 from __future__ import annotations
 
@@ -13,6 +15,9 @@ import re
 
 from huggingface_hub import DatasetCard
 
+from labelhub.sync.versions.series import DEFAULT_CSV_PATH, Series, series_for
+
+#: The markers of the default series' section (:attr:`labelhub.sync.versions.series.Series.markers`).
 BEGIN, END = "<!-- labelhub:begin -->", "<!-- labelhub:end -->"
 
 COLUMNS_DOC = """| column | meaning |
@@ -36,10 +41,21 @@ CONTROL_DOC = {
 }
 
 
-def manifest_path_for(csv_path: str) -> str:
-    """The manifest's ``path_in_repo``: ``manifest.json`` beside the CSV."""
-    folder = csv_path.rsplit("/", 1)[0] if "/" in csv_path else ""
-    return f"{folder}/manifest.json" if folder else "manifest.json"
+def manifest_path_for(csv_path: str, tag_prefix: str | None = None) -> str:
+    """The manifest's ``path_in_repo``: ``manifest.json`` beside the CSV for the default series, ``P.manifest.json``
+    beside it for the series of prefix ``P`` (:attr:`labelhub.sync.versions.series.Series.manifest_path`).
+
+    Args:
+        csv_path: The CSV's ``path_in_repo``.
+        tag_prefix: The series' tag prefix; ``None``: derived from ``csv_path``.
+
+    Returns:
+        The manifest's ``path_in_repo``.
+
+    Raises:
+        labelhub.errors.ConfigurationError: The prefix is not a valid one.
+    """
+    return series_for(csv_path, tag_prefix).manifest_path
 
 
 def manifest_json(manifest: dict) -> bytes:
@@ -47,24 +63,44 @@ def manifest_json(manifest: dict) -> bytes:
     return (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
 
 
-def card_block(manifest: dict, controls: dict[str, str], value_key: str, changes: str = "", agreement: str = "") -> str:
-    """The Markdown that LabelHub owns in the card: version, changes since the previous one (``changes``, from
-    :func:`labelhub.sync.versions.diff.summary_text`), columns, label distribution."""
-    lines = [BEGIN, f"## Annotations ({manifest['tag']})", "",
-             f"Exported by LabelHub from Label Studio project {manifest['label_studio']['project_id']} "
+def card_block(manifest: dict, controls: dict[str, str], value_key: str, changes: str = "", agreement: str = "",
+               series: Series | None = None) -> str:
+    """The Markdown that LabelHub owns in the card for one series: version, changes since the previous one
+    (``changes``, from :func:`labelhub.sync.versions.diff.summary_text`), agreement, columns, label distribution.
+
+    Args:
+        manifest: The version's manifest (``tag``, ``counts``, ``label_studio``, ``label_distribution``, ...).
+        controls: ``{from_name: control tag}``.
+        value_key: The object tag's data key (the CSV's URL column).
+        changes: The Markdown summary of the changes, or ``""``.
+        agreement: The Markdown of the agreement figures, or ``""``.
+        series: The series exported (its markers and config names); ``None``: the default series.
+
+    Returns:
+        The section, its markers included.
+    """
+    series = series or Series()
+    begin, end = series.markers
+    load = (f'train = datasets.load_dataset("<repo_id>", revision="{manifest["tag"]}", split="train")  '
+            if series.is_default else
+            f'train = datasets.load_dataset("<repo_id>", "{series.default_config}", revision="{manifest["tag"]}", '
+            'split="train")  ')
+    source = (f"Label Studio project {manifest['label_studio']['project_id']}" if series.is_default else
+              f"Label Studio project {manifest['label_studio']['project_id']} into `{series.csv_path}`")
+    lines = [begin, f"## Annotations ({manifest['tag']})", "",
+             f"Exported by LabelHub from {source} "
              f"at {manifest['created_at']}: {manifest['counts']['annotations']} annotations of "
              f"{manifest['counts']['tasks']} tasks by {manifest['counts']['annotators']} annotators "
              f"(+{manifest['counts']['added']} ~{manifest['counts']['changed']} -{manifest['counts']['removed']} "
              f"since {manifest['parent_version'] or 'nothing'}).", "",
              "```python", "import datasets",
-             f'train = datasets.load_dataset("<repo_id>", revision="{manifest["tag"]}", split="train")  '
-             "# decoded media, typed labels",
-             f'rows = datasets.load_dataset("<repo_id>", "{ROWS_CONFIG}", revision="{manifest["tag"]}", split="train")  '
-             "# the CSV's rows (a Hub repo)", "```", ""]
+             load + "# decoded media, typed labels",
+             f'rows = datasets.load_dataset("<repo_id>", "{series.rows_config}", revision="{manifest["tag"]}", '
+             'split="train")  ' + "# the CSV's rows (a Hub repo)", "```", ""]
     if changes:
         lines += [f"### Changes in {manifest['tag']}", "", changes, ""]
     if agreement:
-        lines += [f"### Agreement ({CONSENSUS_CONFIG} config: one row per task)", "", agreement, ""]
+        lines += [f"### Agreement ({series.consensus_config} config: one row per task)", "", agreement, ""]
     lines += ["### Columns", ""]
     control_rows = "".join(f"| `{name}` | {tag}: {CONTROL_DOC.get(tag, 'JSON of the result values')} |\n"
                            for name, tag in controls.items())
@@ -73,67 +109,107 @@ def card_block(manifest: dict, controls: dict[str, str], value_key: str, changes
         lines += [f"### Label distribution: `{name}`", "", "| label | count |", "|---|---|"]
         lines += [f"| {label} | {count} |" for label, count in counts.items()]
         lines.append("")
-    lines.append(END)
+    lines.append(end)
     return "\n".join(lines)
 
 
-#: The config that loads the CSV, one row per annotation as written (the default config is the training rows).
+#: The config that loads the CSV, one row per annotation as written (the default config is the training rows); the
+#: default series' name (another series' is :attr:`labelhub.sync.versions.series.Series.rows_config`).
 ROWS_CONFIG = "rows"
 
 
-#: The config of one row per task: majority labels, annotators, agreement.
+#: The config of one row per task: majority labels, annotators, agreement (the default series' name).
 CONSENSUS_CONFIG = "consensus"
+
+
+def _merged(existing: list, ours: list[dict], names: tuple[str, ...]) -> list:
+    """``existing`` with the entries named in ``names`` (by ``config_name``; none: ``default``) replaced by ``ours``
+    where the first of them stood, or ``ours`` appended: another series' entries keep their place."""
+    merged, placed = [], False
+    for entry in existing:
+        if isinstance(entry, dict) and entry.get("config_name", "default") in names:
+            if not placed:
+                merged.extend(ours)
+                placed = True
+            continue
+        merged.append(entry)
+    return merged if placed else merged + ours
 
 
 def dataset_card(existing: str | None, csv_path: str, block: str, training_files: list[str] | None = None,
                  features=None, rows_path: str | None = None, consensus_files: list[str] | None = None,
-                 consensus_features=None, consensus_metadata: str | None = None) -> str:
-    """The new ``README.md``: ``existing`` (or an empty card) with its ``configs`` set and LabelHub's block
-    replaced (or appended).
+                 consensus_features=None, consensus_metadata: str | None = None, series: Series | None = None,
+                 training_metadata: str | None = None) -> str:
+    """The new ``README.md``: ``existing`` (or an empty card) with the series' ``configs`` and ``dataset_info``
+    entries set and its section replaced (or appended); other series' entries and sections, and other configs, are
+    kept.
 
     Args:
         existing: The card at the parent commit, or ``None``.
-        csv_path: The CSV's ``path_in_repo``: the ``default`` config when there are no training rows.
-        block: LabelHub's Markdown (:func:`card_block`).
-        training_files: ``data_files`` of the ``default`` config (:mod:`labelhub.sync.versions.training`);
+        csv_path: The CSV's ``path_in_repo``: the default config when there are no training rows.
+        block: The series' Markdown section (:func:`card_block`).
+        training_files: ``data_files`` of the series' default config (:mod:`labelhub.sync.versions.training`);
             ``None``: the CSV is the default config (no training rows).
         features: The ``datasets.Features`` of the default config, written as the card's ``dataset_info``
-            (``datasets``' own ``DatasetInfosDict.to_dataset_card_data``); ``None``: left to ``datasets``.
-        rows_path: The CSV's rows as JSON Lines: the ``rows`` config. ``datasets`` reads every config of a repo with
+            (``datasets``' own ``DatasetInfosDict.to_dataset_card_data``, which keeps other configs' entries);
+            ``None``: left to ``datasets``.
+        rows_path: The CSV's rows as JSON Lines: the rows config. ``datasets`` reads every config of a repo with
             the builder of the first one (``load.py``, ``infer_module_for_data_files``), so the rows config must be
             in the training rows' format; ``None``: no rows config (a local repository, whose default config is a
             folder of images: read the CSV itself).
-        consensus_files, consensus_features: ``data_files`` and features of the ``consensus`` config.
+        consensus_files, consensus_features: ``data_files`` and features of the consensus config.
         consensus_metadata: In a local repository's folder layout, the consensus rows file's name
             (``imagefolder``'s ``metadata_filenames``).
+        series: The series exported (config names, section markers); ``None``: the default series (configs
+            ``default``, ``rows``, ``consensus``, whatever ``csv_path`` is: this function's behaviour before series).
+        training_metadata: In a local repository's folder layout, the training rows file's name when it is not
+            ``imagefolder``'s own ``metadata.jsonl`` (another series' ``P.metadata.jsonl``).
 
     Returns:
         The card's text.
+
+    Example:
+        >>> test = series_for("annotations/test.csv")
+        >>> card = dataset_card(None, test.csv_path, "\\n".join(test.markers), [test.hub_training_path], series=test)
+        >>> "config_name: test" in card
+        True
     """
+    series = series or Series(csv_path or DEFAULT_CSV_PATH)
     card = DatasetCard(existing or "---\nconfigs: []\n---\n")
     if training_files:
-        card.data.configs = [{"config_name": "default", "data_files": [{"split": "train", "path": training_files}]}]
+        default = {"config_name": series.default_config, "data_files": [{"split": "train", "path": training_files}]}
+        if training_metadata:
+            default["metadata_filenames"] = [training_metadata]
+        ours = [default]
         if rows_path:
-            card.data.configs.append({"config_name": ROWS_CONFIG, "data_files": [{"split": "train", "path": rows_path}]})
+            ours.append({"config_name": series.rows_config, "data_files": [{"split": "train", "path": rows_path}]})
         if consensus_files:
-            consensus = {"config_name": CONSENSUS_CONFIG, "data_files": [{"split": "train", "path": consensus_files}]}
+            consensus = {"config_name": series.consensus_config,
+                         "data_files": [{"split": "train", "path": consensus_files}]}
             if consensus_metadata:
                 consensus["metadata_filenames"] = [consensus_metadata]
-            card.data.configs.append(consensus)
+            ours.append(consensus)
     else:
-        card.data.configs = [{"config_name": "default", "data_files": [{"split": "train", "path": csv_path}]}]
+        ours = [{"config_name": series.default_config, "data_files": [{"split": "train", "path": csv_path}]}]
+    card.data.configs = _merged(list(getattr(card.data, "configs", None) or []), ours, series.config_names)
+    infos = getattr(card.data, "dataset_info", None)
     if hasattr(card.data, "dataset_info"):
         del card.data.dataset_info
+    others = _merged([infos] if isinstance(infos, dict) else list(infos or []), [], series.config_names)
+    if others:  # another series' features (to_dataset_card_data below merges ours in, sorted by config name)
+        card.data.dataset_info = others[0] if len(others) == 1 else others
     if features is not None:
         from datasets import DatasetInfo
         from datasets.info import DatasetInfosDict
 
-        infos = {"default": DatasetInfo(features=features, config_name="default")}
+        infos = {series.default_config: DatasetInfo(features=features, config_name=series.default_config)}
         if consensus_features is not None:
-            infos[CONSENSUS_CONFIG] = DatasetInfo(features=consensus_features, config_name=CONSENSUS_CONFIG)
+            infos[series.consensus_config] = DatasetInfo(features=consensus_features,
+                                                         config_name=series.consensus_config)
         DatasetInfosDict(infos).to_dataset_card_data(card.data)
     text = card.text
-    pattern = re.compile(re.escape(BEGIN) + ".*?" + re.escape(END), re.S)
+    begin, end = series.markers
+    pattern = re.compile(re.escape(begin) + ".*?" + re.escape(end), re.S)
     text = pattern.sub(lambda _: block, text) if pattern.search(text) else f"{text.rstrip()}\n\n{block}\n"
     card.text = text.lstrip("\n")
     return str(card)

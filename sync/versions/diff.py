@@ -11,8 +11,10 @@ A control cell's labels are read from the CSV's form: Choices and Taxonomy cells
 as one label (its text). Counts per label are per (row, label): a row with two boxes labelled ``car`` adds
 ``car`` twice.
 
-:func:`diff_frames` compares two frames; :func:`diff_versions` reads two tags of a repo; :func:`summary_text`
-writes the Markdown that each export's commit description and dataset card carry.
+:func:`diff_frames` compares two frames; :func:`diff_versions` reads two tags of one series of a repo
+(:mod:`labelhub.sync.versions.series`: with several projects exporting into the repo, each commit holds every
+project's CSV, so the series' ``--csv-path`` says which is read); :func:`summary_text` writes the Markdown that each
+export's commit description and dataset card carry.
 """
 from __future__ import annotations
 
@@ -25,7 +27,7 @@ import pandas as pd
 
 from labelhub.errors import RevisionNotFound
 from labelhub.repos import DatasetRepo
-from labelhub.sync.versions.card import manifest_path_for
+from labelhub.sync.versions.series import DEFAULT_CSV_PATH, Series, series_for
 
 __all__ = ["VersionDiff", "cell_labels", "controls_of", "diff_frames", "diff_versions", "summary_text"]
 
@@ -160,33 +162,45 @@ def diff_frames(old: pd.DataFrame, new: pd.DataFrame, controls: Mapping[str, str
     return diff
 
 
-def _read_version(repo: DatasetRepo, sha: str, csv_path: str) -> tuple[pd.DataFrame, dict]:
+def _read_version(repo: DatasetRepo, sha: str, series: Series) -> tuple[pd.DataFrame, dict]:
     import io
 
-    frame = pd.read_csv(io.BytesIO(repo.read_file(sha, csv_path)), dtype={"annotator": str}, keep_default_na=False)
+    frame = pd.read_csv(io.BytesIO(repo.read_file(sha, series.csv_path)), dtype={"annotator": str},
+                        keep_default_na=False)
     try:
-        manifest = json.loads(repo.read_file(sha, manifest_path_for(csv_path)))
+        manifest = json.loads(repo.read_file(sha, series.manifest_path))
     except (FileNotFoundError, ValueError):
         manifest = {}
     return frame, manifest
 
 
-def diff_versions(repo: DatasetRepo, old_tag: str, new_tag: str,
-                  csv_path: str = "annotations/annotations.csv") -> VersionDiff:
-    """Compare two tagged versions of ``repo`` (two or four file reads, one tag listing).
+def diff_versions(repo: DatasetRepo, old_tag: str, new_tag: str, csv_path: str = DEFAULT_CSV_PATH,
+                  tag_prefix: str | None = None) -> VersionDiff:
+    """Compare two tagged versions of one series of ``repo`` (two or four file reads, one tag listing).
 
     Args:
         repo: The dataset repo.
-        old_tag, new_tag: Tags (``annotations-v2``) or commit shas.
-        csv_path: The CSV's ``path_in_repo``.
+        old_tag, new_tag: Tags (``annotations-v2``, ``test-v2``) or commit shas.
+        csv_path: The series' CSV (``path_in_repo``).
+        tag_prefix: The series' tag prefix; ``None``: derived from ``csv_path``.
 
     Returns:
         A :class:`VersionDiff` (controls from the newer version's manifest, or its columns).
 
     Raises:
         RevisionNotFound: A tag is neither a tag of the repo nor a commit sha.
+        labelhub.errors.ConfigurationError: A tag is named as a version of another series (``test-v2`` read with
+            the default ``csv_path``), or the tag prefix is not a valid one.
         labelhub.errors.EntryNotFound: A version has no CSV at ``csv_path``.
+
+    Example:
+        >>> repo = open_repo("owner/dataset")  # doctest: +SKIP
+        >>> diff_versions(repo, "test-v1", "test-v2", "annotations/test.csv").added  # doctest: +SKIP
+        12
     """
+    series = series_for(csv_path, tag_prefix)
+    for tag in (old_tag, new_tag):
+        series.check_tag(tag)
     tags = repo.tags()
     shas = []
     for tag in (old_tag, new_tag):
@@ -196,8 +210,8 @@ def diff_versions(repo: DatasetRepo, old_tag: str, new_tag: str,
             shas.append(tag)
         else:
             raise RevisionNotFound(f"{tag!r} is not a tag of {repo.repo_id} (see labelhub versions)")
-    old, _ = _read_version(repo, shas[0], csv_path)
-    new, manifest = _read_version(repo, shas[1], csv_path)
+    old, _ = _read_version(repo, shas[0], series)
+    new, manifest = _read_version(repo, shas[1], series)
     return diff_frames(old, new, controls_of(new, manifest), old_tag, new_tag)
 
 

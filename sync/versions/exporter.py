@@ -5,11 +5,12 @@ An export (:meth:`Exporter.export`):
 1. builds the CSV (:mod:`labelhub.sync.versions.rows`), one row per live annotation, and counts ``+added ~changed
    -removed`` against the row hashes of the last tagged version; no change → no commit, no tag;
 2. records the version as ``committing`` (with a fresh ``export_id``) in the state;
-3. commits the CSV, ``manifest.json`` and ``README.md`` (:mod:`labelhub.sync.versions.card`) in one commit whose
-   ``parent_commit`` is the head it was built on, with the message
-   ``annotations vN: +a ~c -r`` and ``LabelHub-Export-Id: <export_id>`` in its description:
+3. commits the CSV, the manifest, the training and consensus rows and ``README.md``
+   (:mod:`labelhub.sync.versions.card`) in one commit whose ``parent_commit`` is the head it was built on, with the
+   message ``annotations vN: +a ~c -r`` and ``LabelHub-Export-Id: <export_id>`` in its description:
    - 412/409 (the branch moved): re-read the head, rebuild the files and retry; other people's
-     files are kept, since the commit only touches LabelHub's three files;
+     files are kept, since the commit only touches the series' own files, and the card is rebuilt from the new
+     head's (another series' configs and section kept);
    - 429/5xx: wait (``Retry-After`` when given, else exponential backoff) and retry;
    - no answer: look for a commit carrying the ``export_id`` before committing again;
 4. tags ``annotations-vN`` on that exact commit (never on the branch name), then makes its rows
@@ -17,6 +18,18 @@ An export (:meth:`Exporter.export`):
 
 A crash anywhere leaves the state at a step the next export finishes: ``committing`` → look for
 the commit by its ``export_id`` (tag it if found, forget the version if not); ``committed`` → tag it.
+
+**Several projects, one repo.** The tags, file names and configs above are those of the default *series*
+(``--csv-path annotations/annotations.csv``); a project exporting with another ``--csv-path`` (or
+``--tag-prefix``) writes its own series, ``test-vN`` with ``annotations/test.manifest.json`` and so on
+(:mod:`labelhub.sync.versions.series`), so two daemons exporting two projects into one repo never write the same
+tag or file. Their exports interleave through step 3: each commit is built on the head it read, a commit of the
+other daemon in between is a 412 (Hub) or a failed compare-and-swap (local), and the rebuild keeps the other's
+files, configs and card section. The state remembers the series its versions belong to (cursor
+:data:`SERIES`): when a project's ``--tag-prefix`` (or derived prefix) changes, its version rows are forgotten and
+the new series is numbered from the repo's tags. At the first export of a state, the newest tag of the series
+must hold this ``--csv-path`` (its manifest's ``csv_path``), else another project owns the prefix and the
+export stops with :class:`labelhub.errors.ConfigurationError`.
 """
 from __future__ import annotations
 
@@ -31,13 +44,14 @@ from datetime import datetime, timezone
 
 import pandas as pd
 
-from labelhub.sync.versions.card import card_block, dataset_card, manifest_json, manifest_path_for
+from labelhub.sync.versions.card import card_block, dataset_card, manifest_json
 from labelhub.sync.versions.diff import VersionDiff, diff_frames, summary_text
 from labelhub.sync.versions.agreement import agreement_markdown, agreement_report, analyse, consensus_rows
-from labelhub.sync.versions.training import (CONSENSUS_COLUMNS, HUB_CONSENSUS, HUB_ROWS, LOCAL_CONSENSUS,
-                                             LOCAL_METADATA, consensus_records, folder_patterns, training_features,
+from labelhub.sync.versions.series import DEFAULT_CSV_PATH, DEFAULT_PREFIX, series_for
+from labelhub.sync.versions.training import (CONSENSUS_COLUMNS, consensus_records, folder_patterns, training_features,
                                              training_records)
-from labelhub.errors import AmbiguousCommit, CommitConflict, LabelHubError, TagExists, TransientHubError
+from labelhub.errors import (AmbiguousCommit, CommitConflict, ConfigurationError, LabelHubError, TagExists,
+                             TransientHubError)
 from labelhub.retry import hub_retrying
 from labelhub.sync.annotations.intake import GENERATION, learn_annotators
 from labelhub.label_config import control_tags, data_field
@@ -48,15 +62,18 @@ from labelhub.sync.state import SyncState
 
 log = logging.getLogger(__name__)
 
+#: The default series' tags (``annotations-vN``); another series' are :meth:`labelhub.sync.versions.series.Series.tag`.
 TAG_PREFIX = "annotations-v"
 EXPORT_ID_KEY = "LabelHub-Export-Id"
 EXPORTED_GENERATION = "exported_generation"
 CARD = "last_card"
+#: The cursor naming the series (tag prefix) of the state's versions; unset: the default series.
+SERIES = "export_series"
 
 
 @dataclass
 class Version:
-    """A landed version: ``annotations-v{number}`` at ``commit``."""
+    """A landed version: ``tag`` (``annotations-v{number}``, or another series' ``P-v{number}``) at ``commit``."""
 
     number: int
     tag: str
@@ -128,26 +145,49 @@ class Exporter:
         repo: the dataset repo (Hub or local git) that receives the versions.
         project: the Label Studio project (its label config names the columns).
         state: the sync state.
-        csv_path: ``path_in_repo`` of the CSV; the manifest is ``manifest.json`` beside it.
+        csv_path: ``path_in_repo`` of the CSV; the manifest is ``manifest.json`` beside it (the default series).
         revision: the branch to commit to.
         max_attempts: attempts per export on 429/5xx/no answer before giving up until the next tick.
         sleep: how to wait between attempts (tests pass a no-op).
+        tag_prefix: the series' tag prefix (tags ``{tag_prefix}-vN``, its files and configs named after it, see
+            :mod:`labelhub.sync.versions.series`); ``None``: derived from ``csv_path`` (``annotations`` for the
+            default CSV).
+
+    Raises:
+        labelhub.errors.ConfigurationError: the tag prefix (given or derived) is not a valid one.
     """
 
     repo: DatasetRepo
     project: LabelStudioProject
     state: SyncState
-    csv_path: str = "annotations/annotations.csv"
+    csv_path: str = DEFAULT_CSV_PATH
     revision: str = "main"
     max_attempts: int = 5
     sleep: Callable[[float], None] = time.sleep
+    tag_prefix: str | None = None
     controls: dict[str, str] = field(init=False)
 
     def __post_init__(self):
         self.controls = control_tags(self.project.label_config)
         self.field = data_field(self.project.label_config)
         self.value_key = self.field.value_key
-        self.manifest_path = manifest_path_for(self.csv_path)
+        self.series = series_for(self.csv_path, self.tag_prefix)
+        self.csv_path = self.series.csv_path
+        self.manifest_path = self.series.manifest_path
+        self._follow_series()
+
+    def _follow_series(self) -> None:
+        """Forget the state's versions when they belong to another series (the prefix changed): the new series is
+        numbered from the repo's tags and its first version counts every annotation as added."""
+        stored = self.state.cursor(SERIES, DEFAULT_PREFIX)
+        if stored == self.series.prefix:
+            return
+        if self.state.last_version_status() is not None:
+            log.warning("the tag prefix changed from %r to %r: starting the series %s-vN", stored,
+                        self.series.prefix, self.series.prefix)
+            self.state.forget_versions()
+            self.state.set_cursor(EXPORTED_GENERATION, "")  # pending: the new series' first version is due
+        self.state.set_cursor(SERIES, self.series.prefix)
 
     def pending(self) -> bool:
         """True when annotations changed since the last export, or a version is not finished."""
@@ -159,6 +199,7 @@ class Exporter:
 
         Raises:
             labelhub.errors.HubError: the Hub kept failing (the export stays pending and is retried).
+            labelhub.errors.ConfigurationError: the series' tags belong to another CSV (another project's prefix).
             labelhub.errors.LabelHubError: a tag exists on another commit, or the branch keeps moving.
         """
         generation = self.state.cursor(GENERATION, "0")
@@ -175,14 +216,16 @@ class Exporter:
             number = last["version"] + 1
         else:  # the first export of this state: one call gives the branch head and the tags
             head, tags = self.repo.head_and_tags(self.revision)
-            number = max((int(t[len(TAG_PREFIX):]) for t in tags
-                          if t.startswith(TAG_PREFIX) and t[len(TAG_PREFIX):].isdigit()), default=0) + 1
+            numbered = self.series.numbered(tags)
+            number = max(numbered, default=0) + 1
+            if numbered:
+                self._check_owner(tags[numbered[number - 1]], numbered[number - 1])
         export_id = uuid.uuid4().hex
         summary = {"added": added, "changed": changed, "removed": removed}
         labels = label_columns(frame, self.controls)
-        change = self._changes(labels, f"{TAG_PREFIX}{number}")
+        change = self._changes(labels, self.series.tag(number))
         self.state.begin_version(number, export_id, hashes, summary, labels.to_json(orient="records"))
-        message = f"annotations v{number}: +{added} ~{changed} -{removed}"
+        message = f"{self.series.commit_title(number)}: +{added} ~{changed} -{removed}"
         description = (f"Annotations of Label Studio project {self.project.project_id} ({self.project.url}).\n\n"
                        f"{summary_text(change)}\n\n{EXPORT_ID_KEY}: {export_id}")
         parent = last["commit_sha"] if last and last["commit_sha"] else head or self.repo.resolve(self.revision)
@@ -193,8 +236,34 @@ class Exporter:
             self.state.set_head(self.revision, sha)
         self._tag(number, sha, card=files["README.md"].decode())
         self.state.set_cursor(EXPORTED_GENERATION, generation)
-        log.info("exported %s%d at %s: %s", TAG_PREFIX, number, sha[:12], message)
-        return Version(number, f"{TAG_PREFIX}{number}", sha, added, changed, removed)
+        log.info("exported %s at %s: %s", self.series.tag(number), sha[:12], message)
+        return Version(number, self.series.tag(number), sha, added, changed, removed)
+
+    def _check_owner(self, sha: str, tag: str) -> None:
+        """Refuse to continue a series whose newest tag holds another CSV: another project exports with this prefix.
+        A series continued from another Label Studio project (recreated, restored, or a second daemon given the same
+        ``--csv-path`` by mistake) is said in one warning line.
+
+        Raises:
+            labelhub.errors.ConfigurationError: the manifest at ``tag`` names another ``csv_path``.
+        """
+        try:
+            manifest = json.loads(self.repo.read_file(sha, self.manifest_path))
+        except (FileNotFoundError, ValueError):
+            return
+        if not isinstance(manifest, dict):
+            return
+        other = manifest.get("csv_path")
+        project = (manifest.get("label_studio") or {}).get("project_id", "?")
+        if project not in ("?", self.project.project_id):
+            log.warning("%s was exported from Label Studio project %s, this is project %s: if that project still "
+                        "exports into %s, give this one its own --csv-path", tag, project, self.project.project_id,
+                        self.repo.repo_id)
+        if other and other != self.csv_path:
+            raise ConfigurationError(
+                f"{tag} of {self.repo.repo_id} holds {other} (Label Studio project {project}), not {self.csv_path}: "
+                f"another project exports with the tag prefix {self.series.prefix!r}; give this one its own "
+                "--tag-prefix or --csv-path")
 
     def _changes(self, labels: pd.DataFrame, tag: str) -> VersionDiff:
         """What changed since the last tagged version, label by label (no Hub call: its label columns are in
@@ -204,7 +273,7 @@ class Exporter:
             return diff_frames(labels.iloc[0:0], labels, self.controls, None, tag)
         version, records = baseline
         old = pd.DataFrame(json.loads(records), columns=list(labels.columns))
-        return diff_frames(old, labels, self.controls, f"{TAG_PREFIX}{version}", tag)
+        return diff_frames(old, labels, self.controls, self.series.tag(version), tag)
 
     def _files(self, number: int, export_id: str, frame: pd.DataFrame, csv: bytes, summary: dict,
                change: VersionDiff, parent: str) -> dict[str, bytes]:
@@ -212,8 +281,8 @@ class Exporter:
         live = frame[~frame["was_cancelled"].astype(bool)] if len(frame) else frame
         analysis = analyse(frame, self.controls)  # once, for the consensus config and the agreement figures
         manifest = {
-            "version": number, "tag": f"{TAG_PREFIX}{number}", "export_id": export_id,
-            "parent_version": f"{TAG_PREFIX}{last_tagged}" if last_tagged else None, "parent_commit": parent,
+            "version": number, "tag": self.series.tag(number), "export_id": export_id,
+            "parent_version": self.series.tag(last_tagged) if last_tagged else None, "parent_commit": parent,
             "counts": {"annotations": len(frame), "tasks": int(frame["task_id"].nunique()) if len(frame) else 0,
                        "annotators": int(frame["annotator"].nunique()) if len(frame) else 0,
                        "cancelled": len(frame) - len(live), **summary},
@@ -233,27 +302,28 @@ class Exporter:
                 previous = self.repo.read_file(parent, "README.md").decode()
             except FileNotFoundError:
                 previous = None
-        local = self.repo.local
+        local, series = self.repo.local, self.series
         records = training_records(frame, self.project.label_config, self.controls, self.field, self.repo.repo_id,
                                    local)
-        folder = self.csv_path.rsplit("/", 1)[0] + "/" if "/" in self.csv_path else ""
-        training_path = LOCAL_METADATA if local else folder + HUB_ROWS
-        training_files = folder_patterns(records) if local else [training_path]
+        training_path = series.local_metadata_path if local else series.hub_training_path
+        training_files = folder_patterns(records, training_path) if local else [training_path]
         features = None if local else training_features(self.project.label_config, self.controls, self.field)
-        rows_path = None if local else self.csv_path.rsplit(".", 1)[0] + ".jsonl"
+        rows_path = None if local else series.rows_path
         consensus = consensus_records(consensus_rows(frame, self.controls, self.value_key, analysis),
                                       self.project.label_config,
                                       self.controls, self.field, self.repo.repo_id, local, parent)
-        consensus_path = LOCAL_CONSENSUS if local else folder + HUB_CONSENSUS
-        consensus_files = folder_patterns(consensus, LOCAL_CONSENSUS) if local else [consensus_path]
+        consensus_path = series.local_consensus_path if local else series.hub_consensus_path
+        consensus_files = folder_patterns(consensus, consensus_path) if local else [consensus_path]
         consensus_features = None if local else training_features(self.project.label_config, self.controls,
                                                                    self.field, CONSENSUS_COLUMNS)
         card = dataset_card(previous, self.csv_path, card_block(manifest, self.controls, self.value_key,
                                                                  changes=summary_text(change),
-                                                                 agreement=agreement_markdown(manifest["agreement"])),
+                                                                 agreement=agreement_markdown(manifest["agreement"]),
+                                                                 series=series),
                             training_files=training_files, features=features, rows_path=rows_path,
                             consensus_files=consensus_files, consensus_features=consensus_features,
-                            consensus_metadata=LOCAL_CONSENSUS if local else None)
+                            consensus_metadata=consensus_path if local else None, series=series,
+                            training_metadata=training_path if local and not series.is_default else None)
         files = {self.csv_path: csv, self.manifest_path: manifest_json(manifest), training_path: json_lines(records),
                  consensus_path: json_lines(consensus), "README.md": card.encode()}
         if rows_path:
@@ -294,10 +364,10 @@ class Exporter:
 
     def _tag(self, number: int, sha: str, card: str | None = None) -> None:
         """Tag ``sha`` as version ``number``; remember ``card`` (the README it holds) for the next export."""
-        tag = f"{TAG_PREFIX}{number}"
+        tag = self.series.tag(number)
         try:
             hub_retrying(self.max_attempts, f"tag {tag}", self.sleep, on=(TransientHubError,))(
-                self.repo.create_tag, tag, sha, message=f"annotations v{number}")
+                self.repo.create_tag, tag, sha, message=self.series.commit_title(number))
         except TagExists:
             if self.repo.tags().get(tag) != sha:
                 raise LabelHubError(f"tag {tag} exists on another commit than {sha[:12]}") from None
@@ -317,7 +387,7 @@ class Exporter:
             self.state.set_version_status(last["version"], "committed", sha)
             last["commit_sha"] = sha
         self._tag(last["version"], last["commit_sha"])
-        log.info("finished %s%d at %s after an interruption", TAG_PREFIX, last["version"], last["commit_sha"][:12])
+        log.info("finished %s at %s after an interruption", self.series.tag(last["version"]), last["commit_sha"][:12])
         summary = last["summary"]
-        return Version(last["version"], f"{TAG_PREFIX}{last['version']}", last["commit_sha"], summary["added"],
+        return Version(last["version"], self.series.tag(last["version"]), last["commit_sha"], summary["added"],
                        summary["changed"], summary["removed"])

@@ -1,8 +1,9 @@
 """A version of the repo → a Label Studio project's tasks and annotations, never twice (``labelhub restore``).
 
 The version is read at its tag (or commit sha) through :func:`labelhub.repos.open_repo`: the CSV
-(:mod:`labelhub.sync.versions.rows` says its columns) and ``manifest.json`` beside it, whose ``controls`` give
-each control column's tag type (without a manifest, the project's label config gives it).
+(:mod:`labelhub.sync.versions.rows` says its columns) and the manifest beside it (``manifest.json``, or
+``P.manifest.json`` for the series of another ``--csv-path``/``--tag-prefix``, :mod:`labelhub.sync.versions.series`),
+whose ``controls`` give each control column's tag type (without a manifest, the project's label config gives it).
 
 - **Tasks**: one per distinct ``task_id`` of the CSV; the rows of several annotators of one task become one task
   with several annotations. ``data``: the CSV's value column (its 4th) under the *project's* value key
@@ -59,7 +60,7 @@ from labelhub.repos import DatasetRepo
 from labelhub.sync.labelstudio.project import LabelStudioProject
 from labelhub.sync.ledger import Entry, ImportLedger, Item
 from labelhub.sync.regions import percent_from_fractions
-from labelhub.sync.versions.card import manifest_path_for
+from labelhub.sync.versions.series import series_for
 from labelhub.sync.versions.rows import FIXED_HEAD, FIXED_TAIL
 
 log = logging.getLogger(__name__)
@@ -174,13 +175,30 @@ def cell_results(tag: str, from_name: str, to_name: str, cell: str) -> list[dict
     return [{**base, "value": value} for value in values]
 
 
-def read_version(repo: DatasetRepo, tag: str, csv_path: str) -> tuple[str, pd.DataFrame, dict]:
-    """``(commit sha, CSV rows as text, manifest)`` of a version (one tag listing, two file reads).
+def read_version(repo: DatasetRepo, tag: str, csv_path: str,
+                 tag_prefix: str | None = None) -> tuple[str, pd.DataFrame, dict]:
+    """``(commit sha, CSV rows as text, manifest)`` of a version of one series (one tag listing, two file reads).
+
+    Args:
+        repo: The dataset repo.
+        tag: The version's tag (``annotations-v3``, ``test-v3``) or commit sha.
+        csv_path: The series' CSV (``--csv-path``); with several projects exporting into the repo, every commit holds
+            each project's CSV, and this one is read.
+        tag_prefix: The series' tag prefix (:mod:`labelhub.sync.versions.series`); ``None``: derived from
+            ``csv_path``.
+
+    Returns:
+        ``(sha, frame, manifest)``: the commit, the CSV's rows (every cell a string) and the manifest (``{}`` when
+        the version has none).
 
     Raises:
         RevisionNotFound: ``tag`` is neither a tag of the repo nor a commit sha.
+        labelhub.errors.ConfigurationError: ``tag`` is named as a version of another series than ``csv_path``'s.
         LabelHubError: No CSV at ``csv_path``, or one that does not parse or lacks LabelHub's columns.
     """
+    series = series_for(csv_path, tag_prefix)
+    series.check_tag(tag)
+    csv_path = series.csv_path
     tags = repo.tags()
     sha = tags.get(tag) or (tag if re.fullmatch(r"[0-9a-f]{40}", tag) else None)
     if sha is None:
@@ -198,7 +216,7 @@ def read_version(repo: DatasetRepo, tag: str, csv_path: str) -> tuple[str, pd.Da
         raise LabelHubError(f"{csv_path} at {tag} is not a LabelHub annotations CSV (missing columns: "
                             f"{', '.join(missing) or 'the value column'})")
     try:
-        manifest = json.loads(repo.read_file(sha, manifest_path_for(csv_path)))
+        manifest = json.loads(repo.read_file(sha, series.manifest_path))
     except (FileNotFoundError, ValueError):
         manifest = {}
     return sha, frame, manifest if isinstance(manifest, dict) else {}

@@ -32,6 +32,11 @@ Two layouts, because ``datasets`` reads a Hub repo and a local folder differentl
   ``imagefolder``/``audiofolder`` builder, whose ``file_name`` column is the file's path relative to it (the file at
   the tag); the media column is named ``image`` or ``audio``, and labels are strings (``datasets`` does not apply
   a card's features to a local folder).
+
+These are the default series' file names; another project's series (another ``--csv-path`` or ``--tag-prefix``
+``P`` in the same repo) writes ``P.train.jsonl``, ``P.consensus.jsonl`` and, in a local repository,
+``P.metadata.jsonl`` (``imagefolder``'s ``metadata_filenames``) and ``P.consensus.jsonl`` at the root
+(:mod:`labelhub.sync.versions.series`).
 """
 from __future__ import annotations
 
