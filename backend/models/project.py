@@ -145,7 +145,8 @@ class ProjectModel(LabelStudioMLBase):
         self.controls = control_specs(self.label_config)
         self.heads: list[ControlHead] = []
         claimed: set[str] = set()
-        for control in self.controls:
+        # per-region controls first: a per-region TextArea claims the Rectangle control its lines are drawn on
+        for control in sorted(self.controls, key=lambda c: not c.per_region):
             if control.from_name in claimed:
                 continue
             head = self._make_head(control, params_for(defaults, self.params, control.from_name))

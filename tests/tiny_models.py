@@ -1,0 +1,260 @@
+"""Tiny random-weight Hugging Face models saved to a directory, for tests that must not reach the Hub.
+
+Each ``build_*`` function writes a model with a few thousand parameters and what its pipeline needs
+(image processor, tokenizer built from a vocabulary written here) with ``save_pretrained``, and returns
+the directory: ``transformers.pipeline(task, model=str(path))`` loads it offline. The weights are random
+(seeded), so outputs are arbitrary; a builder can bias the classifier so that one label wins everywhere,
+which makes label-mapping tests deterministic.
+
+Builders:
+
+- :func:`build_image_classifier`: ``ViTForImageClassification`` (``image-classification``);
+- :func:`build_object_detector`: ``YolosForObjectDetection`` (``object-detection``);
+- :func:`build_owlvit`: ``OwlViTForObjectDetection`` with a byte-level BPE CLIP tokenizer
+  (``zero-shot-object-detection``);
+- :func:`build_clip`: ``CLIPModel`` (``zero-shot-image-classification``);
+- :func:`build_token_classifier`: ``BertForTokenClassification`` with a WordPiece vocabulary
+  (``token-classification``);
+- :func:`build_sequence_classifier`: ``BertForSequenceClassification`` (``zero-shot-classification`` with
+  NLI labels, or ``text-classification``).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Mapping, Sequence
+
+__all__ = ["build_image_classifier", "build_object_detector", "build_owlvit", "build_clip",
+           "build_token_classifier", "build_sequence_classifier", "WORDS"]
+
+#: Words of the WordPiece vocabulary (anything else becomes ``[UNK]`` or word pieces of letters).
+WORDS = ("alice", "bob", "went", "to", "paris", "and", "berlin", "with", "acme", "corp", "this", "example", "is",
+         "about", "sports", "politics", "cooking", "the", "a", ".", ",")
+_IMAGE = 32  # pixels: the side of every tiny vision model's input
+
+
+def _seed(seed: int) -> None:
+    import torch
+
+    torch.manual_seed(seed)
+
+
+def _id2label(labels: Sequence[str]) -> dict[int, str]:
+    return dict(enumerate(labels))
+
+
+def _bias(head, index: int, value: float = 8.0) -> None:
+    """Make output ``index`` of a linear layer win for every input: zero weights, one large bias."""
+    import torch
+
+    with torch.no_grad():
+        head.weight.zero_()
+        head.bias.fill_(-value)
+        head.bias[index] = value
+
+
+def build_image_classifier(path: str | Path, labels: Sequence[str] = ("cat", "DOG", "bird"),
+                           winner: str | None = None, multi_label: bool = False) -> Path:
+    """A ViT image classifier on 32×32 images.
+
+    Args:
+        path: Directory to write (created).
+        labels: ``id2label`` of the model, in id order.
+        winner: A label that gets (almost) all the probability for every image; ``None`` for random logits.
+        multi_label: ``problem_type="multi_label_classification"`` (the pipeline applies a sigmoid).
+
+    Returns:
+        ``path`` as a :class:`~pathlib.Path`.
+    """
+    from transformers import ViTConfig, ViTForImageClassification, ViTImageProcessor
+
+    _seed(0)
+    config = ViTConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=16,
+                       image_size=_IMAGE, patch_size=16, id2label=_id2label(labels),
+                       label2id={v: k for k, v in enumerate(labels)},
+                       problem_type="multi_label_classification" if multi_label else None)
+    model = ViTForImageClassification(config).eval()
+    if winner is not None:
+        _bias(model.classifier, list(labels).index(winner))
+    path = Path(path)
+    model.save_pretrained(path)
+    ViTImageProcessor(size={"height": _IMAGE, "width": _IMAGE}).save_pretrained(path)
+    return path
+
+
+def build_object_detector(path: str | Path, labels: Sequence[str] = ("cat", "DOG", "bird"),
+                          winner: str | None = None, detection_tokens: int = 4) -> Path:
+    """A YOLOS detector on 32×32 images, ``detection_tokens`` boxes per image.
+
+    Args:
+        path: Directory to write (created).
+        labels: ``id2label`` of the model (YOLOS adds a "no object" class after them).
+        winner: A label every box gets with a score near 1; ``None`` for random logits.
+        detection_tokens: Boxes the model proposes per image.
+
+    Returns:
+        ``path`` as a :class:`~pathlib.Path`.
+    """
+    from transformers import YolosConfig, YolosForObjectDetection, YolosImageProcessor
+
+    _seed(0)
+    config = YolosConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=16,
+                         image_size=[_IMAGE, _IMAGE], patch_size=16, num_detection_tokens=detection_tokens,
+                         id2label=_id2label(labels), label2id={v: k for k, v in enumerate(labels)})
+    model = YolosForObjectDetection(config).eval()
+    if winner is not None:
+        _bias(model.class_labels_classifier.layers[-1], list(labels).index(winner))
+    path = Path(path)
+    model.save_pretrained(path)
+    YolosImageProcessor(size={"shortest_edge": _IMAGE, "longest_edge": _IMAGE}).save_pretrained(path)
+    return path
+
+
+def _clip_tokenizer(max_length: int):
+    """A CLIP byte-level BPE tokenizer whose vocabulary is the 256 byte symbols (no merges): one token per
+    character, the end-of-text token last (OWL-ViT and CLIP pool the text at the highest id)."""
+    from tokenizers import pre_tokenizers
+    from transformers import CLIPTokenizer
+
+    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
+    vocab = {ch: i for i, ch in enumerate(alphabet)}
+    vocab.update({ch + "</w>": len(alphabet) + i for i, ch in enumerate(alphabet)})
+    vocab["<|startoftext|>"] = len(vocab)
+    vocab["<|endoftext|>"] = len(vocab)
+    return CLIPTokenizer(vocab=vocab, merges=[], model_max_length=max_length)
+
+
+def build_owlvit(path: str | Path) -> Path:
+    """An OWL-ViT open-vocabulary detector on 32×32 images (16 patches, so 16 boxes per image).
+
+    Args:
+        path: Directory to write (created).
+
+    Returns:
+        ``path`` as a :class:`~pathlib.Path`.
+    """
+    from transformers import OwlViTConfig, OwlViTForObjectDetection, OwlViTImageProcessor, OwlViTProcessor
+
+    _seed(0)
+    tokenizer = _clip_tokenizer(16)
+    config = OwlViTConfig(
+        text_config={"vocab_size": len(tokenizer), "hidden_size": 16, "intermediate_size": 16,
+                     "num_hidden_layers": 1, "num_attention_heads": 2, "max_position_embeddings": 16,
+                     "bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id,
+                     "pad_token_id": tokenizer.pad_token_id},
+        vision_config={"hidden_size": 16, "intermediate_size": 16, "num_hidden_layers": 1,
+                       "num_attention_heads": 2, "image_size": _IMAGE, "patch_size": 8},
+        projection_dim=16)
+    model = OwlViTForObjectDetection(config).eval()
+    path = Path(path)
+    model.save_pretrained(path)
+    image_processor = OwlViTImageProcessor(size={"height": _IMAGE, "width": _IMAGE},
+                                           crop_size={"height": _IMAGE, "width": _IMAGE})
+    OwlViTProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(path)
+    return path
+
+
+def build_clip(path: str | Path) -> Path:
+    """A CLIP model on 32×32 images (zero-shot image classification).
+
+    Args:
+        path: Directory to write (created).
+
+    Returns:
+        ``path`` as a :class:`~pathlib.Path`.
+    """
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor
+
+    _seed(0)
+    tokenizer = _clip_tokenizer(64)
+    config = CLIPConfig(
+        text_config={"vocab_size": len(tokenizer), "hidden_size": 16, "intermediate_size": 16,
+                     "num_hidden_layers": 1, "num_attention_heads": 2, "max_position_embeddings": 64,
+                     "bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id,
+                     "pad_token_id": tokenizer.pad_token_id},
+        vision_config={"hidden_size": 16, "intermediate_size": 16, "num_hidden_layers": 1,
+                       "num_attention_heads": 2, "image_size": _IMAGE, "patch_size": 16},
+        projection_dim=16)
+    model = CLIPModel(config).eval()
+    path = Path(path)
+    model.save_pretrained(path)
+    image_processor = CLIPImageProcessor(size={"shortest_edge": _IMAGE},
+                                         crop_size={"height": _IMAGE, "width": _IMAGE})
+    CLIPProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(path)
+    return path
+
+
+def _bert_tokenizer(path: Path):
+    from transformers import BertTokenizerFast
+
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    letters = [chr(c) for c in range(ord("a"), ord("z") + 1)]
+    vocab = specials + list(WORDS) + letters + ["##" + ch for ch in letters]
+    path.mkdir(parents=True, exist_ok=True)
+    vocab_file = path / "vocab.txt"
+    vocab_file.write_text("\n".join(dict.fromkeys(vocab)) + "\n", encoding="utf-8")
+    return BertTokenizerFast(vocab_file=str(vocab_file), do_lower_case=True, model_max_length=64)
+
+
+def _bert_config(vocab_size: int, labels: Sequence[str]):
+    from transformers import BertConfig
+
+    return BertConfig(vocab_size=vocab_size, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                      intermediate_size=16, max_position_embeddings=64, id2label=_id2label(labels),
+                      label2id={v: k for k, v in enumerate(labels)})
+
+
+def build_token_classifier(path: str | Path,
+                           labels: Sequence[str] = ("O", "B-PER", "I-PER", "B-org", "I-org", "B-MISC", "I-MISC"),
+                           winner: str | None = None) -> Path:
+    """A BERT token classifier (NER) with a WordPiece vocabulary of :data:`WORDS` and single letters.
+
+    Args:
+        path: Directory to write (created).
+        labels: ``id2label`` (IOB tags), in id order.
+        winner: A tag every token gets (``"B-PER"``: every word is its own PER entity); ``None`` for random.
+
+    Returns:
+        ``path`` as a :class:`~pathlib.Path`.
+    """
+    from transformers import BertForTokenClassification
+
+    _seed(0)
+    path = Path(path)
+    tokenizer = _bert_tokenizer(path)
+    model = BertForTokenClassification(_bert_config(len(tokenizer), labels)).eval()
+    if winner is not None:
+        _bias(model.classifier, list(labels).index(winner))
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def build_sequence_classifier(path: str | Path, labels: Sequence[str] = ("entailment", "neutral", "contradiction"),
+                              winner: str | None = None, extra_config: Mapping | None = None) -> Path:
+    """A BERT sequence classifier: with NLI labels (an ``entailment`` label) a zero-shot classifier.
+
+    Args:
+        path: Directory to write (created).
+        labels: ``id2label``, in id order.
+        winner: A label that wins for every input; ``None`` for random logits.
+        extra_config: More config attributes (written into ``config.json``).
+
+    Returns:
+        ``path`` as a :class:`~pathlib.Path`.
+    """
+    from transformers import BertForSequenceClassification
+
+    _seed(0)
+    path = Path(path)
+    tokenizer = _bert_tokenizer(path)
+    model = BertForSequenceClassification(_bert_config(len(tokenizer), labels)).eval()
+    if winner is not None:
+        _bias(model.classifier, list(labels).index(winner))
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    if extra_config:
+        config = json.loads((path / "config.json").read_text())
+        config.update(extra_config)
+        (path / "config.json").write_text(json.dumps(config, indent=2))
+    return path
