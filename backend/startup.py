@@ -8,6 +8,7 @@ after the CLI has set ``PROMETHEUS_MULTIPROC_DIR``.
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 
 from labelhub.backend.files import RepoFiles
@@ -16,6 +17,8 @@ from labelhub.backend.settings import Settings
 from labelhub.errors import ConfigurationError
 
 __all__ = ["check_settings", "load_model_class"]
+
+log = logging.getLogger(__name__)
 
 
 def load_model_class(path: str) -> type[LabelStudioMLBase]:
@@ -46,6 +49,10 @@ def check_settings(settings: Settings) -> None:
     ``labelhub backend`` calls it in the CLI process so a configuration error ends the command once, in one
     line, rather than in each gunicorn worker with a traceback.
 
+    Last, when the chosen embedders run on ONNX Runtime and their ONNX files are not cached yet, starts
+    their one-time export in the background (:func:`labelhub.backend.embedders.start_onnx_exports`, about
+    15 s on 2 cores), so it runs while gunicorn starts its workers instead of in the first request.
+
     Args:
         settings: The parsed settings (:meth:`Settings.from_env` has checked each value on its own).
 
@@ -75,3 +82,9 @@ def check_settings(settings: Settings) -> None:
             from None
     if not os.access(model_dir, os.W_OK | os.X_OK):
         raise ConfigurationError(f"MODEL_DIR={str(model_dir)!r} is not writable")
+    from labelhub.backend.embedders import start_onnx_exports
+
+    try:
+        start_onnx_exports(settings.image_embedder, settings.text_embedder, settings.image_size)
+    except OSError as exc:  # the first worker that needs the file exports it then
+        log.warning("could not start the ONNX export in the background: %s", exc)
