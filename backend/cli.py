@@ -1,8 +1,11 @@
-"""``labelhub backend``: serve the ML backend with gunicorn.
+"""``labelhub backend``: serve the ML backend with gunicorn; ``labelhub predict``: pre-annotate a whole project.
 
 Only click is imported at import time; gunicorn and the app are imported when the command runs, so
 ``labelhub --help`` stays fast. Each gunicorn worker builds its own app with
 ``labelhub.backend.app:create_app()`` (gthread workers: ``--threads`` requests at once per worker).
+
+``labelhub predict`` runs a prediction job (:mod:`labelhub.backend.jobs`) in this process, with the model state
+of ``MODEL_DIR`` the backend's workers share.
 
 The settings are checked (:meth:`Settings.from_env`, :func:`labelhub.backend.startup.check_settings`) before gunicorn
 starts: a configuration error ends the command once, with exit code 1 and one line on stderr (secrets
@@ -10,14 +13,41 @@ replaced by ``***``), instead of every worker failing with a traceback.
 """
 from __future__ import annotations
 
+import json
 import os
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 
 import click
 
-__all__ = ["backend", "check_configuration"]
+__all__ = ["backend", "predict", "check_configuration", "one_line_errors"]
 
 #: The environment variables whose values are secrets (never printed).
 SECRET_VARIABLES = ("BASIC_AUTH_PASS", "LABELHUB_WEBHOOK_SECRET", "LABEL_STUDIO_API_KEY", "HF_TOKEN", "LABELHUB_SECRET")
+
+
+@contextmanager
+def one_line_errors(secrets: Iterable[str | None]) -> Iterator[None]:
+    """Turn a :class:`labelhub.errors.LabelHubError` or an ``OSError`` raised in the block into one line.
+
+    The backend's twin of the sync's ``one_line_errors`` (backend and sync do not import each other).
+
+    Args:
+        secrets: The tokens and secrets the command was given (replaced by ``***``).
+
+    Raises:
+        click.ClickException: For each of those errors: ``Error: <one line>`` on stderr, exit status 1.
+    """
+    from labelhub.errors import LabelHubError
+    from labelhub.redaction import redact
+
+    secrets = tuple(secrets)
+    try:
+        yield
+    except LabelHubError as exc:
+        raise click.ClickException(redact(" ".join(str(exc).split()), secrets)) from None
+    except OSError as exc:
+        raise click.ClickException(redact(" ".join(f"{type(exc).__name__}: {exc}".split()), secrets)) from None
 
 
 def check_configuration() -> None:
@@ -121,3 +151,116 @@ def backend(host, port, workers, threads, model_dir, timeout, log_level):
     click.echo(f"labelhub backend on http://{host}:{port} ({workers} workers x {threads} threads, "
                f"MODEL_DIR={os.environ.get('MODEL_DIR', 'labelhub-models')})", err=True)
     _Server().run()
+
+
+def _task_ids(value: str | None) -> list[int] | None:
+    """``--task-ids 1,2,3`` as ints (``None`` when not given).
+
+    Raises:
+        click.BadParameter: When a part is not a positive integer.
+    """
+    if value is None:
+        return None
+    try:
+        ids = [int(part) for part in value.replace(" ", "").split(",") if part]
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a comma-separated list of task ids", param_hint="--task-ids") \
+            from None
+    if not ids or min(ids) < 1:
+        raise click.BadParameter("give task ids above 0, e.g. 1,2,3", param_hint="--task-ids")
+    return ids
+
+
+@click.command("predict", context_settings={"show_default": True})
+@click.option("--project", "project_id", required=True, type=click.IntRange(1), envvar="LABELHUB_PROJECT",
+              help="The Label Studio project id.")
+@click.option("--missing", "mode", flag_value="missing", default=True,
+              help="Predict the tasks that have no prediction of the model's current version (default).")
+@click.option("--all", "mode", flag_value="all",
+              help="Predict every task again; a prediction of the current version is replaced, older versions stay.")
+@click.option("--task-ids", default=None, help="Only these tasks: comma-separated ids, e.g. 1,2,3.")
+@click.option("--unlabeled", is_flag=True, help="Only the tasks Label Studio does not count as labeled.")
+@click.option("--batch-size", default=500, type=click.IntRange(1, 500),
+              help="Tasks per batch: one write to Label Studio, which lands whole or not at all (Label Studio "
+                   "recounts the project's tasks on each write, so large batches are faster).")
+@click.option("--select-version/--no-select-version", default=None, show_default=False,
+              help="Afterwards make the version the project's prediction set (Settings > Annotation > "
+                   "Prelabeling), whose scores the Data Manager's 'Prediction score' column shows [default: "
+                   "when the project has none selected or one this model wrote].")
+@click.option("--status", "show_status", is_flag=True,
+              help="Print the project's last job status (JSON) and exit; needs only --model-dir.")
+@click.option("--label-studio-url", envvar="LABEL_STUDIO_URL", default="http://localhost:8080",
+              help="Label Studio's URL.")
+@click.option("--api-key", "--label-studio-api-key", "api_key", envvar="LABEL_STUDIO_API_KEY", default=None,
+              show_default=False,
+              help="A Label Studio personal access token or legacy token (env LABEL_STUDIO_API_KEY).")
+@click.option("--model-dir", default=None, envvar="MODEL_DIR", show_default="./labelhub-models",
+              help="The backend's MODEL_DIR (the project's model is loaded from it).")
+@click.option("--log-level", default="WARNING", envvar="LABELHUB_LOG_LEVEL",
+              type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
+def predict(project_id, mode, task_ids, unlabeled, batch_size, select_version, show_status, label_studio_url,
+            api_key, model_dir, log_level):
+    """Pre-annotate a whole project: predict its tasks in batches and write them to Label Studio.
+
+    The project's model is loaded from MODEL_DIR in this process (the state `labelhub backend` trains),
+    the tasks are listed through Label Studio's API, and each batch of predictions is written in one
+    call with the model's current model_version, the most uncertain tasks first. No /predict request, so
+    no 100 s limit. Interrupted or killed, run it again: it goes on with the tasks that still have no
+    prediction of the version, and a task never gets two predictions of one version from it.
+
+    With the version selected as the project's prediction set (--select-version does it), sorting the
+    Data Manager by "Prediction score" ascending shows the tasks the model is least sure of first; after
+    a retrain, `--unlabeled` re-predicts the unlabeled tasks, least sure first. Progress goes to stderr
+    (TQDM_DISABLE=1 hides it), the summary to stdout; the status is also on the backend's /health.
+    Exit status 1 when a task could not be predicted or written (run again to retry those).
+
+    \b
+    Example:
+      MODEL_DIR=./labelhub-models LABEL_STUDIO_URL=http://localhost:8080 LABEL_STUDIO_API_KEY=... \\
+        labelhub predict --project 3
+      labelhub predict --project 3 --status
+    """
+    import time
+
+    from labelhub.backend.jobs import latest_status
+    from labelhub.backend.settings import Settings
+    from labelhub.redaction import redact, setup_logging
+
+    secrets = [api_key] + [os.environ.get(name) for name in SECRET_VARIABLES]
+    try:
+        settings = Settings.from_env(model_dir=model_dir, label_studio_url=label_studio_url,
+                                     label_studio_api_key=api_key, start_trainer=False, warmup=False,
+                                     log_level=log_level.upper())
+    except ValueError as exc:
+        raise click.ClickException(redact(" ".join(str(exc).split()), secrets)) from None
+    if show_status:
+        status = latest_status(settings.model_dir, project_id)
+        if status is None:
+            raise click.ClickException(f"no prediction job of project {project_id} in "
+                                       f"MODEL_DIR={str(settings.model_dir)!r}")
+        click.echo(json.dumps(status.view(), indent=2))
+        return
+    if not api_key:
+        raise click.UsageError("Label Studio's API key is required: --api-key or LABEL_STUDIO_API_KEY")
+    ids = _task_ids(task_ids)
+    setup_logging(log_level.upper(), secrets)
+    started = time.monotonic()
+    with one_line_errors(secrets):
+        from labelhub.backend.app import Backend
+        from labelhub.backend.jobs import LabelStudioClient, run_job
+
+        try:
+            host = Backend(settings)
+        except (ValueError, ImportError) as exc:  # LABELHUB_MODEL and friends, as check_configuration says
+            raise click.ClickException(redact(" ".join(f"{type(exc).__name__}: {exc}".split()), secrets)) from None
+        api = LabelStudioClient(settings.label_studio_url, settings.label_studio_api_key)
+        status = run_job(host, api, project_id, mode=mode, task_ids=ids, unlabeled=unlabeled, batch_size=batch_size,
+                         select_version=select_version)
+    seconds = time.monotonic() - started
+    click.echo(f"project {project_id}: {status.done} predictions of {status.model_version} written, {status.skipped} "
+               f"skipped, {status.failed} failed ({status.total} tasks planned, {seconds:.1f} s, "
+               f"{status.total / seconds if seconds else 0:.1f} tasks/s)")
+    if status.failed:
+        tid, reason = next(iter(status.failures.items()), ("?", "?"))
+        raise click.ClickException(redact(f"{status.failed} task(s) not written (task {tid}: {reason}); run again "
+                                          "to retry them", secrets))

@@ -26,6 +26,11 @@ class Metrics:
         events_pending: ``labelhub_events_pending``, the queue length seen by the trainer.
         trainings: ``labelhub_trainings_total{outcome}``.
         training_seconds: ``labelhub_training_seconds`` (histogram).
+        predictions_written: ``labelhub_predictions_written_total``: predictions prediction jobs wrote to
+            Label Studio (:mod:`labelhub.backend.jobs`).
+        job_tasks: ``labelhub_job_tasks_total{outcome}``: tasks of prediction jobs' batches, ``written``,
+            ``skipped`` (deleted, or given a prediction of the version meanwhile) or ``failed``.
+        job_batch_seconds: ``labelhub_job_batch_seconds`` (histogram): time of one batch (read, predict, write).
     """
 
     def __init__(self):
@@ -39,6 +44,11 @@ class Metrics:
         self.trainings = Counter("labelhub_trainings", "Model fits run by the trainer", ["outcome"])
         self.training_seconds = Histogram("labelhub_training_seconds", "Time of one fit",
                                           buckets=(.1, .5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600))
+        self.predictions_written = Counter("labelhub_predictions_written",
+                                           "Predictions written to Label Studio by prediction jobs")
+        self.job_tasks = Counter("labelhub_job_tasks", "Tasks handled by prediction jobs' batches", ["outcome"])
+        self.job_batch_seconds = Histogram("labelhub_job_batch_seconds", "Time of one prediction job batch",
+                                           buckets=(.1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120))
 
 
 #: The process's metrics.

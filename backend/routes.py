@@ -99,15 +99,20 @@ def _count(response: Response) -> Response:
 @protocol_bp.get("/")
 @protocol_bp.get("/health")
 def health():
-    """``GET /health``: ``{"status": "UP", "model_class": ..., "embedders": [...], "trainer": ...}``.
+    """``GET /health``: ``{"status": "UP", "model_class": ..., "embedders": [...], "trainer": ..., "jobs": {...}}``.
 
-    Answers from memory only (no disk, no model), in well under Label Studio's 1 s.
+    Answers from memory, plus a ``stat`` of each project's job status file (parsed again only when it
+    changed: :func:`labelhub.backend.jobs.read_statuses`), in well under Label Studio's 1 s. ``jobs`` is
+    ``{project key: {"state", "total", "queued", "running", "done", "skipped", "failed", "model_version", ...}}``
+    of each project's last prediction job (``labelhub predict``).
     """
     from labelhub.backend.embedders import loaded_embedders
+    from labelhub.backend.jobs import read_statuses
 
     backend = _backend()
     return jsonify(status="UP", model_class=backend.models.model_class.__name__,
-                   embedders=loaded_embedders(), trainer_leader=backend.trainer.is_leader)
+                   embedders=loaded_embedders(), trainer_leader=backend.trainer.is_leader,
+                   jobs=read_statuses(backend.settings.model_dir))
 
 
 @protocol_bp.post("/setup")

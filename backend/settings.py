@@ -73,7 +73,7 @@ class Settings:
         image_embedder / text_embedder: Which embedder the default Choices model uses
             (``LABELHUB_IMAGE_EMBEDDER``, ``LABELHUB_TEXT_EMBEDDER``); see :mod:`labelhub.backend.embedders`.
         image_size: Side in pixels images are resized to before the CNN (``LABELHUB_IMAGE_SIZE``).
-        torch_threads: Threads of torch per worker (``LABELHUB_TORCH_THREADS``).
+        torch_threads: Threads of ONNX Runtime (and torch, for a transformers model) per worker (``LABELHUB_TORCH_THREADS``).
         media_timeout: Seconds to wait for one media file (``LABELHUB_MEDIA_TIMEOUT``).
         media_max_bytes: Largest media file accepted (``LABELHUB_MEDIA_MAX_BYTES``).
         media_cache_bytes: Size of each worker's in-memory media cache (``LABELHUB_MEDIA_CACHE_BYTES``).

@@ -4,6 +4,7 @@
 command            defined in                                      runs
 =================  ==============================================  =========================================
 ``backend``        :mod:`labelhub.backend.cli`                      the ML backend under gunicorn
+``predict``        :mod:`labelhub.backend.cli`                      a project pre-annotated by a prediction job
 ``sync``           :mod:`labelhub.sync.cli`                         files → tasks, annotations → versions
 ``versions``       :mod:`labelhub.sync.cli`                         the list of ``annotations-vN`` versions
 ``diff``           :mod:`labelhub.sync.cli`                         what changed between two versions
@@ -21,7 +22,7 @@ import sys
 
 import click
 
-from labelhub.backend.cli import backend
+from labelhub.backend.cli import backend, predict
 from labelhub.sync.cli import diff, sync, versions
 from labelhub.sync.demo.command import demo
 from labelhub.sync.labels.cli import import_labels
@@ -36,7 +37,7 @@ def main():
     """LabelHub: a Label Studio ML backend and a Hugging Face Hub sync daemon."""
 
 
-for _command in (sync, versions, diff, import_labels, restore, demo, backend):
+for _command in (sync, versions, diff, import_labels, restore, demo, backend, predict):
     main.add_command(_command)
 _alias = copy.copy(import_labels)  # the command's name before it read COCO too; kept for scripts
 _alias.hidden = True

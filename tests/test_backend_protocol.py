@@ -150,7 +150,7 @@ def test_a_task_whose_media_fails_gets_an_empty_result_while_others_succeed(app,
     ("/setup", {"json": {"project": KEY}}, 422, "invalid_payload"),
     ("/setup", {"json": {"project": KEY, "schema": "<View><Image"}}, 422, "unsupported_label_config"),
     ("/setup", {"json": {"project": KEY, "schema": '<View><Image name="i" value="$i"/>'
-                         '<RectangleLabels name="r" toName="i"><Label value="a"/></RectangleLabels></View>'}},
+                         '<Rating name="r" toName="i"/></View>'}},  # no head answers a Rating
      422, "unsupported_label_config"),
     ("/webhook", {"json": {"action": "SOMETHING_ELSE", "project": {"id": 1}}}, 422, "unknown_action"),
     ("/webhook", {"json": {"no": "action"}}, 422, "invalid_payload"),

@@ -4,8 +4,11 @@ It answers a ``<Choices>`` tag over an ``<Image>``, ``<Text>`` or ``<HyperText>`
 (https://labelstud.io/tags/choices): single choice with one ``LogisticRegression`` over the classes
 seen, ``choice="multiple"`` with one binary ``LogisticRegression`` per choice, on standardized
 whole-object embeddings (:mod:`labelhub.backend.embedders`). Until the annotations show two different
-choices it does not fit (no regions). Each result's ``score`` is the probability of the chosen class
-(for multiple choice the mean confidence over the choices).
+choices it does not fit (no regions). Each result's ``score`` is the *margin* of single choice: the
+probability of the chosen class minus the next one's (1: sure, 0: a tie between two choices), so that
+sorting Label Studio's Data Manager by prediction score ascending puts first the tasks the model most
+needs labeled (margin sampling: in ``bench/active_learning_bench.py`` it beats the top-class probability,
+which orders worse than random); for multiple choice, the mean confidence over the choices.
 
 Results use Label Studio's format for Choices (https://labelstud.io/guide/export#Label-Studio-JSON-format-of-annotated-tasks)::
 
@@ -96,7 +99,8 @@ class ChoicesHead(ControlHead):
             classes = fitted["classes"]
             for row in fitted["model"].predict_proba(X):
                 j = int(np.argmax(row))
-                out.append([self.result({"choices": [classes[j]]}, float(row[j]))])
+                second = float(np.partition(row, -2)[-2]) if len(row) > 1 else 0.0
+                out.append([self.result({"choices": [classes[j]]}, float(row[j]) - second)])
             return out
         labels = fitted["classes"]
         cols = [m.predict_proba(X)[:, 1] if not isinstance(m, float) else np.full(len(X), m)

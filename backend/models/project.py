@@ -44,6 +44,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Sequence
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from labelhub.backend.embedding_cache import EmbeddingCache
 from labelhub.backend.errors import MediaError
@@ -437,7 +438,8 @@ class ProjectModel(LabelStudioMLBase):
                 continue
             examples.append(Example(input=item, results=tuple(latest[tid][1])))
         started = time.monotonic()
-        fitted = head.fit(examples)
+        with threadpool_limits(1):  # BLAS threads fight the workers for the cores: one is faster here
+            fitted = head.fit(examples)
         entry = {"digest": digest, "examples": len(examples), "media_failed": failed,
                  "seconds": round(time.monotonic() - started, 3)}
         if fitted is not None:

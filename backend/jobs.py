@@ -1,0 +1,878 @@
+"""Prediction jobs: a whole project pre-annotated through Label Studio's API, in batches (``labelhub predict``).
+
+Label Studio asks an ML backend for predictions one ``/predict`` request at a time, within 100 s
+(``ML_TIMEOUT_PREDICT``), so "Retrieve predictions" on a large selection times out. A job runs beside the
+backend instead: it loads the project's model in-process from ``MODEL_DIR`` (the state the backend's
+workers share: :class:`labelhub.backend.app.Backend`), and writes the predictions itself:
+
+1. :func:`plan`: the project's tasks as Label Studio lists them *now* (``GET /api/tasks``) → the tasks
+   to predict, split into batches, the most uncertain first (see :func:`uncertainty_order`).
+2. :func:`run_batch`: one batch: its tasks read again, predicted, and written in **one** call to
+   ``POST /api/projects/<id>/import/predictions`` (``ImportPredictionsAPI`` in Label Studio's
+   ``data_import/api.py``) with the model's current ``model_version``. It is a plain function of a batch
+   of task ids, so a queue worker can run it.
+3. :func:`run_job`: plan, then every batch, with a tqdm progress bar (``TQDM_DISABLE=1`` silences it; it is
+   off when stderr is not a terminal), a :class:`JobStatus` in ``MODEL_DIR/jobs/<project>.json`` (read by
+   ``/health`` and ``labelhub predict --status``) and counters on ``/metrics``.
+
+**Modes.** ``missing`` (the default) predicts the tasks that have no prediction of the current model
+version. ``all`` predicts every (selected) task again: the current version's predictions of the tasks are
+deleted first (one call for a whole project: ``DELETE /api/projects/<id>/model-versions/``; one
+``DELETE /api/predictions/<id>`` each for a selection), then the job goes on as ``missing``. Predictions of
+other versions are never touched.
+
+**One prediction per task and model version.** The truth is what Label Studio holds, not a local
+record: each run lists the tasks again, and each batch reads its tasks once more right before predicting
+and keeps only those still without a prediction of the version. The batch is written in one call,
+which Label Studio commits in one transaction (Django's ``bulk_create``). So a run stopped at any point,
+``SIGKILL`` included, leaves every batch either written whole or not at all, and the next run goes on
+with the tasks still missing. Jobs of one project on one host exclude each other (a ``flock`` on
+``MODEL_DIR/jobs/<project>.lock``). A write that fails or gets no answer is followed by a read of its
+tasks: what landed counts as written, and only the rest is sent again.
+
+What remains (the window, honestly):
+
+- another writer of the same version between a batch's read and its write (the time to predict one
+  batch: seconds for 500 texts): Label Studio's own "Retrieve predictions" or its automatic
+  evaluation calling the backend's ``/predict`` for the same tasks, or a job on another host with another
+  ``MODEL_DIR`` (no shared lock). The task then gets two predictions of that version;
+- a write whose answer was lost while Label Studio was still committing it when the job read the tasks
+  again (the client waits 120 s, so this needs a Label Studio slower than that): the retry writes those
+  tasks a second time;
+- ``all`` only: from the delete until its batch is written, a task has no prediction of the version
+  (never two); a re-run of the same ``all`` job does not delete again once the delete finished
+  (:attr:`JobStatus.cleared`), it goes on.
+
+Label Studio 1.23 silently drops a prediction that does not fit the label config (``created`` is then
+smaller than what was sent): the job reads those tasks again and counts the missing ones as failed, and
+a task whose media could not be loaded is not written (failed too); the next run tries them again.
+
+Files under ``MODEL_DIR``::
+
+    jobs/<project>.json   the last job's JobStatus (atomic JSON, rewritten after every batch)
+    jobs/<project>.lock   held by the running job (flock: released when its process dies)
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from dataclasses import asdict, dataclass, field, fields
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Protocol, Sequence
+
+from labelhub.backend.model import normalize_predictions
+from labelhub.backend.state import atomic_write_json
+from labelhub.errors import ConfigurationError, LabelHubError, LabelStudioError, NotFoundError, ProjectNotFound
+from labelhub.locks import file_lock
+
+if TYPE_CHECKING:  # pragma: no cover
+    from labelhub.backend.metrics import Metrics
+    from labelhub.backend.settings import Settings
+
+log = logging.getLogger(__name__)
+
+__all__ = ["MODES", "DEFAULT_BATCH_SIZE", "MAX_BATCH_SIZE", "PREDICT_CHUNK", "ProjectInfo", "PredictionRow", "TaskRow",
+           "LabelStudioClient",
+           "JobHost", "BatchResult", "JobStatus", "JobAlreadyRunning", "plan", "selected", "needs_prediction",
+           "uncertainty_order", "run_batch", "run_job", "read_statuses", "latest_status"]
+
+#: What a job predicts: ``missing`` (no prediction of the current version) or ``all`` (every task again).
+MODES = ("missing", "all")
+#: Tasks per batch: one write to Label Studio each. Label Studio 1.23 (by default) recounts every task of the
+#: project on each prediction import, so a call costs more the larger the project (about 10 s at 10,000
+#: tasks with predictions, SQLite): fewer, larger batches are much faster.
+DEFAULT_BATCH_SIZE = 500
+#: Tasks per ``predict`` call inside a batch (bounds the media a worker holds at once).
+PREDICT_CHUNK = 64
+#: The largest batch: Label Studio's memory-efficient prediction import (feature flag
+#: ``fflag_fix_back_4620_memory_efficient_predictions_import_08012025_short``) commits each 500
+#: (``PREDICTION_IMPORT_BATCH_SIZE``) apart, so a larger batch would no longer land whole or not at all.
+MAX_BATCH_SIZE = 500
+#: Tasks per page when listing a project (Label Studio's ``TASK_API_PAGE_SIZE_MAX`` is larger).
+PAGE_SIZE = 1000
+#: Task ids per ``selectedItems`` query (they travel in the URL).
+IDS_PER_QUERY = 200
+#: Attempts of one batch's write (each after a read of what landed).
+WRITE_ATTEMPTS = 3
+#: Failed tasks a status keeps with their reason (the count keeps them all).
+KEEP_FAILURES = 20
+
+
+class JobAlreadyRunning(LabelHubError, RuntimeError):
+    """Another job of the project runs on this host (it holds ``MODEL_DIR/jobs/<project>.lock``)."""
+
+
+# Label Studio --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ProjectInfo:
+    """A Label Studio project as a job needs it.
+
+    Attributes:
+        id: The project id.
+        key: ``<id>.<created_at in unix seconds>``, how Label Studio names the project to ML backends
+            (``MLApi._create_project_uid`` in ``label_studio/ml/api_connector.py``): the folder of its
+            state in ``MODEL_DIR/projects/``.
+        label_config: The label config XML.
+        model_version: The project's selected prediction set (Settings → Annotation → Prelabeling), ``""``
+            when none; the Data Manager's "Prediction score" column averages that version's scores.
+    """
+
+    id: int
+    key: str
+    label_config: str
+    model_version: str = ""
+
+
+@dataclass(frozen=True)
+class PredictionRow:
+    """One prediction of a task, as listed: ``id``, ``model_version``, ``score`` (``None`` when unset)."""
+
+    id: int
+    model_version: str
+    score: float | None
+
+
+@dataclass(frozen=True)
+class TaskRow:
+    """One task, as listed: ``id``, ``data``, ``is_labeled`` (Label Studio's: annotations reach the
+    overlap) and its ``predictions``."""
+
+    id: int
+    data: dict
+    is_labeled: bool = False
+    predictions: tuple[PredictionRow, ...] = ()
+
+    def predictions_of(self, model_version: str) -> list[PredictionRow]:
+        """The task's predictions of ``model_version``.
+
+        Args:
+            model_version: A model version.
+
+        Returns:
+            Those predictions, in listing order.
+        """
+        return [p for p in self.predictions if p.model_version == model_version]
+
+    @property
+    def last_score(self) -> float | None:
+        """The score of the task's newest prediction (highest id) that has one, of any version; else ``None``."""
+        scored = [p for p in self.predictions if p.score is not None]
+        return max(scored, key=lambda p: p.id).score if scored else None
+
+
+def _field(obj: Any, name: str, default: Any = None) -> Any:
+    return obj.get(name, default) if isinstance(obj, dict) else getattr(obj, name, default)
+
+
+def _task_row(task: Any) -> TaskRow:
+    preds = []
+    for p in _field(task, "predictions") or []:
+        score = _field(p, "score")
+        preds.append(PredictionRow(id=int(_field(p, "id")), model_version=str(_field(p, "model_version") or ""),
+                                   score=float(score) if isinstance(score, (int, float)) else None))
+    data = _field(task, "data")
+    return TaskRow(id=int(_field(task, "id")), data=data if isinstance(data, dict) else {},
+                   is_labeled=bool(_field(task, "is_labeled")), predictions=tuple(preds))
+
+
+class LabelStudioClient:
+    """The few Label Studio API calls a job makes, through label-studio-sdk (https://api.labelstud.io).
+
+    A personal access token is refreshed by the SDK; a legacy token is sent as ``Token ...``. Writes are
+    never retried by the SDK (``max_retries=0``): a write retried blindly could land twice, so
+    :func:`run_batch` reads what landed first.
+
+    Args:
+        url: Label Studio's URL (``LABEL_STUDIO_URL``).
+        api_key: A personal access token or legacy token (``LABEL_STUDIO_API_KEY``).
+        timeout: Seconds per HTTP call.
+
+    Raises:
+        ConfigurationError: When ``url`` or ``api_key`` is empty.
+    """
+
+    def __init__(self, url: str, api_key: str, timeout: float = 120.0):
+        from label_studio_sdk import LabelStudio
+
+        if not url:
+            raise ConfigurationError("LABEL_STUDIO_URL (--label-studio-url) is required")
+        if not api_key:
+            raise ConfigurationError("LABEL_STUDIO_API_KEY (--api-key) is required")
+        self.url = url.rstrip("/")
+        self._client = LabelStudio(base_url=self.url, api_key=api_key, timeout=timeout)
+
+    def _call(self, what: str, fn: Callable[[], Any]) -> Any:
+        """``fn()``, with the SDK's errors turned into :class:`LabelStudioError` (``status`` set) or
+        :class:`ProjectNotFound` (404); messages name the call, never the key."""
+        import httpx
+        from label_studio_sdk.core.api_error import ApiError
+
+        try:
+            return fn()
+        except ApiError as exc:
+            if exc.status_code == 404:
+                raise ProjectNotFound(f"{what}: not found at {self.url} (404)") from None
+            if exc.status_code in (401, 403):
+                error = LabelStudioError(f"Label Studio at {self.url} refused LABEL_STUDIO_API_KEY ({exc.status_code})")
+            else:
+                body = " ".join(str(exc.body).split())[:300]
+                error = LabelStudioError(f"{what}: Label Studio at {self.url} answered {exc.status_code}: {body}")
+            error.status = exc.status_code
+            raise error from None
+        except httpx.HTTPError as exc:
+            error = LabelStudioError(f"{what}: no answer from Label Studio at {self.url} ({type(exc).__name__}: "
+                                     f"{' '.join(str(exc).split())[:200]})")
+            error.status = None
+            raise error from None
+
+    def project(self, project_id: int) -> ProjectInfo:
+        """The project's key, label config and selected prediction set.
+
+        Args:
+            project_id: The project id.
+
+        Returns:
+            Its :class:`ProjectInfo`.
+
+        Raises:
+            ProjectNotFound: No such project, or the key cannot see it.
+            LabelStudioError: Label Studio refused the key or cannot be reached.
+        """
+        project = self._call(f"project {project_id}", lambda: self._client.projects.get(id=project_id))
+        created = project.created_at
+        if isinstance(created, str):
+            created = datetime.fromisoformat(created.replace("Z", "+00:00"))
+        key = f"{project_id}.{int(created.timestamp())}" if created else str(project_id)
+        return ProjectInfo(id=project_id, key=key, label_config=project.label_config or "",
+                           model_version=project.model_version or "")
+
+    def tasks(self, project_id: int, task_ids: Sequence[int] | None = None) -> list[TaskRow]:
+        """The project's tasks (or those of ``task_ids`` that exist) with their predictions, paged.
+
+        One ``GET /api/tasks?fields=all&include=id,data,is_labeled,predictions`` per page of
+        :data:`PAGE_SIZE`; with ``task_ids``, a Data Manager ``selectedItems`` query per
+        :data:`IDS_PER_QUERY` ids. If the project has "retrieve predictions automatically" on, Label Studio
+        asks the connected backend for the listed tasks that have no prediction first (and lists them with it).
+
+        Args:
+            project_id: The project id.
+            task_ids: Only these tasks; ``None`` for all.
+
+        Returns:
+            The tasks, each with its data and predictions (id, version, score).
+
+        Raises:
+            ProjectNotFound, LabelStudioError: As for :meth:`project`.
+        """
+        def page(query: str | None) -> list[TaskRow]:
+            pager = self._client.tasks.list(project=project_id, fields="all", page_size=PAGE_SIZE, query=query,
+                                            include="id,data,is_labeled,predictions")
+            return [_task_row(t) for t in pager]
+
+        what = f"tasks of project {project_id}"
+        if task_ids is None:
+            return self._call(what, lambda: page(None))
+        ids = [int(i) for i in task_ids]
+        out: list[TaskRow] = []
+        for start in range(0, len(ids), IDS_PER_QUERY):
+            query = json.dumps({"selectedItems": {"all": False, "included": ids[start:start + IDS_PER_QUERY]}})
+            out += self._call(what, lambda: page(query))
+        return out
+
+    def import_predictions(self, project_id: int, predictions: Sequence[dict]) -> int:
+        """Write predictions in one call: ``POST /api/projects/<id>/import/predictions``.
+
+        Args:
+            project_id: The project id.
+            predictions: ``[{"task": id, "result": [...], "score": s, "model_version": v}, ...]``
+                (https://labelstud.io/guide/predictions).
+
+        Returns:
+            How many Label Studio created (it drops those that do not fit the label config).
+
+        Raises:
+            LabelStudioError: Label Studio answered an error or nothing (the call may have landed).
+            ProjectNotFound: The project is gone.
+        """
+        answer = self._call(f"import of {len(predictions)} predictions into project {project_id}",
+                            lambda: self._client.projects.import_predictions(
+                                id=project_id, request=list(predictions), request_options={"max_retries": 0}))
+        return int(getattr(answer, "created", 0) or 0)
+
+    def delete_predictions(self, project_id: int, model_version: str, prediction_ids: Sequence[int] | None = None
+                           ) -> None:
+        """Delete predictions of ``model_version``: all of the project's, or those of ``prediction_ids``.
+
+        The whole project's go in one call, ``DELETE /api/projects/<id>/model-versions/`` (Label Studio's
+        ``ProjectModelVersions``; it also unselects the version as the project's prediction set). Listed ones
+        go one ``DELETE /api/predictions/<id>`` each (about 0.2 s apiece on Label Studio 1.23 with SQLite);
+        one already gone is fine.
+
+        Args:
+            project_id: The project id.
+            model_version: The version.
+            prediction_ids: Only these predictions (``None``: every prediction of the version).
+
+        Raises:
+            LabelStudioError: Label Studio refused or did not answer.
+            ProjectNotFound: The project is gone.
+        """
+        if prediction_ids is None:
+            def delete_version() -> None:
+                # not in label-studio-sdk 2.1: through its HTTP client, which carries the key
+                answer = self._client._client_wrapper.httpx_client.request(
+                    f"api/projects/{int(project_id)}/model-versions/", method="DELETE",
+                    json={"model_version": model_version}, request_options={"max_retries": 0})
+                if answer.status_code >= 300:
+                    from label_studio_sdk.core.api_error import ApiError
+
+                    raise ApiError(status_code=answer.status_code, headers=dict(answer.headers), body=answer.text)
+
+            self._call(f"predictions of {model_version} in project {project_id}", delete_version)
+            return
+        for prediction_id in prediction_ids:
+            try:
+                self._call(f"prediction {prediction_id}", lambda: self._client.predictions.delete(
+                    id=prediction_id, request_options={"max_retries": 0}))
+            except ProjectNotFound:
+                pass
+
+    def select_model_version(self, project_id: int, model_version: str) -> None:
+        """Make ``model_version`` the project's prediction set (Settings → Annotation → Prelabeling).
+
+        Args:
+            project_id: The project id.
+            model_version: A version the project has predictions of (Label Studio refuses others).
+
+        Raises:
+            LabelStudioError: Label Studio refused it or cannot be reached.
+        """
+        self._call(f"project {project_id}", lambda: self._client.projects.update(id=project_id,
+                                                                                 model_version=model_version))
+
+
+# planning -----------------------------------------------------------------------------------------------
+def needs_prediction(task: TaskRow, model_version: str) -> bool:
+    """Whether a job still has to predict ``task`` with ``model_version``.
+
+    Args:
+        task: The task as listed.
+        model_version: The version the job writes.
+
+    Returns:
+        ``True`` when the task has no prediction of that version.
+    """
+    return not task.predictions_of(model_version)
+
+
+def uncertainty_order(task: TaskRow) -> tuple:
+    """Sort key of :func:`plan`: tasks with a known score first, lowest (most uncertain) first, then the
+    never-scored ones by id.
+
+    The score is the task's newest scored prediction's (:attr:`TaskRow.last_score`), of any version: after
+    a retrain the old version's uncertainty says which tasks the new one should answer first, so that the
+    top of the Data Manager sorted by "Prediction score" ascending is refreshed first.
+
+    Args:
+        task: A task as listed.
+
+    Returns:
+        ``(0, score, id)`` or ``(1, 0.0, id)``.
+    """
+    score = task.last_score
+    return (0, score, task.id) if score is not None else (1, 0.0, task.id)
+
+
+def selected(tasks: Iterable[TaskRow], task_ids: Iterable[int] | None = None, unlabeled: bool = False) -> list[TaskRow]:
+    """The tasks a job's selection keeps.
+
+    Args:
+        tasks: Tasks as listed.
+        task_ids: Only these ids (``None``: every task).
+        unlabeled: Only tasks Label Studio does not count as labeled (``is_labeled`` false).
+
+    Returns:
+        The kept tasks, in the given order.
+    """
+    wanted = {int(i) for i in task_ids} if task_ids is not None else None
+    return [t for t in tasks if (wanted is None or t.id in wanted) and not (unlabeled and t.is_labeled)]
+
+
+def plan(tasks: Iterable[TaskRow], model_version: str, task_ids: Iterable[int] | None = None, unlabeled: bool = False,
+         batch_size: int = DEFAULT_BATCH_SIZE) -> list[list[int]]:
+    """Split the tasks still without a prediction of ``model_version`` into batches, most uncertain first.
+
+    Args:
+        tasks: The project's tasks as Label Studio lists them now (:meth:`LabelStudioClient.tasks`).
+        model_version: The model's current version.
+        task_ids: Only these tasks (``None``: every task).
+        unlabeled: Only tasks Label Studio does not count as labeled (``is_labeled`` false).
+        batch_size: Tasks per batch, 1 to :data:`MAX_BATCH_SIZE`.
+
+    Returns:
+        Batches of task ids, in the order to run them (:func:`uncertainty_order` across batches).
+
+    Raises:
+        ValueError: For a ``batch_size`` out of that range.
+
+    Example:
+        >>> t = [TaskRow(1, {}), TaskRow(2, {}, predictions=(PredictionRow(5, "v1", 0.3),)),
+        ...      TaskRow(3, {}, predictions=(PredictionRow(6, "v1", 0.9),))]
+        >>> plan(t, "v2", batch_size=2)
+        [[2, 3], [1]]
+    """
+    if not 1 <= batch_size <= MAX_BATCH_SIZE:
+        raise ValueError(f"batch_size must be between 1 and {MAX_BATCH_SIZE}, not {batch_size}")
+    picked = [t for t in selected(tasks, task_ids, unlabeled) if needs_prediction(t, model_version)]
+    ids = [t.id for t in sorted(picked, key=uncertainty_order)]
+    return [ids[i:i + batch_size] for i in range(0, len(ids), batch_size)]
+
+
+# one batch ----------------------------------------------------------------------------------------------
+class JobHost(Protocol):
+    """What a job uses of the backend (:class:`labelhub.backend.app.Backend` is one).
+
+    Attributes:
+        settings: The backend's settings (``model_dir``).
+        models: The project models (:class:`labelhub.backend.app.ModelRegistry`).
+        metrics: The Prometheus metrics (``predictions_written``, ``job_tasks``, ``job_batch_seconds``).
+    """
+
+    settings: "Settings"
+    models: Any
+    metrics: "Metrics"
+
+
+@dataclass
+class BatchResult:
+    """What one batch did.
+
+    Attributes:
+        model_version: The version written (``None`` when nothing was predicted).
+        written: Task ids whose prediction Label Studio now holds.
+        skipped: Task ids left alone: deleted since the plan, or given a prediction of the version meanwhile.
+        failed: ``{task id: reason}``: media that did not load, a prediction Label Studio rejected.
+    """
+
+    model_version: str | None = None
+    written: list[int] = field(default_factory=list)
+    skipped: list[int] = field(default_factory=list)
+    failed: dict[int, str] = field(default_factory=dict)
+
+
+def _landed(api: LabelStudioClient, project_id: int, items: dict[int, dict]) -> set[int]:
+    """The tasks of ``items`` that now hold a prediction of the version sent for them."""
+    fresh = {t.id: t for t in api.tasks(project_id, list(items))}
+    return {tid for tid, item in items.items() if tid in fresh and fresh[tid].predictions_of(item["model_version"])}
+
+
+def _write(api: LabelStudioClient, project_id: int, items: list[dict], result: BatchResult,
+           sleep: Callable[[float], None] = time.sleep) -> None:
+    """Write ``items`` in one call; after a failure or a short count, read what landed, retry only the rest."""
+    pending = {item["task"]: item for item in items}
+    for attempt in range(1, WRITE_ATTEMPTS + 1):
+        try:
+            created = api.import_predictions(project_id, list(pending.values()))
+            if created == len(pending):
+                result.written += list(pending)
+                return
+            error = None
+        except LabelStudioError as exc:
+            created, error = None, exc
+        landed = _landed(api, project_id, pending)
+        result.written += sorted(landed)
+        for tid in landed:
+            del pending[tid]
+        if not pending:
+            return
+        status = getattr(error, "status", None)
+        if error is None or (status is not None and 400 <= status < 500 and status not in (408, 429)):
+            reason = ("Label Studio dropped the prediction (it does not fit the label config; see Label Studio's "
+                      "log)") if error is None else " ".join(str(error).split())[:300]
+            result.failed.update({tid: reason for tid in pending})
+            return
+        if attempt == WRITE_ATTEMPTS:
+            raise error
+        log.warning("writing %d predictions failed (%s); %d landed, retrying the rest", len(items), error, len(landed))
+        sleep(2.0 ** attempt)
+
+
+def run_batch(host: JobHost, api: LabelStudioClient, project: ProjectInfo, task_ids: Sequence[int],
+              progress: Callable[[int], Any] | None = None) -> BatchResult:
+    """Predict one batch of tasks and write the predictions to Label Studio in one call.
+
+    The tasks are read again first; those that meanwhile got a prediction of the version or were deleted
+    are skipped. The rest go to the project's model (``host.models.get(project.key, ...)``, refreshed from
+    ``MODEL_DIR``) as Label Studio's tasks (``{"id", "data"}``, :data:`PREDICT_CHUNK` per call); what it
+    answers is normalized (:func:`labelhub.backend.model.normalize_predictions`), and a task with an ``error``
+    (its media did not load) is not written. A write that fails or gets no answer is followed by a read of
+    its tasks; only those without the prediction are sent again (at most :data:`WRITE_ATTEMPTS` times).
+
+    Args:
+        host: The backend (models, metrics).
+        api: Label Studio.
+        project: The project.
+        task_ids: The batch (from :func:`plan`).
+        progress: Called with a number of tasks each time some are handled (``tqdm.update``); the numbers
+            add up to ``len(task_ids)``.
+
+    Returns:
+        A :class:`BatchResult`.
+
+    Raises:
+        LabelStudioError, ProjectNotFound: Label Studio failed on a read, or on the write after
+            :data:`WRITE_ATTEMPTS` attempts (what landed is known to Label Studio; a re-run goes on).
+        labelhub.errors.LabelConfigError: The model refuses the project's label config.
+        Exception: Whatever the model's ``predict`` raises (it should answer per-task errors instead).
+    """
+    started = time.monotonic()
+    result = BatchResult()
+    fresh = {t.id: t for t in api.tasks(project.id, task_ids)}
+    model = host.models.get(project.key, project.label_config)
+    model.refresh()
+    version = model.model_version
+    todo = []
+    for tid in task_ids:
+        task = fresh.get(int(tid))
+        if task is not None and needs_prediction(task, version):
+            todo.append(task)
+        else:
+            result.skipped.append(int(tid))
+    if progress is not None and len(task_ids) > len(todo):
+        progress(len(task_ids) - len(todo))
+    preds: list[dict] = []
+    for start in range(0, len(todo), PREDICT_CHUNK):
+        chunk = todo[start:start + PREDICT_CHUNK]
+        raw = model.predict([{"id": t.id, "data": t.data} for t in chunk])
+        preds += normalize_predictions(raw, len(chunk), version)
+        if progress is not None:
+            progress(len(chunk))
+    if todo:
+        items = []
+        for task, pred in zip(todo, preds):
+            if pred.get("error"):
+                result.failed[task.id] = " ".join(str(pred["error"]).split())[:300]
+                continue
+            written_version = pred["model_version"]
+            if written_version != version and not needs_prediction(task, written_version):
+                result.skipped.append(task.id)  # the model answered another version, which the task has
+                continue
+            items.append({"task": task.id, "result": pred["result"], "score": pred["score"],
+                          "model_version": written_version})
+            result.model_version = written_version
+        if items:
+            _write(api, project.id, items, result)
+    metrics = host.metrics
+    metrics.predictions_written.inc(len(result.written))
+    for outcome, count in (("written", len(result.written)), ("skipped", len(result.skipped)),
+                           ("failed", len(result.failed))):
+        if count:
+            metrics.job_tasks.labels(outcome=outcome).inc(count)
+    metrics.job_batch_seconds.observe(time.monotonic() - started)
+    return result
+
+
+# status -------------------------------------------------------------------------------------------------
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@dataclass
+class JobStatus:
+    """The state of a project's last job, kept in ``MODEL_DIR/jobs/<project>.json``.
+
+    Task counts: ``total`` = ``queued`` + ``running`` + ``done`` + ``skipped`` + ``failed``.
+
+    Attributes:
+        project: The project key.
+        project_id: The project id.
+        job_id: A random id of the run.
+        mode: ``"missing"`` or ``"all"``.
+        state: ``queued``, ``running``, ``done`` (every batch ran; some tasks may have failed) or ``failed``
+            (the job stopped on an error, see ``error``). :meth:`view` shows ``interrupted`` for a job whose
+            process on this host is gone (killed).
+        model_version: The version written (the last batch's).
+        total, queued, running, done, skipped, failed: Task counts: planned, waiting, in the batch being
+            predicted, written, left alone (see :class:`BatchResult`), not written.
+        selection: The job's ``--task-ids``/``--unlabeled`` (JSON), to recognize a re-run of the same job.
+        cleared: For ``mode="all"``: the version's old predictions of the selection are deleted (a re-run
+            of the same job does not delete again).
+        started_at, updated_at, finished_at: Unix times.
+        pid, host: The process running it.
+        error: Why the job failed (one line, no secret).
+        failures: ``{task id: reason}`` of the first :data:`KEEP_FAILURES` failed tasks.
+    """
+
+    project: str
+    project_id: int
+    job_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    mode: str = "missing"
+    state: str = "queued"
+    model_version: str | None = None
+    total: int = 0
+    queued: int = 0
+    running: int = 0
+    done: int = 0
+    skipped: int = 0
+    failed: int = 0
+    selection: str = ""
+    cleared: bool = False
+    started_at: float | None = None
+    updated_at: float | None = None
+    finished_at: float | None = None
+    pid: int = field(default_factory=os.getpid)
+    host: str = field(default_factory=socket.gethostname)
+    error: str | None = None
+    failures: dict[str, str] = field(default_factory=dict)
+
+    @staticmethod
+    def path(model_dir: Path, key: str) -> Path:
+        """``MODEL_DIR/jobs/<key>.json``."""
+        return Path(model_dir) / "jobs" / f"{key}.json"
+
+    def save(self, model_dir: Path) -> None:
+        """Write the status atomically (:func:`labelhub.backend.state.atomic_write_json`).
+
+        Raises:
+            OSError: When ``MODEL_DIR`` is not writable.
+        """
+        self.updated_at = time.time()
+        atomic_write_json(self.path(model_dir, self.project), asdict(self))
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "JobStatus":
+        """A status from its JSON (unknown keys ignored).
+
+        Raises:
+            TypeError: When required keys are missing.
+        """
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    @classmethod
+    def load(cls, model_dir: Path, key: str) -> "JobStatus | None":
+        """The project's last status, or ``None`` when there is none (or it does not parse)."""
+        try:
+            return cls.from_dict(json.loads(cls.path(model_dir, key).read_bytes()))
+        except (OSError, ValueError, TypeError):
+            return None
+
+    def add(self, batch: BatchResult) -> None:
+        """Count a finished batch (its tasks leave ``running``)."""
+        self.running = 0
+        self.done += len(batch.written)
+        self.skipped += len(batch.skipped)
+        self.failed += len(batch.failed)
+        for tid, reason in batch.failed.items():
+            if len(self.failures) < KEEP_FAILURES:
+                self.failures[str(tid)] = reason
+        if batch.model_version:
+            self.model_version = batch.model_version
+
+    def view(self) -> dict:
+        """The status as ``/health`` and ``labelhub predict --status`` show it (``state`` is ``interrupted``
+        for a queued or running job whose process on this host is gone)."""
+        out = asdict(self)
+        if self.state in ("queued", "running") and self.host == socket.gethostname() and not _alive(self.pid):
+            out["state"] = "interrupted"
+        return out
+
+
+_STATUS_CACHE: dict[Path, tuple[tuple, dict]] = {}
+_STATUS_LOCK = threading.Lock()
+
+
+def read_statuses(model_dir: Path) -> dict[str, dict]:
+    """Every project's last job status (:meth:`JobStatus.view`), for ``/health``.
+
+    A file is parsed again only when its inode, size or mtime changed, so a call costs a ``stat`` per
+    project with a job.
+
+    Args:
+        model_dir: ``MODEL_DIR``.
+
+    Returns:
+        ``{project key: status dict}`` (``{}`` when no job ever ran).
+    """
+    out = {}
+    try:
+        paths = sorted((Path(model_dir) / "jobs").glob("*.json"))
+    except OSError:
+        return out
+    for path in paths:
+        try:
+            st = path.stat()
+        except OSError:
+            continue
+        stamp = (st.st_ino, st.st_size, st.st_mtime_ns)
+        with _STATUS_LOCK:
+            cached = _STATUS_CACHE.get(path)
+        if cached is None or cached[0] != stamp:
+            try:
+                status = JobStatus.from_dict(json.loads(path.read_bytes()))
+            except (OSError, ValueError, TypeError):
+                continue
+            cached = (stamp, status)
+            with _STATUS_LOCK:
+                _STATUS_CACHE[path] = cached
+        out[path.stem] = cached[1].view()
+    return out
+
+
+def latest_status(model_dir: Path, project_id: int) -> JobStatus | None:
+    """The status of the project id's last job (the newest of its keys, when it was re-created).
+
+    Args:
+        model_dir: ``MODEL_DIR``.
+        project_id: The Label Studio project id.
+
+    Returns:
+        The status, or ``None`` when no job of the project ran with this ``MODEL_DIR``.
+    """
+    found = []
+    for path in (Path(model_dir) / "jobs").glob(f"{int(project_id)}*.json"):
+        if path.stem == str(project_id) or path.stem.startswith(f"{project_id}."):
+            status = JobStatus.load(model_dir, path.stem)
+            if status is not None:
+                found.append(status)
+    return max(found, key=lambda s: s.updated_at or 0.0) if found else None
+
+
+# a whole job --------------------------------------------------------------------------------------------
+def _one_line(exc: BaseException) -> str:
+    return " ".join(f"{type(exc).__name__}: {exc}".split())[:500]
+
+
+def run_job(host: JobHost, api: LabelStudioClient, project_id: int, *, mode: str = "missing",
+            task_ids: Iterable[int] | None = None, unlabeled: bool = False, batch_size: int = DEFAULT_BATCH_SIZE,
+            select_version: bool | None = None, progress: bool | None = None) -> JobStatus:
+    """Pre-annotate a project: list its tasks, :func:`plan`, :func:`run_batch` each batch (see the module docstring).
+
+    Args:
+        host: The backend whose ``MODEL_DIR`` holds the project's model (``Backend(settings)``).
+        api: Label Studio.
+        project_id: The project id.
+        mode: ``"missing"`` (default) or ``"all"``.
+        task_ids: Only these tasks.
+        unlabeled: Only tasks Label Studio does not count as labeled.
+        batch_size: Tasks per batch (one write to Label Studio each; see :data:`DEFAULT_BATCH_SIZE`).
+        select_version: Afterwards, make the written version the project's prediction set (Settings →
+            Annotation → Prelabeling), which the Data Manager's "Prediction score" column averages. ``None``
+            (default): only when the project has none selected or one this model wrote before.
+        progress: Show a tqdm bar on stderr: ``None`` (default) when stderr is a terminal and
+            ``TQDM_DISABLE`` is unset.
+
+    Returns:
+        The final :class:`JobStatus` (``state`` ``"done"``; ``failed`` counts the tasks not written).
+
+    Raises:
+        ProjectNotFound: No such project in Label Studio.
+        NotFoundError: ``MODEL_DIR`` has no state of the project (not the backend's ``MODEL_DIR``, or the
+            project was never connected to it).
+        JobAlreadyRunning: Another job of the project runs on this host.
+        LabelStudioError: Label Studio failed (the status says ``failed``; a re-run goes on).
+        ValueError: A bad ``mode`` or ``batch_size``.
+        KeyboardInterrupt: Ctrl-C (the status says ``failed``: interrupted).
+    """
+    from tqdm.auto import tqdm
+
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
+    model_dir = Path(host.settings.model_dir)
+    project = api.project(project_id)
+    if not (model_dir / "projects" / project.key).is_dir():
+        raise NotFoundError(f"MODEL_DIR={str(model_dir)!r} has no model of project {project_id} (key {project.key}): "
+                            "point --model-dir at the backend's MODEL_DIR, and connect the project to the backend")
+    with file_lock(model_dir / "jobs" / f"{project.key}.lock", blocking=False) as held:
+        if not held:
+            running = JobStatus.load(model_dir, project.key)
+            by = f" (pid {running.pid} on {running.host})" if running else ""
+            raise JobAlreadyRunning(f"a prediction job of project {project_id} is running{by}")
+        model = host.models.get(project.key, project.label_config)
+        model.refresh()
+        version = model.model_version
+        previous = JobStatus.load(model_dir, project.key)
+        ids = sorted({int(i) for i in task_ids}) if task_ids is not None else None
+        selection = json.dumps({"task_ids": ids, "unlabeled": bool(unlabeled)}, sort_keys=True)
+        status = JobStatus(project=project.key, project_id=project.id, mode=mode, state="running",
+                           model_version=version, selection=selection, started_at=time.time())
+        bar = None
+        try:
+            tasks = api.tasks(project.id)
+            if mode == "all":
+                status.cleared = bool(previous and previous.mode == "all" and previous.model_version == version
+                                      and previous.selection == selection and previous.cleared
+                                      and previous.state != "done")  # the same job, interrupted after its delete
+                if not status.cleared:
+                    status.save(model_dir)
+                    whole = ids is None and not unlabeled
+                    api.delete_predictions(project.id, version, None if whole else [
+                        p.id for t in selected(tasks, ids, unlabeled) for p in t.predictions_of(version)])
+                    status.cleared = True
+                    project = api.project(project_id)  # the delete may have unselected the version
+                    tasks = api.tasks(project.id)
+            batches = plan(tasks, version, task_ids=ids, unlabeled=unlabeled, batch_size=batch_size)
+            status.total = status.queued = sum(len(b) for b in batches)
+
+            def start(i: int) -> None:  # batch i leaves the queue
+                if i < len(batches):
+                    status.queued -= len(batches[i])
+                    status.running = len(batches[i])
+
+            start(0)
+            status.save(model_dir)
+            log.info("project %s: %d of %d tasks to predict with %s in %d batches", project_id, status.total,
+                     len(tasks), version, len(batches))
+            bar = tqdm(total=status.total, unit="task", desc=f"project {project_id}", dynamic_ncols=True,
+                       disable=None if progress is None else not progress)
+            for i, batch in enumerate(batches):
+                result = run_batch(host, api, project, batch, progress=bar.update)
+                status.add(result)
+                start(i + 1)
+                status.save(model_dir)
+                bar.set_postfix(written=status.done, failed=status.failed, refresh=False)
+        except BaseException as exc:
+            status.state, status.error = "failed", _one_line(exc)
+            status.finished_at = time.time()
+            status.save(model_dir)
+            raise
+        finally:
+            if bar is not None:
+                bar.close()
+        status.state, status.finished_at = "done", time.time()
+        status.save(model_dir)
+    _select_version(api, project, status, model, previous, select_version)
+    return status
+
+
+def _select_version(api: LabelStudioClient, project: ProjectInfo, status: JobStatus, model: Any,
+                    previous: JobStatus | None, select: bool | None) -> None:
+    """Make the job's version the project's prediction set when asked, or (``select=None``) when the project
+    has none or one this model wrote before; a refusal is logged, not raised."""
+    version, current = status.model_version, project.model_version or ""
+    if not version or current == version or select is False:
+        return
+    ours = set(model.get("versions") or [])
+    if previous and previous.model_version:
+        ours.add(previous.model_version)
+    if select is None and current and current not in ours:
+        log.info("project %s: its prediction set stays %r (select %s in Settings > Annotation to sort the Data "
+                 "Manager by its scores)", project.id, current, version)
+        return
+    try:
+        api.select_model_version(project.id, version)
+        log.info("project %s: prediction set is now %s", project.id, version)
+    except LabelStudioError as exc:
+        log.warning("project %s: could not select %s as its prediction set: %s", project.id, version, exc)

@@ -1,0 +1,279 @@
+"""``labelhub predict``: a whole project pre-annotated through a real Label Studio 1.23.2, one prediction per task
+and model version, also after a SIGKILL in the middle; its status on ``--status`` and ``/health``.
+
+The model state is trained the way the backend trains it (annotation events posted to ``/webhook`` through
+Flask's test client, the trainer run once); the job then loads it from the same ``MODEL_DIR``.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+from collections import Counter
+from contextlib import contextmanager
+
+import pytest
+import requests
+from click.testing import CliRunner
+
+from labelhub.backend.app import create_app
+from labelhub.backend.jobs import PredictionRow, TaskRow, latest_status, plan, read_statuses
+from labelhub.backend.model import LabelStudioMLBase
+from labelhub.backend.state import Store
+from labelhub.cli import main
+from tests.backend_fixtures import ROOT, TEXT_CLASSES, TEXT_CONFIG, annotation_event, text_tasks, wait_for
+
+N_TASKS = 300
+
+
+def _api(label_studio, method, path, **kwargs):
+    answer = requests.request(method, label_studio.url + path, timeout=60,
+                              headers={"Authorization": f"Token {label_studio.api_key}"}, **kwargs)
+    answer.raise_for_status()
+    return answer.json() if answer.content else None
+
+
+def _predictions(label_studio, project_id) -> dict[int, list[dict]]:
+    """``{task id: [prediction, ...]}`` of every task of the project, as Label Studio holds them."""
+    tasks = _api(label_studio, "GET", f"/api/tasks?project={project_id}&page_size=10000&fields=all"
+                                      "&include=id,predictions")["tasks"]
+    return {t["id"]: t["predictions"] for t in tasks}
+
+
+def _per_task(label_studio, project_id, version) -> Counter:
+    """How many tasks have 0, 1, 2, ... predictions of ``version``."""
+    return Counter(sum(p["model_version"] == version for p in preds)
+                   for preds in _predictions(label_studio, project_id).values())
+
+
+@contextmanager
+def _keep_root_logging():
+    """The CLI installs its own root log handler (with redaction): give pytest's back afterwards."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        yield
+    finally:
+        root.handlers[:], root.level = handlers, level
+
+
+def _cli(*args, env):
+    with _keep_root_logging():
+        return CliRunner().invoke(main, list(args), env=env, catch_exceptions=False)
+
+
+class _Project:
+    """A Label Studio project of text tasks and a backend ``MODEL_DIR`` trained on some of them."""
+
+    def __init__(self, label_studio, model_dir):
+        self.ls, self.model_dir = label_studio, model_dir
+        client = label_studio.client()
+        self.project = client.projects.create(title="labelhub predict", label_config=TEXT_CONFIG)
+        self.id = self.project.id
+        source, self.labels = text_tasks(N_TASKS)
+        client.projects.import_tasks(id=self.id, request=[t["data"] for t in source])
+        by_text = {t["data"]["text"]: t["id"] for t in _api(
+            label_studio, "GET", f"/api/tasks?project={self.id}&page_size=1000")["tasks"]}
+        self.tasks = [{"id": by_text[s["data"]["text"]], "data": s["data"]} for s in source]
+        self.app = create_app({"model_dir": model_dir, "start_trainer": False, "warmup": False})
+        self.payload = {"id": self.id, "created_at": self.project.created_at.isoformat(), "title": "t",
+                        "label_config": TEXT_CONFIG}
+        self.key = self.app.extensions["labelhub"].store.resolve_webhook_project(self.payload)
+        self.first_version: str | None = None  # trained on 40 tasks, every task predicted with it
+        self.env = {"MODEL_DIR": str(model_dir), "LABEL_STUDIO_URL": label_studio.url, "TQDM_DISABLE": "1",
+                    "LABEL_STUDIO_API_KEY": label_studio.personal_token or label_studio.api_key}
+
+    def train(self, start: int, stop: int) -> str:
+        """Annotate tasks ``start:stop`` through ``/webhook``, run the trainer; return the new version."""
+        client = self.app.test_client()
+        for i in range(start, stop):
+            body = annotation_event(10_000 + i, self.tasks[i], self.labels[i], project=self.payload)
+            assert client.post("/webhook", json=body).status_code == 200
+        self.app.extensions["labelhub"].trainer.run_once()
+        return self.app.extensions["labelhub"].store.project(self.key).kv()["model_version"]
+
+
+@pytest.fixture(scope="module")
+def project(label_studio, tmp_path_factory):
+    return _Project(label_studio, tmp_path_factory.mktemp("predict-jobs-models"))
+
+
+def test_plan_puts_known_low_scores_first_then_unscored_tasks_and_skips_the_current_version():
+    tasks = [TaskRow(1, {}), TaskRow(2, {}, predictions=(PredictionRow(10, "v1", 0.9),)),
+             TaskRow(3, {}, predictions=(PredictionRow(11, "v1", 0.2), PredictionRow(15, "v1b", 0.6))),
+             TaskRow(4, {}, predictions=(PredictionRow(12, "v2", 0.1),)),  # has the current version
+             TaskRow(5, {}, is_labeled=True, predictions=(PredictionRow(13, "v1", 0.3),)), TaskRow(6, {})]
+    assert plan(tasks, "v2", batch_size=2) == [[5, 3], [2, 1], [6]]  # 3's newest score is 0.6
+    assert plan(tasks, "v2", unlabeled=True, batch_size=10) == [[3, 2, 1, 6]]
+    assert plan(tasks, "v2", task_ids=[6, 4, 2], batch_size=10) == [[2, 6]]
+    with pytest.raises(ValueError):
+        plan(tasks, "v2", batch_size=0)
+
+
+def test_predict_gives_every_task_one_prediction_of_the_current_version_and_reports_it(label_studio, project):
+    version = project.train(0, 40)
+    assert version.startswith("labelhub-40-")
+    answer = _cli("predict", "--project", str(project.id), "--batch-size", "64", env=project.env)
+    assert answer.exit_code == 0, answer.output
+    project.first_version = version
+    assert f"{N_TASKS} predictions of {version} written, 0 skipped, 0 failed" in answer.output
+    assert _per_task(label_studio, project.id, version) == Counter({1: N_TASKS})
+    preds = [p for ps in _predictions(label_studio, project.id).values() for p in ps]
+    assert all(p["result"][0]["value"]["choices"][0] in TEXT_CLASSES and 0 <= p["score"] <= 1 for p in preds)
+    # the Data Manager's "Prediction score" averages the project's selected version: the job selected it
+    assert _api(label_studio, "GET", f"/api/projects/{project.id}")["model_version"] == version
+
+    status = json.loads(_cli("predict", "--project", str(project.id), "--status", env=project.env).output)
+    assert (status["state"], status["total"], status["done"], status["queued"], status["running"], status["failed"]) \
+        == ("done", N_TASKS, N_TASKS, 0, 0, 0)
+    health = project.app.test_client().get("/health").json
+    assert health["jobs"][project.key]["state"] == "done" and health["jobs"][project.key]["done"] == N_TASKS
+    metrics = project.app.test_client().get("/metrics").get_data(as_text=True)
+    assert "labelhub_predictions_written_total" in metrics and 'labelhub_job_tasks_total{outcome="written"}' in metrics
+
+    again = _cli("predict", "--project", str(project.id), env=project.env)  # nothing left to do
+    assert again.exit_code == 0 and "0 predictions" in again.output and "(0 tasks planned" in again.output
+    assert _per_task(label_studio, project.id, version) == Counter({1: N_TASKS})
+
+
+def test_sigkill_in_the_middle_then_rerun_leaves_exactly_one_prediction_per_task(label_studio, project):
+    old = project.first_version
+    if old is None:  # run alone
+        old = project.train(0, 40)
+        assert _cli("predict", "--project", str(project.id), env=project.env).exit_code == 0
+    version = project.train(40, 60)  # a new version: every task lacks it
+    assert version != old and version.startswith("labelhub-60-")
+    status_path = project.model_dir / "jobs" / f"{project.key}.json"
+    proc = subprocess.Popen([sys.executable, "-m", "tests.guarded", "predict", "--project", str(project.id),
+                             "--batch-size", "10"], cwd=ROOT, env={**os.environ, **project.env},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        def midway():
+            try:
+                status = json.loads(status_path.read_bytes())
+            except (OSError, ValueError):
+                return False
+            return status["model_version"] == version and status["state"] == "running" and status["done"] >= 50
+
+        wait_for(midway, timeout=120, interval=0.02, message="the job to write 50 predictions")
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    killed = _per_task(label_studio, project.id, version)
+    assert 50 <= killed[1] < N_TASKS and set(killed) <= {0, 1}, killed
+    assert latest_status(project.model_dir, project.id).view()["state"] == "interrupted"
+    assert read_statuses(project.model_dir)[project.key]["state"] == "interrupted"
+
+    answer = _cli("predict", "--project", str(project.id), "--batch-size", "50", env=project.env)
+    assert answer.exit_code == 0, answer.output
+    assert f"{killed[0]} predictions of {version} written" in answer.output  # it went on where it stopped
+    assert _per_task(label_studio, project.id, version) == Counter({1: N_TASKS})
+    assert _per_task(label_studio, project.id, old) == Counter({1: N_TASKS})  # the older version is untouched
+
+
+def test_all_replaces_the_current_version_of_the_selected_tasks_only(label_studio, project):
+    version = _api(label_studio, "GET", f"/api/projects/{project.id}")["model_version"]
+    before = _predictions(label_studio, project.id)
+    picked = sorted(before)[:5]
+    answer = _cli("predict", "--project", str(project.id), "--all", "--task-ids", ",".join(map(str, picked)),
+                  env=project.env)
+    assert answer.exit_code == 0 and "5 predictions" in answer.output, answer.output
+    after = _predictions(label_studio, project.id)
+    assert _per_task(label_studio, project.id, version) == Counter({1: N_TASKS})
+    new_ids = {tid: {p["id"] for p in after[tid] if p["model_version"] == version} for tid in after}
+    old_ids = {tid: {p["id"] for p in before[tid] if p["model_version"] == version} for tid in before}
+    assert [tid for tid in after if new_ids[tid] != old_ids[tid]] == picked
+
+
+class _UnknownChoiceModel(LabelStudioMLBase):
+    """Answers a choice the label config does not have: Label Studio drops such predictions."""
+
+    def predict(self, tasks, context=None, **kwargs):
+        return [{"result": [{"from_name": "label", "to_name": "text", "type": "choices",
+                             "value": {"choices": ["no such class"]}}], "score": 0.5} for _ in tasks]
+
+
+def test_predictions_label_studio_drops_count_as_failed_and_exit_1(label_studio, tmp_path):
+    client = label_studio.client()
+    project = client.projects.create(title="labelhub predict dropped", label_config=TEXT_CONFIG)
+    source, _ = text_tasks(3)
+    client.projects.import_tasks(id=project.id, request=[t["data"] for t in source])
+    key = f"{project.id}.{int(project.created_at.timestamp())}"
+    Store(tmp_path).project(key).update_project(label_config=TEXT_CONFIG)
+    env = {"MODEL_DIR": str(tmp_path), "LABEL_STUDIO_URL": label_studio.url,
+           "LABEL_STUDIO_API_KEY": label_studio.api_key,
+           "LABELHUB_MODEL": f"{__name__}:_UnknownChoiceModel", "TQDM_DISABLE": "1"}
+    answer = _cli("predict", "--project", str(project.id), env=env)
+    assert answer.exit_code == 1
+    assert "0 predictions of 0.0.1 written, 0 skipped, 3 failed" in answer.output
+    assert "Error: 3 task(s) not written" in answer.output and "dropped the prediction" in answer.output
+    assert not any(_predictions(label_studio, project.id).values())
+    status = latest_status(tmp_path, project.id)
+    assert (status.state, status.failed, len(status.failures)) == ("done", 3, 3)
+
+
+def test_unknown_project_or_model_dir_is_one_line_error_without_the_key(label_studio, project, tmp_path):
+    env = {**project.env, "MODEL_DIR": str(tmp_path)}
+    answer = _cli("predict", "--project", "987654", env=env)
+    assert answer.exit_code == 1 and answer.output.count("\n") == 1 and "not found" in answer.output
+    answer = _cli("predict", "--project", str(project.id), env=env)  # a MODEL_DIR without this project
+    assert answer.exit_code == 1 and answer.output.count("\n") == 1 and "has no model of project" in answer.output
+    assert project.env["LABEL_STUDIO_API_KEY"] not in answer.output
+    answer = _cli("predict", "--project", str(project.id), "--status", env=env)
+    assert answer.exit_code == 1 and "no prediction job" in answer.output
+    answer = _cli("predict", "--project", str(project.id), "--task-ids", "1,x", env=env)
+    assert answer.exit_code == 2 and "--task-ids" in answer.output
+
+
+class _FlakyLabelStudio:
+    """A stand-in for :class:`LabelStudioClient` whose first write lands but answers nothing (a lost answer)."""
+
+    def __init__(self, task_ids):
+        self.tasks_by_id = {i: TaskRow(i, {"text": f"t{i}"}) for i in task_ids}
+        self.writes: list[list[int]] = []
+
+    def tasks(self, project_id, task_ids=None):
+        return [self.tasks_by_id[i] for i in (task_ids or self.tasks_by_id) if i in self.tasks_by_id]
+
+    def import_predictions(self, project_id, predictions):
+        from labelhub.errors import LabelStudioError
+
+        self.writes.append([p["task"] for p in predictions])
+        for p in predictions[:2]:  # the first call commits two of them, then its answer is lost
+            task = self.tasks_by_id[p["task"]]
+            self.tasks_by_id[p["task"]] = TaskRow(task.id, task.data, predictions=task.predictions + (
+                PredictionRow(len(self.writes) * 100 + task.id, p["model_version"], p["score"]),))
+        if len(self.writes) == 1:
+            error = LabelStudioError("no answer from Label Studio (ReadTimeout)")
+            error.status = None
+            raise error
+        return len(predictions[:2])
+
+
+def test_a_write_without_answer_is_read_back_and_only_what_did_not_land_is_sent_again(tmp_path, monkeypatch):
+    from labelhub.backend import jobs
+    from labelhub.backend.app import Backend
+    from labelhub.backend.jobs import ProjectInfo, run_batch
+    from labelhub.backend.settings import Settings
+
+    monkeypatch.setattr(jobs.time, "sleep", lambda s: None)
+    host = Backend(Settings(model_dir=tmp_path, model_class=f"{__name__}:_ConstantModel", warmup=False))
+    api = _FlakyLabelStudio([1, 2, 3, 4])
+    result = run_batch(host, api, ProjectInfo(1, "1.1700000000", TEXT_CONFIG), [1, 2, 3, 4])
+    assert api.writes == [[1, 2, 3, 4], [3, 4]]  # tasks 1 and 2 landed with the lost answer: not sent again
+    assert sorted(result.written) == [1, 2, 3, 4] and not result.failed
+    assert all(len(api.tasks_by_id[i].predictions_of("v-const")) == 1 for i in (1, 2, 3, 4))
+
+
+class _ConstantModel(LabelStudioMLBase):
+    """Answers the same choice for every task, with version ``v-const``."""
+
+    def predict(self, tasks, context=None, **kwargs):
+        return [{"result": [{"from_name": "label", "to_name": "text", "type": "choices",
+                             "value": {"choices": [TEXT_CLASSES[0]]}}], "score": 0.7, "model_version": "v-const"}
+                for _ in tasks]
