@@ -15,22 +15,14 @@ import pytest
 import requests
 
 from labelhub.sync.demo.sample_data import FASHION_MNIST_CLASSES, fashion_mnist_canvases
-from tests.backend_fixtures import BackendServer, wait_for
+from tests.backend_fixtures import wait_for
 from tests.entity_corpus import CONLL_LABELS, conll2003, spans_results
-from tests.test_backend_labelstudio import _api, _predictions, _retrieve, _tasks
+from tests.test_backend_labelstudio import _api, _predictions, _retrieve, _tasks, backend  # noqa: F401 (fixture)
 from tests.test_browser_demo import CHROMIUM, CHROMIUM_ARGS, ROOT, page_wait
 from tests.test_transcription_head import LINES, REGION_CONFIG, cer, render
 
 BOX_CLASSES = ("Trouser", "Sneaker", "Bag")
 SCREENSHOT = ROOT / "test-artifacts" / "predicted-box.png"
-
-
-@pytest.fixture(scope="module")
-def backend(label_studio, tmp_path_factory):
-    env = {"LABEL_STUDIO_URL": label_studio.url, "LABEL_STUDIO_API_KEY": label_studio.personal_token
-           or label_studio.api_key}
-    with BackendServer(tmp_path_factory.mktemp("backend-regions"), workers=2, threads=4, env=env) as srv:
-        yield srv
 
 
 def _png(image) -> bytes:
