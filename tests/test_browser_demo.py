@@ -7,6 +7,7 @@ install``) driven by Playwright's bundled driver; the screenshot is kept in
 """
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
 
@@ -73,7 +74,7 @@ def test_annotator_sees_prediction_on_real_image_submits_it_and_finds_it_in_next
                     "els => els.some(e => e.src.startsWith('blob:') && e.complete && e.naturalWidth === 28)"),
                     timeout=30, message="the image in the labeling area")
                 # the backend's prediction (its model_version in the annotation tabs), pre-selected in the Choices
-                expect(page.get_by_text("labelhub-", exact=False).first).to_be_visible(timeout=60_000)
+                expect(page.get_by_text(re.compile(r"^labelhub")).first).to_be_visible(timeout=60_000)  # "labelhub…<hash>"
                 predicted = page_wait(page, lambda: [c.strip() for c in page.locator(
                     "label:has(input[type=radio]:checked)").all_inner_texts() if c.strip()],
                     timeout=30, message="a pre-selected choice")
