@@ -79,7 +79,8 @@ def fitted_head(control, canvases):
 def test_predictions_are_label_studio_rectanglelabels_results(fitted_head, canvases):
     head, _, fitted = fitted_head
     assert fitted is not None
-    inputs = [TaskInput(task={"id": 100 + k}, value=f"test://new/{k}.png", media=img) for k, (img, _) in enumerate(canvases)]
+    inputs = [TaskInput(task={"id": 100 + k}, value=f"test://new/{k}.png", media=img)
+              for k, (img, _) in enumerate(canvases)]
     predictions = head.predict(inputs, fitted)
     assert len(predictions) == len(inputs)
     assert sum(map(len, predictions)) > 0
@@ -108,8 +109,8 @@ def test_annotated_objects_are_found_again(fitted_head, canvases):
     found = total = 0
     for (img, boxes), results in zip(canvases, predictions):
         w, h = img.size
-        dets = [(r["value"]["x"] * w / 100, r["value"]["y"] * h / 100, (r["value"]["x"] + r["value"]["width"]) * w / 100,
-                 (r["value"]["y"] + r["value"]["height"]) * h / 100) for r in results]
+        dets = [(v["x"] * w / 100, v["y"] * h / 100, (v["x"] + v["width"]) * w / 100, (v["y"] + v["height"]) * h / 100)
+                for v in (r["value"] for r in results)]
         for b in boxes:
             total += 1
             found += any(_iou(d, b[:4]) >= 0.5 for d in dets)
@@ -141,7 +142,8 @@ def test_fit_needs_two_annotated_boxes(control, canvases):
 
 def test_predict_without_a_fit_answers_no_region(control, canvases):
     head = BoxesHead(control, StubHost())
-    inputs = [TaskInput(task={"id": 1}, value="x", media=canvases[0][0]), TaskInput(task={"id": 2}, value="t", media="text")]
+    inputs = [TaskInput(task={"id": 1}, value="x", media=canvases[0][0]),
+              TaskInput(task={"id": 2}, value="t", media="text")]
     assert head.predict(inputs, None) == [[], []]
 
 
@@ -177,7 +179,8 @@ def test_supports_rectanglelabels_over_an_image_only(control):
     assert BoxesHead.supports(control, {})
     kind = next(c for c in control_specs(CONFIG) if c.from_name == "kind")
     assert not BoxesHead.supports(kind, {})
-    text = control_specs('<View><Text name="t" value="$text"/><Labels name="l" toName="t"><Label value="A"/></Labels></View>')[0]
+    text = control_specs('<View><Text name="t" value="$text"/>'
+                         '<Labels name="l" toName="t"><Label value="A"/></Labels></View>')[0]
     assert not BoxesHead.supports(text, {})
 
 
