@@ -22,6 +22,7 @@ from cachetools import LRUCache
 from flask import Flask, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from labelhub.backend.auto_predict import AutoPredictor
 from labelhub.backend.errors import register_error_handlers
 from labelhub.backend.events import EventQueue, Trainer
 from labelhub.backend.media import MediaFetcher
@@ -106,20 +107,31 @@ class Backend:
         settings: The configuration.
 
     Attributes:
-        settings, store (:class:`~labelhub.backend.state.Store`), queue (:class:`~labelhub.backend.events.EventQueue`),
+        settings, store (:class:`~labelhub.backend.state.Store`), queue (:class:`~labelhub.backend.events.EventQueue`;
+        with ``LABELHUB_REDIS_URL``, :class:`~labelhub.backend.redis_state.RedisStore` and
+        :class:`~labelhub.backend.redis_state.RedisEventQueue`),
         fetcher (:class:`~labelhub.backend.media.MediaFetcher`), embeddings (per-worker embedding cache),
-        models (:class:`ModelRegistry`), trainer (:class:`~labelhub.backend.events.Trainer`), metrics.
+        models (:class:`ModelRegistry`), trainer (:class:`~labelhub.backend.events.Trainer`), metrics,
+        auto (:class:`~labelhub.backend.auto_predict.AutoPredictor`: the jobs started by themselves).
     """
 
     def __init__(self, settings: Settings, metrics: Metrics = METRICS):
         self.settings = settings
         self.metrics = metrics
-        self.store = Store(settings.model_dir)
-        self.queue = EventQueue(settings.model_dir / "events")
+        if settings.redis_url:  # several hosts: state, queue and trainer lease in Redis
+            from labelhub.backend.redis_state import RedisEventQueue, RedisStore, connect
+
+            client = connect(settings.redis_url)
+            self.store: Store = RedisStore(client, settings.model_dir, settings.trainer_lease)
+            self.queue: EventQueue | RedisEventQueue = RedisEventQueue(client, settings.trainer_lease)
+        else:
+            self.store = Store(settings.model_dir)
+            self.queue = EventQueue(settings.model_dir / "events")
         self.fetcher = MediaFetcher(settings)
         self.embeddings = EmbeddingCache(settings.embedding_cache_size)
         self.models = ModelRegistry(self, load_model_class(settings.model_class))
         self.trainer = Trainer(self)
+        self.auto = AutoPredictor(self)
         self._warmed: set[str] = set()
         self._warm_lock = threading.Lock()
 

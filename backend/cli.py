@@ -20,10 +20,11 @@ from contextlib import contextmanager
 
 import click
 
-__all__ = ["backend", "predict", "check_configuration", "one_line_errors"]
+__all__ = ["backend", "predict", "worker", "check_configuration", "one_line_errors"]
 
 #: The environment variables whose values are secrets (never printed).
-SECRET_VARIABLES = ("BASIC_AUTH_PASS", "LABELHUB_WEBHOOK_SECRET", "LABEL_STUDIO_API_KEY", "HF_TOKEN", "LABELHUB_SECRET")
+SECRET_VARIABLES = ("BASIC_AUTH_PASS", "LABELHUB_WEBHOOK_SECRET", "LABEL_STUDIO_API_KEY", "HF_TOKEN", "LABELHUB_SECRET",
+                    "LABELHUB_REDIS_URL")
 
 
 @contextmanager
@@ -196,10 +197,13 @@ def _task_ids(value: str | None) -> list[int] | None:
               help="A Label Studio personal access token or legacy token (env LABEL_STUDIO_API_KEY).")
 @click.option("--model-dir", default=None, envvar="MODEL_DIR", show_default="./labelhub-models",
               help="The backend's MODEL_DIR (the project's model is loaded from it).")
+@click.option("--redis-url", envvar="LABELHUB_REDIS_URL", default=None, show_default=False,
+              help="The backends' Redis (env LABELHUB_REDIS_URL): the model is loaded from it and the batches run "
+                   "on `labelhub worker` processes.")
 @click.option("--log-level", default="WARNING", envvar="LABELHUB_LOG_LEVEL",
               type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
 def predict(project_id, mode, task_ids, unlabeled, batch_size, select_version, show_status, label_studio_url,
-            api_key, model_dir, log_level):
+            api_key, model_dir, redis_url, log_level):
     """Pre-annotate a whole project: predict its tasks in batches and write them to Label Studio.
 
     The project's model is loaded from MODEL_DIR in this process (the state `labelhub backend` trains),
@@ -226,11 +230,11 @@ def predict(project_id, mode, task_ids, unlabeled, batch_size, select_version, s
     from labelhub.backend.settings import Settings
     from labelhub.redaction import redact, setup_logging
 
-    secrets = [api_key] + [os.environ.get(name) for name in SECRET_VARIABLES]
+    secrets = [api_key, redis_url] + [os.environ.get(name) for name in SECRET_VARIABLES]
     try:
         settings = Settings.from_env(model_dir=model_dir, label_studio_url=label_studio_url,
                                      label_studio_api_key=api_key, start_trainer=False, warmup=False,
-                                     log_level=log_level.upper())
+                                     log_level=log_level.upper(), redis_url=redis_url)
     except ValueError as exc:
         raise click.ClickException(redact(" ".join(str(exc).split()), secrets)) from None
     if show_status:
@@ -254,8 +258,13 @@ def predict(project_id, mode, task_ids, unlabeled, batch_size, select_version, s
         except (ValueError, ImportError) as exc:  # LABELHUB_MODEL and friends, as check_configuration says
             raise click.ClickException(redact(" ".join(f"{type(exc).__name__}: {exc}".split()), secrets)) from None
         api = LabelStudioClient(settings.label_studio_url, settings.label_studio_api_key)
+        execute = None
+        if settings.redis_url:  # the batches run on `labelhub worker` processes
+            from labelhub.backend.worker import on_workers
+
+            execute = on_workers(host.store.client)
         status = run_job(host, api, project_id, mode=mode, task_ids=ids, unlabeled=unlabeled, batch_size=batch_size,
-                         select_version=select_version)
+                         select_version=select_version, execute=execute)
     seconds = time.monotonic() - started
     click.echo(f"project {project_id}: {status.done} predictions of {status.model_version} written, {status.skipped} "
                f"skipped, {status.failed} failed ({status.total} tasks planned, {seconds:.1f} s, "
@@ -264,3 +273,36 @@ def predict(project_id, mode, task_ids, unlabeled, batch_size, select_version, s
         tid, reason = next(iter(status.failures.items()), ("?", "?"))
         raise click.ClickException(redact(f"{status.failed} task(s) not written (task {tid}: {reason}); run again "
                                           "to retry them", secrets))
+
+
+@click.command("worker", context_settings={"show_default": True})
+@click.option("--redis-url", envvar="LABELHUB_REDIS_URL", required=True, show_default=False,
+              help="The backends' Redis (env LABELHUB_REDIS_URL).")
+@click.option("--queue", "queues", multiple=True, default=["labelhub"], help="RQ queues to take batches from.")
+@click.option("--burst", is_flag=True, help="Stop once the queues are empty.")
+@click.option("--log-level", default="INFO", envvar="LABELHUB_LOG_LEVEL",
+              type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
+def worker(redis_url, queues, burst, log_level):
+    """Run prediction batches from Redis (RQ) on this host, for `labelhub predict` and the backends' own jobs.
+
+    Start one or more on any host that reaches Redis and Label Studio, with the backend's environment
+    (LABEL_STUDIO_URL, LABEL_STUDIO_API_KEY, MODEL_DIR as this host's cache, LABELHUB_MODEL...). Each loads the
+    project's model from Redis, predicts a batch and writes it to Label Studio in one call. SIGTERM or
+    Ctrl-C stops it after the batch in hand.
+
+    \b
+    Example:
+      LABELHUB_REDIS_URL=redis://redis:6379/0 LABEL_STUDIO_URL=http://ls:8080 LABEL_STUDIO_API_KEY=... \\
+        labelhub worker
+    """
+    from labelhub.backend.worker import work
+    from labelhub.redaction import setup_logging
+
+    secrets = [redis_url] + [os.environ.get(name) for name in SECRET_VARIABLES]
+    setup_logging(log_level.upper(), secrets)
+    os.environ["LABELHUB_REDIS_URL"] = redis_url  # the batches build their settings from the environment
+    from labelhub.backend.startup import check_redis
+
+    with one_line_errors(secrets):
+        check_redis(redis_url)
+        work(redis_url, list(queues), burst=burst)

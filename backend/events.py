@@ -25,8 +25,9 @@ import threading
 import time
 import uuid
 from datetime import datetime
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Collection, Iterator, Protocol
 
 from labelhub.backend.errors import InvalidPayloadError, UnknownActionError
 from labelhub.errors import InvalidEventError, LabelHubError, UnknownEventAction
@@ -57,12 +58,13 @@ def _as_list(value: Any) -> list:
     return value if isinstance(value, list) else [value]
 
 
-def validate_event(action: Any, payload: Any) -> str:
+def validate_event(action: Any, payload: Any, also: Collection[str] = ()) -> str:
     """Check an event's shape before it is queued (:func:`labelhub.webhooks.parse_event`).
 
     Args:
         action: The ``action`` field.
         payload: The whole JSON body.
+        also: Actions handled beyond :data:`HANDLED_ACTIONS` (``TASKS_CREATED`` with ``LABELHUB_AUTO_PREDICT``).
 
     Returns:
         ``"handled"`` or ``"ignored"``.
@@ -72,7 +74,7 @@ def validate_event(action: Any, payload: Any) -> str:
         UnknownActionError: When ``action`` is not a Label Studio webhook action.
     """
     try:
-        if event_action(payload) in IGNORED_ACTIONS:
+        if event_action(payload) in IGNORED_ACTIONS - set(also):
             return "ignored"
         parse_event(payload, need_project=True)
     except UnknownEventAction as exc:
@@ -122,6 +124,24 @@ class EventQueue:
         """The pending event files, oldest first."""
         names = sorted(n for n in os.listdir(self.pending_dir) if n.endswith(".json"))
         return [self.pending_dir / n for n in names[:limit]]
+
+    def take(self, limit: int = 5000) -> list[tuple[Path, dict | None]]:
+        """The oldest ``limit`` events, left in the queue until :meth:`done`: ``[(handle, event or None)]``
+        (``None``: the file does not parse)."""
+        out = []
+        for path in self.pending(limit):
+            try:
+                event = json.loads(path.read_bytes())
+            except (OSError, ValueError):
+                event = None
+            out.append((path, event if isinstance(event, dict) else None))
+        return out
+
+    @contextmanager
+    def trainer_lease(self) -> Iterator[bool]:
+        """Try to become this host's trainer: ``flock`` on ``events/trainer.lock`` (yields whether it is)."""
+        with file_lock(self.root / "trainer.lock", blocking=False) as held:
+            yield held
 
     def count(self) -> int:
         """How many events wait."""
@@ -262,6 +282,7 @@ class TrainerHost(Protocol):
     queue: EventQueue
     models: ModelSource
     metrics: "Metrics"
+    auto: Any  # optional: an AutoPredictor (labelhub.backend.auto_predict); absent in tests that make their own host
 
 
 class Trainer:
@@ -292,9 +313,8 @@ class Trainer:
 
     def _loop(self) -> None:
         poll = self.backend.settings.trainer_poll_interval
-        lock_path = self.backend.queue.root / "trainer.lock"
         while not self._stop.is_set():
-            with file_lock(lock_path, blocking=False) as held:
+            with self.backend.queue.trainer_lease() as held:
                 if not held:
                     self._stop.wait(max(poll * 4, 0.5))
                     continue
@@ -315,38 +335,38 @@ class Trainer:
     def run_once(self, limit: int = 5000) -> int:
         """Apply up to ``limit`` pending events and fit the models they concern.
 
-        Callers must be the only trainer (the thread holds ``trainer.lock``; tests call it directly).
+        Callers must be the only trainer (the thread holds the queue's :meth:`~EventQueue.trainer_lease`;
+        tests call it directly).
 
         Returns:
             The number of events handled.
         """
         backend = self.backend
-        files = backend.queue.pending(limit)
-        if not files:
+        taken = backend.queue.take(limit)
+        if not taken:
             return 0
-        groups: dict[str, list[tuple[Path, dict]]] = {}
-        for path in files:
+        groups: dict[str, list[tuple[Any, dict]]] = {}
+        for handle, event in taken:
             try:
-                event = json.loads(path.read_bytes())
                 key = event.get("project_key") or backend.store.resolve_webhook_project(
                     event.get("payload", {}).get("project"))
-            except (OSError, ValueError, AttributeError):
-                log.warning("unreadable event %s moved to events/failed", path.name)
-                backend.queue.fail(path)
+            except AttributeError:  # not an object, or a payload that is not one
+                log.warning("unreadable event %s moved aside (events/failed)", getattr(handle, "name", "")[:60])
+                backend.queue.fail(handle)
                 continue
             if not key:
-                log.warning("event %s names no project: dropped", path.name)
-                backend.queue.done(path)
+                log.warning("event %s names no project: dropped", event.get("id"))
+                backend.queue.done(handle)
                 continue
-            groups.setdefault(key, []).append((path, event))
+            groups.setdefault(key, []).append((handle, event))
         for key, events in groups.items():
             self._train_project(key, events)
-            for path, _ in events:
-                backend.queue.done(path)
+            for handle, _ in events:
+                backend.queue.done(handle)
         backend.metrics.events_pending.set(backend.queue.count())
-        return len(files)
+        return len(taken)
 
-    def _train_project(self, key: str, events: list[tuple[Path, dict]]) -> None:
+    def _train_project(self, key: str, events: list[tuple[Any, dict]]) -> None:
         backend = self.backend
         try:
             state = backend.store.project(key)
@@ -366,6 +386,11 @@ class Trainer:
             changed |= apply_event(data, event.get("action"), payload)
         if changed:
             state.save_annotations(data)
+        created = [t.get("id") for _, e in events if e.get("action") == "TASKS_CREATED"
+                   for t in _as_list((e.get("payload") or {}).get("tasks")) if isinstance(t, dict)]
+        auto = getattr(backend, "auto", None)
+        if auto is not None and created:
+            auto.request(key, task_ids=[int(t) for t in created if str(t).isdigit()])
         if label_config and label_config != state.project().get("label_config"):
             state.update_project(label_config=label_config)
         label_config = state.project().get("label_config")
@@ -376,7 +401,10 @@ class Trainer:
         outcome = "ok"
         try:
             model = backend.models.get(key, label_config)
+            before = state.kv().get("model_version")
             model.fit_batch([(e.get("action"), e.get("payload") or {}) for _, e in events], annotations=data)
+            if auto is not None and state.kv().get("model_version") not in (None, before):
+                auto.request(key, unlabeled=True)  # retrained: re-predict the unlabeled tasks, least sure first
         except LabelHubError as exc:  # e.g. a label config the model does not support: one line, no traceback
             outcome = "error"
             state.update_kv(last_error=f"{type(exc).__name__}: {exc}"[:500])

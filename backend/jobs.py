@@ -27,7 +27,7 @@ and keeps only those still without a prediction of the version. The batch is wri
 which Label Studio commits in one transaction (Django's ``bulk_create``). So a run stopped at any point,
 ``SIGKILL`` included, leaves every batch either written whole or not at all, and the next run goes on
 with the tasks still missing. Jobs of one project on one host exclude each other (a ``flock`` on
-``MODEL_DIR/jobs/<project>.lock``). A write that fails or gets no answer is followed by a read of its
+``MODEL_DIR/jobs/<project>.lock``; with ``LABELHUB_REDIS_URL``, a Redis lease, on every host). A write that fails or gets no answer is followed by a read of its
 tasks: what landed counts as written, and only the rest is sent again.
 
 What remains (the window, honestly):
@@ -64,12 +64,11 @@ import uuid
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Protocol, Sequence
 
 from labelhub.backend.model import normalize_predictions
 from labelhub.backend.state import atomic_write_json
 from labelhub.errors import ConfigurationError, LabelHubError, LabelStudioError, NotFoundError, ProjectNotFound
-from labelhub.locks import file_lock
 
 if TYPE_CHECKING:  # pragma: no cover
     from labelhub.backend.metrics import Metrics
@@ -80,7 +79,7 @@ log = logging.getLogger(__name__)
 __all__ = ["MODES", "DEFAULT_BATCH_SIZE", "MAX_BATCH_SIZE", "PREDICT_CHUNK", "ProjectInfo", "PredictionRow", "TaskRow",
            "LabelStudioClient",
            "JobHost", "BatchResult", "JobStatus", "JobAlreadyRunning", "plan", "selected", "needs_prediction",
-           "uncertainty_order", "run_batch", "run_job", "read_statuses", "latest_status"]
+           "uncertainty_order", "run_batch", "run_job", "run_here", "Executor", "read_statuses", "latest_status"]
 
 #: What a job predicts: ``missing`` (no prediction of the current version) or ``all`` (every task again).
 MODES = ("missing", "all")
@@ -440,13 +439,29 @@ class JobHost(Protocol):
 
     Attributes:
         settings: The backend's settings (``model_dir``).
+        store: The projects' state (:class:`labelhub.backend.state.Store`, or the Redis one): ``has_project``,
+            ``job_lock``, ``save_job_status``.
         models: The project models (:class:`labelhub.backend.app.ModelRegistry`).
         metrics: The Prometheus metrics (``predictions_written``, ``job_tasks``, ``job_batch_seconds``).
     """
 
     settings: "Settings"
+    store: Any
     models: Any
     metrics: "Metrics"
+
+
+#: Runs a job's batches and yields each one's :class:`BatchResult` as it finishes (in any order):
+#: ``execute(host, api, project, batches, progress)``. :func:`run_here` is the default;
+#: :func:`labelhub.backend.worker.on_workers` runs them on RQ workers.
+Executor = Callable[["JobHost", "LabelStudioClient", "ProjectInfo", list, Callable[[int], Any]], Iterator["BatchResult"]]
+
+
+def run_here(host: "JobHost", api: "LabelStudioClient", project: "ProjectInfo", batches: list[list[int]],
+             progress: Callable[[int], Any]) -> Iterator["BatchResult"]:
+    """The default :data:`Executor`: every batch in this process, one after the other (:func:`run_batch`)."""
+    for batch in batches:
+        yield run_batch(host, api, project, batch, progress=progress)
 
 
 @dataclass
@@ -755,9 +770,16 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(f"{type(exc).__name__}: {exc}".split())[:500]
 
 
+def _save(host: JobHost, status: JobStatus) -> None:
+    """Write the status to ``MODEL_DIR/jobs`` and publish it to the store (Redis: every replica's ``/health``)."""
+    status.save(host.settings.model_dir)
+    host.store.save_job_status(status.project, asdict(status))
+
+
 def run_job(host: JobHost, api: LabelStudioClient, project_id: int, *, mode: str = "missing",
             task_ids: Iterable[int] | None = None, unlabeled: bool = False, batch_size: int = DEFAULT_BATCH_SIZE,
-            select_version: bool | None = None, progress: bool | None = None) -> JobStatus:
+            select_version: bool | None = None, progress: bool | None = None,
+            execute: Executor | None = None) -> JobStatus:
     """Pre-annotate a project: list its tasks, :func:`plan`, :func:`run_batch` each batch (see the module docstring).
 
     Args:
@@ -773,6 +795,8 @@ def run_job(host: JobHost, api: LabelStudioClient, project_id: int, *, mode: str
             (default): only when the project has none selected or one this model wrote before.
         progress: Show a tqdm bar on stderr: ``None`` (default) when stderr is a terminal and
             ``TQDM_DISABLE`` is unset.
+        execute: Where the batches run (an :data:`Executor`): :func:`run_here` (default), or RQ workers
+            (:func:`labelhub.backend.worker.on_workers`, what ``labelhub predict`` uses with ``LABELHUB_REDIS_URL``).
 
     Returns:
         The final :class:`JobStatus` (``state`` ``"done"``; ``failed`` counts the tasks not written).
@@ -781,7 +805,7 @@ def run_job(host: JobHost, api: LabelStudioClient, project_id: int, *, mode: str
         ProjectNotFound: No such project in Label Studio.
         NotFoundError: ``MODEL_DIR`` has no state of the project (not the backend's ``MODEL_DIR``, or the
             project was never connected to it).
-        JobAlreadyRunning: Another job of the project runs on this host.
+        JobAlreadyRunning: Another job of the project runs on this host (with Redis: on any host).
         LabelStudioError: Label Studio failed (the status says ``failed``; a re-run goes on).
         ValueError: A bad ``mode`` or ``batch_size``.
         KeyboardInterrupt: Ctrl-C (the status says ``failed``: interrupted).
@@ -792,10 +816,10 @@ def run_job(host: JobHost, api: LabelStudioClient, project_id: int, *, mode: str
         raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
     model_dir = Path(host.settings.model_dir)
     project = api.project(project_id)
-    if not (model_dir / "projects" / project.key).is_dir():
+    if not host.store.has_project(project.key):
         raise NotFoundError(f"MODEL_DIR={str(model_dir)!r} has no model of project {project_id} (key {project.key}): "
                             "point --model-dir at the backend's MODEL_DIR, and connect the project to the backend")
-    with file_lock(model_dir / "jobs" / f"{project.key}.lock", blocking=False) as held:
+    with host.store.job_lock(project.key) as held:
         if not held:
             running = JobStatus.load(model_dir, project.key)
             by = f" (pid {running.pid} on {running.host})" if running else ""
@@ -816,7 +840,7 @@ def run_job(host: JobHost, api: LabelStudioClient, project_id: int, *, mode: str
                                       and previous.selection == selection and previous.cleared
                                       and previous.state != "done")  # the same job, interrupted after its delete
                 if not status.cleared:
-                    status.save(model_dir)
+                    _save(host, status)
                     whole = ids is None and not unlabeled
                     api.delete_predictions(project.id, version, None if whole else [
                         p.id for t in selected(tasks, ids, unlabeled) for p in t.predictions_of(version)])
@@ -832,27 +856,26 @@ def run_job(host: JobHost, api: LabelStudioClient, project_id: int, *, mode: str
                     status.running = len(batches[i])
 
             start(0)
-            status.save(model_dir)
+            _save(host, status)
             log.info("project %s: %d of %d tasks to predict with %s in %d batches", project_id, status.total,
                      len(tasks), version, len(batches))
             bar = tqdm(total=status.total, unit="task", desc=f"project {project_id}", dynamic_ncols=True,
                        disable=None if progress is None else not progress)
-            for i, batch in enumerate(batches):
-                result = run_batch(host, api, project, batch, progress=bar.update)
+            for i, result in enumerate((execute or run_here)(host, api, project, batches, bar.update)):
                 status.add(result)
                 start(i + 1)
-                status.save(model_dir)
+                _save(host, status)
                 bar.set_postfix(written=status.done, failed=status.failed, refresh=False)
         except BaseException as exc:
             status.state, status.error = "failed", _one_line(exc)
             status.finished_at = time.time()
-            status.save(model_dir)
+            _save(host, status)
             raise
         finally:
             if bar is not None:
                 bar.close()
         status.state, status.finished_at = "done", time.time()
-        status.save(model_dir)
+        _save(host, status)
     _select_version(api, project, status, model, previous, select_version)
     return status
 

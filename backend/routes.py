@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import os
 import time
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
@@ -104,15 +105,17 @@ def health():
     Answers from memory, plus a ``stat`` of each project's job status file (parsed again only when it
     changed: :func:`labelhub.backend.jobs.read_statuses`), in well under Label Studio's 1 s. ``jobs`` is
     ``{project key: {"state", "total", "queued", "running", "done", "skipped", "failed", "model_version", ...}}``
-    of each project's last prediction job (``labelhub predict``).
+    of each project's last prediction job (``labelhub predict``; with ``LABELHUB_REDIS_URL``, read from Redis,
+    so every replica shows every host's jobs). ``pid`` is the answering worker's process id.
     """
     from labelhub.backend.embedders import loaded_embedders
     from labelhub.backend.jobs import read_statuses
 
     backend = _backend()
+    store = backend.store
+    jobs = store.job_statuses() if backend.settings.redis_url else read_statuses(backend.settings.model_dir)
     return jsonify(status="UP", model_class=backend.models.model_class.__name__,
-                   embedders=loaded_embedders(), trainer_leader=backend.trainer.is_leader,
-                   jobs=read_statuses(backend.settings.model_dir))
+                   embedders=loaded_embedders(), trainer_leader=backend.trainer.is_leader, pid=os.getpid(), jobs=jobs)
 
 
 @protocol_bp.post("/setup")
@@ -162,13 +165,14 @@ def webhook():
     """``POST /webhook``: persist the event durably, answer at once; the trainer applies it later.
 
     Answers ``{"status": "queued", "event_id": ...}``, or ``{"status": "ignored"}`` for Label Studio
-    actions that do not concern the model (``TASKS_CREATED``, ...). Unknown actions, and events whose
+    actions that do not concern the model (``PROJECT_CREATED``, ..., and ``TASKS_CREATED`` unless
+    ``LABELHUB_AUTO_PREDICT`` is on: :mod:`labelhub.backend.auto_predict`). Unknown actions, and events whose
     ``project`` gives no valid project key, answer 422: an accepted event is one the trainer applies.
     """
     backend = _backend()
     body = json_body(request)
     action = body.get("action")
-    kind = validate_event(action, body)
+    kind = validate_event(action, body, also=("TASKS_CREATED",) if backend.auto.enabled else ())
     backend.metrics.events.labels(action=action).inc()
     if kind == "ignored":
         return jsonify(status="ignored", action=action)

@@ -39,6 +39,7 @@ _RANGES: dict[str, tuple[float | None, float | None]] = {
     "embedding_cache_size": (0, None),
     "trainer_poll_interval": (0.001, None),
     "max_body_bytes": (1024, None),  # a /setup body holds a label config: a few KB
+    "trainer_lease": (1.0, None),
 }
 
 
@@ -90,6 +91,17 @@ class Settings:
         file_repos: The repos the file route serves (``LABELHUB_FILE_REPOS``): comma-separated Hub dataset
             repo_ids ``owner/name`` and local git repository paths, each optionally ``key=...`` to name it
             in URLs (default key: ``owner--name``, or the directory's name). See :mod:`labelhub.backend.files`.
+        redis_url: ``redis://[:password@]host:port/db`` (``LABELHUB_REDIS_URL``; empty: one host). With it, the
+            model state, the event queue, the trainer's lease and the prediction jobs' statuses live in Redis,
+            and ``labelhub predict`` runs its batches on ``labelhub worker`` processes (RQ), so backend
+            replicas on several hosts share one model per project (:mod:`labelhub.backend.redis_state`).
+            ``MODEL_DIR`` is then each host's cache. Treated as a secret (it may hold a password).
+        trainer_lease: Seconds a dead trainer (or job) keeps its Redis lock before another takes over
+            (``LABELHUB_TRAINER_LEASE``, default 10, at least 1; Redis only).
+        auto_predict: Pre-annotate by itself (``LABELHUB_AUTO_PREDICT``, default off): the tasks of a
+            ``TASKS_CREATED`` event, and after each retrain the project's unlabeled tasks, most uncertain first,
+            as prediction jobs (:mod:`labelhub.backend.auto_predict`). Needs ``LABEL_STUDIO_URL`` and
+            ``LABEL_STUDIO_API_KEY``.
     """
 
     model_dir: Path = Path("labelhub-models")
@@ -117,6 +129,9 @@ class Settings:
     secret: str = field(default="", repr=False)
     file_repos: tuple[str, ...] = ()
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    redis_url: str = field(default="", repr=False)
+    trainer_lease: float = 10.0
+    auto_predict: bool = False
 
     #: Environment variable of each field.
     ENV = {
@@ -145,6 +160,9 @@ class Settings:
         "secret": "LABELHUB_SECRET",
         "file_repos": "LABELHUB_FILE_REPOS",
         "max_body_bytes": "LABELHUB_MAX_BODY_BYTES",
+        "redis_url": "LABELHUB_REDIS_URL",
+        "trainer_lease": "LABELHUB_TRAINER_LEASE",
+        "auto_predict": "LABELHUB_AUTO_PREDICT",
     }
 
     def __post_init__(self):
@@ -192,7 +210,7 @@ class Settings:
     def secrets(self) -> tuple[str, ...]:
         """The secret values, to be redacted from anything logged or answered."""
         return tuple(s for s in (self.basic_auth_pass, self.webhook_secret, self.label_studio_api_key,
-                                 self.hf_token, self.secret) if s)
+                                 self.hf_token, self.secret, self.redis_url) if s)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":

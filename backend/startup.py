@@ -16,7 +16,7 @@ from labelhub.backend.model import LabelStudioMLBase
 from labelhub.backend.settings import Settings
 from labelhub.errors import ConfigurationError
 
-__all__ = ["check_settings", "load_model_class"]
+__all__ = ["check_settings", "check_redis", "load_model_class"]
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +43,23 @@ def load_model_class(path: str) -> type[LabelStudioMLBase]:
     return cls
 
 
+def check_redis(url: str) -> None:
+    """Ping the Redis of ``LABELHUB_REDIS_URL``.
+
+    Raises:
+        ConfigurationError: When the URL does not parse or Redis does not answer (the message holds no URL).
+    """
+    import redis
+
+    from labelhub.backend.redis_state import connect
+
+    try:
+        connect(url, timeout=5).ping()
+    except (ValueError, redis.exceptions.RedisError) as exc:
+        reason = "not a redis:// URL" if isinstance(exc, ValueError) else type(exc).__name__
+        raise ConfigurationError(f"LABELHUB_REDIS_URL: Redis does not answer ({reason})") from None
+
+
 def check_settings(settings: Settings) -> None:
     """Check, before any worker starts, the settings that would make every worker fail to start.
 
@@ -63,8 +80,9 @@ def check_settings(settings: Settings) -> None:
         ValueError: ``LABELHUB_FILE_REPOS`` names a path that is not a git repository or is malformed,
             ``LABELHUB_SECRET`` is too short (:class:`labelhub.backend.files.RepoFiles`), ``LABELHUB_MODEL`` is
             malformed, cannot be imported or is not a model class, or ``MODEL_DIR`` cannot be created or
-            written (a :class:`labelhub.errors.ConfigurationError` for the last two). Every message names
-            the variable and fits on one line.
+            written, or ``LABELHUB_REDIS_URL`` is set and Redis does not answer (a
+            :class:`labelhub.errors.ConfigurationError` for the last three). Every message names the variable
+            and fits on one line, without the URL (it may hold a password).
     """
     RepoFiles(settings)
     try:
@@ -82,6 +100,8 @@ def check_settings(settings: Settings) -> None:
             from None
     if not os.access(model_dir, os.W_OK | os.X_OK):
         raise ConfigurationError(f"MODEL_DIR={str(model_dir)!r} is not writable")
+    if settings.redis_url:
+        check_redis(settings.redis_url)
     from labelhub.backend.embedders import start_onnx_exports
 
     try:

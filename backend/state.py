@@ -234,6 +234,37 @@ class ProjectState:
         """Replace the training data atomically (callers hold :meth:`lock`)."""
         atomic_write_json(self.root / "annotations.json", data)
 
+    # files/ ---------------------------------------------------------------------------------------------
+    def write_file(self, name: str, data: bytes) -> None:
+        """Store a model file (e.g. a fitted head) as ``files/<name>``, atomically.
+
+        Raises:
+            OSError: When the disk is full or not writable.
+        """
+        atomic_write_bytes(self.files / name, data)
+
+    def read_file(self, name: str) -> bytes:
+        """A model file's bytes.
+
+        Raises:
+            FileNotFoundError: When there is none of that name.
+        """
+        return (self.files / name).read_bytes()
+
+    def file_names(self, prefix: str = "") -> list[str]:
+        """The names (relative to ``files/``) of the model files starting with ``prefix``."""
+        directory = (self.files / prefix).parent
+        try:
+            names = [str(p.relative_to(self.files)) for p in directory.iterdir() if p.is_file()]
+        except FileNotFoundError:
+            return []
+        return sorted(n for n in names if n.startswith(prefix))
+
+    def delete_files(self, names: list[str]) -> None:
+        """Forget model files (a missing one is no error)."""
+        for name in names:
+            (self.files / name).unlink(missing_ok=True)
+
 
 class Store:
     """All projects' state under ``MODEL_DIR``.
@@ -279,3 +310,17 @@ class Store:
     def known_projects(self) -> list[str]:
         """The keys of every project with state on disk."""
         return sorted(p.name for p in (self.root / "projects").iterdir() if _PROJECT_KEY.match(p.name))
+
+    def has_project(self, key: str) -> bool:
+        """Whether there is state of project ``key`` (it was connected, or trained)."""
+        return (self.root / "projects" / key).is_dir()
+
+    @contextmanager
+    def job_lock(self, key: str) -> Iterator[bool]:
+        """Held while a prediction job of project ``key`` runs on this host: ``MODEL_DIR/jobs/<key>.lock``
+        (:func:`labelhub.locks.file_lock`, non-blocking: yields ``False`` when another job holds it)."""
+        with file_lock(self.root / "jobs" / f"{key}.lock", blocking=False) as held:
+            yield held
+
+    def save_job_status(self, key: str, status: dict) -> None:
+        """Publish a job's status beyond ``MODEL_DIR/jobs`` (nothing to do on one host: ``/health`` reads the files)."""

@@ -5,6 +5,7 @@ command            defined in                                      runs
 =================  ==============================================  =========================================
 ``backend``        :mod:`labelhub.backend.cli`                      the ML backend under gunicorn
 ``predict``        :mod:`labelhub.backend.cli`                      a project pre-annotated by a prediction job
+``worker``         :mod:`labelhub.backend.cli`                      prediction batches from Redis (RQ)
 ``sync``           :mod:`labelhub.sync.cli`                         files → tasks, annotations → versions
 ``versions``       :mod:`labelhub.sync.cli`                         the list of ``annotations-vN`` versions
 ``diff``           :mod:`labelhub.sync.cli`                         what changed between two versions
@@ -22,7 +23,7 @@ import sys
 
 import click
 
-from labelhub.backend.cli import backend, predict
+from labelhub.backend.cli import backend, predict, worker
 from labelhub.sync.cli import diff, sync, versions
 from labelhub.sync.demo.command import demo
 from labelhub.sync.labels.cli import import_labels
@@ -37,7 +38,7 @@ def main():
     """LabelHub: a Label Studio ML backend and a Hugging Face Hub sync daemon."""
 
 
-for _command in (sync, versions, diff, import_labels, restore, demo, backend, predict):
+for _command in (sync, versions, diff, import_labels, restore, demo, backend, predict, worker):
     main.add_command(_command)
 _alias = copy.copy(import_labels)  # the command's name before it read COCO too; kept for scripts
 _alias.hidden = True

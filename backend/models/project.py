@@ -131,9 +131,6 @@ class ProjectModel(LabelStudioMLBase):
     """
 
     INITIAL_MODEL_VERSION = "labelhub-0"
-    #: Fits kept per head on disk (older files are deleted after a fit).
-    KEEP_FITS = 3
-
     # setup ------------------------------------------------------------------------------------------
     def setup(self) -> None:
         """Read the label config and pick a head per control tag (fast: no model is loaded)."""
@@ -321,8 +318,7 @@ class ProjectModel(LabelStudioMLBase):
                 self._fitted_files.pop(name, None)
             elif self._fitted_files.get(name) != file:
                 try:
-                    with open(self.state.files / "heads" / file, "rb") as fh:
-                        self._fitted[name] = joblib.load(fh)
+                    self._fitted[name] = joblib.load(io.BytesIO(self.state.read_file(f"heads/{file}")))
                     self._fitted_files[name] = file
                 except (OSError, EOFError, ValueError) as exc:
                     log.warning("project %s: cannot load the fit of %s (%s)", self.project_id, name, exc)
@@ -463,12 +459,13 @@ class ProjectModel(LabelStudioMLBase):
             return file
         buf = io.BytesIO()
         joblib.dump(fitted, buf)
-        directory = self.state.files / "heads"
-        atomic_write_bytes(directory / file, buf.getvalue())
-        old = sorted(directory.glob(f"{safe}-*.joblib"), key=lambda p: p.stat().st_mtime)
-        for path in old[:-self.KEEP_FITS]:
-            if path.name != file:
-                path.unlink(missing_ok=True)
+        self.state.write_file(f"heads/{file}", buf.getvalue())
+        # keep the new fit and the one the state names now (a worker may be loading it); drop older ones
+        current = ((self.state.kv().get("heads") or {}).get(name) or {}).get("file")
+        prefix = f"heads/{safe}-"
+        self.state.delete_files([n for n in self.state.file_names(prefix)
+                                 if len(n) == len(prefix) + 19 and n.endswith(".joblib")
+                                 and n not in (f"heads/{file}", f"heads/{current}")])
         return file
 
     def _update_state(self, **fields: Any) -> None:

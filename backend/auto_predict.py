@@ -1,0 +1,120 @@
+"""Prediction jobs the backend starts by itself (``LABELHUB_AUTO_PREDICT=true``).
+
+Two moments start one, both seen by the trainer (:class:`labelhub.backend.events.Trainer`, one across every
+worker and host):
+
+- a ``TASKS_CREATED`` webhook (an import, the sync's new files): a job of those tasks, ``missing`` mode;
+- a retrain that moved the project's ``model_version``: a job of the project's unlabeled tasks, the most
+  uncertain first (:func:`labelhub.backend.jobs.plan`), so that sorting the Data Manager by prediction score
+  stays current for active learning.
+
+The job is :func:`labelhub.backend.jobs.run_job`, as ``labelhub predict`` runs it: through Label Studio's API
+(``LABEL_STUDIO_URL``, ``LABEL_STUDIO_API_KEY``), one write per batch, status on ``/health``, at most one
+prediction per task and version. On one host it runs in a background thread of the trainer's worker; requests
+that arrive while a job of the project runs are merged into the next one (one whole-project request covers
+any task ids). With ``LABELHUB_REDIS_URL`` it is enqueued on RQ (:func:`labelhub.backend.worker.predict_project`),
+and ``labelhub worker`` processes on any host plan and predict it.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+__all__ = ["AutoPredictor", "project_id_of"]
+
+
+def project_id_of(key: str) -> int:
+    """The Label Studio project id of a project key ``"<id>.<created_at>"``."""
+    return int(str(key).split(".")[0])
+
+
+class AutoPredictor:
+    """Queues and runs the automatic prediction jobs of a backend (see the module docstring).
+
+    Args:
+        backend: The running backend (:class:`labelhub.backend.app.Backend`): settings, store, models, metrics.
+    """
+
+    def __init__(self, backend: Any):
+        self.backend = backend
+        self.settings = backend.settings
+        self._pending: dict[str, tuple[bool, set[int]]] = {}  # key -> (whole project unlabeled, task ids)
+        self._cond = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._warned = False
+        self._running = False
+
+    @property
+    def enabled(self) -> bool:
+        """Whether jobs start by themselves (the setting is on and Label Studio's URL and key are known)."""
+        if not self.settings.auto_predict:
+            return False
+        if not (self.settings.label_studio_url and self.settings.label_studio_api_key):
+            if not self._warned:
+                self._warned = True
+                log.warning("LABELHUB_AUTO_PREDICT is on but LABEL_STUDIO_URL or LABEL_STUDIO_API_KEY is not set: "
+                            "no automatic prediction jobs")
+            return False
+        return True
+
+    def request(self, key: str, task_ids: list[int] | None = None, unlabeled: bool = False) -> None:
+        """Ask for a job of project ``key``: ``task_ids`` (new tasks) or, with ``unlabeled``, every unlabeled task.
+
+        Returns at once; the job runs in the background (one host) or on RQ workers (Redis).
+        """
+        if not self.enabled or (not unlabeled and not task_ids):
+            return
+        if self.settings.redis_url:
+            self._enqueue(key, task_ids, unlabeled)
+            return
+        with self._cond:
+            whole, ids = self._pending.get(key, (False, set()))
+            self._pending[key] = (whole or unlabeled, set() if (whole or unlabeled) else ids | set(task_ids or ()))
+            self._cond.notify()
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._loop, name="labelhub-auto-predict", daemon=True)
+                self._thread.start()
+
+    def _enqueue(self, key: str, task_ids: list[int] | None, unlabeled: bool) -> None:
+        from labelhub.backend.worker import BATCH_TIMEOUT, predict_project, queue
+
+        queue(self.backend.store.client).enqueue(
+            predict_project, project_id_of(key), None if unlabeled else sorted(task_ids or ()), unlabeled,
+            job_timeout=BATCH_TIMEOUT * 4, result_ttl=86400, failure_ttl=86400,
+            description=f"labelhub auto-predict: project {key}")
+
+    def wait_idle(self, timeout: float = 60.0) -> bool:
+        """Wait until no request is pending or running (tests). Returns whether it got there in time."""
+        with self._cond:
+            return self._cond.wait_for(lambda: not self._pending and not self._running, timeout)
+
+    def _loop(self) -> None:
+        from labelhub.backend.jobs import JobAlreadyRunning, LabelStudioClient, run_job
+
+        api = LabelStudioClient(self.settings.label_studio_url, self.settings.label_studio_api_key)
+        while True:
+            with self._cond:
+                if not self._pending:
+                    self._cond.wait(timeout=30)
+                    if not self._pending:
+                        return
+                key, (whole, ids) = next(iter(self._pending.items()))
+                del self._pending[key]
+                self._running = True
+            try:
+                status = run_job(self.backend, api, project_id_of(key), task_ids=None if whole else sorted(ids),
+                                 unlabeled=whole, progress=False)
+                log.info("project %s: auto-predict wrote %d predictions of %s (%d failed)", key, status.done,
+                         status.model_version, status.failed)
+            except JobAlreadyRunning:  # `labelhub predict` runs: ask again after it
+                self.request(key, sorted(ids), whole)
+                threading.Event().wait(5.0)
+            except Exception as exc:  # a job failure must not end the loop; the status says why
+                log.warning("project %s: auto-predict failed: %s", key, " ".join(str(exc).split())[:300])
+            finally:
+                with self._cond:
+                    self._running = False
+                    self._cond.notify_all()

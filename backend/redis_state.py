@@ -1,0 +1,360 @@
+"""The backend's shared state in Redis, for several hosts (``LABELHUB_REDIS_URL``).
+
+Without Redis the backend keeps its state in ``MODEL_DIR`` (:mod:`labelhub.backend.state`), its event queue
+in ``MODEL_DIR/events`` and elects its trainer with ``flock`` (:mod:`labelhub.backend.events`): every worker
+must share one disk, so one host. With ``LABELHUB_REDIS_URL`` set, the same three live in Redis, so backend
+replicas on several hosts behind a load balancer share one model per project:
+
+========================================  ===============================================================
+Redis key (prefix ``labelhub:``)          What it holds
+========================================  ===============================================================
+``project:<key>`` (hash)                  ``project`` (label config, extra params), ``kv`` (the model's
+                                          state: ``model_version``, its fits), ``kv_version`` (a counter
+                                          bumped at every ``kv`` write: workers reload on a change)
+``project:<key>:annotations`` (string)    the training data (JSON, as ``annotations.json``)
+``project:<key>:files`` (hash)            the fitted heads, by file name (joblib bytes)
+``project:<key>:lock``                    the project's writer lock (a ``redis-py`` lock with a lease)
+``projects`` (set)                        the keys of every project with state
+``events`` (list)                         the event queue, oldest first (JSON, as the event files)
+``events:failed`` (list)                  events that did not parse, kept for inspection
+``trainer`` (lock)                        the trainer's lease: one trainer across every host
+``jobs`` (hash)                           the last prediction job's status of each project
+``jobs:<key>:lock``                       held while a prediction job of the project runs
+========================================  ===============================================================
+
+``<key>`` is Label Studio's project key (:func:`labelhub.backend.state.project_key`). Each host still uses its
+``MODEL_DIR`` as a cache: fitted heads read from Redis are kept there (their file names carry a hash of their
+content, so a cached one is never stale) and so are the per-project embedding caches.
+
+**Leases.** A lock is a Redis key with an expiry (``redis-py``'s :class:`redis.lock.Lock`,
+https://redis.readthedocs.io/en/stable/lock.html); its holder renews it from a thread every third of the
+lease. A holder that dies (``SIGKILL``, a lost host) stops renewing, and the lock passes on when the lease
+runs out: :data:`TRAINER_LEASE_SECONDS` by default (``LABELHUB_TRAINER_LEASE``). Events are removed from the
+queue only after their batch is applied and fitted, so a trainer killed mid-fit loses none: the next one
+applies them again (applying is idempotent, see :mod:`labelhub.backend.events`).
+
+**Durability.** An event is acknowledged to Label Studio once Redis has it in memory. Run Redis with
+``appendonly yes`` (https://redis.io/docs/latest/operate/oss_and_stack/management/persistence/) so that a
+Redis restart keeps the queue and the models; ``appendfsync always`` makes it as durable as the file queue.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+import uuid
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+from labelhub.backend.state import ProjectState, Store, atomic_write_bytes, project_key, project_key_from_webhook
+
+log = logging.getLogger(__name__)
+
+__all__ = ["PREFIX", "TRAINER_LEASE_SECONDS", "connect", "lease", "RedisProjectState", "RedisStore", "RedisEventQueue"]
+
+#: Prefix of every key LabelHub writes (use another Redis database, ``redis://host/1``, to keep deployments apart).
+PREFIX = "labelhub:"
+#: Default lease of the trainer and of the project and job locks, in seconds.
+TRAINER_LEASE_SECONDS = 10.0
+
+
+def connect(url: str, timeout: float | None = 30.0):
+    """A Redis client for ``url`` (``redis://[:password@]host:port/db``, ``rediss://`` for TLS).
+
+    See https://redis.readthedocs.io/en/stable/connections.html#redis.Redis.from_url.
+
+    Args:
+        url: The Redis URL.
+        timeout: Seconds to wait for an answer (``None`` for an RQ worker, whose waits for work block longer).
+
+    Raises:
+        ValueError: When the URL is not a Redis URL.
+    """
+    import redis
+
+    return redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=5, health_check_interval=30)
+
+
+@contextmanager
+def lease(client, name: str, seconds: float = TRAINER_LEASE_SECONDS, blocking: bool = True,
+          wait: float | None = None) -> Iterator[bool]:
+    """Hold the Redis lock ``name`` while the block runs, renewing its lease from a thread.
+
+    Args:
+        client: The Redis client.
+        name: The lock's key.
+        seconds: The lease: how long the lock outlives a holder that stopped renewing it (died).
+        blocking: Wait for the lock; with ``False``, yield ``False`` at once when another holder has it.
+        wait: With ``blocking``, the longest wait in seconds (``None``: no limit); then ``False`` is yielded.
+
+    Yields:
+        Whether the lock is held. A holder that loses it (its renewal failed for longer than the lease)
+        logs a warning; the block is not interrupted.
+
+    Raises:
+        redis.exceptions.ConnectionError: When Redis cannot be reached.
+    """
+    lock = client.lock(name, timeout=seconds, thread_local=False)
+    if not lock.acquire(blocking=blocking, blocking_timeout=wait):
+        yield False
+        return
+    stop = threading.Event()
+
+    def renew() -> None:
+        while not stop.wait(seconds / 3):
+            try:
+                lock.reacquire()
+            except Exception as exc:  # LockNotOwnedError or a lost connection: said once, then stop
+                log.warning("lost the lock %s (%s)", name, type(exc).__name__)
+                return
+
+    renewer = threading.Thread(target=renew, name=f"lease-{name}", daemon=True)
+    renewer.start()
+    try:
+        yield True
+    finally:
+        stop.set()
+        renewer.join(5)
+        try:
+            lock.release()
+        except Exception:  # expired meanwhile: nothing to release
+            pass
+
+
+class RedisProjectState(ProjectState):
+    """A project's state in Redis (same interface as :class:`~labelhub.backend.state.ProjectState`).
+
+    Args:
+        client: The Redis client.
+        cache_root: ``MODEL_DIR/projects/<key>`` of this host (fitted heads and embedding caches are cached there).
+        key: The project key.
+        lease_seconds: The writer lock's lease.
+    """
+
+    def __init__(self, client, cache_root: Path, key: str, lease_seconds: float = TRAINER_LEASE_SECONDS):
+        super().__init__(cache_root, key)
+        self.client = client
+        self.lease_seconds = lease_seconds
+        self._hash = f"{PREFIX}project:{key}"
+        self._kv_cache: tuple[Any, dict] = (None, {})
+
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold the project's writer lock (a Redis lease; waits for it)."""
+        with lease(self.client, f"{self._hash}:lock", self.lease_seconds):
+            yield
+
+    def _read(self, field: str) -> dict:
+        raw = self.client.hget(self._hash, field)
+        return json.loads(raw) if raw else {}
+
+    def project(self) -> dict:
+        """The stored project info: ``{"key", "label_config", ...}`` or ``{}``."""
+        return self._read("project")
+
+    def update_project(self, **fields: Any) -> dict:
+        """Merge ``fields`` into the project info (under the lock; written only if changed)."""
+        current = self.project()
+        if all(current.get(k) == v for k, v in fields.items()):
+            return current
+        with self.lock():
+            current = self.project()
+            current.update(fields, key=self.key)
+            self.client.pipeline().hset(self._hash, "project", json.dumps(current, sort_keys=True)) \
+                .sadd(f"{PREFIX}projects", self.key).execute()
+        return current
+
+    def kv(self) -> dict:
+        """The model's key-value state (parsed again only when its version counter moved)."""
+        version, raw = self.client.hmget(self._hash, ["kv_version", "kv"])
+        if version is not None and version == self._kv_cache[0]:
+            return self._kv_cache[1]
+        value = json.loads(raw) if raw else {}
+        self._kv_cache = (version, value)
+        return value
+
+    def kv_stamp(self) -> Any:
+        """The ``kv`` version counter (``None`` before the first write)."""
+        return self.client.hget(self._hash, "kv_version")
+
+    def update_kv(self, **fields: Any) -> dict:
+        """Merge ``fields`` into the model's state under the project lock; a ``None`` value deletes a key."""
+        with self.lock():
+            current = dict(self.kv())
+            for k, v in fields.items():
+                if v is None:
+                    current.pop(k, None)
+                else:
+                    current[k] = v
+            self.client.pipeline().hset(self._hash, "kv", json.dumps(current, sort_keys=True)) \
+                .hincrby(self._hash, "kv_version", 1).sadd(f"{PREFIX}projects", self.key).execute()
+        return current
+
+    def load_annotations(self) -> dict:
+        """The training data (see :meth:`ProjectState.load_annotations`)."""
+        raw = self.client.get(f"{self._hash}:annotations")
+        data = json.loads(raw) if raw else {}
+        for name in ("annotations", "tombstones", "tasks"):
+            data.setdefault(name, {})
+        return data
+
+    def save_annotations(self, data: dict) -> None:
+        """Replace the training data (callers hold :meth:`lock`)."""
+        self.client.set(f"{self._hash}:annotations", json.dumps(data, separators=(",", ":"), sort_keys=True))
+
+    def write_file(self, name: str, data: bytes) -> None:
+        """Store a model file in Redis (and in this host's cache)."""
+        self.client.hset(f"{self._hash}:files", name, data)
+        atomic_write_bytes(self.files / name, data)
+
+    def read_file(self, name: str) -> bytes:
+        """A model file, from this host's cache or Redis.
+
+        Raises:
+            FileNotFoundError: When Redis does not hold it.
+        """
+        cached = self.files / name
+        if cached.is_file():
+            return cached.read_bytes()
+        data = self.client.hget(f"{self._hash}:files", name)
+        if data is None:
+            raise FileNotFoundError(f"{name} of project {self.key} is not in Redis")
+        atomic_write_bytes(cached, data)
+        return data
+
+    def file_names(self, prefix: str = "") -> list[str]:
+        """The names of the stored model files starting with ``prefix``."""
+        return sorted(n.decode() for n in self.client.hkeys(f"{self._hash}:files") if n.decode().startswith(prefix))
+
+    def delete_files(self, names: list[str]) -> None:
+        """Forget model files (in Redis and in this host's cache)."""
+        if names:
+            self.client.hdel(f"{self._hash}:files", *names)
+        for name in names:
+            (self.files / name).unlink(missing_ok=True)
+
+
+class RedisStore(Store):
+    """Every project's state in Redis, each host caching files under its ``MODEL_DIR``.
+
+    Args:
+        client: The Redis client.
+        model_dir: This host's ``MODEL_DIR`` (a cache).
+        lease_seconds: The lease of the project and job locks.
+    """
+
+    def __init__(self, client, model_dir: Path, lease_seconds: float = TRAINER_LEASE_SECONDS):
+        super().__init__(model_dir)
+        self.client = client
+        self.lease_seconds = lease_seconds
+
+    def project(self, key: str) -> RedisProjectState:
+        """The :class:`RedisProjectState` of ``key``.
+
+        Raises:
+            InvalidPayloadError: When ``key`` is not a valid project key.
+        """
+        key = project_key(key)
+        with self._lock:
+            state = self._projects.get(key)
+            if state is None:
+                state = self._projects[key] = RedisProjectState(self.client, self.root / "projects" / key, key,
+                                                                self.lease_seconds)
+            return state
+
+    def known_projects(self) -> list[str]:
+        """The keys of every project with state in Redis."""
+        return sorted(k.decode() for k in self.client.smembers(f"{PREFIX}projects"))
+
+    def has_project(self, key: str) -> bool:
+        """Whether Redis holds state of project ``key``."""
+        return bool(self.client.sismember(f"{PREFIX}projects", key))
+
+    def resolve_webhook_project(self, project: Any) -> str | None:
+        """The key of a webhook payload's project (see :meth:`Store.resolve_webhook_project`)."""
+        key = project_key_from_webhook(project)
+        if key is None or "." in key:
+            return key
+        known = sorted((k for k in self.known_projects() if k.startswith(f"{key}.")), reverse=True)
+        return known[0] if known else key
+
+    @contextmanager
+    def job_lock(self, key: str) -> Iterator[bool]:
+        """Held while a prediction job of project ``key`` runs, on any host (yields ``False`` when taken)."""
+        with lease(self.client, f"{PREFIX}jobs:{key}:lock", self.lease_seconds, blocking=False) as held:
+            yield held
+
+    def save_job_status(self, key: str, status: dict) -> None:
+        """Publish a job's status (``/health`` of every replica shows it)."""
+        self.client.hset(f"{PREFIX}jobs", key, json.dumps(status, sort_keys=True))
+
+    def job_statuses(self) -> dict[str, dict]:
+        """``{project key: status dict}`` of every project's last job."""
+        out = {}
+        for key, raw in self.client.hgetall(f"{PREFIX}jobs").items():
+            try:
+                out[key.decode()] = json.loads(raw)
+            except ValueError:
+                continue
+        return out
+
+
+class RedisEventQueue:
+    """The durable event queue as a Redis list (same interface as :class:`labelhub.backend.events.EventQueue`).
+
+    Args:
+        client: The Redis client.
+        lease_seconds: The trainer's lease (see the module docstring).
+    """
+
+    def __init__(self, client, lease_seconds: float = TRAINER_LEASE_SECONDS):
+        self.client = client
+        self.lease_seconds = lease_seconds
+        self.key = f"{PREFIX}events"
+
+    def put(self, action: str, payload: dict, project_key: str | None) -> str:
+        """Append an event (returns once Redis has it; see the module docstring on durability).
+
+        Returns:
+            The event id.
+
+        Raises:
+            redis.exceptions.ConnectionError: When Redis cannot be reached (the webhook answers 500, so
+                Label Studio shows the failure; nothing is acknowledged that is not stored).
+        """
+        event_id = f"{time.time_ns():020d}-{uuid.uuid4().hex[:12]}"
+        self.client.rpush(self.key, json.dumps({"id": event_id, "action": action, "project_key": project_key,
+                                                "received_at": time.time(), "payload": payload},
+                                               separators=(",", ":"), sort_keys=True))
+        return event_id
+
+    def take(self, limit: int = 5000) -> list[tuple[bytes, dict | None]]:
+        """The oldest ``limit`` events, left in the queue until :meth:`done`: ``[(handle, event or None)]``."""
+        out = []
+        for raw in self.client.lrange(self.key, 0, limit - 1):
+            try:
+                event = json.loads(raw)
+            except ValueError:
+                event = None
+            out.append((raw, event if isinstance(event, dict) else None))
+        return out
+
+    def count(self) -> int:
+        """How many events wait."""
+        return int(self.client.llen(self.key))
+
+    def done(self, handle: bytes) -> None:
+        """Forget an applied event."""
+        self.client.lrem(self.key, 1, handle)
+
+    def fail(self, handle: bytes) -> None:
+        """Move an unreadable event aside (``events:failed``)."""
+        self.client.pipeline().lrem(self.key, 1, handle).rpush(f"{self.key}:failed", handle).execute()
+
+    @contextmanager
+    def trainer_lease(self) -> Iterator[bool]:
+        """Try to become the trainer across every host (yields whether this process is)."""
+        with lease(self.client, f"{PREFIX}trainer", self.lease_seconds, blocking=False) as held:
+            yield held

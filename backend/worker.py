@@ -1,0 +1,155 @@
+"""Prediction jobs on RQ workers, for several hosts (``LABELHUB_REDIS_URL``; ``labelhub worker``).
+
+With Redis, ``labelhub predict`` (and the backend's automatic jobs, :mod:`labelhub.backend.auto_predict`) plan a
+job as always (:func:`labelhub.backend.jobs.run_job`), but its batches go to an RQ queue
+(https://python-rq.org/docs/, the job queue Label Studio itself runs on Redis), and every ``labelhub worker``
+process, on any host, takes batches from it: :func:`predict_batch` loads the project's model from Redis
+(:mod:`labelhub.backend.redis_state`) and runs :func:`labelhub.backend.jobs.run_batch`, which reads its tasks
+again and writes their predictions to Label Studio in one call. RQ hands each queued batch to one worker;
+the job's planner (:func:`on_workers`) waits for them and counts their results.
+
+Each worker is an RQ ``SimpleWorker`` (no fork per job), so the embedders and models it loaded stay in
+memory between batches. Its settings are the backend's environment variables (``LABELHUB_REDIS_URL``,
+``LABEL_STUDIO_URL``, ``LABEL_STUDIO_API_KEY``, ``MODEL_DIR`` as its cache, ...).
+
+A batch whose worker dies is marked failed by RQ and not run again; its tasks are counted as failed, and a
+re-run of the job predicts them (those written before the death are skipped). A planner that dies leaves
+its queued batches to the workers; they still write each task at most once per version, since each batch
+skips the tasks that have a prediction of the version when it starts.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict
+from typing import Any, Callable, Iterator
+
+from labelhub.backend.jobs import BatchResult, Executor, JobHost, LabelStudioClient, ProjectInfo, run_batch, run_job
+
+log = logging.getLogger(__name__)
+
+__all__ = ["QUEUE", "predict_batch", "predict_project", "on_workers", "queue", "work"]
+
+#: The RQ queue of LabelHub's batches (``--queue`` of ``labelhub worker``).
+QUEUE = "labelhub"
+#: Longest run of one batch on a worker, in seconds, before RQ stops it (500 tasks with OCR take minutes).
+BATCH_TIMEOUT = 3600
+#: Seconds between two looks of the planner at its batches.
+POLL_SECONDS = 0.5
+
+_HOST: tuple[Any, LabelStudioClient] | None = None
+
+
+def _worker_host() -> tuple[Any, LabelStudioClient]:
+    """This worker's backend (models, store in Redis) and Label Studio client, made once per process."""
+    global _HOST
+    if _HOST is None:
+        from labelhub.backend.app import Backend
+        from labelhub.backend.settings import Settings
+
+        settings = Settings.from_env(start_trainer=False, warmup=False)
+        if not settings.redis_url:
+            raise RuntimeError("LABELHUB_REDIS_URL is not set in the worker's environment")
+        _HOST = (Backend(settings), LabelStudioClient(settings.label_studio_url, settings.label_studio_api_key))
+    return _HOST
+
+
+def predict_batch(project_id: int, task_ids: list[int]) -> dict:
+    """The RQ job of one batch: :func:`labelhub.backend.jobs.run_batch` on this worker.
+
+    Args:
+        project_id: The Label Studio project id.
+        task_ids: The batch.
+
+    Returns:
+        The :class:`~labelhub.backend.jobs.BatchResult` as a dict (RQ keeps it for the planner).
+
+    Raises:
+        Whatever ``run_batch`` raises (RQ marks the job failed; the planner counts its tasks as failed).
+    """
+    host, api = _worker_host()
+    return asdict(run_batch(host, api, api.project(project_id), task_ids))
+
+
+def predict_project(project_id: int, task_ids: list[int] | None = None, unlabeled: bool = False) -> dict:
+    """The RQ job of a whole automatic job (:mod:`labelhub.backend.auto_predict`): plan it on this worker,
+    its batches on every worker.
+
+    Returns:
+        The final :class:`~labelhub.backend.jobs.JobStatus` as a dict.
+    """
+    host, api = _worker_host()
+    status = run_job(host, api, project_id, task_ids=task_ids, unlabeled=unlabeled, progress=False,
+                     execute=on_workers(host.store.client))
+    return asdict(status)
+
+
+def queue(client, name: str = QUEUE):
+    """The RQ queue ``name`` on ``client``."""
+    from rq import Queue
+
+    return Queue(name, connection=client)
+
+
+def on_workers(client, name: str = QUEUE, poll: float = POLL_SECONDS) -> Executor:
+    """An :data:`~labelhub.backend.jobs.Executor` that enqueues every batch on RQ and yields each result as a
+    worker finishes it.
+
+    Args:
+        client: The Redis client.
+        name: The RQ queue.
+        poll: Seconds between two looks at the batches.
+
+    Returns:
+        The executor for :func:`labelhub.backend.jobs.run_job`'s ``execute``.
+    """
+    def execute(host: JobHost, api: LabelStudioClient, project: ProjectInfo, batches: list[list[int]],
+                progress: Callable[[int], Any]) -> Iterator[BatchResult]:
+        from rq.job import Job
+
+        q = queue(client, name)
+        waiting = {}
+        for batch in batches:
+            job = q.enqueue(predict_batch, project.id, batch, job_timeout=BATCH_TIMEOUT, result_ttl=86400,
+                            failure_ttl=86400, description=f"labelhub predict: project {project.id}, {len(batch)} tasks")
+            waiting[job.id] = batch
+        while waiting:
+            for job in Job.fetch_many(list(waiting), connection=client):
+                if job is None:
+                    continue
+                status = job.get_status(refresh=False)
+                if status == "finished":
+                    batch = waiting.pop(job.id)
+                    progress(len(batch))
+                    yield BatchResult(**job.return_value())
+                elif status in ("failed", "stopped", "canceled"):
+                    batch = waiting.pop(job.id)
+                    reason = ((job.latest_result().exc_string or "").strip().splitlines() or [status])[-1] \
+                        if job.latest_result() else status
+                    progress(len(batch))
+                    yield BatchResult(failed={tid: f"worker: {reason[:300]}" for tid in batch})
+            if waiting:
+                time.sleep(poll)
+
+    return execute
+
+
+def work(redis_url: str, queues: list[str], burst: bool = False) -> None:
+    """Run an RQ ``SimpleWorker`` on ``queues`` until SIGTERM or SIGINT (a warm stop: the batch in hand finishes).
+
+    Args:
+        redis_url: ``LABELHUB_REDIS_URL``.
+        queues: RQ queue names.
+        burst: Stop once the queues are empty.
+
+    Raises:
+        redis.exceptions.ConnectionError: When Redis cannot be reached.
+    """
+    from rq import SimpleWorker
+
+    from labelhub.backend.redis_state import connect
+
+    client = connect(redis_url, timeout=None)
+    client.ping()
+    worker = SimpleWorker([queue(client, q) for q in queues], connection=client)
+    worker.work(burst=burst, with_scheduler=False)

@@ -1,0 +1,215 @@
+"""Several hosts on one Redis (``LABELHUB_REDIS_URL``): three backend processes with their own ``MODEL_DIR`` (three
+"hosts") behind a round-robin, the trainer's holder killed mid-training, and a prediction job's batches run by two
+``labelhub worker`` processes against the real Label Studio.
+
+Redis is Debian's ``redis-server``, started on 127.0.0.1 by the fixture (``python -m tests.testbed install``
+installs it).
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+
+import pytest
+import redis
+import requests
+
+from tests.backend_fixtures import ROOT, TEXT_CONFIG, BackendServer, annotation_event, plot_review_tasks, \
+    project_key, project_payload, text_tasks, wait_for
+from tests.labelstudio import free_port
+
+N_TASKS = 400
+PROJECT = project_payload(7, label_config=TEXT_CONFIG)
+KEY = project_key(7)
+
+
+@pytest.fixture(scope="module")
+def redis_url(tmp_path_factory):
+    """A private ``redis-server`` on a free loopback port (no persistence: the tests need none)."""
+    binary = shutil.which("redis-server") or "/usr/bin/redis-server"
+    if not os.path.exists(binary):
+        pytest.fail("redis-server is missing: run `python -m tests.testbed install`")
+    port, folder = free_port(), tmp_path_factory.mktemp("redis")
+    proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                             "--dir", str(folder)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"redis://127.0.0.1:{port}"
+    client = redis.Redis.from_url(url)
+    wait_for(lambda: _pings(client), timeout=20, message="redis-server")
+    yield url
+    proc.terminate()
+    proc.wait(10)
+
+
+def _pings(client) -> bool:
+    try:
+        return client.ping()
+    except redis.exceptions.ConnectionError:
+        return False
+
+
+def _version_number(version: str) -> int:
+    """``labelhub-<annotated tasks>-<hash>`` → the number of annotated tasks it was trained on."""
+    match = re.fullmatch(r"labelhub-(\d+)-[0-9a-f]+", version)
+    assert match, version
+    return int(match.group(1))
+
+
+@pytest.fixture(scope="module")
+def hosts(redis_url, tmp_path_factory):
+    """Three backends (one gunicorn worker each, their own ``MODEL_DIR``) sharing one Redis database."""
+    env = {"LABELHUB_REDIS_URL": f"{redis_url}/0", "LABELHUB_TRAINER_LEASE": "2", "LABELHUB_WARMUP": "false"}
+    servers = [BackendServer(tmp_path_factory.mktemp(f"host{i}"), workers=1, threads=4, env=env) for i in range(3)]
+    try:
+        for server in servers:
+            server.start(timeout=120)
+        yield servers
+    finally:
+        for server in servers:
+            server.stop()
+
+
+def test_three_backends_round_robin_share_one_model_and_never_go_back_a_version(hosts, redis_url):
+    tasks, labels = text_tasks(N_TASKS)
+    session = requests.Session()
+    answer = session.post(hosts[0].url + "/setup", json={"project": KEY, "schema": TEXT_CONFIG}, timeout=60)
+    assert answer.status_code == 200, answer.text
+    errors, seen, highest, annotated = [], Counter(), 0, 0
+    for i in range(1000):
+        host = hosts[i % 3]
+        kind = i % 4
+        if kind == 0 and annotated < 250:  # an annotation saved
+            body = annotation_event(10_000 + annotated, tasks[annotated], labels[annotated], project=PROJECT)
+            answer = session.post(host.url + "/webhook", json=body, timeout=60)
+            annotated += 1
+        elif kind == 3:
+            answer = session.get(host.url + "/health", timeout=60)
+        else:  # a prediction of a task nobody annotates here
+            task = tasks[300 + i % 100]
+            answer = session.post(host.url + "/predict", json={"tasks": [task], "project": KEY,
+                                                              "label_config": TEXT_CONFIG}, timeout=60)
+        if answer.status_code != 200:
+            errors.append((i, host.url, answer.status_code, answer.text[:200]))
+            continue
+        version = (answer.json().get("results") or [{}])[0].get("model_version") if kind in (1, 2) else None
+        if version:
+            number = _version_number(version)
+            assert number >= highest, f"request {i} to {host.url} answered {version} after labelhub-{highest}-…"
+            highest = number
+            seen[version] += 1
+    assert errors == []
+    assert len(seen) > 2, seen  # the model moved on while the requests went round
+    client = redis.Redis.from_url(f"{redis_url}/0")
+    wait_for(lambda: client.llen("labelhub:events") == 0, timeout=120, message="the queue to drain")
+    for host in hosts:  # every host answers with the version trained on every annotation
+        wait_for(lambda: _predicted_version(host, tasks[399]).startswith("labelhub-250-"), timeout=120,
+                 message=f"{host.url} to answer labelhub-250-…")
+
+
+def _predicted_version(host, task) -> str:
+    answer = requests.post(host.url + "/predict", json={"tasks": [task], "project": KEY, "label_config": TEXT_CONFIG},
+                           timeout=60)
+    answer.raise_for_status()
+    return answer.json()["results"][0]["model_version"]
+
+
+def _leader(hosts) -> tuple[BackendServer, int] | None:
+    for host in hosts:
+        try:
+            health = requests.get(host.url + "/health", timeout=10).json()
+        except requests.RequestException:
+            continue
+        if health.get("trainer_leader"):
+            return host, health["pid"]
+    return None
+
+
+def test_the_trainer_killed_mid_training_passes_on_and_no_event_is_lost(hosts, redis_url):
+    tasks, labels = text_tasks(N_TASKS)
+    client = redis.Redis.from_url(f"{redis_url}/0")
+    wait_for(lambda: client.llen("labelhub:events") == 0, timeout=120, message="an empty queue")
+    leader, pid = wait_for(lambda: _leader(hosts), timeout=30, message="a trainer")
+    for n in range(250, 350):  # a burst of annotations: one batch, one fit of 100 new texts
+        body = annotation_event(10_000 + n, tasks[n], labels[n], project=PROJECT)
+        assert requests.post(hosts[n % 3].url + "/webhook", json=body, timeout=60).status_code == 200
+    wait_for(lambda: client.exists("labelhub:project:" + KEY + ":lock") or client.llen("labelhub:events") < 100,
+             timeout=30, interval=0.01, message="the trainer to take the batch")
+    os.kill(pid, signal.SIGKILL)
+    assert client.llen("labelhub:events") > 0  # killed before the batch was done: its events are still queued
+    took_over = wait_for(lambda: (found := _leader(hosts)) and found[1] != pid and found, timeout=60,
+                         message="another trainer")
+    assert took_over[1] != pid
+    wait_for(lambda: client.llen("labelhub:events") == 0, timeout=120, message="the queue to drain")
+    for host in hosts:
+        wait_for(lambda: _predicted_version(host, tasks[399]).startswith("labelhub-350-"), timeout=120,
+                 message=f"{host.url} to answer labelhub-350-… (every event applied)")
+
+
+# prediction jobs on two `labelhub worker` processes --------------------------------------------------------------
+N_JOB_TASKS = 5000
+
+
+def _worker(env: dict, log_path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "tests.guarded", "worker", "--log-level", "INFO"], cwd=ROOT,
+                            env=env, stdout=open(log_path, "ab"), stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def test_two_workers_predict_5000_tasks_each_exactly_once(label_studio, redis_url, tmp_path):
+    from click.testing import CliRunner
+
+    from labelhub.backend.app import create_app
+    from labelhub.cli import main
+    from tests.test_predict_jobs import _keep_root_logging, _per_task
+
+    db_url = f"{redis_url}/1"  # apart from the backends above
+    ls = label_studio.client()
+    project = ls.projects.create(title="labelhub worker", label_config=TEXT_CONFIG)
+    reviews, labels = text_tasks(N_JOB_TASKS)  # 4,866 Rotten Tomatoes snippets, then film plots to make 5,000
+    plots, _ = plot_review_tasks(N_JOB_TASKS - len(reviews))
+    source = reviews + plots
+    assert len(source) == N_JOB_TASKS
+    ls.projects.import_tasks(id=project.id, request=[t["data"] for t in source])
+    payload = {"id": project.id, "created_at": project.created_at.isoformat(), "title": "t", "label_config": TEXT_CONFIG}
+    app = create_app({"model_dir": tmp_path / "trainer", "start_trainer": False, "warmup": False, "redis_url": db_url})
+    backend = app.extensions["labelhub"]
+    listed = requests.get(f"{label_studio.url}/api/tasks?project={project.id}&page_size=100&fields=all",
+                          headers={"Authorization": f"Token {label_studio.api_key}"}, timeout=60).json()["tasks"]
+    by_text = {s["data"]["text"]: i for i, s in enumerate(reviews)}
+    for n, task in enumerate(listed[:40]):
+        body = annotation_event(50_000 + n, {"id": task["id"], "data": task["data"]},
+                                labels[by_text[task["data"]["text"]]], project=payload)
+        assert app.test_client().post("/webhook", json=body).status_code == 200
+    backend.trainer.run_once()
+    key = backend.store.resolve_webhook_project(payload)
+    version = backend.store.project(key).kv()["model_version"]
+    assert version.startswith("labelhub-40-")
+
+    token = label_studio.personal_token or label_studio.api_key
+    env = {**os.environ, "LABELHUB_REDIS_URL": db_url, "LABEL_STUDIO_URL": label_studio.url,
+           "LABEL_STUDIO_API_KEY": token, "TQDM_DISABLE": "1"}
+    workers = [_worker({**env, "MODEL_DIR": str(tmp_path / f"worker{i}")}, tmp_path / f"worker{i}.log")
+               for i in range(2)]
+    try:
+        with _keep_root_logging():
+            answer = CliRunner().invoke(main, ["predict", "--project", str(project.id), "--batch-size", "250"],
+                                        env={**env, "MODEL_DIR": str(tmp_path / "cli")}, catch_exceptions=False)
+        assert answer.exit_code == 0, answer.output
+        assert f"{N_JOB_TASKS} predictions of {version} written" in answer.output
+    finally:
+        for proc in workers:
+            proc.send_signal(signal.SIGTERM)
+        for proc in workers:
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+    assert _per_task(label_studio, project.id, version) == Counter({1: N_JOB_TASKS})
+    logs = [(tmp_path / f"worker{i}.log").read_text(errors="replace") for i in range(2)]
+    assert all("labelhub predict: project" in text for text in logs), [text[-1500:] for text in logs]  # both worked
+    health = backend.store.job_statuses()[key]
+    assert health["state"] == "done" and health["done"] == N_JOB_TASKS
