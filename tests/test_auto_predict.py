@@ -1,0 +1,68 @@
+"""Prediction jobs the backend starts by itself (``LABELHUB_AUTO_PREDICT=true``), through the real Label Studio:
+annotations saved → a retrain → every unlabeled task predicted with the new version; tasks imported →
+Label Studio's ``TASKS_CREATED`` webhook → the new tasks predicted. No "Retrieve predictions", no CLI.
+"""
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+import requests
+
+from tests.backend_fixtures import TEXT_CONFIG, BackendServer, text_tasks, wait_for
+from tests.test_backend_labelstudio import _api, _connect
+
+
+@pytest.fixture(scope="module")
+def backend(label_studio, tmp_path_factory):
+    env = {"LABEL_STUDIO_URL": label_studio.url, "LABEL_STUDIO_API_KEY": label_studio.personal_token
+           or label_studio.api_key, "LABELHUB_AUTO_PREDICT": "true"}
+    with BackendServer(tmp_path_factory.mktemp("backend-auto"), workers=2, threads=4, env=env) as srv:
+        yield srv
+
+
+def _state(label_studio, project_id) -> dict[int, tuple[bool, Counter]]:
+    """``{task id: (is_labeled, Counter of its predictions' model versions)}``."""
+    tasks = _api(label_studio, "GET", f"/api/tasks?project={project_id}&page_size=1000&fields=all")["tasks"]
+    return {t["id"]: (t["is_labeled"], Counter(p["model_version"] for p in t["predictions"])) for t in tasks}
+
+
+def _current(backend) -> str:
+    return requests.get(backend.url + "/versions", timeout=10).json()["versions"][-1]
+
+
+def _all_predicted(label_studio, project_id, backend, expected_tasks: int):
+    """The current version when every unlabeled task has exactly one prediction of it (else ``None``)."""
+    version = _current(backend)
+    state = _state(label_studio, project_id)
+    unlabeled = [versions for labeled, versions in state.values() if not labeled]
+    if len(state) != expected_tasks or not all(v[version] == 1 for v in unlabeled):
+        return None
+    return version
+
+
+def test_a_retrain_and_new_tasks_start_prediction_jobs_by_themselves(label_studio, backend):
+    client = label_studio.client()
+    project = client.projects.create(title="auto-predict", label_config=TEXT_CONFIG)
+    tasks, labels = text_tasks(140)
+    client.projects.import_tasks(id=project.id, request=[t["data"] for t in tasks[:100]])
+    _connect(label_studio, backend, project.id)
+    listed = sorted(_state(label_studio, project.id))
+    by_id = dict(zip(listed, labels))
+    for tid in listed[:30]:  # annotations saved: Label Studio sends ANNOTATION_CREATED, the backend retrains
+        client.annotations.create(id=tid, result=[{"from_name": "label", "to_name": "text", "type": "choices",
+                                                   "value": {"choices": [by_id[tid]]}}])
+    version = wait_for(lambda: _all_predicted(label_studio, project.id, backend, 100), timeout=300,
+                       message="every unlabeled task predicted with the retrained version")
+    assert version.startswith("labelhub-") and not version.startswith("labelhub-0-")
+    state = _state(label_studio, project.id)
+    assert sum(1 for labeled, _ in state.values() if not labeled) == 70
+    assert all(v[version] <= 1 for _, v in state.values())  # never two of one version
+    health = requests.get(backend.url + "/health", timeout=10).json()
+    assert any(job["project_id"] == project.id and job["model_version"] == version
+               for job in health["jobs"].values()), health["jobs"]  # the last job's status
+
+    # new tasks imported: Label Studio sends TASKS_CREATED, the backend predicts them with the current version
+    client.projects.import_tasks(id=project.id, request=[t["data"] for t in tasks[100:140]])
+    wait_for(lambda: _all_predicted(label_studio, project.id, backend, 140), timeout=300,
+             message="the imported tasks predicted")
