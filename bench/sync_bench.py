@@ -7,8 +7,8 @@ server with ``--files`` real Fashion-MNIST images, then prints:
   Studio import call of the same task payloads (the mean of one before and one after ours, in the same
   run), and their ratio;
 - a no-op poll (the head did not move): how many Hub and Label Studio calls it costs;
-- one export of ``--annotations`` annotations: its Hub and Label Studio calls (and those of the
-  reconciliation that read them);
+- one export of ``--annotations`` annotations, the first of its state (after an import cycle, as in the
+  daemon) and the next one: their Hub and Label Studio calls (and those of the reconciliation that read them);
 - the latency from an annotation's save to its tagged commit, through the webhook, with
   ``--export-interval 0`` (the daemon in a subprocess, a local git repo, median of 5);
 - the time to build the CSV of ``--csv-rows`` annotations at an export after the first (the rows of
@@ -118,21 +118,34 @@ def main() -> None:
         bench_latency(ls, Path(tmp))
 
 
+def call_names(calls) -> list[str]:
+    """``METHOD what`` of recorded Hub calls: the route under ``/api/datasets/owner/name/`` (``GET refs``,
+    ``POST preupload``, ``POST commit``, ``POST tag``), else the path's last segment (``POST validate-yaml``,
+    ``HEAD README.md``)."""
+    names = []
+    for method, path, *_ in calls:
+        parts = path.strip("/").split("/")
+        names.append(f"{method} {parts[4] if parts[:2] == ['api', 'datasets'] and len(parts) > 4 else parts[-1]}")
+    return names
+
+
 def bench_export(ls, hub, tmp: Path, n: int) -> None:
-    """Hub and Label Studio calls of one export of ``n`` annotations (tasks imported with them)."""
+    """Hub and Label Studio calls of one export of ``n`` annotations (tasks imported with them), the first of its
+    state after one import cycle (the daemon always polls before it exports), then the next one."""
     repo_id = "bench/export"
     hub.create_repo(repo_id)
     hub.commit_files(repo_id, datasets.image_files(0, 10), message="images")
     client = ls.client()
     created = client.projects.create(title="export", label_config=CONFIG)
     repo = HubRepo(repo_id)
+    project = CountingProject(ls.url, ls.api_key, created.id)
+    state = SyncState(tmp / "export.sqlite3", created.id, repo_id)
+    FileImporter(repo, project, state).run()
     sha = repo.resolve("main")
     result = [{"from_name": "kind", "to_name": "image", "type": "choices", "value": {"choices": ["a"]}}]
     tasks = [{"data": {"image": repo.file_url(sha, f"x/{i}.png"), "hf_repo": repo_id, "hf_path": f"x/{i}.png",
                        "hf_revision": sha}, "annotations": [{"result": result, "lead_time": 2.0}]} for i in range(n)]
     client.projects.import_tasks(created.id, request=tasks)
-    project = CountingProject(ls.url, ls.api_key, created.id)
-    state = SyncState(tmp / "export.sqlite3", created.id, repo_id)
     CountingProject.calls = 0
     t0 = time.perf_counter()
     AnnotationIntake(project, state).reconcile()
@@ -143,8 +156,8 @@ def bench_export(ls, hub, tmp: Path, n: int) -> None:
     t0 = time.perf_counter()
     version = exporter.export()
     export_s = time.perf_counter() - t0
-    print(f"export of {n} annotations ({version.tag}): {len(hub.calls)} Hub calls "
-          f"{[c[0] + ' ' + c[1].split('/')[-2 if c[1].endswith('/main') else -1] for c in hub.calls]}, "
+    print(f"export of {n} annotations ({version.tag}, the first of its state): {len(hub.calls)} Hub calls "
+          f"{call_names(hub.calls)}, "
           f"{CountingProject.calls} Label Studio calls, {export_s:.2f} s; the reconciliation that read them: "
           f"{reconcile_calls} Label Studio calls, {reconcile_s:.2f} s")
     task = next(iter(client.tasks.list(project=created.id, page_size=1)))
@@ -155,7 +168,7 @@ def bench_export(ls, hub, tmp: Path, n: int) -> None:
     t0 = time.perf_counter()
     version = exporter.export()
     print(f"next export ({version.tag}, {n + 1} annotations, +{version.added}): {len(hub.calls)} Hub calls "
-          f"{[c[0] + ' ' + c[1].rsplit('/', 2)[-2] for c in hub.calls]}, {CountingProject.calls} Label Studio calls, "
+          f"{call_names(hub.calls)}, {CountingProject.calls} Label Studio calls, "
           f"{time.perf_counter() - t0:.2f} s")
 
 

@@ -40,11 +40,14 @@ class DatasetRepo(Protocol):
             labelhub.errors.RevisionNotFound: a local repository whose ``HEAD`` is detached.
         """
 
-    def head_and_tags(self, branch: str) -> tuple[str, dict[str, str]]:
-        """``(commit sha of branch, {tag: commit sha})`` with one call.
+    def head_and_tags(self, revision: str) -> tuple[str, dict[str, str]]:
+        """``(commit sha of revision, {tag: commit sha})``: one call for a branch or a tag (a branch wins over a
+        tag of the same name, as on the Hub), one more for anything else (a sha, ``refs/pr/1``). The import
+        cycle's poll, which keeps them for the export (:mod:`labelhub.sync.files.seen`).
 
         Raises:
-            labelhub.errors.RevisionNotFound: the branch does not exist.
+            labelhub.errors.RepoNotFound: the repo does not exist or cannot be read.
+            labelhub.errors.RevisionNotFound: the revision does not exist.
         """
 
     def resolve(self, revision: str) -> str:

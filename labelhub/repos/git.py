@@ -200,18 +200,29 @@ class LocalGitRepo:
         args = ["-a", "-m", message] if message else []
         git(self.path, "tag", *args, tag, sha, identity=IDENTITY)
 
-    def head_and_tags(self, branch: str) -> tuple[str, dict[str, str]]:
-        """See :meth:`labelhub.repos.DatasetRepo.head_and_tags`."""
-        return self.resolve(branch), self.tags()
+    def head_and_tags(self, revision: str) -> tuple[str, dict[str, str]]:
+        """See :meth:`labelhub.repos.DatasetRepo.head_and_tags`: one ``git for-each-ref`` of the branches and
+        tags, and a ``git rev-parse`` (:meth:`resolve`) when ``revision`` is neither."""
+        heads, tags = self._refs("refs/heads", "refs/tags")
+        return heads.get(revision) or tags.get(revision) or self.resolve(revision), tags
 
     def tags(self) -> dict[str, str]:
         """``{tag name: commit sha}``."""
-        out = git(self.path, "for-each-ref", "--format=%(refname:short) %(objectname) %(*objectname)", "refs/tags")
-        tags = {}
+        return self._refs("refs/tags")[1]
+
+    def _refs(self, *patterns: str) -> tuple[dict[str, str], dict[str, str]]:
+        """``({branch: commit sha}, {tag: commit sha})`` of the refs under ``patterns``, one ``git for-each-ref``
+        (an annotated tag peeled to its commit)."""
+        out = git(self.path, "for-each-ref", "--format=%(refname) %(objectname) %(*objectname)", *patterns)
+        heads: dict[str, str] = {}
+        tags: dict[str, str] = {}
         for line in out.decode().splitlines():
-            name, obj, peeled = (line.split() + [""])[:3]
-            tags[name] = peeled or obj
-        return tags
+            ref, obj, peeled = (line.split() + [""])[:3]
+            if ref.startswith("refs/tags/"):
+                tags[ref[len("refs/tags/"):]] = peeled or obj
+            elif ref.startswith("refs/heads/"):
+                heads[ref[len("refs/heads/"):]] = obj
+        return heads, tags
 
     def commit_info(self, sha: str) -> tuple[str, str]:
         """``(date ISO 8601, title)`` of commit ``sha``."""

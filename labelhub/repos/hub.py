@@ -2,8 +2,11 @@
 
 Every error the client raises is converted into :mod:`labelhub.errors` here (:func:`hub_errors`).
 Calls used (https://huggingface.co/docs/huggingface_hub/package_reference/hf_api):
-``repo_info`` (one call: resolves the revision), ``list_repo_tree(recursive=True)`` (paged, 1,000
-entries a page), ``hf_hub_download`` (the shared cache) and ``hf_hub_url`` (no call).
+``list_repo_refs`` (one call: the poll's head and tags), ``repo_info`` (one call: resolves a revision and
+tells the repo's visibility), ``list_repo_tree(recursive=True)`` (paged, 1,000 entries a page),
+``hf_hub_download`` (the shared cache) and ``hf_hub_url`` (no call); for the export ``create_commit``
+(three calls: ``validate-yaml`` when ``README.md`` is committed, ``preupload``, ``commit``), ``create_tag``
+and, only after a lost answer or a conflict, ``list_repo_commits`` and ``list_repo_refs``.
 """
 from __future__ import annotations
 
@@ -147,7 +150,13 @@ class HubRepo:
 
     def iter_files(self, sha: str) -> Iterator[RepoFile]:
         """See :meth:`labelhub.repos.DatasetRepo.iter_files`: ``list_repo_tree(recursive=True)``, one Hub call per
-        1,000 entries, made as the files are consumed."""
+        1,000 entries, made as the files are consumed. When the repo's visibility decides the form of
+        :meth:`file_url` (``--file-urls auto`` with a secret), one ``repo_info`` call first refreshes
+        :attr:`private`: the poll (:meth:`head_and_tags`) does not tell it, and a listing comes before new
+        tasks' URLs are made."""
+        if self.file_urls is not None and (self.file_urls.form(local=False, private=True)
+                                           != self.file_urls.form(local=False, private=False)):
+            self.resolve(sha)
         entries = self.api.list_repo_tree(self.repo_id, repo_type=REPO_TYPE, revision=sha, recursive=True)
         with hub_errors(self.endpoint, self.repo_id, sha):
             for entry in tqdm(entries, desc=f"listing {self.repo_id}", unit=" entries", leave=False):
@@ -248,14 +257,15 @@ class HubRepo:
             refs = self.api.list_repo_refs(self.repo_id, repo_type=REPO_TYPE)
         return {ref.name: ref.target_commit for ref in refs.tags}
 
-    def head_and_tags(self, branch: str) -> tuple[str, dict[str, str]]:
-        """See :meth:`labelhub.repos.DatasetRepo.head_and_tags`: one ``list_repo_refs`` call."""
-        with hub_errors(self.endpoint, self.repo_id, branch):
+    def head_and_tags(self, revision: str) -> tuple[str, dict[str, str]]:
+        """See :meth:`labelhub.repos.DatasetRepo.head_and_tags`: one ``list_repo_refs`` call, and one
+        ``repo_info`` (:meth:`resolve`) when ``revision`` is neither a branch nor a tag."""
+        with hub_errors(self.endpoint, self.repo_id, revision):
             refs = self.api.list_repo_refs(self.repo_id, repo_type=REPO_TYPE)
         heads = {ref.name: ref.target_commit for ref in refs.branches}
-        if branch not in heads:
-            raise RevisionNotFound(f"branch {branch!r} not found in dataset {self.repo_id}")
-        return heads[branch], {ref.name: ref.target_commit for ref in refs.tags}
+        tags = {ref.name: ref.target_commit for ref in refs.tags}
+        sha = heads.get(revision) or tags.get(revision) or self.resolve(revision)
+        return sha, tags
 
     def commit_info(self, sha: str) -> tuple[str, str]:
         """``(date ISO 8601, title)`` of commit ``sha``. One Hub call."""

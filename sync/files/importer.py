@@ -2,8 +2,9 @@
 
 One cycle (:meth:`FileImporter.run`), through the crash-safe import ledger (:mod:`labelhub.sync.ledger`):
 
-1. Resolve the revision to a commit sha: one Hub API call. If it is the sha synced last time and
-   nothing is pending, stop there (no Label Studio call).
+1. Read the revision's commit sha and the repo's tags: one Hub API call (``list_repo_refs``), kept in the state for
+   the export (:mod:`labelhub.sync.files.seen`). If it is the sha synced last time and nothing is pending, stop
+   there (no Label Studio call).
 2. Finish what a crash left: files recorded as pending are looked up in Label Studio among the
    tasks created after the import began (``id > after_task_id``, ``data.hf_repo`` equal), and
    recorded; the others are imported again below. A state without any task for this repo adopts
@@ -32,6 +33,7 @@ from labelhub.sync.files.metadata import MetadataSpec, MetadataTable
 from labelhub.repos import DatasetRepo, RepoFile
 from labelhub.sync.state import SyncState
 from labelhub.sync.files.payloads import build_file_task
+from labelhub.sync.files.seen import remember_card, remember_refs
 from labelhub.sync.ledger import Entry, Item, Known
 
 log = logging.getLogger(__name__)
@@ -121,7 +123,8 @@ class FileImporter:
             labelhub.errors.LabelHubError: the repo, the revision or the project is gone, or Label Studio
                 refused a call; what was imported before the error is recorded.
         """
-        sha = self.repo.resolve(self.revision)
+        sha, tags = self.repo.head_and_tags(self.revision)
+        remember_refs(self.state, self.repo.repo_id, self.revision, sha, tags)
         ledger = self.state.ledger
         pending, _ = ledger.pending()
         if self.state.head(self.revision) == sha and not pending:
@@ -134,10 +137,17 @@ class FileImporter:
         table = self._metadata_table(sha)
         files: list[RepoFile] = []
         held: list[RepoFile] = []  # no task, but a blob some task shows: maybe a move, known once the listing is whole
+        card: list[str] = []  # README.md's blob id, for the export (labelhub.sync.files.seen)
+
+        def listing() -> Iterator[RepoFile]:
+            for file in self.repo.iter_files(sha):
+                if file.path == "README.md":
+                    card.append(file.oid)
+                yield file
 
         def fresh() -> Iterator[RepoFile]:
             blobs = {k.blob_id for k in known.values() if k.blob_id}
-            for file in iter_selected(self.repo.iter_files(sha), self.include, self.exclude):
+            for file in iter_selected(listing(), self.include, self.exclude):
                 files.append(file)
                 if file.path in known:
                     continue
@@ -166,6 +176,7 @@ class FileImporter:
         self._mark(report.removed, sha)
         self._mark(report.restored, None)
         self.state.set_head(self.revision, sha)
+        remember_card(self.state, self.repo.repo_id, sha, card[0] if card else None)
         log.info("%s@%s → project %s: %d files, %d tasks created, %d recovered, %d changed, %d moved, %d removed, "
                  "%d restored", self.repo.repo_id, sha[:12], self.project.project_id, report.files, report.created,
                  report.recovered, len(report.changed), len(report.moved), len(report.removed), len(report.restored))

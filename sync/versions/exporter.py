@@ -7,7 +7,10 @@ An export (:meth:`Exporter.export`):
 2. records the version as ``committing`` (with a fresh ``export_id``) in the state;
 3. commits the CSV, the manifest, the training and consensus rows and ``README.md``
    (:mod:`labelhub.sync.versions.card`) in one commit whose ``parent_commit`` is the head it was built on, with the
-   message ``annotations vN: +a ~c -r`` and ``LabelHub-Export-Id: <export_id>`` in its description:
+   message ``annotations vN: +a ~c -r`` and ``LabelHub-Export-Id: <export_id>`` in its description (the head is
+   our last version's commit, or for a state's first version the head whose tags numbered it, as the import cycle's
+   last poll read them: :mod:`labelhub.sync.files.seen`; so an export makes no Hub call but the commit's three and
+   the tag's one):
    - 412/409 (the branch moved): re-read the head, rebuild the files and retry; other people's
      files are kept, since the commit only touches the series' own files, and the card is rebuilt from the new
      head's (another series' configs and section kept);
@@ -54,6 +57,7 @@ from labelhub.errors import (AmbiguousCommit, CommitConflict, ConfigurationError
                              TransientHubError)
 from labelhub.retry import hub_retrying
 from labelhub.sync.annotations.intake import GENERATION, learn_annotators
+from labelhub.sync.files.seen import SeenRefs, git_blob_id, remember_refs, seen_card, seen_refs
 from labelhub.label_config import control_tags, data_field
 from labelhub.sync.labelstudio.project import LabelStudioProject
 from labelhub.repos import DatasetRepo
@@ -69,6 +73,15 @@ EXPORTED_GENERATION = "exported_generation"
 CARD = "last_card"
 #: The cursor naming the series (tag prefix) of the state's versions; unset: the default series.
 SERIES = "export_series"
+
+
+class _Renumber(Exception):
+    """A state's first version met a branch that moved and a series with another newest tag than the refs it was
+    numbered from: nothing landed, it is numbered again on ``refs``."""
+
+    def __init__(self, refs: SeenRefs):
+        super().__init__(refs.head)
+        self.refs = refs
 
 
 @dataclass
@@ -211,26 +224,27 @@ class Exporter:
             self.state.set_cursor(EXPORTED_GENERATION, generation)
             return finished
         last = self.state.last_version()
-        head = None
-        if last:
-            number = last["version"] + 1
-        else:  # the first export of this state: one call gives the branch head and the tags
-            head, tags = self.repo.head_and_tags(self.revision)
-            numbered = self.series.numbered(tags)
-            number = max(numbered, default=0) + 1
-            if numbered:
-                self._check_owner(tags[numbered[number - 1]], numbered[number - 1])
-        export_id = uuid.uuid4().hex
         summary = {"added": added, "changed": changed, "removed": removed}
         labels = label_columns(frame, self.controls)
-        change = self._changes(labels, self.series.tag(number))
-        self.state.begin_version(number, export_id, hashes, summary, labels.to_json(orient="records"))
-        message = f"{self.series.commit_title(number)}: +{added} ~{changed} -{removed}"
-        description = (f"Annotations of Label Studio project {self.project.project_id} ({self.project.url}).\n\n"
-                       f"{summary_text(change)}\n\n{EXPORT_ID_KEY}: {export_id}")
-        parent = last["commit_sha"] if last and last["commit_sha"] else head or self.repo.resolve(self.revision)
-        sha, parent, files = self._commit(number, export_id, frame, csv, summary, change, message, description,
-                                          parent)
+        refs = None if last else self._first_refs()
+        while True:
+            if last:
+                number, parent = last["version"] + 1, self._head_after(last)
+            else:  # the first export of this state: numbered from the tags, on the head, of one read of the refs
+                number, parent = self._first_number(refs.tags), refs.head
+            export_id = uuid.uuid4().hex
+            change = self._changes(labels, self.series.tag(number))
+            self.state.begin_version(number, export_id, hashes, summary, labels.to_json(orient="records"))
+            message = f"{self.series.commit_title(number)}: +{added} ~{changed} -{removed}"
+            description = (f"Annotations of Label Studio project {self.project.project_id} ({self.project.url}).\n\n"
+                           f"{summary_text(change)}\n\n{EXPORT_ID_KEY}: {export_id}")
+            try:
+                sha, parent, files = self._commit(number, export_id, frame, csv, summary, change, message,
+                                                  description, parent, first=last is None)
+                break
+            except _Renumber as moved:  # nothing landed: number the version again on the fresh refs
+                self.state.drop_version(number)
+                refs = moved.refs
         self.state.set_version_status(number, "committed", sha, parent)
         if self.state.head(self.revision) == parent:  # the importer need not relist for our own commit
             self.state.set_head(self.revision, sha)
@@ -238,6 +252,37 @@ class Exporter:
         self.state.set_cursor(EXPORTED_GENERATION, generation)
         log.info("exported %s at %s: %s", self.series.tag(number), sha[:12], message)
         return Version(number, self.series.tag(number), sha, added, changed, removed)
+
+    def _head_after(self, last: dict) -> str:
+        """The head to commit the version after ``last`` (a tagged version) on, with no call: the head the import
+        cycle's last poll read when that poll saw ``last``'s tag (so it came after it: someone committed since),
+        else ``last``'s commit. Either may be stale; the commit's compare-and-swap then fails and
+        :meth:`_commit` reads the head."""
+        seen = seen_refs(self.state, self.repo.repo_id, self.revision)
+        ours = last["commit_sha"]
+        if seen is not None and ours and seen.tags.get(self.series.tag(last["version"])) == ours:
+            return seen.head
+        return ours or self.repo.resolve(self.revision)
+
+    def _first_refs(self) -> SeenRefs:
+        """The branch head and the tags a state's first version is numbered from and committed on: those the
+        import cycle's last poll read (:mod:`labelhub.sync.files.seen`), no call; one call when there are none. A
+        head that moved since makes the commit's compare-and-swap fail, and :meth:`_commit` reads them again."""
+        seen = seen_refs(self.state, self.repo.repo_id, self.revision)
+        if seen is None:
+            head, tags = self.repo.head_and_tags(self.revision)
+            remember_refs(self.state, self.repo.repo_id, self.revision, head, tags)
+            seen = SeenRefs(head, tags)
+        return seen
+
+    def _first_number(self, tags: dict[str, str]) -> int:
+        """The number of a state's first version: one more than the series' newest tag among ``tags``, whose
+        manifest must hold this CSV (:meth:`_check_owner`)."""
+        numbered = self.series.numbered(tags)
+        number = max(numbered, default=0) + 1
+        if numbered:
+            self._check_owner(tags[numbered[number - 1]], numbered[number - 1])
+        return number
 
     def _check_owner(self, sha: str, tag: str) -> None:
         """Refuse to continue a series whose newest tag holds another CSV: another project exports with this prefix.
@@ -295,13 +340,7 @@ class Exporter:
             "changes": {**change.to_dict(), "relabels": change.relabels[:100]},
             "agreement": agreement_report(frame, self.controls, analysis),
         }
-        if parent == self.state.last_tagged_commit():  # our own last version: its card is in the state
-            previous = self.state.cursor(CARD) or None
-        else:
-            try:
-                previous = self.repo.read_file(parent, "README.md").decode()
-            except FileNotFoundError:
-                previous = None
+        previous = self._previous_card(parent)
         local, series = self.repo.local, self.series
         records = training_records(frame, self.project.label_config, self.controls, self.field, self.repo.repo_id,
                                    local)
@@ -330,13 +369,33 @@ class Exporter:
             files[rows_path] = frame.to_json(orient="records", lines=True).encode()
         return files
 
+    def _previous_card(self, parent: str) -> str | None:
+        """The ``README.md`` at ``parent`` that the card is rebuilt from (``None``: it has none), with no call when
+        the state knows it: our last version's card when ``parent`` is that version, none or that card when the
+        import cycle listed ``parent`` (:func:`labelhub.sync.files.seen.seen_card`); else it is read (one
+        download)."""
+        card = self.state.cursor(CARD) or None
+        if parent == self.state.last_tagged_commit():
+            return card
+        blob = seen_card(self.state, self.repo.repo_id, parent)
+        if blob == "":
+            return None
+        if blob and card is not None and blob == git_blob_id(card.encode()):
+            return card
+        try:
+            return self.repo.read_file(parent, "README.md").decode()
+        except FileNotFoundError:
+            return None
+
     def _commit(self, number, export_id, frame, csv, summary, change, message, description,
-                parent) -> tuple[str, str, dict[str, bytes]]:
+                parent, first: bool = False) -> tuple[str, str, dict[str, bytes]]:
         """Commit until it lands; returns ``(sha, the parent it landed on, the files committed)``.
 
-        A 412/409 rebuilds the files on the new head (at most 10 times); 429/5xx and lost answers are
-        retried by :func:`labelhub.retry.hub_retrying` (``max_attempts``, ``Retry-After`` honoured), a lost
-        answer first looked up by its export id."""
+        A 412/409 reads the refs again (one call) and rebuilds the files on the new head (at most 10 times); for a
+        state's ``first`` version, numbered from possibly stale tags, a series that got a version meanwhile
+        raises :class:`_Renumber` instead. 429/5xx and lost answers are retried by
+        :func:`labelhub.retry.hub_retrying` (``max_attempts``, ``Retry-After`` honoured), a lost answer first
+        looked up by its export id."""
         conflicts = 0
         while True:
             files = self._files(number, export_id, frame, csv, summary, change, parent)
@@ -348,7 +407,10 @@ class Exporter:
                 conflicts += 1
                 if conflicts > 10:
                     raise LabelHubError(f"{self.revision} kept moving: gave up after {conflicts} conflicts") from None
-                parent = self.repo.resolve(self.revision)
+                parent, tags = self.repo.head_and_tags(self.revision)
+                remember_refs(self.state, self.repo.repo_id, self.revision, parent, tags)
+                if first and max(self.series.numbered(tags), default=0) + 1 != number:
+                    raise _Renumber(SeenRefs(parent, tags))
                 log.info("branch %s moved: rebuilding the export on %s", self.revision, parent[:12])
 
     def _commit_once(self, files: dict[str, bytes], message: str, description: str, parent: str,
