@@ -305,4 +305,4 @@ def worker(redis_url, queues, burst, log_level):
 
     with one_line_errors(secrets):
         check_redis(redis_url)
-        work(redis_url, list(queues), burst=burst)
+        work(redis_url, list(queues), burst=burst, log_level=log_level.upper())

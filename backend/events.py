@@ -14,6 +14,12 @@ Applying events is idempotent and order-tolerant: annotations are upserted by id
 ``ANNOTATION_UPDATED`` of a deleted annotation is ignored; an event applied twice (crash between apply
 and delete) changes nothing, and the default model does not refit on unchanged data.
 
+With ``LABELHUB_REDIS_URL`` the queue is a Redis list and the election a Redis lease
+(:class:`labelhub.backend.redis_state.RedisEventQueue`, same interface: ``put``, ``take``, ``done``, ``fail``,
+``count``, ``trainer_lease``), so one trainer serves every host. After a fit that moves a project's
+``model_version``, and for ``TASKS_CREATED`` events, the trainer asks :mod:`labelhub.backend.auto_predict` for a
+prediction job (when ``LABELHUB_AUTO_PREDICT`` is on).
+
 Event bodies are Label Studio's, checked by :func:`labelhub.webhooks.parse_event` (the format is there).
 """
 from __future__ import annotations

@@ -13,6 +13,9 @@ Layout under ``MODEL_DIR``::
 ``MLApi._create_project_uid`` in ``label_studio/ml/api_connector.py``), so a re-created project with a
 reused id gets fresh state.
 
+With ``LABELHUB_REDIS_URL`` the same interface is served from Redis by
+:class:`labelhub.backend.redis_state.RedisStore` (several hosts), and ``MODEL_DIR`` is each host's cache.
+
 Every file is replaced atomically (write to a temporary file, ``fsync``, ``os.replace``), so a reader
 sees the old or the new version, never half of one. Readers notice a change by ``stat`` (inode and
 mtime), which costs microseconds, so no worker answers with a stale ``model_version``.

@@ -134,13 +134,14 @@ def on_workers(client, name: str = QUEUE, poll: float = POLL_SECONDS) -> Executo
     return execute
 
 
-def work(redis_url: str, queues: list[str], burst: bool = False) -> None:
+def work(redis_url: str, queues: list[str], burst: bool = False, log_level: str = "INFO") -> None:
     """Run an RQ ``SimpleWorker`` on ``queues`` until SIGTERM or SIGINT (a warm stop: the batch in hand finishes).
 
     Args:
         redis_url: ``LABELHUB_REDIS_URL``.
         queues: RQ queue names.
         burst: Stop once the queues are empty.
+        log_level: RQ's own log level (it logs each batch at INFO).
 
     Raises:
         redis.exceptions.ConnectionError: When Redis cannot be reached.
@@ -152,4 +153,4 @@ def work(redis_url: str, queues: list[str], burst: bool = False) -> None:
     client = connect(redis_url, timeout=None)
     client.ping()
     worker = SimpleWorker([queue(client, q) for q in queues], connection=client)
-    worker.work(burst=burst, with_scheduler=False)
+    worker.work(burst=burst, with_scheduler=False, logging_level=log_level)

@@ -248,6 +248,52 @@ class BackendServer:
         self.stop()
 
 
+class RedisServer:
+    """Debian's ``redis-server`` on a free loopback port, without persistence (``python -m tests.testbed install``
+    installs it).
+
+    Args:
+        folder: Its working directory.
+
+    Attributes:
+        url: ``redis://127.0.0.1:<port>`` (add ``/<db>`` for a database of its own).
+    """
+
+    def __init__(self, folder: Path):
+        self.folder = Path(folder)
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen | None = None
+
+    def __enter__(self) -> "RedisServer":
+        import shutil
+
+        import redis
+
+        binary = shutil.which("redis-server") or "/usr/sbin/redis-server"
+        if not os.path.exists(binary):
+            raise RuntimeError("redis-server is missing: run `python -m tests.testbed install`")
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.proc = subprocess.Popen([binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                                      "--appendonly", "no", "--dir", str(self.folder)],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        client = redis.Redis.from_url(self.url)
+
+        def pings() -> bool:
+            try:
+                return client.ping()
+            except redis.exceptions.ConnectionError:
+                return False
+
+        wait_for(pings, timeout=20, message="redis-server")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(10)
+
+
 def wait_for(predicate, timeout: float = 60, interval: float = 0.2, message: str = "condition"):
     """Poll ``predicate()`` until it returns a truthy value; return it.
 

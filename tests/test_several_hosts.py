@@ -9,20 +9,17 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
-import time
 from collections import Counter
 
 import pytest
 import redis
 import requests
 
-from tests.backend_fixtures import ROOT, TEXT_CONFIG, BackendServer, annotation_event, plot_review_tasks, \
+from tests.backend_fixtures import ROOT, TEXT_CONFIG, BackendServer, RedisServer, annotation_event, plot_review_tasks, \
     project_key, project_payload, text_tasks, wait_for
-from tests.labelstudio import free_port
 
 N_TASKS = 400
 PROJECT = project_payload(7, label_config=TEXT_CONFIG)
@@ -31,26 +28,9 @@ KEY = project_key(7)
 
 @pytest.fixture(scope="module")
 def redis_url(tmp_path_factory):
-    """A private ``redis-server`` on a free loopback port (no persistence: the tests need none)."""
-    binary = shutil.which("redis-server") or "/usr/bin/redis-server"
-    if not os.path.exists(binary):
-        pytest.fail("redis-server is missing: run `python -m tests.testbed install`")
-    port, folder = free_port(), tmp_path_factory.mktemp("redis")
-    proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                             "--dir", str(folder)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"redis://127.0.0.1:{port}"
-    client = redis.Redis.from_url(url)
-    wait_for(lambda: _pings(client), timeout=20, message="redis-server")
-    yield url
-    proc.terminate()
-    proc.wait(10)
-
-
-def _pings(client) -> bool:
-    try:
-        return client.ping()
-    except redis.exceptions.ConnectionError:
-        return False
+    """A private ``redis-server`` on a free loopback port."""
+    with RedisServer(tmp_path_factory.mktemp("redis")) as server:
+        yield server.url
 
 
 def _version_number(version: str) -> int:
