@@ -78,6 +78,28 @@ class AutoPredictor:
                 self._thread = threading.Thread(target=self._loop, name="labelhub-auto-predict", daemon=True)
                 self._thread.start()
 
+    def resume_interrupted(self) -> None:
+        """Ask again for every job whose process died before it ended (one host: ``MODEL_DIR/jobs``), so that a
+        job cut short by a restart goes on where it stopped. Called by the trainer when it takes over. With
+        Redis, RQ keeps the queued work across restarts, and nothing is resumed here."""
+        if not self.enabled or self.settings.redis_url:
+            return
+        import json
+
+        from labelhub.backend.jobs import read_statuses
+
+        for key, status in read_statuses(self.settings.model_dir).items():
+            if status.get("state") != "interrupted":
+                continue
+            try:
+                selection = json.loads(status.get("selection") or "{}")
+            except ValueError:
+                selection = {}
+            log.info("project %s: resuming the prediction job interrupted at %d of %d tasks", key,
+                     status.get("done", 0), status.get("total", 0))
+            self.request(key, task_ids=selection.get("task_ids"), unlabeled=bool(selection.get("unlabeled")) or
+                         not selection.get("task_ids"))
+
     def _enqueue(self, key: str, task_ids: list[int] | None, unlabeled: bool) -> None:
         from labelhub.backend.worker import BATCH_TIMEOUT, predict_project, queue
 

@@ -325,6 +325,12 @@ class Trainer:
                     self._stop.wait(max(poll * 4, 0.5))
                     continue
                 self.is_leader = True
+                auto = getattr(self.backend, "auto", None)
+                try:
+                    if auto is not None:
+                        auto.resume_interrupted()
+                except Exception:  # never stops the trainer
+                    log.exception("resuming interrupted prediction jobs failed")
                 try:
                     while not self._stop.is_set():
                         try:
