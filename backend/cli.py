@@ -5,7 +5,8 @@ Only click is imported at import time; gunicorn and the app are imported when th
 ``labelhub.backend.app:create_app()`` (gthread workers: ``--threads`` requests at once per worker).
 
 ``labelhub predict`` runs a prediction job (:mod:`labelhub.backend.jobs`) in this process, with the model state
-of ``MODEL_DIR`` the backend's workers share.
+of ``MODEL_DIR`` the backend's workers share (with ``LABELHUB_REDIS_URL``: from Redis, its batches on
+``labelhub worker`` processes, :mod:`labelhub.backend.worker`). Errors: :func:`labelhub.cli_errors.one_line_errors`.
 
 The settings are checked (:meth:`Settings.from_env`, :func:`labelhub.backend.startup.check_settings`) before gunicorn
 starts: a configuration error ends the command once, with exit code 1 and one line on stderr (secrets
@@ -15,40 +16,16 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
 
 import click
 
-__all__ = ["backend", "predict", "worker", "check_configuration", "one_line_errors"]
+from labelhub.cli_errors import one_line_errors
+
+__all__ = ["backend", "predict", "worker", "check_configuration"]
 
 #: The environment variables whose values are secrets (never printed).
 SECRET_VARIABLES = ("BASIC_AUTH_PASS", "LABELHUB_WEBHOOK_SECRET", "LABEL_STUDIO_API_KEY", "HF_TOKEN", "LABELHUB_SECRET",
                     "LABELHUB_REDIS_URL")
-
-
-@contextmanager
-def one_line_errors(secrets: Iterable[str | None]) -> Iterator[None]:
-    """Turn a :class:`labelhub.errors.LabelHubError` or an ``OSError`` raised in the block into one line.
-
-    The backend's twin of the sync's ``one_line_errors`` (backend and sync do not import each other).
-
-    Args:
-        secrets: The tokens and secrets the command was given (replaced by ``***``).
-
-    Raises:
-        click.ClickException: For each of those errors: ``Error: <one line>`` on stderr, exit status 1.
-    """
-    from labelhub.errors import LabelHubError
-    from labelhub.redaction import redact
-
-    secrets = tuple(secrets)
-    try:
-        yield
-    except LabelHubError as exc:
-        raise click.ClickException(redact(" ".join(str(exc).split()), secrets)) from None
-    except OSError as exc:
-        raise click.ClickException(redact(" ".join(f"{type(exc).__name__}: {exc}".split()), secrets)) from None
 
 
 def check_configuration() -> None:

@@ -47,6 +47,7 @@ import time
 from importlib import metadata
 from pathlib import Path
 
+from labelhub.cache import cache_root
 from labelhub.errors import LabelHubError
 from labelhub.locks import file_lock
 
@@ -82,7 +83,7 @@ def onnx_cache_dir() -> Path:
     Returns:
         ``$LABELHUB_CACHE/onnx``, by default ``~/.cache/labelhub/onnx`` (not created here).
     """
-    return Path(os.environ.get("LABELHUB_CACHE") or Path.home() / ".cache" / "labelhub") / "onnx"
+    return cache_root() / "onnx"
 
 
 def _model(model: str) -> dict:

@@ -1,40 +1,18 @@
 """The options that several ``labelhub`` commands share, declared once, and how a command reports an error.
 
 Each is a click option with its environment variable; :func:`options` stacks several. The README's
-settings tables list them. :func:`one_line_errors` turns what a command raises into one line, no
-traceback, no secret.
+settings tables list them. ``one_line_errors`` (:mod:`labelhub.cli_errors`, re-exported) turns what a command
+raises into one line, no traceback, no secret.
 """
 from __future__ import annotations
 
-import sqlite3
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
-
 import click
 
-from labelhub.errors import LabelHubError
-from labelhub.redaction import redact
+from labelhub.cli_errors import one_line_errors
 
-
-@contextmanager
-def one_line_errors(secrets: Iterable[str | None]) -> Iterator[None]:
-    """Turn a :class:`labelhub.errors.LabelHubError`, an ``OSError`` (unreachable Hub, full disk) or an
-    ``sqlite3.Error`` (a state file that is not a database) raised in the block into ``click.ClickException``:
-    one line on stderr and exit code 1, with every secret replaced by ``***``.
-
-    Args:
-        secrets: The tokens and secrets the command was given.
-
-    Raises:
-        click.ClickException: For each of the errors above.
-    """
-    secrets = tuple(secrets)
-    try:
-        yield
-    except LabelHubError as exc:
-        raise click.ClickException(redact(str(exc), secrets)) from None
-    except (OSError, sqlite3.Error) as exc:
-        raise click.ClickException(redact(f"{type(exc).__name__}: {exc}", secrets)) from None
+#: ``one_line_errors`` is re-exported for the sync's commands.
+__all__ = ["one_line_errors", "options", "file_url_policy", "project_option", "revision_option", "state_option",
+           "csv_path_option", "tag_prefix_option", "log_level_option"]
 
 
 def options(*decorators):

@@ -33,6 +33,7 @@ from pathlib import Path
 
 import requests
 
+from labelhub.cache import cache_root
 from labelhub.locks import file_lock
 from labelhub.processes import stop_process_group, wait_until_healthy
 
@@ -48,8 +49,8 @@ class LabelStudioNotFound(RuntimeError):
 
 
 def cache_dir() -> Path:
-    """``LABELHUB_CACHE``, default ``~/.cache/labelhub``."""
-    return Path(os.environ.get("LABELHUB_CACHE") or Path.home() / ".cache" / "labelhub")
+    """``LABELHUB_CACHE``, default ``~/.cache/labelhub`` (:func:`labelhub.cache.cache_root`)."""
+    return cache_root()
 
 
 def venv_dir() -> Path:

@@ -1,0 +1,38 @@
+"""How every ``labelhub`` command reports an error: one line on stderr, exit code 1, no traceback, no secret.
+
+Shared by the backend's commands (:mod:`labelhub.backend.cli`) and the sync's (:mod:`labelhub.sync.options`
+re-exports it), which do not import each other.
+"""
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+
+import click
+
+from labelhub.errors import LabelHubError
+from labelhub.redaction import redact
+
+__all__ = ["one_line_errors"]
+
+
+@contextmanager
+def one_line_errors(secrets: Iterable[str | None]) -> Iterator[None]:
+    """Turn a :class:`labelhub.errors.LabelHubError`, an ``OSError`` (an unreachable Hub or Label Studio, a
+    full disk) or an ``sqlite3.Error`` (a state file that is not a database) raised in the block into
+    ``click.ClickException``: ``Error: <one line>`` on stderr and exit code 1, every secret replaced by ``***``.
+
+    Args:
+        secrets: The tokens and secrets the command was given (``None`` items are ignored).
+
+    Raises:
+        click.ClickException: For each of the errors above (whitespace, newlines included, collapsed).
+    """
+    secrets = tuple(secrets)
+    try:
+        yield
+    except LabelHubError as exc:
+        raise click.ClickException(redact(" ".join(str(exc).split()), secrets)) from None
+    except (OSError, sqlite3.Error) as exc:
+        raise click.ClickException(redact(" ".join(f"{type(exc).__name__}: {exc}".split()), secrets)) from None
