@@ -56,7 +56,7 @@ import numpy as np
 import pandas as pd
 
 __all__ = ["Analysis", "analyse", "CATEGORICAL", "IOU_THRESHOLD", "agreement_markdown", "agreement_report", "answer_cell",
-           "consensus_rows"]
+           "consensus_rows", "control_kinds", "merge_analyses", "prepare"]
 
 #: Two boxes of one label match from this IoU on.
 IOU_THRESHOLD = 0.5
@@ -123,15 +123,17 @@ def _truthy(column: pd.Series) -> np.ndarray:
 def _prepared(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``(rows, votes)``: every row with ``_who`` (annotator), ``_skip``, ``_gt``; and the votes (one per task and
     annotator, see the module docstring) numbered ``_v`` 0.., sorted by task."""
-    rows = frame.reset_index(drop=True).copy()
+    rows = frame.reset_index(drop=True)  # a new frame: the columns added below do not reach ``frame``
     n = len(rows)
     rows["_who"] = rows["annotator"].fillna("").astype(str) if "annotator" in rows else ""
     rows["_skip"] = _truthy(rows["was_cancelled"]) if "was_cancelled" in rows else np.zeros(n, bool)
     rows["_gt"] = _truthy(rows["ground_truth"]) if "ground_truth" in rows else np.zeros(n, bool)
     rows["_order"] = (pd.to_numeric(rows["annotation_id"], errors="coerce").fillna(-1).to_numpy()
                       if "annotation_id" in rows else np.arange(n))
-    votes = rows[~rows["_skip"]].sort_values(["task_id", "_order"], kind="stable")
-    votes = votes.drop_duplicates(["task_id", "_who"], keep="last").reset_index(drop=True)
+    # sorted and deduplicated on the key columns alone, then every column taken once
+    keys = rows.loc[~rows["_skip"], ["task_id", "_order", "_who"]].sort_values(["task_id", "_order"], kind="stable")
+    keys = keys.drop_duplicates(["task_id", "_who"], keep="last")
+    votes = rows.take(keys.index.to_numpy()).reset_index(drop=True)
     votes["_v"] = np.arange(len(votes))
     return rows, votes
 
@@ -328,13 +330,36 @@ def _consensus_boxes(boxes: pd.DataFrame, cand: pd.DataFrame, voters: pd.Series)
     return pd.Series({task: json.dumps(found) for task, found in by_task.items()}, dtype=object)
 
 
-def _analysis(votes: pd.DataFrame, controls: Mapping[str, str], consensus: bool) -> dict[str, dict]:
-    """``{from_name: {"tag", "per_task", ...}}`` for every control (see the helpers)."""
-    result = {}
+def control_kinds(votes: pd.DataFrame, controls: Mapping[str, str]) -> dict[str, str]:
+    """How each control's answers are compared, decided on a whole version's votes.
+
+    Args:
+        votes: The votes of a version (from :func:`analyse`'s preparation: one row per task and annotator).
+        controls: ``{from_name: control tag type}``.
+
+    Returns:
+        ``{from_name: kind}``: ``"boxes"`` (RectangleLabels), ``"spans"`` (Labels whose first non-empty cell is a
+        JSON list of spans) or ``"cells"`` (exact match of the cell).
+    """
+    kinds = {}
     for name, tag in controls.items():
         if tag == _BOXES:
-            result[name] = {"tag": tag, "kind": "boxes", **_box_analysis(votes, name, consensus)}
+            kinds[name] = "boxes"
         elif tag == "Labels" and name in votes and _holds_spans(votes[name]):
+            kinds[name] = "spans"
+        else:
+            kinds[name] = "cells"
+    return kinds
+
+
+def _analysis(votes: pd.DataFrame, controls: Mapping[str, str], consensus: bool,
+              kinds: Mapping[str, str]) -> dict[str, dict]:
+    """``{from_name: {"tag", "kind", "per_task", ...}}`` for every control (see the helpers)."""
+    result = {}
+    for name, tag in controls.items():
+        if kinds[name] == "boxes":
+            result[name] = {"tag": tag, "kind": "boxes", **_box_analysis(votes, name, consensus)}
+        elif kinds[name] == "spans":
             result[name] = {"tag": tag, "kind": "spans", **_span_analysis(votes, name, consensus)}
         else:
             answers = _answers(votes, name, tag)
@@ -345,18 +370,30 @@ def _analysis(votes: pd.DataFrame, controls: Mapping[str, str], consensus: bool)
 
 @dataclass(frozen=True)
 class Analysis:
-    """A version's votes analysed once (:func:`analyse`), for :func:`consensus_rows` and :func:`agreement_report`."""
+    """A version's votes analysed once (:func:`analyse`), for :func:`consensus_rows` and :func:`agreement_report`.
+
+    Attributes:
+        rows: Every row, with ``_who`` (annotator), ``_skip``, ``_gt`` and ``_order``.
+        votes: One row per task and annotator (their latest annotation not skipped), sorted by task.
+        results: ``{from_name: {"tag", "kind", "per_task", ...}}``: per control, tables whose rows each belong to one
+            task (``per_task`` indexed by ``task_id``, the others with a ``task_id`` column), sorted by task.
+        kinds: :func:`control_kinds` of the votes the results were computed with.
+    """
 
     rows: pd.DataFrame
     votes: pd.DataFrame
     results: dict
+    kinds: dict = None
 
 
-def analyse(frame: pd.DataFrame, controls: Mapping[str, str]) -> Analysis | None:
+def analyse(frame: pd.DataFrame, controls: Mapping[str, str], kinds: Mapping[str, str] | None = None
+            ) -> Analysis | None:
     """Prepare a version's rows and analyse every control once (``None`` for an empty frame).
 
     Args:
         frame, controls: As for :func:`consensus_rows`.
+        kinds: :func:`control_kinds` to use (those of a whole version when ``frame`` holds some of its tasks);
+            ``None``: decided on ``frame``.
 
     Returns:
         An :class:`Analysis` to pass to both :func:`consensus_rows` and :func:`agreement_report`.
@@ -364,7 +401,74 @@ def analyse(frame: pd.DataFrame, controls: Mapping[str, str]) -> Analysis | None
     if frame.empty:
         return None
     rows, votes = _prepared(frame)
-    return Analysis(rows, votes, _analysis(votes, controls, consensus=True))
+    kinds = dict(kinds) if kinds is not None else control_kinds(votes, controls)
+    return Analysis(rows, votes, _analysis(votes, controls, True, kinds), kinds)
+
+
+def _merge_table(kept: pd.DataFrame | None, fresh: pd.DataFrame | None, tasks: pd.Index) -> pd.DataFrame:
+    """``kept``'s rows of the tasks not in ``tasks``, then ``fresh``'s, sorted by task (stable: a task's rows keep
+    their order). Tables of ``per_task`` are indexed by ``task_id``; the others have a ``task_id`` column."""
+    indexed = "task_id" not in (kept if kept is not None else fresh).columns
+    if kept is not None:
+        kept = kept[~(kept.index if indexed else kept["task_id"]).isin(tasks)]
+    parts = [part for part in (kept, fresh) if part is not None and len(part)]
+    if not parts:
+        return fresh if fresh is not None else kept
+    if len(parts) == 1:
+        return parts[0] if indexed else parts[0].reset_index(drop=True)
+    merged = pd.concat(parts)
+    if indexed:
+        return merged.sort_index(kind="stable")
+    return merged.sort_values("task_id", kind="stable").reset_index(drop=True)
+
+
+def prepare(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A version's rows and votes as :class:`Analysis` holds them (see its attributes).
+
+    Args:
+        frame: A version's rows (see :func:`consensus_rows`).
+
+    Returns:
+        ``(rows, votes)``.
+    """
+    return _prepared(frame)
+
+
+def merge_analyses(frame: pd.DataFrame, controls: Mapping[str, str], kept: Analysis | None, fresh: Analysis | None,
+                   tasks: pd.Index, prepared: tuple[pd.DataFrame, pd.DataFrame] | None = None) -> Analysis | None:
+    """The analysis of a version's rows from the analysis of an earlier version and that of the changed tasks.
+
+    Every table of a control's results holds rows of one task each, computed from that task's votes alone (with the
+    version's :func:`control_kinds`), so the analysis of ``frame`` is ``kept``'s rows of the unchanged tasks plus
+    ``fresh``'s, in task order: the same tables as :func:`analyse` of ``frame`` gives (index labels aside).
+
+    Args:
+        frame: The version's rows (see :func:`consensus_rows`).
+        controls: ``{from_name: control tag type}``.
+        kept: An analysis made with the same controls and kinds (its tasks not in ``tasks`` are unchanged in
+            ``frame``), or ``None``.
+        fresh: The analysis of ``frame``'s rows of ``tasks`` (with ``kinds`` of the whole ``frame``), or ``None``
+            when they have none.
+        tasks: The task ids whose rows changed (added, changed or removed annotations); every task of ``frame``
+            when ``kept`` is ``None``.
+        prepared: :func:`prepare` of ``frame`` when already made.
+
+    Returns:
+        An :class:`Analysis` of ``frame`` (``None`` for an empty frame).
+    """
+    if frame.empty:
+        return None
+    if kept is None and fresh is None:
+        return analyse(frame, controls)
+    rows, votes = prepared or _prepared(frame)
+    results = {}
+    for name in controls:
+        old = kept.results[name] if kept else None
+        new = fresh.results[name] if fresh else None
+        either = new or old
+        results[name] = {key: _merge_table(old and old[key], new and new[key], tasks)
+                         if isinstance(value, pd.DataFrame) else value for key, value in either.items()}
+    return Analysis(rows, votes, results, (fresh or kept).kinds)
 
 
 def consensus_rows(frame: pd.DataFrame, controls: Mapping[str, str], value_key: str,

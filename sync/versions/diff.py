@@ -23,6 +23,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 
 from labelhub.errors import RevisionNotFound
@@ -107,6 +108,26 @@ def _bump(table: dict, *keys_and_field) -> None:
     table[name] = table.get(name, 0) + 1
 
 
+def _differ(old: pd.DataFrame, new: pd.DataFrame, columns: list[str], text) -> np.ndarray:
+    """Per row of two aligned frames, whether a cell of ``columns`` may differ: not the same value of the same type
+    (compared as ``text(value)`` when ``text`` is given), or a column missing from either frame."""
+    out = np.zeros(len(old), bool)
+    for column in columns:
+        if column not in old.columns or column not in new.columns:
+            return np.ones(len(old), bool)
+        if old[column].dtype == new[column].dtype and old[column].dtype != object:
+            # one dtype (not object): equal values are of one type too, and print alike; NaN never equals
+            out |= ~np.asarray(old[column].to_numpy() == new[column].to_numpy(), bool)
+            continue
+        before, after = old[column].tolist(), new[column].tolist()
+        if text is not None:
+            out |= np.fromiter((text(x) != text(y) for x, y in zip(before, after)), bool, len(before))
+        else:
+            out |= np.fromiter((not (x is y or (type(x) is type(y) and x == y)) for x, y in zip(before, after)),
+                               bool, len(before))
+    return out
+
+
 def diff_frames(old: pd.DataFrame, new: pd.DataFrame, controls: Mapping[str, str | None],
                 old_name: str | None = None, new_name: str | None = None) -> VersionDiff:
     """Compare two versions' rows.
@@ -131,15 +152,17 @@ def diff_frames(old: pd.DataFrame, new: pd.DataFrame, controls: Mapping[str, str
 
     for rows, ids, kind in ((new, new.index.difference(old.index), "added"),
                             (old, old.index.difference(new.index), "removed")):
-        for aid in ids:
-            row = rows.loc[aid]
+        for row in rows.loc[ids].to_dict("records"):
             setattr(diff, kind, getattr(diff, kind) + 1)
             _bump(diff.by_annotator, annotator(row), kind)
             for name, tag in controls.items():
                 for label in cell_labels(tag, row.get(name)):
                     _bump(diff.by_label, name, label, kind)
-    for aid in new.index.intersection(old.index):
-        before, after = old.loc[aid], new.loc[aid]
+    common = new.index.intersection(old.index)
+    olds, news = old.loc[common], new.loc[common]
+    differ = _differ(olds, news, ["was_cancelled"], str)  # rows with the same cells cannot have changed
+    differ |= _differ(olds, news, list(controls), None)
+    for before, after in zip(olds[differ].to_dict("records"), news[differ].to_dict("records")):
         changed = str(before.get("was_cancelled")) != str(after.get("was_cancelled"))
         for name, tag in controls.items():
             was, now = cell_labels(tag, before.get(name)), cell_labels(tag, after.get(name))

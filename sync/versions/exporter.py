@@ -49,10 +49,10 @@ import pandas as pd
 
 from labelhub.sync.versions.card import card_block, dataset_card, manifest_json
 from labelhub.sync.versions.diff import VersionDiff, diff_frames, summary_text
-from labelhub.sync.versions.agreement import agreement_markdown, agreement_report, analyse, consensus_rows
+from labelhub.sync.versions.agreement import agreement_markdown
+from labelhub.sync.versions.incremental import build_files, build_rows
 from labelhub.sync.versions.series import DEFAULT_CSV_PATH, DEFAULT_PREFIX, series_for
-from labelhub.sync.versions.training import (CONSENSUS_COLUMNS, consensus_records, folder_patterns, training_features,
-                                             training_records)
+from labelhub.sync.versions.training import CONSENSUS_COLUMNS, training_features
 from labelhub.errors import (AmbiguousCommit, CommitConflict, ConfigurationError, LabelHubError, TagExists,
                              TransientHubError)
 from labelhub.retry import hub_retrying
@@ -61,7 +61,6 @@ from labelhub.sync.files.seen import SeenRefs, git_blob_id, remember_refs, seen_
 from labelhub.label_config import control_tags, data_field
 from labelhub.sync.labelstudio.project import LabelStudioProject
 from labelhub.repos import DatasetRepo
-from labelhub.sync.versions.rows import annotation_reference, annotation_row, label_distribution, rows_frame
 from labelhub.sync.state import SyncState
 
 log = logging.getLogger(__name__)
@@ -102,32 +101,16 @@ def build_csv(state: SyncState, controls: dict[str, str], value_key: str) -> tup
     Each annotation's row (without its annotator, whose email may be learnt later) is made once and stored
     with its hash (:meth:`labelhub.sync.state.SyncState.store_rows`); it is made again only when the
     annotation, its task's data or the label config change. An export reads the stored rows in one query and
-    decodes them in one ``json.loads``.
+    decodes those the previous export of this process did not hold
+    (:func:`labelhub.sync.versions.incremental.build_rows`, which keeps what it made for the next export and for
+    :func:`labelhub.sync.versions.incremental.build_files`).
 
     Returns:
         ``(frame, csv bytes, {annotation_id: "<sha256 of its row>:<annotator>"})``: what the next export's
         ``+added ~changed -removed`` is counted against.
     """
-    config = json.dumps([controls, value_key], sort_keys=True)
-    made = []
-    for task, annotation in state.live_annotations_without_row(config):
-        row = annotation_row(task, annotation, controls, value_key, {})
-        reference = annotation_reference(annotation)
-        del row["annotator"]
-        text = json.dumps(row, sort_keys=True, default=str)
-        made.append((row["annotation_id"], text, hashlib.sha256(text.encode()).hexdigest(), reference))
-    state.store_rows(made)
-    stored = state.export_rows()
-    rows = json.loads("[" + ",".join(text for text, _, _ in stored) + "]")  # one decode, not one per row
-    users = {str(k): v for k, v in state.users().items()}
-    annotators = [users.get(reference, reference) for _, _, reference in stored]
-    for row, annotator in zip(rows, annotators):
-        row["annotator"] = annotator
-    frame = rows_frame(rows, controls, value_key)
-    csv = frame.to_csv(index=False, lineterminator="\n").encode()
-    hashes = {row["annotation_id"]: f"{row_hash}:{annotator}" for row, (_, row_hash, _), annotator
-              in zip(rows, stored, annotators)}
-    return frame, csv, hashes
+    built = build_rows(state, controls, value_key)
+    return built.frame, built.csv, built.hashes
 
 
 def json_lines(records: list[dict]) -> bytes:
@@ -324,35 +307,32 @@ class Exporter:
                change: VersionDiff, parent: str) -> dict[str, bytes]:
         last_tagged = number - 1 if number > 1 else None
         live = frame[~frame["was_cancelled"].astype(bool)] if len(frame) else frame
-        analysis = analyse(frame, self.controls)  # once, for the consensus config and the agreement figures
+        # the configs and figures, made again only for the annotations and tasks changed since the last build
+        built = build_files(self.state, frame, self.project.label_config, self.controls, self.field,
+                            self.repo.repo_id, self.repo.local, parent, rows_json=not self.repo.local)
         manifest = {
             "version": number, "tag": self.series.tag(number), "export_id": export_id,
             "parent_version": self.series.tag(last_tagged) if last_tagged else None, "parent_commit": parent,
             "counts": {"annotations": len(frame), "tasks": int(frame["task_id"].nunique()) if len(frame) else 0,
                        "annotators": int(frame["annotator"].nunique()) if len(frame) else 0,
                        "cancelled": len(frame) - len(live), **summary},
-            "label_distribution": label_distribution(frame, self.controls),
+            "label_distribution": built.label_distribution,
             "label_studio": {"project_id": self.project.project_id, "url": self.project.url,
                              "title": self.project.title},
             "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "csv_path": self.csv_path, "csv_sha256": hashlib.sha256(csv).hexdigest(),
             "controls": self.controls,
             "changes": {**change.to_dict(), "relabels": change.relabels[:100]},
-            "agreement": agreement_report(frame, self.controls, analysis),
+            "agreement": built.agreement,
         }
         previous = self._previous_card(parent)
         local, series = self.repo.local, self.series
-        records = training_records(frame, self.project.label_config, self.controls, self.field, self.repo.repo_id,
-                                   local)
         training_path = series.local_metadata_path if local else series.hub_training_path
-        training_files = folder_patterns(records, training_path) if local else [training_path]
+        training_files = built.training_patterns(training_path) if local else [training_path]
         features = None if local else training_features(self.project.label_config, self.controls, self.field)
         rows_path = None if local else series.rows_path
-        consensus = consensus_records(consensus_rows(frame, self.controls, self.value_key, analysis),
-                                      self.project.label_config,
-                                      self.controls, self.field, self.repo.repo_id, local, parent)
         consensus_path = series.local_consensus_path if local else series.hub_consensus_path
-        consensus_files = folder_patterns(consensus, consensus_path) if local else [consensus_path]
+        consensus_files = built.consensus_patterns(consensus_path) if local else [consensus_path]
         consensus_features = None if local else training_features(self.project.label_config, self.controls,
                                                                    self.field, CONSENSUS_COLUMNS)
         card = dataset_card(previous, self.csv_path, card_block(manifest, self.controls, self.value_key,
@@ -363,10 +343,10 @@ class Exporter:
                             consensus_files=consensus_files, consensus_features=consensus_features,
                             consensus_metadata=consensus_path if local else None, series=series,
                             training_metadata=training_path if local and not series.is_default else None)
-        files = {self.csv_path: csv, self.manifest_path: manifest_json(manifest), training_path: json_lines(records),
-                 consensus_path: json_lines(consensus), "README.md": card.encode()}
+        files = {self.csv_path: csv, self.manifest_path: manifest_json(manifest), training_path: built.training,
+                 consensus_path: built.consensus, "README.md": card.encode()}
         if rows_path:
-            files[rows_path] = frame.to_json(orient="records", lines=True).encode()
+            files[rows_path] = built.rows_json
         return files
 
     def _previous_card(self, parent: str) -> str | None:

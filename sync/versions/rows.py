@@ -25,6 +25,7 @@ The annotation fields come from Label Studio's annotation format
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Iterable, Mapping
 
 import pandas as pd
@@ -126,13 +127,23 @@ def rows_frame(rows: Iterable[dict], controls: Mapping[str, str], value_key: str
     return frame.sort_values(["task_id", "annotation_id"], kind="stable").reset_index(drop=True)
 
 
-def label_distribution(frame: pd.DataFrame, controls: Mapping[str, str]) -> dict[str, dict[str, int]]:
-    """``{from_name: {label: count}}`` over the rows not cancelled (Choices-like and boxes)."""
+def label_counts(frame: pd.DataFrame, controls: Mapping[str, str]) -> dict[str, Counter]:
+    """``{from_name: Counter({label: count})}`` over the rows not cancelled (Choices-like and boxes); what
+    :func:`label_distribution` sorts. Counts of two sets of rows add up to those of both.
+
+    Args:
+        frame: Rows (columns of this module; ``was_cancelled`` and the control columns are read).
+        controls: ``{from_name: control tag type}``.
+
+    Returns:
+        One ``Counter`` per control (empty for a control whose cells hold no labels).
+    """
     live = frame[~frame["was_cancelled"].astype(bool)] if len(frame) else frame
-    distribution: dict[str, dict[str, int]] = {}
+    counts: dict[str, Counter] = {}
     for name, tag in controls.items():
-        counts: dict[str, int] = {}
-        for cell in live.get(name, []):
+        counted: Counter = Counter()
+        cells = live[name] if name in live else ()
+        for cell, times in (pd.Series(cells, dtype=object).value_counts(sort=False).items() if len(cells) else ()):
             if not cell:
                 continue
             if tag == "RectangleLabels" or (tag == "Labels" and cell.startswith("[")):
@@ -142,7 +153,24 @@ def label_distribution(frame: pd.DataFrame, controls: Mapping[str, str]) -> dict
             else:
                 continue
             for label in labels:
-                counts[label] = counts.get(label, 0) + 1
-        if counts:
-            distribution[name] = dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
-    return distribution
+                counted[label] += times
+        counts[name] = counted
+    return counts
+
+
+def label_distribution(frame: pd.DataFrame, controls: Mapping[str, str],
+                       counts: Mapping[str, Counter] | None = None) -> dict[str, dict[str, int]]:
+    """``{from_name: {label: count}}`` over the rows not cancelled (Choices-like and boxes), most frequent first.
+
+    Args:
+        frame: Rows (see :func:`label_counts`).
+        controls: ``{from_name: control tag type}``.
+        counts: :func:`label_counts` of ``frame`` when known (then ``frame`` is not read).
+
+    Returns:
+        Per control with labels, ``{label: count}`` sorted by count (descending), then label.
+    """
+    counts = label_counts(frame, controls) if counts is None else counts
+    positive = {name: +counted for name, counted in counts.items()}  # + drops labels counted to zero
+    return {name: dict(sorted(counted.items(), key=lambda kv: (-kv[1], kv[0])))
+            for name, counted in positive.items() if counted}

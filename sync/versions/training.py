@@ -49,7 +49,8 @@ import pandas as pd
 from labelhub.label_config import DataField, parse_label_config
 
 __all__ = ["LOCAL_METADATA", "HUB_ROWS", "LOCAL_CONSENSUS", "HUB_CONSENSUS", "training_features", "training_records",
-           "consensus_records", "media_column", "folder_patterns"]
+           "training_records_by_row", "consensus_records", "uses_revision", "media_column", "folder_patterns",
+           "folder_patterns_of"]
 
 #: The rows file of a local repository: at its root, so that every ``file_name`` is below it.
 LOCAL_METADATA = "metadata.jsonl"
@@ -155,6 +156,30 @@ def _media_and_labels(row: Mapping, specs: Mapping[str, tuple[str, tuple[str, ..
     return record
 
 
+def training_records_by_row(frame: pd.DataFrame, label_config: str, controls: Mapping[str, str], field: DataField,
+                            repo_id: str, local: bool) -> list[dict | None]:
+    """The default config's record of each row of ``frame``, ``None`` for a skipped annotation.
+
+    Args:
+        frame, label_config, controls, field, repo_id, local: As for :func:`training_records`.
+
+    Returns:
+        One JSON-able record or ``None`` per row, in the frame's order (a row's record depends on that row alone).
+    """
+    specs = _control_specs(label_config, controls)
+    records: list[dict | None] = []
+    for row in frame.to_dict("records"):
+        if str(row.get("was_cancelled")).lower() == "true":
+            records.append(None)
+            continue
+        path, revision = _text(row.get("hf_path")), _text(row.get("annotated_revision"))
+        record = _media_and_labels(row, specs, field, repo_id, local, revision)
+        record.update(task_id=int(row["task_id"]), annotation_id=int(row["annotation_id"]), hf_path=path,
+                      annotator=_text(row.get("annotator")), annotated_revision=revision)
+        records.append(record)
+    return records
+
+
 def training_records(frame: pd.DataFrame, label_config: str, controls: Mapping[str, str], field: DataField,
                      repo_id: str, local: bool) -> list[dict]:
     """The rows of the default config, one per annotation that was not skipped (see the module docstring).
@@ -170,17 +195,22 @@ def training_records(frame: pd.DataFrame, label_config: str, controls: Mapping[s
     Returns:
         JSON-able records, in the frame's order.
     """
-    specs = _control_specs(label_config, controls)
-    records = []
-    for row in frame.to_dict("records"):
-        if str(row.get("was_cancelled")).lower() == "true":
-            continue
-        path, revision = _text(row.get("hf_path")), _text(row.get("annotated_revision"))
-        record = _media_and_labels(row, specs, field, repo_id, local, revision)
-        record.update(task_id=int(row["task_id"]), annotation_id=int(row["annotation_id"]), hf_path=path,
-                      annotator=_text(row.get("annotator")), annotated_revision=revision)
-        records.append(record)
-    return records
+    return [record for record in training_records_by_row(frame, label_config, controls, field, repo_id, local)
+            if record is not None]
+
+
+def uses_revision(value, field: DataField, local: bool) -> bool:
+    """Whether a consensus record's media names the ``revision`` given to :func:`consensus_records` (its task's URL,
+    ``value``, names no commit) rather than one of its own.
+
+    Args:
+        value: The task's value key cell (the file's URL).
+        field, local: As for :func:`consensus_records`.
+
+    Returns:
+        ``True`` for a Hub repo's media file whose URL holds no 40-hex commit.
+    """
+    return field.tag in _MEDIA and not local and not _SHA.search(_text(value))
 
 
 def consensus_records(consensus: pd.DataFrame, label_config: str, controls: Mapping[str, str], field: DataField,
@@ -214,6 +244,18 @@ def consensus_records(consensus: pd.DataFrame, label_config: str, controls: Mapp
 def folder_patterns(records: list[dict], metadata: str = LOCAL_METADATA) -> list[str]:
     """The ``data_files`` patterns of the local layout: the rows file and the top folders of the annotated files
     (``imagefolder`` lists them; only the files the rows name are read)."""
-    tops = sorted({r["file_name"].split("/", 1)[0] + ("/**" if "/" in r["file_name"] else "")
-                   for r in records if r.get("file_name")})
+    return folder_patterns_of([r["file_name"] for r in records if r.get("file_name")], metadata)
+
+
+def folder_patterns_of(file_names, metadata: str = LOCAL_METADATA) -> list[str]:
+    """:func:`folder_patterns` from the records' ``file_name`` values.
+
+    Args:
+        file_names: The ``file_name`` of each record (an iterable of paths; empty ones are skipped).
+        metadata: The rows file's path.
+
+    Returns:
+        ``[metadata, "top/**" or "file", ...]``, the tops sorted.
+    """
+    tops = sorted({name.split("/", 1)[0] + ("/**" if "/" in name else "") for name in set(file_names) if name})
     return [metadata, *tops]

@@ -1,0 +1,463 @@
+"""A version's rows and files made from the previous export's build: only what changed is made again (pandas).
+
+An export of a project with many annotations changes few of them, so the build of a version keeps, per sync state,
+what it made, for the next export of the same process (in memory; after a restart the first export makes everything
+again, from the CSV rows stored in the state, :meth:`labelhub.sync.state.SyncState.store_rows`):
+
+- **the frame** (:func:`build_rows`): the rows of unchanged annotations (same stored row hash, same annotator) are
+  kept, the others decoded. pandas gives a column the dtype it infers from the kinds of values the rows hold (str,
+  int, float, bool, ``None``, a missing key, ...): while each column holds the same kinds as before, the new rows
+  take the kept columns' dtypes; otherwise the frame is made from every row, as on a first export;
+- **per annotation**, its CSV line, its rows-JSON line and its training record's line: pandas formats a value by its
+  column's dtype, so a line depends on its row and on the frame's columns and dtypes; while those are the same,
+  unchanged rows keep their lines;
+- **per task**, the agreement tables (:func:`labelhub.sync.versions.agreement.merge_analyses`) and the consensus
+  record's line; the figures of the whole version (Krippendorff's alpha, the means per label and per annotator) are
+  computed again from those tables, which are the same as a build from scratch makes;
+- **the label counts** of the manifest, less the rows that left and plus those that came.
+
+The files are byte-equal to those of a build from scratch (``tests/test_versions_incremental.py``).
+:func:`build_files` builds from scratch, without keeping anything, when given another frame than the last
+:func:`build_rows` returned for the state.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import cachetools
+import numpy as np
+import pandas as pd
+
+from labelhub.label_config import DataField
+from labelhub.sync.state import SyncState
+from labelhub.sync.versions.agreement import (Analysis, agreement_report, analyse, consensus_rows, control_kinds,
+                                              merge_analyses, prepare)
+from labelhub.sync.versions.rows import (annotation_reference, annotation_row, label_counts, label_distribution,
+                                         rows_frame)
+from labelhub.sync.versions.training import (consensus_records, folder_patterns_of, training_records_by_row,
+                                             uses_revision)
+
+__all__ = ["VersionRows", "VersionFiles", "build_rows", "build_files", "forget"]
+
+#: Kinds of values, as pandas' dtype inference tells them apart (an int's range decides int64, uint64 or object).
+_MISSING, _NAN, _NONE, _BOOL, _NEGATIVE, _INT, _UINT64, _HUGE, _FLOAT, _STR, _LIST, _DICT, _OTHER = range(13)
+_KINDS = 13
+_BY_TYPE = {str: _STR, bool: _BOOL, type(None): _NONE, list: _LIST, dict: _DICT}
+_ABSENT = object()
+
+
+def _kind(value) -> int:
+    kind = _BY_TYPE.get(type(value))
+    if kind is not None:
+        return kind
+    if type(value) is int:
+        if 0 <= value < 2 ** 63:
+            return _INT
+        if -(2 ** 63) <= value < 0:
+            return _NEGATIVE
+        return _UINT64 if 0 < value < 2 ** 64 else _HUGE
+    if type(value) is float:
+        return _NAN if value != value else _FLOAT
+    return _MISSING if value is _ABSENT else _OTHER
+
+
+def _kinds(rows: list[dict], columns: list[str]) -> np.ndarray:
+    """``(len(rows), len(columns))`` kinds of the rows' values."""
+    out = np.empty((len(rows), len(columns)), np.uint8)
+    for j, column in enumerate(columns):
+        out[:, j] = [_kind(row.get(column, _ABSENT)) for row in rows]
+    return out
+
+
+def _kind_counts(kinds: np.ndarray) -> np.ndarray:
+    """``(columns, kinds)`` counts."""
+    counts = np.zeros((kinds.shape[1], _KINDS), np.int64)
+    for j in range(kinds.shape[1]):
+        counts[j] = np.bincount(kinds[:, j], minlength=_KINDS)
+    return counts
+
+
+def _schema(frame: pd.DataFrame) -> tuple:
+    return tuple(frame.columns), tuple(str(dtype) for dtype in frame.dtypes)
+
+
+def _csv_lines(frame: pd.DataFrame) -> list[bytes]:
+    """The CSV line of each row of ``frame`` as ``frame.to_csv`` writes it (the same quoting and number formats): the
+    rows are written with one more column holding a random marker, which ends each row's text."""
+    if frame.empty:
+        return []
+    marker = uuid.uuid4().hex
+    text = frame.assign(**{marker: marker}).to_csv(index=False, header=False, lineterminator="\n")
+    pieces = text.split(f",{marker}\n")
+    if len(pieces) != len(frame) + 1 or pieces[-1]:
+        raise AssertionError("a CSV row holds the row marker")  # not reachable: the marker is random
+    return [(piece + "\n").encode() for piece in pieces[:-1]]
+
+
+def _json_lines(frame: pd.DataFrame) -> list[bytes]:
+    """The line of each row of ``frame.to_json(orient="records", lines=True)`` (JSON escapes every newline)."""
+    if frame.empty:
+        return []
+    lines = frame.to_json(orient="records", lines=True).split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    return [(line + "\n").encode() for line in lines]
+
+
+def _dumps(record: dict | None) -> bytes:
+    return b"" if record is None else (json.dumps(record, allow_nan=False) + "\n").encode()
+
+
+@dataclass
+class _Tasks:
+    """The per-task store of one files context: the analysis tables and consensus lines of every task, except the
+    ``dirty`` ones (their annotations changed since)."""
+
+    kinds: dict
+    analysis: Analysis | None
+    consensus: pd.DataFrame  # index task_id: line (bytes), file_name, revision ("" when the line names none)
+    dirty: set = field(default_factory=set)
+
+
+@dataclass
+class VersionRows:
+    """A version's rows as :func:`build_rows` made them, and what the next build reuses.
+
+    Attributes:
+        frame: The rows (:func:`labelhub.sync.versions.rows.rows_frame`), sorted by task and annotation.
+        csv: The CSV (``frame.to_csv(index=False, lineterminator="\\n")``, UTF-8).
+        hashes: ``{annotation_id: "<row hash>:<annotator>"}``.
+        reused: How many rows were kept from the previous build (not decoded again).
+    """
+
+    frame: pd.DataFrame
+    csv: bytes
+    hashes: dict[int, str]
+    reused: int = 0
+    context: str = ""
+    row_hash: np.ndarray = None  # per frame row
+    annotator: np.ndarray = None  # per frame row
+    kinds: np.ndarray = None  # (rows, columns)
+    kind_counts: np.ndarray = None  # (columns, kinds)
+    schema: tuple = ()
+    #: Per-row stores aligned with the frame ("key", "csv", "json", ("training", context), ("file_name", context)):
+    #: an object array, ``None`` where the row's value is not made yet.
+    lines: dict = field(default_factory=dict)
+    labels: dict = field(default_factory=dict)  # label_counts of the frame
+    tasks: dict = field(default_factory=dict)  # files context -> _Tasks
+
+
+@dataclass
+class VersionFiles:
+    """The configs and figures of a version (see :func:`build_files`).
+
+    Attributes:
+        training: The default config's JSON Lines (one record per annotation not skipped).
+        training_names: The records' ``file_name`` values (local layout; empty ones left out).
+        consensus: The ``consensus`` config's JSON Lines (one record per task with a vote).
+        consensus_names: Likewise for the consensus records.
+        rows_json: ``frame.to_json(orient="records", lines=True)`` (UTF-8), or ``None`` when not asked.
+        agreement: :func:`labelhub.sync.versions.agreement.agreement_report`.
+        label_distribution: :func:`labelhub.sync.versions.rows.label_distribution`.
+    """
+
+    training: bytes
+    training_names: list[str]
+    consensus: bytes
+    consensus_names: list[str]
+    rows_json: bytes | None
+    agreement: dict
+    label_distribution: dict
+
+    def training_patterns(self, metadata: str) -> list[str]:
+        """:func:`labelhub.sync.versions.training.folder_patterns` of the training records."""
+        return folder_patterns_of(self.training_names, metadata)
+
+    def consensus_patterns(self, metadata: str) -> list[str]:
+        """:func:`labelhub.sync.versions.training.folder_patterns` of the consensus records."""
+        return folder_patterns_of(self.consensus_names, metadata)
+
+
+_LOCK = threading.Lock()
+#: The last build of each state (path, project, repo): a few, so that tests with many states stay small.
+_BUILDS: cachetools.LRUCache = cachetools.LRUCache(maxsize=4)
+
+
+def _state_key(state: SyncState) -> tuple:
+    return (str(state.path.resolve()), *state.key)
+
+
+def forget(state: SyncState) -> None:
+    """Drop what the builds of ``state`` kept (the next build makes everything).
+
+    Args:
+        state: The sync state.
+    """
+    with _LOCK:
+        _BUILDS.pop(_state_key(state), None)
+
+
+def _store_rows(state: SyncState, controls: Mapping[str, str], value_key: str, config: str) -> None:
+    """Make and store the rows of the annotations that have none (new, changed, or made with another config)."""
+    made = []
+    for task, annotation in state.live_annotations_without_row(config):
+        row = annotation_row(task, annotation, controls, value_key, {})
+        reference = annotation_reference(annotation)
+        del row["annotator"]
+        text = json.dumps(row, sort_keys=True, default=str)
+        made.append((row["annotation_id"], text, hashlib.sha256(text.encode()).hexdigest(), reference))
+    state.store_rows(made)
+
+
+def build_rows(state: SyncState, controls: Mapping[str, str], value_key: str) -> VersionRows:
+    """The export's rows from the state's annotation store, made from the previous build where rows are unchanged.
+
+    Each annotation's row (without its annotator, whose email may be learnt later) is made once and stored with its
+    hash (:meth:`labelhub.sync.state.SyncState.store_rows`); it is made again only when the annotation, its task's
+    data or the label config change. A build reads the stored rows in one query, and decodes those that the previous
+    build of the state did not hold (all of them at the first build of a process).
+
+    Args:
+        state: The sync state.
+        controls: ``{from_name: control tag type}`` of the label config, in config order.
+        value_key: The object tag's data key (``image``).
+
+    Returns:
+        A :class:`VersionRows`: the frame, the CSV bytes and the row hashes the next export's ``+added ~changed
+        -removed`` is counted against.
+    """
+    config = json.dumps([controls, value_key], sort_keys=True)
+    _store_rows(state, controls, value_key, config)
+    stored = state.export_rows()
+    users = {str(k): v for k, v in state.users().items()}
+    texts, row_hash, references = (_objects(column) for column in zip(*stored)) if stored else [_objects([])] * 3
+    annotator = _objects([users.get(reference, reference) for reference in references])
+    key = _state_key(state)
+    with _LOCK:
+        previous = _BUILDS.get(key)
+    if previous is not None and previous.context != config:
+        previous = None
+    build = None
+    if previous is not None and len(previous.frame) and len(stored):
+        build = _update(previous, texts, row_hash, annotator, controls)
+    if build is None:
+        build = _from_scratch(previous, texts, row_hash, annotator, controls, value_key, config)
+    with _LOCK:
+        _BUILDS[key] = build
+    return build
+
+
+def _decode(texts: np.ndarray, annotators: np.ndarray) -> list[dict]:
+    rows = json.loads("[" + ",".join(texts) + "]")  # one decode, not one per row
+    for row, annotator in zip(rows, annotators):
+        row["annotator"] = annotator
+    return rows
+
+
+def _from_scratch(previous: VersionRows | None, texts, row_hash, annotator, controls, value_key,
+                  config: str) -> VersionRows:
+    """Every row decoded and the frame made by :func:`labelhub.sync.versions.rows.rows_frame`; the lines of rows
+    that ``previous`` holds are kept when the frame's columns and dtypes are the same."""
+    rows = _decode(texts, annotator)
+    frame = rows_frame(rows, controls, value_key)
+    if frame.empty:
+        csv = frame.to_csv(index=False, lineterminator="\n").encode()
+        return VersionRows(frame, csv, {}, context=config, schema=_schema(frame))
+    order = np.lexsort((np.array([r["annotation_id"] for r in rows]), np.array([r["task_id"] for r in rows])))
+    rows = [rows[i] for i in order]  # the frame's order (rows_frame sorts by task and annotation id)
+    row_hash, annotator = row_hash[order], annotator[order]
+    kinds = _kinds(rows, list(frame.columns))
+    build = VersionRows(frame, b"", {}, 0, config, row_hash, annotator, kinds, _kind_counts(kinds), _schema(frame),
+                        labels=label_counts(frame, controls))
+    if previous is not None and len(previous.frame) and previous.schema == build.schema:
+        old = _positions(previous, row_hash)
+        old[(old >= 0) & (previous.annotator[np.maximum(old, 0)] != annotator)] = -1
+        _carry(previous, build, old)
+    _finish(build)
+    return build
+
+
+def _positions(previous: VersionRows, row_hash: np.ndarray) -> np.ndarray:
+    """Each row hash's position in ``previous`` (-1: not there). A row's hash covers its annotation id, so a hash
+    is in one row at most."""
+    where = dict(zip(previous.row_hash.tolist(), range(len(previous.row_hash))))
+    return np.fromiter((where.get(h, -1) for h in row_hash.tolist()), np.int64, len(row_hash))
+
+
+def _update(previous: VersionRows, texts, row_hash, annotator, controls) -> VersionRows | None:
+    """The new build from ``previous`` and the rows that changed; ``None`` when a column's kinds of values changed
+    (its dtype may have: the frame is made from scratch)."""
+    old = _positions(previous, row_hash)
+    kept = (old >= 0) & (previous.annotator[np.maximum(old, 0)] == annotator)
+    fresh = np.flatnonzero(~kept)
+    kept_old = old[kept]
+    gone = np.ones(len(previous.frame), bool)
+    gone[kept_old] = False
+    gone_old = np.flatnonzero(gone)
+    columns = list(previous.frame.columns)
+    rows = _decode(texts[fresh], annotator[fresh])
+    known = set(columns)
+    if any(not known.issuperset(row) for row in rows):
+        return None
+    kinds = _kinds(rows, columns)
+    counts = previous.kind_counts - _kind_counts(previous.kinds[gone_old]) + _kind_counts(kinds)
+    if not np.array_equal(counts > 0, previous.kind_counts > 0):
+        return None
+    part = pd.DataFrame({column: pd.Series([row.get(column, np.nan) for row in rows], dtype=dtype)
+                         for column, dtype in previous.frame.dtypes.items()})
+    frame = pd.concat([previous.frame.take(kept_old), part], ignore_index=True) if len(part) else \
+        previous.frame.take(kept_old).reset_index(drop=True)
+    order = np.lexsort((frame["annotation_id"].to_numpy(), frame["task_id"].to_numpy()))
+    frame = frame.take(order).reset_index(drop=True)
+    origin = np.concatenate([kept_old, np.full(len(fresh), -1)])[order]
+    labels = {name: counted.copy() for name, counted in previous.labels.items()}
+    for name, counted in label_counts(previous.frame.take(gone_old), controls).items():
+        labels[name].subtract(counted)
+    for name, counted in label_counts(part, controls).items():
+        labels[name].update(counted)
+    build = VersionRows(frame, b"", {}, len(kept_old), previous.context,
+                        np.concatenate([previous.row_hash[kept_old], row_hash[fresh]])[order],
+                        np.concatenate([previous.annotator[kept_old], annotator[fresh]])[order],
+                        np.concatenate([previous.kinds[kept_old], kinds])[order], counts, previous.schema,
+                        labels=labels)
+    _carry(previous, build, origin, changed_old=gone_old)
+    _finish(build)
+    return build
+
+
+def _carry(previous: VersionRows, build: VersionRows, origin: np.ndarray,
+           changed_old: np.ndarray | None = None) -> None:
+    """Give ``build`` the per-row and per-task stores of ``previous``: ``origin`` is each new row's position in
+    ``previous`` (-1: a new or changed row); ``changed_old``: the previous rows that left or changed."""
+    fresh = origin < 0
+    for name, values in previous.lines.items():
+        carried = values[np.maximum(origin, 0)]
+        carried[fresh] = None
+        build.lines[name] = carried
+    if changed_old is None:
+        changed_old = np.setdiff1d(np.arange(len(previous.frame)), origin[~fresh])
+    tasks = set(build.frame["task_id"].to_numpy()[fresh].tolist())
+    tasks |= set(previous.frame["task_id"].to_numpy()[changed_old].tolist())
+    for context, store in previous.tasks.items():
+        store.dirty |= tasks
+        build.tasks[context] = store
+
+
+def _finish(build: VersionRows) -> None:
+    """Make the CSV (the lines of new rows) and the row hashes."""
+    frame = build.frame
+    lines = _fill(build, "csv", _csv_lines)
+    header = frame.iloc[0:0].to_csv(index=False, lineterminator="\n").encode()
+    build.csv = header + b"".join(lines)
+    keys = build.lines.setdefault("key", np.full(len(frame), None, dtype=object))
+    missing = _missing(keys)
+    keys[missing] = _objects([f"{h}:{a}" for h, a in zip(build.row_hash[missing], build.annotator[missing])])
+    build.hashes = dict(zip(frame["annotation_id"].tolist(), keys.tolist()))
+
+
+def _missing(values: np.ndarray) -> np.ndarray:
+    return np.flatnonzero(np.equal(values, None))
+
+
+def _fill(build: VersionRows, name, make) -> np.ndarray:
+    """The per-row store ``name`` of ``build``, its missing values made by ``make(frame of those rows)`` (a list
+    of one value per row)."""
+    values = build.lines.get(name)
+    if values is None:
+        values = build.lines[name] = np.full(len(build.frame), None, dtype=object)
+    missing = _missing(values)
+    if len(missing):
+        values[missing] = _objects(make(build.frame.take(missing)))
+    return values
+
+
+def _objects(items: list) -> np.ndarray:
+    out = np.empty(len(items), dtype=object)
+    out[:] = items
+    return out
+
+
+def build_files(state: SyncState, frame: pd.DataFrame, label_config: str, controls: Mapping[str, str],
+                field: DataField, repo_id: str, local: bool, revision: str, rows_json: bool = True) -> VersionFiles:
+    """A version's configs and agreement figures, made again only for the annotations and tasks that changed since
+    the state's previous build (see the module docstring).
+
+    Args:
+        state: The sync state whose :func:`build_rows` made ``frame``.
+        frame: The version's rows; another frame than the last :func:`build_rows` of ``state`` returned is built
+            from scratch (nothing kept).
+        label_config: The project's label config.
+        controls: ``{from_name: control tag type}``.
+        field: The object tag the files fill.
+        repo_id: The Hub repo_id (for ``hf://`` URLs).
+        local: Whether the repo is a local git repository (the folder layout).
+        revision: The commit of the media when a task's URL names none (the version's parent commit).
+        rows_json: Whether to make ``rows_json`` (the Hub layout's rows file).
+
+    Returns:
+        A :class:`VersionFiles`, byte-equal to what
+        :func:`labelhub.sync.versions.training.training_records`,
+        :func:`labelhub.sync.versions.training.consensus_records`, ``frame.to_json``,
+        :func:`labelhub.sync.versions.agreement.agreement_report` and
+        :func:`labelhub.sync.versions.rows.label_distribution` give for ``frame``.
+    """
+    with _LOCK:
+        build = _BUILDS.get(_state_key(state))
+    if build is None or build.frame is not frame or frame.empty:
+        return _files_from_scratch(frame, label_config, controls, field, repo_id, local, revision, rows_json)
+    context = (label_config, json.dumps(controls), field.tag, field.value_key, repo_id, local)
+    lines = build.lines.setdefault(("training", context), np.full(len(frame), None, dtype=object))
+    names = build.lines.setdefault(("file_name", context), np.full(len(frame), None, dtype=object))
+    missing = _missing(lines)
+    if len(missing):
+        records = training_records_by_row(frame.take(missing), label_config, controls, field, repo_id, local)
+        lines[missing] = _objects([_dumps(record) for record in records])
+        names[missing] = _objects([(record or {}).get("file_name") or "" for record in records])
+
+    prepared = prepare(frame)
+    kinds = control_kinds(prepared[1], controls)
+    store = build.tasks.get(context)
+    if store is None or store.kinds != kinds:
+        dirty, kept, kept_consensus = set(frame["task_id"].unique().tolist()), None, None
+    else:
+        used = store.consensus["revision"]
+        dirty = store.dirty | set(store.consensus.index[(used != "") & (used != revision)].tolist())
+        kept, kept_consensus = store.analysis, store.consensus
+    tasks = pd.Index(sorted(dirty), dtype="int64")
+    part = frame[frame["task_id"].isin(tasks)]
+    fresh = analyse(part, controls, kinds) if len(part) else None
+    analysis = merge_analyses(frame, controls, kept, fresh, tasks, prepared)
+    report = agreement_report(frame, controls, analysis)
+    made = consensus_rows(part, controls, field.value_key, fresh)
+    records = consensus_records(made, label_config, controls, field, repo_id, local, revision)
+    made = pd.DataFrame({"line": [_dumps(record) for record in records],
+                         "file_name": [record.get("file_name") or "" for record in records],
+                         "revision": [revision if uses_revision(value, field, local) else ""
+                                      for value in made[field.value_key]]},
+                        index=pd.Index(made["task_id"].to_numpy(), dtype="int64"))
+    if kept_consensus is not None:
+        made = pd.concat([kept_consensus[~kept_consensus.index.isin(tasks)], made]).sort_index(kind="stable")
+    build.tasks[context] = _Tasks(kinds, Analysis(None, None, analysis.results, kinds), made)
+    json_rows = b"".join(_fill(build, "json", _json_lines)) if rows_json else None
+    return VersionFiles(b"".join(lines), [name for name in names if name], b"".join(made["line"]),
+                        [name for name in made["file_name"].to_numpy(object) if name], json_rows, report,
+                        label_distribution(frame, controls, build.labels))
+
+
+def _files_from_scratch(frame: pd.DataFrame, label_config: str, controls: Mapping[str, str], field: DataField,
+                        repo_id: str, local: bool, revision: str, rows_json: bool) -> VersionFiles:
+    """:func:`build_files` without any store: every record and figure made from ``frame``."""
+    analysis = analyse(frame, controls)
+    records = training_records_by_row(frame, label_config, controls, field, repo_id, local)
+    records = [record for record in records if record is not None]
+    consensus = consensus_records(consensus_rows(frame, controls, field.value_key, analysis), label_config, controls,
+                                  field, repo_id, local, revision)
+    return VersionFiles(b"".join(map(_dumps, records)), [r["file_name"] for r in records if r.get("file_name")],
+                        b"".join(map(_dumps, consensus)), [r["file_name"] for r in consensus if r.get("file_name")],
+                        frame.to_json(orient="records", lines=True).encode() if rows_json else None,
+                        agreement_report(frame, controls, analysis), label_distribution(frame, controls))

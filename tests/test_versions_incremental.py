@@ -1,0 +1,181 @@
+"""A version built from the previous export's build (:mod:`labelhub.sync.versions.incremental`) equals a version
+built from scratch of the same annotations, byte for byte: after added, edited, deleted and skipped annotations, an
+annotator's email learnt, a task's data changed, and values that change a column's dtype. The reference is a copy of
+the state (another file, so nothing is kept for it) whose rows are made by ``rows_frame`` and whose files are made by
+the functions the exporter called before. Pure: a real sync state, no servers."""
+from __future__ import annotations
+
+import json
+import sqlite3
+import uuid
+from pathlib import Path
+
+import pandas as pd
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from labelhub.label_config import control_tags, data_field
+from labelhub.sync.state import SyncState
+from labelhub.sync.versions.agreement import agreement_report, consensus_rows
+from labelhub.sync.versions.exporter import json_lines
+from labelhub.sync.versions.incremental import build_files, build_rows
+from labelhub.sync.versions.rows import label_distribution
+from labelhub.sync.versions.training import consensus_records, folder_patterns, training_records
+
+REPO = "owner/images"
+SHA, OTHER_SHA = "1" * 40, "2" * 40
+IMAGES = ('<View><Image name="image" value="$image"/>'
+          '<Choices name="kind" toName="image" choice="multiple"><Choice value="a"/><Choice value="b"/>'
+          '<Choice value="c"/></Choices>'
+          '<RectangleLabels name="box" toName="image"><Label value="x"/><Label value="y"/></RectangleLabels>'
+          '<TextArea name="note" toName="image"/></View>')
+TEXTS = ('<View><Text name="text" value="$text"/>'
+         '<Labels name="ner" toName="text"><Label value="PER"/><Label value="LOC"/></Labels></View>')
+
+
+def image_task(task: int, pinned: bool = True, **meta) -> dict:
+    url = f"https://hub/datasets/{REPO}/resolve/{SHA}/img/{task}.png" if pinned else f"https://cdn/img/{task}.png"
+    return {"image": url, "hf_path": f"img/{task}.png", "hf_repo": REPO, "hf_revision": SHA, **meta}
+
+
+def image_annotation(aid: int, who: int, choices=("a",), boxes=(), note: str | None = None, skipped=False,
+                     updated="2026-01-01T00:00:00Z", **extra) -> dict:
+    result = [{"from_name": "kind", "to_name": "image", "type": "choices", "value": {"choices": list(choices)}}]
+    result += [{"from_name": "box", "to_name": "image", "type": "rectanglelabels",
+                "value": {"x": x, "y": y, "width": 20, "height": 20, "rectanglelabels": [label]}}
+               for x, y, label in boxes]
+    if note is not None:
+        result.append({"from_name": "note", "to_name": "image", "type": "textarea", "value": {"text": [note]}})
+    return {"id": aid, "completed_by": who, "lead_time": 2.5, "created_at": "2026-01-01T00:00:00Z",
+            "updated_at": updated, "was_cancelled": skipped, "result": [] if skipped else result, **extra}
+
+
+def span_annotation(aid: int, who: int, spans, updated="2026-01-01T00:00:00Z") -> dict:
+    return {"id": aid, "completed_by": who, "lead_time": 1.0, "updated_at": updated,
+            "result": [{"from_name": "ner", "to_name": "text", "type": "labels",
+                        "value": {"start": s, "end": e, "text": "x" * (e - s), "labels": [label]}}
+                       for s, e, label in spans]}
+
+
+def add(state: SyncState, task: int, data: dict, *annotations: dict) -> None:
+    state.upsert_task(task, data)
+    state.apply_annotations(task, list(annotations), complete=False)
+
+
+def copy_of(state: SyncState, tmp_path: Path) -> SyncState:
+    """The same state in another file (a build of it keeps nothing from ``state``'s builds)."""
+    path = tmp_path / f"copy-{uuid.uuid4().hex}.sqlite3"
+    target = sqlite3.connect(path)
+    state.db.backup(target)
+    target.close()
+    return SyncState(path, *state.key)
+
+
+def assert_same_as_from_scratch(state: SyncState, tmp_path: Path, config: str, local: bool = False,
+                                revision: str = OTHER_SHA):
+    """Build the next version incrementally and check every output against a build from scratch."""
+    controls, field = control_tags(config), data_field(config)
+    built = build_rows(state, controls, field.value_key)
+    files = build_files(state, built.frame, config, controls, field, REPO, local, revision)
+    reference = build_rows(copy_of(state, tmp_path), controls, field.value_key).frame  # rows_frame of every row
+    pd.testing.assert_frame_equal(built.frame, reference, check_exact=True)
+    assert built.csv == reference.to_csv(index=False, lineterminator="\n").encode()
+    records = training_records(reference, config, controls, field, REPO, local)
+    assert files.training == json_lines(records)
+    assert files.training_patterns("metadata.jsonl") == folder_patterns(records, "metadata.jsonl")
+    consensus = consensus_records(consensus_rows(reference, controls, field.value_key), config, controls, field, REPO,
+                                  local, revision)
+    assert files.consensus == json_lines(consensus)
+    assert files.consensus_patterns("consensus.jsonl") == folder_patterns(consensus, "consensus.jsonl")
+    assert files.rows_json == reference.to_json(orient="records", lines=True).encode()
+    assert files.agreement == agreement_report(reference, controls)
+    assert files.label_distribution == label_distribution(reference, controls)
+    return built
+
+
+def test_an_incremental_export_equals_a_build_from_scratch_of_the_same_annotations(tmp_path):
+    state = SyncState(tmp_path / "state.sqlite3", 7, REPO)
+    state.set_users({1: "ann@example.com", 2: "bob@example.com"})
+    boxes = [(10, 10, "x"), (50, 50, "y")]
+    for task in range(1, 13):
+        people = (1, 2, 3) if task % 3 == 0 else (1 + task % 2,)
+        add(state, task, image_task(task, pinned=task != 5, batch=task // 4),
+            *(image_annotation(task * 10 + who, who, choices=("a", "b") if who == 3 else ("a",),
+                               boxes=boxes[: 1 + (task + who) % 2], note="ok" if who == 1 else None,
+                               skipped=task == 4 and who == 1, ground_truth=task == 6)
+              for who in people))
+    first = assert_same_as_from_scratch(state, tmp_path, IMAGES)
+    assert first.reused == 0
+
+    add(state, 3, image_task(3, batch=0), image_annotation(34, 4, choices=("c",), boxes=[(11, 11, "x")]))
+    add(state, 6, image_task(6, batch=1), image_annotation(61, 1, choices=("b",), updated="2027-01-01T00:00:00Z"))
+    state.delete_annotations([92])
+    built = assert_same_as_from_scratch(state, tmp_path, IMAGES)
+    assert built.reused == len(built.frame) - 2  # the new annotation and the edited one were made again
+
+    state.set_users({3: "cy@example.com"})  # an annotator's email learnt: their rows change
+    state.upsert_task(7, image_task(7, batch=9, split="test"))  # a task's data changed: a new column
+    state.apply_annotations(8, [image_annotation(81, 1, skipped=True, updated="2027-01-01T00:00:00Z")],
+                            complete=False)
+    assert_same_as_from_scratch(state, tmp_path, IMAGES)
+    assert_same_as_from_scratch(state, tmp_path, IMAGES, revision=SHA)  # the unpinned task's media follow it
+    assert_same_as_from_scratch(state, tmp_path, IMAGES, local=True)
+
+    state.delete_task_annotations(range(1, 13))
+    empty = assert_same_as_from_scratch(state, tmp_path, IMAGES)
+    assert empty.frame.empty
+
+
+def test_spans_over_text_are_rebuilt_per_changed_task(tmp_path):
+    state = SyncState(tmp_path / "state.sqlite3", 7, REPO)
+    for task in range(1, 6):
+        add(state, task, {"text": "x" * 40, "hf_path": f"t/{task}.txt", "hf_revision": SHA},
+            *(span_annotation(task * 10 + who, who, [(0, 4, "PER"), (10, 10 + who, "LOC")]) for who in (1, 2, 3)))
+    assert_same_as_from_scratch(state, tmp_path, TEXTS)
+    add(state, 2, {"text": "x" * 40, "hf_path": "t/2.txt", "hf_revision": SHA},
+        span_annotation(21, 1, [(0, 4, "LOC")], updated="2027-01-01T00:00:00Z"))
+    state.delete_annotations([33])
+    built = assert_same_as_from_scratch(state, tmp_path, TEXTS)
+    assert built.reused == len(built.frame) - 1
+
+
+#: Task metadata values of every JSON kind pandas types differently (a missing key too: ``None`` here drops it).
+META = st.one_of(st.none(), st.just("absent"), st.integers(-3, 3), st.just(2 ** 63 + 1), st.floats(-2, 2),
+                 st.booleans(), st.sampled_from(["a", "b"]), st.lists(st.integers(0, 2), max_size=2))
+STEP = st.tuples(st.sampled_from(["add", "edit", "delete", "skip", "meta", "email"]), st.integers(0, 7),
+                 st.integers(1, 3), st.lists(st.sampled_from("abc"), min_size=0, max_size=2),
+                 st.lists(st.tuples(st.integers(0, 60), st.integers(0, 60), st.sampled_from("xy")), max_size=2), META)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(steps=st.lists(STEP, min_size=1, max_size=6))
+def test_any_sequence_of_changes_builds_the_same_version_as_from_scratch(tmp_path, steps):
+    state = SyncState(tmp_path / f"{uuid.uuid4().hex}.sqlite3", 7, REPO)
+    for task in range(4):
+        add(state, task, image_task(task, meta=task), image_annotation(task * 10 + 1, 1, boxes=[(5, 5, "x")]))
+    assert_same_as_from_scratch(state, tmp_path, IMAGES)
+    version = 1
+    for op, task, who, choices, boxes, meta in steps:
+        version += 1
+        updated = f"{2026 + version}-01-01T00:00:00Z"
+        if op in ("add", "edit", "skip"):
+            aid = task * 10 + (who if op == "add" else 1)
+            add(state, task, image_task(task, meta=task),
+                image_annotation(aid, who, choices, boxes, skipped=op == "skip", updated=updated))
+        elif op == "delete":
+            state.delete_annotations([task * 10 + who])
+        elif op == "meta":
+            state.upsert_task(task, image_task(task, **({} if meta == "absent" else {"meta": meta})))
+        else:
+            state.set_users({who: f"user{version}@example.com"})
+        assert_same_as_from_scratch(state, tmp_path, IMAGES)
+
+
+def test_a_frame_of_another_build_is_built_from_scratch(tmp_path):
+    state = SyncState(tmp_path / "state.sqlite3", 7, REPO)
+    add(state, 1, image_task(1), image_annotation(11, 1), image_annotation(12, 2, choices=("b",)))
+    controls, field = control_tags(IMAGES), data_field(IMAGES)
+    frame = build_rows(state, controls, field.value_key).frame.copy()
+    files = build_files(state, frame, IMAGES, controls, field, REPO, False, SHA)
+    assert files.agreement == agreement_report(frame, controls)
+    assert json.loads(files.consensus)["kind"] == ["a"]  # a tie: the smallest answer
