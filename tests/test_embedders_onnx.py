@@ -43,7 +43,7 @@ def test_onnx_image_embedder_is_float32_deterministic_and_the_same_batched_or_al
 
 
 def test_onnx_text_embedder_agrees_with_sentence_transformers():
-    onnx = get_embedder("text", "all-MiniLM-L6-v2", threads=2)
+    onnx = get_embedder("text", "all-MiniLM-L6-v2-onnx", threads=2)
     torch_st = get_embedder("text", "all-MiniLM-L6-v2-torch", threads=2)
     assert (onnx.name, torch_st.name) == ("all-MiniLM-L6-v2-onnx", "st:all-MiniLM-L6-v2")
     mine, theirs = onnx.embed(SENTENCES), torch_st.embed(SENTENCES)
@@ -51,6 +51,20 @@ def test_onnx_text_embedder_agrees_with_sentence_transformers():
     np.testing.assert_allclose(np.linalg.norm(mine, axis=1), 1.0, atol=1e-5)
     assert (mine * theirs).sum(axis=1).min() > 0.999
     np.testing.assert_allclose(np.concatenate([onnx.embed([s]) for s in SENTENCES]), mine, atol=1e-5)
+
+
+def test_the_default_text_embedder_is_int8_and_close_to_fp32_on_real_snippets():
+    from tests.backend_fixtures import rotten_tomatoes
+
+    texts = [t for t, _ in rotten_tomatoes()[:300]] + SENTENCES
+    int8, fp32 = get_embedder("text", "all-MiniLM-L6-v2", threads=2), get_embedder("text", "all-MiniLM-L6-v2-onnx",
+                                                                                  threads=2)
+    assert int8.name == "all-MiniLM-L6-v2-onnx-int8"
+    mine, full = int8.embed(texts), fp32.embed(texts)
+    assert mine.shape == (len(texts), 384) and mine.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(mine, axis=1), 1.0, atol=1e-5)
+    cosine = (mine * full).sum(axis=1)
+    assert cosine.mean() > 0.98 and cosine.min() > 0.9, (cosine.mean(), cosine.min())
 
 
 def test_the_torch_image_embedder_stays_selectable_and_gives_the_same_vectors():
