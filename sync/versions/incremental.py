@@ -27,6 +27,7 @@ import json
 import threading
 import uuid
 from collections.abc import Mapping
+from operator import itemgetter
 from dataclasses import dataclass, field
 
 import cachetools
@@ -67,10 +68,23 @@ def _kind(value) -> int:
 
 
 def _kinds(rows: list[dict], columns: list[str]) -> np.ndarray:
-    """``(len(rows), len(columns))`` kinds of the rows' values."""
+    """``(len(rows), len(columns))`` kinds of the rows' values (by type; each int and float looked at)."""
     out = np.empty((len(rows), len(columns)), np.uint8)
     for j, column in enumerate(columns):
-        out[:, j] = [_kind(row.get(column, _ABSENT)) for row in rows]
+        values = [row.get(column, _ABSENT) for row in rows]
+        codes, types = pd.factorize(_objects(list(map(type, values))))
+        kinds = np.array([_BY_TYPE.get(t, _MISSING if t is object else _OTHER) for t in types], np.uint8)
+        out[:, j] = kinds[codes] if len(codes) else kinds[:0]
+        for code, kind in enumerate(types):
+            if kind is int or kind is float:
+                at = np.flatnonzero(codes == code)
+                some = [values[i] for i in at.tolist()]
+                if kind is float:
+                    out[at, j] = np.where(np.isnan(np.array(some, float)), _NAN, _FLOAT)
+                elif 0 <= min(some) and max(some) < 2 ** 63:
+                    out[at, j] = _INT
+                else:
+                    out[at, j] = [_kind(value) for value in some]
     return out
 
 
@@ -235,7 +249,7 @@ def build_rows(state: SyncState, controls: Mapping[str, str], value_key: str) ->
     _store_rows(state, controls, value_key, config)
     stored = state.export_rows()
     users = {str(k): v for k, v in state.users().items()}
-    texts, row_hash, references = (_objects(column) for column in zip(*stored)) if stored else [_objects([])] * 3
+    texts, row_hash, references = (_objects(list(map(itemgetter(i), stored))) for i in range(3))
     annotator = _objects([users.get(reference, reference) for reference in references])
     key = _state_key(state)
     with _LOCK:
@@ -310,10 +324,12 @@ def _update(previous: VersionRows, texts, row_hash, annotator, controls) -> Vers
         return None
     part = pd.DataFrame({column: pd.Series([row.get(column, np.nan) for row in rows], dtype=dtype)
                          for column, dtype in previous.frame.dtypes.items()})
-    frame = pd.concat([previous.frame.take(kept_old), part], ignore_index=True) if len(part) else \
-        previous.frame.take(kept_old).reset_index(drop=True)
-    order = np.lexsort((frame["annotation_id"].to_numpy(), frame["task_id"].to_numpy()))
-    frame = frame.take(order).reset_index(drop=True)
+    ids = np.concatenate([previous.frame["annotation_id"].to_numpy()[kept_old], part["annotation_id"].to_numpy()])
+    tasks = np.concatenate([previous.frame["task_id"].to_numpy()[kept_old], part["task_id"].to_numpy()])
+    order = np.lexsort((ids, tasks))  # the frame's order: by task, then annotation
+    rows_at = np.concatenate([kept_old, len(previous.frame) + np.arange(len(part))])[order]
+    both = pd.concat([previous.frame, part], ignore_index=True) if len(part) else previous.frame
+    frame = both.take(rows_at).reset_index(drop=True)  # every column taken once
     origin = np.concatenate([kept_old, np.full(len(fresh), -1)])[order]
     labels = {name: counted.copy() for name, counted in previous.labels.items()}
     for name, counted in label_counts(previous.frame.take(gone_old), controls).items():
