@@ -3,9 +3,10 @@
 Starts a private Label Studio (from the migrated template of ``tests.labelstudio``) and the Hub test
 server with ``--files`` real Fashion-MNIST images, then prints:
 
-- files → tasks: one ``FileImporter.run()`` over the repo, against the baseline of one raw Label
-  Studio import call of the same task payloads (the mean of one before and one after ours, in the same
-  run), and their ratio;
+- files → tasks: one ``FileImporter.run()`` over the repo into a new project with a new state, against the
+  baseline of one raw Label Studio import call of the same task payloads into a new project (the mean of one
+  before and one after ours), and their ratio; ``--rounds`` times, interleaved (raw, ours, raw, ours, ..., raw),
+  since the machine's load moves Label Studio's time by tens of percent: every round's ratio and their median;
 - a no-op poll (the head did not move): how many Hub and Label Studio calls it costs;
 - one export of ``--annotations`` annotations, the first of its state (after an import cycle, as in the
   daemon) and the next one: their Hub and Label Studio calls (and those of the reconciliation that read them);
@@ -41,7 +42,7 @@ from labelhub.sync.versions.exporter import Exporter, build_csv  # noqa: E402
 from labelhub.repos.hub import HubRepo  # noqa: E402
 from labelhub.sync.files.importer import FileImporter  # noqa: E402
 from labelhub.sync.annotations.intake import AnnotationIntake  # noqa: E402
-from labelhub.label_config import control_tags  # noqa: E402
+from labelhub.label_config import control_tags, data_field  # noqa: E402
 from labelhub.sync.versions.rows import annotation_row  # noqa: E402
 from labelhub.sync.labelstudio.project import LabelStudioProject  # noqa: E402
 from labelhub.sync.state import SyncState  # noqa: E402
@@ -57,10 +58,15 @@ class CountingProject(LabelStudioProject):
     """A project that counts its Label Studio API calls."""
 
     calls = 0
+    imports = 0
 
     def call(self, fn, *args, **kwargs):
         CountingProject.calls += 1
         return super().call(fn, *args, **kwargs)
+
+    def import_tasks(self, tasks):
+        CountingProject.imports += 1
+        return super().import_tasks(tasks)
 
 
 def main() -> None:
@@ -68,6 +74,7 @@ def main() -> None:
     parser.add_argument("--files", type=int, default=10_000)
     parser.add_argument("--annotations", type=int, default=1_000)
     parser.add_argument("--csv-rows", type=int, default=100_000)
+    parser.add_argument("--rounds", type=int, default=3, help="files → tasks rounds (ours and raw interleaved)")
     args = parser.parse_args()
     bench_csv(args.csv_rows)
     ensure_template()
@@ -80,38 +87,42 @@ def main() -> None:
         hub.commit_files(repo_id, datasets.image_files(0, args.files), message="images")
         print(f"seeded {args.files} real images in {time.perf_counter() - t0:.1f} s")
         client = ls.client()
-        ours = client.projects.create(title="labelhub", label_config=CONFIG)
         repo = HubRepo(repo_id)
-        project = CountingProject(ls.url, ls.api_key, ours.id)
-        importer = FileImporter(repo, project, SyncState(Path(tmp) / "state.sqlite3", ours.id, repo_id))
         sha = repo.resolve("main")
-        payloads = [build_file_task(importer.field, repo.file_url(sha, f.path), repo_id, f.path, sha)
+        field = data_field(CONFIG)
+        payloads = [build_file_task(field, repo.file_url(sha, f.path), repo_id, f.path, sha)
                     for f in repo.list_files(sha) if f.path.endswith(".png")]
 
         def raw_import() -> float:
             """One raw import call of the same payloads into a new project (Label Studio slows as its
-            database grows, so the baseline is the mean of one call before and one after ours)."""
+            database grows, so each round's baseline is the mean of one call before and one after ours)."""
             raw = client.projects.create(title="raw", label_config=CONFIG)
             t0 = time.perf_counter()
             client.projects.import_tasks(raw.id, request=payloads, return_task_ids=True)
             return time.perf_counter() - t0
 
-        raw_before = raw_import()
-        t0 = time.perf_counter()
-        report = importer.run()
-        ours_s = time.perf_counter() - t0
-        assert report.created == args.files, report
-        raw_s = (raw_before + raw_import()) / 2
+        raws, ours_times = [raw_import()], []
+        for n in range(args.rounds):
+            ours = client.projects.create(title="labelhub", label_config=CONFIG)
+            project = CountingProject(ls.url, ls.api_key, ours.id)
+            importer = FileImporter(repo, project, SyncState(Path(tmp) / f"state-{n}.sqlite3", ours.id, repo_id))
+            CountingProject.imports = 0
+            t0 = time.perf_counter()
+            report = importer.run()
+            ours_times.append(time.perf_counter() - t0)
+            assert report.created == args.files, report
+            raws.append(raw_import())
+        ratios = [o / ((before + after) / 2) for o, before, after in zip(ours_times, raws, raws[1:])]
 
         hub.reset_calls()
         CountingProject.calls = 0
         t0 = time.perf_counter()
         assert importer.run().unchanged
         poll_ms = (time.perf_counter() - t0) * 1000
-        print(f"files → tasks, {args.files} files: labelhub sync {ours_s:.2f} s "
-              f"(listing, state, {-(-args.files // importer.batch_size)} import calls) vs one raw Label Studio "
-              f"import call {raw_s:.2f} s (mean of {raw_before:.2f} before and {2 * raw_s - raw_before:.2f} after): "
-              f"ratio {ours_s / raw_s:.2f}")
+        print(f"files → tasks, {args.files} files: labelhub sync (listing, state, {CountingProject.imports} import "
+              f"calls) {' '.join(f'{o:.2f}' for o in ours_times)} s vs one raw Label Studio import call "
+              f"{' '.join(f'{r:.2f}' for r in raws)} s (before, between and after ours): ratios "
+              f"{' '.join(f'{r:.2f}' for r in ratios)}, median {statistics.median(ratios):.2f}")
         print(f"no-op poll: {len(hub.calls)} Hub call(s) {[c[0] + ' ' + c[1] for c in hub.calls]}, "
               f"{CountingProject.calls} Label Studio call(s), {poll_ms:.0f} ms")
         bench_export(ls, hub, Path(tmp), args.annotations)

@@ -146,19 +146,22 @@ def migrate(db: sqlite3.Connection) -> None:
                 db.execute(f"DROP TABLE {table}")
 
 
-def _batches(items: Iterable[Item], batch_size: int, max_bytes: int) -> Iterator[list[Item]]:
-    """``items`` in batches of at most ``batch_size`` items and (but for a single big item) ``max_bytes``."""
+def _batches(items: Iterable[Item], batch_size: int, max_bytes: int,
+             first_batch_size: int | None = None) -> Iterator[list[Item]]:
+    """``items`` in batches of at most ``batch_size`` items (the first: ``first_batch_size``, when smaller) and (but
+    for a single big item) ``max_bytes``."""
     batch: list[Item] = []
     size = 0
+    limit = min(batch_size, first_batch_size or batch_size)
     for item in items:
         if batch and size + item.size > max_bytes:
             yield batch
-            batch, size = [], 0
+            batch, size, limit = [], 0, batch_size
         batch.append(item)
         size += item.size
-        if len(batch) >= batch_size:
+        if len(batch) >= limit:
             yield batch
-            batch, size = [], 0
+            batch, size, limit = [], 0, batch_size
     if batch:
         yield batch
 
@@ -293,7 +296,8 @@ class ImportLedger:
         return len(entries)
 
     def import_items(self, project: TaskImporter, items: Iterable[Item], total: int | None, batch_size: int = 1000,
-                     desc: str = "importing tasks", max_batch_bytes: int = MAX_BATCH_BYTES) -> int:
+                     desc: str = "importing tasks", max_batch_bytes: int = MAX_BATCH_BYTES,
+                     first_batch_size: int | None = None) -> int:
         """Import ``items`` in batches, each through steps 1 to 3 of the module docstring.
 
         Args:
@@ -304,36 +308,41 @@ class ImportLedger:
             batch_size: Tasks per import call, at most.
             desc: The progress bar's label.
             max_batch_bytes: Payload bytes per import call, at most (a batch holds at least one item).
+            first_batch_size: Tasks of the first call, at most (``None``: ``batch_size``). Items that arrive slowly
+                (a listing's pages) are best sent in a small first call: Label Studio starts working while the rest
+                arrive. Every call costs Label Studio a fixed time besides its tasks' (about 0.1 s in 1.23), so
+                the next calls are ``batch_size``.
 
         Returns:
             How many tasks were created.
 
         Raises:
             labelhub.errors.LabelStudioError: Label Studio refused a call; the batches before it are
-                recorded, the failed one stays pending (and is recovered by the next run).
+                recorded, the failed one and the next one stay pending (and are recovered by the next run).
 
-        One call is in flight at a time, in a worker thread, while the next batch's payloads are built (file
-        URLs, texts, metadata): the protocol per batch is unchanged (pending before the call, recorded after).
+        One call is in flight at a time, in a worker thread. While it runs, the next batch's payloads are built
+        (file URLs, texts, metadata) and recorded as pending; the next call starts as soon as it returns, and its
+        batch is recorded while the next call runs, so Label Studio waits for no state write. The protocol per
+        batch is unchanged (pending before its call, recorded after); at most two batches are pending at once,
+        and the next batch's ``after_task_id`` (the largest id *recorded*) is below the ids of both.
         """
         created = 0
-        batches = _batches(items, batch_size, max_batch_bytes)
+        batches = _batches(items, batch_size, max_batch_bytes, first_batch_size)
         in_flight: tuple[list[Item], Future] | None = None
         with tqdm(total=total, desc=desc, unit=" tasks", leave=False) as bar, \
                 ThreadPoolExecutor(max_workers=1, thread_name_prefix="labelhub-import") as caller:
             while True:
                 batch = next(batches, [])  # built while the previous call is in flight
-                if in_flight:
-                    created += self._finish(*in_flight)
-                    bar.update(len(in_flight[0]))
-                    in_flight = None
+                if batch:
+                    self.begin([item.key for item in batch], self.max_task_id())
+                done, ids = in_flight, in_flight[1].result() if in_flight else []  # a call's error is raised here
+                in_flight = None
+                if batch:
+                    in_flight = (batch, caller.submit(project.import_tasks, [item.payload for item in batch]))
+                if done:
+                    self.record(Entry(item.key, task_id, item.revision, item.aliases, item.blob_id)
+                                for item, task_id in zip(done[0], ids))
+                    created += len(ids)
+                    bar.update(len(ids))
                 if not batch:
                     return created
-                self.begin([item.key for item in batch], self.max_task_id())
-                in_flight = (batch, caller.submit(project.import_tasks, [item.payload for item in batch]))
-
-    def _finish(self, batch: list[Item], call: Future) -> int:
-        """Wait for a batch's import call (its error is raised here) and record its tasks."""
-        ids = call.result()
-        self.record(Entry(item.key, task_id, item.revision, item.aliases, item.blob_id)
-                    for item, task_id in zip(batch, ids))
-        return len(ids)

@@ -1,19 +1,32 @@
 """Repo files → the files that become tasks: glob filters (pure).
 
-Patterns use ``huggingface_hub.utils.filter_repo_objects`` semantics, the same as
-``snapshot_download(allow_patterns=..., ignore_patterns=...)``: ``fnmatch`` on the whole
-``path_in_repo`` (``*`` also matches ``/``), and a pattern ending with ``/`` matches a folder.
+Patterns have the semantics of ``huggingface_hub.utils.filter_repo_objects``, the same as
+``snapshot_download(allow_patterns=..., ignore_patterns=...)``: ``fnmatch.fnmatchcase`` on the whole
+``path_in_repo`` (``*`` also matches ``/``, case-sensitive), ``\\`` taken as ``/``, and a pattern ending with ``/``
+matches a folder. They are compiled once per set into one regular expression (``fnmatch.translate`` of each,
+joined): ``filter_repo_objects`` calls ``fnmatchcase`` once per file and pattern, about 3 µs a file for an
+Image tag's 16 default patterns, which is half of what building a task costs (a test keeps both in step).
 """
 from __future__ import annotations
 
+import fnmatch
+import re
 from collections.abc import Iterable, Iterator, Sequence
-
-from huggingface_hub.utils import filter_repo_objects
+from functools import lru_cache
 
 from labelhub.repos import RepoFile
 
 #: Never tasks: the repo's own bookkeeping and what LabelHub's exports write.
 ALWAYS_EXCLUDE = (".gitattributes", ".gitignore", "README.md", "annotations/*", "metadata.jsonl", "consensus.jsonl")
+
+
+@lru_cache(maxsize=64)
+def _matcher(patterns: tuple[str, ...]) -> re.Pattern | None:
+    """One compiled expression that matches a path when any of ``patterns`` does (``None`` for no pattern)."""
+    if not patterns:
+        return None
+    globs = [p.replace("\\", "/") for p in patterns]
+    return re.compile("|".join(fnmatch.translate(g + "*" if g.endswith("/") else g) for g in globs))
 
 
 def select_files(files: Iterable[RepoFile], include: Sequence[str] | None,
@@ -34,5 +47,9 @@ def select_files(files: Iterable[RepoFile], include: Sequence[str] | None,
 def iter_selected(files: Iterable[RepoFile], include: Sequence[str] | None,
                   exclude: Sequence[str] = ()) -> Iterator[RepoFile]:
     """:func:`select_files` as a stream, in the order ``files`` come (a paged listing is filtered as it arrives)."""
-    return filter_repo_objects(files, allow_patterns=list(include) if include else None,
-                               ignore_patterns=[*ALWAYS_EXCLUDE, *exclude], key=lambda f: f.path)
+    allow = _matcher(tuple(include)) if include else None
+    ignore = _matcher((*ALWAYS_EXCLUDE, *exclude))
+    for file in files:
+        path = file.path.replace("\\", "/")
+        if (allow is None or allow.match(path)) and not ignore.match(path):
+            yield file
