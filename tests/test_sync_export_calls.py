@@ -61,15 +61,15 @@ def test_every_export_makes_four_hub_calls_the_first_included(label_studio, hub,
     assert names(hub.calls) == ONE_VERSION
 
 
-def test_a_commit_the_poll_saw_is_the_parent_with_no_412(label_studio, hub, make_project, tmp_path):
+def test_a_commit_of_someone_else_costs_the_412_and_one_refs_read_only(label_studio, hub, make_project, tmp_path):
     exporter, importer, client, task_ids = polled_exporter(label_studio, hub, make_project, tmp_path, "polled")
     exporter.export()
     theirs = hub.commit_files(exporter.repo.repo_id, {"notes.txt": b"theirs"}, message="someone else")
-    importer.run()  # the poll sees their commit on top of annotations-v1 (and lists it: README.md is ours)
+    importer.run()  # the poll lists their commit: its README.md is our card (its blob id), so it is not downloaded
     annotate(exporter, client, task_ids[0], "text-only")
     hub.reset_calls()
     version = exporter.export()
-    assert names(hub.calls) == ONE_VERSION
+    assert names(hub.calls) == ONE_VERSION[:3] + ["GET refs"] + ONE_VERSION
     commits = HfApi(token=HUB_TOKEN).list_repo_commits(exporter.repo.repo_id, repo_type="dataset")
     assert commits[0].commit_id == version.commit and commits[1].commit_id == theirs
 

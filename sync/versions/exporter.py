@@ -211,8 +211,8 @@ class Exporter:
         labels = label_columns(frame, self.controls)
         refs = None if last else self._first_refs()
         while True:
-            if last:
-                number, parent = last["version"] + 1, self._head_after(last)
+            if last:  # on our last version: the commit's compare-and-swap says when someone committed since
+                number, parent = last["version"] + 1, last["commit_sha"] or self.repo.resolve(self.revision)
             else:  # the first export of this state: numbered from the tags, on the head, of one read of the refs
                 number, parent = self._first_number(refs.tags), refs.head
             export_id = uuid.uuid4().hex
@@ -235,17 +235,6 @@ class Exporter:
         self.state.set_cursor(EXPORTED_GENERATION, generation)
         log.info("exported %s at %s: %s", self.series.tag(number), sha[:12], message)
         return Version(number, self.series.tag(number), sha, added, changed, removed)
-
-    def _head_after(self, last: dict) -> str:
-        """The head to commit the version after ``last`` (a tagged version) on, with no call: the head the import
-        cycle's last poll read when that poll saw ``last``'s tag (so it came after it: someone committed since),
-        else ``last``'s commit. Either may be stale; the commit's compare-and-swap then fails and
-        :meth:`_commit` reads the head."""
-        seen = seen_refs(self.state, self.repo.repo_id, self.revision)
-        ours = last["commit_sha"]
-        if seen is not None and ours and seen.tags.get(self.series.tag(last["version"])) == ours:
-            return seen.head
-        return ours or self.repo.resolve(self.revision)
 
     def _first_refs(self) -> SeenRefs:
         """The branch head and the tags a state's first version is numbered from and committed on: those the
