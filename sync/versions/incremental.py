@@ -197,7 +197,8 @@ class VersionFiles:
         return folder_patterns_of(self.consensus_names, metadata)
 
 
-_LOCK = threading.Lock()
+#: Held by a whole build: two threads exporting one state's versions would otherwise change one build's stores.
+_LOCK = threading.RLock()
 #: The last build of each state (path, project, repo): a few, so that tests with many states stay small.
 _BUILDS: cachetools.LRUCache = cachetools.LRUCache(maxsize=4)
 
@@ -246,24 +247,23 @@ def build_rows(state: SyncState, controls: Mapping[str, str], value_key: str) ->
         -removed`` is counted against.
     """
     config = json.dumps([controls, value_key], sort_keys=True)
-    _store_rows(state, controls, value_key, config)
-    stored = state.export_rows()
-    users = {str(k): v for k, v in state.users().items()}
-    texts, row_hash, references = (_objects(list(map(itemgetter(i), stored))) for i in range(3))
-    annotator = _objects([users.get(reference, reference) for reference in references])
-    key = _state_key(state)
     with _LOCK:
+        _store_rows(state, controls, value_key, config)
+        stored = state.export_rows()
+        users = {str(k): v for k, v in state.users().items()}
+        texts, row_hash, references = (_objects(list(map(itemgetter(i), stored))) for i in range(3))
+        annotator = _objects([users.get(reference, reference) for reference in references])
+        key = _state_key(state)
         previous = _BUILDS.get(key)
-    if previous is not None and previous.context != config:
-        previous = None
-    build = None
-    if previous is not None and len(previous.frame) and len(stored):
-        build = _update(previous, texts, row_hash, annotator, controls)
-    if build is None:
-        build = _from_scratch(previous, texts, row_hash, annotator, controls, value_key, config)
-    with _LOCK:
+        if previous is not None and previous.context != config:
+            previous = None
+        build = None
+        if previous is not None and len(previous.frame) and len(stored):
+            build = _update(previous, texts, row_hash, annotator, controls)
+        if build is None:
+            build = _from_scratch(previous, texts, row_hash, annotator, controls, value_key, config)
         _BUILDS[key] = build
-    return build
+        return build
 
 
 def _decode(texts: np.ndarray, annotators: np.ndarray) -> list[dict]:
@@ -424,8 +424,15 @@ def build_files(state: SyncState, frame: pd.DataFrame, label_config: str, contro
     """
     with _LOCK:
         build = _BUILDS.get(_state_key(state))
-    if build is None or build.frame is not frame or frame.empty:
-        return _files_from_scratch(frame, label_config, controls, field, repo_id, local, revision, rows_json)
+        if build is None or build.frame is not frame or frame.empty:
+            return _files_from_scratch(frame, label_config, controls, field, repo_id, local, revision, rows_json)
+        return _files(build, label_config, controls, field, repo_id, local, revision, rows_json)
+
+
+def _files(build: VersionRows, label_config: str, controls: Mapping[str, str], field: DataField, repo_id: str,
+           local: bool, revision: str, rows_json: bool) -> VersionFiles:
+    """:func:`build_files` of the frame of ``build``, with its stores."""
+    frame = build.frame
     context = (label_config, json.dumps(controls), field.tag, field.value_key, repo_id, local)
     lines = build.lines.setdefault(("training", context), np.full(len(frame), None, dtype=object))
     names = build.lines.setdefault(("file_name", context), np.full(len(frame), None, dtype=object))
