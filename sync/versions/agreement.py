@@ -383,7 +383,7 @@ class Analysis:
     rows: pd.DataFrame
     votes: pd.DataFrame
     results: dict
-    kinds: dict = None
+    kinds: dict | None = None
 
 
 def analyse(frame: pd.DataFrame, controls: Mapping[str, str], kinds: Mapping[str, str] | None = None
