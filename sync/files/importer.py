@@ -136,26 +136,33 @@ class FileImporter:
             labelhub.errors.LabelHubError: the repo, the revision or the project is gone, or Label Studio
                 refused a call; what was imported before the error is recorded.
         """
-        sha, tags = self.repo.head_and_tags(self.revision)
-        remember_refs(self.state, self.repo.repo_id, self.revision, sha, tags)
         ledger = self.state.ledger
         pending, _ = ledger.pending()
-        if self.state.head(self.revision) == sha and not pending:
-            return FileImportReport(sha, unchanged=True)
-        report = FileImportReport(sha)
+        synced = self.state.head(self.revision)
         card: list[str] = []  # README.md's blob id, for the export (labelhub.sync.files.seen)
 
-        def listing() -> Iterator[RepoFile]:
+        def listing(sha: str) -> Iterator[RepoFile]:
             for file in self.repo.iter_files(sha):
                 if file.path == "README.md":
                     card.append(file.oid)
                 yield file
 
-        listed = listing()
+        # The recovery (a Label Studio query when the ledger is empty or has keys pending, else nothing) runs while
+        # the Hub is read: from the start when the cycle has work for sure (a first sync, keys pending), else from
+        # the head's move. It writes the state from its thread: no state access here until its answer.
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="labelhub-recover") as asking:
-            recovering = asking.submit(ledger.recover, self._existing_tasks)  # a Label Studio query, or nothing
-            first_page = list(islice(listed, LISTING_PAGE))  # listed meanwhile
-            report.recovered = recovering.result()
+            recovering = asking.submit(ledger.recover, self._existing_tasks) if pending or synced is None else None
+            sha, tags = self.repo.head_and_tags(self.revision)
+            if recovering is None:
+                if synced == sha:
+                    remember_refs(self.state, self.repo.repo_id, self.revision, sha, tags)
+                    return FileImportReport(sha, unchanged=True)
+                recovering = asking.submit(ledger.recover, self._existing_tasks)
+            listed = listing(sha)
+            first_page = list(islice(listed, LISTING_PAGE))
+            recovered = recovering.result()
+        remember_refs(self.state, self.repo.repo_id, self.revision, sha, tags)
+        report = FileImportReport(sha, recovered=recovered)
         if report.recovered:
             log.info("recovered %d tasks that Label Studio already had", report.recovered)
         known = ledger.entries()
