@@ -154,10 +154,10 @@ class VersionRows:
     hashes: dict[int, str]
     reused: int = 0
     context: str = ""
-    row_hash: np.ndarray = None  # per frame row
-    annotator: np.ndarray = None  # per frame row
-    kinds: np.ndarray = None  # (rows, columns)
-    kind_counts: np.ndarray = None  # (columns, kinds)
+    row_hash: np.ndarray | None = None  # per frame row
+    annotator: np.ndarray | None = None  # per frame row
+    kinds: np.ndarray | None = None  # (rows, columns)
+    kind_counts: np.ndarray | None = None  # (columns, kinds)
     schema: tuple = ()
     #: Per-row stores aligned with the frame ("key", "csv", "json", ("training", context), ("file_name", context)):
     #: an object array, ``None`` where the row's value is not made yet.
