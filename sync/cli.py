@@ -54,8 +54,9 @@ log = logging.getLogger("labelhub")
 @click.option("--once", is_flag=True, help="Run one cycle and exit (0 on success).")
 @click.option("--interval", type=click.FloatRange(min=0), default=60.0, envvar="LABELHUB_INTERVAL",
               help="Seconds between polls of the repo.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=5000,
-              help="Tasks per Label Studio import call, at most (and at most 16 MB of URLs or texts).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=10000,
+              help="Tasks per Label Studio import call, at most (and at most 16 MB of URLs or texts); the first "
+                   "call of a cycle carries at most 2,000, so tasks appear early.")
 @state_option
 @label_studio_options
 @hub_options
