@@ -250,22 +250,7 @@ def bench_csv(n: int) -> None:
         t0 = time.perf_counter()
         floor_csv = pd.DataFrame(rows).to_csv(index=False).encode()
         floor = time.perf_counter() - t0
-        from labelhub.label_config import data_field
-        from labelhub.sync.versions.agreement import agreement_report, consensus_rows
-        from labelhub.sync.versions.exporter import json_lines
-        from labelhub.sync.versions.training import consensus_records, training_records
-
-        field = data_field(config)
-        t0 = time.perf_counter()
-        frame, _, _ = build_csv(state, controls, "image")
-        json_lines(training_records(frame, config, controls, field, "bench/csv", False))
-        json_lines(consensus_records(consensus_rows(frame, controls, "image"), config, controls, field, "bench/csv",
-                                     False, "a" * 40))
-        agreement_report(frame, controls)
-        frame.to_json(orient="records", lines=True)
-        all_configs = time.perf_counter() - t0
-        print(f"a version of {n} annotations with all configs (CSV, training rows, rows JSON, consensus, agreement): "
-              f"{all_configs:.2f} s vs pandas writing the ready rows {floor:.2f} s: ratio {all_configs / floor:.2f}")
+        # a whole version with all configs, built incrementally as the exporter does: bench/version_bench.py
         print(f"CSV of {n} annotations, the next export (one annotation more; rows of the others stored): "
               f"{ours:.2f} s ({len(csv) / 1e6:.1f} MB) vs pandas writing the ready rows {floor:.2f} s "
               f"({len(floor_csv) / 1e6:.1f} MB): ratio {ours / floor:.2f}; the first export, making every row: "
