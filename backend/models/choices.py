@@ -4,11 +4,40 @@ It answers a ``<Choices>`` tag over an ``<Image>``, ``<Text>`` or ``<HyperText>`
 (https://labelstud.io/tags/choices): single choice with one ``LogisticRegression`` over the classes
 seen, ``choice="multiple"`` with one binary ``LogisticRegression`` per choice, on standardized
 whole-object embeddings (:mod:`labelhub.backend.embedders`). Until the annotations show two different
-choices it does not fit (no regions). Each result's ``score`` is the *margin* of single choice: the
-probability of the chosen class minus the next one's (1: sure, 0: a tie between two choices), so that
-sorting Label Studio's Data Manager by prediction score ascending puts first the tasks the model most
-needs labeled (margin sampling: in ``bench/active_learning_bench.py`` it beats the top-class probability,
-which orders worse than random); for multiple choice, the mean confidence over the choices.
+choices it does not fit (no regions).
+
+Each result's ``score`` is an uncertainty measure, so that sorting Label Studio's Data Manager by
+prediction score ascending puts first the tasks the model most needs labeled. For single choice it is
+the *novelty-weighted margin*, in [0, 1]::
+
+    score = (p1 - p2) * (s / (s + d)) ** 2
+
+``p1 - p2`` is the margin between the two most probable choices (margin sampling, section 3.1 of
+Settles, "Active Learning Literature Survey", 2009, https://burrsettles.com/pub/settles.activelearning.pdf);
+``d`` is the distance from the task's standardized embedding
+to the centroid of the annotated tasks of its predicted choice, and ``s`` the annotated tasks' median
+distance to their own choice's centroid (kept in the fitted state: one centroid per choice and one
+number). So a task is put first when the model hesitates between two choices *and* it is unlike what was
+labeled as its choice: uncertainty weighted by diversity from the labeled set, the combination Brinker
+(2003, "Incorporating diversity in active learning with support vector machines", ICML) uses for batch
+selection. Plain margin sampling keeps picking atypical tasks of the few choices that are hard to tell
+apart (on Fashion-MNIST: shirts, T-shirts, pullovers, coats), also when retraining every 5 labels, and the
+choices it neglects get worse. 0 is a tie between two choices; 1 only a sure prediction at its choice's
+centroid; a sure task typical of its choice scores about 0.25.
+
+Measured by ``bench/active_learning_bench.py`` (Fashion-MNIST, a pool of 5,000, retrain every 20 labels,
+seeds 0..5, 2,000 test images): after 300 labels this order reaches 0.816 ± 0.003, random order 0.801 ±
+0.006, plain margin 0.791 ± 0.022 (after 100: 0.728, 0.722, 0.691); over seeds 6..11, 0.820, 0.796 and
+0.789. That is +1.5 and +2.4 points over random order at 300 labels, short of 3. The rule, its exponent and the class
+weighting were chosen on validation images from the training split (``--validation``, seeds 100..115);
+other rules tried there (entropy, least confidence, warm starts, Gumbel-perturbed margin, BALD over
+bootstraps, distance to the nearest labeled task, density terms favouring typical tasks) did no better.
+
+The single-choice regression weighs the choices inversely to their frequency among the annotations
+(``class_weight="balanced"``, https://scikit-learn.org/stable/modules/generated/sklearn.linear_model.LogisticRegression.html):
+tasks labeled in uncertainty order over-represent the choices that are hard to tell apart, and without
+the weights the regression learns that skew as a prior. For multiple choice the score is the mean
+confidence over the choices (``max(p, 1 - p)``), and the binary regressions are unweighted.
 
 Results use Label Studio's format for Choices (https://labelstud.io/guide/export#Label-Studio-JSON-format-of-annotated-tasks)::
 
@@ -31,6 +60,8 @@ class ChoicesHead(ControlHead):
     name = "choices"
     #: Inverse regularization strength of the logistic regression (on standardized embeddings).
     C = 0.05
+    #: ``class_weight`` of the single-choice regression (see the module docstring).
+    CLASS_WEIGHT = "balanced"
 
     @property
     def kind(self) -> str:
@@ -38,9 +69,9 @@ class ChoicesHead(ControlHead):
         return "image" if self.control.object_tag == "Image" else "text"
 
     def identity(self) -> Any:
-        """The head, its control, its choices, single/multiple, the embedder and ``C``."""
+        """The head, its control, its choices, single/multiple, the embedder, ``C`` and the class weights."""
         return [self.name, self.control.from_name, list(self.control.labels), self.control.multiple,
-                self.host.embedder_spec(self.kind), self.C]
+                self.host.embedder_spec(self.kind), self.C, self.CLASS_WEIGHT]
 
     def warmup(self) -> None:
         """Load the embedder."""
@@ -53,8 +84,11 @@ class ChoicesHead(ControlHead):
             examples: The annotated tasks; those without a choice of this control are skipped.
 
         Returns:
-            ``{"kind": "single", "classes", "model"}`` or ``{"kind": "multiple", "classes", "models"}``;
-            ``None`` while fewer than two different choices were annotated.
+            ``{"kind": "single", "classes", "model", "centroids", "spread"}`` (``centroids``: one row per
+            class, the mean standardized embedding of its examples; ``spread``: their median distance to
+            their class's centroid; both for the score, see the module docstring) or
+            ``{"kind": "multiple", "classes", "models"}``; ``None`` while fewer than two different choices
+            were annotated.
         """
         known = set(self.control.labels)
         rows = []
@@ -73,15 +107,21 @@ class ChoicesHead(ControlHead):
         from sklearn.pipeline import make_pipeline
         from sklearn.preprocessing import StandardScaler
 
-        def lr():
-            return make_pipeline(StandardScaler(), LogisticRegression(C=self.C, max_iter=2000))
+        def lr(class_weight=None):
+            return make_pipeline(StandardScaler(), LogisticRegression(C=self.C, max_iter=2000,
+                                                                      class_weight=class_weight))
 
         if not self.control.multiple:
-            y = [lab[0] for lab in labels]
+            y = np.array([lab[0] for lab in labels])
             if len(set(y)) < 2:
                 return None
-            model = lr().fit(X, y)
-            return {"kind": "single", "classes": [str(c) for c in model.classes_], "model": model}
+            model = lr(self.CLASS_WEIGHT).fit(X, y)
+            Z = model[0].transform(X)
+            centroids = np.stack([Z[y == c].mean(axis=0) for c in model.classes_])
+            own = centroids[np.searchsorted(model.classes_, y)]  # each example's class centroid
+            return {"kind": "single", "classes": [str(c) for c in model.classes_], "model": model,
+                    "centroids": centroids.astype(np.float32),
+                    "spread": float(np.median(np.linalg.norm(Z - own, axis=1)))}
         models: dict[str, Any] = {}
         for label in self.control.labels:
             y = np.array([label in lab for lab in labels])
@@ -97,11 +137,14 @@ class ChoicesHead(ControlHead):
         out: list[list[dict]] = []
         if fitted["kind"] == "single":
             classes = fitted["classes"]
-            for row in fitted["model"].predict_proba(X):
-                j = int(np.argmax(row))
-                second = float(np.partition(row, -2)[-2]) if len(row) > 1 else 0.0
-                out.append([self.result({"choices": [classes[j]]}, float(row[j]) - second)])
-            return out
+            proba = fitted["model"].predict_proba(X)
+            top = np.argmax(proba, axis=1)
+            top2 = np.sort(proba, axis=1)[:, -2:]
+            scores = top2[:, 1] - top2[:, 0]  # the margin
+            if fitted.get("centroids") is not None and fitted["spread"] > 0:  # fits stored before this rule lack them
+                d = np.linalg.norm(fitted["model"][0].transform(X) - fitted["centroids"][top], axis=1)
+                scores = scores * (fitted["spread"] / (fitted["spread"] + d)) ** 2
+            return [[self.result({"choices": [classes[j]]}, float(score))] for j, score in zip(top, scores)]
         labels = fitted["classes"]
         cols = [m.predict_proba(X)[:, 1] if not isinstance(m, float) else np.full(len(X), m)
                 for m in (fitted["models"][label] for label in labels)]
