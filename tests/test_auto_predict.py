@@ -27,13 +27,17 @@ def _state(label_studio, project_id) -> dict[int, tuple[bool, Counter]]:
     return {t["id"]: (t["is_labeled"], Counter(p["model_version"] for p in t["predictions"])) for t in tasks}
 
 
-def _current(backend) -> str:
-    return requests.get(backend.url + "/versions", timeout=10).json()["versions"][-1]
+def _current(backend) -> str | None:
+    """The backend's newest trained version (``None`` before the first fit, which waits for a cold ONNX export)."""
+    versions = requests.get(backend.url + "/versions", timeout=10).json()["versions"]
+    return versions[-1] if versions else None
 
 
 def _all_predicted(label_studio, project_id, backend, expected_tasks: int):
     """The current version when every unlabeled task has exactly one prediction of it (else ``None``)."""
     version = _current(backend)
+    if version is None:
+        return None
     state = _state(label_studio, project_id)
     unlabeled = [versions for labeled, versions in state.values() if not labeled]
     if len(state) != expected_tasks or not all(v[version] == 1 for v in unlabeled):

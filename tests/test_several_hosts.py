@@ -176,7 +176,7 @@ def test_two_workers_predict_5000_tasks_each_exactly_once(label_studio, redis_ur
                for i in range(2)]
     try:
         with _keep_root_logging():
-            answer = CliRunner().invoke(main, ["predict", "--project", str(project.id), "--batch-size", "250"],
+            answer = CliRunner().invoke(main, ["predict", "--project", str(project.id)],
                                         env={**env, "MODEL_DIR": str(tmp_path / "cli")}, catch_exceptions=False)
         assert answer.exit_code == 0, answer.output
         assert f"{N_JOB_TASKS} predictions of {version} written" in answer.output
