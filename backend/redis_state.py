@@ -48,7 +48,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-from labelhub.backend.state import ProjectState, Store, atomic_write_bytes, project_key, project_key_from_webhook
+from labelhub.backend.state import ProjectState, Store, atomic_write_bytes
 
 log = logging.getLogger(__name__)
 
@@ -250,19 +250,8 @@ class RedisStore(Store):
         self.client = client
         self.lease_seconds = lease_seconds
 
-    def project(self, key: str) -> RedisProjectState:
-        """The :class:`RedisProjectState` of ``key``.
-
-        Raises:
-            InvalidPayloadError: When ``key`` is not a valid project key.
-        """
-        key = project_key(key)
-        with self._lock:
-            state = self._projects.get(key)
-            if state is None:
-                state = self._projects[key] = RedisProjectState(self.client, self.root / "projects" / key, key,
-                                                                self.lease_seconds)
-            return state
+    def _new_state(self, key: str) -> RedisProjectState:
+        return RedisProjectState(self.client, self.root / "projects" / key, key, self.lease_seconds)
 
     def known_projects(self) -> list[str]:
         """The keys of every project with state in Redis."""
@@ -271,14 +260,6 @@ class RedisStore(Store):
     def has_project(self, key: str) -> bool:
         """Whether Redis holds state of project ``key``."""
         return bool(self.client.sismember(f"{PREFIX}projects", key))
-
-    def resolve_webhook_project(self, project: Any) -> str | None:
-        """The key of a webhook payload's project (see :meth:`Store.resolve_webhook_project`)."""
-        key = project_key_from_webhook(project)
-        if key is None or "." in key:
-            return key
-        known = sorted((k for k in self.known_projects() if k.startswith(f"{key}.")), reverse=True)
-        return known[0] if known else key
 
     @contextmanager
     def job_lock(self, key: str) -> Iterator[bool]:

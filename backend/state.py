@@ -292,8 +292,12 @@ class Store:
         with self._lock:
             state = self._projects.get(key)
             if state is None:
-                state = self._projects[key] = ProjectState(self.root / "projects" / key, key)
+                state = self._projects[key] = self._new_state(key)
             return state
+
+    def _new_state(self, key: str) -> ProjectState:
+        """A new state object of project ``key`` (the Redis store makes its own kind)."""
+        return ProjectState(self.root / "projects" / key, key)
 
     def resolve_webhook_project(self, project: Any) -> str | None:
         """The key of a webhook payload's project, matching a known project when ``created_at`` is absent.
@@ -307,7 +311,7 @@ class Store:
         key = project_key_from_webhook(project)
         if key is None or "." in key:
             return key
-        known = sorted((p.name for p in (self.root / "projects").glob(f"{key}.*")), reverse=True)
+        known = sorted((k for k in self.known_projects() if k.startswith(f"{key}.")), reverse=True)
         return known[0] if known else key
 
     def known_projects(self) -> list[str]:

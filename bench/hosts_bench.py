@@ -36,7 +36,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tests.backend_fixtures import (TEXT_CONFIG, BackendServer, RedisServer, annotation_event,  # noqa: E402
-                                    project_key, project_payload, rotten_tomatoes, text_tasks, wait_for)
+                                    project_key, project_payload, rotten_tomatoes, text_tasks, trainer_leader,
+                                    wait_for)
 from tests.labelstudio import LabelStudioServer, ensure_template  # noqa: E402
 
 KEY = project_key(7)
@@ -88,24 +89,13 @@ def _show(name: str, result: dict) -> None:
           f"a version already seen, last version trained on {result['highest']} tasks; {lat}", flush=True)
 
 
-def _leader(servers) -> tuple | None:
-    for server in servers:
-        try:
-            health = requests.get(server.url + "/health", timeout=10).json()
-        except requests.RequestException:
-            continue
-        if health.get("trainer_leader"):
-            return server, health["pid"]
-    return None
-
-
 def failover(servers: list, redis_url: str) -> None:
     import redis
 
     client = redis.Redis.from_url(redis_url)
     tasks, labels = text_tasks(800)
     wait_for(lambda: client.llen("labelhub:events") == 0, timeout=300, message="an empty queue")
-    _, pid = wait_for(lambda: _leader(servers), timeout=60, message="a trainer")
+    _, pid = wait_for(lambda: trainer_leader(servers), timeout=60, message="a trainer")
     for n in range(100):
         body = annotation_event(90_000 + n, tasks[200 + n], labels[200 + n], project=PROJECT)
         requests.post(servers[n % 3].url + "/webhook", json=body, timeout=60).raise_for_status()
@@ -113,7 +103,8 @@ def failover(servers: list, redis_url: str) -> None:
              timeout=60, interval=0.01, message="the trainer to take the burst")
     os.kill(pid, signal.SIGKILL)
     killed, queued = time.monotonic(), client.llen("labelhub:events")
-    wait_for(lambda: (found := _leader(servers)) and found[1] != pid, timeout=120, interval=0.05, message="a new trainer")
+    wait_for(lambda: (found := trainer_leader(servers)) and found[1] != pid, timeout=120, interval=0.05,
+             message="a new trainer")
     took_over = time.monotonic() - killed
     wait_for(lambda: client.llen("labelhub:events") == 0, timeout=300, interval=0.05, message="the queue to drain")
     print(f"  trainer SIGKILLed with {queued} events still queued: another process held the trainer after "

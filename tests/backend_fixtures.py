@@ -294,6 +294,21 @@ class RedisServer:
             self.proc.wait(10)
 
 
+def trainer_leader(servers) -> tuple["BackendServer", int] | None:
+    """The backend whose worker holds the trainer, and that worker's pid, asked through ``/health`` (``None``:
+    no answer says it holds it)."""
+    import requests
+
+    for server in servers:
+        try:
+            health = requests.get(server.url + "/health", timeout=10).json()
+        except requests.RequestException:
+            continue
+        if health.get("trainer_leader"):
+            return server, health["pid"]
+    return None
+
+
 def wait_for(predicate, timeout: float = 60, interval: float = 0.2, message: str = "condition"):
     """Poll ``predicate()`` until it returns a truthy value; return it.
 

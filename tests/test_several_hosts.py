@@ -19,7 +19,7 @@ import redis
 import requests
 
 from tests.backend_fixtures import ROOT, TEXT_CONFIG, BackendServer, RedisServer, annotation_event, plot_review_tasks, \
-    project_key, project_payload, text_tasks, wait_for
+    project_key, project_payload, text_tasks, trainer_leader, wait_for
 
 N_TASKS = 400
 PROJECT = project_payload(7, label_config=TEXT_CONFIG)
@@ -98,22 +98,11 @@ def _predicted_version(host, task) -> str:
     return answer.json()["results"][0]["model_version"]
 
 
-def _leader(hosts) -> tuple[BackendServer, int] | None:
-    for host in hosts:
-        try:
-            health = requests.get(host.url + "/health", timeout=10).json()
-        except requests.RequestException:
-            continue
-        if health.get("trainer_leader"):
-            return host, health["pid"]
-    return None
-
-
 def test_the_trainer_killed_mid_training_passes_on_and_no_event_is_lost(hosts, redis_url):
     tasks, labels = text_tasks(N_TASKS)
     client = redis.Redis.from_url(f"{redis_url}/0")
     wait_for(lambda: client.llen("labelhub:events") == 0, timeout=120, message="an empty queue")
-    leader, pid = wait_for(lambda: _leader(hosts), timeout=30, message="a trainer")
+    leader, pid = wait_for(lambda: trainer_leader(hosts), timeout=30, message="a trainer")
     for n in range(250, 350):  # a burst of annotations: one batch, one fit of 100 new texts
         body = annotation_event(10_000 + n, tasks[n], labels[n], project=PROJECT)
         assert requests.post(hosts[n % 3].url + "/webhook", json=body, timeout=60).status_code == 200
@@ -121,7 +110,7 @@ def test_the_trainer_killed_mid_training_passes_on_and_no_event_is_lost(hosts, r
              timeout=30, interval=0.01, message="the trainer to take the batch")
     os.kill(pid, signal.SIGKILL)
     assert client.llen("labelhub:events") > 0  # killed before the batch was done: its events are still queued
-    took_over = wait_for(lambda: (found := _leader(hosts)) and found[1] != pid and found, timeout=60,
+    took_over = wait_for(lambda: (found := trainer_leader(hosts)) and found[1] != pid and found, timeout=60,
                          message="another trainer")
     assert took_over[1] != pid
     wait_for(lambda: client.llen("labelhub:events") == 0, timeout=120, message="the queue to drain")
