@@ -154,17 +154,9 @@ class RedisProjectState(ProjectState):
         """The stored project info: ``{"key", "label_config", ...}`` or ``{}``."""
         return self._read("project")
 
-    def update_project(self, **fields: Any) -> dict:
-        """Merge ``fields`` into the project info (under the lock; written only if changed)."""
-        current = self.project()
-        if all(current.get(k) == v for k, v in fields.items()):
-            return current
-        with self.lock():
-            current = self.project()
-            current.update(fields, key=self.key)
-            self.client.pipeline().hset(self._hash, "project", json.dumps(current, sort_keys=True)) \
-                .sadd(f"{PREFIX}projects", self.key).execute()
-        return current
+    def _write_project(self, info: dict) -> None:
+        self.client.pipeline().hset(self._hash, "project", json.dumps(info, sort_keys=True)) \
+            .sadd(f"{PREFIX}projects", self.key).execute()
 
     def kv(self) -> dict:
         """The model's key-value state (parsed again only when its version counter moved)."""
@@ -179,18 +171,9 @@ class RedisProjectState(ProjectState):
         """The ``kv`` version counter (``None`` before the first write)."""
         return self.client.hget(self._hash, "kv_version")
 
-    def update_kv(self, **fields: Any) -> dict:
-        """Merge ``fields`` into the model's state under the project lock; a ``None`` value deletes a key."""
-        with self.lock():
-            current = dict(self.kv())
-            for k, v in fields.items():
-                if v is None:
-                    current.pop(k, None)
-                else:
-                    current[k] = v
-            self.client.pipeline().hset(self._hash, "kv", json.dumps(current, sort_keys=True)) \
-                .hincrby(self._hash, "kv_version", 1).sadd(f"{PREFIX}projects", self.key).execute()
-        return current
+    def _write_kv(self, kv: dict) -> None:
+        self.client.pipeline().hset(self._hash, "kv", json.dumps(kv, sort_keys=True)) \
+            .hincrby(self._hash, "kv_version", 1).sadd(f"{PREFIX}projects", self.key).execute()
 
     def load_annotations(self) -> dict:
         """The training data (see :meth:`ProjectState.load_annotations`)."""

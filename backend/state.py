@@ -189,8 +189,12 @@ class ProjectState:
         with self.lock():
             current = dict(self.project())
             current.update(fields, key=self.key)
-            atomic_write_json(self.root / "project.json", current)
+            self._write_project(current)
         return current
+
+    def _write_project(self, info: dict) -> None:
+        """Store the whole project info (callers hold :meth:`lock`)."""
+        atomic_write_json(self.root / "project.json", info)
 
     # kv.json --------------------------------------------------------------------------------------
     def kv(self) -> dict:
@@ -218,8 +222,12 @@ class ProjectState:
                     current.pop(k, None)
                 else:
                     current[k] = v
-            atomic_write_json(self.root / "kv.json", current)
+            self._write_kv(current)
         return current
+
+    def _write_kv(self, kv: dict) -> None:
+        """Store the whole key-value state (callers hold :meth:`lock`)."""
+        atomic_write_json(self.root / "kv.json", kv)
 
     # annotations.json -----------------------------------------------------------------------------
     def load_annotations(self) -> dict:
