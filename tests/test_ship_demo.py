@@ -1,4 +1,4 @@
-"""``labelhub demo --no-browser --exit-after 60`` on a fresh directory: it starts Label Studio, the
+"""``labelhub demo --no-browser --exit-after 30`` on a fresh directory: it starts Label Studio, the
 backend and the sync daemon, imports the real Fashion-MNIST images as tasks, serves predictions (on
 the images it serves itself at signed URLs), turns annotations into tagged commits and exits cleanly."""
 from __future__ import annotations
@@ -96,7 +96,7 @@ def _port_closed(port: int) -> bool:
 
 def test_demo_starts_imports_real_images_serves_predictions_versions_annotations_and_exits_cleanly(tmp_path):
     directory = tmp_path / "fresh-demo"
-    demo = DemoProcess(directory, "--exit-after", "60", "--export-interval", "3")
+    demo = DemoProcess(directory, "--exit-after", "30", "--export-interval", "3")
     try:
         settings = demo.wait_ready()
         out = demo.output()
@@ -133,7 +133,7 @@ def test_demo_starts_imports_real_images_serves_predictions_versions_annotations
     finally:
         demo.stop()
     out = demo.output()
-    assert "--exit-after 60 s: stopping" in out and out.rstrip().endswith("stopped")
+    assert "--exit-after 30 s: stopping" in out and out.rstrip().endswith("stopped")
     tags = demo.tags()
     assert tags and tags[0] == "annotations-v1"
     csv = subprocess.run(["git", "show", f"{tags[-1]}:annotations/annotations.csv"], cwd=directory / "fashion-mnist",

@@ -1,6 +1,7 @@
-"""The Hub calls of an export, against the Hub test server and the real Label Studio: four per version, the first
-of a state included (its head and tags come from the import cycle's poll), and a branch someone else moved is
-caught by the commit's compare-and-swap, a stale numbering included."""
+"""The Hub calls of an export, against the Hub test server and the real Label Studio: four for the first version
+of a process (its head and tags come from the import cycle's poll) and three for each later one (the upload modes
+are known), and a branch someone else moved is caught by the commit's compare-and-swap, a stale numbering
+included."""
 from __future__ import annotations
 
 from huggingface_hub import HfApi
@@ -16,7 +17,9 @@ from tests.test_sync_export import CONFIG, choice
 from tests.test_sync_export_faults import hub_repo_with_images
 
 #: ``create_commit`` (validate-yaml: README.md is committed; preupload; commit), then ``create_tag``.
-ONE_VERSION = ["POST validate-yaml", "POST preupload", "POST commit", "POST tag"]
+FIRST_VERSION = ["POST validate-yaml", "POST preupload", "POST commit", "POST tag"]
+#: A later version: the Hub's upload modes of the same paths are reused, so no preupload.
+LATER_VERSION = ["POST validate-yaml", "POST commit", "POST tag"]
 
 
 def names(calls) -> list[str]:
@@ -50,15 +53,16 @@ def annotate(exporter, client, task_id, label):
     AnnotationIntake(exporter.project, exporter.state).reconcile()
 
 
-def test_every_export_makes_four_hub_calls_the_first_included(label_studio, hub, make_project, tmp_path):
+def test_a_first_export_makes_four_hub_calls_and_each_later_one_three(label_studio, hub, make_project, tmp_path):
     exporter, _, client, task_ids = polled_exporter(label_studio, hub, make_project, tmp_path, "calls")
     hub.reset_calls()
     assert exporter.export().number == 1
-    assert names(hub.calls) == ONE_VERSION
-    annotate(exporter, client, task_ids[0], "text-only")
-    hub.reset_calls()
-    assert exporter.export().number == 2
-    assert names(hub.calls) == ONE_VERSION
+    assert names(hub.calls) == FIRST_VERSION
+    for number, label in ((2, "text-only"), (3, "illustrated")):
+        annotate(exporter, client, task_ids[0], label)
+        hub.reset_calls()
+        assert exporter.export().number == number
+        assert names(hub.calls) == LATER_VERSION
 
 
 def test_a_commit_of_someone_else_costs_the_412_and_one_refs_read_only(label_studio, hub, make_project, tmp_path):
@@ -69,7 +73,7 @@ def test_a_commit_of_someone_else_costs_the_412_and_one_refs_read_only(label_stu
     annotate(exporter, client, task_ids[0], "text-only")
     hub.reset_calls()
     version = exporter.export()
-    assert names(hub.calls) == ONE_VERSION[:3] + ["GET refs"] + ONE_VERSION
+    assert names(hub.calls) == LATER_VERSION[:2] + ["GET refs"] + LATER_VERSION
     commits = HfApi(token=HUB_TOKEN).list_repo_commits(exporter.repo.repo_id, repo_type="dataset")
     assert commits[0].commit_id == version.commit and commits[1].commit_id == theirs
 
@@ -89,3 +93,13 @@ def test_a_first_export_on_stale_refs_is_numbered_again_after_the_412(label_stud
         exporter.repo.repo_id, repo_type="dataset").tags}
     assert tags == {"annotations-v1": theirs.commit, "annotations-v2": ours.commit}
     assert exporter.state.last_version()["status"] == "tagged"
+
+
+def test_a_commit_refused_with_remembered_upload_modes_asks_the_hub_again(label_studio, hub, make_project, tmp_path):
+    exporter, _, client, task_ids = polled_exporter(label_studio, hub, make_project, tmp_path, "modes")
+    exporter.export()
+    annotate(exporter, client, task_ids[0], "text-only")
+    hub.faults.add(method="POST", path="/commit/", kind="400")  # as the Hub refuses an inline file it wants in LFS
+    hub.reset_calls()
+    assert exporter.export().number == 2
+    assert names(hub.calls) == LATER_VERSION[:2] + FIRST_VERSION

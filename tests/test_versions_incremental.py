@@ -147,7 +147,7 @@ STEP = st.tuples(st.sampled_from(["add", "edit", "delete", "skip", "meta", "emai
                  st.lists(st.tuples(st.integers(0, 60), st.integers(0, 60), st.sampled_from("xy")), max_size=2), META)
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(steps=st.lists(STEP, min_size=1, max_size=6))
 def test_any_sequence_of_changes_builds_the_same_version_as_from_scratch(tmp_path, steps):
     state = SyncState(tmp_path / f"{uuid.uuid4().hex}.sqlite3", 7, REPO)

@@ -5,8 +5,9 @@ Calls used (https://huggingface.co/docs/huggingface_hub/package_reference/hf_api
 ``list_repo_refs`` (one call: the poll's head and tags), ``repo_info`` (one call: resolves a revision and
 tells the repo's visibility), ``list_repo_tree(recursive=True)`` (paged, 1,000 entries a page),
 ``hf_hub_download`` (the shared cache) and ``hf_hub_url`` (no call); for the export ``create_commit``
-(three calls: ``validate-yaml`` when ``README.md`` is committed, ``preupload``, ``commit``), ``create_tag``
-and, only after a lost answer or a conflict, ``list_repo_commits`` and ``list_repo_refs``.
+(``validate-yaml`` when ``README.md`` is committed, ``preupload`` unless every file's upload mode is already
+known, see :meth:`HubRepo.commit`, and ``commit``), ``create_tag`` and, only after a lost answer or a conflict,
+``list_repo_commits`` and ``list_repo_refs``.
 """
 from __future__ import annotations
 
@@ -43,6 +44,12 @@ from labelhub.repos.base import RepoFile
 from labelhub.signing import repo_key
 
 REPO_TYPE = "dataset"
+#: A file this large or larger is stored with LFS whatever its name or content, so its upload mode is
+#: always asked of the Hub (https://huggingface.co/docs/hub/storage-limits: "files larger than 10 MB").
+REGULAR_SIZE_LIMIT = 10 * 1024 * 1024
+#: git's own test for binary content: a NUL byte among the first 8,000 (``buffer_is_binary`` in git's
+#: xdiff-interface.c). The Hub also stores binary files with LFS, so their mode is always asked too.
+BINARY_PROBE = 8000
 log = logging.getLogger(__name__)
 
 
@@ -130,6 +137,7 @@ class HubRepo:
         self.private: bool | None = None
         self.local = False  # a Hub repo (see labelhub.repos.DatasetRepo)
         self._resolve_prefix = ("", "")  # (sha, hf_hub_url of the commit's root), see file_url
+        self._regular_paths: set[str] = set()  # paths the Hub's preupload answered "regular" for, see commit
 
     def __repr__(self) -> str:  # never shows the token
         return f"HubRepo({self.repo_id!r}, endpoint={self.endpoint!r})"
@@ -205,7 +213,9 @@ class HubRepo:
 
         The Hub refuses it with 412 when ``parent_commit`` is no longer the branch head
         (https://huggingface.co/docs/huggingface_hub/package_reference/hf_api#huggingface_hub.HfApi.create_commit).
-        Operations are built here on every call: a commit consumes them.
+        Operations are built here on every call: a commit consumes them. Hub calls: ``validate-yaml`` when
+        ``README.md`` is among ``files``, ``preupload`` unless this process already knows every path's upload
+        mode (:meth:`_reuse_upload_modes`), then ``commit``: three for a repo's first export, two after.
 
         Returns:
             The new commit's sha.
@@ -216,19 +226,60 @@ class HubRepo:
             AmbiguousCommit: no answer; the commit may have landed (look for it with :meth:`find_commit`).
             HubError: any other failure.
         """
-        operations = [CommitOperationAdd(path_in_repo=path, path_or_fileobj=data) for path, data in files.items()]
+        reused = self._reuse_upload_modes(operations := self._operations(files))
         try:
-            with hub_errors(self.endpoint):
-                info = self.api.create_commit(self.repo_id, operations, commit_message=message,
-                                              commit_description=description, repo_type=REPO_TYPE,
-                                              revision=revision, parent_commit=parent_commit)
+            try:
+                with hub_errors(self.endpoint):
+                    info = self.api.create_commit(self.repo_id, operations, commit_message=message,
+                                                  commit_description=description, repo_type=REPO_TYPE,
+                                                  revision=revision, parent_commit=parent_commit)
+            except HubError as exc:
+                if not (reused and exc.status in (400, 422)):
+                    raise
+                # the Hub wants another mode for a path than last time (a new .gitattributes rule): ask it
+                log.info("the Hub refused the remembered upload modes of %s; asking it again", self.repo_id)
+                self._regular_paths.clear()
+                with hub_errors(self.endpoint):
+                    info = self.api.create_commit(self.repo_id, operations := self._operations(files),
+                                                  commit_message=message, commit_description=description,
+                                                  repo_type=REPO_TYPE, revision=revision,
+                                                  parent_commit=parent_commit)
         except HubUnreachable as exc:
             raise AmbiguousCommit(str(exc)) from None
         except HubError as exc:
             if exc.status in (409, 412):
                 raise CommitConflict(str(exc)) from None
             raise
+        finally:
+            self._regular_paths.update(op.path_in_repo for op in operations
+                                       if op._upload_mode == "regular" and not op._should_ignore)
         return info.oid
+
+    @staticmethod
+    def _operations(files: dict[str, bytes]) -> list[CommitOperationAdd]:
+        return [CommitOperationAdd(path_in_repo=path, path_or_fileobj=data) for path, data in files.items()]
+
+    def _reuse_upload_modes(self, operations: list[CommitOperationAdd]) -> bool:
+        """Give each operation the upload mode the Hub answered for its path at an earlier commit of this
+        process, so that ``create_commit`` skips its ``preupload`` call when every mode is known; ``True``
+        when all were.
+
+        huggingface_hub asks ``preupload`` only for operations whose ``_upload_mode`` is unset (its
+        ``HfApi.preupload_lfs_files`` sets them the same way for a later ``create_commit``). A mode is reused
+        only for "regular" (inline) files that stay small and text (:data:`REGULAR_SIZE_LIMIT`,
+        :data:`BINARY_PROBE`): the Hub's other reason to want LFS is a ``.gitattributes`` rule, and a commit
+        the Hub refuses for it is sent again after asking (see :meth:`commit`). These attributes are
+        private to huggingface_hub 2.x (pinned in ``pyproject.toml``); ``tests/test_sync_export_calls.py``
+        fails if a release stops honouring them.
+        """
+        known = 0
+        for op in operations:
+            data = op.path_or_fileobj
+            if (op.path_in_repo in self._regular_paths and isinstance(data, bytes)
+                    and 0 < len(data) < REGULAR_SIZE_LIMIT and b"\0" not in data[:BINARY_PROBE]):
+                op._upload_mode, op._should_ignore = "regular", False
+                known += 1
+        return known == len(operations)
 
     def find_commit(self, marker: str, revision: str = "main", depth: int = 50) -> str | None:
         """The sha of the newest of the last ``depth`` commits of ``revision`` whose message
