@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -165,16 +166,16 @@ def test_cli_errors_are_one_clear_line_without_traceback_or_token(label_studio, 
                                                       *state],
         "Invalid value for '--project'": ["sync", "--repo", str(repo), "--project", "x", *state],
     }
-    for expected, args in cases.items():
-        result = run_labelhub(*args, env=env)
+    runs = [(args, env) for args in cases.values()] + [
+        (["sync", "--repo", "labelhub/x", "--project", "1", *state], {**env, "HF_ENDPOINT": "http://127.0.0.1:9"}),
+        ([*cases["not found"][:4], str(project.id), *state], {**env, "LABEL_STUDIO_API_KEY": "wrong-key-123456789"})]
+    with ThreadPoolExecutor(4) as pool:  # each run is mostly the interpreter's start: run them side by side
+        *results, unreachable, wrong_key = pool.map(lambda run: run_labelhub(*run[0], env=run[1]), runs)
+    for expected, result in zip(cases, results):
         assert result.returncode != 0, expected
         assert expected in result.stderr, (expected, result.stderr)
         assert "Traceback" not in result.stderr and label_studio.personal_token not in result.stderr
-    unreachable = run_labelhub("sync", "--repo", "labelhub/x", "--project", "1", *state,
-                               env={**env, "HF_ENDPOINT": "http://127.0.0.1:9"})
     assert unreachable.returncode != 0 and "cannot reach the Hub at http://127.0.0.1:9" in unreachable.stderr
     assert HUB_TOKEN not in unreachable.stderr
-    wrong_key = run_labelhub(*cases["not found"][:4], str(project.id), *state,
-                             env={**env, "LABEL_STUDIO_API_KEY": "wrong-key-123456789"})
     assert wrong_key.returncode != 0 and "refused LABEL_STUDIO_API_KEY" in wrong_key.stderr
     assert "wrong-key-123456789" not in wrong_key.stderr
