@@ -57,13 +57,13 @@ def interpolate(value, env: dict[str, str]):
 
 
 def labelhub_env_vars() -> set[str]:
-    """Every environment variable ``labelhub backend`` and ``labelhub sync`` read (click envvars and the
-    backend's settings object)."""
+    """Every environment variable ``labelhub backend``, ``labelhub sync`` and ``labelhub worker`` read (click
+    envvars and the backend's settings object)."""
     from labelhub.backend.settings import Settings
     from labelhub.cli import main
 
     names = set(Settings.ENV.values())
-    for command in ("sync", "backend"):
+    for command in ("sync", "backend", "worker"):
         for param in main.commands[command].params:
             envvar = getattr(param, "envvar", None)
             names.update([envvar] if isinstance(envvar, str) else envvar or [])
@@ -94,9 +94,11 @@ def test_compose_file_parses_and_every_variable_is_documented_in_env_example():
 
 def test_compose_services_use_label_studio_1_23_2_and_the_labelhub_image():
     services = COMPOSE["services"]
-    assert set(services) == {"label-studio", "backend", "sync"}
+    assert set(services) == {"label-studio", "backend", "sync", "redis", "worker"}
     assert services["label-studio"]["image"] == f"heartexlabs/label-studio:{labelstudio_server.LS_VERSION}"
-    for name in ("backend", "sync"):
+    assert services["redis"]["profiles"] == services["worker"]["profiles"] == ["scale"]  # only when asked for
+    assert "--appendonly" in services["redis"]["command"]  # the queue and the models survive a Redis restart
+    for name in ("backend", "sync", "worker"):
         assert services[name]["build"] == "."
         assert services[name]["image"].startswith("labelhub:")
         assert services[name]["command"] == [name]
@@ -106,7 +108,7 @@ def test_compose_services_use_label_studio_1_23_2_and_the_labelhub_image():
 
 def test_labelhub_services_set_only_variables_the_commands_read():
     known = labelhub_env_vars() | set(EXTERNAL)
-    for name in ("backend", "sync"):
+    for name in ("backend", "sync", "worker"):
         env = COMPOSE["services"][name]["environment"]
         assert set(env) - known == set(), f"{name}: variables no LabelHub command reads"
     assert set(image_env()) - known - {"PYTHONDONTWRITEBYTECODE", "PYTHONUNBUFFERED", "PIP_NO_CACHE_DIR",
@@ -118,7 +120,7 @@ def test_label_studio_gets_token_legacy_api_and_local_network_settings_it_reads(
     assert env["LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN"] == "true"
     assert env["ML_BLOCK_LOCAL_IP"] == "false" and env["SSRF_PROTECTION_ENABLED"] == "false"
     assert env["LABEL_STUDIO_USER_TOKEN"] == "${LABEL_STUDIO_API_KEY:?set LABEL_STUDIO_API_KEY in .env}"
-    for name in ("backend", "sync"):
+    for name in ("backend", "sync", "worker"):
         assert COMPOSE["services"][name]["environment"]["LABEL_STUDIO_API_KEY"] == env["LABEL_STUDIO_USER_TOKEN"]
     site = labelstudio_server.venv_dir() / "lib"
     sources = list(site.glob("python3*/site-packages/label_studio"))
