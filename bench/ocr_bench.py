@@ -116,7 +116,7 @@ def main() -> int:
     parser.add_argument("--engine", default="auto",
                         help="auto, rapidocr, rapidocr-onnxruntime, or all (each installed engine)")
     parser.add_argument("--threads", type=int, default=1,
-                        help="ONNX Runtime threads (default 1, the backend's LABELHUB_TORCH_THREADS default)")
+                        help="ONNX Runtime threads (default 1; the backend's LABELHUB_TORCH_THREADS default is 2)")
     args = parser.parse_args()
 
     if not PDF.exists():
