@@ -1,4 +1,5 @@
-"""Benchmark of the sync daemon (not a test): ``python bench/sync_bench.py [--files 10000]``.
+"""Benchmark of the sync daemon (not a test): ``python bench/sync_bench.py [--files 10000] [--rounds 7]
+[--only-files]``.
 
 Starts a private Label Studio (from the migrated template of ``tests.labelstudio``) and the Hub test
 server with ``--files`` real Fashion-MNIST images, then prints:
@@ -6,7 +7,10 @@ server with ``--files`` real Fashion-MNIST images, then prints:
 - files → tasks: one ``FileImporter.run()`` over the repo into a new project with a new state, against the
   baseline of one raw Label Studio import call of the same task payloads into a new project (the mean of one
   before and one after ours), and their ratio; ``--rounds`` times, interleaved (raw, ours, raw, ours, ..., raw),
-  since the machine's load moves Label Studio's time by tens of percent: every round's ratio and their median;
+  since the machine's load moves Label Studio's time by tens of percent: every round's ratio and their median
+  (both sides send the same payloads; the raw call goes through the SDK's ``projects.import_tasks``, which copies
+  every payload through its ``jsonable_encoder`` first; ours encodes the JSON itself, the next batch's while a call
+  runs: :meth:`labelhub.sync.labelstudio.project.LabelStudioProject.prepare_import`);
 - a no-op poll (the head did not move): how many Hub and Label Studio calls it costs;
 - one export of ``--annotations`` annotations, the first of its state (after an import cycle, as in the
   daemon) and the next one: their Hub and Label Studio calls (and those of the reconciliation that read them);
@@ -74,9 +78,11 @@ def main() -> None:
     parser.add_argument("--files", type=int, default=10_000)
     parser.add_argument("--annotations", type=int, default=1_000)
     parser.add_argument("--csv-rows", type=int, default=100_000)
-    parser.add_argument("--rounds", type=int, default=3, help="files → tasks rounds (ours and raw interleaved)")
+    parser.add_argument("--rounds", type=int, default=7, help="files → tasks rounds (ours and raw interleaved)")
+    parser.add_argument("--only-files", action="store_true", help="only the files → tasks rounds and the no-op poll")
     args = parser.parse_args()
-    bench_csv(args.csv_rows)
+    if not args.only_files:
+        bench_csv(args.csv_rows)
     ensure_template()
     with tempfile.TemporaryDirectory() as tmp, \
             LabelStudioServer(Path(tmp) / "ls") as ls, \
@@ -125,6 +131,8 @@ def main() -> None:
               f"{' '.join(f'{r:.2f}' for r in ratios)}, median {statistics.median(ratios):.2f}")
         print(f"no-op poll: {len(hub.calls)} Hub call(s) {[c[0] + ' ' + c[1] for c in hub.calls]}, "
               f"{CountingProject.calls} Label Studio call(s), {poll_ms:.0f} ms")
+        if args.only_files:
+            return
         bench_export(ls, hub, Path(tmp), args.annotations)
         bench_latency(ls, Path(tmp))
 

@@ -25,7 +25,7 @@ kept (``tasks``, ``pending_imports``, ``label_import_tasks``, ``label_import_pen
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Protocol
@@ -112,8 +112,12 @@ class Item:
 class TaskImporter(Protocol):
     """What the ledger needs from Label Studio (:class:`labelhub.sync.labelstudio.project.LabelStudioProject`)."""
 
-    def import_tasks(self, tasks: list[dict]) -> list[int]:
-        """Create ``tasks`` with one call; return their ids in order."""
+    def prepare_import(self, tasks: list[dict]) -> Sequence[dict]:
+        """Ready ``tasks`` for :meth:`import_tasks` (e.g. encode the request body) in the ledger's thread, while the
+        previous call is in flight; return what :meth:`import_tasks` takes (the same tasks, in order)."""
+
+    def import_tasks(self, tasks: Sequence[dict]) -> list[int]:
+        """Create ``tasks`` (as :meth:`prepare_import` returned them) with one call; return their ids in order."""
 
 
 def migrate(db: sqlite3.Connection) -> None:
@@ -319,12 +323,15 @@ class ImportLedger:
         Raises:
             labelhub.errors.LabelStudioError: Label Studio refused a call; the batches before it are
                 recorded, the failed one and the next one stay pending (and are recovered by the next run).
+            ValueError: a batch's payloads cannot be encoded (:meth:`TaskImporter.prepare_import`); that batch is
+                not begun, the call in flight finishes and its batch stays pending (recovered by the next run).
 
         One call is in flight at a time, in a worker thread. While it runs, the next batch's payloads are built
-        (file URLs, texts, metadata) and recorded as pending; the next call starts as soon as it returns, and its
-        batch is recorded while the next call runs, so Label Studio waits for no state write. The protocol per
-        batch is unchanged (pending before its call, recorded after); at most two batches are pending at once,
-        and the next batch's ``after_task_id`` (the largest id *recorded*) is below the ids of both.
+        (file URLs, texts, metadata), readied (:meth:`TaskImporter.prepare_import`: its request body encoded) and
+        recorded as pending; the next call starts as soon as it returns, and its batch is recorded while the next
+        call runs, so Label Studio waits for no state write and no encoding. The protocol per batch is unchanged
+        (pending before its call, recorded after); at most two batches are pending at once, and the next batch's
+        ``after_task_id`` (the largest id *recorded*) is below the ids of both.
         """
         created = 0
         batches = _batches(items, batch_size, max_batch_bytes, first_batch_size)
@@ -332,13 +339,14 @@ class ImportLedger:
         with tqdm(total=total, desc=desc, unit=" tasks", leave=False) as bar, \
                 ThreadPoolExecutor(max_workers=1, thread_name_prefix="labelhub-import") as caller:
             while True:
-                batch = next(batches, [])  # built while the previous call is in flight
+                batch = next(batches, [])  # built (and its request encoded) while the previous call is in flight
                 if batch:
+                    tasks = project.prepare_import([item.payload for item in batch])
                     self.begin([item.key for item in batch], self.max_task_id())
                 done, ids = in_flight, in_flight[1].result() if in_flight else []  # a call's error is raised here
                 in_flight = None
                 if batch:
-                    in_flight = (batch, caller.submit(project.import_tasks, [item.payload for item in batch]))
+                    in_flight = (batch, caller.submit(project.import_tasks, tasks))
                 if done:
                     self.record(Entry(item.key, task_id, item.revision, item.aliases, item.blob_id)
                                 for item, task_id in zip(done[0], ids))

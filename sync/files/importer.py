@@ -12,8 +12,10 @@ One cycle (:meth:`FileImporter.run`), through the crash-safe import ledger (:mod
    first page is fetched meanwhile.
 3. List the files at that sha, keep those matching the globs, and import the files that have no
    task, in batches (``--batch-size``; the first call :data:`FIRST_BATCH` at most): each batch is recorded as
-   pending, imported with one Label Studio call, then recorded with its task ids. The import starts as the listing's first
-   page arrives; a file whose blob some task already shows waits for the whole listing (it may be a move).
+   pending, imported with one Label Studio call, then recorded with its task ids; the next batch is built, its
+   request encoded and recorded as pending while a call runs (:meth:`labelhub.sync.ledger.ImportLedger.import_items`).
+   The import starts as the listing's first page arrives; a file whose blob some task already shows waits for the
+   whole listing (it may be a move).
 4. Tasks follow their files (:func:`match_moves`): a file whose content changed (another git blob id at the
    same path) keeps its task, which now shows the new commit (its URL and ``hf_revision``) and keeps its
    annotations; a file renamed or moved (the same blob id at a new path in the same commit) keeps its task
@@ -45,9 +47,12 @@ log = logging.getLogger(__name__)
 #: asks Label Studio for the tasks it already has (when it does: an empty ledger, or keys left pending).
 LISTING_PAGE = 1000
 #: Tasks of a cycle's first import call, at most: two listing pages, so Label Studio works on them while the next
-#: pages are listed (a page costs us 25 to 70 ms, Label Studio 0.3 to 0.55 ms a task; measured on 2 busy cores).
-#: Every call costs Label Studio about 0.1 s besides its tasks, so the next calls are as big as ``batch_size``
-#: allows: two calls for 10,000 files.
+#: pages are listed (a page costs us 25 to 70 ms, Label Studio 0.25 to 0.55 ms a task; measured on 2 busy cores).
+#: Every call costs Label Studio about 0.1 s besides its tasks (10 calls of 1,000 tasks: 0.96 s more than one of
+#: 10,000), so the next calls are as big as ``batch_size`` allows: two calls for 10,000 files. The split is worth
+#: its 0.1 s: one call would wait for the whole listing (0.3 to 0.7 s for 10 pages), and the first tasks show in
+#: Label Studio after 2,000 files' import rather than 10,000's. Smaller (one page) and Label Studio is done before
+#: the other nine pages are listed and waits; larger and it starts later (``bench/sync_bench.py``).
 FIRST_BATCH = 2000
 
 

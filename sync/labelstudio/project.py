@@ -4,6 +4,9 @@ The API key may be a legacy token (``Authorization: Token ...``, off by default 
 1.23 unless ``LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN=true``) or a personal access token (a JWT refresh
 token that the SDK exchanges for short-lived access tokens by itself). Errors are turned into
 :class:`labelhub.errors.LabelHubError` subclasses whose messages carry the status and the reason, never the key.
+
+Import calls send JSON encoded here (:func:`encode_tasks`, :class:`EncodedTasks`) through the SDK's HTTP client:
+the SDK's own method copies every payload through its encoder first, about 0.26 s for 10,000 file tasks.
 """
 from __future__ import annotations
 
@@ -14,11 +17,51 @@ from datetime import datetime
 import httpx
 from label_studio_sdk import LabelStudio
 from label_studio_sdk.core.api_error import ApiError
+from label_studio_sdk.core.jsonable_encoder import jsonable_encoder
 
 from labelhub.errors import LabelStudioError, ProjectNotFound
 
 #: Page size when listing tasks (Label Studio accepts large pages; 1,000 keeps answers small).
 PAGE_SIZE = 1000
+
+
+def encode_tasks(tasks: Sequence[dict]) -> bytes:
+    """The body of an import call: ``tasks`` as UTF-8 JSON, exactly as httpx encodes ``json=`` (compact, non-ASCII
+    kept, NaN refused); a value JSON has no type for (a date, a pydantic model) is encoded by the SDK's
+    ``jsonable_encoder``, as the SDK's own methods do.
+
+    Args:
+        tasks: Label Studio task payloads (https://labelstud.io/guide/task_format).
+
+    Returns:
+        The request body.
+
+    Raises:
+        ValueError: a float is NaN or infinite, or a value neither JSON nor the SDK's encoder can encode (a numpy
+            integer: the SDK refuses it too).
+    """
+    return json.dumps(list(tasks), ensure_ascii=False, separators=(",", ":"), allow_nan=False,
+                      default=jsonable_encoder).encode("utf-8")
+
+
+class EncodedTasks(list):
+    """Task payloads with their import call's body already encoded (:meth:`LabelStudioProject.prepare_import`): a
+    list of the payloads, as :meth:`LabelStudioProject.import_tasks` takes, whose :attr:`body` the call sends as it
+    is.
+
+    Args:
+        tasks: The payloads.
+
+    Attributes:
+        body: :func:`encode_tasks` of ``tasks``.
+
+    Raises:
+        ValueError: as :func:`encode_tasks`.
+    """
+
+    def __init__(self, tasks: Sequence[dict]):
+        super().__init__(tasks)
+        self.body = encode_tasks(self)
 
 
 def _filters(*items: dict) -> str:
@@ -72,18 +115,64 @@ class LabelStudioProject:
         except httpx.HTTPError as exc:
             raise LabelStudioError(f"cannot reach Label Studio at {self.url}: {type(exc).__name__}: {exc}") from None
 
+    def prepare_import(self, tasks: Sequence[dict]) -> EncodedTasks:
+        """``tasks`` with their import call's body encoded now (:class:`EncodedTasks`), so that
+        :meth:`import_tasks` only sends it: the import ledger encodes the next batch while a call is in flight
+        (JSON of 10,000 file tasks: about 50 ms that Label Studio would otherwise wait for between two calls).
+
+        Raises:
+            ValueError: as :func:`encode_tasks`.
+        """
+        return EncodedTasks(tasks)
+
     def import_tasks(self, tasks: Sequence[dict]) -> list[int]:
         """Import ``tasks`` (``[{"data": {...}}, ...]``) in one call; return their ids in order.
 
         Label Studio's import is one database transaction: all tasks are created or none.
         https://api.labelstud.io/api-reference/api-reference/projects/import-tasks
+
+        The request body is :func:`encode_tasks`' (the JSON httpx would send), through the SDK's own HTTP client (its
+        base URL, auth headers, timeout and retries): the SDK's ``projects.import_tasks`` first copies every payload
+        through its ``jsonable_encoder``, 26 µs a task (0.26 s for 10,000, Label Studio idle meanwhile).
+
+        Args:
+            tasks: The payloads (JSON types; anything else is encoded as the SDK would), or the
+                :class:`EncodedTasks` of :meth:`prepare_import` (its body is sent as it is).
+
+        Returns:
+            The created tasks' ids, in the order of ``tasks``.
+
+        Raises:
+            ProjectNotFound: the project is gone.
+            LabelStudioError: Label Studio refused the call (the status and its answer in the message), cannot be
+                reached, or created another number of tasks than sent.
         """
-        answer = self.call(self.client.projects.import_tasks, self.project_id, request=list(tasks),
-                           return_task_ids=True)
-        ids = list(answer.task_ids or [])
+        body = tasks.body if isinstance(tasks, EncodedTasks) else encode_tasks(tasks)
+        answer = self.call(self._post_json, f"api/projects/{self.project_id}/import", body,
+                           params={"return_task_ids": True})
+        ids = list(answer.get("task_ids") or [])
         if len(ids) != len(tasks):
             raise LabelStudioError(f"Label Studio created {len(ids)} tasks for {len(tasks)} sent")
         return ids
+
+    def _post_json(self, path: str, body: bytes, params: dict | None = None) -> dict:
+        """POST a JSON ``body`` to ``path`` (under the base URL) with the SDK's HTTP client; its answer's JSON.
+
+        Raises:
+            label_studio_sdk.core.api_error.ApiError: a status outside 2xx (as the SDK's methods raise it).
+            httpx.HTTPError: the call failed.
+        """
+        # The SDK's client wrapper (a private attribute of label-studio-sdk 2.1, which pyproject.toml pins) adds the
+        # base URL, the auth header (exchanging a personal access token), the timeout and the SDK's retries.
+        response = self.client._client_wrapper.httpx_client.request(
+            path, method="POST", params=params, content=body, headers={"content-type": "application/json"})
+        try:
+            answer = response.json()
+        except ValueError:
+            answer = response.text
+        if not 200 <= response.status_code < 300:
+            raise ApiError(status_code=response.status_code, headers=dict(response.headers), body=answer)
+        return answer if isinstance(answer, dict) else {}
 
     def task_data(self, after_task_id: int = 0, **where: str | None) -> list[tuple[int, dict]]:
         """``[(task_id, data)]`` of this project's tasks with an id above ``after_task_id`` whose data
