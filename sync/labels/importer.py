@@ -195,11 +195,12 @@ class LabelImporter:
             if task_id is None:
                 continue
             result = build_result(t, self.labels)
+            once = {"max_retries": 0}  # never sent twice: a retried create after a lost answer lands twice
             if result and self.target == "predictions":
                 self.project.call(client.predictions.create, task=task_id, result=result,
-                                  model_version=self.model_version)
+                                  model_version=self.model_version, request_options=once)
             elif result:
-                self.project.call(client.annotations.create, task_id, result=result)
+                self.project.call(client.annotations.create, task_id, result=result, request_options=once)
             self.ledger.record([Entry(t.url, task_id)])
             report.labelled_sync_tasks += 1
             report.regions += len(t.regions)

@@ -132,7 +132,7 @@ class LabelStudioProject:
         https://api.labelstud.io/api-reference/api-reference/projects/import-tasks
 
         The request body is :func:`encode_tasks`' (the JSON httpx would send), through the SDK's own HTTP client (its
-        base URL, auth headers, timeout and retries): the SDK's ``projects.import_tasks`` first copies every payload
+        base URL, auth headers and timeout; no retry, see :meth:`_post_json`): the SDK's ``projects.import_tasks`` first copies every payload
         through its ``jsonable_encoder``, 26 µs a task (0.26 s for 10,000, Label Studio idle meanwhile).
 
         Args:
@@ -163,9 +163,12 @@ class LabelStudioProject:
             httpx.HTTPError: the call failed.
         """
         # The SDK's client wrapper (a private attribute of label-studio-sdk 2.1, which pyproject.toml pins) adds the
-        # base URL, the auth header (exchanging a personal access token), the timeout and the SDK's retries.
+        # base URL, the auth header (exchanging a personal access token) and the timeout. Never its retries: it
+        # would send the POST again after a dropped answer or a 5xx, and an import that had landed would create
+        # every task twice; the import ledger recovers a lost answer instead (labelhub.sync.ledger).
         response = self.client._client_wrapper.httpx_client.request(
-            path, method="POST", params=params, content=body, headers={"content-type": "application/json"})
+            path, method="POST", params=params, content=body, headers={"content-type": "application/json"},
+            request_options={"max_retries": 0})
         try:
             answer = response.json()
         except ValueError:
