@@ -8,9 +8,10 @@ server with ``--files`` real Fashion-MNIST images, then prints:
   baseline of one raw Label Studio import call of the same task payloads into a new project (the mean of one
   before and one after ours), and their ratio; ``--rounds`` times, interleaved (raw, ours, raw, ours, ..., raw),
   since the machine's load moves Label Studio's time by tens of percent: every round's ratio and their median
-  (both sides send the same payloads; the raw call goes through the SDK's ``projects.import_tasks``, which copies
-  every payload through its ``jsonable_encoder`` first; ours encodes the JSON itself, the next batch's while a call
-  runs: :meth:`labelhub.sync.labelstudio.project.LabelStudioProject.prepare_import`);
+  (both sides send the same payloads; the raw call is one ``requests.post`` of the payloads as JSON to
+  ``/api/projects/<id>/import``, what glue code would send, timed with its encoding; ours lists the repo, builds
+  the payloads, keeps the ledger and encodes the JSON itself, the next batch's while a call runs:
+  :meth:`labelhub.sync.labelstudio.project.LabelStudioProject.prepare_import`);
 - a no-op poll (the head did not move): how many Hub and Label Studio calls it costs;
 - one export of ``--annotations`` annotations, the first of its state (after an import cycle, as in the
   daemon) and the next one: their Hub and Label Studio calls (and those of the reconciliation that read them);
@@ -41,6 +42,7 @@ os.environ.update(HF_ENDPOINT=f"http://127.0.0.1:{HUB_PORT}", HF_HUB_DISABLE_XET
                   HF_HUB_DISABLE_TELEMETRY="1", HF_HUB_DISABLE_PROGRESS_BARS="1", TQDM_DISABLE="1")
 
 import pandas as pd  # noqa: E402
+import requests  # noqa: E402
 
 from labelhub.sync.versions.exporter import Exporter, build_csv  # noqa: E402
 from labelhub.repos.hub import HubRepo  # noqa: E402
@@ -104,7 +106,9 @@ def main() -> None:
             database grows, so each round's baseline is the mean of one call before and one after ours)."""
             raw = client.projects.create(title="raw", label_config=CONFIG)
             t0 = time.perf_counter()
-            client.projects.import_tasks(raw.id, request=payloads, return_task_ids=True)
+            answer = requests.post(f"{ls.url}/api/projects/{raw.id}/import", params={"return_task_ids": "true"},
+                                   json=payloads, headers={"Authorization": f"Token {ls.api_key}"}, timeout=600)
+            answer.raise_for_status()
             return time.perf_counter() - t0
 
         raws, ours_times = [raw_import()], []
