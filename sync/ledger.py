@@ -295,8 +295,10 @@ class ImportLedger:
         known = self.known()
         entries = [entry for key, entry in found.items()
                    if key not in known and (wanted is None or key in wanted)]
-        self.record(entries)
-        self.clear_pending()
+        if entries:  # no empty transactions: each commit is an fsync (synchronous=FULL)
+            self.record(entries)
+        if pending:
+            self.clear_pending()
         return len(entries)
 
     def import_items(self, project: TaskImporter, items: Iterable[Item], total: int | None, batch_size: int = 1000,
