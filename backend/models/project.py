@@ -266,7 +266,8 @@ class ProjectModel(LabelStudioMLBase):
         return value
 
     def load_inputs(self, tasks: Sequence[dict], control: ControlSpec) -> list[TaskInput | MediaError]:
-        """Load each task's object for ``control`` (images fetched in parallel through the worker's fetcher).
+        """Load each task's object for ``control`` (images fetched in parallel through the worker's fetcher, unless
+        at most one is fetched: ``data:`` URIs are decoded in this thread).
 
         Args:
             tasks: Label Studio tasks.
@@ -283,8 +284,12 @@ class ProjectModel(LabelStudioMLBase):
             except MediaError as exc:
                 return exc
 
+        def fetched(task: dict) -> bool:  # a data: URI is decoded in place: no wait a thread would overlap
+            value = (task.get("data") or {}).get(control.value_key)
+            return not (isinstance(value, str) and value.startswith("data:"))
+
         remote = control.object_tag == "Image" or control.text_is_url
-        if remote and len(tasks) > 1:
+        if remote and sum(map(fetched, tasks)) > 1:
             with ThreadPoolExecutor(max_workers=min(8, len(tasks))) as pool:
                 return list(pool.map(one, tasks))
         return [one(task) for task in tasks]
