@@ -266,8 +266,7 @@ class OnnxEfficientNetLiteEmbedder(Embedder):
         if self._runs is None or len(items) < 2:
             return super().embed(items)
         parts = [p for p in np.array_split(np.arange(len(items)), self.parallel) if len(p)]
-        return np.concatenate(list(self._runs.map(lambda idx: super(OnnxEfficientNetLiteEmbedder, self).embed(
-            [items[i] for i in idx]), parts)))
+        return np.concatenate(list(self._runs.map(lambda idx: Embedder.embed(self, [items[i] for i in idx]), parts)))
 
     def _embed(self, items: list) -> np.ndarray:
         from PIL import Image

@@ -75,10 +75,10 @@ class Settings:
             (``LABELHUB_IMAGE_EMBEDDER``, ``LABELHUB_TEXT_EMBEDDER``); see :mod:`labelhub.backend.embedders`.
         image_size: Side in pixels images are resized to before the CNN (``LABELHUB_IMAGE_SIZE``).
         torch_threads: Threads of ONNX Runtime (and torch, for a transformers model) per worker
-            (``LABELHUB_TORCH_THREADS``, default 2; 0: the runtime's default, one per core). Two let a lone
-            request, such as Label Studio's "Retrieve predictions", use two cores (0.49 → 0.69 of the bare
-            embedder's images/s in ``bench/retrieve_bench.py``), while concurrent requests share the cores
-            without spinning (0.89 → 0.84 with two clients).
+            (``LABELHUB_TORCH_THREADS``, default 2; 0: one per core). Two let a lone request, such as Label
+            Studio's "Retrieve predictions", use two cores: the image embedder runs a call's parts as two
+            side-by-side runs (see :mod:`labelhub.backend.embedders`). ``bench/retrieve_bench.py``: ``/predict``
+            at 0.83 of the bare embedder's images/s with one client, 0.85 with two; 0.48 with one thread.
         media_timeout: Seconds to wait for one media file (``LABELHUB_MEDIA_TIMEOUT``).
         media_max_bytes: Largest media file accepted (``LABELHUB_MEDIA_MAX_BYTES``).
         media_cache_bytes: Size of each worker's in-memory media cache (``LABELHUB_MEDIA_CACHE_BYTES``).
