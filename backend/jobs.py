@@ -69,6 +69,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Protocol, S
 from labelhub.backend.model import normalize_predictions
 from labelhub.backend.state import atomic_write_json
 from labelhub.errors import ConfigurationError, LabelHubError, LabelStudioError, NotFoundError, ProjectNotFound
+from labelhub.retry import NO_SDK_RETRY
 
 if TYPE_CHECKING:  # pragma: no cover
     from labelhub.backend.metrics import Metrics
@@ -301,7 +302,7 @@ class LabelStudioClient:
         """
         answer = self._call(f"import of {len(predictions)} predictions into project {project_id}",
                             lambda: self._client.projects.import_predictions(
-                                id=project_id, request=list(predictions), request_options={"max_retries": 0}))
+                                id=project_id, request=list(predictions), request_options=NO_SDK_RETRY))
         return int(getattr(answer, "created", 0) or 0)
 
     def delete_predictions(self, project_id: int, model_version: str, prediction_ids: Sequence[int] | None = None
@@ -327,7 +328,7 @@ class LabelStudioClient:
                 # not in label-studio-sdk 2.1: through its HTTP client, which carries the key
                 answer = self._client._client_wrapper.httpx_client.request(
                     f"api/projects/{int(project_id)}/model-versions/", method="DELETE",
-                    json={"model_version": model_version}, request_options={"max_retries": 0})
+                    json={"model_version": model_version}, request_options=NO_SDK_RETRY)
                 if answer.status_code >= 300:
                     from label_studio_sdk.core.api_error import ApiError
 
@@ -338,7 +339,7 @@ class LabelStudioClient:
         for prediction_id in prediction_ids:
             try:
                 self._call(f"prediction {prediction_id}", lambda: self._client.predictions.delete(
-                    id=prediction_id, request_options={"max_retries": 0}))
+                    id=prediction_id, request_options=NO_SDK_RETRY))
             except ProjectNotFound:
                 pass
 

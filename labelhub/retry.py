@@ -1,4 +1,5 @@
-"""Retries of Hub calls that failed for a moment (429, 5xx, no answer), on ``tenacity``.
+"""Retries of Hub calls that failed for a moment (429, 5xx, no answer), on ``tenacity``; and the one rule for
+Label Studio writes: never retried by its SDK (:data:`NO_SDK_RETRY`).
 
 The wait honours the Hub's ``Retry-After`` (seconds, carried by :class:`labelhub.errors.TransientHubError`
 as ``retry_after``) and is otherwise exponential: 2, 4, 8, ... seconds, at most 60. What to do about a 412
@@ -15,11 +16,16 @@ from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_aft
 
 from labelhub.errors import AmbiguousCommit, TransientHubError
 
-__all__ = ["MAX_WAIT", "retry_after_or_backoff", "hub_retrying"]
+__all__ = ["MAX_WAIT", "NO_SDK_RETRY", "retry_after_or_backoff", "hub_retrying"]
 
 log = logging.getLogger(__name__)
 #: The longest wait between two attempts, in seconds.
 MAX_WAIT = 60.0
+#: ``request_options`` of every label-studio-sdk call that creates something (tasks, annotations, predictions):
+#: the SDK's client would send the POST again after a dropped answer, a 5xx, 408, 409 or 429
+#: (``label_studio_sdk/core/http_client.py``), and a create that had landed would land twice. The callers find
+#: out what landed instead (the sync's import ledger, the backend's prediction jobs).
+NO_SDK_RETRY = {"max_retries": 0}
 
 
 def retry_after_or_backoff(state: RetryCallState) -> float:

@@ -226,34 +226,34 @@ class HubRepo:
             AmbiguousCommit: no answer; the commit may have landed (look for it with :meth:`find_commit`).
             HubError: any other failure.
         """
-        reused = self._reuse_upload_modes(operations := self._operations(files))
-        try:
+        def create_commit(operations: list[CommitOperationAdd]) -> str:
             try:
                 with hub_errors(self.endpoint):
-                    info = self.api.create_commit(self.repo_id, operations, commit_message=message,
+                    return self.api.create_commit(self.repo_id, operations, commit_message=message,
                                                   commit_description=description, repo_type=REPO_TYPE,
-                                                  revision=revision, parent_commit=parent_commit)
+                                                  revision=revision, parent_commit=parent_commit).oid
+            finally:
+                self._regular_paths.update(op.path_in_repo for op in operations
+                                           if op._upload_mode == "regular" and not op._should_ignore)
+
+        operations = self._operations(files)
+        reused = self._reuse_upload_modes(operations)
+        try:
+            try:
+                return create_commit(operations)
             except HubError as exc:
                 if not (reused and exc.status in (400, 422)):
                     raise
                 # the Hub wants another mode for a path than last time (a new .gitattributes rule): ask it
                 log.info("the Hub refused the remembered upload modes of %s; asking it again", self.repo_id)
                 self._regular_paths.clear()
-                with hub_errors(self.endpoint):
-                    info = self.api.create_commit(self.repo_id, operations := self._operations(files),
-                                                  commit_message=message, commit_description=description,
-                                                  repo_type=REPO_TYPE, revision=revision,
-                                                  parent_commit=parent_commit)
+                return create_commit(self._operations(files))
         except HubUnreachable as exc:
             raise AmbiguousCommit(str(exc)) from None
         except HubError as exc:
             if exc.status in (409, 412):
                 raise CommitConflict(str(exc)) from None
             raise
-        finally:
-            self._regular_paths.update(op.path_in_repo for op in operations
-                                       if op._upload_mode == "regular" and not op._should_ignore)
-        return info.oid
 
     @staticmethod
     def _operations(files: dict[str, bytes]) -> list[CommitOperationAdd]:

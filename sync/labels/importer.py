@@ -22,6 +22,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from labelhub.retry import NO_SDK_RETRY
 from labelhub.sync.labels.parsed import ImportTask, ParsedLabels, ProjectLabels
 from labelhub.sync.labelstudio.project import LabelStudioProject
 from labelhub.sync.ledger import Entry, ImportLedger, Item
@@ -195,12 +196,11 @@ class LabelImporter:
             if task_id is None:
                 continue
             result = build_result(t, self.labels)
-            once = {"max_retries": 0}  # never sent twice: a retried create after a lost answer lands twice
             if result and self.target == "predictions":
                 self.project.call(client.predictions.create, task=task_id, result=result,
-                                  model_version=self.model_version, request_options=once)
+                                  model_version=self.model_version, request_options=NO_SDK_RETRY)
             elif result:
-                self.project.call(client.annotations.create, task_id, result=result, request_options=once)
+                self.project.call(client.annotations.create, task_id, result=result, request_options=NO_SDK_RETRY)
             self.ledger.record([Entry(t.url, task_id)])
             report.labelled_sync_tasks += 1
             report.regions += len(t.regions)

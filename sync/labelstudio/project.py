@@ -20,6 +20,7 @@ from label_studio_sdk.core.api_error import ApiError
 from label_studio_sdk.core.jsonable_encoder import jsonable_encoder
 
 from labelhub.errors import LabelStudioError, ProjectNotFound
+from labelhub.retry import NO_SDK_RETRY
 
 #: Page size when listing tasks (Label Studio accepts large pages; 1,000 keeps answers small).
 PAGE_SIZE = 1000
@@ -132,8 +133,9 @@ class LabelStudioProject:
         https://api.labelstud.io/api-reference/api-reference/projects/import-tasks
 
         The request body is :func:`encode_tasks`' (the JSON httpx would send), through the SDK's own HTTP client (its
-        base URL, auth headers and timeout; no retry, see :meth:`_post_json`): the SDK's ``projects.import_tasks`` first copies every payload
-        through its ``jsonable_encoder``, 26 µs a task (0.26 s for 10,000, Label Studio idle meanwhile).
+        base URL, auth headers and timeout; no retry, see :meth:`_post_json`): the SDK's ``projects.import_tasks``
+        first copies every payload through its ``jsonable_encoder``, 26 µs a task (0.26 s for 10,000, Label Studio
+        idle meanwhile).
 
         Args:
             tasks: The payloads (JSON types; anything else is encoded as the SDK would), or the
@@ -163,12 +165,11 @@ class LabelStudioProject:
             httpx.HTTPError: the call failed.
         """
         # The SDK's client wrapper (a private attribute of label-studio-sdk 2.1, which pyproject.toml pins) adds the
-        # base URL, the auth header (exchanging a personal access token) and the timeout. Never its retries: it
-        # would send the POST again after a dropped answer or a 5xx, and an import that had landed would create
-        # every task twice; the import ledger recovers a lost answer instead (labelhub.sync.ledger).
+        # base URL, the auth header (exchanging a personal access token) and the timeout; never its retries
+        # (NO_SDK_RETRY): the import ledger recovers a lost answer instead (labelhub.sync.ledger).
         response = self.client._client_wrapper.httpx_client.request(
             path, method="POST", params=params, content=body, headers={"content-type": "application/json"},
-            request_options={"max_retries": 0})
+            request_options=NO_SDK_RETRY)
         try:
             answer = response.json()
         except ValueError:
