@@ -66,6 +66,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Protocol, Sequence
 
+from labelhub.labelstudio_client import label_studio_client
 from labelhub.backend.model import normalize_predictions
 from labelhub.backend.state import atomic_write_json
 from labelhub.errors import ConfigurationError, LabelHubError, LabelStudioError, NotFoundError, ProjectNotFound
@@ -198,14 +199,12 @@ class LabelStudioClient:
     """
 
     def __init__(self, url: str, api_key: str, timeout: float = 120.0):
-        from label_studio_sdk import LabelStudio
-
         if not url:
             raise ConfigurationError("LABEL_STUDIO_URL (--label-studio-url) is required")
         if not api_key:
             raise ConfigurationError("LABEL_STUDIO_API_KEY (--api-key) is required")
         self.url = url.rstrip("/")
-        self._client = LabelStudio(base_url=self.url, api_key=api_key, timeout=timeout)
+        self._client = label_studio_client(self.url, api_key, timeout)
 
     def _call(self, what: str, fn: Callable[[], Any]) -> Any:
         """``fn()``, with the SDK's errors turned into :class:`LabelStudioError` (``status`` set) or

@@ -228,17 +228,29 @@ class ImportLedger:
         self._write([("INSERT OR REPLACE INTO import_pending VALUES (?, ?, ?, ?)",
                       [(*self.scope, key, after_task_id) for key in keys])])
 
-    def record(self, entries: Iterable[Entry]) -> None:
-        """Record tasks (and their aliases) and clear their pending rows, in one transaction."""
-        entries = list(entries)
+    def record(self, entries: Iterable[Entry | Item], task_ids: Iterable[int] | None = None) -> None:
+        """Record tasks (and their aliases) and clear their pending rows, in one transaction.
+
+        Args:
+            entries: The :class:`Entry` of each task; or, with ``task_ids``, the :class:`Item` each was imported from
+                (the rows are then made from the items and the ids as they are: no :class:`Entry` per task, which
+                is a third of the time of recording a batch of 10,000).
+            task_ids: The task id of each item of ``entries``, in order (``None``: ``entries`` are entries).
+        """
+        if task_ids is None:
+            rows = [(e.key, e.task_id, e.revision, e.aliases, e.blob_id) for e in entries]
+        else:
+            rows = [(i.key, task_id, i.revision, i.aliases, i.blob_id) for i, task_id in zip(entries, task_ids)]
+        project_id, source = self.scope
         self._write([
             ("INSERT OR REPLACE INTO imported VALUES (?, ?, ?, ?, ?, NULL, ?)",
-             [(*self.scope, e.key, e.task_id, e.revision, e.blob_id or None) for e in entries]),
+             [(project_id, source, key, task_id, revision, blob_id or None)
+              for key, task_id, revision, _, blob_id in rows]),
             ("INSERT OR IGNORE INTO imported VALUES (?, ?, ?, ?, ?, NULL, NULL)",
-             [(self.project_id, source, key, e.task_id, revision) for e in entries
-              for source, key, revision in e.aliases]),
+             [(project_id, other, alias, task_id, alias_revision) for _, task_id, _, aliases, _ in rows if aliases
+              for other, alias, alias_revision in aliases]),
             ("DELETE FROM import_pending WHERE project_id=? AND source=? AND key=?",
-             [(*self.scope, e.key) for e in entries]),
+             [(project_id, source, row[0]) for row in rows]),
         ])
 
     def clear_pending(self) -> None:
@@ -350,8 +362,7 @@ class ImportLedger:
                 if batch:
                     in_flight = (batch, caller.submit(project.import_tasks, tasks))
                 if done:
-                    self.record(Entry(item.key, task_id, item.revision, item.aliases, item.blob_id)
-                                for item, task_id in zip(done[0], ids))
+                    self.record(done[0], ids)
                     created += len(ids)
                     bar.update(len(ids))
                 if not batch:

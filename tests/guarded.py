@@ -38,8 +38,8 @@ def _kill_at(point: str, nth: int) -> None:
         tick("after_import")
         return ids
 
-    def record(self, entries):
-        original_record(self, entries)
+    def record(self, entries, task_ids=None):
+        original_record(self, entries, task_ids)
         tick("after_record")
 
     LabelStudioProject.import_tasks, ImportLedger.record = import_tasks, record

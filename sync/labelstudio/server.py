@@ -250,10 +250,11 @@ class LabelStudioServer:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
 
     def client(self, api_key: str | None = None):
-        """A ``label_studio_sdk.LabelStudio`` client (legacy token unless ``api_key`` is given)."""
-        from label_studio_sdk import LabelStudio
+        """A ``label_studio_sdk.LabelStudio`` client (legacy token unless ``api_key`` is given;
+        :func:`labelhub.labelstudio_client.label_studio_client`)."""
+        from labelhub.labelstudio_client import label_studio_client
 
-        return LabelStudio(base_url=self.url, api_key=api_key or self.api_key)
+        return label_studio_client(self.url, api_key or self.api_key)
 
     def stop(self, timeout: float = 10) -> None:
         """Stop the server: SIGTERM to its process group, SIGKILL after ``timeout`` seconds."""
