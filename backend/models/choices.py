@@ -68,11 +68,6 @@ class ChoicesHead(ControlHead):
     C = 0.05
     #: ``class_weight`` of the single-choice regression (see the module docstring).
     CLASS_WEIGHT = "balanced"
-    #: k-means groups the lowest scores of a predict call are spread over (about the labels saved between
-    #: two re-predictions; see the module docstring).
-    DIVERSE_GROUPS = 10
-    #: Lowest-scored tasks per group that are reordered: ``DIVERSE_GROUPS * DIVERSE_CANDIDATES`` in all.
-    DIVERSE_CANDIDATES = 10
 
     @property
     def kind(self) -> str:
@@ -139,31 +134,6 @@ class ChoicesHead(ControlHead):
             models[label] = lr().fit(X, y) if 0 < y.sum() < len(y) else float(y.mean()) if len(y) else 0.0
         return {"kind": "multiple", "classes": list(self.control.labels), "models": models}
 
-    def _spread_lowest(self, scores: np.ndarray, Z: np.ndarray) -> np.ndarray:
-        """Reorder the call's lowest scores so that consecutive tasks differ (see the module docstring).
-
-        Args:
-            scores: ``(n,)`` the tasks' novelty-weighted margins.
-            Z: ``(n, dim)`` their standardized embeddings.
-
-        Returns:
-            ``(n,)``: the same values; the ``DIVERSE_GROUPS * DIVERSE_CANDIDATES`` lowest are reassigned,
-            in ascending order, to those tasks taken round-robin across ``DIVERSE_GROUPS`` k-means groups
-            (each group's lowest-scored task first); the others are unchanged.
-        """
-        if len(scores) <= self.DIVERSE_GROUPS:
-            return scores
-        from sklearn.cluster import KMeans
-
-        lowest = np.argsort(scores, kind="stable")[:self.DIVERSE_GROUPS * self.DIVERSE_CANDIDATES]
-        groups = KMeans(n_clusters=self.DIVERSE_GROUPS, n_init=3, random_state=0).fit_predict(Z[lowest])
-        turn = np.zeros(len(lowest), dtype=int)  # each task's place in its group (0: the group's lowest)
-        for g in range(self.DIVERSE_GROUPS):
-            turn[groups == g] = np.arange(np.sum(groups == g))
-        out = scores.copy()
-        out[lowest[np.lexsort((np.arange(len(lowest)), turn))]] = scores[lowest]
-        return out
-
     def predict(self, inputs: Sequence[TaskInput], fitted: dict | None) -> list[list[dict]]:
         """One choices result per task (see :meth:`ControlHead.predict`); ``[]`` for a multiple-choice task
         where no choice reaches 0.5."""
@@ -177,11 +147,9 @@ class ChoicesHead(ControlHead):
             top = np.argmax(proba, axis=1)
             top2 = np.sort(proba, axis=1)[:, -2:]
             scores = top2[:, 1] - top2[:, 0]  # the margin
-            Z = fitted["model"][0].transform(X)
             if fitted.get("centroids") is not None and fitted["spread"] > 0:  # fits stored before this rule lack them
-                d = np.linalg.norm(Z - fitted["centroids"][top], axis=1)
+                d = np.linalg.norm(fitted["model"][0].transform(X) - fitted["centroids"][top], axis=1)
                 scores = scores * (fitted["spread"] / (fitted["spread"] + d)) ** 2
-            scores = self._spread_lowest(scores, Z)
             return [[self.result({"choices": [classes[j]]}, float(score))] for j, score in zip(top, scores)]
         labels = fitted["classes"]
         cols = [m.predict_proba(X)[:, 1] if not isinstance(m, float) else np.full(len(X), m)
