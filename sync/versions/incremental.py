@@ -88,6 +88,24 @@ def _kinds(rows: list[dict], columns: list[str]) -> np.ndarray:
     return out
 
 
+#: A value of each kind (``_MISSING``: the key left out), to ask pandas which dtype a set of kinds makes.
+_SAMPLES = {_NAN: float("nan"), _NONE: None, _BOOL: True, _NEGATIVE: -1, _INT: 1, _UINT64: 2 ** 63, _HUGE: 2 ** 64,
+            _FLOAT: 0.5, _STR: "a", _LIST: [0], _DICT: {"a": 0}}
+
+
+@cachetools.cached(cachetools.LRUCache(maxsize=1024), key=lambda present: present.tobytes())
+def _inferred_dtype(present: np.ndarray):
+    """The dtype :func:`labelhub.sync.versions.rows.rows_frame` gives a column whose values are of the kinds
+    ``present`` (a ``(_KINDS,)`` bool mask); ``None`` when one of them has no sample (``_OTHER``). pandas infers a
+    column's dtype from the types of its values (and an int's range), which the kinds tell apart, so one value of
+    each kind gets the dtype that all of them would."""
+    kinds = np.flatnonzero(present).tolist()
+    if any(kind != _MISSING and kind not in _SAMPLES for kind in kinds):
+        return None
+    rows = [{} if kind == _MISSING else {"c": _SAMPLES[kind]} for kind in kinds]
+    return pd.DataFrame(rows).reindex(columns=["c"])["c"].dtype
+
+
 def _kind_counts(kinds: np.ndarray) -> np.ndarray:
     """``(columns, kinds)`` counts."""
     counts = np.zeros((kinds.shape[1], _KINDS), np.int64)
@@ -304,8 +322,9 @@ def _positions(previous: VersionRows, row_hash: np.ndarray) -> np.ndarray:
 
 
 def _update(previous: VersionRows, texts, row_hash, annotator, controls) -> VersionRows | None:
-    """The new build from ``previous`` and the rows that changed; ``None`` when a column's kinds of values changed
-    (its dtype may have: the frame is made from scratch)."""
+    """The new build from ``previous`` and the rows that changed; ``None`` when the kinds of values a column holds
+    changed so that pandas would infer another dtype for it (:func:`_inferred_dtype`; the frame is then made from
+    scratch). A skipped annotation's ``lead_time`` of ``None`` in a float column, for example, keeps ``float64``."""
     old = _positions(previous, row_hash)
     kept = (old >= 0) & (previous.annotator[np.maximum(old, 0)] == annotator)
     fresh = np.flatnonzero(~kept)
@@ -320,7 +339,8 @@ def _update(previous: VersionRows, texts, row_hash, annotator, controls) -> Vers
         return None
     kinds = _kinds(rows, columns)
     counts = previous.kind_counts - _kind_counts(previous.kinds[gone_old]) + _kind_counts(kinds)
-    if not np.array_equal(counts > 0, previous.kind_counts > 0):
+    moved = np.flatnonzero(((counts > 0) != (previous.kind_counts > 0)).any(axis=1))
+    if any(_inferred_dtype(counts[j] > 0) != previous.frame.dtypes.iloc[j] for j in moved.tolist()):
         return None
     part = pd.DataFrame({column: pd.Series([row.get(column, np.nan) for row in rows], dtype=dtype)
                          for column, dtype in previous.frame.dtypes.items()})
