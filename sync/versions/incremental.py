@@ -413,9 +413,9 @@ def _fill(build: VersionRows, name, make) -> np.ndarray:
 
 
 def _objects(items: list) -> np.ndarray:
-    out = np.empty(len(items), dtype=object)
-    out[:] = items
-    return out
+    """A 1-d object array of ``items`` as they are (a tuple or list stays one element; ``fromiter`` is tens of
+    times faster than assigning a list to an object array, which looks into every item)."""
+    return np.fromiter(items, dtype=object, count=len(items))
 
 
 def build_files(state: SyncState, frame: pd.DataFrame, label_config: str, controls: Mapping[str, str],
