@@ -234,3 +234,20 @@ def test_labels_cells_with_spans_are_matched_exactly():
     assert entry["per_label"]["ORG"]["agreement"] == pytest.approx((1 + 0 + 0) / 3, abs=1e-6)
     plain = frame([(1, "a", "", []), (1, "b", "", [])]).assign(kind=["PER|ORG", "ORG|PER"])
     assert agreement_report(plain, {"kind": "Labels"})["controls"]["kind"]["mean_task_agreement"] == 1.0
+
+
+GROUPED_ROW = st.fixed_dictionaries({"task_id": st.integers(0, 3), "cell": st.sampled_from(["a", "b", None]),
+                                     "f1": st.one_of(st.floats(0, 1), st.just(float("nan"))), "gt": st.booleans(),
+                                     "text": st.sampled_from(["x", None, "y"])})
+
+
+@settings(max_examples=60, deadline=None)
+@given(rows=st.lists(GROUPED_ROW, max_size=8), sort=st.booleans(), dropna=st.booleans())
+def test_each_column_aggregated_on_its_own_equals_pandas_named_aggregation(rows, sort, dropna):
+    frame = pd.DataFrame(rows, columns=["task_id", "cell", "f1", "gt", "text"]).astype(
+        {"task_id": "int64", "f1": "float64", "gt": "bool"})
+    for by, named in [(["task_id", "cell"], {"votes": ("gt", "size"), "gt": ("gt", "any")}),
+                      ("cell", {"tasks": ("task_id", "nunique"), "agreement": ("f1", "mean")}),
+                      ("task_id", {"label": ("cell", "first"), "size": ("gt", "size"), "x": ("f1", "mean")})]:
+        pd.testing.assert_frame_equal(agreement._aggregate(frame, by, sort=sort, dropna=dropna, **named),
+                                      frame.groupby(by, sort=sort, dropna=dropna).agg(**named))
