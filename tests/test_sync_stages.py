@@ -195,3 +195,18 @@ def test_a_local_repo_follows_its_checked_out_branch_and_refuses_a_detached_head
     sample_repos.git(repo, "checkout", "-q", "--detach", sha)
     with pytest.raises(RevisionNotFound, match="detached"):
         LocalGitRepo(repo).default_revision()
+
+
+def test_a_local_tag_that_exists_raises_tag_exists_and_keeps_its_commit(tmp_path):
+    from labelhub.errors import TagExists
+    from labelhub.repos.git import LocalGitRepo
+
+    repo = tmp_path / "r"
+    sample_repos.init_local_repo(repo)
+    first = sample_repos.commit_local(repo, {"a.txt": b"a"})
+    second = sample_repos.commit_local(repo, {"a.txt": b"b"})
+    local = LocalGitRepo(repo)
+    local.create_tag("v1", first, message="version 1")
+    with pytest.raises(TagExists, match="v1"):
+        local.create_tag("v1", second, message="version 1 again")
+    assert local.tags() == {"v1": first}

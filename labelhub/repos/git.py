@@ -190,15 +190,20 @@ class LocalGitRepo:
         return shas[0] if shas else None
 
     def create_tag(self, tag: str, sha: str, message: str = "") -> None:
-        """Tag commit ``sha`` (an annotated tag when ``message`` is given).
+        """Tag commit ``sha`` (an annotated tag when ``message`` is given): one ``git tag``, which refuses a tag
+        that exists (without ``--force``, https://git-scm.com/docs/git-tag).
 
         Raises:
-            TagExists: the tag exists.
+            TagExists: the tag exists (see :meth:`tags` for where it points).
+            subprocess.CalledProcessError: git failed otherwise (``sha`` is not an object of the repo, ...).
         """
-        if self.tags().get(tag):
-            raise TagExists(f"tag {tag} exists in {self.path}")
         args = ["-a", "-m", message] if message else []
-        git(self.path, "tag", *args, tag, sha, identity=IDENTITY)
+        try:
+            git(self.path, "tag", *args, tag, sha, identity=IDENTITY, env={"LC_ALL": "C"})  # its message in English
+        except subprocess.CalledProcessError as e:
+            if b"already exists" in (e.stderr or b""):
+                raise TagExists(f"tag {tag} exists in {self.path}") from None
+            raise
 
     def head_and_tags(self, revision: str) -> tuple[str, dict[str, str]]:
         """See :meth:`labelhub.repos.DatasetRepo.head_and_tags`: one ``git for-each-ref`` of the branches and
