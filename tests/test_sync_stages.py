@@ -210,3 +210,26 @@ def test_a_local_tag_that_exists_raises_tag_exists_and_keeps_its_commit(tmp_path
     with pytest.raises(TagExists, match="v1"):
         local.create_tag("v1", second, message="version 1 again")
     assert local.tags() == {"v1": first}
+
+
+def test_a_local_commit_lands_only_on_the_parent_it_was_made_on(tmp_path):
+    from labelhub.errors import CommitConflict, RevisionNotFound
+    from labelhub.repos.git import LocalGitRepo
+
+    repo = tmp_path / "r"
+    sample_repos.init_local_repo(repo)
+    base = sample_repos.commit_local(repo, {"images/a.png": b"a", "README.md": b"# r"})
+    local = LocalGitRepo(repo)
+    sha = local.commit({"annotations.csv": b"id\n1\n", "versions/v1.json": b"{}"}, "annotations v1", "one", base)
+    assert local.resolve("main") == sha
+    assert sample_repos.git(repo, "show", "-s", "--format=%an <%ae>%n%P%n%B", sha).strip() == \
+        f"LabelHub <labelhub@localhost>\n{base}\nannotations v1\n\none"
+    listed = sample_repos.git(repo, "ls-tree", "-r", "--name-only", sha).split()
+    assert listed == ["README.md", "annotations.csv", "images/a.png", "versions/v1.json"]
+    assert sample_repos.git(repo, "show", f"{sha}:versions/v1.json") == "{}"
+    with pytest.raises(CommitConflict, match="moved since"):  # someone else's commit came first
+        local.commit({"annotations.csv": b"id\n2\n"}, "annotations v2", "", base)
+    with pytest.raises(RevisionNotFound):
+        local.commit({"annotations.csv": b"id\n2\n"}, "annotations v2", "", "0" * 40)
+    assert local.resolve("main") == sha
+    sample_repos.git(repo, "fsck", "--strict")

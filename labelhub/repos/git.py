@@ -4,13 +4,17 @@ dataset repo for the sync) and :class:`GitObjects` (the backend's fast reader of
 Files are always read from commits (``git ls-tree``, ``git cat-file``), never from the working tree, so
 what a task shows is exactly what the commit holds. Every command runs with ``safe.directory`` set to
 the repository, so a repository owned by another user (a volume in a container) is read all the same.
+
+An export's writes (its commit, its tag) are made in-process with dulwich (https://www.dulwich.io), the
+pure-Python implementation of git's object store and refs: no git process on the annotation → tagged commit
+path, each costing 5 to 8 ms to start beside a busy Label Studio.
 """
 from __future__ import annotations
 
 import os
 import subprocess
-import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -62,6 +66,16 @@ def is_git_repo(path: str | os.PathLike) -> bool:
 
 #: The author and committer of what LabelHub writes into a local repository.
 IDENTITY = ("LabelHub", "labelhub@localhost")
+
+
+def _identity() -> bytes:
+    """:data:`IDENTITY` as git writes a person in an object: ``Name <email>``."""
+    return f"{IDENTITY[0]} <{IDENTITY[1]}>".encode()
+
+
+def _utc_offset() -> int:
+    """This machine's offset from UTC now, in seconds (what git records beside a commit's or tag's time)."""
+    return time.localtime().tm_gmtoff
 
 
 class LocalGitRepo:
@@ -154,34 +168,59 @@ class LocalGitRepo:
     # writing (the export)
     def commit(self, files: dict[str, bytes], message: str, description: str, parent_commit: str,
                revision: str = "main") -> str:
-        """One atomic commit on branch ``revision`` made with git plumbing (a temporary index filled by one
-        ``hash-object`` and one ``update-index --index-info``, ``commit-tree``) and a compare-and-swap of the branch
-        (``update-ref NEW OLD``): the work tree is not touched (run ``git reset --hard`` in a non-bare repo to see
-        the exported files). Six git processes, whatever the number of files.
+        """One atomic commit on branch ``revision``, written in-process with dulwich
+        (https://www.dulwich.io/docs/api/dulwich.object_store.html, ``commit_tree_changes``): the files' blobs,
+        the trees on their paths and the commit are added to the object store as loose objects, then the branch
+        moves by compare-and-swap (``set_if_equals``: it takes the ref's lock file, as ``git update-ref NEW OLD``
+        does). The work tree is not touched (run ``git reset --hard`` in a non-bare repo to see the exported
+        files). No git process: the six of the plumbing this replaced took 40 ms of an export on 2 busy cores.
+
+        Args:
+            files: ``{path_in_repo: content}``, added or replaced.
+            message: The commit's title.
+            description: Its body (``""``: none).
+            parent_commit: The commit the branch must still be at (40 hex digits).
+            revision: The branch.
+
+        Returns:
+            The new commit's sha.
 
         Raises:
-            CommitConflict: the branch is no longer at ``parent_commit``.
+            CommitConflict: the branch is no longer at ``parent_commit``, or another writer holds its lock.
+            RevisionNotFound: ``parent_commit`` is not a commit of the repository.
         """
-        with tempfile.TemporaryDirectory() as tmp:
-            env = {"GIT_INDEX_FILE": os.path.join(tmp, "index")}
-            git(self.path, "read-tree", parent_commit, env=env)
-            blobs = []  # the files' contents, written once each, hashed by one git call
-            for n, data in enumerate(files.values()):
-                blobs.append(os.path.join(tmp, f"blob-{n}"))
-                with open(blobs[-1], "wb") as fh:
-                    fh.write(data)
-            shas = git(self.path, "hash-object", "-w", "--", *blobs).decode().split()
-            entries = "".join(f"100644 {sha}\t{path}\n" for sha, path in zip(shas, files))
-            git(self.path, "update-index", "--add", "--index-info", input=entries.encode(), env=env)
-            tree = git(self.path, "write-tree", env=env).decode().strip()
-        full_message = f"{message}\n\n{description}\n" if description else f"{message}\n"
-        sha = git(self.path, "commit-tree", tree, "-p", parent_commit, input=full_message.encode(),
-                  identity=IDENTITY).decode().strip()
+        from dulwich.file import FileLocked
+        from dulwich.objects import Blob, Commit
+        from dulwich.object_store import commit_tree_changes
+
+        repo = self._dulwich()
+        store = repo.object_store
         try:
-            git(self.path, "update-ref", f"refs/heads/{revision}", sha, parent_commit)
-        except subprocess.CalledProcessError:
-            raise CommitConflict(f"branch {revision} of {self.path} moved since {parent_commit[:12]}") from None
-        return sha
+            parent = store[parent_commit.encode()]
+        except KeyError:
+            raise RevisionNotFound(f"{parent_commit[:12]} is not a commit of {self.path}") from None
+        if not isinstance(parent, Commit):
+            raise RevisionNotFound(f"{parent_commit[:12]} is not a commit of {self.path}")
+        changes = []
+        for path, data in files.items():
+            blob = Blob.from_string(data)
+            store.add_object(blob)
+            changes.append((path.encode(), 0o100644, blob.id))
+        commit = Commit()
+        commit.tree = commit_tree_changes(store, parent.tree, changes)
+        commit.parents = [parent.id]
+        commit.author = commit.committer = _identity()
+        commit.author_time = commit.commit_time = int(time.time())
+        commit.author_timezone = commit.commit_timezone = _utc_offset()
+        commit.message = (f"{message}\n\n{description}\n" if description else f"{message}\n").encode()
+        store.add_object(commit)
+        try:
+            moved = repo.refs.set_if_equals(f"refs/heads/{revision}".encode(), parent.id, commit.id)
+        except FileLocked:
+            moved = False
+        if not moved:
+            raise CommitConflict(f"branch {revision} of {self.path} moved since {parent_commit[:12]}")
+        return commit.id.decode()
 
     def find_commit(self, marker: str, revision: str = "main", depth: int = 50) -> str | None:
         """The newest of the last ``depth`` commits of ``revision`` whose message contains ``marker``."""
@@ -190,20 +229,42 @@ class LocalGitRepo:
         return shas[0] if shas else None
 
     def create_tag(self, tag: str, sha: str, message: str = "") -> None:
-        """Tag commit ``sha`` (an annotated tag when ``message`` is given): one ``git tag``, which refuses a tag
-        that exists (without ``--force``, https://git-scm.com/docs/git-tag).
+        """Tag commit ``sha``: an annotated tag object when ``message`` is given, as ``git tag -a -m`` makes it,
+        else a lightweight tag; the ref is created only if it does not exist (dulwich's ``add_if_new``, under
+        the ref's lock file), in-process.
 
         Raises:
-            TagExists: the tag exists (see :meth:`tags` for where it points).
-            subprocess.CalledProcessError: git failed otherwise (``sha`` is not an object of the repo, ...).
+            TagExists: the tag exists (see :meth:`tags` for where it points), or another writer holds its lock.
+            RevisionNotFound: ``sha`` is not an object of the repository.
         """
-        args = ["-a", "-m", message] if message else []
+        from dulwich.file import FileLocked
+        from dulwich.objects import Commit, Tag
+
+        repo = self._dulwich()
+        if sha.encode() not in repo.object_store:
+            raise RevisionNotFound(f"{sha[:12]} is not an object of {self.path}")
+        target = sha.encode()
+        if message:
+            obj = Tag()
+            obj.object = (Commit, target)
+            obj.name = tag.encode()
+            obj.tagger = _identity()
+            obj.tag_time, obj.tag_timezone = int(time.time()), _utc_offset()
+            obj.message = f"{message}\n".encode()
+            repo.object_store.add_object(obj)
+            target = obj.id
         try:
-            git(self.path, "tag", *args, tag, sha, identity=IDENTITY, env={"LC_ALL": "C"})  # its message in English
-        except subprocess.CalledProcessError as e:
-            if b"already exists" in (e.stderr or b""):
-                raise TagExists(f"tag {tag} exists in {self.path}") from None
-            raise
+            created = repo.refs.add_if_new(f"refs/tags/{tag}".encode(), target)
+        except FileLocked:
+            created = False
+        if not created:
+            raise TagExists(f"tag {tag} exists in {self.path}")
+
+    def _dulwich(self):
+        """The repository opened with dulwich (for writing; reads go through ``git``)."""
+        from dulwich.repo import Repo
+
+        return Repo.discover(str(self.path))
 
     def head_and_tags(self, revision: str) -> tuple[str, dict[str, str]]:
         """See :meth:`labelhub.repos.DatasetRepo.head_and_tags`: one ``git for-each-ref`` of the branches and
