@@ -195,10 +195,7 @@ class LocalGitRepo:
 
         repo = self._dulwich()
         store = repo.object_store
-        try:
-            parent = store[parent_commit.encode()]
-        except KeyError:
-            raise RevisionNotFound(f"{parent_commit[:12]} is not a commit of {self.path}") from None
+        parent = store[parent_commit.encode()] if parent_commit.encode() in store else None
         if not isinstance(parent, Commit):
             raise RevisionNotFound(f"{parent_commit[:12]} is not a commit of {self.path}")
         changes = []

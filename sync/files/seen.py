@@ -4,8 +4,8 @@ tags, one call) and the ``README.md`` blob id at the last commit it listed.
 The export (:mod:`labelhub.sync.versions.exporter`) numbers a state's first version from these tags and commits
 it on this head, and reuses a card it already holds when the blob id says it is the one at its parent, so that it
 makes no call of its own to learn them. They may be stale by a poll interval; that is safe because the commit is a
-compare-and-swap on its parent: a branch that moved since is refused (the Hub's 412, a local branch's failed compare-and-swap), and
-the export then reads the refs again (:func:`remember_refs` keeps that fresher read too).
+compare-and-swap on its parent: a branch that moved since is refused (the Hub's 412, a local branch's failed
+compare-and-swap), and the export then reads the refs again (:func:`remember_refs` keeps that fresher read too).
 
 Both are cursors of the state (:meth:`labelhub.sync.state.SyncState.cursor`), JSON that names the repo, so that a
 state reused with another ``--repo`` never trusts them.
