@@ -233,3 +233,17 @@ def test_a_local_commit_lands_only_on_the_parent_it_was_made_on(tmp_path):
         local.commit({"annotations.csv": b"id\n2\n"}, "annotations v2", "", "0" * 40)
     assert local.resolve("main") == sha
     sample_repos.git(repo, "fsck", "--strict")
+
+
+def test_a_bare_local_repo_gets_the_commit_and_the_tag(tmp_path):
+    from labelhub.repos.git import LocalGitRepo
+
+    source = tmp_path / "source"
+    sample_repos.init_local_repo(source)
+    head = sample_repos.commit_local(source, {"images/a.png": b"a"})
+    sample_repos.git(tmp_path, "clone", "-q", "--bare", str(source), "bare")
+    bare = LocalGitRepo(tmp_path / "bare")
+    sha = bare.commit({"annotations/annotations.csv": b"id\n1\n"}, "annotations v1", "", head)
+    bare.create_tag("annotations-v1", sha, message="annotations v1")
+    assert bare.resolve("main") == sha and bare.tags() == {"annotations-v1": sha}
+    sample_repos.git(tmp_path / "bare", "fsck", "--strict")
