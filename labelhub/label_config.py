@@ -182,7 +182,8 @@ def _parse(label_config: str) -> _Parsed:
     try:
         interface = LabelInterface(label_config)
     except Exception as exc:  # the SDK raises its own XML syntax and validation errors
-        raise LabelConfigError(f"the label config is not valid XML: {str(exc)[:300]}") from None
+        reason = " ".join(str(exc).split())  # one line: lxml's messages may hold a newline
+        raise LabelConfigError(f"the label config is not valid XML: {reason[:300]}") from None
     objects = []
     for obj in interface.objects:
         value = obj.attr.get("value") or ""

@@ -25,7 +25,7 @@ import json
 import logging
 
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, example, given, settings, strategies as st
 
 from labelhub.backend.app import create_app
 from labelhub.backend.events import apply_event
@@ -391,6 +391,7 @@ xmlish = st.recursive(st.one_of(st.text(max_size=6), st.sampled_from(["<!-- c --
 
 @PROPERTY
 @given(config=st.one_of(st.text(max_size=200), xmlish, xmlish.map(lambda x: f"<View>{x}</View>")))
+@example(config="<View>\x00</View>")  # found by CI: lxml's message for a NUL character spans two lines
 def test_label_configs_parse_or_raise_label_config_error(config):
     for reader in (parse_label_config, parsed_label_config, choices_spec, data_field, control_tags,
                    ProjectLabels.from_config):
