@@ -58,6 +58,21 @@ def _retrieve(label_studio, project_id, task_ids):
                                          selected_items={"all": False, "included": list(task_ids)})
 
 
+def _retrieve_version(label_studio, project_id, task_ids, version):
+    """Retrieve predictions until every task has one of ``version``, asking again for those still without, as a
+    user clicks it again: Label Studio answers the action with nothing when its health check of a busy backend times
+    out, and skips the tasks that already have a prediction of the version (so each still gets exactly one)."""
+    def missing():
+        return [i for i in task_ids if not any(p["model_version"] == version for p in _predictions(label_studio, i))]
+
+    def retrieved():
+        if ids := missing():
+            _retrieve(label_studio, project_id, ids)
+        return not ids
+
+    wait_for(retrieved, timeout=120, interval=1, message=f"predictions of {version}")
+
+
 def _learn_and_check(label_studio, backend, project_id, ml, train, held_out, from_name, to_name, chance):
     client = label_studio.client()
     # before any annotation: Label Studio stores the backend's empty predictions with a labelhub-0-... version
@@ -73,17 +88,7 @@ def _learn_and_check(label_studio, backend, project_id, ml, train, held_out, fro
     version = wait_for(lambda: (v := requests.get(backend.url + "/versions", timeout=5).json()["versions"])
                        and v[-1], timeout=60, message="a new model version")
 
-    def retrieved():
-        """Retrieve predictions for the held-out tasks still without one of ``version``, as a user clicks it again:
-        Label Studio answers the action with nothing when its health check of the backend times out (on a slow
-        machine, while the backend fits), and it skips the tasks that already have a prediction of the version."""
-        missing = [t["id"] for t, _ in held_out
-                   if not any(p["model_version"] == version for p in _predictions(label_studio, t["id"]))]
-        if missing:
-            _retrieve(label_studio, project_id, missing)
-        return not missing
-
-    wait_for(retrieved, timeout=120, interval=1, message=f"predictions of {version} for the held-out tasks")
+    _retrieve_version(label_studio, project_id, [t["id"] for t, _ in held_out], version)
     assert client.ml.get(id=ml.id).model_version == version
     correct = 0
     for task, label in held_out:

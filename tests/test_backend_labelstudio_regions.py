@@ -17,7 +17,8 @@ import requests
 from labelhub.sync.demo.sample_data import FASHION_MNIST_CLASSES, fashion_mnist_canvases
 from tests.backend_fixtures import wait_for
 from tests.entity_corpus import CONLL_LABELS, conll2003, spans_results
-from tests.test_backend_labelstudio import _api, _predictions, _retrieve, _tasks, backend  # noqa: F401 (fixture)
+from tests.test_backend_labelstudio import (_api, _predictions, _retrieve, _retrieve_version, _tasks,  # noqa: F401
+                                           backend)  # (a fixture)
 from tests.test_browser_demo import CHROMIUM, CHROMIUM_ARGS, ROOT, page_wait
 from tests.test_transcription_head import LINES, REGION_CONFIG, cer, render
 
@@ -55,21 +56,6 @@ def _annotate_and_wait(label_studio, backend, ml, rows):
     wait_for(lambda: not list(pending.iterdir()), timeout=180, message="the trainer to apply the events")
     return wait_for(lambda: (v := client.ml.get(id=ml.id).model_version) and not v.startswith("labelhub-0-") and v,
                     timeout=120, message="a trained model version")
-
-
-def _retrieve_version(label_studio, project_id, task_ids, version):
-    """Retrieve predictions until every task has one of ``version``, asking again for those still without, as a
-    user clicks it again: Label Studio answers the action with nothing when its health check of a busy backend times
-    out, and skips the tasks that already have a prediction of the version (so :func:`_latest` still sees one)."""
-    def missing():
-        return [i for i in task_ids if not any(p["model_version"] == version for p in _predictions(label_studio, i))]
-
-    def retrieved():
-        if ids := missing():
-            _retrieve(label_studio, project_id, ids)
-        return not ids
-
-    wait_for(retrieved, timeout=120, interval=1, message=f"predictions of {version}")
 
 
 def _latest(label_studio, task_id, version):
