@@ -251,3 +251,34 @@ def test_each_column_aggregated_on_its_own_equals_pandas_named_aggregation(rows,
                       ("task_id", {"label": ("cell", "first"), "size": ("gt", "size"), "x": ("f1", "mean")})]:
         pd.testing.assert_frame_equal(agreement._aggregate(frame, by, sort=sort, dropna=dropna, **named),
                                       frame.groupby(by, sort=sort, dropna=dropna).agg(**named))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(ANNOTATION, min_size=1, max_size=30))
+def test_the_one_answer_per_task_shortcut_equals_counting(draws):
+    """:func:`agreement._exact_match` makes the table of tasks with one answer each without counting; on the same
+    answers, counting gives the same table (values, dtypes, index). The report's no-overlap shortcut is checked
+    against the full computation through the sub-frame of each task's first row."""
+    rows = random_frame(draws)
+    _, votes = agreement.prepare(rows)
+    answers = agreement._answers(votes, "kind", "Choices")
+    firsts = answers.drop_duplicates("task_id")
+    if len(firsts):
+        pd.testing.assert_frame_equal(agreement._exact_match(firsts), agreement._counted_majority(firsts))
+    single = rows.drop_duplicates("task_id")  # one annotation per task: no overlap anywhere
+    report = agreement_report(single, {"kind": "Choices"})
+    entry = report["controls"]["kind"]
+    assert entry["tasks_with_overlap"] == 0 and entry["krippendorff_alpha"] is None and entry["per_label"] == {}
+    assert all(e["compared"] == 0 and e["agreement_with_majority"] is None for e in report["annotators"].values())
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(ANNOTATION, min_size=1, max_size=30), st.sets(st.integers(0, 5)))
+def test_the_votes_of_some_tasks_taken_from_the_whole_version_equal_their_own(draws, tasks):
+    """:func:`agreement.prepared_tasks` of the whole version equals :func:`agreement.prepare` of those tasks' rows."""
+    rows = random_frame(draws)
+    index = pd.Index(sorted(tasks), dtype="int64")
+    taken = agreement.prepared_tasks(agreement.prepare(rows), index)
+    own = agreement.prepare(rows[rows["task_id"].isin(index)])
+    for a, b in zip(taken, own):
+        pd.testing.assert_frame_equal(a, b)

@@ -56,7 +56,7 @@ import numpy as np
 import pandas as pd
 
 __all__ = ["Analysis", "analyse", "CATEGORICAL", "IOU_THRESHOLD", "agreement_markdown", "agreement_report", "answer_cell",
-           "consensus_rows", "control_kinds", "merge_analyses", "prepare"]
+           "consensus_rows", "control_kinds", "merge_analyses", "prepare", "prepared_tasks"]
 
 #: Two boxes of one label match from this IoU on.
 IOU_THRESHOLD = 0.5
@@ -157,7 +157,22 @@ def _answers(votes: pd.DataFrame, name: str, tag: str) -> pd.DataFrame:
 
 
 def _exact_match(answers: pd.DataFrame) -> pd.DataFrame:
-    """Per task (index): ``cell`` (the majority), ``votes`` (its count), ``voters``, ``agreement``."""
+    """Per task (index): ``cell`` (the majority), ``votes`` (its count), ``voters``, ``agreement``.
+
+    When every task has one answer (one annotator per task, and the few tasks an export of one new annotation
+    analyses), each answer is its task's majority: the table is made from the answers at once, the same as the
+    counting below gives (``tests/test_agreement.py``)."""
+    if len(answers) and answers["task_id"].is_unique:
+        single = pd.DataFrame({"cell": answers["_cell"].to_numpy(), "votes": np.ones(len(answers), np.int64)},
+                              index=pd.Index(answers["task_id"].to_numpy(), name="task_id"))
+        single["voters"] = single["votes"]
+        single["agreement"] = np.nan
+        return single.sort_index(kind="stable")
+    return _counted_majority(answers)
+
+
+def _counted_majority(answers: pd.DataFrame) -> pd.DataFrame:
+    """:func:`_exact_match` by counting each task's answers."""
     counts = _aggregate(answers, ["task_id", "_cell"], sort=False, votes=("_gt", "size"), gt=("_gt", "any"))
     counts = counts.reset_index().sort_values(["task_id", "votes", "gt", "_cell"],
                                               ascending=[True, False, False, True], kind="stable")
@@ -394,21 +409,22 @@ class Analysis:
     kinds: dict | None = None
 
 
-def analyse(frame: pd.DataFrame, controls: Mapping[str, str], kinds: Mapping[str, str] | None = None
-            ) -> Analysis | None:
+def analyse(frame: pd.DataFrame, controls: Mapping[str, str], kinds: Mapping[str, str] | None = None,
+            prepared: tuple[pd.DataFrame, pd.DataFrame] | None = None) -> Analysis | None:
     """Prepare a version's rows and analyse every control once (``None`` for an empty frame).
 
     Args:
         frame, controls: As for :func:`consensus_rows`.
         kinds: :func:`control_kinds` to use (those of a whole version when ``frame`` holds some of its tasks);
             ``None``: decided on ``frame``.
+        prepared: :func:`prepare` of ``frame`` when already made (for some tasks of a version: :func:`prepared_tasks`).
 
     Returns:
         An :class:`Analysis` to pass to both :func:`consensus_rows` and :func:`agreement_report`.
     """
     if frame.empty:
         return None
-    rows, votes = _prepared(frame)
+    rows, votes = prepared or _prepared(frame)
     kinds = dict(kinds) if kinds is not None else control_kinds(votes, controls)
     return Analysis(rows, votes, _analysis(votes, controls, True, kinds), kinds)
 
@@ -440,6 +456,25 @@ def prepare(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
         ``(rows, votes)``.
     """
     return _prepared(frame)
+
+
+def prepared_tasks(prepared: tuple[pd.DataFrame, pd.DataFrame], tasks: pd.Index) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """:func:`prepare` of a version's rows of ``tasks`` alone, taken from :func:`prepare` of the whole version: a
+    task's rows and votes are made from its own rows, so they are the same, in the same order; the votes are numbered
+    ``_v`` again from 0.
+
+    Args:
+        prepared: ``(rows, votes)`` of the whole version.
+        tasks: The task ids to keep.
+
+    Returns:
+        ``(rows, votes)`` of those tasks, as :func:`prepare` of ``frame[frame["task_id"].isin(tasks)]`` gives.
+    """
+    rows, votes = prepared
+    rows = rows[rows["task_id"].isin(tasks)].reset_index(drop=True)
+    votes = votes[votes["task_id"].isin(tasks)].reset_index(drop=True)
+    votes["_v"] = np.arange(len(votes))
+    return rows, votes
 
 
 def merge_analyses(frame: pd.DataFrame, controls: Mapping[str, str], kept: Analysis | None, fresh: Analysis | None,
@@ -502,7 +537,8 @@ def consensus_rows(frame: pd.DataFrame, controls: Mapping[str, str], value_key: 
     analysis = analysis or analyse(frame, controls)
     rows, votes = analysis.rows, analysis.votes
     tasks = pd.Index(votes["task_id"].unique(), name="task_id")
-    first = rows.groupby("task_id", sort=False).first()
+    copied = [key for key in dict.fromkeys(("hf_path", value_key)) if key in rows and key != "task_id"]
+    first = rows[["task_id", *copied]].groupby("task_id", sort=False).first()  # each column's first non-null value
     out = pd.DataFrame(index=tasks)
     for key in ("hf_path", value_key):
         out[key] = first[key].reindex(tasks).fillna("") if key in first else ""
@@ -520,7 +556,9 @@ def consensus_rows(frame: pd.DataFrame, controls: Mapping[str, str], value_key: 
     else:
         agreement = np.full(len(tasks), np.nan)
     out["agreement"] = np.round(agreement, 6)
-    out["skipped"] = rows[rows["_skip"]].groupby("task_id").size().reindex(tasks, fill_value=0).to_numpy()
+    skips = rows["_skip"].to_numpy()
+    out["skipped"] = (rows[skips].groupby("task_id").size().reindex(tasks, fill_value=0).to_numpy() if skips.any()
+                      else np.zeros(len(tasks), np.int64))
     return out.reset_index().sort_values("task_id", kind="stable").reset_index(drop=True)[columns]
 
 
@@ -587,29 +625,45 @@ def agreement_report(frame: pd.DataFrame, controls: Mapping[str, str], analysis:
         else:
             answers = result["answers"]
             overlap = per_task[per_task["voters"] >= 2]
-            by_label = _aggregate(overlap, "cell", tasks=("votes", "size"), agreement=("agreement", "mean"))
-            if tag in CATEGORICAL:
-                entry["krippendorff_alpha"] = _number(_alpha(answers))
-                judged = answers.join(overlap["cell"].rename("_major"), on="task_id", how="inner")
-                compared.append(judged.assign(_same=judged["_cell"] == judged["_major"])[["_who", "_same"]])
-        by_label = by_label.sort_values(["tasks", "agreement"], ascending=False, kind="stable")
-        entry["per_label"] = {str(label): {"tasks": int(t), "agreement": _number(a)}
-                              for label, t, a in by_label[["tasks", "agreement"]].itertuples()}
+            if overlap.empty:  # no task answered twice (one annotator per task): no alpha, no label, nothing judged
+                by_label = None
+                if tag in CATEGORICAL:
+                    entry["krippendorff_alpha"] = None
+            else:
+                by_label = _aggregate(overlap, "cell", tasks=("votes", "size"), agreement=("agreement", "mean"))
+                if tag in CATEGORICAL:
+                    entry["krippendorff_alpha"] = _number(_alpha(answers))
+                    judged = answers.join(overlap["cell"].rename("_major"), on="task_id", how="inner")
+                    compared.append(judged.assign(_same=judged["_cell"] == judged["_major"])[["_who", "_same"]])
+        entry["per_label"] = _per_label(by_label)
         report["controls"][name] = entry
 
     grouped = rows.groupby("_who")
     lead = pd.to_numeric(rows["lead_time"], errors="coerce") if "lead_time" in rows else pd.Series(np.nan, rows.index)
     table = pd.DataFrame({"annotations": grouped.size(), "skipped": grouped["_skip"].sum(),
                           "lead": lead.groupby(rows["_who"]).mean()})
-    judged = pd.concat(compared) if compared else pd.DataFrame({"_who": [], "_same": []})
-    table["compared"] = judged.groupby("_who").size().reindex(table.index, fill_value=0)
-    table["same"] = judged.groupby("_who")["_same"].sum().reindex(table.index, fill_value=0)
+    if compared:
+        judged = pd.concat(compared)
+        table["compared"] = judged.groupby("_who").size().reindex(table.index, fill_value=0)
+        table["same"] = judged.groupby("_who")["_same"].sum().reindex(table.index, fill_value=0)
+    else:
+        table["compared"], table["same"] = 0, 0
     for who, r in table.sort_index().iterrows():
         report["annotators"][str(who)] = {
             "annotations": int(r["annotations"]), "skipped_rate": _number(r["skipped"] / r["annotations"]),
             "agreement_with_majority": _number(r["same"] / r["compared"]) if r["compared"] else None,
             "compared": int(r["compared"]), "mean_lead_time": _number(r["lead"])}
     return report
+
+
+def _per_label(by_label: pd.DataFrame | None) -> dict:
+    """``{label: {"tasks", "agreement"}}`` of a ``by_label`` table (``tasks``, ``agreement``; index: the label), the
+    most tasks first (ties: the highest agreement first, then in the table's order); ``{}`` for ``None``."""
+    if by_label is None or by_label.empty:
+        return {}
+    by_label = by_label.sort_values(["tasks", "agreement"], ascending=False, kind="stable")
+    return {str(label): {"tasks": int(t), "agreement": _number(a)}
+            for label, t, a in by_label[["tasks", "agreement"]].itertuples()}
 
 
 def _fmt(value, digits: int = 3) -> str:

@@ -37,7 +37,7 @@ import pandas as pd
 from labelhub.label_config import DataField
 from labelhub.sync.state import SyncState
 from labelhub.sync.versions.agreement import (Analysis, agreement_report, analyse, consensus_rows, control_kinds,
-                                              merge_analyses, prepare)
+                                              merge_analyses, prepare, prepared_tasks)
 from labelhub.sync.versions.rows import (annotation_reference, annotation_row, label_counts, label_distribution,
                                          rows_frame)
 from labelhub.sync.versions.training import (consensus_records, folder_patterns_of, training_records_by_row,
@@ -473,7 +473,7 @@ def _files(build: VersionRows, label_config: str, controls: Mapping[str, str], f
         kept, kept_consensus = store.analysis, store.consensus
     tasks = pd.Index(sorted(dirty), dtype="int64")
     part = frame[frame["task_id"].isin(tasks)]
-    fresh = analyse(part, controls, kinds) if len(part) else None
+    fresh = analyse(part, controls, kinds, prepared_tasks(prepared, tasks)) if len(part) else None
     analysis = merge_analyses(frame, controls, kept, fresh, tasks, prepared)
     report = agreement_report(frame, controls, analysis)
     made = consensus_rows(part, controls, field.value_key, fresh)
