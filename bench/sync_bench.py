@@ -19,8 +19,9 @@ server with ``--files`` real Fashion-MNIST images, then prints:
   ``--export-interval 0`` (the daemon in a subprocess, a local git repo, median of ``--latency-runs``, 15: of 5 the
   median moved from 157 to 250 ms between two runs a minute apart), from the client's create
   call to the tag; and, as this machine's baseline in the same run, the create call's own time (Label Studio saves
-  the annotation and delivers the webhook before it answers; the export starts as the webhook arrives) and the
-  time after it;
+  the annotation and delivers the webhook before it answers; the export starts as the webhook arrives), the
+  time after it, and the same create call in a project without any webhook (Label Studio's own save, measured
+  first);
 - the time to build the CSV of ``--csv-rows`` annotations at an export after the first (the rows of
   earlier annotations are stored), against pandas writing the same rows from plain dicts (the floor),
   and the first export's time, which makes every row.
@@ -211,6 +212,7 @@ def bench_latency(ls, tmp: Path, runs: int = 15) -> None:
     datasets.init_local_repo(repo)
     datasets.commit_local(repo, datasets.image_files(0, runs))
     client = ls.client()
+    alone = save_without_webhook(client, runs)
     created = client.projects.create(title="latency", label_config=CONFIG)
     port = free_port()
     env = {**os.environ, "LABEL_STUDIO_URL": ls.url, "LABEL_STUDIO_API_KEY": ls.api_key}
@@ -236,9 +238,25 @@ def bench_latency(ls, tmp: Path, runs: int = 15) -> None:
               f"of it, Label Studio's create call (its save and its webhook delivery, before it answers): median "
               f"{statistics.median(creates) * 1000:.0f} ms; after it: median "
               f"{statistics.median([a - b for a, b in zip(latencies, creates)]) * 1000:.0f} ms")
+        print(f"baseline: Label Studio's create call in a project without any webhook (no LabelHub in the loop): "
+              f"median {statistics.median(alone) * 1000:.0f} ms over {runs}")
     finally:
         daemon.send_signal(signal.SIGTERM)
         daemon.wait(60)
+
+
+def save_without_webhook(client, runs: int) -> list[float]:
+    """Seconds of each of ``runs`` annotation create calls in a new project that has no webhook: Label Studio's
+    own save, the part of the latency no LabelHub change can shorten."""
+    project = client.projects.create(title="latency baseline", label_config=CONFIG)
+    client.projects.import_tasks(project.id, request=[{"image": f"https://example.com/{i}.png"} for i in range(runs)])
+    times = []
+    for task in client.tasks.list(project=project.id, page_size=runs):
+        saved = time.perf_counter()
+        client.annotations.create(task.id, result=[{"from_name": "kind", "to_name": "image", "type": "choices",
+                                                    "value": {"choices": ["a"]}}])
+        times.append(time.perf_counter() - saved)
+    return times
 
 
 def tagged(repo: Path, tag: str) -> bool:
