@@ -30,6 +30,12 @@ PASSWORD = "labelhub-test-password"
 LEGACY_TOKEN = "labelhub0test0legacy0token0000000000000"
 # Personal access tokens are JWTs signed with SECRET_KEY: keep it fixed so that they survive restarts.
 SECRET_KEY = "labelhub-test-secret-key-not-for-production"
+#: Label Studio gives an ML backend 1 s to answer ``/health`` (``ML_TIMEOUT_HEALTH``, ``ML_CONNECTION_TIMEOUT`` in
+#: ``label_studio/ml/api_connector.py``) before it marks it disconnected or retrieves nothing. The suite runs a test
+#: file per core, each with its own Label Studio, backends and embedders, so on 2 cores a ``/health`` request can
+#: wait over a second for a core (a CI run lost a connect to it). Test servers allow 10 s; the demo's Label Studio,
+#: which ``tests/test_ship_demo.py`` and ``tests/test_browser_demo.py`` connect to, keeps the 1 s defaults.
+ML_TIMEOUTS = {"ML_TIMEOUT_HEALTH": "10", "ML_CONNECTION_TIMEOUT": "10"}
 
 
 def ensure_installed() -> Path:
@@ -46,7 +52,7 @@ def ensure_installed() -> Path:
 
 def server_env(data_dir: Path) -> dict[str, str]:
     """The environment a test Label Studio runs with (see :mod:`labelhub.sync.labelstudio.server`)."""
-    return labelstudio_server.server_env(data_dir, USERNAME, PASSWORD, LEGACY_TOKEN, SECRET_KEY)
+    return {**labelstudio_server.server_env(data_dir, USERNAME, PASSWORD, LEGACY_TOKEN, SECRET_KEY), **ML_TIMEOUTS}
 
 
 class LabelStudioServer(labelstudio_server.LabelStudioServer):
@@ -62,7 +68,7 @@ class LabelStudioServer(labelstudio_server.LabelStudioServer):
     def __init__(self, data_dir: Path, port: int | None = None, template: Path | None = TEMPLATE_DB,
                  create_personal_token: bool = True):
         super().__init__(data_dir, USERNAME, PASSWORD, LEGACY_TOKEN, SECRET_KEY, port=port, template=template,
-                         create_personal_token=create_personal_token)
+                         create_personal_token=create_personal_token, settings=ML_TIMEOUTS)
 
     def start(self, timeout: float = 180) -> "LabelStudioServer":
         """Start the server (installing Label Studio first if needed); see the base class."""

@@ -179,6 +179,8 @@ class LabelStudioServer:
         executable: ``label-studio`` (default :func:`find_executable`, resolved at :meth:`start`).
         create_personal_token: create a personal access token after the start (Label Studio allows
             one per user, so only when the user has none yet).
+        settings: more environment variables for Label Studio (its settings, e.g. ``ML_TIMEOUT_HEALTH``), over
+            those of :func:`server_env`.
 
     Attributes:
         url: ``http://HOST:PORT``.
@@ -192,8 +194,10 @@ class LabelStudioServer:
 
     def __init__(self, data_dir: Path, username: str, password: str, token: str, secret_key: str,
                  port: int | None = None, host: str = "127.0.0.1", template: Path | None = None,
-                 executable: Path | None = None, create_personal_token: bool = False):
+                 executable: Path | None = None, create_personal_token: bool = False,
+                 settings: dict[str, str] | None = None):
         self.data_dir = Path(data_dir)
+        self.settings = dict(settings or {})
         self.username, self.password, self.api_key, self.secret_key = username, password, token, secret_key
         self.host = host
         self.port = port or free_port()
@@ -225,7 +229,8 @@ class LabelStudioServer:
         self._log = open(self.log_path, "ab")
         self._proc = subprocess.Popen(
             [str(exe), "start", "--no-browser", "--internal-host", self.host, "--port", str(self.port)],
-            env=server_env(self.data_dir, self.username, self.password, self.api_key, self.secret_key),
+            env={**server_env(self.data_dir, self.username, self.password, self.api_key, self.secret_key),
+                 **self.settings},
             stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=self.data_dir,
             start_new_session=True)
         try:
