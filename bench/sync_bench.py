@@ -20,8 +20,8 @@ server with ``--files`` real Fashion-MNIST images, then prints:
   median moved from 157 to 250 ms between two runs a minute apart), from the client's create
   call to the tag; and, as this machine's baseline in the same run, the create call's own time (Label Studio saves
   the annotation and delivers the webhook before it answers; the export starts as the webhook arrives), the
-  time after it, and the same create call in a project without any webhook (Label Studio's own save, one half a second before each
-  measured annotation);
+  time after it, and the same create call in a project without any webhook (Label Studio's own save, one half a
+  second before each measured annotation);
 - the time to build the CSV of ``--csv-rows`` annotations at an export after the first (the rows of
   earlier annotations are stored), against pandas writing the same rows from plain dicts (the floor),
   and the first export's time, which makes every row.
@@ -229,7 +229,7 @@ def bench_latency(ls, tmp: Path, runs: int = 15) -> None:
         latencies, creates, alone = [], [], []
         for i, task in enumerate(client.tasks.list(project=created.id, page_size=runs)):
             alone.append(save(client, next(unhooked).id))  # the baseline, interleaved: the same moment's machine
-            time.sleep(0.5)  # Label Studio's work after it answers: right after a save, the next took half again as long
+            time.sleep(0.5)  # Label Studio works on after it answers: a save right after took half again as long
             saved = time.perf_counter()
             creates.append(save(client, task.id))
             while not tagged(repo, f"annotations-v{i + 1}"):

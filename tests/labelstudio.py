@@ -50,11 +50,6 @@ def ensure_installed() -> Path:
     return labelstudio_server.install(VENV_DIR)
 
 
-def server_env(data_dir: Path) -> dict[str, str]:
-    """The environment a test Label Studio runs with (see :mod:`labelhub.sync.labelstudio.server`)."""
-    return {**labelstudio_server.server_env(data_dir, USERNAME, PASSWORD, LEGACY_TOKEN, SECRET_KEY), **ML_TIMEOUTS}
-
-
 class LabelStudioServer(labelstudio_server.LabelStudioServer):
     """One test Label Studio on 127.0.0.1 with SQLite in ``data_dir``, logged in as the test user.
 

@@ -55,8 +55,8 @@ import krippendorff
 import numpy as np
 import pandas as pd
 
-__all__ = ["Analysis", "analyse", "CATEGORICAL", "IOU_THRESHOLD", "agreement_markdown", "agreement_report", "answer_cell",
-           "consensus_rows", "control_kinds", "merge_analyses", "prepare", "prepared_tasks"]
+__all__ = ["Analysis", "analyse", "CATEGORICAL", "IOU_THRESHOLD", "agreement_markdown", "agreement_report",
+           "answer_cell", "consensus_rows", "control_kinds", "merge_analyses", "prepare", "prepared_tasks"]
 
 #: Two boxes of one label match from this IoU on.
 IOU_THRESHOLD = 0.5
