@@ -282,3 +282,33 @@ def test_the_votes_of_some_tasks_taken_from_the_whole_version_equal_their_own(dr
     own = agreement.prepare(rows[rows["task_id"].isin(index)])
     for a, b in zip(taken, own):
         pd.testing.assert_frame_equal(a, b)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(ANNOTATION, min_size=1, max_size=30), st.randoms(use_true_random=False),
+       st.lists(st.booleans(), min_size=30, max_size=30))
+def test_the_numpy_counting_equals_the_pandas_groupby_definitions(draws, random, missing_path):
+    """The votes, the report's per-annotator figures and the consensus rows' copied values are counted with numpy
+    (:func:`agreement._vote_positions`, :func:`agreement._first_values`); on rows in any order, with missing
+    ``hf_path`` values, they equal the pandas definitions: sort and ``drop_duplicates``, ``groupby``."""
+    rows = random_frame(draws)
+    rows["hf_path"] = [None if gone else path for path, gone in zip(rows["hf_path"], missing_path)]
+    rows = rows.take(random.sample(range(len(rows)), len(rows))).reset_index(drop=True)
+    prepared, votes = agreement.prepare(rows)
+    keys = prepared.loc[~prepared["_skip"]].sort_values(["task_id", "_order"], kind="stable")
+    expected = keys.drop_duplicates(["task_id", "_who"], keep="last").index.to_numpy()
+    assert agreement._vote_positions(prepared).tolist() == expected.tolist()
+
+    report = agreement_report(rows, CONTROLS)
+    grouped = prepared.groupby("_who")
+    assert list(report["annotators"]) == sorted(grouped.groups)
+    for who, entry in report["annotators"].items():
+        assert entry["annotations"] == grouped.size()[who]
+        assert entry["skipped_rate"] == round(grouped["_skip"].mean()[who], 6)
+        assert entry["mean_lead_time"] == round(grouped["lead_time"].mean()[who], 6)
+
+    out = consensus_rows(rows, CONTROLS, "image").set_index("task_id")
+    first = prepared.groupby("task_id")[["hf_path", "image"]].first().reindex(out.index).fillna("")
+    assert out["hf_path"].tolist() == first["hf_path"].tolist()
+    assert out["image"].tolist() == first["image"].tolist()
+    assert out["annotators"].tolist() == votes.groupby("task_id").size().reindex(out.index).tolist()

@@ -130,12 +130,22 @@ def _prepared(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     rows["_gt"] = _truthy(rows["ground_truth"]) if "ground_truth" in rows else np.zeros(n, bool)
     rows["_order"] = (pd.to_numeric(rows["annotation_id"], errors="coerce").fillna(-1).to_numpy()
                       if "annotation_id" in rows else np.arange(n))
-    # sorted and deduplicated on the key columns alone, then every column taken once
-    keys = rows.loc[~rows["_skip"], ["task_id", "_order", "_who"]].sort_values(["task_id", "_order"], kind="stable")
-    keys = keys.drop_duplicates(["task_id", "_who"], keep="last")
-    votes = rows.take(keys.index.to_numpy()).reset_index(drop=True)
+    votes = rows.take(_vote_positions(rows)).reset_index(drop=True)
     votes["_v"] = np.arange(len(votes))
     return rows, votes
+
+
+def _vote_positions(rows: pd.DataFrame) -> np.ndarray:
+    """The positions of the votes among ``rows``: the rows not skipped, sorted by task and ``_order`` (stable), of
+    which each task and annotator keeps the last; sorted and deduplicated with numpy on the key columns alone
+    (a frame's sort and ``drop_duplicates`` cost milliseconds on the few rows of an export of one annotation)."""
+    live = np.flatnonzero(~rows["_skip"].to_numpy(bool))
+    task = rows["task_id"].to_numpy()[live]
+    live = live[np.lexsort((rows["_order"].to_numpy()[live], task))]  # lexsort is stable: ties keep row order
+    task_codes = pd.factorize(rows["task_id"].to_numpy()[live])[0].astype(np.int64)
+    who_codes, who = pd.factorize(rows["_who"].to_numpy()[live])
+    pair = task_codes * (len(who) + 1) + who_codes  # < rows**2: no overflow under 3e9 rows
+    return live[~pd.Index(pair).duplicated(keep="last")]
 
 
 def _aggregate(frame: pd.DataFrame, by, sort: bool = True, dropna: bool = True, **named: tuple[str, str]
@@ -150,10 +160,13 @@ def _aggregate(frame: pd.DataFrame, by, sort: bool = True, dropna: bool = True, 
 def _answers(votes: pd.DataFrame, name: str, tag: str) -> pd.DataFrame:
     """The non-empty answers of one exact-match control: ``task_id, _who, _gt, _cell``."""
     column = votes[name] if name in votes else pd.Series([""] * len(votes), index=votes.index)
-    uniques = column.dropna().unique()
-    cells = column.map({u: answer_cell(tag, u) for u in uniques}).fillna("")
-    answers = votes[["task_id", "_who", "_gt"]].assign(_cell=cells.to_numpy())
-    return answers[answers["_cell"] != ""]
+    codes, uniques = pd.factorize(column)  # a missing cell is -1: the last entry, ""
+    cells = np.array([answer_cell(tag, u) for u in uniques] + [""], dtype=object)[codes]
+    keep = np.flatnonzero(cells != "")
+    return pd.DataFrame({"task_id": votes["task_id"].array[keep], "_who": votes["_who"].array[keep],
+                         "_gt": votes["_gt"].array[keep],
+                         "_cell": pd.array(cells[keep], dtype="str") if len(votes) else cells[keep]},
+                        index=votes.index[keep])
 
 
 def _exact_match(answers: pd.DataFrame) -> pd.DataFrame:
@@ -163,11 +176,11 @@ def _exact_match(answers: pd.DataFrame) -> pd.DataFrame:
     analyses), each answer is its task's majority: the table is made from the answers at once, the same as the
     counting below gives (``tests/test_agreement.py``)."""
     if len(answers) and answers["task_id"].is_unique:
-        single = pd.DataFrame({"cell": answers["_cell"].to_numpy(), "votes": np.ones(len(answers), np.int64)},
+        ones = np.ones(len(answers), np.int64)
+        single = pd.DataFrame({"cell": answers["_cell"].to_numpy(), "votes": ones, "voters": ones,
+                               "agreement": np.full(len(answers), np.nan)},
                               index=pd.Index(answers["task_id"].to_numpy(), name="task_id"))
-        single["voters"] = single["votes"]
-        single["agreement"] = np.nan
-        return single.sort_index(kind="stable")
+        return single if single.index.is_monotonic_increasing else single.sort_index(kind="stable")
     return _counted_majority(answers)
 
 
@@ -471,8 +484,9 @@ def prepared_tasks(prepared: tuple[pd.DataFrame, pd.DataFrame], tasks: pd.Index)
         ``(rows, votes)`` of those tasks, as :func:`prepare` of ``frame[frame["task_id"].isin(tasks)]`` gives.
     """
     rows, votes = prepared
-    rows = rows[rows["task_id"].isin(tasks)].reset_index(drop=True)
-    votes = votes[votes["task_id"].isin(tasks)].reset_index(drop=True)
+    wanted = tasks.to_numpy()
+    rows = rows.take(np.flatnonzero(np.isin(rows["task_id"].to_numpy(), wanted))).reset_index(drop=True)
+    votes = votes.take(np.flatnonzero(np.isin(votes["task_id"].to_numpy(), wanted))).reset_index(drop=True)
     votes["_v"] = np.arange(len(votes))
     return rows, votes
 
@@ -536,18 +550,18 @@ def consensus_rows(frame: pd.DataFrame, controls: Mapping[str, str], value_key: 
         return pd.DataFrame(columns=columns)
     analysis = analysis or analyse(frame, controls)
     rows, votes = analysis.rows, analysis.votes
-    tasks = pd.Index(votes["task_id"].unique(), name="task_id")
-    copied = [key for key in dict.fromkeys(("hf_path", value_key)) if key in rows and key != "task_id"]
-    first = rows[["task_id", *copied]].groupby("task_id", sort=False).first()  # each column's first non-null value
-    out = pd.DataFrame(index=tasks)
+    vote_tasks, annotators = np.unique(votes["task_id"].to_numpy(), return_counts=True)
+    tasks = pd.Index(vote_tasks, name="task_id")
+    row_tasks = rows["task_id"].to_numpy()
+    data: dict = {"task_id": vote_tasks}  # the columns in order, made into a frame at once (a column set costs ~1 ms)
     for key in ("hf_path", value_key):
-        out[key] = first[key].reindex(tasks).fillna("") if key in first else ""
+        data[key] = _first_values(row_tasks, rows[key], vote_tasks) if key in rows and key != "task_id" else ""
     scores = []
     for name, result in analysis.results.items():
         per_task = result["per_task"].reindex(tasks)
-        out[name] = per_task["cell"].fillna("")
+        data[name] = per_task["cell"].fillna("").array
         scores.append(per_task["agreement"].to_numpy(float))
-    out["annotators"] = votes.groupby("task_id").size().reindex(tasks).to_numpy()
+    data["annotators"] = annotators
     if scores:
         stacked = np.vstack(scores)
         counted = (~np.isnan(stacked)).sum(axis=0)
@@ -555,11 +569,26 @@ def consensus_rows(frame: pd.DataFrame, controls: Mapping[str, str], value_key: 
         agreement = np.divide(total, counted, out=np.full(len(tasks), np.nan), where=counted > 0)
     else:
         agreement = np.full(len(tasks), np.nan)
-    out["agreement"] = np.round(agreement, 6)
+    data["agreement"] = np.round(agreement, 6)
     skips = rows["_skip"].to_numpy()
-    out["skipped"] = (rows[skips].groupby("task_id").size().reindex(tasks, fill_value=0).to_numpy() if skips.any()
-                      else np.zeros(len(tasks), np.int64))
-    return out.reset_index().sort_values("task_id", kind="stable").reset_index(drop=True)[columns]
+    data["skipped"] = (rows[skips].groupby("task_id").size().reindex(tasks, fill_value=0).to_numpy() if skips.any()
+                       else np.zeros(len(tasks), np.int64))
+    out = pd.DataFrame(data)
+    return out if list(out.columns) == columns else out[columns]  # a control named like a fixed column
+
+
+def _first_values(row_tasks: np.ndarray, column: pd.Series, tasks: np.ndarray) -> np.ndarray:
+    """Per task of ``tasks`` (sorted ids), the first non-null value of ``column`` among its rows (``""`` when none):
+    what ``groupby("task_id").first()`` gives, as an object array."""
+    values = column.to_numpy(object)
+    present = np.flatnonzero(~pd.isna(values))
+    out = np.full(len(tasks), "", dtype=object)
+    found, first = np.unique(row_tasks[present], return_index=True)
+    at = np.searchsorted(tasks, found)
+    inside = at < len(tasks)
+    inside[inside] = tasks[at[inside]] == found[inside]
+    out[at[inside]] = values[present[first[inside]]]
+    return out
 
 
 def _number(value) -> float | None:
@@ -608,10 +637,11 @@ def agreement_report(frame: pd.DataFrame, controls: Mapping[str, str], analysis:
                                         **({measure: None} if tag == _BOXES or tag in CATEGORICAL else {}),
                                         "per_label": {}}
         return report
-    per_task_votes = votes.groupby("task_id").size()
-    report["totals"] = {"tasks": int(rows["task_id"].nunique()), "annotations": len(rows),
-                        "annotators": int(rows["_who"].nunique()), "skipped": int(rows["_skip"].sum()),
-                        "tasks_with_overlap": int((per_task_votes >= 2).sum())}
+    who_codes, annotators = pd.factorize(rows["_who"], sort=True)  # sorted: the report's order of annotators
+    skips = rows["_skip"].to_numpy(bool)
+    report["totals"] = {"tasks": len(pd.unique(rows["task_id"])), "annotations": len(rows),
+                        "annotators": len(annotators), "skipped": int(skips.sum()),
+                        "tasks_with_overlap": int((_counts(votes["task_id"]) >= 2).sum())}
     compared = []
     for name, result in analysis.results.items():
         tag, per_task = result["tag"], result["per_task"]
@@ -638,22 +668,33 @@ def agreement_report(frame: pd.DataFrame, controls: Mapping[str, str], analysis:
         entry["per_label"] = _per_label(by_label)
         report["controls"][name] = entry
 
-    grouped = rows.groupby("_who")
-    lead = pd.to_numeric(rows["lead_time"], errors="coerce") if "lead_time" in rows else pd.Series(np.nan, rows.index)
-    table = pd.DataFrame({"annotations": grouped.size(), "skipped": grouped["_skip"].sum(),
-                          "lead": lead.groupby(rows["_who"]).mean()})
+    # per annotator, counted with numpy over the codes of ``_who`` (a groupby per figure costs a few ms per export)
+    k = len(annotators)
+    counted = np.bincount(who_codes, minlength=k)
+    skipped = np.bincount(who_codes, weights=skips, minlength=k)
+    lead = (pd.to_numeric(rows["lead_time"], errors="coerce").to_numpy(float) if "lead_time" in rows
+            else np.full(len(rows), np.nan))
+    timed = ~np.isnan(lead)
+    lead_sum = np.bincount(who_codes[timed], weights=lead[timed], minlength=k)
+    lead_n = np.bincount(who_codes[timed], minlength=k)
+    lead_mean = np.divide(lead_sum, lead_n, out=np.full(k, np.nan), where=lead_n > 0)
+    same, judged_n = np.zeros(k), np.zeros(k, np.int64)
     if compared:
         judged = pd.concat(compared)
-        table["compared"] = judged.groupby("_who").size().reindex(table.index, fill_value=0)
-        table["same"] = judged.groupby("_who")["_same"].sum().reindex(table.index, fill_value=0)
-    else:
-        table["compared"], table["same"] = 0, 0
-    for who, r in table.sort_index().iterrows():
+        codes = annotators.get_indexer(judged["_who"])
+        judged_n = np.bincount(codes, minlength=k)
+        same = np.bincount(codes, weights=judged["_same"].to_numpy(float), minlength=k)
+    for i, who in enumerate(annotators):
         report["annotators"][str(who)] = {
-            "annotations": int(r["annotations"]), "skipped_rate": _number(r["skipped"] / r["annotations"]),
-            "agreement_with_majority": _number(r["same"] / r["compared"]) if r["compared"] else None,
-            "compared": int(r["compared"]), "mean_lead_time": _number(r["lead"])}
+            "annotations": int(counted[i]), "skipped_rate": _number(skipped[i] / counted[i]),
+            "agreement_with_majority": _number(same[i] / judged_n[i]) if judged_n[i] else None,
+            "compared": int(judged_n[i]), "mean_lead_time": _number(lead_mean[i])}
     return report
+
+
+def _counts(task_ids: pd.Series) -> np.ndarray:
+    """How many rows each task has, in the order of the sorted task ids."""
+    return np.unique(task_ids.to_numpy(), return_counts=True)[1]
 
 
 def _per_label(by_label: pd.DataFrame | None) -> dict:

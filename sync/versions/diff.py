@@ -152,7 +152,7 @@ def diff_frames(old: pd.DataFrame, new: pd.DataFrame, controls: Mapping[str, str
 
     for rows, ids, kind in ((new, new.index.difference(old.index), "added"),
                             (old, old.index.difference(new.index), "removed")):
-        for row in rows.loc[ids].to_dict("records"):
+        for row in rows.loc[ids].to_dict("records") if len(ids) else ():  # to_dict costs ms even on no rows
             setattr(diff, kind, getattr(diff, kind) + 1)
             _bump(diff.by_annotator, annotator(row), kind)
             for name, tag in controls.items():
@@ -162,7 +162,8 @@ def diff_frames(old: pd.DataFrame, new: pd.DataFrame, controls: Mapping[str, str
     olds, news = old.loc[common], new.loc[common]
     differ = _differ(olds, news, ["was_cancelled"], str)  # rows with the same cells cannot have changed
     differ |= _differ(olds, news, list(controls), None)
-    for before, after in zip(olds[differ].to_dict("records"), news[differ].to_dict("records")):
+    pairs = zip(olds[differ].to_dict("records"), news[differ].to_dict("records")) if differ.any() else ()
+    for before, after in pairs:
         changed = str(before.get("was_cancelled")) != str(after.get("was_cancelled"))
         for name, tag in controls.items():
             was, now = cell_labels(tag, before.get(name)), cell_labels(tag, after.get(name))

@@ -352,7 +352,7 @@ def _update(previous: VersionRows, texts, row_hash, annotator, controls) -> Vers
     frame = both.take(rows_at).reset_index(drop=True)  # every column taken once
     origin = np.concatenate([kept_old, np.full(len(fresh), -1)])[order]
     labels = {name: counted.copy() for name, counted in previous.labels.items()}
-    for name, counted in label_counts(previous.frame.take(gone_old), controls).items():
+    for name, counted in (label_counts(previous.frame.take(gone_old), controls).items() if len(gone_old) else ()):
         labels[name].subtract(counted)
     for name, counted in label_counts(part, controls).items():
         labels[name].update(counted)
@@ -388,12 +388,18 @@ def _finish(build: VersionRows) -> None:
     """Make the CSV (the lines of new rows) and the row hashes."""
     frame = build.frame
     lines = _fill(build, "csv", _csv_lines)
-    header = frame.iloc[0:0].to_csv(index=False, lineterminator="\n").encode()
+    header = _csv_header(tuple(frame.columns))
     build.csv = header + b"".join(lines)
     keys = build.lines.setdefault("key", np.full(len(frame), None, dtype=object))
     missing = _missing(keys)
     keys[missing] = _objects([f"{h}:{a}" for h, a in zip(build.row_hash[missing], build.annotator[missing])])
     build.hashes = dict(zip(frame["annotation_id"].tolist(), keys.tolist()))
+
+
+@cachetools.cached(cachetools.LRUCache(maxsize=64))
+def _csv_header(columns: tuple) -> bytes:
+    """The CSV header line ``to_csv`` writes for a frame of ``columns`` (it depends on their names alone)."""
+    return pd.DataFrame(columns=list(columns)).to_csv(index=False, lineterminator="\n").encode()
 
 
 def _missing(values: np.ndarray) -> np.ndarray:
