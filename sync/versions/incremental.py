@@ -478,7 +478,7 @@ def _files(build: VersionRows, label_config: str, controls: Mapping[str, str], f
         dirty = store.dirty | set(store.consensus.index[(used != "") & (used != revision)].tolist())
         kept, kept_consensus = store.analysis, store.consensus
     tasks = pd.Index(sorted(dirty), dtype="int64")
-    part = frame[frame["task_id"].isin(tasks)]
+    part = frame.take(np.flatnonzero(np.isin(frame["task_id"].to_numpy(), tasks.to_numpy())))
     fresh = analyse(part, controls, kinds, prepared_tasks(prepared, tasks)) if len(part) else None
     analysis = merge_analyses(frame, controls, kept, fresh, tasks, prepared)
     report = agreement_report(frame, controls, analysis)
