@@ -133,33 +133,44 @@ def diff_frames(old: pd.DataFrame, new: pd.DataFrame, controls: Mapping[str, str
     """Compare two versions' rows.
 
     Args:
-        old, new: The rows (columns as in :mod:`labelhub.sync.versions.rows`; ``annotation_id`` required).
-            An empty ``old`` is "nothing": every row is added.
+        old, new: The rows (columns as in :mod:`labelhub.sync.versions.rows`; ``annotation_id`` required, one row
+            per annotation). An empty ``old`` is "nothing": every row is added.
         controls: ``{from_name: tag}`` of the control columns to compare (:func:`controls_of`).
         old_name, new_name: The versions' names, kept in the result.
 
     Returns:
         A :class:`VersionDiff`.
+
+    Raises:
+        ValueError: an ``annotation_id`` is in two rows of ``old`` or of ``new``.
     """
     diff = VersionDiff(old_name, new_name)
-    old = old.set_index("annotation_id", drop=False) if len(old) else pd.DataFrame(columns=["annotation_id"])
-    new = new.set_index("annotation_id", drop=False) if len(new) else pd.DataFrame(columns=["annotation_id"])
+    empty = pd.DataFrame(columns=["annotation_id"])
+    old, new = (frame.reset_index(drop=True) if len(frame) else empty for frame in (old, new))
+    old_ids, new_ids = (pd.Index(frame["annotation_id"].to_numpy()) for frame in (old, new))
+    for ids, name in ((old_ids, old_name), (new_ids, new_name)):
+        if not ids.is_unique:
+            raise ValueError(f"annotation_id repeats in the rows of {name or 'a version'}: one row per annotation")
+    # each new row's position in ``old`` (-1: added) and each old row's in ``new`` (-1: removed); those added and
+    # removed are counted in id order
+    at_old, at_new = old_ids.get_indexer(new_ids), new_ids.get_indexer(old_ids)
+    by_id = (np.argsort(new_ids.to_numpy(), kind="stable"), np.argsort(old_ids.to_numpy(), kind="stable"))
     relabels: Counter = Counter()
 
     def annotator(row) -> str:
         value = row.get("annotator", "")
         return "" if value is None or (isinstance(value, float) and pd.isna(value)) else str(value)
 
-    for rows, ids, kind in ((new, new.index.difference(old.index), "added"),
-                            (old, old.index.difference(new.index), "removed")):
-        for row in rows.loc[ids].to_dict("records") if len(ids) else ():  # to_dict costs ms even on no rows
+    for rows, positions, kind in ((new, by_id[0][at_old[by_id[0]] < 0], "added"),
+                                  (old, by_id[1][at_new[by_id[1]] < 0], "removed")):
+        for row in rows.take(positions).to_dict("records") if len(positions) else ():  # to_dict costs ms on no rows
             setattr(diff, kind, getattr(diff, kind) + 1)
             _bump(diff.by_annotator, annotator(row), kind)
             for name, tag in controls.items():
                 for label in cell_labels(tag, row.get(name)):
                     _bump(diff.by_label, name, label, kind)
-    common = new.index.intersection(old.index)
-    olds, news = old.loc[common], new.loc[common]
+    both = np.flatnonzero(at_old >= 0)  # in the new rows' order
+    olds, news = old.take(at_old[both]), new.take(both)
     differ = _differ(olds, news, ["was_cancelled"], str)  # rows with the same cells cannot have changed
     differ |= _differ(olds, news, list(controls), None)
     pairs = zip(olds[differ].to_dict("records"), news[differ].to_dict("records")) if differ.any() else ()
