@@ -179,3 +179,26 @@ def test_a_frame_of_another_build_is_built_from_scratch(tmp_path):
     files = build_files(state, frame, IMAGES, controls, field, REPO, False, SHA)
     assert files.agreement == agreement_report(frame, controls)
     assert json.loads(files.consensus)["kind"] == ["a"]  # a tie: the smallest answer
+
+
+VALUE = st.one_of(st.integers(-(2 ** 63), 2 ** 64 - 1), st.floats(allow_nan=True), st.booleans(), st.none(),
+                  st.text(max_size=5), st.just(float("nan")))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(VALUE, min_size=1, max_size=6), st.sampled_from(["int64", "uint64", "float64", "bool", "object", "str"]))
+def test_a_new_rows_column_holds_what_a_series_of_its_dtype_holds(values, dtype):
+    """The columns of an export's new rows are made without a Series (``incremental._column``): for any values,
+    a frame gets the same column as from ``pd.Series(values, dtype=dtype)``, or the same error is raised."""
+    from labelhub.sync.versions.incremental import _column
+
+    dtype = pd.Series(dtype=dtype).dtype
+    try:
+        expected = pd.Series(values, dtype=dtype)
+    except (TypeError, ValueError, OverflowError) as exc:
+        try:
+            _column(values, dtype)
+        except type(exc):
+            return
+        raise AssertionError(f"{values!r} as {dtype} made a column where pandas raises {exc!r}")
+    pd.testing.assert_frame_equal(pd.DataFrame({"c": _column(values, dtype)}), pd.DataFrame({"c": expected}))
