@@ -17,11 +17,13 @@ server with ``--files`` real Fashion-MNIST images, then prints:
   daemon) and the next one: their Hub and Label Studio calls (and those of the reconciliation that read them);
 - the latency from an annotation's save to its tagged commit, through the webhook, with
   ``--export-interval 0`` (the daemon in a subprocess, a local git repo, median of ``--latency-runs``, 15: of 5 the
-  median moved from 157 to 250 ms between two runs a minute apart), from the client's create
-  call to the tag; and, as this machine's baseline in the same run, the create call's own time (Label Studio saves
-  the annotation and delivers the webhook before it answers; the export starts as the webhook arrives), the
-  time after it, and the same create call in a project without any webhook (Label Studio's own save, one half a
-  second before each measured annotation);
+  median moved from 157 to 250 ms between two runs a minute apart). It is timed from Label Studio's save, the
+  annotation's ``created_at`` (set by Label Studio, on this machine's clock, as it inserts the annotation: the
+  view then records the user's activity, releases the task's lock and writes the history before it delivers the
+  webhook and answers), to the tag; and from the client's create call to the tag. As this machine's baseline in
+  the same run: the create call's own time (Label Studio saves the annotation and delivers the webhook before it
+  answers; the export starts as the webhook arrives), the time after it, and the same create call in a project
+  without any webhook (Label Studio's own save, one half a second before each measured annotation);
 - the time to build the CSV of ``--csv-rows`` annotations at an export after the first (the rows of
   earlier annotations are stored), against pandas writing the same rows from plain dicts (the floor),
   and the first export's time, which makes every row.
