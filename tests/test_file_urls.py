@@ -285,7 +285,10 @@ def test_backend_predicts_on_signed_url_tasks_from_the_same_cache(label_studio, 
     def predicted():
         client.actions.create(id="retrieve_tasks_predictions", project=project.id,
                               selected_items={"all": False, "included": [tasks[p].id for p in held_out]})
-        latest = [client.predictions.list(task=tasks[p].id)[-1] for p in held_out]
+        made = [client.predictions.list(task=tasks[p].id) for p in held_out]
+        if not all(made):  # the model is not trained yet: the backend answered no prediction for some task
+            return False
+        latest = [predictions[-1] for predictions in made]
         return all(p.result for p in latest) and latest
 
     latest = wait_for(predicted, timeout=60, interval=1, message="predictions of the trained model")
