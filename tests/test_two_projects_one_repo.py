@@ -265,3 +265,20 @@ def test_each_series_writes_its_own_paths_and_card_entries():
     assert [c["config_name"] for c in parsed.data.configs] == ["default", "rows", "consensus", "test", "test-rows",
                                                                 "test-consensus"]
     assert parsed.text.count("annotations-v1") == 1 and parsed.text.count("test-v1") == 1
+
+
+@pytest.mark.parametrize("earlier", [None, "---\nlicense: mit\n---\n# Our data\n\nText.\n", "# No YAML\n",
+                                     "---\nconfigs:\n- config_name: other\n  data_files: x.csv\n---\nA\r\nB\r\n"])
+def test_a_card_made_from_the_cached_yaml_equals_one_made_by_datasetcard(earlier):
+    """:func:`dataset_card` parses and writes the YAML once per earlier card (its section aside) and arguments; the
+    cards of successive versions equal those ``DatasetCard`` makes for each of them."""
+    from labelhub.sync.versions import card as cards
+
+    for s in (series_for(), series_for("annotations/test.csv")):
+        card = earlier
+        for version in range(1, 4):
+            block = f"{s.markers[0]}\n{s.tag(version)}: {uuid.uuid4().hex}\n{s.markers[1]}"
+            made = dataset_card(card, s.csv_path, block, [s.hub_training_path], rows_path=s.rows_path, series=s)
+            assert made == cards._made_card(card, s.csv_path, block, [s.hub_training_path], None, s.rows_path, None,
+                                            None, None, s, None)
+            card = made

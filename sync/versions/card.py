@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import json
 import re
+import uuid
 
+import cachetools
 from huggingface_hub import DatasetCard
 
 from labelhub.sync.versions.series import DEFAULT_CSV_PATH, Series, series_for
@@ -175,6 +177,30 @@ def dataset_card(existing: str | None, csv_path: str, block: str, training_files
         True
     """
     series = series or Series(csv_path or DEFAULT_CSV_PATH)
+    begin, end = series.markers
+    section = re.compile(re.escape(begin) + ".*?" + re.escape(end), re.S)
+    # the card made with a placeholder for this series' section, kept per earlier card (the section stripped) and
+    # arguments: the YAML is parsed and written once while the configs stay the same, not at every version
+    stripped = section.sub(lambda _: begin + _SECTION + end, existing) if existing else existing
+    key = json.dumps([stripped, csv_path, training_files, repr(features), rows_path, consensus_files,
+                      repr(consensus_features), consensus_metadata, series.csv_path, series.prefix, training_metadata])
+    made = _CARDS.get(key)
+    if made is None:
+        made = _CARDS[key] = _made_card(stripped, csv_path, _SECTION, training_files, features, rows_path,
+                                        consensus_files, consensus_features, consensus_metadata, series,
+                                        training_metadata)
+    return made.replace(_SECTION, block)
+
+
+#: Stands for a series' section in a cached card (:func:`dataset_card`): random, so in no card's text.
+_SECTION = f"<!-- labelhub:section {uuid.uuid4().hex} -->"
+#: Cards made by :func:`_made_card`, by their arguments.
+_CARDS: cachetools.LRUCache = cachetools.LRUCache(maxsize=16)
+
+
+def _made_card(existing: str | None, csv_path: str, block: str, training_files, features, rows_path,
+               consensus_files, consensus_features, consensus_metadata, series: Series, training_metadata) -> str:
+    """:func:`dataset_card` made with ``huggingface_hub.DatasetCard`` (its YAML parsed and written)."""
     card = DatasetCard(existing or "---\nconfigs: []\n---\n")
     if training_files:
         default = {"config_name": series.default_config, "data_files": [{"split": "train", "path": training_files}]}
