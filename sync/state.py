@@ -393,9 +393,9 @@ class SyncState:
         self._write("DELETE FROM versions WHERE project_id=? AND repo_id=? AND version=?", [(*self.key, version)])
 
     def set_version_status(self, version: int, status: str, commit_sha: str | None = None,
-                           parent_commit: str | None = None) -> None:
+                           parent_commit: str | None = None, cursors: dict[str, str] | None = None) -> None:
         """Move a version to ``committed`` (with its sha) or ``tagged``. ``tagged`` also makes its
-        row hashes the ``exported`` baseline, in the same transaction."""
+        row hashes the ``exported`` baseline, in the same transaction, as are the named ``cursors`` set."""
         with self.db:
             self.db.execute("BEGIN IMMEDIATE")
             self.db.execute("UPDATE versions SET status=?, commit_sha=coalesce(?, commit_sha), "
@@ -408,3 +408,5 @@ class SyncState:
                 self.db.execute("DELETE FROM exported WHERE project_id=? AND repo_id=?", self.key)
                 self.db.executemany("INSERT INTO exported VALUES (?, ?, ?, ?)",
                                     [(*self.key, int(k), v) for k, v in hashes.items()])
+            self.db.executemany("INSERT OR REPLACE INTO cursors VALUES (?, ?, ?)",
+                                [(self.key[0], name, value) for name, value in (cursors or {}).items()])

@@ -231,8 +231,7 @@ class Exporter:
         self.state.set_version_status(number, "committed", sha, parent)
         if self.state.head(self.revision) == parent:  # the importer need not relist for our own commit
             self.state.set_head(self.revision, sha)
-        self._tag(number, sha, card=files["README.md"].decode())
-        self.state.set_cursor(EXPORTED_GENERATION, generation)
+        self._tag(number, sha, card=files["README.md"].decode(), generation=generation)
         log.info("exported %s at %s: %s", self.series.tag(number), sha[:12], message)
         return Version(number, self.series.tag(number), sha, added, changed, removed)
 
@@ -393,8 +392,9 @@ class Exporter:
                 return landed
             raise
 
-    def _tag(self, number: int, sha: str, card: str | None = None) -> None:
-        """Tag ``sha`` as version ``number``; remember ``card`` (the README it holds) for the next export."""
+    def _tag(self, number: int, sha: str, card: str | None = None, generation: str | None = None) -> None:
+        """Tag ``sha`` as version ``number``; remember ``card`` (the README it holds) for the next export and
+        ``generation`` (of the annotations it holds) as exported, in the transaction that marks it tagged."""
         tag = self.series.tag(number)
         try:
             hub_retrying(self.max_attempts, f"tag {tag}", self.sleep, on=(TransientHubError,))(
@@ -402,9 +402,10 @@ class Exporter:
         except TagExists:
             if self.repo.tags().get(tag) != sha:
                 raise LabelHubError(f"tag {tag} exists on another commit than {sha[:12]}") from None
-        self.state.set_version_status(number, "tagged")
-        if card:
-            self.state.set_cursor(CARD, card)
+        cursors = {CARD: card} if card else {}
+        if generation is not None:
+            cursors[EXPORTED_GENERATION] = generation
+        self.state.set_version_status(number, "tagged", cursors=cursors)
 
     def _finish_unfinished(self) -> Version | None:
         last = self.state.last_version()
