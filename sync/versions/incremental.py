@@ -120,9 +120,11 @@ def _schema(frame: pd.DataFrame) -> tuple:
 
 def _csv_lines(frame: pd.DataFrame) -> list[bytes]:
     """The CSV line of each row of ``frame`` as ``frame.to_csv`` writes it (the same quoting and number formats): the
-    rows are written with one more column holding a random marker, which ends each row's text."""
+    rows are written with one more column holding a random marker, which ends each row's text (one row: the text)."""
     if frame.empty:
         return []
+    if len(frame) == 1:  # the whole text is the row's line (an export of one new annotation)
+        return [frame.to_csv(index=False, header=False, lineterminator="\n").encode()]
     marker = uuid.uuid4().hex
     text = frame.assign(**{marker: marker}).to_csv(index=False, header=False, lineterminator="\n")
     pieces = text.split(f",{marker}\n")
