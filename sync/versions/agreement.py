@@ -56,7 +56,8 @@ import numpy as np
 import pandas as pd
 
 __all__ = ["Analysis", "analyse", "CATEGORICAL", "IOU_THRESHOLD", "agreement_markdown", "agreement_report",
-           "answer_cell", "consensus_rows", "control_kinds", "merge_analyses", "prepare", "prepared_tasks"]
+           "answer_cell", "consensus_rows", "control_kinds", "merge_analyses", "prepare", "prepared_tasks",
+           "rows_of_tasks"]
 
 #: Two boxes of one label match from this IoU on.
 IOU_THRESHOLD = 0.5
@@ -488,12 +489,23 @@ def prepared_tasks(prepared: tuple[pd.DataFrame, pd.DataFrame], tasks: pd.Index)
     Returns:
         ``(rows, votes)`` of those tasks, as :func:`prepare` of ``frame[frame["task_id"].isin(tasks)]`` gives.
     """
-    rows, votes = prepared
-    wanted = tasks.to_numpy()
-    rows = rows.take(np.flatnonzero(np.isin(rows["task_id"].to_numpy(), wanted))).reset_index(drop=True)
-    votes = votes.take(np.flatnonzero(np.isin(votes["task_id"].to_numpy(), wanted))).reset_index(drop=True)
+    rows, votes = (rows_of_tasks(frame, tasks).reset_index(drop=True) for frame in prepared)
     votes["_v"] = np.arange(len(votes))
     return rows, votes
+
+
+def rows_of_tasks(frame: pd.DataFrame, tasks: pd.Index) -> pd.DataFrame:
+    """The rows of ``frame`` whose ``task_id`` is in ``tasks``, in their order and with their index:
+    ``frame[frame["task_id"].isin(tasks)]``, taken by position (a boolean mask costs twice as long on a few rows).
+
+    Args:
+        frame: Rows with a ``task_id`` column.
+        tasks: The task ids to keep.
+
+    Returns:
+        Those rows.
+    """
+    return frame.take(np.flatnonzero(np.isin(frame["task_id"].to_numpy(), tasks.to_numpy())))
 
 
 def merge_analyses(frame: pd.DataFrame, controls: Mapping[str, str], kept: Analysis | None, fresh: Analysis | None,

@@ -37,7 +37,7 @@ import pandas as pd
 from labelhub.label_config import DataField
 from labelhub.sync.state import SyncState
 from labelhub.sync.versions.agreement import (Analysis, agreement_report, analyse, consensus_rows, control_kinds,
-                                              merge_analyses, prepare, prepared_tasks)
+                                              merge_analyses, prepare, prepared_tasks, rows_of_tasks)
 from labelhub.sync.versions.rows import (annotation_reference, annotation_row, label_counts, label_distribution,
                                          rows_frame)
 from labelhub.sync.versions.training import (consensus_records, folder_patterns_of, training_records_by_row,
@@ -499,7 +499,7 @@ def _files(build: VersionRows, label_config: str, controls: Mapping[str, str], f
         dirty = store.dirty | set(store.consensus.index[(used != "") & (used != revision)].tolist())
         kept, kept_consensus = store.analysis, store.consensus
     tasks = pd.Index(sorted(dirty), dtype="int64")
-    part = frame.take(np.flatnonzero(np.isin(frame["task_id"].to_numpy(), tasks.to_numpy())))
+    part = rows_of_tasks(frame, tasks)
     fresh = analyse(part, controls, kinds, prepared_tasks(prepared, tasks)) if len(part) else None
     analysis = merge_analyses(frame, controls, kept, fresh, tasks, prepared)
     report = agreement_report(frame, controls, analysis)
