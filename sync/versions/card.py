@@ -178,7 +178,7 @@ def dataset_card(existing: str | None, csv_path: str, block: str, training_files
     """
     series = series or Series(csv_path or DEFAULT_CSV_PATH)
     begin, end = series.markers
-    section = re.compile(re.escape(begin) + ".*?" + re.escape(end), re.S)
+    section = _section_pattern(series)
     # the card made with a placeholder for this series' section, kept per earlier card (the section stripped) and
     # arguments: the YAML is parsed and written once while the configs stay the same, not at every version
     stripped = section.sub(lambda _: begin + _SECTION + end, existing) if existing else existing
@@ -190,6 +190,12 @@ def dataset_card(existing: str | None, csv_path: str, block: str, training_files
                                         consensus_files, consensus_features, consensus_metadata, series,
                                         training_metadata)
     return made.replace(_SECTION, block)
+
+
+def _section_pattern(series: Series) -> re.Pattern:
+    """The series' section of a card body: from its begin marker to its end marker."""
+    begin, end = series.markers
+    return re.compile(re.escape(begin) + ".*?" + re.escape(end), re.S)
 
 
 #: Stands for a series' section in a cached card (:func:`dataset_card`): random, so in no card's text.
@@ -234,8 +240,7 @@ def _made_card(existing: str | None, csv_path: str, block: str, training_files, 
                                                          config_name=series.consensus_config)
         DatasetInfosDict(infos).to_dataset_card_data(card.data)
     text = card.text
-    begin, end = series.markers
-    pattern = re.compile(re.escape(begin) + ".*?" + re.escape(end), re.S)
+    pattern = _section_pattern(series)
     text = pattern.sub(lambda _: block, text) if pattern.search(text) else f"{text.rstrip()}\n\n{block}\n"
     card.text = text.lstrip("\n")
     return str(card)
