@@ -13,8 +13,8 @@ Tables:
 - ``cursors``: named positions, e.g. the ``updated_at`` up to which tasks were reconciled, and the Label
   Studio instance and project the rows belong to (:func:`bind_project`).
 - ``versions``: each export (``annotations-vN``, or ``P-vN`` of another series): its ``export_id``, state
-  (``committing``, ``committed``, ``tagged``), commit sha and the row hashes it holds; ``exported``: the row hash of
-  each annotation in the last tagged version (what the next +/~/- is counted against).
+  (``committing``, ``committed``, ``tagged``), commit sha and the row hashes it holds (those of the newest tagged
+  version are what the next +/~/- is counted against).
 
 Every write is one transaction (WAL mode), so a SIGKILL leaves the state as it was before the write
 or after it.
@@ -49,9 +49,6 @@ CREATE TABLE IF NOT EXISTS versions (
     project_id INTEGER NOT NULL, repo_id TEXT NOT NULL, version INTEGER NOT NULL, export_id TEXT NOT NULL,
     status TEXT NOT NULL, commit_sha TEXT, parent_commit TEXT, hashes TEXT NOT NULL, summary TEXT NOT NULL,
     labels TEXT, PRIMARY KEY (project_id, repo_id, version));
-CREATE TABLE IF NOT EXISTS exported (
-    project_id INTEGER NOT NULL, repo_id TEXT NOT NULL, annotation_id INTEGER NOT NULL, row_hash TEXT NOT NULL,
-    PRIMARY KEY (project_id, repo_id, annotation_id));
 CREATE TABLE IF NOT EXISTS heads (
     project_id INTEGER NOT NULL, repo_id TEXT NOT NULL, revision TEXT NOT NULL, sha TEXT NOT NULL,
     PRIMARY KEY (project_id, repo_id, revision));
@@ -81,6 +78,7 @@ def connect(path: str | Path) -> sqlite3.Connection:
         db.execute("ALTER TABLE annotations ADD COLUMN revision TEXT")
     if "labels" not in {row[1] for row in db.execute("PRAGMA table_info(versions)")}:
         db.execute("ALTER TABLE versions ADD COLUMN labels TEXT")
+    db.execute("DROP TABLE IF EXISTS exported")  # states before 2026-12: a copy of the newest tagged version's hashes
     ledger.migrate(db)
     return db
 
@@ -89,7 +87,7 @@ def connect(path: str | Path) -> sqlite3.Connection:
 BINDING = "label_studio_project"
 #: Tables whose rows belong to one Label Studio project (``project_id`` column); ``users`` is per instance.
 PROJECT_TABLES = ("imported", "import_pending", "tasks_seen", "annotations", "export_rows", "cursors", "versions",
-                  "exported", "heads")
+                  "heads")
 #: The cursor holding the label config fingerprint the stored export rows were made with.
 ROWS_CONFIG = "export_rows_config"
 
@@ -336,20 +334,20 @@ class SyncState:
 
     # versions (the export)
     def exported_hashes(self) -> dict[int, str]:
-        """``{annotation_id: row hash}`` of the last tagged version."""
-        return dict(self.db.execute("SELECT annotation_id, row_hash FROM exported WHERE project_id=? AND repo_id=?",
-                                    self.key))
+        """``{annotation_id: row hash}`` of the newest tagged version (``{}`` before the first)."""
+        row = self.db.execute("SELECT hashes FROM versions WHERE project_id=? AND repo_id=? AND status='tagged' "
+                              "ORDER BY version DESC LIMIT 1", self.key).fetchone()
+        return {int(k): v for k, v in json.loads(row[0]).items()} if row else {}
 
     def last_version(self) -> dict | None:
-        """The newest version row as a dict (``None`` before the first export)."""
-        row = self.db.execute("SELECT version, export_id, status, commit_sha, parent_commit, hashes, summary "
+        """The newest version row as a dict of ``version``, ``export_id``, ``status``, ``commit_sha``,
+        ``parent_commit`` and ``summary`` (``None`` before the first export); its row hashes are not decoded."""
+        row = self.db.execute("SELECT version, export_id, status, commit_sha, parent_commit, summary "
                               "FROM versions WHERE project_id=? AND repo_id=? ORDER BY version DESC LIMIT 1",
                               self.key).fetchone()
         if row is None:
             return None
-        keys = ("version", "export_id", "status", "commit_sha", "parent_commit", "hashes", "summary")
-        version = dict(zip(keys, row))
-        version["hashes"] = {int(k): v for k, v in json.loads(version["hashes"]).items()}
+        version = dict(zip(("version", "export_id", "status", "commit_sha", "parent_commit", "summary"), row))
         version["summary"] = json.loads(version["summary"])
         return version
 
@@ -381,12 +379,9 @@ class SyncState:
         return (row[0], row[1]) if row else None
 
     def forget_versions(self) -> None:
-        """Forget every version of this project and repo and the ``exported`` baseline, in one transaction (the
-        export's series changed: :data:`labelhub.sync.versions.exporter.SERIES`); the stored export rows are kept."""
-        with self.db:
-            self.db.execute("BEGIN IMMEDIATE")
-            self.db.execute("DELETE FROM versions WHERE project_id=? AND repo_id=?", self.key)
-            self.db.execute("DELETE FROM exported WHERE project_id=? AND repo_id=?", self.key)
+        """Forget every version of this project and repo, and so the baseline of the next +/~/- (the export's series
+        changed: :data:`labelhub.sync.versions.exporter.SERIES`); the stored export rows are kept."""
+        self._write("DELETE FROM versions WHERE project_id=? AND repo_id=?", [self.key])
 
     def drop_version(self, version: int) -> None:
         """Forget a version whose commit never landed."""
@@ -394,19 +389,12 @@ class SyncState:
 
     def set_version_status(self, version: int, status: str, commit_sha: str | None = None,
                            parent_commit: str | None = None, cursors: dict[str, str] | None = None) -> None:
-        """Move a version to ``committed`` (with its sha) or ``tagged``. ``tagged`` also makes its
-        row hashes the ``exported`` baseline, in the same transaction, as are the named ``cursors`` set."""
+        """Move a version to ``committed`` (with its sha) or ``tagged`` (its row hashes become the baseline of
+        :meth:`exported_hashes`); the named ``cursors`` are set in the same transaction."""
         with self.db:
             self.db.execute("BEGIN IMMEDIATE")
             self.db.execute("UPDATE versions SET status=?, commit_sha=coalesce(?, commit_sha), "
                             "parent_commit=coalesce(?, parent_commit) WHERE project_id=? AND repo_id=? AND version=?",
                             (status, commit_sha, parent_commit, *self.key, version))
-            if status == "tagged":
-                hashes = json.loads(self.db.execute(
-                    "SELECT hashes FROM versions WHERE project_id=? AND repo_id=? AND version=?",
-                    (*self.key, version)).fetchone()[0])
-                self.db.execute("DELETE FROM exported WHERE project_id=? AND repo_id=?", self.key)
-                self.db.executemany("INSERT INTO exported VALUES (?, ?, ?, ?)",
-                                    [(*self.key, int(k), v) for k, v in hashes.items()])
             self.db.executemany("INSERT OR REPLACE INTO cursors VALUES (?, ?, ?)",
                                 [(self.key[0], name, value) for name, value in (cursors or {}).items()])

@@ -1,4 +1,6 @@
 """The pure stages of files → tasks: label config, globs, metadata, task payloads."""
+import subprocess
+
 import pytest
 
 from labelhub.errors import LabelConfigError, LabelHubError
@@ -232,6 +234,31 @@ def test_a_local_commit_lands_only_on_the_parent_it_was_made_on(tmp_path):
     with pytest.raises(RevisionNotFound):
         local.commit({"annotations.csv": b"id\n2\n"}, "annotations v2", "", "0" * 40)
     assert local.resolve("main") == sha
+    sample_repos.git(repo, "fsck", "--strict")
+
+
+@pytest.mark.parametrize("config, level_byte", [
+    ({}, 0x01),  # git's default for loose objects: zlib's best speed
+    ({"core.compression": "9"}, 0xDA),
+    ({"core.compression": "9", "core.looseCompression": "0"}, 0x01),  # 0 and 1 share zlib's "fastest" header
+])
+def test_an_export_compresses_its_loose_objects_at_the_level_git_would(tmp_path, config, level_byte):
+    import zlib
+
+    from labelhub.repos.git import LocalGitRepo
+
+    repo = tmp_path / "r"
+    sample_repos.init_local_repo(repo)
+    base = sample_repos.commit_local(repo, {"a.txt": b"a"})
+    for key, value in config.items():
+        sample_repos.git(repo, "config", key, value)
+    data = b"task_id,annotation_id\n" * 1000
+    LocalGitRepo(repo).commit({"annotations.csv": data}, "annotations v1", "", base)
+    blob = subprocess.run(["git", "hash-object", "--stdin"], cwd=repo, input=data, capture_output=True,
+                          check=True).stdout.decode().strip()
+    loose = (repo / ".git" / "objects" / blob[:2] / blob[2:]).read_bytes()
+    assert loose[1] == level_byte  # the zlib header's FLEVEL, as zlib writes it for the level
+    assert zlib.decompress(loose).endswith(data)
     sample_repos.git(repo, "fsck", "--strict")
 
 
