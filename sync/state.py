@@ -13,8 +13,10 @@ Tables:
 - ``cursors``: named positions, e.g. the ``updated_at`` up to which tasks were reconciled, and the Label
   Studio instance and project the rows belong to (:func:`bind_project`).
 - ``versions``: each export (``annotations-vN``, or ``P-vN`` of another series): its ``export_id``, state
-  (``committing``, ``committed``, ``tagged``), commit sha and the row hashes it holds (those of the newest tagged
-  version are what the next +/~/- is counted against).
+  (``committing``, ``committed``, ``tagged``), commit sha, summary, and the row hashes and label columns it holds:
+  those of the newest tagged version are what the next +/~/- and changes are counted against. Tagging a version
+  clears those of the older ones (they hold one entry per annotation: 350 kB a version at 2,000 annotations, which
+  a state of thousands of versions would otherwise keep).
 
 Every write is one transaction (WAL mode), so a SIGKILL leaves the state as it was before the write
 or after it.
@@ -390,11 +392,15 @@ class SyncState:
     def set_version_status(self, version: int, status: str, commit_sha: str | None = None,
                            parent_commit: str | None = None, cursors: dict[str, str] | None = None) -> None:
         """Move a version to ``committed`` (with its sha) or ``tagged`` (its row hashes become the baseline of
-        :meth:`exported_hashes`); the named ``cursors`` are set in the same transaction."""
+        :meth:`exported_hashes`, and the older versions' row hashes and label columns are cleared); the named
+        ``cursors`` are set in the same transaction."""
         with self.db:
             self.db.execute("BEGIN IMMEDIATE")
             self.db.execute("UPDATE versions SET status=?, commit_sha=coalesce(?, commit_sha), "
                             "parent_commit=coalesce(?, parent_commit) WHERE project_id=? AND repo_id=? AND version=?",
                             (status, commit_sha, parent_commit, *self.key, version))
+            if status == "tagged":
+                self.db.execute("UPDATE versions SET hashes='{}', labels=NULL WHERE project_id=? AND repo_id=? AND "
+                                "version<? AND (hashes<>'{}' OR labels IS NOT NULL)", (*self.key, version))
             self.db.executemany("INSERT OR REPLACE INTO cursors VALUES (?, ?, ?)",
                                 [(self.key[0], name, value) for name, value in (cursors or {}).items()])

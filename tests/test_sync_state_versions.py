@@ -7,18 +7,22 @@ from labelhub.sync.state import SyncState
 def test_the_baseline_is_the_newest_tagged_version(tmp_path):
     state = SyncState(tmp_path / "s.sqlite3", 1, "o/r")
     assert state.exported_hashes() == {}
-    state.begin_version(1, "e1", {7: "a", 8: "b"}, {"added": 2, "changed": 0, "removed": 0})
+    state.begin_version(1, "e1", {7: "a", 8: "b"}, {"added": 2, "changed": 0, "removed": 0}, '[{"kind": "a"}]')
     state.set_version_status(1, "committed", "1" * 40, "0" * 40)
     assert state.exported_hashes() == {}  # committed, not yet tagged
     state.set_version_status(1, "tagged")
     assert state.exported_hashes() == {7: "a", 8: "b"}
-    state.begin_version(2, "e2", {7: "c"}, {"added": 0, "changed": 1, "removed": 1})
+    state.begin_version(2, "e2", {7: "c"}, {"added": 0, "changed": 1, "removed": 1}, '[{"kind": "b"}]')
+    assert state.last_tagged_labels() == (1, '[{"kind": "a"}]')
     assert state.exported_hashes() == {7: "a", 8: "b"}  # version 2 is being committed
     assert state.last_version() == {"version": 2, "export_id": "e2", "status": "committing", "commit_sha": None,
                                     "parent_commit": None, "summary": {"added": 0, "changed": 1, "removed": 1}}
     state.set_version_status(2, "committed", "2" * 40)
     state.set_version_status(2, "tagged")
     assert state.exported_hashes() == {7: "c"}
+    kept = state.db.execute("SELECT version, hashes, labels, commit_sha FROM versions ORDER BY version").fetchall()
+    assert kept == [(1, "{}", None, "1" * 40), (2, '{"7": "c"}', '[{"kind": "b"}]', "2" * 40)]  # v1's cleared, not v1
+    assert state.last_tagged_labels() == (2, '[{"kind": "b"}]')
     state.forget_versions()
     assert state.exported_hashes() == {} and state.last_version() is None
 
