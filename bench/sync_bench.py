@@ -1,5 +1,5 @@
 """Benchmark of the sync daemon (not a test): ``python bench/sync_bench.py [--files 10000] [--rounds 15]
-[--only-files | --only-latency]`` (``--rounds`` 15 by default: one round's ratio moves by ±30% on these shared machines).
+[--only-files | --only-latency] [--latency-runs 15] [--latency-annotations 0]`` (``--rounds`` 15 by default: one round's ratio moves by ±30% on these shared machines).
 
 Starts a private Label Studio (from the migrated template of ``tests.labelstudio``) and the Hub test
 server with ``--files`` real Fashion-MNIST images, then prints:
@@ -23,7 +23,9 @@ server with ``--files`` real Fashion-MNIST images, then prints:
   webhook and answers), to the tag; and from the client's create call to the tag. As this machine's baseline in
   the same run: the create call's own time (Label Studio saves the annotation and delivers the webhook before it
   answers; the export starts as the webhook arrives), the time after it, and the same create call in a project
-  without any webhook (Label Studio's own save, one half a second before each measured annotation);
+  without any webhook (Label Studio's own save, one half a second before each measured annotation). With
+  ``--latency-annotations N`` the project already holds N annotated tasks (imported with their annotations, in the
+  first version) before the measured saves: an export writes every annotation's row, so its time grows with N;
 - the time to build the CSV of ``--csv-rows`` annotations at an export after the first (the rows of
   earlier annotations are stored), against pandas writing the same rows from plain dicts (the floor),
   and the first export's time, which makes every row.
@@ -91,11 +93,13 @@ def main() -> None:
     parser.add_argument("--only-files", action="store_true", help="only the files → tasks rounds and the no-op poll")
     parser.add_argument("--only-latency", action="store_true", help="only the annotation → tagged commit latency")
     parser.add_argument("--latency-runs", type=int, default=15, help="annotations saved one after another")
+    parser.add_argument("--latency-annotations", type=int, default=0,
+                        help="annotations the latency project holds before the measured saves")
     args = parser.parse_args()
     if args.only_latency:
         ensure_template()
         with tempfile.TemporaryDirectory() as tmp, LabelStudioServer(Path(tmp) / "ls") as ls:
-            return bench_latency(ls, Path(tmp), args.latency_runs)
+            return bench_latency(ls, Path(tmp), args.latency_runs, args.latency_annotations)
     if not args.only_files:
         bench_csv(args.csv_rows)
     ensure_template()
@@ -208,8 +212,9 @@ def bench_export(ls, hub, tmp: Path, n: int) -> None:
           f"{time.perf_counter() - t0:.2f} s")
 
 
-def bench_latency(ls, tmp: Path, runs: int = 15) -> None:
-    """Annotation saved → tagged commit through the webhook, the daemon with --export-interval 0."""
+def bench_latency(ls, tmp: Path, runs: int = 15, existing: int = 0) -> None:
+    """Annotation saved → tagged commit through the webhook, the daemon with --export-interval 0; the project holds
+    ``existing`` annotated tasks before (exported as the first version)."""
     repo = tmp / "latency-repo"
     datasets.init_local_repo(repo)
     datasets.commit_local(repo, datasets.image_files(0, runs))
@@ -218,6 +223,12 @@ def bench_latency(ls, tmp: Path, runs: int = 15) -> None:
     client.projects.import_tasks(baseline.id, request=[{"image": f"https://example.com/{i}.png"} for i in range(runs)])
     unhooked = iter(client.tasks.list(project=baseline.id, page_size=runs))
     created = client.projects.create(title="latency", label_config=CONFIG)
+    if existing:  # tasks outside the repo's files, each with one annotation, in one import call
+        done = [{"data": {"image": f"https://example.com/done/{i}.png"},
+                 "annotations": [{"result": [{"from_name": "kind", "to_name": "image", "type": "choices",
+                                              "value": {"choices": ["ab"[i % 2]]}}]}]} for i in range(existing)]
+        client.projects.import_tasks(created.id, request=done)
+    first = 2 if existing else 1  # the number of the first measured version
     port = free_port()
     env = {**os.environ, "LABEL_STUDIO_URL": ls.url, "LABEL_STUDIO_API_KEY": ls.api_key}
     daemon = subprocess.Popen(
@@ -226,22 +237,27 @@ def bench_latency(ls, tmp: Path, runs: int = 15) -> None:
          "--webhook-url", f"http://127.0.0.1:{port}/webhook", "--webhook-port", str(port)],
         env=env, stderr=subprocess.DEVNULL, cwd=Path(__file__).resolve().parent.parent)
     try:
-        while client.projects.get(created.id).task_number < runs or not client.webhooks.list(project=str(created.id)):
+        while client.projects.get(created.id).task_number < runs + existing or \
+                not client.webhooks.list(project=str(created.id)):
+            time.sleep(0.1)
+        while existing and not tagged(repo, "annotations-v1"):  # the existing annotations, reconciled at start
             time.sleep(0.1)
         latencies, creates, alone, from_save = [], [], [], []
-        for i, task in enumerate(client.tasks.list(project=created.id, page_size=runs)):
+        measured = [t for t in client.tasks.list(project=created.id, page_size=runs + existing)
+                    if not t.data["image"].startswith("https://example.com/done/")]
+        for i, task in enumerate(measured):
             alone.append(save(client, next(unhooked).id)[0])  # the baseline, interleaved: the same moment's machine
             time.sleep(0.5)  # Label Studio works on after it answers: a save right after took half again as long
             started = time.perf_counter()
             seconds, created_at = save(client, task.id)
-            while not tagged(repo, f"annotations-v{i + 1}"):
+            while not tagged(repo, f"annotations-v{i + first}"):
                 time.sleep(0.005)
             latencies.append(time.perf_counter() - started)
             from_save.append(time.time() - created_at)
             creates.append(seconds)
         print(f"annotation saved → tagged commit (webhook, --export-interval 0, local repo), from Label Studio's "
               f"save (the annotation's created_at) to the tag: median {statistics.median(from_save) * 1000:.0f} ms, "
-              f"max {max(from_save) * 1000:.0f} ms over {runs}")
+              f"max {max(from_save) * 1000:.0f} ms over {runs}, the project holding {existing} annotations before")
         print(f"from the client's create call to the tag: median {statistics.median(latencies) * 1000:.0f} ms, max "
               f"{max(latencies) * 1000:.0f} ms; of it, Label Studio's create call (its save and its webhook "
               f"delivery, before it answers): median {statistics.median(creates) * 1000:.0f} ms; after it: median "
