@@ -1,5 +1,6 @@
 """Benchmark of the sync daemon (not a test): ``python bench/sync_bench.py [--files 10000] [--rounds 15]
-[--only-files | --only-latency] [--latency-runs 15] [--latency-annotations 0]`` (``--rounds`` 15 by default: one round's ratio moves by ±30% on these shared machines).
+[--only-files | --only-latency] [--latency-runs 15] [--latency-annotations 0]`` (``--rounds`` 15 by default: one
+round's ratio moves by ±30% on these shared machines).
 
 Starts a private Label Studio (from the migrated template of ``tests.labelstudio``) and the Hub test
 server with ``--files`` real Fashion-MNIST images, then prints:

@@ -34,8 +34,8 @@ def test_a_state_written_with_the_exported_table_opens_with_the_same_baseline(tm
     state.set_version_status(1, "committed", "1" * 40)
     state.set_version_status(1, "tagged")
     db = sqlite3.connect(path)  # the copy of the baseline that states before 2026-12 kept
-    db.execute("CREATE TABLE exported (project_id INTEGER NOT NULL, repo_id TEXT NOT NULL, "
-               "annotation_id INTEGER NOT NULL, row_hash TEXT NOT NULL, PRIMARY KEY (project_id, repo_id, annotation_id))")
+    db.execute("CREATE TABLE exported (project_id INTEGER NOT NULL, repo_id TEXT NOT NULL, annotation_id INTEGER "
+               "NOT NULL, row_hash TEXT NOT NULL, PRIMARY KEY (project_id, repo_id, annotation_id))")
     db.execute("INSERT INTO exported VALUES (1, 'o/r', 7, 'a')")
     db.commit()
     db.close()
