@@ -50,7 +50,15 @@ rules tried there did no better: plain margin (below random: 0.783 against 0.790
 warm starts, Gumbel-perturbed margin, BALD over bootstraps, the distance to the nearest labeled task (of any
 choice, or of the predicted one), density terms favouring typical tasks, an exponent of 4, and the 100 lowest
 scores of a predict call reordered round-robin over 10 k-means groups (which would make a task's score depend
-on the other tasks of its call); nor would another ``C`` (0.01 to 0.5 moved accuracy by under a point).
+on the other tasks of its call); nor would another ``C`` (0.01 to 0.5 moved accuracy by under a point). Nor,
+on validation seeds 100..111 against this score's +2.5 (standard error 0.5), the same score with: the
+class-balance factor of the two most probable choices' counts (their geometric mean +1.9, their minimum +2.2);
+the distance taken between L2-normalized raw embeddings (+0.6: the standardization by the annotated tasks'
+spread is what makes the distance tell), in the regression's logit space (+2.5), or to the nearer of the two
+most probable choices' centroids (+2.0); a further factor for the distance to the nearest annotated task
+(+2.5); entropy (-1.1) or least confidence (+0.1) in place of the margin; nor the expected gradient length of
+the logistic loss (Settles, section 3.4; -0.5), nor a cold start on the tasks nearest 20 k-means centroids
+(seeds 100..105: +2.0 against +3.0).
 
 The single-choice regression weighs the choices inversely to their frequency among the annotations
 (``class_weight="balanced"``, https://scikit-learn.org/stable/modules/generated/sklearn.linear_model.LogisticRegression.html):
