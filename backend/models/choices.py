@@ -55,10 +55,10 @@ on validation seeds 100..111 against this score's +2.5 (standard error 0.5), the
 class-balance factor of the two most probable choices' counts (their geometric mean +1.9, their minimum +2.2);
 the distance taken between L2-normalized raw embeddings (+0.6: the standardization by the annotated tasks'
 spread is what makes the distance tell), in the regression's logit space (+2.5), or to the nearer of the two
-most probable choices' centroids (+2.0); a further factor for the distance to the nearest annotated task
-(+2.5); entropy (-1.1) or least confidence (+0.1) in place of the margin; nor the expected gradient length of
-the logistic loss (Settles, section 3.4; -0.5), nor a cold start on the tasks nearest 20 k-means centroids
-(seeds 100..105: +2.0 against +3.0).
+most probable choices' centroids (+2.0), or scaled by each choice's own spread (+1.9); a further factor for
+the distance to the nearest annotated task (+2.5); entropy (-1.1) or least confidence (+0.1) in place of the
+margin; nor the expected gradient length of the logistic loss (Settles, section 3.4; -0.5), nor a cold start
+on the tasks nearest 20 k-means centroids (seeds 100..105: +2.0 against +3.0).
 
 The single-choice regression weighs the choices inversely to their frequency among the annotations
 (``class_weight="balanced"``, https://scikit-learn.org/stable/modules/generated/sklearn.linear_model.LogisticRegression.html):
