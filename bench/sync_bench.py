@@ -224,8 +224,9 @@ def bench_latency(ls, tmp: Path, runs: int = 15, existing: int = 0) -> None:
     client.projects.import_tasks(baseline.id, request=[{"image": f"https://example.com/{i}.png"} for i in range(runs)])
     unhooked = iter(client.tasks.list(project=baseline.id, page_size=runs))
     created = client.projects.create(title="latency", label_config=CONFIG)
-    if existing:  # tasks outside the repo's files, each with one annotation, in one import call
-        done = [{"data": {"image": f"https://example.com/done/{i}.png"},
+    done_url = "https://example.com/done/"  # the existing tasks: outside the repo's files
+    if existing:  # each with one annotation, in one import call
+        done = [{"data": {"image": f"{done_url}{i}.png"},
                  "annotations": [{"result": [{"from_name": "kind", "to_name": "image", "type": "choices",
                                               "value": {"choices": ["ab"[i % 2]]}}]}]} for i in range(existing)]
         client.projects.import_tasks(created.id, request=done)
@@ -245,7 +246,7 @@ def bench_latency(ls, tmp: Path, runs: int = 15, existing: int = 0) -> None:
             time.sleep(0.1)
         latencies, creates, alone, from_save = [], [], [], []
         measured = [t for t in client.tasks.list(project=created.id, page_size=runs + existing)
-                    if not t.data["image"].startswith("https://example.com/done/")]
+                    if not t.data["image"].startswith(done_url)]
         for i, task in enumerate(measured):
             alone.append(save(client, next(unhooked).id)[0])  # the baseline, interleaved: the same moment's machine
             time.sleep(0.5)  # Label Studio works on after it answers: a save right after took half again as long

@@ -1,6 +1,4 @@
 """The pure stages of files → tasks: label config, globs, metadata, task payloads."""
-import subprocess
-
 import pytest
 
 from labelhub.errors import LabelConfigError, LabelHubError
@@ -246,6 +244,7 @@ def test_an_export_compresses_its_loose_objects_at_the_level_git_would(tmp_path,
     import zlib
 
     from labelhub.repos.git import LocalGitRepo
+    from labelhub.sync.files.seen import git_blob_id
 
     repo = tmp_path / "r"
     sample_repos.init_local_repo(repo)
@@ -254,8 +253,7 @@ def test_an_export_compresses_its_loose_objects_at_the_level_git_would(tmp_path,
         sample_repos.git(repo, "config", key, value)
     data = b"task_id,annotation_id\n" * 1000
     LocalGitRepo(repo).commit({"annotations.csv": data}, "annotations v1", "", base)
-    blob = subprocess.run(["git", "hash-object", "--stdin"], cwd=repo, input=data, capture_output=True,
-                          check=True).stdout.decode().strip()
+    blob = git_blob_id(data)
     loose = (repo / ".git" / "objects" / blob[:2] / blob[2:]).read_bytes()
     assert loose[1] == level_byte  # the zlib header's FLEVEL, as zlib writes it for the level
     assert zlib.decompress(loose).endswith(data)
