@@ -124,6 +124,19 @@ def _clip_tokenizer(max_length: int):
     return CLIPTokenizer(vocab=vocab, merges=[], model_max_length=max_length)
 
 
+def _clip_text_config(tokenizer, positions: int) -> dict:
+    """A one-layer CLIP text tower of width 16 for ``tokenizer``, ``positions`` tokens long (OWL-ViT's too)."""
+    return {"vocab_size": len(tokenizer), "hidden_size": 16, "intermediate_size": 16, "num_hidden_layers": 1,
+            "num_attention_heads": 2, "max_position_embeddings": positions, "bos_token_id": tokenizer.bos_token_id,
+            "eos_token_id": tokenizer.eos_token_id, "pad_token_id": tokenizer.pad_token_id}
+
+
+def _clip_vision_config(patch: int) -> dict:
+    """A one-layer CLIP vision tower of width 16 on ``_IMAGE``-pixel images in ``patch``-pixel patches."""
+    return {"hidden_size": 16, "intermediate_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2,
+            "image_size": _IMAGE, "patch_size": patch}
+
+
 def build_owlvit(path: str | Path) -> Path:
     """An OWL-ViT open-vocabulary detector on 32×32 images (16 patches, so 16 boxes per image).
 
@@ -138,13 +151,7 @@ def build_owlvit(path: str | Path) -> Path:
     _seed(0)
     tokenizer = _clip_tokenizer(16)
     config = OwlViTConfig(
-        text_config={"vocab_size": len(tokenizer), "hidden_size": 16, "intermediate_size": 16,
-                     "num_hidden_layers": 1, "num_attention_heads": 2, "max_position_embeddings": 16,
-                     "bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id,
-                     "pad_token_id": tokenizer.pad_token_id},
-        vision_config={"hidden_size": 16, "intermediate_size": 16, "num_hidden_layers": 1,
-                       "num_attention_heads": 2, "image_size": _IMAGE, "patch_size": 8},
-        projection_dim=16)
+        text_config=_clip_text_config(tokenizer, 16), vision_config=_clip_vision_config(8), projection_dim=16)
     model = OwlViTForObjectDetection(config).eval()
     path = Path(path)
     model.save_pretrained(path)
@@ -168,13 +175,7 @@ def build_clip(path: str | Path) -> Path:
     _seed(0)
     tokenizer = _clip_tokenizer(64)
     config = CLIPConfig(
-        text_config={"vocab_size": len(tokenizer), "hidden_size": 16, "intermediate_size": 16,
-                     "num_hidden_layers": 1, "num_attention_heads": 2, "max_position_embeddings": 64,
-                     "bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id,
-                     "pad_token_id": tokenizer.pad_token_id},
-        vision_config={"hidden_size": 16, "intermediate_size": 16, "num_hidden_layers": 1,
-                       "num_attention_heads": 2, "image_size": _IMAGE, "patch_size": 16},
-        projection_dim=16)
+        text_config=_clip_text_config(tokenizer, 64), vision_config=_clip_vision_config(16), projection_dim=16)
     model = CLIPModel(config).eval()
     path = Path(path)
     model.save_pretrained(path)

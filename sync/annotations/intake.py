@@ -101,14 +101,11 @@ class AnnotationIntake:
         if cursor:
             since = (datetime.strptime(cursor, LS_TIME).replace(tzinfo=timezone.utc) - OVERLAP).strftime(LS_TIME)
         tasks = self.project.tasks_updated_since(since)
-        changed, newest = 0, cursor
-        for task in tasks:
-            annotations = [_normalize(a if isinstance(a, dict) else a.dict()) for a in task.get("annotations") or []]
-            self.state.upsert_task(task["id"], task.get("data") or {})
-            as_of = _ls_time(task.get("updated_at"))
-            changed += self.state.apply_annotations(task["id"], annotations, complete=True, as_of=as_of or None,
-                                                    revision=_revision(task))
-            newest = max(newest, as_of)
+        read = [(task["id"], task.get("data") or {},
+                 [_normalize(a if isinstance(a, dict) else a.dict()) for a in task.get("annotations") or []],
+                 _ls_time(task.get("updated_at")) or None, _revision(task)) for task in tasks]
+        changed = self.state.store_task_lists(read)
+        newest = max([cursor, *(as_of for *_, as_of, _ in read if as_of)])
         self.learn_annotators()
         self._bump(changed)
         if newest != cursor:
