@@ -4,10 +4,10 @@ A sync state holds ``--annotations`` annotations of a Choices and a RectangleLab
 annotator per task, three on every fifth task, 2% skipped, one or two boxes each). A first export is built (every
 row made; not timed), then each repeat changes a few annotations as a tick of the daemon would (adds ``--added``, edits
 ``--edited``, deletes ``--deleted``) and builds the next version in the same process, as the exporter does before its
-commit: the CSV rows (``build_csv``), the changes against the last version (``+added ~changed -removed`` and the
-diff label by label), the version's record in the state, and the files of every config (the CSV, the manifest with
-the agreement figures, the training rows, the rows JSON, the consensus rows, the dataset card). No Hub: the repo is a
-stand-in that has no files.
+commit: whether an annotator's email is to be learnt, the CSV rows (``build_csv``), the changes against the last
+version (``+added ~changed -removed`` and the diff label by label), the version's record in the state, and the files
+of every config (the CSV, the manifest with the agreement figures, the training rows, the rows JSON, the consensus
+rows, the dataset card). No Hub: the repo is a stand-in that has no files.
 
 Against it, in the same run: pandas writing the same ready rows, ``pd.DataFrame(rows).to_csv()`` of the CSV's row
 dicts (the floor of ``bench/sync_bench.py``), and pandas writing every file's ready rows (the CSV's, and the
@@ -128,6 +128,7 @@ def build_version(exporter: Exporter, number: int, parent: str) -> tuple[Clock, 
     """What :meth:`Exporter.export` makes before its commit, timed by step; returns the clock and the files' MB."""
     clock = Clock()
     state = exporter.state
+    clock.step("annotators", state.unknown_annotators)  # learn_annotators' question (all known: no call)
     frame, csv, hashes = clock.step("rows + CSV", build_csv, state, exporter.controls, exporter.value_key)
 
     def changes():
