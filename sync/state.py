@@ -9,7 +9,9 @@ Tables:
   the same sha does nothing else.
 - ``tasks_seen`` and ``annotations``: the project's annotated tasks and their annotations as Label
   Studio last showed them (JSON), kept by webhooks and reconciliation; ``deleted`` annotations stay
-  as tombstones so that a late webhook never brings them back. ``users``: id → email.
+  as tombstones so that a late webhook never brings them back. ``users``: id → email. Indexed by task (a webhook
+  event and each task a reconciliation stores read their task's rows: without it, a scan of the project's
+  annotations, 40 ms an event at 100,000) and, for live ones, by annotator (the question every export asks).
 - ``cursors``: named positions, e.g. the ``updated_at`` up to which tasks were reconciled, and the Label
   Studio instance and project the rows belong to (:func:`bind_project`).
 - ``versions``: each export (``annotations-vN``, or ``P-vN`` of another series): its ``export_id``, state
@@ -19,7 +21,7 @@ Tables:
   a state of thousands of versions would otherwise keep).
 
 Every write is one transaction (WAL mode), so a SIGKILL leaves the state as it was before the write
-or after it.
+or after it; a reconciliation writes 500 tasks per transaction (:meth:`SyncState.store_task_lists`).
 """
 from __future__ import annotations
 
