@@ -282,8 +282,7 @@ class SyncState:
 
     def delete_task_annotations(self, task_ids: Iterable[int]) -> int:
         """Mark every annotation of the deleted tasks ``task_ids`` deleted; returns how many."""
-        with self.db:
-            self.db.execute("BEGIN IMMEDIATE")
+        with self._transaction():
             cursor = self.db.executemany(
                 "UPDATE annotations SET deleted=1 WHERE project_id=? AND task_id=? AND deleted=0",
                 [(self.key[0], task_id) for task_id in task_ids])
@@ -315,8 +314,7 @@ class SyncState:
         """Like :meth:`live_annotations`, for the annotations whose export row is not stored (new, changed, or
         made with another label config: ``config`` is its fingerprint; a new one forgets every stored row)."""
         if self.cursor(ROWS_CONFIG) != config:
-            with self.db:
-                self.db.execute("BEGIN IMMEDIATE")
+            with self._transaction():
                 self.db.execute("DELETE FROM export_rows WHERE project_id=?", self.key[:1])
                 self.db.execute("INSERT OR REPLACE INTO cursors VALUES (?, ?, ?)", (self.key[0], ROWS_CONFIG, config))
         return self._live(only_without_row=True)
@@ -435,8 +433,7 @@ class SyncState:
         """Move a version to ``committed`` (with its sha) or ``tagged`` (its row hashes become the baseline of
         :meth:`exported_hashes`, and the older versions' row hashes and label columns are cleared); the named
         ``cursors`` are set in the same transaction."""
-        with self.db:
-            self.db.execute("BEGIN IMMEDIATE")
+        with self._transaction():
             self.db.execute("UPDATE versions SET status=?, commit_sha=coalesce(?, commit_sha), "
                             "parent_commit=coalesce(?, parent_commit) WHERE project_id=? AND repo_id=? AND version=?",
                             (status, commit_sha, parent_commit, *self.key, version))
