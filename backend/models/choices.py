@@ -58,7 +58,10 @@ spread is what makes the distance tell), in the regression's logit space (+2.5),
 most probable choices' centroids (+2.0), or scaled by each choice's own spread (+1.9); a further factor for
 the distance to the nearest annotated task (+2.5); entropy (-1.1) or least confidence (+0.1) in place of the
 margin; nor the expected gradient length of the logistic loss (Settles, section 3.4; -0.5), nor a cold start
-on the tasks nearest 20 k-means centroids (seeds 100..105: +2.0 against +3.0).
+on the tasks nearest 20 k-means centroids (seeds 100..105: +2.0 against +3.0); nor, on seeds 100..111 again,
+exponents that grow over the first 300 labels (class balance 0.5 to 1: +2.8; novelty 2 to 4: +2.5; paired
+against this score +0.3 and 0.0, standard errors 0.3 and 0.4), nor the margin and novelty of a second regression
+fitted for the order alone with another ``C`` (0.5: +2.3; 0.01: +2.4).
 
 The single-choice regression weighs the choices inversely to their frequency among the annotations
 (``class_weight="balanced"``, https://scikit-learn.org/stable/modules/generated/sklearn.linear_model.LogisticRegression.html):
