@@ -34,7 +34,8 @@ import pandas as pd  # noqa: E402
 from labelhub.label_config import control_tags, data_field  # noqa: E402
 from labelhub.sync.state import SyncState  # noqa: E402
 from labelhub.sync.versions.agreement import consensus_rows  # noqa: E402
-from labelhub.sync.versions.exporter import CARD, Exporter, build_csv, diff_counts, label_columns  # noqa: E402
+from labelhub.sync.versions.exporter import (  # noqa: E402
+    CARD, Exporter, build_csv, diff_counts, differing_ids, label_columns)
 from labelhub.sync.versions.incremental import forget  # noqa: E402
 from labelhub.sync.versions.rows import annotation_row  # noqa: E402
 from labelhub.sync.versions.training import consensus_records, training_records  # noqa: E402
@@ -132,9 +133,10 @@ def build_version(exporter: Exporter, number: int, parent: str) -> tuple[Clock, 
     frame, csv, hashes = clock.step("rows + CSV", build_csv, state, exporter.controls, exporter.value_key)
 
     def changes():
-        counts = diff_counts(state.exported_hashes(), hashes)
+        exported = state.exported_hashes()
+        counts = diff_counts(exported, hashes)
         labels = label_columns(frame, exporter.controls)
-        return counts, labels, exporter._changes(labels, exporter.series.tag(number))
+        return counts, labels, exporter._changes(labels, exporter.series.tag(number), differing_ids(exported, hashes))
 
     (added, changed, removed), labels, change = clock.step("changes", changes)
     export_id = uuid.uuid4().hex

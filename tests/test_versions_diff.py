@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from labelhub.sync.versions.diff import cell_labels, diff_frames, summary_text
+from labelhub.sync.versions.exporter import diff_counts, differing_ids
 from tests import sample_repos
 from tests.conftest import run_labelhub
 
@@ -60,6 +61,20 @@ def test_counts_add_up_whatever_the_versions(old, new):
     reverse = diff_frames(frame([(k, *v) for k, v in new.items()]), frame([(k, *v) for k, v in old.items()]),
                           CONTROLS)
     assert (reverse.added, reverse.removed, reverse.relabelled) == (diff.removed, diff.added, diff.relabelled)
+
+
+@settings(max_examples=60, deadline=None)
+@given(old=rows, new=rows)
+def test_the_rows_whose_hash_differs_give_the_whole_diff(old, new):
+    """What the exporter compares (:func:`labelhub.sync.versions.exporter.differing_ids`): a row with the same hash
+    in both versions has the same cells, so leaving it out changes nothing."""
+    hashes = [{k: repr(v) for k, v in version.items()} for version in (old, new)]
+    ids = differing_ids(*hashes)
+    whole = diff_frames(frame([(k, *v) for k, v in old.items()]), frame([(k, *v) for k, v in new.items()]), CONTROLS)
+    part = diff_frames(frame([(k, *v) for k, v in old.items() if k in ids]),
+                       frame([(k, *v) for k, v in new.items() if k in ids]), CONTROLS)
+    assert part.to_dict() == whole.to_dict()
+    assert len(ids) == sum(diff_counts(*hashes))
 
 
 CONFIG = ('<View><Image name="image" value="$image"/><Choices name="kind" toName="image">'

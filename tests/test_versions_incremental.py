@@ -17,7 +17,8 @@ from hypothesis import strategies as st
 from labelhub.label_config import control_tags, data_field
 from labelhub.sync.state import SyncState
 from labelhub.sync.versions.agreement import agreement_report, consensus_rows
-from labelhub.sync.versions.exporter import json_lines
+from labelhub.sync.versions.diff import diff_frames
+from labelhub.sync.versions.exporter import differing_ids, json_lines, label_changes, label_columns
 from labelhub.sync.versions.incremental import build_files, build_rows
 from labelhub.sync.versions.rows import label_distribution
 from labelhub.sync.versions.training import consensus_records, folder_patterns, training_records
@@ -153,7 +154,7 @@ def test_any_sequence_of_changes_builds_the_same_version_as_from_scratch(tmp_pat
     state = SyncState(tmp_path / f"{uuid.uuid4().hex}.sqlite3", 7, REPO)
     for task in range(4):
         add(state, task, image_task(task, meta=task), image_annotation(task * 10 + 1, 1, boxes=[(5, 5, "x")]))
-    assert_same_as_from_scratch(state, tmp_path, IMAGES)
+    previous = assert_same_as_from_scratch(state, tmp_path, IMAGES)
     version = 1
     for op, task, who, choices, boxes, meta in steps:
         version += 1
@@ -168,7 +169,20 @@ def test_any_sequence_of_changes_builds_the_same_version_as_from_scratch(tmp_pat
             state.upsert_task(task, image_task(task, **({} if meta == "absent" else {"meta": meta})))
         else:
             state.set_users({who: f"user{version}@example.com"})
-        assert_same_as_from_scratch(state, tmp_path, IMAGES)
+        built = assert_same_as_from_scratch(state, tmp_path, IMAGES)
+        assert_changes_are_the_whole_diff(previous, built, control_tags(IMAGES))
+        previous = built
+
+
+def assert_changes_are_the_whole_diff(old, new, controls) -> None:
+    """The exporter's changes, compared on the rows whose hash differs, equal the diff of every row (the older
+    version's label columns as the state keeps them: JSON records)."""
+    old_records = label_columns(old.frame, controls).to_json(orient="records")
+    labels = label_columns(new.frame, controls)
+    ids = differing_ids(old.hashes, new.hashes)
+    whole = diff_frames(pd.DataFrame(json.loads(old_records), columns=list(labels.columns)), labels, controls,
+                        "v1", "v2")
+    assert label_changes(old_records, labels, ids, controls, "v1", "v2").to_dict() == whole.to_dict()
 
 
 def test_a_frame_of_another_build_is_built_from_scratch(tmp_path):

@@ -125,6 +125,24 @@ def label_columns(frame: pd.DataFrame, controls: dict[str, str]) -> pd.DataFrame
     return frame.reindex(columns=["annotation_id", "annotator", "was_cancelled", *controls])
 
 
+def label_changes(old_records: str, labels: pd.DataFrame, ids: set[int], controls: dict[str, str],
+                  old_name: str, new_name: str) -> VersionDiff:
+    """:func:`labelhub.sync.versions.diff.diff_frames` of an older version's label columns (``old_records``: JSON
+    records, as the state keeps them) and ``labels`` (:func:`label_columns`), comparing the rows of ``ids`` alone.
+
+    With ``ids`` from :func:`differing_ids` the result is the whole diff: a row with the same hash in both versions
+    has the same cells and adds nothing, and at 100,000 annotations leaving those rows out saves making a frame of
+    every old row and comparing every pair."""
+    old = pd.DataFrame([r for r in json.loads(old_records) if r.get("annotation_id") in ids],
+                       columns=list(labels.columns))
+    return diff_frames(old, labels[labels["annotation_id"].isin(ids)], controls, old_name, new_name)
+
+
+def differing_ids(old: dict[int, str], new: dict[int, str]) -> set[int]:
+    """The annotation ids added, changed or removed between two ``{annotation_id: row hash}``."""
+    return {k for k, v in new.items() if old.get(k) != v} | (old.keys() - new.keys())
+
+
 def diff_counts(old: dict[int, str], new: dict[int, str]) -> tuple[int, int, int]:
     """``(added, changed, removed)`` annotations between two ``{annotation_id: row hash}``."""
     added = sum(1 for k in new if k not in old)
@@ -202,7 +220,8 @@ class Exporter:
         finished = self._finish_unfinished()
         learn_annotators(self.project, self.state)
         frame, csv, hashes = build_csv(self.state, self.controls, self.value_key)
-        added, changed, removed = diff_counts(self.state.exported_hashes(), hashes)
+        exported = self.state.exported_hashes()
+        added, changed, removed = diff_counts(exported, hashes)
         if not (added or changed or removed):
             self.state.set_cursor(EXPORTED_GENERATION, generation)
             return finished
@@ -216,7 +235,7 @@ class Exporter:
             else:  # the first export of this state: numbered from the tags, on the head, of one read of the refs
                 number, parent = self._first_number(refs.tags), refs.head
             export_id = uuid.uuid4().hex
-            change = self._changes(labels, self.series.tag(number))
+            change = self._changes(labels, self.series.tag(number), differing_ids(exported, hashes))
             self.state.begin_version(number, export_id, hashes, summary, labels.to_json(orient="records"))
             message = f"{self.series.commit_title(number)}: +{added} ~{changed} -{removed}"
             description = (f"Annotations of Label Studio project {self.project.project_id} ({self.project.url}).\n\n"
@@ -281,15 +300,15 @@ class Exporter:
                 f"another project exports with the tag prefix {self.series.prefix!r}; give this one its own "
                 "--tag-prefix or --csv-path")
 
-    def _changes(self, labels: pd.DataFrame, tag: str) -> VersionDiff:
+    def _changes(self, labels: pd.DataFrame, tag: str, ids: set[int]) -> VersionDiff:
         """What changed since the last tagged version, label by label (no Hub call: its label columns are in
-        the state)."""
+        the state). Only the rows of ``ids`` (:func:`differing_ids`) are compared: a row whose hash is the same
+        in both versions has the same label columns, and adds nothing to a :class:`VersionDiff`."""
         baseline = self.state.last_tagged_labels()
         if baseline is None:
             return diff_frames(labels.iloc[0:0], labels, self.controls, None, tag)
         version, records = baseline
-        old = pd.DataFrame(json.loads(records), columns=list(labels.columns))
-        return diff_frames(old, labels, self.controls, self.series.tag(version), tag)
+        return label_changes(records, labels, ids, self.controls, self.series.tag(version), tag)
 
     def _files(self, number: int, export_id: str, frame: pd.DataFrame, csv: bytes, summary: dict,
                change: VersionDiff, parent: str) -> dict[str, bytes]:
