@@ -225,6 +225,7 @@ class Exporter:
         if not (added or changed or removed):
             self.state.set_cursor(EXPORTED_GENERATION, generation)
             return finished
+        differing = differing_ids(exported, hashes)  # once, not again when the version is renumbered
         last = self.state.last_version()
         summary = {"added": added, "changed": changed, "removed": removed}
         labels = label_columns(frame, self.controls)
@@ -235,7 +236,7 @@ class Exporter:
             else:  # the first export of this state: numbered from the tags, on the head, of one read of the refs
                 number, parent = self._first_number(refs.tags), refs.head
             export_id = uuid.uuid4().hex
-            change = self._changes(labels, self.series.tag(number), differing_ids(exported, hashes))
+            change = self._changes(labels, self.series.tag(number), differing)
             self.state.begin_version(number, export_id, hashes, summary, labels.to_json(orient="records"))
             message = f"{self.series.commit_title(number)}: +{added} ~{changed} -{removed}"
             description = (f"Annotations of Label Studio project {self.project.project_id} ({self.project.url}).\n\n"
