@@ -134,9 +134,10 @@ def build_version(exporter: Exporter, number: int, parent: str) -> tuple[Clock, 
 
     def changes():
         exported = state.exported_hashes()
-        counts = diff_counts(exported, hashes)
+        differing = differing_ids(exported, hashes)
         labels = label_columns(frame, exporter.controls)
-        return counts, labels, exporter._changes(labels, exporter.series.tag(number), differing_ids(exported, hashes))
+        return (diff_counts(exported, hashes, differing), labels,
+                exporter._changes(labels, exporter.series.tag(number), differing))
 
     (added, changed, removed), labels, change = clock.step("changes", changes)
     export_id = uuid.uuid4().hex

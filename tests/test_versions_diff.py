@@ -75,6 +75,9 @@ def test_the_rows_whose_hash_differs_give_the_whole_diff(old, new):
                        frame([(k, *v) for k, v in new.items() if k in ids]), CONTROLS)
     assert part.to_dict() == whole.to_dict()
     assert len(ids) == sum(diff_counts(*hashes))
+    assert diff_counts(*hashes) == diff_counts(*hashes, ids) == (
+        len(new.keys() - old.keys()), sum(1 for k in new.keys() & old.keys() if repr(new[k]) != repr(old[k])),
+        len(old.keys() - new.keys()))
 
 
 CONFIG = ('<View><Image name="image" value="$image"/><Choices name="kind" toName="image">'

@@ -143,12 +143,14 @@ def differing_ids(old: dict[int, str], new: dict[int, str]) -> set[int]:
     return {k for k, v in new.items() if old.get(k) != v} | (old.keys() - new.keys())
 
 
-def diff_counts(old: dict[int, str], new: dict[int, str]) -> tuple[int, int, int]:
-    """``(added, changed, removed)`` annotations between two ``{annotation_id: row hash}``."""
-    added = sum(1 for k in new if k not in old)
-    changed = sum(1 for k, v in new.items() if k in old and old[k] != v)
-    removed = sum(1 for k in old if k not in new)
-    return added, changed, removed
+def diff_counts(old: dict[int, str], new: dict[int, str], ids: set[int] | None = None) -> tuple[int, int, int]:
+    """``(added, changed, removed)`` annotations between two ``{annotation_id: row hash}``.
+
+    ``ids``: their :func:`differing_ids`, when the caller already has them (only those are looked at then)."""
+    ids = differing_ids(old, new) if ids is None else ids
+    added = sum(1 for k in ids if k not in old)
+    removed = sum(1 for k in ids if k not in new)
+    return added, len(ids) - added - removed, removed
 
 
 @dataclass
@@ -221,11 +223,11 @@ class Exporter:
         learn_annotators(self.project, self.state)
         frame, csv, hashes = build_csv(self.state, self.controls, self.value_key)
         exported = self.state.exported_hashes()
-        added, changed, removed = diff_counts(exported, hashes)
-        if not (added or changed or removed):
+        differing = differing_ids(exported, hashes)  # once, not again when the version is renumbered
+        if not differing:
             self.state.set_cursor(EXPORTED_GENERATION, generation)
             return finished
-        differing = differing_ids(exported, hashes)  # once, not again when the version is renumbered
+        added, changed, removed = diff_counts(exported, hashes, differing)
         last = self.state.last_version()
         summary = {"added": added, "changed": changed, "removed": removed}
         labels = label_columns(frame, self.controls)
