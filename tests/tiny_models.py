@@ -137,6 +137,30 @@ def _clip_vision_config(patch: int) -> dict:
             "image_size": _IMAGE, "patch_size": patch}
 
 
+def _build_clip_family(path: str | Path, model_cls, config_cls, processor_cls, image_processor, *,
+                       max_text: int, patch: int) -> Path:
+    """Write a seeded one-layer CLIP-style model (text and vision towers of width 16) and its processor.
+
+    Args:
+        path: Directory to write (created).
+        model_cls, config_cls, processor_cls: The transformers classes (``CLIPModel``, ``OwlViTForObjectDetection``...).
+        image_processor: The image processor instance the processor pairs with the tokenizer.
+        max_text: Text positions (and the tokenizer's ``model_max_length``).
+        patch: Vision patch side in pixels.
+
+    Returns:
+        ``path`` as a :class:`~pathlib.Path`.
+    """
+    _seed(0)
+    tokenizer = _clip_tokenizer(max_text)
+    config = config_cls(text_config=_clip_text_config(tokenizer, max_text), vision_config=_clip_vision_config(patch),
+                        projection_dim=16)
+    path = Path(path)
+    model_cls(config).eval().save_pretrained(path)
+    processor_cls(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(path)
+    return path
+
+
 def build_owlvit(path: str | Path) -> Path:
     """An OWL-ViT open-vocabulary detector on 32×32 images (16 patches, so 16 boxes per image).
 
@@ -148,17 +172,9 @@ def build_owlvit(path: str | Path) -> Path:
     """
     from transformers import OwlViTConfig, OwlViTForObjectDetection, OwlViTImageProcessor, OwlViTProcessor
 
-    _seed(0)
-    tokenizer = _clip_tokenizer(16)
-    config = OwlViTConfig(
-        text_config=_clip_text_config(tokenizer, 16), vision_config=_clip_vision_config(8), projection_dim=16)
-    model = OwlViTForObjectDetection(config).eval()
-    path = Path(path)
-    model.save_pretrained(path)
-    image_processor = OwlViTImageProcessor(size={"height": _IMAGE, "width": _IMAGE},
-                                           crop_size={"height": _IMAGE, "width": _IMAGE})
-    OwlViTProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(path)
-    return path
+    square = {"height": _IMAGE, "width": _IMAGE}
+    return _build_clip_family(path, OwlViTForObjectDetection, OwlViTConfig, OwlViTProcessor,
+                              OwlViTImageProcessor(size=square, crop_size=square), max_text=16, patch=8)
 
 
 def build_clip(path: str | Path) -> Path:
@@ -172,17 +188,10 @@ def build_clip(path: str | Path) -> Path:
     """
     from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor
 
-    _seed(0)
-    tokenizer = _clip_tokenizer(64)
-    config = CLIPConfig(
-        text_config=_clip_text_config(tokenizer, 64), vision_config=_clip_vision_config(16), projection_dim=16)
-    model = CLIPModel(config).eval()
-    path = Path(path)
-    model.save_pretrained(path)
-    image_processor = CLIPImageProcessor(size={"shortest_edge": _IMAGE},
-                                         crop_size={"height": _IMAGE, "width": _IMAGE})
-    CLIPProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(path)
-    return path
+    return _build_clip_family(path, CLIPModel, CLIPConfig, CLIPProcessor,
+                              CLIPImageProcessor(size={"shortest_edge": _IMAGE},
+                                                 crop_size={"height": _IMAGE, "width": _IMAGE}),
+                              max_text=64, patch=16)
 
 
 def _bert_tokenizer(path: Path):
