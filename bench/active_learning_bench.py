@@ -22,9 +22,10 @@ Orders compared, with the same seeds (the same pool, the same held-out images, t
 - ``margin``, ``entropy`` (``--orders``): the same order with two plain uncertainty measures computed from
   the same fit (top-1 minus top-2 probability, ascending; entropy of the probabilities, descending).
 
-Accuracy is measured on ``--test`` held-out test images after 100 and 300 labels, with the default image
-embedder (``LABELHUB_IMAGE_EMBEDDER``, embeddings of all 60,000 training images computed once, about 4
-minutes on 2 cores, and cached under ``$LABELHUB_CACHE/bench``) and the Choices head's own
+Accuracy is measured on ``--test`` held-out test images after 100 and 300 labels, with the image
+embedder of ``LABELHUB_IMAGE_EMBEDDER`` and ``LABELHUB_IMAGE_SIZE`` (read from the environment, the backend's
+defaults when unset; embeddings of all 62,000 images computed once, about 2 minutes on 2 cores at 128 pixels
+and 6 at 224, and cached under ``$LABELHUB_CACHE/bench``) and the Choices head's own
 ``fit``/``predict`` (:class:`labelhub.backend.models.choices.ChoicesHead`) through a stub host that serves
 the precomputed embeddings.
 
@@ -61,6 +62,13 @@ A pool of 50,000 (the size of project the issue has in mind) did no better on va
 random order (validation seed 100) reaches 0.802 with 300 labels, 0.834 with 1,000, 0.864 with 3,000 and 0.875
 with all 20,000: the score's order at 300 labels is worth about 700 random ones, and 3 points would take about
 950.
+
+The same bench on another machine, where the embeddings were computed again (ONNX export and all), gave
++3.2 on test seeds 0..5 (random 0.798, score ascending 0.830) and +2.1 on 6..11 (0.805 against 0.826), and
++2.6 (standard error 0.4) on validation seeds 100..111: the same gain of about 2.5 points, drawn again. At
+``LABELHUB_IMAGE_SIZE=224`` (EfficientNet-Lite0's training size; three times the CPU per image) both orders
+are better by about 2 points but the gap is not wider: on validation seeds 100..111, random 0.749 / 0.818
+and score ascending 0.776 / 0.840 at 100 / 300 labels, +2.2 (standard error 0.3).
 
 Run: ``python bench/active_learning_bench.py [--seeds 6] [--first-seed 0] [--pool 20000] [--batch 10]
 [--orders random,score ascending,margin] [--quick] [--validation --first-seed 100]``. It prints one line per
@@ -113,7 +121,7 @@ def embeddings(n_train: int, n_test: int) -> tuple[np.ndarray, np.ndarray, np.nd
     from labelhub.backend.embedders import decode_image, get_embedder
     from labelhub.backend.settings import Settings
 
-    settings = Settings()
+    settings = Settings.from_env()  # LABELHUB_IMAGE_EMBEDDER, LABELHUB_IMAGE_SIZE
     embedder = get_embedder("image", settings.image_embedder, image_size=settings.image_size, threads=2)
     cache = Path(os.environ.get("LABELHUB_CACHE", Path.home() / ".cache" / "labelhub")) / "bench"
     path = cache / f"fashion-mnist-{embedder.name}-{n_train}-{n_test}.npz".replace("/", "_")

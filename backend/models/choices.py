@@ -75,7 +75,13 @@ Nor other constant exponents: novelty 1 (7 seeds: +2.3), class balance 0.75 (+2.
 (+2.4; -0.1, se 0.3). A regression on L2-normalized embeddings (``C = 10``, the
 novelty still measured on the standardized ones) is the better classifier at few labels (random order 0.750
 against 0.716 at 100 labels, 0.802 against 0.795 at 300), but this score's order reaches the same 0.819 with it,
-so the gain at 300 falls to +1.7 (-0.9, se 0.4); it stays out until the order gains from it too.
+so the gain at 300 falls to +1.7 (-0.9, se 0.4); it stays out until the order gains from it too. Nor, on
+seeds 100..111 of a later computation of the embeddings (where this score gave +2.6, se 0.4): contrastive
+acquisition (Margatina et al., "Active Learning by Acquiring Contrastive Examples", EMNLP 2021: the mean KL
+divergence between the predictions of a task's 10 nearest annotated tasks and its own, highest first) in place
+of this score (8 seeds: -4.8 against random) or dividing it (8 seeds: +2.1; -0.8, se 0.4); nor, again, the 100
+lowest scores of each retrain clustered into 10 k-means groups and the lowest of each group labeled first
+(8 seeds: -1.0 against this score).
 
 The single-choice regression weighs the choices inversely to their frequency among the annotations
 (``class_weight="balanced"``, https://scikit-learn.org/stable/modules/generated/sklearn.linear_model.LogisticRegression.html):
