@@ -214,6 +214,21 @@ def _bert_config(vocab_size: int, labels: Sequence[str]):
                       label2id={v: k for k, v in enumerate(labels)})
 
 
+def _build_bert(path: str | Path, model_cls, labels: Sequence[str], winner: str | None) -> Path:
+    """Write a seeded one-layer BERT ``model_cls`` (a ``...ForTokenClassification`` or
+    ``...ForSequenceClassification``, whose head is ``classifier``) with :func:`_bert_tokenizer`'s vocabulary,
+    ``labels`` as ``id2label``, and ``winner`` (when given) winning everywhere; returns ``path`` as a Path."""
+    _seed(0)
+    path = Path(path)
+    tokenizer = _bert_tokenizer(path)
+    model = model_cls(_bert_config(len(tokenizer), labels)).eval()
+    if winner is not None:
+        _bias(model.classifier, list(labels).index(winner))
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
 def build_token_classifier(path: str | Path,
                            labels: Sequence[str] = ("O", "B-PER", "I-PER", "B-org", "I-org", "B-MISC", "I-MISC"),
                            winner: str | None = None) -> Path:
@@ -229,15 +244,7 @@ def build_token_classifier(path: str | Path,
     """
     from transformers import BertForTokenClassification
 
-    _seed(0)
-    path = Path(path)
-    tokenizer = _bert_tokenizer(path)
-    model = BertForTokenClassification(_bert_config(len(tokenizer), labels)).eval()
-    if winner is not None:
-        _bias(model.classifier, list(labels).index(winner))
-    model.save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
+    return _build_bert(path, BertForTokenClassification, labels, winner)
 
 
 def build_sequence_classifier(path: str | Path, labels: Sequence[str] = ("entailment", "neutral", "contradiction"),
@@ -255,14 +262,7 @@ def build_sequence_classifier(path: str | Path, labels: Sequence[str] = ("entail
     """
     from transformers import BertForSequenceClassification
 
-    _seed(0)
-    path = Path(path)
-    tokenizer = _bert_tokenizer(path)
-    model = BertForSequenceClassification(_bert_config(len(tokenizer), labels)).eval()
-    if winner is not None:
-        _bias(model.classifier, list(labels).index(winner))
-    model.save_pretrained(path)
-    tokenizer.save_pretrained(path)
+    path = _build_bert(path, BertForSequenceClassification, labels, winner)
     if extra_config:
         config = json.loads((path / "config.json").read_text())
         config.update(extra_config)
