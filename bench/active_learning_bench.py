@@ -67,10 +67,9 @@ The same bench on another machine, where the embeddings were computed again (ONN
 +3.2 on test seeds 0..5 (random 0.798, score ascending 0.830) and +2.1 on 6..11 (0.805 against 0.826), +1.2
 on 12..17 and +2.6 on 18..23 (+2.3 over the 24 seeds, standard error 0.3; random 0.802, score ascending
 0.825), and +2.6 (standard error 0.4) on validation seeds 100..111: the same gain of 2 to 3 points, drawn
-again. At
-``LABELHUB_IMAGE_SIZE=224`` (EfficientNet-Lite0's training size; three times the CPU per image) both orders
-are better by about 2 points but the gap is not wider: on validation seeds 100..111, random 0.749 / 0.818
-and score ascending 0.776 / 0.840 at 100 / 300 labels, +2.2 (standard error 0.3).
+again. At ``LABELHUB_IMAGE_SIZE=224`` (EfficientNet-Lite0's training size; three times the CPU per image)
+both orders are better by about 2 points but the gap is not wider: on validation seeds 100..111, random
+0.749 / 0.818 and score ascending 0.776 / 0.840 at 100 / 300 labels, +2.2 (standard error 0.3).
 
 Run: ``python bench/active_learning_bench.py [--seeds 6] [--first-seed 0] [--pool 20000] [--batch 10]
 [--orders random,score ascending,margin] [--quick] [--validation --first-seed 100]``. It prints one line per
