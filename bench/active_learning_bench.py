@@ -29,7 +29,7 @@ and 6 at 224, and cached under ``$LABELHUB_CACHE/bench``) and the Choices head's
 ``fit``/``predict`` (:class:`labelhub.backend.models.choices.ChoicesHead`) through a stub host that serves
 the precomputed embeddings.
 
-The Choices head's regression is on L2-normalized embeddings with ``C = 10`` since 2026-12-04 (before:
+The Choices head's regression for images is on L2-normalized embeddings with ``C = 10`` since 2026-12-04 (before:
 standardized embeddings, ``C = 0.05``; why, in :mod:`labelhub.backend.models.choices`). It is the better
 classifier in random order (0.807 against 0.802 at 300 labels, 0.750 at 100), and about level in the score's
 order (0.822 against 0.825), so the gain is smaller: on test seeds 0..23, **+1.6** at 300 labels (standard
@@ -258,7 +258,7 @@ def main() -> None:
     from labelhub.backend.models.choices import ChoicesHead
 
     seeds = range(args.first_seed, args.first_seed + args.seeds)
-    print(f"Fashion-MNIST, {name}, Choices head (C={ChoicesHead.C}, class_weight={ChoicesHead.CLASS_WEIGHT}), "
+    print(f"Fashion-MNIST, {name}, Choices head ({ChoicesHead.FEATURES["image"]}, class_weight={ChoicesHead.CLASS_WEIGHT}), "
           f"pool {args.pool} from the first {len(X)} training images, {len(Xte)} held-out "
           f"{'validation (training)' if args.validation else 'test'} images, first {args.cold_start} labels by id, "
           f"then retrain every {args.batch} labels, seeds {seeds[0]}..{seeds[-1]}", flush=True)
