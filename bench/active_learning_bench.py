@@ -258,7 +258,9 @@ def main() -> None:
     from labelhub.backend.models.choices import ChoicesHead
 
     seeds = range(args.first_seed, args.first_seed + args.seeds)
-    print(f"Fashion-MNIST, {name}, Choices head (features, C = {ChoicesHead.FEATURES['image']}, class_weight={ChoicesHead.CLASS_WEIGHT}), "
+    features, C = ChoicesHead.FEATURES["image"]
+    print(f"Fashion-MNIST, {name}, Choices head ({features} embeddings, C={C}, "
+          f"class_weight={ChoicesHead.CLASS_WEIGHT}), "
           f"pool {args.pool} from the first {len(X)} training images, {len(Xte)} held-out "
           f"{'validation (training)' if args.validation else 'test'} images, first {args.cold_start} labels by id, "
           f"then retrain every {args.batch} labels, seeds {seeds[0]}..{seeds[-1]}", flush=True)

@@ -31,23 +31,23 @@ the *novelty-weighted margin*, class-balanced, in [0, 1]::
 
     score = (p1 - p2) * (s / (s + d)) ** 2 * (n / n_max) ** 0.5
 
-``p1 - p2`` is the margin between the two most probable choices (margin sampling, section 3.1 of
-Settles, "Active Learning Literature Survey", 2009, https://burrsettles.com/pub/settles.activelearning.pdf);
-``d`` is the distance from the task's standardized embedding (standardized by the annotated tasks'
-means and deviations, a ``StandardScaler`` kept in the fitted state beside the regression) to the centroid of the annotated tasks of its predicted choice, and ``s`` the annotated tasks' median
-distance to their own choice's centroid (kept in the fitted state: one centroid per choice and one
-number). So a task is put first when the model hesitates between two choices *and* it is unlike what was
-labeled as its choice: uncertainty weighted by diversity from the labeled set, the combination Brinker
-(2003, "Incorporating diversity in active learning with support vector machines", ICML) uses for batch
-selection. Plain margin sampling keeps picking atypical tasks of the few choices that are hard to tell
-apart (on Fashion-MNIST: shirts, T-shirts, pullovers, coats), also when retraining every 5 labels, and the
-choices it neglects get worse. ``n`` is the number of annotated tasks of the predicted choice and
-``n_max`` that of the most annotated choice (kept in the fitted state): of two equally uncertain tasks the
+``p1 - p2`` is the margin between the two most probable choices (margin sampling, section 3.1 of Settles,
+"Active Learning Literature Survey", 2009, https://burrsettles.com/pub/settles.activelearning.pdf); ``d`` is
+the distance from the task's standardized embedding (by the annotated tasks' means and deviations, for images
+too: a ``StandardScaler`` kept in the fitted state) to the centroid of the annotated tasks of its predicted
+choice, and ``s`` the annotated tasks' median distance to their own choice's centroid (kept in the fitted
+state: one centroid per choice and one number). So a task is put first when the model hesitates between two
+choices *and* it is unlike what was labeled as its choice: uncertainty weighted by diversity from the labeled
+set, the combination Brinker (2003, "Incorporating diversity in active learning with support vector machines",
+ICML) uses for batch selection. Plain margin sampling keeps picking atypical tasks of the few choices that are
+hard to tell apart (on Fashion-MNIST: shirts, T-shirts, pullovers, coats), also when retraining every 5
+labels, and the choices it neglects get worse. ``n`` is the number of annotated tasks of the predicted choice
+and ``n_max`` that of the most annotated choice (kept in the fitted state): of two equally uncertain tasks the
 one predicted as a rarely annotated choice comes first (class-balanced selection at low budgets, Bengar et
-al., "Class-Balanced Active Learning for Image Classification", WACV 2022); dividing by ``n_max`` instead
-of the mean count keeps the score in [0, 1] and the order the same. The score depends only on the task and
-the fit, not on the other tasks of a predict call. 0 is a tie between two choices; 1 only a sure prediction
-at the centroid of the most annotated choice; a sure task typical of that choice scores about 0.25.
+al., "Class-Balanced Active Learning for Image Classification", WACV 2022); dividing by ``n_max`` instead of
+the mean count keeps the score in [0, 1] and the order the same. The score depends only on the task and the
+fit, not on the other tasks of a predict call. 0 is a tie between two choices; 1 only a sure prediction at the
+centroid of the most annotated choice; a sure task typical of that choice scores about 0.25.
 
 Measured by ``bench/active_learning_bench.py`` (Fashion-MNIST, a project of 20,000 tasks from the training
 split, the first 20 labels in random order, then a retrain and a fresh order every 10 labels as the backend's
@@ -61,8 +61,8 @@ automatic prediction jobs keep it, 2,000 test images), accuracy after 300 labels
 | 18..23 | 0.801 (0.755) | 0.826 (0.757) | +2.5 (+0.5) |
 | all 24 | 0.807 (0.750) | **0.822** (0.756) | **+1.6** (standard error 0.2) |
 
-With the former regression (standardized embeddings, ``C = 0.05``) the same 24 seeds gave 0.802 in random order
-and 0.825 in this order, +2.3 (standard error 0.3); on an earlier computation of the embeddings, seeds 0..5
+With the former regression (standardized embeddings, ``C = 0.05``) the same 24 seeds gave 0.802 in random
+order and 0.825 in this order, +2.3 (standard error 0.3); on an earlier computation of the embeddings, seeds 0..5
 and 6..11 gave +2.4 and +2.5, and without the class-balance factor +1.8 and +1.7. Everything below was
 measured with that former regression.
 
@@ -208,7 +208,8 @@ class ChoicesHead(ControlHead):
             if len(set(y)) < 2:
                 return None
             model = lr(self.CLASS_WEIGHT).fit(X, y)
-            scaler = StandardScaler().fit(X)  # the novelty's space (see the module docstring)
+            # the novelty's space (see the module docstring): the regression's own when it is standardized
+            scaler = model[0] if features == "standardized" else StandardScaler().fit(X)
             Z = scaler.transform(X)
             centroids = np.stack([Z[y == c].mean(axis=0) for c in model.classes_])
             own = centroids[np.searchsorted(model.classes_, y)]  # each example's class centroid
