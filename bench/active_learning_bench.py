@@ -258,7 +258,7 @@ def main() -> None:
     from labelhub.backend.models.choices import ChoicesHead
 
     seeds = range(args.first_seed, args.first_seed + args.seeds)
-    features, C = ChoicesHead.FEATURES["image"]
+    features, C = ChoicesHead.SINGLE_IMAGE
     print(f"Fashion-MNIST, {name}, Choices head ({features} embeddings, C={C}, "
           f"class_weight={ChoicesHead.CLASS_WEIGHT}), "
           f"pool {args.pool} from the first {len(X)} training images, {len(Xte)} held-out "

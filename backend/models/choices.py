@@ -3,30 +3,33 @@
 It answers a ``<Choices>`` tag over an ``<Image>``, ``<Text>`` or ``<HyperText>`` tag
 (https://labelstud.io/tags/choices): single choice with one ``LogisticRegression`` over the classes
 seen, ``choice="multiple"`` with one binary ``LogisticRegression`` per choice, on whole-object embeddings
-(:mod:`labelhub.backend.embedders`): for images L2-normalized (each divided by its Euclidean norm,
-scikit-learn's ``Normalizer``) with ``C = 10``, for texts standardized (by the annotated tasks' means and
-deviations) with ``C = 0.05`` (:attr:`ChoicesHead.FEATURES`). Until the annotations show two different choices
-it does not fit (no regions).
+(:mod:`labelhub.backend.embedders`): for a single choice over images L2-normalized (each divided by its
+Euclidean norm, scikit-learn's ``Normalizer``) with ``C = 10``, else standardized (by the annotated tasks'
+means and deviations) with ``C = 0.05`` (:attr:`ChoicesHead.features`). Until the annotations show two
+different choices it does not fit (no regions).
 
-Why the two kinds differ (until 2026-12-04 both were standardized with ``C = 0.05``). For images the
-L2-normalized regression is the better classifier on the same labels at every size measured, for the same
-fitting time:
+Why they differ (until 2026-12-04 every regression was standardized with ``C = 0.05``):
 
-- Fashion-MNIST images labeled in random order (``bench/active_learning_bench.py --validation``, seeds
-  100..111): 0.750 against 0.717 after 100 labels, 0.802 against 0.795 after 300.
-- The first 3,000 and 20,000 training images, on the 2,000 test images: 0.871 against 0.864, and 0.898
-  against 0.887 (the fit on 20,000: 18 against 20 s of CPU).
-
-Labeled in this head's score order (below), the two end level at 300 labels (validation 0.818 against
-0.820), and the L2 one is ahead at 100 (0.753 against 0.746): the score order's gain over random order is
-smaller with it, because random order improves. With it the novelty factor's exponent matters less: on those
-validation seeds, 1 in place of 2 gave +0.4 at 300 labels (standard error 0.2) and +1.3 at 100, 0.5 gave
-+0.1, and no novelty factor at all +0.5 (standard error 0.3); on the 24 test seeds, exponent 1 gave +0.1
-(standard error 0.2) and +0.0 at 100, so it stays 2. For texts (all-MiniLM-L6-v2, whose vectors are unit length
-already) neither wins: 50 random draws of Rotten Tomatoes plot synopses against review snippets, 150 held out,
-give 0.909 and 0.944 standardized against 0.894 and 0.930 after 30 and 100 labels, while fresh against rotten
-reviews (10 draws, 2,000 held out) give 0.645, 0.681 and 0.712 against 0.652, 0.691 and 0.723 after 100, 300
-and 1,000; texts keep the standardized regression.
+- **Single choice over images**: the L2-normalized regression is the better classifier on the same labels at
+  every size measured, for the same fitting time. Fashion-MNIST images labeled in random order
+  (``bench/active_learning_bench.py --validation``, seeds 100..111): 0.750 against 0.717 after 100 labels,
+  0.802 against 0.795 after 300. The first 3,000 and 20,000 training images, on the 2,000 test images: 0.871
+  against 0.864, and 0.898 against 0.887 (the fit on 20,000: 18 against 20 s of CPU). Labeled in this head's
+  score order (below) the two end level at 300 labels (validation 0.818 against 0.820) and the L2 one is
+  ahead at 100 (0.753 against 0.746): the score order's gain over random order is smaller with it, because
+  random order improves. With it the novelty factor's exponent matters less: on those validation seeds, 1 in
+  place of 2 gave +0.4 at 300 labels (standard error 0.2) and +1.3 at 100, 0.5 gave +0.1, and no novelty
+  factor at all +0.5 (standard error 0.3); on the 24 test seeds exponent 1 gave +0.1 (standard error 0.2) and
+  +0.0 at 100, so it stays 2.
+- **Texts** (all-MiniLM-L6-v2, whose vectors are unit length already): neither wins. 50 random draws of Rotten
+  Tomatoes plot synopses against review snippets, 150 held out: 0.909 and 0.944 standardized against 0.894
+  and 0.930 L2-normalized after 30 and 100 labels; fresh against rotten reviews (10 draws, 2,000 held out):
+  0.645, 0.681 and 0.712 against 0.652, 0.691 and 0.723 after 100, 300 and 1,000. Texts keep the
+  standardized regression.
+- **Multiple choice**: the binary regressions (unweighted, and each choice is rare) are worse on L2
+  features. Fashion-MNIST with each image's class and its group (tops, shoes, others) as two choices of 13,
+  6 random draws: the whole set right on 0.413, 0.608 and 0.727 of the test images against 0.498, 0.645 and
+  0.740 standardized, after 100, 300 and 1,000 labels.
 
 Each result's ``score`` is an uncertainty measure, so that sorting Label Studio's Data Manager by
 prediction score ascending puts first the tasks the model most needs labeled. For single choice it is
@@ -145,9 +148,11 @@ class ChoicesHead(ControlHead):
     """Embeddings + logistic regression for one Choices tag (see the module docstring)."""
 
     name = "choices"
-    #: The regression's features and inverse regularization strength, by kind of object (see the module
-    #: docstring): ``"l2"`` (each embedding divided by its norm) or ``"standardized"`` (by the annotated tasks).
-    FEATURES = {"image": ("l2", 10.0), "text": ("standardized", 0.05)}
+    #: ``(features, C)`` of the regression of a single choice over images (see the module docstring):
+    #: ``"l2"``, each embedding divided by its norm, and the inverse regularization strength.
+    SINGLE_IMAGE = ("l2", 10.0)
+    #: ``(features, C)`` of every other regression: ``"standardized"`` by the annotated tasks' means and deviations.
+    OTHERS = ("standardized", 0.05)
     #: ``class_weight`` of the single-choice regression (see the module docstring).
     CLASS_WEIGHT = "balanced"
     #: Exponent of the class-balance factor of the single-choice score (see the module docstring).
@@ -158,12 +163,18 @@ class ChoicesHead(ControlHead):
         """``"image"`` for an Image object tag, else ``"text"``."""
         return "image" if self.control.object_tag == "Image" else "text"
 
+    @property
+    def features(self) -> tuple[str, float]:
+        """``(features, C)`` of this control's regressions: :attr:`SINGLE_IMAGE` for a single choice over an
+        ``<Image>``, else :attr:`OTHERS`."""
+        return self.SINGLE_IMAGE if self.kind == "image" and not self.control.multiple else self.OTHERS
+
     def identity(self) -> Any:
         """The head, its control, its choices, single/multiple, the embedder, the regression's features and
         ``C``, the class weights and the class-balance exponent: a fit stored under another identity (an older
         rule) is not loaded, the head refits."""
         return [self.name, self.control.from_name, list(self.control.labels), self.control.multiple,
-                self.host.embedder_spec(self.kind), *self.FEATURES[self.kind], self.CLASS_WEIGHT, self.BALANCE]
+                self.host.embedder_spec(self.kind), *self.features, self.CLASS_WEIGHT, self.BALANCE]
 
     def warmup(self) -> None:
         """Load the embedder."""
@@ -200,7 +211,7 @@ class ChoicesHead(ControlHead):
         from sklearn.pipeline import make_pipeline
         from sklearn.preprocessing import Normalizer, StandardScaler
 
-        features, C = self.FEATURES[self.kind]
+        features, C = self.features
 
         def lr(class_weight=None):
             return make_pipeline(Normalizer() if features == "l2" else StandardScaler(),
