@@ -250,11 +250,14 @@ class ChoicesHead(ControlHead):
             top = np.argmax(proba, axis=1)
             top2 = np.sort(proba, axis=1)[:, -2:]
             scores = top2[:, 1] - top2[:, 0]  # the margin
-            if fitted["spread"] > 0:
-                d = np.linalg.norm(fitted["scaler"].transform(X) - fitted["centroids"][top], axis=1)
+            if fitted.get("centroids") is not None and fitted["spread"] > 0:  # fits stored before this rule lack them
+                # until the trainer refits, a fit stored before 2026-12-04 has no scaler: its regression's own
+                scaler = fitted["scaler"] if "scaler" in fitted else fitted["model"][0]
+                d = np.linalg.norm(scaler.transform(X) - fitted["centroids"][top], axis=1)
                 scores = scores * (fitted["spread"] / (fitted["spread"] + d)) ** 2
-            counts = fitted["counts"]
-            scores = scores * (counts[top] / counts.max()) ** self.BALANCE
+            if fitted.get("counts") is not None:  # nor fits stored before this factor
+                counts = fitted["counts"]
+                scores = scores * (counts[top] / counts.max()) ** self.BALANCE
             return [[self.result({"choices": [classes[j]]}, float(score))] for j, score in zip(top, scores)]
         labels = fitted["classes"]
         cols = [m.predict_proba(X)[:, 1] if not isinstance(m, float) else np.full(len(X), m)
