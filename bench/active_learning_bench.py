@@ -29,13 +29,13 @@ and 6 at 224, and cached under ``$LABELHUB_CACHE/bench``) and the Choices head's
 ``fit``/``predict`` (:class:`labelhub.backend.models.choices.ChoicesHead`) through a stub host that serves
 the precomputed embeddings.
 
-The Choices head's regression for a single choice over images is on L2-normalized embeddings with
-``C = 10`` since 2026-12-04 (before: standardized embeddings, ``C = 0.05``; why, in
-:mod:`labelhub.backend.models.choices`). On test seeds 0..23 it is the better classifier in random order (0.807 against 0.802 at 300 labels) and about
-level in the score's order (0.822 against 0.825), so the gain is smaller: **+1.6** at 300 labels (standard
-error 0.2; at 100 labels, 0.756 against 0.750: +0.6), against +2.3 with the former regression. On validation seeds 100..111: random 0.750 /
-0.802 and score ascending 0.753 / 0.818 at 100 / 300 labels, +1.6. Every other figure in this docstring was
-measured with the former regression.
+The Choices head's regression for a single choice over images is on L2-normalized embeddings with ``C = 10``
+since 2026-12-04 (before: standardized embeddings, ``C = 0.05``; why, in
+:mod:`labelhub.backend.models.choices`). On test seeds 0..23 it is the better classifier in random order (0.807
+against 0.802 at 300 labels) and about level in the score's order (0.822 against 0.825), so the gain is smaller:
+**+1.6** at 300 labels (standard error 0.2; at 100 labels, 0.756 against 0.750: +0.6), against +2.3 with the
+former regression. On validation seeds 100..111: random 0.750 / 0.802 and score ascending 0.753 / 0.818 at 100 /
+300 labels, +1.6. Every other figure in this docstring was measured with the former regression.
 
 With ``--validation`` the held-out images are training images instead (pools are drawn from the first
 58,000, the held-out set is the last 2,000 of the training split), and the test images are not read. The
