@@ -11,7 +11,9 @@ Run: ``python bench/embedder_bench.py`` (about 2 minutes on 2 cores). It prints 
   agreement of the two
   (smallest cosine similarity, largest difference of the image vectors);
 - Fashion-MNIST accuracy (Debian's ``dataset-fashion-mnist``) after 20, 100 and 500 labels on 2,000 test
-  images, with the default head: ``StandardScaler`` + ``LogisticRegression(C=0.05)``;
+  images, with the Choices head's regression for a single choice over images
+  (:meth:`labelhub.backend.models.choices.ChoicesHead.regression`: L2-normalized embeddings, ``C = 10``, balanced
+  class weights);
 - peak RSS (``VmHWM``) of a fresh process that loads both embedders and embeds 256 images and 256 texts,
   ONNX against torch, and which heavy modules it imported;
 - the time of a cold ONNX export of each model (in a temporary cache), what a machine pays once.
@@ -110,7 +112,7 @@ def best_rate(fn, items: list, batch: int, repeats: int = 3) -> tuple[float, flo
 
 
 def accuracy_curve(train_x: np.ndarray, train_y, test_x: np.ndarray, test_y, sizes=(20, 100, 500)) -> dict:
-    """Test accuracy of the default head (``StandardScaler`` + ``LogisticRegression(C=0.05)``) fit on the first labels.
+    """Test accuracy of the Choices head's regression for a single choice over images, fit on the first labels.
 
     Args:
         train_x, train_y: Training vectors and labels (at least ``max(sizes)``).
@@ -120,15 +122,16 @@ def accuracy_curve(train_x: np.ndarray, train_y, test_x: np.ndarray, test_y, siz
     Returns:
         ``{labels: accuracy}``.
     """
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
+    from labelhub.backend.models.choices import ChoicesHead
+    from labelhub.label_config import control_specs
+    from labelhub.sync.demo.sample_data import FASHION_MNIST_CLASSES
+    from tests.backend_fixtures import choices_config
 
+    head = ChoicesHead(control_specs(choices_config(FASHION_MNIST_CLASSES))[0], host=None)
     out = {}
     for n in sizes:
-        head = make_pipeline(StandardScaler(), LogisticRegression(C=0.05, max_iter=2000))
-        head.fit(train_x[:n], train_y[:n])
-        out[n] = float(np.mean(head.predict(test_x) == test_y))
+        model = head.regression(ChoicesHead.CLASS_WEIGHT).fit(train_x[:n], train_y[:n])
+        out[n] = float(np.mean(model.predict(test_x) == test_y))
     return out
 
 

@@ -206,24 +206,34 @@ class ChoicesHead(ControlHead):
         X = self.host.embed([item for item, _ in rows], self.kind)
         return self._fit_matrix(X, [labels for _, labels in rows])
 
-    def _fit_matrix(self, X: np.ndarray, labels: list[tuple[str, ...]]) -> dict | None:
+    def regression(self, class_weight: str | None = None):
+        """An unfitted scikit-learn pipeline of this control's features and logistic regression (:attr:`features`).
+
+        Args:
+            class_weight: ``LogisticRegression``'s ``class_weight`` (``"balanced"`` for a single choice).
+
+        Returns:
+            ``Pipeline([Normalizer or StandardScaler, LogisticRegression(C, max_iter=2000)])``; fit it on
+            ``(n, dim)`` embeddings and ``n`` labels.
+        """
         from sklearn.linear_model import LogisticRegression
         from sklearn.pipeline import make_pipeline
         from sklearn.preprocessing import Normalizer, StandardScaler
 
         features, C = self.features
+        return make_pipeline(Normalizer() if features == "l2" else StandardScaler(),
+                             LogisticRegression(C=C, max_iter=2000, class_weight=class_weight))
 
-        def lr(class_weight=None):
-            return make_pipeline(Normalizer() if features == "l2" else StandardScaler(),
-                                 LogisticRegression(C=C, max_iter=2000, class_weight=class_weight))
+    def _fit_matrix(self, X: np.ndarray, labels: list[tuple[str, ...]]) -> dict | None:
+        from sklearn.preprocessing import StandardScaler
 
         if not self.control.multiple:
             y = np.array([lab[0] for lab in labels])
             if len(set(y)) < 2:
                 return None
-            model = lr(self.CLASS_WEIGHT).fit(X, y)
+            model = self.regression(self.CLASS_WEIGHT).fit(X, y)
             # the novelty's space (see the module docstring): the regression's own when it is standardized
-            scaler = model[0] if features == "standardized" else StandardScaler().fit(X)
+            scaler = model[0] if isinstance(model[0], StandardScaler) else StandardScaler().fit(X)
             Z = scaler.transform(X)
             centroids = np.stack([Z[y == c].mean(axis=0) for c in model.classes_])
             own = centroids[np.searchsorted(model.classes_, y)]  # each example's class centroid
@@ -234,7 +244,7 @@ class ChoicesHead(ControlHead):
         models: dict[str, Any] = {}
         for label in self.control.labels:
             y = np.array([label in lab for lab in labels])
-            models[label] = lr().fit(X, y) if 0 < y.sum() < len(y) else float(y.mean()) if len(y) else 0.0
+            models[label] = self.regression().fit(X, y) if 0 < y.sum() < len(y) else float(y.mean()) if len(y) else 0.0
         return {"kind": "multiple", "classes": list(self.control.labels), "models": models}
 
     def predict(self, inputs: Sequence[TaskInput], fitted: dict | None) -> list[list[dict]]:
