@@ -136,6 +136,11 @@ class _Precomputed:
         return self.X[[int(i.value) for i in inputs]]
 
 
+def _cache_dir() -> Path:
+    """Where the embeddings are cached: ``$LABELHUB_CACHE/bench`` (``~/.cache/labelhub/bench``)."""
+    return Path(os.environ.get("LABELHUB_CACHE", Path.home() / ".cache" / "labelhub")) / "bench"
+
+
 def embeddings(n_train: int, n_test: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, str]:
     """``(X_train, y_train, X_test, y_test, embedder name)`` of the first images of each split, cached."""
     from labelhub.backend.embedders import decode_image, get_embedder
@@ -143,7 +148,7 @@ def embeddings(n_train: int, n_test: int) -> tuple[np.ndarray, np.ndarray, np.nd
 
     settings = Settings.from_env()  # LABELHUB_IMAGE_EMBEDDER, LABELHUB_IMAGE_SIZE
     embedder = get_embedder("image", settings.image_embedder, image_size=settings.image_size, threads=2)
-    cache = Path(os.environ.get("LABELHUB_CACHE", Path.home() / ".cache" / "labelhub")) / "bench"
+    cache = _cache_dir()
     path = cache / f"fashion-mnist-{embedder.name}-{n_train}-{n_test}.npz".replace("/", "_")
     if path.exists():
         with np.load(path) as npz:
@@ -177,7 +182,7 @@ def review_embeddings(n_test: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, 
 
     rows = rotten_tomatoes()
     embedder = get_embedder("text", Settings.from_env().text_embedder, threads=2)
-    cache = Path(os.environ.get("LABELHUB_CACHE", Path.home() / ".cache" / "labelhub")) / "bench"
+    cache = _cache_dir()
     path = cache / f"rotten-tomatoes-{embedder.name}-{len(rows)}.npz".replace("/", "_")
     if not path.exists():
         texts = [text for text, _ in rows]
