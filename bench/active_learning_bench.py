@@ -107,7 +107,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from labelhub.sync.demo.sample_data import FASHION_MNIST_CLASSES, fashion_mnist, png_bytes  # noqa: E402
-from tests.backend_fixtures import IMAGE_CONFIG, choices_config, rotten_tomatoes  # noqa: E402
+from tests.backend_fixtures import IMAGE_CONFIG, PrecomputedHost, choices_config, rotten_tomatoes  # noqa: E402
 
 ORDERS = ("random", "score ascending", "margin", "entropy")
 CHECKPOINTS = (100, 300)
@@ -121,19 +121,6 @@ POOL, BATCH, COLD_START = 20_000, 10, 20
 #: ``--dataset rotten-tomatoes``: the choices, and the label config of a single Choices over a Text tag.
 REVIEW_CLASSES = ("fresh", "rotten")
 REVIEW_CONFIG = choices_config(REVIEW_CLASSES, object_tag="Text", value="text")
-
-
-class _Precomputed:
-    """A head host whose embeddings were computed beforehand (``TaskInput.value`` is the row's index)."""
-
-    def __init__(self, X: np.ndarray):
-        self.X = X
-
-    def embedder_spec(self, kind: str) -> str:
-        return "precomputed"
-
-    def embed(self, inputs, kind: str) -> np.ndarray:
-        return self.X[[int(i.value) for i in inputs]]
 
 
 def _cache_dir() -> Path:
@@ -228,7 +215,7 @@ def simulate(order: str, seed: int, X: np.ndarray, y: np.ndarray, Xte: np.ndarra
     classes = [names[int(c)] for c in y[rows]]
     truth = [names[int(c)] for c in yte]
     control = control_specs(config)[0]
-    head = ChoicesHead(control, _Precomputed(Xall))
+    head = ChoicesHead(control, PrecomputedHost(Xall))
     inputs = [TaskInput(task={"id": i}, value=str(i), media=None) for i in range(len(Xall))]
     held_out = inputs[pool:]
     random_order = list(np.random.default_rng(seed + 1000).permutation(pool)) if order == "random" else None

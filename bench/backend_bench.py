@@ -31,24 +31,11 @@ sys.path.insert(0, str(ROOT))
 
 from labelhub.sync.demo.sample_data import FASHION_MNIST_CLASSES, fashion_mnist, png_bytes  # noqa: E402
 from tests.backend_fixtures import (IMAGE_CONFIG, TEXT_CONFIG, BackendServer, MediaServer,  # noqa: E402
-                                    annotation_event, project_payload, rotten_tomatoes, wait_for)
+                                    PrecomputedHost, annotation_event, project_payload, rotten_tomatoes, wait_for)
 
 
 def pct(values, q):
     return float(np.percentile(values, q)) * 1000
-
-
-class _Precomputed:
-    """A head host whose embeddings were computed beforehand (``TaskInput.value`` is the row's index)."""
-
-    def __init__(self, X):
-        self.X = X
-
-    def embedder_spec(self, kind):
-        return "precomputed"
-
-    def embed(self, inputs, kind):
-        return self.X[[int(i.value) for i in inputs]]
 
 
 def learning_curve(kind: str, sizes=(20, 100, 500)) -> dict[int, float]:
@@ -74,7 +61,7 @@ def learning_curve(kind: str, sizes=(20, 100, 500)) -> dict[int, float]:
         emb = get_embedder("text", "all-MiniLM-L6-v2", threads=2)
         Xtr, Xte = emb.embed([t for t, _ in train]), emb.embed([t for t, _ in test])
         ytr, yte = [c for _, c in train], [c for _, c in test]
-    head = ChoicesHead(control, _Precomputed(Xte))
+    head = ChoicesHead(control, PrecomputedHost(Xte))
     tests = [TaskInput(task={}, value=str(i), media=None) for i in range(len(Xte))]
     out = {}
     for n in sizes:

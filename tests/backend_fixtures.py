@@ -41,6 +41,23 @@ IMAGE_CONFIG = choices_config(IMAGE_CLASSES)
 TEXT_CONFIG = choices_config(TEXT_CLASSES, object_tag="Text", value="text")
 
 
+class PrecomputedHost:
+    """A head host (:class:`labelhub.backend.models.heads.HeadHost`, the embedding part) whose embeddings were
+    computed beforehand: a task's embedding is row ``int(TaskInput.value)`` of ``X``, an ``(n, dim)`` array.
+    For heads fitted without an embedder (tests, ``bench/``)."""
+
+    def __init__(self, X):
+        self.X = X
+
+    def embedder_spec(self, kind: str) -> str:
+        """``"precomputed"``, whatever the kind."""
+        return "precomputed"
+
+    def embed(self, inputs, kind: str):
+        """The rows of ``X`` that the inputs' values name, in their order: ``(len(inputs), dim)``."""
+        return self.X[[int(i.value) for i in inputs]]
+
+
 def data_uri(png: bytes) -> str:
     """A ``data:image/png;base64,...`` URI."""
     return "data:image/png;base64," + base64.b64encode(png).decode()

@@ -8,20 +8,7 @@ from sklearn.preprocessing import StandardScaler
 from labelhub.backend.models.choices import ChoicesHead
 from labelhub.backend.models.heads import Example, TaskInput
 from labelhub.label_config import control_specs
-from tests.backend_fixtures import IMAGE_CLASSES, choices_config
-
-
-class _Rows:
-    """A head host whose embedding of a task is row ``int(value)`` of a matrix."""
-
-    def __init__(self, X: np.ndarray):
-        self.X = X
-
-    def embedder_spec(self, kind: str) -> str:
-        return "rows"
-
-    def embed(self, inputs, kind: str) -> np.ndarray:
-        return self.X[[int(i.value) for i in inputs]]
+from tests.backend_fixtures import IMAGE_CLASSES, PrecomputedHost, choices_config
 
 
 def _clusters(n_per_class: int = 20, dim: int = 16, seed: int = 0):
@@ -34,7 +21,7 @@ def _clusters(n_per_class: int = 20, dim: int = 16, seed: int = 0):
 def _head_and_examples(config: str):
     X, y = _clusters()
     control = control_specs(config)[0]
-    head = ChoicesHead(control, _Rows(X))
+    head = ChoicesHead(control, PrecomputedHost(X))
     inputs = [TaskInput(task={"id": i}, value=str(i), media=None) for i in range(len(X))]
     examples = [Example(input=inputs[i], results=({"from_name": "label", "to_name": control.to_name, "type": "choices",
                                                    "value": {"choices": [IMAGE_CLASSES[y[i]]]}},))
