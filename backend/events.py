@@ -332,6 +332,10 @@ class Trainer:
                 except Exception:  # never stops the trainer
                     log.exception("resuming interrupted prediction jobs failed")
                 try:
+                    self.refit_changed()
+                except Exception:  # never stops the trainer
+                    log.exception("refitting the heads an upgrade changed failed")
+                try:
                     while not self._stop.is_set():
                         try:
                             busy = self.run_once()
@@ -343,6 +347,24 @@ class Trainer:
                             self._stop.wait(poll)
                 finally:
                     self.is_leader = False
+
+    def refit_changed(self) -> None:
+        """Give every project trained before a fit of the model as it is now, when this process takes the trainer over.
+
+        A model's fit of a project is only redone when an event arrives, so after an upgrade that changed what a
+        head fits (its ``identity()``: features, classifier, fitted format; see
+        :mod:`labelhub.backend.models.project`) the fit stored by the earlier version would serve predictions
+        until the next annotation. Here each project that was fitted before (its state names ``heads``) gets an
+        empty batch: :meth:`~labelhub.backend.models.project.ProjectModel.fit_batch` refits only the heads whose
+        identity or examples changed, and a moved ``model_version`` re-predicts the unlabeled tasks as after any
+        retrain. A project with nothing to refit costs a digest of its annotations (reading them included).
+        Errors are handled per project as for events (logged, ``last_error`` set), and the other projects go on.
+        """
+        for key in self.backend.store.known_projects():
+            if self._stop.is_set():
+                return
+            if self.backend.store.project(key).kv().get("heads"):
+                self._train_project(key, [])
 
     def run_once(self, limit: int = 5000) -> int:
         """Apply up to ``limit`` pending events and fit the models they concern.

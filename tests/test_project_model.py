@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import time
 
 import pytest
 
@@ -102,3 +103,38 @@ def test_model_version_is_the_same_after_a_restart_and_changes_only_with_what_wa
     restarted.extensions["labelhub"].trainer.run_once()
     assert restarted.test_client().post("/setup", json={"project": KEY, "schema": config}
                                         ).json["model_version"] == trained
+
+
+def test_the_trainer_refits_on_takeover_a_head_whose_identity_an_upgrade_changed(tmp_path, monkeypatch):
+    """A fit stored by an earlier version is redone when the trainer starts, not at the next annotation."""
+    from labelhub.backend.models.choices import ChoicesHead
+
+    config = TWO_CONTROLS
+    first = make_app(tmp_path)
+    client = first.test_client()
+    client.post("/setup", json={"project": KEY, "schema": config})
+    tasks, labels = plot_review_tasks(20)
+    _annotate(client, tasks, labels, config)
+    first.extensions["labelhub"].trainer.run_once()
+    trained = client.post("/setup", json={"project": KEY, "schema": config}).json["model_version"]
+    same = make_app(tmp_path).extensions["labelhub"]
+    same.trainer.refit_changed()  # the same code: nothing to refit, the version stays
+    assert same.store.project(KEY).kv()["model_version"] == trained
+
+    monkeypatch.setattr(ChoicesHead, "OTHERS", ("standardized", 0.1))  # "the upgrade": another regression
+    files = {name: entry["file"] for name, entry in same.store.project(KEY).kv()["heads"].items()}
+    upgraded = make_app(tmp_path, start_trainer=True)  # its trainer takes over at once
+    backend = upgraded.extensions["labelhub"]
+    try:
+        deadline = time.monotonic() + 60
+        while backend.store.project(KEY).kv()["model_version"] == trained and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        backend.trainer.stop()
+    kv = backend.store.project(KEY).kv()
+    assert kv["model_version"].startswith("labelhub-20-") and kv["model_version"] != trained
+    assert all(kv["heads"][name]["file"] != file for name, file in files.items())
+    predicted = upgraded.test_client().post("/predict", json={"tasks": tasks[:2], "project": KEY,
+                                                              "label_config": config}).json["results"]
+    assert {p["model_version"] for p in predicted} == {kv["model_version"]}
+    assert all({r["from_name"] for r in p["result"]} == {"kind", "size"} for p in predicted)

@@ -27,7 +27,9 @@ score ascending shows first the tasks whose least certain control is least certa
 Each learning head is refit only when its examples (the latest annotation of each annotated task) or its
 :meth:`~labelhub.backend.models.heads.ControlHead.identity` changed; what it returns is stored with
 joblib under ``MODEL_DIR/projects/<project>/files/heads/`` and named in ``kv.json``, so every worker
-loads the same fit. The ``model_version`` is ``labelhub-<n>-<hash>``: ``n`` the annotated tasks it
+loads the same fit. After an upgrade that changed a head's identity, the trainer refits it when it takes over
+(:meth:`labelhub.backend.events.Trainer.refit_changed`), not at the next annotation; until then the fit stored
+by the earlier version serves. The ``model_version`` is ``labelhub-<n>-<hash>``: ``n`` the annotated tasks it
 learned from and ``hash`` a digest of the heads' identities and of what each learned from, the same
 after a restart and never random.
 """
