@@ -55,6 +55,7 @@ class RedactSecrets(logging.Filter):
         return redact(text, self.secrets)
 
     def filter(self, record: logging.LogRecord) -> bool:
+        """Redact the record's message and traceback in place; always ``True`` (no record is dropped)."""
         if self.secrets:
             record.msg = self.redact(record.getMessage())
             record.args = None

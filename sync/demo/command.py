@@ -162,22 +162,27 @@ class Demo:
     # layout -----------------------------------------------------------------------------------
     @property
     def repo(self) -> Path:
+        """The demo's local dataset repo (a git repo under the demo's directory)."""
         return self.directory / REPO_DIR
 
     @property
     def settings_file(self) -> Path:
+        """``demo.json`` (mode 0600): the login, tokens, secrets and project id a later run of the demo reuses."""
         return self.directory / "demo.json"
 
     @property
     def ls_url(self) -> str:
+        """Label Studio's URL, on 127.0.0.1."""
         return f"http://127.0.0.1:{self.port}"
 
     @property
     def backend_url(self) -> str:
+        """The ML backend's URL, the one Label Studio's Connect Model dialog is given."""
         return f"http://127.0.0.1:{self.backend_port}"
 
     @property
     def webhook_url(self) -> str:
+        """The sync daemon's webhook receiver, the URL of the project's annotation webhook."""
         return f"http://127.0.0.1:{self.webhook_port}/webhook"
 
     def _load_settings(self) -> None:
