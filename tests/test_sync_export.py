@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import time
+import uuid
 
 import pytest
 
@@ -77,14 +78,20 @@ class HubRepo:
                     "rb").read()
 
 
-@pytest.fixture(params=["hub-private", "local"])
-def repo(request, tmp_path):
-    """A local repo, or a private Hub repo (the public one is loaded by tests/test_ship_examples.py)."""
-    files = sample_repos.image_files(0, N)
+def sample_repo(request, tmp_path, name: str, n: int = N) -> "LocalRepo | HubRepo":
+    """The first ``n`` sample images in a local repo (``request.param == "local"``), else in a private Hub repo
+    ``labelhub/<name>-<random>`` (the public one is loaded by tests/test_ship_examples.py)."""
+    files = sample_repos.image_files(0, n)
     if request.param == "local":
         return LocalRepo(sample_repos.local_repo_with(tmp_path / "repo", files))
     hub = request.getfixturevalue("hub")
-    return HubRepo(hub, sample_repos.hub_repo_with(hub, f"labelhub/export-{time.monotonic_ns() % 10**9}", files))
+    return HubRepo(hub, sample_repos.hub_repo_with(hub, f"labelhub/{name}-{uuid.uuid4().hex[:10]}", files))
+
+
+@pytest.fixture(params=["hub-private", "local"])
+def repo(request, tmp_path):
+    """A local repo, or a private Hub repo."""
+    return sample_repo(request, tmp_path, "export")
 
 
 @pytest.fixture(scope="module")

@@ -40,7 +40,7 @@ from labelhub.sync.versions.rows import annotation_row
 
 from tests import sample_repos
 from tests.conftest import HUB_TOKEN, run_labelhub
-from tests.test_sync_export import HubRepo, LocalRepo
+from tests.test_sync_export import LocalRepo, sample_repo
 
 KINDS, TAGS, BOXES = ["Trouser", "Bag", "Sneaker"], ["dark", "light", "patterned"], ["item", "logo"]
 CONFIG = ('<View><Image name="image" value="$image"/>'
@@ -65,11 +65,7 @@ def annotators(label_studio):
 
 @pytest.fixture(params=["local", "hub"])
 def repo(request, tmp_path):
-    files = sample_repos.image_files(0, N)
-    if request.param == "local":
-        return LocalRepo(sample_repos.local_repo_with(tmp_path / "repo", files))
-    hub = request.getfixturevalue("hub")
-    return HubRepo(hub, sample_repos.hub_repo_with(hub, f"labelhub/e2e-{uuid.uuid4().hex[:10]}", files))
+    return sample_repo(request, tmp_path, "e2e", N)
 
 
 def result(kind=None, tags=(), boxes=()):
