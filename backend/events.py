@@ -357,7 +357,8 @@ class Trainer:
         until the next annotation. Here each project that was fitted before (its state names ``heads``) gets an
         empty batch: :meth:`~labelhub.backend.models.project.ProjectModel.fit_batch` refits only the heads whose
         identity or examples changed, and a moved ``model_version`` re-predicts the unlabeled tasks as after any
-        retrain. A project with nothing to refit costs a digest of its annotations (reading them included).
+        retrain. A project with nothing to refit costs reading its annotations and a digest of them: 1.4 s at
+        100,000 annotations (0.8 s of it reading them), about 0.01 s at 1,000.
         Errors are handled per project as for events (logged, ``last_error`` set), and the other projects go on.
         """
         for key in self.backend.store.known_projects():
