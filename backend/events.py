@@ -349,13 +349,13 @@ class Trainer:
                     self.is_leader = False
 
     def refit_changed(self) -> None:
-        """Give every project trained before a fit of the model as it is now, when this process takes the trainer over.
+        """Refit what an upgrade changed in every trained project; called when this process takes the trainer over.
 
         A model's fit of a project is only redone when an event arrives, so after an upgrade that changed what a
         head fits (its ``identity()``: features, classifier, fitted format; see
         :mod:`labelhub.backend.models.project`) the fit stored by the earlier version would serve predictions
-        until the next annotation. Here each project that was fitted before (its state names ``heads``) gets an
-        empty batch: :meth:`~labelhub.backend.models.project.ProjectModel.fit_batch` refits only the heads whose
+        until the next annotation. Here each project the default model fitted before (its state names ``heads``;
+        a custom ``LABELHUB_MODEL`` keeps its own state and is left to its events) gets an empty batch: :meth:`~labelhub.backend.models.project.ProjectModel.fit_batch` refits only the heads whose
         identity or examples changed, and a moved ``model_version`` re-predicts the unlabeled tasks as after any
         retrain. A project with nothing to refit costs reading its annotations and a digest of them: 1.4 s at
         100,000 annotations (0.8 s of it reading them), about 0.01 s at 1,000.
