@@ -355,11 +355,12 @@ class Trainer:
         head fits (its ``identity()``: features, classifier, fitted format; see
         :mod:`labelhub.backend.models.project`) the fit stored by the earlier version would serve predictions
         until the next annotation. Here each project the default model fitted before (its state names ``heads``;
-        a custom ``LABELHUB_MODEL`` keeps its own state and is left to its events) gets an empty batch: :meth:`~labelhub.backend.models.project.ProjectModel.fit_batch` refits only the heads whose
-        identity or examples changed, and a moved ``model_version`` re-predicts the unlabeled tasks as after any
-        retrain. A project with nothing to refit costs reading its annotations and a digest of them: 1.4 s at
-        100,000 annotations (0.8 s of it reading them), about 0.01 s at 1,000.
-        Errors are handled per project as for events (logged, ``last_error`` set), and the other projects go on.
+        a custom ``LABELHUB_MODEL`` keeps its own state and is left to its events) gets an empty batch:
+        :meth:`~labelhub.backend.models.project.ProjectModel.fit_batch` refits only the heads whose identity or
+        examples changed, and a moved ``model_version`` re-predicts the unlabeled tasks as after any retrain. A
+        project with nothing to refit costs reading its annotations and a digest of them: 1.4 s at 100,000
+        annotations (0.8 s of it reading them), about 0.01 s at 1,000. Errors are handled per project as for
+        events (logged, ``last_error`` set), and the other projects go on.
         """
         for key in self.backend.store.known_projects():
             if self._stop.is_set():
