@@ -82,7 +82,7 @@ A pool of 50,000 (the size of project the issue has in mind) did no better on va
 +2.7 against +2.5 at 20,000 (paired +0.1, standard error 0.6). For scale, the same regression on labels in
 random order (validation seed 100) reaches 0.802 with 300 labels, 0.834 with 1,000, 0.864 with 3,000 and 0.875
 with all 20,000: the score's order at 300 labels is worth about 700 random ones, and 3 points would take about
-950. No fixed choice of 300 tasks found with hindsight does better than random: on validation seeds 100..103,
+950. None of the fixed choices of 300 tasks tried with hindsight does better than random: on validation seeds 100..103,
 a regression fitted on the whole pool's labels ranks the pool by margin, and 300 tasks drawn at random within
 margin quantiles of each class (the lowest 10 %, 25 % or 50 %, the upper half, the middle half, all but the
 lowest or the highest 10 %) train the head's regression to 0.63 to 0.80, against 0.805 for random tasks; the
