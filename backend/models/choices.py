@@ -174,7 +174,8 @@ class ChoicesHead(ControlHead):
     def identity(self) -> Any:
         """The head, its control, its choices, single/multiple, the embedder, the regression's features and
         ``C``, the class weights and the class-balance exponent: a fit stored under another identity (an older
-        rule) is not loaded, the head refits."""
+        rule) is redone when the trainer takes over (:meth:`labelhub.backend.events.Trainer.refit_changed`), and
+        serves until then."""
         return [self.name, self.control.from_name, list(self.control.labels), self.control.multiple,
                 self.host.embedder_spec(self.kind), *self.features, self.CLASS_WEIGHT, self.BALANCE]
 
