@@ -1,6 +1,6 @@
 """Benchmark of the ML backend (not a test): throughput, latency, memory, learning curves.
 
-Run: ``.venv/bin/python bench/backend_bench.py [--quick]``. It prints one line per figure:
+Run: ``python bench/backend_bench.py [--quick]``. It prints one line per figure:
 
 - ``/predict`` throughput and p50/p99 latency under gunicorn (2 workers x 8 threads, 8 concurrent
   clients, one task per request) for images (Fashion-MNIST PNGs served from a loopback host on

@@ -10,7 +10,7 @@ one prediction each (a Choices item and a RectangleLabels region). Printed figur
 - the same command run again (every url already imported: no Label Studio import call).
 
 Usage:
-    .venv/bin/python -m bench.import_bench [--rows 100000] [--batch-size 1000]
+    python -m bench.import_bench [--rows 100000] [--batch-size 1000]
 """
 from __future__ import annotations
 

@@ -14,7 +14,7 @@ events posted to the backend's ``/webhook``, the trainer run once, as the backen
    SIGKILLed once about half of the tasks are written (``--kill-at``); the re-run goes on, and every task
    is checked to hold exactly one prediction of the new version (and still one of the old).
 
-Run: ``.venv/bin/python bench/predict_bench.py [--tasks 10000] [--batch-size 500] [--efficient-import]``.
+Run: ``python bench/predict_bench.py [--tasks 10000] [--batch-size 500] [--efficient-import]``.
 """
 from __future__ import annotations
 
