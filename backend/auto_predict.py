@@ -105,6 +105,7 @@ class AutoPredictor:
 
         queue(self.backend.store.client).enqueue(
             predict_project, project_id_of(key), None if unlabeled else sorted(task_ids or ()), unlabeled,
+            self.settings.keep_versions,
             job_timeout=BATCH_TIMEOUT * 4, result_ttl=86400, failure_ttl=86400,
             description=f"labelhub auto-predict: project {key}")
 
@@ -128,7 +129,7 @@ class AutoPredictor:
                 self._running = True
             try:
                 status = run_job(self.backend, api, project_id_of(key), task_ids=None if whole else sorted(ids),
-                                 unlabeled=whole, progress=False)
+                                 unlabeled=whole, progress=False, keep_versions=self.settings.keep_versions)
                 log.info("project %s: auto-predict wrote %d predictions of %s (%d failed)", key, status.done,
                          status.model_version, status.failed)
             except JobAlreadyRunning:  # `labelhub predict` runs: ask again after it

@@ -79,7 +79,7 @@ if TYPE_CHECKING:  # pragma: no cover
 log = logging.getLogger(__name__)
 
 __all__ = ["MODES", "DEFAULT_BATCH_SIZE", "MAX_BATCH_SIZE", "PREDICT_CHUNK", "ProjectInfo", "PredictionRow", "TaskRow",
-           "LabelStudioClient",
+           "VersionRow", "LabelStudioClient",
            "JobHost", "BatchResult", "JobStatus", "JobAlreadyRunning", "plan", "selected", "needs_prediction",
            "uncertainty_order", "run_batch", "run_job", "run_here", "Executor", "read_statuses", "latest_status"]
 
@@ -103,6 +103,8 @@ IDS_PER_QUERY = 200
 WRITE_ATTEMPTS = 3
 #: Failed tasks a status keeps with their reason (the count keeps them all).
 KEEP_FAILURES = 20
+#: Seconds to wait for Label Studio to delete a whole version (3.5 ms a prediction: 100,000 take about 6 minutes).
+DELETE_VERSION_TIMEOUT = 3600.0
 
 
 class JobAlreadyRunning(LabelHubError, RuntimeError):
@@ -137,6 +139,21 @@ class PredictionRow:
     id: int
     model_version: str
     score: float | None
+
+
+@dataclass(frozen=True)
+class VersionRow:
+    """One prediction set of a project, as Label Studio lists it (:meth:`LabelStudioClient.model_versions`).
+
+    Attributes:
+        model_version: The version.
+        count: Its predictions in the project.
+        latest: When its latest prediction was created (aware datetime).
+    """
+
+    model_version: str
+    count: int
+    latest: datetime
 
 
 @dataclass(frozen=True)
@@ -305,42 +322,77 @@ class LabelStudioClient:
         return int(getattr(answer, "created", 0) or 0)
 
     def delete_predictions(self, project_id: int, model_version: str, prediction_ids: Sequence[int] | None = None
-                           ) -> None:
+                           ) -> int:
         """Delete predictions of ``model_version``: all of the project's, or those of ``prediction_ids``.
 
         The whole project's go in one call, ``DELETE /api/projects/<id>/model-versions/`` (Label Studio's
-        ``ProjectModelVersions``; it also unselects the version as the project's prediction set). Listed ones
-        go one ``DELETE /api/predictions/<id>`` each (about 0.2 s apiece on Label Studio 1.23 with SQLite);
-        one already gone is fine.
+        ``ProjectModelVersions``; it also unselects the version as the project's prediction set). Label Studio
+        recounts the task of each deleted prediction, about 3.5 ms apiece on 1.23 with SQLite
+        (``bench/prediction_versions_bench.py``), so the call may take minutes: it waits up to
+        :data:`DELETE_VERSION_TIMEOUT`. Listed ones go one ``DELETE /api/predictions/<id>`` each (about 0.2 s
+        apiece); one already gone is fine.
 
         Args:
             project_id: The project id.
             model_version: The version.
             prediction_ids: Only these predictions (``None``: every prediction of the version).
 
+        Returns:
+            The predictions deleted: Label Studio's count for a whole version, ``len(prediction_ids)`` otherwise.
+
         Raises:
-            LabelStudioError: Label Studio refused or did not answer.
+            LabelStudioError: Label Studio refused or did not answer (the delete may still finish there).
             ProjectNotFound: The project is gone.
         """
         if prediction_ids is None:
-            def delete_version() -> None:
-                # not in label-studio-sdk 2.1: through its HTTP client, which carries the key
-                answer = self._client._client_wrapper.httpx_client.request(
-                    f"api/projects/{int(project_id)}/model-versions/", method="DELETE",
-                    json={"model_version": model_version}, request_options=NO_SDK_RETRY)
-                if answer.status_code >= 300:
-                    from label_studio_sdk.core.api_error import ApiError
-
-                    raise ApiError(status_code=answer.status_code, headers=dict(answer.headers), body=answer.text)
-
-            self._call(f"predictions of {model_version} in project {project_id}", delete_version)
-            return
+            answer = self._call(f"predictions of {model_version} in project {project_id}",
+                                lambda: self._model_versions_call(
+                                    project_id, "DELETE", json={"model_version": model_version},
+                                    timeout=DELETE_VERSION_TIMEOUT))
+            return int(answer.get("deleted_predictions") or 0) if isinstance(answer, dict) else 0
         for prediction_id in prediction_ids:
             try:
                 self._call(f"prediction {prediction_id}", lambda: self._client.predictions.delete(
                     id=prediction_id, request_options=NO_SDK_RETRY))
             except ProjectNotFound:
                 pass
+        return len(prediction_ids)
+
+    def model_versions(self, project_id: int) -> list[VersionRow]:
+        """The project's prediction sets: ``GET /api/projects/<id>/model-versions/?extended=true``.
+
+        Label Studio's ``ProjectModelVersions`` (``projects/api.py``) groups the project's predictions by
+        ``model_version``: how many each has, and when the latest was created (the answer's ``static`` list).
+
+        Args:
+            project_id: The project id.
+
+        Returns:
+            One :class:`VersionRow` per version, the most recently written first.
+
+        Raises:
+            ProjectNotFound, LabelStudioError: As for :meth:`project`.
+        """
+        answer = self._call(f"model versions of project {project_id}", lambda: self._model_versions_call(
+            project_id, "GET", params={"extended": "true"}))
+        rows = answer.get("static") or [] if isinstance(answer, dict) else []  # {"static": [...], "live": ...}
+        out = [VersionRow(model_version=str(r.get("model_version") or ""), count=int(r.get("count") or 0),
+                          latest=datetime.fromisoformat(str(r["latest"]).replace("Z", "+00:00")))
+               for r in rows if isinstance(r, dict) and r.get("latest")]
+        return sorted(out, key=lambda r: r.latest, reverse=True)
+
+    def _model_versions_call(self, project_id: int, method: str, timeout: float | None = None, **kwargs: Any) -> Any:
+        """``/api/projects/<id>/model-versions/`` (not in label-studio-sdk 2.1: through its HTTP client, which
+        carries the key, never retried; ``timeout`` in seconds, else the client's); the answer's JSON, or
+        ``ApiError`` for a status of 300 or more."""
+        from label_studio_sdk.core.api_error import ApiError
+
+        options = {**NO_SDK_RETRY, **({"timeout": timeout} if timeout else {})}
+        answer = self._client._client_wrapper.httpx_client.request(
+            f"api/projects/{int(project_id)}/model-versions/", method=method, request_options=options, **kwargs)
+        if answer.status_code >= 300:
+            raise ApiError(status_code=answer.status_code, headers=dict(answer.headers), body=answer.text)
+        return answer.json() if answer.content else None
 
     def select_model_version(self, project_id: int, model_version: str) -> None:
         """Make ``model_version`` the project's prediction set (Settings → Annotation → Prelabeling).
@@ -628,6 +680,8 @@ class JobStatus:
         pid, host: The process running it.
         error: Why the job failed (one line, no secret).
         failures: ``{task id: reason}`` of the first :data:`KEEP_FAILURES` failed tasks.
+        retired: ``{model version: predictions deleted}`` of the older versions deleted after the job
+            (``keep_versions``: :mod:`labelhub.backend.retire`).
     """
 
     project: str
@@ -651,6 +705,7 @@ class JobStatus:
     host: str = field(default_factory=socket.gethostname)
     error: str | None = None
     failures: dict[str, str] = field(default_factory=dict)
+    retired: dict[str, int] = field(default_factory=dict)
 
     @staticmethod
     def path(model_dir: Path, key: str) -> Path:
@@ -779,7 +834,7 @@ def _save(host: JobHost, status: JobStatus) -> None:
 def run_job(host: JobHost, api: LabelStudioClient, project_id: int, *, mode: str = "missing",
             task_ids: Iterable[int] | None = None, unlabeled: bool = False, batch_size: int = DEFAULT_BATCH_SIZE,
             select_version: bool | None = None, progress: bool | None = None,
-            execute: Executor | None = None) -> JobStatus:
+            execute: Executor | None = None, keep_versions: int = 0) -> JobStatus:
     """Pre-annotate a project: list its tasks, :func:`plan`, :func:`run_batch` each batch (see the module docstring).
 
     Args:
@@ -797,9 +852,13 @@ def run_job(host: JobHost, api: LabelStudioClient, project_id: int, *, mode: str
             ``TQDM_DISABLE`` is unset.
         execute: Where the batches run (an :data:`Executor`): :func:`run_here` (default), or RQ workers
             (:func:`labelhub.backend.worker.on_workers`, what ``labelhub predict`` uses with ``LABELHUB_REDIS_URL``).
+        keep_versions: Afterwards, when the job covered the whole project (no ``task_ids``), delete the
+            predictions of the model's older versions but the newest ``keep_versions``
+            (:mod:`labelhub.backend.retire`); 0 (default): delete none.
 
     Returns:
-        The final :class:`JobStatus` (``state`` ``"done"``; ``failed`` counts the tasks not written).
+        The final :class:`JobStatus` (``state`` ``"done"``; ``failed`` counts the tasks not written;
+        ``retired`` the versions deleted).
 
     Raises:
         ProjectNotFound: No such project in Label Studio.
@@ -807,13 +866,15 @@ def run_job(host: JobHost, api: LabelStudioClient, project_id: int, *, mode: str
             project was never connected to it).
         JobAlreadyRunning: Another job of the project runs on this host (with Redis: on any host).
         LabelStudioError: Label Studio failed (the status says ``failed``; a re-run goes on).
-        ValueError: A bad ``mode`` or ``batch_size``.
+        ValueError: A bad ``mode``, ``batch_size`` or ``keep_versions``.
         KeyboardInterrupt: Ctrl-C (the status says ``failed``: interrupted).
     """
     from tqdm.auto import tqdm
 
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
+    if keep_versions < 0:
+        raise ValueError(f"keep_versions must be 0 (keep all) or more, not {keep_versions}")
     model_dir = Path(host.settings.model_dir)
     project = api.project(project_id)
     if not host.store.has_project(project.key):
@@ -876,26 +937,47 @@ def run_job(host: JobHost, api: LabelStudioClient, project_id: int, *, mode: str
                 bar.close()
         status.state, status.finished_at = "done", time.time()
         _save(host, status)
-    _select_version(api, project, status, model, previous, select_version)
+    ours = _versions_of(model, previous)
+    selected_version = _select_version(api, project, status, ours, select_version)
+    if keep_versions and ids is None:
+        from labelhub.backend.retire import retire_versions
+
+        try:
+            written = {version, status.model_version} - {None}  # a batch writes the version of its time
+            status.retired = retire_versions(api, project.id, ours | written, keep_versions,
+                                             protected=written | {selected_version})
+        except (LabelStudioError, ValueError) as exc:  # the predictions are written: the job stays done
+            log.warning("project %s: could not list its model versions to retire the older ones: %s", project_id,
+                        _one_line(exc))
+        if status.retired:
+            _save(host, status)
     return status
 
 
-def _select_version(api: LabelStudioClient, project: ProjectInfo, status: JobStatus, model: Any,
-                    previous: JobStatus | None, select: bool | None) -> None:
-    """Make the job's version the project's prediction set when asked, or (``select=None``) when the project
-    has none or one this model wrote before; a refusal is logged, not raised."""
-    version, current = status.model_version, project.model_version or ""
-    if not version or current == version or select is False:
-        return
+def _versions_of(model: Any, previous: JobStatus | None) -> set[str]:
+    """The versions this model wrote: its state's ``versions`` (the last 50) and the previous job's."""
     ours = set(model.get("versions") or [])
     if previous and previous.model_version:
         ours.add(previous.model_version)
+    return ours
+
+
+def _select_version(api: LabelStudioClient, project: ProjectInfo, status: JobStatus, ours: set[str],
+                    select: bool | None) -> str:
+    """Make the job's version the project's prediction set when asked, or (``select=None``) when the project
+    has none or one of ``ours`` (versions this model wrote); a refusal is logged, not raised. Returns the
+    project's prediction set afterwards."""
+    version, current = status.model_version, project.model_version or ""
+    if not version or current == version or select is False:
+        return current
     if select is None and current and current not in ours:
         log.info("project %s: its prediction set stays %r (select %s in Settings > Annotation to sort the Data "
                  "Manager by its scores)", project.id, current, version)
-        return
+        return current
     try:
         api.select_model_version(project.id, version)
         log.info("project %s: prediction set is now %s", project.id, version)
+        return version
     except LabelStudioError as exc:
         log.warning("project %s: could not select %s as its prediction set: %s", project.id, version, exc)
+        return current

@@ -40,6 +40,7 @@ _RANGES: dict[str, tuple[float | None, float | None]] = {
     "trainer_poll_interval": (0.001, None),
     "max_body_bytes": (1024, None),  # a /setup body holds a label config: a few KB
     "trainer_lease": (1.0, None),
+    "keep_versions": (0, None),
 }
 
 
@@ -106,6 +107,10 @@ class Settings:
             ``TASKS_CREATED`` event, and after each retrain the project's unlabeled tasks, most uncertain first,
             as prediction jobs (:mod:`labelhub.backend.auto_predict`). Needs ``LABEL_STUDIO_URL`` and
             ``LABEL_STUDIO_API_KEY``.
+        keep_versions: After a prediction job of the whole project, delete the predictions of this backend's
+            older model versions but the newest ``keep_versions`` (``LABELHUB_KEEP_VERSIONS``, default 0: keep
+            every version). Applies to the automatic jobs; ``labelhub predict --keep-versions`` reads the same
+            variable. See :mod:`labelhub.backend.retire` for what is deleted and what it costs Label Studio.
     """
 
     model_dir: Path = Path("labelhub-models")
@@ -136,6 +141,7 @@ class Settings:
     redis_url: str = field(default="", repr=False)
     trainer_lease: float = 10.0
     auto_predict: bool = False
+    keep_versions: int = 0
 
     #: Environment variable of each field.
     ENV = {
@@ -167,6 +173,7 @@ class Settings:
         "redis_url": "LABELHUB_REDIS_URL",
         "trainer_lease": "LABELHUB_TRAINER_LEASE",
         "auto_predict": "LABELHUB_AUTO_PREDICT",
+        "keep_versions": "LABELHUB_KEEP_VERSIONS",
     }
 
     def __post_init__(self):

@@ -71,16 +71,18 @@ def predict_batch(project_id: int, task_ids: list[int]) -> dict:
     return asdict(run_batch(host, api, api.project(project_id), task_ids))
 
 
-def predict_project(project_id: int, task_ids: list[int] | None = None, unlabeled: bool = False) -> dict:
+def predict_project(project_id: int, task_ids: list[int] | None = None, unlabeled: bool = False,
+                    keep_versions: int = 0) -> dict:
     """The RQ job of a whole automatic job (:mod:`labelhub.backend.auto_predict`): plan it on this worker,
-    its batches on every worker.
+    its batches on every worker; ``keep_versions`` is the enqueuing backend's ``LABELHUB_KEEP_VERSIONS``
+    (:func:`labelhub.backend.jobs.run_job`).
 
     Returns:
         The final :class:`~labelhub.backend.jobs.JobStatus` as a dict.
     """
     host, api = _worker_host()
     status = run_job(host, api, project_id, task_ids=task_ids, unlabeled=unlabeled, progress=False,
-                     execute=on_workers(host.store.client))
+                     execute=on_workers(host.store.client), keep_versions=keep_versions)
     return asdict(status)
 
 

@@ -1,6 +1,7 @@
 """Prediction jobs the backend starts by itself (``LABELHUB_AUTO_PREDICT=true``), through the real Label Studio:
-annotations saved → a retrain → every unlabeled task predicted with the new version; tasks imported →
-Label Studio's ``TASKS_CREATED`` webhook → the new tasks predicted. No "Retrieve predictions", no CLI.
+annotations saved → a retrain → every unlabeled task predicted with the new version, and the older versions
+deleted (``LABELHUB_KEEP_VERSIONS=1``); tasks imported → Label Studio's ``TASKS_CREATED`` webhook → the new tasks
+predicted. No "Retrieve predictions", no CLI.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from tests.test_backend_labelstudio import _api, _connect
 @pytest.fixture(scope="module")
 def backend(label_studio, tmp_path_factory):
     env = {"LABEL_STUDIO_URL": label_studio.url, "LABEL_STUDIO_API_KEY": label_studio.personal_token
-           or label_studio.api_key, "LABELHUB_AUTO_PREDICT": "true"}
+           or label_studio.api_key, "LABELHUB_AUTO_PREDICT": "true", "LABELHUB_KEEP_VERSIONS": "1"}
     with BackendServer(tmp_path_factory.mktemp("backend-auto"), workers=2, threads=4, env=env) as srv:
         yield srv
 
@@ -74,3 +75,11 @@ def test_a_retrain_and_new_tasks_start_prediction_jobs_by_themselves(label_studi
     client.projects.import_tasks(id=project.id, request=[t["data"] for t in tasks[100:140]])
     wait_for(lambda: _all_predicted(label_studio, project.id, backend, 140), timeout=300,
              message="the imported tasks predicted")
+
+    # LABELHUB_KEEP_VERSIONS=1: after its last whole-project job, only the newest version has predictions (the
+    # listing also names the project's selected set, the connected backend's title, with none)
+    def versions_left():
+        listed = _api(label_studio, "GET", f"/api/projects/{project.id}/model-versions/")
+        return {version for version, count in listed.items() if count}
+
+    wait_for(lambda: versions_left() == {_current(backend)}, timeout=120, message="the older versions retired")

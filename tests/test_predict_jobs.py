@@ -18,10 +18,13 @@ from contextlib import contextmanager
 import pytest
 import requests
 from click.testing import CliRunner
+from hypothesis import given
+from hypothesis import strategies as st
 
 from labelhub.backend.app import create_app
 from labelhub.backend.jobs import PredictionRow, TaskRow, latest_status, plan, read_statuses
 from labelhub.backend.model import LabelStudioMLBase
+from labelhub.backend.retire import superseded
 from labelhub.backend.state import Store
 from labelhub.cli import main
 from tests.backend_fixtures import ROOT, TEXT_CLASSES, TEXT_CONFIG, annotation_event, text_tasks, wait_for
@@ -68,12 +71,12 @@ def _cli(*args, env):
 class _Project:
     """A Label Studio project of text tasks and a backend ``MODEL_DIR`` trained on some of them."""
 
-    def __init__(self, label_studio, model_dir):
+    def __init__(self, label_studio, model_dir, n_tasks: int = N_TASKS):
         self.ls, self.model_dir = label_studio, model_dir
         client = label_studio.client()
         self.project = client.projects.create(title="labelhub predict", label_config=TEXT_CONFIG)
         self.id = self.project.id
-        source, self.labels = text_tasks(N_TASKS)
+        source, self.labels = text_tasks(n_tasks)
         client.projects.import_tasks(id=self.id, request=[t["data"] for t in source])
         by_text = {t["data"]["text"]: t["id"] for t in _api(
             label_studio, "GET", f"/api/tasks?project={self.id}&page_size=1000")["tasks"]}
@@ -277,3 +280,54 @@ class _ConstantModel(LabelStudioMLBase):
         return [{"result": [{"from_name": "label", "to_name": "text", "type": "choices",
                              "value": {"choices": [TEXT_CLASSES[0]]}}], "score": 0.7, "model_version": "v-const"}
                 for _ in tasks]
+
+
+def _versions(label_studio, project_id) -> dict[str, int]:
+    """``{model version: predictions}`` of the project, as Label Studio counts them."""
+    return _api(label_studio, "GET", f"/api/projects/{project_id}/model-versions/")
+
+
+def test_keep_versions_retires_older_versions_of_this_model_only_never_the_selected_one(label_studio, tmp_path):
+    p = _Project(label_studio, tmp_path, n_tasks=60)
+    v1 = p.train(0, 20)
+    assert _cli("predict", "--project", str(p.id), env=p.env).exit_code == 0
+    other = [{"task": t["id"], "model_version": "someone-else", "score": 0.5, "result": [
+        {"from_name": "label", "to_name": "text", "type": "choices", "value": {"choices": [TEXT_CLASSES[0]]}}]}
+        for t in p.tasks[:3]]
+    _api(label_studio, "POST", f"/api/projects/{p.id}/import/predictions", json=other)
+    v2 = p.train(20, 30)
+    assert _cli("predict", "--project", str(p.id), env=p.env).exit_code == 0
+    v3 = p.train(30, 40)
+    answer = _cli("predict", "--project", str(p.id), "--keep-versions", "2", env=p.env)
+    assert answer.exit_code == 0, answer.output
+    assert f"1 older version(s) retired, 60 predictions deleted: {v1}" in answer.output
+    assert _versions(label_studio, p.id) == {v3: 60, v2: 60, "someone-else": 3}
+    assert latest_status(tmp_path, p.id).retired == {v1: 60}
+
+    # the selected prediction set stays, whatever its age; a --task-ids job retires nothing
+    _api(label_studio, "PATCH", f"/api/projects/{p.id}", json={"model_version": v2})
+    v4 = p.train(40, 50)
+    answer = _cli("predict", "--project", str(p.id), "--task-ids", str(p.tasks[0]["id"]), "--keep-versions", "1",
+                  "--no-select-version", env={**p.env})
+    assert answer.exit_code == 0 and "retired" not in answer.output, answer.output
+    answer = _cli("predict", "--project", str(p.id), "--no-select-version", env={**p.env, "LABELHUB_KEEP_VERSIONS": "1"})
+    assert answer.exit_code == 0 and f"retired, 60 predictions deleted: {v3}" in answer.output, answer.output
+    assert _versions(label_studio, p.id) == {v4: 60, v2: 60, "someone-else": 3}
+    assert _per_task(label_studio, p.id, v4) == Counter({1: 60})
+    assert _api(label_studio, "GET", f"/api/projects/{p.id}")["model_version"] == v2
+
+
+@given(ages=st.lists(st.tuples(st.sampled_from("abcdefg"), st.integers(0, 10**6)), max_size=12),
+       ours=st.sets(st.sampled_from("abcdefg")), keep=st.integers(1, 5), protected=st.sets(st.sampled_from("abcdefg")))
+def test_superseded_names_only_our_versions_past_the_newest_kept_and_never_a_protected_one(ages, ours, keep, protected):
+    from datetime import datetime, timezone
+
+    from labelhub.backend.jobs import VersionRow
+
+    rows = {v: VersionRow(v, 1, datetime.fromtimestamp(t, timezone.utc)) for v, t in ages}.values()
+    out = superseded(rows, ours, keep, protected)
+    mine = sorted((r for r in rows if r.model_version in ours), key=lambda r: r.latest, reverse=True)
+    assert set(out) == {r.model_version for r in mine[keep:]} - protected
+    assert not set(out) & ({r.model_version for r in mine[:keep]} | protected)
+    with pytest.raises(ValueError):
+        superseded(rows, ours, 0)
