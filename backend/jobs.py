@@ -66,7 +66,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Protocol, Sequence
 
-from labelhub.labelstudio_client import label_studio_client
+from labelhub.labelstudio_client import TASK_PAGE_SIZE, label_studio_client
 from labelhub.backend.model import normalize_predictions
 from labelhub.backend.state import atomic_write_json
 from labelhub.errors import ConfigurationError, LabelHubError, LabelStudioError, NotFoundError, ProjectNotFound
@@ -95,8 +95,6 @@ PREDICT_CHUNK = 64
 #: ``fflag_fix_back_4620_memory_efficient_predictions_import_08012025_short``) commits each 500
 #: (``PREDICTION_IMPORT_BATCH_SIZE``) apart, so a larger batch would no longer land whole or not at all.
 MAX_BATCH_SIZE = 500
-#: Tasks per page when listing a project (Label Studio's ``TASK_API_PAGE_SIZE_MAX`` is larger).
-PAGE_SIZE = 1000
 #: Task ids per ``selectedItems`` query (they travel in the URL).
 IDS_PER_QUERY = 200
 #: Attempts of one batch's write (each after a read of what landed).
@@ -272,8 +270,8 @@ class LabelStudioClient:
         """The project's tasks (or those of ``task_ids`` that exist) with their predictions, paged.
 
         One ``GET /api/tasks?fields=all&include=id,data,is_labeled,predictions`` per page of
-        :data:`PAGE_SIZE`; with ``task_ids``, a Data Manager ``selectedItems`` query per
-        :data:`IDS_PER_QUERY` ids. If the project has "retrieve predictions automatically" on, Label Studio
+        :data:`~labelhub.labelstudio_client.TASK_PAGE_SIZE` (500: see there why not more); with ``task_ids``, a
+        Data Manager ``selectedItems`` query per :data:`IDS_PER_QUERY` ids. If the project has "retrieve predictions automatically" on, Label Studio
         asks the connected backend for the listed tasks that have no prediction first (and lists them with it).
 
         Args:
@@ -287,7 +285,7 @@ class LabelStudioClient:
             ProjectNotFound, LabelStudioError: As for :meth:`project`.
         """
         def page(query: str | None) -> list[TaskRow]:
-            pager = self._client.tasks.list(project=project_id, fields="all", page_size=PAGE_SIZE, query=query,
+            pager = self._client.tasks.list(project=project_id, fields="all", page_size=TASK_PAGE_SIZE, query=query,
                                             include="id,data,is_labeled,predictions")
             return [_task_row(t) for t in pager]
 

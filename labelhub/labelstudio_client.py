@@ -19,7 +19,13 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from label_studio_sdk import LabelStudio
 
-__all__ = ["label_studio_client"]
+__all__ = ["label_studio_client", "TASK_PAGE_SIZE"]
+
+#: Tasks per page when LabelHub lists a project's tasks (``GET /api/tasks``). Label Studio 1.23.2 on SQLite answers
+#: 500 "Expression tree is too large (maximum depth 1000)" for a page of 999 or more tasks made from uploaded files
+#: (its Data Manager prefetches each task's ``file_upload`` row in one query, past SQLite's expression depth of
+#: 1000); 998 still works. Measured with 1,000 and 3,000 uploaded images; tasks imported as JSON have no such row.
+TASK_PAGE_SIZE = 500
 
 
 def label_studio_client(url: str, api_key: str, timeout: float = 120.0) -> "LabelStudio":

@@ -27,7 +27,7 @@ from labelhub.backend.model import LabelStudioMLBase
 from labelhub.backend.retire import superseded
 from labelhub.backend.state import Store
 from labelhub.cli import main
-from tests.backend_fixtures import ROOT, TEXT_CLASSES, TEXT_CONFIG, annotation_event, text_tasks, wait_for
+from tests.backend_fixtures import IMAGE_CONFIG, ROOT, TEXT_CLASSES, TEXT_CONFIG, annotation_event, text_tasks, wait_for
 
 N_TASKS = 300
 
@@ -331,3 +331,22 @@ def test_superseded_names_only_our_versions_past_the_newest_kept_and_never_a_pro
     assert not set(out) & ({r.model_version for r in mine[:keep]} | protected)
     with pytest.raises(ValueError):
         superseded(rows, ours, 0)
+
+
+def test_a_project_of_a_thousand_uploaded_images_lists_in_pages_label_studio_can_answer(label_studio):
+    """Label Studio 1.23.2 on SQLite answers 500 for a page of 999 or more tasks made from uploaded files; the jobs'
+    and the sync's listings page below that (``labelhub.labelstudio_client.TASK_PAGE_SIZE``)."""
+    from labelhub.backend.jobs import LabelStudioClient
+    from labelhub.sync.demo.sample_data import fashion_mnist, png_bytes
+    from labelhub.sync.labelstudio.project import LabelStudioProject
+
+    project = label_studio.client().projects.create(title="a thousand uploads", label_config=IMAGE_CONFIG)
+    images, _ = fashion_mnist("test", 1000)
+    for start in range(0, 1000, 100):  # Django takes at most 100 files a request
+        files = [(f"file{i}", (f"img{i:04d}.png", png_bytes(images[i]), "image/png")) for i in range(start, start + 100)]
+        requests.post(f"{label_studio.url}/api/projects/{project.id}/import", files=files, timeout=120,
+                      headers={"Authorization": f"Token {label_studio.api_key}"}).raise_for_status()
+    with pytest.raises(requests.HTTPError, match="500"):  # what a page of 1,000 gets
+        _api(label_studio, "GET", f"/api/tasks?project={project.id}&page_size=1000")
+    assert len(LabelStudioClient(label_studio.url, label_studio.api_key).tasks(project.id)) == 1000
+    assert len(LabelStudioProject(label_studio.url, label_studio.api_key, project.id).task_ids()) == 1000

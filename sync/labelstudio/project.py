@@ -18,12 +18,9 @@ import httpx
 from label_studio_sdk.core.api_error import ApiError
 from label_studio_sdk.core.jsonable_encoder import jsonable_encoder
 
-from labelhub.labelstudio_client import label_studio_client
+from labelhub.labelstudio_client import TASK_PAGE_SIZE, label_studio_client
 from labelhub.errors import LabelStudioError, ProjectNotFound
 from labelhub.retry import NO_SDK_RETRY
-
-#: Page size when listing tasks (Label Studio accepts large pages; 1,000 keeps answers small).
-PAGE_SIZE = 1000
 
 
 def encode_tasks(tasks: Sequence[dict]) -> bytes:
@@ -202,7 +199,7 @@ class LabelStudioProject:
             items.append({"filter": "filter:tasks:id", "operator": "greater", "type": "Number",
                           "value": after_task_id})
         pager = self.call(self.client.tasks.list, project=self.project_id, query=_filters(*items),
-                          page_size=PAGE_SIZE, fields="task_only", include="id,data")
+                          page_size=TASK_PAGE_SIZE, fields="task_only", include="id,data")
         return [(task.id, task.data or {}) for task in self.call(list, pager)]
 
     def data_columns(self) -> dict[str, int] | None:
@@ -228,7 +225,7 @@ class LabelStudioProject:
 
     def task_ids(self) -> list[int]:
         """The ids of every task of the project (one paged query, ids only)."""
-        pager = self.call(self.client.tasks.list, project=self.project_id, page_size=PAGE_SIZE, fields="task_only",
+        pager = self.call(self.client.tasks.list, project=self.project_id, page_size=TASK_PAGE_SIZE, fields="task_only",
                           include="id")
         return [task.id for task in self.call(list, pager)]
 
@@ -251,7 +248,7 @@ class LabelStudioProject:
         items = [{"filter": "filter:tasks:updated_at", "operator": "greater", "type": "Datetime", "value": cursor}]
         query = json.dumps({"filters": {"conjunction": "and", "items": items if cursor else []},
                             "ordering": ["tasks:updated_at"]})
-        pager = self.call(self.client.tasks.list, project=self.project_id, query=query, page_size=PAGE_SIZE,
+        pager = self.call(self.client.tasks.list, project=self.project_id, query=query, page_size=TASK_PAGE_SIZE,
                           fields="all")
         return [task.dict() for task in self.call(list, pager)]
 
