@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from pathlib import Path
 from typing import Any, Mapping
 
 from cachetools import LRUCache
@@ -128,7 +129,8 @@ class Backend:
             self.store = Store(settings.model_dir)
             self.queue = EventQueue(settings.model_dir / "events")
         self.fetcher = MediaFetcher(settings)
-        self.embeddings = EmbeddingCache(settings.embedding_cache_size)
+        self.embeddings = EmbeddingCache(settings.embedding_cache_size, Path(settings.model_dir) / "embeddings",
+                                         settings.embedding_store_bytes)
         self.models = ModelRegistry(self, load_model_class(settings.model_class))
         self.trainer = Trainer(self)
         self.auto = AutoPredictor(self)

@@ -37,6 +37,7 @@ _RANGES: dict[str, tuple[float | None, float | None]] = {
     "media_max_bytes": (1, None),
     "media_cache_bytes": (0, None),
     "embedding_cache_size": (0, None),
+    "embedding_store_bytes": (0, None),
     "trainer_poll_interval": (0.001, None),
     "max_body_bytes": (1024, None),  # a /setup body holds a label config: a few KB
     "trainer_lease": (1.0, None),
@@ -84,6 +85,9 @@ class Settings:
         media_max_bytes: Largest media file accepted (``LABELHUB_MEDIA_MAX_BYTES``).
         media_cache_bytes: Size of each worker's in-memory media cache (``LABELHUB_MEDIA_CACHE_BYTES``).
         embedding_cache_size: Embeddings each worker keeps in memory (``LABELHUB_EMBEDDING_CACHE_SIZE``).
+        embedding_store_bytes: Size limit of the host's on-disk embedding store, ``MODEL_DIR/embeddings``
+            (``LABELHUB_EMBEDDING_STORE_BYTES``, default 2 GiB, about 400,000 image embeddings; 0: none). See
+            :mod:`labelhub.backend.embedding_cache`.
         start_trainer: Whether the app runs the background trainer thread (``LABELHUB_TRAINER``).
         trainer_poll_interval: Seconds between scans of the event queue (``LABELHUB_TRAINER_POLL``).
         warmup: Load the embedder in the background after ``/setup`` (``LABELHUB_WARMUP``).
@@ -131,6 +135,7 @@ class Settings:
     media_max_bytes: int = 20 * 1024 * 1024
     media_cache_bytes: int = 64 * 1024 * 1024
     embedding_cache_size: int = 5000
+    embedding_store_bytes: int = 2 * 1024 ** 3
     start_trainer: bool = True
     trainer_poll_interval: float = 0.25
     warmup: bool = True
@@ -163,6 +168,7 @@ class Settings:
         "media_max_bytes": "LABELHUB_MEDIA_MAX_BYTES",
         "media_cache_bytes": "LABELHUB_MEDIA_CACHE_BYTES",
         "embedding_cache_size": "LABELHUB_EMBEDDING_CACHE_SIZE",
+        "embedding_store_bytes": "LABELHUB_EMBEDDING_STORE_BYTES",
         "start_trainer": "LABELHUB_TRAINER",
         "trainer_poll_interval": "LABELHUB_TRAINER_POLL",
         "warmup": "LABELHUB_WARMUP",

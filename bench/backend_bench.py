@@ -4,8 +4,8 @@ Run: ``python bench/backend_bench.py [--quick]``. It prints one line per figure:
 
 - ``/predict`` throughput and p50/p99 latency under gunicorn (2 workers x 8 threads, 8 concurrent
   clients, one task per request) for images (Fashion-MNIST PNGs served from a loopback host on
-  ``LABELHUB_ALLOWED_HOSTS``, already in the worker's media cache) and for texts; the embedding cache is
-  off so every request runs the embedder (with it on, a repeated task costs only the head).
+  ``LABELHUB_ALLOWED_HOSTS``, already in the worker's media cache) and for texts; the embedding cache and store
+  are off so every request runs the embedder (with them on, a repeated task costs only the head).
 - ``/webhook`` p50/p99 while a training on 500 images runs in the background.
 - memory (RSS and PSS) of each worker after both embedders are loaded.
 - learning curves: accuracy on held-out data after 20, 100 and 500 labels, on Fashion-MNIST (Debian's
@@ -106,7 +106,8 @@ def server_bench(n_requests: int) -> None:
     files = {f"/img/{i}.png": png_bytes(images[i]) for i in range(600)}
     with MediaServer(files) as media, tempfile.TemporaryDirectory() as tmp:
         host = media.url.split("//")[1]
-        env = {"LABELHUB_ALLOWED_HOSTS": host, "LABELHUB_EMBEDDING_CACHE_SIZE": "0", "LABELHUB_LOG_LEVEL": "WARNING"}
+        env = {"LABELHUB_ALLOWED_HOSTS": host, "LABELHUB_EMBEDDING_CACHE_SIZE": "0", "LABELHUB_EMBEDDING_STORE_BYTES": "0",
+               "LABELHUB_LOG_LEVEL": "WARNING"}
         with BackendServer(Path(tmp), workers=2, threads=8, env=env) as server:
             tasks = [{"id": i + 1, "data": {"image": f"{media.url}/img/{i}.png"}} for i in range(600)]
             img_key = "1.1718006400"

@@ -11,7 +11,7 @@ embedders and, as the baseline, the torch ones they replaced (``LABELHUB_IMAGE_E
   a warm-up, on the decoded Fashion-MNIST PNGs of the tasks);
 - ``/predict`` throughput of a gunicorn backend (2 workers x 8 threads, the default 2 ONNX Runtime threads
   per worker) with a trained Choices model, the same images as ``data:`` URIs, 25 tasks per request, the
-  embedding cache off: every task is decoded, embedded and predicted; with 2 clients and its ratio to the bare
+  embedding cache and store off: every task is decoded, embedded and predicted; with 2 clients and its ratio to the bare
   embedder's (the target: at least 0.8), and with 1 client (requests one after the other, as Label Studio
   sends them). Like the bare embedder's, each is the best of three passes after a warm-up pass (one pass at
   the same concurrency, so that each worker has loaded the model before the clock starts);
@@ -293,7 +293,7 @@ def main(argv=None) -> None:
     ensure_template()
     with tempfile.TemporaryDirectory() as tmp, LabelStudioServer(Path(tmp) / "ls") as label_studio:
         base = {"LABEL_STUDIO_URL": label_studio.url, "LABEL_STUDIO_API_KEY": label_studio.api_key,
-                "LABELHUB_EMBEDDING_CACHE_SIZE": "0"}
+                "LABELHUB_EMBEDDING_CACHE_SIZE": "0", "LABELHUB_EMBEDDING_STORE_BYTES": "0"}
         for name, extra in EMBEDDERS.items():
             spec = extra.get("LABELHUB_IMAGE_EMBEDDER", "efficientnet-lite0")
             bare = bare_embedder(spec, pngs)

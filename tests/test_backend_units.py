@@ -315,6 +315,20 @@ def test_embedding_cache_drops_the_least_recently_used():
     assert off.get("a") is None
 
 
+def test_embedding_store_keeps_what_the_lru_dropped_across_instances_and_a_broken_one_is_left_out(tmp_path, caplog):
+    cache = EmbeddingCache(1, tmp_path / "embeddings", store_bytes=10_000_000)
+    a, b = np.arange(4, dtype=np.float32), np.ones(4, dtype=np.float32)
+    cache.put("a", a)
+    cache.put("b", b)  # the LRU holds b only; the store both
+    assert np.array_equal(cache.get("a"), a) and cache.get("a").dtype == np.float32
+    restarted = EmbeddingCache(0, tmp_path / "embeddings", store_bytes=10_000_000)  # another process, no LRU
+    assert np.array_equal(restarted.get("b"), b) and restarted.get("c") is None
+    (tmp_path / "file").write_text("not a folder")
+    broken = EmbeddingCache(2, tmp_path / "file", store_bytes=10_000_000)
+    broken.put("a", a)
+    assert broken.get("a") is a and "embedding store" in caplog.text
+
+
 def test_label_studio_media_with_a_legacy_token(tmp_path):
     with MediaServer({"/data/upload/1/a.png": b"IMG"}, token="legacy0token") as ls:
         fetcher = MediaFetcher(Settings(model_dir=tmp_path, label_studio_url=ls.url,

@@ -9,8 +9,8 @@ import pytest
 from labelhub.backend.app import create_app
 from labelhub.backend.models.params import params_for, parse_params
 from labelhub.backend.settings import Settings
-from tests.backend_fixtures import (PLOT_REVIEW_CLASSES, annotation_event, plot_review_tasks, project_key,
-                                   project_payload)
+from tests.backend_fixtures import (IMAGE_CONFIG, PLOT_REVIEW_CLASSES, annotation_event, image_tasks,
+                                   plot_review_tasks, project_key, project_payload)
 
 KEY = project_key()
 
@@ -138,3 +138,33 @@ def test_the_trainer_refits_on_takeover_a_head_whose_identity_an_upgrade_changed
                                                               "label_config": config}).json["results"]
     assert {p["model_version"] for p in predicted} == {kv["model_version"]}
     assert all({r["from_name"] for r in p["result"]} == {"kind", "size"} for p in predicted)
+
+
+def _counting_fetches(app) -> list[str]:
+    """Spy on the app's media fetcher: the list grows by each value it fetches."""
+    fetcher, seen = app.extensions["labelhub"].fetcher, []
+    fetch = fetcher.fetch
+    fetcher.fetch = lambda value, *a, **kw: (seen.append(value), fetch(value, *a, **kw))[1]
+    return seen
+
+
+def test_a_new_worker_predicts_choices_from_the_stored_embeddings_without_loading_the_images(tmp_path):
+    tasks, labels = image_tasks(60)
+    first = make_app(tmp_path)
+    client = first.test_client()
+    for i, (task, label) in enumerate(zip(tasks[:30], labels[:30])):
+        assert client.post("/webhook", json=annotation_event(5000 + i, task, label)).status_code == 200
+    first.extensions["labelhub"].trainer.run_once()
+    body = {"tasks": tasks[30:], "project": KEY, "label_config": IMAGE_CONFIG}
+    fetched = _counting_fetches(first)
+    before = client.post("/predict", json=body).json["results"]
+    assert len(fetched) == 30 and all(p["result"] for p in before)
+
+    second = make_app(tmp_path)  # another worker, or a restart: an empty LRU, the same MODEL_DIR
+    fetched = _counting_fetches(second)
+    after = second.test_client().post("/predict", json=body).json["results"]
+    assert fetched == [] and after == before  # every embedding came from MODEL_DIR/embeddings
+
+    without = make_app(tmp_path, embedding_store_bytes=0)  # LABELHUB_EMBEDDING_STORE_BYTES=0: no store
+    fetched = _counting_fetches(without)
+    assert without.test_client().post("/predict", json=body).json["results"] == before and len(fetched) == 30

@@ -165,6 +165,10 @@ class ChoicesHead(ControlHead):
         """``"image"`` for an Image object tag, else ``"text"``."""
         return "image" if self.control.object_tag == "Image" else "text"
 
+    def embedding_kind(self) -> str:
+        """:attr:`kind`: prediction reads only the embeddings (see :meth:`ControlHead.embedding_kind`)."""
+        return self.kind
+
     @property
     def features(self) -> tuple[str, float]:
         """``(features, C)`` of this control's regressions: :attr:`SINGLE_IMAGE` for a single choice over an

@@ -24,7 +24,7 @@ Heads that answer without annotations (an OCR model, a Hugging Face model chosen
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Mapping, Protocol, Sequence
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -45,12 +45,16 @@ class TaskInput:
         value: The task data's raw value for the object tag (the image URL, or the text / its URL): the
             key of embedding caches.
         media: The loaded object: a ``PIL.Image.Image`` in mode ``RGB`` for ``<Image>``, a ``str`` for
-            ``<Text>``/``<HyperText>`` (fetched when ``valueType="url"``).
+            ``<Text>``/``<HyperText>`` (fetched when ``valueType="url"``); ``None`` when it was not loaded
+            because every head over it needs only its embedding and a cache had that (``embeddings``).
+        embeddings: ``{embedder name: vector}`` found in the caches before loading (see
+            :meth:`ControlHead.embedding_kind`); empty when the media was loaded.
     """
 
     task: dict
     value: str
     media: Any
+    embeddings: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def size(self) -> tuple[int, int]:
@@ -157,6 +161,15 @@ class ControlHead:
 
     def warmup(self) -> None:
         """Load what :meth:`predict` needs (called in the background after ``/setup``)."""
+
+    def embedding_kind(self) -> str | None:
+        """``"image"`` or ``"text"`` when :meth:`predict` reads only the whole-object embeddings of that kind
+        (:meth:`HeadHost.embed`), never ``TaskInput.media``; ``None`` (the default) when it reads the media.
+
+        When every head over an object tag says the same kind, the project model loads a task's media only if no
+        cache holds its embedding, so a re-prediction neither downloads nor embeds it again.
+        """
+        return None
 
     def fit(self, examples: Sequence[Example]) -> Any | None:
         """Learn from the annotated tasks.

@@ -213,8 +213,13 @@ class ProjectModel(LabelStudioMLBase):
         s = self.settings
         return f"{s.image_embedder}@{s.image_size}" if kind == "image" else s.text_embedder
 
+    def _embedding_cache(self) -> EmbeddingCache:
+        """The worker's :class:`EmbeddingCache` (none outside a backend: a cache of size 0)."""
+        return self.backend.embeddings if self.backend is not None else EmbeddingCache(0)
+
     def embed(self, inputs: Sequence[TaskInput], kind: str) -> np.ndarray:
-        """Whole-object embeddings through the worker's LRU and, while fitting, the project's disk cache.
+        """Whole-object embeddings: a task's own (``TaskInput.embeddings``), else the project's disk cache while
+        fitting, else the worker's cache (its LRU, then the host's store), else the embedder (then cached).
 
         Args:
             inputs: Loaded task objects (images or texts).
@@ -224,11 +229,12 @@ class ProjectModel(LabelStudioMLBase):
             ``float32`` array ``(len(inputs), dim)``.
         """
         embedder = self.embedder(kind)
-        memory = self.backend.embeddings if self.backend is not None else EmbeddingCache(0)
+        memory = self._embedding_cache()
         disk = self._disk_cache.setdefault(embedder.name, self._load_disk_cache(embedder.name)) \
             if self._disk_cache is not None else {}
         keys = [EmbeddingCache.key(embedder.name, item.value) for item in inputs]
-        out: list[Any] = [disk.get(k) if k in disk else memory.get(k) for k in keys]
+        out: list[Any] = [item.embeddings.get(embedder.name) for item in inputs]
+        out = [vec if vec is not None else disk.get(k) if k in disk else memory.get(k) for vec, k in zip(out, keys)]
         todo = [i for i, vec in enumerate(out) if vec is None]
         if todo:
             vectors = embedder.embed([inputs[i].media for i in todo])
@@ -267,21 +273,32 @@ class ProjectModel(LabelStudioMLBase):
             return self.backend.fetcher.fetch_text(value)
         return value
 
-    def load_inputs(self, tasks: Sequence[dict], control: ControlSpec) -> list[TaskInput | MediaError]:
+    def load_inputs(self, tasks: Sequence[dict], control: ControlSpec, embedded: str | None = None
+                    ) -> list[TaskInput | MediaError]:
         """Load each task's object for ``control`` (images fetched in parallel through the worker's fetcher, unless
         at most one is fetched: ``data:`` URIs are decoded in this thread).
 
         Args:
             tasks: Label Studio tasks.
             control: The control whose object tag is loaded.
+            embedded: ``"image"`` or ``"text"`` when the heads need only that embedding of the object
+                (:meth:`~labelhub.backend.models.heads.ControlHead.embedding_kind`): a task whose embedding a
+                cache holds (the worker's LRU or the host's store, :mod:`labelhub.backend.embedding_cache`) is
+                not loaded; its :class:`TaskInput` carries the vector and no media.
 
         Returns:
             A :class:`TaskInput`, or the :class:`~labelhub.backend.errors.MediaError` that kept it from
             loading, per task.
         """
+        name = self.embedder(embedded).name if embedded else None
+        cache = self._embedding_cache()
+
         def one(task: dict) -> TaskInput | MediaError:
             try:
                 value = self._value(task, control)
+                vec = cache.get(EmbeddingCache.key(name, value)) if name else None
+                if vec is not None:
+                    return TaskInput(task=task, value=value, media=None, embeddings={name: vec})
                 return TaskInput(task=task, value=value, media=self._load(value, control))
             except MediaError as exc:
                 return exc
@@ -345,10 +362,14 @@ class ProjectModel(LabelStudioMLBase):
         scores: list[list[float]] = [[] for _ in tasks]
         errors: list[str | None] = [None] * len(tasks)
         loaded: dict[str, list] = {}
+        kinds: dict[str, set] = {}  # object tag -> the embedding kinds its heads need (None: the media)
+        for head in active:
+            kinds.setdefault(head.control.to_name, set()).add(head.embedding_kind())
         for head in active:
             control = head.control
             if control.to_name not in loaded:
-                loaded[control.to_name] = self.load_inputs(tasks, control)
+                (kind,) = kinds[control.to_name] if len(kinds[control.to_name]) == 1 else (None,)
+                loaded[control.to_name] = self.load_inputs(tasks, control, embedded=kind)
             items = loaded[control.to_name]
             ok = [i for i, item in enumerate(items) if isinstance(item, TaskInput)]
             for i, item in enumerate(items):
