@@ -233,8 +233,8 @@ class ProjectModel(LabelStudioMLBase):
         disk = self._disk_cache.setdefault(embedder.name, self._load_disk_cache(embedder.name)) \
             if self._disk_cache is not None else {}
         keys = [EmbeddingCache.key(embedder.name, item.value) for item in inputs]
-        out: list[Any] = [item.embeddings.get(embedder.name) for item in inputs]
-        out = [vec if vec is not None else disk.get(k) if k in disk else memory.get(k) for vec, k in zip(out, keys)]
+        out: list[Any] = [item.embeddings[embedder.name] if embedder.name in item.embeddings else
+                          disk[k] if k in disk else memory.get(k) for item, k in zip(inputs, keys)]
         todo = [i for i, vec in enumerate(out) if vec is None]
         if todo:
             vectors = embedder.embed([inputs[i].media for i in todo])
