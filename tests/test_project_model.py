@@ -148,7 +148,7 @@ def _counting_fetches(app) -> list[str]:
     return seen
 
 
-def test_a_new_worker_predicts_choices_from_the_stored_embeddings_without_loading_the_images(tmp_path):
+def test_a_new_worker_predicts_and_refits_choices_from_the_stored_embeddings_without_loading_images(tmp_path):
     tasks, labels = image_tasks(60)
     first = make_app(tmp_path)
     client = first.test_client()
@@ -168,3 +168,11 @@ def test_a_new_worker_predicts_choices_from_the_stored_embeddings_without_loadin
     without = make_app(tmp_path, embedding_store_bytes=0)  # LABELHUB_EMBEDDING_STORE_BYTES=0: no store
     fetched = _counting_fetches(without)
     assert without.test_client().post("/predict", json=body).json["results"] == before and len(fetched) == 30
+
+    backend, web = second.extensions["labelhub"], second.test_client()
+    assert backend.models.get(KEY, IMAGE_CONFIG).model_version.startswith("labelhub-30-")
+    fetched = _counting_fetches(second)
+    for i in range(30, 35):  # five of the predicted tasks annotated: the refit on 35 loads no image either
+        assert web.post("/webhook", json=annotation_event(5000 + i, tasks[i], labels[i])).status_code == 200
+    backend.trainer.run_once()
+    assert backend.models.get(KEY, IMAGE_CONFIG).model_version.startswith("labelhub-35-") and fetched == []

@@ -166,7 +166,7 @@ class ChoicesHead(ControlHead):
         return "image" if self.control.object_tag == "Image" else "text"
 
     def embedding_kind(self) -> str:
-        """:attr:`kind`: prediction reads only the embeddings (see :meth:`ControlHead.embedding_kind`)."""
+        """:attr:`kind`: fit and predict read only the embeddings (see :meth:`ControlHead.embedding_kind`)."""
         return self.kind
 
     @property

@@ -163,11 +163,12 @@ class ControlHead:
         """Load what :meth:`predict` needs (called in the background after ``/setup``)."""
 
     def embedding_kind(self) -> str | None:
-        """``"image"`` or ``"text"`` when :meth:`predict` reads only the whole-object embeddings of that kind
-        (:meth:`HeadHost.embed`), never ``TaskInput.media``; ``None`` (the default) when it reads the media.
+        """``"image"`` or ``"text"`` when :meth:`fit` and :meth:`predict` read only the whole-object embeddings of
+        that kind (:meth:`HeadHost.embed`), never ``TaskInput.media``; ``None`` (the default) when they read it.
 
-        When every head over an object tag says the same kind, the project model loads a task's media only if no
-        cache holds its embedding, so a re-prediction neither downloads nor embeds it again.
+        Then the project model loads a task's media only if no cache holds its embedding (for a prediction: when
+        every head over the object tag says the same kind), so neither a refit nor a re-prediction downloads or
+        embeds a task again.
         """
         return None
 

@@ -455,7 +455,7 @@ class ProjectModel(LabelStudioMLBase):
         if (stored.get(name) or {}).get("digest") == digest:
             return
         examples, failed = [], 0
-        loaded = self.load_inputs([task for _, task, _, _ in rows], head.control)
+        loaded = self.load_inputs([task for _, task, _, _ in rows], head.control, embedded=head.embedding_kind())
         for (tid, task, value, regions), item in zip(rows, loaded):
             if isinstance(item, MediaError):
                 failed += 1
