@@ -253,6 +253,11 @@ def predict(project_id, mode, task_ids, unlabeled, batch_size, select_version, k
     if status.retired:
         click.echo(f"project {project_id}: {len(status.retired)} older version(s) retired, "
                    f"{sum(status.retired.values())} predictions deleted: {', '.join(status.retired)}")
+    if status.model_version and status.prediction_set != status.model_version:
+        selected = repr(status.prediction_set) if status.prediction_set else "no version"
+        click.echo(f"project {project_id}: the Data Manager's 'Prediction score' shows {selected}; to sort by this "
+                   f"job's scores select {status.model_version} in Settings > Annotation > Prelabeling, or run again "
+                   "with --select-version")
     if status.failed:
         tid, reason = next(iter(status.failures.items()), ("?", "?"))
         raise click.ClickException(redact(f"{status.failed} task(s) not written (task {tid}: {reason}); run again "

@@ -680,6 +680,8 @@ class JobStatus:
         failures: ``{task id: reason}`` of the first :data:`KEEP_FAILURES` failed tasks.
         retired: ``{model version: predictions deleted}`` of the older versions deleted after the job
             (``keep_versions``: :mod:`labelhub.backend.retire`).
+        prediction_set: The project's selected prediction set after the job (Settings → Annotation →
+            Prelabeling; the Data Manager's "Prediction score" averages its scores); ``""`` when none.
     """
 
     project: str
@@ -704,6 +706,7 @@ class JobStatus:
     error: str | None = None
     failures: dict[str, str] = field(default_factory=dict)
     retired: dict[str, int] = field(default_factory=dict)
+    prediction_set: str = ""
 
     @staticmethod
     def path(model_dir: Path, key: str) -> Path:
@@ -936,19 +939,18 @@ def run_job(host: JobHost, api: LabelStudioClient, project_id: int, *, mode: str
         status.state, status.finished_at = "done", time.time()
         _save(host, status)
     ours = _versions_of(model, previous)
-    selected_version = _select_version(api, project, status, ours, select_version)
+    status.prediction_set = _select_version(api, project, status, ours, select_version)
     if keep_versions and ids is None:
         from labelhub.backend.retire import retire_versions
 
         try:
             written = {version, status.model_version} - {None}  # a batch writes the version of its time
             status.retired = retire_versions(api, project.id, ours | written, keep_versions,
-                                             protected=written | {selected_version})
+                                             protected=written | {status.prediction_set})
         except (LabelStudioError, ValueError) as exc:  # the predictions are written: the job stays done
             log.warning("project %s: could not list its model versions to retire the older ones: %s", project_id,
                         _one_line(exc))
-        if status.retired:
-            _save(host, status)
+    _save(host, status)
     return status
 
 

@@ -123,6 +123,7 @@ def test_predict_gives_every_task_one_prediction_of_the_current_version_and_repo
     assert answer.exit_code == 0, answer.output
     project.first_version = version
     assert f"{N_TASKS} predictions of {version} written, 0 skipped, 0 failed" in answer.output
+    assert "Prelabeling" not in answer.output  # the job selected its version: no hint
     assert _per_task(label_studio, project.id, version) == Counter({1: N_TASKS})
     preds = [p for ps in _predictions(label_studio, project.id).values() for p in ps]
     assert all(p["result"][0]["value"]["choices"][0] in TEXT_CLASSES and 0 <= p["score"] <= 1 for p in preds)
@@ -312,6 +313,7 @@ def test_keep_versions_retires_older_versions_of_this_model_only_never_the_selec
     assert answer.exit_code == 0 and "retired" not in answer.output, answer.output
     answer = _cli("predict", "--project", str(p.id), "--no-select-version", env={**p.env, "LABELHUB_KEEP_VERSIONS": "1"})
     assert answer.exit_code == 0 and f"retired, 60 predictions deleted: {v3}" in answer.output, answer.output
+    assert f"'Prediction score' shows {v2!r}; to sort by this job's scores select {v4}" in answer.output
     assert _versions(label_studio, p.id) == {v4: 60, v2: 60, "someone-else": 3}
     assert _per_task(label_studio, p.id, v4) == Counter({1: 60})
     assert _api(label_studio, "GET", f"/api/projects/{p.id}")["model_version"] == v2
