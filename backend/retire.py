@@ -3,9 +3,9 @@
 Every retrain that moves a project's ``model_version`` makes the next whole-project prediction job write one
 more prediction per task (with ``LABELHUB_AUTO_PREDICT``, after each retrain), and Label Studio keeps every
 version until someone deletes it (Settings → Predictions). ``bench/prediction_versions_bench.py`` measured
-what that costs Label Studio 1.23.2 (SQLite, 5,000 tasks): a Data Manager page ordered by prediction score
-took 112 ms with one version and 300 ms with 30 (2.7 times), and the database grew by about 1.2 MB per
-version.
+what that costs Label Studio 1.23.2 (SQLite, 5,000 tasks), from one version to 30: a Data Manager page ordered by
+prediction score went from 116 to 276 ms, a page of 500 tasks as the prediction jobs list them from 0.53 to
+2.08 s (so every job gets slower), and the database grew by about 1.2 MB per version.
 
 Retiring is on when ``keep`` is set (``LABELHUB_KEEP_VERSIONS``, ``labelhub predict --keep-versions``): after a
 job that covered the whole project (no ``--task-ids``) finished, :func:`retire_versions` deletes every

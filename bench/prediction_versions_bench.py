@@ -9,6 +9,8 @@ writes ``--versions`` versions of one prediction per task through ``POST /api/pr
 - the import's seconds for that version;
 - a Data Manager page (30 tasks, ``GET /api/tasks?view=...``) of a view ordered by prediction score, the
   median of 5 (the baseline: the same page with one version, measured first in the same run);
+- a page of 500 tasks with their predictions as a prediction job lists them before it plans and again before
+  each batch (:meth:`labelhub.backend.jobs.LabelStudioClient.tasks`), the median of 3, against one version;
 - the size of Label Studio's SQLite database.
 
 Then it deletes the older versions one by one (``DELETE /api/projects/<id>/model-versions/``, what
@@ -74,16 +76,19 @@ def main() -> None:
                                                   "data": {"ordering": ["tasks:predictions_score"]}})
         database = Path(tmp) / "label-studio" / "label_studio.sqlite3"
 
-        def page_ms() -> float:
+        def page_ms(params: dict | None = None, repeat: int = 5) -> float:
             times = []
-            for _ in range(5):
+            for _ in range(repeat):
                 started = time.monotonic()
-                call("GET", "/api/tasks", params={"view": view["id"], "page": 1, "page_size": 30})
+                call("GET", "/api/tasks", params=params or {"view": view["id"], "page": 1, "page_size": 30})
                 times.append(time.monotonic() - started)
             return 1000 * statistics.median(times)
 
+        job_page = {"project": project.id, "page_size": 500, "fields": "all",
+                    "include": "id,data,is_labeled,predictions"}  # what LabelStudioClient.tasks asks
+
         print(f"Label Studio {ls.url}, {len(ids)} text tasks; one prediction per task and version", flush=True)
-        baseline = None
+        baseline = job_baseline = None
         for k in range(1, args.versions + 1):
             version = f"labelhub-{k}-bench"
             started = time.monotonic()
@@ -95,11 +100,11 @@ def main() -> None:
             seconds = time.monotonic() - started
             call("PATCH", f"/api/projects/{project.id}", json={"model_version": version})  # the selected set
             if k in REPORTED or k == args.versions:
-                ms = page_ms()
-                baseline = baseline or ms
+                ms, job_ms = page_ms(), page_ms(job_page, repeat=3)
+                baseline, job_baseline = baseline or ms, job_baseline or job_ms
                 print(f"{k:>3} versions: import {seconds:.1f} s; Data Manager page ordered by prediction score "
-                      f"{ms:.0f} ms ({ms / baseline:.2f} x one version); database {database.stat().st_size / 1e6:.0f} MB",
-                      flush=True)
+                      f"{ms:.0f} ms ({ms / baseline:.2f} x one version); a job's page of 500 {job_ms:.0f} ms "
+                      f"({job_ms / job_baseline:.2f} x); database {database.stat().st_size / 1e6:.0f} MB", flush=True)
 
         saves: list[float] = []
         stop = threading.Event()
