@@ -352,3 +352,26 @@ def test_a_project_of_a_thousand_uploaded_images_lists_in_pages_label_studio_can
         _api(label_studio, "GET", f"/api/tasks?project={project.id}&page_size=1000")
     assert len(LabelStudioClient(label_studio.url, label_studio.api_key).tasks(project.id)) == 1000
     assert len(LabelStudioProject(label_studio.url, label_studio.api_key, project.id).task_ids()) == 1000
+
+
+def test_a_version_label_studio_fails_to_delete_is_logged_and_the_others_still_retire(caplog):
+    from datetime import datetime, timezone
+
+    from labelhub.backend.jobs import VersionRow
+    from labelhub.backend.retire import retire_versions
+    from labelhub.errors import LabelStudioError
+
+    class _Api:
+        deleted: list[str] = []
+
+        def model_versions(self, project_id):
+            return [VersionRow(f"v{i}", 10, datetime.fromtimestamp(1_700_000_000 + i, timezone.utc)) for i in range(4)]
+
+        def delete_predictions(self, project_id, version):
+            if version == "v1":
+                raise LabelStudioError("predictions of v1 in project 7: no answer from Label Studio (ReadTimeout)")
+            self.deleted.append(version)
+            return 10
+
+    assert retire_versions(_Api(), 7, {"v0", "v1", "v2", "v3"}, keep=2) == {"v0": 10}
+    assert _Api.deleted == ["v0"] and "could not delete the predictions of v1" in caplog.text
