@@ -271,8 +271,9 @@ class LabelStudioClient:
 
         One ``GET /api/tasks?fields=all&include=id,data,is_labeled,predictions`` per page of
         :data:`~labelhub.labelstudio_client.TASK_PAGE_SIZE` (500: see there why not more); with ``task_ids``, a
-        Data Manager ``selectedItems`` query per :data:`IDS_PER_QUERY` ids. If the project has "retrieve predictions automatically" on, Label Studio
-        asks the connected backend for the listed tasks that have no prediction first (and lists them with it).
+        Data Manager ``selectedItems`` query per :data:`IDS_PER_QUERY` ids. If the project has "retrieve
+        predictions automatically" on, Label Studio asks the connected backend for the listed tasks that have no
+        prediction first (and lists them with it).
 
         Args:
             project_id: The project id.

@@ -106,8 +106,8 @@ def server_bench(n_requests: int) -> None:
     files = {f"/img/{i}.png": png_bytes(images[i]) for i in range(600)}
     with MediaServer(files) as media, tempfile.TemporaryDirectory() as tmp:
         host = media.url.split("//")[1]
-        env = {"LABELHUB_ALLOWED_HOSTS": host, "LABELHUB_EMBEDDING_CACHE_SIZE": "0", "LABELHUB_EMBEDDING_STORE_BYTES": "0",
-               "LABELHUB_LOG_LEVEL": "WARNING"}
+        env = {"LABELHUB_ALLOWED_HOSTS": host, "LABELHUB_EMBEDDING_CACHE_SIZE": "0",
+               "LABELHUB_EMBEDDING_STORE_BYTES": "0", "LABELHUB_LOG_LEVEL": "WARNING"}
         with BackendServer(Path(tmp), workers=2, threads=8, env=env) as server:
             tasks = [{"id": i + 1, "data": {"image": f"{media.url}/img/{i}.png"}} for i in range(600)]
             img_key = "1.1718006400"

@@ -62,7 +62,8 @@ def rounds(ls: LabelStudioServer, model_dir: Path, pngs: list[bytes], store_byte
                       "label_studio_api_key": ls.api_key, "embedding_cache_size": lru,
                       "media_cache_bytes": 1_000_000, "embedding_store_bytes": store_bytes})
     backend, web = app.extensions["labelhub"], app.test_client()
-    payload = {"id": project.id, "created_at": project.created_at.isoformat(), "title": "t", "label_config": IMAGE_CONFIG}
+    payload = {"id": project.id, "created_at": project.created_at.isoformat(), "title": "t",
+               "label_config": IMAGE_CONFIG}
     fetched: list[str] = []
     fetch = backend.fetcher.fetch
     backend.fetcher.fetch = lambda value, *a, **kw: (fetched.append(value), fetch(value, *a, **kw))[1]

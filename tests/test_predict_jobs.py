@@ -311,7 +311,8 @@ def test_keep_versions_retires_older_versions_of_this_model_only_never_the_selec
     answer = _cli("predict", "--project", str(p.id), "--task-ids", str(p.tasks[0]["id"]), "--keep-versions", "1",
                   "--no-select-version", env={**p.env})
     assert answer.exit_code == 0 and "retired" not in answer.output, answer.output
-    answer = _cli("predict", "--project", str(p.id), "--no-select-version", env={**p.env, "LABELHUB_KEEP_VERSIONS": "1"})
+    answer = _cli("predict", "--project", str(p.id), "--no-select-version",
+                  env={**p.env, "LABELHUB_KEEP_VERSIONS": "1"})
     assert answer.exit_code == 0 and f"retired, 60 predictions deleted: {v3}" in answer.output, answer.output
     assert f"'Prediction score' shows {v2!r}; to sort by this job's scores select {v4}" in answer.output
     assert _versions(label_studio, p.id) == {v4: 60, v2: 60, "someone-else": 3}
@@ -345,7 +346,8 @@ def test_a_project_of_a_thousand_uploaded_images_lists_in_pages_label_studio_can
     project = label_studio.client().projects.create(title="a thousand uploads", label_config=IMAGE_CONFIG)
     images, _ = fashion_mnist("test", 1000)
     for start in range(0, 1000, 100):  # Django takes at most 100 files a request
-        files = [(f"file{i}", (f"img{i:04d}.png", png_bytes(images[i]), "image/png")) for i in range(start, start + 100)]
+        files = [(f"file{i}", (f"img{i:04d}.png", png_bytes(images[i]), "image/png"))
+                 for i in range(start, start + 100)]
         requests.post(f"{label_studio.url}/api/projects/{project.id}/import", files=files, timeout=120,
                       headers={"Authorization": f"Token {label_studio.api_key}"}).raise_for_status()
     with pytest.raises(requests.HTTPError, match="500"):  # what a page of 1,000 gets
