@@ -937,21 +937,23 @@ def run_job(host: JobHost, api: LabelStudioClient, project_id: int, *, mode: str
         finally:
             if bar is not None:
                 bar.close()
+        # still under the job's lock, so that no later job's status is overwritten by this one's
+        ours = _versions_of(model, previous)
         status.state, status.finished_at = "done", time.time()
+        status.prediction_set = _select_version(api, project, status, ours, select_version)
         _save(host, status)
-    ours = _versions_of(model, previous)
-    status.prediction_set = _select_version(api, project, status, ours, select_version)
-    if keep_versions and ids is None:
-        from labelhub.backend.retire import retire_versions
+        if keep_versions and ids is None:
+            from labelhub.backend.retire import retire_versions
 
-        try:
-            written = {version, status.model_version} - {None}  # a batch writes the version of its time
-            status.retired = retire_versions(api, project.id, ours | written, keep_versions,
-                                             protected=written | {status.prediction_set})
-        except (LabelStudioError, ValueError) as exc:  # the predictions are written: the job stays done
-            log.warning("project %s: could not list its model versions to retire the older ones: %s", project_id,
-                        _one_line(exc))
-    _save(host, status)
+            try:
+                written = {version, status.model_version} - {None}  # a batch writes the version of its time
+                status.retired = retire_versions(api, project.id, ours | written, keep_versions,
+                                                 protected=written | {status.prediction_set})
+            except (LabelStudioError, ValueError) as exc:  # the predictions are written: the job stays done
+                log.warning("project %s: could not list its model versions to retire the older ones: %s",
+                            project_id, _one_line(exc))
+            if status.retired:
+                _save(host, status)
     return status
 
 
