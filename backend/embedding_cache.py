@@ -7,9 +7,10 @@ So a whole-project prediction job after a retrain neither downloads nor embeds a
 (:meth:`labelhub.backend.models.project.ProjectModel.load_inputs`); ``bench/repredict_bench.py`` measures it.
 
 An entry is keyed by the embedder's name and the task's value (its URL or text), as the LRU always was: a file
-changed in place under the same URL keeps its old embedding until evicted. Hub URLs name their revision; a
-local or Label Studio upload URL does not, so give a changed file a new name (the sync does: a new path or
-revision is a new task).
+changed in place under the same URL keeps its old embedding until evicted. The sync's URLs (the Hub's ``resolve``
+URL and the backend's file route) name the commit, and it moves a task to a changed file's new URL; each Label
+Studio upload gets its own URL. A file you replace in place elsewhere (a local-files path, your own server)
+should get a new name.
 """
 from __future__ import annotations
 
