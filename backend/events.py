@@ -396,43 +396,69 @@ class Trainer:
                 continue
             groups.setdefault(key, []).append((handle, event))
         for key, events in groups.items():
-            self._train_project(key, events)
-            for handle, _ in events:
+            try:
+                applied = self._train_project(key, events)
+            except Exception:  # e.g. the project's state unreadable: its events stay queued, the others go on
+                log.exception("project %s: %d events not applied, kept in the queue", key, len(events))
+                continue
+            for handle, _ in applied:
                 backend.queue.done(handle)
         backend.metrics.events_pending.set(backend.queue.count())
         return len(taken)
 
-    def _train_project(self, key: str, events: list[tuple[Any, dict]]) -> None:
+    def _train_project(self, key: str, events: list[tuple[Any, dict]]) -> list[tuple[Any, dict]]:
+        """Apply ``events`` to project ``key``'s training data and fit its model once.
+
+        Returns:
+            The events applied (the caller deletes them). An event that cannot be applied (a body the checks
+            of :func:`validate_event` let through, or one queued by an older version) is moved to the queue's
+            failed events and logged, and the project's other events go on. Errors of the fit itself are
+            logged and kept in the state's ``last_error``; they never keep events in the queue.
+
+        Raises:
+            Exception: Reading or saving the project's state failed: nothing of ``events`` was saved, and
+                they stay queued.
+        """
         backend = self.backend
         try:
             state = backend.store.project(key)
         except InvalidPayloadError:
             log.warning("events for an invalid project key %r dropped", key)
-            return
+            return events
         data = state.load_annotations()
         changed = False
         label_config = None
-        for _, event in events:
+        applied = []
+        for handle, event in events:
             payload = event.get("payload") or {}
+            try:
+                changed |= apply_event(data, event.get("action"), payload)
+            except Exception as exc:
+                log.warning("project %s: event %s (%s) cannot be applied, moved aside (events/failed): %s: %s",
+                            key, str(event.get("id"))[:60], str(event.get("action"))[:40], type(exc).__name__,
+                            " ".join(str(exc).split())[:200])
+                backend.queue.fail(handle)
+                continue
+            applied.append((handle, event))
             project = payload.get("project")
             if isinstance(project, dict) and isinstance(project.get("label_config"), str):
                 label_config = project["label_config"]
             if event.get("action") == "TRAIN" and isinstance(payload.get("label_config"), str):
                 label_config = payload["label_config"]
-            changed |= apply_event(data, event.get("action"), payload)
         if changed:
             state.save_annotations(data)
-        created = [t.get("id") for _, e in events if e.get("action") == "TASKS_CREATED"
+        created = [t.get("id") for _, e in applied if e.get("action") == "TASKS_CREATED"
                    for t in _as_list((e.get("payload") or {}).get("tasks")) if isinstance(t, dict)]
+        created = [t for t in created if isinstance(t, int) and not isinstance(t, bool) and t > 0]
         auto = getattr(backend, "auto", None)
         if auto is not None and created:
-            auto.request(key, task_ids=[int(t) for t in created if str(t).isdigit()])
+            auto.request(key, task_ids=created)
         if label_config and label_config != state.project().get("label_config"):
             state.update_project(label_config=label_config)
         label_config = state.project().get("label_config")
         if not label_config:
             log.warning("project %s: no label config known yet (no /setup, no project in the events)", key)
-            return
+            return applied
         started = time.monotonic()
         outcome = "ok"
         try:
@@ -451,3 +477,4 @@ class Trainer:
             log.exception("project %s: fit failed", key)
         backend.metrics.trainings.labels(outcome=outcome).inc()
         backend.metrics.training_seconds.observe(time.monotonic() - started)
+        return applied

@@ -46,7 +46,7 @@ ACTIONS = ANNOTATION_ACTIONS + (
 #: The field of each action that lists ``{"id": ...}`` items, and whether it is a list.
 _ITEMS = {"ANNOTATION_CREATED": ("annotation", False), "ANNOTATION_UPDATED": ("annotation", False),
           "ANNOTATIONS_CREATED": ("annotation", True), "ANNOTATIONS_DELETED": ("annotations", True),
-          "TASKS_DELETED": ("tasks", True)}
+          "TASKS_CREATED": ("tasks", True), "TASKS_DELETED": ("tasks", True)}
 _GUIDE = "https://labelstud.io/guide/webhook_reference"
 #: How deeply a body may nest. Label Studio's deepest (a result's value in an annotation in a list) is under 10;
 #: the limit keeps every later ``json.dumps`` of the body (a queue file, the sync state) far from Python's

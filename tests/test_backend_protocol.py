@@ -115,6 +115,29 @@ def test_events_survive_a_crash_before_the_trainer_ran(tmp_path):
     assert version["model_version"].startswith("labelhub-30-")
 
 
+def test_an_event_that_cannot_be_applied_is_moved_aside_and_every_other_event_is_applied(app, client, tmp_path):
+    backend = app.extensions["labelhub"]
+    tasks, labels = image_tasks(12)
+    other = project_key(2)
+    backend.queue.put("ANNOTATION_CREATED", ["a body an older version queued"], KEY)  # apply_event cannot read it
+    post_annotations(client, tasks[:6], labels[:6])
+    for i, (task, label) in enumerate(zip(tasks[6:], labels[6:])):
+        body = annotation_event(2000 + i, task, label, project=project_payload(pid=2))
+        assert client.post("/webhook", json=body).status_code == 200
+    assert train(app) == 13 and backend.queue.count() == 0
+    assert len(backend.store.project(KEY).load_annotations()["annotations"]) == 6
+    assert len(backend.store.project(other).load_annotations()["annotations"]) == 6
+    assert len(list((tmp_path / "events" / "failed").iterdir())) == 1
+
+
+def test_tasks_created_needs_integer_task_ids(tmp_path):
+    client = make_app(tmp_path, auto_predict=True, label_studio_url="http://127.0.0.1:9",
+                      label_studio_api_key="k" * 20).test_client()
+    answer = client.post("/webhook", json={"action": "TASKS_CREATED", "tasks": [{"id": "\u00b2"}],
+                                           "project": project_payload()})
+    assert answer.status_code == 422 and answer.json["field"] == "tasks"
+
+
 def test_a_task_whose_media_fails_gets_an_empty_result_while_others_succeed(app, client):
     tasks, labels = image_tasks(40)
     post_annotations(client, tasks[:30], labels[:30])
