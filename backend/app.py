@@ -65,8 +65,8 @@ class ModelRegistry:
             key: The project key.
             label_config: The label config XML; ``None`` uses the one stored by an earlier call.
             **kwargs: Passed to the model class. ``extra_params`` (from ``/setup``) is stored with the
-                project when given; the stored one is passed otherwise, so every worker and the trainer
-                build the project's model with the same parameters.
+                project when given and the model accepts it (with the label config); the stored one is passed
+                otherwise, so every worker and the trainer build the project's model with the same parameters.
 
         Returns:
             The model instance (its ``setup()`` has run).
@@ -84,21 +84,21 @@ class ModelRegistry:
                 raise InvalidPayloadError(
                     f"no label config is known for project {key}: send 'label_config' or call /setup first",
                     field="label_config")
-        if kwargs.get("extra_params") is not None and state.project().get("extra_params") != kwargs["extra_params"]:
-            state.update_project(extra_params=kwargs["extra_params"])  # every worker and the trainer use them
-        extra_params = state.project().get("extra_params")
-        kwargs["extra_params"] = extra_params
-        cache_key = (key, label_config, json.dumps(extra_params, sort_keys=True))
+        stored = state.project()
+        if kwargs.get("extra_params") is None:
+            kwargs["extra_params"] = stored.get("extra_params")
+        cache_key = (key, label_config, json.dumps(kwargs["extra_params"], sort_keys=True))
         with self._lock:
             model = self._models.get(cache_key)  # a hit counts as a use
-            if model is not None:
-                return model
-        model = self.model_class(project_id=key, label_config=label_config, state=state, backend=self.backend,
-                                 **kwargs)
-        if state.project().get("label_config") != label_config:
-            state.update_project(label_config=label_config)
-        with self._lock:  # another thread may have made one meanwhile: keep the first
-            return self._models.setdefault(cache_key, model)
+        if model is None:  # raises when the model refuses them: a label config or params refused are not stored
+            model = self.model_class(project_id=key, label_config=label_config, state=state, backend=self.backend,
+                                     **kwargs)
+            with self._lock:  # another thread may have made one meanwhile: keep the first
+                model = self._models.setdefault(cache_key, model)
+        # every worker and the trainer build the project's model from these
+        state.update_project(label_config=label_config,
+                             **({"extra_params": kwargs["extra_params"]} if kwargs["extra_params"] is not None else {}))
+        return model
 
 
 class Backend:

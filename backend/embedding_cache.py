@@ -61,8 +61,8 @@ class EmbeddingCache:
 
     @staticmethod
     def key(embedder: str, value: str) -> str:
-        """The cache key of ``value`` under ``embedder``."""
-        return hashlib.sha1(f"{embedder}\0{value}".encode()).hexdigest()
+        """The cache key of ``value`` under ``embedder`` (a string that is not Unicode text has one too)."""
+        return hashlib.sha1(f"{embedder}\0{value}".encode("utf-8", "surrogatepass")).hexdigest()
 
     def get(self, key: str) -> np.ndarray | None:
         """The vector cached under ``key``: from the LRU, else from the store (then kept in the LRU too).

@@ -29,7 +29,7 @@ derive from :class:`LabelHubError` too.
 from __future__ import annotations
 
 __all__ = [
-    "LabelHubError", "LabelHubError", "ConfigurationError", "LabelConfigError", "InvalidEventError", "UnknownEventAction", "NotFoundError",
+    "LabelHubError", "ConfigurationError", "LabelConfigError", "InvalidJSONError", "InvalidEventError", "UnknownEventAction", "NotFoundError",
     "RepoNotFound", "RevisionNotFound", "EntryNotFound", "ProjectNotFound", "LabelStudioError", "HubError", "HubUnreachable",
     "TransientHubError", "AmbiguousCommit", "CommitConflict", "TagExists",
 ]
@@ -39,16 +39,16 @@ class LabelHubError(Exception):
     """Base class: a problem the user can fix (bad argument, missing repo, bad label config)."""
 
 
-#: The name the sync's code used for :class:`LabelHubError`.
-LabelHubError = LabelHubError
-
-
 class ConfigurationError(LabelHubError, ValueError):
     """A setting, flag or environment variable that cannot work (the message names it)."""
 
 
 class LabelConfigError(LabelHubError, ValueError):
     """The label config does not parse, or lacks the tags the caller needs (the message says what it has)."""
+
+
+class InvalidJSONError(LabelHubError, ValueError):
+    """Text that is not strict JSON (:func:`labelhub.strict_json.loads`: the message says why and where)."""
 
 
 class InvalidEventError(LabelHubError, ValueError):

@@ -17,18 +17,19 @@ annotations an event carries are checked for the shape LabelHub reads (``result`
 ``value`` an object whose label lists are lists of strings, a ``rectanglelabels`` box with numbers, times as
 strings), so an accepted event never fails later in a trainer or an export.
 
-Bodies are decoded by :func:`parse_json`: strict JSON (RFC 8259: no ``NaN`` or ``Infinity``), at most
-:data:`MAX_JSON_DEPTH` levels deep.
+Bodies are decoded by :func:`parse_json`: strict JSON (:mod:`labelhub.strict_json`: RFC 8259, no ``NaN`` or
+``Infinity``, at most :data:`MAX_JSON_DEPTH` levels deep, Unicode text).
 """
 from __future__ import annotations
 
 import hmac
-import json
 import math
 from collections.abc import Collection, Mapping
 from typing import Any, NamedTuple
 
-from labelhub.errors import InvalidEventError, UnknownEventAction
+from labelhub import strict_json
+from labelhub.errors import InvalidEventError, InvalidJSONError, UnknownEventAction
+from labelhub.strict_json import MAX_JSON_DEPTH
 
 __all__ = ["SECRET_HEADER", "secret_matches", "ANNOTATION_ACTIONS", "ACTIONS", "MAX_JSON_DEPTH", "Event", "event_action",
            "parse_event", "parse_json"]
@@ -48,10 +49,6 @@ _ITEMS = {"ANNOTATION_CREATED": ("annotation", False), "ANNOTATION_UPDATED": ("a
           "ANNOTATIONS_CREATED": ("annotation", True), "ANNOTATIONS_DELETED": ("annotations", True),
           "TASKS_CREATED": ("tasks", True), "TASKS_DELETED": ("tasks", True)}
 _GUIDE = "https://labelstud.io/guide/webhook_reference"
-#: How deeply a body may nest. Label Studio's deepest (a result's value in an annotation in a list) is under 10;
-#: the limit keeps every later ``json.dumps`` of the body (a queue file, the sync state) far from Python's
-#: recursion limit.
-MAX_JSON_DEPTH = 100
 _INT64 = range(-2 ** 63, 2 ** 63)
 #: Keys of a result's ``value`` that list label names (``taxonomy``: paths, lists of names); a ``textarea``
 #: result's ``text`` lists its texts (a ``labels`` span's ``text`` is the span's string).
@@ -89,24 +86,8 @@ def _has_id(item: Any) -> bool:
     return isinstance(item, dict) and _is_id(item.get("id"))
 
 
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
-def _too_deep(value: Any) -> bool:
-    """Whether ``value`` nests deeper than :data:`MAX_JSON_DEPTH` (iteratively: no recursion)."""
-    stack = [(value, 1)] if isinstance(value, (dict, list)) else []
-    while stack:
-        item, level = stack.pop()
-        if level > MAX_JSON_DEPTH:
-            return True
-        children = item.values() if isinstance(item, dict) else item
-        stack.extend((child, level + 1) for child in children if isinstance(child, (dict, list)))
-    return False
-
-
 def parse_json(raw: bytes | str) -> Any:
-    """Decode a request body as strict JSON.
+    """Decode a request body as strict JSON (:func:`labelhub.strict_json.loads`).
 
     Args:
         raw: The body (UTF-8, or UTF-16/32 as :func:`json.loads` detects them).
@@ -116,25 +97,18 @@ def parse_json(raw: bytes | str) -> Any:
 
     Raises:
         InvalidEventError: Not JSON, not decodable, ``NaN``/``Infinity`` (not JSON, and SQLite's JSON
-            functions refuse them), an integer of more than 4300 digits, or nesting deeper than
-            :data:`MAX_JSON_DEPTH`. The message is one line.
+            functions refuse them), an integer of more than 4300 digits, nesting deeper than
+            :data:`MAX_JSON_DEPTH`, or a string with an unpaired surrogate (not Unicode text: it could not be
+            hashed, stored or sent on). The message is one line.
 
     Example:
         >>> parse_json(b'{"action": "START_TRAINING"}')
         {'action': 'START_TRAINING'}
     """
     try:
-        value = json.loads(raw, parse_constant=_refuse_constant)
-    except RecursionError:
-        value = None
-        deep = True
-    except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError, encodings, the int digits limit
-        raise InvalidEventError(" ".join(f"not JSON: {exc}".split())[:300]) from None
-    else:
-        deep = _too_deep(value)
-    if deep:
-        raise InvalidEventError(f"too deep: the JSON nests more than {MAX_JSON_DEPTH} levels")
-    return value
+        return strict_json.loads(raw)
+    except InvalidJSONError as exc:
+        raise InvalidEventError(str(exc)) from None
 
 
 def _check_annotation(ann: dict, field: str) -> None:

@@ -56,6 +56,14 @@ def test_setup_answers_model_version_and_remembers_the_label_config(app, client)
     assert stored["label_config"] == IMAGE_CONFIG and "tok" not in json.dumps(stored)
 
 
+def test_extra_params_the_model_refuses_are_not_kept(app, client):
+    assert client.post("/setup", json={"project": KEY, "schema": IMAGE_CONFIG}).status_code == 200
+    refused = client.post("/setup", json={"project": KEY, "schema": IMAGE_CONFIG, "extra_params": {"learned": False}})
+    assert refused.status_code == 422 and refused.json["code"] == "unsupported_label_config"  # nothing would answer
+    assert client.post("/setup", json={"project": KEY, "schema": IMAGE_CONFIG}).status_code == 200
+    assert app.extensions["labelhub"].store.project(KEY).project().get("extra_params") is None
+
+
 def test_untrained_model_answers_an_empty_result_per_task(client):
     tasks, _ = image_tasks(3)
     answer = client.post("/predict", json={"tasks": tasks, "project": KEY, "label_config": IMAGE_CONFIG,
@@ -170,11 +178,15 @@ def test_a_task_whose_media_fails_gets_an_empty_result_while_others_succeed(app,
     ("/predict", {"json": {"tasks": [], "project": "../../x"}}, 422, "invalid_payload"),
     ("/predict", {"json": {"tasks": [{"id": 1}], "project": "99.1"}}, 422, "invalid_payload"),
     ("/predict", {"json": {"tasks": [], "project": KEY, "params": {"context": "x"}}}, 422, "invalid_payload"),
+    ("/predict", {"data": '{"tasks": [{"id": 1, "data": {"image": "\\ud800"}}], "project": "%s"}' % KEY,
+                  "content_type": "application/json"}, 400, "bad_request"),  # a lone surrogate: not Unicode text
     ("/setup", {"json": {"project": KEY}}, 422, "invalid_payload"),
     ("/setup", {"json": {"project": KEY, "schema": "<View><Image"}}, 422, "unsupported_label_config"),
     ("/setup", {"json": {"project": KEY, "schema": '<View><Image name="i" value="$i"/>'
                          '<Rating name="r" toName="i"/></View>'}},  # no head answers a Rating
      422, "unsupported_label_config"),
+    ("/setup", {"json": {"project": KEY, "schema": IMAGE_CONFIG, "extra_params": "[" * 100_000}}, 422,
+     "invalid_payload"),  # nested within a string: the body's depth check does not see it
     ("/webhook", {"json": {"action": "SOMETHING_ELSE", "project": {"id": 1}}}, 422, "unknown_action"),
     ("/webhook", {"json": {"no": "action"}}, 422, "invalid_payload"),
     ("/webhook", {"json": {"action": "ANNOTATION_CREATED", "project": {"id": 1}}}, 422, "invalid_payload"),

@@ -34,6 +34,8 @@ from labelhub.errors import LabelConfigError
 from labelhub.label_config import choices_spec, control_tags, data_field, parse_label_config, parsed_label_config
 from labelhub.sync.labels.coco_file import read_coco
 from labelhub.sync.labels.csv_file import read_labels_csv
+from labelhub.sync.labels.importer import build_labeled_task
+from labelhub.sync.labelstudio.project import encode_tasks
 from labelhub.sync.labels.parsed import LabelsFileError, ParsedLabels, ProjectLabels, UrlResolver
 from labelhub.webhooks import ACTIONS, SECRET_HEADER
 from tests.backend_fixtures import IMAGE_CONFIG, TEXT_CONFIG, annotation_event, project_key
@@ -430,9 +432,13 @@ def good_rows(draw):
     return [url, "|".join(pos), "|".join(neg), metadata, *box]
 
 
-cells = st.one_of(st.text(max_size=12), st.sampled_from(["", "nan", "inf", "-1", "2", "0.5", "1e400", "NaN", "[1]",
-                                                         "{", '{"a"', "Bag", "Hat", "Bag|Hat", "ftp://x/y",
-                                                         "hf://nope", "http://", "https://a b"]))
+#: Metadata cells Python's json.loads takes but nothing after it could store or send (NaN, a lone surrogate, an
+#: integer past int's digit limit, nesting past any encoder's recursion).
+unstorable_json = st.sampled_from(['{"a": NaN}', '{"a": -Infinity}', '{"a": "\\ud800"}', '{"\\udfff": 1}',
+                                   '{"n": ' + "1" * 5000 + "}", "[" * 5000 + "]" * 5000])
+cells = st.one_of(st.text(max_size=12), unstorable_json,
+                  st.sampled_from(["", "nan", "inf", "-1", "2", "0.5", "1e400", "NaN", "[1]", "{", '{"a"', "Bag",
+                                   "Hat", "Bag|Hat", "ftp://x/y", "hf://nope", "http://", "https://a b"]))
 bad_rows = st.lists(cells, min_size=len(COLUMNS), max_size=len(COLUMNS))
 
 
@@ -492,6 +498,7 @@ def test_good_csv_rows_are_all_kept_among_bad_ones(rows, header_order, extra):
         line += sum(cell.count("\n") for cell in row)  # a quoted value with newlines takes several lines
     assert set(good_lines) <= lines, [str(e) for e in parsed.errors]
     assert len(lines) == parsed.rows - parsed.rejected_rows
+    encode_tasks([build_labeled_task(task, LABELS) for task in parsed.tasks])  # what was accepted can be sent
 
 
 @st.composite

@@ -54,8 +54,8 @@ EXPECTED_REPORT = [
     "line 7: top_row >= bottom_row (top_row=0.8, bottom_row=0.3)",
     "line 8: box with some of its four columns empty (empty: top_row, bottom_row)",
     "line 9: metadata is not a JSON object (a JSON list)",
-    "line 10: metadata is not a JSON object (not JSON: Expecting property name enclosed in double quotes "
-    "at character 1)",
+    "line 10: metadata is not a JSON object (not JSON: Expecting property name enclosed in double quotes: "
+    "line 1 column 2 (char 1))",
     "line 11: unknown label ('Handbag' is not a Choice of 'kind')",
     "line 12: unknown label ('Hat' is in no Choices or RectangleLabels tag of the label config)",
     "line 13: url is not http(s), hf:// or a path of the dataset repo ('ftp://example.test/c.png': "

@@ -20,6 +20,9 @@ from __future__ import annotations
 import json
 from typing import Any, Mapping
 
+from labelhub import strict_json
+from labelhub.errors import InvalidJSONError
+
 __all__ = ["parse_params", "params_for"]
 
 
@@ -45,9 +48,9 @@ def parse_params(value: Any, source: str) -> dict:
         return {}
     if isinstance(value, str):
         try:
-            value = json.loads(value)
-        except ValueError as exc:
-            raise ValueError(f"{source} is not JSON: {exc}") from None
+            value = strict_json.loads(value)
+        except InvalidJSONError as exc:
+            raise ValueError(f"{source}: {exc}") from None
     if not isinstance(value, Mapping):
         raise ValueError(f"{source} must be a JSON object, not {type(value).__name__}")
     controls = value.get("controls", {})

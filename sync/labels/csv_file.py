@@ -6,7 +6,7 @@ The columns (a header line is required; other columns are ignored with a warning
   (``--repo``); see :class:`labelhub.sync.labels.parsed.UrlResolver`.
 - ``pos_concepts``, ``neg_concepts``: label names separated by ``|`` (positive: the label applies;
   negative: it was checked and does not apply).
-- ``metadata``: a JSON object.
+- ``metadata``: a JSON object (strict JSON, :func:`labelhub.strict_json.loads`: no ``NaN``, Unicode text).
 - ``left_col, top_row, right_col, bottom_row``: a region's box as fractions 0 to 1 of the image's
   width and height. All four empty: the row labels the whole image.
 
@@ -19,7 +19,6 @@ the row's line number (the header is line 1; a quoted value spanning lines is co
 """
 from __future__ import annotations
 
-import json
 import logging
 from os import PathLike
 from typing import IO
@@ -27,6 +26,8 @@ from typing import IO
 import numpy as np
 import pandas as pd
 
+from labelhub import strict_json
+from labelhub.errors import InvalidJSONError
 from labelhub.sync.labels import parsed as m
 from labelhub.sync.labels.parsed import ImportTask, LabelsFileError, ParsedLabels, ProjectLabels, Region, RowError, UrlResolver
 from labelhub.sync.regions import FractionEdges
@@ -146,9 +147,9 @@ def _check(df: pd.DataFrame, line: np.ndarray, labels: ProjectLabels, urls: UrlR
         if not text:
             continue
         try:
-            value = json.loads(text)
-        except json.JSONDecodeError as exc:
-            errors.append((i, m.BAD_METADATA, f"not JSON: {exc.msg} at character {exc.pos}"))
+            value = strict_json.loads(text)
+        except InvalidJSONError as exc:
+            errors.append((i, m.BAD_METADATA, str(exc)))
             continue
         if isinstance(value, dict):
             metadata[i] = value
