@@ -15,7 +15,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from labelhub.backend.errors import BadRequestError, InvalidPayloadError
 from labelhub.backend.state import project_key
 from labelhub.errors import InvalidEventError
-from labelhub.webhooks import parse_json
+from labelhub.webhooks import check_training_tasks, parse_json
 
 __all__ = ["read_body", "json_body", "SetupRequest", "PredictRequest", "TrainRequest"]
 
@@ -162,11 +162,14 @@ class TrainRequest:
         """Validate a ``/train`` body.
 
         Raises:
-            InvalidPayloadError: When ``annotations`` is not a list or ``project`` is malformed.
+            InvalidPayloadError: When ``project`` is malformed, or ``annotations`` is not a list of tasks with their
+                annotations as Label Studio sends them (:func:`labelhub.webhooks.check_training_tasks`; ``field``
+                names the first item at fault).
         """
         annotations = body.get("annotations")
-        if not isinstance(annotations, list):
-            raise InvalidPayloadError("'annotations' must be a list of tasks with their annotations",
-                                      field="annotations")
+        try:
+            check_training_tasks(annotations)
+        except InvalidEventError as exc:
+            raise InvalidPayloadError(str(exc), field=exc.field or "annotations") from None
         return cls(project=project_key(body.get("project")),
                    label_config=_label_config(body, "label_config", False), annotations=annotations)

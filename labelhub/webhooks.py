@@ -32,6 +32,7 @@ from labelhub.errors import InvalidEventError, InvalidJSONError, UnknownEventAct
 from labelhub.strict_json import MAX_JSON_DEPTH
 
 __all__ = ["SECRET_HEADER", "secret_matches", "ANNOTATION_ACTIONS", "ACTIONS", "MAX_JSON_DEPTH", "Event", "event_action",
+           "check_annotation", "check_training_tasks",
            "parse_event", "parse_json"]
 
 #: The header that carries ``LABELHUB_WEBHOOK_SECRET`` (set on the webhook Label Studio calls).
@@ -111,8 +112,19 @@ def parse_json(raw: bytes | str) -> Any:
         raise InvalidEventError(str(exc)) from None
 
 
-def _check_annotation(ann: dict, field: str) -> None:
-    """Refuse an annotation whose fields LabelHub reads have another type than Label Studio gives them."""
+def check_annotation(ann: dict, field: str) -> None:
+    """Refuse an annotation whose fields LabelHub reads have another type than Label Studio gives them.
+
+    Args:
+        ann: One annotation object (Label Studio's ``AnnotationSerializer``: ``id``, ``result``, ``updated_at``,
+            ``completed_by``, ...).
+        field: Where it is in the body, for the error (``"annotation"``, ``"annotations[2].annotations[0]"``).
+
+    Raises:
+        InvalidEventError: ``updated_at``/``created_at`` not strings, ``completed_by`` neither an id nor an
+            object, ``result`` not a list of objects, a result's names not strings, its ``value`` not an object,
+            its label lists not lists of strings, or a ``rectanglelabels`` box without finite numbers.
+    """
     for key in ("updated_at", "created_at"):
         if ann.get(key) is not None and not isinstance(ann[key], str):
             raise InvalidEventError(f"{field}.{key} is not a string", field=field)
@@ -147,6 +159,41 @@ def _check_annotation(ann: dict, field: str) -> None:
                 isinstance(value.get(k), (int, float)) and not isinstance(value.get(k), bool)
                 and math.isfinite(value[k]) for k in ("x", "y", "width", "height")):
             raise InvalidEventError(f"{where} is a box without numbers x, y, width, height", field=field)
+
+
+def check_training_tasks(items: Any, field: str = "annotations") -> None:
+    """Check the body of the legacy ``POST /train``: a list of tasks, each with the annotations to learn from.
+
+    Label Studio's ``MLApi.train`` sent ``{"annotations": [task, ...], "project", "label_config"}`` before its
+    webhook training (``label_studio/ml/api_connector.py``), each task as ``TaskWithAnnotationsSerializer``
+    gives it: ``{"id", "data", "annotations": [{"id", "result", ...}]}``.
+
+    Args:
+        items: The ``annotations`` field of the body.
+        field: Its name, for the error.
+
+    Raises:
+        InvalidEventError: ``items`` is not a list, a task is not an object with an integer ``id`` (64 bits), its
+            ``data`` is not an object, its ``annotations`` is not a list of objects with an integer ``id``, or an
+            annotation fails :func:`check_annotation`. ``field`` names the first at fault
+            (``annotations[3].annotations[0].id``): an annotation without an id could not be told from another.
+    """
+    if not isinstance(items, list):
+        raise InvalidEventError(f"'{field}' must be a list of tasks with their annotations", field=field)
+    for i, task in enumerate(items):
+        where = f"{field}[{i}]"
+        if not _has_id(task):
+            raise InvalidEventError(f"{where} is not a task with an integer id", field=where)
+        if task.get("data") is not None and not isinstance(task["data"], dict):
+            raise InvalidEventError(f"{where}.data is not an object", field=where)
+        annotations = task.get("annotations", [])
+        if not isinstance(annotations, list):
+            raise InvalidEventError(f"{where}.annotations is not a list", field=where)
+        for j, ann in enumerate(annotations):
+            if not _has_id(ann):
+                raise InvalidEventError(f"{where}.annotations[{j}] is not an annotation with an integer id",
+                                        field=where)
+            check_annotation(ann, f"{where}.annotations[{j}]")
 
 
 def event_action(body: Any, actions: Collection[str] = ACTIONS) -> str:
@@ -214,12 +261,16 @@ def parse_event(body: Any, actions: Collection[str] = ACTIONS, project_id: int |
         if action in ("ANNOTATION_CREATED", "ANNOTATION_UPDATED") and not _has_id(body.get("task")):
             raise InvalidEventError(f"{action} without task.id", field="task")
         if action in ("ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_CREATED"):
-            for ann in items if many else [items]:
-                _check_annotation(ann, key)
             tasks = body.get("task")
             for task in tasks if isinstance(tasks, list) else [tasks]:
                 if isinstance(task, dict) and task.get("data") is not None and not isinstance(task["data"], dict):
                     raise InvalidEventError(f"{action} with a task.data that is not an object", field="task")
+            one_task = _has_id(tasks) or (isinstance(tasks, list) and len(tasks) == 1 and _has_id(tasks[0]))
+            for i, ann in enumerate(items if many else [items]):
+                check_annotation(ann, key)
+                if many and not one_task and not (_is_id(ann.get("task")) or _has_id(ann.get("task"))):
+                    raise InvalidEventError(f"{key}[{i}] names no task (its 'task' id) and the event does not "
+                                            "give exactly one", field=key)
     if need_project and project in (None, "", {}):
         raise InvalidEventError(f"{action} names no 'project'", field="project")
     return Event(action, body)

@@ -192,6 +192,13 @@ def test_a_task_whose_media_fails_gets_an_empty_result_while_others_succeed(app,
     ("/webhook", {"json": {"action": "ANNOTATION_CREATED", "project": {"id": 1}}}, 422, "invalid_payload"),
     ("/webhook", {"json": {"action": "ANNOTATIONS_DELETED", "annotations": [{"id": 1}]}}, 422, "invalid_payload"),
     ("/train", {"json": {"project": KEY}}, 422, "invalid_payload"),
+    ("/train", {"json": {"project": KEY, "annotations": [{"id": 1, "annotations": [{"result": []}]}]}}, 422,
+     "invalid_payload"),  # an annotation without an id: it would overwrite every other one without an id
+    ("/train", {"json": {"project": KEY, "annotations": [{"id": 1, "annotations": [
+        {"id": 2, "result": [{"from_name": "label", "value": [1]}]}]}]}}, 422, "invalid_payload"),
+    ("/webhook", {"json": {"action": "ANNOTATIONS_CREATED", "project": {"id": 1},
+                           "task": [{"id": 4}, {"id": 5}], "annotation": [{"id": 14, "result": []}]}},
+     422, "invalid_payload"),  # which of the two tasks is the annotation's?
     ("/nowhere", {"json": {}}, 404, "not_found"),
 ])
 def test_bad_input_gets_a_clear_json_error_never_a_500(client, path, kwargs, status, code):

@@ -37,7 +37,7 @@ from labelhub.sync.labels.csv_file import read_labels_csv
 from labelhub.sync.labels.importer import build_labeled_task
 from labelhub.sync.labelstudio.project import encode_tasks
 from labelhub.sync.labels.parsed import LabelsFileError, ParsedLabels, ProjectLabels, UrlResolver
-from labelhub.webhooks import ACTIONS, SECRET_HEADER
+from labelhub.webhooks import ACTIONS, SECRET_HEADER, check_annotation
 from tests.backend_fixtures import IMAGE_CONFIG, TEXT_CONFIG, annotation_event, project_key
 
 KEY = project_key()
@@ -283,8 +283,12 @@ def test_accepted_events_stay_queued_through_a_storm_and_apply_without_error(tmp
     assert {p.stem for p in backend.queue.pending()} == accepted  # nothing accepted dropped, nothing else queued
     for path in backend.queue.pending():  # each accepted event applies without an exception
         event = json.loads(path.read_bytes())
-        apply_event({"annotations": {}, "tombstones": {}, "tasks": {}}, event["action"], event["payload"])
+        data = {"annotations": {}, "tombstones": {}, "tasks": {}}
+        apply_event(data, event["action"], event["payload"])
         assert backend.store.project(event["project_key"])  # a project the trainer can apply it to
+        for aid, stored in data["annotations"].items():  # what a head fits on has Label Studio's types
+            check_annotation(stored, f"annotation {aid}")
+            assert aid != "None" and stored["task"] != "None"
 
 
 # the sync's webhook receiver ------------------------------------------------------------------------------

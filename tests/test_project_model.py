@@ -54,6 +54,31 @@ def test_every_answered_control_is_in_one_prediction_and_the_task_score_is_the_l
     assert len(unanswered) == 1 and "not answered" in unanswered[0]
 
 
+def test_a_head_whose_fit_raises_leaves_the_other_heads_learning_and_says_so(tmp_path, monkeypatch, caplog):
+    from labelhub.backend.models.choices import ChoicesHead
+
+    fit = ChoicesHead.fit
+
+    def broken_for_size(self, examples):
+        if self.control.from_name == "size":
+            raise RuntimeError("a bug in one head")
+        return fit(self, examples)
+
+    monkeypatch.setattr(ChoicesHead, "fit", broken_for_size)
+    app = make_app(tmp_path)
+    client = app.test_client()
+    tasks, labels = plot_review_tasks(30)
+    _annotate(client, tasks[:25], labels[:25], TWO_CONTROLS)
+    app.extensions["labelhub"].trainer.run_once()
+    kv = app.extensions["labelhub"].store.project(KEY).kv()
+    assert kv["model_version"].startswith("labelhub-25-") and list(kv["heads"]) == ["kind"]
+    assert kv["last_error"] == "size: RuntimeError: a bug in one head"
+    assert any("'size' failed to fit" in r.getMessage() and r.exc_info for r in caplog.records)
+    results = client.post("/predict", json={"tasks": tasks[25:], "project": KEY, "label_config": TWO_CONTROLS}
+                          ).json["results"]
+    assert all([r["from_name"] for r in p["result"]] == ["kind"] for p in results)
+
+
 def test_a_label_config_with_no_answerable_control_is_refused_with_what_it_has(tmp_path):
     client = make_app(tmp_path).test_client()
     config = "<View><Text name='text' value='$text'/><Rating name='stars' toName='text'/></View>"

@@ -404,7 +404,9 @@ class ProjectModel(LabelStudioMLBase):
             annotations: The project's training data after applying the batch.
 
         Returns:
-            The new model version, or ``None`` when no head's fit changed.
+            The new model version, or ``None`` when no head's fit changed. A head whose fit raises keeps its
+            previous fit (logged with the traceback, and named in the state's ``last_error``); the other heads
+            are fitted and the version moves with them.
         """
         if annotations is None:
             annotations = self.state.load_annotations() if self.state is not None else {}
@@ -413,19 +415,29 @@ class ProjectModel(LabelStudioMLBase):
         started = time.monotonic()
         before = {name: dict(entry) for name, entry in stored.items()}
         self._disk_cache = {}
+        failed = []
         try:
             for head in self.heads:
-                if head.learns:
+                if not head.learns:
+                    continue
+                try:
                     self._fit_head(head, latest, stored)
+                except Exception as exc:  # the other heads still learn; this one keeps its previous fit
+                    log.exception("project %s: the %s head of %r failed to fit", self.project_id, head.name,
+                                  head.control.from_name)
+                    failed.append(f"{head.control.from_name}: {type(exc).__name__}: {' '.join(str(exc).split())}")
         finally:
             if self._disk_cache:
                 for name, cache in self._disk_cache.items():
                     self._save_disk_cache(name, cache)
             self._disk_cache = None
+        last_error = "; ".join(failed)[:500] or None
         if stored == before:
+            if failed:
+                self._update_state(last_error=last_error)
             return None
         if all((stored.get(n) or {}).get("file") == (before.get(n) or {}).get("file") for n in stored):
-            self._update_state(heads=stored)  # new examples, still nothing (new) to learn: the version stays
+            self._update_state(heads=stored, last_error=last_error)  # new examples, nothing new learned: same version
             return None
         trained_on = len(latest)
         digest = self._digest([[h.identity() for h in self.heads],
@@ -433,7 +445,7 @@ class ProjectModel(LabelStudioMLBase):
         version = f"labelhub-{trained_on}-{digest[:8]}"
         versions = (list(self.get("versions") or []) + [version])[-50:]
         self._update_state(heads=stored, model_version=version, versions=versions, trained_on=trained_on,
-                           trained_at=time.time(), last_error=None)
+                           trained_at=time.time(), last_error=last_error)
         log.info("project %s: %s from %d annotated tasks in %.2f s", self.project_id, version, trained_on,
                  time.monotonic() - started)
         if self.state is not None:
