@@ -78,11 +78,12 @@ def backend(host, port, workers, threads, model_dir, timeout, log_level):
       LABEL_STUDIO_URL=http://localhost:8080 LABEL_STUDIO_API_KEY=... labelhub backend --port 9090
       # then in Label Studio: Project > Settings > Model > Connect Model > http://localhost:9090
     """
-    import logging
     import tempfile
 
     from gunicorn.app.base import BaseApplication
     from gunicorn.errors import AppImportError
+
+    from labelhub.redaction import setup_logging
 
     if model_dir:
         os.environ["MODEL_DIR"] = model_dir
@@ -97,7 +98,9 @@ def backend(host, port, workers, threads, model_dir, timeout, log_level):
         for name in os.listdir(prom_dir):  # stale values of a previous run (prometheus-client's advice)
             if name.endswith(".db"):
                 os.unlink(os.path.join(prom_dir, name))
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s")
+    # before gunicorn forks: every worker inherits the handler and its filter of the secrets
+    setup_logging(log_level.upper(), [os.environ.get(name) for name in SECRET_VARIABLES],
+                  fmt="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s")
 
     def child_exit(server, worker):
         from prometheus_client import multiprocess

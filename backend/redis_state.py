@@ -49,6 +49,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from labelhub.backend.state import ProjectState, Store, atomic_write_bytes
+from labelhub.errors import ConfigurationError
 
 log = logging.getLogger(__name__)
 
@@ -70,11 +71,22 @@ def connect(url: str, timeout: float | None = 30.0):
         timeout: Seconds to wait for an answer (``None`` for an RQ worker, whose waits for work block longer).
 
     Raises:
-        ValueError: When the URL is not a Redis URL.
+        ConfigurationError: When redis-py cannot read the URL: another scheme, a port that is no number, or a
+            query parameter it does not know (redis-py finds that one only when it connects, so a connection
+            object is made here, without connecting). The message names ``LABELHUB_REDIS_URL``, never the URL.
     """
     import redis
 
-    return redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=5, health_check_interval=30)
+    try:
+        client = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=5, health_check_interval=30)
+        pool = client.connection_pool
+        pool.connection_class(**pool.connection_kwargs)  # opens no socket
+    except (ValueError, TypeError):
+        raise ConfigurationError(
+            "LABELHUB_REDIS_URL is not a Redis URL redis-py reads: redis://[:password@]host:port/db (rediss:// for "
+            "TLS), with no query parameter but those of https://redis.readthedocs.io/en/stable/connections.html"
+            "#redis.Redis.from_url") from None
+    return client
 
 
 @contextmanager

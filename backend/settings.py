@@ -58,7 +58,7 @@ class Settings:
             default ``./labelhub-models``). Shared by all gunicorn workers; keep it on a local disk.
         basic_auth_user / basic_auth_pass: HTTP basic auth that Label Studio sends when the model is
             connected with "Basic Authentication" (``BASIC_AUTH_USER`` / ``BASIC_AUTH_PASS``; both
-            empty: no auth).
+            empty: no auth; one without the other is refused).
         webhook_secret: Shared secret accepted in the ``X-LabelHub-Secret`` header of ``/webhook``
             (``LABELHUB_WEBHOOK_SECRET``). Label Studio sends no basic auth on the webhook it creates
             itself, so add this header to that webhook in the project's settings.
@@ -187,7 +187,8 @@ class Settings:
 
         Raises:
             ValueError: A number out of its range (``LABELHUB_IMAGE_SIZE=0``, ``LABELHUB_MEDIA_TIMEOUT=nan``),
-                an unknown log level, or a NUL character; the message names the variable.
+                an unknown log level, a NUL character, or one of ``BASIC_AUTH_USER``/``BASIC_AUTH_PASS`` without the
+                other; the message names the variable.
         """
         for name, (low, high) in _RANGES.items():
             value = getattr(self, name)
@@ -202,6 +203,11 @@ class Settings:
             parts = value if isinstance(value, tuple) else (value,)
             if any("\0" in str(part) for part in parts):
                 raise ValueError(f"{self.ENV[f.name]} contains a NUL character")
+        if bool(self.basic_auth_user) != bool(self.basic_auth_pass):  # one alone would leave the backend open
+            given, missing = (("BASIC_AUTH_USER", "BASIC_AUTH_PASS") if self.basic_auth_user
+                              else ("BASIC_AUTH_PASS", "BASIC_AUTH_USER"))
+            raise ValueError(f"{given} is set without {missing}: set both (what Label Studio's Connect Model "
+                             "dialog sends under Basic Authentication) or neither")
         from labelhub.backend.models.params import parse_params
 
         parse_params(self.model_params, "LABELHUB_MODEL_PARAMS")

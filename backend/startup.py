@@ -47,17 +47,18 @@ def check_redis(url: str) -> None:
     """Ping the Redis of ``LABELHUB_REDIS_URL``.
 
     Raises:
-        ConfigurationError: When the URL does not parse or Redis does not answer (the message holds no URL).
+        ConfigurationError: When redis-py cannot read the URL (:func:`labelhub.backend.redis_state.connect`) or Redis
+            does not answer (the message holds no URL).
     """
     import redis
 
     from labelhub.backend.redis_state import connect
 
+    client = connect(url, timeout=5)
     try:
-        connect(url, timeout=5).ping()
-    except (ValueError, redis.exceptions.RedisError) as exc:
-        reason = "not a redis:// URL" if isinstance(exc, ValueError) else type(exc).__name__
-        raise ConfigurationError(f"LABELHUB_REDIS_URL: Redis does not answer ({reason})") from None
+        client.ping()
+    except redis.exceptions.RedisError as exc:
+        raise ConfigurationError(f"LABELHUB_REDIS_URL: Redis does not answer ({type(exc).__name__})") from None
 
 
 def check_settings(settings: Settings) -> None:

@@ -64,18 +64,20 @@ class RedactSecrets(logging.Filter):
         return True
 
 
-def setup_logging(level: str = "INFO", secrets: Iterable[str | None] = ()) -> RedactSecrets:
+def setup_logging(level: str = "INFO", secrets: Iterable[str | None] = (),
+                  fmt: str = "%(asctime)s %(levelname)s %(name)s: %(message)s") -> RedactSecrets:
     """Log to stderr as ``time level name: message``, with :class:`RedactSecrets` on the handler.
 
     Args:
         level: ``DEBUG``, ``INFO``, ``WARNING`` or ``ERROR``.
         secrets: The values to hide.
+        fmt: The :class:`logging.Formatter` format (``labelhub backend`` adds the process id: several workers log).
 
     Returns:
         The filter (its :meth:`RedactSecrets.redact` cleans error messages printed elsewhere).
     """
     handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(logging.Formatter(fmt))
     redactor = RedactSecrets(secrets)
     handler.addFilter(redactor)
     root = logging.getLogger()

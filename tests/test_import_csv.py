@@ -114,6 +114,28 @@ def test_only_url_column_is_required_and_labels_are_not_nan():
         read_labels_csv(io.StringIO("path,label\na.png,Bag\n"), LABELS, UrlResolver())
 
 
+def test_a_row_too_long_or_not_utf8_is_one_rejected_row_and_the_others_are_read_on():
+    data = (HEADER.encode() + b"https://example.test/a.png,Bag,,,,,,,extra\n"        # 2: a field too many
+            + b'"https://example.test/\nb.png",Bag,,,,,,\n'                              # 3-4: a url with a newline
+            + b"https://example.test/c.png,Bag,,,,,,\n"                                  # 5 good
+            + b"https://example.test/d\xff.png,Bag,,,,,,\n"                              # 6: a byte not UTF-8
+            + b"https://example.test/e.png,Coat,,,,,,\n")                                # 7 good
+    parsed = read_labels_csv(io.BytesIO(data), LABELS, UrlResolver())
+    assert [str(e) for e in parsed.errors] == [
+        "line 2: more fields than the header has (expected 8 fields, saw 9)",
+        "line 3: url is not http(s), hf:// or a path of the dataset repo ('https://example.test/\\nb.png': "
+        "character 21 is a control character)",
+        "line 6: bytes that are not UTF-8 (read as U+FFFD) (in url)"]
+    assert [(t.url, t.lines) for t in parsed.tasks] == [("https://example.test/c.png", [5]),
+                                                        ("https://example.test/e.png", [7])]
+    assert (parsed.rows, parsed.rejected_rows) == (5, 3)
+
+
+def test_a_column_named_twice_is_refused_even_where_pandas_renames_it():
+    with pytest.raises(LabelsFileError, match="the column 'url' more than once"):
+        read_labels_csv(io.StringIO("url,pos_concepts,url\nhttps://example.test/a.png,Bag,x\n"), LABELS, UrlResolver())
+
+
 def test_paths_must_be_files_of_the_dataset_repo(tmp_path):
     repo_dir = tmp_path / "repo"
     sample_repos.init_local_repo(repo_dir)
@@ -162,7 +184,7 @@ def test_coco_bad_images_and_annotations_are_reported_by_position():
     assert [str(e) for e in parsed.errors] == [
         "images[2] (id 3): url is not http(s), hf:// or a path of the dataset repo ('3.png': a path needs "
         "--repo, the dataset repo it is in)",
-        "images[3] (id 4): image without a positive width and height (width=0, height=None)",
+        "images[3] (id 4): image without a width and height of at least 1 px (width=0, height=None)",
         "annotations[2] (id 12): unknown label ('Hat' is not a label of RectangleLabels 'box')",
         "annotations[3] (id 13): unknown image_id (image_id=9)",
         "annotations[4] (id 14): unknown category_id (category_id=5)",

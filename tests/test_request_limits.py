@@ -195,12 +195,19 @@ def _bad_settings(tmp_path):
         "a body limit that is not a number": ({"LABELHUB_MAX_BODY_BYTES": "64MB"}, "LABELHUB_MAX_BODY_BYTES", None),
         "a secret in a bad repo entry": ({"HF_TOKEN": secret, "LABELHUB_FILE_REPOS": f"x{secret}"},
                                          "LABELHUB_FILE_REPOS", secret),
+        "a Redis URL with a query parameter redis-py does not know": (
+            {"LABELHUB_REDIS_URL": f"redis://:{secret}@127.0.0.1:9/0?foo=bar"}, "LABELHUB_REDIS_URL", secret),
+        "a basic auth password without a user": ({"BASIC_AUTH_PASS": secret}, "BASIC_AUTH_USER", secret),
+        "a Redis URL whose port is no number": ({"LABELHUB_REDIS_URL": f"redis://:{secret}@127.0.0.1:port/0"},
+                                                "LABELHUB_REDIS_URL", secret),
     }
 
 
 @pytest.mark.parametrize("case", ["a file repo that is not a git repository", "an image size that is not a number",
                                   "an image size of zero", "a short secret", "a model that does not import",
-                                  "a body limit that is not a number", "a secret in a bad repo entry"])
+                                  "a body limit that is not a number", "a secret in a bad repo entry",
+                                  "a Redis URL with a query parameter redis-py does not know",
+                                  "a Redis URL whose port is no number", "a basic auth password without a user"])
 def test_a_configuration_error_ends_the_backend_once_with_one_line(tmp_path, case):
     env, variable, secret = _bad_settings(tmp_path)[case]
     env = {**env, "MODEL_DIR": str(tmp_path / "models"), "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prom")}

@@ -119,7 +119,7 @@ def read_coco(source: str | PathLike | IO, labels: ProjectLabels, urls: UrlResol
             else:
                 reject(where, m.BAD_URL, f"{answers[0][0]!r}: {answers[0][1]}")
         width, height = _number(image.get("width")), _number(image.get("height"))
-        if not width or not height or width <= 0 or height <= 0:
+        if not width or not height or width < 1 or height < 1:  # pixels: 0.5 would become an image 0 px wide
             reject(where, m.BAD_IMAGE_SIZE, f"width={image.get('width')!r}, height={image.get('height')!r}")
         if len(parsed.errors) > problems:
             parsed.rejected_rows += 1

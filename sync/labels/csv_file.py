@@ -1,4 +1,5 @@
-"""A labels CSV → :class:`labelhub.sync.labels.parsed.ParsedLabels` (pandas; every row checked).
+"""A labels CSV → :class:`labelhub.sync.labels.parsed.ParsedLabels` (Python's :mod:`csv` splits it, pandas checks
+every row).
 
 The columns (a header line is required; other columns are ignored with a warning):
 
@@ -15,10 +16,14 @@ Several rows with the same url are one image: whole-image rows add Choices, box 
 columns as LabelHub's export CSV (which holds boxes as JSON fractions; :mod:`labelhub.sync.regions`).
 
 Each check runs on every row (vectorised with pandas), and every failing check is reported with
-the row's line number (the header is line 1; a quoted value spanning lines is counted).
+the row's line number (the header is line 1; a quoted value spanning lines is counted). A row with more fields
+than the header, with broken quoting, or with bytes that are not UTF-8 (read as U+FFFD) is one of those rejected
+rows; the rest of the file is read on.
 """
 from __future__ import annotations
 
+import csv
+import io
 import logging
 from os import PathLike
 from typing import IO
@@ -53,43 +58,94 @@ def read_labels_csv(source: str | PathLike | IO, labels: ProjectLabels, urls: Ur
         :class:`RowError` for each failed check of each bad row, in line order.
 
     Raises:
-        LabelsFileError: the file cannot be parsed as CSV, it has no ``url`` column, or one of the columns it
-            reads appears twice (after stripping spaces). The message is one line.
+        LabelsFileError: the file cannot be parsed as CSV (an unclosed quote, ...), it has no ``url`` column, or
+            one of the columns it reads appears twice (after stripping spaces). The message is one line.
 
     Example:
         >>> parsed = read_labels_csv("labels.csv", ProjectLabels.from_config(config), UrlResolver())
         >>> [str(e) for e in parsed.errors]
         ['line 3: missing url']
     """
-    try:
-        df = pd.read_csv(source, dtype=str, keep_default_na=False, skip_blank_lines=False,
-                         encoding="utf-8-sig")
-    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
-        reason = " ".join(str(exc).split())  # pandas' messages may end with a newline: one line
-        raise LabelsFileError(f"the labels file is not a CSV pandas can read: {reason}"[:400]) from None
-    df.columns = [str(c).strip() for c in df.columns]
-    if "url" not in df.columns:
-        names = ", ".join(repr(c)[1:-1] for c in df.columns)[:300] or "none"
-        raise LabelsFileError(f"the labels CSV has no 'url' column (columns: {names})")
-    twice = sorted({c for c in df.columns if c in COLUMNS and list(df.columns).count(c) > 1})
+    header, records, refused = _records(_text(source))
+    names = [name.strip() for name in header]
+    if "url" not in names:
+        listed = ", ".join(repr(c)[1:-1] for c in names)[:300] or "none"
+        raise LabelsFileError(f"the labels CSV has no 'url' column (columns: {listed})")
+    twice = sorted({c for c in names if c in COLUMNS and names.count(c) > 1})
     if twice:
         raise LabelsFileError(f"the labels CSV has the column {', '.join(map(repr, twice))} more than once")
-    ignored = [c for c in df.columns if c not in COLUMNS]
+    ignored = [c for c in names if c not in COLUMNS]
     if ignored:
         log.warning("ignoring the CSV columns %s (the import reads %s)",
                     ", ".join(repr(c)[1:-1] for c in ignored)[:300], ", ".join(COLUMNS))
-    # physical line numbers: the header is line 1; a quoted value with newlines takes several lines
-    newlines = sum((df.iloc[:, j].str.count("\n") for j in range(df.shape[1])),
-                   pd.Series(0, index=df.index)).to_numpy()
-    line = 2 + np.arange(len(df)) + np.concatenate([[0], np.cumsum(newlines)[:-1]]).astype(int)
-    df = df.loc[:, [c for c in df.columns if c in COLUMNS]]
-    for column in COLUMNS:
-        if column not in df.columns:
-            df[column] = ""
-    df = df[list(COLUMNS)].apply(lambda col: col.str.strip())
-    blank = (df == "").all(axis=1).to_numpy()
-    df, line = df[~blank].reset_index(drop=True), line[~blank]
-    return _check(df, line, labels, urls)
+    where = {c: names.index(c) for c in COLUMNS if c in names}
+    df = pd.DataFrame([[fields[where[c]].strip() if c in where else "" for c in COLUMNS] for _, fields in records],
+                      columns=list(COLUMNS), dtype=str)
+    line = np.array([n for n, _ in records], dtype=int)
+    parsed = _check(df, line, labels, urls)
+    if refused:
+        parsed.rows += len(refused)
+        parsed.rejected_rows += len(refused)
+        parsed.errors = sorted(parsed.errors + [RowError(f"line {n}", reason, detail, n)
+                                                for n, (reason, detail) in refused.items()], key=lambda e: e.order)
+    return parsed
+
+
+def _text(source: str | PathLike | IO) -> str:
+    """The file's text: UTF-8, a BOM dropped, bytes that are not UTF-8 read as U+FFFD (rows flag them)."""
+    if hasattr(source, "read"):
+        data = source.read()
+    else:
+        with open(source, "rb") as fh:
+            data = fh.read()
+    if isinstance(data, bytes):
+        return data.decode("utf-8-sig", errors="replace")
+    return data[1:] if data.startswith("\ufeff") else data
+
+
+def _records(text: str) -> tuple[list[str], list[tuple[int, list[str]]], dict[int, tuple[str, str]]]:
+    """Split CSV text into ``(header, [(line, fields)] of the rows, {line: (reason, detail)} of the rows refused
+    whole)``.
+
+    Python's :mod:`csv` reads the Excel dialect pandas and spreadsheets write (pandas' own reader takes the
+    field count from the first row, so a long first row would shift every column). ``line`` is a row's first
+    physical line (the header is line 1); blank lines are left out, a row with fewer fields than the header is
+    filled with empty ones, and one with more is refused, as is one whose quoting is broken.
+
+    Raises:
+        LabelsFileError: No header line, or a quote that is never closed (the rest of the file would be one
+            value).
+    """
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    header: list[str] | None = None
+    records: list[tuple[int, list[str]]] = []
+    refused: dict[int, tuple[str, str]] = {}
+    line = 1
+    while True:
+        try:
+            fields: list[str] | csv.Error = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            if "unexpected end of data" in str(exc):
+                raise LabelsFileError(f"line {line}: a quote is never closed (the rest of the file would be "
+                                      "one value)") from None
+            fields = exc  # e.g. a character after a closing quote: this row only
+        first, line = line, reader.line_num + 1
+        if header is None:
+            if isinstance(fields, csv.Error):
+                raise LabelsFileError(f"the labels CSV's header line is not CSV: {fields}"[:400])
+            if fields:
+                header = fields
+        elif isinstance(fields, csv.Error):
+            refused[first] = (m.NOT_CSV, str(fields))
+        elif len(fields) > len(header):
+            refused[first] = (m.TOO_MANY_FIELDS, f"expected {len(header)} fields, saw {len(fields)}")
+        elif any(f.strip() for f in fields):
+            records.append((first, fields + [""] * (len(header) - len(fields))))
+    if header is None:
+        raise LabelsFileError("the labels CSV is empty: it needs a header line naming its columns (url, ...)")
+    return header, records, refused
 
 
 def _split(column: pd.Series) -> list[list[str]]:
@@ -105,6 +161,11 @@ def _check(df: pd.DataFrame, line: np.ndarray, labels: ProjectLabels, urls: UrlR
     def flag(mask, reason: str, detail=lambda i: "") -> None:
         for i in np.flatnonzero(np.asarray(mask)):
             errors.append((int(i), reason, detail(int(i))))
+
+    # bytes that are not UTF-8 (decoded as U+FFFD, "replacement character")
+    replaced = np.column_stack([df[c].str.contains("\ufffd", regex=False).to_numpy(dtype=bool) for c in COLUMNS])
+    flag(replaced.any(axis=1), m.NOT_UTF8,
+         lambda i: "in " + ", ".join(c for c, bad in zip(COLUMNS, replaced[i]) if bad))
 
     # url
     url = df["url"].tolist()

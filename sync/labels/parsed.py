@@ -28,12 +28,15 @@ LEFT_NOT_BEFORE_RIGHT = "left_col >= right_col"
 TOP_NOT_BEFORE_BOTTOM = "top_row >= bottom_row"
 BOX_WITHOUT_LABEL = "box without a positive concept"
 BAD_METADATA = "metadata is not a JSON object"
+TOO_MANY_FIELDS = "more fields than the header has"
+NOT_CSV = "quoting that is not CSV"
+NOT_UTF8 = "bytes that are not UTF-8 (read as U+FFFD)"
 UNKNOWN_LABEL = "unknown label"
 # COCO only
 UNKNOWN_IMAGE = "unknown image_id"
 UNKNOWN_CATEGORY = "unknown category_id"
 BAD_BBOX = "bbox is not 4 numbers with width and height > 0"
-BAD_IMAGE_SIZE = "image without a positive width and height"
+BAD_IMAGE_SIZE = "image without a width and height of at least 1 px"
 BBOX_OUTSIDE_IMAGE = "bbox outside the image"
 
 
@@ -207,6 +210,9 @@ def _names(mapping: dict[str, str]) -> str:
 # hf://[datasets/|spaces/|models/]owner/name[@revision]/path, as huggingface_hub's HfFileSystem
 # reads them (https://huggingface.co/docs/huggingface_hub/guides/hf_file_system); a revision with a
 # "/" is written URL-encoded (refs%2Fpr%2F1).
+#: What no URL or repo path holds: C0/C1 control characters (NUL, newlines, ...) and unpaired surrogates (a JSON
+#: ``\ud800`` escape in a COCO file: not Unicode text, so never sent to Label Studio).
+_NOT_URL_TEXT = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 _HF_URL = re.compile(r"^hf://(?:(datasets|spaces|models)/)?([^/@\s]+/[^/@\s]+)(?:@([^/\s]+))?/(\S+)$")
 
 
@@ -244,6 +250,10 @@ class UrlResolver:
             ``(value, hf)`` where ``value`` is the task URL and ``hf`` is ``(repo_id, path, sha)``
             for a repo path (else ``None``); or a ``str``, the detail of why the url is refused.
         """
+        odd = _NOT_URL_TEXT.search(url)
+        if odd:
+            what = "an unpaired surrogate" if odd.group() >= "\ud800" else "a control character"
+            return f"character {odd.start()} is {what}"
         scheme = url.split(":", 1)[0].lower() if ":" in url else ""
         if scheme in ("http", "https"):
             parts = urlsplit(url)
