@@ -37,6 +37,7 @@ from cachetools import LRUCache, TTLCache
 
 from labelhub.backend.errors import BackendError, MediaFetchError, MediaNotAllowedError
 from labelhub.redaction import redact
+from labelhub.signing import parse_file_url
 from labelhub.repos.hub import download
 from labelhub.backend.files import RepoFiles
 from labelhub.backend.settings import Settings
@@ -202,7 +203,8 @@ class MediaFetcher:
 
         Raises:
             MediaNotAllowedError: For any other URL (including relative paths when ``LABEL_STUDIO_URL``
-                is not set, and local file paths).
+                is not set, local file paths, and file route URLs of a repo not in ``LABELHUB_FILE_REPOS`` or
+                signed with another ``LABELHUB_SECRET``: the message names both).
         """
         if not isinstance(url, str) or not url:
             raise MediaNotAllowedError("the task's value is not a URL")
@@ -210,6 +212,11 @@ class MediaFetcher:
             return "data"
         if self.repo_files.owns(url) is not None:
             return "repo_file"
+        if parse_file_url(url) is not None:  # the file route's URL, but not one of a repo read here
+            raise MediaNotAllowedError(
+                f"{safe_url(url)} is a signed URL of LabelHub's file route: to read it from its repo, set "
+                "LABELHUB_FILE_REPOS (the repo) and LABELHUB_SECRET (the one the sync signed it with) here, as for "
+                "the backend")
         if url.startswith("hf://") or parse_hub_url(url, self._hub_endpoint()) is not None:
             return "hub"
         if url.startswith(_LS_PREFIXES):

@@ -40,6 +40,9 @@ def main():
 
 for _command in (sync, versions, diff, import_labels, restore, demo, backend, predict, worker):
     main.add_command(_command)
+    for _param in _command.params:  # "[env var: LABELHUB_INTERVAL]" in --help: what the docstrings promise
+        if isinstance(_param, click.Option) and _param.envvar:
+            _param.show_envvar = True
 _alias = copy.copy(import_labels)  # the command's name before it read COCO too; kept for scripts
 _alias.hidden = True
 main.add_command(_alias, name="import-csv")

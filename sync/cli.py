@@ -126,7 +126,8 @@ def sync(repo, project_id, revision, include, exclude, metadata_path, metadata_k
                                 batch_size=batch_size)
         log.info("syncing %s@%s (%s) into project %d %r: %s files as $%s", dataset.repo_id, revision, sha[:12],
                  project_id, project.title, importer.field.tag, importer.field.value_key)
-        log.info(dataset.describe_file_urls())
+        urls = dataset.describe_file_urls()
+        (log.warning if "UNSIGNED" in urls else log.info)(urls)  # tasks whose images the backend will refuse
         service = SyncService(importer, poll_interval=interval, reconcile_interval=reconcile_interval,
                               export_interval=export_interval, sweep_interval=sweep_interval)
         if export:

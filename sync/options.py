@@ -83,7 +83,7 @@ file_url_options = options(
 )
 
 log_level_option = click.option("--log-level", default="INFO", envvar="LABELHUB_LOG_LEVEL",
-                                 type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]))
+                                 type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
 
 
 def file_url_policy(mode: str, public_url: str | None, secret: str | None, lifetime: str):

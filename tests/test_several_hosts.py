@@ -20,6 +20,7 @@ import requests
 
 from tests.backend_fixtures import ROOT, TEXT_CONFIG, BackendServer, RedisServer, annotation_event, plot_review_tasks, \
     project_key, project_payload, text_tasks, trainer_leader, wait_for
+from tests.conftest import run_labelhub
 
 N_TASKS = 400
 PROJECT = project_payload(7, label_config=TEXT_CONFIG)
@@ -182,3 +183,11 @@ def test_two_workers_predict_5000_tasks_each_exactly_once(label_studio, redis_ur
     assert all("labelhub predict: project" in text for text in logs), [text[-1500:] for text in logs]  # both worked
     health = backend.store.job_statuses()[key]
     assert health["state"] == "done" and health["done"] == N_JOB_TASKS
+
+
+def test_a_burst_worker_with_nothing_to_do_exits_at_once(redis_url, tmp_path):
+    """RQ 3 with redis-py 8 held a worker's exit up to 60 s, one run in three (hence ``redis<8``)."""
+    env = {"LABELHUB_REDIS_URL": f"{redis_url}/2", "MODEL_DIR": str(tmp_path)}
+    for _ in range(6):
+        proc = run_labelhub("worker", "--burst", env=env, timeout=30)  # a hang fails here: TimeoutExpired
+        assert proc.returncode == 0, proc.stderr[-2000:]

@@ -211,9 +211,17 @@ class Demo:
         """Run steps 1 to 5 of the module docstring; return when the images are tasks.
 
         Raises:
-            RuntimeError: A process did not start (the message names its log).
+            RuntimeError: One of the three ports is in use (the message names its flag), or a process did not start
+                (the message names its log).
             FileNotFoundError: ``dataset-fashion-mnist`` is not installed.
         """
+        from labelhub.sync.labelstudio.server import port_in_use
+
+        taken = [f"{port} ({flag})" for port, flag in ((self.port, "--port"), (self.backend_port, "--backend-port"),
+                                                       (self.webhook_port, "--webhook-port")) if port_in_use(port)]
+        if taken:  # Label Studio would move to the next port by itself, and the demo would wait for it in vain
+            raise RuntimeError(f"port {', '.join(taken)} is in use on 127.0.0.1: stop what listens there, or "
+                               "choose another port")
         self.directory.mkdir(parents=True, exist_ok=True)
         self._load_settings()
         added = ensure_dataset_repo(self.repo, self.images)
@@ -263,7 +271,7 @@ class Demo:
 
     def _start_backend(self) -> None:
 
-        self.echo(f"starting the ML backend on {self.backend_url} (log: {self.directory / 'logs' / 'labelhub.backend.log'})")
+        self.echo(f"starting the ML backend on {self.backend_url} (log: {self.directory / 'logs' / 'backend.log'})")
         env = {
             "LABEL_STUDIO_URL": self.ls_url,
             "LABEL_STUDIO_API_KEY": self.secrets["token"],
@@ -435,10 +443,13 @@ def demo(directory, images, port, backend_port, webhook_port, export_interval, n
       labelhub demo                      # then open the printed URL and log in
       labelhub demo --no-browser --exit-after 60
     """
-    stop = threading.Event()
+    stop, ready = threading.Event(), threading.Event()
 
     def on_signal(signum, _frame):
         stop.set()
+        click.echo("stopping...", err=True)
+        if not ready.is_set():  # still starting: interrupt the step under way (what started is stopped below)
+            raise KeyboardInterrupt
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     run = Demo(Path(directory).resolve(), images=images, port=port, backend_port=backend_port,
@@ -447,6 +458,7 @@ def demo(directory, images, port, backend_port, webhook_port, export_interval, n
     error = None
     try:
         run.start()
+        ready.set()
         click.echo(run.banner())
         if not no_browser:
             import webbrowser
@@ -455,7 +467,10 @@ def demo(directory, images, port, backend_port, webhook_port, export_interval, n
         run.wait(stop, exit_after)
     except (RuntimeError, FileNotFoundError, OSError) as exc:
         error = str(exc)
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM while starting
+        pass
     finally:
+        ready.set()  # a signal from here on only asks again: the stop below runs to its end
         problems = run.stop()
         for s, handler in previous.items():
             signal.signal(s, handler)

@@ -65,6 +65,17 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether a server listens on ``host:port`` now (a port only in TIME_WAIT after a server stopped is free)."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
 def find_executable() -> Path:
     """The ``label-studio`` executable: on ``PATH``, else in the cached venv.
 
