@@ -142,3 +142,30 @@ def test_demo_starts_imports_real_images_serves_predictions_versions_annotations
     assert exported == set(created)  # the exit flushed every annotation into the last version
     for port in (demo.port, demo.backend_port, demo.webhook_port):
         assert _port_closed(port), f"port {port} still open after the demo exited"
+
+
+def test_ctrl_c_while_the_demo_starts_stops_what_it_started_at_once(tmp_path):
+    import signal
+
+    demo = DemoProcess(tmp_path / "demo")
+    try:
+        wait_for(lambda: demo.proc.poll() is not None or "starting the ML backend" in demo.output(), timeout=240,
+                 message="the demo to start its backend")
+        demo.proc.send_signal(signal.SIGINT)
+        assert demo.proc.wait(90) == 0, demo.output()
+    finally:
+        demo.stop()
+    assert "stopping..." in demo.output() and "LabelHub demo is ready." not in demo.output()
+    for port in (demo.port, demo.backend_port, demo.webhook_port):
+        assert _port_closed(port), f"port {port} still open after the demo stopped"
+
+
+def test_the_demo_refuses_a_port_in_use_at_once(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = subprocess.run([sys.executable, "-m", "tests.guarded", "demo", "--dir", str(tmp_path / "demo"),
+                               "--no-browser", "--port", str(port)],
+                              cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1 and f"port {port} (--port) is in use" in proc.stderr, proc.stderr
