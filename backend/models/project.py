@@ -55,7 +55,7 @@ from labelhub.backend.models.heads import ControlHead, Example, TaskInput
 from labelhub.backend.models.params import params_for
 from labelhub.backend.state import atomic_write_bytes
 from labelhub.errors import LabelConfigError
-from labelhub.label_config import ControlSpec, control_specs
+from labelhub.label_config import ControlSpec, control_specs, parse_label_config
 
 log = logging.getLogger(__name__)
 
@@ -154,7 +154,10 @@ class ProjectModel(LabelStudioMLBase):
                 self.heads.append(head)
                 claimed.update(head.claims())
         if not self.heads:
-            found = "; ".join(f"<{c.tag} name={c.from_name!r}> over <{c.object_tag}>" for c in self.controls)
+            specified = {c.from_name for c in self.controls}
+            found = "; ".join([f"<{c.tag} name={c.from_name!r}> over <{c.object_tag}>" for c in self.controls] + [
+                f"<{c.tag} name={c.name!r} toName={','.join(c.to_name)!r}> over no object tag with a $value"
+                for c in parse_label_config(self.label_config)[0] if c.name not in specified])
             raise LabelConfigError(
                 "no control tag of this label config can be answered: the backend answers Choices over Image "
                 "or Text, RectangleLabels and TextArea over Image, Labels over Text (and what a Hugging Face "
