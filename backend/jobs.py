@@ -520,13 +520,16 @@ class BatchResult:
     """What one batch did.
 
     Attributes:
-        model_version: The version written (``None`` when nothing was predicted).
+        model_version: The version written last (``None`` when nothing was predicted).
+        versions: Every version the batch wrote, in the order written (a retrain between two of its
+            ``predict`` calls makes two).
         written: Task ids whose prediction Label Studio now holds.
         skipped: Task ids left alone: deleted since the plan, or given a prediction of the version meanwhile.
         failed: ``{task id: reason}``: media that did not load, a prediction Label Studio rejected.
     """
 
     model_version: str | None = None
+    versions: list[str] = field(default_factory=list)
     written: list[int] = field(default_factory=list)
     skipped: list[int] = field(default_factory=list)
     failed: dict[int, str] = field(default_factory=dict)
@@ -574,8 +577,9 @@ def run_batch(host: JobHost, api: LabelStudioClient, project: ProjectInfo, task_
     """Predict one batch of tasks and write the predictions to Label Studio in one call.
 
     The tasks are read again first; those that meanwhile got a prediction of the version or were deleted
-    are skipped. The rest go to the project's model (``host.models.get(project.key, ...)``, refreshed from
-    ``MODEL_DIR``) as Label Studio's tasks (``{"id", "data"}``, :data:`PREDICT_CHUNK` per call); what it
+    are skipped. The rest go to the project's model (``host.models.get``, with the label config the backend
+    stored last, so a ``PROJECT_UPDATED`` the trainer applied during a job is followed by its next batch; refreshed
+    from ``MODEL_DIR``) as Label Studio's tasks (``{"id", "data"}``, :data:`PREDICT_CHUNK` per call); what it
     answers is normalized (:func:`labelhub.backend.model.normalize_predictions`), and a task with an ``error``
     (its media did not load) is not written. A write that fails or gets no answer is followed by a read of
     its tasks; only those without the prediction are sent again (at most :data:`WRITE_ATTEMPTS` times).
@@ -600,7 +604,8 @@ def run_batch(host: JobHost, api: LabelStudioClient, project: ProjectInfo, task_
     started = time.monotonic()
     result = BatchResult()
     fresh = {t.id: t for t in api.tasks(project.id, task_ids)}
-    model = host.models.get(project.key, project.label_config)
+    stored = host.store.project(project.key).project().get("label_config")
+    model = host.models.get(project.key, stored or project.label_config)  # the job's copy may be older than stored
     model.refresh()
     version = model.model_version
     todo = []
@@ -632,6 +637,8 @@ def run_batch(host: JobHost, api: LabelStudioClient, project: ProjectInfo, task_
             items.append({"task": task.id, "result": pred["result"], "score": pred["score"],
                           "model_version": written_version})
             result.model_version = written_version
+            if written_version not in result.versions:
+                result.versions.append(written_version)
         if items:
             _write(api, project.id, items, result)
     metrics = host.metrics
@@ -669,7 +676,8 @@ class JobStatus:
         state: ``queued``, ``running``, ``done`` (every batch ran; some tasks may have failed) or ``failed``
             (the job stopped on an error, see ``error``). :meth:`view` shows ``interrupted`` for a job whose
             process on this host is gone (killed).
-        model_version: The version written (the last batch's).
+        model_version: The model's version when the job started; once it is done, the newest version it wrote
+            (by the model's order: a retrain during the job makes its later batches write a newer one).
         total, queued, running, done, skipped, failed: Task counts: planned, waiting, in the batch being
             predicted, written, left alone (see :class:`BatchResult`), not written.
         selection: The job's ``--task-ids``/``--unlabeled`` (JSON), to recognize a re-run of the same job.
@@ -683,6 +691,8 @@ class JobStatus:
             (``keep_versions``: :mod:`labelhub.backend.retire`).
         prediction_set: The project's selected prediction set after the job (Settings → Annotation →
             Prelabeling; the Data Manager's "Prediction score" averages its scores); ``""`` when none.
+        versions: Every version the job's batches wrote, in the order their results came in; none of them is
+            retired after the job.
     """
 
     project: str
@@ -708,6 +718,7 @@ class JobStatus:
     failures: dict[str, str] = field(default_factory=dict)
     retired: dict[str, int] = field(default_factory=dict)
     prediction_set: str = ""
+    versions: list[str] = field(default_factory=list)
 
     @staticmethod
     def path(model_dir: Path, key: str) -> Path:
@@ -750,8 +761,9 @@ class JobStatus:
         for tid, reason in batch.failed.items():
             if len(self.failures) < KEEP_FAILURES:
                 self.failures[str(tid)] = reason
-        if batch.model_version:
-            self.model_version = batch.model_version
+        for version in batch.versions or [batch.model_version] * bool(batch.model_version):
+            if version not in self.versions:
+                self.versions.append(version)
 
     def view(self) -> dict:
         """The status as ``/health`` and ``labelhub predict --status`` show it (``state`` is ``interrupted``
@@ -938,7 +950,9 @@ def run_job(host: JobHost, api: LabelStudioClient, project_id: int, *, mode: str
             if bar is not None:
                 bar.close()
         # still under the job's lock, so that no later job's status is overwritten by this one's
+        model.refresh()
         ours = _versions_of(model, previous)
+        status.model_version = _newest(status.versions, model.get("versions") or []) or version
         status.state, status.finished_at = "done", time.time()
         status.prediction_set = _select_version(api, project, status, ours, select_version)
         _save(host, status)
@@ -946,7 +960,7 @@ def run_job(host: JobHost, api: LabelStudioClient, project_id: int, *, mode: str
             from labelhub.backend.retire import retire_versions
 
             try:
-                written = {version, status.model_version} - {None}  # a batch writes the version of its time
+                written = {version, *status.versions}  # a batch writes the version of its time
                 status.retired = retire_versions(api, project.id, ours | written, keep_versions,
                                                  protected=written | {status.prediction_set})
             except (LabelStudioError, ValueError) as exc:  # the predictions are written: the job stays done
@@ -955,6 +969,14 @@ def run_job(host: JobHost, api: LabelStudioClient, project_id: int, *, mode: str
             if status.retired:
                 _save(host, status)
     return status
+
+
+def _newest(written: Sequence[str], order: Sequence[str]) -> str | None:
+    """The newest of the versions ``written`` by the model's own order (its state's ``versions``, oldest first):
+    batches finish in any order on workers, so the last to finish may carry an older version. A version the
+    order does not name counts as the oldest."""
+    rank = {v: i for i, v in enumerate(order)}
+    return max(written, key=lambda v: rank.get(v, -1), default=None)
 
 
 def _versions_of(model: Any, previous: JobStatus | None) -> set[str]:

@@ -30,7 +30,6 @@ import hashlib
 import logging
 import math
 import numbers
-import os
 import tempfile
 import threading
 from collections.abc import Mapping
@@ -465,8 +464,8 @@ class LabelStudioMLBase:
         directory = Path(tempfile.gettempdir()) / "labelhub-media"
         directory.mkdir(parents=True, exist_ok=True)
         path = directory / f"{digest}{suffix}"
-        if not path.exists():
-            tmp = path.with_suffix(path.suffix + f".{os.getpid()}.tmp")
-            tmp.write_bytes(data)
-            os.replace(tmp, path)
+        if not path.exists():  # a temporary file of its own per call: threads may fetch the same URL at once
+            from labelhub.backend.state import atomic_write_bytes
+
+            atomic_write_bytes(path, data)
         return str(path)

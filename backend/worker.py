@@ -1,12 +1,14 @@
 """Prediction jobs on RQ workers, for several hosts (``LABELHUB_REDIS_URL``; ``labelhub worker``).
 
-With Redis, ``labelhub predict`` (and the backend's automatic jobs, :mod:`labelhub.backend.auto_predict`) plan a
-job as always (:func:`labelhub.backend.jobs.run_job`), but its batches go to an RQ queue
+With Redis, ``labelhub predict`` plans a job as always (:func:`labelhub.backend.jobs.run_job`), but its batches go
+to an RQ queue
 (https://python-rq.org/docs/, the job queue Label Studio itself runs on Redis), and every ``labelhub worker``
 process, on any host, takes batches from it: :func:`predict_batch` loads the project's model from Redis
 (:mod:`labelhub.backend.redis_state`) and runs :func:`labelhub.backend.jobs.run_batch`, which reads its tasks
 again and writes their predictions to Label Studio in one call. RQ hands each queued batch to one worker;
-the job's planner (:func:`on_workers`) waits for them and counts their results.
+the job's planner (:func:`on_workers`) waits for them and counts their results. The backend's automatic jobs
+(:mod:`labelhub.backend.auto_predict`) are RQ jobs too, each planned and predicted whole by the worker that takes
+it (:func:`predict_project`).
 
 Each worker is an RQ ``SimpleWorker`` (no fork per job), so the embedders and models it loaded stay in
 memory between batches. Its settings are the backend's environment variables (``LABELHUB_REDIS_URL``,
@@ -24,7 +26,8 @@ import time
 from dataclasses import asdict
 from typing import Any, Callable, Iterator
 
-from labelhub.backend.jobs import BatchResult, Executor, JobHost, LabelStudioClient, ProjectInfo, run_batch, run_job
+from labelhub.backend.jobs import (BatchResult, Executor, JobAlreadyRunning, JobHost, LabelStudioClient, ProjectInfo,
+                                   run_batch, run_job)
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +39,8 @@ QUEUE = "labelhub"
 BATCH_TIMEOUT = 3600
 #: Seconds between two looks of the planner at its batches.
 POLL_SECONDS = 0.5
+#: Seconds between two tries of an automatic job whose project has a job running.
+LOCK_WAIT_SECONDS = 2.0
 
 _HOST: tuple[Any, LabelStudioClient] | None = None
 
@@ -73,17 +78,26 @@ def predict_batch(project_id: int, task_ids: list[int]) -> dict:
 
 def predict_project(project_id: int, task_ids: list[int] | None = None, unlabeled: bool = False,
                     keep_versions: int = 0) -> dict:
-    """The RQ job of a whole automatic job (:mod:`labelhub.backend.auto_predict`): plan it on this worker,
-    its batches on every worker; ``keep_versions`` is the enqueuing backend's ``LABELHUB_KEEP_VERSIONS``
-    (:func:`labelhub.backend.jobs.run_job`).
+    """The RQ job of a whole automatic job (:mod:`labelhub.backend.auto_predict`): planned and predicted on this
+    worker, batch after batch (:func:`labelhub.backend.jobs.run_here`); ``keep_versions`` is the enqueuing
+    backend's ``LABELHUB_KEEP_VERSIONS`` (:func:`labelhub.backend.jobs.run_job`).
+
+    Its batches are not queued for the other workers: a worker waiting for batches that only it could take
+    (a single ``labelhub worker``, or every worker planning a job) would wait until RQ's timeout. While another
+    job of the project runs (``labelhub predict``, or an earlier automatic job on another worker), it waits for
+    it and then runs, so a request is never dropped; RQ's ``job_timeout`` bounds the wait.
 
     Returns:
         The final :class:`~labelhub.backend.jobs.JobStatus` as a dict.
     """
     host, api = _worker_host()
-    status = run_job(host, api, project_id, task_ids=task_ids, unlabeled=unlabeled, progress=False,
-                     execute=on_workers(host.store.client), keep_versions=keep_versions)
-    return asdict(status)
+    while True:
+        try:
+            status = run_job(host, api, project_id, task_ids=task_ids, unlabeled=unlabeled, progress=False,
+                             keep_versions=keep_versions)
+            return asdict(status)
+        except JobAlreadyRunning:
+            time.sleep(LOCK_WAIT_SECONDS)
 
 
 def queue(client, name: str = QUEUE):

@@ -22,7 +22,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from labelhub.backend.app import create_app
-from labelhub.backend.jobs import PredictionRow, TaskRow, latest_status, plan, read_statuses
+from labelhub.backend.jobs import (BatchResult, JobStatus, PredictionRow, TaskRow, _newest, latest_status, plan,
+                                   read_statuses)
 from labelhub.backend.model import LabelStudioMLBase
 from labelhub.backend.retire import superseded
 from labelhub.backend.state import Store
@@ -377,3 +378,35 @@ def test_a_version_label_studio_fails_to_delete_is_logged_and_the_others_still_r
 
     assert retire_versions(_Api(), 7, {"v0", "v1", "v2", "v3"}, keep=2) == {"v0": 10}
     assert _Api.deleted == ["v0"] and "could not delete the predictions of v1" in caplog.text
+
+
+def test_the_newest_version_a_job_wrote_wins_whatever_order_its_batches_finish_in():
+    """On RQ workers a batch predicted after a retrain (v2) may finish before one predicted before it (v1): the job
+    must select and keep v2, never take v1 for the newest and retire v2."""
+    status = JobStatus(project="1.1", project_id=1, model_version="v1")
+    status.add(BatchResult(model_version="v2", versions=["v2"], written=[1, 2]))
+    status.add(BatchResult(model_version="v1", versions=["v1"], written=[3]))
+    status.add(BatchResult(model_version="v3", versions=["v2", "v3"], written=[4]))  # a retrain inside one batch
+    assert status.versions == ["v2", "v1", "v3"] and status.done == 4
+    assert _newest(status.versions, ["v0", "v1", "v2", "v3"]) == "v3"
+    assert _newest(["v1", "gone"], ["v1"]) == "v1" and _newest([], ["v1"]) is None
+
+
+def test_an_automatic_job_on_a_worker_waits_for_the_running_one_and_predicts_its_batches_itself(monkeypatch):
+    """A request while a job of the project runs is not dropped (RQ would mark it failed and never retry), and its
+    batches are not queued for workers that may all be busy waiting for them (one worker would wait 4 h)."""
+    from labelhub.backend import worker
+
+    calls = []
+
+    def run_job(host, api, project_id, **kwargs):
+        calls.append(kwargs)
+        if len(calls) < 3:
+            raise worker.JobAlreadyRunning("a prediction job of project 4 is running")
+        return JobStatus(project="4.1", project_id=project_id, state="done", done=7)
+
+    monkeypatch.setattr(worker, "run_job", run_job)
+    monkeypatch.setattr(worker, "_worker_host", lambda: (object(), object()))
+    monkeypatch.setattr(worker, "LOCK_WAIT_SECONDS", 0.01)
+    assert worker.predict_project(4, None, True, 2)["done"] == 7
+    assert len(calls) == 3 and all("execute" not in c and c["keep_versions"] == 2 for c in calls)

@@ -205,3 +205,39 @@ def test_a_new_worker_predicts_and_refits_choices_from_the_stored_embeddings_wit
         assert web.post("/webhook", json=annotation_event(5000 + i, tasks[i], labels[i])).status_code == 200
     backend.trainer.run_once()
     assert backend.models.get(KEY, IMAGE_CONFIG).model_version.startswith("labelhub-35-") and fetched == []
+
+
+def test_a_predict_during_a_fit_leaves_the_fits_embedding_file_to_the_training_tasks(tmp_path, monkeypatch):
+    import threading
+
+    import numpy as np
+
+    from labelhub.backend.models.choices import ChoicesHead
+    from tests.backend_fixtures import PLOT_REVIEW_CONFIG
+
+    fit, fitting, release = ChoicesHead.fit, threading.Event(), threading.Event()
+
+    def slow_fit(self, examples):
+        fitting.set()
+        release.wait(30)
+        return fit(self, examples)
+
+    app = make_app(tmp_path)
+    client, backend = app.test_client(), app.extensions["labelhub"]
+    tasks, labels = plot_review_tasks(70)
+    for i, (task, label) in enumerate(zip(tasks[:20], labels[:20])):
+        body = annotation_event(4000 + i, task, label, project=project_payload(label_config=PLOT_REVIEW_CONFIG))
+        assert client.post("/webhook", json=body).status_code == 200
+        if i == 9:
+            backend.trainer.run_once()  # a first fit: the model predicts (and embeds) from now on
+    monkeypatch.setattr(ChoicesHead, "fit", slow_fit)
+    trainer = threading.Thread(target=backend.trainer.run_once)
+    trainer.start()
+    assert fitting.wait(30)
+    answer = client.post("/predict", json={"tasks": tasks[20:], "project": KEY, "label_config": PLOT_REVIEW_CONFIG})
+    assert answer.status_code == 200
+    release.set()
+    trainer.join(60)
+    [npz] = (tmp_path / "projects" / KEY / "files").glob("embeddings-*.npz")
+    with np.load(npz) as saved:
+        assert len(saved["keys"]) == 20  # the 50 tasks predicted meanwhile are not in it

@@ -165,7 +165,9 @@ class ProjectModel(LabelStudioMLBase):
                                                                                  "an object with a $value"))
         self._fitted: dict[str, Any] = {}
         self._fitted_files: dict[str, str] = {}
-        self._disk_cache: dict[str, dict] | None = None
+        # the fit's disk cache of embeddings, in the fitting thread only: a /predict or a job sharing this model
+        # meanwhile must not add its tasks to it (the file would grow to the project's size)
+        self._fitting = threading.local()
 
     def _make_head(self, control: ControlSpec, params: dict) -> ControlHead | None:
         candidates = []
@@ -233,8 +235,9 @@ class ProjectModel(LabelStudioMLBase):
         """
         embedder = self.embedder(kind)
         memory = self._embedding_cache()
-        disk = self._disk_cache.setdefault(embedder.name, self._load_disk_cache(embedder.name)) \
-            if self._disk_cache is not None else {}
+        fit_cache = getattr(self._fitting, "disk", None)
+        disk = fit_cache.setdefault(embedder.name, self._load_disk_cache(embedder.name)) if fit_cache is not None \
+            else {}
         keys = [EmbeddingCache.key(embedder.name, item.value) for item in inputs]
         out: list[Any] = [item.embeddings[embedder.name] if embedder.name in item.embeddings else
                           disk[k] if k in disk else memory.get(k) for item, k in zip(inputs, keys)]
@@ -244,7 +247,7 @@ class ProjectModel(LabelStudioMLBase):
             for i, vec in zip(todo, vectors):
                 out[i] = vec
                 memory.put(keys[i], vec)
-                if self._disk_cache is not None:
+                if fit_cache is not None:
                     disk[keys[i]] = vec
         if not out:
             return np.zeros((0, 0), dtype=np.float32)
@@ -417,7 +420,7 @@ class ProjectModel(LabelStudioMLBase):
         stored = dict(self.get("heads") or {})
         started = time.monotonic()
         before = {name: dict(entry) for name, entry in stored.items()}
-        self._disk_cache = {}
+        self._fitting.disk = fit_cache = {}
         failed = []
         try:
             for head in self.heads:
@@ -430,10 +433,9 @@ class ProjectModel(LabelStudioMLBase):
                                   head.control.from_name)
                     failed.append(f"{head.control.from_name}: {type(exc).__name__}: {' '.join(str(exc).split())}")
         finally:
-            if self._disk_cache:
-                for name, cache in self._disk_cache.items():
-                    self._save_disk_cache(name, cache)
-            self._disk_cache = None
+            self._fitting.disk = None
+            for name, cache in fit_cache.items():
+                self._save_disk_cache(name, cache)
         last_error = "; ".join(failed)[:500] or None
         if stored == before:
             if failed:
