@@ -100,12 +100,13 @@ class AnnotationIntake:
         since = ""
         if cursor:
             since = (datetime.strptime(cursor, LS_TIME).replace(tzinfo=timezone.utc) - OVERLAP).strftime(LS_TIME)
-        tasks = self.project.tasks_updated_since(since)
+        tasks, held_still = self.project.tasks_updated_since(since)
         read = [(task["id"], task.get("data") or {},
                  [_normalize(a if isinstance(a, dict) else a.dict()) for a in task.get("annotations") or []],
                  _ls_time(task.get("updated_at")) or None, _revision(task)) for task in tasks]
         changed = self.state.store_task_lists(read)
-        newest = max([cursor, *(as_of for *_, as_of, _ in read if as_of)])
+        # a listing that moved under every reading may have missed a task: the next pass reads from here again
+        newest = max([cursor, *(as_of for *_, as_of, _ in read if as_of)]) if held_still else cursor
         self.learn_annotators()
         self._bump(changed)
         if newest != cursor:
@@ -124,7 +125,11 @@ class AnnotationIntake:
         Raises:
             labelhub.errors.LabelHubError: Label Studio refused or could not be reached (nothing changes).
         """
-        gone = self.state.annotated_task_ids() - set(self.project.task_ids())
+        ids = self.project.task_ids()
+        if ids is None:  # the project changed under every reading: a task missing from it may exist
+            log.info("sweep: the project's tasks changed while they were listed; the next sweep looks again")
+            return 0
+        gone = self.state.annotated_task_ids() - set(ids)
         changed = self.state.delete_task_annotations(sorted(gone)) if gone else 0
         if changed:
             log.info("sweep: %d tasks deleted in Label Studio took %d annotations with them", len(gone), changed)

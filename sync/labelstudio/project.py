@@ -67,6 +67,21 @@ def _filters(*items: dict) -> str:
     return json.dumps({"filters": {"conjunction": "and", "items": list(items)}})
 
 
+#: Readings of a paged task listing before :meth:`LabelStudioProject._listing` gives up on one that holds still.
+LISTING_ATTEMPTS = 3
+
+
+def _next_page(page):
+    """The SDK pager's next page, or ``None`` past the last one (Label Studio answers that page 404, which the
+    SDK's own item iterator takes for the end too: ``label_studio_sdk.tasks.client_ext.SyncPagerExt``)."""
+    try:
+        return page.get_next()
+    except ApiError as exc:
+        if exc.status_code == 404:
+            return None
+        raise
+
+
 class LabelStudioProject:
     """One project of a Label Studio server.
 
@@ -223,11 +238,37 @@ class LabelStudioProject:
             return None
         return {str(k): v for k, v in columns.items() if isinstance(v, int)}
 
-    def task_ids(self) -> list[int]:
-        """The ids of every task of the project (one paged query, ids only)."""
-        pager = self.call(self.client.tasks.list, project=self.project_id, page_size=TASK_PAGE_SIZE, fields="task_only",
-                          include="id")
-        return [task.id for task in self.call(list, pager)]
+    def _listing(self, **params) -> tuple[list, bool]:
+        """Every task of a paged ``GET /api/tasks`` query, and whether the listing held still while it was read.
+
+        Label Studio pages by page number: a task deleted from a page already read shifts every later task back
+        one place, and a task saved meanwhile moves to the end of an ``updated_at`` ordering, so one task of a
+        later page is never read. Either shows: a task read twice, or another ``total`` on the last page than on
+        the first. Such a listing is read again, up to :data:`LISTING_ATTEMPTS` times in all.
+
+        Returns:
+            ``(tasks, held_still)``: the tasks of the last reading (the SDK's models), and whether it held still;
+            when it did not, callers must not take a task's absence for a fact.
+        """
+        for _ in range(LISTING_ATTEMPTS):
+            pages = [self.call(self.client.tasks.list, project=self.project_id, page_size=TASK_PAGE_SIZE, **params)]
+            while pages[-1].items and pages[-1].has_next and pages[-1].get_next is not None:
+                page = self.call(_next_page, pages[-1])
+                if page is None:
+                    break
+                pages.append(page)
+            tasks = [task for page in pages for task in page.items or []]
+            totals = {getattr(page.response, "total", None) for page in pages}
+            held_still = len({task.id for task in tasks}) == len(tasks) and len(totals) == 1
+            if held_still:
+                break
+        return tasks, held_still
+
+    def task_ids(self) -> list[int] | None:
+        """The ids of every task of the project (one paged query, ids only), or ``None`` when the project changed
+        under every reading (:meth:`_listing`): a task missing from such a list may exist."""
+        tasks, held_still = self._listing(fields="task_only", include="id")
+        return [task.id for task in tasks] if held_still else None
 
     def update_data(self, task_id: int, changes: dict) -> None:
         """Merge ``changes`` into the task's ``data`` (two calls: read, then update); its annotations and
@@ -241,16 +282,20 @@ class LabelStudioProject:
         meta = {**(task.meta or {}), **changes}
         self.call(self.client.tasks.update, str(task_id), meta=meta)
 
-    def tasks_updated_since(self, cursor: str) -> list[dict]:
+    def tasks_updated_since(self, cursor: str) -> tuple[list[dict], bool]:
         """Every task of the project whose ``updated_at`` is after ``cursor`` (``YYYY-MM-DDTHH:MM:SS.ffffffZ``,
         ``""`` for all), with its annotations, as plain dicts, oldest first. Creating, updating and
-        deleting an annotation all move its task's ``updated_at`` (Label Studio 1.23, verified)."""
+        deleting an annotation all move its task's ``updated_at`` (Label Studio 1.23, verified).
+
+        Returns:
+            ``(tasks, held_still)``: see :meth:`_listing`; when the listing did not hold still, a task may be
+            missing, so the caller must read from the same cursor again.
+        """
         items = [{"filter": "filter:tasks:updated_at", "operator": "greater", "type": "Datetime", "value": cursor}]
         query = json.dumps({"filters": {"conjunction": "and", "items": items if cursor else []},
                             "ordering": ["tasks:updated_at"]})
-        pager = self.call(self.client.tasks.list, project=self.project_id, query=query, page_size=TASK_PAGE_SIZE,
-                          fields="all")
-        return [task.dict() for task in self.call(list, pager)]
+        tasks, held_still = self._listing(query=query, fields="all")
+        return [task.dict() for task in tasks], held_still
 
     def users(self) -> dict[int, str]:
         """``{user id: email}`` of the organization's users (annotators)."""

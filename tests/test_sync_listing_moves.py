@@ -1,0 +1,65 @@
+"""Label Studio pages its task lists by page number, so a task saved or deleted while the sync reads a list shifts
+the later ones by a place: reconciliation must not move its cursor past a task it never read, and the sweep must
+not take a task it did not see for deleted."""
+from __future__ import annotations
+
+import pytest
+
+from labelhub.sync.annotations.intake import AnnotationIntake
+from labelhub.sync.labelstudio import project as project_module
+from labelhub.sync.labelstudio.project import LabelStudioProject
+from labelhub.sync.state import SyncState
+from tests.test_sync_export import CONFIG, choice
+
+N = 12
+
+
+@pytest.fixture
+def annotated(label_studio, make_project, tmp_path, monkeypatch):
+    """A project of N annotated tasks, listed 5 a page, and the sync's intake of it."""
+    monkeypatch.setattr(project_module, "TASK_PAGE_SIZE", 5)
+    client = label_studio.client()
+    created = make_project("listing moves", CONFIG)
+    client.projects.import_tasks(created.id, request=[{"image": f"https://example.test/{i}.png"} for i in range(N)])
+    ids = sorted(t.id for t in client.tasks.list(project=created.id, page_size=100))
+    for task_id in ids:
+        client.annotations.create(task_id, result=[choice("illustrated")])
+    project = LabelStudioProject(label_studio.url, label_studio.api_key, created.id)
+    return client, project, AnnotationIntake(project, SyncState(tmp_path / "s.sqlite3", created.id, "o/r")), ids
+
+
+def _on_second_page(project, action):
+    """Run ``action`` once, just before the project's client fetches a second page of tasks."""
+    raw = project.client.tasks._raw_client
+    fetch = raw.list
+
+    def list_(*args, **kwargs):
+        if kwargs.get("page") == 2 and not done:
+            done.append(action())
+        return fetch(*args, **kwargs)
+
+    done = []
+    raw.list = list_
+    return done
+
+
+def test_a_task_saved_while_reconciliation_pages_is_not_skipped(annotated):
+    client, project, intake, ids = annotated
+    first_page_task = ids[0]  # oldest updated_at: read on page 1, then moved to the end by the save below
+    moved = _on_second_page(project, lambda: client.annotations.create(first_page_task, result=[choice("text-only")]))
+    intake.reconcile()
+    assert moved
+    live = {ann["id"] for _, ann in intake.state.live_annotations()}
+    assert len(live) == N + 1  # every annotation, the one saved meanwhile too
+
+
+def test_a_task_deleted_while_the_sweep_pages_leaves_the_others_alone(annotated):
+    client, project, intake, ids = annotated
+    intake.reconcile()
+    assert len(intake.state.live_annotations()) == N
+    deleted = _on_second_page(project, lambda: client.tasks.delete(ids[0]))
+    intake.sweep()
+    assert deleted
+    assert len(intake.state.live_annotations()) >= N - 1  # at most the deleted task's annotation leaves
+    intake.sweep()  # the project holds still now: the deleted task is found
+    assert {task["id"] for task, _ in intake.state.live_annotations()} == set(ids[1:])
