@@ -162,9 +162,10 @@ class SyncState:
             self.db.execute("BEGIN IMMEDIATE")
             yield
 
-    def _write(self, sql: str, rows: Iterable[tuple]) -> None:
+    def _write(self, sql: str, rows: Iterable[tuple]) -> int:
+        """Run ``sql`` for each of ``rows`` in one transaction; returns the rows it changed."""
         with self._transaction():
-            self.db.executemany(sql, rows)
+            return self.db.executemany(sql, rows).rowcount
 
     # heads
     def head(self, revision: str) -> str | None:
@@ -293,7 +294,7 @@ class SyncState:
         stored with the revision it was made on has it as ``annotated_revision``."""
         return self._live()
 
-    def _live(self, only_without_row: bool = False) -> list[tuple[dict, dict]]:
+    def _live(self, only_without_row: bool = False) -> list[tuple[dict, dict]] | list[tuple[dict, dict, tuple]]:
         # a plain (not correlated) subquery: SQLite builds it once, not once per annotation
         where = " AND a.annotation_id NOT IN (SELECT annotation_id FROM export_rows WHERE project_id=?)" \
             if only_without_row else ""
@@ -301,6 +302,8 @@ class SyncState:
             "SELECT a.task_id, t.data, a.body, a.revision FROM annotations a LEFT JOIN tasks_seen t "
             "ON t.project_id = a.project_id AND t.task_id = a.task_id WHERE a.project_id=? AND a.deleted=0" + where,
             self.key[:1] * (2 if only_without_row else 1))
+        if only_without_row:  # with what each was read from, for store_rows
+            return [(*self._pair(*row), (row[2], row[1], row[3])) for row in rows]
         return [self._pair(*row) for row in rows]
 
     @staticmethod
@@ -310,19 +313,42 @@ class SyncState:
             annotation["annotated_revision"] = revision
         return {"id": task_id, "data": json.loads(data or "{}")}, annotation
 
-    def live_annotations_without_row(self, config: str) -> list[tuple[dict, dict]]:
+    def live_annotations_without_row(self, config: str) -> list[tuple[dict, dict, tuple]]:
         """Like :meth:`live_annotations`, for the annotations whose export row is not stored (new, changed, or
-        made with another label config: ``config`` is its fingerprint; a new one forgets every stored row)."""
+        made with another label config: ``config`` is its fingerprint; a new one forgets every stored row).
+
+        Returns:
+            ``[(task, annotation, made_from)]``: ``made_from`` is what the pair was read from, for
+            :meth:`store_rows`.
+        """
         if self.cursor(ROWS_CONFIG) != config:
             with self._transaction():
                 self.db.execute("DELETE FROM export_rows WHERE project_id=?", self.key[:1])
                 self.db.execute("INSERT OR REPLACE INTO cursors VALUES (?, ?, ?)", (self.key[0], ROWS_CONFIG, config))
         return self._live(only_without_row=True)
 
-    def store_rows(self, rows: Iterable[tuple[int, str, str, str]]) -> None:
-        """Store ``(annotation_id, row JSON, row hash, annotator reference)`` export rows."""
-        self._write("INSERT OR REPLACE INTO export_rows VALUES (?, ?, ?, ?, ?)",
-                    [(self.key[0], *row) for row in rows])
+    def store_rows(self, rows: Iterable[tuple[int, str, str, str]], made_from: Iterable[tuple] | None = None) -> int:
+        """Store ``(annotation_id, row JSON, row hash, annotator reference)`` export rows.
+
+        Args:
+            rows: The rows.
+            made_from: With each row, the ``made_from`` :meth:`live_annotations_without_row` gave its annotation: the
+                row is then stored only if its annotation and task are still what it was made from. The receiver's
+                thread may apply a webhook between the read and this write; its change drops no row yet (there is
+                none), so a row made from the older annotation would stay in every later version. Left unstored, it
+                is to be made again.
+
+        Returns:
+            How many rows were stored.
+        """
+        if made_from is None:
+            return self._write("INSERT OR REPLACE INTO export_rows VALUES (?, ?, ?, ?, ?)",
+                               [(self.key[0], *row) for row in rows])
+        return self._write("INSERT OR REPLACE INTO export_rows SELECT ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM annotations a "
+                    "LEFT JOIN tasks_seen t ON t.project_id = a.project_id AND t.task_id = a.task_id WHERE "
+                    "a.project_id=? AND a.annotation_id=? AND a.deleted=0 AND a.body IS ? AND t.data IS ? AND "
+                    "a.revision IS ?)",
+                    [(self.key[0], *row, self.key[0], row[0], *stamp) for row, stamp in zip(rows, made_from)])
 
     def export_rows(self) -> list[tuple[str, str, str]]:
         """``[(row JSON, row hash, annotator reference)]`` of every live annotation, in no particular order

@@ -216,3 +216,34 @@ def test_a_new_rows_column_holds_what_a_series_of_its_dtype_holds(values, dtype)
             return
         raise AssertionError(f"{values!r} as {dtype} made a column where pandas raises {exc!r}")
     pd.testing.assert_frame_equal(pd.DataFrame({"c": _column(values, dtype)}), pd.DataFrame({"c": expected}))
+
+
+def test_an_annotation_changed_while_its_row_is_made_is_exported_as_it_is_now(tmp_path, monkeypatch):
+    """The receiver's thread applies webhooks while an export makes its rows: a row made from the annotation as it
+    was must not be stored, or every later version would keep the older label."""
+    from labelhub.sync.annotations.intake import AnnotationIntake
+    from labelhub.sync.state import SyncState
+    from labelhub.sync.versions import incremental
+
+    state = SyncState(tmp_path / "s.sqlite3", 1, "o/r")
+    receiver = AnnotationIntake(None, SyncState(tmp_path / "s.sqlite3", 1, "o/r"))  # its own connection
+    task = {"id": 5, "data": {"image": "https://example.test/5.png"}}
+
+    def event(action, label, second):
+        receiver.apply_event(action, {"task": task, "annotation": {
+            "id": 100, "task": 5, "completed_by": 7, "updated_at": f"2026-01-01T00:00:0{second}.000000Z",
+            "result": [{"from_name": "kind", "to_name": "image", "type": "choices", "value": {"choices": [label]}}]}})
+
+    event("ANNOTATION_CREATED", "a", 0)
+    row = incremental.annotation_row
+    changed = []
+
+    def racing(*args, **kwargs):
+        made = row(*args, **kwargs)
+        if not changed:
+            changed.append(event("ANNOTATION_UPDATED", "b", 9))  # lands between the read and the store
+        return made
+
+    monkeypatch.setattr(incremental, "annotation_row", racing)
+    built = incremental.build_rows(state, {"kind": "Choices"}, "image")
+    assert changed and list(built.frame["kind"]) == ["b"]

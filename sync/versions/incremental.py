@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import threading
 import uuid
 from collections.abc import Mapping
@@ -217,8 +218,12 @@ class VersionFiles:
         return folder_patterns_of(self.consensus_names, metadata)
 
 
+log = logging.getLogger(__name__)
+
 #: Held by a whole build: two threads exporting one state's versions would otherwise change one build's stores.
 _LOCK = threading.RLock()
+#: Rounds of making the rows whose annotations changed while they were made (:func:`_store_rows`).
+STORE_ATTEMPTS = 3
 #: The last build of each state (path, project, repo): a few, so that tests with many states stay small.
 _BUILDS: cachetools.LRUCache = cachetools.LRUCache(maxsize=4)
 
@@ -238,15 +243,24 @@ def forget(state: SyncState) -> None:
 
 
 def _store_rows(state: SyncState, controls: Mapping[str, str], value_key: str, config: str) -> None:
-    """Make and store the rows of the annotations that have none (new, changed, or made with another config)."""
-    made = []
-    for task, annotation in state.live_annotations_without_row(config):
-        row = annotation_row(task, annotation, controls, value_key, {})
-        reference = annotation_reference(annotation)
-        del row["annotator"]
-        text = json.dumps(row, sort_keys=True, default=str)
-        made.append((row["annotation_id"], text, hashlib.sha256(text.encode()).hexdigest(), reference))
-    state.store_rows(made)
+    """Make and store the rows of the annotations that have none (new, changed, or made with another config).
+
+    A row whose annotation or task a webhook changed while it was made is not stored
+    (:meth:`~labelhub.sync.state.SyncState.store_rows`); those are made again at once, so the version holds every
+    live annotation, each as it is now.
+    """
+    for _ in range(STORE_ATTEMPTS):
+        made, made_from = [], []
+        for task, annotation, stamp in state.live_annotations_without_row(config):
+            row = annotation_row(task, annotation, controls, value_key, {})
+            reference = annotation_reference(annotation)
+            del row["annotator"]
+            text = json.dumps(row, sort_keys=True, default=str)
+            made.append((row["annotation_id"], text, hashlib.sha256(text.encode()).hexdigest(), reference))
+            made_from.append(stamp)
+        if state.store_rows(made, made_from) == len(made):
+            return
+    log.warning("annotations kept changing while their export rows were made: the next export takes them")
 
 
 def build_rows(state: SyncState, controls: Mapping[str, str], value_key: str) -> VersionRows:
