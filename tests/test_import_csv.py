@@ -199,3 +199,14 @@ def test_coco_bad_images_and_annotations_are_reported_by_position():
                                               FractionEdges(20 / 28, 0.0, 1.0, 5 / 28)]
     assert two.regions[0].edges == FractionEdges(0.25, 0.25, 0.75, 0.75)
     assert (two.original_width, two.original_height) == (56, 28)
+
+
+def test_a_local_repo_file_whose_name_is_not_utf8_is_left_out_and_the_others_are_listed(tmp_path, caplog):
+    import os
+
+    repo_path = sample_repos.local_repo_with(tmp_path / "repo", {"ok.png": b"png"})
+    with open(os.path.join(os.fsencode(repo_path), b"caf\xe9.png"), "wb") as fh:  # Latin-1 bytes in the name
+        fh.write(b"png")
+    sha = sample_repos.commit_local(repo_path, message="a Latin-1 name")
+    assert [f.path for f in LocalGitRepo(str(repo_path)).list_files(sha)] == ["ok.png"]
+    assert r"names are not UTF-8 (caf\xe9.png)" in caplog.text

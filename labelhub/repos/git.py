@@ -11,6 +11,7 @@ path, each costing 5 to 8 ms to start beside a busy Label Studio.
 """
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import threading
@@ -27,6 +28,8 @@ from labelhub.signing import repo_key
 
 
 __all__ = ["git", "is_git_repo", "GitObjects", "LocalGitRepo"]
+
+log = logging.getLogger(__name__)
 
 
 def git(repo_dir: str | os.PathLike, *args: str, input: bytes | None = None, env: dict | None = None,
@@ -149,16 +152,27 @@ class LocalGitRepo:
         return iter(self.list_files(sha))
 
     def list_files(self, sha: str) -> list[RepoFile]:
-        """See :meth:`labelhub.repos.DatasetRepo.list_files` (``git ls-tree -r -l -z``)."""
+        """See :meth:`labelhub.repos.DatasetRepo.list_files` (``git ls-tree -r -l -z``).
+
+        A file whose name is not UTF-8 (git stores names as bytes) is left out with a warning: a task's URL and data
+        are text, and one such name must not stop the others from becoming tasks.
+        """
         out = git(self.path, "ls-tree", "-r", "-l", "-z", sha)
-        files = []
+        files, not_text = [], []
         for record in out.split(b"\0"):
             if not record:
                 continue
             meta, path = record.split(b"\t", 1)
             _mode, kind, oid, size = meta.split()
-            if kind == b"blob":
+            if kind != b"blob":
+                continue
+            try:
                 files.append(RepoFile(path.decode(), int(size), oid.decode()))
+            except UnicodeDecodeError:
+                not_text.append(path)
+        if not_text:
+            log.warning("%d files of %s at %s are left out: their names are not UTF-8 (%s)", len(not_text),
+                        self.repo_id, sha[:12], ", ".join(repr(p)[2:-1] for p in not_text[:5]))
         return files
 
     def read_file(self, sha: str, path: str) -> bytes:
