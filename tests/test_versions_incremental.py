@@ -247,3 +247,16 @@ def test_an_annotation_changed_while_its_row_is_made_is_exported_as_it_is_now(tm
     monkeypatch.setattr(incremental, "annotation_row", racing)
     built = incremental.build_rows(state, {"kind": "Choices"}, "image")
     assert changed and list(built.frame["kind"]) == ["b"]
+
+
+def test_labels_the_config_lacks_follow_its_labels_in_the_class_label_so_the_version_loads():
+    """Label Studio's API takes a choice the config does not name; a ClassLabel without it fails load_dataset."""
+    from labelhub.label_config import data_field
+    from labelhub.sync.versions.training import training_features
+
+    config = ('<View><Image name="image" value="$image"/><Choices name="kind" toName="image">'
+              '<Choice value="b"/><Choice value="a"/></Choices></View>')
+    features = training_features(config, {"kind": "Choices"}, data_field(config),
+                                 found={"kind": {"a": 3, "zz-scripted": 2, "c-removed": 1}})
+    assert features["kind"].names == ["b", "a", "c-removed", "zz-scripted"]  # the config's keep their indices
+    assert training_features(config, {"kind": "Choices"}, data_field(config))["kind"].names == ["b", "a"]

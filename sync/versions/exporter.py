@@ -339,12 +339,14 @@ class Exporter:
         local, series = self.repo.local, self.series
         training_path = series.local_metadata_path if local else series.hub_training_path
         training_files = built.training_patterns(training_path) if local else [training_path]
-        features = None if local else training_features(self.project.label_config, self.controls, self.field)
+        found = built.label_distribution  # labels the config lacks still load (see training_features)
+        features = None if local else training_features(self.project.label_config, self.controls, self.field,
+                                                        found=found)
         rows_path = None if local else series.rows_path
         consensus_path = series.local_consensus_path if local else series.hub_consensus_path
         consensus_files = built.consensus_patterns(consensus_path) if local else [consensus_path]
         consensus_features = None if local else training_features(self.project.label_config, self.controls,
-                                                                   self.field, CONSENSUS_COLUMNS)
+                                                                   self.field, CONSENSUS_COLUMNS, found=found)
         card = dataset_card(previous, self.csv_path, card_block(manifest, self.controls, self.value_key,
                                                                  changes=summary_text(change),
                                                                  agreement=agreement_markdown(manifest["agreement"]),

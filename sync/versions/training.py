@@ -10,7 +10,8 @@ config: one row per annotation that was not skipped, with
   ==========================  =================================================================================
   control tag                 feature
   ==========================  =================================================================================
-  Choices                     ``ClassLabel`` with the label config's choices in their order
+  Choices                     ``ClassLabel`` with the label config's choices in their order (then labels the
+                              annotations hold that the config lacks, sorted: ``training_features``' ``found``)
   Choices ``choice=multiple``  a list of that ``ClassLabel``
   RectangleLabels             a list of ``{x, y, width, height}`` (float32 fractions 0 to 1) with a ``ClassLabel``
                               ``label``
@@ -42,7 +43,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 import pandas as pd
 
@@ -86,7 +87,7 @@ def _control_specs(label_config: str, controls: Mapping[str, str]) -> dict[str, 
 
 
 def training_features(label_config: str, controls: Mapping[str, str], field: DataField,
-                      columns: Mapping[str, str] = ANNOTATION_COLUMNS):
+                      columns: Mapping[str, str] = ANNOTATION_COLUMNS, found: Mapping[str, Iterable[str]] | None = None):
     """The ``datasets.Features`` of the Hub layout (see the module docstring).
 
     Args:
@@ -95,6 +96,10 @@ def training_features(label_config: str, controls: Mapping[str, str], field: Dat
         field: The object tag the files fill.
         columns: The columns after the controls and their ``datasets.Value`` types (:data:`ANNOTATION_COLUMNS` for
             the default config, :data:`CONSENSUS_COLUMNS` for ``consensus``).
+        found: ``{from_name: labels}`` the version's rows hold (its ``label_distribution``). Label Studio's API
+            takes labels the config does not name (scripts, imported predictions, a choice removed from the config
+            later); a ``ClassLabel`` that lacks one fails the whole ``load_dataset``, so they follow the config's
+            labels, sorted (the config's keep their class indices).
 
     Returns:
         A ``datasets.Features``.
@@ -104,7 +109,8 @@ def training_features(label_config: str, controls: Mapping[str, str], field: Dat
     media = {"image": datasets.Image(), "audio": datasets.Audio()}.get(_MEDIA.get(field.tag, ""), datasets.Value("string"))
     features = {field.value_key: media}
     for name, (tag, labels, multiple) in _control_specs(label_config, controls).items():
-        label = datasets.ClassLabel(names=list(labels)) if labels else datasets.Value("string")
+        labels = list(labels) + sorted(set((found or {}).get(name, ())) - set(labels)) if labels else []
+        label = datasets.ClassLabel(names=labels) if labels else datasets.Value("string")
         if tag == "Choices":
             features[name] = datasets.List(label) if multiple else label
         elif tag == "RectangleLabels":
