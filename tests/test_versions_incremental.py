@@ -260,3 +260,16 @@ def test_labels_the_config_lacks_follow_its_labels_in_the_class_label_so_the_ver
                                  found={"kind": {"a": 3, "zz-scripted": 2, "c-removed": 1}})
     assert features["kind"].names == ["b", "a", "c-removed", "zz-scripted"]  # the config's keep their indices
     assert training_features(config, {"kind": "Choices"}, data_field(config))["kind"].names == ["b", "a"]
+
+
+def test_task_data_keys_named_like_export_columns_do_not_overwrite_them():
+    from labelhub.sync.versions.rows import annotation_row
+
+    task = {"id": 5, "data": {"image": "https://example.test/5.png", "kind": "meta", "annotation_id": "m-1",
+                              "task_id": "t-9", "annotator": "someone@metadata", "source": "v1"}}
+    annotation = {"id": 100, "completed_by": 7, "result": [
+        {"from_name": "kind", "to_name": "image", "type": "choices", "value": {"choices": ["a"]}}]}
+    row = annotation_row(task, annotation, {"kind": "Choices"}, "image", {7: "ann@example.test"})
+    assert (row["task_id"], row["annotation_id"], row["kind"], row["annotator"]) == (5, 100, "a", "ann@example.test")
+    assert (row["data.kind"], row["data.annotation_id"], row["data.task_id"], row["data.annotator"], row["source"]) \
+        == ("meta", "m-1", "t-9", "someone@metadata", "v1")

@@ -308,7 +308,9 @@ def plan_tasks(frame: pd.DataFrame, manifest: Mapping, label_config: str, repo_i
             continue
         task = tasks.get(task_id)
         if task is None:
-            data = {k: _metadata(row[k]) for k in metadata_columns if row[k] != ""}
+            # "data.<key>": a data key the export renamed because a column has its name
+            data = {k.removeprefix("data.") if k.removeprefix("data.") in columns else k: _metadata(row[k])
+                    for k in metadata_columns if row[k] != ""}
             data[value_key] = row[columns[3]]
             if row["hf_path"]:
                 data.update(hf_repo=repo_id, hf_path=row["hf_path"],

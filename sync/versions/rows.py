@@ -17,7 +17,8 @@ made from, e.g. ``image``), then one column per control tag, named by its ``from
 then ``annotator, created_at, updated_at, lead_time, was_cancelled, ground_truth, annotated_revision``
 (the commit sha the task showed when the annotation was last saved: a file whose content changed later
 has a newer ``hf_revision`` in its URL, and a training run can drop labels made on the older content),
-then the task's metadata columns (task data keys other than the value key and ``hf_*``), sorted.
+then the task's metadata columns (task data keys other than the value key and ``hf_*``), sorted; a key named
+like one of the columns above (``annotator``, ``task_id``, a control's name, ...) becomes ``data.<key>``.
 
 The annotation fields come from Label Studio's annotation format
 (https://labelstud.io/guide/export#Label-Studio-JSON-format-of-annotated-tasks).
@@ -111,7 +112,8 @@ def annotation_row(task: Mapping, annotation: Mapping, controls: Mapping[str, st
     for key in sorted(data):
         if key != value_key and key not in IDENTITY_KEYS:
             value = data[key]
-            row[key] = json.dumps(value) if isinstance(value, (dict, list)) else value
+            column = f"data.{key}" if key in row else key  # named like a column above: it must not overwrite it
+            row[column] = json.dumps(value) if isinstance(value, (dict, list)) else value
     return row
 
 
