@@ -205,7 +205,8 @@ class LabelStudioProject:
             The tasks' ids and data, in Label Studio's order.
 
         Raises:
-            LabelStudioError: Label Studio refused or cannot be reached.
+            LabelStudioError: Label Studio refused or cannot be reached, or the list moved under every reading
+                (:meth:`_listing`): the caller tries again later.
         """
         items = [{"filter": f"filter:tasks:data.{key}", "type": "String",
                   **({"operator": "empty", "value": False} if value is None else {"operator": "equal", "value": value})}
@@ -213,9 +214,11 @@ class LabelStudioProject:
         if after_task_id:
             items.append({"filter": "filter:tasks:id", "operator": "greater", "type": "Number",
                           "value": after_task_id})
-        pager = self.call(self.client.tasks.list, project=self.project_id, query=_filters(*items),
-                          page_size=TASK_PAGE_SIZE, fields="task_only", include="id,data")
-        return [(task.id, task.data or {}) for task in self.call(list, pager)]
+        tasks, held_still = self._listing(query=_filters(*items), fields="task_only", include="id,data")
+        if not held_still:  # a task missing from the list would have its file imported again
+            raise LabelStudioError(f"the tasks of project {self.project_id} kept changing while they were listed "
+                                   f"({LISTING_ATTEMPTS} readings)")
+        return [(task.id, task.data or {}) for task in tasks]
 
     def data_columns(self) -> dict[str, int] | None:
         """``{key: how many tasks have it in their data}``: Label Studio's own count, kept in the project's summary
