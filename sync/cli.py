@@ -16,6 +16,9 @@ Every option can also be set by the environment variable named in its ``--help``
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import click
 
@@ -100,7 +103,7 @@ def sync(repo, project_id, revision, include, exclude, metadata_path, metadata_k
 
     redact = setup_logging(log_level, secrets=[label_studio_api_key, hf_token, webhook_secret, secret])
     url_policy = file_url_policy(file_urls, public_url, secret, url_lifetime)
-    with one_line_errors(redact.secrets):
+    with one_line_errors(redact.secrets), _only_sync_of(state_path):
         from labelhub.sync.daemon import run_forever
         from labelhub.sync.versions.exporter import Exporter
         from labelhub.sync.files.importer import FileImporter
@@ -144,6 +147,23 @@ def sync(repo, project_id, revision, include, exclude, metadata_path, metadata_k
         finally:
             if receiver:
                 receiver.stop()
+
+
+@contextmanager
+def _only_sync_of(state_path: str) -> Iterator[None]:
+    """Hold ``<state>.lock`` while the command runs: two syncs of one state (a ``--once`` beside the daemon) would
+    both import the files that have no task yet, and both finish the same version.
+
+    Raises:
+        click.UsageError: Another ``labelhub sync`` holds it.
+    """
+    from labelhub.locks import file_lock
+
+    with file_lock(Path(f"{state_path}.lock"), blocking=False) as held:
+        if not held:
+            raise click.UsageError(f"another labelhub sync runs with --state {state_path}: stop it first (two syncs "
+                                   "of one state would import the same new files twice)")
+        yield
 
 
 def _start_webhooks(project, state_path, repo_id, service, url, host, port, secret):

@@ -272,3 +272,17 @@ def test_a_bare_local_repo_gets_the_commit_and_the_tag(tmp_path):
     bare.create_tag("annotations-v1", sha, message="annotations v1")
     assert bare.resolve("main") == sha and bare.tags() == {"annotations-v1": sha}
     sample_repos.git(tmp_path / "bare", "fsck", "--strict")
+
+
+def test_a_second_sync_of_one_state_is_refused_while_the_first_runs(tmp_path):
+    """Two syncs of one state (a --once beside the daemon) would both import the files that have no task yet."""
+    from labelhub.locks import file_lock
+    from tests.conftest import run_labelhub
+
+    state = tmp_path / "sync.sqlite3"
+    with file_lock(tmp_path / "sync.sqlite3.lock") as held:  # what a running `labelhub sync --state ...` holds
+        assert held
+        proc = run_labelhub("sync", "--repo", str(tmp_path), "--project", "1", "--state", str(state), "--once",
+                            env={"LABEL_STUDIO_URL": "http://127.0.0.1:9", "LABEL_STUDIO_API_KEY": "k" * 40},
+                            timeout=60)
+    assert proc.returncode == 2 and "another labelhub sync runs with --state" in proc.stderr, proc.stderr
