@@ -100,13 +100,14 @@ class AnnotationIntake:
         since = ""
         if cursor:
             since = (datetime.strptime(cursor, LS_TIME).replace(tzinfo=timezone.utc) - OVERLAP).strftime(LS_TIME)
-        tasks, held_still = self.project.tasks_updated_since(since)
+        tasks, whole = self.project.tasks_updated_since(since)
         read = [(task["id"], task.get("data") or {},
                  [_normalize(a if isinstance(a, dict) else a.dict()) for a in task.get("annotations") or []],
                  _ls_time(task.get("updated_at")) or None, _revision(task)) for task in tasks]
         changed = self.state.store_task_lists(read)
-        # a listing that moved under every reading may have missed a task: the next pass reads from here again
-        newest = max([cursor, *(as_of for *_, as_of, _ in read if as_of)]) if held_still else cursor
+        # a listing that moved while it was read may have missed a task after its first page: the cursor moves
+        # only past the tasks surely all read, and the next pass goes on from there
+        newest = max([cursor, *(as_of for *_, as_of, _ in read[:whole] if as_of)])
         self.learn_annotators()
         self._bump(changed)
         if newest != cursor:

@@ -214,7 +214,7 @@ class LabelStudioProject:
         if after_task_id:
             items.append({"filter": "filter:tasks:id", "operator": "greater", "type": "Number",
                           "value": after_task_id})
-        tasks, held_still = self._listing(query=_filters(*items), fields="task_only", include="id,data")
+        tasks, held_still, _ = self._listing(query=_filters(*items), fields="task_only", include="id,data")
         if not held_still:  # a task missing from the list would have its file imported again
             raise LabelStudioError(f"the tasks of project {self.project_id} kept changing while they were listed "
                                    f"({LISTING_ATTEMPTS} readings)")
@@ -241,7 +241,7 @@ class LabelStudioProject:
             return None
         return {str(k): v for k, v in columns.items() if isinstance(v, int)}
 
-    def _listing(self, **params) -> tuple[list, bool]:
+    def _listing(self, **params) -> tuple[list, bool, int]:
         """Every task of a paged ``GET /api/tasks`` query, and whether the listing held still while it was read.
 
         Label Studio pages by page number: a task deleted from a page already read shifts every later task back
@@ -250,8 +250,9 @@ class LabelStudioProject:
         the first. Such a listing is read again, up to :data:`LISTING_ATTEMPTS` times in all.
 
         Returns:
-            ``(tasks, held_still)``: the tasks of the last reading (the SDK's models), and whether it held still;
-            when it did not, callers must not take a task's absence for a fact.
+            ``(tasks, held_still, first_page)``: the tasks of the last reading (the SDK's models), whether it held
+            still (when it did not, callers must not take a task's absence for a fact), and how many of them its
+            first page held (fetched before anything moved, that page is whole).
         """
         for _ in range(LISTING_ATTEMPTS):
             pages = [self.call(self.client.tasks.list, project=self.project_id, page_size=TASK_PAGE_SIZE, **params)]
@@ -265,12 +266,12 @@ class LabelStudioProject:
             held_still = len({task.id for task in tasks}) == len(tasks) and len(totals) == 1
             if held_still:
                 break
-        return tasks, held_still
+        return tasks, held_still, len(pages[0].items or [])
 
     def task_ids(self) -> list[int] | None:
         """The ids of every task of the project (one paged query, ids only), or ``None`` when the project changed
         under every reading (:meth:`_listing`): a task missing from such a list may exist."""
-        tasks, held_still = self._listing(fields="task_only", include="id")
+        tasks, held_still, _ = self._listing(fields="task_only", include="id")
         return [task.id for task in tasks] if held_still else None
 
     def update_data(self, task_id: int, changes: dict) -> None:
@@ -285,20 +286,22 @@ class LabelStudioProject:
         meta = {**(task.meta or {}), **changes}
         self.call(self.client.tasks.update, str(task_id), meta=meta)
 
-    def tasks_updated_since(self, cursor: str) -> tuple[list[dict], bool]:
+    def tasks_updated_since(self, cursor: str) -> tuple[list[dict], int]:
         """Every task of the project whose ``updated_at`` is after ``cursor`` (``YYYY-MM-DDTHH:MM:SS.ffffffZ``,
         ``""`` for all), with its annotations, as plain dicts, oldest first. Creating, updating and
         deleting an annotation all move its task's ``updated_at`` (Label Studio 1.23, verified).
 
         Returns:
-            ``(tasks, held_still)``: see :meth:`_listing`; when the listing did not hold still, a task may be
-            missing, so the caller must read from the same cursor again.
+            ``(tasks, whole)``: the tasks, and how many of the first are surely all the tasks up to the last one's
+            ``updated_at``: all of them when the listing held still (:meth:`_listing`), else those of its first
+            page (a task saved later moves past them), so a reader moves its cursor only that far and goes on
+            from there.
         """
         items = [{"filter": "filter:tasks:updated_at", "operator": "greater", "type": "Datetime", "value": cursor}]
         query = json.dumps({"filters": {"conjunction": "and", "items": items if cursor else []},
                             "ordering": ["tasks:updated_at"]})
-        tasks, held_still = self._listing(query=query, fields="all")
-        return [task.dict() for task in tasks], held_still
+        tasks, held_still, first_page = self._listing(query=query, fields="all")
+        return [task.dict() for task in tasks], len(tasks) if held_still else first_page
 
     def users(self) -> dict[int, str]:
         """``{user id: email}`` of the organization's users (annotators)."""
