@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import click
@@ -103,7 +103,7 @@ def sync(repo, project_id, revision, include, exclude, metadata_path, metadata_k
 
     redact = setup_logging(log_level, secrets=[label_studio_api_key, hf_token, webhook_secret, secret])
     url_policy = file_url_policy(file_urls, public_url, secret, url_lifetime)
-    with one_line_errors(redact.secrets), _only_sync_of(state_path):
+    with one_line_errors(redact.secrets), ExitStack() as held:
         from labelhub.sync.daemon import run_forever
         from labelhub.sync.versions.exporter import Exporter
         from labelhub.sync.files.importer import FileImporter
@@ -122,6 +122,7 @@ def sync(repo, project_id, revision, include, exclude, metadata_path, metadata_k
         revision = revision or dataset.default_revision()
         sha = dataset.resolve(revision)
         project = LabelStudioProject(label_studio_url, label_studio_api_key, project_id)
+        held.enter_context(_only_sync_of(state_path, project_id))
         state = SyncState(state_path, project_id, dataset.repo_id)
         state.bind(project.url, project.key)
         importer = FileImporter(dataset, project, state, revision=revision, include=include, exclude=exclude,
@@ -150,19 +151,20 @@ def sync(repo, project_id, revision, include, exclude, metadata_path, metadata_k
 
 
 @contextmanager
-def _only_sync_of(state_path: str) -> Iterator[None]:
-    """Hold ``<state>.lock`` while the command runs: two syncs of one state (a ``--once`` beside the daemon) would
-    both import the files that have no task yet, and both finish the same version.
+def _only_sync_of(state_path: str, project_id: int) -> Iterator[None]:
+    """Hold ``<state>.<project>.lock`` while the sync of the project runs: two syncs of one project and state (a
+    ``--once`` beside the daemon) would both import the files that have no task yet, and both finish the same
+    version. Syncs of other projects may share the state file (each keeps its own rows).
 
     Raises:
-        click.UsageError: Another ``labelhub sync`` holds it.
+        click.UsageError: Another ``labelhub sync`` of the project holds it.
     """
     from labelhub.locks import file_lock
 
-    with file_lock(Path(f"{state_path}.lock"), blocking=False) as held:
+    with file_lock(Path(f"{state_path}.{project_id}.lock"), blocking=False) as held:
         if not held:
-            raise click.UsageError(f"another labelhub sync runs with --state {state_path}: stop it first (two syncs "
-                                   "of one state would import the same new files twice)")
+            raise click.UsageError(f"another labelhub sync of project {project_id} runs with --state {state_path}: "
+                                   "stop it first (two syncs of one project would import the same new files twice)")
         yield
 
 

@@ -274,15 +274,19 @@ def test_a_bare_local_repo_gets_the_commit_and_the_tag(tmp_path):
     sample_repos.git(tmp_path / "bare", "fsck", "--strict")
 
 
-def test_a_second_sync_of_one_state_is_refused_while_the_first_runs(tmp_path):
-    """Two syncs of one state (a --once beside the daemon) would both import the files that have no task yet."""
+def test_a_second_sync_of_one_project_and_state_is_refused_while_the_first_runs(label_studio, make_project,
+                                                                              tmp_path):
+    """Two syncs of one project and state (a --once beside the daemon) would both import the files without a task."""
     from labelhub.locks import file_lock
     from tests.conftest import run_labelhub
+    from tests.test_sync_export import CONFIG
 
+    repo = sample_repos.local_repo_with(tmp_path / "repo", sample_repos.image_files(0, 1))
+    project = make_project("one sync at a time", CONFIG)
     state = tmp_path / "sync.sqlite3"
-    with file_lock(tmp_path / "sync.sqlite3.lock") as held:  # what a running `labelhub sync --state ...` holds
+    env = {"LABEL_STUDIO_URL": label_studio.url, "LABEL_STUDIO_API_KEY": label_studio.api_key}
+    with file_lock(tmp_path / f"sync.sqlite3.{project.id}.lock") as held:  # what a running sync of it holds
         assert held
-        proc = run_labelhub("sync", "--repo", str(tmp_path), "--project", "1", "--state", str(state), "--once",
-                            env={"LABEL_STUDIO_URL": "http://127.0.0.1:9", "LABEL_STUDIO_API_KEY": "k" * 40},
-                            timeout=60)
-    assert proc.returncode == 2 and "another labelhub sync runs with --state" in proc.stderr, proc.stderr
+        proc = run_labelhub("sync", "--repo", str(repo), "--project", str(project.id), "--state", str(state),
+                            "--once", env=env, timeout=120)
+    assert proc.returncode == 2 and f"another labelhub sync of project {project.id} runs" in proc.stderr, proc.stderr
