@@ -273,3 +273,41 @@ def test_task_data_keys_named_like_export_columns_do_not_overwrite_them():
     assert (row["task_id"], row["annotation_id"], row["kind"], row["annotator"]) == (5, 100, "a", "ann@example.test")
     assert (row["data.kind"], row["data.annotation_id"], row["data.task_id"], row["data.annotator"], row["source"]) \
         == ("meta", "m-1", "t-9", "someone@metadata", "v1")
+
+
+def test_a_task_not_made_from_the_repo_stays_in_the_csv_but_not_in_the_training_rows():
+    """Its media cell would point nowhere (``hf://datasets/o/r@/``), and datasets stops reading the whole split."""
+    from labelhub.label_config import data_field
+    from labelhub.sync.versions.rows import annotation_row, rows_frame
+    from labelhub.sync.versions.training import training_records_by_row
+
+    config = ('<View><Image name="image" value="$image"/><Choices name="kind" toName="image">'
+              '<Choice value="a"/></Choices></View>')
+    result = [{"from_name": "kind", "to_name": "image", "type": "choices", "value": {"choices": ["a"]}}]
+    tasks = [{"id": 1, "data": {"image": "https://hub/x", "hf_path": "a.png", "hf_revision": "a" * 40}},
+             {"id": 2, "data": {"image": "https://elsewhere.test/b.png"}}]  # imported into Label Studio by hand
+    frame = rows_frame([annotation_row(task, {"id": 10 + task["id"], "result": result}, {"kind": "Choices"}, "image",
+                                       {}) for task in tasks], {"kind": "Choices"}, "image")
+    for local in (False, True):
+        first, second = training_records_by_row(frame, config, {"kind": "Choices"}, data_field(config), "o/r", local)
+        assert second is None and first["kind"] == "a"
+    assert list(frame["task_id"]) == [1, 2]
+
+
+def test_labels_over_another_tag_than_text_are_a_string_cell_not_character_spans():
+    """A Labels region over an Image (or an Audio span in seconds) is no character span: typed as one, every export
+    failed (the cell is not the spans' JSON) or the version did not load (seconds into int32)."""
+    from labelhub.label_config import data_field
+    from labelhub.sync.versions.rows import annotation_row, rows_frame
+    from labelhub.sync.versions.training import training_features, training_records_by_row
+
+    config = ('<View><Image name="image" value="$image"/><Labels name="lbl" toName="image"><Label value="cat"/>'
+              '</Labels><Rectangle name="box" toName="image"/></View>')
+    result = [{"from_name": "lbl", "to_name": "image", "type": "labels",
+               "value": {"x": 10, "y": 10, "width": 20, "height": 20, "labels": ["cat"]}}]
+    task = {"id": 1, "data": {"image": "https://hub/x", "hf_path": "a.png", "hf_revision": "a" * 40}}
+    frame = rows_frame([annotation_row(task, {"id": 11, "result": result}, {"lbl": "Labels"}, "image", {})],
+                       {"lbl": "Labels"}, "image")
+    [record] = training_records_by_row(frame, config, {"lbl": "Labels"}, data_field(config), "o/r", False)
+    assert isinstance(record["lbl"], str) and "cat" in record["lbl"]
+    assert training_features(config, {"lbl": "Labels"}, data_field(config))["lbl"].dtype == "string"

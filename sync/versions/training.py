@@ -1,7 +1,8 @@
 """Training-ready rows of a version: decoded media and typed labels through ``datasets.load_dataset`` (pure).
 
 ``datasets.load_dataset(repo, revision="annotations-vN", split="train")`` loads the version's *default*
-config: one row per annotation that was not skipped, with
+config: one row per annotation that was not skipped (of a task made from a file of the repo, when the media are
+files: a task imported into Label Studio by other means stays in the CSV only), with
 
 - the media decoded: the object tag's value key (``image``, ``audio``) holds the file, as an ``Image`` or
   ``Audio`` feature; a ``Text`` task's text is a string column;
@@ -16,6 +17,8 @@ config: one row per annotation that was not skipped, with
   RectangleLabels             a list of ``{x, y, width, height}`` (float32 fractions 0 to 1) with a ``ClassLabel``
                               ``label``
   Labels (over Text)          a list of ``{start, end, text, label}`` (character offsets, ``ClassLabel`` label)
+  Labels over another tag     the cell as in the CSV (string): an Audio span's seconds, a HyperText span's XPaths
+                              or an Image region are not character offsets
   TextArea                    the text (several entries joined with a newline)
   any other                   the JSON of its result values (string)
   ==========================  =================================================================================
@@ -74,14 +77,19 @@ def media_column(field: DataField, local: bool) -> str:
 
 
 def _control_specs(label_config: str, controls: Mapping[str, str]) -> dict[str, tuple[str, tuple[str, ...], bool]]:
-    """``{from_name: (tag, labels in config order, multiple)}``."""
-    parsed, _ = parse_label_config(label_config)
+    """``{from_name: (tag, labels in config order, multiple)}``; ``tag`` is ``""`` (a string cell, untyped) for
+    ``Labels`` over anything but ``Text``: character offsets are typed, an Audio span's seconds, a HyperText span's
+    XPaths and an Image region's box are not (their cells are not character spans)."""
+    parsed, objects = parse_label_config(label_config)
     by_name = {c.name: c for c in parsed}
     specs = {}
     for name, tag in controls.items():
         control = by_name.get(name)
         labels = tuple(control.labels) if control else ()
         multiple = bool(control) and (control.attrs.get("choice") or "").lower() == "multiple"
+        targets = {objects[n].tag for n in (control.to_name if control else ()) if n in objects}
+        if tag == "Labels" and targets != {"Text"}:
+            tag = ""
         specs[name] = (tag, labels, multiple)
     return specs
 
@@ -146,6 +154,13 @@ def _cell(tag: str, multiple: bool, cell):
     return None if empty else str(cell)
 
 
+def _has_media(field: DataField, path: str, revision: str, local: bool) -> bool:
+    """Whether a row's media can be named: a file task needs its ``hf_path`` (and, on the Hub, a commit). A task
+    not made from the repo (imported into Label Studio by hand) has none; its row stays in the CSV, but a media
+    cell pointing nowhere would stop ``datasets`` reading the whole split."""
+    return field.tag not in _MEDIA or bool(path and (local or revision))
+
+
 def _media_and_labels(row: Mapping, specs: Mapping[str, tuple[str, tuple[str, ...], bool]], field: DataField,
                       repo_id: str, local: bool, revision: str) -> dict:
     """The head of a record: the media (``file_name`` in the local layout, an ``hf://`` URL at ``revision`` on the
@@ -175,10 +190,10 @@ def training_records_by_row(frame: pd.DataFrame, label_config: str, controls: Ma
     specs = _control_specs(label_config, controls)
     records: list[dict | None] = []
     for row in frame.to_dict("records"):
-        if str(row.get("was_cancelled")).lower() == "true":
+        path, revision = _text(row.get("hf_path")), _text(row.get("annotated_revision"))
+        if str(row.get("was_cancelled")).lower() == "true" or not _has_media(field, path, revision, local):
             records.append(None)
             continue
-        path, revision = _text(row.get("hf_path")), _text(row.get("annotated_revision"))
         record = _media_and_labels(row, specs, field, repo_id, local, revision)
         record.update(task_id=int(row["task_id"]), annotation_id=int(row["annotation_id"]), hf_path=path,
                       annotator=_text(row.get("annotator")), annotated_revision=revision)
@@ -238,6 +253,8 @@ def consensus_records(consensus: pd.DataFrame, label_config: str, controls: Mapp
     for row in consensus.to_dict("records"):
         path = _text(row.get("hf_path"))
         pinned = _SHA.search(_text(row.get(field.value_key)))
+        if not _has_media(field, path, pinned.group(1) if pinned else revision, local):
+            continue
         record = _media_and_labels(row, specs, field, repo_id, local, pinned.group(1) if pinned else revision)
         agreement = row.get("agreement")
         record.update(task_id=int(row["task_id"]), hf_path=path, annotators=int(row.get("annotators") or 0),
