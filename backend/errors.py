@@ -1,8 +1,9 @@
 """Exceptions of the ML backend and the Flask error handlers that turn them into JSON answers.
 
 Label Studio reads an error from the ML backend as any non-2xx answer (``raise_for_status`` in
-``label_studio/ml/api_connector.py``, ``MLApi._request``); the JSON body ``{"error": ..., "code": ...}``
-is for people and tools calling the backend directly. A view never builds an error response by
+``label_studio/ml/api_connector.py``, ``MLApi._request``) and shows only its status line, so the reason phrase
+of each error answer is its message (:func:`_answer`); the JSON body ``{"error": ..., "code": ...}`` is for
+people and tools calling the backend directly. A view never builds an error response by
 hand: it raises one of these and :func:`register_error_handlers` answers.
 """
 from __future__ import annotations
@@ -102,6 +103,25 @@ class MediaFetchError(MediaError):
     code = "media_fetch_failed"
 
 
+#: The longest reason phrase an error answer carries (see :func:`_answer`).
+MAX_REASON_CHARS = 300
+
+
+def _answer(body: dict, status: int):
+    """A JSON error answer whose status line's reason phrase is the error itself (``422 no control tag of ...``).
+
+    Label Studio keeps only ``str(HTTPError)`` of a failed call (``raise_for_status`` in
+    ``label_studio/ml/api_connector.py``), which holds the reason phrase and not the body: so the message reaches
+    the Connect Model dialog and the model's error field. A reason phrase is latin-1 text on one line (RFC 9112,
+    section 4): other characters become ``?``, and it is cut at :data:`MAX_REASON_CHARS`.
+    """
+    response = jsonify(body)
+    phrase = " ".join(str(body.get("error", "")).split())[:MAX_REASON_CHARS]
+    phrase = "".join(c if c.isprintable() else "?" for c in phrase).encode("latin-1", "replace").decode("latin-1")
+    response.status = f"{status} {phrase}" if phrase else str(status)
+    return response
+
+
 def register_error_handlers(app: Flask) -> None:
     """Register JSON answers for :class:`BackendError`, werkzeug's HTTP errors and anything else.
 
@@ -127,17 +147,14 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(BackendError)
     def _backend_error(exc: BackendError):
-        response = jsonify(exc.to_dict())
-        response.status_code = exc.status
+        response = _answer(exc.to_dict(), exc.status)
         if isinstance(exc, UnauthorizedError):
             response.headers["WWW-Authenticate"] = 'Basic realm="labelhub"'
         return response
 
     @app.errorhandler(LabelConfigError)
     def _label_config_error(exc: LabelConfigError):
-        response = jsonify({"error": str(exc), "code": "unsupported_label_config"})
-        response.status_code = 422
-        return response
+        return _answer({"error": str(exc), "code": "unsupported_label_config"}, 422)
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):

@@ -86,7 +86,9 @@ def _label_config(body: dict, field: str, required: bool) -> str | None:
 class SetupRequest:
     """``POST /setup``: ``{project, schema, hostname, access_token, extra_params}`` (``MLApi.setup``).
 
-    The ``access_token`` is never kept or logged.
+    The ``access_token`` is never kept or logged. ``extra_params`` is ``None`` when the body has no such key (the
+    project's stored params stay); Label Studio always sends it, ``null`` when the Connect Model dialog's "Extra
+    params" are empty, which is ``{}``: params removed in the dialog are removed here too.
     """
 
     project: str
@@ -104,8 +106,7 @@ class SetupRequest:
         from labelhub.backend.models.params import parse_params
 
         try:
-            extra = body.get("extra_params")
-            extra_params = parse_params(extra, "extra_params") if extra is not None else None
+            extra_params = parse_params(body["extra_params"], "extra_params") if "extra_params" in body else None
         except ValueError as exc:
             raise InvalidPayloadError(str(exc), field="extra_params") from None
         return cls(project=project_key(body.get("project")), label_config=_label_config(body, "schema", True),

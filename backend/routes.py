@@ -152,11 +152,16 @@ def predict():
         return jsonify(results=[])
     raw = model.predict(req.tasks, context=req.context, login=req.login, password=req.password)
     results = normalize_predictions(raw, len(req.tasks), model.model_version)
-    for pred in results:
+    failed = []
+    for task, pred in zip(req.tasks, results):
         outcome = "media_error" if "error" in pred else ("ok" if pred["result"] else "empty")
         backend.metrics.predictions.labels(outcome=outcome).inc()
         if "error" in pred:
             pred["error"] = redact(pred["error"], backend.settings.secrets)
+            failed.append((task.get("id") if isinstance(task, dict) else None, pred["error"]))
+    if failed:  # Label Studio drops the answer's "error": the log is where a person sees why a task got nothing
+        log.warning("project %s: %d of %d tasks got no prediction; task %s: %s", req.project, len(failed),
+                    len(results), failed[0][0], " ".join(str(failed[0][1]).split())[:300])
     return jsonify(results=results)
 
 

@@ -108,3 +108,12 @@ def test_metrics_aggregate_all_workers(server):
     text = requests.get(server.url + "/metrics", timeout=5).text
     counts = [float(v) for v in re.findall(r'labelhub_requests_total\{endpoint="setup",status="200"\} (\S+)', text)]
     assert counts and sum(counts) >= 400
+
+
+def test_an_error_answer_says_why_in_its_status_line_which_label_studio_shows(server):
+    """Label Studio keeps only ``str(HTTPError)`` of a failed call (the status line), never the body."""
+    config = '<View><Audio name="a" value="$audio"/><Choices name="c" toName="a"><Choice value="x"/></Choices></View>'
+    answer = requests.post(f"{server.url}/setup", json={"project": "1.1718006400", "schema": config}, timeout=30)
+    assert answer.status_code == 422 and answer.json()["code"] == "unsupported_label_config"
+    with pytest.raises(requests.HTTPError, match="<Choices name='c'> over <Audio>"):  # what Label Studio shows
+        answer.raise_for_status()

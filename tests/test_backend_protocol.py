@@ -328,3 +328,15 @@ def test_metrics_are_prometheus_text(client):
     assert answer.status_code == 200 and answer.content_type.startswith("text/plain")
     text = answer.get_data(as_text=True)
     assert "labelhub_requests_total" in text and "labelhub_webhook_events_total" in text
+
+
+def test_extra_params_emptied_in_label_studio_are_emptied_here(app, client):
+    """Label Studio sends ``"extra_params": null`` once the dialog's Extra params are cleared; a body without the key
+    (another client) keeps the stored ones."""
+    store = app.extensions["labelhub"].store
+    params = {"controls": {"label": {"learned": True}}}
+    assert client.post("/setup", json={"project": KEY, "schema": IMAGE_CONFIG, "extra_params": params}).status_code == 200
+    assert client.post("/setup", json={"project": KEY, "schema": IMAGE_CONFIG}).status_code == 200
+    assert store.project(KEY).project()["extra_params"] == params
+    assert client.post("/setup", json={"project": KEY, "schema": IMAGE_CONFIG, "extra_params": None}).status_code == 200
+    assert store.project(KEY).project()["extra_params"] == {}

@@ -241,3 +241,18 @@ def test_a_predict_during_a_fit_leaves_the_fits_embedding_file_to_the_training_t
     [npz] = (tmp_path / "projects" / KEY / "files").glob("embeddings-*.npz")
     with np.load(npz) as saved:
         assert len(saved["keys"]) == 20  # the 50 tasks predicted meanwhile are not in it
+
+
+def test_learned_false_keeps_ocr_and_a_per_region_choices_is_not_answered_as_a_whole_image_choice(tmp_path):
+    client = make_app(tmp_path).test_client()
+    ocr_and_choices = ("<View><Image name='image' value='$image'/><TextArea name='text' toName='image'/>"
+                       "<Choices name='kind' toName='image'><Choice value='a'/><Choice value='b'/></Choices></View>")
+    answer = client.post("/setup", json={"project": KEY, "schema": ocr_and_choices, "extra_params": {"learned": False}})
+    assert answer.status_code == 200, answer.json  # OCR learns nothing: "learned": false leaves it on
+    per_region = ("<View><Image name='image' value='$image'/><RectangleLabels name='box' toName='image'>"
+                  "<Label value='x'/></RectangleLabels><Choices name='attr' toName='image' perRegion='true'>"
+                  "<Choice value='a'/><Choice value='b'/></Choices></View>")
+    other = project_key(2)
+    assert client.post("/setup", json={"project": other, "schema": per_region}).status_code == 200
+    model = make_app(tmp_path).extensions["labelhub"].models.get(other)
+    assert [head.control.from_name for head in model.heads] == ["box"]

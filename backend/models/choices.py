@@ -137,11 +137,14 @@ Results use Label Studio's format for Choices (https://labelstud.io/guide/export
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 
 from labelhub.backend.models.heads import ControlHead, Example, TaskInput
+
+if TYPE_CHECKING:  # pragma: no cover
+    from labelhub.label_config import ControlSpec
 
 __all__ = ["ChoicesHead"]
 
@@ -159,6 +162,13 @@ class ChoicesHead(ControlHead):
     CLASS_WEIGHT = "balanced"
     #: Exponent of the class-balance factor of the single-choice score (see the module docstring).
     BALANCE = 0.5
+
+    @classmethod
+    def supports(cls, control: "ControlSpec", params: Mapping[str, Any]) -> bool:
+        """Not a ``perRegion="true"`` Choices: that one classifies each region (its result carries the region's
+        ``id``; https://labelstud.io/tags/choices), and a whole-object choice in its place would be read as
+        another annotation of the object. Such a control is left unanswered (logged once)."""
+        return not control.per_region
 
     @property
     def kind(self) -> str:

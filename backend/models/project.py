@@ -174,7 +174,7 @@ class ProjectModel(LabelStudioMLBase):
         if params.get("model"):
             candidates.append(PIPELINE_HEAD)
         learned = LEARNED_HEADS.get((control.tag, control.object_tag))
-        if learned and params.get("learned", True) is not False:
+        if learned:
             candidates.append(learned)
         for path in candidates:
             try:
@@ -183,6 +183,8 @@ class ProjectModel(LabelStudioMLBase):
                 _log_once(self.project_id, control.from_name, "%s: %s is not installed (%s)", control.from_name,
                           path, exc)
                 continue
+            if cls.learns and params.get("learned", True) is False:
+                continue  # "learned": false turns off what learns from annotations, not OCR
             if cls.supports(control, params):
                 return cls(control, self, params, self.controls)
         _log_once(self.project_id, control.from_name,
