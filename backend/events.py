@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, Collection, Iterator, Protocol
 
 from labelhub.backend.errors import InvalidPayloadError, UnknownActionError
 from labelhub.errors import InvalidEventError, LabelHubError, UnknownEventAction
-from labelhub.webhooks import ACTIONS, event_action, parse_event
+from labelhub.webhooks import ACTIONS, check_training_tasks, event_action, parse_event
 from labelhub.backend.state import Store, atomic_write_json
 from labelhub.locks import file_lock
 
@@ -406,6 +406,36 @@ class Trainer:
         backend.metrics.events_pending.set(backend.queue.count())
         return len(taken)
 
+    def _read_annotations(self, key: str, data: dict) -> bool:
+        """On "Start training" (``START_TRAINING``), apply every annotation Label Studio holds for the project, not
+        only those its webhooks brought: annotations made before the backend was connected, or whose webhook was
+        refused (basic auth without ``LABELHUB_WEBHOOK_SECRET``) or lost. Needs ``LABEL_STUDIO_URL`` and
+        ``LABEL_STUDIO_API_KEY``; without them, or when Label Studio fails, it logs why and the training goes on
+        with what the webhooks brought.
+
+        Returns:
+            Whether ``data`` changed.
+        """
+        from labelhub.backend.auto_predict import project_id_of
+        from labelhub.backend.jobs import LabelStudioClient
+
+        settings = self.backend.settings
+        if not (settings.label_studio_url and settings.label_studio_api_key):
+            log.info("project %s: Start training learns from the annotations webhooks brought; set LABEL_STUDIO_URL "
+                     "and LABEL_STUDIO_API_KEY to read the project's others too", key)
+            return False
+        try:
+            tasks = LabelStudioClient(settings.label_studio_url, settings.label_studio_api_key).annotated_tasks(
+                project_id_of(key))
+            check_training_tasks(tasks)
+        except LabelHubError as exc:  # Label Studio failed, or answered what /train would refuse
+            log.warning("project %s: could not read its annotations from Label Studio (%s); training on what the "
+                        "webhooks brought", key, " ".join(str(exc).split())[:300])
+            return False
+        changed = apply_event(data, "TRAIN", {"annotations": tasks})
+        log.info("project %s: Start training read %d annotated tasks from Label Studio", key, len(tasks))
+        return changed
+
     def _train_project(self, key: str, events: list[tuple[Any, dict]]) -> list[tuple[Any, dict]]:
         """Apply ``events`` to project ``key``'s training data and fit its model once.
 
@@ -445,6 +475,8 @@ class Trainer:
                 label_config = project["label_config"]
             if event.get("action") == "TRAIN" and isinstance(payload.get("label_config"), str):
                 label_config = payload["label_config"]
+        if any(e.get("action") == "START_TRAINING" for _, e in applied):
+            changed |= self._read_annotations(key, data)
         if changed:
             state.save_annotations(data)
         created = [t.get("id") for _, e in applied if e.get("action") == "TASKS_CREATED"

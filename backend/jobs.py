@@ -300,6 +300,30 @@ class LabelStudioClient:
             out += self._call(what, lambda: page(query))
         return out
 
+    def annotated_tasks(self, project_id: int) -> list[dict]:
+        """The project's tasks that have annotations, as Label Studio's task JSON with its ``annotations``: one
+        Data Manager query (``total_annotations`` greater than 0, ``fields=all``), paged.
+
+        Args:
+            project_id: The project id.
+
+        Returns:
+            ``[{"id", "data", "annotations": [{"id", "result", "updated_at", "was_cancelled", ...}], ...}]``, the
+            shape of the legacy ``/train`` body (:func:`labelhub.webhooks.check_training_tasks`).
+
+        Raises:
+            ProjectNotFound, LabelStudioError: As for :meth:`project`.
+        """
+        query = json.dumps({"filters": {"conjunction": "and", "items": [
+            {"filter": "filter:tasks:total_annotations", "operator": "greater", "type": "Number", "value": 0}]}})
+
+        def read() -> list[dict]:
+            pager = self._client.tasks.list(project=project_id, fields="all", query=query, page_size=TASK_PAGE_SIZE)
+            return [{"id": t.id, "data": t.data or {}, "annotations": list(t.annotations or [])}
+                    for t in pager if t.annotations]
+
+        return self._call(f"annotated tasks of project {project_id}", read)
+
     def import_predictions(self, project_id: int, predictions: Sequence[dict]) -> int:
         """Write predictions in one call: ``POST /api/projects/<id>/import/predictions``.
 

@@ -136,3 +136,28 @@ def test_text_project_connects_predicts_learns_from_annotations_and_predicts_bet
     assert set(labels) == set(PLOT_REVIEW_CLASSES)
     ml = _connect(label_studio, backend, project.id)
     _learn_and_check(label_studio, backend, project.id, ml, rows[:30], rows[30:], "label", "text", chance=0.5)
+
+
+def test_start_training_learns_from_annotations_made_before_the_backend_was_connected(label_studio, make_project,
+                                                                                     tmp_path):
+    """No webhook ever brought them: "Start training" reads them from Label Studio."""
+    from labelhub.backend.app import create_app
+    from tests.backend_fixtures import plot_review_tasks
+
+    client = label_studio.client()
+    created = make_project("annotated before", PLOT_REVIEW_CONFIG)
+    tasks, labels = plot_review_tasks(12)
+    client.projects.import_tasks(created.id, request=[task["data"] for task in tasks])
+    ids = sorted(t.id for t in client.tasks.list(project=created.id))
+    for task_id, label in zip(ids[:10], labels[:10]):
+        client.annotations.create(task_id, result=[{"from_name": "label", "to_name": "text", "type": "choices",
+                                                     "value": {"choices": [label]}}])
+    app = create_app({"model_dir": tmp_path, "start_trainer": False, "warmup": False,
+                      "label_studio_url": label_studio.url, "label_studio_api_key": label_studio.api_key})
+    project = {"id": created.id, "created_at": "2024-06-10T08:00:00Z", "label_config": PLOT_REVIEW_CONFIG}
+    answer = app.test_client().post("/webhook", json={"action": "START_TRAINING", "project": project})
+    assert answer.status_code == 200
+    backend = app.extensions["labelhub"]
+    backend.trainer.run_once()
+    key = backend.store.resolve_webhook_project(project)
+    assert backend.store.project(key).kv()["model_version"].startswith("labelhub-10-")
