@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -18,29 +19,44 @@ def is_local(repo: str) -> bool:
     return os.path.isdir(repo)
 
 
+def series_configs(tag: str) -> tuple[str | None, str]:
+    """The ``datasets`` configs of the series a tag belongs to: ``(typed rows, CSV rows)``.
+
+    ``annotations-vN`` is the default series (configs ``default`` and ``rows``); another project exporting into the
+    same repo tags ``P-vN`` and owns the configs ``P`` and ``P-rows`` (README, "Several projects, one repo").
+    """
+    match = re.fullmatch(r"(.+)-v\d+", tag)
+    prefix = match.group(1) if match else "annotations"
+    return (None, "rows") if prefix == "annotations" else (prefix, f"{prefix}-rows")
+
+
 def load_version(repo: str, tag: str, name: str | None = None, streaming: bool = False):
     """``datasets.load_dataset`` of one annotation version, split ``train``.
 
     Args:
-        name: ``None``: the default config, one row per annotation with the image decoded and typed labels;
-            ``"rows"``: the CSV's rows as written (a local repository's CSV is read as a CSV).
+        name: ``None``: the typed config of the tag's series (:func:`series_configs`), one row per annotation with
+            the image decoded and typed labels; ``"rows"``: the CSV's rows as written (a local repository's CSV is
+            read as a CSV: the default series' only).
 
     A Hub repo is loaded with ``revision=tag``; a local repository is first cloned at the tag into a
     temporary folder (``datasets`` reads a local folder as it is, without revisions).
     """
     import datasets
 
+    typed, rows = series_configs(tag)
     if not is_local(repo):
-        return datasets.load_dataset(repo, name, revision=tag, split="train", streaming=streaming,
-                                     token=os.environ.get("HF_TOKEN"))
+        return datasets.load_dataset(repo, rows if name == "rows" else typed, revision=tag, split="train",
+                                     streaming=streaming, token=os.environ.get("HF_TOKEN"))
     checkout = tempfile.mkdtemp(prefix=f"{tag}-")
     atexit.register(shutil.rmtree, checkout, True)
     subprocess.run(["git", "-c", "advice.detachedHead=false", "clone", "-q", "--depth", "1", "--branch", tag,
                     f"file://{os.path.abspath(repo)}", checkout], check=True)
     if name == "rows":
+        if typed is not None:
+            raise SystemExit(f"{tag}: read another series' CSV at its --csv-path in a clone of the tag")
         return datasets.load_dataset("csv", data_files=os.path.join(checkout, "annotations", "annotations.csv"),
                                      split="train", streaming=streaming)
-    return datasets.load_dataset(checkout, split="train", streaming=streaming)
+    return datasets.load_dataset(checkout, typed, split="train", streaming=streaming)
 
 
 def label_names(rows, column: str):

@@ -126,3 +126,16 @@ def test_train_classifier_example_trains_from_the_typed_rows_in_a_few_lines(vers
     classes = sorted(set(v2.values()))
     assert out.startswith(f"annotations-v2: {len(v2)} images, {len(classes)} classes ({', '.join(classes)});"), out
     assert "accuracy" in out
+
+
+def test_the_examples_load_the_configs_of_the_tags_series():
+    """A test project exporting into the same repo tags test-vN and owns the configs test and test-rows: loading
+    test-v1 with the default config read the other project's rows."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples"))
+    try:
+        from _repo import series_configs
+    finally:
+        sys.path.pop(0)
+    assert series_configs("annotations-v3") == (None, "rows")
+    assert series_configs("test-v1") == ("test", "test-rows")
+    assert series_configs("my-set-v12") == ("my-set", "my-set-rows")
