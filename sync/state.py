@@ -196,6 +196,23 @@ class SyncState:
                         "(SELECT annotation_id FROM annotations WHERE project_id=? AND task_id=?)",
                         (self.key[0], self.key[0], task_id))
 
+    def repin_annotations(self, task_ids: Iterable[int], sha: str) -> None:
+        """Make the annotations of ``task_ids`` name commit ``sha`` as the one they were made on, and their export rows
+        be made again: their files moved (the same content at another path) in ``sha``. A training row names its
+        file as ``<repo>@<annotated_revision>/<hf_path>``; with the task's new path and the older commit it named
+        no file.
+        """
+        ids = list(task_ids)
+        with self._transaction():
+            for start in range(0, len(ids), 500):
+                chunk = ids[start:start + 500]
+                marks = ",".join("?" * len(chunk))
+                self.db.execute(f"DELETE FROM export_rows WHERE project_id=? AND annotation_id IN (SELECT annotation_id "
+                                f"FROM annotations WHERE project_id=? AND task_id IN ({marks}))",
+                                (self.key[0], self.key[0], *chunk))
+                self.db.execute(f"UPDATE annotations SET revision=? WHERE project_id=? AND revision IS NOT NULL AND "
+                                f"task_id IN ({marks})", (sha, self.key[0], *chunk))
+
     def bind(self, label_studio_url: str, project_key: str) -> bool:
         """See :func:`bind_project`.
 

@@ -123,7 +123,10 @@ def test_changed_renamed_moved_and_deleted_files_keep_their_tasks_and_annotation
 
     rows = {row["hf_path"]: row for row in rows_of(dataset, "annotations-v2")}
     assert set(rows) == {CHANGED, RENAMED_TO, MOVED_TO}
-    assert {row["annotated_revision"] for row in rows.values()} == {first}  # made on the first commit
+    assert rows[CHANGED]["annotated_revision"] == first  # made on the first commit's content
+    # a moved file is the same content at its new path: its annotations name the commit where that path holds it,
+    # so a training row's hf://...@<annotated_revision>/<hf_path> names a file
+    assert rows[RENAMED_TO]["annotated_revision"] == rows[MOVED_TO]["annotated_revision"] == second
     assert second in rows[CHANGED]["image"]  # while the task now shows the new content
     assert {row["annotated_revision"] for row in rows_of(dataset, "annotations-v1")} == {first}
 
