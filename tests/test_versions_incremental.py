@@ -11,6 +11,7 @@ import uuid
 from pathlib import Path
 
 import pandas as pd
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -311,3 +312,20 @@ def test_labels_over_another_tag_than_text_are_a_string_cell_not_character_spans
     [record] = training_records_by_row(frame, config, {"lbl": "Labels"}, data_field(config), "o/r", False)
     assert isinstance(record["lbl"], str) and "cat" in record["lbl"]
     assert training_features(config, {"lbl": "Labels"}, data_field(config))["lbl"].dtype == "string"
+
+
+def test_a_control_named_like_an_export_column_is_refused_when_the_exporter_starts(tmp_path):
+    from labelhub.errors import ConfigurationError
+    from labelhub.repos.git import LocalGitRepo
+    from labelhub.sync.state import SyncState
+    from labelhub.sync.versions.exporter import Exporter
+    from tests import sample_repos
+
+    class Project:
+        project_id, url, title = 1, "http://ls.test", "p"
+        label_config = ('<View><Image name="image" value="$image"/><Choices name="annotator" toName="image">'
+                        '<Choice value="a"/></Choices></View>')
+
+    repo = LocalGitRepo(str(sample_repos.local_repo_with(tmp_path / "repo", {"a.png": b"png"})))
+    with pytest.raises(ConfigurationError, match="control tag 'annotator' is named like a column"):
+        Exporter(repo, Project(), SyncState(tmp_path / "s.sqlite3", 1, repo.repo_id))

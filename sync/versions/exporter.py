@@ -51,6 +51,7 @@ from labelhub.sync.versions.card import card_block, dataset_card, manifest_json
 from labelhub.sync.versions.diff import VersionDiff, diff_frames, summary_text
 from labelhub.sync.versions.agreement import agreement_markdown
 from labelhub.sync.versions.incremental import build_files, build_rows
+from labelhub.sync.versions.rows import FIXED_HEAD, FIXED_TAIL
 from labelhub.sync.versions.series import DEFAULT_CSV_PATH, DEFAULT_PREFIX, series_for
 from labelhub.sync.versions.training import CONSENSUS_COLUMNS, training_features
 from labelhub.errors import (AmbiguousCommit, CommitConflict, ConfigurationError, LabelHubError, TagExists,
@@ -170,7 +171,8 @@ class Exporter:
             default CSV).
 
     Raises:
-        labelhub.errors.ConfigurationError: the tag prefix (given or derived) is not a valid one.
+        labelhub.errors.ConfigurationError: the tag prefix (given or derived) is not a valid one, or a control tag
+            is named like a column of the CSV (``annotator``, ``task_id``, ..., or the object's value key).
     """
 
     repo: DatasetRepo
@@ -187,6 +189,10 @@ class Exporter:
         self.controls = control_tags(self.project.label_config)
         self.field = data_field(self.project.label_config)
         self.value_key = self.field.value_key
+        taken = sorted(set(self.controls) & {*FIXED_HEAD, *FIXED_TAIL, self.value_key})
+        if taken:  # its column would hold two things, and every export would fail
+            raise ConfigurationError(f"the label config's control tag {', '.join(map(repr, taken))} is named like a "
+                                     "column of the export CSV (see its columns in the README): rename it")
         self.series = series_for(self.csv_path, self.tag_prefix)
         self.csv_path = self.series.csv_path
         self.manifest_path = self.series.manifest_path
