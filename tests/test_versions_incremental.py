@@ -329,3 +329,24 @@ def test_a_control_named_like_an_export_column_is_refused_when_the_exporter_star
     repo = LocalGitRepo(str(sample_repos.local_repo_with(tmp_path / "repo", {"a.png": b"png"})))
     with pytest.raises(ConfigurationError, match="control tag 'annotator' is named like a column"):
         Exporter(repo, Project(), SyncState(tmp_path / "s.sqlite3", 1, repo.repo_id))
+
+
+def test_a_label_holding_a_bar_stays_whole_in_the_training_rows():
+    """The CSV joins a cell's labels with "|": a config label "a|b" read back as "a" was the wrong class (local) or
+    no class at all (the Hub's ClassLabel)."""
+    from labelhub.label_config import data_field
+    from labelhub.sync.versions.rows import annotation_row, rows_frame
+    from labelhub.sync.versions.training import split_labels, training_records_by_row
+
+    assert split_labels("a|b|plain", ["a|b", "plain"]) == ["a|b", "plain"]
+    assert split_labels("x|y", ["a|b"]) == ["x", "y"] and split_labels("a|b", ["a", "b", "a|b"]) == ["a|b"]
+    config = ('<View><Image name="image" value="$image"/><Choices name="kind" toName="image"><Choice value="a|b"/>'
+              '<Choice value="c"/></Choices><Choices name="tags" toName="image" choice="multiple"><Choice value="a|b"/>'
+              '<Choice value="plain"/></Choices></View>')
+    controls = {"kind": "Choices", "tags": "Choices"}
+    result = [{"from_name": "kind", "to_name": "image", "type": "choices", "value": {"choices": ["a|b"]}},
+              {"from_name": "tags", "to_name": "image", "type": "choices", "value": {"choices": ["a|b", "plain"]}}]
+    task = {"id": 1, "data": {"image": "https://hub/x", "hf_path": "a.png", "hf_revision": "a" * 40}}
+    frame = rows_frame([annotation_row(task, {"id": 11, "result": result}, controls, "image", {})], controls, "image")
+    [record] = training_records_by_row(frame, config, controls, data_field(config), "o/r", False)
+    assert record["kind"] == "a|b" and record["tags"] == ["a|b", "plain"]

@@ -46,7 +46,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
 import pandas as pd
 
@@ -54,7 +54,7 @@ from labelhub.label_config import DataField, parse_label_config
 
 __all__ = ["LOCAL_METADATA", "HUB_ROWS", "LOCAL_CONSENSUS", "HUB_CONSENSUS", "training_features", "training_records",
            "training_records_by_row", "consensus_records", "uses_revision", "media_column", "folder_patterns",
-           "folder_patterns_of"]
+           "folder_patterns_of", "split_labels"]
 
 #: The rows file of a local repository: at its root, so that every ``file_name`` is below it.
 LOCAL_METADATA = "metadata.jsonl"
@@ -143,14 +143,31 @@ def _text(value) -> str:
     return "" if _missing(value) else str(value)
 
 
-def _cell(tag: str, multiple: bool, cell):
+def split_labels(text: str, known: Sequence[str]) -> list[str]:
+    """The labels of a CSV cell, which joins them with ``|``: a label of the config that holds ``|`` itself
+    (``"a|b"``) stays whole, the longest such match first; other parts are split at each ``|``.
+
+    Example:
+        >>> split_labels("a|b|plain", ["a|b", "plain"])
+        ['a|b', 'plain']
+    """
+    parts, labels, i = text.split("|"), [], 0
+    known = set(known)
+    while i < len(parts):
+        j = next((j for j in range(len(parts), i + 1, -1) if "|".join(parts[i:j]) in known), i + 1)
+        labels.append("|".join(parts[i:j]))
+        i = j
+    return labels
+
+
+def _cell(tag: str, multiple: bool, cell, known: Sequence[str] = ()):
     empty = _missing(cell)
     if tag == "Choices":
-        labels = [] if empty else str(cell).split("|")
+        labels = [] if empty else split_labels(str(cell), known)
         return labels if multiple else (labels[0] if labels else None)
     if tag in ("RectangleLabels", "Labels"):
         items = [] if empty else json.loads(cell)
-        return [{**item, "label": str(item.get("label", "")).split("|")[0]} for item in items]
+        return [{**item, "label": (split_labels(str(item.get("label", "")), known) or [""])[0]} for item in items]
     return None if empty else str(cell)
 
 
@@ -172,8 +189,8 @@ def _media_and_labels(row: Mapping, specs: Mapping[str, tuple[str, tuple[str, ..
         record = {"file_name": path}
     else:
         record = {media_column(field, local): f"hf://datasets/{repo_id}@{revision}/{path}"}
-    for name, (tag, _, multiple) in specs.items():
-        record[name] = _cell(tag, multiple, row.get(name))
+    for name, (tag, labels, multiple) in specs.items():
+        record[name] = _cell(tag, multiple, row.get(name), labels)
     return record
 
 
