@@ -361,11 +361,11 @@ class SyncState:
         if made_from is None:
             return self._write("INSERT OR REPLACE INTO export_rows VALUES (?, ?, ?, ?, ?)",
                                [(self.key[0], *row) for row in rows])
-        return self._write("INSERT OR REPLACE INTO export_rows SELECT ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM annotations a "
-                    "LEFT JOIN tasks_seen t ON t.project_id = a.project_id AND t.task_id = a.task_id WHERE "
-                    "a.project_id=? AND a.annotation_id=? AND a.deleted=0 AND a.body IS ? AND t.data IS ? AND "
-                    "a.revision IS ?)",
-                    [(self.key[0], *row, self.key[0], row[0], *stamp) for row, stamp in zip(rows, made_from)])
+        return self._write(
+            "INSERT OR REPLACE INTO export_rows SELECT ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM annotations a "
+            "LEFT JOIN tasks_seen t ON t.project_id = a.project_id AND t.task_id = a.task_id WHERE a.project_id=? "
+            "AND a.annotation_id=? AND a.deleted=0 AND a.body IS ? AND t.data IS ? AND a.revision IS ?)",
+            [(self.key[0], *row, self.key[0], row[0], *stamp) for row, stamp in zip(rows, made_from)])
 
     def export_rows(self) -> list[tuple[str, str, str]]:
         """``[(row JSON, row hash, annotator reference)]`` of every live annotation, in no particular order

@@ -46,6 +46,8 @@ from labelhub.sync.versions.training import (consensus_records, folder_patterns_
 
 __all__ = ["VersionRows", "VersionFiles", "build_rows", "build_files", "forget"]
 
+log = logging.getLogger(__name__)
+
 #: Kinds of values, as pandas' dtype inference tells them apart (an int's range decides int64, uint64 or object).
 _MISSING, _NAN, _NONE, _BOOL, _NEGATIVE, _INT, _UINT64, _HUGE, _FLOAT, _STR, _LIST, _DICT, _OTHER = range(13)
 _KINDS = 13
@@ -217,8 +219,6 @@ class VersionFiles:
         """:func:`labelhub.sync.versions.training.folder_patterns` of the consensus records."""
         return folder_patterns_of(self.consensus_names, metadata)
 
-
-log = logging.getLogger(__name__)
 
 #: Held by a whole build: two threads exporting one state's versions would otherwise change one build's stores.
 _LOCK = threading.RLock()
