@@ -3,6 +3,8 @@ the later ones by a place: reconciliation must not move its cursor past a task i
 not take a task it did not see for deleted."""
 from __future__ import annotations
 
+from datetime import datetime, timezone
+
 import pytest
 
 from labelhub.sync.annotations.intake import AnnotationIntake
@@ -47,10 +49,16 @@ def test_a_task_saved_while_reconciliation_pages_is_not_skipped(annotated):
     client, project, intake, ids = annotated
     first_page_task = ids[0]  # oldest updated_at: read on page 1, then moved to the end by the save below
     moved = _on_second_page(project, lambda: client.annotations.create(first_page_task, result=[choice("text-only")]))
+    by_id, read_by_id = project._tasks_by_id, []
+    project._tasks_by_id = lambda ids: (read_by_id.append(list(ids)), by_id(ids))[1]
     intake.reconcile()
-    assert moved
+    assert moved and len(read_by_id) == 1 and len(read_by_id[0]) == 1  # the one task the reading skipped, by id
     live = {ann["id"] for _, ann in intake.state.live_annotations()}
     assert len(live) == N + 1  # every annotation, the one saved meanwhile too
+    newest = max(datetime.fromisoformat(str(task.updated_at).replace("Z", "+00:00"))
+                 for task in client.tasks.list(project=project.project_id))
+    cursor = newest.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    assert intake.state.cursor("tasks_updated_at") == cursor  # past every task: no second reading of them all
 
 
 def test_a_task_deleted_while_the_sweep_pages_leaves_the_others_alone(annotated):

@@ -105,8 +105,8 @@ class AnnotationIntake:
                  [_normalize(a if isinstance(a, dict) else a.dict()) for a in task.get("annotations") or []],
                  _ls_time(task.get("updated_at")) or None, _revision(task)) for task in tasks]
         changed = self.state.store_task_lists(read)
-        # a listing that moved while it was read may have missed a task after its first page: the cursor moves
-        # only past the tasks surely all read, and the next pass goes on from there
+        # the cursor moves past the ordered reading only (tasks read by id after it may be newer than a task saved
+        # after the reading; see LabelStudioProject.tasks_updated_since)
         newest = max([cursor, *(as_of for *_, as_of, _ in read[:whole] if as_of)])
         self.learn_annotators()
         self._bump(changed)

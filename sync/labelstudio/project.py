@@ -241,20 +241,20 @@ class LabelStudioProject:
             return None
         return {str(k): v for k, v in columns.items() if isinstance(v, int)}
 
-    def _listing(self, **params) -> tuple[list, bool, int]:
+    def _listing(self, attempts: int = LISTING_ATTEMPTS, **params) -> tuple[list, bool, int]:
         """Every task of a paged ``GET /api/tasks`` query, and whether the listing held still while it was read.
 
         Label Studio pages by page number: a task deleted from a page already read shifts every later task back
         one place, and a task saved meanwhile moves to the end of an ``updated_at`` ordering, so one task of a
         later page is never read. Either shows: a task read twice, or another ``total`` on the last page than on
-        the first. Such a listing is read again, up to :data:`LISTING_ATTEMPTS` times in all.
+        the first. Such a listing is read again, up to ``attempts`` (:data:`LISTING_ATTEMPTS`) times in all.
 
         Returns:
             ``(tasks, held_still, first_page)``: the tasks of the last reading (the SDK's models), whether it held
             still (when it did not, callers must not take a task's absence for a fact), and how many of them its
             first page held (fetched before anything moved, that page is whole).
         """
-        for _ in range(LISTING_ATTEMPTS):
+        for _ in range(attempts):
             pages = [self.call(self.client.tasks.list, project=self.project_id, page_size=TASK_PAGE_SIZE, **params)]
             while pages[-1].items and pages[-1].has_next and pages[-1].get_next is not None:
                 page = self.call(_next_page, pages[-1])
@@ -291,17 +291,42 @@ class LabelStudioProject:
         ``""`` for all), with its annotations, as plain dicts, oldest first. Creating, updating and
         deleting an annotation all move its task's ``updated_at`` (Label Studio 1.23, verified).
 
+        One reading ordered by ``updated_at``. When it moved (:meth:`_listing`: a task saved meanwhile went to its
+        end and shifted a task past a page boundary, or a deletion did), the ids of the same selection are listed in
+        id order, which a save cannot shift (a task only enters the selection), and the tasks the reading missed are
+        read by id. A big first pass beside busy annotators thus costs one reading, an id listing and the few
+        tasks missed.
+
         Returns:
-            ``(tasks, whole)``: the tasks, and how many of the first are surely all the tasks up to the last one's
-            ``updated_at``: all of them when the listing held still (:meth:`_listing`), else those of its first
-            page (a task saved later moves past them), so a reader moves its cursor only that far and goes on
-            from there.
+            ``(tasks, whole)``: the tasks, and how many of the first are those of the ordered reading: every task up
+            to the newest ``updated_at`` among them is in the list, so a reader moves its cursor that far (the tasks
+            read by id after them may be newer than tasks saved after the reading). When even the id listing keeps
+            moving (deletions throughout), ``whole`` is the reading's first page only.
         """
         items = [{"filter": "filter:tasks:updated_at", "operator": "greater", "type": "Datetime", "value": cursor}]
-        query = json.dumps({"filters": {"conjunction": "and", "items": items if cursor else []},
-                            "ordering": ["tasks:updated_at"]})
-        tasks, held_still, first_page = self._listing(query=query, fields="all")
-        return [task.dict() for task in tasks], len(tasks) if held_still else first_page
+        where = {"conjunction": "and", "items": items if cursor else []}
+        tasks, held_still, first_page = self._listing(1, query=json.dumps({"filters": where,
+                                                                             "ordering": ["tasks:updated_at"]}),
+                                                      fields="all")
+        read = [task.dict() for task in tasks]
+        if held_still:
+            return read, len(read)
+        ids, ids_held_still, _ = self._listing(query=json.dumps({"filters": where, "ordering": ["tasks:id"]}),
+                                               fields="task_only", include="id")
+        if not ids_held_still:
+            return read, first_page
+        missed = sorted({task.id for task in ids} - {task["id"] for task in read})
+        return read + self._tasks_by_id(missed), len(read)
+
+    def _tasks_by_id(self, ids: Sequence[int]) -> list[dict]:
+        """The tasks of ``ids`` that exist, with their annotations, as plain dicts (a Data Manager ``selectedItems``
+        query per 500 ids)."""
+        out = []
+        for start in range(0, len(ids), TASK_PAGE_SIZE):
+            query = json.dumps({"selectedItems": {"all": False, "included": list(ids[start:start + TASK_PAGE_SIZE])}})
+            tasks, _, _ = self._listing(1, query=query, fields="all")
+            out += [task.dict() for task in tasks]
+        return out
 
     def users(self) -> dict[int, str]:
         """``{user id: email}`` of the organization's users (annotators)."""
