@@ -1,5 +1,6 @@
 """One inter-process lock, :func:`file_lock`, on ``filelock`` (``flock(2)`` on Unix): the backend's trainer
-election and state writers, and the one-time installs of a local Label Studio.
+election and state writers, one ``labelhub sync`` per project and state, and the one-time installs of a local
+Label Studio.
 """
 from __future__ import annotations
 
