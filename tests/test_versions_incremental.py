@@ -74,19 +74,21 @@ def copy_of(state: SyncState, tmp_path: Path) -> SyncState:
 
 
 def assert_same_as_from_scratch(state: SyncState, tmp_path: Path, config: str, local: bool = False,
-                                revision: str = OTHER_SHA):
-    """Build the next version incrementally and check every output against a build from scratch."""
+                                revision: str = OTHER_SHA, absent: frozenset[str] = frozenset()):
+    """Build the next version incrementally and check every output against a build from scratch (``absent``: the
+    files a local repository no longer holds, whose rows leave the folder layout's records)."""
     controls, field = control_tags(config), data_field(config)
     built = build_rows(state, controls, field.value_key)
-    files = build_files(state, built.frame, config, controls, field, REPO, local, revision)
+    files = build_files(state, built.frame, config, controls, field, REPO, local, revision, absent=absent)
     reference = build_rows(copy_of(state, tmp_path), controls, field.value_key).frame  # rows_frame of every row
     pd.testing.assert_frame_equal(built.frame, reference, check_exact=True)
     assert built.csv == reference.to_csv(index=False, lineterminator="\n").encode()
-    records = training_records(reference, config, controls, field, REPO, local)
+    records = [r for r in training_records(reference, config, controls, field, REPO, local)
+               if r.get("file_name") not in absent]
     assert files.training == json_lines(records)
     assert files.training_patterns("metadata.jsonl") == folder_patterns(records, "metadata.jsonl")
-    consensus = consensus_records(consensus_rows(reference, controls, field.value_key), config, controls, field, REPO,
-                                  local, revision)
+    consensus = [r for r in consensus_records(consensus_rows(reference, controls, field.value_key), config, controls,
+                                              field, REPO, local, revision) if r.get("file_name") not in absent]
     assert files.consensus == json_lines(consensus)
     assert files.consensus_patterns("consensus.jsonl") == folder_patterns(consensus, "consensus.jsonl")
     assert files.rows_json == reference.to_json(orient="records", lines=True).encode()
@@ -122,6 +124,11 @@ def test_an_incremental_export_equals_a_build_from_scratch_of_the_same_annotatio
     assert_same_as_from_scratch(state, tmp_path, IMAGES)
     assert_same_as_from_scratch(state, tmp_path, IMAGES, revision=SHA)  # the unpinned task's media follow it
     assert_same_as_from_scratch(state, tmp_path, IMAGES, local=True)
+    gone = image_task(3, batch=0)["hf_path"]  # removed from the local repository after it was annotated
+    assert_same_as_from_scratch(state, tmp_path, IMAGES, local=True, absent=frozenset({gone}))
+    assert gone.encode() not in build_files(state, build_rows(state, control_tags(IMAGES), "image").frame, IMAGES,
+                                            control_tags(IMAGES), data_field(IMAGES), REPO, True, OTHER_SHA,
+                                            absent=frozenset({gone})).training
 
     state.delete_task_annotations(range(1, 13))
     empty = assert_same_as_from_scratch(state, tmp_path, IMAGES)

@@ -324,8 +324,10 @@ class Exporter:
         last_tagged = number - 1 if number > 1 else None
         live = frame[~frame["was_cancelled"].astype(bool)] if len(frame) else frame
         # the configs and figures, made again only for the annotations and tasks changed since the last build
+        absent = frozenset(path for path, removed in self.state.ledger.known().items() if removed) \
+            if self.repo.local else frozenset()  # the Hub layout names each file at the commit it was annotated on
         built = build_files(self.state, frame, self.project.label_config, self.controls, self.field,
-                            self.repo.repo_id, self.repo.local, parent, rows_json=not self.repo.local)
+                            self.repo.repo_id, self.repo.local, parent, rows_json=not self.repo.local, absent=absent)
         manifest = {
             "version": number, "tag": self.series.tag(number), "export_id": export_id,
             "parent_version": self.series.tag(last_tagged) if last_tagged else None, "parent_commit": parent,

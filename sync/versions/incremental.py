@@ -460,7 +460,8 @@ def _objects(items: list) -> np.ndarray:
 
 
 def build_files(state: SyncState, frame: pd.DataFrame, label_config: str, controls: Mapping[str, str],
-                field: DataField, repo_id: str, local: bool, revision: str, rows_json: bool = True) -> VersionFiles:
+                field: DataField, repo_id: str, local: bool, revision: str, rows_json: bool = True,
+                absent: frozenset[str] = frozenset()) -> VersionFiles:
     """A version's configs and agreement figures, made again only for the annotations and tasks that changed since
     the state's previous build (see the module docstring).
 
@@ -475,6 +476,8 @@ def build_files(state: SyncState, frame: pd.DataFrame, label_config: str, contro
         local: Whether the repo is a local git repository (the folder layout).
         revision: The commit of the media when a task's URL names none (the version's parent commit).
         rows_json: Whether to make ``rows_json`` (the Hub layout's rows file).
+        absent: Paths the repo no longer holds (a local repository's removed files): their rows leave the folder
+            layout's records, whose ``imagefolder`` fails on a file it cannot find (the CSV keeps them).
 
     Returns:
         A :class:`VersionFiles`, byte-equal to what
@@ -486,12 +489,13 @@ def build_files(state: SyncState, frame: pd.DataFrame, label_config: str, contro
     with _LOCK:
         build = _BUILDS.get(_state_key(state))
         if build is None or build.frame is not frame or frame.empty:
-            return _files_from_scratch(frame, label_config, controls, field, repo_id, local, revision, rows_json)
-        return _files(build, label_config, controls, field, repo_id, local, revision, rows_json)
+            return _files_from_scratch(frame, label_config, controls, field, repo_id, local, revision, rows_json,
+                                       absent)
+        return _files(build, label_config, controls, field, repo_id, local, revision, rows_json, absent)
 
 
 def _files(build: VersionRows, label_config: str, controls: Mapping[str, str], field: DataField, repo_id: str,
-           local: bool, revision: str, rows_json: bool) -> VersionFiles:
+           local: bool, revision: str, rows_json: bool, absent: frozenset[str] = frozenset()) -> VersionFiles:
     """:func:`build_files` of the frame of ``build``, with its stores."""
     frame = build.frame
     context = (label_config, json.dumps(controls), field.tag, field.value_key, repo_id, local)
@@ -528,19 +532,24 @@ def _files(build: VersionRows, label_config: str, controls: Mapping[str, str], f
         made = pd.concat([kept_consensus[~kept_consensus.index.isin(tasks)], made]).sort_index(kind="stable")
     build.tasks[context] = _Tasks(kinds, Analysis(None, None, analysis.results, kinds), made)
     json_rows = b"".join(_fill(build, "json", _json_lines)) if rows_json else None
-    return VersionFiles(b"".join(lines), [name for name in names if name], b"".join(made["line"]),
-                        [name for name in made["file_name"].to_numpy(object) if name], json_rows, report,
+    consensus_names = made["file_name"].to_numpy(object)
+    return VersionFiles(b"".join(line for line, name in zip(lines, names) if name not in absent),
+                        [name for name in names if name and name not in absent],
+                        b"".join(line for line, name in zip(made["line"], consensus_names) if name not in absent),
+                        [name for name in consensus_names if name and name not in absent], json_rows, report,
                         label_distribution(frame, controls, build.labels))
 
 
 def _files_from_scratch(frame: pd.DataFrame, label_config: str, controls: Mapping[str, str], field: DataField,
-                        repo_id: str, local: bool, revision: str, rows_json: bool) -> VersionFiles:
+                        repo_id: str, local: bool, revision: str, rows_json: bool,
+                        absent: frozenset[str] = frozenset()) -> VersionFiles:
     """:func:`build_files` without any store: every record and figure made from ``frame``."""
     analysis = analyse(frame, controls)
     records = training_records_by_row(frame, label_config, controls, field, repo_id, local)
-    records = [record for record in records if record is not None]
+    records = [record for record in records if record is not None and record.get("file_name") not in absent]
     consensus = consensus_records(consensus_rows(frame, controls, field.value_key, analysis), label_config, controls,
                                   field, repo_id, local, revision)
+    consensus = [record for record in consensus if record.get("file_name") not in absent]
     return VersionFiles(b"".join(map(_dumps, records)), [r["file_name"] for r in records if r.get("file_name")],
                         b"".join(map(_dumps, consensus)), [r["file_name"] for r in consensus if r.get("file_name")],
                         frame.to_json(orient="records", lines=True).encode() if rows_json else None,
