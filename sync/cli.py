@@ -16,9 +16,7 @@ Every option can also be set by the environment variable named in its ``--help``
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
-from pathlib import Path
+from contextlib import ExitStack
 
 import click
 
@@ -32,6 +30,7 @@ from labelhub.sync.options import (
     project_option,
     revision_option,
     series_options,
+    state_lock,
     state_option,
 )
 
@@ -122,7 +121,7 @@ def sync(repo, project_id, revision, include, exclude, metadata_path, metadata_k
         revision = revision or dataset.default_revision()
         sha = dataset.resolve(revision)
         project = LabelStudioProject(label_studio_url, label_studio_api_key, project_id)
-        held.enter_context(_only_sync_of(state_path, project_id))
+        held.enter_context(state_lock(state_path, project_id))
         state = SyncState(state_path, project_id, dataset.repo_id)
         state.bind(project.url, project.key)
         importer = FileImporter(dataset, project, state, revision=revision, include=include, exclude=exclude,
@@ -148,24 +147,6 @@ def sync(repo, project_id, revision, include, exclude, metadata_path, metadata_k
         finally:
             if receiver:
                 receiver.stop()
-
-
-@contextmanager
-def _only_sync_of(state_path: str, project_id: int) -> Iterator[None]:
-    """Hold ``<state>.<project>.lock`` while the sync of the project runs: two syncs of one project and state (a
-    ``--once`` beside the daemon) would both import the files that have no task yet, and both finish the same
-    version. Syncs of other projects may share the state file (each keeps its own rows).
-
-    Raises:
-        click.UsageError: Another ``labelhub sync`` of the project holds it.
-    """
-    from labelhub.locks import file_lock
-
-    with file_lock(Path(f"{state_path}.{project_id}.lock"), blocking=False) as held:
-        if not held:
-            raise click.UsageError(f"another labelhub sync of project {project_id} runs with --state {state_path}: "
-                                   "stop it first (two syncs of one project would import the same new files twice)")
-        yield
 
 
 def _start_webhooks(project, state_path, repo_id, service, url, host, port, secret):

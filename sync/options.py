@@ -6,12 +6,16 @@ raises into one line, no traceback, no secret.
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
 import click
 
 from labelhub.cli_errors import one_line_errors
 
 #: ``one_line_errors`` is re-exported for the sync's commands.
-__all__ = ["one_line_errors", "options", "file_url_policy", "project_option", "revision_option", "state_option",
+__all__ = ["one_line_errors", "options", "file_url_policy", "state_lock", "project_option", "revision_option", "state_option",
            "csv_path_option", "tag_prefix_option", "log_level_option"]
 
 
@@ -84,6 +88,25 @@ file_url_options = options(
 
 log_level_option = click.option("--log-level", default="INFO", envvar="LABELHUB_LOG_LEVEL",
                                  type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
+
+
+@contextmanager
+def state_lock(state_path: str, project_id: int) -> Iterator[None]:
+    """Hold ``<state>.<project>.lock`` while a command writes the project's tasks through the state (``sync``,
+    ``import-labels``, ``restore``): two at once would both import what has no task yet (a ``--once`` beside the
+    daemon, two imports of one file). Other projects may share the state file (each keeps its own rows).
+
+    Raises:
+        click.UsageError: Another of these commands of the project holds it.
+    """
+    from labelhub.locks import file_lock
+
+    with file_lock(Path(f"{state_path}.{project_id}.lock"), blocking=False) as held:
+        if not held:
+            raise click.UsageError(f"another labelhub sync, import-labels or restore of project {project_id} runs "
+                                   f"with --state {state_path}: wait for it (two at once would import the same "
+                                   "tasks twice)")
+        yield
 
 
 def file_url_policy(mode: str, public_url: str | None, secret: str | None, lifetime: str):

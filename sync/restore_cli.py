@@ -16,6 +16,7 @@ from labelhub.sync.options import (
     one_line_errors,
     project_option,
     series_options,
+    state_lock,
     state_option,
 )
 
@@ -69,9 +70,10 @@ def _run(repo, tag, project_id, csv_path, tag_prefix, batch_size, state_path, la
     _, frame, manifest = read_version(dataset, tag, csv_path, tag_prefix)
     project = LabelStudioProject(label_studio_url, label_studio_api_key, project_id)
     tasks, errors = plan_tasks(frame, manifest, project.label_config, dataset.repo_id, tag)
-    db = connect(state_path)
-    try:
-        bind_project(db, project_id, project.url, project.key)
-        return Restorer(project, ImportLedger(db, project_id, RESTORE_SOURCE), batch_size).run(tasks, errors)
-    finally:
-        db.close()
+    with state_lock(state_path, project_id):
+        db = connect(state_path)
+        try:
+            bind_project(db, project_id, project.url, project.key)
+            return Restorer(project, ImportLedger(db, project_id, RESTORE_SOURCE), batch_size).run(tasks, errors)
+        finally:
+            db.close()

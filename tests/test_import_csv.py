@@ -143,13 +143,15 @@ def test_paths_must_be_files_of_the_dataset_repo(tmp_path):
     repo = LocalGitRepo(repo_dir, public_url="http://files.test")
     urls = UrlResolver(repo, sha, [f.path for f in repo.list_files(sha)])
     path = sample_repos.image_path(1)
-    csv = HEADER + f"{path},Bag,,,,,,\n./{sample_repos.image_path(0)},Coat,,,,,,\nfmnist/nope.png,Bag,,,,,,\n"
+    csv = HEADER + (f"{path},Bag,,,,,,\n./{sample_repos.image_path(0)},Coat,,,,,,\nfmnist/nope.png,Bag,,,,,,\n"
+                    f"./{path},Dress,,,,,,\n")  # the same file as line 2: the same task
     parsed = read_labels_csv(io.StringIO(csv), LABELS, urls)
     assert [str(e) for e in parsed.errors] == [
         f"line 4: url is not http(s), hf:// or a path of the dataset repo ('fmnist/nope.png': not a file of "
         f"{repo.repo_id} at {sha[:12]})"]
     task = parsed.tasks[0]
     assert task.hf == (repo.repo_id, path, sha) and task.value == repo.file_url(sha, path)
+    assert task.lines == [2, 5] and task.concepts == ["Bag", "Dress"] and len(parsed.tasks) == 2
     assert parsed.tasks[1].hf[1] == sample_repos.image_path(0)
 
 

@@ -80,10 +80,12 @@ def test_rows_of_one_task_become_one_task_and_bad_rows_are_counted():
         ("8", "80", "", "https://example.test/b.png", "", "", "", "a@x", "", "", "", "False", "False", "", "", ""),
         ("x", "81", "", "u", "", "", "", "a@x", "", "", "", "False", "False", "", "", ""),
         ("9", "90", "", "u", "", "[{", "", "a@x", "", "", "", "False", "False", "", "", ""),
+        ("10", "100", "", "u", "", "", "", "a@x", "", "", "inf", "False", "False", "", "", ""),  # JSON has no inf
     )
     tasks, errors = plan_tasks(rows, {"controls": {**CONTROLS, "gone": "Choices"}}, CONFIG, "owner/ds",
                                "annotations-v1")
-    assert errors == [RowError(4, "task_id is not a number: 'x'"), errors[1]]
+    assert errors == [RowError(4, "task_id is not a number: 'x'"), errors[1],
+                      RowError(6, "lead_time is not a finite number: 'inf'")]
     assert errors[1].row == 5 and errors[1].reason.startswith("box (RectangleLabels): ")
     first, second = tasks
     assert first.data == {"image": url, "hf_repo": "owner/ds", "hf_path": "a.png", "hf_revision": SHA,

@@ -122,3 +122,22 @@ def test_diff_command_and_each_export_say_what_changed(label_studio, make_projec
     assert manifest["changes"]["relabelled"] == 1 and manifest["controls"] == {"kind": "Choices"}
     bad = run_labelhub("diff", "--repo", str(repo), "annotations-v1", "annotations-v9", env=env)
     assert bad.returncode == 1 and "annotations-v9" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_labels_that_look_like_numbers_are_diffed_as_written(tmp_path):
+    """A CSV read with guessed types turned the labels 01 and 2.50 into 1 and 2.5, and an empty cell in one version
+    made every row of the other read as relabelled."""
+    from labelhub.repos.git import LocalGitRepo
+    from labelhub.sync.versions.diff import diff_versions
+
+    header = "task_id,annotation_id,hf_path,image,kind,annotator,was_cancelled\n"
+    old = header + "1,10,a.png,u,01,x@y,False\n2,20,b.png,u,02,x@y,False\n"
+    new = old + "3,30,c.png,u,,x@y,True\n4,40,d.png,u,2.50,x@y,False\n"
+    repo = tmp_path / "repo"
+    sample_repos.local_repo_with(repo, {"annotations/annotations.csv": old.encode()})
+    sample_repos.git(repo, "tag", "annotations-v1")
+    sample_repos.commit_local(repo, {"annotations/annotations.csv": new.encode()})
+    sample_repos.git(repo, "tag", "annotations-v2")
+    change = diff_versions(LocalGitRepo(str(repo)), "annotations-v1", "annotations-v2")
+    assert (change.added, change.relabelled) == (2, 0), change.to_dict()
+    assert "2.50" in json.dumps(change.to_dict()) and '"1.0"' not in json.dumps(change.to_dict())

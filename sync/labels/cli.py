@@ -22,6 +22,7 @@ from labelhub.sync.options import (
     one_line_errors,
     project_option,
     revision_option,
+    state_lock,
     state_option,
 )
 
@@ -113,13 +114,14 @@ def _run(file, project_id, target, model_version, strict, batch_size, file_forma
         click.echo(str(error))
     report = None
     if not (strict and parsed.rejected_rows):
-        db = connect(state_path)
-        bind_project(db, project_id, project.url, project.key)
-        try:
-            report = LabelImporter(project, ImportLedger(db, project_id, LABELS_SOURCE), labels, target=target,
-                                   model_version=model_version, batch_size=batch_size).run(parsed.tasks)
-        finally:
-            db.close()
+        with state_lock(state_path, project_id):
+            db = connect(state_path)
+            bind_project(db, project_id, project.url, project.key)
+            try:
+                report = LabelImporter(project, ImportLedger(db, project_id, LABELS_SOURCE), labels, target=target,
+                                       model_version=model_version, batch_size=batch_size).run(parsed.tasks)
+            finally:
+                db.close()
     for line in summary_lines(parsed, report, target, strict):
         click.echo(line)
     return parsed.rejected_rows

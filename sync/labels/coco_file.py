@@ -126,9 +126,9 @@ def read_coco(source: str | PathLike | IO, labels: ProjectLabels, urls: UrlResol
             bad_images.add(image_key)
             continue
         url, (value, hf) = resolved[0], resolved[1]
-        task = seen_urls.get(url)
+        task = seen_urls.get(value)  # by the task's URL: "a.png" and "./a.png" are one file of the repo
         if task is None:
-            task = seen_urls[url] = ImportTask(url, value, hf=hf, original_width=int(width),
+            task = seen_urls[value] = ImportTask(url, value, hf=hf, original_width=int(width),
                                                original_height=int(height))
         task.lines.append(order)
         tasks[image_key] = task

@@ -11,8 +11,9 @@ The columns (a header line is required; other columns are ignored with a warning
 - ``left_col, top_row, right_col, bottom_row``: a region's box as fractions 0 to 1 of the image's
   width and height. All four empty: the row labels the whole image.
 
-Several rows with the same url are one image: whole-image rows add Choices, box rows add regions
-(labelled with the row's positive concepts), metadata objects are merged in line order. The same
+Several rows with the same url (once resolved: ``a.png`` and ``./a.png`` of the repo are one) are one image:
+whole-image rows add Choices, box rows add regions (labelled with the row's positive concepts), metadata objects
+are merged in line order. The same
 columns as LabelHub's export CSV (which holds boxes as JSON fractions; :mod:`labelhub.sync.regions`).
 
 Each check runs on every row (vectorised with pandas), and every failing check is reported with
@@ -242,9 +243,9 @@ def _check(df: pd.DataFrame, line: np.ndarray, labels: ProjectLabels, urls: UrlR
     tasks: dict[str, ImportTask] = {}
     for i in np.flatnonzero(~bad):
         value, hf = resolved[i]
-        task = tasks.get(url[i])
+        task = tasks.get(value)  # by the task's URL: "a.png" and "./a.png" are one file of the repo
         if task is None:
-            task = tasks[url[i]] = ImportTask(url[i], value, hf=hf)
+            task = tasks[value] = ImportTask(url[i], value, hf=hf)
         task.lines.append(int(line[i]))
         if has_box[i]:
             task.regions.append(Region(FractionEdges(*values[i].tolist()), tuple(pos[i])))

@@ -200,8 +200,9 @@ def diff_frames(old: pd.DataFrame, new: pd.DataFrame, controls: Mapping[str, str
 def _read_version(repo: DatasetRepo, sha: str, series: Series) -> tuple[pd.DataFrame, dict]:
     import io
 
-    frame = pd.read_csv(io.BytesIO(repo.read_file(sha, series.csv_path)), dtype={"annotator": str},
-                        keep_default_na=False)
+    # every cell as written: a label "01" or "2.50" read as a number would become 1 or 2.5, and a column with an
+    # empty cell in one version and not the other would read as changed
+    frame = pd.read_csv(io.BytesIO(repo.read_file(sha, series.csv_path)), dtype=str, keep_default_na=False)
     try:
         manifest = json.loads(repo.read_file(sha, series.manifest_path))
     except (FileNotFoundError, ValueError):

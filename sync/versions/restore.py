@@ -47,6 +47,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import math
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -253,9 +254,12 @@ def _flag(cell: str, name: str) -> bool:
 
 def _number(row: Mapping, name: str, kind: type):
     try:
-        return kind(row[name])
+        value = kind(row[name])
     except (TypeError, ValueError):
         raise ValueError(f"{name} is not a number: {row[name]!r}") from None
+    if not math.isfinite(value):  # Label Studio's JSON has no inf or nan: the whole import would fail on it
+        raise ValueError(f"{name} is not a finite number: {row[name]!r}")
+    return value
 
 
 def _revision_in(url: str) -> str | None:
