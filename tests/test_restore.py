@@ -243,3 +243,21 @@ def test_unknown_annotator_and_broken_row_and_unknown_tag(label_studio, make_pro
                            str(tmp_path / "e.sqlite3"), *args, env=env)
         assert bad.returncode == 1 and "Traceback" not in bad.stderr, bad.stderr
         assert len(bad.stderr.strip().splitlines()) == 1 and args[-1] in bad.stderr, bad.stderr
+
+
+def test_spans_come_back_with_their_offsets_as_exported():
+    """An Audio span's seconds lost their fractions to int(); character offsets stay integers."""
+    [audio] = cell_results("Labels", "seg", "audio", '[{"start": 1.5, "end": 2.75, "text": "", "label": "A"}]')
+    assert (audio["value"]["start"], audio["value"]["end"], audio["value"]["labels"]) == (1.5, 2.75, ["A"])
+    [text] = cell_results("Labels", "ner", "text", '[{"start": 3, "end": 8, "text": "Paris", "label": "LOC"}]')
+    assert (text["value"]["start"], text["value"]["end"]) == (3, 8) and isinstance(text["value"]["start"], int)
+    with pytest.raises(ValueError, match="span 1 of ner needs a start and an end"):
+        cell_results("Labels", "ner", "text", '[{"start": null, "end": 8, "label": "LOC"}]')
+
+
+def test_labels_the_project_lacks_are_restored_with_a_warning(caplog):
+    rows = frame(("7", "70", "a.png", "https://example.test/a.png", "Bag|Dog", "", "", "a@x", "", "", "", "False",
+                  "False", "", "", ""))
+    tasks, errors = plan_tasks(rows, {"controls": CONTROLS}, CONFIG, "owner/ds", "annotations-v1")
+    assert not errors and tasks[0].annotations[0]["result"][0]["value"]["choices"] == ["Bag", "Dog"]
+    assert "kind: the labels 'Dog' are not in the project's label config" in caplog.text

@@ -159,10 +159,11 @@ def cell_results(tag: str, from_name: str, to_name: str, cell: str) -> list[dict
             raise ValueError(f"{from_name} holds labels without spans (a version from before spans were exported)")
         results = []
         for n, span in enumerate(_boxes(cell), 1):
-            try:
-                value = {"start": int(span["start"]), "end": int(span["end"]), "text": str(span.get("text", ""))}
-            except (KeyError, TypeError, ValueError):
-                raise ValueError(f"span {n} of {from_name} needs integers start and end") from None
+            start, end = (span.get(key) if isinstance(span, dict) else None for key in ("start", "end"))
+            if not all(isinstance(v, (int, float, str)) and not isinstance(v, bool) for v in (start, end)):
+                raise ValueError(f"span {n} of {from_name} needs a start and an end")
+            # as exported: character offsets over Text, seconds over Audio (an int() lost their fractions)
+            value = {"start": start, "end": end, "text": str(span.get("text", ""))}
             label = str(span.get("label") or "")
             results.append({"id": f"{from_name}-{n}", **base, "value": {**value, "labels": label.split("|") if label else []}})
         return results
@@ -324,7 +325,27 @@ def plan_tasks(frame: pd.DataFrame, manifest: Mapping, label_config: str, repo_i
         task.annotations.append(annotation)
         task.annotators.append({"annotation_id": annotation_id, "annotator": row["annotator"],
                                 **{k: row.get(k, "") for k in ("created_at", "updated_at", "annotated_revision")}})
+    _warn_unknown_labels(tasks.values(), label_config)
     return [tasks[k] for k in sorted(tasks)], errors
+
+
+def _warn_unknown_labels(tasks, label_config: str) -> None:
+    """Log once per control the labels of the restored annotations that the project's label config lacks: Label
+    Studio keeps them, but its editor shows no such choice (a config edited since the version, or another one)."""
+    known = {c.name: set(c.labels) for c in parse_label_config(label_config)[0] if c.labels}
+    unknown: dict[str, set[str]] = {}
+    for task in tasks:
+        for annotation in task.annotations:
+            for result in annotation["result"]:
+                labels = next((v for k, v in result["value"].items() if k in ("choices", "labels", "rectanglelabels")
+                               and isinstance(v, list)), [])
+                name = result["from_name"]
+                unknown.setdefault(name, set()).update(
+                    str(label) for label in labels if name in known and str(label) not in known[name])
+    for name, labels in unknown.items():
+        if labels:
+            log.warning("%s: the labels %s are not in the project's label config (Label Studio keeps them; its "
+                        "editor offers no such choice)", name, ", ".join(map(repr, sorted(labels)[:10])))
 
 
 def restore_key(data: Mapping) -> str | None:
