@@ -245,6 +245,29 @@ def test_labels_for_files_the_sync_imported_go_to_their_tasks(label_studio, proj
     assert sum(len(t.predictions) for t in label_studio.client().tasks.list(project=project.id, fields="all")) == 1
 
 
+def test_an_import_killed_after_labelling_a_sync_task_labels_it_once_when_run_again(label_studio, project, repo, env,
+                                                                                   invoke, tmp_path, monkeypatch):
+    """The prediction is created, then the process dies before the ledger records it: the next run must see it."""
+    from labelhub.sync.ledger import ImportLedger
+
+    dataset, _ = repo
+    run_labelhub("sync", "--repo", str(dataset.path), "--project", str(project.id), "--once", "--state",
+                 str(tmp_path / "state.sqlite3"), env=env, check=True)
+    csv = tmp_path / "labels.csv"
+    csv.write_text(HEADER + f"{sample_repos.image_path(1)},Bag,,,0.1,0.2,0.3,0.4\n")
+    record = ImportLedger.record
+
+    def dies(self, *args, **kwargs):  # what a SIGKILL right after the create leaves: no record
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ImportLedger, "record", dies)
+    assert invoke(str(csv), "--project", str(project.id), "--repo", str(dataset.path)).exit_code != 0
+    monkeypatch.setattr(ImportLedger, "record", record)
+    again = invoke(str(csv), "--project", str(project.id), "--repo", str(dataset.path))
+    assert "1 sync tasks labelled" in again.output, again.output
+    assert sum(len(t.predictions) for t in label_studio.client().tasks.list(project=project.id, fields="all")) == 1
+
+
 def test_cli_errors_are_one_clear_line_without_traceback_or_token(label_studio, project, env, invoke, tmp_path):
     good = tmp_path / "labels.csv"
     good.write_text(HEADER + "https://example.test/a.png,Bag,,,,,,\n")

@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from labelhub.retry import NO_SDK_RETRY
 from labelhub.sync.labels.parsed import ImportTask, ParsedLabels, ProjectLabels
@@ -177,6 +178,15 @@ class LabelImporter:
             entries.append(Entry(data["source_url"], task_id, aliases=(hf,) if hf else ()))
         return entries
 
+    def _holds(self, task_id: int, result: list[dict]) -> bool:
+        """Whether the task already holds these labels: a prediction of this ``model_version``, or an annotation with
+        this result. An import killed between a task's create and its ledger record (one call each) would otherwise
+        add them a second time when run again. One read per task the sync made."""
+        task = self.project.call(self.project.client.tasks.get, str(task_id))
+        if self.target == "predictions":
+            return any(_field(p, "model_version") == self.model_version for p in _field(task, "predictions") or [])
+        return any(_field(a, "result") == result for a in _field(task, "annotations") or [])
+
     def _label_sync_tasks(self, tasks: list[ImportTask], report: LabelImportReport) -> list[ImportTask]:
         """Add the labels of repo-path urls whose file the sync already made a task of to that task
         (one call each); return the other tasks."""
@@ -196,15 +206,20 @@ class LabelImporter:
             if task_id is None:
                 continue
             result = build_result(t, self.labels)
-            if result and self.target == "predictions":
-                self.project.call(client.predictions.create, task=task_id, result=result,
-                                  model_version=self.model_version, request_options=NO_SDK_RETRY)
-            elif result:
-                self.project.call(client.annotations.create, task_id, result=result, request_options=NO_SDK_RETRY)
+            if result and not self._holds(task_id, result):
+                if self.target == "predictions":
+                    self.project.call(client.predictions.create, task=task_id, result=result,
+                                      model_version=self.model_version, request_options=NO_SDK_RETRY)
+                else:
+                    self.project.call(client.annotations.create, task_id, result=result, request_options=NO_SDK_RETRY)
             self.ledger.record([Entry(t.url, task_id)])
             report.labelled_sync_tasks += 1
             report.regions += len(t.regions)
         return [t for t in tasks if t.url not in existing]
+
+
+def _field(item: Any, name: str) -> Any:
+    return item.get(name) if isinstance(item, dict) else getattr(item, name, None)
 
 
 def summary_lines(parsed: ParsedLabels, report: LabelImportReport | None, target: str, strict: bool) -> list[str]:
