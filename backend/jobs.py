@@ -66,7 +66,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Protocol, Sequence
 
-from labelhub.labelstudio_client import TASK_PAGE_SIZE, label_studio_client
+from labelhub.labelstudio_client import TASK_PAGE_SIZE, label_studio_client, selected_items_queries
 from labelhub.backend.model import normalize_predictions
 from labelhub.backend.state import atomic_write_json
 from labelhub.errors import ConfigurationError, LabelHubError, LabelStudioError, NotFoundError, ProjectNotFound
@@ -95,8 +95,6 @@ PREDICT_CHUNK = 64
 #: ``fflag_fix_back_4620_memory_efficient_predictions_import_08012025_short``) commits each 500
 #: (``PREDICTION_IMPORT_BATCH_SIZE``) apart, so a larger batch would no longer land whole or not at all.
 MAX_BATCH_SIZE = 500
-#: Task ids per ``selectedItems`` query (they travel in the URL).
-IDS_PER_QUERY = 200
 #: Attempts of one batch's write (each after a read of what landed).
 WRITE_ATTEMPTS = 3
 #: Failed tasks a status keeps with their reason (the count keeps them all).
@@ -271,9 +269,9 @@ class LabelStudioClient:
 
         One ``GET /api/tasks?fields=all&include=id,data,is_labeled,predictions`` per page of
         :data:`~labelhub.labelstudio_client.TASK_PAGE_SIZE` (500: see there why not more); with ``task_ids``, a
-        Data Manager ``selectedItems`` query per :data:`IDS_PER_QUERY` ids. If the project has "retrieve
-        predictions automatically" on, Label Studio asks the connected backend for the listed tasks that have no
-        prediction first (and lists them with it).
+        Data Manager ``selectedItems`` query per :data:`~labelhub.labelstudio_client.IDS_PER_QUERY` ids. If the
+        project has "retrieve predictions automatically" on, Label Studio asks the connected backend for the listed
+        tasks that have no prediction first (and lists them with it).
 
         Args:
             project_id: The project id.
@@ -293,10 +291,8 @@ class LabelStudioClient:
         what = f"tasks of project {project_id}"
         if task_ids is None:
             return self._call(what, lambda: page(None))
-        ids = [int(i) for i in task_ids]
         out: list[TaskRow] = []
-        for start in range(0, len(ids), IDS_PER_QUERY):
-            query = json.dumps({"selectedItems": {"all": False, "included": ids[start:start + IDS_PER_QUERY]}})
+        for query in selected_items_queries(task_ids):
             out += self._call(what, lambda: page(query))
         return out
 
@@ -785,7 +781,8 @@ class JobStatus:
         for tid, reason in batch.failed.items():
             if len(self.failures) < KEEP_FAILURES:
                 self.failures[str(tid)] = reason
-        for version in batch.versions or [batch.model_version] * bool(batch.model_version):
+        # a result from a worker of an older version has no versions list, only its last version
+        for version in batch.versions or ([batch.model_version] if batch.model_version else []):
             if version not in self.versions:
                 self.versions.append(version)
 

@@ -14,18 +14,35 @@ connections), so connections are kept alive there.
 """
 from __future__ import annotations
 
+import json
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from label_studio_sdk import LabelStudio
 
-__all__ = ["label_studio_client", "TASK_PAGE_SIZE"]
+__all__ = ["label_studio_client", "TASK_PAGE_SIZE", "IDS_PER_QUERY", "selected_items_queries"]
 
 #: Tasks per page when LabelHub lists a project's tasks (``GET /api/tasks``). Label Studio 1.23.2 on SQLite answers
 #: 500 "Expression tree is too large (maximum depth 1000)" for a page of 999 or more tasks made from uploaded files
 #: (its Data Manager prefetches each task's ``file_upload`` row in one query, past SQLite's expression depth of
 #: 1000); 998 still works. Measured with 1,000 and 3,000 uploaded images; tasks imported as JSON have no such row.
 TASK_PAGE_SIZE = 500
+#: Task ids per Data Manager ``selectedItems`` query (:func:`selected_items_queries`): they travel in the URL.
+IDS_PER_QUERY = 200
+
+
+def selected_items_queries(task_ids: Iterable[int]) -> Iterator[str]:
+    """The ``query`` values of ``GET /api/tasks`` that select ``task_ids``, :data:`IDS_PER_QUERY` at a time (the Data
+    Manager's ``{"selectedItems": {"all": false, "included": [...]}}``); tasks that do not exist are not listed.
+
+    Example:
+        >>> list(selected_items_queries([3, 5]))
+        ['{"selectedItems": {"all": false, "included": [3, 5]}}']
+    """
+    ids = [int(i) for i in task_ids]
+    for start in range(0, len(ids), IDS_PER_QUERY):
+        yield json.dumps({"selectedItems": {"all": False, "included": ids[start:start + IDS_PER_QUERY]}})
 
 
 def label_studio_client(url: str, api_key: str, timeout: float = 120.0) -> "LabelStudio":

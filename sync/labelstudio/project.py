@@ -18,7 +18,7 @@ import httpx
 from label_studio_sdk.core.api_error import ApiError
 from label_studio_sdk.core.jsonable_encoder import jsonable_encoder
 
-from labelhub.labelstudio_client import TASK_PAGE_SIZE, label_studio_client
+from labelhub.labelstudio_client import TASK_PAGE_SIZE, label_studio_client, selected_items_queries
 from labelhub.errors import LabelStudioError, ProjectNotFound
 from labelhub.retry import NO_SDK_RETRY
 
@@ -319,11 +319,10 @@ class LabelStudioProject:
         return read + self._tasks_by_id(missed), len(read)
 
     def _tasks_by_id(self, ids: Sequence[int]) -> list[dict]:
-        """The tasks of ``ids`` that exist, with their annotations, as plain dicts (a Data Manager ``selectedItems``
-        query per 500 ids)."""
+        """The tasks of ``ids`` that exist, with their annotations, as plain dicts
+        (:func:`labelhub.labelstudio_client.selected_items_queries`)."""
         out = []
-        for start in range(0, len(ids), TASK_PAGE_SIZE):
-            query = json.dumps({"selectedItems": {"all": False, "included": list(ids[start:start + TASK_PAGE_SIZE])}})
+        for query in selected_items_queries(ids):
             tasks, _, _ = self._listing(1, query=query, fields="all")
             out += [task.dict() for task in tasks]
         return out

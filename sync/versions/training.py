@@ -270,9 +270,10 @@ def consensus_records(consensus: pd.DataFrame, label_config: str, controls: Mapp
     for row in consensus.to_dict("records"):
         path = _text(row.get("hf_path"))
         pinned = _SHA.search(_text(row.get(field.value_key)))
-        if not _has_media(field, path, pinned.group(1) if pinned else revision, local):
+        commit = pinned.group(1) if pinned else revision
+        if not _has_media(field, path, commit, local):
             continue
-        record = _media_and_labels(row, specs, field, repo_id, local, pinned.group(1) if pinned else revision)
+        record = _media_and_labels(row, specs, field, repo_id, local, commit)
         agreement = row.get("agreement")
         record.update(task_id=int(row["task_id"]), hf_path=path, annotators=int(row.get("annotators") or 0),
                       agreement=None if _missing(agreement) else float(agreement),
