@@ -357,3 +357,21 @@ def test_a_label_holding_a_bar_stays_whole_in_the_training_rows():
     frame = rows_frame([annotation_row(task, {"id": 11, "result": result}, controls, "image", {})], controls, "image")
     [record] = training_records_by_row(frame, config, controls, data_field(config), "o/r", False)
     assert record["kind"] == "a|b" and record["tags"] == ["a|b", "plain"]
+
+
+def test_a_cell_holding_a_carriage_return_is_quoted_so_its_row_reads_back_whole(tmp_path):
+    """pandas quotes only cells holding ``\\n``; a lone ``\\r`` (old Mac line ends) unquoted splits the row for every
+    CSV reader. Only such rows are written with their text cells quoted."""
+    import io
+
+    state = SyncState(tmp_path / "state.sqlite3", 7, REPO)
+    add(state, 1, image_task(1, caption="first line\rsecond line"), image_annotation(10, 1, note="a\rb"))
+    add(state, 2, image_task(2, caption="plain"), image_annotation(20, 1, note="plain"))
+    controls = control_tags(IMAGES)
+    built = build_rows(state, controls, "image")
+    back = pd.read_csv(io.StringIO(built.csv.decode()), keep_default_na=False)
+    assert back["caption"].tolist() == ["first line\rsecond line", "plain"]
+    assert back["note"].tolist() == ["a\rb", "plain"]
+    lines = built.csv.decode().split("\n")
+    assert '"img/1.png"' in lines[1] and '"img/2.png"' not in lines[2]  # the other row is written as before
+    assert lines[2] == built.frame.iloc[[1]].to_csv(index=False, header=False, lineterminator="\n").rstrip("\n")

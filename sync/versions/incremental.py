@@ -22,6 +22,7 @@ The files are byte-equal to those of a build from scratch (``tests/test_versions
 """
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import logging
@@ -123,17 +124,45 @@ def _schema(frame: pd.DataFrame) -> tuple:
 
 def _csv_lines(frame: pd.DataFrame) -> list[bytes]:
     """The CSV line of each row of ``frame`` as ``frame.to_csv`` writes it (the same quoting and number formats): the
-    rows are written with one more column holding a random marker, which ends each row's text (one row: the text)."""
+    rows are written with one more column holding a random marker, which ends each row's text (one row: the text).
+
+    A row with a text cell holding a carriage return (``\\r``, a text with old Mac line ends) is written with every
+    text cell quoted (``csv.QUOTE_NONNUMERIC``): pandas quotes only cells holding the line terminator (``\\n``),
+    and a CSV reader (pandas' and Python's alike) ends a line at a lone ``\\r``, so that row would split in two.
+    Every other row is written as before, so this changes no version without such a cell.
+    """
     if frame.empty:
         return []
     if len(frame) == 1:  # the whole text is the row's line (an export of one new annotation)
-        return [frame.to_csv(index=False, header=False, lineterminator="\n").encode()]
+        return [_csv_text(frame).encode()]
     marker = uuid.uuid4().hex
     text = frame.assign(**{marker: marker}).to_csv(index=False, header=False, lineterminator="\n")
     pieces = text.split(f",{marker}\n")
     if len(pieces) != len(frame) + 1 or pieces[-1]:
         raise AssertionError("a CSV row holds the row marker")  # not reachable: the marker is random
-    return [(piece + "\n").encode() for piece in pieces[:-1]]
+    lines = [(piece + "\n").encode() for piece in pieces[:-1]]
+    if "\r" in text:  # rare: look for the rows (a scan of every text cell costs as much as the writing)
+        for row in _rows_with_carriage_returns(frame):
+            lines[row] = _csv_text(frame.iloc[[row]]).encode()
+    return lines
+
+
+def _csv_text(frame: pd.DataFrame, header: bool = False) -> str:
+    """``frame``'s CSV text, text cells quoted when one of them holds a ``\\r`` (see :func:`_csv_lines`)."""
+    text = frame.to_csv(index=False, header=header, lineterminator="\n")
+    if "\r" not in text:
+        return text
+    return frame.to_csv(index=False, header=header, lineterminator="\n", quoting=csv.QUOTE_NONNUMERIC)
+
+
+def _rows_with_carriage_returns(frame: pd.DataFrame) -> np.ndarray:
+    """The positions of the rows of ``frame`` with a text cell holding ``\\r``."""
+    found = np.zeros(len(frame), dtype=bool)
+    for column in frame.columns:
+        values = frame[column]
+        if pd.api.types.is_object_dtype(values) or pd.api.types.is_string_dtype(values):
+            found |= values.map(lambda value: isinstance(value, str) and "\r" in value).to_numpy(dtype=bool)
+    return np.flatnonzero(found)
 
 
 def _json_lines(frame: pd.DataFrame) -> list[bytes]:
@@ -434,7 +463,7 @@ def _finish(build: VersionRows) -> None:
 @cachetools.cached(cachetools.LRUCache(maxsize=64))
 def _csv_header(columns: tuple) -> bytes:
     """The CSV header line ``to_csv`` writes for a frame of ``columns`` (it depends on their names alone)."""
-    return pd.DataFrame(columns=list(columns)).to_csv(index=False, lineterminator="\n").encode()
+    return _csv_text(pd.DataFrame(columns=list(columns)), header=True).encode()
 
 
 def _missing(values: np.ndarray) -> np.ndarray:
