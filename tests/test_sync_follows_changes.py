@@ -130,6 +130,20 @@ def test_changed_renamed_moved_and_deleted_files_keep_their_tasks_and_annotation
     assert second in rows[CHANGED]["image"]  # while the task now shows the new content
     assert {row["annotated_revision"] for row in rows_of(dataset, "annotations-v1")} == {first}
 
+    # annotations-v1 (made on the first commit) restored into a new project, then the repo synced into it: the
+    # restored tasks follow their files as the first project's did (restore records them without a blob id)
+    target = make_project("follow, restored", CONFIG)
+    state = ("--project", str(target.id), "--state", str(tmp_path / "restored.sqlite3"))
+    run_labelhub("restore", "--repo", dataset.repo_arg, "--tag", "annotations-v1", *state, env=env, check=True)
+    out = run_labelhub("sync", "--repo", dataset.repo_arg, *state, "--once", "--no-export", env=env, check=True)
+    assert "1 changed, 2 moved" in out.stderr, out.stderr
+    restored = tasks_by_path(client, target.id)
+    assert sorted(restored) == sorted(set(tasks) - {DELETED}), (sorted(restored), sorted(tasks))
+    assert all(len(t) == 1 for t in restored.values())
+    # the head (the export of annotations-v2 since) holds the second commit's content
+    assert restored[CHANGED][0].data["hf_revision"] not in ("", first) and len(restored[CHANGED][0].annotations) == 1
+    assert len(restored[RENAMED_TO][0].annotations) == len(restored[MOVED_TO][0].annotations) == 1
+
 
 def test_a_project_recreated_with_the_same_id_after_a_reset_gets_every_file_again(tmp_path):
     repo = LocalMaster(tmp_path / "repo")

@@ -3,7 +3,7 @@ interface that :class:`labelhub.repos.hub.HubRepo` and :class:`labelhub.repos.gi
 """
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -63,6 +63,14 @@ class DatasetRepo(Protocol):
 
     def list_files(self, sha: str) -> list[RepoFile]:
         """Every file of the repo at commit ``sha``, recursively."""
+
+    def blob_ids(self, sha: str, paths: Sequence[str]) -> dict[str, str]:
+        """``{path: git blob id}`` of those of ``paths`` that are files of the repo at commit ``sha`` (the others are
+        left out), without listing the whole repo: what a task recorded without its blob id showed.
+
+        Raises:
+            labelhub.errors.RepoNotFound, labelhub.errors.RevisionNotFound: as for :meth:`resolve`.
+        """
 
     def read_file(self, sha: str, path: str) -> bytes:
         """The bytes of ``path`` at commit ``sha``."""

@@ -16,7 +16,7 @@ import os
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from cachetools import LRUCache
@@ -30,6 +30,9 @@ from labelhub.signing import repo_key
 __all__ = ["git", "is_git_repo", "GitObjects", "LocalGitRepo"]
 
 log = logging.getLogger(__name__)
+
+#: Paths per ``git ls-tree`` of :meth:`LocalGitRepo.blob_ids` (far under any system's command line limit).
+PATHS_PER_CALL = 1000
 
 
 def git(repo_dir: str | os.PathLike, *args: str, input: bytes | None = None, env: dict | None = None,
@@ -174,6 +177,29 @@ class LocalGitRepo:
             log.warning("%d files of %s at %s are left out: their names are not UTF-8 (%s)", len(not_text),
                         self.repo_id, sha[:12], ", ".join(repr(p)[2:-1] for p in not_text[:5]))
         return files
+
+    def blob_ids(self, sha: str, paths: Sequence[str]) -> dict[str, str]:
+        """See :meth:`labelhub.repos.DatasetRepo.blob_ids`: ``git ls-tree -z sha -- PATHS`` per
+        :data:`PATHS_PER_CALL` paths, read as literal paths (``GIT_LITERAL_PATHSPECS``: no glob in a name matches
+        another file).
+
+        Raises:
+            RevisionNotFound: ``sha`` is not a commit of the repository.
+        """
+        wanted, found = set(paths), {}
+        ordered = sorted(wanted)
+        for start in range(0, len(ordered), PATHS_PER_CALL):
+            try:
+                out = git(self.path, "ls-tree", "-z", sha, "--", *ordered[start:start + PATHS_PER_CALL],
+                          env={"GIT_LITERAL_PATHSPECS": "1"})
+            except subprocess.CalledProcessError:
+                raise RevisionNotFound(f"revision {sha!r} not found in {self.path}") from None
+            for record in out.split(b"\0"):
+                meta, _, name = record.partition(b"\t")
+                path = name.decode(errors="replace")
+                if meta.split()[1:2] == [b"blob"] and path in wanted:
+                    found[path] = meta.split()[2].decode()
+        return found
 
     def read_file(self, sha: str, path: str) -> bytes:
         """See :meth:`labelhub.repos.DatasetRepo.read_file`.

@@ -12,7 +12,7 @@ known, see :meth:`HubRepo.commit`, and ``commit``), ``create_tag`` and, only aft
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from urllib.parse import quote
 
@@ -44,6 +44,9 @@ from labelhub.repos.base import RepoFile
 from labelhub.signing import repo_key
 
 REPO_TYPE = "dataset"
+#: Paths per ``get_paths_info`` call of :meth:`HubRepo.blob_ids` (the size of a tree listing's page: a request body of
+#: some tens of kB).
+PATHS_PER_CALL = 1000
 #: A file this large or larger is stored with LFS whatever its name or content, so its upload mode is
 #: always asked of the Hub (https://huggingface.co/docs/hub/storage-limits: "files larger than 10 MB").
 REGULAR_SIZE_LIMIT = 10 * 1024 * 1024
@@ -176,6 +179,23 @@ class HubRepo:
     def list_files(self, sha: str) -> list[RepoFile]:
         """See :meth:`labelhub.repos.DatasetRepo.list_files`. One Hub call per 1,000 entries."""
         return list(self.iter_files(sha))
+
+    def blob_ids(self, sha: str, paths: Sequence[str]) -> dict[str, str]:
+        """See :meth:`labelhub.repos.DatasetRepo.blob_ids`: ``get_paths_info`` (``POST
+        /api/datasets/{repo_id}/paths-info/{sha}``, https://huggingface.co/docs/hub/api), one call per
+        :data:`PATHS_PER_CALL` paths.
+
+        Raises:
+            RepoNotFound, RevisionNotFound, TransientHubError, HubUnreachable, HubError: see :func:`hub_errors`.
+        """
+        ordered, found = sorted(set(paths)), {}
+        with hub_errors(self.endpoint, self.repo_id, sha):
+            for start in range(0, len(ordered), PATHS_PER_CALL):
+                for entry in self.api.get_paths_info(self.repo_id, ordered[start:start + PATHS_PER_CALL],
+                                                     repo_type=REPO_TYPE, revision=sha):
+                    if isinstance(entry, HubRepoFile):
+                        found[entry.path] = entry.blob_id
+        return found
 
     def read_file(self, sha: str, path: str) -> bytes:
         """See :meth:`labelhub.repos.DatasetRepo.read_file`; reads through huggingface_hub's cache.

@@ -19,7 +19,9 @@ One cycle (:meth:`FileImporter.run`), through the crash-safe import ledger (:mod
 4. Tasks follow their files (:func:`match_moves`): a file whose content changed (another git blob id at the
    same path) keeps its task, which now shows the new commit (its URL and ``hf_revision``) and keeps its
    annotations; a file renamed or moved (the same blob id at a new path in the same commit) keeps its task
-   with the new path, and is neither a new task nor removed.
+   with the new path, and is neither a new task nor removed. A task recorded without a blob id (by ``labelhub
+   restore`` or ``labelhub import-labels``) first learns the one of the revision it shows (:meth:`FileImporter
+   ._learn_blob_ids`), so a file changed or moved since is followed too.
 5. A file that left the repo keeps its task, marked in ``meta``: ``{"hf_removed": true,
    "hf_removed_in": sha}``; a file that comes back is marked ``hf_removed: false``.
 """
@@ -28,12 +30,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import chain, islice
 
 from labelhub.sync.files.selection import iter_selected
 from labelhub.label_config import DataField, data_field
-from labelhub.errors import LabelHubError
+from labelhub.errors import LabelHubError, RevisionNotFound
 from labelhub.sync.labelstudio.project import LabelStudioProject
 from labelhub.sync.files.metadata import MetadataSpec, MetadataTable
 from labelhub.repos import DatasetRepo, RepoFile
@@ -171,7 +173,7 @@ class FileImporter:
         report = FileImportReport(sha, recovered=recovered)
         if report.recovered:
             log.info("recovered %d tasks that Label Studio already had", report.recovered)
-        known = ledger.entries()
+        known = self._learn_blob_ids(ledger.entries(), sha)
         table = self._metadata_table(sha)
         files: list[RepoFile] = []
         held: list[RepoFile] = []  # no task, but a blob some task shows: maybe a move, known once the listing is whole
@@ -195,7 +197,7 @@ class FileImporter:
         moved_from = {old for old, _ in moves}
         changed = [f for f in files if f.path in known and known[f.path].blob_id not in ("", f.oid)]
         unknown = [(f.path, f.oid) for f in files if f.path in known and not known[f.path].blob_id]
-        if unknown:  # recorded before blob ids were kept: remember them, nothing to follow
+        if unknown:  # shows this commit, or its revision lacks the file: remember the blob id, nothing to follow
             ledger.set_blob_ids(unknown)
         report.removed = sorted(p for p in gone if p not in moved_from)
         report.restored = sorted(p for p, k in known.items() if k.removed_in is not None and p in by_path)
@@ -239,6 +241,34 @@ class FileImporter:
     def _data(self, file: RepoFile, sha: str, table: MetadataTable | None) -> dict:
         return build_file_task(self.field, self._value(file, sha), self.repo.repo_id, file.path, sha,
                                table.columns_for(file.path) if table else None)
+
+    def _learn_blob_ids(self, known: dict[str, Known], sha: str) -> dict[str, Known]:
+        """``known`` with the blob ids of the tasks recorded without one, read at the revision each task shows, and
+        remembered in the ledger.
+
+        ``labelhub restore`` and ``labelhub import-labels`` record the tasks they make from a repo's files under
+        the repo's source without a blob id (they read a version's CSV or a labels file, not the repo's listing),
+        and so did LabelHub before blob ids were kept. Taken from the listing of this cycle's commit, a file
+        changed or moved since the revision its task shows would look unchanged, or new: its task would not follow
+        it, or a second task would be made. One :meth:`labelhub.repos.DatasetRepo.blob_ids` call per revision
+        (per 1,000 paths), once: the ids are recorded. Tasks of this very commit are left to the listing.
+        """
+        by_revision: dict[str, list[str]] = {}
+        for path, entry in known.items():
+            if not entry.blob_id and entry.revision and entry.revision != sha and entry.removed_in is None:
+                by_revision.setdefault(entry.revision, []).append(path)
+        learned: dict[str, str] = {}
+        for revision, paths in by_revision.items():
+            try:
+                learned.update(self.repo.blob_ids(revision, paths))
+            except RevisionNotFound:  # a revision the repo no longer holds (a force-push): left to the listing
+                log.warning("%s: revision %s of %d tasks is gone: their files are taken as they are now",
+                            self.repo.repo_id, revision[:12], len(paths))
+        if not learned:
+            return known
+        self.state.ledger.set_blob_ids(learned.items())
+        return {path: replace(entry, blob_id=learned[path]) if path in learned else entry
+                for path, entry in known.items()}
 
     def _import(self, files: Iterator[RepoFile], sha: str, total: int | None, table: MetadataTable | None) -> int:
         return self.state.ledger.import_items(self.project, self._items(files, sha, table), total, self.batch_size,
