@@ -80,8 +80,8 @@ class Known:
         revision: The commit sha the task shows.
         removed_in: The commit sha where the key left its source (``None`` while present).
         blob_id: The git blob id the task shows (``""``: unknown: recorded by ``labelhub restore``, ``labelhub
-            import-labels`` or an older LabelHub; the sync learns it at ``revision``, :meth:`FileImporter._learn_blob_ids
-            <labelhub.sync.files.importer.FileImporter._learn_blob_ids>`).
+            import-labels`` or an older LabelHub; the sync learns it at ``revision``,
+            :meth:`labelhub.sync.files.importer.FileImporter._learn_blob_ids`).
     """
 
     task_id: int
