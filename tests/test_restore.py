@@ -1,9 +1,10 @@
 """``labelhub restore``: a version of the repo → a project's tasks and annotations, never twice.
 
-Unit tests of the CSV cell → result conversion (with a hypothesis round trip through
-:func:`labelhub.sync.versions.rows.control_value`) and of the task plan, then end to end: a real Label Studio, a
-local repo of 4 Fashion-MNIST images synced and annotated by two users, exported as ``annotations-v1``, restored
-into new projects (again, after a SIGKILL, from an edited version with an unknown annotator and a broken row).
+Unit tests of the CSV cell → result conversion (with hypothesis round trips through
+:func:`labelhub.sync.versions.rows.control_value`, TextArea entries too) and of the task plan, then end to end: a
+real Label Studio, a local repo of 4 Fashion-MNIST images synced and annotated by two users, exported as
+``annotations-v1``, restored into new projects (again, after a SIGKILL, from an edited version with an unknown
+annotator and a broken row), and TextArea entries exported and restored as annotated.
 """
 from __future__ import annotations
 
@@ -17,8 +18,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from labelhub.label_config import data_field
 from labelhub.sync.versions.restore import RowError, cell_results, plan_tasks
 from labelhub.sync.versions.rows import annotation_row, control_value
+from labelhub.sync.versions.training import training_records_by_row
 from tests import sample_repos
 from tests.conftest import run_labelhub
 from tests.labelstudio import USERNAME
@@ -62,6 +65,34 @@ box = st.builds(lambda x, y, w, h, labels: {"x": x, "y": y, "width": w, "height"
 def test_cells_to_results_and_back_are_the_same_cells(choices, boxes):
     for tag, cell in (("Choices", "|".join(choices)), ("RectangleLabels", json.dumps(boxes))):
         assert control_value(tag, cell_results(tag, "c", "image", cell)) == cell
+
+
+def note(*entries):
+    return {"from_name": "note", "to_name": "image", "type": "textarea", "value": {"text": list(entries)}}
+
+
+def test_textarea_entries_are_exported_and_restored_as_annotated():
+    """Two entries came back as one entry "first\\nsecond" (the CSV joined them with a newline)."""
+    for entries in (["first", "second"], ["two\nlines"], ["only"], ['["looks", "like a list"]'], ["é", "ß\n"]):
+        cell = control_value("TextArea", [note(*entries)])
+        assert cell_results("TextArea", "note", "image", cell) == [note(*entries)], (entries, cell)
+    assert control_value("TextArea", [note("first", "second")]) == '["first", "second"]'
+    assert control_value("TextArea", [note("two\nlines")]) == "two\nlines"  # one entry: the text, as before
+    # a version written before: several entries joined with a newline come back as one entry, as they always did
+    assert cell_results("TextArea", "note", "image", "first\nsecond") == [note("first\nsecond")]
+    # the training config's column keeps joining them with a newline
+    rows = pd.DataFrame([{"task_id": 1, "annotation_id": 1, "hf_path": "a.png", "image": "u", "kind": "", "box": "",
+                          "note": '["first", "second"]', "annotator": "a@x", "annotated_revision": SHA,
+                          "was_cancelled": False}])
+    [record] = training_records_by_row(rows, CONFIG, CONTROLS, data_field(CONFIG), "owner/ds", local=False)
+    assert record["note"] == "first\nsecond"
+
+
+@settings(max_examples=200, deadline=None)
+@given(entries=st.lists(st.text(max_size=8), max_size=4))
+def test_any_textarea_entries_come_back_from_their_cell(entries):
+    expected = [note(*entries)] if entries else []  # no entry: an empty cell, no result
+    assert cell_results("TextArea", "note", "image", control_value("TextArea", [note(*entries)])) == expected
 
 
 def frame(*rows, metadata=("metadata", "source")):
@@ -112,24 +143,30 @@ def rect(x, label):
             "value": {"x": x, "y": 10.0, "width": 25.0, "height": 50.0, "rotation": 0, "rectanglelabels": [label]}}
 
 
+def synced_repo(label_studio, project_id, tmp, files: int):
+    """A local repo of ``files`` Fashion-MNIST images synced into the project once: ``(repo, env, the sync's
+    arguments, the project's tasks in id order)``."""
+    repo = tmp / "repo"
+    sample_repos.init_local_repo(repo)
+    sample_repos.commit_local(repo, sample_repos.image_files(0, files))
+    env = {"LABEL_STUDIO_URL": label_studio.url, "LABEL_STUDIO_API_KEY": label_studio.personal_token,
+           "TQDM_DISABLE": "1"}
+    sync = ["sync", "--repo", str(repo), "--project", str(project_id), "--state", str(tmp / "s.sqlite3"), "--once"]
+    run_labelhub(*sync, env=env, check=True)
+    tasks = sorted(label_studio.client().tasks.list(project=project_id, page_size=10), key=lambda t: t.id)
+    return repo, env, sync, tasks
+
+
 @pytest.fixture(scope="module")
 def version(label_studio, tmp_path_factory):
     """A local repo whose ``annotations-v1`` holds 4 annotations of 3 tasks by two users; yields
     ``(repo path, env, second user's email)``."""
     client = label_studio.client()
-    tmp = tmp_path_factory.mktemp("restore")
-    repo = tmp / "repo"
-    sample_repos.init_local_repo(repo)
-    sample_repos.commit_local(repo, sample_repos.image_files(0, 4))
     project = client.projects.create(title="restore source", label_config=CONFIG)
     email = f"second-{uuid.uuid4().hex[:8]}@labelhub.test"
     second = client.users.create(username=email, email=email, password="second-user-password-1")
-    env = {"LABEL_STUDIO_URL": label_studio.url, "LABEL_STUDIO_API_KEY": label_studio.personal_token,
-           "TQDM_DISABLE": "1"}
-    sync = ["sync", "--repo", str(repo), "--project", str(project.id), "--state", str(tmp / "s.sqlite3"), "--once"]
     try:
-        run_labelhub(*sync, env=env, check=True)
-        tasks = sorted(client.tasks.list(project=project.id, page_size=10), key=lambda t: t.id)
+        repo, env, sync, tasks = synced_repo(label_studio, project.id, tmp_path_factory.mktemp("restore"), 4)
         client.annotations.create(tasks[0].id, result=[*choice("Bag", "Coat"), rect(12.5, "Bag"),
                                                        {"from_name": "note", "to_name": "image", "type": "textarea",
                                                         "value": {"text": ["a bag, a coat"]}}], lead_time=12.5)
@@ -243,6 +280,27 @@ def test_unknown_annotator_and_broken_row_and_unknown_tag(label_studio, make_pro
                            str(tmp_path / "e.sqlite3"), *args, env=env)
         assert bad.returncode == 1 and "Traceback" not in bad.stderr, bad.stderr
         assert len(bad.stderr.strip().splitlines()) == 1 and args[-1] in bad.stderr, bad.stderr
+
+
+def test_textarea_entries_come_back_from_label_studio_through_a_version(label_studio, make_project, tmp_path):
+    """Export → restore kept an annotation's two TextArea entries as one entry "first\\nsecond"."""
+    client = label_studio.client()
+    source = make_project("textarea source", CONFIG)
+    repo, env, sync, tasks = synced_repo(label_studio, source.id, tmp_path, 2)
+    annotated = {tasks[0].id: ["first", "second"], tasks[1].id: ["two\nlines"]}
+    for task_id, entries in annotated.items():
+        client.annotations.create(task_id, result=[note(*entries)])
+    run_labelhub(*sync, env=env, check=True)  # annotations-v1
+    exported = {json.dumps(t.annotations[0]["result"][0]["value"]["text"])
+                for t in client.tasks.list(project=source.id, page_size=10, fields="all")}
+    assert exported == {json.dumps(entries) for entries in annotated.values()}  # Label Studio kept them as sent
+
+    target = make_project("textarea restored", CONFIG)
+    result = restore(repo, target.id, tmp_path / "r.sqlite3", env)
+    assert result.returncode == 0, result.stderr
+    restored = {t.data["source_task_id"]: [r["value"]["text"] for a in t.annotations for r in a["result"]]
+                for t in client.tasks.list(project=target.id, page_size=10, fields="all")}
+    assert restored == {task_id: [entries] for task_id, entries in annotated.items()}
 
 
 def test_spans_come_back_with_their_offsets_as_exported():

@@ -39,7 +39,7 @@ COLUMNS_DOC = """| column | meaning |
 CONTROL_DOC = {
     "Choices": "the chosen labels joined with `|`",
     "RectangleLabels": "JSON list of `{x, y, width, height, label}`, fractions 0 to 1 of the image",
-    "TextArea": "the text",
+    "TextArea": "the text; several entries (or one that is itself a JSON list) as a JSON list of strings",
 }
 
 

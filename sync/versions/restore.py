@@ -17,7 +17,10 @@ whose ``controls`` give each control column's tag type (without a manifest, the 
   ``to_name`` from the project's label config: Choices → ``choices`` split on ``|``; Taxonomy → ``taxonomy``
   paths (``|`` between, ``/`` within); RectangleLabels → one region per box, percent 0 to 100
   (:func:`labelhub.sync.regions.percent_from_fractions`), ``rotation: 0``, ``rectanglelabels`` split on ``|``;
-  TextArea → ``text`` (one entry); Labels → one span per item of the cell's JSON list (``start``, ``end``,
+  TextArea → one result whose ``text`` is the cell's entries (:func:`labelhub.sync.versions.rows.textarea_entries`:
+  a JSON list of strings is several entries, other text one entry, newlines in it kept; a version written
+  before several entries were kept as a list joined them with a newline, and they come back as that one
+  entry, as they always did); Labels → one span per item of the cell's JSON list (``start``, ``end``,
   ``text``, ``labels`` split on ``|``; a cell of labels only, written before spans were kept, is skipped with a
   row error); any other control → the cell's JSON list of result values, one result each.
   A control the project lacks, or whose tag type differs, is skipped, said once. ``was_cancelled``, ``ground_truth`` and ``lead_time`` are carried over; the version's
@@ -62,7 +65,7 @@ from labelhub.sync.labelstudio.project import LabelStudioProject
 from labelhub.sync.ledger import Entry, ImportLedger, Item
 from labelhub.sync.regions import percent_from_fractions
 from labelhub.sync.versions.series import series_for
-from labelhub.sync.versions.rows import FIXED_HEAD, FIXED_TAIL
+from labelhub.sync.versions.rows import FIXED_HEAD, FIXED_TAIL, textarea_entries
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +156,7 @@ def cell_results(tag: str, from_name: str, to_name: str, cell: str) -> list[dict
                             "value": {**percent, "rotation": 0, "rectanglelabels": label.split("|") if label else []}})
         return results
     if tag == "TextArea":
-        return [{**base, "value": {"text": [cell]}}]
+        return [{**base, "value": {"text": textarea_entries(cell)}}]
     if tag == "Labels":
         if not cell.startswith("["):
             raise ValueError(f"{from_name} holds labels without spans (a version from before spans were exported)")

@@ -11,7 +11,12 @@ made from, e.g. ``image``), then one column per control tag, named by its ``from
 - RectangleLabels: a JSON list of ``{"x", "y", "width", "height", "label"}``, coordinates as
   fractions 0 to 1 of the image (Label Studio stores percent 0 to 100:
   https://labelstud.io/tags/rectanglelabels), several labels of one region joined with ``|``;
-- TextArea: the text (several entries joined with a newline);
+- TextArea (https://labelstud.io/tags/textarea, ``value.text`` a list of entries): one entry as its text (a
+  newline in it kept); several entries as a JSON list of strings (``["first", "second"]``, non-ASCII kept),
+  and likewise one entry that would not read back as itself (one that is itself a JSON list of strings, or an
+  empty one); :func:`textarea_cell` writes it, :func:`textarea_entries` reads it. Older LabelHub joined several
+  entries with a newline (a cell that reads back as one entry holding the newlines), and a sync state it filled
+  keeps those rows until their annotation changes (:mod:`labelhub.sync.versions.incremental`);
 - any other control: the JSON of its result values;
 
 then ``annotator, created_at, updated_at, lead_time, was_cancelled, ground_truth, annotated_revision``
@@ -53,7 +58,7 @@ def control_value(tag: str, results: list[dict]) -> str:
                             "text": r["value"].get("text", ""), "label": "|".join(r["value"].get("labels", []))}
                            for r in results])
     if tag == "TextArea":
-        return "\n".join(t for r in results for t in r.get("value", {}).get("text", []))
+        return textarea_cell([t for r in results for t in r.get("value", {}).get("text", [])])
     key = tag.lower()
     if all(key in r.get("value", {}) for r in results) and tag in ("Choices", "Labels", "Taxonomy"):
         labels = []
@@ -62,6 +67,57 @@ def control_value(tag: str, results: list[dict]) -> str:
                 labels.append("/".join(item) if isinstance(item, list) else str(item))
         return "|".join(labels)
     return json.dumps([r.get("value", {}) for r in results])
+
+
+def textarea_entries(cell: str) -> list[str]:
+    """The entries of a TextArea cell (see the module docstring): a JSON list of strings is the entries, any other
+    text is one entry, ``""`` none. The inverse of :func:`textarea_cell`.
+
+    A cell of a version written before several entries were kept as a list (they were joined with a newline) reads as
+    one entry holding the newlines, as it always did; only an old cell whose text was itself a JSON list of strings
+    now reads as that list's entries.
+
+    Args:
+        cell: The CSV cell.
+
+    Returns:
+        The entries, in order (Label Studio's ``value.text``, https://labelstud.io/tags/textarea).
+
+    Example:
+        >>> textarea_entries('["first", "second"]'), textarea_entries("one\\nentry"), textarea_entries("")
+        (['first', 'second'], ['one\\nentry'], [])
+    """
+    if cell.startswith("["):
+        try:
+            entries = json.loads(cell)
+        except ValueError:
+            entries = None
+        if isinstance(entries, list) and all(isinstance(entry, str) for entry in entries):
+            return entries
+    return [cell] if cell else []
+
+
+def textarea_cell(entries: list[str]) -> str:
+    """The CSV cell of a TextArea's entries (see the module docstring): one entry as its text when
+    :func:`textarea_entries` reads it back as itself, else a JSON list of strings; ``""`` for no entry.
+
+    Args:
+        entries: The entries, from the results' ``value.text`` (https://labelstud.io/tags/textarea).
+
+    Returns:
+        The cell; ``textarea_entries(textarea_cell(entries)) == entries`` for every list of strings. Entries that are
+        not strings (Label Studio's API stores what it is given) are kept as their JSON, which restore reads as one
+        entry: the export never fails on them.
+
+    Example:
+        >>> textarea_cell(["one\\nentry"]), textarea_cell(["first", "second"])
+        ('one\\nentry', '["first", "second"]')
+    """
+    if not entries:
+        return ""
+    if len(entries) == 1 and isinstance(entries[0], str) and textarea_entries(entries[0]) == entries:
+        return entries[0]
+    return json.dumps(entries, ensure_ascii=False)
 
 
 def annotator_of(annotation: Mapping, users: Mapping[int, str]) -> str:

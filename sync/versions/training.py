@@ -19,7 +19,8 @@ files: a task imported into Label Studio by other means stays in the CSV only), 
   Labels (over Text)          a list of ``{start, end, text, label}`` (character offsets, ``ClassLabel`` label)
   Labels over another tag     the cell as in the CSV (string): an Audio span's seconds, a HyperText span's XPaths
                               or an Image region are not character offsets
-  TextArea                    the text (several entries joined with a newline)
+  TextArea                    the text, several entries joined with a newline (the CSV keeps them apart:
+                              :func:`labelhub.sync.versions.rows.textarea_entries`)
   any other                   the JSON of its result values (string)
   ==========================  =================================================================================
 
@@ -51,6 +52,7 @@ from collections.abc import Iterable, Mapping, Sequence
 import pandas as pd
 
 from labelhub.label_config import DataField, parse_label_config
+from labelhub.sync.versions.rows import textarea_entries
 
 __all__ = ["LOCAL_METADATA", "HUB_ROWS", "LOCAL_CONSENSUS", "HUB_CONSENSUS", "training_features", "training_records",
            "training_records_by_row", "consensus_records", "uses_revision", "media_column", "folder_patterns",
@@ -168,6 +170,8 @@ def _cell(tag: str, multiple: bool, cell, known: Sequence[str] = ()):
     if tag in ("RectangleLabels", "Labels"):
         items = [] if empty else json.loads(cell)
         return [{**item, "label": (split_labels(str(item.get("label", "")), known) or [""])[0]} for item in items]
+    if tag == "TextArea":
+        return None if empty else "\n".join(textarea_entries(str(cell))) or None
     return None if empty else str(cell)
 
 
