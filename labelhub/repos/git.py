@@ -275,9 +275,11 @@ class LocalGitRepo:
             raise CommitConflict(f"branch {revision} of {self.path} moved since {parent_commit[:12]}")
         return commit.id.decode()
 
-    def find_commit(self, marker: str, revision: str = "main", depth: int = 50) -> str | None:
-        """The newest of the last ``depth`` commits of ``revision`` whose message contains ``marker``."""
-        out = git(self.path, "log", f"-{depth}", "--format=%H", "--fixed-strings", f"--grep={marker}", revision)
+    def find_commit(self, marker: str, revision: str = "main") -> str | None:
+        """The newest commit of ``revision``'s history whose message contains ``marker`` (``None`` when none does):
+        one ``git log --fixed-strings --grep``, over the whole history (a commit that landed before a crash may have
+        any number of commits after it by the time the sync starts again)."""
+        out = git(self.path, "log", "-1", "--format=%H", "--fixed-strings", f"--grep={marker}", revision)
         shas = out.decode().split()
         return shas[0] if shas else None
 

@@ -301,12 +301,14 @@ class HubRepo:
                 known += 1
         return known == len(operations)
 
-    def find_commit(self, marker: str, revision: str = "main", depth: int = 50) -> str | None:
-        """The sha of the newest of the last ``depth`` commits of ``revision`` whose message
-        contains ``marker`` (``None`` when none does). One Hub call."""
+    def find_commit(self, marker: str, revision: str = "main") -> str | None:
+        """The sha of the newest commit of ``revision``'s history whose message contains ``marker`` (``None`` when
+        none does): ``list_repo_commits``, which reads the whole history (one Hub call per page of commits). A
+        commit that landed before a crash may have any number of commits after it by the time the sync starts
+        again, so no shorter look back is safe."""
         with hub_errors(self.endpoint):
             commits = self.api.list_repo_commits(self.repo_id, repo_type=REPO_TYPE, revision=revision)
-            for commit in commits[:depth]:
+            for commit in commits:
                 if marker in f"{commit.title}\n{commit.message}":
                     return commit.commit_id
         return None
