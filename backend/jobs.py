@@ -54,6 +54,7 @@ Files under ``MODEL_DIR``::
 """
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -66,7 +67,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Protocol, Sequence
 
-from labelhub.labelstudio_client import TASK_PAGE_SIZE, label_studio_client, selected_items_queries
+from labelhub.labelstudio_client import (LISTING_ATTEMPTS, TASK_PAGE_SIZE, Listing, label_studio_client, list_tasks,
+                                         selected_items_queries)
 from labelhub.backend.model import normalize_predictions
 from labelhub.backend.state import atomic_write_json
 from labelhub.errors import ConfigurationError, LabelHubError, LabelStudioError, NotFoundError, ProjectNotFound
@@ -264,14 +266,65 @@ class LabelStudioClient:
         return ProjectInfo(id=project_id, key=key, label_config=project.label_config or "",
                            model_version=project.model_version or "")
 
+    def _read(self, what: str, project_id: int, query: str, attempts: int = 1, **params: Any) -> Listing:
+        """One paged Data Manager ``query`` of the project (:func:`labelhub.labelstudio_client.list_tasks`), pages of
+        :data:`~labelhub.labelstudio_client.TASK_PAGE_SIZE` (500: see there why not more)."""
+        return list_tasks(self._client, functools.partial(self._call, what), attempts, project=project_id,
+                          page_size=TASK_PAGE_SIZE, query=query, **params)
+
+    def _every_task(self, what: str, project_id: int, filters: list[dict], **params: Any) -> list:
+        """Every task of the project that matches the Data Manager filter ``filters`` (``[]``: all), none missed
+        when the list moves while it is read.
+
+        Label Studio pages ``GET /api/tasks`` by page number (:func:`labelhub.labelstudio_client.list_tasks`). The
+        tasks are read once in id order (Label Studio's default, ``apply_ordering`` in
+        ``label_studio/data_manager/managers.py``; asked for explicitly), which a save does not change; but a task
+        deleted meanwhile, or one that leaves or enters the filter, shifts the later ones by a place, so one is never
+        read (or one is read twice). When the reading shows that it moved, the ids alone are listed again (up to
+        :data:`~labelhub.labelstudio_client.LISTING_ATTEMPTS` readings: cheap, rather than every task with its
+        predictions or annotations again) and the tasks the reading missed are read by id
+        (:func:`~labelhub.labelstudio_client.selected_items_queries`). The answer is then the tasks of that id listing
+        (one deleted after the reading read it is left out). When the id listing keeps moving too (deletions all
+        along), the answer is every task either read, with a warning: one may still be missing (a later run lists
+        it).
+
+        Args:
+            what: The call's name in error messages.
+            project_id: The project id.
+            filters: Data Manager filter items (``{"filter": "filter:tasks:...", "operator", "type", "value"}``:
+                ``Filter`` in ``label_studio/data_manager/prepare_params.py``), joined by ``and``.
+            **params: ``fields`` and ``include`` of each task read.
+
+        Returns:
+            The SDK's task models, in id order, each task once.
+
+        Raises:
+            ProjectNotFound, LabelStudioError: As for :meth:`project`.
+        """
+        query = json.dumps({"filters": {"conjunction": "and", "items": filters}, "ordering": ["tasks:id"]})
+        read = self._read(what, project_id, query, **params)
+        if read.held_still:
+            return read.tasks
+        ids = self._read(what, project_id, query, LISTING_ATTEMPTS, fields="task_only", include="id")
+        tasks = {task.id: task for task in read.tasks}
+        if ids.held_still:
+            tasks = {task.id: tasks[task.id] for task in ids.tasks if task.id in tasks}
+        else:
+            log.warning("%s kept changing while they were listed (%d readings): a task may be missing",
+                        what, LISTING_ATTEMPTS)
+        for by_id in selected_items_queries(sorted({task.id for task in ids.tasks} - tasks.keys())):
+            tasks.update((task.id, task) for task in self._read(what, project_id, by_id, **params).tasks)
+        return [tasks[task_id] for task_id in sorted(tasks)]
+
     def tasks(self, project_id: int, task_ids: Sequence[int] | None = None) -> list[TaskRow]:
         """The project's tasks (or those of ``task_ids`` that exist) with their predictions, paged.
 
-        One ``GET /api/tasks?fields=all&include=id,data,is_labeled,predictions`` per page of
-        :data:`~labelhub.labelstudio_client.TASK_PAGE_SIZE` (500: see there why not more); with ``task_ids``, a
-        Data Manager ``selectedItems`` query per :data:`~labelhub.labelstudio_client.IDS_PER_QUERY` ids. If the
-        project has "retrieve predictions automatically" on, Label Studio asks the connected backend for the listed
-        tasks that have no prediction first (and lists them with it).
+        ``GET /api/tasks?fields=all&include=id,data,is_labeled,predictions``
+        (https://api.labelstud.io/api-reference/api-reference/tasks/list): every task, none missed when a task is
+        deleted meanwhile (:meth:`_every_task`); with ``task_ids``, a Data Manager ``selectedItems`` query per
+        :data:`~labelhub.labelstudio_client.IDS_PER_QUERY` ids. If the project has "retrieve predictions
+        automatically" on, Label Studio asks the connected backend for the listed tasks that have no prediction first
+        (and lists them with it).
 
         Args:
             project_id: The project id.
@@ -283,42 +336,31 @@ class LabelStudioClient:
         Raises:
             ProjectNotFound, LabelStudioError: As for :meth:`project`.
         """
-        def page(query: str | None) -> list[TaskRow]:
-            pager = self._client.tasks.list(project=project_id, fields="all", page_size=TASK_PAGE_SIZE, query=query,
-                                            include="id,data,is_labeled,predictions")
-            return [_task_row(t) for t in pager]
-
-        what = f"tasks of project {project_id}"
+        what, params = f"tasks of project {project_id}", {"fields": "all", "include": "id,data,is_labeled,predictions"}
         if task_ids is None:
-            return self._call(what, lambda: page(None))
-        out: list[TaskRow] = []
-        for query in selected_items_queries(task_ids):
-            out += self._call(what, lambda: page(query))
-        return out
+            return [_task_row(t) for t in self._every_task(what, project_id, [], **params)]
+        return [_task_row(t) for query in selected_items_queries(task_ids)
+                for t in self._read(what, project_id, query, **params).tasks]
 
     def annotated_tasks(self, project_id: int) -> list[dict]:
-        """The project's tasks that have annotations, as Label Studio's task JSON with its ``annotations``: one
-        Data Manager query (``total_annotations`` greater than 0, ``fields=all``), paged.
+        """The project's tasks that have annotations, as Label Studio's task JSON with its ``annotations``: a Data
+        Manager query (``total_annotations`` greater than 0, ``fields=all``), paged, none missed when the list moves
+        while it is read (:meth:`_every_task`).
 
         Args:
             project_id: The project id.
 
         Returns:
             ``[{"id", "data", "annotations": [{"id", "result", "updated_at", "was_cancelled", ...}], ...}]``, the
-            shape of the legacy ``/train`` body (:func:`labelhub.webhooks.check_training_tasks`).
+            shape of the legacy ``/train`` body (:func:`labelhub.webhooks.check_training_tasks`), in id order.
 
         Raises:
             ProjectNotFound, LabelStudioError: As for :meth:`project`.
         """
-        query = json.dumps({"filters": {"conjunction": "and", "items": [
-            {"filter": "filter:tasks:total_annotations", "operator": "greater", "type": "Number", "value": 0}]}})
-
-        def read() -> list[dict]:
-            pager = self._client.tasks.list(project=project_id, fields="all", query=query, page_size=TASK_PAGE_SIZE)
-            return [{"id": t.id, "data": t.data or {}, "annotations": list(t.annotations or [])}
-                    for t in pager if t.annotations]
-
-        return self._call(f"annotated tasks of project {project_id}", read)
+        annotated = {"filter": "filter:tasks:total_annotations", "operator": "greater", "type": "Number", "value": 0}
+        tasks = self._every_task(f"annotated tasks of project {project_id}", project_id, [annotated], fields="all")
+        return [{"id": t.id, "data": t.data or {}, "annotations": list(t.annotations or [])}
+                for t in tasks if t.annotations]
 
     def import_predictions(self, project_id: int, predictions: Sequence[dict]) -> int:
         """Write predictions in one call: ``POST /api/projects/<id>/import/predictions``.

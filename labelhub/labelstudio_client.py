@@ -15,13 +15,16 @@ connections), so connections are kept alive there.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 if TYPE_CHECKING:
     from label_studio_sdk import LabelStudio
 
-__all__ = ["label_studio_client", "TASK_PAGE_SIZE", "IDS_PER_QUERY", "selected_items_queries"]
+__all__ = ["label_studio_client", "TASK_PAGE_SIZE", "IDS_PER_QUERY", "LISTING_ATTEMPTS", "selected_items_queries",
+           "Listing", "list_tasks"]
+
+T = TypeVar("T")
 
 #: Tasks per page when LabelHub lists a project's tasks (``GET /api/tasks``). Label Studio 1.23.2 on SQLite answers
 #: 500 "Expression tree is too large (maximum depth 1000)" for a page of 999 or more tasks made from uploaded files
@@ -30,6 +33,8 @@ __all__ = ["label_studio_client", "TASK_PAGE_SIZE", "IDS_PER_QUERY", "selected_i
 TASK_PAGE_SIZE = 500
 #: Task ids per Data Manager ``selectedItems`` query (:func:`selected_items_queries`): they travel in the URL.
 IDS_PER_QUERY = 200
+#: Readings of a paged task listing before :func:`list_tasks` gives up on one that holds still.
+LISTING_ATTEMPTS = 3
 
 
 def selected_items_queries(task_ids: Iterable[int]) -> Iterator[str]:
@@ -43,6 +48,69 @@ def selected_items_queries(task_ids: Iterable[int]) -> Iterator[str]:
     ids = [int(i) for i in task_ids]
     for start in range(0, len(ids), IDS_PER_QUERY):
         yield json.dumps({"selectedItems": {"all": False, "included": ids[start:start + IDS_PER_QUERY]}})
+
+
+class Listing(NamedTuple):
+    """What :func:`list_tasks` read."""
+
+    #: The tasks of the last reading, in Label Studio's order (the SDK's task models).
+    tasks: list
+    #: No task read twice and one ``total`` on every page; when ``False``, a task missing from ``tasks`` may exist.
+    held_still: bool
+    #: How many of ``tasks`` the first page held (fetched before anything moved, that page is whole).
+    first_page: int
+
+
+def _next_page(page):
+    """The SDK pager's next page, or ``None`` past the last one (Label Studio answers that page 404, which the
+    SDK's own item iterator takes for the end too: ``label_studio_sdk.tasks.client_ext.SyncPagerExt``)."""
+    from label_studio_sdk.core.api_error import ApiError
+
+    try:
+        return page.get_next()
+    except ApiError as exc:
+        if exc.status_code == 404:
+            return None
+        raise
+
+
+def list_tasks(client: "LabelStudio", call: Callable[[Callable[[], T]], T], attempts: int = LISTING_ATTEMPTS,
+               **params: Any) -> Listing:
+    """Every task of a paged ``GET /api/tasks`` query (``client.tasks.list(**params)``, then its pager's next pages:
+    https://api.labelstud.io/api-reference/api-reference/tasks/list), and whether the list held still meanwhile.
+
+    Label Studio pages by page number (Django REST framework's ``PageNumberPagination``, ``TaskPagination`` in
+    ``label_studio/data_manager/api.py``): a task deleted from a page already read shifts every later task back one
+    place, and a task saved meanwhile moves to the end of an ``updated_at`` ordering, so one task of a later page is
+    never read. Either shows: a task read twice, or another ``total`` on the last page than on the first. Such a
+    listing is read again, up to ``attempts`` times in all.
+
+    Args:
+        client: The SDK's client (:func:`label_studio_client`).
+        call: Runs one SDK call, ``call(fn) -> fn()``, turning its errors into the caller's.
+        attempts: Readings at most (default :data:`LISTING_ATTEMPTS`).
+        **params: ``client.tasks.list``'s arguments: ``project``, ``page_size`` (the caller's, so a test can make it
+            small), ``query``, ``fields``, ``include``.
+
+    Returns:
+        The :class:`Listing` of the last reading.
+
+    Raises:
+        Whatever ``call`` raises for a failed call (a page past the last, 404, ends the list).
+    """
+    for _ in range(attempts):
+        pages = [call(lambda: client.tasks.list(**params))]
+        while pages[-1].items and pages[-1].has_next and pages[-1].get_next is not None:
+            page = call(lambda: _next_page(pages[-1]))
+            if page is None:
+                break
+            pages.append(page)
+        tasks = [task for page in pages for task in page.items or []]
+        totals = {getattr(page.response, "total", None) for page in pages}
+        held_still = len({task.id for task in tasks}) == len(tasks) and len(totals) == 1
+        if held_still:
+            break
+    return Listing(tasks, held_still, len(pages[0].items or []))
 
 
 def label_studio_client(url: str, api_key: str, timeout: float = 120.0) -> "LabelStudio":

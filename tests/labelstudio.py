@@ -88,3 +88,33 @@ def ensure_template() -> Path:
                 shutil.copy(Path(tmp) / "label_studio.sqlite3", TEMPLATE_DB.with_suffix(".tmp"))
                 os.replace(TEMPLATE_DB.with_suffix(".tmp"), TEMPLATE_DB)
     return TEMPLATE_DB
+
+
+def import_annotated(client, project_id: int, data: list[dict], result: list[dict]) -> list[int]:
+    """Import a task of each ``data`` into the project and annotate each with ``result`` (the SDK ``client``);
+    returns the tasks' ids, sorted."""
+    client.projects.import_tasks(project_id, request=data)
+    ids = sorted(t.id for t in client.tasks.list(project=project_id, page_size=len(data) + 1))
+    for task_id in ids:
+        client.annotations.create(task_id, result=result)
+    return ids
+
+
+def on_second_page(client, action) -> list:
+    """Run ``action`` once, just before the label-studio-sdk ``client`` fetches a second page of tasks
+    (``client.tasks.list`` and its pager's next pages go through ``client.tasks._raw_client.list``).
+
+    Returns:
+        A list that holds ``action``'s result once it ran (empty before).
+    """
+    raw = client.tasks._raw_client
+    fetch = raw.list
+
+    def list_(*args, **kwargs):
+        if kwargs.get("page") == 2 and not done:
+            done.append(action())
+        return fetch(*args, **kwargs)
+
+    done = []
+    raw.list = list_
+    return done

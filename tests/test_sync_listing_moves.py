@@ -11,6 +11,7 @@ from labelhub.sync.annotations.intake import AnnotationIntake
 from labelhub.sync.labelstudio import project as project_module
 from labelhub.sync.labelstudio.project import LabelStudioProject
 from labelhub.sync.state import SyncState
+from tests.labelstudio import import_annotated, on_second_page
 from tests.test_sync_export import CONFIG, choice
 
 N = 12
@@ -22,33 +23,17 @@ def annotated(label_studio, make_project, tmp_path, monkeypatch):
     monkeypatch.setattr(project_module, "TASK_PAGE_SIZE", 5)
     client = label_studio.client()
     created = make_project("listing moves", CONFIG)
-    client.projects.import_tasks(created.id, request=[{"image": f"https://example.test/{i}.png"} for i in range(N)])
-    ids = sorted(t.id for t in client.tasks.list(project=created.id, page_size=100))
-    for task_id in ids:
-        client.annotations.create(task_id, result=[choice("illustrated")])
+    ids = import_annotated(client, created.id, [{"image": f"https://example.test/{i}.png"} for i in range(N)],
+                           [choice("illustrated")])
     project = LabelStudioProject(label_studio.url, label_studio.api_key, created.id)
     return client, project, AnnotationIntake(project, SyncState(tmp_path / "s.sqlite3", created.id, "o/r")), ids
-
-
-def _on_second_page(project, action):
-    """Run ``action`` once, just before the project's client fetches a second page of tasks."""
-    raw = project.client.tasks._raw_client
-    fetch = raw.list
-
-    def list_(*args, **kwargs):
-        if kwargs.get("page") == 2 and not done:
-            done.append(action())
-        return fetch(*args, **kwargs)
-
-    done = []
-    raw.list = list_
-    return done
 
 
 def test_a_task_saved_while_reconciliation_pages_is_not_skipped(annotated):
     client, project, intake, ids = annotated
     first_page_task = ids[0]  # oldest updated_at: read on page 1, then moved to the end by the save below
-    moved = _on_second_page(project, lambda: client.annotations.create(first_page_task, result=[choice("text-only")]))
+    moved = on_second_page(project.client,
+                           lambda: client.annotations.create(first_page_task, result=[choice("text-only")]))
     by_id, read_by_id = project._tasks_by_id, []
     project._tasks_by_id = lambda ids: (read_by_id.append(list(ids)), by_id(ids))[1]
     intake.reconcile()
@@ -65,7 +50,7 @@ def test_a_task_deleted_while_the_sweep_pages_leaves_the_others_alone(annotated)
     client, project, intake, ids = annotated
     intake.reconcile()
     assert len(intake.state.live_annotations()) == N
-    deleted = _on_second_page(project, lambda: client.tasks.delete(ids[0]))
+    deleted = on_second_page(project.client, lambda: client.tasks.delete(ids[0]))
     intake.sweep()
     assert deleted
     assert len(intake.state.live_annotations()) >= N - 1  # at most the deleted task's annotation leaves

@@ -18,7 +18,8 @@ import httpx
 from label_studio_sdk.core.api_error import ApiError
 from label_studio_sdk.core.jsonable_encoder import jsonable_encoder
 
-from labelhub.labelstudio_client import TASK_PAGE_SIZE, label_studio_client, selected_items_queries
+from labelhub.labelstudio_client import (LISTING_ATTEMPTS, TASK_PAGE_SIZE, Listing, label_studio_client, list_tasks,
+                                         selected_items_queries)
 from labelhub.errors import LabelStudioError, ProjectNotFound
 from labelhub.retry import NO_SDK_RETRY
 
@@ -65,21 +66,6 @@ class EncodedTasks(list):
 def _filters(*items: dict) -> str:
     """A Data Manager ``query`` with the ``filters`` ``items`` joined by ``and``."""
     return json.dumps({"filters": {"conjunction": "and", "items": list(items)}})
-
-
-#: Readings of a paged task listing before :meth:`LabelStudioProject._listing` gives up on one that holds still.
-LISTING_ATTEMPTS = 3
-
-
-def _next_page(page):
-    """The SDK pager's next page, or ``None`` past the last one (Label Studio answers that page 404, which the
-    SDK's own item iterator takes for the end too: ``label_studio_sdk.tasks.client_ext.SyncPagerExt``)."""
-    try:
-        return page.get_next()
-    except ApiError as exc:
-        if exc.status_code == 404:
-            return None
-        raise
 
 
 class LabelStudioProject:
@@ -241,32 +227,20 @@ class LabelStudioProject:
             return None
         return {str(k): v for k, v in columns.items() if isinstance(v, int)}
 
-    def _listing(self, attempts: int = LISTING_ATTEMPTS, **params) -> tuple[list, bool, int]:
-        """Every task of a paged ``GET /api/tasks`` query, and whether the listing held still while it was read.
-
-        Label Studio pages by page number: a task deleted from a page already read shifts every later task back
-        one place, and a task saved meanwhile moves to the end of an ``updated_at`` ordering, so one task of a
-        later page is never read. Either shows: a task read twice, or another ``total`` on the last page than on
-        the first. Such a listing is read again, up to ``attempts`` (:data:`LISTING_ATTEMPTS`) times in all.
+    def _listing(self, attempts: int = LISTING_ATTEMPTS, **params) -> Listing:
+        """Every task of a paged ``GET /api/tasks`` query of this project, and whether the listing held still while it
+        was read (:func:`labelhub.labelstudio_client.list_tasks`, which says how a list moves; ``attempts``
+        readings at most).
 
         Returns:
-            ``(tasks, held_still, first_page)``: the tasks of the last reading (the SDK's models), whether it held
-            still (when it did not, callers must not take a task's absence for a fact), and how many of them its
-            first page held (fetched before anything moved, that page is whole).
+            The :class:`~labelhub.labelstudio_client.Listing` ``(tasks, held_still, first_page)``: when it did not
+            hold still, callers must not take a task's absence for a fact.
+
+        Raises:
+            ProjectNotFound, LabelStudioError: As :meth:`call` turns a failed call.
         """
-        for _ in range(attempts):
-            pages = [self.call(self.client.tasks.list, project=self.project_id, page_size=TASK_PAGE_SIZE, **params)]
-            while pages[-1].items and pages[-1].has_next and pages[-1].get_next is not None:
-                page = self.call(_next_page, pages[-1])
-                if page is None:
-                    break
-                pages.append(page)
-            tasks = [task for page in pages for task in page.items or []]
-            totals = {getattr(page.response, "total", None) for page in pages}
-            held_still = len({task.id for task in tasks}) == len(tasks) and len(totals) == 1
-            if held_still:
-                break
-        return tasks, held_still, len(pages[0].items or [])
+        return list_tasks(self.client, self.call, attempts, project=self.project_id, page_size=TASK_PAGE_SIZE,
+                          **params)
 
     def task_ids(self) -> list[int] | None:
         """The ids of every task of the project (one paged query, ids only), or ``None`` when the project changed
