@@ -12,7 +12,10 @@ The job is :func:`labelhub.backend.jobs.run_job`, as ``labelhub predict`` runs i
 (``LABEL_STUDIO_URL``, ``LABEL_STUDIO_API_KEY``), one write per batch, status on ``/health``, at most one
 prediction per task and version. On one host it runs in a background thread of the trainer's worker; requests
 that arrive while a job of the project runs are merged into the next one (one whole-project request covers
-any task ids). With ``LABELHUB_REDIS_URL`` it is enqueued on RQ (:func:`labelhub.backend.worker.predict_project`),
+any task ids). The requests not yet done are kept in ``MODEL_DIR/auto-predict.json`` (:data:`PENDING_FILE`), so a
+restart asks for them again when the trainer starts (:meth:`AutoPredictor.resume_interrupted`): new tasks would
+otherwise wait for the next retrain, and the Data Manager's order for the next version. With ``LABELHUB_REDIS_URL``
+it is enqueued on RQ (:func:`labelhub.backend.worker.predict_project`),
 and ``labelhub worker`` processes on any host plan and predict it.
 """
 from __future__ import annotations
@@ -23,7 +26,11 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-__all__ = ["AutoPredictor", "project_id_of"]
+__all__ = ["AutoPredictor", "project_id_of", "PENDING_FILE"]
+
+#: The one-host requests not done yet, under ``MODEL_DIR``: ``{project key: {"unlabeled": bool, "task_ids": [id]}}``
+#: (the one running included until it ends), rewritten atomically on each change.
+PENDING_FILE = "auto-predict.json"
 
 
 def project_id_of(key: str) -> int:
@@ -46,6 +53,7 @@ class AutoPredictor:
         self._thread: threading.Thread | None = None
         self._warned = False
         self._running = False
+        self._current: tuple[str, bool, set[int]] | None = None  # the request being run
 
     @property
     def enabled(self) -> bool:
@@ -73,6 +81,7 @@ class AutoPredictor:
         with self._cond:
             whole, ids = self._pending.get(key, (False, set()))
             self._pending[key] = (whole or unlabeled, set() if (whole or unlabeled) else ids | set(task_ids or ()))
+            self._save()
             self._cond.notify()
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._loop, name="labelhub-auto-predict", daemon=True)
@@ -88,6 +97,9 @@ class AutoPredictor:
 
         from labelhub.backend.jobs import read_statuses
 
+        for key, request in self._saved().items():
+            log.info("project %s: asking again for the prediction job requested before the restart", key)
+            self.request(key, task_ids=request["task_ids"], unlabeled=request["unlabeled"])
         for key, status in read_statuses(self.settings.model_dir).items():
             if status.get("state") != "interrupted":
                 continue
@@ -127,6 +139,7 @@ class AutoPredictor:
                 key, (whole, ids) = next(iter(self._pending.items()))
                 del self._pending[key]
                 self._running = True
+                self._current = (key, whole, ids)
             try:
                 status = run_job(self.backend, api, project_id_of(key), task_ids=None if whole else sorted(ids),
                                  unlabeled=whole, progress=False, keep_versions=self.settings.keep_versions)
@@ -140,4 +153,48 @@ class AutoPredictor:
             finally:
                 with self._cond:
                     self._running = False
+                    self._current = None
+                    self._save()
                     self._cond.notify_all()
+
+    def _save(self) -> None:
+        """Write the requests not done yet to :data:`PENDING_FILE` (called with ``_cond`` held). A disk error is
+        logged: the requests still run, only a restart would forget them."""
+        from labelhub.backend.state import atomic_write_json
+
+        requests = {key: (whole, ids) for key, (whole, ids) in self._pending.items()}
+        if self._current is not None:
+            key, whole, ids = self._current
+            before = requests.get(key, (False, set()))
+            requests[key] = (whole or before[0], set() if (whole or before[0]) else ids | before[1])
+        try:
+            atomic_write_json(self.settings.model_dir / PENDING_FILE, {
+                key: {"unlabeled": whole, "task_ids": sorted(ids)} for key, (whole, ids) in requests.items()})
+        except OSError as exc:
+            log.warning("cannot keep the automatic prediction requests in %s: %s", PENDING_FILE, exc)
+
+    def _saved(self) -> dict[str, dict]:
+        """The requests :meth:`_save` kept (``{}`` when none, or when the file cannot be read: said in the log)."""
+        import json
+
+        path = self.settings.model_dir / PENDING_FILE
+        try:
+            saved = json.loads(path.read_bytes())
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as exc:
+            log.warning("cannot read %s (%s): requests made before the restart wait for the next retrain", path, exc)
+            return {}
+        from labelhub.backend.errors import InvalidPayloadError
+        from labelhub.backend.state import project_key
+
+        out = {}
+        for key, request in (saved.items() if isinstance(saved, dict) else ()):
+            try:
+                key = project_key(key)
+            except InvalidPayloadError:
+                continue
+            if isinstance(request, dict) and isinstance(request.get("task_ids"), list):
+                ids = [i for i in request["task_ids"] if isinstance(i, int) and not isinstance(i, bool)]
+                out[key] = {"unlabeled": bool(request.get("unlabeled")), "task_ids": ids}
+        return out

@@ -83,3 +83,43 @@ def test_a_retrain_and_new_tasks_start_prediction_jobs_by_themselves(label_studi
         return {version for version, count in listed.items() if count}
 
     wait_for(lambda: versions_left() == {_current(backend)}, timeout=120, message="the older versions retired")
+
+
+def test_requests_not_done_are_asked_again_after_a_restart(tmp_path, monkeypatch):
+    """One host: a request waiting behind a running job (and the running one) survives a restart of the backend:
+    the next trainer asks for it again (before, it was in memory only, and new tasks waited for the next retrain).
+    ``run_job`` is replaced by a recorder: what is under test is which jobs are asked for."""
+    import json
+    import threading
+    from types import SimpleNamespace
+
+    from labelhub.backend import jobs
+    from labelhub.backend.auto_predict import PENDING_FILE, AutoPredictor
+    from labelhub.backend.settings import Settings
+
+    settings = Settings(model_dir=tmp_path, auto_predict=True, label_studio_url="http://127.0.0.1:9",
+                        label_studio_api_key="key")
+    release, calls = threading.Event(), []
+
+    def blocking_job(host, api, project_id, *, task_ids=None, unlabeled=False, **_):
+        calls.append((host.name, project_id, task_ids, unlabeled))
+        release.wait(30)
+        return SimpleNamespace(done=0, model_version="v", failed=0)
+
+    monkeypatch.setattr(jobs, "run_job", blocking_job)
+    first = AutoPredictor(SimpleNamespace(settings=settings, name="first"))
+    first.request("3.100", [6, 5])
+    wait_for(lambda: calls, timeout=10)
+    first.request("4.100", unlabeled=True)  # waits behind the running job
+    first.request("3.100", [7])
+    saved = json.loads((tmp_path / PENDING_FILE).read_text())
+    assert saved == {"3.100": {"unlabeled": False, "task_ids": [5, 6, 7]},  # the running one and the next, merged
+                     "4.100": {"unlabeled": True, "task_ids": []}}
+
+    # the process dies here (the file stays); a new one takes the trainer
+    second = AutoPredictor(SimpleNamespace(settings=settings, name="second"))
+    second.resume_interrupted()
+    release.set()
+    assert second.wait_idle(10) and first.wait_idle(10)
+    assert sorted(c[1:] for c in calls if c[0] == "second") == [(3, [5, 6, 7], False), (4, None, True)]
+    assert json.loads((tmp_path / PENDING_FILE).read_text()) == {}
