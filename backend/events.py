@@ -291,6 +291,11 @@ class TrainerHost(Protocol):
     auto: Any  # optional: an AutoPredictor (labelhub.backend.auto_predict); absent in tests that make their own host
 
 
+class LeaseLost(RuntimeError):
+    """The trainer's Redis lease passed to another process before this one saved (see
+    :meth:`Trainer.still_trainer`): the events are left in the queue for the new trainer."""
+
+
 class Trainer:
     """Applies queued events and fits models in a background thread (one trainer across all workers).
 
@@ -303,6 +308,7 @@ class Trainer:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.is_leader = False
+        self._lease: Any = None  # the trainer lease held by the thread (see still_trainer)
 
     def start(self) -> None:
         """Start the daemon thread (idempotent)."""
@@ -324,7 +330,7 @@ class Trainer:
                 if not held:
                     self._stop.wait(max(poll * 4, 0.5))
                     continue
-                self.is_leader = True
+                self.is_leader, self._lease = True, held
                 auto = getattr(self.backend, "auto", None)
                 try:
                     if auto is not None:
@@ -336,7 +342,7 @@ class Trainer:
                 except Exception:  # never stops the trainer
                     log.exception("refitting the heads an upgrade changed failed")
                 try:
-                    while not self._stop.is_set():
+                    while not self._stop.is_set() and self.still_trainer():
                         try:
                             busy = self.run_once()
                         except Exception:  # keep the trainer alive; the events stay queued
@@ -346,7 +352,16 @@ class Trainer:
                         if not busy:
                             self._stop.wait(poll)
                 finally:
-                    self.is_leader = False
+                    self.is_leader, self._lease = False, None
+
+    def still_trainer(self) -> bool:
+        """Whether this process is still the trainer. A file lock (one host) holds as long as the process lives; a
+        Redis lease (:class:`labelhub.backend.redis_state.Lease`) passes to another host's trainer when this one
+        paused longer than it (``LABELHUB_TRAINER_LEASE``), and is asked again (one Redis ``GET``) before each batch
+        and before the training data is saved, so a trainer that woke up late writes nothing over the new one's.
+        True outside the trainer's thread (tests call :meth:`run_once` directly)."""
+        still = getattr(self._lease, "still_held", None)
+        return still() if still is not None else True
 
     def refit_changed(self) -> None:
         """Refit what an upgrade changed in every trained project; called when this process takes the trainer over.
@@ -398,6 +413,9 @@ class Trainer:
         for key, events in groups.items():
             try:
                 applied = self._train_project(key, events)
+            except LeaseLost as exc:  # another trainer took over: every event taken stays queued for it
+                log.warning("%s", exc)
+                return len(taken)
             except Exception:  # e.g. the project's state unreadable: its events stay queued, the others go on
                 log.exception("project %s: %d events not applied, kept in the queue", key, len(events))
                 continue
@@ -478,6 +496,9 @@ class Trainer:
         if any(e.get("action") == "START_TRAINING" for _, e in applied):
             changed |= self._read_annotations(key, data)
         if changed:
+            if not self.still_trainer():
+                raise LeaseLost(f"project {key}: the trainer's lease passed to another process before the training "
+                                f"data was saved; its {len(applied)} events stay queued for that trainer")
             state.save_annotations(data)
         created = [t.get("id") for _, e in applied if e.get("action") == "TASKS_CREATED"
                    for t in _as_list((e.get("payload") or {}).get("tasks")) if isinstance(t, dict)]

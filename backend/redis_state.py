@@ -53,7 +53,7 @@ from labelhub.errors import ConfigurationError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["PREFIX", "TRAINER_LEASE_SECONDS", "connect", "lease", "RedisProjectState", "RedisStore", "RedisEventQueue"]
+__all__ = ["PREFIX", "TRAINER_LEASE_SECONDS", "connect", "Lease", "lease", "RedisProjectState", "RedisStore", "RedisEventQueue"]
 
 #: Prefix of every key LabelHub writes (use another Redis database, ``redis://host/1``, to keep deployments apart).
 PREFIX = "labelhub:"
@@ -89,9 +89,31 @@ def connect(url: str, timeout: float | None = 30.0):
     return client
 
 
+class Lease:
+    """What :func:`lease` yields: true while the lock was taken, and :meth:`still_held` asks Redis whether it still is
+    (the lease of a holder that paused longer than it, a stopped VM or a partition from Redis, passes to another
+    holder although the block goes on)."""
+
+    def __init__(self, lock=None):
+        self._lock = lock
+
+    def __bool__(self) -> bool:
+        return self._lock is not None
+
+    def still_held(self) -> bool:
+        """Whether the lock is still this holder's: one ``GET`` of its key (``redis.lock.Lock.owned``). ``False``
+        when it was never taken, or when Redis cannot be asked (then no write of the holder would land either)."""
+        if self._lock is None:
+            return False
+        try:
+            return bool(self._lock.owned())
+        except Exception:  # noqa: BLE001 - an unreachable Redis cannot confirm the lease
+            return False
+
+
 @contextmanager
 def lease(client, name: str, seconds: float = TRAINER_LEASE_SECONDS, blocking: bool = True,
-          wait: float | None = None) -> Iterator[bool]:
+          wait: float | None = None) -> Iterator[Lease]:
     """Hold the Redis lock ``name`` while the block runs, renewing its lease from a thread.
 
     Args:
@@ -102,15 +124,16 @@ def lease(client, name: str, seconds: float = TRAINER_LEASE_SECONDS, blocking: b
         wait: With ``blocking``, the longest wait in seconds (``None``: no limit); then ``False`` is yielded.
 
     Yields:
-        Whether the lock is held. A holder that loses it (its renewal failed for longer than the lease)
-        logs a warning; the block is not interrupted.
+        A :class:`Lease`, true when the lock is held. A holder that loses it (its renewal failed for longer than
+        the lease) logs a warning; the block is not interrupted: writes that must not land after the lease passed
+        on ask :meth:`Lease.still_held` first.
 
     Raises:
         redis.exceptions.ConnectionError: When Redis cannot be reached.
     """
     lock = client.lock(name, timeout=seconds, thread_local=False)
     if not lock.acquire(blocking=blocking, blocking_timeout=wait):
-        yield False
+        yield Lease()
         return
     stop = threading.Event()
 
@@ -125,7 +148,7 @@ def lease(client, name: str, seconds: float = TRAINER_LEASE_SECONDS, blocking: b
     renewer = threading.Thread(target=renew, name=f"lease-{name}", daemon=True)
     renewer.start()
     try:
-        yield True
+        yield Lease(lock)
     finally:
         stop.set()
         renewer.join(5)
@@ -257,8 +280,9 @@ class RedisStore(Store):
         return bool(self.client.sismember(f"{PREFIX}projects", key))
 
     @contextmanager
-    def job_lock(self, key: str) -> Iterator[bool]:
-        """Held while a prediction job of project ``key`` runs, on any host (yields ``False`` when taken)."""
+    def job_lock(self, key: str) -> Iterator[Lease]:
+        """Held while a prediction job of project ``key`` runs, on any host (yields a :class:`Lease`, false when
+        another job holds it)."""
         with lease(self.client, f"{PREFIX}jobs:{key}:lock", self.lease_seconds, blocking=False) as held:
             yield held
 
@@ -330,7 +354,8 @@ class RedisEventQueue:
         self.client.pipeline().lrem(self.key, 1, handle).rpush(f"{self.key}:failed", handle).execute()
 
     @contextmanager
-    def trainer_lease(self) -> Iterator[bool]:
-        """Try to become the trainer across every host (yields whether this process is)."""
+    def trainer_lease(self) -> Iterator[Lease]:
+        """Try to become the trainer across every host (yields a :class:`Lease`, true when this process is; the
+        trainer asks :meth:`Lease.still_held` before it saves the training data)."""
         with lease(self.client, f"{PREFIX}trainer", self.lease_seconds, blocking=False) as held:
             yield held

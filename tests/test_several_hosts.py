@@ -191,3 +191,27 @@ def test_a_burst_worker_with_nothing_to_do_exits_at_once(redis_url, tmp_path):
     for _ in range(6):
         proc = run_labelhub("worker", "--burst", env=env, timeout=30)  # a hang fails here: TimeoutExpired
         assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_a_trainer_whose_lease_passed_on_saves_nothing_and_leaves_its_events(redis_url, tmp_path):
+    """A trainer that paused longer than its lease (a stopped VM, a partition from Redis) while another process took
+    the trainer over must not write its training data over the new trainer's: it asks Redis before it saves, and the
+    events it took stay queued for the new trainer."""
+    from labelhub.backend.app import create_app
+
+    url = f"{redis_url}/3"
+    app = create_app({"model_dir": tmp_path, "start_trainer": False, "warmup": False, "redis_url": url})
+    backend = app.extensions["labelhub"]
+    task = text_tasks(1)[0][0]
+    answer = app.test_client().post("/webhook", json=annotation_event(1, task, "positive", project=PROJECT))
+    assert answer.status_code == 200, answer.json
+    with backend.queue.trainer_lease() as held:
+        assert held and held.still_held()
+        backend.trainer._lease = held  # as the trainer's thread holds it
+        other = redis.Redis.from_url(url)
+        other.delete("labelhub:trainer")  # the lease ran out while this process was paused ...
+        assert other.lock("labelhub:trainer", timeout=10).acquire(blocking=False)  # ... and another took it
+        assert not held.still_held()
+        assert backend.trainer.run_once() == 1
+    assert backend.queue.count() == 1  # left for the new trainer
+    assert backend.store.project(KEY).load_annotations()["annotations"] == {}
