@@ -375,3 +375,29 @@ def test_a_cell_holding_a_carriage_return_is_quoted_so_its_row_reads_back_whole(
     lines = built.csv.decode().split("\n")
     assert '"img/1.png"' in lines[1] and '"img/2.png"' not in lines[2]  # the other row is written as before
     assert lines[2] == built.frame.iloc[[1]].to_csv(index=False, header=False, lineterminator="\n").rstrip("\n")
+
+
+def test_rows_a_state_kept_in_an_older_format_are_made_again_once(tmp_path):
+    """Rows an older LabelHub stored (several TextArea entries joined with a newline, under the fingerprint without
+    ``ROW_FORMAT``) are made again by the next export: one version does not hold both forms."""
+    import hashlib
+
+    from labelhub.sync.state import ROWS_CONFIG
+    from labelhub.sync.versions.rows import annotation_reference, annotation_row
+
+    state = SyncState(tmp_path / "state.sqlite3", 7, REPO)
+    controls = control_tags(IMAGES)
+    two = image_annotation(10, 1)
+    two["result"].append({"from_name": "note", "to_name": "image", "type": "textarea",
+                          "value": {"text": ["first", "second"]}})
+    add(state, 1, image_task(1), two)
+    state.set_cursor(ROWS_CONFIG, json.dumps([controls, "image"], sort_keys=True))  # the older fingerprint
+    (task, annotation, stamp), = state.live_annotations_without_row(json.dumps([controls, "image"], sort_keys=True))
+    row = annotation_row(task, annotation, controls, "image", {})
+    del row["annotator"]
+    row["note"] = "first\nsecond"  # as the older LabelHub wrote it
+    text = json.dumps(row, sort_keys=True, default=str)
+    assert state.store_rows([(10, text, hashlib.sha256(text.encode()).hexdigest(), annotation_reference(annotation))],
+                            [stamp]) == 1
+    built = build_rows(state, controls, "image")
+    assert built.frame["note"].tolist() == ['["first", "second"]']

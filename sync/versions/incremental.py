@@ -40,8 +40,8 @@ from labelhub.label_config import DataField
 from labelhub.sync.state import SyncState
 from labelhub.sync.versions.agreement import (Analysis, agreement_report, analyse, consensus_rows, control_kinds,
                                               merge_analyses, prepare, prepared_tasks, rows_of_tasks)
-from labelhub.sync.versions.rows import (annotation_reference, annotation_row, label_counts, label_distribution,
-                                         rows_frame)
+from labelhub.sync.versions.rows import (ROW_FORMAT, annotation_reference, annotation_row, label_counts,
+                                         label_distribution, rows_frame)
 from labelhub.sync.versions.training import (consensus_records, folder_patterns_of, training_records_by_row,
                                              uses_revision)
 
@@ -297,8 +297,9 @@ def build_rows(state: SyncState, controls: Mapping[str, str], value_key: str) ->
 
     Each annotation's row (without its annotator, whose email may be learnt later) is made once and stored with its
     hash (:meth:`labelhub.sync.state.SyncState.store_rows`); it is made again only when the annotation, its task's
-    data or the label config change. A build reads the stored rows in one query, and decodes those that the previous
-    build of the state did not hold (all of them at the first build of a process).
+    data, the label config or the rows' format (:data:`~labelhub.sync.versions.rows.ROW_FORMAT`) change. A build
+    reads the stored rows in one query, and decodes those that the previous build of the state did not hold (all of
+    them at the first build of a process).
 
     Args:
         state: The sync state.
@@ -309,7 +310,7 @@ def build_rows(state: SyncState, controls: Mapping[str, str], value_key: str) ->
         A :class:`VersionRows`: the frame, the CSV bytes and the row hashes the next export's ``+added ~changed
         -removed`` is counted against.
     """
-    config = json.dumps([controls, value_key], sort_keys=True)
+    config = json.dumps([controls, value_key, ROW_FORMAT], sort_keys=True)
     with _LOCK:
         _store_rows(state, controls, value_key, config)
         stored = state.export_rows()

@@ -15,8 +15,8 @@ made from, e.g. ``image``), then one column per control tag, named by its ``from
   newline in it kept); several entries as a JSON list of strings (``["first", "second"]``, non-ASCII kept),
   and likewise one entry that would not read back as itself (one that is itself a JSON list of strings, or an
   empty one); :func:`textarea_cell` writes it, :func:`textarea_entries` reads it. Older LabelHub joined several
-  entries with a newline (a cell that reads back as one entry holding the newlines), and a sync state it filled
-  keeps those rows until their annotation changes (:mod:`labelhub.sync.versions.incremental`);
+  entries with a newline (a cell that reads back as one entry holding the newlines); the first export after the
+  upgrade makes every stored row again (:data:`ROW_FORMAT`), so those annotations count as changed once;
 - any other control: the JSON of its result values;
 
 then ``annotator, created_at, updated_at, lead_time, was_cancelled, ground_truth, annotated_revision``
@@ -42,6 +42,10 @@ FIXED_HEAD = ("task_id", "annotation_id", "hf_path")
 FIXED_TAIL = ("annotator", "created_at", "updated_at", "lead_time", "was_cancelled", "ground_truth",
               "annotated_revision")
 IDENTITY_KEYS = ("hf_repo", "hf_path", "hf_revision")
+#: The number of the rows' format: raised when :func:`annotation_row` writes a cell otherwise, so that the rows a sync
+#: state keeps (:meth:`labelhub.sync.state.SyncState.store_rows`) are made again once, not left in the older form
+#: beside new ones. 2: several TextArea entries as a JSON list (they were joined with a newline).
+ROW_FORMAT = 2
 
 
 def control_value(tag: str, results: list[dict]) -> str:
