@@ -24,6 +24,8 @@ import logging
 import threading
 from typing import Any
 
+from labelhub.redaction import one_line
+
 log = logging.getLogger(__name__)
 
 __all__ = ["AutoPredictor", "project_id_of", "PENDING_FILE"]
@@ -149,7 +151,7 @@ class AutoPredictor:
                 self.request(key, sorted(ids), whole)
                 threading.Event().wait(5.0)
             except Exception as exc:  # a job failure must not end the loop; the status says why
-                log.warning("project %s: auto-predict failed: %s", key, " ".join(str(exc).split())[:300])
+                log.warning("project %s: auto-predict failed: %s", key, one_line(exc, 300))
             finally:
                 with self._cond:
                     self._running = False

@@ -20,6 +20,7 @@ import os
 import click
 
 from labelhub.cli_errors import one_line_errors
+from labelhub.redaction import one_line
 
 __all__ = ["backend", "predict", "worker", "check_configuration"]
 
@@ -48,7 +49,7 @@ def check_configuration() -> None:
     try:
         check_settings(Settings.from_env())
     except (ValueError, OSError) as exc:
-        raise click.ClickException(redact(" ".join(str(exc).split()), secrets)) from None
+        raise click.ClickException(redact(one_line(exc), secrets)) from None
 
 
 @click.command("backend", context_settings={"show_default": True})
@@ -127,7 +128,7 @@ def backend(host, port, workers, threads, model_dir, timeout, log_level):
             except (ValueError, OSError, ImportError) as exc:  # checked above; a change since ends here
                 secrets = [os.environ.get(name) for name in SECRET_VARIABLES]
                 # gunicorn prints an AppImportError in one line and stops the master ("App failed to load")
-                raise AppImportError(redact(" ".join(str(exc).split()), secrets)) from None
+                raise AppImportError(redact(one_line(exc), secrets)) from None
 
     click.echo(f"labelhub backend on http://{host}:{port} ({workers} workers x {threads} threads, "
                f"MODEL_DIR={os.environ.get('MODEL_DIR', 'labelhub-models')})", err=True)
@@ -220,7 +221,7 @@ def predict(project_id, mode, task_ids, unlabeled, batch_size, select_version, k
                                      label_studio_api_key=api_key, start_trainer=False, warmup=False,
                                      log_level=log_level.upper(), redis_url=redis_url)
     except ValueError as exc:
-        raise click.ClickException(redact(" ".join(str(exc).split()), secrets)) from None
+        raise click.ClickException(redact(one_line(exc), secrets)) from None
     if show_status:
         status = latest_status(settings.model_dir, project_id)
         if status is None:

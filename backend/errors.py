@@ -15,7 +15,7 @@ from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from labelhub.errors import LabelConfigError, LabelHubError
-from labelhub.redaction import redact
+from labelhub.redaction import one_line, redact
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +116,7 @@ def _answer(body: dict, status: int):
     section 4): other characters become ``?``, and it is cut at :data:`MAX_REASON_CHARS`.
     """
     response = jsonify(body)
-    phrase = " ".join(str(body.get("error", "")).split())[:MAX_REASON_CHARS]
+    phrase = one_line(body.get("error", ""), MAX_REASON_CHARS)
     phrase = "".join(c if c.isprintable() else "?" for c in phrase).encode("latin-1", "replace").decode("latin-1")
     response.status = f"{status} {phrase}" if phrase else str(status)
     return response

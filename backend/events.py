@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any, Collection, Iterator, Protocol
 
 from labelhub.backend.errors import InvalidPayloadError, UnknownActionError
 from labelhub.errors import InvalidEventError, LabelHubError, UnknownEventAction
+from labelhub.redaction import one_line
 from labelhub.webhooks import ACTIONS, check_training_tasks, event_action, parse_event
 from labelhub.backend.state import Store, atomic_write_json
 from labelhub.locks import file_lock
@@ -448,7 +449,7 @@ class Trainer:
             check_training_tasks(tasks)
         except LabelHubError as exc:  # Label Studio failed, or answered what /train would refuse
             log.warning("project %s: could not read its annotations from Label Studio (%s); training on what the "
-                        "webhooks brought", key, " ".join(str(exc).split())[:300])
+                        "webhooks brought", key, one_line(exc, 300))
             return False
         changed = apply_event(data, "TRAIN", {"annotations": tasks})
         log.info("project %s: Start training read %d annotated tasks from Label Studio", key, len(tasks))
@@ -484,7 +485,7 @@ class Trainer:
             except Exception as exc:
                 log.warning("project %s: event %s (%s) cannot be applied, moved aside (events/failed): %s: %s",
                             key, str(event.get("id"))[:60], str(event.get("action"))[:40], type(exc).__name__,
-                            " ".join(str(exc).split())[:200])
+                            one_line(exc, 200))
                 backend.queue.fail(handle)
                 continue
             applied.append((handle, event))
@@ -523,7 +524,7 @@ class Trainer:
         except LabelHubError as exc:  # e.g. a label config the model does not support: one line, no traceback
             outcome = "error"
             state.update_kv(last_error=f"{type(exc).__name__}: {exc}"[:500])
-            log.warning("project %s: not trained: %s", key, " ".join(str(exc).split())[:300])
+            log.warning("project %s: not trained: %s", key, one_line(exc, 300))
         except Exception as exc:
             outcome = "error"
             state.update_kv(last_error=f"{type(exc).__name__}: {exc}"[:500])

@@ -71,6 +71,7 @@ from labelhub.labelstudio_client import (LISTING_ATTEMPTS, TASK_PAGE_SIZE, Listi
                                          selected_items_queries)
 from labelhub.backend.model import normalize_predictions
 from labelhub.backend.state import atomic_write_json
+from labelhub.redaction import one_line
 from labelhub.errors import ConfigurationError, LabelHubError, LabelStudioError, NotFoundError, ProjectNotFound
 from labelhub.retry import NO_SDK_RETRY
 
@@ -235,7 +236,7 @@ class LabelStudioClient:
             if exc.status_code in (401, 403):
                 error = LabelStudioError(f"Label Studio at {self.url} refused LABEL_STUDIO_API_KEY ({exc.status_code})")
             else:
-                body = " ".join(str(exc.body).split())[:300]
+                body = one_line(exc.body, 300)
                 error = LabelStudioError(f"{what}: Label Studio at {self.url} answered {exc.status_code}: {body}")
             error.status = exc.status_code
             raise error from None
@@ -625,7 +626,7 @@ def _write(api: LabelStudioClient, project_id: int, items: list[dict], result: B
         status = getattr(error, "status", None)
         if error is None or (status is not None and 400 <= status < 500 and status not in (408, 429)):
             reason = ("Label Studio dropped the prediction (it does not fit the label config; see Label Studio's "
-                      "log)") if error is None else " ".join(str(error).split())[:300]
+                      "log)") if error is None else one_line(error, 300)
             result.failed.update({tid: reason for tid in pending})
             return
         if attempt == WRITE_ATTEMPTS:
@@ -690,7 +691,7 @@ def run_batch(host: JobHost, api: LabelStudioClient, project: ProjectInfo, task_
         items = []
         for task, pred in zip(todo, preds):
             if pred.get("error"):
-                result.failed[task.id] = " ".join(str(pred["error"]).split())[:300]
+                result.failed[task.id] = one_line(pred["error"], 300)
                 continue
             written_version = pred["model_version"]
             if written_version != version and not needs_prediction(task, written_version):
@@ -899,7 +900,7 @@ def latest_status(model_dir: Path, project_id: int) -> JobStatus | None:
 
 # a whole job --------------------------------------------------------------------------------------------
 def _one_line(exc: BaseException) -> str:
-    return " ".join(f"{type(exc).__name__}: {exc}".split())[:500]
+    return one_line(f"{type(exc).__name__}: {exc}", 500)
 
 
 def _save(host: JobHost, status: JobStatus) -> None:

@@ -28,7 +28,7 @@ import time
 from flask import Blueprint, Response, current_app, g, jsonify, request
 
 from labelhub.backend.errors import InvalidPayloadError, UnauthorizedError
-from labelhub.redaction import redact
+from labelhub.redaction import one_line, redact
 from labelhub.webhooks import SECRET_HEADER, secret_matches
 from labelhub.backend.events import validate_event
 from labelhub.backend.model import normalize_predictions
@@ -161,7 +161,7 @@ def predict():
             failed.append((task.get("id") if isinstance(task, dict) else None, pred["error"]))
     if failed:  # Label Studio drops the answer's "error": the log is where a person sees why a task got nothing
         log.warning("project %s: %d of %d tasks got no prediction; task %s: %s", req.project, len(failed),
-                    len(results), failed[0][0], " ".join(str(failed[0][1]).split())[:300])
+                    len(results), failed[0][0], one_line(failed[0][1], 300))
     return jsonify(results=results)
 
 

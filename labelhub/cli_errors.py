@@ -12,7 +12,7 @@ from contextlib import contextmanager
 import click
 
 from labelhub.errors import LabelHubError
-from labelhub.redaction import redact
+from labelhub.redaction import one_line, redact
 
 __all__ = ["one_line_errors"]
 
@@ -33,6 +33,6 @@ def one_line_errors(secrets: Iterable[str | None]) -> Iterator[None]:
     try:
         yield
     except LabelHubError as exc:
-        raise click.ClickException(redact(" ".join(str(exc).split()), secrets)) from None
+        raise click.ClickException(redact(one_line(exc), secrets)) from None
     except (OSError, sqlite3.Error) as exc:
         raise click.ClickException(redact(" ".join(f"{type(exc).__name__}: {exc}".split()), secrets)) from None

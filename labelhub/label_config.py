@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from cachetools import LRUCache, cached
 
 from labelhub.errors import LabelConfigError
+from labelhub.redaction import one_line
 
 __all__ = ["ObjectTag", "ControlTag", "ChoicesSpec", "ControlSpec", "DataField", "parse_label_config",
            "parsed_label_config", "choices_spec", "control_specs", "data_field", "control_tags", "URL_TAGS", "TEXT_TAGS", "DEFAULT_INCLUDE"]
@@ -182,7 +183,7 @@ def _parse(label_config: str) -> _Parsed:
     try:
         interface = LabelInterface(label_config)
     except Exception as exc:  # the SDK raises its own XML syntax and validation errors
-        reason = " ".join(str(exc).split())  # one line: lxml's messages may hold a newline
+        reason = one_line(exc)  # one line: lxml's messages may hold a newline
         raise LabelConfigError(f"the label config is not valid XML: {reason[:300]}") from None
     objects = []
     for obj in interface.objects:

@@ -10,13 +10,28 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 
-__all__ = ["MIN_SECRET_CHARS", "redact", "RedactSecrets", "setup_logging"]
+__all__ = ["MIN_SECRET_CHARS", "redact", "one_line", "RedactSecrets", "setup_logging"]
 
 #: Values shorter than this are not treated as secrets (replacing ``"a"`` everywhere would garble every
 #: message, and no token, key or password LabelHub accepts is that short).
 MIN_SECRET_CHARS = 4
 #: What a secret becomes.
 MASK = "***"
+
+
+def one_line(value: object, limit: int | None = None) -> str:
+    """``str(value)`` as one line for a log line, a status or an HTTP reason phrase: every run of whitespace
+    (newlines of a traceback or of lxml's and Label Studio's messages included) becomes one space.
+
+    Args:
+        value: An exception or any text.
+        limit: At most this many characters (``None``: all).
+
+    Example:
+        >>> one_line(ValueError("bad\\n  value"), 8)
+        'bad valu'
+    """
+    return " ".join(str(value).split())[:limit]
 
 
 def redact(text: str, secrets: Iterable[str | None]) -> str:
