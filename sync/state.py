@@ -84,6 +84,14 @@ def connect(path: str | Path) -> sqlite3.Connection:
     db.executescript(SCHEMA)
     if "revision" not in {row[1] for row in db.execute("PRAGMA table_info(annotations)")}:
         db.execute("ALTER TABLE annotations ADD COLUMN revision TEXT")
+    # annotations stored before the column (or opened since by a LabelHub that left it empty): the revision their
+    # task shows now, fixed, so that a file changing later does not move them to its new content (one scan of the
+    # annotations without one; annotations of tasks not made from a repo file keep none)
+    db.execute("UPDATE annotations SET revision = (SELECT json_extract(t.data, '$.hf_revision') FROM tasks_seen t "
+               "WHERE t.project_id = annotations.project_id AND t.task_id = annotations.task_id) "
+               "WHERE revision IS NULL AND EXISTS (SELECT 1 FROM tasks_seen t WHERE t.project_id = "
+               "annotations.project_id AND t.task_id = annotations.task_id AND json_valid(t.data) AND "
+               "json_type(t.data, '$.hf_revision') = 'text')")
     if "labels" not in {row[1] for row in db.execute("PRAGMA table_info(versions)")}:
         db.execute("ALTER TABLE versions ADD COLUMN labels TEXT")
     db.execute("DROP TABLE IF EXISTS exported")  # states before 2026-12: a copy of the newest tagged version's hashes
@@ -455,12 +463,13 @@ class SyncState:
         self._write("INSERT OR REPLACE INTO versions VALUES (?, ?, ?, ?, 'committing', NULL, NULL, ?, ?, ?)",
                     [(*self.key, version, export_id, json.dumps(hashes), json.dumps(summary), labels)])
 
-    def last_tagged_labels(self) -> tuple[int, str] | None:
-        """``(version, label columns as JSON records)`` of the newest tagged version that has them."""
-        row = self.db.execute("SELECT version, labels FROM versions WHERE project_id=? AND repo_id=? AND "
-                              "status='tagged' AND labels IS NOT NULL ORDER BY version DESC LIMIT 1",
-                              self.key).fetchone()
-        return (row[0], row[1]) if row else None
+    def last_tagged_labels(self) -> tuple[int, str | None, str] | None:
+        """``(version, label columns as JSON records, commit sha)`` of the newest tagged version (``None`` before
+        the first). The records are ``None`` for a version tagged by a LabelHub that did not keep them (before
+        2026-12): the caller reads them from the version's CSV."""
+        row = self.db.execute("SELECT version, labels, commit_sha FROM versions WHERE project_id=? AND repo_id=? AND "
+                              "status='tagged' ORDER BY version DESC LIMIT 1", self.key).fetchone()
+        return (row[0], row[1], row[2]) if row else None
 
     def forget_versions(self) -> None:
         """Forget every version of this project and repo, and so the baseline of the next +/~/- (the export's series

@@ -218,3 +218,26 @@ def test_annotations_become_tagged_versions_loadable_with_datasets(label_studio,
 
     listed = run_labelhub("versions", "--repo", repo.arg, env={"HF_TOKEN": HUB_TOKEN}, check=True).stdout
     assert "annotations-v1" in listed and "+9 ~0 -0" in listed and "+0 ~1 -1" in listed
+
+
+def test_the_first_version_after_an_upgrade_counts_its_changes_from_the_last_version(label_studio, project, tmp_path):
+    """A state whose tagged versions kept no label columns (written before 2026-12): the next version's changes are
+    counted from the last version's CSV, not from nothing."""
+    import sqlite3
+
+    repo = LocalRepo(sample_repos.local_repo_with(tmp_path / "repo", sample_repos.image_files(0, 3)))
+    client = label_studio.client()
+    sync_once(label_studio, repo, project, tmp_path)
+    tasks = sorted(client.tasks.list(project=project.id, page_size=10), key=lambda t: t.id)
+    first = client.annotations.create(tasks[0].id, result=[choice("text-only")])
+    client.annotations.create(tasks[1].id, result=[choice("illustrated")])
+    sync_once(label_studio, repo, project, tmp_path)  # annotations-v1
+    db = sqlite3.connect(tmp_path / "state.sqlite3")
+    db.execute("UPDATE versions SET labels = NULL")  # as the older LabelHub left its versions
+    db.commit()
+    db.close()
+    client.annotations.update(first.id, result=[choice("illustrated")])
+    client.annotations.create(tasks[2].id, result=[choice("text-only")])
+    sync_once(label_studio, repo, project, tmp_path)  # annotations-v2
+    changes = json.loads(repo.read("annotations-v2", "annotations/manifest.json"))["changes"]
+    assert (changes["old"], changes["added"], changes["relabelled"], changes["removed"]) == ("annotations-v1", 1, 1, 0)

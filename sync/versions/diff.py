@@ -197,12 +197,21 @@ def diff_frames(old: pd.DataFrame, new: pd.DataFrame, controls: Mapping[str, str
     return diff
 
 
-def _read_version(repo: DatasetRepo, sha: str, series: Series) -> tuple[pd.DataFrame, dict]:
+def read_version_csv(repo: DatasetRepo, sha: str, series: Series) -> pd.DataFrame:
+    """The rows of the version of ``series`` at commit ``sha``: its CSV, every cell as written (``dtype=str``): a
+    label ``01`` or ``2.50`` read as a number would become 1 or 2.5, and a column with an empty cell in one version
+    and not the other would read as changed. One file read.
+
+    Raises:
+        labelhub.errors.EntryNotFound: The commit has no CSV at the series' ``csv_path``.
+    """
     import io
 
-    # every cell as written: a label "01" or "2.50" read as a number would become 1 or 2.5, and a column with an
-    # empty cell in one version and not the other would read as changed
-    frame = pd.read_csv(io.BytesIO(repo.read_file(sha, series.csv_path)), dtype=str, keep_default_na=False)
+    return pd.read_csv(io.BytesIO(repo.read_file(sha, series.csv_path)), dtype=str, keep_default_na=False)
+
+
+def _read_version(repo: DatasetRepo, sha: str, series: Series) -> tuple[pd.DataFrame, dict]:
+    frame = read_version_csv(repo, sha, series)
     try:
         manifest = json.loads(repo.read_file(sha, series.manifest_path))
     except (FileNotFoundError, ValueError):

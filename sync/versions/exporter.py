@@ -48,7 +48,7 @@ from datetime import datetime, timezone
 import pandas as pd
 
 from labelhub.sync.versions.card import card_block, dataset_card, manifest_json
-from labelhub.sync.versions.diff import VersionDiff, diff_frames, summary_text
+from labelhub.sync.versions.diff import VersionDiff, diff_frames, read_version_csv, summary_text
 from labelhub.sync.versions.agreement import agreement_markdown
 from labelhub.sync.versions.incremental import build_files, build_rows
 from labelhub.sync.versions.rows import FIXED_HEAD, FIXED_TAIL
@@ -56,6 +56,7 @@ from labelhub.sync.versions.series import DEFAULT_CSV_PATH, DEFAULT_PREFIX, seri
 from labelhub.sync.versions.training import CONSENSUS_COLUMNS, training_features
 from labelhub.errors import (AmbiguousCommit, CommitConflict, ConfigurationError, LabelHubError, TagExists,
                              TransientHubError)
+from labelhub.redaction import one_line
 from labelhub.retry import hub_retrying
 from labelhub.sync.annotations.intake import GENERATION, learn_annotators
 from labelhub.sync.files.seen import SeenRefs, git_blob_id, remember_refs, seen_card, seen_refs
@@ -316,8 +317,22 @@ class Exporter:
         baseline = self.state.last_tagged_labels()
         if baseline is None:
             return diff_frames(labels.iloc[0:0], labels, self.controls, None, tag)
-        version, records = baseline
+        version, records, commit = baseline
+        if records is None:  # tagged by a LabelHub that did not keep them: read from its CSV (one download, once)
+            records = self._labels_at(commit, version)
         return label_changes(records, labels, ids, self.controls, self.series.tag(version), tag)
+
+    def _labels_at(self, commit: str, version: int) -> str:
+        """The label columns (:func:`label_columns`, JSON records) of the version at ``commit``, read from its CSV;
+        ``"[]"`` when it cannot be read (said in the log: the changes are then counted from nothing)."""
+        try:
+            frame = read_version_csv(self.repo, commit, self.series)
+            frame["annotation_id"] = frame["annotation_id"].astype(int)
+        except (LabelHubError, OSError, KeyError, ValueError) as exc:
+            log.warning("cannot read the labels of %s (%s): its changes are counted from nothing",
+                        self.series.tag(version), one_line(exc, 300))
+            return "[]"
+        return label_columns(frame, self.controls).to_json(orient="records")
 
     def _files(self, number: int, export_id: str, frame: pd.DataFrame, csv: bytes, summary: dict,
                change: VersionDiff, parent: str) -> dict[str, bytes]:
