@@ -57,6 +57,10 @@ HANDLED_ACTIONS = {"ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_CREA
                    "TASKS_DELETED", "START_TRAINING", "PROJECT_UPDATED", "TRAIN"}
 #: Label Studio actions accepted and ignored (the webhook Label Studio creates sends every action).
 IGNORED_ACTIONS = set(ACTIONS) - HANDLED_ACTIONS
+#: Keys of a project's ``kv.json`` that LabelHub's default model before ``ProjectModel`` wrote (``ChoicesModel``,
+#: ``git show 3034381:backend/models/choices.py``); beside no ``heads`` they mark its fit (see
+#: :meth:`Trainer.refit_changed`).
+_OLDER_DEFAULT_KEYS = ("model_version", "head_file", "train_digest")
 
 
 def _as_list(value: Any) -> list:
@@ -265,7 +269,14 @@ def apply_event(data: dict, action: str, payload: dict) -> bool:
 
 
 class ModelSource(Protocol):
-    """Where the trainer gets a project's model (:class:`labelhub.backend.app.ModelRegistry` is one)."""
+    """Where the trainer gets a project's model (:class:`labelhub.backend.app.ModelRegistry` is one).
+
+    Attributes:
+        model_class: The configured model class (``LABELHUB_MODEL``); a source without it counts as serving a
+            custom model (see :meth:`Trainer.refit_changed`).
+    """
+
+    model_class: type
 
     def get(self, key: str, label_config: str | None = None, **kwargs: Any) -> "LabelStudioMLBase":
         """The model of project ``key`` for ``label_config`` (see ``ModelRegistry.get``)."""
@@ -377,12 +388,38 @@ class Trainer:
         project with nothing to refit costs reading its annotations and a digest of them: 1.4 s at 100,000
         annotations (0.8 s of it reading them), about 0.01 s at 1,000. Errors are handled per project as for
         events (logged, ``last_error`` set), and the other projects go on.
+
+        A project whose state an older LabelHub's default model wrote (``ChoicesModel``, before the default became
+        :class:`~labelhub.backend.models.project.ProjectModel`: its ``kv.json`` names a ``model_version``,
+        ``head_file`` or ``train_digest`` and no ``heads``) is refit the same way, with one log line saying why,
+        when its ``annotations.json`` holds annotations and the configured model is the default one: that model
+        cannot load the old fit, and would answer empty results under the old ``model_version`` until the next
+        annotation. Once refit the state names ``heads``, so later starts treat it as above. Under a custom
+        ``LABELHUB_MODEL`` such a state is the custom model's own (it may write ``model_version`` alone) and is
+        left to its events.
         """
+        default = self._serves_default_model()
         for key in self.backend.store.known_projects():
             if self._stop.is_set():
                 return
-            if self.backend.store.project(key).kv().get("heads"):
+            state = self.backend.store.project(key)
+            kv = state.kv()
+            if kv.get("heads"):
                 self._train_project(key, [])
+            elif default and any(k in kv for k in _OLDER_DEFAULT_KEYS) and state.load_annotations().get("annotations"):
+                log.info("project %s: refitting with the default model: the stored fit (model_version %s) was made "
+                         "by an older LabelHub", key, one_line(kv.get("model_version") or "none", 80))
+                self._train_project(key, [])
+
+    def _serves_default_model(self) -> bool:
+        """Whether the configured model class is the default one: ``ProjectModel`` itself, not a subclass
+        (:mod:`labelhub.backend.models.project`)."""
+        configured = getattr(self.backend.models, "model_class", None)
+        if configured is None:
+            return False
+        from labelhub.backend.models.project import ProjectModel
+
+        return configured is ProjectModel
 
     def run_once(self, limit: int = 5000) -> int:
         """Apply up to ``limit`` pending events and fit the models they concern.
