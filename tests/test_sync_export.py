@@ -238,6 +238,11 @@ def test_the_first_version_after_an_upgrade_counts_its_changes_from_the_last_ver
     db.close()
     client.annotations.update(first.id, result=[choice("illustrated")])
     client.annotations.create(tasks[2].id, result=[choice("text-only")])
+    client.tasks.update(id=tasks[1].id, data={**tasks[1].data, "batch": "b2"})  # a change in no label
     sync_once(label_studio, repo, project, tmp_path)  # annotations-v2
     changes = json.loads(repo.read("annotations-v2", "annotations/manifest.json"))["changes"]
     assert (changes["old"], changes["added"], changes["relabelled"], changes["removed"]) == ("annotations-v1", 1, 1, 0)
+    message = subprocess.run(["git", "log", "-1", "--format=%B", "annotations-v2"], cwd=repo.path, check=True,
+                             capture_output=True, text=True).stdout
+    assert message.startswith("annotations v2: +1 ~2 -0") and "Since annotations-v1: +1 added" in message
+    assert "~2 changed: 1 relabelled, 1 in other columns only" in message

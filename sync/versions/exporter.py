@@ -248,8 +248,11 @@ class Exporter:
             change = self._changes(labels, self.series.tag(number), differing)
             self.state.begin_version(number, export_id, hashes, summary, labels.to_json(orient="records"))
             message = f"{self.series.commit_title(number)}: +{added} ~{changed} -{removed}"
+            other = changed - change.relabelled  # rows changed in no label: said, as the title counts them
+            unlabelled = (f"\n\n~{changed} changed: {change.relabelled} relabelled, {other} in other columns only "
+                          "(times, lead time, task data, annotated revision, or the export's format)") if other else ""
             description = (f"Annotations of Label Studio project {self.project.project_id} ({self.project.url}).\n\n"
-                           f"{summary_text(change)}\n\n{EXPORT_ID_KEY}: {export_id}")
+                           f"{summary_text(change)}{unlabelled}\n\n{EXPORT_ID_KEY}: {export_id}")
             try:
                 sha, parent, files = self._commit(number, export_id, frame, csv, summary, change, message,
                                                   description, parent, first=last is None)
