@@ -402,14 +402,20 @@ class Trainer:
         for key in self.backend.store.known_projects():
             if self._stop.is_set():
                 return
-            state = self.backend.store.project(key)
-            kv = state.kv()
-            if kv.get("heads"):
-                self._train_project(key, [])
-            elif default and any(k in kv for k in _OLDER_DEFAULT_KEYS) and state.load_annotations().get("annotations"):
-                log.info("project %s: refitting with the default model: the stored fit (model_version %s) was made "
-                         "by an older LabelHub", key, one_line(kv.get("model_version") or "none", 80))
-                self._train_project(key, [])
+            try:
+                state = self.backend.store.project(key)
+                kv = state.kv()
+                if kv.get("heads"):
+                    self._train_project(key, [])
+                elif (default and any(k in kv for k in _OLDER_DEFAULT_KEYS)
+                      and state.load_annotations().get("annotations")):
+                    log.info("project %s: refitting with the default model: the stored fit (model_version %s) was "
+                             "made by an older LabelHub", key, one_line(kv.get("model_version") or "none", 80))
+                    self._train_project(key, [])
+            except LeaseLost:
+                raise
+            except Exception as exc:  # e.g. a state that cannot be read: said, and the other projects go on
+                log.warning("project %s: not refit at start: %s", key, one_line(f"{type(exc).__name__}: {exc}", 300))
 
     def _serves_default_model(self) -> bool:
         """Whether the configured model class is the default one: ``ProjectModel`` itself, not a subclass

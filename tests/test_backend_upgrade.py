@@ -95,3 +95,20 @@ def test_a_custom_model_keeps_its_state_without_heads_when_the_trainer_starts(tm
     before = (tmp_path / "projects" / KEY / "kv.json").read_bytes()
     backend.trainer.refit_changed()
     assert built == [] and (tmp_path / "projects" / KEY / "kv.json").read_bytes() == before
+
+
+def test_a_project_whose_state_cannot_be_read_does_not_stop_the_others_refit(tmp_path, caplog):
+    tasks, labels = image_tasks(12)
+    write_old_project(tmp_path, IMAGE_CONFIG, old_annotations(tasks, labels))
+    broken = tmp_path / "projects" / "1.1000"  # sorts before KEY's project
+    broken.mkdir(parents=True)
+    (broken / "project.json").write_text(json.dumps({"key": "1.1000", "label_config": IMAGE_CONFIG}))
+    (broken / "kv.json").write_text(json.dumps({"heads": {"label": {"file": "x"}}, "model_version": "v"}))
+    (broken / "annotations.json").write_text("{cut short by a full disk")
+    app = create_app({"model_dir": tmp_path, "start_trainer": False, "warmup": False})
+    backend = app.extensions["labelhub"]
+    assert backend.store.known_projects()[0] == "1.1000"
+    caplog.set_level(logging.INFO, logger="labelhub.backend.events")
+    backend.trainer.refit_changed()
+    assert backend.store.project(KEY).kv()["model_version"].startswith("labelhub-12-")
+    assert any("1.1000" in r.getMessage() and "not refit" in r.getMessage() for r in caplog.records)
