@@ -256,3 +256,37 @@ def test_learned_false_keeps_ocr_and_a_per_region_choices_is_not_answered_as_a_w
     assert client.post("/setup", json={"project": other, "schema": per_region}).status_code == 200
     model = make_app(tmp_path).extensions["labelhub"].models.get(other)
     assert [head.control.from_name for head in model.heads] == ["box"]
+
+
+def test_a_refit_whose_media_cannot_be_loaded_keeps_the_previous_fit_and_is_tried_again(tmp_path, monkeypatch):
+    """The trainer starts while the images cannot be fetched (Label Studio or the Hub not up yet) and an upgrade
+    changed the head: the fit that serves stays, and the refit is done at the next start (it was replaced by an
+    empty head, every prediction empty until the next annotation)."""
+    from labelhub.backend.errors import MediaError
+    from labelhub.backend.models.choices import ChoicesHead
+
+    tasks, labels = image_tasks(20)
+    app = make_app(tmp_path, embedding_store_bytes=0, embedding_cache_size=0)
+    backend, client = app.extensions["labelhub"], app.test_client()
+    for i, (task, label) in enumerate(zip(tasks, labels)):
+        assert client.post("/webhook", json=annotation_event(7000 + i, task, label)).status_code == 200
+    backend.trainer.run_once()
+    trained = backend.store.project(KEY).kv()
+    assert trained["heads"]["label"]["file"]
+
+    identity = ChoicesHead.identity
+    monkeypatch.setattr(ChoicesHead, "identity", lambda self: [*identity(self), "upgraded"])
+    fetch = backend.fetcher.fetch
+
+    def down(value, *args, **kwargs):
+        raise MediaError(f"cannot fetch {str(value)[:20]}: refused")
+
+    backend.fetcher.fetch = down
+    backend.trainer.refit_changed()
+    kept = backend.store.project(KEY).kv()
+    assert (kept["model_version"], kept["heads"]) == (trained["model_version"], trained["heads"])
+
+    backend.fetcher.fetch = fetch  # back up: the next start refits
+    backend.trainer.refit_changed()
+    refit = backend.store.project(KEY).kv()
+    assert refit["model_version"] != trained["model_version"] and refit["heads"]["label"]["examples"] == 20

@@ -460,7 +460,13 @@ class ProjectModel(LabelStudioMLBase):
         return version
 
     def _fit_head(self, head: ControlHead, latest: dict[str, tuple[dict, list]], stored: dict) -> None:
-        """Refit one head when its examples or identity changed; updates ``stored`` in place."""
+        """Refit one head when its examples or identity changed; updates ``stored`` in place.
+
+        When some examples' media cannot be loaded and what loads is nothing, or fewer examples than the stored fit
+        learned from, nothing changes (a warning says so): the stored fit keeps serving and the next fit tries
+        again. Otherwise the head is fitted on what loaded (a task whose media stays unreachable does not hold the
+        others back), and the fit is recorded as learned from every example.
+        """
         name = head.control.from_name
         claims = set(head.claims())
         rows = []
@@ -480,6 +486,15 @@ class ProjectModel(LabelStudioMLBase):
                 failed += 1
                 continue
             examples.append(Example(input=item, results=tuple(latest[tid][1])))
+        previous = stored.get(name) or {}
+        if failed and (not examples or (previous.get("file") and len(examples) < previous.get("examples", 0))):
+            # media that cannot be loaded now (Label Studio or the Hub down while the trainer starts) must not
+            # replace a fit with a poorer one, nor mark these examples learned: the digest is left as it was, so
+            # the next fit (the next event, or the next trainer start) tries them again
+            log.warning("project %s: %s head of %r: %d of %d examples without media: %s, tried again at the next fit",
+                        self.project_id, head.name, name, failed, len(rows),
+                        "the previous fit kept" if previous.get("file") else "not fitted")
+            return
         started = time.monotonic()
         with threadpool_limits(1):  # BLAS threads fight the workers for the cores: one is faster here
             fitted = head.fit(examples)
