@@ -401,3 +401,18 @@ def test_rows_a_state_kept_in_an_older_format_are_made_again_once(tmp_path):
                             [stamp]) == 1
     built = build_rows(state, controls, "image")
     assert built.frame["note"].tolist() == ['["first", "second"]']
+
+
+def test_a_task_not_made_from_the_repo_builds_the_version_files_incrementally_too(tmp_path):
+    """A task imported by hand (no ``hf_path``) beside the repo's: the incremental build pairs each task with its
+    consensus record, none for that task (the export failed with "Length of values (1) does not match")."""
+    state = SyncState(tmp_path / "state.sqlite3", 7, REPO)
+    add(state, 1, image_task(1), image_annotation(10, 1))
+    add(state, 2, {"image": "https://example.test/hand.png"}, image_annotation(20, 1), image_annotation(21, 2))
+    for local in (False, True):
+        built = assert_same_as_from_scratch(state, tmp_path, IMAGES, local=local)
+        files = build_files(state, built.frame, IMAGES, control_tags(IMAGES), data_field(IMAGES), REPO, local,
+                            OTHER_SHA)
+        assert b"hand.png" not in files.consensus and b"hand.png" in built.csv
+    add(state, 2, {"image": "https://example.test/hand.png"}, image_annotation(20, 1, choices=("b",)))
+    assert_same_as_from_scratch(state, tmp_path, IMAGES)  # the next export, made from this one's build

@@ -42,8 +42,8 @@ from labelhub.sync.versions.agreement import (Analysis, agreement_report, analys
                                               merge_analyses, prepare, prepared_tasks, rows_of_tasks)
 from labelhub.sync.versions.rows import (ROW_FORMAT, annotation_reference, annotation_row, label_counts,
                                          label_distribution, rows_frame)
-from labelhub.sync.versions.training import (consensus_records, folder_patterns_of, training_records_by_row,
-                                             uses_revision)
+from labelhub.sync.versions.training import (consensus_records, consensus_records_by_row, folder_patterns_of,
+                                             training_records_by_row, uses_revision)
 
 __all__ = ["VersionRows", "VersionFiles", "build_rows", "build_files", "forget"]
 
@@ -552,9 +552,9 @@ def _files(build: VersionRows, label_config: str, controls: Mapping[str, str], f
     analysis = merge_analyses(frame, controls, kept, fresh, tasks, prepared)
     report = agreement_report(frame, controls, analysis)
     made = consensus_rows(part, controls, field.value_key, fresh)
-    records = consensus_records(made, label_config, controls, field, repo_id, local, revision)
+    records = consensus_records_by_row(made, label_config, controls, field, repo_id, local, revision)
     made = pd.DataFrame({"line": [_dumps(record) for record in records],
-                         "file_name": [record.get("file_name") or "" for record in records],
+                         "file_name": [(record or {}).get("file_name") or "" for record in records],
                          "revision": [revision if uses_revision(value, field, local) else ""
                                       for value in made[field.value_key]]},
                         index=pd.Index(made["task_id"].to_numpy(), dtype="int64"))

@@ -55,8 +55,8 @@ from labelhub.label_config import DataField, parse_label_config
 from labelhub.sync.versions.rows import textarea_entries
 
 __all__ = ["LOCAL_METADATA", "HUB_ROWS", "LOCAL_CONSENSUS", "HUB_CONSENSUS", "training_features", "training_records",
-           "training_records_by_row", "consensus_records", "uses_revision", "media_column", "folder_patterns",
-           "folder_patterns_of", "split_labels"]
+           "training_records_by_row", "consensus_records", "consensus_records_by_row", "uses_revision", "media_column",
+           "folder_patterns", "folder_patterns_of", "split_labels"]
 
 #: The rows file of a local repository: at its root, so that every ``file_name`` is below it.
 LOCAL_METADATA = "metadata.jsonl"
@@ -257,7 +257,7 @@ def uses_revision(value, field: DataField, local: bool) -> bool:
 
 def consensus_records(consensus: pd.DataFrame, label_config: str, controls: Mapping[str, str], field: DataField,
                       repo_id: str, local: bool, revision: str) -> list[dict]:
-    """The rows of the ``consensus`` config, one per task, from
+    """The rows of the ``consensus`` config, one per task with media in the repo, from
     :func:`labelhub.sync.versions.agreement.consensus_rows` (cells typed as in the default config).
 
     Args:
@@ -267,15 +267,24 @@ def consensus_records(consensus: pd.DataFrame, label_config: str, controls: Mapp
 
     Returns:
         JSON-able records: the media, one cell per control, then :data:`CONSENSUS_COLUMNS` (``agreement`` is
-        ``None`` with fewer than two annotators).
+        ``None`` with fewer than two annotators). A task not made from a repo file has none (it stays in the CSV).
     """
+    return [record for record in consensus_records_by_row(consensus, label_config, controls, field, repo_id, local,
+                                                          revision) if record is not None]
+
+
+def consensus_records_by_row(consensus: pd.DataFrame, label_config: str, controls: Mapping[str, str],
+                             field: DataField, repo_id: str, local: bool, revision: str) -> list[dict | None]:
+    """:func:`consensus_records` aligned with the rows of ``consensus``: ``None`` for a task without media in the
+    repo (the incremental build keeps one entry per task)."""
     specs = _control_specs(label_config, controls)
-    records = []
+    records: list[dict | None] = []
     for row in consensus.to_dict("records"):
         path = _text(row.get("hf_path"))
         pinned = _SHA.search(_text(row.get(field.value_key)))
         commit = pinned.group(1) if pinned else revision
         if not _has_media(field, path, commit, local):
+            records.append(None)
             continue
         record = _media_and_labels(row, specs, field, repo_id, local, commit)
         agreement = row.get("agreement")
