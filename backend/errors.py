@@ -15,7 +15,7 @@ from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from labelhub.errors import LabelConfigError, LabelHubError
-from labelhub.redaction import one_line, redact
+from labelhub.redaction import escaped, one_line, redact
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +139,7 @@ def register_error_handlers(app: Flask) -> None:
         limit = app.config.get("MAX_CONTENT_LENGTH")
         size = "chunked body" if request.content_length is None else f"body of {request.content_length} bytes"
         log.warning("%s %s → 413: %s over LABELHUB_MAX_BODY_BYTES=%s", request.method,
-                    repr(request.path[:100])[1:-1], size, limit)
+                    escaped(request.path, 100), size, limit)
         response = jsonify({"error": f"the request body is larger than LABELHUB_MAX_BODY_BYTES ({limit} bytes)",
                             "code": "payload_too_large", "limit": limit})
         response.status_code = 413

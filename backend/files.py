@@ -20,7 +20,7 @@ reached by the browsers at ``LABELHUB_PUBLIC_URL``.
 - Refused without detail: a missing, bad or expired signature → 403; a sha that is not 40 hex digits,
   a path with ``..``/``.``/empty parts or a leading ``/``, a repo that is not configured, a file that is
   not at that commit, a symlink, a submodule or a directory in a local repo → 404. The reason is logged
-  (path only: the query string holding the signature is never logged).
+  (path only: the query string holding the signature is never logged; escaped, :func:`labelhub.redaction.escaped`).
 """
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ from cachetools import TTLCache
 from flask import Blueprint, Response, current_app, jsonify, request, send_file
 
 from labelhub.backend.errors import BackendError
-from labelhub.redaction import redact
+from labelhub.redaction import escaped, redact
 from labelhub.errors import NotFoundError
 from labelhub.repos.git import GitObjects, is_git_repo
 from labelhub.repos.hub import download
@@ -353,10 +353,10 @@ def _headers(response: Response) -> Response:
 @files_bp.errorhandler(SignatureRefused)
 @files_bp.errorhandler(FileUnavailable)
 def _refused(exc: BackendError):
-    """Log the reason of a refusal (the path, never the query string) and answer without it."""
+    """Log the reason of a refusal (the path, escaped, never the query string) and answer without it."""
     secrets = current_app.extensions["labelhub"].settings.secrets
     level = logging.WARNING if isinstance(exc, FileUnavailable) else logging.INFO
-    log.log(level, "%s %s → %d: %s", request.method, redact(request.path[:300], secrets), exc.status,
+    log.log(level, "%s %s → %d: %s", request.method, escaped(redact(request.path, secrets)), exc.status,
             getattr(exc, "reason", ""))
     response = jsonify(exc.to_dict())
     response.status_code = exc.status

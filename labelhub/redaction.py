@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 
-__all__ = ["MIN_SECRET_CHARS", "redact", "one_line", "RedactSecrets", "setup_logging"]
+__all__ = ["MIN_SECRET_CHARS", "redact", "one_line", "escaped", "RedactSecrets", "setup_logging"]
 
 #: Values shorter than this are not treated as secrets (replacing ``"a"`` everywhere would garble every
 #: message, and no token, key or password LabelHub accepts is that short).
@@ -32,6 +32,22 @@ def one_line(value: object, limit: int | None = None) -> str:
         'bad valu'
     """
     return " ".join(str(value).split())[:limit]
+
+
+def escaped(text: str, limit: int | None = 300) -> str:
+    """``text`` for a log line when it comes from a request (a URL path, a header): its first ``limit``
+    characters with CR, LF, ESC, every other unprintable character and backslashes written as Python escapes
+    (``repr`` without the quotes), so it cannot end the line or forge another one, nor colour a terminal.
+
+    Args:
+        text: Text from outside.
+        limit: At most this many of its characters (``None``: all); the escapes make the result longer.
+
+    Example:
+        >>> escaped("/files/a\\r2026 INFO forged\\x1b[31m")
+        '/files/a\\\\r2026 INFO forged\\\\x1b[31m'
+    """
+    return repr(text[:limit])[1:-1]
 
 
 def redact(text: str, secrets: Iterable[str | None]) -> str:
@@ -98,6 +114,7 @@ def setup_logging(level: str = "INFO", secrets: Iterable[str | None] = (),
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    for noisy in ("httpx", "httpcore", "urllib3", "filelock"):
+    # httpx2/httpcore2: huggingface_hub 2.x's HTTP client logs each request at INFO
+    for noisy in ("httpx", "httpcore", "httpx2", "httpcore2", "urllib3", "filelock"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     return redactor

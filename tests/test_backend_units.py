@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import multiprocessing
 import os
 import threading
@@ -376,3 +377,26 @@ def test_hub_media_through_the_hub_cache_with_hf_token(tmp_path, hub, monkeypatc
     with pytest.raises(MediaFetchError) as info:
         anonymous.fetch("hf://datasets/me/pics/img/0.png")
     assert HUB_TOKEN not in str(info.value)
+
+
+def test_setup_logging_quiets_huggingface_hubs_http_client(tmp_path, hub, monkeypatch, capfd):
+    from huggingface_hub import hf_hub_download
+
+    from labelhub.redaction import setup_logging
+
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "hf"))
+    hub.create_repo("me/quiet")
+    hub.commit_files("me/quiet", {"a.txt": b"A"})
+    root = logging.getLogger()
+    names = ("httpx", "httpcore", "httpx2", "httpcore2", "urllib3", "filelock")
+    saved = root.handlers[:], root.level, {n: logging.getLogger(n).level for n in names}
+    try:
+        setup_logging("INFO")
+        logging.getLogger("labelhub.test").info("before the download")
+        hf_hub_download("me/quiet", "a.txt", repo_type="dataset")
+    finally:
+        root.handlers[:], root.level = saved[0], saved[1]
+        for name, level in saved[2].items():
+            logging.getLogger(name).setLevel(level)
+    err = capfd.readouterr().err
+    assert "before the download" in err and "HTTP Request" not in err, err

@@ -7,6 +7,7 @@ cache. The route's refusals and headers are also checked on an in-process app.
 """
 from __future__ import annotations
 
+import logging
 import subprocess
 import time
 from urllib.parse import quote
@@ -145,6 +146,18 @@ def test_route_refuses_without_detail(app_client, local_repo):
     assert status(sign_url("", SECRET, "shelf", sha, "fmnist")) == 404  # a directory
     assert status(sign_url("", SECRET, "shelf", sha, "missing.png")) == 404
 
+
+
+def test_route_refusals_log_the_path_escaped_so_it_cannot_forge_log_lines(app_client, local_repo, caplog):
+    _, sha, _, _ = local_repo
+    forged = "%0d2026-01-01 00:00:00 INFO labelhub.backend.files: forged%1b[31m"
+    caplog.set_level(logging.INFO, logger="labelhub.backend.files")
+    assert app_client.get(f"/files/shelf/{sha}/x{forged}.png?sig=x").status_code == 404  # control characters
+    assert app_client.get(f"/files/sh%0Aelf/{sha}/x.png?sig=x").status_code == 403
+    lines = [r.getMessage() for r in caplog.records if r.name == "labelhub.backend.files"]
+    assert len(lines) == 2 and not any(c in line for line in lines for c in "\r\n\x1b"), lines
+    assert "/x\\r2026-01-01 00:00:00 INFO labelhub.backend.files: forged\\x1b[31m.png" in lines[0]
+    assert "/files/sh\\nelf/" in lines[1] and "sig=" not in "".join(lines)
 
 # ---- end to end: real Label Studio, Hub test server, gunicorn backend ------------------------------
 
