@@ -37,7 +37,7 @@ from flask import Blueprint, Response, current_app, jsonify, request, send_file
 
 from labelhub.backend.errors import BackendError
 from labelhub.redaction import escaped, redact
-from labelhub.errors import NotFoundError
+from labelhub.errors import FileTooLarge, NotFoundError
 from labelhub.repos.git import GitObjects, is_git_repo
 from labelhub.repos.hub import download
 from labelhub.backend.settings import Settings
@@ -236,7 +236,8 @@ class RepoFiles:
         return ref
 
     # ---- reading ---------------------------------------------------------------------------------
-    def open(self, repo: FileRepo, sha: str, path: str, visibility: bool = True) -> ServedFile:
+    def open(self, repo: FileRepo, sha: str, path: str, visibility: bool = True,
+             max_bytes: int | None = None) -> ServedFile:
         """Get ``path`` of ``repo`` at commit ``sha``.
 
         Args:
@@ -245,6 +246,8 @@ class RepoFiles:
             path: A safe ``path_in_repo``.
             visibility: Whether to find out if a Hub repo is public (one ``repo_info`` call per worker
                 every 10 minutes; ``False``: answered as private, no call).
+            max_bytes: A Hub file larger than this (bytes) is refused before it is downloaded
+                (:func:`labelhub.repos.hub.download`); ``None``: any size.
 
         Returns:
             A :class:`ServedFile`.
@@ -252,13 +255,14 @@ class RepoFiles:
         Raises:
             FileNotServed: The file is not at that commit (or is a symlink, submodule or directory).
             FileUnavailable: The Hub could not be reached or answered another error.
+            FileTooLarge: A Hub file is larger than ``max_bytes``.
         """
         if repo.kind == "local":
             found = self._git_objects(repo).blob(sha, path)
             if found is None:
                 raise FileNotServed("no such regular file at that commit")
             return ServedFile(etag=found[0], private=True, data=found[1])
-        local = self._hub_download(repo, sha, path)
+        local = self._hub_download(repo, sha, path, max_bytes)
         real = os.path.realpath(local)
         etag = os.path.basename(real) if os.path.basename(os.path.dirname(real)) == "blobs" else f"{sha}-{path}"
         private = self._hub_private(repo) if visibility else True
@@ -269,9 +273,10 @@ class RepoFiles:
 
         Raises:
             FileNotServed, FileUnavailable: As for :meth:`open`.
+            FileTooLarge: A Hub file over ``LABELHUB_MEDIA_MAX_BYTES`` (not downloaded).
         """
         repo = self.check(ref.key, ref.sha, ref.path, ref.expires, ref.sig, check_expiry=False)
-        served = self.open(repo, ref.sha, ref.path, visibility=False)
+        served = self.open(repo, ref.sha, ref.path, visibility=False, max_bytes=self.settings.media_max_bytes)
         return served.read(self.settings.media_max_bytes)
 
     def _git_objects(self, repo: FileRepo) -> GitObjects:
@@ -281,10 +286,12 @@ class RepoFiles:
                 objects = self._git[repo.key] = GitObjects(repo.source)
             return objects
 
-    def _hub_download(self, repo: FileRepo, sha: str, path: str) -> str:
+    def _hub_download(self, repo: FileRepo, sha: str, path: str, max_bytes: int | None = None) -> str:
         try:
             return download(repo.source, path, sha, token=self.settings.hf_token or None,
-                            etag_timeout=self.settings.media_timeout)
+                            etag_timeout=self.settings.media_timeout, max_bytes=max_bytes)
+        except FileTooLarge:
+            raise
         except NotFoundError as exc:
             raise FileNotServed(f"the Hub has no such file ({type(exc).__name__})") from None
         except Exception as exc:  # HubError (5xx, unreachable), OSError (disk) ...

@@ -21,30 +21,37 @@ fetches an arbitrary URL found in a task):
 - http(s) URLs whose host is on ``LABELHUB_ALLOWED_HOSTS``, fetched without credentials.
 
 Redirects are not followed (a redirect could lead off the allowlist). Messages and logs name a URL
-without its query string, so a signed URL's token never leaks.
+without its query string, so a signed URL's token never leaks. Label Studio and the allowed hosts are
+fetched with one :class:`MediaSession`, which keeps no cookie and reads no ``~/.netrc`` (see there).
+Limits (``LABELHUB_MEDIA_MAX_BYTES``, ``LABELHUB_MEDIA_TIMEOUT``): see :meth:`MediaFetcher.fetch`.
 """
 from __future__ import annotations
 
 import base64
 import binascii
 import logging
+import os
 import re
 import threading
+import time
+from http.cookiejar import DefaultCookiePolicy
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import requests
+import urllib3
 from cachetools import LRUCache, TTLCache
 
 from labelhub.backend.errors import BackendError, MediaFetchError, MediaNotAllowedError
+from labelhub.errors import FileTooLarge
 from labelhub.redaction import redact
-from labelhub.signing import parse_file_url
+from labelhub.signing import is_safe_path, parse_file_url
 from labelhub.repos.hub import download
 from labelhub.backend.files import RepoFiles
 from labelhub.backend.settings import Settings
 
 log = logging.getLogger(__name__)
 
-__all__ = ["MediaFetcher", "HubFile", "parse_hub_url", "safe_url"]
+__all__ = ["MediaFetcher", "MediaSession", "HubFile", "parse_hub_url", "safe_url"]
 
 _LS_PREFIXES = ("/data/upload/", "/data/local-files/", "/storage-data/", "/data/", "/tasks/", "/projects/")
 _RESOLVE = re.compile(r"^/(?:(?P<type>datasets|spaces|models)/)?(?P<repo>[^/]+/[^/]+)/resolve/(?P<rev>[^/]+)/(?P<path>.+)$")
@@ -94,6 +101,12 @@ def parse_hub_url(url: str, endpoint: str) -> HubFile | None:
     Returns:
         A :class:`HubFile`, or ``None`` when ``url`` is not a Hub file URL.
 
+    Raises:
+        MediaNotAllowedError: When the revision or the path (both percent-decoded) has a ``..``, ``.`` or
+            empty ``/``-part, a leading ``/``, a backslash or a control character
+            (:func:`labelhub.signing.is_safe_path`): huggingface_hub writes a branch's or tag's commit to ``refs/<revision>`` in its cache, so such
+            a revision could name a file outside it.
+
     Example:
         >>> parse_hub_url("hf://datasets/me/pics@v1/img/0.png", "https://huggingface.co")
         ('me/pics', 'dataset', 'v1', 'img/0.png')
@@ -102,8 +115,7 @@ def parse_hub_url(url: str, endpoint: str) -> HubFile | None:
         m = _HF_PATH.match(url[len("hf://"):])
         if not m:
             return None
-        kind = {"datasets": "dataset", "spaces": "space"}.get(m.group("type") or "", "model")
-        return HubFile(m.group("repo"), kind, unquote(m.group("rev") or "main"), unquote(m.group("path")))
+        return _hub_file(url, m.group("type"), m.group("repo"), m.group("rev") or "main", m.group("path"))
     parts, base = urlsplit(url), urlsplit(endpoint)
     if (parts.scheme, parts.netloc) != (base.scheme, base.netloc):
         return None
@@ -111,8 +123,50 @@ def parse_hub_url(url: str, endpoint: str) -> HubFile | None:
     m = _RESOLVE.match(path)
     if not m:
         return None
-    kind = {"datasets": "dataset", "spaces": "space"}.get(m.group("type") or "", "model")
-    return HubFile(m.group("repo"), kind, unquote(m.group("rev")), unquote(m.group("path")))
+    return _hub_file(url, m.group("type"), m.group("repo"), m.group("rev"), m.group("path"))
+
+
+def _hub_file(url: str, kind: str | None, repo_id: str, revision: str, path: str) -> HubFile:
+    """The :class:`HubFile` of ``url``'s matched parts (``revision`` and ``path`` still percent-encoded), checked
+    as :func:`parse_hub_url` says."""
+    revision, path = unquote(revision), unquote(path)
+    for name, value in (("revision", revision), ("path", path)):
+        if not is_safe_path(value):
+            raise MediaNotAllowedError(f"{safe_url(url)}: the Hub {name} {value[:100]!r} has a '..', '.' or empty "
+                                       "part, a leading '/' or a control character")
+    repo_type = {"datasets": "dataset", "spaces": "space"}.get(kind or "", "model")
+    return HubFile(repo_id, repo_type, revision, path)
+
+
+class MediaSession(requests.Session):
+    """The ``requests.Session`` media is fetched with: no cookie kept, no ``~/.netrc`` read, proxies and CA
+    bundle still from the environment.
+
+    - Cookies: the jar's policy refuses every cookie (``http.cookiejar.DefaultCookiePolicy(allowed_domains=[])``,
+      https://docs.python.org/3/library/http.cookiejar.html#http.cookiejar.DefaultCookiePolicy). Cookies are
+      kept per host, not per port, so one an allowed host set on ``127.0.0.1:8081`` went to Label Studio on
+      ``127.0.0.1:8080`` with the API key, and Label Studio's session cookie to the allowed host.
+    - ``trust_env = False``: requests then reads no ``~/.netrc`` (or ``$NETRC``), whose entry for a host replaced
+      the ``Authorization`` header sent to Label Studio and sent its password to allowed hosts. ``trust_env``
+      also turns off what requests takes from the environment for each request
+      (``Session.merge_environment_settings``, https://requests.readthedocs.io/en/latest/user/advanced/#proxies):
+      a backend behind a proxy needs those, so they are kept explicitly: ``HTTP_PROXY``, ``HTTPS_PROXY``,
+      ``ALL_PROXY`` and ``NO_PROXY`` through ``requests.utils.get_environ_proxies`` for each URL, and
+      ``REQUESTS_CA_BUNDLE`` or ``CURL_CA_BUNDLE`` (read once, here) as :attr:`verify`.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.trust_env = False
+        self.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))
+        self.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
+        self.headers["User-Agent"] = "labelhub-backend"
+
+    def request(self, method: str, url: str, **kwargs) -> requests.Response:
+        """``requests.Session.request`` with the environment's proxies for ``url`` unless ``proxies`` is given."""
+        if kwargs.get("proxies") is None:
+            kwargs["proxies"] = requests.utils.get_environ_proxies(url)
+        return super().request(method, url, **kwargs)
 
 
 class _LabelStudioAuth:
@@ -174,8 +228,7 @@ class MediaFetcher:
 
     def __init__(self, settings: Settings):
         self.settings = settings
-        self.session = requests.Session()
-        self.session.headers["User-Agent"] = "labelhub-backend"
+        self.session = MediaSession()
         self.ls_url = settings.label_studio_url.rstrip("/")
         self._ls_auth = _LabelStudioAuth(self.ls_url, settings.label_studio_api_key, self.session,
                                          settings.media_timeout)
@@ -250,9 +303,19 @@ class MediaFetcher:
         Returns:
             The file's content.
 
+        Limits: a file over ``LABELHUB_MEDIA_MAX_BYTES`` is refused: a Hub file (also one of a signed file URL)
+        from the size the Hub's ``HEAD`` declares, before it is downloaded (:func:`labelhub.repos.hub.download`);
+        other downloads once that many bytes came. ``LABELHUB_MEDIA_TIMEOUT`` seconds bound the whole download from
+        Label Studio or an allowed host, from sending the request to the body's last byte (:meth:`_read_body`; the
+        connection has 3 s more, and the status line and headers are read with ``LABELHUB_MEDIA_TIMEOUT`` per read:
+        a server sending those a byte at a time is stopped only when its body begins); a Hub download is bounded
+        by huggingface_hub's limits only (its ``HEAD`` waits ``LABELHUB_MEDIA_TIMEOUT`` s, each read of the ``GET``
+        ``HF_HUB_DOWNLOAD_TIMEOUT`` s; see :func:`labelhub.repos.hub.download`).
+
         Raises:
             MediaNotAllowedError: When the URL is not from a trusted source.
-            MediaFetchError: When the download fails (HTTP error, timeout, redirect, too large).
+            MediaFetchError: When the download fails (HTTP error, timeout, redirect, too large, over
+                ``LABELHUB_MEDIA_TIMEOUT``).
         """
         kind = self.classify(url)
         if kind == "data":
@@ -302,38 +365,54 @@ class MediaFetcher:
         except (binascii.Error, ValueError):
             raise MediaFetchError("the data: URI does not decode") from None
         if len(data) > self.settings.media_max_bytes:
-            raise MediaFetchError("the data: URI is larger than LABELHUB_MEDIA_MAX_BYTES")
+            raise self._too_large("the data: URI")
         return data
+
+    def _too_large(self, what: str) -> MediaFetchError:
+        """The error for media over ``LABELHUB_MEDIA_MAX_BYTES``; ``what`` names it (a :func:`safe_url`)."""
+        return MediaFetchError(f"{what} is larger than LABELHUB_MEDIA_MAX_BYTES "
+                               f"({self.settings.media_max_bytes} bytes)")
 
     def _read_repo_file(self, url: str) -> bytes:
         try:
             data = self.repo_files.read(self.repo_files.owns(url))
+        except FileTooLarge:
+            raise self._too_large(safe_url(url)) from None
         except BackendError as exc:
             raise MediaFetchError(f"could not read {safe_url(url)} from its repo "
                                   f"({getattr(exc, 'reason', exc.message)})") from None
         if len(data) > self.settings.media_max_bytes:
-            raise MediaFetchError(f"{safe_url(url)} is larger than LABELHUB_MEDIA_MAX_BYTES")
+            raise self._too_large(safe_url(url))
         return data
 
     def _fetch_hub(self, url: str) -> bytes:
+        """A Hub file's bytes through huggingface_hub's cache; over ``LABELHUB_MEDIA_MAX_BYTES`` it is refused
+        before it is downloaded (:func:`labelhub.repos.hub.download` with ``max_bytes``: one more ``HEAD`` for a
+        file not in the cache yet). Bounded in time by huggingface_hub's per-read timeouts only."""
         ref = parse_hub_url(url, self._hub_endpoint())
         if ref is None:
             raise MediaFetchError(f"{safe_url(url)} is not a Hub file URL")
         try:
             path = download(ref.repo_id, ref.path_in_repo, ref.revision, token=self.settings.hf_token or None,
-                            etag_timeout=self.settings.media_timeout, repo_type=ref.repo_type)
+                            etag_timeout=self.settings.media_timeout, repo_type=ref.repo_type,
+                            max_bytes=self.settings.media_max_bytes)
             with open(path, "rb") as fh:
                 data = fh.read(self.settings.media_max_bytes + 1)
+        except FileTooLarge:
+            raise self._too_large(safe_url(url)) from None
         except Exception as exc:  # labelhub.errors.HubError (with .status), NotFoundError, OSError, ...
             status = getattr(exc, "status", None)
             why = f"HTTP {status}" if status else type(exc).__name__
             raise MediaFetchError(redact(f"could not download {safe_url(url)} from the Hub ({why})",
                                          self.settings.secrets)) from None
         if len(data) > self.settings.media_max_bytes:
-            raise MediaFetchError(f"{safe_url(url)} is larger than LABELHUB_MEDIA_MAX_BYTES")
+            raise self._too_large(safe_url(url))
         return data
 
     def _get(self, url: str, label_studio: bool) -> bytes:
+        """GET ``url`` from Label Studio (with its ``Authorization``) or an allowed host (with nothing), within
+        ``LABELHUB_MEDIA_TIMEOUT`` seconds from now in all (both tries of a refreshed access token included)."""
+        deadline = time.monotonic() + self.settings.media_timeout
         for attempt in (0, 1):
             headers = self._ls_auth.header(force_refresh=attempt == 1) if label_studio else {}
             try:
@@ -346,13 +425,42 @@ class MediaFetcher:
                                               "redirects are not followed")
                     if answer.status_code != 200:
                         raise MediaFetchError(f"could not fetch {safe_url(url)} (HTTP {answer.status_code})")
-                    chunks, size = [], 0
-                    for chunk in answer.iter_content(64 * 1024):
-                        size += len(chunk)
-                        if size > self.settings.media_max_bytes:
-                            raise MediaFetchError(f"{safe_url(url)} is larger than LABELHUB_MEDIA_MAX_BYTES")
-                        chunks.append(chunk)
-                    return b"".join(chunks)
-            except requests.RequestException as exc:
+                    return self._read_body(answer, url, deadline)
+            except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:
+                if time.monotonic() >= deadline:
+                    raise self._too_slow(url) from None
                 raise MediaFetchError(f"could not fetch {safe_url(url)} ({type(exc).__name__})") from None
         raise MediaFetchError(f"could not fetch {safe_url(url)} (HTTP 401: check LABEL_STUDIO_API_KEY)")
+
+    def _read_body(self, answer: requests.Response, url: str, deadline: float) -> bytes:
+        """The body of a streamed answer, decoded (``Content-Encoding``), by the end of ``deadline``
+        (``time.monotonic()`` seconds).
+
+        Each read is urllib3's ``HTTPResponse.read1`` (it returns as soon as any bytes came, where
+        ``iter_content`` waits for a whole chunk), after the socket's timeout was cut to the time left, so a
+        server sending a byte now and then is stopped at the deadline, not one read timeout after it.
+
+        Raises:
+            MediaFetchError: Past the deadline, or over ``LABELHUB_MEDIA_MAX_BYTES``.
+            urllib3.exceptions.HTTPError: A read timed out or the connection broke (the caller tells which).
+        """
+        sock = getattr(answer.raw.connection, "sock", None)
+        chunks, size = [], 0
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise self._too_slow(url)
+            if sock is not None:
+                sock.settimeout(left)  # urllib3 sets it again for the connection's next request
+            chunk = answer.raw.read1(64 * 1024, decode_content=True)
+            if not chunk:
+                return b"".join(chunks)
+            size += len(chunk)
+            if size > self.settings.media_max_bytes:
+                raise self._too_large(safe_url(url))
+            chunks.append(chunk)
+
+    def _too_slow(self, url: str) -> MediaFetchError:
+        """The error for a download still going after ``LABELHUB_MEDIA_TIMEOUT``."""
+        return MediaFetchError(f"{safe_url(url)} took longer than LABELHUB_MEDIA_TIMEOUT "
+                               f"({self.settings.media_timeout:g} s)")

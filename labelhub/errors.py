@@ -19,6 +19,7 @@ caller catches either.
     │   ├── HubUnreachable(ConnectionError)   no answer (refused, timeout, dropped)
     │   ├── TransientHubError                 429 or 5xx: try again after ``retry_after``
     │   └── AmbiguousCommit                   a commit got no answer: it may have landed
+    ├── FileTooLarge(ValueError)              a repo file larger than the caller's limit (not downloaded)
     ├── CommitConflict(RuntimeError)          the branch moved since ``parent_commit`` (412)
     └── TagExists(RuntimeError)               the tag exists (409)
 
@@ -31,7 +32,7 @@ from __future__ import annotations
 __all__ = [
     "LabelHubError", "ConfigurationError", "LabelConfigError", "InvalidJSONError", "InvalidEventError", "UnknownEventAction", "NotFoundError",
     "RepoNotFound", "RevisionNotFound", "EntryNotFound", "ProjectNotFound", "LabelStudioError", "HubError", "HubUnreachable",
-    "TransientHubError", "AmbiguousCommit", "CommitConflict", "TagExists",
+    "TransientHubError", "AmbiguousCommit", "FileTooLarge", "CommitConflict", "TagExists",
 ]
 
 
@@ -119,6 +120,19 @@ class TransientHubError(HubError):
 
 class AmbiguousCommit(HubError):
     """A commit request got no answer: it may or may not have landed."""
+
+
+class FileTooLarge(LabelHubError, ValueError):
+    """A repo file is larger than the caller's limit; it was not downloaded.
+
+    Attributes:
+        size: The file's size in bytes, as the Hub declared it.
+        limit: The limit in bytes.
+    """
+
+    def __init__(self, message: str, size: int, limit: int):
+        super().__init__(message)
+        self.size, self.limit = size, limit
 
 
 class CommitConflict(LabelHubError, RuntimeError):

@@ -128,17 +128,25 @@ class MediaServer:
     """A loopback HTTP server of files, optionally behind Label Studio-style token auth.
 
     Args:
-        files: ``{path: bytes}``.
+        files: ``{path: bytes}`` (as a proxy's files: ``{absolute URL: bytes}``, the request line's target).
         token: When set, requests need ``Authorization: Token <token>`` or ``Bearer <access>``, and
             ``POST /api/token/refresh/`` with ``{"refresh": <jwt>}`` answers ``{"access": ...}``.
+        cookie: A ``Set-Cookie`` value sent with every file (``None``: none).
+        drip: Seconds between two bytes of a file's body (0: all at once).
+
+    Attributes:
+        requests: ``(method, path, Authorization)`` of each request.
+        cookies: The ``Cookie`` header of each request (``""`` when none).
     """
 
     def __init__(self, files: dict[str, bytes] | None = None, token: str | None = None,
-                 personal_token: str | None = None):
+                 personal_token: str | None = None, cookie: str | None = None, drip: float = 0.0):
         self.files = dict(files or {})
         self.token = token
         self.personal_token = personal_token
+        self.cookie, self.drip = cookie, drip
         self.requests: list[tuple[str, str, str]] = []
+        self.cookies: list[str] = []
         self.refreshes = 0
         outer = self
 
@@ -154,6 +162,7 @@ class MediaServer:
 
             def do_GET(self):  # noqa: N802
                 outer.requests.append(("GET", self.path, self.headers.get("Authorization", "")))
+                outer.cookies.append(self.headers.get("Cookie", ""))
                 if not self._auth_ok():
                     self.send_response(401)
                     self.end_headers()
@@ -170,8 +179,19 @@ class MediaServer:
                     return
                 self.send_response(200)
                 self.send_header("Content-Length", str(len(body)))
+                if outer.cookie:
+                    self.send_header("Set-Cookie", outer.cookie)
                 self.end_headers()
-                self.wfile.write(body)
+                if not outer.drip:
+                    self.wfile.write(body)
+                    return
+                try:
+                    for i in range(len(body)):
+                        self.wfile.write(body[i:i + 1])
+                        self.wfile.flush()
+                        time.sleep(outer.drip)
+                except OSError:  # the client gave up
+                    pass
 
             def do_POST(self):  # noqa: N802
                 import json

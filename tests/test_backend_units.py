@@ -20,6 +20,7 @@ from labelhub.backend.embedding_cache import EmbeddingCache
 from labelhub.backend.settings import Settings
 from labelhub.backend.state import ProjectState, Store, atomic_write_json, project_key_from_webhook
 from labelhub.locks import file_lock
+from labelhub.signing import sign_url
 from tests.backend_fixtures import IMAGE_CONFIG, TEXT_CONFIG, MediaServer, annotation_event, choices_config
 
 
@@ -377,6 +378,84 @@ def test_hub_media_through_the_hub_cache_with_hf_token(tmp_path, hub, monkeypatc
     with pytest.raises(MediaFetchError) as info:
         anonymous.fetch("hf://datasets/me/pics/img/0.png")
     assert HUB_TOKEN not in str(info.value)
+
+
+def test_hub_media_over_the_size_limit_is_refused_from_its_head_before_any_download(tmp_path, hub, monkeypatch):
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "hf"))
+    hub.create_repo("me/sizes")
+    hub.commit_files("me/sizes", {"big.bin": b"x" * 5000, "small.png": b"SMALL"})
+    fetcher = MediaFetcher(Settings(model_dir=tmp_path, media_max_bytes=1000))
+    with pytest.raises(MediaFetchError, match=r"big\.bin is larger than LABELHUB_MEDIA_MAX_BYTES"):
+        fetcher.fetch("hf://datasets/me/sizes/big.bin")
+    assert hub.count_calls("HEAD", r"big\.bin") == 1 and hub.count_calls("GET", r"big\.bin") == 0
+    assert not list((tmp_path / "hf").rglob("blobs/*"))  # nothing of it in the cache
+    secret = "labelhub-test-secret-0123456789"
+    signed = MediaFetcher(Settings(model_dir=tmp_path, media_max_bytes=1000, file_repos=("me/sizes",), secret=secret))
+    with pytest.raises(MediaFetchError, match=r"big\.bin is larger than LABELHUB_MEDIA_MAX_BYTES"):
+        signed.fetch(sign_url("http://backend.example", secret, "me--sizes", hub.head("me/sizes"), "big.bin"))
+    assert hub.count_calls("GET", r"big\.bin") == 0 and not list((tmp_path / "hf").rglob("blobs/*"))
+    assert fetcher.fetch("hf://datasets/me/sizes/small.png") == b"SMALL"
+    assert (hub.count_calls("HEAD", r"small\.png"), hub.count_calls("GET", r"small\.png")) == (2, 1)
+    hub.reset_calls()
+    again = MediaFetcher(Settings(model_dir=tmp_path, media_max_bytes=1000))  # another worker: the disk cache
+    assert again.fetch("hf://datasets/me/sizes/small.png") == b"SMALL"
+    assert hub.count_calls() == 1 and hub.count_calls("HEAD", r"small\.png") == 1
+
+
+def test_media_timeout_bounds_the_whole_download_not_each_read(tmp_path):
+    with MediaServer({"/slow.png?token=SECRET": b"x" * 40}, drip=0.1) as server:  # 4 s in all, a byte every 0.1 s
+        fetcher = MediaFetcher(Settings(model_dir=tmp_path, allowed_hosts=(server.url.split("//")[1],),
+                                        media_timeout=1.0))
+        started = time.monotonic()
+        with pytest.raises(MediaFetchError) as info:
+            fetcher.fetch(server.url + "/slow.png?token=SECRET")
+        assert time.monotonic() - started < 2.0
+        assert str(info.value) == f"{server.url}/slow.png took longer than LABELHUB_MEDIA_TIMEOUT (1 s)"
+
+
+def test_media_session_keeps_no_cookie_reads_no_netrc_and_keeps_the_environment_proxies(tmp_path, monkeypatch):
+    with MediaServer({"/data/upload/1/a.png": b"LS"}, token="legacy0token", cookie="ls_session=s1; Path=/") as ls, \
+            MediaServer({"/a.png": b"ALLOWED"}, cookie="tracker=t1; Path=/") as allowed:
+        netrc = tmp_path / "netrc"
+        netrc.write_text("machine 127.0.0.1 login someone password netrc-password\n")
+        netrc.chmod(0o600)
+        monkeypatch.setenv("NETRC", str(netrc))
+        fetcher = MediaFetcher(Settings(model_dir=tmp_path, label_studio_url=ls.url,
+                                        label_studio_api_key="legacy0token", allowed_hosts=(allowed.url.split("//")[1],)))
+        for url in ("/data/upload/1/a.png", allowed.url + "/a.png"):
+            fetcher.fetch(url)
+            fetcher.cache.clear()
+            fetcher.fetch(url)  # both servers on 127.0.0.1: a kept cookie would go to either
+        assert ls.cookies + allowed.cookies == [""] * 4
+        assert [r[2] for r in ls.requests] == ["Token legacy0token"] * 2
+        assert [r[2] for r in allowed.requests] == [""] * 2
+    with MediaServer({"http://127.0.0.1:9/via-proxy.png": b"PROXIED"}) as proxy:
+        for name in ("http_proxy", "HTTP_PROXY", "no_proxy", "NO_PROXY", "all_proxy", "ALL_PROXY"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("HTTP_PROXY", proxy.url)
+        fetcher = MediaFetcher(Settings(model_dir=tmp_path, allowed_hosts=("127.0.0.1:9",)))
+        assert fetcher.fetch("http://127.0.0.1:9/via-proxy.png") == b"PROXIED"
+        monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+        with pytest.raises(MediaFetchError):  # straight to port 9: nothing there
+            fetcher.fetch("http://127.0.0.1:9/elsewhere.png")
+        assert [r[1] for r in proxy.requests] == ["http://127.0.0.1:9/via-proxy.png"]
+
+
+@pytest.mark.parametrize("url", [
+    "hf://datasets/me/pics@..%2F..%2F..%2Fescaped/a.png",
+    "hf://datasets/me/pics@refs%2F..%2F..%2Fescaped/a.png",
+    "hf://datasets/me/pics@%2Fetc/a.png",
+    "hf://datasets/me/pics@refs%2F%2Fpr/a.png",
+    "hf://datasets/me/pics@.%2Fmain/a.png",
+    f"{os.environ['HF_ENDPOINT']}/datasets/me/pics/resolve/..%2F..%2Fescaped/a.png",
+    f"{os.environ['HF_ENDPOINT']}/datasets/me/pics/resolve/main/..%2F..%2Fa.png",
+])
+def test_hub_revisions_and_paths_with_dot_dot_or_empty_parts_are_refused_as_task_data(tmp_path, hub, url):
+    with pytest.raises(MediaNotAllowedError, match=r"the Hub (revision|path) '.*' has a '\.\.', '\.' or empty part"):
+        parse_hub_url(url, os.environ["HF_ENDPOINT"])
+    with pytest.raises(MediaNotAllowedError):
+        MediaFetcher(Settings(model_dir=tmp_path)).fetch(url)
+    assert hub.count_calls() == 0
 
 
 def test_setup_logging_quiets_huggingface_hubs_http_client(tmp_path, hub, monkeypatch, capfd):

@@ -12,6 +12,7 @@ known, see :meth:`HubRepo.commit`, and ``commit``), ``create_tag`` and, only aft
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from urllib.parse import quote
@@ -32,6 +33,7 @@ from labelhub.errors import (
     AmbiguousCommit,
     CommitConflict,
     EntryNotFound,
+    FileTooLarge,
     HubError,
     HubUnreachable,
     RepoNotFound,
@@ -92,8 +94,23 @@ def hub_errors(endpoint: str, repo_id: str = "", revision: str = "", path: str =
 
 
 def download(repo_id: str, path: str, revision: str, token: str | None = None, endpoint: str | None = None,
-             etag_timeout: float = 10, repo_type: str = REPO_TYPE) -> str:
+             etag_timeout: float = 10, repo_type: str = REPO_TYPE, max_bytes: int | None = None) -> str:
     """A repo file at ``revision`` in huggingface_hub's cache (``hf_hub_download``, one download per blob).
+
+    With ``max_bytes``, the file's size is asked first and a larger file is refused before any of it is
+    downloaded: ``hf_hub_download(dry_run=True)`` (huggingface_hub 2.x, pinned in ``pyproject.toml``) answers
+    ``DryRunFileInfo.file_size``, ``get_hf_file_metadata``'s size from the ``HEAD`` answer's ``X-Linked-Size``
+    or ``Content-Length``
+    (https://huggingface.co/docs/huggingface_hub/package_reference/file_download#huggingface_hub.hf_hub_download).
+    The download is then asked for at the commit that ``HEAD`` answered: a file already in the cache costs that
+    one ``HEAD`` (none when ``revision`` is a commit sha), a new one one ``HEAD`` more than without
+    ``max_bytes`` (``hf_hub_download`` takes no metadata from its caller, so it asks again). A file whose
+    size the Hub does not tell is downloaded, then measured.
+
+    What bounds the ``GET`` is huggingface_hub's: ``HF_HUB_DOWNLOAD_TIMEOUT`` seconds (10 by default) for
+    each read, with up to 5 resumes, and no limit on the whole download's duration; an answer longer than the
+    ``HEAD``'s size is written whole, then refused by its consistency check (an ``OSError``). The Hub at
+    ``HF_ENDPOINT`` is trusted to answer at its own pace.
 
     Args:
         repo_id: ``owner/name``.
@@ -103,16 +120,34 @@ def download(repo_id: str, path: str, revision: str, token: str | None = None, e
         token: A Hub token that can read the repo; ``None`` for public repos.
         endpoint: The Hub URL; ``None``: ``HF_ENDPOINT`` or ``https://huggingface.co``.
         etag_timeout: Seconds to wait for the Hub's metadata answer.
+        max_bytes: The largest file accepted, in bytes; ``None``: any size, no extra call.
 
     Returns:
         The local path of the file (a symlink into the cache's ``blobs/``).
 
     Raises:
+        FileTooLarge: The file is larger than ``max_bytes`` (as the Hub declared it, or as downloaded).
         As :func:`hub_errors`.
     """
     with hub_errors(endpoint or "the Hub", repo_id, revision, path):
-        return hf_hub_download(repo_id, path, repo_type=repo_type, revision=revision, token=token,
-                               endpoint=endpoint, etag_timeout=etag_timeout)
+        if max_bytes is None:
+            return hf_hub_download(repo_id, path, repo_type=repo_type, revision=revision, token=token,
+                                   endpoint=endpoint, etag_timeout=etag_timeout)
+        info = hf_hub_download(repo_id, path, repo_type=repo_type, revision=revision, token=token,
+                               endpoint=endpoint, etag_timeout=etag_timeout, dry_run=True)
+        _check_size(repo_id, path, info.file_size, max_bytes)
+        local = hf_hub_download(repo_id, path, repo_type=repo_type, revision=info.commit_hash, token=token,
+                                endpoint=endpoint, etag_timeout=etag_timeout)
+    if info.file_size is None:
+        _check_size(repo_id, path, os.path.getsize(local), max_bytes)
+    return local
+
+
+def _check_size(repo_id: str, path: str, size: int | None, max_bytes: int) -> None:
+    """Raise :class:`~labelhub.errors.FileTooLarge` when ``size`` (bytes; ``None``: unknown) is over ``max_bytes``."""
+    if size is not None and size > max_bytes:
+        raise FileTooLarge(f"{path} of {repo_id} has {size} bytes, more than the {max_bytes} accepted", size,
+                           max_bytes)
 
 
 class HubRepo:
