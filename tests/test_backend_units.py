@@ -400,6 +400,9 @@ def test_hub_media_over_the_size_limit_is_refused_from_its_head_before_any_downl
     again = MediaFetcher(Settings(model_dir=tmp_path, media_max_bytes=1000))  # another worker: the disk cache
     assert again.fetch("hf://datasets/me/sizes/small.png") == b"SMALL"
     assert hub.count_calls() == 1 and hub.count_calls("HEAD", r"small\.png") == 1
+    hub.faults.add(method="HEAD", path=r"small\.png", kind="500", count=10)  # the Hub down: the cache answers
+    assert MediaFetcher(Settings(model_dir=tmp_path, media_max_bytes=1000)).fetch(
+        "hf://datasets/me/sizes/small.png") == b"SMALL"
 
 
 def test_media_timeout_bounds_the_whole_download_not_each_read(tmp_path):

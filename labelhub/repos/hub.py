@@ -102,10 +102,12 @@ def download(repo_id: str, path: str, revision: str, token: str | None = None, e
     ``DryRunFileInfo.file_size``, ``get_hf_file_metadata``'s size from the ``HEAD`` answer's ``X-Linked-Size``
     or ``Content-Length``
     (https://huggingface.co/docs/huggingface_hub/package_reference/file_download#huggingface_hub.hf_hub_download).
-    The download is then asked for at the commit that ``HEAD`` answered: a file already in the cache costs that
-    one ``HEAD`` (none when ``revision`` is a commit sha), a new one one ``HEAD`` more than without
-    ``max_bytes`` (``hf_hub_download`` takes no metadata from its caller, so it asks again). A file whose
-    size the Hub does not tell is downloaded, then measured.
+    A file already in the cache is then taken at the commit that ``HEAD`` answered, with no other call (none at
+    all when ``revision`` is a commit sha); a new one is downloaded at ``revision``, which costs one ``HEAD``
+    more than without ``max_bytes`` (``hf_hub_download`` takes no metadata from its caller, so it asks again)
+    and keeps ``refs/<revision>``, by which huggingface_hub finds a branch's cached files when the Hub does not
+    answer. The downloaded file is measured too: for a Hub that did not tell the size, or a branch that moved
+    between the two ``HEAD`` calls.
 
     What bounds the ``GET`` is huggingface_hub's: ``HF_HUB_DOWNLOAD_TIMEOUT`` seconds (10 by default) for
     each read, with up to 5 resumes, and no limit on the whole download's duration; an answer longer than the
@@ -136,10 +138,9 @@ def download(repo_id: str, path: str, revision: str, token: str | None = None, e
         info = hf_hub_download(repo_id, path, repo_type=repo_type, revision=revision, token=token,
                                endpoint=endpoint, etag_timeout=etag_timeout, dry_run=True)
         _check_size(repo_id, path, info.file_size, max_bytes)
-        local = hf_hub_download(repo_id, path, repo_type=repo_type, revision=info.commit_hash, token=token,
-                                endpoint=endpoint, etag_timeout=etag_timeout)
-    if info.file_size is None:
-        _check_size(repo_id, path, os.path.getsize(local), max_bytes)
+        local = hf_hub_download(repo_id, path, repo_type=repo_type, token=token, endpoint=endpoint,
+                                revision=info.commit_hash if info.is_cached else revision, etag_timeout=etag_timeout)
+    _check_size(repo_id, path, os.path.getsize(local), max_bytes)
     return local
 
 
