@@ -170,3 +170,35 @@ def test_webhooks_drive_exports_and_bad_events_are_rejected_while_the_daemon_run
     assert "webhook rejected: not JSON" in stderr and "webhook refused" in stderr and "unknown action" in stderr
     assert "s3cret-webhook-value" not in stderr and label_studio.api_key not in stderr
     client.projects.delete(project.id)
+
+
+def test_a_version_finished_after_a_sigkill_keeps_the_cards_edits_in_the_next_version(label_studio, hub, make_project,
+                                                                                      tmp_path):
+    """The next export rebuilds the card from the one the finished version committed, not from the version before's
+    (which dropped a person's edit made in between and every other project's section)."""
+    from huggingface_hub import hf_hub_download
+
+    repo_id = hub_repo_with_images(hub, "card-kill")
+    client = label_studio.client()
+    project = make_project("card kill", CONFIG)
+    env = {"LABEL_STUDIO_URL": label_studio.url, "LABEL_STUDIO_API_KEY": label_studio.api_key, "HF_TOKEN": HUB_TOKEN}
+    args = ["sync", "--repo", repo_id, "--project", str(project.id), "--state", str(tmp_path / "s.sqlite3"), "--once"]
+    run_labelhub(*args, env=env, check=True)
+    tasks = sorted(client.tasks.list(project=project.id, page_size=100), key=lambda t: t.id)
+
+    def card(revision="main") -> str:
+        with open(hf_hub_download(repo_id, "README.md", repo_type="dataset", revision=revision,
+                                  token=HUB_TOKEN)) as fh:
+            return fh.read()
+
+    client.annotations.create(tasks[0].id, result=[choice("text-only")])
+    run_labelhub(*args, env=env, check=True)  # annotations-v1
+    hub.commit_files(repo_id, {"README.md": card() + "\nOur own words about the data.\n"}, message="card edit")
+    client.annotations.create(tasks[1].id, result=[choice("text-only")])
+    killed = run_labelhub(*args, env={**env, "LABELHUB_TEST_KILL_AT": "after_commit:1"})  # annotations-v2, untagged
+    assert killed.returncode == -signal.SIGKILL
+    client.annotations.create(tasks[2].id, result=[choice("illustrated")])
+    run_labelhub(*args, env=env, check=True)  # finishes v2, exports v3
+    assert hub.head(repo_id, "annotations-v3") == hub.head(repo_id)
+    assert "Our own words about the data." in card("annotations-v2")
+    assert "Our own words about the data." in card("annotations-v3")

@@ -263,7 +263,7 @@ class Exporter:
         self.state.set_version_status(number, "committed", sha, parent)
         if self.state.head(self.revision) == parent:  # the importer need not relist for our own commit
             self.state.set_head(self.revision, sha)
-        self._tag(number, sha, card=files["README.md"].decode(), generation=generation)
+        self._tag(number, sha, summary, card=files["README.md"].decode(), generation=generation)
         log.info("exported %s at %s: %s", self.series.tag(number), sha[:12], message)
         return Version(number, self.series.tag(number), sha, added, changed, removed)
 
@@ -442,17 +442,20 @@ class Exporter:
                 return landed
             raise
 
-    def _tag(self, number: int, sha: str, card: str | None = None, generation: str | None = None) -> None:
-        """Tag ``sha`` as version ``number``; remember ``card`` (the README it holds) for the next export and
-        ``generation`` (of the annotations it holds) as exported, in the transaction that marks it tagged."""
+    def _tag(self, number: int, sha: str, summary: dict, card: str | None = None,
+             generation: str | None = None) -> None:
+        """Tag ``sha`` as version ``number``, the tag's message the commit's title with its counts (``git tag -n``
+        lists them); remember ``card`` (the README it holds, ``""``: none) for the next export and ``generation``
+        (of the annotations it holds) as exported, in the transaction that marks it tagged."""
         tag = self.series.tag(number)
+        message = f"{self.series.commit_title(number)}: +{summary['added']} ~{summary['changed']} -{summary['removed']}"
         try:
             hub_retrying(self.max_attempts, f"tag {tag}", self.sleep, on=(TransientHubError,))(
-                self.repo.create_tag, tag, sha, message=self.series.commit_title(number))
+                self.repo.create_tag, tag, sha, message=message)
         except TagExists:
             if self.repo.tags().get(tag) != sha:
                 raise LabelHubError(f"tag {tag} exists on another commit than {sha[:12]}") from None
-        cursors = {CARD: card} if card else {}
+        cursors = {CARD: card} if card is not None else {}
         if generation is not None:
             cursors[EXPORTED_GENERATION] = generation
         self.state.set_version_status(number, "tagged", cursors=cursors)
@@ -468,8 +471,14 @@ class Exporter:
                 return None
             self.state.set_version_status(last["version"], "committed", sha)
             last["commit_sha"] = sha
-        self._tag(last["version"], last["commit_sha"])
-        log.info("finished %s at %s after an interruption", self.series.tag(last["version"]), last["commit_sha"][:12])
         summary = last["summary"]
+        # the card that commit holds is the next export's to rebuild (the one remembered is the version before's:
+        # rebuilt from it, the next card would drop what others changed in the README since)
+        try:
+            card = self.repo.read_file(last["commit_sha"], "README.md").decode()
+        except FileNotFoundError:
+            card = ""
+        self._tag(last["version"], last["commit_sha"], summary, card=card)
+        log.info("finished %s at %s after an interruption", self.series.tag(last["version"]), last["commit_sha"][:12])
         return Version(last["version"], self.series.tag(last["version"]), last["commit_sha"], summary["added"],
                        summary["changed"], summary["removed"])
