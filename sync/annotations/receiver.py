@@ -23,6 +23,7 @@ from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
 from labelhub.errors import InvalidEventError
+from labelhub.redaction import escaped
 from labelhub.sync.annotations.intake import ACTIONS, AnnotationIntake, parse_event
 from labelhub.webhooks import SECRET_HEADER, secret_matches, parse_json
 
@@ -34,11 +35,6 @@ __all__ = ["MAX_BODY_BYTES", "webhook_app", "WebhookServer", "register"]
 #: annotation (kilobytes; a task with an inlined image, a few MB); ``TASKS_DELETED`` of a whole project lists
 #: ids (~20 bytes each: 16 MiB holds ~800,000).
 MAX_BODY_BYTES = 16 * 1024 * 1024
-
-
-def _one_line(text: str) -> str:
-    """``text`` for a log line: newlines and unprintable characters escaped, at most 300 characters."""
-    return repr(text[:300])[1:-1]
 
 
 def webhook_app(intake: AnnotationIntake, secret: str | None, on_change: Callable[[], None],
@@ -78,12 +74,12 @@ def webhook_app(intake: AnnotationIntake, secret: str | None, on_change: Callabl
                         max_body_bytes)
             return _json({"error": f"the body is larger than {max_body_bytes} bytes"}, 413)
         except InvalidEventError as exc:
-            log.warning("webhook rejected: %s", _one_line(str(exc)))
+            log.warning("webhook rejected: %s", escaped(str(exc)))
             return _json({"error": str(exc)}, 400)
         try:
             changed = intake.apply_event(action, body)
         except (sqlite3.Error, OSError) as exc:  # a locked or full state: Label Studio logs the 503
-            log.error("webhook %s not stored: %s: %s", action, type(exc).__name__, _one_line(str(exc)))
+            log.error("webhook %s not stored: %s: %s", action, type(exc).__name__, escaped(str(exc)))
             return _json({"error": "the sync state cannot be written now"}, 503)
         if changed:
             on_change()
