@@ -177,13 +177,14 @@ def versions(repo, csv_path, tag_prefix, hf_token, hf_endpoint):
       labelhub versions --repo owner/dataset
       labelhub versions --repo owner/dataset --csv-path annotations/test.csv    # test-vN
     """
-    from labelhub.sync.versions.listing import list_versions
+    from labelhub.sync.versions.listing import list_versions, no_versions_text
     from labelhub.repos import open_repo
 
     with one_line_errors([hf_token]):
-        rows = list_versions(open_repo(repo, token=hf_token, endpoint=hf_endpoint), csv_path, tag_prefix)
-    if not rows:
-        click.echo("no annotation versions yet")
+        dataset = open_repo(repo, token=hf_token, endpoint=hf_endpoint)
+        rows = list_versions(dataset, csv_path, tag_prefix)
+        if not rows:
+            click.echo(no_versions_text(dataset, csv_path, tag_prefix))
     for row in rows:
         click.echo(f"{row['tag']:<18} {row['created_at']:<26} {row['commit'][:12]}  {row['annotations']:>7} annotations"
                    f"  {row['tasks']:>6} tasks  +{row['added']} ~{row['changed']} -{row['removed']}")

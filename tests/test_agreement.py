@@ -157,12 +157,13 @@ def test_markdown_has_the_tables_and_escapes_pipes():
     rows = frame([(1, "a", "a|b", [box(0, 0, .5, .5)]), (1, "b", "a|b", [box(0, 0, .5, .5)]), (2, "", "c", []),
                   (2, "b", "c", [])])
     text = agreement_markdown(agreement_report(rows, CONTROLS))
-    assert text.startswith("### Agreement")
+    assert text.startswith("4 annotations (0 skipped) of 2 tasks by 3 annotators; 2 of them with two or more")
+    assert "### Agreement" not in text  # the card's own heading names the consensus config
     assert "| `kind` | Choices | 2 | 1.000 | – | 1.000 |" in text
     assert "| `box` | RectangleLabels | 2 | – | 1.000 | 1.000 |" in text
     assert "| `kind` | a\\|b | 1 | 1.000 |" in text and "| (unknown) | 1 |" in text
     empty = agreement_report(frame([]).reindex(columns=["task_id"]), CONTROLS)
-    assert empty["totals"]["annotations"] == 0 and "### Agreement" in agreement_markdown(empty)
+    assert empty["totals"]["annotations"] == 0 and agreement_markdown(empty).startswith("0 annotations")
     assert consensus_rows(frame([]), CONTROLS, "image").empty
 
 

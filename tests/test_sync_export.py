@@ -246,3 +246,4 @@ def test_the_first_version_after_an_upgrade_counts_its_changes_from_the_last_ver
                              capture_output=True, text=True).stdout
     assert message.startswith("annotations v2: +1 ~2 -0") and "Since annotations-v1: +1 added" in message
     assert "~2 changed: 1 relabelled, 1 in other columns only" in message
+    assert "~2 changed: 1 relabelled, 1 in other columns only" in repo.read("annotations-v2", "README.md").decode()

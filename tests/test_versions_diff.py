@@ -109,7 +109,8 @@ def test_diff_command_and_each_export_say_what_changed(label_studio, make_projec
     assert "+1 added, -1 removed, ~1 relabelled" in shown and "kind: text-only" in shown, shown
     data = json.loads(run_labelhub("diff", "--repo", str(repo), "annotations-v1", "annotations-v2", "--json",
                                    env=env, check=True).stdout)
-    assert (data["added"], data["removed"], data["relabelled"]) == (1, 1, 1)
+    assert (data["added"], data["removed"], data["relabelled"], data["changed"]) == (1, 1, 1, 1)
+    assert "- relabels: \n" not in shown + "\n"  # the table lists them
     assert data["relabels"] == [{"control": "kind", "from": "text-only", "to": "illustrated", "count": 1}]
     assert data["by_label"]["kind"]["illustrated"] == {"added": 1, "relabelled_to": 1}
     assert list(data["by_annotator"].values()) == [{"added": 1, "removed": 1, "relabelled": 1}]
@@ -141,3 +142,29 @@ def test_labels_that_look_like_numbers_are_diffed_as_written(tmp_path):
     change = diff_versions(LocalGitRepo(str(repo)), "annotations-v1", "annotations-v2")
     assert (change.added, change.relabelled) == (2, 0), change.to_dict()
     assert "2.50" in json.dumps(change.to_dict()) and '"1.0"' not in json.dumps(change.to_dict())
+
+
+def test_versions_of_a_series_the_repo_lacks_names_the_series_it_holds(tmp_path):
+    repo = sample_repos.local_repo_with(tmp_path / "repo", sample_repos.image_files(0, 1))
+    for tag in ("train-v1", "train-v2", "test-v1", "release-1.0"):
+        sample_repos.git(repo, "tag", tag)
+    out = run_labelhub("versions", "--repo", str(repo), check=True).stdout.strip()
+    assert out == ("no versions of the series 'annotations' (tags annotations-vN) yet; the repo holds versions of "
+                   "'test', 'train': list them with that project's --csv-path (and --tag-prefix if it set one)")
+    alone = sample_repos.local_repo_with(tmp_path / "empty", sample_repos.image_files(0, 1))
+    assert run_labelhub("versions", "--repo", str(alone), check=True).stdout.strip() == \
+        "no versions of the series 'annotations' (tags annotations-vN) yet"
+
+
+def test_rows_changed_in_no_label_are_counted_and_said():
+    """``labelhub diff`` counts what a version's title counts as ``~``: rows changed in any column."""
+    from labelhub.sync.versions.diff import changed_rows, changes_text
+
+    old = pd.DataFrame({"annotation_id": ["1", "2", "3"], "kind": ["a", "b", "c"], "lead_time": ["1.0", "2.0", "3.0"]})
+    new = old.assign(lead_time=["1.0", "2.5", "3.0"], kind=["a", "b", "d"])
+    diff = diff_frames(old, new, {"kind": "Choices"}, "v1", "v2")
+    assert changed_rows(old, new) == 2 and diff.relabelled == 1
+    assert changes_text(diff, 2).endswith("~2 changed: 1 relabelled, 1 in other columns only (times, lead time, task "
+                                          "data, annotated revision, or the export's format)")
+    assert changes_text(diff, 1) == summary_text(diff)
+    assert changed_rows(old, new.assign(annotated_revision="x")) == 3  # a column of a newer format: every row

@@ -56,7 +56,7 @@ import numpy as np
 import pandas as pd
 
 __all__ = ["Analysis", "analyse", "CATEGORICAL", "IOU_THRESHOLD", "agreement_markdown", "agreement_report",
-           "answer_cell", "consensus_rows", "control_kinds", "merge_analyses", "prepare", "prepared_tasks",
+           "answer_cell", "consensus_rows", "control_kinds", "counted", "merge_analyses", "prepare", "prepared_tasks",
            "rows_of_tasks"]
 
 #: Two boxes of one label match from this IoU on.
@@ -732,6 +732,12 @@ def _md(text: str) -> str:
     return str(text).replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ") or "∅"
 
 
+def counted(n, noun: str) -> str:
+    """``n`` and ``noun``, plural unless ``n`` is 1 (``counted(1, "task")`` → ``"1 task"``; a count that is not a
+    number, e.g. ``"?"`` of an older manifest, takes the plural)."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def agreement_markdown(report: Mapping, top: int = 20) -> str:
     """The dataset card's agreement section.
 
@@ -744,9 +750,9 @@ def agreement_markdown(report: Mapping, top: int = 20) -> str:
         (annotations, skipped rate, agreement with the majority, mean lead time) and one of agreement per label.
     """
     totals = report["totals"]
-    lines = ["### Agreement", "",
-             f"{totals['annotations']} annotations ({totals['skipped']} skipped) of {totals['tasks']} tasks by "
-             f"{totals['annotators']} annotators; {totals['tasks_with_overlap']} tasks have two or more. "
+    lines = [f"{counted(totals['annotations'], 'annotation')} ({totals['skipped']} skipped) of "
+             f"{counted(totals['tasks'], 'task')} by {counted(totals['annotators'], 'annotator')}; "
+             f"{totals['tasks_with_overlap']} of them with two or more annotators. "
              f"Krippendorff's alpha is nominal; pairwise F1 is between two annotators' boxes matched at IoU ≥ "
              f"{report['iou_threshold']} (or spans matched exactly); a task's agreement is the share of its "
              f"annotators giving the majority answer (the mean F1 of its pairs for boxes and spans).",

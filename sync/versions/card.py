@@ -17,6 +17,7 @@ import uuid
 import cachetools
 from huggingface_hub import DatasetCard
 
+from labelhub.sync.versions.agreement import counted
 from labelhub.sync.versions.series import DEFAULT_CSV_PATH, Series, series_for
 
 #: The markers of the default series' section (:attr:`labelhub.sync.versions.series.Series.markers`).
@@ -66,7 +67,7 @@ def manifest_json(manifest: dict) -> bytes:
 
 
 def card_block(manifest: dict, controls: dict[str, str], value_key: str, changes: str = "", agreement: str = "",
-               series: Series | None = None) -> str:
+               series: Series | None = None, rows_config: bool = True) -> str:
     """The Markdown that LabelHub owns in the card for one series: version, changes since the previous one
     (``changes``, from :func:`labelhub.sync.versions.diff.summary_text`), agreement, columns, label distribution.
 
@@ -77,6 +78,7 @@ def card_block(manifest: dict, controls: dict[str, str], value_key: str, changes
         changes: The Markdown summary of the changes, or ``""``.
         agreement: The Markdown of the agreement figures, or ``""``.
         series: The series exported (its markers and config names); ``None``: the default series.
+        rows_config: Whether the card names a rows config to load (a Hub repo's; a local repository has none).
 
     Returns:
         The section, its markers included.
@@ -89,16 +91,19 @@ def card_block(manifest: dict, controls: dict[str, str], value_key: str, changes
             'split="train")  ')
     source = (f"Label Studio project {manifest['label_studio']['project_id']}" if series.is_default else
               f"Label Studio project {manifest['label_studio']['project_id']} into `{series.csv_path}`")
+    counts = manifest["counts"]
     lines = [begin, f"## Annotations ({manifest['tag']})", "",
              f"Exported by LabelHub from {source} "
-             f"at {manifest['created_at']}: {manifest['counts']['annotations']} annotations of "
-             f"{manifest['counts']['tasks']} tasks by {manifest['counts']['annotators']} annotators "
+             f"at {manifest['created_at']}: {counted(counts['annotations'], 'annotation')} of "
+             f"{counted(counts['tasks'], 'task')} by {counted(counts['annotators'], 'annotator')} "
              f"(+{manifest['counts']['added']} ~{manifest['counts']['changed']} -{manifest['counts']['removed']} "
              f"since {manifest['parent_version'] or 'nothing'}).", "",
              "```python", "import datasets",
-             load + "# decoded media, typed labels",
-             f'rows = datasets.load_dataset("<repo_id>", "{series.rows_config}", revision="{manifest["tag"]}", '
-             'split="train")  ' + "# the CSV's rows (a Hub repo)", "```", ""]
+             load + "# decoded media, typed labels"]
+    if rows_config:
+        lines += [f'rows = datasets.load_dataset("<repo_id>", "{series.rows_config}", revision="{manifest["tag"]}", '
+                  'split="train")  ' + "# the CSV's rows"]
+    lines += ["```", ""]
     if changes:
         lines += [f"### Changes in {manifest['tag']}", "", changes, ""]
     if agreement:

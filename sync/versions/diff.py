@@ -30,7 +30,8 @@ from labelhub.errors import RevisionNotFound
 from labelhub.repos import DatasetRepo
 from labelhub.sync.versions.series import DEFAULT_CSV_PATH, Series, series_for
 
-__all__ = ["VersionDiff", "cell_labels", "controls_of", "diff_frames", "diff_versions", "summary_text"]
+__all__ = ["VersionDiff", "cell_labels", "changed_rows", "changes_text", "controls_of", "diff_frames", "diff_versions",
+           "read_version_csv", "summary_text"]
 
 #: Columns after the control columns in every CSV (see :mod:`labelhub.sync.versions.rows`).
 _FIRST_AFTER_CONTROLS = "annotator"
@@ -47,6 +48,8 @@ class VersionDiff:
         by_annotator: ``{annotator: {"added", "removed", "relabelled": count}}``.
         relabels: ``[{"control", "from", "to", "count"}]``, most frequent first: the cell's labels before and
             after (``|``-joined, sorted), for every relabelled annotation and control whose cell changed.
+        changed: Annotations in both versions whose row differs in any column (the ``~`` of a version's title and
+            of ``labelhub versions``; the relabelled ones among them); ``None`` when not counted.
     """
 
     old: str | None
@@ -57,12 +60,13 @@ class VersionDiff:
     by_label: dict[str, dict[str, dict[str, int]]] = field(default_factory=dict)
     by_annotator: dict[str, dict[str, int]] = field(default_factory=dict)
     relabels: list[dict] = field(default_factory=list)
+    changed: int | None = None
 
     def to_dict(self) -> dict:
         """The diff as plain JSON-able data (``labelhub diff --json``)."""
         return {"old": self.old, "new": self.new, "added": self.added, "removed": self.removed,
-                "relabelled": self.relabelled, "by_label": self.by_label, "by_annotator": self.by_annotator,
-                "relabels": self.relabels}
+                "relabelled": self.relabelled, "changed": self.changed, "by_label": self.by_label,
+                "by_annotator": self.by_annotator, "relabels": self.relabels}
 
 
 def cell_labels(tag: str | None, cell) -> list[str]:
@@ -257,7 +261,36 @@ def diff_versions(repo: DatasetRepo, old_tag: str, new_tag: str, csv_path: str =
             raise RevisionNotFound(f"{tag!r} is not a tag of {repo.repo_id} (see labelhub versions)")
     old, _ = _read_version(repo, shas[0], series)
     new, manifest = _read_version(repo, shas[1], series)
-    return diff_frames(old, new, controls_of(new, manifest), old_tag, new_tag)
+    diff = diff_frames(old, new, controls_of(new, manifest), old_tag, new_tag)
+    diff.changed = changed_rows(old, new)
+    return diff
+
+
+def changed_rows(old: pd.DataFrame, new: pd.DataFrame) -> int:
+    """How many annotations of both versions' rows (CSV cells read as written) differ in any column; a column one
+    version lacks counts as a difference for every such row (a new column of the export's format)."""
+    both = old.merge(new, on="annotation_id", how="inner", suffixes=("_old", "_new"))
+    if both.empty:
+        return 0
+    differ = np.zeros(len(both), bool)
+    for column in set(old.columns) | set(new.columns):
+        if column == "annotation_id":
+            continue
+        if column not in old.columns or column not in new.columns:
+            return len(both)
+        differ |= (both[f"{column}_old"].astype(str) != both[f"{column}_new"].astype(str)).to_numpy()
+    return int(differ.sum())
+
+
+def changes_text(diff: VersionDiff, changed: int) -> str:
+    """:func:`summary_text`, and when some of the ``changed`` annotations (a version title's ``~``) changed in no
+    label, a line saying so: ``~2 changed: 1 relabelled, 1 in other columns only (...)``. What a version's commit
+    description and card say, and ``labelhub diff``."""
+    other = changed - diff.relabelled
+    if other <= 0:
+        return summary_text(diff)
+    return (f"{summary_text(diff)}\n\n~{changed} changed: {diff.relabelled} relabelled, {other} in other columns "
+            "only (times, lead time, task data, annotated revision, or the export's format)")
 
 
 def summary_text(diff: VersionDiff, top: int = 10) -> str:
@@ -288,7 +321,7 @@ def summary_text(diff: VersionDiff, top: int = 10) -> str:
                                                 (("+", "added"), ("-", "removed"), ("~", "relabelled"))
                                                 if counts.get(key))
             for who, counts in sorted(diff.by_annotator.items())))
-    if diff.relabels:
+    if diff.relabels and top:
         lines.append("- relabels: " + "; ".join(f"`{r['control']}` {r['from'] or '∅'} → {r['to'] or '∅'} ×{r['count']}"
                                                for r in diff.relabels[:top]))
     return "\n".join(lines)
@@ -296,7 +329,7 @@ def summary_text(diff: VersionDiff, top: int = 10) -> str:
 
 def diff_table(diff: VersionDiff) -> Sequence[str]:
     """Lines for a terminal (``labelhub diff``): the summary, then the from → to table of relabels."""
-    lines = summary_text(diff, top=0).splitlines()
+    lines = (summary_text(diff, top=0) if diff.changed is None else changes_text(diff, diff.changed)).splitlines()
     if diff.relabels:
         width = max(len(r["from"] or "∅") for r in diff.relabels)
         lines += ["", "relabels (control: from → to, count):"]

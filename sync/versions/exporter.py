@@ -48,7 +48,7 @@ from datetime import datetime, timezone
 import pandas as pd
 
 from labelhub.sync.versions.card import card_block, dataset_card, manifest_json
-from labelhub.sync.versions.diff import VersionDiff, diff_frames, read_version_csv, summary_text
+from labelhub.sync.versions.diff import VersionDiff, changes_text, diff_frames, read_version_csv
 from labelhub.sync.versions.agreement import agreement_markdown
 from labelhub.sync.versions.incremental import build_files, build_rows
 from labelhub.sync.versions.rows import FIXED_HEAD, FIXED_TAIL
@@ -248,11 +248,8 @@ class Exporter:
             change = self._changes(labels, self.series.tag(number), differing)
             self.state.begin_version(number, export_id, hashes, summary, labels.to_json(orient="records"))
             message = f"{self.series.commit_title(number)}: +{added} ~{changed} -{removed}"
-            other = changed - change.relabelled  # rows changed in no label: said, as the title counts them
-            unlabelled = (f"\n\n~{changed} changed: {change.relabelled} relabelled, {other} in other columns only "
-                          "(times, lead time, task data, annotated revision, or the export's format)") if other else ""
             description = (f"Annotations of Label Studio project {self.project.project_id} ({self.project.url}).\n\n"
-                           f"{summary_text(change)}{unlabelled}\n\n{EXPORT_ID_KEY}: {export_id}")
+                           f"{changes_text(change, changed)}\n\n{EXPORT_ID_KEY}: {export_id}")
             try:
                 sha, parent, files = self._commit(number, export_id, frame, csv, summary, change, message,
                                                   description, parent, first=last is None)
@@ -374,9 +371,9 @@ class Exporter:
         consensus_features = None if local else training_features(self.project.label_config, self.controls,
                                                                    self.field, CONSENSUS_COLUMNS, found=found)
         card = dataset_card(previous, self.csv_path, card_block(manifest, self.controls, self.value_key,
-                                                                 changes=summary_text(change),
+                                                                 changes=changes_text(change, summary["changed"]),
                                                                  agreement=agreement_markdown(manifest["agreement"]),
-                                                                 series=series),
+                                                                 series=series, rows_config=not local),
                             training_files=training_files, features=features, rows_path=rows_path,
                             consensus_files=consensus_files, consensus_features=consensus_features,
                             consensus_metadata=consensus_path if local else None, series=series,

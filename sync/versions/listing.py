@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from labelhub.repos import DatasetRepo
-from labelhub.sync.versions.series import DEFAULT_CSV_PATH, series_for
+from labelhub.sync.versions.series import DEFAULT_CSV_PATH, series_for, version_tag_prefix
 
 
 def list_versions(repo: DatasetRepo, csv_path: str = DEFAULT_CSV_PATH, tag_prefix: str | None = None) -> list[dict]:
@@ -39,3 +39,21 @@ def list_versions(repo: DatasetRepo, csv_path: str = DEFAULT_CSV_PATH, tag_prefi
                      "created_at": manifest.get("created_at", ""),
                      **{k: counts.get(k, "?") for k in ("annotations", "tasks", "added", "changed", "removed")}})
     return rows
+
+
+def no_versions_text(repo: DatasetRepo, csv_path: str = DEFAULT_CSV_PATH, tag_prefix: str | None = None) -> str:
+    """What ``labelhub versions`` says when the series has no version: which series the repo does hold, if any, and
+    how to list them (one Hub call for the tags).
+
+    Raises:
+        labelhub.errors.LabelHubError: the repo cannot be read.
+        labelhub.errors.ConfigurationError: the tag prefix is not a valid one.
+    """
+    prefix = series_for(csv_path, tag_prefix).prefix
+    others = sorted({p for tag in repo.tags() if (p := version_tag_prefix(tag)) and p != prefix})
+    text = f"no versions of the series {prefix!r} (tags {prefix}-vN) yet"
+    if others:
+        text += (f"; the repo holds versions of {', '.join(repr(o) for o in others)}: list them with that project's "
+                 "--csv-path (and --tag-prefix if it set one)")
+    return text
+
