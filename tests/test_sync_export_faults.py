@@ -106,13 +106,20 @@ def test_lost_request_is_committed_again(setup):
     assert commit_titles(repo_id).count("annotations v1: +4 ~0 -0") == 1
 
 
-def test_sigkill_between_commit_and_tag_then_rerun_finishes_the_version(label_studio, hub, make_project, tmp_path):
-    repo_id = hub_repo_with_images(hub, "kill")
-    client = label_studio.client()
-    project = make_project("kill", CONFIG)
+def synced_project(label_studio, hub, make_project, tmp_path, name: str):
+    """A Hub repo of N images synced into a new project by ``labelhub sync --once``: ``(repo_id, project, the
+    sync's arguments, its environment)``."""
+    repo_id = hub_repo_with_images(hub, name)
+    project = make_project(name, CONFIG)
     env = {"LABEL_STUDIO_URL": label_studio.url, "LABEL_STUDIO_API_KEY": label_studio.api_key, "HF_TOKEN": HUB_TOKEN}
     args = ["sync", "--repo", repo_id, "--project", str(project.id), "--state", str(tmp_path / "s.sqlite3"), "--once"]
     run_labelhub(*args, env=env, check=True)
+    return repo_id, project, args, env
+
+
+def test_sigkill_between_commit_and_tag_then_rerun_finishes_the_version(label_studio, hub, make_project, tmp_path):
+    repo_id, project, args, env = synced_project(label_studio, hub, make_project, tmp_path, "kill")
+    client = label_studio.client()
     for task in client.tasks.list(project=project.id, page_size=100):
         client.annotations.create(task.id, result=[choice("text-only")])
     killed = run_labelhub(*args, env={**env, "LABELHUB_TEST_KILL_AT": "after_commit:1"})
@@ -178,12 +185,8 @@ def test_a_version_finished_after_a_sigkill_keeps_the_cards_edits_in_the_next_ve
     (which dropped a person's edit made in between and every other project's section)."""
     from huggingface_hub import hf_hub_download
 
-    repo_id = hub_repo_with_images(hub, "card-kill")
+    repo_id, project, args, env = synced_project(label_studio, hub, make_project, tmp_path, "card-kill")
     client = label_studio.client()
-    project = make_project("card kill", CONFIG)
-    env = {"LABEL_STUDIO_URL": label_studio.url, "LABEL_STUDIO_API_KEY": label_studio.api_key, "HF_TOKEN": HUB_TOKEN}
-    args = ["sync", "--repo", repo_id, "--project", str(project.id), "--state", str(tmp_path / "s.sqlite3"), "--once"]
-    run_labelhub(*args, env=env, check=True)
     tasks = sorted(client.tasks.list(project=project.id, page_size=100), key=lambda t: t.id)
 
     def card(revision="main") -> str:
