@@ -104,8 +104,8 @@ def parse_hub_url(url: str, endpoint: str) -> HubFile | None:
     Raises:
         MediaNotAllowedError: When the revision or the path (both percent-decoded) has a ``..``, ``.`` or
             empty ``/``-part, a leading ``/``, a backslash or a control character
-            (:func:`labelhub.signing.is_safe_path`): huggingface_hub writes a branch's or tag's commit to ``refs/<revision>`` in its cache, so such
-            a revision could name a file outside it.
+            (:func:`labelhub.signing.is_safe_path`): huggingface_hub writes a branch's or tag's commit to
+            ``refs/<revision>`` in its cache, so such a revision could name a file outside it.
 
     Example:
         >>> parse_hub_url("hf://datasets/me/pics@v1/img/0.png", "https://huggingface.co")

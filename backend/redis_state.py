@@ -53,7 +53,8 @@ from labelhub.errors import ConfigurationError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["PREFIX", "TRAINER_LEASE_SECONDS", "connect", "Lease", "lease", "RedisProjectState", "RedisStore", "RedisEventQueue"]
+__all__ = ["PREFIX", "TRAINER_LEASE_SECONDS", "connect", "Lease", "lease", "RedisProjectState", "RedisStore",
+           "RedisEventQueue"]
 
 #: Prefix of every key LabelHub writes (use another Redis database, ``redis://host/1``, to keep deployments apart).
 PREFIX = "labelhub:"
