@@ -9,24 +9,102 @@ of ``MODEL_DIR`` the backend's workers share (with ``LABELHUB_REDIS_URL``: from 
 ``labelhub worker`` processes, :mod:`labelhub.backend.worker`). Errors: :func:`labelhub.cli_errors.one_line_errors`.
 
 The settings are checked (:meth:`Settings.from_env`, :func:`labelhub.backend.startup.check_settings`) before gunicorn
-starts: a configuration error ends the command once, with exit code 1 and one line on stderr (secrets
-replaced by ``***``), instead of every worker failing with a traceback.
+starts, and so are ``--host`` and ``--port`` (:func:`check_address`): a configuration error ends the command once,
+with exit code 1 and one line on stderr (secrets replaced by ``***``), instead of every worker failing with a
+traceback (or gunicorn retrying a taken port for seconds).
+
+``labelhub predict`` takes SIGTERM as Ctrl-C: the job's status says ``failed``, ``interrupted (SIGTERM)``, and the
+command ends with one line saying that running it again goes on where it stopped.
 """
 from __future__ import annotations
 
 import json
 import os
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import click
 
 from labelhub.cli_errors import one_line_errors
 from labelhub.redaction import one_line
 
-__all__ = ["backend", "predict", "worker", "check_configuration"]
+__all__ = ["backend", "predict", "worker", "check_configuration", "check_address", "Integer"]
 
 #: The environment variables whose values are secrets (never printed).
 SECRET_VARIABLES = ("BASIC_AUTH_PASS", "LABELHUB_WEBHOOK_SECRET", "LABEL_STUDIO_API_KEY", "HF_TOKEN", "LABELHUB_SECRET",
                     "LABELHUB_REDIS_URL")
+
+
+class Integer(click.IntRange):
+    """``click.IntRange`` whose refusal of a non-number reads ``'abc' is not a valid integer.`` (click's own says "a
+    valid integer range") and whose ``--help`` metavar is ``INTEGER``; the range shows as ``[x>=1]``.
+
+    Example:
+        >>> Integer(min=1).convert("7", None, None)
+        7
+    """
+
+    name = "integer"
+
+
+#: ``--log-level``'s choices.
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+#: ``--log-level``'s help, worded as the sync's commands word theirs (``labelhub.sync.options.log_level_option``).
+LOG_LEVEL_HELP = ("How much the log (stderr) says: DEBUG adds LabelHub's details, INFO what each step did (counts, "
+                  "versions, jobs), WARNING only what a person should act on, ERROR only failures.")
+
+
+def log_level_option(default: str = "INFO", help: str = LOG_LEVEL_HELP):
+    """The ``--log-level`` option (env ``LABELHUB_LOG_LEVEL``) of the backend's commands.
+
+    Args:
+        default: The level when neither the flag nor the variable is given.
+        help: Its ``--help`` sentence.
+
+    Returns:
+        The click decorator.
+    """
+    return click.option("--log-level", default=default, envvar="LABELHUB_LOG_LEVEL", help=help,
+                        type=click.Choice(LOG_LEVELS, case_sensitive=False))
+
+
+def check_address(host: str, port: int) -> None:
+    """Check that ``labelhub backend`` can listen on ``host:port``, before gunicorn tries (it retries a taken port
+    for seconds and prints a dozen lines).
+
+    Args:
+        host: ``--host``: an address of this machine or a name that resolves to one (``0.0.0.0``: all).
+        port: ``--port``.
+
+    Raises:
+        click.BadParameter: ``host`` does not resolve, or is no address of this machine (exit code 2).
+        click.ClickException: A server listens on ``host:port`` already, or the port is not this user's to take
+            (:func:`labelhub.processes.bind_error`; exit code 1).
+    """
+    import errno
+    import socket
+
+    from labelhub.processes import bind_error
+
+    error = bind_error(port, host)
+    hint = "'--host' / LABELHUB_HOST"
+    if error is None:
+        return
+    reason = getattr(error, "strerror", None) or error
+    if isinstance(error, (socket.gaierror, UnicodeError)):
+        raise click.BadParameter(f"{host!r} is neither an IP address nor a name this machine resolves ({reason}): "
+                                 "give an address of this machine, 127.0.0.1 or 0.0.0.0 (all)", param_hint=hint)
+    if error.errno == errno.EADDRNOTAVAIL:
+        raise click.BadParameter(f"{host!r} is not an address of this machine ({reason}): give one of its addresses, "
+                                 "127.0.0.1 or 0.0.0.0 (all)", param_hint=hint)
+    if error.errno == errno.EADDRINUSE:
+        raise click.ClickException(f"port {port} (--port / LABELHUB_PORT) is in use on {host}: stop what listens "
+                                   "there, or choose another port")
+    raise click.ClickException(f"cannot listen on {host}:{port} (--host / LABELHUB_HOST, --port / LABELHUB_PORT): "
+                               f"{reason}")
 
 
 def check_configuration() -> None:
@@ -55,18 +133,17 @@ def check_configuration() -> None:
 @click.command("backend", context_settings={"show_default": True})
 @click.option("--host", default="127.0.0.1", envvar="LABELHUB_HOST",
               help="Address to listen on; 0.0.0.0 to be reachable from other machines or containers.")
-@click.option("--port", default=9090, type=click.IntRange(1, 65535), envvar="LABELHUB_PORT",
+@click.option("--port", default=9090, type=Integer(1, 65535), envvar="LABELHUB_PORT",
               help="Port to listen on; connect Label Studio to http://HOST:PORT.")
-@click.option("--workers", default=2, type=click.IntRange(1, 64), envvar="LABELHUB_WORKERS",
+@click.option("--workers", default=2, type=Integer(1, 64), envvar="LABELHUB_WORKERS",
               help="gunicorn worker processes (each loads the embedder once, ~300 MB).")
-@click.option("--threads", default=8, type=click.IntRange(1, 256), envvar="LABELHUB_THREADS",
+@click.option("--threads", default=8, type=Integer(1, 256), envvar="LABELHUB_THREADS",
               help="Threads per worker.")
 @click.option("--model-dir", default=None, envvar="MODEL_DIR", show_default="./labelhub-models",
               help="Where per-project model state and the event queue live (shared by the workers).")
-@click.option("--timeout", default=120, type=click.IntRange(10), envvar="LABELHUB_WORKER_TIMEOUT",
+@click.option("--timeout", default=120, type=Integer(10), envvar="LABELHUB_WORKER_TIMEOUT",
               help="Seconds before gunicorn restarts a silent worker (keep above ML_TIMEOUT_PREDICT's needs).")
-@click.option("--log-level", default="INFO", envvar="LABELHUB_LOG_LEVEL",
-              type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
+@log_level_option()
 def backend(host, port, workers, threads, model_dir, timeout, log_level):
     """Serve the Label Studio ML backend: /health, /setup, /predict, /webhook, /versions, /train, /metrics.
 
@@ -86,6 +163,7 @@ def backend(host, port, workers, threads, model_dir, timeout, log_level):
 
     from labelhub.redaction import setup_logging
 
+    check_address(host, port)  # before anything starts: one line, not gunicorn retrying for seconds
     if model_dir:
         os.environ["MODEL_DIR"] = model_dir
     os.environ["LABELHUB_LOG_LEVEL"] = log_level.upper()
@@ -135,6 +213,30 @@ def backend(host, port, workers, threads, model_dir, timeout, log_level):
     _Server().run()
 
 
+@contextmanager
+def _sigterm_as_ctrl_c() -> Iterator[None]:
+    """While the block runs, the first SIGTERM raises ``KeyboardInterrupt("SIGTERM")`` in the main thread, as Ctrl-C
+    does, so that a job ends as it does on Ctrl-C (its status saved); a second SIGTERM kills at once."""
+    def on_sigterm(signum, frame):
+        signal.signal(signal.SIGTERM, previous)
+        raise KeyboardInterrupt("SIGTERM")
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupted(exc: KeyboardInterrupt, status) -> str:
+    """The one line ``labelhub predict`` ends with on Ctrl-C or SIGTERM (``status``: the job's, if it got one)."""
+    done = ""
+    if status is not None and status.pid == os.getpid():
+        done = f" after {status.done} of {status.total} predictions"
+    return (f"interrupted by {exc or 'Ctrl-C'}{done}: run the same command again to go on where it stopped "
+            "(tasks that have a prediction of the version are skipped)")
+
+
 def _task_ids(value: str | None) -> list[int] | None:
     """``--task-ids 1,2,3`` as ints (``None`` when not given).
 
@@ -154,7 +256,7 @@ def _task_ids(value: str | None) -> list[int] | None:
 
 
 @click.command("predict", context_settings={"show_default": True})
-@click.option("--project", "project_id", required=True, type=click.IntRange(1), envvar="LABELHUB_PROJECT",
+@click.option("--project", "project_id", required=True, type=Integer(1), envvar="LABELHUB_PROJECT",
               help="The Label Studio project id.")
 @click.option("--missing", "mode", flag_value="missing", default=True,
               help="Predict the tasks that have no prediction of the model's current version (default).")
@@ -162,14 +264,14 @@ def _task_ids(value: str | None) -> list[int] | None:
               help="Predict every task again; a prediction of the current version is replaced, older versions stay.")
 @click.option("--task-ids", default=None, help="Only these tasks: comma-separated ids, e.g. 1,2,3.")
 @click.option("--unlabeled", is_flag=True, help="Only the tasks Label Studio does not count as labeled.")
-@click.option("--batch-size", default=500, type=click.IntRange(1, 500),
+@click.option("--batch-size", default=500, type=Integer(1, 500),
               help="Tasks per batch: one write to Label Studio, which lands whole or not at all (Label Studio "
                    "recounts the project's tasks on each write, so large batches are faster).")
 @click.option("--select-version/--no-select-version", default=None, show_default=False,
               help="Afterwards make the version the project's prediction set (Settings > Annotation > "
                    "Prelabeling), whose scores the Data Manager's 'Prediction score' column shows [default: "
                    "when the project has none selected or one this model wrote].")
-@click.option("--keep-versions", default=0, type=click.IntRange(0), envvar="LABELHUB_KEEP_VERSIONS",
+@click.option("--keep-versions", default=0, type=Integer(0), envvar="LABELHUB_KEEP_VERSIONS",
               help="Afterwards, unless --task-ids is given, delete the predictions of this model's older versions "
                    "but the newest N (never the selected one); 0 keeps them all. Label Studio takes about 3.5 ms "
                    "a deleted prediction and, on SQLite, holds annotation saves meanwhile: run it at a quiet hour.")
@@ -185,8 +287,8 @@ def _task_ids(value: str | None) -> list[int] | None:
 @click.option("--redis-url", envvar="LABELHUB_REDIS_URL", default=None, show_default=False,
               help="The backends' Redis (env LABELHUB_REDIS_URL): the model is loaded from it and the batches run "
                    "on `labelhub worker` processes.")
-@click.option("--log-level", default="WARNING", envvar="LABELHUB_LOG_LEVEL",
-              type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
+@log_level_option(help=LOG_LEVEL_HELP + " On a terminal its lines print above the progress bar; without one, INFO "
+                                        "adds a progress line every 10 s.")
 def predict(project_id, mode, task_ids, unlabeled, batch_size, select_version, keep_versions, show_status,
             label_studio_url, api_key, model_dir, redis_url, log_level):
     """Pre-annotate a whole project: predict its tasks in batches and write them to Label Studio.
@@ -199,9 +301,10 @@ def predict(project_id, mode, task_ids, unlabeled, batch_size, select_version, k
 
     With the version selected as the project's prediction set (--select-version does it), sorting the
     Data Manager by "Prediction score" ascending shows the tasks the model is least sure of first; after
-    a retrain, `--unlabeled` re-predicts the unlabeled tasks, least sure first. Progress goes to stderr
-    (TQDM_DISABLE=1 hides it), the summary to stdout; the status is also on the backend's /health.
-    Exit status 1 when a task could not be predicted or written (run again to retry those).
+    a retrain, `--unlabeled` re-predicts the unlabeled tasks, least sure first. Progress goes to stderr, a bar on a
+    terminal (TQDM_DISABLE=1 hides it), else a log line every 10 s; the summary to stdout; the status is also on the
+    backend's /health. Ctrl-C or SIGTERM stops it (run it again to go on). Exit status 1 when a task could not be
+    predicted or written (run again to retry those).
 
     \b
     Example:
@@ -234,10 +337,12 @@ def predict(project_id, mode, task_ids, unlabeled, batch_size, select_version, k
     ids = _task_ids(task_ids)
     setup_logging(log_level.upper(), secrets)
     started = time.monotonic()
-    with one_line_errors(secrets):
+    with one_line_errors(secrets), _sigterm_as_ctrl_c():
         from labelhub.backend.app import Backend
         from labelhub.backend.jobs import LabelStudioClient, run_job
+        from labelhub.backend.startup import check_model_dir
 
+        check_model_dir(settings.model_dir)  # one line naming --model-dir / MODEL_DIR, not Backend's OSError
         try:
             host = Backend(settings)
         except (ValueError, ImportError) as exc:  # LABELHUB_MODEL and friends, as check_configuration says
@@ -248,8 +353,12 @@ def predict(project_id, mode, task_ids, unlabeled, batch_size, select_version, k
             from labelhub.backend.worker import on_workers
 
             execute = on_workers(host.store.client)
-        status = run_job(host, api, project_id, mode=mode, task_ids=ids, unlabeled=unlabeled, batch_size=batch_size,
-                         select_version=select_version, execute=execute, keep_versions=keep_versions)
+        try:
+            status = run_job(host, api, project_id, mode=mode, task_ids=ids, unlabeled=unlabeled,
+                             batch_size=batch_size, select_version=select_version, execute=execute,
+                             keep_versions=keep_versions)
+        except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM
+            raise click.ClickException(_interrupted(exc, latest_status(settings.model_dir, project_id))) from None
     seconds = time.monotonic() - started
     click.echo(f"project {project_id}: {status.done} predictions of {status.model_version} written, {status.skipped} "
                f"skipped, {status.failed} failed ({status.total} tasks planned, {seconds:.1f} s, "
@@ -273,8 +382,7 @@ def predict(project_id, mode, task_ids, unlabeled, batch_size, select_version, k
               help="The backends' Redis (env LABELHUB_REDIS_URL).")
 @click.option("--queue", "queues", multiple=True, default=["labelhub"], help="RQ queues to take batches from.")
 @click.option("--burst", is_flag=True, help="Stop once the queues are empty.")
-@click.option("--log-level", default="INFO", envvar="LABELHUB_LOG_LEVEL",
-              type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
+@log_level_option()
 def worker(redis_url, queues, burst, log_level):
     """Run prediction batches from Redis (RQ) on this host, for `labelhub predict` and the backends' own jobs.
 

@@ -12,8 +12,9 @@ workers share: :class:`labelhub.backend.app.Backend`), and writes the prediction
    ``data_import/api.py``) with the model's current ``model_version``. It is a plain function of a batch
    of task ids, so a queue worker can run it.
 3. :func:`run_job`: plan, then every batch, with a tqdm progress bar (``TQDM_DISABLE=1`` silences it; it is
-   off when stderr is not a terminal), a :class:`JobStatus` in ``MODEL_DIR/jobs/<project>.json`` (read by
-   ``/health`` and ``labelhub predict --status``) and counters on ``/metrics``.
+   off when stderr is not a terminal, and a progress line is logged at INFO every :data:`PROGRESS_LOG_SECONDS`
+   instead), a :class:`JobStatus` in ``MODEL_DIR/jobs/<project>.json`` (read by ``/health`` and
+   ``labelhub predict --status``) and counters on ``/metrics``.
 
 **Modes.** ``missing`` (the default) predicts the tasks that have no prediction of the current model
 version. ``all`` predicts every (selected) task again: the current version's predictions of the tasks are
@@ -54,6 +55,7 @@ Files under ``MODEL_DIR``::
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
@@ -67,8 +69,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Protocol, Sequence
 
-from labelhub.labelstudio_client import (LISTING_ATTEMPTS, TASK_PAGE_SIZE, Listing, label_studio_client, list_tasks,
-                                         selected_items_queries)
+from labelhub.labelstudio_client import (KEY_ADVICE, LISTING_ATTEMPTS, TASK_PAGE_SIZE, Listing,
+                                         label_studio_client, list_tasks, selected_items_queries)
 from labelhub.backend.model import normalize_predictions
 from labelhub.backend.state import atomic_write_json
 from labelhub.redaction import one_line
@@ -104,6 +106,12 @@ WRITE_ATTEMPTS = 3
 KEEP_FAILURES = 20
 #: Seconds to wait for Label Studio to delete a whole version (3.5 ms a prediction: 100,000 take about 6 minutes).
 DELETE_VERSION_TIMEOUT = 3600.0
+#: Seconds between two progress lines (INFO) of a job that shows no progress bar: stderr is not a terminal (a log
+#: file, a container's log) or ``TQDM_DISABLE`` is set. A line in a log, unlike tqdm's bar, which redraws itself
+#: with carriage returns and reads as one endless line in a file.
+PROGRESS_LOG_SECONDS = 10.0
+#: Task ids a job names of those it was given that the project lacks (the count names them all).
+NAMED_MISSING_IDS = 5
 
 
 class JobAlreadyRunning(LabelHubError, RuntimeError):
@@ -234,7 +242,8 @@ class LabelStudioClient:
             if exc.status_code == 404:
                 raise ProjectNotFound(f"{what}: not found at {self.url} (404)") from None
             if exc.status_code in (401, 403):
-                error = LabelStudioError(f"Label Studio at {self.url} refused LABEL_STUDIO_API_KEY ({exc.status_code})")
+                error = LabelStudioError(f"Label Studio at {self.url} refused LABEL_STUDIO_API_KEY "
+                                         f"({exc.status_code}): {KEY_ADVICE}")
             else:
                 body = one_line(exc.body, 300)
                 error = LabelStudioError(f"{what}: Label Studio at {self.url} answered {exc.status_code}: {body}")
@@ -242,7 +251,8 @@ class LabelStudioClient:
             raise error from None
         except httpx.HTTPError as exc:
             error = LabelStudioError(f"{what}: no answer from Label Studio at {self.url} ({type(exc).__name__}: "
-                                     f"{' '.join(str(exc).split())[:200]})")
+                                     f"{' '.join(str(exc).split())[:200]}): check that it runs and that "
+                                     "LABEL_STUDIO_URL (--label-studio-url) is its URL")
             error.status = None
             raise error from None
 
@@ -903,6 +913,34 @@ def _one_line(exc: BaseException) -> str:
     return one_line(f"{type(exc).__name__}: {exc}", 500)
 
 
+def _warn_missing(project_id: int, task_ids: Sequence[int], tasks: Iterable[TaskRow]) -> None:
+    """Log a warning naming the first :data:`NAMED_MISSING_IDS` of ``task_ids`` the project's ``tasks`` lack."""
+    have = {t.id for t in tasks}
+    missing = [tid for tid in task_ids if tid not in have]
+    if missing:
+        named = ", ".join(map(str, missing[:NAMED_MISSING_IDS])) + (", ..." if len(missing) > NAMED_MISSING_IDS else "")
+        log.warning("project %s has no task %s (%d of the %d task ids given): nothing to predict for %s", project_id,
+                    named, len(missing), len(task_ids), "it" if len(missing) == 1 else "them")
+
+
+def _progress_lines(project_id: int, status: JobStatus) -> Callable[[int], None]:
+    """The progress callback of a job without a bar: counts the tasks handled and logs a line at INFO when
+    :data:`PROGRESS_LOG_SECONDS` passed since the last one (or since the start)."""
+    started = time.monotonic()
+    last, handled = started, 0
+
+    def update(n: int) -> None:
+        nonlocal last, handled
+        handled += n
+        now = time.monotonic()
+        if now - last >= PROGRESS_LOG_SECONDS:
+            last = now
+            log.info("project %s: %d of %d tasks predicted, %d written, %d failed (%.1f tasks/s)", project_id,
+                     handled, status.total, status.done, status.failed, handled / (now - started or 1e-9))
+
+    return update
+
+
 def _save(host: JobHost, status: JobStatus) -> None:
     """Write the status to ``MODEL_DIR/jobs`` and publish it to the store (Redis: every replica's ``/health``)."""
     status.save(host.settings.model_dir)
@@ -927,7 +965,9 @@ def run_job(host: JobHost, api: LabelStudioClient, project_id: int, *, mode: str
             Annotation → Prelabeling), which the Data Manager's "Prediction score" column averages. ``None``
             (default): only when the project has none selected or one this model wrote before.
         progress: Show a tqdm bar on stderr: ``None`` (default) when stderr is a terminal and
-            ``TQDM_DISABLE`` is unset.
+            ``TQDM_DISABLE`` is unset; meanwhile the root logger's console handler writes above the bar
+            (``tqdm.contrib.logging``). Without a bar, a progress line is logged at INFO every
+            :data:`PROGRESS_LOG_SECONDS`.
         execute: Where the batches run (an :data:`Executor`): :func:`run_here` (default), or RQ workers
             (:func:`labelhub.backend.worker.on_workers`, what ``labelhub predict`` uses with ``LABELHUB_REDIS_URL``).
         keep_versions: Afterwards, when the job covered the whole project (no ``task_ids``), delete the
@@ -945,9 +985,11 @@ def run_job(host: JobHost, api: LabelStudioClient, project_id: int, *, mode: str
         JobAlreadyRunning: Another job of the project runs on this host (with Redis: on any host).
         LabelStudioError: Label Studio failed (the status says ``failed``; a re-run goes on).
         ValueError: A bad ``mode``, ``batch_size`` or ``keep_versions``.
-        KeyboardInterrupt: Ctrl-C (the status says ``failed``: interrupted).
+        KeyboardInterrupt: Ctrl-C, or a SIGTERM the caller turned into one (the status says ``failed``, its
+            ``error`` ``interrupted (...)``; a re-run goes on).
     """
     from tqdm.auto import tqdm
+    from tqdm.contrib.logging import logging_redirect_tqdm
 
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
@@ -974,6 +1016,8 @@ def run_job(host: JobHost, api: LabelStudioClient, project_id: int, *, mode: str
         bar = None
         try:
             tasks = api.tasks(project.id)
+            if ids is not None:
+                _warn_missing(project_id, ids, tasks)
             if mode == "all":
                 status.cleared = bool(previous and previous.mode == "all" and previous.model_version == version
                                       and previous.selection == selection and previous.cleared
@@ -1000,14 +1044,16 @@ def run_job(host: JobHost, api: LabelStudioClient, project_id: int, *, mode: str
                      len(tasks), version, len(batches))
             bar = tqdm(total=status.total, unit="task", desc=f"project {project_id}", dynamic_ncols=True,
                        disable=None if progress is None else not progress)
-            for i, result in enumerate((execute or run_here)(host, api, project, batches, bar.update)):
-                status.add(result)
-                start(i + 1)
-                _save(host, status)
-                bar.set_postfix(written=status.done, failed=status.failed, refresh=False)
+            update = _progress_lines(project_id, status) if bar.disable else bar.update
+            with contextlib.nullcontext() if bar.disable else logging_redirect_tqdm(tqdm_class=tqdm):
+                for i, result in enumerate((execute or run_here)(host, api, project, batches, update)):
+                    status.add(result)
+                    start(i + 1)
+                    _save(host, status)
+                    bar.set_postfix(written=status.done, failed=status.failed, refresh=False)
         except BaseException as exc:
-            status.state, status.error = "failed", _one_line(exc)
-            status.finished_at = time.time()
+            status.state, status.finished_at = "failed", time.time()
+            status.error = f"interrupted ({exc or 'Ctrl-C'})" if isinstance(exc, KeyboardInterrupt) else _one_line(exc)
             _save(host, status)
             raise
         finally:

@@ -16,7 +16,7 @@ from labelhub.backend.model import LabelStudioMLBase
 from labelhub.backend.settings import Settings
 from labelhub.errors import ConfigurationError
 
-__all__ = ["check_settings", "check_redis", "load_model_class"]
+__all__ = ["check_settings", "check_model_dir", "check_redis", "load_model_class"]
 
 log = logging.getLogger(__name__)
 
@@ -46,9 +46,13 @@ def load_model_class(path: str) -> type[LabelStudioMLBase]:
 def check_redis(url: str) -> None:
     """Ping the Redis of ``LABELHUB_REDIS_URL``.
 
+    Args:
+        url: ``redis://[:password@]host:port/db`` (``rediss://``, ``unix://``).
+
     Raises:
         ConfigurationError: When redis-py cannot read the URL (:func:`labelhub.backend.redis_state.connect`) or Redis
-            does not answer (the message holds no URL).
+            does not answer. The message names the URL's host and port (or socket path), never its password:
+            ``LABELHUB_REDIS_URL: Redis at 127.0.0.1:6379 does not answer (ConnectionError: Connection refused)``.
     """
     import redis
 
@@ -58,7 +62,32 @@ def check_redis(url: str) -> None:
     try:
         client.ping()
     except redis.exceptions.RedisError as exc:
-        raise ConfigurationError(f"LABELHUB_REDIS_URL: Redis does not answer ({type(exc).__name__})") from None
+        kwargs = client.connection_pool.connection_kwargs
+        where = kwargs.get("path") or f"{kwargs.get('host')}:{kwargs.get('port')}"
+        cause = exc.__cause__ or exc.__context__  # redis-py raises its error while handling the socket's OSError
+        reason = f": {cause.strerror}" if isinstance(cause, OSError) and cause.strerror else ""
+        raise ConfigurationError(f"LABELHUB_REDIS_URL: Redis at {where} does not answer ({type(exc).__name__}{reason})"
+                                 ": start it, or correct the URL's host and port") from None
+
+
+def check_model_dir(model_dir: str | os.PathLike) -> None:
+    """Create ``MODEL_DIR`` when it is missing and check that it can be written.
+
+    Args:
+        model_dir: The ``--model-dir`` / ``MODEL_DIR`` setting.
+
+    Raises:
+        ConfigurationError: It cannot be created or written; the message names the option and the variable:
+            ``--model-dir / MODEL_DIR '/proc/md': cannot create it (No such file or directory)``.
+    """
+    try:
+        os.makedirs(model_dir, exist_ok=True)
+    except OSError as exc:
+        raise ConfigurationError(f"--model-dir / MODEL_DIR {str(model_dir)!r}: cannot create it "
+                                 f"({exc.strerror or exc})") from None
+    if not os.access(model_dir, os.W_OK | os.X_OK):
+        raise ConfigurationError(f"--model-dir / MODEL_DIR {str(model_dir)!r}: cannot write to it (it is not "
+                                 "writable for this user)")
 
 
 def check_settings(settings: Settings) -> None:
@@ -83,7 +112,7 @@ def check_settings(settings: Settings) -> None:
             malformed, cannot be imported or is not a model class, or ``MODEL_DIR`` cannot be created or
             written, or ``LABELHUB_REDIS_URL`` is set and Redis does not answer (a
             :class:`labelhub.errors.ConfigurationError` for the last three). Every message names the variable
-            and fits on one line, without the URL (it may hold a password).
+            and fits on one line, without the Redis URL's password (:func:`check_redis`).
     """
     RepoFiles(settings)
     try:
@@ -93,14 +122,7 @@ def check_settings(settings: Settings) -> None:
     except Exception as exc:  # ImportError, or whatever the model's module raises when imported
         raise ConfigurationError(f"LABELHUB_MODEL={settings.model_class!r} cannot be imported "
                                  f"({type(exc).__name__}: {exc})") from None
-    model_dir = settings.model_dir
-    try:
-        os.makedirs(model_dir, exist_ok=True)
-    except OSError as exc:
-        raise ConfigurationError(f"MODEL_DIR={str(model_dir)!r} cannot be created ({exc.strerror or exc})") \
-            from None
-    if not os.access(model_dir, os.W_OK | os.X_OK):
-        raise ConfigurationError(f"MODEL_DIR={str(model_dir)!r} is not writable")
+    check_model_dir(settings.model_dir)
     if settings.redis_url:
         check_redis(settings.redis_url)
     from labelhub.backend.embedders import start_onnx_exports

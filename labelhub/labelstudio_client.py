@@ -21,10 +21,15 @@ from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 if TYPE_CHECKING:
     from label_studio_sdk import LabelStudio
 
-__all__ = ["label_studio_client", "TASK_PAGE_SIZE", "IDS_PER_QUERY", "LISTING_ATTEMPTS", "selected_items_queries",
-           "Listing", "list_tasks"]
+__all__ = ["label_studio_client", "KEY_ADVICE", "TASK_PAGE_SIZE", "IDS_PER_QUERY", "LISTING_ATTEMPTS",
+           "selected_items_queries", "Listing", "list_tasks"]
 
 T = TypeVar("T")
+
+#: What to do about a ``LABEL_STUDIO_API_KEY`` Label Studio refuses (401/403), the README's "Label Studio API keys":
+#: what follows "Label Studio at URL refused LABEL_STUDIO_API_KEY (401): " in LabelHub's messages.
+KEY_ADVICE = ("use a personal access token (Account & Settings → Personal Access Token) or a legacy token with "
+              "LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN=true")
 
 #: Tasks per page when LabelHub lists a project's tasks (``GET /api/tasks``). Label Studio 1.23.2 on SQLite answers
 #: 500 "Expression tree is too large (maximum depth 1000)" for a page of 999 or more tasks made from uploaded files

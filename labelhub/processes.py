@@ -1,18 +1,61 @@
-"""Child servers (Label Studio, the backend): wait until one answers, stop its process group.
+"""Child servers (Label Studio, the backend): whether a port is taken, wait until one answers, stop its process group.
 
-Used by :mod:`labelhub.sync.labelstudio.server`, :mod:`labelhub.sync.demo.command` and the test fixtures, which start their
-servers with ``start_new_session=True`` so that a whole process group (gunicorn and its workers,
-Label Studio and its children) stops together.
+Used by :mod:`labelhub.sync.labelstudio.server`, :mod:`labelhub.sync.demo.command`, :mod:`labelhub.backend.cli` (the
+port ``labelhub backend`` is to listen on) and the test fixtures, which start their servers with
+``start_new_session=True`` so that a whole process group (gunicorn and its workers, Label Studio and its children)
+stops together.
 """
 from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import Callable
 
 import requests
+
+
+def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether a server listens on ``host:port`` now (a port only in TIME_WAIT after a server stopped is free).
+
+    Args:
+        port: The TCP port.
+        host: An address or host name of this machine.
+
+    Returns:
+        ``True`` when :func:`bind_error` finds one (for a ``host`` that may not resolve or not be this machine's,
+        ask :func:`bind_error` which).
+    """
+    return bind_error(port, host) is not None
+
+
+def bind_error(port: int, host: str = "127.0.0.1") -> OSError | None:
+    """Why a server could not listen on ``host:port`` now, or ``None`` when it can (tried with a throwaway socket,
+    ``SO_REUSEADDR`` as gunicorn, Werkzeug and Label Studio set it).
+
+    Args:
+        port: The TCP port.
+        host: An address or host name of this machine (``0.0.0.0``: all of them; IPv6 too).
+
+    Returns:
+        ``None``, or the ``OSError`` of the bind: ``errno.EADDRINUSE`` when something listens there,
+        ``socket.gaierror`` for a host that does not resolve (``999.1.1.1``), ``errno.EADDRNOTAVAIL`` for an
+        address of another machine, ``PermissionError`` for a port below 1024 without the right to it.
+
+    Example:
+        >>> bind_error(9090, "999.1.1.1").__class__.__name__
+        'gaierror'
+    """
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        with socket.socket(family, socket.SOCK_STREAM) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind((host, port))
+    except OSError as exc:
+        return exc
+    return None
 
 
 def wait_until_healthy(proc: subprocess.Popen, url: str, name: str, log_tail: Callable[[], str],

@@ -99,6 +99,11 @@ class _Project:
         self.app.extensions["labelhub"].trainer.run_once()
         return self.app.extensions["labelhub"].store.project(self.key).kv()["model_version"]
 
+    def ensure_trained(self) -> None:
+        """Train on tasks 0:40 unless an earlier test did (a test run alone)."""
+        if self.first_version is None:
+            self.first_version = self.train(0, 40)
+
 
 @pytest.fixture(scope="module")
 def project(label_studio, tmp_path_factory):
@@ -193,6 +198,68 @@ def test_all_replaces_the_current_version_of_the_selected_tasks_only(label_studi
     new_ids = {tid: {p["id"] for p in after[tid] if p["model_version"] == version} for tid in after}
     old_ids = {tid: {p["id"] for p in before[tid] if p["model_version"] == version} for tid in before}
     assert [tid for tid in after if new_ids[tid] != old_ids[tid]] == picked
+
+
+def test_sigterm_in_the_middle_ends_in_one_line_saying_to_run_again_and_the_rerun_goes_on(label_studio, project):
+    project.ensure_trained()
+    version = project.train(100, 120)  # a new version: every task lacks it
+    status_path = project.model_dir / "jobs" / f"{project.key}.json"
+    proc = subprocess.Popen([sys.executable, "-m", "tests.guarded", "predict", "--project", str(project.id),
+                             "--batch-size", "10"], cwd=ROOT, env={**os.environ, **project.env},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        def midway():
+            try:
+                status = json.loads(status_path.read_bytes())
+            except (OSError, ValueError):
+                return False
+            return status["model_version"] == version and status["state"] == "running" and status["done"] >= 50
+
+        wait_for(midway, timeout=120, interval=0.02, message="the job to write 50 predictions")
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == 1, err  # not -15: the job's status was saved
+    last = err.splitlines()[-1]
+    assert last.startswith("Error: interrupted by SIGTERM after ") and "Traceback" not in err, err
+    assert last.endswith("run the same command again to go on where it stopped (tasks that have a prediction of the "
+                         "version are skipped)")
+    status = latest_status(project.model_dir, project.id)
+    assert (status.state, status.error) == ("failed", "interrupted (SIGTERM)") and 50 <= status.done < N_TASKS
+    assert status.view()["state"] == "failed"
+
+    answer = _cli("predict", "--project", str(project.id), "--batch-size", "50", env=project.env)
+    assert answer.exit_code == 0, answer.output
+    assert _per_task(label_studio, project.id, version) == Counter({1: N_TASKS})
+
+
+def test_without_a_terminal_predict_logs_a_progress_line_at_info(label_studio, project, monkeypatch):
+    monkeypatch.setattr("labelhub.backend.jobs.PROGRESS_LOG_SECONDS", 0.0)  # every 10 s: each update here
+    project.ensure_trained()
+    picked = sorted(_predictions(label_studio, project.id))[10:20]
+    env = {k: v for k, v in project.env.items() if k != "TQDM_DISABLE"}  # CliRunner's stderr is no terminal
+    answer = _cli("predict", "--project", str(project.id), "--all", "--task-ids", ",".join(map(str, picked)),
+                  "--batch-size", "5", env=env)
+    assert answer.exit_code == 0, answer.output
+    lines = [line for line in answer.output.splitlines() if " INFO labelhub.backend.jobs: " in line
+             and " tasks predicted, " in line]
+    assert len(lines) >= 2 and lines[-1].split(": ", 1)[1].startswith(f"project {project.id}: 10 of 10 tasks "
+                                                                      "predicted, 5 written, 0 failed ("), lines
+
+
+def test_task_ids_the_project_lacks_are_named_in_a_warning(label_studio, project):
+    project.ensure_trained()
+    some = sorted(_predictions(label_studio, project.id))[0]
+    absent = list(range(990_001, 990_008))
+    answer = _cli("predict", "--project", str(project.id), "--task-ids", ",".join(map(str, [some, *absent])),
+                  env=project.env)
+    assert answer.exit_code == 0, answer.output
+    warning = [line for line in answer.output.splitlines() if " WARNING " in line]
+    assert len(warning) == 1 and warning[0].endswith(
+        f"project {project.id} has no task 990001, 990002, 990003, 990004, 990005, ... (7 of the 8 task ids given): "
+        "nothing to predict for them"), answer.output
 
 
 class _UnknownChoiceModel(LabelStudioMLBase):
