@@ -206,6 +206,8 @@ class FileImporter:
         if new:
             report.created += self._import(iter(new), sha, len(new), table)
         self._follow(moves + [(f.path, f) for f in changed], sha, known, table)
+        if table and (unmatched := table.unmatched_warning()):
+            log.warning("%s", unmatched)
         if moves:  # the same content at a new path: what was annotated is the file at the new path of this commit
             self.state.repin_annotations([known[old].task_id for old, _ in moves], sha)
         self._mark(report.removed, sha)

@@ -60,7 +60,11 @@ class MetadataTable:
         duplicated = frame[key][frame[key].duplicated()].unique()[:5]
         if len(duplicated):
             raise LabelHubError(f"metadata CSV {spec.path}: duplicate keys in column {key!r}: {list(duplicated)}")
+        self.key_column = key
         self._rows = {row[key]: row for row in frame.to_dict(orient="records")}
+        #: Files looked up by :meth:`columns_for`, and how many of them matched a row.
+        self.looked_up = self.matched = 0
+        self._missed: tuple[str, str | None] | None = None  # the first file that matched no row, and its key
 
     def key_of(self, path: str) -> str | None:
         """The key of the file at ``path`` (``None`` when the path has too few parts)."""
@@ -72,11 +76,35 @@ class MetadataTable:
 
     def columns_for(self, path: str) -> dict:
         """The metadata columns for the file at ``path`` (``{}`` when its key has no row)."""
-        row = self._rows.get(self.key_of(path))
+        key = self.key_of(path)
+        row = self._rows.get(key)
+        self.looked_up += 1
         if row is None:
+            self._missed = self._missed or (path, key)
             return {}
+        self.matched += 1
         return {k: (None if isinstance(v, float) and math.isnan(v) else v)
                 for k, v in row.items() if k not in RESERVED_KEYS}
+
+
+    def unmatched_warning(self) -> str | None:
+        """One warning line when under 1% of the files looked up since the table was read matched a row (a wrong
+        ``--metadata-key`` or CSV, which would otherwise leave every task without its columns, silently), naming the
+        key column and an example of a file's key and of the table's keys; ``None`` otherwise.
+
+        Example:
+            >>> table.unmatched_warning()  # doctest: +SKIP
+            "metadata CSV inventory.csv: 0 of 30 files matched a key in its column 'id' (a file's key, part -2 of
+            its path: 'image' of 'fmnist/vol-000/image/00000.png'; the CSV's keys: 'vol-000', 'vol-001', ...): check
+            --metadata-key and --metadata-columns"
+        """
+        if not self.looked_up or self.matched * 100 >= self.looked_up:
+            return None
+        path, key = self._missed
+        keys = ", ".join(repr(k) for k in list(self._rows)[:3]) + (", ..." if len(self._rows) > 3 else "")
+        return (f"metadata CSV {self.spec.path}: {self.matched} of {self.looked_up} files matched a key in its column "
+                f"{self.key_column!r} (a file's key, part {self.spec.key_part} of its path: {key!r} of {path!r}; the "
+                f"CSV's keys: {keys or 'none'}): check --metadata-key and --metadata-columns")
 
 
 def parse_columns(value: str | None) -> tuple[str, ...] | None:
