@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from urllib.parse import urlsplit, urlunsplit
 
-__all__ = ["MIN_SECRET_CHARS", "redact", "one_line", "escaped", "RedactSecrets", "setup_logging"]
+__all__ = ["MIN_SECRET_CHARS", "redact", "one_line", "escaped", "without_userinfo", "RedactSecrets", "setup_logging"]
 
 #: Values shorter than this are not treated as secrets (replacing ``"a"`` everywhere would garble every
 #: message, and no token, key or password LabelHub accepts is that short).
@@ -48,6 +49,22 @@ def escaped(text: str, limit: int | None = 300) -> str:
         '/files/a\\\\r2026 INFO forged\\\\x1b[31m'
     """
     return repr(text[:limit])[1:-1]
+
+
+def without_userinfo(url: str) -> str:
+    """``url`` without the ``user:password@`` part of its host, for a message, a log line or a file written out.
+
+    Args:
+        url: A URL (anything else is returned as it is).
+
+    Example:
+        >>> without_userinfo("http://me:pw@ls.example:8080/x")
+        'http://ls.example:8080/x'
+    """
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 
 
 def redact(text: str, secrets: Iterable[str | None]) -> str:
@@ -114,7 +131,7 @@ def setup_logging(level: str = "INFO", secrets: Iterable[str | None] = (),
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    # httpx2/httpcore2: huggingface_hub 2.x's HTTP client logs each request at INFO
-    for noisy in ("httpx", "httpcore", "httpx2", "httpcore2", "urllib3", "filelock"):
+    # httpx2/httpcore2: huggingface_hub 2.x's HTTP client logs each request at INFO; faker logs its locale lookups
+    for noisy in ("httpx", "httpcore", "httpx2", "httpcore2", "urllib3", "filelock", "faker"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     return redactor

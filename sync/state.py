@@ -32,6 +32,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+from labelhub.redaction import without_userinfo
 from labelhub.sync import ledger
 
 log = logging.getLogger(__name__)
@@ -120,27 +121,28 @@ def bind_project(db: sqlite3.Connection, project_id: int, label_studio_url: str,
     Args:
         db: The state database.
         project_id: The project id.
-        label_studio_url: Label Studio's URL (trailing ``/`` ignored).
+        label_studio_url: Label Studio's URL (trailing ``/`` and a ``user:password@`` ignored).
         project_key: ``<id>.<created_at unix seconds>`` (:attr:`labelhub.sync.labelstudio.project.LabelStudioProject.key`).
 
     Returns:
         Whether rows were dropped (said in one warning line); ``False`` for the same project, or a state without
         a binding (a new file, or one written before bindings were kept).
     """
-    identity = f"{label_studio_url.rstrip('/')} {project_key}"
+    identity = f"{without_userinfo(label_studio_url.rstrip('/'))} {project_key}"
     row = db.execute("SELECT value FROM cursors WHERE project_id=? AND name=?", (project_id, BINDING)).fetchone()
     if row and row[0] == identity:
         return False
+    stored = without_userinfo(row[0]) if row else None  # LabelHub kept a URL's user:password@ before
     with db:
         db.execute("BEGIN IMMEDIATE")
-        if row:
+        if row and stored != identity:
             for table in PROJECT_TABLES:
                 db.execute(f"DELETE FROM {table} WHERE project_id=?", (project_id,))
         db.execute("INSERT OR REPLACE INTO cursors VALUES (?, ?, ?)", (project_id, BINDING, identity))
-    if row:
+    if row and stored != identity:
         log.warning("the state of project %d was made for %s, not %s: rebuilding it from Label Studio", project_id,
-                    row[0], identity)
-    return bool(row)
+                    stored, identity)
+    return bool(row) and stored != identity
 
 
 class SyncState:

@@ -21,6 +21,7 @@ from label_studio_sdk.core.jsonable_encoder import jsonable_encoder
 from labelhub.labelstudio_client import (LISTING_ATTEMPTS, TASK_PAGE_SIZE, Listing, label_studio_client, list_tasks,
                                          selected_items_queries)
 from labelhub.errors import LabelStudioError, ProjectNotFound
+from labelhub.redaction import without_userinfo
 from labelhub.retry import NO_SDK_RETRY
 
 
@@ -63,6 +64,11 @@ class EncodedTasks(list):
         self.body = encode_tasks(self)
 
 
+#: What to do about a refused ``LABEL_STUDIO_API_KEY`` (the README's "Label Studio API keys").
+KEY_ADVICE = ("use a personal access token (Account & Settings → Personal Access Token) or a legacy token with "
+              "LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN=true")
+
+
 def _filters(*items: dict) -> str:
     """A Data Manager ``query`` with the ``filters`` ``items`` joined by ``and``."""
     return json.dumps({"filters": {"conjunction": "and", "items": list(items)}})
@@ -83,9 +89,11 @@ class LabelStudioProject:
     """
 
     def __init__(self, url: str, api_key: str, project_id: int, timeout: float = 120):
-        self.url = url.rstrip("/")
+        self._full_url = url.rstrip("/")
+        #: Label Studio's URL without a ``user:password@`` (it goes into messages, the state and the manifests).
+        self.url = without_userinfo(self._full_url)
         self.project_id = project_id
-        self.client = label_studio_client(self.url, api_key, timeout)
+        self.client = label_studio_client(self._full_url, api_key, timeout)
         project = self.call(self.client.projects.get, project_id)
         self.title = project.title
         self.label_config = project.label_config
@@ -107,12 +115,15 @@ class LabelStudioProject:
             if exc.status_code == 404:
                 raise ProjectNotFound(f"Label Studio project {self.project_id} not found at {self.url}") from None
             if exc.status_code in (401, 403):
-                raise LabelStudioError(f"Label Studio at {self.url} refused LABEL_STUDIO_API_KEY "
-                                       f"({exc.status_code}): {exc.body}") from None
+                detail = exc.body.get("detail") if isinstance(exc.body, dict) else None
+                reason = " ".join(str(detail or exc.body or "").split())[:200].rstrip(".")
+                raise LabelStudioError(f"Label Studio at {self.url} refused LABEL_STUDIO_API_KEY ({exc.status_code} "
+                                       f"{reason}): {KEY_ADVICE}") from None
             raise LabelStudioError(f"Label Studio at {self.url} answered {exc.status_code}: "
                                    f"{str(exc.body)[:500]}") from None
         except httpx.HTTPError as exc:
-            raise LabelStudioError(f"cannot reach Label Studio at {self.url}: {type(exc).__name__}: {exc}") from None
+            raise LabelStudioError(f"cannot reach Label Studio at {self.url} (--label-studio-url, LABEL_STUDIO_URL): "
+                                   f"{type(exc).__name__}: {str(exc).replace(self._full_url, self.url)}") from None
 
     def prepare_import(self, tasks: Sequence[dict]) -> EncodedTasks:
         """``tasks`` with their import call's body encoded now (:class:`EncodedTasks`), so that
