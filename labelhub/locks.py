@@ -5,6 +5,7 @@ Label Studio.
 from __future__ import annotations
 
 import inspect
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -40,14 +41,16 @@ def file_lock(path: Path, blocking: bool = True) -> Iterator[bool]:
         ``True`` when the lock is held, ``False`` (non-blocking only) when another holder has it.
 
     Raises:
-        OSError: When the lock file cannot be created or the filesystem has no ``flock(2)``.
+        OSError: When the lock file cannot be created (never reported as held) or the filesystem has no ``flock(2)``.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     lock = FileLock(path, **_NO_SOFT_FALLBACK)
     try:
         lock.acquire(blocking=blocking, poll_interval=LOCK_POLL_INTERVAL)
-    except Timeout:  # blocking=False and another holder has it
+    except Timeout:  # blocking=False and another holder has it, or the file cannot be made
+        if not path.exists():  # filelock takes a failed create in an existing folder for contention (/proc/x)
+            os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o644))  # raises the OSError that says why
         yield False
         return
     try:

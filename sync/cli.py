@@ -30,6 +30,7 @@ from labelhub.sync.options import (
     project_option,
     revision_option,
     series_options,
+    state_errors,
     state_lock,
     state_option,
 )
@@ -78,7 +79,7 @@ log = logging.getLogger("labelhub")
                    "http://sync:9091/webhook; registered on the project. Without it: reconciliation only.")
 @click.option("--webhook-host", envvar="LABELHUB_WEBHOOK_HOST", default="127.0.0.1",
               help="Interface the webhook receiver listens on (0.0.0.0 in a container).")
-@click.option("--webhook-port", envvar="LABELHUB_WEBHOOK_PORT", type=int, default=9091,
+@click.option("--webhook-port", envvar="LABELHUB_WEBHOOK_PORT", type=click.IntRange(1, 65535), default=9091,
               help="Port of the webhook receiver.")
 @click.option("--webhook-secret", envvar="LABELHUB_WEBHOOK_SECRET", default=None, show_default=False,
               help="Secret that Label Studio sends in the X-LabelHub-Secret header (env LABELHUB_WEBHOOK_SECRET).")
@@ -122,7 +123,8 @@ def sync(repo, project_id, revision, include, exclude, metadata_path, metadata_k
         sha = dataset.resolve(revision)
         project = LabelStudioProject(label_studio_url, label_studio_api_key, project_id)
         held.enter_context(state_lock(state_path, project_id))
-        state = SyncState(state_path, project_id, dataset.repo_id)
+        with state_errors(state_path):
+            state = SyncState(state_path, project_id, dataset.repo_id)
         state.bind(project.url, project.key)
         importer = FileImporter(dataset, project, state, revision=revision, include=include, exclude=exclude,
                                 metadata=spec_from_args(metadata_path, metadata_key, parse_columns(metadata_columns)),
@@ -130,7 +132,8 @@ def sync(repo, project_id, revision, include, exclude, metadata_path, metadata_k
         log.info("syncing %s@%s (%s) into project %d %r: %s files as $%s", dataset.repo_id, revision, sha[:12],
                  project_id, project.title, importer.field.tag, importer.field.value_key)
         urls = dataset.describe_file_urls()
-        (log.warning if "UNSIGNED" in urls else log.info)(urls)  # tasks whose images the backend will refuse
+        # tasks whose images the backend will refuse, or browsers cannot load (a private repo's resolve URLs)
+        (log.warning if "UNSIGNED" in urls or "WARNING" in urls else log.info)(urls)
         service = SyncService(importer, poll_interval=interval, reconcile_interval=reconcile_interval,
                               export_interval=export_interval, sweep_interval=sweep_interval)
         if export:
@@ -150,11 +153,29 @@ def sync(repo, project_id, revision, include, exclude, metadata_path, metadata_k
 
 
 def _start_webhooks(project, state_path, repo_id, service, url, host, port, secret):
-    """Register the project's webhook and serve it (its own SQLite connection)."""
+    """Register the project's webhook and serve it (its own SQLite connection).
+
+    Raises:
+        click.ClickException: The receiver cannot listen on ``host:port`` (the port is in use, the host is not an
+            address of this machine); checked before serving, as Werkzeug would print its own lines and exit.
+    """
+    import errno
+
     from labelhub.sync.annotations.intake import AnnotationIntake
     from labelhub.sync.state import SyncState
     from labelhub.sync.annotations.receiver import WebhookServer, register, webhook_app
+    from labelhub.sync.labelstudio.server import bind_error
 
+    error = bind_error(port, host)
+    if error is not None and error.errno in (errno.EADDRINUSE, errno.EACCES):
+        fix = ("stop what listens there, or choose another port" if error.errno == errno.EADDRINUSE
+               else "choose a port above 1023")
+        raise click.ClickException(f"--webhook-port {port} (LABELHUB_WEBHOOK_PORT): cannot listen on {host}:{port} "
+                                   f"({error.strerror}): {fix}")
+    if error is not None:
+        raise click.ClickException(f"--webhook-host {host!r} (LABELHUB_WEBHOOK_HOST): cannot listen there on port "
+                                   f"{port} ({error.strerror or error}): give an address of this machine, e.g. "
+                                   "127.0.0.1 or 0.0.0.0")
     intake = AnnotationIntake(project, SyncState(state_path, project.project_id, repo_id))
     server = WebhookServer(webhook_app(intake, secret, service.wake.set), host, port).start()
     register(project, url, secret)

@@ -7,7 +7,7 @@ raises into one line, no traceback, no secret.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import click
@@ -15,8 +15,8 @@ import click
 from labelhub.cli_errors import one_line_errors
 
 #: ``one_line_errors`` is re-exported for the sync's commands.
-__all__ = ["one_line_errors", "options", "file_url_policy", "state_lock", "project_option", "revision_option", "state_option",
-           "csv_path_option", "tag_prefix_option", "log_level_option"]
+__all__ = ["one_line_errors", "options", "file_url_policy", "state_lock", "state_errors", "project_option",
+           "revision_option", "state_option", "csv_path_option", "tag_prefix_option", "log_level_option"]
 
 
 def options(*decorators):
@@ -86,8 +86,11 @@ file_url_options = options(
                       "30d; never = no expiry (tasks outlive any lifetime: see the README)."),
 )
 
-log_level_option = click.option("--log-level", default="INFO", envvar="LABELHUB_LOG_LEVEL",
-                                 type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
+log_level_option = click.option(
+    "--log-level", default="INFO", envvar="LABELHUB_LOG_LEVEL",
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+    help="How much the log (stderr) says: DEBUG adds LabelHub's details, INFO what each step did (counts, tasks "
+         "made), WARNING only what a person should act on, ERROR only failures.")
 
 
 @contextmanager
@@ -97,16 +100,50 @@ def state_lock(state_path: str, project_id: int) -> Iterator[None]:
     daemon, two imports of one file). Other projects may share the state file (each keeps its own rows).
 
     Raises:
-        click.UsageError: Another of these commands of the project holds it.
+        click.ClickException: Another of these commands of the project holds it (a runtime condition: exit 1), or
+            the lock file cannot be created (``--state <path>: cannot create <lock> (<reason>)``).
     """
     from labelhub.locks import file_lock
 
-    with file_lock(Path(f"{state_path}.{project_id}.lock"), blocking=False) as held:
+    lock = Path(f"{state_path}.{project_id}.lock")
+    with ExitStack() as stack:
+        try:
+            held = stack.enter_context(file_lock(lock, blocking=False))
+        except OSError as exc:
+            raise click.ClickException(f"--state {state_path}: cannot create {lock} ({_reason(exc)})") from None
         if not held:
-            raise click.UsageError(f"another labelhub sync, import-labels or restore of project {project_id} runs "
-                                   f"with --state {state_path}: wait for it (two at once would import the same "
-                                   "tasks twice)")
+            raise click.ClickException(f"another labelhub sync, import-labels or restore of project {project_id} "
+                                       f"runs with --state {state_path}: wait for it (two at once would import the "
+                                       "same tasks twice)")
         yield
+
+
+@contextmanager
+def state_errors(state_path: str) -> Iterator[None]:
+    """Name ``--state`` in the error of opening the state file (:func:`labelhub.sync.state.connect`) in the block.
+
+    Raises:
+        click.ClickException: ``--state <path>: not a LabelHub state file: move it or choose another --state`` for a
+            file that is not SQLite; ``--state <path>: <reason>`` for another ``OSError`` or ``sqlite3.Error`` (a
+            parent that is a file, a folder that cannot be written).
+    """
+    import sqlite3
+
+    try:
+        yield
+    except sqlite3.Error as exc:
+        what = ("not a LabelHub state file: move it or choose another --state" if "not a database" in str(exc)
+                else f"{type(exc).__name__}: {exc}")  # SQLITE_NOTADB, or another
+        raise click.ClickException(f"--state {state_path}: {what}") from None
+    except OSError as exc:
+        raise click.ClickException(f"--state {state_path}: {_reason(exc)}") from None
+
+
+def _reason(exc: OSError) -> str:
+    """An ``OSError`` in words, with the path it is about: ``File exists: /etc/passwd``."""
+    if exc.strerror and exc.filename:
+        return f"{exc.strerror}: {exc.filename}"
+    return str(exc)
 
 
 def file_url_policy(mode: str, public_url: str | None, secret: str | None, lifetime: str):

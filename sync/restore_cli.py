@@ -16,6 +16,7 @@ from labelhub.sync.options import (
     one_line_errors,
     project_option,
     series_options,
+    state_errors,
     state_lock,
     state_option,
 )
@@ -48,7 +49,7 @@ def restore(ctx, repo, tag, project_id, csv_path, tag_prefix, batch_size, state_
     from labelhub.redaction import setup_logging
 
     redact = setup_logging(log_level, secrets=[label_studio_api_key, hf_token])
-    with one_line_errors(redact.secrets):
+    with one_line_errors(redact.secrets, resumable=True):
         report = _run(repo, tag, project_id, csv_path, tag_prefix, batch_size, state_path, label_studio_url,
                       label_studio_api_key, hf_token, hf_endpoint)
     for error in report.errors:
@@ -71,7 +72,8 @@ def _run(repo, tag, project_id, csv_path, tag_prefix, batch_size, state_path, la
     project = LabelStudioProject(label_studio_url, label_studio_api_key, project_id)
     tasks, errors = plan_tasks(frame, manifest, project.label_config, dataset.repo_id, tag)
     with state_lock(state_path, project_id):
-        db = connect(state_path)
+        with state_errors(state_path):
+            db = connect(state_path)
         try:
             bind_project(db, project_id, project.url, project.key)
             return Restorer(project, ImportLedger(db, project_id, RESTORE_SOURCE), batch_size).run(tasks, errors)

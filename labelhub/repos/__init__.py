@@ -5,13 +5,15 @@
 - :class:`labelhub.repos.git.LocalGitRepo`: a local git repository given by its path, the embedded
   default that needs no Hub account.
 
-:func:`open_repo` picks one from the ``--repo`` argument: an existing directory is a local repo,
-anything else is a Hub ``repo_id``. What URL a task gets for a file (the Hub's ``resolve`` URL or a
+:func:`open_repo` picks one from the ``--repo`` argument: an existing directory is a local repo; a value
+starting with ``.``, ``/`` or ``~`` is always a path; anything else is a Hub ``repo_id``. What URL a task gets for a file (the Hub's ``resolve`` URL or a
 signed URL of the backend's file route) is chosen per repo by :class:`labelhub.file_urls.FileURLs`.
 """
 from __future__ import annotations
 
 import os
+
+from huggingface_hub.utils import validate_repo_id
 
 from labelhub.errors import RepoNotFound
 from labelhub.file_urls import FileURLs
@@ -26,8 +28,11 @@ def open_repo(repo: str, token: str | None = None, endpoint: str | None = None,
               public_url: str | None = None, file_urls: FileURLs | None = None) -> DatasetRepo:
     """Open ``repo``: a local git repository when it is an existing directory, else a Hub repo_id.
 
+    A value starting with ``.``, ``/`` or ``~`` is a path (``~`` expanded), never a repo_id; any other value that is
+    not a directory must pass ``huggingface_hub``'s own ``validate_repo_id`` and be ``owner/name``.
+
     Args:
-        repo: a path (``./data``, ``/srv/repo``) or a Hub dataset ``owner/name``.
+        repo: a path (``./data``, ``/srv/repo``, ``~/data``) or a Hub dataset ``owner/name``.
         token: the Hub token (``HF_TOKEN``); never logged.
         endpoint: the Hub endpoint (``HF_ENDPOINT``; default ``https://huggingface.co``).
         public_url: the backend's URL as the annotators' browsers see it
@@ -41,14 +46,26 @@ def open_repo(repo: str, token: str | None = None, endpoint: str | None = None,
         A :class:`labelhub.repos.git.LocalGitRepo` or a :class:`labelhub.repos.hub.HubRepo`.
 
     Raises:
-        labelhub.errors.RepoNotFound: ``repo`` is neither a directory nor a valid ``owner/name``.
+        labelhub.errors.RepoNotFound: ``repo`` is neither a directory nor a valid ``owner/name`` (the message names
+            ``--repo``, and ``huggingface_hub``'s reason when it has one).
         ValueError: ``file_urls`` asks for ``resolve`` URLs of a local repository.
+
+    Example:
+        >>> open_repo("./nope")  # doctest: +SKIP
+        RepoNotFound: --repo './nope': no such directory (a local git repository), and not a Hub repo_id owner/name
     """
-    if os.path.isdir(repo):
+    path = os.path.expanduser(repo)
+    if os.path.isdir(path):
         if file_urls is not None:
             file_urls.form(local=True, private=True)  # raises for --file-urls resolve
-        return LocalGitRepo(repo, public_url=public_url, file_urls=file_urls)
-    parts = repo.split("/")
-    if len(parts) != 2 or not all(parts):
-        raise RepoNotFound(f"--repo {repo!r} is neither a directory nor a Hub repo_id 'owner/name'")
+        return LocalGitRepo(path, public_url=public_url, file_urls=file_urls)
+    missing = f"--repo {repo!r}: no such directory (a local git repository), and not a Hub repo_id owner/name"
+    if repo.startswith((".", "/", "~")):
+        raise RepoNotFound(missing)
+    try:
+        validate_repo_id(repo)
+    except ValueError as exc:  # huggingface_hub's HFValidationError
+        raise RepoNotFound(f"{missing} ({exc})") from None
+    if repo.count("/") != 1:
+        raise RepoNotFound(missing)
     return HubRepo(repo, token=token, endpoint=endpoint, file_urls=file_urls)

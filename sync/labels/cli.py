@@ -22,6 +22,7 @@ from labelhub.sync.options import (
     one_line_errors,
     project_option,
     revision_option,
+    state_errors,
     state_lock,
     state_option,
 )
@@ -72,7 +73,7 @@ def import_labels(ctx, file, project_id, target, model_version, strict, batch_si
 
     redact = setup_logging(log_level, secrets=[label_studio_api_key, hf_token, secret])
     url_policy = file_url_policy(file_urls, public_url, secret, url_lifetime)
-    with one_line_errors(redact.secrets):
+    with one_line_errors(redact.secrets, resumable=True):
         rejected = _run(file, project_id, target, model_version or file.name, strict, batch_size,
                         file_format or ("coco" if file.suffix.lower() == ".json" else "csv"), repo, revision,
                         state_path, label_studio_url, label_studio_api_key, hf_token, hf_endpoint, public_url,
@@ -115,7 +116,8 @@ def _run(file, project_id, target, model_version, strict, batch_size, file_forma
     report = None
     if not (strict and parsed.rejected_rows):
         with state_lock(state_path, project_id):
-            db = connect(state_path)
+            with state_errors(state_path):
+                db = connect(state_path)
             bind_project(db, project_id, project.url, project.key)
             try:
                 report = LabelImporter(project, ImportLedger(db, project_id, LABELS_SOURCE), labels, target=target,
