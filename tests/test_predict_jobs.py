@@ -99,6 +99,19 @@ class _Project:
         self.app.extensions["labelhub"].trainer.run_once()
         return self.app.extensions["labelhub"].store.project(self.key).kv()["model_version"]
 
+    def wait_until_midway(self, version: str) -> None:
+        """Wait until the running job of ``version`` has written 50 predictions (its status file says so)."""
+        status_path = self.model_dir / "jobs" / f"{self.key}.json"
+
+        def midway():
+            try:
+                status = json.loads(status_path.read_bytes())
+            except (OSError, ValueError):
+                return False
+            return status["model_version"] == version and status["state"] == "running" and status["done"] >= 50
+
+        wait_for(midway, timeout=120, interval=0.02, message="the job to write 50 predictions")
+
     def ensure_trained(self) -> None:
         """Train on tasks 0:40 unless an earlier test did (a test run alone)."""
         if self.first_version is None:
@@ -156,19 +169,11 @@ def test_sigkill_in_the_middle_then_rerun_leaves_exactly_one_prediction_per_task
         assert _cli("predict", "--project", str(project.id), env=project.env).exit_code == 0
     version = project.train(40, 60)  # a new version: every task lacks it
     assert version != old and version.startswith("labelhub-60-")
-    status_path = project.model_dir / "jobs" / f"{project.key}.json"
     proc = subprocess.Popen([sys.executable, "-m", "tests.guarded", "predict", "--project", str(project.id),
                              "--batch-size", "10"], cwd=ROOT, env={**os.environ, **project.env},
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        def midway():
-            try:
-                status = json.loads(status_path.read_bytes())
-            except (OSError, ValueError):
-                return False
-            return status["model_version"] == version and status["state"] == "running" and status["done"] >= 50
-
-        wait_for(midway, timeout=120, interval=0.02, message="the job to write 50 predictions")
+        project.wait_until_midway(version)
         os.kill(proc.pid, signal.SIGKILL)
     finally:
         proc.kill()
@@ -203,19 +208,11 @@ def test_all_replaces_the_current_version_of_the_selected_tasks_only(label_studi
 def test_sigterm_in_the_middle_ends_in_one_line_saying_to_run_again_and_the_rerun_goes_on(label_studio, project):
     project.ensure_trained()
     version = project.train(100, 120)  # a new version: every task lacks it
-    status_path = project.model_dir / "jobs" / f"{project.key}.json"
     proc = subprocess.Popen([sys.executable, "-m", "tests.guarded", "predict", "--project", str(project.id),
                              "--batch-size", "10"], cwd=ROOT, env={**os.environ, **project.env},
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        def midway():
-            try:
-                status = json.loads(status_path.read_bytes())
-            except (OSError, ValueError):
-                return False
-            return status["model_version"] == version and status["state"] == "running" and status["done"] >= 50
-
-        wait_for(midway, timeout=120, interval=0.02, message="the job to write 50 predictions")
+        project.wait_until_midway(version)
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=60)
     finally:
