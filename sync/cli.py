@@ -164,7 +164,7 @@ def _start_webhooks(project, state_path, repo_id, service, url, host, port, secr
     from labelhub.sync.annotations.intake import AnnotationIntake
     from labelhub.sync.state import SyncState
     from labelhub.sync.annotations.receiver import WebhookServer, register, webhook_app
-    from labelhub.sync.labelstudio.server import bind_error
+    from labelhub.processes import bind_error
 
     error = bind_error(port, host)
     if error is not None and error.errno in (errno.EADDRINUSE, errno.EACCES):

@@ -215,7 +215,7 @@ class Demo:
                 (the message names its log).
             FileNotFoundError: ``dataset-fashion-mnist`` is not installed.
         """
-        from labelhub.sync.labelstudio.server import port_in_use
+        from labelhub.processes import port_in_use
 
         taken = [f"{port} ({flag})" for port, flag in ((self.port, "--port"), (self.backend_port, "--backend-port"),
                                                        (self.webhook_port, "--webhook-port")) if port_in_use(port)]

@@ -18,8 +18,8 @@ import httpx
 from label_studio_sdk.core.api_error import ApiError
 from label_studio_sdk.core.jsonable_encoder import jsonable_encoder
 
-from labelhub.labelstudio_client import (LISTING_ATTEMPTS, TASK_PAGE_SIZE, Listing, label_studio_client, list_tasks,
-                                         selected_items_queries)
+from labelhub.labelstudio_client import (KEY_ADVICE, LISTING_ATTEMPTS, TASK_PAGE_SIZE, Listing, label_studio_client,
+                                         list_tasks, selected_items_queries)
 from labelhub.errors import LabelStudioError, ProjectNotFound
 from labelhub.redaction import without_userinfo
 from labelhub.retry import NO_SDK_RETRY
@@ -62,11 +62,6 @@ class EncodedTasks(list):
     def __init__(self, tasks: Sequence[dict]):
         super().__init__(tasks)
         self.body = encode_tasks(self)
-
-
-#: What to do about a refused ``LABEL_STUDIO_API_KEY`` (the README's "Label Studio API keys").
-KEY_ADVICE = ("use a personal access token (Account & Settings → Personal Access Token) or a legacy token with "
-              "LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN=true")
 
 
 def _filters(*items: dict) -> str:

@@ -65,34 +65,6 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
-    """Whether a server listens on ``host:port`` now (a port only in TIME_WAIT after a server stopped is free)."""
-    return bind_error(port, host) is not None
-
-
-def bind_error(port: int, host: str = "127.0.0.1") -> OSError | None:
-    """Why a server could not listen on ``host:port`` now, or ``None`` when it can (tried with a throwaway socket,
-    ``SO_REUSEADDR`` as Werkzeug and Label Studio set it).
-
-    Args:
-        port: The TCP port.
-        host: An address or host name of this machine (``0.0.0.0``: all of them).
-
-    Returns:
-        ``None``, or the ``OSError`` of the bind: ``errno.EADDRINUSE`` when something listens there,
-        ``socket.gaierror`` for a host that does not resolve (``999.1.1.1``), ``errno.EADDRNOTAVAIL`` for an
-        address of another machine, ``PermissionError`` for a port below 1024 without the right to it.
-    """
-    try:
-        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
-        with socket.socket(family, socket.SOCK_STREAM) as s:
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            s.bind((host, port))
-    except OSError as exc:
-        return exc
-    return None
-
-
 def find_executable() -> Path:
     """The ``label-studio`` executable: on ``PATH``, else in the cached venv.
 
