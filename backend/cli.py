@@ -27,48 +27,14 @@ from contextlib import contextmanager
 import click
 
 from labelhub.cli_errors import one_line_errors
+from labelhub.cli_options import LOG_LEVEL_HELP, Integer, log_level_option
 from labelhub.redaction import one_line
 
-__all__ = ["backend", "predict", "worker", "check_configuration", "check_address", "Integer"]
+__all__ = ["backend", "predict", "worker", "check_configuration", "check_address"]
 
 #: The environment variables whose values are secrets (never printed).
 SECRET_VARIABLES = ("BASIC_AUTH_PASS", "LABELHUB_WEBHOOK_SECRET", "LABEL_STUDIO_API_KEY", "HF_TOKEN", "LABELHUB_SECRET",
                     "LABELHUB_REDIS_URL")
-
-
-class Integer(click.IntRange):
-    """``click.IntRange`` whose refusal of a non-number reads ``'abc' is not a valid integer.`` (click's own says "a
-    valid integer range") and whose ``--help`` metavar is ``INTEGER``; the range shows as ``[x>=1]``.
-
-    Example:
-        >>> Integer(min=1).convert("7", None, None)
-        7
-    """
-
-    name = "integer"
-
-
-#: ``--log-level``'s choices.
-LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
-
-
-#: ``--log-level``'s help, worded as the sync's commands word theirs (``labelhub.sync.options.log_level_option``).
-LOG_LEVEL_HELP = ("How much the log (stderr) says: DEBUG adds LabelHub's details, INFO what each step did (counts, "
-                  "versions, jobs), WARNING only what a person should act on, ERROR only failures.")
-
-
-def log_level_option(default: str = "INFO", help: str = LOG_LEVEL_HELP):
-    """The ``--log-level`` option (env ``LABELHUB_LOG_LEVEL``) of the backend's commands.
-
-    Args:
-        default: The level when neither the flag nor the variable is given.
-        help: Its ``--help`` sentence.
-
-    Returns:
-        The click decorator.
-    """
-    return click.option("--log-level", default=default, envvar="LABELHUB_LOG_LEVEL", help=help,
-                        type=click.Choice(LOG_LEVELS, case_sensitive=False))
 
 
 def check_address(host: str, port: int) -> None:

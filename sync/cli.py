@@ -20,6 +20,7 @@ from contextlib import ExitStack
 
 import click
 
+from labelhub.cli_options import Integer
 from labelhub.sync.options import (
     file_url_options,
     file_url_policy,
@@ -57,7 +58,7 @@ log = logging.getLogger("labelhub")
 @click.option("--once", is_flag=True, help="Run one cycle and exit (0 on success).")
 @click.option("--interval", type=click.FloatRange(min=0), default=60.0, envvar="LABELHUB_INTERVAL",
               help="Seconds between polls of the repo.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=10000,
+@click.option("--batch-size", type=Integer(min=1), default=10000,
               help="Tasks per Label Studio import call, at most (and at most 16 MB of URLs or texts); the first "
                    "call of a cycle carries at most 2,000, so tasks appear early.")
 @state_option
@@ -79,7 +80,7 @@ log = logging.getLogger("labelhub")
                    "http://sync:9091/webhook; registered on the project. Without it: reconciliation only.")
 @click.option("--webhook-host", envvar="LABELHUB_WEBHOOK_HOST", default="127.0.0.1",
               help="Interface the webhook receiver listens on (0.0.0.0 in a container).")
-@click.option("--webhook-port", envvar="LABELHUB_WEBHOOK_PORT", type=click.IntRange(1, 65535), default=9091,
+@click.option("--webhook-port", envvar="LABELHUB_WEBHOOK_PORT", type=Integer(1, 65535), default=9091,
               help="Port of the webhook receiver.")
 @click.option("--webhook-secret", envvar="LABELHUB_WEBHOOK_SECRET", default=None, show_default=False,
               help="Secret that Label Studio sends in the X-LabelHub-Secret header (env LABELHUB_WEBHOOK_SECRET).")

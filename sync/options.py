@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 
 from labelhub.cli_errors import one_line_errors
+from labelhub.cli_options import log_level_option as shared_log_level_option
 
 #: ``one_line_errors`` is re-exported for the sync's commands.
 __all__ = ["one_line_errors", "options", "file_url_policy", "state_lock", "state_errors", "project_option",
@@ -86,11 +87,7 @@ file_url_options = options(
                       "30d; never = no expiry (tasks outlive any lifetime: see the README)."),
 )
 
-log_level_option = click.option(
-    "--log-level", default="INFO", envvar="LABELHUB_LOG_LEVEL",
-    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
-    help="How much the log (stderr) says: DEBUG adds LabelHub's details, INFO what each step did (counts, tasks "
-         "made), WARNING only what a person should act on, ERROR only failures.")
+log_level_option = shared_log_level_option()
 
 
 @contextmanager

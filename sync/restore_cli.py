@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import click
 
+from labelhub.cli_options import Integer
 from labelhub.sync.options import (
     hub_options,
     label_studio_options,
@@ -28,7 +29,7 @@ from labelhub.sync.options import (
               "PREFIX-vN with its --csv-path) or a commit sha.")
 @project_option
 @series_options
-@click.option("--batch-size", type=click.IntRange(min=1), default=1000, help="Tasks per Label Studio import call.")
+@click.option("--batch-size", type=Integer(min=1), default=1000, help="Tasks per Label Studio import call.")
 @state_option
 @label_studio_options
 @hub_options

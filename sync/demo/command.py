@@ -37,6 +37,7 @@ from pathlib import Path
 
 import click
 
+from labelhub.cli_options import Integer
 from labelhub.processes import stop_process_group, wait_until_healthy
 from labelhub.repos.git import git
 
@@ -419,12 +420,12 @@ class Demo:
 @click.option("--dir", "directory", default=".labelhub-demo", type=click.Path(file_okay=False),
               help="Folder of the demo: the dataset repo, Label Studio's data, the model and the sync state "
                    "(reused by the next run).")
-@click.option("--images", default=500, type=click.IntRange(1, MAX_IMAGES),
+@click.option("--images", default=500, type=Integer(1, MAX_IMAGES),
               help="Fashion-MNIST images in the dataset repo.")
-@click.option("--port", default=8080, type=click.IntRange(1, 65535), help="Label Studio's port on 127.0.0.1.")
-@click.option("--backend-port", default=9090, type=click.IntRange(1, 65535),
+@click.option("--port", default=8080, type=Integer(1, 65535), help="Label Studio's port on 127.0.0.1.")
+@click.option("--backend-port", default=9090, type=Integer(1, 65535),
               help="The ML backend's port on 127.0.0.1.")
-@click.option("--webhook-port", default=9091, type=click.IntRange(1, 65535),
+@click.option("--webhook-port", default=9091, type=Integer(1, 65535),
               help="The sync daemon's webhook receiver's port on 127.0.0.1.")
 @click.option("--export-interval", default=10.0, type=click.FloatRange(min=0),
               help="At most one annotation version per this many seconds.")

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import click
 
+from labelhub.cli_options import Integer
 from labelhub.sync.options import (
     file_url_options,
     file_url_policy,
@@ -38,7 +39,7 @@ log = logging.getLogger("labelhub")
 @click.option("--model-version", default=None,
               help="The predictions' model_version [default: the file's name].")
 @click.option("--strict", is_flag=True, help="Import nothing when any row is rejected.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=1000, help="Tasks per Label Studio import call.")
+@click.option("--batch-size", type=Integer(min=1), default=1000, help="Tasks per Label Studio import call.")
 @click.option("--format", "file_format", type=click.Choice(["csv", "coco"]), default=None,
               help="The file's format [default: coco for a .json file, else csv].")
 @click.option("--repo", default=None, envvar="LABELHUB_REPO",
