@@ -423,8 +423,9 @@ def test_media_session_keeps_no_cookie_reads_no_netrc_and_keeps_the_environment_
         netrc.write_text("machine 127.0.0.1 login someone password netrc-password\n")
         netrc.chmod(0o600)
         monkeypatch.setenv("NETRC", str(netrc))
-        fetcher = MediaFetcher(Settings(model_dir=tmp_path, label_studio_url=ls.url, label_studio_api_key="legacy0token",
-                                        allowed_hosts=(allowed.url.split("//")[1],)))
+        settings = Settings(model_dir=tmp_path, label_studio_url=ls.url, label_studio_api_key="legacy0token",
+                            allowed_hosts=(allowed.url.split("//")[1],))
+        fetcher = MediaFetcher(settings)
         for url in ("/data/upload/1/a.png", allowed.url + "/a.png"):
             fetcher.fetch(url)
             fetcher.cache.clear()

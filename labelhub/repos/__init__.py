@@ -6,8 +6,9 @@
   default that needs no Hub account.
 
 :func:`open_repo` picks one from the ``--repo`` argument: an existing directory is a local repo; a value
-starting with ``.``, ``/`` or ``~`` is always a path; anything else is a Hub ``repo_id``. What URL a task gets for a file (the Hub's ``resolve`` URL or a
-signed URL of the backend's file route) is chosen per repo by :class:`labelhub.file_urls.FileURLs`.
+starting with ``.``, ``/`` or ``~`` is always a path; anything else is a Hub ``repo_id``. What URL a task gets
+for a file (the Hub's ``resolve`` URL or a signed URL of the backend's file route) is chosen per repo by
+:class:`labelhub.file_urls.FileURLs`.
 """
 from __future__ import annotations
 
