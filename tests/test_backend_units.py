@@ -451,10 +451,11 @@ def test_media_session_keeps_no_cookie_reads_no_netrc_and_keeps_the_environment_
     "hf://datasets/me/pics@%2Fetc/a.png",
     "hf://datasets/me/pics@refs%2F%2Fpr/a.png",
     "hf://datasets/me/pics@.%2Fmain/a.png",
-    f"{os.environ['HF_ENDPOINT']}/datasets/me/pics/resolve/..%2F..%2Fescaped/a.png",
-    f"{os.environ['HF_ENDPOINT']}/datasets/me/pics/resolve/main/..%2F..%2Fa.png",
+    "{HF_ENDPOINT}/datasets/me/pics/resolve/..%2F..%2Fescaped/a.png",  # the endpoint is known at run time only:
+    "{HF_ENDPOINT}/datasets/me/pics/resolve/main/..%2F..%2Fa.png",  # each xdist worker has its own Hub test server
 ])
 def test_hub_revisions_and_paths_with_dot_dot_or_empty_parts_are_refused_as_task_data(tmp_path, hub, url):
+    url = url.replace("{HF_ENDPOINT}", os.environ["HF_ENDPOINT"])
     with pytest.raises(MediaNotAllowedError, match=r"the Hub (revision|path) '.*' has a '\.\.', '\.' or empty part"):
         parse_hub_url(url, os.environ["HF_ENDPOINT"])
     with pytest.raises(MediaNotAllowedError):
