@@ -283,7 +283,8 @@ def test_cli_errors_are_one_clear_line_without_traceback_or_token(label_studio, 
         "no 'url' column": [str(no_url), "--project", str(project.id)],
         "the COCO file is not JSON": [str(not_json), "--project", str(project.id)],
         "holds text, not a URL": [str(good), "--project", str(text_project.id)],
-        "neither a directory nor a Hub repo_id": [str(good), "--project", str(project.id), "--repo", "no-such-dir"],
+        "no such directory (a local git repository), and not a Hub repo_id": [str(good), "--project", str(project.id),
+                                                                             "--repo", "no-such-dir"],
     }
     for expected, args in cases.items():
         result = invoke(*args)
