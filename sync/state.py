@@ -107,6 +107,8 @@ PROJECT_TABLES = ("imported", "import_pending", "tasks_seen", "annotations", "ex
                   "heads")
 #: The cursor holding the label config fingerprint the stored export rows were made with.
 ROWS_CONFIG = "export_rows_config"
+#: The cursor counting the repo's files the import cycles made tasks of or followed since the last version (JSON).
+FILE_CHANGES = "file_changes_since_version"
 
 
 def bind_project(db: sqlite3.Connection, project_id: int, label_studio_url: str, project_key: str) -> bool:
@@ -425,6 +427,28 @@ class SyncState:
         """Add 1 to an integer cursor, atomically (0 when unset)."""
         self._write("INSERT INTO cursors VALUES (?, ?, '1') ON CONFLICT(project_id, name) "
                     "DO UPDATE SET value = CAST(value AS INTEGER) + 1", [(self.key[0], name)])
+
+    def add_file_changes(self, counts: dict[str, int]) -> None:
+        """Add an import cycle's ``{"new", "changed", "moved", "removed", "restored": files}`` to those since the
+        last version (:data:`FILE_CHANGES`, read by the export and emptied when its version is tagged), atomically."""
+        counts = {k: int(v) for k, v in counts.items() if v}
+        if not counts:
+            return
+        with self._transaction():
+            total = self.file_changes()
+            for kind, n in counts.items():
+                total[kind] = total.get(kind, 0) + n
+            self.db.execute("INSERT OR REPLACE INTO cursors VALUES (?, ?, ?)",
+                            (self.key[0], FILE_CHANGES, json.dumps(total, sort_keys=True)))
+
+    def file_changes(self) -> dict[str, int]:
+        """The repo's files the import cycles made tasks of or followed since the last version (see
+        :meth:`add_file_changes`; ``{}`` when none, or when the cursor does not read)."""
+        try:
+            found = json.loads(self.cursor(FILE_CHANGES) or "{}")
+        except ValueError:
+            return {}
+        return {k: v for k, v in found.items() if isinstance(v, int)} if isinstance(found, dict) else {}
 
     # versions (the export)
     def exported_hashes(self) -> dict[int, str]:

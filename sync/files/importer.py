@@ -212,6 +212,8 @@ class FileImporter:
             self.state.repin_annotations([known[old].task_id for old, _ in moves], sha)
         self._mark(report.removed, sha)
         self._mark(report.restored, None)
+        self.state.add_file_changes({"new": report.created, "changed": len(report.changed), "moved": len(report.moved),
+                                     "removed": len(report.removed), "restored": len(report.restored)})
         self.state.set_head(self.revision, sha)
         remember_card(self.state, self.repo.repo_id, sha, card[0] if card else None)
         log.info("%s@%s → project %s: %d files, %d tasks created, %d recovered, %d changed, %d moved, %d removed, "

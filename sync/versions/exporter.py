@@ -63,7 +63,7 @@ from labelhub.sync.files.seen import SeenRefs, git_blob_id, remember_refs, seen_
 from labelhub.label_config import control_tags, data_field
 from labelhub.sync.labelstudio.project import LabelStudioProject
 from labelhub.repos import DatasetRepo
-from labelhub.sync.state import SyncState
+from labelhub.sync.state import FILE_CHANGES, SyncState
 
 log = logging.getLogger(__name__)
 
@@ -138,6 +138,21 @@ def label_changes(old_records: str, labels: pd.DataFrame, ids: set[int], control
     old = pd.DataFrame([r for r in json.loads(old_records) if r.get("annotation_id") in ids],
                        columns=list(labels.columns))
     return diff_frames(old, labels[labels["annotation_id"].isin(ids)], controls, old_name, new_name)
+
+
+def files_text(counts: dict[str, int], since: str | None) -> str:
+    """The line a version's description and card add about the repo's files the import cycles made tasks of or
+    followed since the previous version (:meth:`labelhub.sync.state.SyncState.file_changes`): ``""`` when none.
+
+    Example:
+        >>> files_text({"new": 3, "moved": 1, "removed": 1}, "annotations-v2")
+        '\\n\\nRepo files since annotations-v2: 3 new, 1 moved, 1 removed.'
+    """
+    parts = [f"{counts[kind]} {kind}" for kind in ("new", "changed", "moved", "removed", "restored")
+             if counts.get(kind)]
+    if not parts:
+        return ""
+    return f"\n\nRepo files since {since or 'nothing'}: {', '.join(parts)}."
 
 
 def differing_ids(old: dict[int, str], new: dict[int, str]) -> set[int]:
@@ -246,12 +261,13 @@ class Exporter:
                 number, parent = self._first_number(refs.tags), refs.head
             export_id = uuid.uuid4().hex
             change = self._changes(labels, self.series.tag(number), differing)
+            told = changes_text(change, changed) + files_text(self.state.file_changes(), change.old)
             self.state.begin_version(number, export_id, hashes, summary, labels.to_json(orient="records"))
             message = f"{self.series.commit_title(number)}: +{added} ~{changed} -{removed}"
             description = (f"Annotations of Label Studio project {self.project.project_id} ({self.project.url}).\n\n"
-                           f"{changes_text(change, changed)}\n\n{EXPORT_ID_KEY}: {export_id}")
+                           f"{told}\n\n{EXPORT_ID_KEY}: {export_id}")
             try:
-                sha, parent, files = self._commit(number, export_id, frame, csv, summary, change, message,
+                sha, parent, files = self._commit(number, export_id, frame, csv, summary, change, told, message,
                                                   description, parent, first=last is None)
                 break
             except _Renumber as moved:  # nothing landed: number the version again on the fresh refs
@@ -335,7 +351,7 @@ class Exporter:
         return label_columns(frame, self.controls).to_json(orient="records")
 
     def _files(self, number: int, export_id: str, frame: pd.DataFrame, csv: bytes, summary: dict,
-               change: VersionDiff, parent: str) -> dict[str, bytes]:
+               change: VersionDiff, told: str, parent: str) -> dict[str, bytes]:
         last_tagged = number - 1 if number > 1 else None
         live = frame[~frame["was_cancelled"].astype(bool)] if len(frame) else frame
         # the configs and figures, made again only for the annotations and tasks changed since the last build
@@ -371,7 +387,7 @@ class Exporter:
         consensus_features = None if local else training_features(self.project.label_config, self.controls,
                                                                    self.field, CONSENSUS_COLUMNS, found=found)
         card = dataset_card(previous, self.csv_path, card_block(manifest, self.controls, self.value_key,
-                                                                 changes=changes_text(change, summary["changed"]),
+                                                                 changes=told,
                                                                  agreement=agreement_markdown(manifest["agreement"]),
                                                                  series=series, rows_config=not local),
                             training_files=training_files, features=features, rows_path=rows_path,
@@ -402,7 +418,7 @@ class Exporter:
         except FileNotFoundError:
             return None
 
-    def _commit(self, number, export_id, frame, csv, summary, change, message, description,
+    def _commit(self, number, export_id, frame, csv, summary, change, told, message, description,
                 parent, first: bool = False) -> tuple[str, str, dict[str, bytes]]:
         """Commit until it lands; returns ``(sha, the parent it landed on, the files committed)``.
 
@@ -413,7 +429,7 @@ class Exporter:
         looked up by its export id."""
         conflicts = 0
         while True:
-            files = self._files(number, export_id, frame, csv, summary, change, parent)
+            files = self._files(number, export_id, frame, csv, summary, change, told, parent)
             try:
                 sha = hub_retrying(self.max_attempts, f"commit of v{number}", self.sleep)(
                     self._commit_once, files, message, description, parent, export_id)
@@ -453,6 +469,7 @@ class Exporter:
             if self.repo.tags().get(tag) != sha:
                 raise LabelHubError(f"tag {tag} exists on another commit than {sha[:12]}") from None
         cursors = {CARD: card} if card is not None else {}
+        cursors[FILE_CHANGES] = "{}"  # told in this version's description and card
         if generation is not None:
             cursors[EXPORTED_GENERATION] = generation
         self.state.set_version_status(number, "tagged", cursors=cursors)
