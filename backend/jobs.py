@@ -73,7 +73,7 @@ from labelhub.labelstudio_client import (KEY_ADVICE, LISTING_ATTEMPTS, TASK_PAGE
                                          label_studio_client, list_tasks, selected_items_queries)
 from labelhub.backend.model import normalize_predictions
 from labelhub.backend.state import atomic_write_json
-from labelhub.redaction import one_line
+from labelhub.redaction import one_line, without_userinfo
 from labelhub.errors import ConfigurationError, LabelHubError, LabelStudioError, NotFoundError, ProjectNotFound
 from labelhub.retry import NO_SDK_RETRY
 
@@ -229,6 +229,7 @@ class LabelStudioClient:
             raise ConfigurationError("LABEL_STUDIO_API_KEY (--api-key) is required")
         self.url = url.rstrip("/")
         self._client = label_studio_client(self.url, api_key, timeout)
+        self._shown = without_userinfo(self.url)  # in messages: never a user:password@ of the URL
 
     def _call(self, what: str, fn: Callable[[], Any]) -> Any:
         """``fn()``, with the SDK's errors turned into :class:`LabelStudioError` (``status`` set) or
@@ -240,18 +241,18 @@ class LabelStudioClient:
             return fn()
         except ApiError as exc:
             if exc.status_code == 404:
-                raise ProjectNotFound(f"{what}: not found at {self.url} (404)") from None
+                raise ProjectNotFound(f"{what}: not found at {self._shown} (404)") from None
             if exc.status_code in (401, 403):
-                error = LabelStudioError(f"Label Studio at {self.url} refused LABEL_STUDIO_API_KEY "
+                error = LabelStudioError(f"Label Studio at {self._shown} refused LABEL_STUDIO_API_KEY "
                                          f"({exc.status_code}): {KEY_ADVICE}")
             else:
                 body = one_line(exc.body, 300)
-                error = LabelStudioError(f"{what}: Label Studio at {self.url} answered {exc.status_code}: {body}")
+                error = LabelStudioError(f"{what}: Label Studio at {self._shown} answered {exc.status_code}: {body}")
             error.status = exc.status_code
             raise error from None
         except httpx.HTTPError as exc:
-            error = LabelStudioError(f"{what}: no answer from Label Studio at {self.url} ({type(exc).__name__}: "
-                                     f"{' '.join(str(exc).split())[:200]}): check that it runs and that "
+            error = LabelStudioError(f"{what}: no answer from Label Studio at {self._shown} ({type(exc).__name__}: "
+                                     f"{one_line(exc, 200)}): check that it runs and that "
                                      "LABEL_STUDIO_URL (--label-studio-url) is its URL")
             error.status = None
             raise error from None

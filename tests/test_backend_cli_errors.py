@@ -93,6 +93,12 @@ def test_predict_against_no_label_studio_names_its_url_option_and_variable(tmp_p
     assert error.startswith(f"Error: project 1: no answer from Label Studio at {url} (ConnectError"), error
     assert error.endswith("check that it runs and that LABEL_STUDIO_URL (--label-studio-url) is its URL")
     assert SECRET not in answer.stderr
+    host = url.split("//")[1]
+    answer = run_labelhub("predict", "--project", "1", "--api-key", SECRET, "--model-dir", str(tmp_path),
+                          "--label-studio-url", f"http://me:pw-{SECRET}@{host}", env={"TQDM_DISABLE": "1"},
+                          timeout=120)
+    assert answer.returncode == 1 and f"Label Studio at {url} (" in answer.stderr, answer.stderr
+    assert SECRET not in answer.stderr  # nor the URL's password
 
 
 def test_worker_without_redis_names_its_host_and_port_never_its_password():
