@@ -35,7 +35,8 @@ from labelhub.label_config import control_tags, data_field  # noqa: E402
 from labelhub.sync.state import SyncState  # noqa: E402
 from labelhub.sync.versions.agreement import consensus_rows  # noqa: E402
 from labelhub.sync.versions.exporter import (  # noqa: E402
-    CARD, Exporter, build_csv, diff_counts, differing_ids, label_columns)
+    CARD, Exporter, build_csv, diff_counts, differing_ids, files_text, label_columns)
+from labelhub.sync.versions.diff import changes_text  # noqa: E402
 from labelhub.sync.versions.incremental import forget  # noqa: E402
 from labelhub.sync.versions.rows import annotation_row  # noqa: E402
 from labelhub.sync.versions.training import consensus_records, training_records  # noqa: E402
@@ -144,8 +145,9 @@ def build_version(exporter: Exporter, number: int, parent: str) -> tuple[Clock, 
     summary = {"added": added, "changed": changed, "removed": removed}
     clock.step("state record", lambda: state.begin_version(number, export_id, hashes, summary,
                                                            labels.to_json(orient="records")))
+    told = changes_text(change, changed) + files_text(state.file_changes(), change.old)
     files = clock.step("files of every config", exporter._files, number, export_id, frame, csv, summary, change,
-                       parent)
+                       told, parent)
     # as the exporter does once the commit landed and is tagged (not timed)
     state.set_version_status(number, "committed", f"{number:040x}", parent)
     state.set_version_status(number, "tagged")
