@@ -3,9 +3,12 @@
 """
 from __future__ import annotations
 
-import click
+import os
 
-__all__ = ["Integer", "LOG_LEVELS", "LOG_LEVEL_HELP", "log_level_option"]
+import click
+from tqdm.auto import tqdm
+
+__all__ = ["Integer", "LOG_LEVELS", "LOG_LEVEL_HELP", "log_level_option", "progress_bar"]
 
 #: ``--log-level``'s choices.
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -39,3 +42,18 @@ def log_level_option(default: str = "INFO", help: str = LOG_LEVEL_HELP):
     """
     return click.option("--log-level", default=default, envvar="LABELHUB_LOG_LEVEL", help=help,
                         type=click.Choice(LOG_LEVELS, case_sensitive=False))
+
+
+def progress_bar(iterable=None, **kwargs) -> tqdm:
+    """A tqdm progress bar shown on a terminal only: on a log file's or a container's stderr a bar's redraws run
+    into the log lines (tqdm's ``disable=None``, https://tqdm.github.io/docs/tqdm/). ``TQDM_DISABLE``, when set,
+    still decides, as tqdm's environment defaults do.
+
+    Args:
+        iterable: What to iterate, as for ``tqdm``.
+        **kwargs: ``tqdm``'s other arguments (``total``, ``desc``, ``unit``, ``leave``...).
+    """
+    if "TQDM_DISABLE" not in os.environ:
+        kwargs.setdefault("disable", None)
+    return tqdm(iterable, **kwargs)
+

@@ -30,7 +30,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Protocol
 
-from tqdm.auto import tqdm
+from labelhub.cli_options import progress_bar
 
 __all__ = ["SCHEMA", "LABELS_SOURCE", "MAX_BATCH_BYTES", "Entry", "Known", "Item", "ImportLedger", "TaskImporter", "migrate"]
 
@@ -352,7 +352,7 @@ class ImportLedger:
         created = 0
         batches = _batches(items, batch_size, max_batch_bytes, first_batch_size)
         in_flight: tuple[list[Item], Future] | None = None
-        with tqdm(total=total, desc=desc, unit=" tasks", leave=False) as bar, \
+        with progress_bar(total=total, desc=desc, unit=" tasks", leave=False) as bar, \
                 ThreadPoolExecutor(max_workers=1, thread_name_prefix="labelhub-import") as caller:
             while True:
                 batch = next(batches, [])  # built (and its request encoded) while the previous call is in flight

@@ -89,6 +89,7 @@ def test_files_become_tasks_once_and_follow_new_commits(label_studio, project, d
     assert sample["id"] == "vol-001" and sample["meta"] == "Fashion volume 001, a title with a comma"
     assert "30 tasks created" in first.stderr
     assert label_studio.personal_token not in first.stderr + first.stdout
+    assert "\r" not in first.stderr and " tasks/s" not in first.stderr  # no progress bar off a terminal: a log
 
     again = run_labelhub(*sync_args(dataset, project, tmp_path), env=env, check=True)
     assert sum(len(t) for t in tasks_by_path(label_studio, project.id).values()) == N

@@ -27,8 +27,8 @@ from huggingface_hub.errors import (
     RevisionNotFoundError,
 )
 from huggingface_hub.hf_api import RepoFile as HubRepoFile
-from tqdm.auto import tqdm
 
+from labelhub.cli_options import progress_bar
 from labelhub.errors import (
     AmbiguousCommit,
     CommitConflict,
@@ -208,7 +208,7 @@ class HubRepo:
             self.resolve(sha)
         entries = self.api.list_repo_tree(self.repo_id, repo_type=REPO_TYPE, revision=sha, recursive=True)
         with hub_errors(self.endpoint, self.repo_id, sha):
-            for entry in tqdm(entries, desc=f"listing {self.repo_id}", unit=" entries", leave=False):
+            for entry in progress_bar(entries, desc=f"listing {self.repo_id}", unit=" entries", leave=False):
                 if isinstance(entry, HubRepoFile):
                     yield RepoFile(entry.path, entry.size, entry.blob_id)
 
