@@ -14,8 +14,9 @@ import time
 import pytest
 
 from tests import sample_repos
-from tests.conftest import HUB_TOKEN, ROOT, run_labelhub
+from tests.conftest import ROOT, run_labelhub
 from tests.labelstudio import free_port
+from tests.test_sync_files_to_tasks import env_for
 
 CONFIG = ('<View><Image name="image" value="$image"/><Choices name="kind" toName="image">'
           '<Choice value="Bag"/><Choice value="Coat"/></Choices></View>')
@@ -47,8 +48,7 @@ def project(make_project):
 
 @pytest.fixture
 def env(label_studio):
-    return {"LABEL_STUDIO_URL": label_studio.url, "LABEL_STUDIO_API_KEY": label_studio.personal_token,
-            "HF_TOKEN": HUB_TOKEN}
+    return env_for(label_studio)  # Label Studio's URL and personal token, the Hub token
 
 
 # ---- --repo ----------------------------------------------------------------------------------------------------
