@@ -73,6 +73,7 @@ from labelhub.labelstudio_client import (KEY_ADVICE, LISTING_ATTEMPTS, TASK_PAGE
                                          label_studio_client, list_tasks, selected_items_queries)
 from labelhub.backend.model import normalize_predictions
 from labelhub.backend.state import atomic_write_json
+from labelhub.cli_options import progress_bar
 from labelhub.redaction import one_line, without_userinfo
 from labelhub.errors import ConfigurationError, LabelHubError, LabelStudioError, NotFoundError, ProjectNotFound
 from labelhub.retry import NO_SDK_RETRY
@@ -1043,8 +1044,9 @@ def run_job(host: JobHost, api: LabelStudioClient, project_id: int, *, mode: str
             _save(host, status)
             log.info("project %s: %d of %d tasks to predict with %s in %d batches", project_id, status.total,
                      len(tasks), version, len(batches))
-            bar = tqdm(total=status.total, unit="task", desc=f"project {project_id}", dynamic_ncols=True,
-                       disable=None if progress is None else not progress)
+            shown = {} if progress is None else {"disable": not progress}  # None: a terminal's, as TQDM_DISABLE says
+            bar = progress_bar(total=status.total, unit="task", desc=f"project {project_id}", dynamic_ncols=True,
+                               **shown)
             update = _progress_lines(project_id, status) if bar.disable else bar.update
             with contextlib.nullcontext() if bar.disable else logging_redirect_tqdm(tqdm_class=tqdm):
                 for i, result in enumerate((execute or run_here)(host, api, project, batches, update)):

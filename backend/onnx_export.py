@@ -55,6 +55,7 @@ from pathlib import Path
 
 from labelhub.cache import cache_root
 from labelhub.errors import LabelHubError
+from labelhub.redaction import one_line
 from labelhub.locks import file_lock
 
 log = logging.getLogger("labelhub.backend.onnx_export")  # the same name when run with python -m
@@ -372,7 +373,7 @@ def main(argv: list[str] | None = None) -> int:
             for model in args.models:
                 print(ensure_onnx(model, args.image_size), flush=True)
     except (ImportError, OSError, ValueError) as exc:
-        print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
+        print(f"error: {one_line(exc)}", file=sys.stderr)
         return 1
     return 0
 

@@ -1,4 +1,4 @@
-"""Options and types every ``labelhub`` command shares, whichever side defines it (the backend's commands,
+"""Options, types and the progress bar every ``labelhub`` command shares, whichever side defines it (the backend's commands,
 :mod:`labelhub.backend.cli`, and the sync's, :mod:`labelhub.sync.options`, do not import each other).
 """
 from __future__ import annotations

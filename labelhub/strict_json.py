@@ -21,6 +21,7 @@ import re
 from typing import Any
 
 from labelhub.errors import InvalidJSONError
+from labelhub.redaction import one_line
 
 __all__ = ["MAX_JSON_DEPTH", "loads", "unpaired_surrogate"]
 
@@ -114,7 +115,7 @@ def loads(raw: bytes | str, max_depth: int = MAX_JSON_DEPTH) -> Any:
     except RecursionError:
         raise InvalidJSONError(f"too deep: the JSON nests more than {max_depth} levels") from None
     except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError, encodings, the int digits limit
-        raise InvalidJSONError(" ".join(f"not JSON: {exc}".split())[:300]) from None
+        raise InvalidJSONError(one_line(f"not JSON: {exc}", 300)) from None
     if _too_deep(value, max_depth):
         raise InvalidJSONError(f"too deep: the JSON nests more than {max_depth} levels")
     pattern = _MAY_HOLD_SURROGATE_BYTES if isinstance(raw, (bytes, bytearray)) else _MAY_HOLD_SURROGATE

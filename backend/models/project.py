@@ -56,6 +56,7 @@ from labelhub.backend.models.params import params_for
 from labelhub.backend.state import atomic_write_bytes
 from labelhub.errors import LabelConfigError
 from labelhub.label_config import ControlSpec, control_specs, parse_label_config
+from labelhub.redaction import one_line
 
 log = logging.getLogger(__name__)
 
@@ -433,7 +434,7 @@ class ProjectModel(LabelStudioMLBase):
                 except Exception as exc:  # the other heads still learn; this one keeps its previous fit
                     log.exception("project %s: the %s head of %r failed to fit", self.project_id, head.name,
                                   head.control.from_name)
-                    failed.append(f"{head.control.from_name}: {type(exc).__name__}: {' '.join(str(exc).split())}")
+                    failed.append(f"{head.control.from_name}: {type(exc).__name__}: {one_line(exc)}")
         finally:
             self._fitting.disk = None
             for name, cache in fit_cache.items():

@@ -22,6 +22,7 @@ import math
 from os import PathLike
 from typing import IO
 
+from labelhub.redaction import one_line
 from labelhub.sync.labels import parsed as m
 from labelhub.sync.labels.parsed import ImportTask, LabelsFileError, ParsedLabels, ProjectLabels, Region, RowError, UrlResolver
 from labelhub.sync.regions import FractionEdges, edges_from_coco
@@ -73,7 +74,7 @@ def read_coco(source: str | PathLike | IO, labels: ProjectLabels, urls: UrlResol
     except RecursionError:
         raise LabelsFileError("the COCO file nests too deeply to be read") from None
     except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError, encodings, integers of > 4300 digits
-        raise LabelsFileError(" ".join(f"the COCO file is not JSON: {exc}".split())[:400]) from None
+        raise LabelsFileError(one_line(f"the COCO file is not JSON: {exc}", 400)) from None
     if not isinstance(coco, dict) or not isinstance(coco.get("images"), list):
         raise LabelsFileError("the COCO file has no 'images' list (https://cocodataset.org/#format-data)")
     for key in ("annotations", "categories"):

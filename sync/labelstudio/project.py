@@ -21,7 +21,7 @@ from label_studio_sdk.core.jsonable_encoder import jsonable_encoder
 from labelhub.labelstudio_client import (KEY_ADVICE, LISTING_ATTEMPTS, TASK_PAGE_SIZE, Listing, label_studio_client,
                                          list_tasks, selected_items_queries)
 from labelhub.errors import LabelStudioError, ProjectNotFound
-from labelhub.redaction import without_userinfo
+from labelhub.redaction import one_line, without_userinfo
 from labelhub.retry import NO_SDK_RETRY
 
 
@@ -111,7 +111,7 @@ class LabelStudioProject:
                 raise ProjectNotFound(f"Label Studio project {self.project_id} not found at {self.url}") from None
             if exc.status_code in (401, 403):
                 detail = exc.body.get("detail") if isinstance(exc.body, dict) else None
-                reason = " ".join(str(detail or exc.body or "").split())[:200].rstrip(".")
+                reason = one_line(detail or exc.body or "", 200).rstrip(".")
                 raise LabelStudioError(f"Label Studio at {self.url} refused LABEL_STUDIO_API_KEY ({exc.status_code} "
                                        f"{reason}): {KEY_ADVICE}") from None
             raise LabelStudioError(f"Label Studio at {self.url} answered {exc.status_code}: "
