@@ -22,7 +22,7 @@ from labelhub.sync.versions.diff import diff_frames
 from labelhub.sync.versions.exporter import differing_ids, json_lines, label_changes, label_columns
 from labelhub.sync.versions.incremental import build_files, build_rows
 from labelhub.sync.versions.rows import label_distribution
-from labelhub.sync.versions.training import consensus_records, folder_patterns, training_records
+from labelhub.sync.versions.training import consensus_records, control_labels, folder_patterns, training_records
 
 REPO = "owner/images"
 SHA, OTHER_SHA = "1" * 40, "2" * 40
@@ -93,7 +93,7 @@ def assert_same_as_from_scratch(state: SyncState, tmp_path: Path, config: str, l
     assert files.consensus_patterns("consensus.jsonl") == folder_patterns(consensus, "consensus.jsonl")
     assert files.rows_json == reference.to_json(orient="records", lines=True).encode()
     assert files.agreement == agreement_report(reference, controls)
-    assert files.label_distribution == label_distribution(reference, controls)
+    assert files.label_distribution == label_distribution(reference, controls, known=control_labels(config, controls))
     return built
 
 
@@ -357,6 +357,28 @@ def test_a_label_holding_a_bar_stays_whole_in_the_training_rows():
     frame = rows_frame([annotation_row(task, {"id": 11, "result": result}, controls, "image", {})], controls, "image")
     [record] = training_records_by_row(frame, config, controls, data_field(config), "o/r", False)
     assert record["kind"] == "a|b" and record["tags"] == ["a|b", "plain"]
+
+
+def test_a_label_holding_a_bar_counts_whole_in_the_label_distribution(tmp_path):
+    """The manifest's and card's ``label_distribution`` (also the labels a version's ``ClassLabel`` adds) counted a
+    config label "a|b" as "a" and "b"; labels the config lacks still split at every "|"."""
+    config = ('<View><Image name="image" value="$image"/><Choices name="kind" toName="image" choice="multiple">'
+              '<Choice value="a|b"/><Choice value="c"/></Choices></View>')
+    controls, field = control_tags(config), data_field(config)
+    state = SyncState(tmp_path / "state.sqlite3", 7, REPO)
+    chose = [["a|b", "c"], ["a|b"], ["x|y"]]
+    for task, choices in enumerate(chose, 1):
+        result = [{"from_name": "kind", "to_name": "image", "type": "choices", "value": {"choices": choices}}]
+        add(state, task, image_task(task), {**image_annotation(task * 10, 1), "result": result})
+    for task, more in ((None, {"a|b": 2, "c": 1, "x": 1, "y": 1}), (4, {"a|b": 3, "c": 1, "x": 1, "y": 1})):
+        if task:  # the second build is incremental
+            add(state, task, image_task(task), {**image_annotation(task * 10, 1), "result": [
+                {"from_name": "kind", "to_name": "image", "type": "choices", "value": {"choices": ["a|b"]}}]})
+        built = build_rows(state, controls, field.value_key)
+        files = build_files(state, built.frame, config, controls, field, REPO, False, OTHER_SHA)
+        assert files.label_distribution == {"kind": more}
+    assert label_distribution(built.frame, controls) == {"kind": {"a": 3, "b": 3, "c": 1, "x": 1, "y": 1}}
+    assert_same_as_from_scratch(state, tmp_path, config)
 
 
 def test_a_cell_holding_a_carriage_return_is_quoted_so_its_row_reads_back_whole(tmp_path):

@@ -42,8 +42,8 @@ from labelhub.sync.versions.agreement import (Analysis, agreement_report, analys
                                               merge_analyses, prepare, prepared_tasks, rows_of_tasks)
 from labelhub.sync.versions.rows import (ROW_FORMAT, annotation_reference, annotation_row, label_counts,
                                          label_distribution, rows_frame)
-from labelhub.sync.versions.training import (consensus_records, consensus_records_by_row, folder_patterns_of,
-                                             training_records_by_row, uses_revision)
+from labelhub.sync.versions.training import (consensus_records, consensus_records_by_row, control_labels,
+                                             folder_patterns_of, training_records_by_row, uses_revision)
 
 __all__ = ["VersionRows", "VersionFiles", "build_rows", "build_files", "forget"]
 
@@ -567,7 +567,7 @@ def _files(build: VersionRows, label_config: str, controls: Mapping[str, str], f
                         [name for name in names if name and name not in absent],
                         b"".join(line for line, name in zip(made["line"], consensus_names) if name not in absent),
                         [name for name in consensus_names if name and name not in absent], json_rows, report,
-                        label_distribution(frame, controls, build.labels))
+                        label_distribution(frame, controls, build.labels, control_labels(label_config, controls)))
 
 
 def _files_from_scratch(frame: pd.DataFrame, label_config: str, controls: Mapping[str, str], field: DataField,
@@ -583,4 +583,5 @@ def _files_from_scratch(frame: pd.DataFrame, label_config: str, controls: Mappin
     return VersionFiles(b"".join(map(_dumps, records)), [r["file_name"] for r in records if r.get("file_name")],
                         b"".join(map(_dumps, consensus)), [r["file_name"] for r in consensus if r.get("file_name")],
                         frame.to_json(orient="records", lines=True).encode() if rows_json else None,
-                        agreement_report(frame, controls, analysis), label_distribution(frame, controls))
+                        agreement_report(frame, controls, analysis),
+                        label_distribution(frame, controls, known=control_labels(label_config, controls)))

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
 import pandas as pd
 
@@ -189,9 +189,29 @@ def rows_frame(rows: Iterable[dict], controls: Mapping[str, str], value_key: str
     return frame.sort_values(["task_id", "annotation_id"], kind="stable").reset_index(drop=True)
 
 
+def split_labels(text: str, known: Sequence[str]) -> list[str]:
+    """The labels of a CSV cell, which joins them with ``|``: a label of the config that holds ``|`` itself
+    (``"a|b"``) stays whole, the longest such match first; other parts are split at each ``|``.
+
+    Example:
+        >>> split_labels("a|b|plain", ["a|b", "plain"])
+        ['a|b', 'plain']
+    """
+    parts, labels, i = text.split("|"), [], 0
+    known = set(known)
+    while i < len(parts):
+        j = next((j for j in range(len(parts), i + 1, -1) if "|".join(parts[i:j]) in known), i + 1)
+        labels.append("|".join(parts[i:j]))
+        i = j
+    return labels
+
+
 def label_counts(frame: pd.DataFrame, controls: Mapping[str, str]) -> dict[str, Counter]:
-    """``{from_name: Counter({label: count})}`` over the rows not cancelled (Choices-like and boxes); what
-    :func:`label_distribution` sorts. Counts of two sets of rows add up to those of both.
+    """``{from_name: Counter({labels: count})}`` over the rows not cancelled (Choices-like and boxes); what
+    :func:`label_distribution` splits and sorts. Counts of two sets of rows add up to those of both.
+
+    A key is a cell's labels as the CSV joins them with ``|`` (a region's, for boxes and spans), not yet split:
+    only the label config tells a label holding ``|`` from two labels (:func:`split_labels`).
 
     Args:
         frame: Rows (columns of this module; ``was_cancelled`` and the control columns are read).
@@ -211,7 +231,7 @@ def label_counts(frame: pd.DataFrame, controls: Mapping[str, str]) -> dict[str, 
             if tag == "RectangleLabels" or (tag == "Labels" and cell.startswith("[")):
                 labels = [b["label"] for b in json.loads(cell)]
             elif tag in ("Choices", "Labels", "Taxonomy"):
-                labels = cell.split("|")
+                labels = [cell]
             else:
                 continue
             for label in labels:
@@ -221,18 +241,27 @@ def label_counts(frame: pd.DataFrame, controls: Mapping[str, str]) -> dict[str, 
 
 
 def label_distribution(frame: pd.DataFrame, controls: Mapping[str, str],
-                       counts: Mapping[str, Counter] | None = None) -> dict[str, dict[str, int]]:
+                       counts: Mapping[str, Counter] | None = None,
+                       known: Mapping[str, Sequence[str]] | None = None) -> dict[str, dict[str, int]]:
     """``{from_name: {label: count}}`` over the rows not cancelled (Choices-like and boxes), most frequent first.
 
     Args:
         frame: Rows (see :func:`label_counts`).
         controls: ``{from_name: control tag type}``.
         counts: :func:`label_counts` of ``frame`` when known (then ``frame`` is not read).
+        known: ``{from_name: the label config's labels}``, so that a label holding ``|`` counts as one
+            (``labelhub.sync.versions.training.control_labels``); without it every ``|`` splits.
 
     Returns:
         Per control with labels, ``{label: count}`` sorted by count (descending), then label.
     """
     counts = label_counts(frame, controls) if counts is None else counts
-    positive = {name: +counted for name, counted in counts.items()}  # + drops labels counted to zero
+    positive = {}
+    for name, counted in counts.items():
+        split: Counter = Counter()
+        for labels, times in counted.items():
+            for label in split_labels(labels, (known or {}).get(name, ())):
+                split[label] += times
+        positive[name] = +split  # + drops labels counted to zero
     return {name: dict(sorted(counted.items(), key=lambda kv: (-kv[1], kv[0])))
             for name, counted in positive.items() if counted}

@@ -52,11 +52,11 @@ from collections.abc import Iterable, Mapping, Sequence
 import pandas as pd
 
 from labelhub.label_config import DataField, parse_label_config
-from labelhub.sync.versions.rows import textarea_entries
+from labelhub.sync.versions.rows import split_labels, textarea_entries
 
 __all__ = ["LOCAL_METADATA", "HUB_ROWS", "LOCAL_CONSENSUS", "HUB_CONSENSUS", "training_features", "training_records",
            "training_records_by_row", "consensus_records", "consensus_records_by_row", "uses_revision", "media_column",
-           "folder_patterns", "folder_patterns_of", "split_labels"]
+           "folder_patterns", "folder_patterns_of", "split_labels", "control_labels"]
 
 #: The rows file of a local repository: at its root, so that every ``file_name`` is below it.
 LOCAL_METADATA = "metadata.jsonl"
@@ -94,6 +94,16 @@ def _control_specs(label_config: str, controls: Mapping[str, str]) -> dict[str, 
             tag = ""
         specs[name] = (tag, labels, multiple)
     return specs
+
+
+def control_labels(label_config: str, controls: Mapping[str, str]) -> dict[str, tuple[str, ...]]:
+    """``{from_name: labels in config order}`` of each control of ``controls`` (empty for a control without labels,
+    or one the config lacks): the labels a CSV cell's ``|`` may belong to (:func:`split_labels`).
+
+    Raises:
+        labelhub.label_config.LabelConfigError: When ``label_config`` does not parse.
+    """
+    return {name: labels for name, (_, labels, _) in _control_specs(label_config, controls).items()}
 
 
 def training_features(label_config: str, controls: Mapping[str, str], field: DataField,
@@ -143,23 +153,6 @@ def _missing(value) -> bool:
 
 def _text(value) -> str:
     return "" if _missing(value) else str(value)
-
-
-def split_labels(text: str, known: Sequence[str]) -> list[str]:
-    """The labels of a CSV cell, which joins them with ``|``: a label of the config that holds ``|`` itself
-    (``"a|b"``) stays whole, the longest such match first; other parts are split at each ``|``.
-
-    Example:
-        >>> split_labels("a|b|plain", ["a|b", "plain"])
-        ['a|b', 'plain']
-    """
-    parts, labels, i = text.split("|"), [], 0
-    known = set(known)
-    while i < len(parts):
-        j = next((j for j in range(len(parts), i + 1, -1) if "|".join(parts[i:j]) in known), i + 1)
-        labels.append("|".join(parts[i:j]))
-        i = j
-    return labels
 
 
 def _cell(tag: str, multiple: bool, cell, known: Sequence[str] = ()):
