@@ -290,3 +290,31 @@ def test_a_refit_whose_media_cannot_be_loaded_keeps_the_previous_fit_and_is_trie
     backend.trainer.refit_changed()
     refit = backend.store.project(KEY).kv()
     assert refit["model_version"] != trained["model_version"] and refit["heads"]["label"]["examples"] == 20
+
+
+def test_a_prediction_carries_the_version_of_the_fits_it_used_when_a_new_fit_lands_meanwhile(tmp_path):
+    """``/predict`` read the fits at its refresh and the ``model_version`` a moment later: a fit another process
+    recorded in between was named on predictions the older fits made (and a fit of this process served before its
+    version was recorded)."""
+    config = TWO_CONTROLS
+    predictor, trainer = make_app(tmp_path), make_app(tmp_path)
+    tasks, labels = plot_review_tasks(40)
+    client = trainer.test_client()
+    assert client.post("/setup", json={"project": KEY, "schema": config}).status_code == 200
+    _annotate(client, tasks[:20], labels[:20], config)
+    trainer.extensions["labelhub"].trainer.run_once()
+    ask = {"tasks": tasks[30:32], "project": KEY, "label_config": config}
+    first = predictor.test_client().post("/predict", json=ask).json["results"]
+    old = first[0]["model_version"]
+    assert old.startswith("labelhub-20-")
+    _annotate(client, tasks[:30], labels[:30], config)  # ten more (the first twenty again, unchanged)
+    trainer.extensions["labelhub"].trainer.run_once()
+    model = predictor.extensions["labelhub"].models.get(KEY, config)
+    refresh = model.refresh
+    model.refresh = lambda: False  # the new fit lands just after this request's refresh
+    again = predictor.test_client().post("/predict", json=ask).json["results"]
+    assert [p["model_version"] for p in again] == [old, old] and again == first
+    model.refresh = refresh
+    new = predictor.test_client().post("/predict", json=ask).json["results"]
+    assert {p["model_version"] for p in new} == {trainer.extensions["labelhub"].models.get(KEY, config).model_version}
+    assert new[0]["model_version"].startswith("labelhub-30-")

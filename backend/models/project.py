@@ -164,8 +164,11 @@ class ProjectModel(LabelStudioMLBase):
                 "or Text, RectangleLabels and TextArea over Image, Labels over Text (and what a Hugging Face "
                 "model given as 'model' in the extra params fits); it has " + (found or "no control tag over "
                                                                                  "an object with a $value"))
-        self._fitted: dict[str, Any] = {}
+        # (model_version, {from_name: fit}) that predictions read together, replaced as one (a prediction must not
+        # carry one version with another version's fits); None: the version is the heads' (no fit yet)
+        self._served: tuple[str | None, dict[str, Any]] = (None, {})
         self._fitted_files: dict[str, str] = {}
+        self._fresh_fits: dict[str, Any] = {}  # {file: fit} this process just saved: served without reading it back
         # the fit's disk cache of embeddings, in the fitting thread only: a /predict or a job sharing this model
         # meanwhile must not add its tasks to it (the file would grow to the project's size)
         self._fitting = threading.local()
@@ -336,25 +339,34 @@ class ProjectModel(LabelStudioMLBase):
         return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
 
     def on_state_change(self) -> None:
-        """Load the fitted state of each head whose file the state names and this worker has not loaded."""
-        import joblib
-
+        """Serve the fits and the ``model_version`` the state names now, loading each head's fit this worker has
+        not loaded."""
         if self.state is None:
             return
-        heads = self.state.kv().get("heads") or {}
+        kv = self.state.kv()  # one reading: the version and the heads' files of one fit
+        self._serve(kv.get("heads") or {}, kv.get("model_version"))
+
+    def _serve(self, heads: dict, version: str | None) -> None:
+        """Make ``heads`` (the state's ``{from_name: {"file": ...}}``) and ``version`` what :meth:`predict` uses, in
+        one assignment."""
+        import joblib
+
+        fitted = dict(self._served[1])
         for head in self.heads:
             name = head.control.from_name
-            entry = heads.get(name) or {}
-            file = entry.get("file")
+            file = (heads.get(name) or {}).get("file")
             if not file:
-                self._fitted.pop(name, None)
+                fitted.pop(name, None)
                 self._fitted_files.pop(name, None)
             elif self._fitted_files.get(name) != file:
                 try:
-                    self._fitted[name] = joblib.load(io.BytesIO(self.state.read_file(f"heads/{file}")))
+                    fresh = self._fresh_fits.pop(file, None)
+                    fitted[name] = fresh if fresh is not None else joblib.load(
+                        io.BytesIO(self.state.read_file(f"heads/{file}")))
                     self._fitted_files[name] = file
                 except (OSError, EOFError, ValueError) as exc:
                     log.warning("project %s: cannot load the fit of %s (%s)", self.project_id, name, exc)
+        self._served = (version, fitted)
 
     def predict(self, tasks: list[dict], context: dict | None = None, **kwargs: Any) -> list[dict]:
         """One prediction per task with every head's regions (see :meth:`LabelStudioMLBase.predict`).
@@ -365,8 +377,9 @@ class ProjectModel(LabelStudioMLBase):
         """
         if self.state is not None:
             self.refresh()
-        version = self.model_version
-        active = [h for h in self.heads if not h.learns or h.control.from_name in self._fitted]
+        served_version, fitted = self._served
+        version = str(served_version) if served_version else self.model_version
+        active = [h for h in self.heads if not h.learns or h.control.from_name in fitted]
         results: list[list[dict]] = [[] for _ in tasks]
         scores: list[list[float]] = [[] for _ in tasks]
         errors: list[str | None] = [None] * len(tasks)
@@ -387,7 +400,7 @@ class ProjectModel(LabelStudioMLBase):
             if not ok:
                 continue
             try:
-                answers = head.predict([items[i] for i in ok], self._fitted.get(control.from_name))
+                answers = head.predict([items[i] for i in ok], fitted.get(control.from_name))
             except Exception:
                 log.exception("project %s: the %s head of %r failed; its regions are left out", self.project_id,
                               head.name, control.from_name)
@@ -422,6 +435,7 @@ class ProjectModel(LabelStudioMLBase):
         latest = latest_annotations(annotations)
         stored = dict(self.get("heads") or {})
         started = time.monotonic()
+        self._fresh_fits.clear()  # fits of a batch whose version was never recorded (the same files as before)
         before = {name: dict(entry) for name, entry in stored.items()}
         self._fitting.disk = fit_cache = {}
         failed = []
@@ -458,6 +472,8 @@ class ProjectModel(LabelStudioMLBase):
                  time.monotonic() - started)
         if self.state is not None:
             self.refresh()
+        else:
+            self._serve(stored, version)
         return version
 
     def _fit_head(self, head: ControlHead, latest: dict[str, tuple[dict, list]], stored: dict) -> None:
@@ -503,11 +519,7 @@ class ProjectModel(LabelStudioMLBase):
                  "seconds": round(time.monotonic() - started, 3)}
         if fitted is not None:
             entry["file"] = self._save_fit(name, digest, fitted)
-            self._fitted[name] = fitted
-            self._fitted_files[name] = entry["file"]
-        else:
-            self._fitted.pop(name, None)
-            self._fitted_files.pop(name, None)
+            self._fresh_fits[entry["file"]] = fitted  # served with the version fit_batch records
         log.info("project %s: %s head of %r: %s on %d examples (%d without media) in %.2f s", self.project_id,
                  head.name, name, "fitted" if fitted is not None else "not enough to learn yet", len(examples),
                  failed, entry["seconds"])
