@@ -32,7 +32,7 @@ from labelhub.errors import InvalidEventError, InvalidJSONError, UnknownEventAct
 from labelhub.strict_json import MAX_JSON_DEPTH
 
 __all__ = ["SECRET_HEADER", "secret_matches", "ANNOTATION_ACTIONS", "ACTIONS", "MAX_JSON_DEPTH", "Event", "event_action",
-           "check_annotation", "check_training_tasks",
+           "check_annotation", "check_training_tasks", "result_problem",
            "parse_event", "parse_json"]
 
 #: The header that carries ``LABELHUB_WEBHOOK_SECRET`` (set on the webhook Label Studio calls).
@@ -137,28 +137,53 @@ def check_annotation(ann: dict, field: str) -> None:
     if not isinstance(result, list):
         raise InvalidEventError(f"{field}.result is not a list", field=field)
     for i, item in enumerate(result):
-        where = f"{field}.result[{i}]"
-        if not isinstance(item, dict):
-            raise InvalidEventError(f"{where} is not an object", field=field)
-        for key in ("from_name", "to_name", "type"):
-            if item.get(key) is not None and not isinstance(item[key], str):
-                raise InvalidEventError(f"{where}.{key} is not a string", field=field)
-        value = item.get("value", {})
-        if not isinstance(value, dict):
-            raise InvalidEventError(f"{where}.value is not an object", field=field)
-        for key in _LABEL_KEYS + (("text",) if item.get("type") == "textarea" else ()):
-            labels = value.get(key)
-            if labels is None:
-                continue
-            inner = (lambda x: isinstance(x, list) and all(isinstance(y, str) for y in x)) if key == "taxonomy" \
-                else (lambda x: isinstance(x, str))
-            if not isinstance(labels, list) or not all(inner(x) for x in labels):
-                raise InvalidEventError(f"{where}.value.{key} is not a list of "
-                                        f"{'paths' if key == 'taxonomy' else 'strings'}", field=field)
-        if item.get("type") == "rectanglelabels" and not all(
-                isinstance(value.get(k), (int, float)) and not isinstance(value.get(k), bool)
-                and math.isfinite(value[k]) for k in ("x", "y", "width", "height")):
-            raise InvalidEventError(f"{where} is a box without numbers x, y, width, height", field=field)
+        problem = result_problem(item)
+        if problem:
+            raise InvalidEventError(f"{field}.result[{i}]{problem}", field=field)
+
+
+def result_problem(item: Any) -> str | None:
+    """Why one result item does not have the types Label Studio gives its fields, or ``None`` when it does.
+
+    Label Studio's API stores a result as given, so an annotation made by a script can hold what its editor never
+    writes. The format: https://labelstud.io/guide/export#Label-Studio-JSON-format-of-annotated-tasks.
+
+    Args:
+        item: One item of an annotation's ``result``.
+
+    Returns:
+        The reason, worded to follow the item's place (``"annotation.result[0]" + reason``): ``" is not an
+        object"``, ``".from_name is not a string"``, ``".value is not an object"``, ``".value.choices is not a list
+        of strings"`` (``taxonomy``: of paths; ``text`` of a ``textarea``), ``" is a box without numbers x, y,
+        width, height"`` (``rectanglelabels``: finite numbers, not booleans).
+
+    Example:
+        >>> result_problem({"type": "choices", "value": {"choices": ["cat"]}}) is None
+        True
+        >>> result_problem({"type": "rectanglelabels", "value": {"x": "10", "y": 0, "width": 5, "height": 5}})
+        ' is a box without numbers x, y, width, height'
+    """
+    if not isinstance(item, dict):
+        return " is not an object"
+    for key in ("from_name", "to_name", "type"):
+        if item.get(key) is not None and not isinstance(item[key], str):
+            return f".{key} is not a string"
+    value = item.get("value", {})
+    if not isinstance(value, dict):
+        return ".value is not an object"
+    for key in _LABEL_KEYS + (("text",) if item.get("type") == "textarea" else ()):
+        labels = value.get(key)
+        if labels is None:
+            continue
+        inner = (lambda x: isinstance(x, list) and all(isinstance(y, str) for y in x)) if key == "taxonomy" \
+            else (lambda x: isinstance(x, str))
+        if not isinstance(labels, list) or not all(inner(x) for x in labels):
+            return f".value.{key} is not a list of {'paths' if key == 'taxonomy' else 'strings'}"
+    if item.get("type") == "rectanglelabels" and not all(
+            isinstance(value.get(k), (int, float)) and not isinstance(value.get(k), bool)
+            and math.isfinite(value[k]) for k in ("x", "y", "width", "height")):
+        return " is a box without numbers x, y, width, height"
+    return None
 
 
 def check_training_tasks(items: Any, field: str = "annotations") -> None:

@@ -319,3 +319,34 @@ def test_labels_the_project_lacks_are_restored_with_a_warning(caplog):
     tasks, errors = plan_tasks(rows, {"controls": CONTROLS}, CONFIG, "owner/ds", "annotations-v1")
     assert not errors and tasks[0].annotations[0]["result"][0]["value"]["choices"] == ["Bag", "Dog"]
     assert "kind: the labels 'Dog' are not in the project's label config" in caplog.text
+
+
+def test_labels_holding_the_separators_and_other_results_come_back(caplog):
+    """A choice "T-shirt|top" came back as two choices the project lacks, a Taxonomy label "T-shirt/top" as the path
+    T-shirt → top; the items of ``other_results`` of the project's controls come back as stored, relations do not
+    (their regions' ids are not in the CSV)."""
+    config = ('<View><Image name="image" value="$image"/><Choices name="kind" toName="image"><Choice value="T-shirt|top"/>'
+              '</Choices><Taxonomy name="tax" toName="image"><Choice value="Tops"><Choice value="T-shirt/top"/></Choice>'
+              '</Taxonomy><RectangleLabels name="box" toName="image"><Label value="a|b"/></RectangleLabels></View>')
+    assert cell_results("Choices", "kind", "image", "T-shirt|top", ["T-shirt|top"])[0]["value"] == {
+        "choices": ["T-shirt|top"]}
+    assert cell_results("Taxonomy", "tax", "image", "Tops/T-shirt/top|Tops", ["Tops", "T-shirt/top"])[0]["value"] == {
+        "taxonomy": [["Tops", "T-shirt/top"], ["Tops"]]}
+    malformed = {"id": "r9", "from_name": "box", "to_name": "image", "type": "rectanglelabels",
+                 "value": {"rectanglelabels": ["a|b"]}}
+    relation = {"from_id": "r1", "to_id": "r2", "type": "relation", "direction": "right"}
+    columns = ["task_id", "annotation_id", "hf_path", "image", "kind", "tax", "box", "annotator", "created_at",
+               "updated_at", "lead_time", "was_cancelled", "ground_truth", "annotated_revision", "other_results",
+               "data.other_results"]
+    row = ["7", "70", "", "https://example.test/a.png", "T-shirt|top", "Tops/T-shirt/top",
+           '[{"x": 0.1, "y": 0.2, "width": 0.3, "height": 0.4, "label": "a|b"}]', "a@x", "", "", "", "False", "False",
+           "", json.dumps([malformed, relation]), "meta"]
+    tasks, errors = plan_tasks(pd.DataFrame([row], columns=columns), {}, config, "owner/ds", "annotations-v1")
+    assert not errors
+    [task] = tasks
+    values = {r["from_name"]: r["value"] for r in task.annotations[0]["result"][:3]}
+    assert values["kind"] == {"choices": ["T-shirt|top"]} and values["tax"] == {"taxonomy": [["Tops", "T-shirt/top"]]}
+    assert values["box"]["rectanglelabels"] == ["a|b"] and task.annotations[0]["result"][3:] == [malformed]
+    assert task.data["other_results"] == "meta" and "other_results" not in task.annotations[0]
+    assert "1 relation(s) and result(s) of controls the project lacks" in caplog.text
+    assert "not in the project's label config" not in caplog.text

@@ -42,7 +42,8 @@ def test_added_removed_and_relabelled_are_counted_per_label_and_annotator():
 def test_cells_are_read_in_the_csv_forms():
     assert cell_labels("Choices", "a|b") == ["a", "b"]
     assert cell_labels("RectangleLabels", '[{"label": "car"}, {"label": "car"}]') == ["car", "car"]
-    assert cell_labels("TextArea", "free text") == ["free text"]
+    assert cell_labels("TextArea", "free text") == ["(value)"] and cell_labels("Number", "5") == ["(value)"]
+    assert cell_labels("KeyPointLabels", '[{"x": 1, "keypointlabels": ["eye", "nose"]}]') == ["eye", "nose"]
     assert cell_labels(None, float("nan")) == [] and cell_labels("Choices", "") == []
 
 
@@ -168,3 +169,28 @@ def test_rows_changed_in_no_label_are_counted_and_said():
                                           "data, annotated revision, or the export's format)")
     assert changes_text(diff, 1) == summary_text(diff)
     assert changed_rows(old, new.assign(annotated_revision="x")) == 3  # a column of a newer format: every row
+    # a column some exports have (other_results, a metadata key): only the rows with a value in it
+    assert changed_rows(old, new.assign(other_results=["[]", "", ""])) == 3
+    assert changed_rows(old.assign(other_results=["[]", "", ""]), new) == 3
+
+
+def test_controls_without_labels_are_counted_not_listed_and_edits_are_said():
+    """A brush's run-length numbers, a transcription or a polygon's points were each listed as a "label" in every
+    commit description and card: 200 brush annotations made a 2.7 MB summary."""
+    controls = {"kind": "Choices", "mask": "BrushLabels", "note": "TextArea", "box": "RectangleLabels"}
+    def rows(ids, version):
+        return pd.DataFrame({"annotation_id": [str(i) for i in ids],
+                             "kind": [f"label{i}" for i in ids],
+                             "mask": [json.dumps([{"rle": list(range(i, i + 300)), "brushlabels": ["car"]}]) for i in ids],
+                             "note": [f"text {i} {version if i % 2 else ''}" for i in ids],
+                             "box": [json.dumps([{"x": 0.1 * version, "label": "car"}]) if i < 3 else "" for i in ids]})
+    diff = diff_frames(rows(range(200), 1), rows(range(100, 300), 2), controls, "v1", "v2")
+    text = summary_text(diff)
+    assert len(text) < 2_000 and "rle" not in text and "text 1" not in text
+    lines = text.splitlines()
+    assert "- `mask`: car +100 -100" in lines and "- `note`: values +100 -100, 50 edited" in lines
+    assert lines[1].startswith("- `kind`: ") and lines[1].endswith(", and 180 more labels")
+    assert diff.edited == {"note": 50} and diff.relabelled == 50
+    moved = diff_frames(rows(range(3), 1), rows(range(3), 2), {"box": "RectangleLabels"}, "v1", "v2")
+    assert moved.relabelled == 3 and moved.edited == {"box": 3}
+    assert summary_text(moved).splitlines()[1] == "- `box`: 3 edited"  # moved boxes, the same labels

@@ -438,3 +438,30 @@ def test_a_task_not_made_from_the_repo_builds_the_version_files_incrementally_to
         assert b"hand.png" not in files.consensus and b"hand.png" in built.csv
     add(state, 2, {"image": "https://example.test/hand.png"}, image_annotation(20, 1, choices=("b",)))
     assert_same_as_from_scratch(state, tmp_path, IMAGES)  # the next export, made from this one's build
+
+
+def test_results_no_control_column_holds_are_kept_in_other_results_and_the_export_goes_on(tmp_path, caplog):
+    """Label Studio's API stores any result: one box without numbers (or a span without offsets, a taxonomy path
+    holding a number) failed every export of the project, and relations were dropped without a word."""
+    bad_box = {"from_name": "box", "to_name": "image", "type": "rectanglelabels",
+               "value": {"x": "10", "y": 1, "width": 2, "height": 3, "rectanglelabels": ["x"]}}
+    relation = {"from_id": "r1", "to_id": "r2", "type": "relation", "direction": "right", "labels": []}
+    gone = {"from_name": "removed", "to_name": "image", "type": "choices", "value": {"choices": ["old"]}}
+    state = SyncState(tmp_path / "state.sqlite3", 7, REPO)
+    add(state, 1, image_task(1, other_results="meta"), image_annotation(10, 1, boxes=[(10, 10, "x")]))
+    bad = image_annotation(20, 1, boxes=[(30, 30, "y")])
+    add(state, 2, image_task(2), {**bad, "result": [*bad["result"], bad_box, relation, gone]})
+    built = assert_same_as_from_scratch(state, tmp_path, IMAGES)
+    first, second = built.frame.to_dict("records")
+    columns = list(built.frame.columns)
+    assert columns[columns.index("annotated_revision") + 1:] == ["other_results", "data.other_results"]
+    assert json.loads(second["other_results"]) == [bad_box, relation, gone]
+    assert json.loads(second["box"]) == [{"x": 0.3, "y": 0.3, "width": 0.2, "height": 0.2, "label": "y"}]
+    assert first["data.other_results"] == "meta" and pd.isna(first["other_results"])
+    assert "task 2, annotation 20: box is a box without numbers x, y, width, height" in caplog.text
+    spans = [{"from_name": "ner", "to_name": "text", "type": "labels", "value": {"labels": ["PER"]}},
+             {"from_name": "ner", "to_name": "text", "type": "labels", "value": {"start": 0, "end": 2, "labels": ["LOC"]}}]
+    texts = SyncState(tmp_path / "texts.sqlite3", 7, REPO)
+    add(texts, 1, {"text": "ab", "hf_path": "a.txt", "hf_revision": SHA}, {**span_annotation(10, 1, []), "result": spans})
+    row = assert_same_as_from_scratch(texts, tmp_path, TEXTS).frame.iloc[0]
+    assert json.loads(row["other_results"]) == spans[:1] and json.loads(row["ner"])[0]["label"] == "LOC"

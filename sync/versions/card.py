@@ -34,6 +34,7 @@ COLUMNS_DOC = """| column | meaning |
 | `was_cancelled` | `true` for a skipped task |
 | `ground_truth` | `true` when marked as ground truth |
 | `annotated_revision` | the commit the task showed when the annotation was saved (older than the URL's when the file changed since) |
+| `other_results` (when some row has one) | a JSON list of the annotation's result items no column above holds, as Label Studio stored them: relations, results of controls the label config lacks, results not in their control's format |
 | other columns | the task's metadata columns |
 """
 

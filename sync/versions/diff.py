@@ -4,12 +4,16 @@ Rows (one per annotation, :mod:`labelhub.sync.versions.rows`) are matched by ``a
 
 - **added**: in the newer version only; **removed**: in the older only;
 - **relabelled**: in both, with another value in at least one control column (``from_name``) or another
-  ``was_cancelled``.
+  ``was_cancelled``; a control cell that changed with the same labels (a box moved, a text edited) is counted per
+  control as **edited**.
 
 A control cell's labels are read from the CSV's form: Choices and Taxonomy cells hold labels joined with
-``|``; RectangleLabels and Labels cells a JSON list of boxes or spans with a ``label`` each; any other control's cell counts
-as one label (its text). Counts per label are per (row, label): a row with two boxes labelled ``car`` adds
-``car`` twice.
+``|``; RectangleLabels and Labels cells a JSON list of boxes or spans with a ``label`` each; the JSON values of
+another ``...Labels`` tag (PolygonLabels, KeyPointLabels, BrushLabels, ...) their ``<tag>labels`` lists. A control
+without labels (TextArea, Number, Rating, Polygon, ...) has no labels to list: its non-empty cells count as
+:data:`VALUE` (a brush's run-length numbers or a transcription would otherwise be listed as "labels" in every
+commit description). Counts per label are per (row, label): a row with two boxes labelled ``car`` adds ``car``
+twice.
 
 :func:`diff_frames` compares two frames; :func:`diff_versions` reads two tags of one series of a repo
 (:mod:`labelhub.sync.versions.series`: with several projects exporting into the repo, each commit holds every
@@ -30,11 +34,15 @@ from labelhub.errors import RevisionNotFound
 from labelhub.repos import DatasetRepo
 from labelhub.sync.versions.series import DEFAULT_CSV_PATH, Series, series_for
 
-__all__ = ["VersionDiff", "cell_labels", "changed_rows", "changes_text", "controls_of", "diff_frames", "diff_versions",
+__all__ = ["VALUE", "MAX_LABELS", "VersionDiff", "cell_labels", "changed_rows", "changes_text", "controls_of", "diff_frames", "diff_versions",
            "read_version_csv", "summary_text"]
 
 #: Columns after the control columns in every CSV (see :mod:`labelhub.sync.versions.rows`).
 _FIRST_AFTER_CONTROLS = "annotator"
+#: What a non-empty cell of a control without labels counts as.
+VALUE = "(value)"
+#: The labels of one control :func:`summary_text` names (the most counted first); the others are counted.
+MAX_LABELS = 20
 
 
 @dataclass
@@ -47,7 +55,9 @@ class VersionDiff:
         by_label: ``{from_name: {label: {"added", "removed", "relabelled_from", "relabelled_to": count}}}``.
         by_annotator: ``{annotator: {"added", "removed", "relabelled": count}}``.
         relabels: ``[{"control", "from", "to", "count"}]``, most frequent first: the cell's labels before and
-            after (``|``-joined, sorted), for every relabelled annotation and control whose cell changed.
+            after (``|``-joined, sorted), for every relabelled annotation and control whose labels changed.
+        edited: ``{from_name: count}`` of annotations in both whose cell of that control changed with the same
+            labels (a box moved, a transcription edited).
         changed: Annotations in both versions whose row differs in any column (the ``~`` of a version's title and
             of ``labelhub versions``; the relabelled ones among them); ``None`` when not counted.
     """
@@ -61,12 +71,13 @@ class VersionDiff:
     by_annotator: dict[str, dict[str, int]] = field(default_factory=dict)
     relabels: list[dict] = field(default_factory=list)
     changed: int | None = None
+    edited: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         """The diff as plain JSON-able data (``labelhub diff --json``)."""
         return {"old": self.old, "new": self.new, "added": self.added, "removed": self.removed,
                 "relabelled": self.relabelled, "changed": self.changed, "by_label": self.by_label,
-                "by_annotator": self.by_annotator, "relabels": self.relabels}
+                "by_annotator": self.by_annotator, "relabels": self.relabels, "edited": self.edited}
 
 
 def cell_labels(tag: str | None, cell) -> list[str]:
@@ -78,21 +89,38 @@ def cell_labels(tag: str | None, cell) -> list[str]:
         cell: The cell (``NaN``/``None``/``""``: no label).
 
     Returns:
-        The labels, with repeats (one per box).
+        The labels, with repeats (one per box); ``[VALUE]`` for a cell of a control without labels.
+
+    Example:
+        >>> cell_labels("Choices", "a|b"), cell_labels("PolygonLabels", '[{"points": [], "polygonlabels": ["car"]}]')
+        (['a', 'b'], ['car'])
+        >>> cell_labels("TextArea", "a transcription")
+        ['(value)']
     """
     if cell is None or (isinstance(cell, float) and pd.isna(cell)) or cell == "":
         return []
     text = str(cell)
     if tag in (None, "RectangleLabels", "Labels") and text.startswith("["):
-        try:
-            boxes = json.loads(text)
-        except ValueError:
-            boxes = None
-        if isinstance(boxes, list) and all(isinstance(b, dict) for b in boxes):
+        boxes = _json_objects(text)
+        if boxes is not None:
             return [str(b.get("label", "")) for b in boxes]
     if tag in (None, "Choices", "Labels", "Taxonomy"):
         return text.split("|")
-    return [text]
+    if tag.endswith("Labels"):
+        values = _json_objects(text)
+        labels = [v.get(tag.lower()) for v in values or ()]
+        if values is not None and all(isinstance(x, list) for x in labels):
+            return [str(label) for x in labels for label in x]
+    return [VALUE]
+
+
+def _json_objects(text: str) -> list[dict] | None:
+    """A cell's JSON list of objects, or ``None`` when it is not one."""
+    try:
+        items = json.loads(text)
+    except ValueError:
+        return None
+    return items if isinstance(items, list) and all(isinstance(x, dict) for x in items) else None
 
 
 def controls_of(frame: pd.DataFrame, manifest: Mapping | None = None) -> dict[str, str | None]:
@@ -183,6 +211,9 @@ def diff_frames(old: pd.DataFrame, new: pd.DataFrame, controls: Mapping[str, str
         for name, tag in controls.items():
             was, now = cell_labels(tag, before.get(name)), cell_labels(tag, after.get(name))
             if Counter(was) == Counter(now):
+                if _cell_text(before.get(name)) != _cell_text(after.get(name)):
+                    changed = True
+                    diff.edited[name] = diff.edited.get(name, 0) + 1
                 continue
             changed = True
             relabels[(name, "|".join(sorted(was)), "|".join(sorted(now)))] += 1
@@ -199,6 +230,10 @@ def diff_frames(old: pd.DataFrame, new: pd.DataFrame, controls: Mapping[str, str
     diff.relabels = [{"control": c, "from": f, "to": t, "count": n}
                      for (c, f, t), n in sorted(relabels.items(), key=lambda kv: (-kv[1], kv[0]))]
     return diff
+
+
+def _cell_text(cell) -> str:
+    return "" if cell is None or (isinstance(cell, float) and pd.isna(cell)) else str(cell)
 
 
 def read_version_csv(repo: DatasetRepo, sha: str, series: Series) -> pd.DataFrame:
@@ -268,7 +303,8 @@ def diff_versions(repo: DatasetRepo, old_tag: str, new_tag: str, csv_path: str =
 
 def changed_rows(old: pd.DataFrame, new: pd.DataFrame) -> int:
     """How many annotations of both versions' rows (CSV cells read as written) differ in any column; a column one
-    version lacks counts as a difference for every such row (a new column of the export's format)."""
+    version lacks reads as empty cells there (a column only some exports have, ``other_results`` or a metadata key,
+    changes only the rows that have a value in it)."""
     both = old.merge(new, on="annotation_id", how="inner", suffixes=("_old", "_new"))
     if both.empty:
         return 0
@@ -276,9 +312,13 @@ def changed_rows(old: pd.DataFrame, new: pd.DataFrame) -> int:
     for column in set(old.columns) | set(new.columns):
         if column == "annotation_id":
             continue
-        if column not in old.columns or column not in new.columns:
-            return len(both)
-        differ |= (both[f"{column}_old"].astype(str) != both[f"{column}_new"].astype(str)).to_numpy()
+        if column in old.columns and column in new.columns:
+            before, after = both[f"{column}_old"].astype(str), both[f"{column}_new"].astype(str)
+        elif column in old.columns:  # merge names a column of one frame without a suffix
+            before, after = both[column].astype(str), ""
+        else:
+            before, after = "", both[column].astype(str)
+        differ |= np.asarray(before != after, bool)
     return int(differ.sum())
 
 
@@ -301,19 +341,27 @@ def summary_text(diff: VersionDiff, top: int = 10) -> str:
         top: How many relabels (from → to) to list.
 
     Returns:
-        A few lines: the counts, the labels that changed (added, removed, relabelled from/to), the annotators,
-        and the most frequent relabels.
+        A few lines: the counts, the labels that changed (added, removed, relabelled from/to; the
+        :data:`MAX_LABELS` most counted per control, the others counted), the cells edited with the same labels, the
+        annotators, and the most frequent relabels.
     """
     since = diff.old or "nothing"
     lines = [f"Since {since}: +{diff.added} added, -{diff.removed} removed, ~{diff.relabelled} relabelled."]
-    for name, labels in diff.by_label.items():
+    for name in [*diff.by_label, *(n for n in diff.edited if n not in diff.by_label)]:
+        labels = diff.by_label.get(name, {})
+        shown = sorted(sorted(labels), key=lambda label: -sum(labels[label].values()))[:MAX_LABELS]
         parts = []
-        for label, counts in sorted(labels.items()):
+        for label in sorted(shown):
+            counts = labels[label]
             bits = [f"+{counts['added']}" if counts.get("added") else "",
                     f"-{counts['removed']}" if counts.get("removed") else "",
                     f"→{counts['relabelled_to']}" if counts.get("relabelled_to") else "",
                     f"{counts['relabelled_from']}→" if counts.get("relabelled_from") else ""]
-            parts.append(f"{label} {' '.join(b for b in bits if b)}")
+            parts.append(f"{'values' if label == VALUE else label} {' '.join(b for b in bits if b)}")
+        if len(labels) > len(shown):
+            parts.append(f"and {len(labels) - len(shown)} more labels")
+        if diff.edited.get(name):  # the cell changed, its labels did not (a box moved, a text edited)
+            parts.append(f"{diff.edited[name]} edited")
         lines.append(f"- `{name}`: " + ", ".join(parts))
     if diff.by_annotator:
         lines.append("- annotators: " + ", ".join(

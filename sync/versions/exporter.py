@@ -51,7 +51,7 @@ from labelhub.sync.versions.card import card_block, dataset_card, manifest_json
 from labelhub.sync.versions.diff import VersionDiff, changes_text, diff_frames, read_version_csv
 from labelhub.sync.versions.agreement import agreement_markdown
 from labelhub.sync.versions.incremental import build_files, build_rows
-from labelhub.sync.versions.rows import FIXED_HEAD, FIXED_TAIL
+from labelhub.sync.versions.rows import FIXED_HEAD, FIXED_TAIL, OTHER_RESULTS
 from labelhub.sync.versions.series import DEFAULT_CSV_PATH, DEFAULT_PREFIX, series_for
 from labelhub.sync.versions.training import CONSENSUS_COLUMNS, training_features
 from labelhub.errors import (AmbiguousCommit, CommitConflict, ConfigurationError, LabelHubError, TagExists,
@@ -205,7 +205,7 @@ class Exporter:
         self.controls = control_tags(self.project.label_config)
         self.field = data_field(self.project.label_config)
         self.value_key = self.field.value_key
-        taken = sorted(set(self.controls) & {*FIXED_HEAD, *FIXED_TAIL, self.value_key})
+        taken = sorted(set(self.controls) & {*FIXED_HEAD, *FIXED_TAIL, OTHER_RESULTS, self.value_key})
         if taken:  # its column would hold two things, and every export would fail
             raise ConfigurationError(f"the label config's control tag {', '.join(map(repr, taken))} is named like a "
                                      "column of the export CSV (see its columns in the README): rename it")

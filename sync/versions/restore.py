@@ -22,7 +22,10 @@ whose ``controls`` give each control column's tag type (without a manifest, the 
   before several entries were kept as a list joined them with a newline, and they come back as that one
   entry, as they always did); Labels → one span per item of the cell's JSON list (``start``, ``end``,
   ``text``, ``labels`` split on ``|``; a cell of labels only, written before spans were kept, is skipped with a
-  row error); any other control → the cell's JSON list of result values, one result each.
+  row error); any other control → the cell's JSON list of result values, one result each. Labels are split with
+  the project's labels (:func:`labelhub.sync.versions.rows.split_labels`: a label holding ``|``, or ``/`` in a
+  Taxonomy, stays whole). The ``other_results`` items of the project's controls are restored as they were stored;
+  relations are not (their ``from_id``/``to_id`` name region ids the CSV does not keep), said once.
   A control the project lacks, or whose tag type differs, is skipped, said once. ``was_cancelled``, ``ground_truth`` and ``lead_time`` are carried over; the version's
   ``annotation_id`` is sent as the annotation ``id``, which Label Studio keeps as the annotation's ``import_id``.
 - **Annotators**: ``completed_by`` is the id of the Label Studio user with the row's email (case-insensitive,
@@ -52,7 +55,7 @@ import json
 import logging
 import math
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -65,7 +68,7 @@ from labelhub.sync.labelstudio.project import LabelStudioProject
 from labelhub.sync.ledger import Entry, ImportLedger, Item
 from labelhub.sync.regions import percent_from_fractions
 from labelhub.sync.versions.series import series_for
-from labelhub.sync.versions.rows import FIXED_HEAD, FIXED_TAIL, textarea_entries
+from labelhub.sync.versions.rows import FIXED_HEAD, FIXED_TAIL, OTHER_RESULTS, split_labels, textarea_entries
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +129,7 @@ def _boxes(cell: str) -> list[dict]:
     return boxes
 
 
-def cell_results(tag: str, from_name: str, to_name: str, cell: str) -> list[dict]:
+def cell_results(tag: str, from_name: str, to_name: str, cell: str, labels: Sequence[str] = ()) -> list[dict]:
     """Label Studio result items of one control cell of the CSV (the inverse of
     :func:`labelhub.sync.versions.rows.control_value`; pure).
 
@@ -134,6 +137,8 @@ def cell_results(tag: str, from_name: str, to_name: str, cell: str) -> list[dict
         tag: The control tag type (``Choices``, ``RectangleLabels``, ...).
         from_name, to_name: The result's control and object tag names.
         cell: The cell (``""``: no result).
+        labels: The control's labels in the project's label config: a label holding ``|`` (or, in a Taxonomy,
+            ``/``) comes back whole (:func:`labelhub.sync.versions.rows.split_labels`).
 
     Returns:
         The result items (see the module docstring).
@@ -152,8 +157,8 @@ def cell_results(tag: str, from_name: str, to_name: str, cell: str) -> list[dict
             except (KeyError, TypeError, ValueError):
                 raise ValueError(f"box {n} of {from_name} needs numbers x, y, width, height") from None
             label = str(box.get("label") or "")
-            results.append({"id": f"{from_name}-{n}", **base,
-                            "value": {**percent, "rotation": 0, "rectanglelabels": label.split("|") if label else []}})
+            results.append({"id": f"{from_name}-{n}", **base, "value": {
+                **percent, "rotation": 0, "rectanglelabels": split_labels(label, labels) if label else []}})
         return results
     if tag == "TextArea":
         return [{**base, "value": {"text": textarea_entries(cell)}}]
@@ -168,11 +173,14 @@ def cell_results(tag: str, from_name: str, to_name: str, cell: str) -> list[dict
             # as exported: character offsets over Text, seconds over Audio (an int() lost their fractions)
             value = {"start": start, "end": end, "text": str(span.get("text", ""))}
             label = str(span.get("label") or "")
-            results.append({"id": f"{from_name}-{n}", **base, "value": {**value, "labels": label.split("|") if label else []}})
+            results.append({"id": f"{from_name}-{n}", **base,
+                            "value": {**value, "labels": split_labels(label, labels) if label else []}})
         return results
     if tag in ("Choices", "Taxonomy") and not cell.startswith("[{"):
-        labels = cell.split("|")
-        value = [label.split("/") for label in labels] if tag == "Taxonomy" else labels
+        if tag == "Taxonomy":
+            value = [split_labels(path, labels, "/") for path in cell.split("|")]
+        else:
+            value = split_labels(cell, labels)
         return [{**base, "value": {tag.lower(): value}}]
     values = json.loads(cell)  # any other control (and the JSON fallback of rows.control_value)
     if not isinstance(values, list) or not all(isinstance(v, dict) for v in values):
@@ -227,9 +235,9 @@ def read_version(repo: DatasetRepo, tag: str, csv_path: str,
     return sha, frame, manifest if isinstance(manifest, dict) else {}
 
 
-def _controls(frame: pd.DataFrame, manifest: Mapping, label_config: str) -> dict[str, tuple[str, str]]:
-    """``{from_name: (tag, to_name)}`` of the CSV's control columns that the project can take (the others said
-    once)."""
+def _controls(frame: pd.DataFrame, manifest: Mapping, label_config: str) -> dict[str, tuple[str, str, tuple]]:
+    """``{from_name: (tag, to_name, labels)}`` of the CSV's control columns that the project can take (the others
+    said once)."""
     columns = list(frame.columns)
     names = columns[4:columns.index("annotator")]
     versioned = manifest.get("controls") if isinstance(manifest.get("controls"), dict) else {}
@@ -243,7 +251,7 @@ def _controls(frame: pd.DataFrame, manifest: Mapping, label_config: str) -> dict
             log.warning("control %r is %s in the version but %s in the project: its labels are skipped", name, tag,
                         control.tag)
         else:
-            usable[name] = (control.tag, control.to_name[0])
+            usable[name] = (control.tag, control.to_name[0], tuple(control.labels))
     return usable
 
 
@@ -295,18 +303,22 @@ def plan_tasks(frame: pd.DataFrame, manifest: Mapping, label_config: str, repo_i
     controls = _controls(frame, manifest, label_config)
     columns = list(frame.columns)
     tail = max(columns.index(c) for c in FIXED_TAIL if c in columns)
-    metadata_columns = columns[tail + 1:]
+    metadata_columns = [c for c in columns[tail + 1:] if c != OTHER_RESULTS]
     tasks: dict[int, RestoredTask] = {}
     errors: list[RowError] = []
+    relations = 0
     for n, row in enumerate(frame.to_dict("records"), 1):
         try:
             task_id, annotation_id = _number(row, "task_id", int), _number(row, "annotation_id", int)
             result = []
-            for name, (ctag, to_name) in controls.items():
+            for name, (ctag, to_name, labels) in controls.items():
                 try:
-                    result += cell_results(ctag, name, to_name, row[name])
+                    result += cell_results(ctag, name, to_name, row[name], labels)
                 except ValueError as exc:
                     raise ValueError(f"{name} ({ctag}): {exc}") from None
+            others, left = _other_results(row.get(OTHER_RESULTS, ""), controls)
+            result += others
+            relations += left
             lead_time = _number(row, "lead_time", float) if row.get("lead_time") else None
             annotation = {"id": annotation_id, "result": result, "lead_time": lead_time,
                           "was_cancelled": _flag(row.get("was_cancelled", ""), "was_cancelled"),
@@ -317,8 +329,8 @@ def plan_tasks(frame: pd.DataFrame, manifest: Mapping, label_config: str, repo_i
         task = tasks.get(task_id)
         if task is None:
             # "data.<key>": a data key the export renamed because a column has its name
-            data = {k.removeprefix("data.") if k.removeprefix("data.") in columns else k: _metadata(row[k])
-                    for k in metadata_columns if row[k] != ""}
+            data = {k.removeprefix("data.") if k.removeprefix("data.") in (*columns, OTHER_RESULTS) else k:
+                    _metadata(row[k]) for k in metadata_columns if row[k] != ""}
             data[value_key] = row[columns[3]]
             if row["hf_path"]:
                 data.update(hf_repo=repo_id, hf_path=row["hf_path"],
@@ -329,7 +341,26 @@ def plan_tasks(frame: pd.DataFrame, manifest: Mapping, label_config: str, repo_i
         task.annotators.append({"annotation_id": annotation_id, "annotator": row["annotator"],
                                 **{k: row.get(k, "") for k in ("created_at", "updated_at", "annotated_revision")}})
     _warn_unknown_labels(tasks.values(), label_config)
+    if relations:
+        log.warning("%d relation(s) and result(s) of controls the project lacks, kept in the version's %s column, "
+                    "are not restored (a relation names regions by ids the CSV does not keep)", relations, OTHER_RESULTS)
     return [tasks[k] for k in sorted(tasks)], errors
+
+
+def _other_results(cell: str, controls: Mapping[str, tuple]) -> tuple[list[dict], int]:
+    """``(items to restore, how many are left out)`` of a row's ``other_results`` cell: the items of the project's
+    controls come back as Label Studio stored them; relations and items of other controls are left out.
+
+    Raises:
+        ValueError: The cell is not a JSON list.
+    """
+    if not cell:
+        return [], 0
+    items = json.loads(cell)
+    if not isinstance(items, list):
+        raise ValueError(f"{OTHER_RESULTS} is not a JSON list of results")
+    kept = [item for item in items if isinstance(item, dict) and item.get("from_name") in controls]
+    return kept, len(items) - len(kept)
 
 
 def _warn_unknown_labels(tasks, label_config: str) -> None:

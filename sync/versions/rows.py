@@ -22,8 +22,14 @@ made from, e.g. ``image``), then one column per control tag, named by its ``from
 then ``annotator, created_at, updated_at, lead_time, was_cancelled, ground_truth, annotated_revision``
 (the commit sha the task showed when the annotation was last saved: a file whose content changed later
 has a newer ``hf_revision`` in its URL, and a training run can drop labels made on the older content),
+then ``other_results`` when an annotation has result items no control column holds, as Label Studio stored them (a
+JSON list): relations (``"type": "relation"``, no ``from_name``), results of a control the label config does not
+have (any more), and results whose values do not have their control's types (:func:`labelhub.webhooks.result_problem`;
+a span without ``start`` among spans; a warning names the task and annotation). The column is there only when
+some row has such items, so a CSV without them is as before;
 then the task's metadata columns (task data keys other than the value key and ``hf_*``), sorted; a key named
-like one of the columns above (``annotator``, ``task_id``, a control's name, ...) becomes ``data.<key>``.
+like one of the columns above (``annotator``, ``task_id``, a control's name, ``other_results``, ...) becomes
+``data.<key>``.
 
 The annotation fields come from Label Studio's annotation format
 (https://labelstud.io/guide/export#Label-Studio-JSON-format-of-annotated-tasks).
@@ -31,12 +37,16 @@ The annotation fields come from Label Studio's annotation format
 from __future__ import annotations
 
 import json
+import logging
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 
 import pandas as pd
 
 from labelhub.sync.regions import fractions_from_percent
+from labelhub.webhooks import result_problem
+
+log = logging.getLogger(__name__)
 
 FIXED_HEAD = ("task_id", "annotation_id", "hf_path")
 FIXED_TAIL = ("annotator", "created_at", "updated_at", "lead_time", "was_cancelled", "ground_truth",
@@ -44,8 +54,10 @@ FIXED_TAIL = ("annotator", "created_at", "updated_at", "lead_time", "was_cancell
 IDENTITY_KEYS = ("hf_repo", "hf_path", "hf_revision")
 #: The number of the rows' format: raised when :func:`annotation_row` writes a cell otherwise, so that the rows a sync
 #: state keeps (:meth:`labelhub.sync.state.SyncState.store_rows`) are made again once, not left in the older form
-#: beside new ones. 2: several TextArea entries as a JSON list (they were joined with a newline).
-ROW_FORMAT = 2
+#: beside new ones. 2: several TextArea entries as a JSON list (they were joined with a newline). 3: ``other_results``.
+ROW_FORMAT = 3
+#: The column of the result items no control column holds (see the module docstring).
+OTHER_RESULTS = "other_results"
 
 
 def control_value(tag: str, results: list[dict]) -> str:
@@ -155,9 +167,7 @@ def annotation_row(task: Mapping, annotation: Mapping, controls: Mapping[str, st
     data = task.get("data") or {}
     row = {"task_id": task["id"], "annotation_id": annotation["id"], "hf_path": data.get("hf_path", ""),
            value_key: data.get(value_key, "")}
-    by_control: dict[str, list[dict]] = {}
-    for result in annotation.get("result") or []:
-        by_control.setdefault(result.get("from_name"), []).append(result)
+    by_control, others = _split_results(task, annotation, controls)
     for name, tag in controls.items():
         row[name] = control_value(tag, by_control[name]) if name in by_control else ""
     row.update({
@@ -169,12 +179,52 @@ def annotation_row(task: Mapping, annotation: Mapping, controls: Mapping[str, st
         "ground_truth": bool(annotation.get("ground_truth")),
         "annotated_revision": annotation.get("annotated_revision") or data.get("hf_revision", ""),
     })
+    if others:
+        row[OTHER_RESULTS] = json.dumps(others, ensure_ascii=False)
     for key in sorted(data):
         if key != value_key and key not in IDENTITY_KEYS:
             value = data[key]
-            column = f"data.{key}" if key in row else key  # named like a column above: it must not overwrite it
+            # named like a column above: it must not overwrite it
+            column = f"data.{key}" if key in row or key == OTHER_RESULTS else key
             row[column] = json.dumps(value) if isinstance(value, (dict, list)) else value
     return row
+
+
+def _split_results(task: Mapping, annotation: Mapping,
+                   controls: Mapping[str, str]) -> tuple[dict[str, list[dict]], list]:
+    """``({from_name: its result items}, the other items)`` of an annotation: the others (see the module docstring)
+    are kept as they are; those a control column would have held are named in a warning."""
+    by_control: dict[str, list[dict]] = {}
+    others, problems = [], []
+    for result in annotation.get("result") or []:
+        problem = result_problem(result)
+        name = result.get("from_name") if problem is None else None
+        if name not in controls:
+            others.append(result)
+            if problem is not None and isinstance(result, dict) and result.get("from_name") in controls:
+                problems.append(f"{result['from_name']}{problem}")
+            continue
+        by_control.setdefault(name, []).append(result)
+    for name, results in list(by_control.items()):
+        if controls[name] == "Labels" and any("start" in r.get("value", {}) for r in results):
+            spans = [r for r in results if _is_span(r.get("value", {}))]
+            if len(spans) < len(results):
+                others += [r for r in results if not _is_span(r.get("value", {}))]
+                problems.append(f"{name}: {len(results) - len(spans)} span(s) without a start and an end")
+                by_control[name] = spans
+                if not spans:
+                    del by_control[name]
+    if problems:
+        log.warning("task %s, annotation %s: %s; kept as Label Studio stored it in the CSV's %s column",
+                    task.get("id"), annotation.get("id"), "; ".join(problems), OTHER_RESULTS)
+    return by_control, others
+
+
+def _is_span(value: Mapping) -> bool:
+    """Whether a Labels value locates its span: ``start`` and ``end`` numbers (characters, seconds) or strings
+    (HyperText's XPaths)."""
+    return all(isinstance(value.get(k), (int, float, str)) and not isinstance(value.get(k), bool)
+               for k in ("start", "end"))
 
 
 def rows_frame(rows: Iterable[dict], controls: Mapping[str, str], value_key: str) -> pd.DataFrame:
@@ -185,23 +235,27 @@ def rows_frame(rows: Iterable[dict], controls: Mapping[str, str], value_key: str
     if frame.empty:
         return pd.DataFrame(columns=fixed)
     extra = sorted(c for c in frame.columns if c not in fixed)
+    if OTHER_RESULTS in extra:  # first after the fixed columns, before the metadata
+        extra.remove(OTHER_RESULTS)
+        extra.insert(0, OTHER_RESULTS)
     frame = frame.reindex(columns=fixed + extra)
     return frame.sort_values(["task_id", "annotation_id"], kind="stable").reset_index(drop=True)
 
 
-def split_labels(text: str, known: Sequence[str]) -> list[str]:
+def split_labels(text: str, known: Sequence[str], sep: str = "|") -> list[str]:
     """The labels of a CSV cell, which joins them with ``|``: a label of the config that holds ``|`` itself
-    (``"a|b"``) stays whole, the longest such match first; other parts are split at each ``|``.
+    (``"a|b"``) stays whole, the longest such match first; other parts are split at each ``|``. ``sep="/"`` splits
+    a Taxonomy path into its labels the same way (``"T-shirt/top"`` is one label of Fashion-MNIST).
 
     Example:
-        >>> split_labels("a|b|plain", ["a|b", "plain"])
-        ['a|b', 'plain']
+        >>> split_labels("a|b|plain", ["a|b", "plain"]), split_labels("Tops/T-shirt/top", ["T-shirt/top"], "/")
+        (['a|b', 'plain'], ['Tops', 'T-shirt/top'])
     """
-    parts, labels, i = text.split("|"), [], 0
+    parts, labels, i = text.split(sep), [], 0
     known = set(known)
     while i < len(parts):
-        j = next((j for j in range(len(parts), i + 1, -1) if "|".join(parts[i:j]) in known), i + 1)
-        labels.append("|".join(parts[i:j]))
+        j = next((j for j in range(len(parts), i + 1, -1) if sep.join(parts[i:j]) in known), i + 1)
+        labels.append(sep.join(parts[i:j]))
         i = j
     return labels
 

@@ -161,11 +161,31 @@ def _cell(tag: str, multiple: bool, cell, known: Sequence[str] = ()):
         labels = [] if empty else split_labels(str(cell), known)
         return labels if multiple else (labels[0] if labels else None)
     if tag in ("RectangleLabels", "Labels"):
-        items = [] if empty else json.loads(cell)
-        return [{**item, "label": (split_labels(str(item.get("label", "")), known) or [""])[0]} for item in items]
+        return [{**item, "label": (split_labels(str(item.get("label", "")), known) or [""])[0]}
+                for item in ([] if empty else _regions(tag, str(cell)))]
     if tag == "TextArea":
         return None if empty else "\n".join(textarea_entries(str(cell))) or None
     return None if empty else str(cell)
+
+
+#: The typed keys of a region of the CSV (rows.control_value) and the types the ``datasets`` features take.
+_REGION_KEYS = {"RectangleLabels": (("x", "y", "width", "height"), (int, float), ()),
+                "Labels": (("start", "end"), (int,), ("text",))}
+
+
+def _regions(tag: str, cell: str) -> list[dict]:
+    """The regions of a box or span cell that the features can hold: each with its numbers (a span's character
+    offsets) and its label. Anything else (a cell an older export wrote from a malformed result, or edited by hand)
+    is left out of the training row, which must load; the CSV keeps it."""
+    numbers, kinds, texts = _REGION_KEYS[tag]
+    try:
+        items = json.loads(cell)
+    except ValueError:
+        return []
+    return [{**{k: item[k] for k in numbers}, **{k: str(item.get(k, "")) for k in texts}, "label": item.get("label", "")}
+            for item in (items if isinstance(items, list) else [])
+            if isinstance(item, dict) and all(isinstance(item.get(k), kinds) and not isinstance(item.get(k), bool)
+                                              for k in numbers)]
 
 
 def _has_media(field: DataField, path: str, revision: str, local: bool) -> bool:
