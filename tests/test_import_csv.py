@@ -212,3 +212,12 @@ def test_a_local_repo_file_whose_name_is_not_utf8_is_left_out_and_the_others_are
     sha = sample_repos.commit_local(repo_path, message="a Latin-1 name")
     assert [f.path for f in LocalGitRepo(str(repo_path)).list_files(sha)] == ["ok.png"]
     assert r"names are not UTF-8 (caf\xe9.png)" in caplog.text
+
+
+def test_a_per_region_choices_is_no_whole_image_concept():
+    """A ``perRegion="true"`` Choices answers each region: a whole-image concept put there was one answer of the whole
+    image, which Label Studio's editor shows under no region."""
+    config = CONFIG.replace('<Choices name="kind" toName="image">', '<Choices name="kind" toName="image" perRegion="true">')
+    labels = ProjectLabels.from_config(config)
+    assert labels.choices == {} and labels.unknown_choice("Bag") == (
+        "'Bag': the label config has no Choices tag for whole-image concepts")

@@ -89,6 +89,12 @@ def test_a_label_config_with_no_answerable_control_is_refused_with_what_it_has(t
     answer = client.post("/setup", json={"project": KEY, "schema": dangling})
     assert answer.status_code == 422
     assert "<Choices name='kind' toName='imgg'> over no object tag with a $value" in answer.json["error"]
+    per_region = ("<View><Image name='img' value='$image'/><Choices name='size' toName='img' perRegion='true'>"
+                  "<Choice value='big'/></Choices></View>")
+    answer = client.post("/setup", json={"project": KEY, "schema": per_region})
+    assert answer.status_code == 422  # "it has Choices over Image" read as a contradiction without the reason
+    assert """<Choices name='size'> over <Image> (perRegion="true": a choice per region, not answered)""" in \
+        answer.json["error"]
 
 
 def test_extra_params_from_the_connect_model_dialog_are_kept_per_project_and_bad_ones_refused(tmp_path):

@@ -156,12 +156,14 @@ class ProjectModel(LabelStudioMLBase):
                 claimed.update(head.claims())
         if not self.heads:
             specified = {c.from_name for c in self.controls}
-            found = "; ".join([f"<{c.tag} name={c.from_name!r}> over <{c.object_tag}>" for c in self.controls] + [
+            found = "; ".join([f"<{c.tag} name={c.from_name!r}> over <{c.object_tag}>"
+                               + (' (perRegion="true": a choice per region, not answered)' if c.per_region else "")
+                               for c in self.controls] + [
                 f"<{c.tag} name={c.name!r} toName={','.join(c.to_name)!r}> over no object tag with a $value"
                 for c in parse_label_config(self.label_config)[0] if c.name not in specified])
             raise LabelConfigError(
-                "no control tag of this label config can be answered: the backend answers Choices over Image "
-                "or Text, RectangleLabels and TextArea over Image, Labels over Text (and what a Hugging Face "
+                "no control tag of this label config can be answered: the backend answers Choices over Image, "
+                "Text or HyperText, RectangleLabels and TextArea over Image, Labels over Text (and what a Hugging Face "
                 "model given as 'model' in the extra params fits); it has " + (found or "no control tag over "
                                                                                  "an object with a $value"))
         # (model_version, {from_name: fit}) that predictions read together, replaced as one (a prediction must not

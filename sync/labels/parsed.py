@@ -172,6 +172,8 @@ class ProjectLabels:
             if data.name not in (control.to_name or []):
                 continue
             target = {"Choices": choices, "RectangleLabels": rectangles}.get(control.tag)
+            if control.tag == "Choices" and str(control.attr.get("perRegion", "")).lower() == "true":
+                continue  # each region's choice, not the whole image's: a labels file's concepts cannot fill it
             if target is not None:
                 for label in control.labels:
                     target.setdefault(label, control.name)
