@@ -468,6 +468,19 @@ class LabelStudioClient:
             raise ApiError(status_code=answer.status_code, headers=dict(answer.headers), body=answer.text)
         return answer.json() if answer.content else None
 
+    def ml_backend_titles(self, project_id: int) -> set[str]:
+        """The titles of the ML backends connected to the project (Settings → Model; ``GET /api/ml?project=N``,
+        https://api.labelstud.io/api-reference/api-reference/ml/list).
+
+        Connecting a backend makes its title the project's prediction set (``model_version``), although no stored
+        prediction carries it: predictions carry the version the backend answers.
+
+        Raises:
+            LabelStudioError: Label Studio refused the listing or cannot be reached.
+        """
+        backends = self._call(f"ML backends of project {project_id}", lambda: self._client.ml.list(project=project_id))
+        return {str(b.title) for b in backends or () if getattr(b, "title", None)}
+
     def select_model_version(self, project_id: int, model_version: str) -> None:
         """Make ``model_version`` the project's prediction set (Settings → Annotation → Prelabeling).
 
@@ -1100,15 +1113,25 @@ def _versions_of(model: Any, previous: JobStatus | None) -> set[str]:
     return ours
 
 
+def _is_backend_title(api: LabelStudioClient, project_id: int, current: str) -> bool:
+    """Whether ``current`` is the title of one of the project's ML backends (``False`` when that cannot be read)."""
+    try:
+        return current in api.ml_backend_titles(project_id)
+    except LabelStudioError as exc:
+        log.info("project %s: cannot list its ML backends (%s)", project_id, exc)
+        return False
+
+
 def _select_version(api: LabelStudioClient, project: ProjectInfo, status: JobStatus, ours: set[str],
                     select: bool | None) -> str:
     """Make the job's version the project's prediction set when asked, or (``select=None``) when the project
-    has none or one of ``ours`` (versions this model wrote); a refusal is logged, not raised. Returns the
-    project's prediction set afterwards."""
+    has none, one of ``ours`` (versions this model wrote), or the title of one of its ML backends (what connecting
+    a backend selects: no stored prediction carries it, so the "Prediction score" column stayed blank); a refusal
+    is logged, not raised. Returns the project's prediction set afterwards."""
     version, current = status.model_version, project.model_version or ""
     if not version or current == version or select is False:
         return current
-    if select is None and current and current not in ours:
+    if select is None and current and current not in ours and not _is_backend_title(api, project.id, current):
         log.info("project %s: its prediction set stays %r (select %s in Settings > Annotation to sort the Data "
                  "Manager by its scores)", project.id, current, version)
         return current

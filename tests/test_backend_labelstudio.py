@@ -14,6 +14,7 @@ import requests
 from labelhub.sync.demo.sample_data import fashion_mnist, png_bytes
 from tests.backend_fixtures import (IMAGE_CLASSES, PLOT_REVIEW_CLASSES, PLOT_REVIEW_CONFIG, BackendServer,
                                     choices_config, plot_review_tasks, wait_for)
+from tests.conftest import run_labelhub
 
 CLASSES = ["Trouser", "Sneaker", "Bag", "Pullover"]  # four Fashion-MNIST classes: chance is 0.25
 
@@ -135,7 +136,18 @@ def test_text_project_connects_predicts_learns_from_annotations_and_predicts_bet
     rows = [(by_text[s["data"]["text"]], y) for s, y in zip(source, labels)]
     assert set(labels) == set(PLOT_REVIEW_CLASSES)
     ml = _connect(label_studio, backend, project.id)
-    _learn_and_check(label_studio, backend, project.id, ml, rows[:30], rows[30:], "label", "text", chance=0.5)
+    version = _learn_and_check(label_studio, backend, project.id, ml, rows[:30], rows[30:], "label", "text", chance=0.5)
+    # connecting selected the backend's title as the prediction set: no stored prediction carries it, so the Data
+    # Manager's "Prediction score" column was blank; a prediction job selects its version instead
+    assert client.projects.get(id=project.id).model_version == "labelhub"
+    env = {"MODEL_DIR": str(backend.model_dir), "LABEL_STUDIO_URL": label_studio.url, "TQDM_DISABLE": "1",
+           "LABEL_STUDIO_API_KEY": label_studio.personal_token or label_studio.api_key}
+    answer = run_labelhub("predict", "--project", str(project.id), env=env, check=True)
+    assert f"predictions of {version} written" in answer.stdout + answer.stderr
+    assert client.projects.get(id=project.id).model_version == version
+    scores = [t["predictions_score"] for t in _api(label_studio, "GET", f"/api/tasks?project={project.id}"
+                                                                        "&page_size=100&fields=all")["tasks"]]
+    assert len(scores) == 50 and all(score is not None for score in scores)
 
 
 def test_start_training_learns_from_annotations_made_before_the_backend_was_connected(label_studio, make_project,
