@@ -47,7 +47,7 @@ def test_each_control_cell_becomes_label_studio_results():
     assert cell_results("TextArea", "note", "image", "two\nlines")[0]["value"] == {"text": ["two\nlines"]}
     assert cell_results("Taxonomy", "t", "image", "A/B|C")[0]["value"] == {"taxonomy": [["A", "B"], ["C"]]}
     assert cell_results("Rating", "r", "image", '[{"rating": 4}]') == [
-        {"from_name": "r", "to_name": "image", "type": "rating", "value": {"rating": 4}}]
+        {"id": "r-1", "from_name": "r", "to_name": "image", "type": "rating", "value": {"rating": 4}}]
     assert cell_results("Choices", "kind", "image", "") == []
     for tag, cell in (("RectangleLabels", "[{"), ("RectangleLabels", '[{"x": 1}]'), ("Rating", '{"rating": 4}')):
         with pytest.raises(ValueError):
@@ -350,3 +350,45 @@ def test_labels_holding_the_separators_and_other_results_come_back(caplog):
     assert task.data["other_results"] == "meta" and "other_results" not in task.annotations[0]
     assert "1 relation(s) and result(s) of controls the project lacks" in caplog.text
     assert "not in the project's label config" not in caplog.text
+
+
+def test_regions_come_back_with_their_ids_rotation_per_region_values_and_relations():
+    """The OCR layout (a Rectangle and its perRegion TextArea), a rotated box with a perRegion Choices, a relation
+    between them and a HyperText span: the CSV lost the rotation, the span's offsets and which text belonged to which
+    box, and restore made whole-image answers of the per-region values."""
+    config = ('<View><Image name="image" value="$image"/><Rectangle name="bbox" toName="image"/>'
+              '<TextArea name="transcription" toName="image" perRegion="true"/>'
+              '<RectangleLabels name="box" toName="image"><Label value="a"/></RectangleLabels>'
+              '<Choices name="size" toName="image" perRegion="true"><Choice value="big"/></Choices>'
+              '<Relations><Relation value="next"/></Relations>'
+              '<HyperText name="page" value="$page"/><Labels name="tags" toName="page"><Label value="T"/></Labels>'
+              '</View>')
+    controls = {"bbox": "Rectangle", "transcription": "TextArea", "box": "RectangleLabels", "size": "Choices",
+                "tags": "Labels"}
+    annotated = [
+        {"id": "r1", "from_name": "bbox", "to_name": "image", "type": "rectangle",
+         "value": {"x": 10, "y": 10, "width": 5, "height": 5, "rotation": 0}},
+        {"id": "b1", "from_name": "box", "to_name": "image", "type": "rectanglelabels",
+         "value": {"x": 20.0, "y": 30.0, "width": 10.0, "height": 5.0, "rotation": 15, "rectanglelabels": ["a"]}},
+        {"id": "s1", "from_name": "tags", "to_name": "page", "type": "labels",
+         "value": {"start": "/p[1]", "end": "/p[1]", "startOffset": 2, "endOffset": 7, "text": "hello",
+                   "labels": ["T"]}},
+        # Label Studio copies the region's place into a per-region answer's value
+        {"id": "r1", "from_name": "transcription", "to_name": "image", "type": "textarea",
+         "value": {"x": 10, "y": 10, "width": 5, "height": 5, "rotation": 0, "text": ["hi"]}},
+        {"id": "b1", "from_name": "size", "to_name": "image", "type": "choices",
+         "value": {"x": 20.0, "y": 30.0, "width": 10.0, "height": 5.0, "rotation": 15, "choices": ["big"]}},
+        {"from_id": "b1", "to_id": "r1", "type": "relation", "direction": "right", "labels": ["next"]}]
+    task = {"id": 7, "data": {"image": "https://example.test/a.png", "page": "<p>a hello</p>"}}
+    row = annotation_row(task, {"id": 70, "result": annotated, "completed_by": 1}, controls, "image", {1: "a@x"})
+    assert json.loads(row["box"])[0]["rotation"] == 15 and json.loads(row["tags"])[0]["startOffset"] == 2
+    csv = pd.DataFrame([row]).to_csv(index=False)
+    frame = pd.read_csv(io.StringIO(csv), dtype=str, keep_default_na=False)
+    tasks, errors = plan_tasks(frame, {"controls": controls}, config, "owner/ds", "annotations-v1")
+    assert not errors
+    restored = tasks[0].annotations[0]["result"]
+    def key(r):
+        return json.dumps(r, sort_keys=True)
+    # a region nothing names keeps no id in the CSV (boxes and spans read as before): it comes back numbered
+    expected = [{**r, "id": "tags-1"} if r.get("id") == "s1" else r for r in annotated]
+    assert sorted(map(key, restored)) == sorted(map(key, expected))

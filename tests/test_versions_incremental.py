@@ -465,3 +465,23 @@ def test_results_no_control_column_holds_are_kept_in_other_results_and_the_expor
     add(texts, 1, {"text": "ab", "hf_path": "a.txt", "hf_revision": SHA}, {**span_annotation(10, 1, []), "result": spans})
     row = assert_same_as_from_scratch(texts, tmp_path, TEXTS).frame.iloc[0]
     assert json.loads(row["other_results"]) == spans[:1] and json.loads(row["ner"])[0]["label"] == "LOC"
+
+
+def test_regions_with_ids_rotation_and_per_region_values_build_every_file(tmp_path):
+    """A box's id, rotation and per-region values ride in its CSV item: the training rows, the consensus and the
+    agreement read its place and label as before."""
+    state = SyncState(tmp_path / "state.sqlite3", 7, REPO)
+    for who in (1, 2):
+        ann = image_annotation(10 + who, who, boxes=[(10, 10, "x")])
+        box = next(r for r in ann["result"] if r["from_name"] == "box")
+        box.update(id=f"b{who}")
+        box["value"]["rotation"] = 30
+        ann["result"].append({"id": f"b{who}", "from_name": "note", "to_name": "image", "type": "textarea",
+                              "value": {"text": [f"box of {who}"]}})
+        add(state, 1, image_task(1), ann) if who == 1 else state.apply_annotations(1, [ann], complete=False)
+    built = assert_same_as_from_scratch(state, tmp_path, IMAGES)
+    cell = json.loads(built.frame["box"].iloc[0])
+    assert cell == [{"x": 0.1, "y": 0.1, "width": 0.2, "height": 0.2, "label": "x", "rotation": 30, "id": "b1",
+                     "per_region": {"note": {"text": ["box of 1"]}}}]
+    [record, _] = training_records(built.frame, IMAGES, control_tags(IMAGES), data_field(IMAGES), REPO, False)
+    assert record["box"] == [{"x": 0.1, "y": 0.1, "width": 0.2, "height": 0.2, "label": "x"}]

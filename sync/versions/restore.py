@@ -141,7 +141,9 @@ def cell_results(tag: str, from_name: str, to_name: str, cell: str, labels: Sequ
             ``/``) comes back whole (:func:`labelhub.sync.versions.rows.split_labels`).
 
     Returns:
-        The result items (see the module docstring).
+        The result items (see the module docstring). A region the CSV kept the ``id`` of has it back (else
+        ``<from_name>-<n>``), and its ``per_region`` values (``{from_name: value}``) under the item's key
+        ``per_region``, which :func:`plan_tasks` turns into results of those controls.
 
     Raises:
         ValueError: The cell is not in its tag's form (bad JSON, a box without ``x, y, width, height``).
@@ -157,8 +159,9 @@ def cell_results(tag: str, from_name: str, to_name: str, cell: str, labels: Sequ
             except (KeyError, TypeError, ValueError):
                 raise ValueError(f"box {n} of {from_name} needs numbers x, y, width, height") from None
             label = str(box.get("label") or "")
-            results.append({"id": f"{from_name}-{n}", **base, "value": {
-                **percent, "rotation": 0, "rectanglelabels": split_labels(label, labels) if label else []}})
+            rotation = box.get("rotation") if isinstance(box.get("rotation"), (int, float)) else 0
+            results.append({**_region(box, from_name, n), **base, "value": {
+                **percent, "rotation": rotation, "rectanglelabels": split_labels(label, labels) if label else []}})
         return results
     if tag == "TextArea":
         return [{**base, "value": {"text": textarea_entries(cell)}}]
@@ -171,9 +174,10 @@ def cell_results(tag: str, from_name: str, to_name: str, cell: str, labels: Sequ
             if not all(isinstance(v, (int, float, str)) and not isinstance(v, bool) for v in (start, end)):
                 raise ValueError(f"span {n} of {from_name} needs a start and an end")
             # as exported: character offsets over Text, seconds over Audio (an int() lost their fractions)
-            value = {"start": start, "end": end, "text": str(span.get("text", ""))}
+            value = {"start": start, "end": end, "text": str(span.get("text", "")),
+                     **{k: v for k, v in span.items() if k not in _SPAN_CELL}}  # HyperText offsets, a channel
             label = str(span.get("label") or "")
-            results.append({"id": f"{from_name}-{n}", **base,
+            results.append({**_region(span, from_name, n), **base,
                             "value": {**value, "labels": split_labels(label, labels) if label else []}})
         return results
     if tag in ("Choices", "Taxonomy") and not cell.startswith("[{"):
@@ -185,7 +189,20 @@ def cell_results(tag: str, from_name: str, to_name: str, cell: str, labels: Sequ
     values = json.loads(cell)  # any other control (and the JSON fallback of rows.control_value)
     if not isinstance(values, list) or not all(isinstance(v, dict) for v in values):
         raise ValueError(f"{from_name} is not a JSON list of result values")
-    return [{**base, "value": value} for value in values]
+    return [{**_region(value, from_name, n), **base,
+             "value": {k: v for k, v in value.items() if k not in ("id", "per_region")}}
+            for n, value in enumerate(values, 1)]
+
+
+#: The keys of a span item of the CSV that are not its value's (rows.control_value).
+_SPAN_CELL = ("start", "end", "text", "label", "id", "per_region")
+
+
+def _region(item: Mapping, from_name: str, n: int) -> dict:
+    """A restored region's ``id`` (the one the CSV kept, else ``<from_name>-<n>``: Label Studio's editor names every
+    region) and its ``per_region`` values."""
+    found = {"id": str(item["id"]) if isinstance(item.get("id"), (str, int)) else f"{from_name}-{n}"}
+    return {**found, **({"per_region": item["per_region"]} if isinstance(item.get("per_region"), dict) else {})}
 
 
 def read_version(repo: DatasetRepo, tag: str, csv_path: str,
@@ -310,13 +327,14 @@ def plan_tasks(frame: pd.DataFrame, manifest: Mapping, label_config: str, repo_i
     for n, row in enumerate(frame.to_dict("records"), 1):
         try:
             task_id, annotation_id = _number(row, "task_id", int), _number(row, "annotation_id", int)
-            result = []
+            own = {}
             for name, (ctag, to_name, labels) in controls.items():
                 try:
-                    result += cell_results(ctag, name, to_name, row[name], labels)
+                    own[name] = cell_results(ctag, name, to_name, row[name], labels)
                 except ValueError as exc:
                     raise ValueError(f"{name} ({ctag}): {exc}") from None
-            others, left = _other_results(row.get(OTHER_RESULTS, ""), controls)
+            result = _with_per_region(own, controls)
+            others, left = _other_results(row.get(OTHER_RESULTS, ""), controls, {r.get("id") for r in result})
             result += others
             relations += left
             lead_time = _number(row, "lead_time", float) if row.get("lead_time") else None
@@ -343,13 +361,31 @@ def plan_tasks(frame: pd.DataFrame, manifest: Mapping, label_config: str, repo_i
     _warn_unknown_labels(tasks.values(), label_config)
     if relations:
         log.warning("%d relation(s) and result(s) of controls the project lacks, kept in the version's %s column, "
-                    "are not restored (a relation names regions by ids the CSV does not keep)", relations, OTHER_RESULTS)
+                    "are not restored (a relation between regions the restore did not make, or one the version did "
+                    "not keep the ids of)", relations, OTHER_RESULTS)
     return [tasks[k] for k in sorted(tasks)], errors
 
 
-def _other_results(cell: str, controls: Mapping[str, tuple]) -> tuple[list[dict], int]:
+def _with_per_region(own: Mapping[str, list[dict]], controls: Mapping[str, tuple]) -> list[dict]:
+    """The results of a row's control cells, each region's ``per_region`` values as results of their controls with
+    the region's ``id`` (a per-region control's own column, which lists the same values without their regions, is
+    then not read)."""
+    per_region, linked = [], set()
+    for results in own.values():
+        for result in results:
+            for name, value in (result.pop("per_region", None) or {}).items():
+                if name in controls and isinstance(value, dict) and "id" in result:
+                    tag, to_name, _ = controls[name]
+                    per_region.append({"id": result["id"], "from_name": name, "to_name": to_name,
+                                       "type": tag.lower(), "value": value})
+                    linked.add(name)
+    return [r for name, results in own.items() if name not in linked for r in results] + per_region
+
+
+def _other_results(cell: str, controls: Mapping[str, tuple], ids: set) -> tuple[list[dict], int]:
     """``(items to restore, how many are left out)`` of a row's ``other_results`` cell: the items of the project's
-    controls come back as Label Studio stored them; relations and items of other controls are left out.
+    controls come back as Label Studio stored them, and the relations between restored regions (``ids``: those the
+    CSV kept the ids of); relations between others, and items of other controls, are left out.
 
     Raises:
         ValueError: The cell is not a JSON list.
@@ -359,7 +395,9 @@ def _other_results(cell: str, controls: Mapping[str, tuple]) -> tuple[list[dict]
     items = json.loads(cell)
     if not isinstance(items, list):
         raise ValueError(f"{OTHER_RESULTS} is not a JSON list of results")
-    kept = [item for item in items if isinstance(item, dict) and item.get("from_name") in controls]
+    kept = [item for item in items if isinstance(item, dict) and (
+        item.get("from_name") in controls
+        or (item.get("type") == "relation" and item.get("from_id") in ids and item.get("to_id") in ids))]
     return kept, len(items) - len(kept)
 
 
@@ -371,9 +409,10 @@ def _warn_unknown_labels(tasks, label_config: str) -> None:
     for task in tasks:
         for annotation in task.annotations:
             for result in annotation["result"]:
-                labels = next((v for k, v in result["value"].items() if k in ("choices", "labels", "rectanglelabels")
-                               and isinstance(v, list)), [])
-                name = result["from_name"]
+                value = result.get("value")  # a relation has none
+                labels = next((v for k, v in value.items() if k in ("choices", "labels", "rectanglelabels")
+                               and isinstance(v, list)), []) if isinstance(value, dict) else []
+                name = result.get("from_name")
                 unknown.setdefault(name, set()).update(
                     str(label) for label in labels if name in known and str(label) not in known[name])
     for name, labels in unknown.items():

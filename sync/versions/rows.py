@@ -18,6 +18,9 @@ made from, e.g. ``image``), then one column per control tag, named by its ``from
   entries with a newline (a cell that reads back as one entry holding the newlines); the first export after the
   upgrade makes every stored row again (:data:`ROW_FORMAT`), so those annotations count as changed once;
 - any other control: the JSON of its result values;
+- a box's ``rotation`` follows its label when it is not 0; a span's other value keys (HyperText's ``startOffset`` and
+  ``endOffset``, an Audio ``channel``) follow its label; a region another result names keeps its ``id``, with its
+  per-region answers as ``per_region`` (:func:`region_links`);
 
 then ``annotator, created_at, updated_at, lead_time, was_cancelled, ground_truth, annotated_revision``
 (the commit sha the task showed when the annotation was last saved: a file whose content changed later
@@ -55,23 +58,44 @@ IDENTITY_KEYS = ("hf_repo", "hf_path", "hf_revision")
 #: The number of the rows' format: raised when :func:`annotation_row` writes a cell otherwise, so that the rows a sync
 #: state keeps (:meth:`labelhub.sync.state.SyncState.store_rows`) are made again once, not left in the older form
 #: beside new ones. 2: several TextArea entries as a JSON list (they were joined with a newline). 3: ``other_results``.
-ROW_FORMAT = 3
+#: 4: a region's ``id`` and ``per_region`` values, a box's ``rotation``, a span's other keys.
+ROW_FORMAT = 4
 #: The column of the result items no control column holds (see the module docstring).
 OTHER_RESULTS = "other_results"
 
 
-def control_value(tag: str, results: list[dict]) -> str:
-    """The CSV cell of one control tag from its ``result`` items (see the module docstring)."""
+#: The value keys that place a region (a result other results can name by its ``id``).
+_PLACES = ("x", "start", "points")
+#: Result types of the controls that can answer per region (``perRegion="true"``): never regions themselves, though
+#: Label Studio copies their region's place into their value.
+PER_REGION_TYPES = ("textarea", "choices", "taxonomy", "rating", "number", "datetime")
+#: A span's keys of the CSV; its value's other keys (HyperText's offsets, an Audio channel) follow them.
+_SPAN = ("start", "end", "text", "labels")
+
+
+def control_value(tag: str, results: list[dict], links: Mapping[str, dict] | None = None) -> str:
+    """The CSV cell of one control tag from its ``result`` items (see the module docstring).
+
+    Args:
+        tag: The control tag type.
+        results: Its result items.
+        links: ``{region id: keys}`` added to the item of each region named there (:func:`region_links`: its
+            ``id``, and ``per_region`` values), for boxes, spans and the JSON values of other controls.
+    """
+    links = links or {}
     if tag == "RectangleLabels":
         boxes = []
         for r in results:
             value = r.get("value", {})
             box = {k: round(v, 9) for k, v in fractions_from_percent(value).items()}
-            boxes.append({**box, "label": "|".join(value.get("rectanglelabels", []))})
+            turned = {"rotation": value["rotation"]} if value.get("rotation") else {}
+            boxes.append({**box, "label": "|".join(value.get("rectanglelabels", [])), **turned,
+                          **links.get(r.get("id"), {})})
         return json.dumps(boxes)
     if tag == "Labels" and all("start" in r.get("value", {}) for r in results):
         return json.dumps([{"start": r["value"].get("start"), "end": r["value"].get("end"),
-                            "text": r["value"].get("text", ""), "label": "|".join(r["value"].get("labels", []))}
+                            "text": r["value"].get("text", ""), "label": "|".join(r["value"].get("labels", [])),
+                            **{k: v for k, v in r["value"].items() if k not in _SPAN}, **links.get(r.get("id"), {})}
                            for r in results])
     if tag == "TextArea":
         return textarea_cell([t for r in results for t in r.get("value", {}).get("text", [])])
@@ -82,7 +106,36 @@ def control_value(tag: str, results: list[dict]) -> str:
             for item in r["value"][key]:
                 labels.append("/".join(item) if isinstance(item, list) else str(item))
         return "|".join(labels)
-    return json.dumps([r.get("value", {}) for r in results])
+    return json.dumps([{**r.get("value", {}), **links.get(r.get("id"), {})} for r in results])
+
+
+def region_links(results: list[dict]) -> dict[str, dict]:
+    """How an annotation's results name each other, for the cells of its regions.
+
+    A per-region control (``perRegion="true"``: a TextArea transcription of a box, a Choices of a span) answers
+    with a result of one of :data:`PER_REGION_TYPES` whose ``id`` is its region's; a relation (``"type": "relation"``) names
+    two regions by ``from_id`` and ``to_id`` (https://labelstud.io/guide/export#Relations). Such regions keep their
+    ``id`` in their item, and their per-region values ride along in it as ``per_region: {from_name: value}``; the
+    per-region control's own column still lists its values (the training rows read it).
+
+    Args:
+        results: The annotation's result items (each checked by :func:`labelhub.webhooks.result_problem`).
+
+    Returns:
+        ``{region id: {"id": region id, "per_region": {from_name: value}}}`` (``per_region`` only when it has one).
+    """
+    regions = {r.get("id") for r in results if r.get("type") not in PER_REGION_TYPES
+               and isinstance(r.get("value"), dict) and any(k in r["value"] for k in _PLACES) and r.get("id")}
+    links: dict[str, dict] = {}
+    for r in results:
+        if r.get("type") == "relation":
+            for key in ("from_id", "to_id"):
+                if r.get(key) in regions:
+                    links.setdefault(r[key], {"id": r[key]})
+        elif r.get("id") in regions and r.get("type") in PER_REGION_TYPES and r.get("from_name"):
+            link = links.setdefault(r["id"], {"id": r["id"]})
+            link.setdefault("per_region", {})[r["from_name"]] = r.get("value", {})
+    return links
 
 
 def textarea_entries(cell: str) -> list[str]:
@@ -168,8 +221,10 @@ def annotation_row(task: Mapping, annotation: Mapping, controls: Mapping[str, st
     row = {"task_id": task["id"], "annotation_id": annotation["id"], "hf_path": data.get("hf_path", ""),
            value_key: data.get(value_key, "")}
     by_control, others = _split_results(task, annotation, controls)
+    links = region_links([r for results in by_control.values() for r in results]
+                         + [r for r in others if isinstance(r, dict) and result_problem(r) is None])
     for name, tag in controls.items():
-        row[name] = control_value(tag, by_control[name]) if name in by_control else ""
+        row[name] = control_value(tag, by_control[name], links) if name in by_control else ""
     row.update({
         "annotator": annotator_of(annotation, users),
         "created_at": annotation.get("created_at", ""),
