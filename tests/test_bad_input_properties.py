@@ -409,7 +409,8 @@ def test_label_configs_parse_or_raise_label_config_error(config):
 
 # labels files -----------------------------------------------------------------------------------------------
 LABEL_CONFIG = ('<View><Image name="image" value="$image"/>'
-                '<Choices name="kind" toName="image"><Choice value="Bag"/><Choice value="Coat"/></Choices>'
+                '<Choices name="kind" toName="image" choice="multiple"><Choice value="Bag"/><Choice value="Coat"/>'
+                '</Choices>'
                 '<RectangleLabels name="box" toName="image"><Label value="Bag"/><Label value="Sneaker"/>'
                 '</RectangleLabels></View>')
 LABELS = ProjectLabels.from_config(LABEL_CONFIG)

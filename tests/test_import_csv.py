@@ -16,7 +16,7 @@ from labelhub.sync.regions import FractionEdges
 from tests import sample_repos
 
 CONFIG = ('<View><Image name="image" value="$image"/>'
-          '<Choices name="kind" toName="image"><Choice value="Bag"/><Choice value="Coat"/>'
+          '<Choices name="kind" toName="image" choice="multiple"><Choice value="Bag"/><Choice value="Coat"/>'
           '<Choice value="Dress"/></Choices>'
           '<RectangleLabels name="box" toName="image"><Label value="Bag"/><Label value="Coat"/><Label value="Sneaker"/>'
           '</RectangleLabels></View>')
@@ -217,7 +217,27 @@ def test_a_local_repo_file_whose_name_is_not_utf8_is_left_out_and_the_others_are
 def test_a_per_region_choices_is_no_whole_image_concept():
     """A ``perRegion="true"`` Choices answers each region: a whole-image concept put there was one answer of the whole
     image, which Label Studio's editor shows under no region."""
-    config = CONFIG.replace('<Choices name="kind" toName="image">', '<Choices name="kind" toName="image" perRegion="true">')
+    config = CONFIG.replace('choice="multiple">', 'choice="multiple" perRegion="true">')
     labels = ProjectLabels.from_config(config)
     assert labels.choices == {} and labels.unknown_choice("Bag") == (
         "'Bag': the label config has no Choices tag for whole-image concepts")
+
+
+def test_a_single_choice_choices_takes_one_concept_per_url():
+    """Label Studio's API stored two choices in a single-choice Choices (its editor shows one); the second concept's
+    row is rejected, on the same line or a later one."""
+    labels = ProjectLabels.from_config(CONFIG.replace(' choice="multiple"', ""))
+    assert labels.single == {"kind"}
+    text = HEADER + ("https://example.test/a.png,Bag,,,,,,\n"      # 2 kept
+                     "https://example.test/a.png,Bag,,,,,,\n"      # 3 kept: the same choice again
+                     "https://example.test/a.png,Coat,,,,,,\n"     # 4 a second choice
+                     "https://example.test/b.png,Bag|Dress,,,,,,\n"  # 5 two on one line
+                     "https://example.test/c.png,Dress,,,,,,\n")   # 6 kept
+    parsed = read_labels_csv(io.StringIO(text), labels, UrlResolver())
+    assert [str(e) for e in parsed.errors] == [
+        "line 4: a second choice of a single-choice Choices for one url ('Coat' after 'Bag' in 'kind': keep one, or "
+        'set choice="multiple" on it)',
+        "line 5: a second choice of a single-choice Choices for one url ('Dress' after 'Bag' in 'kind': keep one, or "
+        'set choice="multiple" on it)']
+    assert {t.url: t.concepts for t in parsed.tasks} == {"https://example.test/a.png": ["Bag"],
+                                                        "https://example.test/c.png": ["Dress"]}

@@ -236,6 +236,16 @@ def _check(df: pd.DataFrame, line: np.ndarray, labels: ProjectLabels, urls: UrlR
     bad = np.zeros(n, dtype=bool)
     for i, _, _ in errors:
         bad[i] = True
+    # a single-choice Choices takes one concept per url: Label Studio's API would store both, its editor shows one
+    chosen: dict[tuple, str] = {}
+    for i in np.flatnonzero(~bad & ~some):
+        for concept in pos[i]:
+            tag = labels.choices.get(concept)
+            first = chosen.setdefault((resolved[i][0], tag), concept) if tag in labels.single else concept
+            if first != concept:
+                errors.append((int(i), m.TWO_CHOICES, f"{concept!r} after {first!r} in {tag!r}: keep one, or set "
+                                                      f"choice=\"multiple\" on it"))
+                bad[i] = True
     errors.sort(key=lambda e: e[0])  # stable: per row, the checks' order above
     parsed = ParsedLabels(rows=n, rejected_rows=int(bad.sum()),
                           errors=[RowError(f"line {line[i]}", reason, detail, int(line[i]))

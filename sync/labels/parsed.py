@@ -32,6 +32,7 @@ TOO_MANY_FIELDS = "more fields than the header has"
 NOT_CSV = "quoting that is not CSV"
 NOT_UTF8 = "bytes that are not UTF-8 (read as U+FFFD)"
 UNKNOWN_LABEL = "unknown label"
+TWO_CHOICES = "a second choice of a single-choice Choices for one url"
 # COCO only
 UNKNOWN_IMAGE = "unknown image_id"
 UNKNOWN_CATEGORY = "unknown category_id"
@@ -138,11 +139,14 @@ class ProjectLabels:
         field: the object tag the url fills (:class:`labelhub.label_config.DataField`, e.g. ``$image``).
         choices: ``{label: Choices tag name}`` of Choices tags pointing at that object tag.
         rectangles: ``{label: RectangleLabels tag name}`` of RectangleLabels tags pointing at it.
+        single: the names of those Choices tags that take one choice (``choice`` ``single``, the default, or
+            ``single-radio``: https://labelstud.io/tags/choices).
     """
 
     field: DataField
     choices: dict[str, str]
     rectangles: dict[str, str]
+    single: frozenset[str] = frozenset()
 
     @classmethod
     def from_config(cls, label_config: str) -> "ProjectLabels":
@@ -168,19 +172,22 @@ class ProjectLabels:
                                    "a labels file names images by url")
         choices: dict[str, str] = {}
         rectangles: dict[str, str] = {}
+        single: set[str] = set()
         for control in LabelInterface(label_config).controls:
             if data.name not in (control.to_name or []):
                 continue
             target = {"Choices": choices, "RectangleLabels": rectangles}.get(control.tag)
             if control.tag == "Choices" and str(control.attr.get("perRegion", "")).lower() == "true":
                 continue  # each region's choice, not the whole image's: a labels file's concepts cannot fill it
+            if control.tag == "Choices" and str(control.attr.get("choice") or "single").lower() != "multiple":
+                single.add(control.name)
             if target is not None:
                 for label in control.labels:
                     target.setdefault(label, control.name)
         if not choices and not rectangles:
             raise LabelConfigError(f"the project's label config has no Choices or RectangleLabels tag with "
                                    f"toName=\"{data.name}\"")
-        return cls(data, choices, rectangles)
+        return cls(data, choices, rectangles, frozenset(single))
 
     def unknown_choice(self, label: str) -> str | None:
         """Why ``label`` cannot be a whole-image concept (``None`` when it can)."""
