@@ -313,3 +313,36 @@ def test_the_numpy_counting_equals_the_pandas_groupby_definitions(draws, random,
     assert out["hf_path"].tolist() == first["hf_path"].tolist()
     assert out["image"].tolist() == first["image"].tolist()
     assert out["annotators"].tolist() == votes.groupby("task_id").size().reindex(out.index).tolist()
+
+
+def test_a_label_holding_a_bar_rotated_boxes_hypertext_offsets_and_ties_are_judged_as_they_are():
+    """Found by an audit against independent computations: a config label "yes|oui" came out of the consensus as
+    "oui|yes" (no label of the config: the Hub's consensus config did not load); boxes of another rotation matched
+    at IoU 1; HyperText spans, whose start and end are XPaths, matched whatever their offsets; and a tie made the
+    alphabetically first annotator agree with the "majority"."""
+    controls = {"kind": "Choices"}
+    known = agreement.analyse(frame([(1, "a", "yes|oui", []), (1, "b", "yes|oui", []), (2, "a", "yes|oui", []),
+                                     (2, "b", "oui|yes", [])]), controls, labels={"kind": ["yes|oui", "oui", "yes"]})
+    rows = consensus_rows(known.rows, controls, "image", known)
+    assert rows["kind"].tolist() == ["yes|oui", "oui|yes"]  # one label; two labels, sorted
+    assert rows["agreement"].tolist() == [1.0, 0.5]  # the share of answers equal to the majority
+
+    turned = frame([(1, "a", "", [box(0.1, 0.1, 0.2, 0.2)]), (1, "b", "", [{**box(0.1, 0.1, 0.2, 0.2), "rotation": 90}]),
+                    (2, "a", "", [{**box(0.1, 0.1, 0.2, 0.2), "rotation": 45}]),
+                    (2, "b", "", [{**box(0.1, 0.1, 0.2, 0.2), "rotation": 45}])])
+    out = consensus_rows(turned, {"box": "RectangleLabels"}, "image")
+    assert out["agreement"].tolist() == [0.0, 1.0]
+    assert json.loads(out["box"].iloc[1]) == [{**box(0.1, 0.1, 0.2, 0.2), "rotation": 45.0}]
+
+    anna = {"start": "/p[1]/text()[1]", "end": "/p[1]/text()[1]", "startOffset": 0, "endOffset": 4, "text": "Anna",
+            "label": "PER"}
+    bob = {**anna, "startOffset": 9, "endOffset": 12, "text": "Bob"}
+    pages = pd.DataFrame([{"task_id": 1, "annotation_id": i, "page": "p", "ner": json.dumps(s), "annotator": who,
+                           "was_cancelled": False} for i, (who, s) in enumerate(zip("abc", [[anna], [bob], [anna]]))])
+    out = consensus_rows(pages, {"ner": "Labels"}, "page").iloc[0]
+    assert json.loads(out["ner"]) == [anna] and out["agreement"] == pytest.approx(1 / 3, abs=1e-6)
+
+    ties = frame([(t, who, label, []) for t in (1, 2, 3) for who, label in (("ann", "cat"), ("bob", "dog"))])
+    report = agreement_report(ties, controls)
+    assert report["controls"]["kind"]["krippendorff_alpha"] == pytest.approx(-2 / 3, abs=1e-3)
+    assert [report["annotators"][who]["agreement_with_majority"] for who in ("ann", "bob")] == [None, None]

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from labelhub.label_config import control_tags, data_field
 from labelhub.sync.state import SyncState
-from labelhub.sync.versions.agreement import agreement_report, consensus_rows
+from labelhub.sync.versions.agreement import agreement_report, analyse, consensus_rows
 from labelhub.sync.versions.diff import diff_frames
 from labelhub.sync.versions.exporter import differing_ids, json_lines, label_changes, label_columns
 from labelhub.sync.versions.incremental import build_files, build_rows
@@ -87,12 +87,13 @@ def assert_same_as_from_scratch(state: SyncState, tmp_path: Path, config: str, l
                if r.get("file_name") not in absent]
     assert files.training == json_lines(records)
     assert files.training_patterns("metadata.jsonl") == folder_patterns(records, "metadata.jsonl")
-    consensus = [r for r in consensus_records(consensus_rows(reference, controls, field.value_key), config, controls,
-                                              field, REPO, local, revision) if r.get("file_name") not in absent]
+    analysis = analyse(reference, controls, labels=control_labels(config, controls))
+    consensus = [r for r in consensus_records(consensus_rows(reference, controls, field.value_key, analysis), config,
+                                              controls, field, REPO, local, revision) if r.get("file_name") not in absent]
     assert files.consensus == json_lines(consensus)
     assert files.consensus_patterns("consensus.jsonl") == folder_patterns(consensus, "consensus.jsonl")
     assert files.rows_json == reference.to_json(orient="records", lines=True).encode()
-    assert files.agreement == agreement_report(reference, controls)
+    assert files.agreement == agreement_report(reference, controls, analysis)
     assert files.label_distribution == label_distribution(reference, controls, known=control_labels(config, controls))
     return built
 

@@ -8,27 +8,34 @@ its ``from_name``. What counts:
   latest non-skipped annotation (the highest ``annotation_id``; Label Studio keeps one annotation per annotator and
   task, so this only matters for imported duplicates).
 - **Cells.** Choices, Labels and Taxonomy cells of labels are one categorical value each: the whole cell, its
-  labels sorted and joined with ``|`` (so ``b|a`` and ``a|b`` are the same answer); an empty cell is no answer for
+  labels sorted and joined with ``|`` (so ``b|a`` and ``a|b`` are the same answer; a label of the config that holds
+  ``|`` is one label: :func:`labelhub.sync.versions.rows.split_labels`); an empty cell is no answer for
   that control. TextArea and any other control: the cell as it is (exact match), empty = no answer.
   RectangleLabels: the JSON list of boxes; Labels over a Text, whose cells are a JSON list of spans
   ``{start, end, text, label}``: the spans. For both an empty cell is an answer, "none" (two annotators who marked
   nothing agree).
 - **Majority** (categorical and exact-match controls): the most frequent cell among a task's answers. Ties go to the
-  cell of a ``ground_truth`` annotation, then to the smallest cell in string order (so the result does not depend
-  on the order of the rows).
+  cell of a ``ground_truth`` annotation, then to the smallest cell in code-point order (``Zebra`` before ``apple``;
+  so the result does not depend on the order of the rows).
 - **Task agreement of a control**: the share of the task's answers equal to the majority; for boxes and spans,
   the mean over the pairs of annotators of their F1 (below). With fewer than two answers it is undefined: ``NaN``
   (an empty CSV cell), not 1. **Task agreement**: the mean over the controls that have one (Label Studio
   Enterprise's default too: the mean of the per-control scores).
-- **Boxes.** Two boxes match when they have the same ``label`` and IoU (intersection over union of the rectangles)
-  >= :data:`IOU_THRESHOLD`. Between two annotators, boxes are matched one to one greedily: the pair with the highest
+- **Boxes.** Two boxes match when they have the same ``label`` and ``rotation`` (degrees, 0 when the cell has none)
+  and IoU (intersection over union of the rectangles, taken unrotated) >= :data:`IOU_THRESHOLD`. Between two annotators, boxes are matched one to one greedily: the pair with the highest
   IoU first, then the highest of the pairs left (ties by position in the cells); their F1 is ``2 * matched /
   (boxes of one + boxes of the other)``, 1 when neither drew a box. The consensus boxes: every box starts alone;
   the candidate pairs are merged greedily, highest IoU first, when the two groups come from different annotators
   and every box of one has IoU >= the threshold with every box of the other (complete linkage: no chains); a group
-  drawn by more than half of the task's annotators is kept, as the mean of its boxes (``x, y, width, height``).
-- **Spans.** Two spans match when ``start``, ``end`` and ``label`` are equal (exact span agreement); F1 between two
-  annotators as for boxes; the consensus keeps the spans that more than half of the task's annotators gave.
+  drawn by more than half of the task's annotators is kept, as the mean of its boxes (``x, y, width, height``; its
+  ``rotation``, when not 0).
+- **Spans.** Two spans match when ``start``, ``end``, ``label`` and the span's other place keys (HyperText's
+  ``startOffset`` and ``endOffset``, whose ``start`` and ``end`` are XPaths; an Audio ``channel``) are equal (exact span
+  agreement); F1 between two annotators as for boxes; the consensus keeps the spans that more than half of the task's
+  annotators gave.
+- **Agreement with the majority** (per annotator, categorical controls): the share of their answers equal to the
+  majority, over the tasks with a strict majority (more than half of the answers; a tie decides nothing about who
+  agreed).
 - **Krippendorff's alpha** (nominal), per categorical control, on the annotators x tasks matrix of answers (``NaN``
   where an annotator did not answer), tasks with at least two answers only (the others have no pairable values):
   https://en.wikipedia.org/wiki/Krippendorff%27s_alpha, computed by the ``krippendorff`` package
@@ -38,7 +45,8 @@ its ``from_name``. What counts:
   its definition (coincidences from value counts per task) to stay within memory.
 
 The per-control measures follow Label Studio Enterprise's agreement definitions (exact match for categorical
-tags, IoU with a threshold for boxes, span overlap for Labels, the mean over control tags for the task):
+tags, IoU with a threshold for boxes, the mean over control tags for the task), with exact matches for spans where
+Label Studio Enterprise also offers span overlap:
 https://docs.humansignal.com/guide/stats.
 
 :func:`consensus_rows` gives one row per task; :func:`agreement_report` the JSON-able measures;
@@ -49,11 +57,13 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import krippendorff
 import numpy as np
 import pandas as pd
+
+from labelhub.sync.versions.rows import split_labels
 
 __all__ = ["Analysis", "analyse", "CATEGORICAL", "IOU_THRESHOLD", "agreement_markdown", "agreement_report",
            "answer_cell", "consensus_rows", "control_kinds", "counted", "merge_analyses", "prepare", "prepared_tasks",
@@ -66,6 +76,8 @@ CATEGORICAL = ("Choices", "Labels", "Taxonomy")
 _BOXES = "RectangleLabels"
 _BOX_KEYS = ("x", "y", "width", "height")
 _SPAN_KEYS = ("start", "end")
+#: A span's other place keys (rows.control_value keeps them): HyperText offsets, an Audio channel.
+_SPAN_PLACE = ("startOffset", "endOffset", "channel")
 #: Past this many elements of the package's tasks x values x values array (or annotators x tasks matrix), alpha is
 #: computed from its definition instead (the same number, see the module docstring).
 _ALPHA_ARRAY_LIMIT = 20_000_000
@@ -76,21 +88,26 @@ def _blank(cell) -> bool:
     return cell is None or (isinstance(cell, float) and math.isnan(cell)) or cell == ""
 
 
-def answer_cell(tag: str | None, cell) -> str:
+def answer_cell(tag: str | None, cell, known: Sequence[str] = ()) -> str:
     """A control cell as the answer that is compared (see the module docstring).
 
     Args:
         tag: The control tag type (``Choices``, ``RectangleLabels``, ...).
         cell: The CSV cell (``NaN``/``None``/``""``: no answer).
+        known: The control's labels in the label config (a label holding ``|`` stays whole).
 
     Returns:
         For Choices, Labels and Taxonomy the labels sorted and joined with ``|``; for others the cell as text;
         ``""`` for no answer.
+
+    Example:
+        >>> answer_cell("Choices", "b|a"), answer_cell("Choices", "yes|oui", ["yes|oui", "no"])
+        ('a|b', 'yes|oui')
     """
     if _blank(cell):
         return ""
     text = str(cell)
-    return "|".join(sorted(text.split("|"))) if tag in CATEGORICAL else text
+    return "|".join(sorted(split_labels(text, known))) if tag in CATEGORICAL else text
 
 
 def _regions_of(cell, keys: tuple[str, ...]) -> list[dict] | None:
@@ -163,11 +180,11 @@ def _aggregate(frame: pd.DataFrame, by, sort: bool = True, dropna: bool = True, 
     return pd.DataFrame({out: getattr(grouped[column], how)() for out, (column, how) in named.items()})
 
 
-def _answers(votes: pd.DataFrame, name: str, tag: str) -> pd.DataFrame:
+def _answers(votes: pd.DataFrame, name: str, tag: str, known: Sequence[str] = ()) -> pd.DataFrame:
     """The non-empty answers of one exact-match control: ``task_id, _who, _gt, _cell``."""
     column = votes[name] if name in votes else pd.Series([""] * len(votes), index=votes.index)
     codes, uniques = pd.factorize(column)  # a missing cell is -1: the last entry, ""
-    cells = np.array([answer_cell(tag, u) for u in uniques] + [""], dtype=object)[codes]
+    cells = np.array([answer_cell(tag, u, known) for u in uniques] + [""], dtype=object)[codes]
     keep = np.flatnonzero(cells != "")
     return pd.DataFrame({"task_id": votes["task_id"].array[keep], "_who": votes["_who"].array[keep],
                          "_gt": votes["_gt"].array[keep],
@@ -288,11 +305,12 @@ def _pairwise(voting: pd.DataFrame, regions: pd.DataFrame, matched: pd.DataFrame
 
 def _box_analysis(votes: pd.DataFrame, name: str, consensus: bool) -> dict:
     """One RectangleLabels control (see :func:`_pairwise`; ``per_task`` also has ``cell`` when ``consensus``)."""
-    voting, boxes = _regions(votes, name, _BOX_KEYS)
+    voting, boxes = _regions(votes, name, _BOX_KEYS, ("rotation",))
     boxes[list(_BOX_KEYS)] = boxes[list(_BOX_KEYS)].astype(float)
+    boxes["rotation"] = pd.to_numeric(boxes["rotation"], errors="coerce").fillna(0.0).astype(float)
 
-    # Candidate matches: same task and label, different annotators, IoU >= the threshold.
-    cand = boxes.merge(boxes, on=["task_id", "label"], suffixes=("_a", "_b"))
+    # Candidate matches: same task, label and rotation, different annotators, IoU >= the threshold.
+    cand = boxes.merge(boxes, on=["task_id", "label", "rotation"], suffixes=("_a", "_b"))
     cand = cand[cand["_v_a"] < cand["_v_b"]]
     a = cand[[f"{k}_a" for k in _BOX_KEYS]].set_axis(list(_BOX_KEYS), axis=1)
     b = cand[[f"{k}_b" for k in _BOX_KEYS]].set_axis(list(_BOX_KEYS), axis=1)
@@ -319,18 +337,20 @@ def _box_analysis(votes: pd.DataFrame, name: str, consensus: bool) -> dict:
 def _span_analysis(votes: pd.DataFrame, name: str, consensus: bool) -> dict:
     """One Labels control whose cells are spans: exact matches (same ``start``, ``end`` and ``label``); the
     consensus keeps the spans given by more than half of the task's annotators (see :func:`_pairwise`)."""
-    voting, spans = _regions(votes, name, _SPAN_KEYS, ("text",))
-    spans = spans.drop_duplicates(["_v", "start", "end", "label"])
-    same = spans.merge(spans, on=["task_id", "start", "end", "label"], suffixes=("_a", "_b"))
+    voting, spans = _regions(votes, name, _SPAN_KEYS, ("text", *_SPAN_PLACE))
+    place = ["start", "end", *_SPAN_PLACE, "label"]
+    spans = spans.drop_duplicates(["_v", *place])
+    same = spans.merge(spans, on=["task_id", *place], suffixes=("_a", "_b"))
     result = _pairwise(voting, spans, same[same["_v_a"] < same["_v_b"]])
     if consensus:
         per_task = result["per_task"]
-        groups = _aggregate(spans, ["task_id", "start", "end", "label"], dropna=False, size=("_v", "size"),
+        groups = _aggregate(spans, ["task_id", *place], dropna=False, size=("_v", "size"),
                             text=("text", "first")).reset_index()
         kept = groups[groups["size"] * 2 > per_task["voters"].reindex(groups["task_id"]).to_numpy()]
         by_task: dict = {}
-        for task, start, end, label, text in kept[["task_id", "start", "end", "label", "text"]].itertuples(index=False):
-            by_task.setdefault(task, []).append({"start": start, "end": end, "text": text, "label": label})
+        for task, start, end, *where, label, text in kept[["task_id", *place, "text"]].itertuples(index=False):
+            by_task.setdefault(task, []).append({"start": start, "end": end, "text": text, "label": label, **{
+                k: v for k, v in zip(_SPAN_PLACE, where) if v != ""}})
         cells = pd.Series({task: json.dumps(found) for task, found in by_task.items()}, dtype=object)
         per_task["cell"] = cells.reindex(per_task.index).fillna("")
     return result
@@ -362,13 +382,13 @@ def _consensus_boxes(boxes: pd.DataFrame, cand: pd.DataFrame, voters: pd.Series)
         for q in group_b:
             root[q] = ra
     groups = _aggregate(boxes.assign(_group=root), "_group", task_id=("task_id", "first"), label=("label", "first"),
-                        size=("_v", "size"), **{k: (k, "mean") for k in _BOX_KEYS})
+                        rotation=("rotation", "first"), size=("_v", "size"), **{k: (k, "mean") for k in _BOX_KEYS})
     kept = groups[groups["size"] * 2 > voters.reindex(groups["task_id"]).to_numpy()]
     kept = kept.sort_values(["task_id", "label", "y", "x"], kind="stable")
     by_task: dict = {}
-    for task, label, *values in kept[["task_id", "label", *_BOX_KEYS]].itertuples(index=False):
+    for task, label, rotation, *values in kept[["task_id", "label", "rotation", *_BOX_KEYS]].itertuples(index=False):
         by_task.setdefault(task, []).append({**{k: round(float(v), 9) for k, v in zip(_BOX_KEYS, values)},
-                                             "label": label})
+                                             "label": label, **({"rotation": rotation} if rotation else {})})
     return pd.Series({task: json.dumps(found) for task, found in by_task.items()}, dtype=object)
 
 
@@ -395,7 +415,7 @@ def control_kinds(votes: pd.DataFrame, controls: Mapping[str, str]) -> dict[str,
 
 
 def _analysis(votes: pd.DataFrame, controls: Mapping[str, str], consensus: bool,
-              kinds: Mapping[str, str]) -> dict[str, dict]:
+              kinds: Mapping[str, str], labels: Mapping[str, Sequence[str]]) -> dict[str, dict]:
     """``{from_name: {"tag", "kind", "per_task", ...}}`` for every control (see the helpers)."""
     result = {}
     for name, tag in controls.items():
@@ -404,7 +424,7 @@ def _analysis(votes: pd.DataFrame, controls: Mapping[str, str], consensus: bool,
         elif kinds[name] == "spans":
             result[name] = {"tag": tag, "kind": "spans", **_span_analysis(votes, name, consensus)}
         else:
-            answers = _answers(votes, name, tag)
+            answers = _answers(votes, name, tag, labels.get(name, ()))
             per_task = _exact_match(answers)
             result[name] = {"tag": tag, "kind": "cells", "per_task": per_task, "answers": answers}
     return result
@@ -420,16 +440,19 @@ class Analysis:
         results: ``{from_name: {"tag", "kind", "per_task", ...}}``: per control, tables whose rows each belong to one
             task (``per_task`` indexed by ``task_id``, the others with a ``task_id`` column), sorted by task.
         kinds: :func:`control_kinds` of the votes the results were computed with.
+        labels: ``{from_name: the label config's labels}`` the answers were read with (:func:`answer_cell`).
     """
 
     rows: pd.DataFrame
     votes: pd.DataFrame
     results: dict
     kinds: dict | None = None
+    labels: dict | None = None
 
 
 def analyse(frame: pd.DataFrame, controls: Mapping[str, str], kinds: Mapping[str, str] | None = None,
-            prepared: tuple[pd.DataFrame, pd.DataFrame] | None = None) -> Analysis | None:
+            prepared: tuple[pd.DataFrame, pd.DataFrame] | None = None,
+            labels: Mapping[str, Sequence[str]] | None = None) -> Analysis | None:
     """Prepare a version's rows and analyse every control once (``None`` for an empty frame).
 
     Args:
@@ -437,6 +460,8 @@ def analyse(frame: pd.DataFrame, controls: Mapping[str, str], kinds: Mapping[str
         kinds: :func:`control_kinds` to use (those of a whole version when ``frame`` holds some of its tasks);
             ``None``: decided on ``frame``.
         prepared: :func:`prepare` of ``frame`` when already made (for some tasks of a version: :func:`prepared_tasks`).
+        labels: ``{from_name: the label config's labels}`` (``labelhub.sync.versions.training.control_labels``), so that
+            a label holding ``|`` is one label; without it every ``|`` splits.
 
     Returns:
         An :class:`Analysis` to pass to both :func:`consensus_rows` and :func:`agreement_report`.
@@ -445,7 +470,8 @@ def analyse(frame: pd.DataFrame, controls: Mapping[str, str], kinds: Mapping[str
         return None
     rows, votes = prepared or _prepared(frame)
     kinds = dict(kinds) if kinds is not None else control_kinds(votes, controls)
-    return Analysis(rows, votes, _analysis(votes, controls, True, kinds), kinds)
+    labels = dict(labels or {})
+    return Analysis(rows, votes, _analysis(votes, controls, True, kinds, labels), kinds, labels)
 
 
 def _merge_table(kept: pd.DataFrame | None, fresh: pd.DataFrame | None, tasks: pd.Index) -> pd.DataFrame:
@@ -533,7 +559,7 @@ def merge_analyses(frame: pd.DataFrame, controls: Mapping[str, str], kept: Analy
     if frame.empty:
         return None
     if kept is None and fresh is None:
-        return analyse(frame, controls)
+        return analyse(frame, controls)  # nothing analysed before: no labels known either
     rows, votes = prepared or _prepared(frame)
     results = {}
     for name in controls:
@@ -542,7 +568,7 @@ def merge_analyses(frame: pd.DataFrame, controls: Mapping[str, str], kept: Analy
         either = new or old
         results[name] = {key: _merge_table(old and old[key], new and new[key], tasks)
                          if isinstance(value, pd.DataFrame) else value for key, value in either.items()}
-    return Analysis(rows, votes, results, (fresh or kept).kinds)
+    return Analysis(rows, votes, results, (fresh or kept).kinds, (fresh or kept).labels)
 
 
 def consensus_rows(frame: pd.DataFrame, controls: Mapping[str, str], value_key: str,
@@ -680,7 +706,8 @@ def agreement_report(frame: pd.DataFrame, controls: Mapping[str, str], analysis:
                 by_label = _aggregate(overlap, "cell", tasks=("votes", "size"), agreement=("agreement", "mean"))
                 if tag in CATEGORICAL:
                     entry["krippendorff_alpha"] = _number(_alpha(answers))
-                    judged = answers.join(overlap["cell"].rename("_major"), on="task_id", how="inner")
+                    strict = overlap[overlap["votes"] * 2 > overlap["voters"]]  # a tie says nothing of who agreed
+                    judged = answers.join(strict["cell"].rename("_major"), on="task_id", how="inner")
                     compared.append(judged.assign(_same=judged["_cell"] == judged["_major"])[["_who", "_same"]])
         entry["per_label"] = _per_label(by_label)
         report["controls"][name] = entry
@@ -754,8 +781,9 @@ def agreement_markdown(report: Mapping, top: int = 20) -> str:
              f"{counted(totals['tasks'], 'task')} by {counted(totals['annotators'], 'annotator')}; "
              f"{totals['tasks_with_overlap']} of them with two or more annotators. "
              f"Krippendorff's alpha is nominal; pairwise F1 is between two annotators' boxes matched at IoU ≥ "
-             f"{report['iou_threshold']} (or spans matched exactly); a task's agreement is the share of its "
-             f"annotators giving the majority answer (the mean F1 of its pairs for boxes and spans).",
+             f"{report['iou_threshold']} (or spans matched exactly); a task's agreement is, per control, the share of "
+             f"its answers equal to the majority answer (the mean F1 of its pairs for boxes and spans), averaged over "
+             f"its controls; agreement with majority counts the tasks with a strict majority.",
              "", "| control | type | tasks with overlap | Krippendorff's α | pairwise F1 | mean task agreement |",
              "|---|---|---|---|---|---|"]
     for name, entry in report["controls"].items():

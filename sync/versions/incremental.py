@@ -548,7 +548,8 @@ def _files(build: VersionRows, label_config: str, controls: Mapping[str, str], f
         kept, kept_consensus = store.analysis, store.consensus
     tasks = pd.Index(sorted(dirty), dtype="int64")
     part = rows_of_tasks(frame, tasks)
-    fresh = analyse(part, controls, kinds, prepared_tasks(prepared, tasks)) if len(part) else None
+    fresh = analyse(part, controls, kinds, prepared_tasks(prepared, tasks),
+                    control_labels(label_config, controls)) if len(part) else None
     analysis = merge_analyses(frame, controls, kept, fresh, tasks, prepared)
     report = agreement_report(frame, controls, analysis)
     made = consensus_rows(part, controls, field.value_key, fresh)
@@ -574,7 +575,7 @@ def _files_from_scratch(frame: pd.DataFrame, label_config: str, controls: Mappin
                         repo_id: str, local: bool, revision: str, rows_json: bool,
                         absent: frozenset[str] = frozenset()) -> VersionFiles:
     """:func:`build_files` without any store: every record and figure made from ``frame``."""
-    analysis = analyse(frame, controls)
+    analysis = analyse(frame, controls, labels=control_labels(label_config, controls))
     records = training_records_by_row(frame, label_config, controls, field, repo_id, local)
     records = [record for record in records if record is not None and record.get("file_name") not in absent]
     consensus = consensus_records(consensus_rows(frame, controls, field.value_key, analysis), label_config, controls,
