@@ -15,7 +15,7 @@ files: a task imported into Label Studio by other means stays in the CSV only), 
                               annotations hold that the config lacks, sorted: ``training_features``' ``found``)
   Choices ``choice=multiple``  a list of that ``ClassLabel``
   RectangleLabels             a list of ``{x, y, width, height}`` (float32 fractions 0 to 1) with a ``ClassLabel``
-                              ``label``
+                              ``label`` (a rotated box's ``rotation`` is in the CSV only)
   Labels (over Text)          a list of ``{start, end, text, label}`` (character offsets, ``ClassLabel`` label)
   Labels over another tag     the cell as in the CSV (string): an Audio span's seconds, a HyperText span's XPaths
                               or an Image region are not character offsets
