@@ -384,7 +384,8 @@ class LabelStudioClient:
                 (https://labelstud.io/guide/predictions).
 
         Returns:
-            How many Label Studio created (it drops those that do not fit the label config).
+            How many Label Studio created (1.22 and later drop those that do not fit the label config;
+            earlier versions store them).
 
         Raises:
             LabelStudioError: Label Studio answered an error or nothing (the call may have landed).

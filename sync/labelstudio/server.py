@@ -16,7 +16,7 @@ Settings (https://labelstud.io/guide/start#Environment-variables and Label Studi
 ``label_studio/core/settings/base.py``):
 
 - ``LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN=true``: ``Authorization: Token ...`` is off by default
-  from 1.23; it is read when the organization is created (the first start).
+  (1.18 and later, at least); it is read when the organization is created (the first start).
 - ``SSRF_PROTECTION_ENABLED=false`` and ``ML_BLOCK_LOCAL_IP=false``: from 1.23.1 Label Studio
   refuses webhooks and ML backends on loopback and private addresses otherwise.
 - ``LATEST_VERSION_CHECK=false``, empty Sentry DSNs, ``COLLECT_ANALYTICS=false``: nothing outside.
