@@ -55,6 +55,8 @@ _INT64 = range(-2 ** 63, 2 ** 63)
 #: result's ``text`` lists its texts (a ``labels`` span's ``text`` is the span's string).
 _LABEL_KEYS = ("choices", "labels", "rectanglelabels", "polygonlabels", "keypointlabels", "ellipselabels",
                "brushlabels", "polylinelabels", "hypertextlabels", "paragraphlabels", "timeserieslabels", "taxonomy")
+_LABEL_KEY_SET = frozenset(_LABEL_KEYS)
+_TEXT_AND_LABEL_KEYS = _LABEL_KEY_SET | {"text"}
 
 
 def secret_matches(headers: Mapping[str, str], secret: str) -> bool:
@@ -171,17 +173,17 @@ def result_problem(item: Any) -> str | None:
     value = item.get("value", {})
     if not isinstance(value, dict):
         return ".value is not an object"
-    for key in _LABEL_KEYS + (("text",) if item.get("type") == "textarea" else ()):
-        labels = value.get(key)
+    kind = item.get("type")
+    for key in (_TEXT_AND_LABEL_KEYS if kind == "textarea" else _LABEL_KEY_SET).intersection(value):
+        labels = value[key]
         if labels is None:
             continue
-        inner = (lambda x: isinstance(x, list) and all(isinstance(y, str) for y in x)) if key == "taxonomy" \
-            else (lambda x: isinstance(x, str))
-        if not isinstance(labels, list) or not all(inner(x) for x in labels):
+        if not isinstance(labels, list) or not all(
+                isinstance(x, list) and all(isinstance(y, str) for y in x) if key == "taxonomy"
+                else isinstance(x, str) for x in labels):
             return f".value.{key} is not a list of {'paths' if key == 'taxonomy' else 'strings'}"
-    if item.get("type") == "rectanglelabels" and not all(
-            isinstance(value.get(k), (int, float)) and not isinstance(value.get(k), bool)
-            and math.isfinite(value[k]) for k in ("x", "y", "width", "height")):
+    if kind == "rectanglelabels" and not all(
+            type(value.get(k)) in (int, float) and math.isfinite(value[k]) for k in ("x", "y", "width", "height")):
         return " is a box without numbers x, y, width, height"
     return None
 
