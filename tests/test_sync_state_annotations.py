@@ -94,3 +94,22 @@ def test_a_state_written_before_the_indexes_opens_with_them(tmp_path):
     state = SyncState(path, 1, "o/r")
     names = {row[0] for row in state.db.execute("SELECT name FROM sqlite_master WHERE type='index'")}
     assert {"annotations_by_task", "live_annotations_by_annotator"} <= names
+
+
+def test_reading_an_annotation_again_as_it_ages_is_no_change(tmp_path):
+    """Label Studio's ``created_ago`` ("0 minutes", then "1 minute", ...) was stored with the annotation, so every
+    reconciliation that read it again (its 5 s overlap, another annotation of the task) counted a change, idle too."""
+    from types import SimpleNamespace
+
+    from labelhub.sync.annotations.intake import AnnotationIntake
+
+    def listing(ago):
+        annotation = {"id": 11, "completed_by": 1, "result": [], "updated_at": "2026-01-01T00:00:00.000000Z",
+                      "created_ago": ago, "created_username": "ann@example.com, 1"}
+        return [{"id": 1, "data": {"image": "u"}, "updated_at": "2026-01-01T00:00:00.000000Z",
+                 "annotations": [annotation]}], 1
+
+    ages = iter(["0 minutes", "1 minute", "2 minutes"])
+    project = SimpleNamespace(tasks_updated_since=lambda since: listing(next(ages)), users=lambda: {1: "ann@example.com"})
+    intake = AnnotationIntake(project, SyncState(tmp_path / "state.sqlite3", 7, "owner/images"))
+    assert [intake.reconcile() for _ in range(3)] == [1, 0, 0]

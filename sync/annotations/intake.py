@@ -49,12 +49,17 @@ def learn_annotators(project: LabelStudioProject, state: SyncState) -> None:
         state.set_users(project.users())
 
 
+#: Fields of Label Studio's annotation JSON written for display, which change while the annotation does not
+#: (``created_ago`` is "0 minutes", then "1 minute", ...): stored, they made every re-reading a change.
+DISPLAY_ONLY = ("created_ago", "created_username")
+
+
 def _normalize(annotation: dict) -> dict:
-    """Annotation fields as the task list returns them (``completed_by`` as the user id)."""
-    annotation = dict(annotation)
+    """Annotation fields as the task list returns them (``completed_by`` as the user id), without
+    :data:`DISPLAY_ONLY`."""
+    annotation = {k: v for k, v in annotation.items() if k not in DISPLAY_ONLY and k != "task"}
     if isinstance(annotation.get("completed_by"), dict):
         annotation["completed_by"] = annotation["completed_by"].get("id")
-    annotation.pop("task", None)
     return annotation
 
 
