@@ -15,7 +15,7 @@ connections), so connections are kept alive there.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 if TYPE_CHECKING:
@@ -105,7 +105,7 @@ def list_tasks(client: "LabelStudio", call: Callable[[Callable[[], T]], T], atte
     """
     for _ in range(attempts):
         pages = [call(lambda: client.tasks.list(**params))]
-        while pages[-1].items and pages[-1].has_next and pages[-1].get_next is not None:
+        while pages[-1].items and pages[-1].has_next and pages[-1].get_next is not None and not _last(pages, params):
             page = call(lambda: _next_page(pages[-1]))
             if page is None:
                 break
@@ -116,6 +116,15 @@ def list_tasks(client: "LabelStudio", call: Callable[[Callable[[], T]], T], atte
         if held_still:
             break
     return Listing(tasks, held_still, len(pages[0].items or []))
+
+
+def _last(pages: list, params: Mapping[str, Any]) -> bool:
+    """Whether ``pages`` hold the whole list: a page shorter than the page size, or as many tasks as the last page's
+    ``total``. The SDK's pager says there is a next page after every full one, and the page past the last answers
+    404, which Label Studio logs as an error with its traceback (at every listing of the sync and the jobs)."""
+    size, total = params.get("page_size"), getattr(pages[-1].response, "total", None)
+    return bool(size and len(pages[-1].items) < size) or (
+        isinstance(total, int) and sum(len(page.items or []) for page in pages) >= total)
 
 
 def label_studio_client(url: str, api_key: str, timeout: float = 120.0) -> "LabelStudio":
