@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -134,9 +135,9 @@ def backend(host, port, workers, threads, model_dir, timeout, log_level):
         os.environ["MODEL_DIR"] = model_dir
     os.environ["LABELHUB_LOG_LEVEL"] = log_level.upper()
     check_configuration()  # before gunicorn: one line and exit code 1, not a crash loop of workers
-    prom_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    prom_dir, made_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR"), False
     if not prom_dir:
-        prom_dir = tempfile.mkdtemp(prefix="labelhub-prometheus-")
+        prom_dir, made_dir = tempfile.mkdtemp(prefix="labelhub-prometheus-"), True
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = prom_dir
     else:
         os.makedirs(prom_dir, exist_ok=True)
@@ -152,16 +153,24 @@ def backend(host, port, workers, threads, model_dir, timeout, log_level):
 
         multiprocess.mark_process_dead(worker.pid)
 
+    def on_exit(server):  # the master, as it ends: the metrics folder it made goes with it
+        if made_dir:
+            shutil.rmtree(prom_dir, ignore_errors=True)
+
     options = {
         "bind": f"{host}:{port}", "workers": workers, "threads": threads, "worker_class": "gthread",
         "timeout": timeout, "graceful_timeout": 30, "keepalive": 5, "loglevel": log_level.lower(),
-        "accesslog": None, "child_exit": child_exit,
+        "accesslog": None, "child_exit": child_exit, "on_exit": on_exit,
+        # gunicorn 24+ opens a control socket at one path for every instance (~/.gunicorn/gunicorn.ctl): another
+        # backend on the machine removed ours; nothing here uses it
+        "control_socket_disable": True,
     }
 
     class _Server(BaseApplication):
         def load_config(self):
             for key, value in options.items():
-                self.cfg.set(key, value)
+                if key in self.cfg.settings:  # control_socket_disable: not in gunicorn 23
+                    self.cfg.set(key, value)
 
         def load(self):
             from labelhub.backend.app import create_app

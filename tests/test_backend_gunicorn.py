@@ -117,3 +117,18 @@ def test_an_error_answer_says_why_in_its_status_line_which_label_studio_shows(se
     assert answer.status_code == 422 and answer.json()["code"] == "unsupported_label_config"
     with pytest.raises(requests.HTTPError, match="<Choices name='c'> over <Audio>"):  # what Label Studio shows
         answer.raise_for_status()
+
+
+def test_a_backend_removes_the_metrics_folder_it_made_and_opens_no_shared_control_socket(tmp_path):
+    """Every start left a labelhub-prometheus-* folder in the temporary directory (140 on this machine), and
+    gunicorn 24+ opened its control socket at one path for every instance, which another backend then removed."""
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    srv = BackendServer(tmp_path / "models", workers=1, threads=2, env={"TMPDIR": str(scratch)})
+    srv.env.pop("PROMETHEUS_MULTIPROC_DIR")
+    with srv:
+        made = list(scratch.glob("labelhub-prometheus-*"))
+        assert len(made) == 1
+        assert requests.get(srv.url + "/metrics", timeout=10).status_code == 200
+    assert not made[0].exists()
+    assert "control socket" not in srv.log_path.read_text().lower()
