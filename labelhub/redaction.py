@@ -131,7 +131,8 @@ def setup_logging(level: str = "INFO", secrets: Iterable[str | None] = (),
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    # httpx2/httpcore2: huggingface_hub 2.x's HTTP client logs each request at INFO; faker logs its locale lookups
-    for noisy in ("httpx", "httpcore", "httpx2", "httpcore2", "urllib3", "filelock", "faker"):
+    # httpx2/httpcore2: huggingface_hub 2.x's HTTP client logs each request at INFO; faker logs its locale lookups;
+    # werkzeug: the sync's webhook receiver logged an access line per webhook (9 of 10 of its log lines)
+    for noisy in ("httpx", "httpcore", "httpx2", "httpcore2", "urllib3", "filelock", "faker", "werkzeug"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     return redactor

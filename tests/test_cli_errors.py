@@ -132,13 +132,14 @@ def test_a_metadata_join_that_matches_no_file_warns_once_naming_the_key_column(l
         in warnings[0]
 
 
-def test_log_level_has_a_help_sentence_and_debug_quiets_faker():
+def test_log_level_has_a_help_sentence_and_debug_quiets_faker_and_the_webhook_access_lines():
     for command in ("sync", "import-labels", "restore"):
         assert "How much the log" in run_labelhub(command, "--help", check=True).stdout
-    level = subprocess.run([sys.executable, "-c", "import logging; from labelhub.redaction import setup_logging; "
-                            "setup_logging('DEBUG'); print(logging.getLogger('faker').getEffectiveLevel())"],
-                           capture_output=True, text=True, check=True, cwd=ROOT).stdout.strip()
-    assert level == str(20 + 10)  # logging.WARNING
+    levels = subprocess.run([sys.executable, "-c", "import logging; from labelhub.redaction import setup_logging; "
+                             "setup_logging('DEBUG'); print(*(logging.getLogger(n).getEffectiveLevel() "
+                             "for n in ('faker', 'werkzeug')))"],
+                            capture_output=True, text=True, check=True, cwd=ROOT).stdout.split()
+    assert levels == [str(20 + 10)] * 2  # logging.WARNING
 
 
 # ---- Label Studio's URL and key ----------------------------------------------------------------------------------
