@@ -235,6 +235,27 @@ def test_a_local_commit_lands_only_on_the_parent_it_was_made_on(tmp_path):
     sample_repos.git(repo, "fsck", "--strict")
 
 
+def test_the_loose_objects_of_the_exports_are_packed_every_so_many_commits(tmp_path, monkeypatch):
+    """Each export wrote loose objects that nothing packed (no git process runs gc): 1,900 after 97 exports."""
+    from labelhub.repos.git import LocalGitRepo
+
+    repo = tmp_path / "r"
+    sample_repos.init_local_repo(repo)
+    head = sample_repos.commit_local(repo, {"images/a.png": b"a"})
+    local = LocalGitRepo(repo)
+    monkeypatch.setattr(LocalGitRepo, "PACK_EVERY", 3)
+
+    def loose():
+        counts = dict(line.split(": ") for line in sample_repos.git(repo, "count-objects", "-v").splitlines())
+        return int(counts["count"])
+
+    for n in range(1, 4):
+        head = local.commit({"annotations.csv": f"id\n{n}\n".encode()}, f"annotations v{n}", "", head)
+        assert (loose() == 0) == (n == 3), n
+    assert sample_repos.git(repo, "show", f"{head}:annotations.csv").strip() == "id\n3"
+    sample_repos.git(repo, "fsck", "--strict")
+
+
 @pytest.mark.parametrize("config, level_byte", [
     ({}, 0x01),  # git's default for loose objects: zlib's best speed
     ({"core.compression": "9"}, 0xDA),

@@ -127,6 +127,11 @@ class LocalGitRepo:
         self.public_url = self.file_urls.public_url
         self.private = True  # no one but the backend can serve its files
         self.local = True
+        self._commits = 0  # by this object: every PACK_EVERY-th packs the loose objects
+
+    #: Every this many commits (:meth:`commit`), the repository's loose objects go into one pack: each export writes
+    #: a few dozen loose objects (and a rebuilt export's first attempt leaves its own), which nothing else packs.
+    PACK_EVERY = 50
 
     def __repr__(self) -> str:
         return f"LocalGitRepo({str(self.path)!r})"
@@ -273,6 +278,10 @@ class LocalGitRepo:
             moved = False
         if not moved:
             raise CommitConflict(f"branch {revision} of {self.path} moved since {parent_commit[:12]}")
+        self._commits += 1
+        if self._commits % self.PACK_EVERY == 0:
+            packed = store.pack_loose_objects()  # as git gc --auto would, which no git process here runs
+            log.debug("%s: %d loose objects packed", self.path, packed)
         return commit.id.decode()
 
     def find_commit(self, marker: str, revision: str = "main") -> str | None:
