@@ -282,16 +282,17 @@ class SyncState:
             (project, task_id))}
         for annotation in annotations:
             body = json.dumps(annotation, sort_keys=True)
+            saved_at = annotation.get("updated_at") or ""  # null in a webhook body (Label Studio's API takes it)
             old = stored.get(annotation["id"])
             if old:
                 updated_at, deleted, old_body = old
                 if deleted and not complete:
                     continue
-                if not deleted and (updated_at > annotation.get("updated_at", "") or old_body == body):
+                if not deleted and (updated_at > saved_at or old_body == body):
                     continue
             self.db.execute("INSERT OR REPLACE INTO annotations (project_id, annotation_id, task_id, updated_at, "
                             "body, deleted, revision) VALUES (?, ?, ?, ?, ?, 0, ?)",
-                            (project, annotation["id"], task_id, annotation.get("updated_at", ""), body, revision))
+                            (project, annotation["id"], task_id, saved_at, body, revision))
             self.db.execute("DELETE FROM export_rows WHERE project_id=? AND annotation_id=?",
                             (project, annotation["id"]))
             changed += 1

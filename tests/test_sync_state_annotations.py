@@ -113,3 +113,14 @@ def test_reading_an_annotation_again_as_it_ages_is_no_change(tmp_path):
     project = SimpleNamespace(tasks_updated_since=lambda since: listing(next(ages)), users=lambda: {1: "ann@example.com"})
     intake = AnnotationIntake(project, SyncState(tmp_path / "state.sqlite3", 7, "owner/images"))
     assert [intake.reconcile() for _ in range(3)] == [1, 0, 0]
+
+
+def test_an_annotation_whose_updated_at_is_null_is_stored_and_read_again(tmp_path):
+    """A webhook body's ``updated_at`` may be null (the check takes it): storing it failed on the column's NOT NULL,
+    and a second reading compared a string with None (found by the property tests at ten times their examples)."""
+    state = SyncState(tmp_path / "state.sqlite3", 7, "owner/images")
+    state.upsert_task(1, {"image": "u"})
+    annotation = {"id": 11, "completed_by": 1, "result": [], "updated_at": None}
+    assert state.apply_annotations(1, [annotation], complete=False) == 1
+    assert state.apply_annotations(1, [annotation], complete=False) == 0
+    assert state.apply_annotations(1, [{**annotation, "updated_at": "2026-01-01T00:00:00Z"}], complete=False) == 1
