@@ -24,8 +24,10 @@ whose ``controls`` give each control column's tag type (without a manifest, the 
   ``text``, ``labels`` split on ``|``; a cell of labels only, written before spans were kept, is skipped with a
   row error); any other control → the cell's JSON list of result values, one result each. Labels are split with
   the project's labels (:func:`labelhub.sync.versions.rows.split_labels`: a label holding ``|``, or ``/`` in a
-  Taxonomy, stays whole). The ``other_results`` items of the project's controls are restored as they were stored;
-  relations are not (their ``from_id``/``to_id`` name region ids the CSV does not keep), said once.
+  Taxonomy, stays whole). The ``other_results`` items of the project's controls are restored as they were stored,
+  and the relations between restored regions (a region a relation or a per-region answer names keeps its ``id`` in
+  the CSV: :func:`labelhub.sync.versions.rows.region_links`; its ``per_region`` answers come back on it); other
+  relations are left out, said once. A box's ``rotation`` and a span's other keys come back as exported.
   A control the project lacks, or whose tag type differs, is skipped, said once. ``was_cancelled``, ``ground_truth`` and ``lead_time`` are carried over; the version's
   ``annotation_id`` is sent as the annotation ``id``, which Label Studio keeps as the annotation's ``import_id``.
 - **Annotators**: ``completed_by`` is the id of the Label Studio user with the row's email (case-insensitive,
