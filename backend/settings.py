@@ -42,6 +42,7 @@ _RANGES: dict[str, tuple[float | None, float | None]] = {
     "max_body_bytes": (1024, None),  # a /setup body holds a label config: a few KB
     "trainer_lease": (1.0, None),
     "keep_versions": (0, None),
+    "auto_predict_interval": (0, None),
 }
 
 
@@ -111,6 +112,8 @@ class Settings:
             ``TASKS_CREATED`` event, and after each retrain the project's unlabeled tasks, most uncertain first,
             as prediction jobs (:mod:`labelhub.backend.auto_predict`). Needs ``LABEL_STUDIO_URL`` and
             ``LABEL_STUDIO_API_KEY``.
+        auto_predict_interval: Seconds at least between the starts of a project's automatic whole-project jobs
+            (``LABELHUB_AUTO_PREDICT_INTERVAL``, default 30, 0: none; one host; requests meanwhile merge into one).
         keep_versions: After a prediction job of the whole project, delete the predictions of this backend's
             older model versions but the newest ``keep_versions`` (``LABELHUB_KEEP_VERSIONS``, default 0: keep
             every version). Applies to the automatic jobs; ``labelhub predict --keep-versions`` reads the same
@@ -147,6 +150,7 @@ class Settings:
     trainer_lease: float = 10.0
     auto_predict: bool = False
     keep_versions: int = 0
+    auto_predict_interval: float = 30.0
 
     #: Environment variable of each field.
     ENV = {
@@ -180,6 +184,7 @@ class Settings:
         "trainer_lease": "LABELHUB_TRAINER_LEASE",
         "auto_predict": "LABELHUB_AUTO_PREDICT",
         "keep_versions": "LABELHUB_KEEP_VERSIONS",
+        "auto_predict_interval": "LABELHUB_AUTO_PREDICT_INTERVAL",
     }
 
     def __post_init__(self):

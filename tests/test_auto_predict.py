@@ -17,7 +17,8 @@ from tests.test_backend_labelstudio import _api, _connect
 @pytest.fixture(scope="module")
 def backend(label_studio, tmp_path_factory):
     env = {"LABEL_STUDIO_URL": label_studio.url, "LABEL_STUDIO_API_KEY": label_studio.personal_token
-           or label_studio.api_key, "LABELHUB_AUTO_PREDICT": "true", "LABELHUB_KEEP_VERSIONS": "1"}
+           or label_studio.api_key, "LABELHUB_AUTO_PREDICT": "true", "LABELHUB_KEEP_VERSIONS": "1",
+           "LABELHUB_AUTO_PREDICT_INTERVAL": "5"}  # the floor between whole-project jobs, shorter than the default
     with BackendServer(tmp_path_factory.mktemp("backend-auto"), workers=2, threads=4, env=env) as srv:
         yield srv
 
@@ -123,3 +124,37 @@ def test_requests_not_done_are_asked_again_after_a_restart(tmp_path, monkeypatch
     assert second.wait_idle(10) and first.wait_idle(10)
     assert sorted(c[1:] for c in calls if c[0] == "second") == [(3, [5, 6, 7], False), (4, None, True)]
     assert json.loads((tmp_path / PENDING_FILE).read_text()) == {}
+
+
+def test_a_projects_whole_project_jobs_start_at_most_once_per_interval(tmp_path, monkeypatch):
+    """With a retrain every few labels, every retrain started a whole-project job: a soak of four annotators wrote
+    27,638 predictions for 428 tasks in 25 minutes. Requests within LABELHUB_AUTO_PREDICT_INTERVAL of the last
+    whole-project start wait and merge into one; new tasks of another project do not wait."""
+    import time
+    from types import SimpleNamespace
+
+    from labelhub.backend import jobs
+    from labelhub.backend.auto_predict import AutoPredictor
+    from labelhub.backend.settings import Settings
+
+    settings = Settings(model_dir=tmp_path, auto_predict=True, label_studio_url="http://127.0.0.1:9",
+                        label_studio_api_key="key", auto_predict_interval=1.5)
+    started = []
+
+    def recorded(host, api, project_id, *, task_ids=None, unlabeled=False, **_):
+        started.append((time.monotonic(), project_id, unlabeled))
+        return SimpleNamespace(done=0, model_version="v", failed=0)
+
+    monkeypatch.setattr(jobs, "run_job", recorded)
+    auto = AutoPredictor(SimpleNamespace(settings=settings, name="one"))
+    begin = time.monotonic()
+    auto.request("3.100", unlabeled=True)
+    wait_for(lambda: started, timeout=10)
+    for _ in range(5):  # five retrains in a row
+        auto.request("3.100", unlabeled=True)
+    auto.request("4.100", [1, 2])  # new tasks of another project
+    assert auto.wait_idle(10)
+    whole = [at - begin for at, project, unlabeled in started if project == 3]
+    other = [at - begin for at, project, _ in started if project == 4]
+    assert len(whole) == 2 and whole[1] - whole[0] >= 1.5 and other[0] < 1.0, started
+    assert Settings.from_env({"LABELHUB_AUTO_PREDICT_INTERVAL": "0"}).auto_predict_interval == 0
