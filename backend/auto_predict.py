@@ -14,10 +14,11 @@ prediction per task and version. On one host it runs in a background thread of t
 that arrive while a job of the project runs are merged into the next one (one whole-project request covers
 any task ids), and a project's whole-project jobs start at most once per ``LABELHUB_AUTO_PREDICT_INTERVAL`` seconds
 (default 30): each writes a prediction per unlabeled task, and with a retrain every few labels they wrote 27,638
-predictions for 428 tasks in 25 minutes (a soak of four annotators), which Label Studio keeps, lists and slows on. The requests not yet done are kept in ``MODEL_DIR/auto-predict.json`` (:data:`PENDING_FILE`), so a
-restart asks for them again when the trainer starts (:meth:`AutoPredictor.resume_interrupted`): new tasks would
-otherwise wait for the next retrain, and the Data Manager's order for the next version. With ``LABELHUB_REDIS_URL``
-it is enqueued on RQ (:func:`labelhub.backend.worker.predict_project`),
+predictions for 428 tasks in 25 minutes (a soak of four annotators), which Label Studio keeps, lists and slows on.
+The requests not yet done are kept in ``MODEL_DIR/auto-predict.json`` (:data:`PENDING_FILE`), so a restart asks
+for them again when the trainer starts (:meth:`AutoPredictor.resume_interrupted`): new tasks would otherwise wait
+for the next retrain, and the Data Manager's order for the next version. With ``LABELHUB_REDIS_URL`` it is enqueued
+on RQ (:func:`labelhub.backend.worker.predict_project`),
 and ``labelhub worker`` processes on any host plan and predict it.
 """
 from __future__ import annotations

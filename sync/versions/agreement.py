@@ -22,7 +22,8 @@ its ``from_name``. What counts:
   (an empty CSV cell), not 1. **Task agreement**: the mean over the controls that have one (Label Studio
   Enterprise's default too: the mean of the per-control scores).
 - **Boxes.** Two boxes match when they have the same ``label`` and ``rotation`` (degrees, 0 when the cell has none)
-  and IoU (intersection over union of the rectangles, taken unrotated) >= :data:`IOU_THRESHOLD`. Between two annotators, boxes are matched one to one greedily: the pair with the highest
+  and IoU (intersection over union of the rectangles, taken unrotated) >= :data:`IOU_THRESHOLD`. Between two
+  annotators, boxes are matched one to one greedily: the pair with the highest
   IoU first, then the highest of the pairs left (ties by position in the cells); their F1 is ``2 * matched /
   (boxes of one + boxes of the other)``, 1 when neither drew a box. The consensus boxes: every box starts alone;
   the candidate pairs are merged greedily, highest IoU first, when the two groups come from different annotators

@@ -528,6 +528,7 @@ def _files(build: VersionRows, label_config: str, controls: Mapping[str, str], f
            local: bool, revision: str, rows_json: bool, absent: frozenset[str] = frozenset()) -> VersionFiles:
     """:func:`build_files` of the frame of ``build``, with its stores."""
     frame = build.frame
+    known = control_labels(label_config, controls)  # the labels a cell's "|" may belong to, read once
     context = (label_config, json.dumps(controls), field.tag, field.value_key, repo_id, local)
     lines = build.lines.setdefault(("training", context), np.full(len(frame), None, dtype=object))
     names = build.lines.setdefault(("file_name", context), np.full(len(frame), None, dtype=object))
@@ -548,8 +549,7 @@ def _files(build: VersionRows, label_config: str, controls: Mapping[str, str], f
         kept, kept_consensus = store.analysis, store.consensus
     tasks = pd.Index(sorted(dirty), dtype="int64")
     part = rows_of_tasks(frame, tasks)
-    fresh = analyse(part, controls, kinds, prepared_tasks(prepared, tasks),
-                    control_labels(label_config, controls)) if len(part) else None
+    fresh = analyse(part, controls, kinds, prepared_tasks(prepared, tasks), known) if len(part) else None
     analysis = merge_analyses(frame, controls, kept, fresh, tasks, prepared)
     report = agreement_report(frame, controls, analysis)
     made = consensus_rows(part, controls, field.value_key, fresh)
@@ -568,14 +568,15 @@ def _files(build: VersionRows, label_config: str, controls: Mapping[str, str], f
                         [name for name in names if name and name not in absent],
                         b"".join(line for line, name in zip(made["line"], consensus_names) if name not in absent),
                         [name for name in consensus_names if name and name not in absent], json_rows, report,
-                        label_distribution(frame, controls, build.labels, control_labels(label_config, controls)))
+                        label_distribution(frame, controls, build.labels, known))
 
 
 def _files_from_scratch(frame: pd.DataFrame, label_config: str, controls: Mapping[str, str], field: DataField,
                         repo_id: str, local: bool, revision: str, rows_json: bool,
                         absent: frozenset[str] = frozenset()) -> VersionFiles:
     """:func:`build_files` without any store: every record and figure made from ``frame``."""
-    analysis = analyse(frame, controls, labels=control_labels(label_config, controls))
+    known = control_labels(label_config, controls)
+    analysis = analyse(frame, controls, labels=known)
     records = training_records_by_row(frame, label_config, controls, field, repo_id, local)
     records = [record for record in records if record is not None and record.get("file_name") not in absent]
     consensus = consensus_records(consensus_rows(frame, controls, field.value_key, analysis), label_config, controls,
@@ -585,4 +586,4 @@ def _files_from_scratch(frame: pd.DataFrame, label_config: str, controls: Mappin
                         b"".join(map(_dumps, consensus)), [r["file_name"] for r in consensus if r.get("file_name")],
                         frame.to_json(orient="records", lines=True).encode() if rows_json else None,
                         agreement_report(frame, controls, analysis),
-                        label_distribution(frame, controls, known=control_labels(label_config, controls)))
+                        label_distribution(frame, controls, known=known))
