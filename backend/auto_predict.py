@@ -17,9 +17,13 @@ any task ids), and a project's whole-project jobs start at most once per ``LABEL
 predictions for 428 tasks in 25 minutes (a soak of four annotators), which Label Studio keeps, lists and slows on.
 The requests not yet done are kept in ``MODEL_DIR/auto-predict.json`` (:data:`PENDING_FILE`), so a restart asks
 for them again when the trainer starts (:meth:`AutoPredictor.resume_interrupted`): new tasks would otherwise wait
-for the next retrain, and the Data Manager's order for the next version. With ``LABELHUB_REDIS_URL`` it is enqueued
-on RQ (:func:`labelhub.backend.worker.predict_project`),
-and ``labelhub worker`` processes on any host plan and predict it.
+for the next retrain, and the Data Manager's order for the next version.
+
+With ``LABELHUB_REDIS_URL`` the same loop, on the trainer's host, enqueues each request on RQ instead of running
+it (:func:`labelhub.backend.worker.predict_project`), after the same interval, and ``labelhub worker``
+processes on any host plan and predict it. A project's whole-project job is not enqueued while another waits in
+the queue (:func:`labelhub.backend.worker.mark_queued`): that one plans with the newest version. Before both,
+every retrain enqueued one job.
 """
 from __future__ import annotations
 
@@ -82,9 +86,6 @@ class AutoPredictor:
         """
         if not self.enabled or (not unlabeled and not task_ids):
             return
-        if self.settings.redis_url:
-            self._enqueue(key, task_ids, unlabeled)
-            return
         with self._cond:
             whole, ids = self._pending.get(key, (False, set()))
             self._pending[key] = (whole or unlabeled, set() if (whole or unlabeled) else ids | set(task_ids or ()))
@@ -96,9 +97,10 @@ class AutoPredictor:
 
     def resume_interrupted(self) -> None:
         """Ask again for every job whose process died before it ended (one host: ``MODEL_DIR/jobs``), so that a
-        job cut short by a restart goes on where it stopped. Called by the trainer when it takes over. With
-        Redis, RQ keeps the queued work across restarts, and nothing is resumed here."""
-        if not self.enabled or self.settings.redis_url:
+        job cut short by a restart goes on where it stopped, and every request this host had not started or
+        enqueued yet (:data:`PENDING_FILE`). Called by the trainer when it takes over. With Redis, RQ keeps the
+        enqueued jobs across restarts, and only the requests not enqueued yet are asked again."""
+        if not self.enabled:
             return
         import json
 
@@ -107,6 +109,8 @@ class AutoPredictor:
         for key, request in self._saved().items():
             log.info("project %s: asking again for the prediction job requested before the restart", key)
             self.request(key, task_ids=request["task_ids"], unlabeled=request["unlabeled"])
+        if self.settings.redis_url:
+            return
         for key, status in read_statuses(self.settings.model_dir).items():
             if status.get("state") != "interrupted":
                 continue
@@ -120,12 +124,19 @@ class AutoPredictor:
                          not selection.get("task_ids"))
 
     def _enqueue(self, key: str, task_ids: list[int] | None, unlabeled: bool) -> None:
-        from labelhub.backend.worker import BATCH_TIMEOUT, predict_project, queue
+        """Enqueue the job on RQ (Redis). A whole-project job is not enqueued while another of the project waits
+        in the queue (:func:`labelhub.backend.worker.mark_queued`): that one plans with the newest version when a
+        worker takes it."""
+        from labelhub.backend.worker import JOB_TIMEOUT, mark_queued, predict_project, queue
 
-        queue(self.backend.store.client).enqueue(
-            predict_project, project_id_of(key), None if unlabeled else sorted(task_ids or ()), unlabeled,
+        client, project_id = self.backend.store.client, project_id_of(key)
+        if unlabeled and not mark_queued(client, project_id):
+            log.debug("project %s: a whole-project job is already queued; it will predict the newest version", key)
+            return
+        queue(client).enqueue(
+            predict_project, project_id, None if unlabeled else sorted(task_ids or ()), unlabeled,
             self.settings.keep_versions,
-            job_timeout=BATCH_TIMEOUT * 4, result_ttl=86400, failure_ttl=86400,
+            job_timeout=JOB_TIMEOUT, result_ttl=86400, failure_ttl=86400,
             description=f"labelhub auto-predict: project {key}")
 
     def wait_idle(self, timeout: float = 60.0) -> bool:
@@ -153,6 +164,9 @@ class AutoPredictor:
                 self._running = True
                 self._current = (key, whole, ids)
             try:
+                if self.settings.redis_url:
+                    self._enqueue(key, None if whole else sorted(ids), whole)
+                    continue
                 status = run_job(self.backend, api, project_id_of(key), task_ids=None if whole else sorted(ids),
                                  unlabeled=whole, progress=False, keep_versions=self.settings.keep_versions)
                 log.info("project %s: auto-predict wrote %d predictions of %s (%d failed)", key, status.done,

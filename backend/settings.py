@@ -113,7 +113,8 @@ class Settings:
             as prediction jobs (:mod:`labelhub.backend.auto_predict`). Needs ``LABEL_STUDIO_URL`` and
             ``LABEL_STUDIO_API_KEY``.
         auto_predict_interval: Seconds at least between the starts of a project's automatic whole-project jobs
-            (``LABELHUB_AUTO_PREDICT_INTERVAL``, default 30, 0: none; one host; requests meanwhile merge into one).
+            (``LABELHUB_AUTO_PREDICT_INTERVAL``, default 30, 0: none; with Redis, between their enqueuings on RQ;
+            requests meanwhile merge into one).
         keep_versions: After a prediction job of the whole project, delete the predictions of this backend's
             older model versions but the newest ``keep_versions`` (``LABELHUB_KEEP_VERSIONS``, default 0: keep
             every version). Applies to the automatic jobs; ``labelhub predict --keep-versions`` reads the same

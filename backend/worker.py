@@ -31,7 +31,7 @@ from labelhub.backend.jobs import (BatchResult, Executor, JobAlreadyRunning, Job
 
 log = logging.getLogger(__name__)
 
-__all__ = ["QUEUE", "predict_batch", "predict_project", "on_workers", "queue", "work"]
+__all__ = ["QUEUE", "JOB_TIMEOUT", "mark_queued", "predict_batch", "predict_project", "on_workers", "queue", "work"]
 
 #: The RQ queue of LabelHub's batches (``--queue`` of ``labelhub worker``).
 QUEUE = "labelhub"
@@ -41,6 +41,8 @@ BATCH_TIMEOUT = 3600
 POLL_SECONDS = 0.5
 #: Seconds between two tries of an automatic job whose project has a job running.
 LOCK_WAIT_SECONDS = 2.0
+#: Longest run of one automatic job (:func:`predict_project`) on a worker, waits for a running job included.
+JOB_TIMEOUT = BATCH_TIMEOUT * 4
 
 _HOST: tuple[Any, LabelStudioClient] | None = None
 
@@ -76,6 +78,27 @@ def predict_batch(project_id: int, task_ids: list[int]) -> dict:
     return asdict(run_batch(host, api, api.project(project_id), task_ids))
 
 
+def _queued_key(project_id: int) -> str:
+    from labelhub.backend.redis_state import PREFIX
+
+    return f"{PREFIX}auto-predict:{int(project_id)}:queued"
+
+
+def mark_queued(client, project_id: int) -> bool:
+    """Note that a whole-project automatic job of ``project_id`` waits in the queue, unless one already does.
+
+    The note (Redis key ``labelhub:auto-predict:<project id>:queued``) lasts until a worker takes the job
+    (:func:`predict_project` removes it before planning), or :data:`JOB_TIMEOUT` seconds at most (a job no worker
+    ever took does not hold back the next ones forever).
+
+    Returns:
+        ``True`` when the caller should enqueue the job (none was waiting), ``False`` when one waits already: it
+        plans when a worker takes it, so it predicts with the version the caller wanted, and the caller's
+        request merges into it.
+    """
+    return bool(client.set(_queued_key(project_id), "1", nx=True, ex=JOB_TIMEOUT))
+
+
 def predict_project(project_id: int, task_ids: list[int] | None = None, unlabeled: bool = False,
                     keep_versions: int = 0) -> dict:
     """The RQ job of a whole automatic job (:mod:`labelhub.backend.auto_predict`): planned and predicted on this
@@ -87,16 +110,28 @@ def predict_project(project_id: int, task_ids: list[int] | None = None, unlabele
     job of the project runs (``labelhub predict``, or an earlier automatic job on another worker), it waits for
     it and then runs, so a request is never dropped; RQ's ``job_timeout`` bounds the wait.
 
+    A whole-project job (``unlabeled``) removes its :func:`mark_queued` note before each try to plan, so that a
+    retrain from then on enqueues a job of its own; while it waits for a running job it takes the note again,
+    and when another whole-project job was enqueued meanwhile it leaves the work to that one (which will plan
+    later, with a version at least as new) and returns at once: one waiting job per project, not one per retrain.
+
     Returns:
-        The final :class:`~labelhub.backend.jobs.JobStatus` as a dict.
+        The final :class:`~labelhub.backend.jobs.JobStatus` as a dict; ``{"project_id", "state": "merged"}`` when
+        it left its work to a later job.
     """
     host, api = _worker_host()
+    client = host.store.client if unlabeled else None
     while True:
+        if client is not None:
+            client.delete(_queued_key(project_id))
         try:
             status = run_job(host, api, project_id, task_ids=task_ids, unlabeled=unlabeled, progress=False,
                              keep_versions=keep_versions)
             return asdict(status)
         except JobAlreadyRunning:
+            if client is not None and not mark_queued(client, project_id):
+                log.info("project %d: a newer whole-project job is queued; this one leaves its work to it", project_id)
+                return {"project_id": project_id, "state": "merged"}
             time.sleep(LOCK_WAIT_SECONDS)
 
 

@@ -472,5 +472,5 @@ def test_an_automatic_job_on_a_worker_waits_for_the_running_one_and_predicts_its
     monkeypatch.setattr(worker, "run_job", run_job)
     monkeypatch.setattr(worker, "_worker_host", lambda: (object(), object()))
     monkeypatch.setattr(worker, "LOCK_WAIT_SECONDS", 0.01)
-    assert worker.predict_project(4, None, True, 2)["done"] == 7
+    assert worker.predict_project(4, [1, 2], False, 2)["done"] == 7
     assert len(calls) == 3 and all("execute" not in c and c["keep_versions"] == 2 for c in calls)

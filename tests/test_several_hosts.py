@@ -215,3 +215,60 @@ def test_a_trainer_whose_lease_passed_on_saves_nothing_and_leaves_its_events(red
         assert backend.trainer.run_once() == 1
     assert backend.queue.count() == 1  # left for the new trainer
     assert backend.store.project(KEY).load_annotations()["annotations"] == {}
+
+
+# automatic jobs on RQ -------------------------------------------------------------------------------------------------
+
+def test_automatic_whole_project_jobs_on_rq_keep_the_interval_and_one_waiting_job_per_project(redis_url, tmp_path,
+                                                                                              monkeypatch):
+    """With Redis, every retrain enqueued one whole-project job: neither LABELHUB_AUTO_PREDICT_INTERVAL nor the
+    merging of requests applied, and each job wrote one more prediction per unlabeled task. Now the trainer enqueues
+    a project's whole-project jobs at most once per interval, not while one waits in the queue, and a job that finds
+    a newer one queued while it waits for a running job leaves the work to it."""
+    import time
+    from types import SimpleNamespace
+
+    from labelhub.backend import worker
+    from labelhub.backend.auto_predict import AutoPredictor
+    from labelhub.backend.jobs import JobAlreadyRunning
+    from labelhub.backend.settings import Settings
+
+    client = redis.Redis.from_url(f"{redis_url}/3")
+    client.flushdb()
+    settings = Settings(model_dir=tmp_path, auto_predict=True, label_studio_url="http://127.0.0.1:9",
+                        label_studio_api_key="key", redis_url=f"{redis_url}/3", auto_predict_interval=1.5)
+    host = SimpleNamespace(settings=settings, store=SimpleNamespace(client=client))
+    auto, q = AutoPredictor(host), worker.queue(client)
+
+    def enqueued() -> list[tuple[float, int, bool]]:
+        return sorted((job.enqueued_at.timestamp(), job.args[0], job.args[2]) for job in q.jobs)
+
+    def take(result=None):  # a worker takes a whole-project job of project 3
+        monkeypatch.setattr(worker, "_worker_host", lambda: (host, None))
+        monkeypatch.setattr(worker, "run_job", result or (lambda *a, **k: SimpleNamespace()))
+        monkeypatch.setattr(worker, "asdict", lambda status: {"state": "done"})
+        return worker.predict_project(3, None, True, 0)
+
+    auto.request("3.100", unlabeled=True)
+    assert auto.wait_idle(10) and len(enqueued()) == 1
+    for _ in range(5):  # five retrains while the job waits in the queue: merged into it
+        auto.request("3.100", unlabeled=True)
+    assert auto.wait_idle(10) and len(enqueued()) == 1
+    assert take() == {"state": "done"}
+    for _ in range(5):  # five retrains after a worker took it: one more job, not before the interval
+        auto.request("3.100", unlabeled=True)
+    asked = time.time()
+    auto.request("4.100", [1, 2])  # new tasks of another project do not wait
+    assert auto.wait_idle(10)
+    (first, _, _), *rest = enqueued()
+    assert [(project, whole) for _, project, whole in rest] == [(4, False), (3, True)], rest
+    assert rest[0][0] - asked < 1.0 and rest[1][0] - first >= 1.5, (asked, first, rest)
+
+    def running(*args, **kwargs):  # `labelhub predict` runs; meanwhile a retrain enqueues a newer job
+        assert worker.mark_queued(client, 3)
+        raise JobAlreadyRunning("a prediction job of project 3 is running")
+
+    started = time.monotonic()
+    assert take(running) == {"project_id": 3, "state": "merged"} and time.monotonic() - started < 1.0
+    assert not client.exists(worker._queued_key(99)) and worker.mark_queued(client, 99)
+    assert not worker.mark_queued(client, 99) and 0 < client.ttl(worker._queued_key(99)) <= worker.JOB_TIMEOUT
