@@ -147,7 +147,8 @@ class AutoPredictor:
     def _loop(self) -> None:
         from labelhub.backend.jobs import JobAlreadyRunning, LabelStudioClient, run_job
 
-        api = LabelStudioClient(self.settings.label_studio_url, self.settings.label_studio_api_key)
+        api = None if self.settings.redis_url else LabelStudioClient(self.settings.label_studio_url,
+                                                                      self.settings.label_studio_api_key)
         while True:
             with self._cond:
                 if not self._pending:
