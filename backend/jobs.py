@@ -207,6 +207,15 @@ def _task_row(task: Any) -> TaskRow:
                    is_labeled=bool(_field(task, "is_labeled")), predictions=tuple(preds))
 
 
+#: Tasks per page of the listings with every prediction (:meth:`LabelStudioClient.tasks`). The SDK's models of a page
+#: take about 9 times its JSON, and a process's RSS keeps its highest peak: a listing of 400 tasks with 60
+#: predictions each (9.6 MiB of JSON) peaked at 86.5 MiB of Python objects in pages of 500, and at 44.5 MiB in
+#: pages of 100, each made into TaskRows and dropped before the next (10.1 s against 9.8). Each automatic
+#: whole-project job adds a prediction per unlabeled task (unless ``LABELHUB_KEEP_VERSIONS``), so the peak rose with
+#: every job: the trainer's worker grew 417 to 516 MB in a 25-minute soak, about 0.4 MB a job.
+PREDICTION_PAGE_SIZE = 100
+
+
 class LabelStudioClient:
     """The few Label Studio API calls a job makes, through label-studio-sdk (https://api.labelstud.io).
 
@@ -279,11 +288,13 @@ class LabelStudioClient:
         return ProjectInfo(id=project_id, key=key, label_config=project.label_config or "",
                            model_version=project.model_version or "")
 
-    def _read(self, what: str, project_id: int, query: str, attempts: int = 1, **params: Any) -> Listing:
+    def _read(self, what: str, project_id: int, query: str, attempts: int = 1,
+              convert: Callable[[Any], Any] | None = None, page_size: int | None = None, **params: Any) -> Listing:
         """One paged Data Manager ``query`` of the project (:func:`labelhub.labelstudio_client.list_tasks`), pages of
-        :data:`~labelhub.labelstudio_client.TASK_PAGE_SIZE` (500: see there why not more)."""
-        return list_tasks(self._client, functools.partial(self._call, what), attempts, project=project_id,
-                          page_size=TASK_PAGE_SIZE, query=query, **params)
+        :data:`~labelhub.labelstudio_client.TASK_PAGE_SIZE` (500: see there why not more) unless ``page_size`` says
+        fewer, each task ``convert``-ed as its page comes in."""
+        return list_tasks(self._client, functools.partial(self._call, what), attempts, convert, project=project_id,
+                          page_size=page_size or TASK_PAGE_SIZE, query=query, **params)
 
     def _every_task(self, what: str, project_id: int, filters: list[dict], **params: Any) -> list:
         """Every task of the project that matches the Data Manager filter ``filters`` (``[]``: all), none missed
@@ -349,10 +360,13 @@ class LabelStudioClient:
         Raises:
             ProjectNotFound, LabelStudioError: As for :meth:`project`.
         """
-        what, params = f"tasks of project {project_id}", {"fields": "all", "include": "id,data,is_labeled,predictions"}
+        # each page becomes TaskRows as it comes in: the SDK's models of every prediction are never all held at once
+        what = f"tasks of project {project_id}"
+        params = {"fields": "all", "include": "id,data,is_labeled,predictions", "convert": _task_row,
+                  "page_size": PREDICTION_PAGE_SIZE}
         if task_ids is None:
-            return [_task_row(t) for t in self._every_task(what, project_id, [], **params)]
-        return [_task_row(t) for query in selected_items_queries(task_ids)
+            return self._every_task(what, project_id, [], **params)
+        return [t for query in selected_items_queries(task_ids)
                 for t in self._read(what, project_id, query, **params).tasks]
 
     def annotated_tasks(self, project_id: int) -> list[dict]:

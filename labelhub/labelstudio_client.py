@@ -58,7 +58,7 @@ def selected_items_queries(task_ids: Iterable[int]) -> Iterator[str]:
 class Listing(NamedTuple):
     """What :func:`list_tasks` read."""
 
-    #: The tasks of the last reading, in Label Studio's order (the SDK's task models).
+    #: The tasks of the last reading, in Label Studio's order (the SDK's task models, or what ``convert`` made of them).
     tasks: list
     #: No task read twice and one ``total`` on every page; when ``False``, a task missing from ``tasks`` may exist.
     held_still: bool
@@ -80,7 +80,7 @@ def _next_page(page):
 
 
 def list_tasks(client: "LabelStudio", call: Callable[[Callable[[], T]], T], attempts: int = LISTING_ATTEMPTS,
-               **params: Any) -> Listing:
+               convert: Callable[[Any], Any] | None = None, **params: Any) -> Listing:
     """Every task of a paged ``GET /api/tasks`` query (``client.tasks.list(**params)``, then its pager's next pages:
     https://api.labelstud.io/api-reference/api-reference/tasks/list), and whether the list held still meanwhile.
 
@@ -94,6 +94,9 @@ def list_tasks(client: "LabelStudio", call: Callable[[Callable[[], T]], T], atte
         client: The SDK's client (:func:`label_studio_client`).
         call: Runs one SDK call, ``call(fn) -> fn()``, turning its errors into the caller's.
         attempts: Readings at most (default :data:`LISTING_ATTEMPTS`).
+        convert: Applied to each task as its page comes in; the page (its SDK models and the response body) is
+            dropped before the next one is read, so a listing holds one page of SDK models at a time, not all of
+            them (a project's listing with every prediction grows with every prediction job: 11.9 MB of JSON).
         **params: ``client.tasks.list``'s arguments: ``project``, ``page_size`` (the caller's, so a test can make it
             small), ``query``, ``fields``, ``include``.
 
@@ -104,27 +107,32 @@ def list_tasks(client: "LabelStudio", call: Callable[[Callable[[], T]], T], atte
         Whatever ``call`` raises for a failed call (a page past the last, 404, ends the list).
     """
     for _ in range(attempts):
-        pages = [call(lambda: client.tasks.list(**params))]
-        while pages[-1].items and pages[-1].has_next and pages[-1].get_next is not None and not _last(pages, params):
-            page = call(lambda: _next_page(pages[-1]))
+        page = call(lambda: client.tasks.list(**params))
+        tasks: list = []
+        totals, first = set(), len(page.items or [])
+        while True:
+            items = page.items or []
+            tasks += [convert(task) for task in items] if convert is not None else items
+            totals.add(getattr(page.response, "total", None))
+            if not (items and page.has_next and page.get_next is not None) or _last(page, len(tasks), params):
+                break
+            page = call(lambda: _next_page(page))  # the page read before is dropped here
             if page is None:
                 break
-            pages.append(page)
-        tasks = [task for page in pages for task in page.items or []]
-        totals = {getattr(page.response, "total", None) for page in pages}
+        page = None
         held_still = len({task.id for task in tasks}) == len(tasks) and len(totals) == 1
         if held_still:
             break
-    return Listing(tasks, held_still, len(pages[0].items or []))
+    return Listing(tasks, held_still, first)
 
 
-def _last(pages: list, params: Mapping[str, Any]) -> bool:
-    """Whether ``pages`` hold the whole list: a page shorter than the page size, or as many tasks as the last page's
-    ``total``. The SDK's pager says there is a next page after every full one, and the page past the last answers
-    404, which Label Studio logs as an error with its traceback (at every listing of the sync and the jobs)."""
-    size, total = params.get("page_size"), getattr(pages[-1].response, "total", None)
-    return bool(size and len(pages[-1].items) < size) or (
-        isinstance(total, int) and sum(len(page.items or []) for page in pages) >= total)
+def _last(page: Any, read: int, params: Mapping[str, Any]) -> bool:
+    """Whether the pages read so far (``read`` tasks, ``page`` the last) hold the whole list: a page shorter than the
+    page size, or as many tasks as the last page's ``total``. The SDK's pager says there is a next page after every
+    full one, and the page past the last answers 404, which Label Studio logs as an error with its traceback (at
+    every listing of the sync and the jobs)."""
+    size, total = params.get("page_size"), getattr(page.response, "total", None)
+    return bool(size and len(page.items) < size) or (isinstance(total, int) and read >= total)
 
 
 def label_studio_client(url: str, api_key: str, timeout: float = 120.0) -> "LabelStudio":

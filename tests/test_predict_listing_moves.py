@@ -17,6 +17,7 @@ N = 12
 def listed(label_studio, make_project, monkeypatch):
     """A project of N annotated text tasks, its ids, a Label Studio client, and the jobs' client listing 5 a page."""
     monkeypatch.setattr(jobs, "TASK_PAGE_SIZE", 5)
+    monkeypatch.setattr(jobs, "PREDICTION_PAGE_SIZE", 5)  # the listings with predictions
     client = label_studio.client()
     project = make_project("backend listing moves", TEXT_CONFIG)
     fresh = {"from_name": "label", "to_name": "text", "type": "choices", "value": {"choices": ["fresh"]}}
