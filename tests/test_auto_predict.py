@@ -158,3 +158,56 @@ def test_a_projects_whole_project_jobs_start_at_most_once_per_interval(tmp_path,
     other = [at - begin for at, project, _ in started if project == 4]
     assert len(whole) == 2 and whole[1] - whole[0] >= 1.5 and other[0] < 1.0, started
     assert Settings.from_env({"LABELHUB_AUTO_PREDICT_INTERVAL": "0"}).auto_predict_interval == 0
+
+
+@pytest.fixture(scope="module")
+def redis_backend(label_studio, tmp_path_factory):
+    """A backend on Redis (``LABELHUB_REDIS_URL``) with auto-predict, and one ``labelhub worker`` taking its jobs."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from tests.backend_fixtures import ROOT, RedisServer
+
+    folder = tmp_path_factory.mktemp("backend-auto-redis")
+    with RedisServer(folder / "redis") as redis_server:
+        env = {"LABEL_STUDIO_URL": label_studio.url, "LABEL_STUDIO_API_KEY": label_studio.personal_token
+               or label_studio.api_key, "LABELHUB_AUTO_PREDICT": "true", "LABELHUB_AUTO_PREDICT_INTERVAL": "5",
+               "LABELHUB_REDIS_URL": f"{redis_server.url}/0", "LABELHUB_TRAINER_LEASE": "2"}
+        worker = subprocess.Popen([sys.executable, "-m", "tests.guarded", "worker"], cwd=ROOT,
+                                  env={**os.environ, **env, "MODEL_DIR": str(folder / "worker"), "TQDM_DISABLE": "1"},
+                                  stdout=open(folder / "worker.log", "ab"), stderr=subprocess.STDOUT,
+                                  start_new_session=True)
+        try:
+            with BackendServer(folder / "backend", workers=2, threads=4, env=env) as srv:
+                srv.worker_log = folder / "worker.log"
+                yield srv
+        finally:
+            worker.send_signal(signal.SIGTERM)
+            try:
+                worker.wait(30)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+
+
+def test_on_redis_a_retrain_has_a_worker_predict_every_unlabeled_task_once(label_studio, redis_backend):
+    """The automatic jobs of a backend on Redis go through its trainer's loop (the interval, the merging) to RQ and a
+    ``labelhub worker`` (before, no test ran them end to end: each retrain enqueued one straight away)."""
+    client = label_studio.client()
+    project = client.projects.create(title="auto-predict on redis", label_config=TEXT_CONFIG)
+    tasks, labels = text_tasks(80)
+    client.projects.import_tasks(id=project.id, request=[t["data"] for t in tasks])
+    _connect(label_studio, redis_backend, project.id)
+    listed = sorted(_state(label_studio, project.id))
+    by_id = dict(zip(listed, labels))
+    for tid in listed[:20]:
+        client.annotations.create(id=tid, result=[{"from_name": "label", "to_name": "text", "type": "choices",
+                                                   "value": {"choices": [by_id[tid]]}}])
+    version = wait_for(lambda: _all_predicted(label_studio, project.id, redis_backend, 80), timeout=300,
+                       message="every unlabeled task predicted by the worker with the retrained version")
+    assert not version.startswith("labelhub-0-")
+    assert all(v[version] <= 1 for _, v in _state(label_studio, project.id).values())  # never two of one version
+    done = redis_backend.worker_log.read_text(errors="replace").count(
+        f"Successfully completed labelhub auto-predict: project {project.id}.")
+    assert done >= 1  # the worker wrote them, not Label Studio asking /predict
