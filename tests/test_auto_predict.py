@@ -166,19 +166,17 @@ def redis_backend(label_studio, tmp_path_factory):
     import os
     import signal
     import subprocess
-    import sys
 
-    from tests.backend_fixtures import ROOT, RedisServer
+    from tests.backend_fixtures import RedisServer
+    from tests.test_several_hosts import _worker
 
     folder = tmp_path_factory.mktemp("backend-auto-redis")
     with RedisServer(folder / "redis") as redis_server:
         env = {"LABEL_STUDIO_URL": label_studio.url, "LABEL_STUDIO_API_KEY": label_studio.personal_token
                or label_studio.api_key, "LABELHUB_AUTO_PREDICT": "true", "LABELHUB_AUTO_PREDICT_INTERVAL": "5",
                "LABELHUB_REDIS_URL": f"{redis_server.url}/0", "LABELHUB_TRAINER_LEASE": "2"}
-        worker = subprocess.Popen([sys.executable, "-m", "tests.guarded", "worker"], cwd=ROOT,
-                                  env={**os.environ, **env, "MODEL_DIR": str(folder / "worker"), "TQDM_DISABLE": "1"},
-                                  stdout=open(folder / "worker.log", "ab"), stderr=subprocess.STDOUT,
-                                  start_new_session=True)
+        worker = _worker({**os.environ, **env, "MODEL_DIR": str(folder / "worker"), "TQDM_DISABLE": "1"},
+                         folder / "worker.log")
         try:
             with BackendServer(folder / "backend", workers=2, threads=4, env=env) as srv:
                 srv.worker_log = folder / "worker.log"
