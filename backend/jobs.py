@@ -207,12 +207,12 @@ def _task_row(task: Any) -> TaskRow:
                    is_labeled=bool(_field(task, "is_labeled")), predictions=tuple(preds))
 
 
-#: Tasks per page of the listings with every prediction (:meth:`LabelStudioClient.tasks`). The SDK's models of a page
-#: take about 9 times its JSON, and a process's RSS keeps its highest peak: a listing of 400 tasks with 60
-#: predictions each (9.6 MiB of JSON) peaked at 86.5 MiB of Python objects in pages of 500, and at 44.5 MiB in
-#: pages of 100, each made into TaskRows and dropped before the next (10.1 s against 9.8). Each automatic
-#: whole-project job adds a prediction per unlabeled task (unless ``LABELHUB_KEEP_VERSIONS``), so the peak rose with
-#: every job: the trainer's worker grew 417 to 516 MB in a 25-minute soak, about 0.4 MB a job.
+#: Tasks per page of the listings with every prediction (:meth:`LabelStudioClient.tasks`), each page made into
+#: TaskRows and dropped before the next. The SDK's models of a page take about 9 times its JSON, and a process's RSS
+#: keeps its highest peak: on 2,000 tasks with 30 predictions each, the listing peaked at 32.7 MiB of Python objects
+#: against 160.4 MiB for pages of 500 held to the end, in 1.15 times the time (``bench/listing_memory_bench.py``).
+#: Each automatic whole-project job adds a prediction per unlabeled task (unless ``LABELHUB_KEEP_VERSIONS``), so the
+#: peak rose with every job: the trainer's worker grew 417 to 516 MB in a 25-minute soak, about 0.4 MB a job.
 PREDICTION_PAGE_SIZE = 100
 
 
@@ -292,7 +292,7 @@ class LabelStudioClient:
               convert: Callable[[Any], Any] | None = None, page_size: int | None = None, **params: Any) -> Listing:
         """One paged Data Manager ``query`` of the project (:func:`labelhub.labelstudio_client.list_tasks`), pages of
         :data:`~labelhub.labelstudio_client.TASK_PAGE_SIZE` (500: see there why not more) unless ``page_size`` says
-        fewer, each task ``convert``-ed as its page comes in."""
+        otherwise, each task ``convert``-ed as its page comes in."""
         return list_tasks(self._client, functools.partial(self._call, what), attempts, convert, project=project_id,
                           page_size=page_size or TASK_PAGE_SIZE, query=query, **params)
 

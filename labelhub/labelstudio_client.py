@@ -119,7 +119,6 @@ def list_tasks(client: "LabelStudio", call: Callable[[Callable[[], T]], T], atte
             page = call(lambda: _next_page(page))  # the page read before is dropped here
             if page is None:
                 break
-        page = None
         held_still = len({task.id for task in tasks}) == len(tasks) and len(totals) == 1
         if held_still:
             break
