@@ -23,24 +23,31 @@ With ``LABELHUB_REDIS_URL`` the same loop, on the trainer's host, enqueues each 
 it (:func:`labelhub.backend.worker.predict_project`), after the same interval, and ``labelhub worker``
 processes on any host plan and predict it. A project's whole-project job is not enqueued while another waits in
 the queue (:func:`labelhub.backend.worker.mark_queued`): that one plans with the newest version. Before both,
-every retrain enqueued one job.
+every retrain enqueued one job. The requests not enqueued yet are kept in Redis (:data:`PENDING_KEY`) instead of
+the file, so the trainer's next holder finds them on whichever host it runs.
 """
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
 from typing import Any
 
+from redis.exceptions import RedisError
+
+from labelhub.backend.redis_state import PREFIX
 from labelhub.redaction import one_line
 
 log = logging.getLogger(__name__)
 
-__all__ = ["AutoPredictor", "project_id_of", "PENDING_FILE"]
+__all__ = ["AutoPredictor", "project_id_of", "PENDING_FILE", "PENDING_KEY"]
 
 #: The one-host requests not done yet, under ``MODEL_DIR``: ``{project key: {"unlabeled": bool, "task_ids": [id]}}``
 #: (the one running included until it ends), rewritten atomically on each change.
 PENDING_FILE = "auto-predict.json"
+#: The same with ``LABELHUB_REDIS_URL``, in Redis (JSON), so that the trainer's next holder, on any host, finds them.
+PENDING_KEY = PREFIX + "auto-predict:pending"
 
 
 def project_id_of(key: str) -> int:
@@ -97,13 +104,12 @@ class AutoPredictor:
 
     def resume_interrupted(self) -> None:
         """Ask again for every job whose process died before it ended (one host: ``MODEL_DIR/jobs``), so that a
-        job cut short by a restart goes on where it stopped, and every request this host had not started or
+        job cut short by a restart goes on where it stopped, and every request the trainer had not started or
         enqueued yet (:data:`PENDING_FILE`). Called by the trainer when it takes over. With Redis, RQ keeps the
-        enqueued jobs across restarts, and only the requests not enqueued yet are asked again."""
+        enqueued jobs across restarts, and only the requests not enqueued yet are asked again (:data:`PENDING_KEY`:
+        those of the trainer's last holder, on any host)."""
         if not self.enabled:
             return
-        import json
-
         from labelhub.backend.jobs import read_statuses
 
         for key, request in self._saved().items():
@@ -127,17 +133,22 @@ class AutoPredictor:
         """Enqueue the job on RQ (Redis). A whole-project job is not enqueued while another of the project waits
         in the queue (:func:`labelhub.backend.worker.mark_queued`): that one plans with the newest version when a
         worker takes it."""
-        from labelhub.backend.worker import JOB_TIMEOUT, mark_queued, predict_project, queue
+        from labelhub.backend.worker import JOB_TIMEOUT, mark_queued, predict_project, queue, unmark_queued
 
         client, project_id = self.backend.store.client, project_id_of(key)
         if unlabeled and not mark_queued(client, project_id):
             log.debug("project %s: a whole-project job is already queued; it will predict the newest version", key)
             return
-        queue(client).enqueue(
-            predict_project, project_id, None if unlabeled else sorted(task_ids or ()), unlabeled,
-            self.settings.keep_versions,
-            job_timeout=JOB_TIMEOUT, result_ttl=86400, failure_ttl=86400,
-            description=f"labelhub auto-predict: project {key}")
+        try:
+            queue(client).enqueue(
+                predict_project, project_id, None if unlabeled else sorted(task_ids or ()), unlabeled,
+                self.settings.keep_versions,
+                job_timeout=JOB_TIMEOUT, result_ttl=86400, failure_ttl=86400,
+                description=f"labelhub auto-predict: project {key}")
+        except Exception:
+            if unlabeled:  # no job waits: the next retrain's request must not merge into none
+                unmark_queued(client, project_id)
+            raise
 
     def wait_idle(self, timeout: float = 60.0) -> bool:
         """Wait until no request is pending or running (tests). Returns whether it got there in time."""
@@ -196,8 +207,8 @@ class AutoPredictor:
         return None, soonest
 
     def _save(self) -> None:
-        """Write the requests not done yet to :data:`PENDING_FILE` (called with ``_cond`` held). A disk error is
-        logged: the requests still run, only a restart would forget them."""
+        """Write the requests not done yet to :data:`PENDING_FILE`, or with Redis :data:`PENDING_KEY` (called with
+        ``_cond`` held). A disk or Redis error is logged: the requests still run, only a restart would forget them."""
         from labelhub.backend.state import atomic_write_json
 
         requests = {key: (whole, ids) for key, (whole, ids) in self._pending.items()}
@@ -205,23 +216,34 @@ class AutoPredictor:
             key, whole, ids = self._current
             before = requests.get(key, (False, set()))
             requests[key] = (whole or before[0], set() if (whole or before[0]) else ids | before[1])
+        kept = {key: {"unlabeled": whole, "task_ids": sorted(ids)} for key, (whole, ids) in requests.items()}
         try:
-            atomic_write_json(self.settings.model_dir / PENDING_FILE, {
-                key: {"unlabeled": whole, "task_ids": sorted(ids)} for key, (whole, ids) in requests.items()})
-        except OSError as exc:
-            log.warning("cannot keep the automatic prediction requests in %s: %s", PENDING_FILE, exc)
+            if self.settings.redis_url:
+                self.backend.store.client.set(PENDING_KEY, json.dumps(kept))
+            else:
+                atomic_write_json(self.settings.model_dir / PENDING_FILE, kept)
+        except (OSError, RedisError) as exc:
+            log.warning("cannot keep the automatic prediction requests (%s): %s", self._pending_place, one_line(exc))
+
+    @property
+    def _pending_place(self) -> str:
+        return PENDING_KEY if self.settings.redis_url else PENDING_FILE
 
     def _saved(self) -> dict[str, dict]:
-        """The requests :meth:`_save` kept (``{}`` when none, or when the file cannot be read: said in the log)."""
-        import json
-
-        path = self.settings.model_dir / PENDING_FILE
+        """The requests :meth:`_save` kept (``{}`` when none, or when they cannot be read: said in the log)."""
         try:
-            saved = json.loads(path.read_bytes())
+            if self.settings.redis_url:
+                raw = self.backend.store.client.get(PENDING_KEY)
+                if raw is None:
+                    return {}
+            else:
+                raw = (self.settings.model_dir / PENDING_FILE).read_bytes()
+            saved = json.loads(raw)
         except FileNotFoundError:
             return {}
-        except (OSError, ValueError) as exc:
-            log.warning("cannot read %s (%s): requests made before the restart wait for the next retrain", path, exc)
+        except (OSError, ValueError, RedisError) as exc:
+            log.warning("cannot read %s (%s): requests made before the restart wait for the next retrain",
+                        self._pending_place, one_line(exc))
             return {}
         from labelhub.backend.errors import InvalidPayloadError
         from labelhub.backend.state import project_key

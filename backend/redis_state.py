@@ -20,8 +20,11 @@ Redis key (prefix ``labelhub:``)          What it holds
 ``trainer`` (lock)                        the trainer's lease: one trainer across every host
 ``jobs`` (hash)                           the last prediction job's status of each project
 ``jobs:<key>:lock``                       held while a prediction job of the project runs
-``auto-predict:<project id>:queued``      set while an automatic whole-project job of the project waits
-                                          in the RQ queue (:func:`labelhub.backend.worker.mark_queued`)
+``auto-predict:<project id>:queued``      set while an automatic whole-project job of the project waits,
+                                          in the RQ queue or on a worker for a running job
+                                          (:func:`labelhub.backend.worker.mark_queued`)
+``auto-predict:pending`` (string)         the trainer's automatic requests not enqueued yet (JSON, as
+                                          ``MODEL_DIR/auto-predict.json`` on one host)
 ========================================  ===============================================================
 
 ``<key>`` is Label Studio's project key (:func:`labelhub.backend.state.project_key`). Each host still uses its

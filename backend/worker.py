@@ -31,7 +31,8 @@ from labelhub.backend.jobs import (BatchResult, Executor, JobAlreadyRunning, Job
 
 log = logging.getLogger(__name__)
 
-__all__ = ["QUEUE", "JOB_TIMEOUT", "mark_queued", "predict_batch", "predict_project", "on_workers", "queue", "work"]
+__all__ = ["QUEUE", "JOB_TIMEOUT", "mark_queued", "unmark_queued", "predict_batch", "predict_project", "on_workers",
+           "queue", "work"]
 
 #: The RQ queue of LabelHub's batches (``--queue`` of ``labelhub worker``).
 QUEUE = "labelhub"
@@ -43,6 +44,8 @@ POLL_SECONDS = 0.5
 LOCK_WAIT_SECONDS = 2.0
 #: Longest run of one automatic job (:func:`predict_project`) on a worker, waits for a running job included.
 JOB_TIMEOUT = BATCH_TIMEOUT * 4
+#: Seconds the :func:`mark_queued` note of a job waiting on a worker for a running one lasts unless renewed.
+WAITING_NOTE_SECONDS = 30
 
 _HOST: tuple[Any, LabelStudioClient] | None = None
 
@@ -84,19 +87,26 @@ def _queued_key(project_id: int) -> str:
     return f"{PREFIX}auto-predict:{int(project_id)}:queued"
 
 
-def mark_queued(client, project_id: int) -> bool:
+def mark_queued(client, project_id: int, ttl: float = JOB_TIMEOUT) -> bool:
     """Note that a whole-project automatic job of ``project_id`` waits in the queue, unless one already does.
 
     The note (Redis key ``labelhub:auto-predict:<project id>:queued``) lasts until a worker takes the job
-    (:func:`predict_project` removes it before planning), or :data:`JOB_TIMEOUT` seconds at most (a job no worker
-    ever took does not hold back the next ones forever).
+    (:func:`predict_project` removes it before planning), or ``ttl`` seconds at most: :data:`JOB_TIMEOUT` for a job
+    in the queue (one no worker ever took does not hold back the next ones forever), :data:`WAITING_NOTE_SECONDS`
+    for a job a worker holds while it waits for a running one (renewed at each try; a worker killed meanwhile
+    holds back the next ones that long only).
 
     Returns:
         ``True`` when the caller should enqueue the job (none was waiting), ``False`` when one waits already: it
         plans when a worker takes it, so it predicts with the version the caller wanted, and the caller's
         request merges into it.
     """
-    return bool(client.set(_queued_key(project_id), "1", nx=True, ex=JOB_TIMEOUT))
+    return bool(client.set(_queued_key(project_id), "1", nx=True, ex=max(1, int(ttl))))
+
+
+def unmark_queued(client, project_id: int) -> None:
+    """Remove the :func:`mark_queued` note of ``project_id`` (its job was taken, or could not be enqueued)."""
+    client.delete(_queued_key(project_id))
 
 
 def predict_project(project_id: int, task_ids: list[int] | None = None, unlabeled: bool = False,
@@ -123,13 +133,13 @@ def predict_project(project_id: int, task_ids: list[int] | None = None, unlabele
     client = host.store.client if unlabeled else None
     while True:
         if client is not None:
-            client.delete(_queued_key(project_id))
+            unmark_queued(client, project_id)
         try:
             status = run_job(host, api, project_id, task_ids=task_ids, unlabeled=unlabeled, progress=False,
                              keep_versions=keep_versions)
             return asdict(status)
         except JobAlreadyRunning:
-            if client is not None and not mark_queued(client, project_id):
+            if client is not None and not mark_queued(client, project_id, WAITING_NOTE_SECONDS):
                 log.info("project %d: a newer whole-project job is queued; this one leaves its work to it", project_id)
                 return {"project_id": project_id, "state": "merged"}
             time.sleep(LOCK_WAIT_SECONDS)

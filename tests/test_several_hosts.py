@@ -272,3 +272,61 @@ def test_automatic_whole_project_jobs_on_rq_keep_the_interval_and_one_waiting_jo
     assert take(running) == {"project_id": 3, "state": "merged"} and time.monotonic() - started < 1.0
     assert not client.exists(worker._queued_key(99)) and worker.mark_queued(client, 99)
     assert not worker.mark_queued(client, 99) and 0 < client.ttl(worker._queued_key(99)) <= worker.JOB_TIMEOUT
+
+
+def test_automatic_requests_on_rq_survive_a_trainer_moving_and_leave_no_stale_note(redis_url, tmp_path, monkeypatch):
+    """Found by review: a request waiting out its interval was kept in the trainer host's MODEL_DIR only, so a trainer
+    taking over on another host never saw it; a failed enqueue left its note for 4 hours (every later retrain merged
+    into no job); a worker killed while it waited for a running job did the same."""
+    from types import SimpleNamespace
+
+    from labelhub.backend import worker
+    from labelhub.backend.auto_predict import AutoPredictor
+    from labelhub.backend.jobs import JobAlreadyRunning
+    from labelhub.backend.settings import Settings
+
+    client = redis.Redis.from_url(f"{redis_url}/4")
+    client.flushdb()
+
+    def host(name: str, interval: float = 60.0):
+        settings = Settings(model_dir=tmp_path / name, auto_predict=True, label_studio_url="http://127.0.0.1:9",
+                            label_studio_api_key="key", redis_url=f"{redis_url}/4", auto_predict_interval=interval)
+        return SimpleNamespace(settings=settings, store=SimpleNamespace(client=client))
+
+    first = AutoPredictor(host("first"))
+    first.request("3.100", unlabeled=True)  # enqueued at once
+    wait_for(lambda: worker.queue(client).count == 1, timeout=10)
+    worker.unmark_queued(client, 3)  # a worker took it
+    first.request("3.100", unlabeled=True)  # a retrain: waits out the interval on the first host
+    wait_for(lambda: first._saved(), timeout=10)
+    second = AutoPredictor(host("second", interval=0))  # the trainer moved to another host (another MODEL_DIR)
+    second.resume_interrupted()
+    with first._cond:  # the first host is gone
+        first._pending.clear()
+    assert second.wait_idle(10) and worker.queue(client).count == 2
+
+    class Down:
+        def enqueue(self, *args, **kwargs):
+            raise redis.exceptions.ConnectionError("Redis went away")
+
+    worker.unmark_queued(client, 3)
+    monkeypatch.setattr(worker, "queue", lambda c: Down())
+    second.request("3.100", unlabeled=True)
+    assert second.wait_idle(10) and not client.exists(worker._queued_key(3))  # the next retrain enqueues again
+
+    ttls = []
+    monkeypatch.setattr(worker, "_worker_host", lambda: (host("w"), None))
+    monkeypatch.setattr(worker, "asdict", lambda status: {"state": "done"})
+    calls = iter([JobAlreadyRunning("running"), None])
+
+    def run_job(*args, **kwargs):
+        outcome = next(calls)
+        if outcome is not None:
+            raise outcome
+        return SimpleNamespace()
+
+    monkeypatch.setattr(worker, "run_job", run_job)
+    monkeypatch.setattr(worker, "LOCK_WAIT_SECONDS", 0.01)
+    monkeypatch.setattr(worker.time, "sleep", lambda seconds: ttls.append(client.ttl(worker._queued_key(3))))
+    assert worker.predict_project(3, None, True, 0) == {"state": "done"}
+    assert ttls and all(0 < ttl <= worker.WAITING_NOTE_SECONDS for ttl in ttls), ttls  # a killed waiter: 30 s
