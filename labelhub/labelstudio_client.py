@@ -116,7 +116,7 @@ def list_tasks(client: "LabelStudio", call: Callable[[Callable[[], T]], T], atte
             totals.add(getattr(page.response, "total", None))
             if not (items and page.has_next and page.get_next is not None) or _last(page, len(tasks), params):
                 break
-            page = call(lambda: _next_page(page))  # the page read before is dropped here
+            page = call(lambda: _next_page(page))  # the page before is dropped once the next one arrives
             if page is None:
                 break
         held_still = len({task.id for task in tasks}) == len(tasks) and len(totals) == 1
