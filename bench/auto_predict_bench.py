@@ -15,8 +15,6 @@ made 44 jobs and 18 predictions per task (a scratch run of this loop against the
 from __future__ import annotations
 
 import argparse
-import os
-import signal
 import sys
 import tempfile
 import time
@@ -26,43 +24,32 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.backend_fixtures import TEXT_CONFIG, BackendServer, RedisServer, text_tasks  # noqa: E402
+from tests.backend_fixtures import TEXT_CONFIG, RedisServer, auto_predict_on_redis, text_tasks  # noqa: E402
 from tests.labelstudio import LabelStudioServer, ensure_template  # noqa: E402
 from tests.test_backend_labelstudio import _connect  # noqa: E402
-from tests.test_several_hosts import _worker  # noqa: E402
 
 
 def burst(ls, redis_url: str, folder: Path, interval: str, args) -> tuple[int, Counter]:
     """One backend with ``LABELHUB_AUTO_PREDICT_INTERVAL=interval``: ``(jobs the worker ran, Counter of predictions
     per unlabeled task)`` after the burst."""
-    env = {"LABEL_STUDIO_URL": ls.url, "LABEL_STUDIO_API_KEY": ls.personal_token or ls.api_key,
-           "LABELHUB_AUTO_PREDICT": "true", "LABELHUB_AUTO_PREDICT_INTERVAL": interval,
-           "LABELHUB_REDIS_URL": redis_url, "LABELHUB_TRAINER_LEASE": "2"}
-    folder.mkdir(parents=True, exist_ok=True)
-    log = folder / "worker.log"
-    worker = _worker({**os.environ, **env, "MODEL_DIR": str(folder / "worker"), "TQDM_DISABLE": "1"}, log)
-    try:
-        with BackendServer(folder / "backend", workers=2, threads=4, env=env) as backend:
-            client = ls.client()
-            project = client.projects.create(title=f"auto-predict bench {interval}", label_config=TEXT_CONFIG)
-            tasks, labels = text_tasks(args.tasks)
-            client.projects.import_tasks(id=project.id, request=[t["data"] for t in tasks])
-            _connect(ls, backend, project.id)
-            ids = sorted(t.id for t in client.tasks.list(project=project.id, page_size=args.tasks,
-                                                          fields="task_only", include="id"))
-            for task_id, label in zip(ids[:args.annotations], labels):
-                client.annotations.create(id=task_id, result=[{"from_name": "label", "to_name": "text",
-                                                               "type": "choices", "value": {"choices": [label]}}])
-                time.sleep(args.every)
-            time.sleep(args.drain)
-            jobs = log.read_text(errors="replace").count(f"Successfully completed labelhub auto-predict: project "
-                                                         f"{project.id}.")
-            per_task = Counter(len(t.predictions or []) for t in client.tasks.list(
-                project=project.id, page_size=args.tasks, fields="all") if not t.is_labeled)
-            return jobs, per_task
-    finally:
-        worker.send_signal(signal.SIGTERM)
-        worker.wait(60)
+    with auto_predict_on_redis(ls, redis_url, folder, interval) as backend:
+        client = ls.client()
+        project = client.projects.create(title=f"auto-predict bench {interval}", label_config=TEXT_CONFIG)
+        tasks, labels = text_tasks(args.tasks)
+        client.projects.import_tasks(id=project.id, request=[t["data"] for t in tasks])
+        _connect(ls, backend, project.id)
+        ids = sorted(t.id for t in client.tasks.list(project=project.id, page_size=args.tasks, fields="task_only",
+                                                      include="id"))
+        for task_id, label in zip(ids[:args.annotations], labels):
+            client.annotations.create(id=task_id, result=[{"from_name": "label", "to_name": "text",
+                                                           "type": "choices", "value": {"choices": [label]}}])
+            time.sleep(args.every)
+        time.sleep(args.drain)
+        jobs = backend.worker_log.read_text(errors="replace").count(
+            f"Successfully completed labelhub auto-predict: project {project.id}.")
+        per_task = Counter(len(t.predictions or []) for t in client.tasks.list(
+            project=project.id, page_size=args.tasks, fields="all") if not t.is_labeled)
+        return jobs, per_task
 
 
 def main() -> None:

@@ -1,10 +1,10 @@
 """Benchmark (not a test): the memory a prediction job's task listing takes, as predictions pile up.
 
-Every prediction job lists the project's tasks with all their predictions (:meth:`labelhub.backend.jobs.
-LabelStudioClient.tasks`) before it plans, and each batch reads its tasks again. With ``LABELHUB_AUTO_PREDICT`` and
-``LABELHUB_KEEP_VERSIONS=0`` each job adds a prediction per unlabeled task, so the listing grows with every job,
-and the process's resident memory keeps the highest peak (a soak of four annotators: the trainer's worker grew
-from 417 to 516 MB in 25 minutes).
+Every prediction job lists the project's tasks with all their predictions
+(:meth:`labelhub.backend.jobs.LabelStudioClient.tasks`) before it plans, and each batch reads its tasks again.
+With ``LABELHUB_AUTO_PREDICT`` and ``LABELHUB_KEEP_VERSIONS=0`` each job adds a prediction per unlabeled task, so
+the listing grows with every job, and the process's resident memory keeps the highest peak (a soak of four
+annotators: the trainer's worker grew from 417 to 516 MB in 25 minutes).
 
 This bench starts a real Label Studio (the tests' way), creates a project of ``--tasks`` text tasks with
 ``--versions`` predictions each (``POST /api/projects/<id>/import/predictions``), and lists it three ways in this

@@ -10,10 +10,12 @@ from __future__ import annotations
 import base64
 import importlib.util
 import os
+import signal
 import subprocess
 import sys
 import threading
 import time
+from contextlib import contextmanager
 from functools import lru_cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -329,6 +331,40 @@ class RedisServer:
         if self.proc is not None:
             self.proc.terminate()
             self.proc.wait(10)
+
+
+def start_worker(env: dict, log_path) -> subprocess.Popen:
+    """``labelhub worker`` (RQ) in a subprocess with the network guard, its output appended to ``log_path``; ``env``
+    is its whole environment (``LABELHUB_REDIS_URL``, ``MODEL_DIR``, ...). Stop it with SIGTERM (a warm stop)."""
+    return subprocess.Popen([sys.executable, "-m", "tests.guarded", "worker", "--log-level", "INFO"], cwd=ROOT,
+                            env=env, stdout=open(log_path, "ab"), stderr=subprocess.STDOUT, start_new_session=True)
+
+
+@contextmanager
+def auto_predict_on_redis(label_studio, redis_url: str, folder: Path, interval: str = "5"):
+    """A backend (:class:`BackendServer`, 2 workers) on Redis with ``LABELHUB_AUTO_PREDICT`` and
+    ``LABELHUB_AUTO_PREDICT_INTERVAL=interval``, and one ``labelhub worker`` taking its jobs.
+
+    Yields:
+        The backend; its ``worker_log`` attribute is the worker's log (RQ logs each job it completes).
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    env = {"LABEL_STUDIO_URL": label_studio.url, "LABEL_STUDIO_API_KEY": label_studio.personal_token
+           or label_studio.api_key, "LABELHUB_AUTO_PREDICT": "true", "LABELHUB_AUTO_PREDICT_INTERVAL": interval,
+           "LABELHUB_REDIS_URL": redis_url, "LABELHUB_TRAINER_LEASE": "2"}
+    worker = start_worker({**os.environ, **env, "MODEL_DIR": str(folder / "worker"), "TQDM_DISABLE": "1"},
+                          folder / "worker.log")
+    try:
+        with BackendServer(folder / "backend", workers=2, threads=4, env=env) as backend:
+            backend.worker_log = folder / "worker.log"
+            yield backend
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        try:
+            worker.wait(30)
+        except subprocess.TimeoutExpired:
+            worker.kill()
 
 
 def trainer_leader(servers) -> tuple["BackendServer", int] | None:

@@ -163,30 +163,12 @@ def test_a_projects_whole_project_jobs_start_at_most_once_per_interval(tmp_path,
 @pytest.fixture(scope="module")
 def redis_backend(label_studio, tmp_path_factory):
     """A backend on Redis (``LABELHUB_REDIS_URL``) with auto-predict, and one ``labelhub worker`` taking its jobs."""
-    import os
-    import signal
-    import subprocess
-
-    from tests.backend_fixtures import RedisServer
-    from tests.test_several_hosts import _worker
+    from tests.backend_fixtures import RedisServer, auto_predict_on_redis
 
     folder = tmp_path_factory.mktemp("backend-auto-redis")
-    with RedisServer(folder / "redis") as redis_server:
-        env = {"LABEL_STUDIO_URL": label_studio.url, "LABEL_STUDIO_API_KEY": label_studio.personal_token
-               or label_studio.api_key, "LABELHUB_AUTO_PREDICT": "true", "LABELHUB_AUTO_PREDICT_INTERVAL": "5",
-               "LABELHUB_REDIS_URL": f"{redis_server.url}/0", "LABELHUB_TRAINER_LEASE": "2"}
-        worker = _worker({**os.environ, **env, "MODEL_DIR": str(folder / "worker"), "TQDM_DISABLE": "1"},
-                         folder / "worker.log")
-        try:
-            with BackendServer(folder / "backend", workers=2, threads=4, env=env) as srv:
-                srv.worker_log = folder / "worker.log"
-                yield srv
-        finally:
-            worker.send_signal(signal.SIGTERM)
-            try:
-                worker.wait(30)
-            except subprocess.TimeoutExpired:
-                worker.kill()
+    with RedisServer(folder / "redis") as redis_server, \
+            auto_predict_on_redis(label_studio, f"{redis_server.url}/0", folder) as srv:
+        yield srv
 
 
 def test_on_redis_a_retrain_has_a_worker_predict_every_unlabeled_task_once(label_studio, redis_backend):

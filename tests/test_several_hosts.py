@@ -11,15 +11,14 @@ import os
 import re
 import signal
 import subprocess
-import sys
 from collections import Counter
 
 import pytest
 import redis
 import requests
 
-from tests.backend_fixtures import ROOT, TEXT_CONFIG, BackendServer, RedisServer, annotation_event, plot_review_tasks, \
-    project_key, project_payload, text_tasks, trainer_leader, wait_for
+from tests.backend_fixtures import TEXT_CONFIG, BackendServer, RedisServer, annotation_event, plot_review_tasks, \
+    project_key, project_payload, start_worker, text_tasks, trainer_leader, wait_for
 from tests.conftest import run_labelhub
 
 N_TASKS = 400
@@ -124,11 +123,6 @@ def test_the_trainer_killed_mid_training_passes_on_and_no_event_is_lost(hosts, r
 N_JOB_TASKS = 5000
 
 
-def _worker(env: dict, log_path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "tests.guarded", "worker", "--log-level", "INFO"], cwd=ROOT,
-                            env=env, stdout=open(log_path, "ab"), stderr=subprocess.STDOUT, start_new_session=True)
-
-
 def test_two_workers_predict_5000_tasks_each_exactly_once(label_studio, redis_url, tmp_path):
     from click.testing import CliRunner
 
@@ -162,7 +156,7 @@ def test_two_workers_predict_5000_tasks_each_exactly_once(label_studio, redis_ur
     token = label_studio.personal_token or label_studio.api_key
     env = {**os.environ, "LABELHUB_REDIS_URL": db_url, "LABEL_STUDIO_URL": label_studio.url,
            "LABEL_STUDIO_API_KEY": token, "TQDM_DISABLE": "1"}
-    workers = [_worker({**env, "MODEL_DIR": str(tmp_path / f"worker{i}")}, tmp_path / f"worker{i}.log")
+    workers = [start_worker({**env, "MODEL_DIR": str(tmp_path / f"worker{i}")}, tmp_path / f"worker{i}.log")
                for i in range(2)]
     try:
         with _keep_root_logging():
