@@ -110,7 +110,7 @@ class AutoPredictor:
         those of the trainer's last holder, on any host)."""
         if not self.enabled:
             return
-        from labelhub.backend.jobs import read_statuses
+        from labelhub.backend.job_status import read_statuses
 
         for key, request in self._saved().items():
             log.info("project %s: asking again for the prediction job requested before the restart", key)
@@ -156,7 +156,8 @@ class AutoPredictor:
             return self._cond.wait_for(lambda: not self._pending and not self._running, timeout)
 
     def _loop(self) -> None:
-        from labelhub.backend.jobs import JobAlreadyRunning, LabelStudioClient, run_job
+        from labelhub.backend.jobs import JobAlreadyRunning, run_job
+        from labelhub.backend.labelstudio_api import LabelStudioClient
 
         api = None if self.settings.redis_url else LabelStudioClient(self.settings.label_studio_url,
                                                                       self.settings.label_studio_api_key)

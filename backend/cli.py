@@ -289,7 +289,7 @@ def predict(project_id, mode, task_ids, unlabeled, batch_size, select_version, k
     """
     import time
 
-    from labelhub.backend.jobs import latest_status
+    from labelhub.backend.job_status import latest_status
     from labelhub.backend.settings import Settings
     from labelhub.redaction import redact, setup_logging
 
@@ -314,7 +314,8 @@ def predict(project_id, mode, task_ids, unlabeled, batch_size, select_version, k
     started = time.monotonic()
     with one_line_errors(secrets), _sigterm_as_ctrl_c():
         from labelhub.backend.app import Backend
-        from labelhub.backend.jobs import LabelStudioClient, run_job
+        from labelhub.backend.jobs import run_job
+        from labelhub.backend.labelstudio_api import LabelStudioClient
         from labelhub.backend.startup import check_model_dir
 
         check_model_dir(settings.model_dir)  # one line naming --model-dir / MODEL_DIR, not Backend's OSError

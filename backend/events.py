@@ -479,7 +479,7 @@ class Trainer:
             Whether ``data`` changed.
         """
         from labelhub.backend.auto_predict import project_id_of
-        from labelhub.backend.jobs import LabelStudioClient
+        from labelhub.backend.labelstudio_api import LabelStudioClient
 
         settings = self.backend.settings
         if not (settings.label_studio_url and settings.label_studio_api_key):

@@ -13,7 +13,7 @@ workers share: :class:`labelhub.backend.app.Backend`), and writes the prediction
    of task ids, so a queue worker can run it.
 3. :func:`run_job`: plan, then every batch, with a tqdm progress bar (``TQDM_DISABLE=1`` silences it; it is
    off when stderr is not a terminal, and a progress line is logged at INFO every :data:`PROGRESS_LOG_SECONDS`
-   instead), a :class:`JobStatus` in ``MODEL_DIR/jobs/<project>.json`` (read by ``/health`` and
+   instead), a :class:`~labelhub.backend.job_status.JobStatus` in ``MODEL_DIR/jobs/<project>.json`` (read by ``/health`` and
    ``labelhub predict --status``) and counters on ``/metrics``.
 
 **Modes.** ``missing`` (the default) predicts the tasks that have no prediction of the current model
@@ -42,7 +42,7 @@ What remains (the window, honestly):
   tasks a second time;
 - ``all`` only: from the delete until its batch is written, a task has no prediction of the version
   (never two); a re-run of the same ``all`` job does not delete again once the delete finished
-  (:attr:`JobStatus.cleared`), it goes on.
+  (:attr:`~labelhub.backend.job_status.JobStatus.cleared`), it goes on.
 
 Label Studio 1.23 silently drops a prediction that does not fit the label config (``created`` is then
 smaller than what was sent): the job reads those tasks again and counts the missing ones as failed, and
@@ -56,27 +56,19 @@ Files under ``MODEL_DIR``::
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 import logging
-import os
-import socket
-import threading
 import time
-import uuid
-from dataclasses import asdict, dataclass, field, fields
-from datetime import datetime
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Protocol, Sequence
 
-from labelhub.labelstudio_client import (KEY_ADVICE, LISTING_ATTEMPTS, TASK_PAGE_SIZE, Listing,
-                                         label_studio_client, list_tasks, selected_items_queries)
+from labelhub.backend.job_status import BatchResult, JobStatus
+from labelhub.backend.labelstudio_api import LabelStudioClient, PredictionRow, ProjectInfo, TaskRow  # noqa: F401 (examples)
 from labelhub.backend.model import normalize_predictions
-from labelhub.backend.state import atomic_write_json
 from labelhub.cli_options import progress_bar
-from labelhub.redaction import one_line, without_userinfo
-from labelhub.errors import ConfigurationError, LabelHubError, LabelStudioError, NotFoundError, ProjectNotFound
-from labelhub.retry import NO_SDK_RETRY
+from labelhub.redaction import one_line
+from labelhub.errors import LabelHubError, LabelStudioError, NotFoundError
 
 if TYPE_CHECKING:  # pragma: no cover
     from labelhub.backend.metrics import Metrics
@@ -84,10 +76,9 @@ if TYPE_CHECKING:  # pragma: no cover
 
 log = logging.getLogger(__name__)
 
-__all__ = ["MODES", "DEFAULT_BATCH_SIZE", "MAX_BATCH_SIZE", "PREDICT_CHUNK", "ProjectInfo", "PredictionRow", "TaskRow",
-           "VersionRow", "LabelStudioClient",
-           "JobHost", "BatchResult", "JobStatus", "JobAlreadyRunning", "plan", "selected", "needs_prediction",
-           "uncertainty_order", "run_batch", "run_job", "run_here", "Executor", "read_statuses", "latest_status"]
+__all__ = ["MODES", "DEFAULT_BATCH_SIZE", "MAX_BATCH_SIZE", "PREDICT_CHUNK", "JobHost",
+           "JobAlreadyRunning", "plan", "selected", "needs_prediction", "uncertainty_order", "run_batch", "run_job",
+           "run_here", "Executor"]
 
 #: What a job predicts: ``missing`` (no prediction of the current version) or ``all`` (every task again).
 MODES = ("missing", "all")
@@ -103,10 +94,6 @@ PREDICT_CHUNK = 64
 MAX_BATCH_SIZE = 500
 #: Attempts of one batch's write (each after a read of what landed).
 WRITE_ATTEMPTS = 3
-#: Failed tasks a status keeps with their reason (the count keeps them all).
-KEEP_FAILURES = 20
-#: Seconds to wait for Label Studio to delete a whole version (3.5 ms a prediction: 100,000 take about 6 minutes).
-DELETE_VERSION_TIMEOUT = 3600.0
 #: Seconds between two progress lines (INFO) of a job that shows no progress bar: stderr is not a terminal (a log
 #: file, a container's log) or ``TQDM_DISABLE`` is set. A line in a log, unlike tqdm's bar, which redraws itself
 #: with carriage returns and reads as one endless line in a file.
@@ -117,397 +104,6 @@ NAMED_MISSING_IDS = 5
 
 class JobAlreadyRunning(LabelHubError, RuntimeError):
     """Another job of the project runs on this host (it holds ``MODEL_DIR/jobs/<project>.lock``)."""
-
-
-# Label Studio --------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class ProjectInfo:
-    """A Label Studio project as a job needs it.
-
-    Attributes:
-        id: The project id.
-        key: ``<id>.<created_at in unix seconds>``, how Label Studio names the project to ML backends
-            (``MLApi._create_project_uid`` in ``label_studio/ml/api_connector.py``): the folder of its
-            state in ``MODEL_DIR/projects/``.
-        label_config: The label config XML.
-        model_version: The project's selected prediction set (Settings → Annotation → Prelabeling), ``""``
-            when none; the Data Manager's "Prediction score" column averages that version's scores.
-    """
-
-    id: int
-    key: str
-    label_config: str
-    model_version: str = ""
-
-
-@dataclass(frozen=True)
-class PredictionRow:
-    """One prediction of a task, as listed: ``id``, ``model_version``, ``score`` (``None`` when unset)."""
-
-    id: int
-    model_version: str
-    score: float | None
-
-
-@dataclass(frozen=True)
-class VersionRow:
-    """One prediction set of a project, as Label Studio lists it (:meth:`LabelStudioClient.model_versions`).
-
-    Attributes:
-        model_version: The version.
-        count: Its predictions in the project.
-        latest: When its latest prediction was created (aware datetime).
-    """
-
-    model_version: str
-    count: int
-    latest: datetime
-
-
-@dataclass(frozen=True)
-class TaskRow:
-    """One task, as listed: ``id``, ``data``, ``is_labeled`` (Label Studio's: annotations reach the
-    overlap) and its ``predictions``."""
-
-    id: int
-    data: dict
-    is_labeled: bool = False
-    predictions: tuple[PredictionRow, ...] = ()
-
-    def predictions_of(self, model_version: str) -> list[PredictionRow]:
-        """The task's predictions of ``model_version``.
-
-        Args:
-            model_version: A model version.
-
-        Returns:
-            Those predictions, in listing order.
-        """
-        return [p for p in self.predictions if p.model_version == model_version]
-
-    @property
-    def last_score(self) -> float | None:
-        """The score of the task's newest prediction (highest id) that has one, of any version; else ``None``."""
-        scored = [p for p in self.predictions if p.score is not None]
-        return max(scored, key=lambda p: p.id).score if scored else None
-
-
-def _field(obj: Any, name: str, default: Any = None) -> Any:
-    return obj.get(name, default) if isinstance(obj, dict) else getattr(obj, name, default)
-
-
-def _task_row(task: Any) -> TaskRow:
-    preds = []
-    for p in _field(task, "predictions") or []:
-        score = _field(p, "score")
-        preds.append(PredictionRow(id=int(_field(p, "id")), model_version=str(_field(p, "model_version") or ""),
-                                   score=float(score) if isinstance(score, (int, float)) else None))
-    data = _field(task, "data")
-    return TaskRow(id=int(_field(task, "id")), data=data if isinstance(data, dict) else {},
-                   is_labeled=bool(_field(task, "is_labeled")), predictions=tuple(preds))
-
-
-#: Tasks per page of the listings with every prediction (:meth:`LabelStudioClient.tasks`), each page made into
-#: TaskRows and dropped before the next. The SDK's models of a page take about 9 times its JSON, and a process's RSS
-#: keeps its highest peak: on 2,000 tasks with 30 predictions each, the listing peaked at 32.7 MiB of Python objects
-#: against 160.4 MiB for pages of 500 held to the end, in 1.15 times the time (``bench/listing_memory_bench.py``).
-#: Each automatic whole-project job adds a prediction per unlabeled task (unless ``LABELHUB_KEEP_VERSIONS``), so the
-#: peak rose with every job: the trainer's worker grew 417 to 516 MB in a 25-minute soak, about 0.4 MB a job.
-PREDICTION_PAGE_SIZE = 100
-
-
-class LabelStudioClient:
-    """The few Label Studio API calls a job makes, through label-studio-sdk (https://api.labelstud.io).
-
-    A personal access token is refreshed by the SDK; a legacy token is sent as ``Token ...``. Writes are
-    never retried by the SDK (``max_retries=0``): a write retried blindly could land twice, so
-    :func:`run_batch` reads what landed first.
-
-    Args:
-        url: Label Studio's URL (``LABEL_STUDIO_URL``).
-        api_key: A personal access token or legacy token (``LABEL_STUDIO_API_KEY``).
-        timeout: Seconds per HTTP call.
-
-    Raises:
-        ConfigurationError: When ``url`` or ``api_key`` is empty.
-    """
-
-    def __init__(self, url: str, api_key: str, timeout: float = 120.0):
-        if not url:
-            raise ConfigurationError("LABEL_STUDIO_URL (--label-studio-url) is required")
-        if not api_key:
-            raise ConfigurationError("LABEL_STUDIO_API_KEY (--api-key) is required")
-        self.url = url.rstrip("/")
-        self._client = label_studio_client(self.url, api_key, timeout)
-        self._shown = without_userinfo(self.url)  # in messages: never a user:password@ of the URL
-
-    def _call(self, what: str, fn: Callable[[], Any]) -> Any:
-        """``fn()``, with the SDK's errors turned into :class:`LabelStudioError` (``status`` set) or
-        :class:`ProjectNotFound` (404); messages name the call, never the key."""
-        import httpx
-        from label_studio_sdk.core.api_error import ApiError
-
-        try:
-            return fn()
-        except ApiError as exc:
-            if exc.status_code == 404:
-                raise ProjectNotFound(f"{what}: not found at {self._shown} (404)") from None
-            if exc.status_code in (401, 403):
-                error = LabelStudioError(f"Label Studio at {self._shown} refused LABEL_STUDIO_API_KEY "
-                                         f"({exc.status_code}): {KEY_ADVICE}")
-            else:
-                body = one_line(exc.body, 300)
-                error = LabelStudioError(f"{what}: Label Studio at {self._shown} answered {exc.status_code}: {body}")
-            error.status = exc.status_code
-            raise error from None
-        except httpx.HTTPError as exc:
-            error = LabelStudioError(f"{what}: no answer from Label Studio at {self._shown} ({type(exc).__name__}: "
-                                     f"{one_line(exc, 200)}): check that it runs and that "
-                                     "LABEL_STUDIO_URL (--label-studio-url) is its URL")
-            error.status = None
-            raise error from None
-
-    def project(self, project_id: int) -> ProjectInfo:
-        """The project's key, label config and selected prediction set.
-
-        Args:
-            project_id: The project id.
-
-        Returns:
-            Its :class:`ProjectInfo`.
-
-        Raises:
-            ProjectNotFound: No such project, or the key cannot see it.
-            LabelStudioError: Label Studio refused the key or cannot be reached.
-        """
-        project = self._call(f"project {project_id}", lambda: self._client.projects.get(id=project_id))
-        created = project.created_at
-        if isinstance(created, str):
-            created = datetime.fromisoformat(created.replace("Z", "+00:00"))
-        key = f"{project_id}.{int(created.timestamp())}" if created else str(project_id)
-        return ProjectInfo(id=project_id, key=key, label_config=project.label_config or "",
-                           model_version=project.model_version or "")
-
-    def _read(self, what: str, project_id: int, query: str, attempts: int = 1,
-              convert: Callable[[Any], Any] | None = None, page_size: int | None = None, **params: Any) -> Listing:
-        """One paged Data Manager ``query`` of the project (:func:`labelhub.labelstudio_client.list_tasks`), pages of
-        :data:`~labelhub.labelstudio_client.TASK_PAGE_SIZE` (500: see there why not more) unless ``page_size`` says
-        otherwise, each task ``convert``-ed as its page comes in."""
-        return list_tasks(self._client, functools.partial(self._call, what), attempts, convert, project=project_id,
-                          page_size=page_size or TASK_PAGE_SIZE, query=query, **params)
-
-    def _every_task(self, what: str, project_id: int, filters: list[dict], **params: Any) -> list:
-        """Every task of the project that matches the Data Manager filter ``filters`` (``[]``: all), none missed
-        when the list moves while it is read.
-
-        Label Studio pages ``GET /api/tasks`` by page number (:func:`labelhub.labelstudio_client.list_tasks`). The
-        tasks are read once in id order (Label Studio's default, ``apply_ordering`` in
-        ``label_studio/data_manager/managers.py``; asked for explicitly), which a save does not change; but a task
-        deleted meanwhile, or one that leaves or enters the filter, shifts the later ones by a place, so one is never
-        read (or one is read twice). When the reading shows that it moved, the ids alone are listed again (up to
-        :data:`~labelhub.labelstudio_client.LISTING_ATTEMPTS` readings: cheap, rather than every task with its
-        predictions or annotations again) and the tasks the reading missed are read by id
-        (:func:`~labelhub.labelstudio_client.selected_items_queries`). The answer is then the tasks of that id listing
-        (one deleted after the reading read it is left out). When the id listing keeps moving too (deletions all
-        along), the answer is every task either read, with a warning: one may still be missing (a later run lists
-        it).
-
-        Args:
-            what: The call's name in error messages.
-            project_id: The project id.
-            filters: Data Manager filter items (``{"filter": "filter:tasks:...", "operator", "type", "value"}``:
-                ``Filter`` in ``label_studio/data_manager/prepare_params.py``), joined by ``and``.
-            **params: ``fields`` and ``include`` of each task read.
-
-        Returns:
-            The SDK's task models, in id order, each task once.
-
-        Raises:
-            ProjectNotFound, LabelStudioError: As for :meth:`project`.
-        """
-        query = json.dumps({"filters": {"conjunction": "and", "items": filters}, "ordering": ["tasks:id"]})
-        read = self._read(what, project_id, query, **params)
-        if read.held_still:
-            return read.tasks
-        ids = self._read(what, project_id, query, LISTING_ATTEMPTS, fields="task_only", include="id")
-        tasks = {task.id: task for task in read.tasks}
-        if ids.held_still:
-            tasks = {task.id: tasks[task.id] for task in ids.tasks if task.id in tasks}
-        else:
-            log.warning("%s kept changing while they were listed (%d readings): a task may be missing",
-                        what, LISTING_ATTEMPTS)
-        for by_id in selected_items_queries(sorted({task.id for task in ids.tasks} - tasks.keys())):
-            tasks.update((task.id, task) for task in self._read(what, project_id, by_id, **params).tasks)
-        return [tasks[task_id] for task_id in sorted(tasks)]
-
-    def tasks(self, project_id: int, task_ids: Sequence[int] | None = None) -> list[TaskRow]:
-        """The project's tasks (or those of ``task_ids`` that exist) with their predictions, paged.
-
-        ``GET /api/tasks?fields=all&include=id,data,is_labeled,predictions``
-        (https://api.labelstud.io/api-reference/api-reference/tasks/list): every task, none missed when a task is
-        deleted meanwhile (:meth:`_every_task`); with ``task_ids``, a Data Manager ``selectedItems`` query per
-        :data:`~labelhub.labelstudio_client.IDS_PER_QUERY` ids. If the project has "retrieve predictions
-        automatically" on, Label Studio asks the connected backend for the listed tasks that have no prediction first
-        (and lists them with it).
-
-        Args:
-            project_id: The project id.
-            task_ids: Only these tasks; ``None`` for all.
-
-        Returns:
-            The tasks, each with its data and predictions (id, version, score).
-
-        Raises:
-            ProjectNotFound, LabelStudioError: As for :meth:`project`.
-        """
-        # each page becomes TaskRows as it comes in: the SDK's models of every prediction are never all held at once
-        what = f"tasks of project {project_id}"
-        params = {"fields": "all", "include": "id,data,is_labeled,predictions", "convert": _task_row,
-                  "page_size": PREDICTION_PAGE_SIZE}
-        if task_ids is None:
-            return self._every_task(what, project_id, [], **params)
-        return [t for query in selected_items_queries(task_ids)
-                for t in self._read(what, project_id, query, **params).tasks]
-
-    def annotated_tasks(self, project_id: int) -> list[dict]:
-        """The project's tasks that have annotations, as Label Studio's task JSON with its ``annotations``: a Data
-        Manager query (``total_annotations`` greater than 0, ``fields=all``), paged, none missed when the list moves
-        while it is read (:meth:`_every_task`).
-
-        Args:
-            project_id: The project id.
-
-        Returns:
-            ``[{"id", "data", "annotations": [{"id", "result", "updated_at", "was_cancelled", ...}], ...}]``, the
-            shape of the legacy ``/train`` body (:func:`labelhub.webhooks.check_training_tasks`), in id order.
-
-        Raises:
-            ProjectNotFound, LabelStudioError: As for :meth:`project`.
-        """
-        annotated = {"filter": "filter:tasks:total_annotations", "operator": "greater", "type": "Number", "value": 0}
-        tasks = self._every_task(f"annotated tasks of project {project_id}", project_id, [annotated], fields="all")
-        return [{"id": t.id, "data": t.data or {}, "annotations": list(t.annotations or [])}
-                for t in tasks if t.annotations]
-
-    def import_predictions(self, project_id: int, predictions: Sequence[dict]) -> int:
-        """Write predictions in one call: ``POST /api/projects/<id>/import/predictions``.
-
-        Args:
-            project_id: The project id.
-            predictions: ``[{"task": id, "result": [...], "score": s, "model_version": v}, ...]``
-                (https://labelstud.io/guide/predictions).
-
-        Returns:
-            How many Label Studio created (1.22 and later drop those that do not fit the label config;
-            earlier versions store them).
-
-        Raises:
-            LabelStudioError: Label Studio answered an error or nothing (the call may have landed).
-            ProjectNotFound: The project is gone.
-        """
-        answer = self._call(f"import of {len(predictions)} predictions into project {project_id}",
-                            lambda: self._client.projects.import_predictions(
-                                id=project_id, request=list(predictions), request_options=NO_SDK_RETRY))
-        return int(getattr(answer, "created", 0) or 0)
-
-    def delete_predictions(self, project_id: int, model_version: str, prediction_ids: Sequence[int] | None = None
-                           ) -> int:
-        """Delete predictions of ``model_version``: all of the project's, or those of ``prediction_ids``.
-
-        The whole project's go in one call, ``DELETE /api/projects/<id>/model-versions/`` (Label Studio's
-        ``ProjectModelVersions``; it also unselects the version as the project's prediction set). Label Studio
-        recounts the task of each deleted prediction, about 3.5 ms apiece on 1.23 with SQLite
-        (``bench/prediction_versions_bench.py``), so the call may take minutes: it waits up to
-        :data:`DELETE_VERSION_TIMEOUT`. Listed ones go one ``DELETE /api/predictions/<id>`` each (about 0.2 s
-        apiece); one already gone is fine.
-
-        Args:
-            project_id: The project id.
-            model_version: The version.
-            prediction_ids: Only these predictions (``None``: every prediction of the version).
-
-        Returns:
-            The predictions deleted: Label Studio's count for a whole version, ``len(prediction_ids)`` otherwise.
-
-        Raises:
-            LabelStudioError: Label Studio refused or did not answer (the delete may still finish there).
-            ProjectNotFound: The project is gone.
-        """
-        if prediction_ids is None:
-            answer = self._call(f"predictions of {model_version} in project {project_id}",
-                                lambda: self._model_versions_call(
-                                    project_id, "DELETE", json={"model_version": model_version},
-                                    timeout=DELETE_VERSION_TIMEOUT))
-            return int(answer.get("deleted_predictions") or 0) if isinstance(answer, dict) else 0
-        for prediction_id in prediction_ids:
-            try:
-                self._call(f"prediction {prediction_id}", lambda: self._client.predictions.delete(
-                    id=prediction_id, request_options=NO_SDK_RETRY))
-            except ProjectNotFound:
-                pass
-        return len(prediction_ids)
-
-    def model_versions(self, project_id: int) -> list[VersionRow]:
-        """The project's prediction sets: ``GET /api/projects/<id>/model-versions/?extended=true``.
-
-        Label Studio's ``ProjectModelVersions`` (``projects/api.py``) groups the project's predictions by
-        ``model_version``: how many each has, and when the latest was created (the answer's ``static`` list).
-
-        Args:
-            project_id: The project id.
-
-        Returns:
-            One :class:`VersionRow` per version, the most recently written first.
-
-        Raises:
-            ProjectNotFound, LabelStudioError: As for :meth:`project`.
-        """
-        answer = self._call(f"model versions of project {project_id}", lambda: self._model_versions_call(
-            project_id, "GET", params={"extended": "true"}))
-        rows = answer.get("static") or [] if isinstance(answer, dict) else []  # {"static": [...], "live": ...}
-        out = [VersionRow(model_version=str(r.get("model_version") or ""), count=int(r.get("count") or 0),
-                          latest=datetime.fromisoformat(str(r["latest"]).replace("Z", "+00:00")))
-               for r in rows if isinstance(r, dict) and r.get("latest")]
-        return sorted(out, key=lambda r: r.latest, reverse=True)
-
-    def _model_versions_call(self, project_id: int, method: str, timeout: float | None = None, **kwargs: Any) -> Any:
-        """``/api/projects/<id>/model-versions/`` (not in label-studio-sdk 2.1: through its HTTP client, which
-        carries the key, never retried; ``timeout`` in seconds, else the client's); the answer's JSON, or
-        ``ApiError`` for a status of 300 or more."""
-        from label_studio_sdk.core.api_error import ApiError
-
-        options = {**NO_SDK_RETRY, **({"timeout": timeout} if timeout else {})}
-        answer = self._client._client_wrapper.httpx_client.request(
-            f"api/projects/{int(project_id)}/model-versions/", method=method, request_options=options, **kwargs)
-        if answer.status_code >= 300:
-            raise ApiError(status_code=answer.status_code, headers=dict(answer.headers), body=answer.text)
-        return answer.json() if answer.content else None
-
-    def ml_backend_titles(self, project_id: int) -> set[str]:
-        """The titles of the ML backends connected to the project (Settings → Model; ``GET /api/ml?project=N``,
-        https://api.labelstud.io/api-reference/api-reference/ml/list).
-
-        Connecting a backend makes its title the project's prediction set (``model_version``), although no stored
-        prediction carries it: predictions carry the version the backend answers.
-
-        Raises:
-            LabelStudioError: Label Studio refused the listing or cannot be reached.
-        """
-        backends = self._call(f"ML backends of project {project_id}", lambda: self._client.ml.list(project=project_id))
-        return {str(b.title) for b in backends or () if getattr(b, "title", None)}
-
-    def select_model_version(self, project_id: int, model_version: str) -> None:
-        """Make ``model_version`` the project's prediction set (Settings → Annotation → Prelabeling).
-
-        Args:
-            project_id: The project id.
-            model_version: A version the project has predictions of (Label Studio refuses others).
-
-        Raises:
-            LabelStudioError: Label Studio refused it or cannot be reached.
-        """
-        self._call(f"project {project_id}", lambda: self._client.projects.update(id=project_id,
-                                                                                 model_version=model_version))
 
 
 # planning -----------------------------------------------------------------------------------------------
@@ -562,7 +158,7 @@ def plan(tasks: Iterable[TaskRow], model_version: str, task_ids: Iterable[int] |
     """Split the tasks still without a prediction of ``model_version`` into batches, most uncertain first.
 
     Args:
-        tasks: The project's tasks as Label Studio lists them now (:meth:`LabelStudioClient.tasks`).
+        tasks: The project's tasks as Label Studio lists them now (:meth:`~labelhub.backend.labelstudio_api.LabelStudioClient.tasks`).
         model_version: The model's current version.
         task_ids: Only these tasks (``None``: every task).
         unlabeled: Only tasks Label Studio does not count as labeled (``is_labeled`` false).
@@ -616,26 +212,6 @@ def run_here(host: "JobHost", api: "LabelStudioClient", project: "ProjectInfo", 
     """The default :data:`Executor`: every batch in this process, one after the other (:func:`run_batch`)."""
     for batch in batches:
         yield run_batch(host, api, project, batch, progress=progress)
-
-
-@dataclass
-class BatchResult:
-    """What one batch did.
-
-    Attributes:
-        model_version: The version written last (``None`` when nothing was predicted).
-        versions: Every version the batch wrote, in the order written (a retrain between two of its
-            ``predict`` calls makes two).
-        written: Task ids whose prediction Label Studio now holds.
-        skipped: Task ids left alone: deleted since the plan, or given a prediction of the version meanwhile.
-        failed: ``{task id: reason}``: media that did not load, a prediction Label Studio rejected.
-    """
-
-    model_version: str | None = None
-    versions: list[str] = field(default_factory=list)
-    written: list[int] = field(default_factory=list)
-    skipped: list[int] = field(default_factory=list)
-    failed: dict[int, str] = field(default_factory=dict)
 
 
 def _landed(api: LabelStudioClient, project_id: int, items: dict[int, dict]) -> set[int]:
@@ -754,189 +330,6 @@ def run_batch(host: JobHost, api: LabelStudioClient, project: ProjectInfo, task_
     return result
 
 
-# status -------------------------------------------------------------------------------------------------
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-@dataclass
-class JobStatus:
-    """The state of a project's last job, kept in ``MODEL_DIR/jobs/<project>.json``.
-
-    Task counts: ``total`` = ``queued`` + ``running`` + ``done`` + ``skipped`` + ``failed``.
-
-    Attributes:
-        project: The project key.
-        project_id: The project id.
-        job_id: A random id of the run.
-        mode: ``"missing"`` or ``"all"``.
-        state: ``queued``, ``running``, ``done`` (every batch ran; some tasks may have failed) or ``failed``
-            (the job stopped on an error, see ``error``). :meth:`view` shows ``interrupted`` for a job whose
-            process on this host is gone (killed).
-        model_version: The model's version when the job started; once it is done, the newest version it wrote
-            (by the model's order: a retrain during the job makes its later batches write a newer one).
-        total, queued, running, done, skipped, failed: Task counts: planned, waiting, in the batch being
-            predicted, written, left alone (see :class:`BatchResult`), not written.
-        selection: The job's ``--task-ids``/``--unlabeled`` (JSON), to recognize a re-run of the same job.
-        cleared: For ``mode="all"``: the version's old predictions of the selection are deleted (a re-run
-            of the same job does not delete again).
-        started_at, updated_at, finished_at: Unix times.
-        pid, host: The process running it.
-        error: Why the job failed (one line, no secret).
-        failures: ``{task id: reason}`` of the first :data:`KEEP_FAILURES` failed tasks.
-        retired: ``{model version: predictions deleted}`` of the older versions deleted after the job
-            (``keep_versions``: :mod:`labelhub.backend.retire`).
-        prediction_set: The project's selected prediction set after the job (Settings → Annotation →
-            Prelabeling; the Data Manager's "Prediction score" averages its scores); ``""`` when none.
-        versions: Every version the job's batches wrote, in the order their results came in; none of them is
-            retired after the job.
-    """
-
-    project: str
-    project_id: int
-    job_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
-    mode: str = "missing"
-    state: str = "queued"
-    model_version: str | None = None
-    total: int = 0
-    queued: int = 0
-    running: int = 0
-    done: int = 0
-    skipped: int = 0
-    failed: int = 0
-    selection: str = ""
-    cleared: bool = False
-    started_at: float | None = None
-    updated_at: float | None = None
-    finished_at: float | None = None
-    pid: int = field(default_factory=os.getpid)
-    host: str = field(default_factory=socket.gethostname)
-    error: str | None = None
-    failures: dict[str, str] = field(default_factory=dict)
-    retired: dict[str, int] = field(default_factory=dict)
-    prediction_set: str = ""
-    versions: list[str] = field(default_factory=list)
-
-    @staticmethod
-    def path(model_dir: Path, key: str) -> Path:
-        """``MODEL_DIR/jobs/<key>.json``."""
-        return Path(model_dir) / "jobs" / f"{key}.json"
-
-    def save(self, model_dir: Path) -> None:
-        """Write the status atomically (:func:`labelhub.backend.state.atomic_write_json`).
-
-        Raises:
-            OSError: When ``MODEL_DIR`` is not writable.
-        """
-        self.updated_at = time.time()
-        atomic_write_json(self.path(model_dir, self.project), asdict(self))
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "JobStatus":
-        """A status from its JSON (unknown keys ignored).
-
-        Raises:
-            TypeError: When required keys are missing.
-        """
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
-
-    @classmethod
-    def load(cls, model_dir: Path, key: str) -> "JobStatus | None":
-        """The project's last status, or ``None`` when there is none (or it does not parse)."""
-        try:
-            return cls.from_dict(json.loads(cls.path(model_dir, key).read_bytes()))
-        except (OSError, ValueError, TypeError):
-            return None
-
-    def add(self, batch: BatchResult) -> None:
-        """Count a finished batch (its tasks leave ``running``)."""
-        self.running = 0
-        self.done += len(batch.written)
-        self.skipped += len(batch.skipped)
-        self.failed += len(batch.failed)
-        for tid, reason in batch.failed.items():
-            if len(self.failures) < KEEP_FAILURES:
-                self.failures[str(tid)] = reason
-        # a result from a worker of an older version has no versions list, only its last version
-        for version in batch.versions or ([batch.model_version] if batch.model_version else []):
-            if version not in self.versions:
-                self.versions.append(version)
-
-    def view(self) -> dict:
-        """The status as ``/health`` and ``labelhub predict --status`` show it (``state`` is ``interrupted``
-        for a queued or running job whose process on this host is gone)."""
-        out = asdict(self)
-        if self.state in ("queued", "running") and self.host == socket.gethostname() and not _alive(self.pid):
-            out["state"] = "interrupted"
-        return out
-
-
-_STATUS_CACHE: dict[Path, tuple[tuple, dict]] = {}
-_STATUS_LOCK = threading.Lock()
-
-
-def read_statuses(model_dir: Path) -> dict[str, dict]:
-    """Every project's last job status (:meth:`JobStatus.view`), for ``/health``.
-
-    A file is parsed again only when its inode, size or mtime changed, so a call costs a ``stat`` per
-    project with a job.
-
-    Args:
-        model_dir: ``MODEL_DIR``.
-
-    Returns:
-        ``{project key: status dict}`` (``{}`` when no job ever ran).
-    """
-    out = {}
-    try:
-        paths = sorted((Path(model_dir) / "jobs").glob("*.json"))
-    except OSError:
-        return out
-    for path in paths:
-        try:
-            st = path.stat()
-        except OSError:
-            continue
-        stamp = (st.st_ino, st.st_size, st.st_mtime_ns)
-        with _STATUS_LOCK:
-            cached = _STATUS_CACHE.get(path)
-        if cached is None or cached[0] != stamp:
-            try:
-                status = JobStatus.from_dict(json.loads(path.read_bytes()))
-            except (OSError, ValueError, TypeError):
-                continue
-            cached = (stamp, status)
-            with _STATUS_LOCK:
-                _STATUS_CACHE[path] = cached
-        out[path.stem] = cached[1].view()
-    return out
-
-
-def latest_status(model_dir: Path, project_id: int) -> JobStatus | None:
-    """The status of the project id's last job (the newest of its keys, when it was re-created).
-
-    Args:
-        model_dir: ``MODEL_DIR``.
-        project_id: The Label Studio project id.
-
-    Returns:
-        The status, or ``None`` when no job of the project ran with this ``MODEL_DIR``.
-    """
-    found = []
-    for path in (Path(model_dir) / "jobs").glob(f"{int(project_id)}*.json"):
-        if path.stem == str(project_id) or path.stem.startswith(f"{project_id}."):
-            status = JobStatus.load(model_dir, path.stem)
-            if status is not None:
-                found.append(status)
-    return max(found, key=lambda s: s.updated_at or 0.0) if found else None
-
 
 # a whole job --------------------------------------------------------------------------------------------
 def _one_line(exc: BaseException) -> str:
@@ -1005,7 +398,7 @@ def run_job(host: JobHost, api: LabelStudioClient, project_id: int, *, mode: str
             (:mod:`labelhub.backend.retire`); 0 (default): delete none.
 
     Returns:
-        The final :class:`JobStatus` (``state`` ``"done"``; ``failed`` counts the tasks not written;
+        The final :class:`~labelhub.backend.job_status.JobStatus` (``state`` ``"done"``; ``failed`` counts the tasks not written;
         ``retired`` the versions deleted).
 
     Raises:

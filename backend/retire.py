@@ -44,7 +44,7 @@ def superseded(versions: Iterable[Any], ours: Iterable[str], keep: int, protecte
 
     Args:
         versions: The project's prediction sets, each with ``model_version`` and ``latest`` (a datetime), as
-            :meth:`labelhub.backend.jobs.LabelStudioClient.model_versions` lists them; any order.
+            :meth:`labelhub.backend.labelstudio_api.LabelStudioClient.model_versions` lists them; any order.
         ours: The versions this backend's model wrote.
         keep: How many of the newest of ``ours`` present in ``versions`` stay (at least 1).
         protected: Versions never retired (the job's, the project's selected one).
@@ -67,7 +67,7 @@ def retire_versions(api: Any, project_id: int, ours: Iterable[str], keep: int, p
     """Delete the predictions of the versions :func:`superseded` names (see the module docstring).
 
     Args:
-        api: A :class:`labelhub.backend.jobs.LabelStudioClient`.
+        api: A :class:`labelhub.backend.labelstudio_api.LabelStudioClient`.
         project_id: The Label Studio project id.
         ours, keep, protected: As for :func:`superseded`.
 

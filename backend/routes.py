@@ -103,13 +103,13 @@ def health():
     """``GET /health``: ``{"status": "UP", "model_class": ..., "embedders": [...], "trainer": ..., "jobs": {...}}``.
 
     Answers from memory, plus a ``stat`` of each project's job status file (parsed again only when it
-    changed: :func:`labelhub.backend.jobs.read_statuses`), in well under Label Studio's 1 s. ``jobs`` is
+    changed: :func:`labelhub.backend.job_status.read_statuses`), in well under Label Studio's 1 s. ``jobs`` is
     ``{project key: {"state", "total", "queued", "running", "done", "skipped", "failed", "model_version", ...}}``
     of each project's last prediction job (``labelhub predict``; with ``LABELHUB_REDIS_URL``, read from Redis,
     so every replica shows every host's jobs). ``pid`` is the answering worker's process id.
     """
     from labelhub.backend.embedders import loaded_embedders
-    from labelhub.backend.jobs import read_statuses
+    from labelhub.backend.job_status import read_statuses
 
     backend = _backend()
     store = backend.store

@@ -26,8 +26,9 @@ import time
 from dataclasses import asdict
 from typing import Any, Callable, Iterator
 
-from labelhub.backend.jobs import (BatchResult, Executor, JobAlreadyRunning, JobHost, LabelStudioClient, ProjectInfo,
-                                   run_batch, run_job)
+from labelhub.backend.job_status import BatchResult
+from labelhub.backend.jobs import Executor, JobAlreadyRunning, JobHost, run_batch, run_job
+from labelhub.backend.labelstudio_api import LabelStudioClient, ProjectInfo
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +73,7 @@ def predict_batch(project_id: int, task_ids: list[int]) -> dict:
         task_ids: The batch.
 
     Returns:
-        The :class:`~labelhub.backend.jobs.BatchResult` as a dict (RQ keeps it for the planner).
+        The :class:`~labelhub.backend.job_status.BatchResult` as a dict (RQ keeps it for the planner).
 
     Raises:
         Whatever ``run_batch`` raises (RQ marks the job failed; the planner counts its tasks as failed).
@@ -126,7 +127,7 @@ def predict_project(project_id: int, task_ids: list[int] | None = None, unlabele
     later, with a version at least as new) and returns at once: one waiting job per project, not one per retrain.
 
     Returns:
-        The final :class:`~labelhub.backend.jobs.JobStatus` as a dict; ``{"project_id", "state": "merged"}`` when
+        The final :class:`~labelhub.backend.job_status.JobStatus` as a dict; ``{"project_id", "state": "merged"}`` when
         it left its work to a later job.
     """
     host, api = _worker_host()

@@ -1,7 +1,7 @@
 """Benchmark (not a test): the memory a prediction job's task listing takes, as predictions pile up.
 
 Every prediction job lists the project's tasks with all their predictions
-(:meth:`labelhub.backend.jobs.LabelStudioClient.tasks`) before it plans, and each batch reads its tasks again.
+(:meth:`labelhub.backend.labelstudio_api.LabelStudioClient.tasks`) before it plans, and each batch reads its tasks again.
 With ``LABELHUB_AUTO_PREDICT`` and ``LABELHUB_KEEP_VERSIONS=0`` each job adds a prediction per unlabeled task, so
 the listing grows with every job, and the process's resident memory keeps the highest peak (a soak of four
 annotators: the trainer's worker grew from 417 to 516 MB in 25 minutes).
@@ -12,9 +12,9 @@ process, printing the peak of Python's allocations during the listing (``tracema
 keep afterwards, and the seconds:
 
 - the baseline, as jobs listed before 2026-12-05: pages of 500, every page's label-studio-sdk models held until the
-  last page is read, then made into :class:`~labelhub.backend.jobs.TaskRow`;
+  last page is read, then made into :class:`~labelhub.backend.labelstudio_api.TaskRow`;
 - pages of 500, each made into rows as it comes in and dropped before the next;
-- pages of :data:`~labelhub.backend.jobs.PREDICTION_PAGE_SIZE` (what jobs do now), the same way.
+- pages of :data:`~labelhub.backend.labelstudio_api.PREDICTION_PAGE_SIZE` (what jobs do now), the same way.
 
 Run: ``python bench/listing_memory_bench.py [--tasks 2000] [--versions 30]`` (about 2 to 4 minutes;
 ``python -m tests.testbed install`` first). Compare the figures of one run: the machine's load moves the seconds.
@@ -34,17 +34,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from labelhub.backend import jobs  # noqa: E402
+from labelhub.backend import labelstudio_api  # noqa: E402
 from labelhub.labelstudio_client import list_tasks  # noqa: E402
 from tests.backend_fixtures import TEXT_CLASSES, TEXT_CONFIG  # noqa: E402
 from tests.labelstudio import LabelStudioServer, ensure_template  # noqa: E402
 
 
-def held_pages(api: jobs.LabelStudioClient, project_id: int) -> list:
+def held_pages(api: labelstudio_api.LabelStudioClient, project_id: int) -> list:
     """The baseline: every page of SDK models kept until the listing ends, then made into rows."""
     listing = list_tasks(api._client, functools.partial(api._call, "bench"), 1, project=project_id, page_size=500,
                          fields="all", include="id,data,is_labeled,predictions")
-    return [jobs._task_row(task) for task in listing.tasks]
+    return [labelstudio_api._task_row(task) for task in listing.tasks]
 
 
 def measure(listing) -> dict:
@@ -72,7 +72,7 @@ def main() -> None:
         client = ls.client()
         project = client.projects.create(title="listing memory bench", label_config=TEXT_CONFIG)
         client.projects.import_tasks(id=project.id, request=[{"text": f"review {i}"} for i in range(args.tasks)])
-        api = jobs.LabelStudioClient(ls.url, ls.api_key)
+        api = labelstudio_api.LabelStudioClient(ls.url, ls.api_key)
         ids = [row.id for row in api.tasks(project.id)]
         for k in range(args.versions):
             for start in range(0, len(ids), 500):
@@ -81,12 +81,12 @@ def main() -> None:
                         {"from_name": "label", "to_name": "text", "type": "choices",
                          "value": {"choices": [rng.choice(TEXT_CLASSES)]}}]} for i in ids[start:start + 500]])
         print(f"Label Studio {ls.url}: {len(ids)} tasks, {args.versions} predictions each", flush=True)
-        page_size = jobs.PREDICTION_PAGE_SIZE
+        page_size = labelstudio_api.PREDICTION_PAGE_SIZE
         runs = [("pages of 500 held to the end (baseline)", lambda: held_pages(api, project.id)),
                 ("pages of 500 made into rows as they come", None), (f"pages of {page_size} (jobs now)", None)]
         base = None
         for (label, listing), size in zip(runs, (500, 500, page_size)):
-            jobs.PREDICTION_PAGE_SIZE = size
+            labelstudio_api.PREDICTION_PAGE_SIZE = size
             figures = measure(listing or (lambda: api.tasks(project.id)))
             base = base or figures
             print(f"{label}: peak {figures['peak']:.1f} MiB ({figures['peak'] / base['peak']:.2f} x the baseline), "

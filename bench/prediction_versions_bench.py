@@ -10,7 +10,7 @@ writes ``--versions`` versions of one prediction per task through ``POST /api/pr
 - a Data Manager page (30 tasks, ``GET /api/tasks?view=...``) of a view ordered by prediction score, the
   median of 5 (the baseline: the same page with one version, measured first in the same run);
 - a page of 500 tasks with their predictions as a prediction job lists them before it plans and again before
-  each batch (:meth:`labelhub.backend.jobs.LabelStudioClient.tasks`), the median of 3, against one version;
+  each batch (:meth:`labelhub.backend.labelstudio_api.LabelStudioClient.tasks`), the median of 3, against one version;
 - the size of Label Studio's SQLite database.
 
 Then it deletes the older versions one by one (``DELETE /api/projects/<id>/model-versions/``, what

@@ -51,7 +51,8 @@ def rounds(ls: LabelStudioServer, model_dir: Path, pngs: list[bytes], store_byte
     """One project, three retrain-then-re-predict rounds; ``[(refit seconds, refit fetches, job seconds, written,
     job fetches), ...]``."""
     from labelhub.backend.app import create_app
-    from labelhub.backend.jobs import LabelStudioClient, run_job
+    from labelhub.backend.jobs import run_job
+    from labelhub.backend.labelstudio_api import LabelStudioClient
 
     client = ls.client()
     project = client.projects.create(title=f"repredict store {store_bytes}", label_config=IMAGE_CONFIG)

@@ -22,8 +22,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from labelhub.backend.app import create_app
-from labelhub.backend.jobs import (BatchResult, JobStatus, PredictionRow, TaskRow, _newest, latest_status, plan,
-                                   read_statuses)
+from labelhub.backend.job_status import BatchResult, JobStatus, latest_status, read_statuses
+from labelhub.backend.jobs import _newest, plan
+from labelhub.backend.labelstudio_api import PredictionRow, TaskRow
 from labelhub.backend.model import LabelStudioMLBase
 from labelhub.backend.retire import superseded
 from labelhub.backend.state import Store
@@ -327,7 +328,8 @@ class _FlakyLabelStudio:
 def test_a_write_without_answer_is_read_back_and_only_what_did_not_land_is_sent_again(tmp_path, monkeypatch):
     from labelhub.backend import jobs
     from labelhub.backend.app import Backend
-    from labelhub.backend.jobs import ProjectInfo, run_batch
+    from labelhub.backend.jobs import run_batch
+    from labelhub.backend.labelstudio_api import ProjectInfo
     from labelhub.backend.settings import Settings
 
     monkeypatch.setattr(jobs.time, "sleep", lambda s: None)
@@ -390,7 +392,7 @@ def test_keep_versions_retires_older_versions_of_this_model_only_never_the_selec
 def test_superseded_names_only_our_versions_past_the_newest_kept_and_never_a_protected_one(ages, ours, keep, protected):
     from datetime import datetime, timezone
 
-    from labelhub.backend.jobs import VersionRow
+    from labelhub.backend.labelstudio_api import VersionRow
 
     rows = {v: VersionRow(v, 1, datetime.fromtimestamp(t, timezone.utc)) for v, t in ages}.values()
     out = superseded(rows, ours, keep, protected)
@@ -404,7 +406,7 @@ def test_superseded_names_only_our_versions_past_the_newest_kept_and_never_a_pro
 def test_a_project_of_a_thousand_uploaded_images_lists_in_pages_label_studio_can_answer(label_studio):
     """Label Studio 1.23.2 on SQLite answers 500 for a page of 999 or more tasks made from uploaded files; the jobs'
     and the sync's listings page below that (``labelhub.labelstudio_client.TASK_PAGE_SIZE``)."""
-    from labelhub.backend.jobs import LabelStudioClient
+    from labelhub.backend.labelstudio_api import LabelStudioClient
     from labelhub.sync.demo.sample_data import fashion_mnist, png_bytes
     from labelhub.sync.labelstudio.project import LabelStudioProject
 
@@ -424,7 +426,7 @@ def test_a_project_of_a_thousand_uploaded_images_lists_in_pages_label_studio_can
 def test_a_version_label_studio_fails_to_delete_is_logged_and_the_others_still_retire(caplog):
     from datetime import datetime, timezone
 
-    from labelhub.backend.jobs import VersionRow
+    from labelhub.backend.labelstudio_api import VersionRow
     from labelhub.backend.retire import retire_versions
     from labelhub.errors import LabelStudioError
 

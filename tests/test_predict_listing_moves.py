@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from labelhub.backend import jobs
-from labelhub.backend.jobs import LabelStudioClient
+from labelhub.backend import labelstudio_api
+from labelhub.backend.labelstudio_api import LabelStudioClient
 from tests.backend_fixtures import TEXT_CONFIG
 from tests.labelstudio import import_annotated, on_second_page
 
@@ -16,8 +16,8 @@ N = 12
 @pytest.fixture
 def listed(label_studio, make_project, monkeypatch):
     """A project of N annotated text tasks, its ids, a Label Studio client, and the jobs' client listing 5 a page."""
-    monkeypatch.setattr(jobs, "TASK_PAGE_SIZE", 5)
-    monkeypatch.setattr(jobs, "PREDICTION_PAGE_SIZE", 5)  # the listings with predictions
+    monkeypatch.setattr(labelstudio_api, "TASK_PAGE_SIZE", 5)
+    monkeypatch.setattr(labelstudio_api, "PREDICTION_PAGE_SIZE", 5)  # the listings with predictions
     client = label_studio.client()
     project = make_project("backend listing moves", TEXT_CONFIG)
     fresh = {"from_name": "label", "to_name": "text", "type": "choices", "value": {"choices": ["fresh"]}}

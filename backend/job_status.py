@@ -1,0 +1,226 @@
+"""A project's last prediction job, as ``/health`` and ``labelhub predict --status`` show it: :class:`JobStatus`
+(the sum of its batches' :class:`BatchResult`), kept in ``MODEL_DIR/jobs/<project key>.json`` (atomic JSON,
+rewritten after every batch by :func:`labelhub.backend.jobs.run_job`), read back by :func:`read_statuses` and
+:func:`latest_status`.
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+import time
+import uuid
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+from labelhub.backend.state import atomic_write_json
+
+__all__ = ["BatchResult", "JobStatus", "read_statuses", "latest_status", "KEEP_FAILURES"]
+
+#: Failed tasks a status keeps with their reason (the count keeps them all).
+KEEP_FAILURES = 20
+
+
+@dataclass
+class BatchResult:
+    """What one batch did.
+
+    Attributes:
+        model_version: The version written last (``None`` when nothing was predicted).
+        versions: Every version the batch wrote, in the order written (a retrain between two of its
+            ``predict`` calls makes two).
+        written: Task ids whose prediction Label Studio now holds.
+        skipped: Task ids left alone: deleted since the plan, or given a prediction of the version meanwhile.
+        failed: ``{task id: reason}``: media that did not load, a prediction Label Studio rejected.
+    """
+
+    model_version: str | None = None
+    versions: list[str] = field(default_factory=list)
+    written: list[int] = field(default_factory=list)
+    skipped: list[int] = field(default_factory=list)
+    failed: dict[int, str] = field(default_factory=dict)
+
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@dataclass
+class JobStatus:
+    """The state of a project's last job, kept in ``MODEL_DIR/jobs/<project>.json``.
+
+    Task counts: ``total`` = ``queued`` + ``running`` + ``done`` + ``skipped`` + ``failed``.
+
+    Attributes:
+        project: The project key.
+        project_id: The project id.
+        job_id: A random id of the run.
+        mode: ``"missing"`` or ``"all"``.
+        state: ``queued``, ``running``, ``done`` (every batch ran; some tasks may have failed) or ``failed``
+            (the job stopped on an error, see ``error``). :meth:`view` shows ``interrupted`` for a job whose
+            process on this host is gone (killed).
+        model_version: The model's version when the job started; once it is done, the newest version it wrote
+            (by the model's order: a retrain during the job makes its later batches write a newer one).
+        total, queued, running, done, skipped, failed: Task counts: planned, waiting, in the batch being
+            predicted, written, left alone (see :class:`BatchResult`), not written.
+        selection: The job's ``--task-ids``/``--unlabeled`` (JSON), to recognize a re-run of the same job.
+        cleared: For ``mode="all"``: the version's old predictions of the selection are deleted (a re-run
+            of the same job does not delete again).
+        started_at, updated_at, finished_at: Unix times.
+        pid, host: The process running it.
+        error: Why the job failed (one line, no secret).
+        failures: ``{task id: reason}`` of the first :data:`KEEP_FAILURES` failed tasks.
+        retired: ``{model version: predictions deleted}`` of the older versions deleted after the job
+            (``keep_versions``: :mod:`labelhub.backend.retire`).
+        prediction_set: The project's selected prediction set after the job (Settings → Annotation →
+            Prelabeling; the Data Manager's "Prediction score" averages its scores); ``""`` when none.
+        versions: Every version the job's batches wrote, in the order their results came in; none of them is
+            retired after the job.
+    """
+
+    project: str
+    project_id: int
+    job_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    mode: str = "missing"
+    state: str = "queued"
+    model_version: str | None = None
+    total: int = 0
+    queued: int = 0
+    running: int = 0
+    done: int = 0
+    skipped: int = 0
+    failed: int = 0
+    selection: str = ""
+    cleared: bool = False
+    started_at: float | None = None
+    updated_at: float | None = None
+    finished_at: float | None = None
+    pid: int = field(default_factory=os.getpid)
+    host: str = field(default_factory=socket.gethostname)
+    error: str | None = None
+    failures: dict[str, str] = field(default_factory=dict)
+    retired: dict[str, int] = field(default_factory=dict)
+    prediction_set: str = ""
+    versions: list[str] = field(default_factory=list)
+
+    @staticmethod
+    def path(model_dir: Path, key: str) -> Path:
+        """``MODEL_DIR/jobs/<key>.json``."""
+        return Path(model_dir) / "jobs" / f"{key}.json"
+
+    def save(self, model_dir: Path) -> None:
+        """Write the status atomically (:func:`labelhub.backend.state.atomic_write_json`).
+
+        Raises:
+            OSError: When ``MODEL_DIR`` is not writable.
+        """
+        self.updated_at = time.time()
+        atomic_write_json(self.path(model_dir, self.project), asdict(self))
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "JobStatus":
+        """A status from its JSON (unknown keys ignored).
+
+        Raises:
+            TypeError: When required keys are missing.
+        """
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    @classmethod
+    def load(cls, model_dir: Path, key: str) -> "JobStatus | None":
+        """The project's last status, or ``None`` when there is none (or it does not parse)."""
+        try:
+            return cls.from_dict(json.loads(cls.path(model_dir, key).read_bytes()))
+        except (OSError, ValueError, TypeError):
+            return None
+
+    def add(self, batch: BatchResult) -> None:
+        """Count a finished batch (its tasks leave ``running``)."""
+        self.running = 0
+        self.done += len(batch.written)
+        self.skipped += len(batch.skipped)
+        self.failed += len(batch.failed)
+        for tid, reason in batch.failed.items():
+            if len(self.failures) < KEEP_FAILURES:
+                self.failures[str(tid)] = reason
+        # a result from a worker of an older version has no versions list, only its last version
+        for version in batch.versions or ([batch.model_version] if batch.model_version else []):
+            if version not in self.versions:
+                self.versions.append(version)
+
+    def view(self) -> dict:
+        """The status as ``/health`` and ``labelhub predict --status`` show it (``state`` is ``interrupted``
+        for a queued or running job whose process on this host is gone)."""
+        out = asdict(self)
+        if self.state in ("queued", "running") and self.host == socket.gethostname() and not _alive(self.pid):
+            out["state"] = "interrupted"
+        return out
+
+
+_STATUS_CACHE: dict[Path, tuple[tuple, dict]] = {}
+_STATUS_LOCK = threading.Lock()
+
+
+def read_statuses(model_dir: Path) -> dict[str, dict]:
+    """Every project's last job status (:meth:`JobStatus.view`), for ``/health``.
+
+    A file is parsed again only when its inode, size or mtime changed, so a call costs a ``stat`` per
+    project with a job.
+
+    Args:
+        model_dir: ``MODEL_DIR``.
+
+    Returns:
+        ``{project key: status dict}`` (``{}`` when no job ever ran).
+    """
+    out = {}
+    try:
+        paths = sorted((Path(model_dir) / "jobs").glob("*.json"))
+    except OSError:
+        return out
+    for path in paths:
+        try:
+            st = path.stat()
+        except OSError:
+            continue
+        stamp = (st.st_ino, st.st_size, st.st_mtime_ns)
+        with _STATUS_LOCK:
+            cached = _STATUS_CACHE.get(path)
+        if cached is None or cached[0] != stamp:
+            try:
+                status = JobStatus.from_dict(json.loads(path.read_bytes()))
+            except (OSError, ValueError, TypeError):
+                continue
+            cached = (stamp, status)
+            with _STATUS_LOCK:
+                _STATUS_CACHE[path] = cached
+        out[path.stem] = cached[1].view()
+    return out
+
+
+def latest_status(model_dir: Path, project_id: int) -> JobStatus | None:
+    """The status of the project id's last job (the newest of its keys, when it was re-created).
+
+    Args:
+        model_dir: ``MODEL_DIR``.
+        project_id: The Label Studio project id.
+
+    Returns:
+        The status, or ``None`` when no job of the project ran with this ``MODEL_DIR``.
+    """
+    found = []
+    for path in (Path(model_dir) / "jobs").glob(f"{int(project_id)}*.json"):
+        if path.stem == str(project_id) or path.stem.startswith(f"{project_id}."):
+            status = JobStatus.load(model_dir, path.stem)
+            if status is not None:
+                found.append(status)
+    return max(found, key=lambda s: s.updated_at or 0.0) if found else None

@@ -1,0 +1,420 @@
+"""Label Studio as the backend's prediction jobs and trainer see it: the few API calls they make
+(:class:`LabelStudioClient`, through label-studio-sdk: https://api.labelstud.io) and the rows they read
+(:class:`ProjectInfo`, :class:`TaskRow`, :class:`PredictionRow`, :class:`VersionRow`).
+
+Every error comes out as :class:`labelhub.errors.LabelStudioError` (with ``status``) or
+:class:`labelhub.errors.ProjectNotFound`, naming the call and never the key. Writes are never retried by the SDK:
+:func:`labelhub.backend.jobs.run_batch` reads what landed before writing again.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Callable, Sequence
+
+from labelhub.errors import ConfigurationError, LabelStudioError, ProjectNotFound
+from labelhub.labelstudio_client import (KEY_ADVICE, LISTING_ATTEMPTS, TASK_PAGE_SIZE, Listing,
+                                         label_studio_client, list_tasks, selected_items_queries)
+from labelhub.redaction import one_line, without_userinfo
+from labelhub.retry import NO_SDK_RETRY
+
+log = logging.getLogger(__name__)
+
+__all__ = ["ProjectInfo", "PredictionRow", "VersionRow", "TaskRow", "LabelStudioClient", "PREDICTION_PAGE_SIZE",
+           "DELETE_VERSION_TIMEOUT"]
+
+#: Seconds to wait for Label Studio to delete a whole version (3.5 ms a prediction: 100,000 take about 6 minutes).
+DELETE_VERSION_TIMEOUT = 3600.0
+
+
+@dataclass(frozen=True)
+class ProjectInfo:
+    """A Label Studio project as a job needs it.
+
+    Attributes:
+        id: The project id.
+        key: ``<id>.<created_at in unix seconds>``, how Label Studio names the project to ML backends
+            (``MLApi._create_project_uid`` in ``label_studio/ml/api_connector.py``): the folder of its
+            state in ``MODEL_DIR/projects/``.
+        label_config: The label config XML.
+        model_version: The project's selected prediction set (Settings → Annotation → Prelabeling), ``""``
+            when none; the Data Manager's "Prediction score" column averages that version's scores.
+    """
+
+    id: int
+    key: str
+    label_config: str
+    model_version: str = ""
+
+
+@dataclass(frozen=True)
+class PredictionRow:
+    """One prediction of a task, as listed: ``id``, ``model_version``, ``score`` (``None`` when unset)."""
+
+    id: int
+    model_version: str
+    score: float | None
+
+
+@dataclass(frozen=True)
+class VersionRow:
+    """One prediction set of a project, as Label Studio lists it (:meth:`LabelStudioClient.model_versions`).
+
+    Attributes:
+        model_version: The version.
+        count: Its predictions in the project.
+        latest: When its latest prediction was created (aware datetime).
+    """
+
+    model_version: str
+    count: int
+    latest: datetime
+
+
+@dataclass(frozen=True)
+class TaskRow:
+    """One task, as listed: ``id``, ``data``, ``is_labeled`` (Label Studio's: annotations reach the
+    overlap) and its ``predictions``."""
+
+    id: int
+    data: dict
+    is_labeled: bool = False
+    predictions: tuple[PredictionRow, ...] = ()
+
+    def predictions_of(self, model_version: str) -> list[PredictionRow]:
+        """The task's predictions of ``model_version``.
+
+        Args:
+            model_version: A model version.
+
+        Returns:
+            Those predictions, in listing order.
+        """
+        return [p for p in self.predictions if p.model_version == model_version]
+
+    @property
+    def last_score(self) -> float | None:
+        """The score of the task's newest prediction (highest id) that has one, of any version; else ``None``."""
+        scored = [p for p in self.predictions if p.score is not None]
+        return max(scored, key=lambda p: p.id).score if scored else None
+
+
+def _field(obj: Any, name: str, default: Any = None) -> Any:
+    return obj.get(name, default) if isinstance(obj, dict) else getattr(obj, name, default)
+
+
+def _task_row(task: Any) -> TaskRow:
+    preds = []
+    for p in _field(task, "predictions") or []:
+        score = _field(p, "score")
+        preds.append(PredictionRow(id=int(_field(p, "id")), model_version=str(_field(p, "model_version") or ""),
+                                   score=float(score) if isinstance(score, (int, float)) else None))
+    data = _field(task, "data")
+    return TaskRow(id=int(_field(task, "id")), data=data if isinstance(data, dict) else {},
+                   is_labeled=bool(_field(task, "is_labeled")), predictions=tuple(preds))
+
+
+#: Tasks per page of the listings with every prediction (:meth:`LabelStudioClient.tasks`), each page made into
+#: TaskRows and dropped before the next. The SDK's models of a page take about 9 times its JSON, and a process's RSS
+#: keeps its highest peak: on 2,000 tasks with 30 predictions each, the listing peaked at 32.7 MiB of Python objects
+#: against 160.4 MiB for pages of 500 held to the end, in 1.15 times the time (``bench/listing_memory_bench.py``).
+#: Each automatic whole-project job adds a prediction per unlabeled task (unless ``LABELHUB_KEEP_VERSIONS``), so the
+#: peak rose with every job: the trainer's worker grew 417 to 516 MB in a 25-minute soak, about 0.4 MB a job.
+PREDICTION_PAGE_SIZE = 100
+
+
+class LabelStudioClient:
+    """The few Label Studio API calls a job makes, through label-studio-sdk (https://api.labelstud.io).
+
+    A personal access token is refreshed by the SDK; a legacy token is sent as ``Token ...``. Writes are
+    never retried by the SDK (``max_retries=0``): a write retried blindly could land twice, so
+    :func:`labelhub.backend.jobs.run_batch` reads what landed first.
+
+    Args:
+        url: Label Studio's URL (``LABEL_STUDIO_URL``).
+        api_key: A personal access token or legacy token (``LABEL_STUDIO_API_KEY``).
+        timeout: Seconds per HTTP call.
+
+    Raises:
+        ConfigurationError: When ``url`` or ``api_key`` is empty.
+    """
+
+    def __init__(self, url: str, api_key: str, timeout: float = 120.0):
+        if not url:
+            raise ConfigurationError("LABEL_STUDIO_URL (--label-studio-url) is required")
+        if not api_key:
+            raise ConfigurationError("LABEL_STUDIO_API_KEY (--api-key) is required")
+        self.url = url.rstrip("/")
+        self._client = label_studio_client(self.url, api_key, timeout)
+        self._shown = without_userinfo(self.url)  # in messages: never a user:password@ of the URL
+
+    def _call(self, what: str, fn: Callable[[], Any]) -> Any:
+        """``fn()``, with the SDK's errors turned into :class:`LabelStudioError` (``status`` set) or
+        :class:`ProjectNotFound` (404); messages name the call, never the key."""
+        import httpx
+        from label_studio_sdk.core.api_error import ApiError
+
+        try:
+            return fn()
+        except ApiError as exc:
+            if exc.status_code == 404:
+                raise ProjectNotFound(f"{what}: not found at {self._shown} (404)") from None
+            if exc.status_code in (401, 403):
+                error = LabelStudioError(f"Label Studio at {self._shown} refused LABEL_STUDIO_API_KEY "
+                                         f"({exc.status_code}): {KEY_ADVICE}")
+            else:
+                body = one_line(exc.body, 300)
+                error = LabelStudioError(f"{what}: Label Studio at {self._shown} answered {exc.status_code}: {body}")
+            error.status = exc.status_code
+            raise error from None
+        except httpx.HTTPError as exc:
+            error = LabelStudioError(f"{what}: no answer from Label Studio at {self._shown} ({type(exc).__name__}: "
+                                     f"{one_line(exc, 200)}): check that it runs and that "
+                                     "LABEL_STUDIO_URL (--label-studio-url) is its URL")
+            error.status = None
+            raise error from None
+
+    def project(self, project_id: int) -> ProjectInfo:
+        """The project's key, label config and selected prediction set.
+
+        Args:
+            project_id: The project id.
+
+        Returns:
+            Its :class:`ProjectInfo`.
+
+        Raises:
+            ProjectNotFound: No such project, or the key cannot see it.
+            LabelStudioError: Label Studio refused the key or cannot be reached.
+        """
+        project = self._call(f"project {project_id}", lambda: self._client.projects.get(id=project_id))
+        created = project.created_at
+        if isinstance(created, str):
+            created = datetime.fromisoformat(created.replace("Z", "+00:00"))
+        key = f"{project_id}.{int(created.timestamp())}" if created else str(project_id)
+        return ProjectInfo(id=project_id, key=key, label_config=project.label_config or "",
+                           model_version=project.model_version or "")
+
+    def _read(self, what: str, project_id: int, query: str, attempts: int = 1,
+              convert: Callable[[Any], Any] | None = None, page_size: int | None = None, **params: Any) -> Listing:
+        """One paged Data Manager ``query`` of the project (:func:`labelhub.labelstudio_client.list_tasks`), pages of
+        :data:`~labelhub.labelstudio_client.TASK_PAGE_SIZE` (500: see there why not more) unless ``page_size`` says
+        otherwise, each task ``convert``-ed as its page comes in."""
+        return list_tasks(self._client, functools.partial(self._call, what), attempts, convert, project=project_id,
+                          page_size=page_size or TASK_PAGE_SIZE, query=query, **params)
+
+    def _every_task(self, what: str, project_id: int, filters: list[dict], **params: Any) -> list:
+        """Every task of the project that matches the Data Manager filter ``filters`` (``[]``: all), none missed
+        when the list moves while it is read.
+
+        Label Studio pages ``GET /api/tasks`` by page number (:func:`labelhub.labelstudio_client.list_tasks`). The
+        tasks are read once in id order (Label Studio's default, ``apply_ordering`` in
+        ``label_studio/data_manager/managers.py``; asked for explicitly), which a save does not change; but a task
+        deleted meanwhile, or one that leaves or enters the filter, shifts the later ones by a place, so one is never
+        read (or one is read twice). When the reading shows that it moved, the ids alone are listed again (up to
+        :data:`~labelhub.labelstudio_client.LISTING_ATTEMPTS` readings: cheap, rather than every task with its
+        predictions or annotations again) and the tasks the reading missed are read by id
+        (:func:`~labelhub.labelstudio_client.selected_items_queries`). The answer is then the tasks of that id listing
+        (one deleted after the reading read it is left out). When the id listing keeps moving too (deletions all
+        along), the answer is every task either read, with a warning: one may still be missing (a later run lists
+        it).
+
+        Args:
+            what: The call's name in error messages.
+            project_id: The project id.
+            filters: Data Manager filter items (``{"filter": "filter:tasks:...", "operator", "type", "value"}``:
+                ``Filter`` in ``label_studio/data_manager/prepare_params.py``), joined by ``and``.
+            **params: ``fields`` and ``include`` of each task read.
+
+        Returns:
+            The SDK's task models, in id order, each task once.
+
+        Raises:
+            ProjectNotFound, LabelStudioError: As for :meth:`project`.
+        """
+        query = json.dumps({"filters": {"conjunction": "and", "items": filters}, "ordering": ["tasks:id"]})
+        read = self._read(what, project_id, query, **params)
+        if read.held_still:
+            return read.tasks
+        ids = self._read(what, project_id, query, LISTING_ATTEMPTS, fields="task_only", include="id")
+        tasks = {task.id: task for task in read.tasks}
+        if ids.held_still:
+            tasks = {task.id: tasks[task.id] for task in ids.tasks if task.id in tasks}
+        else:
+            log.warning("%s kept changing while they were listed (%d readings): a task may be missing",
+                        what, LISTING_ATTEMPTS)
+        for by_id in selected_items_queries(sorted({task.id for task in ids.tasks} - tasks.keys())):
+            tasks.update((task.id, task) for task in self._read(what, project_id, by_id, **params).tasks)
+        return [tasks[task_id] for task_id in sorted(tasks)]
+
+    def tasks(self, project_id: int, task_ids: Sequence[int] | None = None) -> list[TaskRow]:
+        """The project's tasks (or those of ``task_ids`` that exist) with their predictions, paged.
+
+        ``GET /api/tasks?fields=all&include=id,data,is_labeled,predictions``
+        (https://api.labelstud.io/api-reference/api-reference/tasks/list): every task, none missed when a task is
+        deleted meanwhile (:meth:`_every_task`); with ``task_ids``, a Data Manager ``selectedItems`` query per
+        :data:`~labelhub.labelstudio_client.IDS_PER_QUERY` ids. If the project has "retrieve predictions
+        automatically" on, Label Studio asks the connected backend for the listed tasks that have no prediction first
+        (and lists them with it).
+
+        Args:
+            project_id: The project id.
+            task_ids: Only these tasks; ``None`` for all.
+
+        Returns:
+            The tasks, each with its data and predictions (id, version, score).
+
+        Raises:
+            ProjectNotFound, LabelStudioError: As for :meth:`project`.
+        """
+        # each page becomes TaskRows as it comes in: the SDK's models of every prediction are never all held at once
+        what = f"tasks of project {project_id}"
+        params = {"fields": "all", "include": "id,data,is_labeled,predictions", "convert": _task_row,
+                  "page_size": PREDICTION_PAGE_SIZE}
+        if task_ids is None:
+            return self._every_task(what, project_id, [], **params)
+        return [t for query in selected_items_queries(task_ids)
+                for t in self._read(what, project_id, query, **params).tasks]
+
+    def annotated_tasks(self, project_id: int) -> list[dict]:
+        """The project's tasks that have annotations, as Label Studio's task JSON with its ``annotations``: a Data
+        Manager query (``total_annotations`` greater than 0, ``fields=all``), paged, none missed when the list moves
+        while it is read (:meth:`_every_task`).
+
+        Args:
+            project_id: The project id.
+
+        Returns:
+            ``[{"id", "data", "annotations": [{"id", "result", "updated_at", "was_cancelled", ...}], ...}]``, the
+            shape of the legacy ``/train`` body (:func:`labelhub.webhooks.check_training_tasks`), in id order.
+
+        Raises:
+            ProjectNotFound, LabelStudioError: As for :meth:`project`.
+        """
+        annotated = {"filter": "filter:tasks:total_annotations", "operator": "greater", "type": "Number", "value": 0}
+        tasks = self._every_task(f"annotated tasks of project {project_id}", project_id, [annotated], fields="all")
+        return [{"id": t.id, "data": t.data or {}, "annotations": list(t.annotations or [])}
+                for t in tasks if t.annotations]
+
+    def import_predictions(self, project_id: int, predictions: Sequence[dict]) -> int:
+        """Write predictions in one call: ``POST /api/projects/<id>/import/predictions``.
+
+        Args:
+            project_id: The project id.
+            predictions: ``[{"task": id, "result": [...], "score": s, "model_version": v}, ...]``
+                (https://labelstud.io/guide/predictions).
+
+        Returns:
+            How many Label Studio created (1.22 and later drop those that do not fit the label config;
+            earlier versions store them).
+
+        Raises:
+            LabelStudioError: Label Studio answered an error or nothing (the call may have landed).
+            ProjectNotFound: The project is gone.
+        """
+        answer = self._call(f"import of {len(predictions)} predictions into project {project_id}",
+                            lambda: self._client.projects.import_predictions(
+                                id=project_id, request=list(predictions), request_options=NO_SDK_RETRY))
+        return int(getattr(answer, "created", 0) or 0)
+
+    def delete_predictions(self, project_id: int, model_version: str, prediction_ids: Sequence[int] | None = None
+                           ) -> int:
+        """Delete predictions of ``model_version``: all of the project's, or those of ``prediction_ids``.
+
+        The whole project's go in one call, ``DELETE /api/projects/<id>/model-versions/`` (Label Studio's
+        ``ProjectModelVersions``; it also unselects the version as the project's prediction set). Label Studio
+        recounts the task of each deleted prediction, about 3.5 ms apiece on 1.23 with SQLite
+        (``bench/prediction_versions_bench.py``), so the call may take minutes: it waits up to
+        :data:`DELETE_VERSION_TIMEOUT`. Listed ones go one ``DELETE /api/predictions/<id>`` each (about 0.2 s
+        apiece); one already gone is fine.
+
+        Args:
+            project_id: The project id.
+            model_version: The version.
+            prediction_ids: Only these predictions (``None``: every prediction of the version).
+
+        Returns:
+            The predictions deleted: Label Studio's count for a whole version, ``len(prediction_ids)`` otherwise.
+
+        Raises:
+            LabelStudioError: Label Studio refused or did not answer (the delete may still finish there).
+            ProjectNotFound: The project is gone.
+        """
+        if prediction_ids is None:
+            answer = self._call(f"predictions of {model_version} in project {project_id}",
+                                lambda: self._model_versions_call(
+                                    project_id, "DELETE", json={"model_version": model_version},
+                                    timeout=DELETE_VERSION_TIMEOUT))
+            return int(answer.get("deleted_predictions") or 0) if isinstance(answer, dict) else 0
+        for prediction_id in prediction_ids:
+            try:
+                self._call(f"prediction {prediction_id}", lambda: self._client.predictions.delete(
+                    id=prediction_id, request_options=NO_SDK_RETRY))
+            except ProjectNotFound:
+                pass
+        return len(prediction_ids)
+
+    def model_versions(self, project_id: int) -> list[VersionRow]:
+        """The project's prediction sets: ``GET /api/projects/<id>/model-versions/?extended=true``.
+
+        Label Studio's ``ProjectModelVersions`` (``projects/api.py``) groups the project's predictions by
+        ``model_version``: how many each has, and when the latest was created (the answer's ``static`` list).
+
+        Args:
+            project_id: The project id.
+
+        Returns:
+            One :class:`VersionRow` per version, the most recently written first.
+
+        Raises:
+            ProjectNotFound, LabelStudioError: As for :meth:`project`.
+        """
+        answer = self._call(f"model versions of project {project_id}", lambda: self._model_versions_call(
+            project_id, "GET", params={"extended": "true"}))
+        rows = answer.get("static") or [] if isinstance(answer, dict) else []  # {"static": [...], "live": ...}
+        out = [VersionRow(model_version=str(r.get("model_version") or ""), count=int(r.get("count") or 0),
+                          latest=datetime.fromisoformat(str(r["latest"]).replace("Z", "+00:00")))
+               for r in rows if isinstance(r, dict) and r.get("latest")]
+        return sorted(out, key=lambda r: r.latest, reverse=True)
+
+    def _model_versions_call(self, project_id: int, method: str, timeout: float | None = None, **kwargs: Any) -> Any:
+        """``/api/projects/<id>/model-versions/`` (not in label-studio-sdk 2.1: through its HTTP client, which
+        carries the key, never retried; ``timeout`` in seconds, else the client's); the answer's JSON, or
+        ``ApiError`` for a status of 300 or more."""
+        from label_studio_sdk.core.api_error import ApiError
+
+        options = {**NO_SDK_RETRY, **({"timeout": timeout} if timeout else {})}
+        answer = self._client._client_wrapper.httpx_client.request(
+            f"api/projects/{int(project_id)}/model-versions/", method=method, request_options=options, **kwargs)
+        if answer.status_code >= 300:
+            raise ApiError(status_code=answer.status_code, headers=dict(answer.headers), body=answer.text)
+        return answer.json() if answer.content else None
+
+    def ml_backend_titles(self, project_id: int) -> set[str]:
+        """The titles of the ML backends connected to the project (Settings → Model; ``GET /api/ml?project=N``,
+        https://api.labelstud.io/api-reference/api-reference/ml/list).
+
+        Connecting a backend makes its title the project's prediction set (``model_version``), although no stored
+        prediction carries it: predictions carry the version the backend answers.
+
+        Raises:
+            LabelStudioError: Label Studio refused the listing or cannot be reached.
+        """
+        backends = self._call(f"ML backends of project {project_id}", lambda: self._client.ml.list(project=project_id))
+        return {str(b.title) for b in backends or () if getattr(b, "title", None)}
+
+    def select_model_version(self, project_id: int, model_version: str) -> None:
+        """Make ``model_version`` the project's prediction set (Settings → Annotation → Prelabeling).
+
+        Args:
+            project_id: The project id.
+            model_version: A version the project has predictions of (Label Studio refuses others).
+
+        Raises:
+            LabelStudioError: Label Studio refused it or cannot be reached.
+        """
+        self._call(f"project {project_id}", lambda: self._client.projects.update(id=project_id,
+                                                                                 model_version=model_version))
