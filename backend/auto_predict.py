@@ -209,7 +209,13 @@ class AutoPredictor:
 
     def _save(self) -> None:
         """Write the requests not done yet to :data:`PENDING_FILE`, or with Redis :data:`PENDING_KEY` (called with
-        ``_cond`` held). A disk or Redis error is logged: the requests still run, only a restart would forget them."""
+        ``_cond`` held). A disk or Redis error is logged: the requests still run, only a restart would forget them.
+
+        With Redis the write is fenced by the trainer's lease (:meth:`labelhub.backend.redis_state.Lease.set_if_held`):
+        a trainer that paused past its lease (a stopped VM, a partition) and woke up after another host took over
+        writes nothing over the new trainer's requests. Its own requests are not lost: it still enqueues them, and
+        those it had saved before are the new trainer's to ask for again (a job asked twice is merged or skips the
+        tasks already predicted)."""
         from labelhub.backend.state import atomic_write_json
 
         requests = {key: (whole, ids) for key, (whole, ids) in self._pending.items()}
@@ -220,7 +226,10 @@ class AutoPredictor:
         kept = {key: {"unlabeled": whole, "task_ids": sorted(ids)} for key, (whole, ids) in requests.items()}
         try:
             if self.settings.redis_url:
-                self.backend.store.client.set(PENDING_KEY, json.dumps(kept))
+                lease = getattr(getattr(self.backend, "trainer", None), "lease", None)
+                if not (lease and lease.set_if_held(PENDING_KEY, json.dumps(kept))):
+                    log.info("not the trainer any more: %s is the new trainer's (this process still enqueues the "
+                             "requests it holds)", PENDING_KEY)
             else:
                 atomic_write_json(self.settings.model_dir / PENDING_FILE, kept)
         except (OSError, RedisError) as exc:

@@ -366,6 +366,13 @@ class Trainer:
                 finally:
                     self.is_leader, self._lease = False, None
 
+    @property
+    def lease(self) -> Any:
+        """The trainer's lease while this process's trainer thread holds it: ``True`` for the host's ``flock``, a
+        :class:`labelhub.backend.redis_state.Lease` with Redis (whose :meth:`~labelhub.backend.redis_state.Lease.set_if_held`
+        fences the trainer's own writes to Redis); ``None`` when this process is not the trainer."""
+        return self._lease
+
     def still_trainer(self) -> bool:
         """Whether this process is still the trainer. A file lock (one host) holds as long as the process lives; a
         Redis lease (:class:`labelhub.backend.redis_state.Lease`) passes to another host's trainer when this one

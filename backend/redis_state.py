@@ -116,6 +116,36 @@ class Lease:
         except Exception:  # noqa: BLE001 - an unreachable Redis cannot confirm the lease
             return False
 
+    def set_if_held(self, key: str, value: str | bytes) -> bool:
+        """``SET key value`` only while the lock is still this holder's, in one step on the Redis server (a Lua
+        script comparing the lock's key with this holder's token, as ``redis.lock.Lock`` does to release it), so no
+        holder that paused past its lease writes over its successor's.
+
+        Args:
+            key: The Redis key to write.
+            value: Its new value.
+
+        Returns:
+            Whether it was written (``False`` when the lock is not, or no longer, held).
+
+        Raises:
+            redis.exceptions.RedisError: When Redis cannot be reached.
+        """
+        token = getattr(self._lock, "local", None) and self._lock.local.token
+        if not token:
+            return False
+        return bool(self._lock.redis.eval(_SET_IF_HELD, 2, self._lock.name, key, token, value))
+
+
+#: ``KEYS[1]``: a lock's key; ``KEYS[2]``: the key to set; ``ARGV``: the holder's token, the value.
+_SET_IF_HELD = """
+if redis.call('get', KEYS[1]) == ARGV[1] then
+    redis.call('set', KEYS[2], ARGV[2])
+    return 1
+end
+return 0
+"""
+
 
 @contextmanager
 def lease(client, name: str, seconds: float = TRAINER_LEASE_SECONDS, blocking: bool = True,

@@ -271,21 +271,28 @@ def test_automatic_whole_project_jobs_on_rq_keep_the_interval_and_one_waiting_jo
 def test_automatic_requests_on_rq_survive_a_trainer_moving_and_leave_no_stale_note(redis_url, tmp_path, monkeypatch):
     """Found by review: a request waiting out its interval was kept in the trainer host's MODEL_DIR only, so a trainer
     taking over on another host never saw it; a failed enqueue left its note for 4 hours (every later retrain merged
-    into no job); a worker killed while it waited for a running job did the same."""
+    into no job); a worker killed while it waited for a running job did the same; a trainer that paused past its
+    lease wrote its requests over the new trainer's when it woke up."""
+    import contextlib
     from types import SimpleNamespace
 
     from labelhub.backend import worker
-    from labelhub.backend.auto_predict import AutoPredictor
+    from labelhub.backend.auto_predict import PENDING_KEY, AutoPredictor
     from labelhub.backend.jobs import JobAlreadyRunning
+    from labelhub.backend.redis_state import PREFIX, lease
     from labelhub.backend.settings import Settings
 
     client = redis.Redis.from_url(f"{redis_url}/4")
     client.flushdb()
+    leases = contextlib.ExitStack()
 
-    def host(name: str, interval: float = 60.0):
+    def host(name: str, interval: float = 60.0, trainer: bool = True):  # a trainer holds the trainer's lease
         settings = Settings(model_dir=tmp_path / name, auto_predict=True, label_studio_url="http://127.0.0.1:9",
                             label_studio_api_key="key", redis_url=f"{redis_url}/4", auto_predict_interval=interval)
-        return SimpleNamespace(settings=settings, store=SimpleNamespace(client=client))
+        held = leases.enter_context(lease(client, f"{PREFIX}trainer", 60, blocking=False)) if trainer else None
+        assert held or not trainer, "another trainer holds the lease"
+        return SimpleNamespace(settings=settings, store=SimpleNamespace(client=client),
+                               trainer=SimpleNamespace(lease=held))
 
     first = AutoPredictor(host("first"))
     first.request("3.100", unlabeled=True)  # enqueued at once
@@ -293,11 +300,16 @@ def test_automatic_requests_on_rq_survive_a_trainer_moving_and_leave_no_stale_no
     worker.unmark_queued(client, 3)  # a worker took it
     first.request("3.100", unlabeled=True)  # a retrain: waits out the interval on the first host
     wait_for(lambda: first._saved(), timeout=10)
+    client.delete(f"{PREFIX}trainer")  # the first host stopped past its lease: it ran out
     second = AutoPredictor(host("second", interval=0))  # the trainer moved to another host (another MODEL_DIR)
     second.resume_interrupted()
+    assert second.wait_idle(10) and worker.queue(client).count == 2
+    saved = client.get(PENDING_KEY)
+    first.request("4.100", [1, 2])  # the first host wakes up: its save lands nowhere, its request is still enqueued
+    wait_for(lambda: worker.queue(client).count == 3, timeout=10)
+    assert client.get(PENDING_KEY) == saved
     with first._cond:  # the first host is gone
         first._pending.clear()
-    assert second.wait_idle(10) and worker.queue(client).count == 2
 
     class Down:
         def enqueue(self, *args, **kwargs):
@@ -309,7 +321,7 @@ def test_automatic_requests_on_rq_survive_a_trainer_moving_and_leave_no_stale_no
     assert second.wait_idle(10) and not client.exists(worker._queued_key(3))  # the next retrain enqueues again
 
     ttls = []
-    monkeypatch.setattr(worker, "_worker_host", lambda: (host("w"), None))
+    monkeypatch.setattr(worker, "_worker_host", lambda: (host("w", trainer=False), None))
     monkeypatch.setattr(worker, "asdict", lambda status: {"state": "done"})
     calls = iter([JobAlreadyRunning("running"), None])
 
@@ -324,3 +336,4 @@ def test_automatic_requests_on_rq_survive_a_trainer_moving_and_leave_no_stale_no
     monkeypatch.setattr(worker.time, "sleep", lambda seconds: ttls.append(client.ttl(worker._queued_key(3))))
     assert worker.predict_project(3, None, True, 0) == {"state": "done"}
     assert ttls and all(0 < ttl <= worker.WAITING_NOTE_SECONDS for ttl in ttls), ttls  # a killed waiter: 30 s
+    leases.close()
