@@ -369,8 +369,9 @@ class Trainer:
     @property
     def lease(self) -> Any:
         """The trainer's lease while this process's trainer thread holds it: ``True`` for the host's ``flock``, a
-        :class:`labelhub.backend.redis_state.Lease` with Redis (whose :meth:`~labelhub.backend.redis_state.Lease.set_if_held`
-        fences the trainer's own writes to Redis); ``None`` when this process is not the trainer."""
+        :class:`labelhub.backend.redis_state.Lease` with Redis (its
+        :meth:`~labelhub.backend.redis_state.Lease.set_if_held` fences the trainer's own writes to Redis); ``None``
+        when this process is not the trainer."""
         return self._lease
 
     def still_trainer(self) -> bool:

@@ -13,8 +13,8 @@ workers share: :class:`labelhub.backend.app.Backend`), and writes the prediction
    of task ids, so a queue worker can run it.
 3. :func:`run_job`: plan, then every batch, with a tqdm progress bar (``TQDM_DISABLE=1`` silences it; it is
    off when stderr is not a terminal, and a progress line is logged at INFO every :data:`PROGRESS_LOG_SECONDS`
-   instead), a :class:`~labelhub.backend.job_status.JobStatus` in ``MODEL_DIR/jobs/<project>.json`` (read by ``/health`` and
-   ``labelhub predict --status``) and counters on ``/metrics``.
+   instead), a :class:`~labelhub.backend.job_status.JobStatus` in ``MODEL_DIR/jobs/<project>.json`` (read by
+   ``/health`` and ``labelhub predict --status``) and counters on ``/metrics``.
 
 **Modes.** ``missing`` (the default) predicts the tasks that have no prediction of the current model
 version. ``all`` predicts every (selected) task again: the current version's predictions of the tasks are
@@ -64,7 +64,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Protocol, Sequence
 
 from labelhub.backend.job_status import BatchResult, JobStatus
-from labelhub.backend.labelstudio_api import LabelStudioClient, PredictionRow, ProjectInfo, TaskRow  # noqa: F401 (examples)
+from labelhub.backend.labelstudio_api import LabelStudioClient, ProjectInfo, TaskRow
+from labelhub.backend.labelstudio_api import PredictionRow  # noqa: F401 (in the examples)
 from labelhub.backend.model import normalize_predictions
 from labelhub.cli_options import progress_bar
 from labelhub.redaction import one_line
@@ -158,7 +159,8 @@ def plan(tasks: Iterable[TaskRow], model_version: str, task_ids: Iterable[int] |
     """Split the tasks still without a prediction of ``model_version`` into batches, most uncertain first.
 
     Args:
-        tasks: The project's tasks as Label Studio lists them now (:meth:`~labelhub.backend.labelstudio_api.LabelStudioClient.tasks`).
+        tasks: The project's tasks as Label Studio lists them now
+            (:meth:`~labelhub.backend.labelstudio_api.LabelStudioClient.tasks`).
         model_version: The model's current version.
         task_ids: Only these tasks (``None``: every task).
         unlabeled: Only tasks Label Studio does not count as labeled (``is_labeled`` false).
@@ -398,8 +400,8 @@ def run_job(host: JobHost, api: LabelStudioClient, project_id: int, *, mode: str
             (:mod:`labelhub.backend.retire`); 0 (default): delete none.
 
     Returns:
-        The final :class:`~labelhub.backend.job_status.JobStatus` (``state`` ``"done"``; ``failed`` counts the tasks not written;
-        ``retired`` the versions deleted).
+        The final :class:`~labelhub.backend.job_status.JobStatus` (``state`` ``"done"``; ``failed`` counts the tasks
+        not written; ``retired`` the versions deleted).
 
     Raises:
         ProjectNotFound: No such project in Label Studio.
