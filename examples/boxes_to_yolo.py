@@ -4,18 +4,19 @@
     python examples/boxes_to_yolo.py ./images annotations-v1 yolo-v1 --column box
 
 The version's default config gives one row per annotation with the image decoded and the RectangleLabels control
-as a list of ``{x, y, width, height}`` fractions of the image (top-left corner and size) with a ``label`` (a
-``ClassLabel`` on a Hub repo: its names in the label config's order are the class indices; a local clone's labels
-are strings: their sorted list is). Each row becomes ``OUT_DIR/images/train/<annotation_id>-<file>.png`` and
+as a list of ``{x, y, width, height, rotation}`` (fractions of the image: top-left corner and size; degrees) with a
+``label`` (a ``ClassLabel`` on a Hub repo: its names in the label config's order are the class indices; a local
+clone's labels are strings: their sorted list is). Each row becomes ``OUT_DIR/images/train/<annotation_id>-<file>.png`` and
 ``OUT_DIR/labels/train/<annotation_id>-<file>.txt``, one ``class cx cy w h`` line per box (normalised centre and
 size; empty for a row without boxes, a background image), and ``OUT_DIR/data.yaml`` names the classes: what a
-YOLO detector trainer reads (``yolo detect train data=OUT_DIR/data.yaml``). A rotated box's ``rotation`` is in the
-version's CSV only: its box here is the unrotated one.
+YOLO detector trainer reads (``yolo detect train data=OUT_DIR/data.yaml``). YOLO's boxes are upright: a rotated box
+(Label Studio turns it clockwise around its top-left corner, in pixels) becomes the upright box around it.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 from collections import Counter
 
@@ -26,9 +27,24 @@ def yolo_classes(rows, column: str) -> list[str]:
     """The class names, a box label's index among them its YOLO class: a ``ClassLabel``'s names (a Hub repo), else
     the sorted labels of the boxes (a local clone's labels are strings)."""
     feature = rows.features[column]
-    label = (feature.feature if hasattr(feature, "feature") else feature[0])["label"]  # of {x, y, width, height, label}
+    label = (feature.feature if hasattr(feature, "feature") else feature[0])["label"]  # of {x, y, ..., label}
     found = {box["label"] for boxes in rows[column] for box in boxes or []}
     return list(getattr(label, "names", None) or sorted(found))
+
+
+def upright(box: dict, size: tuple[int, int]) -> tuple[float, float, float, float]:
+    """``(x, y, width, height)``, fractions of the image, of the upright box around ``box`` (a row's box: its
+    ``rotation`` in degrees, clockwise around its top-left corner, in pixels of an image of ``size`` (width,
+    height)); the box itself when it is not rotated."""
+    x, y, w, h = (box[k] for k in ("x", "y", "width", "height"))
+    turn = box.get("rotation") or 0.0
+    if not turn:
+        return x, y, w, h
+    (width, height), (cos, sin) = size, (math.cos(math.radians(turn)), math.sin(math.radians(turn)))
+    corners = [(x * width + dx * cos - dy * sin, y * height + dx * sin + dy * cos)
+               for dx, dy in ((0, 0), (w * width, 0), (w * width, h * height), (0, h * height))]
+    left, top = min(c[0] for c in corners) / width, min(c[1] for c in corners) / height
+    return left, top, max(c[0] for c in corners) / width - left, max(c[1] for c in corners) / height - top
 
 
 def main() -> None:
@@ -53,8 +69,10 @@ def main() -> None:
         for box in row[args.column] or []:
             index = box["label"] if isinstance(box["label"], int) else classes.index(box["label"])
             counts[classes[index]] += 1
-            x, y, w, h = (min(max(box[k], 0.0), 1.0) for k in ("x", "y", "width", "height"))
-            w, h = min(w, 1.0 - x), min(h, 1.0 - y)
+            x, y, w, h = upright(box, image.size)
+            x2, y2 = min(max(x + w, 0.0), 1.0), min(max(y + h, 0.0), 1.0)
+            x, y = min(max(x, 0.0), 1.0), min(max(y, 0.0), 1.0)
+            w, h = x2 - x, y2 - y
             lines.append(f"{index} {x + w / 2:.6f} {y + h / 2:.6f} {w:.6f} {h:.6f}\n")
         empty += not lines
         with open(os.path.join(args.out_dir, "labels", "train", f"{stem}.txt"), "w") as fh:

@@ -147,6 +147,23 @@ def test_train_spans_tags_whitespace_tokens_by_overlap():
     assert [tag for _, tag in bio_tokens(text, [])] == ["O"] * 7
 
 
+def test_boxes_to_yolo_puts_a_rotated_box_in_the_upright_box_around_it():
+    """Label Studio turns a box clockwise around its top-left corner, in pixels (so on a non-square image the
+    fractions turn unevenly); YOLO's boxes are upright."""
+    sys.path.insert(0, str(ROOT / "examples"))
+    try:
+        from boxes_to_yolo import upright
+    finally:
+        sys.path.pop(0)
+    box = {"x": 0.5, "y": 0.5, "width": 0.2, "height": 0.1, "label": 0}
+    assert upright({**box, "rotation": 0.0}, (100, 100)) == (0.5, 0.5, 0.2, 0.1)
+    assert upright({**box, "rotation": 90.0}, (100, 100)) == pytest.approx((0.4, 0.5, 0.1, 0.2))
+    assert upright({**box, "rotation": 180.0}, (100, 200)) == pytest.approx((0.3, 0.4, 0.2, 0.1))
+    square = {**box, "width": 0.1, "height": 0.1, "rotation": 45.0}  # a diamond hanging from its top corner
+    half = 0.1 * 2 ** 0.5 / 2
+    assert upright(square, (100, 100)) == pytest.approx((0.5 - half, 0.5, 2 * half, 2 * half))
+
+
 def yolo_line(box, names):
     x, y, w, h, label = box
     return [names.index(label), (x + w / 2) / 100, (y + h / 2) / 100, w / 100, h / 100]

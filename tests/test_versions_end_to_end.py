@@ -74,16 +74,17 @@ def result(kind=None, tags=(), boxes=()):
         out.append({"from_name": "kind", "to_name": "image", "type": "choices", "value": {"choices": [kind]}})
     if tags:
         out.append({"from_name": "tags", "to_name": "image", "type": "choices", "value": {"choices": list(tags)}})
-    for x, y, w, h, label in boxes:
+    for x, y, w, h, label, *turned in boxes:  # (x, y, width, height, label[, rotation]) in percent and degrees
         out.append({"from_name": "box", "to_name": "image", "type": "rectanglelabels", "original_width": 28,
-                    "original_height": 28, "value": {"x": x, "y": y, "width": w, "height": h, "rotation": 0,
+                    "original_height": 28, "value": {"x": x, "y": y, "width": w, "height": h,
+                                                     "rotation": turned[0] if turned else 0,
                                                      "rectanglelabels": [label]}})
     return out
 
 
 def fractions(boxes):
-    return [{"x": x / 100, "y": y / 100, "width": w / 100, "height": h / 100, "label": label}
-            for x, y, w, h, label in boxes]
+    return [{"x": x / 100, "y": y / 100, "width": w / 100, "height": h / 100, "rotation": turned[0] if turned else 0,
+             "label": label} for x, y, w, h, label, *turned in boxes]
 
 
 def same_boxes(got, want, ordered=True):
@@ -91,8 +92,8 @@ def same_boxes(got, want, ordered=True):
         got, want = (sorted(bs, key=lambda b: (b["label"], b["x"], b["y"])) for bs in (got, want))
     assert [b["label"] for b in got] == [b["label"] for b in want], (got, want)
     for g, w in zip(got, want):
-        assert [g[k] for k in ("x", "y", "width", "height")] == pytest.approx(
-            [w[k] for k in ("x", "y", "width", "height")], abs=1e-6), (got, want)
+        assert [g[k] for k in ("x", "y", "width", "height", "rotation")] == pytest.approx(
+            [w[k] for k in ("x", "y", "width", "height", "rotation")], abs=1e-6), (got, want)
 
 
 class Names:
@@ -145,7 +146,7 @@ def test_three_annotators_versions_consensus_agreement_diff_and_restore(label_st
         (0, C): ("Sneaker", ["dark"], []),
         (1, A): ("Trouser", ["light"], [(5, 5, 90, 90, "item")]),
         (1, B): ("Bag", ["light"], [(5, 5, 90, 90, "item")]),
-        (2, A): ("Sneaker", ["patterned"], [(20, 30, 40, 10, "logo"), (0, 0, 25.5, 12.25, "item")]),
+        (2, A): ("Sneaker", ["patterned"], [(20, 30, 40, 10, "logo", 30), (0, 0, 25.5, 12.25, "item")]),
         (4, A): ("Bag", [], []),
         (4, C): ("Bag", [], []),
     }

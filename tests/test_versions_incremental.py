@@ -485,4 +485,4 @@ def test_regions_with_ids_rotation_and_per_region_values_build_every_file(tmp_pa
     assert cell == [{"x": 0.1, "y": 0.1, "width": 0.2, "height": 0.2, "label": "x", "rotation": 30, "id": "b1",
                      "per_region": {"note": {"text": ["box of 1"]}}}]
     [record, _] = training_records(built.frame, IMAGES, control_tags(IMAGES), data_field(IMAGES), REPO, False)
-    assert record["box"] == [{"x": 0.1, "y": 0.1, "width": 0.2, "height": 0.2, "label": "x"}]
+    assert record["box"] == [{"x": 0.1, "y": 0.1, "width": 0.2, "height": 0.2, "rotation": 30, "label": "x"}]  # typed

@@ -14,8 +14,10 @@ files: a task imported into Label Studio by other means stays in the CSV only), 
   Choices                     ``ClassLabel`` with the label config's choices in their order (then labels the
                               annotations hold that the config lacks, sorted: ``training_features``' ``found``)
   Choices ``choice=multiple``  a list of that ``ClassLabel``
-  RectangleLabels             a list of ``{x, y, width, height}`` (float32 fractions 0 to 1) with a ``ClassLabel``
-                              ``label`` (a rotated box's ``rotation`` is in the CSV only)
+  RectangleLabels             a list of ``{x, y, width, height, rotation}`` (float32 fractions 0 to 1 of the
+                              image; ``rotation`` in degrees, clockwise around the box's top-left corner
+                              ``(x, y)`` as Label Studio turns it, 0 for an upright box) with a ``ClassLabel``
+                              ``label``
   Labels (over Text)          a list of ``{start, end, text, label}`` (character offsets, ``ClassLabel`` label)
   Labels over another tag     the cell as in the CSV (string): an Audio span's seconds, a HyperText span's XPaths
                               or an Image region are not character offsets
@@ -136,7 +138,7 @@ def training_features(label_config: str, controls: Mapping[str, str], field: Dat
         elif tag == "RectangleLabels":
             features[name] = datasets.List({"x": datasets.Value("float32"), "y": datasets.Value("float32"),
                                             "width": datasets.Value("float32"), "height": datasets.Value("float32"),
-                                            "label": label})
+                                            "rotation": datasets.Value("float32"), "label": label})
         elif tag == "Labels":
             features[name] = datasets.List({"start": datasets.Value("int32"), "end": datasets.Value("int32"),
                                             "text": datasets.Value("string"), "label": label})
@@ -168,24 +170,31 @@ def _cell(tag: str, multiple: bool, cell, known: Sequence[str] = ()):
     return None if empty else str(cell)
 
 
-#: The typed keys of a region of the CSV (rows.control_value) and the types the ``datasets`` features take.
-_REGION_KEYS = {"RectangleLabels": (("x", "y", "width", "height"), (int, float), ()),
-                "Labels": (("start", "end"), (int,), ("text",))}
+#: The typed keys of a region of the CSV (rows.control_value), the types the ``datasets`` features take, its text
+#: keys, and its optional numbers with their value when the cell lacks them (the CSV writes a box's ``rotation``
+#: only when it is not 0).
+_REGION_KEYS = {"RectangleLabels": (("x", "y", "width", "height"), (int, float), (), {"rotation": 0.0}),
+                "Labels": (("start", "end"), (int,), ("text",), {})}
 
 
 def _regions(tag: str, cell: str) -> list[dict]:
     """The regions of a box or span cell that the features can hold: each with its numbers (a span's character
     offsets) and its label. Anything else (a cell an older export wrote from a malformed result, or edited by hand)
     is left out of the training row, which must load; the CSV keeps it."""
-    numbers, kinds, texts = _REGION_KEYS[tag]
+    numbers, kinds, texts, optional = _REGION_KEYS[tag]
+
+    def number(value) -> bool:
+        return isinstance(value, kinds) and not isinstance(value, bool)
+
     try:
         items = json.loads(cell)
     except ValueError:
         return []
-    return [{**{k: item[k] for k in numbers}, **{k: str(item.get(k, "")) for k in texts}, "label": item.get("label", "")}
+    return [{**{k: item[k] for k in numbers}, **{k: str(item.get(k, "")) for k in texts},
+             **{k: item.get(k, default) for k, default in optional.items()}, "label": item.get("label", "")}
             for item in (items if isinstance(items, list) else [])
-            if isinstance(item, dict) and all(isinstance(item.get(k), kinds) and not isinstance(item.get(k), bool)
-                                              for k in numbers)]
+            if isinstance(item, dict) and all(number(item.get(k)) for k in numbers)
+            and all(number(item.get(k, default)) for k, default in optional.items())]
 
 
 def _has_media(field: DataField, path: str, revision: str, local: bool) -> bool:
