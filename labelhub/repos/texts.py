@@ -3,8 +3,10 @@ project's version holds in its training rows in place of the URL (:mod:`labelhub
 
 A file is read through the repo (:meth:`labelhub.repos.DatasetRepo.read_file`: huggingface_hub's
 ``hf_hub_download`` for a Hub repo, whose disk cache keeps the file across restarts and answers a commit sha with no
-call; dulwich for a local repository) and decoded as Label Studio's page decodes the URL's answer
-(``Response.text()``: the WHATWG Encoding standard's "UTF-8 decode", https://encoding.spec.whatwg.org/#utf-8-decode):
+call; dulwich for a local repository) and decoded as Label Studio's page decodes the URL's answer (its ``RichText`` model, behind ``Text`` and
+``HyperText``, does ``fetch(url)`` then ``response.text()``: web/libs/editor/src/tags/object/RichText/model.js; the
+Fetch standard's ``text()`` is the WHATWG Encoding standard's "UTF-8 decode",
+https://encoding.spec.whatwg.org/#utf-8-decode):
 a UTF-8 byte order mark dropped, each undecodable byte sequence replaced with U+FFFD. So a span's character offsets
 (``start``, ``end``) index the text as the annotator saw it. The texts are kept in a ``cachetools.LRUCache`` bounded
 by their total length (:data:`CACHE_CHARACTERS`), keyed by ``(commit sha, path)``: a file at a commit never
