@@ -77,6 +77,7 @@ class FileTexts:
             file in well under a millisecond, threads would only contend).
 
     Attributes:
+        text: ``text(sha, path) -> str | None``: one file's text, through the cache (``cachetools.cached``).
         reads: How many files were read from the repo (cache misses) since this object was made.
     """
 
