@@ -15,6 +15,7 @@ SMALL = [
     ("export_one_bench.py", "--annotations", "5"),
     ("version_bench.py", "--annotations", "300", "--repeats", "1"),
     ("state_bench.py", "--annotations", "300", "--tasks", "100", "--small", "100", "--events", "20"),
+    ("text_url_bench.py", "--files", "30", "--repeats", "2", "--local-only"),
 ]
 
 

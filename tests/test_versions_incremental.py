@@ -15,14 +15,19 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests import sample_repos
+
 from labelhub.label_config import control_tags, data_field
+from labelhub.repos.git import LocalGitRepo
+from labelhub.repos.texts import FileTexts
 from labelhub.sync.state import SyncState
 from labelhub.sync.versions.agreement import agreement_report, analyse, consensus_rows
 from labelhub.sync.versions.diff import diff_frames
 from labelhub.sync.versions.exporter import differing_ids, json_lines, label_changes, label_columns
 from labelhub.sync.versions.incremental import build_files, build_rows
 from labelhub.sync.versions.rows import label_distribution
-from labelhub.sync.versions.training import consensus_records, control_labels, folder_patterns, training_records
+from labelhub.sync.versions.training import (consensus_records, consensus_text_files, control_labels,
+                                             folder_patterns, text_files, training_records)
 
 REPO = "owner/images"
 SHA, OTHER_SHA = "1" * 40, "2" * 40
@@ -74,22 +79,29 @@ def copy_of(state: SyncState, tmp_path: Path) -> SyncState:
 
 
 def assert_same_as_from_scratch(state: SyncState, tmp_path: Path, config: str, local: bool = False,
-                                revision: str = OTHER_SHA, absent: frozenset[str] = frozenset()):
+                                revision: str = OTHER_SHA, absent: frozenset[str] = frozenset(),
+                                texts: FileTexts | None = None):
     """Build the next version incrementally and check every output against a build from scratch (``absent``: the
-    files a local repository no longer holds, whose rows leave the folder layout's records)."""
+    files a local repository no longer holds, whose rows leave the folder layout's records; ``texts``: the reader
+    of a ``valueType="url"`` text's files, the reference reads them with a reader of its own)."""
     controls, field = control_tags(config), data_field(config)
     built = build_rows(state, controls, field.value_key)
-    files = build_files(state, built.frame, config, controls, field, REPO, local, revision, absent=absent)
+    files = build_files(state, built.frame, config, controls, field, REPO, local, revision, absent=absent,
+                        texts=texts)
     reference = build_rows(copy_of(state, tmp_path), controls, field.value_key).frame  # rows_frame of every row
     pd.testing.assert_frame_equal(built.frame, reference, check_exact=True)
     assert built.csv == reference.to_csv(index=False, lineterminator="\n").encode()
-    records = [r for r in training_records(reference, config, controls, field, REPO, local)
+    fresh = FileTexts(texts.repo) if texts is not None else None
+    records = [r for r in training_records(reference, config, controls, field, REPO, local,
+                                           fresh and fresh.texts(text_files(reference, field)))
                if r.get("file_name") not in absent]
     assert files.training == json_lines(records)
     assert files.training_patterns("metadata.jsonl") == folder_patterns(records, "metadata.jsonl")
     analysis = analyse(reference, controls, labels=control_labels(config, controls))
-    consensus = [r for r in consensus_records(consensus_rows(reference, controls, field.value_key, analysis), config,
-                                              controls, field, REPO, local, revision) if r.get("file_name") not in absent]
+    made = consensus_rows(reference, controls, field.value_key, analysis)
+    consensus = [r for r in consensus_records(made, config, controls, field, REPO, local, revision,
+                                              fresh and fresh.texts(consensus_text_files(made, field, revision)))
+                 if r.get("file_name") not in absent]
     assert files.consensus == json_lines(consensus)
     assert files.consensus_patterns("consensus.jsonl") == folder_patterns(consensus, "consensus.jsonl")
     assert files.rows_json == reference.to_json(orient="records", lines=True).encode()
@@ -486,3 +498,75 @@ def test_regions_with_ids_rotation_and_per_region_values_build_every_file(tmp_pa
                      "per_region": {"note": {"text": ["box of 1"]}}}]
     [record, _] = training_records(built.frame, IMAGES, control_tags(IMAGES), data_field(IMAGES), REPO, False)
     assert record["box"] == [{"x": 0.1, "y": 0.1, "width": 0.2, "height": 0.2, "rotation": 30, "label": "x"}]  # typed
+
+
+URL_TEXTS = ('<View><Text name="text" value="$text" valueType="url"/>'
+             '<Labels name="ner" toName="text"><Label value="PER"/><Label value="LOC"/></Labels></View>')
+
+
+def url_text_task(repo: LocalGitRepo, sha: str, path: str) -> dict:
+    return {"text": repo.file_url(sha, path), "hf_path": path, "hf_repo": repo.repo_id, "hf_revision": sha}
+
+
+@pytest.mark.parametrize("local", [False, True], ids=["hub-layout", "local-layout"])
+def test_a_text_url_version_holds_the_files_texts_and_an_export_reads_only_new_files(tmp_path, local, caplog):
+    """``<Text valueType="url">`` over a real git repository: the training and consensus records hold each file's
+    text (at the annotation's revision; the consensus at its task's URL's), equal to a build from scratch; an
+    export after one new annotation of a new file reads that file alone, a second annotation of a read file none;
+    a file not UTF-8 is decoded with U+FFFD and named in a warning, a file the repo lacks at the annotation's
+    revision gives ``None`` and a warning, and each row stays."""
+    path = tmp_path / "texts"
+    files = {f"t/{task}.txt": f"Text {task}: Alice went to Paris.".encode() for task in range(1, 6)}
+    files["t/6.txt"] = "caf\u00e9 ".encode() + b"\xff\xfe bytes"
+    sample_repos.init_local_repo(path)
+    first = sample_repos.commit_local(path, files, message="texts")
+    repo = LocalGitRepo(path)
+    texts = FileTexts(repo)
+    state = SyncState(tmp_path / "state.sqlite3", 7, REPO)
+    for task in range(1, 4):
+        add(state, task, url_text_task(repo, first, f"t/{task}.txt"),
+            *(span_annotation(task * 10 + who, who, [(0, 4, "PER")]) for who in (1, 2)))
+    built = assert_same_as_from_scratch(state, tmp_path, URL_TEXTS, local=local, revision=first, texts=texts)
+    assert texts.reads == 3
+    field = data_field(URL_TEXTS)
+    records = training_records(built.frame, URL_TEXTS, control_tags(URL_TEXTS), field, REPO, local,
+                               texts.texts(text_files(built.frame, field)))
+    assert [(r["hf_path"], r["text"]) for r in records] == [(f"t/{t}.txt", files[f"t/{t}.txt"].decode())
+                                                           for t in (1, 1, 2, 2, 3, 3)]
+    assert set(built.frame["text"]) == {repo.file_url(first, f"t/{t}.txt") for t in (1, 2, 3)}  # the CSV's URL
+    assert texts.reads == 3  # all from the cache
+
+    add(state, 4, url_text_task(repo, first, "t/4.txt"), span_annotation(41, 1, [(5, 6, "LOC")]))
+    assert_same_as_from_scratch(state, tmp_path, URL_TEXTS, local=local, revision=first, texts=texts)
+    assert texts.reads == 4  # the new file, once for its training and consensus records
+    add(state, 4, url_text_task(repo, first, "t/4.txt"), span_annotation(42, 2, [(5, 6, "LOC")]))
+    assert_same_as_from_scratch(state, tmp_path, URL_TEXTS, local=local, revision=first, texts=texts)
+    assert texts.reads == 4
+
+    # t/5.txt moved to t/moved.txt after it was annotated: no such path at the annotation's revision
+    moved = sample_repos.commit_local(path, {"t/moved.txt": files["t/5.txt"]}, deletes=("t/5.txt",), message="mv")
+    caplog.set_level("WARNING", logger="labelhub.repos.texts")
+    add(state, 5, {**url_text_task(repo, moved, "t/moved.txt"), "hf_revision": first},
+        {**span_annotation(51, 1, [(0, 4, "PER")]), "annotated_revision": first})
+    add(state, 6, url_text_task(repo, first, "t/6.txt"), span_annotation(61, 1, [(0, 4, "PER")]))
+    built = assert_same_as_from_scratch(state, tmp_path, URL_TEXTS, local=local, revision=moved, texts=texts)
+    by_path = {r["hf_path"]: r["text"] for r in training_records(
+        built.frame, URL_TEXTS, control_tags(URL_TEXTS), field, REPO, local, texts.texts(text_files(built.frame,
+                                                                                                     field)))}
+    assert by_path["t/moved.txt"] is None and by_path["t/6.txt"] == "caf\u00e9 \ufffd\ufffd bytes"
+    warned = caplog.text
+    assert f"t/moved.txt is not in {repo.repo_id} at {first[:12]}" in warned
+    assert f"t/6.txt of {repo.repo_id} at {first[:12]} is not valid UTF-8" in warned
+    consensus = build_files(state, built.frame, URL_TEXTS, control_tags(URL_TEXTS), field, REPO, local, moved,
+                            texts=texts).consensus.decode()
+    assert json.dumps(files["t/5.txt"].decode()) in consensus  # the consensus row reads the file at its URL's commit
+    assert len(built.frame) == 10  # every row kept in the CSV
+
+
+def test_a_text_url_version_needs_a_reader_of_the_files_texts(tmp_path):
+    state = SyncState(tmp_path / "state.sqlite3", 7, REPO)
+    add(state, 1, {"text": f"https://hub/datasets/{REPO}/resolve/{SHA}/t/1.txt", "hf_path": "t/1.txt",
+                   "hf_revision": SHA}, span_annotation(11, 1, [(0, 4, "PER")]))
+    built = build_rows(state, control_tags(URL_TEXTS), "text")
+    with pytest.raises(ValueError, match="valueType"):
+        build_files(state, built.frame, URL_TEXTS, control_tags(URL_TEXTS), data_field(URL_TEXTS), REPO, False, SHA)

@@ -53,7 +53,7 @@ from labelhub.sync.versions.agreement import agreement_markdown
 from labelhub.sync.versions.incremental import build_files, build_rows
 from labelhub.sync.versions.rows import FIXED_HEAD, FIXED_TAIL, OTHER_RESULTS
 from labelhub.sync.versions.series import DEFAULT_CSV_PATH, DEFAULT_PREFIX, series_for
-from labelhub.sync.versions.training import CONSENSUS_COLUMNS, training_features
+from labelhub.sync.versions.training import CONSENSUS_COLUMNS, text_from_file, training_features
 from labelhub.errors import (AmbiguousCommit, CommitConflict, ConfigurationError, LabelHubError, TagExists,
                              TransientHubError)
 from labelhub.redaction import one_line
@@ -63,6 +63,7 @@ from labelhub.sync.files.seen import SeenRefs, git_blob_id, remember_refs, seen_
 from labelhub.label_config import control_tags, data_field
 from labelhub.sync.labelstudio.project import LabelStudioProject
 from labelhub.repos import DatasetRepo
+from labelhub.repos.texts import FileTexts
 from labelhub.sync.state import FILE_CHANGES, SyncState
 
 log = logging.getLogger(__name__)
@@ -185,6 +186,9 @@ class Exporter:
         tag_prefix: the series' tag prefix (tags ``{tag_prefix}-vN``, its files and configs named after it, see
             :mod:`labelhub.sync.versions.series`); ``None``: derived from ``csv_path`` (``annotations`` for the
             default CSV).
+        texts: for a ``<Text valueType="url">`` project, the reader of the files' texts its training rows hold
+            (:class:`labelhub.repos.texts.FileTexts` of ``repo``, made once per exporter, so each file is read once
+            per process); ``None`` for any other project.
 
     Raises:
         labelhub.errors.ConfigurationError: the tag prefix (given or derived) is not a valid one, or a control tag
@@ -205,6 +209,7 @@ class Exporter:
         self.controls = control_tags(self.project.label_config)
         self.field = data_field(self.project.label_config)
         self.value_key = self.field.value_key
+        self.texts = FileTexts(self.repo) if text_from_file(self.field) else None
         taken = sorted(set(self.controls) & {*FIXED_HEAD, *FIXED_TAIL, OTHER_RESULTS, self.value_key})
         if taken:  # its column would hold two things, and every export would fail
             raise ConfigurationError(f"the label config's control tag {', '.join(map(repr, taken))} is named like a "
@@ -358,7 +363,8 @@ class Exporter:
         absent = frozenset(path for path, removed in self.state.ledger.known().items() if removed) \
             if self.repo.local else frozenset()  # the Hub layout names each file at the commit it was annotated on
         built = build_files(self.state, frame, self.project.label_config, self.controls, self.field,
-                            self.repo.repo_id, self.repo.local, parent, rows_json=not self.repo.local, absent=absent)
+                            self.repo.repo_id, self.repo.local, parent, rows_json=not self.repo.local, absent=absent,
+                            texts=self.texts)
         manifest = {
             "version": number, "tag": self.series.tag(number), "export_id": export_id,
             "parent_version": self.series.tag(last_tagged) if last_tagged else None, "parent_commit": parent,

@@ -10,7 +10,9 @@ again, from the CSV rows stored in the state, :meth:`labelhub.sync.state.SyncSta
   take the kept columns' dtypes; otherwise the frame is made from every row, as on a first export;
 - **per annotation**, its CSV line, its rows-JSON line and its training record's line: pandas formats a value by its
   column's dtype, so a line depends on its row and on the frame's columns and dtypes; while those are the same,
-  unchanged rows keep their lines;
+  unchanged rows keep their lines. For ``<Text valueType="url">`` a training line holds the file's text at the row's
+  ``annotated_revision``: only the rows and tasks made again ask for texts, and :class:`labelhub.repos.texts.FileTexts`
+  reads only those it has not read before (an export after one new annotation of a new file reads that file);
 - **per task**, the agreement tables (:func:`labelhub.sync.versions.agreement.merge_analyses`) and the consensus
   record's line; the figures of the whole version (Krippendorff's alpha, the means per label and per annotator) are
   computed again from those tables, which are the same as a build from scratch makes;
@@ -37,13 +39,15 @@ import numpy as np
 import pandas as pd
 
 from labelhub.label_config import DataField
+from labelhub.repos.texts import FileTexts
 from labelhub.sync.state import SyncState
 from labelhub.sync.versions.agreement import (Analysis, agreement_report, analyse, consensus_rows, control_kinds,
                                               merge_analyses, prepare, prepared_tasks, rows_of_tasks)
 from labelhub.sync.versions.rows import (ROW_FORMAT, annotation_reference, annotation_row, label_counts,
                                          label_distribution, rows_frame)
-from labelhub.sync.versions.training import (consensus_records, consensus_records_by_row, control_labels,
-                                             folder_patterns_of, training_records_by_row, uses_revision)
+from labelhub.sync.versions.training import (consensus_records, consensus_records_by_row, consensus_text_files,
+                                             control_labels, folder_patterns_of, text_files, text_from_file,
+                                             training_records_by_row, uses_revision)
 
 __all__ = ["VersionRows", "VersionFiles", "build_rows", "build_files", "forget"]
 
@@ -491,7 +495,7 @@ def _objects(items: list) -> np.ndarray:
 
 def build_files(state: SyncState, frame: pd.DataFrame, label_config: str, controls: Mapping[str, str],
                 field: DataField, repo_id: str, local: bool, revision: str, rows_json: bool = True,
-                absent: frozenset[str] = frozenset()) -> VersionFiles:
+                absent: frozenset[str] = frozenset(), texts: FileTexts | None = None) -> VersionFiles:
     """A version's configs and agreement figures, made again only for the annotations and tasks that changed since
     the state's previous build (see the module docstring).
 
@@ -508,6 +512,8 @@ def build_files(state: SyncState, frame: pd.DataFrame, label_config: str, contro
         rows_json: Whether to make ``rows_json`` (the Hub layout's rows file).
         absent: Paths the repo no longer holds (a local repository's removed files): their rows leave the folder
             layout's records, whose ``imagefolder`` fails on a file it cannot find (the CSV keeps them).
+        texts: The reader of the repo's files, for a ``<Text valueType="url">`` field
+            (:func:`labelhub.sync.versions.training.text_from_file`), whose records hold the files' texts.
 
     Returns:
         A :class:`VersionFiles`, byte-equal to what
@@ -515,17 +521,29 @@ def build_files(state: SyncState, frame: pd.DataFrame, label_config: str, contro
         :func:`labelhub.sync.versions.training.consensus_records`, ``frame.to_json``,
         :func:`labelhub.sync.versions.agreement.agreement_report` and
         :func:`labelhub.sync.versions.rows.label_distribution` give for ``frame``.
+
+    Raises:
+        ValueError: ``texts`` is ``None`` for a ``valueType="url"`` text field.
+        labelhub.errors.HubError: A file's text could not be read from the Hub (:class:`FileTexts`).
     """
+    if text_from_file(field) and texts is None:
+        raise ValueError(f"the training rows of <{field.tag} valueType=\"url\"> need a reader of the files' texts")
     with _LOCK:
         build = _BUILDS.get(_state_key(state))
         if build is None or build.frame is not frame or frame.empty:
             return _files_from_scratch(frame, label_config, controls, field, repo_id, local, revision, rows_json,
-                                       absent)
-        return _files(build, label_config, controls, field, repo_id, local, revision, rows_json, absent)
+                                       absent, texts)
+        return _files(build, label_config, controls, field, repo_id, local, revision, rows_json, absent, texts)
+
+
+def _texts(texts: FileTexts | None, wanted: list[tuple[str, str]]) -> dict | None:
+    """The texts of the files ``wanted`` (``None`` without a reader: a field whose records hold no file text)."""
+    return texts.texts(wanted) if texts is not None else None
 
 
 def _files(build: VersionRows, label_config: str, controls: Mapping[str, str], field: DataField, repo_id: str,
-           local: bool, revision: str, rows_json: bool, absent: frozenset[str] = frozenset()) -> VersionFiles:
+           local: bool, revision: str, rows_json: bool, absent: frozenset[str] = frozenset(),
+           texts: FileTexts | None = None) -> VersionFiles:
     """:func:`build_files` of the frame of ``build``, with its stores."""
     frame = build.frame
     known = control_labels(label_config, controls)  # the labels a cell's "|" may belong to, read once
@@ -534,7 +552,9 @@ def _files(build: VersionRows, label_config: str, controls: Mapping[str, str], f
     names = build.lines.setdefault(("file_name", context), np.full(len(frame), None, dtype=object))
     missing = _missing(lines)
     if len(missing):
-        records = training_records_by_row(frame.take(missing), label_config, controls, field, repo_id, local)
+        part = frame.take(missing)
+        records = training_records_by_row(part, label_config, controls, field, repo_id, local,
+                                          _texts(texts, text_files(part, field)))
         lines[missing] = _objects([_dumps(record) for record in records])
         names[missing] = _objects([(record or {}).get("file_name") or "" for record in records])
 
@@ -553,7 +573,8 @@ def _files(build: VersionRows, label_config: str, controls: Mapping[str, str], f
     analysis = merge_analyses(frame, controls, kept, fresh, tasks, prepared)
     report = agreement_report(frame, controls, analysis)
     made = consensus_rows(part, controls, field.value_key, fresh)
-    records = consensus_records_by_row(made, label_config, controls, field, repo_id, local, revision)
+    records = consensus_records_by_row(made, label_config, controls, field, repo_id, local, revision,
+                                       _texts(texts, consensus_text_files(made, field, revision)))
     made = pd.DataFrame({"line": [_dumps(record) for record in records],
                          "file_name": [(record or {}).get("file_name") or "" for record in records],
                          "revision": [revision if uses_revision(value, field, local) else ""
@@ -573,14 +594,16 @@ def _files(build: VersionRows, label_config: str, controls: Mapping[str, str], f
 
 def _files_from_scratch(frame: pd.DataFrame, label_config: str, controls: Mapping[str, str], field: DataField,
                         repo_id: str, local: bool, revision: str, rows_json: bool,
-                        absent: frozenset[str] = frozenset()) -> VersionFiles:
+                        absent: frozenset[str] = frozenset(), texts: FileTexts | None = None) -> VersionFiles:
     """:func:`build_files` without any store: every record and figure made from ``frame``."""
     known = control_labels(label_config, controls)
     analysis = analyse(frame, controls, labels=known)
-    records = training_records_by_row(frame, label_config, controls, field, repo_id, local)
+    records = training_records_by_row(frame, label_config, controls, field, repo_id, local,
+                                      _texts(texts, text_files(frame, field)))
     records = [record for record in records if record is not None and record.get("file_name") not in absent]
-    consensus = consensus_records(consensus_rows(frame, controls, field.value_key, analysis), label_config, controls,
-                                  field, repo_id, local, revision)
+    made = consensus_rows(frame, controls, field.value_key, analysis)
+    consensus = consensus_records(made, label_config, controls, field, repo_id, local, revision,
+                                  _texts(texts, consensus_text_files(made, field, revision)))
     consensus = [record for record in consensus if record.get("file_name") not in absent]
     return VersionFiles(b"".join(map(_dumps, records)), [r["file_name"] for r in records if r.get("file_name")],
                         b"".join(map(_dumps, consensus)), [r["file_name"] for r in consensus if r.get("file_name")],

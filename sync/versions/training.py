@@ -5,7 +5,11 @@ config: one row per annotation that was not skipped (of a task made from a file 
 files: a task imported into Label Studio by other means stays in the CSV only), with
 
 - the media decoded: the object tag's value key (``image``, ``audio``) holds the file, as an ``Image`` or
-  ``Audio`` feature; a ``Text`` task's text is a string column;
+  ``Audio`` feature; a ``Text`` task's text is a string column. For ``<Text valueType="url">`` (the task holds the
+  file's URL, Label Studio fetches the text) it is the file's text as it was at the row's ``annotated_revision``
+  (the consensus row's: at the commit its task's URL names), read from the repo when the version is built
+  (:class:`labelhub.repos.texts.FileTexts`: UTF-8 as the browser decodes it, so span offsets index it; ``None``
+  for a file the repo lacks at that commit, said in a warning); the CSV keeps the URL;
 - one column per control tag (``from_name``), typed where ``datasets`` allows it:
 
   ==========================  =================================================================================
@@ -53,12 +57,13 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import pandas as pd
 
-from labelhub.label_config import DataField, parse_label_config
+from labelhub.label_config import TEXT_TAGS, DataField, parse_label_config
 from labelhub.sync.versions.rows import split_labels, textarea_entries
 
 __all__ = ["LOCAL_METADATA", "HUB_ROWS", "LOCAL_CONSENSUS", "HUB_CONSENSUS", "training_features", "training_records",
            "training_records_by_row", "consensus_records", "consensus_records_by_row", "uses_revision", "media_column",
-           "folder_patterns", "folder_patterns_of", "split_labels", "control_labels"]
+           "folder_patterns", "folder_patterns_of", "split_labels", "control_labels", "text_from_file", "text_files",
+           "consensus_text_files"]
 
 #: The rows file of a local repository: at its root, so that every ``file_name`` is below it.
 LOCAL_METADATA = "metadata.jsonl"
@@ -73,6 +78,55 @@ CONSENSUS_COLUMNS = {"task_id": "int64", "hf_path": "string", "annotators": "int
                      "skipped": "int32"}
 _SHA = re.compile(r"/([0-9a-f]{40})/")
 _MEDIA = {"Image": "image", "Audio": "audio", "AudioPlus": "audio"}
+
+
+def text_from_file(field: DataField) -> bool:
+    """Whether the rows of ``field`` hold a file's text read from the repo: a ``Text`` or ``HyperText`` tag with
+    ``valueType="url"`` (its tasks hold the file's URL)."""
+    return field.tag in TEXT_TAGS and field.as_url
+
+
+def text_files(frame: pd.DataFrame, field: DataField) -> list[tuple[str, str]]:
+    """The files whose texts the default config's records of ``frame`` hold (:func:`training_records_by_row`).
+
+    Args:
+        frame: The export's rows.
+        field: The object tag the files fill.
+
+    Returns:
+        ``(annotated_revision, hf_path)`` of each row not skipped that has both, in the frame's order (duplicates
+        kept); ``[]`` unless :func:`text_from_file`.
+    """
+    if not text_from_file(field) or frame.empty:
+        return []
+    rows = frame.reindex(columns=["hf_path", "annotated_revision", "was_cancelled"]).to_dict("records")
+    return [(revision, path) for row in rows
+            for path, revision in [(_text(row["hf_path"]), _text(row["annotated_revision"]))]
+            if path and revision and str(row["was_cancelled"]).lower() != "true"]
+
+
+def consensus_text_files(consensus: pd.DataFrame, field: DataField, revision: str) -> list[tuple[str, str]]:
+    """The files whose texts the consensus records of ``consensus`` hold (:func:`consensus_records_by_row`).
+
+    Args:
+        consensus: The consensus frame.
+        field: The object tag the files fill.
+        revision: As for :func:`consensus_records`.
+
+    Returns:
+        ``(commit, hf_path)`` of each row with a path: the commit its task's URL names, else ``revision``;
+        ``[]`` unless :func:`text_from_file`.
+    """
+    if not text_from_file(field) or consensus.empty:
+        return []
+    return [(_commit_of(value, revision), path)
+            for path, value in zip(consensus["hf_path"].map(_text), consensus[field.value_key]) if path]
+
+
+def _commit_of(value, revision: str) -> str:
+    """The 40-hex commit a task's URL names, else ``revision``."""
+    pinned = _SHA.search(_text(value))
+    return pinned.group(1) if pinned else revision
 
 
 def media_column(field: DataField, local: bool) -> str:
@@ -198,18 +252,26 @@ def _regions(tag: str, cell: str) -> list[dict]:
 
 
 def _has_media(field: DataField, path: str, revision: str, local: bool) -> bool:
-    """Whether a row's media can be named: a file task needs its ``hf_path`` (and, on the Hub, a commit). A task
-    not made from the repo (imported into Label Studio by hand) has none; its row stays in the CSV, but a media
-    cell pointing nowhere would stop ``datasets`` reading the whole split."""
+    """Whether a row's media can be named: a file task needs its ``hf_path`` (and, on the Hub or to read a text
+    from the repo, a commit). A task not made from the repo (imported into Label Studio by hand) has none; its row
+    stays in the CSV, but a media cell pointing nowhere would stop ``datasets`` reading the whole split."""
+    if text_from_file(field):
+        return bool(path and revision)
     return field.tag not in _MEDIA or bool(path and (local or revision))
 
 
 def _media_and_labels(row: Mapping, specs: Mapping[str, tuple[str, tuple[str, ...], bool]], field: DataField,
-                      repo_id: str, local: bool, revision: str) -> dict:
+                      repo_id: str, local: bool, revision: str,
+                      texts: Mapping[tuple[str, str], str | None] | None = None) -> dict:
     """The head of a record: the media (``file_name`` in the local layout, an ``hf://`` URL at ``revision`` on the
-    Hub, the text of a Text task), then one typed cell per control."""
+    Hub, the text of a Text task, the text of the file at ``revision`` from ``texts`` for ``valueType="url"``),
+    then one typed cell per control."""
     path = _text(row.get("hf_path"))
-    if field.tag not in _MEDIA:
+    if text_from_file(field):
+        if texts is None:
+            raise ValueError(f"the training rows of <{field.tag} valueType=\"url\"> need the files' texts")
+        record = {field.value_key: texts[(revision, path)]}
+    elif field.tag not in _MEDIA:
         record = {media_column(field, local): _text(row.get(field.value_key))}
     elif local:
         record = {"file_name": path}
@@ -221,11 +283,12 @@ def _media_and_labels(row: Mapping, specs: Mapping[str, tuple[str, tuple[str, ..
 
 
 def training_records_by_row(frame: pd.DataFrame, label_config: str, controls: Mapping[str, str], field: DataField,
-                            repo_id: str, local: bool) -> list[dict | None]:
+                            repo_id: str, local: bool, texts: Mapping[tuple[str, str], str | None] | None = None
+                            ) -> list[dict | None]:
     """The default config's record of each row of ``frame``, ``None`` for a skipped annotation.
 
     Args:
-        frame, label_config, controls, field, repo_id, local: As for :func:`training_records`.
+        frame, label_config, controls, field, repo_id, local, texts: As for :func:`training_records`.
 
     Returns:
         One JSON-able record or ``None`` per row, in the frame's order (a row's record depends on that row alone).
@@ -237,7 +300,7 @@ def training_records_by_row(frame: pd.DataFrame, label_config: str, controls: Ma
         if str(row.get("was_cancelled")).lower() == "true" or not _has_media(field, path, revision, local):
             records.append(None)
             continue
-        record = _media_and_labels(row, specs, field, repo_id, local, revision)
+        record = _media_and_labels(row, specs, field, repo_id, local, revision, texts)
         record.update(task_id=int(row["task_id"]), annotation_id=int(row["annotation_id"]), hf_path=path,
                       annotator=_text(row.get("annotator")), annotated_revision=revision)
         records.append(record)
@@ -245,7 +308,8 @@ def training_records_by_row(frame: pd.DataFrame, label_config: str, controls: Ma
 
 
 def training_records(frame: pd.DataFrame, label_config: str, controls: Mapping[str, str], field: DataField,
-                     repo_id: str, local: bool) -> list[dict]:
+                     repo_id: str, local: bool, texts: Mapping[tuple[str, str], str | None] | None = None
+                     ) -> list[dict]:
     """The rows of the default config, one per annotation that was not skipped (see the module docstring).
 
     Args:
@@ -255,11 +319,17 @@ def training_records(frame: pd.DataFrame, label_config: str, controls: Mapping[s
         field: The object tag the files fill (its value key names the media column).
         repo_id: The Hub repo_id (for ``hf://`` URLs); ignored for a local repository.
         local: Whether the repo is a local git repository (the folder layout).
+        texts: For a ``valueType="url"`` text (:func:`text_from_file`): ``{(commit, hf_path): text or None}`` of
+            at least the files :func:`text_files` names (:meth:`labelhub.repos.texts.FileTexts.texts`).
 
     Returns:
         JSON-able records, in the frame's order.
+
+    Raises:
+        ValueError: ``texts`` is ``None`` for a ``valueType="url"`` text.
+        KeyError: ``texts`` lacks a file :func:`text_files` names.
     """
-    return [record for record in training_records_by_row(frame, label_config, controls, field, repo_id, local)
+    return [record for record in training_records_by_row(frame, label_config, controls, field, repo_id, local, texts)
             if record is not None]
 
 
@@ -272,13 +342,15 @@ def uses_revision(value, field: DataField, local: bool) -> bool:
         field, local: As for :func:`consensus_records`.
 
     Returns:
-        ``True`` for a Hub repo's media file whose URL holds no 40-hex commit.
+        ``True`` for a Hub repo's media file, or a file's text read from the repo (:func:`text_from_file`), whose
+        URL holds no 40-hex commit.
     """
-    return field.tag in _MEDIA and not local and not _SHA.search(_text(value))
+    return (field.tag in _MEDIA and not local or text_from_file(field)) and not _SHA.search(_text(value))
 
 
 def consensus_records(consensus: pd.DataFrame, label_config: str, controls: Mapping[str, str], field: DataField,
-                      repo_id: str, local: bool, revision: str) -> list[dict]:
+                      repo_id: str, local: bool, revision: str,
+                      texts: Mapping[tuple[str, str], str | None] | None = None) -> list[dict]:
     """The rows of the ``consensus`` config, one per task with media in the repo, from
     :func:`labelhub.sync.versions.agreement.consensus_rows` (cells typed as in the default config).
 
@@ -286,29 +358,34 @@ def consensus_records(consensus: pd.DataFrame, label_config: str, controls: Mapp
         consensus: The consensus frame.
         label_config, controls, field, repo_id, local: As for :func:`training_records`.
         revision: The commit of the media when a task's URL names none (the version's parent commit).
+        texts: For a ``valueType="url"`` text: the texts of at least the files :func:`consensus_text_files` names
+            (as for :func:`training_records`).
 
     Returns:
         JSON-able records: the media, one cell per control, then :data:`CONSENSUS_COLUMNS` (``agreement`` is
         ``None`` with fewer than two annotators). A task not made from a repo file has none (it stays in the CSV).
+
+    Raises:
+        ValueError, KeyError: As for :func:`training_records`.
     """
     return [record for record in consensus_records_by_row(consensus, label_config, controls, field, repo_id, local,
-                                                          revision) if record is not None]
+                                                          revision, texts) if record is not None]
 
 
 def consensus_records_by_row(consensus: pd.DataFrame, label_config: str, controls: Mapping[str, str],
-                             field: DataField, repo_id: str, local: bool, revision: str) -> list[dict | None]:
+                             field: DataField, repo_id: str, local: bool, revision: str,
+                             texts: Mapping[tuple[str, str], str | None] | None = None) -> list[dict | None]:
     """:func:`consensus_records` aligned with the rows of ``consensus``: ``None`` for a task without media in the
     repo (the incremental build keeps one entry per task)."""
     specs = _control_specs(label_config, controls)
     records: list[dict | None] = []
     for row in consensus.to_dict("records"):
         path = _text(row.get("hf_path"))
-        pinned = _SHA.search(_text(row.get(field.value_key)))
-        commit = pinned.group(1) if pinned else revision
+        commit = _commit_of(row.get(field.value_key), revision)
         if not _has_media(field, path, commit, local):
             records.append(None)
             continue
-        record = _media_and_labels(row, specs, field, repo_id, local, commit)
+        record = _media_and_labels(row, specs, field, repo_id, local, commit, texts)
         agreement = row.get("agreement")
         record.update(task_id=int(row["task_id"]), hf_path=path, annotators=int(row.get("annotators") or 0),
                       agreement=None if _missing(agreement) else float(agreement),

@@ -1,0 +1,132 @@
+"""The texts of repo files at commits, each read once (:class:`FileTexts`): what a ``<Text valueType="url">``
+project's version holds in its training rows in place of the URL (:mod:`labelhub.sync.versions.training`).
+
+A file is read through the repo (:meth:`labelhub.repos.DatasetRepo.read_file`: huggingface_hub's
+``hf_hub_download`` for a Hub repo, whose disk cache keeps the file across restarts and answers a commit sha with no
+call; dulwich for a local repository) and decoded as Label Studio's page decodes the URL's answer (its ``RichText``
+model, behind ``Text`` and ``HyperText``, does ``fetch(url)`` then ``response.text()``:
+web/libs/editor/src/tags/object/RichText/model.js; the Fetch standard's ``text()`` is the WHATWG Encoding standard's
+"UTF-8 decode", https://encoding.spec.whatwg.org/#utf-8-decode): a UTF-8 byte order mark dropped, each undecodable byte sequence replaced with U+FFFD. So a span's character offsets
+(``start``, ``end``) index the text as the annotator saw it. The texts are kept in a ``cachetools.LRUCache`` bounded
+by their total length (:data:`CACHE_CHARACTERS`), keyed by ``(commit sha, path)``: a file at a commit never
+changes, so a text once read is the text.
+
+Decisions (a file is named in one warning each time it is read, which the cache makes once per process):
+
+- **not valid UTF-8**: decoded with replacement characters (as above), and said;
+- **not in the repo at that commit** (moved or removed before the commit the annotation was saved on, or a commit
+  the repo lost to a force push): its text is ``None``, and said; the row is kept (its labels are still the
+  annotation's), the CSV is unchanged.
+
+Any other error (the Hub unreachable, a 5xx, a token that cannot read the repo) is raised: the export fails and is
+retried at the next tick, with no text made up.
+"""
+from __future__ import annotations
+
+import codecs
+import logging
+import threading
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+
+import cachetools
+
+from labelhub.repos.base import DatasetRepo
+
+__all__ = ["FileTexts", "CACHE_CHARACTERS", "HUB_WORKERS", "decode_text"]
+
+log = logging.getLogger(__name__)
+
+#: The characters of text the cache keeps at most (a text longer than that is read each time it is asked for).
+CACHE_CHARACTERS = 64 * 1024 * 1024
+#: Files of a Hub repo read at once (``hf_hub_download`` in threads; huggingface_hub's ``snapshot_download`` uses 8):
+#: each read not in huggingface_hub's cache is a ``HEAD`` and a ``GET``, whose round trips overlap.
+HUB_WORKERS = 8
+
+
+def decode_text(data: bytes) -> tuple[str, bool]:
+    """``data`` decoded as a browser's ``Response.text()`` decodes it (see the module docstring).
+
+    Args:
+        data: The file's bytes.
+
+    Returns:
+        ``(text, clean)``: ``clean`` is ``False`` when some bytes were not UTF-8 (each such sequence is U+FFFD in
+        ``text``).
+
+    Example:
+        >>> decode_text(b"\\xef\\xbb\\xbfcaf\\xc3\\xa9 \\xff")
+        ('café \\ufffd', False)
+    """
+    text = codecs.decode(data, "utf-8-sig", errors="replace")
+    try:
+        codecs.decode(data, "utf-8-sig")
+    except UnicodeDecodeError:
+        return text, False
+    return text, True
+
+
+class FileTexts:
+    """The texts of ``repo``'s files, by ``(commit sha, path)``, read once each (see the module docstring).
+
+    Args:
+        repo: The dataset repo (Hub or local git).
+        max_characters: The cache's bound, in characters of text (:data:`CACHE_CHARACTERS`).
+        workers: Files read at once (:data:`HUB_WORKERS` for a Hub repo, 1 for a local repository: dulwich reads a
+            file in well under a millisecond, threads would only contend).
+
+    Attributes:
+        text: ``text(sha, path) -> str | None``: one file's text, through the cache (``cachetools.cached``).
+        reads: How many files were read from the repo (cache misses) since this object was made.
+    """
+
+    def __init__(self, repo: DatasetRepo, max_characters: int = CACHE_CHARACTERS, workers: int | None = None):
+        self.repo = repo
+        self.workers = workers or (1 if repo.local else HUB_WORKERS)
+        self.cache: cachetools.LRUCache = cachetools.LRUCache(maxsize=max_characters,
+                                                              getsizeof=lambda text: len(text or "") + 1)
+        self.text = cachetools.cached(self.cache, key=lambda sha, path: (sha, path), lock=threading.Lock(),
+                                      info=True)(self._read)
+
+    @property
+    def reads(self) -> int:
+        """Files read from the repo so far (``cachetools``' count of misses)."""
+        return self.text.cache_info().misses
+
+    def _read(self, sha: str, path: str) -> str | None:
+        """The text of ``path`` at ``sha``, ``None`` when the repo has no such file there (said in a warning)."""
+        try:
+            data = self.repo.read_file(sha, path)
+        except FileNotFoundError:  # labelhub.errors.EntryNotFound, from either repo
+            log.warning("%s is not in %s at %s (moved or removed before the annotation was saved?): its training "
+                        "rows hold no text (None); the CSV keeps the task's URL", path, self.repo.repo_id, sha[:12])
+            return None
+        text, clean = decode_text(data)
+        if not clean:
+            log.warning("%s of %s at %s is not valid UTF-8: its training rows hold the text with each undecodable "
+                        "byte sequence replaced by U+FFFD, as Label Studio showed it", path, self.repo.repo_id,
+                        sha[:12])
+        return text
+
+    def texts(self, wanted: Iterable[tuple[str, str]]) -> dict[tuple[str, str], str | None]:
+        """The texts of the files ``wanted``, those not in the cache read ``workers`` at a time.
+
+        Args:
+            wanted: ``(commit sha, path)`` pairs (duplicates are read once).
+
+        Returns:
+            ``{(commit sha, path): text, or None for a file the repo lacks at that commit}``.
+
+        Raises:
+            labelhub.errors.HubError: The Hub could not be read (as :meth:`labelhub.repos.DatasetRepo.read_file`).
+        """
+        keys = list(dict.fromkeys(wanted))
+        with self.text.cache_lock:
+            missing = [key for key in keys if key not in self.cache]
+        if len(missing) > 1 and self.workers > 1:
+            with ThreadPoolExecutor(min(self.workers, len(missing)), thread_name_prefix="labelhub-texts") as pool:
+                read = dict(zip(missing, pool.map(lambda key: self.text(*key), missing)))
+        else:
+            read = {key: self.text(*key) for key in missing}
+        return {key: read[key] if key in read else self.text(*key) for key in keys}
+
