@@ -3,9 +3,11 @@
 A sync state holds ``--annotations`` annotations of a Choices and a RectangleLabels control over images (one
 annotator per task, three on every fifth task, 2% skipped, one or two boxes each). A first export is built (every
 row made; not timed), then each repeat changes a few annotations as a tick of the daemon would (adds ``--added``, edits
-``--edited``, deletes ``--deleted``) and builds the next version in the same process, as the exporter does before its
-commit: whether an annotator's email is to be learnt, the CSV rows (``build_csv``), the changes against the last
-version (``+added ~changed -removed`` and the diff label by label), the version's record in the state, and the files
+``--edited``, deletes ``--deleted``, and saves ``--resaved`` again with the same labels, a newer ``updated_at`` and
+``lead_time``: rows made again, not counted as changed) and builds the next version in the same process, as the
+exporter does before its commit: whether an annotator's email is to be learnt, the CSV rows (``build_rows``), the
+changes against the last version (``+added ~changed -removed`` counted on the rows' content hashes, and the diff
+label by label), the version's record in the state, and the files
 of every config (the CSV, the manifest with the agreement figures, the training rows, the rows JSON, the consensus
 rows, the dataset card). No Hub: the repo is a stand-in that has no files.
 
@@ -35,9 +37,9 @@ from labelhub.label_config import control_tags, data_field  # noqa: E402
 from labelhub.sync.state import SyncState  # noqa: E402
 from labelhub.sync.versions.agreement import consensus_rows  # noqa: E402
 from labelhub.sync.versions.exporter import (  # noqa: E402
-    CARD, Exporter, build_csv, diff_counts, differing_ids, files_text, label_columns)
+    CARD, Exporter, build_csv, diff_counts, differing_ids, exported_contents, files_text, label_columns)
 from labelhub.sync.versions.diff import changes_text  # noqa: E402
-from labelhub.sync.versions.incremental import forget  # noqa: E402
+from labelhub.sync.versions.incremental import build_rows, forget  # noqa: E402
 from labelhub.sync.versions.rows import annotation_row  # noqa: E402
 from labelhub.sync.versions.training import consensus_records, training_records  # noqa: E402
 
@@ -94,7 +96,8 @@ def seed(state: SyncState, n: int, rnd: random.Random) -> int:
 
 
 def change(state: SyncState, tasks: int, n: int, next_id: int, args, rnd: random.Random) -> int:
-    """One tick's changes: ``args.added`` new annotations, ``args.edited`` edited, ``args.deleted`` deleted."""
+    """One tick's changes: ``args.added`` new annotations, ``args.edited`` edited, ``args.deleted`` deleted,
+    ``args.resaved`` saved again with the same labels (a newer ``updated_at`` and ``lead_time``)."""
     for i in range(args.added):
         task = rnd.randrange(tasks)
         state.apply_annotations(task, [{**annotation(next_id + i, task, 4, rnd), "updated_at": "2027"}], complete=False)
@@ -102,6 +105,12 @@ def change(state: SyncState, tasks: int, n: int, next_id: int, args, rnd: random
         aid = rnd.randrange(n)
         task = state.db.execute("SELECT task_id FROM annotations WHERE annotation_id=?", (aid,)).fetchone()[0]
         state.apply_annotations(task, [{**annotation(aid, task, 1 + task % 5, rnd), "updated_at": "2028"}],
+                                complete=False)
+    for _ in range(args.resaved):
+        task, body = state.db.execute("SELECT task_id, body FROM annotations WHERE annotation_id=?",
+                                      (rnd.randrange(n),)).fetchone()
+        body = json.loads(body)
+        state.apply_annotations(task, [{**body, "updated_at": "2029", "lead_time": body["lead_time"] + 1}],
                                 complete=False)
     state.delete_annotations([rnd.randrange(n) for _ in range(args.deleted)])
     return next_id + args.added
@@ -126,15 +135,17 @@ class Clock:
         return sum((self.cpu if cpu else self.wall).values())
 
 
-def build_version(exporter: Exporter, number: int, parent: str) -> tuple[Clock, float]:
-    """What :meth:`Exporter.export` makes before its commit, timed by step; returns the clock and the files' MB."""
+def build_version(exporter: Exporter, number: int, parent: str) -> tuple[Clock, float, str]:
+    """What :meth:`Exporter.export` makes before its commit, timed by step; returns the clock, the files' MB and the
+    version's ``+added ~changed -removed``."""
     clock = Clock()
     state = exporter.state
     clock.step("annotators", state.unknown_annotators)  # learn_annotators' question (all known: no call)
-    frame, csv, hashes = clock.step("rows + CSV", build_csv, state, exporter.controls, exporter.value_key)
+    built = clock.step("rows + CSV", build_rows, state, exporter.controls, exporter.value_key)
+    frame, csv, hashes = built.frame, built.csv, built.contents
 
     def changes():
-        exported = state.exported_hashes()
+        exported = exported_contents(state, built)
         differing = differing_ids(exported, hashes)
         labels = label_columns(frame, exporter.controls)
         return (diff_counts(exported, hashes, differing), labels,
@@ -152,7 +163,7 @@ def build_version(exporter: Exporter, number: int, parent: str) -> tuple[Clock, 
     state.set_version_status(number, "committed", f"{number:040x}", parent)
     state.set_version_status(number, "tagged")
     state.set_cursor(CARD, files["README.md"].decode())
-    return clock, sum(len(v) for v in files.values()) / 1e6
+    return clock, sum(len(v) for v in files.values()) / 1e6, f"+{added} ~{changed} -{removed}"
 
 
 def pandas_floor(state: SyncState, exporter: Exporter) -> Clock:
@@ -180,6 +191,7 @@ def main() -> None:
     parser.add_argument("--added", type=int, default=10)
     parser.add_argument("--edited", type=int, default=5)
     parser.add_argument("--deleted", type=int, default=2)
+    parser.add_argument("--resaved", type=int, default=0, help="annotations saved again with the same labels a tick")
     args = parser.parse_args()
     rnd = random.Random(0)
     with tempfile.TemporaryDirectory() as tmp:
@@ -189,18 +201,18 @@ def main() -> None:
         exporter = Exporter(StandInRepo(), project, state)
         assert data_field(CONFIG).value_key == exporter.value_key and control_tags(CONFIG) == exporter.controls
         t0 = time.perf_counter()
-        _, size = build_version(exporter, 1, SHA)
+        _, size, _ = build_version(exporter, 1, SHA)
         print(f"{args.annotations} annotations of {tasks} tasks; the first export (every row made): "
               f"{time.perf_counter() - t0:.2f} s, {size:.1f} MB of files")
         next_id, runs = 10 ** 7, []
         for number in range(2, args.repeats + 2):
             next_id = change(state, tasks, args.annotations, next_id, args, rnd)
-            ours, _ = build_version(exporter, number, f"{number - 1:040x}")
+            ours, _, counts = build_version(exporter, number, f"{number - 1:040x}")
             floor = pandas_floor(state, exporter)
             runs.append((ours.total(), floor.wall["CSV"], floor.total(), ours.total(True), floor.cpu["CSV"],
                          floor.total(True)))
             steps = ", ".join(f"{k} {v:.2f}" for k, v in ours.wall.items())
-            print(f"v{number} (+{args.added} ~{args.edited} -{args.deleted}): ours {ours.total():.2f} s ({steps}); "
+            print(f"v{number} ({counts}): ours {ours.total():.2f} s ({steps}); "
                   f"pandas writing the ready CSV rows {floor.wall['CSV']:.2f} s: ratio "
                   f"{ours.total() / floor.wall['CSV']:.2f}; every file's ready rows {floor.total():.2f} s: ratio "
                   f"{ours.total() / floor.total():.2f}; CPU time: ours {ours.total(True):.2f} s vs "
@@ -213,7 +225,7 @@ def main() -> None:
               f"ratio {m[3] / m[4]:.2f}")
         forget(state)  # as after a restart: the rows are stored in the state, nothing is kept in memory
         change(state, tasks, args.annotations, next_id, args, rnd)
-        restarted, _ = build_version(exporter, args.repeats + 2, f"{args.repeats + 1:040x}")
+        restarted, _, _ = build_version(exporter, args.repeats + 2, f"{args.repeats + 1:040x}")
         print(f"the first export after a restart (rows stored, nothing in memory): {restarted.total():.2f} s "
               f"({', '.join(f'{k} {v:.2f}' for k, v in restarted.wall.items())})")
 

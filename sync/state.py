@@ -14,8 +14,13 @@ Tables:
   annotations, 40 ms an event at 100,000) and, for live ones, by annotator (the question every export asks).
 - ``cursors``: named positions, e.g. the ``updated_at`` up to which tasks were reconciled, and the Label
   Studio instance and project the rows belong to (:func:`bind_project`).
+- ``export_rows``: each live annotation's CSV row (JSON, without its annotator), the hash of that JSON (a row made
+  again is one whose hash changed) and its *content hash*, without the bookkeeping columns (``updated_at``,
+  ``lead_time``: :data:`labelhub.sync.versions.rows.BOOKKEEPING`).
 - ``versions``: each export (``annotations-vN``, or ``P-vN`` of another series): its ``export_id``, state
-  (``committing``, ``committed``, ``tagged``), commit sha, summary, and the row hashes and label columns it holds:
+  (``committing``, ``committed``, ``tagged``), commit sha, summary, and the content hashes (``content_hashes`` 1; a
+  version tagged by a LabelHub that hashed whole rows has NULL there and whole-row hashes, see
+  :meth:`SyncState.upgrade_baseline`) and label columns of its rows:
   those of the newest tagged version are what the next +/~/- and changes are counted against. Tagging a version
   clears those of the older ones (they hold one entry per annotation: 350 kB a version at 2,000 annotations, which
   a state of thousands of versions would otherwise keep).
@@ -50,14 +55,14 @@ CREATE INDEX IF NOT EXISTS live_annotations_by_annotator
     ON annotations (project_id, json_extract(body, '$.completed_by')) WHERE deleted = 0;
 CREATE TABLE IF NOT EXISTS export_rows (
     project_id INTEGER NOT NULL, annotation_id INTEGER NOT NULL, row TEXT NOT NULL, row_hash TEXT NOT NULL,
-    annotator TEXT NOT NULL, PRIMARY KEY (project_id, annotation_id));
+    annotator TEXT NOT NULL, content_hash TEXT, PRIMARY KEY (project_id, annotation_id));
 CREATE TABLE IF NOT EXISTS users (user_id INTEGER PRIMARY KEY, email TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS cursors (
     project_id INTEGER NOT NULL, name TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (project_id, name));
 CREATE TABLE IF NOT EXISTS versions (
     project_id INTEGER NOT NULL, repo_id TEXT NOT NULL, version INTEGER NOT NULL, export_id TEXT NOT NULL,
     status TEXT NOT NULL, commit_sha TEXT, parent_commit TEXT, hashes TEXT NOT NULL, summary TEXT NOT NULL,
-    labels TEXT, PRIMARY KEY (project_id, repo_id, version));
+    labels TEXT, content_hashes INTEGER, PRIMARY KEY (project_id, repo_id, version));
 CREATE TABLE IF NOT EXISTS heads (
     project_id INTEGER NOT NULL, repo_id TEXT NOT NULL, revision TEXT NOT NULL, sha TEXT NOT NULL,
     PRIMARY KEY (project_id, repo_id, revision));
@@ -93,8 +98,14 @@ def connect(path: str | Path) -> sqlite3.Connection:
                "WHERE revision IS NULL AND EXISTS (SELECT 1 FROM tasks_seen t WHERE t.project_id = "
                "annotations.project_id AND t.task_id = annotations.task_id AND json_valid(t.data) AND "
                "json_type(t.data, '$.hf_revision') = 'text')")
-    if "labels" not in {row[1] for row in db.execute("PRAGMA table_info(versions)")}:
+    versions = {row[1] for row in db.execute("PRAGMA table_info(versions)")}
+    if "labels" not in versions:
         db.execute("ALTER TABLE versions ADD COLUMN labels TEXT")
+    if "content_hashes" not in versions:  # its versions hold whole-row hashes: NULL says so
+        db.execute("ALTER TABLE versions ADD COLUMN content_hashes INTEGER")
+    if "content_hash" not in {row[1] for row in db.execute("PRAGMA table_info(export_rows)")}:
+        # NULL: the next build hashes the row's content from its JSON (SyncState.set_content_hashes)
+        db.execute("ALTER TABLE export_rows ADD COLUMN content_hash TEXT")
     db.execute("DROP TABLE IF EXISTS exported")  # states before 2026-12: a copy of the newest tagged version's hashes
     ledger.migrate(db)
     return db
@@ -357,8 +368,10 @@ class SyncState:
                 self.db.execute("INSERT OR REPLACE INTO cursors VALUES (?, ?, ?)", (self.key[0], ROWS_CONFIG, config))
         return self._live(only_without_row=True)
 
-    def store_rows(self, rows: Iterable[tuple[int, str, str, str]], made_from: Iterable[tuple] | None = None) -> int:
-        """Store ``(annotation_id, row JSON, row hash, annotator reference)`` export rows.
+    def store_rows(self, rows: Iterable[tuple[int, str, str, str, str]],
+                   made_from: Iterable[tuple] | None = None) -> int:
+        """Store ``(annotation_id, row JSON, row hash, annotator reference, content hash)`` export rows (the content
+        hash: :func:`labelhub.sync.versions.rows.content_hash`).
 
         Args:
             rows: The rows.
@@ -371,24 +384,31 @@ class SyncState:
         Returns:
             How many rows were stored.
         """
+        insert = "INSERT OR REPLACE INTO export_rows (project_id, annotation_id, row, row_hash, annotator, content_hash)"
         if made_from is None:
-            return self._write("INSERT OR REPLACE INTO export_rows VALUES (?, ?, ?, ?, ?)",
-                               [(self.key[0], *row) for row in rows])
+            return self._write(f"{insert} VALUES (?, ?, ?, ?, ?, ?)", [(self.key[0], *row) for row in rows])
         return self._write(
-            "INSERT OR REPLACE INTO export_rows SELECT ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM annotations a "
+            f"{insert} SELECT ?, ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM annotations a "
             "LEFT JOIN tasks_seen t ON t.project_id = a.project_id AND t.task_id = a.task_id WHERE a.project_id=? "
             "AND a.annotation_id=? AND a.deleted=0 AND a.body IS ? AND t.data IS ? AND a.revision IS ?)",
             [(self.key[0], *row, self.key[0], row[0], *stamp) for row, stamp in zip(rows, made_from)])
 
-    def export_rows(self) -> list[tuple[str, str, str]]:
-        """``[(row JSON, row hash, annotator reference)]`` of every live annotation, in no particular order
-        (call :meth:`live_annotations_without_row` and :meth:`store_rows` first)."""
+    def export_rows(self) -> list[tuple[str, str, str, str | None]]:
+        """``[(row JSON, row hash, annotator reference, content hash)]`` of every live annotation, in no particular
+        order (call :meth:`live_annotations_without_row` and :meth:`store_rows` first). The content hash is ``None``
+        for a row stored by a LabelHub that kept none (:meth:`set_content_hashes`)."""
         # CROSS JOIN keeps export_rows the outer loop (https://sqlite.org/optoverview.html#crossjoin): both tables
         # are then read in annotation id order, where the planner would pick live_annotations_by_annotator
         return self.db.execute(
-            "SELECT r.row, r.row_hash, r.annotator FROM export_rows r CROSS JOIN annotations a "
+            "SELECT r.row, r.row_hash, r.annotator, r.content_hash FROM export_rows r CROSS JOIN annotations a "
             "ON a.project_id = r.project_id AND a.annotation_id = r.annotation_id "
             "WHERE r.project_id=? AND a.deleted=0", self.key[:1]).fetchall()
+
+    def set_content_hashes(self, hashes: Iterable[tuple[int, str, str]]) -> int:
+        """Store ``(annotation_id, row hash, content hash)``: the content hashes of rows stored without one (by a
+        LabelHub that kept none), each stored only while its row is the one of ``row hash``; returns how many."""
+        return self._write("UPDATE export_rows SET content_hash=? WHERE project_id=? AND annotation_id=? AND "
+                           "row_hash=?", [(content, self.key[0], aid, row_hash) for aid, row_hash, content in hashes])
 
     def annotated_task_ids(self) -> set[int]:
         """The ids of the tasks that have live annotations in the store."""
@@ -453,14 +473,38 @@ class SyncState:
 
     # versions (the export)
     def exported_hashes(self) -> dict[int, str]:
-        """``{annotation_id: row hash}`` of the newest tagged version (``{}`` before the first)."""
-        row = self.db.execute("SELECT hashes FROM versions WHERE project_id=? AND repo_id=? AND status='tagged' "
-                              "ORDER BY version DESC LIMIT 1", self.key).fetchone()
-        return {int(k): v for k, v in json.loads(row[0]).items()} if row else {}
+        """``{annotation_id: hash}`` of the newest tagged version (``{}`` before the first): see
+        :meth:`exported_baseline`."""
+        baseline = self.exported_baseline()
+        return baseline[1] if baseline else {}
+
+    def exported_baseline(self) -> tuple[int, dict[int, str], bool] | None:
+        """``(version, {annotation_id: hash}, content)`` of the newest tagged version (``None`` before the first):
+        the hashes are what :meth:`begin_version` was given (the exporter's content keys) when ``content``; else the
+        version was tagged by a LabelHub that hashed whole rows (:meth:`upgrade_baseline`)."""
+        row = self.db.execute("SELECT version, hashes, content_hashes FROM versions WHERE project_id=? AND repo_id=? "
+                              "AND status='tagged' ORDER BY version DESC LIMIT 1", self.key).fetchone()
+        if row is None:
+            return None
+        return row[0], {int(k): v for k, v in json.loads(row[1]).items()}, bool(row[2])
+
+    def whole_row_baseline(self) -> bool:
+        """Whether the newest tagged version holds whole-row hashes (tagged by a LabelHub that hashed whole rows;
+        :meth:`upgrade_baseline`), without decoding them."""
+        row = self.db.execute("SELECT content_hashes FROM versions WHERE project_id=? AND repo_id=? AND "
+                              "status='tagged' ORDER BY version DESC LIMIT 1", self.key).fetchone()
+        return row is not None and not row[0]
+
+    def upgrade_baseline(self, version: int, hashes: dict[int, str]) -> None:
+        """Replace the whole-row hashes of tagged version ``version`` with ``hashes``, content hashes (the exporter
+        translates them: :func:`labelhub.sync.versions.exporter.upgraded_hashes`), once; a version whose hashes are
+        content hashes already is left as it is."""
+        self._write("UPDATE versions SET hashes=?, content_hashes=1 WHERE project_id=? AND repo_id=? AND version=? "
+                    "AND status='tagged' AND content_hashes IS NULL", [(json.dumps(hashes), *self.key, version)])
 
     def last_version(self) -> dict | None:
         """The newest version row as a dict of ``version``, ``export_id``, ``status``, ``commit_sha``,
-        ``parent_commit`` and ``summary`` (``None`` before the first export); its row hashes are not decoded."""
+        ``parent_commit`` and ``summary`` (``None`` before the first export); its hashes are not decoded."""
         row = self.db.execute("SELECT version, export_id, status, commit_sha, parent_commit, summary "
                               "FROM versions WHERE project_id=? AND repo_id=? ORDER BY version DESC LIMIT 1",
                               self.key).fetchone()
@@ -472,7 +516,7 @@ class SyncState:
 
     def last_version_status(self) -> str | None:
         """The newest version's status (``committing``, ``committed``, ``tagged``; ``None`` before the
-        first export), without decoding its row hashes (cheap enough for every tick)."""
+        first export), without decoding its hashes (cheap enough for every tick)."""
         row = self.db.execute("SELECT status FROM versions WHERE project_id=? AND repo_id=? "
                               "ORDER BY version DESC LIMIT 1", self.key).fetchone()
         return row[0] if row else None
@@ -485,9 +529,11 @@ class SyncState:
 
     def begin_version(self, version: int, export_id: str, hashes: dict[int, str], summary: dict,
                       labels: str | None = None) -> None:
-        """Record version ``version`` as being committed (before the commit call), with its rows' label
-        columns (``labels``: JSON records, what the next version's changes are counted against)."""
-        self._write("INSERT OR REPLACE INTO versions VALUES (?, ?, ?, ?, 'committing', NULL, NULL, ?, ?, ?)",
+        """Record version ``version`` as being committed (before the commit call), with its rows' content hashes
+        (``hashes``: ``{annotation_id: hash}``, what the next version's +/~/- is counted against) and label columns
+        (``labels``: JSON records, what the next version's changes are counted against)."""
+        self._write("INSERT OR REPLACE INTO versions (project_id, repo_id, version, export_id, status, hashes, summary, "
+                    "labels, content_hashes) VALUES (?, ?, ?, ?, 'committing', ?, ?, ?, 1)",
                     [(*self.key, version, export_id, json.dumps(hashes), json.dumps(summary), labels)])
 
     def last_tagged_labels(self) -> tuple[int, str | None, str] | None:
@@ -509,8 +555,8 @@ class SyncState:
 
     def set_version_status(self, version: int, status: str, commit_sha: str | None = None,
                            parent_commit: str | None = None, cursors: dict[str, str] | None = None) -> None:
-        """Move a version to ``committed`` (with its sha) or ``tagged`` (its row hashes become the baseline of
-        :meth:`exported_hashes`, and the older versions' row hashes and label columns are cleared); the named
+        """Move a version to ``committed`` (with its sha) or ``tagged`` (its hashes become the baseline of
+        :meth:`exported_hashes`, and the older versions' hashes and label columns are cleared); the named
         ``cursors`` are set in the same transaction."""
         with self._transaction():
             self.db.execute("UPDATE versions SET status=?, commit_sha=coalesce(?, commit_sha), "

@@ -247,3 +247,50 @@ def test_the_first_version_after_an_upgrade_counts_its_changes_from_the_last_ver
     assert message.startswith("annotations v2: +1 ~2 -0") and "Since annotations-v1: +1 added" in message
     assert "~2 changed: 1 relabelled, 1 in other columns only" in message
     assert "~2 changed: 1 relabelled, 1 in other columns only" in repo.read("annotations-v2", "README.md").decode()
+
+
+def test_a_re_save_with_the_same_labels_makes_no_version_and_the_next_version_carries_its_times(label_studio,
+                                                                                              project, tmp_path):
+    """Update clicked with the same labels (PATCH ``/api/annotations/<id>``, the same ``result``): Label Studio
+    changes the annotation's ``updated_at`` and ``lead_time`` alone, and the next export makes no commit and no tag.
+    A label changed later makes a version counting ``~1 changed``, whose CSV holds the re-saved annotation's newer
+    ``updated_at`` and ``lead_time``."""
+    import sqlite3
+
+    import pandas as pd
+
+    repo = LocalRepo(sample_repos.local_repo_with(tmp_path / "repo", sample_repos.image_files(0, 2)))
+    client = label_studio.client()
+    sync_once(label_studio, repo, project, tmp_path)
+    tasks = sorted(client.tasks.list(project=project.id, page_size=10), key=lambda t: t.id)
+    resaved = client.annotations.create(tasks[0].id, result=[choice("text-only"), box(10, 20, 30, 40, "figure")],
+                                        lead_time=2.0)
+    relabelled = client.annotations.create(tasks[1].id, result=[choice("illustrated")], lead_time=3.0)
+    sync_once(label_studio, repo, project, tmp_path)  # annotations-v1
+    head = repo.head()
+
+    before = client.annotations.get(resaved.id)
+    client.annotations.update(resaved.id, result=before.result, lead_time=before.lead_time + 4.5)
+    after = client.annotations.get(resaved.id)
+    assert after.updated_at > before.updated_at and after.result == before.result
+    sync_once(label_studio, repo, project, tmp_path)
+    db = sqlite3.connect(tmp_path / "state.sqlite3")
+    (stored,) = db.execute("SELECT body FROM annotations WHERE annotation_id=?", (resaved.id,)).fetchone()
+    db.close()
+    assert json.loads(stored)["lead_time"] == 6.5  # the sync saw the re-save
+    assert repo.head() == head and repo.tags() == ["annotations-v1"]  # and made no version of it
+
+    client.annotations.update(relabelled.id, result=[choice("text-only")])
+    sync_once(label_studio, repo, project, tmp_path)
+    assert repo.tags() == ["annotations-v1", "annotations-v2"]
+    message = subprocess.run(["git", "log", "-1", "--format=%B", "annotations-v2"], cwd=repo.path, check=True,
+                             capture_output=True, text=True).stdout
+    assert message.startswith("annotations v2: +0 ~1 -0") and "~1 relabelled" in message
+    rows = repo.load("annotations-v2", tmp_path).set_index("annotation_id")
+    assert rows.loc[relabelled.id, "kind"] == "text-only"
+    assert pd.Timestamp(rows.loc[resaved.id, "updated_at"]) == pd.Timestamp(after.updated_at)  # carried, not counted
+    assert rows.loc[resaved.id, "lead_time"] == 6.5
+    manifest = json.loads(repo.read("annotations-v2", "annotations/manifest.json"))
+    assert (manifest["counts"]["changed"], manifest["changes"]["relabelled"]) == (1, 1)
+    listed = run_labelhub("versions", "--repo", repo.arg, check=True).stdout
+    assert "+2 ~0 -0" in listed and "+0 ~1 -0" in listed and "annotations-v3" not in listed

@@ -47,7 +47,7 @@ def test_store_task_lists_equals_storing_each_task_in_its_own_transaction(tmp_pa
     changed = {"batched": 0, "single": 0}
     for state in (batched, one_by_one):
         _apply_events(state, events)
-        state.store_rows([(7, "{}", "h", "1")])  # a stored row its annotation's change must drop
+        state.store_rows([(7, "{}", "h", "1", "c")])  # a stored row its annotation's change must drop
     for read in reads:
         changed["batched"] += batched.store_task_lists(read, per_transaction=per_transaction)
         for task_id, data, annotations, as_of, revision in read:

@@ -158,15 +158,18 @@ def test_versions_of_a_series_the_repo_lacks_names_the_series_it_holds(tmp_path)
 
 
 def test_rows_changed_in_no_label_are_counted_and_said():
-    """``labelhub diff`` counts what a version's title counts as ``~``: rows changed in any column."""
+    """``labelhub diff`` counts what a version's title counts as ``~``: rows changed in any column but the bookkeeping
+    ones (a row saved again with the same labels has a newer ``updated_at`` and ``lead_time``, and is not changed)."""
     from labelhub.sync.versions.diff import changed_rows, changes_text
 
-    old = pd.DataFrame({"annotation_id": ["1", "2", "3"], "kind": ["a", "b", "c"], "lead_time": ["1.0", "2.0", "3.0"]})
-    new = old.assign(lead_time=["1.0", "2.5", "3.0"], kind=["a", "b", "d"])
+    old = pd.DataFrame({"annotation_id": ["1", "2", "3"], "kind": ["a", "b", "c"], "ground_truth": ["False"] * 3,
+                        "lead_time": ["1.0", "2.0", "3.0"], "updated_at": ["t1", "t2", "t3"]})
+    new = old.assign(ground_truth=["False", "True", "False"], kind=["a", "b", "d"])
     diff = diff_frames(old, new, {"kind": "Choices"}, "v1", "v2")
     assert changed_rows(old, new) == 2 and diff.relabelled == 1
-    assert changes_text(diff, 2).endswith("~2 changed: 1 relabelled, 1 in other columns only (times, lead time, task "
-                                          "data, annotated revision, or the export's format)")
+    assert changed_rows(old, new.assign(lead_time=["1.5", "2.0", "3.0"], updated_at=["t4", "t2", "t3"])) == 2
+    assert changes_text(diff, 2).endswith("~2 changed: 1 relabelled, 1 in other columns only (task data, annotator, "
+                                          "ground truth, annotated revision, or the export's format)")
     assert changes_text(diff, 1) == summary_text(diff)
     assert changed_rows(old, new.assign(annotated_revision="x")) == 3  # a column of a newer format: every row
     # a column some exports have (other_results, a metadata key): only the rows with a value in it

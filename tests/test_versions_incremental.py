@@ -127,8 +127,12 @@ def test_an_incremental_export_equals_a_build_from_scratch_of_the_same_annotatio
     add(state, 3, image_task(3, batch=0), image_annotation(34, 4, choices=("c",), boxes=[(11, 11, "x")]))
     add(state, 6, image_task(6, batch=1), image_annotation(61, 1, choices=("b",), updated="2027-01-01T00:00:00Z"))
     state.delete_annotations([92])
+    resaved = json.loads(state.db.execute("SELECT body FROM annotations WHERE annotation_id=12").fetchone()[0])
+    state.apply_annotations(1, [{**resaved, "updated_at": "2027-02-01T00:00:00Z", "lead_time": 9.5}], complete=False)
     built = assert_same_as_from_scratch(state, tmp_path, IMAGES)
-    assert built.reused == len(built.frame) - 2  # the new annotation and the edited one were made again
+    assert built.reused == len(built.frame) - 3  # the new annotation, the edited one and the re-saved one made again
+    assert built.hashes[12] != first.hashes[12] and built.contents[12] == first.contents[12]  # saved, same content
+    assert b"2027-02-01T00:00:00Z" in built.csv
 
     state.set_users({3: "cy@example.com"})  # an annotator's email learnt: their rows change
     state.upsert_task(7, image_task(7, batch=9, split="test"))  # a task's data changed: a new column
@@ -164,7 +168,7 @@ def test_spans_over_text_are_rebuilt_per_changed_task(tmp_path):
 #: Task metadata values of every JSON kind pandas types differently (a missing key too: ``None`` here drops it).
 META = st.one_of(st.none(), st.just("absent"), st.integers(-3, 3), st.just(2 ** 63 + 1), st.floats(-2, 2),
                  st.booleans(), st.sampled_from(["a", "b"]), st.lists(st.integers(0, 2), max_size=2))
-STEP = st.tuples(st.sampled_from(["add", "edit", "delete", "skip", "meta", "email"]), st.integers(0, 7),
+STEP = st.tuples(st.sampled_from(["add", "edit", "delete", "skip", "meta", "email", "resave"]), st.integers(0, 7),
                  st.integers(1, 3), st.lists(st.sampled_from("abc"), min_size=0, max_size=2),
                  st.lists(st.tuples(st.integers(0, 60), st.integers(0, 60), st.sampled_from("xy")), max_size=2), META)
 
@@ -188,19 +192,29 @@ def test_any_sequence_of_changes_builds_the_same_version_as_from_scratch(tmp_pat
             state.delete_annotations([task * 10 + who])
         elif op == "meta":
             state.upsert_task(task, image_task(task, **({} if meta == "absent" else {"meta": meta})))
+        elif op == "resave":  # Update clicked with the same labels: only the bookkeeping columns change
+            stored = state.db.execute("SELECT body FROM annotations WHERE annotation_id=? AND deleted=0",
+                                      (task * 10 + who,)).fetchone()
+            if stored:
+                body = json.loads(stored[0])
+                state.apply_annotations(task, [{**body, "updated_at": updated,
+                                                "lead_time": (body.get("lead_time") or 0) + 1}], complete=False)
         else:
             state.set_users({who: f"user{version}@example.com"})
         built = assert_same_as_from_scratch(state, tmp_path, IMAGES)
         assert_changes_are_the_whole_diff(previous, built, control_tags(IMAGES))
+        if op == "resave" and stored and task * 10 + who in previous.hashes:
+            aid = task * 10 + who
+            assert built.hashes[aid] != previous.hashes[aid] and built.contents[aid] == previous.contents[aid]
         previous = built
 
 
 def assert_changes_are_the_whole_diff(old, new, controls) -> None:
-    """The exporter's changes, compared on the rows whose hash differs, equal the diff of every row (the older
-    version's label columns as the state keeps them: JSON records)."""
+    """The exporter's changes, compared on the rows whose content hash differs, equal the diff of every row (the
+    older version's label columns as the state keeps them: JSON records)."""
     old_records = label_columns(old.frame, controls).to_json(orient="records")
     labels = label_columns(new.frame, controls)
-    ids = differing_ids(old.hashes, new.hashes)
+    ids = differing_ids(old.contents, new.contents)
     whole = diff_frames(pd.DataFrame(json.loads(old_records), columns=list(labels.columns)), labels, controls,
                         "v1", "v2")
     assert label_changes(old_records, labels, ids, controls, "v1", "v2").to_dict() == whole.to_dict()
@@ -418,7 +432,7 @@ def test_rows_a_state_kept_in_an_older_format_are_made_again_once(tmp_path):
     import hashlib
 
     from labelhub.sync.state import ROWS_CONFIG
-    from labelhub.sync.versions.rows import annotation_reference, annotation_row
+    from labelhub.sync.versions.rows import annotation_reference, annotation_row, content_hash
 
     state = SyncState(tmp_path / "state.sqlite3", 7, REPO)
     controls = control_tags(IMAGES)
@@ -432,8 +446,8 @@ def test_rows_a_state_kept_in_an_older_format_are_made_again_once(tmp_path):
     del row["annotator"]
     row["note"] = "first\nsecond"  # as the older LabelHub wrote it
     text = json.dumps(row, sort_keys=True, default=str)
-    assert state.store_rows([(10, text, hashlib.sha256(text.encode()).hexdigest(), annotation_reference(annotation))],
-                            [stamp]) == 1
+    assert state.store_rows([(10, text, hashlib.sha256(text.encode()).hexdigest(), annotation_reference(annotation),
+                              content_hash(row))], [stamp]) == 1
     built = build_rows(state, controls, "image")
     assert built.frame["note"].tolist() == ['["first", "second"]']
 

@@ -32,6 +32,7 @@ import pandas as pd
 
 from labelhub.errors import RevisionNotFound
 from labelhub.repos import DatasetRepo
+from labelhub.sync.versions.rows import BOOKKEEPING
 from labelhub.sync.versions.series import DEFAULT_CSV_PATH, Series, series_for
 
 __all__ = ["VALUE", "MAX_LABELS", "VersionDiff", "cell_labels", "changed_rows", "changes_text", "controls_of", "diff_frames", "diff_versions",
@@ -58,8 +59,10 @@ class VersionDiff:
             after (``|``-joined, sorted), for every relabelled annotation and control whose labels changed.
         edited: ``{from_name: count}`` of annotations in both whose cell of that control changed with the same
             labels (a box moved, a transcription edited).
-        changed: Annotations in both versions whose row differs in any column (the ``~`` of a version's title and
-            of ``labelhub versions``; the relabelled ones among them); ``None`` when not counted.
+        changed: Annotations in both versions whose row differs in any column but the bookkeeping ones
+            (``updated_at``, ``lead_time``: :data:`labelhub.sync.versions.rows.BOOKKEEPING`): the ``~`` of a
+            version's title and of ``labelhub versions``, the relabelled ones among them; ``None`` when not
+            counted.
     """
 
     old: str | None
@@ -302,7 +305,9 @@ def diff_versions(repo: DatasetRepo, old_tag: str, new_tag: str, csv_path: str =
 
 
 def changed_rows(old: pd.DataFrame, new: pd.DataFrame) -> int:
-    """How many annotations of both versions' rows (CSV cells read as written) differ in any column; a column one
+    """How many annotations of both versions' rows (CSV cells read as written) differ in any column but the
+    bookkeeping ones (:data:`labelhub.sync.versions.rows.BOOKKEEPING`: a row saved again with the same labels is not
+    changed, as the exporter counts it; versions tagged before it did counted those in their titles); a column one
     version lacks reads as empty cells there (a column only some exports have, ``other_results`` or a metadata key,
     changes only the rows that have a value in it)."""
     both = old.merge(new, on="annotation_id", how="inner", suffixes=("_old", "_new"))
@@ -310,7 +315,7 @@ def changed_rows(old: pd.DataFrame, new: pd.DataFrame) -> int:
         return 0
     differ = np.zeros(len(both), bool)
     for column in set(old.columns) | set(new.columns):
-        if column == "annotation_id":
+        if column == "annotation_id" or column in BOOKKEEPING:
             continue
         if column in old.columns and column in new.columns:
             before, after = both[f"{column}_old"].astype(str), both[f"{column}_new"].astype(str)
@@ -330,7 +335,7 @@ def changes_text(diff: VersionDiff, changed: int) -> str:
     if other <= 0:
         return summary_text(diff)
     return (f"{summary_text(diff)}\n\n~{changed} changed: {diff.relabelled} relabelled, {other} in other columns "
-            "only (times, lead time, task data, annotated revision, or the export's format)")
+            "only (task data, annotator, ground truth, annotated revision, or the export's format)")
 
 
 def summary_text(diff: VersionDiff, top: int = 10) -> str:

@@ -3,7 +3,12 @@
 An export (:meth:`Exporter.export`):
 
 1. builds the CSV (:mod:`labelhub.sync.versions.rows`), one row per live annotation, and counts ``+added ~changed
-   -removed`` against the row hashes of the last tagged version; no change → no commit, no tag;
+   -removed`` against the content hashes of the last tagged version's rows: each row's hash without its
+   bookkeeping columns, ``updated_at`` and ``lead_time`` (:data:`labelhub.sync.versions.rows.BOOKKEEPING`). No
+   change → no commit, no tag; nor when the rows changed in those columns alone (an annotator or reviewer opened
+   an annotation and clicked Update with the same labels): a version whose labels are the last one's would be
+   noise in the repo's history. Their newer values are not lost: the CSV of the next version made for a change
+   holds them (every row as it is then), and its ``~changed`` does not count those annotations;
 2. records the version as ``committing`` (with a fresh ``export_id``) in the state;
 3. commits the CSV, the manifest, the training and consensus rows and ``README.md``
    (:mod:`labelhub.sync.versions.card`) in one commit whose ``parent_commit`` is the head it was built on, with the
@@ -33,6 +38,15 @@ files, configs and card section. The state remembers the series its versions bel
 the new series is numbered from the repo's tags. At the first export of a state, the newest tag of the series
 must hold this ``--csv-path`` (its manifest's ``csv_path``), else another project owns the prefix and the
 export stops with :class:`labelhub.errors.ConfigurationError`.
+
+**A state an older LabelHub wrote** holds its last version's hashes of whole rows (bookkeeping columns
+included), and rows stored without a content hash. The exporter translates them once as it starts, before the
+daemon's first reconciliation (:meth:`Exporter.upgrade`), while the state's annotations are those the older
+LabelHub knew: each stored row gets its content hash from its JSON, and an annotation whose row is the same as in
+that version gets its content hash in the baseline (:func:`upgraded_hashes`); one whose row changed since (a change
+the older LabelHub had not exported yet) keeps its old hash and counts as changed in the next version, as the older
+LabelHub would have counted it: its content in that version is not known. No version is made for the upgrade, and
+no annotation counts as changed for it.
 """
 from __future__ import annotations
 
@@ -50,7 +64,7 @@ import pandas as pd
 from labelhub.sync.versions.card import card_block, dataset_card, manifest_json
 from labelhub.sync.versions.diff import VersionDiff, changes_text, diff_frames, read_version_csv
 from labelhub.sync.versions.agreement import agreement_markdown
-from labelhub.sync.versions.incremental import build_files, build_rows
+from labelhub.sync.versions.incremental import VersionRows, build_files, build_rows
 from labelhub.sync.versions.rows import FIXED_HEAD, FIXED_TAIL, OTHER_RESULTS
 from labelhub.sync.versions.series import DEFAULT_CSV_PATH, DEFAULT_PREFIX, series_for
 from labelhub.sync.versions.training import CONSENSUS_COLUMNS, text_from_file, training_features
@@ -99,7 +113,7 @@ class Version:
 
 
 def build_csv(state: SyncState, controls: dict[str, str], value_key: str) -> tuple[pd.DataFrame, bytes, dict[int, str]]:
-    """The export's rows from the state's annotation store.
+    """The export's rows from the state's annotation store (:func:`labelhub.sync.versions.incremental.build_rows`).
 
     Each annotation's row (without its annotator, whose email may be learnt later) is made once and stored
     with its hash (:meth:`labelhub.sync.state.SyncState.store_rows`); it is made again only when the
@@ -109,11 +123,12 @@ def build_csv(state: SyncState, controls: dict[str, str], value_key: str) -> tup
     :func:`labelhub.sync.versions.incremental.build_files`).
 
     Returns:
-        ``(frame, csv bytes, {annotation_id: "<sha256 of its row>:<annotator>"})``: what the next export's
-        ``+added ~changed -removed`` is counted against.
+        ``(frame, csv bytes, {annotation_id: "<content hash of its row>:<annotator>"})`` (the content hash:
+        :func:`labelhub.sync.versions.rows.content_hash`): what the next export's ``+added ~changed -removed`` is
+        counted against.
     """
     built = build_rows(state, controls, value_key)
-    return built.frame, built.csv, built.hashes
+    return built.frame, built.csv, built.contents
 
 
 def json_lines(records: list[dict]) -> bytes:
@@ -133,8 +148,8 @@ def label_changes(old_records: str, labels: pd.DataFrame, ids: set[int], control
     """:func:`labelhub.sync.versions.diff.diff_frames` of an older version's label columns (``old_records``: JSON
     records, as the state keeps them) and ``labels`` (:func:`label_columns`), comparing the rows of ``ids`` alone.
 
-    With ``ids`` from :func:`differing_ids` the result is the whole diff: a row with the same hash in both versions
-    has the same cells and adds nothing, and at 100,000 annotations leaving those rows out saves making a frame of
+    With ``ids`` from :func:`differing_ids` the result is the whole diff: a row with the same content hash in both
+    versions has the same label cells and adds nothing, and at 100,000 annotations leaving those rows out saves making a frame of
     every old row and comparing every pair."""
     old = pd.DataFrame([r for r in json.loads(old_records) if r.get("annotation_id") in ids],
                        columns=list(labels.columns))
@@ -157,18 +172,55 @@ def files_text(counts: dict[str, int], since: str | None) -> str:
 
 
 def differing_ids(old: dict[int, str], new: dict[int, str]) -> set[int]:
-    """The annotation ids added, changed or removed between two ``{annotation_id: row hash}``."""
+    """The annotation ids added, changed or removed between two ``{annotation_id: hash}`` (the exporter's: content
+    hashes, so an annotation changed in its bookkeeping columns alone is not one of them)."""
     return {k for k, v in new.items() if old.get(k) != v} | (old.keys() - new.keys())
 
 
 def diff_counts(old: dict[int, str], new: dict[int, str], ids: set[int] | None = None) -> tuple[int, int, int]:
-    """``(added, changed, removed)`` annotations between two ``{annotation_id: row hash}``.
+    """``(added, changed, removed)`` annotations between two ``{annotation_id: hash}``.
 
     ``ids``: their :func:`differing_ids`, when the caller already has them (only those are looked at then)."""
     ids = differing_ids(old, new) if ids is None else ids
     added = sum(1 for k in ids if k not in old)
     removed = sum(1 for k in ids if k not in new)
     return added, len(ids) - added - removed, removed
+
+
+def upgraded_hashes(old: dict[int, str], rows: dict[int, str], contents: dict[int, str]) -> dict[int, str]:
+    """A baseline of whole-row hashes (a version an older LabelHub tagged) as content hashes: an annotation whose
+    row hash is the same now (``rows``) has the content hash it has now (``contents``); the others keep their old
+    hash, which no content hash equals, so they count as changed.
+
+    Args:
+        old: ``{annotation_id: "<row hash>:<annotator>"}`` of the version.
+        rows: :attr:`labelhub.sync.versions.incremental.VersionRows.hashes` of the rows now.
+        contents: :attr:`labelhub.sync.versions.incremental.VersionRows.contents` of the rows now.
+
+    Returns:
+        ``{annotation_id: hash}``, the keys of ``old``.
+
+    Example:
+        >>> upgraded_hashes({1: "r1:a", 2: "r2:a", 3: "r3:a"}, {1: "r1:a", 2: "r2b:a"}, {1: "c1:a", 2: "c2:a"})
+        {1: 'c1:a', 2: 'r2:a', 3: 'r3:a'}
+    """
+    return {k: contents[k] if rows.get(k) == v else v for k, v in old.items()}
+
+
+def exported_contents(state: SyncState, built: VersionRows) -> dict[int, str]:
+    """``{annotation_id: content hash}`` of the state's newest tagged version (``{}`` before the first), what the
+    rows ``built`` are compared with; a baseline of whole-row hashes is translated by :func:`upgraded_hashes` and
+    stored so (:meth:`labelhub.sync.state.SyncState.upgrade_baseline`), once."""
+    baseline = state.exported_baseline()
+    if baseline is None:
+        return {}
+    version, hashes, content = baseline
+    if not content:
+        hashes = upgraded_hashes(hashes, built.hashes, built.contents)
+        state.upgrade_baseline(version, hashes)
+        log.info("counting changes by content from now on: %d of the %d annotations of the last version are as "
+                 "then", sum(1 for k, v in hashes.items() if built.contents.get(k) == v), len(hashes))
+    return hashes
 
 
 @dataclass
@@ -218,6 +270,14 @@ class Exporter:
         self.csv_path = self.series.csv_path
         self.manifest_path = self.series.manifest_path
         self._follow_series()
+        self.upgrade()
+
+    def upgrade(self) -> None:
+        """Translate a baseline of whole-row hashes (a version an older LabelHub tagged) into content hashes now
+        (see the module docstring; no Hub or Label Studio call, one build of the rows: what the first export would
+        make). Nothing when the baseline holds content hashes (one query)."""
+        if self.state.whole_row_baseline():
+            exported_contents(self.state, build_rows(self.state, self.controls, self.value_key))
 
     def _follow_series(self) -> None:
         """Forget the state's versions when they belong to another series (the prefix changed): the new series is
@@ -238,7 +298,8 @@ class Exporter:
                 or self.state.last_version_status() not in (None, "tagged"))
 
     def export(self) -> Version | None:
-        """Export once; returns the new version, or ``None`` when nothing changed.
+        """Export once; returns the new version, or ``None`` when nothing changed (or only bookkeeping columns:
+        see the module docstring; the export is no longer pending either way).
 
         Raises:
             labelhub.errors.HubError: the Hub kept failing (the export stays pending and is retried).
@@ -248,10 +309,11 @@ class Exporter:
         generation = self.state.cursor(GENERATION, "0")
         finished = self._finish_unfinished()
         learn_annotators(self.project, self.state)
-        frame, csv, hashes = build_csv(self.state, self.controls, self.value_key)
-        exported = self.state.exported_hashes()
+        built = build_rows(self.state, self.controls, self.value_key)
+        frame, csv, hashes = built.frame, built.csv, built.contents
+        exported = exported_contents(self.state, built)
         differing = differing_ids(exported, hashes)  # once, not again when the version is renumbered
-        if not differing:
+        if not differing:  # nothing changed, or bookkeeping columns alone: their values wait for the next version
             self.state.set_cursor(EXPORTED_GENERATION, generation)
             return finished
         added, changed, removed = diff_counts(exported, hashes, differing)
@@ -333,8 +395,8 @@ class Exporter:
 
     def _changes(self, labels: pd.DataFrame, tag: str, ids: set[int]) -> VersionDiff:
         """What changed since the last tagged version, label by label (no Hub call: its label columns are in
-        the state). Only the rows of ``ids`` (:func:`differing_ids`) are compared: a row whose hash is the same
-        in both versions has the same label columns, and adds nothing to a :class:`VersionDiff`."""
+        the state). Only the rows of ``ids`` (:func:`differing_ids`) are compared: a row whose content hash is the
+        same in both versions has the same label columns, and adds nothing to a :class:`VersionDiff`."""
         baseline = self.state.last_tagged_labels()
         if baseline is None:
             return diff_frames(labels.iloc[0:0], labels, self.controls, None, tag)

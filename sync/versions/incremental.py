@@ -43,7 +43,7 @@ from labelhub.repos.texts import FileTexts
 from labelhub.sync.state import SyncState
 from labelhub.sync.versions.agreement import (Analysis, agreement_report, analyse, consensus_rows, control_kinds,
                                               merge_analyses, prepare, prepared_tasks, rows_of_tasks)
-from labelhub.sync.versions.rows import (ROW_FORMAT, annotation_reference, annotation_row, label_counts,
+from labelhub.sync.versions.rows import (ROW_FORMAT, annotation_reference, annotation_row, content_hash, label_counts,
                                          label_distribution, rows_frame)
 from labelhub.sync.versions.training import (consensus_records, consensus_records_by_row, consensus_text_files,
                                              control_labels, folder_patterns_of, text_files, text_from_file,
@@ -201,16 +201,21 @@ class VersionRows:
     Attributes:
         frame: The rows (:func:`labelhub.sync.versions.rows.rows_frame`), sorted by task and annotation.
         csv: The CSV (``frame.to_csv(index=False, lineterminator="\\n")``, UTF-8).
-        hashes: ``{annotation_id: "<row hash>:<annotator>"}``.
+        hashes: ``{annotation_id: "<row hash>:<annotator>"}``: another value, another row.
+        contents: ``{annotation_id: "<content hash>:<annotator>"}``
+            (:func:`labelhub.sync.versions.rows.content_hash`): another value, another content; what the next
+            export's ``+added ~changed -removed`` is counted against.
         reused: How many rows were kept from the previous build (not decoded again).
     """
 
     frame: pd.DataFrame
     csv: bytes
     hashes: dict[int, str]
+    contents: dict[int, str] = field(default_factory=dict)
     reused: int = 0
     context: str = ""
     row_hash: np.ndarray | None = None  # per frame row
+    content_hash: np.ndarray | None = None  # per frame row
     annotator: np.ndarray | None = None  # per frame row
     kinds: np.ndarray | None = None  # (rows, columns)
     kind_counts: np.ndarray | None = None  # (columns, kinds)
@@ -289,7 +294,8 @@ def _store_rows(state: SyncState, controls: Mapping[str, str], value_key: str, c
             reference = annotation_reference(annotation)
             del row["annotator"]
             text = json.dumps(row, sort_keys=True, default=str)
-            made.append((row["annotation_id"], text, hashlib.sha256(text.encode()).hexdigest(), reference))
+            made.append((row["annotation_id"], text, hashlib.sha256(text.encode()).hexdigest(), reference,
+                         content_hash(row)))
             made_from.append(stamp)
         if state.store_rows(made, made_from) == len(made):
             return
@@ -311,15 +317,16 @@ def build_rows(state: SyncState, controls: Mapping[str, str], value_key: str) ->
         value_key: The object tag's data key (``image``).
 
     Returns:
-        A :class:`VersionRows`: the frame, the CSV bytes and the row hashes the next export's ``+added ~changed
-        -removed`` is counted against.
+        A :class:`VersionRows`: the frame, the CSV bytes, the row hashes and the content hashes the next export's
+        ``+added ~changed -removed`` is counted against.
     """
     config = json.dumps([controls, value_key, ROW_FORMAT], sort_keys=True)
     with _LOCK:
         _store_rows(state, controls, value_key, config)
         stored = state.export_rows()
         users = {str(k): v for k, v in state.users().items()}
-        texts, row_hash, references = (_objects(list(map(itemgetter(i), stored))) for i in range(3))
+        texts, row_hash, references, content = (_objects(list(map(itemgetter(i), stored))) for i in range(4))
+        _fill_content_hashes(state, texts, row_hash, content)
         annotator = _objects([users.get(reference, reference) for reference in references])
         key = _state_key(state)
         previous = _BUILDS.get(key)
@@ -327,11 +334,24 @@ def build_rows(state: SyncState, controls: Mapping[str, str], value_key: str) ->
             previous = None
         build = None
         if previous is not None and len(previous.frame) and len(stored):
-            build = _update(previous, texts, row_hash, annotator, controls)
+            build = _update(previous, texts, row_hash, content, annotator, controls)
         if build is None:
-            build = _from_scratch(previous, texts, row_hash, annotator, controls, value_key, config)
+            build = _from_scratch(previous, texts, row_hash, content, annotator, controls, value_key, config)
         _BUILDS[key] = build
         return build
+
+
+def _fill_content_hashes(state: SyncState, texts: np.ndarray, row_hash: np.ndarray, content: np.ndarray) -> None:
+    """Give the rows stored without a content hash (by a LabelHub that kept none) theirs, hashed from their JSON
+    (:func:`labelhub.sync.versions.rows.content_hash`: the JSON read back hashes as the row it was written from),
+    and store them: once, at the first build after the upgrade."""
+    missing = _missing(content)
+    if not len(missing):
+        return
+    rows = json.loads("[" + ",".join(texts[missing]) + "]")
+    content[missing] = _objects([content_hash(row) for row in rows])
+    state.set_content_hashes(zip([row["annotation_id"] for row in rows], row_hash[missing].tolist(),
+                                 content[missing].tolist()))
 
 
 def _decode(texts: np.ndarray, annotators: np.ndarray) -> list[dict]:
@@ -341,7 +361,7 @@ def _decode(texts: np.ndarray, annotators: np.ndarray) -> list[dict]:
     return rows
 
 
-def _from_scratch(previous: VersionRows | None, texts, row_hash, annotator, controls, value_key,
+def _from_scratch(previous: VersionRows | None, texts, row_hash, content, annotator, controls, value_key,
                   config: str) -> VersionRows:
     """Every row decoded and the frame made by :func:`labelhub.sync.versions.rows.rows_frame`; the lines of rows
     that ``previous`` holds are kept when the frame's columns and dtypes are the same."""
@@ -352,10 +372,10 @@ def _from_scratch(previous: VersionRows | None, texts, row_hash, annotator, cont
         return VersionRows(frame, csv, {}, context=config, schema=_schema(frame))
     order = np.lexsort((np.array([r["annotation_id"] for r in rows]), np.array([r["task_id"] for r in rows])))
     rows = [rows[i] for i in order]  # the frame's order (rows_frame sorts by task and annotation id)
-    row_hash, annotator = row_hash[order], annotator[order]
+    row_hash, content, annotator = row_hash[order], content[order], annotator[order]
     kinds = _kinds(rows, list(frame.columns))
-    build = VersionRows(frame, b"", {}, 0, config, row_hash, annotator, kinds, _kind_counts(kinds), _schema(frame),
-                        labels=label_counts(frame, controls))
+    build = VersionRows(frame, b"", {}, {}, 0, config, row_hash, content, annotator, kinds, _kind_counts(kinds),
+                        _schema(frame), labels=label_counts(frame, controls))
     if previous is not None and len(previous.frame) and previous.schema == build.schema:
         old = _positions(previous, row_hash)
         old[(old >= 0) & (previous.annotator[np.maximum(old, 0)] != annotator)] = -1
@@ -371,7 +391,7 @@ def _positions(previous: VersionRows, row_hash: np.ndarray) -> np.ndarray:
     return np.fromiter((where.get(h, -1) for h in row_hash.tolist()), np.int64, len(row_hash))
 
 
-def _update(previous: VersionRows, texts, row_hash, annotator, controls) -> VersionRows | None:
+def _update(previous: VersionRows, texts, row_hash, content, annotator, controls) -> VersionRows | None:
     """The new build from ``previous`` and the rows that changed; ``None`` when the kinds of values a column holds
     changed so that pandas would infer another dtype for it (:func:`_inferred_dtype`; the frame is then made from
     scratch). A skipped annotation's ``lead_time`` of ``None`` in a float column, for example, keeps ``float64``."""
@@ -406,8 +426,9 @@ def _update(previous: VersionRows, texts, row_hash, annotator, controls) -> Vers
         labels[name].subtract(counted)
     for name, counted in label_counts(part, controls).items():
         labels[name].update(counted)
-    build = VersionRows(frame, b"", {}, len(kept_old), previous.context,
+    build = VersionRows(frame, b"", {}, {}, len(kept_old), previous.context,
                         np.concatenate([previous.row_hash[kept_old], row_hash[fresh]])[order],
+                        np.concatenate([previous.content_hash[kept_old], content[fresh]])[order],
                         np.concatenate([previous.annotator[kept_old], annotator[fresh]])[order],
                         np.concatenate([previous.kinds[kept_old], kinds])[order], counts, previous.schema,
                         labels=labels)
@@ -454,15 +475,22 @@ def _carry(previous: VersionRows, build: VersionRows, origin: np.ndarray,
 
 
 def _finish(build: VersionRows) -> None:
-    """Make the CSV (the lines of new rows) and the row hashes."""
+    """Make the CSV (the lines of new rows), the row hashes and the content hashes."""
     frame = build.frame
     lines = _fill(build, "csv", _csv_lines)
     header = _csv_header(tuple(frame.columns))
     build.csv = header + b"".join(lines)
-    keys = build.lines.setdefault("key", np.full(len(frame), None, dtype=object))
+    ids = frame["annotation_id"].tolist()
+    build.hashes = dict(zip(ids, _keys(build, "key", build.row_hash)))
+    build.contents = dict(zip(ids, _keys(build, "content key", build.content_hash)))
+
+
+def _keys(build: VersionRows, name: str, hashes: np.ndarray) -> list[str]:
+    """``"<hash>:<annotator>"`` of each row (``hashes``: one per frame row), kept in the per-row store ``name``."""
+    keys = build.lines.setdefault(name, np.full(len(build.frame), None, dtype=object))
     missing = _missing(keys)
-    keys[missing] = _objects([f"{h}:{a}" for h, a in zip(build.row_hash[missing], build.annotator[missing])])
-    build.hashes = dict(zip(frame["annotation_id"].tolist(), keys.tolist()))
+    keys[missing] = _objects([f"{h}:{a}" for h, a in zip(hashes[missing], build.annotator[missing])])
+    return keys.tolist()
 
 
 @cachetools.cached(cachetools.LRUCache(maxsize=64))

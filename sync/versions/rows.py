@@ -39,6 +39,7 @@ The annotation fields come from Label Studio's annotation format
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from collections import Counter
@@ -62,6 +63,15 @@ IDENTITY_KEYS = ("hf_repo", "hf_path", "hf_revision")
 ROW_FORMAT = 4
 #: The column of the result items no control column holds (see the module docstring).
 OTHER_RESULTS = "other_results"
+#: The bookkeeping columns: what a save changes without changing what the annotation says. An annotator or reviewer
+#: who opens an annotation and clicks Update with the same labels changes its ``updated_at``, and its ``lead_time``
+#: (the time spent, which the editor sends), and nothing else of its row (PATCH ``/api/annotations/<id>`` with the same
+#: ``result``: https://api.labelstud.io/api-reference/api-reference/annotations/update). An annotation whose row
+#: differs from the last version's in these alone makes no version (:func:`content_hash`). ``created_at`` is not one:
+#: a save leaves it as it is. ``annotator``, ``was_cancelled``, ``ground_truth``, ``annotated_revision`` (a save
+#: after the file changed confirms the labels on the new content), the task data and the control columns are what
+#: the annotation says.
+BOOKKEEPING = ("updated_at", "lead_time")
 
 
 #: The value keys that place a region (a result other results can name by its ``id``).
@@ -107,6 +117,25 @@ def control_value(tag: str, results: list[dict], links: Mapping[str, dict] | Non
                 labels.append("/".join(item) if isinstance(item, list) else str(item))
         return "|".join(labels)
     return json.dumps([{**r.get("value", {}), **links.get(r.get("id"), {})} for r in results])
+
+
+def content_hash(row: Mapping) -> str:
+    """The hash of what an export row says: the SHA-256 (hex) of its JSON (keys sorted, as the state stores a row)
+    without the :data:`BOOKKEEPING` columns.
+
+    Args:
+        row: An :func:`annotation_row` (with or without its ``annotator``: the exporter hashes rows without it and
+            keys them by annotator beside).
+
+    Returns:
+        64 hex digits, equal for two saves of an annotation that differ in their bookkeeping columns alone.
+
+    Example:
+        >>> content_hash({"kind": "a", "updated_at": "2026-01-01"}) == content_hash({"kind": "a", "lead_time": 2.5})
+        True
+    """
+    content = {key: value for key, value in row.items() if key not in BOOKKEEPING}
+    return hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def region_links(results: list[dict]) -> dict[str, dict]:
