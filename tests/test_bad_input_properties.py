@@ -11,7 +11,9 @@ inputs with some fields replaced by arbitrary values) must give:
 - label configs: a result or :class:`labelhub.errors.LabelConfigError`;
 - labels CSV and COCO files: :class:`ParsedLabels` or :class:`LabelsFileError`; every good row is kept and
   every row is either in a task or counted as rejected;
-- the backend's settings: a :class:`Settings` or a ``ValueError`` naming the variable.
+- the backend's settings: a :class:`Settings` or a ``ValueError`` naming the variable;
+- a version's CSV cells (as exported, or edited by hand): training rows that are strict JSON and fit the card's
+  ``datasets`` features, so the version loads.
 
 Each property is bounded (``max_examples``) so the file runs in well under a minute.
 """
@@ -585,3 +587,53 @@ def test_settings_from_any_environment_or_a_value_error_naming_the_variable(env)
         return
     assert isinstance(parsed, Settings)
     assert parsed.image_size >= 1 and parsed.max_body_bytes >= 1 and parsed.media_timeout > 0
+
+
+# a version's training rows ------------------------------------------------------------------------------
+TRAINING_CONFIG = ('<View><Text name="text" value="$text"/>'
+                   '<RectangleLabels name="box" toName="text"><Label value="a"/><Label value="b|c"/></RectangleLabels>'
+                   '<Labels name="ner" toName="text"><Label value="PER"/></Labels>'
+                   '<Choices name="kind" toName="text"><Choice value="x"/><Choice value="y"/></Choices></View>')
+region_values = st.sampled_from([float("nan"), float("inf"), -float("inf"), 0, 0.5, 30, "30", "a", "b|c", True, None]) \
+    | json_scalars
+region_keys = st.sampled_from(["x", "y", "width", "height", "rotation", "label", "start", "end", "text", "id"])
+# mostly whole regions with some values replaced, some with keys missing, some anything
+regions = st.lists(st.fixed_dictionaries({k: st.sampled_from([0, 0.1, 0.5]) for k in ("x", "y", "width", "height")},
+                                         optional={"rotation": region_values, "label": region_values})
+                   | st.fixed_dictionaries({"start": st.integers(0, 9), "end": st.integers(0, 9)},
+                                           optional={"text": region_values, "label": region_values})
+                   | st.dictionaries(region_keys, region_values, max_size=9) | json_values, max_size=4)
+# a cell as an export wrote it, or edited by hand: JSON (NaN and Infinity included, which Python's json writes and
+# reads), or any text
+cells = st.one_of(regions.map(json.dumps), st.text(max_size=40), st.just(""))
+
+
+@PROPERTY
+@example(rows=[{"box": '[{"x": NaN, "y": 0, "width": 1, "height": 1, "label": "a"}]', "ner": "", "kind": "",
+                "was_cancelled": False}])
+@example(rows=[{"box": '[{"x": 0, "y": 0, "width": 1, "height": 1, "rotation": Infinity, "label": "b|c"}]',
+                "ner": '[{"start": 0, "end": 1e400, "label": "PER"}]', "kind": "x|y", "was_cancelled": ""}])
+@given(rows=st.lists(st.fixed_dictionaries({"box": cells, "ner": cells, "kind": cells,
+                                            "was_cancelled": st.sampled_from([False, True, "true", ""])}),
+                     min_size=1, max_size=5))
+def test_any_cells_make_training_rows_that_datasets_encodes(rows):
+    """A version's default config must load whatever its CSV cells hold: every record is strict JSON and fits the
+    card's features (``datasets.Features.encode_example``); a cell the features cannot hold is left out of its
+    record, never the whole split lost."""
+    import pandas as pd
+
+    from labelhub.sync.versions.training import training_features, training_records
+
+    controls = control_tags(TRAINING_CONFIG)
+    field = data_field(TRAINING_CONFIG)
+    frame = pd.DataFrame([{"task_id": n, "annotation_id": n, "hf_path": f"t/{n}.txt", "text": "some text", **row,
+                           "annotator": "a@example.com", "annotated_revision": "0" * 40}
+                          for n, row in enumerate(rows, 1)])
+    records = training_records(frame, TRAINING_CONFIG, controls, field, "owner/data", False)
+    found = {name: [str(item["label"]) for record in records for item in record[name] or []
+                    if isinstance(item, dict)] for name in ("box", "ner")}
+    found["kind"] = [record["kind"] for record in records if isinstance(record["kind"], str)]
+    features = training_features(TRAINING_CONFIG, controls, field, found=found)
+    for record in records:
+        json.dumps(record, allow_nan=False)
+        features.encode_example(record)

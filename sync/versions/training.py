@@ -52,6 +52,7 @@ These are the default series' file names; another project's series (another ``--
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 
@@ -237,8 +238,8 @@ def _regions(tag: str, cell: str) -> list[dict]:
     is left out of the training row, which must load; the CSV keeps it."""
     numbers, kinds, texts, optional = _REGION_KEYS[tag]
 
-    def number(value) -> bool:
-        return isinstance(value, kinds) and not isinstance(value, bool)
+    def number(value) -> bool:  # NaN and Infinity parse as floats, and no strict JSON line holds them
+        return isinstance(value, kinds) and not isinstance(value, bool) and math.isfinite(value)
 
     try:
         items = json.loads(cell)
