@@ -57,10 +57,12 @@ def image_annotation(aid: int, who: int, choices=("a",), boxes=(), note: str | N
             "updated_at": updated, "was_cancelled": skipped, "result": [] if skipped else result, **extra}
 
 
-def span_annotation(aid: int, who: int, spans, updated="2026-01-01T00:00:00Z") -> dict:
+def span_annotation(aid: int, who: int, spans, updated="2026-01-01T00:00:00Z", text: bool = True) -> dict:
+    """``text=False``: the spans carry no ``text``, as Label Studio saves them over ``<Text valueType="url">``."""
     return {"id": aid, "completed_by": who, "lead_time": 1.0, "updated_at": updated,
             "result": [{"from_name": "ner", "to_name": "text", "type": "labels",
-                        "value": {"start": s, "end": e, "text": "x" * (e - s), "labels": [label]}}
+                        "value": {"start": s, "end": e, **({"text": "x" * (e - s)} if text else {}),
+                                  "labels": [label]}}
                        for s, e, label in spans]}
 
 
@@ -539,7 +541,7 @@ def test_a_text_url_version_holds_the_files_texts_and_an_export_reads_only_new_f
     state = SyncState(tmp_path / "state.sqlite3", 7, REPO)
     for task in range(1, 4):
         add(state, task, url_text_task(repo, first, f"t/{task}.txt"),
-            *(span_annotation(task * 10 + who, who, [(0, 4, "PER")]) for who in (1, 2)))
+            *(span_annotation(task * 10 + who, who, [(0, 4, "PER"), (20, 99, "LOC")], text=who == 2) for who in (1, 2)))
     built = assert_same_as_from_scratch(state, tmp_path, URL_TEXTS, local=local, revision=first, texts=texts)
     assert texts.reads == 3
     field = data_field(URL_TEXTS)
@@ -547,6 +549,9 @@ def test_a_text_url_version_holds_the_files_texts_and_an_export_reads_only_new_f
                                texts.texts(text_files(built.frame, field)))
     assert [(r["hf_path"], r["text"]) for r in records] == [(f"t/{t}.txt", files[f"t/{t}.txt"].decode())
                                                            for t in (1, 1, 2, 2, 3, 3)]
+    # a span saved without its text gets the file's between its offsets (one past the end keeps none); a saved one
+    # keeps its own
+    assert [[span["text"] for span in r["ner"]] for r in records] == [["Text", ""], ["xxxx", "x" * 79]] * 3
     assert set(built.frame["text"]) == {repo.file_url(first, f"t/{t}.txt") for t in (1, 2, 3)}  # the CSV's URL
     assert texts.reads == 3  # all from the cache
 

@@ -280,7 +280,18 @@ def _media_and_labels(row: Mapping, specs: Mapping[str, tuple[str, tuple[str, ..
         record = {media_column(field, local): f"hf://datasets/{repo_id}@{revision}/{path}"}
     for name, (tag, labels, multiple) in specs.items():
         record[name] = _cell(tag, multiple, row.get(name), labels)
+        if tag == "Labels" and text_from_file(field):
+            _fill_span_texts(record[name], record[field.value_key])
     return record
+
+
+def _fill_span_texts(spans: list[dict], text: str | None) -> None:
+    """Give each span whose ``text`` is empty the text between its offsets: Label Studio saves no span text over a
+    ``<Text valueType="url">`` (its ``saveTextResult`` is off by default then: https://labelstud.io/tags/text),
+    and the training row has the file's text. A span whose offsets do not fit the text keeps its empty text."""
+    for span in spans if text else ():
+        if not span["text"] and 0 <= span["start"] <= span["end"] <= len(text):
+            span["text"] = text[span["start"]:span["end"]]
 
 
 def training_records_by_row(frame: pd.DataFrame, label_config: str, controls: Mapping[str, str], field: DataField,
