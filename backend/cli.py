@@ -19,6 +19,7 @@ command ends with one line saying that running it again goes on where it stopped
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import signal
@@ -30,6 +31,8 @@ import click
 from labelhub.cli_errors import one_line_errors
 from labelhub.cli_options import LOG_LEVEL_HELP, Integer, log_level_option
 from labelhub.redaction import one_line
+
+log = logging.getLogger(__name__)
 
 __all__ = ["backend", "predict", "worker", "check_configuration", "check_address"]
 
@@ -230,6 +233,23 @@ def _task_ids(value: str | None) -> list[int] | None:
     return ids
 
 
+def _filters(value: str | None) -> dict | None:
+    """``--filter JSON`` checked (:func:`labelhub.backend.labelstudio_api.data_manager_filters`; ``None`` when not
+    given).
+
+    Raises:
+        click.BadParameter: Saying where and why the JSON is not Data Manager filters.
+    """
+    if value is None:
+        return None
+    from labelhub.backend.labelstudio_api import data_manager_filters
+
+    try:
+        return data_manager_filters(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc).removeprefix("--filter").lstrip(" ,:"), param_hint="--filter") from None
+
+
 @click.command("predict", context_settings={"show_default": True})
 @click.option("--project", "project_id", required=True, type=Integer(1), envvar="LABELHUB_PROJECT",
               help="The Label Studio project id.")
@@ -239,6 +259,13 @@ def _task_ids(value: str | None) -> list[int] | None:
               help="Predict every task again; a prediction of the current version is replaced, older versions stay.")
 @click.option("--task-ids", default=None, help="Only these tasks: comma-separated ids, e.g. 1,2,3.")
 @click.option("--unlabeled", is_flag=True, help="Only the tasks Label Studio does not count as labeled.")
+@click.option("--filter", "filter_json", default=None, metavar="JSON",
+              help="Only the tasks these Data Manager filters keep, as a tab saves them: "
+                   '{"conjunction": "and", "items": [{"filter": "filter:tasks:data.split", "operator": "equal", '
+                   '"type": "String", "value": "test"}]} (a list of items, or one item, joins them by and).')
+@click.option("--view", "view_id", default=None, type=Integer(1),
+              help="Only the tasks of this Data Manager tab (its filters when the job plans; the tab's id is the "
+                   "tab= of the Data Manager's URL).")
 @click.option("--batch-size", default=500, type=Integer(1, 500),
               help="Tasks per batch: one write to Label Studio, which lands whole or not at all (Label Studio "
                    "recounts the project's tasks on each write, so large batches are faster).")
@@ -247,7 +274,7 @@ def _task_ids(value: str | None) -> list[int] | None:
                    "Prelabeling), whose scores the Data Manager's 'Prediction score' column shows [default: "
                    "when the project has none selected or one this model wrote].")
 @click.option("--keep-versions", default=0, type=Integer(0), envvar="LABELHUB_KEEP_VERSIONS",
-              help="Afterwards, unless --task-ids is given, delete the predictions of this model's older versions "
+              help="Afterwards, unless --task-ids, --filter or --view is given, delete the predictions of this model's older versions "
                    "but the newest N (never the selected one); 0 keeps them all. Label Studio takes about 3.5 ms "
                    "a deleted prediction and, on SQLite, holds annotation saves meanwhile: run it at a quiet hour.")
 @click.option("--status", "show_status", is_flag=True,
@@ -264,8 +291,8 @@ def _task_ids(value: str | None) -> list[int] | None:
                    "on `labelhub worker` processes.")
 @log_level_option(help=LOG_LEVEL_HELP + " On a terminal its lines print above the progress bar; without one, INFO "
                                         "adds a progress line every 10 s.")
-def predict(project_id, mode, task_ids, unlabeled, batch_size, select_version, keep_versions, show_status,
-            label_studio_url, api_key, model_dir, redis_url, log_level):
+def predict(project_id, mode, task_ids, unlabeled, filter_json, view_id, batch_size, select_version, keep_versions,
+            show_status, label_studio_url, api_key, model_dir, redis_url, log_level):
     """Pre-annotate a whole project: predict its tasks in batches and write them to Label Studio.
 
     The project's model is loaded from MODEL_DIR in this process (the state `labelhub backend` trains),
@@ -276,7 +303,8 @@ def predict(project_id, mode, task_ids, unlabeled, batch_size, select_version, k
 
     With the version selected as the project's prediction set (--select-version does it), sorting the
     Data Manager by "Prediction score" ascending shows the tasks the model is least sure of first; after
-    a retrain, `--unlabeled` re-predicts the unlabeled tasks, least sure first. Progress goes to stderr, a bar on a
+    a retrain, `--unlabeled` re-predicts the unlabeled tasks, least sure first; `--filter` or `--view` predicts
+    the tasks a Data Manager filter or tab keeps (a split, a batch of imports). Progress goes to stderr, a bar on a
     terminal (TQDM_DISABLE=1 hides it), else a log line every 10 s; the summary to stdout; the status is also on the
     backend's /health. Ctrl-C or SIGTERM stops it (run it again to go on). Exit status 1 when a task could not be
     predicted or written (run again to retry those).
@@ -285,6 +313,7 @@ def predict(project_id, mode, task_ids, unlabeled, batch_size, select_version, k
     Example:
       MODEL_DIR=./labelhub-models LABEL_STUDIO_URL=http://localhost:8080 LABEL_STUDIO_API_KEY=... \\
         labelhub predict --project 3
+      labelhub predict --project 3 --view 12 --all
       labelhub predict --project 3 --status
     """
     import time
@@ -310,6 +339,9 @@ def predict(project_id, mode, task_ids, unlabeled, batch_size, select_version, k
     if not api_key:
         raise click.UsageError("Label Studio's API key is required: --api-key or LABEL_STUDIO_API_KEY")
     ids = _task_ids(task_ids)
+    filters = _filters(filter_json)
+    if sum(x is not None for x in (ids, filters, view_id)) > 1:
+        raise click.UsageError("give one of --task-ids, --filter and --view")
     setup_logging(log_level.upper(), secrets)
     started = time.monotonic()
     with one_line_errors(secrets), _sigterm_as_ctrl_c():
@@ -324,6 +356,13 @@ def predict(project_id, mode, task_ids, unlabeled, batch_size, select_version, k
         except (ValueError, ImportError) as exc:  # LABELHUB_MODEL and friends, as check_configuration says
             raise click.ClickException(redact(" ".join(f"{type(exc).__name__}: {exc}".split()), secrets)) from None
         api = LabelStudioClient(settings.label_studio_url, settings.label_studio_api_key)
+        if view_id is not None:
+            try:
+                filters = api.view_filters(project_id, view_id)
+            except ValueError as exc:
+                raise click.ClickException(one_line(exc)) from None
+            if filters is None:
+                log.warning("Data Manager tab %s has no filter: every task of project %s", view_id, project_id)
         execute = None
         if settings.redis_url:  # the batches run on `labelhub worker` processes
             from labelhub.backend.worker import on_workers
@@ -332,7 +371,7 @@ def predict(project_id, mode, task_ids, unlabeled, batch_size, select_version, k
         try:
             status = run_job(host, api, project_id, mode=mode, task_ids=ids, unlabeled=unlabeled,
                              batch_size=batch_size, select_version=select_version, execute=execute,
-                             keep_versions=keep_versions)
+                             keep_versions=keep_versions, filters=filters)
         except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM
             raise click.ClickException(_interrupted(exc, latest_status(settings.model_dir, project_id))) from None
     seconds = time.monotonic() - started

@@ -71,7 +71,8 @@ class JobStatus:
             (by the model's order: a retrain during the job makes its later batches write a newer one).
         total, queued, running, done, skipped, failed: Task counts: planned, waiting, in the batch being
             predicted, written, left alone (see :class:`BatchResult`), not written.
-        selection: The job's ``--task-ids``/``--unlabeled`` (JSON), to recognize a re-run of the same job.
+        selection: The job's ``--task-ids``/``--unlabeled``/``--filter`` (JSON), to recognize a re-run of the same
+            job.
         cleared: For ``mode="all"``: the version's old predictions of the selection are deleted (a re-run
             of the same job does not delete again).
         started_at, updated_at, finished_at: Unix times.

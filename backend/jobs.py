@@ -375,7 +375,7 @@ def _save(host: JobHost, status: JobStatus) -> None:
 def run_job(host: JobHost, api: LabelStudioClient, project_id: int, *, mode: str = "missing",
             task_ids: Iterable[int] | None = None, unlabeled: bool = False, batch_size: int = DEFAULT_BATCH_SIZE,
             select_version: bool | None = None, progress: bool | None = None,
-            execute: Executor | None = None, keep_versions: int = 0) -> JobStatus:
+            execute: Executor | None = None, keep_versions: int = 0, filters: dict | None = None) -> JobStatus:
     """Pre-annotate a project: list its tasks, :func:`plan`, :func:`run_batch` each batch (see the module docstring).
 
     Args:
@@ -385,6 +385,9 @@ def run_job(host: JobHost, api: LabelStudioClient, project_id: int, *, mode: str
         mode: ``"missing"`` (default) or ``"all"``.
         task_ids: Only these tasks.
         unlabeled: Only tasks Label Studio does not count as labeled.
+        filters: Only the tasks these Data Manager filters keep
+            (:func:`labelhub.backend.labelstudio_api.data_manager_filters`; ``labelhub predict --filter`` or
+            ``--view``), as Label Studio lists them when the job plans; not with ``task_ids``.
         batch_size: Tasks per batch (one write to Label Studio each; see :data:`DEFAULT_BATCH_SIZE`).
         select_version: Afterwards, make the written version the project's prediction set (Settings →
             Annotation → Prelabeling), which the Data Manager's "Prediction score" column averages. ``None``
@@ -395,8 +398,8 @@ def run_job(host: JobHost, api: LabelStudioClient, project_id: int, *, mode: str
             :data:`PROGRESS_LOG_SECONDS`.
         execute: Where the batches run (an :data:`Executor`): :func:`run_here` (default), or RQ workers
             (:func:`labelhub.backend.worker.on_workers`, what ``labelhub predict`` uses with ``LABELHUB_REDIS_URL``).
-        keep_versions: Afterwards, when the job covered the whole project (no ``task_ids``), delete the
-            predictions of the model's older versions but the newest ``keep_versions``
+        keep_versions: Afterwards, when the job covered the whole project (no ``task_ids``, no ``filters``), delete
+            the predictions of the model's older versions but the newest ``keep_versions``
             (:mod:`labelhub.backend.retire`); 0 (default): delete none.
 
     Returns:
@@ -409,7 +412,7 @@ def run_job(host: JobHost, api: LabelStudioClient, project_id: int, *, mode: str
             project was never connected to it).
         JobAlreadyRunning: Another job of the project runs on this host (with Redis: on any host).
         LabelStudioError: Label Studio failed (the status says ``failed``; a re-run goes on).
-        ValueError: A bad ``mode``, ``batch_size`` or ``keep_versions``.
+        ValueError: A bad ``mode``, ``batch_size`` or ``keep_versions``, or ``task_ids`` with ``filters``.
         KeyboardInterrupt: Ctrl-C, or a SIGTERM the caller turned into one (the status says ``failed``, its
             ``error`` ``interrupted (...)``; a re-run goes on).
     """
@@ -420,6 +423,8 @@ def run_job(host: JobHost, api: LabelStudioClient, project_id: int, *, mode: str
         raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
     if keep_versions < 0:
         raise ValueError(f"keep_versions must be 0 (keep all) or more, not {keep_versions}")
+    if task_ids is not None and filters is not None:
+        raise ValueError("give task ids or Data Manager filters, not both")
     model_dir = Path(host.settings.model_dir)
     project = api.project(project_id)
     if not host.store.has_project(project.key):
@@ -435,12 +440,13 @@ def run_job(host: JobHost, api: LabelStudioClient, project_id: int, *, mode: str
         version = model.model_version
         previous = JobStatus.load(model_dir, project.key)
         ids = sorted({int(i) for i in task_ids}) if task_ids is not None else None
-        selection = json.dumps({"task_ids": ids, "unlabeled": bool(unlabeled)}, sort_keys=True)
+        selection = json.dumps({"task_ids": ids, "unlabeled": bool(unlabeled),
+                                **({"filters": filters} if filters else {})}, sort_keys=True)
         status = JobStatus(project=project.key, project_id=project.id, mode=mode, state="running",
                            model_version=version, selection=selection, started_at=time.time())
         bar = None
         try:
-            tasks = api.tasks(project.id)
+            tasks = api.tasks(project.id, filters=filters)
             if ids is not None:
                 _warn_missing(project_id, ids, tasks)
             if mode == "all":
@@ -449,12 +455,12 @@ def run_job(host: JobHost, api: LabelStudioClient, project_id: int, *, mode: str
                                       and previous.state != "done")  # the same job, interrupted after its delete
                 if not status.cleared:
                     _save(host, status)
-                    whole = ids is None and not unlabeled
+                    whole = ids is None and not unlabeled and not filters
                     api.delete_predictions(project.id, version, None if whole else [
                         p.id for t in selected(tasks, ids, unlabeled) for p in t.predictions_of(version)])
                     status.cleared = True
                     project = api.project(project_id)  # the delete may have unselected the version
-                    tasks = api.tasks(project.id)
+                    tasks = api.tasks(project.id, filters=filters)
             batches = plan(tasks, version, task_ids=ids, unlabeled=unlabeled, batch_size=batch_size)
             status.total = status.queued = sum(len(b) for b in batches)
 
@@ -492,7 +498,7 @@ def run_job(host: JobHost, api: LabelStudioClient, project_id: int, *, mode: str
         status.state, status.finished_at = "done", time.time()
         status.prediction_set = _select_version(api, project, status, ours, select_version)
         _save(host, status)
-        if keep_versions and ids is None:
+        if keep_versions and ids is None and not filters:
             from labelhub.backend.retire import retire_versions
 
             try:

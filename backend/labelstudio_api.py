@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import math
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Callable, Sequence
@@ -24,7 +25,7 @@ from labelhub.retry import NO_SDK_RETRY
 log = logging.getLogger(__name__)
 
 __all__ = ["ProjectInfo", "PredictionRow", "VersionRow", "TaskRow", "LabelStudioClient", "PREDICTION_PAGE_SIZE",
-           "DELETE_VERSION_TIMEOUT"]
+           "DELETE_VERSION_TIMEOUT", "data_manager_filters"]
 
 #: Seconds to wait for Label Studio to delete a whole version (3.5 ms a prediction: 100,000 take about 6 minutes).
 DELETE_VERSION_TIMEOUT = 3600.0
@@ -126,6 +127,81 @@ def _task_row(task: Any) -> TaskRow:
 PREDICTION_PAGE_SIZE = 100
 
 
+#: A Data Manager filter's value: a number, a flag, a text, a ``{"min", "max"}`` range or a list (``Filter.value`` in
+#: ``label_studio/data_manager/prepare_params.py``).
+_FILTER_SCALARS = (int, float, bool, str)
+
+
+def data_manager_filters(value: Any, where: str = "--filter") -> dict:
+    """Data Manager filters, as a tab saves them and ``GET /api/tasks`` takes them in its ``query``, checked.
+
+    Label Studio's shape (``Filters`` and ``Filter`` in ``label_studio/data_manager/prepare_params.py``;
+    https://labelstud.io/guide/manage_data#Filter-tasks)::
+
+        {"conjunction": "and", "items": [{"filter": "filter:tasks:data.split", "operator": "equal",
+                                          "type": "String", "value": "test"}]}
+
+    Label Studio ignores, without a word, an item whose ``filter`` does not start with ``filter:tasks:``: a job would
+    then predict every task, so such an item is refused here. The operators and types are Label Studio's to check
+    (it answers 400 for one it does not know), and so is an item's ``child_filter``, passed on as it is.
+
+    Args:
+        value: The filters: JSON text or its value; a list of items (joined by ``and``) or one item stand for
+            ``{"conjunction": "and", "items": ...}``.
+        where: What to name in an error (``--filter``, a tab).
+
+    Returns:
+        ``{"conjunction": "and" | "or", "items": [{"filter", "operator", "type", "value"}, ...]}``, at least one item.
+
+    Raises:
+        ValueError: ``value`` is not such filters: the message says where and why (the item's number from 1).
+
+    Example:
+        >>> data_manager_filters('{"filter": "filter:tasks:id", "operator": "less", "type": "Number", "value": 9}')
+        ... # doctest: +NORMALIZE_WHITESPACE
+        {'conjunction': 'and',
+         'items': [{'filter': 'filter:tasks:id', 'operator': 'less', 'type': 'Number', 'value': 9}]}
+    """
+    if isinstance(value, (str, bytes)):
+        try:
+            value = json.loads(value)
+        except ValueError as exc:
+            raise ValueError(f"{where} is not JSON ({exc})") from None
+    if isinstance(value, dict) and "filter" in value:
+        value = [value]
+    if isinstance(value, list):
+        value = {"conjunction": "and", "items": value}
+    if not isinstance(value, dict) or not isinstance(value.get("items"), list):
+        raise ValueError(f'{where} must be {{"conjunction": "and", "items": [...]}}, a list of filter items or one '
+                         'item')
+    conjunction = value.get("conjunction", "and")
+    if conjunction not in ("and", "or"):
+        raise ValueError(f'{where}: conjunction must be "and" or "or", not {one_line(json.dumps(conjunction), 40)}')
+    if not value["items"]:
+        raise ValueError(f"{where} has no filter item (leave it out to predict every task)")
+    items = []
+    for n, item in enumerate(value["items"], 1):
+        if not isinstance(item, dict):
+            raise ValueError(f"{where}, item {n}: not an object with filter, operator, type and value")
+        for key in ("filter", "operator", "type"):
+            if not isinstance(item.get(key), str) or not item[key]:
+                raise ValueError(f"{where}, item {n}: {key} must be a text")
+        if not item["filter"].startswith("filter:tasks:"):
+            raise ValueError(f"{where}, item {n}: the filter must start with filter:tasks: (e.g. "
+                             f"filter:tasks:data.split); Label Studio ignores {one_line(item['filter'], 60)!r}")
+        found = item.get("value")
+        ranged = isinstance(found, dict) and set(found) == {"min", "max"} and all(
+            isinstance(v, _FILTER_SCALARS) for v in found.values())
+        if not (isinstance(found, (*_FILTER_SCALARS, list)) or ranged):
+            raise ValueError(f"{where}, item {n}: value must be a number, true or false, a text, a list or "
+                             '{"min": ..., "max": ...}')
+        numbers = found.values() if ranged else found if isinstance(found, list) else [found]
+        if any(isinstance(v, float) and not math.isfinite(v) for v in numbers):
+            raise ValueError(f"{where}, item {n}: value must be a finite number")
+        items.append({key: item[key] for key in ("filter", "operator", "type", "value", "child_filter") if key in item})
+    return {"conjunction": conjunction, "items": items}
+
+
 class LabelStudioClient:
     """The few Label Studio API calls a job makes, through label-studio-sdk (https://api.labelstud.io).
 
@@ -206,7 +282,8 @@ class LabelStudioClient:
         return list_tasks(self._client, functools.partial(self._call, what), attempts, convert, project=project_id,
                           page_size=page_size or TASK_PAGE_SIZE, query=query, **params)
 
-    def _every_task(self, what: str, project_id: int, filters: list[dict], **params: Any) -> list:
+    def _every_task(self, what: str, project_id: int, filters: list[dict], conjunction: str = "and",
+                    **params: Any) -> list:
         """Every task of the project that matches the Data Manager filter ``filters`` (``[]``: all), none missed
         when the list moves while it is read.
 
@@ -226,7 +303,8 @@ class LabelStudioClient:
             what: The call's name in error messages.
             project_id: The project id.
             filters: Data Manager filter items (``{"filter": "filter:tasks:...", "operator", "type", "value"}``:
-                ``Filter`` in ``label_studio/data_manager/prepare_params.py``), joined by ``and``.
+                ``Filter`` in ``label_studio/data_manager/prepare_params.py``), joined by ``conjunction``.
+            conjunction: ``"and"`` or ``"or"``.
             **params: ``fields`` and ``include`` of each task read.
 
         Returns:
@@ -235,7 +313,7 @@ class LabelStudioClient:
         Raises:
             ProjectNotFound, LabelStudioError: As for :meth:`project`.
         """
-        query = json.dumps({"filters": {"conjunction": "and", "items": filters}, "ordering": ["tasks:id"]})
+        query = json.dumps({"filters": {"conjunction": conjunction, "items": filters}, "ordering": ["tasks:id"]})
         read = self._read(what, project_id, query, **params)
         if read.held_still:
             return read.tasks
@@ -250,8 +328,10 @@ class LabelStudioClient:
             tasks.update((task.id, task) for task in self._read(what, project_id, by_id, **params).tasks)
         return [tasks[task_id] for task_id in sorted(tasks)]
 
-    def tasks(self, project_id: int, task_ids: Sequence[int] | None = None) -> list[TaskRow]:
-        """The project's tasks (or those of ``task_ids`` that exist) with their predictions, paged.
+    def tasks(self, project_id: int, task_ids: Sequence[int] | None = None,
+              filters: dict | None = None) -> list[TaskRow]:
+        """The project's tasks (or those of ``task_ids`` that exist, or those ``filters`` keeps) with their
+        predictions, paged.
 
         ``GET /api/tasks?fields=all&include=id,data,is_labeled,predictions``
         (https://api.labelstud.io/api-reference/api-reference/tasks/list): every task, none missed when a task is
@@ -263,6 +343,8 @@ class LabelStudioClient:
         Args:
             project_id: The project id.
             task_ids: Only these tasks; ``None`` for all.
+            filters: Only the tasks these Data Manager filters keep (:func:`data_manager_filters`); not with
+                ``task_ids``.
 
         Returns:
             The tasks, each with its data and predictions (id, version, score).
@@ -275,9 +357,35 @@ class LabelStudioClient:
         params = {"fields": "all", "include": "id,data,is_labeled,predictions", "convert": _task_row,
                   "page_size": PREDICTION_PAGE_SIZE}
         if task_ids is None:
-            return self._every_task(what, project_id, [], **params)
+            return self._every_task(what, project_id, (filters or {}).get("items") or [],
+                                    (filters or {}).get("conjunction") or "and", **params)
         return [t for query in selected_items_queries(task_ids)
                 for t in self._read(what, project_id, query, **params).tasks]
+
+    def view_filters(self, project_id: int, view_id: int) -> dict | None:
+        """The filters of a Data Manager tab of the project (its id is the ``tab`` of the Data Manager's URL):
+        ``GET /api/dm/views/<id>/`` (https://api.labelstud.io/api-reference/api-reference/views/get).
+
+        Args:
+            project_id: The project id.
+            view_id: The tab's id.
+
+        Returns:
+            Its filters (:func:`data_manager_filters`), ``None`` when it has none (every task).
+
+        Raises:
+            ProjectNotFound: No such tab, or it is another project's.
+            LabelStudioError: Label Studio refused the key or cannot be reached.
+            ValueError: The tab's filters are not Data Manager filters LabelHub can send back.
+        """
+        view = self._call(f"Data Manager tab {view_id}", lambda: self._client.views.get(id=str(view_id)))
+        if getattr(view, "project", project_id) != project_id:
+            raise ProjectNotFound(f"Data Manager tab {view_id} is not a tab of project {project_id} (it is project "
+                                  f"{view.project}'s)")
+        filters = (getattr(view, "data", None) or {}).get("filters")
+        if not filters or not filters.get("items"):
+            return None
+        return data_manager_filters(filters, f"tab {view_id}'s filters")
 
     def annotated_tasks(self, project_id: int) -> list[dict]:
         """The project's tasks that have annotations, as Label Studio's task JSON with its ``annotations``: a Data

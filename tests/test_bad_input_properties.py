@@ -13,7 +13,9 @@ inputs with some fields replaced by arbitrary values) must give:
   every row is either in a task or counted as rejected;
 - the backend's settings: a :class:`Settings` or a ``ValueError`` naming the variable;
 - a version's CSV cells (as exported, or edited by hand): training rows that are strict JSON and fit the card's
-  ``datasets`` features, so the version loads.
+  ``datasets`` features, so the version loads;
+- ``labelhub predict --filter``: Data Manager filters Label Studio does not ignore, or a ``ValueError`` naming
+  ``--filter``.
 
 Each property is bounded (``max_examples``) so the file runs in well under a minute.
 """
@@ -637,3 +639,36 @@ def test_any_cells_make_training_rows_that_datasets_encodes(rows):
     for record in records:
         json.dumps(record, allow_nan=False)
         features.encode_example(record)
+
+
+# labelhub predict --filter --------------------------------------------------------------------------------
+filter_items = st.fixed_dictionaries(
+    {"filter": st.sampled_from(["filter:tasks:id", "filter:tasks:data.split", "tasks:id", ""]) | st.text(max_size=12),
+     "operator": st.sampled_from(["equal", "less", "in"]) | json_scalars,
+     "type": st.sampled_from(["Number", "String"]) | json_scalars,
+     "value": json_values | st.fixed_dictionaries({"min": json_scalars, "max": json_scalars})
+     | st.sampled_from([float("nan"), float("inf"), [1, float("nan")]])},
+    optional={"child_filter": json_values})
+filters = st.one_of(st.lists(filter_items | json_values, max_size=3), filter_items,
+                    st.fixed_dictionaries({"items": st.lists(filter_items, max_size=3) | json_values},
+                                          optional={"conjunction": st.sampled_from(["and", "or"]) | json_scalars}),
+                    json_values)
+
+
+@PROPERTY
+@given(value=filters.map(json.dumps) | st.text(max_size=60))
+def test_any_filter_text_is_data_manager_filters_or_a_value_error_saying_where(value):
+    """``--filter``: filters Label Studio's query takes (``conjunction`` and items whose ``filter`` Label Studio does
+    not ignore), or a ``ValueError`` naming ``--filter``; never another exception."""
+    from labelhub.backend.labelstudio_api import data_manager_filters
+
+    try:
+        got = data_manager_filters(value)
+    except ValueError as exc:
+        assert str(exc).startswith("--filter"), exc
+        return
+    assert got["conjunction"] in ("and", "or") and got["items"]
+    for item in got["items"]:
+        assert item["filter"].startswith("filter:tasks:") and item["operator"] and item["type"]
+        assert set(item) <= {"filter", "operator", "type", "value", "child_filter"}
+    json.dumps(got, allow_nan=False)

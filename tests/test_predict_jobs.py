@@ -206,6 +206,50 @@ def test_all_replaces_the_current_version_of_the_selected_tasks_only(label_studi
     assert [tid for tid in after if new_ids[tid] != old_ids[tid]] == picked
 
 
+def test_filter_and_view_predict_the_tasks_a_data_manager_filter_or_tab_keeps(label_studio, project):
+    """``--filter`` (Data Manager filters as JSON) and ``--view`` (a tab's filters, here an ``or`` of two ids) plan
+    only the tasks Label Studio lists for them; a filter Label Studio would ignore (no ``filter:tasks:``) is refused
+    before anything is listed, and so is a tab of another project."""
+    project.ensure_trained()
+    answer = _cli("predict", "--project", str(project.id), "--select-version", env=project.env)  # every task once
+    assert answer.exit_code == 0, answer.output
+    version = _api(label_studio, "GET", f"/api/projects/{project.id}")["model_version"]
+    ids = sorted(_predictions(label_studio, project.id))
+
+    def replaced(run) -> list[int]:  # the tasks whose prediction of the version the run replaced
+        before = _predictions(label_studio, project.id)
+        answer = run()
+        assert answer.exit_code == 0, answer.output
+        after = _predictions(label_studio, project.id)
+        assert _per_task(label_studio, project.id, version) == Counter({1: N_TASKS})
+        return [t for t in after if {p["id"] for p in after[t] if p["model_version"] == version}
+                != {p["id"] for p in before[t] if p["model_version"] == version}]
+
+    def by_id(operator, value):
+        return {"filter": "filter:tasks:id", "operator": operator, "type": "Number", "value": value}
+
+    window = json.dumps([by_id("greater", ids[10] - 1), by_id("less", ids[14] + 1)])  # a list: joined by and
+    assert replaced(lambda: _cli("predict", "--project", str(project.id), "--all", "--filter", window,
+                                 env=project.env)) == ids[10:15]
+    view = label_studio.client().views.create(project=project.id, data={"filters": {
+        "conjunction": "or", "items": [by_id("equal", ids[3]), by_id("equal", ids[30])]}})
+    assert replaced(lambda: _cli("predict", "--project", str(project.id), "--all", "--view", str(view.id),
+                                 env=project.env)) == [ids[3], ids[30]]
+
+    ignored = json.dumps({"filter": "tasks:id", "operator": "equal", "type": "Number", "value": ids[0]})
+    answer = _cli("predict", "--project", str(project.id), "--filter", ignored, env=project.env)
+    assert answer.exit_code == 2 and "Invalid value for --filter: item 1: the filter must start with " \
+        "filter:tasks: (e.g. filter:tasks:data.split); Label Studio ignores 'tasks:id'" in answer.output, answer.output
+    answer = _cli("predict", "--project", str(project.id), "--filter", window, "--task-ids", "1", env=project.env)
+    assert answer.exit_code == 2 and "give one of --task-ids, --filter and --view" in answer.output, answer.output
+    other = label_studio.client().projects.create(title="another", label_config=TEXT_CONFIG)
+    theirs = label_studio.client().views.create(project=other.id, data={"filters": {
+        "conjunction": "and", "items": [by_id("equal", 1)]}})
+    answer = _cli("predict", "--project", str(project.id), "--view", str(theirs.id), env=project.env)
+    assert answer.exit_code == 1 and f"Data Manager tab {theirs.id} is not a tab of project {project.id}" in \
+        answer.output, answer.output
+
+
 def test_sigterm_in_the_middle_ends_in_one_line_saying_to_run_again_and_the_rerun_goes_on(label_studio, project):
     project.ensure_trained()
     version = project.train(100, 120)  # a new version: every task lacks it
