@@ -32,6 +32,7 @@ import json
 import logging
 import threading
 import time
+import uuid
 from typing import Any
 
 from redis.exceptions import RedisError
@@ -135,14 +136,14 @@ class AutoPredictor:
         worker takes it."""
         from labelhub.backend.worker import JOB_TIMEOUT, mark_queued, predict_project, queue, unmark_queued
 
-        client, project_id = self.backend.store.client, project_id_of(key)
-        if unlabeled and not mark_queued(client, project_id):
+        client, project_id, job_id = self.backend.store.client, project_id_of(key), uuid.uuid4().hex
+        if unlabeled and not mark_queued(client, project_id, job_id=job_id):
             log.debug("project %s: a whole-project job is already queued; it will predict the newest version", key)
             return
         try:
             queue(client).enqueue(
                 predict_project, project_id, None if unlabeled else sorted(task_ids or ()), unlabeled,
-                self.settings.keep_versions,
+                self.settings.keep_versions, job_id=job_id,
                 job_timeout=JOB_TIMEOUT, result_ttl=86400, failure_ttl=86400,
                 description=f"labelhub auto-predict: project {key}")
         except Exception:

@@ -20,8 +20,8 @@ Redis key (prefix ``labelhub:``)          What it holds
 ``trainer`` (lock)                        the trainer's lease: one trainer across every host
 ``jobs`` (hash)                           the last prediction job's status of each project
 ``jobs:<key>:lock``                       held while a prediction job of the project runs
-``auto-predict:<project id>:queued``      set while an automatic whole-project job of the project waits,
-                                          in the RQ queue or on a worker for a running job
+``auto-predict:<project id>:queued``      the RQ job id of the automatic whole-project job of the project
+                                          that waits, in the RQ queue or on a worker for a running job
                                           (:func:`labelhub.backend.worker.mark_queued`)
 ``auto-predict:pending`` (string)         the trainer's automatic requests not enqueued yet (JSON, as
                                           ``MODEL_DIR/auto-predict.json`` on one host)

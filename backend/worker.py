@@ -88,21 +88,50 @@ def _queued_key(project_id: int) -> str:
     return f"{PREFIX}auto-predict:{int(project_id)}:queued"
 
 
-def mark_queued(client, project_id: int, ttl: float = JOB_TIMEOUT) -> bool:
-    """Note that a whole-project automatic job of ``project_id`` waits in the queue, unless one already does.
+def mark_queued(client, project_id: int, ttl: float = JOB_TIMEOUT, job_id: str = "") -> bool:
+    """Note that a whole-project automatic job of ``project_id`` waits, unless one already does.
 
-    The note (Redis key ``labelhub:auto-predict:<project id>:queued``) lasts until a worker takes the job
-    (:func:`predict_project` removes it before planning), or ``ttl`` seconds at most: :data:`JOB_TIMEOUT` for a job
-    in the queue (one no worker ever took does not hold back the next ones forever), :data:`WAITING_NOTE_SECONDS`
-    for a job a worker holds while it waits for a running one (renewed at each try; a worker killed meanwhile
-    holds back the next ones that long only).
+    The note (Redis key ``labelhub:auto-predict:<project id>:queued``, holding the RQ job's id) lasts until a
+    worker takes the job (:func:`predict_project` removes it before planning), or ``ttl`` seconds at most:
+    :data:`JOB_TIMEOUT` for a job in the queue (one no worker ever took does not hold back the next ones forever),
+    :data:`WAITING_NOTE_SECONDS` for a job a worker holds while it waits for a running one (renewed at each try; a
+    worker killed meanwhile holds back the next ones that long only). A note whose job RQ no longer has waiting or
+    running (deleted from the queue by hand, ``rq empty``) holds nothing back: it is replaced.
+
+    Args:
+        client: The Redis client.
+        project_id: The Label Studio project id.
+        ttl: The note's life, in seconds.
+        job_id: The id of the RQ job the caller enqueues (or, on a worker, runs).
 
     Returns:
         ``True`` when the caller should enqueue the job (none was waiting), ``False`` when one waits already: it
         plans when a worker takes it, so it predicts with the version the caller wanted, and the caller's
         request merges into it.
     """
-    return bool(client.set(_queued_key(project_id), "1", nx=True, ex=max(1, int(ttl))))
+    key, seconds = _queued_key(project_id), max(1, int(ttl))
+    if client.set(key, job_id, nx=True, ex=seconds):
+        return True
+    held = client.get(key)
+    if held is not None and _waiting_or_running(client, held.decode(errors="replace")):
+        return False
+    log.info("project %d: the whole-project job noted as queued (%s) is no longer in RQ: noting %s", project_id,
+             held.decode(errors="replace") if held else "gone meanwhile", job_id or "a new one")
+    client.set(key, job_id, ex=seconds)
+    return True
+
+
+def _waiting_or_running(client, job_id: str) -> bool:
+    """Whether RQ holds job ``job_id`` queued, started, deferred or scheduled (not finished, failed, stopped,
+    canceled or gone)."""
+    from rq.exceptions import NoSuchJobError
+    from rq.job import Job
+
+    try:
+        status = Job.fetch(job_id, connection=client).get_status()
+    except (NoSuchJobError, ValueError):
+        return False
+    return status in ("queued", "started", "deferred", "scheduled")
 
 
 def unmark_queued(client, project_id: int) -> None:
@@ -140,10 +169,18 @@ def predict_project(project_id: int, task_ids: list[int] | None = None, unlabele
                              keep_versions=keep_versions)
             return asdict(status)
         except JobAlreadyRunning:
-            if client is not None and not mark_queued(client, project_id, WAITING_NOTE_SECONDS):
+            if client is not None and not mark_queued(client, project_id, WAITING_NOTE_SECONDS, _current_job_id()):
                 log.info("project %d: a newer whole-project job is queued; this one leaves its work to it", project_id)
                 return {"project_id": project_id, "state": "merged"}
             time.sleep(LOCK_WAIT_SECONDS)
+
+
+def _current_job_id() -> str:
+    """The id of the RQ job this worker runs (``""`` outside one)."""
+    from rq import get_current_job
+
+    job = get_current_job()
+    return job.id if job is not None else ""
 
 
 def queue(client, name: str = QUEUE):

@@ -259,13 +259,27 @@ def test_automatic_whole_project_jobs_on_rq_keep_the_interval_and_one_waiting_jo
     assert rest[0][0] - asked < 1.0 and rest[1][0] - first >= 1.5, (asked, first, rest)
 
     def running(*args, **kwargs):  # `labelhub predict` runs; meanwhile a retrain enqueues a newer job
-        assert worker.mark_queued(client, 3)
+        newer = q.enqueue(print, 3)
+        assert worker.mark_queued(client, 3, job_id=newer.id)
         raise JobAlreadyRunning("a prediction job of project 3 is running")
 
     started = time.monotonic()
     assert take(running) == {"project_id": 3, "state": "merged"} and time.monotonic() - started < 1.0
-    assert not client.exists(worker._queued_key(99)) and worker.mark_queued(client, 99)
-    assert not worker.mark_queued(client, 99) and 0 < client.ttl(worker._queued_key(99)) <= worker.JOB_TIMEOUT
+    waiting = q.enqueue(print, 99)
+    assert not client.exists(worker._queued_key(99)) and worker.mark_queued(client, 99, job_id=waiting.id)
+    assert not worker.mark_queued(client, 99, job_id="another")
+    assert 0 < client.ttl(worker._queued_key(99)) <= worker.JOB_TIMEOUT
+    # the job deleted from the queue by hand (rq empty): its note holds nothing back, the next one is noted
+    waiting.delete()
+    assert worker.mark_queued(client, 99, job_id="next") and client.get(worker._queued_key(99)) == b"next"
+    auto.request("5.100", unlabeled=True)  # the trainer's jobs carry the id they are noted with
+    assert auto.wait_idle(10)
+    [job] = [job for job in q.jobs if job.args[0] == 5]
+    assert client.get(worker._queued_key(5)) == job.id.encode()
+    job.delete()
+    time.sleep(1.6)  # the interval
+    auto.request("5.100", unlabeled=True)  # a retrain after `rq empty`: enqueued, not merged into a job that is gone
+    assert auto.wait_idle(10) and [j.args[0] for j in q.jobs].count(5) == 1
 
 
 def test_automatic_requests_on_rq_survive_a_trainer_moving_and_leave_no_stale_note(redis_url, tmp_path, monkeypatch):
