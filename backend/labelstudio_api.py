@@ -127,8 +127,8 @@ def _task_row(task: Any) -> TaskRow:
 PREDICTION_PAGE_SIZE = 100
 
 
-#: A Data Manager filter's value: a number, a flag, a text, a ``{"min", "max"}`` range or a list (``Filter.value`` in
-#: ``label_studio/data_manager/prepare_params.py``).
+#: The single values a Data Manager filter takes: a number, a flag or a text; its value is one of them, a list, or a
+#: ``{"min", "max"}`` range of them (``Filter.value`` in ``label_studio/data_manager/prepare_params.py``).
 _FILTER_SCALARS = (int, float, bool, str)
 
 
