@@ -341,7 +341,7 @@ def predict(project_id, mode, task_ids, unlabeled, filter_json, view_id, batch_s
     ids = _task_ids(task_ids)
     filters = _filters(filter_json)
     if sum(x is not None for x in (ids, filters, view_id)) > 1:
-        raise click.UsageError("give one of --task-ids, --filter and --view")
+        raise click.UsageError("give only one of --task-ids, --filter and --view")
     setup_logging(log_level.upper(), secrets)
     started = time.monotonic()
     with one_line_errors(secrets), _sigterm_as_ctrl_c():
@@ -381,7 +381,11 @@ def predict(project_id, mode, task_ids, unlabeled, filter_json, view_id, batch_s
     if status.retired:
         click.echo(f"project {project_id}: {len(status.retired)} older version(s) retired, "
                    f"{sum(status.retired.values())} predictions deleted: {', '.join(status.retired)}")
-    if status.model_version and status.prediction_set != status.model_version:
+    if keep_versions and (ids is not None or filters is not None):
+        click.echo(f"project {project_id}: --keep-versions retired nothing: the job covered part of the project "
+                   "(older versions still hold the other tasks' predictions)")
+    every_task_failed = status.total and status.failed == status.total
+    if status.model_version and status.prediction_set != status.model_version and not every_task_failed:
         selected = repr(status.prediction_set) if status.prediction_set else "no version"
         click.echo(f"project {project_id}: the Data Manager's 'Prediction score' shows {selected}; to sort by this "
                    f"job's scores select {status.model_version} in Settings > Annotation > Prelabeling, or run again "

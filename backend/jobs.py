@@ -449,6 +449,9 @@ def run_job(host: JobHost, api: LabelStudioClient, project_id: int, *, mode: str
             tasks = api.tasks(project.id, filters=filters)
             if ids is not None:
                 _warn_missing(project_id, ids, tasks)
+            if filters and not tasks:  # Label Studio answers an unknown field or operator with no task, not an error
+                log.warning("project %s: the Data Manager filters keep no task: nothing to predict (check each item's "
+                            "field, operator and value against a Data Manager tab's)", project_id)
             if mode == "all":
                 status.cleared = bool(previous and previous.mode == "all" and previous.model_version == version
                                       and previous.selection == selection and previous.cleared
@@ -543,13 +546,19 @@ def _select_version(api: LabelStudioClient, project: ProjectInfo, status: JobSta
     """Make the job's version the project's prediction set when asked, or (``select=None``) when the project
     has none, one of ``ours`` (versions this model wrote), or the title of one of its ML backends (what connecting
     a backend selects: no stored prediction carries it, so the "Prediction score" column stayed blank); a refusal
-    is logged, not raised. Returns the project's prediction set afterwards."""
+    is logged, not raised; a version of which the project holds no prediction (every task failed) is not asked for.
+    Returns the project's prediction set afterwards."""
     version, current = status.model_version, project.model_version or ""
     if not version or current == version or select is False:
         return current
     if select is None and current and current not in ours and not _is_backend_title(api, project.id, current):
         log.info("project %s: its prediction set stays %r (select %s in Settings > Annotation to sort the Data "
                  "Manager by its scores)", project.id, current, version)
+        return current
+    if not status.done and version not in {row.model_version for row in api.model_versions(project.id)}:
+        # Label Studio refuses a version without predictions (400, "doesn't exist ... as static predictions")
+        log.info("project %s: no prediction of %s was written, so its prediction set stays %r", project.id, version,
+                 current)
         return current
     try:
         api.select_model_version(project.id, version)

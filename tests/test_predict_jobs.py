@@ -236,12 +236,19 @@ def test_filter_and_view_predict_the_tasks_a_data_manager_filter_or_tab_keeps(la
     assert replaced(lambda: _cli("predict", "--project", str(project.id), "--all", "--view", str(view.id),
                                  env=project.env)) == [ids[3], ids[30]]
 
+    nothing = json.dumps({"filter": "filter:tasks:data.no_such_field", "operator": "equal", "type": "String",
+                          "value": "x"})
+    answer = _cli("predict", "--project", str(project.id), "--filter", nothing, "--keep-versions", "1",
+                  env=project.env)
+    assert answer.exit_code == 0 and "0 tasks planned" in answer.output, answer.output
+    assert "the Data Manager filters keep no task: nothing to predict" in answer.output, answer.output
+    assert "--keep-versions retired nothing: the job covered part of the project" in answer.output, answer.output
     ignored = json.dumps({"filter": "tasks:id", "operator": "equal", "type": "Number", "value": ids[0]})
     answer = _cli("predict", "--project", str(project.id), "--filter", ignored, env=project.env)
     assert answer.exit_code == 2 and "Invalid value for --filter: item 1: the filter must start with " \
         "filter:tasks: (e.g. filter:tasks:data.split); Label Studio ignores 'tasks:id'" in answer.output, answer.output
     answer = _cli("predict", "--project", str(project.id), "--filter", window, "--task-ids", "1", env=project.env)
-    assert answer.exit_code == 2 and "give one of --task-ids, --filter and --view" in answer.output, answer.output
+    assert answer.exit_code == 2 and "give only one of --task-ids, --filter and --view" in answer.output, answer.output
     other = label_studio.client().projects.create(title="another", label_config=TEXT_CONFIG)
     theirs = label_studio.client().views.create(project=other.id, data={"filters": {
         "conjunction": "and", "items": [by_id("equal", 1)]}})
@@ -326,6 +333,10 @@ def test_predictions_label_studio_drops_count_as_failed_and_exit_1(label_studio,
     assert answer.exit_code == 1
     assert "0 predictions of 0.0.1 written, 0 skipped, 3 failed" in answer.output
     assert "Error: 3 task(s) not written" in answer.output and "dropped the prediction" in answer.output
+    # found by a walkthrough: it asked Label Studio to select a version without predictions (a 400 in the log)
+    # and advised --select-version, which would fail the same way
+    assert "could not select" not in answer.output and "--select-version" not in answer.output, answer.output
+    assert "no prediction of 0.0.1 was written" in answer.output, answer.output
     assert not any(_predictions(label_studio, project.id).values())
     status = latest_status(tmp_path, project.id)
     assert (status.state, status.failed, len(status.failures)) == ("done", 3, 3)
