@@ -432,7 +432,8 @@ def test_keep_versions_retires_older_versions_of_this_model_only_never_the_selec
     v4 = p.train(40, 50)
     answer = _cli("predict", "--project", str(p.id), "--task-ids", str(p.tasks[0]["id"]), "--keep-versions", "1",
                   "--no-select-version", env={**p.env})
-    assert answer.exit_code == 0 and "retired" not in answer.output, answer.output
+    assert answer.exit_code == 0 and "older version(s) retired" not in answer.output, answer.output
+    assert "--keep-versions retired nothing: the job covered part of the project" in answer.output, answer.output
     answer = _cli("predict", "--project", str(p.id), "--no-select-version",
                   env={**p.env, "LABELHUB_KEEP_VERSIONS": "1"})
     assert answer.exit_code == 0 and f"retired, 60 predictions deleted: {v3}" in answer.output, answer.output
