@@ -327,15 +327,15 @@ def changed_rows(old: pd.DataFrame, new: pd.DataFrame) -> int:
     return int(differ.sum())
 
 
-def changes_text(diff: VersionDiff, changed: int) -> str:
-    """:func:`summary_text`, and when some of the ``changed`` annotations (a version title's ``~``) changed in no
-    label, a line saying so: ``~2 changed: 1 relabelled, 1 in other columns only (...)``. What a version's commit
-    description and card say, and ``labelhub diff``."""
+def changes_text(diff: VersionDiff, changed: int, top: int = 10) -> str:
+    """:func:`summary_text` (``top`` as there), and when some of the ``changed`` annotations (a version title's
+    ``~``) changed in no label, a line saying so: ``~2 changed: 1 relabelled, 1 in other columns only (...)``. What
+    a version's commit description and card say, and ``labelhub diff``."""
     other = changed - diff.relabelled
     if other <= 0:
-        return summary_text(diff)
-    return (f"{summary_text(diff)}\n\n~{changed} changed: {diff.relabelled} relabelled, {other} in other columns "
-            "only (task data, annotator, ground truth, annotated revision, or the export's format)")
+        return summary_text(diff, top)
+    return (f"{summary_text(diff, top)}\n\n~{changed} changed: {diff.relabelled} relabelled, {other} in other "
+            "columns only (task data, annotator, ground truth, annotated revision, or the export's format)")
 
 
 def summary_text(diff: VersionDiff, top: int = 10) -> str:
@@ -381,8 +381,10 @@ def summary_text(diff: VersionDiff, top: int = 10) -> str:
 
 
 def diff_table(diff: VersionDiff) -> Sequence[str]:
-    """Lines for a terminal (``labelhub diff``): the summary, then the from → to table of relabels."""
-    lines = (summary_text(diff, top=0) if diff.changed is None else changes_text(diff, diff.changed)).splitlines()
+    """Lines for a terminal (``labelhub diff``): the summary, then the from → to table of every relabel (the
+    summary's own list of the most frequent is left out: the table says it)."""
+    lines = (summary_text(diff, top=0) if diff.changed is None else changes_text(diff, diff.changed, top=0)
+             ).splitlines()
     if diff.relabels:
         width = max(len(r["from"] or "∅") for r in diff.relabels)
         lines += ["", "relabels (control: from → to, count):"]
