@@ -295,8 +295,9 @@ def predict(project_id, mode, task_ids, unlabeled, filter_json, view_id, batch_s
             show_status, label_studio_url, api_key, model_dir, redis_url, log_level):
     """Pre-annotate a whole project: predict its tasks in batches and write them to Label Studio.
 
-    The project's model is loaded from MODEL_DIR in this process (the state `labelhub backend` trains),
-    the tasks are listed through Label Studio's API, and each batch of predictions is written in one
+    The project's model is loaded from MODEL_DIR in this process (the state `labelhub backend` trains;
+    give it the backend's settings: for a local or private repo's tasks, LABELHUB_FILE_REPOS and
+    LABELHUB_SECRET too), the tasks are listed through Label Studio's API, and each batch of predictions is written in one
     call with the model's current model_version, the most uncertain tasks first. No /predict request, so
     no 100 s limit. Interrupted or killed, run it again: it goes on with the tasks that still have no
     prediction of the version, and a task never gets two predictions of one version from it.
