@@ -351,6 +351,9 @@ def predict(project_id, mode, task_ids, unlabeled, filter_json, view_id, batch_s
         from labelhub.backend.labelstudio_api import LabelStudioClient
         from labelhub.backend.startup import check_model_dir
 
+        if not settings.redis_url and not os.path.isdir(settings.model_dir):  # no model there: say so, make nothing
+            raise click.ClickException(f"--model-dir / MODEL_DIR {str(settings.model_dir)!r} does not exist: point it "
+                                       "at the backend's MODEL_DIR (the demo's is .labelhub-demo/models)")
         check_model_dir(settings.model_dir)  # one line naming --model-dir / MODEL_DIR, not Backend's OSError
         try:
             host = Backend(settings)

@@ -353,6 +353,10 @@ def test_unknown_project_or_model_dir_is_one_line_error_without_the_key(label_st
     assert answer.exit_code == 1 and "no prediction job" in answer.output
     answer = _cli("predict", "--project", str(project.id), "--task-ids", "1,x", env=env)
     assert answer.exit_code == 2 and "--task-ids" in answer.output
+    missing = tmp_path / "no-such-dir"  # found by a walkthrough: it was created, empty, and the error said no model
+    answer = _cli("predict", "--project", str(project.id), env={**env, "MODEL_DIR": str(missing)})
+    assert answer.exit_code == 1 and answer.output.count("\n") == 1 and "does not exist" in answer.output
+    assert not missing.exists()
 
 
 class _FlakyLabelStudio:
