@@ -211,7 +211,7 @@ def _interrupted(exc: KeyboardInterrupt, status) -> str:
     done = ""
     if status is not None and status.pid == os.getpid():
         done = f" after {status.done} of {status.total} predictions"
-    return (f"interrupted by {exc or 'Ctrl-C'}{done}: run the same command again to go on where it stopped "
+    return (f"interrupted by {str(exc) or 'Ctrl-C'}{done}: run the same command again to go on where it stopped "
             "(tasks that have a prediction of the version are skipped)")
 
 
@@ -278,7 +278,8 @@ def _filters(value: str | None) -> dict | None:
                    "but the newest N (never the selected one); 0 keeps them all. Label Studio takes about 3.5 ms "
                    "a deleted prediction and, on SQLite, holds annotation saves meanwhile: run it at a quiet hour.")
 @click.option("--status", "show_status", is_flag=True,
-              help="Print the project's last job status (JSON) and exit; needs only --model-dir.")
+              help="Print the project's last job status (JSON) and exit; needs only --model-dir (with "
+                   "LABELHUB_REDIS_URL: the status any host's job published there).")
 @click.option("--label-studio-url", envvar="LABEL_STUDIO_URL", default="http://localhost:8080",
               help="Label Studio's URL.")
 @click.option("--api-key", "--label-studio-api-key", "api_key", envvar="LABEL_STUDIO_API_KEY", default=None,
@@ -330,11 +331,24 @@ def predict(project_id, mode, task_ids, unlabeled, filter_json, view_id, batch_s
                                      log_level=log_level.upper(), redis_url=redis_url)
     except ValueError as exc:
         raise click.ClickException(redact(one_line(exc), secrets)) from None
+    if settings.redis_url:  # one line, as `labelhub backend` and `labelhub worker` say it, not redis-py's traceback
+        from labelhub.backend.startup import check_redis
+        from labelhub.errors import ConfigurationError
+
+        try:
+            check_redis(settings.redis_url)
+        except ConfigurationError as exc:
+            raise click.ClickException(redact(one_line(exc), secrets)) from None
     if show_status:
-        status = latest_status(settings.model_dir, project_id)
+        if settings.redis_url:  # what every host's jobs published (every replica's /health shows them)
+            from labelhub.backend.job_status import latest_of
+            from labelhub.backend.redis_state import connect, job_statuses
+
+            status, where = latest_of(job_statuses(connect(settings.redis_url)), project_id), "LABELHUB_REDIS_URL"
+        else:
+            status, where = latest_status(settings.model_dir, project_id), f"MODEL_DIR={str(settings.model_dir)!r}"
         if status is None:
-            raise click.ClickException(f"no prediction job of project {project_id} in "
-                                       f"MODEL_DIR={str(settings.model_dir)!r}")
+            raise click.ClickException(f"no prediction job of project {project_id} in {where}")
         click.echo(json.dumps(status.view(), indent=2))
         return
     if not api_key:
@@ -416,7 +430,7 @@ def worker(redis_url, queues, burst, log_level):
 
     \b
     Example:
-      LABELHUB_REDIS_URL=redis://redis:6379/0 LABEL_STUDIO_URL=http://ls:8080 LABEL_STUDIO_API_KEY=... \\
+      LABELHUB_REDIS_URL=redis://redis:6379/1 LABEL_STUDIO_URL=http://ls:8080 LABEL_STUDIO_API_KEY=... \\
         labelhub worker
     """
     from labelhub.backend.worker import work

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from labelhub.backend.state import atomic_write_json
 
-__all__ = ["BatchResult", "JobStatus", "read_statuses", "latest_status", "KEEP_FAILURES"]
+__all__ = ["BatchResult", "JobStatus", "read_statuses", "latest_status", "latest_of", "KEEP_FAILURES"]
 
 #: Failed tasks a status keeps with their reason (the count keeps them all).
 KEEP_FAILURES = 20
@@ -218,10 +218,32 @@ def latest_status(model_dir: Path, project_id: int) -> JobStatus | None:
     Returns:
         The status, or ``None`` when no job of the project ran with this ``MODEL_DIR``.
     """
+    paths = (Path(model_dir) / "jobs").glob(f"{int(project_id)}*.json")
+    found = [JobStatus.load(model_dir, path.stem) for path in paths if _of_project(path.stem, project_id)]
+    return _newest([status for status in found if status is not None])
+
+
+def latest_of(statuses: dict[str, dict], project_id: int) -> JobStatus | None:
+    """The status of the project id's last job among ``statuses`` (``{project key: status dict}``: what the jobs
+    publish in Redis, :func:`labelhub.backend.redis_state.job_statuses`); one that does not parse is left out.
+
+    Returns:
+        The status, or ``None`` when ``statuses`` has none of the project.
+    """
     found = []
-    for path in (Path(model_dir) / "jobs").glob(f"{int(project_id)}*.json"):
-        if path.stem == str(project_id) or path.stem.startswith(f"{project_id}."):
-            status = JobStatus.load(model_dir, path.stem)
-            if status is not None:
-                found.append(status)
-    return max(found, key=lambda s: s.updated_at or 0.0) if found else None
+    for key, data in statuses.items():
+        if _of_project(key, project_id) and isinstance(data, dict):
+            try:
+                found.append(JobStatus.from_dict(data))
+            except TypeError:
+                continue
+    return _newest(found)
+
+
+def _of_project(key: str, project_id: int) -> bool:
+    """Whether a project key (``<id>.<created_at>``, or a bare id) is of project ``project_id``."""
+    return key == str(project_id) or key.startswith(f"{int(project_id)}.")
+
+
+def _newest(statuses: list[JobStatus]) -> JobStatus | None:
+    return max(statuses, key=lambda s: s.updated_at or 0.0) if statuses else None

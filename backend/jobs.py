@@ -488,7 +488,8 @@ def run_job(host: JobHost, api: LabelStudioClient, project_id: int, *, mode: str
                     bar.set_postfix(written=status.done, failed=status.failed, refresh=False)
         except BaseException as exc:
             status.state, status.finished_at = "failed", time.time()
-            status.error = f"interrupted ({exc or 'Ctrl-C'})" if isinstance(exc, KeyboardInterrupt) else _one_line(exc)
+            status.error = (f"interrupted ({str(exc) or 'Ctrl-C'})" if isinstance(exc, KeyboardInterrupt)
+                            else _one_line(exc))
             _save(host, status)
             raise
         finally:

@@ -58,7 +58,8 @@ from labelhub.errors import ConfigurationError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["PREFIX", "TRAINER_LEASE_SECONDS", "connect", "Lease", "lease", "RedisProjectState", "RedisStore",
+__all__ = ["PREFIX", "TRAINER_LEASE_SECONDS", "connect", "Lease", "lease", "job_statuses", "RedisProjectState",
+           "RedisStore",
            "RedisEventQueue"]
 
 #: Prefix of every key LabelHub writes (use another Redis database, ``redis://host/1``, to keep deployments apart).
@@ -327,14 +328,24 @@ class RedisStore(Store):
         self.client.hset(f"{PREFIX}jobs", key, json.dumps(status, sort_keys=True))
 
     def job_statuses(self) -> dict[str, dict]:
-        """``{project key: status dict}`` of every project's last job."""
-        out = {}
-        for key, raw in self.client.hgetall(f"{PREFIX}jobs").items():
-            try:
-                out[key.decode()] = json.loads(raw)
-            except ValueError:
-                continue
-        return out
+        """``{project key: status dict}`` of every project's last job (:func:`job_statuses`)."""
+        return job_statuses(self.client)
+
+
+def job_statuses(client) -> dict[str, dict]:
+    """``{project key: status dict}`` of every project's last job, as the jobs published them (``labelhub:jobs``; one
+    that does not parse is left out).
+
+    Raises:
+        redis.exceptions.RedisError: When Redis cannot be read.
+    """
+    out = {}
+    for key, raw in client.hgetall(f"{PREFIX}jobs").items():
+        try:
+            out[key.decode()] = json.loads(raw)
+        except ValueError:
+            continue
+    return out
 
 
 class RedisEventQueue:

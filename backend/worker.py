@@ -41,6 +41,8 @@ QUEUE = "labelhub"
 BATCH_TIMEOUT = 3600
 #: Seconds between two looks of the planner at its batches.
 POLL_SECONDS = 0.5
+#: Seconds between two warnings of a planner whose batches no worker takes (none listens on the queue).
+NO_WORKER_WARNING_SECONDS = 60.0
 #: Seconds between two tries of an automatic job whose project has a job running.
 LOCK_WAIT_SECONDS = 2.0
 #: Longest run of one automatic job (:func:`predict_project`) on a worker, waits for a running job included.
@@ -204,6 +206,7 @@ def on_workers(client, name: str = QUEUE, poll: float = POLL_SECONDS) -> Executo
     """
     def execute(host: JobHost, api: LabelStudioClient, project: ProjectInfo, batches: list[list[int]],
                 progress: Callable[[int], Any]) -> Iterator[BatchResult]:
+        from rq import Worker
         from rq.job import Job
 
         q = queue(client, name)
@@ -212,7 +215,14 @@ def on_workers(client, name: str = QUEUE, poll: float = POLL_SECONDS) -> Executo
             job = q.enqueue(predict_batch, project.id, batch, job_timeout=BATCH_TIMEOUT, result_ttl=86400,
                             failure_ttl=86400, description=f"labelhub predict: project {project.id}, {len(batch)} tasks")
             waiting[job.id] = batch
+        told = 0.0
         while waiting:
+            if time.monotonic() - told >= NO_WORKER_WARNING_SECONDS:
+                told = time.monotonic()
+                if not Worker.count(connection=client, queue=q):  # found by a walkthrough: it waited without a word
+                    log.warning("project %s: no `labelhub worker` takes batches from the RQ queue %r of this Redis "
+                                "database: %d batches wait until one starts (with the same LABELHUB_REDIS_URL, "
+                                "database number included)", project.id, name, len(waiting))
             for job in Job.fetch_many(list(waiting), connection=client):
                 if job is None:
                     continue

@@ -16,12 +16,13 @@ for local repos (which the backend refuses), and says so in the log.
 """
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass, field
 
 from labelhub.signing import file_url, repo_key, sign_url
 
-__all__ = ["FileURLs", "MODES", "DEFAULT_PUBLIC_URL", "parse_lifetime"]
+__all__ = ["FileURLs", "MODES", "DEFAULT_PUBLIC_URL", "parse_lifetime", "log_file_urls"]
 
 MODES = ("auto", "resolve", "proxy")
 DEFAULT_PUBLIC_URL = "http://127.0.0.1:9090"
@@ -149,3 +150,15 @@ class FileURLs:
                     "and the backend refuses unsigned URLs")
         expiry = f"valid {self.lifetime} s" if self.lifetime else "no expiry"
         return f"file URLs of {repo_id}: signed proxy URLs {shape} ({why}), {expiry}"
+
+
+def log_file_urls(line: str, logger: logging.Logger) -> None:
+    """Log a :meth:`FileURLs.describe` line: at WARNING when the tasks' URLs will not load (unsigned proxy URLs, which
+    the backend refuses; a private repo's resolve URLs, which browsers cannot load), else at INFO. The commands that
+    make tasks of repo files (``labelhub sync``, ``labelhub import-labels --repo``) say it before the first task.
+
+    Args:
+        line: The line (``DatasetRepo.describe_file_urls()``).
+        logger: Where to log it.
+    """
+    (logger.warning if "UNSIGNED" in line or "WARNING" in line else logger.info)(line)

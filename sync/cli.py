@@ -21,6 +21,7 @@ from contextlib import ExitStack
 import click
 
 from labelhub.cli_options import Integer
+from labelhub.file_urls import log_file_urls
 from labelhub.sync.options import (
     file_url_options,
     file_url_policy,
@@ -132,9 +133,7 @@ def sync(repo, project_id, revision, include, exclude, metadata_path, metadata_k
                                 batch_size=batch_size)
         log.info("syncing %s@%s (%s) into project %d %r: %s files as $%s", dataset.repo_id, revision, sha[:12],
                  project_id, project.title, importer.field.tag, importer.field.value_key)
-        urls = dataset.describe_file_urls()
-        # tasks whose images the backend will refuse, or browsers cannot load (a private repo's resolve URLs)
-        (log.warning if "UNSIGNED" in urls or "WARNING" in urls else log.info)(urls)
+        log_file_urls(dataset.describe_file_urls(), log)
         service = SyncService(importer, poll_interval=interval, reconcile_interval=reconcile_interval,
                               export_interval=export_interval, sweep_interval=sweep_interval)
         if export:

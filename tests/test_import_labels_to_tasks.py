@@ -102,6 +102,8 @@ def test_csv_becomes_tasks_with_hand_computed_percent_boxes_once(label_studio, p
     result = invoke(str(csv), "--project", str(project.id), "--repo", str(dataset.path),
                     "--model-version", "platform-x-v1")
     assert result.exit_code == 1, result.output
+    # found by a walkthrough: the tasks' URLs are unsigned (no LABELHUB_SECRET), which the backend refuses: said
+    assert "UNSIGNED: LABELHUB_SECRET is not set, and the backend refuses unsigned URLs" in result.output
     lines = result.output.splitlines()
     assert "line 6: left_col >= right_col (left_col=0.5, right_col=0.4)" in lines
     assert any(line.startswith("line 8: url is not http(s), hf:// or a path of the dataset repo") for line in lines)

@@ -536,3 +536,12 @@ def test_an_automatic_job_on_a_worker_waits_for_the_running_one_and_predicts_its
     monkeypatch.setattr(worker, "LOCK_WAIT_SECONDS", 0.01)
     assert worker.predict_project(4, [1, 2], False, 2)["done"] == 7
     assert len(calls) == 3 and all("execute" not in c and c["keep_versions"] == 2 for c in calls)
+
+
+def test_ctrl_c_is_named_in_the_last_line_and_the_status():
+    """Found by a walkthrough: Ctrl-C (a ``KeyboardInterrupt`` without a message) gave ``interrupted by  after ...``;
+    an exception is true whatever its message, so the fallback never applied."""
+    from labelhub.backend.cli import _interrupted
+
+    assert _interrupted(KeyboardInterrupt(), None).startswith("interrupted by Ctrl-C: run the same command again")
+    assert _interrupted(KeyboardInterrupt("SIGTERM"), None).startswith("interrupted by SIGTERM: ")

@@ -7,6 +7,7 @@ installs it).
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -351,3 +352,43 @@ def test_automatic_requests_on_rq_survive_a_trainer_moving_and_leave_no_stale_no
     assert worker.predict_project(3, None, True, 0) == {"state": "done"}
     assert ttls and all(0 < ttl <= worker.WAITING_NOTE_SECONDS for ttl in ttls), ttls  # a killed waiter: 30 s
     leases.close()
+
+
+def test_predict_on_redis_says_when_no_worker_listens_and_reads_its_status_from_redis(redis_url, tmp_path,
+                                                                                    monkeypatch, caplog):
+    """Found by a walkthrough: with no `labelhub worker` on the queue's Redis database the planner waited without a
+    word; `labelhub predict --status` read only ./labelhub-models, not the status the job published in Redis; an
+    unreachable Redis gave redis-py's traceback."""
+    import threading
+    from types import SimpleNamespace
+
+    from click.testing import CliRunner
+    from rq.job import JobStatus as RQStatus
+
+    from labelhub.backend import worker
+    from labelhub.backend.redis_state import RedisStore
+    from labelhub.cli import main
+
+    client = redis.Redis.from_url(f"{redis_url}/5")
+    client.flushdb()
+    monkeypatch.setattr(worker, "NO_WORKER_WARNING_SECONDS", 0.2)
+    batches = worker.on_workers(client, poll=0.05)(None, None, SimpleNamespace(id=7), [[1, 2], [3]], lambda n: None)
+    results = []
+    planner = threading.Thread(target=lambda: results.extend(batches), daemon=True)
+    planner.start()
+    wait_for(lambda: any("no `labelhub worker` takes batches" in r.getMessage() for r in caplog.records), timeout=10)
+    for job in worker.queue(client).jobs:  # a worker would take them; here they fail, and the planner ends
+        job.set_status(RQStatus.FAILED)
+    planner.join(10)
+    assert not planner.is_alive() and sorted(t for r in results for t in r.failed) == [1, 2, 3]
+
+    RedisStore(client, tmp_path / "cache").save_job_status("7.1700000000", {
+        "project": "7.1700000000", "project_id": 7, "state": "done", "done": 3, "total": 3, "updated_at": 1.0})
+    env = {"LABELHUB_REDIS_URL": f"{redis_url}/5", "MODEL_DIR": str(tmp_path / "elsewhere"),
+           "LABEL_STUDIO_API_KEY": "unused"}
+    answer = CliRunner().invoke(main, ["predict", "--project", "7", "--status"], env=env)
+    assert answer.exit_code == 0 and json.loads(answer.output)["done"] == 3, answer.output
+    answer = CliRunner().invoke(main, ["predict", "--project", "7", "--status"],
+                                env={**env, "LABELHUB_REDIS_URL": "redis://:hunter2@127.0.0.1:1/0"})
+    assert answer.exit_code == 1 and answer.output.count("\n") == 1, answer.output
+    assert "LABELHUB_REDIS_URL: Redis at 127.0.0.1:1 does not answer" in answer.output and "hunter2" not in answer.output

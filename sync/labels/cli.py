@@ -14,6 +14,7 @@ from pathlib import Path
 import click
 
 from labelhub.cli_options import Integer
+from labelhub.file_urls import log_file_urls
 from labelhub.sync.options import (
     file_url_options,
     file_url_policy,
@@ -105,6 +106,7 @@ def _run(file, project_id, target, model_version, strict, batch_size, file_forma
                                 file_urls=url_policy)
         except ValueError as exc:
             raise click.UsageError(str(exc)) from None
+        log_file_urls(dataset.describe_file_urls(), log)  # found by a walkthrough: unsigned URLs went unsaid
         sha = dataset.resolve(revision or dataset.default_revision())
         urls = UrlResolver(dataset, sha, (f.path for f in dataset.list_files(sha)), endpoint=hf_endpoint)
     read = read_coco if file_format == "coco" else read_labels_csv
