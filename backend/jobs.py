@@ -428,6 +428,10 @@ def run_job(host: JobHost, api: LabelStudioClient, project_id: int, *, mode: str
     model_dir = Path(host.settings.model_dir)
     project = api.project(project_id)
     if not host.store.has_project(project.key):
+        if host.settings.redis_url:  # the model is in Redis: MODEL_DIR is a cache there
+            raise NotFoundError(f"the Redis of LABELHUB_REDIS_URL has no model of project {project_id} (key "
+                                f"{project.key}): give the backends' LABELHUB_REDIS_URL, database number included, "
+                                "and connect the project to a backend")
         raise NotFoundError(f"MODEL_DIR={str(model_dir)!r} has no model of project {project_id} (key {project.key}): "
                             "point --model-dir at the backend's MODEL_DIR, and connect the project to the backend")
     with host.store.job_lock(project.key) as held:

@@ -125,6 +125,9 @@ def check_settings(settings: Settings) -> None:
     check_model_dir(settings.model_dir)
     if settings.redis_url:
         check_redis(settings.redis_url)
+    if settings.auto_predict and not (settings.label_studio_url and settings.label_studio_api_key):
+        log.warning("LABELHUB_AUTO_PREDICT is on but LABEL_STUDIO_URL or LABEL_STUDIO_API_KEY is not set: no automatic "
+                    "prediction jobs (the jobs write through Label Studio's API)")
     from labelhub.backend.embedders import start_onnx_exports
 
     try:

@@ -178,6 +178,11 @@ def test_two_workers_predict_5000_tasks_each_exactly_once(label_studio, redis_ur
     assert all("labelhub predict: project" in text for text in logs), [text[-1500:] for text in logs]  # both worked
     health = backend.store.job_statuses()[key]
     assert health["state"] == "done" and health["done"] == N_JOB_TASKS
+    with _keep_root_logging():  # another database: the message names Redis, not MODEL_DIR (found by a walkthrough)
+        answer = CliRunner().invoke(main, ["predict", "--project", str(project.id)],
+                                    env={**env, "LABELHUB_REDIS_URL": f"{redis_url}/6", "MODEL_DIR": str(tmp_path)})
+    assert answer.exit_code == 1 and "the Redis of LABELHUB_REDIS_URL has no model of project" in answer.output, \
+        answer.output
 
 
 def test_a_burst_worker_with_nothing_to_do_exits_at_once(redis_url, tmp_path):
