@@ -111,3 +111,13 @@ def test_worker_without_redis_names_its_host_and_port_never_its_password():
         f"Error: LABELHUB_REDIS_URL: Redis at 127.0.0.1:{port} does not answer (ConnectionError: Connection refused): "
         "start it, or correct the URL's host and port")
     assert SECRET not in answer.stderr + answer.stdout
+
+
+def test_auto_predict_without_label_studio_settings_is_said_when_the_backend_starts(tmp_path, caplog):
+    """Found by a walkthrough: the backend started without a word and said it only at the first request."""
+    from labelhub.backend.settings import Settings
+    from labelhub.backend.startup import check_settings
+
+    check_settings(Settings(model_dir=tmp_path, auto_predict=True, label_studio_api_key=""))
+    assert any("LABELHUB_AUTO_PREDICT is on but LABEL_STUDIO_URL or LABEL_STUDIO_API_KEY is not set" in r.getMessage()
+               and r.levelname == "WARNING" for r in caplog.records), caplog.text
