@@ -250,8 +250,8 @@ def test_sigkill_mid_restore_then_rerun_gives_no_duplicate_and_none_missing(labe
     rerun = restore(repo, target.id, state, env, "--batch-size", "1")
     assert rerun.returncode == 0, rerun.stderr
     # batch 1 recorded, batch 2 created but not recorded (found again), batch 3 created now
-    assert rerun.stdout.startswith("tasks created: 1 (2 already restored, 1 recovered after an interruption), "
-                                   "annotations: 1,"), rerun.stdout
+    assert rerun.stdout.startswith("tasks created: 1 (2 already restored, 1 found in Label Studio from an earlier "
+                                   "run), annotations: 1,"), rerun.stdout
     tasks, rows = restored_rows(label_studio, target.id)
     source = v1_rows(repo)
     assert sorted(str(t.data["source_task_id"]) for t in tasks) == sorted(source["task_id"].unique())

@@ -241,7 +241,7 @@ def summary_lines(parsed: ParsedLabels, report: LabelImportReport | None, target
                      else "nothing imported")
     else:
         extra = [f"{n} {what}" for n, what in ((report.already_imported, "already imported"),
-                                               (report.recovered, "recovered after an interruption"),
+                                               (report.recovered, "found in Label Studio from an earlier run"),
                                                (report.labelled_sync_tasks, "sync tasks labelled")) if n]
         lines.append(f"tasks created: {report.created}" + (f" ({', '.join(extra)})" if extra else "")
                      + f", regions: {report.regions}, as {target}")

@@ -118,7 +118,7 @@ class RestoreReport:
     def summary(self) -> str:
         """The summary line the CLI prints."""
         extra = [f"{n} {what}" for n, what in ((self.already_restored, "already restored"),
-                                               (self.recovered, "recovered after an interruption")) if n]
+                                               (self.recovered, "found in Label Studio from an earlier run")) if n]
         return (f"tasks created: {self.created}" + (f" ({', '.join(extra)})" if extra else "")
                 + f", annotations: {self.annotations}, annotators without a Label Studio user: {self.unmatched}"
                 + f", rows rejected: {len(self.errors)}")
