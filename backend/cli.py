@@ -274,9 +274,10 @@ def _filters(value: str | None) -> dict | None:
                    "Prelabeling), whose scores the Data Manager's 'Prediction score' column shows [default: "
                    "when the project has none selected or one this model wrote].")
 @click.option("--keep-versions", default=0, type=Integer(0), envvar="LABELHUB_KEEP_VERSIONS",
-              help="Afterwards, unless --task-ids, --filter or --view is given, delete the predictions of this model's older versions "
-                   "but the newest N (never the selected one); 0 keeps them all. Label Studio takes about 3.5 ms "
-                   "a deleted prediction and, on SQLite, holds annotation saves meanwhile: run it at a quiet hour.")
+              help="Afterwards, unless --task-ids, --filter or --view is given, delete the predictions of this "
+                   "model's older versions but the newest N (never the selected one); 0 keeps them all. Label "
+                   "Studio takes about 3.5 ms a deleted prediction and, on SQLite, holds annotation saves "
+                   "meanwhile: run it at a quiet hour.")
 @click.option("--status", "show_status", is_flag=True,
               help="Print the project's last job status (JSON) and exit; needs only --model-dir (with "
                    "LABELHUB_REDIS_URL: the status any host's job published there).")
@@ -298,10 +299,10 @@ def predict(project_id, mode, task_ids, unlabeled, filter_json, view_id, batch_s
 
     The project's model is loaded from MODEL_DIR in this process (the state `labelhub backend` trains;
     give it the backend's settings: for a local or private repo's tasks, LABELHUB_FILE_REPOS and
-    LABELHUB_SECRET too), the tasks are listed through Label Studio's API, and each batch of predictions is written in one
-    call with the model's current model_version, the most uncertain tasks first. No /predict request, so
-    no 100 s limit. Interrupted or killed, run it again: it goes on with the tasks that still have no
-    prediction of the version, and a task never gets two predictions of one version from it.
+    LABELHUB_SECRET too), the tasks are listed through Label Studio's API, and each batch of predictions
+    is written in one call with the model's current model_version, the most uncertain tasks first. No
+    /predict request, so no 100 s limit. Interrupted or killed, run it again: it goes on with the tasks that
+    still have no prediction of the version, and a task never gets two predictions of one version from it.
 
     With the version selected as the project's prediction set (--select-version does it), sorting the
     Data Manager by "Prediction score" ascending shows the tasks the model is least sure of first; after
