@@ -130,6 +130,8 @@ class LocalGitRepo:
         self.private = True  # no one but the backend can serve its files
         self.local = True
         self._commits = 0  # by this object: every PACK_EVERY-th packs the loose objects
+        # the commits and trees read_file walks, parsed once (an object never changes)
+        self._tree = cachetools.cached(LRUCache(maxsize=self.TREES), lock=threading.Lock())(self._object)
 
     #: Every this many commits (:meth:`commit`), the repository's loose objects go into one pack: each export writes
     #: a few dozen loose objects (and a rebuilt export's first attempt leaves its own), which nothing else packs.
@@ -237,14 +239,10 @@ class LocalGitRepo:
     #: Commits and trees :meth:`read_file` keeps (parsed; a tree of 1,000 entries is some 100 kB).
     TREES = 256
 
-    def _tree(self, oid: bytes):
-        """The commit or tree ``oid`` (hex, bytes) parsed by dulwich, from an LRU of :data:`TREES` (an object never
-        changes; only commits and trees are asked for)."""
-        cache = self.__dict__.get("_trees")
-        if cache is None:
-            cache = self.__dict__.setdefault("_trees", cachetools.cached(
-                cachetools.LRUCache(maxsize=self.TREES), lock=threading.Lock())(lambda oid: self._dulwich()[oid]))
-        return cache(oid)
+    def _object(self, oid: bytes):
+        """The object ``oid`` (hex, bytes) parsed by dulwich; :meth:`read_file` reads commits and trees through
+        ``self._tree``, this with an LRU of :data:`TREES`."""
+        return self._dulwich()[oid]
 
     def file_url(self, sha: str, path: str) -> str:
         """``{public_url}/files/{repo name}/{sha}/{path}?sig=...`` (served by the backend's file route,
