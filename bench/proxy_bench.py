@@ -11,7 +11,7 @@ and prints files/s, MB/s and latency percentiles for:
 - direct from huggingface_hub's cache, in this process, same files, same cache: ``hf_hub_download``
   (a cache hit at a commit sha makes no call) then reading the bytes, with the same number of threads;
   and plain ``open().read()`` of the cached paths (the floor);
-- proxy from the local git repository (``git cat-file --batch``).
+- proxy from the local git repository (read in-process with dulwich: :class:`labelhub.repos.git.GitObjects`).
 
 Every answer is checked byte for byte against the file committed.
 """

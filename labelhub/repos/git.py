@@ -1,14 +1,15 @@
-"""Local git repositories, the one place LabelHub runs ``git``: :func:`git`, :class:`LocalGitRepo` (a
-dataset repo for the sync) and :class:`GitObjects` (the backend's fast reader of files at a commit).
+"""Local git repositories: :func:`git`, :class:`LocalGitRepo` (a dataset repo for the sync) and
+:class:`GitObjects` (files at a commit, read in-process: the sync's texts and the backend's file route).
 
-Files are always read from commits (``git ls-tree``, ``git cat-file``), never from the working tree, so
-what a task shows is exactly what the commit holds. Every command runs with ``safe.directory`` set to
+Files are always read from commits (``git ls-tree``, :class:`GitObjects`), never from the working tree, so
+what a task shows is exactly what the commit holds. Every git command runs with ``safe.directory`` set to
 the repository, so a repository owned by another user (a volume in a container) is read all the same.
 
 An export's writes (its commit, its tag) are made in-process with dulwich (https://www.dulwich.io), the
 pure-Python implementation of git's object store and refs: no git process on the annotation → tagged commit
-path, each costing 5 to 8 ms to start beside a busy Label Studio. :meth:`LocalGitRepo.read_file` reads with dulwich
-too (an export may read thousands of files' texts: :mod:`labelhub.repos.texts`).
+path, each costing 5 to 8 ms to start beside a busy Label Studio. Files are read with dulwich too
+(:class:`GitObjects`: an export may read thousands of files' texts, :mod:`labelhub.repos.texts`, and the backend
+serves every image of a local repository).
 """
 from __future__ import annotations
 
@@ -130,8 +131,7 @@ class LocalGitRepo:
         self.private = True  # no one but the backend can serve its files
         self.local = True
         self._commits = 0  # by this object: every PACK_EVERY-th packs the loose objects
-        # the commits and trees read_file walks, parsed once (an object never changes)
-        self._tree = cachetools.cached(LRUCache(maxsize=self.TREES), lock=threading.Lock())(self._object)
+        self.objects = GitObjects(self.path)  # read_file's reader, and the dulwich repository the export writes with
 
     #: Every this many commits (:meth:`commit`), the repository's loose objects go into one pack: each export writes
     #: a few dozen loose objects (and a rebuilt export's first attempt leaves its own), which nothing else packs.
@@ -211,38 +211,19 @@ class LocalGitRepo:
         return found
 
     def read_file(self, sha: str, path: str) -> bytes:
-        """See :meth:`labelhub.repos.DatasetRepo.read_file`: read in-process with dulwich, no git process (the commit's
-        tree walked to ``path`` by ``dulwich.object_store.tree_lookup_path``, the commits and trees it reads kept in
-        an LRU of :data:`TREES`, so the files of one folder cost one object read each): 0.1 to 0.4 ms a 2 kB file of
-        3,000 in 30 folders (loose objects, 2 busy cores) against 1.4 ms without the LRU and 2.3 ms for a
-        ``git cat-file blob``, which counts when an export reads the texts of thousands of files
-        (:mod:`labelhub.repos.texts`). A symlink reads as its target's path, as ``git cat-file`` gives it.
+        """See :meth:`labelhub.repos.DatasetRepo.read_file`: read in-process by :class:`GitObjects` (dulwich, no git
+        process; 0.1 to 0.4 ms a 2 kB file), which counts when an export reads the texts of thousands of files
+        (:mod:`labelhub.repos.texts`).
 
         Raises:
-            EntryNotFound: ``path`` is not a file of the repo at ``sha``, or ``sha`` is not a commit of it (a
-                ``FileNotFoundError``).
+            EntryNotFound: ``path`` is not a regular file of the repo at ``sha`` (missing, a directory, a symlink or a
+                submodule: the backend's file route does not serve those either, so no task showed it), or ``sha``
+                is not a commit of it (a ``FileNotFoundError``).
         """
-        from dulwich.errors import NotTreeError
-        from dulwich.object_store import tree_lookup_path
-        from dulwich.objects import Blob
-
-        try:
-            _, oid = tree_lookup_path(self._tree, self._tree(sha.encode()).tree,
-                                      path.encode("utf-8", "surrogateescape"))
-            blob = self._dulwich()[oid]
-        except (KeyError, ValueError, AttributeError, NotTreeError):
-            blob = None
-        if not isinstance(blob, Blob):
-            raise EntryNotFound(f"{path} not found in {self.path} at {sha}")
-        return blob.as_raw_string()
-
-    #: Commits and trees :meth:`read_file` keeps (parsed; a tree of 1,000 entries is some 100 kB).
-    TREES = 256
-
-    def _object(self, oid: bytes):
-        """The object ``oid`` (hex, bytes) parsed by dulwich; :meth:`read_file` reads commits and trees through
-        ``self._tree``, this with an LRU of :data:`TREES`."""
-        return self._dulwich()[oid]
+        found = self.objects.blob(sha, path)
+        if found is None:
+            raise EntryNotFound(f"{path} is not a regular file of {self.path} at {sha}")
+        return found[1]
 
     def file_url(self, sha: str, path: str) -> str:
         """``{public_url}/files/{repo name}/{sha}/{path}?sig=...`` (served by the backend's file route,
@@ -352,16 +333,8 @@ class LocalGitRepo:
             raise TagExists(f"tag {tag} exists in {self.path}")
 
     def _dulwich(self):
-        """The repository opened with dulwich (for writing, and :meth:`read_file`), once per thread: opening it
-        reads its config, a millisecond on each commit and tag of an export. An open dulwich repository still sees
-        other writers: it reads the refs from disk at each access and rescans the packs when an object is missing."""
-        from dulwich.repo import Repo
-
-        opened = self.__dict__.setdefault("_opened", threading.local())
-        if getattr(opened, "repo", None) is None:
-            opened.repo = Repo.discover(str(self.path))
-            _compress_loose_objects_as_git_does(opened.repo)
-        return opened.repo
+        """This thread's dulwich repository (:meth:`GitObjects.repo`), which the export writes with."""
+        return self.objects.repo()
 
     def head_and_tags(self, revision: str) -> tuple[str, dict[str, str]]:
         """See :meth:`labelhub.repos.DatasetRepo.head_and_tags`: one ``git for-each-ref`` of the branches and
@@ -394,103 +367,69 @@ class LocalGitRepo:
 
 
 class GitObjects:
-    """Objects of a local git repository through one long-running ``git cat-file --batch`` process
-    (https://git-scm.com/docs/git-cat-file#_batch_output), read under a lock; the 256 trees read last
-    are kept (an LRU), so the files of one folder at one commit cost one object read each.
+    """Files at a commit of a local git repository, read in-process with dulwich (https://www.dulwich.io): no git
+    process, the commit's tree walked to the path (``dulwich.object_store.tree_lookup_path``). The sync's
+    :meth:`LocalGitRepo.read_file` and the backend's file route (:mod:`labelhub.backend.files`) both read through it.
+
+    Each thread opens the repository once (:meth:`repo`: dulwich's pack readers seek a shared file, so a repository
+    object is not shared between threads); the commits and trees read last are parsed once and kept in an LRU of
+    :data:`TREES` shared by the threads (an object never changes), so the files of one folder at one commit cost one
+    object read each: 0.1 to 0.4 ms a 2 kB file of 3,000 in 30 folders (loose objects, 2 busy cores) against 1.4 ms
+    without the LRU and 2.3 ms for a ``git cat-file blob``. An open repository still sees other writers: dulwich reads
+    the refs from disk at each access and rescans the packs when an object is missing. SHA-1 and SHA-256 repositories
+    both read.
 
     Args:
-        path: The repository's directory.
+        path: The repository's directory (bare or with a work tree).
     """
 
-    _TREES = 256
+    #: Commits and trees kept parsed (a tree of 1,000 entries is some 100 kB).
+    TREES = 256
 
-    def __init__(self, path: str):
-        self.path = path
+    def __init__(self, path: str | os.PathLike):
+        self.path = str(path)
+        self._opened = threading.local()
+        self._cached = cachetools.cached(LRUCache(maxsize=self.TREES), lock=threading.Lock())(self._object)
+
+    def repo(self):
+        """This thread's dulwich ``Repo`` of :attr:`path` (opened at the thread's first call; opening reads the
+        repository's config, about a millisecond), its loose objects compressed as git compresses them
+        (:func:`_compress_loose_objects_as_git_does`)."""
+        from dulwich.repo import Repo
+
+        if getattr(self._opened, "repo", None) is None:
+            self._opened.repo = Repo.discover(self.path)
+            _compress_loose_objects_as_git_does(self._opened.repo)
+        return self._opened.repo
+
+    def _object(self, oid: bytes):
+        """The object ``oid`` (hex, bytes) parsed; commits and trees are read through ``self._cached``, its LRU."""
+        return self.repo()[oid]
+
+    def entry(self, sha: str, path: str) -> tuple[int, bytes] | None:
+        """``(mode, object id as hex bytes)`` of ``path`` in commit ``sha``'s tree, or ``None`` when ``sha`` is not a
+        commit of the repository or ``path`` is not in its tree. The mode is git's: ``0o100644``/``0o100755`` a
+        regular file, ``0o120000`` a symlink, ``0o160000`` a submodule, ``0o40000`` a directory."""
+        from dulwich.errors import NotTreeError
+        from dulwich.object_store import tree_lookup_path
+
         try:
-            fmt = git(path, "rev-parse", "--show-object-format").decode().strip() or "sha1"
-        except subprocess.CalledProcessError:
-            fmt = "sha1"
-        self.oid_bytes = 32 if fmt == "sha256" else 20
-        self._proc: subprocess.Popen | None = None
-        self._lock = threading.Lock()
-        self._trees: LRUCache = LRUCache(maxsize=self._TREES)
-
-    def _start(self) -> subprocess.Popen:
-        if self._proc is None or self._proc.poll() is not None:
-            self._proc = subprocess.Popen(["git", "-c", f"safe.directory={self.path}", "cat-file", "--batch"],
-                                          cwd=self.path, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                          stderr=subprocess.DEVNULL)
-        return self._proc
-
-    def read(self, name: str) -> tuple[str, bytes] | None:
-        """``(type, content)`` of the object ``name`` (an oid or ``<sha>^{tree}``), or ``None`` when missing."""
-        with self._lock:
-            for attempt in (0, 1):
-                proc = self._start()
-                try:
-                    proc.stdin.write(name.encode() + b"\n")
-                    proc.stdin.flush()
-                    header = proc.stdout.readline()
-                    if not header:
-                        raise BrokenPipeError("git cat-file exited")
-                    parts = header.split()
-                    if len(parts) != 3:  # "<name> missing" / "<name> ambiguous"
-                        return None
-                    size = int(parts[2])
-                    data = proc.stdout.read(size)
-                    proc.stdout.read(1)  # the newline after the content
-                    return parts[1].decode(), data
-                except (BrokenPipeError, OSError, ValueError):
-                    if self._proc is not None:
-                        self._proc.kill()
-                        self._proc.wait()
-                    self._proc = None
-                    if attempt:
-                        raise
-        return None
-
-    def _tree(self, name: str) -> dict[bytes, tuple[bytes, str]] | None:
-        with self._lock:
-            cached = self._trees.get(name)
-        if cached is not None:
-            return cached
-        obj = self.read(name)
-        if obj is None or obj[0] != "tree":
+            return tree_lookup_path(self._cached, self._cached(sha.encode()).tree,
+                                    path.encode("utf-8", "surrogateescape"))
+        except (KeyError, ValueError, AttributeError, NotTreeError):
             return None
-        entries, data, i, n = {}, obj[1], 0, self.oid_bytes
-        while i < len(data):  # "<mode> <name>\0<oid bytes>", repeated
-            space = data.index(b" ", i)
-            nul = data.index(b"\0", space)
-            entries[data[space + 1:nul]] = (data[i:space], data[nul + 1:nul + 1 + n].hex())
-            i = nul + 1 + n
-        with self._lock:
-            self._trees[name] = entries
-        return entries
 
     def blob(self, sha: str, path: str) -> tuple[str, bytes] | None:
-        """``(blob id, bytes)`` of the regular file ``path`` at commit ``sha``, or ``None`` when the path is
-        missing, a directory, a symlink (mode 120000) or a submodule (160000) at any level."""
-        tree = self._tree(f"{sha}^{{tree}}")
-        parts = path.encode("utf-8", "surrogateescape").split(b"/")
-        for i, part in enumerate(parts):
-            if tree is None or part not in tree:
-                return None
-            mode, oid = tree[part]
-            if i < len(parts) - 1:
-                if mode != b"40000":
-                    return None
-                tree = self._tree(oid)
-                continue
-            if mode not in (b"100644", b"100755"):
-                return None
-            obj = self.read(oid)
-            return (oid, obj[1]) if obj is not None and obj[0] == "blob" else None
-        return None
+        """``(blob id as hex, bytes)`` of the regular file ``path`` at commit ``sha``, or ``None`` when ``sha`` is not
+        a commit of the repository, or ``path`` is missing, a directory, a symlink (mode 120000) or a submodule
+        (160000) at that commit."""
+        from dulwich.objects import Blob
 
-    def close(self) -> None:
-        """Stop the ``git cat-file`` process."""
-        with self._lock:
-            if self._proc is not None and self._proc.poll() is None:
-                self._proc.stdin.close()
-                self._proc.wait(5)
-            self._proc = None
+        found = self.entry(sha, path)
+        if found is None or found[0] not in (0o100644, 0o100755):
+            return None
+        try:
+            blob = self.repo()[found[1]]
+        except KeyError:
+            return None
+        return (found[1].decode(), blob.as_raw_string()) if isinstance(blob, Blob) else None
