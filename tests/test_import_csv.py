@@ -139,20 +139,24 @@ def test_a_column_named_twice_is_refused_even_where_pandas_renames_it():
 def test_paths_must_be_files_of_the_dataset_repo(tmp_path):
     repo_dir = tmp_path / "repo"
     sample_repos.init_local_repo(repo_dir)
-    sha = sample_repos.commit_local(repo_dir, sample_repos.image_files(0, 2))
+    sha = sample_repos.commit_local(repo_dir, {**sample_repos.image_files(0, 2), "fmnist/labels.csv": b"a,b\n",
+                                               "fmnist/UPPER.PNG": sample_repos.image_files(0, 1)[
+                                                   sample_repos.image_path(0)]})
     repo = LocalGitRepo(repo_dir, public_url="http://files.test")
-    urls = UrlResolver(repo, sha, [f.path for f in repo.list_files(sha)])
+    urls = UrlResolver(repo, sha, [f.path for f in repo.list_files(sha)], field=LABELS.field)
     path = sample_repos.image_path(1)
     csv = HEADER + (f"{path},Bag,,,,,,\n./{sample_repos.image_path(0)},Coat,,,,,,\nfmnist/nope.png,Bag,,,,,,\n"
-                    f"./{path},Dress,,,,,,\n")  # the same file as line 2: the same task
-    parsed = read_labels_csv(io.StringIO(csv), LABELS, urls)
+                    f"./{path},Dress,,,,,,\nfmnist/labels.csv,Bag,,,,,,\nfmnist/UPPER.PNG,Bag,,,,,,\n")
+    parsed = read_labels_csv(io.StringIO(csv), LABELS, urls)  # line 5: the same file as line 2, the same task
     assert [str(e) for e in parsed.errors] == [
         f"line 4: url is not http(s), hf:// or a path of the dataset repo ('fmnist/nope.png': not a file of "
-        f"{repo.repo_id} at {sha[:12]})"]
+        f"{repo.repo_id} at {sha[:12]})",
+        "line 6: url is not http(s), hf:// or a path of the dataset repo ('fmnist/labels.csv': fmnist/labels.csv is "
+        "not a file type an <Image> shows (*.jpg, *.jpeg, *.png, *.gif, *.bmp, *.webp, *.tif, *.tiff))"]
     task = parsed.tasks[0]
     assert task.hf == (repo.repo_id, path, sha) and task.value == repo.file_url(sha, path)
-    assert task.lines == [2, 5] and task.concepts == ["Bag", "Dress"] and len(parsed.tasks) == 2
-    assert parsed.tasks[1].hf[1] == sample_repos.image_path(0)
+    assert task.lines == [2, 5] and task.concepts == ["Bag", "Dress"] and len(parsed.tasks) == 3
+    assert [t.hf[1] for t in parsed.tasks[1:]] == [sample_repos.image_path(0), "fmnist/UPPER.PNG"]
 
 
 def test_label_config_without_url_object_or_labels_is_refused():

@@ -53,3 +53,10 @@ def iter_selected(files: Iterable[RepoFile], include: Sequence[str] | None,
         path = file.path.replace("\\", "/")
         if (allow is None or allow.match(path)) and not ignore.match(path):
             yield file
+
+
+def shown_by(path: str, include: Sequence[str]) -> bool:
+    """Whether ``path`` (a ``path_in_repo``) matches one of the globs ``include``, as :func:`select_files` matches
+    (``\\`` taken as ``/``); ``True`` for no glob."""
+    allow = _matcher(tuple(include))
+    return allow is None or bool(allow.match(path.replace("\\", "/")))

@@ -108,7 +108,8 @@ def _run(file, project_id, target, model_version, strict, batch_size, file_forma
             raise click.UsageError(str(exc)) from None
         log_file_urls(dataset.describe_file_urls(), log)  # found by a walkthrough: unsigned URLs went unsaid
         sha = dataset.resolve(revision or dataset.default_revision())
-        urls = UrlResolver(dataset, sha, (f.path for f in dataset.list_files(sha)), endpoint=hf_endpoint)
+        urls = UrlResolver(dataset, sha, (f.path for f in dataset.list_files(sha)), endpoint=hf_endpoint,
+                           field=labels.field)
     read = read_coco if file_format == "coco" else read_labels_csv
     parsed = read(file, labels, urls)
     log.info("%s: %d rows, %d tasks, %d regions, %d rows rejected → project %d %r (%s $%s)", file.name,

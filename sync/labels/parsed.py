@@ -16,6 +16,7 @@ from urllib.parse import unquote, urlsplit
 
 from labelhub.errors import LabelConfigError, LabelHubError
 from labelhub.label_config import DataField, data_field
+from labelhub.sync.files.selection import shown_by
 from labelhub.sync.regions import FractionEdges
 
 # The reasons a row is rejected (the report's words; tests match them exactly).
@@ -243,11 +244,16 @@ class UrlResolver:
         sha: the commit sha of ``repo`` the paths are checked against.
         paths: the files of ``repo`` at ``sha``.
         endpoint: the Hub endpoint for ``hf://`` urls (``HF_ENDPOINT``; default huggingface.co).
+        field: the object tag the urls fill (:class:`labelhub.label_config.DataField`), or ``None``. When given, a path
+            of ``repo`` must also be a file type the tag shows, as ``labelhub sync`` selects files by default
+            (:attr:`labelhub.label_config.DataField.default_include`: ``*.png``, ``*.jpg``, ... for an ``<Image>``):
+            a ``.txt`` or ``.csv`` of the repo would make a task whose image never loads.
     """
 
     def __init__(self, repo=None, sha: str | None = None, paths: Iterable[str] = (),
-                 endpoint: str | None = None):
+                 endpoint: str | None = None, field=None):
         self.repo, self.sha, self.paths, self.endpoint = repo, sha, frozenset(paths), endpoint
+        self.field = field
 
     def resolve(self, url: str) -> tuple[str, tuple[str, str, str] | None] | str:
         """Resolve one url.
@@ -285,5 +291,8 @@ class UrlResolver:
             return "a path needs --repo, the dataset repo it is in"
         path = url[2:] if url.startswith("./") else url
         if path in self.paths:
+            if self.field is not None and not shown_by(path, self.field.default_include):
+                types = ", ".join(p for p in self.field.default_include if p == p.lower())
+                return f"{path} is not a file type an <{self.field.tag}> shows ({types})"
             return self.repo.file_url(self.sha, path), (self.repo.repo_id, path, self.sha)
         return f"not a file of {self.repo.repo_id} at {self.sha[:12]}"
