@@ -79,16 +79,30 @@ def safe_url(url: str) -> str:
         url: Any URL.
 
     Returns:
-        A string safe to log: no signature or token from a query string.
+        A string safe to log: no signature or token from a query string, no ``user:password@`` before the host.
     """
     try:
         parts = urlsplit(url)
     except ValueError:
         return "<unparsable url>"
-    out = f"{parts.scheme}://{parts.netloc}{parts.path}" if parts.scheme else parts.path
+    host = parts.netloc.rpartition("@")[2]  # credentials in the URL are a secret too
+    out = f"{parts.scheme}://{host}{parts.path}" if parts.scheme else parts.path
     if parts.path.startswith("/data/local-files") and "d" in parse_qs(parts.query):
         out += "?d=" + parse_qs(parts.query)["d"][0]
     return out[:300]
+
+
+_LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+def _same_loopback_server(parts, ls) -> bool:
+    """Whether two parsed URLs name one server on this machine under two names (``localhost`` and ``127.0.0.1``, as
+    a browser's address bar and ``LABEL_STUDIO_URL`` often differ): both hosts loopback, same scheme and port."""
+    try:
+        return (parts.scheme == ls.scheme and (parts.hostname or "").lower() in _LOOPBACK
+                and (ls.hostname or "").lower() in _LOOPBACK and parts.port == ls.port)
+    except ValueError:  # a port that is not a number
+        return False
 
 
 def parse_hub_url(url: str, endpoint: str) -> HubFile | None:
@@ -284,13 +298,18 @@ class MediaFetcher:
             raise MediaNotAllowedError("the task's value is not a valid URL") from None
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise MediaNotAllowedError(f"{safe_url(url)}: only http(s), hf:// and data: URLs are fetched")
+        host = parts.hostname.lower()
         if self.ls_url:
             ls = urlsplit(self.ls_url)
-            if (parts.scheme, parts.netloc) == (ls.scheme, ls.netloc):
+            if (parts.scheme, parts.netloc) == (ls.scheme, ls.netloc) or _same_loopback_server(parts, ls):
                 return "label_studio"
-        host = parts.hostname.lower()
         if host in self.settings.allowed_hosts or (port and f"{host}:{port}" in self.settings.allowed_hosts):
             return "allowed"
+        if self.ls_url and parts.path.startswith(_LS_PREFIXES[:3]):
+            raise MediaNotAllowedError(
+                f"{safe_url(url)} looks like a Label Studio media URL, but LABEL_STUDIO_URL names another host "
+                f"({safe_url(self.ls_url)}): set LABEL_STUDIO_URL to the address the tasks' URLs use (Label Studio's "
+                "media need its API key, which only a Label Studio URL gets)")
         raise MediaNotAllowedError(
             f"host {host!r} is not allowed: add it to LABELHUB_ALLOWED_HOSTS to fetch {safe_url(url)}")
 

@@ -261,6 +261,22 @@ def test_hub_urls_parse_to_repo_revision_and_path():
 def test_safe_url_drops_query_tokens():
     assert safe_url("https://s3.example/b/k.png?X-Amz-Signature=SECRET") == "https://s3.example/b/k.png"
     assert safe_url("/data/local-files/?d=imgs/a.png") == "/data/local-files/?d=imgs/a.png"
+    assert safe_url("http://alice:Sup3rS3cret@example.org:81/cat.png") == "http://example.org:81/cat.png"
+
+
+def test_label_studio_media_under_another_loopback_name_and_a_label_studio_url_of_another_host(tmp_path, caplog):
+    with MediaServer({"/data/upload/1/a.png": b"IMG"}, token="legacy0token") as ls:
+        port = ls.url.rsplit(":", 1)[1]
+        fetcher = MediaFetcher(Settings(model_dir=tmp_path, label_studio_url=f"http://localhost:{port}",
+                                        label_studio_api_key="legacy0token"))
+        assert fetcher.fetch(f"http://127.0.0.1:{port}/data/upload/1/a.png") == b"IMG"  # one server, two names
+        assert ls.requests[-1][2] == "Token legacy0token"
+        with pytest.raises(MediaNotAllowedError, match="looks like a Label Studio media URL, but LABEL_STUDIO_URL "
+                                                        "names another host"):
+            fetcher.fetch("http://labelstudio.internal:8080/data/upload/1/a.png")
+    with pytest.raises(MediaNotAllowedError) as refused:
+        fetcher.fetch("http://alice:Sup3rS3cret@example.org/cat.png")
+    assert "Sup3rS3cret" not in str(refused.value) and "example.org" in str(refused.value)
 
 
 def test_media_refuses_hosts_off_the_allowlist_and_local_paths(tmp_path):
