@@ -142,8 +142,12 @@ def predict():
     ``ModelResponse``, ...) is turned into Label Studio's prediction format by
     :func:`labelhub.backend.model.normalize_predictions`.
 
-    A task whose media cannot be fetched (or is not allowed) gets an empty ``result`` and an
-    ``error`` field while the others are predicted.
+    A task whose media cannot be fetched (or is not allowed) gets no ``result``, only ``error`` (and
+    ``model_version``), while the others are predicted. Label Studio stores no prediction for an answer without
+    ``result`` (it logs it: ``ml/models.py``, ``_get_predictions_from_ml_backend``), so the next "Retrieve
+    predictions" asks for that task again; an empty ``result`` would be stored under the current
+    ``model_version``, and Label Studio skips a task holding one, so the task would stay empty after the fault
+    was mended until the version moved. The log names every reason, with the tasks it hit.
     """
     backend = _backend()
     req = PredictRequest.parse(json_body(request))
@@ -152,17 +156,34 @@ def predict():
         return jsonify(results=[])
     raw = model.predict(req.tasks, context=req.context, login=req.login, password=req.password)
     results = normalize_predictions(raw, len(req.tasks), model.model_version)
-    failed = []
+    failed: dict[str, list] = {}  # reason -> the ids of the tasks it hit
     for task, pred in zip(req.tasks, results):
         outcome = "media_error" if "error" in pred else ("ok" if pred["result"] else "empty")
         backend.metrics.predictions.labels(outcome=outcome).inc()
         if "error" in pred:
             pred["error"] = redact(pred["error"], backend.settings.secrets)
-            failed.append((task.get("id") if isinstance(task, dict) else None, pred["error"]))
+            pred.pop("result", None), pred.pop("score", None)
+            failed.setdefault(pred["error"], []).append(task.get("id") if isinstance(task, dict) else None)
     if failed:  # Label Studio drops the answer's "error": the log is where a person sees why a task got nothing
-        log.warning("project %s: %d of %d tasks got no prediction; task %s: %s", req.project, len(failed),
-                    len(results), failed[0][0], one_line(failed[0][1], 300))
+        log.warning("project %s: %d of %d tasks got no prediction (Label Studio stores none for them, so a later "
+                    "Retrieve predictions asks again): %s", req.project, sum(map(len, failed.values())), len(results),
+                    _reasons(failed))
     return jsonify(results=results)
+
+
+def _reasons(failed: dict[str, list], shown: int = 5) -> str:
+    """The first ``shown`` reasons of ``failed`` (reason -> task ids), each with its tasks, for one log line."""
+    parts = [f"{_tasks_named(ids)}: {one_line(reason, 300)}" for reason, ids in list(failed.items())[:shown]]
+    rest = sum(len(ids) for ids in list(failed.values())[shown:])
+    return "; ".join(parts) + (f"; and {rest} more tasks (their reasons are in the answer)" if rest else "")
+
+
+def _tasks_named(ids: list) -> str:
+    """``task 7`` or ``3 tasks (7, 8, 9)`` (at most 5 ids shown) for a log line."""
+    if len(ids) == 1:
+        return f"task {ids[0]}"
+    shown = ", ".join(str(i) for i in ids[:5]) + (", ..." if len(ids) > 5 else "")
+    return f"{len(ids)} tasks ({shown})"
 
 
 @protocol_bp.post("/webhook")

@@ -146,7 +146,8 @@ def test_tasks_created_needs_integer_task_ids(tmp_path):
     assert answer.status_code == 422 and answer.json["field"] == "tasks"
 
 
-def test_a_task_whose_media_fails_gets_an_empty_result_while_others_succeed(app, client):
+def test_a_task_whose_media_fails_gets_no_result_while_others_succeed_and_the_log_names_each_reason(app, client,
+                                                                                                     caplog):
     tasks, labels = image_tasks(40)
     post_annotations(client, tasks[:30], labels[:30])
     train(app)
@@ -164,7 +165,11 @@ def test_a_task_whose_media_fails_gets_an_empty_result_while_others_succeed(app,
     assert len(results) == 7
     assert results[0]["result"] and results[-1]["result"]
     for r in results[1:-1]:
-        assert r["result"] == [] and r["error"]
+        assert "result" not in r and r["error"] and r["model_version"] == results[0]["model_version"]
+    logged = [r.getMessage() for r in caplog.records if "got no prediction" in r.getMessage()]
+    assert len(logged) == 1 and "5 of 7 tasks" in logged[0] and "SECRET" not in logged[0]
+    for task_id in (901, 902, 903, 904, 905):
+        assert f"task {task_id}: " in logged[0]
     assert "not allowed" in results[1]["error"] and "SECRET" not in results[1]["error"]
     assert "not a readable image" in results[2]["error"]
     assert "LABEL_STUDIO_URL" in results[5]["error"]
