@@ -80,3 +80,10 @@ def test_threads_read_one_reader_at_once(repo):
     with ThreadPoolExecutor(8) as pool:
         read = list(pool.map(lambda i: objects.blob(sha, f"many/{i % 7}/{i}.txt")[1], list(range(200)) * 3))
     assert read == [(str(i) * (i + 1)).encode() for i in range(200)] * 3
+
+
+def test_the_listing_leaves_symlinks_out_with_a_warning(repo, caplog):
+    sha = commit_all(repo, "files")
+    listed = {f.path for f in LocalGitRepo(repo).list_files(sha)}
+    assert listed == {"a/b/deep text.txt", "top.bin", "run.sh"}
+    assert "2 symlinks of" in caplog.text and "link.bin" in caplog.text

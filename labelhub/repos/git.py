@@ -167,16 +167,21 @@ class LocalGitRepo:
         """See :meth:`labelhub.repos.DatasetRepo.list_files` (``git ls-tree -r -l -z``).
 
         A file whose name is not UTF-8 (git stores names as bytes) is left out with a warning: a task's URL and data
-        are text, and one such name must not stop the others from becoming tasks.
+        are text, and one such name must not stop the others from becoming tasks. A symlink (mode 120000) is left
+        out with a warning too: the backend's file route serves regular files only (:class:`GitObjects`), so its task
+        would never load.
         """
         out = git(self.path, "ls-tree", "-r", "-l", "-z", sha)
-        files, not_text = [], []
+        files, not_text, links = [], [], []
         for record in out.split(b"\0"):
             if not record:
                 continue
             meta, path = record.split(b"\t", 1)
-            _mode, kind, oid, size = meta.split()
+            mode, kind, oid, size = meta.split()
             if kind != b"blob":
+                continue
+            if mode == b"120000":
+                links.append(path)
                 continue
             try:
                 files.append(RepoFile(path.decode(), int(size), oid.decode()))
@@ -185,6 +190,9 @@ class LocalGitRepo:
         if not_text:
             log.warning("%d files of %s at %s are left out: their names are not UTF-8 (%s)", len(not_text),
                         self.repo_id, sha[:12], ", ".join(repr(p)[2:-1] for p in not_text[:5]))
+        if links:
+            log.warning("%d symlinks of %s at %s are left out: the backend serves regular files only (%s)", len(links),
+                        self.repo_id, sha[:12], ", ".join(repr(p)[2:-1] for p in links[:5]))
         return files
 
     def blob_ids(self, sha: str, paths: Sequence[str]) -> dict[str, str]:
