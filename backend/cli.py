@@ -106,7 +106,8 @@ def check_configuration() -> None:
 @click.option("--port", default=9090, type=Integer(1, 65535), envvar="LABELHUB_PORT",
               help="Port to listen on; connect Label Studio to http://HOST:PORT.")
 @click.option("--workers", default=2, type=Integer(1, 64), envvar="LABELHUB_WORKERS",
-              help="gunicorn worker processes (each loads the embedder once, ~300 MB).")
+              help="gunicorn worker processes (each loads the embedders once, ~0.3-0.4 GB, and the models its "
+                   "projects use: ~1 GB with OCR, spans, boxes and a Hub pipeline).")
 @click.option("--threads", default=8, type=Integer(1, 256), envvar="LABELHUB_THREADS",
               help="Threads per worker.")
 @click.option("--model-dir", default=None, envvar="MODEL_DIR", show_default="./labelhub-models",

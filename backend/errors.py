@@ -103,8 +103,9 @@ class MediaFetchError(MediaError):
     code = "media_fetch_failed"
 
 
-#: The longest reason phrase an error answer carries (see :func:`_answer`).
-MAX_REASON_CHARS = 300
+#: The longest reason phrase an error answer carries (see :func:`_answer`): a label config's refusal names what the
+#: backend answers before what it cannot (some 250 characters), so a shorter cut lost the reason itself.
+MAX_REASON_CHARS = 2000
 
 
 def _answer(body: dict, status: int):
@@ -145,8 +146,16 @@ def register_error_handlers(app: Flask) -> None:
         response.status_code = 413
         return response
 
+    def _refused(status: int, message: str) -> None:
+        """One log line per refused request: Label Studio keeps a refusal's reason only in its dialog (``/setup``) or
+        nowhere (a webhook it sends inside an annotator's save), so the backend's log is where a person finds it."""
+        secrets = app.extensions["labelhub"].settings.secrets if "labelhub" in app.extensions else ()
+        log.warning("%s %s → %d: %s", request.method, escaped(request.path, 100), status,
+                    one_line(redact(message, secrets), 500))
+
     @app.errorhandler(BackendError)
     def _backend_error(exc: BackendError):
+        _refused(exc.status, str(exc.to_dict().get("error", "")))
         response = _answer(exc.to_dict(), exc.status)
         if isinstance(exc, UnauthorizedError):
             response.headers["WWW-Authenticate"] = 'Basic realm="labelhub"'
@@ -154,6 +163,7 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(LabelConfigError)
     def _label_config_error(exc: LabelConfigError):
+        _refused(422, str(exc))
         return _answer({"error": str(exc), "code": "unsupported_label_config"}, 422)
 
     @app.errorhandler(HTTPException)

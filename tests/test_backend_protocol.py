@@ -222,7 +222,7 @@ def test_ignored_label_studio_actions_are_accepted(client):
     assert answer.status_code == 200 and answer.json["status"] == "ignored"
 
 
-def test_basic_auth_protects_the_protocol_and_the_secret_opens_the_webhook(tmp_path):
+def test_basic_auth_protects_the_protocol_and_the_secret_opens_the_webhook(tmp_path, caplog):
     app = make_app(tmp_path, basic_auth_user="ls", basic_auth_pass="pass-123456", webhook_secret="hook-secret")
     client = app.test_client()
     good = {"Authorization": "Basic " + base64.b64encode(b"ls:pass-123456").decode()}
@@ -236,6 +236,10 @@ def test_basic_auth_protects_the_protocol_and_the_secret_opens_the_webhook(tmp_p
     denied = client.post("/webhook", json=event)
     assert denied.status_code == 401 and "X-LabelHub-Secret" in denied.json["error"]
     assert "hook-secret" not in denied.get_data(as_text=True)
+    refused = [r.getMessage() for r in caplog.records if "POST /webhook → 401" in r.getMessage()]
+    assert len(refused) == 1 and "X-LabelHub-Secret" in refused[0]  # Label Studio logs nothing: the backend does
+    assert client.post("/webhook", json=event, headers={"X-LabelHub-Secret": "pass-123456"}).status_code == 401
+    assert "pass-123456" not in caplog.text and "hook-secret" not in caplog.text
     assert client.post("/webhook", json=event, headers={"X-LabelHub-Secret": "hook-secret"}).status_code == 200
     assert client.post("/webhook", json=event, headers=good).status_code == 200  # START_TRAINING has basic auth
 
