@@ -405,6 +405,10 @@ _PIPELINES: LRUCache = LRUCache(maxsize=MAX_PIPELINES)
 _LOAD_FAILURES: dict[tuple, tuple[float, Exception]] = {}
 _LOADING: dict[tuple, threading.Lock] = {}
 _PIPELINES_LOCK = threading.Lock()
+#: Held while ``transformers`` is first imported: two projects' pipelines loading at once (a warm-up of two Hub-model
+#: projects) made one thread's ``from transformers import pipeline`` fail with an ``ImportError`` (seen once in a
+#: walkthrough), which then counted as that pipeline's load failure for ``RETRY_SECONDS``.
+_IMPORT_LOCK = threading.Lock()
 
 
 def load_pipeline(task: str, model: str, revision: str | None = None) -> Any:
@@ -451,8 +455,9 @@ def _loaded(task: str, model: str, revision: str | None, threads: int = 0) -> _L
                 raise failed[1]
         started = time.monotonic()
         try:
-            import torch
-            from transformers import pipeline
+            with _IMPORT_LOCK:  # transformers' lazy module is not safe to import from two threads at once
+                import torch
+                from transformers import pipeline
 
             pipe = pipeline(task, model=model, revision=revision, device="cpu", dtype=torch.float32,
                             trust_remote_code=False)
