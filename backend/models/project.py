@@ -436,7 +436,8 @@ class ProjectModel(LabelStudioMLBase):
         active = [h for h in self.heads if not h.learns or h.control.from_name in fitted]
         results: list[list[dict]] = [[] for _ in tasks]
         scores: list[list[float]] = [[] for _ in tasks]
-        errors: list[str | None] = [None] * len(tasks)
+        errors: list[str | None] = [None if isinstance(t, dict) and isinstance(t.get("data"), dict)
+                                    else "the task has no 'data' object" for t in tasks]  # also before any fit
         loaded: dict[str, list] = {}
         kinds: dict[str, set] = {}  # object tag -> the embedding kinds its heads need (None: the media)
         for head in active:
