@@ -325,8 +325,9 @@ class ChoicesHead(ControlHead):
         if not self.dynamic:
             gone = [c for c in classes if c not in set(self.control.labels)]
             if gone and fitted["kind"] == "single":
-                _warn_once(("gone", self.control.from_name, tuple(gone)), "choices head of %r: its fit learned choices the label config no "
-                           "longer has (%s): no predictions until it is refit on the current choices",
+                _warn_once(("gone", self.control.from_name, tuple(gone)),
+                           "choices head of %r: its fit learned choices the label config no longer has (%s): no "
+                           "predictions until it is refit on the current choices",
                            self.control.from_name, ", ".join(map(repr, gone)))
                 return [[] for _ in inputs]
         X = self.host.embed(list(inputs), self.kind)

@@ -29,7 +29,8 @@ control's score is the mean of its regions'), so that sorting Label Studio's Dat
 score ascending shows first the tasks whose least certain control is least certain. A prediction names only
 labels of the current label config: a region whose labels a fit learned before they were renamed or removed
 from the config is left out (logged once), and for a control with dynamic labels (``value="$options"``,
-https://labelstud.io/tags/choices) only the task's own options count (:func:`~labelhub.backend.models.heads.task_options`).
+https://labelstud.io/tags/choices) only the task's own options count
+(:func:`~labelhub.backend.models.heads.task_options`).
 A malformed task (not an object, or without a ``data`` object) gets an ``error`` of its own, as one whose media
 cannot be loaded.
 
@@ -426,8 +427,8 @@ class ProjectModel(LabelStudioMLBase):
 
         A task whose object cannot be loaded, or that is no task (not an object, no ``data`` object), gets
         ``{"result": [], "score": 0.0, "error": ...}`` while the others are predicted. Regions naming labels the
-        current label config lacks are left out (see the module docstring). ``context`` (interactive pre-annotation) is accepted; the heads answer the
-        whole task.
+        current label config lacks are left out (see the module docstring). ``context`` (interactive
+        pre-annotation) is accepted; the heads answer the whole task.
         """
         if self.state is not None:
             self.refresh()
@@ -499,7 +500,8 @@ class ProjectModel(LabelStudioMLBase):
         if dropped:
             _log_once(self.project_id, head.control.from_name,
                       "project %s: the %s head of %r predicted labels that neither the label config nor the task's "
-                      "options hold (%s): left out; the next fit learns the current labels", self.project_id, head.name, head.control.from_name,
+                      "options hold (%s): left out; the next fit learns the current labels", self.project_id, head.name,
+                      head.control.from_name,
                       ", ".join(repr(n) for n in sorted(dropped)[:5]))
         return [r for r in kept if not (isinstance(r, dict) and r.get("id") is not None and r["id"] in dropped_ids)]
 
@@ -612,10 +614,9 @@ class ProjectModel(LabelStudioMLBase):
             entry["file"] = self._save_fit(name, digest, fitted)
             self._fresh_fits[entry["file"]] = fitted  # served with the version fit_batch records
         note = head.fit_note
-        log.log(logging.WARNING if note else logging.INFO,
-                "project %s: %s head of %r: %s on %d examples (%d without media) in %.2f s%s", self.project_id,
-                head.name, name, "fitted" if fitted is not None else "not enough to learn yet", len(examples),
-                failed, entry["seconds"], f": {note}" if note else "")
+        log.info("project %s: %s head of %r: %s on %d examples (%d without media) in %.2f s%s", self.project_id,
+                 head.name, name, "fitted" if fitted is not None else "not enough to learn yet", len(examples),
+                 failed, entry["seconds"], f": {note}" if note else "")
         stored[name] = entry
 
     def _save_fit(self, name: str, digest: str, fitted: Any) -> str:
