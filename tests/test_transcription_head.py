@@ -33,6 +33,9 @@ REGION_CONFIG = """<View><Image name="image" value="$ocr"/>
 <TextArea name="transcription" toName="image" editable="true" perRegion="true" required="true"
           maxSubmissions="1" rows="5" placeholder="Recognized Text" displayMode="region-list"/></View>"""
 RECTLABELS_CONFIG = """<View><Image name="image" value="$ocr"/>
+<RectangleLabels name="box" toName="image"><Label value="Line"/></RectangleLabels>
+<TextArea name="transcription" toName="image" perRegion="true"/></View>"""
+OBJECTS_CONFIG = """<View><Image name="image" value="$ocr"/>
 <RectangleLabels name="box" toName="image"><Label value="Line"/><Label value="Stamp"/></RectangleLabels>
 <TextArea name="transcription" toName="image" perRegion="true"/></View>"""
 NO_BOX_CONFIG = """<View><Image name="image" value="$ocr"/>
@@ -138,14 +141,21 @@ def test_per_region_textarea_draws_one_rectangle_per_line_with_the_same_id(page)
         assert cer(area["value"]["text"][0], line) <= 0.05, area["value"]["text"]
 
 
-def test_per_region_with_rectangle_labels_uses_its_first_label(page):
+def test_per_region_with_a_one_label_rectangle_labels_draws_its_lines_with_that_label(page):
     image, _ = page
     head = head_for(RECTLABELS_CONFIG)
-    assert head.claims() == ("transcription", "box")
+    assert head.claims() == ("transcription", "box") and head.unanswered() is None
     [results] = head.predict([task(image)], None)
     rects = [r for r in results if r["from_name"] == "box"]
     assert len(rects) == len(LINES)
     assert all(r["type"] == "rectanglelabels" and r["value"]["rectanglelabels"] == ["Line"] for r in rects)
+
+
+def test_per_region_over_rectangle_labels_of_object_classes_leaves_them_to_the_boxes_head():
+    """Several labels classify objects: OCR would label every line with the first one (audit: "Trouser")."""
+    head = head_for(OBJECTS_CONFIG)
+    assert head.claims() == ("transcription",) and head.box_control is None
+    assert "<RectangleLabels name='box'> (2 labels)" in head.unanswered()
 
 
 def test_per_region_without_a_box_control_answers_the_page_text_and_says_so_once(page, caplog):

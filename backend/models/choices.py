@@ -131,22 +131,47 @@ tasks labeled in uncertainty order over-represent the choices that are hard to t
 the weights the regression learns that skew as a prior. For multiple choice the score is the mean
 confidence over the choices (``max(p, 1 - p)``), and the binary regressions are unweighted.
 
+**Which choices it learns and answers.** With ``<Choice>`` tags in the config, only those count: an annotation
+whose choices the config lacks (a choice renamed or removed since) is left out of the fit, and the fit's log
+line says how many and which (``4 of 5 annotations hold only choices the label config lacks: 'rotten'``). A fit
+that learned a choice the config no longer has answers nothing until it is refit on the current choices (the
+trainer refits at the next annotation, or when it starts), rather than spread that choice's tasks over the
+others. With dynamic choices (``<Choices value="$options"/>``, the choices read from each task's data,
+https://labelstud.io/tags/choices), it learns the choices the annotations hold, and answers each task with
+the most probable of its own options (probabilities renormalized over them); a task whose options hold none
+of the learned choices gets no result.
+
 Results use Label Studio's format for Choices (https://labelstud.io/guide/export#Label-Studio-JSON-format-of-annotated-tasks)::
 
     {"from_name": "label", "to_name": "image", "type": "choices", "value": {"choices": ["Sneaker"]}, "score": 0.93}
 """
 from __future__ import annotations
 
+import logging
+import threading
+from collections import Counter
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 
-from labelhub.backend.models.heads import ControlHead, Example, TaskInput
+from labelhub.backend.models.heads import ControlHead, Example, TaskInput, task_options
 
 if TYPE_CHECKING:  # pragma: no cover
     from labelhub.label_config import ControlSpec
 
 __all__ = ["ChoicesHead"]
+
+log = logging.getLogger(__name__)
+_WARNED: set[Any] = set()
+_WARNED_LOCK = threading.Lock()
+
+
+def _warn_once(key: Any, message: str, *args: Any) -> None:
+    with _WARNED_LOCK:
+        if key in _WARNED:
+            return
+        _WARNED.add(key)
+    log.warning(message, *args)
 
 
 class ChoicesHead(ControlHead):
@@ -171,6 +196,11 @@ class ChoicesHead(ControlHead):
         return not control.per_region
 
     @property
+    def dynamic(self) -> bool:
+        """``True`` for dynamic choices (``value="$options"``: each task's data lists its choices)."""
+        return str(self.control.attrs.get("value") or "").startswith("$")
+
+    @property
     def kind(self) -> str:
         """``"image"`` for an Image object tag, else ``"text"``."""
         return "image" if self.control.object_tag == "Image" else "text"
@@ -191,14 +221,16 @@ class ChoicesHead(ControlHead):
         rule) is redone when the trainer takes over (:meth:`labelhub.backend.events.Trainer.refit_changed`), and
         serves until then."""
         return [self.name, self.control.from_name, list(self.control.labels), self.control.multiple,
-                self.host.embedder_spec(self.kind), *self.features, self.CLASS_WEIGHT, self.BALANCE]
+                self.host.embedder_spec(self.kind), *self.features, self.CLASS_WEIGHT, self.BALANCE,
+                *([f"dynamic {self.control.attrs['value']}"] if self.dynamic else [])]
 
     def warmup(self) -> None:
         """Load the embedder."""
         self.host.embedder(self.kind)
 
     def fit(self, examples: Sequence[Example]) -> dict | None:
-        """Fit on the choices of each example (only the config's choices count).
+        """Fit on the choices of each example (the config's choices, or any for dynamic choices: see the module
+        docstring); :attr:`fit_note` says what was left out and why.
 
         Args:
             examples: The annotated tasks; those without a choice of this control are skipped.
@@ -212,14 +244,32 @@ class ChoicesHead(ControlHead):
             were annotated.
         """
         known = set(self.control.labels)
-        rows = []
+        rows, with_choice, lacking, left_out = [], 0, Counter(), 0
         for example in examples:
-            labels = {c for r in example.regions(self.control.from_name)
-                      for c in (r.get("value") or {}).get("choices") or [] if c in known}
+            given = {str(c) for r in example.regions(self.control.from_name)
+                     for c in ((r.get("value") or {}) if isinstance(r.get("value"), dict) else {}).get("choices") or []
+                     if isinstance(c, (str, int, float))}
+            if not given:
+                continue
+            with_choice += 1
+            labels = given if self.dynamic else given & known
+            lacking.update(given - labels)
             if labels:
                 rows.append((example.input, tuple(sorted(labels))))
-        if len({label for _, labels in rows for label in labels}) < 2:
+            else:
+                left_out += 1
+        notes = []
+        if lacking:
+            names = ", ".join(repr(n) for n, _ in lacking.most_common(5)) + (", ..." if len(lacking) > 5 else "")
+            notes.append(f"{left_out} of {with_choice} annotations hold only choices the label config lacks: {names}"
+                         if left_out else f"choices the label config lacks left out of some annotations: {names}")
+        seen = sorted({label for _, labels in rows for label in labels})
+        if len(seen) < 2:
+            notes.append(f"{len(rows)} annotations with a choice of the config, "
+                         + (f"all {seen[0]!r}" if seen else "none") + ": a fit needs two different choices")
+            self.fit_note = "; ".join(notes)
             return None
+        self.fit_note = "; ".join(notes)
         X = self.host.embed([item for item, _ in rows], self.kind)
         return self._fit_matrix(X, [labels for _, labels in rows])
 
@@ -259,21 +309,38 @@ class ChoicesHead(ControlHead):
                     "spread": float(np.median(np.linalg.norm(Z - own, axis=1))),
                     "counts": np.array([int((y == c).sum()) for c in model.classes_])}
         models: dict[str, Any] = {}
-        for label in self.control.labels:
+        classes = sorted({c for lab in labels for c in lab}) if self.dynamic else list(self.control.labels)
+        for label in classes:
             y = np.array([label in lab for lab in labels])
             models[label] = self.regression().fit(X, y) if 0 < y.sum() < len(y) else float(y.mean()) if len(y) else 0.0
-        return {"kind": "multiple", "classes": list(self.control.labels), "models": models}
+        return {"kind": "multiple", "classes": classes, "models": models}
 
     def predict(self, inputs: Sequence[TaskInput], fitted: dict | None) -> list[list[dict]]:
         """One choices result per task (see :meth:`ControlHead.predict`); ``[]`` for a multiple-choice task
-        where no choice reaches 0.5."""
+        where no choice reaches 0.5, for a task of dynamic choices whose options hold none of the fit's, and for
+        every task while a single-choice fit holds a choice the config no longer has (see the module docstring)."""
         if fitted is None or not inputs:
             return [[] for _ in inputs]
+        classes = list(fitted["classes"])
+        if not self.dynamic:
+            gone = [c for c in classes if c not in set(self.control.labels)]
+            if gone and fitted["kind"] == "single":
+                _warn_once(("gone", self.control.from_name, tuple(gone)),
+                           "choices head of %r: its fit learned choices the label config no longer has (%s): no "
+                           "predictions until it is refit on the current choices",
+                           self.control.from_name, ", ".join(map(repr, gone)))
+                return [[] for _ in inputs]
         X = self.host.embed(list(inputs), self.kind)
+        # which of the fit's choices each task offers: the config's, or the task's own options
+        offered = np.array([[c in (task_options(item.task, self.control) or set()) if self.dynamic
+                             else c in self.control.labels for c in classes] for item in inputs], dtype=bool)
         out: list[list[dict]] = []
         if fitted["kind"] == "single":
-            classes = fitted["classes"]
             proba = fitted["model"].predict_proba(X)
+            if self.dynamic:  # renormalized over the task's own options (see the module docstring)
+                proba = np.where(offered, proba, 0.0)
+                total = proba.sum(axis=1, keepdims=True)
+                proba = np.divide(proba, total, out=np.zeros_like(proba), where=total > 0)
             top = np.argmax(proba, axis=1)
             top2 = np.sort(proba, axis=1)[:, -2:]
             scores = top2[:, 1] - top2[:, 0]  # the margin
@@ -285,12 +352,12 @@ class ChoicesHead(ControlHead):
             if fitted.get("counts") is not None:  # nor fits stored before this factor
                 counts = fitted["counts"]
                 scores = scores * (counts[top] / counts.max()) ** self.BALANCE
-            return [[self.result({"choices": [classes[j]]}, float(score))] for j, score in zip(top, scores)]
-        labels = fitted["classes"]
+            return [[self.result({"choices": [classes[j]]}, float(score))] if offered[i].any() else []
+                    for i, (j, score) in enumerate(zip(top, scores))]
         cols = [m.predict_proba(X)[:, 1] if not isinstance(m, float) else np.full(len(X), m)
-                for m in (fitted["models"][label] for label in labels)]
-        for row in np.stack(cols, axis=1):
-            chosen = [label for label, p in zip(labels, row) if p >= 0.5]
+                for m in (fitted["models"][label] for label in classes)]
+        for row, allowed in zip(np.stack(cols, axis=1), offered):
+            chosen = [label for label, p, ok in zip(classes, row, allowed) if p >= 0.5 and ok]
             score = float(np.mean(np.maximum(row, 1 - row)))
             out.append([self.result({"choices": chosen}, score)] if chosen else [])
         return out

@@ -33,7 +33,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from labelhub.backend.settings import Settings
     from labelhub.label_config import ControlSpec
 
-__all__ = ["TaskInput", "Example", "HeadHost", "ControlHead", "region_id", "image_region"]
+__all__ = ["TaskInput", "Example", "HeadHost", "ControlHead", "region_id", "image_region", "task_options"]
 
 
 @dataclass(frozen=True)
@@ -123,10 +123,15 @@ class ControlHead:
     Attributes:
         name: A short identifier of the head's kind (part of logs and of the model's identity).
         learns: ``False`` when the head answers without annotations (``fitted`` is then always ``None``).
+        fit_note: What the last :meth:`fit` left out and why, for the log (``""`` by default).
     """
 
     name = "head"
     learns = True
+    #: Set by :meth:`fit`: why examples were left out or nothing was learned (``""``: nothing to say); the
+    #: project model puts it in the fit's log line, e.g. ``"4 of 5 annotations hold only choices the label
+    #: config lacks: 'rotten'"``.
+    fit_note = ""
 
     def __init__(self, control: "ControlSpec", host: HeadHost, params: Mapping[str, Any] | None = None,
                  controls: Sequence["ControlSpec"] = ()):
@@ -143,6 +148,18 @@ class ControlHead:
             ``True`` by default: the project model picks heads by control and object tag.
         """
         return True
+
+    def unanswered(self) -> str | None:
+        """Why this head, once built over the config's controls, leaves its control unanswered, or ``None``.
+
+        :meth:`supports` sees one control; some reasons need the others (a per-region TextArea whose image has
+        only RectangleLabels of object classes, :func:`labelhub.backend.models.transcription.box_control_for`).
+        The project model drops a head that gives a reason and logs the reason once.
+
+        Returns:
+            ``None`` by default (the head answers its control).
+        """
+        return None
 
     def claims(self) -> tuple[str, ...]:
         """The ``from_name`` s whose regions this head answers (its own control's by default).
@@ -201,6 +218,43 @@ class ControlHead:
         """One result of this control: ``{"from_name", "to_name", "type", "value", "score", **extra}``."""
         return {"from_name": self.control.from_name, "to_name": self.control.to_name, "type": self.control.type,
                 "value": value, "score": float(score), **extra}
+
+
+def task_options(task: Any, control: "ControlSpec") -> set[str] | None:
+    """The labels a control with dynamic labels offers on one task, or ``None`` for a control without them.
+
+    A ``<Choices>`` or ``<Labels>`` tag with ``value="$options"`` takes its choices from the task's data
+    (https://labelstud.io/tags/choices: "Choices can have dynamic value to load labels from task"): a list of
+    options, each ``{"value": ..., "alias": ..., "children": [...]}`` (every parameter goes to the ``<Choice>`` it
+    makes; a result holds the alias when one is set, https://labelstud.io/tags/choice). Plain strings are read as
+    values, and nested ``children`` are walked.
+
+    Args:
+        task: A Label Studio task (anything: a malformed one offers nothing).
+        control: The control tag.
+
+    Returns:
+        ``None`` when the control's ``value`` is not a ``$key``; else the task's options (empty when the task has
+        no such list).
+    """
+    ref = str(control.attrs.get("value") or "")
+    if not ref.startswith("$"):
+        return None
+    data = task.get("data") if isinstance(task, dict) else None
+    found: set[str] = set()
+    stack = [data.get(ref[1:])] if isinstance(data, dict) else []
+    while stack:
+        item = stack.pop()
+        if isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, str):
+            found.add(item)
+        elif isinstance(item, dict):
+            name = item.get("alias") or item.get("value")
+            if isinstance(name, (str, int, float)) and not isinstance(name, bool):
+                found.add(str(name))
+            stack.append(item.get("children"))
+    return found
 
 
 def region_id() -> str:

@@ -16,12 +16,23 @@ TextArea over Image               offline OCR (:class:`~labelhub.backend.models.
 ================================  =====================================================================
 
 A control no head answers is left out of the predictions and named once in the log; a label config with
-no control any head answers is refused (:class:`labelhub.errors.LabelConfigError`, 422).
+no control any head answers is refused (:class:`labelhub.errors.LabelConfigError`, 422). A head may draw its
+regions with another control and claim it (:meth:`~labelhub.backend.models.heads.ControlHead.claims`): a
+per-region TextArea's OCR lines are drawn on a ``<Rectangle>``, or on a ``<RectangleLabels>`` with one label;
+that control then gets no head of its own, which the log says once. A ``<RectangleLabels>`` with several labels
+is never claimed: the boxes head learns it, and a per-region TextArea over the same image is not answered
+(:func:`labelhub.backend.models.transcription.box_control_for`, logged once).
 
 **Predictions.** One per task (https://labelstud.io/guide/predictions): the regions of every head in
 ``result``, each with its ``score``, and one task ``score``: the lowest of the controls' scores (a
 control's score is the mean of its regions'), so that sorting Label Studio's Data Manager by prediction
-score ascending shows first the tasks whose least certain control is least certain.
+score ascending shows first the tasks whose least certain control is least certain. A prediction names only
+labels of the current label config: a region whose labels a fit learned before they were renamed or removed
+from the config is left out (logged once), and for a control with dynamic labels (``value="$options"``,
+https://labelstud.io/tags/choices) only the task's own options count
+(:func:`~labelhub.backend.models.heads.task_options`).
+A malformed task (not an object, or without a ``data`` object) gets an ``error`` of its own, as one whose media
+cannot be loaded.
 
 **Training.** The background trainer calls :meth:`ProjectModel.fit_batch` with the project's annotations.
 Each learning head is refit only when its examples (the latest annotation of each annotated task) or its
@@ -31,7 +42,13 @@ loads the same fit. After an upgrade that changed a head's identity, the trainer
 (:meth:`labelhub.backend.events.Trainer.refit_changed`), not at the next annotation; until then the fit stored
 by the earlier version serves. The ``model_version`` is ``labelhub-<n>-<hash>``: ``n`` the annotated tasks it
 learned from and ``hash`` a digest of the heads' identities and of what each learned from, the same
-after a restart and never random.
+after a restart and never random. The fit also records a digest of the labels of the controls it answers
+(``labels`` in ``kv.json``); when the label config's labels change (a choice renamed) before the next fit, the
+version served moves at once to ``labelhub-<n>-<hash of the fit's version and the new labels>`` (the same in every
+worker and after a restart, and the fit's own again if the labels change back), so Label Studio keeps the
+predictions made under the new labels apart; the next fit records that interim version in ``versions`` (the
+prediction sets the backend wrote, which :mod:`labelhub.backend.retire` may retire). A fit recorded before
+this rule has no ``labels`` and keeps its version until the next fit.
 """
 from __future__ import annotations
 
@@ -51,7 +68,7 @@ from threadpoolctl import threadpool_limits
 from labelhub.backend.embedding_cache import EmbeddingCache
 from labelhub.backend.errors import MediaError
 from labelhub.backend.model import LabelStudioMLBase
-from labelhub.backend.models.heads import ControlHead, Example, TaskInput
+from labelhub.backend.models.heads import ControlHead, Example, TaskInput, task_options
 from labelhub.backend.models.params import params_for
 from labelhub.backend.state import atomic_write_bytes
 from labelhub.errors import LabelConfigError
@@ -145,15 +162,21 @@ class ProjectModel(LabelStudioMLBase):
         defaults = self.settings.default_model_params
         self.controls = control_specs(self.label_config)
         self.heads: list[ControlHead] = []
-        claimed: set[str] = set()
+        claimed: dict[str, ControlHead] = {}
         # per-region controls first: a per-region TextArea claims the Rectangle control its lines are drawn on
         for control in sorted(self.controls, key=lambda c: not c.per_region):
-            if control.from_name in claimed:
+            owner = claimed.get(control.from_name)
+            if owner is not None:
+                _log_once(self.project_id, control.from_name,
+                          "project %s: <%s name=%r> is drawn by the %s head of <%s name=%r> (its regions are made "
+                          "with it), not answered by a head of its own", self.project_id, control.tag,
+                          control.from_name, owner.name, owner.control.tag, owner.control.from_name)
                 continue
             head = self._make_head(control, params_for(defaults, self.params, control.from_name))
             if head is not None:
                 self.heads.append(head)
-                claimed.update(head.claims())
+                for name in head.claims():
+                    claimed.setdefault(name, head)
         if not self.heads:
             specified = {c.from_name for c in self.controls}
             found = "; ".join([f"<{c.tag} name={c.from_name!r}> over <{c.object_tag}>"
@@ -174,6 +197,15 @@ class ProjectModel(LabelStudioMLBase):
         # the fit's disk cache of embeddings, in the fitting thread only: a /predict or a job sharing this model
         # meanwhile must not add its tasks to it (the file would grow to the project's size)
         self._fitting = threading.local()
+        self._controls_by_name = {c.from_name: c for c in self.controls}
+        self._labels = self._labels_signature()
+
+    def _labels_signature(self) -> str:
+        """A digest of the labels of every control the heads answer (their names, tags, labels and dynamic
+        ``value``): what the fit records as ``labels``, to tell when the config's labels changed since."""
+        answered = {name for head in self.heads for name in head.claims()}
+        return self._digest([[c.from_name, c.tag, list(c.labels), str(c.attrs.get("value") or "")]
+                             for c in self.controls if c.from_name in answered])[:16]
 
     def _make_head(self, control: ControlSpec, params: dict) -> ControlHead | None:
         candidates = []
@@ -192,7 +224,13 @@ class ProjectModel(LabelStudioMLBase):
             if cls.learns and params.get("learned", True) is False:
                 continue  # "learned": false turns off what learns from annotations, not OCR
             if cls.supports(control, params):
-                return cls(control, self, params, self.controls)
+                head = cls(control, self, params, self.controls)
+                reason = head.unanswered()
+                if reason is None:
+                    return head
+                _log_once(self.project_id, control.from_name, "project %s: <%s name=%r> over <%s> is not answered: %s",
+                          self.project_id, control.tag, control.from_name, control.object_tag, reason)
+                return None
         _log_once(self.project_id, control.from_name,
                   "project %s: <%s name=%r> over <%s> is not answered (no head for it)", self.project_id,
                   control.tag, control.from_name, control.object_tag)
@@ -317,8 +355,9 @@ class ProjectModel(LabelStudioMLBase):
             except MediaError as exc:
                 return exc
 
-        def fetched(task: dict) -> bool:  # a data: URI is decoded in place: no wait a thread would overlap
-            value = (task.get("data") or {}).get(control.value_key)
+        def fetched(task: Any) -> bool:  # a data: URI is decoded in place: no wait a thread would overlap
+            data = task.get("data") if isinstance(task, dict) else None  # a malformed task: one() says why
+            value = data.get(control.value_key) if isinstance(data, dict) else None
             return not (isinstance(value, str) and value.startswith("data:"))
 
         remote = control.object_tag == "Image" or control.text_is_url
@@ -330,11 +369,24 @@ class ProjectModel(LabelStudioMLBase):
     # prediction -----------------------------------------------------------------------------------
     @property
     def model_version(self) -> str:
-        """``labelhub-<n>-<hash>`` of the last fit (see the module docstring); before any fit, of the heads."""
-        stored = self.get("model_version")
+        """``labelhub-<n>-<hash>`` of the last fit, moved when the labels changed since (see the module docstring);
+        before any fit, of the heads."""
+        stored = self._version_of(self.state.kv() if self.state is not None else self._memory)
         if stored:
-            return str(stored)
+            return stored
         return f"labelhub-0-{self._digest([h.identity() for h in self.heads])[:8]}"
+
+    def _version_of(self, kv: dict) -> str | None:
+        """The version served for the state ``kv``: its ``model_version`` when the fit's ``labels`` are this
+        config's (or unknown: a fit recorded before they were), else the interim version of the module
+        docstring; ``None`` before any fit."""
+        stored = kv.get("model_version")
+        if not stored:
+            return None
+        learned = kv.get("labels")
+        if learned is None or learned == self._labels:
+            return str(stored)
+        return f"labelhub-{int(kv.get('trained_on') or 0)}-{self._digest([str(stored), self._labels])[:8]}"
 
     @staticmethod
     def _digest(obj: Any) -> str:
@@ -346,7 +398,7 @@ class ProjectModel(LabelStudioMLBase):
         if self.state is None:
             return
         kv = self.state.kv()  # one reading: the version and the heads' files of one fit
-        self._serve(kv.get("heads") or {}, kv.get("model_version"))
+        self._serve(kv.get("heads") or {}, self._version_of(kv))
 
     def _serve(self, heads: dict, version: str | None) -> None:
         """Make ``heads`` (the state's ``{from_name: {"file": ...}}``) and ``version`` what :meth:`predict` uses, in
@@ -373,9 +425,10 @@ class ProjectModel(LabelStudioMLBase):
     def predict(self, tasks: list[dict], context: dict | None = None, **kwargs: Any) -> list[dict]:
         """One prediction per task with every head's regions (see :meth:`LabelStudioMLBase.predict`).
 
-        A task whose object cannot be loaded gets ``{"result": [], "score": 0.0, "error": ...}`` while the
-        others are predicted. ``context`` (interactive pre-annotation) is accepted; the heads answer the
-        whole task.
+        A task whose object cannot be loaded, or that is no task (not an object, no ``data`` object), gets
+        ``{"result": [], "score": 0.0, "error": ...}`` while the others are predicted. Regions naming labels the
+        current label config lacks are left out (see the module docstring). ``context`` (interactive
+        pre-annotation) is accepted; the heads answer the whole task.
         """
         if self.state is not None:
             self.refresh()
@@ -384,7 +437,8 @@ class ProjectModel(LabelStudioMLBase):
         active = [h for h in self.heads if not h.learns or h.control.from_name in fitted]
         results: list[list[dict]] = [[] for _ in tasks]
         scores: list[list[float]] = [[] for _ in tasks]
-        errors: list[str | None] = [None] * len(tasks)
+        errors: list[str | None] = [None if isinstance(t, dict) and isinstance(t.get("data"), dict)
+                                    else "the task has no 'data' object" for t in tasks]  # also before any fit
         loaded: dict[str, list] = {}
         kinds: dict[str, set] = {}  # object tag -> the embedding kinds its heads need (None: the media)
         for head in active:
@@ -408,6 +462,7 @@ class ProjectModel(LabelStudioMLBase):
                               head.name, control.from_name)
                 continue
             for i, regions in zip(ok, answers):
+                regions = self._current_labels(head, regions, items[i].task)
                 if regions:
                     results[i].extend(regions)
                     scores[i].append(float(np.mean([r.get("score", 0.0) for r in regions])))
@@ -418,6 +473,37 @@ class ProjectModel(LabelStudioMLBase):
                 pred["error"] = error
             out.append(pred)
         return out
+
+    def _current_labels(self, head: ControlHead, regions: list[dict], task: dict) -> list[dict]:
+        """``regions`` without the labels the current label config lacks (nor the task's own options, for a
+        control with dynamic labels); a region left with no label is dropped with every result sharing its
+        ``id``. Logged once per head when something is dropped."""
+        kept, dropped_ids, dropped = [], set(), set()
+        for region in regions:
+            control = self._controls_by_name.get(region.get("from_name")) if isinstance(region, dict) else None
+            value = region.get("value") if control is not None else None
+            names = value.get(control.type) if isinstance(value, dict) else None
+            dynamic = task_options(task, control) if control is not None else None
+            if not isinstance(names, list) or not (control.tag == "Choices" or control.tag.endswith("Labels")) \
+                    or not (control.labels or dynamic is not None):
+                kept.append(region)
+                continue
+            allowed = set(control.labels) | (dynamic or set())
+            names_kept = [n for n in names if isinstance(n, str) and n in allowed]
+            dropped.update(str(n) for n in names if n not in names_kept)
+            if names_kept == names:
+                kept.append(region)
+            elif names_kept:
+                kept.append({**region, "value": {**value, control.type: names_kept}})
+            elif region.get("id") is not None:
+                dropped_ids.add(region["id"])
+        if dropped:
+            _log_once(self.project_id, head.control.from_name,
+                      "project %s: the %s head of %r predicted labels that neither the label config nor the task's "
+                      "options hold (%s): left out; the next fit learns the current labels", self.project_id, head.name,
+                      head.control.from_name,
+                      ", ".join(repr(n) for n in sorted(dropped)[:5]))
+        return [r for r in kept if not (isinstance(r, dict) and r.get("id") is not None and r["id"] in dropped_ids)]
 
     # training -------------------------------------------------------------------------------------
     def fit_batch(self, events: list[tuple[str, dict]], annotations: dict | None = None, **kwargs: Any):
@@ -467,9 +553,13 @@ class ProjectModel(LabelStudioMLBase):
         digest = self._digest([[h.identity() for h in self.heads],
                                {k: v.get("digest") for k, v in sorted(stored.items())}])
         version = f"labelhub-{trained_on}-{digest[:8]}"
-        versions = (list(self.get("versions") or []) + [version])[-50:]
+        versions = list(self.get("versions") or [])
+        interim = self.model_version  # served under the new labels until now (see the module docstring)
+        if self.get("model_version") and interim != self.get("model_version") and interim not in versions:
+            versions.append(interim)
+        versions = (versions + [version])[-50:]
         self._update_state(heads=stored, model_version=version, versions=versions, trained_on=trained_on,
-                           trained_at=time.time(), last_error=last_error)
+                           trained_at=time.time(), last_error=last_error, labels=self._labels)
         log.info("project %s: %s from %d annotated tasks in %.2f s", self.project_id, version, trained_on,
                  time.monotonic() - started)
         if self.state is not None:
@@ -515,6 +605,7 @@ class ProjectModel(LabelStudioMLBase):
                         "the previous fit kept" if previous.get("file") else "not fitted")
             return
         started = time.monotonic()
+        head.fit_note = ""
         with threadpool_limits(1):  # BLAS threads fight the workers for the cores: one is faster here
             fitted = head.fit(examples)
         entry = {"digest": digest, "examples": len(examples), "media_failed": failed,
@@ -522,9 +613,10 @@ class ProjectModel(LabelStudioMLBase):
         if fitted is not None:
             entry["file"] = self._save_fit(name, digest, fitted)
             self._fresh_fits[entry["file"]] = fitted  # served with the version fit_batch records
-        log.info("project %s: %s head of %r: %s on %d examples (%d without media) in %.2f s", self.project_id,
+        note = head.fit_note
+        log.info("project %s: %s head of %r: %s on %d examples (%d without media) in %.2f s%s", self.project_id,
                  head.name, name, "fitted" if fitted is not None else "not enough to learn yet", len(examples),
-                 failed, entry["seconds"])
+                 failed, entry["seconds"], f": {note}" if note else "")
         stored[name] = entry
 
     def _save_fit(self, name: str, digest: str, fitted: Any) -> str:

@@ -30,9 +30,10 @@ make one row, read left to right (:func:`reading_order`).
         "value": {"text": ["Chapter 4: Function reference\\nExtract a length field ..."]}, "score": 0.97}
 
 2. ``perRegion="true"``: one region per detected segment, in reading order: a rectangle of the config's
-   box control over the same image (a ``<Rectangle>``, else a ``<RectangleLabels>`` with its first label)
-   and the transcription, two results with the same ``id``; the geometry is the axis-aligned box around
-   the detected quadrilateral, in percent of the image (https://labelstud.io/tags/rectangle)::
+   box control over the same image (:func:`box_control_for`: a ``<Rectangle>``, else a ``<RectangleLabels>``
+   with exactly one ``<Label>``, which every line gets) and the transcription, two results with the same
+   ``id``; the geometry is the axis-aligned box around the detected quadrilateral, in percent of the image
+   (https://labelstud.io/tags/rectangle)::
 
        {"id": "a1b2c3d4e5", "from_name": "bbox", "to_name": "image", "type": "rectangle",
         "original_width": 1275, "original_height": 1651, "image_rotation": 0,
@@ -42,10 +43,19 @@ make one row, read left to right (:func:`reading_order`).
         "value": {"x": 14.6, "y": 6.2, "width": 23.7, "height": 1.4, "rotation": 0,
                   "text": ["Chapter 4: Function reference"]}, "score": 0.99}
 
-   The head then also :meth:`~TranscriptionHead.claims` the box control, so that no other head answers it.
-   Without a Rectangle or RectangleLabels control over the image it answers shape 1 and says so once in
-   the log. ``<Polygon>`` controls and a ``<Labels>`` control over the image (the OCR template's) are not
-   filled in.
+   The head then also :meth:`~TranscriptionHead.claims` the box control, so that no other head answers it
+   (the project model logs once that the box control is drawn by OCR, not learned).
+
+   **Which box control.** A ``<RectangleLabels>`` with several labels (``Trouser``, ``Sneaker``, ``Bag``;
+   an invoice's ``Total``, ``Date``) classifies objects: OCR cannot tell which label a text line is, and
+   labelling every line with the first one would teach nothing and draw wrong boxes. So such a control is
+   left to the boxes head (:class:`~labelhub.backend.models.boxes.BoxesHead` learns it from the annotated
+   boxes), and the per-region TextArea over the same image is not answered (:meth:`TranscriptionHead.unanswered`;
+   the project model logs it once): its text belongs to boxes OCR does not draw. A ``<RectangleLabels>``
+   with one label (``Text``, ``Line``) only marks text regions, as a ``<Rectangle>`` does, and OCR draws
+   with it. Without any Rectangle or RectangleLabels control over the image it answers shape 1 and says
+   so once in the log. ``<Polygon>`` controls and a ``<Labels>`` control over the image (the OCR
+   template's) are not filled in.
 
 Parameters (``params``, from ``extra_params`` / ``LABELHUB_MODEL_PARAMS``): ``min_score`` (0.5: segments
 the recognizer is less sure of are dropped), ``use_cls`` (``false``; ``true`` runs the angle classifier,
@@ -74,7 +84,7 @@ from labelhub.backend.models.heads import ControlHead, Example, TaskInput, image
 log = logging.getLogger(__name__)
 
 __all__ = ["TranscriptionHead", "OcrLine", "OcrEngine", "load_engine", "available_engines", "reading_order",
-           "page_text", "ENGINES"]
+           "page_text", "box_control_for", "ENGINES"]
 
 #: The engine packages, in the order ``"auto"`` tries them: ``{name: (PyPI distribution, import name)}``.
 ENGINES: dict[str, tuple[str, str]] = {
@@ -332,6 +342,35 @@ def page_text(rows: Sequence[Sequence[OcrLine]]) -> str:
     return "\n".join(" ".join(line.text for line in row) for row in rows)
 
 
+def box_control_for(control: Any, controls: Sequence[Any]) -> tuple[Any | None, str | None]:
+    """The box control a per-region TextArea's OCR lines are drawn with (see the module docstring).
+
+    Args:
+        control: The ``<TextArea perRegion="true">`` (:class:`~labelhub.label_config.ControlSpec`).
+        controls: Every control of the label config.
+
+    Returns:
+        ``(box, None)``: the first ``<Rectangle>`` over the same object tag, else the first ``<RectangleLabels>``
+        over it with exactly one label; ``(None, reason)`` when the only box controls over it are
+        ``<RectangleLabels>`` with several labels (object classes: left to the boxes head, the TextArea is
+        not answered; ``reason`` says so); ``(None, None)`` when there is no box control over it.
+    """
+    same = [c for c in controls if c.to_name == control.to_name and c.from_name != control.from_name]
+    rect = next((c for c in same if c.tag == "Rectangle"), None)
+    if rect is not None:
+        return rect, None
+    typed = [c for c in same if c.tag == "RectangleLabels" and c.labels]
+    single = next((c for c in typed if len(c.labels) == 1), None)
+    if single is not None:
+        return single, None
+    if typed:
+        names = ", ".join(f"<RectangleLabels name={c.from_name!r}> ({len(c.labels)} labels)" for c in typed)
+        return None, (f"its regions would be drawn on {names}, whose labels classify objects, not text lines: "
+                      "those are learned from the annotated boxes, and OCR draws its lines only on a <Rectangle> "
+                      "or a <RectangleLabels> with one label")
+    return None, None
+
+
 class TranscriptionHead(ControlHead):
     """A TextArea over an Image answered by offline OCR (see the module docstring).
 
@@ -353,17 +392,18 @@ class TranscriptionHead(ControlHead):
         self.min_score = float(self.params.get("min_score", 0.5))
         self.use_cls = bool(self.params.get("use_cls", False))
         self.engine_name = str(self.params.get("ocr_engine", "auto"))
-        self.box_control = self._find_box_control() if control.per_region else None
-        if control.per_region and self.box_control is None:
+        self.box_control, self._unanswered = box_control_for(control, self.controls) if control.per_region \
+            else (None, None)
+        if control.per_region and self.box_control is None and self._unanswered is None:
             _warn_once(("no-box", control.from_name, control.to_name, tuple(c.from_name for c in self.controls)),
                        "<TextArea name=%r perRegion=\"true\">: no <Rectangle> or <RectangleLabels> over <Image "
                        "name=%r> to draw its regions with; it is answered with the whole page's text instead",
                        control.from_name, control.to_name)
 
-    def _find_box_control(self):
-        same = [c for c in self.controls if c.to_name == self.control.to_name]
-        rect = next((c for c in same if c.tag == "Rectangle"), None)
-        return rect or next((c for c in same if c.tag == "RectangleLabels" and c.labels), None)
+    def unanswered(self) -> str | None:
+        """Why this control is left unanswered: a per-region TextArea whose image has only ``<RectangleLabels>``
+        with several labels (see :func:`box_control_for`); ``None`` otherwise."""
+        return self._unanswered
 
     @classmethod
     def supports(cls, control, params: Mapping[str, Any]) -> bool:
