@@ -9,14 +9,17 @@ label-studio-ml: https://github.com/HumanSignal/label-studio-ml-backend#configur
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import logging
 import math
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
+from urllib.parse import urlsplit
 
-__all__ = ["Settings", "DEFAULT_MAX_BODY_BYTES"]
+__all__ = ["Settings", "DEFAULT_MAX_BODY_BYTES", "check_http_url", "check_allowed_host"]
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -46,8 +49,99 @@ _RANGES: dict[str, tuple[float | None, float | None]] = {
 }
 
 
+#: A DNS name as ``LABELHUB_ALLOWED_HOSTS`` holds it (lowercased): letters, digits, ``-``, ``_`` and dots.
+_HOST_NAME = re.compile(r"[a-z0-9_](?:[a-z0-9_.-]*[a-z0-9_])?", re.IGNORECASE)
+
+
 def _split(value: str | None) -> tuple[str, ...]:
     return tuple(part.strip().lower() for part in (value or "").split(",") if part.strip())
+
+
+def _shown(url: str) -> str:
+    """``url`` for a message: its first 100 characters without the ``user:password@`` before its host, also when it
+    has no scheme (``me:pw@ls:8080``, which :func:`labelhub.redaction.without_userinfo` does not see as a URL)."""
+    scheme, sep, rest = url.partition("://") if "://" in url else ("", "", url)
+    authority, slash, path = rest.partition("/")
+    return (scheme + sep + authority.rpartition("@")[2] + slash + path)[:100]
+
+
+def check_http_url(variable: str, value: str) -> None:
+    """Check that ``value`` is an ``http(s)://host[:port][/path]`` URL, the form the backend fetches from.
+
+    Used for ``LABEL_STUDIO_URL`` (:class:`Settings`) and ``HF_ENDPOINT`` (:func:`labelhub.backend.startup.check_settings`):
+    a value without a scheme (``localhost:8080``) parses as a URL of scheme ``localhost`` and failed only at the
+    first fetch (``InvalidSchema``). A ``user:password@`` part is accepted (and never shown).
+
+    Args:
+        variable: The environment variable, for the message.
+        value: Its value; empty is accepted (unset).
+
+    Raises:
+        ValueError: Another scheme or none, no host, a port that is no number from 1 to 65535, a query or a
+            fragment; one line naming ``variable``, the value without its password and the form expected
+            (``LABEL_STUDIO_URL='localhost:18300' is not an http(s) URL: write http://localhost:18300``).
+    """
+    if not value:
+        return
+    try:
+        parts = urlsplit(value)
+        port = parts.port
+    except ValueError:  # a port that is no number or out of range, a bad IPv6 literal
+        parts, port = None, -1
+    if parts is not None and parts.scheme in ("http", "https") and parts.hostname and port != 0 \
+            and not parts.query and not parts.fragment:
+        return
+    shown = _shown(value)
+    if "://" not in value:
+        hint = f"write http://{shown}"
+    elif parts is not None and parts.scheme in ("http", "https") and (parts.query or parts.fragment):
+        hint = "without a query or fragment, e.g. http://localhost:8080"
+    elif value.partition("://")[0].lower() in ("http", "https") and parts is None or port == 0:
+        hint = "its port must be a number from 1 to 65535, e.g. http://localhost:8080"
+    else:
+        hint = "write it as http://host:port or https://host[:port][/path], e.g. http://localhost:8080"
+    raise ValueError(f"{variable}={shown!r} is not an http(s) URL: {hint}")
+
+
+def check_allowed_host(entry: str) -> None:
+    """Check one entry of ``LABELHUB_ALLOWED_HOSTS``: a host name, an IP address, or either with ``:port``.
+
+    :meth:`labelhub.backend.media.MediaFetcher.classify` compares a URL's host (and ``host:port``) with the entries,
+    so a URL (``http://127.0.0.1:18303/``) or a pattern (``*.example.org``) never matches: such an entry is refused
+    here instead of every fetch of that host being refused later with "host ... is not allowed". An IPv6 address is
+    written without brackets (``::1``, as a URL's ``hostname`` is).
+
+    Args:
+        entry: One comma-separated part, lowercased and stripped.
+
+    Raises:
+        ValueError: One line naming ``LABELHUB_ALLOWED_HOSTS``, the entry (without a password) and the form expected,
+            with the entry's ``host:port`` when it is a URL: ``LABELHUB_ALLOWED_HOSTS: 'http://127.0.0.1:18303/' is a
+            URL, not a host: write 127.0.0.1:18303``.
+    """
+    host, _, port = entry.rpartition(":") if entry.count(":") == 1 else (entry, "", "")
+    if (not port or (port.isascii() and port.isdigit() and 0 < int(port) < 65536)) and \
+            (_HOST_NAME.fullmatch(host) or _is_ip(host) or (not port and _is_ip(entry))):
+        return
+    if _is_ip(entry) or (entry.count(":") > 1 and _is_ip(entry.rpartition(":")[0])):
+        return  # an IPv6 address, with or without a port
+    form = "a host name or IP address, optionally with :port (e.g. images.example.org,cdn.example.org:8080)"
+    if "://" in entry or "/" in entry:
+        netloc = urlsplit(entry if "://" in entry else "//" + entry).netloc.rpartition("@")[2]
+        hint = f"is a URL, not a host: write {netloc}" if netloc else f"is a URL, not a host: write {form}"
+    elif "*" in entry:
+        hint = f"is a pattern; no wildcards are read: list each host, {form}"
+    else:
+        hint = f"is not {form}"
+    raise ValueError(f"LABELHUB_ALLOWED_HOSTS: {_shown(entry)!r} {hint}")
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
 
 
 @dataclass(frozen=True)
@@ -193,8 +287,10 @@ class Settings:
 
         Raises:
             ValueError: A number out of its range (``LABELHUB_IMAGE_SIZE=0``, ``LABELHUB_MEDIA_TIMEOUT=nan``),
-                an unknown log level, a NUL character, or one of ``BASIC_AUTH_USER``/``BASIC_AUTH_PASS`` without the
-                other; the message names the variable.
+                an unknown log level, a NUL character, one of ``BASIC_AUTH_USER``/``BASIC_AUTH_PASS`` without the
+                other, a ``LABEL_STUDIO_URL`` that is no http(s) URL (:func:`check_http_url`), or an entry of
+                ``LABELHUB_ALLOWED_HOSTS`` that is no host or ``host:port`` (:func:`check_allowed_host`); the message
+                names the variable and never holds a password.
         """
         for name, (low, high) in _RANGES.items():
             value = getattr(self, name)
@@ -214,6 +310,9 @@ class Settings:
                               else ("BASIC_AUTH_PASS", "BASIC_AUTH_USER"))
             raise ValueError(f"{given} is set without {missing}: set both (what Label Studio's Connect Model "
                              "dialog sends under Basic Authentication) or neither")
+        check_http_url("LABEL_STUDIO_URL", self.label_studio_url)
+        for entry in self.allowed_hosts:
+            check_allowed_host(entry)
         from labelhub.backend.models.params import parse_params
 
         parse_params(self.model_params, "LABELHUB_MODEL_PARAMS")

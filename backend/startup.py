@@ -13,7 +13,7 @@ import os
 
 from labelhub.backend.files import RepoFiles
 from labelhub.backend.model import LabelStudioMLBase
-from labelhub.backend.settings import Settings
+from labelhub.backend.settings import Settings, check_http_url
 from labelhub.errors import ConfigurationError
 
 __all__ = ["check_settings", "check_model_dir", "check_redis", "load_model_class"]
@@ -109,11 +109,14 @@ def check_settings(settings: Settings) -> None:
     Raises:
         ValueError: ``LABELHUB_FILE_REPOS`` names a path that is not a git repository or is malformed,
             ``LABELHUB_SECRET`` is too short (:class:`labelhub.backend.files.RepoFiles`), ``LABELHUB_MODEL`` is
-            malformed, cannot be imported or is not a model class, or ``MODEL_DIR`` cannot be created or
+            malformed, cannot be imported or is not a model class, ``HF_ENDPOINT`` (read by huggingface_hub, whose
+            ``hf://`` fetches go there) is set and is no http(s) URL (:func:`labelhub.backend.settings.check_http_url`),
+            or ``MODEL_DIR`` cannot be created or
             written, or ``LABELHUB_REDIS_URL`` is set and Redis does not answer (a
             :class:`labelhub.errors.ConfigurationError` for the last three). Every message names the variable
             and fits on one line, without the Redis URL's password (:func:`check_redis`).
     """
+    check_http_url("HF_ENDPOINT", os.environ.get("HF_ENDPOINT", "").strip())
     RepoFiles(settings)
     try:
         load_model_class(settings.model_class)

@@ -69,7 +69,7 @@ from labelhub.backend.embedding_cache import EmbeddingCache
 from labelhub.backend.errors import MediaError
 from labelhub.backend.model import LabelStudioMLBase
 from labelhub.backend.models.heads import ControlHead, Example, TaskInput, task_options
-from labelhub.backend.models.params import params_for
+from labelhub.backend.models.params import check_control_names, params_for
 from labelhub.backend.state import atomic_write_bytes
 from labelhub.errors import LabelConfigError
 from labelhub.label_config import ControlSpec, control_specs, parse_label_config
@@ -161,6 +161,10 @@ class ProjectModel(LabelStudioMLBase):
         self.params = parse_params(self.extra_params if self.extra_params is not None else stored, "extra_params")
         defaults = self.settings.default_model_params
         self.controls = control_specs(self.label_config)
+        # a control name in new Extra params that the config lacks is refused; in the stored ones (the config was
+        # edited since) it is logged
+        check_control_names(self.params, {c.name for c in parse_label_config(self.label_config)[0]},
+                            strict=self.extra_params is not None and self.extra_params != stored)
         self.heads: list[ControlHead] = []
         claimed: dict[str, ControlHead] = {}
         # per-region controls first: a per-region TextArea claims the Rectangle control its lines are drawn on

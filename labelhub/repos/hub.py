@@ -13,16 +13,27 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from urllib.parse import quote
 
 import httpx2
-from huggingface_hub import CommitOperationAdd, HfApi, hf_hub_download, hf_hub_url
+from huggingface_hub import (
+    CommitOperationAdd,
+    HfApi,
+    get_hf_file_metadata,
+    hf_hub_download,
+    hf_hub_url,
+    try_to_load_from_cache,
+)
 from huggingface_hub.errors import (
     EntryNotFoundError,
+    FileMetadataError,
     GatedRepoError,
     HfHubHTTPError,
+    LocalEntryNotFoundError,
+    OfflineModeIsEnabled,
     RepositoryNotFoundError,
     RevisionNotFoundError,
 )
@@ -55,6 +66,8 @@ REGULAR_SIZE_LIMIT = 10 * 1024 * 1024
 #: git's own test for binary content: a NUL byte among the first 8,000 (``buffer_is_binary`` in git's
 #: xdiff-interface.c). The Hub also stores binary files with LFS, so their mode is always asked too.
 BINARY_PROBE = 8000
+#: A full commit sha, the revision a cached file is found by with no call (huggingface_hub's ``REGEX_COMMIT_HASH``).
+_COMMIT_SHA = re.compile(r"[0-9a-f]{40}")
 log = logging.getLogger(__name__)
 
 
@@ -69,15 +82,33 @@ def hub_errors(endpoint: str, repo_id: str = "", revision: str = "", path: str =
     Raises:
         RepoNotFound: The repo does not exist, is gated, or the token cannot read it.
         RevisionNotFound: The revision does not exist.
-        EntryNotFound: The file does not exist at that revision (also a ``FileNotFoundError``).
+        EntryNotFound: The file does not exist at that revision (also a ``FileNotFoundError``): the Hub said so
+            (``RemoteEntryNotFoundError``).
         TransientHubError: 429 or 5xx (with ``Retry-After`` when the Hub sent one).
-        HubUnreachable: No answer (refused, timeout, dropped).
-        HubError: Any other HTTP error.
+        HubUnreachable: No answer (refused, timeout, dropped, a name that does not resolve, ``HF_HUB_OFFLINE``),
+            also when ``hf_hub_download`` says so with its ``LocalEntryNotFoundError``: that one subclasses
+            ``EntryNotFoundError`` but means "the Hub could not be asked and the file is not in the cache", not
+            "no such file" (huggingface_hub 2.x, ``file_download._raise_on_head_call_error``).
+        HubError: Any other HTTP error, or an answer that is not a Hub's (no ``X-Repo-Commit`` or ``ETag``:
+            ``HF_ENDPOINT`` is not a Hub).
     """
     try:
         yield
-    except httpx2.TransportError as exc:
+    except LocalEntryNotFoundError as exc:
+        cause = exc.__cause__ or exc.__context__
+        if isinstance(cause, HfHubHTTPError):
+            raise _http_error(cause, endpoint) from None
+        if isinstance(cause, FileMetadataError):
+            raise HubError(f"the Hub at {endpoint} answered without a file's metadata ({cause}): is HF_ENDPOINT a "
+                           "Hub?") from None
+        why = f"{type(cause).__name__}: {cause}" if cause is not None else "no answer"
+        raise HubUnreachable(f"cannot reach the Hub at {endpoint} ({why}), and {path} of {repo_id} at {revision} is "
+                             "not in the local cache") from None
+    except (httpx2.TransportError, OfflineModeIsEnabled) as exc:
         raise HubUnreachable(f"cannot reach the Hub at {endpoint}: {type(exc).__name__}: {exc}") from None
+    except FileMetadataError as exc:
+        raise HubError(f"the Hub at {endpoint} answered without a file's metadata ({exc}): is HF_ENDPOINT a Hub?") \
+            from None
     except RevisionNotFoundError:
         raise RevisionNotFound(f"revision {revision!r} not found in dataset {repo_id}") from None
     except EntryNotFoundError:
@@ -85,34 +116,50 @@ def hub_errors(endpoint: str, repo_id: str = "", revision: str = "", path: str =
     except (RepositoryNotFoundError, GatedRepoError):
         raise RepoNotFound(f"dataset {repo_id} not found at {endpoint} (or HF_TOKEN cannot read it)") from None
     except HfHubHTTPError as exc:
-        status = exc.response.status_code if exc.response is not None else None
-        message = f"the Hub at {endpoint} answered {status}: {exc.server_message or exc}"
-        if status == 429 or (status or 0) >= 500:
-            retry_after = exc.response.headers.get("Retry-After")
-            raise TransientHubError(message, status, float(retry_after) if retry_after else None) from None
-        raise HubError(message, status) from None
+        raise _http_error(exc, endpoint) from None
+
+
+def _http_error(exc: HfHubHTTPError, endpoint: str) -> HubError:
+    """A :class:`~labelhub.errors.TransientHubError` for 429 and 5xx, else a :class:`~labelhub.errors.HubError`."""
+    status = exc.response.status_code if exc.response is not None else None
+    message = f"the Hub at {endpoint} answered {status}: {exc.server_message or exc}"
+    if status == 429 or (status or 0) >= 500:
+        retry_after = exc.response.headers.get("Retry-After")
+        return TransientHubError(message, status, float(retry_after) if retry_after else None)
+    return HubError(message, status)
 
 
 def download(repo_id: str, path: str, revision: str, token: str | None = None, endpoint: str | None = None,
-             etag_timeout: float = 10, repo_type: str = REPO_TYPE, max_bytes: int | None = None) -> str:
+             etag_timeout: float = 10, repo_type: str = REPO_TYPE, max_bytes: int | None = None,
+             patient: bool = False) -> str:
     """A repo file at ``revision`` in huggingface_hub's cache (``hf_hub_download``, one download per blob).
 
-    With ``max_bytes``, the file's size is asked first and a larger file is refused before any of it is
-    downloaded: ``hf_hub_download(dry_run=True)`` (huggingface_hub 2.x, pinned in ``pyproject.toml``) answers
-    ``DryRunFileInfo.file_size``, ``get_hf_file_metadata``'s size from the ``HEAD`` answer's ``X-Linked-Size``
-    or ``Content-Length``
-    (https://huggingface.co/docs/huggingface_hub/package_reference/file_download#huggingface_hub.hf_hub_download).
-    A file already in the cache is then taken at the commit that ``HEAD`` answered, with no other call (none at
-    all when ``revision`` is a commit sha); a new one is downloaded at ``revision``, which costs one ``HEAD``
-    more than without ``max_bytes`` (``hf_hub_download`` takes no metadata from its caller, so it asks again)
-    and keeps ``refs/<revision>``, by which huggingface_hub finds a branch's cached files when the Hub does not
-    answer. The downloaded file is measured too: for a Hub that did not tell the size, or a branch that moved
-    between the two ``HEAD`` calls.
+    A file already in the cache at a commit sha ``revision`` is taken with no call. Otherwise (unless ``patient``)
+    the file's metadata is asked first, by one ``HEAD`` (``get_hf_file_metadata``, no retry) that waits at most
+    ``etag_timeout`` seconds for each of connecting and reading its answer. It tells the commit ``revision`` is at and
+    the file's size (``X-Linked-Size`` or ``Content-Length``), so that a file larger than ``max_bytes`` is refused
+    before any of it is downloaded and a file already in the cache at that commit is taken with no other call. A
+    new one is then downloaded by ``hf_hub_download`` at ``revision``, which asks its own ``HEAD`` again (it takes
+    no metadata from its caller) and keeps ``refs/<revision>``, by which a branch's cached file is found when the Hub
+    does not answer. The downloaded file is measured too: for a Hub that did not tell the size, or a branch that
+    moved between the two ``HEAD`` calls.
+
+    Why the first ``HEAD`` is LabelHub's (huggingface_hub 2.x, pinned in ``pyproject.toml``;
+    ``file_download.py``, ``utils/_http.py``): when ``hf_hub_download``'s ``HEAD`` gets no answer (a refused
+    connection, a name that does not resolve, or ``etag_timeout`` passing) and the file is not cached, it asks
+    again with a fixed 60 s timeout (``_ETAG_RETRY_TIMEOUT``, no setting changes it) and ``http_backoff``'s retries:
+    6 ``HEAD`` calls 1, 2, 4, 8 and 8 s apart. Against a Hub that never answers that was ``etag_timeout`` + 6 × 60
+    + 23 s, 6.5 minutes (measured: 393 s); with a name that does not resolve, 23 s. Without ``patient``, no answer
+    is one :class:`~labelhub.errors.HubUnreachable` after at most ``etag_timeout`` (and a refused connection or a
+    name that does not resolve at once), unless ``revision``'s file is in the cache (``refs/<revision>``), which is
+    then taken as huggingface_hub takes it. ``HF_HUB_ETAG_TIMEOUT``, when set, replaces ``etag_timeout`` in
+    ``hf_hub_download``'s own ``HEAD`` (not in the first).
 
     What bounds the ``GET`` is huggingface_hub's: ``HF_HUB_DOWNLOAD_TIMEOUT`` seconds (10 by default) for
     each read, with up to 5 resumes, and no limit on the whole download's duration; an answer longer than the
     ``HEAD``'s size is written whole, then refused by its consistency check (an ``OSError``). The Hub at
-    ``HF_ENDPOINT`` is trusted to answer at its own pace.
+    ``HF_ENDPOINT`` is trusted to answer at its own pace once it answered the first ``HEAD``; should it stop
+    answering between the two ``HEAD`` calls, the second retries as above.
 
     Args:
         repo_id: ``owner/name``.
@@ -121,27 +168,54 @@ def download(repo_id: str, path: str, revision: str, token: str | None = None, e
         revision: A commit sha (or a branch or tag).
         token: A Hub token that can read the repo; ``None`` for public repos.
         endpoint: The Hub URL; ``None``: ``HF_ENDPOINT`` or ``https://huggingface.co``.
-        etag_timeout: Seconds to wait for the Hub's metadata answer.
-        max_bytes: The largest file accepted, in bytes; ``None``: any size, no extra call.
+        etag_timeout: Seconds to wait for the Hub's metadata answer (to connect, then to read the answer).
+        max_bytes: The largest file accepted, in bytes; ``None``: any size.
+        patient: ``True``: no first ``HEAD`` of LabelHub's; ``hf_hub_download`` alone, with its retries (one call
+            fewer for a file not in the cache: the sync's reads, where a Hub that stops answering for a while is
+            better waited for). Ignored with ``max_bytes``.
 
     Returns:
         The local path of the file (a symlink into the cache's ``blobs/``).
 
     Raises:
         FileTooLarge: The file is larger than ``max_bytes`` (as the Hub declared it, or as downloaded).
+        HubUnreachable: No answer to the ``HEAD`` and the file is not in the cache.
         As :func:`hub_errors`.
     """
     with hub_errors(endpoint or "the Hub", repo_id, revision, path):
-        if max_bytes is None:
-            return hf_hub_download(repo_id, path, repo_type=repo_type, revision=revision, token=token,
-                                   endpoint=endpoint, etag_timeout=etag_timeout)
-        info = hf_hub_download(repo_id, path, repo_type=repo_type, revision=revision, token=token,
-                               endpoint=endpoint, etag_timeout=etag_timeout, dry_run=True)
-        _check_size(repo_id, path, info.file_size, max_bytes)
-        local = hf_hub_download(repo_id, path, repo_type=repo_type, token=token, endpoint=endpoint,
-                                revision=info.commit_hash if info.is_cached else revision, etag_timeout=etag_timeout)
-    _check_size(repo_id, path, os.path.getsize(local), max_bytes)
+        local = _cached(repo_id, path, revision, repo_type) if _COMMIT_SHA.fullmatch(revision) else None
+        if local is None and patient and max_bytes is None:
+            local = hf_hub_download(repo_id, path, repo_type=repo_type, revision=revision, token=token,
+                                    endpoint=endpoint, etag_timeout=etag_timeout)
+        elif local is None:
+            url = hf_hub_url(repo_id, path, repo_type=repo_type, revision=revision, endpoint=endpoint)
+            try:
+                metadata = get_hf_file_metadata(url, token=token, timeout=etag_timeout, endpoint=endpoint)
+            except (httpx2.TransportError, OfflineModeIsEnabled, HfHubHTTPError) as exc:
+                status = exc.response.status_code if isinstance(exc, HfHubHTTPError) and exc.response is not None \
+                    else None
+                if isinstance(exc, HfHubHTTPError) and status != 429 and (status or 0) < 500:
+                    raise  # the Hub answered: no such repo, revision or file, or a refused token
+                local = _cached(repo_id, path, revision, repo_type)  # as hf_hub_download falls back to its cache
+                if local is None:
+                    raise
+            else:
+                if max_bytes is not None:
+                    _check_size(repo_id, path, metadata.size, max_bytes)
+                local = _cached(repo_id, path, metadata.commit_hash, repo_type) if metadata.commit_hash else None
+                if local is None:
+                    local = hf_hub_download(repo_id, path, repo_type=repo_type, revision=revision, token=token,
+                                            endpoint=endpoint, etag_timeout=etag_timeout)
+    if max_bytes is not None:
+        _check_size(repo_id, path, os.path.getsize(local), max_bytes)
     return local
+
+
+def _cached(repo_id: str, path: str, revision: str, repo_type: str) -> str | None:
+    """The cached file of ``revision`` (a commit sha, or a branch or tag through ``refs/``), or ``None``: no call
+    (``try_to_load_from_cache``, in ``HF_HUB_CACHE``; a file cached as missing is ``None`` too)."""
+    found = try_to_load_from_cache(repo_id, path, revision=revision, repo_type=repo_type)
+    return found if isinstance(found, str) else None
 
 
 def _check_size(repo_id: str, path: str, size: int | None, max_bytes: int) -> None:
@@ -239,7 +313,7 @@ class HubRepo:
         Raises:
             EntryNotFound: ``path`` is not in the repo at ``sha`` (a ``FileNotFoundError``).
         """
-        local = download(self.repo_id, path, sha, token=self.token, endpoint=self.endpoint)
+        local = download(self.repo_id, path, sha, token=self.token, endpoint=self.endpoint, patient=True)
         with open(local, "rb") as fh:
             return fh.read()
 
