@@ -79,3 +79,18 @@ def test_backend_refuses_model_params_with_an_unknown_key_in_one_line(tmp_path):
     assert answer.returncode == 1, answer.stderr
     assert answer.stderr.startswith("Error: LABELHUB_MODEL_PARAMS: unknown key 'min_scor' (did you mean "
                                     "'min_score'?); the keys read are ") and answer.stderr.count("\n") == 1
+
+
+def test_extra_params_an_older_labelhub_stored_keep_serving_with_a_warning(app, caplog):
+    """An upgrade must not stop a project's predictions: params stored before these checks (a typo'd key) are used
+    as before, with one warning, until someone saves the Extra params again (then they are checked)."""
+    client = app.test_client()
+    assert client.post("/setup", json={"project": KEY, "schema": TEXT_CONFIG}).status_code == 200
+    app.extensions["labelhub"].store.project(KEY).update_project(extra_params={"treshold": 0.9})
+    with caplog.at_level(logging.WARNING):
+        answer = client.post("/predict", json={"project": KEY, "label_config": TEXT_CONFIG,
+                                               "tasks": [{"id": 1, "data": {"text": "a plot"}}]})
+    assert answer.status_code == 200, answer.json
+    assert "stored Extra params do not pass this version's checks" in caplog.text and "treshold" in caplog.text
+    refused = client.post("/setup", json={"project": KEY, "schema": TEXT_CONFIG, "extra_params": {"treshhold": 1}})
+    assert refused.status_code == 422

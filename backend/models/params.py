@@ -120,12 +120,14 @@ def _check_keys(params: Mapping[str, Any], source: str, where: str = "") -> None
             raise _error(f"{source}: {where + key!r} {why} (got {json.dumps(value)[:80]})")
 
 
-def parse_params(value: Any, source: str) -> dict:
+def parse_params(value: Any, source: str, check: bool = True) -> dict:
     """Read model parameters sent as a JSON object or as its text, and check every key and value.
 
     Args:
         value: A dict, a JSON text of an object, or ``None``/``""`` (no parameters).
         source: Where the value came from (``extra_params``, ``LABELHUB_MODEL_PARAMS``), for the message.
+        check: ``False`` skips the checks of keys and values (:data:`CHECKS`): for parameters an older LabelHub
+            stored, which the heads read as they did then.
 
     Returns:
         The parameters (a new dict; ``{}`` for none).
@@ -158,6 +160,8 @@ def parse_params(value: Any, source: str) -> dict:
         parsed = json.loads(json.dumps(value, allow_nan=False))
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{source}: {exc}") from None
+    if not check:
+        return parsed
     _check_keys({k: v for k, v in parsed.items() if k != "controls"}, source)
     for name, entry in (parsed.get("controls") or {}).items():
         _check_keys(entry, source, f"controls.{name}.")

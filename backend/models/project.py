@@ -158,13 +158,22 @@ class ProjectModel(LabelStudioMLBase):
 
         self.settings = self.backend.settings if self.backend is not None else _default_settings()
         stored = self.state.project().get("extra_params") if self.state is not None else None
-        self.params = parse_params(self.extra_params if self.extra_params is not None else stored, "extra_params")
+        new = self.extra_params is not None and self.extra_params != stored
+        raw = self.extra_params if self.extra_params is not None else stored
+        try:
+            self.params = parse_params(raw, "extra_params")
+        except ValueError as exc:
+            if new:
+                raise
+            # stored by an older LabelHub, whose checks were looser: a project must not stop predicting at an upgrade
+            log.warning("project %s: its stored Extra params do not pass this version's checks "
+                        "(%s); they are used as before until they are saved again", self.project_id, exc)
+            self.params = parse_params(raw, "extra_params", check=False)
         defaults = self.settings.default_model_params
         self.controls = control_specs(self.label_config)
         # a control name in new Extra params that the config lacks is refused; in the stored ones (the config was
         # edited since) it is logged
-        check_control_names(self.params, {c.name for c in parse_label_config(self.label_config)[0]},
-                            strict=self.extra_params is not None and self.extra_params != stored)
+        check_control_names(self.params, {c.name for c in parse_label_config(self.label_config)[0]}, strict=new)
         self.heads: list[ControlHead] = []
         claimed: dict[str, ControlHead] = {}
         # per-region controls first: a per-region TextArea claims the Rectangle control its lines are drawn on
