@@ -95,6 +95,11 @@ def test_a_label_config_with_no_answerable_control_is_refused_with_what_it_has(t
     assert answer.status_code == 422  # "it has Choices over Image" read as a contradiction without the reason
     assert """<Choices name='size'> over <Image> (perRegion="true": a choice per region, not answered)""" in \
         answer.json["error"]
+    text = "<View><Text name='text' value='$text'/><Choices name='c' toName='text'><Choice value='a'/></Choices></View>"
+    answer = client.post("/setup", json={"project": KEY, "schema": text, "extra_params": {"learned": False}})
+    assert answer.status_code == 422 and answer.json["error"].startswith(
+        'no control tag of this label config can be answered (with "learned": false in the Extra params')
+    assert len(answer.json["error"]) > 300 and answer.status.endswith(answer.json["error"])  # whole, in the phrase
 
 
 def test_extra_params_from_the_connect_model_dialog_are_kept_per_project_and_bad_ones_refused(tmp_path):

@@ -197,11 +197,15 @@ class ProjectModel(LabelStudioMLBase):
                                for c in self.controls] + [
                 f"<{c.tag} name={c.name!r} toName={','.join(c.to_name)!r}> over no object tag with a $value"
                 for c in parse_label_config(self.label_config)[0] if c.name not in specified])
-            raise LabelConfigError(
-                "no control tag of this label config can be answered: the backend answers Choices over Image, "
-                "Text or HyperText, RectangleLabels and TextArea over Image, Labels over Text (and what a Hugging Face "
-                "model given as 'model' in the extra params fits); it has " + (found or "no control tag over "
-                                                                                 "an object with a $value"))
+            learned_off = self.params.get("learned") is False or any(
+                entry.get("learned") is False for entry in (self.params.get("controls") or {}).values())
+            raise LabelConfigError(  # what the config has first: Label Studio's dialog may show only the start
+                "no control tag of this label config can be answered"
+                + (' (with "learned": false in the Extra params, which turns off every head that learns from '
+                   'annotations)' if learned_off else "")
+                + ": it has " + (found or "no control tag over an object with a $value")
+                + "; the backend answers Choices over Image, Text or HyperText, RectangleLabels and TextArea over "
+                "Image, Labels over Text (and what a Hugging Face model given as 'model' in the extra params fits)")
         # (model_version, {from_name: fit}) that predictions read together, replaced as one (a prediction must not
         # carry one version with another version's fits); None: the version is the heads' (no fit yet)
         self._served: tuple[str | None, dict[str, Any]] = (None, {})
