@@ -187,9 +187,10 @@ class FileImporter:
         """What selects this importer's files and makes their tasks (JSON types): the revision followed, the globs,
         the metadata join and the object tag's data key. The cycle's short-circuit holds only when it is the one of
         the project's last completed cycle (:data:`LAST_CYCLE`)."""
-        return {"repo": self.repo.repo_id, "revision": self.revision, "include": list(self.include or ()),
-                "exclude": list(self.exclude), "metadata": asdict(self.metadata) if self.metadata else None,
-                "value_key": self.field.value_key, "as_url": self.field.as_url}
+        selection = {"repo": self.repo.repo_id, "revision": self.revision, "include": list(self.include or ()),
+                     "exclude": list(self.exclude), "metadata": asdict(self.metadata) if self.metadata else None,
+                     "value_key": self.field.value_key, "as_url": self.field.as_url}
+        return json.loads(json.dumps(selection))  # as the cursor reads back (tuples become lists)
 
     def _last_cycle(self) -> dict | None:
         """``{"sha": commit, "selection": ...}`` of the project's last completed cycle (``None``: none recorded)."""
