@@ -18,9 +18,13 @@ Keys live in a *source*: the repo_id for repo files (key: ``path_in_repo``), :da
 labels files (key: the url as written in the file). A task may answer for keys of several sources (a labels
 file's url that is a repo path is also that file's task): :attr:`Entry.aliases`.
 
-Tables: ``imported (project_id, source, key → task_id, revision, removed_in, blob_id)`` and ``import_pending
+Tables: ``imported (project_id, source, key → task_id, revision, removed_in, blob_id, task_deleted)`` and ``import_pending
 (project_id, source, key → after_task_id)``; :func:`migrate` moves the rows of the tables older versions
 kept (``tasks``, ``pending_imports``, ``label_import_tasks``, ``label_import_pending``).
+
+A task deleted in Label Studio keeps its row, marked ``task_deleted`` (:meth:`ImportLedger.set_deleted`): its key
+is never imported again (the README: a deleted task's file is not imported again), and no call goes to it; the
+row still follows its file (a move or a change updates its key and blob id) so that the file stays known.
 """
 from __future__ import annotations
 
@@ -42,11 +46,13 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS imported (
     project_id INTEGER NOT NULL, source TEXT NOT NULL, key TEXT NOT NULL,
     task_id INTEGER NOT NULL, revision TEXT NOT NULL DEFAULT '', removed_in TEXT, blob_id TEXT,
-    PRIMARY KEY (project_id, source, key));
+    task_deleted INTEGER, PRIMARY KEY (project_id, source, key));
 CREATE TABLE IF NOT EXISTS import_pending (
     project_id INTEGER NOT NULL, source TEXT NOT NULL, key TEXT NOT NULL, after_task_id INTEGER NOT NULL,
     PRIMARY KEY (project_id, source, key));
 """
+#: The columns the ledger's inserts fill (``task_deleted`` stays NULL: a task recorded is one Label Studio has).
+_COLUMNS = "(project_id, source, key, task_id, revision, removed_in, blob_id)"
 #: The source of the urls of labels files (``labelhub import-labels``).
 LABELS_SOURCE = "labels:source_url"
 
@@ -82,12 +88,14 @@ class Known:
         blob_id: The git blob id the task shows (``""``: unknown: recorded by ``labelhub restore``, ``labelhub
             import-labels`` or an older LabelHub; the sync learns it at ``revision``,
             :meth:`labelhub.sync.files.importer.FileImporter._learn_blob_ids`).
+        deleted: The task was deleted in Label Studio (:meth:`ImportLedger.set_deleted`): no call goes to it.
     """
 
     task_id: int
     revision: str
     removed_in: str | None
     blob_id: str
+    deleted: bool = False
 
 
 @dataclass(frozen=True)
@@ -131,13 +139,15 @@ def migrate(db: sqlite3.Connection) -> None:
     columns = {row[1] for row in db.execute("PRAGMA table_info(imported)")}
     if "blob_id" not in columns:
         db.execute("ALTER TABLE imported ADD COLUMN blob_id TEXT")
+    if "task_deleted" not in columns:
+        db.execute("ALTER TABLE imported ADD COLUMN task_deleted INTEGER")
     tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     moves = {
-        "tasks": "INSERT OR IGNORE INTO imported SELECT project_id, repo_id, hf_path, task_id, hf_revision, "
+        "tasks": "INSERT OR IGNORE INTO imported (project_id, source, key, task_id, revision, removed_in, blob_id) SELECT project_id, repo_id, hf_path, task_id, hf_revision, "
                  "removed_in, NULL FROM tasks",
         "pending_imports": "INSERT OR IGNORE INTO import_pending SELECT project_id, repo_id, hf_path, after_task_id "
                            "FROM pending_imports",
-        "label_import_tasks": f"INSERT OR IGNORE INTO imported SELECT project_id, '{LABELS_SOURCE}', source_url, "
+        "label_import_tasks": f"INSERT OR IGNORE INTO imported (project_id, source, key, task_id, revision, removed_in, blob_id) SELECT project_id, '{LABELS_SOURCE}', source_url, "
                               "task_id, '', NULL, NULL FROM label_import_tasks",
         "label_import_pending": f"INSERT OR IGNORE INTO import_pending SELECT project_id, '{LABELS_SOURCE}', "
                                 "source_url, after_task_id FROM label_import_pending",
@@ -202,10 +212,10 @@ class ImportLedger:
 
     def entries(self) -> dict[str, Known]:
         """``{key: Known}`` of every key that has a task."""
-        rows = self.db.execute("SELECT key, task_id, revision, removed_in, coalesce(blob_id, '') FROM imported "
-                               "WHERE project_id=? AND source=?", self.scope)
-        return {key: Known(task_id, revision, removed_in, blob_id) for key, task_id, revision, removed_in, blob_id
-                in rows}
+        rows = self.db.execute("SELECT key, task_id, revision, removed_in, coalesce(blob_id, ''), "
+                               "coalesce(task_deleted, 0) FROM imported WHERE project_id=? AND source=?", self.scope)
+        return {key: Known(task_id, revision, removed_in, blob_id, bool(deleted))
+                for key, task_id, revision, removed_in, blob_id, deleted in rows}
 
     def task_ids(self, keys: Iterable[str]) -> dict[str, int]:
         """``{key: task_id}`` for those of ``keys`` that have a task."""
@@ -245,10 +255,10 @@ class ImportLedger:
             rows = [(i.key, task_id, i.revision, i.aliases, i.blob_id) for i, task_id in zip(entries, task_ids)]
         project_id, source = self.scope
         self._write([
-            ("INSERT OR REPLACE INTO imported VALUES (?, ?, ?, ?, ?, NULL, ?)",
+            (f"INSERT OR REPLACE INTO imported {_COLUMNS} VALUES (?, ?, ?, ?, ?, NULL, ?)",
              [(project_id, source, key, task_id, revision, blob_id or None)
               for key, task_id, revision, _, blob_id in rows]),
-            ("INSERT OR IGNORE INTO imported VALUES (?, ?, ?, ?, ?, NULL, NULL)",
+            (f"INSERT OR IGNORE INTO imported {_COLUMNS} VALUES (?, ?, ?, ?, ?, NULL, NULL)",
              [(project_id, other, alias, task_id, alias_revision) for _, task_id, _, aliases, _ in rows if aliases
               for other, alias, alias_revision in aliases]),
             ("DELETE FROM import_pending WHERE project_id=? AND source=? AND key=?",
@@ -273,6 +283,12 @@ class ImportLedger:
         """Remember ``(key, blob_id)`` of tasks recorded before blob ids were kept (no task changes)."""
         self._write([("UPDATE imported SET blob_id=? WHERE project_id=? AND source=? AND key=?",
                       [(blob_id, *self.scope, key) for key, blob_id in blob_ids])])
+
+    def set_deleted(self, task_ids: Iterable[int]) -> None:
+        """Mark the rows of ``task_ids`` (any source of the project) as tasks deleted in Label Studio: they stay
+        known (never imported again) and no call goes to them."""
+        self._write([("UPDATE imported SET task_deleted=1 WHERE project_id=? AND task_id=?",
+                      [(self.project_id, task_id) for task_id in task_ids])])
 
     def set_removed(self, keys: Iterable[str], removed_in: str | None) -> None:
         """Mark keys as gone from the source at commit ``removed_in`` (``None``: back again)."""

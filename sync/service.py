@@ -65,16 +65,17 @@ class SyncService:
             log.error("%s failed, will retry: %s: %s", name, type(exc).__name__, exc)
 
     def run_once(self) -> None:
-        """One reconciliation, one import cycle, one sweep, one export (``--once``); errors propagate.
+        """One reconciliation, one sweep, one import cycle, one export (``--once``); errors propagate.
 
         Annotations are reconciled before files are imported, so one made before its file changed is stored
-        with the revision it was made on (``annotated_revision``)."""
-        if self.intake:
-            self.intake.reconcile()
-        self.importer.run()
+        with the revision it was made on (``annotated_revision``). The sweep comes before the import: a failing
+        import must not keep the annotations of deleted tasks in the export."""
         if self.intake:
             self.intake.reconcile()
             self.intake.sweep()
+        self.importer.run()
+        if self.intake:
+            self.intake.reconcile()
         if self.exporter:
             self.exporter.export()
 

@@ -3,8 +3,9 @@
 One cycle (:meth:`FileImporter.run`), through the crash-safe import ledger (:mod:`labelhub.sync.ledger`):
 
 1. Read the revision's commit sha and the repo's tags: one Hub API call (``list_repo_refs``), kept in the state for
-   the export (:mod:`labelhub.sync.files.seen`). If it is the sha synced last time and nothing is pending, stop
-   there (no Label Studio call).
+   the export (:mod:`labelhub.sync.files.seen`). If it is the sha synced last time, the files are selected as in the
+   project's last completed cycle (:meth:`FileImporter.selection`: the revision, the globs, the metadata join; the
+   ledger is shared by all of them) and nothing is pending, stop there (no Label Studio call).
 2. Finish what a crash left: files recorded as pending are looked up in Label Studio among the
    tasks created after the import began (``id > after_task_id``, ``data.hf_repo`` equal), and
    recorded; the others are imported again below. A state without any task for this repo adopts
@@ -23,20 +24,30 @@ One cycle (:meth:`FileImporter.run`), through the crash-safe import ledger (:mod
    restore`` or ``labelhub import-labels``) first learns the one of the revision it shows (:meth:`FileImporter
    ._learn_blob_ids`), so a file changed or moved since is followed too.
 5. A file that left the repo keeps its task, marked in ``meta``: ``{"hf_removed": true,
-   "hf_removed_in": sha}``; a file that comes back is marked ``hf_removed: false``.
+   "hf_removed_in": sha}``; a file that comes back is marked ``hf_removed: false``. A file still in the commit
+   but no longer selected (a new ``--exclude``) is not removed: its task is left as it is (a log line says so).
+6. A task whose commit the repo no longer holds (a rewritten history) while the head holds the same blob at the
+   same path is re-pinned to the head (:meth:`FileImporter._repins`).
+
+The updates of steps 4 to 6 run a few at once and are recorded as they land (:meth:`FileImporter._update`); a task
+deleted in Label Studio is recorded as such (its file is never imported again) and the cycle goes on. A file whose
+name a file URL cannot carry (a backslash, a control character) is left out with a warning.
 """
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+import json
+import re
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, field, replace
 from itertools import chain, islice
 
 from labelhub.sync.files.selection import iter_selected
 from labelhub.label_config import DataField, data_field
 from labelhub.errors import LabelHubError, RevisionNotFound
-from labelhub.sync.labelstudio.project import LabelStudioProject
+from labelhub.cli_options import progress_bar
+from labelhub.sync.labelstudio.project import LabelStudioProject, TaskNotFound
 from labelhub.sync.files.metadata import MetadataSpec, MetadataTable
 from labelhub.repos import DatasetRepo, RepoFile
 from labelhub.sync.state import SyncState
@@ -57,6 +68,27 @@ LISTING_PAGE = 1000
 #: Label Studio after 2,000 files' import rather than 10,000's. Smaller (one page) and Label Studio is done before
 #: the other nine pages are listed and waits; larger and it starts later (``bench/sync_bench.py``).
 FIRST_BATCH = 2000
+#: Task updates (a move, a change, a removal: one ``PATCH`` each) in flight at once: a few keep Label Studio busy
+#: without crowding out the annotators. On 2 busy cores (``bench/follow_bench.py --files 500``): 500 moves 41.9 s
+#: against 75.5 s for a GET then a PATCH a task in turn (0.55), 500 removals 32.4 s against 53.0 s (0.61), both
+#: with the 1.8 s of the process's start; Label Studio's own time per PATCH is most of what is left.
+UPDATE_WORKERS = 4
+#: Tasks whose current data are read with one Data Manager query before their updates.
+UPDATE_CHUNK = 200
+#: Finished updates recorded in the ledger per transaction (each an fsync): a restart redoes at most these.
+RECORD_EVERY = 20
+#: A progress log line every so many updated tasks.
+LOG_EVERY = 500
+#: The state cursor of the project's last completed cycle: ``{"sha", "selection"}`` (:meth:`FileImporter.selection`).
+LAST_CYCLE = "import_last_cycle"
+#: A backslash or a control character: a name a signed file URL cannot carry (:func:`labelhub.signing.is_safe_path`).
+_ODD_NAME = re.compile(r"[\x00-\x1f\x7f\\]")
+
+
+def _names(names: Sequence[str], most: int = 5) -> str:
+    """Up to ``most`` of ``names``, then how many more: ``"a.png, b.png, ... (+12)"``."""
+    shown = ", ".join(names[:most])
+    return f"{shown}, ... (+{len(names) - most})" if len(names) > most else shown
 
 
 def match_moves(gone: list[str], arrived: list[RepoFile], known: dict[str, Known]
@@ -100,6 +132,20 @@ class FileImportReport:
     restored: list[str] = field(default_factory=list)
     changed: list[str] = field(default_factory=list)
     moved: list[tuple[str, str]] = field(default_factory=list)
+    repinned: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _Update:
+    """One task to update: its ``data`` to show ``file`` (``kind="data"``), or its ``meta``'s removal mark
+    (``kind="meta"``); ``record`` is what the ledger records once it landed: ``("follow", old key, new key, sha,
+    blob_id)`` or ``("removed", key, sha or None)``."""
+
+    key: str
+    known: Known
+    kind: str
+    file: RepoFile | None
+    record: tuple
 
 
 @dataclass
@@ -137,38 +183,68 @@ class FileImporter:
         if not self.include:
             self.include = self.field.default_include
 
+    def selection(self) -> dict:
+        """What selects this importer's files and makes their tasks (JSON types): the revision followed, the globs,
+        the metadata join and the object tag's data key. The cycle's short-circuit holds only when it is the one of
+        the project's last completed cycle (:data:`LAST_CYCLE`)."""
+        selection = {"repo": self.repo.repo_id, "revision": self.revision, "include": list(self.include or ()),
+                     "exclude": list(self.exclude), "metadata": asdict(self.metadata) if self.metadata else None,
+                     "value_key": self.field.value_key, "as_url": self.field.as_url}
+        return json.loads(json.dumps(selection))  # as the cursor reads back (tuples become lists)
+
+    def _last_cycle(self) -> dict | None:
+        """``{"sha": commit, "selection": ...}`` of the project's last completed cycle (``None``: none recorded)."""
+        try:
+            last = json.loads(self.state.cursor(LAST_CYCLE) or "null")
+        except ValueError:
+            return None
+        return last if isinstance(last, dict) and last.get("selection", {}).get("repo") == self.repo.repo_id else None
+
     def run(self) -> FileImportReport:
         """Run one cycle (see the module docstring) and return its report.
 
         Raises:
             labelhub.errors.LabelHubError: the repo, the revision or the project is gone, or Label Studio
-                refused a call; what was imported before the error is recorded.
+                refused a call; what was imported before the error is recorded. A task deleted in Label Studio is
+                no error: it is recorded as deleted (:meth:`labelhub.sync.ledger.ImportLedger.set_deleted`).
         """
         ledger = self.state.ledger
         pending, _ = ledger.pending()
         synced = self.state.head(self.revision)
+        last = self._last_cycle()
+        selection = self.selection()
+        # nothing to do only when the commit AND what selects the files are those of the last completed cycle (the
+        # export's own commit moves ``heads`` forward: :meth:`labelhub.sync.versions.exporter.Exporter`); another
+        # revision, glob or join reads the listing again, since the ledger is shared by all of them
+        same_selection = last is not None and last.get("selection") == selection
         card: list[str] = []  # README.md's blob id, for the export (labelhub.sync.files.seen)
+        in_commit: set[str] = set()  # every path of the commit, selected or not
 
         def listing(sha: str) -> Iterator[RepoFile]:
             for file in self.repo.iter_files(sha):
                 if file.path == "README.md":
                     card.append(file.oid)
+                in_commit.add(file.path)
                 yield file
 
         # The recovery (a Label Studio query when the ledger is empty or has keys pending, else nothing) runs while
         # the Hub is read: from the start when the cycle has work for sure (a first sync, keys pending), else from
         # the head's move. It writes the state from its thread: no state access here until its answer.
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="labelhub-recover") as asking:
-            recovering = asking.submit(ledger.recover, self._existing_tasks) if pending or synced is None else None
+            first = pending or (synced is None and last is None)
+            recovering = asking.submit(ledger.recover, self._existing_tasks) if first else None
             sha, tags = self.repo.head_and_tags(self.revision)
             if recovering is None:
-                if synced == sha:
+                if synced == sha and same_selection:
                     remember_refs(self.state, self.repo.repo_id, self.revision, sha, tags)
                     return FileImportReport(sha, unchanged=True)
                 recovering = asking.submit(ledger.recover, self._existing_tasks)
             listed = listing(sha)
             first_page = list(islice(listed, LISTING_PAGE))
             recovered = recovering.result()
+        if synced == sha and not same_selection and last is not None:
+            log.info("%s@%s: the files are selected otherwise than at the last cycle (revision, --include, "
+                     "--exclude or --metadata): listing them again", self.repo.repo_id, sha[:12])
         remember_refs(self.state, self.repo.repo_id, self.revision, sha, tags)
         report = FileImportReport(sha, recovered=recovered)
         if report.recovered:
@@ -177,10 +253,14 @@ class FileImporter:
         table = self._metadata_table(sha)
         files: list[RepoFile] = []
         held: list[RepoFile] = []  # no task, but a blob some task shows: maybe a move, known once the listing is whole
+        left_out: list[str] = []  # names a file URL cannot carry
 
         def fresh() -> Iterator[RepoFile]:
             blobs = {k.blob_id for k in known.values() if k.blob_id}
             for file in iter_selected(chain(first_page, listed), self.include, self.exclude):
+                if self.field.as_url and _ODD_NAME.search(file.path) and not self._url_ok(sha, file.path):
+                    left_out.append(file.path)
+                    continue
                 files.append(file)
                 if file.path in known:
                     continue
@@ -191,35 +271,99 @@ class FileImporter:
 
         report.created = self._import(fresh(), sha, None, table)  # imports while the listing pages arrive
         report.files = len(files)
+        if left_out:
+            log.warning("%s@%s: %d files are left out: a file URL cannot carry their names (a backslash or a "
+                        "control character): %s", self.repo.repo_id, sha[:12], len(left_out),
+                        _names([repr(p) for p in sorted(left_out)]))
         by_path = {f.path: f for f in files}
-        gone = [p for p, k in known.items() if k.removed_in is None and p not in by_path]
+        gone = [p for p, k in known.items() if k.removed_in is None and p not in in_commit]
+        unselected = sorted(p for p, k in known.items() if k.removed_in is None and p in in_commit
+                            and p not in by_path and p not in left_out)
+        if unselected:  # decided: a file still in the commit is not removed (README: "Tasks follow their files")
+            log.info("%s@%s: %d files with a task are in the commit but not selected (--include/--exclude): their "
+                     "tasks are left as they are, not marked removed: %s", self.repo.repo_id, sha[:12],
+                     len(unselected), _names(unselected))
         moves, new = match_moves(gone, held, known)
         moved_from = {old for old, _ in moves}
         changed = [f for f in files if f.path in known and known[f.path].blob_id not in ("", f.oid)]
         unknown = [(f.path, f.oid) for f in files if f.path in known and not known[f.path].blob_id]
         if unknown:  # shows this commit, or its revision lacks the file: remember the blob id, nothing to follow
             ledger.set_blob_ids(unknown)
+        repins = self._repins(known, by_path, sha, last.get("sha") if last else synced)
         report.removed = sorted(p for p in gone if p not in moved_from)
         report.restored = sorted(p for p, k in known.items() if k.removed_in is not None and p in by_path)
         report.moved = [(old, f.path) for old, f in moves]
         report.changed = [f.path for f in changed]
+        report.repinned = [f.path for f in repins]
         if new:
             report.created += self._import(iter(new), sha, len(new), table)
-        self._follow(moves + [(f.path, f) for f in changed], sha, known, table)
         if table and (unmatched := table.unmatched_warning()):
             log.warning("%s", unmatched)
-        if moves:  # the same content at a new path: what was annotated is the file at the new path of this commit
-            self.state.repin_annotations([known[old].task_id for old, _ in moves], sha)
-        self._mark(report.removed, sha)
-        self._mark(report.restored, None)
+        if moves or repins:  # the same content at a new path, or at a new commit: what was annotated is that file
+            self.state.repin_annotations([known[old].task_id for old, _ in moves]
+                                         + [known[f.path].task_id for f in repins], sha)
+        updates = [_Update(old, known[old], "data", file, ("follow", old, file.path, sha, file.oid))
+                   for old, file in moves + [(f.path, f) for f in changed + repins]]
+        updates += [_Update(p, known[p], "meta", None, ("removed", p, sha)) for p in report.removed]
+        updates += [_Update(p, known[p], "meta", None, ("removed", p, None)) for p in report.restored]
+        self._update(updates, sha, table)
         self.state.add_file_changes({"new": report.created, "changed": len(report.changed), "moved": len(report.moved),
                                      "removed": len(report.removed), "restored": len(report.restored)})
         self.state.set_head(self.revision, sha)
+        self.state.set_cursor(LAST_CYCLE, json.dumps({"sha": sha, "selection": selection}, sort_keys=True))
         remember_card(self.state, self.repo.repo_id, sha, card[0] if card else None)
+        names = "".join(f"; {kind}: {_names(paths)}" for kind, paths in (
+            ("changed", report.changed), ("moved", [f"{a} → {b}" for a, b in report.moved]),
+            ("removed", report.removed), ("restored", report.restored)) if paths)
         log.info("%s@%s → project %s: %d files, %d tasks created, %d recovered, %d changed, %d moved, %d removed, "
-                 "%d restored", self.repo.repo_id, sha[:12], self.project.project_id, report.files, report.created,
-                 report.recovered, len(report.changed), len(report.moved), len(report.removed), len(report.restored))
+                 "%d restored%s", self.repo.repo_id, sha[:12], self.project.project_id, report.files, report.created,
+                 report.recovered, len(report.changed), len(report.moved), len(report.removed), len(report.restored),
+                 names)
         return report
+
+    def _url_ok(self, sha: str, path: str) -> bool:
+        """Whether a file URL can be made of ``path`` (a backslash or a control character in it: the backend's
+        signed URLs refuse it, :func:`labelhub.signing.is_safe_path`; a Hub resolve URL carries it)."""
+        try:
+            self.repo.file_url(sha, path)
+        except ValueError:
+            return False
+        return True
+
+    def _repins(self, known: dict[str, Known], by_path: dict[str, RepoFile], sha: str,
+                last_sha: str | None) -> list[RepoFile]:
+        """The files whose task shows a commit the repo no longer holds (a history rewritten: a force-push or a
+        squash, then a garbage collection) while ``sha`` holds the same blob at the same path: their tasks are
+        re-pinned to ``sha`` (their URLs would answer 404). Said in one warning.
+
+        Only when the head moved: the last cycle's commit is looked up first (one call); when it is still there, no
+        commit older than it was pruned (a rewrite changes the sha of every descendant of what it rewrote), and
+        nothing else is asked. Else (or with no last cycle: a new or rebuilt state) each commit the candidate tasks
+        show is looked up once (:meth:`labelhub.repos.DatasetRepo.resolve`).
+        """
+        shown: dict[str, list[str]] = {}
+        for path, entry in known.items():
+            if (entry.removed_in is None and entry.revision and entry.revision != sha and path in by_path
+                    and entry.blob_id == by_path[path].oid):
+                shown.setdefault(entry.revision, []).append(path)
+        if not shown or last_sha == sha or (last_sha and self._holds(last_sha)):
+            return []
+        gone = [rev for rev in shown if not self._holds(rev)]
+        if not gone:
+            return []
+        paths = sorted(p for rev in gone for p in shown[rev])
+        log.warning("%s: the history was rewritten (a force-push or a squash): %d commits the tasks showed are gone "
+                    "(%s); %d tasks whose file is the same at %s are re-pinned to it", self.repo.repo_id, len(gone),
+                    _names([rev[:12] for rev in gone]), len(paths), sha[:12])
+        return [by_path[p] for p in paths]
+
+    def _holds(self, sha: str) -> bool:
+        """Whether the repo still holds commit ``sha`` (one call)."""
+        try:
+            self.repo.resolve(sha)
+        except RevisionNotFound:
+            return False
+        return True
 
     def _existing_tasks(self, after_task_id: int) -> list[Entry]:
         """The project's tasks of this repo with an id above ``after_task_id`` (for :meth:`ImportLedger.recover`).
@@ -285,25 +429,82 @@ class FileImporter:
             size = len(payload["data"][self.field.value_key]) + 200
             yield Item(file.path, payload, sha, blob_id=file.oid, size=size)
 
-    def _follow(self, pairs: list[tuple[str, RepoFile]], sha: str, known: dict[str, Known],
-                table: MetadataTable | None) -> None:
-        """Point the tasks of ``(old path, file)`` pairs at ``file`` at ``sha``: its URL (or text), ``hf_path``,
-        ``hf_revision`` and metadata change, its annotations stay. One read and one update call per task,
-        then one ledger write; a crash in between repeats the updates (they are idempotent)."""
-        if not pairs:
-            return
-        for old, file in pairs:
-            self.project.update_data(known[old].task_id, self._data(file, sha, table)["data"])
-        self.state.ledger.follow([(old, file.path, sha, file.oid) for old, file in pairs])
-
     def _value(self, file: RepoFile, sha: str) -> str:
         if self.field.as_url:
             return self.repo.file_url(sha, file.path)
         return self.repo.read_file(sha, file.path).decode("utf-8", errors="replace")
 
-    def _mark(self, paths: list[str], removed_in: str | None) -> None:
-        if not paths:
+    def _update(self, updates: list[_Update], sha: str, table: MetadataTable | None) -> None:
+        """Apply ``updates`` to their tasks: each task's current ``data`` or ``meta`` is read with the others'
+        (:meth:`LabelStudioProject.tasks_fields`, a query per :data:`UPDATE_CHUNK` tasks), then updated with one call,
+        :data:`UPDATE_WORKERS` calls at once, and each finished update is recorded in the ledger as it lands (every
+        :data:`RECORD_EVERY` of them, one transaction), so that a restart redoes none that landed (a few at most,
+        which are idempotent). A task deleted in Label Studio (a 404 of the task) is recorded as deleted, said once
+        in a warning naming it and its file, and the cycle goes on; a task recorded as deleted gets no call.
+        Progress: a tqdm bar on a terminal, and a log line every :data:`LOG_EVERY` tasks.
+
+        Raises:
+            labelhub.errors.LabelHubError: a call failed otherwise (the project is gone, Label Studio refused);
+                the updates that landed before are recorded.
+        """
+        if not updates:
             return
-        for path, task_id in self.state.ledger.task_ids(paths).items():
-            self.project.update_meta(task_id, {"hf_removed": removed_in is not None, "hf_removed_in": removed_in})
-        self.state.ledger.set_removed(paths, removed_in)
+        ledger = self.state.ledger
+        done: list[_Update] = []
+        deleted: list[_Update] = []
+
+        def flush() -> None:
+            if deleted:
+                ledger.set_deleted([u.known.task_id for u in deleted])
+                for u in deleted:
+                    log.warning("task %d (file %s) was deleted in Label Studio: it is not updated, and its file is "
+                                "not imported again", u.known.task_id, u.key)
+            follows = [u.record[1:] for u in done if u.record[0] == "follow"]
+            if follows:
+                ledger.follow(follows)
+            for removed_in in {u.record[2] for u in done if u.record[0] == "removed"}:
+                ledger.set_removed([u.record[1] for u in done if u.record[0] == "removed"
+                                    and u.record[2] == removed_in], removed_in)
+            done.clear()
+            deleted.clear()
+
+        def apply(update: _Update, current: dict | None) -> None:
+            if update.kind == "data":
+                self.project.update_data(update.known.task_id, self._data(update.file, sha, table)["data"], current)
+            else:
+                removed_in = update.record[2]
+                self.project.update_meta(update.known.task_id, {"hf_removed": removed_in is not None,
+                                                                "hf_removed_in": removed_in}, current)
+
+        total, finished = len(updates), 0
+        live = [u for u in updates if not u.known.deleted]
+        done.extend(u for u in updates if u.known.deleted)  # the ledger follows their files, no call
+        with progress_bar(total=total, desc="updating tasks", unit=" tasks", leave=False) as bar, \
+                ThreadPoolExecutor(max_workers=UPDATE_WORKERS, thread_name_prefix="labelhub-update") as pool:
+            try:
+                for start in range(0, len(live), UPDATE_CHUNK):
+                    chunk = live[start:start + UPDATE_CHUNK]
+                    fields = self.project.tasks_fields([u.known.task_id for u in chunk])
+                    running: dict = {}
+                    for update in chunk:
+                        read = fields.get(update.known.task_id)
+                        current = None if read is None else read[0 if update.kind == "data" else 1]
+                        running[pool.submit(apply, update, current)] = update
+                    for future in as_completed(running):
+                        update = running[future]
+                        try:
+                            future.result()
+                        except TaskNotFound:
+                            deleted.append(update)
+                        done.append(update)
+                        finished += 1
+                        bar.update(1)
+                        if finished % LOG_EVERY == 0:
+                            log.info("updating tasks: %d of %d", finished, total)
+                        if len(done) >= RECORD_EVERY:
+                            flush()
+            except BaseException:  # an error, or Ctrl-C: the calls not started are dropped, what landed is kept
+                pool.shutdown(wait=True, cancel_futures=True)
+                flush()
+                raise
+        flush()

@@ -20,7 +20,7 @@ from label_studio_sdk.core.jsonable_encoder import jsonable_encoder
 
 from labelhub.labelstudio_client import (KEY_ADVICE, LISTING_ATTEMPTS, TASK_PAGE_SIZE, Listing, label_studio_client,
                                          list_tasks, selected_items_queries)
-from labelhub.errors import LabelStudioError, ProjectNotFound
+from labelhub.errors import LabelStudioError, NotFoundError, ProjectNotFound
 from labelhub.redaction import one_line, without_userinfo
 from labelhub.retry import NO_SDK_RETRY
 
@@ -64,9 +64,27 @@ class EncodedTasks(list):
         self.body = encode_tasks(self)
 
 
+class TaskNotFound(NotFoundError):
+    """A task is not in Label Studio (404 on ``/api/tasks/{id}``): deleted there. Only a 404 of the project itself
+    is :class:`labelhub.errors.ProjectNotFound`.
+
+    Attributes:
+        task_id: The task's id.
+    """
+
+    def __init__(self, task_id: int, message: str):
+        super().__init__(message)
+        self.task_id = task_id
+
+
 def _filters(*items: dict) -> str:
     """A Data Manager ``query`` with the ``filters`` ``items`` joined by ``and``."""
     return json.dumps({"filters": {"conjunction": "and", "items": list(items)}})
+
+
+def _raise(exc: Exception):
+    """Raise ``exc`` (so that :meth:`LabelStudioProject.call` turns an error caught elsewhere)."""
+    raise exc
 
 
 class LabelStudioProject:
@@ -254,17 +272,61 @@ class LabelStudioProject:
         tasks, held_still, _ = self._listing(fields="task_only", include="id")
         return [task.id for task in tasks] if held_still else None
 
-    def update_data(self, task_id: int, changes: dict) -> None:
-        """Merge ``changes`` into the task's ``data`` (two calls: read, then update); its annotations and
-        predictions stay (https://api.labelstud.io/api-reference/api-reference/tasks/update)."""
-        task = self.call(self.client.tasks.get, str(task_id))
-        self.call(self.client.tasks.update, str(task_id), data={**(task.data or {}), **changes})
+    def _task_call(self, task_id: int, fn, *args, **kwargs):
+        """:meth:`call` for a call on task ``task_id`` (``/api/tasks/{id}``): its 404 is the task's, not the project's.
 
-    def update_meta(self, task_id: int, changes: dict) -> None:
-        """Merge ``changes`` into the task's ``meta`` (two calls: read, then update)."""
-        task = self.call(self.client.tasks.get, str(task_id))
-        meta = {**(task.meta or {}), **changes}
-        self.call(self.client.tasks.update, str(task_id), meta=meta)
+        Raises:
+            TaskNotFound: the task is not in Label Studio (deleted).
+            LabelStudioError, ProjectNotFound: as :meth:`call` turns other failures.
+        """
+        try:
+            return fn(*args, **kwargs)
+        except ApiError as exc:
+            if exc.status_code == 404:
+                raise TaskNotFound(task_id, f"task {task_id} of Label Studio project {self.project_id} not found at "
+                                            f"{self.url} (deleted)") from None
+            return self.call(_raise, exc)
+
+    def tasks_fields(self, task_ids: Sequence[int]) -> dict[int, tuple[dict, dict]]:
+        """``{task_id: (data, meta)}`` of those of ``task_ids`` that the project has, read with a few paged Data
+        Manager queries (:func:`labelhub.labelstudio_client.selected_items_queries`), not one ``GET`` a task: what
+        :meth:`update_data` and :meth:`update_meta` merge their changes into. A task missing from the answer may be
+        deleted, or the listing moved: ask it alone (``current=None``).
+
+        Raises:
+            ProjectNotFound, LabelStudioError: As :meth:`call` turns a failed call.
+        """
+        out: dict[int, tuple[dict, dict]] = {}
+        for query in selected_items_queries(task_ids):
+            tasks, _, _ = self._listing(1, query=query, fields="task_only")
+            out.update({task.id: (task.data or {}, task.meta or {}) for task in tasks})
+        return out
+
+    def update_data(self, task_id: int, changes: dict, current: dict | None = None) -> None:
+        """Merge ``changes`` into the task's ``data``; its annotations and predictions stay
+        (https://api.labelstud.io/api-reference/api-reference/tasks/update: ``data`` is replaced whole, hence the
+        merge).
+
+        Args:
+            task_id: The task.
+            changes: Keys of ``data`` to set.
+            current: The task's ``data`` as just read (:meth:`tasks_fields`): one call, the update. ``None``: two
+                calls, a read then the update.
+
+        Raises:
+            TaskNotFound: the task was deleted in Label Studio.
+            ProjectNotFound, LabelStudioError: as :meth:`call`.
+        """
+        if current is None:
+            current = self._task_call(task_id, self.client.tasks.get, str(task_id)).data or {}
+        self._task_call(task_id, self.client.tasks.update, str(task_id), data={**current, **changes})
+
+    def update_meta(self, task_id: int, changes: dict, current: dict | None = None) -> None:
+        """Merge ``changes`` into the task's ``meta`` (as :meth:`update_data` does ``data``; same arguments and
+        errors)."""
+        if current is None:
+            current = self._task_call(task_id, self.client.tasks.get, str(task_id)).meta or {}
+        self._task_call(task_id, self.client.tasks.update, str(task_id), meta={**current, **changes})
 
     def tasks_updated_since(self, cursor: str) -> tuple[list[dict], int]:
         """Every task of the project whose ``updated_at`` is after ``cursor`` (``YYYY-MM-DDTHH:MM:SS.ffffffZ``,
