@@ -19,6 +19,9 @@ An export (:meth:`Exporter.export`):
    - 412/409 (the branch moved): re-read the head, rebuild the files and retry; other people's
      files are kept, since the commit only touches the series' own files, and the card is rebuilt from the new
      head's (another series' configs and section kept);
+   - the branch's history was rewritten (a squash or a force-push; a local repository after ``git gc`` no longer
+     has the parent commit at all): the same rebuild on the new head, said in one warning (the tags of earlier
+     versions keep their commits: nothing deletes them);
    - 429/5xx: wait (``Retry-After`` when given, else exponential backoff) and retry;
    - no answer: look for a commit carrying the ``export_id`` before committing again;
 4. tags ``annotations-vN`` on that exact commit (never on the branch name), then makes its rows
@@ -68,8 +71,8 @@ from labelhub.sync.versions.incremental import VersionRows, build_files, build_r
 from labelhub.sync.versions.rows import FIXED_HEAD, FIXED_TAIL, OTHER_RESULTS
 from labelhub.sync.versions.series import DEFAULT_CSV_PATH, DEFAULT_PREFIX, series_for
 from labelhub.sync.versions.training import CONSENSUS_COLUMNS, text_from_file, training_features
-from labelhub.errors import (AmbiguousCommit, CommitConflict, ConfigurationError, LabelHubError, TagExists,
-                             TransientHubError)
+from labelhub.errors import (AmbiguousCommit, CommitConflict, ConfigurationError, LabelHubError, RevisionNotFound,
+                             TagExists, TransientHubError)
 from labelhub.redaction import one_line
 from labelhub.retry import hub_retrying
 from labelhub.sync.annotations.intake import GENERATION, learn_annotators
@@ -490,7 +493,8 @@ class Exporter:
                 parent, first: bool = False) -> tuple[str, str, dict[str, bytes]]:
         """Commit until it lands; returns ``(sha, the parent it landed on, the files committed)``.
 
-        A 412/409 reads the refs again (one call) and rebuilds the files on the new head (at most 10 times); for a
+        A 412/409, or a parent that is no longer a commit of the repo (a rewritten history, see :meth:`_rewritten`),
+        reads the refs again (one call) and rebuilds the files on the new head (at most 10 times); for a
         state's ``first`` version, numbered from possibly stale tags, a series that got a version meanwhile
         raises :class:`_Renumber` instead. 429/5xx and lost answers are retried by
         :func:`labelhub.retry.hub_retrying` (``max_attempts``, ``Retry-After`` honoured), a lost answer first
@@ -502,15 +506,33 @@ class Exporter:
                 sha = hub_retrying(self.max_attempts, f"commit of v{number}", self.sleep)(
                     self._commit_once, files, message, description, parent, export_id)
                 return sha, parent, files
-            except CommitConflict:
+            except (CommitConflict, RevisionNotFound) as exc:
                 conflicts += 1
                 if conflicts > 10:
                     raise LabelHubError(f"{self.revision} kept moving: gave up after {conflicts} conflicts") from None
+                old = parent
                 parent, tags = self.repo.head_and_tags(self.revision)
                 remember_refs(self.state, self.repo.repo_id, self.revision, parent, tags)
                 if first and max(self.series.numbered(tags), default=0) + 1 != number:
                     raise _Renumber(SeenRefs(parent, tags))
-                log.info("branch %s moved: rebuilding the export on %s", self.revision, parent[:12])
+                if self._rewritten(old, parent, gone=isinstance(exc, RevisionNotFound)):
+                    log.warning("the history of branch %s was rewritten (a squash or a force-push): %s, which the "
+                                "export was built on, is no longer in it; rebuilding the export on its new head %s "
+                                "(the tags of earlier versions keep their commits)", self.revision, old[:12],
+                                parent[:12])
+                else:
+                    log.info("branch %s moved: rebuilding the export on %s", self.revision, parent[:12])
+
+    def _rewritten(self, old: str, head: str, gone: bool) -> bool:
+        """Whether the branch's history was rewritten since ``old``, the commit an export was built on: ``gone``
+        (the commit call said ``old`` is not a commit of the repo: a local repo after ``git gc``), or, in a local
+        repository, ``old`` is not an ancestor of the new ``head`` (one ``git merge-base --is-ancestor``). A Hub
+        repo answers a stale ``parent_commit`` with 412 whether the branch moved on or was rewritten, and telling
+        them apart would read the whole history: the export is rebuilt on the new head the same way, without
+        the warning."""
+        if gone:
+            return True
+        return bool(self.repo.local) and old != head and not self.repo.is_ancestor(old, head)
 
     def _commit_once(self, files: dict[str, bytes], message: str, description: str, parent: str,
                      export_id: str) -> str:
