@@ -113,6 +113,7 @@ def sync(repo, project_id, revision, include, exclude, metadata_path, metadata_k
         from labelhub.sync.service import SyncService
         from labelhub.sync.labelstudio.project import LabelStudioProject
         from labelhub.sync.files.metadata import parse_columns, spec_from_args
+        from labelhub.errors import ConfigurationError
         from labelhub.repos import open_repo
         from labelhub.sync.state import SyncState
 
@@ -123,6 +124,10 @@ def sync(repo, project_id, revision, include, exclude, metadata_path, metadata_k
             raise click.UsageError(str(exc)) from None
         revision = revision or dataset.default_revision()
         sha = dataset.resolve(revision)
+        if export and not dataset.is_branch(revision):
+            raise ConfigurationError(
+                f"--revision {revision!r} is not a branch of {dataset.repo_id} (a tag or a commit): exports need a "
+                "branch to commit to; follow a branch, or pass --no-export to only import")
         project = LabelStudioProject(label_studio_url, label_studio_api_key, project_id)
         held.enter_context(state_lock(state_path, project_id))
         with state_errors(state_path):

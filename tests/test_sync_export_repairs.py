@@ -135,3 +135,39 @@ def test_a_readme_without_yaml_block_gets_no_card_metadata_warning(local):
     assert "metadata block was not found" not in result.stderr + result.stdout
     card = git(local.repo.path, "show", "annotations-v1:README.md")
     assert card.startswith("---\nconfigs:") and "# Scans\n\nNo YAML block here." in card
+
+
+@pytest.mark.parametrize("where", ["local", "hub"])
+def test_following_a_tag_with_exports_is_refused_at_start_and_no_export_imports(label_studio, make_project, tmp_path,
+                                                                              hub, where):
+    files = sample_repos.image_files(0, N)
+    if where == "local":
+        path = sample_repos.local_repo_with(tmp_path / "repo", files)
+        git(path, "tag", "v1.0")
+        repo_arg = str(path)
+    else:
+        repo_arg = sample_repos.hub_repo_with(hub, f"labelhub/tagged-{time.monotonic_ns() % 10**9}", files)
+        HubRepo(repo_arg, token=HUB_TOKEN).create_tag("v1.0", hub.head(repo_arg))
+    project = make_project("tagged", CONFIG)
+    env = {"LABEL_STUDIO_URL": label_studio.url, "LABEL_STUDIO_API_KEY": label_studio.api_key, "HF_TOKEN": HUB_TOKEN}
+    args = ["sync", "--repo", repo_arg, "--project", str(project.id), "--state", str(tmp_path / "s.sqlite3"), "--once",
+            "--revision", "v1.0"]
+    refused = run_labelhub(*args, env=env)
+    assert refused.returncode == 1 and refused.stderr.strip().count("\n") == 0, refused.stderr
+    assert "--revision 'v1.0' is not a branch" in refused.stderr and "--no-export" in refused.stderr
+    assert label_studio.client().projects.get(project.id).task_number == 0
+    run_labelhub(*args, "--no-export", env=env, check=True)
+    assert label_studio.client().projects.get(project.id).task_number == N
+
+
+def test_a_commit_the_hub_refuses_for_its_revision_names_the_repo_and_the_revision(hub):
+    from labelhub.errors import RevisionNotFound
+
+    repo_id = sample_repos.hub_repo_with(hub, f"labelhub/commit-tag-{time.monotonic_ns() % 10**9}",
+                                         sample_repos.image_files(0, 1))
+    repo = HubRepo(repo_id, token=HUB_TOKEN)
+    head = hub.head(repo_id)
+    repo.create_tag("v1.0", head)
+    with pytest.raises(RevisionNotFound) as raised:
+        repo.commit({"notes.txt": b"x"}, "notes", "", head, revision="v1.0")
+    assert str(raised.value) == f"revision 'v1.0' not found in dataset {repo_id}"

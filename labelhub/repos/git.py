@@ -352,6 +352,11 @@ class LocalGitRepo:
         heads, tags = self._refs("refs/heads", "refs/tags")
         return heads.get(revision) or tags.get(revision) or self.resolve(revision), tags
 
+    def is_branch(self, revision: str) -> bool:
+        """Whether ``revision`` names a branch (``refs/heads/<revision>``), which an export can commit to; a tag or
+        a sha cannot be (one ``git for-each-ref``)."""
+        return revision in self._refs("refs/heads")[0]
+
     def tags(self) -> dict[str, str]:
         """``{tag name: commit sha}``."""
         return self._refs("refs/tags")[1]
