@@ -171,3 +171,61 @@ def test_a_commit_the_hub_refuses_for_its_revision_names_the_repo_and_the_revisi
     with pytest.raises(RevisionNotFound) as raised:
         repo.commit({"notes.txt": b"x"}, "notes", "", head, revision="v1.0")
     assert str(raised.value) == f"revision 'v1.0' not found in dataset {repo_id}"
+
+
+def stale_index_commit(path, name: str = "new.png") -> str:
+    """``git add NAME && git commit`` in the work tree, whose index is as it was before the exports."""
+    (path / name).write_bytes(sample_repos.image_files(N, N + 1)[sample_repos.image_path(N)])
+    git(path, "add", name)
+    git(path, "commit", "-q", "-m", f"add {name}")
+    return git(path, "rev-parse", "main")
+
+
+def exported_files_at(path, rev: str) -> dict[str, str]:
+    return {p: git(path, "rev-parse", f"{rev}:{p}") for p in (*EXPORTED, "metadata.jsonl", "consensus.jsonl")}
+
+
+@pytest.mark.parametrize("annotated", [False, True])
+def test_a_commit_from_a_stale_index_gets_the_versions_files_back_with_one_warning(local, caplog, annotated):
+    path = local.repo.path
+    v1 = local.exporter.export()
+    assert "annotations/annotations.csv" not in git(path, "ls-files")  # the work tree's index predates the export
+    theirs = stale_index_commit(path)
+    assert "annotations/annotations.csv" not in git(path, "ls-tree", "-r", "--name-only", theirs)
+    local.importer.run()  # the poll sees their commit
+    assert local.exporter.pending()
+    if annotated:
+        local.annotate(0)
+    caplog.set_level(logging.INFO)
+    made = local.exporter.export()
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and "git reset --keep" in
+                r.getMessage()]
+    assert len(warnings) == 1 and "annotations/annotations.csv" in warnings[0] and "annotations-v1" in warnings[0]
+    head = git(path, "rev-parse", "main")
+    assert git(path, "rev-parse", f"{head}^") == theirs and "new.png" in git(path, "ls-tree", "--name-only", head)
+    if annotated:  # the version itself writes them back
+        assert made.number == 2 and made.commit == head and "annotations-v2" in git(path, "tag", "--list")
+    else:  # no version: one commit restores them as annotations-v1 wrote them
+        assert made is None and git(path, "log", "-1", "--format=%s", head) == "annotations v1: files restored"
+        assert exported_files_at(path, head) == exported_files_at(path, v1.commit)
+        assert git(path, "tag", "--list").split() == ["annotations-v1"]
+    local.importer.run()
+    assert not local.exporter.pending()
+    local.annotate(1)
+    caplog.clear()
+    assert local.exporter.export().number == (3 if annotated else 2)
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
+
+
+def test_git_reset_keep_before_committing_in_the_work_tree_keeps_the_versions_files(local, caplog):
+    path = local.repo.path
+    local.exporter.export()
+    git(path, "reset", "-q", "--keep")  # the advice the warning gives
+    theirs = stale_index_commit(path)
+    assert exported_files_at(path, theirs) == exported_files_at(path, "annotations-v1")
+    local.importer.run()
+    caplog.set_level(logging.INFO)
+    assert local.exporter.pending()  # a head not checked yet: one look, nothing to do
+    assert local.exporter.export() is None and git(path, "rev-parse", "main") == theirs
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
+    assert not local.exporter.pending()
