@@ -229,3 +229,25 @@ def test_git_reset_keep_before_committing_in_the_work_tree_keeps_the_versions_fi
     assert local.exporter.export() is None and git(path, "rev-parse", "main") == theirs
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
     assert not local.exporter.pending()
+
+
+def test_a_moved_local_repo_is_refused_until_repo_moved_from_and_then_keeps_its_tasks_and_versions(local):
+    local.sync()  # annotations-v1, from the repo's first path
+    old = local.repo.path
+    moved = old.parent / "repo-moved"
+    shutil.move(old, moved)
+    task_count = lambda: local.client.projects.get(local.created.id).task_number  # noqa: E731
+    refused = local.sync(repo_arg=str(moved), check=False)
+    assert refused.returncode == 1 and refused.stderr.strip().count("\n") == 0, refused.stderr
+    assert f"from the local repository {old}, none from {moved}" in refused.stderr
+    assert f"--repo-moved-from {old}" in refused.stderr and task_count() == N
+    sample_repos.commit_local(moved, sample_repos.image_files(N, N + 1))  # one new file
+    local.annotate(0)
+    done = local.sync("--repo-moved-from", str(old), repo_arg=str(moved))
+    assert "the repository moved from" in done.stderr
+    assert task_count() == N + 1  # the new file alone
+    tags = git(moved, "tag", "--list").split()
+    assert tags == ["annotations-v1", "annotations-v2"]
+    assert "+1 ~0 -0" in git(moved, "log", "-1", "--format=%s", "annotations-v2")
+    local.sync("--repo-moved-from", str(old), repo_arg=str(moved))  # the option left in place: nothing more
+    assert task_count() == N + 1
