@@ -66,6 +66,9 @@ log = logging.getLogger("labelhub")
 @label_studio_options
 @hub_options
 @file_url_options
+@click.option("--repo-moved-from", envvar="LABELHUB_REPO_MOVED_FROM", default=None, show_default=False,
+              help="The path a local repository had in the state before it moved (or was mounted elsewhere): its "
+                   "files keep their tasks instead of being imported again. Needed once, harmless after.")
 @click.option("--export/--no-export", default=True,
               help="Write finished annotations back to the repo as tagged versions.")
 @click.option("--export-interval", type=click.FloatRange(min=0), default=60.0, envvar="LABELHUB_EXPORT_INTERVAL",
@@ -88,7 +91,7 @@ log = logging.getLogger("labelhub")
 @log_level_option
 def sync(repo, project_id, revision, include, exclude, metadata_path, metadata_key, metadata_columns, once,
          interval, batch_size, state_path, label_studio_url, label_studio_api_key, hf_token, hf_endpoint,
-         public_url, file_urls, secret, url_lifetime, export, export_interval, csv_path, tag_prefix, reconcile_interval,
+         public_url, file_urls, secret, url_lifetime, repo_moved_from, export, export_interval, csv_path, tag_prefix, reconcile_interval,
          sweep_interval, webhook_url, webhook_host, webhook_port, webhook_secret, log_level):
     """Turn the files of a dataset repo into Label Studio tasks, new files as they appear, never twice,
     and write finished annotations back to the repo as tagged versions (annotations-vN).
@@ -113,6 +116,7 @@ def sync(repo, project_id, revision, include, exclude, metadata_path, metadata_k
         from labelhub.sync.service import SyncService
         from labelhub.sync.labelstudio.project import LabelStudioProject
         from labelhub.sync.files.metadata import parse_columns, spec_from_args
+        from labelhub.errors import ConfigurationError
         from labelhub.repos import open_repo
         from labelhub.sync.state import SyncState
 
@@ -123,11 +127,17 @@ def sync(repo, project_id, revision, include, exclude, metadata_path, metadata_k
             raise click.UsageError(str(exc)) from None
         revision = revision or dataset.default_revision()
         sha = dataset.resolve(revision)
+        if export and not dataset.is_branch(revision):
+            raise ConfigurationError(
+                f"--revision {revision!r} is not a branch of {dataset.repo_id} (a tag or a commit): exports need a "
+                "branch to commit to; follow a branch, or pass --no-export to only import")
         project = LabelStudioProject(label_studio_url, label_studio_api_key, project_id)
         held.enter_context(state_lock(state_path, project_id))
         with state_errors(state_path):
             state = SyncState(state_path, project_id, dataset.repo_id)
         state.bind(project.url, project.key)
+        if dataset.local:
+            _follow_moved_repo(state, state_path, project_id, dataset.repo_id, repo_moved_from)
         importer = FileImporter(dataset, project, state, revision=revision, include=include, exclude=exclude,
                                 metadata=spec_from_args(metadata_path, metadata_key, parse_columns(metadata_columns)),
                                 batch_size=batch_size)
@@ -150,6 +160,47 @@ def sync(repo, project_id, revision, include, exclude, metadata_path, metadata_k
         finally:
             if receiver:
                 receiver.stop()
+
+
+def _follow_moved_repo(state, state_path: str, project_id: int, repo_id: str, moved_from: str | None) -> None:
+    """A local repository is named by its absolute path in the state (the import ledger's source, its versions):
+    one that moved, or is mounted at another path, would have every file imported a second time. When the state
+    holds files of the project from another local path and none from this one, refuse unless ``--repo-moved-from``
+    names that path; with it, the state's rows follow the repository (:func:`labelhub.sync.state.move_local_repo`).
+
+    Raises:
+        labelhub.errors.ConfigurationError: the repository looks moved and no ``--repo-moved-from`` says so, or
+            ``--repo-moved-from`` names a path the state holds no files of (a first sync at the new path), or the
+            move cannot be made (an import from the old path was interrupted).
+    """
+    from pathlib import Path
+
+    from labelhub.errors import ConfigurationError
+    from labelhub.sync.state import move_local_repo, other_local_repos
+
+    others = other_local_repos(state)
+    if moved_from is not None:
+        old = str(Path(moved_from).expanduser().resolve()) if moved_from not in others else moved_from
+        if old == repo_id or (old not in others and state.ledger.count()):
+            return  # moved already (the option left in place)
+        if old not in others:
+            raise ConfigurationError(f"--repo-moved-from {moved_from}: --state {state_path} holds no files of project "
+                                     f"{project_id} from that path" + (f" (it holds {', '.join(others)})" if others
+                                                                       else ""))
+        try:
+            moved = move_local_repo(state, old)
+        except ValueError as exc:
+            raise ConfigurationError(f"--repo-moved-from {moved_from}: {exc}") from None
+        log.warning("the repository moved from %s to %s: its %d files keep their tasks and its versions go on",
+                    old, repo_id, moved)
+        return
+    if others and not state.ledger.count():
+        old, files = max(others.items(), key=lambda item: item[1])
+        raise ConfigurationError(
+            f"--state {state_path} holds {files} files of project {project_id} from the local repository {old}, none "
+            f"from {repo_id}: if the repository moved there (or is mounted at another path), pass --repo-moved-from "
+            f"{old} once so that its files keep their tasks (without it every file would become a second task); "
+            "if it is another repository, sync it with its own --state")
 
 
 def _start_webhooks(project, state_path, repo_id, service, url, host, port, secret):

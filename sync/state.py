@@ -567,3 +567,41 @@ class SyncState:
                                 "version<? AND (hashes<>'{}' OR labels IS NOT NULL)", (*self.key, version))
             self.db.executemany("INSERT OR REPLACE INTO cursors VALUES (?, ?, ?)",
                                 [(self.key[0], name, value) for name, value in (cursors or {}).items()])
+
+
+def other_local_repos(state: SyncState) -> dict[str, int]:
+    """``{path: files}`` of the local repositories (a source that is an absolute path, as
+    :class:`labelhub.repos.git.LocalGitRepo` names one) other than ``state``'s own whose files the import ledger holds
+    for its project: what a repository that moved or is mounted at another path leaves (:func:`move_local_repo`)."""
+    project_id, repo_id = state.key
+    rows = state.db.execute("SELECT source, count(*) FROM imported WHERE project_id=? AND source LIKE '/%' AND "
+                            "source != ? GROUP BY source", (project_id, repo_id))
+    return dict(rows)
+
+
+def move_local_repo(state: SyncState, old: str) -> int:
+    """Make the rows of the local repository at ``old`` those of ``state``'s (``labelhub sync --repo-moved-from``), in
+    one transaction: its files in the import ledger (they keep their tasks), its versions and its synced heads.
+    The tasks in Label Studio keep ``hf_repo`` as they were made (the old path).
+
+    Returns:
+        How many files moved.
+
+    Raises:
+        ValueError: the ledger has imports of ``old`` under way (a crash mid-import: they are found in Label Studio
+            by the old path, so finish them first), or already holds files of the new path.
+    """
+    project_id, repo_id = state.key
+    if state.db.execute("SELECT 1 FROM import_pending WHERE project_id=? AND source=?", (project_id, old)).fetchone():
+        raise ValueError(f"an import from {old} was interrupted: run labelhub sync once with the repository at {old} "
+                         "(a symlink will do) to finish it, then move it")
+    if state.ledger.count():
+        raise ValueError(f"the state already holds files of {repo_id}")
+    with state._transaction():
+        moved = state.db.execute("UPDATE imported SET source=? WHERE project_id=? AND source=?",
+                                 (repo_id, project_id, old)).rowcount
+        for table in ("versions", "heads"):
+            state.db.execute(f"DELETE FROM {table} WHERE project_id=? AND repo_id=?", (project_id, repo_id))
+            state.db.execute(f"UPDATE {table} SET repo_id=? WHERE project_id=? AND repo_id=?",
+                             (repo_id, project_id, old))
+    return moved

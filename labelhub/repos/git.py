@@ -300,6 +300,16 @@ class LocalGitRepo:
             log.debug("%s: %d loose objects packed", self.path, packed)
         return commit.id.decode()
 
+    def is_ancestor(self, old: str, new: str) -> bool:
+        """Whether commit ``old`` is in the history of ``new`` (``git merge-base --is-ancestor``; ``False`` when
+        either is not a commit of the repository). The export asks it after a failed compare-and-swap, to tell a
+        branch that moved on from one whose history was rewritten."""
+        try:
+            git(self.path, "merge-base", "--is-ancestor", old, new)
+        except subprocess.CalledProcessError:
+            return False
+        return True
+
     def find_commit(self, marker: str, revision: str = "main") -> str | None:
         """The newest commit of ``revision``'s history whose message contains ``marker`` (``None`` when none does):
         one ``git log --fixed-strings --grep``, over the whole history (a commit that landed before a crash may have
@@ -349,6 +359,11 @@ class LocalGitRepo:
         tags, and a ``git rev-parse`` (:meth:`resolve`) when ``revision`` is neither."""
         heads, tags = self._refs("refs/heads", "refs/tags")
         return heads.get(revision) or tags.get(revision) or self.resolve(revision), tags
+
+    def is_branch(self, revision: str) -> bool:
+        """Whether ``revision`` names a branch (``refs/heads/<revision>``), which an export can commit to; a tag or
+        a sha cannot be (one ``git for-each-ref``)."""
+        return revision in self._refs("refs/heads")[0]
 
     def tags(self) -> dict[str, str]:
         """``{tag name: commit sha}``."""

@@ -358,7 +358,7 @@ class HubRepo:
         """
         def create_commit(operations: list[CommitOperationAdd]) -> str:
             try:
-                with hub_errors(self.endpoint):
+                with hub_errors(self.endpoint, self.repo_id, revision):
                     return self.api.create_commit(self.repo_id, operations, commit_message=message,
                                                   commit_description=description, repo_type=REPO_TYPE,
                                                   revision=revision, parent_commit=parent_commit).oid
@@ -438,6 +438,13 @@ class HubRepo:
             if exc.status == 409:
                 raise TagExists(f"tag {tag} exists in {self.repo_id}") from None
             raise
+
+    def is_branch(self, revision: str) -> bool:
+        """Whether ``revision`` names a branch of the repo (or a pull request's ``refs/pr/N``), which an export can
+        commit to; a tag or a sha cannot be. One ``list_repo_refs`` call."""
+        with hub_errors(self.endpoint, self.repo_id, revision):
+            refs = self.api.list_repo_refs(self.repo_id, repo_type=REPO_TYPE, include_pull_requests=True)
+        return revision in {ref.name for ref in refs.branches} | {ref.ref for ref in refs.pull_requests or []}
 
     def tags(self) -> dict[str, str]:
         """``{tag name: commit sha}`` of the repo. One Hub call."""

@@ -16,6 +16,7 @@ import uuid
 
 import cachetools
 from huggingface_hub import DatasetCard
+from huggingface_hub.repocard import REGEX_YAML_BLOCK
 
 from labelhub.sync.versions.agreement import counted
 from labelhub.sync.versions.series import DEFAULT_CSV_PATH, Series, series_for
@@ -213,6 +214,11 @@ _CARDS: cachetools.LRUCache = cachetools.LRUCache(maxsize=16)
 def _made_card(existing: str | None, csv_path: str, block: str, training_files, features, rows_path,
                consensus_files, consensus_features, consensus_metadata, series: Series, training_metadata) -> str:
     """:func:`dataset_card` made with ``huggingface_hub.DatasetCard`` (its YAML parsed and written)."""
+    if existing and not REGEX_YAML_BLOCK.search(existing):
+        # a README without a YAML block (plain Markdown): an empty block, so that DatasetCard does not warn "Repo
+        # card metadata block was not found" at every version (it reads such a card the same: no metadata, the
+        # whole text as its body)
+        existing = "---\n{}\n---\n" + existing
     card = DatasetCard(existing or "---\nconfigs: []\n---\n")
     if training_files:
         default = {"config_name": series.default_config, "data_files": [{"split": "train", "path": training_files}]}

@@ -19,10 +19,20 @@ An export (:meth:`Exporter.export`):
    - 412/409 (the branch moved): re-read the head, rebuild the files and retry; other people's
      files are kept, since the commit only touches the series' own files, and the card is rebuilt from the new
      head's (another series' configs and section kept);
+   - the branch's history was rewritten (a squash or a force-push; a local repository after ``git gc`` no longer
+     has the parent commit at all): the same rebuild on the new head, said in one warning (the tags of earlier
+     versions keep their commits: nothing deletes them);
    - 429/5xx: wait (``Retry-After`` when given, else exponential backoff) and retry;
    - no answer: look for a commit carrying the ``export_id`` before committing again;
 4. tags ``annotations-vN`` on that exact commit (never on the branch name), then makes its rows
    the new baseline.
+
+**A local head that lost the version's files.** The export moves a local branch without touching its work tree or
+index, so a commit made there from the stale index drops (or reverts) the files the last version wrote. When the
+import cycle's poll sees a head other than the last version's commit, the next export checks that head once
+(:meth:`Exporter._lost_files`): files lost are said in one warning and written back, by the version itself when
+annotations changed, else by one untagged commit ``annotations vN: files restored`` holding them as the version wrote
+them (:meth:`Exporter._restore`).
 
 A crash anywhere leaves the state at a step the next export finishes: ``committing`` → look for
 the commit by its ``export_id`` (tag it if found, forget the version if not); ``committed`` → tag it.
@@ -68,8 +78,8 @@ from labelhub.sync.versions.incremental import VersionRows, build_files, build_r
 from labelhub.sync.versions.rows import FIXED_HEAD, FIXED_TAIL, OTHER_RESULTS
 from labelhub.sync.versions.series import DEFAULT_CSV_PATH, DEFAULT_PREFIX, series_for
 from labelhub.sync.versions.training import CONSENSUS_COLUMNS, text_from_file, training_features
-from labelhub.errors import (AmbiguousCommit, CommitConflict, ConfigurationError, LabelHubError, TagExists,
-                             TransientHubError)
+from labelhub.errors import (AmbiguousCommit, CommitConflict, ConfigurationError, LabelHubError, RevisionNotFound,
+                             TagExists, TransientHubError)
 from labelhub.redaction import one_line
 from labelhub.retry import hub_retrying
 from labelhub.sync.annotations.intake import GENERATION, learn_annotators
@@ -256,6 +266,10 @@ class Exporter:
     sleep: Callable[[float], None] = time.sleep
     tag_prefix: str | None = None
     controls: dict[str, str] = field(init=False)
+    #: Heads found to hold the last version's files (:meth:`_lost_files`), in this process.
+    _checked: set[str] = field(init=False, default_factory=set)
+    #: ``(commit, {path: blob id})`` of the last version's files, read once per version.
+    _expected: tuple[str, dict[str, str]] = field(init=False, default=("", {}))
 
     def __post_init__(self):
         self.controls = control_tags(self.project.label_config)
@@ -293,9 +307,108 @@ class Exporter:
         self.state.set_cursor(SERIES, self.series.prefix)
 
     def pending(self) -> bool:
-        """True when annotations changed since the last export, or a version is not finished."""
+        """True when annotations changed since the last export, a version is not finished, or the import cycle saw
+        the branch at a head whose files were not checked yet (:meth:`_lost_files`); no call."""
         return (self.state.cursor(GENERATION, "0") != self.state.cursor(EXPORTED_GENERATION, "0")
-                or self.state.last_version_status() not in (None, "tagged"))
+                or self.state.last_version_status() not in (None, "tagged") or self._unchecked_head() is not None)
+
+    def _unchecked_head(self) -> tuple[str, str] | None:
+        """``(head, last version's commit)`` when the import cycle's last poll saw the branch of a local repository
+        at another commit than the last tagged version's, not checked yet by :meth:`_lost_files` in this process
+        (state reads only). A Hub repo is not checked: it has no work tree whose stale index could be committed (a
+        ``git push`` to it must fast-forward), and the check would cost Hub calls at every commit of others."""
+        if not self.repo.local:
+            return None
+        seen = seen_refs(self.state, self.repo.repo_id, self.revision)
+        last = self.state.last_tagged_commit()
+        if seen is None or last is None or seen.head == last or seen.head in self._checked:
+            return None
+        return seen.head, last
+
+    def _own_paths(self) -> list[str]:
+        """The files of this series an export writes and no one else should (the CSV, the manifest, the training,
+        consensus and, on the Hub, rows files: as :meth:`_files` names them); ``README.md`` is shared and not among
+        them."""
+        local, series = self.repo.local, self.series
+        paths = [self.csv_path, self.manifest_path, series.local_metadata_path if local else series.hub_training_path,
+                 series.local_consensus_path if local else series.hub_consensus_path]
+        return paths if local else [*paths, series.rows_path]
+
+    def _lost_files(self) -> tuple[str, str, list[str]] | None:
+        """``(head, last version's commit, paths)`` when the branch's head, as the import cycle last saw it, no longer
+        holds the last version's files as that version wrote them: its own files (:meth:`_own_paths`) missing or
+        with other content, or ``README.md`` missing or without this series' section (people may edit the rest
+        of it: a card that keeps the section is theirs). A commit made from a stale
+        index of a local work tree does that (the export moves the branch without touching the work tree, so
+        ``git add new.png && git commit`` there commits the files as they were before the export, or without them).
+
+        Local repositories only (:meth:`_unchecked_head`): two ``git ls-tree`` (:meth:`labelhub.repos.DatasetRepo.
+        blob_ids`), a read of ``README.md`` when it changed and a read of the refs when something is lost, once per
+        head in this process, and none while the head is the last version's commit (after each export). ``None``: nothing lost, or nothing to check.
+        """
+        unchecked = self._unchecked_head()
+        if unchecked is None:
+            return None
+        head, last = unchecked
+        paths = [*self._own_paths(), "README.md"]
+        try:
+            if self._expected[0] != last:
+                self._expected = (last, self.repo.blob_ids(last, paths))
+            lost = self._lost_at(head, paths)
+            if lost:  # before saying so, the head as it is now (one call): the poll's may be older than the version
+                now, tags = self.repo.head_and_tags(self.revision)
+                remember_refs(self.state, self.repo.repo_id, self.revision, now, tags)
+                if now != head:
+                    head, lost = now, (self._lost_at(now, paths) if now != last else [])
+        except RevisionNotFound:  # a head gone since the poll (a rewrite): the next poll sees the new one
+            return None
+        if not lost:
+            self._checked.add(head)
+            return None
+        return head, last, lost
+
+    def _lost_at(self, head: str, paths: list[str]) -> list[str]:
+        """Those of ``paths`` that ``head`` lacks or holds with other content than the last version
+        (:attr:`_expected`); ``README.md`` only when it lacks it. One blob id read."""
+        expected, found = self._expected[1], self.repo.blob_ids(head, paths)
+        lost = [path for path in paths if path != "README.md" and path in expected and found.get(path) != expected[path]]
+        card = "README.md" in expected and found.get("README.md") != expected["README.md"]
+        if card and "README.md" in found:  # edited: lost only when this series' section left it (one read)
+            text = self.repo.read_file(head, "README.md").decode(errors="replace")
+            card = not all(marker in text for marker in self.series.markers)
+        return lost + (["README.md"] if card else [])
+
+    def _restore(self, head: str, last: str, lost: list[str]) -> str | None:
+        """Write ``lost`` back as the last version (at commit ``last``) holds them, in one commit on ``head``
+        (``annotations vN: files restored``, no tag: no annotation changed, the version's tag still names its
+        files); its sha, or ``None`` when the branch moved meanwhile (the next poll's head is checked again)."""
+        number = self.state.last_version()["version"]
+        tag = self.series.tag(number)
+        files = {path: self.repo.read_file(last, path) for path in lost}
+        message = f"{self.series.commit_title(number)}: files restored"
+        description = (f"{', '.join(lost)} as {tag} wrote them ({last[:12]}): {head[:12]} lacked them or held other "
+                       "content. No annotation changed.")
+        try:
+            sha = hub_retrying(self.max_attempts, f"restoring the files of {tag}", self.sleep,
+                               on=(TransientHubError,))(self.repo.commit, files, message, description, head,
+                                                        self.revision)
+        except CommitConflict:
+            log.info("branch %s moved while the files of %s were restored: checking its new head at the next poll",
+                     self.revision, tag)
+            return None
+        self._moved_on(head, sha)
+        self._checked.add(sha)
+        log.info("restored %s on %s at %s", ", ".join(lost), self.revision, sha[:12])
+        return sha
+
+    def _moved_on(self, parent: str, sha: str, tag: str | None = None) -> None:
+        """The branch moved from ``parent`` to our commit ``sha`` (tagged ``tag``): the heads the importer and the
+        export know follow it when they were at ``parent`` (the importer need not relist for our own commit)."""
+        if self.state.head(self.revision) == parent:
+            self.state.set_head(self.revision, sha)
+        seen = seen_refs(self.state, self.repo.repo_id, self.revision)
+        if seen is not None and seen.head == parent:
+            remember_refs(self.state, self.repo.repo_id, self.revision, sha, {**seen.tags, **({tag: sha} if tag else {})})
 
     def export(self) -> Version | None:
         """Export once; returns the new version, or ``None`` when nothing changed (or only bookkeeping columns:
@@ -308,6 +421,16 @@ class Exporter:
         """
         generation = self.state.cursor(GENERATION, "0")
         finished = self._finish_unfinished()
+        lost = self._lost_files()
+        if lost:
+            head, _, paths = lost
+            log.warning(
+                "%s of %s at %s lacks the files of %s as it wrote them (%s): a commit made from a work tree whose "
+                "index predates the export (the export moves the branch without touching the work tree) drops or "
+                "reverts them; writing them back. To avoid it, commit through a clone (git pull before, git push "
+                "after), or run git reset --keep in the work tree before git add and git commit",
+                self.revision, self.repo.repo_id, head[:12], self.series.tag(self.state.last_version()["version"]),
+                ", ".join(paths))
         learn_annotators(self.project, self.state)
         built = build_rows(self.state, self.controls, self.value_key)
         frame, csv, hashes = built.frame, built.csv, built.contents
@@ -315,6 +438,8 @@ class Exporter:
         differing = differing_ids(exported, hashes)  # once, not again when the version is renumbered
         if not differing:  # nothing changed, or bookkeeping columns alone: their values wait for the next version
             self.state.set_cursor(EXPORTED_GENERATION, generation)
+            if lost:  # no version to make: the files go back as the last version wrote them
+                self._restore(*lost)
             return finished
         added, changed, removed = diff_counts(exported, hashes, differing)
         last = self.state.last_version()
@@ -341,9 +466,8 @@ class Exporter:
                 self.state.drop_version(number)
                 refs = moved.refs
         self.state.set_version_status(number, "committed", sha, parent)
-        if self.state.head(self.revision) == parent:  # the importer need not relist for our own commit
-            self.state.set_head(self.revision, sha)
         self._tag(number, sha, summary, card=files["README.md"].decode(), generation=generation)
+        self._moved_on(parent, sha, self.series.tag(number))
         log.info("exported %s at %s: %s", self.series.tag(number), sha[:12], message)
         return Version(number, self.series.tag(number), sha, added, changed, removed)
 
@@ -490,7 +614,8 @@ class Exporter:
                 parent, first: bool = False) -> tuple[str, str, dict[str, bytes]]:
         """Commit until it lands; returns ``(sha, the parent it landed on, the files committed)``.
 
-        A 412/409 reads the refs again (one call) and rebuilds the files on the new head (at most 10 times); for a
+        A 412/409, or a parent that is no longer a commit of the repo (a rewritten history, see :meth:`_rewritten`),
+        reads the refs again (one call) and rebuilds the files on the new head (at most 10 times); for a
         state's ``first`` version, numbered from possibly stale tags, a series that got a version meanwhile
         raises :class:`_Renumber` instead. 429/5xx and lost answers are retried by
         :func:`labelhub.retry.hub_retrying` (``max_attempts``, ``Retry-After`` honoured), a lost answer first
@@ -502,15 +627,33 @@ class Exporter:
                 sha = hub_retrying(self.max_attempts, f"commit of v{number}", self.sleep)(
                     self._commit_once, files, message, description, parent, export_id)
                 return sha, parent, files
-            except CommitConflict:
+            except (CommitConflict, RevisionNotFound) as exc:
                 conflicts += 1
                 if conflicts > 10:
                     raise LabelHubError(f"{self.revision} kept moving: gave up after {conflicts} conflicts") from None
+                old = parent
                 parent, tags = self.repo.head_and_tags(self.revision)
                 remember_refs(self.state, self.repo.repo_id, self.revision, parent, tags)
                 if first and max(self.series.numbered(tags), default=0) + 1 != number:
                     raise _Renumber(SeenRefs(parent, tags))
-                log.info("branch %s moved: rebuilding the export on %s", self.revision, parent[:12])
+                if self._rewritten(old, parent, gone=isinstance(exc, RevisionNotFound)):
+                    log.warning("the history of branch %s was rewritten (a squash or a force-push): %s, which the "
+                                "export was built on, is no longer in it; rebuilding the export on its new head %s "
+                                "(the tags of earlier versions keep their commits)", self.revision, old[:12],
+                                parent[:12])
+                else:
+                    log.info("branch %s moved: rebuilding the export on %s", self.revision, parent[:12])
+
+    def _rewritten(self, old: str, head: str, gone: bool) -> bool:
+        """Whether the branch's history was rewritten since ``old``, the commit an export was built on: ``gone``
+        (the commit call said ``old`` is not a commit of the repo: a local repo after ``git gc``), or, in a local
+        repository, ``old`` is not an ancestor of the new ``head`` (one ``git merge-base --is-ancestor``). A Hub
+        repo answers a stale ``parent_commit`` with 412 whether the branch moved on or was rewritten, and telling
+        them apart would read the whole history: the export is rebuilt on the new head the same way, without
+        the warning."""
+        if gone:
+            return True
+        return bool(self.repo.local) and old != head and not self.repo.is_ancestor(old, head)
 
     def _commit_once(self, files: dict[str, bytes], message: str, description: str, parent: str,
                      export_id: str) -> str:
