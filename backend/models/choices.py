@@ -148,13 +148,12 @@ Results use Label Studio's format for Choices (https://labelstud.io/guide/export
 from __future__ import annotations
 
 import logging
-import threading
 from collections import Counter
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 
-from labelhub.backend.models.heads import ControlHead, Example, TaskInput, task_options
+from labelhub.backend.models.heads import ControlHead, Example, TaskInput, task_options, warn_once
 
 if TYPE_CHECKING:  # pragma: no cover
     from labelhub.label_config import ControlSpec
@@ -162,18 +161,6 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["ChoicesHead"]
 
 log = logging.getLogger(__name__)
-_WARNED: set[Any] = set()
-_WARNED_LOCK = threading.Lock()
-
-
-def _warn_once(key: Any, message: str, *args: Any) -> None:
-    with _WARNED_LOCK:
-        if key in _WARNED:
-            return
-        _WARNED.add(key)
-    log.warning(message, *args)
-
-
 class ChoicesHead(ControlHead):
     """Embeddings + logistic regression for one Choices tag (see the module docstring)."""
 
@@ -325,10 +312,10 @@ class ChoicesHead(ControlHead):
         if not self.dynamic:
             gone = [c for c in classes if c not in set(self.control.labels)]
             if gone and fitted["kind"] == "single":
-                _warn_once(("gone", self.control.from_name, tuple(gone)),
-                           "choices head of %r: its fit learned choices the label config no longer has (%s): no "
-                           "predictions until it is refit on the current choices",
-                           self.control.from_name, ", ".join(map(repr, gone)))
+                warn_once(log, ("gone", self.control.from_name, tuple(gone)),
+                          "choices head of %r: its fit learned choices the label config no longer has (%s): no "
+                          "predictions until it is refit on the current choices",
+                          self.control.from_name, ", ".join(map(repr, gone)))
                 return [[] for _ in inputs]
         X = self.host.embed(list(inputs), self.kind)
         # which of the fit's choices each task offers: the config's, or the task's own options

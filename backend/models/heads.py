@@ -23,6 +23,8 @@ Heads that answer without annotations (an OCR model, a Hugging Face model chosen
 """
 from __future__ import annotations
 
+import logging
+import threading
 import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Mapping, Protocol, Sequence
@@ -33,7 +35,21 @@ if TYPE_CHECKING:  # pragma: no cover
     from labelhub.backend.settings import Settings
     from labelhub.label_config import ControlSpec
 
-__all__ = ["TaskInput", "Example", "HeadHost", "ControlHead", "region_id", "image_region", "task_options"]
+__all__ = ["TaskInput", "Example", "HeadHost", "ControlHead", "region_id", "image_region", "task_options", "warn_once"]
+
+_WARNED: set[Any] = set()
+_WARNED_LOCK = threading.Lock()
+
+
+def warn_once(logger: logging.Logger, key: Any, message: str, *args: Any) -> None:
+    """``logger.warning(message, *args)`` the first time this process sees ``key`` (any hashable: a head's name and
+    what it warns about), nothing after: a head is asked again at every request, and a configuration's fault is
+    said once per worker, not per request."""
+    with _WARNED_LOCK:
+        if key in _WARNED:
+            return
+        _WARNED.add(key)
+    logger.warning(message, *args)
 
 
 @dataclass(frozen=True)

@@ -79,7 +79,7 @@ from typing import Any, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
-from labelhub.backend.models.heads import ControlHead, Example, TaskInput, image_region, region_id
+from labelhub.backend.models.heads import ControlHead, Example, TaskInput, image_region, region_id, warn_once
 
 log = logging.getLogger(__name__)
 
@@ -103,18 +103,6 @@ DET_SIDE = 960
 
 _ENGINES: dict[tuple[str, int], "OcrEngine"] = {}
 _ENGINES_LOCK = threading.Lock()
-_WARNED: set[Any] = set()
-_WARNED_LOCK = threading.Lock()
-
-
-def _warn_once(key: Any, message: str, *args: Any) -> None:
-    with _WARNED_LOCK:
-        if key in _WARNED:
-            return
-        _WARNED.add(key)
-    log.warning(message, *args)
-
-
 class OcrLine(NamedTuple):
     """One detected text segment.
 
@@ -395,10 +383,10 @@ class TranscriptionHead(ControlHead):
         self.box_control, self._unanswered = box_control_for(control, self.controls) if control.per_region \
             else (None, None)
         if control.per_region and self.box_control is None and self._unanswered is None:
-            _warn_once(("no-box", control.from_name, control.to_name, tuple(c.from_name for c in self.controls)),
-                       "<TextArea name=%r perRegion=\"true\">: no <Rectangle> or <RectangleLabels> over <Image "
-                       "name=%r> to draw its regions with; it is answered with the whole page's text instead",
-                       control.from_name, control.to_name)
+            warn_once(log, ("no-box", control.from_name, control.to_name, tuple(c.from_name for c in self.controls)),
+                      "<TextArea name=%r perRegion=\"true\">: no <Rectangle> or <RectangleLabels> over <Image "
+                      "name=%r> to draw its regions with; it is answered with the whole page's text instead",
+                      control.from_name, control.to_name)
 
     def unanswered(self) -> str | None:
         """Why this control is left unanswered: a per-region TextArea whose image has only ``<RectangleLabels>``
@@ -422,9 +410,9 @@ class TranscriptionHead(ControlHead):
         found = available_engines()
         if (wanted == "auto" and found) or wanted in found:
             return True
-        _warn_once(("missing", wanted), "<TextArea name=%r> over an image needs an OCR engine: pip install "
-                   "rapidocr onnxruntime (or rapidocr-onnxruntime); %r is not installed", control.from_name,
-                   wanted)
+        warn_once(log, ("missing", wanted), "<TextArea name=%r> over an image needs an OCR engine: pip install "
+                  "rapidocr onnxruntime (or rapidocr-onnxruntime); %r is not installed", control.from_name,
+                  wanted)
         return False
 
     def claims(self) -> tuple[str, ...]:
