@@ -672,3 +672,35 @@ def test_any_filter_text_is_data_manager_filters_or_a_value_error_saying_where(v
         assert item["filter"].startswith("filter:tasks:") and item["operator"] and item["type"]
         assert set(item) <= {"filter", "operator", "type", "value", "child_filter"}
     json.dumps(got, allow_nan=False)
+
+
+def _param_keys():
+    from labelhub.backend.models.params import CHECKS
+
+    return sorted(CHECKS)
+
+
+param_values = st.one_of(json_scalars, st.floats(min_value=-1, max_value=2), json_values)
+extra_params = st.one_of(
+    st.dictionaries(st.sampled_from(_param_keys()) | st.text(max_size=10), param_values, max_size=4),
+    st.fixed_dictionaries({"controls": st.dictionaries(st.text(max_size=8), st.dictionaries(
+        st.sampled_from(_param_keys()) | st.text(max_size=8), param_values, max_size=3) | json_values, max_size=2)}),
+    json_values)
+
+
+@PROPERTY
+@given(value=extra_params | extra_params.map(json.dumps) | st.text(max_size=60))
+def test_any_extra_params_are_checked_parameters_or_a_value_error_naming_the_source(value):
+    """The Connect Model dialog's "Extra params": parameters whose every key is known (at the top and in ``controls``),
+    or a ``ValueError`` naming where they came from; never another exception."""
+    from labelhub.backend.models.params import CHECKS, parse_params
+
+    try:
+        got = parse_params(value, "extra_params")
+    except ValueError as exc:
+        assert str(exc).startswith("extra_params"), exc
+        return
+    assert isinstance(got, dict) and set(got) <= set(CHECKS) | {"controls"}
+    for entry in (got.get("controls") or {}).values():
+        assert isinstance(entry, dict) and set(entry) <= set(CHECKS)
+    json.dumps(got, allow_nan=False)
