@@ -60,10 +60,19 @@ def load_version(repo: str, tag: str, name: str | None = None, streaming: bool =
 
 
 def label_names(rows, column: str):
-    """A function that turns a label cell into its name(s): ``ClassLabel`` ints (a Hub repo's typed labels) are
-    mapped to their names; strings (a local folder's labels) are kept."""
+    """A function that turns a label cell into its name(s), something hashable: a ``ClassLabel`` int (a Hub repo's
+    typed labels) into its name, a string (a local folder's labels) as it is, a list (``choice="multiple"``) into a
+    tuple of names, and a list of regions (boxes, spans: ``{..., "label": ...}``) into the tuple of their labels."""
     feature = (rows.features or {}).get(column)
     feature = getattr(feature, "feature", feature)
-    names = getattr(feature, "int2str", None)
-    return (lambda value: names(value) if isinstance(value, int) else value) if names else (lambda value: value)
+    if isinstance(feature, dict):  # a region's struct: its "label" is the ClassLabel
+        feature = feature.get("label")
+    to_name = getattr(feature, "int2str", None)
+
+    def name(value):
+        if isinstance(value, list):
+            return tuple(name(v.get("label") if isinstance(v, dict) else v) for v in value)
+        return to_name(value) if to_name and isinstance(value, int) else value
+
+    return name
 

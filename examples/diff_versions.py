@@ -4,7 +4,8 @@
     python examples/diff_versions.py .labelhub-demo/fashion-mnist annotations-v1 annotations-v2
 
 Rows (the version's ``rows`` config: the CSV) are matched by ``annotation_id``; an annotation changed when
-one of its label columns (the columns between ``image`` and ``annotator``) or ``was_cancelled`` differ.
+one of its label columns (the columns between the task's data column, after ``hf_path``, and ``annotator``) or
+``was_cancelled`` differ.
 ``labelhub diff`` says the same per label and per annotator.
 """
 from __future__ import annotations
@@ -24,7 +25,8 @@ def main() -> None:
     old = load_version(args.repo, args.old, name="rows").to_pandas().set_index("annotation_id")
     new = load_version(args.repo, args.new, name="rows").to_pandas().set_index("annotation_id")
     columns = list(new.columns)
-    labels = columns[columns.index("image") + 1:columns.index("annotator")] + ["was_cancelled"]
+    # the CSV's columns: task_id, annotation_id, hf_path, the task's data (image, text, ...), the control tags, annotator
+    labels = columns[columns.index("hf_path") + 2:columns.index("annotator")] + ["was_cancelled"]
     added = new.index.difference(old.index)
     removed = old.index.difference(new.index)
     both = new.index.intersection(old.index)

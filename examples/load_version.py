@@ -34,7 +34,9 @@ def main() -> None:
           f"{len(set(rows['annotator']))} annotators")
     print("columns:", ", ".join(rows.column_names))
     print(f"{column}:")
-    for value, count in Counter(name(v) for v in rows[column]).most_common():
+    # a region column (boxes, spans) counts each region's label; a whole-image column, each row's
+    counts = Counter(label for v in rows[column] for label in (name(v) if isinstance(v, list) else [name(v)]))
+    for value, count in counts.most_common():
         print(f"  {value}\t{count}")
 
 

@@ -33,6 +33,12 @@ def main() -> None:
     classes = sorted(args.label) if args.label else None
 
     def wanted(row) -> bool:
+        if args.column not in row:
+            raise SystemExit(f"{args.tag} has no column {args.column!r}: pass --column, one of "
+                             f"{', '.join(c for c in row if c not in ('image', 'audio'))}")
+        if isinstance(row[args.column], list) and any(isinstance(v, dict) for v in row[args.column]):
+            raise SystemExit(f"{args.column!r} holds regions (boxes or spans), not a label per image: this example "
+                             "batches whole-image labels (Choices); see examples/boxes_to_yolo.py for boxes")
         if row[args.column] is None or (args.annotator and row["annotator"] != args.annotator):
             return False
         return classes is None or name(row[args.column]) in classes

@@ -9,7 +9,9 @@ any region) and exported once (``annotations-v1``). ``examples/train_spans.py`` 
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
 import sys
 import uuid
 from collections import Counter
@@ -23,6 +25,7 @@ from PIL import Image
 from labelhub.sync.demo.sample_data import FASHION_MNIST_CLASSES, fashion_mnist
 from tests import sample_repos
 from tests.entity_corpus import CONLL_LABELS, conll2003, spans_results
+from tests.conftest import HUB_TOKEN
 from tests.test_ship_examples import ROOT, _datasets_cache, run_example  # noqa: F401 (_datasets_cache: autouse)
 from tests.test_sync_export import HubRepo, LocalRepo
 from tests.test_versions_end_to_end import sync_once
@@ -191,3 +194,23 @@ def test_boxes_to_yolo_example_writes_the_exported_boxes_as_yolo_files(regions, 
         assert got == [pytest.approx(yolo_line(box, names), abs=1e-5) for box in want], stem
         with Image.open(out_dir / "images/train" / f"{stem}.png") as image:
             assert image.size == (28, 28)
+
+
+def test_load_version_counts_region_labels_and_diff_versions_and_the_dataloader_read_region_projects(regions):
+    """Found by a walkthrough: load_version crashed on a region column (a list is not hashable), diff_versions looked
+    for an ``image`` column in a Text project, and torch_dataloader batched boxes as if they were labels."""
+    text_repo, annotated, image_repo, made = regions
+    out = run_example("load_version.py", image_repo, "annotations-v1", "--column", "box")
+    boxes = Counter(label for _, found in made.values() for *_, label in found)
+    for label, count in boxes.items():
+        assert f"  {label}\t{count}" in out.splitlines(), out
+    out = run_example("load_version.py", text_repo, "annotations-v1", "--column", "ner")
+    spans = Counter(label for _, found in annotated for *_, label in found)
+    for label, count in spans.items():
+        assert f"  {label}\t{count}" in out.splitlines(), out
+    assert run_example("diff_versions.py", text_repo, "annotations-v1", "annotations-v1").startswith(
+        "annotations-v1 -> annotations-v1: +0 ~0 -0")
+    proc = subprocess.run([sys.executable, str(ROOT / "examples" / "torch_dataloader.py"), image_repo, "annotations-v1",
+                           "--column", "box"], capture_output=True, text=True, timeout=180, cwd=ROOT,
+                          env={**os.environ, "HF_TOKEN": HUB_TOKEN, "TQDM_DISABLE": "1"})
+    assert proc.returncode != 0 and "holds regions (boxes or spans)" in proc.stderr, proc.stderr[-2000:]
