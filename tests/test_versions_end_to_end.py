@@ -317,6 +317,8 @@ def test_spans_over_text_versions_and_consensus(label_studio, make_project, anno
     assert [{k: s[k] for k in ("start", "end", "text", "label")} for s in one["ner"]] == [span(a, "Alice", "PER")]
     assert one["annotators"] == 2 and one["agreement"] == pytest.approx(2 / 3, abs=1e-5)
     assert consensus["notes/b.txt"]["annotators"] == 1
+    # a Text project's rows are plain JSON Lines: no folder builder's parameter (datasets warned "were ignored")
+    assert "metadata_filenames" not in repo.read("annotations-v1", "README.md").decode()
     manifest = json.loads(repo.read("annotations-v1", "annotations/manifest.json"))
     ner = manifest["agreement"]["controls"]["ner"]
     assert ner["tag"] == "Labels" and ner["exact_span_agreement"] == pytest.approx(2 / 3, abs=1e-6), ner

@@ -584,8 +584,11 @@ class Exporter:
                                                                  series=series, rows_config=not local),
                             training_files=training_files, features=features, rows_path=rows_path,
                             consensus_files=consensus_files, consensus_features=consensus_features,
-                            consensus_metadata=consensus_path if local else None, series=series,
-                            training_metadata=training_path if local and not series.is_default else None)
+                            # a folder builder's rows file only when the files hold media (imagefolder, audiofolder);
+                            # a Text project's rows are plain JSON Lines, whose builder warns at an unknown parameter
+                            consensus_metadata=consensus_path if local and len(consensus_files) > 1 else None,
+                            series=series, training_metadata=training_path
+                            if local and not series.is_default and len(training_files) > 1 else None)
         files = {self.csv_path: csv, self.manifest_path: manifest_json(manifest), training_path: built.training,
                  consensus_path: built.consensus, "README.md": card.encode()}
         if rows_path:
