@@ -169,9 +169,23 @@ def cell_results(tag: str, from_name: str, to_name: str, cell: str, labels: Sequ
         return [{**base, "value": {"text": textarea_entries(cell)}}]
     if tag == "Labels":
         if not cell.startswith("["):
-            raise ValueError(f"{from_name} holds labels without spans (a version from before spans were exported)")
+            raise ValueError(f"{from_name} holds labels without their regions (a version written before LabelHub "
+                             "exported a Labels tag's spans, or its labels of image regions)")
         results = []
         for n, span in enumerate(_boxes(cell), 1):
+            if "start" not in span and "label" in span and "x" in span:  # the label of an image region: a box
+                try:
+                    [box] = cell_results("RectangleLabels", from_name, to_name, json.dumps([span]), labels)
+                except ValueError:
+                    raise ValueError(f"region {n} of {from_name} needs numbers x, y, width, height") from None
+                value = box["value"]
+                value["labels"] = value.pop("rectanglelabels")
+                results.append({**box, **_region(span, from_name, n), "type": "labels", "value": value})
+                continue
+            if "start" not in span and "labels" in span:  # a region's value as stored (a Polygon's points)
+                results.append({**_region(span, from_name, n), **base,
+                                "value": {k: v for k, v in span.items() if k not in ("id", "per_region")}})
+                continue
             start, end = (span.get(key) if isinstance(span, dict) else None for key in ("start", "end"))
             if not all(isinstance(v, (int, float, str)) and not isinstance(v, bool) for v in (start, end)):
                 raise ValueError(f"span {n} of {from_name} needs a start and an end")
@@ -256,21 +270,37 @@ def read_version(repo: DatasetRepo, tag: str, csv_path: str,
 
 def _controls(frame: pd.DataFrame, manifest: Mapping, label_config: str) -> dict[str, tuple[str, str, tuple]]:
     """``{from_name: (tag, to_name, labels)}`` of the CSV's control columns that the project can take (the others
-    said once)."""
+    said once).
+
+    Raises:
+        LabelHubError: The version is not one of a project like this one: its value column (the 4th, named by the
+            data key of its object tag: ``image``, ``text``) is not the project's value key, or the project can take
+            none of its control columns. Restoring would make tasks the project's editor cannot show, without labels.
+    """
     columns = list(frame.columns)
     names = columns[4:columns.index("annotator")]
+    value_key = data_field(label_config).value_key
+    if columns[3] != value_key:
+        raise LabelHubError(f"the version's tasks hold ${columns[3]} but the project's label config reads "
+                            f"${value_key}: restore it into a project with the version's label config")
     versioned = manifest.get("controls") if isinstance(manifest.get("controls"), dict) else {}
     project = {c.name: c for c in parse_label_config(label_config)[0]}
-    usable = {}
+    usable, skipped = {}, []
     for name in names:
         control, tag = project.get(name), versioned.get(name)
         if control is None or not control.to_name:
-            log.warning("control %r of the version is not in the project's label config: its labels are skipped", name)
+            skipped.append(f"control {name!r} of the version is not in the project's label config: its labels are "
+                           "skipped")
         elif tag and tag != control.tag:
-            log.warning("control %r is %s in the version but %s in the project: its labels are skipped", name, tag,
-                        control.tag)
+            skipped.append(f"control {name!r} is {tag} in the version but {control.tag} in the project: its labels are "
+                           "skipped")
         else:
             usable[name] = (control.tag, control.to_name[0], tuple(control.labels))
+    if names and not usable:
+        raise LabelHubError(f"none of the version's controls ({', '.join(names)}) is in the project's label config "
+                            "with the version's tag type: restore it into a project with the version's label config")
+    for reason in skipped:
+        log.warning("%s", reason)
     return usable
 
 
@@ -372,11 +402,12 @@ def _with_per_region(own: Mapping[str, list[dict]], controls: Mapping[str, tuple
     """The results of a row's control cells, each region's ``per_region`` values as results of their controls with
     the region's ``id`` (a per-region control's own column, which lists the same values without their regions, is
     then not read)."""
-    per_region, linked = [], set()
+    per_region, linked, made = [], set(), set()
     for results in own.values():
         for result in results:
             for name, value in (result.pop("per_region", None) or {}).items():
-                if name in controls and isinstance(value, dict) and "id" in result:
+                if name in controls and isinstance(value, dict) and "id" in result and (result["id"], name) not in made:
+                    made.add((result["id"], name))  # once per region, though its shape and its label both carried it
                     tag, to_name, _ = controls[name]
                     per_region.append({"id": result["id"], "from_name": name, "to_name": to_name,
                                        "type": tag.lower(), "value": value})

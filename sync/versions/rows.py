@@ -42,6 +42,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 
@@ -59,8 +60,9 @@ IDENTITY_KEYS = ("hf_repo", "hf_path", "hf_revision")
 #: The number of the rows' format: raised when :func:`annotation_row` writes a cell otherwise, so that the rows a sync
 #: state keeps (:meth:`labelhub.sync.state.SyncState.store_rows`) are made again once, not left in the older form
 #: beside new ones. 2: several TextArea entries as a JSON list (they were joined with a newline). 3: ``other_results``.
-#: 4: a region's ``id`` and ``per_region`` values, a box's ``rotation``, a span's other keys.
-ROW_FORMAT = 4
+#: 4: a region's ``id`` and ``per_region`` values, a box's ``rotation``, a span's other keys. 5: a Labels tag's labels
+#: of image regions as boxes (they were joined with ``|``, without their regions).
+ROW_FORMAT = 5
 #: The column of the result items no control column holds (see the module docstring).
 OTHER_RESULTS = "other_results"
 #: The bookkeeping columns: what a save changes without changing what the annotation says. An annotator or reviewer
@@ -79,6 +81,10 @@ _PLACES = ("x", "start", "points")
 #: Result types of the controls that can answer per region (``perRegion="true"``): never regions themselves, though
 #: Label Studio copies their region's place into their value.
 PER_REGION_TYPES = ("textarea", "choices", "taxonomy", "rating", "number", "datetime")
+#: The key of a :func:`region_links` link (never written) saying that the region's id is held by its shape's result
+#: and a ``labels`` result (a Labels tag's label of a Rectangle's region): its ``per_region`` values ride in the
+#: shape's item alone, so that restore makes each per-region answer once.
+LABEL_OF_REGION = "_label_of_region"
 #: A span's keys of the CSV; its value's other keys (HyperText's offsets, an Audio channel) follow them.
 _SPAN = ("start", "end", "text", "labels")
 
@@ -93,19 +99,23 @@ def control_value(tag: str, results: list[dict], links: Mapping[str, dict] | Non
             ``id``, and ``per_region`` values), for boxes, spans and the JSON values of other controls.
     """
     links = links or {}
-    if tag == "RectangleLabels":
+    if tag == "RectangleLabels" or (tag == "Labels" and results and all(_is_box(r.get("value")) for r in results)):
+        key = tag.lower()  # rectanglelabels, or labels: a Labels tag's label of a Rectangle's region
         boxes = []
         for r in results:
             value = r.get("value", {})
             box = {k: round(v, 9) for k, v in fractions_from_percent(value).items()}
             turned = {"rotation": value["rotation"]} if value.get("rotation") else {}
-            boxes.append({**box, "label": "|".join(value.get("rectanglelabels", [])), **turned,
-                          **links.get(r.get("id"), {})})
+            boxes.append({**box, "label": "|".join(value.get(key, [])), **turned, **_link(r, links)})
         return json.dumps(boxes)
+    if tag == "Labels" and any(isinstance(r.get("value"), dict) and any(k in r["value"] for k in _PLACES)
+                               for r in results) and not all("start" in r.get("value", {}) for r in results):
+        # a Labels tag's labels of other regions (a Polygon's points, an Ellipse): their values, as stored
+        return json.dumps([{**r.get("value", {}), **_link(r, links)} for r in results])
     if tag == "Labels" and all("start" in r.get("value", {}) for r in results):
         return json.dumps([{"start": r["value"].get("start"), "end": r["value"].get("end"),
                             "text": r["value"].get("text", ""), "label": "|".join(r["value"].get("labels", [])),
-                            **{k: v for k, v in r["value"].items() if k not in _SPAN}, **links.get(r.get("id"), {})}
+                            **{k: v for k, v in r["value"].items() if k not in _SPAN}, **_link(r, links)}
                            for r in results])
     if tag == "TextArea":
         return textarea_cell([t for r in results for t in r.get("value", {}).get("text", [])])
@@ -116,7 +126,22 @@ def control_value(tag: str, results: list[dict], links: Mapping[str, dict] | Non
             for item in r["value"][key]:
                 labels.append("/".join(item) if isinstance(item, list) else str(item))
         return "|".join(labels)
-    return json.dumps([{**r.get("value", {}), **links.get(r.get("id"), {})} for r in results])
+    return json.dumps([{**r.get("value", {}), **_link(r, links)} for r in results])
+
+
+def _is_box(value) -> bool:
+    """Whether a result value places a box: numbers ``x, y, width, height`` (percent, a Rectangle's region)."""
+    return isinstance(value, Mapping) and all(
+        type(value.get(k)) in (int, float) and math.isfinite(value[k]) for k in ("x", "y", "width", "height"))
+
+
+def _link(result: Mapping, links: Mapping[str, dict]) -> dict:
+    """The keys :func:`region_links` adds to a result's item: its region's ``id`` and ``per_region`` values, these
+    on the item of the region's shape alone (:data:`LABEL_OF_REGION` explains why)."""
+    link = links.get(result.get("id"), {})
+    if "per_region" in link and link.get(LABEL_OF_REGION) and result.get("type") == "labels":
+        return {"id": link["id"]}
+    return {k: v for k, v in link.items() if k != LABEL_OF_REGION}
 
 
 def content_hash(row: Mapping) -> str:
@@ -147,15 +172,27 @@ def region_links(results: list[dict]) -> dict[str, dict]:
     ``id`` in their item, and their per-region values ride along in it as ``per_region: {from_name: value}``; the
     per-region control's own column still lists its values (the training rows read it).
 
+    A region labelled by a ``Labels`` tag over an image (Label Studio's OCR template: a ``Rectangle`` to draw, a
+    ``Labels`` to label, https://labelstud.io/templates/optical_character_recognition) is two results with one
+    ``id``: its shape's (``rectangle``) and its label's (``labels``, the same place and ``labels``). Each names the
+    other, so both keep the ``id`` (restore makes them one region again); its per-region values ride in the
+    shape's item alone (:data:`LABEL_OF_REGION`).
+
     Args:
         results: The annotation's result items (each checked by :func:`labelhub.webhooks.result_problem`).
 
     Returns:
-        ``{region id: {"id": region id, "per_region": {from_name: value}}}`` (``per_region`` only when it has one).
+        ``{region id: {"id": region id, "per_region": {from_name: value}}}`` (``per_region`` only when it has one;
+        :data:`LABEL_OF_REGION` ``True`` when a ``labels`` result and another region result share the id).
     """
-    regions = {r.get("id") for r in results if r.get("type") not in PER_REGION_TYPES
-               and isinstance(r.get("value"), dict) and any(k in r["value"] for k in _PLACES) and r.get("id")}
-    links: dict[str, dict] = {}
+    held: dict[str, list[str]] = {}
+    for r in results:
+        if (r.get("type") not in PER_REGION_TYPES and isinstance(r.get("value"), dict) and r.get("id")
+                and any(k in r["value"] for k in _PLACES)):
+            held.setdefault(r["id"], []).append(r.get("type"))
+    regions = set(held)
+    links: dict[str, dict] = {region: {"id": region, **({LABEL_OF_REGION: True} if "labels" in types and set(types) != {"labels"} else {})}
+                              for region, types in held.items() if len(types) > 1}
     for r in results:
         if r.get("type") == "relation":
             for key in ("from_id", "to_id"):
