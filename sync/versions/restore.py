@@ -6,9 +6,9 @@ The version is read at its tag (or commit sha) through :func:`labelhub.repos.ope
 whose ``controls`` give each control column's tag type (without a manifest, the project's label config gives it).
 
 - **Tasks**: one per distinct ``task_id`` of the CSV; the rows of several annotators of one task become one task
-  with several annotations. ``data``: the CSV's value column (its 4th) under the *project's* value key
-  (:func:`labelhub.label_config.data_field`), as written (the file URL); ``hf_repo`` (the ``--repo``'s repo_id),
-  ``hf_path`` and ``hf_revision`` when the row has an ``hf_path``: ``hf_revision`` is the 40-hex segment of the URL's path
+  with several annotations. ``data``: the CSV's value column (its 4th) under its name, which must be the
+  project's value key (:func:`labelhub.label_config.data_field`; see **Another project**), as written (the file
+  URL); ``hf_repo`` (the ``--repo``'s repo_id), ``hf_path`` and ``hf_revision`` when the row has an ``hf_path``: ``hf_revision`` is the 40-hex segment of the URL's path
   (the commit the URL shows, as the sync set it), else the row's ``annotated_revision``; the metadata columns
   (after ``annotated_revision``; empty cells left out, JSON objects and lists decoded, the rest kept as text, as
   the sync's metadata join made them); ``restored_from`` (``"<repo_id>@<tag>"``) and ``source_task_id`` (the
@@ -21,8 +21,11 @@ whose ``controls`` give each control column's tag type (without a manifest, the 
   a JSON list of strings is several entries, other text one entry, newlines in it kept; a version written
   before several entries were kept as a list joined them with a newline, and they come back as that one
   entry, as they always did); Labels → one span per item of the cell's JSON list (``start``, ``end``,
-  ``text``, ``labels`` split on ``|``; a cell of labels only, written before spans were kept, is skipped with a
-  row error); any other control → the cell's JSON list of result values, one result each. Labels are split with
+  ``text``, ``labels`` split on ``|``), a box item (``x``, no ``start``: the label of an image region) a ``labels``
+  result with the box's percent place and ``rotation`` and the region's ``id`` (so that Label Studio joins it to the
+  region's ``rectangle`` result again), an item with ``labels`` its value as stored (a cell of labels only, written
+  before LabelHub kept a Labels tag's spans or regions, is a row error saying so); any other control → the
+  cell's JSON list of result values, one result each. Labels are split with
   the project's labels (:func:`labelhub.sync.versions.rows.split_labels`: a label holding ``|``, or ``/`` in a
   Taxonomy, stays whole). The ``other_results`` items of the project's controls are restored as they were stored,
   and the relations between restored regions (a region a relation or a per-region answer names keeps its ``id`` in
@@ -46,6 +49,11 @@ whose ``controls`` give each control column's tag type (without a manifest, the 
   under the repo's own source (an alias) so that a later ``labelhub sync`` of the repo into the project makes no
   second task of its files. A crash between Label Studio's answer and the record is recovered at the next start
   from the tasks with a ``data.restored_from`` (:meth:`Restorer._existing_tasks`).
+- **Another project**: a version whose value column (its 4th, named by the data key its tasks held) is not the
+  project's value key, or none of whose control columns the project has with the version's tag type, is refused
+  (a :class:`labelhub.errors.LabelHubError`, one line) before anything is created: its tasks would show nothing in
+  the project's editor and carry no labels. A project with some of the version's controls takes those, the others
+  said once.
 - **Errors**: an unknown tag, a missing CSV, a CSV that does not parse or lacks LabelHub's columns raise
   :class:`labelhub.errors.LabelHubError` (one line from the CLI); a row that cannot be read is a :class:`RowError`
   (printed and counted; the other rows are restored).

@@ -11,13 +11,18 @@ made from, e.g. ``image``), then one column per control tag, named by its ``from
 - RectangleLabels: a JSON list of ``{"x", "y", "width", "height", "label"}``, coordinates as
   fractions 0 to 1 of the image (Label Studio stores percent 0 to 100:
   https://labelstud.io/tags/rectanglelabels), several labels of one region joined with ``|``;
+- Labels over image regions (Label Studio's OCR template: a ``Rectangle`` draws the region, a ``Labels`` labels it,
+  https://labelstud.io/templates/optical_character_recognition): boxes as RectangleLabels' (their ``labels``
+  as ``label``), each with the region's ``id`` (its shape's result has the same one); labels of regions that are
+  not boxes (a Polygon's ``points``): the JSON of their values. Older LabelHub joined these labels with ``|``
+  without their regions (:data:`ROW_FORMAT` 5);
 - TextArea (https://labelstud.io/tags/textarea, ``value.text`` a list of entries): one entry as its text (a
   newline in it kept); several entries as a JSON list of strings (``["first", "second"]``, non-ASCII kept),
   and likewise one entry that would not read back as itself (one that is itself a JSON list of strings, or an
   empty one); :func:`textarea_cell` writes it, :func:`textarea_entries` reads it. Older LabelHub joined several
   entries with a newline (a cell that reads back as one entry holding the newlines); the first export after the
   upgrade makes every stored row again (:data:`ROW_FORMAT`), so those annotations count as changed once;
-- any other control: the JSON of its result values;
+- any other control (a ``Rectangle``: its values in percent, as stored): the JSON of its result values;
 - a box's ``rotation`` follows its label when it is not 0; a span's other value keys (HyperText's ``startOffset`` and
   ``endOffset``, an Audio ``channel``) follow its label; a region another result names keeps its ``id``, with its
   per-region answers as ``per_region`` (:func:`region_links`);
@@ -191,8 +196,11 @@ def region_links(results: list[dict]) -> dict[str, dict]:
                 and any(k in r["value"] for k in _PLACES)):
             held.setdefault(r["id"], []).append(r.get("type"))
     regions = set(held)
-    links: dict[str, dict] = {region: {"id": region, **({LABEL_OF_REGION: True} if "labels" in types and set(types) != {"labels"} else {})}
-                              for region, types in held.items() if len(types) > 1}
+    links: dict[str, dict] = {}
+    for region, types in held.items():
+        if len(types) > 1:  # a region's shape and its label: each names the other
+            labelled = "labels" in types and set(types) != {"labels"}
+            links[region] = {"id": region, **({LABEL_OF_REGION: True} if labelled else {})}
     for r in results:
         if r.get("type") == "relation":
             for key in ("from_id", "to_id"):
