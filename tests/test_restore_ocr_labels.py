@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 
 from labelhub.sync.versions.restore import cell_results, plan_tasks
-from labelhub.sync.versions.rows import annotation_row
+from labelhub.sync.versions.rows import annotation_row, label_counts
 from tests import sample_repos
 from tests.conftest import run_labelhub
 from tests.test_restore import restore, synced_repo
@@ -127,3 +127,23 @@ def test_a_version_is_not_restored_into_a_project_of_another_config(label_studio
         assert refused.returncode == 1 and "Traceback" not in refused.stderr, refused.stderr
         assert len(refused.stderr.strip().splitlines()) == 1 and reason in refused.stderr, refused.stderr
         assert list(client.tasks.list(project=target.id, page_size=10)) == []
+
+
+def test_labels_of_other_image_regions_keep_their_values_and_count_their_labels():
+    """A Labels tag's labels of a Polygon's region were joined with ``|`` without the polygon; they are its value as
+    stored, ``labels`` as a box's ``label`` (so that the label counts read them), and come back as stored."""
+    config = ('<View><Image name="image" value="$image"/><Labels name="label" toName="image"><Label value="Text"/>'
+              '</Labels><Polygon name="poly" toName="image"/></View>')
+    controls = {"label": "Labels", "poly": "Polygon"}
+    place = {"points": [[10.0, 10.0], [50.5, 10.0], [30.0, 40.25]], "closed": True}
+    annotated = [{"id": "p1", "from_name": "poly", "to_name": "image", "type": "polygon", "value": dict(place)},
+                 {"id": "p1", "from_name": "label", "to_name": "image", "type": "labels",
+                  "value": {**place, "labels": ["Text"]}}]
+    row = annotation_row({"id": 7, "data": {"image": "https://example.test/a.png"}},
+                         {"id": 70, "result": annotated, "completed_by": 1}, controls, "image", {1: "a@x"})
+    assert json.loads(row["label"]) == [{**place, "label": "Text", "id": "p1"}]
+    assert label_counts(pd.DataFrame([row]), controls)["label"] == {"Text": 1}
+    frame = pd.read_csv(io.StringIO(pd.DataFrame([row]).to_csv(index=False)), dtype=str, keep_default_na=False)
+    tasks, errors = plan_tasks(frame, {"controls": controls}, config, "owner/ds", "annotations-v1")
+    assert not errors
+    assert essentials(tasks[0].annotations[0]["result"]) == essentials(annotated)

@@ -8,8 +8,8 @@ whose ``controls`` give each control column's tag type (without a manifest, the 
 - **Tasks**: one per distinct ``task_id`` of the CSV; the rows of several annotators of one task become one task
   with several annotations. ``data``: the CSV's value column (its 4th) under its name, which must be the
   project's value key (:func:`labelhub.label_config.data_field`; see **Another project**), as written (the file
-  URL); ``hf_repo`` (the ``--repo``'s repo_id), ``hf_path`` and ``hf_revision`` when the row has an ``hf_path``: ``hf_revision`` is the 40-hex segment of the URL's path
-  (the commit the URL shows, as the sync set it), else the row's ``annotated_revision``; the metadata columns
+  URL); ``hf_repo`` (the ``--repo``'s repo_id), ``hf_path`` and ``hf_revision`` when the row has an ``hf_path``:
+  ``hf_revision`` is the 40-hex segment of the URL's path (the commit the URL shows, as the sync set it), else the row's ``annotated_revision``; the metadata columns
   (after ``annotated_revision``; empty cells left out, JSON objects and lists decoded, the rest kept as text, as
   the sync's metadata join made them); ``restored_from`` (``"<repo_id>@<tag>"``) and ``source_task_id`` (the
   version's ``task_id``), the restore's identity.
@@ -23,7 +23,8 @@ whose ``controls`` give each control column's tag type (without a manifest, the 
   entry, as they always did); Labels → one span per item of the cell's JSON list (``start``, ``end``,
   ``text``, ``labels`` split on ``|``), a box item (``x``, no ``start``: the label of an image region) a ``labels``
   result with the box's percent place and ``rotation`` and the region's ``id`` (so that Label Studio joins it to the
-  region's ``rectangle`` result again), an item with ``labels`` its value as stored (a cell of labels only, written
+  region's ``rectangle`` result again), another region's item (a Polygon's ``points``) its value as stored, its
+  ``label`` split into ``labels`` (a cell of labels only, written
   before LabelHub kept a Labels tag's spans or regions, is a row error saying so); any other control → the
   cell's JSON list of result values, one result each. Labels are split with
   the project's labels (:func:`labelhub.sync.versions.rows.split_labels`: a label holding ``|``, or ``/`` in a
@@ -181,7 +182,8 @@ def cell_results(tag: str, from_name: str, to_name: str, cell: str, labels: Sequ
                              "exported a Labels tag's spans, or its labels of image regions)")
         results = []
         for n, span in enumerate(_boxes(cell), 1):
-            if "start" not in span and "label" in span and "x" in span:  # the label of an image region: a box
+            if "start" not in span and all(k in span for k in ("x", "y", "width", "height")) and "points" not in span:
+                # the label of an image region: a box
                 try:
                     [box] = cell_results("RectangleLabels", from_name, to_name, json.dumps([span]), labels)
                 except ValueError:
@@ -190,9 +192,11 @@ def cell_results(tag: str, from_name: str, to_name: str, cell: str, labels: Sequ
                 value["labels"] = value.pop("rectanglelabels")
                 results.append({**box, **_region(span, from_name, n), "type": "labels", "value": value})
                 continue
-            if "start" not in span and "labels" in span:  # a region's value as stored (a Polygon's points)
+            if "start" not in span and any(k in span for k in ("x", "points")):  # another region (a Polygon's points)
+                value = {k: v for k, v in span.items() if k not in ("id", "per_region", "label")}
+                label = str(span.get("label") or "")
                 results.append({**_region(span, from_name, n), **base,
-                                "value": {k: v for k, v in span.items() if k not in ("id", "per_region")}})
+                                "value": {**value, "labels": split_labels(label, labels) if label else []}})
                 continue
             start, end = (span.get(key) if isinstance(span, dict) else None for key in ("start", "end"))
             if not all(isinstance(v, (int, float, str)) and not isinstance(v, bool) for v in (start, end)):

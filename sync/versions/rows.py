@@ -14,8 +14,8 @@ made from, e.g. ``image``), then one column per control tag, named by its ``from
 - Labels over image regions (Label Studio's OCR template: a ``Rectangle`` draws the region, a ``Labels`` labels it,
   https://labelstud.io/templates/optical_character_recognition): boxes as RectangleLabels' (their ``labels``
   as ``label``), each with the region's ``id`` (its shape's result has the same one); labels of regions that are
-  not boxes (a Polygon's ``points``): the JSON of their values. Older LabelHub joined these labels with ``|``
-  without their regions (:data:`ROW_FORMAT` 5);
+  not boxes (a Polygon's ``points``): the JSON of their values, ``labels`` as ``label``. Older LabelHub joined
+  these labels with ``|`` without their regions (:data:`ROW_FORMAT` 5);
 - TextArea (https://labelstud.io/tags/textarea, ``value.text`` a list of entries): one entry as its text (a
   newline in it kept); several entries as a JSON list of strings (``["first", "second"]``, non-ASCII kept),
   and likewise one entry that would not read back as itself (one that is itself a JSON list of strings, or an
@@ -115,8 +115,11 @@ def control_value(tag: str, results: list[dict], links: Mapping[str, dict] | Non
         return json.dumps(boxes)
     if tag == "Labels" and any(isinstance(r.get("value"), dict) and any(k in r["value"] for k in _PLACES)
                                for r in results) and not all("start" in r.get("value", {}) for r in results):
-        # a Labels tag's labels of other regions (a Polygon's points, an Ellipse): their values, as stored
-        return json.dumps([{**r.get("value", {}), **_link(r, links)} for r in results])
+        # a Labels tag's labels of other regions (a Polygon's points, an Ellipse): their values, as stored, but for
+        # their labels as a box's
+        return json.dumps([{**{k: v for k, v in r.get("value", {}).items() if k != "labels"},
+                            "label": "|".join(r.get("value", {}).get("labels") or []), **_link(r, links)}
+                           for r in results])
     if tag == "Labels" and all("start" in r.get("value", {}) for r in results):
         return json.dumps([{"start": r["value"].get("start"), "end": r["value"].get("end"),
                             "text": r["value"].get("text", ""), "label": "|".join(r["value"].get("labels", [])),
