@@ -6,10 +6,10 @@ The version is read at its tag (or commit sha) through :func:`labelhub.repos.ope
 whose ``controls`` give each control column's tag type (without a manifest, the project's label config gives it).
 
 - **Tasks**: one per distinct ``task_id`` of the CSV; the rows of several annotators of one task become one task
-  with several annotations. ``data``: the CSV's value column (its 4th) under the *project's* value key
-  (:func:`labelhub.label_config.data_field`), as written (the file URL); ``hf_repo`` (the ``--repo``'s repo_id),
-  ``hf_path`` and ``hf_revision`` when the row has an ``hf_path``: ``hf_revision`` is the 40-hex segment of the URL's path
-  (the commit the URL shows, as the sync set it), else the row's ``annotated_revision``; the metadata columns
+  with several annotations. ``data``: the CSV's value column (its 4th) under its name, which must be the
+  project's value key (:func:`labelhub.label_config.data_field`; see **Another project**), as written (the file
+  URL); ``hf_repo`` (the ``--repo``'s repo_id), ``hf_path`` and ``hf_revision`` when the row has an ``hf_path``:
+  ``hf_revision`` is the 40-hex segment of the URL's path (the commit the URL shows, as the sync set it), else the row's ``annotated_revision``; the metadata columns
   (after ``annotated_revision``; empty cells left out, JSON objects and lists decoded, the rest kept as text, as
   the sync's metadata join made them); ``restored_from`` (``"<repo_id>@<tag>"``) and ``source_task_id`` (the
   version's ``task_id``), the restore's identity.
@@ -21,8 +21,12 @@ whose ``controls`` give each control column's tag type (without a manifest, the 
   a JSON list of strings is several entries, other text one entry, newlines in it kept; a version written
   before several entries were kept as a list joined them with a newline, and they come back as that one
   entry, as they always did); Labels → one span per item of the cell's JSON list (``start``, ``end``,
-  ``text``, ``labels`` split on ``|``; a cell of labels only, written before spans were kept, is skipped with a
-  row error); any other control → the cell's JSON list of result values, one result each. Labels are split with
+  ``text``, ``labels`` split on ``|``), a box item (``x``, no ``start``: the label of an image region) a ``labels``
+  result with the box's percent place and ``rotation`` and the region's ``id`` (so that Label Studio joins it to the
+  region's ``rectangle`` result again), another region's item (a Polygon's ``points``) its value as stored, its
+  ``label`` split into ``labels`` (a cell of labels only, written
+  before LabelHub kept a Labels tag's spans or regions, is a row error saying so); any other control → the
+  cell's JSON list of result values, one result each. Labels are split with
   the project's labels (:func:`labelhub.sync.versions.rows.split_labels`: a label holding ``|``, or ``/`` in a
   Taxonomy, stays whole). The ``other_results`` items of the project's controls are restored as they were stored,
   and the relations between restored regions (a region a relation or a per-region answer names keeps its ``id`` in
@@ -46,6 +50,11 @@ whose ``controls`` give each control column's tag type (without a manifest, the 
   under the repo's own source (an alias) so that a later ``labelhub sync`` of the repo into the project makes no
   second task of its files. A crash between Label Studio's answer and the record is recovered at the next start
   from the tasks with a ``data.restored_from`` (:meth:`Restorer._existing_tasks`).
+- **Another project**: a version whose value column (its 4th, named by the data key its tasks held) is not the
+  project's value key, or none of whose control columns the project has with the version's tag type, is refused
+  (a :class:`labelhub.errors.LabelHubError`, one line) before anything is created: its tasks would show nothing in
+  the project's editor and carry no labels. A project with some of the version's controls takes those, the others
+  said once.
 - **Errors**: an unknown tag, a missing CSV, a CSV that does not parse or lacks LabelHub's columns raise
   :class:`labelhub.errors.LabelHubError` (one line from the CLI); a row that cannot be read is a :class:`RowError`
   (printed and counted; the other rows are restored).
@@ -169,9 +178,26 @@ def cell_results(tag: str, from_name: str, to_name: str, cell: str, labels: Sequ
         return [{**base, "value": {"text": textarea_entries(cell)}}]
     if tag == "Labels":
         if not cell.startswith("["):
-            raise ValueError(f"{from_name} holds labels without spans (a version from before spans were exported)")
+            raise ValueError(f"{from_name} holds labels without their regions (a version written before LabelHub "
+                             "exported a Labels tag's spans, or its labels of image regions)")
         results = []
         for n, span in enumerate(_boxes(cell), 1):
+            if "start" not in span and all(k in span for k in ("x", "y", "width", "height")) and "points" not in span:
+                # the label of an image region: a box
+                try:
+                    [box] = cell_results("RectangleLabels", from_name, to_name, json.dumps([span]), labels)
+                except ValueError:
+                    raise ValueError(f"region {n} of {from_name} needs numbers x, y, width, height") from None
+                value = box["value"]
+                value["labels"] = value.pop("rectanglelabels")
+                results.append({**box, **_region(span, from_name, n), "type": "labels", "value": value})
+                continue
+            if "start" not in span and any(k in span for k in ("x", "points")):  # another region (a Polygon's points)
+                value = {k: v for k, v in span.items() if k not in ("id", "per_region", "label")}
+                label = str(span.get("label") or "")
+                results.append({**_region(span, from_name, n), **base,
+                                "value": {**value, "labels": split_labels(label, labels) if label else []}})
+                continue
             start, end = (span.get(key) if isinstance(span, dict) else None for key in ("start", "end"))
             if not all(isinstance(v, (int, float, str)) and not isinstance(v, bool) for v in (start, end)):
                 raise ValueError(f"span {n} of {from_name} needs a start and an end")
@@ -256,21 +282,37 @@ def read_version(repo: DatasetRepo, tag: str, csv_path: str,
 
 def _controls(frame: pd.DataFrame, manifest: Mapping, label_config: str) -> dict[str, tuple[str, str, tuple]]:
     """``{from_name: (tag, to_name, labels)}`` of the CSV's control columns that the project can take (the others
-    said once)."""
+    said once).
+
+    Raises:
+        LabelHubError: The version is not one of a project like this one: its value column (the 4th, named by the
+            data key of its object tag: ``image``, ``text``) is not the project's value key, or the project can take
+            none of its control columns. Restoring would make tasks the project's editor cannot show, without labels.
+    """
     columns = list(frame.columns)
     names = columns[4:columns.index("annotator")]
+    value_key = data_field(label_config).value_key
+    if columns[3] != value_key:
+        raise LabelHubError(f"the version's tasks hold ${columns[3]} but the project's label config reads "
+                            f"${value_key}: restore it into a project with the version's label config")
     versioned = manifest.get("controls") if isinstance(manifest.get("controls"), dict) else {}
     project = {c.name: c for c in parse_label_config(label_config)[0]}
-    usable = {}
+    usable, skipped = {}, []
     for name in names:
         control, tag = project.get(name), versioned.get(name)
         if control is None or not control.to_name:
-            log.warning("control %r of the version is not in the project's label config: its labels are skipped", name)
+            skipped.append(f"control {name!r} of the version is not in the project's label config: its labels are "
+                           "skipped")
         elif tag and tag != control.tag:
-            log.warning("control %r is %s in the version but %s in the project: its labels are skipped", name, tag,
-                        control.tag)
+            skipped.append(f"control {name!r} is {tag} in the version but {control.tag} in the project: its labels are "
+                           "skipped")
         else:
             usable[name] = (control.tag, control.to_name[0], tuple(control.labels))
+    if names and not usable:
+        raise LabelHubError(f"none of the version's controls ({', '.join(names)}) is in the project's label config "
+                            "with the version's tag type: restore it into a project with the version's label config")
+    for reason in skipped:
+        log.warning("%s", reason)
     return usable
 
 
@@ -372,11 +414,12 @@ def _with_per_region(own: Mapping[str, list[dict]], controls: Mapping[str, tuple
     """The results of a row's control cells, each region's ``per_region`` values as results of their controls with
     the region's ``id`` (a per-region control's own column, which lists the same values without their regions, is
     then not read)."""
-    per_region, linked = [], set()
+    per_region, linked, made = [], set(), set()
     for results in own.values():
         for result in results:
             for name, value in (result.pop("per_region", None) or {}).items():
-                if name in controls and isinstance(value, dict) and "id" in result:
+                if name in controls and isinstance(value, dict) and "id" in result and (result["id"], name) not in made:
+                    made.add((result["id"], name))  # once per region, though its shape and its label both carried it
                     tag, to_name, _ = controls[name]
                     per_region.append({"id": result["id"], "from_name": name, "to_name": to_name,
                                        "type": tag.lower(), "value": value})

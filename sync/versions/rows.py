@@ -11,13 +11,18 @@ made from, e.g. ``image``), then one column per control tag, named by its ``from
 - RectangleLabels: a JSON list of ``{"x", "y", "width", "height", "label"}``, coordinates as
   fractions 0 to 1 of the image (Label Studio stores percent 0 to 100:
   https://labelstud.io/tags/rectanglelabels), several labels of one region joined with ``|``;
+- Labels over image regions (Label Studio's OCR template: a ``Rectangle`` draws the region, a ``Labels`` labels it,
+  https://labelstud.io/templates/optical_character_recognition): boxes as RectangleLabels' (their ``labels``
+  as ``label``), each with the region's ``id`` (its shape's result has the same one); labels of regions that are
+  not boxes (a Polygon's ``points``): the JSON of their values, ``labels`` as ``label``. Older LabelHub joined
+  these labels with ``|`` without their regions (:data:`ROW_FORMAT` 5);
 - TextArea (https://labelstud.io/tags/textarea, ``value.text`` a list of entries): one entry as its text (a
   newline in it kept); several entries as a JSON list of strings (``["first", "second"]``, non-ASCII kept),
   and likewise one entry that would not read back as itself (one that is itself a JSON list of strings, or an
   empty one); :func:`textarea_cell` writes it, :func:`textarea_entries` reads it. Older LabelHub joined several
   entries with a newline (a cell that reads back as one entry holding the newlines); the first export after the
   upgrade makes every stored row again (:data:`ROW_FORMAT`), so those annotations count as changed once;
-- any other control: the JSON of its result values;
+- any other control (a ``Rectangle``: its values in percent, as stored): the JSON of its result values;
 - a box's ``rotation`` follows its label when it is not 0; a span's other value keys (HyperText's ``startOffset`` and
   ``endOffset``, an Audio ``channel``) follow its label; a region another result names keeps its ``id``, with its
   per-region answers as ``per_region`` (:func:`region_links`);
@@ -42,6 +47,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 
@@ -59,8 +65,9 @@ IDENTITY_KEYS = ("hf_repo", "hf_path", "hf_revision")
 #: The number of the rows' format: raised when :func:`annotation_row` writes a cell otherwise, so that the rows a sync
 #: state keeps (:meth:`labelhub.sync.state.SyncState.store_rows`) are made again once, not left in the older form
 #: beside new ones. 2: several TextArea entries as a JSON list (they were joined with a newline). 3: ``other_results``.
-#: 4: a region's ``id`` and ``per_region`` values, a box's ``rotation``, a span's other keys.
-ROW_FORMAT = 4
+#: 4: a region's ``id`` and ``per_region`` values, a box's ``rotation``, a span's other keys. 5: a Labels tag's labels
+#: of image regions as boxes (they were joined with ``|``, without their regions).
+ROW_FORMAT = 5
 #: The column of the result items no control column holds (see the module docstring).
 OTHER_RESULTS = "other_results"
 #: The bookkeeping columns: what a save changes without changing what the annotation says. An annotator or reviewer
@@ -79,6 +86,10 @@ _PLACES = ("x", "start", "points")
 #: Result types of the controls that can answer per region (``perRegion="true"``): never regions themselves, though
 #: Label Studio copies their region's place into their value.
 PER_REGION_TYPES = ("textarea", "choices", "taxonomy", "rating", "number", "datetime")
+#: The key of a :func:`region_links` link (never written) saying that the region's id is held by its shape's result
+#: and a ``labels`` result (a Labels tag's label of a Rectangle's region): its ``per_region`` values ride in the
+#: shape's item alone, so that restore makes each per-region answer once.
+LABEL_OF_REGION = "_label_of_region"
 #: A span's keys of the CSV; its value's other keys (HyperText's offsets, an Audio channel) follow them.
 _SPAN = ("start", "end", "text", "labels")
 
@@ -93,19 +104,26 @@ def control_value(tag: str, results: list[dict], links: Mapping[str, dict] | Non
             ``id``, and ``per_region`` values), for boxes, spans and the JSON values of other controls.
     """
     links = links or {}
-    if tag == "RectangleLabels":
+    if tag == "RectangleLabels" or (tag == "Labels" and results and all(_is_box(r.get("value")) for r in results)):
+        key = tag.lower()  # rectanglelabels, or labels: a Labels tag's label of a Rectangle's region
         boxes = []
         for r in results:
             value = r.get("value", {})
             box = {k: round(v, 9) for k, v in fractions_from_percent(value).items()}
             turned = {"rotation": value["rotation"]} if value.get("rotation") else {}
-            boxes.append({**box, "label": "|".join(value.get("rectanglelabels", [])), **turned,
-                          **links.get(r.get("id"), {})})
+            boxes.append({**box, "label": "|".join(value.get(key, [])), **turned, **_link(r, links)})
         return json.dumps(boxes)
+    if tag == "Labels" and any(isinstance(r.get("value"), dict) and any(k in r["value"] for k in _PLACES)
+                               for r in results) and not all("start" in r.get("value", {}) for r in results):
+        # a Labels tag's labels of other regions (a Polygon's points, an Ellipse): their values, as stored, but for
+        # their labels as a box's
+        return json.dumps([{**{k: v for k, v in r.get("value", {}).items() if k != "labels"},
+                            "label": "|".join(r.get("value", {}).get("labels") or []), **_link(r, links)}
+                           for r in results])
     if tag == "Labels" and all("start" in r.get("value", {}) for r in results):
         return json.dumps([{"start": r["value"].get("start"), "end": r["value"].get("end"),
                             "text": r["value"].get("text", ""), "label": "|".join(r["value"].get("labels", [])),
-                            **{k: v for k, v in r["value"].items() if k not in _SPAN}, **links.get(r.get("id"), {})}
+                            **{k: v for k, v in r["value"].items() if k not in _SPAN}, **_link(r, links)}
                            for r in results])
     if tag == "TextArea":
         return textarea_cell([t for r in results for t in r.get("value", {}).get("text", [])])
@@ -116,7 +134,22 @@ def control_value(tag: str, results: list[dict], links: Mapping[str, dict] | Non
             for item in r["value"][key]:
                 labels.append("/".join(item) if isinstance(item, list) else str(item))
         return "|".join(labels)
-    return json.dumps([{**r.get("value", {}), **links.get(r.get("id"), {})} for r in results])
+    return json.dumps([{**r.get("value", {}), **_link(r, links)} for r in results])
+
+
+def _is_box(value) -> bool:
+    """Whether a result value places a box: numbers ``x, y, width, height`` (percent, a Rectangle's region)."""
+    return isinstance(value, Mapping) and all(
+        type(value.get(k)) in (int, float) and math.isfinite(value[k]) for k in ("x", "y", "width", "height"))
+
+
+def _link(result: Mapping, links: Mapping[str, dict]) -> dict:
+    """The keys :func:`region_links` adds to a result's item: its region's ``id`` and ``per_region`` values, these
+    on the item of the region's shape alone (:data:`LABEL_OF_REGION` explains why)."""
+    link = links.get(result.get("id"), {})
+    if "per_region" in link and link.get(LABEL_OF_REGION) and result.get("type") == "labels":
+        return {"id": link["id"]}
+    return {k: v for k, v in link.items() if k != LABEL_OF_REGION}
 
 
 def content_hash(row: Mapping) -> str:
@@ -147,15 +180,30 @@ def region_links(results: list[dict]) -> dict[str, dict]:
     ``id`` in their item, and their per-region values ride along in it as ``per_region: {from_name: value}``; the
     per-region control's own column still lists its values (the training rows read it).
 
+    A region labelled by a ``Labels`` tag over an image (Label Studio's OCR template: a ``Rectangle`` to draw, a
+    ``Labels`` to label, https://labelstud.io/templates/optical_character_recognition) is two results with one
+    ``id``: its shape's (``rectangle``) and its label's (``labels``, the same place and ``labels``). Each names the
+    other, so both keep the ``id`` (restore makes them one region again); its per-region values ride in the
+    shape's item alone (:data:`LABEL_OF_REGION`).
+
     Args:
         results: The annotation's result items (each checked by :func:`labelhub.webhooks.result_problem`).
 
     Returns:
-        ``{region id: {"id": region id, "per_region": {from_name: value}}}`` (``per_region`` only when it has one).
+        ``{region id: {"id": region id, "per_region": {from_name: value}}}`` (``per_region`` only when it has one;
+        :data:`LABEL_OF_REGION` ``True`` when a ``labels`` result and another region result share the id).
     """
-    regions = {r.get("id") for r in results if r.get("type") not in PER_REGION_TYPES
-               and isinstance(r.get("value"), dict) and any(k in r["value"] for k in _PLACES) and r.get("id")}
+    held: dict[str, list[str]] = {}
+    for r in results:
+        if (r.get("type") not in PER_REGION_TYPES and isinstance(r.get("value"), dict) and r.get("id")
+                and any(k in r["value"] for k in _PLACES)):
+            held.setdefault(r["id"], []).append(r.get("type"))
+    regions = set(held)
     links: dict[str, dict] = {}
+    for region, types in held.items():
+        if len(types) > 1:  # a region's shape and its label: each names the other
+            labelled = "labels" in types and set(types) != {"labels"}
+            links[region] = {"id": region, **({LABEL_OF_REGION: True} if labelled else {})}
     for r in results:
         if r.get("type") == "relation":
             for key in ("from_id", "to_id"):
