@@ -96,7 +96,7 @@ def test_any_textarea_entries_come_back_from_their_cell(entries):
 
 
 def frame(*rows, metadata=("metadata", "source")):
-    columns = ["task_id", "annotation_id", "hf_path", "image", "kind", "box", "gone", "annotator", "created_at",
+    columns = ["task_id", "annotation_id", "hf_path", "picture", "kind", "box", "gone", "annotator", "created_at",
                "updated_at", "lead_time", "was_cancelled", "ground_truth", "annotated_revision", *metadata]
     return pd.DataFrame([dict(zip(columns, r)) for r in rows], columns=columns).fillna("")
 

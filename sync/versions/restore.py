@@ -6,9 +6,9 @@ The version is read at its tag (or commit sha) through :func:`labelhub.repos.ope
 whose ``controls`` give each control column's tag type (without a manifest, the project's label config gives it).
 
 - **Tasks**: one per distinct ``task_id`` of the CSV; the rows of several annotators of one task become one task
-  with several annotations. ``data``: the CSV's value column (its 4th) under its name, which must be the
-  project's value key (:func:`labelhub.label_config.data_field`; see **Another project**), as written (the file
-  URL); ``hf_repo`` (the ``--repo``'s repo_id), ``hf_path`` and ``hf_revision`` when the row has an ``hf_path``:
+  with several annotations. ``data``: the CSV's value column (its 4th) under the *project's* value key
+  (:func:`labelhub.label_config.data_field`: a version of ``$image`` tasks restores into a project reading
+  ``$picture`` with the same controls), as written (the file URL); ``hf_repo`` (the ``--repo``'s repo_id), ``hf_path`` and ``hf_revision`` when the row has an ``hf_path``:
   ``hf_revision`` is the 40-hex segment of the URL's path (the commit the URL shows, as the sync set it), else the row's ``annotated_revision``; the metadata columns
   (after ``annotated_revision``; empty cells left out, JSON objects and lists decoded, the rest kept as text, as
   the sync's metadata join made them); ``restored_from`` (``"<repo_id>@<tag>"``) and ``source_task_id`` (the
@@ -50,8 +50,8 @@ whose ``controls`` give each control column's tag type (without a manifest, the 
   under the repo's own source (an alias) so that a later ``labelhub sync`` of the repo into the project makes no
   second task of its files. A crash between Label Studio's answer and the record is recovered at the next start
   from the tasks with a ``data.restored_from`` (:meth:`Restorer._existing_tasks`).
-- **Another project**: a version whose value column (its 4th, named by the data key its tasks held) is not the
-  project's value key, or none of whose control columns the project has with the version's tag type, is refused
+- **Another project**: a version none of whose control columns the project has with the version's tag type is
+  refused
   (a :class:`labelhub.errors.LabelHubError`, one line) before anything is created: its tasks would show nothing in
   the project's editor and carry no labels. A project with some of the version's controls takes those, the others
   said once.
@@ -285,16 +285,12 @@ def _controls(frame: pd.DataFrame, manifest: Mapping, label_config: str) -> dict
     said once).
 
     Raises:
-        LabelHubError: The version is not one of a project like this one: its value column (the 4th, named by the
-            data key of its object tag: ``image``, ``text``) is not the project's value key, or the project can take
-            none of its control columns. Restoring would make tasks the project's editor cannot show, without labels.
+        LabelHubError: The version is not one of a project like this one: the project can take none of its control
+            columns (a version of spans over text restored into a project of boxes). Restoring would make tasks
+            without labels, which the project's editor may not even show.
     """
     columns = list(frame.columns)
     names = columns[4:columns.index("annotator")]
-    value_key = data_field(label_config).value_key
-    if columns[3] != value_key:
-        raise LabelHubError(f"the version's tasks hold ${columns[3]} but the project's label config reads "
-                            f"${value_key}: restore it into a project with the version's label config")
     versioned = manifest.get("controls") if isinstance(manifest.get("controls"), dict) else {}
     project = {c.name: c for c in parse_label_config(label_config)[0]}
     usable, skipped = {}, []
