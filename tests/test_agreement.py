@@ -346,3 +346,16 @@ def test_a_label_holding_a_bar_rotated_boxes_hypertext_offsets_and_ties_are_judg
     report = agreement_report(ties, controls)
     assert report["controls"]["kind"]["krippendorff_alpha"] == pytest.approx(-2 / 3, abs=1e-3)
     assert [report["annotators"][who]["agreement_with_majority"] for who in ("ann", "bob")] == [None, None]
+
+
+def test_a_labels_tag_over_image_regions_is_matched_as_boxes_not_by_its_cells():
+    """The OCR template's ``<Labels>`` over an image: its cells are boxes with each annotator's own region ``id``, so
+    comparing whole cells made identical boxes disagree; they are matched by IoU as RectangleLabels are."""
+    a = [{**box(0.1, 0.1, 0.3, 0.1, "Text"), "id": "a1"}, {**box(0.1, 0.5, 0.3, 0.1, "Handwriting"), "id": "a2"}]
+    b = [{**box(0.1, 0.1, 0.3, 0.1, "Text"), "id": "b7"}, {**box(0.1, 0.5, 0.3, 0.1, "Handwriting"), "id": "b8"}]
+    rows = frame([(1, "a", "", a), (1, "b", "", b)])
+    report = agreement_report(rows, {"box": "Labels"})["controls"]["box"]
+    assert report["mean_pairwise_iou_agreement"] == pytest.approx(1.0)
+    assert set(report["per_label"]) == {"Text", "Handwriting"}
+    out = consensus_rows(rows, {"box": "Labels"}, "image").iloc[0]
+    assert sorted(r["label"] for r in json.loads(out["box"])) == ["Handwriting", "Text"] and out["agreement"] == 1.0

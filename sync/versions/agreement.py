@@ -125,12 +125,17 @@ def _regions_of(cell, keys: tuple[str, ...]) -> list[dict] | None:
     return regions
 
 
-def _holds_spans(column: pd.Series) -> bool:
-    """Whether a Labels column holds spans (a JSON list of ``{start, end, text, label}``) rather than labels."""
+def _holds_regions(column: pd.Series, keys: Sequence[str]) -> bool:
+    """Whether a column's first non-empty cell is a JSON list of regions that all have ``keys``."""
     for cell in column.to_numpy():
         if not _blank(cell):
-            return str(cell).startswith("[") and bool(_regions_of(cell, _SPAN_KEYS))
+            return str(cell).startswith("[") and bool(_regions_of(cell, keys))
     return False
+
+
+def _holds_spans(column: pd.Series) -> bool:
+    """Whether a Labels column holds spans (a JSON list of ``{start, end, text, label}``) rather than labels."""
+    return _holds_regions(column, _SPAN_KEYS)
 
 
 def _truthy(column: pd.Series) -> np.ndarray:
@@ -401,13 +406,16 @@ def control_kinds(votes: pd.DataFrame, controls: Mapping[str, str]) -> dict[str,
         controls: ``{from_name: control tag type}``.
 
     Returns:
-        ``{from_name: kind}``: ``"boxes"`` (RectangleLabels), ``"spans"`` (Labels whose first non-empty cell is a
-        JSON list of spans) or ``"cells"`` (exact match of the cell).
+        ``{from_name: kind}``: ``"boxes"`` (RectangleLabels, and Labels whose first non-empty cell is a JSON list of
+        boxes: the labels of image regions), ``"spans"`` (Labels whose first non-empty cell is a JSON list of spans)
+        or ``"cells"`` (exact match of the cell).
     """
     kinds = {}
     for name, tag in controls.items():
         if tag == _BOXES:
             kinds[name] = "boxes"
+        elif tag == "Labels" and name in votes and _holds_regions(votes[name], _BOX_KEYS):
+            kinds[name] = "boxes"  # a Labels tag over an image region (the OCR template's): its cells are boxes
         elif tag == "Labels" and name in votes and _holds_spans(votes[name]):
             kinds[name] = "spans"
         else:
