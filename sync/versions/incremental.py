@@ -11,8 +11,12 @@ again, from the CSV rows stored in the state, :meth:`labelhub.sync.state.SyncSta
 - **per annotation**, its CSV line, its rows-JSON line and its training record's line: pandas formats a value by its
   column's dtype, so a line depends on its row and on the frame's columns and dtypes; while those are the same,
   unchanged rows keep their lines. For ``<Text valueType="url">`` a training line holds the file's text at the row's
-  ``annotated_revision``: only the rows and tasks made again ask for texts, and :class:`labelhub.repos.texts.FileTexts`
-  reads only those it has not read before (an export after one new annotation of a new file reads that file);
+  ``annotated_revision``, and so does the line of a ``<Text>`` row annotated on an older revision of its file than
+  its task shows (the task's ``data.hf_revision`` in the sync state, :func:`current_revisions`): only the rows and
+  tasks made again ask for texts, and :class:`labelhub.repos.texts.FileTexts` reads only those it has not read
+  before (an export after one new annotation of a new file reads that file);
+- for a ``Text``/``HyperText`` field, the agreement tables and the consensus are made from the rows annotated on
+  their task's current content alone (:func:`labelhub.sync.versions.training.on_current_content`), in both builds;
 - **per task**, the agreement tables (:func:`labelhub.sync.versions.agreement.merge_analyses`) and the consensus
   record's line; the figures of the whole version (Krippendorff's alpha, the means per label and per annotator) are
   computed again from those tables, which are the same as a build from scratch makes;
