@@ -10,9 +10,9 @@ import json
 import pytest
 
 from tests import sample_repos
-from tests.test_sync_export import LocalRepo
 from tests.test_versions_end_to_end import span, sync_once
-from tests.test_versions_text_url import annotators, results  # noqa: F401 (a fixture)
+from tests.conftest import HUB_TOKEN
+from tests.test_versions_text_url import annotators, commit, results, text_repo  # noqa: F401 (a fixture)
 
 INLINE = ('<View><Text name="text" value="$text"/>'
           '<Labels name="ner" toName="text"><Label value="PER"/><Label value="LOC"/></Labels></View>')
@@ -31,13 +31,15 @@ def check_spans(rows, where: str) -> int:
     return count
 
 
-@pytest.mark.parametrize("config", [INLINE, URL], ids=["inline", "url"])
-def test_spans_keep_their_text_after_the_file_changes(label_studio, make_project, annotators, config,  # noqa: F811
-                                                       tmp_path):
+@pytest.mark.parametrize("kind, config", [("local", INLINE), ("local", URL), ("hub", INLINE)],
+                         ids=["local-inline", "local-url", "hub-inline"])
+def test_spans_keep_their_text_after_the_file_changes(label_studio, make_project, annotators, kind,  # noqa: F811
+                                                       config, tmp_path, request, monkeypatch):
+    monkeypatch.setenv("HF_TOKEN", HUB_TOKEN)
     client = label_studio.client()
     b_user, _ = annotators
-    repo = LocalRepo(sample_repos.local_repo_with(tmp_path / "texts", {p: t.encode() for p, t in TEXTS.items()}))
-    project = make_project(f"span texts {len(config)}", config)
+    repo = text_repo(kind, tmp_path, request, {p: t.encode() for p, t in TEXTS.items()})
+    project = make_project(f"span texts {kind} {len(config)}", config)
     state = tmp_path / "state.sqlite3"
     sync_once(label_studio, repo, project, state)
     tasks = {t.data["hf_path"]: t.id for t in client.tasks.list(project=project.id, page_size=100)}
@@ -51,7 +53,7 @@ def test_spans_keep_their_text_after_the_file_changes(label_studio, make_project
     client.annotations.create(tasks["news/b.txt"], result=results(strip([span(b, "Olaf Scholz", "PER")])))
     sync_once(label_studio, repo, project, state)
 
-    sample_repos.commit_local(repo.path, {"news/a.txt": CHANGED_A.encode()}, message="a new first line")
+    commit(repo, {"news/a.txt": CHANGED_A.encode()})
     sync_once(label_studio, repo, project, state)  # a.txt's task follows the file: a new version
     # one annotation on the new content: it alone votes in a.txt's consensus
     client.annotations.create(tasks["news/a.txt"],
@@ -70,8 +72,7 @@ def test_spans_keep_their_text_after_the_file_changes(label_studio, make_project
     consensus = {row["hf_path"]: row for row in repo.load(tag, tmp_path, name="consensus", pandas=False)}
     assert check_spans(consensus.values(), "consensus") == 2
     assert consensus["news/a.txt"]["text"] == CHANGED_A and consensus["news/a.txt"]["annotators"] == 1
-    assert [(s["start"], s["text"], s["label"]) for s in consensus["news/a.txt"]["ner"]] == \
-        [(CHANGED_A.index("Paris"), "Paris", "LOC")]
+    assert [(s["start"], s["text"]) for s in consensus["news/a.txt"]["ner"]] == [(CHANGED_A.index("Paris"), "Paris")]
     assert consensus["news/b.txt"]["text"] == b
 
 
