@@ -12,7 +12,7 @@ import pytest
 from tests import sample_repos
 from tests.test_versions_end_to_end import span, sync_once
 from tests.conftest import HUB_TOKEN
-from tests.test_versions_text_url import annotators, commit, results, text_repo  # noqa: F401 (a fixture)
+from tests.test_versions_text_url import annotators, commit, results, text_repo  # noqa: F401 (annotators: a fixture)
 
 INLINE = ('<View><Text name="text" value="$text"/>'
           '<Labels name="ner" toName="text"><Label value="PER"/><Label value="LOC"/></Labels></View>')

@@ -141,11 +141,15 @@ def on_current_content(frame: pd.DataFrame, field: DataField, current: Mapping[i
     """
     if frame.empty or field.tag not in TEXT_TAGS:
         return np.ones(len(frame), bool)
-    cells = frame[field.value_key] if field.value_key in frame else pd.Series([""] * len(frame))
-    made = frame["annotated_revision"] if "annotated_revision" in frame else pd.Series([""] * len(frame))
-    return np.array([not now or not then or now == then
-                     for now, then in zip((task_revision(value, field, task, current)
-                                           for value, task in zip(cells, frame["task_id"])), made.map(_text))], bool)
+    if field.as_url:  # task_revision, vectorized: the commit the URL names
+        cells = frame[field.value_key] if field.value_key in frame else pd.Series("", index=frame.index)
+        now = cells.astype("string").str.extract(_SHA.pattern, expand=False)
+    else:
+        now = frame["task_id"].map(pd.Series(dict(current or {}), dtype=object))
+    now = now.astype("string").fillna("").to_numpy(object)
+    made = frame["annotated_revision"] if "annotated_revision" in frame else pd.Series("", index=frame.index)
+    then = made.astype("string").fillna("").to_numpy(object)
+    return (now == "") | (then == "") | (now == then)
 
 
 def _stale(row: Mapping, field: DataField, current: Mapping[int, str] | None) -> bool:
