@@ -1,5 +1,7 @@
 """The texts of repo files at commits, each read once (:class:`FileTexts`): what a ``<Text valueType="url">``
-project's version holds in its training rows in place of the URL (:mod:`labelhub.sync.versions.training`).
+project's version holds in its training rows in place of the URL, and what a ``<Text>`` project's rows annotated
+on an older revision of their file than their task shows hold in place of the task's newer text (a span's offsets
+index the text its annotation was made on; :mod:`labelhub.sync.versions.training`).
 
 A file is read through the repo (:meth:`labelhub.repos.DatasetRepo.read_file`: huggingface_hub's
 ``hf_hub_download`` for a Hub repo, whose disk cache keeps the file across restarts and answers a commit sha with no

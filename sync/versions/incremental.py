@@ -11,8 +11,12 @@ again, from the CSV rows stored in the state, :meth:`labelhub.sync.state.SyncSta
 - **per annotation**, its CSV line, its rows-JSON line and its training record's line: pandas formats a value by its
   column's dtype, so a line depends on its row and on the frame's columns and dtypes; while those are the same,
   unchanged rows keep their lines. For ``<Text valueType="url">`` a training line holds the file's text at the row's
-  ``annotated_revision``: only the rows and tasks made again ask for texts, and :class:`labelhub.repos.texts.FileTexts`
-  reads only those it has not read before (an export after one new annotation of a new file reads that file);
+  ``annotated_revision``, and so does the line of a ``<Text>`` row annotated on an older revision of its file than
+  its task shows (the task's ``data.hf_revision`` in the sync state, :func:`current_revisions`): only the rows and
+  tasks made again ask for texts, and :class:`labelhub.repos.texts.FileTexts` reads only those it has not read
+  before (an export after one new annotation of a new file reads that file);
+- for a ``Text``/``HyperText`` field, the agreement tables and the consensus are made from the rows annotated on
+  their task's current content alone (:func:`labelhub.sync.versions.training.on_current_content`), in both builds;
 - **per task**, the agreement tables (:func:`labelhub.sync.versions.agreement.merge_analyses`) and the consensus
   record's line; the figures of the whole version (Krippendorff's alpha, the means per label and per annotator) are
   computed again from those tables, which are the same as a build from scratch makes;
@@ -45,9 +49,10 @@ from labelhub.sync.versions.agreement import (Analysis, agreement_report, analys
                                               merge_analyses, prepare, prepared_tasks, rows_of_tasks)
 from labelhub.sync.versions.rows import (ROW_FORMAT, annotation_reference, annotation_row, content_hash, label_counts,
                                          label_distribution, rows_frame)
+from labelhub.label_config import TEXT_TAGS
 from labelhub.sync.versions.training import (consensus_records, consensus_records_by_row, consensus_text_files,
-                                             control_labels, folder_patterns_of, text_files, text_from_file,
-                                             training_records_by_row, uses_revision)
+                                             control_labels, folder_patterns_of, on_current_content, text_files,
+                                             text_from_url, training_records_by_row, uses_revision)
 
 __all__ = ["VersionRows", "VersionFiles", "build_rows", "build_files", "forget"]
 
@@ -540,8 +545,13 @@ def build_files(state: SyncState, frame: pd.DataFrame, label_config: str, contro
         rows_json: Whether to make ``rows_json`` (the Hub layout's rows file).
         absent: Paths the repo no longer holds (a local repository's removed files): their rows leave the folder
             layout's records, whose ``imagefolder`` fails on a file it cannot find (the CSV keeps them).
-        texts: The reader of the repo's files, for a ``<Text valueType="url">`` field
-            (:func:`labelhub.sync.versions.training.text_from_file`), whose records hold the files' texts.
+        texts: The reader of the repo's files, for a ``Text``/``HyperText`` field
+            (:func:`labelhub.sync.versions.training.text_from_file`): a ``valueType="url"`` field's records hold
+            the files' texts; a text in the task data is read for the rows annotated on an older revision of their
+            file than their task shows (the task's ``data.hf_revision`` in ``state``), whose records hold the text
+            they were made on. Only annotations made on a task's current content vote in the consensus and
+            agreement (:func:`labelhub.sync.versions.training.on_current_content`; the others are counted in a
+            warning).
 
     Returns:
         A :class:`VersionFiles`, byte-equal to what
@@ -551,17 +561,52 @@ def build_files(state: SyncState, frame: pd.DataFrame, label_config: str, contro
         :func:`labelhub.sync.versions.rows.label_distribution` give for ``frame``.
 
     Raises:
-        ValueError: ``texts`` is ``None`` for a ``valueType="url"`` text field.
+        ValueError: ``texts`` is ``None`` for a ``valueType="url"`` text field, or for a text in the task data with
+            rows annotated on an older revision of their file.
         labelhub.errors.HubError: A file's text could not be read from the Hub (:class:`FileTexts`).
     """
-    if text_from_file(field) and texts is None:
+    if text_from_url(field) and texts is None:
         raise ValueError(f"the training rows of <{field.tag} valueType=\"url\"> need a reader of the files' texts")
+    current = current_revisions(state) if field.tag in TEXT_TAGS and not field.as_url else None
+    voting = _voting(frame, field, current)
     with _LOCK:
         build = _BUILDS.get(_state_key(state))
         if build is None or build.frame is not frame or frame.empty:
             return _files_from_scratch(frame, label_config, controls, field, repo_id, local, revision, rows_json,
-                                       absent, texts)
-        return _files(build, label_config, controls, field, repo_id, local, revision, rows_json, absent, texts)
+                                       absent, texts, current, voting)
+        return _files(build, label_config, controls, field, repo_id, local, revision, rows_json, absent, texts,
+                      current, voting)
+
+
+def current_revisions(state: SyncState) -> dict[int, str]:
+    """``{task_id: data.hf_revision}`` of the tasks ``state`` has seen (the commit whose content each task shows
+    now: :mod:`labelhub.sync.files.payloads`); tasks without one are left out.
+
+    Args:
+        state: The sync state.
+
+    Returns:
+        The commits (40-hex strings), by task id.
+    """
+    rows = state.db.execute("SELECT task_id, json_extract(data, '$.hf_revision') FROM tasks_seen "
+                            "WHERE project_id=? AND json_type(data, '$.hf_revision') = 'text'", state.key[:1])
+    return {int(task): sha for task, sha in rows if sha}
+
+
+def _voting(frame: pd.DataFrame, field: DataField, current: Mapping[int, str] | None) -> pd.DataFrame:
+    """The rows of ``frame`` that vote in the consensus and agreement (``frame`` itself when all do): those
+    annotated on the content their task shows now (:func:`labelhub.sync.versions.training.on_current_content`).
+    The others are counted in a warning."""
+    keep = on_current_content(frame, field, current)
+    if keep.all():
+        return frame
+    older = frame[~keep]
+    log.warning("%d annotation(s) of %d task(s) were made on an older revision of their file than their task shows "
+                "now (the file changed after; e.g. task %s, annotated on %s): the CSV and the default config keep "
+                "them, with the text they were made on; the consensus config and the agreement figures leave them "
+                "out", len(older), older["task_id"].nunique(), older["task_id"].iloc[0],
+                str(older["annotated_revision"].iloc[0])[:12])
+    return frame.take(np.flatnonzero(keep)).reset_index(drop=True)
 
 
 def _texts(texts: FileTexts | None, wanted: list[tuple[str, str]]) -> dict | None:
@@ -571,8 +616,10 @@ def _texts(texts: FileTexts | None, wanted: list[tuple[str, str]]) -> dict | Non
 
 def _files(build: VersionRows, label_config: str, controls: Mapping[str, str], field: DataField, repo_id: str,
            local: bool, revision: str, rows_json: bool, absent: frozenset[str] = frozenset(),
-           texts: FileTexts | None = None) -> VersionFiles:
-    """:func:`build_files` of the frame of ``build``, with its stores."""
+           texts: FileTexts | None = None, current: Mapping[int, str] | None = None,
+           voting: pd.DataFrame | None = None) -> VersionFiles:
+    """:func:`build_files` of the frame of ``build``, with its stores (``current``: the tasks' commits, for a text
+    in the task data; ``voting``: the rows that vote, :func:`_voting`)."""
     frame = build.frame
     known = control_labels(label_config, controls)  # the labels a cell's "|" may belong to, read once
     context = (label_config, json.dumps(controls), field.tag, field.value_key, repo_id, local)
@@ -582,15 +629,17 @@ def _files(build: VersionRows, label_config: str, controls: Mapping[str, str], f
     if len(missing):
         part = frame.take(missing)
         records = training_records_by_row(part, label_config, controls, field, repo_id, local,
-                                          _texts(texts, text_files(part, field)))
+                                          _texts(texts, text_files(part, field, current)), current)
         lines[missing] = _objects([_dumps(record) for record in records])
         names[missing] = _objects([(record or {}).get("file_name") or "" for record in records])
 
+    every = frame
+    frame = every if voting is None else voting  # the agreement and the consensus: the rows that vote
     prepared = prepare(frame)
     kinds = control_kinds(prepared[1], controls)
     store = build.tasks.get(context)
     if store is None or store.kinds != kinds:
-        dirty, kept, kept_consensus = set(frame["task_id"].unique().tolist()), None, None
+        dirty, kept, kept_consensus = set(every["task_id"].unique().tolist()), None, None
     else:
         used = store.consensus["revision"]
         dirty = store.dirty | set(store.consensus.index[(used != "") & (used != revision)].tolist())
@@ -617,24 +666,28 @@ def _files(build: VersionRows, label_config: str, controls: Mapping[str, str], f
                         [name for name in names if name and name not in absent],
                         b"".join(line for line, name in zip(made["line"], consensus_names) if name not in absent),
                         [name for name in consensus_names if name and name not in absent], json_rows, report,
-                        label_distribution(frame, controls, build.labels, known))
+                        label_distribution(every, controls, build.labels, known))
 
 
 def _files_from_scratch(frame: pd.DataFrame, label_config: str, controls: Mapping[str, str], field: DataField,
                         repo_id: str, local: bool, revision: str, rows_json: bool,
-                        absent: frozenset[str] = frozenset(), texts: FileTexts | None = None) -> VersionFiles:
-    """:func:`build_files` without any store: every record and figure made from ``frame``."""
+                        absent: frozenset[str] = frozenset(), texts: FileTexts | None = None,
+                        current: Mapping[int, str] | None = None, voting: pd.DataFrame | None = None
+                        ) -> VersionFiles:
+    """:func:`build_files` without any store: every record and figure made from ``frame`` (the agreement and the
+    consensus from ``voting``, :func:`_voting`)."""
     known = control_labels(label_config, controls)
-    analysis = analyse(frame, controls, labels=known)
+    voting = frame if voting is None else voting
+    analysis = analyse(voting, controls, labels=known)
     records = training_records_by_row(frame, label_config, controls, field, repo_id, local,
-                                      _texts(texts, text_files(frame, field)))
+                                      _texts(texts, text_files(frame, field, current)), current)
     records = [record for record in records if record is not None and record.get("file_name") not in absent]
-    made = consensus_rows(frame, controls, field.value_key, analysis)
+    made = consensus_rows(voting, controls, field.value_key, analysis)
     consensus = consensus_records(made, label_config, controls, field, repo_id, local, revision,
                                   _texts(texts, consensus_text_files(made, field, revision)))
     consensus = [record for record in consensus if record.get("file_name") not in absent]
     return VersionFiles(b"".join(map(_dumps, records)), [r["file_name"] for r in records if r.get("file_name")],
                         b"".join(map(_dumps, consensus)), [r["file_name"] for r in consensus if r.get("file_name")],
                         frame.to_json(orient="records", lines=True).encode() if rows_json else None,
-                        agreement_report(frame, controls, analysis),
+                        agreement_report(voting, controls, analysis),
                         label_distribution(frame, controls, known=known))

@@ -5,11 +5,21 @@ config: one row per annotation that was not skipped (of a task made from a file 
 files: a task imported into Label Studio by other means stays in the CSV only), with
 
 - the media decoded: the object tag's value key (``image``, ``audio``) holds the file, as an ``Image`` or
-  ``Audio`` feature; a ``Text`` task's text is a string column. For ``<Text valueType="url">`` (the task holds the
-  file's URL, Label Studio fetches the text) it is the file's text as it was at the row's ``annotated_revision``
-  (the consensus row's: at the commit its task's URL names), read from the repo when the version is built
+  ``Audio`` feature; a ``Text`` task's text is a string column: **the text the annotation was made on**, so that
+  each span's ``text[start:end]`` is its text. For ``<Text valueType="url">`` (the task holds the file's URL, Label
+  Studio fetches the text) it is the file's text as it was at the row's ``annotated_revision`` (the consensus
+  row's: at the commit its task's URL names), read from the repo when the version is built
   (:class:`labelhub.repos.texts.FileTexts`: UTF-8 as the browser decodes it, so span offsets index it; ``None``
-  for a file the repo lacks at that commit, said in a warning); the CSV keeps the URL;
+  for a file the repo lacks at that commit, said in a warning); the CSV keeps the URL. For a text in the task data
+  it is the task's text, except for a row annotated on an older revision of its file than the task shows (the
+  file changed after it was annotated, and its task followed it: :func:`task_revision`): that row holds the file's
+  text at its ``annotated_revision``, read the same way (the CSV keeps the task's text). A span's ``text`` is the
+  one the annotation saved; a span saved without one (``valueType="url"``) gets the characters between its
+  offsets of its own row's text, never another's;
+- the ``consensus`` config (one row per task) and the agreement figures count, for a ``Text``/``HyperText`` task,
+  only the annotations made on the content the task shows now (:func:`on_current_content`): the consensus row
+  holds that content, and spans made on another text would not index it. The others stay in the CSV and the
+  default config, and are counted in a warning at each export;
 - one column per control tag (``from_name``), typed where ``datasets`` allows it:
 
   ==========================  =================================================================================
@@ -56,6 +66,7 @@ import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 
+import numpy as np
 import pandas as pd
 
 from labelhub.label_config import TEXT_TAGS, DataField, parse_label_config
@@ -63,8 +74,8 @@ from labelhub.sync.versions.rows import split_labels, textarea_entries
 
 __all__ = ["LOCAL_METADATA", "HUB_ROWS", "LOCAL_CONSENSUS", "HUB_CONSENSUS", "training_features", "training_records",
            "training_records_by_row", "consensus_records", "consensus_records_by_row", "uses_revision", "media_column",
-           "folder_patterns", "folder_patterns_of", "split_labels", "control_labels", "text_from_file", "text_files",
-           "consensus_text_files"]
+           "folder_patterns", "folder_patterns_of", "split_labels", "control_labels", "text_from_file", "text_from_url",
+           "task_revision", "on_current_content", "text_files", "consensus_text_files"]
 
 #: The rows file of a local repository: at its root, so that every ``file_name`` is below it.
 LOCAL_METADATA = "metadata.jsonl"
@@ -82,28 +93,93 @@ _MEDIA = {"Image": "image", "Audio": "audio", "AudioPlus": "audio"}
 
 
 def text_from_file(field: DataField) -> bool:
-    """Whether the rows of ``field`` hold a file's text read from the repo: a ``Text`` or ``HyperText`` tag with
-    ``valueType="url"`` (its tasks hold the file's URL)."""
+    """Whether the rows of ``field`` can hold a file's text read from the repo (so the export needs a
+    :class:`labelhub.repos.texts.FileTexts`): a ``Text`` or ``HyperText`` tag. With ``valueType="url"``
+    (:func:`text_from_url`) every row's text is read; with the text in the task data, only the text of a row whose
+    annotation was made on an older revision of the file than the task shows now (:func:`text_files`)."""
+    return field.tag in TEXT_TAGS
+
+
+def text_from_url(field: DataField) -> bool:
+    """Whether ``field`` is a ``Text`` or ``HyperText`` tag with ``valueType="url"`` (its tasks hold the file's URL,
+    every training row holds the file's text read from the repo)."""
     return field.tag in TEXT_TAGS and field.as_url
 
 
-def text_files(frame: pd.DataFrame, field: DataField) -> list[tuple[str, str]]:
+def task_revision(value, field: DataField, task_id, current: Mapping[int, str] | None = None) -> str:
+    """The commit whose content a task shows now, ``""`` when unknown.
+
+    Args:
+        value: The task's value key cell (a URL, or the text itself).
+        field: The object tag.
+        task_id: The task's id.
+        current: ``{task_id: data.hf_revision}`` of the tasks (the sync state's task data), for tasks whose value
+            names no commit (a text in the task data).
+
+    Returns:
+        The 40-hex commit the task's URL names, else ``current[task_id]``, else ``""``.
+    """
+    pinned = _SHA.search(_text(value)) if field.as_url or field.tag not in TEXT_TAGS else None
+    if pinned:
+        return pinned.group(1)
+    return _text((current or {}).get(int(task_id))) if not _missing(task_id) else ""
+
+
+def on_current_content(frame: pd.DataFrame, field: DataField, current: Mapping[int, str] | None = None) -> np.ndarray:
+    """Which rows of ``frame`` were annotated on the content their task shows now: the rows whose
+    ``annotated_revision`` is the task's commit (:func:`task_revision`), or either is unknown (a task not made from
+    a repo file, an annotation without a revision). Only those vote in the ``consensus`` config and the agreement
+    figures: a span's offsets index the text it was made on, and a task's consensus holds the task's current text.
+    Decided for ``Text``/``HyperText`` tasks only: every row of any other tag is ``True``.
+
+    Args:
+        frame: The export's rows.
+        field, current: As for :func:`task_revision`.
+
+    Returns:
+        A bool array, one per row.
+    """
+    if frame.empty or field.tag not in TEXT_TAGS:
+        return np.ones(len(frame), bool)
+    if field.as_url:  # task_revision, vectorized: the commit the URL names
+        cells = frame[field.value_key] if field.value_key in frame else pd.Series("", index=frame.index)
+        now = cells.astype("string").str.extract(_SHA.pattern, expand=False)
+    else:
+        now = frame["task_id"].map(pd.Series(dict(current or {}), dtype=object))
+    now = now.astype("string").fillna("").to_numpy(object)
+    made = frame["annotated_revision"] if "annotated_revision" in frame else pd.Series("", index=frame.index)
+    then = made.astype("string").fillna("").to_numpy(object)
+    return (now == "") | (then == "") | (now == then)
+
+
+def _stale(row: Mapping, field: DataField, current: Mapping[int, str] | None) -> bool:
+    """Whether a row of a text in the task data was annotated on another revision of its file than the task's."""
+    now = task_revision("", field, row.get("task_id"), current)
+    then = _text(row.get("annotated_revision"))
+    return bool(now and then and now != then)
+
+
+def text_files(frame: pd.DataFrame, field: DataField, current: Mapping[int, str] | None = None
+               ) -> list[tuple[str, str]]:
     """The files whose texts the default config's records of ``frame`` hold (:func:`training_records_by_row`).
 
     Args:
         frame: The export's rows.
         field: The object tag the files fill.
+        current: ``{task_id: data.hf_revision}`` (:func:`task_revision`), for a text in the task data.
 
     Returns:
         ``(annotated_revision, hf_path)`` of each row not skipped that has both, in the frame's order (duplicates
-        kept); ``[]`` unless :func:`text_from_file`.
+        kept): every such row for ``valueType="url"``, those annotated on an older revision of their file than the
+        task's (``current``) for a text in the task data; ``[]`` unless :func:`text_from_file`.
     """
     if not text_from_file(field) or frame.empty:
         return []
-    rows = frame.reindex(columns=["hf_path", "annotated_revision", "was_cancelled"]).to_dict("records")
+    rows = frame.reindex(columns=["task_id", "hf_path", "annotated_revision", "was_cancelled"]).to_dict("records")
     return [(revision, path) for row in rows
             for path, revision in [(_text(row["hf_path"]), _text(row["annotated_revision"]))]
-            if path and revision and str(row["was_cancelled"]).lower() != "true"]
+            if path and revision and str(row["was_cancelled"]).lower() != "true"
+            and (field.as_url or _stale(row, field, current))]
 
 
 def consensus_text_files(consensus: pd.DataFrame, field: DataField, revision: str) -> list[tuple[str, str]]:
@@ -116,9 +192,10 @@ def consensus_text_files(consensus: pd.DataFrame, field: DataField, revision: st
 
     Returns:
         ``(commit, hf_path)`` of each row with a path: the commit its task's URL names, else ``revision``;
-        ``[]`` unless :func:`text_from_file`.
+        ``[]`` unless :func:`text_from_url` (a consensus row of a text in the task data holds that text: only
+        annotations made on it vote, :func:`on_current_content`).
     """
-    if not text_from_file(field) or consensus.empty:
+    if not text_from_url(field) or consensus.empty:
         return []
     return [(_commit_of(value, revision), path)
             for path, value in zip(consensus["hf_path"].map(_text), consensus[field.value_key]) if path]
@@ -256,21 +333,24 @@ def _has_media(field: DataField, path: str, revision: str, local: bool) -> bool:
     """Whether a row's media can be named: a file task needs its ``hf_path`` (and, on the Hub or to read a text
     from the repo, a commit). A task not made from the repo (imported into Label Studio by hand) has none; its row
     stays in the CSV, but a media cell pointing nowhere would stop ``datasets`` reading the whole split."""
-    if text_from_file(field):
+    if text_from_url(field):
         return bool(path and revision)
     return field.tag not in _MEDIA or bool(path and (local or revision))
 
 
 def _media_and_labels(row: Mapping, specs: Mapping[str, tuple[str, tuple[str, ...], bool]], field: DataField,
                       repo_id: str, local: bool, revision: str,
-                      texts: Mapping[tuple[str, str], str | None] | None = None) -> dict:
+                      texts: Mapping[tuple[str, str], str | None] | None = None, stale: bool = False) -> dict:
     """The head of a record: the media (``file_name`` in the local layout, an ``hf://`` URL at ``revision`` on the
-    Hub, the text of a Text task, the text of the file at ``revision`` from ``texts`` for ``valueType="url"``),
-    then one typed cell per control."""
+    Hub, the text of a Text task, the text of the file at ``revision`` from ``texts`` for ``valueType="url"`` or
+    for a ``stale`` row, one annotated on an older revision of its file than its task shows), then one typed cell
+    per control (a span keeps the text the annotation saved; one without, the text between its offsets of the
+    row's own text)."""
     path = _text(row.get("hf_path"))
-    if text_from_file(field):
+    if text_from_url(field) or stale:
         if texts is None:
-            raise ValueError(f"the training rows of <{field.tag} valueType=\"url\"> need the files' texts")
+            raise ValueError(f"the training rows of <{field.tag}> annotated on another revision of their file (or of "
+                             "valueType=\"url\") need the files' texts")
         record = {field.value_key: texts[(revision, path)]}
     elif field.tag not in _MEDIA:
         record = {media_column(field, local): _text(row.get(field.value_key))}
@@ -280,7 +360,7 @@ def _media_and_labels(row: Mapping, specs: Mapping[str, tuple[str, tuple[str, ..
         record = {media_column(field, local): f"hf://datasets/{repo_id}@{revision}/{path}"}
     for name, (tag, labels, multiple) in specs.items():
         record[name] = _cell(tag, multiple, row.get(name), labels)
-        if tag == "Labels" and text_from_file(field):
+        if tag == "Labels" and text_from_url(field):
             _fill_span_texts(record[name], record[field.value_key])
     return record
 
@@ -295,12 +375,12 @@ def _fill_span_texts(spans: list[dict], text: str | None) -> None:
 
 
 def training_records_by_row(frame: pd.DataFrame, label_config: str, controls: Mapping[str, str], field: DataField,
-                            repo_id: str, local: bool, texts: Mapping[tuple[str, str], str | None] | None = None
-                            ) -> list[dict | None]:
+                            repo_id: str, local: bool, texts: Mapping[tuple[str, str], str | None] | None = None,
+                            current: Mapping[int, str] | None = None) -> list[dict | None]:
     """The default config's record of each row of ``frame``, ``None`` for a skipped annotation.
 
     Args:
-        frame, label_config, controls, field, repo_id, local, texts: As for :func:`training_records`.
+        frame, label_config, controls, field, repo_id, local, texts, current: As for :func:`training_records`.
 
     Returns:
         One JSON-able record or ``None`` per row, in the frame's order (a row's record depends on that row alone).
@@ -312,7 +392,8 @@ def training_records_by_row(frame: pd.DataFrame, label_config: str, controls: Ma
         if str(row.get("was_cancelled")).lower() == "true" or not _has_media(field, path, revision, local):
             records.append(None)
             continue
-        record = _media_and_labels(row, specs, field, repo_id, local, revision, texts)
+        stale = field.tag in TEXT_TAGS and not field.as_url and bool(path) and _stale(row, field, current)
+        record = _media_and_labels(row, specs, field, repo_id, local, revision, texts, stale)
         record.update(task_id=int(row["task_id"]), annotation_id=int(row["annotation_id"]), hf_path=path,
                       annotator=_text(row.get("annotator")), annotated_revision=revision)
         records.append(record)
@@ -320,8 +401,8 @@ def training_records_by_row(frame: pd.DataFrame, label_config: str, controls: Ma
 
 
 def training_records(frame: pd.DataFrame, label_config: str, controls: Mapping[str, str], field: DataField,
-                     repo_id: str, local: bool, texts: Mapping[tuple[str, str], str | None] | None = None
-                     ) -> list[dict]:
+                     repo_id: str, local: bool, texts: Mapping[tuple[str, str], str | None] | None = None,
+                     current: Mapping[int, str] | None = None) -> list[dict]:
     """The rows of the default config, one per annotation that was not skipped (see the module docstring).
 
     Args:
@@ -331,18 +412,23 @@ def training_records(frame: pd.DataFrame, label_config: str, controls: Mapping[s
         field: The object tag the files fill (its value key names the media column).
         repo_id: The Hub repo_id (for ``hf://`` URLs); ignored for a local repository.
         local: Whether the repo is a local git repository (the folder layout).
-        texts: For a ``valueType="url"`` text (:func:`text_from_file`): ``{(commit, hf_path): text or None}`` of
+        texts: For a ``Text``/``HyperText`` (:func:`text_from_file`): ``{(commit, hf_path): text or None}`` of
             at least the files :func:`text_files` names (:meth:`labelhub.repos.texts.FileTexts.texts`).
+        current: ``{task_id: data.hf_revision}`` of the tasks (:func:`task_revision`), for a text in the task data:
+            a row annotated on another revision of its file than its task's holds the text at its
+            ``annotated_revision``, read from ``texts`` (the task data holds the file's newer text, which the
+            span offsets do not index). ``None``: every row holds its task's text.
 
     Returns:
         JSON-able records, in the frame's order.
 
     Raises:
-        ValueError: ``texts`` is ``None`` for a ``valueType="url"`` text.
+        ValueError: ``texts`` is ``None`` for a ``valueType="url"`` text, or for a row of a text in the task data
+            annotated on another revision than its task's.
         KeyError: ``texts`` lacks a file :func:`text_files` names.
     """
-    return [record for record in training_records_by_row(frame, label_config, controls, field, repo_id, local, texts)
-            if record is not None]
+    return [record for record in training_records_by_row(frame, label_config, controls, field, repo_id, local, texts,
+                                                         current) if record is not None]
 
 
 def uses_revision(value, field: DataField, local: bool) -> bool:
@@ -354,10 +440,10 @@ def uses_revision(value, field: DataField, local: bool) -> bool:
         field, local: As for :func:`consensus_records`.
 
     Returns:
-        ``True`` for a Hub repo's media file, or a file's text read from the repo (:func:`text_from_file`), whose
+        ``True`` for a Hub repo's media file, or a file's text read from the repo (:func:`text_from_url`), whose
         URL holds no 40-hex commit.
     """
-    return (field.tag in _MEDIA and not local or text_from_file(field)) and not _SHA.search(_text(value))
+    return (field.tag in _MEDIA and not local or text_from_url(field)) and not _SHA.search(_text(value))
 
 
 def consensus_records(consensus: pd.DataFrame, label_config: str, controls: Mapping[str, str], field: DataField,
