@@ -248,9 +248,11 @@ class Exporter:
         tag_prefix: the series' tag prefix (tags ``{tag_prefix}-vN``, its files and configs named after it, see
             :mod:`labelhub.sync.versions.series`); ``None``: derived from ``csv_path`` (``annotations`` for the
             default CSV).
-        texts: for a ``<Text valueType="url">`` project, the reader of the files' texts its training rows hold
+        texts: for a ``<Text>`` or ``<HyperText>`` project, the reader of the files' texts its training rows hold
             (:class:`labelhub.repos.texts.FileTexts` of ``repo``, made once per exporter, so each file is read once
-            per process); ``None`` for any other project.
+            per process): every row's text for ``valueType="url"``, and an inline text's rows annotated on an older
+            content of their file (:func:`labelhub.sync.versions.training.text_from_file`); ``None`` for any other
+            project.
 
     Raises:
         labelhub.errors.ConfigurationError: the tag prefix (given or derived) is not a valid one, or a control tag
