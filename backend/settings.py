@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any, Mapping
 from urllib.parse import urlsplit
 
+from labelhub.redaction import without_userinfo
+
 __all__ = ["Settings", "DEFAULT_MAX_BODY_BYTES", "check_http_url", "check_allowed_host"]
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -58,11 +60,9 @@ def _split(value: str | None) -> tuple[str, ...]:
 
 
 def _shown(url: str) -> str:
-    """``url`` for a message: its first 100 characters without the ``user:password@`` before its host, also when it
-    has no scheme (``me:pw@ls:8080``, which :func:`labelhub.redaction.without_userinfo` does not see as a URL)."""
-    scheme, sep, rest = url.partition("://") if "://" in url else ("", "", url)
-    authority, slash, path = rest.partition("/")
-    return (scheme + sep + authority.rpartition("@")[2] + slash + path)[:100]
+    """``url`` for a message: its first 100 characters without the ``user:password@`` before its host
+    (:func:`labelhub.redaction.without_userinfo`, which also sees it in a value with no scheme)."""
+    return without_userinfo(url)[:100]
 
 
 def check_http_url(variable: str, value: str) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from urllib.parse import urlsplit, urlunsplit
 
 __all__ = ["MIN_SECRET_CHARS", "redact", "one_line", "escaped", "without_userinfo", "RedactSecrets", "setup_logging"]
 
@@ -55,16 +54,20 @@ def without_userinfo(url: str) -> str:
     """``url`` without the ``user:password@`` part of its host, for a message, a log line or a file written out.
 
     Args:
-        url: A URL (anything else is returned as it is).
+        url: A URL, also one without its scheme (``me:pw@ls.example:8080``, a mistyped setting: what comes before the
+            first ``/`` is taken as its host part), or one ``urlsplit`` cannot parse (a bad IPv6 literal).
 
     Example:
         >>> without_userinfo("http://me:pw@ls.example:8080/x")
         'http://ls.example:8080/x'
+        >>> without_userinfo("me:pw@ls.example:8080")
+        'ls.example:8080'
     """
-    parts = urlsplit(url)
-    if "@" not in parts.netloc:
+    scheme, sep, rest = url.partition("://") if "://" in url else ("", "", url)
+    end = min([i for i in (rest.find(c) for c in "/?#") if i >= 0], default=len(rest))  # the host part's end
+    if "@" not in rest[:end]:
         return url
-    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+    return scheme + sep + rest[:end].rpartition("@")[2] + rest[end:]
 
 
 def redact(text: str, secrets: Iterable[str | None]) -> str:
