@@ -500,3 +500,13 @@ def test_setup_logging_quiets_huggingface_hubs_http_client(tmp_path, hub, monkey
             logging.getLogger(name).setLevel(level)
     err = capfd.readouterr().err
     assert "before the download" in err and "HTTP Request" not in err, err
+
+
+def test_without_userinfo_drops_credentials_with_or_without_a_scheme_and_nothing_else():
+    from labelhub.redaction import without_userinfo
+
+    assert without_userinfo("http://me:pw@ls.example:8080/x?y=1") == "http://ls.example:8080/x?y=1"
+    assert without_userinfo("me:pw@ls.example:8080") == "ls.example:8080"  # a setting typed without its scheme
+    assert without_userinfo("https://a:b@[::1]:80/") == "https://[::1]:80/"
+    for kept in ("http://host/p@x", "http://host?q=a@b", "http://host#a@b", "localhost:8080", ""):
+        assert without_userinfo(kept) == kept
