@@ -12,7 +12,7 @@ files: a task imported into Label Studio by other means stays in the CSV only), 
   (:class:`labelhub.repos.texts.FileTexts`: UTF-8 as the browser decodes it, so span offsets index it; ``None``
   for a file the repo lacks at that commit, said in a warning); the CSV keeps the URL. For a text in the task data
   it is the task's text, except for a row annotated on an older revision of its file than the task shows (the
-  file changed after it was annotated, and its task followed it: :func:`task_revision`): that row holds the file's
+  file changed after it was annotated, and its task followed it: :func:`on_current_content`): that row holds the file's
   text at its ``annotated_revision``, read the same way (the CSV keeps the task's text). A span's ``text`` is the
   one the annotation saved; a span saved without one (``valueType="url"``) gets the characters between its
   offsets of its own row's text, never another's;
@@ -75,7 +75,7 @@ from labelhub.sync.versions.rows import split_labels, textarea_entries
 __all__ = ["LOCAL_METADATA", "HUB_ROWS", "LOCAL_CONSENSUS", "HUB_CONSENSUS", "training_features", "training_records",
            "training_records_by_row", "consensus_records", "consensus_records_by_row", "uses_revision", "media_column",
            "folder_patterns", "folder_patterns_of", "split_labels", "control_labels", "text_from_file", "text_from_url",
-           "task_revision", "on_current_content", "text_files", "consensus_text_files"]
+           "on_current_content", "text_files", "consensus_text_files"]
 
 #: The rows file of a local repository: at its root, so that every ``file_name`` is below it.
 LOCAL_METADATA = "metadata.jsonl"
@@ -106,42 +106,26 @@ def text_from_url(field: DataField) -> bool:
     return field.tag in TEXT_TAGS and field.as_url
 
 
-def task_revision(value, field: DataField, task_id, current: Mapping[int, str] | None = None) -> str:
-    """The commit whose content a task shows now, ``""`` when unknown.
-
-    Args:
-        value: The task's value key cell (a URL, or the text itself).
-        field: The object tag.
-        task_id: The task's id.
-        current: ``{task_id: data.hf_revision}`` of the tasks (the sync state's task data), for tasks whose value
-            names no commit (a text in the task data).
-
-    Returns:
-        The 40-hex commit the task's URL names, else ``current[task_id]``, else ``""``.
-    """
-    pinned = _SHA.search(_text(value)) if field.as_url or field.tag not in TEXT_TAGS else None
-    if pinned:
-        return pinned.group(1)
-    return _text((current or {}).get(int(task_id))) if not _missing(task_id) else ""
-
-
 def on_current_content(frame: pd.DataFrame, field: DataField, current: Mapping[int, str] | None = None) -> np.ndarray:
     """Which rows of ``frame`` were annotated on the content their task shows now: the rows whose
-    ``annotated_revision`` is the task's commit (:func:`task_revision`), or either is unknown (a task not made from
+    ``annotated_revision`` is the task's commit (the 40-hex commit its URL names for ``valueType="url"``, else
+    ``current[task_id]``), or either is unknown (a task not made from
     a repo file, an annotation without a revision). Only those vote in the ``consensus`` config and the agreement
     figures: a span's offsets index the text it was made on, and a task's consensus holds the task's current text.
     Decided for ``Text``/``HyperText`` tasks only: every row of any other tag is ``True``.
 
     Args:
         frame: The export's rows.
-        field, current: As for :func:`task_revision`.
+        field: The object tag.
+        current: ``{task_id: data.hf_revision}`` of the tasks (the sync state's task data), for a text in the task
+            data (its value names no commit).
 
     Returns:
         A bool array, one per row.
     """
     if frame.empty or field.tag not in TEXT_TAGS:
         return np.ones(len(frame), bool)
-    if field.as_url:  # task_revision, vectorized: the commit the URL names
+    if field.as_url:  # the commit the URL names
         cells = frame[field.value_key] if field.value_key in frame else pd.Series("", index=frame.index)
         now = cells.astype("string").str.extract(_SHA.pattern, expand=False)
     else:
@@ -152,9 +136,12 @@ def on_current_content(frame: pd.DataFrame, field: DataField, current: Mapping[i
     return (now == "") | (then == "") | (now == then)
 
 
-def _stale(row: Mapping, field: DataField, current: Mapping[int, str] | None) -> bool:
-    """Whether a row of a text in the task data was annotated on another revision of its file than the task's."""
-    now = task_revision("", field, row.get("task_id"), current)
+def _stale(row: Mapping, current: Mapping[int, str] | None) -> bool:
+    """Whether a row of a text in the task data was annotated on another revision of its file than its task shows now
+    (``current[task_id]``, the sync state's ``data.hf_revision``): the negation of :func:`on_current_content` for one
+    such row, both revisions known."""
+    task_id = row.get("task_id")
+    now = "" if _missing(task_id) else _text((current or {}).get(int(task_id)))
     then = _text(row.get("annotated_revision"))
     return bool(now and then and now != then)
 
@@ -166,7 +153,7 @@ def text_files(frame: pd.DataFrame, field: DataField, current: Mapping[int, str]
     Args:
         frame: The export's rows.
         field: The object tag the files fill.
-        current: ``{task_id: data.hf_revision}`` (:func:`task_revision`), for a text in the task data.
+        current: ``{task_id: data.hf_revision}`` (:func:`on_current_content`), for a text in the task data.
 
     Returns:
         ``(annotated_revision, hf_path)`` of each row not skipped that has both, in the frame's order (duplicates
@@ -179,7 +166,7 @@ def text_files(frame: pd.DataFrame, field: DataField, current: Mapping[int, str]
     return [(revision, path) for row in rows
             for path, revision in [(_text(row["hf_path"]), _text(row["annotated_revision"]))]
             if path and revision and str(row["was_cancelled"]).lower() != "true"
-            and (field.as_url or _stale(row, field, current))]
+            and (field.as_url or _stale(row, current))]
 
 
 def consensus_text_files(consensus: pd.DataFrame, field: DataField, revision: str) -> list[tuple[str, str]]:
@@ -392,7 +379,7 @@ def training_records_by_row(frame: pd.DataFrame, label_config: str, controls: Ma
         if str(row.get("was_cancelled")).lower() == "true" or not _has_media(field, path, revision, local):
             records.append(None)
             continue
-        stale = field.tag in TEXT_TAGS and not field.as_url and bool(path) and _stale(row, field, current)
+        stale = field.tag in TEXT_TAGS and not field.as_url and bool(path) and _stale(row, current)
         record = _media_and_labels(row, specs, field, repo_id, local, revision, texts, stale)
         record.update(task_id=int(row["task_id"]), annotation_id=int(row["annotation_id"]), hf_path=path,
                       annotator=_text(row.get("annotator")), annotated_revision=revision)
@@ -414,7 +401,7 @@ def training_records(frame: pd.DataFrame, label_config: str, controls: Mapping[s
         local: Whether the repo is a local git repository (the folder layout).
         texts: For a ``Text``/``HyperText`` (:func:`text_from_file`): ``{(commit, hf_path): text or None}`` of
             at least the files :func:`text_files` names (:meth:`labelhub.repos.texts.FileTexts.texts`).
-        current: ``{task_id: data.hf_revision}`` of the tasks (:func:`task_revision`), for a text in the task data:
+        current: ``{task_id: data.hf_revision}`` of the tasks (:func:`on_current_content`), for a text in the task data:
             a row annotated on another revision of its file than its task's holds the text at its
             ``annotated_revision``, read from ``texts`` (the task data holds the file's newer text, which the
             span offsets do not index). ``None``: every row holds its task's text.
