@@ -212,6 +212,19 @@ def test_annotations_become_tagged_versions_loadable_with_datasets(label_studio,
     assert repo.read("annotations-v1", "annotations/manifest.json") == \
         repo.read(v1_commit, "annotations/manifest.json")
 
+    if local:  # the README's recipe: a clone at the tag, loaded by its folder; v1 then v2 under one folder name
+        import shutil
+
+        import datasets
+
+        same, cache = tmp_path / "v", str(tmp_path / "one-datasets-cache")
+        for tag, rows in (("annotations-v1", 8), ("annotations-v2", 7)):
+            shutil.rmtree(same, ignore_errors=True)
+            sample_repos.git(tmp_path, "-c", "advice.detachedHead=false", "clone", "-q", "--branch", tag,
+                             repo.arg, str(same))
+            # datasets keys a folder's prepared cache by its name and the card's configs: each version's differ
+            assert datasets.load_dataset(str(same), split="train", cache_dir=cache).num_rows == rows, tag
+
     head = repo.head()
     sync_once(label_studio, repo, project, tmp_path)
     assert repo.head() == head and "annotations-v3" not in repo.tags()  # no change: no commit, no tag

@@ -278,7 +278,10 @@ def test_a_card_made_from_the_cached_yaml_equals_one_made_by_datasetcard(earlier
         card = earlier
         for version in range(1, 4):
             block = f"{s.markers[0]}\n{s.tag(version)}: {uuid.uuid4().hex}\n{s.markers[1]}"
-            made = dataset_card(card, s.csv_path, block, [s.hub_training_path], rows_path=s.rows_path, series=s)
+            made = dataset_card(card, s.csv_path, block, [s.hub_training_path], rows_path=s.rows_path, series=s,
+                                version=f"LabelHub {s.tag(version)}, export x{version}")
             assert made == cards._made_card(card, s.csv_path, block, [s.hub_training_path], None, s.rows_path, None,
-                                            None, None, s, None)
+                                            None, None, s, None).replace(cards._VERSION,
+                                                                         f'"LabelHub {s.tag(version)}, export x{version}"')
+            assert f'description: "LabelHub {s.tag(version)}, export x{version}"' in made
             card = made

@@ -148,7 +148,7 @@ def _merged(existing: list, ours: list[dict], names: tuple[str, ...]) -> list:
 def dataset_card(existing: str | None, csv_path: str, block: str, training_files: list[str] | None = None,
                  features=None, rows_path: str | None = None, consensus_files: list[str] | None = None,
                  consensus_features=None, consensus_metadata: str | None = None, series: Series | None = None,
-                 training_metadata: str | None = None) -> str:
+                 training_metadata: str | None = None, version: str | None = None) -> str:
     """The new ``README.md``: ``existing`` (or an empty card) with the series' ``configs`` and ``dataset_info``
     entries set and its section replaced (or appended); other series' entries and sections, and other configs, are
     kept.
@@ -173,6 +173,12 @@ def dataset_card(existing: str | None, csv_path: str, block: str, training_files
             ``default``, ``rows``, ``consensus``, whatever ``csv_path`` is: this function's behaviour before series).
         training_metadata: In a local repository's folder layout, the training rows file's name when it is not
             ``imagefolder``'s own ``metadata.jsonl`` (another series' ``P.metadata.jsonl``).
+        version: Written as the ``description`` of each of the series' configs (e.g. ``"LabelHub
+            annotations-v3, export <export_id>"``), so that two versions' cards differ in their YAML. ``datasets``
+            keys a local folder's prepared cache by the folder's name and a hash of the card's configs
+            (``load.py``: ``Hasher.hash({"dataset_infos", "builder_configs"})``), not by the files' contents: with
+            one YAML for every version, ``load_dataset("v3")`` on a clone of another tag under the same folder name
+            (or after ``git checkout`` of another tag) silently returns the first version's rows. ``None``: none.
 
     Returns:
         The card's text.
@@ -196,7 +202,9 @@ def dataset_card(existing: str | None, csv_path: str, block: str, training_files
         made = _CARDS[key] = _made_card(stripped, csv_path, _SECTION, training_files, features, rows_path,
                                         consensus_files, consensus_features, consensus_metadata, series,
                                         training_metadata)
-    return made.replace(_SECTION, block)
+    made = made.replace(_SECTION, block)
+    # the version goes in as a JSON string (a YAML double-quoted scalar) where the placeholder stands unquoted
+    return made.replace(_VERSION, json.dumps(version)) if version is not None else _VERSION_LINE.sub("", made)
 
 
 def _section_pattern(series: Series) -> re.Pattern:
@@ -207,6 +215,10 @@ def _section_pattern(series: Series) -> re.Pattern:
 
 #: Stands for a series' section in a cached card (:func:`dataset_card`): random, so in no card's text.
 _SECTION = f"<!-- labelhub:section {uuid.uuid4().hex} -->"
+#: Stands for the version in each of the series' configs' ``description`` (:func:`dataset_card`'s ``version``).
+_VERSION = f"labelhub-version-{uuid.uuid4().hex}"
+#: The placeholder's YAML line, taken out when there is no version.
+_VERSION_LINE = re.compile(rf"\n *description: {_VERSION}(?=\n)")
 #: Cards made by :func:`_made_card`, by their arguments.
 _CARDS: cachetools.LRUCache = cachetools.LRUCache(maxsize=16)
 
@@ -235,6 +247,8 @@ def _made_card(existing: str | None, csv_path: str, block: str, training_files, 
             ours.append(consensus)
     else:
         ours = [{"config_name": series.default_config, "data_files": [{"split": "train", "path": csv_path}]}]
+    for config in ours:
+        config["description"] = _VERSION
     card.data.configs = _merged(list(getattr(card.data, "configs", None) or []), ours, series.config_names)
     infos = getattr(card.data, "dataset_info", None)
     if hasattr(card.data, "dataset_info"):

@@ -590,7 +590,8 @@ class Exporter:
                             # a Text project's rows are plain JSON Lines, whose builder warns at an unknown parameter
                             consensus_metadata=consensus_path if local and len(consensus_files) > 1 else None,
                             series=series, training_metadata=training_path
-                            if local and not series.is_default and len(training_files) > 1 else None)
+                            if local and not series.is_default and len(training_files) > 1 else None,
+                            version=f"LabelHub {manifest['tag']}, export {export_id}")
         files = {self.csv_path: csv, self.manifest_path: manifest_json(manifest), training_path: built.training,
                  consensus_path: built.consensus, "README.md": card.encode()}
         if rows_path:
