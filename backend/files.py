@@ -164,6 +164,31 @@ def parse_file_repos(entries: tuple[str, ...] | list[str]) -> dict[str, FileRepo
     return repos
 
 
+_warned_without_secret: set[tuple[str, ...]] = set()  # repo sources already warned about in this process
+_warned_lock = threading.Lock()
+
+
+def _warn_without_secret(repos: dict[str, FileRepo]) -> None:
+    """Say once per process that ``LABELHUB_FILE_REPOS`` is set without ``LABELHUB_SECRET``, and when that matters.
+
+    ``labelhub backend`` checks its settings (:func:`labelhub.backend.startup.check_settings`) before gunicorn forks
+    its workers, which inherit this module and so the note that it was said: the command says it once, not once
+    more per worker (nor per test app). It matters only to tasks whose file URLs point at the backend's file route:
+    a local repo's, and a private Hub dataset's when the sync signs them; a public Hub dataset's tasks keep the Hub's
+    ``resolve`` URLs (README "Private datasets and local repos"), so the docker-compose stack, which names its
+    ``LABELHUB_REPO`` here whatever it is, says it for a public one too.
+    """
+    sources = tuple(sorted(repo.source for repo in repos.values()))
+    with _warned_lock:
+        if sources in _warned_without_secret:
+            return
+        _warned_without_secret.add(sources)
+    log.warning("LABELHUB_FILE_REPOS is set (%s) but LABELHUB_SECRET is not: the file route refuses every file URL, "
+                "so a task whose file is at the backend's /files/ URL (a local repo's, a private Hub dataset's) shows "
+                "no file and gets no prediction. Set the sync's LABELHUB_SECRET here too; a public Hub dataset's "
+                "tasks keep the Hub's URLs and need none", ", ".join(sources))
+
+
 class RepoFiles:
     """The repos of ``LABELHUB_FILE_REPOS`` and how to read their files (one per worker, shared by the
     file route and :class:`labelhub.backend.media.MediaFetcher`).
@@ -183,7 +208,7 @@ class RepoFiles:
             raise ValueError(f"LABELHUB_SECRET must have at least {MIN_SECRET_LENGTH} characters")
         self.repos = parse_file_repos(settings.file_repos)
         if self.repos and not settings.secret:
-            log.warning("LABELHUB_FILE_REPOS is set but LABELHUB_SECRET is not: the file route refuses every URL")
+            _warn_without_secret(self.repos)
         self._git: dict[str, GitObjects] = {}
         # repo key -> whether the Hub repo is private, for _VISIBILITY_TTL seconds
         self._visibility: TTLCache[str, bool] = TTLCache(maxsize=max(len(self.repos), 1), ttl=_VISIBILITY_TTL)

@@ -169,3 +169,25 @@ def test_the_demo_refuses_a_port_in_use_at_once(tmp_path):
                                "--no-browser", "--port", str(port)],
                               cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 1 and f"port {port} (--port) is in use" in proc.stderr, proc.stderr
+
+
+def test_the_demo_names_every_busy_port_and_says_nothing_of_versions_it_did_not_make(tmp_path):
+    """Two ports taken, in a folder a former run left a repo with a version in: one error line naming both ports
+    in the plural, and no ``annotation versions in ...`` line before it, as if the demo had run."""
+    repo = tmp_path / "demo" / "fashion-mnist"
+    repo.mkdir(parents=True)
+    for args in (["init", "-q"], ["-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-q",
+                                  "--allow-empty", "-m", "earlier run"], ["tag", "annotations-v1"]):
+        subprocess.run(["git", *args], cwd=repo, check=True)
+    with socket.socket() as first, socket.socket() as second:
+        for taken in (first, second):
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+        port, backend_port = first.getsockname()[1], second.getsockname()[1]
+        proc = subprocess.run([sys.executable, "-m", "tests.guarded", "demo", "--dir", str(tmp_path / "demo"),
+                               "--no-browser", "--port", str(port), "--backend-port", str(backend_port),
+                               "--webhook-port", str(free_port())],
+                              cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr == (f"Error: ports {port} (--port), {backend_port} (--backend-port) are in use on 127.0.0.1: "
+                           "stop what listens there, or choose another port\n"), proc.stderr

@@ -3,9 +3,13 @@
 The compose file parses, names only images and settings that exist (every environment variable of
 a LabelHub service is read by ``labelhub backend``/``labelhub sync`` or the image; every Label Studio
 variable is read by Label Studio 1.23.2's own source, when its cached venv is there), its volumes
-are where the image keeps its state, and every ``${VAR}`` is documented in ``.env.example``. The
-Dockerfile installs what ``pyproject.toml`` declares, a CPU torch that satisfies its pin, runs as a
-non-root user and has a HEALTHCHECK. ``docker compose config`` runs when the client has the plugin.
+are where the image keeps its state, and every ``${VAR}`` is documented in ``.env.example``, whose variables
+are exactly the rows of README.md's table, each naming the services compose passes it to. Each command parses
+its service's environment (with ``.env.example`` as shipped), where an empty value leaves the command's own
+default; the workers fetch media with the settings the backend has. The backend started by real gunicorn with
+the compose environment says once that it has no file URL secret. The Dockerfile installs what
+``pyproject.toml`` declares, a CPU torch that satisfies its pin, runs as a non-root user and has a HEALTHCHECK.
+``docker compose config`` runs when the client has the plugin.
 """
 from __future__ import annotations
 
@@ -15,6 +19,7 @@ import subprocess
 import tomllib
 from pathlib import Path
 
+import click
 import pytest
 import yaml
 
@@ -115,6 +120,52 @@ def test_labelhub_services_set_only_variables_the_commands_read():
                                        "PIP_DISABLE_PIP_VERSION_CHECK", "HF_HUB_DISABLE_TELEMETRY"} == set()
 
 
+def service_env(name: str) -> dict[str, str]:
+    """The environment a LabelHub service's command sees with ``.env.example`` as shipped: the image's ``ENV``,
+    then the service's ``environment`` interpolated."""
+    env = env_example()
+    return {**image_env(), **{key: interpolate(value, env) for key, value in
+                              COMPOSE["services"][name]["environment"].items()}}
+
+
+def test_each_command_reads_its_service_environment_and_an_empty_value_leaves_its_own_default(monkeypatch):
+    """Compose set LABELHUB_REVISION=main, which overrode the sync's default (a local repo's checked-out branch):
+    `revision 'main' not found` for a repo on master. An empty value must mean "the command's default"."""
+    from labelhub.backend.settings import Settings
+    from labelhub.cli import main
+
+    for name in ("backend", "sync", "worker"):
+        env = service_env(name)
+        with monkeypatch.context() as patched:
+            for key in labelhub_env_vars() | set(EXTERNAL):
+                patched.delenv(key, raising=False)
+            for key, value in env.items():
+                patched.setenv(key, value)
+            command = main.commands[name]
+            params = command.make_context(name, []).params  # parses, as the container's command will
+            for param in command.params:
+                if isinstance(param.envvar, str) and env.get(param.envvar) == "":
+                    assert params[param.name] == param.get_default(click.Context(command)), (name, param.envvar)
+        if name != "sync":
+            Settings.from_env(env)  # the backend's and the workers' settings parse
+    assert service_env("sync")["LABELHUB_REVISION"] == ""  # the sync's own default applies
+
+
+def test_workers_fetch_media_with_the_settings_the_backend_has():
+    """The worker service had neither LABELHUB_SECRET nor LABELHUB_FILE_REPOS: a private or local repo's task,
+    whose file is at a signed URL of the backend, failed in a batch on a worker and worked on the backend."""
+    from labelhub.backend.settings import Settings
+
+    read = set()
+    for module in ("media.py", "files.py"):  # how the backend and the workers' batches read a task's media
+        read.update(re.findall(r"settings\.([a-z_]+)", (ROOT / "backend" / module).read_text()))
+    variables = {Settings.ENV[field] for field in read if field in Settings.ENV}
+    assert {"LABELHUB_SECRET", "LABELHUB_FILE_REPOS", "HF_TOKEN"} <= variables
+    backend, worker = COMPOSE["services"]["backend"]["environment"], COMPOSE["services"]["worker"]["environment"]
+    for name in sorted(variables & set(backend)):
+        assert worker.get(name) == backend[name], f"worker: {name}"
+
+
 def test_label_studio_gets_token_legacy_api_and_local_network_settings_it_reads():
     env = COMPOSE["services"]["label-studio"]["environment"]
     assert env["LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN"] == "true"
@@ -170,13 +221,53 @@ def test_dockerfile_installs_pyproject_with_cpu_torch_as_non_root_with_healthche
     assert PYPROJECT["project"]["scripts"]["labelhub"] == "labelhub.cli:main"
 
 
+def readme_docker() -> str:
+    """README.md's "Docker" section."""
+    return (ROOT / "README.md").read_text().split("## Docker", 1)[1].split("\n## ", 1)[0]
+
+
+def readme_env_table() -> dict[str, set[str]]:
+    """The rows of the Docker section's table of ``.env`` variables: ``{variable: the services it names}``."""
+    table = readme_docker().split("**Every variable of `.env`**", 1)[1]
+    rows = {}
+    for line in table.splitlines()[3:]:
+        if not line.startswith("| `"):
+            if rows:
+                break
+            continue
+        variables, _default, services = [cell.strip() for cell in line.strip("|").split(" | ")[:3]]
+        for name in re.findall(r"`([A-Z0-9_]+)`", variables):
+            rows[name] = set(services.split(", "))
+    return rows
+
+
+def services_using() -> dict[str, set[str]]:
+    """``{.env variable: the services of docker-compose.yml whose environment, ports or image interpolate it}``."""
+    users: dict[str, set[str]] = {}
+    for service_name, service in COMPOSE["services"].items():
+        for value in [*service.get("environment", {}).values(), *service.get("ports", []), service.get("image", "")]:
+            for m in _VAR.finditer(str(value)):
+                users.setdefault(m.group("name"), set()).add(service_name)
+    return users
+
+
 def test_readme_documents_every_variable_of_the_stack():
-    readme = (ROOT / "README.md").read_text()
-    docker = readme.split("## Docker", 1)[1].split("\n## ", 1)[0]
+    docker = readme_docker()
     for name in env_example():
         assert f"`{name}`" in docker, name
     for name in COMPOSE["services"]["label-studio"]["environment"]:
         assert re.search(rf"`{name}[`=]", docker), name
+
+
+def test_readme_env_table_lists_exactly_the_variables_of_env_example_and_the_services_each_goes_to():
+    """The table said LABELHUB_AUTO_PREDICT_INTERVAL reached the backend, which neither .env.example nor compose
+    had, and named LABELHUB_LOG_LEVEL's services without the worker."""
+    table = readme_env_table()
+    assert set(table) - set(env_example()) == set(), "README rows that .env.example does not have"
+    assert set(env_example()) - set(table) == set(), ".env.example variables without a README row"
+    users = services_using()
+    for name, services in table.items():
+        assert services == users[name], f"{name}: README says {sorted(services)}, compose: {sorted(users[name])}"
 
 
 @pytest.mark.skipif(not shutil.which("docker"), reason="no docker client")
@@ -188,3 +279,32 @@ def test_docker_compose_config_accepts_the_file(tmp_path):
     proc = subprocess.run(["docker", "compose", "--env-file", str(env_file), "-f", str(ROOT / "docker-compose.yml"),
                            "config", "--quiet"], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_the_backend_with_the_compose_environment_says_once_that_it_has_no_file_url_secret(tmp_path):
+    """With .env.example as shipped (LABELHUB_SECRET empty, LABELHUB_FILE_REPOS from LABELHUB_REPO) the backend
+    warned once from the command and once more from each gunicorn worker, and only that "the file route refuses every
+    URL", also for a public Hub repo, which uses none. Now: one line, which says when it matters."""
+    import requests
+
+    from tests.backend_fixtures import BackendServer, wait_for
+
+    env = {key: interpolate(value, env_example())
+           for key, value in COMPOSE["services"]["backend"]["environment"].items()}
+    assert env["LABELHUB_FILE_REPOS"] == "owner/dataset" and env["LABELHUB_SECRET"] == ""
+    with BackendServer(tmp_path / "models", workers=2, env=env) as backend:
+        answered = set()
+
+        def every_worker_answered() -> bool:
+            answered.add(requests.get(backend.url + "/health", timeout=10).json()["pid"])
+            return answered == set(backend.worker_pids())
+
+        wait_for(every_worker_answered, timeout=60, interval=0.05, message="both workers to answer /health")
+        assert len(answered) == 2
+    said = [line for line in backend.log_path.read_text().splitlines() if "LABELHUB_SECRET is not" in line]
+    assert len(said) == 1, "\n".join(said)
+    assert said[0].endswith(
+        "LABELHUB_FILE_REPOS is set (owner/dataset) but LABELHUB_SECRET is not: the file route refuses every file URL, "
+        "so a task whose file is at the backend's /files/ URL (a local repo's, a private Hub dataset's) shows no file "
+        "and gets no prediction. Set the sync's LABELHUB_SECRET here too; a public Hub dataset's tasks keep the Hub's "
+        "URLs and need none"), said[0]

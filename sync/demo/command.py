@@ -212,8 +212,9 @@ class Demo:
         """Run steps 1 to 5 of the module docstring; return when the images are tasks.
 
         Raises:
-            RuntimeError: One of the three ports is in use (the message names its flag), or a process did not start
-                (the message names its log).
+            RuntimeError: Some of the three ports are in use (the message names each with its flag: ``port 8080
+                (--port) is in use``, ``ports 8080 (--port), 9090 (--backend-port) are in use``), or a process did
+                not start (the message names its log).
             FileNotFoundError: ``dataset-fashion-mnist`` is not installed.
         """
         from labelhub.processes import port_in_use
@@ -221,7 +222,8 @@ class Demo:
         taken = [f"{port} ({flag})" for port, flag in ((self.port, "--port"), (self.backend_port, "--backend-port"),
                                                        (self.webhook_port, "--webhook-port")) if port_in_use(port)]
         if taken:  # Label Studio would move to the next port by itself, and the demo would wait for it in vain
-            raise RuntimeError(f"port {', '.join(taken)} is in use on 127.0.0.1: stop what listens there, or "
+            ports, verb = ("port", "is") if len(taken) == 1 else ("ports", "are")
+            raise RuntimeError(f"{ports} {', '.join(taken)} {verb} in use on 127.0.0.1: stop what listens there, or "
                                "choose another port")
         self.directory.mkdir(parents=True, exist_ok=True)
         self._load_settings()
@@ -456,9 +458,10 @@ def demo(directory, images, port, backend_port, webhook_port, export_interval, n
     run = Demo(Path(directory).resolve(), images=images, port=port, backend_port=backend_port,
                webhook_port=webhook_port, export_interval=export_interval,
                echo=lambda line: click.echo(line, err=True))
-    error = None
+    error, started = None, False
     try:
         run.start()
+        started = True
         ready.set()
         click.echo(run.banner())
         if not no_browser:
@@ -475,7 +478,7 @@ def demo(directory, images, port, backend_port, webhook_port, export_interval, n
         problems = run.stop()
         for s, handler in previous.items():
             signal.signal(s, handler)
-    if run.repo.exists():
+    if started:  # a demo that never got ready made no version: the line would only hide the error below it
         tags = run.versions()
         click.echo(f"annotation versions in {run.repo}: {', '.join(tags) if tags else 'none yet'}", err=True)
     if error:
