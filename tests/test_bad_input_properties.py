@@ -40,7 +40,7 @@ from labelhub.sync.labels.coco_file import read_coco
 from labelhub.sync.labels.csv_file import read_labels_csv
 from labelhub.sync.labels.importer import build_labeled_task
 from labelhub.sync.labelstudio.project import encode_tasks
-from labelhub.sync.labels.parsed import LabelsFileError, ParsedLabels, ProjectLabels, UrlResolver
+from labelhub.sync.labels.parsed import HELD_BACK, LabelsFileError, ParsedLabels, ProjectLabels, UrlResolver
 from labelhub.webhooks import ACTIONS, SECRET_HEADER, check_annotation
 from tests.backend_fixtures import IMAGE_CONFIG, TEXT_CONFIG, annotation_event, project_key
 
@@ -428,7 +428,6 @@ fractions = st.integers(min_value=0, max_value=100)
 @st.composite
 def good_rows(draw):
     url = draw(good_urls)
-    neg = draw(st.lists(st.sampled_from(["Bag", "Coat", "Sneaker"]), max_size=2))
     metadata = draw(st.sampled_from(["", "{}", '{"a": 1}', '{"note": "x,\\ny"}']))
     if draw(st.booleans()):
         pos = draw(st.lists(st.sampled_from(["Bag", "Coat"]), max_size=2))
@@ -438,6 +437,7 @@ def good_rows(draw):
         left, right = sorted(draw(st.lists(fractions, min_size=2, max_size=2, unique=True)))
         top, bottom = sorted(draw(st.lists(fractions, min_size=2, max_size=2, unique=True)))
         box = [str(v / 100) for v in (left, top, right, bottom)]
+    neg = draw(st.lists(st.sampled_from([c for c in ("Bag", "Coat", "Sneaker") if c not in pos]), max_size=2))
     return [url, "|".join(pos), "|".join(neg), metadata, *box]
 
 
@@ -467,8 +467,8 @@ def _csv(header, rows) -> str:
 def check_parsed(parsed: ParsedLabels) -> None:
     assert isinstance(parsed, ParsedLabels)
     assert 0 <= parsed.rejected_rows <= parsed.rows
-    # every row is either kept (one line of a task) or counted as rejected
-    assert sum(len(t.lines) for t in parsed.tasks) == parsed.rows - parsed.rejected_rows
+    # every row is either kept (one line of a task), counted as rejected (or held back), or skipped (COCO iscrowd)
+    assert sum(len(t.lines) for t in parsed.tasks) == parsed.rows - parsed.rejected_rows - parsed.skipped
     for error in parsed.errors:
         assert str(error) and error.reason and "\n" not in str(error)
 
@@ -558,9 +558,12 @@ def test_good_coco_images_and_annotations_are_all_kept_among_bad_ones(made):
     parsed = read_coco(io.StringIO(json.dumps(coco)), LABELS, UrlResolver())
     check_parsed(parsed)
     kept_images = {t.url for t in parsed.tasks}
-    assert {coco["images"][i]["file_name"] for i in good_images} <= kept_images
+    # a good image with a rejected annotation is held back whole, and says so (nothing accepted is dropped unsaid)
+    held = {e.where.split(" ", 1)[0] for e in parsed.errors if e.reason == HELD_BACK}
+    assert all(coco["images"][i]["file_name"] in kept_images or f"images[{i}]" in held for i in good_images)
+    assert not {f"images[{i}]" for i in good_images if coco["images"][i]["file_name"] in kept_images} & held
     regions = sum(len(t.regions) for t in parsed.tasks)
-    assert regions >= len(good_anns)
+    assert regions >= len([a for a in good_anns if f"annotations[{a}]" not in held])
     assert sum(len(t.lines) for t in parsed.tasks) == parsed.rows - parsed.rejected_rows
 
 
