@@ -2,8 +2,10 @@
 
 The format (https://cocodataset.org/#format-data): ``images`` (``id``, ``file_name``, ``width``,
 ``height``, optionally ``coco_url``), ``annotations`` (``id``, ``image_id``, ``category_id``,
-``bbox`` = ``[x, y, width, height]`` in pixels) and ``categories`` (``id``, ``name``). Other keys
-(``segmentation``, ``area``, ``iscrowd``, ``info``, ``licenses``, ...) are ignored.
+``bbox`` = ``[x, y, width, height]`` in pixels) and ``categories`` (``id``, ``name``). An ``iscrowd: 1`` annotation
+(a box around a crowd of objects, an RLE mask: COCO's evaluation ignores them) is skipped, neither imported nor
+rejected (:attr:`ParsedLabels.skipped`, a warning counts them); ``segmentation`` polygons are not imported (the
+``bbox`` is the region; a warning counts them). Other keys (``area``, ``info``, ``licenses``, ...) are ignored.
 
 Each image becomes one task whose url is its ``file_name`` (a URL, an ``hf://`` url or a path of
 the dataset repo), or its ``coco_url`` when ``file_name`` is not a valid url. Each annotation
@@ -12,6 +14,14 @@ the project), in percent of the image with ``original_width``/``original_height`
 overflow the image by up to one pixel (rounding in other tools): it is clipped; more is rejected.
 An image without annotations becomes a task without a prediction or annotation. An image whose ``id`` an
 earlier image has is rejected (:data:`DUPLICATE_IMAGE_ID`): annotations name the first.
+
+``width`` and ``height`` must be whole numbers of pixels (``640.6`` is rejected, not rounded: neither 640 nor 641 is
+sure to be right) and, for a file of ``--repo``, the file's own size (read from its header,
+:meth:`UrlResolver.image_size`: every image of a local repository, the first
+:data:`labelhub.sync.labels.parsed.HUB_SIZE_CHECKS` of a Hub repo): boxes are scaled by them. Each annotation of a
+rejected image is reported (:data:`labelhub.sync.labels.parsed.IMAGE_REJECTED`), and an image (url) with a rejected
+annotation is held back whole, its image and good annotations reported as
+:data:`labelhub.sync.labels.parsed.HELD_BACK`, as a CSV's url is.
 
 Rows are reported as ``images[i]`` and ``annotations[i] (id N)``, their positions in the file.
 """
@@ -62,7 +72,7 @@ def read_coco(source: str | PathLike | IO, labels: ProjectLabels, urls: UrlResol
 
     Returns:
         :class:`ParsedLabels` with one task per good image (``rows`` counts images and annotations);
-        an annotation of a rejected image is not imported and not reported again.
+        an annotation of a rejected image is not imported and is reported with :data:`labelhub.sync.labels.parsed.IMAGE_REJECTED`.
 
     Raises:
         LabelsFileError: the file is not JSON, not an object with an ``images`` list, or its ``annotations``
