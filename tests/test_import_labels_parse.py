@@ -228,5 +228,6 @@ def test_a_semicolon_csv_and_upper_case_columns_are_read():
         ("https://example.test/a.png", ["Indoor", "Cat"], {"a": 1, "b": 2})]
     tabs = csv("url\tpos_concepts\nhttps://example.test/a.png\tCat\n")
     assert tabs.tasks[0].concepts == ["Cat"]
-    with pytest.raises(LabelsFileError, match=r"no 'url' column \(columns: path;label; .*separated by ',', ';' or tabs"):
+    with pytest.raises(LabelsFileError,
+                       match=r"no 'url' column \(columns: path;label; .*separated by ',', ';' or tabs"):
         csv("path;label\na.png;Cat\n")
