@@ -231,3 +231,17 @@ def test_a_semicolon_csv_and_upper_case_columns_are_read():
     with pytest.raises(LabelsFileError,
                        match=r"no 'url' column \(columns: path;label; .*separated by ',', ';' or tabs"):
         csv("path;label\na.png;Cat\n")
+
+
+def test_a_concept_positive_on_one_row_of_a_url_and_negative_on_another_is_rejected():
+    parsed = csv(HEADER + ("https://example.test/5.png,Indoor,,,,,,\n"            # 2
+                           "https://example.test/5.png,,Indoor,,,,,\n"            # 3: contradicts line 2
+                           "https://example.test/6.png,,Bag,,,,,\n"               # 4
+                           "https://example.test/6.png,Bag,,,0,0,0.5,0.5\n"       # 5: a Bag box, no Bag on line 4
+                           "https://example.test/7.png,Indoor,Bag,,,,,\n"))       # 6 good
+    assert [str(e) for e in parsed.errors] == [
+        "line 2: held back: another row of its url was rejected (rejected: line 3)",
+        "line 3: a concept both positive and negative ('Indoor' negative here, positive on line 2)",
+        "line 4: held back: another row of its url was rejected (rejected: line 5)",
+        "line 5: a concept both positive and negative ('Bag' positive here, negative on line 4)"]
+    assert [t.url for t in parsed.tasks] == ["https://example.test/7.png"]

@@ -281,6 +281,23 @@ def _check(df: pd.DataFrame, line: np.ndarray, labels: ProjectLabels, urls: UrlR
                 errors.append((int(i), m.TWO_CHOICES, f"{concept!r} after {first!r} in {tag!r}: keep one, or set "
                                                       f"choice=\"multiple\" on it"))
                 bad[i] = True
+    # a concept positive on one row of a url and negative on another (whole image or a box's label: negative says the
+    # image has none) is the row's contradiction as much as on one row
+    said: dict[tuple, int] = {}  # (task URL, concept, positive?) -> the first line saying so
+    for i in np.flatnonzero(~bad):
+        value = resolved[i][0]
+        for concepts, positive in ((pos[i], True), (neg[i], False)):
+            for concept in concepts:
+                other = said.get((value, concept, not positive))
+                if other is not None and not bad[i]:
+                    errors.append((int(i), m.POS_AND_NEG, f"{concept!r} "
+                                   f"{'positive' if positive else 'negative'} here, "
+                                   f"{'negative' if positive else 'positive'} on line {other}"))
+                    bad[i] = True
+        if not bad[i]:
+            for concepts, positive in ((pos[i], True), (neg[i], False)):
+                for concept in concepts:
+                    said.setdefault((value, concept, positive), int(line[i]))
     # a url with a rejected row is held back whole: imported with its good rows only, it would never get the others
     # (the import is keyed on the url), so fixing the file and running again would not bring them
     key = [r[0] if isinstance(r, tuple) else (u or None) for r, u in zip(resolved, url)]
