@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from urllib.parse import unquote, urlsplit
 
-from labelhub.errors import LabelConfigError, LabelHubError
+from labelhub.errors import LabelConfigError, LabelHubError, RevisionNotFound
 from labelhub.label_config import DataField, data_field
 from labelhub.sync.files.selection import shown_by
 from labelhub.sync.regions import FractionEdges
@@ -356,11 +356,9 @@ class UrlResolver:
         if self.sha.startswith(revision) and len(revision) >= 7:
             return self.sha
         if revision not in self._revisions:
-            from labelhub.errors import LabelHubError as Failed
-
             try:
                 self._revisions[revision] = self.repo.resolve(revision)
-            except Failed as exc:  # RevisionNotFound, HubUnreachable, ...
+            except RevisionNotFound as exc:  # the Hub unreachable is no fault of the row: it stops the command
                 self._revisions[revision] = str(exc)[:200]
         return self._revisions[revision]
 
@@ -391,6 +389,10 @@ class UrlResolver:
         Returns:
             The size, or ``None`` when it is not checked: no repo, past the Hub budget, or not an image PIL
             reads (then Label Studio's editor measures it).
+
+        Raises:
+            labelhub.errors.HubError: the Hub cannot be read (unreachable, refused): the command stops, as the
+                sync's reads do, rather than import sizes it set out to check.
         """
         if self.repo is None:
             return None
@@ -402,10 +404,11 @@ class UrlResolver:
 
         from PIL import Image
 
+        data = self.repo.read_file(self.sha, path)
         try:
-            with Image.open(io.BytesIO(self.repo.read_file(self.sha, path))) as image:
+            with Image.open(io.BytesIO(data)) as image:
                 return image.size
-        except Exception:  # noqa: BLE001 - PIL's UnidentifiedImageError, DecompressionBombError, a failed read, ...
+        except Exception:  # noqa: BLE001 - PIL's UnidentifiedImageError, DecompressionBombError, SyntaxError, ...
             return None
 
 
