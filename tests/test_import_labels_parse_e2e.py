@@ -43,3 +43,13 @@ def test_a_repo_file_spelled_otherwise_in_a_second_file_is_the_same_task(label_s
         again.output
     (task,) = [t for ts in tasks_of(label_studio, project.id).values() for t in ts]
     assert task.data["source_url"] == p0 and len(task.predictions) == 1
+
+
+def test_a_label_column_under_another_name_is_refused_before_any_task(label_studio, project, invoke, tmp_path):
+    labels = tmp_path / "labelscol.csv"
+    labels.write_text("url,labels\nhttps://example.test/9.png,Bag\n")
+    refused = invoke(str(labels), "--project", str(project.id))
+    assert refused.exit_code == 1
+    assert "no label column the import reads, and columns it does not: labels (the columns are url, pos_concepts" \
+           in refused.output and "Traceback" not in refused.output
+    assert label_studio.client().projects.get(project.id).task_number == 0
