@@ -125,9 +125,12 @@ def _delimiter(text: str) -> str:
     """The file's delimiter: the first of :data:`DELIMITERS` whose split of the header line names a ``url`` column
     (``,`` when none does). A spreadsheet in a locale with a decimal comma saves ``;``-separated CSVs; sniffing the
     rows (:class:`csv.Sniffer`) could be led astray by commas in metadata JSON, the header is not."""
-    first = next((line for line in io.StringIO(text) if line.strip()), "")
+    first = next((line for line in io.StringIO(text, newline="") if line.strip()), "")
     for delimiter in DELIMITERS:
-        fields = next(csv.reader([first], delimiter=delimiter), [])
+        try:
+            fields = next(csv.reader(io.StringIO(first, newline=""), delimiter=delimiter), [])
+        except csv.Error:  # a header that is not CSV: _records says so
+            fields = []
         if "url" in (f.strip().lower() for f in fields):
             if delimiter != ",":
                 log.info("reading the labels CSV as %r-separated, as its header line is", delimiter)
