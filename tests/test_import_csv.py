@@ -43,7 +43,7 @@ MIXED = HEADER + (
     "\n"                                                                         # 18 blank: ignored
     "hf://datasets/labelhub/fmnist@v1.0/img/1.png, Bag | Dress ,,,,,,\n"          # 19 good
     'https://example.test/d.png,,,"{""note"":\n""two lines""}",,,,\n'            # 20-21 good
-    "https://example.test/d.png,Bag,,,2,0,0.5,0.5\n"                             # 22
+    "https://example.test/e.png,Bag,,,2,0,0.5,0.5\n"                             # 22
     "https://example.test/a.png,Sneaker,,,0,0,1,1\n"                             # 23 good: a 2nd region
 )
 
@@ -173,31 +173,35 @@ def test_coco_bad_images_and_annotations_are_reported_by_position():
                    {"id": 2, "file_name": "2.png", "coco_url": "https://example.test/2.png", "width": 56,
                     "height": 28},
                    {"id": 3, "file_name": "3.png", "width": 28, "height": 28},
-                   {"id": 4, "file_name": "https://example.test/4.png", "width": 0}],
+                   {"id": 4, "file_name": "https://example.test/4.png", "width": 0},
+                   {"id": 5, "file_name": "https://example.test/5.png", "width": 28, "height": 28}],
         "categories": [{"id": 7, "name": "Bag"}, {"id": 8, "name": "Hat"}],
         "annotations": [
             {"id": 10, "image_id": 1, "category_id": 7, "bbox": [7, 0, 14, 28]},
             {"id": 11, "image_id": 2, "category_id": 7, "bbox": [14, 7, 28, 14]},
-            {"id": 12, "image_id": 1, "category_id": 8, "bbox": [0, 0, 1, 1]},
+            {"id": 12, "image_id": 5, "category_id": 8, "bbox": [0, 0, 1, 1]},
             {"id": 13, "image_id": 9, "category_id": 7, "bbox": [0, 0, 1, 1]},
-            {"id": 14, "image_id": 1, "category_id": 5, "bbox": [0, 0, 1, 1]},
-            {"id": 15, "image_id": 1, "category_id": 7, "bbox": [20, 0, 10, 5]},
-            {"id": 16, "image_id": 1, "category_id": 7, "bbox": [0, 0, 0, 5]},
+            {"id": 14, "image_id": 5, "category_id": 5, "bbox": [0, 0, 1, 1]},
+            {"id": 15, "image_id": 5, "category_id": 7, "bbox": [20, 0, 10, 5]},
+            {"id": 16, "image_id": 5, "category_id": 7, "bbox": [0, 0, 0, 5]},
             {"id": 17, "image_id": 1, "category_id": 7, "bbox": [20, 0, 8.5, 5]},  # 0.5 px over: clipped
-            {"id": 18, "image_id": 4, "category_id": 7, "bbox": [0, 0, 1, 1]},     # its image is rejected
+            {"id": 18, "image_id": 4, "category_id": 7, "bbox": [0, 0, 1, 1]},     # its image is rejected: listed
         ]}
     parsed = read_coco(io.StringIO(json.dumps(coco)), LABELS, UrlResolver())
     assert [str(e) for e in parsed.errors] == [
         "images[2] (id 3): url is not http(s), hf:// or a path of the dataset repo ('3.png': a path needs "
         "--repo, the dataset repo it is in)",
         "images[3] (id 4): image without a width and height of at least 1 px (width=0, height=None)",
+        "images[4] (id 5): held back: another row of its url was rejected (rejected: annotations[2], annotations[4], "
+        "annotations[5], annotations[6])",
         "annotations[2] (id 12): unknown label ('Hat' is not a label of RectangleLabels 'box')",
         "annotations[3] (id 13): unknown image_id (image_id=9)",
         "annotations[4] (id 14): unknown category_id (category_id=5)",
         "annotations[5] (id 15): bbox outside the image (bbox=[20, 0, 10, 5] in an image of 28x28 px)",
         "annotations[6] (id 16): bbox is not 4 numbers with width and height > 0 (bbox=[0, 0, 0, 5])",
+        "annotations[8] (id 18): its image was rejected (images[3] (id 4))",
     ]
-    assert parsed.rows == 13 and parsed.rejected_rows == 8
+    assert parsed.rows == 14 and parsed.rejected_rows == 9
     one, two = parsed.tasks
     assert (one.url, two.url, two.value) == ("https://example.test/1.png", "https://example.test/2.png",
                                              "https://example.test/2.png")
@@ -232,16 +236,17 @@ def test_a_single_choice_choices_takes_one_concept_per_url():
     row is rejected, on the same line or a later one."""
     labels = ProjectLabels.from_config(CONFIG.replace(' choice="multiple"', ""))
     assert labels.single == {"kind"}
-    text = HEADER + ("https://example.test/a.png,Bag,,,,,,\n"      # 2 kept
-                     "https://example.test/a.png,Bag,,,,,,\n"      # 3 kept: the same choice again
+    text = HEADER + ("https://example.test/a.png,Bag,,,,,,\n"      # 2 good, held back with line 4
+                     "https://example.test/a.png,Bag,,,,,,\n"      # 3 good (the same choice again), held back
                      "https://example.test/a.png,Coat,,,,,,\n"     # 4 a second choice
                      "https://example.test/b.png,Bag|Dress,,,,,,\n"  # 5 two on one line
                      "https://example.test/c.png,Dress,,,,,,\n")   # 6 kept
     parsed = read_labels_csv(io.StringIO(text), labels, UrlResolver())
     assert [str(e) for e in parsed.errors] == [
+        "line 2: held back: another row of its url was rejected (rejected: line 4)",
+        "line 3: held back: another row of its url was rejected (rejected: line 4)",
         "line 4: a second choice of a single-choice Choices for one url ('Coat' after 'Bag' in 'kind': keep one, or "
         'set choice="multiple" on it)',
         "line 5: a second choice of a single-choice Choices for one url ('Dress' after 'Bag' in 'kind': keep one, or "
         'set choice="multiple" on it)']
-    assert {t.url: t.concepts for t in parsed.tasks} == {"https://example.test/a.png": ["Bag"],
-                                                        "https://example.test/c.png": ["Dress"]}
+    assert {t.url: t.concepts for t in parsed.tasks} == {"https://example.test/c.png": ["Dress"]}

@@ -94,7 +94,7 @@ def test_csv_becomes_tasks_with_hand_computed_percent_boxes_once(label_studio, p
         f"{p[0]},Sneaker,,,0.25,0,0.75,1\n"             # 3: 7..21 px of 28 wide, the full height
         f"{p[1]},Trouser,,,0.1,0.2,0.35,0.9\n"          # 4
         f"{p[1]},Trouser,Dress,,,,,\n"                  # 5
-        f"{p[2]},Bag,,,0.5,0.5,0.4,0.9\n"               # 6: bad, left >= right
+        f"{p[4]},Bag,,,0.5,0.5,0.4,0.9\n"               # 6: bad, left >= right (a url with a bad row is held back)
         f"{p[2]},Coat,,,,,,\n"                          # 7
         "fmnist/vol-000/image/09999.png,Bag,,,,,,\n"    # 8: bad, not in the repo
         f"{p[3]},,,,,,,\n"                              # 9: no label: a task without prediction
@@ -163,7 +163,7 @@ def test_strict_imports_nothing_and_annotations_go_in_as_annotations(label_studi
 def test_coco_file_of_real_images_becomes_percent_boxes(label_studio, project, repo, invoke, tmp_path):
     dataset, sha = repo
     images = []
-    for i in range(3):
+    for i in range(4):
         path = sample_repos.image_path(i)
         width, height = Image.open(io.BytesIO(dataset.read_file(sha, path))).size
         images.append({"id": 100 + i, "file_name": path, "width": width, "height": height})
@@ -173,7 +173,7 @@ def test_coco_file_of_real_images_becomes_percent_boxes(label_studio, project, r
             "annotations": [{"id": 1, "image_id": 100, "category_id": 2, "bbox": [7, 0, 14, 28]},
                             {"id": 2, "image_id": 100, "category_id": 1, "bbox": [3.5, 7, 7, 14]},
                             {"id": 3, "image_id": 101, "category_id": 1, "bbox": [0, 14, 28, 14]},
-                            {"id": 4, "image_id": 101, "category_id": 3, "bbox": [0, 0, 5, 5]}]}
+                            {"id": 4, "image_id": 103, "category_id": 3, "bbox": [0, 0, 5, 5]}]}  # 103 held back
     path = tmp_path / "instances.json"
     path.write_text(json.dumps(coco))
     result = invoke(str(path), "--project", str(project.id), "--repo", str(dataset.path))

@@ -2,8 +2,10 @@
 
 The format (https://cocodataset.org/#format-data): ``images`` (``id``, ``file_name``, ``width``,
 ``height``, optionally ``coco_url``), ``annotations`` (``id``, ``image_id``, ``category_id``,
-``bbox`` = ``[x, y, width, height]`` in pixels) and ``categories`` (``id``, ``name``). Other keys
-(``segmentation``, ``area``, ``iscrowd``, ``info``, ``licenses``, ...) are ignored.
+``bbox`` = ``[x, y, width, height]`` in pixels) and ``categories`` (``id``, ``name``). An ``iscrowd: 1`` annotation
+(a box around a crowd of objects, an RLE mask: COCO's evaluation ignores them) is skipped, neither imported nor
+rejected (:attr:`ParsedLabels.skipped`, a warning counts them); ``segmentation`` polygons are not imported (the
+``bbox`` is the region; a warning counts them). Other keys (``area``, ``info``, ``licenses``, ...) are ignored.
 
 Each image becomes one task whose url is its ``file_name`` (a URL, an ``hf://`` url or a path of
 the dataset repo), or its ``coco_url`` when ``file_name`` is not a valid url. Each annotation
@@ -13,11 +15,20 @@ overflow the image by up to one pixel (rounding in other tools): it is clipped; 
 An image without annotations becomes a task without a prediction or annotation. An image whose ``id`` an
 earlier image has is rejected (:data:`DUPLICATE_IMAGE_ID`): annotations name the first.
 
+``width`` and ``height`` must be whole numbers of pixels (``640.6`` is rejected, not rounded: neither 640 nor 641 is
+sure to be right) and, for a file of ``--repo``, the file's own size (read from its header,
+:meth:`UrlResolver.image_size`: every image of a local repository, the first
+:data:`labelhub.sync.labels.parsed.HUB_SIZE_CHECKS` of a Hub repo): boxes are scaled by them. Each annotation of a
+rejected image is reported (:data:`labelhub.sync.labels.parsed.IMAGE_REJECTED`), and an image (url) with a rejected
+annotation is held back whole, its image and good annotations reported as
+:data:`labelhub.sync.labels.parsed.HELD_BACK`, as a CSV's url is.
+
 Rows are reported as ``images[i]`` and ``annotations[i] (id N)``, their positions in the file.
 """
 from __future__ import annotations
 
 import json
+import logging
 import math
 from os import PathLike
 from typing import IO
@@ -26,6 +37,8 @@ from labelhub.redaction import one_line
 from labelhub.sync.labels import parsed as m
 from labelhub.sync.labels.parsed import ImportTask, LabelsFileError, ParsedLabels, ProjectLabels, Region, RowError, UrlResolver
 from labelhub.sync.regions import FractionEdges, edges_from_coco
+
+log = logging.getLogger(__name__)
 
 #: How far (in pixels) a bbox may leave the image before it is rejected rather than clipped.
 CLIP_TOLERANCE_PX = 1.0
@@ -59,7 +72,7 @@ def read_coco(source: str | PathLike | IO, labels: ProjectLabels, urls: UrlResol
 
     Returns:
         :class:`ParsedLabels` with one task per good image (``rows`` counts images and annotations);
-        an annotation of a rejected image is not imported and not reported again.
+        an annotation of a rejected image is not imported and is reported with :data:`labelhub.sync.labels.parsed.IMAGE_REJECTED`.
 
     Raises:
         LabelsFileError: the file is not JSON, not an object with an ``images`` list, or its ``annotations``
@@ -90,9 +103,11 @@ def read_coco(source: str | PathLike | IO, labels: ProjectLabels, urls: UrlResol
         parsed.errors.append(RowError(where, reason, detail, order))
 
     tasks: dict[object, ImportTask] = {}
-    bad_images: set = set()
+    bad_images: dict = {}  # image key -> where the image was reported
     seen_ids: set = set()
     seen_urls: dict[str, ImportTask] = {}
+    rows_of: dict[str, list[tuple[str, int]]] = {}  # task value -> (where, order) of its good images and annotations
+    rejected_of: dict[str, list[str]] = {}  # task value -> where its rejected annotations are
     for i, image in enumerate(images):
         order += 1
         where = f"images[{i}]" + (f" (id {image.get('id')!r:.40})" if isinstance(image, dict) else "")
@@ -120,20 +135,31 @@ def read_coco(source: str | PathLike | IO, labels: ProjectLabels, urls: UrlResol
             else:
                 reject(where, m.BAD_URL, f"{answers[0][0]!r}: {answers[0][1]}")
         width, height = _number(image.get("width")), _number(image.get("height"))
+        size = f"width={image.get('width')!r}, height={image.get('height')!r}"
         if not width or not height or width < 1 or height < 1:  # pixels: 0.5 would become an image 0 px wide
-            reject(where, m.BAD_IMAGE_SIZE, f"width={image.get('width')!r}, height={image.get('height')!r}")
+            reject(where, m.BAD_IMAGE_SIZE, size)
+        elif not (width.is_integer() and height.is_integer()):  # 640.6: neither 640 nor 641 is sure to be right
+            reject(where, m.BAD_IMAGE_SIZE, f"{size}: not whole pixels")
+        elif resolved is not None and resolved[1][1] is not None:
+            real = urls.image_size(resolved[1][1][1])  # a file of --repo: its header says its size
+            if real is not None and real != (int(width), int(height)):
+                reject(where, m.IMAGE_SIZE_MISMATCH, f"{size}, but {resolved[1][1][1]} is {real[0]}x{real[1]} px: "
+                                                     "its boxes would be scaled wrong")
         if len(parsed.errors) > problems:
             parsed.rejected_rows += 1
-            bad_images.add(image_key)
+            bad_images[image_key] = where
             continue
         url, (value, hf) = resolved[0], resolved[1]
         task = seen_urls.get(value)  # by the task's URL: "a.png" and "./a.png" are one file of the repo
         if task is None:
-            task = seen_urls[value] = ImportTask(url, value, hf=hf, original_width=int(width),
+            task = seen_urls[value] = ImportTask(m.task_url(url, hf), value, hf=hf, original_width=int(width),
                                                original_height=int(height))
         task.lines.append(order)
+        rows_of.setdefault(value, []).append((where, order))
         tasks[image_key] = task
 
+    crowds: list[str] = []
+    polygons = 0
     for i, ann in enumerate(annotations):
         order += 1
         if not isinstance(ann, dict):
@@ -143,7 +169,12 @@ def read_coco(source: str | PathLike | IO, labels: ProjectLabels, urls: UrlResol
         where = f"annotations[{i}] (id {ann.get('id')!r:.40})"
         image_id = ann.get("image_id")
         if _key(image_id) in bad_images:
-            parsed.rejected_rows += 1  # its image was reported
+            reject(where, m.IMAGE_REJECTED, bad_images[_key(image_id)])
+            parsed.rejected_rows += 1
+            continue
+        if ann.get("iscrowd") == 1:  # a box around a crowd of objects (RLE mask), not one object: COCO's own
+            crowds.append(where)    # evaluation ignores them, and as a region it would teach a wrong box
+            parsed.skipped += 1
             continue
         problems = len(parsed.errors)
         task = tasks.get(_key(image_id))
@@ -168,9 +199,30 @@ def read_coco(source: str | PathLike | IO, labels: ProjectLabels, urls: UrlResol
                                              f"{task.original_height} px")
         if len(parsed.errors) > problems:
             parsed.rejected_rows += 1
+            if task is not None:
+                rejected_of.setdefault(task.value, []).append(where.split(" ", 1)[0])
             continue
+        segmentation = ann.get("segmentation")
+        polygons += isinstance(segmentation, list) and any(isinstance(p, list) and len(p) >= 6 for p in segmentation)
         task.regions.append(Region(edges, (name,)))
         task.lines.append(order)
+        rows_of.setdefault(task.value, []).append((where, order))
+
+    # an image with a rejected annotation is held back whole (images and annotations of its url): imported with its
+    # good annotations only, it would never get the others (the import is keyed on the url)
+    for value, rejected in rejected_of.items():
+        detail = f"rejected: {', '.join(rejected[:5])}{', ...' if len(rejected) > 5 else ''}"
+        for where, at in rows_of[value]:
+            parsed.errors.append(RowError(where, m.HELD_BACK, detail, at))
+            parsed.rejected_rows += 1
+        del seen_urls[value]
+    parsed.errors.sort(key=lambda e: e.order)  # stable: per entry, the checks' order
+    if crowds:
+        log.warning("skipped %d iscrowd annotations (a box around a crowd of objects, not one object): %s",
+                    len(crowds), ", ".join(crowds[:5]) + (", ..." if len(crowds) > 5 else ""))
+    if polygons:
+        log.warning("imported the bbox of %d annotations with segmentation polygons; the polygons are not imported "
+                    "(a region is a RectangleLabels box)", polygons)
     parsed.tasks = list(seen_urls.values())
     return parsed
 

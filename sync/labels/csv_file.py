@@ -1,7 +1,10 @@
 """A labels CSV → :class:`labelhub.sync.labels.parsed.ParsedLabels` (Python's :mod:`csv` splits it, pandas checks
 every row).
 
-The columns (a header line is required; other columns are ignored with a warning):
+The columns (a header line is required; names in any case; separated by ``,``, or by ``;`` or tabs when the header
+line is; other columns are ignored with a warning, but a file with such columns and no label column,
+:data:`LABEL_COLUMNS`, is refused: ``url,labels`` would make every task unlabelled, and a later fix would find its
+urls imported. A CSV of the ``url`` column alone is a list of images to label: tasks without labels):
 
 - ``url`` (required): an ``http(s)://`` URL, an ``hf://`` url, or a path of the dataset repo
   (``--repo``); see :class:`labelhub.sync.labels.parsed.UrlResolver`.
@@ -13,7 +16,9 @@ The columns (a header line is required; other columns are ignored with a warning
 
 Several rows with the same url (once resolved: ``a.png`` and ``./a.png`` of the repo are one) are one image:
 whole-image rows add Choices, box rows add regions (labelled with the row's positive concepts), metadata objects
-are merged in line order. The same
+are merged in line order. A url with a rejected row is held back whole (its good rows are reported with
+:data:`labelhub.sync.labels.parsed.HELD_BACK`): fixing the file and running it again imports it with all its rows.
+The same
 columns as LabelHub's export CSV (which holds boxes as JSON fractions; :mod:`labelhub.sync.regions`).
 
 Each check runs on every row (vectorised with pandas), and every failing check is reported with
@@ -44,6 +49,10 @@ log = logging.getLogger(__name__)
 BOX_COLUMNS = ("left_col", "top_row", "right_col", "bottom_row")
 #: Every column the import reads.
 COLUMNS = ("url", "pos_concepts", "neg_concepts", "metadata", *BOX_COLUMNS)
+#: The columns that hold labels: a CSV with columns the import does not read and none of these is refused.
+LABEL_COLUMNS = ("pos_concepts", "neg_concepts", *BOX_COLUMNS)
+#: The delimiters a labels CSV may use (the header line tells which, :func:`_delimiter`).
+DELIMITERS = (",", ";", "\t")
 
 
 def read_labels_csv(source: str | PathLike | IO, labels: ProjectLabels, urls: UrlResolver) -> ParsedLabels:
@@ -59,23 +68,31 @@ def read_labels_csv(source: str | PathLike | IO, labels: ProjectLabels, urls: Ur
         :class:`RowError` for each failed check of each bad row, in line order.
 
     Raises:
-        LabelsFileError: the file cannot be parsed as CSV (an unclosed quote, ...), it has no ``url`` column, or
-            one of the columns it reads appears twice (after stripping spaces). The message is one line.
+        LabelsFileError: the file cannot be parsed as CSV (an unclosed quote, ...), it has no ``url`` column, one
+            of the columns it reads appears twice (after stripping spaces, in any case), or it has columns the import
+            does not read and no label column. The message is one line.
 
     Example:
         >>> parsed = read_labels_csv("labels.csv", ProjectLabels.from_config(config), UrlResolver())
         >>> [str(e) for e in parsed.errors]
         ['line 3: missing url']
     """
-    header, records, refused = _records(_text(source))
-    names = [name.strip() for name in header]
+    text = _text(source)
+    delimiter = _delimiter(text)
+    header, records, refused = _records(text, delimiter)
+    names = [name.strip().lower() for name in header]  # "URL", " Pos_Concepts ": the columns in any case
     if "url" not in names:
-        listed = ", ".join(repr(c)[1:-1] for c in names)[:300] or "none"
-        raise LabelsFileError(f"the labels CSV has no 'url' column (columns: {listed})")
+        listed = ", ".join(repr(c.strip())[1:-1] for c in header)[:300] or "none"
+        raise LabelsFileError(f"the labels CSV has no 'url' column (columns: {listed}; the import reads "
+                              f"{', '.join(COLUMNS)}, separated by ',', ';' or tabs)")
     twice = sorted({c for c in names if c in COLUMNS and names.count(c) > 1})
     if twice:
         raise LabelsFileError(f"the labels CSV has the column {', '.join(map(repr, twice))} more than once")
-    ignored = [c for c in names if c not in COLUMNS]
+    ignored = [c.strip() for c, name in zip(header, names) if name not in COLUMNS]
+    if ignored and not any(c in names for c in LABEL_COLUMNS):  # "url,labels": every task would come unlabelled
+        raise LabelsFileError(f"the labels CSV has no label column the import reads, and columns it does not: "
+                              f"{', '.join(repr(c)[1:-1] for c in ignored)[:300]} (the columns are "
+                              f"{', '.join(COLUMNS)}; a CSV of the url column alone makes tasks without labels)")
     if ignored:
         log.warning("ignoring the CSV columns %s (the import reads %s)",
                     ", ".join(repr(c)[1:-1] for c in ignored)[:300], ", ".join(COLUMNS))
@@ -104,7 +121,25 @@ def _text(source: str | PathLike | IO) -> str:
     return data[1:] if data.startswith("\ufeff") else data
 
 
-def _records(text: str) -> tuple[list[str], list[tuple[int, list[str]]], dict[int, tuple[str, str]]]:
+def _delimiter(text: str) -> str:
+    """The file's delimiter: the first of :data:`DELIMITERS` whose split of the header line names a ``url`` column
+    (``,`` when none does). A spreadsheet in a locale with a decimal comma saves ``;``-separated CSVs; sniffing the
+    rows (:class:`csv.Sniffer`) could be led astray by commas in metadata JSON, the header is not."""
+    first = next((line for line in io.StringIO(text, newline="") if line.strip()), "")
+    for delimiter in DELIMITERS:
+        try:
+            fields = next(csv.reader(io.StringIO(first, newline=""), delimiter=delimiter), [])
+        except csv.Error:  # a header that is not CSV: _records says so
+            fields = []
+        if "url" in (f.strip().lower() for f in fields):
+            if delimiter != ",":
+                log.info("reading the labels CSV as %r-separated, as its header line is", delimiter)
+            return delimiter
+    return ","
+
+
+def _records(text: str, delimiter: str = ",") -> tuple[list[str], list[tuple[int, list[str]]],
+                                                      dict[int, tuple[str, str]]]:
     """Split CSV text into ``(header, [(line, fields)] of the rows, {line: (reason, detail)} of the rows refused
     whole)``.
 
@@ -117,7 +152,7 @@ def _records(text: str) -> tuple[list[str], list[tuple[int, list[str]]], dict[in
         LabelsFileError: No header line, or a quote that is never closed (the rest of the file would be one
             value).
     """
-    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
     header: list[str] | None = None
     records: list[tuple[int, list[str]]] = []
     refused: dict[int, tuple[str, str]] = {}
@@ -232,6 +267,9 @@ def _check(df: pd.DataFrame, line: np.ndarray, labels: ProjectLabels, urls: UrlR
             why = labels.unknown_any(label)
             if why:
                 errors.append((i, m.UNKNOWN_LABEL, why))
+        both = [c for c in pos[i] if c in neg[i]]
+        if both:
+            errors.append((i, m.POS_AND_NEG, f"{', '.join(map(repr, both))} in pos_concepts and neg_concepts"))
 
     bad = np.zeros(n, dtype=bool)
     for i, _, _ in errors:
@@ -246,6 +284,36 @@ def _check(df: pd.DataFrame, line: np.ndarray, labels: ProjectLabels, urls: UrlR
                 errors.append((int(i), m.TWO_CHOICES, f"{concept!r} after {first!r} in {tag!r}: keep one, or set "
                                                       f"choice=\"multiple\" on it"))
                 bad[i] = True
+    # a concept positive on one row of a url and negative on another (whole image or a box's label: negative says the
+    # image has none) is the row's contradiction as much as on one row
+    said: dict[tuple, int] = {}  # (task URL, concept, positive?) -> the first line saying so
+    for i in np.flatnonzero(~bad):
+        value = resolved[i][0]
+        for concepts, positive in ((pos[i], True), (neg[i], False)):
+            for concept in concepts:
+                other = said.get((value, concept, not positive))
+                if other is not None and not bad[i]:
+                    errors.append((int(i), m.POS_AND_NEG, f"{concept!r} "
+                                   f"{'positive' if positive else 'negative'} here, "
+                                   f"{'negative' if positive else 'positive'} on line {other}"))
+                    bad[i] = True
+        if not bad[i]:
+            for concepts, positive in ((pos[i], True), (neg[i], False)):
+                for concept in concepts:
+                    said.setdefault((value, concept, positive), int(line[i]))
+    # a url with a rejected row is held back whole: imported with its good rows only, it would never get the others
+    # (the import is keyed on the url), so fixing the file and running again would not bring them
+    key = [r[0] if isinstance(r, tuple) else (u or None) for r, u in zip(resolved, url)]
+    rejected: dict[object, list[int]] = {}
+    for i in np.flatnonzero(bad):
+        if key[i] is not None:
+            rejected.setdefault(key[i], []).append(int(line[i]))
+    for i in np.flatnonzero(~bad):
+        if key[i] in rejected:
+            lines = rejected[key[i]]
+            errors.append((int(i), m.HELD_BACK, f"rejected: line{'s' if len(lines) > 1 else ''} "
+                                                f"{', '.join(map(str, lines[:5]))}{', ...' if len(lines) > 5 else ''}"))
+            bad[i] = True
     errors.sort(key=lambda e: e[0])  # stable: per row, the checks' order above
     parsed = ParsedLabels(rows=n, rejected_rows=int(bad.sum()),
                           errors=[RowError(f"line {line[i]}", reason, detail, int(line[i]))
@@ -255,7 +323,7 @@ def _check(df: pd.DataFrame, line: np.ndarray, labels: ProjectLabels, urls: UrlR
         value, hf = resolved[i]
         task = tasks.get(value)  # by the task's URL: "a.png" and "./a.png" are one file of the repo
         if task is None:
-            task = tasks[value] = ImportTask(url[i], value, hf=hf)
+            task = tasks[value] = ImportTask(m.task_url(url[i], hf), value, hf=hf)
         task.lines.append(int(line[i]))
         if has_box[i]:
             task.regions.append(Region(FractionEdges(*values[i].tolist()), tuple(pos[i])))

@@ -9,12 +9,13 @@ rejected row. :mod:`labelhub.sync.labels.importer` turns tasks into Label Studio
 """
 from __future__ import annotations
 
+import posixpath
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from urllib.parse import unquote, urlsplit
 
-from labelhub.errors import LabelConfigError, LabelHubError
+from labelhub.errors import LabelConfigError, LabelHubError, RevisionNotFound
 from labelhub.label_config import DataField, data_field
 from labelhub.sync.files.selection import shown_by
 from labelhub.sync.regions import FractionEdges
@@ -34,12 +35,18 @@ NOT_CSV = "quoting that is not CSV"
 NOT_UTF8 = "bytes that are not UTF-8 (read as U+FFFD)"
 UNKNOWN_LABEL = "unknown label"
 TWO_CHOICES = "a second choice of a single-choice Choices for one url"
+POS_AND_NEG = "a concept both positive and negative"
+#: A good row (or COCO image or annotation) of a url that has a rejected row: the url is imported whole or not at all,
+#: since the import is keyed on the url (a url imported with some of its rows would never get the others).
+HELD_BACK = "held back: another row of its url was rejected"
 # COCO only
 UNKNOWN_IMAGE = "unknown image_id"
 UNKNOWN_CATEGORY = "unknown category_id"
 BAD_BBOX = "bbox is not 4 numbers with width and height > 0"
 BAD_IMAGE_SIZE = "image without a width and height of at least 1 px"
 BBOX_OUTSIDE_IMAGE = "bbox outside the image"
+IMAGE_SIZE_MISMATCH = "width and height are not the image's"
+IMAGE_REJECTED = "its image was rejected"
 
 
 class LabelsFileError(LabelHubError):
@@ -64,7 +71,8 @@ class ImportTask:
     """One image (one url) of a labels file: it becomes one Label Studio task.
 
     Attributes:
-        url: the url exactly as in the file (the task's identity, kept in ``data.source_url``).
+        url: the url as in the file, or for a file of the dataset repo its path (one spelling, :func:`task_url`):
+            the task's identity, kept in ``data.source_url``.
         value: the URL Label Studio shows (an ``hf://`` url or a repo path resolved to a file URL).
         lines: where the url's rows are in the file (line numbers of a CSV, positions in COCO JSON).
         concepts: positive whole-image concepts (the project's Choices), in file order.
@@ -113,15 +121,21 @@ class ParsedLabels:
 
     Attributes:
         rows: how many rows (CSV rows, or COCO images + annotations) were read.
-        tasks: one :class:`ImportTask` per url with at least one good row, in file order.
-        errors: every rejected row, in file order (a row with several problems has several).
-        rejected_rows: how many rows were rejected.
+        tasks: one :class:`ImportTask` per url whose rows are all good, in file order. A url with a rejected row is
+            held back whole (its good rows get :data:`HELD_BACK`): the import is keyed on the url, so a url imported
+            with some of its rows would never get the others once the file is fixed.
+        errors: every rejected row, in file order (a row with several problems has several), and each held back
+            row.
+        rejected_rows: how many rows were rejected or held back.
+        skipped: how many rows were left out on purpose, neither imported nor rejected (COCO ``iscrowd``
+            annotations, logged with a count). ``rows`` = rows of the tasks + ``rejected_rows`` + ``skipped``.
     """
 
     rows: int = 0
     tasks: list[ImportTask] = field(default_factory=list)
     errors: list[RowError] = field(default_factory=list)
     rejected_rows: int = 0
+    skipped: int = 0
 
     @property
     def regions(self) -> int:
@@ -170,7 +184,8 @@ class ProjectLabels:
         data = data_field(label_config)
         if not data.as_url:
             raise LabelConfigError(f"the project's <{data.tag} name=\"{data.name}\"> holds text, not a URL: "
-                                   "a labels file names images by url")
+                                   "a labels file names files by url; add valueType=\"url\" to the tag if its "
+                                   "tasks hold URLs (https://labelstud.io/tags/text)")
         choices: dict[str, str] = {}
         rectangles: dict[str, str] = {}
         single: set[str] = set()
@@ -191,30 +206,47 @@ class ProjectLabels:
         return cls(data, choices, rectangles, frozenset(single))
 
     def unknown_choice(self, label: str) -> str | None:
-        """Why ``label`` cannot be a whole-image concept (``None`` when it can)."""
+        """Why ``label`` cannot be a whole-image concept (``None`` when it can); names the nearest Choice
+        (``; did you mean 'Cat'?``, :func:`did_you_mean`)."""
         if label in self.choices:
             return None
         if not self.choices:
             return f"{label!r}: the label config has no Choices tag for whole-image concepts"
-        return f"{label!r} is not a Choice of {_names(self.choices)}"
+        return f"{label!r} is not a Choice of {_names(self.choices)}{did_you_mean(label, self.choices)}"
 
     def unknown_rectangle(self, label: str) -> str | None:
-        """Why ``label`` cannot label a box (``None`` when it can)."""
+        """Why ``label`` cannot label a box (``None`` when it can); names the nearest label (:func:`did_you_mean`)."""
         if label in self.rectangles:
             return None
         if not self.rectangles:
             return f"{label!r}: the label config has no RectangleLabels tag for boxes"
-        return f"{label!r} is not a label of RectangleLabels {_names(self.rectangles)}"
+        return f"{label!r} is not a label of RectangleLabels {_names(self.rectangles)}" \
+               f"{did_you_mean(label, self.rectangles)}"
 
     def unknown_any(self, label: str) -> str | None:
-        """Why ``label`` is in no Choices or RectangleLabels tag (``None`` when it is in one)."""
+        """Why ``label`` is in no Choices or RectangleLabels tag (``None`` when it is in one); names the nearest."""
         if label in self.choices or label in self.rectangles:
             return None
-        return f"{label!r} is in no Choices or RectangleLabels tag of the label config"
+        return f"{label!r} is in no Choices or RectangleLabels tag of the label config" \
+               f"{did_you_mean(label, [*self.choices, *self.rectangles])}"
 
 
 def _names(mapping: dict[str, str]) -> str:
     return ", ".join(repr(n) for n in dict.fromkeys(mapping.values()))
+
+
+def did_you_mean(name: str, known: Iterable[str]) -> str:
+    """``"; did you mean 'Cat'?"`` naming the known name ``name`` is closest to, or ``""`` when none is close.
+
+    The same name in another case (``cat`` for ``Cat``) comes first, then :func:`difflib.get_close_matches`'
+    nearest (ratio 0.75 or more: ``Sneakr`` for ``Sneaker``).
+    """
+    import difflib
+
+    known = list(dict.fromkeys(known))
+    same = [k for k in known if k.casefold() == name.casefold()]
+    close = same or difflib.get_close_matches(name, known, n=1, cutoff=0.75)
+    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 # hf://[datasets/|spaces/|models/]owner/name[@revision]/path, as huggingface_hub's HfFileSystem
@@ -226,6 +258,11 @@ _NOT_URL_TEXT = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 _HF_URL = re.compile(r"^hf://(?:(datasets|spaces|models)/)?([^/@\s]+/[^/@\s]+)(?:@([^/\s]+))?/(\S+)$")
 
 
+#: How many images of a Hub ``--repo`` a COCO import reads to check the file's width and height (one download each;
+#: every image of a local repository is checked, a read of its git objects).
+HUB_SIZE_CHECKS = 20
+
+
 class UrlResolver:
     """Turns a labels file's ``url`` into the URL a task shows.
 
@@ -234,10 +271,14 @@ class UrlResolver:
     - ``http://`` and ``https://`` URLs with a host: kept as they are;
     - ``hf://datasets/owner/name[@revision]/path`` (also ``spaces/``, ``models/`` or no prefix for a
       model, https://huggingface.co/docs/huggingface_hub/guides/hf_file_system): the Hub's
-      ``resolve`` URL (``hf_hub_url``, no call), revision ``main`` when none is given;
+      ``resolve`` URL (``hf_hub_url``, no call), revision ``main`` when none is given; not checked (that would take
+      a Hub call per file);
     - a ``path_in_repo`` of the dataset repo given with ``--repo``: the repo's file URL pinned to
       the resolved commit, as the sync writes it (and the task gets ``hf_repo``, ``hf_path``,
-      ``hf_revision`` like the sync's tasks).
+      ``hf_revision`` like the sync's tasks). One file has one spelling: ``./img/0.png``, ``img//0.png`` and
+      ``img/./0.png`` are ``img/0.png`` (:func:`posixpath.normpath`), and an ``hf://datasets/`` url of the Hub
+      ``--repo`` is its path too (checked like one; with an ``@revision``, that revision must be ``--revision``'s
+      commit). A path with ``\\`` separators or a leading ``/`` is refused with the spelling that names a file.
 
     Args:
         repo: the dataset repo (:class:`labelhub.repos.DatasetRepo`), or ``None``.
@@ -254,6 +295,8 @@ class UrlResolver:
                  endpoint: str | None = None, field=None):
         self.repo, self.sha, self.paths, self.endpoint = repo, sha, frozenset(paths), endpoint
         self.field = field
+        self._revisions: dict[str, str] = {}  # an hf:// url's @revision of the repo -> its commit sha, or why not
+        self._hub_size_checks = 0
 
     def resolve(self, url: str) -> tuple[str, tuple[str, str, str] | None] | str:
         """Resolve one url.
@@ -263,7 +306,8 @@ class UrlResolver:
 
         Returns:
             ``(value, hf)`` where ``value`` is the task URL and ``hf`` is ``(repo_id, path, sha)``
-            for a repo path (else ``None``); or a ``str``, the detail of why the url is refused.
+            for a file of the repo (else ``None``; :func:`task_url` gives the url's one spelling); or a ``str``, the
+            detail of why the url is refused.
         """
         odd = _NOT_URL_TEXT.search(url)
         if odd:
@@ -276,23 +320,105 @@ class UrlResolver:
                 return url, None
             return "an http(s) URL needs a host and no spaces"
         if scheme == "hf":
-            match = _HF_URL.match(url)
-            if not match:
-                return "an hf:// url is hf://datasets/OWNER/NAME[@REVISION]/PATH"
-            from huggingface_hub import hf_hub_url
-
-            kind, repo_id, revision, path = match.groups()
-            repo_type = {"datasets": "dataset", "spaces": "space"}.get(kind or "", "model")
-            return hf_hub_url(repo_id, path, repo_type=repo_type, revision=unquote(revision or "main"),
-                              endpoint=self.endpoint), None
+            return self._hf(url)
         if scheme and "/" not in scheme and url.split(":", 1)[1].startswith("//"):
             return f"scheme {scheme}:// is not supported"
         if self.repo is None:
             return "a path needs --repo, the dataset repo it is in"
-        path = url[2:] if url.startswith("./") else url
+        return self._repo_file(url)
+
+    def _hf(self, url: str) -> tuple[str, None] | tuple[str, tuple[str, str, str]] | str:
+        match = _HF_URL.match(url)
+        if not match:
+            return ("an hf:// url is hf://datasets/OWNER/NAME[@REVISION]/PATH (or spaces/OWNER/NAME/..., and "
+                    "models/OWNER/NAME/... or OWNER/NAME/... for a model repo)")
+        kind, repo_id, revision, path = match.groups()
+        ours = self.repo is not None and not self.repo.local and repo_id == self.repo.repo_id
+        if ours and kind is None:  # the dataset's name in a model repo's url: a file that is not there
+            return (f"hf://{repo_id}/... is a model repo's url; the dataset --repo's files are "
+                    f"hf://datasets/{repo_id}/{path} or {path}")
+        if ours and kind == "datasets":
+            if revision is not None:
+                sha = self._revision_sha(unquote(revision))
+                if sha != self.sha:
+                    why = sha if len(sha) != 40 else f"commit {sha[:12]}"
+                    return (f"names {repo_id} at {unquote(revision)} ({why}), not at --revision's commit "
+                            f"{self.sha[:12]}: give --revision {unquote(revision)}, or leave @{revision} out")
+            return self._repo_file(unquote(path))
+        from huggingface_hub import hf_hub_url
+
+        repo_type = {"datasets": "dataset", "spaces": "space"}.get(kind or "", "model")
+        return hf_hub_url(repo_id, path, repo_type=repo_type, revision=unquote(revision or "main"),
+                          endpoint=self.endpoint), None
+
+    def _revision_sha(self, revision: str) -> str:
+        """The commit sha of ``revision`` of the repo (one call per revision), or why there is none."""
+        if self.sha.startswith(revision) and len(revision) >= 7:
+            return self.sha
+        if revision not in self._revisions:
+            try:
+                self._revisions[revision] = self.repo.resolve(revision)
+            except RevisionNotFound as exc:  # the Hub unreachable is no fault of the row: it stops the command
+                self._revisions[revision] = str(exc)[:200]
+        return self._revisions[revision]
+
+    def _repo_file(self, url: str) -> tuple[str, tuple[str, str, str]] | str:
+        path = posixpath.normpath(url)  # "./a.png", "img//a.png", "img/./a.png": one file, one spelling
         if path in self.paths:
             if self.field is not None and not shown_by(path, self.field.default_include):
                 types = ", ".join(p for p in self.field.default_include if p == p.lower())
                 return f"{path} is not a file type an <{self.field.tag}> shows ({types})"
             return self.repo.file_url(self.sha, path), (self.repo.repo_id, path, self.sha)
-        return f"not a file of {self.repo.repo_id} at {self.sha[:12]}"
+        where = f"not a file of {self.repo.repo_id} at {self.sha[:12]}"
+        slashed = posixpath.normpath(path.replace("\\", "/"))
+        if "\\" in path and slashed.lstrip("/") in self.paths:
+            return f"{where}; paths of the repo are separated by '/': {slashed.lstrip('/')!r}"
+        if path.startswith("/") and path.lstrip("/") in self.paths:
+            return f"{where}; paths are from the repo's root, without a leading '/': {path.lstrip('/')!r}"
+        return where
+
+    def image_size(self, path: str) -> tuple[int, int] | None:
+        """The ``(width, height)`` in pixels of the image ``path`` of the repo, read from its header (PIL's lazy
+        :func:`PIL.Image.open`), for a COCO file's ``width``/``height`` check.
+
+        Every image of a local repository is read (its git objects, no network); of a Hub repo, the first
+        :data:`HUB_SIZE_CHECKS` asked for (one download each, through huggingface_hub's cache): a file whose sizes
+        are wrong is usually wrong for every image, and a download per image of a large dataset is what the sync
+        avoids.
+
+        Returns:
+            The size, or ``None`` when it is not checked: no repo, past the Hub budget, or not an image PIL
+            reads (then Label Studio's editor measures it).
+
+        Raises:
+            labelhub.errors.HubError: the Hub cannot be read (unreachable, refused): the command stops, as the
+                sync's reads do, rather than import sizes it set out to check.
+        """
+        if self.repo is None:
+            return None
+        if not self.repo.local:
+            if self._hub_size_checks >= HUB_SIZE_CHECKS:
+                return None
+            self._hub_size_checks += 1
+        import io
+
+        from PIL import Image
+
+        data = self.repo.read_file(self.sha, path)
+        try:
+            with Image.open(io.BytesIO(data)) as image:
+                return image.size
+        except Exception:  # noqa: BLE001 - PIL's UnidentifiedImageError, DecompressionBombError, SyntaxError, ...
+            return None
+
+
+def task_url(url: str, hf: tuple[str, str, str] | None) -> str:
+    """A url's one spelling, the task's identity (``data.source_url``, the import's key): the path in the repo for a
+    file of ``--repo`` (``./img/0.png``, ``hf://datasets/OWNER/NAME/img/0.png`` → ``img/0.png``), else the url as
+    in the file.
+
+    Args:
+        url: the url as in the file.
+        hf: what :meth:`UrlResolver.resolve` gave with it.
+    """
+    return hf[1] if hf else url
