@@ -304,3 +304,10 @@ def test_a_local_repos_card_shows_the_clone_recipe(local):
     else:
         assert 'datasets.load_dataset("<repo_id>", "test", revision="test-v5", split="train")' in block
         assert "git clone" not in block
+
+
+def test_an_export_file_with_glob_characters_in_its_path_is_excluded_alone():
+    paths = ["d[1]/a*b?.csv", "d[1]/x.png", "d1/a1b2.csv", "d[1]/aXbY.csv"]
+    exclude = with_export_files(["d*"], (), ["d[1]/a*b?.csv"])
+    files = [RepoFile(p, 1, "0" * 40) for p in paths]
+    assert [f.path for f in select_files(files, ["d*"], exclude)] == ["d1/a1b2.csv", "d[1]/aXbY.csv", "d[1]/x.png"]

@@ -606,7 +606,7 @@ class Exporter:
             manifest = None
         except ValueError:
             manifest = {}
-        if not isinstance(manifest, dict):
+        if manifest is not None and not isinstance(manifest, dict):
             manifest = {}
         if manifest is None or manifest.get("tag", tag) != tag:
             other = self._other_manifest(tag, sha)
