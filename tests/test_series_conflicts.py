@@ -311,3 +311,22 @@ def test_an_export_file_with_glob_characters_in_its_path_is_excluded_alone():
     exclude = with_export_files(["d*"], (), ["d[1]/a*b?.csv"])
     files = [RepoFile(p, 1, "0" * 40) for p in paths]
     assert [f.path for f in select_files(files, ["d*"], exclude)] == ["d1/a1b2.csv", "d[1]/aXbY.csv", "d[1]/x.png"]
+
+
+def test_a_project_deleted_and_recreated_takes_its_series_over_with_a_warning(label_studio, make_project, tmp_path):
+    path = sample_repos.local_repo_with(tmp_path / "repo", sample_repos.image_files(0, 3))
+    client = label_studio.client()
+    old = client.projects.create(title="deleted: old", label_config=CONFIG)  # deleted by the test itself
+    Once(label_studio, path, old.id, tmp_path / "old.sqlite3")()
+    annotate(client, old.id, 1)
+    Once(label_studio, path, old.id, tmp_path / "old.sqlite3")()
+    assert tags(path) == ["annotations-v1"]
+    client.projects.delete(old.id)
+    new = make_project("deleted: new", CONFIG)
+    run = Once(label_studio, path, new.id, tmp_path / "new.sqlite3")
+    taken = run()
+    assert (f"taking over the series 'annotations' from Label Studio project {old.id} (deleted from this Label "
+            "Studio)") in taken.stderr
+    annotate(client, new.id, 2)
+    run()
+    assert tags(path)[-1] == "annotations-v3" and titles(path)[0] == "annotations v3: +2 ~0 -0"

@@ -53,7 +53,8 @@ names that tag, this ``--csv-path`` and this Label Studio project. Else nothing 
 :class:`labelhub.errors.ConfigurationError` in one line: another CSV with the same tag prefix (in the same folder or
 another: ``annotations/test.csv`` and ``test/annotations.csv`` both derive ``test``), or another project with the
 same ``--csv-path`` (two daemons left at the default one: each version would hold one project's annotations
-and drop the other's). The check runs as the exporter starts (so ``labelhub sync`` stops before importing) and at
+and drop the other's) unless that project was deleted from this Label Studio (a project deleted and recreated
+takes its series over, with a warning). The check runs as the exporter starts (so ``labelhub sync`` stops before importing) and at
 every export whose series got a version this state did not make (one manifest read, once per version); the daemon
 stops on it (:class:`labelhub.sync.service.SyncService`): it cannot fix itself. A project recreated or restored
 under a new id takes its predecessor's series over with ``take_over_from`` (``--take-over-from OLD_ID``).
@@ -96,8 +97,8 @@ from labelhub.sync.versions.incremental import VersionRows, build_files, build_r
 from labelhub.sync.versions.rows import BOOKKEEPING, FIXED_HEAD, FIXED_TAIL, OTHER_RESULTS
 from labelhub.sync.versions.series import DEFAULT_CSV_PATH, DEFAULT_PREFIX, series_for
 from labelhub.sync.versions.training import CONSENSUS_COLUMNS, text_from_file, training_features
-from labelhub.errors import (AmbiguousCommit, CommitConflict, ConfigurationError, LabelHubError, RevisionNotFound,
-                             TagExists, TransientHubError)
+from labelhub.errors import (AmbiguousCommit, CommitConflict, ConfigurationError, LabelHubError, ProjectNotFound,
+                             RevisionNotFound, TagExists, TransientHubError)
 from labelhub.redaction import one_line
 from labelhub.retry import hub_retrying
 from labelhub.sync.annotations.intake import GENERATION, learn_annotators
@@ -597,7 +598,8 @@ class Exporter:
             labelhub.errors.ConfigurationError: the commit holds no manifest of ``tag`` at this series' path
                 (another CSV in another folder exports with the same tag prefix), or it names another
                 ``csv_path`` (the same, in the same folder), or another Label Studio project (two projects
-                exporting into one series would each make versions without the other's annotations).
+                exporting into one series would each make versions without the other's annotations) that is
+                not ``take_over_from`` and was not deleted from this Label Studio (:meth:`_deleted`).
         """
         repo, prefix = self.repo.repo_id, self.series.prefix
         try:
@@ -623,7 +625,8 @@ class Exporter:
                 f"{tag} of {repo} holds {other} (Label Studio project {project if project is not None else '?'}), "
                 f"not {self.csv_path}: another project exports with the tag prefix {prefix!r}; give this one its "
                 "own --tag-prefix or --csv-path")
-        if project is not None and project not in (self.project.project_id, self.take_over_from):
+        if project is not None and project not in (self.project.project_id, self.take_over_from) and \
+                not self._deleted(project, manifest):
             raise ConfigurationError(
                 f"{tag} of {repo} was exported from Label Studio project {project}, this is project "
                 f"{self.project.project_id}: two projects cannot share the series {prefix!r} ({self.csv_path}); if "
@@ -631,6 +634,21 @@ class Exporter:
                 f"--csv-path annotations/<name>.csv, tags <name>-vN); if this project replaces it (recreated or "
                 f"restored), pass --take-over-from {project} to go on with its series")
         return manifest
+
+    def _deleted(self, project_id, manifest: dict) -> bool:
+        """Whether Label Studio project ``project_id``, which exported ``manifest``, was deleted from this Label
+        Studio (the manifest names this one's URL and it answers 404 for the project: one call): its series is this
+        project's to take over (a project deleted and recreated) without ``--take-over-from``. A project of
+        another Label Studio, or one this cannot tell, is not."""
+        if (manifest.get("label_studio") or {}).get("url") != self.project.url:
+            return False
+        try:
+            self.project.call(self.project.client.projects.get, project_id)
+        except ProjectNotFound:
+            return True
+        except LabelHubError:
+            return False
+        return False
 
     def _other_manifest(self, tag: str, sha: str) -> dict | None:
         """The manifest of ``tag`` at one of the usual places of another CSV with this prefix
@@ -695,9 +713,10 @@ class Exporter:
         self.state.set_version_status(number, "tagged", sha, manifest.get("parent_commit"), cursors={CARD: card})
         project = (manifest.get("label_studio") or {}).get("project_id", self.project.project_id)
         if project != self.project.project_id:
-            log.warning("taking over the series %r from Label Studio project %s (--take-over-from): going on from %s "
-                        "(%s); %d of its %d annotations are as in this project", self.series.prefix, project, tag,
-                        sha[:12], int(same.sum()), len(other))
+            log.warning("taking over the series %r from Label Studio project %s (%s): going on from %s (%s); %d of "
+                        "its %d annotations are as in this project", self.series.prefix, project,
+                        "--take-over-from" if project == self.take_over_from else "deleted from this Label Studio",
+                        tag, sha[:12], int(same.sum()), len(other))
         elif had is not None:
             log.warning("%s of %s (%s) was exported by another exporter of Label Studio project %s (another --state: "
                         "a daemon or a cron job started in another folder?): going on from it; run one exporter per "
