@@ -96,7 +96,8 @@ log = logging.getLogger("labelhub")
 @log_level_option
 def sync(repo, project_id, revision, include, exclude, metadata_path, metadata_key, metadata_columns, once,
          interval, batch_size, state_path, label_studio_url, label_studio_api_key, hf_token, hf_endpoint,
-         public_url, file_urls, secret, url_lifetime, repo_moved_from, export, export_interval, csv_path, tag_prefix, take_over_from, reconcile_interval,
+         public_url, file_urls, secret, url_lifetime, repo_moved_from, export, export_interval, csv_path, tag_prefix,
+         take_over_from, reconcile_interval,
          sweep_interval, webhook_url, webhook_host, webhook_port, webhook_secret, log_level):
     """Turn the files of a dataset repo into Label Studio tasks, new files as they appear, never twice,
     and write finished annotations back to the repo as tagged versions (annotations-vN).
@@ -145,8 +146,9 @@ def sync(repo, project_id, revision, include, exclude, metadata_path, metadata_k
         state.bind(project.url, project.key)
         if dataset.local:
             _follow_moved_repo(state, state_path, project_id, dataset.repo_id, repo_moved_from)
-        if export:  # the export's own files are never tasks, wherever --csv-path puts them
-            exclude = with_export_files(include, exclude, series_for(csv_path, tag_prefix).all_paths)
+        # the export's own files are never tasks, wherever --csv-path puts them (with --no-export too: they may be
+        # there from an earlier export)
+        exclude = with_export_files(include, exclude, series_for(csv_path, tag_prefix).all_paths)
         importer = FileImporter(dataset, project, state, revision=revision, include=include, exclude=exclude,
                                 metadata=spec_from_args(metadata_path, metadata_key, parse_columns(metadata_columns)),
                                 batch_size=batch_size)

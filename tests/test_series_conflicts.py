@@ -273,9 +273,11 @@ def test_a_csv_path_inside_the_include_folder_makes_no_task_of_the_exports_files
     sync()
     assert tags(path) == ["fmnist-v1"]
     assert "fmnist/fmnist.manifest.json" in git(path, "ls-tree", "-r", "--name-only", "main")
-    sync()  # a cycle that sees the export's files
+    # a commit of someone else on top of the export's: the next cycle lists the repo with the export's files in it
+    sample_repos.commit_local(path, sample_repos.image_files(3, 4))
+    sync()
     paths = sorted(t.data["hf_path"] for t in client.tasks.list(project=project.id, page_size=100))
-    assert paths == [sample_repos.image_path(i) for i in range(3)]
+    assert paths == [sample_repos.image_path(i) for i in range(4)]
 
 
 def test_the_files_of_every_series_are_never_tasks():

@@ -54,10 +54,11 @@ names that tag, this ``--csv-path`` and this Label Studio project. Else nothing 
 another: ``annotations/test.csv`` and ``test/annotations.csv`` both derive ``test``), or another project with the
 same ``--csv-path`` (two daemons left at the default one: each version would hold one project's annotations
 and drop the other's) unless that project was deleted from this Label Studio (a project deleted and recreated
-takes its series over, with a warning). The check runs as the exporter starts (so ``labelhub sync`` stops before importing) and at
-every export whose series got a version this state did not make (one manifest read, once per version); the daemon
-stops on it (:class:`labelhub.sync.service.SyncService`): it cannot fix itself. A project recreated or restored
-under a new id takes its predecessor's series over with ``take_over_from`` (``--take-over-from OLD_ID``).
+takes its series over, with a warning). The check runs as the exporter starts (so ``labelhub sync`` stops before
+importing) and at every export whose series got a version this state did not make (one manifest read, once per
+version); the daemon stops on it (:class:`labelhub.sync.service.SyncService`): it cannot fix itself. A project
+restored under a new id (or whose predecessor still exists) takes its predecessor's series over with
+``take_over_from`` (``--take-over-from OLD_ID``).
 
 **Another exporter of the same project** (a second ``--state``: a cron ``--once`` run from another folder, whose
 default state is another file; or a state that lost its versions). A version of the series that this state did
@@ -568,9 +569,9 @@ class Exporter:
         another Label Studio project's (:meth:`_owner_manifest`); run as the exporter starts, and by every export
         (:meth:`_follow_repo`).
 
-        At start it reads the refs the import cycle last saw, or the repo's (one call; a repo that does not answer
-        leaves the check to the first export), and the newest version's manifest when it is not the state's last
-        version (one read).
+        At start it reads the refs the import cycle last saw, or the repo's (one call), and the newest version's
+        manifest when it is not the state's last version (one read); a repo that does not answer leaves the check
+        to the first export.
 
         Raises:
             labelhub.errors.ConfigurationError: see :meth:`_owner_manifest`.
@@ -578,13 +579,13 @@ class Exporter:
         if self.state.last_version_status() not in (None, "tagged"):
             return  # an unfinished version: the first export finishes it, then checks
         try:
-            refs = self._refs()
-        except (LabelHubError, OSError) as exc:
+            newest = self._newest(self._refs().tags)
+            if newest is not None:
+                self._owner_manifest(newest[1], newest[2])
+        except ConfigurationError:
+            raise
+        except (LabelHubError, OSError) as exc:  # the repo did not answer: the first export checks
             log.debug("series not checked at start: %s", one_line(exc, 200))
-            return
-        newest = self._newest(refs.tags)
-        if newest is not None:
-            self._owner_manifest(newest[1], newest[2])
 
     def _owner_manifest(self, tag: str, sha: str) -> dict:
         """The manifest of version ``tag`` (at commit ``sha``) of this series, when it was exported with this
@@ -830,9 +831,9 @@ class Exporter:
         """Commit until it lands; returns ``(sha, the parent it landed on, the files committed)``.
 
         A 412/409, or a parent that is no longer a commit of the repo (a rewritten history, see :meth:`_rewritten`),
-        reads the refs again (one call) and rebuilds the files on the new head (at most 10 times); a series that
-        got the version ``number`` (or a later one) meanwhile, or for a state's ``first`` version any version,
-        raises :class:`_Renumber` instead (the export adopts it and numbers again). 429/5xx and lost answers are retried by
+        reads the refs again (one call) and rebuilds the files on the new head (at most 10 times); a series
+        that got the version ``number`` (or a later one) meanwhile, or for a state's ``first`` version any
+        version, raises :class:`_Renumber` instead (the export adopts it and numbers again). 429/5xx and lost answers are retried by
         :func:`labelhub.retry.hub_retrying` (``max_attempts``, ``Retry-After`` honoured), a lost answer first
         looked up by its export id."""
         conflicts = 0
