@@ -74,6 +74,11 @@ log = logging.getLogger("labelhub")
 @click.option("--export-interval", type=click.FloatRange(min=0), default=60.0, envvar="LABELHUB_EXPORT_INTERVAL",
               help="At most one export per this many seconds.")
 @series_options
+@click.option("--take-over-from", type=Integer(min=1), envvar="LABELHUB_TAKE_OVER_FROM", default=None,
+              show_default=False,
+              help="The id of the Label Studio project whose series (--csv-path) this project continues, when it "
+                   "replaces it (recreated or restored under a new id). Without it, a series whose newest version "
+                   "another project exported is refused. Needed once, harmless after.")
 @click.option("--reconcile-interval", type=click.FloatRange(min=0), default=30.0,
               help="Seconds between reconciliations with the Label Studio API (webhooks are only hints).")
 @click.option("--sweep-interval", type=click.FloatRange(min=0), default=300.0, envvar="LABELHUB_SWEEP_INTERVAL",
@@ -91,7 +96,8 @@ log = logging.getLogger("labelhub")
 @log_level_option
 def sync(repo, project_id, revision, include, exclude, metadata_path, metadata_key, metadata_columns, once,
          interval, batch_size, state_path, label_studio_url, label_studio_api_key, hf_token, hf_endpoint,
-         public_url, file_urls, secret, url_lifetime, repo_moved_from, export, export_interval, csv_path, tag_prefix, reconcile_interval,
+         public_url, file_urls, secret, url_lifetime, repo_moved_from, export, export_interval, csv_path, tag_prefix,
+         take_over_from, reconcile_interval,
          sweep_interval, webhook_url, webhook_host, webhook_port, webhook_secret, log_level):
     """Turn the files of a dataset repo into Label Studio tasks, new files as they appear, never twice,
     and write finished annotations back to the repo as tagged versions (annotations-vN).
@@ -116,6 +122,8 @@ def sync(repo, project_id, revision, include, exclude, metadata_path, metadata_k
         from labelhub.sync.service import SyncService
         from labelhub.sync.labelstudio.project import LabelStudioProject
         from labelhub.sync.files.metadata import parse_columns, spec_from_args
+        from labelhub.sync.files.selection import with_export_files
+        from labelhub.sync.versions.series import series_for
         from labelhub.errors import ConfigurationError
         from labelhub.repos import open_repo
         from labelhub.sync.state import SyncState
@@ -138,6 +146,9 @@ def sync(repo, project_id, revision, include, exclude, metadata_path, metadata_k
         state.bind(project.url, project.key)
         if dataset.local:
             _follow_moved_repo(state, state_path, project_id, dataset.repo_id, repo_moved_from)
+        # the export's own files are never tasks, wherever --csv-path puts them (with --no-export too: they may be
+        # there from an earlier export)
+        exclude = with_export_files(include, exclude, series_for(csv_path, tag_prefix).all_paths)
         importer = FileImporter(dataset, project, state, revision=revision, include=include, exclude=exclude,
                                 metadata=spec_from_args(metadata_path, metadata_key, parse_columns(metadata_columns)),
                                 batch_size=batch_size)
@@ -149,7 +160,7 @@ def sync(repo, project_id, revision, include, exclude, metadata_path, metadata_k
         if export:
             service.intake = AnnotationIntake(project, state)
             service.exporter = Exporter(dataset, project, state, csv_path=csv_path, revision=revision,
-                                        tag_prefix=tag_prefix)
+                                        tag_prefix=tag_prefix, take_over_from=take_over_from)
         if once:
             service.run_once()
             return

@@ -4,7 +4,8 @@ Each tick of :meth:`SyncService.tick` runs what is due: the import cycle every `
 seconds, reconciliation every ``reconcile_interval`` seconds, the sweep of deleted tasks every
 ``sweep_interval`` seconds, and an export when annotations
 changed and ``export_interval`` seconds passed since the last one (debounce). A webhook wakes the
-loop at once. A step that fails is logged and retried at its next turn; the others go on. On SIGTERM
+loop at once. A step that fails is logged and retried at its next turn; the others go on. A configuration error
+(:class:`labelhub.errors.ConfigurationError`) is not retried: it ends the daemon. On SIGTERM
 or SIGINT, :meth:`SyncService.flush` reconciles and exports what is pending before the exit.
 """
 from __future__ import annotations
@@ -14,6 +15,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from labelhub.errors import ConfigurationError
 from labelhub.sync.versions.exporter import Exporter
 from labelhub.sync.files.importer import FileImporter
 from labelhub.sync.annotations.intake import AnnotationIntake
@@ -59,8 +61,14 @@ class SyncService:
         return max(min(waits), 0.05)
 
     def _step(self, name: str, fn) -> None:
+        """Run one step; an error is logged and the step retried at its next turn, except a
+        :class:`labelhub.errors.ConfigurationError` (the options contradict the repo, e.g. another project's
+        series: :meth:`labelhub.sync.versions.exporter.Exporter.check_series`), which cannot fix itself: it ends
+        the daemon (the command says it in one line and exits 1), nothing flushed."""
         try:
             fn()
+        except ConfigurationError:
+            raise
         except Exception as exc:  # logged; retried at its next turn
             log.error("%s failed, will retry: %s: %s", name, type(exc).__name__, exc)
 

@@ -79,15 +79,17 @@ def test_a_commit_of_someone_else_costs_the_412_and_one_refs_read_only(label_stu
 
 
 def test_a_first_export_on_stale_refs_is_numbered_again_after_the_412(label_studio, hub, make_project, tmp_path):
-    exporter, *_ = polled_exporter(label_studio, hub, make_project, tmp_path, "stale")
+    exporter, _, client, task_ids = polled_exporter(label_studio, hub, make_project, tmp_path, "stale")
     # a lost state file's daemon (the same project and series) exports meanwhile: our poll's head and tags are stale
     other = Exporter(exporter.repo, exporter.project, SyncState(tmp_path / "other.sqlite3", exporter.project.project_id,
                                                                 exporter.repo.repo_id))
     AnnotationIntake(other.project, other.state).reconcile()
     theirs = other.export()
+    annotate(exporter, client, task_ids[0], "text-only")  # one more than theirs holds
     hub.reset_calls()
     ours = exporter.export()
     assert (theirs.number, ours.number) == (1, 2)
+    assert (ours.added, ours.changed, ours.removed) == (1, 0, 0)  # counted against theirs, which it adopted
     assert hub.count_calls("POST", r"/commit/") == 2  # the 412 on the stale head, then version 2 on theirs
     tags = {t.name: t.target_commit for t in HfApi(token=HUB_TOKEN).list_repo_refs(
         exporter.repo.repo_id, repo_type="dataset").tags}

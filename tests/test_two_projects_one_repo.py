@@ -222,13 +222,16 @@ def test_a_second_project_with_the_same_tag_prefix_is_refused_and_a_new_prefix_s
         project = make_project(f"same prefix: {name}", CONFIG)
         runs[name] = ("sync", "--repo", str(path), "--project", str(project.id), "--state",
                       str(tmp_path / f"{name}.sqlite3"), "--once", *extra)
-        run_labelhub(*runs[name], env=env, check=True)
+        runs[name + " start"] = run_labelhub(*runs[name], env=env)
         tasks[name] = [t.id for t in client.tasks.list(project=project.id, page_size=10)]
-        client.annotations.create(tasks[name][0], result=choice("Bag"))
+        if tasks[name]:
+            client.annotations.create(tasks[name][0], result=choice("Bag"))
         runs[name + " result"] = run_labelhub(*runs[name], env=env)
     owner, intruder = runs["owner result"], runs["intruder result"]
-    assert owner.returncode == 0, owner.stderr
+    assert runs["owner start"].returncode == 0 and owner.returncode == 0, owner.stderr
     assert sample_repos.git(path, "tag", "--list").split() == ["test-v1"]
+    # refused as it starts, before importing anything (the owner's test-v1 is in the repo already)
+    assert runs["intruder start"].returncode == 1 and tasks["intruder"] == []
     assert intruder.returncode == 1 and "another project exports with the tag prefix 'test'" in intruder.stderr
     assert "Traceback" not in intruder.stderr and "annotations/test.csv" in intruder.stderr
 

@@ -10,14 +10,20 @@ Image tag's 16 default patterns, which is half of what building a task costs (a 
 from __future__ import annotations
 
 import fnmatch
+import glob
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from functools import lru_cache
 
 from labelhub.repos import RepoFile
 
-#: Never tasks: the repo's own bookkeeping and what LabelHub's exports write.
-ALWAYS_EXCLUDE = (".gitattributes", ".gitignore", "README.md", "annotations/*", "metadata.jsonl", "consensus.jsonl")
+#: Never tasks: the repo's own bookkeeping and what LabelHub's exports write: the default series' files, and the
+#: files any series ``P`` names after its prefix wherever its CSV is (``P.manifest.json``, ``P.train.jsonl``,
+#: ``P.rows.jsonl``, ``P.consensus.jsonl``, ``P.metadata.jsonl``: :mod:`labelhub.sync.versions.series`). A series'
+#: CSV (and the default series' files beside a CSV outside ``annotations/``) has a path of its own: the sync adds
+#: its own series' paths to the exclusions (:func:`with_export_files`).
+ALWAYS_EXCLUDE = (".gitattributes", ".gitignore", "README.md", "annotations/*", "metadata.jsonl", "consensus.jsonl",
+                  "*.manifest.json", "*.train.jsonl", "*.rows.jsonl", "*.consensus.jsonl", "*.metadata.jsonl")
 
 
 @lru_cache(maxsize=64)
@@ -60,3 +66,30 @@ def shown_by(path: str, include: Sequence[str]) -> bool:
     (``\\`` taken as ``/``); ``True`` for no glob."""
     allow = _matcher(tuple(include))
     return allow is None or bool(allow.match(path.replace("\\", "/")))
+
+
+def with_export_files(include: Sequence[str] | None, exclude: Sequence[str], paths: Iterable[str]) -> tuple[str, ...]:
+    """``exclude`` and, after it, each of ``paths`` (the files an export writes: its CSV, manifest, rows files,
+    :attr:`labelhub.sync.versions.series.Series.all_paths`) that ``include`` selects and ``exclude`` does not yet
+    exclude, as a glob matching that path alone (``glob.escape``): so ``--include 'test/**' --csv-path
+    test/annotations.csv`` makes no task of the export's own files. A path no glob of ``include`` reaches (the
+    object tag's default file types never reach a CSV or JSON file) adds nothing, so the selection the import
+    cycle remembers is unchanged.
+
+    Args:
+        include: the ``--include`` globs (``None`` or empty: the object tag's defaults, which select none of them).
+        exclude: the ``--exclude`` globs.
+        paths: ``path_in_repo`` of the export's files.
+
+    Returns:
+        The exclusion globs.
+
+    Example:
+        >>> with_export_files(["test/**"], [], ["test/annotations.csv", "annotations/x.csv"])
+        ('test/annotations.csv',)
+    """
+    if not include:
+        return tuple(exclude)
+    allow, ignore = _matcher(tuple(include)), _matcher((*ALWAYS_EXCLUDE, *exclude))
+    added = [glob.escape(path) for path in paths if allow.match(path) and not ignore.match(path)]
+    return (*exclude, *dict.fromkeys(added))

@@ -69,7 +69,7 @@ def manifest_json(manifest: dict) -> bytes:
 
 
 def card_block(manifest: dict, controls: dict[str, str], value_key: str, changes: str = "", agreement: str = "",
-               series: Series | None = None, rows_config: bool = True) -> str:
+               series: Series | None = None, rows_config: bool = True, local: bool = False) -> str:
     """The Markdown that LabelHub owns in the card for one series: version, changes since the previous one
     (``changes``, from :func:`labelhub.sync.versions.diff.summary_text`), agreement, columns, label distribution.
 
@@ -81,16 +81,19 @@ def card_block(manifest: dict, controls: dict[str, str], value_key: str, changes
         agreement: The Markdown of the agreement figures, or ``""``.
         series: The series exported (its markers and config names); ``None``: the default series.
         rows_config: Whether the card names a rows config to load (a Hub repo's; a local repository has none).
+        local: The repo is a local git repository: ``datasets`` cannot read a revision of it, so the recipe
+            clones it at the tag (``git clone --branch TAG <path> TAG``) and loads that folder, the CSV with the
+            ``csv`` builder (README, "On a local repository").
 
     Returns:
         The section, its markers included.
     """
     series = series or Series()
     begin, end = series.markers
-    load = (f'train = datasets.load_dataset("<repo_id>", revision="{manifest["tag"]}", split="train")  '
-            if series.is_default else
-            f'train = datasets.load_dataset("<repo_id>", "{series.default_config}", revision="{manifest["tag"]}", '
-            'split="train")  ')
+    tag = manifest["tag"]
+    config = "" if series.is_default else f'"{series.default_config}", '
+    load = (f'train = datasets.load_dataset("./{tag}", {config}split="train")  ' if local else
+            f'train = datasets.load_dataset("<repo_id>", {config}revision="{tag}", split="train")  ')
     source = (f"Label Studio project {manifest['label_studio']['project_id']}" if series.is_default else
               f"Label Studio project {manifest['label_studio']['project_id']} into `{series.csv_path}`")
     counts = manifest["counts"]
@@ -100,9 +103,14 @@ def card_block(manifest: dict, controls: dict[str, str], value_key: str, changes
              f"{counted(counts['tasks'], 'task')} by {counted(counts['annotators'], 'annotator')} "
              f"(+{manifest['counts']['added']} ~{manifest['counts']['changed']} -{manifest['counts']['removed']} "
              f"since {manifest['parent_version'] or 'nothing'}).", "",
+             *(["```bash", f"git clone --branch {tag} <path of this repository> {tag}  "
+                "# a local repository: datasets loads a folder, not a revision", "```", ""] if local else []),
              "```python", "import datasets",
-             load + "# decoded media, typed labels"]
-    if rows_config:
+             load + ("# the media decoded, labels as strings" if local else "# decoded media, typed labels")]
+    if local:
+        lines += [f'rows = datasets.load_dataset("csv", data_files="./{tag}/{series.csv_path}", split="train")  '
+                  "# the CSV's rows"]
+    elif rows_config:
         lines += [f'rows = datasets.load_dataset("<repo_id>", "{series.rows_config}", revision="{manifest["tag"]}", '
                   'split="train")  ' + "# the CSV's rows"]
     lines += ["```", ""]

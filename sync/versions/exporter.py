@@ -45,9 +45,28 @@ tag or file. Their exports interleave through step 3: each commit is built on th
 other daemon in between is a 412 (Hub) or a failed compare-and-swap (local), and the rebuild keeps the other's
 files, configs and card section. The state remembers the series its versions belong to (cursor
 :data:`SERIES`): when a project's ``--tag-prefix`` (or derived prefix) changes, its version rows are forgotten and
-the new series is numbered from the repo's tags. At the first export of a state, the newest tag of the series
-must hold this ``--csv-path`` (its manifest's ``csv_path``), else another project owns the prefix and the
-export stops with :class:`labelhub.errors.ConfigurationError`.
+the new series is numbered from the repo's tags.
+
+**One series, one project** (:meth:`Exporter.check_series`). The series' newest version in the repo (its tags as
+the import cycle's last poll read them) must be this project's: its manifest at this series' ``manifest_path``
+names that tag, this ``--csv-path`` and this Label Studio project. Else nothing is written and the export raises
+:class:`labelhub.errors.ConfigurationError` in one line: another CSV with the same tag prefix (in the same folder or
+another: ``annotations/test.csv`` and ``test/annotations.csv`` both derive ``test``), or another project with the
+same ``--csv-path`` (two daemons left at the default one: each version would hold one project's annotations
+and drop the other's) unless that project was deleted from this Label Studio (a project deleted and recreated
+takes its series over, with a warning). The check runs as the exporter starts (so ``labelhub sync`` stops before
+importing) and at every export whose series got a version this state did not make (one manifest read, once per
+version); the daemon stops on it (:class:`labelhub.sync.service.SyncService`): it cannot fix itself. A project
+restored under a new id (or whose predecessor still exists) takes its predecessor's series over with
+``take_over_from`` (``--take-over-from OLD_ID``).
+
+**Another exporter of the same project** (a second ``--state``: a cron ``--once`` run from another folder, whose
+default state is another file; or a state that lost its versions). A version of the series that this state did
+not make, found by the check above to be this project's, is adopted (:meth:`Exporter._adopt`): it becomes the
+state's last version, so the next one is numbered after it, built on it, and counts its changes against its CSV's
+rows (a fresh state's first export of annotations already in it makes no version). A tag taken between our commit
+and our tag (:class:`_TagTaken`) or a version number taken before our commit (:class:`_Renumber`) is adopted the
+same way and the export numbered again: never a retry of the same tag.
 
 **A state an older LabelHub wrote** holds its last version's hashes of whole rows (bookkeeping columns
 included), and rows stored without a content hash. The exporter translates them once as it starts, before the
@@ -61,6 +80,7 @@ no annotation counts as changed for it.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 import time
@@ -75,11 +95,11 @@ from labelhub.sync.versions.card import card_block, dataset_card, manifest_json
 from labelhub.sync.versions.diff import VersionDiff, changes_text, diff_frames, read_version_csv
 from labelhub.sync.versions.agreement import agreement_markdown
 from labelhub.sync.versions.incremental import VersionRows, build_files, build_rows
-from labelhub.sync.versions.rows import FIXED_HEAD, FIXED_TAIL, OTHER_RESULTS
+from labelhub.sync.versions.rows import BOOKKEEPING, FIXED_HEAD, FIXED_TAIL, OTHER_RESULTS
 from labelhub.sync.versions.series import DEFAULT_CSV_PATH, DEFAULT_PREFIX, series_for
 from labelhub.sync.versions.training import CONSENSUS_COLUMNS, text_from_file, training_features
-from labelhub.errors import (AmbiguousCommit, CommitConflict, ConfigurationError, LabelHubError, RevisionNotFound,
-                             TagExists, TransientHubError)
+from labelhub.errors import (AmbiguousCommit, CommitConflict, ConfigurationError, LabelHubError, ProjectNotFound,
+                             RevisionNotFound, TagExists, TransientHubError)
 from labelhub.redaction import one_line
 from labelhub.retry import hub_retrying
 from labelhub.sync.annotations.intake import GENERATION, learn_annotators
@@ -108,6 +128,21 @@ class _Renumber(Exception):
     def __init__(self, refs: SeenRefs):
         super().__init__(refs.head)
         self.refs = refs
+
+
+class _TagTaken(Exception):
+    """The tag of a version we committed names another commit: another exporter made that version number. Our
+    version is forgotten (its commit stays on the branch, untagged); ``refs`` are the refs read just then."""
+
+    def __init__(self, tag: str, refs: SeenRefs):
+        super().__init__(tag)
+        self.tag = tag
+        self.refs = refs
+
+
+#: Attempts of one export when other exporters keep taking its version number (:class:`_Renumber`,
+#: :class:`_TagTaken`): each one adopts what they made before numbering again.
+RENUMBER_ATTEMPTS = 5
 
 
 @dataclass
@@ -253,10 +288,14 @@ class Exporter:
             per process): every row's text for ``valueType="url"``, and an inline text's rows annotated on an older
             content of their file (:func:`labelhub.sync.versions.training.text_from_file`); ``None`` for any other
             project.
+        take_over_from: the Label Studio project id whose series this project continues (``--take-over-from``: a
+            project recreated or restored under a new id): its versions count as this project's
+            (:meth:`check_series`). ``None``: a series whose newest version another project exported is refused.
 
     Raises:
         labelhub.errors.ConfigurationError: the tag prefix (given or derived) is not a valid one, or a control tag
-            is named like a column of the CSV (``annotator``, ``task_id``, ..., or the object's value key).
+            is named like a column of the CSV (``annotator``, ``task_id``, ..., or the object's value key), or the
+            series' newest version in the repo belongs to another CSV or another project (:meth:`check_series`).
     """
 
     repo: DatasetRepo
@@ -267,11 +306,14 @@ class Exporter:
     max_attempts: int = 5
     sleep: Callable[[float], None] = time.sleep
     tag_prefix: str | None = None
+    take_over_from: int | None = None
     controls: dict[str, str] = field(init=False)
     #: Heads found to hold the last version's files (:meth:`_lost_files`), in this process.
     _checked: set[str] = field(init=False, default_factory=set)
     #: ``(commit, {path: blob id})`` of the last version's files, read once per version.
     _expected: tuple[str, dict[str, str]] = field(init=False, default=("", {}))
+    #: ``(tag, commit)`` of the series' versions adopted (:meth:`_adopt`) in this process.
+    _owned: set[tuple[str, str]] = field(init=False, default_factory=set)
 
     def __post_init__(self):
         self.controls = control_tags(self.project.label_config)
@@ -287,6 +329,7 @@ class Exporter:
         self.manifest_path = self.series.manifest_path
         self._follow_series()
         self.upgrade()
+        self.check_series()
 
     def upgrade(self) -> None:
         """Translate a baseline of whole-row hashes (a version an older LabelHub tagged) into content hashes now
@@ -416,43 +459,46 @@ class Exporter:
         """Export once; returns the new version, or ``None`` when nothing changed (or only bookkeeping columns:
         see the module docstring; the export is no longer pending either way).
 
+        The version is numbered after the newest of the series' tags in the repo (as the import cycle's last poll
+        read them, no call), not after the state's last version alone: a newer version of this project made by
+        another exporter (a second ``--state``: a cron ``--once`` run from another folder) is adopted first
+        (:meth:`_follow_repo`), and so is a version whose number another exporter tagged between our commit and
+        our tag.
+
         Raises:
             labelhub.errors.HubError: the Hub kept failing (the export stays pending and is retried).
-            labelhub.errors.ConfigurationError: the series' tags belong to another CSV (another project's prefix).
-            labelhub.errors.LabelHubError: a tag exists on another commit, or the branch keeps moving.
+            labelhub.errors.ConfigurationError: the series' newest version belongs to another CSV or another
+                Label Studio project (:meth:`check_series`); nothing was written.
+            labelhub.errors.LabelHubError: the branch keeps moving, or other exporters kept taking the version
+                number (:data:`RENUMBER_ATTEMPTS`).
         """
         generation = self.state.cursor(GENERATION, "0")
-        finished = self._finish_unfinished()
-        lost = self._lost_files()
-        if lost:
-            head, _, paths = lost
-            log.warning(
-                "%s of %s at %s lacks the files of %s as it wrote them (%s): a commit made from a work tree whose "
-                "index predates the export (the export moves the branch without touching the work tree) drops or "
-                "reverts them; writing them back. To avoid it, commit through a clone (git pull before, git push "
-                "after), or run git reset --keep in the work tree before git add and git commit",
-                self.revision, self.repo.repo_id, head[:12], self.series.tag(self.state.last_version()["version"]),
-                ", ".join(paths))
         learn_annotators(self.project, self.state)
         built = build_rows(self.state, self.controls, self.value_key)
         frame, csv, hashes = built.frame, built.csv, built.contents
-        exported = exported_contents(self.state, built)
-        differing = differing_ids(exported, hashes)  # once, not again when the version is renumbered
-        if not differing:  # nothing changed, or bookkeeping columns alone: their values wait for the next version
-            self.state.set_cursor(EXPORTED_GENERATION, generation)
-            if lost:  # no version to make: the files go back as the last version wrote them
-                self._restore(*lost)
-            return finished
-        added, changed, removed = diff_counts(exported, hashes, differing)
-        last = self.state.last_version()
-        summary = {"added": added, "changed": changed, "removed": removed}
+        finished = self._finish_unfinished(built)
         labels = label_columns(frame, self.controls)
-        refs = None if last else self._first_refs()
-        while True:
+        refs, lost = self._refs(), None
+        for attempt in range(RENUMBER_ATTEMPTS):
+            self._follow_repo(refs.tags, built)
+            if attempt == 0:
+                lost = self._lost_files()
+                if lost:
+                    self._say_lost(lost)
+            exported = exported_contents(self.state, built)
+            differing = differing_ids(exported, hashes)
+            if not differing:  # nothing changed, or bookkeeping columns alone: their values wait for the next version
+                self.state.set_cursor(EXPORTED_GENERATION, generation)
+                if lost:  # no version to make: the files go back as the last version wrote them
+                    self._restore(*lost)
+                return finished
+            added, changed, removed = diff_counts(exported, hashes, differing)
+            summary = {"added": added, "changed": changed, "removed": removed}
+            last = self.state.last_version()
             if last:  # on our last version: the commit's compare-and-swap says when someone committed since
                 number, parent = last["version"] + 1, last["commit_sha"] or self.repo.resolve(self.revision)
-            else:  # the first export of this state: numbered from the tags, on the head, of one read of the refs
-                number, parent = self._first_number(refs.tags), refs.head
+            else:  # the first version of the series: on the head of the last read of the refs
+                number, parent = max(self.series.numbered(refs.tags), default=0) + 1, refs.head
             export_id = uuid.uuid4().hex
             change = self._changes(labels, self.series.tag(number), differing)
             told = changes_text(change, changed) + files_text(self.state.file_changes(), change.old)
@@ -463,18 +509,35 @@ class Exporter:
             try:
                 sha, parent, files = self._commit(number, export_id, frame, csv, summary, change, told, message,
                                                   description, parent, first=last is None)
-                break
             except _Renumber as moved:  # nothing landed: number the version again on the fresh refs
                 self.state.drop_version(number)
                 refs = moved.refs
-        self.state.set_version_status(number, "committed", sha, parent)
-        self._tag(number, sha, summary, card=files["README.md"].decode(), generation=generation)
-        self._moved_on(parent, sha, self.series.tag(number))
-        log.info("exported %s at %s: %s", self.series.tag(number), sha[:12], message)
-        return Version(number, self.series.tag(number), sha, added, changed, removed)
+                continue
+            self.state.set_version_status(number, "committed", sha, parent)
+            try:
+                self._tag(number, sha, summary, card=files["README.md"].decode(), generation=generation)
+            except _TagTaken as taken:  # our commit stays untagged; adopt theirs and number again
+                refs = taken.refs
+                continue
+            self._moved_on(parent, sha, self.series.tag(number))
+            log.info("exported %s at %s: %s", self.series.tag(number), sha[:12], message)
+            return Version(number, self.series.tag(number), sha, added, changed, removed)
+        raise LabelHubError(f"other exporters kept taking the version numbers of the series {self.series.prefix!r} "
+                            f"in {self.repo.repo_id}: gave up after {RENUMBER_ATTEMPTS} attempts (run one exporter "
+                            "per project and series)")
 
-    def _first_refs(self) -> SeenRefs:
-        """The branch head and the tags a state's first version is numbered from and committed on: those the
+    def _say_lost(self, lost: tuple[str, str, list[str]]) -> None:
+        head, _, paths = lost
+        log.warning(
+            "%s of %s at %s lacks the files of %s as it wrote them (%s): a commit made from a work tree whose "
+            "index predates the export (the export moves the branch without touching the work tree) drops or "
+            "reverts them; writing them back. To avoid it, commit through a clone (git pull before, git push "
+            "after), or run git reset --keep in the work tree before git add and git commit",
+            self.revision, self.repo.repo_id, head[:12], self.series.tag(self.state.last_version()["version"]),
+            ", ".join(paths))
+
+    def _refs(self) -> SeenRefs:
+        """The branch head and the tags an export is numbered from and (a first version) committed on: those the
         import cycle's last poll read (:mod:`labelhub.sync.files.seen`), no call; one call when there are none. A
         head that moved since makes the commit's compare-and-swap fail, and :meth:`_commit` reads them again."""
         seen = seen_refs(self.state, self.repo.repo_id, self.revision)
@@ -484,40 +547,186 @@ class Exporter:
             seen = SeenRefs(head, tags)
         return seen
 
-    def _first_number(self, tags: dict[str, str]) -> int:
-        """The number of a state's first version: one more than the series' newest tag among ``tags``, whose
-        manifest must hold this CSV (:meth:`_check_owner`)."""
+    def _newest(self, tags: dict[str, str]) -> tuple[int, str, str] | None:
+        """``(number, tag, commit)`` of the series' newest version among ``tags`` when it is not the state's last
+        tagged version nor one already found to be ours (``None``: nothing to check). No call."""
         numbered = self.series.numbered(tags)
-        number = max(numbered, default=0) + 1
-        if numbered:
-            self._check_owner(tags[numbered[number - 1]], numbered[number - 1])
-        return number
+        if not numbered:
+            return None
+        number = max(numbered)
+        tag = numbered[number]
+        sha = tags[tag]
+        if (tag, sha) in self._owned:
+            return None
+        last = self.state.last_version()
+        if last is not None and (last["version"] > number or (last["version"] == number and last["status"] == "tagged"
+                                                              and last["commit_sha"] == sha)):
+            return None  # ours (or refs older than our last version)
+        return number, tag, sha
 
-    def _check_owner(self, sha: str, tag: str) -> None:
-        """Refuse to continue a series whose newest tag holds another CSV: another project exports with this prefix.
-        A series continued from another Label Studio project (recreated, restored, or a second daemon given the same
-        ``--csv-path`` by mistake) is said in one warning line.
+    def check_series(self) -> None:
+        """Refuse, before anything is written, a series whose newest version in the repo is another CSV's or
+        another Label Studio project's (:meth:`_owner_manifest`); run as the exporter starts, and by every export
+        (:meth:`_follow_repo`).
+
+        At start it reads the refs the import cycle last saw, or the repo's (one call), and the newest version's
+        manifest when it is not the state's last version (one read); a repo that does not answer leaves the check
+        to the first export.
 
         Raises:
-            labelhub.errors.ConfigurationError: the manifest at ``tag`` names another ``csv_path``.
+            labelhub.errors.ConfigurationError: see :meth:`_owner_manifest`.
         """
+        if self.state.last_version_status() not in (None, "tagged"):
+            return  # an unfinished version: the first export finishes it, then checks
+        try:
+            newest = self._newest(self._refs().tags)
+            if newest is not None:
+                self._owner_manifest(newest[1], newest[2])
+        except ConfigurationError:
+            raise
+        except (LabelHubError, OSError) as exc:  # the repo did not answer: the first export checks
+            log.debug("series not checked at start: %s", one_line(exc, 200))
+
+    def _owner_manifest(self, tag: str, sha: str) -> dict:
+        """The manifest of version ``tag`` (at commit ``sha``) of this series, when it was exported with this
+        ``--csv-path`` from this Label Studio project (or from ``take_over_from``). One read (a few more to name
+        the other CSV when it is not).
+
+        Returns:
+            The manifest (``{}`` when it does not parse: an edited file, taken as this project's).
+
+        Raises:
+            labelhub.errors.ConfigurationError: the commit holds no manifest of ``tag`` at this series' path
+                (another CSV in another folder exports with the same tag prefix), or it names another
+                ``csv_path`` (the same, in the same folder), or another Label Studio project (two projects
+                exporting into one series would each make versions without the other's annotations) that is
+                not ``take_over_from`` and was not deleted from this Label Studio (:meth:`_deleted`).
+        """
+        repo, prefix = self.repo.repo_id, self.series.prefix
         try:
             manifest = json.loads(self.repo.read_file(sha, self.manifest_path))
-        except (FileNotFoundError, ValueError):
-            return
-        if not isinstance(manifest, dict):
-            return
+        except FileNotFoundError:
+            manifest = None
+        except ValueError:
+            manifest = {}
+        if manifest is not None and not isinstance(manifest, dict):
+            manifest = {}
+        if manifest is None or manifest.get("tag", tag) != tag:
+            other = self._other_manifest(tag, sha)
+            holder = (f" ({other.get('csv_path', '?')} of Label Studio project "
+                      f"{(other.get('label_studio') or {}).get('project_id', '?')})" if other else "")
+            raise ConfigurationError(
+                f"{tag} of {repo} is not a version of --csv-path {self.csv_path}: its commit holds no "
+                f"{self.manifest_path} of {tag}; another CSV{holder} exports with the tag prefix {prefix!r}; give "
+                "this one its own --tag-prefix or --csv-path")
         other = manifest.get("csv_path")
-        project = (manifest.get("label_studio") or {}).get("project_id", "?")
-        if project not in ("?", self.project.project_id):
-            log.warning("%s was exported from Label Studio project %s, this is project %s: if that project still "
-                        "exports into %s, give this one its own --csv-path", tag, project, self.project.project_id,
-                        self.repo.repo_id)
+        project = (manifest.get("label_studio") or {}).get("project_id")
         if other and other != self.csv_path:
             raise ConfigurationError(
-                f"{tag} of {self.repo.repo_id} holds {other} (Label Studio project {project}), not {self.csv_path}: "
-                f"another project exports with the tag prefix {self.series.prefix!r}; give this one its own "
-                "--tag-prefix or --csv-path")
+                f"{tag} of {repo} holds {other} (Label Studio project {project if project is not None else '?'}), "
+                f"not {self.csv_path}: another project exports with the tag prefix {prefix!r}; give this one its "
+                "own --tag-prefix or --csv-path")
+        if project is not None and project not in (self.project.project_id, self.take_over_from) and \
+                not self._deleted(project, manifest):
+            raise ConfigurationError(
+                f"{tag} of {repo} was exported from Label Studio project {project}, this is project "
+                f"{self.project.project_id}: two projects cannot share the series {prefix!r} ({self.csv_path}); if "
+                f"project {project} still exports there, give this one its own --csv-path (e.g. "
+                f"--csv-path annotations/<name>.csv, tags <name>-vN); if this project replaces it (recreated or "
+                f"restored), pass --take-over-from {project} to go on with its series")
+        return manifest
+
+    def _deleted(self, project_id, manifest: dict) -> bool:
+        """Whether Label Studio project ``project_id``, which exported ``manifest``, was deleted from this Label
+        Studio (the manifest names this one's URL and it answers 404 for the project: one call): its series is this
+        project's to take over (a project deleted and recreated) without ``--take-over-from``. A project of
+        another Label Studio, or one this cannot tell, is not."""
+        if (manifest.get("label_studio") or {}).get("url") != self.project.url:
+            return False
+        try:
+            self.project.call(self.project.client.projects.get, project_id)
+        except ProjectNotFound:
+            return True
+        except LabelHubError:
+            return False
+        return False
+
+    def _other_manifest(self, tag: str, sha: str) -> dict | None:
+        """The manifest of ``tag`` at one of the usual places of another CSV with this prefix
+        (:meth:`labelhub.sync.versions.series.Series.manifest_candidates`), to name it; ``None`` when none is."""
+        for path in self.series.manifest_candidates():
+            try:
+                manifest = json.loads(self.repo.read_file(sha, path))
+            except (FileNotFoundError, ValueError):
+                continue
+            if isinstance(manifest, dict) and manifest.get("tag") == tag:
+                return manifest
+        return None
+
+    def _follow_repo(self, tags: dict[str, str], built: VersionRows) -> None:
+        """Check the series' newest version among ``tags`` (:meth:`_newest`; no call when it is ours) and, when
+        another exporter of this project made it (a second ``--state``, or a state that lost its versions; or a
+        project this one takes over), adopt it: it becomes the state's last tagged version, so the next version
+        is numbered after it, built on it, checked against its files (:meth:`_lost_files`) and counted against
+        its rows (:meth:`_adopt`).
+
+        Raises:
+            labelhub.errors.ConfigurationError: see :meth:`_owner_manifest`.
+        """
+        newest = self._newest(tags)
+        if newest is None:
+            return
+        number, tag, sha = newest
+        manifest = self._owner_manifest(tag, sha)
+        self._adopt(number, tag, sha, manifest, built)
+
+    def _adopt(self, number: int, tag: str, sha: str, manifest: dict, built: VersionRows) -> None:
+        """Record version ``number`` (``tag`` at ``sha``, which another exporter made) as the state's last tagged
+        version. Its baseline: an annotation whose row in its CSV equals ours now (bookkeeping columns aside) has
+        its content hash now; one whose row differs, or that only it holds, a hash no row has (changed,
+        removed); one it lacks is not in it (added). Its label columns are its CSV's. Two reads: its CSV and its
+        ``README.md`` (what the next card is rebuilt from)."""
+        try:
+            theirs = read_version_csv(self.repo, sha, self.series)
+        except (FileNotFoundError, ValueError) as exc:
+            log.warning("cannot read the CSV of %s (%s): its annotations count as changed in the next version", tag,
+                        one_line(exc, 300))
+            theirs = pd.DataFrame(columns=["annotation_id"])
+        ours = pd.read_csv(io.BytesIO(built.csv), dtype=str, keep_default_na=False) if built.contents else \
+            pd.DataFrame(columns=["annotation_id"])
+        columns = sorted((set(ours.columns) | set(theirs.columns)) - set(BOOKKEEPING) - {"annotation_id"})
+        mine = ours.set_index(ours["annotation_id"].astype(int)).reindex(columns=columns, fill_value="")
+        other = theirs.set_index(theirs["annotation_id"].astype(int)).reindex(columns=columns, fill_value="")
+        both = mine.index.intersection(other.index)
+        same = (mine.loc[both] == other.loc[both]).all(axis=1) if columns else pd.Series(True, index=both)
+        hashes = {int(k): built.contents[int(k)] if ok else f"{tag}:{k}" for k, ok in same.items()}
+        hashes.update({int(k): f"{tag}:{k}" for k in other.index.difference(both)})
+        theirs["annotation_id"] = theirs["annotation_id"].astype(int)
+        records = label_columns(theirs, self.controls).to_json(orient="records")
+        try:
+            card = self.repo.read_file(sha, "README.md").decode()
+        except FileNotFoundError:
+            card = ""
+        counts = manifest.get("counts") or {}
+        summary = {key: int(counts.get(key, 0) or 0) for key in ("added", "changed", "removed")}
+        had = self.state.last_version()
+        self.state.begin_version(number, str(manifest.get("export_id") or f"adopted-{tag}"), hashes, summary, records)
+        self.state.set_version_status(number, "tagged", sha, manifest.get("parent_commit"), cursors={CARD: card})
+        project = (manifest.get("label_studio") or {}).get("project_id", self.project.project_id)
+        if project != self.project.project_id:
+            log.warning("taking over the series %r from Label Studio project %s (%s): going on from %s (%s); %d of "
+                        "its %d annotations are as in this project", self.series.prefix, project,
+                        "--take-over-from" if project == self.take_over_from else "deleted from this Label Studio",
+                        tag, sha[:12], int(same.sum()), len(other))
+        elif had is not None:
+            log.warning("%s of %s (%s) was exported by another exporter of Label Studio project %s (another --state: "
+                        "a daemon or a cron job started in another folder?): going on from it; run one exporter per "
+                        "project and series (the default --state is relative to the folder it starts in)", tag,
+                        self.repo.repo_id, sha[:12], project)
+        else:
+            log.info("going on from %s (%s), the series' newest version, of this project: changes are counted "
+                     "against its rows", tag, sha[:12])
+        self._owned.add((tag, sha))
 
     def _changes(self, labels: pd.DataFrame, tag: str, ids: set[int]) -> VersionDiff:
         """What changed since the last tagged version, label by label (no Hub call: its label columns are in
@@ -583,7 +792,8 @@ class Exporter:
         card = dataset_card(previous, self.csv_path, card_block(manifest, self.controls, self.value_key,
                                                                  changes=told,
                                                                  agreement=agreement_markdown(manifest["agreement"]),
-                                                                 series=series, rows_config=not local),
+                                                                 series=series, rows_config=not local,
+                                                                 local=bool(local)),
                             training_files=training_files, features=features, rows_path=rows_path,
                             consensus_files=consensus_files, consensus_features=consensus_features,
                             # a folder builder's rows file only when the files hold media (imagefolder, audiofolder);
@@ -621,9 +831,9 @@ class Exporter:
         """Commit until it lands; returns ``(sha, the parent it landed on, the files committed)``.
 
         A 412/409, or a parent that is no longer a commit of the repo (a rewritten history, see :meth:`_rewritten`),
-        reads the refs again (one call) and rebuilds the files on the new head (at most 10 times); for a
-        state's ``first`` version, numbered from possibly stale tags, a series that got a version meanwhile
-        raises :class:`_Renumber` instead. 429/5xx and lost answers are retried by
+        reads the refs again (one call) and rebuilds the files on the new head (at most 10 times); a series
+        that got the version ``number`` (or a later one) meanwhile, or for a state's ``first`` version any
+        version, raises :class:`_Renumber` instead (the export adopts it and numbers again). 429/5xx and lost answers are retried by
         :func:`labelhub.retry.hub_retrying` (``max_attempts``, ``Retry-After`` honoured), a lost answer first
         looked up by its export id."""
         conflicts = 0
@@ -640,7 +850,8 @@ class Exporter:
                 old = parent
                 parent, tags = self.repo.head_and_tags(self.revision)
                 remember_refs(self.state, self.repo.repo_id, self.revision, parent, tags)
-                if first and max(self.series.numbered(tags), default=0) + 1 != number:
+                newest = max(self.series.numbered(tags), default=0)
+                if newest >= number or (first and newest + 1 != number):  # another exporter made a version
                     raise _Renumber(SeenRefs(parent, tags))
                 if self._rewritten(old, parent, gone=isinstance(exc, RevisionNotFound)):
                     log.warning("the history of branch %s was rewritten (a squash or a force-push): %s, which the "
@@ -676,22 +887,37 @@ class Exporter:
              generation: str | None = None) -> None:
         """Tag ``sha`` as version ``number``, the tag's message the commit's title with its counts (``git tag -n``
         lists them); remember ``card`` (the README it holds, ``""``: none) for the next export and ``generation``
-        (of the annotations it holds) as exported, in the transaction that marks it tagged."""
+        (of the annotations it holds) as exported, in the transaction that marks it tagged.
+
+        Raises:
+            _TagTaken: the tag exists on another commit (another exporter made version ``number`` between our
+                commit and our tag): our version is forgotten, its commit left untagged on the branch, and the
+                caller adopts theirs (:meth:`_follow_repo`, which refuses it when it is another project's).
+        """
         tag = self.series.tag(number)
         message = f"{self.series.commit_title(number)}: +{summary['added']} ~{summary['changed']} -{summary['removed']}"
         try:
             hub_retrying(self.max_attempts, f"tag {tag}", self.sleep, on=(TransientHubError,))(
                 self.repo.create_tag, tag, sha, message=message)
         except TagExists:
-            if self.repo.tags().get(tag) != sha:
-                raise LabelHubError(f"tag {tag} exists on another commit than {sha[:12]}") from None
+            head, tags = self.repo.head_and_tags(self.revision)
+            remember_refs(self.state, self.repo.repo_id, self.revision, head, tags)
+            if tags.get(tag) != sha:
+                self.state.drop_version(number)
+                log.warning("%s exists on %s, not on our commit %s, which stays on %s untagged: another exporter made "
+                            "that version; following the repo's versions", tag, str(tags.get(tag))[:12], sha[:12],
+                            self.revision)
+                raise _TagTaken(tag, SeenRefs(head, tags)) from None
         cursors = {CARD: card} if card is not None else {}
         cursors[FILE_CHANGES] = "{}"  # told in this version's description and card
         if generation is not None:
             cursors[EXPORTED_GENERATION] = generation
         self.state.set_version_status(number, "tagged", cursors=cursors)
 
-    def _finish_unfinished(self) -> Version | None:
+    def _finish_unfinished(self, built: VersionRows) -> Version | None:
+        """Finish a version a crash left ``committing`` (find its commit by its export id, else forget it) or
+        ``committed`` (tag it); a tag another exporter took meanwhile is adopted (:meth:`_follow_repo`). Returns the
+        version tagged, else ``None``."""
         last = self.state.last_version()
         if last is None or last["status"] == "tagged":
             return None
@@ -709,7 +935,11 @@ class Exporter:
             card = self.repo.read_file(last["commit_sha"], "README.md").decode()
         except FileNotFoundError:
             card = ""
-        self._tag(last["version"], last["commit_sha"], summary, card=card)
+        try:
+            self._tag(last["version"], last["commit_sha"], summary, card=card)
+        except _TagTaken as taken:
+            self._follow_repo(taken.refs.tags, built)
+            return None
         log.info("finished %s at %s after an interruption", self.series.tag(last["version"]), last["commit_sha"][:12])
         return Version(last["version"], self.series.tag(last["version"]), last["commit_sha"], summary["added"],
                        summary["changed"], summary["removed"])

@@ -174,6 +174,27 @@ class Series:
         """The consensus config's ``imagefolder`` metadata file in a local repository (at its root)."""
         return self._at_root("consensus.jsonl")
 
+    def own_paths(self, local: bool) -> list[str]:
+        """The files this series' exports write and no one else should, in a local repository (``local``) or a Hub
+        repo: the CSV, the manifest, the training and consensus rows and, on the Hub, the CSV's rows as JSON
+        (``README.md`` is shared and not among them)."""
+        if local:
+            return [self.csv_path, self.manifest_path, self.local_metadata_path, self.local_consensus_path]
+        return [self.csv_path, self.manifest_path, self.hub_training_path, self.hub_consensus_path, self.rows_path]
+
+    @property
+    def all_paths(self) -> tuple[str, ...]:
+        """Every file this series writes in either layout (:meth:`own_paths` of both): never a task's file."""
+        return tuple(dict.fromkeys([*self.own_paths(True), *self.own_paths(False)]))
+
+    def manifest_candidates(self) -> list[str]:
+        """Where another series of the same prefix keeps its manifest when its CSV is at a usual place
+        (``annotations/P.csv``, ``P/annotations.csv``, ``P.csv``: the paths :func:`default_prefix` derives ``P``
+        from), this series' own manifest left out: read to name the CSV that took the prefix."""
+        name = "manifest.json" if self.is_default else f"{self.prefix}.manifest.json"
+        found = [f"{DEFAULT_PREFIX}/{name}", f"{self.prefix}/{name}", name]
+        return [path for path in dict.fromkeys(found) if path != self.manifest_path]
+
     # configs and card
     @property
     def default_config(self) -> str:
