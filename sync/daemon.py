@@ -1,7 +1,8 @@
 """The daemon loop: tick the service until SIGTERM or SIGINT, then flush.
 
 A tick that fails is logged by :class:`labelhub.sync.service.SyncService` and retried; the daemon keeps
-running. SIGTERM and SIGINT end the loop after the tick under way, and the pending export is pushed
+running, except after a :class:`labelhub.errors.ConfigurationError` (the options contradict the repo, e.g. a series
+another project exports), which cannot fix itself and ends it with exit code 1. SIGTERM and SIGINT end the loop after the tick under way, and the pending export is pushed
 before the exit (:meth:`labelhub.sync.service.SyncService.flush`).
 """
 from __future__ import annotations
