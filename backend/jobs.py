@@ -59,7 +59,7 @@ import contextlib
 import json
 import logging
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Protocol, Sequence
 
@@ -99,6 +99,9 @@ WRITE_ATTEMPTS = 3
 #: file, a container's log) or ``TQDM_DISABLE`` is set. A line in a log, unlike tqdm's bar, which redraws itself
 #: with carriage returns and reads as one endless line in a file.
 PROGRESS_LOG_SECONDS = 10.0
+#: Passes a job makes, after its plan, over the tasks it wrote with a version a retrain replaced meanwhile (each
+#: predicts them again with the newest); beyond them (a model retraining all along) the job ends and says so.
+CATCH_UP_PASSES = 2
 #: Task ids a job names of those it was given that the project lacks (the count names them all).
 NAMED_MISSING_IDS = 5
 
@@ -262,7 +265,10 @@ def run_batch(host: JobHost, api: LabelStudioClient, project: ProjectInfo, task_
     stored last, so a ``PROJECT_UPDATED`` the trainer applied during a job is followed by its next batch; refreshed
     from ``MODEL_DIR``) as Label Studio's tasks (``{"id", "data"}``, :data:`PREDICT_CHUNK` per call); what it
     answers is normalized (:func:`labelhub.backend.model.normalize_predictions`), and a task with an ``error``
-    (its media did not load) is not written. A write that fails or gets no answer is followed by a read of
+    (its media did not load) is not written, nor is an empty prediction (``result: []``, counted in
+    :attr:`BatchResult.empty`): it shows nothing, and its score 0.0 would put the task first when the Data Manager
+    sorts by "Prediction score" (a model that has learned nothing yet answers every task so; a later run, after a
+    fit, predicts those tasks). A write that fails or gets no answer is followed by a read of
     its tasks; only those without the prediction are sent again (at most :data:`WRITE_ATTEMPTS` times).
 
     Args:
@@ -311,6 +317,9 @@ def run_batch(host: JobHost, api: LabelStudioClient, project: ProjectInfo, task_
             if pred.get("error"):
                 result.failed[task.id] = one_line(pred["error"], 300)
                 continue
+            if not pred["result"]:  # nothing to show; its score (0.0) would sort it first by "Prediction score"
+                result.empty.append(task.id)
+                continue
             written_version = pred["model_version"]
             if written_version != version and not needs_prediction(task, written_version):
                 result.skipped.append(task.id)  # the model answered another version, which the task has
@@ -322,10 +331,14 @@ def run_batch(host: JobHost, api: LabelStudioClient, project: ProjectInfo, task_
                 result.versions.append(written_version)
         if items:
             _write(api, project.id, items, result)
+            landed = set(result.written)
+            for item in items:
+                if item["task"] in landed:
+                    result.by_version[item["model_version"]] = result.by_version.get(item["model_version"], 0) + 1
     metrics = host.metrics
     metrics.predictions_written.inc(len(result.written))
     for outcome, count in (("written", len(result.written)), ("skipped", len(result.skipped)),
-                           ("failed", len(result.failed))):
+                           ("failed", len(result.failed)), ("empty", len(result.empty))):
         if count:
             metrics.job_tasks.labels(outcome=outcome).inc(count)
     metrics.job_batch_seconds.observe(time.monotonic() - started)
@@ -449,8 +462,12 @@ def run_job(host: JobHost, api: LabelStudioClient, project_id: int, *, mode: str
         status = JobStatus(project=project.key, project_id=project.id, mode=mode, state="running",
                            model_version=version, selection=selection, started_at=time.time())
         bar = None
+        in_flight: list[int] = []  # the batch being predicted and written
+        written: list[int] = []  # every task id written, to find those a retrain left with an older version
+        was_selected = project.model_version == version  # --all's delete unselects it: selected again after a batch
         try:
-            tasks = api.tasks(project.id, filters=filters)
+            # with task ids, only those are listed (a selectedItems query), not the whole project
+            tasks = api.tasks(project.id, task_ids=ids, filters=filters)
             if ids is not None:
                 _warn_missing(project_id, ids, tasks)
             if filters and not tasks:  # Label Studio answers an unknown field or operator with no task, not an error
@@ -467,11 +484,13 @@ def run_job(host: JobHost, api: LabelStudioClient, project_id: int, *, mode: str
                         p.id for t in selected(tasks, ids, unlabeled) for p in t.predictions_of(version)])
                     status.cleared = True
                     project = api.project(project_id)  # the delete may have unselected the version
-                    tasks = api.tasks(project.id, filters=filters)
+                    # what the delete removed, taken off the listing: no second listing of the whole project
+                    tasks = _without(tasks, version, None if whole else {t.id for t in selected(tasks, ids, unlabeled)})
             batches = plan(tasks, version, task_ids=ids, unlabeled=unlabeled, batch_size=batch_size)
             status.total = status.queued = sum(len(b) for b in batches)
 
             def start(i: int) -> None:  # batch i leaves the queue
+                in_flight[:] = batches[i] if i < len(batches) else []
                 if i < len(batches):
                     status.queued -= len(batches[i])
                     status.running = len(batches[i])
@@ -485,15 +504,46 @@ def run_job(host: JobHost, api: LabelStudioClient, project_id: int, *, mode: str
                                **shown)
             update = _progress_lines(project_id, status) if bar.disable else bar.update
             with contextlib.nullcontext() if bar.disable else logging_redirect_tqdm(tqdm_class=tqdm):
-                for i, result in enumerate((execute or run_here)(host, api, project, batches, update)):
-                    status.add(result)
-                    start(i + 1)
+                for catch_up in range(CATCH_UP_PASSES + 1):
+                    pass_versions: set[str] = set()
+                    for i, result in enumerate((execute or run_here)(host, api, project, batches, update)):
+                        status.add(result)
+                        written += result.written
+                        pass_versions.update(result.by_version)
+                        start(i + 1)
+                        _save(host, status)
+                        bar.set_postfix(written=status.done, failed=status.failed, refresh=False)
+                        if was_selected and mode == "all" and result.written and project.model_version != version:
+                            project = _reselect(api, project, version)
+                    # a retrain during the job: the tasks written with an older version are predicted again with the
+                    # newest, so that the job ends with one version (its summary, and the Data Manager's order)
+                    model.refresh()
+                    newest = model.model_version
+                    stale = plan(api.tasks(project.id, task_ids=written), newest, unlabeled=unlabeled,
+                                 batch_size=batch_size) if pass_versions - {newest} else []
+                    if not stale:
+                        break
+                    if catch_up == CATCH_UP_PASSES:
+                        log.warning("project %s: the model kept retraining during the job: %d tasks hold an older "
+                                    "version than %s (run the job again to predict them with it)", project_id,
+                                    sum(len(b) for b in stale), newest)
+                        break
+                    batches = stale
+                    added = sum(len(b) for b in batches)
+                    log.info("project %s: a retrain moved the version to %s during the job: predicting the %d tasks "
+                             "written with an older one again", project_id, newest, added)
+                    added = sum(len(b) for b in batches)
+                    status.total += added
+                    status.queued += added
+                    bar.total = (bar.total or 0) + added
+                    start(0)
                     _save(host, status)
-                    bar.set_postfix(written=status.done, failed=status.failed, refresh=False)
         except BaseException as exc:
             status.state, status.finished_at = "failed", time.time()
-            status.error = (f"interrupted ({str(exc) or 'Ctrl-C'})" if isinstance(exc, KeyboardInterrupt)
-                            else _one_line(exc))
+            interrupted = isinstance(exc, KeyboardInterrupt)
+            status.error = f"interrupted ({str(exc) or 'Ctrl-C'})" if interrupted else _one_line(exc)
+            if interrupted and in_flight:
+                _count_in_flight(api, project, status, in_flight)
             _save(host, status)
             raise
         finally:
@@ -504,21 +554,78 @@ def run_job(host: JobHost, api: LabelStudioClient, project_id: int, *, mode: str
         ours = _versions_of(model, previous)
         status.model_version = _newest(status.versions, model.get("versions") or []) or version
         status.state, status.finished_at = "done", time.time()
-        status.prediction_set = _select_version(api, project, status, ours, select_version)
+        partial = ids is not None or bool(filters)
+        if partial:  # do the other tasks hold the version?
+            status.missing_elsewhere = _missing_elsewhere(api, project.id, status.model_version)
+        status.prediction_set = _select_version(api, project, status, ours, select_version, partial)
         _save(host, status)
         if keep_versions and ids is None and not filters:
             from labelhub.backend.retire import retire_versions
 
             try:
-                written = {version, *status.versions}  # a batch writes the version of its time
-                status.retired = retire_versions(api, project.id, ours | written, keep_versions,
-                                                 protected=written | {status.prediction_set})
+                versions = {version, *status.versions}  # a batch writes the version of its time
+                status.retired = retire_versions(api, project.id, ours | versions, keep_versions,
+                                                 protected=versions | {status.prediction_set})
             except (LabelStudioError, ValueError) as exc:  # the predictions are written: the job stays done
                 log.warning("project %s: could not list its model versions to retire the older ones: %s",
                             project_id, _one_line(exc))
             if status.retired:
                 _save(host, status)
     return status
+
+
+def _without(tasks: list[TaskRow], version: str, ids: set[int] | None) -> list[TaskRow]:
+    """``tasks`` as they are after the predictions of ``version`` of the tasks ``ids`` (``None``: all) were deleted."""
+    return [replace(t, predictions=tuple(p for p in t.predictions if p.model_version != version))
+            if ids is None or t.id in ids else t for t in tasks]
+
+
+def _reselect(api: LabelStudioClient, project: ProjectInfo, version: str) -> ProjectInfo:
+    """Select ``version`` again as the project's prediction set, which ``--all``'s delete unselected, as soon as a
+    batch of it landed: a job killed afterwards leaves the set selected (partly filled), not none. A refusal is
+    logged: the end of the job selects it again."""
+    try:
+        api.select_model_version(project.id, version)
+    except LabelStudioError as exc:
+        log.info("project %s: could not select %s again yet (%s)", project.id, version, _one_line(exc))
+        return project
+    return replace(project, model_version=version)
+
+
+def _count_in_flight(api: LabelStudioClient, project: ProjectInfo, status: JobStatus, batch: Sequence[int]) -> None:
+    """After Ctrl-C: count the tasks of the batch in flight whose write landed (Label Studio commits a write the job
+    stopped waiting for), so that the status and the last line say what Label Studio holds. Best effort: a failed
+    read (or a second Ctrl-C) leaves the counts as they were."""
+    try:
+        versions = {status.model_version, *status.versions} - {None}
+        landed = [t for t in api.tasks(project.id, list(batch)) if any(t.predictions_of(v) for v in versions)]
+    except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 (the job is ending: never hide why)
+        log.info("project %s: cannot read what the interrupted batch wrote (%s)", project.id, _one_line(exc))
+        return
+    status.done += len(landed)
+    status.running = 0
+    status.queued += len(batch) - len(landed)
+
+
+#: The Data Manager filter of the tasks without a prediction of a version (``predictions_model_versions`` with
+#: ``not_contains``: ``apply_filters`` in Label Studio's ``data_manager/managers.py``, a substring match; versions
+#: ``labelhub-<n>-<hash>`` are not parts of each other).
+def _lacking(version: str) -> dict:
+    return {"conjunction": "and", "items": [{"filter": "filter:tasks:predictions_model_versions",
+                                              "operator": "not_contains", "type": "List", "value": [version]}]}
+
+
+def _missing_elsewhere(api: LabelStudioClient, project_id: int, version: str | None) -> int | None:
+    """How many unlabeled tasks of the project have no prediction of ``version`` (``None`` when it cannot be read:
+    logged). A job of part of the project selects its version only when this is 0 (:func:`_select_version`)."""
+    if not version:
+        return None
+    try:
+        return sum(1 for t in api.tasks(project_id, filters=_lacking(version)) if not t.is_labeled)
+    except LabelStudioError as exc:
+        log.info("project %s: cannot count the tasks without a prediction of %s (%s)", project_id, version,
+                 _one_line(exc))
+        return None
 
 
 def _newest(written: Sequence[str], order: Sequence[str]) -> str | None:
@@ -547,15 +654,32 @@ def _is_backend_title(api: LabelStudioClient, project_id: int, current: str) -> 
 
 
 def _select_version(api: LabelStudioClient, project: ProjectInfo, status: JobStatus, ours: set[str],
-                    select: bool | None) -> str:
+                    select: bool | None, partial: bool = False) -> str:
     """Make the job's version the project's prediction set when asked, or (``select=None``) when the project
     has none, one of ``ours`` (versions this model wrote), or the title of one of its ML backends (what connecting
     a backend selects: no stored prediction carries it, so the "Prediction score" column stayed blank); a refusal
     is logged, not raised; a version of which the project holds no prediction (every task failed) is not asked for.
-    Returns the project's prediction set afterwards."""
+
+    A ``partial`` job (``--task-ids``, ``--filter``, ``--view``, new tasks) selects its version only when every
+    unlabeled task of the project holds a prediction of it (:attr:`JobStatus.missing_elsewhere` is 0): the Data
+    Manager's sort by "Prediction score" would otherwise leave the others blank (100 tasks of a split predicted, 203
+    blank). ``select=True`` (``--select-version``) selects it anyway, with a warning. Returns the project's
+    prediction set afterwards."""
     version, current = status.model_version, project.model_version or ""
     if not version or current == version or select is False:
         return current
+    if partial and status.missing_elsewhere is None and select is None:
+        log.info("project %s: its prediction set stays %r: the job covered part of the project and the others' "
+                 "predictions could not be counted", project.id, current)
+        return current
+    if status.missing_elsewhere:
+        advice = (f"{status.missing_elsewhere} unlabeled task(s) of the project have no prediction of {version}: "
+                  "sorted by 'Prediction score' they would show blank")
+        if not select:
+            log.info("project %s: its prediction set stays %r: %s; run `labelhub predict --project %s` to predict "
+                        "them (it then selects %s)", project.id, current, advice, project.id, version)
+            return current
+        log.warning("project %s: selecting %s as asked, though %s", project.id, version, advice)
     if select is None and current and current not in ours and not _is_backend_title(api, project.id, current):
         log.info("project %s: its prediction set stays %r (select %s in Settings > Annotation to sort the Data "
                  "Manager by its scores)", project.id, current, version)
