@@ -233,8 +233,8 @@ class AutoPredictor:
                 else:
                     status = run_job(self.backend, api, project_id_of(key), task_ids=None if whole else sorted(ids),
                                      unlabeled=whole, progress=False, keep_versions=self.settings.keep_versions)
-                    log.info("project %s: auto-predict wrote %d predictions of %s (%d failed, %d empty)", key,
-                             status.done, status.model_version, status.failed, status.empty)
+                    log.info("project %s: auto-predict wrote %d predictions of %s (%d failed)", key, status.done,
+                             status.model_version, status.failed)
             except JobAlreadyRunning:  # `labelhub predict` runs: ask again after it
                 self.request(key, sorted(ids), whole)
                 threading.Event().wait(5.0)

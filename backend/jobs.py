@@ -44,6 +44,20 @@ What remains (the window, honestly):
   (never two); a re-run of the same ``all`` job does not delete again once the delete finished
   (:attr:`~labelhub.backend.job_status.JobStatus.cleared`), it goes on.
 
+**One version per job.** A retrain during a job moves the model's version, and each batch writes the version of its
+time; so once the plan is done, the tasks the job wrote with an older version are planned again against the newest
+(up to :data:`CATCH_UP_PASSES` passes), and the job ends with one version, which its status and summary name
+(:attr:`~labelhub.backend.job_status.JobStatus.by_version` counts what each version got).
+
+**The prediction set.** A job selects its version as the project's prediction set (what the Data Manager's
+"Prediction score" sorts by) under the rules of :func:`_select_version`; a job of part of the project only when
+every unlabeled task holds the version. ``all`` of the whole project deletes the version, which makes Label Studio
+unselect it: the job selects it again as soon as a batch of it landed, so a job killed before that leaves no set.
+
+**Empty predictions are not written.** A prediction with no region (``result: []``) shows nothing, and its score 0.0
+puts its task first in that sort: a model that has learned nothing answers every task so. Such tasks are counted
+(``empty``), not written; a later run predicts them.
+
 Label Studio 1.23 silently drops a prediction that does not fit the label config (``created`` is then
 smaller than what was sent): the job reads those tasks again and counts the missing ones as failed, and
 a task whose media could not be loaded is not written (failed too); the next run tries them again.
@@ -404,7 +418,9 @@ def run_job(host: JobHost, api: LabelStudioClient, project_id: int, *, mode: str
         batch_size: Tasks per batch (one write to Label Studio each; see :data:`DEFAULT_BATCH_SIZE`).
         select_version: Afterwards, make the written version the project's prediction set (Settings →
             Annotation → Prelabeling), which the Data Manager's "Prediction score" column averages. ``None``
-            (default): only when the project has none selected or one this model wrote before.
+            (default): only when the project has none selected or one this model wrote before, and, for a job of
+            part of the project (``task_ids``, ``filters``), when every unlabeled task holds the version
+            (:func:`_select_version`).
         progress: Show a tqdm bar on stderr: ``None`` (default) when stderr is a terminal and
             ``TQDM_DISABLE`` is unset; meanwhile the root logger's console handler writes above the bar
             (``tqdm.contrib.logging``). Without a bar, a progress line is logged at INFO every
@@ -417,7 +433,9 @@ def run_job(host: JobHost, api: LabelStudioClient, project_id: int, *, mode: str
 
     Returns:
         The final :class:`~labelhub.backend.job_status.JobStatus` (``state`` ``"done"``; ``failed`` counts the tasks
-        not written; ``retired`` the versions deleted).
+        not written, ``empty`` those answered with no region; ``by_version`` the predictions of each version written;
+        ``retired`` the versions deleted; ``missing_elsewhere`` the unlabeled tasks without the version after a job of
+        part of the project).
 
     Raises:
         ProjectNotFound: No such project in Label Studio.
@@ -555,7 +573,8 @@ def run_job(host: JobHost, api: LabelStudioClient, project_id: int, *, mode: str
         status.model_version = _newest(status.versions, model.get("versions") or []) or version
         status.state, status.finished_at = "done", time.time()
         partial = ids is not None or bool(filters)
-        if partial:  # do the other tasks hold the version?
+        if partial and select_version is not False and project.model_version != status.model_version:
+            # do the other tasks hold the version? (a listing of those that lack it: only when it could be selected)
             status.missing_elsewhere = _missing_elsewhere(api, project.id, status.model_version)
         status.prediction_set = _select_version(api, project, status, ours, select_version, partial)
         _save(host, status)

@@ -49,7 +49,7 @@ def test_a_failed_request_is_kept_shown_as_failed_and_tried_again(label_studio, 
 
     def recorded(host, api, project_id, *, task_ids=None, unlabeled=False, **_):
         calls.append((project_id, task_ids, unlabeled))
-        return SimpleNamespace(done=2, model_version="v", failed=0, empty=0)
+        return SimpleNamespace(done=2, model_version="v", failed=0)
 
     monkeypatch.setattr(jobs, "run_job", recorded)
     fixed = Settings(model_dir=tmp_path, auto_predict=True, label_studio_url=label_studio.url,
