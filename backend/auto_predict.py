@@ -273,7 +273,8 @@ class AutoPredictor:
                 status = saved  # the job got as far as its own status, which says why
             else:
                 status = JobStatus(project=key, project_id=project_id_of(key), state="failed", started_at=started,
-                                   finished_at=time.time(), error=f"auto-predict: {reason} (tried again in {wait:.0f} s)",
+                                   finished_at=time.time(),
+                                   error=f"auto-predict: {reason} (tried again in {wait:.0f} s)",
                                    selection=json.dumps({"task_ids": None if merged else sorted(ids),
                                                          "unlabeled": bool(merged)}, sort_keys=True))
             status.save(self.settings.model_dir)

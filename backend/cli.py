@@ -261,8 +261,9 @@ def _filters(value: str | None) -> dict | None:
         child = item.get("child_filter")
         for operator in (item["operator"], *([child.get("operator")] if isinstance(child, dict) else [])):
             if operator not in FILTER_OPERATORS:
+                known = ", ".join(FILTER_OPERATORS)
                 raise click.BadParameter(f"item {n}: {one_line(json.dumps(operator), 40)} is not an operator Label "
-                                         f"Studio knows (it would keep every task); one of {', '.join(FILTER_OPERATORS)}",
+                                         f"Studio knows (it would keep every task); one of {known}",
                                          param_hint="--filter")
     return filters
 
@@ -282,8 +283,10 @@ def _summary(project_id: int, status, seconds: float) -> str:
     final = status.model_version
     of_final = status.by_version.get(final, 0) if status.by_version else status.done
     older = {v: n for v, n in status.by_version.items() if v != final}
+    again = (f"{status.behind} of their tasks hold no {final} yet: run again" if status.behind
+             else "their tasks were predicted again")
     also = (f" (and {sum(older.values())} of older version(s) {', '.join(older)}, written before a retrain during the "
-            f"job moved the version)") if older else ""
+            f"job moved the version: {again})") if older else ""
     empty = f", {status.empty} empty" if status.empty else ""
     return (f"project {project_id}: {of_final} predictions of {final} written{also}, {status.skipped} skipped, "
             f"{status.failed} failed{empty} ({status.total} tasks planned, {seconds:.1f} s, "
@@ -421,8 +424,11 @@ def predict(project_id, mode, task_ids, unlabeled, filter_json, view_id, batch_s
         if not settings.redis_url and not os.path.isdir(settings.model_dir):  # no model there: say so, make nothing
             raise click.ClickException(f"--model-dir / MODEL_DIR {str(settings.model_dir)!r} does not exist: point it "
                                        "at the backend's MODEL_DIR (the demo's is .labelhub-demo/models)")
+        api = LabelStudioClient(settings.label_studio_url, settings.label_studio_api_key)
         if not settings.redis_url and not os.path.isdir(os.path.join(settings.model_dir, "projects")):
-            # another folder (a typo's parent, a home directory): Backend() would make its folders in it
+            # another folder (a typo's parent, a home directory): Backend() would make its folders in it. Label
+            # Studio's own errors (a refused key, no such project) come first: they are the ones to fix first
+            api.project(project_id)
             raise click.ClickException(f"--model-dir / MODEL_DIR {str(settings.model_dir)!r} is no backend's MODEL_DIR "
                                        "(it has no projects/ folder): point it at the backend's MODEL_DIR (the demo's "
                                        "is .labelhub-demo/models)")
@@ -431,7 +437,6 @@ def predict(project_id, mode, task_ids, unlabeled, filter_json, view_id, batch_s
             host = Backend(settings)
         except (ValueError, ImportError) as exc:  # LABELHUB_MODEL and friends, as check_configuration says
             raise click.ClickException(redact(" ".join(f"{type(exc).__name__}: {exc}".split()), secrets)) from None
-        api = LabelStudioClient(settings.label_studio_url, settings.label_studio_api_key)
         if view_id is not None:
             try:
                 filters = api.view_filters(project_id, view_id)
@@ -464,10 +469,10 @@ def predict(project_id, mode, task_ids, unlabeled, filter_json, view_id, batch_s
     every_task_failed = status.total and status.failed + status.empty == status.total
     if status.missing_elsewhere and status.prediction_set != status.model_version:
         kept = repr(status.prediction_set) if status.prediction_set else "no version"
-        click.echo(f"project {project_id}: the prediction set stays {kept}: "
-                   f"{status.missing_elsewhere} unlabeled task(s) have no prediction of {status.model_version}, and the "
-                   f"Data Manager's sort by 'Prediction score' would show them blank; run `labelhub predict --project "
-                   f"{project_id}` to predict them (it then selects the version), or run again with --select-version")
+        click.echo(f"project {project_id}: the prediction set stays {kept}: {status.missing_elsewhere} unlabeled "
+                   f"task(s) have no prediction of {status.model_version}, and the Data Manager's sort by 'Prediction "
+                   f"score' would show them blank; run `labelhub predict --project {project_id}` to predict them (it "
+                   "then selects the version), or run again with --select-version")
     elif status.model_version and status.prediction_set != status.model_version and not every_task_failed:
         selected = repr(status.prediction_set) if status.prediction_set else "no version"
         click.echo(f"project {project_id}: the Data Manager's 'Prediction score' shows {selected}; to sort by this "

@@ -54,9 +54,9 @@ time; so once the plan is done, the tasks the job wrote with an older version ar
 every unlabeled task holds the version. ``all`` of the whole project deletes the version, which makes Label Studio
 unselect it: the job selects it again as soon as a batch of it landed, so a job killed before that leaves no set.
 
-**Empty predictions are not written.** A prediction with no region (``result: []``) shows nothing, and its score 0.0
-puts its task first in that sort: a model that has learned nothing answers every task so. Such tasks are counted
-(``empty``), not written; a later run predicts them.
+**A model that has learned nothing writes nothing.** Before its first fit the default model answers every task with
+no region (``result: []``), which shows nothing and whose score 0.0 puts the task first in that sort. While
+:func:`learned_nothing` says so, such answers are counted (``empty``), not written; a later run predicts the tasks.
 
 Label Studio 1.23 silently drops a prediction that does not fit the label config (``created`` is then
 smaller than what was sent): the job reads those tasks again and counts the missing ones as failed, and
@@ -91,7 +91,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 log = logging.getLogger(__name__)
 
-__all__ = ["MODES", "DEFAULT_BATCH_SIZE", "MAX_BATCH_SIZE", "PREDICT_CHUNK", "JobHost",
+__all__ = ["learned_nothing", "MODES", "DEFAULT_BATCH_SIZE", "MAX_BATCH_SIZE", "PREDICT_CHUNK", "JobHost",
            "JobAlreadyRunning", "plan", "selected", "needs_prediction", "uncertainty_order", "run_batch", "run_job",
            "run_here", "Executor"]
 
@@ -202,6 +202,25 @@ def plan(tasks: Iterable[TaskRow], model_version: str, task_ids: Iterable[int] |
     return [ids[i:i + batch_size] for i in range(0, len(ids), batch_size)]
 
 
+def learned_nothing(model: Any) -> bool:
+    """Whether the model can only answer empty predictions yet: the default model
+    (:class:`labelhub.backend.models.project.ProjectModel`) whose every head learns from annotations and none is
+    fitted (its state's ``heads`` names no fit file: no annotation yet, or, for a Choices head, one choice only).
+
+    Args:
+        model: A project's model. One without learning ``heads`` (a custom ``LABELHUB_MODEL``, or with a head that
+            answers without a fit: a Hub pipeline, OCR) counts as having learned: its empty answers are written.
+
+    Returns:
+        ``True`` when its empty answers say nothing.
+    """
+    heads = getattr(model, "heads", None)
+    if not isinstance(heads, list) or not heads or not all(getattr(h, "learns", False) for h in heads):
+        return False
+    fits = model.get("heads") or {}
+    return not any(isinstance(fit, dict) and fit.get("file") for fit in fits.values())
+
+
 # one batch ----------------------------------------------------------------------------------------------
 class JobHost(Protocol):
     """What a job uses of the backend (:class:`labelhub.backend.app.Backend` is one).
@@ -279,11 +298,12 @@ def run_batch(host: JobHost, api: LabelStudioClient, project: ProjectInfo, task_
     stored last, so a ``PROJECT_UPDATED`` the trainer applied during a job is followed by its next batch; refreshed
     from ``MODEL_DIR``) as Label Studio's tasks (``{"id", "data"}``, :data:`PREDICT_CHUNK` per call); what it
     answers is normalized (:func:`labelhub.backend.model.normalize_predictions`), and a task with an ``error``
-    (its media did not load) is not written, nor is an empty prediction (``result: []``, counted in
-    :attr:`BatchResult.empty`): it shows nothing, and its score 0.0 would put the task first when the Data Manager
-    sorts by "Prediction score" (a model that has learned nothing yet answers every task so; a later run, after a
-    fit, predicts those tasks). A write that fails or gets no answer is followed by a read of
-    its tasks; only those without the prediction are sent again (at most :data:`WRITE_ATTEMPTS` times).
+    (its media did not load) is not written, nor, while the model has learned nothing (:func:`learned_nothing`), is
+    an empty prediction (``result: []``, counted in :attr:`BatchResult.empty`): it shows nothing, and its score 0.0
+    would put the task first when the Data Manager sorts by "Prediction score"; a later run, after a fit, predicts
+    those tasks. (A fitted model's empty answer, no span in a text, is written.) A write that fails or gets no answer
+    is followed by a read of its tasks; only those without the prediction are sent again (at most
+    :data:`WRITE_ATTEMPTS` times).
 
     Args:
         host: The backend (models, metrics).
@@ -309,6 +329,7 @@ def run_batch(host: JobHost, api: LabelStudioClient, project: ProjectInfo, task_
     model = host.models.get(project.key, stored or project.label_config)  # the job's copy may be older than stored
     model.refresh()
     version = model.model_version
+    unlearned = learned_nothing(model)
     todo = []
     for tid in task_ids:
         task = fresh.get(int(tid))
@@ -331,7 +352,7 @@ def run_batch(host: JobHost, api: LabelStudioClient, project: ProjectInfo, task_
             if pred.get("error"):
                 result.failed[task.id] = one_line(pred["error"], 300)
                 continue
-            if not pred["result"]:  # nothing to show; its score (0.0) would sort it first by "Prediction score"
+            if not pred["result"] and unlearned:  # shows nothing; its 0.0 would sort it first by "Prediction score"
                 result.empty.append(task.id)
                 continue
             written_version = pred["model_version"]
@@ -503,7 +524,8 @@ def run_job(host: JobHost, api: LabelStudioClient, project_id: int, *, mode: str
                     status.cleared = True
                     project = api.project(project_id)  # the delete may have unselected the version
                     # what the delete removed, taken off the listing: no second listing of the whole project
-                    tasks = _without(tasks, version, None if whole else {t.id for t in selected(tasks, ids, unlabeled)})
+                    tasks = _without(tasks, version,
+                                     None if whole else {t.id for t in selected(tasks, ids, unlabeled)})
             batches = plan(tasks, version, task_ids=ids, unlabeled=unlabeled, batch_size=batch_size)
             status.total = status.queued = sum(len(b) for b in batches)
 
@@ -542,6 +564,7 @@ def run_job(host: JobHost, api: LabelStudioClient, project_id: int, *, mode: str
                     if not stale:
                         break
                     if catch_up == CATCH_UP_PASSES:
+                        status.behind = sum(len(b) for b in stale)
                         log.warning("project %s: the model kept retraining during the job: %d tasks hold an older "
                                     "version than %s (run the job again to predict them with it)", project_id,
                                     sum(len(b) for b in stale), newest)
@@ -550,7 +573,6 @@ def run_job(host: JobHost, api: LabelStudioClient, project_id: int, *, mode: str
                     added = sum(len(b) for b in batches)
                     log.info("project %s: a retrain moved the version to %s during the job: predicting the %d tasks "
                              "written with an older one again", project_id, newest, added)
-                    added = sum(len(b) for b in batches)
                     status.total += added
                     status.queued += added
                     bar.total = (bar.total or 0) + added
@@ -618,7 +640,7 @@ def _count_in_flight(api: LabelStudioClient, project: ProjectInfo, status: JobSt
     try:
         versions = {status.model_version, *status.versions} - {None}
         landed = [t for t in api.tasks(project.id, list(batch)) if any(t.predictions_of(v) for v in versions)]
-    except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 (the job is ending: never hide why)
+    except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 (the job is ending on its own error: keep that one)
         log.info("project %s: cannot read what the interrupted batch wrote (%s)", project.id, _one_line(exc))
         return
     status.done += len(landed)
@@ -696,7 +718,7 @@ def _select_version(api: LabelStudioClient, project: ProjectInfo, status: JobSta
                   "sorted by 'Prediction score' they would show blank")
         if not select:
             log.info("project %s: its prediction set stays %r: %s; run `labelhub predict --project %s` to predict "
-                        "them (it then selects %s)", project.id, current, advice, project.id, version)
+                     "them (it then selects %s)", project.id, current, advice, project.id, version)
             return current
         log.warning("project %s: selecting %s as asked, though %s", project.id, version, advice)
     if select is None and current and current not in ours and not _is_backend_title(api, project.id, current):

@@ -56,7 +56,15 @@ def test_a_model_that_learned_nothing_writes_no_prediction_and_says_why(label_st
     assert "the model has not learned yet" in answer.output and "two different choices" in answer.output
     assert not any(_predictions(label_studio, fresh.id).values())
     assert _selected(label_studio, fresh) == ""
-    version = fresh.train(0, 20)  # once it learned, a run predicts every task
+    labels = fresh.labels
+    fresh.labels = [labels[0]] * len(labels)  # one choice annotated: nothing to learn from yet
+    with pytest.raises(KeyError):  # the trainer ran, and set no model_version
+        fresh.train(0, 5)
+    answer = _cli("predict", "--project", str(fresh.id), env=fresh.env)
+    assert answer.exit_code == 0 and f", {N} empty (" in answer.output, answer.output
+    assert not any(_predictions(label_studio, fresh.id).values())
+    fresh.labels = labels
+    version = fresh.train(5, 20)  # once it learned, a run predicts every task
     answer = _cli("predict", "--project", str(fresh.id), env=fresh.env)
     assert answer.exit_code == 0 and f"{N} predictions of {version} written" in answer.output, answer.output
 
