@@ -20,7 +20,8 @@ for them again when the trainer starts (:meth:`AutoPredictor.resume_interrupted`
 for the next retrain, and the Data Manager's order for the next version. A request whose job fails (Label Studio
 down, a wrong ``LABEL_STUDIO_API_KEY``) stays: it is tried again after :data:`RETRY_SECONDS` (doubling with each
 failure up to :data:`MAX_RETRY_SECONDS`) and after a restart, and the project's job status on ``/health`` says
-``failed`` with the reason (no secret) meanwhile. When the trainer starts, the key is checked once
+``failed`` with the reason (no secret) meanwhile; one whose project or model is gone (``NotFoundError``: deleted
+in Label Studio, or not in ``MODEL_DIR``) or whose label config the model refuses is dropped, with a warning. When the trainer starts, the key is checked once
 (:func:`check_key`): a refused key is a warning in the log at once, not at the first retrain.
 
 With ``LABELHUB_REDIS_URL`` the same loop, on the trainer's host, enqueues each request on RQ instead of running
@@ -43,6 +44,7 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from labelhub.backend.redis_state import PREFIX
+from labelhub.errors import LabelConfigError, NotFoundError
 from labelhub.redaction import one_line
 
 log = logging.getLogger(__name__)
@@ -238,6 +240,9 @@ class AutoPredictor:
             except JobAlreadyRunning:  # `labelhub predict` runs: ask again after it
                 self.request(key, sorted(ids), whole)
                 threading.Event().wait(5.0)
+            except (NotFoundError, LabelConfigError) as exc:  # the project, or its model, is gone: no retry helps
+                self._retry.pop(key, None)
+                log.warning("project %s: auto-predict dropped its request: %s", key, one_line(exc, 300))
             except Exception as exc:  # a job failure must not end the loop, nor lose the request: tried again later
                 self._failed(key, whole, ids, exc, started)
             else:

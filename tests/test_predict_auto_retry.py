@@ -66,3 +66,13 @@ def test_the_key_check_warns_when_label_studio_is_down_without_calling_the_key_w
     problem = check_key("http://127.0.0.1:9", WRONG)
     assert problem.startswith("cannot check LABEL_STUDIO_API_KEY: no answer from Label Studio at http://127.0.0.1:9")
     assert "refused" not in problem and WRONG not in problem
+
+
+def test_a_request_of_a_project_label_studio_does_not_have_is_dropped_not_retried(label_studio, tmp_path, caplog):
+    settings = Settings(model_dir=tmp_path, auto_predict=True, label_studio_url=label_studio.url,
+                        label_studio_api_key=label_studio.personal_token or label_studio.api_key)
+    auto = AutoPredictor(SimpleNamespace(settings=settings, store=Store(tmp_path)))
+    auto.request("987654.100", [1])
+    assert auto.wait_idle(30)
+    assert json.loads((tmp_path / PENDING_FILE).read_text()) == {}
+    assert "project 987654.100: auto-predict dropped its request: project 987654: not found" in caplog.text
