@@ -122,3 +122,26 @@ def test_an_interrupted_whole_project_all_keeps_its_version_selected_and_counts_
     answer = _cli("predict", "--project", str(fresh.id), "--all", env=fresh.env)  # the same job goes on
     assert answer.exit_code == 0 and f"{N - 40} predictions of {version} written" in answer.output, answer.output
     assert _per_task(label_studio, fresh.id, version) == Counter({1: N})
+
+
+def test_a_task_annotated_while_all_unlabeled_starts_keeps_a_prediction(label_studio, fresh):
+    """Audit: ``--all --unlabeled`` deleted the version's predictions of the tasks unlabeled when it listed them, then
+    listed again and planned the still-unlabeled ones: a task annotated in between lost its prediction and got none.
+    The job now plans from its one listing."""
+    version = fresh.train(0, 20)
+    assert _cli("predict", "--project", str(fresh.id), env=fresh.env).exit_code == 0
+    host = fresh.app.extensions["labelhub"]
+    tid = sorted(_predictions(label_studio, fresh.id))[-1]
+    label = fresh.labels[[t["id"] for t in fresh.tasks].index(tid)]
+
+    class AnnotatedMeanwhile(LabelStudioClient):  # the real client; an annotator saves right before the delete
+        def delete_predictions(self, project_id, model_version, prediction_ids=None):
+            label_studio.client().annotations.create(id=tid, result=[{
+                "from_name": "label", "to_name": "text", "type": "choices", "value": {"choices": [label]}}])
+            return super().delete_predictions(project_id, model_version, prediction_ids)
+
+    api = AnnotatedMeanwhile(label_studio.url, fresh.env["LABEL_STUDIO_API_KEY"])
+    status = run_job(host, api, fresh.id, mode="all", unlabeled=True, progress=False)
+    assert status.state == "done" and status.done == N
+    held = _predictions(label_studio, fresh.id)[tid]
+    assert [p["model_version"] for p in held] == [version]  # before: none
