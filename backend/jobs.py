@@ -19,8 +19,10 @@ workers share: :class:`labelhub.backend.app.Backend`), and writes the prediction
 **Modes.** ``missing`` (the default) predicts the tasks that have no prediction of the current model
 version. ``all`` predicts every (selected) task again: the current version's predictions of the tasks are
 deleted first (one call for a whole project: ``DELETE /api/projects/<id>/model-versions/``; one
-``DELETE /api/predictions/<id>`` each for a selection), then the job goes on as ``missing``. Predictions of
-other versions are never touched.
+``DELETE /api/predictions/<id>`` each for a selection), then the job goes on as ``missing``, planned from its
+one listing made before the delete (a task annotated meanwhile is predicted again, not left without; and a whole
+project is not listed twice). Predictions of other versions are never touched. With ``task_ids`` only those tasks
+are listed (one task id of a 1,000-task project with four versions: 3.3 to 5.6 s before, 0.3 s).
 
 **One prediction per task and model version.** The truth is what Label Studio holds, not a local
 record: each run lists the tasks again, and each batch reads its tasks once more right before predicting
