@@ -47,8 +47,9 @@ What remains (the window, honestly):
   (:attr:`~labelhub.backend.job_status.JobStatus.cleared`), it goes on.
 
 **One version per job.** A retrain during a job moves the model's version, and each batch writes the version of its
-time; so once the plan is done, the tasks the job wrote with an older version are planned again against the newest
-(up to :data:`CATCH_UP_PASSES` passes), and the job ends with one version, which its status and summary name
+time; so once the plan is done, if it wrote two versions or more, the tasks the job wrote with an older version are
+planned again against the newest (up to :data:`CATCH_UP_PASSES` passes), and the job ends with one version (a
+retrain after its last batch leaves it with the one it wrote: the next job's), which its status and summary name
 (:attr:`~labelhub.backend.job_status.JobStatus.by_version` counts what each version got).
 
 **The prediction set.** A job selects its version as the project's prediction set (what the Data Manager's
@@ -557,12 +558,14 @@ def run_job(host: JobHost, api: LabelStudioClient, project_id: int, *, mode: str
                         bar.set_postfix(written=status.done, failed=status.failed, refresh=False)
                         if was_selected and mode == "all" and result.written and project.model_version != version:
                             project = _reselect(api, project, version)
-                    # a retrain during the job: the tasks written with an older version are predicted again with the
-                    # newest, so that the job ends with one version (its summary, and the Data Manager's order)
+                    # a retrain during the job: its batches wrote two versions or more, so the tasks written with an
+                    # older one are predicted again with the newest, and the job ends with one version (its summary,
+                    # the Data Manager's order). A retrain after its last batch leaves it whole: the next job's.
                     model.refresh()
                     newest = model.model_version
+                    mixed = len(pass_versions) > 1 if catch_up == 0 else bool(pass_versions - {newest})
                     stale = plan(api.tasks(project.id, task_ids=written), newest, unlabeled=unlabeled,
-                                 batch_size=batch_size) if pass_versions - {newest} else []
+                                 batch_size=batch_size) if mixed else []
                     if not stale:
                         break
                     if catch_up == CATCH_UP_PASSES:
