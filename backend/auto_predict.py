@@ -17,7 +17,12 @@ any task ids), and a project's whole-project jobs start at most once per ``LABEL
 predictions for 428 tasks in 25 minutes (a soak of four annotators), which Label Studio keeps, lists and slows on.
 The requests not yet done are kept in ``MODEL_DIR/auto-predict.json`` (:data:`PENDING_FILE`), so a restart asks
 for them again when the trainer starts (:meth:`AutoPredictor.resume_interrupted`): new tasks would otherwise wait
-for the next retrain, and the Data Manager's order for the next version.
+for the next retrain, and the Data Manager's order for the next version. A request whose job fails (Label Studio
+down, a wrong ``LABEL_STUDIO_API_KEY``) stays: it is tried again after :data:`RETRY_SECONDS` (doubling with each
+failure up to :data:`MAX_RETRY_SECONDS`) and after a restart, and the project's job status on ``/health`` says
+``failed`` with the reason (no secret) meanwhile; one whose project or model is gone (``NotFoundError``: deleted
+in Label Studio, or not in ``MODEL_DIR``) or whose label config the model refuses is dropped, with a warning. When the trainer starts, the key is checked once
+(:func:`check_key`): a refused key is a warning in the log at once, not at the first retrain.
 
 With ``LABELHUB_REDIS_URL`` the same loop, on the trainer's host, enqueues each request on RQ instead of running
 it (:func:`labelhub.backend.worker.predict_project`), after the same interval, and ``labelhub worker``
@@ -30,6 +35,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 import time
 import uuid
@@ -38,17 +44,57 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from labelhub.backend.redis_state import PREFIX
+from labelhub.errors import LabelConfigError, NotFoundError
 from labelhub.redaction import one_line
 
 log = logging.getLogger(__name__)
 
-__all__ = ["AutoPredictor", "project_id_of", "PENDING_FILE", "PENDING_KEY"]
+__all__ = ["AutoPredictor", "project_id_of", "check_key", "PENDING_FILE", "PENDING_KEY", "RETRY_SECONDS",
+           "MAX_RETRY_SECONDS"]
 
 #: The one-host requests not done yet, under ``MODEL_DIR``: ``{project key: {"unlabeled": bool, "task_ids": [id]}}``
 #: (the one running included until it ends), rewritten atomically on each change.
 PENDING_FILE = "auto-predict.json"
 #: The same with ``LABELHUB_REDIS_URL``, in Redis (JSON), so that the trainer's next holder, on any host, finds them.
 PENDING_KEY = PREFIX + "auto-predict:pending"
+#: Seconds before a failed request is tried again; doubled after each failure of the project's requests in a row.
+RETRY_SECONDS = 30.0
+#: The longest wait between two tries of a failing request.
+MAX_RETRY_SECONDS = 900.0
+#: Seconds the key check at start waits for Label Studio.
+KEY_CHECK_TIMEOUT = 10.0
+
+
+def check_key(url: str, api_key: str) -> str | None:
+    """Check ``LABEL_STUDIO_API_KEY`` once against Label Studio (``GET /api/current-user/whoami``, through
+    label-studio-sdk's ``users.whoami``: https://api.labelstud.io/api-reference/api-reference/users/whoami).
+
+    Args:
+        url: ``LABEL_STUDIO_URL``.
+        api_key: ``LABEL_STUDIO_API_KEY``.
+
+    Returns:
+        ``None`` when Label Studio accepts the key, else a warning (one line, no secret): the key refused, or Label
+        Studio not reachable (then the key is not known to be wrong: the jobs try it when they run).
+    """
+    import httpx
+    from label_studio_sdk.core.api_error import ApiError
+
+    from labelhub.labelstudio_client import KEY_ADVICE, label_studio_client
+    from labelhub.redaction import without_userinfo
+
+    shown = without_userinfo(url)
+    try:
+        label_studio_client(url, api_key, KEY_CHECK_TIMEOUT).users.whoami()
+    except ApiError as exc:
+        if exc.status_code in (401, 403):
+            return (f"LABELHUB_AUTO_PREDICT is on but Label Studio at {shown} refused LABEL_STUDIO_API_KEY "
+                    f"({exc.status_code}): no automatic prediction job can run until it is fixed; {KEY_ADVICE}")
+        return f"cannot check LABEL_STUDIO_API_KEY: Label Studio at {shown} answered {exc.status_code}"
+    except (httpx.HTTPError, OSError) as exc:
+        return (f"cannot check LABEL_STUDIO_API_KEY: no answer from Label Studio at {shown} "
+                f"({type(exc).__name__}); the automatic prediction jobs try it when they run")
+    return None
 
 
 def project_id_of(key: str) -> int:
@@ -67,6 +113,7 @@ class AutoPredictor:
         self.backend = backend
         self.settings = backend.settings
         self._pending: dict[str, tuple[bool, set[int]]] = {}  # key -> (whole project unlabeled, task ids)
+        self._retry: dict[str, tuple[float, int]] = {}  # key -> (not before (monotonic), failures in a row)
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
         self._warned = False
@@ -112,6 +159,10 @@ class AutoPredictor:
         if not self.enabled:
             return
         from labelhub.backend.job_status import read_statuses
+
+        problem = check_key(self.settings.label_studio_url, self.settings.label_studio_api_key)
+        if problem:
+            log.warning("%s", problem)
 
         for key, request in self._saved().items():
             log.info("project %s: asking again for the prediction job requested before the restart", key)
@@ -177,19 +228,25 @@ class AutoPredictor:
                     self._last_whole[key] = time.monotonic()
                 self._running = True
                 self._current = (key, whole, ids)
+            started = time.time()
             try:
                 if self.settings.redis_url:
                     self._enqueue(key, None if whole else sorted(ids), whole)
-                    continue
-                status = run_job(self.backend, api, project_id_of(key), task_ids=None if whole else sorted(ids),
-                                 unlabeled=whole, progress=False, keep_versions=self.settings.keep_versions)
-                log.info("project %s: auto-predict wrote %d predictions of %s (%d failed)", key, status.done,
-                         status.model_version, status.failed)
+                else:
+                    status = run_job(self.backend, api, project_id_of(key), task_ids=None if whole else sorted(ids),
+                                     unlabeled=whole, progress=False, keep_versions=self.settings.keep_versions)
+                    log.info("project %s: auto-predict wrote %d predictions of %s (%d failed)", key, status.done,
+                             status.model_version, status.failed)
             except JobAlreadyRunning:  # `labelhub predict` runs: ask again after it
                 self.request(key, sorted(ids), whole)
                 threading.Event().wait(5.0)
-            except Exception as exc:  # a job failure must not end the loop; the status says why
-                log.warning("project %s: auto-predict failed: %s", key, one_line(exc, 300))
+            except (NotFoundError, LabelConfigError) as exc:  # the project, or its model, is gone: no retry helps
+                self._retry.pop(key, None)
+                log.warning("project %s: auto-predict dropped its request: %s", key, one_line(exc, 300))
+            except Exception as exc:  # a job failure must not end the loop, nor lose the request: tried again later
+                self._failed(key, whole, ids, exc, started)
+            else:
+                self._retry.pop(key, None)
             finally:
                 with self._cond:
                     self._running = False
@@ -197,12 +254,49 @@ class AutoPredictor:
                     self._save()
                     self._cond.notify_all()
 
+    def _failed(self, key: str, whole: bool, ids: set[int], exc: Exception, started: float) -> None:
+        """Keep a failed request (merged with any asked meanwhile), to try again after a backoff, and show the failure
+        as the project's job status (``/health``, ``labelhub predict --status``) unless the job saved its own."""
+        from dataclasses import asdict
+
+        from labelhub.backend.job_status import JobStatus
+
+        failures = self._retry.get(key, (0.0, 0))[1] + 1
+        wait = min(RETRY_SECONDS * 2 ** (failures - 1), MAX_RETRY_SECONDS)
+        reason = one_line(exc, 300)
+        log.warning("project %s: auto-predict failed: %s; tried again in %.0f s", key, reason, wait)
+        with self._cond:
+            self._retry[key] = (time.monotonic() + wait, failures)
+            before_whole, before_ids = self._pending.get(key, (False, set()))
+            merged = whole or before_whole
+            self._pending[key] = (merged, set() if merged else ids | before_ids)
+        try:
+            saved = JobStatus.load(self.settings.model_dir, key)
+            if saved is not None and saved.state == "failed" and (saved.started_at or 0) >= started \
+                    and saved.pid == os.getpid():
+                saved.error = f"{saved.error} (auto-predict tries again in {wait:.0f} s)"
+                status = saved  # the job got as far as its own status, which says why
+            else:
+                status = JobStatus(project=key, project_id=project_id_of(key), state="failed", started_at=started,
+                                   finished_at=time.time(),
+                                   error=f"auto-predict: {reason} (tried again in {wait:.0f} s)",
+                                   selection=json.dumps({"task_ids": None if merged else sorted(ids),
+                                                         "unlabeled": bool(merged)}, sort_keys=True))
+            status.save(self.settings.model_dir)
+            store = getattr(self.backend, "store", None)
+            if store is not None:
+                store.save_job_status(key, asdict(status))
+        except (OSError, RedisError) as exc2:
+            log.warning("project %s: cannot save the failed auto-predict status: %s", key, one_line(exc2))
+
     def _next_ready(self) -> tuple[str | None, float]:
         """``(the first pending request that may start, None)``, or ``(None, seconds until one may)``: a
-        whole-project request waits until ``auto_predict_interval`` seconds after its project's last one started."""
+        whole-project request waits until ``auto_predict_interval`` seconds after its project's last one started, a
+        request that failed until its backoff is over."""
         now, soonest = time.monotonic(), float("inf")
         for key, (whole, _) in self._pending.items():
             due = self._last_whole.get(key, -float("inf")) + self.settings.auto_predict_interval if whole else now
+            due = max(due, self._retry.get(key, (now, 0))[0])  # a request that failed waits its backoff
             if due <= now:
                 return key, 0.0
             soonest = min(soonest, due - now)

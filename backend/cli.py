@@ -234,9 +234,17 @@ def _task_ids(value: str | None) -> list[int] | None:
     return ids
 
 
+#: The Data Manager filter operators Label Studio 1.23 knows: ``_Operator`` in ``label_studio/data_manager/managers.py``
+#: (what ``apply_filters`` applies) and ``Operator`` in ``label_studio/data_manager/prepare_params.py`` (what its API
+#: documents). It lists every task for an operator it does not know (``"equals"``), as if there were no filter.
+FILTER_OPERATORS = ("equal", "not_equal", "less", "greater", "less_or_equal", "greater_or_equal", "in", "not_in",
+                    "in_list", "not_in_list", "empty", "contains", "not_contains", "regex", "exists", "not_exists",
+                    "starts_with", "ends_with")
+
+
 def _filters(value: str | None) -> dict | None:
-    """``--filter JSON`` checked (:func:`labelhub.backend.labelstudio_api.data_manager_filters`; ``None`` when not
-    given).
+    """``--filter JSON`` checked (:func:`labelhub.backend.labelstudio_api.data_manager_filters`, and each item's
+    operator one of :data:`FILTER_OPERATORS`, its ``child_filter``'s too; ``None`` when not given).
 
     Raises:
         click.BadParameter: Saying where and why the JSON is not Data Manager filters.
@@ -246,9 +254,55 @@ def _filters(value: str | None) -> dict | None:
     from labelhub.backend.labelstudio_api import data_manager_filters
 
     try:
-        return data_manager_filters(value)
+        filters = data_manager_filters(value)
     except ValueError as exc:
         raise click.BadParameter(str(exc).removeprefix("--filter").lstrip(" ,:"), param_hint="--filter") from None
+    for n, item in enumerate(filters["items"], 1):
+        child = item.get("child_filter")
+        for operator in (item["operator"], *([child.get("operator")] if isinstance(child, dict) else [])):
+            if operator not in FILTER_OPERATORS:
+                known = ", ".join(FILTER_OPERATORS)
+                raise click.BadParameter(f"item {n}: {one_line(json.dumps(operator), 40)} is not an operator Label "
+                                         f"Studio knows (it would keep every task); one of {known}",
+                                         param_hint="--filter")
+    return filters
+
+
+def _readable(view: dict) -> dict:
+    """A status as ``--status`` prints it: its Unix times (``started_at``, ``updated_at``, ``finished_at``) in ISO 8601,
+    UTC (``/health`` keeps the numbers)."""
+    from datetime import datetime, timezone
+
+    return {key: datetime.fromtimestamp(value, timezone.utc).isoformat(timespec="seconds")
+            if key.endswith("_at") and isinstance(value, (int, float)) else value for key, value in view.items()}
+
+
+def _summary(project_id: int, status, seconds: float) -> str:
+    """The summary line of a finished job: the predictions written of the job's (newest) version, and those of older
+    versions a retrain during the job left (:attr:`~labelhub.backend.job_status.JobStatus.by_version`)."""
+    final = status.model_version
+    of_final = status.by_version.get(final, 0) if status.by_version else status.done
+    older = {v: n for v, n in status.by_version.items() if v != final}
+    again = (f"{status.behind} of their tasks hold no {final} yet: run again" if status.behind
+             else "their tasks were predicted again")
+    also = (f" (and {sum(older.values())} of older version(s) {', '.join(older)}, written before a retrain during the "
+            f"job moved the version: {again})") if older else ""
+    empty = f", {status.empty} empty" if status.empty else ""
+    return (f"project {project_id}: {of_final} predictions of {final} written{also}, {status.skipped} skipped, "
+            f"{status.failed} failed{empty} ({status.total} tasks planned, {seconds:.1f} s, "
+            f"{status.total / seconds if seconds else 0:.1f} tasks/s)")
+
+
+def _why_empty(host, status) -> str:
+    """Why the model answered no region: nothing learned yet (no head's fit in its state), or nothing found."""
+    try:
+        heads = host.store.project(status.project).kv().get("heads") or {}
+    except Exception:  # noqa: BLE001 (a hint only)
+        heads = None
+    if heads is not None and not any(isinstance(h, dict) and h.get("file") for h in heads.values()):
+        return ("the model has not learned yet: no head is fitted; annotate some tasks first (a Choices fit needs two "
+                "different choices) and let the backend retrain")
+    return "it found nothing to label in them"
 
 
 @click.command("predict", context_settings={"show_default": True})
@@ -351,7 +405,7 @@ def predict(project_id, mode, task_ids, unlabeled, filter_json, view_id, batch_s
             status, where = latest_status(settings.model_dir, project_id), f"MODEL_DIR={str(settings.model_dir)!r}"
         if status is None:
             raise click.ClickException(f"no prediction job of project {project_id} in {where}")
-        click.echo(json.dumps(status.view(), indent=2))
+        click.echo(json.dumps(_readable(status.view()), indent=2))
         return
     if not api_key:
         raise click.UsageError("Label Studio's API key is required: --api-key or LABEL_STUDIO_API_KEY")
@@ -370,12 +424,19 @@ def predict(project_id, mode, task_ids, unlabeled, filter_json, view_id, batch_s
         if not settings.redis_url and not os.path.isdir(settings.model_dir):  # no model there: say so, make nothing
             raise click.ClickException(f"--model-dir / MODEL_DIR {str(settings.model_dir)!r} does not exist: point it "
                                        "at the backend's MODEL_DIR (the demo's is .labelhub-demo/models)")
+        api = LabelStudioClient(settings.label_studio_url, settings.label_studio_api_key)
+        if not settings.redis_url and not os.path.isdir(os.path.join(settings.model_dir, "projects")):
+            # another folder (a typo's parent, a home directory): Backend() would make its folders in it. Label
+            # Studio's own errors (a refused key, no such project) come first: they are the ones to fix first
+            api.project(project_id)
+            raise click.ClickException(f"--model-dir / MODEL_DIR {str(settings.model_dir)!r} is no backend's MODEL_DIR "
+                                       "(it has no projects/ folder): point it at the backend's MODEL_DIR (the demo's "
+                                       "is .labelhub-demo/models)")
         check_model_dir(settings.model_dir)  # one line naming --model-dir / MODEL_DIR, not Backend's OSError
         try:
             host = Backend(settings)
         except (ValueError, ImportError) as exc:  # LABELHUB_MODEL and friends, as check_configuration says
             raise click.ClickException(redact(" ".join(f"{type(exc).__name__}: {exc}".split()), secrets)) from None
-        api = LabelStudioClient(settings.label_studio_url, settings.label_studio_api_key)
         if view_id is not None:
             try:
                 filters = api.view_filters(project_id, view_id)
@@ -395,17 +456,24 @@ def predict(project_id, mode, task_ids, unlabeled, filter_json, view_id, batch_s
         except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM
             raise click.ClickException(_interrupted(exc, latest_status(settings.model_dir, project_id))) from None
     seconds = time.monotonic() - started
-    click.echo(f"project {project_id}: {status.done} predictions of {status.model_version} written, {status.skipped} "
-               f"skipped, {status.failed} failed ({status.total} tasks planned, {seconds:.1f} s, "
-               f"{status.total / seconds if seconds else 0:.1f} tasks/s)")
+    click.echo(_summary(project_id, status, seconds))
+    if status.empty:
+        click.echo(f"project {project_id}: {status.empty} task(s) not written: the model answered no region for them "
+                   f"({_why_empty(host, status)}); a run after the next fit predicts them")
     if status.retired:
         click.echo(f"project {project_id}: {len(status.retired)} older version(s) retired, "
                    f"{sum(status.retired.values())} predictions deleted: {', '.join(status.retired)}")
     if keep_versions and (ids is not None or filters is not None):
         click.echo(f"project {project_id}: --keep-versions retired nothing: the job covered part of the project "
                    "(older versions still hold the other tasks' predictions)")
-    every_task_failed = status.total and status.failed == status.total
-    if status.model_version and status.prediction_set != status.model_version and not every_task_failed:
+    every_task_failed = status.total and status.failed + status.empty == status.total
+    if status.missing_elsewhere and status.prediction_set != status.model_version:
+        kept = repr(status.prediction_set) if status.prediction_set else "no version"
+        click.echo(f"project {project_id}: the prediction set stays {kept}: {status.missing_elsewhere} unlabeled "
+                   f"task(s) have no prediction of {status.model_version}, and the Data Manager's sort by 'Prediction "
+                   f"score' would show them blank; run `labelhub predict --project {project_id}` to predict them (it "
+                   "then selects the version), or run again with --select-version")
+    elif status.model_version and status.prediction_set != status.model_version and not every_task_failed:
         selected = repr(status.prediction_set) if status.prediction_set else "no version"
         click.echo(f"project {project_id}: the Data Manager's 'Prediction score' shows {selected}; to sort by this "
                    f"job's scores select {status.model_version} in Settings > Annotation > Prelabeling, or run again "

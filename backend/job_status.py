@@ -33,6 +33,9 @@ class BatchResult:
         written: Task ids whose prediction Label Studio now holds.
         skipped: Task ids left alone: deleted since the plan, or given a prediction of the version meanwhile.
         failed: ``{task id: reason}``: media that did not load, a prediction Label Studio rejected.
+        empty: Task ids a model that has learned nothing answered with no region (``result: []``): not written
+            (see :func:`labelhub.backend.jobs.run_batch`).
+        by_version: ``{model version: predictions written}`` (a retrain between two ``predict`` calls makes two).
     """
 
     model_version: str | None = None
@@ -40,6 +43,8 @@ class BatchResult:
     written: list[int] = field(default_factory=list)
     skipped: list[int] = field(default_factory=list)
     failed: dict[int, str] = field(default_factory=dict)
+    empty: list[int] = field(default_factory=list)
+    by_version: dict[str, int] = field(default_factory=dict)
 
 
 
@@ -57,7 +62,7 @@ def _alive(pid: int) -> bool:
 class JobStatus:
     """The state of a project's last job, kept in ``MODEL_DIR/jobs/<project>.json``.
 
-    Task counts: ``total`` = ``queued`` + ``running`` + ``done`` + ``skipped`` + ``failed``.
+    Task counts: ``total`` = ``queued`` + ``running`` + ``done`` + ``skipped`` + ``failed`` + ``empty``.
 
     Attributes:
         project: The project key.
@@ -69,8 +74,16 @@ class JobStatus:
             process on this host is gone (killed).
         model_version: The model's version when the job started; once it is done, the newest version it wrote
             (by the model's order: a retrain during the job makes its later batches write a newer one).
-        total, queued, running, done, skipped, failed: Task counts: planned, waiting, in the batch being
-            predicted, written, left alone (see :class:`BatchResult`), not written.
+        total, queued, running, done, skipped, failed, empty: Task counts: planned, waiting, in the batch being
+            predicted, written, left alone (see :class:`BatchResult`), not written, answered with no region by a
+            model that has learned nothing yet (not written: :func:`labelhub.backend.jobs.learned_nothing`).
+        by_version: ``{model version: predictions written}``; more than one when a retrain moved the version during
+            the job (the job then predicts the tasks of the older ones again with the newest: ``done`` counts both).
+        missing_elsewhere: For a job of part of the project (``--task-ids``, ``--filter``, ``--view``, new tasks): the
+            unlabeled tasks outside it that have no prediction of ``model_version`` (``None``: not checked), which is
+            why the version was not made the prediction set (the Data Manager's sort would leave them blank).
+        behind: Tasks the job wrote with an older version and could not predict again with ``model_version`` (the
+            model kept retraining through :data:`labelhub.backend.jobs.CATCH_UP_PASSES` passes): a re-run does.
         selection: The job's ``--task-ids``/``--unlabeled``/``--filter`` (JSON), to recognize a re-run of the same
             job.
         cleared: For ``mode="all"``: the version's old predictions of the selection are deleted (a re-run
@@ -99,6 +112,10 @@ class JobStatus:
     done: int = 0
     skipped: int = 0
     failed: int = 0
+    empty: int = 0
+    by_version: dict[str, int] = field(default_factory=dict)
+    missing_elsewhere: int | None = None
+    behind: int = 0
     selection: str = ""
     cleared: bool = False
     started_at: float | None = None
@@ -150,6 +167,9 @@ class JobStatus:
         self.done += len(batch.written)
         self.skipped += len(batch.skipped)
         self.failed += len(batch.failed)
+        self.empty += len(batch.empty)
+        for version, count in batch.by_version.items():
+            self.by_version[version] = self.by_version.get(version, 0) + count
         for tid, reason in batch.failed.items():
             if len(self.failures) < KEEP_FAILURES:
                 self.failures[str(tid)] = reason

@@ -19,8 +19,10 @@ workers share: :class:`labelhub.backend.app.Backend`), and writes the prediction
 **Modes.** ``missing`` (the default) predicts the tasks that have no prediction of the current model
 version. ``all`` predicts every (selected) task again: the current version's predictions of the tasks are
 deleted first (one call for a whole project: ``DELETE /api/projects/<id>/model-versions/``; one
-``DELETE /api/predictions/<id>`` each for a selection), then the job goes on as ``missing``. Predictions of
-other versions are never touched.
+``DELETE /api/predictions/<id>`` each for a selection), then the job goes on as ``missing``, planned from its
+one listing made before the delete (a task annotated meanwhile is predicted again, not left without; and a whole
+project is not listed twice). Predictions of other versions are never touched. With ``task_ids`` only those tasks
+are listed (one task id of a 1,000-task project with four versions: 3.3 to 5.6 s before, 0.3 s).
 
 **One prediction per task and model version.** The truth is what Label Studio holds, not a local
 record: each run lists the tasks again, and each batch reads its tasks once more right before predicting
@@ -44,6 +46,21 @@ What remains (the window, honestly):
   (never two); a re-run of the same ``all`` job does not delete again once the delete finished
   (:attr:`~labelhub.backend.job_status.JobStatus.cleared`), it goes on.
 
+**One version per job.** A retrain during a job moves the model's version, and each batch writes the version of its
+time; so once the plan is done, if it wrote two versions or more, the tasks the job wrote with an older version are
+planned again against the newest (up to :data:`CATCH_UP_PASSES` passes), and the job ends with one version (a
+retrain after its last batch leaves it with the one it wrote: the next job's), which its status and summary name
+(:attr:`~labelhub.backend.job_status.JobStatus.by_version` counts what each version got).
+
+**The prediction set.** A job selects its version as the project's prediction set (what the Data Manager's
+"Prediction score" sorts by) under the rules of :func:`_select_version`; a job of part of the project only when
+every unlabeled task holds the version. ``all`` of the whole project deletes the version, which makes Label Studio
+unselect it: the job selects it again as soon as a batch of it landed, so a job killed before that leaves no set.
+
+**A model that has learned nothing writes nothing.** Before its first fit the default model answers every task with
+no region (``result: []``), which shows nothing and whose score 0.0 puts the task first in that sort. While
+:func:`learned_nothing` says so, such answers are counted (``empty``), not written; a later run predicts the tasks.
+
 Label Studio 1.23 silently drops a prediction that does not fit the label config (``created`` is then
 smaller than what was sent): the job reads those tasks again and counts the missing ones as failed, and
 a task whose media could not be loaded is not written (failed too); the next run tries them again.
@@ -59,7 +76,7 @@ import contextlib
 import json
 import logging
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Protocol, Sequence
 
@@ -77,7 +94,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 log = logging.getLogger(__name__)
 
-__all__ = ["MODES", "DEFAULT_BATCH_SIZE", "MAX_BATCH_SIZE", "PREDICT_CHUNK", "JobHost",
+__all__ = ["learned_nothing", "MODES", "DEFAULT_BATCH_SIZE", "MAX_BATCH_SIZE", "PREDICT_CHUNK", "JobHost",
            "JobAlreadyRunning", "plan", "selected", "needs_prediction", "uncertainty_order", "run_batch", "run_job",
            "run_here", "Executor"]
 
@@ -99,6 +116,9 @@ WRITE_ATTEMPTS = 3
 #: file, a container's log) or ``TQDM_DISABLE`` is set. A line in a log, unlike tqdm's bar, which redraws itself
 #: with carriage returns and reads as one endless line in a file.
 PROGRESS_LOG_SECONDS = 10.0
+#: Passes a job makes, after its plan, over the tasks it wrote with a version a retrain replaced meanwhile (each
+#: predicts them again with the newest); beyond them (a model retraining all along) the job ends and says so.
+CATCH_UP_PASSES = 2
 #: Task ids a job names of those it was given that the project lacks (the count names them all).
 NAMED_MISSING_IDS = 5
 
@@ -185,6 +205,25 @@ def plan(tasks: Iterable[TaskRow], model_version: str, task_ids: Iterable[int] |
     return [ids[i:i + batch_size] for i in range(0, len(ids), batch_size)]
 
 
+def learned_nothing(model: Any) -> bool:
+    """Whether the model can only answer empty predictions yet: the default model
+    (:class:`labelhub.backend.models.project.ProjectModel`) whose every head learns from annotations and none is
+    fitted (its state's ``heads`` names no fit file: no annotation yet, or, for a Choices head, one choice only).
+
+    Args:
+        model: A project's model. One without learning ``heads`` (a custom ``LABELHUB_MODEL``, or with a head that
+            answers without a fit: a Hub pipeline, OCR) counts as having learned: its empty answers are written.
+
+    Returns:
+        ``True`` when its empty answers say nothing.
+    """
+    heads = getattr(model, "heads", None)
+    if not isinstance(heads, list) or not heads or not all(getattr(h, "learns", False) for h in heads):
+        return False
+    fits = model.get("heads") or {}
+    return not any(isinstance(fit, dict) and fit.get("file") for fit in fits.values())
+
+
 # one batch ----------------------------------------------------------------------------------------------
 class JobHost(Protocol):
     """What a job uses of the backend (:class:`labelhub.backend.app.Backend` is one).
@@ -262,8 +301,12 @@ def run_batch(host: JobHost, api: LabelStudioClient, project: ProjectInfo, task_
     stored last, so a ``PROJECT_UPDATED`` the trainer applied during a job is followed by its next batch; refreshed
     from ``MODEL_DIR``) as Label Studio's tasks (``{"id", "data"}``, :data:`PREDICT_CHUNK` per call); what it
     answers is normalized (:func:`labelhub.backend.model.normalize_predictions`), and a task with an ``error``
-    (its media did not load) is not written. A write that fails or gets no answer is followed by a read of
-    its tasks; only those without the prediction are sent again (at most :data:`WRITE_ATTEMPTS` times).
+    (its media did not load) is not written, nor, while the model has learned nothing (:func:`learned_nothing`), is
+    an empty prediction (``result: []``, counted in :attr:`BatchResult.empty`): it shows nothing, and its score 0.0
+    would put the task first when the Data Manager sorts by "Prediction score"; a later run, after a fit, predicts
+    those tasks. (A fitted model's empty answer, no span in a text, is written.) A write that fails or gets no answer
+    is followed by a read of its tasks; only those without the prediction are sent again (at most
+    :data:`WRITE_ATTEMPTS` times).
 
     Args:
         host: The backend (models, metrics).
@@ -289,6 +332,7 @@ def run_batch(host: JobHost, api: LabelStudioClient, project: ProjectInfo, task_
     model = host.models.get(project.key, stored or project.label_config)  # the job's copy may be older than stored
     model.refresh()
     version = model.model_version
+    unlearned = learned_nothing(model)
     todo = []
     for tid in task_ids:
         task = fresh.get(int(tid))
@@ -311,6 +355,9 @@ def run_batch(host: JobHost, api: LabelStudioClient, project: ProjectInfo, task_
             if pred.get("error"):
                 result.failed[task.id] = one_line(pred["error"], 300)
                 continue
+            if not pred["result"] and unlearned:  # shows nothing; its 0.0 would sort it first by "Prediction score"
+                result.empty.append(task.id)
+                continue
             written_version = pred["model_version"]
             if written_version != version and not needs_prediction(task, written_version):
                 result.skipped.append(task.id)  # the model answered another version, which the task has
@@ -322,10 +369,14 @@ def run_batch(host: JobHost, api: LabelStudioClient, project: ProjectInfo, task_
                 result.versions.append(written_version)
         if items:
             _write(api, project.id, items, result)
+            landed = set(result.written)
+            for item in items:
+                if item["task"] in landed:
+                    result.by_version[item["model_version"]] = result.by_version.get(item["model_version"], 0) + 1
     metrics = host.metrics
     metrics.predictions_written.inc(len(result.written))
     for outcome, count in (("written", len(result.written)), ("skipped", len(result.skipped)),
-                           ("failed", len(result.failed))):
+                           ("failed", len(result.failed)), ("empty", len(result.empty))):
         if count:
             metrics.job_tasks.labels(outcome=outcome).inc(count)
     metrics.job_batch_seconds.observe(time.monotonic() - started)
@@ -391,7 +442,9 @@ def run_job(host: JobHost, api: LabelStudioClient, project_id: int, *, mode: str
         batch_size: Tasks per batch (one write to Label Studio each; see :data:`DEFAULT_BATCH_SIZE`).
         select_version: Afterwards, make the written version the project's prediction set (Settings →
             Annotation → Prelabeling), which the Data Manager's "Prediction score" column averages. ``None``
-            (default): only when the project has none selected or one this model wrote before.
+            (default): only when the project has none selected or one this model wrote before, and, for a job of
+            part of the project (``task_ids``, ``filters``), when every unlabeled task holds the version
+            (:func:`_select_version`).
         progress: Show a tqdm bar on stderr: ``None`` (default) when stderr is a terminal and
             ``TQDM_DISABLE`` is unset; meanwhile the root logger's console handler writes above the bar
             (``tqdm.contrib.logging``). Without a bar, a progress line is logged at INFO every
@@ -404,7 +457,9 @@ def run_job(host: JobHost, api: LabelStudioClient, project_id: int, *, mode: str
 
     Returns:
         The final :class:`~labelhub.backend.job_status.JobStatus` (``state`` ``"done"``; ``failed`` counts the tasks
-        not written; ``retired`` the versions deleted).
+        not written, ``empty`` those answered with no region; ``by_version`` the predictions of each version written;
+        ``retired`` the versions deleted; ``missing_elsewhere`` the unlabeled tasks without the version after a job of
+        part of the project).
 
     Raises:
         ProjectNotFound: No such project in Label Studio.
@@ -449,8 +504,12 @@ def run_job(host: JobHost, api: LabelStudioClient, project_id: int, *, mode: str
         status = JobStatus(project=project.key, project_id=project.id, mode=mode, state="running",
                            model_version=version, selection=selection, started_at=time.time())
         bar = None
+        in_flight: list[int] = []  # the batch being predicted and written
+        written: list[int] = []  # every task id written, to find those a retrain left with an older version
+        was_selected = project.model_version == version  # --all's delete unselects it: selected again after a batch
         try:
-            tasks = api.tasks(project.id, filters=filters)
+            # with task ids, only those are listed (a selectedItems query), not the whole project
+            tasks = api.tasks(project.id, task_ids=ids, filters=filters)
             if ids is not None:
                 _warn_missing(project_id, ids, tasks)
             if filters and not tasks:  # Label Studio answers an unknown field or operator with no task, not an error
@@ -467,11 +526,14 @@ def run_job(host: JobHost, api: LabelStudioClient, project_id: int, *, mode: str
                         p.id for t in selected(tasks, ids, unlabeled) for p in t.predictions_of(version)])
                     status.cleared = True
                     project = api.project(project_id)  # the delete may have unselected the version
-                    tasks = api.tasks(project.id, filters=filters)
+                    # what the delete removed, taken off the listing: no second listing of the whole project
+                    tasks = _without(tasks, version,
+                                     None if whole else {t.id for t in selected(tasks, ids, unlabeled)})
             batches = plan(tasks, version, task_ids=ids, unlabeled=unlabeled, batch_size=batch_size)
             status.total = status.queued = sum(len(b) for b in batches)
 
             def start(i: int) -> None:  # batch i leaves the queue
+                in_flight[:] = batches[i] if i < len(batches) else []
                 if i < len(batches):
                     status.queued -= len(batches[i])
                     status.running = len(batches[i])
@@ -485,15 +547,48 @@ def run_job(host: JobHost, api: LabelStudioClient, project_id: int, *, mode: str
                                **shown)
             update = _progress_lines(project_id, status) if bar.disable else bar.update
             with contextlib.nullcontext() if bar.disable else logging_redirect_tqdm(tqdm_class=tqdm):
-                for i, result in enumerate((execute or run_here)(host, api, project, batches, update)):
-                    status.add(result)
-                    start(i + 1)
+                for catch_up in range(CATCH_UP_PASSES + 1):
+                    pass_versions: set[str] = set()
+                    for i, result in enumerate((execute or run_here)(host, api, project, batches, update)):
+                        status.add(result)
+                        written += result.written
+                        pass_versions.update(result.by_version)
+                        start(i + 1)
+                        _save(host, status)
+                        bar.set_postfix(written=status.done, failed=status.failed, refresh=False)
+                        if was_selected and mode == "all" and result.written and project.model_version != version:
+                            project = _reselect(api, project, version)
+                    # a retrain during the job: its batches wrote two versions or more, so the tasks written with an
+                    # older one are predicted again with the newest, and the job ends with one version (its summary,
+                    # the Data Manager's order). A retrain after its last batch leaves it whole: the next job's.
+                    model.refresh()
+                    newest = model.model_version
+                    mixed = len(pass_versions) > 1 if catch_up == 0 else bool(pass_versions - {newest})
+                    stale = plan(api.tasks(project.id, task_ids=written), newest, unlabeled=unlabeled,
+                                 batch_size=batch_size) if mixed else []
+                    if not stale:
+                        break
+                    if catch_up == CATCH_UP_PASSES:
+                        status.behind = sum(len(b) for b in stale)
+                        log.warning("project %s: the model kept retraining during the job: %d tasks hold an older "
+                                    "version than %s (run the job again to predict them with it)", project_id,
+                                    sum(len(b) for b in stale), newest)
+                        break
+                    batches = stale
+                    added = sum(len(b) for b in batches)
+                    log.info("project %s: a retrain moved the version to %s during the job: predicting the %d tasks "
+                             "written with an older one again", project_id, newest, added)
+                    status.total += added
+                    status.queued += added
+                    bar.total = (bar.total or 0) + added
+                    start(0)
                     _save(host, status)
-                    bar.set_postfix(written=status.done, failed=status.failed, refresh=False)
         except BaseException as exc:
             status.state, status.finished_at = "failed", time.time()
-            status.error = (f"interrupted ({str(exc) or 'Ctrl-C'})" if isinstance(exc, KeyboardInterrupt)
-                            else _one_line(exc))
+            interrupted = isinstance(exc, KeyboardInterrupt)
+            status.error = f"interrupted ({str(exc) or 'Ctrl-C'})" if interrupted else _one_line(exc)
+            if interrupted and in_flight:
+                _count_in_flight(api, project, status, in_flight)
             _save(host, status)
             raise
         finally:
@@ -504,21 +599,79 @@ def run_job(host: JobHost, api: LabelStudioClient, project_id: int, *, mode: str
         ours = _versions_of(model, previous)
         status.model_version = _newest(status.versions, model.get("versions") or []) or version
         status.state, status.finished_at = "done", time.time()
-        status.prediction_set = _select_version(api, project, status, ours, select_version)
+        partial = ids is not None or bool(filters)
+        if partial and select_version is not False and project.model_version != status.model_version:
+            # do the other tasks hold the version? (a listing of those that lack it: only when it could be selected)
+            status.missing_elsewhere = _missing_elsewhere(api, project.id, status.model_version)
+        status.prediction_set = _select_version(api, project, status, ours, select_version, partial)
         _save(host, status)
         if keep_versions and ids is None and not filters:
             from labelhub.backend.retire import retire_versions
 
             try:
-                written = {version, *status.versions}  # a batch writes the version of its time
-                status.retired = retire_versions(api, project.id, ours | written, keep_versions,
-                                                 protected=written | {status.prediction_set})
+                versions = {version, *status.versions}  # a batch writes the version of its time
+                status.retired = retire_versions(api, project.id, ours | versions, keep_versions,
+                                                 protected=versions | {status.prediction_set})
             except (LabelStudioError, ValueError) as exc:  # the predictions are written: the job stays done
                 log.warning("project %s: could not list its model versions to retire the older ones: %s",
                             project_id, _one_line(exc))
             if status.retired:
                 _save(host, status)
     return status
+
+
+def _without(tasks: list[TaskRow], version: str, ids: set[int] | None) -> list[TaskRow]:
+    """``tasks`` as they are after the predictions of ``version`` of the tasks ``ids`` (``None``: all) were deleted."""
+    return [replace(t, predictions=tuple(p for p in t.predictions if p.model_version != version))
+            if ids is None or t.id in ids else t for t in tasks]
+
+
+def _reselect(api: LabelStudioClient, project: ProjectInfo, version: str) -> ProjectInfo:
+    """Select ``version`` again as the project's prediction set, which ``--all``'s delete unselected, as soon as a
+    batch of it landed: a job killed afterwards leaves the set selected (partly filled), not none. A refusal is
+    logged: the end of the job selects it again."""
+    try:
+        api.select_model_version(project.id, version)
+    except LabelStudioError as exc:
+        log.info("project %s: could not select %s again yet (%s)", project.id, version, _one_line(exc))
+        return project
+    return replace(project, model_version=version)
+
+
+def _count_in_flight(api: LabelStudioClient, project: ProjectInfo, status: JobStatus, batch: Sequence[int]) -> None:
+    """After Ctrl-C: count the tasks of the batch in flight whose write landed (Label Studio commits a write the job
+    stopped waiting for), so that the status and the last line say what Label Studio holds. Best effort: a failed
+    read (or a second Ctrl-C) leaves the counts as they were."""
+    try:
+        versions = {status.model_version, *status.versions} - {None}
+        landed = [t for t in api.tasks(project.id, list(batch)) if any(t.predictions_of(v) for v in versions)]
+    except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 (the job is ending on its own error: keep that one)
+        log.info("project %s: cannot read what the interrupted batch wrote (%s)", project.id, _one_line(exc))
+        return
+    status.done += len(landed)
+    status.running = 0
+    status.queued += len(batch) - len(landed)
+
+
+#: The Data Manager filter of the tasks without a prediction of a version (``predictions_model_versions`` with
+#: ``not_contains``: ``apply_filters`` in Label Studio's ``data_manager/managers.py``, a substring match; versions
+#: ``labelhub-<n>-<hash>`` are not parts of each other).
+def _lacking(version: str) -> dict:
+    return {"conjunction": "and", "items": [{"filter": "filter:tasks:predictions_model_versions",
+                                              "operator": "not_contains", "type": "List", "value": [version]}]}
+
+
+def _missing_elsewhere(api: LabelStudioClient, project_id: int, version: str | None) -> int | None:
+    """How many unlabeled tasks of the project have no prediction of ``version`` (``None`` when it cannot be read:
+    logged). A job of part of the project selects its version only when this is 0 (:func:`_select_version`)."""
+    if not version:
+        return None
+    try:
+        return sum(1 for t in api.tasks(project_id, filters=_lacking(version)) if not t.is_labeled)
+    except LabelStudioError as exc:
+        log.info("project %s: cannot count the tasks without a prediction of %s (%s)", project_id, version,
+                 _one_line(exc))
+        return None
 
 
 def _newest(written: Sequence[str], order: Sequence[str]) -> str | None:
@@ -547,15 +700,32 @@ def _is_backend_title(api: LabelStudioClient, project_id: int, current: str) -> 
 
 
 def _select_version(api: LabelStudioClient, project: ProjectInfo, status: JobStatus, ours: set[str],
-                    select: bool | None) -> str:
+                    select: bool | None, partial: bool = False) -> str:
     """Make the job's version the project's prediction set when asked, or (``select=None``) when the project
     has none, one of ``ours`` (versions this model wrote), or the title of one of its ML backends (what connecting
     a backend selects: no stored prediction carries it, so the "Prediction score" column stayed blank); a refusal
     is logged, not raised; a version of which the project holds no prediction (every task failed) is not asked for.
-    Returns the project's prediction set afterwards."""
+
+    A ``partial`` job (``--task-ids``, ``--filter``, ``--view``, new tasks) selects its version only when every
+    unlabeled task of the project holds a prediction of it (:attr:`JobStatus.missing_elsewhere` is 0): the Data
+    Manager's sort by "Prediction score" would otherwise leave the others blank (100 tasks of a split predicted, 203
+    blank). ``select=True`` (``--select-version``) selects it anyway, with a warning. Returns the project's
+    prediction set afterwards."""
     version, current = status.model_version, project.model_version or ""
     if not version or current == version or select is False:
         return current
+    if partial and status.missing_elsewhere is None and select is None:
+        log.info("project %s: its prediction set stays %r: the job covered part of the project and the others' "
+                 "predictions could not be counted", project.id, current)
+        return current
+    if status.missing_elsewhere:
+        advice = (f"{status.missing_elsewhere} unlabeled task(s) of the project have no prediction of {version}: "
+                  "sorted by 'Prediction score' they would show blank")
+        if not select:
+            log.info("project %s: its prediction set stays %r: %s; run `labelhub predict --project %s` to predict "
+                     "them (it then selects %s)", project.id, current, advice, project.id, version)
+            return current
+        log.warning("project %s: selecting %s as asked, though %s", project.id, version, advice)
     if select is None and current and current not in ours and not _is_backend_title(api, project.id, current):
         log.info("project %s: its prediction set stays %r (select %s in Settings > Annotation to sort the Data "
                  "Manager by its scores)", project.id, current, version)

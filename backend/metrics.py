@@ -29,7 +29,8 @@ class Metrics:
         predictions_written: ``labelhub_predictions_written_total``: predictions prediction jobs wrote to
             Label Studio (:mod:`labelhub.backend.jobs`).
         job_tasks: ``labelhub_job_tasks_total{outcome}``: tasks of prediction jobs' batches, ``written``,
-            ``skipped`` (deleted, or given a prediction of the version meanwhile) or ``failed``.
+            ``skipped`` (deleted, or given a prediction of the version meanwhile), ``failed`` or ``empty`` (the
+            model answered no region: not written).
         job_batch_seconds: ``labelhub_job_batch_seconds`` (histogram): time of one batch (read, predict, write).
     """
 

@@ -343,10 +343,14 @@ def test_predictions_label_studio_drops_count_as_failed_and_exit_1(label_studio,
 
 
 def test_unknown_project_or_model_dir_is_one_line_error_without_the_key(label_studio, project, tmp_path):
-    env = {**project.env, "MODEL_DIR": str(tmp_path)}
-    answer = _cli("predict", "--project", "987654", env=env)
+    answer = _cli("predict", "--project", "987654", env=project.env)
     assert answer.exit_code == 1 and answer.output.count("\n") == 1 and "not found" in answer.output
-    answer = _cli("predict", "--project", str(project.id), env=env)  # a MODEL_DIR without this project
+    env = {**project.env, "MODEL_DIR": str(tmp_path)}
+    answer = _cli("predict", "--project", str(project.id), env=env)  # no backend's MODEL_DIR: nothing made in it
+    assert answer.exit_code == 1 and answer.output.count("\n") == 1 and "is no backend's MODEL_DIR" in answer.output
+    assert not any(tmp_path.iterdir())
+    (tmp_path / "projects").mkdir()  # a backend's MODEL_DIR without this project
+    answer = _cli("predict", "--project", str(project.id), env=env)
     assert answer.exit_code == 1 and answer.output.count("\n") == 1 and "has no model of project" in answer.output
     assert project.env["LABEL_STUDIO_API_KEY"] not in answer.output
     answer = _cli("predict", "--project", str(project.id), "--status", env=env)

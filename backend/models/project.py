@@ -142,6 +142,17 @@ def latest_annotations(annotations: dict) -> dict[str, tuple[dict, list]]:
     return out
 
 
+#: Distinct reasons a fit log line names when examples' media did not load (the count names them all).
+NAMED_MEDIA_REASONS = 2
+
+
+def _first_reasons(reasons: Sequence[str]) -> str:
+    """The first :data:`NAMED_MEDIA_REASONS` of ``reasons`` (distinct, in order) for a log line, with how many more."""
+    named = "; ".join(reasons[:NAMED_MEDIA_REASONS]) or "no reason given"
+    more = len(reasons) - NAMED_MEDIA_REASONS
+    return named + (f"; and {more} other reason(s)" if more > 0 else "")
+
+
 class ProjectModel(LabelStudioMLBase):
     """One head per control tag, one prediction per task (see the module docstring).
 
@@ -605,11 +616,14 @@ class ProjectModel(LabelStudioMLBase):
         digest = self._digest([head.identity(), [(tid, value, regions) for tid, _, value, regions in rows]])
         if (stored.get(name) or {}).get("digest") == digest:
             return
-        examples, failed = [], 0
+        examples, failed, reasons = [], 0, []
         loaded = self.load_inputs([task for _, task, _, _ in rows], head.control, embedded=head.embedding_kind())
         for (tid, task, value, regions), item in zip(rows, loaded):
             if isinstance(item, MediaError):
                 failed += 1
+                reason = one_line(item, 200)  # a MediaError's URL has no query string: no signed token
+                if reason not in reasons:
+                    reasons.append(reason)
                 continue
             examples.append(Example(input=item, results=tuple(latest[tid][1])))
         previous = stored.get(name) or {}
@@ -617,8 +631,8 @@ class ProjectModel(LabelStudioMLBase):
             # media that cannot be loaded now (Label Studio or the Hub down while the trainer starts) must not
             # replace a fit with a poorer one, nor mark these examples learned: the digest is left as it was, so
             # the next fit (the next event, or the next trainer start) tries them again
-            log.warning("project %s: %s head of %r: %d of %d examples without media: %s, tried again at the next fit",
-                        self.project_id, head.name, name, failed, len(rows),
+            log.warning("project %s: %s head of %r: %d of %d examples without media (%s): %s, tried again at the next "
+                        "fit", self.project_id, head.name, name, failed, len(rows), _first_reasons(reasons),
                         "the previous fit kept" if previous.get("file") else "not fitted")
             return
         started = time.monotonic()
