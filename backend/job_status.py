@@ -47,6 +47,14 @@ class BatchResult:
     by_version: dict[str, int] = field(default_factory=dict)
 
 
+def batch_result(returned: dict) -> BatchResult:
+    """A :class:`BatchResult` from the fields an RQ worker returned (``dataclasses.asdict``), leaving out fields this
+    version does not know: during a rolling upgrade a newer ``labelhub worker`` may answer an older planner. A field
+    the worker lacks takes its default."""
+    known = {f.name for f in fields(BatchResult)}
+    return BatchResult(**{key: value for key, value in returned.items() if key in known})
+
+
 
 def _alive(pid: int) -> bool:
     try:

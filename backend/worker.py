@@ -26,7 +26,7 @@ import time
 from dataclasses import asdict
 from typing import Any, Callable, Iterator
 
-from labelhub.backend.job_status import BatchResult
+from labelhub.backend.job_status import BatchResult, batch_result
 from labelhub.backend.jobs import Executor, JobAlreadyRunning, JobHost, run_batch, run_job
 from labelhub.backend.labelstudio_api import LabelStudioClient, ProjectInfo
 
@@ -230,7 +230,7 @@ def on_workers(client, name: str = QUEUE, poll: float = POLL_SECONDS) -> Executo
                 if status == "finished":
                     batch = waiting.pop(job.id)
                     progress(len(batch))
-                    yield BatchResult(**job.return_value())
+                    yield batch_result(job.return_value())
                 elif status in ("failed", "stopped", "canceled"):
                     batch = waiting.pop(job.id)
                     reason = ((job.latest_result().exc_string or "").strip().splitlines() or [status])[-1] \

@@ -510,3 +510,11 @@ def test_without_userinfo_drops_credentials_with_or_without_a_scheme_and_nothing
     assert without_userinfo("https://a:b@[::1]:80/") == "https://[::1]:80/"
     for kept in ("http://host/p@x", "http://host?q=a@b", "http://host#a@b", "localhost:8080", ""):
         assert without_userinfo(kept) == kept
+
+
+def test_a_batch_result_from_a_newer_or_older_worker_keeps_the_fields_this_version_knows():
+    """A rolling upgrade: an RQ worker of another LabelHub version returns more or fewer fields."""
+    from labelhub.backend.job_status import BatchResult, batch_result
+
+    got = batch_result({"model_version": "v2", "written": [1, 2], "field_of_a_later_version": {"x": 1}})
+    assert got == BatchResult(model_version="v2", written=[1, 2])
