@@ -216,7 +216,8 @@ class LabelStudioProject:
 
         Raises:
             LabelStudioError: Label Studio refused or cannot be reached, or the list moved under every reading
-                (:meth:`_listing`): the caller tries again later.
+                (:meth:`_listing`: most likely another process creating tasks in the project, which the message
+                says): the caller tries again later.
         """
         items = [{"filter": f"filter:tasks:data.{key}", "type": "String",
                   **({"operator": "empty", "value": False} if value is None else {"operator": "equal", "value": value})}
@@ -227,7 +228,9 @@ class LabelStudioProject:
         tasks, held_still, _ = self._listing(query=_filters(*items), fields="task_only", include="id,data")
         if not held_still:  # a task missing from the list would have its file imported again
             raise LabelStudioError(f"the tasks of project {self.project_id} kept changing while they were listed "
-                                   f"({LISTING_ATTEMPTS} readings)")
+                                   f"({LISTING_ATTEMPTS} readings): another labelhub import-labels, sync or restore "
+                                   "(or a user) may be creating or deleting tasks in it; nothing was lost, run this "
+                                   "again once that is done (it continues where it stopped)")
         return [(task.id, task.data or {}) for task in tasks]
 
     def data_columns(self) -> dict[str, int] | None:
