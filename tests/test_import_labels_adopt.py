@@ -5,6 +5,9 @@ repo's file URLs are said as they are; a listing that keeps moving says why."""
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
+import sys
 import threading
 import time
 
@@ -15,7 +18,7 @@ from labelhub.errors import LabelStudioError
 from labelhub.sync.labels.cli import import_labels
 from labelhub.sync.labelstudio.project import LabelStudioProject
 from tests import sample_repos
-from tests.conftest import HUB_TOKEN, run_labelhub
+from tests.conftest import HUB_TOKEN, ROOT, run_labelhub
 from tests.test_import_labels_to_tasks import CONFIG, HEADER
 
 N = 6
@@ -60,6 +63,12 @@ def sync(env, repo_path, project, state, *extra):
 
 def all_tasks(label_studio, project_id) -> list:
     return list(label_studio.client().tasks.list(project=project_id, page_size=1000, fields="all"))
+
+
+def ground_truths(label_studio, project_id) -> dict[str, list[bool]]:
+    """``{source_url or hf_path: [ground_truth of each annotation]}`` of the project's annotated tasks."""
+    return {t.data.get("source_url") or t.data["hf_path"]: [a["ground_truth"] for a in t.annotations]
+            for t in all_tasks(label_studio, project_id) if t.annotations}
 
 
 def write_csv(path, rows: list[str]):
@@ -136,14 +145,13 @@ def test_imported_annotations_are_ground_truth_only_when_asked(label_studio, pro
     result = invoke("s.sqlite3", str(plain), "--project", str(project.id), "--repo", str(repo_path),
                     "--as", "annotations")
     assert "tasks created: 1 (1 sync tasks labelled)" in result.output, result.output
+    assert ground_truths(label_studio, project.id) == {"https://example.test/new.png": [False], p[0]: [False]}
     asked = write_csv(tmp_path / "asked.csv", ["https://example.test/gt.png,Bag,,,,,,", f"{p[1]},Coat,,,,,,"])
     sync(env, repo_path, project, tmp_path / "s.sqlite3", "--include", p[0], "--include", p[1])
     result = invoke("s.sqlite3", str(asked), "--project", str(project.id), "--repo", str(repo_path),
                     "--as", "annotations", "--ground-truth")
     assert "tasks created: 1 (1 sync tasks labelled)" in result.output, result.output
-    truth = {t.data.get("source_url") or t.data["hf_path"]: [a["ground_truth"] for a in t.annotations]
-             for t in all_tasks(label_studio, project.id)}
-    assert truth == {"https://example.test/new.png": [False], p[0]: [False],
+    assert ground_truths(label_studio, project.id) == {"https://example.test/new.png": [False], p[0]: [False],
                      "https://example.test/gt.png": [True], p[1]: [True]}
 
 
@@ -187,3 +195,39 @@ def test_a_listing_that_keeps_moving_says_another_process_may_be_creating_tasks(
     message = str(caught.value)
     assert "kept changing while they were listed (3 readings)" in message
     assert "another labelhub import-labels, sync or restore" in message and "run this again" in message
+
+
+def test_two_imports_at_once_with_their_own_states_name_the_second_tasks_and_fail(label_studio, project, env,
+                                                                                 tmp_path):
+    """The lock is per state file: two imports of the same urls at the same time both create them. The one that
+    ends last sees every url's two tasks: it names the second ones (to delete) and exits 1; both states then keep
+    each url's first task, so running either again creates nothing."""
+    n = 300
+    urls = [f"https://example.test/{i}.png" for i in range(n)]
+    csv = write_csv(tmp_path / "labels.csv", [f"{u},Bag,,,,,," for u in urls])
+
+    def args(state):
+        return [sys.executable, "-m", "tests.guarded", "import-labels", str(csv), "--project", str(project.id),
+                "--batch-size", "15", "--state", str(tmp_path / state)]
+
+    runs = [subprocess.Popen(args(state), cwd=ROOT, env={**os.environ, **env}, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True) for state in ("a.sqlite3", "b.sqlite3")]
+    outputs = [(run.communicate(timeout=600), run.returncode) for run in runs]
+    tasks = all_tasks(label_studio, project.id)
+    by_url: dict[str, list[int]] = {}
+    for task in tasks:
+        by_url.setdefault(task.data["source_url"], []).append(task.id)
+    seconds = {i for ids in by_url.values() for i in ids if i != min(ids)}
+    assert seconds, "the two imports did not overlap"  # both started at once: they do
+    counts = []
+    for (out, err), code in outputs:
+        line = [x for x in out.splitlines() if x.startswith("second tasks: ")]
+        assert code == (1 if line else 0), (out, err)
+        if line:
+            assert "delete tasks" in line[0] and "another --state" in line[0], line
+            counts.append(int(line[0].split()[2]))
+    assert max(counts, default=0) == len(seconds)  # the one that ended last names every second task
+    # either state, run again: every url has its (first) task
+    again = run_labelhub("import-labels", *args("a.sqlite3")[4:], env=env)
+    assert f"tasks created: 0 ({n} already imported)" in again.stdout, again.stdout + again.stderr
+    assert len(all_tasks(label_studio, project.id)) == len(tasks)

@@ -4,7 +4,7 @@ predictions or annotations.
 Reads the file (:mod:`labelhub.sync.labels.csv_file` or :mod:`labelhub.sync.labels.coco_file`), checks every row against the
 project's label config (:class:`labelhub.sync.labels.parsed.ProjectLabels`), prints each rejected row, imports
 the good ones (:mod:`labelhub.sync.labels.importer`) and prints a summary. The exit code is 1 when a row was
-rejected or the import failed, 0 otherwise.
+rejected, the import failed or another import running at the same time made second tasks of its urls, 0 otherwise.
 """
 from __future__ import annotations
 
@@ -65,7 +65,7 @@ def import_labels(ctx, file, project_id, target, ground_truth, model_version, st
     metadata (a JSON object) and left_col, top_row, right_col, bottom_row (a box as fractions 0 to 1),
     or a COCO JSON file (--format coco). Every row is checked; each rejected row is printed with its
     line number and reason, the good rows are imported (none with --strict), and the exit code is 1
-    when a row was rejected.
+    when a row was rejected (or another import with another --state made second tasks meanwhile).
 
     \b
     Examples:
@@ -78,17 +78,18 @@ def import_labels(ctx, file, project_id, target, ground_truth, model_version, st
     redact = setup_logging(log_level, secrets=[label_studio_api_key, hf_token, secret])
     url_policy = file_url_policy(file_urls, public_url, secret, url_lifetime)
     with one_line_errors(redact.secrets, resumable=True):
-        rejected = _run(file, project_id, target, ground_truth, model_version or file.name, strict, batch_size,
+        failed = _run(file, project_id, target, ground_truth, model_version or file.name, strict, batch_size,
                         file_format or ("coco" if file.suffix.lower() == ".json" else "csv"), repo, revision,
                         state_path, label_studio_url, label_studio_api_key, hf_token, hf_endpoint, public_url,
                         url_policy)
-    if rejected:
+    if failed:
         ctx.exit(1)
 
 
 def _run(file, project_id, target, ground_truth, model_version, strict, batch_size, file_format, repo, revision,
          state_path, label_studio_url, label_studio_api_key, hf_token, hf_endpoint, public_url, url_policy) -> int:
-    """Parse, report, import, summarise; return how many rows were rejected."""
+    """Parse, report, import, summarise; return how many rows were rejected plus the second tasks a concurrent
+    import made (either: exit code 1)."""
     from labelhub.sync.labels.coco_file import read_coco
     from labelhub.sync.labels.csv_file import read_labels_csv
     from labelhub.sync.labels.parsed import ProjectLabels, UrlResolver
@@ -135,4 +136,4 @@ def _run(file, project_id, target, ground_truth, model_version, strict, batch_si
                 db.close()
     for line in summary_lines(parsed, report, target, strict):
         click.echo(line)
-    return parsed.rejected_rows
+    return parsed.rejected_rows + (len(report.second_tasks) if report else 0)

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from labelhub.errors import LabelHubError
@@ -123,6 +123,8 @@ class LabelImportReport:
             record) was found in Label Studio and recorded; tasks found of urls that are not in the file are not
             counted (a new state adopts every earlier import's tasks).
         labelled_sync_tasks: tasks of the sync (repo files) that got the labels added.
+        second_tasks: ids of second tasks of this run's urls that another import (another state file) made at the
+            same time (:meth:`LabelImporter._second_tasks`), to delete.
     """
 
     created: int = 0
@@ -130,6 +132,7 @@ class LabelImportReport:
     already_imported: int = 0
     recovered: int = 0
     labelled_sync_tasks: int = 0
+    second_tasks: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -181,10 +184,53 @@ class LabelImporter:
                       aliases=(t.hf,) if t.hf else ()) for t in new)
         report.created = self.ledger.import_items(self.project, items, len(new), self.batch_size)
         report.regions += sum(len(t.regions) for t in new)
+        if report.created:
+            report.second_tasks = self._second_tasks({t.url for t in new})
         log.info("project %s: %d tasks created, %d regions, %d already imported, %d recovered, "
                  "%d sync tasks labelled", self.project.project_id, report.created, report.regions,
                  report.already_imported, report.recovered, report.labelled_sync_tasks)
         return report
+
+    def _second_tasks(self, urls: set[str]) -> list[int]:
+        """The ids of second tasks of ``urls`` (those this run created) that another import made meanwhile, each url's
+        lowest task id being its first; the state then records each url's first task.
+
+        Another ``labelhub import-labels`` into the project with another state file is not held off by this one's
+        lock (:func:`labelhub.sync.options.state_lock` is per state file) and sees this run's tasks only at its
+        start: run at the same time with the same urls, both create them. One lookup of the tasks above the
+        adoption cursor (:meth:`ImportLedger.recover`, which it moves: the next run's lookup is then empty, so the
+        cost is the one that run would have paid) finds them."""
+        seen: list[Entry] = []
+
+        def lookup(after_task_id: int) -> list[Entry]:
+            found = self._existing_tasks(after_task_id)
+            seen.extend(found)
+            return found
+
+        try:
+            self.ledger.recover(lookup)
+        except LabelHubError as exc:  # what this run made is recorded: say it, do not fail the import for it
+            log.warning("could not look for second tasks that another import running at the same time may have "
+                        "made: %s", exc)
+            return []
+        mine = self.ledger.task_ids(urls)
+        ids: dict[str, set[int]] = {}
+        for entry in seen:
+            if entry.key in mine:
+                ids.setdefault(entry.key, {mine[entry.key]}).add(entry.task_id)
+        second: list[int] = []
+        first: list[Entry] = []
+        for url, task_ids in ids.items():
+            lowest = min(task_ids)
+            second += task_ids - {lowest}
+            if mine[url] != lowest:
+                first.append(Entry(url, lowest))
+        if first:
+            self.ledger.record(first)
+        if second:
+            log.warning("%d urls of this import got a second task from another import into project %s running at "
+                        "the same time with another state file", len(ids), self.project.project_id)
+        return sorted(second)
 
     def _existing_tasks(self, after_task_id: int) -> list[Entry]:
         """The project's tasks with a ``data.source_url`` and an id above ``after_task_id`` (for
@@ -273,7 +319,8 @@ def summary_lines(parsed: ParsedLabels, report: LabelImportReport | None, target
 
     Returns:
         Lines: rows read and rejected, tasks created (and already imported, recovered, labelled),
-        regions, and the rejections by reason (rows per reason, most frequent first).
+        regions, the second tasks a concurrent import made (their ids, to delete; the first 20 shown), and the
+        rejections by reason (rows per reason, most frequent first).
     """
     lines = [f"rows read: {parsed.rows}, rejected: {parsed.rejected_rows}"]
     if report is None:
@@ -285,6 +332,11 @@ def summary_lines(parsed: ParsedLabels, report: LabelImportReport | None, target
                                                (report.labelled_sync_tasks, "sync tasks labelled")) if n]
         lines.append(f"tasks created: {report.created}" + (f" ({', '.join(extra)})" if extra else "")
                      + f", regions: {report.regions}, as {target}")
+        if report.second_tasks:
+            shown = ", ".join(map(str, report.second_tasks[:20])) + (", ..." if len(report.second_tasks) > 20 else "")
+            lines.append(f"second tasks: {len(report.second_tasks)} (another import into the project ran at the same "
+                         f"time with another --state and made them too; Label Studio cannot refuse it): delete "
+                         f"tasks {shown} in Label Studio, the state keeps each url's first task")
     by_reason: dict[str, int] = {}
     for reason, where in {(e.reason, e.where) for e in parsed.errors}:
         by_reason[reason] = by_reason.get(reason, 0) + 1
