@@ -171,6 +171,7 @@ class LabelImporter:
         report = LabelImportReport()
         before = self.ledger.known()
         adopted = self.ledger.recover(self._existing_tasks)
+        begun = self.ledger.adopted_through() or 0  # every task at or below it was seen (or is recorded)
         known = self.ledger.known() if adopted else before
         new = [t for t in tasks if t.url not in known]
         # the file's urls only: a new state adopts every task of earlier imports, most of them maybe of other files
@@ -185,37 +186,40 @@ class LabelImporter:
         report.created = self.ledger.import_items(self.project, items, len(new), self.batch_size)
         report.regions += sum(len(t.regions) for t in new)
         if report.created:
-            report.second_tasks = self._second_tasks({t.url for t in new})
+            report.second_tasks = self._second_tasks({t.url for t in new}, begun)
         log.info("project %s: %d tasks created, %d regions, %d already imported, %d recovered, "
                  "%d sync tasks labelled", self.project.project_id, report.created, report.regions,
                  report.already_imported, report.recovered, report.labelled_sync_tasks)
         return report
 
-    def _second_tasks(self, urls: set[str]) -> list[int]:
+    def _second_tasks(self, urls: set[str], begun: int) -> list[int]:
         """The ids of second tasks of ``urls`` (those this run created) that another import made meanwhile, each url's
-        lowest task id being its first; the state then records each url's first task.
+        lowest task id being its first; the state then records each url's first task, and adopts the other import's
+        tasks of other urls.
 
         Another ``labelhub import-labels`` into the project with another state file is not held off by this one's
         lock (:func:`labelhub.sync.options.state_lock` is per state file) and sees this run's tasks only at its
-        start: run at the same time with the same urls, both create them. One lookup of the tasks above the
-        adoption cursor (:meth:`ImportLedger.recover`, which it moves: the next run's lookup is then empty, so the
-        cost is the one that run would have paid) finds them."""
-        seen: list[Entry] = []
-
-        def lookup(after_task_id: int) -> list[Entry]:
-            found = self._existing_tasks(after_task_id)
-            seen.extend(found)
-            return found
-
+        start: run at the same time with the same urls, both create them. Its tasks have ids above ``begun`` (the
+        adoption cursor after this run's first lookup) and outside this run's own: one query per gap between this
+        run's contiguous id ranges (about 30 ms each when it answers nothing; this run's own tasks are never
+        listed, which would cost more than importing them)."""
+        mine = self.ledger.task_ids(urls)
+        gaps: list[tuple[int, int | None]] = []
+        low = begun
+        for task_id in sorted(mine.values()):
+            if task_id > low + 1:
+                gaps.append((low, task_id))
+            low = max(low, task_id)
+        gaps.append((low, None))
         try:
-            self.ledger.recover(lookup)
+            found = [entry for after, before in gaps for entry in self._existing_tasks(after, before)]
+            self.ledger.recover(lambda after_task_id: found)  # others' tasks of other urls; moves the cursor
         except LabelHubError as exc:  # what this run made is recorded: say it, do not fail the import for it
             log.warning("could not look for second tasks that another import running at the same time may have "
                         "made: %s", exc)
             return []
-        mine = self.ledger.task_ids(urls)
         ids: dict[str, set[int]] = {}
-        for entry in seen:
+        for entry in found:
             if entry.key in mine:
                 ids.setdefault(entry.key, {mine[entry.key]}).add(entry.task_id)
         second: list[int] = []
@@ -232,11 +236,12 @@ class LabelImporter:
                         "the same time with another state file", len(ids), self.project.project_id)
         return sorted(second)
 
-    def _existing_tasks(self, after_task_id: int) -> list[Entry]:
-        """The project's tasks with a ``data.source_url`` and an id above ``after_task_id`` (for
-        :meth:`ImportLedger.recover`); a repo path's task also answers for that file."""
+    def _existing_tasks(self, after_task_id: int, before_task_id: int | None = None) -> list[Entry]:
+        """The project's tasks with a ``data.source_url`` and an id above ``after_task_id`` (and below
+        ``before_task_id``, when given) (for :meth:`ImportLedger.recover`); a repo path's task also answers for that
+        file."""
         entries = []
-        for task_id, data in self.project.task_data(after_task_id, source_url=None):
+        for task_id, data in self.project.task_data(after_task_id, before_task_id, source_url=None):
             hf = (data["hf_repo"], data["hf_path"], data.get("hf_revision", "")) \
                 if data.get("hf_repo") and data.get("hf_path") else None
             entries.append(Entry(data["source_url"], task_id, aliases=(hf,) if hf else ()))
