@@ -351,7 +351,9 @@ class ImportLedger:
         start = 0 if through is None else max(through, floor)  # never looked: every task; else past our own
         after = min(pending_after, start) if pending else start
         found: dict[str, Entry] = {}
+        seen = after  # the largest id the lookup answered (a key's second task too)
         for entry in lookup(after):
+            seen = max(seen, entry.task_id)
             if entry.key not in found or entry.task_id < found[entry.key].task_id:
                 found[entry.key] = entry
         entries: list[Entry] = []
@@ -364,7 +366,7 @@ class ImportLedger:
             self.record(entries)
         if pending:
             self.clear_pending()
-        new_through = max([after, floor, *(entry.task_id for entry in found.values())])
+        new_through = max(seen, floor)
         if through is None or new_through > through:
             self._write([("INSERT OR REPLACE INTO cursors VALUES (?, ?, ?)",
                           [(self.project_id, ADOPTED + self.source, str(new_through))])])

@@ -231,3 +231,30 @@ def test_two_imports_at_once_with_their_own_states_name_the_second_tasks_and_fai
     again = run_labelhub("import-labels", *args("a.sqlite3")[4:], env=env)
     assert f"tasks created: 0 ({n} already imported)" in again.stdout, again.stdout + again.stderr
     assert len(all_tasks(label_studio, project.id)) == len(tasks)
+
+
+def test_the_ledger_looks_up_only_tasks_above_what_it_saw_and_made_and_adopts_each_once(tmp_path):
+    """The adoption cursor on a real state file (the lookup is the caller's query; here its answers are given): a
+    state that never looked asks for every task; then only above the last look and its own newest task (listing
+    its own tasks again would cost more than importing them); a task whose id it records under another key (a move
+    whose record a crash lost) is not adopted under the new one."""
+    from labelhub.sync.ledger import Entry
+    from labelhub.sync.state import SyncState
+
+    state = SyncState(tmp_path / "s.sqlite3", 1, "o/r")
+    ledger = state.ledger
+    asked: list[int] = []
+
+    def lookup(answer):
+        return lambda after: asked.append(after) or [e for e in answer if e.task_id > after]
+
+    assert ledger.adopted_through() is None
+    assert ledger.recover(lookup([Entry("a.png", 10), Entry("b.png", 12)])) == 2  # a lost state: every task
+    assert asked == [0] and ledger.adopted_through() == 12
+    ledger.record([Entry("c.png", 20), Entry("d.png", 21)])  # its own import
+    others = [Entry("a.png", 10), Entry("b.png", 12), Entry("c.png", 20), Entry("d.png", 21),
+              Entry("e.png", 30), Entry("moved.png", 20), Entry("e.png", 31)]
+    assert ledger.recover(lookup(others)) == 1  # e.png (its lowest task); not moved.png: task 20 is c.png's
+    assert asked[-1] == 21 and ledger.task_ids(["e.png", "moved.png"]) == {"e.png": 30}
+    assert ledger.recover(lookup(others)) == 0 and asked[-1] == 31  # nothing new: nothing listed again
+    state.close()
