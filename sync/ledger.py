@@ -11,15 +11,18 @@ does not deduplicate, and its answer can be lost to a crash. Every pipeline that
    (:meth:`ImportLedger.record`);
 4. **recover**: at the next start, keys still pending are looked up among the project's tasks created after
    the recorded id (:meth:`ImportLedger.recover`) before anything is imported again, so a SIGKILL between
-   Label Studio's answer and step 3 creates no duplicate. A ledger with nothing recorded (a lost state file)
-   adopts the project's existing tasks the same way.
+   Label Studio's answer and step 3 creates no duplicate. Every task of the source that the ledger lacks is
+   adopted the same way, whoever made it: all of them for a ledger that never looked (a lost state file), those
+   made since the last look and the ledger's own last task otherwise (another state file's import of the same
+   files; the *adoption cursor*).
 
 Keys live in a *source*: the repo_id for repo files (key: ``path_in_repo``), :data:`LABELS_SOURCE` for
 labels files (key: the url as written in the file). A task may answer for keys of several sources (a labels
 file's url that is a repo path is also that file's task): :attr:`Entry.aliases`.
 
 Tables: ``imported (project_id, source, key → task_id, revision, removed_in, blob_id, task_deleted)`` and ``import_pending
-(project_id, source, key → after_task_id)``; :func:`migrate` moves the rows of the tables older versions
+(project_id, source, key → after_task_id)``, and one row per source in the state's ``cursors`` table (the adoption
+cursor, :data:`ADOPTED`); :func:`migrate` moves the rows of the tables older versions
 kept (``tasks``, ``pending_imports``, ``label_import_tasks``, ``label_import_pending``).
 
 A task deleted in Label Studio keeps its row, marked ``task_deleted`` (:meth:`ImportLedger.set_deleted`): its key
@@ -36,7 +39,7 @@ from typing import Protocol
 
 from labelhub.cli_options import progress_bar
 
-__all__ = ["SCHEMA", "LABELS_SOURCE", "MAX_BATCH_BYTES", "Entry", "Known", "Item", "ImportLedger", "TaskImporter", "migrate"]
+__all__ = ["SCHEMA", "LABELS_SOURCE", "ADOPTED", "MAX_BATCH_BYTES", "Entry", "Known", "Item", "ImportLedger", "TaskImporter", "migrate"]
 
 #: The most payload bytes (:attr:`Item.size`) one import call carries, whatever the batch size: a batch of long
 #: texts stays well under Label Studio's request limit (``DATA_UPLOAD_MAX_MEMORY_SIZE``).
@@ -55,6 +58,9 @@ CREATE TABLE IF NOT EXISTS import_pending (
 _COLUMNS = "(project_id, source, key, task_id, revision, removed_in, blob_id)"
 #: The source of the urls of labels files (``labelhub import-labels``).
 LABELS_SOURCE = "labels:source_url"
+#: The prefix of the adoption cursor's name (:meth:`ImportLedger.adopted_through`), one per source, kept in the
+#: state's ``cursors`` table (dropped with the project's other rows when the state is bound to another project).
+ADOPTED = "ledger_adopted_through:"
 
 
 @dataclass(frozen=True)
@@ -296,14 +302,39 @@ class ImportLedger:
                       [(removed_in, *self.scope, key) for key in keys])])
 
     # the protocol
+    def adopted_through(self) -> int | None:
+        """The task id up to which every task of this source that Label Studio holds is recorded (the adoption
+        cursor, :meth:`recover`), ``None`` when no lookup was made yet (a new or lost state, or one of a LabelHub
+        older than the cursor)."""
+        row = self.db.execute("SELECT value FROM cursors WHERE project_id=? AND name=?",
+                              (self.project_id, ADOPTED + self.source)).fetchone()
+        return int(row[0]) if row else None
+
     def recover(self, lookup: Callable[[int], Iterable[Entry]]) -> int:
-        """Finish what a crash left (step 4 of the module docstring).
+        """Finish what a crash left and adopt the tasks of this source the ledger lacks (step 4 of the module
+        docstring).
+
+        Every task of this source that Label Studio holds and the ledger lacks is recorded: those a crash left
+        (keys pending), every existing one when nothing was looked up yet (a lost or new state file, or one of an
+        older LabelHub: one whole lookup, once), and those another process made since the last lookup
+        (``labelhub import-labels`` or ``labelhub restore`` with another state file making tasks of the repo's
+        files). The lookup starts above both the adoption cursor (:meth:`adopted_through`: the largest id the last
+        lookup saw, or the ledger recorded of this source then) and the largest id the ledger records of this
+        source now (its own tasks since, which are not listed again). ``lookup`` is called at every call; it answers only the tasks
+        made since, so it costs little: measured on Label Studio 1.23 with 100,000 tasks in the project, a lookup
+        with no task to answer takes 28 ms, while listing tasks costs 0.9 ms a task (1,000: 0.88 s; 10,000: 9.4
+        s; all 100,000: 168 s, the once of a state without a cursor), more than importing them (0.52 ms a task).
+        Not seen: a task another process made *while* this ledger imported (its id is below this ledger's own
+        largest), the race of two imports at once (README, "Two imports at once").
+
+        A task whose key is already recorded (a second task of a key: the ledger's one stays) or whose id is
+        already recorded under another key (a move whose record a crash lost: the task's data name the new key)
+        is left as it is.
 
         Args:
             lookup: ``after_task_id → entries``: the project's tasks of this source with an id above
-                ``after_task_id``, as Label Studio has them (one paged query). Called only when keys are
-                pending, or when nothing is recorded yet (then with 0: adopt every existing task). When a
-                key has several tasks, the lowest id wins.
+                ``after_task_id``, as Label Studio has them (one paged query). When a key has several tasks, the
+                lowest id wins.
 
         Returns:
             How many tasks were recorded.
@@ -311,24 +342,34 @@ class ImportLedger:
         Raises:
             Whatever ``lookup`` raises (:class:`labelhub.errors.LabelStudioError`); nothing is changed then.
         """
-        pending, after = self.pending()
-        if pending:
-            wanted: set[str] | None = set(pending)
-        elif self.count() == 0:
-            after, wanted = 0, None
-        else:
-            return 0
+        pending, pending_after = self.pending()
+        through = self.adopted_through()
+        # this source's newest recorded task (not the project's: a labels import into the same state must not hide
+        # a repo task another state made before it)
+        floor = self.db.execute("SELECT coalesce(max(task_id), 0) FROM imported WHERE project_id=? AND source=?",
+                                self.scope).fetchone()[0]
+        start = 0 if through is None else max(through, floor)  # never looked: every task; else past our own
+        after = min(pending_after, start) if pending else start
         found: dict[str, Entry] = {}
+        seen = after  # the largest id the lookup answered (a key's second task too)
         for entry in lookup(after):
+            seen = max(seen, entry.task_id)
             if entry.key not in found or entry.task_id < found[entry.key].task_id:
                 found[entry.key] = entry
-        known = self.known()
-        entries = [entry for key, entry in found.items()
-                   if key not in known and (wanted is None or key in wanted)]
+        entries: list[Entry] = []
+        if found:
+            known = self.known()
+            recorded = {row[0] for row in self.db.execute(
+                "SELECT task_id FROM imported WHERE project_id=? AND source=?", self.scope)}
+            entries = [entry for key, entry in found.items() if key not in known and entry.task_id not in recorded]
         if entries:  # no empty transactions: each commit is an fsync (synchronous=FULL)
             self.record(entries)
         if pending:
             self.clear_pending()
+        new_through = max(seen, floor)
+        if through is None or new_through > through:
+            self._write([("INSERT OR REPLACE INTO cursors VALUES (?, ?, ?)",
+                          [(self.project_id, ADOPTED + self.source, str(new_through))])])
         return len(entries)
 
     def import_items(self, project: TaskImporter, items: Iterable[Item], total: int | None, batch_size: int = 1000,

@@ -4,7 +4,7 @@ predictions or annotations.
 Reads the file (:mod:`labelhub.sync.labels.csv_file` or :mod:`labelhub.sync.labels.coco_file`), checks every row against the
 project's label config (:class:`labelhub.sync.labels.parsed.ProjectLabels`), prints each rejected row, imports
 the good ones (:mod:`labelhub.sync.labels.importer`) and prints a summary. The exit code is 1 when a row was
-rejected or the import failed, 0 otherwise.
+rejected, the import failed or another import running at the same time made second tasks of its urls, 0 otherwise.
 """
 from __future__ import annotations
 
@@ -37,6 +37,8 @@ log = logging.getLogger("labelhub")
 @project_option
 @click.option("--as", "target", type=click.Choice(["predictions", "annotations"]), default="predictions",
               help="Import the labels as predictions (pre-annotations to review) or as annotations.")
+@click.option("--ground-truth", is_flag=True,
+              help="Mark imported annotations as ground truth (Label Studio keeps one per task) [default: not].")
 @click.option("--model-version", default=None,
               help="The predictions' model_version [default: the file's name].")
 @click.option("--strict", is_flag=True, help="Import nothing when any row is rejected.")
@@ -53,9 +55,9 @@ log = logging.getLogger("labelhub")
 @file_url_options
 @log_level_option
 @click.pass_context
-def import_labels(ctx, file, project_id, target, model_version, strict, batch_size, file_format, repo, revision,
-               state_path, label_studio_url, label_studio_api_key, hf_token, hf_endpoint, public_url, file_urls,
-               secret, url_lifetime, log_level):
+def import_labels(ctx, file, project_id, target, ground_truth, model_version, strict, batch_size, file_format, repo,
+               revision, state_path, label_studio_url, label_studio_api_key, hf_token, hf_endpoint, public_url,
+               file_urls, secret, url_lifetime, log_level):
     """Import labels made elsewhere into a Label Studio project: one task per url, with the labels as
     predictions or annotations, never twice (re-running continues an interrupted import).
 
@@ -63,7 +65,7 @@ def import_labels(ctx, file, project_id, target, model_version, strict, batch_si
     metadata (a JSON object) and left_col, top_row, right_col, bottom_row (a box as fractions 0 to 1),
     or a COCO JSON file (--format coco). Every row is checked; each rejected row is printed with its
     line number and reason, the good rows are imported (none with --strict), and the exit code is 1
-    when a row was rejected.
+    when a row was rejected (or another import with another --state made second tasks meanwhile).
 
     \b
     Examples:
@@ -76,17 +78,18 @@ def import_labels(ctx, file, project_id, target, model_version, strict, batch_si
     redact = setup_logging(log_level, secrets=[label_studio_api_key, hf_token, secret])
     url_policy = file_url_policy(file_urls, public_url, secret, url_lifetime)
     with one_line_errors(redact.secrets, resumable=True):
-        rejected = _run(file, project_id, target, model_version or file.name, strict, batch_size,
+        failed = _run(file, project_id, target, ground_truth, model_version or file.name, strict, batch_size,
                         file_format or ("coco" if file.suffix.lower() == ".json" else "csv"), repo, revision,
                         state_path, label_studio_url, label_studio_api_key, hf_token, hf_endpoint, public_url,
                         url_policy)
-    if rejected:
+    if failed:
         ctx.exit(1)
 
 
-def _run(file, project_id, target, model_version, strict, batch_size, file_format, repo, revision, state_path,
-         label_studio_url, label_studio_api_key, hf_token, hf_endpoint, public_url, url_policy) -> int:
-    """Parse, report, import, summarise; return how many rows were rejected."""
+def _run(file, project_id, target, ground_truth, model_version, strict, batch_size, file_format, repo, revision,
+         state_path, label_studio_url, label_studio_api_key, hf_token, hf_endpoint, public_url, url_policy) -> int:
+    """Parse, report, import, summarise; return how many rows were rejected plus the second tasks a concurrent
+    import made (either: exit code 1)."""
     from labelhub.sync.labels.coco_file import read_coco
     from labelhub.sync.labels.csv_file import read_labels_csv
     from labelhub.sync.labels.parsed import ProjectLabels, UrlResolver
@@ -106,8 +109,10 @@ def _run(file, project_id, target, model_version, strict, batch_size, file_forma
                                 file_urls=url_policy)
         except ValueError as exc:
             raise click.UsageError(str(exc)) from None
-        log_file_urls(dataset.describe_file_urls(), log)  # found by a walkthrough: unsigned URLs went unsaid
         sha = dataset.resolve(revision or dataset.default_revision())
+        # after resolve(), which learns whether a Hub repo is private (the form depends on it), as the sync does;
+        # found by a walkthrough: unsigned URLs went unsaid
+        log_file_urls(dataset.describe_file_urls(), log)
         urls = UrlResolver(dataset, sha, (f.path for f in dataset.list_files(sha)), endpoint=hf_endpoint,
                            field=labels.field)
     read = read_coco if file_format == "coco" else read_labels_csv
@@ -125,9 +130,10 @@ def _run(file, project_id, target, model_version, strict, batch_size, file_forma
             bind_project(db, project_id, project.url, project.key)
             try:
                 report = LabelImporter(project, ImportLedger(db, project_id, LABELS_SOURCE), labels, target=target,
-                                       model_version=model_version, batch_size=batch_size).run(parsed.tasks)
+                                       model_version=model_version, batch_size=batch_size,
+                                       ground_truth=ground_truth).run(parsed.tasks)
             finally:
                 db.close()
     for line in summary_lines(parsed, report, target, strict):
         click.echo(line)
-    return parsed.rejected_rows
+    return parsed.rejected_rows + (len(report.second_tasks) if report else 0)

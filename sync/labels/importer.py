@@ -5,24 +5,28 @@ format (https://labelstud.io/guide/task_format): the url under the value key the
 names, with predictions or annotations inline, so a batch of tasks with their labels is **one**
 import call. :class:`LabelImporter` imports a parsed file:
 
-1. Finish what a crash left (:mod:`labelhub.sync.ledger`): urls recorded as pending are looked up among the project's tasks
-   created after the import began (``id > after_task_id``, ``data.source_url`` not empty) and
-   recorded; a state without any url for this project adopts the project's tasks that have a
-   ``data.source_url`` the same way (a lost state file creates no duplicates).
+1. Finish what a crash left and adopt what the state lacks (:meth:`labelhub.sync.ledger.ImportLedger.recover`): the
+   project's tasks with a ``data.source_url`` that the state does not record (urls pending after a crash, every
+   task of earlier imports for a lost or new state file, those another state file's import made since the last
+   run) are recorded (a lost state file creates no duplicates).
 2. Skip the urls that already have a task (the import is keyed on the url).
 3. Import the others in batches (default 1,000 tasks per call): each batch is recorded as pending,
    imported with one Label Studio call, then recorded with its task ids.
 
 A url that is a path of the dataset repo whose file the sync already made a task of gets its labels
-added to that task (one call per task) instead of a second task.
+added to that task (one call per task) instead of a second task. The sync's tasks are found in Label Studio
+(``data.hf_repo``, ``data.hf_path``) and recorded in the repo's ledger whatever the state holds: a lost state file,
+or another one than the sync's, still finds them. Annotations are not ground truth unless ``ground_truth`` is set
+(both for new tasks and the sync's).
 """
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from labelhub.errors import LabelHubError
 from labelhub.retry import NO_SDK_RETRY
 from labelhub.sync.labels.parsed import ImportTask, ParsedLabels, ProjectLabels
 from labelhub.sync.labelstudio.project import LabelStudioProject
@@ -66,7 +70,7 @@ def build_result(task: ImportTask, labels: ProjectLabels) -> list[dict]:
 
 
 def build_labeled_task(task: ImportTask, labels: ProjectLabels, target: str = "predictions",
-               model_version: str = "import") -> dict:
+               model_version: str = "import", ground_truth: bool = False) -> dict:
     """One import payload (https://labelstud.io/guide/task_format).
 
     Args:
@@ -74,9 +78,13 @@ def build_labeled_task(task: ImportTask, labels: ProjectLabels, target: str = "p
         labels: the project's labels (the value key and the tag names).
         target: ``"predictions"`` or ``"annotations"``.
         model_version: the predictions' ``model_version``.
+        ground_truth: the annotation's ``ground_truth`` (``--ground-truth``). Always sent: Label Studio's import
+            makes an annotation without it ground truth (``annotation.pop('ground_truth', True)`` in
+            ``label_studio/tasks/serializers.py``, 1.23) while its annotation API does not.
 
     Returns:
-        ``{"data": {...}, "predictions" | "annotations": [{"result": [...]}]}``. ``data`` holds the
+        ``{"data": {...}, "predictions" | "annotations": [{"result": [...]}]}`` (an annotation also carries
+        ``ground_truth``). ``data`` holds the
         value key (e.g. ``image``) with the URL, ``source_url`` (the url as in the file, the task's
         identity), ``neg_concepts`` (a list) and ``metadata`` (an object) when there are any, and
         ``hf_repo``, ``hf_path``, ``hf_revision`` for a path of the dataset repo. No prediction or
@@ -98,7 +106,7 @@ def build_labeled_task(task: ImportTask, labels: ProjectLabels, target: str = "p
     result = build_result(task, labels)
     if result:
         payload[target] = [{"model_version": model_version, "result": result} if target == "predictions"
-                           else {"result": result}]
+                           else {"result": result, "ground_truth": ground_truth}]
     return payload
 
 
@@ -109,9 +117,14 @@ class LabelImportReport:
     Attributes:
         created: tasks created.
         regions: regions in the created (or labelled) tasks.
-        already_imported: urls of the file that had a task from an earlier import (left as they are).
-        recovered: tasks an interrupted import had created, found and recorded.
+        already_imported: urls of the file that the state recorded with a task from an earlier import (left as
+            they are).
+        recovered: urls of the file whose task (of an interrupted import, or of an earlier one the state does not
+            record) was found in Label Studio and recorded; tasks found of urls that are not in the file are not
+            counted (a new state adopts every earlier import's tasks).
         labelled_sync_tasks: tasks of the sync (repo files) that got the labels added.
+        second_tasks: ids of second tasks of this run's urls that another import (another state file) made at the
+            same time (:meth:`LabelImporter._second_tasks`), to delete.
     """
 
     created: int = 0
@@ -119,6 +132,7 @@ class LabelImportReport:
     already_imported: int = 0
     recovered: int = 0
     labelled_sync_tasks: int = 0
+    second_tasks: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -132,6 +146,8 @@ class LabelImporter:
         target: ``"predictions"`` or ``"annotations"`` (``--as``).
         model_version: the predictions' ``model_version``.
         batch_size: tasks per Label Studio import call.
+        ground_truth: whether imported annotations are ground truth (:func:`build_labeled_task`); the same for new
+            tasks and the sync's (Label Studio then unmarks the task's other ground truth annotation).
     """
 
     project: LabelStudioProject
@@ -140,6 +156,7 @@ class LabelImporter:
     target: str = "predictions"
     model_version: str = "import"
     batch_size: int = 1000
+    ground_truth: bool = False
 
     def run(self, tasks: Sequence[ImportTask]) -> LabelImportReport:
         """Import ``tasks`` (see the module docstring) and return the report.
@@ -152,31 +169,99 @@ class LabelImporter:
                 before is recorded, and running the same import again continues.
         """
         report = LabelImportReport()
-        report.recovered = self.ledger.recover(self._existing_tasks)
-        if report.recovered:
-            log.info("recovered %d tasks that Label Studio already had", report.recovered)
-        known = self.ledger.known()
+        before = self.ledger.known()
+        adopted = self.ledger.recover(self._existing_tasks)
+        begun = self.ledger.adopted_through() or 0  # every task at or below it was seen (or is recorded)
+        known = self.ledger.known() if adopted else before
         new = [t for t in tasks if t.url not in known]
-        report.already_imported = len(tasks) - len(new)
+        # the file's urls only: a new state adopts every task of earlier imports, most of them maybe of other files
+        report.recovered = sum(1 for t in tasks if t.url in known and t.url not in before)
+        report.already_imported = len(tasks) - len(new) - report.recovered
+        if adopted:
+            log.info("found %d tasks of earlier imports in Label Studio (%d of this file's urls)", adopted,
+                     report.recovered)
         new = self._label_sync_tasks(new, report)
-        items = (Item(t.url, build_labeled_task(t, self.labels, self.target, self.model_version),
+        items = (Item(t.url, build_labeled_task(t, self.labels, self.target, self.model_version, self.ground_truth),
                       aliases=(t.hf,) if t.hf else ()) for t in new)
         report.created = self.ledger.import_items(self.project, items, len(new), self.batch_size)
         report.regions += sum(len(t.regions) for t in new)
+        if report.created:
+            report.second_tasks = self._second_tasks({t.url for t in new}, begun)
         log.info("project %s: %d tasks created, %d regions, %d already imported, %d recovered, "
                  "%d sync tasks labelled", self.project.project_id, report.created, report.regions,
                  report.already_imported, report.recovered, report.labelled_sync_tasks)
         return report
 
-    def _existing_tasks(self, after_task_id: int) -> list[Entry]:
-        """The project's tasks with a ``data.source_url`` and an id above ``after_task_id`` (for
-        :meth:`ImportLedger.recover`); a repo path's task also answers for that file."""
+    def _second_tasks(self, urls: set[str], begun: int) -> list[int]:
+        """The ids of second tasks of ``urls`` (those this run created) that another import made meanwhile, each url's
+        lowest task id being its first; the state then records each url's first task, and adopts the other import's
+        tasks of other urls.
+
+        Another ``labelhub import-labels`` into the project with another state file is not held off by this one's
+        lock (:func:`labelhub.sync.options.state_lock` is per state file) and sees this run's tasks only at its
+        start: run at the same time with the same urls, both create them. Its tasks have ids above ``begun`` (the
+        adoption cursor after this run's first lookup) and outside this run's own: one query per gap between this
+        run's contiguous id ranges (about 30 ms each when it answers nothing; this run's own tasks are never
+        listed, which would cost more than importing them)."""
+        mine = self.ledger.task_ids(urls)
+        gaps: list[tuple[int, int | None]] = []
+        low = begun
+        for task_id in sorted(mine.values()):
+            if task_id > low + 1:
+                gaps.append((low, task_id))
+            low = max(low, task_id)
+        gaps.append((low, None))
+        try:
+            found = [entry for after, before in gaps for entry in self._existing_tasks(after, before)]
+            self.ledger.recover(lambda after_task_id: found)  # others' tasks of other urls; moves the cursor
+        except LabelHubError as exc:  # what this run made is recorded: say it, do not fail the import for it
+            log.warning("could not look for second tasks that another import running at the same time may have "
+                        "made: %s", exc)
+            return []
+        ids: dict[str, set[int]] = {}
+        for entry in found:
+            if entry.key in mine:
+                ids.setdefault(entry.key, {mine[entry.key]}).add(entry.task_id)
+        second: list[int] = []
+        first: list[Entry] = []
+        for url, task_ids in ids.items():
+            lowest = min(task_ids)
+            second += task_ids - {lowest}
+            if mine[url] != lowest:
+                first.append(Entry(url, lowest))
+        if first:
+            self.ledger.record(first)
+        if second:
+            log.warning("%d urls of this import got a second task from another import into project %s running at "
+                        "the same time with another state file", len(ids), self.project.project_id)
+        return sorted(second)
+
+    def _existing_tasks(self, after_task_id: int, before_task_id: int | None = None) -> list[Entry]:
+        """The project's tasks with a ``data.source_url`` and an id above ``after_task_id`` (and below
+        ``before_task_id``, when given) (for :meth:`ImportLedger.recover`); a repo path's task also answers for that
+        file."""
         entries = []
-        for task_id, data in self.project.task_data(after_task_id, source_url=None):
+        for task_id, data in self.project.task_data(after_task_id, before_task_id, source_url=None):
             hf = (data["hf_repo"], data["hf_path"], data.get("hf_revision", "")) \
                 if data.get("hf_repo") and data.get("hf_path") else None
             entries.append(Entry(data["source_url"], task_id, aliases=(hf,) if hf else ()))
         return entries
+
+    def _repo_tasks(self, repo_id: str, after_task_id: int) -> list[Entry]:
+        """The project's tasks of ``repo_id``'s files (``data.hf_repo``, ``data.hf_path``: the sync's, and those of
+        earlier imports and restores) with an id above ``after_task_id``, for the repo's ledger's
+        :meth:`ImportLedger.recover`: the state may lack them (lost, or another state file than the sync's). The same
+        lookup as the sync's (:meth:`labelhub.sync.files.importer.FileImporter._existing_tasks`): none when Label
+        Studio's summary counts no ``hf_path``."""
+        try:
+            columns = self.project.data_columns()
+        except LabelHubError:
+            columns = None  # the query below says what is wrong, if anything
+        if columns is not None and not columns.get("hf_path"):
+            return []
+        return [Entry(data["hf_path"], task_id, data.get("hf_revision", ""))
+                for task_id, data in self.project.task_data(after_task_id, hf_repo=repo_id)
+                if isinstance(data.get("hf_path"), str)]
 
     def _holds(self, task_id: int, result: list[dict]) -> bool:
         """Whether the task already holds these labels: a prediction of this ``model_version``, or an annotation with
@@ -196,7 +281,12 @@ class LabelImporter:
                 by_repo.setdefault(t.hf[0], []).append(t)
         existing: dict[str, int] = {}
         for repo_id, repo_tasks in by_repo.items():
-            ids = ImportLedger(self.ledger.db, self.project.project_id, repo_id).task_ids(t.hf[1] for t in repo_tasks)
+            ledger = ImportLedger(self.ledger.db, self.project.project_id, repo_id)
+            adopted = ledger.recover(lambda after, repo_id=repo_id: self._repo_tasks(repo_id, after))
+            if adopted:
+                log.info("found %d tasks of %s's files in Label Studio (made by the sync) that the state lacked",
+                         adopted, repo_id)
+            ids = ledger.task_ids(t.hf[1] for t in repo_tasks)
             existing.update({t.url: ids[t.hf[1]] for t in repo_tasks if t.hf[1] in ids})
         if not existing:
             return tasks
@@ -211,7 +301,8 @@ class LabelImporter:
                     self.project.call(client.predictions.create, task=task_id, result=result,
                                       model_version=self.model_version, request_options=NO_SDK_RETRY)
                 else:
-                    self.project.call(client.annotations.create, task_id, result=result, request_options=NO_SDK_RETRY)
+                    self.project.call(client.annotations.create, task_id, result=result,
+                                      ground_truth=self.ground_truth, request_options=NO_SDK_RETRY)
             self.ledger.record([Entry(t.url, task_id)])
             report.labelled_sync_tasks += 1
             report.regions += len(t.regions)
@@ -233,7 +324,8 @@ def summary_lines(parsed: ParsedLabels, report: LabelImportReport | None, target
 
     Returns:
         Lines: rows read and rejected, tasks created (and already imported, recovered, labelled),
-        regions, and the rejections by reason (rows per reason, most frequent first).
+        regions, the second tasks a concurrent import made (their ids, to delete; the first 20 shown), and the
+        rejections by reason (rows per reason, most frequent first).
     """
     lines = [f"rows read: {parsed.rows}, rejected: {parsed.rejected_rows}"]
     if report is None:
@@ -245,6 +337,11 @@ def summary_lines(parsed: ParsedLabels, report: LabelImportReport | None, target
                                                (report.labelled_sync_tasks, "sync tasks labelled")) if n]
         lines.append(f"tasks created: {report.created}" + (f" ({', '.join(extra)})" if extra else "")
                      + f", regions: {report.regions}, as {target}")
+        if report.second_tasks:
+            shown = ", ".join(map(str, report.second_tasks[:20])) + (", ..." if len(report.second_tasks) > 20 else "")
+            lines.append(f"second tasks: {len(report.second_tasks)} (another import into the project ran at the same "
+                         f"time with another --state and made them too; Label Studio cannot refuse it): delete "
+                         f"tasks {shown} in Label Studio, the state keeps each url's first task")
     by_reason: dict[str, int] = {}
     for reason, where in {(e.reason, e.where) for e in parsed.errors}:
         by_reason[reason] = by_reason.get(reason, 0) + 1

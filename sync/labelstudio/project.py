@@ -203,12 +203,16 @@ class LabelStudioProject:
             raise ApiError(status_code=response.status_code, headers=dict(response.headers), body=answer)
         return answer if isinstance(answer, dict) else {}
 
-    def task_data(self, after_task_id: int = 0, **where: str | None) -> list[tuple[int, dict]]:
+    def task_data(self, after_task_id: int = 0, before_task_id: int | None = None,
+                  **where: str | None) -> list[tuple[int, dict]]:
         """``[(task_id, data)]`` of this project's tasks with an id above ``after_task_id`` whose data
         matches ``where`` (one paged Data Manager query, ``fields=task_only``).
 
         Args:
             after_task_id: Only tasks with a larger id (0: all).
+            before_task_id: Only tasks with a smaller id (``None``: no bound): a caller skips ids it knows (its own
+                tasks) with a query per gap between them, since listing a task costs Label Studio about 0.9 ms and a
+                query that answers none about 30 ms (1.23, a project of 100,000 tasks).
             **where: ``key="value"``: ``data.key`` equals the value; ``key=None``: ``data.key`` is not empty.
 
         Returns:
@@ -216,7 +220,8 @@ class LabelStudioProject:
 
         Raises:
             LabelStudioError: Label Studio refused or cannot be reached, or the list moved under every reading
-                (:meth:`_listing`): the caller tries again later.
+                (:meth:`_listing`: most likely another process creating tasks in the project, which the message
+                says): the caller tries again later.
         """
         items = [{"filter": f"filter:tasks:data.{key}", "type": "String",
                   **({"operator": "empty", "value": False} if value is None else {"operator": "equal", "value": value})}
@@ -224,10 +229,15 @@ class LabelStudioProject:
         if after_task_id:
             items.append({"filter": "filter:tasks:id", "operator": "greater", "type": "Number",
                           "value": after_task_id})
+        if before_task_id is not None:
+            items.append({"filter": "filter:tasks:id", "operator": "less", "type": "Number",
+                          "value": before_task_id})
         tasks, held_still, _ = self._listing(query=_filters(*items), fields="task_only", include="id,data")
         if not held_still:  # a task missing from the list would have its file imported again
             raise LabelStudioError(f"the tasks of project {self.project_id} kept changing while they were listed "
-                                   f"({LISTING_ATTEMPTS} readings)")
+                                   f"({LISTING_ATTEMPTS} readings): another labelhub import-labels, sync or restore "
+                                   "(or a user) may be creating or deleting tasks in it; nothing was lost, run this "
+                                   "again once that is done (it continues where it stopped)")
         return [(task.id, task.data or {}) for task in tasks]
 
     def data_columns(self) -> dict[str, int] | None:
