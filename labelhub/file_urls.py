@@ -16,9 +16,14 @@ imported), so the commands that make tasks refuse before the first one (:meth:`F
 :func:`log_file_urls`): a local repository (the backend refuses unsigned URLs), and a private Hub repo under
 ``auto`` (a browser has no Hub token for its ``resolve`` URLs). Decided: an explicit ``--file-urls resolve`` of a
 private Hub repo is obeyed with a warning (the person asked for it, e.g. annotators signed in to the Hub).
+
+The tasks already made follow a change of the policy (another host, form, secret or lifetime): the sync rewrites
+their URLs at its next cycle (:mod:`labelhub.sync.files.importer`, step 7; :meth:`FileURLs.signing_key`).
 """
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 import re
 from dataclasses import dataclass, field
@@ -156,6 +161,21 @@ class FileURLs:
                     f"and LABELHUB_SECRET is not set to serve them signed through the backend: {secret}; or pass "
                     "--file-urls resolve to make resolve URLs anyway")
         return None
+
+    def signing_key(self) -> dict:
+        """What a signed URL takes from this policy besides its file, to notice a change (JSON types, no secret):
+        ``{"secret": <12 hex digits>, "lifetime": seconds}``, or ``{}`` without a secret. The digest is an HMAC of a
+        fixed text with the secret, as each signed URL's ``sig`` is one of its file's: it tells a rotated secret
+        and reveals no more than any signed URL does.
+
+        Example:
+            >>> FileURLs().signing_key()
+            {}
+        """
+        if not self.secret:
+            return {}
+        digest = hmac.new(self.secret.encode(), b"labelhub file URL policy", hashlib.sha256).hexdigest()[:12]
+        return {"secret": digest, "lifetime": self.lifetime}
 
     def describe(self, repo_id: str, local: bool, private: bool | None) -> str:
         """One log line saying which form the repo's file URLs take, and why (no secret in it); when no URL of

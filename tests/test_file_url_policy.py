@@ -156,3 +156,62 @@ def test_help_says_each_thing_once_and_as_the_readme_does():
         text = _help(command)
         assert "--log-level [DEBUG|INFO|WARNING|ERROR]" in text and "default: INFO]" in text
         assert "token or legacy token. [env var: LABEL_STUDIO_API_KEY; required]" in text
+
+
+# ---- tasks follow a change of the URL policy -----------------------------------------------------
+
+def _cycle_cursor(state_path, project_id, change):
+    """Edit the state's record of the project's last cycle (``change(dict)``), as an older LabelHub left it."""
+    import json
+    import sqlite3
+
+    from labelhub.sync.files.importer import LAST_CYCLE
+
+    with sqlite3.connect(state_path) as db:
+        (value,), = db.execute("SELECT value FROM cursors WHERE project_id=? AND name=?", (project_id, LAST_CYCLE))
+        last = json.loads(value)
+        change(last)
+        db.execute("UPDATE cursors SET value=? WHERE project_id=? AND name=?",
+                   (json.dumps(last, sort_keys=True), project_id, LAST_CYCLE))
+
+
+def test_tasks_urls_follow_a_moved_backend_a_rotated_secret_and_an_older_cycle_left_them_unsigned(
+        label_studio, project, tmp_path):
+    from labelhub.signing import parse_file_url, verify
+
+    repo = sample_repos.local_repo_with(tmp_path / "shelf", sample_repos.image_files(0, N))
+    state = tmp_path / "state.sqlite3"
+
+    def sync(secret, public_url):
+        proc = _sync(label_studio, str(repo), project, tmp_path, secret, "--public-url", public_url)
+        assert proc.returncode == 0, proc.stderr
+        return proc.stderr
+
+    def urls():
+        return sorted(_urls(label_studio, project.id))
+
+    sync(SECRET, "http://old-host:9090")
+    made = urls()
+    assert len(made) == N and all(u.startswith("http://old-host:9090/files/shelf/") for u in made)
+    again = sync(SECRET, "http://old-host:9090")
+    assert "policy changed" not in again and urls() == made  # nothing changed: the short-circuit, no call
+
+    moved = sync(SECRET, "http://new-host:9090")  # the backend moved host
+    assert f"the file URL policy changed since the last cycle (form or host): {N} of {N} tasks' URLs rewritten " \
+           "as http://new-host:9090/files/shelf/<sha>/<path>" in moved, moved
+    assert urls() == [u.replace("old-host", "new-host") for u in made]  # the same files, commits and signatures
+
+    rotated = SECRET + "-rotated"
+    assert f"(secret): {N} of {N} tasks' URLs rewritten" in sync(rotated, "http://new-host:9090")
+    for url in urls():
+        ref = parse_file_url(url)
+        verify(rotated, ref.key, ref.sha, ref.path, ref.expires, ref.sig)
+
+    # a task left unsigned (by a LabelHub that made them without a secret) whose cycle recorded no policy
+    client = label_studio.client()
+    task = next(iter(client.tasks.list(project=project.id, page_size=1, fields="task_only")))
+    client.tasks.update(str(task.id), data={**task.data, "image": task.data["image"].split("?")[0]})
+    _cycle_cursor(state, project.id, lambda last: last["selection"].pop("file_urls"))
+    upgraded = sync(rotated, "http://new-host:9090")
+    assert f"(not recorded by the last cycle): 1 of {N} tasks' URLs rewritten" in upgraded, upgraded
+    assert all("sig=" in url for url in urls())
