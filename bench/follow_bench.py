@@ -53,7 +53,8 @@ def main() -> None:
         sample_repos.init_local_repo(repo)
         files = sample_repos.image_files(0, args.files)
         sample_repos.commit_local(repo, files)
-        env = {**os.environ, "LABEL_STUDIO_URL": ls.url, "LABEL_STUDIO_API_KEY": ls.api_key}
+        env = {**os.environ, "LABEL_STUDIO_URL": ls.url, "LABEL_STUDIO_API_KEY": ls.api_key,
+               "LABELHUB_SECRET": "labelhub-bench-file-secret-0123"}  # a local repo needs one
         imported = sync(repo, project.id, state, env)
         idle = sync(repo, project.id, state, env)
         print(f"import of {args.files} files: {imported:.2f} s; a cycle with nothing to do (the process's start, "

@@ -232,7 +232,8 @@ def bench_latency(ls, tmp: Path, runs: int = 15, existing: int = 0) -> None:
         client.projects.import_tasks(created.id, request=done)
     first = 2 if existing else 1  # the number of the first measured version
     port = free_port()
-    env = {**os.environ, "LABEL_STUDIO_URL": ls.url, "LABEL_STUDIO_API_KEY": ls.api_key}
+    env = {**os.environ, "LABEL_STUDIO_URL": ls.url, "LABEL_STUDIO_API_KEY": ls.api_key,
+           "LABELHUB_SECRET": "labelhub-bench-file-secret-0123"}  # a local repo needs one
     daemon = subprocess.Popen(
         [sys.executable, "-m", "labelhub.cli", "sync", "--repo", str(repo), "--project", str(created.id), "--state",
          str(tmp / "latency.sqlite3"), "--export-interval", "0", "--interval", "3600", "--reconcile-interval", "3600",

@@ -8,7 +8,7 @@ import os
 import click
 from tqdm.auto import tqdm
 
-__all__ = ["Integer", "LOG_LEVELS", "LOG_LEVEL_HELP", "log_level_option", "progress_bar"]
+__all__ = ["Integer", "LogLevel", "LOG_LEVELS", "LOG_LEVEL_HELP", "log_level_option", "progress_bar"]
 
 #: ``--log-level``'s choices.
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -30,6 +30,24 @@ class Integer(click.IntRange):
     name = "integer"
 
 
+class LogLevel(click.Choice):
+    """``--log-level``'s type: :data:`LOG_LEVELS`, given in any case, shown and returned in upper case as the README
+    writes them (a case-insensitive ``click.Choice`` shows its choices casefolded since click 8.2:
+    ``[debug|info|warning|error]`` beside ``[default: INFO]``).
+
+    Example:
+        >>> LogLevel().convert("warning", None, None)
+        'WARNING'
+    """
+
+    def __init__(self):
+        super().__init__(LOG_LEVELS, case_sensitive=False)
+
+    def normalize_choice(self, choice, ctx) -> str:
+        """A level's name in upper case (click 8.2+ matches and shows the choices by this form)."""
+        return str(choice).upper()
+
+
 def log_level_option(default: str = "INFO", help: str = LOG_LEVEL_HELP):
     """The ``--log-level`` option (env ``LABELHUB_LOG_LEVEL``, any case) of a command.
 
@@ -40,8 +58,7 @@ def log_level_option(default: str = "INFO", help: str = LOG_LEVEL_HELP):
     Returns:
         The click decorator.
     """
-    return click.option("--log-level", default=default, envvar="LABELHUB_LOG_LEVEL", help=help,
-                        type=click.Choice(LOG_LEVELS, case_sensitive=False))
+    return click.option("--log-level", default=default, envvar="LABELHUB_LOG_LEVEL", help=help, type=LogLevel())
 
 
 def progress_bar(iterable=None, **kwargs) -> tqdm:

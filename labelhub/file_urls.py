@@ -10,23 +10,34 @@ local git repository   ``proxy``                     ``{LABELHUB_PUBLIC_URL}/fil
 =====================  ============================  ==========================================
 
 ``--file-urls resolve`` or ``proxy`` forces one form (a local repository has no ``resolve`` URL). The
-proxy URLs are signed with ``LABELHUB_SECRET`` (:mod:`labelhub.signing`); without a secret nothing can
-be signed, so ``auto`` keeps ``resolve`` URLs for private Hub repos and writes unsigned proxy URLs
-for local repos (which the backend refuses), and says so in the log.
+proxy URLs are signed with ``LABELHUB_SECRET`` (:mod:`labelhub.signing`). Without a secret nothing can
+be signed, and a task whose URL never loads is never useful (Label Studio keeps a task's URL as it was
+imported), so the commands that make tasks refuse before the first one (:meth:`FileURLs.refusal`,
+:func:`log_file_urls`): a local repository (the backend refuses unsigned URLs), and a private Hub repo under
+``auto`` (a browser has no Hub token for its ``resolve`` URLs). Decided: an explicit ``--file-urls resolve`` of a
+private Hub repo is obeyed with a warning (the person asked for it, e.g. annotators signed in to the Hub).
+
+The tasks already made follow a change of the policy (another host, form, secret or lifetime): the sync rewrites
+their URLs at its next cycle (:mod:`labelhub.sync.files.importer`, step 7; :meth:`FileURLs.signing_key`).
 """
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 import re
 from dataclasses import dataclass, field
 
-from labelhub.signing import file_url, repo_key, sign_url
+from labelhub.errors import ConfigurationError
+from labelhub.signing import MIN_SECRET_LENGTH, file_url, repo_key, sign_url
 
-__all__ = ["FileURLs", "MODES", "DEFAULT_PUBLIC_URL", "parse_lifetime", "log_file_urls"]
+__all__ = ["FileURLs", "MODES", "DEFAULT_PUBLIC_URL", "REFUSED", "parse_lifetime", "log_file_urls"]
 
 MODES = ("auto", "resolve", "proxy")
 DEFAULT_PUBLIC_URL = "http://127.0.0.1:9090"
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+#: How a :meth:`FileURLs.refusal` line begins: :func:`log_file_urls` raises on it instead of logging it.
+REFUSED = "no loadable file URLs for "
 
 
 def parse_lifetime(value: str | float | int | None) -> int:
@@ -122,8 +133,53 @@ class FileURLs:
             return file_url(self.public_url, key, sha, path)
         return sign_url(self.public_url, self.secret, key, sha, path, lifetime=self.lifetime, now=now)
 
+    def refusal(self, repo_id: str, local: bool, private: bool | None) -> str | None:
+        """Why no task should be made of the repo's files under this policy, in one line (no secret in it), or
+        ``None`` when its URLs can load: a local repository, or any proxy URL, without a secret (unsigned: the
+        backend refuses it), and a private Hub repo under ``--file-urls auto`` without a secret (its ``resolve`` URL
+        needs the Hub token a browser lacks). An explicit ``--file-urls resolve`` is not refused.
+
+        Args:
+            repo_id: The repo's id or path.
+            local, private: As for :meth:`form` (``private=None``, not known yet, is not refused).
+
+        Returns:
+            ``None``, or a line that begins with :data:`REFUSED` and says what to set.
+        """
+        if self.secret:
+            return None
+        secret = (f"set LABELHUB_SECRET ({MIN_SECRET_LENGTH}+ characters, the same in the backend), the backend's "
+                  f"LABELHUB_FILE_REPOS to include {repo_id}, and LABELHUB_PUBLIC_URL to the backend's URL as the "
+                  f"annotators' browsers see it (now {self.public_url})")
+        if local:
+            return (f"{REFUSED}{repo_id}: a local git repository's files reach browsers only as URLs of the backend "
+                    f"signed with LABELHUB_SECRET, which is not set: {secret}")
+        if self.mode == "proxy":
+            return f"{REFUSED}{repo_id}: --file-urls proxy needs LABELHUB_SECRET to sign the URLs: {secret}"
+        if private and self.mode == "auto":
+            return (f"{REFUSED}{repo_id}: a private Hub repo's resolve URLs need the Hub token, which browsers lack, "
+                    f"and LABELHUB_SECRET is not set to serve them signed through the backend: {secret}; or pass "
+                    "--file-urls resolve to make resolve URLs anyway")
+        return None
+
+    def signing_key(self) -> dict:
+        """What a signed URL takes from this policy besides its file, to notice a change (JSON types, no secret):
+        ``{"secret": <12 hex digits>, "lifetime": seconds}``, or ``{}`` without a secret. The digest is an HMAC of a
+        fixed text with the secret, as each signed URL's ``sig`` is one of its file's: it tells a rotated secret
+        and reveals no more than any signed URL does.
+
+        Example:
+            >>> FileURLs().signing_key()
+            {}
+        """
+        if not self.secret:
+            return {}
+        digest = hmac.new(self.secret.encode(), b"labelhub file URL policy", hashlib.sha256).hexdigest()[:12]
+        return {"secret": digest, "lifetime": self.lifetime}
+
     def describe(self, repo_id: str, local: bool, private: bool | None) -> str:
-        """One log line saying which form the repo's file URLs take, and why (no secret in it).
+        """One log line saying which form the repo's file URLs take, and why (no secret in it); when no URL of
+        them can load, the :meth:`refusal` line instead.
 
         Args:
             repo_id: The repo's id or path.
@@ -133,32 +189,39 @@ class FileURLs:
             E.g. ``"file URLs of me/pics: signed proxy URLs http://...:9090/files/me--pics/<sha>/<path>
             (private Hub repo), no expiry"``.
         """
+        refused = self.refusal(repo_id, local, private)
+        if refused:
+            return refused
         form = self.form(local, private)
         kind = "local git repository" if local else ("private Hub repo" if private else
                                                       "public Hub repo" if private is False else "Hub repo")
         why = f"--file-urls {self.mode}" if self.mode != "auto" else kind
         if form == "resolve":
             extra = ""
-            if private and not self.secret:
-                extra = ("; WARNING: annotators' browsers cannot load a private repo's resolve URLs: "
-                         "set LABELHUB_SECRET to serve them signed through the backend")
+            if private and not self.secret:  # only an explicit --file-urls resolve (auto is refused)
+                extra = ("; WARNING: annotators' browsers cannot load a private repo's resolve URLs unless signed "
+                         "in to the Hub with access to it: set LABELHUB_SECRET to serve them signed through the "
+                         "backend")
             return f"file URLs of {repo_id}: Hub resolve URLs pinned to the commit ({why}){extra}"
         key = repo_key(repo_id, local=local)
         shape = f"{self.public_url}/files/{key}/<sha>/<path>"
-        if not self.secret:
-            return (f"file URLs of {repo_id}: proxy URLs {shape} ({why}), UNSIGNED: LABELHUB_SECRET is not set, "
-                    "and the backend refuses unsigned URLs")
         expiry = f"valid {self.lifetime} s" if self.lifetime else "no expiry"
         return f"file URLs of {repo_id}: signed proxy URLs {shape} ({why}), {expiry}"
 
 
 def log_file_urls(line: str, logger: logging.Logger) -> None:
-    """Log a :meth:`FileURLs.describe` line: at WARNING when the tasks' URLs will not load (unsigned proxy URLs, which
-    the backend refuses; a private repo's resolve URLs, which browsers cannot load), else at INFO. The commands that
-    make tasks of repo files (``labelhub sync``, ``labelhub import-labels --repo``) say it before the first task.
+    """Log a :meth:`FileURLs.describe` line, or refuse: the commands that make tasks of repo files (``labelhub sync``,
+    ``labelhub import-labels --repo``) call it before the first task. At WARNING when the tasks' URLs may not load
+    (an explicit ``--file-urls resolve`` of a private repo), else at INFO.
 
     Args:
         line: The line (``DatasetRepo.describe_file_urls()``).
         logger: Where to log it.
+
+    Raises:
+        labelhub.errors.ConfigurationError: The line is a :meth:`FileURLs.refusal` (it begins with :data:`REFUSED`):
+            no URL the tasks would get can load (no ``LABELHUB_SECRET``); the message says what to set.
     """
-    (logger.warning if "UNSIGNED" in line or "WARNING" in line else logger.info)(line)
+    if line.startswith(REFUSED):
+        raise ConfigurationError(f"{line} (no task was made)")
+    (logger.warning if "WARNING" in line else logger.info)(line)

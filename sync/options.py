@@ -61,13 +61,29 @@ label_studio_options = options(
     click.option("--label-studio-url", envvar="LABEL_STUDIO_URL", default="http://localhost:8080",
                  help="Label Studio's URL."),
     click.option("--label-studio-api-key", envvar="LABEL_STUDIO_API_KEY", required=True, show_default=False,
-                 help="A Label Studio personal access token or legacy token (env LABEL_STUDIO_API_KEY)."),
+                 help="A Label Studio personal access token or legacy token."),
 )
 
+#: The commands that write to the dataset repo (the versions), whose ``--hf-token`` needs write access.
+WRITES_TO_REPO = frozenset({"sync"})
+
+
+class HubTokenOption(click.Option):
+    """``--hf-token``, whose ``--help`` says what the command needs it for: read access to a private repo, and for
+    the commands of :data:`WRITES_TO_REPO` write access too (``versions``, ``diff``, ``restore`` and
+    ``import-labels`` only read the repo). The environment variable shows in click's own ``[env var: ...]``."""
+
+    def get_help_record(self, ctx: click.Context):
+        writes = ctx.command.name in WRITES_TO_REPO
+        self.help = ("A Hugging Face token: read access for a private repo" +
+                     ("; write access for the versions it writes (exports)." if writes else "."))
+        return super().get_help_record(ctx)
+
+
 hub_options = options(
-    click.option("--hf-token", envvar="HF_TOKEN", default=None, show_default=False,
-                 help="A Hugging Face token (env HF_TOKEN); needed for private repos and exports."),
-    click.option("--hf-endpoint", envvar="HF_ENDPOINT", default=None, help="The Hub URL (env HF_ENDPOINT)."),
+    click.option("--hf-token", cls=HubTokenOption, envvar="HF_TOKEN", default=None, show_default=False),
+    click.option("--hf-endpoint", envvar="HF_ENDPOINT", default=None, show_default=False,
+                 help="The Hub URL [default: https://huggingface.co]."),
 )
 
 file_url_options = options(
@@ -80,8 +96,8 @@ file_url_options = options(
                       "repo, a signed URL of the backend's /files route (at --public-url) for a private Hub repo "
                       "or a local repo; resolve or proxy force one form."),
     click.option("--secret", envvar="LABELHUB_SECRET", default=None, show_default=False,
-                 help="The secret that signs file URLs (env LABELHUB_SECRET); the backend needs the same one. "
-                      "Rotating it revokes every URL signed before."),
+                 help="The secret that signs file URLs; the backend needs the same one. Needed for a local repo "
+                      "or a private Hub repo (refused without it). Rotating it revokes every URL signed before."),
     click.option("--url-lifetime", envvar="LABELHUB_URL_LIFETIME", default="never",
                  help="How long a signed file URL stays valid after its task is made: seconds, or 90m, 12h, "
                       "30d; never = no expiry (tasks outlive any lifetime: see the README)."),

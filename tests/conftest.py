@@ -78,10 +78,22 @@ def make_project(label_studio):
         client.projects.delete(project_id)
 
 
+#: The ``LABELHUB_SECRET`` that ``run_labelhub`` gives the commands that make tasks of repo files (:data:`MAKE_TASKS`)
+#: when ``env`` has none, as the README's examples set it (without one a local repository is refused:
+#: :meth:`labelhub.file_urls.FileURLs.refusal`).
+#: A test of the refusal passes ``LABELHUB_SECRET=""`` (click reads an empty variable as unset).
+FILE_SECRET = "labelhub-test-file-secret-0123456789"
+#: ``labelhub`` commands that make tasks of repo files (``import-csv`` is ``import-labels``'s other name).
+MAKE_TASKS = ("sync", "import-labels", "import-csv")
+
+
 def run_labelhub(*args: str, env: dict | None = None, timeout: float = 300,
                  check: bool = False) -> subprocess.CompletedProcess:
-    """Run ``labelhub ARGS...`` in a subprocess with the loopback guard; capture its output."""
+    """Run ``labelhub ARGS...`` in a subprocess with the loopback guard; capture its output. The commands of
+    :data:`MAKE_TASKS` get :data:`FILE_SECRET` unless ``env`` (or this process) sets ``LABELHUB_SECRET``."""
     full_env = {**os.environ, **(env or {})}
+    if args[:1] and args[0] in MAKE_TASKS:
+        full_env.setdefault("LABELHUB_SECRET", FILE_SECRET)
     proc = subprocess.run([sys.executable, "-m", "tests.guarded", *args], cwd=ROOT, env=full_env,
                           capture_output=True, text=True, timeout=timeout)
     if check and proc.returncode != 0:

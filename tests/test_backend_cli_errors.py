@@ -52,7 +52,7 @@ def test_every_log_level_option_says_what_it_sets_and_predict_logs_at_info_by_de
         helped = run_labelhub(command, "--help", timeout=60)
         text = " ".join(helped.stdout.split())
         assert helped.returncode == 0
-        assert "--log-level [debug|info|warning|error] How much the log (stderr) says: DEBUG" in text, text
+        assert "--log-level [DEBUG|INFO|WARNING|ERROR] How much the log (stderr) says: DEBUG" in text, text  # as README
         assert "LABELHUB_LOG_LEVEL; default: INFO]" in text, (command, text)
 
 

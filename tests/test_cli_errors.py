@@ -116,7 +116,8 @@ def test_private_repo_resolve_url_warning_shows_at_log_level_warning(label_studi
     repo_id = sample_repos.hub_repo_with(hub, f"labelhub/private-{time.monotonic_ns() % 10**9}",
                                          sample_repos.image_files(0, 2))
     proc = run_labelhub("sync", "--repo", repo_id, "--project", str(project.id), "--once", "--state",
-                        str(tmp_path / "s.sqlite3"), "--log-level", "WARNING", env=env, check=True)
+                        str(tmp_path / "s.sqlite3"), "--log-level", "WARNING", "--file-urls", "resolve",  # asked for:
+                        env={**env, "LABELHUB_SECRET": ""}, check=True)  # without it, refused (test_file_url_policy)
     assert "WARNING: annotators' browsers cannot load a private repo's resolve URLs" in proc.stderr
 
 

@@ -15,7 +15,7 @@ from urllib.parse import quote
 import pytest
 import requests
 
-from labelhub.file_urls import FileURLs, parse_lifetime
+from labelhub.file_urls import REFUSED, FileURLs, parse_lifetime
 from labelhub.signing import (ExpiredSignature, SignatureError, parse_file_url, repo_key, sign_url, signature,
                           verify)
 from tests import sample_repos
@@ -62,7 +62,8 @@ def test_url_form_is_chosen_per_repo_and_overridable():
     with pytest.raises(ValueError):
         FileURLs(mode="resolve").form(local=True, private=True)
     assert FileURLs().form(local=False, private=True) == "resolve"  # nothing to sign with
-    assert "WARNING" in FileURLs().describe("me/pics", local=False, private=True)
+    assert "WARNING" in FileURLs(mode="resolve").describe("me/pics", local=False, private=True)  # asked for
+    assert FileURLs().describe("me/pics", local=False, private=True).startswith(REFUSED)  # test_file_url_policy
     assert SECRET not in auto.describe("me/pics", local=False, private=True)
     assert (parse_lifetime("12h"), parse_lifetime("90m"), parse_lifetime("never"), parse_lifetime("30")) == \
         (43200, 5400, 0, 30)

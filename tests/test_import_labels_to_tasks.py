@@ -13,12 +13,13 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
+from labelhub.file_urls import FileURLs
 from labelhub.repos.git import LocalGitRepo
 from labelhub.sync.labels.cli import import_labels
 from labelhub.sync.labelstudio.project import LabelStudioProject
 from labelhub.sync.regions import fractions_from_percent
 from tests import sample_repos
-from tests.conftest import run_labelhub
+from tests.conftest import FILE_SECRET, run_labelhub
 
 CONFIG = ('<View><Image name="image" value="$image"/>'
           '<Choices name="kind" toName="image" choice="multiple"><Choice value="Ankle boot"/><Choice value="Bag"/>'
@@ -35,7 +36,7 @@ def repo(tmp_path_factory):
     path = tmp_path_factory.mktemp("labels") / "repo"
     sample_repos.init_local_repo(path)
     sha = sample_repos.commit_local(path, sample_repos.image_files(0, N), message="images")
-    return LocalGitRepo(path), sha
+    return LocalGitRepo(path, file_urls=FileURLs(secret=FILE_SECRET)), sha  # signed, as import-labels makes them
 
 
 @pytest.fixture
@@ -46,7 +47,7 @@ def project(make_project):
 @pytest.fixture
 def env(label_studio):
     return {"LABEL_STUDIO_URL": label_studio.url, "LABEL_STUDIO_API_KEY": label_studio.personal_token,
-            "TQDM_DISABLE": "1"}
+            "TQDM_DISABLE": "1", "LABELHUB_SECRET": FILE_SECRET}  # a local repo is refused without one
 
 
 @pytest.fixture
@@ -102,8 +103,8 @@ def test_csv_becomes_tasks_with_hand_computed_percent_boxes_once(label_studio, p
     result = invoke(str(csv), "--project", str(project.id), "--repo", str(dataset.path),
                     "--model-version", "platform-x-v1")
     assert result.exit_code == 1, result.output
-    # found by a walkthrough: the tasks' URLs are unsigned (no LABELHUB_SECRET), which the backend refuses: said
-    assert "UNSIGNED: LABELHUB_SECRET is not set, and the backend refuses unsigned URLs" in result.output
+    # found by a walkthrough: which URLs the tasks get is said (without LABELHUB_SECRET: refused, test_file_url_policy)
+    assert "signed proxy URLs" in result.output
     lines = result.output.splitlines()
     assert "line 6: left_col >= right_col (left_col=0.5, right_col=0.4)" in lines
     assert any(line.startswith("line 8: url is not http(s), hf:// or a path of the dataset repo") for line in lines)

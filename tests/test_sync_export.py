@@ -163,7 +163,7 @@ def test_annotations_become_tagged_versions_loadable_with_datasets(label_studio,
     assert by_id.loc[made[(paths[0], "annotator2")].id, "annotator"] == second_annotator.email
     assert by_id.loc[made[(paths[0], "admin")].id, "annotator"] == label_studio.username
     assert bool(by_id.loc[skipped.id, "was_cancelled"]) is True
-    assert by_id.loc[made[(paths[3], "admin")].id, "image"].endswith(paths[3])
+    assert by_id.loc[made[(paths[3], "admin")].id, "image"].split("?")[0].endswith(paths[3])
     manifest = json.loads(repo.read("annotations-v1", "annotations/manifest.json"))
     assert manifest["counts"]["annotations"] == 9 and manifest["counts"]["added"] == 9
     assert manifest["label_distribution"]["kind"] == {"illustrated": 5, "text-only": 3}

@@ -20,7 +20,7 @@ from labelhub.sync.annotations.intake import AnnotationIntake
 from labelhub.sync.labelstudio.project import LabelStudioProject
 from labelhub.sync.state import SyncState
 from tests import sample_repos
-from tests.conftest import HUB_TOKEN, ROOT, run_labelhub
+from tests.conftest import FILE_SECRET, HUB_TOKEN, ROOT, run_labelhub
 from tests.test_sync_export import CONFIG, choice
 
 N = 4
@@ -145,7 +145,7 @@ def test_webhooks_drive_exports_and_bad_events_are_rejected_while_the_daemon_run
     port = free_port()
     url = f"http://127.0.0.1:{port}/webhook"
     env = {**os.environ, "LABEL_STUDIO_URL": label_studio.url, "LABEL_STUDIO_API_KEY": label_studio.api_key,
-           "LABELHUB_WEBHOOK_SECRET": "s3cret-webhook-value"}
+           "LABELHUB_WEBHOOK_SECRET": "s3cret-webhook-value", "LABELHUB_SECRET": FILE_SECRET}
     daemon = subprocess.Popen(
         [sys.executable, "-m", "tests.guarded", "sync", "--repo", str(repo), "--project", str(project.id), "--state",
          str(tmp_path / "s.sqlite3"), "--export-interval", "0", "--reconcile-interval", "3600", "--interval", "3600",

@@ -28,7 +28,7 @@ from labelhub.sync.versions.card import dataset_card
 from labelhub.sync.versions.series import series_for
 
 from tests import sample_repos
-from tests.conftest import HUB_TOKEN, ROOT, run_labelhub
+from tests.conftest import FILE_SECRET, HUB_TOKEN, ROOT, run_labelhub
 from tests.test_sync_export import HubRepo, LocalRepo
 
 KINDS = ["Top", "Trouser", "Bag"]
@@ -115,7 +115,7 @@ def test_two_daemons_export_two_projects_into_one_repo_in_parallel_and_nothing_i
     series = {name: series_for(csv_paths[name]) for name in IMAGES}
     projects = {name: make_project(f"two projects: {name}", CONFIG) for name in IMAGES}
     env = {**os.environ, "LABEL_STUDIO_URL": label_studio.url, "LABEL_STUDIO_API_KEY": label_studio.api_key,
-           "HF_TOKEN": HUB_TOKEN, "TQDM_DISABLE": "1"}
+           "HF_TOKEN": HUB_TOKEN, "TQDM_DISABLE": "1", "LABELHUB_SECRET": FILE_SECRET}
     state = tmp_path / "state.sqlite3"  # one state file for both, as two daemons started in one folder share it
     daemons = {name: Daemon(repo, projects[name].id, csv_paths[name], f"fmnist/vol-{IMAGES[name][0] // 10:03d}/**",
                             state, tmp_path / f"{name}.log", env) for name in IMAGES}

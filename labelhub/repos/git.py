@@ -153,11 +153,33 @@ class LocalGitRepo:
             raise RevisionNotFound(f"HEAD of {self.path} is detached: pass --revision BRANCH") from None
 
     def resolve(self, revision: str) -> str:
-        """See :meth:`labelhub.repos.DatasetRepo.resolve` (``git rev-parse --verify REV^{commit}``)."""
+        """See :meth:`labelhub.repos.DatasetRepo.resolve` (``git rev-parse --verify REV^{commit}``).
+
+        Raises:
+            RevisionNotFound: ``revision`` is no commit of the repo; the message names up to 5 of its branches, the
+                checked-out one first (``--revision main`` on a repo whose branch is ``master``), or says it has
+                none (no commit yet).
+        """
         try:
             return git(self.path, "rev-parse", "--verify", "--quiet", f"{revision}^{{commit}}").decode().strip()
         except subprocess.CalledProcessError:
-            raise RevisionNotFound(f"revision {revision!r} not found in {self.path}") from None
+            raise RevisionNotFound(f"revision {revision!r} not found in {self.path}: {self._branches_hint()}") from None
+
+    def _branches_hint(self, most: int = 5) -> str:
+        """``"its branches: master (checked out), dev"`` (up to ``most``, then ``+N more``), or that it has none."""
+        branches = sorted(self._refs("refs/heads")[0])
+        if not branches:
+            return "it has no branch yet (commit something first)"
+        try:
+            current = self.default_revision()
+        except RevisionNotFound:
+            current = None
+        if current in branches:
+            branches.remove(current)
+            branches.insert(0, current)
+        shown = [f"{b} (checked out)" if b == current else b for b in branches[:most]]
+        more = f", +{len(branches) - most} more" if len(branches) > most else ""
+        return f"its branches: {', '.join(shown)}{more} (pass one as --revision or LABELHUB_REVISION)"
 
     def iter_files(self, sha: str) -> Iterator[RepoFile]:
         """See :meth:`labelhub.repos.DatasetRepo.iter_files` (one ``git ls-tree``)."""

@@ -28,6 +28,11 @@ One cycle (:meth:`FileImporter.run`), through the crash-safe import ledger (:mod
    but no longer selected (a new ``--exclude``) is not removed: its task is left as it is (a log line says so).
 6. A task whose commit the repo no longer holds (a rewritten history) while the head holds the same blob at the
    same path is re-pinned to the head (:meth:`FileImporter._repins`).
+7. When the file URL policy changed since the last completed cycle (:meth:`FileImporter.url_form`: ``--file-urls``,
+   ``LABELHUB_PUBLIC_URL``, ``LABELHUB_SECRET``, ``--url-lifetime``, a Hub repo's visibility), every task's URL is
+   rebuilt from its ``hf_path`` and ``hf_revision`` and rewritten where it differs (:meth:`FileImporter
+   ._rewrite_urls`): tasks made under an older policy load again. The policy is part of the selection, so the
+   short-circuit of step 1 costs nothing more when nothing changed.
 
 The updates of steps 4 to 6 run a few at once and are recorded as they land (:meth:`FileImporter._update`); a task
 deleted in Label Studio is recorded as such (its file is never imported again) and the cycle goes on. A file whose
@@ -81,8 +86,17 @@ RECORD_EVERY = 20
 LOG_EVERY = 500
 #: The state cursor of the project's last completed cycle: ``{"sha", "selection"}`` (:meth:`FileImporter.selection`).
 LAST_CYCLE = "import_last_cycle"
+#: The commit of the placeholder file whose URL shows the URL policy's form (:meth:`FileImporter.url_form`).
+PLACEHOLDER_SHA = "0" * 40
+#: A commit sha, which a task's URL is rebuilt at (:meth:`FileImporter._rewrite_urls`).
+_SHA = re.compile(r"[0-9a-f]{40}")
 #: A backslash or a control character: a name a signed file URL cannot carry (:func:`labelhub.signing.is_safe_path`).
 _ODD_NAME = re.compile(r"[\x00-\x1f\x7f\\]")
+
+
+def _files_part(selection: dict) -> dict:
+    """A :meth:`FileImporter.selection` without its file URL policy: what selects the files."""
+    return {key: value for key, value in selection.items() if key != "file_urls"}
 
 
 def _names(names: Sequence[str], most: int = 5) -> str:
@@ -133,13 +147,15 @@ class FileImportReport:
     changed: list[str] = field(default_factory=list)
     moved: list[tuple[str, str]] = field(default_factory=list)
     repinned: list[str] = field(default_factory=list)
+    rewritten: int = 0
 
 
 @dataclass(frozen=True)
 class _Update:
-    """One task to update: its ``data`` to show ``file`` (``kind="data"``), or its ``meta``'s removal mark
-    (``kind="meta"``); ``record`` is what the ledger records once it landed: ``("follow", old key, new key, sha,
-    blob_id)`` or ``("removed", key, sha or None)``."""
+    """One task to update: its ``data`` to show ``file`` (``kind="data"``), its ``meta``'s removal mark
+    (``kind="meta"``), or its file URL under the current policy (``kind="url"``); ``record`` is what the ledger
+    records once it landed: ``("follow", old key, new key, sha, blob_id)`` or ``("removed", key, sha or None)``, or
+    for a URL nothing: ``("url", resign, exact)`` (see :meth:`FileImporter._rewrite_urls`)."""
 
     key: str
     known: Known
@@ -185,12 +201,25 @@ class FileImporter:
 
     def selection(self) -> dict:
         """What selects this importer's files and makes their tasks (JSON types): the revision followed, the globs,
-        the metadata join and the object tag's data key. The cycle's short-circuit holds only when it is the one of
-        the project's last completed cycle (:data:`LAST_CYCLE`)."""
+        the metadata join, the object tag's data key and the file URL policy (:meth:`url_form`). The cycle's
+        short-circuit holds only when it is the one of the project's last completed cycle (:data:`LAST_CYCLE`)."""
         selection = {"repo": self.repo.repo_id, "revision": self.revision, "include": list(self.include or ()),
                      "exclude": list(self.exclude), "metadata": asdict(self.metadata) if self.metadata else None,
-                     "value_key": self.field.value_key, "as_url": self.field.as_url}
+                     "value_key": self.field.value_key, "as_url": self.field.as_url, "file_urls": self.url_form()}
         return json.loads(json.dumps(selection))  # as the cursor reads back (tuples become lists)
+
+    def url_form(self) -> dict | None:
+        """What a task's file URL takes from the URL policy besides its file (JSON types, no secret), or ``None`` when
+        the tasks hold texts: the URL of a placeholder file without its query (the form, Hub ``resolve`` or the
+        backend's ``/files`` route, with its host and the repo's key), whether it is signed, and the policy's
+        :meth:`labelhub.file_urls.FileURLs.signing_key` (a digest of the secret, the lifetime). No call: a Hub repo's
+        visibility is the one its last listing or :meth:`labelhub.repos.DatasetRepo.resolve` saw."""
+        if not self.field.as_url:
+            return None
+        sample = self.repo.file_url(PLACEHOLDER_SHA, "x")
+        policy = getattr(self.repo, "file_urls", None)  # a labelhub.file_urls.FileURLs, when the repo has one
+        signed = "sig=" in sample
+        return {"url": sample.split("?")[0], "signed": signed, **(policy.signing_key() if signed and policy else {})}
 
     def _last_cycle(self) -> dict | None:
         """``{"sha": commit, "selection": ...}`` of the project's last completed cycle (``None``: none recorded)."""
@@ -242,7 +271,8 @@ class FileImporter:
             listed = listing(sha)
             first_page = list(islice(listed, LISTING_PAGE))
             recovered = recovering.result()
-        if synced == sha and not same_selection and last is not None:
+        if synced == sha and not same_selection and last is not None and _files_part(last["selection"]) != \
+                _files_part(selection):
             log.info("%s@%s: the files are selected otherwise than at the last cycle (revision, --include, "
                      "--exclude or --metadata): listing them again", self.repo.repo_id, sha[:12])
         remember_refs(self.state, self.repo.repo_id, self.revision, sha, tags)
@@ -307,6 +337,11 @@ class FileImporter:
         updates += [_Update(p, known[p], "meta", None, ("removed", p, sha)) for p in report.removed]
         updates += [_Update(p, known[p], "meta", None, ("removed", p, None)) for p in report.restored]
         self._update(updates, sha, table)
+        selection["file_urls"] = self.url_form()  # after the listing, which refreshed a Hub repo's visibility
+        if last is not None and selection["file_urls"] is not None and \
+                last["selection"].get("file_urls") != selection["file_urls"]:
+            report.rewritten = self._rewrite_urls(last["selection"].get("file_urls"), selection["file_urls"],
+                                                  {u.known.task_id for u in updates if u.kind == "data"})
         self.state.add_file_changes({"new": report.created, "changed": len(report.changed), "moved": len(report.moved),
                                      "removed": len(report.removed), "restored": len(report.restored)})
         self.state.set_head(self.revision, sha)
@@ -320,6 +355,44 @@ class FileImporter:
                  report.recovered, len(report.changed), len(report.moved), len(report.removed), len(report.restored),
                  names)
         return report
+
+    def _rewrite_urls(self, old: dict | None, new: dict, skip: set[int]) -> int:
+        """Rewrite the file URL of every task of the ledger (but those of ``skip``, just updated, and those deleted
+        in Label Studio) whose URL is not the one the policy now gives (:meth:`url_form` moved from ``old`` to
+        ``new``), rebuilt from the task's ``hf_path`` and ``hf_revision``; through :meth:`_update` (the current data
+        read 200 tasks a query, 4 updates at once). Said in one log line.
+
+        Which URL differs: without a lifetime, any other URL (another form, host, key, or signature: a rotated
+        secret); with one, whose signature moves with the time it was made, another URL without its query, a signed
+        one for an unsigned one or back, and every signed URL when ``old`` shows another secret or lifetime.
+        ``old=None``: a cycle of an older LabelHub recorded no policy; the URLs are compared, none rewritten blindly.
+        A task without a commit sha, or whose file name a URL cannot carry, is left as it is.
+
+        Returns:
+            How many tasks were rewritten.
+        """
+        entries = self.state.ledger.entries()
+        resign = old is not None and new.get("signed") and (old.get("secret"), old.get("lifetime")) != (
+            new.get("secret"), new.get("lifetime"))
+        exact = not new.get("lifetime")
+        todo = [_Update(path, known, "url", None, ("url", bool(resign), exact))
+                for path, known in sorted(entries.items()) if not known.deleted and known.task_id not in skip]
+        rewritten = self._update(todo, "", None)
+        what = "not recorded by the last cycle" if old is None else ", ".join(
+            name for key, name in (("url", "form or host"), ("signed", "signing"), ("secret", "secret"),
+                                   ("lifetime", "lifetime")) if old.get(key) != new.get(key))
+        (log.warning if rewritten else log.info)(
+            "%s: the file URL policy changed since the last cycle (%s): %d of %d tasks' URLs rewritten as %s",
+            self.repo.repo_id, what, rewritten, len(todo), new["url"].replace(f"{PLACEHOLDER_SHA}/x", "<sha>/<path>"))
+        return rewritten
+
+    def _url_stale(self, shown: object, url: str, record: tuple) -> bool:
+        """Whether a task showing the URL ``shown`` needs ``url`` (``record``: an ``("url", resign, exact)`` of
+        :meth:`_rewrite_urls`)."""
+        _, resign, exact = record
+        if not isinstance(shown, str) or exact:
+            return shown != url
+        return resign or shown.split("?")[0] != url.split("?")[0] or ("sig=" in shown) != ("sig=" in url)
 
     def _url_ok(self, sha: str, path: str) -> bool:
         """Whether a file URL can be made of ``path`` (a backslash or a control character in it: the backend's
@@ -434,22 +507,27 @@ class FileImporter:
             return self.repo.file_url(sha, file.path)
         return self.repo.read_file(sha, file.path).decode("utf-8", errors="replace")
 
-    def _update(self, updates: list[_Update], sha: str, table: MetadataTable | None) -> None:
+    def _update(self, updates: list[_Update], sha: str, table: MetadataTable | None) -> int:
         """Apply ``updates`` to their tasks: each task's current ``data`` or ``meta`` is read with the others'
         (:meth:`LabelStudioProject.tasks_fields`, a query per :data:`UPDATE_CHUNK` tasks), then updated with one call,
         :data:`UPDATE_WORKERS` calls at once, and each finished update is recorded in the ledger as it lands (every
         :data:`RECORD_EVERY` of them, one transaction), so that a restart redoes none that landed (a few at most,
         which are idempotent). A task deleted in Label Studio (a 404 of the task) is recorded as deleted, said once
         in a warning naming it and its file, and the cycle goes on; a task recorded as deleted gets no call.
-        Progress: a tqdm bar on a terminal, and a log line every :data:`LOG_EVERY` tasks.
+        Progress: a tqdm bar on a terminal, and a log line every :data:`LOG_EVERY` tasks. A URL update
+        (``kind="url"``) whose task already shows the URL makes no call.
+
+        Returns:
+            How many update calls were made.
 
         Raises:
             labelhub.errors.LabelHubError: a call failed otherwise (the project is gone, Label Studio refused);
                 the updates that landed before are recorded.
         """
         if not updates:
-            return
+            return 0
         ledger = self.state.ledger
+        called: list[int] = []
         done: list[_Update] = []
         deleted: list[_Update] = []
 
@@ -471,10 +549,23 @@ class FileImporter:
         def apply(update: _Update, current: dict | None) -> None:
             if update.kind == "data":
                 self.project.update_data(update.known.task_id, self._data(update.file, sha, table)["data"], current)
+            elif update.kind == "url":
+                shown = current or {}
+                revision = shown.get("hf_revision") or update.known.revision
+                if not _SHA.fullmatch(str(revision)):
+                    return  # no commit to rebuild its URL from: left as it is
+                try:
+                    url = self.repo.file_url(revision, shown.get("hf_path") or update.key)
+                except ValueError:  # a name a signed URL cannot carry (see _url_ok): left as it is
+                    return
+                if current is not None and not self._url_stale(shown.get(self.field.value_key), url, update.record):
+                    return
+                self.project.update_data(update.known.task_id, {self.field.value_key: url}, current)
             else:
                 removed_in = update.record[2]
                 self.project.update_meta(update.known.task_id, {"hf_removed": removed_in is not None,
                                                                 "hf_removed_in": removed_in}, current)
+            called.append(1)
 
         total, finished = len(updates), 0
         live = [u for u in updates if not u.known.deleted]
@@ -488,7 +579,7 @@ class FileImporter:
                     running: dict = {}
                     for update in chunk:
                         read = fields.get(update.known.task_id)
-                        current = None if read is None else read[0 if update.kind == "data" else 1]
+                        current = None if read is None else read[1 if update.kind == "meta" else 0]
                         running[pool.submit(apply, update, current)] = update
                     for future in as_completed(running):
                         update = running[future]
@@ -508,3 +599,4 @@ class FileImporter:
                 flush()
                 raise
         flush()
+        return len(called)
