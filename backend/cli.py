@@ -308,7 +308,7 @@ def _why_empty(host, status) -> str:
 @click.command("predict", context_settings={"show_default": True})
 @click.option("--project", "project_id", required=True, type=Integer(1), envvar="LABELHUB_PROJECT",
               help="The Label Studio project id.")
-@click.option("--missing", "mode", flag_value="missing", default=True,
+@click.option("--missing", "mode", flag_value="missing", default=True, show_default=False,
               help="Predict the tasks that have no prediction of the model's current version (default).")
 @click.option("--all", "mode", flag_value="all",
               help="Predict every task again; a prediction of the current version is replaced, older versions stay.")
@@ -340,11 +340,11 @@ def _why_empty(host, status) -> str:
               help="Label Studio's URL.")
 @click.option("--api-key", "--label-studio-api-key", "api_key", envvar="LABEL_STUDIO_API_KEY", default=None,
               show_default=False,
-              help="A Label Studio personal access token or legacy token (env LABEL_STUDIO_API_KEY).")
+              help="A Label Studio personal access token or legacy token.")
 @click.option("--model-dir", default=None, envvar="MODEL_DIR", show_default="./labelhub-models",
               help="The backend's MODEL_DIR (the project's model is loaded from it).")
 @click.option("--redis-url", envvar="LABELHUB_REDIS_URL", default=None, show_default=False,
-              help="The backends' Redis (env LABELHUB_REDIS_URL): the model is loaded from it and the batches run "
+              help="The backends' Redis: the model is loaded from it and the batches run "
                    "on `labelhub worker` processes.")
 @log_level_option(help=LOG_LEVEL_HELP + " On a terminal its lines print above the progress bar; without one, INFO "
                                         "adds a progress line every 10 s.")
@@ -486,7 +486,7 @@ def predict(project_id, mode, task_ids, unlabeled, filter_json, view_id, batch_s
 
 @click.command("worker", context_settings={"show_default": True})
 @click.option("--redis-url", envvar="LABELHUB_REDIS_URL", required=True, show_default=False,
-              help="The backends' Redis (env LABELHUB_REDIS_URL).")
+              help="The backends' Redis.")
 @click.option("--queue", "queues", multiple=True, default=["labelhub"], help="RQ queues to take batches from.")
 @click.option("--burst", is_flag=True, help="Stop once the queues are empty.")
 @log_level_option()

@@ -92,7 +92,7 @@ log = logging.getLogger("labelhub")
 @click.option("--webhook-port", envvar="LABELHUB_WEBHOOK_PORT", type=Integer(1, 65535), default=9091,
               help="Port of the webhook receiver.")
 @click.option("--webhook-secret", envvar="LABELHUB_WEBHOOK_SECRET", default=None, show_default=False,
-              help="Secret that Label Studio sends in the X-LabelHub-Secret header (env LABELHUB_WEBHOOK_SECRET).")
+              help="Secret that Label Studio sends in the X-LabelHub-Secret header.")
 @log_level_option
 def sync(repo, project_id, revision, include, exclude, metadata_path, metadata_key, metadata_columns, once,
          interval, batch_size, state_path, label_studio_url, label_studio_api_key, hf_token, hf_endpoint,

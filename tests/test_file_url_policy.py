@@ -115,6 +115,18 @@ def test_private_hub_repo_without_secret_is_refused_unless_resolve_is_asked_for(
     assert len(urls) == N and all(f"/datasets/{repo_id}/resolve/" in url for url in urls)
 
 
+def test_import_labels_on_a_private_hub_repo_without_secret_is_refused_before_any_task(label_studio, hub, project,
+                                                                                        tmp_path):
+    repo_id = f"labelhub/policy-import-{time.monotonic_ns() % 10**9}"
+    sample_repos.hub_repo_with(hub, repo_id, sample_repos.image_files(0, N), private=True)
+    labels = tmp_path / "labels.csv"
+    labels.write_text("url,pos_concepts\n" + "".join(f"{p},a\n" for p in sample_repos.image_files(0, N)))
+    proc = run_labelhub("import-labels", str(labels), "--project", str(project.id), "--repo", repo_id, "--state",
+                        str(tmp_path / "state.sqlite3"), env=_env(label_studio, ""))
+    _refused_in_one_line(proc, repo_id)
+    assert _urls(label_studio, project.id) == []
+
+
 # ---- --revision on a local repo, and --help ------------------------------------------------------
 
 def test_a_revision_a_local_repo_lacks_names_its_branches(tmp_path):
