@@ -59,6 +59,10 @@ class StandInRepo:
     def read_file(self, revision: str, path: str) -> bytes:
         raise FileNotFoundError(path)
 
+    def head_and_tags(self, revision: str) -> tuple[str, dict[str, str]]:
+        """The branch head and no tags: no version yet (what the exporter's series check reads at start)."""
+        return SHA, {}
+
 
 def annotation(annotation_id: int, task: int, who: int, rnd: random.Random) -> dict:
     """One annotation: a choice (annotators mostly agree) and one or two jittered boxes."""

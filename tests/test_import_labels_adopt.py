@@ -18,7 +18,7 @@ from labelhub.errors import LabelStudioError
 from labelhub.sync.labels.cli import import_labels
 from labelhub.sync.labelstudio.project import LabelStudioProject
 from tests import sample_repos
-from tests.conftest import HUB_TOKEN, ROOT, run_labelhub
+from tests.conftest import FILE_SECRET, HUB_TOKEN, ROOT, run_labelhub
 from tests.test_import_labels_to_tasks import CONFIG, HEADER
 
 N = 6
@@ -38,7 +38,7 @@ def project(make_project):
 @pytest.fixture
 def env(label_studio):
     return {"LABEL_STUDIO_URL": label_studio.url, "LABEL_STUDIO_API_KEY": label_studio.personal_token,
-            "TQDM_DISABLE": "1"}
+            "TQDM_DISABLE": "1", "LABELHUB_SECRET": FILE_SECRET}
 
 
 @pytest.fixture

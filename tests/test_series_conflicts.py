@@ -34,7 +34,7 @@ from labelhub.sync.versions.card import card_block
 from labelhub.sync.versions.exporter import Exporter
 from labelhub.sync.versions.series import series_for
 from tests import sample_repos
-from tests.conftest import ROOT, run_labelhub
+from tests.conftest import FILE_SECRET, ROOT, run_labelhub
 from tests.test_two_projects_one_repo import CONFIG, choice
 
 git = sample_repos.git
@@ -132,7 +132,8 @@ def test_a_daemon_that_meets_another_projects_version_of_its_series_stops_in_one
     path = sample_repos.local_repo_with(tmp_path / "repo", sample_repos.image_files(0, 4))
     client = label_studio.client()
     first, second = make_project("daemon: first", CONFIG), make_project("daemon: second", CONFIG)
-    env = {**os.environ, "LABEL_STUDIO_URL": label_studio.url, "LABEL_STUDIO_API_KEY": label_studio.api_key}
+    env = {**os.environ, "LABEL_STUDIO_URL": label_studio.url, "LABEL_STUDIO_API_KEY": label_studio.api_key,
+           "LABELHUB_SECRET": FILE_SECRET}
     log_path = tmp_path / "second.log"
     with open(log_path, "w") as log:  # started before the first project exported anything: nothing to refuse yet
         daemon = subprocess.Popen(

@@ -338,7 +338,12 @@ def test_automatic_requests_on_rq_survive_a_trainer_moving_and_leave_no_stale_no
     worker.unmark_queued(client, 3)
     monkeypatch.setattr(worker, "queue", lambda c: Down())
     second.request("3.100", unlabeled=True)
-    assert second.wait_idle(10) and not client.exists(worker._queued_key(3))  # the next retrain enqueues again
+    wait_for(lambda: "3.100" in second._retry and not second._running, timeout=10)
+    assert not client.exists(worker._queued_key(3))  # no stale note: the retry (or the next retrain) enqueues again
+    with second._cond:  # the failed request is kept for its retry after the backoff (not waited for here)
+        assert "3.100" in second._pending
+        second._pending.clear()
+        second._retry.clear()
 
     ttls = []
     monkeypatch.setattr(worker, "_worker_host", lambda: (host("w", trainer=False), None))
