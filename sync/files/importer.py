@@ -50,7 +50,7 @@ from itertools import chain, islice
 
 from labelhub.sync.files.selection import iter_selected
 from labelhub.label_config import DataField, data_field
-from labelhub.errors import LabelHubError, RevisionNotFound
+from labelhub.errors import RevisionNotFound
 from labelhub.cli_options import progress_bar
 from labelhub.sync.labelstudio.project import LabelStudioProject, TaskNotFound
 from labelhub.sync.files.metadata import MetadataSpec, MetadataTable
@@ -439,20 +439,10 @@ class FileImporter:
         return True
 
     def _existing_tasks(self, after_task_id: int) -> list[Entry]:
-        """The project's tasks of this repo with an id above ``after_task_id`` (for :meth:`ImportLedger.recover`).
-
-        When Label Studio's summary counts no task with ``hf_path`` in its data
-        (:meth:`LabelStudioProject.data_columns`: about 20 ms), there is none and the Data Manager query (70 to 90 ms,
-        before a first sync's first import call) is not made; when the summary cannot be read, it is."""
-        try:
-            columns = self.project.data_columns()
-        except LabelHubError:
-            columns = None  # the query below says what is wrong, if anything
-        if columns is not None and not columns.get("hf_path"):
-            return []
-        return [Entry(data["hf_path"], task_id, data.get("hf_revision", ""))
-                for task_id, data in self.project.task_data(after_task_id, hf_repo=self.repo.repo_id)
-                if data.get("hf_path") is not None]
+        """The project's tasks of this repo with an id above ``after_task_id`` (for :meth:`ImportLedger.recover`;
+        :meth:`LabelStudioProject.repo_file_tasks`, no query when no task has an ``hf_path``)."""
+        return [Entry(path, task_id, revision)
+                for task_id, path, revision in self.project.repo_file_tasks(self.repo.repo_id, after_task_id)]
 
     def _metadata_table(self, sha: str) -> MetadataTable | None:
         if self.metadata is None:

@@ -251,17 +251,9 @@ class LabelImporter:
         """The project's tasks of ``repo_id``'s files (``data.hf_repo``, ``data.hf_path``: the sync's, and those of
         earlier imports and restores) with an id above ``after_task_id``, for the repo's ledger's
         :meth:`ImportLedger.recover`: the state may lack them (lost, or another state file than the sync's). The same
-        lookup as the sync's (:meth:`labelhub.sync.files.importer.FileImporter._existing_tasks`): none when Label
-        Studio's summary counts no ``hf_path``."""
-        try:
-            columns = self.project.data_columns()
-        except LabelHubError:
-            columns = None  # the query below says what is wrong, if anything
-        if columns is not None and not columns.get("hf_path"):
-            return []
-        return [Entry(data["hf_path"], task_id, data.get("hf_revision", ""))
-                for task_id, data in self.project.task_data(after_task_id, hf_repo=repo_id)
-                if isinstance(data.get("hf_path"), str)]
+        lookup as the sync's (:meth:`labelhub.sync.labelstudio.project.LabelStudioProject.repo_file_tasks`)."""
+        return [Entry(path, task_id, revision)
+                for task_id, path, revision in self.project.repo_file_tasks(repo_id, after_task_id)]
 
     def _holds(self, task_id: int, result: list[dict]) -> bool:
         """Whether the task already holds these labels: a prediction of this ``model_version``, or an annotation with
