@@ -311,8 +311,8 @@ def test_automatic_requests_on_rq_survive_a_trainer_moving_and_leave_no_stale_no
                             label_studio_api_key="key", redis_url=f"{redis_url}/4", auto_predict_interval=interval)
         held = leases.enter_context(lease(client, f"{PREFIX}trainer", 60, blocking=False)) if trainer else None
         assert held or not trainer, "another trainer holds the lease"
-        return SimpleNamespace(settings=settings, store=SimpleNamespace(client=client),
-                               trainer=SimpleNamespace(lease=held))
+        store = SimpleNamespace(client=client, save_job_status=lambda key, status: None)
+        return SimpleNamespace(settings=settings, store=store, trainer=SimpleNamespace(lease=held))
 
     first = AutoPredictor(host("first"))
     first.request("3.100", unlabeled=True)  # enqueued at once
