@@ -434,7 +434,8 @@ class FileImporter:
         call only for a URL that differs). Without a lifetime any other URL is rewritten; with one (a signed URL's
         signature moves with the time it was made) another form or host, and a signature the sync's secret does not
         verify (:func:`labelhub.signing.verify`, expiry not checked). Said in one log line (a warning when some were
-        rewritten).
+        rewritten). Measured on 2 busy cores, a lost state adopting 600 tasks: 1.1 s to check them when their URLs
+        are right, 81 s to rewrite all 600 (another host).
 
         Returns:
             How many tasks were rewritten.
