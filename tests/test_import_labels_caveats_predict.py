@@ -18,8 +18,8 @@ def test_the_empty_hint_names_start_training_for_annotations_made_before_the_bac
     store = SimpleNamespace(project=lambda key: SimpleNamespace(kv=lambda: {"heads": {}}))
     hint = _why_empty(SimpleNamespace(store=store), SimpleNamespace(project="7.1"))
     assert "annotate some tasks first" in hint
-    assert "Settings → Model → Start training (annotations made before the backend was connected never reached it)" \
-        in hint
+    assert "Settings → Model → Start training (annotations made before the backend was connected never " \
+           "reached it)" in hint
 
 
 def test_status_of_a_job_whose_every_task_failed_has_an_error(tmp_path):

@@ -352,7 +352,8 @@ class FileImporter:
                    and not known[f.path].blob_id]
         if unknown:  # shows this commit, or its revision lacks the file: remember the blob id, nothing to follow
             ledger.set_blob_ids(unknown)
-        repins = self._repins({p: k for p, k in known.items() if p not in followed}, by_path, sha, last.get("sha") if last else synced)
+        repins = self._repins({p: k for p, k in known.items() if p not in followed}, by_path, sha,
+                              last.get("sha") if last else synced)
         report.removed = sorted(p for p in gone if p not in moved_from)
         report.restored = sorted(p for p, k in known.items() if k.removed_in is not None and p in by_path)
         report.moved = [(old, f.path) for old, f in moves]
@@ -378,8 +379,8 @@ class FileImporter:
                 last["selection"].get("file_urls") != selection["file_urls"]:
             report.rewritten = self._rewrite_urls(last["selection"].get("file_urls"), selection["file_urls"],
                                                   {u.known.task_id for u in updates if u.kind == "data"})
-        elif adopted and selection["file_urls"] is not None:
-            report.rewritten = self._rewrite_adopted_urls(
+        if adopted and selection["file_urls"] is not None:  # after a policy change too: their secret may be another
+            report.rewritten += self._rewrite_adopted_urls(
                 {p: known[p] for p in adopted - {f.path for _, f in duplicates}}, {u.known.task_id for u in updates})
         self.state.add_file_changes({"new": report.created, "changed": len(report.changed), "moved": len(report.moved),
                                      "removed": len(report.removed), "restored": len(report.restored)})
