@@ -293,15 +293,37 @@ def _summary(project_id: int, status, seconds: float) -> str:
             f"{status.total / seconds if seconds else 0:.1f} tasks/s)")
 
 
+def _with_failures(view: dict, secrets) -> dict:
+    """A status as ``--status`` prints it, with an ``error`` that sums up the failed tasks of a job whose state is
+    ``done`` (every batch ran; the job itself did not fail, so :mod:`labelhub.backend.jobs` leaves ``error`` empty):
+    ``"22 of 22 tasks failed (task 5: <reason>, and 21 more); run labelhub predict again to retry them"``. Found by a
+    walkthrough: a job where every task failed showed ``"state": "done"`` and ``"error": null``. The ``state`` is
+    left as the job wrote it (``done``: the job ran to its end)."""
+    failed, total = view.get("failed") or 0, view.get("total") or 0
+    if view.get("state") != "done" or view.get("error") or not failed:
+        return view
+    from labelhub.redaction import redact
+
+    failures = view.get("failures") or {}
+    first = next(iter(failures.items()), None)
+    reason = f" (task {first[0]}: {first[1]}{f', and {failed - 1} more' if failed > 1 else ''})" if first else ""
+    return {**view, "error": redact(f"{failed} of {total} tasks failed{reason}; run labelhub predict again to "
+                                    "retry them", secrets)}
+
+
 def _why_empty(host, status) -> str:
-    """Why the model answered no region: nothing learned yet (no head's fit in its state), or nothing found."""
+    """Why the model answered no region: nothing learned yet (no head's fit in its state), or nothing found. Not
+    learned yet may also be a project annotated before the backend was connected: Label Studio sends the backend
+    no event of those annotations, and only a training run asked for (Settings → Model → Start training, which
+    calls the backend's ``/train``) reads them (found by a walkthrough)."""
     try:
         heads = host.store.project(status.project).kv().get("heads") or {}
     except Exception:  # noqa: BLE001 (a hint only)
         heads = None
     if heads is not None and not any(isinstance(h, dict) and h.get("file") for h in heads.values()):
         return ("the model has not learned yet: no head is fitted; annotate some tasks first (a Choices fit needs two "
-                "different choices) and let the backend retrain")
+                "different choices) and let the backend retrain, or, if the project has annotations, Settings → "
+                "Model → Start training (annotations made before the backend was connected never reached it)")
     return "it found nothing to label in them"
 
 
@@ -405,7 +427,7 @@ def predict(project_id, mode, task_ids, unlabeled, filter_json, view_id, batch_s
             status, where = latest_status(settings.model_dir, project_id), f"MODEL_DIR={str(settings.model_dir)!r}"
         if status is None:
             raise click.ClickException(f"no prediction job of project {project_id} in {where}")
-        click.echo(json.dumps(_readable(status.view()), indent=2))
+        click.echo(json.dumps(_readable(_with_failures(status.view(), secrets)), indent=2))
         return
     if not api_key:
         raise click.UsageError("Label Studio's API key is required: --api-key or LABEL_STUDIO_API_KEY")

@@ -89,7 +89,22 @@ def import_labels(ctx, file, project_id, target, ground_truth, model_version, st
 def _run(file, project_id, target, ground_truth, model_version, strict, batch_size, file_format, repo, revision,
          state_path, label_studio_url, label_studio_api_key, hf_token, hf_endpoint, public_url, url_policy) -> int:
     """Parse, report, import, summarise; return how many rows were rejected plus the second tasks a concurrent
-    import made (either: exit code 1)."""
+    import made (either: exit code 1).
+
+    The state lock (:func:`labelhub.sync.options.state_lock`) is taken first, before the file is read: beside a
+    sync daemon (or another import) of the project with the same ``--state``, the refusal is the only output, not
+    the last line after every rejected row and the parse summary (found by a walkthrough). A ``--strict`` run that
+    would import nothing is refused the same way: decided, it is the same command."""
+    with state_lock(state_path, project_id):
+        return _run_locked(file, project_id, target, ground_truth, model_version, strict, batch_size, file_format,
+                           repo, revision, state_path, label_studio_url, label_studio_api_key, hf_token, hf_endpoint,
+                           public_url, url_policy)
+
+
+def _run_locked(file, project_id, target, ground_truth, model_version, strict, batch_size, file_format, repo,
+                revision, state_path, label_studio_url, label_studio_api_key, hf_token, hf_endpoint, public_url,
+                url_policy) -> int:
+    """:func:`_run` once the state lock is held."""
     from labelhub.sync.labels.coco_file import read_coco
     from labelhub.sync.labels.csv_file import read_labels_csv
     from labelhub.sync.labels.parsed import ProjectLabels, UrlResolver
@@ -124,16 +139,15 @@ def _run(file, project_id, target, ground_truth, model_version, strict, batch_si
         click.echo(str(error))
     report = None
     if not (strict and parsed.rejected_rows):
-        with state_lock(state_path, project_id):
-            with state_errors(state_path):
-                db = connect(state_path)
-            bind_project(db, project_id, project.url, project.key)
-            try:
-                report = LabelImporter(project, ImportLedger(db, project_id, LABELS_SOURCE), labels, target=target,
-                                       model_version=model_version, batch_size=batch_size,
-                                       ground_truth=ground_truth).run(parsed.tasks)
-            finally:
-                db.close()
+        with state_errors(state_path):
+            db = connect(state_path)
+        bind_project(db, project_id, project.url, project.key)
+        try:
+            report = LabelImporter(project, ImportLedger(db, project_id, LABELS_SOURCE), labels, target=target,
+                                   model_version=model_version, batch_size=batch_size,
+                                   ground_truth=ground_truth).run(parsed.tasks)
+        finally:
+            db.close()
     for line in summary_lines(parsed, report, target, strict):
         click.echo(line)
     return parsed.rejected_rows + (len(report.second_tasks) if report else 0)

@@ -123,6 +123,7 @@ class LabelImportReport:
             record) was found in Label Studio and recorded; tasks found of urls that are not in the file are not
             counted (a new state adopts every earlier import's tasks).
         labelled_sync_tasks: tasks of the sync (repo files) that got the labels added.
+        sync_tasks_data: tasks of the sync whose ``data`` got the file's ``neg_concepts`` or ``metadata``.
         second_tasks: ids of second tasks of this run's urls that another import (another state file) made at the
             same time (:meth:`LabelImporter._second_tasks`), to delete.
     """
@@ -132,6 +133,7 @@ class LabelImportReport:
     already_imported: int = 0
     recovered: int = 0
     labelled_sync_tasks: int = 0
+    sync_tasks_data: int = 0
     second_tasks: list[int] = field(default_factory=list)
 
 
@@ -181,6 +183,9 @@ class LabelImporter:
             log.info("found %d tasks of earlier imports in Label Studio (%d of this file's urls)", adopted,
                      report.recovered)
         new = self._label_sync_tasks(new, report)
+        if report.sync_tasks_data:
+            log.info("%d tasks of the sync got the file's neg_concepts or metadata in their data",
+                     report.sync_tasks_data)
         items = (Item(t.url, build_labeled_task(t, self.labels, self.target, self.model_version, self.ground_truth),
                       aliases=(t.hf,) if t.hf else ()) for t in new)
         report.created = self.ledger.import_items(self.project, items, len(new), self.batch_size)
@@ -255,18 +260,21 @@ class LabelImporter:
         return [Entry(path, task_id, revision)
                 for task_id, path, revision in self.project.repo_file_tasks(repo_id, after_task_id)]
 
-    def _holds(self, task_id: int, result: list[dict]) -> bool:
-        """Whether the task already holds these labels: a prediction of this ``model_version``, or an annotation with
-        this result. An import killed between a task's create and its ledger record (one call each) would otherwise
-        add them a second time when run again. One read per task the sync made."""
-        task = self.project.call(self.project.client.tasks.get, str(task_id))
+    def _holds(self, task: Any, result: list[dict]) -> bool:
+        """Whether the task (as just read) already holds these labels: a prediction of this ``model_version``, or an
+        annotation with this result. An import killed between a task's create and its ledger record (one call each)
+        would otherwise add them a second time when run again."""
         if self.target == "predictions":
             return any(_field(p, "model_version") == self.model_version for p in _field(task, "predictions") or [])
         return any(_field(a, "result") == result for a in _field(task, "annotations") or [])
 
     def _label_sync_tasks(self, tasks: list[ImportTask], report: LabelImportReport) -> list[ImportTask]:
         """Add the labels of repo-path urls whose file the sync already made a task of to that task
-        (one call each); return the other tasks."""
+        (a read and one call each), and their ``neg_concepts`` and ``metadata`` to its ``data`` as a new task would
+        have them (:func:`build_labeled_task`; one more call per task that has either and lacks them: the data are
+        replaced whole, https://api.labelstud.io/api-reference/api-reference/tasks/update, so they are merged into
+        what was read): ``neg_concepts`` gets the file's names it lacks, ``metadata`` the file's keys (the file's
+        values win); the sync's own keys (the metadata join's columns, ``hf_*``) stay. Return the other tasks."""
         by_repo: dict[str, list[ImportTask]] = {}
         for t in tasks:
             if t.hf:
@@ -288,7 +296,13 @@ class LabelImporter:
             if task_id is None:
                 continue
             result = build_result(t, self.labels)
-            if result and not self._holds(task_id, result):
+            task = self.project.call(client.tasks.get, str(task_id)) if result or t.neg_concepts or t.metadata \
+                else None
+            changes = _data_changes(_field(task, "data") or {}, t) if task is not None else {}
+            if changes:
+                self.project.update_data(task_id, changes, _field(task, "data") or {})
+                report.sync_tasks_data += 1
+            if result and not self._holds(task, result):
                 if self.target == "predictions":
                     self.project.call(client.predictions.create, task=task_id, result=result,
                                       model_version=self.model_version, request_options=NO_SDK_RETRY)
@@ -299,6 +313,20 @@ class LabelImporter:
             report.labelled_sync_tasks += 1
             report.regions += len(t.regions)
         return [t for t in tasks if t.url not in existing]
+
+
+def _data_changes(data: dict, task: ImportTask) -> dict:
+    """What a sync task's ``data`` lacks of ``task``'s ``neg_concepts`` and ``metadata`` (see
+    :meth:`LabelImporter._label_sync_tasks`): ``{}`` when it holds them already (a re-run makes no call)."""
+    changes: dict = {}
+    negatives = data.get("neg_concepts") if isinstance(data.get("neg_concepts"), list) else []
+    missing = [name for name in task.neg_concepts if name not in negatives]
+    if missing:
+        changes["neg_concepts"] = negatives + missing
+    metadata = data.get("metadata") if isinstance(data.get("metadata"), dict) else {}
+    if task.metadata and any(metadata.get(k) != v for k, v in task.metadata.items()):
+        changes["metadata"] = {**metadata, **task.metadata}
+    return changes
 
 
 def _field(item: Any, name: str) -> Any:
