@@ -36,7 +36,7 @@ from labelhub.sync.versions.rows import BOOKKEEPING
 from labelhub.sync.versions.series import DEFAULT_CSV_PATH, Series, series_for
 
 __all__ = ["VALUE", "MAX_LABELS", "VersionDiff", "cell_labels", "changed_rows", "changes_text", "controls_of", "diff_frames", "diff_versions",
-           "read_version_csv", "summary_text"]
+           "read_version_csv", "replaced_project", "summary_text"]
 
 #: Columns after the control columns in every CSV (see :mod:`labelhub.sync.versions.rows`).
 _FIRST_AFTER_CONTROLS = "annotator"
@@ -239,6 +239,30 @@ def _cell_text(cell) -> str:
     return "" if cell is None or (isinstance(cell, float) and pd.isna(cell)) else str(cell)
 
 
+def replaced_project(label_studio: Mapping | None, project_id, project_key: str | None) -> bool:
+    """Whether a manifest's ``label_studio`` section names Label Studio project ``project_id`` but not the project
+    whose key is ``project_key``: another project that had the same id (Label Studio reset, or another Label
+    Studio, whose new project got the old one's id). Its annotation ids name other annotations: rows of the two
+    are never matched by ``annotation_id``.
+
+    Label Studio names a project ``<id>.<created_at in unix seconds>`` (``MLApi._create_project_uid`` in
+    ``label_studio/ml/api_connector.py``; :attr:`labelhub.sync.labelstudio.project.LabelStudioProject.key`), which
+    manifests hold as ``label_studio.project_key`` (since 2026-12). ``False`` when either key is unknown (a
+    manifest of an older LabelHub, a project without ``created_at``): those are taken as the same project, as before.
+
+    Example:
+        >>> replaced_project({"project_id": 1, "project_key": "1.1796529238"}, 1, "1.1796529942")
+        True
+        >>> replaced_project({"project_id": 1}, 1, "1.1796529942")  # an older LabelHub's manifest
+        False
+    """
+    section = label_studio if isinstance(label_studio, Mapping) else {}
+    theirs = section.get("project_key")
+    if section.get("project_id") != project_id or not isinstance(theirs, str) or not isinstance(project_key, str):
+        return False
+    return "." in theirs and "." in project_key and theirs != project_key
+
+
 def read_version_csv(repo: DatasetRepo, sha: str, series: Series) -> pd.DataFrame:
     """The rows of the version of ``series`` at commit ``sha``: its CSV, every cell as written (``dtype=str``): a
     label ``01`` or ``2.50`` read as a number would become 1 or 2.5, and a column with an empty cell in one version
@@ -258,7 +282,7 @@ def _read_version(repo: DatasetRepo, sha: str, series: Series) -> tuple[pd.DataF
         manifest = json.loads(repo.read_file(sha, series.manifest_path))
     except (FileNotFoundError, ValueError):
         manifest = {}
-    return frame, manifest
+    return frame, manifest if isinstance(manifest, dict) else {}
 
 
 def diff_versions(repo: DatasetRepo, old_tag: str, new_tag: str, csv_path: str = DEFAULT_CSV_PATH,
@@ -272,7 +296,9 @@ def diff_versions(repo: DatasetRepo, old_tag: str, new_tag: str, csv_path: str =
         tag_prefix: The series' tag prefix; ``None``: derived from ``csv_path``.
 
     Returns:
-        A :class:`VersionDiff` (controls from the newer version's manifest, or its columns).
+        A :class:`VersionDiff` (controls from the newer version's manifest, or its columns). Versions of two
+        projects that had the same id (:func:`replaced_project`: a Label Studio reset between them) match no rows:
+        the older one's annotations are removed, the newer one's added.
 
     Raises:
         RevisionNotFound: A tag is neither a tag of the repo nor a commit sha.
@@ -297,8 +323,12 @@ def diff_versions(repo: DatasetRepo, old_tag: str, new_tag: str, csv_path: str =
             shas.append(tag)
         else:
             raise RevisionNotFound(f"{tag!r} is not a tag of {repo.repo_id} (see labelhub versions)")
-    old, _ = _read_version(repo, shas[0], series)
+    old, old_manifest = _read_version(repo, shas[0], series)
     new, manifest = _read_version(repo, shas[1], series)
+    section = manifest.get("label_studio") if isinstance(manifest.get("label_studio"), Mapping) else {}
+    if replaced_project(old_manifest.get("label_studio"), section.get("project_id"), section.get("project_key")):
+        # two projects that had one id (a Label Studio reset): their annotation ids name different annotations
+        old = old.assign(annotation_id=[f"{old_tag}:{x}" for x in old["annotation_id"]])
     diff = diff_frames(old, new, controls_of(new, manifest), old_tag, new_tag)
     diff.changed = changed_rows(old, new)
     return diff
