@@ -96,8 +96,8 @@ import pandas as pd
 from labelhub.sync.versions.card import card_block, dataset_card, manifest_json
 from labelhub.sync.versions.diff import VersionDiff, changes_text, diff_frames, read_version_csv, replaced_project
 from labelhub.sync.versions.agreement import agreement_markdown
-from labelhub.sync.versions.incremental import VersionRows, build_files, build_rows
-from labelhub.sync.versions.rows import BOOKKEEPING, FIXED_HEAD, FIXED_TAIL, OTHER_RESULTS
+from labelhub.sync.versions.incremental import CONTENT_FORMAT, VersionRows, build_files, build_rows
+from labelhub.sync.versions.rows import BOOKKEEPING, FIXED_HEAD, FIXED_TAIL, OTHER_RESULTS, content_hash
 from labelhub.sync.versions.series import DEFAULT_CSV_PATH, DEFAULT_PREFIX, series_for
 from labelhub.sync.versions.training import CONSENSUS_COLUMNS, text_from_file, training_features
 from labelhub.errors import (AmbiguousCommit, CommitConflict, ConfigurationError, LabelHubError, ProjectNotFound,
@@ -121,6 +121,9 @@ EXPORTED_GENERATION = "exported_generation"
 CARD = "last_card"
 #: The cursor naming the series (tag prefix) of the state's versions; unset: the default series.
 SERIES = "export_series"
+#: The cursor naming the form of the content hashes of the state's baseline
+#: (:data:`labelhub.sync.versions.incremental.CONTENT_FORMAT`); unset: 1, a file URL hashed as written.
+CONTENT_FORMAT_CURSOR = "export_content_format"
 
 
 class _Renumber(Exception):
@@ -336,9 +339,42 @@ class Exporter:
     def upgrade(self) -> None:
         """Translate a baseline of whole-row hashes (a version an older LabelHub tagged) into content hashes now
         (see the module docstring; no Hub or Label Studio call, one build of the rows: what the first export would
-        make). Nothing when the baseline holds content hashes (one query)."""
+        make), or a baseline of content hashes of an older form (:meth:`_translate_contents`). Nothing when the
+        baseline holds content hashes of this form (two queries)."""
+        form = str(CONTENT_FORMAT)
         if self.state.whole_row_baseline():
             exported_contents(self.state, build_rows(self.state, self.controls, self.value_key))
+        elif self.state.cursor(CONTENT_FORMAT_CURSOR, "1") != form and self.state.last_version_status() == "tagged":
+            self._translate_contents()
+        if self.state.cursor(CONTENT_FORMAT_CURSOR, "1") != form:
+            self.state.set_cursor(CONTENT_FORMAT_CURSOR, form)
+
+    def _translate_contents(self) -> None:
+        """Give the baseline (the last tagged version's ``{annotation_id: "<content hash>:<annotator>"}``) the content
+        hashes of this LabelHub's form (:func:`labelhub.sync.versions.incremental.content_key`: a file URL counts as
+        the file it names) where the annotation's stored row is the one it was hashed from: its stored content hash
+        then is the baseline's (the rows stored are read before the build makes them again, once, in the new form).
+        Other annotations keep their hash and count as changed in the next version, as they would have. One read
+        of the stored rows, one build, one write of the baseline."""
+        before = {}
+        for text, _, _, content in self.state.export_rows():
+            row = json.loads(text)
+            before[int(row["annotation_id"])] = content or content_hash(row)
+        built = build_rows(self.state, self.controls, self.value_key)
+        version, hashes, _ = self.state.exported_baseline()
+        translated = {}
+        for key, value in hashes.items():
+            old, _, who = value.partition(":")
+            now = built.contents.get(key)
+            translated[key] = f"{now.partition(':')[0]}:{who}" if now and before.get(key) == old else value
+        if translated == hashes:
+            return
+        last, labels = self.state.last_version(), self.state.last_tagged_labels()
+        # the same version again (its commit, parent, summary and label columns), with the hashes translated
+        self.state.begin_version(version, last["export_id"], translated, last["summary"], labels[1])
+        self.state.set_version_status(version, "tagged", last["commit_sha"], last["parent_commit"])
+        log.info("content hashes of the last version translated: a file URL counts as the file it names (%d of its "
+                 "%d annotations are as then)", sum(1 for k, v in translated.items() if v != hashes[k]), len(hashes))
 
     def _follow_series(self) -> None:
         """Forget the state's versions when they belong to another series (the prefix changed): the new series is
