@@ -669,7 +669,7 @@ class Exporter:
             raise ConfigurationError(
                 f"{tag} of {repo} was exported from Label Studio project {project} of "
                 f"{(manifest.get('label_studio') or {}).get('url', '?')} created at another time (project key "
-                f"{manifest['label_studio']['project_key']}, this is {self.project.key} of {self.project.url}): "
+                f"{manifest['label_studio']['project_key']}, this is {self._key()} of {self.project.url}): "
                 f"another project with the same id cannot share the series {prefix!r} ({self.csv_path}); if it still "
                 f"exports there, give this one its own --csv-path; if this project replaces it, pass "
                 f"--take-over-from {project} to go on with its series")
@@ -688,7 +688,12 @@ class Exporter:
         (:func:`labelhub.sync.versions.diff.replaced_project`: its ``label_studio.project_key`` is not this one's;
         a Label Studio reset gives the new project the old one's id). ``False`` for a manifest without the key (an
         older LabelHub's): taken as this project's, as that LabelHub did."""
-        return replaced_project(manifest.get("label_studio"), self.project.project_id, self.project.key)
+        return replaced_project(manifest.get("label_studio"), self.project.project_id, self._key())
+
+    def _key(self) -> str | None:
+        """The project's key ``<id>.<created_at>`` (:attr:`labelhub.sync.labelstudio.project.LabelStudioProject.key`);
+        ``None`` for a project object without one (a stand-in in a test)."""
+        return getattr(self.project, "key", None)
 
     def _deleted(self, project_id, manifest: dict) -> bool:
         """Whether Label Studio project ``project_id``, which exported ``manifest``, was deleted from this Label
@@ -785,7 +790,7 @@ class Exporter:
                         "removed and this project's as added in the next version (the two projects' annotation ids "
                         "name different annotations)", self.series.prefix, project,
                         (manifest.get("label_studio") or {}).get("url", "?"), manifest["label_studio"]["project_key"],
-                        self.project.key, "--take-over-from" if project == self.take_over_from and
+                        self._key(), "--take-over-from" if project == self.take_over_from and
                         (manifest.get("label_studio") or {}).get("url") != self.project.url else
                         "Label Studio was reset or the project deleted and its id given again", tag, sha[:12],
                         len(other))
@@ -845,7 +850,7 @@ class Exporter:
                        "annotators": int(frame["annotator"].nunique()) if len(frame) else 0,
                        "cancelled": len(frame) - len(live), **summary},
             "label_distribution": built.label_distribution,
-            "label_studio": {"project_id": self.project.project_id, "project_key": self.project.key,
+            "label_studio": {"project_id": self.project.project_id, "project_key": self._key(),
                              "url": self.project.url, "title": self.project.title},
             "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "csv_path": self.csv_path, "csv_sha256": hashlib.sha256(csv).hexdigest(),

@@ -358,7 +358,7 @@ def build_rows(state: SyncState, controls: Mapping[str, str], value_key: str) ->
         stored = state.export_rows()
         users = {str(k): v for k, v in state.users().items()}
         texts, row_hash, references, content = (_objects(list(map(itemgetter(i), stored))) for i in range(4))
-        _fill_content_hashes(state, texts, row_hash, content)
+        _fill_content_hashes(state, texts, row_hash, content, value_key)
         annotator = _objects([users.get(reference, reference) for reference in references])
         key = _state_key(state)
         previous = _BUILDS.get(key)
@@ -373,16 +373,17 @@ def build_rows(state: SyncState, controls: Mapping[str, str], value_key: str) ->
         return build
 
 
-def _fill_content_hashes(state: SyncState, texts: np.ndarray, row_hash: np.ndarray, content: np.ndarray) -> None:
+def _fill_content_hashes(state: SyncState, texts: np.ndarray, row_hash: np.ndarray, content: np.ndarray,
+                         value_key: str) -> None:
     """Give the rows stored without a content hash (by a LabelHub that kept none) theirs, hashed from their JSON
-    (:func:`labelhub.sync.versions.rows.content_hash`: the JSON read back hashes as the row it was written from),
-    and store them: once, at the first build after the upgrade. (Rows are stored with their content hash since;
-    the rows' fingerprint names :data:`CONTENT_FORMAT`, so rows of an older LabelHub are made again before this.)"""
+    and their task's data (:func:`content_key`: the JSON read back hashes as the row it was written from), and
+    store them: once, at the first build after the upgrade (one more query, of the tasks' data)."""
     missing = _missing(content)
     if not len(missing):
         return
     rows = json.loads("[" + ",".join(texts[missing]) + "]")
-    content[missing] = _objects([content_hash(row) for row in rows])
+    data = {annotation.get("id"): task.get("data") or {} for task, annotation in state.live_annotations()}
+    content[missing] = _objects([content_key(row, value_key, data.get(row["annotation_id"], {})) for row in rows])
     state.set_content_hashes(zip([row["annotation_id"] for row in rows], row_hash[missing].tolist(),
                                  content[missing].tolist()))
 
