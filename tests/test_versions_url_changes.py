@@ -87,12 +87,12 @@ def test_a_state_with_content_hashes_of_urls_as_written_is_translated_without_a_
                         '<Choice value="a"/><Choice value="b"/></Choices></View>')
 
     def task(aid, host, sig):
-        return {"image": f"http://{host}/files/repo/abc/{aid}.png?sig={sig}", "hf_repo": "repo", "hf_path": f"{aid}.png",
-                "hf_revision": "abc"}
+        return {"image": f"http://{host}/files/repo/abc/{aid}.png?sig={sig}", "hf_repo": "repo",
+                "hf_path": f"{aid}.png", "hf_revision": "abc"}
 
     def annotation(aid):
-        return {"id": aid, "completed_by": 1, "created_at": "2026-01-01T00:00:00Z", "updated_at": "2026-01-01T00:00:00Z",
-                "lead_time": 2.0, "result": choice("a")}
+        return {"id": aid, "completed_by": 1, "created_at": "2026-01-01T00:00:00Z",
+                "updated_at": "2026-01-01T00:00:00Z", "lead_time": 2.0, "result": choice("a")}
 
     repo = LocalGitRepo(str(sample_repos.local_repo_with(tmp_path / "repo", {"a.png": b"png"})))
     path = tmp_path / "s.sqlite3"

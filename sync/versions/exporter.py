@@ -58,9 +58,9 @@ and drop the other's) unless that project was deleted from this Label Studio (a 
 takes its series over, with a warning; so does a project that got a reset Label Studio's old id, whose first
 version counts the old project's annotations as removed and its own as added). The check runs as the exporter
 starts (so ``labelhub sync`` stops before importing) and at every export whose series got a version this state
-did not make (one manifest read, once per version); the daemon stops on it (:class:`labelhub.sync.service.SyncService`): it cannot fix itself. A project
-restored under a new id (or whose predecessor still exists) takes its predecessor's series over with
-``take_over_from`` (``--take-over-from OLD_ID``).
+did not make (one manifest read, once per version); the daemon stops on it
+(:class:`labelhub.sync.service.SyncService`): it cannot fix itself. A project restored under a new id (or whose
+predecessor still exists) takes its predecessor's series over with ``take_over_from`` (``--take-over-from OLD_ID``).
 
 **Another exporter of the same project** (a second ``--state``: a cron ``--once`` run from another folder, whose
 default state is another file; or a state that lost its versions). A version of the series that this state did
@@ -370,7 +370,8 @@ class Exporter:
         if translated == hashes:
             return
         last, labels = self.state.last_version(), self.state.last_tagged_labels()
-        # the same version again (its commit, parent, summary and label columns), with the hashes translated
+        # the same version again (its commit, parent, summary and label columns), with the hashes translated; a crash
+        # between the two leaves it "committing", which the next export finishes by finding its commit (export id)
         self.state.begin_version(version, last["export_id"], translated, last["summary"], labels[1])
         self.state.set_version_status(version, "tagged", last["commit_sha"], last["parent_commit"])
         log.info("content hashes of the last version translated: a file URL counts as the file it names (%d of its "
