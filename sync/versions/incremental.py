@@ -338,8 +338,9 @@ def build_rows(state: SyncState, controls: Mapping[str, str], value_key: str) ->
     """The export's rows from the state's annotation store, made from the previous build where rows are unchanged.
 
     Each annotation's row (without its annotator, whose email may be learnt later) is made once and stored with its
-    hash (:meth:`labelhub.sync.state.SyncState.store_rows`); it is made again only when the annotation, its task's
-    data, the label config or the rows' format (:data:`~labelhub.sync.versions.rows.ROW_FORMAT`) change. A build
+    hash and content hash (:func:`content_key`; :meth:`labelhub.sync.state.SyncState.store_rows`); it is made again
+    only when the annotation, its task's data, the label config, the rows' format
+    (:data:`~labelhub.sync.versions.rows.ROW_FORMAT`) or the content hashes' (:data:`CONTENT_FORMAT`) change. A build
     reads the stored rows in one query, and decodes those that the previous build of the state did not hold (all of
     them at the first build of a process).
 
