@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from urllib.parse import unquote, urlsplit
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -36,7 +37,7 @@ from labelhub.sync.versions.rows import BOOKKEEPING
 from labelhub.sync.versions.series import DEFAULT_CSV_PATH, Series, series_for
 
 __all__ = ["VALUE", "MAX_LABELS", "VersionDiff", "cell_labels", "changed_rows", "changes_text", "controls_of", "diff_frames", "diff_versions",
-           "read_version_csv", "summary_text"]
+           "file_of_url", "read_version_csv", "replaced_project", "summary_text"]
 
 #: Columns after the control columns in every CSV (see :mod:`labelhub.sync.versions.rows`).
 _FIRST_AFTER_CONTROLS = "annotator"
@@ -239,6 +240,30 @@ def _cell_text(cell) -> str:
     return "" if cell is None or (isinstance(cell, float) and pd.isna(cell)) else str(cell)
 
 
+def replaced_project(label_studio: Mapping | None, project_id, project_key: str | None) -> bool:
+    """Whether a manifest's ``label_studio`` section names Label Studio project ``project_id`` but not the project
+    whose key is ``project_key``: another project that had the same id (Label Studio reset, or another Label
+    Studio, whose new project got the old one's id). Its annotation ids name other annotations: rows of the two
+    are never matched by ``annotation_id``.
+
+    Label Studio names a project ``<id>.<created_at in unix seconds>`` (``MLApi._create_project_uid`` in
+    ``label_studio/ml/api_connector.py``; :attr:`labelhub.sync.labelstudio.project.LabelStudioProject.key`), which
+    manifests hold as ``label_studio.project_key`` (since 2026-12). ``False`` when either key is unknown (a
+    manifest of an older LabelHub, a project without ``created_at``): those are taken as the same project, as before.
+
+    Example:
+        >>> replaced_project({"project_id": 1, "project_key": "1.1796529238"}, 1, "1.1796529942")
+        True
+        >>> replaced_project({"project_id": 1}, 1, "1.1796529942")  # an older LabelHub's manifest
+        False
+    """
+    section = label_studio if isinstance(label_studio, Mapping) else {}
+    theirs = section.get("project_key")
+    if section.get("project_id") != project_id or not isinstance(theirs, str) or not isinstance(project_key, str):
+        return False
+    return "." in theirs and "." in project_key and theirs != project_key
+
+
 def read_version_csv(repo: DatasetRepo, sha: str, series: Series) -> pd.DataFrame:
     """The rows of the version of ``series`` at commit ``sha``: its CSV, every cell as written (``dtype=str``): a
     label ``01`` or ``2.50`` read as a number would become 1 or 2.5, and a column with an empty cell in one version
@@ -258,7 +283,7 @@ def _read_version(repo: DatasetRepo, sha: str, series: Series) -> tuple[pd.DataF
         manifest = json.loads(repo.read_file(sha, series.manifest_path))
     except (FileNotFoundError, ValueError):
         manifest = {}
-    return frame, manifest
+    return frame, manifest if isinstance(manifest, dict) else {}
 
 
 def diff_versions(repo: DatasetRepo, old_tag: str, new_tag: str, csv_path: str = DEFAULT_CSV_PATH,
@@ -272,7 +297,9 @@ def diff_versions(repo: DatasetRepo, old_tag: str, new_tag: str, csv_path: str =
         tag_prefix: The series' tag prefix; ``None``: derived from ``csv_path``.
 
     Returns:
-        A :class:`VersionDiff` (controls from the newer version's manifest, or its columns).
+        A :class:`VersionDiff` (controls from the newer version's manifest, or its columns). Versions of two
+        projects that had the same id (:func:`replaced_project`: a Label Studio reset between them) match no rows:
+        the older one's annotations are removed, the newer one's added.
 
     Raises:
         RevisionNotFound: A tag is neither a tag of the repo nor a commit sha.
@@ -297,19 +324,45 @@ def diff_versions(repo: DatasetRepo, old_tag: str, new_tag: str, csv_path: str =
             shas.append(tag)
         else:
             raise RevisionNotFound(f"{tag!r} is not a tag of {repo.repo_id} (see labelhub versions)")
-    old, _ = _read_version(repo, shas[0], series)
+    old, old_manifest = _read_version(repo, shas[0], series)
     new, manifest = _read_version(repo, shas[1], series)
+    section = manifest.get("label_studio") if isinstance(manifest.get("label_studio"), Mapping) else {}
+    if replaced_project(old_manifest.get("label_studio"), section.get("project_id"), section.get("project_key")):
+        # two projects that had one id (a Label Studio reset): their annotation ids name different annotations
+        old = old.assign(annotation_id=[f"{old_tag}:{x}" for x in old["annotation_id"]])
     diff = diff_frames(old, new, controls_of(new, manifest), old_tag, new_tag)
-    diff.changed = changed_rows(old, new)
+    diff.changed = changed_rows(old, new, new.columns[3] if len(new.columns) > 3 else None)
     return diff
 
 
-def changed_rows(old: pd.DataFrame, new: pd.DataFrame) -> int:
+def file_of_url(url, hf_path) -> str:
+    """What a CSV's file URL (the value key's cell) names: ``<revision>/<hf_path>`` when it is an ``http(s)`` URL
+    whose path ends with them (a Hub resolve URL ``.../resolve/<revision>/<path>``, a signed proxy URL
+    ``.../files/<repo>/<revision>/<path>?...``: :mod:`labelhub.file_urls`), else the cell as written. Two URLs of one
+    file (another host or port, another signature, the other form) name the same.
+
+    Example:
+        >>> file_of_url("http://127.0.0.1:9090/files/repo/abc/d/x%20y.png?exp=1&sig=2", "d/x y.png")
+        'abc/d/x y.png'
+    """
+    text = str(url)
+    if not hf_path or not text.startswith(("http://", "https://")):
+        return text
+    path, tail = unquote(urlsplit(text).path), f"/{hf_path}"
+    if not path.endswith(tail):
+        return text
+    return f"{path[:-len(tail)].rsplit('/', 1)[-1]}{tail}"
+
+
+def changed_rows(old: pd.DataFrame, new: pd.DataFrame, value_key: str | None = None) -> int:
     """How many annotations of both versions' rows (CSV cells read as written) differ in any column but the
     bookkeeping ones (:data:`labelhub.sync.versions.rows.BOOKKEEPING`: a row saved again with the same labels is not
     changed, as the exporter counts it; versions tagged before it did counted those in their titles); a column one
     version lacks reads as empty cells there (a column only some exports have, ``other_results`` or a metadata key,
-    changes only the rows that have a value in it)."""
+    changes only the rows that have a value in it). ``value_key``: the file URL's column, compared as the file it
+    names (:func:`file_of_url`, with the row's ``hf_path``), as the exporter counts it
+    (:func:`labelhub.sync.versions.incremental.content_key`): a URL rewritten by a change of the sync's URL policy
+    (another host, port or secret) is not a change."""
     both = old.merge(new, on="annotation_id", how="inner", suffixes=("_old", "_new"))
     if both.empty:
         return 0
@@ -323,6 +376,9 @@ def changed_rows(old: pd.DataFrame, new: pd.DataFrame) -> int:
             before, after = both[column].astype(str), ""
         else:
             before, after = "", both[column].astype(str)
+        if column == value_key and column in old.columns and column in new.columns and "hf_path_old" in both:
+            before = pd.Series([file_of_url(u, p) for u, p in zip(before, both["hf_path_old"])], index=both.index)
+            after = pd.Series([file_of_url(u, p) for u, p in zip(after, both["hf_path_new"])], index=both.index)
         differ |= np.asarray(before != after, bool)
     return int(differ.sum())
 

@@ -49,16 +49,18 @@ the new series is numbered from the repo's tags.
 
 **One series, one project** (:meth:`Exporter.check_series`). The series' newest version in the repo (its tags as
 the import cycle's last poll read them) must be this project's: its manifest at this series' ``manifest_path``
-names that tag, this ``--csv-path`` and this Label Studio project. Else nothing is written and the export raises
+names that tag, this ``--csv-path`` and this Label Studio project (its id, and its key ``<id>.<created_at>`` when
+the manifest has one: :meth:`Exporter._replaced`). Else nothing is written and the export raises
 :class:`labelhub.errors.ConfigurationError` in one line: another CSV with the same tag prefix (in the same folder or
 another: ``annotations/test.csv`` and ``test/annotations.csv`` both derive ``test``), or another project with the
 same ``--csv-path`` (two daemons left at the default one: each version would hold one project's annotations
 and drop the other's) unless that project was deleted from this Label Studio (a project deleted and recreated
-takes its series over, with a warning). The check runs as the exporter starts (so ``labelhub sync`` stops before
-importing) and at every export whose series got a version this state did not make (one manifest read, once per
-version); the daemon stops on it (:class:`labelhub.sync.service.SyncService`): it cannot fix itself. A project
-restored under a new id (or whose predecessor still exists) takes its predecessor's series over with
-``take_over_from`` (``--take-over-from OLD_ID``).
+takes its series over, with a warning; so does a project that got a reset Label Studio's old id, whose first
+version counts the old project's annotations as removed and its own as added). The check runs as the exporter
+starts (so ``labelhub sync`` stops before importing) and at every export whose series got a version this state
+did not make (one manifest read, once per version); the daemon stops on it
+(:class:`labelhub.sync.service.SyncService`): it cannot fix itself. A project restored under a new id (or whose
+predecessor still exists) takes its predecessor's series over with ``take_over_from`` (``--take-over-from OLD_ID``).
 
 **Another exporter of the same project** (a second ``--state``: a cron ``--once`` run from another folder, whose
 default state is another file; or a state that lost its versions). A version of the series that this state did
@@ -92,10 +94,10 @@ from datetime import datetime, timezone
 import pandas as pd
 
 from labelhub.sync.versions.card import card_block, dataset_card, manifest_json
-from labelhub.sync.versions.diff import VersionDiff, changes_text, diff_frames, read_version_csv
+from labelhub.sync.versions.diff import VersionDiff, changes_text, diff_frames, read_version_csv, replaced_project
 from labelhub.sync.versions.agreement import agreement_markdown
-from labelhub.sync.versions.incremental import VersionRows, build_files, build_rows
-from labelhub.sync.versions.rows import BOOKKEEPING, FIXED_HEAD, FIXED_TAIL, OTHER_RESULTS
+from labelhub.sync.versions.incremental import CONTENT_FORMAT, VersionRows, build_files, build_rows
+from labelhub.sync.versions.rows import BOOKKEEPING, FIXED_HEAD, FIXED_TAIL, OTHER_RESULTS, content_hash
 from labelhub.sync.versions.series import DEFAULT_CSV_PATH, DEFAULT_PREFIX, series_for
 from labelhub.sync.versions.training import CONSENSUS_COLUMNS, text_from_file, training_features
 from labelhub.errors import (AmbiguousCommit, CommitConflict, ConfigurationError, LabelHubError, ProjectNotFound,
@@ -119,6 +121,9 @@ EXPORTED_GENERATION = "exported_generation"
 CARD = "last_card"
 #: The cursor naming the series (tag prefix) of the state's versions; unset: the default series.
 SERIES = "export_series"
+#: The cursor naming the form of the content hashes of the state's baseline
+#: (:data:`labelhub.sync.versions.incremental.CONTENT_FORMAT`); unset: 1, a file URL hashed as written.
+CONTENT_FORMAT_CURSOR = "export_content_format"
 
 
 class _Renumber(Exception):
@@ -334,9 +339,43 @@ class Exporter:
     def upgrade(self) -> None:
         """Translate a baseline of whole-row hashes (a version an older LabelHub tagged) into content hashes now
         (see the module docstring; no Hub or Label Studio call, one build of the rows: what the first export would
-        make). Nothing when the baseline holds content hashes (one query)."""
+        make), or a baseline of content hashes of an older form (:meth:`_translate_contents`). Nothing when the
+        baseline holds content hashes of this form (two queries)."""
+        form = str(CONTENT_FORMAT)
         if self.state.whole_row_baseline():
             exported_contents(self.state, build_rows(self.state, self.controls, self.value_key))
+        elif self.state.cursor(CONTENT_FORMAT_CURSOR, "1") != form and self.state.last_version_status() == "tagged":
+            self._translate_contents()
+        if self.state.cursor(CONTENT_FORMAT_CURSOR, "1") != form:
+            self.state.set_cursor(CONTENT_FORMAT_CURSOR, form)
+
+    def _translate_contents(self) -> None:
+        """Give the baseline (the last tagged version's ``{annotation_id: "<content hash>:<annotator>"}``) the content
+        hashes of this LabelHub's form (:func:`labelhub.sync.versions.incremental.content_key`: a file URL counts as
+        the file it names) where the annotation's stored row is the one it was hashed from: its stored content hash
+        then is the baseline's (the rows stored are read before the build makes them again, once, in the new form).
+        Other annotations keep their hash and count as changed in the next version, as they would have. One read
+        of the stored rows, one build, one write of the baseline."""
+        before = {}
+        for text, _, _, content in self.state.export_rows():
+            row = json.loads(text)
+            before[int(row["annotation_id"])] = content or content_hash(row)
+        built = build_rows(self.state, self.controls, self.value_key)
+        version, hashes, _ = self.state.exported_baseline()
+        translated = {}
+        for key, value in hashes.items():
+            old, _, who = value.partition(":")
+            now = built.contents.get(key)
+            translated[key] = f"{now.partition(':')[0]}:{who}" if now and before.get(key) == old else value
+        if translated == hashes:
+            return
+        last, labels = self.state.last_version(), self.state.last_tagged_labels()
+        # the same version again (its commit, parent, summary and label columns), with the hashes translated; a crash
+        # between the two leaves it "committing", which the next export finishes by finding its commit (export id)
+        self.state.begin_version(version, last["export_id"], translated, last["summary"], labels[1])
+        self.state.set_version_status(version, "tagged", last["commit_sha"], last["parent_commit"])
+        log.info("content hashes of the last version translated: a file URL counts as the file it names (%d of its "
+                 "%d annotations are as then)", sum(1 for k, v in translated.items() if v != hashes[k]), len(hashes))
 
     def _follow_series(self) -> None:
         """Forget the state's versions when they belong to another series (the prefix changed): the new series is
@@ -626,8 +665,17 @@ class Exporter:
                 f"{tag} of {repo} holds {other} (Label Studio project {project if project is not None else '?'}), "
                 f"not {self.csv_path}: another project exports with the tag prefix {prefix!r}; give this one its "
                 "own --tag-prefix or --csv-path")
-        if project is not None and project not in (self.project.project_id, self.take_over_from) and \
-                not self._deleted(project, manifest):
+        replaced = self._replaced(manifest)
+        if replaced and project != self.take_over_from and not self._deleted(project, manifest):
+            raise ConfigurationError(
+                f"{tag} of {repo} was exported from Label Studio project {project} of "
+                f"{(manifest.get('label_studio') or {}).get('url', '?')} created at another time (project key "
+                f"{manifest['label_studio']['project_key']}, this is {self._key()} of {self.project.url}): "
+                f"another project with the same id cannot share the series {prefix!r} ({self.csv_path}); if it still "
+                f"exports there, give this one its own --csv-path; if this project replaces it, pass "
+                f"--take-over-from {project} to go on with its series")
+        if project is not None and not replaced and project not in (self.project.project_id, self.take_over_from) \
+                and not self._deleted(project, manifest):
             raise ConfigurationError(
                 f"{tag} of {repo} was exported from Label Studio project {project}, this is project "
                 f"{self.project.project_id}: two projects cannot share the series {prefix!r} ({self.csv_path}); if "
@@ -636,13 +684,28 @@ class Exporter:
                 f"restored), pass --take-over-from {project} to go on with its series")
         return manifest
 
+    def _replaced(self, manifest: dict) -> bool:
+        """Whether ``manifest`` was exported by another project that had this project's id
+        (:func:`labelhub.sync.versions.diff.replaced_project`: its ``label_studio.project_key`` is not this one's;
+        a Label Studio reset gives the new project the old one's id). ``False`` for a manifest without the key (an
+        older LabelHub's): taken as this project's, as that LabelHub did."""
+        return replaced_project(manifest.get("label_studio"), self.project.project_id, self._key())
+
+    def _key(self) -> str | None:
+        """The project's key ``<id>.<created_at>`` (:attr:`labelhub.sync.labelstudio.project.LabelStudioProject.key`);
+        ``None`` for a project object without one (a stand-in in a test)."""
+        return getattr(self.project, "key", None)
+
     def _deleted(self, project_id, manifest: dict) -> bool:
         """Whether Label Studio project ``project_id``, which exported ``manifest``, was deleted from this Label
-        Studio (the manifest names this one's URL and it answers 404 for the project: one call): its series is this
-        project's to take over (a project deleted and recreated) without ``--take-over-from``. A project of
+        Studio (the manifest names this one's URL and it answers 404 for the project: one call; or the id now
+        names this project, created after it: :meth:`_replaced`, no call): its series is this project's to take
+        over (a project deleted and recreated, Label Studio reset) without ``--take-over-from``. A project of
         another Label Studio, or one this cannot tell, is not."""
         if (manifest.get("label_studio") or {}).get("url") != self.project.url:
             return False
+        if self._replaced(manifest):
+            return True
         try:
             self.project.call(self.project.client.projects.get, project_id)
         except ProjectNotFound:
@@ -685,13 +748,22 @@ class Exporter:
         version. Its baseline: an annotation whose row in its CSV equals ours now (bookkeeping columns aside) has
         its content hash now; one whose row differs, or that only it holds, a hash no row has (changed,
         removed); one it lacks is not in it (added). Its label columns are its CSV's. Two reads: its CSV and its
-        ``README.md`` (what the next card is rebuilt from)."""
+        ``README.md`` (what the next card is rebuilt from).
+
+        A version of another project that had this project's id (:meth:`_replaced`: Label Studio was reset, and
+        its annotation ids start again at 1) has none of our annotations, whatever their ids: its rows are kept in
+        the baseline and its label columns under their ids negated (annotation ids are positive), so the next
+        version counts every one of them as removed and every annotation of this project as added, and no
+        relabel is made up from two annotations that share an id."""
         try:
             theirs = read_version_csv(self.repo, sha, self.series)
         except (FileNotFoundError, ValueError) as exc:
             log.warning("cannot read the CSV of %s (%s): its annotations count as changed in the next version", tag,
                         one_line(exc, 300))
             theirs = pd.DataFrame(columns=["annotation_id"])
+        replaced = self._replaced(manifest)
+        if replaced:  # another project's annotations: its ids are not ours (see above)
+            theirs = theirs.assign(annotation_id=-theirs["annotation_id"].astype(int))
         ours = pd.read_csv(io.BytesIO(built.csv), dtype=str, keep_default_na=False) if built.contents else \
             pd.DataFrame(columns=["annotation_id"])
         columns = sorted((set(ours.columns) | set(theirs.columns)) - set(BOOKKEEPING) - {"annotation_id"})
@@ -713,7 +785,17 @@ class Exporter:
         self.state.begin_version(number, str(manifest.get("export_id") or f"adopted-{tag}"), hashes, summary, records)
         self.state.set_version_status(number, "tagged", sha, manifest.get("parent_commit"), cursors={CARD: card})
         project = (manifest.get("label_studio") or {}).get("project_id", self.project.project_id)
-        if project != self.project.project_id:
+        if replaced:
+            log.warning("taking over the series %r from Label Studio project %s of %s created at another time "
+                        "(project key %s, this is %s: %s): going on from %s (%s); its %d annotations count as "
+                        "removed and this project's as added in the next version (the two projects' annotation ids "
+                        "name different annotations)", self.series.prefix, project,
+                        (manifest.get("label_studio") or {}).get("url", "?"), manifest["label_studio"]["project_key"],
+                        self._key(), "--take-over-from" if project == self.take_over_from and
+                        (manifest.get("label_studio") or {}).get("url") != self.project.url else
+                        "Label Studio was reset or the project deleted and its id given again", tag, sha[:12],
+                        len(other))
+        elif project != self.project.project_id:
             log.warning("taking over the series %r from Label Studio project %s (%s): going on from %s (%s); %d of "
                         "its %d annotations are as in this project", self.series.prefix, project,
                         "--take-over-from" if project == self.take_over_from else "deleted from this Label Studio",
@@ -769,8 +851,8 @@ class Exporter:
                        "annotators": int(frame["annotator"].nunique()) if len(frame) else 0,
                        "cancelled": len(frame) - len(live), **summary},
             "label_distribution": built.label_distribution,
-            "label_studio": {"project_id": self.project.project_id, "url": self.project.url,
-                             "title": self.project.title},
+            "label_studio": {"project_id": self.project.project_id, "project_key": self._key(),
+                             "url": self.project.url, "title": self.project.title},
             "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "csv_path": self.csv_path, "csv_sha256": hashlib.sha256(csv).hexdigest(),
             "controls": self.controls,

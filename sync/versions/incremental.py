@@ -54,9 +54,36 @@ from labelhub.sync.versions.training import (consensus_records, consensus_record
                                              control_labels, folder_patterns_of, on_current_content, text_files,
                                              text_from_url, training_records_by_row, uses_revision)
 
-__all__ = ["VersionRows", "VersionFiles", "build_rows", "build_files", "forget"]
+__all__ = ["CONTENT_FORMAT", "VersionRows", "VersionFiles", "build_rows", "build_files", "content_key", "forget"]
 
 log = logging.getLogger(__name__)
+
+#: The form of the rows' content hashes (:func:`content_key`), part of the stored rows' fingerprint, so rows hashed
+#: in another form are made again once (the exporter translates its baseline: :meth:`labelhub.sync.versions.
+#: exporter.Exporter.upgrade`). 2: a file URL counts as the file it names (1: as written).
+CONTENT_FORMAT = 2
+
+
+def content_key(row: Mapping, value_key: str, data: Mapping) -> str:
+    """The content hash of an export row (:func:`labelhub.sync.versions.rows.content_hash`) with its file URL
+    (the value key's cell, ``http(s)://...``) counted as the file it names: ``hf://<hf_repo>@<hf_revision>/<hf_path>``
+    of its task's ``data``. The sync rewrites every task's URL when its URL policy changes (a new
+    ``LABELHUB_PUBLIC_URL`` or backend port, a rotated ``LABELHUB_SECRET``: :mod:`labelhub.sync.files.importer`);
+    an annotation whose file (path and revision) stayed the same did not change, and the next version does not
+    count it as changed (its CSV holds the new URL). A task that is not a repo file's (no ``hf_path``), or whose
+    value is not a URL (a text in the task data), is hashed as written.
+
+    Example:
+        >>> data = {"hf_repo": "o/d", "hf_path": "a.png", "hf_revision": "abc"}
+        >>> row = {"image": "http://127.0.0.1:9090/files/o/d/abc/a.png?sig=1", "kind": "cat"}
+        >>> content_key(row, "image", data) == content_key({**row, "image": "http://sync:9090/f/a.png?sig=2"},
+        ...                                                 "image", data)
+        True
+    """
+    value = row.get(value_key)
+    if data.get("hf_path") and isinstance(value, str) and value.startswith(("http://", "https://")):
+        row = {**row, value_key: f"hf://{data.get('hf_repo', '')}@{data.get('hf_revision', '')}/{data['hf_path']}"}
+    return content_hash(row)
 
 #: Kinds of values, as pandas' dtype inference tells them apart (an int's range decides int64, uint64 or object).
 _MISSING, _NAN, _NONE, _BOOL, _NEGATIVE, _INT, _UINT64, _HUGE, _FLOAT, _STR, _LIST, _DICT, _OTHER = range(13)
@@ -300,7 +327,7 @@ def _store_rows(state: SyncState, controls: Mapping[str, str], value_key: str, c
             del row["annotator"]
             text = json.dumps(row, sort_keys=True, default=str)
             made.append((row["annotation_id"], text, hashlib.sha256(text.encode()).hexdigest(), reference,
-                         content_hash(row)))
+                         content_key(row, value_key, task.get("data") or {})))
             made_from.append(stamp)
         if state.store_rows(made, made_from) == len(made):
             return
@@ -311,8 +338,9 @@ def build_rows(state: SyncState, controls: Mapping[str, str], value_key: str) ->
     """The export's rows from the state's annotation store, made from the previous build where rows are unchanged.
 
     Each annotation's row (without its annotator, whose email may be learnt later) is made once and stored with its
-    hash (:meth:`labelhub.sync.state.SyncState.store_rows`); it is made again only when the annotation, its task's
-    data, the label config or the rows' format (:data:`~labelhub.sync.versions.rows.ROW_FORMAT`) change. A build
+    hash and content hash (:func:`content_key`; :meth:`labelhub.sync.state.SyncState.store_rows`); it is made again
+    only when the annotation, its task's data, the label config, the rows' format
+    (:data:`~labelhub.sync.versions.rows.ROW_FORMAT`) or the content hashes' (:data:`CONTENT_FORMAT`) change. A build
     reads the stored rows in one query, and decodes those that the previous build of the state did not hold (all of
     them at the first build of a process).
 
@@ -325,13 +353,13 @@ def build_rows(state: SyncState, controls: Mapping[str, str], value_key: str) ->
         A :class:`VersionRows`: the frame, the CSV bytes, the row hashes and the content hashes the next export's
         ``+added ~changed -removed`` is counted against.
     """
-    config = json.dumps([controls, value_key, ROW_FORMAT], sort_keys=True)
+    config = json.dumps([controls, value_key, ROW_FORMAT, CONTENT_FORMAT], sort_keys=True)
     with _LOCK:
         _store_rows(state, controls, value_key, config)
         stored = state.export_rows()
         users = {str(k): v for k, v in state.users().items()}
         texts, row_hash, references, content = (_objects(list(map(itemgetter(i), stored))) for i in range(4))
-        _fill_content_hashes(state, texts, row_hash, content)
+        _fill_content_hashes(state, texts, row_hash, content, value_key)
         annotator = _objects([users.get(reference, reference) for reference in references])
         key = _state_key(state)
         previous = _BUILDS.get(key)
@@ -346,15 +374,17 @@ def build_rows(state: SyncState, controls: Mapping[str, str], value_key: str) ->
         return build
 
 
-def _fill_content_hashes(state: SyncState, texts: np.ndarray, row_hash: np.ndarray, content: np.ndarray) -> None:
+def _fill_content_hashes(state: SyncState, texts: np.ndarray, row_hash: np.ndarray, content: np.ndarray,
+                         value_key: str) -> None:
     """Give the rows stored without a content hash (by a LabelHub that kept none) theirs, hashed from their JSON
-    (:func:`labelhub.sync.versions.rows.content_hash`: the JSON read back hashes as the row it was written from),
-    and store them: once, at the first build after the upgrade."""
+    and their task's data (:func:`content_key`: the JSON read back hashes as the row it was written from), and
+    store them: once, at the first build after the upgrade (one more query, of the tasks' data)."""
     missing = _missing(content)
     if not len(missing):
         return
     rows = json.loads("[" + ",".join(texts[missing]) + "]")
-    content[missing] = _objects([content_hash(row) for row in rows])
+    data = {annotation.get("id"): task.get("data") or {} for task, annotation in state.live_annotations()}
+    content[missing] = _objects([content_key(row, value_key, data.get(row["annotation_id"], {})) for row in rows])
     state.set_content_hashes(zip([row["annotation_id"] for row in rows], row_hash[missing].tolist(),
                                  content[missing].tolist()))
 

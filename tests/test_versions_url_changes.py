@@ -1,0 +1,128 @@
+"""A change of the sync's file URL policy (the backend moved host, ``LABELHUB_SECRET`` rotated) rewrites every task's
+URL and makes no version by itself; the next version, made for one new annotation, counts that one alone: an
+annotation whose file (path and revision) stayed the same did not change
+(:func:`labelhub.sync.versions.incremental.content_key`), though its row in the CSV holds the new URL. ``labelhub
+diff`` counts it so too (:func:`labelhub.sync.versions.diff.changed_rows`).
+
+Real Label Studio, a real local git repository, the real ``labelhub`` command (URL policies as in
+``tests/test_file_url_policy.py``).
+"""
+from __future__ import annotations
+
+import io
+import json
+
+import pandas as pd
+
+from labelhub.sync.versions.diff import changed_rows
+from tests import sample_repos
+from tests.conftest import run_labelhub
+from tests.test_file_url_policy import CONFIG, SECRET, _env
+from tests.test_series_conflicts import tags, titles
+
+git = sample_repos.git
+N = 5
+
+
+def choice(kind):
+    return [{"from_name": "kind", "to_name": "image", "type": "choices", "value": {"choices": [kind]}}]
+
+
+def rows(path, tag) -> pd.DataFrame:
+    return pd.read_csv(io.StringIO(git(path, "show", f"{tag}:annotations/annotations.csv")), dtype=str,
+                       keep_default_na=False)
+
+
+def test_a_url_rewrite_counts_no_annotation_as_changed_in_the_next_version(label_studio, make_project, tmp_path):
+    path = sample_repos.local_repo_with(tmp_path / "shelf", sample_repos.image_files(0, N))
+    project, client = make_project("url changes", CONFIG), label_studio.client()
+
+    def sync(secret, public_url):
+        done = run_labelhub("sync", "--repo", str(path), "--project", str(project.id), "--state",
+                            str(tmp_path / "state.sqlite3"), "--once", "--public-url", public_url,
+                            env=_env(label_studio, secret))
+        assert done.returncode == 0, done.stderr
+        return done.stderr
+
+    def annotate(n):
+        tasks = [t for t in client.tasks.list(project=project.id, page_size=100) if not t.total_annotations]
+        for task in tasks[:n]:
+            client.annotations.create(task.id, result=choice("a"))
+
+    sync(SECRET, "http://old-host:9090")
+    annotate(3)
+    sync(SECRET, "http://old-host:9090")
+    assert tags(path) == ["annotations-v1"] and titles(path)[0] == "annotations v1: +3 ~0 -0"
+
+    moved = sync(SECRET + "-rotated", "http://new-host:9090")  # the backend moved, and the secret rotated
+    assert f"{N} of {N} tasks' URLs rewritten" in moved, moved
+    assert tags(path) == ["annotations-v1"]  # no version for the URLs alone
+
+    annotate(1)
+    sync(SECRET + "-rotated", "http://new-host:9090")
+    assert tags(path) == ["annotations-v1", "annotations-v2"]
+    assert titles(path)[0] == "annotations v2: +1 ~0 -0", titles(path)
+    old, new = rows(path, "annotations-v1"), rows(path, "annotations-v2")
+    assert all(url.startswith("http://new-host:9090/") for url in new["image"])  # the CSV holds the new URLs
+    assert changed_rows(old, new, "image") == 0 and changed_rows(old, new) == 3  # as written, every URL differs
+
+    shown = run_labelhub("diff", "--repo", str(path), "annotations-v1", "annotations-v2", check=True)
+    assert "+1 added, -0 removed, ~0 relabelled" in shown.stdout, shown.stdout
+    assert "other columns only" not in shown.stdout, shown.stdout
+
+
+def test_a_state_with_content_hashes_of_urls_as_written_is_translated_without_a_version(tmp_path):
+    """A state an earlier LabelHub left (content hashes of rows with their URLs as written, rows stored under the
+    older fingerprint): the exporter translates its baseline as it starts, so neither the upgrade nor the next URL
+    rewrite counts any annotation as changed. The model: ``tests/test_sync_state_versions.py``."""
+    from labelhub.repos.git import LocalGitRepo
+    from labelhub.sync.state import ROWS_CONFIG, SyncState
+    from labelhub.sync.versions.exporter import CONTENT_FORMAT_CURSOR, Exporter
+    from labelhub.sync.versions.incremental import build_rows, forget
+    from labelhub.sync.versions.rows import ROW_FORMAT, content_hash
+
+    class Project:
+        project_id, url, title, key = 1, "http://ls.test", "p", "1.1796529238"
+        label_config = ('<View><Image name="image" value="$image"/><Choices name="kind" toName="image">'
+                        '<Choice value="a"/><Choice value="b"/></Choices></View>')
+
+    def task(aid, host, sig):
+        return {"image": f"http://{host}/files/repo/abc/{aid}.png?sig={sig}", "hf_repo": "repo",
+                "hf_path": f"{aid}.png", "hf_revision": "abc"}
+
+    def annotation(aid):
+        return {"id": aid, "completed_by": 1, "created_at": "2026-01-01T00:00:00Z",
+                "updated_at": "2026-01-01T00:00:00Z", "lead_time": 2.0, "result": choice("a")}
+
+    repo = LocalGitRepo(str(sample_repos.local_repo_with(tmp_path / "repo", {"a.png": b"png"})))
+    path = tmp_path / "s.sqlite3"
+    state = SyncState(path, 1, repo.repo_id)
+    state.set_users({1: "ann@example.com"})
+    for aid in (11, 12, 13):
+        state.upsert_task(aid, task(aid, "old:9090", 1))
+        state.apply_annotations(aid, [annotation(aid)], complete=False)
+    assert Exporter(repo, Project(), state).export().number == 1
+    # as the earlier LabelHub left it: content hashes of the rows as written, stored under its fingerprint
+    old = {json.loads(text)["annotation_id"]: content_hash(json.loads(text)) for text, *_ in state.export_rows()}
+    baseline = {aid: f"{old[aid]}:{key.partition(':')[2]}" for aid, key in state.exported_hashes().items()}
+    state.db.execute("UPDATE versions SET hashes=?", (json.dumps(baseline),))
+    state.db.executemany("UPDATE export_rows SET content_hash=? WHERE annotation_id=?",
+                         [(hashed, aid) for aid, hashed in old.items()])
+    state.set_cursor(ROWS_CONFIG, json.dumps([{"kind": "Choices"}, "image", ROW_FORMAT], sort_keys=True))
+    state.db.execute("DELETE FROM cursors WHERE name=?", (CONTENT_FORMAT_CURSOR,))
+    state.db.commit()
+    state.close()
+    forget(state)  # a new process
+
+    state = SyncState(path, 1, repo.repo_id)
+    exporter = Exporter(repo, Project(), state)  # the upgrade
+    built = build_rows(state, {"kind": "Choices"}, "image")
+    assert state.exported_hashes() == built.contents and state.cursor(CONTENT_FORMAT_CURSOR) == "2"
+    assert exporter.export() is None  # no version for the upgrade
+
+    for aid in (11, 12, 13):  # the URL policy changed: every task's URL rewritten
+        state.upsert_task(aid, task(aid, "new:9090", 2))
+    state.upsert_task(14, task(14, "new:9090", 2))
+    state.apply_annotations(14, [annotation(14)], complete=False)
+    version = exporter.export()
+    assert (version.number, version.added, version.changed, version.removed) == (2, 1, 0, 0)
