@@ -12,7 +12,7 @@ from labelhub.signing import parse_file_url, verify
 from labelhub.sync.labels.cli import import_labels
 from tests import sample_repos
 from tests.conftest import FILE_SECRET, run_labelhub
-from tests.test_import_labels_to_tasks import CONFIG, HEADER
+from tests.test_import_labels_to_tasks import CONFIG, HEADER, env  # noqa: F401 (env: a fixture)
 
 N = 4
 SYNC_URL = "http://127.0.0.1:18510"
@@ -21,12 +21,6 @@ SYNC_URL = "http://127.0.0.1:18510"
 @pytest.fixture
 def project(make_project):
     return make_project("adopted urls", CONFIG)
-
-
-@pytest.fixture
-def env(label_studio):
-    return {"LABEL_STUDIO_URL": label_studio.url, "LABEL_STUDIO_API_KEY": label_studio.personal_token,
-            "TQDM_DISABLE": "1", "LABELHUB_SECRET": FILE_SECRET}
 
 
 def _import(env, tmp_path, project, repo, rows, *extra, **extra_env):

@@ -18,8 +18,8 @@ from labelhub.errors import LabelStudioError
 from labelhub.sync.labels.cli import import_labels
 from labelhub.sync.labelstudio.project import LabelStudioProject
 from tests import sample_repos
-from tests.conftest import FILE_SECRET, HUB_TOKEN, ROOT, run_labelhub
-from tests.test_import_labels_to_tasks import CONFIG, HEADER
+from tests.conftest import HUB_TOKEN, ROOT, run_labelhub
+from tests.test_import_labels_to_tasks import CONFIG, HEADER, env  # noqa: F401 (env: a fixture)
 
 N = 6
 
@@ -33,12 +33,6 @@ def repo_path(tmp_path_factory):
 @pytest.fixture
 def project(make_project):
     return make_project("adopted labels", CONFIG)
-
-
-@pytest.fixture
-def env(label_studio):
-    return {"LABEL_STUDIO_URL": label_studio.url, "LABEL_STUDIO_API_KEY": label_studio.personal_token,
-            "TQDM_DISABLE": "1", "LABELHUB_SECRET": FILE_SECRET}
 
 
 @pytest.fixture

@@ -12,8 +12,8 @@ from click.testing import CliRunner
 from labelhub.locks import file_lock
 from labelhub.sync.labels.cli import import_labels
 from tests import sample_repos
-from tests.conftest import FILE_SECRET, run_labelhub
-from tests.test_import_labels_to_tasks import CONFIG, HEADER
+from tests.conftest import run_labelhub
+from tests.test_import_labels_to_tasks import CONFIG, HEADER, env  # noqa: F401 (env: a fixture)
 
 N = 4
 
@@ -26,12 +26,6 @@ def repo_path(tmp_path_factory):
 @pytest.fixture
 def project(make_project):
     return make_project("import caveats", CONFIG)
-
-
-@pytest.fixture
-def env(label_studio):
-    return {"LABEL_STUDIO_URL": label_studio.url, "LABEL_STUDIO_API_KEY": label_studio.personal_token,
-            "TQDM_DISABLE": "1", "LABELHUB_SECRET": FILE_SECRET}
 
 
 def _invoke(env, state, *args):
