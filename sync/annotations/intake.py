@@ -118,7 +118,9 @@ class AnnotationIntake:
         if newest != cursor:
             self.state.set_cursor(CURSOR, newest)
         if changed:
-            log.info("reconciliation: %d annotation changes in %d tasks", changed, len(tasks))
+            log.info("reconciliation: %d annotations stored as created, updated or deleted, of %d tasks read (a version "
+                     "follows when their labels or rows changed, not for a save with the same labels)", changed,
+                     len(tasks))
         return changed
 
     def sweep(self) -> int:
