@@ -28,7 +28,6 @@ project's predictions. ``LABELHUB_MODEL_PARAMS``'s ``controls`` may name control
 """
 from __future__ import annotations
 
-import difflib
 import json
 import logging
 import math
@@ -36,6 +35,7 @@ from collections.abc import Callable, Collection
 from typing import Any, Mapping
 
 from labelhub import strict_json
+from labelhub.suggest import closest
 from labelhub.errors import InvalidJSONError
 
 __all__ = ["parse_params", "params_for", "check_control_names", "CHECKS"]
@@ -111,8 +111,8 @@ def _check_keys(params: Mapping[str, Any], source: str, where: str = "") -> None
     for key, value in params.items():
         check = CHECKS.get(key)
         if check is None:
-            close = difflib.get_close_matches(str(key), [*CHECKS, *([] if where else ["controls"])], n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            close = closest(str(key), [*CHECKS, *([] if where else ["controls"])])
+            hint = f" (did you mean {close!r}?)" if close else ""
             raise _error(f"{source}: unknown key {where + str(key)!r}{hint}; the keys read are "
                          f"{', '.join(sorted(CHECKS))}" + ("" if where else " and controls"))
         why = None if value is None else check(value)
@@ -187,8 +187,8 @@ def check_control_names(params: Mapping[str, Any], names: Collection[str], sourc
     for name in (params.get("controls") or {}):
         if name in names:
             continue
-        close = difflib.get_close_matches(name, list(names), n=1)
-        hint = f"did you mean {close[0]!r}?; " if close else ""
+        close = closest(name, names)
+        hint = f"did you mean {close!r}?; " if close else ""
         message = (f"{source}: 'controls' names {name!r}, no control tag of the label config ({hint}it has "
                    f"{', '.join(repr(n) for n in sorted(names)) or 'none'})")
         if strict:

@@ -17,6 +17,7 @@ from urllib.parse import unquote, urlsplit
 
 from labelhub.errors import LabelConfigError, LabelHubError, RevisionNotFound
 from labelhub.label_config import DataField, data_field
+from labelhub.suggest import closest
 from labelhub.sync.files.selection import shown_by
 from labelhub.sync.regions import FractionEdges
 
@@ -238,15 +239,10 @@ def _names(mapping: dict[str, str]) -> str:
 def did_you_mean(name: str, known: Iterable[str]) -> str:
     """``"; did you mean 'Cat'?"`` naming the known name ``name`` is closest to, or ``""`` when none is close.
 
-    The same name in another case (``cat`` for ``Cat``) comes first, then :func:`difflib.get_close_matches`'
-    nearest (ratio 0.75 or more: ``Sneakr`` for ``Sneaker``).
+    The rule is :func:`labelhub.suggest.closest`'s with a ratio of 0.75 or more (``Sneakr`` for ``Sneaker``).
     """
-    import difflib
-
-    known = list(dict.fromkeys(known))
-    same = [k for k in known if k.casefold() == name.casefold()]
-    close = same or difflib.get_close_matches(name, known, n=1, cutoff=0.75)
-    return f"; did you mean {close[0]!r}?" if close else ""
+    close = closest(name, known, cutoff=0.75)
+    return f"; did you mean {close!r}?" if close else ""
 
 
 # hf://[datasets/|spaces/|models/]owner/name[@revision]/path, as huggingface_hub's HfFileSystem
