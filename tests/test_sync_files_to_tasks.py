@@ -181,3 +181,32 @@ def test_cli_errors_are_one_clear_line_without_traceback_or_token(label_studio, 
     assert HUB_TOKEN not in unreachable.stderr
     assert wrong_key.returncode != 0 and "refused LABEL_STUDIO_API_KEY" in wrong_key.stderr
     assert "wrong-key-123456789" not in wrong_key.stderr
+
+
+@pytest.mark.parametrize("dataset", ["local"], indirect=True)
+def test_an_edited_metadata_csv_reaches_the_tasks_made_before(label_studio, project, dataset, tmp_path):
+    """A corrected metadata row updates the tasks already made, a column that left the CSV leaves them, and a task
+    whose row is unchanged gets no call (its data is as it was)."""
+    env = env_for(label_studio)
+    run_labelhub(*sync_args(dataset, project, tmp_path), env=env, check=True)
+    before = tasks_by_path(label_studio, project.id)
+    volumes = sorted({sample_repos.image_path(i).split("/")[1] for i in range(N)})
+    rows = "".join(f'{v},"{"Corrected title" if v == volumes[0] else "Fashion volume " + v[4:] + ", a title with a comma"}"\n'
+                   for v in volumes)
+    dataset.commit({sample_repos.INVENTORY: rows.encode()})
+    run = run_labelhub(*sync_args(dataset, project, tmp_path), env=env, check=True)
+    after = tasks_by_path(label_studio, project.id)
+    first = [p for p in after if p.split("/")[1] == volumes[0]]
+    assert first and all(after[p][0].data["meta"] == "Corrected title" for p in first)
+    assert all(after[p][0].data == before[p][0].data for p in after if p not in first)
+    assert f"{len(first)} of {N} tasks' metadata columns updated" in run.stderr
+
+    # a header CSV with another column: the former 'meta' column leaves every task, 'title' arrives
+    header = "id,title\n" + "".join(f"{v},Title {v}\n" for v in volumes)
+    dataset.commit({sample_repos.INVENTORY: header.encode()})
+    args = [a for a in sync_args(dataset, project, tmp_path) if a not in ("--metadata-columns", "id,meta")]
+    run_labelhub(*args, env=env, check=True)
+    after = tasks_by_path(label_studio, project.id)
+    sample = after[sample_repos.image_path(12)][0].data
+    assert "meta" not in sample and sample["title"] == "Title vol-001" and sample["id"] == "vol-001"
+    assert len(after) == N and all(len(t) == 1 for t in after.values())

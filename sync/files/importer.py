@@ -40,7 +40,14 @@ One cycle (:meth:`FileImporter.run`), through the crash-safe import ledger (:mod
    sync followed it) does not make the old path look removed: the old task follows its file and the adopted one
    is marked as its duplicate (:meth:`FileImporter._adopted_duplicates`, a warning naming both).
 
-The updates of steps 4 to 8 run a few at once and are recorded as they land (:meth:`FileImporter._update`); a task
+9. When the metadata join changed since the last completed cycle (the CSV's blob id, or ``--metadata``,
+   ``--metadata-key``, ``--metadata-columns``), every task's metadata columns are brought to its row
+   (:meth:`FileImporter._refresh_metadata`): a corrected title reaches the tasks made before, a column the row no
+   longer has leaves them (and a task whose file changed or moved gets its row's columns, without the former
+   ones). A state of an older LabelHub recorded no blob id: its first cycle after the head moved checks every task
+   once.
+
+The updates of steps 4 to 9 run a few at once and are recorded as they land (:meth:`FileImporter._update`); a task
 deleted in Label Studio is recorded as such (its file is never imported again) and the cycle goes on. A file whose
 name a file URL cannot carry (a backslash, a control character) is left out with a warning.
 """
@@ -56,10 +63,10 @@ from itertools import chain, islice
 
 from labelhub.sync.files.selection import iter_selected
 from labelhub.label_config import DataField, data_field
-from labelhub.errors import RevisionNotFound
+from labelhub.errors import LabelHubError, RevisionNotFound
 from labelhub.cli_options import progress_bar
 from labelhub.sync.labelstudio.project import LabelStudioProject, TaskNotFound
-from labelhub.sync.files.metadata import MetadataSpec, MetadataTable
+from labelhub.sync.files.metadata import RESERVED_KEYS, MetadataSpec, MetadataTable
 from labelhub.repos import DatasetRepo, RepoFile
 from labelhub.sync.state import SyncState
 from labelhub.sync.files.payloads import build_file_task
@@ -162,6 +169,7 @@ class FileImportReport:
     moved: list[tuple[str, str]] = field(default_factory=list)
     repinned: list[str] = field(default_factory=list)
     rewritten: int = 0
+    metadata: int = 0
 
 
 @dataclass(frozen=True)
@@ -261,12 +269,15 @@ class FileImporter:
         # revision, glob or join reads the listing again, since the ledger is shared by all of them
         same_selection = last is not None and last.get("selection") == selection
         card: list[str] = []  # README.md's blob id, for the export (labelhub.sync.files.seen)
+        metadata_oid: list[str] = []  # the metadata CSV's blob id at this commit
         in_commit: set[str] = set()  # every path of the commit, selected or not
 
         def listing(sha: str) -> Iterator[RepoFile]:
             for file in self.repo.iter_files(sha):
                 if file.path == "README.md":
                     card.append(file.oid)
+                elif self.metadata is not None and file.path == self.metadata.path:
+                    metadata_oid.append(file.oid)
                 in_commit.add(file.path)
                 yield file
 
@@ -373,7 +384,13 @@ class FileImporter:
         updates += [_Update(file.path, known[file.path], "duplicate", None,
                             ("removed", _duplicate_key(file.path, known[file.path].task_id), sha, known[old].task_id))
                     for old, file in duplicates]
-        self._update(updates, sha, table)
+        joined = {"metadata_oid": metadata_oid[0] if metadata_oid else None}
+        join_moved = last is not None and bool(selection["metadata"] or last["selection"].get("metadata")) and (
+            last["selection"].get("metadata"), last.get("metadata_oid")) != (selection["metadata"], joined["metadata_oid"])
+        stale = self._metadata_columns(table, last if join_moved else None)
+        self._update(updates, sha, table, stale)
+        if join_moved:
+            report.metadata = self._refresh_metadata(table, stale, {u.known.task_id for u in updates if u.kind == "data"})
         selection["file_urls"] = self.url_form()  # after the listing, which refreshed a Hub repo's visibility
         if last is not None and selection["file_urls"] is not None and \
                 last["selection"].get("file_urls") != selection["file_urls"]:
@@ -385,7 +402,7 @@ class FileImporter:
         self.state.add_file_changes({"new": report.created, "changed": len(report.changed), "moved": len(report.moved),
                                      "removed": len(report.removed), "restored": len(report.restored)})
         self.state.set_head(self.revision, sha)
-        self.state.set_cursor(LAST_CYCLE, json.dumps({"sha": sha, "selection": selection}, sort_keys=True))
+        self.state.set_cursor(LAST_CYCLE, json.dumps({"sha": sha, "selection": selection, **joined}, sort_keys=True))
         remember_card(self.state, self.repo.repo_id, sha, card[0] if card else None)
         names = "".join(f"; {kind}: {_names(paths)}" for kind, paths in (
             ("changed", report.changed), ("moved", [f"{a} → {b}" for a, b in report.moved]),
@@ -554,6 +571,41 @@ class FileImporter:
             return None
         return MetadataTable(self.repo.read_file(sha, self.metadata.path), self.metadata)
 
+    def _metadata_columns(self, table: MetadataTable | None, last: dict | None) -> frozenset[str]:
+        """The task data keys a metadata join wrote: the columns of ``table`` and, with ``last`` (the last cycle,
+        given when the join changed since), of the CSV it joined, read at its commit (one file read; a CSV that
+        cannot be read any more, or a former join's key columns, are left as they are). Never the object tag's
+        key or :data:`~labelhub.sync.files.metadata.RESERVED_KEYS`."""
+        columns = set(table.columns if table else ())
+        spec = (last or {}).get("selection", {}).get("metadata")
+        if spec:
+            former = MetadataSpec(spec["path"], spec["key_part"], tuple(spec["columns"]) if spec["columns"] else None)
+            try:
+                columns.update(MetadataTable(self.repo.read_file(last["sha"], former.path), former).columns)
+            except LabelHubError as exc:
+                log.warning("%s: the metadata CSV of the last cycle cannot be read (%s): the columns it alone had "
+                            "stay in the tasks", self.repo.repo_id, exc)
+        return frozenset(columns - {self.field.value_key, *RESERVED_KEYS})
+
+    def _refresh_metadata(self, table: MetadataTable | None, stale: frozenset[str], skip: set[int]) -> int:
+        """Bring every task's metadata columns to the join's current rows after the metadata CSV (or ``--metadata``,
+        ``--metadata-key``, ``--metadata-columns``) changed since the last cycle: a column the task's row now has is
+        set, one of ``stale`` it no longer has is removed (without ``--metadata`` any more: every former column).
+        Tasks of ``skip`` (just updated with the new rows) and deleted ones are left out; a task that already shows
+        its row makes no call. Through :meth:`_update` (one Data Manager query per 200 tasks, 4 updates at once),
+        said in one log line.
+
+        Returns:
+            How many tasks were updated.
+        """
+        entries = self.state.ledger.entries()
+        todo = [_Update(path, known, "metadata", None, ("metadata",))
+                for path, known in sorted(entries.items()) if not known.deleted and known.task_id not in skip]
+        updated = self._update(todo, "", table, stale)
+        log.info("%s: the metadata join changed since the last cycle (%s): %d of %d tasks' metadata columns updated",
+                 self.repo.repo_id, self.metadata.path if self.metadata else "--metadata dropped", updated, len(todo))
+        return updated
+
     def _data(self, file: RepoFile, sha: str, table: MetadataTable | None) -> dict:
         return build_file_task(self.field, self._value(file, sha), self.repo.repo_id, file.path, sha,
                                table.columns_for(file.path) if table else None)
@@ -602,7 +654,8 @@ class FileImporter:
             return self.repo.file_url(sha, file.path)
         return self.repo.read_file(sha, file.path).decode("utf-8", errors="replace")
 
-    def _update(self, updates: list[_Update], sha: str, table: MetadataTable | None) -> int:
+    def _update(self, updates: list[_Update], sha: str, table: MetadataTable | None,
+                stale: frozenset[str] = frozenset()) -> int:
         """Apply ``updates`` to their tasks: each task's current ``data`` or ``meta`` is read with the others'
         (:meth:`LabelStudioProject.tasks_fields`, a query per :data:`UPDATE_CHUNK` tasks), then updated with one call,
         :data:`UPDATE_WORKERS` calls at once, and each finished update is recorded in the ledger as it lands (every
@@ -610,7 +663,9 @@ class FileImporter:
         which are idempotent). A task deleted in Label Studio (a 404 of the task) is recorded as deleted, said once
         in a warning naming it and its file, and the cycle goes on; a task recorded as deleted gets no call.
         Progress: a tqdm bar on a terminal, and a log line every :data:`LOG_EVERY` tasks. A URL update
-        (``kind="url"``) whose task already shows the URL makes no call.
+        (``kind="url"``) whose task already shows the URL makes no call, nor does a metadata update
+        (``kind="metadata"``) whose task shows its row. ``stale``: the metadata columns a ``data`` or ``metadata``
+        update removes where the task's row (of ``table``) lacks them (:meth:`_metadata_columns`).
 
         Returns:
             How many update calls were made.
@@ -643,7 +698,15 @@ class FileImporter:
 
         def apply(update: _Update, current: dict | None) -> None:
             if update.kind == "data":
-                self.project.update_data(update.known.task_id, self._data(update.file, sha, table)["data"], current)
+                self.project.update_data(update.known.task_id, self._data(update.file, sha, table)["data"], current,
+                                         stale)
+            elif update.kind == "metadata":
+                path = (current or {}).get("hf_path") or update.key
+                columns = table.columns_for(path) if table else {}
+                columns = {k: v for k, v in columns.items() if k != self.field.value_key}
+                if current is not None and {**{k: v for k, v in current.items() if k not in stale}, **columns} == current:
+                    return
+                self.project.update_data(update.known.task_id, columns, current, stale)
             elif update.kind == "duplicate":
                 self.project.update_meta(update.known.task_id, {"hf_removed": True, "hf_removed_in": sha,
                                                                 "hf_duplicate_of": update.record[3]}, current)

@@ -61,6 +61,8 @@ class MetadataTable:
         if len(duplicated):
             raise LabelHubError(f"metadata CSV {spec.path}: duplicate keys in column {key!r}: {list(duplicated)}")
         self.key_column = key
+        #: The task data keys this table writes (its columns but :data:`RESERVED_KEYS`), in the CSV's order.
+        self.columns: tuple[str, ...] = tuple(str(c) for c in frame.columns if c not in RESERVED_KEYS)
         self._rows = {row[key]: row for row in frame.to_dict(orient="records")}
         #: Files looked up by :meth:`columns_for`, and how many of them matched a row.
         self.looked_up = self.matched = 0
@@ -85,7 +87,6 @@ class MetadataTable:
         self.matched += 1
         return {k: (None if isinstance(v, float) and math.isnan(v) else v)
                 for k, v in row.items() if k not in RESERVED_KEYS}
-
 
     def unmatched_warning(self) -> str | None:
         """One warning line when under 1% of the files looked up since the table was read matched a row (a wrong

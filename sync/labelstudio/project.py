@@ -11,7 +11,7 @@ the SDK's own method copies every payload through its encoder first, about 0.26 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 
 import httpx
@@ -334,7 +334,8 @@ class LabelStudioProject:
             out.update({task.id: (task.data or {}, task.meta or {}) for task in tasks})
         return out
 
-    def update_data(self, task_id: int, changes: dict, current: dict | None = None) -> None:
+    def update_data(self, task_id: int, changes: dict, current: dict | None = None, drop: Collection[str] = ()
+                    ) -> None:
         """Merge ``changes`` into the task's ``data``; its annotations and predictions stay
         (https://api.labelstud.io/api-reference/api-reference/tasks/update: ``data`` is replaced whole, hence the
         merge).
@@ -344,6 +345,8 @@ class LabelStudioProject:
             changes: Keys of ``data`` to set.
             current: The task's ``data`` as just read (:meth:`tasks_fields`): one call, the update. ``None``: two
                 calls, a read then the update.
+            drop: Keys of ``data`` to remove, unless ``changes`` sets them (a metadata column the CSV no longer
+                has for the task's file).
 
         Raises:
             TaskNotFound: the task was deleted in Label Studio.
@@ -351,7 +354,8 @@ class LabelStudioProject:
         """
         if current is None:
             current = self._task_call(task_id, self.client.tasks.get, str(task_id)).data or {}
-        self._task_call(task_id, self.client.tasks.update, str(task_id), data={**current, **changes})
+        data = {k: v for k, v in current.items() if k not in drop}
+        self._task_call(task_id, self.client.tasks.update, str(task_id), data={**data, **changes})
 
     def update_meta(self, task_id: int, changes: dict, current: dict | None = None) -> None:
         """Merge ``changes`` into the task's ``meta`` (as :meth:`update_data` does ``data``; same arguments and
