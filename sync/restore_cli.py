@@ -3,7 +3,9 @@
 Reads the version (:func:`labelhub.sync.versions.restore.read_version`), plans its tasks
 (:func:`~labelhub.sync.versions.restore.plan_tasks`), prints each row it cannot read, restores the rest through the
 import ledger (:class:`~labelhub.sync.versions.restore.Restorer`) and prints a summary. Exit code 1 when a row
-was rejected or the restore failed (one line, no traceback), 0 otherwise.
+was rejected, when tasks of the version were not restored because the project already has tasks of their files
+(the version is then not wholly in the project: restore into a new project; nothing is lost, and a re-run does the
+same), or when the restore failed (one line, no traceback); 0 otherwise.
 """
 from __future__ import annotations
 
@@ -56,7 +58,7 @@ def restore(ctx, repo, tag, project_id, csv_path, tag_prefix, batch_size, state_
     for error in report.errors:
         click.echo(str(error))
     click.echo(report.summary())
-    if report.errors:
+    if report.errors or report.held:
         ctx.exit(1)
 
 

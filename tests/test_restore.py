@@ -250,8 +250,8 @@ def test_sigkill_mid_restore_then_rerun_gives_no_duplicate_and_none_missing(labe
     rerun = restore(repo, target.id, state, env, "--batch-size", "1")
     assert rerun.returncode == 0, rerun.stderr
     # batch 1 recorded, batch 2 created but not recorded (found again), batch 3 created now
-    assert rerun.stdout.startswith("tasks created: 1 (2 already restored, 1 found in Label Studio from an earlier "
-                                   "run), annotations: 1,"), rerun.stdout
+    assert rerun.stdout.startswith("tasks created: 1 (2 already restored, 1 of them found in Label Studio from an "
+                                   "earlier run), annotations: 1,"), rerun.stdout
     tasks, rows = restored_rows(label_studio, target.id)
     source = v1_rows(repo)
     assert sorted(str(t.data["source_task_id"]) for t in tasks) == sorted(source["task_id"].unique())
@@ -269,7 +269,7 @@ def test_unknown_annotator_and_broken_row_and_unknown_tag(label_studio, make_pro
     assert result.returncode == 1, result.stderr
     assert result.stdout.splitlines() == [
         "row 5: task_id is not a number: 'not-a-number'",
-        "tasks created: 3, annotations: 4, annotators without a Label Studio user: 2, rows rejected: 1"]
+        "tasks created: 3, annotations: 4, annotators without a Label Studio user: 1, rows rejected: 1"]
     tasks, rows = restored_rows(label_studio, target.id)
     assert {r["annotator"] for r in rows.values()} == {USERNAME}  # unmatched: the importing user's
     kept = {m["annotator"] for t in tasks for m in t.meta["restored_annotations"] if not m["matched"]}

@@ -114,23 +114,45 @@ class RestoredTask:
 
 @dataclass
 class RestoreReport:
-    """What a restore did: tasks and annotations created, tasks already restored, tasks recovered after an
-    interruption, annotations whose annotator has no Label Studio user, rows rejected."""
+    """What a restore did.
+
+    Attributes:
+        created: Tasks created by this run.
+        annotations: Annotations created by this run.
+        already_restored: Tasks of the version a restore into this project made before (by an earlier run, or by
+            this one's recovery: ``recovered`` counts those among them).
+        recovered: Of ``already_restored``, the tasks an interrupted run created and did not record (found in
+            Label Studio).
+        held: Tasks of the version not restored because the project already has a task of their file (the same
+            ``hf_repo`` and ``hf_path``, made by the sync, an import or a restore of another version's task of it);
+            ``held_task_ids`` are those project tasks.
+        unmatched: Annotations created whose annotator has no Label Studio user; ``unmatched_annotators``:
+            ``{email: annotations}`` of them.
+        errors: The rows rejected.
+    """
 
     created: int = 0
     annotations: int = 0
     already_restored: int = 0
     recovered: int = 0
+    held: int = 0
+    held_task_ids: list[int] = field(default_factory=list)
     unmatched: int = 0
+    unmatched_annotators: dict[str, int] = field(default_factory=dict)
     errors: list[RowError] = field(default_factory=list)
 
     def summary(self) -> str:
-        """The summary line the CLI prints."""
-        extra = [f"{n} {what}" for n, what in ((self.already_restored, "already restored"),
-                                               (self.recovered, "found in Label Studio from an earlier run")) if n]
-        return (f"tasks created: {self.created}" + (f" ({', '.join(extra)})" if extra else "")
-                + f", annotations: {self.annotations}, annotators without a Label Studio user: {self.unmatched}"
-                + f", rows rejected: {len(self.errors)}")
+        """The summary line the CLI prints: the parts in brackets are tasks not created (``recovered`` nests in
+        ``already restored``)."""
+        extra = []
+        if self.already_restored:
+            extra.append(f"{self.already_restored} already restored" + (
+                f", {self.recovered} of them found in Label Studio from an earlier run" if self.recovered else ""))
+        if self.held:
+            extra.append(f"{self.held} skipped: the project has their files' tasks")
+        return (f"tasks created: {self.created}" + (f" ({'; '.join(extra)})" if extra else "")
+                + f", annotations: {self.annotations}, annotators without a Label Studio user: "
+                + f"{len(self.unmatched_annotators)}, rows rejected: {len(self.errors)}")
 
 
 def _boxes(cell: str) -> list[dict]:
@@ -488,10 +510,21 @@ class Restorer:
         report = RestoreReport(errors=list(errors))
         report.recovered = self.ledger.recover(self._existing_tasks)
         known = self.ledger.known()
-        new = [t for t in tasks if restore_key(t.data) not in known]
-        report.already_restored = len(tasks) - len(new)
+        pending = [t for t in tasks if restore_key(t.data) not in known]
+        report.already_restored = len(tasks) - len(pending)
+        held = self._file_tasks(pending)
+        new = [t for t in pending if t.source_task_id not in held]
+        report.held, report.held_task_ids = len(held), sorted(held.values())
+        if held:
+            shown = ", ".join(map(str, report.held_task_ids[:5])) + (
+                f" (+{len(held) - 5})" if len(held) > 5 else "")
+            log.warning("%d task(s) of the version are not restored: the project already has tasks of their files "
+                        "(tasks %s), made by a sync, an import or a restore of another version; a restore adds no "
+                        "second task of a file. Restore into a new project to get the version's annotations",
+                        len(held), shown)
         users = {email.lower(): user_id for user_id, email in self.project.users().items() if email}
         counts = {"annotations": 0, "unmatched": 0}
+        unmatched = report.unmatched_annotators
 
         def items() -> Iterator[Item]:
             for task in new:
@@ -501,6 +534,8 @@ class Restorer:
                     annotations.append({**annotation, "completed_by": user_id} if user_id else dict(annotation))
                     annotators.append({**who, "matched": user_id is not None})
                     counts["unmatched"] += user_id is None
+                    if user_id is None:
+                        unmatched[str(who["annotator"])] = unmatched.get(str(who["annotator"]), 0) + 1
                 counts["annotations"] += len(annotations)
                 payload = {"data": task.data, "meta": {"restored_annotations": annotators}, "annotations": annotations}
                 data = task.data
@@ -510,8 +545,43 @@ class Restorer:
         report.created = self.ledger.import_items(self.project, items(), len(new), self.batch_size,
                                                   desc="restoring tasks")
         report.annotations, report.unmatched = counts["annotations"], counts["unmatched"]
+        if unmatched:
+            ranked = sorted(unmatched.items(), key=lambda kv: (-kv[1], kv[0]))
+            shown = ", ".join(f"{email or '(no email)'} ({n})" for email, n in ranked[:5]) + (
+                f", +{len(ranked) - 5} more" if len(ranked) > 5 else "")
+            log.warning("%d annotation(s) of %d annotator(s) without a Label Studio user are the importing user's "
+                        "(their emails are kept in each task's meta.restored_annotations): %s. To attribute them, "
+                        "create those users, then restore into a new project: a re-run into this project does not "
+                        "re-attribute annotations it made", report.unmatched, len(ranked), shown)
         log.info("project %s: %s", self.project.project_id, report.summary())
         return report
+
+    def _file_tasks(self, tasks: Sequence[RestoredTask]) -> dict[int, int]:
+        """``{source task id: project task id}`` of ``tasks`` whose file (``data.hf_repo``, ``data.hf_path``) the
+        project already has a task of: the repo's own ledger (the sync's source, where a restore also records its
+        tasks' files), after adopting the project's tasks of the repo's files it lacks with the sync's lookup
+        (:meth:`labelhub.sync.labelstudio.project.LabelStudioProject.repo_file_tasks`, from the ledger's adoption
+        cursor on: one light call when nothing changed). A task deleted in Label Studio holds nothing.
+
+        Raises:
+            labelhub.errors.LabelStudioError: the lookup failed.
+        """
+        by_repo: dict[str, list[RestoredTask]] = {}
+        for task in tasks:
+            if task.data.get("hf_repo") and task.data.get("hf_path"):
+                by_repo.setdefault(task.data["hf_repo"], []).append(task)
+        held: dict[int, int] = {}
+        for repo_id, repo_tasks in by_repo.items():
+            ledger = ImportLedger(self.ledger.db, self.project.project_id, repo_id)
+            ledger.recover(lambda after, repo_id=repo_id: [
+                Entry(path, task_id, revision)
+                for task_id, path, revision in self.project.repo_file_tasks(repo_id, after)])
+            entries = ledger.entries()
+            for task in repo_tasks:
+                found = entries.get(task.data["hf_path"])
+                if found is not None and not found.deleted:
+                    held[task.source_task_id] = found.task_id
+        return held
 
     def _existing_tasks(self, after_task_id: int) -> list[Entry]:
         """The project's restored tasks above ``after_task_id`` (for :meth:`ImportLedger.recover`)."""
