@@ -28,7 +28,8 @@ from labelhub.sync.options import (
 @click.command("restore", context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
 @click.option("--repo", required=True, envvar="LABELHUB_REPO", help="Hub dataset OWNER/NAME or local git repo path.")
 @click.option("--tag", required=True, help="The version to restore: an annotations-vN tag (another series': "
-              "PREFIX-vN with its --csv-path) or a commit sha.")
+              "PREFIX-vN, its CSV read from its manifest unless --csv-path is given) or a commit sha (a version's: "
+              "7 digits or more, as labelhub versions prints; another commit of a Hub repo: all 40).")
 @project_option
 @series_options
 @click.option("--batch-size", type=Integer(min=1), default=1000, help="Tasks per Label Studio import call.")
@@ -51,7 +52,11 @@ def restore(ctx, repo, tag, project_id, csv_path, tag_prefix, batch_size, state_
     """
     from labelhub.redaction import setup_logging
 
+    from click.core import ParameterSource
+
     redact = setup_logging(log_level, secrets=[label_studio_api_key, hf_token])
+    if ctx.get_parameter_source("csv_path") is ParameterSource.DEFAULT:
+        csv_path = None  # the version's manifest names its CSV
     with one_line_errors(redact.secrets, resumable=True):
         report = _run(repo, tag, project_id, csv_path, tag_prefix, batch_size, state_path, label_studio_url,
                       label_studio_api_key, hf_token, hf_endpoint)
@@ -71,9 +76,10 @@ def _run(repo, tag, project_id, csv_path, tag_prefix, batch_size, state_path, la
     from labelhub.sync.versions.restore import RESTORE_SOURCE, Restorer, plan_tasks, read_version
 
     dataset = open_repo(repo, token=hf_token, endpoint=hf_endpoint)
-    _, frame, manifest = read_version(dataset, tag, csv_path, tag_prefix)
+    _, frame, manifest, rejected = read_version(dataset, tag, csv_path, tag_prefix)
     project = LabelStudioProject(label_studio_url, label_studio_api_key, project_id)
     tasks, errors = plan_tasks(frame, manifest, project.label_config, dataset.repo_id, tag)
+    errors = sorted([*rejected, *errors], key=lambda e: e.row)
     with state_lock(state_path, project_id):
         with state_errors(state_path):
             db = connect(state_path)

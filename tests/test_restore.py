@@ -115,9 +115,10 @@ def test_rows_of_one_task_become_one_task_and_bad_rows_are_counted():
     )
     tasks, errors = plan_tasks(rows, {"controls": {**CONTROLS, "gone": "Choices"}}, CONFIG, "owner/ds",
                                "annotations-v1")
-    assert errors == [RowError(4, "task_id is not a number: 'x'"), errors[1],
-                      RowError(6, "lead_time is not a finite number: 'inf'")]
-    assert errors[1].row == 5 and errors[1].reason.startswith("box (RectangleLabels): ")
+    # rows are named by their CSV line (the header is line 1) and their ids when they are numbers
+    assert errors == [RowError(5, "task_id is not a number: 'x'", None, 81), errors[1],
+                      RowError(7, "lead_time is not a finite number: 'inf'", 10, 100)]
+    assert errors[1].row == 6 and errors[1].reason.startswith("box (RectangleLabels): ")
     first, second = tasks
     assert first.data == {"image": url, "hf_repo": "owner/ds", "hf_path": "a.png", "hf_revision": SHA,
                           "metadata": {"score": 1}, "source": "web", "restored_from": "owner/ds@annotations-v1",
@@ -268,7 +269,7 @@ def test_unknown_annotator_and_broken_row_and_unknown_tag(label_studio, make_pro
     result = restore(repo, target.id, tmp_path / "e.sqlite3", env, tag="edited")
     assert result.returncode == 1, result.stderr
     assert result.stdout.splitlines() == [
-        "row 5: task_id is not a number: 'not-a-number'",
+        "line 6 (annotation_id 1): task_id is not a number: 'not-a-number'",
         "tasks created: 3, annotations: 4, annotators without a Label Studio user: 1, rows rejected: 1"]
     tasks, rows = restored_rows(label_studio, target.id)
     assert {r["annotator"] for r in rows.values()} == {USERNAME}  # unmatched: the importing user's

@@ -25,7 +25,8 @@ whose ``controls`` give each control column's tag type (without a manifest, the 
   result with the box's percent place and ``rotation`` and the region's ``id`` (so that Label Studio joins it to the
   region's ``rectangle`` result again), another region's item (a Polygon's ``points``) its value as stored, its
   ``label`` split into ``labels`` (a cell of labels only, written
-  before LabelHub kept a Labels tag's spans or regions, is a row error saying so); any other control → the
+  before LabelHub kept a Labels tag's spans or regions, is skipped, said once with a count; the row's other controls
+  are restored); any other control → the
   cell's JSON list of result values, one result each. Labels are split with
   the project's labels (:func:`labelhub.sync.versions.rows.split_labels`: a label holding ``|``, or ``/`` in a
   Taxonomy, stays whole). The ``other_results`` items of the project's controls are restored as they were stored,
@@ -55,12 +56,22 @@ whose ``controls`` give each control column's tag type (without a manifest, the 
   (a :class:`labelhub.errors.LabelHubError`, one line) before anything is created: its tasks would show nothing in
   the project's editor and carry no labels. A project with some of the version's controls takes those, the others
   said once.
-- **Errors**: an unknown tag, a missing CSV, a CSV that does not parse or lacks LabelHub's columns raise
-  :class:`labelhub.errors.LabelHubError` (one line from the CLI); a row that cannot be read is a :class:`RowError`
-  (printed and counted; the other rows are restored).
+- **Files the project has**: a task of the version whose file (``hf_repo``, ``hf_path``) the project already has a
+  task of (the sync's, an import's, the exporting project itself) is not restored (:meth:`Restorer._file_tasks`):
+  counted in :attr:`RestoreReport.held` and named in a warning; the CLI exits 1, since the version is then not
+  wholly in the project (restore into a new project; nothing is lost). A task this restore made before stays
+  "already restored".
+- **Annotations of dropped results**: an annotation none of whose results the project takes (every control it had
+  skipped) is not made, counted in a warning: a non-cancelled annotation with no result counts its task as labelled.
+- **Errors**: an unknown tag, a missing CSV, a CSV that does not parse or lacks LabelHub's columns, a
+  ``--csv-path`` the version's manifest contradicts raise :class:`labelhub.errors.LabelHubError` (one line from the
+  CLI); a row that cannot be read (:func:`read_rows`: more or fewer cells than the header; :func:`plan_tasks`: an
+  ``annotation_id`` of an earlier row, a cell not in its column's form) is a :class:`RowError` naming its CSV line
+  and ids (printed and counted; the other rows are restored).
 """
 from __future__ import annotations
 
+import csv
 import io
 import json
 import logging
@@ -78,13 +89,13 @@ from labelhub.repos import DatasetRepo
 from labelhub.sync.labelstudio.project import LabelStudioProject
 from labelhub.sync.ledger import Entry, ImportLedger, Item
 from labelhub.sync.regions import percent_from_fractions
-from labelhub.sync.versions.series import series_for
+from labelhub.sync.versions.series import series_for, version_tag_prefix
 from labelhub.sync.versions.rows import FIXED_HEAD, FIXED_TAIL, OTHER_RESULTS, split_labels, textarea_entries
 
 log = logging.getLogger(__name__)
 
 __all__ = ["RESTORE_SOURCE", "RowError", "RestoredTask", "RestoreReport", "Restorer", "cell_results",
-           "read_version", "plan_tasks", "restore_key"]
+           "read_rows", "read_version", "plan_tasks", "restore_key"]
 
 #: The ledger source of restored tasks (key: ``"<repo_id>#<task_id of the version>"``).
 RESTORE_SOURCE = "restore:source_task"
@@ -93,13 +104,31 @@ _SHA = re.compile(r"(?<![0-9a-f])[0-9a-f]{40}(?![0-9a-f])")
 
 @dataclass(frozen=True)
 class RowError:
-    """A CSV row that cannot be restored: ``row`` counts data rows from 1 (the header is not one)."""
+    """A CSV row that cannot be restored.
+
+    Attributes:
+        row: The CSV line the row starts on (the header is line 1; a frame not read by :func:`read_version`
+            counts its data rows from line 2).
+        reason: Why, one line.
+        task_id, annotation_id: The row's ids when they are numbers (``None`` otherwise).
+    """
 
     row: int
     reason: str
+    task_id: int | None = None
+    annotation_id: int | None = None
 
     def __str__(self) -> str:
-        return f"row {self.row}: {self.reason}"
+        ids = ", ".join(f"{name} {value}" for name, value in (("task_id", self.task_id),
+                                                              ("annotation_id", self.annotation_id)) if value is not None)
+        return f"line {self.row}" + (f" ({ids})" if ids else "") + f": {self.reason}"
+
+
+def _int_or_none(cell) -> int | None:
+    try:
+        return int(str(cell))
+    except ValueError:
+        return None
 
 
 @dataclass
@@ -200,7 +229,7 @@ def cell_results(tag: str, from_name: str, to_name: str, cell: str, labels: Sequ
         return [{**base, "value": {"text": textarea_entries(cell)}}]
     if tag == "Labels":
         if not cell.startswith("["):
-            raise ValueError(f"{from_name} holds labels without their regions (a version written before LabelHub "
+            raise _LabelsWithoutRegions(f"{from_name} holds labels without their regions (a version written before LabelHub "
                              "exported a Labels tag's spans, or its labels of image regions)")
         results = []
         for n, span in enumerate(_boxes(cell), 1):
@@ -244,6 +273,11 @@ def cell_results(tag: str, from_name: str, to_name: str, cell: str, labels: Sequ
             for n, value in enumerate(values, 1)]
 
 
+class _LabelsWithoutRegions(ValueError):
+    """A Labels cell of labels only (``PER|LOC``), written before LabelHub kept a Labels tag's spans or regions:
+    :func:`plan_tasks` skips that cell, not the row."""
+
+
 #: The keys of a span item of the CSV that are not its value's (rows.control_value).
 _SPAN_CELL = ("start", "end", "text", "label", "id", "per_region")
 
@@ -255,51 +289,152 @@ def _region(item: Mapping, from_name: str, n: int) -> dict:
     return {**found, **({"per_region": item["per_region"]} if isinstance(item.get("per_region"), dict) else {})}
 
 
-def read_version(repo: DatasetRepo, tag: str, csv_path: str,
-                 tag_prefix: str | None = None) -> tuple[str, pd.DataFrame, dict]:
-    """``(commit sha, CSV rows as text, manifest)`` of a version of one series (one tag listing, two file reads).
+def read_version(repo: DatasetRepo, tag: str, csv_path: str | None,
+                 tag_prefix: str | None = None) -> tuple[str, pd.DataFrame, dict, list[RowError]]:
+    """``(commit sha, CSV rows as text, manifest, rows rejected)`` of a version of one series (one tag listing, two
+    or three file reads).
 
     Args:
         repo: The dataset repo.
-        tag: The version's tag (``annotations-v3``, ``test-v3``) or commit sha.
+        tag: The version's tag (``annotations-v3``, ``test-v3``), its commit sha, or an unambiguous prefix of 7 hex
+            digits or more of a version's commit sha (what ``labelhub versions`` prints); a commit that no tag
+            names needs its full sha on the Hub (a local repo resolves a prefix too). An annotated tag's own object
+            sha (``git rev-parse annotations-v1``) is read as its commit.
         csv_path: The series' CSV (``--csv-path``); with several projects exporting into the repo, every commit holds
-            each project's CSV, and this one is read.
+            each project's CSV, and this one is read. ``None`` (not given): the CSV the version's manifest names
+            (``P.manifest.json`` beside the default CSV, or at a usual place,
+            :meth:`labelhub.sync.versions.series.Series.manifest_candidates`; ``P`` from ``tag_prefix`` or the tag),
+            the default CSV for a version of the default series without a manifest.
         tag_prefix: The series' tag prefix (:mod:`labelhub.sync.versions.series`); ``None``: derived from
-            ``csv_path``.
+            ``csv_path`` (or, when that is ``None``, from the tag).
 
     Returns:
-        ``(sha, frame, manifest)``: the commit, the CSV's rows (every cell a string) and the manifest (``{}`` when
-        the version has none).
+        ``(sha, frame, manifest, rejected)``: the commit; the CSV's rows with every cell a string, indexed by the
+        CSV line each starts on (index name ``line``); the manifest (``{}`` when the version has none); the rows
+        whose cells are more or fewer than the header's (:func:`read_rows`).
 
     Raises:
-        RevisionNotFound: ``tag`` is neither a tag of the repo nor a commit sha.
+        RevisionNotFound: ``tag`` is neither a tag of the repo nor a commit sha (or a prefix of one).
         labelhub.errors.ConfigurationError: ``tag`` is named as a version of another series than ``csv_path``'s.
-        LabelHubError: No CSV at ``csv_path``, or one that does not parse or lacks LabelHub's columns.
+        LabelHubError: The manifest names another CSV than ``csv_path`` (one line naming both); a version of another
+            series than the default without a manifest and without ``csv_path``; no CSV at ``csv_path``, or one
+            that does not parse or lacks LabelHub's columns.
     """
-    series = series_for(csv_path, tag_prefix)
+    explicit = csv_path is not None
+    series = series_for(csv_path, tag_prefix or (None if explicit else version_tag_prefix(tag)))
     series.check_tag(tag)
+    sha = _version_sha(repo, tag)
+    places = [series.manifest_path] + ([] if explicit else series.manifest_candidates())
+    manifest, where = {}, None
+    for place in places:
+        try:
+            found = json.loads(repo.read_file(sha, place))
+        except (FileNotFoundError, ValueError):
+            continue
+        if isinstance(found, dict):
+            manifest, where = found, place
+            break
+    named = manifest.get("csv_path") if isinstance(manifest.get("csv_path"), str) else None
+    if explicit and named and named.strip("/") != series.csv_path:
+        raise LabelHubError(f"{tag} of {repo.repo_id} is a version of the CSV {named} (its manifest {where}), not "
+                            f"of --csv-path {series.csv_path}: pass --csv-path {named}, or leave it out")
+    if not explicit:
+        if named:
+            series = series_for(named, series.prefix)
+        elif not series.is_default:
+            raise LabelHubError(f"{tag} of {repo.repo_id} has no manifest of the series {series.prefix!r} (looked at "
+                                f"{', '.join(places)}): pass its --csv-path")
     csv_path = series.csv_path
-    tags = repo.tags()
-    sha = tags.get(tag) or (tag if re.fullmatch(r"[0-9a-f]{40}", tag) else None)
-    if sha is None:
-        raise RevisionNotFound(f"{tag!r} is not a tag of {repo.repo_id} (see labelhub versions)")
     try:
         raw = repo.read_file(sha, csv_path)
     except EntryNotFound:
         raise LabelHubError(f"{tag} of {repo.repo_id} has no annotations CSV at {csv_path} (see --csv-path)") from None
-    try:
-        frame = pd.read_csv(io.BytesIO(raw), dtype=str, keep_default_na=False)
-    except (ValueError, pd.errors.ParserError) as exc:
-        raise LabelHubError(f"{csv_path} at {tag} does not parse: {str(exc).splitlines()[0]}") from None
+    frame, rejected = read_rows(raw, f"{csv_path} at {tag}")
     missing = [c for c in (*FIXED_HEAD, "annotator") if c not in frame.columns]
     if missing or len(frame.columns) < 4:
         raise LabelHubError(f"{csv_path} at {tag} is not a LabelHub annotations CSV (missing columns: "
                             f"{', '.join(missing) or 'the value column'})")
+    return sha, frame, manifest, rejected
+
+
+def _version_sha(repo: DatasetRepo, tag: str) -> str:
+    """The commit of ``tag`` (see :func:`read_version`): a tag, a version's commit sha or a prefix of one (from the
+    tag listing, no other call), else a commit the repo resolves (one call; a Hub repo takes full shas only).
+
+    Raises:
+        RevisionNotFound: Not a tag, an ambiguous prefix, or no commit of the repo.
+    """
+    tags = repo.tags()
+    if tag in tags:
+        return tags[tag]
+    if not re.fullmatch(r"[0-9a-f]{7,40}", tag):
+        raise RevisionNotFound(f"{tag!r} is not a tag of {repo.repo_id} nor a commit sha (see labelhub versions)")
+    versions = {sha for sha in tags.values() if sha.startswith(tag)}
+    if len(versions) > 1:
+        raise RevisionNotFound(f"{tag!r} starts the commit shas of {len(versions)} versions of {repo.repo_id}: give "
+                               "more digits")
+    if versions:
+        return versions.pop()
     try:
-        manifest = json.loads(repo.read_file(sha, series.manifest_path))
-    except (FileNotFoundError, ValueError):
-        manifest = {}
-    return sha, frame, manifest if isinstance(manifest, dict) else {}
+        sha = repo.resolve(tag)  # a local repo peels an annotated tag's object sha, and resolves a prefix
+    except RevisionNotFound:
+        raise RevisionNotFound(f"{tag!r} is no commit of {repo.repo_id} (a commit no tag names needs its full "
+                               "40-digit sha on the Hub; see labelhub versions)") from None
+    if sha != tag and len(tag) == 40:
+        log.info("%s is a tag object's sha: reading its commit %s", tag, sha)
+    return sha
+
+
+def read_rows(raw: bytes, where: str) -> tuple[pd.DataFrame, list[RowError]]:
+    """The rows of an annotations CSV (RFC 4180, as ``pandas.DataFrame.to_csv`` writes it; read with Python's
+    :mod:`csv` so that each row's cells are counted) and the rows that cannot be read.
+
+    Args:
+        raw: The CSV's bytes (UTF-8, a byte order mark allowed).
+        where: The CSV's name in errors (``annotations/annotations.csv at annotations-v3``).
+
+    Returns:
+        ``(frame, rejected)``: every cell a string (an empty cell ``""``), the index the CSV line each row starts on
+        (name ``line``; the header is line 1, blank lines are skipped); a row with more or fewer cells than the
+        header (a stray trailing comma, a truncated line) is a :class:`RowError` naming its line and ids, and the
+        rows after it are read as usual.
+
+    Raises:
+        LabelHubError: Not UTF-8, no header, a header naming a column twice, or a quote left open (the file's
+            structure is lost from there on).
+    """
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise LabelHubError(f"{where} does not parse: not UTF-8 (byte {exc.start})") from None
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    header: list[str] | None = None
+    lines, records, rejected = [], [], []
+    start = 1
+    try:
+        for cells in reader:
+            line, start = start, reader.line_num + 1
+            if not cells:
+                continue
+            if header is None:
+                header = cells
+                continue
+            if len(cells) != len(header):
+                ids = {name: _int_or_none(cells[header.index(name)]) if name in header and header.index(name) < len(
+                    cells) else None for name in ("task_id", "annotation_id")}
+                rejected.append(RowError(line, f"{len(cells)} cells where the header has {len(header)} (a stray "
+                                               "separator or a cut line)", **ids))
+                continue
+            lines.append(line)
+            records.append(cells)
+    except csv.Error as exc:
+        raise LabelHubError(f"{where} does not parse at line {reader.line_num}: {exc}") from None
+    if header is None:
+        raise LabelHubError(f"{where} does not parse: it is empty")
+    twice = sorted({c for c in header if header.count(c) > 1})
+    if twice:
+        raise LabelHubError(f"{where} does not parse: its header names {', '.join(twice)} twice")
+    return pd.DataFrame(records, columns=header, index=pd.Index(lines, name="line", dtype=int)), rejected
 
 
 def _controls(frame: pd.DataFrame, manifest: Mapping, label_config: str) -> dict[str, tuple[str, str, tuple]]:
@@ -320,10 +455,10 @@ def _controls(frame: pd.DataFrame, manifest: Mapping, label_config: str) -> dict
         control, tag = project.get(name), versioned.get(name)
         if control is None or not control.to_name:
             skipped.append(f"control {name!r} of the version is not in the project's label config: its labels are "
-                           "skipped")
+                           "skipped (a later restore into this project does not add them)")
         elif tag and tag != control.tag:
             skipped.append(f"control {name!r} is {tag} in the version but {control.tag} in the project: its labels are "
-                           "skipped")
+                           "skipped (a later restore into this project does not add them)")
         else:
             usable[name] = (control.tag, control.to_name[0], tuple(control.labels))
     if names and not usable:
@@ -386,17 +521,31 @@ def plan_tasks(frame: pd.DataFrame, manifest: Mapping, label_config: str, repo_i
     tasks: dict[int, RestoredTask] = {}
     errors: list[RowError] = []
     relations = 0
-    for n, row in enumerate(frame.to_dict("records"), 1):
+    version_controls = columns[4:columns.index("annotator")] if "annotator" in columns else []
+    lines = frame.index if frame.index.name == "line" else range(2, len(frame) + 2)
+    seen: dict[int, int] = {}  # annotation_id → its line
+    unregioned: dict[str, int] = {}  # control → cells of labels without regions, skipped
+    emptied = 0
+    for line, row in zip(lines, frame.to_dict("records")):
+        line = int(line)
         try:
             task_id, annotation_id = _number(row, "task_id", int), _number(row, "annotation_id", int)
+            if annotation_id in seen:
+                raise ValueError(f"annotation_id {annotation_id} is also line {seen[annotation_id]}'s (a version "
+                                 "holds each annotation once): this row is left out")
             own = {}
             for name, (ctag, to_name, labels) in controls.items():
                 try:
                     own[name] = cell_results(ctag, name, to_name, row[name], labels)
+                except _LabelsWithoutRegions:
+                    unregioned[name] = unregioned.get(name, 0) + 1
                 except ValueError as exc:
                     raise ValueError(f"{name} ({ctag}): {exc}") from None
             result = _with_per_region(own, controls)
-            others, left = _other_results(row.get(OTHER_RESULTS, ""), controls, {r.get("id") for r in result})
+            try:
+                others, left = _other_results(row.get(OTHER_RESULTS, ""), controls, {r.get("id") for r in result})
+            except ValueError as exc:
+                raise ValueError(f"{OTHER_RESULTS}: {exc}") from None
             result += others
             relations += left
             lead_time = _number(row, "lead_time", float) if row.get("lead_time") else None
@@ -404,8 +553,15 @@ def plan_tasks(frame: pd.DataFrame, manifest: Mapping, label_config: str, repo_i
                           "was_cancelled": _flag(row.get("was_cancelled", ""), "was_cancelled"),
                           "ground_truth": _flag(row.get("ground_truth", ""), "ground_truth")}
         except (ValueError, TypeError) as exc:
-            errors.append(RowError(n, str(exc).splitlines()[0] if str(exc) else type(exc).__name__))
+            errors.append(RowError(line, str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
+                                   _int_or_none(row.get("task_id", "")), _int_or_none(row.get("annotation_id", ""))))
             continue
+        seen[annotation_id] = line
+        if not result and not annotation["was_cancelled"] and (
+                row.get(OTHER_RESULTS) or any(row.get(name) for name in version_controls)):
+            # every result dropped: an annotation with no result would count the task as labelled
+            emptied += 1
+            annotation = None
         task = tasks.get(task_id)
         if task is None:
             # "data.<key>": a data key the export renamed because a column has its name
@@ -417,10 +573,19 @@ def plan_tasks(frame: pd.DataFrame, manifest: Mapping, label_config: str, repo_i
                             hf_revision=_revision_in(row[columns[3]]) or row.get("annotated_revision", ""))
             data.update(restored_from=f"{repo_id}@{tag}", source_task_id=task_id)
             task = tasks[task_id] = RestoredTask(task_id, data)
+        if annotation is None:
+            continue
         task.annotations.append(annotation)
         task.annotators.append({"annotation_id": annotation_id, "annotator": row["annotator"],
                                 **{k: row.get(k, "") for k in ("created_at", "updated_at", "annotated_revision")}})
     _warn_unknown_labels(tasks.values(), label_config)
+    for name, count in unregioned.items():
+        log.warning("%s: %d cell(s) hold labels without their regions (a version written before LabelHub exported "
+                    "a Labels tag's spans, or its labels of image regions): those cells are skipped, the rows' other "
+                    "controls restored; a later restore into this project does not add them", name, count)
+    if emptied:
+        log.warning("%d annotation(s) are not restored: none of their results is of a control the project takes (an "
+                    "annotation without results would count its task as labelled)", emptied)
     if relations:
         log.warning("%d relation(s) and result(s) of controls the project lacks, kept in the version's %s column, "
                     "are not restored (a relation between regions the restore did not make, or one the version did "
@@ -457,7 +622,7 @@ def _other_results(cell: str, controls: Mapping[str, tuple], ids: set) -> tuple[
         return [], 0
     items = json.loads(cell)
     if not isinstance(items, list):
-        raise ValueError(f"{OTHER_RESULTS} is not a JSON list of results")
+        raise ValueError("not a JSON list of results")
     kept = [item for item in items if isinstance(item, dict) and (
         item.get("from_name") in controls
         or (item.get("type") == "relation" and item.get("from_id") in ids and item.get("to_id") in ids))]
