@@ -73,18 +73,21 @@ def _run(repo, tag, project_id, csv_path, tag_prefix, batch_size, state_path, la
     from labelhub.sync.labelstudio.project import LabelStudioProject
     from labelhub.sync.ledger import ImportLedger
     from labelhub.sync.state import bind_project, connect
-    from labelhub.sync.versions.restore import RESTORE_SOURCE, Restorer, plan_tasks, read_version
+    from labelhub.sync.versions.restore import RESTORE_SOURCE, Restorer, plan_tasks, read_version, without_restored
 
     dataset = open_repo(repo, token=hf_token, endpoint=hf_endpoint)
     _, frame, manifest, rejected = read_version(dataset, tag, csv_path, tag_prefix)
     project = LabelStudioProject(label_studio_url, label_studio_api_key, project_id)
-    tasks, errors = plan_tasks(frame, manifest, project.label_config, dataset.repo_id, tag)
-    errors = sorted([*rejected, *errors], key=lambda e: e.row)
     with state_lock(state_path, project_id):
         with state_errors(state_path):
             db = connect(state_path)
         try:
             bind_project(db, project_id, project.url, project.key)
-            return Restorer(project, ImportLedger(db, project_id, RESTORE_SOURCE), batch_size).run(tasks, errors)
+            ledger = ImportLedger(db, project_id, RESTORE_SOURCE)
+            # a re-run plans only the rows of tasks not restored yet (no repeated warnings, no planning time)
+            frame, left_out = without_restored(frame, ledger.known(), dataset.repo_id)
+            tasks, errors = plan_tasks(frame, manifest, project.label_config, dataset.repo_id, tag)
+            errors = sorted([*rejected, *errors], key=lambda e: e.row)
+            return Restorer(project, ledger, batch_size).run(tasks, errors, left_out)
         finally:
             db.close()

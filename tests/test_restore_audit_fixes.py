@@ -240,3 +240,28 @@ def test_a_labels_cell_without_regions_skips_that_cell_and_an_emptied_annotation
     assert "ner: 1 cell(s) hold labels without their regions" in caplog.text
     assert "1 annotation(s) are not restored: none of their results" in caplog.text
     assert "a later restore into this project does not add them" in caplog.text
+
+
+# -- 3 and 8: unmatched annotators named; a re-run plans (and warns about) only what it may restore -------------------
+
+def test_unmatched_annotators_are_named_and_a_rerun_is_quiet(label_studio, make_project, exported, tmp_path):
+    """``annotators without a Label Studio user: 6`` counted annotations and named nobody; a re-run that restored
+    nothing repeated every warning (and planned every row)."""
+    repo, env, _, _, email = exported
+    sample_repos.commit_local(repo, {"annotations/annotations.csv": v1_csv(repo).replace(email, "gone@else.test")
+                                     .encode()}, message="unmatched")
+    sample_repos.git(repo, "tag", "unmatched")
+    target = make_project("unmatched", CONFIG.replace('<Choice value="Coat"/>', ""))
+    state = tmp_path / "u.sqlite3"
+    first = restore(repo, target.id, state, env, tag="unmatched")
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.splitlines()[-1] == ("tasks created: 3, annotations: 4, annotators without a Label Studio "
+                                             "user: 1, rows rejected: 0"), first.stdout
+    assert "2 annotation(s) of 1 annotator(s) without a Label Studio user" in first.stderr, first.stderr
+    assert "gone@else.test (2)" in first.stderr and "restore into a new project" in first.stderr
+    assert "does not re-attribute" in first.stderr and "'Coat'" in first.stderr
+    again = restore(repo, target.id, state, env, tag="unmatched")
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.splitlines()[-1] == ("tasks created: 0 (3 already restored), annotations: 0, annotators "
+                                             "without a Label Studio user: 0, rows rejected: 0"), again.stdout
+    assert "'Coat'" not in again.stderr and "gone@else.test" not in again.stderr, again.stderr

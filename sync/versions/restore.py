@@ -50,7 +50,10 @@ whose ``controls`` give each control column's tag type (without a manifest, the 
   they are; restore into a new project to get a version exactly). A task with an ``hf_path`` is also recorded
   under the repo's own source (an alias) so that a later ``labelhub sync`` of the repo into the project makes no
   second task of its files. A crash between Label Studio's answer and the record is recovered at the next start
-  from the tasks with a ``data.restored_from`` (:meth:`Restorer._existing_tasks`).
+  from the tasks with a ``data.restored_from`` (:meth:`Restorer._existing_tasks`). A re-run plans only the rows of
+  tasks the ledger does not hold yet (:func:`without_restored`): it repeats no warning about restored rows and
+  spends no time on them (1.7 s of 5,000 annotations), and a row :func:`plan_tasks` would reject is reported while
+  its task is not restored (rows of the wrong width, :func:`read_rows`, every time).
 - **Another project**: a version none of whose control columns the project has with the version's tag type is
   refused
   (a :class:`labelhub.errors.LabelHubError`, one line) before anything is created: its tasks would show nothing in
@@ -95,7 +98,8 @@ from labelhub.sync.versions.rows import FIXED_HEAD, FIXED_TAIL, OTHER_RESULTS, s
 log = logging.getLogger(__name__)
 
 __all__ = ["RESTORE_SOURCE", "RowError", "RestoredTask", "RestoreReport", "Restorer", "cell_results",
-           "read_rows", "read_version", "plan_tasks", "restore_key"]
+           "read_rows", "read_version", "plan_tasks", "restore_key",
+           "without_restored"]
 
 #: The ledger source of restored tasks (key: ``"<repo_id>#<task_id of the version>"``).
 RESTORE_SOURCE = "restore:source_task"
@@ -649,6 +653,17 @@ def _warn_unknown_labels(tasks, label_config: str) -> None:
                         "editor offers no such choice)", name, ", ".join(map(repr, sorted(labels)[:10])))
 
 
+def without_restored(frame: pd.DataFrame, known: Mapping[str, object], repo_id: str) -> tuple[pd.DataFrame, int]:
+    """``(rows, tasks left out)``: ``frame`` without the rows of tasks ``known`` already holds (the restore ledger's
+    keys, :func:`restore_key`), so that a re-run plans (and warns about) only what it may restore. A row whose
+    ``task_id`` is no number stays (:func:`plan_tasks` rejects it)."""
+    if not known or not len(frame):
+        return frame, 0
+    keys = frame["task_id"].map(lambda cell: f"{repo_id}#{_int_or_none(cell)}")
+    done = keys.isin(set(known))
+    return frame[~done], int(frame["task_id"][done].nunique())
+
+
 def restore_key(data: Mapping) -> str | None:
     """The ledger key of a restored task from its data (``None`` for a task that was not restored)."""
     origin, task_id = data.get("restored_from"), data.get("source_task_id")
@@ -665,8 +680,9 @@ class Restorer:
     ledger: ImportLedger
     batch_size: int = 1000
 
-    def run(self, tasks: list[RestoredTask], errors: list[RowError]) -> RestoreReport:
-        """Recover, skip what is restored, import the rest in batches (tqdm progress).
+    def run(self, tasks: list[RestoredTask], errors: list[RowError], left_out: int = 0) -> RestoreReport:
+        """Recover, skip what is restored, import the rest in batches (tqdm progress). ``left_out``: tasks already
+        restored whose rows were not planned (:func:`without_restored`), counted as already restored.
 
         Raises:
             labelhub.errors.LabelStudioError: Label Studio refused a call; what was restored is recorded, and
@@ -676,7 +692,7 @@ class Restorer:
         report.recovered = self.ledger.recover(self._existing_tasks)
         known = self.ledger.known()
         pending = [t for t in tasks if restore_key(t.data) not in known]
-        report.already_restored = len(tasks) - len(pending)
+        report.already_restored = len(tasks) - len(pending) + left_out
         held = self._file_tasks(pending)
         new = [t for t in pending if t.source_task_id not in held]
         report.held, report.held_task_ids = len(held), sorted(held.values())
