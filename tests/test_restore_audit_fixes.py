@@ -265,3 +265,28 @@ def test_unmatched_annotators_are_named_and_a_rerun_is_quiet(label_studio, make_
     assert again.stdout.splitlines()[-1] == ("tasks created: 0 (3 already restored), annotations: 0, annotators "
                                              "without a Label Studio user: 0, rows rejected: 0"), again.stdout
     assert "'Coat'" not in again.stderr and "gone@else.test" not in again.stderr, again.stderr
+
+
+# -- 9: diff keeps a label holding "|" whole, as restore does -----------------------------------------------------------
+
+def test_diff_counts_a_label_holding_the_separator_as_one(tmp_path):
+    """``labelhub diff`` counted a choice ``A|B`` as ``A`` and ``B``."""
+    from labelhub.repos import open_repo
+    from labelhub.sync.versions.diff import cell_labels, diff_versions
+
+    assert cell_labels("Choices", "A|B|C", ["A|B", "C"]) == ["A|B", "C"]
+    repo = tmp_path / "repo"
+    sample_repos.init_local_repo(repo)
+    header = "task_id,annotation_id,hf_path,image,kind,annotator,was_cancelled\n"
+    for n, (rows, distribution) in enumerate((("1,10,a.png,u,C,a@x,False\n", {"C": 1}),
+                                              ("1,10,a.png,u,A|B,a@x,False\n2,20,b.png,u,A|B|C,a@x,False\n",
+                                               {"A|B": 2, "C": 1})), 1):
+        manifest = {"csv_path": "annotations/annotations.csv", "controls": {"kind": "Choices"},
+                    "label_distribution": {"kind": distribution}}
+        sample_repos.commit_local(repo, {"annotations/annotations.csv": (header + rows).encode(),
+                                         "annotations/manifest.json": json.dumps(manifest).encode()},
+                                  message=f"v{n}")
+        sample_repos.git(repo, "tag", f"annotations-v{n}")
+    diff = diff_versions(open_repo(str(repo)), "annotations-v1", "annotations-v2")
+    assert diff.by_label["kind"] == {"A|B": {"added": 1, "relabelled_to": 1}, "C": {"added": 1, "relabelled_from": 1}}
+    assert diff.relabels == [{"control": "kind", "from": "C", "to": "A|B", "count": 1}]

@@ -33,10 +33,10 @@ import pandas as pd
 
 from labelhub.errors import RevisionNotFound
 from labelhub.repos import DatasetRepo
-from labelhub.sync.versions.rows import BOOKKEEPING
+from labelhub.sync.versions.rows import BOOKKEEPING, split_labels
 from labelhub.sync.versions.series import DEFAULT_CSV_PATH, Series, series_for
 
-__all__ = ["VALUE", "MAX_LABELS", "VersionDiff", "cell_labels", "changed_rows", "changes_text", "controls_of", "diff_frames", "diff_versions",
+__all__ = ["VALUE", "MAX_LABELS", "VersionDiff", "cell_labels", "changed_rows", "changes_text", "controls_of", "diff_frames", "diff_versions", "known_labels",
            "file_of_url", "read_version_csv", "replaced_project", "summary_text"]
 
 #: Columns after the control columns in every CSV (see :mod:`labelhub.sync.versions.rows`).
@@ -84,13 +84,16 @@ class VersionDiff:
                 "by_annotator": self.by_annotator, "relabels": self.relabels, "edited": self.edited}
 
 
-def cell_labels(tag: str | None, cell) -> list[str]:
+def cell_labels(tag: str | None, cell, known: Sequence[str] = ()) -> list[str]:
     """The labels of one control cell of the CSV (see the module docstring).
 
     Args:
         tag: The control tag type (``Choices``, ``RectangleLabels``, ...), or ``None`` when unknown (the cell's
             form is guessed: a JSON list of objects with ``label`` is boxes, else ``|``-joined labels).
         cell: The cell (``NaN``/``None``/``""``: no label).
+        known: The control's labels (the label config's, or a version's ``label_distribution``): one holding ``|``
+            stays whole, as the restore reads it (:func:`labelhub.sync.versions.rows.split_labels`); without them
+            every ``|`` splits.
 
     Returns:
         The labels, with repeats (one per box); ``[VALUE]`` for a cell of a control without labels.
@@ -98,6 +101,8 @@ def cell_labels(tag: str | None, cell) -> list[str]:
     Example:
         >>> cell_labels("Choices", "a|b"), cell_labels("PolygonLabels", '[{"points": [], "polygonlabels": ["car"]}]')
         (['a', 'b'], ['car'])
+        >>> cell_labels("Choices", "a|b|c", ["a|b", "c"])
+        ['a|b', 'c']
         >>> cell_labels("TextArea", "a transcription")
         ['(value)']
     """
@@ -109,7 +114,7 @@ def cell_labels(tag: str | None, cell) -> list[str]:
         if boxes is not None:
             return [str(b.get("label", "")) for b in boxes]
     if tag in (None, "Choices", "Labels", "Taxonomy"):
-        return text.split("|")
+        return split_labels(text, known)
     if tag.endswith("Labels"):
         values = _json_objects(text)
         labels = [v.get(tag.lower()) for v in values or ()]
@@ -165,7 +170,8 @@ def _differ(old: pd.DataFrame, new: pd.DataFrame, columns: list[str], text) -> n
 
 
 def diff_frames(old: pd.DataFrame, new: pd.DataFrame, controls: Mapping[str, str | None],
-                old_name: str | None = None, new_name: str | None = None) -> VersionDiff:
+                old_name: str | None = None, new_name: str | None = None,
+                known: Mapping[str, Sequence[str]] | None = None) -> VersionDiff:
     """Compare two versions' rows.
 
     Args:
@@ -173,6 +179,8 @@ def diff_frames(old: pd.DataFrame, new: pd.DataFrame, controls: Mapping[str, str
             per annotation). An empty ``old`` is "nothing": every row is added.
         controls: ``{from_name: tag}`` of the control columns to compare (:func:`controls_of`).
         old_name, new_name: The versions' names, kept in the result.
+        known: ``{from_name: labels}`` (the label config's, or :func:`known_labels`): a label holding ``|`` counts
+            as one (:func:`cell_labels`); ``None``: every ``|`` splits.
 
     Returns:
         A :class:`VersionDiff`.
@@ -181,6 +189,7 @@ def diff_frames(old: pd.DataFrame, new: pd.DataFrame, controls: Mapping[str, str
         ValueError: an ``annotation_id`` is in two rows of ``old`` or of ``new``.
     """
     diff = VersionDiff(old_name, new_name)
+    known = known or {}
     empty = pd.DataFrame(columns=["annotation_id"])
     old, new = (frame.reset_index(drop=True) if len(frame) else empty for frame in (old, new))
     old_ids, new_ids = (pd.Index(frame["annotation_id"].to_numpy()) for frame in (old, new))
@@ -203,7 +212,7 @@ def diff_frames(old: pd.DataFrame, new: pd.DataFrame, controls: Mapping[str, str
             setattr(diff, kind, getattr(diff, kind) + 1)
             _bump(diff.by_annotator, annotator(row), kind)
             for name, tag in controls.items():
-                for label in cell_labels(tag, row.get(name)):
+                for label in cell_labels(tag, row.get(name), known.get(name, ())):
                     _bump(diff.by_label, name, label, kind)
     both = np.flatnonzero(at_old >= 0)  # in the new rows' order
     olds, news = old.take(at_old[both]), new.take(both)
@@ -213,7 +222,8 @@ def diff_frames(old: pd.DataFrame, new: pd.DataFrame, controls: Mapping[str, str
     for before, after in pairs:
         changed = str(before.get("was_cancelled")) != str(after.get("was_cancelled"))
         for name, tag in controls.items():
-            was, now = cell_labels(tag, before.get(name)), cell_labels(tag, after.get(name))
+            labels = known.get(name, ())
+            was, now = cell_labels(tag, before.get(name), labels), cell_labels(tag, after.get(name), labels)
             if Counter(was) == Counter(now):
                 if _cell_text(before.get(name)) != _cell_text(after.get(name)):
                     changed = True
@@ -286,6 +296,19 @@ def _read_version(repo: DatasetRepo, sha: str, series: Series) -> tuple[pd.DataF
     return frame, manifest if isinstance(manifest, dict) else {}
 
 
+def known_labels(*manifests: Mapping) -> dict[str, list[str]]:
+    """``{from_name: labels}`` the versions' manifests counted (``label_distribution``, whose labels the exporter
+    split with the project's label config): what :func:`cell_labels` needs to keep a label holding ``|`` whole when
+    no label config is at hand."""
+    known: dict[str, list[str]] = {}
+    for manifest in manifests:
+        found = manifest.get("label_distribution") if isinstance(manifest, Mapping) else None
+        for name, counts in (found.items() if isinstance(found, Mapping) else ()):
+            if isinstance(counts, Mapping):
+                known.setdefault(str(name), []).extend(str(label) for label in counts)
+    return known
+
+
 def diff_versions(repo: DatasetRepo, old_tag: str, new_tag: str, csv_path: str = DEFAULT_CSV_PATH,
                   tag_prefix: str | None = None) -> VersionDiff:
     """Compare two tagged versions of one series of ``repo`` (two or four file reads, one tag listing).
@@ -330,7 +353,7 @@ def diff_versions(repo: DatasetRepo, old_tag: str, new_tag: str, csv_path: str =
     if replaced_project(old_manifest.get("label_studio"), section.get("project_id"), section.get("project_key")):
         # two projects that had one id (a Label Studio reset): their annotation ids name different annotations
         old = old.assign(annotation_id=[f"{old_tag}:{x}" for x in old["annotation_id"]])
-    diff = diff_frames(old, new, controls_of(new, manifest), old_tag, new_tag)
+    diff = diff_frames(old, new, controls_of(new, manifest), old_tag, new_tag, known_labels(old_manifest, manifest))
     diff.changed = changed_rows(old, new, new.columns[3] if len(new.columns) > 3 else None)
     return diff
 
