@@ -399,9 +399,11 @@ def _warn_missing(project_id: int, task_ids: Sequence[int], tasks: Iterable[Task
                     named, len(missing), len(task_ids), "it" if len(missing) == 1 else "them")
 
 
-def _progress_lines(project_id: int, status: JobStatus) -> Callable[[int], None]:
+def _progress_lines(project_id: int, status: JobStatus, batch_size: int) -> Callable[[int], None]:
     """The progress callback of a job without a bar: counts the tasks handled and logs a line at INFO when
-    :data:`PROGRESS_LOG_SECONDS` passed since the last one (or since the start)."""
+    :data:`PROGRESS_LOG_SECONDS` passed since the last one (or since the start). The tasks predicted are counted as
+    they are, the written ones when their batch (``batch_size`` tasks) is written: the line says so, since "448
+    predicted, 0 written" looks like a stall."""
     started = time.monotonic()
     last, handled = started, 0
 
@@ -411,8 +413,9 @@ def _progress_lines(project_id: int, status: JobStatus) -> Callable[[int], None]
         now = time.monotonic()
         if now - last >= PROGRESS_LOG_SECONDS:
             last = now
-            log.info("project %s: %d of %d tasks predicted, %d written, %d failed (%.1f tasks/s)", project_id,
-                     handled, status.total, status.done, status.failed, handled / (now - started or 1e-9))
+            log.info("project %s: %d of %d tasks predicted, %d written (a batch of %d at a time), %d failed "
+                     "(%.1f tasks/s)", project_id, handled, status.total, status.done, batch_size, status.failed,
+                     handled / (now - started or 1e-9))
 
     return update
 
@@ -545,7 +548,7 @@ def run_job(host: JobHost, api: LabelStudioClient, project_id: int, *, mode: str
             shown = {} if progress is None else {"disable": not progress}  # None: a terminal's, as TQDM_DISABLE says
             bar = progress_bar(total=status.total, unit="task", desc=f"project {project_id}", dynamic_ncols=True,
                                **shown)
-            update = _progress_lines(project_id, status) if bar.disable else bar.update
+            update = _progress_lines(project_id, status, batch_size) if bar.disable else bar.update
             with contextlib.nullcontext() if bar.disable else logging_redirect_tqdm(tqdm_class=tqdm):
                 for catch_up in range(CATCH_UP_PASSES + 1):
                     pass_versions: set[str] = set()
