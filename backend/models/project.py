@@ -26,7 +26,11 @@ is never claimed: the boxes head learns it, and a per-region TextArea over the s
 **Predictions.** One per task (https://labelstud.io/guide/predictions): the regions of every head in
 ``result``, each with its ``score``, and one task ``score``: the lowest of the controls' scores (a
 control's score is the mean of its regions'), so that sorting Label Studio's Data Manager by prediction
-score ascending shows first the tasks whose least certain control is least certain. A prediction names only
+score ascending shows first the tasks whose least certain control is least certain. With a ``threshold``
+parameter, every head's regions scored below it are left out (:meth:`~labelhub.backend.models.heads.ControlHead.kept`;
+the Choices head compares it with the choice's probability and, when it withholds a task's choice, its control
+still counts in the task score with the score of the withheld result: :class:`~labelhub.backend.models.heads.
+Withheld`); a control left with no region by the threshold otherwise counts no score, like one that found nothing. A prediction names only
 labels of the current label config: a region whose labels a fit learned before they were renamed or removed
 from the config is left out (logged once), and for a control with dynamic labels (``value="$options"``,
 https://labelstud.io/tags/choices) only the task's own options count
@@ -490,10 +494,13 @@ class ProjectModel(LabelStudioMLBase):
                               head.name, control.from_name)
                 continue
             for i, regions in zip(ok, answers):
-                regions = self._current_labels(head, regions, items[i].task)
+                withheld = getattr(regions, "score", None)  # a Withheld: no result, its score still counts
+                regions = self._current_labels(head, head.kept(regions), items[i].task)
                 if regions:
                     results[i].extend(regions)
                     scores[i].append(float(np.mean([r.get("score", 0.0) for r in regions])))
+                elif withheld is not None:
+                    scores[i].append(float(withheld))
         out = []
         for regions, task_scores, error in zip(results, scores, errors):
             pred = {"result": regions, "score": min(task_scores) if task_scores else 0.0, "model_version": version}

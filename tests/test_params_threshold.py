@@ -1,0 +1,92 @@
+"""The ``threshold`` Extra param on every head, and what it does to the task score (``backend/models/heads.py``)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from labelhub.backend.models.boxes import BoxesHead
+from labelhub.backend.models.choices import ChoicesHead
+from labelhub.backend.models.heads import ControlHead, TaskInput, Withheld
+from labelhub.label_config import control_specs
+from tests.backend_fixtures import IMAGE_CLASSES, choices_config, plot_review_tasks, project_key
+from tests.test_boxes_head import StubHost, example
+from tests.test_boxes_head import CONFIG as BOXES_CONFIG
+from tests.test_choices_head import _head_and_examples
+from tests.test_project_model import TWO_CONTROLS, _annotate, make_app
+
+KEY = project_key()
+
+
+def test_kept_drops_regions_below_the_threshold_with_the_results_sharing_their_id():
+    control = control_specs(BOXES_CONFIG)[0]
+    regions = [{"id": "a", "score": 0.95}, {"id": "a", "score": 0.5}, {"id": "b", "score": 0.99}, {"score": 0.2}]
+    assert ControlHead(control, None, {}).kept(regions) is regions  # unset: nothing dropped
+    assert ControlHead(control, None, {"threshold": 0.9}).kept(regions) == [{"id": "b", "score": 0.99}]
+
+
+def test_the_choices_head_withholds_a_choice_whose_probability_is_below_the_threshold():
+    head, inputs, examples = _head_and_examples(choices_config(IMAGE_CLASSES))
+    fitted = head.fit(examples)
+    unset = head.predict(inputs, fitted)
+    assert all(len(p) == 1 for p in unset)
+    proba = fitted["model"].predict_proba(head.host.X).max(axis=1)
+    threshold = float(np.median(proba))
+    sure = ChoicesHead(head.control, head.host, {"threshold": threshold}).predict(inputs, fitted)
+    assert any(proba < threshold) and any(proba >= threshold)
+    for p, before, top in zip(sure, unset, proba):
+        if top < threshold:  # no result, the score it would have had
+            assert isinstance(p, Withheld) and p == [] and p.score == pytest.approx(before[0]["score"])
+        else:
+            assert p == before
+    # multiple choice: the threshold takes the place of 0.5
+    head, inputs, examples = _head_and_examples(choices_config(IMAGE_CLASSES, multiple=True))
+    fitted = head.fit(examples)
+    assert not any(isinstance(p, Withheld) for p in head.predict(inputs, fitted))  # unset: as before
+    low = ChoicesHead(head.control, head.host, {"threshold": 0.0}).predict(inputs, fitted)
+    assert all(len(p[0]["value"]["choices"]) == len(IMAGE_CLASSES) for p in low)
+    high = ChoicesHead(head.control, head.host, {"threshold": 1.0}).predict(inputs, fitted)
+    assert all(isinstance(p, Withheld) and 0 <= p.score <= 1 for p in high if not p)
+    assert sum(isinstance(p, Withheld) for p in high) > len(high) / 2
+
+
+def test_the_boxes_head_keeps_no_box_below_the_threshold():
+    from labelhub.sync.demo.sample_data import fashion_mnist_canvases
+
+    control = next(c for c in control_specs(BOXES_CONFIG) if c.from_name == "box")
+    canvases = fashion_mnist_canvases("train", 14, seed=5, pool=2000)
+    head = BoxesHead(control, StubHost())
+    fitted = head.fit([example(k, img, boxes) for k, (img, boxes) in enumerate(canvases[:12])])
+    inputs = [TaskInput(task={"id": 100 + k}, value=f"test://{k}", media=img) for k, (img, _) in
+              enumerate(canvases[12:])]
+    before = [r for regions in head.predict(inputs, fitted) for r in regions]
+    scores = sorted(r["score"] for r in before)
+    assert len(scores) >= 2
+    threshold = float(np.median(scores))
+    strict = BoxesHead(control, StubHost(), {"threshold": threshold})
+    after = [r for regions in strict.predict(inputs, fitted) for r in strict.kept(regions)]
+    assert after and all(r["score"] >= threshold for r in after)
+    assert len(after) < len(before)
+
+
+def test_a_threshold_in_the_extra_params_reaches_the_learned_heads_and_the_task_score_counts_withheld_choices(
+        tmp_path):
+    """End to end through the backend's routes: ``{"threshold": 0.999}`` was accepted and ignored by the learned
+    heads; now no choice under it is given, and the task score still counts the withheld choice's score."""
+    app = make_app(tmp_path)
+    client = app.test_client()
+    assert client.post("/setup", json={"project": KEY, "schema": TWO_CONTROLS}).status_code == 200
+    tasks, labels = plot_review_tasks(50)
+    _annotate(client, tasks[:40], labels[:40], TWO_CONTROLS)
+    app.extensions["labelhub"].trainer.run_once()
+    body = {"tasks": tasks[40:], "project": KEY, "label_config": TWO_CONTROLS}
+    before = client.post("/predict", json=body).json["results"]
+    assert all(len(p["result"]) == 2 for p in before)
+    assert client.post("/setup", json={"project": KEY, "schema": TWO_CONTROLS,
+                                       "extra_params": {"threshold": 0.999}}).status_code == 200
+    after = client.post("/predict", json=body).json["results"]
+    assert sum(len(p["result"]) for p in after) < sum(len(p["result"]) for p in before)
+    for old, new in zip(before, after):
+        same = {r["from_name"]: (r["value"], r["score"]) for r in old["result"]}
+        assert all(same[r["from_name"]] == (r["value"], r["score"]) for r in new["result"])  # kept as they were
+        # the task score is the same lowest control score: a withheld choice still counts
+        assert new["score"] == pytest.approx(old["score"])
