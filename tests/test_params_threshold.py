@@ -1,6 +1,8 @@
 """The ``threshold`` Extra param on every head, and what it does to the task score (``backend/models/heads.py``)."""
 from __future__ import annotations
 
+from collections import Counter
+
 import numpy as np
 import pytest
 
@@ -15,6 +17,9 @@ from tests.test_choices_head import _head_and_examples
 from tests.test_project_model import TWO_CONTROLS, _annotate, make_app
 
 KEY = project_key()
+#: Two Choices over one Text (test_project_model's, without the control nothing answers: its log line is said once
+#: per process, and that module's test looks for it).
+CONFIG = TWO_CONTROLS.replace("<Rating name='stars' toName='text'/>", "")
 
 
 def test_kept_drops_regions_below_the_threshold_with_the_results_sharing_their_id():
@@ -74,14 +79,14 @@ def test_a_threshold_in_the_extra_params_reaches_the_learned_heads_and_the_task_
     heads; now no choice under it is given, and the task score still counts the withheld choice's score."""
     app = make_app(tmp_path)
     client = app.test_client()
-    assert client.post("/setup", json={"project": KEY, "schema": TWO_CONTROLS}).status_code == 200
+    assert client.post("/setup", json={"project": KEY, "schema": CONFIG}).status_code == 200
     tasks, labels = plot_review_tasks(50)
-    _annotate(client, tasks[:40], labels[:40], TWO_CONTROLS)
+    _annotate(client, tasks[:40], labels[:40], CONFIG)
     app.extensions["labelhub"].trainer.run_once()
-    body = {"tasks": tasks[40:], "project": KEY, "label_config": TWO_CONTROLS}
+    body = {"tasks": tasks[40:], "project": KEY, "label_config": CONFIG}
     before = client.post("/predict", json=body).json["results"]
     assert all(len(p["result"]) == 2 for p in before)
-    assert client.post("/setup", json={"project": KEY, "schema": TWO_CONTROLS,
+    assert client.post("/setup", json={"project": KEY, "schema": CONFIG,
                                        "extra_params": {"threshold": 0.999}}).status_code == 200
     after = client.post("/predict", json=body).json["results"]
     assert sum(len(p["result"]) for p in after) < sum(len(p["result"]) for p in before)
@@ -90,3 +95,33 @@ def test_a_threshold_in_the_extra_params_reaches_the_learned_heads_and_the_task_
         assert all(same[r["from_name"]] == (r["value"], r["score"]) for r in new["result"])  # kept as they were
         # the task score is the same lowest control score: a withheld choice still counts
         assert new["score"] == pytest.approx(old["score"])
+
+
+def test_changing_the_extra_params_moves_the_model_version_and_predict_missing_predicts_again(label_studio, tmp_path):
+    """Audit: after a new ``threshold`` in the Extra params, ``labelhub predict --missing`` planned nothing (the
+    version was the fit's) and every task kept its prediction made under the old parameters. Through a real Label
+    Studio 1.23.2."""
+    from tests.test_predict_jobs import _cli, _per_task, _Project
+
+    project = _Project(label_studio, tmp_path / "models", n_tasks=24)
+    fitted = project.train(0, 16)
+    models = project.app.extensions["labelhub"].models
+    answer = _cli("predict", "--project", str(project.id), env=project.env)
+    assert answer.exit_code == 0 and f"24 predictions of {fitted} written" in answer.output, answer.output
+    # the Connect Model dialog's Extra params (what /setup does with them)
+    model = models.get(project.key, project.payload["label_config"], extra_params={"threshold": 0.4})
+    moved = model.model_version
+    assert moved != fitted and moved.startswith("labelhub-16-")
+    assert project.app.extensions["labelhub"].store.project(project.key).kv()["model_version"] == fitted  # no refit
+    answer = _cli("predict", "--project", str(project.id), "--missing", env=project.env)
+    assert answer.exit_code == 0 and f"24 predictions of {moved} written" in answer.output, answer.output
+    assert _per_task(label_studio, project.id, moved) == Counter({1: 24})
+    restarted = make_app(project.model_dir)  # another worker, or after a restart: the same version
+    assert restarted.extensions["labelhub"].models.get(project.key).model_version == moved
+    # the same parameters written otherwise (key order, a null): the same version; back to none: the fit's again
+    assert models.get(project.key, project.payload["label_config"],
+                      extra_params={"learned": None, "threshold": 0.4}).model_version == moved
+    assert models.get(project.key, project.payload["label_config"], extra_params={}).model_version == fitted
+    answer = _cli("predict", "--project", str(project.id), "--missing", env=project.env)
+    assert answer.exit_code == 0, answer.output  # every task holds the fit's version already: nothing written
+    assert _per_task(label_studio, project.id, fitted) == _per_task(label_studio, project.id, moved) == Counter({1: 24})

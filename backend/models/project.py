@@ -53,6 +53,15 @@ worker and after a restart, and the fit's own again if the labels change back), 
 predictions made under the new labels apart; the next fit records that interim version in ``versions`` (the
 prediction sets the backend wrote, which :mod:`labelhub.backend.retire` may retire). A fit recorded before
 this rule has no ``labels`` and keeps its version until the next fit.
+
+**Parameters in the version.** When a head has parameters (``LABELHUB_MODEL_PARAMS`` or the project's Extra params,
+``crop_cache`` aside), the version served is ``labelhub-<n>-<hash of the version above and a digest of every head's
+parameters>`` (:meth:`ProjectModel._with_params`): changing the Extra params moves it at once, with no refit, so
+``labelhub predict --missing`` and Label Studio's "Retrieve predictions" re-predict the tasks predicted under the old
+parameters; setting them back gives the earlier version again. The digest is of the parameters as stored (per
+project, in ``MODEL_DIR`` or Redis) merged over the environment's, so it is the same after a restart and in every
+worker and replica that shares the state and the environment. A project without parameters keeps the plain
+version. ``kv.json`` keeps the fit's own ``model_version``; ``versions`` records the versions served.
 """
 from __future__ import annotations
 
@@ -231,6 +240,30 @@ class ProjectModel(LabelStudioMLBase):
         self._fitting = threading.local()
         self._controls_by_name = {c.from_name: c for c in self.controls}
         self._labels = self._labels_signature()
+        self._params = self._params_signature()
+
+    #: Parameters that change no prediction (where a head caches), left out of :meth:`_params_signature`.
+    UNPREDICTIVE_PARAMS = frozenset({"crop_cache"})
+
+    def _params_signature(self) -> str | None:
+        """A digest of the parameters each head predicts with (``LABELHUB_MODEL_PARAMS`` under the project's Extra
+        params and its ``controls`` entry, :func:`~labelhub.backend.models.params.params_for`; ``null`` values and
+        :data:`UNPREDICTIVE_PARAMS` left out), folded into the served ``model_version`` (see the module docstring);
+        ``None`` when no head has a parameter, so that the versions of projects without parameters stay as
+        they were."""
+        effective = {h.control.from_name: {k: v for k, v in h.params.items()
+                                           if v is not None and k not in self.UNPREDICTIVE_PARAMS}
+                     for h in self.heads}
+        effective = {name: params for name, params in effective.items() if params}
+        return self._digest(effective)[:16] if effective else None
+
+    def _with_params(self, version: str, trained_on: int) -> str:
+        """``version`` itself without parameters, else ``labelhub-<trained_on>-<hash of version and the
+        parameters' digest>`` (a new hash, not a suffix: Label Studio's Data Manager filters versions by
+        substring, so no version may contain another)."""
+        if not self._params:
+            return version
+        return f"labelhub-{trained_on}-{self._digest([version, self._params])[:8]}"
 
     def _labels_signature(self) -> str:
         """A digest of the labels of every control the heads answer (their names, tags, labels and dynamic
@@ -406,19 +439,22 @@ class ProjectModel(LabelStudioMLBase):
         stored = self._version_of(self.state.kv() if self.state is not None else self._memory)
         if stored:
             return stored
-        return f"labelhub-0-{self._digest([h.identity() for h in self.heads])[:8]}"
+        return self._with_params(f"labelhub-0-{self._digest([h.identity() for h in self.heads])[:8]}", 0)
 
     def _version_of(self, kv: dict) -> str | None:
         """The version served for the state ``kv``: its ``model_version`` when the fit's ``labels`` are this
         config's (or unknown: a fit recorded before they were), else the interim version of the module
-        docstring; ``None`` before any fit."""
+        docstring; either folded with the parameters' digest when the heads have parameters
+        (:meth:`_with_params`); ``None`` before any fit."""
         stored = kv.get("model_version")
         if not stored:
             return None
         learned = kv.get("labels")
+        trained_on = int(kv.get("trained_on") or 0)
         if learned is None or learned == self._labels:
-            return str(stored)
-        return f"labelhub-{int(kv.get('trained_on') or 0)}-{self._digest([str(stored), self._labels])[:8]}"
+            return self._with_params(str(stored), trained_on)
+        return self._with_params(f"labelhub-{trained_on}-{self._digest([str(stored), self._labels])[:8]}",
+                                 trained_on)
 
     @staticmethod
     def _digest(obj: Any) -> str:
@@ -549,7 +585,8 @@ class ProjectModel(LabelStudioMLBase):
             annotations: The project's training data after applying the batch.
 
         Returns:
-            The new model version, or ``None`` when no head's fit changed. A head whose fit raises keeps its
+            The new model version served (the fit's, folded with the parameters' digest when the heads have
+            parameters), or ``None`` when no head's fit changed. A head whose fit raises keeps its
             previous fit (logged with the traceback, and named in the state's ``last_error``); the other heads
             are fitted and the version moves with them.
         """
@@ -592,16 +629,17 @@ class ProjectModel(LabelStudioMLBase):
         interim = self.model_version  # served under the new labels until now (see the module docstring)
         if self.get("model_version") and interim != self.get("model_version") and interim not in versions:
             versions.append(interim)
-        versions = (versions + [version])[-50:]
+        served = self._with_params(version, trained_on)  # the version predictions carry (the fit's without params)
+        versions = (versions + [served])[-50:]
         self._update_state(heads=stored, model_version=version, versions=versions, trained_on=trained_on,
                            trained_at=time.time(), last_error=last_error, labels=self._labels)
-        log.info("project %s: %s from %d annotated tasks in %.2f s", self.project_id, version, trained_on,
+        log.info("project %s: %s from %d annotated tasks in %.2f s", self.project_id, served, trained_on,
                  time.monotonic() - started)
         if self.state is not None:
             self.refresh()
         else:
-            self._serve(stored, version)
-        return version
+            self._serve(stored, served)
+        return served
 
     def _fit_head(self, head: ControlHead, latest: dict[str, tuple[dict, list]], stored: dict) -> None:
         """Refit one head when its examples or identity changed; updates ``stored`` in place.
