@@ -125,3 +125,18 @@ def test_changing_the_extra_params_moves_the_model_version_and_predict_missing_p
     answer = _cli("predict", "--project", str(project.id), "--missing", env=project.env)
     assert answer.exit_code == 0, answer.output  # every task holds the fit's version already: nothing written
     assert _per_task(label_studio, project.id, fitted) == _per_task(label_studio, project.id, moved) == Counter({1: 24})
+
+
+def test_every_result_of_a_prediction_has_an_id(tmp_path):
+    """Audit: in a project with Choices and RectangleLabels the boxes had an ``id`` and the ``choices`` result none."""
+    app = make_app(tmp_path)
+    client = app.test_client()
+    assert client.post("/setup", json={"project": KEY, "schema": CONFIG}).status_code == 200
+    tasks, labels = plot_review_tasks(30)
+    _annotate(client, tasks[:24], labels[:24], CONFIG)
+    app.extensions["labelhub"].trainer.run_once()
+    results = client.post("/predict", json={"tasks": tasks[24:], "project": KEY, "label_config": CONFIG}
+                          ).json["results"]
+    ids = [r.get("id") for p in results for r in p["result"]]
+    assert len(ids) == 2 * len(results)
+    assert all(isinstance(i, str) and len(i) == 10 for i in ids) and len(set(ids)) == len(ids)

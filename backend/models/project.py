@@ -35,6 +35,9 @@ labels of the current label config: a region whose labels a fit learned before t
 from the config is left out (logged once), and for a control with dynamic labels (``value="$options"``,
 https://labelstud.io/tags/choices) only the task's own options count
 (:func:`~labelhub.backend.models.heads.task_options`).
+Every result has an ``id`` (https://labelstud.io/guide/predictions): a head's own (the results of one region share
+it), else a new one (:func:`~labelhub.backend.models.heads.region_id`; a whole-object ``choices`` or ``textarea``
+result), so a prediction's results are alike whichever heads made them.
 A malformed task (not an object, or without a ``data`` object) gets an ``error`` of its own, as one whose media
 cannot be loaded.
 
@@ -81,7 +84,7 @@ from threadpoolctl import threadpool_limits
 from labelhub.backend.embedding_cache import EmbeddingCache
 from labelhub.backend.errors import MediaError
 from labelhub.backend.model import LabelStudioMLBase
-from labelhub.backend.models.heads import ControlHead, Example, TaskInput, task_options
+from labelhub.backend.models.heads import ControlHead, Example, TaskInput, region_id, task_options
 from labelhub.backend.models.params import check_control_names, params_for
 from labelhub.backend.state import atomic_write_bytes
 from labelhub.errors import LabelConfigError
@@ -531,7 +534,8 @@ class ProjectModel(LabelStudioMLBase):
                 continue
             for i, regions in zip(ok, answers):
                 withheld = getattr(regions, "score", None)  # a Withheld: no result, its score still counts
-                regions = self._current_labels(head, head.kept(regions), items[i].task)
+                regions = [r if not isinstance(r, dict) or r.get("id") is not None else {"id": region_id(), **r}
+                           for r in self._current_labels(head, head.kept(regions), items[i].task)]
                 if regions:
                     results[i].extend(regions)
                     scores[i].append(float(np.mean([r.get("score", 0.0) for r in regions])))
