@@ -140,3 +140,17 @@ def test_every_result_of_a_prediction_has_an_id(tmp_path):
     ids = [r.get("id") for p in results for r in p["result"]]
     assert len(ids) == 2 * len(results)
     assert all(isinstance(i, str) and len(i) == 10 for i in ids) and len(set(ids)) == len(ids)
+
+
+def test_the_ocr_templates_labels_over_the_image_are_not_answered_and_the_log_says_why(tmp_path, caplog):
+    """Label Studio's OCR template: its ``<Labels>`` (Text/Handwriting) over the image gets no head; the log says the
+    regions come without a label, not only "no head for it"."""
+    import logging
+
+    from tests.test_restore_ocr_labels import OCR
+
+    caplog.set_level(logging.INFO, logger="labelhub.backend.models.project")
+    client = make_app(tmp_path).test_client()
+    assert client.post("/setup", json={"project": project_key(7), "schema": OCR}).status_code == 200
+    said = [r.getMessage() for r in caplog.records if "<Labels name='label'>" in r.getMessage()]
+    assert len(said) == 1 and "without a label: the annotator picks it" in said[0], said

@@ -15,7 +15,10 @@ Labels over Text                  learned from the annotated spans (:class:`~lab
 TextArea over Image               offline OCR (:class:`~labelhub.backend.models.transcription.TranscriptionHead`)
 ================================  =====================================================================
 
-A control no head answers is left out of the predictions and named once in the log; a label config with
+A control no head answers is left out of the predictions and named once in the log (a ``<Labels>`` over an
+``<Image>``, as Label Studio's OCR template's Text/Handwriting, with why: its regions are answered as a rectangle and
+a text, without a label; learning that label from the annotated regions, say with the boxes head's crop classifier,
+was left for later: it would need its own fit of the labelled regions' crops and a measure of how often it is right); a label config with
 no control any head answers is refused (:class:`labelhub.errors.LabelConfigError`, 422). A head may draw its
 regions with another control and claim it (:meth:`~labelhub.backend.models.heads.ControlHead.claims`): a
 per-region TextArea's OCR lines are drawn on a ``<Rectangle>``, or on a ``<RectangleLabels>`` with one label;
@@ -299,6 +302,12 @@ class ProjectModel(LabelStudioMLBase):
                 _log_once(self.project_id, control.from_name, "project %s: <%s name=%r> over <%s> is not answered: %s",
                           self.project_id, control.tag, control.from_name, control.object_tag, reason)
                 return None
+        if control.tag == "Labels" and control.object_tag == "Image":  # Label Studio's OCR template's Text/Handwriting
+            _log_once(self.project_id, control.from_name,
+                      "project %s: <Labels name=%r> over <Image> is not answered: no head labels image regions (the "
+                      "OCR regions come as a rectangle and its text, without a label: the annotator picks it)",
+                      self.project_id, control.from_name)
+            return None
         _log_once(self.project_id, control.from_name,
                   "project %s: <%s name=%r> over <%s> is not answered (no head for it)", self.project_id,
                   control.tag, control.from_name, control.object_tag)
