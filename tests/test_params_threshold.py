@@ -154,3 +154,36 @@ def test_the_ocr_templates_labels_over_the_image_are_not_answered_and_the_log_sa
     assert client.post("/setup", json={"project": project_key(7), "schema": OCR}).status_code == 200
     said = [r.getMessage() for r in caplog.records if "<Labels name='label'>" in r.getMessage()]
     assert len(said) == 1 and "without a label: the annotator picks it" in said[0], said
+
+
+def test_the_ocr_head_keeps_no_line_below_the_threshold_and_drops_its_rectangle_with_it():
+    from tests.test_transcription_head import REGION_CONFIG, head_for, render, task
+
+    image, _ = render()
+    head = head_for(REGION_CONFIG)
+    before = head.predict([task(image)])[0]
+    scores = sorted({r["score"] for r in before})
+    assert len(scores) >= 2
+    strict = head_for(REGION_CONFIG, {"threshold": scores[-1]})
+    after = strict.kept(strict.predict([task(image)])[0])
+    assert after and all(r["score"] >= scores[-1] for r in after) and len(after) < len(before)
+    types = {}
+    for r in after:
+        types.setdefault(r["id"], set()).add(r["type"])
+    assert all(kinds == {"rectangle", "textarea"} for kinds in types.values())  # a line whole or not at all
+
+
+def test_the_spans_head_keeps_no_span_below_the_threshold():
+    from labelhub.backend.models.spans import SpansHead
+    from tests.test_spans_head import CONFIG as SPANS_CONFIG
+    from tests.test_spans_head import SENTENCES, StubHost as SpansHost, example as span_example, inputs_of, spans_of
+
+    (control,) = control_specs(SPANS_CONFIG)
+    head = SpansHead(control, SpansHost(), {}, [control])
+    fitted = head.fit([span_example(i, text, spans_of(text, entities)) for i, (text, entities) in enumerate(SENTENCES)])
+    inputs = inputs_of([text for text, _ in SENTENCES[:8]])
+    before = [r for regions in head.predict(inputs, fitted) for r in regions]
+    threshold = float(np.median([r["score"] for r in before]))
+    strict = SpansHead(control, SpansHost(), {"threshold": threshold}, [control])
+    after = [r for regions in strict.predict(inputs, fitted) for r in strict.kept(regions)]
+    assert after and all(r["score"] >= threshold for r in after) and len(after) < len(before)
