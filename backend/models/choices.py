@@ -141,9 +141,9 @@ https://labelstud.io/tags/choices), it learns the choices the annotations hold, 
 the most probable of its own options (probabilities renormalized over them); a task whose options hold none
 of the learned choices gets no result.
 
-**threshold.** The ``threshold`` parameter (the lowest score a choice is given with) is compared with the choice's
-*probability*, not with the result's ``score`` (an order, above): for single choice the task's choice is given when its
-probability (renormalized over the task's options for dynamic choices) reaches the threshold; for
+**threshold.** The ``threshold`` parameter (the lowest score a choice is given with) is compared with the
+choice's *probability*, not with the result's ``score`` (an order, above): for single choice the task's choice is
+given when its probability (renormalized over the task's options for dynamic choices) reaches the threshold; for
 ``choice="multiple"`` every choice whose binary regression's probability reaches it is given (the threshold takes
 the place of 0.5). A task left with no choice gets no ``choices`` result, but the prediction's task score still
 counts the score that result would have had (:class:`~labelhub.backend.models.heads.Withheld`), so a task whose

@@ -93,8 +93,8 @@ def _ocr_engine(value: Any) -> str | None:
 #: answers ``None`` for a valid value, else what the value must be. Which head reads each: ``model``, ``task``,
 #: ``nms``, ``labels``, ``revision``, ``hypothesis_template`` the Hub model's
 #: (:class:`~labelhub.backend.models.pipelines.PipelineSpec`, which also checks ``model`` and ``task`` further);
-#: ``threshold`` every head; ``learned`` every learned head; ``min_score`` the Boxes and OCR heads; the others one head each (module
-#: docstring). ``null`` is accepted for every key: the head's default.
+#: ``threshold`` every head; ``learned`` every learned head; ``min_score`` the Boxes and OCR heads; the others one
+#: head each (module docstring). ``null`` is accepted for every key: the head's default.
 CHECKS: dict[str, Callable[[Any], str | None]] = {
     "model": _text, "task": _text, "threshold": _unit, "nms": _nms, "labels": _labels, "revision": _text,
     "hypothesis_template": _template, "learned": _boolean,

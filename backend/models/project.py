@@ -18,12 +18,13 @@ TextArea over Image               offline OCR (:class:`~labelhub.backend.models.
 A control no head answers is left out of the predictions and named once in the log (a ``<Labels>`` over an
 ``<Image>``, as Label Studio's OCR template's Text/Handwriting, with why: its regions are answered as a rectangle and
 a text, without a label; learning that label from the annotated regions, say with the boxes head's crop classifier,
-was left for later: it would need its own fit of the labelled regions' crops and a measure of how often it is right); a label config with
-no control any head answers is refused (:class:`labelhub.errors.LabelConfigError`, 422). A head may draw its
-regions with another control and claim it (:meth:`~labelhub.backend.models.heads.ControlHead.claims`): a
-per-region TextArea's OCR lines are drawn on a ``<Rectangle>``, or on a ``<RectangleLabels>`` with one label;
-that control then gets no head of its own, which the log says once. A ``<RectangleLabels>`` with several labels
-is never claimed: the boxes head learns it, and a per-region TextArea over the same image is not answered
+was left for later: it would need its own fit of the labelled regions' crops and a measure of how often it is
+right); a label config with no control any head answers is refused (:class:`labelhub.errors.LabelConfigError`,
+422). A head may draw its regions with another control and claim it
+(:meth:`~labelhub.backend.models.heads.ControlHead.claims`): a per-region TextArea's OCR lines are drawn on a
+``<Rectangle>``, or on a ``<RectangleLabels>`` with one label; that control then gets no head of its own, which
+the log says once. A ``<RectangleLabels>`` with several labels is never claimed: the boxes head learns it, and a
+per-region TextArea over the same image is not answered
 (:func:`labelhub.backend.models.transcription.box_control_for`, logged once).
 
 **Predictions.** One per task (https://labelstud.io/guide/predictions): the regions of every head in
@@ -33,10 +34,10 @@ score ascending shows first the tasks whose least certain control is least certa
 parameter, every head's regions scored below it are left out (:meth:`~labelhub.backend.models.heads.ControlHead.kept`;
 the Choices head compares it with the choice's probability and, when it withholds a task's choice, its control
 still counts in the task score with the score of the withheld result: :class:`~labelhub.backend.models.heads.
-Withheld`); a control left with no region by the threshold otherwise counts no score, like one that found nothing. A prediction names only
-labels of the current label config: a region whose labels a fit learned before they were renamed or removed
-from the config is left out (logged once), and for a control with dynamic labels (``value="$options"``,
-https://labelstud.io/tags/choices) only the task's own options count
+Withheld`); a control left with no region by the threshold otherwise counts no score, like one that found nothing.
+A prediction names only labels of the current label config: a region whose labels a fit learned before they were
+renamed or removed from the config is left out (logged once), and for a control with dynamic labels
+(``value="$options"``, https://labelstud.io/tags/choices) only the task's own options count
 (:func:`~labelhub.backend.models.heads.task_options`).
 Every result has an ``id`` (https://labelstud.io/guide/predictions): a head's own (the results of one region share
 it), else a new one (:func:`~labelhub.backend.models.heads.region_id`; a whole-object ``choices`` or ``textarea``
