@@ -40,8 +40,9 @@ renamed or removed from the config is left out (logged once), and for a control 
 (``value="$options"``, https://labelstud.io/tags/choices) only the task's own options count
 (:func:`~labelhub.backend.models.heads.task_options`).
 Every result has an ``id`` (https://labelstud.io/guide/predictions): a head's own (the results of one region share
-it), else a new one (:func:`~labelhub.backend.models.heads.region_id`; a whole-object ``choices`` or ``textarea``
-result), so a prediction's results are alike whichever heads made them.
+it), else, for a whole-object ``choices`` or ``textarea`` result (one per control and task), one derived from its
+control's name (:func:`_whole_id`: the same in every worker, so a task's prediction does not change with who made
+it), so a prediction's results are alike whichever heads made them.
 A malformed task (not an object, or without a ``data`` object) gets an ``error`` of its own, as one whose media
 cannot be loaded.
 
@@ -88,7 +89,7 @@ from threadpoolctl import threadpool_limits
 from labelhub.backend.embedding_cache import EmbeddingCache
 from labelhub.backend.errors import MediaError
 from labelhub.backend.model import LabelStudioMLBase
-from labelhub.backend.models.heads import ControlHead, Example, TaskInput, region_id, task_options
+from labelhub.backend.models.heads import ControlHead, Example, TaskInput, task_options
 from labelhub.backend.models.params import check_control_names, params_for
 from labelhub.backend.state import atomic_write_bytes
 from labelhub.errors import LabelConfigError
@@ -160,6 +161,13 @@ def latest_annotations(annotations: dict) -> dict[str, tuple[dict, list]]:
         if isinstance(task, dict):
             out[tid] = (task, [r for r in ann.get("result") or [] if isinstance(r, dict)])
     return out
+
+
+def _whole_id(result: dict) -> str:
+    """The ``id`` of a whole-object result a head gave none (a ``choices``, or an OCR page's ``textarea``: one per
+    control and task): 10 hex digits of a SHA-256 of its ``from_name`` and ``type``, as long as Label Studio's and
+    :func:`~labelhub.backend.models.heads.region_id`'s, the same in every worker and call."""
+    return hashlib.sha256(f"{result.get('from_name')}\x00{result.get('type')}".encode()).hexdigest()[:10]
 
 
 #: Distinct reasons a fit log line names when examples' media did not load (the count names them all).
@@ -544,7 +552,7 @@ class ProjectModel(LabelStudioMLBase):
                 continue
             for i, regions in zip(ok, answers):
                 withheld = getattr(regions, "score", None)  # a Withheld: no result, its score still counts
-                regions = [r if not isinstance(r, dict) or r.get("id") is not None else {"id": region_id(), **r}
+                regions = [r if not isinstance(r, dict) or r.get("id") is not None else {"id": _whole_id(r), **r}
                            for r in self._current_labels(head, head.kept(regions), items[i].task)]
                 if regions:
                     results[i].extend(regions)
