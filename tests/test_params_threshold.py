@@ -4,6 +4,7 @@ from __future__ import annotations
 from collections import Counter
 
 import numpy as np
+import requests
 import pytest
 
 from labelhub.backend.models.boxes import BoxesHead
@@ -189,3 +190,47 @@ def test_the_spans_head_keeps_no_span_below_the_threshold():
     strict = SpansHead(control, SpansHost(), {"threshold": threshold}, [control])
     after = [r for regions in strict.predict(inputs, fitted) for r in strict.kept(regions)]
     assert after and all(r["score"] >= threshold for r in after) and len(after) < len(before)
+
+
+def test_two_backends_on_one_redis_serve_the_same_version_for_the_same_extra_params(tmp_path):
+    """Two hosts (gunicorn, two workers each, their own ``MODEL_DIR``) on one Redis: the Extra params sent to one
+    move the version both serve, to the same value, and back."""
+    from tests.backend_fixtures import TEXT_CONFIG, BackendServer, RedisServer, annotation_event, project_payload, \
+        text_tasks, wait_for
+
+    key, payload = project_key(8), project_payload(8, label_config=TEXT_CONFIG)
+    tasks, labels = text_tasks(24)
+    with RedisServer(tmp_path / "redis") as redis_server:
+        env = {"LABELHUB_REDIS_URL": f"{redis_server.url}/0", "LABELHUB_WARMUP": "false"}
+        hosts = [BackendServer(tmp_path / f"host{i}", workers=2, threads=4, env=env) for i in range(2)]
+        try:
+            for host in hosts:
+                host.start(timeout=120)
+
+            def setup(host, params=None) -> str:
+                body = {"project": key, "schema": TEXT_CONFIG, **({"extra_params": params} if params is not None
+                                                                 else {})}
+                answer = requests.post(host.url + "/setup", json=body, timeout=60)
+                assert answer.status_code == 200, answer.text
+                return answer.json()["model_version"]
+
+            def predicted(host) -> set[str]:  # several requests: both gunicorn workers answer
+                return {requests.post(host.url + "/predict", json={"tasks": [tasks[-1]], "project": key,
+                                                                   "label_config": TEXT_CONFIG}, timeout=60
+                                      ).json()["results"][0]["model_version"] for _ in range(6)}
+
+            setup(hosts[0])
+            for i in range(20):
+                body = annotation_event(20_000 + i, tasks[i], labels[i], project=payload)
+                assert requests.post(hosts[i % 2].url + "/webhook", json=body, timeout=60).status_code == 200
+            wait_for(lambda: setup(hosts[1]).startswith("labelhub-20-"), timeout=180, message="the fit of 20 tasks")
+            fitted = setup(hosts[1])
+            moved = setup(hosts[0], {"threshold": 0.3})
+            assert moved != fitted and moved.startswith("labelhub-20-")
+            assert predicted(hosts[0]) == predicted(hosts[1]) == {moved}
+            assert setup(hosts[1]) == moved  # the stored params, read back by the other host
+            assert setup(hosts[1], {}) == fitted
+            assert predicted(hosts[0]) == {fitted}
+        finally:
+            for host in hosts:
+                host.stop()
