@@ -141,6 +141,16 @@ https://labelstud.io/tags/choices), it learns the choices the annotations hold, 
 the most probable of its own options (probabilities renormalized over them); a task whose options hold none
 of the learned choices gets no result.
 
+**threshold.** The ``threshold`` parameter (the lowest score a choice is given with) is compared with the
+choice's *probability*, not with the result's ``score`` (an order, above): for single choice the task's choice is
+given when its probability (renormalized over the task's options for dynamic choices) reaches the threshold; for
+``choice="multiple"`` every choice whose binary regression's probability reaches it is given (the threshold takes
+the place of 0.5). A task left with no choice gets no ``choices`` result, but the prediction's task score still
+counts the score that result would have had (:class:`~labelhub.backend.models.heads.Withheld`), so a task whose
+choice the threshold withheld keeps its place in the uncertainty order rather than sorting as certain. Unset, single
+choice always answers and multiple choice gives the choices reaching 0.5 (a task with none gets no result and no
+score, as before).
+
 Results use Label Studio's format for Choices (https://labelstud.io/guide/export#Label-Studio-JSON-format-of-annotated-tasks)::
 
     {"from_name": "label", "to_name": "image", "type": "choices", "value": {"choices": ["Sneaker"]}, "score": 0.93}
@@ -153,7 +163,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 
-from labelhub.backend.models.heads import ControlHead, Example, TaskInput, task_options, warn_once
+from labelhub.backend.models.heads import ControlHead, Example, TaskInput, Withheld, task_options, warn_once
 
 if TYPE_CHECKING:  # pragma: no cover
     from labelhub.label_config import ControlSpec
@@ -302,10 +312,17 @@ class ChoicesHead(ControlHead):
             models[label] = self.regression().fit(X, y) if 0 < y.sum() < len(y) else float(y.mean()) if len(y) else 0.0
         return {"kind": "multiple", "classes": classes, "models": models}
 
+    def kept(self, regions: list[dict]) -> list[dict]:
+        """``regions`` unchanged: :meth:`predict` applies the ``threshold`` to the choices' probabilities (the
+        result's ``score`` is an order, not a probability; see the module docstring)."""
+        return regions
+
     def predict(self, inputs: Sequence[TaskInput], fitted: dict | None) -> list[list[dict]]:
         """One choices result per task (see :meth:`ControlHead.predict`); ``[]`` for a multiple-choice task
-        where no choice reaches 0.5, for a task of dynamic choices whose options hold none of the fit's, and for
-        every task while a single-choice fit holds a choice the config no longer has (see the module docstring)."""
+        where no choice reaches 0.5 (or the ``threshold``), for a task of dynamic choices whose options hold none
+        of the fit's, and for every task while a single-choice fit holds a choice the config no longer has (see the
+        module docstring); a :class:`~labelhub.backend.models.heads.Withheld` with the result's score when the
+        ``threshold`` is set and no choice's probability reaches it."""
         if fitted is None or not inputs:
             return [[] for _ in inputs]
         classes = list(fitted["classes"])
@@ -339,12 +356,17 @@ class ChoicesHead(ControlHead):
             if fitted.get("counts") is not None:  # nor fits stored before this factor
                 counts = fitted["counts"]
                 scores = scores * (counts[top] / counts.max()) ** self.BALANCE
-            return [[self.result({"choices": [classes[j]]}, float(score))] if offered[i].any() else []
+            threshold = self.threshold
+            return [[] if not offered[i].any() else
+                    Withheld(float(score)) if threshold is not None and proba[i, j] < threshold else
+                    [self.result({"choices": [classes[j]]}, float(score))]
                     for i, (j, score) in enumerate(zip(top, scores))]
+        cutoff = 0.5 if self.threshold is None else self.threshold
         cols = [m.predict_proba(X)[:, 1] if not isinstance(m, float) else np.full(len(X), m)
                 for m in (fitted["models"][label] for label in classes)]
         for row, allowed in zip(np.stack(cols, axis=1), offered):
-            chosen = [label for label, p, ok in zip(classes, row, allowed) if p >= 0.5 and ok]
+            chosen = [label for label, p, ok in zip(classes, row, allowed) if p >= cutoff and ok]
             score = float(np.mean(np.maximum(row, 1 - row)))
-            out.append([self.result({"choices": chosen}, score)] if chosen else [])
+            out.append([self.result({"choices": chosen}, score)] if chosen else
+                       Withheld(score) if self.threshold is not None and allowed.any() else [])
         return out

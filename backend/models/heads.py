@@ -18,6 +18,13 @@ task (https://labelstud.io/guide/predictions). A head is a small class:
   Studio's result format for the control (``from_name``, ``to_name``, ``type``, ``value``, plus
   ``original_width``/``original_height`` for image regions), each with a ``score`` in [0, 1].
 
+**threshold.** The ``threshold`` parameter (:mod:`labelhub.backend.models.params`) is the lowest score a region is
+kept with, for every head: the project model drops each result scored below it, with every result sharing its ``id``
+(:meth:`ControlHead.kept`). A head whose ``score`` is no probability says otherwise: the Choices head compares the
+threshold with the choice's probability in its :meth:`~ControlHead.predict` (its score is an uncertainty order) and
+answers a task whose choices all fall below it with :class:`Withheld` (no result, and the score the task's
+prediction still counts). Unset (``None``), nothing is dropped.
+
 Heads that answer without annotations (an OCR model, a Hugging Face model chosen by id) set
 ``learns = False``: they are asked to predict with ``fitted=None`` from the start.
 """
@@ -35,7 +42,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from labelhub.backend.settings import Settings
     from labelhub.label_config import ControlSpec
 
-__all__ = ["TaskInput", "Example", "HeadHost", "ControlHead", "region_id", "image_region", "task_options", "warn_once"]
+__all__ = ["TaskInput", "Example", "HeadHost", "ControlHead", "Withheld", "region_id", "image_region", "task_options",
+           "warn_once"]
 
 _WARNED: set[Any] = set()
 _WARNED_LOCK = threading.Lock()
@@ -105,6 +113,21 @@ class Example:
             The results whose ``from_name`` it is, in annotation order.
         """
         return [r for r in self.results if isinstance(r, dict) and r.get("from_name") == from_name]
+
+
+class Withheld(list):
+    """No result for one task, on purpose, with the score the control would have had: what a head answers when its
+    ``threshold`` withholds the task's choice (:meth:`ControlHead.predict`). The project model puts no region in
+    the prediction but counts ``score`` among the task's control scores (the task score is their lowest), so a
+    task whose choice was withheld still sorts by its uncertainty.
+
+    Args:
+        score: The withheld result's score, in [0, 1].
+    """
+
+    def __init__(self, score: float):
+        super().__init__()
+        self.score = float(score)
 
 
 class HeadHost(Protocol):
@@ -228,6 +251,30 @@ class ControlHead:
             ``score`` in [0, 1]; ``[]`` when the head finds nothing.
         """
         return [[] for _ in inputs]
+
+    @property
+    def threshold(self) -> float | None:
+        """The ``threshold`` parameter (the lowest score a region is kept with), ``None`` when unset."""
+        value = self.params.get("threshold")
+        return None if value is None else float(value)
+
+    def kept(self, regions: list[dict]) -> list[dict]:
+        """``regions`` (one task's, from :meth:`predict`) without those scored below :attr:`threshold`, nor the
+        results sharing their ``id`` (an OCR line's rectangle and text, a box's alternative label keep their own
+        ids); ``regions`` itself when the threshold is unset. A head whose ``score`` is no probability overrides
+        this and applies the threshold in :meth:`predict` (the Choices head).
+
+        Args:
+            regions: One task's results, each with a ``score`` in [0, 1].
+
+        Returns:
+            The results kept, in their order.
+        """
+        threshold = self.threshold
+        if threshold is None or not regions:
+            return regions
+        dropped = {r.get("id") for r in regions if float(r.get("score", 0.0)) < threshold} - {None}
+        return [r for r in regions if float(r.get("score", 0.0)) >= threshold and r.get("id") not in dropped]
 
     # helpers for subclasses -------------------------------------------------------------------------
     def result(self, value: dict, score: float, **extra: Any) -> dict:

@@ -10,7 +10,10 @@ own parameters override key by key.
 Keys read by the default model (:mod:`labelhub.backend.models.project`):
 
 - ``model``: a Hugging Face model id or a local path answering the controls its task fits
-  (:mod:`labelhub.backend.models.pipelines`), with ``task``, ``threshold``, ``labels``, ``revision``;
+  (:mod:`labelhub.backend.models.pipelines`), with ``task``, ``labels``, ``revision``;
+- ``threshold``: the lowest score a region or choice is kept with, by every head (the Hub model's, and the
+  learned and OCR heads' through :meth:`~labelhub.backend.models.heads.ControlHead.kept`; the Choices head
+  compares it with the choice's probability, :mod:`labelhub.backend.models.choices`);
 - ``controls``: ``{from_name: {...}}``, parameters for one control tag only (merged over the others),
   e.g. ``{"controls": {"box": {"model": "google/owlv2-base-patch16-ensemble"}}}``;
 - ``learned``: ``false`` to turn the learned heads off (only a Hub model or OCR answers);
@@ -88,10 +91,10 @@ def _ocr_engine(value: Any) -> str | None:
 
 #: ``{key: check}`` of every key a control's parameters may have (top level and in a ``controls`` entry): the check
 #: answers ``None`` for a valid value, else what the value must be. Which head reads each: ``model``, ``task``,
-#: ``threshold``, ``nms``, ``labels``, ``revision``, ``hypothesis_template`` the Hub model's
+#: ``nms``, ``labels``, ``revision``, ``hypothesis_template`` the Hub model's
 #: (:class:`~labelhub.backend.models.pipelines.PipelineSpec`, which also checks ``model`` and ``task`` further);
-#: ``learned`` every learned head; ``min_score`` the Boxes and OCR heads; the others one head each (module
-#: docstring). ``null`` is accepted for every key: the head's default.
+#: ``threshold`` every head; ``learned`` every learned head; ``min_score`` the Boxes and OCR heads; the others one
+#: head each (module docstring). ``null`` is accepted for every key: the head's default.
 CHECKS: dict[str, Callable[[Any], str | None]] = {
     "model": _text, "task": _text, "threshold": _unit, "nms": _nms, "labels": _labels, "revision": _text,
     "hypothesis_template": _template, "learned": _boolean,

@@ -15,22 +15,34 @@ Labels over Text                  learned from the annotated spans (:class:`~lab
 TextArea over Image               offline OCR (:class:`~labelhub.backend.models.transcription.TranscriptionHead`)
 ================================  =====================================================================
 
-A control no head answers is left out of the predictions and named once in the log; a label config with
-no control any head answers is refused (:class:`labelhub.errors.LabelConfigError`, 422). A head may draw its
-regions with another control and claim it (:meth:`~labelhub.backend.models.heads.ControlHead.claims`): a
-per-region TextArea's OCR lines are drawn on a ``<Rectangle>``, or on a ``<RectangleLabels>`` with one label;
-that control then gets no head of its own, which the log says once. A ``<RectangleLabels>`` with several labels
-is never claimed: the boxes head learns it, and a per-region TextArea over the same image is not answered
+A control no head answers is left out of the predictions and named once in the log (a ``<Labels>`` over an
+``<Image>``, as Label Studio's OCR template's Text/Handwriting, with why: its regions are answered as a rectangle and
+a text, without a label; learning that label from the annotated regions, say with the boxes head's crop classifier,
+was left for later: it would need its own fit of the labelled regions' crops and a measure of how often it is
+right); a label config with no control any head answers is refused (:class:`labelhub.errors.LabelConfigError`,
+422). A head may draw its regions with another control and claim it
+(:meth:`~labelhub.backend.models.heads.ControlHead.claims`): a per-region TextArea's OCR lines are drawn on a
+``<Rectangle>``, or on a ``<RectangleLabels>`` with one label; that control then gets no head of its own, which
+the log says once. A ``<RectangleLabels>`` with several labels is never claimed: the boxes head learns it, and a
+per-region TextArea over the same image is not answered
 (:func:`labelhub.backend.models.transcription.box_control_for`, logged once).
 
 **Predictions.** One per task (https://labelstud.io/guide/predictions): the regions of every head in
 ``result``, each with its ``score``, and one task ``score``: the lowest of the controls' scores (a
 control's score is the mean of its regions'), so that sorting Label Studio's Data Manager by prediction
-score ascending shows first the tasks whose least certain control is least certain. A prediction names only
-labels of the current label config: a region whose labels a fit learned before they were renamed or removed
-from the config is left out (logged once), and for a control with dynamic labels (``value="$options"``,
-https://labelstud.io/tags/choices) only the task's own options count
+score ascending shows first the tasks whose least certain control is least certain. With a ``threshold``
+parameter, every head's regions scored below it are left out (:meth:`~labelhub.backend.models.heads.ControlHead.kept`;
+the Choices head compares it with the choice's probability and, when it withholds a task's choice, its control
+still counts in the task score with the score of the withheld result: :class:`~labelhub.backend.models.heads.
+Withheld`); a control left with no region by the threshold otherwise counts no score, like one that found nothing.
+A prediction names only labels of the current label config: a region whose labels a fit learned before they were
+renamed or removed from the config is left out (logged once), and for a control with dynamic labels
+(``value="$options"``, https://labelstud.io/tags/choices) only the task's own options count
 (:func:`~labelhub.backend.models.heads.task_options`).
+Every result has an ``id`` (https://labelstud.io/guide/predictions): a head's own (the results of one region share
+it), else, for a whole-object ``choices`` or ``textarea`` result (one per control and task), one derived from its
+control's name (:func:`_whole_id`: the same in every worker, so a task's prediction does not change with who made
+it), so a prediction's results are alike whichever heads made them.
 A malformed task (not an object, or without a ``data`` object) gets an ``error`` of its own, as one whose media
 cannot be loaded.
 
@@ -49,6 +61,15 @@ worker and after a restart, and the fit's own again if the labels change back), 
 predictions made under the new labels apart; the next fit records that interim version in ``versions`` (the
 prediction sets the backend wrote, which :mod:`labelhub.backend.retire` may retire). A fit recorded before
 this rule has no ``labels`` and keeps its version until the next fit.
+
+**Parameters in the version.** When a head has parameters (``LABELHUB_MODEL_PARAMS`` or the project's Extra params,
+``crop_cache`` aside), the version served is ``labelhub-<n>-<hash of the version above and a digest of every head's
+parameters>`` (:meth:`ProjectModel._with_params`): changing the Extra params moves it at once, with no refit, so
+``labelhub predict --missing`` and Label Studio's "Retrieve predictions" re-predict the tasks predicted under the old
+parameters; setting them back gives the earlier version again. The digest is of the parameters as stored (per
+project, in ``MODEL_DIR`` or Redis) merged over the environment's, so it is the same after a restart and in every
+worker and replica that shares the state and the environment. A project without parameters keeps the plain
+version. ``kv.json`` keeps the fit's own ``model_version``; ``versions`` records the versions served.
 """
 from __future__ import annotations
 
@@ -142,6 +163,13 @@ def latest_annotations(annotations: dict) -> dict[str, tuple[dict, list]]:
     return out
 
 
+def _whole_id(result: dict) -> str:
+    """The ``id`` of a whole-object result a head gave none (a ``choices``, or an OCR page's ``textarea``: one per
+    control and task): 10 hex digits of a SHA-256 of its ``from_name`` and ``type``, as long as Label Studio's and
+    :func:`~labelhub.backend.models.heads.region_id`'s, the same in every worker and call."""
+    return hashlib.sha256(f"{result.get('from_name')}\x00{result.get('type')}".encode()).hexdigest()[:10]
+
+
 #: Distinct reasons a fit log line names when examples' media did not load (the count names them all).
 NAMED_MEDIA_REASONS = 2
 
@@ -227,6 +255,30 @@ class ProjectModel(LabelStudioMLBase):
         self._fitting = threading.local()
         self._controls_by_name = {c.from_name: c for c in self.controls}
         self._labels = self._labels_signature()
+        self._params = self._params_signature()
+
+    #: Parameters that change no prediction (where a head caches), left out of :meth:`_params_signature`.
+    UNPREDICTIVE_PARAMS = frozenset({"crop_cache"})
+
+    def _params_signature(self) -> str | None:
+        """A digest of the parameters each head predicts with (``LABELHUB_MODEL_PARAMS`` under the project's Extra
+        params and its ``controls`` entry, :func:`~labelhub.backend.models.params.params_for`; ``null`` values and
+        :data:`UNPREDICTIVE_PARAMS` left out), folded into the served ``model_version`` (see the module docstring);
+        ``None`` when no head has a parameter, so that the versions of projects without parameters stay as
+        they were."""
+        effective = {h.control.from_name: {k: v for k, v in h.params.items()
+                                           if v is not None and k not in self.UNPREDICTIVE_PARAMS}
+                     for h in self.heads}
+        effective = {name: params for name, params in effective.items() if params}
+        return self._digest(effective)[:16] if effective else None
+
+    def _with_params(self, version: str, trained_on: int) -> str:
+        """``version`` itself without parameters, else ``labelhub-<trained_on>-<hash of version and the
+        parameters' digest>`` (a new hash, not a suffix: Label Studio's Data Manager filters versions by
+        substring, so no version may contain another)."""
+        if not self._params:
+            return version
+        return f"labelhub-{trained_on}-{self._digest([version, self._params])[:8]}"
 
     def _labels_signature(self) -> str:
         """A digest of the labels of every control the heads answer (their names, tags, labels and dynamic
@@ -259,6 +311,12 @@ class ProjectModel(LabelStudioMLBase):
                 _log_once(self.project_id, control.from_name, "project %s: <%s name=%r> over <%s> is not answered: %s",
                           self.project_id, control.tag, control.from_name, control.object_tag, reason)
                 return None
+        if control.tag == "Labels" and control.object_tag == "Image":  # Label Studio's OCR template's Text/Handwriting
+            _log_once(self.project_id, control.from_name,
+                      "project %s: <Labels name=%r> over <Image> is not answered: no head labels image regions (the "
+                      "OCR regions come as a rectangle and its text, without a label: the annotator picks it)",
+                      self.project_id, control.from_name)
+            return None
         _log_once(self.project_id, control.from_name,
                   "project %s: <%s name=%r> over <%s> is not answered (no head for it)", self.project_id,
                   control.tag, control.from_name, control.object_tag)
@@ -402,19 +460,22 @@ class ProjectModel(LabelStudioMLBase):
         stored = self._version_of(self.state.kv() if self.state is not None else self._memory)
         if stored:
             return stored
-        return f"labelhub-0-{self._digest([h.identity() for h in self.heads])[:8]}"
+        return self._with_params(f"labelhub-0-{self._digest([h.identity() for h in self.heads])[:8]}", 0)
 
     def _version_of(self, kv: dict) -> str | None:
         """The version served for the state ``kv``: its ``model_version`` when the fit's ``labels`` are this
         config's (or unknown: a fit recorded before they were), else the interim version of the module
-        docstring; ``None`` before any fit."""
+        docstring; either folded with the parameters' digest when the heads have parameters
+        (:meth:`_with_params`); ``None`` before any fit."""
         stored = kv.get("model_version")
         if not stored:
             return None
         learned = kv.get("labels")
+        trained_on = int(kv.get("trained_on") or 0)
         if learned is None or learned == self._labels:
-            return str(stored)
-        return f"labelhub-{int(kv.get('trained_on') or 0)}-{self._digest([str(stored), self._labels])[:8]}"
+            return self._with_params(str(stored), trained_on)
+        return self._with_params(f"labelhub-{trained_on}-{self._digest([str(stored), self._labels])[:8]}",
+                                 trained_on)
 
     @staticmethod
     def _digest(obj: Any) -> str:
@@ -490,10 +551,14 @@ class ProjectModel(LabelStudioMLBase):
                               head.name, control.from_name)
                 continue
             for i, regions in zip(ok, answers):
-                regions = self._current_labels(head, regions, items[i].task)
+                withheld = getattr(regions, "score", None)  # a Withheld: no result, its score still counts
+                regions = [r if not isinstance(r, dict) or r.get("id") is not None else {"id": _whole_id(r), **r}
+                           for r in self._current_labels(head, head.kept(regions), items[i].task)]
                 if regions:
                     results[i].extend(regions)
                     scores[i].append(float(np.mean([r.get("score", 0.0) for r in regions])))
+                elif withheld is not None:
+                    scores[i].append(float(withheld))
         out = []
         for regions, task_scores, error in zip(results, scores, errors):
             pred = {"result": regions, "score": min(task_scores) if task_scores else 0.0, "model_version": version}
@@ -542,7 +607,8 @@ class ProjectModel(LabelStudioMLBase):
             annotations: The project's training data after applying the batch.
 
         Returns:
-            The new model version, or ``None`` when no head's fit changed. A head whose fit raises keeps its
+            The new model version served (the fit's, folded with the parameters' digest when the heads have
+            parameters), or ``None`` when no head's fit changed. A head whose fit raises keeps its
             previous fit (logged with the traceback, and named in the state's ``last_error``); the other heads
             are fitted and the version moves with them.
         """
@@ -585,16 +651,17 @@ class ProjectModel(LabelStudioMLBase):
         interim = self.model_version  # served under the new labels until now (see the module docstring)
         if self.get("model_version") and interim != self.get("model_version") and interim not in versions:
             versions.append(interim)
-        versions = (versions + [version])[-50:]
+        served = self._with_params(version, trained_on)  # the version predictions carry (the fit's without params)
+        versions = (versions + [served])[-50:]
         self._update_state(heads=stored, model_version=version, versions=versions, trained_on=trained_on,
                            trained_at=time.time(), last_error=last_error, labels=self._labels)
-        log.info("project %s: %s from %d annotated tasks in %.2f s", self.project_id, version, trained_on,
+        log.info("project %s: %s from %d annotated tasks in %.2f s", self.project_id, served, trained_on,
                  time.monotonic() - started)
         if self.state is not None:
             self.refresh()
         else:
-            self._serve(stored, version)
-        return version
+            self._serve(stored, served)
+        return served
 
     def _fit_head(self, head: ControlHead, latest: dict[str, tuple[dict, list]], stored: dict) -> None:
         """Refit one head when its examples or identity changed; updates ``stored`` in place.
