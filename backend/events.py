@@ -49,7 +49,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 log = logging.getLogger(__name__)
 
-__all__ = ["EventQueue", "Trainer", "TrainerHost", "ModelSource", "apply_event", "validate_event",
+__all__ = ["EventQueue", "Trainer", "TrainerHost", "ModelSource", "apply_event", "validate_event", "remove_unlisted",
+           "listed_annotation_ids",
            "HANDLED_ACTIONS", "IGNORED_ACTIONS"]
 
 #: Actions that change what the model learns from, queued durably.
@@ -259,13 +260,56 @@ def apply_event(data: dict, action: str, payload: dict) -> bool:
                 data["tombstones"][f"task:{tid}"] = time.time()
                 changed = True
     elif action == "TRAIN":  # legacy /train: tasks with their annotations
-        for task in _as_list(payload.get("annotations")):
-            if not isinstance(task, dict):  # /train accepts any list; an item that is no task is skipped
-                continue
+        tasks = [t for t in _as_list(payload.get("annotations")) if isinstance(t, dict)]  # an item no task: skipped
+        for task in tasks:
             for ann in _as_list(task.get("annotations")):
                 if isinstance(ann, dict):
                     changed |= _upsert(data, {**ann, "task": task.get("id")}, task)
+        listed = listed_annotation_ids(tasks)
+        below = max((int(a) for a in listed if a.isdigit()), default=0)
+        changed |= bool(remove_unlisted(data, listed, lambda aid: int(aid) <= below))
     return changed
+
+
+def listed_annotation_ids(tasks: list[dict]) -> set[str]:
+    """The ids (as text) of every annotation of ``tasks`` (Label Studio's task JSON with ``annotations``), cancelled
+    ones included."""
+    return {str(a.get("id")) for t in tasks if isinstance(t, dict) for a in _as_list(t.get("annotations"))
+            if isinstance(a, dict) and a.get("id") is not None}
+
+
+def remove_unlisted(data: dict, listed: Collection[str], gone: Any) -> list[str]:
+    """Remove from a project's training data the annotations a complete listing of Label Studio's did not hold.
+
+    How Label Studio's annotations and the stored ones are brought to the same set on "Start training" and the legacy
+    ``/train`` (whose body is every annotated task of the project, ``MLApi.train`` in
+    ``label_studio/ml/api_connector.py``): what the listing holds is added or updated (:func:`apply_event`), and a
+    stored annotation it does not hold is removed, with a tombstone (a late webhook of it then changes nothing) and
+    its task's data when no other annotation of the task is left, only when ``gone(annotation id)`` says it is gone.
+    That check is there because a listing is not an instant: an annotation created while it was read may be missing
+    from it although its webhook was applied already.
+
+    Args:
+        data: The project's training data (``{"annotations", "tombstones", "tasks"}``), changed in place.
+        listed: The annotation ids (text) the listing held.
+        gone: ``gone(annotation id) -> bool``: whether an annotation missing from the listing is really gone. For the
+            legacy ``/train``, whether its id is at or below the highest id listed (Label Studio numbers annotations
+            in order, so one created after the body was built has a higher id); for "Start training", whether Label
+            Studio answers 404 for it (:meth:`Trainer._read_annotations`).
+
+    Returns:
+        The ids removed, in id order.
+    """
+    removed = []
+    for aid in sorted((a for a in data["annotations"] if a not in listed), key=lambda a: (len(a), a)):
+        if not aid.isdigit() or not gone(aid):
+            continue
+        tid = data["annotations"].pop(aid).get("task")
+        data["tombstones"].setdefault(aid, time.time())
+        if not any(ann.get("task") == tid for ann in data["annotations"].values()):
+            data["tasks"].pop(str(tid), None)
+        removed.append(aid)
+    return removed
 
 
 class ModelSource(Protocol):
@@ -477,9 +521,15 @@ class Trainer:
         return len(taken)
 
     def _read_annotations(self, key: str, data: dict) -> bool:
-        """On "Start training" (``START_TRAINING``), apply every annotation Label Studio holds for the project, not
-        only those its webhooks brought: annotations made before the backend was connected, or whose webhook was
-        refused (basic auth without ``LABELHUB_WEBHOOK_SECRET``) or lost. Needs ``LABEL_STUDIO_URL`` and
+        """On "Start training" (``START_TRAINING``), bring the project's stored annotations to exactly those Label
+        Studio holds, not only those its webhooks brought: annotations made before the backend was connected, or
+        whose webhook was refused (basic auth without ``LABELHUB_WEBHOOK_SECRET``) or lost, are added or updated; a
+        stored one the listing (:meth:`~labelhub.backend.labelstudio_api.LabelStudioClient.annotated_tasks`) does not
+        hold is asked for by id (``GET /api/annotations/<id>/``, one call each) and removed when Label Studio answers
+        404 or holds it cancelled (:func:`remove_unlisted`): deleted while the backend was down, or its webhook lost.
+        Asking rather than trusting the listing alone keeps an annotation created while the listing ran (its webhook
+        applied before, or a page that moved) in training; only this project's annotations are touched. When one
+        such call fails, the annotations not yet asked about stay, and the next Start training asks again. Needs ``LABEL_STUDIO_URL`` and
         ``LABEL_STUDIO_API_KEY``; without them, or when Label Studio fails, it logs why and the training goes on
         with what the webhooks brought.
 
@@ -494,16 +544,40 @@ class Trainer:
             log.info("project %s: Start training learns from the annotations webhooks brought; set LABEL_STUDIO_URL "
                      "and LABEL_STUDIO_API_KEY to read the project's others too", key)
             return False
+        changed = False
         try:
-            tasks = LabelStudioClient(settings.label_studio_url, settings.label_studio_api_key).annotated_tasks(
-                project_id_of(key))
+            client = LabelStudioClient(settings.label_studio_url, settings.label_studio_api_key)
+            tasks = client.annotated_tasks(project_id_of(key))
             check_training_tasks(tasks)
         except LabelHubError as exc:  # Label Studio failed, or answered what /train would refuse
             log.warning("project %s: could not read its annotations from Label Studio (%s); training on what the "
                         "webhooks brought", key, one_line(exc, 300))
             return False
-        changed = apply_event(data, "TRAIN", {"annotations": tasks})
-        log.info("project %s: Start training read %d annotated tasks from Label Studio", key, len(tasks))
+        listed = listed_annotation_ids(tasks)
+        for task in tasks:  # upserted only: the removals below ask Label Studio first
+            for ann in _as_list(task.get("annotations")):
+                if isinstance(ann, dict):
+                    changed |= _upsert(data, {**ann, "task": task.get("id")}, task)
+        unsure: list[str] = []
+
+        def gone(aid: str) -> bool:
+            if unsure:  # Label Studio failed once: the others are kept too, until the next Start training
+                unsure.append(aid)
+                return False
+            try:
+                found = client.annotation(int(aid))
+            except LabelHubError as exc:
+                log.warning("project %s: could not ask Label Studio whether annotation %s is gone (%s); it and the "
+                            "others missing from the listing stay in training", key, aid, one_line(exc, 300))
+                unsure.append(aid)
+                return False
+            return found is None or bool(found.get("was_cancelled"))
+
+        removed = remove_unlisted(data, listed, gone)
+        changed |= bool(removed)
+        log.info("project %s: Start training read %d annotated tasks from Label Studio (%d annotations); %d "
+                 "annotations Label Studio no longer holds removed%s", key, len(tasks), len(listed), len(removed),
+                 f" ({', '.join(removed[:10])}{', ...' if len(removed) > 10 else ''})" if removed else "")
         return changed
 
     def _train_project(self, key: str, events: list[tuple[Any, dict]]) -> list[tuple[Any, dict]]:
