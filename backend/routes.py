@@ -23,11 +23,12 @@ from __future__ import annotations
 import hmac
 import logging
 import os
+import threading
 import time
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
 
-from labelhub.backend.errors import InvalidPayloadError, UnauthorizedError
+from labelhub.backend.errors import BackendError, InvalidPayloadError, UnauthorizedError
 from labelhub.redaction import one_line, redact
 from labelhub.webhooks import SECRET_HEADER, secret_matches
 from labelhub.backend.events import validate_event
@@ -48,6 +49,69 @@ WEBHOOK_SECRET_HEADER = SECRET_HEADER
 
 def _backend():
     return current_app.extensions["labelhub"]
+
+
+class UnknownProjectError(BackendError):
+    """An event (``/webhook``, ``/train``) of a project Label Studio says does not exist (HTTP 404): nothing is
+    stored (see :func:`check_project_exists`)."""
+
+    status = 404
+    code = "unknown_project"
+
+
+#: Seconds the check of an unknown project waits for Label Studio: it runs inside the webhook's answer, which Label
+#: Studio waits 1 s for (``WEBHOOK_TIMEOUT``); when it is slower the event is kept.
+PROJECT_CHECK_TIMEOUT = 0.5
+
+_checked_projects: set[str] = set()  # keys Label Studio confirmed (per process)
+_warned_projects: set[str] = set()  # keys already warned about (one warning per process and project)
+_checked_lock = threading.Lock()
+
+
+def check_project_exists(backend, key: str) -> None:
+    """Refuse an event of a project that does not exist in Label Studio, before anything of it is stored.
+
+    A project the backend holds state of (connected with ``/setup``, or trained) is taken as real at once. Any other
+    is asked for once per process (``GET /api/projects/<id>/``, :meth:`LabelStudioClient.project`, waiting
+    :data:`PROJECT_CHECK_TIMEOUT`) when the backend has ``LABEL_STUDIO_URL`` and ``LABEL_STUDIO_API_KEY``: Label
+    Studio's 404 refuses the event (one warning per process and project), and any other failure (no key, Label Studio
+    slow, down or refusing the key) keeps it, so no event of a real project whose ``/setup`` the backend has not seen
+    yet is lost. Without the key every such event is kept, as before. Label Studio sends each webhook once and only
+    logs the answer, so a 404 there costs nothing; a direct caller learns why.
+
+    Args:
+        backend: The running backend (``settings``, ``store``).
+        key: The event's project key (``<id>.<created_at>``).
+
+    Raises:
+        UnknownProjectError: Label Studio answered 404 for the project's id.
+    """
+    from labelhub.backend.auto_predict import project_id_of
+    from labelhub.backend.labelstudio_api import LabelStudioClient
+    from labelhub.errors import LabelHubError, ProjectNotFound
+
+    settings = backend.settings
+    if key in _checked_projects or backend.store.has_project(key):
+        return
+    if not (settings.label_studio_url and settings.label_studio_api_key):
+        return
+    project_id = project_id_of(key)
+    try:
+        LabelStudioClient(settings.label_studio_url, settings.label_studio_api_key,
+                          timeout=PROJECT_CHECK_TIMEOUT).project(project_id)
+    except ProjectNotFound:
+        with _checked_lock:
+            first = key not in _warned_projects
+            _warned_projects.add(key)
+        if first:
+            log.warning("events of project %s refused: Label Studio has no project %s (it answered 404); nothing of "
+                        "them is stored", key, project_id)
+        raise UnknownProjectError(f"project {project_id} does not exist in Label Studio: the event is not stored",
+                                  project=project_id) from None
+    except (LabelHubError, ValueError):  # Label Studio slow, down, or refusing the key: keep the event
+        return
+    with _checked_lock:
+        _checked_projects.add(key)
 
 
 def _basic_auth_ok(settings) -> bool:
@@ -193,7 +257,8 @@ def webhook():
     Answers ``{"status": "queued", "event_id": ...}``, or ``{"status": "ignored"}`` for Label Studio
     actions that do not concern the model (``PROJECT_CREATED``, ..., and ``TASKS_CREATED`` unless
     ``LABELHUB_AUTO_PREDICT`` is on: :mod:`labelhub.backend.auto_predict`). Unknown actions, and events whose
-    ``project`` gives no valid project key, answer 422: an accepted event is one the trainer applies.
+    ``project`` gives no valid project key, answer 422: an accepted event is one the trainer applies. An event of a
+    project Label Studio says does not exist answers 404 and is not stored (:func:`check_project_exists`).
     """
     backend = _backend()
     body = json_body(request)
@@ -210,6 +275,7 @@ def webhook():
     except InvalidPayloadError:  # e.g. a created_at before 1970, or an id in other digits than 0-9
         raise InvalidPayloadError(f"the event's 'project' gives no valid project key ({key!r:.60}): 'id' must be "
                                   "a number and 'created_at' a time after 1970", field="project") from None
+    check_project_exists(backend, key)
     event_id = backend.queue.put(action, body, key)
     return jsonify(status="queued", action=action, event_id=event_id)
 
@@ -220,6 +286,7 @@ def train():
     backend = _backend()
     body = json_body(request)
     req = TrainRequest.parse(body)
+    check_project_exists(backend, project_key(req.project))
     if req.label_config:
         backend.models.get(req.project, req.label_config)
     event_id = backend.queue.put("TRAIN", body, req.project)
