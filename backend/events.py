@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 import threading
 import time
 import uuid
@@ -158,6 +159,35 @@ class EventQueue:
     def count(self) -> int:
         """How many events wait."""
         return sum(1 for n in os.listdir(self.pending_dir) if n.endswith(".json"))
+
+    def mark_trainer(self, held: bool = True) -> None:
+        """Say (``held``) or unsay which process is the trainer, in ``events/trainer.json`` (``{"host", "pid"}``), for
+        :meth:`trainer_holder`; called by the trainer after it took the lease (once per process: the ``flock``
+        holds as long as the process lives) and when it gives it up."""
+        path = self.root / "trainer.json"
+        if held:
+            if getattr(self, "_marked", False):
+                return
+            atomic_write_json(path, {"host": socket.gethostname(), "pid": os.getpid()})
+            self._marked = True
+        elif getattr(self, "_marked", False):
+            self._marked = False
+            if (self.trainer_holder() or {}).get("pid") == os.getpid():
+                path.unlink(missing_ok=True)
+
+    def trainer_holder(self) -> dict | None:
+        """The process that is this host's trainer, the same from every worker: ``{"host", "pid"}`` from
+        ``events/trainer.json`` when that process still lives, else ``None`` (none yet, or it died and no worker took
+        the lease over yet)."""
+        try:
+            holder = json.loads((self.root / "trainer.json").read_bytes())
+            pid = int(holder["pid"])
+            os.kill(pid, 0)
+        except PermissionError:  # alive, another user's
+            pass
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        return {"host": str(holder.get("host")), "pid": pid}
 
     def done(self, path: Path) -> None:
         """Forget an applied event."""
@@ -387,6 +417,7 @@ class Trainer:
                     self._stop.wait(max(poll * 4, 0.5))
                     continue
                 self.is_leader, self._lease = True, held
+                self._mark(True)
                 auto = getattr(self.backend, "auto", None)
                 try:
                     if auto is not None:
@@ -407,8 +438,20 @@ class Trainer:
                             self._stop.wait(2.0)
                         if not busy:
                             self._stop.wait(poll)
+                        self._mark(True)
                 finally:
                     self.is_leader, self._lease = False, None
+                    self._mark(False)
+
+    def _mark(self, held: bool) -> None:
+        """Tell the queue this process holds (or gave up) the trainer's lease, for ``/health``'s ``trainer``
+        (:meth:`EventQueue.trainer_holder`); a failure is logged and changes nothing else."""
+        mark = getattr(self.backend.queue, "mark_trainer", None)
+        try:
+            if mark is not None:
+                mark(held)
+        except Exception as exc:  # e.g. Redis gone for a moment: /health names no trainer meanwhile
+            log.debug("could not record the trainer: %s", exc)
 
     @property
     def lease(self) -> Any:

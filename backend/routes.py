@@ -145,10 +145,34 @@ def _authenticate() -> None:
             return
         if (settings.auth_enabled and _basic_auth_ok(settings)) or _secret_ok(settings):
             return
-        raise UnauthorizedError(
-            f"/webhook needs basic auth or the {WEBHOOK_SECRET_HEADER} header (LABELHUB_WEBHOOK_SECRET)")
+        raise UnauthorizedError(_refusal(settings, webhook=True))
     if settings.auth_enabled and not _basic_auth_ok(settings):
-        raise UnauthorizedError("basic auth required (BASIC_AUTH_USER / BASIC_AUTH_PASS)")
+        raise UnauthorizedError(_refusal(settings, webhook=False))
+
+
+def _refusal(settings, webhook: bool) -> str:
+    """Why a request was refused (401), telling a wrong credential from a missing one, never echoing either.
+
+    Args:
+        settings: The backend's settings (``auth_enabled``, ``webhook_secret``).
+        webhook: Whether the request is ``/webhook`` (which also takes ``LABELHUB_WEBHOOK_SECRET``).
+
+    Returns:
+        One line: the wrong :data:`WEBHOOK_SECRET_HEADER` (or one sent to a backend without
+        ``LABELHUB_WEBHOOK_SECRET``), the wrong basic auth, or what is missing.
+    """
+    auth = request.authorization
+    basic = auth is not None and auth.type == "basic"
+    if webhook and WEBHOOK_SECRET_HEADER in request.headers:
+        if not settings.webhook_secret:
+            return (f"/webhook: the {WEBHOOK_SECRET_HEADER} header was sent but LABELHUB_WEBHOOK_SECRET is not set on "
+                    "the backend: send basic auth, or set it")
+        return f"/webhook: the {WEBHOOK_SECRET_HEADER} header does not match LABELHUB_WEBHOOK_SECRET"
+    if basic and settings.auth_enabled:
+        return "basic auth user or password is wrong (BASIC_AUTH_USER / BASIC_AUTH_PASS)"
+    if webhook:
+        return f"/webhook needs basic auth or the {WEBHOOK_SECRET_HEADER} header (LABELHUB_WEBHOOK_SECRET)"
+    return "basic auth required (BASIC_AUTH_USER / BASIC_AUTH_PASS)"
 
 
 @protocol_bp.after_request
@@ -171,6 +195,12 @@ def health():
     ``{project key: {"state", "total", "queued", "running", "done", "skipped", "failed", "model_version", ...}}``
     of each project's last prediction job (``labelhub predict``; with ``LABELHUB_REDIS_URL``, read from Redis,
     so every replica shows every host's jobs). ``pid`` is the answering worker's process id.
+
+    ``trainer`` names the process that applies the events and fits (one per host's ``MODEL_DIR``; with
+    ``LABELHUB_REDIS_URL`` one across every host): ``{"host", "pid"}``, or ``null`` while none holds the lease (at
+    start, or for the lease's seconds after its holder died). Every worker answers the same
+    (:meth:`~labelhub.backend.events.EventQueue.trainer_holder`). ``trainer_leader`` says whether the answering worker
+    (``pid``) is that process: behind gunicorn a random worker answers, so it is ``false`` from the others.
     """
     from labelhub.backend.embedders import loaded_embedders
     from labelhub.backend.job_status import read_statuses
@@ -178,8 +208,13 @@ def health():
     backend = _backend()
     store = backend.store
     jobs = store.job_statuses() if backend.settings.redis_url else read_statuses(backend.settings.model_dir)
+    try:
+        trainer = backend.queue.trainer_holder()
+    except Exception:  # e.g. Redis gone for a moment: /health still answers
+        trainer = None
     return jsonify(status="UP", model_class=backend.models.model_class.__name__,
-                   embedders=loaded_embedders(), trainer_leader=backend.trainer.is_leader, pid=os.getpid(), jobs=jobs)
+                   embedders=loaded_embedders(), trainer=trainer, trainer_leader=backend.trainer.is_leader,
+                   pid=os.getpid(), jobs=jobs)
 
 
 @protocol_bp.post("/setup")
@@ -298,16 +333,17 @@ def versions():
     """``GET /versions``: ``{"versions": [...]}``, newest last.
 
     Label Studio 1.23 sends this GET without a body, so the project may come from the body, the
-    ``project`` query parameter, or be absent (then every project's versions are listed).
+    ``project`` query parameter, or be absent (then every project's versions are listed). Each version is listed
+    once, where it first appears (a project's stored list may name one twice).
     """
     backend = _backend()
     body = json_body(request, required=False)
     project = body.get("project") or request.args.get("project")
     keys = [project_key(project)] if project else backend.store.known_projects()
-    found: list[str] = []
+    found: dict[str, None] = {}  # each version once, in the order first seen
     for key in keys:
-        found += [v for v in backend.store.project(key).kv().get("versions", []) if v not in found]
-    return jsonify(versions=found)
+        found.update(dict.fromkeys(v for v in backend.store.project(key).kv().get("versions", []) if isinstance(v, str)))
+    return jsonify(versions=list(found))
 
 
 @metrics_bp.get("/metrics")
