@@ -569,11 +569,12 @@ class Trainer:
         whose webhook was refused (basic auth without ``LABELHUB_WEBHOOK_SECRET``) or lost, are added or updated; a
         stored one the listing (:meth:`~labelhub.backend.labelstudio_api.LabelStudioClient.annotated_tasks`) does not
         hold is asked for by id (``GET /api/annotations/<id>/``, one call each) and removed when Label Studio answers
-        404 or holds it cancelled (:func:`remove_unlisted`): deleted while the backend was down, or its webhook lost.
+        404 (:func:`remove_unlisted`): deleted while the backend was down, or its webhook lost; one Label Studio
+        still holds is brought up to date (a cancelled one leaves training, as a cancelled listed one does).
         Asking rather than trusting the listing alone keeps an annotation created while the listing ran (its webhook
         applied before, or a page that moved) in training; only this project's annotations are touched. When one
-        such call fails, the annotations not yet asked about stay, and the next Start training asks again. Needs ``LABEL_STUDIO_URL`` and
-        ``LABEL_STUDIO_API_KEY``; without them, or when Label Studio fails, it logs why and the training goes on
+        such call fails, the annotations not yet asked about stay, and the next Start training asks again. Needs
+        ``LABEL_STUDIO_URL`` and ``LABEL_STUDIO_API_KEY``; without them, or when Label Studio fails, it logs why and the training goes on
         with what the webhooks brought.
 
         Returns:
@@ -602,6 +603,7 @@ class Trainer:
                 if isinstance(ann, dict):
                     changed |= _upsert(data, {**ann, "task": task.get("id")}, task)
         unsure: list[str] = []
+        kept: list[bool] = []  # whether each live annotation asked for changed the data
 
         def gone(aid: str) -> bool:
             if unsure:  # Label Studio failed once: the others are kept too, until the next Start training
@@ -614,10 +616,15 @@ class Trainer:
                             "others missing from the listing stay in training", key, aid, one_line(exc, 300))
                 unsure.append(aid)
                 return False
-            return found is None or bool(found.get("was_cancelled"))
+            if found is None:
+                return True
+            # live (created while the listing ran): brought up to date; a cancelled one leaves training without a
+            # tombstone, so un-cancelling it brings it back
+            kept.append(_upsert(data, found, None))
+            return False
 
         removed = remove_unlisted(data, listed, gone)
-        changed |= bool(removed)
+        changed |= bool(removed) or any(kept)
         log.info("project %s: Start training read %d annotated tasks from Label Studio (%d annotations); %d "
                  "annotations Label Studio no longer holds removed%s", key, len(tasks), len(listed), len(removed),
                  f" ({', '.join(removed[:10])}{', ...' if len(removed) > 10 else ''})" if removed else "")

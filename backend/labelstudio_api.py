@@ -437,7 +437,7 @@ class LabelStudioClient:
             found = self._call(f"annotation {annotation_id}", lambda: self._client.annotations.get(id=annotation_id))
         except ProjectNotFound:
             return None
-        return found.dict() if hasattr(found, "dict") else dict(found)
+        return json.loads(found.json()) if hasattr(found, "json") else dict(found)  # times as ISO 8601 text
 
     def import_predictions(self, project_id: int, predictions: Sequence[dict]) -> int:
         """Write predictions in one call: ``POST /api/projects/<id>/import/predictions``.

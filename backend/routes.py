@@ -342,7 +342,8 @@ def versions():
     keys = [project_key(project)] if project else backend.store.known_projects()
     found: dict[str, None] = {}  # each version once, in the order first seen
     for key in keys:
-        found.update(dict.fromkeys(v for v in backend.store.project(key).kv().get("versions", []) if isinstance(v, str)))
+        versions = backend.store.project(key).kv().get("versions", [])
+        found.update(dict.fromkeys(v for v in versions if isinstance(v, str)))
     return jsonify(versions=list(found))
 
 

@@ -71,7 +71,7 @@ def test_start_training_removes_annotations_deleted_while_the_backend_was_down(l
     added = client.annotations.create(ids[10], result=_result("plot")).id
     # an annotation another project holds: missing from this project's listing, yet Label Studio still has it, so
     # it stays (as one created while the listing ran would)
-    other, _, other_anns = _annotated_project(label_studio, make_project, f"other ({mode})", 2, 1)
+    other, other_ids, other_anns = _annotated_project(label_studio, make_project, f"other ({mode})", 2, 1)
     backend = app.extensions["labelhub"]
     key = backend.store.resolve_webhook_project({"id": project.id, "created_at": "2024-06-10T08:00:00Z"})
     state = backend.store.project(key)
@@ -84,6 +84,7 @@ def test_start_training_removes_annotations_deleted_while_the_backend_was_down(l
     expected = {str(a) for a in anns[2:]} | {str(added), str(other_anns[0])}
     assert set(data["annotations"]) == expected
     assert data["annotations"][str(anns[2])]["result"][0]["value"]["choices"] == ["review"]
+    assert data["annotations"][str(other_anns[0])]["task"] == str(other_ids[0])  # read by id, brought up to date
     assert {str(a) for a in anns[:2]} <= set(data["tombstones"])
     assert str(ids[0]) not in data["tasks"] and str(ids[1]) not in data["tasks"]
     assert version != first and version.startswith("labelhub-9-"), version
