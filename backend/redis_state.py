@@ -404,21 +404,22 @@ class RedisEventQueue:
 
     def mark_trainer(self, held: bool = True) -> None:
         """Say (``held``) or unsay which process is the trainer across every host: ``labelhub:trainer:holder`` =
-        ``{"host", "pid"}``, expiring with the lease (the trainer says it again after each batch, well within it), for
+        ``{"host", "pid"}``, written by the trainer when it takes the lease (and again after each batch), for
         :meth:`trainer_holder`."""
         key = f"{PREFIX}trainer:holder"
         me = json.dumps({"host": socket.gethostname(), "pid": os.getpid()}, sort_keys=True)
         if held:
-            self.client.set(key, me, px=max(int(self.lease_seconds * 1000), 1000))
+            self.client.set(key, me)
         elif (self.client.get(key) or b"").decode() == me:
             self.client.delete(key)
 
     def trainer_holder(self) -> dict | None:
         """The process that is the trainer across every host, the same from every worker of every host: ``{"host",
-        "pid"}``, or ``None`` (none yet, or its lease ran out)."""
-        raw = self.client.get(f"{PREFIX}trainer:holder")
+        "pid"}`` while the trainer's lock (``labelhub:trainer``) is held, else ``None`` (none yet, or its holder died
+        and the lease ran out). A new trainer names itself as it takes the lock over."""
+        raw, held = self.client.pipeline().get(f"{PREFIX}trainer:holder").exists(f"{PREFIX}trainer").execute()
         try:
-            holder = json.loads(raw) if raw else None
+            holder = json.loads(raw) if raw and held else None
             return {"host": str(holder["host"]), "pid": int(holder["pid"])} if isinstance(holder, dict) else None
         except (ValueError, KeyError, TypeError):
             return None
