@@ -187,7 +187,8 @@ def backend(host, port, workers, threads, model_dir, timeout, log_level):
                 # gunicorn prints an AppImportError in one line and stops the master ("App failed to load")
                 raise AppImportError(redact(one_line(exc), secrets)) from None
 
-    click.echo(f"labelhub backend on http://{host}:{port} ({workers} workers x {threads} threads, "
+    click.echo(f"labelhub backend on http://{host}:{port} ({workers} worker{'s' if workers != 1 else ''} x "
+               f"{threads} thread{'s' if threads != 1 else ''}, "
                f"MODEL_DIR={os.environ.get('MODEL_DIR', 'labelhub-models')})", err=True)
     _Server().run()
 

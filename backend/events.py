@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 import threading
 import time
 import uuid
@@ -49,7 +50,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 log = logging.getLogger(__name__)
 
-__all__ = ["EventQueue", "Trainer", "TrainerHost", "ModelSource", "apply_event", "validate_event",
+__all__ = ["EventQueue", "Trainer", "TrainerHost", "ModelSource", "apply_event", "validate_event", "remove_unlisted",
+           "listed_annotation_ids",
            "HANDLED_ACTIONS", "IGNORED_ACTIONS"]
 
 #: Actions that change what the model learns from, queued durably.
@@ -158,6 +160,35 @@ class EventQueue:
         """How many events wait."""
         return sum(1 for n in os.listdir(self.pending_dir) if n.endswith(".json"))
 
+    def mark_trainer(self, held: bool = True) -> None:
+        """Say (``held``) or unsay which process is the trainer, in ``events/trainer.json`` (``{"host", "pid"}``), for
+        :meth:`trainer_holder`; called by the trainer after it took the lease (once per process: the ``flock``
+        holds as long as the process lives) and when it gives it up."""
+        path = self.root / "trainer.json"
+        if held:
+            if getattr(self, "_marked", False):
+                return
+            atomic_write_json(path, {"host": socket.gethostname(), "pid": os.getpid()})
+            self._marked = True
+        elif getattr(self, "_marked", False):
+            self._marked = False
+            if (self.trainer_holder() or {}).get("pid") == os.getpid():
+                path.unlink(missing_ok=True)
+
+    def trainer_holder(self) -> dict | None:
+        """The process that is this host's trainer, the same from every worker: ``{"host", "pid"}`` from
+        ``events/trainer.json`` when that process still lives, else ``None`` (none yet, or it died and no worker took
+        the lease over yet)."""
+        try:
+            holder = json.loads((self.root / "trainer.json").read_bytes())
+            pid = int(holder["pid"])
+            os.kill(pid, 0)
+        except PermissionError:  # alive, another user's
+            pass
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        return {"host": str(holder.get("host")), "pid": pid}
+
     def done(self, path: Path) -> None:
         """Forget an applied event."""
         try:
@@ -259,13 +290,56 @@ def apply_event(data: dict, action: str, payload: dict) -> bool:
                 data["tombstones"][f"task:{tid}"] = time.time()
                 changed = True
     elif action == "TRAIN":  # legacy /train: tasks with their annotations
-        for task in _as_list(payload.get("annotations")):
-            if not isinstance(task, dict):  # /train accepts any list; an item that is no task is skipped
-                continue
+        tasks = [t for t in _as_list(payload.get("annotations")) if isinstance(t, dict)]  # an item no task: skipped
+        for task in tasks:
             for ann in _as_list(task.get("annotations")):
                 if isinstance(ann, dict):
                     changed |= _upsert(data, {**ann, "task": task.get("id")}, task)
+        listed = listed_annotation_ids(tasks)
+        below = max((int(a) for a in listed if a.isdigit()), default=0)
+        changed |= bool(remove_unlisted(data, listed, lambda aid: int(aid) <= below))
     return changed
+
+
+def listed_annotation_ids(tasks: list[dict]) -> set[str]:
+    """The ids (as text) of every annotation of ``tasks`` (Label Studio's task JSON with ``annotations``), cancelled
+    ones included."""
+    return {str(a.get("id")) for t in tasks if isinstance(t, dict) for a in _as_list(t.get("annotations"))
+            if isinstance(a, dict) and a.get("id") is not None}
+
+
+def remove_unlisted(data: dict, listed: Collection[str], gone: Any) -> list[str]:
+    """Remove from a project's training data the annotations a complete listing of Label Studio's did not hold.
+
+    How Label Studio's annotations and the stored ones are brought to the same set on "Start training" and the legacy
+    ``/train`` (whose body is every annotated task of the project, ``MLApi.train`` in
+    ``label_studio/ml/api_connector.py``): what the listing holds is added or updated (:func:`apply_event`), and a
+    stored annotation it does not hold is removed, with a tombstone (a late webhook of it then changes nothing) and
+    its task's data when no other annotation of the task is left, only when ``gone(annotation id)`` says it is gone.
+    That check is there because a listing is not an instant: an annotation created while it was read may be missing
+    from it although its webhook was applied already.
+
+    Args:
+        data: The project's training data (``{"annotations", "tombstones", "tasks"}``), changed in place.
+        listed: The annotation ids (text) the listing held.
+        gone: ``gone(annotation id) -> bool``: whether an annotation missing from the listing is really gone. For the
+            legacy ``/train``, whether its id is at or below the highest id listed (Label Studio numbers annotations
+            in order, so one created after the body was built has a higher id); for "Start training", whether Label
+            Studio answers 404 for it (:meth:`Trainer._read_annotations`).
+
+    Returns:
+        The ids removed, in id order.
+    """
+    removed = []
+    for aid in sorted((a for a in data["annotations"] if a not in listed), key=lambda a: (len(a), a)):
+        if not aid.isdigit() or not gone(aid):
+            continue
+        tid = data["annotations"].pop(aid).get("task")
+        data["tombstones"].setdefault(aid, time.time())
+        if not any(ann.get("task") == tid for ann in data["annotations"].values()):
+            data["tasks"].pop(str(tid), None)
+        removed.append(aid)
+    return removed
 
 
 class ModelSource(Protocol):
@@ -343,6 +417,7 @@ class Trainer:
                     self._stop.wait(max(poll * 4, 0.5))
                     continue
                 self.is_leader, self._lease = True, held
+                self._mark(True)
                 auto = getattr(self.backend, "auto", None)
                 try:
                     if auto is not None:
@@ -363,8 +438,20 @@ class Trainer:
                             self._stop.wait(2.0)
                         if not busy:
                             self._stop.wait(poll)
+                        self._mark(True)
                 finally:
                     self.is_leader, self._lease = False, None
+                    self._mark(False)
+
+    def _mark(self, held: bool) -> None:
+        """Tell the queue this process holds (or gave up) the trainer's lease, for ``/health``'s ``trainer``
+        (:meth:`EventQueue.trainer_holder`); a failure is logged and changes nothing else."""
+        mark = getattr(self.backend.queue, "mark_trainer", None)
+        try:
+            if mark is not None:
+                mark(held)
+        except Exception as exc:  # e.g. Redis gone for a moment: /health names no trainer meanwhile
+            log.debug("could not record the trainer: %s", exc)
 
     @property
     def lease(self) -> Any:
@@ -477,10 +564,17 @@ class Trainer:
         return len(taken)
 
     def _read_annotations(self, key: str, data: dict) -> bool:
-        """On "Start training" (``START_TRAINING``), apply every annotation Label Studio holds for the project, not
-        only those its webhooks brought: annotations made before the backend was connected, or whose webhook was
-        refused (basic auth without ``LABELHUB_WEBHOOK_SECRET``) or lost. Needs ``LABEL_STUDIO_URL`` and
-        ``LABEL_STUDIO_API_KEY``; without them, or when Label Studio fails, it logs why and the training goes on
+        """On "Start training" (``START_TRAINING``), bring the project's stored annotations to exactly those Label
+        Studio holds, not only those its webhooks brought: annotations made before the backend was connected, or
+        whose webhook was refused (basic auth without ``LABELHUB_WEBHOOK_SECRET``) or lost, are added or updated; a
+        stored one the listing (:meth:`~labelhub.backend.labelstudio_api.LabelStudioClient.annotated_tasks`) does not
+        hold is asked for by id (``GET /api/annotations/<id>/``, one call each) and removed when Label Studio answers
+        404 (:func:`remove_unlisted`): deleted while the backend was down, or its webhook lost; one Label Studio
+        still holds is brought up to date (a cancelled one leaves training, as a cancelled listed one does).
+        Asking rather than trusting the listing alone keeps an annotation created while the listing ran (its webhook
+        applied before, or a page that moved) in training; only this project's annotations are touched. When one
+        such call fails, the annotations not yet asked about stay, and the next Start training asks again. Needs
+        ``LABEL_STUDIO_URL`` and ``LABEL_STUDIO_API_KEY``; without them, or when Label Studio fails, it logs why and the training goes on
         with what the webhooks brought.
 
         Returns:
@@ -494,16 +588,46 @@ class Trainer:
             log.info("project %s: Start training learns from the annotations webhooks brought; set LABEL_STUDIO_URL "
                      "and LABEL_STUDIO_API_KEY to read the project's others too", key)
             return False
+        changed = False
         try:
-            tasks = LabelStudioClient(settings.label_studio_url, settings.label_studio_api_key).annotated_tasks(
-                project_id_of(key))
+            client = LabelStudioClient(settings.label_studio_url, settings.label_studio_api_key)
+            tasks = client.annotated_tasks(project_id_of(key))
             check_training_tasks(tasks)
         except LabelHubError as exc:  # Label Studio failed, or answered what /train would refuse
             log.warning("project %s: could not read its annotations from Label Studio (%s); training on what the "
                         "webhooks brought", key, one_line(exc, 300))
             return False
-        changed = apply_event(data, "TRAIN", {"annotations": tasks})
-        log.info("project %s: Start training read %d annotated tasks from Label Studio", key, len(tasks))
+        listed = listed_annotation_ids(tasks)
+        for task in tasks:  # upserted only: the removals below ask Label Studio first
+            for ann in _as_list(task.get("annotations")):
+                if isinstance(ann, dict):
+                    changed |= _upsert(data, {**ann, "task": task.get("id")}, task)
+        unsure: list[str] = []
+        kept: list[bool] = []  # whether each live annotation asked for changed the data
+
+        def gone(aid: str) -> bool:
+            if unsure:  # Label Studio failed once: the others are kept too, until the next Start training
+                unsure.append(aid)
+                return False
+            try:
+                found = client.annotation(int(aid))
+            except LabelHubError as exc:
+                log.warning("project %s: could not ask Label Studio whether annotation %s is gone (%s); it and the "
+                            "others missing from the listing stay in training", key, aid, one_line(exc, 300))
+                unsure.append(aid)
+                return False
+            if found is None:
+                return True
+            # live (created while the listing ran): brought up to date; a cancelled one leaves training without a
+            # tombstone, so un-cancelling it brings it back
+            kept.append(_upsert(data, found, None))
+            return False
+
+        removed = remove_unlisted(data, listed, gone)
+        changed |= bool(removed) or any(kept)
+        log.info("project %s: Start training read %d annotated tasks from Label Studio (%d annotations); %d "
+                 "annotations Label Studio no longer holds removed%s", key, len(tasks), len(listed), len(removed),
+                 f" ({', '.join(removed[:10])}{', ...' if len(removed) > 10 else ''})" if removed else "")
         return changed
 
     def _train_project(self, key: str, events: list[tuple[Any, dict]]) -> list[tuple[Any, dict]]:

@@ -46,6 +46,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import socket
 import threading
 import time
 import uuid
@@ -399,6 +401,28 @@ class RedisEventQueue:
     def fail(self, handle: bytes) -> None:
         """Move an unreadable event aside (``events:failed``)."""
         self.client.pipeline().lrem(self.key, 1, handle).rpush(f"{self.key}:failed", handle).execute()
+
+    def mark_trainer(self, held: bool = True) -> None:
+        """Say (``held``) or unsay which process is the trainer across every host: ``labelhub:trainer:holder`` =
+        ``{"host", "pid"}``, written by the trainer when it takes the lease (and again after each batch), for
+        :meth:`trainer_holder`."""
+        key = f"{PREFIX}trainer:holder"
+        me = json.dumps({"host": socket.gethostname(), "pid": os.getpid()}, sort_keys=True)
+        if held:
+            self.client.set(key, me)
+        elif (self.client.get(key) or b"").decode() == me:
+            self.client.delete(key)
+
+    def trainer_holder(self) -> dict | None:
+        """The process that is the trainer across every host, the same from every worker of every host: ``{"host",
+        "pid"}`` while the trainer's lock (``labelhub:trainer``) is held, else ``None`` (none yet, or its holder died
+        and the lease ran out). A new trainer names itself as it takes the lock over."""
+        raw, held = self.client.pipeline().get(f"{PREFIX}trainer:holder").exists(f"{PREFIX}trainer").execute()
+        try:
+            holder = json.loads(raw) if raw and held else None
+            return {"host": str(holder["host"]), "pid": int(holder["pid"])} if isinstance(holder, dict) else None
+        except (ValueError, KeyError, TypeError):
+            return None
 
     @contextmanager
     def trainer_lease(self) -> Iterator[Lease]:

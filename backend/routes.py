@@ -23,11 +23,12 @@ from __future__ import annotations
 import hmac
 import logging
 import os
+import threading
 import time
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
 
-from labelhub.backend.errors import InvalidPayloadError, UnauthorizedError
+from labelhub.backend.errors import BackendError, InvalidPayloadError, UnauthorizedError
 from labelhub.redaction import one_line, redact
 from labelhub.webhooks import SECRET_HEADER, secret_matches
 from labelhub.backend.events import validate_event
@@ -48,6 +49,69 @@ WEBHOOK_SECRET_HEADER = SECRET_HEADER
 
 def _backend():
     return current_app.extensions["labelhub"]
+
+
+class UnknownProjectError(BackendError):
+    """An event (``/webhook``, ``/train``) of a project Label Studio says does not exist (HTTP 404): nothing is
+    stored (see :func:`check_project_exists`)."""
+
+    status = 404
+    code = "unknown_project"
+
+
+#: Seconds the check of an unknown project waits for Label Studio: it runs inside the webhook's answer, which Label
+#: Studio waits 1 s for (``WEBHOOK_TIMEOUT``); when it is slower the event is kept.
+PROJECT_CHECK_TIMEOUT = 0.5
+
+_checked_projects: set[str] = set()  # keys Label Studio confirmed (per process)
+_warned_projects: set[str] = set()  # keys already warned about (one warning per process and project)
+_checked_lock = threading.Lock()
+
+
+def check_project_exists(backend, key: str) -> None:
+    """Refuse an event of a project that does not exist in Label Studio, before anything of it is stored.
+
+    A project the backend holds state of (connected with ``/setup``, or trained) is taken as real at once. Any other
+    is asked for once per process (``GET /api/projects/<id>/``, :meth:`LabelStudioClient.project`, waiting
+    :data:`PROJECT_CHECK_TIMEOUT`) when the backend has ``LABEL_STUDIO_URL`` and ``LABEL_STUDIO_API_KEY``: Label
+    Studio's 404 refuses the event (one warning per process and project), and any other failure (no key, Label Studio
+    slow, down or refusing the key) keeps it, so no event of a real project whose ``/setup`` the backend has not seen
+    yet is lost. Without the key every such event is kept, as before. Label Studio sends each webhook once and only
+    logs the answer, so a 404 there costs nothing; a direct caller learns why.
+
+    Args:
+        backend: The running backend (``settings``, ``store``).
+        key: The event's project key (``<id>.<created_at>``).
+
+    Raises:
+        UnknownProjectError: Label Studio answered 404 for the project's id.
+    """
+    from labelhub.backend.auto_predict import project_id_of
+    from labelhub.backend.labelstudio_api import LabelStudioClient
+    from labelhub.errors import LabelHubError, ProjectNotFound
+
+    settings = backend.settings
+    if key in _checked_projects or backend.store.has_project(key):
+        return
+    if not (settings.label_studio_url and settings.label_studio_api_key):
+        return
+    project_id = project_id_of(key)
+    try:
+        LabelStudioClient(settings.label_studio_url, settings.label_studio_api_key,
+                          timeout=PROJECT_CHECK_TIMEOUT).project(project_id)
+    except ProjectNotFound:
+        with _checked_lock:
+            first = key not in _warned_projects
+            _warned_projects.add(key)
+        if first:
+            log.warning("events of project %s refused: Label Studio has no project %s (it answered 404); nothing of "
+                        "them is stored", key, project_id)
+        raise UnknownProjectError(f"project {project_id} does not exist in Label Studio: the event is not stored",
+                                  project=project_id) from None
+    except (LabelHubError, ValueError):  # Label Studio slow, down, or refusing the key: keep the event
+        return
+    with _checked_lock:
+        _checked_projects.add(key)
 
 
 def _basic_auth_ok(settings) -> bool:
@@ -81,10 +145,34 @@ def _authenticate() -> None:
             return
         if (settings.auth_enabled and _basic_auth_ok(settings)) or _secret_ok(settings):
             return
-        raise UnauthorizedError(
-            f"/webhook needs basic auth or the {WEBHOOK_SECRET_HEADER} header (LABELHUB_WEBHOOK_SECRET)")
+        raise UnauthorizedError(_refusal(settings, webhook=True))
     if settings.auth_enabled and not _basic_auth_ok(settings):
-        raise UnauthorizedError("basic auth required (BASIC_AUTH_USER / BASIC_AUTH_PASS)")
+        raise UnauthorizedError(_refusal(settings, webhook=False))
+
+
+def _refusal(settings, webhook: bool) -> str:
+    """Why a request was refused (401), telling a wrong credential from a missing one, never echoing either.
+
+    Args:
+        settings: The backend's settings (``auth_enabled``, ``webhook_secret``).
+        webhook: Whether the request is ``/webhook`` (which also takes ``LABELHUB_WEBHOOK_SECRET``).
+
+    Returns:
+        One line: the wrong :data:`WEBHOOK_SECRET_HEADER` (or one sent to a backend without
+        ``LABELHUB_WEBHOOK_SECRET``), the wrong basic auth, or what is missing.
+    """
+    auth = request.authorization
+    basic = auth is not None and auth.type == "basic"
+    if webhook and WEBHOOK_SECRET_HEADER in request.headers:
+        if not settings.webhook_secret:
+            return (f"/webhook: the {WEBHOOK_SECRET_HEADER} header was sent but LABELHUB_WEBHOOK_SECRET is not set on "
+                    "the backend: send basic auth, or set it")
+        return f"/webhook: the {WEBHOOK_SECRET_HEADER} header does not match LABELHUB_WEBHOOK_SECRET"
+    if basic and settings.auth_enabled:
+        return "basic auth user or password is wrong (BASIC_AUTH_USER / BASIC_AUTH_PASS)"
+    if webhook:
+        return f"/webhook needs basic auth or the {WEBHOOK_SECRET_HEADER} header (LABELHUB_WEBHOOK_SECRET)"
+    return "basic auth required (BASIC_AUTH_USER / BASIC_AUTH_PASS)"
 
 
 @protocol_bp.after_request
@@ -107,6 +195,12 @@ def health():
     ``{project key: {"state", "total", "queued", "running", "done", "skipped", "failed", "model_version", ...}}``
     of each project's last prediction job (``labelhub predict``; with ``LABELHUB_REDIS_URL``, read from Redis,
     so every replica shows every host's jobs). ``pid`` is the answering worker's process id.
+
+    ``trainer`` names the process that applies the events and fits (one per host's ``MODEL_DIR``; with
+    ``LABELHUB_REDIS_URL`` one across every host): ``{"host", "pid"}``, or ``null`` while none holds the lease (at
+    start, or for the lease's seconds after its holder died). Every worker answers the same
+    (:meth:`~labelhub.backend.events.EventQueue.trainer_holder`). ``trainer_leader`` says whether the answering worker
+    (``pid``) is that process: behind gunicorn a random worker answers, so it is ``false`` from the others.
     """
     from labelhub.backend.embedders import loaded_embedders
     from labelhub.backend.job_status import read_statuses
@@ -114,8 +208,13 @@ def health():
     backend = _backend()
     store = backend.store
     jobs = store.job_statuses() if backend.settings.redis_url else read_statuses(backend.settings.model_dir)
+    try:
+        trainer = backend.queue.trainer_holder()
+    except Exception:  # e.g. Redis gone for a moment: /health still answers
+        trainer = None
     return jsonify(status="UP", model_class=backend.models.model_class.__name__,
-                   embedders=loaded_embedders(), trainer_leader=backend.trainer.is_leader, pid=os.getpid(), jobs=jobs)
+                   embedders=loaded_embedders(), trainer=trainer, trainer_leader=backend.trainer.is_leader,
+                   pid=os.getpid(), jobs=jobs)
 
 
 @protocol_bp.post("/setup")
@@ -193,7 +292,8 @@ def webhook():
     Answers ``{"status": "queued", "event_id": ...}``, or ``{"status": "ignored"}`` for Label Studio
     actions that do not concern the model (``PROJECT_CREATED``, ..., and ``TASKS_CREATED`` unless
     ``LABELHUB_AUTO_PREDICT`` is on: :mod:`labelhub.backend.auto_predict`). Unknown actions, and events whose
-    ``project`` gives no valid project key, answer 422: an accepted event is one the trainer applies.
+    ``project`` gives no valid project key, answer 422: an accepted event is one the trainer applies. An event of a
+    project Label Studio says does not exist answers 404 and is not stored (:func:`check_project_exists`).
     """
     backend = _backend()
     body = json_body(request)
@@ -210,6 +310,7 @@ def webhook():
     except InvalidPayloadError:  # e.g. a created_at before 1970, or an id in other digits than 0-9
         raise InvalidPayloadError(f"the event's 'project' gives no valid project key ({key!r:.60}): 'id' must be "
                                   "a number and 'created_at' a time after 1970", field="project") from None
+    check_project_exists(backend, key)
     event_id = backend.queue.put(action, body, key)
     return jsonify(status="queued", action=action, event_id=event_id)
 
@@ -220,6 +321,7 @@ def train():
     backend = _backend()
     body = json_body(request)
     req = TrainRequest.parse(body)
+    check_project_exists(backend, project_key(req.project))
     if req.label_config:
         backend.models.get(req.project, req.label_config)
     event_id = backend.queue.put("TRAIN", body, req.project)
@@ -231,16 +333,18 @@ def versions():
     """``GET /versions``: ``{"versions": [...]}``, newest last.
 
     Label Studio 1.23 sends this GET without a body, so the project may come from the body, the
-    ``project`` query parameter, or be absent (then every project's versions are listed).
+    ``project`` query parameter, or be absent (then every project's versions are listed). Each version is listed
+    once, where it first appears (a project's stored list may name one twice).
     """
     backend = _backend()
     body = json_body(request, required=False)
     project = body.get("project") or request.args.get("project")
     keys = [project_key(project)] if project else backend.store.known_projects()
-    found: list[str] = []
+    found: dict[str, None] = {}  # each version once, in the order first seen
     for key in keys:
-        found += [v for v in backend.store.project(key).kv().get("versions", []) if v not in found]
-    return jsonify(versions=found)
+        versions = backend.store.project(key).kv().get("versions", [])
+        found.update(dict.fromkeys(v for v in versions if isinstance(v, str)))
+    return jsonify(versions=list(found))
 
 
 @metrics_bp.get("/metrics")

@@ -15,6 +15,7 @@ from labelhub.backend.files import RepoFiles
 from labelhub.backend.model import LabelStudioMLBase
 from labelhub.backend.settings import Settings, check_http_url
 from labelhub.errors import ConfigurationError
+from labelhub.redaction import one_line
 
 __all__ = ["check_settings", "check_model_dir", "check_redis", "load_model_class"]
 
@@ -52,7 +53,9 @@ def check_redis(url: str) -> None:
     Raises:
         ConfigurationError: When redis-py cannot read the URL (:func:`labelhub.backend.redis_state.connect`) or Redis
             does not answer. The message names the URL's host and port (or socket path), never its password:
-            ``LABELHUB_REDIS_URL: Redis at 127.0.0.1:6379 does not answer (ConnectionError: Connection refused)``.
+            ``LABELHUB_REDIS_URL: Redis at 127.0.0.1:6379 does not answer (ConnectionError: Connection refused)``; a
+            Redis that answers but refuses the URL's password, or its lack of one, is said to refuse to authenticate,
+            with Redis's reason (``AuthenticationError: ...``).
     """
     import redis
 
@@ -64,6 +67,12 @@ def check_redis(url: str) -> None:
     except redis.exceptions.RedisError as exc:
         kwargs = client.connection_pool.connection_kwargs
         where = kwargs.get("path") or f"{kwargs.get('host')}:{kwargs.get('port')}"
+        if isinstance(exc, (redis.exceptions.AuthenticationError,
+                            redis.exceptions.AuthenticationWrongNumberOfArgsError)):
+            # Redis's own text says which (no password set, wrong password, one needed); it never holds the password
+            raise ConfigurationError(f"LABELHUB_REDIS_URL: Redis at {where} answers but refused to authenticate "
+                                     f"({type(exc).__name__}: {one_line(exc, 200)}): put the user:password@ Redis "
+                                     "expects in the URL (requirepass / ACL), or none if it needs none") from None
         cause = exc.__cause__ or exc.__context__  # redis-py raises its error while handling the socket's OSError
         reason = f": {cause.strerror}" if isinstance(cause, OSError) and cause.strerror else ""
         raise ConfigurationError(f"LABELHUB_REDIS_URL: Redis at {where} does not answer ({type(exc).__name__}{reason})"
