@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass, field
 
 from labelhub.errors import ConfigurationError
+from labelhub.retry import shutdown_requested
 from labelhub.sync.versions.exporter import Exporter
 from labelhub.sync.files.importer import FileImporter
 from labelhub.sync.annotations.intake import AnnotationIntake
@@ -36,6 +37,7 @@ class SyncService:
     sweep_interval: float = 300
     wake: threading.Event = field(default_factory=threading.Event)
     _due: dict = field(default_factory=dict)
+    _flushing: bool = False
 
     def tick(self) -> float:
         """Run what is due; return the seconds until something is due next."""
@@ -61,10 +63,13 @@ class SyncService:
         return max(min(waits), 0.05)
 
     def _step(self, name: str, fn) -> None:
-        """Run one step; an error is logged and the step retried at its next turn, except a
+        """Run one step (none once the daemon is stopping, :func:`labelhub.retry.shutdown_requested`, but in
+        :meth:`flush`); an error is logged and the step retried at its next turn, except a
         :class:`labelhub.errors.ConfigurationError` (the options contradict the repo, e.g. another project's
         series: :meth:`labelhub.sync.versions.exporter.Exporter.check_series`), which cannot fix itself: it ends
         the daemon (the command says it in one line and exits 1), nothing flushed."""
+        if shutdown_requested() and not self._flushing:
+            return
         try:
             fn()
         except ConfigurationError:
@@ -88,8 +93,13 @@ class SyncService:
             self.exporter.export()
 
     def flush(self) -> None:
-        """Reconcile and export what is pending, ignoring the export interval (on shutdown)."""
-        if self.intake:
-            self._step("reconciliation", self.intake.reconcile)
-        if self.exporter and self.exporter.pending():
-            self._step("export", self.exporter.export)
+        """Reconcile and export what is pending, ignoring the export interval (on shutdown: each Hub call is tried
+        once, :func:`labelhub.retry.request_shutdown`; what fails stays pending in the state)."""
+        self._flushing = True
+        try:
+            if self.intake:
+                self._step("reconciliation", self.intake.reconcile)
+            if self.exporter and self.exporter.pending():
+                self._step("export", self.exporter.export)
+        finally:
+            self._flushing = False

@@ -8,10 +8,16 @@ Real Label Studio, the test Hub through the real ``huggingface_hub`` client (its
 """
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
+
 import pytest
 from huggingface_hub import HfApi
 
-from labelhub.errors import ConfigurationError
+from labelhub.errors import ConfigurationError, TransientHubError
 from labelhub.repos.hub import HubRepo
 from labelhub.sync.annotations.intake import AnnotationIntake
 from labelhub.sync.files.importer import FileImporter
@@ -19,7 +25,7 @@ from labelhub.sync.labelstudio.project import LabelStudioProject
 from labelhub.sync.state import SyncState
 from labelhub.sync.versions.exporter import Exporter, ForeignTag
 from tests import sample_repos
-from tests.conftest import HUB_TOKEN
+from tests.conftest import HUB_TOKEN, ROOT, run_labelhub
 from tests.test_sync_export import CONFIG, choice
 
 N = 4
@@ -37,7 +43,6 @@ def commit_titles(repo_id):
 def synced(label_studio, hub, make_project, tmp_path):
     """A Hub repo with N images imported as tasks, one annotation per task: ``(exporter, importer, annotate)``;
     ``annotate(i)`` adds an annotation to task ``i`` and reconciles."""
-    import time
     repo_id = f"labelhub/audit-{time.monotonic_ns() % 10**9}"
     hub.create_repo(repo_id)
     hub.commit_files(repo_id, sample_repos.image_files(0, N), message="images")
@@ -111,3 +116,64 @@ def test_a_hand_made_tag_taken_during_our_tag_call_leaves_our_commit_tagged_late
     assert sum(t.startswith("annotations v2:") for t in titles) == 1, titles
     refs = api().list_repo_refs(repo_id, repo_type="dataset")
     assert {t.name: t.target_commit for t in refs.tags}["annotations-v2"] == ours["commit_sha"]
+
+
+def test_a_retry_after_longer_than_the_cap_gives_up_the_attempt_and_the_export_stays_pending(synced, hub):
+    exporter, _, _ = synced
+    sleeps = []
+    exporter.sleep = sleeps.append
+    hub.faults.add(method="POST", path=r"/commit/", kind="429", count=10, retry_after=45)
+    hub.reset_calls()
+    with pytest.raises(TransientHubError):
+        exporter.export()
+    assert sleeps == [] and hub.count_calls("POST", r"/commit/") == 1  # no 45 s wait, no second attempt
+    assert exporter.pending()
+    hub.faults.clear()
+    assert exporter.export().tag == "annotations-v1"
+
+
+def test_sigterm_during_a_retry_wait_stops_the_daemon_in_seconds_and_the_flush_tries_once(
+        label_studio, hub, make_project, tmp_path):
+    repo_id = f"labelhub/sigterm-{time.monotonic_ns() % 10**9}"
+    hub.create_repo(repo_id)
+    hub.commit_files(repo_id, sample_repos.image_files(0, N), message="images")
+    project = make_project("sigterm", CONFIG)
+    env = {**os.environ, "LABEL_STUDIO_URL": label_studio.url, "LABEL_STUDIO_API_KEY": label_studio.api_key,
+           "HF_TOKEN": HUB_TOKEN}
+    state = str(tmp_path / "s.sqlite3")
+    run_labelhub("sync", "--repo", repo_id, "--project", str(project.id), "--state", state, "--once", env=env,
+                 check=True)
+    client = label_studio.client()
+    for task in client.tasks.list(project=project.id, page_size=100):
+        client.annotations.create(task.id, result=[choice("text-only")])
+    hub.faults.add(method="POST", path=r"/commit/", kind="429", count=100, retry_after=20)
+    hub.reset_calls()
+    log_path = tmp_path / "daemon.log"
+    with open(log_path, "w") as log:
+        daemon = subprocess.Popen(
+            [sys.executable, "-m", "tests.guarded", "sync", "--repo", repo_id, "--project", str(project.id),
+             "--state", state, "--interval", "1", "--reconcile-interval", "1", "--export-interval", "0"],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
+        try:
+            deadline = time.monotonic() + 120
+            while hub.count_calls("POST", r"/commit/") < 1:
+                assert time.monotonic() < deadline and daemon.poll() is None, log_path.read_text()[-3000:]
+                time.sleep(0.2)
+            time.sleep(1.5)  # in its 20 s wait
+            commits = hub.count_calls("POST", r"/commit/")
+            daemon.send_signal(signal.SIGTERM)
+            signalled = time.monotonic()
+            code = daemon.wait(timeout=60)
+            took = time.monotonic() - signalled
+        finally:
+            if daemon.poll() is None:
+                daemon.kill()
+                daemon.wait()
+    text = log_path.read_text()
+    assert code == 0 and took < 8, (took, text)
+    assert hub.count_calls("POST", r"/commit/") - commits <= 1, text  # the flush: one attempt, no retry loop
+    assert "stopped" in text and "Traceback" not in text
+    hub.faults.clear()
+    done = run_labelhub("sync", "--repo", repo_id, "--project", str(project.id), "--state", state, "--once", env=env,
+                        check=True)
+    assert "exported annotations-v1" in done.stdout + done.stderr  # the pending export was kept in the state

@@ -85,7 +85,6 @@ import hashlib
 import io
 import json
 import logging
-import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -103,7 +102,7 @@ from labelhub.sync.versions.training import CONSENSUS_COLUMNS, text_from_file, t
 from labelhub.errors import (AmbiguousCommit, CommitConflict, ConfigurationError, LabelHubError, ProjectNotFound,
                              RevisionNotFound, TagExists, TransientHubError)
 from labelhub.redaction import one_line
-from labelhub.retry import hub_retrying
+from labelhub.retry import hub_retrying, interruptible_sleep
 from labelhub.sync.annotations.intake import GENERATION, learn_annotators
 from labelhub.sync.files.seen import SeenRefs, git_blob_id, remember_refs, seen_card, seen_refs
 from labelhub.label_config import control_tags, data_field
@@ -294,7 +293,8 @@ class Exporter:
         csv_path: ``path_in_repo`` of the CSV; the manifest is ``manifest.json`` beside it (the default series).
         revision: the branch to commit to.
         max_attempts: attempts per export on 429/5xx/no answer before giving up until the next tick.
-        sleep: how to wait between attempts (tests pass a no-op).
+        sleep: how to wait between attempts (tests pass a no-op); the default ends early on SIGTERM/SIGINT
+            (:func:`labelhub.retry.request_shutdown`).
         tag_prefix: the series' tag prefix (tags ``{tag_prefix}-vN``, its files and configs named after it, see
             :mod:`labelhub.sync.versions.series`); ``None``: derived from ``csv_path`` (``annotations`` for the
             default CSV).
@@ -319,7 +319,7 @@ class Exporter:
     csv_path: str = DEFAULT_CSV_PATH
     revision: str = "main"
     max_attempts: int = 5
-    sleep: Callable[[float], None] = time.sleep
+    sleep: Callable[[float], None] = interruptible_sleep
     tag_prefix: str | None = None
     take_over_from: int | None = None
     controls: dict[str, str] = field(init=False)
