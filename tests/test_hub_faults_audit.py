@@ -177,3 +177,21 @@ def test_sigterm_during_a_retry_wait_stops_the_daemon_in_seconds_and_the_flush_t
     done = run_labelhub("sync", "--repo", repo_id, "--project", str(project.id), "--state", state, "--once", env=env,
                         check=True)
     assert "exported annotations-v1" in done.stdout + done.stderr  # the pending export was kept in the state
+
+
+def test_an_export_after_someone_elses_push_seen_by_the_poll_is_built_on_their_head_in_one_commit(synced, hub):
+    exporter, importer, annotate = synced
+    repo_id = exporter.repo.repo_id
+    assert exporter.export().tag == "annotations-v1"
+    hub.commit_files(repo_id, {"notes.txt": b"theirs"}, message="someone else")
+    importer.run()  # the poll sees their head
+    annotate(2, "text-only")
+    hub.reset_calls()
+    version = exporter.export()
+    assert version.tag == "annotations-v2" and (version.added, version.changed, version.removed) == (1, 0, 0)
+    assert hub.count_calls("POST", r"/commit/") == 1  # no commit certain to fail first
+    files = api().list_repo_files(repo_id, repo_type="dataset", revision="annotations-v2")
+    assert "notes.txt" in files and "annotations/annotations.csv" in files
+    annotate(3, "text-only")
+    hub.reset_calls()
+    assert exporter.export().tag == "annotations-v3" and hub.count_calls("POST", r"/commit/") == 1

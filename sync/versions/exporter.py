@@ -13,8 +13,9 @@ An export (:meth:`Exporter.export`):
 3. commits the CSV, the manifest, the training and consensus rows and ``README.md``
    (:mod:`labelhub.sync.versions.card`) in one commit whose ``parent_commit`` is the head it was built on, with the
    message ``annotations vN: +a ~c -r`` and ``LabelHub-Export-Id: <export_id>`` in its description (the head is
-   our last version's commit, or for a state's first version the head whose tags numbered it, as the import cycle's
-   last poll read them: :mod:`labelhub.sync.files.seen`; so an export makes no Hub call but the commit's three and
+   our last version's commit, or the branch head the import cycle's last poll saw when it moved since (someone
+   pushed: :meth:`Exporter._parent`), or for a state's first version the head whose tags numbered it, as that
+   poll read them: :mod:`labelhub.sync.files.seen`; so an export makes no Hub call but the commit's three and
    the tag's one):
    - 412/409 (the branch moved): re-read the head, rebuild the files and retry; other people's
      files are kept, since the commit only touches the series' own files, and the card is rebuilt from the new
@@ -544,8 +545,8 @@ class Exporter:
             added, changed, removed = diff_counts(exported, hashes, differing)
             summary = {"added": added, "changed": changed, "removed": removed}
             last = self.state.last_version()
-            if last:  # on our last version: the commit's compare-and-swap says when someone committed since
-                number, parent = last["version"] + 1, last["commit_sha"] or self.repo.resolve(self.revision)
+            if last:  # on the freshest head known: the commit's compare-and-swap says when someone committed since
+                number, parent = last["version"] + 1, self._parent(last, refs)
             else:  # the first version of the series: on the head of the last read of the refs
                 number, parent = max(self.series.numbered(refs.tags), default=0) + 1, refs.head
             export_id = uuid.uuid4().hex
@@ -574,6 +575,17 @@ class Exporter:
         raise LabelHubError(f"other exporters kept taking the version numbers of the series {self.series.prefix!r} "
                             f"in {self.repo.repo_id}: gave up after {RENUMBER_ATTEMPTS} attempts (run one exporter "
                             "per project and series)")
+
+    def _parent(self, last: dict, refs: SeenRefs) -> str:
+        """The commit the next version is built on: the branch head the import cycle's last poll saw (``refs``) when
+        it moved since our last version (someone pushed: building on our last version's commit would send a commit
+        certain to be refused, 412, then the whole version again), else our last version's commit; no call (one,
+        ``resolve``, when neither is known). A poll older than our last version is safe: its head is an ancestor,
+        refused by the compare-and-swap like any stale parent, and :meth:`_commit` rebuilds on the head read then."""
+        ours = last["commit_sha"]
+        if refs.head and refs.head != ours and refs.head != last.get("parent_commit"):
+            return refs.head
+        return ours or self.repo.resolve(self.revision)
 
     def _say_lost(self, lost: tuple[str, str, list[str]]) -> None:
         head, _, paths = lost
@@ -1108,6 +1120,7 @@ class Exporter:
         except _TagTaken as taken:
             self._follow_repo(taken.refs, built)
             return None
+        self._moved_on(last.get("parent_commit") or "", last["commit_sha"], self.series.tag(last["version"]))
         log.info("finished %s at %s after an interruption", self.series.tag(last["version"]), last["commit_sha"][:12])
         return Version(last["version"], self.series.tag(last["version"]), last["commit_sha"], summary["added"],
                        summary["changed"], summary["removed"])
