@@ -195,3 +195,17 @@ def test_an_export_after_someone_elses_push_seen_by_the_poll_is_built_on_their_h
     annotate(3, "text-only")
     hub.reset_calls()
     assert exporter.export().tag == "annotations-v3" and hub.count_calls("POST", r"/commit/") == 1
+
+
+def test_a_hub_5xx_at_the_syncs_start_is_retried(label_studio, hub, make_project, tmp_path):
+    repo_id = f"labelhub/start-{time.monotonic_ns() % 10**9}"
+    hub.create_repo(repo_id)
+    hub.commit_files(repo_id, sample_repos.image_files(0, N), message="images")
+    project = make_project("start 503", CONFIG)
+    env = {"LABEL_STUDIO_URL": label_studio.url, "LABEL_STUDIO_API_KEY": label_studio.api_key, "HF_TOKEN": HUB_TOKEN}
+    hub.faults.add(method="GET", path=rf"^/api/datasets/{repo_id}/revision/", kind="503", count=1)
+    done = run_labelhub("sync", "--repo", repo_id, "--project", str(project.id), "--state",
+                        str(tmp_path / "s.sqlite3"), "--once", env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "retrying in" in done.stdout + done.stderr and len(hub.faults) == 0
+    assert len(list(label_studio.client().tasks.list(project=project.id, page_size=100))) == N
