@@ -17,11 +17,12 @@ import time
 import pytest
 from huggingface_hub import HfApi
 
-from labelhub.errors import ConfigurationError, TransientHubError
+from labelhub.errors import ConfigurationError, HubError, RepoNotFound, TransientHubError
 from labelhub.repos.hub import HubRepo
 from labelhub.sync.annotations.intake import AnnotationIntake
 from labelhub.sync.files.importer import FileImporter
 from labelhub.sync.labelstudio.project import LabelStudioProject
+from labelhub.sync.service import SyncService
 from labelhub.sync.state import SyncState
 from labelhub.sync.versions.exporter import Exporter, ForeignTag
 from tests import sample_repos
@@ -209,3 +210,38 @@ def test_a_hub_5xx_at_the_syncs_start_is_retried(label_studio, hub, make_project
     assert done.returncode == 0, done.stdout + done.stderr
     assert "retrying in" in done.stdout + done.stderr and len(hub.faults) == 0
     assert len(list(label_studio.client().tasks.list(project=project.id, page_size=100))) == N
+
+
+def test_hub_errors_name_the_repo(hub):
+    repo = HubRepo(f"labelhub/absent-{time.monotonic_ns() % 10**9}", token=HUB_TOKEN)
+    for call in (lambda: repo.find_commit("x"), lambda: repo.create_tag("t", "0" * 40),
+                 lambda: repo.commit_info("0" * 40)):
+        with pytest.raises(RepoNotFound) as err:
+            call()
+        assert f"dataset {repo.repo_id} not found" in str(err.value)
+
+
+def test_a_write_refused_says_what_the_token_needs_and_is_retried_with_a_growing_wait(synced, hub, caplog):
+    exporter, importer, _ = synced
+    repo_id = exporter.repo.repo_id
+    hub.faults.add(method="POST", path=r"/commit/", kind="403", count=100)
+    hub.reset_calls()
+    service = SyncService(importer, AnnotationIntake(exporter.project, exporter.state), exporter, poll_interval=3600,
+                          reconcile_interval=3600, export_interval=0, sweep_interval=3600)
+    with caplog.at_level("DEBUG", logger="labelhub.sync.service"):
+        for _ in range(3):
+            service.tick()
+    assert hub.count_calls("POST", r"/commit/") == 1  # not every tick: the next try waits a minute, then longer
+    said = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert len(said) == 1 and f"HF_TOKEN needs write access to dataset {repo_id}" in said[0], said
+    assert "--no-export only imports" in said[0] and HUB_TOKEN not in said[0]
+    assert service._export_wait(HubError("x", 403)) == 120  # doubling
+    hub.faults.clear()
+
+
+def test_a_refused_token_is_said_as_such_never_shown(synced, hub):
+    exporter, _, _ = synced
+    hub.faults.add(method="POST", path=r"/commit/", kind="401", count=1)
+    with pytest.raises(HubError) as err:
+        exporter.export()
+    assert "refused HF_TOKEN" in str(err.value) and HUB_TOKEN not in str(err.value)

@@ -120,9 +120,13 @@ def hub_errors(endpoint: str, repo_id: str = "", revision: str = "", path: str =
 
 
 def _http_error(exc: HfHubHTTPError, endpoint: str) -> HubError:
-    """A :class:`~labelhub.errors.TransientHubError` for 429 and 5xx, else a :class:`~labelhub.errors.HubError`."""
+    """A :class:`~labelhub.errors.TransientHubError` for 429 and 5xx, else a :class:`~labelhub.errors.HubError` (a
+    401 says HF_TOKEN was refused; never the token itself)."""
     status = exc.response.status_code if exc.response is not None else None
     message = f"the Hub at {endpoint} answered {status}: {exc.server_message or exc}"
+    if status == 401:  # a token was sent (a private repo read without one is RepoNotFound): it is not valid
+        message = (f"the Hub at {endpoint} refused HF_TOKEN (401: {exc.server_message or 'unauthorized'}): it is "
+                   "invalid, expired or revoked; set a valid one (https://huggingface.co/settings/tokens)")
     if status == 429 or (status or 0) >= 500:
         retry_after = exc.response.headers.get("Retry-After")
         return TransientHubError(message, status, float(retry_after) if retry_after else None)
@@ -354,7 +358,8 @@ class HubRepo:
             CommitConflict: the branch moved (412) or the commit conflicts (409).
             TransientHubError: 429 or 5xx; nothing was committed.
             AmbiguousCommit: no answer; the commit may have landed (look for it with :meth:`find_commit`).
-            HubError: any other failure.
+            HubError: any other failure; a 403 says HF_TOKEN needs write access to the repo, a 401 that it was
+                refused (:func:`_http_error`).
         """
         def create_commit(operations: list[CommitOperationAdd]) -> str:
             try:
@@ -383,6 +388,8 @@ class HubRepo:
         except HubError as exc:
             if exc.status in (409, 412):
                 raise CommitConflict(str(exc)) from None
+            if exc.status == 403:
+                raise self._write_refused(exc) from None
             raise
 
     @staticmethod
@@ -416,7 +423,7 @@ class HubRepo:
         none does): ``list_repo_commits``, which reads the whole history (one Hub call per page of commits). A
         commit that landed before a crash may have any number of commits after it by the time the sync starts
         again, so no shorter look back is safe."""
-        with hub_errors(self.endpoint):
+        with hub_errors(self.endpoint, self.repo_id, revision):
             commits = self.api.list_repo_commits(self.repo_id, repo_type=REPO_TYPE, revision=revision)
             for commit in commits:
                 if marker in f"{commit.title}\n{commit.message}":
@@ -431,13 +438,21 @@ class HubRepo:
             TransientHubError, HubError: as for :meth:`commit`.
         """
         try:
-            with hub_errors(self.endpoint):
+            with hub_errors(self.endpoint, self.repo_id, sha):
                 self.api.create_tag(self.repo_id, tag=tag, tag_message=message or None, revision=sha,
                                     repo_type=REPO_TYPE)
         except HubError as exc:
             if exc.status == 409:
                 raise TagExists(f"tag {tag} exists in {self.repo_id}") from None
+            if exc.status == 403:
+                raise self._write_refused(exc) from None
             raise
+
+    def _write_refused(self, exc: HubError) -> HubError:
+        """The error for a write (commit, tag) the Hub refused with 403: the token can read the repo, not write it."""
+        return HubError(f"{exc}: HF_TOKEN needs write access to dataset {self.repo_id} to export versions (a "
+                        "fine-grained token: write access to that repo); labelhub sync --no-export only imports",
+                        exc.status)
 
     def is_branch(self, revision: str) -> bool:
         """Whether ``revision`` names a branch of the repo (or a pull request's ``refs/pr/N``), which an export can
@@ -464,6 +479,6 @@ class HubRepo:
 
     def commit_info(self, sha: str) -> tuple[str, str]:
         """``(date ISO 8601, title)`` of commit ``sha``. One Hub call."""
-        with hub_errors(self.endpoint):
+        with hub_errors(self.endpoint, self.repo_id, sha):
             commit = self.api.list_repo_commits(self.repo_id, repo_type=REPO_TYPE, revision=sha)[0]
         return commit.created_at.isoformat(), commit.title
