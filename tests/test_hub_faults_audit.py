@@ -18,7 +18,8 @@ import pytest
 from huggingface_hub import HfApi
 
 from labelhub.errors import ConfigurationError, HubError, RepoNotFound, TransientHubError
-from labelhub.repos.hub import HubRepo
+from labelhub.file_urls import FileURLs
+from labelhub.repos.hub import HubRepo, PrivateRepoRefused
 from labelhub.sync.annotations.intake import AnnotationIntake
 from labelhub.sync.files.importer import FileImporter
 from labelhub.sync.labelstudio.project import LabelStudioProject
@@ -245,3 +246,29 @@ def test_a_refused_token_is_said_as_such_never_shown(synced, hub):
     with pytest.raises(HubError) as err:
         exporter.export()
     assert "refused HF_TOKEN" in str(err.value) and HUB_TOKEN not in str(err.value)
+
+
+def test_a_repo_made_private_mid_run_without_a_secret_gets_no_task_until_it_is_public_again(
+        label_studio, hub, make_project, tmp_path):
+    repo_id = f"labelhub/private-{time.monotonic_ns() % 10**9}"
+    hub.create_repo(repo_id)
+    hub.commit_files(repo_id, sample_repos.image_files(0, 2), message="images")
+    created = make_project("made private", CONFIG)
+    project = LabelStudioProject(label_studio.url, label_studio.api_key, created.id)
+    repo = HubRepo(repo_id, token=HUB_TOKEN, file_urls=FileURLs(mode="auto", secret=None))
+    state = SyncState(tmp_path / "state.sqlite3", created.id, repo_id)
+    importer = FileImporter(repo, project, state)
+    importer.run()
+    client = label_studio.client()
+    assert len(list(client.tasks.list(project=created.id, page_size=100))) == 2
+    api().update_repo_settings(repo_id, private=True, repo_type="dataset")
+    hub.commit_files(repo_id, sample_repos.image_files(2, 4), message="more")
+    service = SyncService(importer, poll_interval=3600)
+    service.tick()  # logged, not raised: the daemon goes on
+    with pytest.raises(PrivateRepoRefused) as err:
+        importer.run()
+    assert str(err.value).startswith("no loadable file URLs for " + repo_id) and "LABELHUB_SECRET" in str(err.value)
+    assert len(list(client.tasks.list(project=created.id, page_size=100))) == 2
+    api().update_repo_settings(repo_id, private=False, repo_type="dataset")
+    importer.run()
+    assert len(list(client.tasks.list(project=created.id, page_size=100))) == 4

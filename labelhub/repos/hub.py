@@ -47,6 +47,7 @@ from labelhub.errors import (
     FileTooLarge,
     HubError,
     HubUnreachable,
+    LabelHubError,
     RepoNotFound,
     RevisionNotFound,
     TagExists,
@@ -69,6 +70,13 @@ BINARY_PROBE = 8000
 #: A full commit sha, the revision a cached file is found by with no call (huggingface_hub's ``REGEX_COMMIT_HASH``).
 _COMMIT_SHA = re.compile(r"[0-9a-f]{40}")
 log = logging.getLogger(__name__)
+
+
+class PrivateRepoRefused(LabelHubError):
+    """A repo made private while the sync runs, whose files' URLs no browser could load under the sync's policy (no
+    ``LABELHUB_SECRET``): the import cycle makes no task (:meth:`HubRepo.iter_files`). Not a
+    :class:`labelhub.errors.ConfigurationError`: the daemon goes on (reconciliation and exports of the tasks made
+    before) and its next cycle tries again, so the repo made public again resumes the imports."""
 
 
 @contextmanager
@@ -270,20 +278,34 @@ class HubRepo:
             info = self.api.repo_info(self.repo_id, repo_type=REPO_TYPE, revision=revision)
         private = bool(info.private) if info.private is not None else None
         if self.private is not None and private != self.private and self.file_urls is not None:
-            log.warning("dataset %s is now %s: new tasks get %s", self.repo_id,
-                        "private" if private else "public", self.describe_file_urls(private))
+            refused = self.file_urls.refusal(self.repo_id, False, private)
+            log.warning("dataset %s is now %s: %s", self.repo_id, "private" if private else "public",
+                        f"{refused}; no task is made of its files meanwhile" if refused else
+                        f"new tasks get {self.describe_file_urls(private)}")
         self.private = private
         return info.sha
 
     def iter_files(self, sha: str) -> Iterator[RepoFile]:
         """See :meth:`labelhub.repos.DatasetRepo.iter_files`: ``list_repo_tree(recursive=True)``, one Hub call per
         1,000 entries, made as the files are consumed. When the repo's visibility decides the form of
-        :meth:`file_url` (``--file-urls auto`` with a secret), one ``repo_info`` call first refreshes
+        :meth:`file_url` (``--file-urls auto`` with a secret) or whether its files' URLs can load at all
+        (``auto`` without a secret: a private repo's resolve URLs cannot), one ``repo_info`` call first refreshes
         :attr:`private`: the poll (:meth:`head_and_tags`) does not tell it, and a listing comes before new
-        tasks' URLs are made."""
-        if self.file_urls is not None and (self.file_urls.form(local=False, private=True)
-                                           != self.file_urls.form(local=False, private=False)):
+        tasks' URLs are made.
+
+        Raises:
+            PrivateRepoRefused: the repo is private now and no URL of its files could load under the policy
+                (:meth:`labelhub.file_urls.FileURLs.refusal`: no ``LABELHUB_SECRET``), raised before the first
+                entry, so no task is made; the start's refusal, in a running sync.
+        """
+        policy = self.file_urls
+        if policy is not None and (policy.form(local=False, private=True) != policy.form(local=False, private=False)
+                                   or policy.refusal(self.repo_id, False, True) !=
+                                   policy.refusal(self.repo_id, False, False)):
             self.resolve(sha)
+            refused = policy.refusal(self.repo_id, False, self.private)
+            if refused:
+                raise PrivateRepoRefused(f"{refused} (no task was made)")
         entries = self.api.list_repo_tree(self.repo_id, repo_type=REPO_TYPE, revision=sha, recursive=True)
         with hub_errors(self.endpoint, self.repo_id, sha):
             for entry in progress_bar(entries, desc=f"listing {self.repo_id}", unit=" entries", leave=False):
