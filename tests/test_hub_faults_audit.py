@@ -18,6 +18,8 @@ import pytest
 from huggingface_hub import HfApi
 
 from labelhub.errors import ConfigurationError, HubError, RepoNotFound, TransientHubError
+import labelhub.repos.hub as hub_module
+import labelhub.sync.files.importer as importer_module
 from labelhub.file_urls import FileURLs
 from labelhub.repos.hub import HubRepo, PrivateRepoRefused
 from labelhub.sync.annotations.intake import AnnotationIntake
@@ -272,3 +274,43 @@ def test_a_repo_made_private_mid_run_without_a_secret_gets_no_task_until_it_is_p
     api().update_repo_settings(repo_id, private=False, repo_type="dataset")
     importer.run()
     assert len(list(client.tasks.list(project=created.id, page_size=100))) == 4
+
+
+def test_a_commit_the_hub_holds_long_is_said_in_the_log(synced, hub, monkeypatch, caplog):
+    exporter, _, _ = synced
+    handle = hub.app.handle
+
+    def slow(request):  # the test Hub answers the commit 1.5 s late
+        if request.method == "POST" and "/commit/" in request.path:
+            time.sleep(1.5)
+        return handle(request)
+
+    monkeypatch.setattr(hub.app, "handle", slow)
+    monkeypatch.setattr(hub_module, "COMMIT_PATIENCE", 0.5)
+    with caplog.at_level("WARNING", logger="labelhub.repos.hub"):
+        assert exporter.export().tag == "annotations-v1"
+    said = [r.getMessage() for r in caplog.records if "waited" in r.getMessage()]
+    assert said and "still waiting" in said[0] and exporter.repo.repo_id in said[0], said
+
+
+def test_urls_checked_of_adopted_tasks_are_logged_as_checks_not_updates(synced, monkeypatch, caplog, tmp_path):
+    exporter, importer, _ = synced
+    monkeypatch.setattr(importer_module, "LOG_EVERY", 1)
+    lost = SyncState(tmp_path / "lost.sqlite3", exporter.project.project_id, exporter.repo.repo_id)
+    with caplog.at_level("INFO", logger="labelhub.sync.files.importer"):
+        FileImporter(exporter.repo, exporter.project, lost).run()  # a lost state adopts the tasks, checks their URLs
+    text = "\n".join(r.getMessage() for r in caplog.records)
+    assert f"checking tasks' URLs: {N} of {N}" in text and "updating tasks" not in text, text
+    assert f"the {N} tasks adopted from Label Studio" in text and "rewritten" not in text, text
+
+
+def test_another_revision_at_the_same_commit_is_said_in_a_log_line(synced, caplog):
+    exporter, _, _ = synced
+    repo_id = exporter.repo.repo_id
+    for name in ("dev", "dev2"):
+        api().create_branch(repo_id, branch=name, repo_type="dataset")
+    FileImporter(exporter.repo, exporter.project, exporter.state, revision="dev").run()
+    with caplog.at_level("INFO", logger="labelhub.sync.files.importer"):
+        FileImporter(exporter.repo, exporter.project, exporter.state, revision="dev2").run()
+    assert any("selected otherwise than at the last cycle" in r.getMessage() for r in caplog.records), \
+        [r.getMessage() for r in caplog.records]

@@ -14,6 +14,8 @@ from __future__ import annotations
 import logging
 import os
 import re
+import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from urllib.parse import quote
@@ -69,7 +71,35 @@ REGULAR_SIZE_LIMIT = 10 * 1024 * 1024
 BINARY_PROBE = 8000
 #: A full commit sha, the revision a cached file is found by with no call (huggingface_hub's ``REGEX_COMMIT_HASH``).
 _COMMIT_SHA = re.compile(r"[0-9a-f]{40}")
+#: Seconds a commit request may wait for the Hub's answer before a log line says so (then again every as many).
+COMMIT_PATIENCE = 30.0
 log = logging.getLogger(__name__)
+
+
+@contextmanager
+def said_when_slow(what: str):
+    """Log a warning every :data:`COMMIT_PATIENCE` seconds while the block runs (a request the Hub holds long).
+
+    huggingface_hub 2.x gives ``create_commit`` no timeout (no parameter; its HTTP client's read timeout is not set
+    for it), and a commit of a large version may rightly take minutes to upload: the wait is not cut, it is said
+    (``<what> has waited 30 s for the Hub's answer; still waiting``). A daemon's SIGTERM is honoured once it
+    returns (:mod:`labelhub.sync.daemon`).
+
+    Args:
+        what: What is waited for, in the log line.
+    """
+    done, start = threading.Event(), time.monotonic()
+
+    def watch() -> None:
+        while not done.wait(COMMIT_PATIENCE):
+            log.warning("%s has waited %.0f s for the Hub's answer; still waiting (no timeout: a large upload may take "
+                        "minutes)", what, time.monotonic() - start)
+
+    threading.Thread(target=watch, name="labelhub-commit-wait", daemon=True).start()
+    try:
+        yield
+    finally:
+        done.set()
 
 
 class PrivateRepoRefused(LabelHubError):
@@ -384,8 +414,10 @@ class HubRepo:
                 refused (:func:`_http_error`).
         """
         def create_commit(operations: list[CommitOperationAdd]) -> str:
+            size = sum(len(data) for data in files.values())
+            what = f"the commit of {len(files)} files ({size / 1e6:.1f} MB) to dataset {self.repo_id}"
             try:
-                with hub_errors(self.endpoint, self.repo_id, revision):
+                with hub_errors(self.endpoint, self.repo_id, revision), said_when_slow(what):
                     return self.api.create_commit(self.repo_id, operations, commit_message=message,
                                                   commit_description=description, repo_type=REPO_TYPE,
                                                   revision=revision, parent_commit=parent_commit).oid
