@@ -686,7 +686,7 @@ class Exporter:
             manifest = {}
         if manifest is None or manifest.get("tag", tag) != tag:
             other = self._other_manifest(tag, sha)
-            if other is None and not self._version_commit(tag, sha):
+            if other is None and not self._version_commit(tag, sha, manifests_read=True):
                 raise self._foreign_tag(tag, sha, "the export of this series waits")
             holder = (f" ({other.get('csv_path', '?')} of Label Studio project "
                       f"{(other.get('label_studio') or {}).get('project_id', '?')})" if other else "")
@@ -799,11 +799,14 @@ class Exporter:
         remember_refs(self.state, self.repo.repo_id, self.revision, head, tags)
         return SeenRefs(head, tags)
 
-    def _version_commit(self, tag: str, sha: str) -> bool:
+    def _version_commit(self, tag: str, sha: str, manifests_read: bool = False) -> bool:
         """Whether commit ``sha``, which ``tag`` names, is a version LabelHub made under that name: a manifest naming
         ``tag`` at this series' path or where another CSV of the prefix keeps it (:meth:`_other_manifest`), or a
         commit titled ``<prefix> vN: ...`` (:meth:`labelhub.sync.versions.series.Series.commit_title`; one call).
-        ``True`` when the repo cannot tell (the refusal then stays the one it was)."""
+        ``True`` when the repo cannot tell (the refusal then stays the one it was). ``manifests_read``: the caller
+        found no manifest naming ``tag`` already (only the title is read then)."""
+        if manifests_read:
+            return self._titled_version(tag, sha)
         try:
             manifest = json.loads(self.repo.read_file(sha, self.manifest_path))
         except (FileNotFoundError, ValueError):
@@ -812,6 +815,11 @@ class Exporter:
             return True
         if self._other_manifest(tag, sha) is not None:
             return True
+        return self._titled_version(tag, sha)
+
+    def _titled_version(self, tag: str, sha: str) -> bool:
+        """Whether commit ``sha`` is titled as version ``tag`` of this series (``annotations v4: ...``; one call);
+        ``True`` when the repo cannot tell."""
         number = self.series.number(tag)
         try:
             _, title = self.repo.commit_info(sha)
