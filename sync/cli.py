@@ -134,7 +134,10 @@ def sync(repo, project_id, revision, include, exclude, metadata_path, metadata_k
         except ValueError as exc:
             raise click.UsageError(str(exc)) from None
         revision = revision or dataset.default_revision()
-        sha = dataset.resolve(revision)
+        from labelhub.errors import TransientHubError
+        from labelhub.retry import hub_retrying
+        sha = hub_retrying(5, f"reading {revision} of {dataset.repo_id}", on=(TransientHubError,))(dataset.resolve,
+                                                                                                   revision)
         if export and not dataset.is_branch(revision):
             raise ConfigurationError(
                 f"--revision {revision!r} is not a branch of {dataset.repo_id} (a tag or a commit): exports need a "

@@ -2,8 +2,11 @@
 
 A tick that fails is logged by :class:`labelhub.sync.service.SyncService` and retried; the daemon keeps
 running, except after a :class:`labelhub.errors.ConfigurationError` (the options contradict the repo, e.g. a series
-another project exports), which cannot fix itself and ends it with exit code 1. SIGTERM and SIGINT end the loop after the tick under way, and the pending export is pushed
-before the exit (:meth:`labelhub.sync.service.SyncService.flush`).
+another project exports), which cannot fix itself and ends it with exit code 1. SIGTERM and SIGINT end the loop
+within seconds: a wait between two attempts of a Hub call ends at once (:func:`labelhub.retry.request_shutdown`: the
+call under way is not cut, the steps left in the tick are skipped), and the pending export is tried once before the
+exit (:meth:`labelhub.sync.service.SyncService.flush`, no retry loop); what does not land stays pending in the state
+for the next start.
 """
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ import logging
 import signal
 import threading
 
+from labelhub.retry import clear_shutdown, request_shutdown
 from labelhub.sync.service import SyncService
 
 log = logging.getLogger(__name__)
@@ -23,14 +27,20 @@ def run_forever(service: SyncService, stop: threading.Event | None = None) -> No
 
     def on_signal(*_):
         stop.set()
+        request_shutdown()
         service.wake.set()
 
+    clear_shutdown()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, on_signal)
     while not stop.is_set():
         delay = service.tick()
         service.wake.wait(delay)
         service.wake.clear()
-    log.info("stopping: flushing the pending export")
-    service.flush()
+    request_shutdown()  # the flush tries each call once
+    log.info("stopping: flushing the pending export (one attempt)")
+    try:
+        service.flush()
+    finally:
+        clear_shutdown()
     log.info("stopped")

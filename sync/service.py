@@ -4,7 +4,9 @@ Each tick of :meth:`SyncService.tick` runs what is due: the import cycle every `
 seconds, reconciliation every ``reconcile_interval`` seconds, the sweep of deleted tasks every
 ``sweep_interval`` seconds, and an export when annotations
 changed and ``export_interval`` seconds passed since the last one (debounce). A webhook wakes the
-loop at once. A step that fails is logged and retried at its next turn; the others go on. A configuration error
+loop at once. A step that fails is logged and retried at its next turn; the others go on. An export the Hub
+refuses (401: the token; 403: no write access) is said once and retried after 1, 2, 4, ... minutes up to 30
+(:meth:`SyncService._export_wait`): each attempt sends the whole version. A configuration error
 (:class:`labelhub.errors.ConfigurationError`) is not retried: it ends the daemon. On SIGTERM
 or SIGINT, :meth:`SyncService.flush` reconciles and exports what is pending before the exit.
 """
@@ -15,12 +17,23 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from labelhub.errors import ConfigurationError
+from labelhub.errors import ConfigurationError, HubError
+from labelhub.retry import shutdown_requested
 from labelhub.sync.versions.exporter import Exporter
 from labelhub.sync.files.importer import FileImporter
 from labelhub.sync.annotations.intake import AnnotationIntake
 
 log = logging.getLogger(__name__)
+#: Seconds before the first retry of an export the Hub refused (401, 403); doubled at each refusal ...
+REFUSED_FIRST = 60.0
+#: ... up to this many seconds.
+REFUSED_MAX = 1800.0
+
+
+def is_refusal(exc: BaseException) -> bool:
+    """Whether ``exc`` is the Hub refusing the token (401) or its write (403): an error that does not go away by
+    itself, unlike a 429 or 5xx."""
+    return isinstance(exc, HubError) and exc.status in (401, 403)
 
 
 @dataclass
@@ -36,6 +49,8 @@ class SyncService:
     sweep_interval: float = 300
     wake: threading.Event = field(default_factory=threading.Event)
     _due: dict = field(default_factory=dict)
+    _flushing: bool = False
+    _refused: float = 0.0
 
     def tick(self) -> float:
         """Run what is due; return the seconds until something is due next."""
@@ -54,23 +69,46 @@ class SyncService:
             waits.append(self._due["reconcile"] - now)
         if self.exporter and self.exporter.pending():
             if now >= self._due.get("export", 0):
-                self._step("export", self.exporter.export)
-                self._due["export"] = time.monotonic() + self.export_interval
+                refused = self._step("export", self.exporter.export)
+                self._due["export"] = time.monotonic() + self._export_wait(refused)
             if self.exporter.pending():
                 waits.append(max(self._due["export"] - time.monotonic(), 1.0))
         return max(min(waits), 0.05)
 
-    def _step(self, name: str, fn) -> None:
-        """Run one step; an error is logged and the step retried at its next turn, except a
+    def _export_wait(self, error: Exception | None) -> float:
+        """Seconds until the next export: ``export_interval``; after the Hub refused the token (401, or 403: no write
+        access, :func:`is_refusal`) twice that of the refusal before, from :data:`REFUSED_FIRST` up to
+        :data:`REFUSED_MAX` (each attempt sends the whole version), back to ``export_interval`` once one lands."""
+        if error is None or not is_refusal(error):
+            self._refused = 0.0
+            return self.export_interval
+        self._refused = min(max(self._refused * 2, REFUSED_FIRST), REFUSED_MAX)
+        return max(self._refused, self.export_interval)
+
+    def _step(self, name: str, fn) -> Exception | None:
+        """Run one step (none once the daemon is stopping, :func:`labelhub.retry.shutdown_requested`, but in
+        :meth:`flush`); an error is logged and the step retried at its next turn, except a
         :class:`labelhub.errors.ConfigurationError` (the options contradict the repo, e.g. another project's
         series: :meth:`labelhub.sync.versions.exporter.Exporter.check_series`), which cannot fix itself: it ends
         the daemon (the command says it in one line and exits 1), nothing flushed."""
+        if shutdown_requested() and not self._flushing:
+            return None
         try:
             fn()
         except ConfigurationError:
             raise
         except Exception as exc:  # logged; retried at its next turn
-            log.error("%s failed, will retry: %s: %s", name, type(exc).__name__, exc)
+            if is_refusal(exc) and name == "export":
+                if not self._refused:  # said once; the retries back off (:meth:`_export_wait`)
+                    log.error("export failed: %s: %s; retried in %.0f s, then twice as long each time up to %.0f min "
+                              "while refused (imports go on)", type(exc).__name__, exc,
+                              max(REFUSED_FIRST, self.export_interval), REFUSED_MAX / 60)
+                else:
+                    log.debug("export refused again: %s", exc)
+            else:
+                log.error("%s failed, will retry: %s: %s", name, type(exc).__name__, exc)
+            return exc
+        return None
 
     def run_once(self) -> None:
         """One reconciliation, one sweep, one import cycle, one export (``--once``); errors propagate.
@@ -88,8 +126,13 @@ class SyncService:
             self.exporter.export()
 
     def flush(self) -> None:
-        """Reconcile and export what is pending, ignoring the export interval (on shutdown)."""
-        if self.intake:
-            self._step("reconciliation", self.intake.reconcile)
-        if self.exporter and self.exporter.pending():
-            self._step("export", self.exporter.export)
+        """Reconcile and export what is pending, ignoring the export interval (on shutdown: each Hub call is tried
+        once, :func:`labelhub.retry.request_shutdown`; what fails stays pending in the state)."""
+        self._flushing = True
+        try:
+            if self.intake:
+                self._step("reconciliation", self.intake.reconcile)
+            if self.exporter and self.exporter.pending():
+                self._step("export", self.exporter.export)
+        finally:
+            self._flushing = False

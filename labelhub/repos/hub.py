@@ -14,6 +14,8 @@ from __future__ import annotations
 import logging
 import os
 import re
+import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from urllib.parse import quote
@@ -47,6 +49,7 @@ from labelhub.errors import (
     FileTooLarge,
     HubError,
     HubUnreachable,
+    LabelHubError,
     RepoNotFound,
     RevisionNotFound,
     TagExists,
@@ -68,7 +71,42 @@ REGULAR_SIZE_LIMIT = 10 * 1024 * 1024
 BINARY_PROBE = 8000
 #: A full commit sha, the revision a cached file is found by with no call (huggingface_hub's ``REGEX_COMMIT_HASH``).
 _COMMIT_SHA = re.compile(r"[0-9a-f]{40}")
+#: Seconds a commit request may wait for the Hub's answer before a log line says so (then again every as many).
+COMMIT_PATIENCE = 30.0
 log = logging.getLogger(__name__)
+
+
+@contextmanager
+def said_when_slow(what: str):
+    """Log a warning every :data:`COMMIT_PATIENCE` seconds while the block runs (a request the Hub holds long).
+
+    huggingface_hub 2.x gives ``create_commit`` no timeout (no parameter; its HTTP client's read timeout is not set
+    for it), and a commit of a large version may rightly take minutes to upload: the wait is not cut, it is said
+    (``<what> has waited 30 s for the Hub's answer; still waiting``). A daemon's SIGTERM is honoured once it
+    returns (:mod:`labelhub.sync.daemon`).
+
+    Args:
+        what: What is waited for, in the log line.
+    """
+    done, start = threading.Event(), time.monotonic()
+
+    def watch() -> None:
+        while not done.wait(COMMIT_PATIENCE):
+            log.warning("%s has waited %.0f s for the Hub's answer; still waiting (no timeout: a large upload may take "
+                        "minutes)", what, time.monotonic() - start)
+
+    threading.Thread(target=watch, name="labelhub-commit-wait", daemon=True).start()
+    try:
+        yield
+    finally:
+        done.set()
+
+
+class PrivateRepoRefused(LabelHubError):
+    """A repo made private while the sync runs, whose files' URLs no browser could load under the sync's policy (no
+    ``LABELHUB_SECRET``): the import cycle makes no task (:meth:`HubRepo.iter_files`). Not a
+    :class:`labelhub.errors.ConfigurationError`: the daemon goes on (reconciliation and exports of the tasks made
+    before) and its next cycle tries again, so the repo made public again resumes the imports."""
 
 
 @contextmanager
@@ -120,9 +158,13 @@ def hub_errors(endpoint: str, repo_id: str = "", revision: str = "", path: str =
 
 
 def _http_error(exc: HfHubHTTPError, endpoint: str) -> HubError:
-    """A :class:`~labelhub.errors.TransientHubError` for 429 and 5xx, else a :class:`~labelhub.errors.HubError`."""
+    """A :class:`~labelhub.errors.TransientHubError` for 429 and 5xx, else a :class:`~labelhub.errors.HubError` (a
+    401 says HF_TOKEN was refused; never the token itself)."""
     status = exc.response.status_code if exc.response is not None else None
     message = f"the Hub at {endpoint} answered {status}: {exc.server_message or exc}"
+    if status == 401:  # a token was sent (a private repo read without one is RepoNotFound): it is not valid
+        message = (f"the Hub at {endpoint} refused HF_TOKEN (401: {exc.server_message or 'unauthorized'}): it is "
+                   "invalid, expired or revoked; set a valid one (https://huggingface.co/settings/tokens)")
     if status == 429 or (status or 0) >= 500:
         retry_after = exc.response.headers.get("Retry-After")
         return TransientHubError(message, status, float(retry_after) if retry_after else None)
@@ -266,20 +308,34 @@ class HubRepo:
             info = self.api.repo_info(self.repo_id, repo_type=REPO_TYPE, revision=revision)
         private = bool(info.private) if info.private is not None else None
         if self.private is not None and private != self.private and self.file_urls is not None:
-            log.warning("dataset %s is now %s: new tasks get %s", self.repo_id,
-                        "private" if private else "public", self.describe_file_urls(private))
+            refused = self.file_urls.refusal(self.repo_id, False, private)
+            log.warning("dataset %s is now %s: %s", self.repo_id, "private" if private else "public",
+                        f"{refused}; no task is made of its files meanwhile" if refused else
+                        f"new tasks get {self.describe_file_urls(private)}")
         self.private = private
         return info.sha
 
     def iter_files(self, sha: str) -> Iterator[RepoFile]:
         """See :meth:`labelhub.repos.DatasetRepo.iter_files`: ``list_repo_tree(recursive=True)``, one Hub call per
         1,000 entries, made as the files are consumed. When the repo's visibility decides the form of
-        :meth:`file_url` (``--file-urls auto`` with a secret), one ``repo_info`` call first refreshes
+        :meth:`file_url` (``--file-urls auto`` with a secret) or whether its files' URLs can load at all
+        (``auto`` without a secret: a private repo's resolve URLs cannot), one ``repo_info`` call first refreshes
         :attr:`private`: the poll (:meth:`head_and_tags`) does not tell it, and a listing comes before new
-        tasks' URLs are made."""
-        if self.file_urls is not None and (self.file_urls.form(local=False, private=True)
-                                           != self.file_urls.form(local=False, private=False)):
+        tasks' URLs are made.
+
+        Raises:
+            PrivateRepoRefused: the repo is private now and no URL of its files could load under the policy
+                (:meth:`labelhub.file_urls.FileURLs.refusal`: no ``LABELHUB_SECRET``), raised before the first
+                entry, so no task is made; the start's refusal, in a running sync.
+        """
+        policy = self.file_urls
+        if policy is not None and (policy.form(local=False, private=True) != policy.form(local=False, private=False)
+                                   or policy.refusal(self.repo_id, False, True) !=
+                                   policy.refusal(self.repo_id, False, False)):
             self.resolve(sha)
+            refused = policy.refusal(self.repo_id, False, self.private)
+            if refused:
+                raise PrivateRepoRefused(f"{refused} (no task was made)")
         entries = self.api.list_repo_tree(self.repo_id, repo_type=REPO_TYPE, revision=sha, recursive=True)
         with hub_errors(self.endpoint, self.repo_id, sha):
             for entry in progress_bar(entries, desc=f"listing {self.repo_id}", unit=" entries", leave=False):
@@ -354,11 +410,14 @@ class HubRepo:
             CommitConflict: the branch moved (412) or the commit conflicts (409).
             TransientHubError: 429 or 5xx; nothing was committed.
             AmbiguousCommit: no answer; the commit may have landed (look for it with :meth:`find_commit`).
-            HubError: any other failure.
+            HubError: any other failure; a 403 says HF_TOKEN needs write access to the repo, a 401 that it was
+                refused (:func:`_http_error`).
         """
         def create_commit(operations: list[CommitOperationAdd]) -> str:
+            size = sum(len(data) for data in files.values())
+            what = f"the commit of {len(files)} files ({size / 1e6:.1f} MB) to dataset {self.repo_id}"
             try:
-                with hub_errors(self.endpoint, self.repo_id, revision):
+                with hub_errors(self.endpoint, self.repo_id, revision), said_when_slow(what):
                     return self.api.create_commit(self.repo_id, operations, commit_message=message,
                                                   commit_description=description, repo_type=REPO_TYPE,
                                                   revision=revision, parent_commit=parent_commit).oid
@@ -383,6 +442,8 @@ class HubRepo:
         except HubError as exc:
             if exc.status in (409, 412):
                 raise CommitConflict(str(exc)) from None
+            if exc.status == 403:
+                raise self._write_refused(exc) from None
             raise
 
     @staticmethod
@@ -416,7 +477,7 @@ class HubRepo:
         none does): ``list_repo_commits``, which reads the whole history (one Hub call per page of commits). A
         commit that landed before a crash may have any number of commits after it by the time the sync starts
         again, so no shorter look back is safe."""
-        with hub_errors(self.endpoint):
+        with hub_errors(self.endpoint, self.repo_id, revision):
             commits = self.api.list_repo_commits(self.repo_id, repo_type=REPO_TYPE, revision=revision)
             for commit in commits:
                 if marker in f"{commit.title}\n{commit.message}":
@@ -431,13 +492,21 @@ class HubRepo:
             TransientHubError, HubError: as for :meth:`commit`.
         """
         try:
-            with hub_errors(self.endpoint):
+            with hub_errors(self.endpoint, self.repo_id, sha):
                 self.api.create_tag(self.repo_id, tag=tag, tag_message=message or None, revision=sha,
                                     repo_type=REPO_TYPE)
         except HubError as exc:
             if exc.status == 409:
                 raise TagExists(f"tag {tag} exists in {self.repo_id}") from None
+            if exc.status == 403:
+                raise self._write_refused(exc) from None
             raise
+
+    def _write_refused(self, exc: HubError) -> HubError:
+        """The error for a write (commit, tag) the Hub refused with 403: the token can read the repo, not write it."""
+        return HubError(f"{exc}: HF_TOKEN needs write access to dataset {self.repo_id} to export versions (a "
+                        "fine-grained token: write access to that repo); labelhub sync --no-export only imports",
+                        exc.status)
 
     def is_branch(self, revision: str) -> bool:
         """Whether ``revision`` names a branch of the repo (or a pull request's ``refs/pr/N``), which an export can
@@ -464,6 +533,6 @@ class HubRepo:
 
     def commit_info(self, sha: str) -> tuple[str, str]:
         """``(date ISO 8601, title)`` of commit ``sha``. One Hub call."""
-        with hub_errors(self.endpoint):
+        with hub_errors(self.endpoint, self.repo_id, sha):
             commit = self.api.list_repo_commits(self.repo_id, repo_type=REPO_TYPE, revision=sha)[0]
         return commit.created_at.isoformat(), commit.title

@@ -303,8 +303,7 @@ class FileImporter:
             listed = listing(sha)
             first_page = list(islice(listed, LISTING_PAGE))
             recovered = recovering.result()
-        if synced == sha and not same_selection and last is not None and _files_part(last["selection"]) != \
-                _files_part(selection):
+        if last is not None and _files_part(last["selection"]) != _files_part(selection):  # any sha (dev -> dev2 too)
             log.info("%s@%s: the files are selected otherwise than at the last cycle (revision, --include, "
                      "--exclude or --metadata): listing them again", self.repo.repo_id, sha[:12])
         remember_refs(self.state, self.repo.repo_id, self.revision, sha, tags)
@@ -462,8 +461,11 @@ class FileImporter:
         todo = [_Update(path, known, "url", None, ("url", "verify", exact))
                 for path, known in sorted(adopted.items()) if not known.deleted and known.task_id not in skip]
         rewritten = self._update(todo, "", None)
-        if todo:
-            (log.warning if rewritten else log.info)(
+        if todo and not rewritten:  # checked, none rewritten
+            log.info("%s: the %d tasks adopted from Label Studio (made by import-labels, restore or a lost state) were "
+                     "checked: their file URLs are those of the sync's policy", self.repo.repo_id, len(todo))
+        elif todo:
+            log.warning(
                 "%s: %d of %d tasks adopted from Label Studio (made by import-labels, restore or a lost state) showed "
                 "a file URL other than the sync's policy gives: rewritten as %s", self.repo.repo_id, rewritten,
                 len(todo), self.url_form()["url"].replace(f"{PLACEHOLDER_SHA}/x", "<sha>/<path>"))
@@ -731,7 +733,8 @@ class FileImporter:
         total, finished = len(updates), 0
         live = [u for u in updates if not u.known.deleted]
         done.extend(u for u in updates if u.known.deleted)  # the ledger follows their files, no call
-        with progress_bar(total=total, desc="updating tasks", unit=" tasks", leave=False) as bar, \
+        doing = "checking tasks' URLs" if all(u.kind == "url" for u in updates) else "updating tasks"  # most: no call
+        with progress_bar(total=total, desc=doing, unit=" tasks", leave=False) as bar, \
                 ThreadPoolExecutor(max_workers=UPDATE_WORKERS, thread_name_prefix="labelhub-update") as pool:
             try:
                 for start in range(0, len(live), UPDATE_CHUNK):
@@ -752,7 +755,7 @@ class FileImporter:
                         finished += 1
                         bar.update(1)
                         if finished % LOG_EVERY == 0:
-                            log.info("updating tasks: %d of %d", finished, total)
+                            log.info("%s: %d of %d", doing, finished, total)
                         if len(done) >= RECORD_EVERY:
                             flush()
             except BaseException:  # an error, or Ctrl-C: the calls not started are dropped, what landed is kept

@@ -13,8 +13,9 @@ An export (:meth:`Exporter.export`):
 3. commits the CSV, the manifest, the training and consensus rows and ``README.md``
    (:mod:`labelhub.sync.versions.card`) in one commit whose ``parent_commit`` is the head it was built on, with the
    message ``annotations vN: +a ~c -r`` and ``LabelHub-Export-Id: <export_id>`` in its description (the head is
-   our last version's commit, or for a state's first version the head whose tags numbered it, as the import cycle's
-   last poll read them: :mod:`labelhub.sync.files.seen`; so an export makes no Hub call but the commit's three and
+   our last version's commit, or the branch head the import cycle's last poll saw when it moved since (someone
+   pushed: :meth:`Exporter._parent`), or for a state's first version the head whose tags numbered it, as that
+   poll read them: :mod:`labelhub.sync.files.seen`; so an export makes no Hub call but the commit's three and
    the tag's one):
    - 412/409 (the branch moved): re-read the head, rebuild the files and retry; other people's
      files are kept, since the commit only touches the series' own files, and the card is rebuilt from the new
@@ -85,7 +86,6 @@ import hashlib
 import io
 import json
 import logging
-import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -103,7 +103,7 @@ from labelhub.sync.versions.training import CONSENSUS_COLUMNS, text_from_file, t
 from labelhub.errors import (AmbiguousCommit, CommitConflict, ConfigurationError, LabelHubError, ProjectNotFound,
                              RevisionNotFound, TagExists, TransientHubError)
 from labelhub.redaction import one_line
-from labelhub.retry import hub_retrying
+from labelhub.retry import hub_retrying, interruptible_sleep
 from labelhub.sync.annotations.intake import GENERATION, learn_annotators
 from labelhub.sync.files.seen import SeenRefs, git_blob_id, remember_refs, seen_card, seen_refs
 from labelhub.label_config import control_tags, data_field
@@ -143,6 +143,16 @@ class _TagTaken(Exception):
         super().__init__(tag)
         self.tag = tag
         self.refs = refs
+
+
+class ForeignTag(LabelHubError):
+    """A tag named like a version of the series (``annotations-v4``) that LabelHub did not make: its commit holds no
+    manifest naming it and is no version commit of that number (a tag made by hand, e.g. ``create_tag(repo,
+    tag="annotations-v4", revision=<an older commit>)``). Not a :class:`labelhub.errors.ConfigurationError`: the
+    user deletes or moves the tag and the next export goes on, while the daemon keeps importing meanwhile
+    (:class:`labelhub.sync.service.SyncService` logs it and retries the export at its next turn). A version we
+    committed whose tag name was taken so stays ``committed`` and is tagged once the name is free: no second
+    commit."""
 
 
 #: Attempts of one export when other exporters keep taking its version number (:class:`_Renumber`,
@@ -284,7 +294,8 @@ class Exporter:
         csv_path: ``path_in_repo`` of the CSV; the manifest is ``manifest.json`` beside it (the default series).
         revision: the branch to commit to.
         max_attempts: attempts per export on 429/5xx/no answer before giving up until the next tick.
-        sleep: how to wait between attempts (tests pass a no-op).
+        sleep: how to wait between attempts (tests pass a no-op); the default ends early on SIGTERM/SIGINT
+            (:func:`labelhub.retry.request_shutdown`).
         tag_prefix: the series' tag prefix (tags ``{tag_prefix}-vN``, its files and configs named after it, see
             :mod:`labelhub.sync.versions.series`); ``None``: derived from ``csv_path`` (``annotations`` for the
             default CSV).
@@ -309,7 +320,7 @@ class Exporter:
     csv_path: str = DEFAULT_CSV_PATH
     revision: str = "main"
     max_attempts: int = 5
-    sleep: Callable[[float], None] = time.sleep
+    sleep: Callable[[float], None] = interruptible_sleep
     tag_prefix: str | None = None
     take_over_from: int | None = None
     controls: dict[str, str] = field(init=False)
@@ -519,7 +530,7 @@ class Exporter:
         labels = label_columns(frame, self.controls)
         refs, lost = self._refs(), None
         for attempt in range(RENUMBER_ATTEMPTS):
-            self._follow_repo(refs.tags, built)
+            refs = self._follow_repo(refs, built)
             if attempt == 0:
                 lost = self._lost_files()
                 if lost:
@@ -534,8 +545,8 @@ class Exporter:
             added, changed, removed = diff_counts(exported, hashes, differing)
             summary = {"added": added, "changed": changed, "removed": removed}
             last = self.state.last_version()
-            if last:  # on our last version: the commit's compare-and-swap says when someone committed since
-                number, parent = last["version"] + 1, last["commit_sha"] or self.repo.resolve(self.revision)
+            if last:  # on the freshest head known: the commit's compare-and-swap says when someone committed since
+                number, parent = last["version"] + 1, self._parent(last, refs)
             else:  # the first version of the series: on the head of the last read of the refs
                 number, parent = max(self.series.numbered(refs.tags), default=0) + 1, refs.head
             export_id = uuid.uuid4().hex
@@ -564,6 +575,17 @@ class Exporter:
         raise LabelHubError(f"other exporters kept taking the version numbers of the series {self.series.prefix!r} "
                             f"in {self.repo.repo_id}: gave up after {RENUMBER_ATTEMPTS} attempts (run one exporter "
                             "per project and series)")
+
+    def _parent(self, last: dict, refs: SeenRefs) -> str:
+        """The commit the next version is built on: the branch head the import cycle's last poll saw (``refs``) when
+        it moved since our last version (someone pushed: building on our last version's commit would send a commit
+        certain to be refused, 412, then the whole version again), else our last version's commit; no call (one,
+        ``resolve``, when neither is known). A poll older than our last version is safe: its head is an ancestor,
+        refused by the compare-and-swap like any stale parent, and :meth:`_commit` rebuilds on the head read then."""
+        ours = last["commit_sha"]
+        if refs.head and refs.head != ours and refs.head != last.get("parent_commit"):
+            return refs.head
+        return ours or self.repo.resolve(self.revision)
 
     def _say_lost(self, lost: tuple[str, str, list[str]]) -> None:
         head, _, paths = lost
@@ -609,8 +631,10 @@ class Exporter:
         (:meth:`_follow_repo`).
 
         At start it reads the refs the import cycle last saw, or the repo's (one call), and the newest version's
-        manifest when it is not the state's last version (one read); a repo that does not answer leaves the check
-        to the first export.
+        manifest when it is not the state's last version (one read); before refusing, the repo's refs as they are
+        now (one call: the state's may show a tag deleted since). A repo that does not answer leaves the check
+        to the first export; a tag made by hand (:class:`ForeignTag`) is said in a warning and the first export
+        waits for it to go.
 
         Raises:
             labelhub.errors.ConfigurationError: see :meth:`_owner_manifest`.
@@ -618,11 +642,20 @@ class Exporter:
         if self.state.last_version_status() not in (None, "tagged"):
             return  # an unfinished version: the first export finishes it, then checks
         try:
-            newest = self._newest(self._refs().tags)
+            refs = self._refs()
+            newest = self._newest(refs.tags)
             if newest is not None:
-                self._owner_manifest(newest[1], newest[2])
+                try:
+                    self._owner_manifest(newest[1], newest[2])
+                except (ConfigurationError, ForeignTag):  # refs a poll old: the repo's now (one call) before refusing
+                    refs = self._fresh_refs()
+                    newest = self._newest(refs.tags)
+                    if newest is not None:
+                        self._owner_manifest(newest[1], newest[2])
         except ConfigurationError:
             raise
+        except ForeignTag as exc:  # said now; the export waits for the tag to go, the imports go on
+            log.warning("%s", exc)
         except (LabelHubError, OSError) as exc:  # the repo did not answer: the first export checks
             log.debug("series not checked at start: %s", one_line(exc, 200))
 
@@ -635,6 +668,7 @@ class Exporter:
             The manifest (``{}`` when it does not parse: an edited file, taken as this project's).
 
         Raises:
+            ForeignTag: ``tag`` is no version LabelHub made (:meth:`_version_commit`): a tag made by hand.
             labelhub.errors.ConfigurationError: the commit holds no manifest of ``tag`` at this series' path
                 (another CSV in another folder exports with the same tag prefix), or it names another
                 ``csv_path`` (the same, in the same folder), or another Label Studio project (two projects
@@ -652,6 +686,8 @@ class Exporter:
             manifest = {}
         if manifest is None or manifest.get("tag", tag) != tag:
             other = self._other_manifest(tag, sha)
+            if other is None and not self._version_commit(tag, sha, manifests_read=True):
+                raise self._foreign_tag(tag, sha, "the export of this series waits")
             holder = (f" ({other.get('csv_path', '?')} of Label Studio project "
                       f"{(other.get('label_studio') or {}).get('project_id', '?')})" if other else "")
             raise ConfigurationError(
@@ -726,22 +762,81 @@ class Exporter:
                 return manifest
         return None
 
-    def _follow_repo(self, tags: dict[str, str], built: VersionRows) -> None:
-        """Check the series' newest version among ``tags`` (:meth:`_newest`; no call when it is ours) and, when
+    def _follow_repo(self, refs: SeenRefs, built: VersionRows, fresh: bool = False) -> SeenRefs:
+        """Check the series' newest version among ``refs.tags`` (:meth:`_newest`; no call when it is ours) and, when
         another exporter of this project made it (a second ``--state``, or a state that lost its versions; or a
         project this one takes over), adopt it: it becomes the state's last tagged version, so the next version
         is numbered after it, built on it, checked against its files (:meth:`_lost_files`) and counted against
         its rows (:meth:`_adopt`).
 
+        ``refs`` are those the import cycle last read (they may be a poll interval old): before refusing, the refs
+        are read again (one call, remembered; ``fresh``: they were just read) and the check made on them, so a tag
+        deleted since the poll no longer stops anything.
+
+        Returns:
+            The refs checked (the fresh ones when they were read again).
+
         Raises:
             labelhub.errors.ConfigurationError: see :meth:`_owner_manifest`.
+            ForeignTag: the newest tag of the series was not made by LabelHub (:meth:`_owner_manifest`).
         """
-        newest = self._newest(tags)
+        newest = self._newest(refs.tags)
         if newest is None:
-            return
+            return refs
         number, tag, sha = newest
-        manifest = self._owner_manifest(tag, sha)
+        try:
+            manifest = self._owner_manifest(tag, sha)
+        except (ConfigurationError, ForeignTag):
+            if fresh:
+                raise
+            return self._follow_repo(self._fresh_refs(), built, fresh=True)
         self._adopt(number, tag, sha, manifest, built)
+        return refs
+
+    def _fresh_refs(self) -> SeenRefs:
+        """The refs as the repo has them now (one call), remembered for the next export and check."""
+        head, tags = self.repo.head_and_tags(self.revision)
+        remember_refs(self.state, self.repo.repo_id, self.revision, head, tags)
+        return SeenRefs(head, tags)
+
+    def _version_commit(self, tag: str, sha: str, manifests_read: bool = False) -> bool:
+        """Whether commit ``sha``, which ``tag`` names, is a version LabelHub made under that name: a manifest naming
+        ``tag`` at this series' path or where another CSV of the prefix keeps it (:meth:`_other_manifest`), or a
+        commit titled ``<prefix> vN: ...`` (:meth:`labelhub.sync.versions.series.Series.commit_title`; one call).
+        ``True`` when the repo cannot tell (the refusal then stays the one it was). ``manifests_read``: the caller
+        found no manifest naming ``tag`` already (only the title is read then)."""
+        if manifests_read:
+            return self._titled_version(tag, sha)
+        try:
+            manifest = json.loads(self.repo.read_file(sha, self.manifest_path))
+        except (FileNotFoundError, ValueError):
+            manifest = None
+        if isinstance(manifest, dict) and manifest.get("tag") == tag:
+            return True
+        if self._other_manifest(tag, sha) is not None:
+            return True
+        return self._titled_version(tag, sha)
+
+    def _titled_version(self, tag: str, sha: str) -> bool:
+        """Whether commit ``sha`` is titled as version ``tag`` of this series (``annotations v4: ...``; one call);
+        ``True`` when the repo cannot tell."""
+        number = self.series.number(tag)
+        try:
+            _, title = self.repo.commit_info(sha)
+        except (LabelHubError, OSError, IndexError):
+            return True
+        return number is not None and title.startswith(f"{self.series.commit_title(number)}:")
+
+    def _foreign_tag(self, tag: str, sha: str, what: str) -> ForeignTag:
+        """The one-line error for a hand-made ``tag`` (on ``sha``): ``what`` waits until it is deleted or moved."""
+        repo = self.repo.repo_id
+        how = (f"git -C {repo} tag -d {tag}" if self.repo.local else
+               f"HfApi().delete_tag({repo!r}, tag={tag!r}, repo_type='dataset')")
+        return ForeignTag(
+            f"the tag {tag} of {repo} (on commit {sha[:12]}) was not made by LabelHub: its commit holds no "
+            f"{self.manifest_path} of {tag} and is no '{self.series.commit_title(self.series.number(tag) or 0)}' "
+            f"version commit; {what} until it is deleted ({how}) or renamed to a name outside the series' "
+            f"{self.series.prefix}-vN; imports go on meanwhile")
 
     def _adopt(self, number: int, tag: str, sha: str, manifest: dict, built: VersionRows) -> None:
         """Record version ``number`` (``tag`` at ``sha``, which another exporter made) as the state's last tagged
@@ -975,6 +1070,8 @@ class Exporter:
             _TagTaken: the tag exists on another commit (another exporter made version ``number`` between our
                 commit and our tag): our version is forgotten, its commit left untagged on the branch, and the
                 caller adopts theirs (:meth:`_follow_repo`, which refuses it when it is another project's).
+            ForeignTag: the tag exists on a commit LabelHub did not make as that version (a tag made by hand): our
+                version stays ``committed``, and the next export tags our commit once the name is free.
         """
         tag = self.series.tag(number)
         message = f"{self.series.commit_title(number)}: +{summary['added']} ~{summary['changed']} -{summary['removed']}"
@@ -984,7 +1081,13 @@ class Exporter:
         except TagExists:
             head, tags = self.repo.head_and_tags(self.revision)
             remember_refs(self.state, self.repo.repo_id, self.revision, head, tags)
-            if tags.get(tag) != sha:
+            other = tags.get(tag)
+            if other is None or (other != sha and not self._version_commit(tag, other)):
+                # a hand-made tag (or one deleted just now): our commit keeps the version, tagged once the name is
+                # free (the next export, :meth:`_finish_unfinished`), never committed again
+                raise self._foreign_tag(tag, other or "?", f"our commit {sha[:12]} of {tag} stays on {self.revision} "
+                                        "untagged (the next export tags it, no second commit)") from None
+            if other != sha:
                 self.state.drop_version(number)
                 log.warning("%s exists on %s, not on our commit %s, which stays on %s untagged: another exporter made "
                             "that version; following the repo's versions", tag, str(tags.get(tag))[:12], sha[:12],
@@ -995,6 +1098,9 @@ class Exporter:
         if generation is not None:
             cursors[EXPORTED_GENERATION] = generation
         self.state.set_version_status(number, "tagged", cursors=cursors)
+        seen = seen_refs(self.state, self.repo.repo_id, self.revision)
+        if seen is not None and seen.tags.get(tag) != sha:  # the check needs no call for our own tag
+            remember_refs(self.state, self.repo.repo_id, self.revision, seen.head, {**seen.tags, tag: sha})
 
     def _finish_unfinished(self, built: VersionRows) -> Version | None:
         """Finish a version a crash left ``committing`` (find its commit by its export id, else forget it) or
@@ -1020,8 +1126,9 @@ class Exporter:
         try:
             self._tag(last["version"], last["commit_sha"], summary, card=card)
         except _TagTaken as taken:
-            self._follow_repo(taken.refs.tags, built)
+            self._follow_repo(taken.refs, built)
             return None
+        self._moved_on(last.get("parent_commit") or "", last["commit_sha"], self.series.tag(last["version"]))
         log.info("finished %s at %s after an interruption", self.series.tag(last["version"]), last["commit_sha"][:12])
         return Version(last["version"], self.series.tag(last["version"]), last["commit_sha"], summary["added"],
                        summary["changed"], summary["removed"])

@@ -1,0 +1,316 @@
+"""What an audit of ``labelhub sync`` against the Hub test server with injected faults found: a tag made by hand
+with the next version's name, ``Retry-After`` and signals during waits, the parent of an export after someone
+else's push, the Hub failing at start, the Hub's refusals said plainly, a repo made private mid-run, and the
+import cycle's log lines.
+
+Real Label Studio, the test Hub through the real ``huggingface_hub`` client (its fault injection:
+``tests/hubserver/faults.py``), the real ``labelhub`` command (the model: ``tests/test_sync_export_faults.py``).
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from huggingface_hub import HfApi
+
+from labelhub.errors import ConfigurationError, HubError, RepoNotFound, TransientHubError
+import labelhub.repos.hub as hub_module
+import labelhub.sync.files.importer as importer_module
+from labelhub.file_urls import FileURLs
+from labelhub.repos.hub import HubRepo, PrivateRepoRefused
+from labelhub.sync.annotations.intake import AnnotationIntake
+from labelhub.sync.files.importer import FileImporter
+from labelhub.sync.labelstudio.project import LabelStudioProject
+from labelhub.sync.service import SyncService
+from labelhub.sync.state import SyncState
+from labelhub.sync.versions.exporter import Exporter, ForeignTag
+from tests import sample_repos
+from tests.conftest import HUB_TOKEN, ROOT, run_labelhub
+from tests.test_sync_export import CONFIG, choice
+
+N = 4
+
+
+def api() -> HfApi:
+    return HfApi(token=HUB_TOKEN)
+
+
+def commit_titles(repo_id):
+    return [c.title for c in api().list_repo_commits(repo_id, repo_type="dataset")]
+
+
+@pytest.fixture
+def synced(label_studio, hub, make_project, tmp_path):
+    """A Hub repo with N images imported as tasks, one annotation per task: ``(exporter, importer, annotate)``;
+    ``annotate(i)`` adds an annotation to task ``i`` and reconciles."""
+    repo_id = f"labelhub/audit-{time.monotonic_ns() % 10**9}"
+    hub.create_repo(repo_id)
+    hub.commit_files(repo_id, sample_repos.image_files(0, N), message="images")
+    client = label_studio.client()
+    created = make_project("hub audit", CONFIG)
+    project = LabelStudioProject(label_studio.url, label_studio.api_key, created.id)
+    repo = HubRepo(repo_id, token=HUB_TOKEN)
+    state = SyncState(tmp_path / "state.sqlite3", created.id, repo_id)
+    importer = FileImporter(repo, project, state)
+    importer.run()
+    task_ids = sorted(t.id for t in client.tasks.list(project=created.id, page_size=100))
+    intake = AnnotationIntake(project, state)
+
+    def annotate(i: int, label: str = "illustrated") -> None:
+        client.annotations.create(task_ids[i], result=[choice(label)])
+        intake.reconcile()
+
+    for i in range(N):
+        client.annotations.create(task_ids[i], result=[choice("illustrated")])
+    intake.reconcile()
+    exporter = Exporter(repo, project, state, sleep=lambda s: None)
+    return exporter, importer, annotate
+
+
+def test_a_hand_made_tag_of_the_next_version_waits_for_its_deletion_and_a_stale_poll_does_not_keep_it(synced):
+    exporter, importer, annotate = synced
+    repo_id = exporter.repo.repo_id
+    assert exporter.export().tag == "annotations-v1"
+    images = api().list_repo_commits(repo_id, repo_type="dataset")[-1].commit_id  # the first commit: no manifest
+    api().create_tag(repo_id, tag="annotations-v2", revision=images, repo_type="dataset")
+    importer.run()  # the poll keeps the refs, with the hand-made tag, in the state
+    annotate(0, "text-only")
+    with pytest.raises(ForeignTag) as err:
+        exporter.export()
+    assert not isinstance(err.value, ConfigurationError)  # the daemon keeps importing
+    text = str(err.value)
+    assert "annotations-v2" in text and "not made by LabelHub" in text and "delete" in text
+    assert "--tag-prefix" not in text
+    api().delete_tag(repo_id, tag="annotations-v2", repo_type="dataset")
+    # no poll since: the state still shows the tag; a new exporter (the daemon's start) and the export go on
+    again = Exporter(exporter.repo, exporter.project, exporter.state, sleep=lambda s: None)
+    version = again.export()
+    assert version.tag == "annotations-v2" and version.added == 1
+
+
+def test_a_hand_made_tag_taken_during_our_tag_call_leaves_our_commit_tagged_later_not_twice(synced):
+    exporter, importer, annotate = synced
+    repo_id = exporter.repo.repo_id
+    assert exporter.export().tag == "annotations-v1"
+    images = api().list_repo_commits(repo_id, repo_type="dataset")[-1].commit_id
+    annotate(1, "text-only")
+    create_tag = exporter.repo.create_tag
+
+    def someone_tags_first(tag, sha, **kwargs):  # a hand-made tag lands between our commit and our tag
+        exporter.repo.create_tag = create_tag
+        api().create_tag(repo_id, tag=tag, revision=images, repo_type="dataset")
+        return create_tag(tag, sha, **kwargs)
+
+    exporter.repo.create_tag = someone_tags_first
+    with pytest.raises(ForeignTag) as err:
+        exporter.export()
+    assert "stays on main untagged" in str(err.value) and "annotations-v2" in str(err.value)
+    ours = exporter.state.last_version()
+    assert ours["status"] == "committed" and ours["version"] == 2
+    with pytest.raises(ForeignTag):  # still taken: nothing committed again
+        exporter.export()
+    api().delete_tag(repo_id, tag="annotations-v2", repo_type="dataset")
+    version = exporter.export()
+    assert version is not None and version.tag == "annotations-v2" and version.commit == ours["commit_sha"]
+    titles = commit_titles(repo_id)
+    assert sum(t.startswith("annotations v2:") for t in titles) == 1, titles
+    refs = api().list_repo_refs(repo_id, repo_type="dataset")
+    assert {t.name: t.target_commit for t in refs.tags}["annotations-v2"] == ours["commit_sha"]
+
+
+def test_a_retry_after_longer_than_the_cap_gives_up_the_attempt_and_the_export_stays_pending(synced, hub):
+    exporter, _, _ = synced
+    sleeps = []
+    exporter.sleep = sleeps.append
+    hub.faults.add(method="POST", path=r"/commit/", kind="429", count=10, retry_after=45)
+    hub.reset_calls()
+    with pytest.raises(TransientHubError):
+        exporter.export()
+    assert sleeps == [] and hub.count_calls("POST", r"/commit/") == 1  # no 45 s wait, no second attempt
+    assert exporter.pending()
+    hub.faults.clear()
+    assert exporter.export().tag == "annotations-v1"
+
+
+def test_sigterm_during_a_retry_wait_stops_the_daemon_in_seconds_and_the_flush_tries_once(
+        label_studio, hub, make_project, tmp_path):
+    repo_id = f"labelhub/sigterm-{time.monotonic_ns() % 10**9}"
+    hub.create_repo(repo_id)
+    hub.commit_files(repo_id, sample_repos.image_files(0, N), message="images")
+    project = make_project("sigterm", CONFIG)
+    env = {**os.environ, "LABEL_STUDIO_URL": label_studio.url, "LABEL_STUDIO_API_KEY": label_studio.api_key,
+           "HF_TOKEN": HUB_TOKEN}
+    state = str(tmp_path / "s.sqlite3")
+    run_labelhub("sync", "--repo", repo_id, "--project", str(project.id), "--state", state, "--once", env=env,
+                 check=True)
+    client = label_studio.client()
+    for task in client.tasks.list(project=project.id, page_size=100):
+        client.annotations.create(task.id, result=[choice("text-only")])
+    hub.faults.add(method="POST", path=r"/commit/", kind="429", count=100, retry_after=20)
+    hub.reset_calls()
+    log_path = tmp_path / "daemon.log"
+    with open(log_path, "w") as log:
+        daemon = subprocess.Popen(
+            [sys.executable, "-m", "tests.guarded", "sync", "--repo", repo_id, "--project", str(project.id),
+             "--state", state, "--interval", "1", "--reconcile-interval", "1", "--export-interval", "0"],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
+        try:
+            deadline = time.monotonic() + 120
+            while hub.count_calls("POST", r"/commit/") < 1:
+                assert time.monotonic() < deadline and daemon.poll() is None, log_path.read_text()[-3000:]
+                time.sleep(0.2)
+            time.sleep(1.5)  # in its 20 s wait
+            commits = hub.count_calls("POST", r"/commit/")
+            daemon.send_signal(signal.SIGTERM)
+            signalled = time.monotonic()
+            code = daemon.wait(timeout=60)
+            took = time.monotonic() - signalled
+        finally:
+            if daemon.poll() is None:
+                daemon.kill()
+                daemon.wait()
+    text = log_path.read_text()
+    assert code == 0 and took < 8, (took, text)
+    assert hub.count_calls("POST", r"/commit/") - commits <= 1, text  # the flush: one attempt, no retry loop
+    assert "stopped" in text and "Traceback" not in text
+    hub.faults.clear()
+    done = run_labelhub("sync", "--repo", repo_id, "--project", str(project.id), "--state", state, "--once", env=env,
+                        check=True)
+    assert "exported annotations-v1" in done.stdout + done.stderr  # the pending export was kept in the state
+
+
+def test_an_export_after_someone_elses_push_seen_by_the_poll_is_built_on_their_head_in_one_commit(synced, hub):
+    exporter, importer, annotate = synced
+    repo_id = exporter.repo.repo_id
+    assert exporter.export().tag == "annotations-v1"
+    hub.commit_files(repo_id, {"notes.txt": b"theirs"}, message="someone else")
+    importer.run()  # the poll sees their head
+    annotate(2, "text-only")
+    hub.reset_calls()
+    version = exporter.export()
+    assert version.tag == "annotations-v2" and (version.added, version.changed, version.removed) == (1, 0, 0)
+    assert hub.count_calls("POST", r"/commit/") == 1  # no commit certain to fail first
+    files = api().list_repo_files(repo_id, repo_type="dataset", revision="annotations-v2")
+    assert "notes.txt" in files and "annotations/annotations.csv" in files
+    annotate(3, "text-only")
+    hub.reset_calls()
+    assert exporter.export().tag == "annotations-v3" and hub.count_calls("POST", r"/commit/") == 1
+
+
+def test_a_hub_5xx_at_the_syncs_start_is_retried(label_studio, hub, make_project, tmp_path):
+    repo_id = f"labelhub/start-{time.monotonic_ns() % 10**9}"
+    hub.create_repo(repo_id)
+    hub.commit_files(repo_id, sample_repos.image_files(0, N), message="images")
+    project = make_project("start 503", CONFIG)
+    env = {"LABEL_STUDIO_URL": label_studio.url, "LABEL_STUDIO_API_KEY": label_studio.api_key, "HF_TOKEN": HUB_TOKEN}
+    hub.faults.add(method="GET", path=rf"^/api/datasets/{repo_id}/revision/", kind="503", count=1)
+    done = run_labelhub("sync", "--repo", repo_id, "--project", str(project.id), "--state",
+                        str(tmp_path / "s.sqlite3"), "--once", env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "retrying in" in done.stdout + done.stderr and len(hub.faults) == 0
+    assert len(list(label_studio.client().tasks.list(project=project.id, page_size=100))) == N
+
+
+def test_hub_errors_name_the_repo(hub):
+    repo = HubRepo(f"labelhub/absent-{time.monotonic_ns() % 10**9}", token=HUB_TOKEN)
+    for call in (lambda: repo.find_commit("x"), lambda: repo.create_tag("t", "0" * 40),
+                 lambda: repo.commit_info("0" * 40)):
+        with pytest.raises(RepoNotFound) as err:
+            call()
+        assert f"dataset {repo.repo_id} not found" in str(err.value)
+
+
+def test_a_write_refused_says_what_the_token_needs_and_is_retried_with_a_growing_wait(synced, hub, caplog):
+    exporter, importer, _ = synced
+    repo_id = exporter.repo.repo_id
+    hub.faults.add(method="POST", path=r"/commit/", kind="403", count=100)
+    hub.reset_calls()
+    service = SyncService(importer, AnnotationIntake(exporter.project, exporter.state), exporter, poll_interval=3600,
+                          reconcile_interval=3600, export_interval=0, sweep_interval=3600)
+    with caplog.at_level("DEBUG", logger="labelhub.sync.service"):
+        for _ in range(3):
+            service.tick()
+    assert hub.count_calls("POST", r"/commit/") == 1  # not every tick: the next try waits a minute, then longer
+    said = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert len(said) == 1 and f"HF_TOKEN needs write access to dataset {repo_id}" in said[0], said
+    assert "--no-export only imports" in said[0] and HUB_TOKEN not in said[0]
+    assert service._export_wait(HubError("x", 403)) == 120  # doubling
+    hub.faults.clear()
+
+
+def test_a_refused_token_is_said_as_such_never_shown(synced, hub):
+    exporter, _, _ = synced
+    hub.faults.add(method="POST", path=r"/commit/", kind="401", count=1)
+    with pytest.raises(HubError) as err:
+        exporter.export()
+    assert "refused HF_TOKEN" in str(err.value) and HUB_TOKEN not in str(err.value)
+
+
+def test_a_repo_made_private_mid_run_without_a_secret_gets_no_task_until_it_is_public_again(
+        label_studio, hub, make_project, tmp_path):
+    repo_id = f"labelhub/private-{time.monotonic_ns() % 10**9}"
+    hub.create_repo(repo_id)
+    hub.commit_files(repo_id, sample_repos.image_files(0, 2), message="images")
+    created = make_project("made private", CONFIG)
+    project = LabelStudioProject(label_studio.url, label_studio.api_key, created.id)
+    repo = HubRepo(repo_id, token=HUB_TOKEN, file_urls=FileURLs(mode="auto", secret=None))
+    state = SyncState(tmp_path / "state.sqlite3", created.id, repo_id)
+    importer = FileImporter(repo, project, state)
+    importer.run()
+    client = label_studio.client()
+    assert len(list(client.tasks.list(project=created.id, page_size=100))) == 2
+    api().update_repo_settings(repo_id, private=True, repo_type="dataset")
+    hub.commit_files(repo_id, sample_repos.image_files(2, 4), message="more")
+    service = SyncService(importer, poll_interval=3600)
+    service.tick()  # logged, not raised: the daemon goes on
+    with pytest.raises(PrivateRepoRefused) as err:
+        importer.run()
+    assert str(err.value).startswith("no loadable file URLs for " + repo_id) and "LABELHUB_SECRET" in str(err.value)
+    assert len(list(client.tasks.list(project=created.id, page_size=100))) == 2
+    api().update_repo_settings(repo_id, private=False, repo_type="dataset")
+    importer.run()
+    assert len(list(client.tasks.list(project=created.id, page_size=100))) == 4
+
+
+def test_a_commit_the_hub_holds_long_is_said_in_the_log(synced, hub, monkeypatch, caplog):
+    exporter, _, _ = synced
+    handle = hub.app.handle
+
+    def slow(request):  # the test Hub answers the commit 1.5 s late
+        if request.method == "POST" and "/commit/" in request.path:
+            time.sleep(1.5)
+        return handle(request)
+
+    monkeypatch.setattr(hub.app, "handle", slow)
+    monkeypatch.setattr(hub_module, "COMMIT_PATIENCE", 0.5)
+    with caplog.at_level("WARNING", logger="labelhub.repos.hub"):
+        assert exporter.export().tag == "annotations-v1"
+    said = [r.getMessage() for r in caplog.records if "waited" in r.getMessage()]
+    assert said and "still waiting" in said[0] and exporter.repo.repo_id in said[0], said
+
+
+def test_urls_checked_of_adopted_tasks_are_logged_as_checks_not_updates(synced, monkeypatch, caplog, tmp_path):
+    exporter, importer, _ = synced
+    monkeypatch.setattr(importer_module, "LOG_EVERY", 1)
+    lost = SyncState(tmp_path / "lost.sqlite3", exporter.project.project_id, exporter.repo.repo_id)
+    with caplog.at_level("INFO", logger="labelhub.sync.files.importer"):
+        FileImporter(exporter.repo, exporter.project, lost).run()  # a lost state adopts the tasks, checks their URLs
+    text = "\n".join(r.getMessage() for r in caplog.records)
+    assert f"checking tasks' URLs: {N} of {N}" in text and "updating tasks" not in text, text
+    assert f"the {N} tasks adopted from Label Studio" in text and "rewritten" not in text, text
+
+
+def test_another_revision_at_the_same_commit_is_said_in_a_log_line(synced, caplog):
+    exporter, _, _ = synced
+    repo_id = exporter.repo.repo_id
+    for name in ("dev", "dev2"):
+        api().create_branch(repo_id, branch=name, repo_type="dataset")
+    FileImporter(exporter.repo, exporter.project, exporter.state, revision="dev").run()
+    with caplog.at_level("INFO", logger="labelhub.sync.files.importer"):
+        FileImporter(exporter.repo, exporter.project, exporter.state, revision="dev2").run()
+    assert any("selected otherwise than at the last cycle" in r.getMessage() for r in caplog.records), \
+        [r.getMessage() for r in caplog.records]
