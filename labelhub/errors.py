@@ -141,3 +141,20 @@ class CommitConflict(LabelHubError, RuntimeError):
 
 class TagExists(LabelHubError, RuntimeError):
     """The tag already exists (HTTP 409 on the Hub)."""
+
+
+class ForeignTag(LabelHubError):
+    """A tag named like a version of the series (``annotations-v4``) that LabelHub did not make: its commit holds no
+    manifest naming it and is no version commit of that number (a tag made by hand, e.g. ``create_tag(repo,
+    tag="annotations-v4", revision=<an older commit>)``). Not a :class:`labelhub.errors.ConfigurationError`: the
+    user deletes or moves the tag and the next export goes on, while the daemon keeps importing meanwhile
+    (:class:`labelhub.sync.service.SyncService` logs it and retries the export at its next turn). A version we
+    committed whose tag name was taken so stays ``committed`` and is tagged once the name is free: no second
+    commit."""
+
+
+class PrivateRepoRefused(LabelHubError):
+    """A repo made private while the sync runs, whose files' URLs no browser could load under the sync's policy (no
+    ``LABELHUB_SECRET``): the import cycle makes no task (:meth:`labelhub.repos.hub.HubRepo.iter_files`). Not a
+    :class:`labelhub.errors.ConfigurationError`: the daemon goes on (reconciliation and exports of the tasks made
+    before) and its next cycle tries again, so the repo made public again resumes the imports."""

@@ -21,13 +21,15 @@ from labelhub.errors import ConfigurationError, HubError, RepoNotFound, Transien
 import labelhub.repos.hub as hub_module
 import labelhub.sync.files.importer as importer_module
 from labelhub.file_urls import FileURLs
-from labelhub.repos.hub import HubRepo, PrivateRepoRefused
+from labelhub.errors import PrivateRepoRefused
+from labelhub.repos.hub import HubRepo
 from labelhub.sync.annotations.intake import AnnotationIntake
 from labelhub.sync.files.importer import FileImporter
 from labelhub.sync.labelstudio.project import LabelStudioProject
 from labelhub.sync.service import SyncService
 from labelhub.sync.state import SyncState
-from labelhub.sync.versions.exporter import Exporter, ForeignTag
+from labelhub.errors import ForeignTag
+from labelhub.sync.versions.exporter import Exporter
 from tests import sample_repos
 from tests.conftest import HUB_TOKEN, ROOT, run_labelhub
 from tests.test_sync_export import CONFIG, choice

@@ -49,7 +49,7 @@ from labelhub.errors import (
     FileTooLarge,
     HubError,
     HubUnreachable,
-    LabelHubError,
+    PrivateRepoRefused,
     RepoNotFound,
     RevisionNotFound,
     TagExists,
@@ -100,13 +100,6 @@ def said_when_slow(what: str):
         yield
     finally:
         done.set()
-
-
-class PrivateRepoRefused(LabelHubError):
-    """A repo made private while the sync runs, whose files' URLs no browser could load under the sync's policy (no
-    ``LABELHUB_SECRET``): the import cycle makes no task (:meth:`HubRepo.iter_files`). Not a
-    :class:`labelhub.errors.ConfigurationError`: the daemon goes on (reconciliation and exports of the tasks made
-    before) and its next cycle tries again, so the repo made public again resumes the imports."""
 
 
 @contextmanager

@@ -100,8 +100,8 @@ from labelhub.sync.versions.incremental import CONTENT_FORMAT, VersionRows, buil
 from labelhub.sync.versions.rows import BOOKKEEPING, FIXED_HEAD, FIXED_TAIL, OTHER_RESULTS, content_hash
 from labelhub.sync.versions.series import DEFAULT_CSV_PATH, DEFAULT_PREFIX, series_for
 from labelhub.sync.versions.training import CONSENSUS_COLUMNS, text_from_file, training_features
-from labelhub.errors import (AmbiguousCommit, CommitConflict, ConfigurationError, LabelHubError, ProjectNotFound,
-                             RevisionNotFound, TagExists, TransientHubError)
+from labelhub.errors import (AmbiguousCommit, CommitConflict, ConfigurationError, ForeignTag, LabelHubError,
+                             ProjectNotFound, RevisionNotFound, TagExists, TransientHubError)
 from labelhub.redaction import one_line
 from labelhub.retry import hub_retrying, interruptible_sleep
 from labelhub.sync.annotations.intake import GENERATION, learn_annotators
@@ -143,16 +143,6 @@ class _TagTaken(Exception):
         super().__init__(tag)
         self.tag = tag
         self.refs = refs
-
-
-class ForeignTag(LabelHubError):
-    """A tag named like a version of the series (``annotations-v4``) that LabelHub did not make: its commit holds no
-    manifest naming it and is no version commit of that number (a tag made by hand, e.g. ``create_tag(repo,
-    tag="annotations-v4", revision=<an older commit>)``). Not a :class:`labelhub.errors.ConfigurationError`: the
-    user deletes or moves the tag and the next export goes on, while the daemon keeps importing meanwhile
-    (:class:`labelhub.sync.service.SyncService` logs it and retries the export at its next turn). A version we
-    committed whose tag name was taken so stays ``committed`` and is tagged once the name is free: no second
-    commit."""
 
 
 #: Attempts of one export when other exporters keep taking its version number (:class:`_Renumber`,
