@@ -109,3 +109,31 @@ def test_the_sweep_looks_for_tasks_only_when_the_counts_say_a_task_may_be_gone(a
     assert {task["id"] for task, _ in intake.state.live_annotations()} == set(ids) - {ids[2]}
     del looked[:]
     assert intake.sweep() == 0 and looked == []
+
+
+def test_a_big_reading_reads_only_the_tasks_that_can_change_the_store(annotated, label_studio, monkeypatch):
+    # the audit: the first sync read back the 100,000 tasks it had just made, none annotated (4 min 50 s)
+    monkeypatch.setattr(intake_module, "SPLIT_ABOVE", 4)
+    client, project, intake, ids = annotated
+    intake.reconcile()
+    _as_if_moved_seconds_ago(intake, intake_module.OVERLAP.total_seconds() + 1)
+    intake.reconcile()  # the overlap window, once: settled
+    assert intake.last_read == N
+    emptied = ids[4]
+    for ann in client.annotations.list(emptied):
+        client.annotations.delete(ann.id)
+    stale = ids[5]  # a live annotation beside a total_annotations of 0 (the audit saw it under concurrent saves)
+    client.annotations.create(stale, result=[choice("text-only")])
+    with sqlite3.connect(label_studio.data_dir / DB_NAME, timeout=30) as db:
+        db.execute("UPDATE task SET total_annotations=0 WHERE id=?", (stale,))
+    client.projects.import_tasks(project.project_id, request=[{"image": f"https://example.test/new-{i}.png"}
+                                                              for i in range(20)])
+    intake.reconcile()
+    assert intake.last_read == 2  # the emptied task and the annotated one, not the 20 new ones
+    live = {(task["id"], ann["id"]) for task, ann in intake.state.live_annotations()}
+    assert emptied not in {task_id for task_id, _ in live} and len(live) == N - 1 + 1
+    assert sum(task_id == stale for task_id, _ in live) == 2
+    _as_if_moved_seconds_ago(intake, intake_module.OVERLAP.total_seconds() + 1)
+    intake.reconcile()  # the overlap window, once
+    intake.reconcile()
+    assert intake.last_read == 0  # past the new tasks: none read again

@@ -111,7 +111,7 @@ def test_reading_an_annotation_again_as_it_ages_is_no_change(tmp_path):
 
     ages = iter(["0 minutes", "1 minute", "2 minutes"])
     project = SimpleNamespace(tasks_updated_since=lambda since, on_page: on_page(listing(next(ages)), True) or True,
-                              users=lambda: {1: "ann@example.com"})
+                              tasks_updated_count=lambda since: (1, ""), users=lambda: {1: "ann@example.com"})
     intake = AnnotationIntake(project, SyncState(tmp_path / "state.sqlite3", 7, "owner/images"))
     assert [intake.reconcile() for _ in range(3)] == [1, 0, 0]
 

@@ -36,6 +36,9 @@ SWEPT = "tasks_swept"
 GENERATION = "annotations_generation"
 #: The longest a save's transaction is assumed to stay uncommitted after it took its ``updated_at``.
 OVERLAP = timedelta(seconds=5)
+#: A reconciliation that finds more tasks updated than this reads only those that can change the store
+#: (:meth:`AnnotationIntake._read_annotated`); up to this many, it reads them all (one or two pages).
+SPLIT_ABOVE = 1000
 #: A progress line every this many tasks of a reading.
 PROGRESS_EVERY = 10_000
 LS_TIME = "%Y-%m-%dT%H:%M:%S.%fZ"
@@ -122,6 +125,12 @@ class AnnotationIntake:
 
         A state without :data:`SETTLED` (an older LabelHub's) starts from ``cursor - OVERLAP``, as before.
 
+        **What a reconciliation reads.** First one call counts the tasks updated since the settled point
+        (:meth:`LabelStudioProject.tasks_updated_count`): none (an idle project), nothing more is asked; up to
+        :data:`SPLIT_ABOVE`, they are all read; more (a bulk import, or its overlap window), only those that can change
+        the store are (:meth:`_read_annotated`). Pages are stored as they come in (one held at a time), with a progress
+        line every :data:`PROGRESS_EVERY` tasks.
+
         Returns:
             How many annotations changed (created, updated or deleted). :attr:`last_read` is how many tasks the
             reading passed.
@@ -135,11 +144,18 @@ class AnnotationIntake:
         moved_at = float(self.state.cursor(CURSOR_MOVED_AT, "0") or 0)
         began = time.time()
         reading = _Reading(self.state)
-        whole = self.project.tasks_updated_since(settled, reading.store)
+        count, latest = self.project.tasks_updated_count(settled)
+        if not count:
+            whole, reached = True, ""
+        elif count <= SPLIT_ABOVE:
+            whole = self.project.tasks_updated_since(settled, reading.store)
+            # the cursor moves past the ordered reading only (tasks read by id after it may be newer than a task
+            # saved after the reading; see LabelStudioProject.tasks_updated_since)
+            reached = reading.newest if whole else reading.first_page_newest
+        else:
+            whole, reached = self._read_annotated(settled, count, latest, reading)
         self.last_read = reading.read
-        # the cursor moves past the ordered reading only (tasks read by id after it may be newer than a task saved
-        # after the reading; see LabelStudioProject.tasks_updated_since)
-        newest = max(cursor, reading.newest if whole else reading.first_page_newest)
+        newest = max(cursor, reached)
         now_settled = max(settled, _shift(newest, -OVERLAP) if newest else "")
         if whole and cursor and began - moved_at >= OVERLAP.total_seconds():
             now_settled = max(now_settled, cursor)  # this reading covered (settled, cursor] after every save up to it
@@ -159,6 +175,39 @@ class AnnotationIntake:
 
     #: How many tasks the last :meth:`reconcile` read.
     last_read: int = 0
+
+    def _read_annotated(self, since: str, count: int, latest: str, reading: "_Reading") -> tuple[bool, str]:
+        """The reading of :meth:`reconcile` when more than :data:`SPLIT_ABOVE` tasks were updated since ``since``
+        (``count`` of them, the newest at ``latest``, as counted just before): only the tasks that can change the
+        store are read with their annotations: those that have an annotation
+        (:meth:`LabelStudioProject.tasks_updated_since` with ``annotated_only``, a join on the annotations, not Label
+        Studio's ``total_annotations`` counter, which concurrent saves can leave at 0 beside a live annotation), and
+        those without one that the store holds live annotations of (their annotations were deleted), found among the
+        ids of the unannotated tasks up to the largest id the store holds annotations of. The 100,000 tasks a first
+        sync just made, none annotated, thus cost two queries that answer none of them, not 4 min 50 s of reading.
+
+        Every task updated up to ``latest`` is then accounted for: an annotated one was in the first reading (an
+        annotation saved after the count moves its task past ``latest``; one committed late is the overlap's,
+        :meth:`reconcile`), an unannotated one has nothing to store unless the store holds annotations of it. Not
+        read: a task whose only annotations have no annotator (``completed_by`` emptied by a deleted user) and which
+        the store never held.
+
+        Returns:
+            ``(whole, reached)`` as :meth:`reconcile` takes them: the cursor may move to ``reached``.
+        """
+        log.info("reconciliation: %d tasks updated since %s; reading those with annotations and those the store "
+                 "holds annotations of", count, since or "the start")
+        if not self.project.tasks_updated_since(since, reading.store, annotated_only=True):
+            return False, reading.first_page_newest
+        annotated = self.state.annotated_task_ids()
+        if annotated:
+            empty = self.project.unannotated_task_ids_updated_since(since, max(annotated))
+            if empty is None:  # moved under every reading: a task that lost its annotations may be missing
+                return False, ""
+            emptied = sorted(set(empty) & annotated)
+            if emptied:
+                reading.store(self.project.tasks_by_id(emptied), False)
+        return True, max(latest, reading.newest)
 
     def sweep(self) -> int:
         """Find the tasks deleted in Label Studio whose ``TASKS_DELETED`` webhook never arrived; the stored

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Collection, Sequence
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import NamedTuple
 
 import httpx
@@ -81,6 +81,17 @@ class TaskNotFound(NotFoundError):
 def _filters(*items: dict) -> str:
     """A Data Manager ``query`` with the ``filters`` ``items`` joined by ``and``."""
     return json.dumps({"filters": {"conjunction": "and", "items": list(items)}})
+
+
+#: The Data Manager filter of the tasks that have an annotation: ``annotations__completed_by__isnull=False`` in
+#: ``apply_filters`` (``label_studio/data_manager/managers.py``), a join on the annotations (each task once).
+_ANNOTATED = {"filter": "filter:tasks:annotators", "operator": "empty", "type": "List", "value": False}
+
+
+def _updated_after(cursor: str) -> list[dict]:
+    """The Data Manager filter items of the tasks updated after ``cursor`` (none for ``""``)."""
+    return [{"filter": "filter:tasks:updated_at", "operator": "greater", "type": "Datetime", "value": cursor}
+            ] if cursor else []
 
 
 def _raise(exc: Exception):
@@ -365,7 +376,8 @@ class LabelStudioProject:
             current = self._task_call(task_id, self.client.tasks.get, str(task_id)).meta or {}
         self._task_call(task_id, self.client.tasks.update, str(task_id), meta={**current, **changes})
 
-    def tasks_updated_since(self, cursor: str, on_page: Callable[[list[dict], bool], None]) -> bool:
+    def tasks_updated_since(self, cursor: str, on_page: Callable[[list[dict], bool], None],
+                            annotated_only: bool = False) -> bool:
         """Pass every task of the project whose ``updated_at`` is after ``cursor`` (``YYYY-MM-DDTHH:MM:SS.ffffffZ``,
         ``""`` for all), with its annotations, as plain dicts, oldest first, to ``on_page`` a page at a time
         (:data:`~labelhub.labelstudio_client.TASK_PAGE_SIZE` tasks): a reading of 100,000 tasks holds one page of them,
@@ -380,6 +392,9 @@ class LabelStudioProject:
 
         Args:
             cursor: The lower bound (exclusive), or ``""``.
+            annotated_only: Only the tasks that have an annotation (with an annotator), as the Data Manager's
+                ``annotators`` filter finds them: a join on the annotations themselves, not Label Studio's
+                ``total_annotations`` counter, which concurrent saves can leave at 0 beside a live annotation.
             on_page: Called with ``(tasks, ordered)`` for each page as it comes in: ``ordered`` is ``True`` for the
                 pages of the ordered reading, ``False`` for the tasks read by id after it.
 
@@ -392,8 +407,8 @@ class LabelStudioProject:
         Raises:
             ProjectNotFound, LabelStudioError: As :meth:`call` turns a failed call (pages passed before stay passed).
         """
-        items = [{"filter": "filter:tasks:updated_at", "operator": "greater", "type": "Datetime", "value": cursor}]
-        where = {"conjunction": "and", "items": items if cursor else []}
+        items = _updated_after(cursor) + ([_ANNOTATED] if annotated_only else [])
+        where = {"conjunction": "and", "items": items}
         pages = _Pages(lambda tasks: on_page(tasks, True))
         _, held_still, _ = self._listing(1, convert=pages.add, query=json.dumps({"filters": where,
                                                                                   "ordering": ["tasks:updated_at"]}),
@@ -409,6 +424,38 @@ class LabelStudioProject:
         if missed:
             on_page(self._tasks_by_id(missed), False)
         return True
+
+    def tasks_updated_count(self, cursor: str) -> tuple[int, str]:
+        """``(how many tasks have an updated_at after cursor, the newest updated_at among them)`` (``(0, "")`` for
+        none), one call: a page of one task in descending ``updated_at`` order, whose answer carries the count.
+        ``cursor`` and the time are in Label Studio's filter format (``YYYY-MM-DDTHH:MM:SS.ffffffZ``; ``""``: all).
+
+        Raises:
+            ProjectNotFound, LabelStudioError: As :meth:`call` turns a failed call.
+        """
+        page = self.call(self.client.tasks.list, project=self.project_id, page_size=1, fields="task_only",
+                         query=json.dumps({"filters": {"conjunction": "and", "items": _updated_after(cursor)},
+                                           "ordering": ["-tasks:updated_at"]}))
+        items = page.items or []
+        newest = items[0].updated_at if items else None
+        if isinstance(newest, datetime):
+            newest = newest.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        return int(getattr(page.response, "total", 0) or 0), (newest or "")
+
+    def unannotated_task_ids_updated_since(self, cursor: str, max_id: int) -> list[int] | None:
+        """The ids of the tasks with an id up to ``max_id`` and an ``updated_at`` after ``cursor`` that have no
+        annotation (the ``annotators`` filter of :meth:`tasks_updated_since`), in id order (a paged query, ids only),
+        or ``None`` when the listing moved under every reading: a task missing from it may be one.
+
+        Raises:
+            ProjectNotFound, LabelStudioError: As :meth:`call` turns a failed call.
+        """
+        items = [*_updated_after(cursor), {**_ANNOTATED, "value": True},
+                 {"filter": "filter:tasks:id", "operator": "less", "type": "Number", "value": max_id + 1}]
+        tasks, held_still, _ = self._listing(query=json.dumps({"filters": {"conjunction": "and", "items": items},
+                                                               "ordering": ["tasks:id"]}),
+                                             fields="task_only", include="id")
+        return [task.id for task in tasks] if held_still else None
 
     def task_count_and_max_id(self) -> tuple[int, int]:
         """``(how many tasks the project has, the largest task id)`` (``(0, 0)`` for none): one call, a page of one
@@ -449,6 +496,14 @@ class LabelStudioProject:
                 return None
             out.update(task.id for task in tasks)
         return out
+
+    def tasks_by_id(self, ids: Sequence[int]) -> list[dict]:
+        """The tasks of ``ids`` that exist, with their annotations, as plain dicts (a few paged queries).
+
+        Raises:
+            ProjectNotFound, LabelStudioError: As :meth:`call` turns a failed call.
+        """
+        return self._tasks_by_id(ids)
 
     def _tasks_by_id(self, ids: Sequence[int]) -> list[dict]:
         """The tasks of ``ids`` that exist, with their annotations, as plain dicts
