@@ -392,11 +392,11 @@ class LabelStudioProject:
 
         Args:
             cursor: The lower bound (exclusive), or ``""``.
+            on_page: Called with ``(tasks, ordered)`` for each page as it comes in: ``ordered`` is ``True`` for the
+                pages of the ordered reading, ``False`` for the tasks read by id after it.
             annotated_only: Only the tasks that have an annotation (with an annotator), as the Data Manager's
                 ``annotators`` filter finds them: a join on the annotations themselves, not Label Studio's
                 ``total_annotations`` counter, which concurrent saves can leave at 0 beside a live annotation.
-            on_page: Called with ``(tasks, ordered)`` for each page as it comes in: ``ordered`` is ``True`` for the
-                pages of the ordered reading, ``False`` for the tasks read by id after it.
 
         Returns:
             ``whole``: ``True`` when every task up to the newest ``updated_at`` of the ordered pages was passed, so a
