@@ -107,10 +107,11 @@ def test_reading_an_annotation_again_as_it_ages_is_no_change(tmp_path):
         annotation = {"id": 11, "completed_by": 1, "result": [], "updated_at": "2026-01-01T00:00:00.000000Z",
                       "created_ago": ago, "created_username": "ann@example.com, 1"}
         return [{"id": 1, "data": {"image": "u"}, "updated_at": "2026-01-01T00:00:00.000000Z",
-                 "annotations": [annotation]}], 1
+                 "annotations": [annotation]}]
 
     ages = iter(["0 minutes", "1 minute", "2 minutes"])
-    project = SimpleNamespace(tasks_updated_since=lambda since: listing(next(ages)), users=lambda: {1: "ann@example.com"})
+    project = SimpleNamespace(tasks_updated_since=lambda since, on_page: on_page(listing(next(ages)), True) or True,
+                              tasks_updated_count=lambda since: (1, ""), users=lambda: {1: "ann@example.com"})
     intake = AnnotationIntake(project, SyncState(tmp_path / "state.sqlite3", 7, "owner/images"))
     assert [intake.reconcile() for _ in range(3)] == [1, 0, 0]
 

@@ -4,7 +4,9 @@ Label Studio sends webhooks inside the annotator's save, with a 1 s timeout and 
 (https://labelstud.io/guide/webhooks), so an event may never arrive. Events are applied at once for
 speed; :meth:`AnnotationIntake.reconcile` then finds every change through the API, incrementally:
 the tasks whose ``updated_at`` is after the cursor (creating, updating and deleting an annotation
-all move it), with a few seconds of overlap (applying a task twice does no harm).
+all move it), with an overlap of :data:`OVERLAP` read once (applying a task twice does no harm; the method says why
+once is enough). :meth:`AnnotationIntake.sweep` finds tasks deleted in Label Studio, listing their ids only when
+the project's task count says some may be gone.
 
 Events are checked by :func:`labelhub.webhooks.parse_event` (the format is there). ``TASKS_DELETED`` is the
 one source for deleted tasks (reconciliation cannot see them): their annotations leave the next version.
@@ -12,6 +14,7 @@ one source for deleted tasks (reconciliation cannot see them): their annotations
 from __future__ import annotations
 
 import logging
+import time
 from datetime import datetime, timedelta, timezone
 
 from labelhub import webhooks
@@ -24,8 +27,20 @@ log = logging.getLogger(__name__)
 #: The actions the sync's webhook asks Label Studio for.
 ACTIONS = ("ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_DELETED", "TASKS_DELETED")
 CURSOR = "tasks_updated_at"
+#: Every save whose ``updated_at`` is up to this cursor's value was read (see :meth:`AnnotationIntake.reconcile`).
+SETTLED = "tasks_settled_at"
+#: When :data:`CURSOR` last moved (this host's clock, seconds since the epoch, at the end of that reading).
+CURSOR_MOVED_AT = "tasks_cursor_moved_at"
+#: The sweep's baseline, ``"max_id:count"``: the project had ``count`` tasks with an id up to ``max_id``.
+SWEPT = "tasks_swept"
 GENERATION = "annotations_generation"
+#: The longest a save's transaction is assumed to stay uncommitted after it took its ``updated_at``.
 OVERLAP = timedelta(seconds=5)
+#: A reconciliation that finds more tasks updated than this reads only those that can change the store
+#: (:meth:`AnnotationIntake._read_annotated`); up to this many, it reads them all (one or two pages).
+SPLIT_ABOVE = 1000
+#: A progress line every this many tasks of a reading.
+PROGRESS_EVERY = 10_000
 LS_TIME = "%Y-%m-%dT%H:%M:%S.%fZ"
 
 
@@ -92,40 +107,128 @@ class AnnotationIntake:
         return changed
 
     def reconcile(self) -> int:
-        """Read every task updated since the cursor and store its whole annotation list.
+        """Read every task updated since the cursor and store its whole annotation list, a page at a time.
+
+        **The overlap, read once.** A save takes its ``updated_at`` when it starts and is seen when it commits, so a
+        reading may see a task of ``updated_at`` T while a save of an earlier ``updated_at`` is still uncommitted: a
+        reading from T alone would never see it. Such a save commits within :data:`OVERLAP` (the assumption the
+        earlier code made too, reading from ``T - OVERLAP`` every time). Every save that took its ``updated_at`` up to
+        T did so before the reading that saw T ended, so it has committed by :data:`OVERLAP` after that end: one reading
+        that *starts* later than that and covers ``(T - OVERLAP, T]`` sees all of them, and the state then records T
+        as *settled* (:data:`SETTLED`: every save up to it was read). Each reading starts from the settled point,
+        which is at least the newest ``updated_at`` read minus :data:`OVERLAP`. So after tasks moved (a bulk import
+        of 7,000 tasks/s puts 36,000 in the last 5 s) the window is read once more, at the next reconciliation that
+        starts :data:`OVERLAP` after the cursor moved, and from then on an idle project costs one query that answers
+        no task (it re-read those 36,000, 75 to 90 s, at every reconciliation before). Only this host's clock is
+        compared with itself (:data:`CURSOR_MOVED_AT`); a clock set back re-reads the window once more, a clock
+        set forward by more than :data:`OVERLAP` between two readings could settle a window early.
+
+        A state without :data:`SETTLED` (an older LabelHub's) starts from ``cursor - OVERLAP``, as before.
+
+        **What a reconciliation reads.** First one call counts the tasks updated since the settled point
+        (:meth:`LabelStudioProject.tasks_updated_count`): none (an idle project), nothing more is asked; up to
+        :data:`SPLIT_ABOVE`, they are all read; more (a bulk import, or its overlap window), only those that can change
+        the store are (:meth:`_read_annotated`). Pages are stored as they come in (one held at a time), with a progress
+        line every :data:`PROGRESS_EVERY` tasks.
 
         Returns:
-            How many annotations changed (created, updated or deleted).
+            How many annotations changed (created, updated or deleted). :attr:`last_read` is how many tasks the
+            reading passed.
 
         Raises:
-            labelhub.errors.LabelHubError: Label Studio refused or could not be reached (nothing is lost:
-                the cursor only moves after the tasks are stored).
+            labelhub.errors.LabelHubError: Label Studio refused or could not be reached (nothing is lost: the
+                pages read are stored, the cursor only moves after a whole reading).
         """
         cursor = self.state.cursor(CURSOR)
-        since = ""
-        if cursor:
-            since = (datetime.strptime(cursor, LS_TIME).replace(tzinfo=timezone.utc) - OVERLAP).strftime(LS_TIME)
-        tasks, whole = self.project.tasks_updated_since(since)
-        read = [(task["id"], task.get("data") or {},
-                 [_normalize(a if isinstance(a, dict) else a.dict()) for a in task.get("annotations") or []],
-                 _ls_time(task.get("updated_at")) or None, _revision(task)) for task in tasks]
-        changed = self.state.store_task_lists(read)
-        # the cursor moves past the ordered reading only (tasks read by id after it may be newer than a task saved
-        # after the reading; see LabelStudioProject.tasks_updated_since)
-        newest = max([cursor, *(as_of for *_, as_of, _ in read[:whole] if as_of)])
+        settled = self.state.cursor(SETTLED) or (_shift(cursor, -OVERLAP) if cursor else "")
+        moved_at = float(self.state.cursor(CURSOR_MOVED_AT, "0") or 0)
+        began = time.time()
+        reading = _Reading(self.state)
+        count, latest = self.project.tasks_updated_count(settled)
+        if not count:
+            whole, reached = True, ""
+        elif count <= SPLIT_ABOVE:
+            whole = self.project.tasks_updated_since(settled, reading.store)
+            # the cursor moves past the ordered reading only (tasks read by id after it may be newer than a task
+            # saved after the reading; see LabelStudioProject.tasks_updated_since)
+            reached = reading.newest if whole else reading.first_page_newest
+        else:
+            whole, reached = self._read_annotated(settled, count, latest, reading)
+        self.last_read = reading.read
+        newest = max(cursor, reached)
+        now_settled = max(settled, _shift(newest, -OVERLAP) if newest else "")
+        if whole and cursor and began - moved_at >= OVERLAP.total_seconds():
+            now_settled = max(now_settled, cursor)  # this reading covered (settled, cursor] after every save up to it
+        now_settled = min(now_settled, newest)
         self.learn_annotators()
-        self._bump(changed)
+        self._bump(reading.changed)
         if newest != cursor:
             self.state.set_cursor(CURSOR, newest)
-        if changed:
+            self.state.set_cursor(CURSOR_MOVED_AT, repr(time.time()))
+        if now_settled != self.state.cursor(SETTLED):
+            self.state.set_cursor(SETTLED, now_settled)
+        if reading.changed or reading.read >= PROGRESS_EVERY:
             log.info("reconciliation: %d annotations stored as created, updated or deleted, of %d tasks read (a version "
-                     "follows when their labels or rows changed, not for a save with the same labels)", changed,
-                     len(tasks))
-        return changed
+                     "follows when their labels or rows changed, not for a save with the same labels)",
+                     reading.changed, reading.read)
+        return reading.changed
+
+    #: How many tasks the last :meth:`reconcile` read.
+    last_read: int = 0
+
+    def _read_annotated(self, since: str, count: int, latest: str, reading: "_Reading") -> tuple[bool, str]:
+        """The reading of :meth:`reconcile` when more than :data:`SPLIT_ABOVE` tasks were updated since ``since``
+        (``count`` of them, the newest at ``latest``, as counted just before): only the tasks that can change the
+        store are read with their annotations: those that have an annotation
+        (:meth:`LabelStudioProject.tasks_updated_since` with ``annotated_only``, a join on the annotations, not Label
+        Studio's ``total_annotations`` counter, which concurrent saves can leave at 0 beside a live annotation), and
+        those without one that the store holds live annotations of (their annotations were deleted), found among the
+        ids of the unannotated tasks up to the largest id the store holds annotations of. The 100,000 tasks a first
+        sync just made, none annotated, thus cost two queries that answer none of them, not 4 min 50 s of reading.
+
+        Every task updated up to ``latest`` is then accounted for: an annotated one was in the first reading (an
+        annotation saved after the count moves its task past ``latest``; one committed late is the overlap's,
+        :meth:`reconcile`), an unannotated one has nothing to store unless the store holds annotations of it. Not
+        read: a task whose only annotations have no annotator (``completed_by`` emptied by a deleted user) and which
+        the store never held.
+
+        Returns:
+            ``(whole, reached)`` as :meth:`reconcile` takes them: the cursor may move to ``reached``.
+        """
+        log.info("reconciliation: %d tasks updated since %s; reading those with annotations and those the store "
+                 "holds annotations of", count, since or "the start")
+        if not self.project.tasks_updated_since(since, reading.store, annotated_only=True):
+            return False, reading.first_page_newest
+        annotated = self.state.annotated_task_ids()
+        if annotated:
+            empty = self.project.unannotated_task_ids_updated_since(since, max(annotated))
+            if empty is None:  # moved under every reading: a task that lost its annotations may be missing
+                return False, ""
+            emptied = sorted(set(empty) & annotated)
+            if emptied:
+                reading.store(self.project.tasks_by_id(emptied), False)
+        return True, max(latest, reading.newest)
 
     def sweep(self) -> int:
-        """Find the tasks deleted in Label Studio whose ``TASKS_DELETED`` webhook never arrived: one paged query
-        of the project's task ids; the stored annotations of tasks that are gone leave the next version.
+        """Find the tasks deleted in Label Studio whose ``TASKS_DELETED`` webhook never arrived; the stored
+        annotations of tasks that are gone leave the next version.
+
+        Tasks are looked for only where the counts say one may be gone (listing every task id took 200 pages, about
+        2.8 min, at 100,000 tasks, at every ``--once`` run). Label Studio's task ids only grow (its SQL sequences and
+        SQLite's ``AUTOINCREMENT`` never give an id twice), so no task with an id up to the largest id of an earlier
+        look, ``max_id``, can appear later: while the project has as many tasks up to ``max_id`` as then (the
+        baseline, :data:`SWEPT`), none of them was deleted. So a sweep costs:
+
+        - one call (the project's task count and largest id) when they are the baseline's, or no annotation is
+          stored;
+        - when they moved, a second call (the count up to the baseline's ``max_id``): if it is the baseline's, only
+          the stored annotated tasks above ``max_id`` (created since) are looked for;
+        - else (the count went down, or no baseline yet) every stored annotated task is looked for.
+
+        Tasks are looked for by id (:meth:`LabelStudioProject.existing_task_ids`) when they are fewer than the
+        project's tasks, else by listing every task id (:meth:`LabelStudioProject.task_ids`). The one case the counts
+        miss: as many tasks deleted as tasks of an import transaction that committed late with ids below
+        ``max_id`` (two imports at once), between two sweeps; a ``TASKS_DELETED`` webhook covers it as any other.
 
         Returns:
             How many annotations were marked deleted.
@@ -133,16 +236,36 @@ class AnnotationIntake:
         Raises:
             labelhub.errors.LabelHubError: Label Studio refused or could not be reached (nothing changes).
         """
-        ids = self.project.task_ids()
-        if ids is None:  # the project changed under every reading: a task missing from it may exist
+        total, top = self.project.task_count_and_max_id()  # before the look: a deletion after it shows next time
+        baseline = _baseline(self.state.cursor(SWEPT))
+        annotated = self.state.annotated_task_ids()
+        if baseline == (top, total) or not annotated:
+            self._set_baseline(top, total)
+            return 0
+        if baseline and self.project.task_count_through(baseline[0]) == baseline[1]:
+            candidates = {i for i in annotated if i > baseline[0]}
+        else:
+            candidates = annotated
+        if len(candidates) < total:
+            present = self.project.existing_task_ids(sorted(candidates)) if candidates else set()
+        else:
+            ids = self.project.task_ids()
+            present = None if ids is None else set(ids)
+        if present is None:  # the project changed under every reading: a task missing from it may exist
             log.info("sweep: the project's tasks changed while they were listed; the next sweep looks again")
             return 0
-        gone = self.state.annotated_task_ids() - set(ids)
+        gone = candidates - present
+        self._set_baseline(top, total)
         changed = self.state.delete_task_annotations(sorted(gone)) if gone else 0
         if changed:
             log.info("sweep: %d tasks deleted in Label Studio took %d annotations with them", len(gone), changed)
         self._bump(changed)
         return changed
+
+    def _set_baseline(self, max_id: int, count: int) -> None:
+        value = f"{max_id}:{count}"
+        if self.state.cursor(SWEPT) != value:
+            self.state.set_cursor(SWEPT, value)
 
     def learn_annotators(self) -> None:
         """See :func:`learn_annotators`."""
@@ -167,3 +290,43 @@ def _ls_time(value) -> str:
     if isinstance(value, str):
         value = datetime.fromisoformat(value.replace("Z", "+00:00"))
     return value.astimezone(timezone.utc).strftime(LS_TIME)
+
+
+def _shift(value: str, delta: timedelta) -> str:
+    """A time in Label Studio's filter format (:data:`LS_TIME`) moved by ``delta``."""
+    return (datetime.strptime(value, LS_TIME).replace(tzinfo=timezone.utc) + delta).strftime(LS_TIME)
+
+
+def _baseline(value: str) -> tuple[int, int] | None:
+    """The sweep's baseline ``(max_id, count)`` from its :data:`SWEPT` cursor, or ``None``."""
+    try:
+        max_id, count = value.split(":")
+        return int(max_id), int(count)
+    except ValueError:
+        return None
+
+
+class _Reading:
+    """What :meth:`AnnotationIntake.reconcile` keeps of a reading while its pages come in: each page is stored at once
+    (:meth:`labelhub.sync.state.SyncState.store_task_lists`) and dropped; the counts and the newest ``updated_at``
+    of the ordered pages (and of the first of them) stay. A progress line every :data:`PROGRESS_EVERY` tasks."""
+
+    def __init__(self, state: SyncState):
+        self.state = state
+        self.read = self.changed = 0
+        self.newest = self.first_page_newest = ""
+        self._first = True
+
+    def store(self, tasks: list[dict], ordered: bool) -> None:
+        read = [(task["id"], task.get("data") or {},
+                 [_normalize(a if isinstance(a, dict) else a.dict()) for a in task.get("annotations") or []],
+                 _ls_time(task.get("updated_at")) or None, _revision(task)) for task in tasks]
+        self.changed += self.state.store_task_lists(read)
+        if ordered:
+            newest = max((as_of for *_, as_of, _ in read if as_of), default="")
+            self.newest = max(self.newest, newest)
+            if self._first:
+                self.first_page_newest, self._first = newest, False
+        before, self.read = self.read, self.read + len(read)
+        if self.read // PROGRESS_EVERY > before // PROGRESS_EVERY:
+            log.info("reconciliation: %d tasks read", self.read)

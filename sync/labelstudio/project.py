@@ -11,8 +11,9 @@ the SDK's own method copies every payload through its encoder first, about 0.26 
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Sequence
-from datetime import datetime
+from collections.abc import Callable, Collection, Sequence
+from datetime import datetime, timezone
+from typing import NamedTuple
 
 import httpx
 from label_studio_sdk.core.api_error import ApiError
@@ -80,6 +81,17 @@ class TaskNotFound(NotFoundError):
 def _filters(*items: dict) -> str:
     """A Data Manager ``query`` with the ``filters`` ``items`` joined by ``and``."""
     return json.dumps({"filters": {"conjunction": "and", "items": list(items)}})
+
+
+#: The Data Manager filter of the tasks that have an annotation: ``annotations__completed_by__isnull=False`` in
+#: ``apply_filters`` (``label_studio/data_manager/managers.py``), a join on the annotations (each task once).
+_ANNOTATED = {"filter": "filter:tasks:annotators", "operator": "empty", "type": "List", "value": False}
+
+
+def _updated_after(cursor: str) -> list[dict]:
+    """The Data Manager filter items of the tasks updated after ``cursor`` (none for ``""``)."""
+    return [{"filter": "filter:tasks:updated_at", "operator": "greater", "type": "Datetime", "value": cursor}
+            ] if cursor else []
 
 
 def _raise(exc: Exception):
@@ -283,7 +295,7 @@ class LabelStudioProject:
             return None
         return {str(k): v for k, v in columns.items() if isinstance(v, int)}
 
-    def _listing(self, attempts: int = LISTING_ATTEMPTS, **params) -> Listing:
+    def _listing(self, attempts: int = LISTING_ATTEMPTS, convert: Callable | None = None, **params) -> Listing:
         """Every task of a paged ``GET /api/tasks`` query of this project, and whether the listing held still while it
         was read (:func:`labelhub.labelstudio_client.list_tasks`, which says how a list moves; ``attempts``
         readings at most).
@@ -295,8 +307,8 @@ class LabelStudioProject:
         Raises:
             ProjectNotFound, LabelStudioError: As :meth:`call` turns a failed call.
         """
-        return list_tasks(self.client, self.call, attempts, project=self.project_id, page_size=TASK_PAGE_SIZE,
-                          **params)
+        return list_tasks(self.client, self.call, attempts, convert, project=self.project_id,
+                          page_size=TASK_PAGE_SIZE, **params)
 
     def task_ids(self) -> list[int] | None:
         """The ids of every task of the project (one paged query, ids only), or ``None`` when the project changed
@@ -364,10 +376,13 @@ class LabelStudioProject:
             current = self._task_call(task_id, self.client.tasks.get, str(task_id)).meta or {}
         self._task_call(task_id, self.client.tasks.update, str(task_id), meta={**current, **changes})
 
-    def tasks_updated_since(self, cursor: str) -> tuple[list[dict], int]:
-        """Every task of the project whose ``updated_at`` is after ``cursor`` (``YYYY-MM-DDTHH:MM:SS.ffffffZ``,
-        ``""`` for all), with its annotations, as plain dicts, oldest first. Creating, updating and
-        deleting an annotation all move its task's ``updated_at`` (Label Studio 1.23, verified).
+    def tasks_updated_since(self, cursor: str, on_page: Callable[[list[dict], bool], None],
+                            annotated_only: bool = False) -> bool:
+        """Pass every task of the project whose ``updated_at`` is after ``cursor`` (``YYYY-MM-DDTHH:MM:SS.ffffffZ``,
+        ``""`` for all), with its annotations, as plain dicts, oldest first, to ``on_page`` a page at a time
+        (:data:`~labelhub.labelstudio_client.TASK_PAGE_SIZE` tasks): a reading of 100,000 tasks holds one page of them,
+        not the 898 MB the whole list took. Creating, updating and deleting an annotation all move its task's
+        ``updated_at`` (Label Studio 1.23, verified).
 
         One reading ordered by ``updated_at``. When it moved (:meth:`_listing`: a task saved meanwhile went to its
         end and shifted a task past a page boundary, or a deletion did), the ids of the same selection are listed in
@@ -375,26 +390,120 @@ class LabelStudioProject:
         read by id. A big first pass beside busy annotators thus costs one reading, an id listing and the few
         tasks missed.
 
+        Args:
+            cursor: The lower bound (exclusive), or ``""``.
+            on_page: Called with ``(tasks, ordered)`` for each page as it comes in: ``ordered`` is ``True`` for the
+                pages of the ordered reading, ``False`` for the tasks read by id after it.
+            annotated_only: Only the tasks that have an annotation (with an annotator), as the Data Manager's
+                ``annotators`` filter finds them: a join on the annotations themselves, not Label Studio's
+                ``total_annotations`` counter, which concurrent saves can leave at 0 beside a live annotation.
+
         Returns:
-            ``(tasks, whole)``: the tasks, and how many of the first are those of the ordered reading: every task up
-            to the newest ``updated_at`` among them is in the list, so a reader moves its cursor that far (the tasks
-            read by id after them may be newer than tasks saved after the reading). When even the id listing keeps
-            moving (deletions throughout), ``whole`` is the reading's first page only.
+            ``whole``: ``True`` when every task up to the newest ``updated_at`` of the ordered pages was passed, so a
+            reader moves its cursor that far (the tasks read by id after them may be newer than tasks saved after the
+            reading); ``False`` when even the id listing kept moving (deletions throughout): only the first ordered
+            page is whole then.
+
+        Raises:
+            ProjectNotFound, LabelStudioError: As :meth:`call` turns a failed call (pages passed before stay passed).
         """
-        items = [{"filter": "filter:tasks:updated_at", "operator": "greater", "type": "Datetime", "value": cursor}]
-        where = {"conjunction": "and", "items": items if cursor else []}
-        tasks, held_still, first_page = self._listing(1, query=json.dumps({"filters": where,
-                                                                             "ordering": ["tasks:updated_at"]}),
-                                                      fields="all")
-        read = [task.dict() for task in tasks]
+        items = _updated_after(cursor) + ([_ANNOTATED] if annotated_only else [])
+        where = {"conjunction": "and", "items": items}
+        pages = _Pages(lambda tasks: on_page(tasks, True))
+        _, held_still, _ = self._listing(1, convert=pages.add, query=json.dumps({"filters": where,
+                                                                                  "ordering": ["tasks:updated_at"]}),
+                                         fields="all")
+        pages.flush()
         if held_still:
-            return read, len(read)
+            return True
         ids, ids_held_still, _ = self._listing(query=json.dumps({"filters": where, "ordering": ["tasks:id"]}),
                                                fields="task_only", include="id")
         if not ids_held_still:
-            return read, first_page
-        missed = sorted({task.id for task in ids} - {task["id"] for task in read})
-        return read + self._tasks_by_id(missed), len(read)
+            return False
+        missed = sorted({task.id for task in ids} - pages.ids)
+        if missed:
+            on_page(self._tasks_by_id(missed), False)
+        return True
+
+    def tasks_updated_count(self, cursor: str) -> tuple[int, str]:
+        """``(how many tasks have an updated_at after cursor, the newest updated_at among them)`` (``(0, "")`` for
+        none), one call: a page of one task in descending ``updated_at`` order, whose answer carries the count.
+        ``cursor`` and the time are in Label Studio's filter format (``YYYY-MM-DDTHH:MM:SS.ffffffZ``; ``""``: all).
+
+        Raises:
+            ProjectNotFound, LabelStudioError: As :meth:`call` turns a failed call.
+        """
+        page = self.call(self.client.tasks.list, project=self.project_id, page_size=1, fields="task_only",
+                         query=json.dumps({"filters": {"conjunction": "and", "items": _updated_after(cursor)},
+                                           "ordering": ["-tasks:updated_at"]}))
+        items = page.items or []
+        newest = items[0].updated_at if items else None
+        if isinstance(newest, datetime):
+            newest = newest.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        return int(getattr(page.response, "total", 0) or 0), (newest or "")
+
+    def unannotated_task_ids_updated_since(self, cursor: str, max_id: int) -> list[int] | None:
+        """The ids of the tasks with an id up to ``max_id`` and an ``updated_at`` after ``cursor`` that have no
+        annotation (the ``annotators`` filter of :meth:`tasks_updated_since`), in id order (a paged query, ids only),
+        or ``None`` when the listing moved under every reading: a task missing from it may be one.
+
+        Raises:
+            ProjectNotFound, LabelStudioError: As :meth:`call` turns a failed call.
+        """
+        items = [*_updated_after(cursor), {**_ANNOTATED, "value": True},
+                 {"filter": "filter:tasks:id", "operator": "less", "type": "Number", "value": max_id + 1}]
+        tasks, held_still, _ = self._listing(query=json.dumps({"filters": {"conjunction": "and", "items": items},
+                                                               "ordering": ["tasks:id"]}),
+                                             fields="task_only", include="id")
+        return [task.id for task in tasks] if held_still else None
+
+    def task_count_and_max_id(self) -> tuple[int, int]:
+        """``(how many tasks the project has, the largest task id)`` (``(0, 0)`` for none): one call, a page of one
+        task in descending id order, whose answer carries the count (``total``).
+
+        Raises:
+            ProjectNotFound, LabelStudioError: As :meth:`call` turns a failed call.
+        """
+        page = self.call(self.client.tasks.list, project=self.project_id, page_size=1, fields="task_only",
+                         include="id", query=json.dumps({"filters": {"conjunction": "and", "items": []},
+                                                         "ordering": ["-tasks:id"]}))
+        items = page.items or []
+        return int(getattr(page.response, "total", 0) or 0), (items[0].id if items else 0)
+
+    def task_count_through(self, max_id: int) -> int:
+        """How many tasks of the project have an id up to ``max_id`` (one call, as :meth:`task_count_and_max_id`).
+
+        Raises:
+            ProjectNotFound, LabelStudioError: As :meth:`call` turns a failed call.
+        """
+        page = self.call(self.client.tasks.list, project=self.project_id, page_size=1, fields="task_only",
+                         include="id", query=_filters({"filter": "filter:tasks:id", "operator": "less",
+                                                       "type": "Number", "value": max_id + 1}))
+        return int(getattr(page.response, "total", 0) or 0)
+
+    def existing_task_ids(self, task_ids: Sequence[int]) -> set[int] | None:
+        """Those of ``task_ids`` that the project has (ids only, a few paged queries:
+        :func:`labelhub.labelstudio_client.selected_items_queries`), or ``None`` when a listing moved under its
+        reading: a task missing from it may exist.
+
+        Raises:
+            ProjectNotFound, LabelStudioError: As :meth:`call` turns a failed call.
+        """
+        out: set[int] = set()
+        for query in selected_items_queries(task_ids):
+            tasks, held_still, _ = self._listing(query=query, fields="task_only", include="id")
+            if not held_still:
+                return None
+            out.update(task.id for task in tasks)
+        return out
+
+    def tasks_by_id(self, ids: Sequence[int]) -> list[dict]:
+        """The tasks of ``ids`` that exist, with their annotations, as plain dicts (a few paged queries).
+
+        Raises:
+            ProjectNotFound, LabelStudioError: As :meth:`call` turns a failed call.
+        """
+        return self._tasks_by_id(ids)
 
     def _tasks_by_id(self, ids: Sequence[int]) -> list[dict]:
         """The tasks of ``ids`` that exist, with their annotations, as plain dicts
@@ -422,3 +531,29 @@ class LabelStudioProject:
         hook = self.call(self.client.webhooks.create, url=url, project=self.project_id, headers=headers,
                          actions=list(actions), send_payload=True, send_for_all_actions=False, is_active=True)
         return hook.id
+
+
+class _Pages:
+    """A :func:`labelhub.labelstudio_client.list_tasks` ``convert`` that hands the tasks on as plain dicts a page
+    (:data:`~labelhub.labelstudio_client.TASK_PAGE_SIZE`) at a time and keeps only their ids (``ids``): what the
+    listing keeps of each task is a :class:`_Seen`, whose ``id`` tells whether the listing held still."""
+
+    def __init__(self, on_page: Callable[[list[dict]], None]):
+        self.on_page, self.ids, self._page = on_page, set(), []
+
+    def add(self, task) -> "_Seen":
+        self._page.append(task.dict())
+        self.ids.add(task.id)
+        if len(self._page) >= TASK_PAGE_SIZE:
+            self.flush()
+        return _Seen(task.id)
+
+    def flush(self) -> None:
+        """Hand on the tasks not handed on yet."""
+        if self._page:
+            page, self._page = self._page, []
+            self.on_page(page)
+
+
+class _Seen(NamedTuple):
+    id: int
