@@ -593,3 +593,13 @@ def test_a_text_url_version_needs_a_reader_of_the_files_texts(tmp_path):
     built = build_rows(state, control_tags(URL_TEXTS), "text")
     with pytest.raises(ValueError, match="valueType"):
         build_files(state, built.frame, URL_TEXTS, control_tags(URL_TEXTS), data_field(URL_TEXTS), REPO, False, SHA)
+
+
+def test_a_version_description_counts_a_label_holding_a_bar_as_one_label():
+    """The export's counts (label_changes) split cells with the label config's labels: ``A|B`` is one label."""
+    controls = {"kind": "Choices"}
+    old = json.dumps([{"annotation_id": 1, "annotator": "a@x", "was_cancelled": False, "kind": "A|B"}])
+    labels = pd.DataFrame([{"annotation_id": 1, "annotator": "a@x", "was_cancelled": False, "kind": "C"}])
+    diff = label_changes(old, labels, {1}, controls, "v1", "v2", {"kind": ("A|B", "C")})
+    assert {"control": "kind", "from": "A|B", "to": "C", "count": 1} in diff.relabels
+    assert set(diff.by_label["kind"]) == {"A|B", "C"}

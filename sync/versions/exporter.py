@@ -87,7 +87,7 @@ import io
 import json
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
@@ -99,7 +99,7 @@ from labelhub.sync.versions.agreement import agreement_markdown
 from labelhub.sync.versions.incremental import CONTENT_FORMAT, VersionRows, build_files, build_rows
 from labelhub.sync.versions.rows import BOOKKEEPING, FIXED_HEAD, FIXED_TAIL, OTHER_RESULTS, content_hash
 from labelhub.sync.versions.series import DEFAULT_CSV_PATH, DEFAULT_PREFIX, series_for
-from labelhub.sync.versions.training import CONSENSUS_COLUMNS, text_from_file, training_features
+from labelhub.sync.versions.training import CONSENSUS_COLUMNS, control_labels, text_from_file, training_features
 from labelhub.errors import (AmbiguousCommit, CommitConflict, ConfigurationError, ForeignTag, LabelHubError,
                              ProjectNotFound, RevisionNotFound, TagExists, TransientHubError)
 from labelhub.redaction import one_line
@@ -194,16 +194,17 @@ def label_columns(frame: pd.DataFrame, controls: dict[str, str]) -> pd.DataFrame
 
 
 def label_changes(old_records: str, labels: pd.DataFrame, ids: set[int], controls: dict[str, str],
-                  old_name: str, new_name: str) -> VersionDiff:
+                  old_name: str, new_name: str, known: Mapping[str, Sequence[str]] | None = None) -> VersionDiff:
     """:func:`labelhub.sync.versions.diff.diff_frames` of an older version's label columns (``old_records``: JSON
     records, as the state keeps them) and ``labels`` (:func:`label_columns`), comparing the rows of ``ids`` alone.
 
     With ``ids`` from :func:`differing_ids` the result is the whole diff: a row with the same content hash in both
     versions has the same label cells and adds nothing, and at 100,000 annotations leaving those rows out saves making a frame of
-    every old row and comparing every pair."""
+    every old row and comparing every pair. ``known``: the label config's labels per control, so that a label
+    holding ``|`` counts as one (:func:`labelhub.sync.versions.training.control_labels`)."""
     old = pd.DataFrame([r for r in json.loads(old_records) if r.get("annotation_id") in ids],
                        columns=list(labels.columns))
-    return diff_frames(old, labels[labels["annotation_id"].isin(ids)], controls, old_name, new_name)
+    return diff_frames(old, labels[labels["annotation_id"].isin(ids)], controls, old_name, new_name, known)
 
 
 def files_text(counts: dict[str, int], since: str | None) -> str:
@@ -901,11 +902,15 @@ class Exporter:
         same in both versions has the same label columns, and adds nothing to a :class:`VersionDiff`."""
         baseline = self.state.last_tagged_labels()
         if baseline is None:
-            return diff_frames(labels.iloc[0:0], labels, self.controls, None, tag)
+            return diff_frames(labels.iloc[0:0], labels, self.controls, None, tag, self._known_labels())
         version, records, commit = baseline
         if records is None:  # tagged by a LabelHub that did not keep them: read from its CSV (one download, once)
             records = self._labels_at(commit, version)
-        return label_changes(records, labels, ids, self.controls, self.series.tag(version), tag)
+        return label_changes(records, labels, ids, self.controls, self.series.tag(version), tag, self._known_labels())
+
+    def _known_labels(self) -> dict[str, tuple[str, ...]]:
+        """The label config's labels per control (a label holding ``|`` is one label in the counts)."""
+        return control_labels(self.project.label_config, self.controls)
 
     def _labels_at(self, commit: str, version: int) -> str:
         """The label columns (:func:`label_columns`, JSON records) of the version at ``commit``, read from its CSV;
