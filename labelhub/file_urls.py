@@ -225,3 +225,27 @@ def log_file_urls(line: str, logger: logging.Logger) -> None:
     if line.startswith(REFUSED):
         raise ConfigurationError(f"{line} (no task was made)")
     (logger.warning if "WARNING" in line else logger.info)(line)
+
+
+def announce_task_files(dataset, field, logger: logging.Logger) -> None:
+    """Before the first task of ``dataset``'s files is made (``labelhub sync``, ``labelhub import-labels --repo``):
+    log how the tasks' file URLs reach the browsers, or refuse (:func:`log_file_urls`), when the tasks hold URLs
+    (``field.as_url``). Tasks that hold the files' texts (a ``<Text>`` without ``valueType="url"``) have no URL to
+    load or sign: no ``LABELHUB_SECRET`` is needed, a line says so, and a Hub repo's URL policy is dropped
+    (``dataset.file_urls = None``), so that the repo made private mid-run is no reason to stop (the sync reads the
+    texts with its token).
+
+    Args:
+        dataset: The repo (a :class:`labelhub.repos.DatasetRepo`), its visibility already read (``resolve``).
+        field: The project's object tag (:class:`labelhub.label_config.DataField`).
+        logger: Where to log.
+
+    Raises:
+        labelhub.errors.ConfigurationError: As :func:`log_file_urls`, for tasks that hold URLs.
+    """
+    if field.as_url:
+        log_file_urls(dataset.describe_file_urls(), logger)
+        return
+    logger.info("file URLs of %s: none, the tasks hold the files' texts ($%s)", dataset.repo_id, field.value_key)
+    if not dataset.local:
+        dataset.file_urls = None

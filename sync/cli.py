@@ -21,7 +21,7 @@ from contextlib import ExitStack
 import click
 
 from labelhub.cli_options import Integer
-from labelhub.file_urls import log_file_urls
+from labelhub.file_urls import announce_task_files
 from labelhub.sync.options import (
     file_url_options,
     file_url_policy,
@@ -157,13 +157,7 @@ def sync(repo, project_id, revision, include, exclude, metadata_path, metadata_k
                                 batch_size=batch_size)
         log.info("syncing %s@%s (%s) into project %d %r: %s files as $%s", dataset.repo_id, revision, sha[:12],
                  project_id, project.title, importer.field.tag, importer.field.value_key)
-        if importer.field.as_url:
-            log_file_urls(dataset.describe_file_urls(), log)
-        else:  # the tasks hold the files' texts: no URL to load, so none to sign (no LABELHUB_SECRET needed), and
-            if not dataset.local:  # a Hub repo made private mid-run is no reason to stop (the token reads its texts)
-                dataset.file_urls = None
-            log.info("file URLs of %s: none, the tasks hold the files' texts ($%s)", dataset.repo_id,
-                     importer.field.value_key)
+        announce_task_files(dataset, importer.field, log)
         service = SyncService(importer, poll_interval=interval, reconcile_interval=reconcile_interval,
                               export_interval=export_interval, sweep_interval=sweep_interval)
         if export:

@@ -50,3 +50,4 @@ def test_a_once_run_with_nothing_changed_makes_three_task_list_calls(label_studi
     once()  # the overlap window of the tasks made, read once
     calls = once()
     assert len(calls) == 3 and not any("fields=all" in call for call in calls), calls
+

@@ -14,7 +14,7 @@ from pathlib import Path
 import click
 
 from labelhub.cli_options import Integer
-from labelhub.file_urls import log_file_urls
+from labelhub.file_urls import announce_task_files
 from labelhub.sync.options import (
     file_url_options,
     file_url_policy,
@@ -127,7 +127,7 @@ def _run_locked(file, project_id, target, ground_truth, model_version, strict, b
         sha = dataset.resolve(revision or dataset.default_revision())
         # after resolve(), which learns whether a Hub repo is private (the form depends on it), as the sync does;
         # found by a walkthrough: unsigned URLs went unsaid
-        log_file_urls(dataset.describe_file_urls(), log)
+        announce_task_files(dataset, labels.field, log)
         urls = UrlResolver(dataset, sha, (f.path for f in dataset.list_files(sha)), endpoint=hf_endpoint,
                            field=labels.field)
     read = read_coco if file_format == "coco" else read_labels_csv
