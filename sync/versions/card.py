@@ -69,7 +69,8 @@ def manifest_json(manifest: dict) -> bytes:
 
 
 def card_block(manifest: dict, controls: dict[str, str], value_key: str, changes: str = "", agreement: str = "",
-               series: Series | None = None, rows_config: bool = True, local: bool = False) -> str:
+               series: Series | None = None, rows_config: bool = True, local: bool = False,
+               repo_id: str | None = None) -> str:
     """The Markdown that LabelHub owns in the card for one series: version, changes since the previous one
     (``changes``, from :func:`labelhub.sync.versions.diff.summary_text`), agreement, columns, label distribution.
 
@@ -84,6 +85,8 @@ def card_block(manifest: dict, controls: dict[str, str], value_key: str, changes
         local: The repo is a local git repository: ``datasets`` cannot read a revision of it, so the recipe
             clones it at the tag (``git clone --branch TAG <path> TAG``) and loads that folder, the CSV with the
             ``csv`` builder (README, "On a local repository").
+        repo_id: The Hub repo's ``owner/name``, written in the load recipe so that it runs as copied; ``None``: the
+            placeholder ``<repo_id>`` (a caller that does not know it).
 
     Returns:
         The section, its markers included.
@@ -92,8 +95,9 @@ def card_block(manifest: dict, controls: dict[str, str], value_key: str, changes
     begin, end = series.markers
     tag = manifest["tag"]
     config = "" if series.is_default else f'"{series.default_config}", '
+    where = json.dumps(repo_id) if repo_id else '"<repo_id>"'
     load = (f'train = datasets.load_dataset("./{tag}", {config}split="train")  ' if local else
-            f'train = datasets.load_dataset("<repo_id>", {config}revision="{tag}", split="train")  ')
+            f'train = datasets.load_dataset({where}, {config}revision="{tag}", split="train")  ')
     source = (f"Label Studio project {manifest['label_studio']['project_id']}" if series.is_default else
               f"Label Studio project {manifest['label_studio']['project_id']} into `{series.csv_path}`")
     counts = manifest["counts"]
@@ -111,8 +115,14 @@ def card_block(manifest: dict, controls: dict[str, str], value_key: str, changes
         lines += [f'rows = datasets.load_dataset("csv", data_files="./{tag}/{series.csv_path}", split="train")  '
                   "# the CSV's rows"]
     elif rows_config:
-        lines += [f'rows = datasets.load_dataset("<repo_id>", "{series.rows_config}", revision="{manifest["tag"]}", '
+        lines += [f'rows = datasets.load_dataset({where}, "{series.rows_config}", revision="{tag}", '
                   'split="train")  ' + "# the CSV's rows"]
+    if agreement:  # the consensus config the agreement section refers to
+        lines += [f'consensus = datasets.load_dataset("./{tag}", "{series.consensus_config}", split="train")  '
+                  if local else
+                  f'consensus = datasets.load_dataset({where}, "{series.consensus_config}", revision="{tag}", '
+                  'split="train")  ']
+        lines[-1] += "# one row per task: majority labels, agreement"
     lines += ["```", ""]
     if changes:
         lines += [f"### Changes in {manifest['tag']}", "", changes, ""]
