@@ -28,3 +28,65 @@ def test_the_cards_recipe_names_the_repo_and_the_consensus_config():
     assert 'datasets.load_dataset("owner/fmnist", "consensus", revision="annotations-v19", split="train")' in block
     local = card_block(MANIFEST, {"label": "Choices"}, "image", agreement="| control |", local=True)
     assert 'datasets.load_dataset("./annotations-v19", "consensus", split="train")' in local
+
+
+HEADER = "task_id,annotation_id,hf_path,image,label,annotator,was_cancelled,ground_truth,lead_time,updated_at\n"
+V1 = HEADER + ("1,10,a.png,u/a,Coat,x@y,False,False,1.0,t1\n2,20,b.png,u/b,Coat,x@y,False,False,1.0,t1\n"
+               "3,30,c.png,u/c,Bag,x@y,False,False,1.0,t1\n")
+# 10 relabelled, 20 marked ground truth, 30 saved again with the same label, 40 added
+V2 = HEADER + ("1,10,a.png,u/a,Dress,x@y,False,False,2.0,t2\n2,20,b.png,u/b,Coat,x@y,False,True,1.0,t1\n"
+               "3,30,c.png,u/c,Bag,x@y,False,False,5.0,t9\n4,40,d.png,u/d,Pullover,x@y,False,False,1.0,t1\n")
+
+
+def two_versions(tmp_path):
+    from tests import sample_repos
+
+    repo = tmp_path / "repo"
+    sample_repos.local_repo_with(repo, {"annotations/annotations.csv": V1.encode()})
+    sample_repos.git(repo, "tag", "annotations-v1")
+    sample_repos.commit_local(repo, {"annotations/annotations.csv": V2.encode()})
+    sample_repos.git(repo, "tag", "annotations-v2")
+    return repo
+
+
+def test_diff_names_the_changed_annotations_and_the_example_counts_as_it_does(tmp_path):
+    """``"changed": 2`` with ``1 in other columns only`` named no annotation; ``examples/diff_versions.py`` counted
+    only label columns (``~1``) where the title and ``labelhub diff`` said ``~2``."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from tests.conftest import run_labelhub
+
+    repo = two_versions(tmp_path)
+    data = json.loads(run_labelhub("diff", "--repo", str(repo), "annotations-v1", "annotations-v2", "--json",
+                                   check=True).stdout)
+    assert data["changed"] == 2 and data["reversed"] is False
+    assert data["changed_annotations"] == [{"annotation_id": "10", "hf_path": "a.png", "columns": ["label"]},
+                                           {"annotation_id": "20", "hf_path": "b.png", "columns": ["ground_truth"]}]
+    shown = run_labelhub("diff", "--repo", str(repo), "annotations-v1", "annotations-v2", check=True).stdout
+    assert "  ~ 10 `a.png`: label\n" in shown and "  ~ 20 `b.png`: ground_truth\n" in shown, shown
+    root = Path(__file__).resolve().parent.parent
+    out = subprocess.run([sys.executable, str(root / "examples" / "diff_versions.py"), str(repo), "annotations-v1",
+                          "annotations-v2"], capture_output=True, text=True, timeout=180, cwd=root,
+                         env={**__import__("os").environ, "HF_DATASETS_CACHE": str(tmp_path / "cache")})
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.splitlines()[0] == "annotations-v1 -> annotations-v2: +1 ~2 -0", out.stdout
+    assert "  ~ 20 task 2 b.png: ground_truth: False -> True" in out.stdout
+
+
+def test_the_label_counts_have_a_legend_and_a_reversed_pair_says_so(tmp_path):
+    """``Coat +1 -1 →1, Pullover 1→`` was explained nowhere; ``labelhub diff v2 v1`` read like a forward diff."""
+    from labelhub.sync.versions.diff import LEGEND
+    from tests.conftest import run_labelhub
+
+    repo = two_versions(tmp_path)
+    shown = run_labelhub("diff", "--repo", str(repo), "annotations-v1", "annotations-v2", check=True).stdout
+    assert "- `label`: Coat 1→, Dress →1, Pullover +1\n" in shown and f"- {LEGEND}\n" in shown, shown
+    assert "`→N` relabelled to it" in LEGEND and "`N→` relabelled from it" in LEGEND
+    back = run_labelhub("diff", "--repo", str(repo), "annotations-v2", "annotations-v1", check=True).stdout
+    assert "Reversed: annotations-v2 is the newer version (named first)" in back, back
+    assert "Reversed" not in shown
+    data = json.loads(run_labelhub("diff", "--repo", str(repo), "annotations-v2", "annotations-v1", "--json",
+                                   check=True).stdout)
+    assert data["reversed"] is True and data["removed"] == 1
