@@ -90,3 +90,32 @@ def test_the_label_counts_have_a_legend_and_a_reversed_pair_says_so(tmp_path):
     data = json.loads(run_labelhub("diff", "--repo", str(repo), "annotations-v2", "annotations-v1", "--json",
                                    check=True).stdout)
     assert data["reversed"] is True and data["removed"] == 1
+
+
+def test_a_change_of_the_label_set_is_in_the_cards_changes():
+    """The config gained "Ankle boot" (the ClassLabel went from 9 to 10 names, every model's class count with it)
+    and neither the card's changes nor anything else said so."""
+    from datasets import ClassLabel, Features, Value
+
+    from labelhub.sync.versions.card import LABEL_SET_HEADING, class_names, dataset_card
+    from labelhub.sync.versions.series import Series
+
+    series = Series()
+    names = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag"]
+
+    def card(existing, labels, manifest):
+        features = Features({"label": ClassLabel(names=labels), "hf_path": Value("string")})
+        block = card_block(manifest, {"label": "Choices"}, "image", changes="Since annotations-v18: +8 added.")
+        return dataset_card(existing, series.csv_path, block, [series.hub_training_path], features=features,
+                            series=series), features
+
+    v18, _ = card(None, names, {**MANIFEST, "tag": "annotations-v18"})
+    assert LABEL_SET_HEADING not in v18
+    v19, features = card(v18, [*names, "Ankle boot"], MANIFEST)
+    section = v19[v19.index("### Changes in annotations-v19"):v19.index("### Columns")]
+    assert f"{LABEL_SET_HEADING}\n- `label`: labels added: Ankle boot (9 → 10 classes)" in section, section
+    assert class_names(features) == {"label": [*names, "Ankle boot"]}
+    again, _ = card(v19, [*names, "Ankle boot"], {**MANIFEST, "tag": "annotations-v20"})
+    assert LABEL_SET_HEADING not in again
+    fewer, _ = card(v19, names, {**MANIFEST, "tag": "annotations-v20"})
+    assert "- `label`: labels removed: Ankle boot (10 → 9 classes)" in fewer
