@@ -119,3 +119,31 @@ def test_a_change_of_the_label_set_is_in_the_cards_changes():
     assert LABEL_SET_HEADING not in again
     fewer, _ = card(v19, names, {**MANIFEST, "tag": "annotations-v20"})
     assert "- `label`: labels removed: Ankle boot (10 → 9 classes)" in fewer
+
+
+def test_versions_has_a_header_and_the_first_version_says_so(tmp_path):
+    """``labelhub versions`` printed ``1 annotations  1 tasks`` with no header; v1's card said ``since nothing``;
+    the manifest's ``changes.changed`` was null while ``counts.changed`` held the title's ``~``."""
+    from labelhub.sync.versions.diff import changes_text, diff_frames
+    from tests import sample_repos
+    from tests.conftest import run_labelhub
+
+    repo = tmp_path / "repo"
+    counts = {"annotations": 1, "tasks": 1, "annotators": 1, "added": 1, "changed": 0, "removed": 0}
+    manifest = {"tag": "annotations-v1", "created_at": "2026-12-06T06:31:03+00:00", "counts": counts}
+    sample_repos.local_repo_with(repo, {"annotations/annotations.csv": V1.encode(),
+                                        "annotations/manifest.json": json.dumps(manifest).encode()})
+    sample_repos.git(repo, "tag", "annotations-v1")
+    lines = run_labelhub("versions", "--repo", str(repo), check=True).stdout.splitlines()
+    assert lines[0].split()[:6] == ["tag", "created", "(UTC)", "commit", "annotations", "tasks"], lines
+    assert lines[1].split()[0] == "annotations-v1" and lines[1].split()[3:] == ["1", "1", "+1", "~0", "-0"], lines
+    assert "annotations " not in lines[1] and "tasks" not in lines[1]
+
+    first = card_block({**MANIFEST, "parent_version": None, "counts": {**MANIFEST["counts"], "ground_truth": 3}},
+                       {"label": "Choices"}, "image")
+    assert "(the first version: +8 ~2 -0). 3 annotations marked as ground truth." in first and "nothing" not in first
+    assert "(+8 ~2 -0 since annotations-v18)." in card_block(MANIFEST, {"label": "Choices"}, "image")
+    rows = pd.DataFrame({"annotation_id": [1], "label": ["Coat"]})
+    change = diff_frames(rows.iloc[0:0], rows, {"label": "Choices"}, None, "annotations-v1")
+    text = changes_text(change, 0)
+    assert text.startswith("First version: +1 added") and change.to_dict()["changed"] == 0

@@ -102,12 +102,16 @@ def card_block(manifest: dict, controls: dict[str, str], value_key: str, changes
     source = (f"Label Studio project {manifest['label_studio']['project_id']}" if series.is_default else
               f"Label Studio project {manifest['label_studio']['project_id']} into `{series.csv_path}`")
     counts = manifest["counts"]
+    # the manifest's count of ground-truth annotations, when the exporter wrote one
+    ground_truth = (f" {counted(counts['ground_truth'], 'annotation')} marked as ground truth."
+                    if isinstance(counts.get("ground_truth"), int) else "")
+    signs = f"+{counts['added']} ~{counts['changed']} -{counts['removed']}"
     lines = [begin, f"## Annotations ({manifest['tag']})", "",
              f"Exported by LabelHub from {source} "
              f"at {manifest['created_at']}: {counted(counts['annotations'], 'annotation')} of "
              f"{counted(counts['tasks'], 'task')} by {counted(counts['annotators'], 'annotator')} "
-             f"(+{manifest['counts']['added']} ~{manifest['counts']['changed']} -{manifest['counts']['removed']} "
-             f"since {manifest['parent_version'] or 'nothing'}).", "",
+             + (f"({signs} since {manifest['parent_version']})." if manifest.get("parent_version")
+                else f"(the first version: {signs}).") + ground_truth, "",
              *(["```bash", f"git clone --branch {tag} <path of this repository> {tag}  "
                 "# a local repository: datasets loads a folder, not a revision", "```", ""] if local else []),
              "```python", "import datasets",

@@ -455,7 +455,11 @@ MAX_CHANGED = 10
 def changes_text(diff: VersionDiff, changed: int, top: int = 10) -> str:
     """:func:`summary_text` (``top`` as there), and when some of the ``changed`` annotations (a version title's
     ``~``) changed in no label, a line saying so: ``~2 changed: 1 relabelled, 1 in other columns only (...)``. What
-    a version's commit description and card say, and ``labelhub diff``."""
+    a version's commit description and card say, and ``labelhub diff``. Sets ``diff.changed`` to ``changed`` when it
+    is ``None`` (an export's diff, counted from label columns only), so the manifest's ``changes.changed`` is the
+    title's ``~`` as ``counts.changed`` is."""
+    if diff.changed is None:  # one count in the manifest's changes and counts (an export's diff does not count it)
+        diff.changed = changed
     other = changed - diff.relabelled
     text = summary_text(diff, top)
     if other > 0:
