@@ -147,3 +147,80 @@ def test_versions_has_a_header_and_the_first_version_says_so(tmp_path):
     change = diff_frames(rows.iloc[0:0], rows, {"label": "Choices"}, None, "annotations-v1")
     text = changes_text(change, 0)
     assert text.startswith("First version: +1 added") and change.to_dict()["changed"] == 0
+
+
+def _example(name: str):
+    import importlib
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples"))
+    try:
+        return importlib.import_module(name)
+    finally:
+        sys.path.pop(0)
+
+
+def test_yolo_class_ids_follow_the_label_config_not_the_sorted_labels_found(capsys):
+    """A local clone's classes were ``sorted(found)``: a version without "item" boxes, or with a new label sorting
+    first, gave the other labels other ids."""
+    import datasets
+
+    yolo = _example("boxes_to_yolo")
+    box = {"x": datasets.Value("float32"), "label": datasets.Value("string")}
+    rows = datasets.Dataset.from_dict({"box": [[{"x": 0.1, "label": "tag"}], [{"x": 0.2, "label": "logo"}]]},
+                                      features=datasets.Features({"box": datasets.List(box)}))
+    order = ["tag", "item", "logo"]
+    assert yolo.yolo_classes(rows, "box", {"class_names": {"box": order}}) == order  # "item" absent: ids kept
+    assert yolo.yolo_classes(rows, "box", {"class_names": {"box": ["logo"]}}) == ["logo", "tag"]  # unknown appended
+    assert yolo.yolo_classes(rows, "box", {}, ["tag", "logo", "zzz"]) == ["tag", "logo", "zzz"]
+    assert capsys.readouterr().err == ""
+    assert yolo.yolo_classes(rows, "box", {}) == ["logo", "tag"]
+    assert "--classes" in capsys.readouterr().err  # the fallback says its ids may shift
+
+
+def test_classifier_folds_keep_an_images_rows_together():
+    """148 rows of 74 images (two annotators each): the same image was in the training and the test rows of a fold,
+    with conflicting labels."""
+    train = _example("train_classifier")
+    groups = [f"img/{i // 2}.png" for i in range(24)]
+    y = ["a", "b", "c"] * 8
+    for fit, test in train.folds(y, groups):
+        assert not {groups[i] for i in fit} & {groups[i] for i in test}
+
+
+def test_a_version_without_rows_is_one_line_not_a_traceback(tmp_path):
+    """``ValueError: Instruction "train" corresponds to no data!`` (and its kin) came out as a traceback."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from tests import sample_repos
+
+    card = ("---\nconfigs:\n- config_name: default\n  data_files:\n  - split: train\n    path:\n    - metadata.jsonl\n"
+            "    - img/**\n---\n")
+    repo = sample_repos.local_repo_with(tmp_path / "repo", {"README.md": card.encode(), "metadata.jsonl": b""})
+    sample_repos.git(repo, "tag", "annotations-v1")
+    root = Path(__file__).resolve().parent.parent
+    out = subprocess.run([sys.executable, str(root / "examples" / "train_classifier.py"), str(repo), "annotations-v1"],
+                         capture_output=True, text=True, timeout=180, cwd=root,
+                         env={**os.environ, "HF_DATASETS_CACHE": str(tmp_path / "cache")})
+    assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr[-2000:]
+    assert out.stderr.strip() == "annotations-v1: the default config has no rows (no annotation in this version, or " \
+                                 "all of them skipped)"
+
+
+def test_train_classifier_reads_the_consensus_config(versions):
+    """``examples/_repo.load_version`` took only the default and rows configs: one row per image was not offered."""
+    from tests.test_ship_examples import run_example
+
+    repo, _, v2, _ = versions
+    out = run_example("train_classifier.py", repo, "annotations-v2", "--config", "consensus")
+    classes = sorted(set(v2.values()))
+    assert out.startswith(f"annotations-v2: {len(v2)} images, {len(classes)} classes ({', '.join(classes)});"), out
+    default = run_example("train_classifier.py", repo, "annotations-v2")
+    assert "folds grouped by image" in default or "training accuracy" in default
+
+
+from tests.test_ship_examples import _datasets_cache, versions  # noqa: E402,F401 (fixtures: the examples' versions)
