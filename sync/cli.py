@@ -254,7 +254,8 @@ def _start_webhooks(project, state_path, repo_id, service, url, host, port, secr
 @series_options
 @hub_options
 def versions(repo, csv_path, tag_prefix, hf_token, hf_endpoint):
-    """List the annotation versions (annotations-vN tags) with date, counts and +added ~changed -removed.
+    """List the annotation versions (annotations-vN tags) with date, counts and +added ~changed -removed, under a
+    header row (on stderr, so that a script reading stdout gets one line per version).
 
     Another project's versions in the same repo: its --csv-path (and --tag-prefix if it set one).
 
@@ -271,8 +272,8 @@ def versions(repo, csv_path, tag_prefix, hf_token, hf_endpoint):
         rows = list_versions(dataset, csv_path, tag_prefix)
         if not rows:
             click.echo(no_versions_text(dataset, csv_path, tag_prefix))
-    if rows:
-        click.echo(versions_header())
+    if rows:  # on stderr: a terminal shows it above the rows, a script reading stdout gets the versions alone
+        click.echo(versions_header(), err=True)
     for row in rows:
         click.echo(versions_line(row))
 

@@ -62,8 +62,8 @@ def test_diff_names_the_changed_annotations_and_the_example_counts_as_it_does(tm
     data = json.loads(run_labelhub("diff", "--repo", str(repo), "annotations-v1", "annotations-v2", "--json",
                                    check=True).stdout)
     assert data["changed"] == 2 and data["reversed"] is False
-    assert data["changed_annotations"] == [{"annotation_id": "10", "hf_path": "a.png", "columns": ["label"]},
-                                           {"annotation_id": "20", "hf_path": "b.png", "columns": ["ground_truth"]}]
+    assert data["changed_annotations"] == [{"annotation_id": 10, "hf_path": "a.png", "columns": ["label"]},
+                                           {"annotation_id": 20, "hf_path": "b.png", "columns": ["ground_truth"]}]
     shown = run_labelhub("diff", "--repo", str(repo), "annotations-v1", "annotations-v2", check=True).stdout
     assert "  ~ 10 `a.png`: label\n" in shown and "  ~ 20 `b.png`: ground_truth\n" in shown, shown
     root = Path(__file__).resolve().parent.parent
@@ -134,7 +134,9 @@ def test_versions_has_a_header_and_the_first_version_says_so(tmp_path):
     sample_repos.local_repo_with(repo, {"annotations/annotations.csv": V1.encode(),
                                         "annotations/manifest.json": json.dumps(manifest).encode()})
     sample_repos.git(repo, "tag", "annotations-v1")
-    lines = run_labelhub("versions", "--repo", str(repo), check=True).stdout.splitlines()
+    listed = run_labelhub("versions", "--repo", str(repo), check=True)
+    assert [line.split()[0] for line in listed.stdout.splitlines()] == ["annotations-v1"]  # scripts read versions only
+    lines = [*listed.stderr.splitlines()[-1:], *listed.stdout.splitlines()]
     assert lines[0].split()[:6] == ["tag", "created", "(UTC)", "commit", "annotations", "tasks"], lines
     assert lines[1].split()[0] == "annotations-v1" and lines[1].split()[3:] == ["1", "1", "+1", "~0", "-0"], lines
     assert "annotations " not in lines[1] and "tasks" not in lines[1]

@@ -404,14 +404,14 @@ def changed_annotations(old: pd.DataFrame, new: pd.DataFrame, value_key: str | N
     (another host, port or secret) is not a change.
 
     Returns:
-        ``[{"annotation_id", "hf_path", "columns"}]`` in the newer rows' order: the id as the CSV writes it (a
-        string when read with ``dtype=str``), the newer row's ``hf_path`` (``None`` without the column), and the
-        names of the columns that differ, sorted.
+        ``[{"annotation_id", "hf_path", "columns"}]`` in the newer rows' order: the id as a number (as the CSV
+        writes it when it is not one: a replaced project's ``tag:id``), the newer row's ``hf_path`` (``None``
+        without the column), and the names of the columns that differ, sorted.
 
     Example:
         >>> old = pd.DataFrame({"annotation_id": ["1", "2"], "hf_path": ["a.png", "b.png"], "kind": ["x", "y"]})
         >>> changed_annotations(old, old.assign(kind=["x", "z"]))
-        [{'annotation_id': '2', 'hf_path': 'b.png', 'columns': ['kind']}]
+        [{'annotation_id': 2, 'hf_path': 'b.png', 'columns': ['kind']}]
     """
     both = old.merge(new, on="annotation_id", how="inner", suffixes=("_old", "_new"))
     if both.empty:
@@ -437,8 +437,9 @@ def changed_annotations(old: pd.DataFrame, new: pd.DataFrame, value_key: str | N
     out = []
     for at in np.flatnonzero(np.logical_or.reduce(list(differs.values()))) if differs else ():
         path = paths.iloc[at]
-        out.append({"annotation_id": both["annotation_id"].iloc[at].item()
-                    if hasattr(both["annotation_id"].iloc[at], "item") else both["annotation_id"].iloc[at],
+        given = both["annotation_id"].iloc[at]
+        given = given.item() if hasattr(given, "item") else given
+        out.append({"annotation_id": int(given) if isinstance(given, str) and given.isdigit() else given,
                     "hf_path": None if path is None or (isinstance(path, float) and pd.isna(path)) else str(path),
                     "columns": [c for c, d in differs.items() if d[at]]})
     return out
