@@ -30,33 +30,89 @@ def series_configs(tag: str) -> tuple[str | None, str]:
     return (None, "rows") if prefix == "annotations" else (prefix, f"{prefix}-rows")
 
 
+def consensus_config(tag: str) -> str:
+    """The ``datasets`` config of one row per task (majority labels, agreement) of the series a tag belongs to:
+    ``consensus``, or ``P-consensus`` for another project's ``P-vN``."""
+    typed, _ = series_configs(tag)
+    return "consensus" if typed is None else f"{typed}-consensus"
+
+
 def load_version(repo: str, tag: str, name: str | None = None, streaming: bool = False):
     """``datasets.load_dataset`` of one annotation version, split ``train``.
 
     Args:
         name: ``None``: the typed config of the tag's series (:func:`series_configs`), one row per annotation with
-            the image decoded and typed labels; ``"rows"``: the CSV's rows as written (a local repository's CSV is
-            read as a CSV: the default series' only).
+            the image decoded and typed labels; ``"consensus"``: one row per task with its majority labels
+            (:func:`consensus_config`), the media decoded; ``"rows"``: the CSV's rows as written (a local repository's
+            CSV is read as a CSV: the default series' only).
 
     A Hub repo is loaded with ``revision=tag``; a local repository is first cloned at the tag into a
-    temporary folder (``datasets`` reads a local folder as it is, without revisions).
+    temporary folder (``datasets`` reads a local folder as it is, without revisions). A config with no rows (a
+    version whose annotations were all skipped, or none yet) exits with a one-line message, not ``datasets``'
+    traceback (``Instruction "train" corresponds to no data!``).
     """
     import datasets
 
+    if name not in (None, "rows", "consensus"):
+        raise SystemExit(f"config {name!r}: one of default (none), rows, consensus")
     typed, rows = series_configs(tag)
-    if not is_local(repo):
-        return datasets.load_dataset(repo, rows if name == "rows" else typed, revision=tag, split="train",
-                                     streaming=streaming, token=os.environ.get("HF_TOKEN"))
-    checkout = tempfile.mkdtemp(prefix=f"{tag}-")
-    atexit.register(shutil.rmtree, checkout, True)
-    subprocess.run(["git", "-c", "advice.detachedHead=false", "clone", "-q", "--depth", "1", "--branch", tag,
-                    f"file://{os.path.abspath(repo)}", checkout], check=True)
-    if name == "rows":
-        if typed is not None:
-            raise SystemExit(f"{tag}: read another series' CSV at its --csv-path in a clone of the tag")
-        return datasets.load_dataset("csv", data_files=os.path.join(checkout, "annotations", "annotations.csv"),
-                                     split="train", streaming=streaming)
-    return datasets.load_dataset(checkout, typed, split="train", streaming=streaming)
+    config = {None: typed, "rows": rows, "consensus": consensus_config(tag)}[name]
+    try:
+        if not is_local(repo):
+            return datasets.load_dataset(repo, config, revision=tag, split="train", streaming=streaming,
+                                         token=os.environ.get("HF_TOKEN"))
+        checkout = clone(repo, tag)
+        if name == "rows":
+            if typed is not None:
+                raise SystemExit(f"{tag}: read another series' CSV at its --csv-path in a clone of the tag")
+            return datasets.load_dataset("csv", data_files=os.path.join(checkout, "annotations", "annotations.csv"),
+                                         split="train", streaming=streaming)
+        return datasets.load_dataset(checkout, config, split="train", streaming=streaming)
+    except (ValueError, StopIteration) as exc:  # datasets' ways of saying a config's files hold no row
+        if isinstance(exc, StopIteration) or "corresponds to no data" in str(exc):
+            raise SystemExit(f"{tag}: the {config or 'default'} config has no rows (no annotation in this version, "
+                             "or all of them skipped)") from None
+        raise
+
+
+def clone(repo: str, tag: str) -> str:
+    """A temporary clone of a local repository at ``tag`` (removed at exit), once per run and tag."""
+    if (repo, tag) not in _CLONES:
+        checkout = tempfile.mkdtemp(prefix=f"{tag}-")
+        atexit.register(shutil.rmtree, checkout, True)
+        subprocess.run(["git", "-c", "advice.detachedHead=false", "clone", "-q", "--depth", "1", "--branch", tag,
+                        f"file://{os.path.abspath(repo)}", checkout], check=True)
+        _CLONES[(repo, tag)] = checkout
+    return _CLONES[(repo, tag)]
+
+
+_CLONES: dict[tuple[str, str], str] = {}
+
+
+def read_manifest(repo: str, tag: str) -> dict:
+    """The default series' manifest (``annotations/manifest.json``) of ``tag``, ``{}`` when there is none (another
+    series' tag, a version without one). Its ``class_names`` (when LabelHub wrote them) are each control's labels in
+    the label config's order."""
+    import json
+
+    if series_configs(tag)[0] is not None:
+        return {}
+    try:
+        if is_local(repo):
+            with open(os.path.join(clone(repo, tag), "annotations", "manifest.json")) as fh:
+                return json.load(fh)
+        from huggingface_hub import hf_hub_download
+        from huggingface_hub.errors import EntryNotFoundError
+
+        try:
+            path = hf_hub_download(repo, "annotations/manifest.json", repo_type="dataset", revision=tag,
+                                   token=os.environ.get("HF_TOKEN"))
+        except EntryNotFoundError:
+            return {}
+        with open(path) as fh:
+            return json.load(fh)
+    except (FileNotFoundError, ValueError):
+        return {}
 
 
 def label_names(rows, column: str):

@@ -6,9 +6,11 @@
 The version's default config gives one row per annotation with the image decoded and the RectangleLabels control
 as a list of ``{x, y, width, height, rotation}`` (fractions of the image: top-left corner and size; degrees) with a
 ``label`` (a ``ClassLabel`` on a Hub repo: its names in the label config's order are the class indices; a local
-clone's labels are strings: their sorted list is). Each row becomes ``OUT_DIR/images/train/<annotation_id>-<file>.png`` and
+clone's labels are strings: the manifest's ``class_names``, or ``--classes``; their sorted list only when there is
+none, with a warning). Each row becomes ``OUT_DIR/images/train/<annotation_id>-<file>.png`` and
 ``OUT_DIR/labels/train/<annotation_id>-<file>.txt``, one ``class cx cy w h`` line per box (normalised centre and
-size; empty for a row without boxes, a background image), and ``OUT_DIR/data.yaml`` names the classes: what a
+size; empty for a row without boxes, a background image), and ``OUT_DIR/data.yaml`` names the classes (its ``val``
+is the training images: no split is held out, say so in your scores or split the folders yourself): what a
 YOLO detector trainer reads (``yolo detect train data=OUT_DIR/data.yaml``). YOLO's boxes are upright: a rotated box
 (Label Studio turns it clockwise around its top-left corner, in pixels) becomes the upright box around it.
 """
@@ -18,18 +20,29 @@ import argparse
 import json
 import math
 import os
+import sys
 from collections import Counter
 
-from _repo import load_version
+from _repo import load_version, read_manifest
 
 
-def yolo_classes(rows, column: str) -> list[str]:
-    """The class names, a box label's index among them its YOLO class: a ``ClassLabel``'s names (a Hub repo), else
-    the sorted labels of the boxes (a local clone's labels are strings)."""
+def yolo_classes(rows, column: str, manifest: dict | None = None, given: list[str] | None = None) -> list[str]:
+    """The class names, a box label's index among them its YOLO class, in the label config's order so that a class
+    id means the same label in every version: ``given`` (``--classes``), else a ``ClassLabel``'s names (a Hub
+    repo), else the manifest's ``class_names`` of the control (when LabelHub wrote them), else the sorted labels of
+    the boxes, with a warning (a local clone's labels are strings: an absent label, or a new one that sorts earlier,
+    shifts the ids of the others between versions). Labels of the boxes that the list lacks are appended."""
     feature = rows.features[column]
     label = (feature.feature if hasattr(feature, "feature") else feature[0])["label"]  # of {x, y, ..., label}
     found = {box["label"] for boxes in rows[column] for box in boxes or []}
-    return list(getattr(label, "names", None) or sorted(found))
+    names = given or getattr(label, "names", None) or ((manifest or {}).get("class_names") or {}).get(column)
+    if not names:
+        print(f"warning: no class list for {column!r} (no ClassLabel, no class_names in the manifest): the sorted "
+              "labels of this version's boxes; pass --classes in the label config's order to keep the ids across "
+              "versions", file=sys.stderr)
+        names = sorted(found)
+    names = list(names)
+    return names + sorted(x for x in found if isinstance(x, str) and x not in names)
 
 
 def upright(box: dict, size: tuple[int, int]) -> tuple[float, float, float, float]:
@@ -53,10 +66,12 @@ def main() -> None:
     parser.add_argument("tag", help="annotations-vN")
     parser.add_argument("out_dir", help="the folder to write (images/train, labels/train, data.yaml)")
     parser.add_argument("--column", default="box", help="the RectangleLabels control tag (from_name)")
+    parser.add_argument("--classes", help="the class names in order, comma-separated (default: the label config's)")
     args = parser.parse_args()
 
     rows = load_version(args.repo, args.tag)
-    classes = yolo_classes(rows, args.column)
+    classes = yolo_classes(rows, args.column, read_manifest(args.repo, args.tag),
+                           args.classes.split(",") if args.classes else None)
     for sub in ("images", "labels"):
         os.makedirs(os.path.join(args.out_dir, sub, "train"), exist_ok=True)
     counts, empty, media = Counter(), 0, rows.column_names[0]  # the image comes first
@@ -78,10 +93,13 @@ def main() -> None:
         with open(os.path.join(args.out_dir, "labels", "train", f"{stem}.txt"), "w") as fh:
             fh.writelines(lines)
     with open(os.path.join(args.out_dir, "data.yaml"), "w") as fh:
-        fh.write(f"path: {json.dumps(os.path.abspath(args.out_dir))}\ntrain: images/train\nval: images/train\n"
+        fh.write(f"path: {json.dumps(os.path.abspath(args.out_dir))}\ntrain: images/train\n"
+                 "# no images held out: val is the training images (scores on it are training scores)\n"
+                 "val: images/train\n"
                  f"nc: {len(classes)}\nnames:\n" + "".join(f"  {i}: {json.dumps(c)}\n" for i, c in enumerate(classes)))
     print(f"{args.tag}: {rows.num_rows} images ({empty} without boxes), {sum(counts.values())} boxes of "
           f"{len(classes)} classes -> {args.out_dir}")
+    print("  (data.yaml's val is the training images: no split held out)", file=sys.stderr)
     for i, label in enumerate(classes):
         print(f"  {i}\t{label}\t{counts[label]}")
 

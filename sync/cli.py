@@ -254,7 +254,8 @@ def _start_webhooks(project, state_path, repo_id, service, url, host, port, secr
 @series_options
 @hub_options
 def versions(repo, csv_path, tag_prefix, hf_token, hf_endpoint):
-    """List the annotation versions (annotations-vN tags) with date, counts and +added ~changed -removed.
+    """List the annotation versions (annotations-vN tags) with date, counts and +added ~changed -removed, under a
+    header row (on stderr, so that a script reading stdout gets one line per version).
 
     Another project's versions in the same repo: its --csv-path (and --tag-prefix if it set one).
 
@@ -271,9 +272,23 @@ def versions(repo, csv_path, tag_prefix, hf_token, hf_endpoint):
         rows = list_versions(dataset, csv_path, tag_prefix)
         if not rows:
             click.echo(no_versions_text(dataset, csv_path, tag_prefix))
+    if rows:  # on stderr: a terminal shows it above the rows, a script reading stdout gets the versions alone
+        click.echo(versions_header(), err=True)
     for row in rows:
-        click.echo(f"{row['tag']:<18} {row['created_at']:<26} {row['commit'][:12]}  {row['annotations']:>7} annotations"
-                   f"  {row['tasks']:>6} tasks  +{row['added']} ~{row['changed']} -{row['removed']}")
+        click.echo(versions_line(row))
+
+
+def versions_header() -> str:
+    """The header row of ``labelhub versions`` (:func:`versions_line`'s columns)."""
+    return (f"{'tag':<18} {'created (UTC)':<26} {'commit':<12}  {'annotations':>11}  {'tasks':>6}  "
+            "+added ~changed -removed (since the previous version)")
+
+
+def versions_line(row: dict) -> str:
+    """One version of :func:`labelhub.sync.versions.listing.list_versions` as a row under :func:`versions_header`:
+    the counts as numbers under their column's name (``?`` when the manifest lacks them)."""
+    return (f"{row['tag']:<18} {row['created_at']:<26} {row['commit'][:12]:<12}  {row['annotations']:>11}  "
+            f"{row['tasks']:>6}  +{row['added']} ~{row['changed']} -{row['removed']}")
 
 
 @click.command("diff", context_settings={"show_default": True})

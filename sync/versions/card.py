@@ -11,6 +11,7 @@ config are kept. The card is parsed and written with ``huggingface_hub.DatasetCa
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 import re
 import uuid
 
@@ -69,7 +70,8 @@ def manifest_json(manifest: dict) -> bytes:
 
 
 def card_block(manifest: dict, controls: dict[str, str], value_key: str, changes: str = "", agreement: str = "",
-               series: Series | None = None, rows_config: bool = True, local: bool = False) -> str:
+               series: Series | None = None, rows_config: bool = True, local: bool = False,
+               repo_id: str | None = None) -> str:
     """The Markdown that LabelHub owns in the card for one series: version, changes since the previous one
     (``changes``, from :func:`labelhub.sync.versions.diff.summary_text`), agreement, columns, label distribution.
 
@@ -84,6 +86,8 @@ def card_block(manifest: dict, controls: dict[str, str], value_key: str, changes
         local: The repo is a local git repository: ``datasets`` cannot read a revision of it, so the recipe
             clones it at the tag (``git clone --branch TAG <path> TAG``) and loads that folder, the CSV with the
             ``csv`` builder (README, "On a local repository").
+        repo_id: The Hub repo's ``owner/name``, written in the load recipe so that it runs as copied; ``None``: the
+            placeholder ``<repo_id>`` (a caller that does not know it).
 
     Returns:
         The section, its markers included.
@@ -92,17 +96,22 @@ def card_block(manifest: dict, controls: dict[str, str], value_key: str, changes
     begin, end = series.markers
     tag = manifest["tag"]
     config = "" if series.is_default else f'"{series.default_config}", '
+    where = json.dumps(repo_id) if repo_id else '"<repo_id>"'
     load = (f'train = datasets.load_dataset("./{tag}", {config}split="train")  ' if local else
-            f'train = datasets.load_dataset("<repo_id>", {config}revision="{tag}", split="train")  ')
+            f'train = datasets.load_dataset({where}, {config}revision="{tag}", split="train")  ')
     source = (f"Label Studio project {manifest['label_studio']['project_id']}" if series.is_default else
               f"Label Studio project {manifest['label_studio']['project_id']} into `{series.csv_path}`")
     counts = manifest["counts"]
+    # the manifest's count of ground-truth annotations, when the exporter wrote one
+    ground_truth = (f" {counted(counts['ground_truth'], 'annotation')} marked as ground truth."
+                    if isinstance(counts.get("ground_truth"), int) else "")
+    signs = f"+{counts['added']} ~{counts['changed']} -{counts['removed']}"
     lines = [begin, f"## Annotations ({manifest['tag']})", "",
              f"Exported by LabelHub from {source} "
              f"at {manifest['created_at']}: {counted(counts['annotations'], 'annotation')} of "
              f"{counted(counts['tasks'], 'task')} by {counted(counts['annotators'], 'annotator')} "
-             f"(+{manifest['counts']['added']} ~{manifest['counts']['changed']} -{manifest['counts']['removed']} "
-             f"since {manifest['parent_version'] or 'nothing'}).", "",
+             + (f"({signs} since {manifest['parent_version']})." if manifest.get("parent_version")
+                else f"(the first version: {signs}).") + ground_truth, "",
              *(["```bash", f"git clone --branch {tag} <path of this repository> {tag}  "
                 "# a local repository: datasets loads a folder, not a revision", "```", ""] if local else []),
              "```python", "import datasets",
@@ -111,8 +120,14 @@ def card_block(manifest: dict, controls: dict[str, str], value_key: str, changes
         lines += [f'rows = datasets.load_dataset("csv", data_files="./{tag}/{series.csv_path}", split="train")  '
                   "# the CSV's rows"]
     elif rows_config:
-        lines += [f'rows = datasets.load_dataset("<repo_id>", "{series.rows_config}", revision="{manifest["tag"]}", '
+        lines += [f'rows = datasets.load_dataset({where}, "{series.rows_config}", revision="{tag}", '
                   'split="train")  ' + "# the CSV's rows"]
+    if agreement:  # the consensus config the agreement section refers to
+        lines += [f'consensus = datasets.load_dataset("./{tag}", "{series.consensus_config}", split="train")  '
+                  if local else
+                  f'consensus = datasets.load_dataset({where}, "{series.consensus_config}", revision="{tag}", '
+                  'split="train")  ']
+        lines[-1] += "# one row per task: majority labels, agreement"
     lines += ["```", ""]
     if changes:
         lines += [f"### Changes in {manifest['tag']}", "", changes, ""]
@@ -210,9 +225,98 @@ def dataset_card(existing: str | None, csv_path: str, block: str, training_files
         made = _CARDS[key] = _made_card(stripped, csv_path, _SECTION, training_files, features, rows_path,
                                         consensus_files, consensus_features, consensus_metadata, series,
                                         training_metadata)
+    if features is not None:  # the label set against the previous version's card (its dataset_info)
+        # read once per earlier card (its section stripped: the YAML is the same from one version to the next)
+        before = _CLASS_NAMES.get((stripped, series.default_config))
+        if before is None:
+            before = _CLASS_NAMES[(stripped, series.default_config)] = card_class_names(stripped,
+                                                                                      series.default_config)
+        block = with_label_changes(block, label_set_text(before, class_names(features)))
     made = made.replace(_SECTION, block)
     # the version goes in as a JSON string (a YAML double-quoted scalar) where the placeholder stands unquoted
     return made.replace(_VERSION, json.dumps(version)) if version is not None else _VERSION_LINE.sub("", made)
+
+
+def class_names(features) -> dict[str, list[str]]:
+    """``{column: names}`` of the ``ClassLabel`` columns of ``datasets.Features``: a Choices column's names, a list's
+    (``choice="multiple"``), a region list's ``label`` (boxes, spans); the names in their index order (the label
+    config's, then the labels found in the rows that it lacks: :func:`labelhub.sync.versions.training.training_features`).
+    What a model's class ids are: a change of them between two versions is a change of the label set.
+
+    Example:
+        >>> from datasets import ClassLabel, Features, Value
+        >>> class_names(Features({"label": ClassLabel(names=["cat", "dog"]), "hf_path": Value("string")}))
+        {'label': ['cat', 'dog']}
+    """
+    def names_of(feature):
+        feature = getattr(feature, "feature", feature)  # Sequence / List
+        if isinstance(feature, list) and feature:
+            feature = feature[0]
+        if isinstance(feature, dict):
+            feature = feature.get("label")
+            feature = getattr(feature, "feature", feature)
+        return list(feature.names) if getattr(feature, "names", None) is not None else None
+
+    return {str(name): found for name, feature in (features or {}).items() if (found := names_of(feature)) is not None}
+
+
+def card_class_names(card: str | None, config: str = "default") -> dict[str, list[str]]:
+    """:func:`class_names` of a card's ``dataset_info`` entry of ``config`` (``{}`` when the card has none: no card,
+    a local repository's card, a card of an older LabelHub): the previous version's label set, read from the card the
+    export rebuilds (no Hub call)."""
+    if not card or not REGEX_YAML_BLOCK.search(card):
+        return {}
+    from datasets.info import DatasetInfosDict
+
+    try:
+        infos = DatasetInfosDict.from_dataset_card_data(DatasetCard(card).data)
+    except (ValueError, TypeError, KeyError):  # a hand-edited dataset_info datasets cannot read
+        return {}
+    info = infos.get(config)
+    return class_names(info.features) if info is not None and info.features is not None else {}
+
+
+def label_set_text(before: Mapping[str, list[str]], after: Mapping[str, list[str]]) -> str:
+    """One line per control whose class names differ between two versions: ``labels added: ..., removed: ...``
+    (``""`` when none differs, or when ``before`` is empty: nothing to compare with). A control in one of them only
+    is not listed (a control added or removed is in the columns).
+
+    Example:
+        >>> label_set_text({"label": ["Coat", "Bag"]}, {"label": ["Coat", "Bag", "Ankle boot"]})
+        '- `label`: labels added: Ankle boot (2 → 3 classes)'
+    """
+    lines = []
+    for name in after:
+        if name not in before or list(before[name]) == list(after[name]):
+            continue
+        added = [x for x in after[name] if x not in before[name]]
+        removed = [x for x in before[name] if x not in after[name]]
+        parts = ([f"labels added: {', '.join(added)}"] if added else []) + \
+                ([f"removed: {', '.join(removed)}" if added else f"labels removed: {', '.join(removed)}"]
+                 if removed else [])
+        if not parts:
+            parts = ["labels reordered (class ids changed)"]
+        lines.append(f"- `{name}`: {', '.join(parts)} ({len(before[name])} → {len(after[name])} classes)")
+    return "\n".join(lines)
+
+
+#: The heading of the label set's changes in a card's "Changes in" section (:func:`with_label_changes`).
+LABEL_SET_HEADING = "Label set changed (the typed configs' class ids):"
+
+
+def with_label_changes(block: str, text: str) -> str:
+    """``block`` (:func:`card_block`) with the label set's changes (:func:`label_set_text`) at the top of its
+    "Changes in" section, or before its first other section when it has none; ``block`` itself when ``text`` is
+    empty or already there."""
+    if not text or LABEL_SET_HEADING in block:
+        return block
+    said = f"{LABEL_SET_HEADING}\n{text}\n\n"
+    at = block.find("### Changes in ")
+    if at >= 0:
+        at = block.find("\n\n", at) + 2
+        return block[:at] + said + block[at:]
+    at = block.find("### ")
+    return block[:at] + "### Changes\n\n" + said + block[at:] if at >= 0 else block
 
 
 def _section_pattern(series: Series) -> re.Pattern:
@@ -227,6 +331,8 @@ _SECTION = f"<!-- labelhub:section {uuid.uuid4().hex} -->"
 _VERSION = f"labelhub-version-{uuid.uuid4().hex}"
 #: The placeholder's YAML line, taken out when there is no version.
 _VERSION_LINE = re.compile(rf"\n *description: {_VERSION}(?=\n)")
+#: :func:`card_class_names` of earlier cards (their section stripped), by card and config.
+_CLASS_NAMES: cachetools.LRUCache = cachetools.LRUCache(maxsize=16)
 #: Cards made by :func:`_made_card`, by their arguments.
 _CARDS: cachetools.LRUCache = cachetools.LRUCache(maxsize=16)
 

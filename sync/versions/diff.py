@@ -36,7 +36,7 @@ from labelhub.repos import DatasetRepo
 from labelhub.sync.versions.rows import BOOKKEEPING, split_labels
 from labelhub.sync.versions.series import DEFAULT_CSV_PATH, Series, series_for
 
-__all__ = ["VALUE", "MAX_LABELS", "VersionDiff", "cell_labels", "changed_rows", "changes_text", "controls_of", "diff_frames", "diff_versions", "known_labels",
+__all__ = ["VALUE", "MAX_LABELS", "VersionDiff", "cell_labels", "changed_annotations", "changed_rows", "changes_text", "controls_of", "diff_frames", "diff_versions", "known_labels",
            "file_of_url", "read_version_csv", "replaced_project", "summary_text"]
 
 #: Columns after the control columns in every CSV (see :mod:`labelhub.sync.versions.rows`).
@@ -64,6 +64,10 @@ class VersionDiff:
             (``updated_at``, ``lead_time``: :data:`labelhub.sync.versions.rows.BOOKKEEPING`): the ``~`` of a
             version's title and of ``labelhub versions``, the relabelled ones among them; ``None`` when not
             counted.
+        changed_annotations: The changed ones, ``[{"annotation_id", "hf_path", "columns"}]``
+            (:func:`changed_annotations`); empty when not listed (an export's own diff counts them from hashes).
+        reversed: The older version was named second (``labelhub diff v19 v18``): the counts read from the newer to
+            the older.
     """
 
     old: str | None
@@ -76,12 +80,15 @@ class VersionDiff:
     relabels: list[dict] = field(default_factory=list)
     changed: int | None = None
     edited: dict[str, int] = field(default_factory=dict)
+    changed_annotations: list[dict] = field(default_factory=list)
+    reversed: bool = False
 
     def to_dict(self) -> dict:
         """The diff as plain JSON-able data (``labelhub diff --json``)."""
         return {"old": self.old, "new": self.new, "added": self.added, "removed": self.removed,
                 "relabelled": self.relabelled, "changed": self.changed, "by_label": self.by_label,
-                "by_annotator": self.by_annotator, "relabels": self.relabels, "edited": self.edited}
+                "by_annotator": self.by_annotator, "relabels": self.relabels, "edited": self.edited,
+                "changed_annotations": self.changed_annotations, "reversed": self.reversed}
 
 
 def cell_labels(tag: str | None, cell, known: Sequence[str] = ()) -> list[str]:
@@ -354,7 +361,10 @@ def diff_versions(repo: DatasetRepo, old_tag: str, new_tag: str, csv_path: str =
         # two projects that had one id (a Label Studio reset): their annotation ids name different annotations
         old = old.assign(annotation_id=[f"{old_tag}:{x}" for x in old["annotation_id"]])
     diff = diff_frames(old, new, controls_of(new, manifest), old_tag, new_tag, known_labels(old_manifest, manifest))
-    diff.changed = changed_rows(old, new, new.columns[3] if len(new.columns) > 3 else None)
+    diff.changed_annotations = changed_annotations(old, new, new.columns[3] if len(new.columns) > 3 else None)
+    diff.changed = len(diff.changed_annotations)
+    numbers = [series.number(tag) for tag in (old_tag, new_tag)]
+    diff.reversed = None not in numbers and numbers[0] > numbers[1]
     return diff
 
 
@@ -379,18 +389,35 @@ def file_of_url(url, hf_path) -> str:
 
 def changed_rows(old: pd.DataFrame, new: pd.DataFrame, value_key: str | None = None) -> int:
     """How many annotations of both versions' rows (CSV cells read as written) differ in any column but the
+    bookkeeping ones: ``len(changed_annotations(old, new, value_key))`` (see there)."""
+    return len(changed_annotations(old, new, value_key))
+
+
+def changed_annotations(old: pd.DataFrame, new: pd.DataFrame, value_key: str | None = None) -> list[dict]:
+    """The annotations of both versions' rows (CSV cells read as written) that differ in any column but the
     bookkeeping ones (:data:`labelhub.sync.versions.rows.BOOKKEEPING`: a row saved again with the same labels is not
     changed, as the exporter counts it; versions tagged before it did counted those in their titles); a column one
     version lacks reads as empty cells there (a column only some exports have, ``other_results`` or a metadata key,
     changes only the rows that have a value in it). ``value_key``: the file URL's column, compared as the file it
     names (:func:`file_of_url`, with the row's ``hf_path``), as the exporter counts it
     (:func:`labelhub.sync.versions.incremental.content_key`): a URL rewritten by a change of the sync's URL policy
-    (another host, port or secret) is not a change."""
+    (another host, port or secret) is not a change.
+
+    Returns:
+        ``[{"annotation_id", "hf_path", "columns"}]`` in the newer rows' order: the id as a number (as the CSV
+        writes it when it is not one: a replaced project's ``tag:id``), the newer row's ``hf_path`` (``None``
+        without the column), and the names of the columns that differ, sorted.
+
+    Example:
+        >>> old = pd.DataFrame({"annotation_id": ["1", "2"], "hf_path": ["a.png", "b.png"], "kind": ["x", "y"]})
+        >>> changed_annotations(old, old.assign(kind=["x", "z"]))
+        [{'annotation_id': 2, 'hf_path': 'b.png', 'columns': ['kind']}]
+    """
     both = old.merge(new, on="annotation_id", how="inner", suffixes=("_old", "_new"))
     if both.empty:
-        return 0
-    differ = np.zeros(len(both), bool)
-    for column in set(old.columns) | set(new.columns):
+        return []
+    differs: dict[str, np.ndarray] = {}
+    for column in sorted(set(old.columns) | set(new.columns)):
         if column == "annotation_id" or column in BOOKKEEPING:
             continue
         if column in old.columns and column in new.columns:
@@ -402,19 +429,50 @@ def changed_rows(old: pd.DataFrame, new: pd.DataFrame, value_key: str | None = N
         if column == value_key and column in old.columns and column in new.columns and "hf_path_old" in both:
             before = pd.Series([file_of_url(u, p) for u, p in zip(before, both["hf_path_old"])], index=both.index)
             after = pd.Series([file_of_url(u, p) for u, p in zip(after, both["hf_path_new"])], index=both.index)
-        differ |= np.asarray(before != after, bool)
-    return int(differ.sum())
+        differ = np.asarray(before != after, bool)
+        if differ.any():
+            differs[column] = differ
+    paths = (both["hf_path_new"] if "hf_path_new" in both else both["hf_path"] if "hf_path" in both
+             else pd.Series([None] * len(both)))
+    out = []
+    for at in np.flatnonzero(np.logical_or.reduce(list(differs.values()))) if differs else ():
+        path = paths.iloc[at]
+        given = both["annotation_id"].iloc[at]
+        given = given.item() if hasattr(given, "item") else given
+        out.append({"annotation_id": int(given) if isinstance(given, str) and given.isdigit() else given,
+                    "hf_path": None if path is None or (isinstance(path, float) and pd.isna(path)) else str(path),
+                    "columns": [c for c, d in differs.items() if d[at]]})
+    return out
+
+
+#: The legend of the per-label counts of :func:`summary_text` (``Coat +1 -1 →1, Pullover 1→``).
+LEGEND = ("per label: `+N` added, `-N` removed, `→N` relabelled to it, `N→` relabelled from it (annotations; "
+          "a box or span counts once per region)")
+
+#: How many changed annotations :func:`changes_text` names (``labelhub diff --json`` lists all of them).
+MAX_CHANGED = 10
 
 
 def changes_text(diff: VersionDiff, changed: int, top: int = 10) -> str:
     """:func:`summary_text` (``top`` as there), and when some of the ``changed`` annotations (a version title's
     ``~``) changed in no label, a line saying so: ``~2 changed: 1 relabelled, 1 in other columns only (...)``. What
-    a version's commit description and card say, and ``labelhub diff``."""
+    a version's commit description and card say, and ``labelhub diff``. Sets ``diff.changed`` to ``changed`` when it
+    is ``None`` (an export's diff, counted from label columns only), so the manifest's ``changes.changed`` is the
+    title's ``~`` as ``counts.changed`` is."""
+    if diff.changed is None:  # one count in the manifest's changes and counts (an export's diff does not count it)
+        diff.changed = changed
     other = changed - diff.relabelled
-    if other <= 0:
-        return summary_text(diff, top)
-    return (f"{summary_text(diff, top)}\n\n~{changed} changed: {diff.relabelled} relabelled, {other} in other "
-            "columns only (task data, annotator, ground truth, annotated revision, or the export's format)")
+    text = summary_text(diff, top)
+    if other > 0:
+        text += (f"\n\n~{changed} changed: {diff.relabelled} relabelled, {other} in other "
+                 "columns only (task data, annotator, ground truth, annotated revision, or the export's format)")
+    if diff.changed_annotations:
+        shown = diff.changed_annotations[:MAX_CHANGED]
+        text += "\n" + "\n".join(f"  ~ {row['annotation_id']} `{row['hf_path']}`: {', '.join(row['columns'])}"
+                                  for row in shown)
+        if len(diff.changed_annotations) > len(shown):
+            text += f"\n  and {len(diff.changed_annotations) - len(shown)} more (--json lists them all)"
+    return text
 
 
 def summary_text(diff: VersionDiff, top: int = 10) -> str:
@@ -429,8 +487,12 @@ def summary_text(diff: VersionDiff, top: int = 10) -> str:
         :data:`MAX_LABELS` most counted per control, the others counted), the cells edited with the same labels, the
         annotators, and the most frequent relabels.
     """
-    since = diff.old or "nothing"
-    lines = [f"Since {since}: +{diff.added} added, -{diff.removed} removed, ~{diff.relabelled} relabelled."]
+    since = f"Since {diff.old}" if diff.old else "First version"
+    lines = [f"{since}: +{diff.added} added, -{diff.removed} removed, ~{diff.relabelled} relabelled."]
+    if diff.reversed:
+        lines[0] += (f" Reversed: {diff.old} is the newer version (named first), so + counts what only {diff.new} "
+                     f"has and - what only {diff.old} has.")
+    counted_labels = False
     for name in [*diff.by_label, *(n for n in diff.edited if n not in diff.by_label)]:
         labels = diff.by_label.get(name, {})
         shown = sorted(sorted(labels), key=lambda label: -sum(labels[label].values()))[:MAX_LABELS]
@@ -442,11 +504,14 @@ def summary_text(diff: VersionDiff, top: int = 10) -> str:
                     f"→{counts['relabelled_to']}" if counts.get("relabelled_to") else "",
                     f"{counts['relabelled_from']}→" if counts.get("relabelled_from") else ""]
             parts.append(f"{'values' if label == VALUE else label} {' '.join(b for b in bits if b)}")
+            counted_labels = True
         if len(labels) > len(shown):
             parts.append(f"and {len(labels) - len(shown)} more labels")
         if diff.edited.get(name):  # the cell changed, its labels did not (a box moved, a text edited)
             parts.append(f"{diff.edited[name]} edited")
         lines.append(f"- `{name}`: " + ", ".join(parts))
+    if counted_labels:
+        lines.append(f"- {LEGEND}")
     if diff.by_annotator:
         lines.append("- annotators: " + ", ".join(
             f"{who or '(unknown)'} " + " ".join(f"{sign}{counts[key]}" for sign, key in
