@@ -801,7 +801,7 @@ def agreement_markdown(report: Mapping, top: int = 20) -> str:
                      f"{_fmt(entry.get('mean_pairwise_iou_agreement', entry.get('exact_span_agreement')))} | "
                      f"{_fmt(entry.get('mean_task_agreement'))} |")
     if report["annotators"]:
-        lines += ["", "| annotator | annotations | skipped | agreement with majority | mean lead time (s) |",
+        lines += ["", "| annotator | annotations | skipped (share) | agreement with majority | mean lead time (s) |",
                   "|---|---|---|---|---|"]
         for who, entry in report["annotators"].items():
             lines.append(f"| {_md(who) if who else '(unknown)'} | {entry['annotations']} | "
