@@ -321,6 +321,9 @@ class Exporter:
     _expected: tuple[str, dict[str, str]] = field(init=False, default=("", {}))
     #: ``(tag, commit)`` of the series' versions adopted (:meth:`_adopt`) in this process.
     _owned: set[tuple[str, str]] = field(init=False, default_factory=set)
+    #: The rows built again by an adoption that gave annotations their revisions (:meth:`_seed_revisions`): the
+    #: export goes on with them.
+    _rebuilt: VersionRows | None = field(init=False, default=None)
 
     def __post_init__(self):
         self.controls = control_tags(self.project.label_config)
@@ -522,6 +525,10 @@ class Exporter:
         refs, lost = self._refs(), None
         for attempt in range(RENUMBER_ATTEMPTS):
             refs = self._follow_repo(refs, built)
+            if self._rebuilt is not None:  # an adoption gave annotations the revisions they were made on
+                built, self._rebuilt = self._rebuilt, None
+                frame, csv, hashes = built.frame, built.csv, built.contents
+                labels = label_columns(frame, self.controls)
             if attempt == 0:
                 lost = self._lost_files()
                 if lost:
@@ -643,12 +650,55 @@ class Exporter:
                     newest = self._newest(refs.tags)
                     if newest is not None:
                         self._owner_manifest(newest[1], newest[2])
+                if newest is not None:
+                    self._keep_deleted_tasks(newest[1], newest[2])
         except ConfigurationError:
             raise
         except ForeignTag as exc:  # said now; the export waits for the tag to go, the imports go on
             log.warning("%s", exc)
         except (LabelHubError, OSError) as exc:  # the repo did not answer: the first export checks
             log.debug("series not checked at start: %s", one_line(exc, 200))
+
+    def _keep_deleted_tasks(self, tag: str, sha: str) -> None:
+        """For a fresh state (no version, an import ledger that never looked at the project's tasks) about to go on
+        from ``tag`` (at ``sha``), this project's version another exporter made: record as deleted in Label Studio
+        (:meth:`labelhub.sync.ledger.ImportLedger.set_deleted`) the tasks its CSV has rows of that the project no
+        longer has, so that the first import does not make their files tasks again (a task someone deleted in Label
+        Studio stays deleted: the README). Said in one warning. Two calls: the CSV, and which of its task ids the
+        project still has (:meth:`labelhub.sync.labelstudio.project.LabelStudioProject.existing_task_ids`); nothing
+        when that listing moved under its reading.
+
+        Decided: a file the version names under another path than the repo's now (moved since) is not matched, and
+        a second task of the same file made in Label Studio after the deletion is not adopted by the first import
+        (its path is known as deleted).
+        """
+        ledger = self.state.ledger
+        if self.state.last_version() is not None or ledger.adopted_through() is not None or ledger.count():
+            return
+        try:
+            rows = read_version_csv(self.repo, sha, self.series)
+        except (FileNotFoundError, ValueError, LabelHubError) as exc:
+            log.debug("deleted tasks not looked for in %s: %s", tag, one_line(exc, 200))
+            return
+        if not {"task_id", "hf_path"} <= set(rows.columns) or not len(rows):
+            return
+        revision = rows["annotated_revision"] if "annotated_revision" in rows else ""
+        files = {int(task): (str(path), str(rev)) for task, path, rev in
+                 zip(rows["task_id"], rows["hf_path"], revision if len(revision) else [""] * len(rows)) if path}
+        existing = self.project.existing_task_ids(sorted(files))
+        if existing is None:
+            return
+        gone = {task: files[task] for task in sorted(set(files) - existing)}
+        if not gone:
+            return
+        from labelhub.sync.ledger import Entry
+
+        ledger.record([Entry(path, task, rev) for task, (path, rev) in gone.items()])
+        ledger.set_deleted(gone)
+        log.warning("%d tasks of %s (%s) are no longer in Label Studio project %s (deleted there): their files are "
+                    "not made tasks again: %s", len(gone), tag, sha[:12], self.project.project_id,
+                    ", ".join(f"task {task} ({path})" for task, (path, _) in list(gone.items())[:20])
+                    + (", ..." if len(gone) > 20 else ""))
 
     def _owner_manifest(self, tag: str, sha: str) -> dict:
         """The manifest of version ``tag`` (at commit ``sha``) of this series, when it was exported with this
@@ -850,6 +900,8 @@ class Exporter:
         replaced = self._replaced(manifest)
         if replaced:  # another project's annotations: its ids are not ours (see above)
             theirs = theirs.assign(annotation_id=-theirs["annotation_id"].astype(int))
+        elif self._seed_revisions(tag, theirs):
+            built = self._rebuilt = build_rows(self.state, self.controls, self.value_key)
         ours = pd.read_csv(io.BytesIO(built.csv), dtype=str, keep_default_na=False) if built.contents else \
             pd.DataFrame(columns=["annotation_id"])
         columns = sorted((set(ours.columns) | set(theirs.columns)) - set(BOOKKEEPING) - {"annotation_id"})
@@ -895,6 +947,28 @@ class Exporter:
             log.info("going on from %s (%s), the series' newest version, of this project: changes are counted "
                      "against its rows", tag, sha[:12])
         self._owned.add((tag, sha))
+
+    def _seed_revisions(self, tag: str, theirs: pd.DataFrame) -> int:
+        """Give the annotations of ``theirs`` (the CSV of ``tag``, a version another exporter made) that did not
+        change since (the same ``updated_at`` in the state) the commit that version says they were made on
+        (its ``annotated_revision`` column), when the state holds another (:meth:`labelhub.sync.state.SyncState.
+        seed_revisions`). A state that read them after their file changed stored the newer commit its task shows
+        (:func:`labelhub.sync.versions.rows.annotation_row` falls back to the task's ``hf_revision``): its rows
+        would pair the label with the changed file, differ from the version's, and make a version of that alone,
+        which the other exporter would then turn back (the audit's noise versions). No call.
+
+        Returns:
+            How many annotations got another revision (their rows are to be built again).
+        """
+        if not {"annotation_id", "updated_at", "annotated_revision"} <= set(theirs.columns) or not len(theirs):
+            return 0
+        seeded = self.state.seed_revisions(
+            (int(aid), str(updated), str(revision)) for aid, updated, revision in
+            theirs[["annotation_id", "updated_at", "annotated_revision"]].itertuples(index=False, name=None))
+        if seeded:
+            log.info("%d annotations unchanged since %s take the revision it says they were made on (this state read "
+                     "them after their files changed)", seeded, tag)
+        return seeded
 
     def _changes(self, labels: pd.DataFrame, tag: str, ids: set[int]) -> VersionDiff:
         """What changed since the last tagged version, label by label (no Hub call: its label columns are in

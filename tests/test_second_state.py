@@ -1,0 +1,137 @@
+"""A second ``--state`` of the same project (the audit's cron ``labelhub sync --once`` run from another folder while
+the daemon runs): what it may and may not do.
+
+- a fresh state that goes on from the other exporter's version makes no version for annotations already in it, and
+  its rows keep the revision each annotation was made on, even when the file changed since;
+- a task deleted in Label Studio that the version has rows of is not made again by the fresh state's first import;
+- a second ``labelhub sync`` of the project on the same host, whatever its ``--state``, is refused in one line
+  naming the other's ``--state`` while the first holds its lock.
+
+Real Label Studio, real local git repositories, the real ``labelhub`` command (as ``tests/test_series_conflicts.py``).
+"""
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+import time
+
+import pandas as pd
+
+from labelhub.repos import open_repo
+from labelhub.sync.annotations.intake import AnnotationIntake
+from labelhub.sync.files.importer import FileImporter
+from labelhub.sync.labelstudio.project import LabelStudioProject
+from labelhub.sync.state import SyncState
+from labelhub.sync.versions.exporter import Exporter
+from labelhub.sync.versions.incremental import build_rows
+from tests import sample_repos
+from tests.conftest import FILE_SECRET, ROOT
+from tests.test_series_conflicts import annotate, tags
+from tests.test_two_projects_one_repo import CONFIG
+
+git = sample_repos.git
+
+
+def csv_rows(path, tag) -> pd.DataFrame:
+    return pd.read_csv(io.StringIO(git(path, "show", f"{tag}:annotations/annotations.csv")), dtype=str,
+                       keep_default_na=False)
+
+
+def sync_once(repo, project, state):
+    """What ``labelhub sync --once`` does, in its order: the exporter (its series check) first, then the import, the
+    reconciliation and the export."""
+    exporter = Exporter(repo, project, state, sleep=lambda s: None)
+    FileImporter(repo, project, state).run()
+    AnnotationIntake(project, state).reconcile()
+    return exporter.export()
+
+
+def test_a_fresh_state_after_a_file_changed_makes_no_version_and_keeps_the_annotated_revision(
+        label_studio, make_project, tmp_path, caplog):
+    files = sample_repos.image_files(0, 4)
+    path = sample_repos.local_repo_with(tmp_path / "repo", files)
+    first_sha = git(path, "rev-parse", "HEAD")
+    client = label_studio.client()
+    created = make_project("second state", CONFIG)
+    project = LabelStudioProject(label_studio.url, label_studio.api_key, created.id)
+    repo = open_repo(str(path))
+    daemon = SyncState(tmp_path / "daemon.sqlite3", created.id, repo.repo_id)
+    assert sync_once(repo, project, daemon) is None
+    annotate(client, created.id, 3)
+    assert sync_once(repo, project, daemon).tag == "annotations-v1"
+    rows = csv_rows(path, "annotations-v1")
+    assert set(rows["annotated_revision"]) == {first_sha}
+
+    # the lead changes an annotated file: its task follows it, its annotation keeps the commit it was made on
+    by_path = {t.data["hf_path"]: t for t in client.tasks.list(project=created.id, page_size=100)}
+    annotated = sorted(p for p, t in by_path.items() if t.total_annotations)
+    changed, deleted = annotated[0], annotated[1]
+    sample_repos.commit_local(path, {changed: files[sorted(files)[3]]}, message="a better image")
+    sync_once(repo, project, daemon)
+    newest = tags(path)[-1]
+    theirs = csv_rows(path, newest)
+    assert theirs.set_index("hf_path").loc[changed, "annotated_revision"] == first_sha
+
+    # a fresh state (a cron --once from another folder): no version, and its rows are the version's
+    cron = SyncState(tmp_path / "cron.sqlite3", created.id, repo.repo_id)
+    assert sync_once(repo, project, cron) is None
+    assert tags(path)[-1] == newest
+    exporter = Exporter(repo, project, cron, sleep=lambda s: None)
+    built = build_rows(cron, exporter.controls, exporter.value_key)
+    assert dict(zip(built.frame["annotation_id"].astype(str), built.frame["annotated_revision"])) == \
+        dict(zip(theirs["annotation_id"], theirs["annotated_revision"]))
+
+    # the lead deletes an annotated task in Label Studio; another fresh state does not make it again
+    client.tasks.delete(by_path[deleted].id)
+    before = {t.id for t in client.tasks.list(project=created.id, page_size=100)}
+    other = SyncState(tmp_path / "cron2.sqlite3", created.id, repo.repo_id)
+    caplog.clear()
+    made = sync_once(repo, project, other)
+    assert {t.id for t in client.tasks.list(project=created.id, page_size=100)} == before  # nothing recreated
+    assert [r.getMessage() for r in caplog.records if "no longer in Label Studio project" in r.getMessage()
+            and deleted in r.getMessage()]
+    assert made is not None and (made.added, made.changed, made.removed) == (0, 0, 1)
+    assert csv_rows(path, made.tag).set_index("hf_path").loc[changed, "annotated_revision"] == first_sha
+
+    # and the states do not flip anything back and forth
+    for state in (daemon, cron):  # what a TASKS_DELETED webhook (or the sweep of labelhub sync) stores
+        state.delete_task_annotations([by_path[deleted].id])
+    for state in (daemon, cron, other, daemon):
+        assert sync_once(repo, project, state) is None
+    assert tags(path)[-1] == made.tag
+
+
+def test_a_second_sync_of_the_project_with_another_state_is_refused_while_the_first_runs(
+        label_studio, make_project, tmp_path):
+    path = sample_repos.local_repo_with(tmp_path / "repo", sample_repos.image_files(0, 2))
+    created = make_project("one writer", CONFIG)
+    env = {**os.environ, "LABEL_STUDIO_URL": label_studio.url, "LABEL_STUDIO_API_KEY": label_studio.api_key,
+           "LABELHUB_CACHE": str(tmp_path / "cache"),
+           "LABELHUB_SECRET": FILE_SECRET}
+    (tmp_path / "daemon").mkdir()
+    (tmp_path / "cron").mkdir()
+    daemon_state = tmp_path / "daemon" / "labelhub-state.sqlite3"
+    daemon = subprocess.Popen([sys.executable, "-m", "tests.guarded", "sync", "--repo", str(path), "--project",
+                               str(created.id), "--state", str(daemon_state), "--interval", "1"],
+                              cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not daemon_state.exists() or not list((tmp_path / "cache" / "locks").glob("*.holder")):
+            assert daemon.poll() is None and time.monotonic() < deadline, daemon.stderr.read() if daemon.poll() else ""
+            time.sleep(0.2)
+        cron = subprocess.run([sys.executable, "-m", "tests.guarded", "sync", "--repo", str(path), "--project",
+                               str(created.id), "--state", str(tmp_path / "cron" / "labelhub-state.sqlite3"),
+                               "--once"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+        assert cron.returncode == 1, cron.stderr
+        last = cron.stderr.strip().splitlines()[-1]
+        assert "another labelhub sync" in last and str(daemon_state) in last, cron.stderr
+    finally:
+        daemon.terminate()
+        daemon.wait(30)
+    # the first one gone, the second runs
+    again = subprocess.run([sys.executable, "-m", "tests.guarded", "sync", "--repo", str(path), "--project",
+                            str(created.id), "--state", str(tmp_path / "cron" / "labelhub-state.sqlite3"), "--once"],
+                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0, again.stderr
