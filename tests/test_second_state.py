@@ -135,3 +135,48 @@ def test_a_second_sync_of_the_project_with_another_state_is_refused_while_the_fi
                             str(created.id), "--state", str(tmp_path / "cron" / "labelhub-state.sqlite3"), "--once"],
                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert again.returncode == 0, again.stderr
+
+
+def test_a_commit_that_reverts_the_exported_files_to_an_older_version_gets_the_last_card_back(
+        label_studio, make_project, tmp_path, caplog):
+    """The README's own ``git add img/25.png && git commit`` from a work tree whose index holds an older version's
+    files (annotations-v1's): the files restored are the last version's, the card too (its section and the version
+    its configs name), and a line of the user's own outside the markers is kept."""
+    import logging
+
+    path = sample_repos.local_repo_with(tmp_path / "repo", sample_repos.image_files(0, 3))
+    client = label_studio.client()
+    created = make_project("restored card", CONFIG)
+    project = LabelStudioProject(label_studio.url, label_studio.api_key, created.id)
+    repo = open_repo(str(path))
+    state = SyncState(tmp_path / "state.sqlite3", created.id, repo.repo_id)
+    assert sync_once(repo, project, state) is None
+    annotate(client, created.id, 1)
+    assert sync_once(repo, project, state).tag == "annotations-v1"
+    git(path, "reset", "-q", "--hard", "main")  # the work tree and index at annotations-v1
+    annotate(client, created.id, 1)
+    v2 = sync_once(repo, project, state)
+    assert v2.tag == "annotations-v2"
+    card_v2 = git(path, "show", "annotations-v2:README.md")
+    (path / "README.md").write_text((path / "README.md").read_text() + "\nOur own note.\n")
+    (path / "img.png").write_bytes(sample_repos.image_files(5, 6)[sample_repos.image_path(5)])
+    git(path, "add", "img.png", "README.md")  # the index still holds annotations-v1's files
+    git(path, "commit", "-q", "-m", "add img.png")
+    assert "annotations-v1" in git(path, "show", "main:README.md")
+    caplog.set_level(logging.INFO)
+    FileImporter(repo, project, state).run()
+    exporter = Exporter(repo, project, state, sleep=lambda s: None)
+    assert exporter.export() is None
+    head = git(path, "rev-parse", "main")
+    assert git(path, "log", "-1", "--format=%s", head) == "annotations v2: files restored"
+    card = git(path, "show", "main:README.md")
+    assert "Our own note." in card and "LabelHub annotations-v1," not in card and "LabelHub annotations-v2," in card
+    assert card.replace("\nOur own note.", "").strip() == card_v2.strip()
+    assert "README.md" in [r.getMessage() for r in caplog.records if "restored" in r.getMessage()][-1]
+    # our own commit: no "branch main moved" about it, and nothing more to do
+    caplog.clear()
+    FileImporter(repo, project, state).run()
+    annotate(client, created.id, 1)
+    AnnotationIntake(project, state).reconcile()
+    assert exporter.export().tag == "annotations-v3"
+    assert not [r for r in caplog.records if "moved: rebuilding" in r.getMessage()], caplog.text

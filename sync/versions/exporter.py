@@ -86,6 +86,7 @@ import hashlib
 import io
 import json
 import logging
+import re
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -319,6 +320,8 @@ class Exporter:
     _checked: set[str] = field(init=False, default_factory=set)
     #: ``(commit, {path: blob id})`` of the last version's files, read once per version.
     _expected: tuple[str, dict[str, str]] = field(init=False, default=("", {}))
+    #: ``(commit, README.md)`` of the last version, read once per version (:meth:`_restored_card`).
+    _last_card: tuple[str, str] = field(init=False, default=("", ""))
     #: ``(tag, commit)`` of the series' versions adopted (:meth:`_adopt`) in this process.
     _owned: set[tuple[str, str]] = field(init=False, default_factory=set)
     #: The rows built again by an adoption that gave annotations their revisions (:meth:`_seed_revisions`): the
@@ -462,10 +465,42 @@ class Exporter:
         expected, found = self._expected[1], self.repo.blob_ids(head, paths)
         lost = [path for path in paths if path != "README.md" and path in expected and found.get(path) != expected[path]]
         card = "README.md" in expected and found.get("README.md") != expected["README.md"]
-        if card and "README.md" in found:  # edited: lost only when this series' section left it (one read)
+        if card and "README.md" in found:  # edited: lost when this series' part is not the last version's (two reads)
             text = self.repo.read_file(head, "README.md").decode(errors="replace")
-            card = not all(marker in text for marker in self.series.markers)
+            card = self._restored_card(text) != text
         return lost + (["README.md"] if card else [])
+
+    def _version_marks(self, card: str) -> tuple[str | None, list[str]]:
+        """``(this series' section, the versions its configs name)`` of ``card``: the section between the series'
+        markers (``None``: absent) and each ``LabelHub <prefix>-vN, export <id>`` of its configs' ``description``."""
+        begin, end = self.series.markers
+        section = re.search(re.escape(begin) + ".*?" + re.escape(end), card, re.S)
+        return (section.group(0) if section else None,
+                re.findall(rf"LabelHub {re.escape(self.series.prefix)}-v\d+, export [0-9a-f]+", card))
+
+    def _restored_card(self, text: str) -> str:
+        """``text``, a ``README.md`` of the branch head, with this series' part made the last version's again: its
+        section (between its markers) and the version its configs' ``description`` names (``datasets`` keys a
+        local folder's cache by the card's configs: a card naming an older version loads that version's cached
+        rows). Everything else is kept: people may edit the rest of the card. A card without the section (or
+        that the last version's does not have) is the last version's card whole. ``text`` itself when its part
+        is the last version's (nothing lost). The last version's card: one read, once per version."""
+        last = self._expected[0]
+        if self._last_card[0] != last or not last:
+            try:
+                self._last_card = (last, self.repo.read_file(last, "README.md").decode(errors="replace"))
+            except FileNotFoundError:
+                self._last_card = (last, "")
+        card = self._last_card[1]
+        ours, versions = self._version_marks(card)
+        theirs, named = self._version_marks(text)
+        if ours is None or theirs is None:
+            return card if card and theirs is None else text
+        restored = text.replace(theirs, ours) if theirs != ours else text
+        if versions and any(v != versions[0] for v in named):
+            restored = re.sub(rf"LabelHub {re.escape(self.series.prefix)}-v\d+, export [0-9a-f]+",
+                              lambda _: versions[0], restored)
+        return restored
 
     def _restore(self, head: str, last: str, lost: list[str]) -> str | None:
         """Write ``lost`` back as the last version (at commit ``last``) holds them, in one commit on ``head``
@@ -473,7 +508,13 @@ class Exporter:
         files); its sha, or ``None`` when the branch moved meanwhile (the next poll's head is checked again)."""
         number = self.state.last_version()["version"]
         tag = self.series.tag(number)
-        files = {path: self.repo.read_file(last, path) for path in lost}
+        files = {path: self.repo.read_file(last, path) for path in lost if path != "README.md"}
+        if "README.md" in lost:  # the card's other text is the user's: only this series' part goes back
+            try:
+                files["README.md"] = self._restored_card(self.repo.read_file(head, "README.md").decode(
+                    errors="replace")).encode()
+            except FileNotFoundError:
+                files["README.md"] = self.repo.read_file(last, "README.md")
         message = f"{self.series.commit_title(number)}: files restored"
         description = (f"{', '.join(lost)} as {tag} wrote them ({last[:12]}): {head[:12]} lacked them or held other "
                        "content. No annotation changed.")
