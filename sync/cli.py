@@ -326,10 +326,10 @@ def _host_project_lock(label_studio_url: str, project_id: int, state_path: str):
             stack.enter_context(project_lock(label_studio_url, project_id, str(Path(state_path).resolve())))
         except ProjectLocked as other:
             raise click.ClickException(
-                f"another labelhub sync, import-labels or restore of Label Studio project {project_id} runs on this "
-                f"host with --state {other.holder or '?'}: one at a time per project (two --state files of one "
-                "project each import what their own state lacks and export the same annotations); wait for it, or "
-                "stop it and use its --state") from None
+                f"another labelhub sync of Label Studio project {project_id} runs on this host with --state "
+                f"{other.holder or '?'}: one at a time per project (two --state files of one project each import "
+                "what their own state lacks and export the same annotations); wait for it, or stop it and use its "
+                "--state") from None
         except OSError as exc:
             raise click.ClickException(f"cannot create the lock of Label Studio project {project_id} "
                                        f"({type(exc).__name__}: {exc})") from None

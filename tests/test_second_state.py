@@ -180,3 +180,48 @@ def test_a_commit_that_reverts_the_exported_files_to_an_older_version_gets_the_l
     AnnotationIntake(project, state).reconcile()
     assert exporter.export().tag == "annotations-v3"
     assert not [r for r in caplog.records if "moved: rebuilding" in r.getMessage()], caplog.text
+
+
+def test_the_daemon_says_nothing_of_a_branch_move_for_its_own_files_restored_commit(
+        label_studio, make_project, tmp_path):
+    """The audit's daemon: after its ``annotations v2: files restored`` commit, the next version is built on that
+    commit without ``branch main moved: rebuilding the export on <its sha>``."""
+    path = sample_repos.local_repo_with(tmp_path / "repo", sample_repos.image_files(0, 3))
+    client = label_studio.client()
+    created = make_project("own commit", CONFIG)
+    env = {**os.environ, "LABEL_STUDIO_URL": label_studio.url, "LABEL_STUDIO_API_KEY": label_studio.api_key,
+           "LABELHUB_CACHE": str(tmp_path / "cache"), "LABELHUB_SECRET": FILE_SECRET}
+    log_path = tmp_path / "daemon.log"
+    with open(log_path, "w") as log:
+        daemon = subprocess.Popen(
+            [sys.executable, "-m", "tests.guarded", "sync", "--repo", str(path), "--project", str(created.id),
+             "--state", str(tmp_path / "state.sqlite3"), "--interval", "1", "--reconcile-interval", "1",
+             "--export-interval", "0", "--sweep-interval", "3600"],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
+
+        def wait_for(what):
+            deadline = time.monotonic() + 120
+            while what not in log_path.read_text():
+                assert daemon.poll() is None and time.monotonic() < deadline, log_path.read_text()[-3000:]
+                time.sleep(0.3)
+
+        try:
+            wait_for("3 tasks created")
+            annotate(client, created.id, 1)
+            wait_for("exported annotations-v1")
+            git(path, "reset", "-q", "--hard", "main")  # the work tree's index at annotations-v1
+            annotate(client, created.id, 1)
+            wait_for("exported annotations-v2")
+            (path / "img.png").write_bytes(sample_repos.image_files(5, 6)[sample_repos.image_path(5)])
+            git(path, "add", "img.png")
+            git(path, "commit", "-q", "-m", "add img.png")  # reverts the exported files to annotations-v1's
+            wait_for("on main at")  # restored ... on main at <sha>
+            time.sleep(3)  # a few polls of the restored head
+            annotate(client, created.id, 1)
+            wait_for("exported annotations-v3")
+        finally:
+            daemon.terminate()
+            daemon.wait(60)
+    text = log_path.read_text()
+    assert "files restored" in git(path, "log", "-1", "--format=%s", "annotations-v3^")
+    assert "moved: rebuilding" not in text, text

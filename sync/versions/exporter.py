@@ -500,7 +500,55 @@ class Exporter:
         if versions and any(v != versions[0] for v in named):
             restored = re.sub(rf"LabelHub {re.escape(self.series.prefix)}-v\d+, export [0-9a-f]+",
                               lambda _: versions[0], restored)
+        mine, wanted = self._series_yaml(restored), self._series_yaml(card)
+        if mine != wanted and wanted is not None and mine is not None:  # other files or features than then
+            restored = self._with_series_yaml(restored, card)
         return restored
+
+    def _series_yaml(self, card: str) -> list | None:
+        """This series' entries of ``card``'s ``configs`` and ``dataset_info`` (by config name), as parsed
+        (``huggingface_hub.DatasetCard``); ``None`` when its YAML does not parse."""
+        from huggingface_hub import DatasetCard
+
+        try:
+            data = DatasetCard(card).data
+        except Exception:  # noqa: BLE001 - a card people broke: its part is left as it is
+            return None
+        names = self.series.config_names
+        infos = getattr(data, "dataset_info", None)
+        infos = [infos] if isinstance(infos, dict) else list(infos or [])
+        return [[c for c in (getattr(data, "configs", None) or []) if isinstance(c, dict)
+                 and c.get("config_name", "default") in names],
+                [i for i in infos if isinstance(i, dict) and i.get("config_name", "default") in names]]
+
+    def _with_series_yaml(self, text: str, card: str) -> str:
+        """``text`` with this series' ``configs`` and ``dataset_info`` entries those of ``card`` (where the first
+        of them stood; other entries and keys kept), written by ``huggingface_hub.DatasetCard``."""
+        from huggingface_hub import DatasetCard
+
+        names = self.series.config_names
+        mine = DatasetCard(text)
+
+        def merged(existing, ours):
+            out, placed = [], False
+            for entry in existing:
+                if isinstance(entry, dict) and entry.get("config_name", "default") in names:
+                    if not placed:
+                        out.extend(ours)
+                        placed = True
+                    continue
+                out.append(entry)
+            return out if placed else out + ours
+
+        as_list = lambda value: [value] if isinstance(value, dict) else list(value or [])  # noqa: E731
+        ours = self._series_yaml(card)
+        mine.data.configs = merged(list(getattr(mine.data, "configs", None) or []), ours[0])
+        infos = merged(as_list(getattr(mine.data, "dataset_info", None)), ours[1])
+        if infos:
+            mine.data.dataset_info = infos[0] if len(infos) == 1 else infos
+        elif hasattr(mine.data, "dataset_info"):
+            del mine.data.dataset_info
+        return str(mine)
 
     def _restore(self, head: str, last: str, lost: list[str]) -> str | None:
         """Write ``lost`` back as the last version (at commit ``last``) holds them, in one commit on ``head``
