@@ -18,8 +18,10 @@ import sys
 import time
 
 import pandas as pd
+import pytest
 
 from labelhub.repos import open_repo
+from labelhub.repos.hub import HubRepo
 from labelhub.sync.annotations.intake import AnnotationIntake
 from labelhub.sync.files.importer import FileImporter
 from labelhub.sync.labelstudio.project import LabelStudioProject
@@ -27,7 +29,7 @@ from labelhub.sync.state import SyncState
 from labelhub.sync.versions.exporter import Exporter
 from labelhub.sync.versions.incremental import build_rows
 from tests import sample_repos
-from tests.conftest import FILE_SECRET, ROOT
+from tests.conftest import FILE_SECRET, HUB_TOKEN, ROOT
 from tests.test_series_conflicts import annotate, tags
 from tests.test_two_projects_one_repo import CONFIG
 
@@ -48,36 +50,71 @@ def sync_once(repo, project, state):
     return exporter.export()
 
 
+class Repo:
+    """The repo of the audit's sequence: a local git repository or a dataset repo of the Hub test server."""
+
+    def __init__(self, kind, tmp_path, request, files):
+        self.kind = kind
+        if kind == "local":
+            self.path = sample_repos.local_repo_with(tmp_path / "repo", files)
+            self.repo = open_repo(str(self.path))
+        else:
+            self.hub = request.getfixturevalue("hub")
+            self.path = sample_repos.hub_repo_with(self.hub, f"labelhub/second-state-{time.monotonic_ns() % 10**9}",
+                                                   files, private=False)
+            self.repo = HubRepo(self.path, token=HUB_TOKEN)
+
+    def head(self) -> str:
+        return git(self.path, "rev-parse", "main") if self.kind == "local" else self.hub.head(self.path)
+
+    def change(self, files):
+        if self.kind == "local":
+            sample_repos.commit_local(self.path, files, message="a better image")
+        else:
+            self.hub.commit_files(self.path, files, message="a better image")
+
+    def tags(self) -> list[str]:
+        if self.kind == "local":
+            return tags(self.path)
+        return sorted(self.repo.head_and_tags("main")[1], key=lambda t: int(t.rsplit("-v", 1)[1]))
+
+    def rows(self, tag) -> pd.DataFrame:
+        sha = self.repo.head_and_tags("main")[1][tag]
+        return pd.read_csv(io.BytesIO(self.repo.read_file(sha, "annotations/annotations.csv")), dtype=str,
+                           keep_default_na=False)
+
+
+@pytest.mark.parametrize("kind", ["local", "hub"])
 def test_a_fresh_state_after_a_file_changed_makes_no_version_and_keeps_the_annotated_revision(
-        label_studio, make_project, tmp_path, caplog):
+        label_studio, make_project, tmp_path, caplog, request, kind):
     files = sample_repos.image_files(0, 4)
-    path = sample_repos.local_repo_with(tmp_path / "repo", files)
-    first_sha = git(path, "rev-parse", "HEAD")
+    where = Repo(kind, tmp_path, request, files)
+    first_sha = where.head()
     client = label_studio.client()
     created = make_project("second state", CONFIG)
     project = LabelStudioProject(label_studio.url, label_studio.api_key, created.id)
-    repo = open_repo(str(path))
+    repo = where.repo
     daemon = SyncState(tmp_path / "daemon.sqlite3", created.id, repo.repo_id)
     assert sync_once(repo, project, daemon) is None
     annotate(client, created.id, 3)
     assert sync_once(repo, project, daemon).tag == "annotations-v1"
-    rows = csv_rows(path, "annotations-v1")
+    rows = where.rows("annotations-v1")
     assert set(rows["annotated_revision"]) == {first_sha}
 
     # the lead changes an annotated file: its task follows it, its annotation keeps the commit it was made on
     by_path = {t.data["hf_path"]: t for t in client.tasks.list(project=created.id, page_size=100)}
     annotated = sorted(p for p, t in by_path.items() if t.total_annotations)
     changed, deleted = annotated[0], annotated[1]
-    sample_repos.commit_local(path, {changed: files[sorted(files)[3]]}, message="a better image")
+    where.change({changed: files[sorted(files)[3]]})
     sync_once(repo, project, daemon)
-    newest = tags(path)[-1]
-    theirs = csv_rows(path, newest)
+    newest = where.tags()[-1]
+    theirs = where.rows(newest)
     assert theirs.set_index("hf_path").loc[changed, "annotated_revision"] == first_sha
 
     # a fresh state (a cron --once from another folder): no version, and its rows are the version's
     cron = SyncState(tmp_path / "cron.sqlite3", created.id, repo.repo_id)
     assert sync_once(repo, project, cron) is None
-    assert tags(path)[-1] == newest
+    assert where.tags()[-1] == newest
     exporter = Exporter(repo, project, cron, sleep=lambda s: None)
     built = build_rows(cron, exporter.controls, exporter.value_key)
     assert dict(zip(built.frame["annotation_id"].astype(str), built.frame["annotated_revision"])) == \
@@ -93,14 +130,14 @@ def test_a_fresh_state_after_a_file_changed_makes_no_version_and_keeps_the_annot
     assert [r.getMessage() for r in caplog.records if "no longer in Label Studio project" in r.getMessage()
             and deleted in r.getMessage()]
     assert made is not None and (made.added, made.changed, made.removed) == (0, 0, 1)
-    assert csv_rows(path, made.tag).set_index("hf_path").loc[changed, "annotated_revision"] == first_sha
+    assert where.rows(made.tag).set_index("hf_path").loc[changed, "annotated_revision"] == first_sha
 
     # and the states do not flip anything back and forth
     for state in (daemon, cron):  # what a TASKS_DELETED webhook (or the sweep of labelhub sync) stores
         state.delete_task_annotations([by_path[deleted].id])
     for state in (daemon, cron, other, daemon):
         assert sync_once(repo, project, state) is None
-    assert tags(path)[-1] == made.tag
+    assert where.tags()[-1] == made.tag
 
 
 def test_a_second_sync_of_the_project_with_another_state_is_refused_while_the_first_runs(
