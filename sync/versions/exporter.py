@@ -67,7 +67,11 @@ predecessor still exists) takes its predecessor's series over with ``take_over_f
 default state is another file; or a state that lost its versions). A version of the series that this state did
 not make, found by the check above to be this project's, is adopted (:meth:`Exporter._adopt`): it becomes the
 state's last version, so the next one is numbered after it, built on it, and counts its changes against its CSV's
-rows (a fresh state's first export of annotations already in it makes no version). A tag taken between our commit
+rows (a fresh state's first export of annotations already in it makes no version: those unchanged since take the
+``annotated_revision`` its CSV gives them, :meth:`Exporter._seed_revisions`). A fresh state that starts on such a
+version records the tasks its CSV names that Label Studio no longer has as deleted, before its first import
+(:meth:`Exporter._keep_deleted_tasks`). ``labelhub sync`` refuses a second process of the project on one host
+(:func:`labelhub.locks.project_lock`); two hosts are what this paragraph is left for. A tag taken between our commit
 and our tag (:class:`_TagTaken`) or a version number taken before our commit (:class:`_Renumber`) is adopted the
 same way and the export numbered again: never a retry of the same tag.
 
@@ -429,8 +433,9 @@ class Exporter:
     def _lost_files(self) -> tuple[str, str, list[str]] | None:
         """``(head, last version's commit, paths)`` when the branch's head, as the import cycle last saw it, no longer
         holds the last version's files as that version wrote them: its own files (:meth:`_own_paths`) missing or
-        with other content, or ``README.md`` missing or without this series' section (people may edit the rest
-        of it: a card that keeps the section is theirs). A commit made from a stale
+        with other content, or ``README.md`` missing, or whose series' part (its section, its configs and features)
+        is not the last version's (:meth:`_restored_card`: an older version's card committed from a stale index);
+        people may edit the rest of it, which a restore keeps. A commit made from a stale
         index of a local work tree does that (the export moves the branch without touching the work tree, so
         ``git add new.png && git commit`` there commits the files as they were before the export, or without them).
 
@@ -972,7 +977,9 @@ class Exporter:
         """Record version ``number`` (``tag`` at ``sha``, which another exporter made) as the state's last tagged
         version. Its baseline: an annotation whose row in its CSV equals ours now (bookkeeping columns aside) has
         its content hash now; one whose row differs, or that only it holds, a hash no row has (changed,
-        removed); one it lacks is not in it (added). Its label columns are its CSV's. Two reads: its CSV and its
+        removed); one it lacks is not in it (added). Before comparing, the annotations unchanged since it (the same
+        ``updated_at``) take the ``annotated_revision`` its CSV gives them (:meth:`_seed_revisions`; their rows are
+        built again, in :attr:`_rebuilt` for the export). Its label columns are its CSV's. Two reads: its CSV and its
         ``README.md`` (what the next card is rebuilt from).
 
         A version of another project that had this project's id (:meth:`_replaced`: Label Studio was reset, and
