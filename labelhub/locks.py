@@ -1,9 +1,10 @@
 """One inter-process lock, :func:`file_lock`, on ``filelock`` (``flock(2)`` on Unix): the backend's trainer
 election and state writers, one ``labelhub sync`` per project and state, and the one-time installs of a local
-Label Studio.
+Label Studio; and :func:`project_lock`, one writer of a Label Studio project per host whatever its ``--state``.
 """
 from __future__ import annotations
 
+import hashlib
 import inspect
 import os
 from collections.abc import Iterator
@@ -12,7 +13,7 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
-__all__ = ["file_lock", "LOCK_POLL_INTERVAL"]
+__all__ = ["file_lock", "project_lock", "ProjectLocked", "LOCK_POLL_INTERVAL"]
 
 
 # Recent filelock versions fall back to a lock *file* (which outlives a crashed holder) on filesystems
@@ -57,3 +58,50 @@ def file_lock(path: Path, blocking: bool = True) -> Iterator[bool]:
         yield True
     finally:
         lock.release()
+
+
+class ProjectLocked(Exception):
+    """Another process of this host holds :func:`project_lock` of the project; ``holder`` is what it wrote
+    (its ``--state``), ``""`` when it wrote nothing yet."""
+
+    def __init__(self, holder: str):
+        super().__init__(holder)
+        self.holder = holder
+
+
+def project_lock_path(label_studio_url: str, project_id: int) -> Path:
+    """The host-wide lock file of a Label Studio project: ``<cache>/locks/project-<sha256[:16]>.lock`` under
+    :func:`labelhub.cache.cache_root` (``$LABELHUB_CACHE``, default ``~/.cache/labelhub``), the hash of the URL
+    (trailing ``/`` dropped) and the project id."""
+    from labelhub.cache import cache_root
+
+    key = f"{label_studio_url.rstrip('/')}#{int(project_id)}".encode()
+    return cache_root() / "locks" / f"project-{hashlib.sha256(key).hexdigest()[:16]}.lock"
+
+
+@contextmanager
+def project_lock(label_studio_url: str, project_id: int, holder: str) -> Iterator[None]:
+    """Hold the host-wide lock of Label Studio project ``project_id`` of ``label_studio_url`` (:func:`file_lock`,
+    non-blocking, on :func:`project_lock_path`), writing ``holder`` (the caller's ``--state``) beside it
+    (``<lock>.holder``) for a refused process to name.
+
+    Decided: the per-state lock (``<state>.<project>.lock``) cannot see a second ``--state`` of the same project (a
+    cron ``labelhub sync --once`` started in another folder): two writers of one project then each import what their
+    own ledger lacks (a task deleted in Label Studio made again) and export the same annotations. One host, one
+    writer per project; two hosts (or two cache folders) are not seen (the README: "A second state").
+
+    Raises:
+        ProjectLocked: another process of this host holds it (``holder``: what it wrote).
+        OSError: the lock file cannot be created.
+    """
+    path = project_lock_path(label_studio_url, project_id)
+    note = path.with_name(path.name + ".holder")
+    with file_lock(path, blocking=False) as held:
+        if not held:
+            try:
+                other = note.read_text().strip()
+            except OSError:
+                other = ""
+            raise ProjectLocked(other)
+        note.write_text(holder + "\n")
+        yield

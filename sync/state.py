@@ -410,6 +410,26 @@ class SyncState:
         return self._write("UPDATE export_rows SET content_hash=? WHERE project_id=? AND annotation_id=? AND "
                            "row_hash=?", [(content, self.key[0], aid, row_hash) for aid, row_hash, content in hashes])
 
+    def seed_revisions(self, revisions: Iterable[tuple[int, str, str]]) -> int:
+        """Take ``(annotation_id, updated_at, revision)`` from a version another exporter made (its CSV's
+        ``annotated_revision``): each live annotation stored with that ``updated_at`` (not changed since that
+        version) gets ``revision`` as the commit it was made on, and its export row is made again. A state that
+        read the annotation later stored the task's revision of then, a newer commit when its file changed since.
+
+        Returns:
+            How many annotations got another revision.
+        """
+        rows = [(revision, self.key[0], int(aid), updated_at, revision)
+                for aid, updated_at, revision in revisions if revision]
+        changed = []
+        with self._transaction():
+            for row in rows:
+                if self.db.execute("UPDATE annotations SET revision=? WHERE project_id=? AND annotation_id=? AND "
+                                   "deleted=0 AND updated_at=? AND revision IS NOT ?", row).rowcount:
+                    changed.append((self.key[0], row[2]))
+            self.db.executemany("DELETE FROM export_rows WHERE project_id=? AND annotation_id=?", changed)
+        return len(changed)
+
     def annotated_task_ids(self) -> set[int]:
         """The ids of the tasks that have live annotations in the store."""
         return {row[0] for row in self.db.execute(

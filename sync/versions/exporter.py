@@ -67,7 +67,11 @@ predecessor still exists) takes its predecessor's series over with ``take_over_f
 default state is another file; or a state that lost its versions). A version of the series that this state did
 not make, found by the check above to be this project's, is adopted (:meth:`Exporter._adopt`): it becomes the
 state's last version, so the next one is numbered after it, built on it, and counts its changes against its CSV's
-rows (a fresh state's first export of annotations already in it makes no version). A tag taken between our commit
+rows (a fresh state's first export of annotations already in it makes no version: those unchanged since take the
+``annotated_revision`` its CSV gives them, :meth:`Exporter._seed_revisions`). A fresh state that starts on such a
+version records the tasks its CSV names that Label Studio no longer has as deleted, before its first import
+(:meth:`Exporter._keep_deleted_tasks`). ``labelhub sync`` refuses a second process of the project on one host
+(:func:`labelhub.locks.project_lock`); two hosts are what this paragraph is left for. A tag taken between our commit
 and our tag (:class:`_TagTaken`) or a version number taken before our commit (:class:`_Renumber`) is adopted the
 same way and the export numbered again: never a retry of the same tag.
 
@@ -86,6 +90,7 @@ import hashlib
 import io
 import json
 import logging
+import re
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -319,8 +324,13 @@ class Exporter:
     _checked: set[str] = field(init=False, default_factory=set)
     #: ``(commit, {path: blob id})`` of the last version's files, read once per version.
     _expected: tuple[str, dict[str, str]] = field(init=False, default=("", {}))
+    #: ``(commit, README.md)`` of the last version, read once per version (:meth:`_restored_card`).
+    _last_card: tuple[str, str] = field(init=False, default=("", ""))
     #: ``(tag, commit)`` of the series' versions adopted (:meth:`_adopt`) in this process.
     _owned: set[tuple[str, str]] = field(init=False, default_factory=set)
+    #: The rows built again by an adoption that gave annotations their revisions (:meth:`_seed_revisions`): the
+    #: export goes on with them.
+    _rebuilt: VersionRows | None = field(init=False, default=None)
 
     def __post_init__(self):
         self.controls = control_tags(self.project.label_config)
@@ -423,8 +433,9 @@ class Exporter:
     def _lost_files(self) -> tuple[str, str, list[str]] | None:
         """``(head, last version's commit, paths)`` when the branch's head, as the import cycle last saw it, no longer
         holds the last version's files as that version wrote them: its own files (:meth:`_own_paths`) missing or
-        with other content, or ``README.md`` missing or without this series' section (people may edit the rest
-        of it: a card that keeps the section is theirs). A commit made from a stale
+        with other content, or ``README.md`` missing, or whose series' part (its section, its configs and features)
+        is not the last version's (:meth:`_restored_card`: an older version's card committed from a stale index);
+        people may edit the rest of it, which a restore keeps. A commit made from a stale
         index of a local work tree does that (the export moves the branch without touching the work tree, so
         ``git add new.png && git commit`` there commits the files as they were before the export, or without them).
 
@@ -459,10 +470,90 @@ class Exporter:
         expected, found = self._expected[1], self.repo.blob_ids(head, paths)
         lost = [path for path in paths if path != "README.md" and path in expected and found.get(path) != expected[path]]
         card = "README.md" in expected and found.get("README.md") != expected["README.md"]
-        if card and "README.md" in found:  # edited: lost only when this series' section left it (one read)
+        if card and "README.md" in found:  # edited: lost when this series' part is not the last version's (two reads)
             text = self.repo.read_file(head, "README.md").decode(errors="replace")
-            card = not all(marker in text for marker in self.series.markers)
+            card = self._restored_card(text) != text
         return lost + (["README.md"] if card else [])
+
+    def _version_marks(self, card: str) -> tuple[str | None, list[str]]:
+        """``(this series' section, the versions its configs name)`` of ``card``: the section between the series'
+        markers (``None``: absent) and each ``LabelHub <prefix>-vN, export <id>`` of its configs' ``description``."""
+        begin, end = self.series.markers
+        section = re.search(re.escape(begin) + ".*?" + re.escape(end), card, re.S)
+        return (section.group(0) if section else None,
+                re.findall(rf"LabelHub {re.escape(self.series.prefix)}-v\d+, export [0-9a-f]+", card))
+
+    def _restored_card(self, text: str) -> str:
+        """``text``, a ``README.md`` of the branch head, with this series' part made the last version's again: its
+        section (between its markers) and the version its configs' ``description`` names (``datasets`` keys a
+        local folder's cache by the card's configs: a card naming an older version loads that version's cached
+        rows). Everything else is kept: people may edit the rest of the card. A card without the section (or
+        that the last version's does not have) is the last version's card whole. ``text`` itself when its part
+        is the last version's (nothing lost). The last version's card: one read, once per version."""
+        last = self._expected[0]
+        if self._last_card[0] != last or not last:
+            try:
+                self._last_card = (last, self.repo.read_file(last, "README.md").decode(errors="replace"))
+            except FileNotFoundError:
+                self._last_card = (last, "")
+        card = self._last_card[1]
+        ours, versions = self._version_marks(card)
+        theirs, named = self._version_marks(text)
+        if ours is None or theirs is None:
+            return card if card and theirs is None else text
+        restored = text.replace(theirs, ours) if theirs != ours else text
+        if versions and any(v != versions[0] for v in named):
+            restored = re.sub(rf"LabelHub {re.escape(self.series.prefix)}-v\d+, export [0-9a-f]+",
+                              lambda _: versions[0], restored)
+        mine, wanted = self._series_yaml(restored), self._series_yaml(card)
+        if mine != wanted and wanted is not None and mine is not None:  # other files or features than then
+            restored = self._with_series_yaml(restored, card)
+        return restored
+
+    def _series_yaml(self, card: str) -> list | None:
+        """This series' entries of ``card``'s ``configs`` and ``dataset_info`` (by config name), as parsed
+        (``huggingface_hub.DatasetCard``); ``None`` when its YAML does not parse."""
+        from huggingface_hub import DatasetCard
+
+        try:
+            data = DatasetCard(card).data
+        except Exception:  # noqa: BLE001 - a card people broke: its part is left as it is
+            return None
+        names = self.series.config_names
+        infos = getattr(data, "dataset_info", None)
+        infos = [infos] if isinstance(infos, dict) else list(infos or [])
+        return [[c for c in (getattr(data, "configs", None) or []) if isinstance(c, dict)
+                 and c.get("config_name", "default") in names],
+                [i for i in infos if isinstance(i, dict) and i.get("config_name", "default") in names]]
+
+    def _with_series_yaml(self, text: str, card: str) -> str:
+        """``text`` with this series' ``configs`` and ``dataset_info`` entries those of ``card`` (where the first
+        of them stood; other entries and keys kept), written by ``huggingface_hub.DatasetCard``."""
+        from huggingface_hub import DatasetCard
+
+        names = self.series.config_names
+        mine = DatasetCard(text)
+
+        def merged(existing, ours):
+            out, placed = [], False
+            for entry in existing:
+                if isinstance(entry, dict) and entry.get("config_name", "default") in names:
+                    if not placed:
+                        out.extend(ours)
+                        placed = True
+                    continue
+                out.append(entry)
+            return out if placed else out + ours
+
+        as_list = lambda value: [value] if isinstance(value, dict) else list(value or [])  # noqa: E731
+        ours = self._series_yaml(card)
+        mine.data.configs = merged(list(getattr(mine.data, "configs", None) or []), ours[0])
+        infos = merged(as_list(getattr(mine.data, "dataset_info", None)), ours[1])
+        if infos:
+            mine.data.dataset_info = infos[0] if len(infos) == 1 else infos
+        elif hasattr(mine.data, "dataset_info"):
+            del mine.data.dataset_info
+        return str(mine)
 
     def _restore(self, head: str, last: str, lost: list[str]) -> str | None:
         """Write ``lost`` back as the last version (at commit ``last``) holds them, in one commit on ``head``
@@ -470,7 +561,13 @@ class Exporter:
         files); its sha, or ``None`` when the branch moved meanwhile (the next poll's head is checked again)."""
         number = self.state.last_version()["version"]
         tag = self.series.tag(number)
-        files = {path: self.repo.read_file(last, path) for path in lost}
+        files = {path: self.repo.read_file(last, path) for path in lost if path != "README.md"}
+        if "README.md" in lost:  # the card's other text is the user's: only this series' part goes back
+            try:
+                files["README.md"] = self._restored_card(self.repo.read_file(head, "README.md").decode(
+                    errors="replace")).encode()
+            except FileNotFoundError:
+                files["README.md"] = self.repo.read_file(last, "README.md")
         message = f"{self.series.commit_title(number)}: files restored"
         description = (f"{', '.join(lost)} as {tag} wrote them ({last[:12]}): {head[:12]} lacked them or held other "
                        "content. No annotation changed.")
@@ -522,6 +619,10 @@ class Exporter:
         refs, lost = self._refs(), None
         for attempt in range(RENUMBER_ATTEMPTS):
             refs = self._follow_repo(refs, built)
+            if self._rebuilt is not None:  # an adoption gave annotations the revisions they were made on
+                built, self._rebuilt = self._rebuilt, None
+                frame, csv, hashes = built.frame, built.csv, built.contents
+                labels = label_columns(frame, self.controls)
             if attempt == 0:
                 lost = self._lost_files()
                 if lost:
@@ -643,12 +744,55 @@ class Exporter:
                     newest = self._newest(refs.tags)
                     if newest is not None:
                         self._owner_manifest(newest[1], newest[2])
+                if newest is not None:
+                    self._keep_deleted_tasks(newest[1], newest[2])
         except ConfigurationError:
             raise
         except ForeignTag as exc:  # said now; the export waits for the tag to go, the imports go on
             log.warning("%s", exc)
         except (LabelHubError, OSError) as exc:  # the repo did not answer: the first export checks
             log.debug("series not checked at start: %s", one_line(exc, 200))
+
+    def _keep_deleted_tasks(self, tag: str, sha: str) -> None:
+        """For a fresh state (no version, an import ledger that never looked at the project's tasks) about to go on
+        from ``tag`` (at ``sha``), this project's version another exporter made: record as deleted in Label Studio
+        (:meth:`labelhub.sync.ledger.ImportLedger.set_deleted`) the tasks its CSV has rows of that the project no
+        longer has, so that the first import does not make their files tasks again (a task someone deleted in Label
+        Studio stays deleted: the README). Said in one warning. Two calls: the CSV, and which of its task ids the
+        project still has (:meth:`labelhub.sync.labelstudio.project.LabelStudioProject.existing_task_ids`); nothing
+        when that listing moved under its reading.
+
+        Decided: a file the version names under another path than the repo's now (moved since) is not matched, and
+        a second task of the same file made in Label Studio after the deletion is not adopted by the first import
+        (its path is known as deleted).
+        """
+        ledger = self.state.ledger
+        if self.state.last_version() is not None or ledger.adopted_through() is not None or ledger.count():
+            return
+        try:
+            rows = read_version_csv(self.repo, sha, self.series)
+        except (FileNotFoundError, ValueError, LabelHubError) as exc:
+            log.debug("deleted tasks not looked for in %s: %s", tag, one_line(exc, 200))
+            return
+        if not {"task_id", "hf_path"} <= set(rows.columns) or not len(rows):
+            return
+        revision = rows["annotated_revision"] if "annotated_revision" in rows else ""
+        files = {int(task): (str(path), str(rev)) for task, path, rev in
+                 zip(rows["task_id"], rows["hf_path"], revision if len(revision) else [""] * len(rows)) if path}
+        existing = self.project.existing_task_ids(sorted(files))
+        if existing is None:
+            return
+        gone = {task: files[task] for task in sorted(set(files) - existing)}
+        if not gone:
+            return
+        from labelhub.sync.ledger import Entry
+
+        ledger.record([Entry(path, task, rev) for task, (path, rev) in gone.items()])
+        ledger.set_deleted(gone)
+        log.warning("%d tasks of %s (%s) are no longer in Label Studio project %s (deleted there): their files are "
+                    "not made tasks again: %s", len(gone), tag, sha[:12], self.project.project_id,
+                    ", ".join(f"task {task} ({path})" for task, (path, _) in list(gone.items())[:20])
+                    + (", ..." if len(gone) > 20 else ""))
 
     def _owner_manifest(self, tag: str, sha: str) -> dict:
         """The manifest of version ``tag`` (at commit ``sha``) of this series, when it was exported with this
@@ -833,7 +977,9 @@ class Exporter:
         """Record version ``number`` (``tag`` at ``sha``, which another exporter made) as the state's last tagged
         version. Its baseline: an annotation whose row in its CSV equals ours now (bookkeeping columns aside) has
         its content hash now; one whose row differs, or that only it holds, a hash no row has (changed,
-        removed); one it lacks is not in it (added). Its label columns are its CSV's. Two reads: its CSV and its
+        removed); one it lacks is not in it (added). Before comparing, the annotations unchanged since it (the same
+        ``updated_at``) take the ``annotated_revision`` its CSV gives them (:meth:`_seed_revisions`; their rows are
+        built again, in :attr:`_rebuilt` for the export). Its label columns are its CSV's. Two reads: its CSV and its
         ``README.md`` (what the next card is rebuilt from).
 
         A version of another project that had this project's id (:meth:`_replaced`: Label Studio was reset, and
@@ -850,6 +996,8 @@ class Exporter:
         replaced = self._replaced(manifest)
         if replaced:  # another project's annotations: its ids are not ours (see above)
             theirs = theirs.assign(annotation_id=-theirs["annotation_id"].astype(int))
+        elif self._seed_revisions(tag, theirs):
+            built = self._rebuilt = build_rows(self.state, self.controls, self.value_key)
         ours = pd.read_csv(io.BytesIO(built.csv), dtype=str, keep_default_na=False) if built.contents else \
             pd.DataFrame(columns=["annotation_id"])
         columns = sorted((set(ours.columns) | set(theirs.columns)) - set(BOOKKEEPING) - {"annotation_id"})
@@ -895,6 +1043,28 @@ class Exporter:
             log.info("going on from %s (%s), the series' newest version, of this project: changes are counted "
                      "against its rows", tag, sha[:12])
         self._owned.add((tag, sha))
+
+    def _seed_revisions(self, tag: str, theirs: pd.DataFrame) -> int:
+        """Give the annotations of ``theirs`` (the CSV of ``tag``, a version another exporter made) that did not
+        change since (the same ``updated_at`` in the state) the commit that version says they were made on
+        (its ``annotated_revision`` column), when the state holds another (:meth:`labelhub.sync.state.SyncState.
+        seed_revisions`). A state that read them after their file changed stored the newer commit its task shows
+        (:func:`labelhub.sync.versions.rows.annotation_row` falls back to the task's ``hf_revision``): its rows
+        would pair the label with the changed file, differ from the version's, and make a version of that alone,
+        which the other exporter would then turn back (the audit's noise versions). No call.
+
+        Returns:
+            How many annotations got another revision (their rows are to be built again).
+        """
+        if not {"annotation_id", "updated_at", "annotated_revision"} <= set(theirs.columns) or not len(theirs):
+            return 0
+        seeded = self.state.seed_revisions(
+            (int(aid), str(updated), str(revision)) for aid, updated, revision in
+            theirs[["annotation_id", "updated_at", "annotated_revision"]].itertuples(index=False, name=None))
+        if seeded:
+            log.info("%d annotations unchanged since %s take the revision it says they were made on (this state read "
+                     "them after their files changed)", seeded, tag)
+        return seeded
 
     def _changes(self, labels: pd.DataFrame, tag: str, ids: set[int]) -> VersionDiff:
         """What changed since the last tagged version, label by label (no Hub call: its label columns are in
