@@ -72,10 +72,11 @@ class ProjectLocked(Exception):
 def project_lock_path(label_studio_url: str, project_id: int) -> Path:
     """The host-wide lock file of a Label Studio project: ``<cache>/locks/project-<sha256[:16]>.lock`` under
     :func:`labelhub.cache.cache_root` (``$LABELHUB_CACHE``, default ``~/.cache/labelhub``), the hash of the URL
-    (trailing ``/`` dropped) and the project id."""
+    (trailing ``/`` and a ``user:password@`` dropped) and the project id."""
     from labelhub.cache import cache_root
+    from labelhub.redaction import without_userinfo
 
-    key = f"{label_studio_url.rstrip('/')}#{int(project_id)}".encode()
+    key = f"{without_userinfo(label_studio_url.rstrip('/'))}#{int(project_id)}".encode()
     return cache_root() / "locks" / f"project-{hashlib.sha256(key).hexdigest()[:16]}.lock"
 
 

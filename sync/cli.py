@@ -16,8 +16,7 @@ Every option can also be set by the environment variable named in its ``--help``
 from __future__ import annotations
 
 import logging
-from contextlib import ExitStack, contextmanager
-from pathlib import Path
+from contextlib import ExitStack
 
 import click
 
@@ -32,6 +31,7 @@ from labelhub.sync.options import (
     one_line_errors,
     project_option,
     revision_option,
+    host_project_lock,
     series_options,
     state_errors,
     state_lock,
@@ -145,7 +145,7 @@ def sync(repo, project_id, revision, include, exclude, metadata_path, metadata_k
                 "branch to commit to; follow a branch, or pass --no-export to only import")
         project = LabelStudioProject(label_studio_url, label_studio_api_key, project_id)
         held.enter_context(state_lock(state_path, project_id))
-        held.enter_context(_host_project_lock(project.url, project_id, state_path))
+        held.enter_context(host_project_lock(project.url, project_id, state_path))
         with state_errors(state_path):
             state = SyncState(state_path, project_id, dataset.repo_id)
         state.bind(project.url, project.key)
@@ -325,27 +325,3 @@ def diff(repo, old, new, csv_path, tag_prefix, as_json, hf_token, hf_endpoint):
         click.echo(line)
 
 
-@contextmanager
-def _host_project_lock(label_studio_url: str, project_id: int, state_path: str):
-    """Hold the host-wide lock of the project (:func:`labelhub.locks.project_lock`) beside the per-state one: a
-    second ``labelhub sync`` of the project on this host, whatever its ``--state``, is refused in one line naming
-    the first one's.
-
-    Raises:
-        click.ClickException: another process holds it (exit 1), or its lock file cannot be created.
-    """
-    from labelhub.locks import ProjectLocked, project_lock
-
-    with ExitStack() as stack:
-        try:  # only the acquisition: errors of the command itself pass through
-            stack.enter_context(project_lock(label_studio_url, project_id, str(Path(state_path).resolve())))
-        except ProjectLocked as other:
-            raise click.ClickException(
-                f"another labelhub sync of Label Studio project {project_id} runs on this host with --state "
-                f"{other.holder or '?'}: one at a time per project (two --state files of one project each import "
-                "what their own state lacks and export the same annotations); wait for it, or stop it and use its "
-                "--state") from None
-        except OSError as exc:
-            raise click.ClickException(f"cannot create the lock of Label Studio project {project_id} "
-                                       f"({type(exc).__name__}: {exc})") from None
-        yield

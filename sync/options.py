@@ -132,6 +132,33 @@ def state_lock(state_path: str, project_id: int) -> Iterator[None]:
 
 
 @contextmanager
+def host_project_lock(label_studio_url: str, project_id: int, state_path: str):
+    """Hold the host-wide lock of the project (:func:`labelhub.locks.project_lock`) beside the per-state one
+    (:func:`state_lock`): a second ``labelhub sync``, ``import-labels`` or ``restore`` of the project on this host,
+    whatever its ``--state``, is refused in one line naming the first one's.
+
+    Raises:
+        click.ClickException: another process holds it (exit 1), or its lock file cannot be created.
+    """
+    from labelhub.locks import ProjectLocked, project_lock
+
+    with ExitStack() as stack:
+        try:  # only the acquisition: errors of the command itself pass through
+            stack.enter_context(project_lock(label_studio_url, project_id, str(Path(state_path).resolve())))
+        except ProjectLocked as other:
+            raise click.ClickException(
+                f"another labelhub sync, import-labels or restore of Label Studio project {project_id} runs on this "
+                f"host with --state "
+                f"{other.holder or '?'}: one at a time per project (two --state files of one project each import "
+                "what their own state lacks and export the same annotations); wait for it, or stop it and use its "
+                "--state") from None
+        except OSError as exc:
+            raise click.ClickException(f"cannot create the lock of Label Studio project {project_id} "
+                                       f"({type(exc).__name__}: {exc})") from None
+        yield
+
+
+@contextmanager
 def state_errors(state_path: str) -> Iterator[None]:
     """Name ``--state`` in the error of opening the state file (:func:`labelhub.sync.state.connect`) in the block.
 

@@ -193,9 +193,10 @@ def test_a_listing_that_keeps_moving_says_another_process_may_be_creating_tasks(
 
 def test_two_imports_at_once_with_their_own_states_name_the_second_tasks_and_fail(label_studio, project, env,
                                                                                  tmp_path):
-    """The lock is per state file: two imports of the same urls at the same time both create them. The one that
-    ends last sees every url's two tasks: it names the second ones (to delete) and exits 1; both states then keep
-    each url's first task, so running either again creates nothing."""
+    """On two hosts (each its own LABELHUB_CACHE, so the host-wide project lock cannot see the other), two imports
+    of the same urls at the same time both create them. The one that ends last sees every url's two tasks: it names
+    the second ones (to delete) and exits 1; both states then keep each url's first task, so running either again
+    creates nothing. (On one host the second is refused: test_a_second_import_on_this_host_is_refused.)"""
     n = 300
     urls = [f"https://example.test/{i}.png" for i in range(n)]
     csv = write_csv(tmp_path / "labels.csv", [f"{u},Bag,,,,,," for u in urls])
@@ -204,15 +205,16 @@ def test_two_imports_at_once_with_their_own_states_name_the_second_tasks_and_fai
         return [sys.executable, "-m", "tests.guarded", "import-labels", str(csv), "--project", str(project.id),
                 "--batch-size", "15", "--state", str(tmp_path / state)]
 
-    runs = [subprocess.Popen(args(state), cwd=ROOT, env={**os.environ, **env}, stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True) for state in ("a.sqlite3", "b.sqlite3")]
+    runs = [subprocess.Popen(args(state), cwd=ROOT, env={**os.environ, **env, "LABELHUB_CACHE": str(tmp_path / f"cache-{state}")},
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for state in ("a.sqlite3", "b.sqlite3")]
     outputs = [(run.communicate(timeout=600), run.returncode) for run in runs]
     tasks = all_tasks(label_studio, project.id)
     by_url: dict[str, list[int]] = {}
     for task in tasks:
         by_url.setdefault(task.data["source_url"], []).append(task.id)
     seconds = {i for ids in by_url.values() for i in ids if i != min(ids)}
-    assert seconds, "the two imports did not overlap"  # both started at once: they do
+    assert seconds, ("the two imports did not overlap", outputs)  # both started at once: they do
     counts = []
     for (out, err), code in outputs:
         line = [x for x in out.splitlines() if x.startswith("second tasks: ")]
@@ -225,6 +227,21 @@ def test_two_imports_at_once_with_their_own_states_name_the_second_tasks_and_fai
     again = run_labelhub("import-labels", *args("a.sqlite3")[4:], env=env)
     assert f"tasks created: 0 ({n} already imported)" in again.stdout, again.stdout + again.stderr
     assert len(all_tasks(label_studio, project.id)) == len(tasks)
+
+
+def test_a_second_import_on_this_host_is_refused(label_studio, project, env, tmp_path, monkeypatch):
+    """A sync (or import, or restore) of the project holds the host-wide project lock, whatever its --state: an
+    import with another --state is refused in one line naming it, and nothing is created."""
+    from labelhub.locks import project_lock
+
+    monkeypatch.setenv("LABELHUB_CACHE", str(tmp_path / "cache"))
+    csv = write_csv(tmp_path / "labels.csv", ["https://example.test/0.png,Bag,,,,,,"])
+    with project_lock(label_studio.url, project.id, str(tmp_path / "daemon.sqlite3")):
+        refused = run_labelhub("import-labels", str(csv), "--project", str(project.id), "--state",
+                               str(tmp_path / "other.sqlite3"), env={**env, "LABELHUB_CACHE": str(tmp_path / "cache")})
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert f"runs on this host with --state {tmp_path / 'daemon.sqlite3'}" in refused.stderr
+    assert all_tasks(label_studio, project.id) == []
 
 
 def test_the_ledger_looks_up_only_tasks_above_what_it_saw_and_made_and_adopts_each_once(tmp_path):

@@ -25,6 +25,7 @@ from labelhub.sync.options import (
     project_option,
     revision_option,
     state_errors,
+    host_project_lock,
     state_lock,
     state_option,
 )
@@ -95,7 +96,7 @@ def _run(file, project_id, target, ground_truth, model_version, strict, batch_si
     sync daemon (or another import) of the project with the same ``--state``, the refusal is the only output, not
     the last line after every rejected row and the parse summary (found by a walkthrough). A ``--strict`` run that
     would import nothing is refused the same way: decided, it is the same command."""
-    with state_lock(state_path, project_id):
+    with state_lock(state_path, project_id), host_project_lock(label_studio_url, project_id, state_path):
         return _run_locked(file, project_id, target, ground_truth, model_version, strict, batch_size, file_format,
                            repo, revision, state_path, label_studio_url, label_studio_api_key, hf_token, hf_endpoint,
                            public_url, url_policy)
