@@ -123,7 +123,7 @@ def test_changed_renamed_moved_and_deleted_files_keep_their_tasks_and_annotation
 
     card = dataset.read("annotations-v2", "README.md")  # the history says why the rows changed
     assert "Repo files since annotations-v1: 1 changed, 2 moved, 1 removed." in card
-    assert f"Repo files since nothing: {N} new." in dataset.read("annotations-v1", "README.md")
+    assert f"Repo files of the first version: {N} new." in dataset.read("annotations-v1", "README.md")
     rows = {row["hf_path"]: row for row in rows_of(dataset, "annotations-v2")}
     assert set(rows) == {CHANGED, RENAMED_TO, MOVED_TO}
     assert rows[CHANGED]["annotated_revision"] == first  # made on the first commit's content

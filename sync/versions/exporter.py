@@ -98,7 +98,7 @@ from datetime import datetime, timezone
 
 import pandas as pd
 
-from labelhub.sync.versions.card import card_block, dataset_card, manifest_json
+from labelhub.sync.versions.card import card_block, class_names, dataset_card, manifest_json
 from labelhub.sync.versions.diff import VersionDiff, changes_text, diff_frames, read_version_csv, replaced_project
 from labelhub.sync.versions.agreement import agreement_markdown
 from labelhub.sync.versions.incremental import CONTENT_FORMAT, VersionRows, build_files, build_rows
@@ -224,7 +224,7 @@ def files_text(counts: dict[str, int], since: str | None) -> str:
              if counts.get(kind)]
     if not parts:
         return ""
-    return f"\n\nRepo files since {since or 'nothing'}: {', '.join(parts)}."
+    return f"\n\nRepo files {'since ' + since if since else 'of the first version'}: {', '.join(parts)}."
 
 
 def differing_ids(old: dict[int, str], new: dict[int, str]) -> set[int]:
@@ -1109,7 +1109,9 @@ class Exporter:
             "parent_version": self.series.tag(last_tagged) if last_tagged else None, "parent_commit": parent,
             "counts": {"annotations": len(frame), "tasks": int(frame["task_id"].nunique()) if len(frame) else 0,
                        "annotators": int(frame["annotator"].nunique()) if len(frame) else 0,
-                       "cancelled": len(frame) - len(live), **summary},
+                       "cancelled": len(frame) - len(live),
+                       "ground_truth": int(frame["ground_truth"].astype(bool).sum()) if "ground_truth" in frame else 0,
+                       **summary},
             "label_distribution": built.label_distribution,
             "label_studio": {"project_id": self.project.project_id, "project_key": self._key(),
                              "url": self.project.url, "title": self.project.title},
@@ -1126,6 +1128,11 @@ class Exporter:
         found = built.label_distribution  # labels the config lacks still load (see training_features)
         features = None if local else training_features(self.project.label_config, self.controls, self.field,
                                                         found=found)
+        # the class names per control, in the order the training config numbers them (Hub: its ClassLabel's; local:
+        # the label config's): what examples/boxes_to_yolo.py numbers classes by, and a changed label set shows
+        manifest["class_names"] = class_names(features) if features is not None else {
+            name: list(labels) for name, labels in control_labels(self.project.label_config, self.controls).items()
+            if labels}
         rows_path = None if local else series.rows_path
         consensus_path = series.local_consensus_path if local else series.hub_consensus_path
         consensus_files = built.consensus_patterns(consensus_path) if local else [consensus_path]
@@ -1135,7 +1142,8 @@ class Exporter:
                                                                  changes=told,
                                                                  agreement=agreement_markdown(manifest["agreement"]),
                                                                  series=series, rows_config=not local,
-                                                                 local=bool(local)),
+                                                                 local=bool(local),
+                                                                 repo_id=None if local else self.repo.repo_id),
                             training_files=training_files, features=features, rows_path=rows_path,
                             consensus_files=consensus_files, consensus_features=consensus_features,
                             # a folder builder's rows file only when the files hold media (imagefolder, audiofolder);
