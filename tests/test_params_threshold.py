@@ -74,17 +74,23 @@ def test_the_boxes_head_keeps_no_box_below_the_threshold():
     assert len(after) < len(before)
 
 
+def _trained_app(tmp_path, n: int, trained: int):
+    """A backend app (a test client) whose project learned ``trained`` of ``n`` plot-review tasks, and the /predict
+    body of the others."""
+    app = make_app(tmp_path)
+    client = app.test_client()
+    assert client.post("/setup", json={"project": KEY, "schema": CONFIG}).status_code == 200
+    tasks, labels = plot_review_tasks(n)
+    _annotate(client, tasks[:trained], labels[:trained], CONFIG)
+    app.extensions["labelhub"].trainer.run_once()
+    return client, {"tasks": tasks[trained:], "project": KEY, "label_config": CONFIG}
+
+
 def test_a_threshold_in_the_extra_params_reaches_the_learned_heads_and_the_task_score_counts_withheld_choices(
         tmp_path):
     """End to end through the backend's routes: ``{"threshold": 0.999}`` was accepted and ignored by the learned
     heads; now no choice under it is given, and the task score still counts the withheld choice's score."""
-    app = make_app(tmp_path)
-    client = app.test_client()
-    assert client.post("/setup", json={"project": KEY, "schema": CONFIG}).status_code == 200
-    tasks, labels = plot_review_tasks(50)
-    _annotate(client, tasks[:40], labels[:40], CONFIG)
-    app.extensions["labelhub"].trainer.run_once()
-    body = {"tasks": tasks[40:], "project": KEY, "label_config": CONFIG}
+    client, body = _trained_app(tmp_path, 50, 40)
     before = client.post("/predict", json=body).json["results"]
     assert all(len(p["result"]) == 2 for p in before)
     assert client.post("/setup", json={"project": KEY, "schema": CONFIG,
@@ -130,13 +136,7 @@ def test_changing_the_extra_params_moves_the_model_version_and_predict_missing_p
 
 def test_every_result_of_a_prediction_has_an_id(tmp_path):
     """Audit: in a project with Choices and RectangleLabels the boxes had an ``id`` and the ``choices`` result none."""
-    app = make_app(tmp_path)
-    client = app.test_client()
-    assert client.post("/setup", json={"project": KEY, "schema": CONFIG}).status_code == 200
-    tasks, labels = plot_review_tasks(30)
-    _annotate(client, tasks[:24], labels[:24], CONFIG)
-    app.extensions["labelhub"].trainer.run_once()
-    body = {"tasks": tasks[24:], "project": KEY, "label_config": CONFIG}
+    client, body = _trained_app(tmp_path, 30, 24)
     results = client.post("/predict", json=body).json["results"]
     for pred in results:
         ids = [r.get("id") for r in pred["result"]]

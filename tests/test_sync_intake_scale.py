@@ -5,33 +5,13 @@ counts say a task may be gone."""
 from __future__ import annotations
 
 import sqlite3
-import time
-from datetime import datetime, timedelta, timezone
-
-import pytest
+from datetime import datetime, timedelta
 
 from labelhub.sync.annotations import intake as intake_module
 from labelhub.sync.annotations.intake import CURSOR, CURSOR_MOVED_AT, AnnotationIntake
-from labelhub.sync.labelstudio import project as project_module
-from labelhub.sync.labelstudio.project import LabelStudioProject
 from labelhub.sync.labelstudio.server import DB_NAME
-from labelhub.sync.state import SyncState
-from tests.labelstudio import import_annotated
-from tests.test_sync_export import CONFIG, choice
-
-N = 12
-
-
-@pytest.fixture
-def annotated(label_studio, make_project, tmp_path, monkeypatch):
-    """A project of N annotated tasks, listed 5 a page, and the sync's intake of it."""
-    monkeypatch.setattr(project_module, "TASK_PAGE_SIZE", 5)
-    client = label_studio.client()
-    created = make_project("intake at scale", CONFIG)
-    ids = import_annotated(client, created.id, [{"image": f"https://example.test/{i}.png"} for i in range(N)],
-                           [choice("illustrated")])
-    project = LabelStudioProject(label_studio.url, label_studio.api_key, created.id)
-    return client, project, AnnotationIntake(project, SyncState(tmp_path / "s.sqlite3", created.id, "o/r")), ids
+from tests.test_sync_export import choice
+from tests.test_sync_listing_moves import N, annotated  # noqa: F401 (a fixture: N annotated tasks, 5 a page)
 
 
 def _as_if_moved_seconds_ago(intake: AnnotationIntake, seconds: float) -> None:

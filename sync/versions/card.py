@@ -154,7 +154,7 @@ ROWS_CONFIG = "rows"
 CONSENSUS_CONFIG = "consensus"
 
 
-def _merged(existing: list, ours: list[dict], names: tuple[str, ...]) -> list:
+def merged_entries(existing: list, ours: list[dict], names: tuple[str, ...]) -> list:
     """``existing`` with the entries named in ``names`` (by ``config_name``; none: ``default``) replaced by ``ours``
     where the first of them stood, or ``ours`` appended: another series' entries keep their place."""
     merged, placed = [], False
@@ -363,11 +363,11 @@ def _made_card(existing: str | None, csv_path: str, block: str, training_files, 
         ours = [{"config_name": series.default_config, "data_files": [{"split": "train", "path": csv_path}]}]
     for config in ours:
         config["description"] = _VERSION
-    card.data.configs = _merged(list(getattr(card.data, "configs", None) or []), ours, series.config_names)
+    card.data.configs = merged_entries(list(getattr(card.data, "configs", None) or []), ours, series.config_names)
     infos = getattr(card.data, "dataset_info", None)
     if hasattr(card.data, "dataset_info"):
         del card.data.dataset_info
-    others = _merged([infos] if isinstance(infos, dict) else list(infos or []), [], series.config_names)
+    others = merged_entries([infos] if isinstance(infos, dict) else list(infos or []), [], series.config_names)
     if others:  # another series' features (to_dataset_card_data below merges ours in, sorted by config name)
         card.data.dataset_info = others[0] if len(others) == 1 else others
     if features is not None:

@@ -98,7 +98,7 @@ from datetime import datetime, timezone
 
 import pandas as pd
 
-from labelhub.sync.versions.card import card_block, class_names, dataset_card, manifest_json
+from labelhub.sync.versions.card import card_block, class_names, dataset_card, manifest_json, merged_entries
 from labelhub.sync.versions.diff import VersionDiff, changes_text, diff_frames, read_version_csv, replaced_project
 from labelhub.sync.versions.agreement import agreement_markdown
 from labelhub.sync.versions.incremental import CONTENT_FORMAT, VersionRows, build_files, build_rows
@@ -534,21 +534,10 @@ class Exporter:
         names = self.series.config_names
         mine = DatasetCard(text)
 
-        def merged(existing, ours):
-            out, placed = [], False
-            for entry in existing:
-                if isinstance(entry, dict) and entry.get("config_name", "default") in names:
-                    if not placed:
-                        out.extend(ours)
-                        placed = True
-                    continue
-                out.append(entry)
-            return out if placed else out + ours
-
         as_list = lambda value: [value] if isinstance(value, dict) else list(value or [])  # noqa: E731
         ours = self._series_yaml(card)
-        mine.data.configs = merged(list(getattr(mine.data, "configs", None) or []), ours[0])
-        infos = merged(as_list(getattr(mine.data, "dataset_info", None)), ours[1])
+        mine.data.configs = merged_entries(list(getattr(mine.data, "configs", None) or []), ours[0], names)
+        infos = merged_entries(as_list(getattr(mine.data, "dataset_info", None)), ours[1], names)
         if infos:
             mine.data.dataset_info = infos[0] if len(infos) == 1 else infos
         elif hasattr(mine.data, "dataset_info"):
