@@ -66,4 +66,5 @@ def test_a_project_recreated_with_the_same_id_after_a_reset_counts_its_annotatio
 
     shown = run_labelhub("diff", "--repo", str(path), "annotations-v1", "annotations-v2", check=True)
     assert "+1 added, -3 removed, ~0 relabelled" in shown.stdout, shown.stdout
-    assert "relabels" not in shown.stdout and "→" not in shown.stdout
+    counts = [line for line in shown.stdout.splitlines() if line.startswith("- `")]  # the per-label lines (no legend)
+    assert counts and "relabels" not in shown.stdout and not any("→" in line for line in counts), shown.stdout
