@@ -4,7 +4,8 @@ Each tick of :meth:`SyncService.tick` runs what is due: the import cycle every `
 seconds, reconciliation every ``reconcile_interval`` seconds, the sweep of deleted tasks every
 ``sweep_interval`` seconds, and an export when annotations
 changed and ``export_interval`` seconds passed since the last one (debounce). A webhook wakes the
-loop at once. A step that fails is logged and retried at its next turn; the others go on. An export the Hub
+loop at once. A step that fails is logged and retried at its next turn; the others go on (the same error again is
+said at ERROR every 10 minutes, at DEBUG between, and a line says when the step works again). An export the Hub
 refuses (401: the token; 403: no write access) is said once and retried after 1, 2, 4, ... minutes up to 30
 (:meth:`SyncService._export_wait`): each attempt sends the whole version. A configuration error
 (:class:`labelhub.errors.ConfigurationError`) is not retried: it ends the daemon. On SIGTERM
@@ -28,6 +29,8 @@ log = logging.getLogger(__name__)
 REFUSED_FIRST = 60.0
 #: ... up to this many seconds.
 REFUSED_MAX = 1800.0
+#: A step failing again with the same error is said at ERROR again after this many seconds (at DEBUG between).
+REPEAT_ERROR_EVERY = 600.0
 
 
 def is_refusal(exc: BaseException) -> bool:
@@ -51,6 +54,8 @@ class SyncService:
     _due: dict = field(default_factory=dict)
     _flushing: bool = False
     _refused: float = 0.0
+    #: ``{step: (its error's text, when it first failed with it, when that was last said at ERROR)}`` (monotonic s).
+    _failing: dict = field(default_factory=dict)
 
     def tick(self) -> float:
         """Run what is due; return the seconds until something is due next."""
@@ -106,9 +111,27 @@ class SyncService:
                 else:
                     log.debug("export refused again: %s", exc)
             else:
-                log.error("%s failed, will retry: %s: %s", name, type(exc).__name__, exc)
+                self._say_failure(name, exc)
             return exc
+        if name in self._failing:
+            log.info("%s works again (it had failed for %.0f s)", name,
+                     time.monotonic() - self._failing.pop(name)[1])
         return None
+
+    def _say_failure(self, name: str, exc: Exception) -> None:
+        """Log a failed step at ERROR, but the same error of the same step again (a hand-made tag that stays, a Label
+        Studio down) at DEBUG, and at ERROR again every :data:`REPEAT_ERROR_EVERY` seconds with how long it has
+        lasted: a daemon retrying every few seconds does not fill its log with one line."""
+        text, now = f"{type(exc).__name__}: {exc}", time.monotonic()
+        seen, since, said = self._failing.get(name, (None, now, 0.0))
+        if seen != text:
+            self._failing[name] = (text, now, now)
+            log.error("%s failed, will retry: %s", name, text)
+        elif now - said >= REPEAT_ERROR_EVERY:
+            self._failing[name] = (text, since, now)
+            log.error("%s still fails (for %.0f s; said at DEBUG meanwhile), will retry: %s", name, now - since, text)
+        else:
+            log.debug("%s failed again: %s", name, text)
 
     def run_once(self) -> None:
         """One reconciliation, one sweep, one import cycle, one export (``--once``); errors propagate.
