@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Collection, Sequence
 from datetime import datetime, timezone
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import httpx
 from label_studio_sdk.core.api_error import ApiError
@@ -78,9 +78,10 @@ class TaskNotFound(NotFoundError):
         self.task_id = task_id
 
 
-def _filters(*items: dict) -> str:
-    """A Data Manager ``query`` with the ``filters`` ``items`` joined by ``and``."""
-    return json.dumps({"filters": {"conjunction": "and", "items": list(items)}})
+def _filters(*items: dict, ordering: Sequence[str] = ()) -> str:
+    """A Data Manager ``query`` with the ``filters`` ``items`` joined by ``and`` (and its ``ordering``, when given)."""
+    return json.dumps({"filters": {"conjunction": "and", "items": list(items)},
+                       **({"ordering": list(ordering)} if ordering else {})})
 
 
 #: The Data Manager filter of the tasks that have an annotation: ``annotations__completed_by__isnull=False`` in
@@ -408,16 +409,14 @@ class LabelStudioProject:
             ProjectNotFound, LabelStudioError: As :meth:`call` turns a failed call (pages passed before stay passed).
         """
         items = _updated_after(cursor) + ([_ANNOTATED] if annotated_only else [])
-        where = {"conjunction": "and", "items": items}
         pages = _Pages(lambda tasks: on_page(tasks, True))
-        _, held_still, _ = self._listing(1, convert=pages.add, query=json.dumps({"filters": where,
-                                                                                  "ordering": ["tasks:updated_at"]}),
+        _, held_still, _ = self._listing(1, convert=pages.add, query=_filters(*items, ordering=["tasks:updated_at"]),
                                          fields="all")
         pages.flush()
         if held_still:
             return True
-        ids, ids_held_still, _ = self._listing(query=json.dumps({"filters": where, "ordering": ["tasks:id"]}),
-                                               fields="task_only", include="id")
+        ids, ids_held_still, _ = self._listing(query=_filters(*items, ordering=["tasks:id"]), fields="task_only",
+                                               include="id")
         if not ids_held_still:
             return False
         missed = sorted({task.id for task in ids} - pages.ids)
@@ -433,14 +432,11 @@ class LabelStudioProject:
         Raises:
             ProjectNotFound, LabelStudioError: As :meth:`call` turns a failed call.
         """
-        page = self.call(self.client.tasks.list, project=self.project_id, page_size=1, fields="task_only",
-                         query=json.dumps({"filters": {"conjunction": "and", "items": _updated_after(cursor)},
-                                           "ordering": ["-tasks:updated_at"]}))
-        items = page.items or []
-        newest = items[0].updated_at if items else None
+        total, first = self._total_and_first(_filters(*_updated_after(cursor), ordering=["-tasks:updated_at"]), None)
+        newest = first.updated_at if first is not None else None
         if isinstance(newest, datetime):
             newest = newest.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-        return int(getattr(page.response, "total", 0) or 0), (newest or "")
+        return total, (newest or "")
 
     def unannotated_task_ids_updated_since(self, cursor: str, max_id: int) -> list[int] | None:
         """The ids of the tasks with an id up to ``max_id`` and an ``updated_at`` after ``cursor`` that have no
@@ -452,9 +448,8 @@ class LabelStudioProject:
         """
         items = [*_updated_after(cursor), {**_ANNOTATED, "value": True},
                  {"filter": "filter:tasks:id", "operator": "less", "type": "Number", "value": max_id + 1}]
-        tasks, held_still, _ = self._listing(query=json.dumps({"filters": {"conjunction": "and", "items": items},
-                                                               "ordering": ["tasks:id"]}),
-                                             fields="task_only", include="id")
+        tasks, held_still, _ = self._listing(query=_filters(*items, ordering=["tasks:id"]), fields="task_only",
+                                             include="id")
         return [task.id for task in tasks] if held_still else None
 
     def task_count_and_max_id(self) -> tuple[int, int]:
@@ -464,11 +459,8 @@ class LabelStudioProject:
         Raises:
             ProjectNotFound, LabelStudioError: As :meth:`call` turns a failed call.
         """
-        page = self.call(self.client.tasks.list, project=self.project_id, page_size=1, fields="task_only",
-                         include="id", query=json.dumps({"filters": {"conjunction": "and", "items": []},
-                                                         "ordering": ["-tasks:id"]}))
-        items = page.items or []
-        return int(getattr(page.response, "total", 0) or 0), (items[0].id if items else 0)
+        total, first = self._total_and_first(_filters(ordering=["-tasks:id"]), "id")
+        return total, (first.id if first is not None else 0)
 
     def task_count_through(self, max_id: int) -> int:
         """How many tasks of the project have an id up to ``max_id`` (one call, as :meth:`task_count_and_max_id`).
@@ -476,10 +468,16 @@ class LabelStudioProject:
         Raises:
             ProjectNotFound, LabelStudioError: As :meth:`call` turns a failed call.
         """
+        return self._total_and_first(_filters({"filter": "filter:tasks:id", "operator": "less", "type": "Number",
+                                               "value": max_id + 1}), "id")[0]
+
+    def _total_and_first(self, query: str, include: str | None) -> tuple[int, Any]:
+        """``(how many tasks the Data Manager ``query`` selects, its first task or None)``: one call, a page of one
+        task (``fields="task_only"``, only the ``include`` fields when given), whose answer carries the count."""
         page = self.call(self.client.tasks.list, project=self.project_id, page_size=1, fields="task_only",
-                         include="id", query=_filters({"filter": "filter:tasks:id", "operator": "less",
-                                                       "type": "Number", "value": max_id + 1}))
-        return int(getattr(page.response, "total", 0) or 0)
+                         **({"include": include} if include else {}), query=query)
+        items = page.items or []
+        return int(getattr(page.response, "total", 0) or 0), (items[0] if items else None)
 
     def existing_task_ids(self, task_ids: Sequence[int]) -> set[int] | None:
         """Those of ``task_ids`` that the project has (ids only, a few paged queries:
