@@ -72,7 +72,7 @@ def check_project_exists(backend, key: str) -> None:
     """Refuse an event of a project that does not exist in Label Studio, before anything of it is stored.
 
     A project the backend holds state of (connected with ``/setup``, or trained) is taken as real at once. Any other
-    is asked for once per process (``GET /api/projects/<id>/``, :meth:`LabelStudioClient.project`, waiting
+    is asked for once per process and key (``GET /api/projects/<id>/``, :meth:`LabelStudioClient.project`, waiting
     :data:`PROJECT_CHECK_TIMEOUT`) when the backend has ``LABEL_STUDIO_URL`` and ``LABEL_STUDIO_API_KEY``: Label
     Studio's 404 refuses the event (one warning per process and project), and any other failure (no key, Label Studio
     slow, down or refusing the key) keeps it, so no event of a real project whose ``/setup`` the backend has not seen
@@ -96,22 +96,27 @@ def check_project_exists(backend, key: str) -> None:
     if not (settings.label_studio_url and settings.label_studio_api_key):
         return
     project_id = project_id_of(key)
-    try:
-        LabelStudioClient(settings.label_studio_url, settings.label_studio_api_key,
-                          timeout=PROJECT_CHECK_TIMEOUT).project(project_id)
-    except ProjectNotFound:
-        with _checked_lock:
-            first = key not in _warned_projects
-            _warned_projects.add(key)
-        if first:
-            log.warning("events of project %s refused: Label Studio has no project %s (it answered 404); nothing of "
-                        "them is stored", key, project_id)
-        raise UnknownProjectError(f"project {project_id} does not exist in Label Studio: the event is not stored",
-                                  project=project_id) from None
-    except (LabelHubError, ValueError):  # Label Studio slow, down, or refusing the key: keep the event
-        return
-    with _checked_lock:
-        _checked_projects.add(key)
+    # a 404 already said is final for a key with its creation time (that project never comes to exist); a bare id
+    # (a payload without created_at) may be a project made since: asked again
+    if key not in _warned_projects or "." not in key:
+        try:
+            LabelStudioClient(settings.label_studio_url, settings.label_studio_api_key,
+                              timeout=PROJECT_CHECK_TIMEOUT).project(project_id)
+        except ProjectNotFound:
+            with _checked_lock:
+                first = key not in _warned_projects
+                _warned_projects.add(key)
+            if first:
+                log.warning("events of project %s refused: Label Studio has no project %s (it answered 404); nothing "
+                            "of them is stored", key, project_id)
+        except (LabelHubError, ValueError):  # Label Studio slow, down, or refusing the key: keep the event
+            return
+        else:
+            with _checked_lock:
+                _checked_projects.add(key)
+            return
+    raise UnknownProjectError(f"project {project_id} does not exist in Label Studio: the event is not stored",
+                              project=project_id)
 
 
 def _basic_auth_ok(settings) -> bool:
