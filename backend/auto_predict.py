@@ -1,12 +1,14 @@
 """Prediction jobs the backend starts by itself (``LABELHUB_AUTO_PREDICT=true``).
 
-Two moments start one, both seen by the trainer (:class:`labelhub.backend.events.Trainer`, one across every
+Three moments start one, all seen by the trainer (:class:`labelhub.backend.events.Trainer`, one across every
 worker and host):
 
 - a ``TASKS_CREATED`` webhook (an import, the sync's new files): a job of those tasks, ``missing`` mode;
 - a retrain that moved the project's ``model_version``: a job of the project's unlabeled tasks, the most
   uncertain first (:func:`labelhub.backend.jobs.plan`), so that sorting the Data Manager by prediction score
-  stays current for active learning.
+  stays current for active learning;
+- a ``/setup`` whose Extra params differ from the stored ones, for a project with a fit (the version served may
+  have moved without a fit: :data:`labelhub.backend.events.PARAMS_CHANGED`): the same job of the unlabeled tasks.
 
 The job is :func:`labelhub.backend.jobs.run_job`, as ``labelhub predict`` runs it: through Label Studio's API
 (``LABEL_STUDIO_URL``, ``LABEL_STUDIO_API_KEY``), one write per batch, status on ``/health``, at most one

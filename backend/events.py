@@ -52,11 +52,15 @@ log = logging.getLogger(__name__)
 
 __all__ = ["EventQueue", "Trainer", "TrainerHost", "ModelSource", "apply_event", "validate_event", "remove_unlisted",
            "listed_annotation_ids",
-           "HANDLED_ACTIONS", "IGNORED_ACTIONS"]
+           "HANDLED_ACTIONS", "IGNORED_ACTIONS", "PARAMS_CHANGED"]
 
 #: Actions that change what the model learns from, queued durably.
 HANDLED_ACTIONS = {"ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_CREATED", "ANNOTATIONS_DELETED",
                    "TASKS_DELETED", "START_TRAINING", "PROJECT_UPDATED", "TRAIN"}
+#: The backend's own event (never a webhook's): ``/setup`` changed a project's Extra params, so the ``model_version``
+#: it serves may have moved without a fit; the trainer then asks for the automatic job of the unlabeled tasks
+#: (:mod:`labelhub.backend.auto_predict`), as after a retrain. Its payload is ``{}``.
+PARAMS_CHANGED = "LABELHUB_PARAMS_CHANGED"
 #: Label Studio actions accepted and ignored (the webhook Label Studio creates sends every action).
 IGNORED_ACTIONS = set(ACTIONS) - HANDLED_ACTIONS
 #: Keys of a project's ``kv.json`` that LabelHub's default model before ``ProjectModel`` wrote (``ChoicesModel``,
@@ -693,9 +697,11 @@ class Trainer:
         try:
             model = backend.models.get(key, label_config)
             before = state.kv().get("model_version")
-            model.fit_batch([(e.get("action"), e.get("payload") or {}) for _, e in events], annotations=data)
-            if auto is not None and state.kv().get("model_version") not in (None, before):
-                auto.request(key, unlabeled=True)  # retrained: re-predict the unlabeled tasks, least sure first
+            model.fit_batch([(e.get("action"), e.get("payload") or {}) for _, e in events
+                             if e.get("action") != PARAMS_CHANGED], annotations=data)
+            if auto is not None and (state.kv().get("model_version") not in (None, before) or any(
+                    e.get("action") == PARAMS_CHANGED for _, e in applied)):
+                auto.request(key, unlabeled=True)  # retrained (or new params): the unlabeled tasks, least sure first
         except LabelHubError as exc:  # e.g. a label config the model does not support: one line, no traceback
             outcome = "error"
             state.update_kv(last_error=f"{type(exc).__name__}: {exc}"[:500])

@@ -31,7 +31,7 @@ from flask import Blueprint, Response, current_app, g, jsonify, request
 from labelhub.backend.errors import BackendError, InvalidPayloadError, UnauthorizedError
 from labelhub.redaction import one_line, redact
 from labelhub.webhooks import SECRET_HEADER, secret_matches
-from labelhub.backend.events import validate_event
+from labelhub.backend.events import PARAMS_CHANGED, validate_event
 from labelhub.backend.model import normalize_predictions
 from labelhub.backend.payloads import PredictRequest, SetupRequest, TrainRequest, json_body
 from labelhub.backend.state import project_key
@@ -228,11 +228,21 @@ def setup():
 
     Never loads a model synchronously (Label Studio waits 3 s); the embedder is loaded in the
     background. An unsupported label config answers 422 with the reason.
+
+    Extra params that differ from the stored ones, for a project the model has fitted, queue
+    :data:`~labelhub.backend.events.PARAMS_CHANGED` when ``LABELHUB_AUTO_PREDICT`` is on: the parameters may move
+    the ``model_version`` served without a fit, and the trainer then re-predicts the unlabeled tasks as after a
+    retrain (a change that moves no version, such as ``crop_cache``, makes a job that plans nothing).
     """
     backend = _backend()
     req = SetupRequest.parse(json_body(request))
     kwargs = {"extra_params": req.extra_params} if req.extra_params is not None else {}
+    state = backend.store.project(req.project)
+    params_before = state.project().get("extra_params") or {}
     model = backend.models.get(req.project, req.label_config, **kwargs)
+    if (req.extra_params is not None and (req.extra_params or {}) != params_before and backend.auto.enabled
+            and state.kv().get("model_version")):
+        backend.queue.put(PARAMS_CHANGED, {}, req.project)
     model.refresh()
     backend.warmup(model)
     return jsonify(model_version=model.model_version)

@@ -85,6 +85,21 @@ def test_a_retrain_and_new_tasks_start_prediction_jobs_by_themselves(label_studi
 
     wait_for(lambda: versions_left() == {_current(backend)}, timeout=120, message="the older versions retired")
 
+    # the Connect Model dialog's Extra params changed: Label Studio calls /setup, the version served moves without a
+    # fit, and the unlabeled tasks are predicted again with it (one prediction each), no annotation needed
+    ml_id = _api(label_studio, "GET", f"/api/ml?project={project.id}")[0]["id"]
+    _api(label_studio, "PATCH", f"/api/ml/{ml_id}", json={  # the dialog sends the whole form
+        "url": backend.url, "project": project.id, "title": "labelhub", "is_interactive": True,
+        "extra_params": {"threshold": 0.2}})
+    moved = _api(label_studio, "GET", f"/api/ml/{ml_id}")["model_version"]
+    assert moved != version and moved.startswith("labelhub-")
+
+    def all_with_new_params():
+        state = _state(label_studio, project.id)
+        return all(v[moved] == 1 for labeled, v in state.values() if not labeled)
+
+    wait_for(all_with_new_params, timeout=120, message="the unlabeled tasks predicted with the new Extra params")
+
 
 def test_requests_not_done_are_asked_again_after_a_restart(tmp_path, monkeypatch):
     """One host: a request waiting behind a running job (and the running one) survives a restart of the backend:
