@@ -69,21 +69,35 @@ class ProjectLocked(Exception):
         self.holder = holder
 
 
-def project_lock_path(label_studio_url: str, project_id: int) -> Path:
+def project_lock_path(label_studio_url: str, project_key: str | int) -> Path:
     """The host-wide lock file of a Label Studio project: ``<cache>/locks/project-<sha256[:16]>.lock`` under
-    :func:`labelhub.cache.cache_root` (``$LABELHUB_CACHE``, default ``~/.cache/labelhub``), the hash of the URL
-    (trailing ``/`` and a ``user:password@`` dropped) and the project id."""
+    :func:`labelhub.cache.cache_root` (``$LABELHUB_CACHE``, default ``~/.cache/labelhub``).
+
+    Args:
+        label_studio_url: Label Studio's URL; used only when ``project_key`` is a bare id.
+        project_key: Label Studio's identity of the project, ``<id>.<created_at in unix seconds>`` (as it names it to
+            ML backends, :attr:`labelhub.sync.labelstudio.project.LabelStudioProject.key`), or the bare id when
+            Label Studio gives no creation time.
+
+    Decided: the hash is of the key alone, not of the URL, so the same Label Studio reached as ``localhost`` and as
+    ``127.0.0.1`` (or through a proxy) is one project (a walkthrough ran a second writer that way). Projects of two
+    Label Studio servers share a lock only when they have the same id and were created in the same second: the
+    second is refused for no reason, never let in beside the first. A bare id falls back to the URL (a trailing
+    ``/`` and a ``user:password@`` dropped) and the id.
+    """
     from labelhub.cache import cache_root
     from labelhub.redaction import without_userinfo
 
-    key = f"{without_userinfo(label_studio_url.rstrip('/'))}#{int(project_id)}".encode()
-    return cache_root() / "locks" / f"project-{hashlib.sha256(key).hexdigest()[:16]}.lock"
+    key = str(project_key)
+    if "." not in key:
+        key = f"{without_userinfo(label_studio_url.rstrip('/'))}#{int(key)}"
+    return cache_root() / "locks" / f"project-{hashlib.sha256(key.encode()).hexdigest()[:16]}.lock"
 
 
 @contextmanager
-def project_lock(label_studio_url: str, project_id: int, holder: str) -> Iterator[None]:
-    """Hold the host-wide lock of Label Studio project ``project_id`` of ``label_studio_url`` (:func:`file_lock`,
-    non-blocking, on :func:`project_lock_path`), writing ``holder`` (the caller's ``--state``) beside it
+def project_lock(label_studio_url: str, project_key: str | int, holder: str) -> Iterator[None]:
+    """Hold the host-wide lock of Label Studio project ``project_key`` (``<id>.<created_at>``, or a bare id) of
+    ``label_studio_url`` (:func:`file_lock`, non-blocking, on :func:`project_lock_path`), writing ``holder`` (the caller's ``--state``) beside it
     (``<lock>.holder``) for a refused process to name.
 
     Decided: the per-state lock (``<state>.<project>.lock``) cannot see a second ``--state`` of the same project (a
@@ -95,7 +109,7 @@ def project_lock(label_studio_url: str, project_id: int, holder: str) -> Iterato
         ProjectLocked: another process of this host holds it (``holder``: what it wrote).
         OSError: the lock file cannot be created.
     """
-    path = project_lock_path(label_studio_url, project_id)
+    path = project_lock_path(label_studio_url, project_key)
     note = path.with_name(path.name + ".holder")
     with file_lock(path, blocking=False) as held:
         if not held:

@@ -145,7 +145,7 @@ def sync(repo, project_id, revision, include, exclude, metadata_path, metadata_k
                 "branch to commit to; follow a branch, or pass --no-export to only import")
         project = LabelStudioProject(label_studio_url, label_studio_api_key, project_id)
         held.enter_context(state_lock(state_path, project_id))
-        held.enter_context(host_project_lock(project.url, project_id, state_path))
+        held.enter_context(host_project_lock(project, state_path))
         with state_errors(state_path):
             state = SyncState(state_path, project_id, dataset.repo_id)
         state.bind(project.url, project.key)

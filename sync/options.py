@@ -132,10 +132,14 @@ def state_lock(state_path: str, project_id: int) -> Iterator[None]:
 
 
 @contextmanager
-def host_project_lock(label_studio_url: str, project_id: int, state_path: str):
+def host_project_lock(project, state_path: str):
     """Hold the host-wide lock of the project (:func:`labelhub.locks.project_lock`) beside the per-state one
     (:func:`state_lock`): a second ``labelhub sync``, ``import-labels`` or ``restore`` of the project on this host,
-    whatever its ``--state``, is refused in one line naming the first one's.
+    whatever its ``--state`` and however it spells Label Studio's URL, is refused in one line naming the first one's.
+
+    Args:
+        project: The :class:`~labelhub.sync.labelstudio.project.LabelStudioProject` (its ``url``, ``project_id``
+            and ``key``).
 
     Raises:
         click.ClickException: another process holds it (exit 1), or its lock file cannot be created.
@@ -144,16 +148,16 @@ def host_project_lock(label_studio_url: str, project_id: int, state_path: str):
 
     with ExitStack() as stack:
         try:  # only the acquisition: errors of the command itself pass through
-            stack.enter_context(project_lock(label_studio_url, project_id, str(Path(state_path).resolve())))
+            stack.enter_context(project_lock(project.url, project.key, str(Path(state_path).resolve())))
         except ProjectLocked as other:
             raise click.ClickException(
-                f"another labelhub sync, import-labels or restore of Label Studio project {project_id} runs on this "
+                f"another labelhub sync, import-labels or restore of Label Studio project {project.project_id} runs on this "
                 f"host with --state "
                 f"{other.holder or '?'}: one at a time per project (two --state files of one project each import "
                 "what their own state lacks and export the same annotations); wait for it, or stop it and use its "
                 "--state") from None
         except OSError as exc:
-            raise click.ClickException(f"cannot create the lock of Label Studio project {project_id} "
+            raise click.ClickException(f"cannot create the lock of Label Studio project {project.project_id} "
                                        f"({type(exc).__name__}: {exc})") from None
         yield
 

@@ -79,7 +79,7 @@ def _run(repo, tag, project_id, csv_path, tag_prefix, batch_size, state_path, la
     dataset = open_repo(repo, token=hf_token, endpoint=hf_endpoint)
     _, frame, manifest, rejected = read_version(dataset, tag, csv_path, tag_prefix)
     project = LabelStudioProject(label_studio_url, label_studio_api_key, project_id)
-    with state_lock(state_path, project_id), host_project_lock(project.url, project_id, state_path):
+    with state_lock(state_path, project_id), host_project_lock(project, state_path):
         with state_errors(state_path):
             db = connect(state_path)
         try:

@@ -230,15 +230,22 @@ def test_two_imports_at_once_with_their_own_states_name_the_second_tasks_and_fai
 
 
 def test_a_second_import_on_this_host_is_refused(label_studio, project, env, tmp_path, monkeypatch):
-    """A sync (or import, or restore) of the project holds the host-wide project lock, whatever its --state: an
-    import with another --state is refused in one line naming it, and nothing is created."""
+    """A sync (or import, or restore) of the project holds the host-wide project lock, whatever its --state and
+    however it spells Label Studio's URL (the lock is of the project's ``<id>.<created_at>``): an import with another
+    --state, through ``localhost`` where the holder said ``127.0.0.1``, is refused in one line naming it, and nothing
+    is created."""
     from labelhub.locks import project_lock
+    from labelhub.sync.labelstudio.project import LabelStudioProject
 
     monkeypatch.setenv("LABELHUB_CACHE", str(tmp_path / "cache"))
     csv = write_csv(tmp_path / "labels.csv", ["https://example.test/0.png,Bag,,,,,,"])
-    with project_lock(label_studio.url, project.id, str(tmp_path / "daemon.sqlite3")):
+    key = LabelStudioProject(label_studio.url, label_studio.api_key, project.id).key
+    assert "127.0.0.1" in label_studio.url and "." in key
+    other_spelling = {**env, "LABELHUB_CACHE": str(tmp_path / "cache"),
+                      "LABEL_STUDIO_URL": label_studio.url.replace("127.0.0.1", "localhost")}
+    with project_lock(label_studio.url, key, str(tmp_path / "daemon.sqlite3")):
         refused = run_labelhub("import-labels", str(csv), "--project", str(project.id), "--state",
-                               str(tmp_path / "other.sqlite3"), env={**env, "LABELHUB_CACHE": str(tmp_path / "cache")})
+                               str(tmp_path / "other.sqlite3"), env=other_spelling)
     assert refused.returncode == 1, refused.stdout + refused.stderr
     assert f"runs on this host with --state {tmp_path / 'daemon.sqlite3'}" in refused.stderr
     assert all_tasks(label_studio, project.id) == []

@@ -96,25 +96,25 @@ def _run(file, project_id, target, ground_truth, model_version, strict, batch_si
     sync daemon (or another import) of the project with the same ``--state``, the refusal is the only output, not
     the last line after every rejected row and the parse summary (found by a walkthrough). A ``--strict`` run that
     would import nothing is refused the same way: decided, it is the same command."""
-    with state_lock(state_path, project_id), host_project_lock(label_studio_url, project_id, state_path):
-        return _run_locked(file, project_id, target, ground_truth, model_version, strict, batch_size, file_format,
-                           repo, revision, state_path, label_studio_url, label_studio_api_key, hf_token, hf_endpoint,
-                           public_url, url_policy)
+    from labelhub.sync.labelstudio.project import LabelStudioProject
+
+    project = LabelStudioProject(label_studio_url, label_studio_api_key, project_id)  # its key names the host lock
+    with state_lock(state_path, project_id), host_project_lock(project, state_path):
+        return _run_locked(file, project, target, ground_truth, model_version, strict, batch_size, file_format,
+                           repo, revision, state_path, hf_token, hf_endpoint, public_url, url_policy)
 
 
-def _run_locked(file, project_id, target, ground_truth, model_version, strict, batch_size, file_format, repo,
-                revision, state_path, label_studio_url, label_studio_api_key, hf_token, hf_endpoint, public_url,
-                url_policy) -> int:
-    """:func:`_run` once the state lock is held."""
+def _run_locked(file, project, target, ground_truth, model_version, strict, batch_size, file_format, repo,
+                revision, state_path, hf_token, hf_endpoint, public_url, url_policy) -> int:
+    """:func:`_run` once the state lock is held, for ``project``
+    (:class:`~labelhub.sync.labelstudio.project.LabelStudioProject`)."""
     from labelhub.sync.labels.coco_file import read_coco
     from labelhub.sync.labels.csv_file import read_labels_csv
     from labelhub.sync.labels.parsed import ProjectLabels, UrlResolver
     from labelhub.sync.ledger import LABELS_SOURCE, ImportLedger
     from labelhub.sync.state import bind_project, connect
     from labelhub.sync.labels.importer import LabelImporter, summary_lines
-    from labelhub.sync.labelstudio.project import LabelStudioProject
-
-    project = LabelStudioProject(label_studio_url, label_studio_api_key, project_id)
+    project_id = project.project_id
     labels = ProjectLabels.from_config(project.label_config)
     urls = UrlResolver(endpoint=hf_endpoint)
     if repo:
