@@ -133,6 +133,24 @@ def test_a_metadata_join_that_matches_no_file_warns_once_naming_the_key_column(l
         in warnings[0]
 
 
+def test_a_new_file_without_a_metadata_row_is_said_to_lack_its_row_not_blamed_on_the_key_settings(
+        label_studio, project, repo, env, tmp_path):
+    """The key settings match the repo's files; a commit adds a file of a volume the CSV has no row for: the warning
+    says that file lacks its row (a walkthrough was told "0 of 1 files matched ... check --metadata-key")."""
+    args = ("sync", "--repo", str(repo), "--project", str(project.id), "--once", "--state", str(tmp_path / "s.sqlite3"),
+            "--metadata", sample_repos.INVENTORY, "--metadata-columns", "id,meta", "--metadata-key", "-3",
+            "--log-level", "WARNING")
+    first = run_labelhub(*args, env=env, check=True)
+    assert "metadata CSV" not in first.stderr, first.stderr
+    sample_repos.commit_local(repo, sample_repos.image_files(10, 11), message="a file of a new volume")
+    proc = run_labelhub(*args, env=env, check=True)
+    warnings = [line for line in proc.stderr.splitlines() if "metadata CSV" in line]
+    assert len(warnings) == 1 and "--metadata-key" not in warnings[0], proc.stderr
+    assert (f"metadata CSV {sample_repos.INVENTORY}: 1 of the 1 files imported or updated have no row in it (a file's "
+            f"key, part -3 of its path: 'vol-001' of '{sample_repos.image_path(10)}', is not in its column 'id')") \
+        in warnings[0]
+
+
 def test_log_level_has_a_help_sentence_and_debug_quiets_faker_and_the_webhook_access_lines():
     for command in ("sync", "import-labels", "restore"):
         assert "How much the log" in run_labelhub(command, "--help", check=True).stdout

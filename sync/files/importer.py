@@ -371,7 +371,7 @@ class FileImporter:
         report.repinned = [f.path for f in repins]
         if new:
             report.created += self._import(iter(new), sha, len(new), table)
-        if table and (unmatched := table.unmatched_warning()):
+        if table and (unmatched := table.unmatched_warning(by_path)):
             log.warning("%s", unmatched)
         if moves or repins:  # the same content at a new path, or at a new commit: what was annotated is that file
             self.state.repin_annotations([known[old].task_id for old, _ in moves]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import io
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import pandas as pd
@@ -88,13 +88,19 @@ class MetadataTable:
         return {k: (None if isinstance(v, float) and math.isnan(v) else v)
                 for k, v in row.items() if k not in RESERVED_KEYS}
 
-    def unmatched_warning(self) -> str | None:
-        """One warning line when under 1% of the files looked up since the table was read matched a row (a wrong
-        ``--metadata-key`` or CSV, which would otherwise leave every task without its columns, silently), naming the
-        key column and an example of a file's key and of the table's keys; ``None`` otherwise.
+    def unmatched_warning(self, listed: Iterable[str] = ()) -> str | None:
+        """One warning line when under 1% of the files looked up since the table was read matched a row, else
+        ``None``.
+
+        Args:
+            listed: Every file path of the cycle's selection (the repo's files at its commit). When at least 1% of
+                them match a row, the key settings are right and the files looked up (new or changed files) only
+                lack their rows: the warning says so. Else (a wrong ``--metadata-key`` or CSV, which would otherwise
+                leave every task without its columns, silently) it names the key column and an example of a file's
+                key and of the table's keys, and points at the settings.
 
         Example:
-            >>> table.unmatched_warning()  # doctest: +SKIP
+            >>> table.unmatched_warning(paths)  # doctest: +SKIP
             "metadata CSV inventory.csv: 0 of 30 files matched a key in its column 'id' (a file's key, part -2 of
             its path: 'image' of 'fmnist/vol-000/image/00000.png'; the CSV's keys: 'vol-000', 'vol-001', ...): check
             --metadata-key and --metadata-columns"
@@ -102,10 +108,16 @@ class MetadataTable:
         if not self.looked_up or self.matched * 100 >= self.looked_up:
             return None
         path, key = self._missed
+        where = f"a file's key, part {self.spec.key_part} of its path: {key!r} of {path!r}"
+        listed = list(listed)
+        if listed and sum(self.key_of(p) in self._rows for p in listed) * 100 >= len(listed):
+            return (f"metadata CSV {self.spec.path}: {self.looked_up - self.matched} of the {self.looked_up} files "
+                    f"imported or updated have no row in it ({where}, is not in its column {self.key_column!r}): "
+                    "their tasks get its columns once a commit adds their rows")
         keys = ", ".join(repr(k) for k in list(self._rows)[:3]) + (", ..." if len(self._rows) > 3 else "")
         return (f"metadata CSV {self.spec.path}: {self.matched} of {self.looked_up} files matched a key in its column "
-                f"{self.key_column!r} (a file's key, part {self.spec.key_part} of its path: {key!r} of {path!r}; the "
-                f"CSV's keys: {keys or 'none'}): check --metadata-key and --metadata-columns")
+                f"{self.key_column!r} ({where}; the CSV's keys: {keys or 'none'}): check --metadata-key and "
+                "--metadata-columns")
 
 
 def parse_columns(value: str | None) -> tuple[str, ...] | None:
