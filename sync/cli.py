@@ -169,6 +169,9 @@ def sync(repo, project_id, revision, include, exclude, metadata_path, metadata_k
         if once:
             service.run_once()
             return
+        if webhook_url and not export:  # decided: said, not refused (a compose file may set it for every service)
+            log.warning("--no-export: no webhook receiver is started (annotations are not exported), so --webhook-url "
+                        "is not registered and port %d serves neither webhooks nor /health", webhook_port)
         receiver = _start_webhooks(project, state_path, dataset.repo_id, service, webhook_url, webhook_host,
                                    webhook_port, webhook_secret) if export and webhook_url else None
         try:

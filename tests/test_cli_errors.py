@@ -14,7 +14,7 @@ import time
 import pytest
 
 from tests import sample_repos
-from tests.conftest import ROOT, run_labelhub
+from tests.conftest import FILE_SECRET, ROOT, run_labelhub
 from tests.labelstudio import free_port
 from tests.test_sync_files_to_tasks import env_for
 
@@ -149,6 +149,23 @@ def test_a_new_file_without_a_metadata_row_is_said_to_lack_its_row_not_blamed_on
     assert (f"metadata CSV {sample_repos.INVENTORY}: 1 of the 1 files imported or updated have no row in it (a file's "
             f"key, part -3 of its path: 'vol-001' of '{sample_repos.image_path(10)}', is not in its column 'id')") \
         in warnings[0]
+
+
+def test_a_daemon_with_no_export_says_it_starts_no_webhook_receiver(label_studio, project, repo, env, tmp_path):
+    """``--no-export`` with a ``--webhook-url`` (a compose file setting it for every service): one warning that no
+    receiver runs, so neither webhooks nor /health are served (the compose healthcheck would wait for them)."""
+    proc = subprocess.Popen([sys.executable, "-m", "tests.guarded", "sync", "--repo", str(repo), "--project",
+                             str(project.id), "--no-export", "--state", str(tmp_path / "s.sqlite3"), "--webhook-url",
+                             "http://127.0.0.1:9/webhook", "--webhook-port", "9", "--log-level", "WARNING"], cwd=ROOT,
+                            env={**os.environ, "LABELHUB_SECRET": FILE_SECRET, **env}, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        line = next(iter(proc.stderr.readline, ""))
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert "--no-export: no webhook receiver is started" in line and "port 9 serves neither" in line, line
 
 
 def test_log_level_has_a_help_sentence_and_debug_quiets_faker_and_the_webhook_access_lines():
