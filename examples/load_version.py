@@ -30,8 +30,9 @@ def main() -> None:
     rows = load_version(args.repo, args.tag)
     column = args.column or rows.column_names[1]
     name = label_names(rows, column)
+    annotators = len(set(rows["annotator"]))
     print(f"{args.tag}: {rows.num_rows} annotations of {len(set(rows['task_id']))} tasks by "
-          f"{len(set(rows['annotator']))} annotators")
+          f"{annotators} annotator{'' if annotators == 1 else 's'}")
     print("columns:", ", ".join(rows.column_names))
     print(f"{column}:")
     # a region column (boxes, spans) counts each region's label; a whole-image column, each row's

@@ -92,7 +92,7 @@ def _datasets_cache(tmp_path, monkeypatch):
 def test_load_version_example_loads_each_tag_with_datasets(versions):
     repo, v1, v2, _ = versions
     out = run_example("load_version.py", repo, "annotations-v2")
-    assert f"annotations-v2: {len(v2)} annotations of {len(v2)} tasks by 1 annotators" in out
+    assert f"annotations-v2: {len(v2)} annotations of {len(v2)} tasks by 1 annotator" in out
     for label, count in Counter(v2.values()).items():
         assert f"  {label}\t{count}" in out
     assert f"annotations-v1: {len(v1)} annotations" in run_example("load_version.py", repo, "annotations-v1")

@@ -734,7 +734,7 @@ class Restorer:
                         "(their emails are kept in each task's meta.restored_annotations): %s. To attribute them, "
                         "create those users, then restore into a new project: a re-run into this project does not "
                         "re-attribute annotations it made", report.unmatched, len(ranked), shown)
-        log.info("project %s: %s", self.project.project_id, report.summary())
+        log.debug("project %s: %s", self.project.project_id, report.summary())  # the CLI prints it on stdout
         return report
 
     def _file_tasks(self, tasks: Sequence[RestoredTask]) -> dict[int, int]:
