@@ -29,13 +29,14 @@ COPY labelhub ./labelhub
 RUN pip install . && python -c "import labelhub.cli, labelhub.backend.app"
 
 RUN useradd --create-home --uid 10001 --user-group labelhub \
-    && mkdir -p /data/models /data/sync /data/hf /data/repos \
+    && mkdir -p /data/models /data/sync /data/hf /data/repos /data/cache \
     && chown -R labelhub:labelhub /data
 USER labelhub
 
 ENV MODEL_DIR=/data/models \
     LABELHUB_STATE=/data/sync/sync.sqlite3 \
     HF_HOME=/data/hf \
+    LABELHUB_CACHE=/data/cache \
     LABELHUB_HOST=0.0.0.0 \
     LABELHUB_WEBHOOK_HOST=0.0.0.0 \
     LABELHUB_HEALTH_URL=http://127.0.0.1:9090/health

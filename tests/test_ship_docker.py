@@ -33,7 +33,8 @@ _VAR = re.compile(r"\$\{(?P<name>[A-Z0-9_]+)(?:(?P<op>:?[-?])(?P<arg>[^}]*))?\}"
 
 # read by libraries the commands use, or by the image itself
 EXTERNAL = {"HF_HOME": "huggingface_hub", "HF_ENDPOINT": "huggingface_hub", "HF_TOKEN": "huggingface_hub",
-            "PROMETHEUS_MULTIPROC_DIR": "prometheus-client", "LABELHUB_HEALTH_URL": "the Dockerfile's HEALTHCHECK"}
+            "PROMETHEUS_MULTIPROC_DIR": "prometheus-client", "LABELHUB_HEALTH_URL": "the Dockerfile's HEALTHCHECK",
+            "LABELHUB_CACHE": "labelhub.cache.cache_root (the ONNX exports, the host-wide locks)"}
 
 
 def env_example() -> dict[str, str]:
