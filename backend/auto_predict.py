@@ -76,18 +76,23 @@ def check_key(url: str, api_key: str) -> str | None:
         api_key: ``LABEL_STUDIO_API_KEY``.
 
     Returns:
-        ``None`` when Label Studio accepts the key, else a warning (one line, no secret): the key refused, or Label
-        Studio not reachable (then the key is not known to be wrong: the jobs try it when they run).
+        ``None`` when Label Studio accepts the key, else a warning (one line, no secret): the key refused (by Label
+        Studio, or by label-studio-sdk before any call: an expired personal access token, see
+        :func:`labelhub.labelstudio_client.label_studio_client`), or Label Studio not reachable (then the key is not
+        known to be wrong: the jobs try it when they run).
     """
     import httpx
     from label_studio_sdk.core.api_error import ApiError
 
+    from labelhub.errors import LabelStudioError
     from labelhub.labelstudio_client import KEY_ADVICE, label_studio_client
     from labelhub.redaction import without_userinfo
 
     shown = without_userinfo(url)
     try:
         label_studio_client(url, api_key, KEY_CHECK_TIMEOUT).users.whoami()
+    except LabelStudioError as exc:  # a key label-studio-sdk refuses before any call (an expired token)
+        return f"LABELHUB_AUTO_PREDICT is on but {exc}; no automatic prediction job can run until it is fixed"
     except ApiError as exc:
         if exc.status_code in (401, 403):
             return (f"LABELHUB_AUTO_PREDICT is on but Label Studio at {shown} refused LABEL_STUDIO_API_KEY "

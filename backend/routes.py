@@ -66,6 +66,7 @@ PROJECT_CHECK_TIMEOUT = 0.5
 _checked_projects: set[str] = set()  # keys Label Studio confirmed (per process)
 _warned_projects: set[str] = set()  # keys already warned about (one warning per process and project)
 _checked_lock = threading.Lock()
+_key_refusal_said = threading.Event()  # a refused LABEL_STUDIO_API_KEY was warned about (once per process)
 
 
 def check_project_exists(backend, key: str) -> None:
@@ -76,8 +77,10 @@ def check_project_exists(backend, key: str) -> None:
     :data:`PROJECT_CHECK_TIMEOUT`) when the backend has ``LABEL_STUDIO_URL`` and ``LABEL_STUDIO_API_KEY``: Label
     Studio's 404 refuses the event (one warning per process and project), and any other failure (no key, Label Studio
     slow, down or refusing the key) keeps it, so no event of a real project whose ``/setup`` the backend has not seen
-    yet is lost. Without the key every such event is kept, as before. Label Studio sends each webhook once and only
-    logs the answer, so a 404 there costs nothing; a direct caller learns why.
+    yet is lost. A refused key (by Label Studio, or by label-studio-sdk before any call: an expired personal access
+    token) is warned about once per process, never shown. Without the key every such event is kept, as before.
+    Label Studio sends each webhook once and only logs the answer, so a 404 there costs nothing; a direct caller
+    learns why.
 
     Args:
         backend: The running backend (``settings``, ``store``).
@@ -109,7 +112,14 @@ def check_project_exists(backend, key: str) -> None:
             if first:
                 log.warning("events of project %s refused: Label Studio has no project %s (it answered 404); nothing "
                             "of them is stored", key, project_id)
-        except (LabelHubError, ValueError):  # Label Studio slow, down, or refusing the key: keep the event
+        except (LabelHubError, ValueError) as exc:  # Label Studio slow, down, or refusing the key: keep the event
+            if getattr(exc, "status", None) in (401, 403):
+                with _checked_lock:
+                    first = not _key_refusal_said.is_set()
+                    _key_refusal_said.set()
+                if first:
+                    log.warning("cannot check whether the projects of webhook events exist (%s); their events are "
+                                "kept", one_line(exc, 400))
             return
         else:
             with _checked_lock:

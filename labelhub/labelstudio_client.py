@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 if TYPE_CHECKING:
     from label_studio_sdk import LabelStudio
 
-__all__ = ["label_studio_client", "KEY_ADVICE", "TASK_PAGE_SIZE", "IDS_PER_QUERY", "LISTING_ATTEMPTS",
-           "selected_items_queries", "Listing", "list_tasks"]
+__all__ = ["label_studio_client", "KEY_ADVICE", "EXPIRED_KEY_ADVICE", "TASK_PAGE_SIZE", "IDS_PER_QUERY",
+           "LISTING_ATTEMPTS", "selected_items_queries", "Listing", "list_tasks"]
 
 T = TypeVar("T")
 
@@ -30,6 +30,10 @@ T = TypeVar("T")
 #: what follows "Label Studio at URL refused LABEL_STUDIO_API_KEY (401): " in LabelHub's messages.
 KEY_ADVICE = ("use a personal access token (Account & Settings → Personal Access Token) or a legacy token with "
               "LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN=true")
+#: What to do about a ``LABEL_STUDIO_API_KEY`` that is an expired personal access token (or a JWT with no expiry):
+#: what follows "LABEL_STUDIO_API_KEY (for Label Studio at URL) is a personal access token that has expired: ".
+EXPIRED_KEY_ADVICE = ("make a new one in Label Studio (Account & Settings → Personal Access Token) and set "
+                      "LABEL_STUDIO_API_KEY to it")
 
 #: Tasks per page when LabelHub lists a project's tasks (``GET /api/tasks``). Label Studio 1.23.2 on SQLite answers
 #: 500 "Expression tree is too large (maximum depth 1000)" for a page of 999 or more tasks made from uploaded files
@@ -146,10 +150,32 @@ def label_studio_client(url: str, api_key: str, timeout: float = 120.0) -> "Labe
     Returns:
         The SDK's client; the SDK's own retries stay as the SDK sets them (creates pass
         :data:`labelhub.retry.NO_SDK_RETRY`).
+
+    Raises:
+        LabelStudioError: ``api_key`` is shaped like a personal access token (a JWT) that has expired or has no
+            expiry (``status`` 401, as the backend's refused keys have it): the SDK checks that itself, with no
+            call, when the client is made (``TokensClientExt._is_valid_jwt_token`` of label-studio-sdk 2.x, which
+            decodes the token without checking its signature and raises its ``ApiError`` 401). The message says
+            where a new token comes from, never the key (:data:`EXPIRED_KEY_ADVICE`). A key Label Studio itself
+            refuses (a wrong legacy token, a revoked personal access token) is said at its first call instead.
     """
     import httpx
     from label_studio_sdk import LabelStudio
+    from label_studio_sdk.core.api_error import ApiError
+
+    from labelhub.errors import LabelStudioError
+    from labelhub.redaction import without_userinfo
 
     limits = httpx.Limits(max_keepalive_connections=0) if url.lower().startswith("http://") else httpx.Limits()
-    return LabelStudio(base_url=url, api_key=api_key, timeout=timeout,
-                       httpx_client=httpx.Client(timeout=timeout, follow_redirects=True, limits=limits))
+    http = httpx.Client(timeout=timeout, follow_redirects=True, limits=limits)
+    try:
+        return LabelStudio(base_url=url, api_key=api_key, timeout=timeout, httpx_client=http)
+    except ApiError as exc:
+        http.close()
+        detail = exc.body.get("detail") if isinstance(exc.body, dict) else None
+        what = ("is a personal access token that has expired" if "expired" in str(detail).lower() else
+                "is not a valid personal access token (a JWT with no expiry)")
+        error = LabelStudioError(f"LABEL_STUDIO_API_KEY (for Label Studio at {without_userinfo(url.rstrip('/'))}) "
+                                 f"{what}: {EXPIRED_KEY_ADVICE}")
+        error.status = exc.status_code
+        raise error from None

@@ -151,17 +151,42 @@ def hub_errors(endpoint: str, repo_id: str = "", revision: str = "", path: str =
 
 
 def _http_error(exc: HfHubHTTPError, endpoint: str) -> HubError:
-    """A :class:`~labelhub.errors.TransientHubError` for 429 and 5xx, else a :class:`~labelhub.errors.HubError` (a
-    401 says HF_TOKEN was refused; never the token itself)."""
+    """A :class:`~labelhub.errors.TransientHubError` for 429 and 5xx, else a :class:`~labelhub.errors.HubError`;
+    never the token itself.
+
+    A 401 (a private repo read without a token is :class:`~labelhub.errors.RepoNotFound` before this) says HF_TOKEN
+    was refused when the request carried a token, and that HF_TOKEN is not set when it carried none (a write, or a
+    Hub that wants a token for every call). Whether a token was sent is read from the request itself (its
+    ``Authorization: Bearer <token>`` header, :func:`_sent_token`), not from a setting: huggingface_hub sends the
+    token it was given, else the one it finds (``HF_TOKEN``, ``hf auth login``'s), and an empty ``HF_TOKEN`` (the
+    compose ``.env.example`` leaves it so) is none.
+    """
     status = exc.response.status_code if exc.response is not None else None
     message = f"the Hub at {endpoint} answered {status}: {exc.server_message or exc}"
-    if status == 401:  # a token was sent (a private repo read without one is RepoNotFound): it is not valid
+    if status == 401 and _sent_token(exc):
         message = (f"the Hub at {endpoint} refused HF_TOKEN (401: {exc.server_message or 'unauthorized'}): it is "
                    "invalid, expired or revoked; set a valid one (https://huggingface.co/settings/tokens)")
+    elif status == 401:
+        message = (f"the Hub at {endpoint} answered 401 ({exc.server_message or 'unauthorized'}) to a request "
+                   "without a token: HF_TOKEN is not set, and this repo or operation needs one (read access for a "
+                   "private repo, write access to export versions); set HF_TOKEN (--hf-token) to a token "
+                   "(https://huggingface.co/settings/tokens)")
     if status == 429 or (status or 0) >= 500:
         retry_after = exc.response.headers.get("Retry-After")
         return TransientHubError(message, status, float(retry_after) if retry_after else None)
     return HubError(message, status)
+
+
+def _sent_token(exc: HfHubHTTPError) -> bool:
+    """Whether the request ``exc`` answered carried a token (a non-empty ``Authorization: Bearer`` value, as
+    huggingface_hub's ``build_hf_headers`` sends it; ``Bearer`` with nothing after it is no token). An error with no
+    request to read (made by hand) is taken as one with a token."""
+    try:  # httpx's ``request`` properties raise RuntimeError when unset
+        value = exc.response.request.headers.get("authorization", "")
+    except (AttributeError, RuntimeError):
+        return True
+    scheme, _, token = value.partition(" ")
+    return bool(token.strip()) if scheme.lower() == "bearer" else bool(value.strip())
 
 
 def download(repo_id: str, path: str, revision: str, token: str | None = None, endpoint: str | None = None,
@@ -265,7 +290,8 @@ class HubRepo:
 
     Args:
         repo_id: ``owner/name``.
-        token: a Hub token with read access (write access for exports); ``None`` for public repos.
+        token: a Hub token with read access (write access for exports); ``None`` (or ``""``, an empty ``HF_TOKEN``)
+            for public repos: huggingface_hub then sends the token it finds itself, if any (``hf auth login``'s).
         endpoint: the Hub URL; ``None`` uses ``HF_ENDPOINT`` or ``https://huggingface.co``.
         file_urls: how file URLs are made (:class:`labelhub.file_urls.FileURLs`); ``None``: always the
             pinned ``resolve`` URL.
@@ -277,8 +303,8 @@ class HubRepo:
     def __init__(self, repo_id: str, token: str | None = None, endpoint: str | None = None,
                  file_urls: FileURLs | None = None):
         self.repo_id = repo_id
-        self.token = token
-        self.api = HfApi(endpoint=endpoint, token=token)
+        self.token = token or None  # an empty HF_TOKEN (or --hf-token "") is no token, not "Bearer " with nothing
+        self.api = HfApi(endpoint=endpoint, token=self.token)
         self.endpoint = self.api.endpoint
         self.key = repo_key(repo_id)
         self.file_urls = file_urls
