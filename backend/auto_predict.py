@@ -218,8 +218,12 @@ class AutoPredictor:
         from labelhub.backend.jobs import JobAlreadyRunning, run_job
         from labelhub.backend.labelstudio_api import LabelStudioClient
 
-        api = None if self.settings.redis_url else LabelStudioClient(self.settings.label_studio_url,
-                                                                      self.settings.label_studio_api_key)
+        api = None
+        if not self.settings.redis_url:
+            try:
+                api = LabelStudioClient(self.settings.label_studio_url, self.settings.label_studio_api_key)
+            except Exception:  # a key label-studio-sdk refuses (expired): made again by each job, which fails saying why
+                api = None
         while True:
             with self._cond:
                 if not self._pending:
@@ -240,6 +244,7 @@ class AutoPredictor:
                 if self.settings.redis_url:
                     self._enqueue(key, None if whole else sorted(ids), whole)
                 else:
+                    api = api or LabelStudioClient(self.settings.label_studio_url, self.settings.label_studio_api_key)
                     status = run_job(self.backend, api, project_id_of(key), task_ids=None if whole else sorted(ids),
                                      unlabeled=whole, progress=False, keep_versions=self.settings.keep_versions)
                     log.info("project %s: auto-predict wrote %d predictions of %s (%d failed)", key, status.done,

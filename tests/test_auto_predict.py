@@ -150,8 +150,10 @@ def test_a_projects_whole_project_jobs_start_at_most_once_per_interval(tmp_path,
 
     from labelhub.backend import jobs
     from labelhub.backend.auto_predict import AutoPredictor
+    from labelhub.backend.labelstudio_api import LabelStudioClient
     from labelhub.backend.settings import Settings
 
+    LabelStudioClient("http://127.0.0.1:9", "key")  # label-studio-sdk imported (about 1 s) before the clock starts
     settings = Settings(model_dir=tmp_path, auto_predict=True, label_studio_url="http://127.0.0.1:9",
                         label_studio_api_key="key", auto_predict_interval=1.5)
     started = []

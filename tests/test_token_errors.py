@@ -144,3 +144,25 @@ def test_sync_with_an_empty_hf_token_says_it_is_not_set_when_it_exports(label_st
     said = [line for line in proc.stderr.splitlines() if "answered 401" in line]
     assert said and "HF_TOKEN is not set" in said[0] and "write access to export versions" in said[0], proc.stderr
     assert "refused HF_TOKEN" not in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_an_automatic_prediction_job_with_an_expired_key_fails_saying_why_and_is_kept(tmp_path):
+    """The automatic jobs' thread made its Label Studio client before its loop, outside any try: an expired personal
+    access token ended the thread at its first job and every later request waited for nothing. The job now fails
+    like any other (its status says why, never the key) and the request stays for the next try."""
+    from types import SimpleNamespace
+
+    from labelhub.backend.auto_predict import AutoPredictor
+    from labelhub.backend.job_status import JobStatus
+    from labelhub.backend.settings import Settings
+
+    settings = Settings(model_dir=tmp_path, auto_predict=True, label_studio_url="http://127.0.0.1:9",
+                        label_studio_api_key=EXPIRED)
+    auto = AutoPredictor(SimpleNamespace(settings=settings, name="one"))
+    auto.request("3.100", unlabeled=True)
+    deadline = time.monotonic() + 20
+    while (status := JobStatus.load(tmp_path, "3.100")) is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert status is not None and status.state == "failed", status
+    assert SAID[EXPIRED] in status.error and EXPIRED not in status.error
+    assert auto._pending.get("3.100") == (True, set())  # kept, tried again after the backoff
