@@ -7,11 +7,12 @@ backend's error handlers pass their messages through :func:`redact` too.
 """
 from __future__ import annotations
 
+import importlib
 import logging
 from collections.abc import Iterable
 
-__all__ = ["MIN_SECRET_CHARS", "redact", "one_line", "escaped", "without_userinfo", "RedactSecrets", "RetryLinesAtDebug",
-           "setup_logging"]
+__all__ = ["MIN_SECRET_CHARS", "redact", "one_line", "escaped", "without_userinfo", "RedactSecrets",
+           "RetryLinesAtDebug", "setup_logging"]
 
 #: Values shorter than this are not treated as secrets (replacing ``"a"`` everywhere would garble every
 #: message, and no token, key or password LabelHub accepts is that short).
@@ -143,11 +144,10 @@ class RetryLinesAtDebug(logging.Filter):
 
 
 def _through_root() -> None:
-    """Remove every non-root logger's own plain ``StreamHandler`` (stderr or stdout: huggingface_hub's), and make that logger propagate,
-    so that its lines reach the root handler (:class:`RedactSecrets`, the time) once; the libraries of
-    :data:`SELF_CONFIGURED` are imported first. A library imported later that adds one is not covered."""
-    import importlib
-
+    """Remove every non-root logger's own plain ``StreamHandler`` (stderr or stdout: huggingface_hub's), and make
+    that logger propagate, so that its lines reach the root handler (:class:`RedactSecrets`, the time) once; the
+    libraries of :data:`SELF_CONFIGURED` are imported first. A library imported later that adds one is not covered
+    (transformers, which the backend imports when it first loads a pipeline, keeps its own handler)."""
     for module in SELF_CONFIGURED:
         try:
             importlib.import_module(module)

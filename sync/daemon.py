@@ -9,7 +9,7 @@ request under way is not cut but not retried either (:class:`labelhub.repos.hub.
 in the tick are skipped. The pending export is then tried once before the exit
 (:meth:`labelhub.sync.service.SyncService.flush`: one attempt per Hub call, huggingface_hub's retries included); what
 does not land stays pending in the state for the next start, said in one line. Measured against a Hub that refuses
-connections (``tests/test_sync_hub_outage.py``): SIGTERM to exit in about a second, where huggingface_hub's own
+connections (``tests/test_sync_hub_outage.py``): SIGTERM to exit in under 2 s, where huggingface_hub's own
 retries (5, 23 s of waits per call) held it 42 s.
 """
 from __future__ import annotations

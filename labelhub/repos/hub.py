@@ -8,6 +8,10 @@ tells the repo's visibility), ``list_repo_tree(recursive=True)`` (paged, 1,000 e
 (``validate-yaml`` when ``README.md`` is committed, ``preupload`` unless every file's upload mode is already
 known, see :meth:`HubRepo.commit`, and ``commit``), ``create_tag`` and, only after a lost answer or a conflict,
 ``list_repo_commits`` and ``list_repo_refs``.
+
+huggingface_hub's shared HTTP client is set here (:func:`hub_client`, at import): the same as its default, but once
+the daemon is stopping (:func:`labelhub.retry.request_shutdown`) its own retries end (:class:`_OneAttemptWhenStopping`,
+:func:`cut_backoff_wait`).
 """
 from __future__ import annotations
 
@@ -143,12 +147,16 @@ class _OneAttemptWhenStopping(httpx2.Client):
 
 
 def hub_client() -> httpx2.Client:
-    """The ``httpx2.Client`` huggingface_hub shares between its calls (installed at import with its documented
-    ``set_client_factory``, https://huggingface.co/docs/huggingface_hub/package_reference/utilities#configure-http-backend):
+    """The ``httpx2.Client`` huggingface_hub shares between its calls, installed at import with its documented
+    ``set_client_factory``
+    (https://huggingface.co/docs/huggingface_hub/package_reference/utilities#configure-http-backend):
     its default client's settings (``default_client_factory``: event hooks, ``follow_redirects``, ``timeout=None``)
-    in a :class:`_OneAttemptWhenStopping`."""
-    from huggingface_hub.utils._http import default_client_factory
-
+    in a :class:`_OneAttemptWhenStopping`. ``default_client_factory`` is not exported by huggingface_hub 2.x: should a
+    release drop it, the client is made with the settings it has in 2.4 but its event hook (a request id header)."""
+    try:
+        from huggingface_hub.utils._http import default_client_factory
+    except ImportError:  # pragma: no cover - a huggingface_hub release without it
+        return _OneAttemptWhenStopping(follow_redirects=True, timeout=None)
     default = default_client_factory()
     try:
         return _OneAttemptWhenStopping(event_hooks=default.event_hooks, follow_redirects=default.follow_redirects,
