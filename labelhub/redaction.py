@@ -7,10 +7,12 @@ backend's error handlers pass their messages through :func:`redact` too.
 """
 from __future__ import annotations
 
+import importlib
 import logging
 from collections.abc import Iterable
 
-__all__ = ["MIN_SECRET_CHARS", "redact", "one_line", "escaped", "without_userinfo", "RedactSecrets", "setup_logging"]
+__all__ = ["MIN_SECRET_CHARS", "redact", "one_line", "escaped", "without_userinfo", "RedactSecrets",
+           "RetryLinesAtDebug", "setup_logging"]
 
 #: Values shorter than this are not treated as secrets (replacing ``"a"`` everywhere would garble every
 #: message, and no token, key or password LabelHub accepts is that short).
@@ -115,6 +117,52 @@ class RedactSecrets(logging.Filter):
         return True
 
 
+#: The logger of huggingface_hub's ``http_backoff`` (2.x, ``utils/_http.py``).
+BACKOFF_LOGGER = "huggingface_hub.utils._http"
+#: Libraries that give their logger a handler of their own as they are imported: imported here first (when
+#: installed and cheap to import), so that :func:`setup_logging` finds the handler to remove.
+SELF_CONFIGURED = ("huggingface_hub.utils.logging",)
+
+
+class RetryLinesAtDebug(logging.Filter):
+    """A filter for huggingface_hub's ``http_backoff`` logger (:data:`BACKOFF_LOGGER`) that puts its lines about each
+    attempt at DEBUG (they are dropped unless the root logger is at DEBUG).
+
+    ``http_backoff`` (``_http_backoff_base``) says two WARNING lines per failed attempt, 5 retries a call
+    (``'[Errno 111] Connection refused' thrown while requesting GET .../commits/main``, ``Retrying in 1s [Retry
+    1/5].``): during a Hub outage, 60 lines a minute. The call's failure, when it gives up, is LabelHub's to say
+    (a step failing again with the same error: at ERROR once, at DEBUG between, :mod:`labelhub.sync.service`).
+    Its other lines (``Error closing client``) are left as they are.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """``False`` for an attempt's line unless the root logger is at DEBUG (then made a DEBUG record)."""
+        if record.funcName != "_http_backoff_base" or record.levelno <= logging.DEBUG:
+            return True
+        record.levelno, record.levelname = logging.DEBUG, logging.getLevelName(logging.DEBUG)
+        return logging.getLogger().isEnabledFor(logging.DEBUG)
+
+
+def _through_root() -> None:
+    """Remove every non-root logger's own plain ``StreamHandler`` (stderr or stdout: huggingface_hub's), and make
+    that logger propagate, so that its lines reach the root handler (:class:`RedactSecrets`, the time) once; the
+    libraries of :data:`SELF_CONFIGURED` are imported first. A library imported later that adds one is not covered
+    (transformers, which the backend imports when it first loads a pipeline, keeps its own handler)."""
+    for module in SELF_CONFIGURED:
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            pass
+    for logger in list(logging.Logger.manager.loggerDict.values()):
+        if not isinstance(logger, logging.Logger):
+            continue
+        printing = [h for h in logger.handlers if type(h) is logging.StreamHandler]  # not a file's, not a test's
+        for handler in printing:
+            logger.removeHandler(handler)
+        if printing:
+            logger.propagate = True
+
+
 def setup_logging(level: str = "INFO", secrets: Iterable[str | None] = (),
                   fmt: str = "%(asctime)s %(levelname)s %(name)s: %(message)s") -> RedactSecrets:
     """Log to stderr as ``time level name: message``, with :class:`RedactSecrets` on the handler.
@@ -123,6 +171,12 @@ def setup_logging(level: str = "INFO", secrets: Iterable[str | None] = (),
         level: ``DEBUG``, ``INFO``, ``WARNING`` or ``ERROR``.
         secrets: The values to hide.
         fmt: The :class:`logging.Formatter` format (``labelhub backend`` adds the process id: several workers log).
+
+    Every other logger's own handler that prints to stderr or stdout is removed and the logger made to propagate
+    (:func:`_through_root`): huggingface_hub adds a bare ``StreamHandler`` to its logger as it is imported
+    (``huggingface_hub/utils/logging.py``, ``_configure_library_root_logger``), which printed each of its lines a
+    second time, with no time and past the redaction. huggingface_hub's lines about its own retries
+    (:class:`RetryLinesAtDebug`) are at DEBUG: LabelHub says the failure once the call gave up.
 
     Returns:
         The filter (its :meth:`RedactSecrets.redact` cleans error messages printed elsewhere).
@@ -134,6 +188,10 @@ def setup_logging(level: str = "INFO", secrets: Iterable[str | None] = (),
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    _through_root()
+    backoff = logging.getLogger(BACKOFF_LOGGER)
+    if not any(isinstance(f, RetryLinesAtDebug) for f in backoff.filters):
+        backoff.addFilter(RetryLinesAtDebug())
     # httpx2/httpcore2: huggingface_hub 2.x's HTTP client logs each request at INFO; faker logs its locale lookups;
     # werkzeug: the sync's webhook receiver logged an access line per webhook (9 of 10 of its log lines)
     for noisy in ("httpx", "httpcore", "httpx2", "httpcore2", "urllib3", "filelock", "faker", "werkzeug"):

@@ -52,7 +52,6 @@ class SyncService:
     sweep_interval: float = 300
     wake: threading.Event = field(default_factory=threading.Event)
     _due: dict = field(default_factory=dict)
-    _flushing: bool = False
     _refused: float = 0.0
     #: ``{step: (its error's text, when it first failed with it, when that was last said at ERROR)}`` (monotonic s).
     _failing: dict = field(default_factory=dict)
@@ -91,12 +90,12 @@ class SyncService:
         return max(self._refused, self.export_interval)
 
     def _step(self, name: str, fn) -> Exception | None:
-        """Run one step (none once the daemon is stopping, :func:`labelhub.retry.shutdown_requested`, but in
-        :meth:`flush`); an error is logged and the step retried at its next turn, except a
+        """Run one step (none once the daemon is stopping, :func:`labelhub.retry.shutdown_requested`: :meth:`flush`
+        runs its own); an error is logged and the step retried at its next turn, except a
         :class:`labelhub.errors.ConfigurationError` (the options contradict the repo, e.g. another project's
         series: :meth:`labelhub.sync.versions.exporter.Exporter.check_series`), which cannot fix itself: it ends
         the daemon (the command says it in one line and exits 1), nothing flushed."""
-        if shutdown_requested() and not self._flushing:
+        if shutdown_requested():
             return None
         try:
             fn()
@@ -150,12 +149,24 @@ class SyncService:
 
     def flush(self) -> None:
         """Reconcile and export what is pending, ignoring the export interval (on shutdown: each Hub call is tried
-        once, :func:`labelhub.retry.request_shutdown`; what fails stays pending in the state)."""
-        self._flushing = True
+        once, :func:`labelhub.retry.request_shutdown`; what fails stays pending in the state).
+
+        A step that fails is said in one line at ERROR, whatever was said of it before (:meth:`_say_failure` says a
+        repeated error at DEBUG: the flush during a Hub outage would have failed silently), e.g. ``stopping: the
+        export failed (HubUnreachable: cannot reach the Hub at ...); the export stays pending for the next
+        start``. A :class:`labelhub.errors.ConfigurationError` is raised as in :meth:`_step`."""
+        if self.intake:
+            self._flush_step("reconciliation", self.intake.reconcile)
+        if self.exporter and self.exporter.pending():
+            self._flush_step("export", self.exporter.export)
+
+    def _flush_step(self, name: str, fn) -> None:
+        """Run one step of :meth:`flush`; its failure in one line at ERROR (see there)."""
         try:
-            if self.intake:
-                self._step("reconciliation", self.intake.reconcile)
-            if self.exporter and self.exporter.pending():
-                self._step("export", self.exporter.export)
-        finally:
-            self._flushing = False
+            fn()
+        except ConfigurationError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - said; the work stays pending in the state
+            log.error("stopping: the %s failed (%s: %s); %s", name, type(exc).__name__, exc,
+                      "the export stays pending for the next start" if name == "export" else
+                      "it runs again at the next start")

@@ -8,6 +8,10 @@ tells the repo's visibility), ``list_repo_tree(recursive=True)`` (paged, 1,000 e
 (``validate-yaml`` when ``README.md`` is committed, ``preupload`` unless every file's upload mode is already
 known, see :meth:`HubRepo.commit`, and ``commit``), ``create_tag`` and, only after a lost answer or a conflict,
 ``list_repo_commits`` and ``list_repo_refs``.
+
+huggingface_hub's shared HTTP client is set here (:func:`hub_client`, at import): the same as its default, but once
+the daemon is stopping (:func:`labelhub.retry.request_shutdown`) its own retries end (:class:`_OneAttemptWhenStopping`,
+:func:`cut_backoff_wait`).
 """
 from __future__ import annotations
 
@@ -27,8 +31,10 @@ from huggingface_hub import (
     get_hf_file_metadata,
     hf_hub_download,
     hf_hub_url,
+    set_client_factory,
     try_to_load_from_cache,
 )
+from huggingface_hub.utils import hf_raise_for_status
 from huggingface_hub.errors import (
     EntryNotFoundError,
     FileMetadataError,
@@ -57,6 +63,7 @@ from labelhub.errors import (
 )
 from labelhub.file_urls import FileURLs
 from labelhub.repos.base import RepoFile
+from labelhub.retry import shutdown_requested
 from labelhub.signing import repo_key
 
 REPO_TYPE = "dataset"
@@ -100,6 +107,88 @@ def said_when_slow(what: str):
         yield
     finally:
         done.set()
+
+
+class HubCallStopped(httpx2.TransportError):
+    """A Hub request that got no answer once the daemon is stopping (:func:`labelhub.retry.request_shutdown`), or a
+    wait between two of huggingface_hub's own attempts cut by the signal (:func:`cut_backoff_wait`): not one of the
+    failures ``http_backoff`` retries, and :func:`hub_errors` makes it a :class:`~labelhub.errors.HubUnreachable`."""
+
+
+#: The statuses huggingface_hub's ``http_backoff`` answers with another attempt (``_DEFAULT_RETRY_ON_STATUS_CODES``).
+BACKOFF_STATUSES = (408, 429, 500, 502, 503, 504)
+
+
+class _OneAttemptWhenStopping(httpx2.Client):
+    """huggingface_hub's shared HTTP client (:func:`hub_client`), whose failures are final once the daemon is stopping.
+
+    huggingface_hub 2.x retries a call made through ``http_backoff`` (``list_repo_commits`` and ``list_repo_tree``
+    through ``paginate``, ``preupload``, the LFS uploads; ``utils/_http.py``) 5 times, 1, 2, 4, 8 and 8 s apart
+    (``Retry-After`` + 1 s after a 429 or 5xx that carries one), and no parameter of the ``HfApi`` methods nor any
+    setting bounds it. After :func:`labelhub.retry.request_shutdown`, a request that gets no answer raises
+    :class:`HubCallStopped` and one answered with a status ``http_backoff`` retries (:data:`BACKOFF_STATUSES`) raises
+    huggingface_hub's own ``HfHubHTTPError`` at once: neither is retried, so the shutdown's flush makes one attempt
+    per call and a retry loop under way ends at its next attempt. Before it, nothing differs from huggingface_hub's
+    default client (the same event hooks, redirects and timeouts).
+    """
+
+    def send(self, request: httpx2.Request, **kwargs) -> httpx2.Response:
+        try:
+            response = super().send(request, **kwargs)
+        except (httpx2.TimeoutException, httpx2.NetworkError, httpx2.RemoteProtocolError) as exc:
+            if shutdown_requested():
+                raise HubCallStopped(f"{type(exc).__name__}: {exc} (not retried: stopping)", request=request) \
+                    from exc
+            raise
+        if shutdown_requested() and response.status_code in BACKOFF_STATUSES:
+            response.read()
+            hf_raise_for_status(response)
+        return response
+
+
+def hub_client() -> httpx2.Client:
+    """The ``httpx2.Client`` huggingface_hub shares between its calls, installed at import with its documented
+    ``set_client_factory``
+    (https://huggingface.co/docs/huggingface_hub/package_reference/utilities#configure-http-backend):
+    its default client's settings (``default_client_factory``: event hooks, ``follow_redirects``, ``timeout=None``)
+    in a :class:`_OneAttemptWhenStopping`. ``default_client_factory`` is not exported by huggingface_hub 2.x: should a
+    release drop it, the client is made with the settings it has in 2.4 but its event hook (a request id header)."""
+    try:
+        from huggingface_hub.utils._http import default_client_factory
+    except ImportError:  # pragma: no cover - a huggingface_hub release without it
+        return _OneAttemptWhenStopping(follow_redirects=True, timeout=None)
+    default = default_client_factory()
+    try:
+        return _OneAttemptWhenStopping(event_hooks=default.event_hooks, follow_redirects=default.follow_redirects,
+                                       timeout=default.timeout)
+    finally:
+        default.close()
+
+
+set_client_factory(hub_client)
+
+
+def cut_backoff_wait(frame) -> None:
+    """End a wait between two of huggingface_hub's own attempts now: the daemon's SIGTERM/SIGINT handler calls it
+    with the frame the signal interrupted (:func:`signal.signal`).
+
+    ``http_backoff`` sleeps with ``time.sleep`` (up to 8 s, or a 429's or 5xx's ``Retry-After`` + 1 s) in its
+    generator ``_http_backoff_base`` (huggingface_hub 2.x, ``utils/_http.py``), which no setting shortens. When the
+    signal interrupted that frame (the sleep, or the loop between two attempts: no request is under way there and
+    nothing is half written), this raises :class:`HubCallStopped` from the handler, which Python raises where the
+    frame is (a sleep interrupted by a signal whose handler raises ends at once, PEP 475); the call fails as a Hub
+    that did not answer does. Anywhere else (a request under way, LabelHub's own code) it does nothing: the request
+    ends as it would, and :class:`_OneAttemptWhenStopping` retries it no more.
+
+    Args:
+        frame: The frame the signal handler was given (``None``: nothing to cut).
+
+    Raises:
+        HubCallStopped: ``frame`` is huggingface_hub's retry loop.
+    """
+    if frame is not None and frame.f_code.co_name == "_http_backoff_base" \
+            and frame.f_globals.get("__name__") == "huggingface_hub.utils._http":
+        raise HubCallStopped("the wait between two attempts of a Hub request was cut: stopping")
 
 
 @contextmanager
