@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass, field
 
 from labelhub.errors import ConfigurationError, HubError
+from labelhub.redaction import one_line
 from labelhub.retry import shutdown_requested
 from labelhub.sync.versions.exporter import Exporter
 from labelhub.sync.files.importer import FileImporter
@@ -102,6 +103,9 @@ class SyncService:
         except ConfigurationError:
             raise
         except Exception as exc:  # logged; retried at its next turn
+            if shutdown_requested():  # cut by SIGTERM/SIGINT: the flush tries it once more and says how that went
+                log.info("%s interrupted: stopping (%s)", name, one_line(exc, 200))
+                return exc
             if is_refusal(exc) and name == "export":
                 if not self._refused:  # said once; the retries back off (:meth:`_export_wait`)
                     log.error("export failed: %s: %s; retried in %.0f s, then twice as long each time up to %.0f min "

@@ -81,6 +81,7 @@ def test_sigterm_during_a_hub_outage_ends_the_daemon_in_seconds_says_the_flush_f
         text = log_path.read_text()
         assert code == 0 and took < 5, (took, text)  # was 42 s
         assert "Traceback" not in text and "stopped" in text
+        assert not [line for line in text.splitlines() if "will retry" in line and "stopping" in line], text
         flush = [line for line in text.splitlines() if "stopping: the export failed" in line]
         assert len(flush) == 1 and "stays pending for the next start" in flush[0], text
         assert not [line for line in text.splitlines() if any(r in line for r in RETRY_LINES)], text  # at INFO: none
