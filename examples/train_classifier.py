@@ -27,6 +27,27 @@ def folds(y, groups, k: int = 3):
     return list(GroupKFold(n_splits=k).split(y, y, groups))
 
 
+def pixels(rows, media: str):
+    """``(x, kept)``: the grayscale pixels (0 to 1) of each row whose ``media`` cell ``datasets`` can decode as an
+    image, one flat row of ``x`` each, and the indices of those rows. A file that is no image (empty, or another
+    format under a ``.png`` name: the sync makes a task of any file its label config's type takes) is skipped and
+    named, not a traceback."""
+    import numpy as np
+    from PIL import UnidentifiedImageError
+
+    x, kept, skipped, paths = [], [], [], rows["hf_path"]
+    for i in range(rows.num_rows):  # one row at a time: datasets decodes the image as the row is read
+        try:
+            x.append(np.asarray(rows[i][media].convert("L"), dtype=np.float32).ravel() / 255.0)
+            kept.append(i)
+        except (UnidentifiedImageError, OSError):
+            skipped.append(paths[i])
+    if skipped:
+        print(f"skipped {len(skipped)} rows whose file is no image: {', '.join(sorted(set(skipped))[:3])}"
+              + (", ..." if len(set(skipped)) > 3 else ""))
+    return np.stack(x) if x else np.zeros((0, 0), dtype=np.float32), kept
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("repo", help="Hub dataset owner/name, or a local git repository's path")
@@ -46,7 +67,10 @@ def main() -> None:
     if not rows.num_rows:
         raise SystemExit(f"{args.tag}: no row with a {args.column!r} label to train on")
     media = "image" if "image" in rows.column_names else rows.column_names[0]  # the task's media comes first
-    x = np.stack([np.asarray(image.convert("L"), dtype=np.float32).ravel() / 255.0 for image in rows[media]])
+    x, kept = pixels(rows, media)
+    rows = rows.select(kept)
+    if not rows.num_rows:
+        raise SystemExit(f"{args.tag}: no row with an image to train on")
     y = [name(label) for label in rows[args.column]]
     groups = rows["hf_path"]
     model = LogisticRegression(max_iter=500)

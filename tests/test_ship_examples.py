@@ -139,3 +139,25 @@ def test_the_examples_load_the_configs_of_the_tags_series():
     assert series_configs("annotations-v3") == (None, "rows")
     assert series_configs("test-v1") == ("test", "test-rows")
     assert series_configs("my-set-v12") == ("my-set", "my-set-rows")
+
+
+def test_train_classifier_skips_and_names_a_file_that_is_no_image(capsys):
+    """The sync makes a task of any file the label config's type takes: an empty ``.png`` or a text under that name
+    was annotated and exported, and the example ended in ``UnidentifiedImageError``. Its rows are skipped and
+    named."""
+    import datasets
+
+    from tests.sample_repos import image_files
+
+    png = next(iter(image_files(0, 1).values()))
+    rows = datasets.Dataset.from_dict({"image": [{"bytes": png, "path": None}, {"bytes": b"", "path": "empty.png"},
+                                                 {"bytes": b"not an image", "path": "text.png"}],
+                                       "hf_path": ["a.png", "empty.png", "text.png"]})
+    sys.path.insert(0, str(ROOT / "examples"))
+    try:
+        from train_classifier import pixels
+    finally:
+        sys.path.pop(0)
+    x, kept = pixels(rows.cast_column("image", datasets.Image()), "image")
+    assert kept == [0] and x.shape == (1, 28 * 28)
+    assert "skipped 2 rows whose file is no image: empty.png, text.png" in capsys.readouterr().out
