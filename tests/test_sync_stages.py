@@ -49,6 +49,17 @@ def test_metadata_join_by_the_third_path_part_from_the_end_without_header():
     assert table.columns_for("1.jpg") == {}
 
 
+def test_metadata_keys_padded_with_spaces_match_and_a_semicolon_csv_is_named_in_the_warning():
+    """Spaces around a key cell (a padded spreadsheet export) do not count; a CSV separated by ';' reads as one
+    column, and the no-match warning says so (an audit was told only to check --metadata-key)."""
+    table = MetadataTable(b"id,title\n 007 ,Bond\n", MetadataSpec("m.csv"))
+    assert table.columns_for("x/007/image/1.png") == {"id": "007", "title": "Bond"}
+    semicolons = MetadataTable(b"id;title\n007;Bond\n", MetadataSpec("m.csv"))
+    assert semicolons.columns_for("x/007/image/1.png") == {}
+    warning = semicolons.unmatched_warning()
+    assert warning.endswith("it reads as one column: its separator looks like ';', save it with commas"), warning
+
+
 def test_metadata_with_header_and_duplicate_keys_is_refused():
     with pytest.raises(LabelHubError, match="duplicate keys"):
         MetadataTable(b"id,title\n1,a\n1,b\n", MetadataSpec("m.csv"))

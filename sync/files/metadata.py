@@ -57,6 +57,7 @@ class MetadataTable:
         except (ValueError, pd.errors.ParserError) as exc:
             raise LabelHubError(f"metadata CSV {spec.path} does not parse: {exc}") from None
         key = frame.columns[0]
+        frame[key] = frame[key].str.strip()  # decided: spaces around a key (a padded spreadsheet cell) do not count
         duplicated = frame[key][frame[key].duplicated()].unique()[:5]
         if len(duplicated):
             raise LabelHubError(f"metadata CSV {spec.path}: duplicate keys in column {key!r}: {list(duplicated)}")
@@ -72,7 +73,7 @@ class MetadataTable:
         """The key of the file at ``path`` (``None`` when the path has too few parts)."""
         parts = path.split("/")
         try:
-            return parts[self.spec.key_part]
+            return parts[self.spec.key_part].strip()
         except IndexError:
             return None
 
@@ -115,9 +116,12 @@ class MetadataTable:
                     f"imported or updated have no row in it ({where}, is not in its column {self.key_column!r}): "
                     "their tasks get its columns once a commit adds their rows")
         keys = ", ".join(repr(k) for k in list(self._rows)[:3]) + (", ..." if len(self._rows) > 3 else "")
+        separator = next((name for sep, name in ((";", "';'"), ("\t", "a tab")) if sep in str(self.key_column)), None)
+        hint = (f"; it reads as one column: its separator looks like {separator}, save it with commas"
+                if separator and len(self.columns) <= 1 else "")
         return (f"metadata CSV {self.spec.path}: {self.matched} of {self.looked_up} files matched a key in its column "
                 f"{self.key_column!r} ({where}; the CSV's keys: {keys or 'none'}): check --metadata-key and "
-                "--metadata-columns")
+                f"--metadata-columns{hint}")
 
 
 def parse_columns(value: str | None) -> tuple[str, ...] | None:
