@@ -8,7 +8,7 @@ repositories (the models: ``tests/test_file_urls.py``, ``tests/test_hub_faults_a
 from __future__ import annotations
 
 import logging
-import os
+import subprocess
 
 import pytest
 import requests
@@ -107,3 +107,53 @@ def test_a_text_too_large_for_a_task_is_left_out_named_and_the_files_after_it_ar
     assert sorted(_tasks(label_studio, created.id)) == ["a.txt", "m.txt", "z.txt"]
     text = "\n".join(r.getMessage() for r in caplog.records)
     assert "big.txt (3.0 MB)" in text and "not selected" not in text, text
+
+
+# ---- 3. LABELHUB_FILE_REPOS: a path is a path as a whole, '=' and all ---------------------------------------------
+
+@pytest.fixture
+def eq_repo(tmp_path, monkeypatch):
+    """A local git repository at ``<tmp>/run=3/ds`` (cwd: ``<tmp>``, ``HOME``: ``<tmp>``): ``(path, sha, png)``."""
+    png = next(iter(sample_repos.image_files(0, 1).values()))
+    path = sample_repos.local_repo_with(tmp_path / "run=3" / "ds", {"a.png": png})
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=path, capture_output=True, text=True, check=True).stdout
+    return path, sha.strip(), png
+
+
+def _file_repos(value: str) -> dict:
+    return parse_file_repos(Settings.from_env({"LABELHUB_FILE_REPOS": value}).file_repos)
+
+
+def test_file_repo_paths_holding_an_equals_sign_are_paths_and_key_names_them(eq_repo, tmp_path):
+    path, _, _ = eq_repo
+    local = {"ds": ("local", str(path.resolve()))}
+    for value in ("run=3/ds", str(path), "./run=3/ds", "~/run=3/ds", f" {path} "):  # once: 'run' naming Hub '3/ds'
+        assert {k: (r.kind, r.source) for k, r in _file_repos(value).items()} == local, value
+    named = _file_repos("shelf=./run=3/ds,pics=me/pics")  # key= names a path holding '=' when it begins with ./
+    assert {k: (r.kind, r.source) for k, r in named.items()} == {"shelf": ("local", str(path.resolve())),
+                                                                "pics": ("hub", "me/pics")}
+    assert {k: r.kind for k, r in _file_repos("me/pics,k=other/ds").items()} == {"me--pics": "hub", "k": "hub"}
+    with pytest.raises(ValueError, match=r"LABELHUB_FILE_REPOS: '.*/run=4/ds' is not a directory"):
+        _file_repos(str(tmp_path / "run=4" / "ds"))  # was: "bad key '/tmp/.../run'"
+    with pytest.raises(ValueError, match="is not a directory"):
+        _file_repos("./missing")
+
+
+def test_a_repo_given_by_a_relative_path_with_an_equals_sign_serves_its_files(eq_repo, tmp_path):
+    from labelhub.backend.app import create_app
+
+    path, sha, png = eq_repo
+    comma = tmp_path / "a,b"  # a comma separates entries: the README's way, a symlink whose path holds none
+    (tmp_path / "run=3" / "ds").rename(comma)
+    (tmp_path / "run=3" / "ds").symlink_to(comma)
+    (tmp_path / "ab").symlink_to(comma)
+    file_repos = Settings.from_env({"LABELHUB_FILE_REPOS": f"run=3/ds,pics={tmp_path / 'ab'}"}).file_repos
+    app = create_app({"model_dir": tmp_path / "models", "start_trainer": False, "warmup": False, "secret": SECRET,
+                      "file_repos": file_repos})
+    client = app.test_client()
+    for key in ("a,b", "pics"):  # the directory's real name, as the sync's key (LocalGitRepo(...).key); and key=
+        answer = client.get(sign_url("", SECRET, key, sha, "a.png"))  # was 404: "repo not configured"
+        assert answer.status_code == 200 and answer.data == png, key
+    assert LocalGitRepo(tmp_path / "ab").key == "a,b"
