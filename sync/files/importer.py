@@ -363,7 +363,7 @@ class FileImporter:
                         "control character): %s", self.repo.repo_id, sha[:12], len(left_out),
                         _names([repr(p) for p in sorted(left_out)]))
         if too_big:
-            log.warning("%s@%s: %d files are left out: their texts are too large for a task to hold (over %.0f MB; "
+            log.warning("%s@%s: %d files are left out: their texts are too large for a task to hold (over %.1f MB; "
                         "a task holds its text, and Label Studio refuses an import call over its "
                         "DATA_UPLOAD_MAX_MEMORY_SIZE): %s; a task that already shows one is left as it is. For such "
                         "files use <Text valueType=\"url\">", self.repo.repo_id, sha[:12], len(too_big),
