@@ -13,6 +13,10 @@ starts, and so are ``--host`` and ``--port`` (:func:`check_address`): a configur
 with exit code 1 and one line on stderr (secrets replaced by ``***``), instead of every worker failing with a
 traceback (or gunicorn retrying a taken port for seconds).
 
+gunicorn accepts request lines of up to 8190 bytes (``limit_request_line``; its default 4094 refused the signed file
+URL of a deep path of non-ASCII names with ``414``): :data:`labelhub.file_urls.MAX_REQUEST_LINE` says why not
+unlimited.
+
 ``labelhub predict`` takes SIGTERM as Ctrl-C: the job's status says ``failed``, ``interrupted (SIGTERM)``, and the
 command ends with one line saying that running it again goes on where it stopped.
 """
@@ -132,6 +136,7 @@ def backend(host, port, workers, threads, model_dir, timeout, log_level):
     from gunicorn.app.base import BaseApplication
     from gunicorn.errors import AppImportError
 
+    from labelhub.file_urls import MAX_REQUEST_LINE
     from labelhub.redaction import setup_logging
 
     check_address(host, port)  # before anything starts: one line, not gunicorn retrying for seconds
@@ -165,6 +170,9 @@ def backend(host, port, workers, threads, model_dir, timeout, log_level):
         "bind": f"{host}:{port}", "workers": workers, "threads": threads, "worker_class": "gthread",
         "timeout": timeout, "graceful_timeout": 30, "keepalive": 5, "loglevel": log_level.lower(),
         "accesslog": None, "child_exit": child_exit, "on_exit": on_exit,
+        # a signed file URL of a deep path of non-ASCII names passes gunicorn's default 4094 (414): 8190, its most
+        # without lifting the bound (labelhub.file_urls.MAX_REQUEST_LINE says why, and the sync warns above it)
+        "limit_request_line": MAX_REQUEST_LINE,
         # gunicorn 24+ opens a control socket at one path for every instance (~/.gunicorn/gunicorn.ctl): another
         # backend on the machine removed ours; nothing here uses it
         "control_socket_disable": True,

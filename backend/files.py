@@ -123,6 +123,10 @@ class ServedFile:
             return fh.read(-1 if max_bytes is None else max_bytes + 1)
 
 
+#: How an entry of ``LABELHUB_FILE_REPOS`` that is a path begins (:func:`parse_file_repos`).
+_PATH_STARTS = ("/", "./", "../", "~")
+
+
 def parse_file_repos(entries: tuple[str, ...] | list[str]) -> dict[str, FileRepo]:
     """Read ``LABELHUB_FILE_REPOS``.
 
@@ -130,12 +134,20 @@ def parse_file_repos(entries: tuple[str, ...] | list[str]) -> dict[str, FileRepo
         entries: Items of the comma-separated variable: ``owner/name`` (a Hub dataset), a path (an
             existing directory: a local git repository), each optionally prefixed ``key=``.
 
+    An entry that is an existing directory, or that begins with ``/``, ``./``, ``../`` or ``~`` (a path meant, even
+    a missing one), is a path as a whole, before any ``key=`` is looked for: a directory ``run=3/ds`` is a local
+    repository, not the Hub dataset ``3/ds`` named ``run``. Else the text before the first ``=`` is the key. Decided:
+    an existing directory wins over a ``key=`` reading of the same text (name such a repo with ``key=`` and a
+    path that begins with ``./`` or ``/``: ``run=./run=3/ds``). A comma cannot be told apart from the separator
+    (:meth:`labelhub.backend.settings.Settings._parse` splits the variable on it): a path holding one is given
+    through a symlink whose path holds none (the key, the directory's real name, is the one the sync uses).
+
     Returns:
         ``{key: FileRepo}``.
 
     Raises:
-        ValueError: When an entry is neither an existing directory nor ``owner/name``, a directory is not
-            a git repository, or two entries have the same key.
+        ValueError: When an entry is neither an existing directory nor ``owner/name``, a path is not a directory,
+            a directory is not a git repository, or two entries have the same key.
 
     Example:
         >>> parse_file_repos(["me/pics"])
@@ -143,10 +155,13 @@ def parse_file_repos(entries: tuple[str, ...] | list[str]) -> dict[str, FileRepo
     """
     repos: dict[str, FileRepo] = {}
     for entry in entries:
+        entry = entry.strip()
         key, sep, source = entry.partition("=")
-        if not sep:
+        if not sep or os.path.isdir(entry) or entry.startswith(_PATH_STARTS):  # a path as a whole
             key, source = "", entry
-        key, source = key.strip(), source.strip()
+        key, source = key.strip(), os.path.expanduser(source.strip())
+        if source.startswith(_PATH_STARTS) and not os.path.isdir(source):
+            raise ValueError(f"LABELHUB_FILE_REPOS: {source!r} is not a directory (a local git repository)")
         if os.path.isdir(source):
             path = Path(source).resolve()
             if not is_git_repo(path):

@@ -194,7 +194,10 @@ class Settings:
             signs with the same one); empty: the file route refuses every request. See :mod:`labelhub.signing`.
         file_repos: The repos the file route serves (``LABELHUB_FILE_REPOS``): comma-separated Hub dataset
             repo_ids ``owner/name`` and local git repository paths, each optionally ``key=...`` to name it
-            in URLs (default key: ``owner--name``, or the directory's name). See :mod:`labelhub.backend.files`.
+            in URLs (default key: ``owner--name``, or the directory's name); an existing directory or a path
+            beginning with ``/``, ``./``, ``../`` or ``~`` is a path as a whole, ``=`` and all. A comma always
+            separates entries (a path holding one is given through a symlink). See
+            :func:`labelhub.backend.files.parse_file_repos`.
         redis_url: ``redis://[:password@]host:port/db`` (``LABELHUB_REDIS_URL``; empty: one host). With it, the
             model state, the event queue, the trainer's lease and the prediction jobs' statuses live in Redis,
             and ``labelhub predict`` runs its batches on ``labelhub worker`` processes (RQ), so backend
@@ -389,7 +392,7 @@ class Settings:
         try:
             if field_name == "allowed_hosts":
                 return _split(raw)
-            if field_name == "file_repos":  # paths keep their case
+            if field_name == "file_repos":  # paths keep their case; a comma in a path cannot be told apart
                 return tuple(part.strip() for part in raw.split(",") if part.strip())
             if isinstance(default, bool):
                 word = raw.strip().lower()

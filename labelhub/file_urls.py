@@ -17,6 +17,10 @@ imported), so the commands that make tasks refuse before the first one (:meth:`F
 ``auto`` (a browser has no Hub token for its ``resolve`` URLs). Decided: an explicit ``--file-urls resolve`` of a
 private Hub repo is obeyed with a warning (the person asked for it, e.g. annotators signed in to the Hub).
 
+A URL longer than :data:`MAX_URL_LENGTH` characters does not load through the backend nor through common proxies
+(``414``): a deep path of non-ASCII names reaches it (each UTF-8 byte is 3 characters once percent-encoded). The sync
+says which files' tasks got one (:mod:`labelhub.sync.files.importer`).
+
 The tasks already made follow a change of the policy (another host, form, secret or lifetime): the sync rewrites
 their URLs at its next cycle (:mod:`labelhub.sync.files.importer`, step 7; :meth:`FileURLs.signing_key`).
 """
@@ -31,11 +35,22 @@ from dataclasses import dataclass, field
 from labelhub.errors import ConfigurationError
 from labelhub.signing import MIN_SECRET_LENGTH, file_url, repo_key, sign_url
 
-__all__ = ["FileURLs", "MODES", "DEFAULT_PUBLIC_URL", "REFUSED", "parse_lifetime", "log_file_urls"]
+__all__ = ["FileURLs", "MODES", "DEFAULT_PUBLIC_URL", "REFUSED", "MAX_REQUEST_LINE", "MAX_URL_LENGTH", "parse_lifetime",
+           "log_file_urls"]
 
 MODES = ("auto", "resolve", "proxy")
 DEFAULT_PUBLIC_URL = "http://127.0.0.1:9090"
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+#: The longest HTTP request line (``GET /files/...?sig=... HTTP/1.1``, bytes) ``labelhub backend`` accepts: gunicorn's
+#: ``limit_request_line`` (https://docs.gunicorn.org/en/stable/settings.html#limit-request-line; default 4094, at most
+#: 8190, 0: unlimited). Decided: 8190, gunicorn's largest bounded value, which is also Apache's ``LimitRequestLine``
+#: default and fits nginx's default ``large_client_header_buffers`` (4 x 8k), the common proxies in front of a
+#: backend: a URL the backend accepts passes them too. Unlimited would let longer URLs load only without such a
+#: proxy, and lets any client (the file route needs no login) make a worker buffer a request line of any length.
+MAX_REQUEST_LINE = 8190
+#: The longest task file URL (characters, scheme and host included) said to load: :data:`MAX_REQUEST_LINE` less
+#: ``GET`` and `` HTTP/1.1`` around the path and query. The sync warns about longer ones.
+MAX_URL_LENGTH = MAX_REQUEST_LINE - len("GET  HTTP/1.1")
 #: How a :meth:`FileURLs.refusal` line begins: :func:`log_file_urls` raises on it instead of logging it.
 REFUSED = "no loadable file URLs for "
 

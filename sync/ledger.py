@@ -42,7 +42,10 @@ from labelhub.cli_options import progress_bar
 __all__ = ["SCHEMA", "LABELS_SOURCE", "ADOPTED", "MAX_BATCH_BYTES", "Entry", "Known", "Item", "ImportLedger", "TaskImporter", "migrate"]
 
 #: The most payload bytes (:attr:`Item.size`) one import call carries, whatever the batch size: a batch of long
-#: texts stays well under Label Studio's request limit (``DATA_UPLOAD_MAX_MEMORY_SIZE``).
+#: texts stays well under Label Studio's request limit (``DATA_UPLOAD_MAX_MEMORY_SIZE``). A single item larger than
+#: this still goes alone: its caller keeps items under Label Studio's limit (the file importer leaves out a text
+#: over :data:`labelhub.sync.files.importer.MAX_TEXT_BYTES`, which is this), since Label Studio's refusal of a call
+#: too large (a 500 naming no task) would stop every later item's import, at every run.
 MAX_BATCH_BYTES = 16 * 1024 * 1024
 
 SCHEMA = """
@@ -171,7 +174,7 @@ def migrate(db: sqlite3.Connection) -> None:
 def _batches(items: Iterable[Item], batch_size: int, max_bytes: int,
              first_batch_size: int | None = None) -> Iterator[list[Item]]:
     """``items`` in batches of at most ``batch_size`` items (the first: ``first_batch_size``, when smaller) and (but
-    for a single big item) ``max_bytes``."""
+    for a single big item, which goes alone: see :data:`MAX_BATCH_BYTES`) ``max_bytes``."""
     batch: list[Item] = []
     size = 0
     limit = min(batch_size, first_batch_size or batch_size)

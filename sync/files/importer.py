@@ -50,6 +50,13 @@ One cycle (:meth:`FileImporter.run`), through the crash-safe import ledger (:mod
 The updates of steps 4 to 9 run a few at once and are recorded as they land (:meth:`FileImporter._update`); a task
 deleted in Label Studio is recorded as such (its file is never imported again) and the cycle goes on. A file whose
 name a file URL cannot carry (a backslash, a control character) is left out with a warning.
+
+A text whose task would hold it (a ``<Text>`` without ``valueType="url"``) larger than :data:`MAX_TEXT_BYTES` is left
+out with a warning naming it and its size, before it is read; every other file is imported. A task URL longer than
+:data:`labelhub.file_urls.MAX_URL_LENGTH` (a deep path of non-ASCII names: each byte is 3 characters once
+percent-encoded) is said in one warning per cycle naming its files; decided: such a file still gets its task, since
+its URL may load (behind a server with a larger limit, or as a Hub ``resolve`` URL after a policy change rewrites it),
+and a ``git mv`` to a shorter path then keeps the task and its annotations (step 4).
 """
 from __future__ import annotations
 
@@ -62,6 +69,7 @@ from dataclasses import asdict, dataclass, field, replace
 from itertools import chain, islice
 
 from labelhub.sync.files.selection import iter_selected
+from labelhub.file_urls import MAX_URL_LENGTH
 from labelhub.label_config import DataField, data_field
 from labelhub.errors import LabelHubError, RevisionNotFound
 from labelhub.cli_options import progress_bar
@@ -72,7 +80,7 @@ from labelhub.sync.state import SyncState
 from labelhub.sync.files.payloads import build_file_task
 from labelhub.sync.files.seen import remember_card, remember_refs
 from labelhub.signing import SignatureError, parse_file_url, verify
-from labelhub.sync.ledger import Entry, Item, Known
+from labelhub.sync.ledger import MAX_BATCH_BYTES, Entry, Item, Known
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +114,14 @@ PLACEHOLDER_SHA = "0" * 40
 _SHA = re.compile(r"[0-9a-f]{40}")
 #: A backslash or a control character: a name a signed file URL cannot carry (:func:`labelhub.signing.is_safe_path`).
 _ODD_NAME = re.compile(r"[\x00-\x1f\x7f\\]")
+#: The largest file (bytes, as listed) whose text a task holds inline (a ``<Text>`` without ``valueType="url"``); a
+#: larger one is left out with a warning, unread. Label Studio refuses a request body over its
+#: ``DATA_UPLOAD_MAX_MEMORY_SIZE`` (250 MiB by default, ``label_studio/core/settings/base.py``) with a 500 that names
+#: no task, so one such file stopped every later import. Decided: :data:`labelhub.sync.ledger.MAX_BATCH_BYTES`
+#: (16 MiB), not a setting: JSON escapes at most 6 bytes a byte (``\u0001``), so a lone task stays under 96 MiB,
+#: well within Label Studio's limit even lowered, and a text that long is past what its labeling page shows well;
+#: point a ``<Text valueType="url">`` config at such files instead.
+MAX_TEXT_BYTES = MAX_BATCH_BYTES
 
 
 def _files_part(selection: dict) -> dict:
@@ -215,6 +231,7 @@ class FileImporter:
     exclude: Sequence[str] = ()
     metadata: MetadataSpec | None = None
     batch_size: int = 10_000
+    _long_urls: list[str] = field(default_factory=list, init=False, repr=False)
 
     def __post_init__(self):
         self.field: DataField = data_field(self.project.label_config)
@@ -319,12 +336,17 @@ class FileImporter:
         files: list[RepoFile] = []
         held: list[RepoFile] = []  # no task, but a blob some task shows: maybe a move, known once the listing is whole
         left_out: list[str] = []  # names a file URL cannot carry
+        too_big: list[RepoFile] = []  # texts too large for a task to hold (MAX_TEXT_BYTES)
+        self._long_urls = []  # files whose task URL is longer than MAX_URL_LENGTH (_data)
 
         def fresh() -> Iterator[RepoFile]:
             blobs = {k.blob_id for k in known.values() if k.blob_id}
             for file in iter_selected(chain(first_page, listed), self.include, self.exclude):
                 if self.field.as_url and _ODD_NAME.search(file.path) and not self._url_ok(sha, file.path):
                     left_out.append(file.path)
+                    continue
+                if not self.field.as_url and file.size > MAX_TEXT_BYTES:  # never read: its task would stop the import
+                    too_big.append(file)
                     continue
                 files.append(file)
                 if file.path in known:
@@ -340,10 +362,17 @@ class FileImporter:
             log.warning("%s@%s: %d files are left out: a file URL cannot carry their names (a backslash or a "
                         "control character): %s", self.repo.repo_id, sha[:12], len(left_out),
                         _names([repr(p) for p in sorted(left_out)]))
-        by_path = {f.path: f for f in files}
+        if too_big:
+            log.warning("%s@%s: %d files are left out: their texts are too large for a task to hold (over %.1f MB; "
+                        "a task holds its text, and Label Studio refuses an import call over its "
+                        "DATA_UPLOAD_MAX_MEMORY_SIZE): %s; a task that already shows one is left as it is. For such "
+                        "files use <Text valueType=\"url\">", self.repo.repo_id, sha[:12], len(too_big),
+                        MAX_TEXT_BYTES / 1e6, _names([f"{f.path} ({f.size / 1e6:,.1f} MB)"
+                                                      for f in sorted(too_big, key=lambda f: f.path)]))
+        by_path, big_paths = {f.path: f for f in files}, {f.path for f in too_big}
         gone = [p for p, k in known.items() if k.removed_in is None and p not in in_commit]
         unselected = sorted(p for p, k in known.items() if k.removed_in is None and p in in_commit
-                            and p not in by_path and p not in left_out)
+                            and p not in by_path and p not in left_out and p not in big_paths)
         if unselected:  # decided: a file still in the commit is not removed (README: "Tasks follow their files")
             log.info("%s@%s: %d files with a task are in the commit but not selected (--include/--exclude): their "
                      "tasks are left as they are, not marked removed: %s", self.repo.repo_id, sha[:12],
@@ -388,6 +417,12 @@ class FileImporter:
             last["selection"].get("metadata"), last.get("metadata_oid")) != (selection["metadata"], joined["metadata_oid"])
         stale = self._metadata_columns(table, last if join_moved else None)
         self._update(updates, sha, table, stale)
+        if self._long_urls:
+            log.warning("%s@%s: %d files have a task URL longer than %d characters, which the backend and common "
+                        "proxies (nginx, Apache) refuse (414 Request-URI Too Long): their tasks are made, but a "
+                        "browser may not load their files; shorten their paths (a task follows its file's git mv): "
+                        "%s", self.repo.repo_id, sha[:12], len(self._long_urls), MAX_URL_LENGTH,
+                        _names(sorted(self._long_urls)))
         if join_moved:
             report.metadata = self._refresh_metadata(table, stale, {u.known.task_id for u in updates if u.kind == "data"})
         selection["file_urls"] = self.url_form()  # after the listing, which refreshed a Hub repo's visibility
@@ -609,7 +644,12 @@ class FileImporter:
         return updated
 
     def _data(self, file: RepoFile, sha: str, table: MetadataTable | None) -> dict:
-        return build_file_task(self.field, self._value(file, sha), self.repo.repo_id, file.path, sha,
+        """The task data of ``file`` at ``sha``; a URL longer than :data:`~labelhub.file_urls.MAX_URL_LENGTH` is
+        noted for the cycle's warning (``_long_urls``)."""
+        value = self._value(file, sha)
+        if self.field.as_url and len(value) > MAX_URL_LENGTH:
+            self._long_urls.append(file.path)
+        return build_file_task(self.field, value, self.repo.repo_id, file.path, sha,
                                table.columns_for(file.path) if table else None)
 
     def _learn_blob_ids(self, known: dict[str, Known], sha: str) -> dict[str, Known]:
