@@ -689,7 +689,10 @@ def _files(build: VersionRows, label_config: str, controls: Mapping[str, str], f
                         index=pd.Index(made["task_id"].to_numpy(), dtype="int64"))
     if kept_consensus is not None:
         made = pd.concat([kept_consensus[~kept_consensus.index.isin(tasks)], made]).sort_index(kind="stable")
-    build.tasks[context] = _Tasks(kinds, Analysis(None, None, analysis.results, kinds), made)
+    # no row votes (every annotation made on an older content of its file): no tables to keep, the next build
+    # analyses the tasks that change (merge_analyses of an empty frame is None)
+    kept_analysis = Analysis(None, None, analysis.results, kinds) if analysis is not None else None
+    build.tasks[context] = _Tasks(kinds, kept_analysis, made)
     json_rows = b"".join(_fill(build, "json", _json_lines)) if rows_json else None
     consensus_names = made["file_name"].to_numpy(object)
     return VersionFiles(b"".join(line for line, name in zip(lines, names) if name not in absent),
