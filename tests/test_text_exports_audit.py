@@ -16,12 +16,13 @@ from __future__ import annotations
 import json
 import uuid
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from labelhub.label_config import control_tags, data_field
 from labelhub.repos.git import LocalGitRepo
-from labelhub.repos.texts import FileTexts
+from labelhub.repos.texts import FileTexts, decode_task_text, decode_text
 from labelhub.sync.state import SyncState
 from labelhub.sync.versions import incremental
 from labelhub.sync.versions.incremental import build_files, build_rows
@@ -29,7 +30,7 @@ from tests import sample_repos
 from tests.conftest import HUB_TOKEN
 from tests.test_versions_end_to_end import span, sync_once
 from tests.test_versions_incremental import REPO, TEXTS as CONFIG, assert_same_as_from_scratch
-from tests.test_versions_text_url import commit, text_repo
+from tests.test_versions_text_url import annotators, commit, text_repo  # noqa: F401 (annotators: a fixture)
 
 LS_CONFIG = ('<View><Text name="text" value="$text"/>'
              '<Labels name="label" toName="text"><Label value="X"/></Labels></View>')
@@ -163,3 +164,50 @@ def test_no_annotation_on_current_content_gives_no_consensus_in_every_build(tmp_
     [consensus] = jsonl(files.consensus)
     assert consensus["text"] == "Hello World\nmore\n" and consensus["annotators"] == 1
     assert_same_as_from_scratch(state, tmp_path, CONFIG, local=True, revision=second, texts=FileTexts(repo))
+
+
+def test_each_mode_decodes_a_byte_order_mark_as_label_studio_shows_it():
+    """The task data keeps the mark (the import's decoding), a ``valueType="url"`` file drops it (the browser's)."""
+    data = BOM + "caf\u00e9 World\n".encode()
+    assert decode_task_text(data) == ("\ufeffcaf\u00e9 World\n", True)
+    assert decode_text(data) == ("caf\u00e9 World\n", True)
+    assert decode_task_text(b"caf\xe9") == ("caf\ufffd", False)
+
+
+@pytest.mark.parametrize("kind", ["local", "hub"])
+def test_spans_of_a_file_with_a_byte_order_mark_index_its_text_after_it_changes(
+        label_studio, make_project, annotators, kind, tmp_path, request, monkeypatch):  # noqa: F811
+    """bom.txt starts with a UTF-8 byte order mark: its task's text starts with U+FEFF and a span on "World" is
+    7..12. After bom.txt changes, the version's ``default`` row of that annotation held 'Hello World\\n' (the mark
+    dropped), so 7..12 was 'orld\\n'. other.txt keeps a vote (the consensus is made). A Latin-1 file is named in a
+    warning at import."""
+    monkeypatch.setenv("HF_TOKEN", HUB_TOKEN)
+    client = label_studio.client()
+    bom_text = "\ufeffHello World\n"
+    files = {"bom.txt": BOM + b"Hello World\n", "other.txt": b"Good morning World\n", "latin.txt": b"caf\xe9\n"}
+    repo = text_repo(kind, tmp_path, request, files)
+    project = make_project(f"bom {kind} {uuid.uuid4().hex[:6]}", LS_CONFIG)
+    state = tmp_path / "state.sqlite3"
+    imported = sync_once(label_studio, repo, project, state)
+    assert "latin.txt" in imported.stderr and "is not valid UTF-8" in imported.stderr
+    tasks = {t.data["hf_path"]: t for t in client.tasks.list(project=project.id, page_size=10)}
+    assert tasks["bom.txt"].data["text"] == bom_text and tasks["latin.txt"].data["text"] == "caf\ufffd\n"
+    assert span(bom_text, "World", "X")["start"] == 7
+    client.annotations.create(tasks["bom.txt"].id, result=label_result(bom_text, "World"))
+    client.annotations.create(tasks["other.txt"].id, result=label_result("Good morning World\n", "World"))
+    sync_once(label_studio, repo, project, state)
+
+    commit(repo, {"bom.txt": BOM + b"Hello World\nand more\n"})
+    sync_once(label_studio, repo, project, state)
+    tag = latest_tag(repo)
+    assert tag == "annotations-v2"
+    training = jsonl(repo.read(tag, "metadata.jsonl" if kind == "local" else "annotations/train.jsonl"))
+    by_path = {row["hf_path"]: row for row in training}
+    row = by_path["bom.txt"]
+    assert row["text"] == bom_text  # the text Label Studio showed when the span was drawn
+    [s] = row["label"]
+    assert (s["start"], s["end"], s["text"]) == (7, 12, "World") and row["text"][s["start"]:s["end"]] == "World"
+    other = by_path["other.txt"]
+    assert all(other["text"][s["start"]:s["end"]] == s["text"] for s in other["label"])
+    consensus = jsonl(repo.read(tag, "consensus.jsonl" if kind == "local" else "annotations/consensus.jsonl"))
+    assert [r["hf_path"] for r in consensus] == ["other.txt"]
