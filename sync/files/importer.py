@@ -76,6 +76,7 @@ from labelhub.cli_options import progress_bar
 from labelhub.sync.labelstudio.project import LabelStudioProject, TaskNotFound
 from labelhub.sync.files.metadata import RESERVED_KEYS, MetadataSpec, MetadataTable
 from labelhub.repos import DatasetRepo, RepoFile
+from labelhub.repos.texts import decode_task_text
 from labelhub.sync.state import SyncState
 from labelhub.sync.files.payloads import build_file_task
 from labelhub.sync.files.seen import remember_card, remember_refs
@@ -692,9 +693,18 @@ class FileImporter:
             yield Item(file.path, payload, sha, blob_id=file.oid, size=size)
 
     def _value(self, file: RepoFile, sha: str) -> str:
+        """The task's value of ``file``: its URL (``valueType="url"``), else its text decoded with
+        :func:`labelhub.repos.texts.decode_task_text` (a byte order mark kept, as U+FEFF; the export reads an older
+        revision with the same function, so a span's offsets index the same text); a file that is not UTF-8 gets
+        U+FFFD for each bad sequence, said in a warning naming it."""
         if self.field.as_url:
             return self.repo.file_url(sha, file.path)
-        return self.repo.read_file(sha, file.path).decode("utf-8", errors="replace")
+        text, clean = decode_task_text(self.repo.read_file(sha, file.path))
+        if not clean:
+            log.warning("%s of %s at %s is not valid UTF-8: its task holds the text with each undecodable byte "
+                        "sequence replaced by U+FFFD (annotate it as shown, or re-encode the file as UTF-8)",
+                        file.path, self.repo.repo_id, sha[:12])
+        return text
 
     def _update(self, updates: list[_Update], sha: str, table: MetadataTable | None,
                 stale: frozenset[str] = frozenset()) -> int:

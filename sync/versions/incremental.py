@@ -639,9 +639,11 @@ def _voting(frame: pd.DataFrame, field: DataField, current: Mapping[int, str] | 
     return frame.take(np.flatnonzero(keep)).reset_index(drop=True)
 
 
-def _texts(texts: FileTexts | None, wanted: list[tuple[str, str]]) -> dict | None:
-    """The texts of the files ``wanted`` (``None`` without a reader: a field whose records hold no file text)."""
-    return texts.texts(wanted) if texts is not None else None
+def _texts(texts: FileTexts | None, wanted: list[tuple[str, str]], field: DataField) -> dict | None:
+    """The texts of the files ``wanted`` (``None`` without a reader: a field whose records hold no file text),
+    decoded as Label Studio showed them: as the browser decodes a ``valueType="url"`` file, as the import decoded a
+    text in the task data (a byte order mark kept: :meth:`labelhub.repos.texts.FileTexts.texts`)."""
+    return texts.texts(wanted, as_url=field.as_url) if texts is not None else None
 
 
 def _files(build: VersionRows, label_config: str, controls: Mapping[str, str], field: DataField, repo_id: str,
@@ -659,7 +661,7 @@ def _files(build: VersionRows, label_config: str, controls: Mapping[str, str], f
     if len(missing):
         part = frame.take(missing)
         records = training_records_by_row(part, label_config, controls, field, repo_id, local,
-                                          _texts(texts, text_files(part, field, current)), current)
+                                          _texts(texts, text_files(part, field, current), field), current)
         lines[missing] = _objects([_dumps(record) for record in records])
         names[missing] = _objects([(record or {}).get("file_name") or "" for record in records])
 
@@ -681,7 +683,7 @@ def _files(build: VersionRows, label_config: str, controls: Mapping[str, str], f
     report = agreement_report(frame, controls, analysis)
     made = consensus_rows(part, controls, field.value_key, fresh)
     records = consensus_records_by_row(made, label_config, controls, field, repo_id, local, revision,
-                                       _texts(texts, consensus_text_files(made, field, revision)))
+                                       _texts(texts, consensus_text_files(made, field, revision), field))
     made = pd.DataFrame({"line": [_dumps(record) for record in records],
                          "file_name": [(record or {}).get("file_name") or "" for record in records],
                          "revision": [revision if uses_revision(value, field, local) else ""
@@ -689,7 +691,10 @@ def _files(build: VersionRows, label_config: str, controls: Mapping[str, str], f
                         index=pd.Index(made["task_id"].to_numpy(), dtype="int64"))
     if kept_consensus is not None:
         made = pd.concat([kept_consensus[~kept_consensus.index.isin(tasks)], made]).sort_index(kind="stable")
-    build.tasks[context] = _Tasks(kinds, Analysis(None, None, analysis.results, kinds), made)
+    # no row votes (every annotation made on an older content of its file): no tables to keep, the next build
+    # analyses the tasks that change (merge_analyses of an empty frame is None)
+    kept_analysis = Analysis(None, None, analysis.results, kinds) if analysis is not None else None
+    build.tasks[context] = _Tasks(kinds, kept_analysis, made)
     json_rows = b"".join(_fill(build, "json", _json_lines)) if rows_json else None
     consensus_names = made["file_name"].to_numpy(object)
     return VersionFiles(b"".join(line for line, name in zip(lines, names) if name not in absent),
@@ -710,11 +715,11 @@ def _files_from_scratch(frame: pd.DataFrame, label_config: str, controls: Mappin
     voting = frame if voting is None else voting
     analysis = analyse(voting, controls, labels=known)
     records = training_records_by_row(frame, label_config, controls, field, repo_id, local,
-                                      _texts(texts, text_files(frame, field, current)), current)
+                                      _texts(texts, text_files(frame, field, current), field), current)
     records = [record for record in records if record is not None and record.get("file_name") not in absent]
     made = consensus_rows(voting, controls, field.value_key, analysis)
     consensus = consensus_records(made, label_config, controls, field, repo_id, local, revision,
-                                  _texts(texts, consensus_text_files(made, field, revision)))
+                                  _texts(texts, consensus_text_files(made, field, revision), field))
     consensus = [record for record in consensus if record.get("file_name") not in absent]
     return VersionFiles(b"".join(map(_dumps, records)), [r["file_name"] for r in records if r.get("file_name")],
                         b"".join(map(_dumps, consensus)), [r["file_name"] for r in consensus if r.get("file_name")],
