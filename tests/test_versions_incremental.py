@@ -95,8 +95,9 @@ def assert_same_as_from_scratch(state: SyncState, tmp_path: Path, config: str, l
     assert built.csv == reference.to_csv(index=False, lineterminator="\n").encode()
     fresh = FileTexts(texts.repo) if texts is not None else None
     current = current_revisions(state)
+    wanted = text_files(reference, field, current)
     records = [r for r in training_records(reference, config, controls, field, REPO, local,
-                                           fresh and fresh.texts(text_files(reference, field, current)), current)
+                                           fresh and fresh.texts(wanted, as_url=field.as_url), current)
                if r.get("file_name") not in absent]
     assert files.training == json_lines(records)
     assert files.training_patterns("metadata.jsonl") == folder_patterns(records, "metadata.jsonl")
@@ -104,7 +105,8 @@ def assert_same_as_from_scratch(state: SyncState, tmp_path: Path, config: str, l
     analysis = analyse(voting, controls, labels=control_labels(config, controls))
     made = consensus_rows(voting, controls, field.value_key, analysis)
     consensus = [r for r in consensus_records(made, config, controls, field, REPO, local, revision,
-                                              fresh and fresh.texts(consensus_text_files(made, field, revision)))
+                                              fresh and fresh.texts(consensus_text_files(made, field, revision),
+                                                                    as_url=field.as_url))
                  if r.get("file_name") not in absent]
     assert files.consensus == json_lines(consensus)
     assert files.consensus_patterns("consensus.jsonl") == folder_patterns(consensus, "consensus.jsonl")

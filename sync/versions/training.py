@@ -13,7 +13,8 @@ files: a task imported into Label Studio by other means stays in the CSV only), 
   for a file the repo lacks at that commit, said in a warning); the CSV keeps the URL. For a text in the task data
   it is the task's text, except for a row annotated on an older revision of its file than the task shows (the
   file changed after it was annotated, and its task followed it: :func:`on_current_content`): that row holds the file's
-  text at its ``annotated_revision``, read the same way (the CSV keeps the task's text). A span's ``text`` is the
+  text at its ``annotated_revision``, decoded as the import decoded it (a byte order mark kept:
+  :func:`labelhub.repos.texts.decode_task_text`; the CSV keeps the task's text). A span's ``text`` is the
   one the annotation saved; a span saved without one (``valueType="url"``) gets the characters between its
   offsets of its own row's text, never another's;
 - the ``consensus`` config (one row per task) and the agreement figures count, for a ``Text``/``HyperText`` task,
