@@ -99,3 +99,18 @@ def run_labelhub(*args: str, env: dict | None = None, timeout: float = 300,
     if check and proc.returncode != 0:
         raise AssertionError(f"labelhub {' '.join(args)} exited {proc.returncode}:\n{proc.stderr}")
     return proc
+
+
+def sigterm_timed(daemon: subprocess.Popen, timeout: float) -> tuple[int, float]:
+    """Send SIGTERM to ``daemon`` and wait for it: ``(its exit code, seconds from the signal to the exit)``.
+
+    Raises:
+        subprocess.TimeoutExpired: it did not exit within ``timeout`` seconds (the caller kills it).
+    """
+    import signal
+    import time
+
+    daemon.send_signal(signal.SIGTERM)
+    signalled = time.monotonic()
+    code = daemon.wait(timeout=timeout)
+    return code, time.monotonic() - signalled

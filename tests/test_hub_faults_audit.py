@@ -9,7 +9,6 @@ Real Label Studio, the test Hub through the real ``huggingface_hub`` client (its
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -31,7 +30,7 @@ from labelhub.sync.state import SyncState
 from labelhub.errors import ForeignTag
 from labelhub.sync.versions.exporter import Exporter
 from tests import sample_repos
-from tests.conftest import HUB_TOKEN, ROOT, run_labelhub
+from tests.conftest import HUB_TOKEN, ROOT, run_labelhub, sigterm_timed
 from tests.test_sync_export import CONFIG, choice
 
 N = 4
@@ -167,10 +166,7 @@ def test_sigterm_during_a_retry_wait_stops_the_daemon_in_seconds_and_the_flush_t
                 time.sleep(0.2)
             time.sleep(1.5)  # in its 20 s wait
             commits = hub.count_calls("POST", r"/commit/")
-            daemon.send_signal(signal.SIGTERM)
-            signalled = time.monotonic()
-            code = daemon.wait(timeout=60)
-            took = time.monotonic() - signalled
+            code, took = sigterm_timed(daemon, 60)
         finally:
             if daemon.poll() is None:
                 daemon.kill()

@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import subprocess
 import sys
 import time
 
 from tests import sample_repos
-from tests.conftest import HUB_TOKEN, ROOT, run_labelhub
+from tests.conftest import HUB_TOKEN, ROOT, run_labelhub, sigterm_timed
 from tests.hubserver import HubServer
 from tests.labelstudio import free_port
 from tests.test_sync_export import CONFIG, choice
@@ -70,10 +69,7 @@ def test_sigterm_during_a_hub_outage_ends_the_daemon_in_seconds_says_the_flush_f
                     client.annotations.create(task.id, result=[choice("text-only")])
                 time.sleep(8)  # reconciled, the export failing: in huggingface_hub's retries (23 s of waits a call)
                 assert daemon.poll() is None, log_path.read_text()[-3000:]
-                daemon.send_signal(signal.SIGTERM)
-                signalled = time.monotonic()
-                code = daemon.wait(timeout=90)
-                took = time.monotonic() - signalled
+                code, took = sigterm_timed(daemon, 90)
             finally:
                 if daemon.poll() is None:
                     daemon.kill()

@@ -67,12 +67,7 @@ def decode_text(data: bytes) -> tuple[str, bool]:
         >>> decode_text(b"\\xef\\xbb\\xbfcaf\\xc3\\xa9 \\xff")
         ('café \\ufffd', False)
     """
-    text = codecs.decode(data, "utf-8-sig", errors="replace")
-    try:
-        codecs.decode(data, "utf-8-sig")
-    except UnicodeDecodeError:
-        return text, False
-    return text, True
+    return _decoded(data, "utf-8-sig")
 
 
 def decode_task_text(data: bytes) -> tuple[str, bool]:
@@ -81,22 +76,21 @@ def decode_task_text(data: bytes) -> tuple[str, bool]:
     string as it is, and a span's offsets count that character), each undecodable byte sequence replaced with
     U+FFFD. The import (:mod:`labelhub.sync.files.importer`) and the export's reading of an older revision
     (:meth:`FileTexts.texts` with ``as_url=False``) both use this function, so the offsets index the same text.
-
-    Args:
-        data: The file's bytes.
-
-    Returns:
-        ``(text, clean)``: ``clean`` is ``False`` when some bytes were not UTF-8 (each such sequence is U+FFFD in
-        ``text``).
+    Arguments and result as :func:`decode_text`'s.
 
     Example:
         >>> decode_task_text(b"\\xef\\xbb\\xbfcaf\\xc3\\xa9 \\xff")
         ('\\ufeffcafé \\ufffd', False)
     """
+    return _decoded(data, "utf-8")
+
+
+def _decoded(data: bytes, codec: str) -> tuple[str, bool]:
+    """``(data decoded with codec, each bad sequence as U+FFFD; whether none was bad)``."""
     try:
-        return codecs.decode(data, "utf-8"), True
+        return codecs.decode(data, codec), True
     except UnicodeDecodeError:
-        return codecs.decode(data, "utf-8", errors="replace"), False
+        return codecs.decode(data, codec, errors="replace"), False
 
 
 #: The decoding of each mode (``as_url``): the browser's for a URL, the import's for a text in the task data.
