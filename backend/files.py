@@ -8,7 +8,9 @@ reached by the browsers at ``LABELHUB_PUBLIC_URL``.
 - Only the repos of ``LABELHUB_FILE_REPOS`` are served (:class:`RepoFiles`): Hub datasets through
   :func:`huggingface_hub.hf_hub_download` with ``HF_TOKEN`` into huggingface_hub's cache (the cache
   :mod:`labelhub.backend.media` reads for predictions, so a file is downloaded once for both), local repositories
-  from the pinned commit's objects (:class:`labelhub.repos.git.GitObjects`, never the work tree).
+  from the pinned commit's objects (:class:`labelhub.repos.git.GitObjects`, never the work tree); a local file
+  larger than :data:`BLOB_FILE_BYTES` is written once to ``MODEL_DIR/blobs/<blob id>`` and served from there, so a
+  range request (a seek in a long video) reads its range, not the whole blob into the worker's memory.
 - Only 40-hex commit shas, so content never changes: strong ``ETag`` (the git blob id, or the Hub's
   blob etag), ``Cache-Control: public|private, max-age=31536000, immutable`` (RFC 8246; ``private`` for
   private Hub repos and local repos), conditional requests (``If-None-Match`` → 304) and single byte
@@ -36,7 +38,7 @@ from cachetools import TTLCache
 from flask import Blueprint, Response, current_app, jsonify, request, send_file
 
 from labelhub.backend.errors import BackendError
-from labelhub.redaction import escaped, redact
+from labelhub.redaction import escaped, one_line, redact
 from labelhub.errors import FileTooLarge, NotFoundError
 from labelhub.repos.git import GitObjects, is_git_repo
 from labelhub.repos.hub import download
@@ -204,6 +206,16 @@ def _warn_without_secret(repos: dict[str, FileRepo]) -> None:
                 "tasks keep the Hub's URLs and need none", ", ".join(sources))
 
 
+#: A local repository's file larger than this (bytes) is kept in ``MODEL_DIR/blobs/<git blob id>`` after its first
+#: request and served from that file (:meth:`RepoFiles.open`): dulwich hands a blob over whole, so a 150 MB video read
+#: for each 100-byte ``Range`` request took 1 s and 1.2 GB for four at once (an audit). Blob ids are content
+#: addresses, so a kept file never goes stale; the folder holds at most one copy of each such file served (it is
+#: not trimmed: delete it to reclaim the space).
+BLOB_FILE_BYTES = 8 * 1024 * 1024
+#: The folder under ``MODEL_DIR`` of the kept blobs.
+BLOB_DIR = "blobs"
+
+
 class RepoFiles:
     """The repos of ``LABELHUB_FILE_REPOS`` and how to read their files (one per worker, shared by the
     file route and :class:`labelhub.backend.media.MediaFetcher`).
@@ -298,10 +310,7 @@ class RepoFiles:
             FileTooLarge: A Hub file is larger than ``max_bytes``.
         """
         if repo.kind == "local":
-            found = self._git_objects(repo).blob(sha, path)
-            if found is None:
-                raise FileNotServed("no such regular file at that commit")
-            return ServedFile(etag=found[0], private=True, data=found[1])
+            return self._local_file(repo, sha, path)
         local = self._hub_download(repo, sha, path, max_bytes)
         real = os.path.realpath(local)
         etag = os.path.basename(real) if os.path.basename(os.path.dirname(real)) == "blobs" else f"{sha}-{path}"
@@ -325,6 +334,36 @@ class RepoFiles:
             if objects is None:
                 objects = self._git[repo.key] = GitObjects(repo.source)
             return objects
+
+    def _local_file(self, repo: FileRepo, sha: str, path: str) -> ServedFile:
+        """A local repository's regular file: from ``MODEL_DIR/blobs`` when kept there (no blob read), else read
+        with dulwich, and kept there when larger than :data:`BLOB_FILE_BYTES` (written atomically; a disk that refuses
+        it leaves the file served from memory, said in the log).
+
+        Raises:
+            FileNotServed: The file is not at that commit (or is a symlink, submodule or directory).
+        """
+        objects = self._git_objects(repo)
+        entry = objects.entry(sha, path)
+        if entry is not None and entry[0] in (0o100644, 0o100755):
+            kept = Path(self.settings.model_dir) / BLOB_DIR / entry[1].decode()
+            if kept.is_file():
+                return ServedFile(etag=entry[1].decode(), private=True, path=str(kept))
+        found = objects.blob(sha, path)
+        if found is None:
+            raise FileNotServed("no such regular file at that commit")
+        blob_id, data = found
+        if len(data) > BLOB_FILE_BYTES:
+            from labelhub.backend.state import atomic_write_bytes
+
+            kept = Path(self.settings.model_dir) / BLOB_DIR / blob_id
+            try:
+                atomic_write_bytes(kept, data)
+                return ServedFile(etag=blob_id, private=True, path=str(kept))
+            except OSError as exc:
+                log.warning("a %d-byte file of %s is served from memory: it could not be kept in %s (%s)", len(data),
+                            repo.key, kept.parent, one_line(exc, 200))
+        return ServedFile(etag=blob_id, private=True, data=data)
 
     def _hub_download(self, repo: FileRepo, sha: str, path: str, max_bytes: int | None = None) -> str:
         try:

@@ -117,6 +117,28 @@ def test_route_serves_exact_bytes_with_immutable_caching_ranges_and_conditional_
     assert text.data == b"plain text\n" and text.headers["Content-Type"].startswith("text/plain")
 
 
+def test_a_large_local_file_is_kept_once_and_ranges_read_it_without_the_blob(app_client, local_repo, tmp_path,
+                                                                             monkeypatch):
+    """A local repo's blob came whole from dulwich for every request: a 150 MB video cost 1 s and its size in memory
+    for each 100-byte Range request (an audit). A file over BLOB_FILE_BYTES is kept in MODEL_DIR/blobs after its first
+    request, and the next ones (ranges too) read that file, not the blob."""
+    from labelhub.backend import files
+    from labelhub.repos.git import GitObjects
+
+    _, sha, _, data = local_repo
+    path = sample_repos.image_path(2)
+    monkeypatch.setattr(files, "BLOB_FILE_BYTES", 100)  # the test images are a few hundred bytes
+    url = sign_url("", SECRET, "shelf", sha, path)
+    first = app_client.get(url)
+    assert first.status_code == 200 and first.data == data[path]
+    kept = tmp_path / "models" / "blobs" / first.headers["ETag"].strip('"')
+    assert kept.read_bytes() == data[path]
+    monkeypatch.setattr(GitObjects, "blob", lambda *_: pytest.fail("the blob was read again"))
+    part = app_client.get(url, headers={"Range": "bytes=10-19"})
+    assert part.status_code == 206 and part.data == data[path][10:20]
+    assert part.headers["ETag"] == first.headers["ETag"]
+
+
 def test_route_refuses_without_detail(app_client, local_repo):
     _, sha, sha_links, _ = local_repo
     path = sample_repos.image_path(1)
