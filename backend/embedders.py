@@ -398,6 +398,10 @@ class TransformersImageEmbedder(Embedder):
         self.torch = _torch(threads)
         from transformers import AutoImageProcessor, AutoModel
 
+        from labelhub.redaction import library_logs_through_root
+
+        library_logs_through_root()  # transformers' own stderr handler would skip the redaction
+
         self.name = f"transformers:{model_id}"
         self.processor = AutoImageProcessor.from_pretrained(model_id)
         self.model = AutoModel.from_pretrained(model_id).eval()

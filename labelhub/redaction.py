@@ -12,7 +12,7 @@ import logging
 from collections.abc import Iterable
 
 __all__ = ["MIN_SECRET_CHARS", "redact", "one_line", "escaped", "without_userinfo", "RedactSecrets",
-           "RetryLinesAtDebug", "setup_logging"]
+           "RetryLinesAtDebug", "setup_logging", "library_logs_through_root"]
 
 #: Values shorter than this are not treated as secrets (replacing ``"a"`` everywhere would garble every
 #: message, and no token, key or password LabelHub accepts is that short).
@@ -143,11 +143,14 @@ class RetryLinesAtDebug(logging.Filter):
         return logging.getLogger().isEnabledFor(logging.DEBUG)
 
 
-def _through_root() -> None:
+def library_logs_through_root() -> None:
     """Remove every non-root logger's own plain ``StreamHandler`` (stderr or stdout: huggingface_hub's), and make
     that logger propagate, so that its lines reach the root handler (:class:`RedactSecrets`, the time) once; the
-    libraries of :data:`SELF_CONFIGURED` are imported first. A library imported later that adds one is not covered
-    (transformers, which the backend imports when it first loads a pipeline, keeps its own handler)."""
+    libraries of :data:`SELF_CONFIGURED` are imported first. :func:`setup_logging` calls it; a library imported
+    later that adds its own handler is covered by calling it again after the import (transformers does:
+    ``transformers/utils/logging.py`` gives its logger a ``StreamHandler`` and stops its propagation; the backend's
+    imports of it do).
+    """
     for module in SELF_CONFIGURED:
         try:
             importlib.import_module(module)
@@ -173,7 +176,7 @@ def setup_logging(level: str = "INFO", secrets: Iterable[str | None] = (),
         fmt: The :class:`logging.Formatter` format (``labelhub backend`` adds the process id: several workers log).
 
     Every other logger's own handler that prints to stderr or stdout is removed and the logger made to propagate
-    (:func:`_through_root`): huggingface_hub adds a bare ``StreamHandler`` to its logger as it is imported
+    (:func:`library_logs_through_root`): huggingface_hub adds a bare ``StreamHandler`` to its logger as it is imported
     (``huggingface_hub/utils/logging.py``, ``_configure_library_root_logger``), which printed each of its lines a
     second time, with no time and past the redaction. huggingface_hub's lines about its own retries
     (:class:`RetryLinesAtDebug`) are at DEBUG: LabelHub says the failure once the call gave up.
@@ -188,7 +191,7 @@ def setup_logging(level: str = "INFO", secrets: Iterable[str | None] = (),
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    _through_root()
+    library_logs_through_root()
     backoff = logging.getLogger(BACKOFF_LOGGER)
     if not any(isinstance(f, RetryLinesAtDebug) for f in backoff.filters):
         backoff.addFilter(RetryLinesAtDebug())

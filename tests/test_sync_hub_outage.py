@@ -125,3 +125,19 @@ def test_huggingface_hubs_retries_are_said_once_each_timed_and_redacted_at_debug
     assert len(retried) == 6 and len(waits) == 5, debug  # 1 + 5 attempts, each said once
     assert all(TIMED.match(line) and " DEBUG huggingface_hub.utils._http: " in line for line in retried + waits)
     assert "hf_outage_secret_token" not in info + debug and "a/***" in debug
+
+
+def test_transformers_lines_reach_the_redacting_handler_once_after_its_import():
+    """transformers gives its logger a stderr handler of its own and stops its propagation as it is imported (after
+    ``setup_logging``: the backend imports it when it first loads a pipeline or an embedder): its lines skipped the
+    time and the redaction. ``library_logs_through_root`` after the import puts them through the root handler once."""
+    script = (
+        "import sys\n"
+        "from labelhub.redaction import library_logs_through_root, setup_logging\n"
+        "setup_logging('INFO', ['transformers_secret_token'])\n"
+        "import transformers\n"
+        "library_logs_through_root()\n"
+        "transformers.utils.logging.get_logger('transformers.x').warning('read with transformers_secret_token')\n")
+    err = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120).stderr
+    lines = [line for line in err.splitlines() if "read with" in line]
+    assert len(lines) == 1 and TIMED.match(lines[0]) and "read with ***" in lines[0], err

@@ -90,6 +90,7 @@ from cachetools import LRUCache
 
 from labelhub.backend.errors import InvalidPayloadError
 from labelhub.backend.models.heads import ControlHead, TaskInput, image_region, region_id
+from labelhub.redaction import library_logs_through_root
 
 if TYPE_CHECKING:  # pragma: no cover
     from labelhub.label_config import ControlSpec
@@ -458,6 +459,8 @@ def _loaded(task: str, model: str, revision: str | None, threads: int = 0) -> _L
             with _IMPORT_LOCK:  # transformers' lazy module is not safe to import from two threads at once
                 import torch
                 from transformers import pipeline
+
+                library_logs_through_root()  # transformers' own stderr handler would skip the redaction
 
             pipe = pipeline(task, model=model, revision=revision, device="cpu", dtype=torch.float32,
                             trust_remote_code=False)
