@@ -75,10 +75,13 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import re
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Protocol, Sequence
+
+from redis.exceptions import RedisError
 
 from labelhub.backend.job_status import BatchResult, JobStatus
 from labelhub.backend.labelstudio_api import LabelStudioClient, ProjectInfo, TaskRow
@@ -96,7 +99,7 @@ log = logging.getLogger(__name__)
 
 __all__ = ["learned_nothing", "MODES", "DEFAULT_BATCH_SIZE", "MAX_BATCH_SIZE", "PREDICT_CHUNK", "JobHost",
            "JobAlreadyRunning", "plan", "selected", "needs_prediction", "uncertainty_order", "run_batch", "run_job",
-           "run_here", "Executor"]
+           "run_here", "Executor", "last_status"]
 
 #: What a job predicts: ``missing`` (no prediction of the current version) or ``all`` (every task again).
 MODES = ("missing", "all")
@@ -420,6 +423,21 @@ def _progress_lines(project_id: int, status: JobStatus, batch_size: int) -> Call
     return update
 
 
+def last_status(host: JobHost, key: str) -> JobStatus | None:
+    """Project ``key``'s last job status: with ``LABELHUB_REDIS_URL`` the shared one (``labelhub:jobs``, published by
+    whichever worker or process ran the job: each worker's ``MODEL_DIR`` holds only its own jobs', so a job on
+    another worker than the last one read no previous status and kept the project's prediction set on an older
+    version, an audit found), else ``MODEL_DIR/jobs``; ``None`` when there is none or it cannot be read."""
+    if not host.settings.redis_url:
+        return JobStatus.load(host.settings.model_dir, key)
+    try:
+        found = host.store.job_statuses().get(key)
+        return JobStatus.from_dict(found) if found else None
+    except (RedisError, ValueError, TypeError) as exc:
+        log.info("project %s: its last job status cannot be read from Redis (%s)", key, one_line(exc, 200))
+        return None
+
+
 def _save(host: JobHost, status: JobStatus) -> None:
     """Write the status to ``MODEL_DIR/jobs`` and publish it to the store (Redis: every replica's ``/health``)."""
     status.save(host.settings.model_dir)
@@ -494,13 +512,13 @@ def run_job(host: JobHost, api: LabelStudioClient, project_id: int, *, mode: str
                             "point --model-dir at the backend's MODEL_DIR, and connect the project to the backend")
     with host.store.job_lock(project.key) as held:
         if not held:
-            running = JobStatus.load(model_dir, project.key)
+            running = last_status(host, project.key)
             by = f" (pid {running.pid} on {running.host})" if running else ""
             raise JobAlreadyRunning(f"a prediction job of project {project_id} is running{by}")
         model = host.models.get(project.key, project.label_config)
         model.refresh()
         version = model.model_version
-        previous = JobStatus.load(model_dir, project.key)
+        previous = last_status(host, project.key)
         ids = sorted({int(i) for i in task_ids}) if task_ids is not None else None
         selection = json.dumps({"task_ids": ids, "unlabeled": bool(unlabeled),
                                 **({"filters": filters} if filters else {})}, sort_keys=True)
@@ -685,8 +703,15 @@ def _newest(written: Sequence[str], order: Sequence[str]) -> str | None:
     return max(written, key=lambda v: rank.get(v, -1), default=None)
 
 
+#: A version LabelHub's default model serves (:mod:`labelhub.backend.models.project`): ``labelhub-<n>-<8 hex>``, a fit's
+#: or one folded with the project's parameters (which the state's ``versions`` never lists).
+_OWN_VERSION = re.compile(r"labelhub-\d+-[0-9a-f]{8}")
+
+
 def _versions_of(model: Any, previous: JobStatus | None) -> set[str]:
-    """The versions this model wrote: its state's ``versions`` (the last 50) and the previous job's."""
+    """The versions this model wrote: its state's ``versions`` (the last 50) and the previous job's. A version of
+    :data:`_OWN_VERSION`'s form counts too (:func:`_select_version`): after a change of Extra params the served
+    version is none of them."""
     ours = set(model.get("versions") or [])
     if previous and previous.model_version:
         ours.add(previous.model_version)
@@ -729,7 +754,8 @@ def _select_version(api: LabelStudioClient, project: ProjectInfo, status: JobSta
                      "them (it then selects %s)", project.id, current, advice, project.id, version)
             return current
         log.warning("project %s: selecting %s as asked, though %s", project.id, version, advice)
-    if select is None and current and current not in ours and not _is_backend_title(api, project.id, current):
+    if select is None and current and current not in ours and not _OWN_VERSION.fullmatch(current) \
+            and not _is_backend_title(api, project.id, current):
         log.info("project %s: its prediction set stays %r (select %s in Settings > Annotation to sort the Data "
                  "Manager by its scores)", project.id, current, version)
         return current

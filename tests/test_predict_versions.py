@@ -145,3 +145,51 @@ def test_a_task_annotated_while_all_unlabeled_starts_keeps_a_prediction(label_st
     assert status.state == "done" and status.done == N
     held = _predictions(label_studio, fresh.id)[tid]
     assert [p["model_version"] for p in held] == [version]  # before: none
+
+
+def test_a_version_of_changed_extra_params_is_replaced_by_the_next_ones_without_the_last_jobs_status(label_studio,
+                                                                                                     fresh):
+    """With Redis each job may run on another worker, whose MODEL_DIR holds no status of the project's last job; the
+    version Extra params fold in is in no state's list of fits either: the prediction set stayed on the first
+    parameters' version (an audit: the Data Manager sorted by an older threshold's scores). A ``labelhub-<n>-<hash>``
+    version is LabelHub's own, replaced by the job's."""
+    fresh.train(0, 20)
+    setup = fresh.app.test_client()
+
+    def with_params(params: dict) -> str:
+        answer = setup.post("/setup", json={"project": fresh.key, "schema": TEXT_CONFIG, "extra_params": params})
+        assert answer.status_code == 200, answer.json
+        return answer.json["model_version"]
+
+    first = with_params({"threshold": 0.3})
+    assert _cli("predict", "--project", str(fresh.id), env=fresh.env).exit_code == 0
+    assert _selected(label_studio, fresh) == first
+    second = with_params({"threshold": 0.5})
+    for status in (fresh.model_dir / "jobs").glob("*.json"):  # the last job ran on another worker
+        status.unlink()
+    answer = _cli("predict", "--project", str(fresh.id), env=fresh.env)
+    assert answer.exit_code == 0, answer.output
+    assert second != first and _selected(label_studio, fresh) == second, answer.output
+
+
+def test_with_redis_the_last_job_status_is_the_shared_one(tmp_path):
+    """A worker reads the project's last job status from Redis (whichever worker published it), not from its own
+    MODEL_DIR, which holds only the jobs it ran."""
+    from dataclasses import asdict
+    from types import SimpleNamespace
+
+    from labelhub.backend.job_status import JobStatus
+    from labelhub.backend.jobs import last_status
+    from labelhub.backend.redis_state import RedisStore, connect
+    from tests.backend_fixtures import RedisServer
+
+    with RedisServer(tmp_path / "redis") as server:
+        url = server.url + "/3"
+        elsewhere = RedisStore(connect(url), tmp_path / "worker-1")
+        status = JobStatus(project="5.1700000000", project_id=5, state="done", model_version="labelhub-20-0123abcd")
+        elsewhere.save_job_status(status.project, asdict(status))
+        here = SimpleNamespace(settings=SimpleNamespace(redis_url=url, model_dir=tmp_path / "worker-2"),
+                               store=RedisStore(connect(url), tmp_path / "worker-2"))
+        found = last_status(here, "5.1700000000")
+        assert found is not None and found.model_version == "labelhub-20-0123abcd"
+        assert last_status(here, "6.1700000000") is None
