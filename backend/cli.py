@@ -527,7 +527,9 @@ def worker(redis_url, queues, burst, log_level):
     Start one or more on any host that reaches Redis and Label Studio, with the backend's environment
     (LABEL_STUDIO_URL, LABEL_STUDIO_API_KEY, MODEL_DIR as this host's cache, LABELHUB_MODEL...). Each loads the
     project's model from Redis, predicts a batch and writes it to Label Studio in one call. SIGTERM or
-    Ctrl-C stops it after the batch in hand.
+    Ctrl-C stops it after the batch in hand. At start it checks LABEL_STUDIO_API_KEY against Label Studio
+    (a refused key is a warning; it starts anyway). It also runs RQ's scheduler (one across the workers),
+    which queues again the automatic jobs that failed, when their backoff is over.
 
     \b
     Example:
