@@ -228,9 +228,9 @@ def predict_project(project_id: int, task_ids: list[int] | None = None, unlabele
     """
     from labelhub.errors import LabelConfigError, NotFoundError
 
-    host, started = _worker_backend(), time.time()
+    host, started = None, time.time()
     try:
-        api = _worker_api(host)
+        host, api = _worker_host()
         client = host.store.client if unlabeled else None
         while True:
             if client is not None:
@@ -247,11 +247,12 @@ def predict_project(project_id: int, task_ids: list[int] | None = None, unlabele
                     return {"project_id": project_id, "state": "merged"}
                 time.sleep(LOCK_WAIT_SECONDS)
     except (NotFoundError, LabelConfigError) as exc:  # the project, or its model, is gone: no retry helps
-        reason = _reason(host, exc)
+        reason = _reason(host or _worker_backend(), exc)
         log.warning("project %s: auto-predict dropped its request: %s", key or project_id, reason)
         return {"project_id": project_id, "state": "dropped", "error": reason}
     except Exception as exc:
-        return _failed(host, exc, started, project_id, task_ids, unlabeled, keep_versions, key, attempt)
+        return _failed(host or _worker_backend(), exc, started, project_id, task_ids, unlabeled, keep_versions, key,
+                       attempt)
 
 
 def _reason(host: Any, exc: BaseException) -> str:
