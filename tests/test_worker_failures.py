@@ -154,3 +154,53 @@ def test_on_redis_the_trainers_refused_key_says_what_it_stops_not_that_no_job_ca
                               f"{SAID[EXPIRED]}"), said
     assert "Start training cannot read" in said[0] and "webhook cannot check" in said[0], said
     assert "no automatic prediction job can run" not in said[0] and EXPIRED not in said[0]
+
+
+def test_a_failing_jobs_tries_back_off_like_one_hosts_and_a_queued_whole_project_job_takes_its_place(tmp_path,
+                                                                                                    monkeypatch):
+    """The job itself (:func:`labelhub.backend.worker.predict_project`, run here in-process, as a worker runs it)
+    against a real Redis: each failure schedules the next try after RETRY_SECONDS doubled per failure, up to
+    MAX_RETRY_SECONDS, holding the project's waiting-job note; a failed whole-project job leaves the work to a
+    whole-project job enqueued meanwhile instead of scheduling one more."""
+    from rq import Queue
+    from rq.job import Job
+    from rq.registry import ScheduledJobRegistry
+
+    from labelhub.backend import worker
+    from labelhub.backend.auto_predict import MAX_RETRY_SECONDS, RETRY_SECONDS
+    from labelhub.backend.redis_state import connect, job_statuses
+
+    with RedisServer(tmp_path / "redis") as redis_server:
+        url = f"{redis_server.url}/0"
+        for name, value in {"LABELHUB_REDIS_URL": url, "MODEL_DIR": str(tmp_path / "models"),
+                            "LABEL_STUDIO_URL": "http://127.0.0.1:9", "LABEL_STUDIO_API_KEY": EXPIRED}.items():
+            monkeypatch.setenv(name, value)
+        monkeypatch.setattr(worker, "_BACKEND", None)
+        monkeypatch.setattr(worker, "_API", None)
+        client = connect(url)
+        scheduled = ScheduledJobRegistry(queue=Queue(worker.QUEUE, connection=client))
+
+        for attempt, wait in ((0, RETRY_SECONDS), (1, 2 * RETRY_SECONDS), (12, MAX_RETRY_SECONDS)):
+            answer = worker.predict_project(5, None, True, 0, key="5.100", attempt=attempt)
+            assert answer["state"] == "failed" and answer["retry_in"] == wait, answer
+            assert SAID[EXPIRED] in answer["error"] and EXPIRED not in answer["error"]
+            status = job_statuses(client)["5.100"]
+            assert status["state"] == "failed" and f"tries again in {wait:.0f} s" in status["error"], status
+            noted = client.get(worker._queued_key(5)).decode()
+            assert noted in scheduled.get_job_ids()  # the retrains meanwhile merge into the scheduled try
+            job = Job.fetch(noted, connection=client)
+            assert job.kwargs == {"key": "5.100", "attempt": attempt + 1} and job.args == (5, None, True, 0)
+            assert 0 < scheduled.get_scheduled_time(job).timestamp() - time.time() <= wait
+            job.delete()  # as if it ran: the next try of the loop is a new failure
+
+        # a whole-project job enqueued while this one ran does its work: no try is scheduled
+        other = Queue(worker.QUEUE, connection=client).enqueue(worker.predict_project, 5, None, True, 0,
+                                                               key="5.100")
+        client.set(worker._queued_key(5), other.id)
+        before = set(scheduled.get_job_ids())
+        answer = worker.predict_project(5, None, True, 0, key="5.100")
+        assert answer["retry_in"] is None and set(scheduled.get_job_ids()) == before, answer
+        assert "a queued job of the project tries again" in job_statuses(client)["5.100"]["error"]
+        # new tasks' jobs are not merged: each schedules its own try
+        answer = worker.predict_project(5, [1, 2], False, 0, key="5.100")
+        assert answer["retry_in"] == RETRY_SECONDS and len(scheduled.get_job_ids()) == len(before) + 1
