@@ -31,7 +31,10 @@ it (:func:`labelhub.backend.worker.predict_project`), after the same interval, a
 processes on any host plan and predict it. A project's whole-project job is not enqueued while another waits in
 the queue (:func:`labelhub.backend.worker.mark_queued`): that one plans with the newest version. Before both,
 every retrain enqueued one job. The requests not enqueued yet are kept in Redis (:data:`PENDING_KEY`) instead of
-the file, so the trainer's next holder finds them on whichever host it runs.
+the file, so the trainer's next holder finds them on whichever host it runs. A job that fails on a worker is kept
+there, with the same backoff and ``/health`` status (:mod:`labelhub.backend.worker`: the job schedules its own next
+try on RQ); this loop's retry then covers a failure to enqueue. The workers run the jobs with their own
+``LABEL_STUDIO_API_KEY``: the trainer's key check says what its replica's refused key stops (``who="replica"``).
 """
 from __future__ import annotations
 
