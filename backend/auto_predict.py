@@ -31,7 +31,10 @@ it (:func:`labelhub.backend.worker.predict_project`), after the same interval, a
 processes on any host plan and predict it. A project's whole-project job is not enqueued while another waits in
 the queue (:func:`labelhub.backend.worker.mark_queued`): that one plans with the newest version. Before both,
 every retrain enqueued one job. The requests not enqueued yet are kept in Redis (:data:`PENDING_KEY`) instead of
-the file, so the trainer's next holder finds them on whichever host it runs.
+the file, so the trainer's next holder finds them on whichever host it runs. A job that fails on a worker is kept
+there, with the same backoff and ``/health`` status (:mod:`labelhub.backend.worker`: the job schedules its own next
+try on RQ); this loop's retry then covers a failure to enqueue. The workers run the jobs with their own
+``LABEL_STUDIO_API_KEY``: the trainer's key check says what its replica's refused key stops (``who="replica"``).
 """
 from __future__ import annotations
 
@@ -67,19 +70,37 @@ MAX_RETRY_SECONDS = 900.0
 KEY_CHECK_TIMEOUT = 10.0
 
 
-def check_key(url: str, api_key: str) -> str | None:
+#: What a refused key stops, by whose key it is (:func:`check_key`'s ``who``).
+KEY_REFUSED_EFFECTS = {
+    "auto-predict": "no automatic prediction job can run until it is fixed",
+    "replica": ("on this replica, Start training cannot read the projects' annotations and the webhook cannot check "
+                "whether an unknown project exists until it is fixed (the automatic prediction jobs run on the "
+                "`labelhub worker` processes, with their own LABEL_STUDIO_API_KEY)"),
+    "worker": ("every prediction job this worker takes fails until it is fixed (the automatic ones are tried again "
+               "later, on any worker)"),
+}
+
+
+def check_key(url: str, api_key: str, who: str = "auto-predict") -> str | None:
     """Check ``LABEL_STUDIO_API_KEY`` once against Label Studio (``GET /api/current-user/whoami``, through
     label-studio-sdk's ``users.whoami``: https://api.labelstud.io/api-reference/api-reference/users/whoami).
 
     Args:
         url: ``LABEL_STUDIO_URL``.
         api_key: ``LABEL_STUDIO_API_KEY``.
+        who: Whose key it is, which says what a refusal stops (:data:`KEY_REFUSED_EFFECTS`): ``"auto-predict"``,
+            the trainer of one host (it runs the automatic jobs); ``"replica"``, the trainer's replica with
+            ``LABELHUB_REDIS_URL`` (the workers run the jobs, with their own keys); ``"worker"``, a
+            ``labelhub worker``.
 
     Returns:
         ``None`` when Label Studio accepts the key, else a warning (one line, no secret): the key refused (by Label
         Studio, or by label-studio-sdk before any call: an expired personal access token, see
         :func:`labelhub.labelstudio_client.label_studio_client`), or Label Studio not reachable (then the key is not
         known to be wrong: the jobs try it when they run).
+
+    Raises:
+        ValueError: An unknown ``who``.
     """
     import httpx
     from label_studio_sdk.core.api_error import ApiError
@@ -88,19 +109,24 @@ def check_key(url: str, api_key: str) -> str | None:
     from labelhub.labelstudio_client import KEY_ADVICE, label_studio_client
     from labelhub.redaction import without_userinfo
 
+    if who not in KEY_REFUSED_EFFECTS:
+        raise ValueError(f"who must be one of {', '.join(KEY_REFUSED_EFFECTS)}, not {who!r}")
+    effect = KEY_REFUSED_EFFECTS[who]
+    lead, whose = {"auto-predict": ("LABELHUB_AUTO_PREDICT is on but ", ""), "replica": ("", "this replica's "),
+                   "worker": ("", "this worker's ")}[who]
     shown = without_userinfo(url)
     try:
         label_studio_client(url, api_key, KEY_CHECK_TIMEOUT).users.whoami()
     except LabelStudioError as exc:  # a key label-studio-sdk refuses before any call (an expired token)
-        return f"LABELHUB_AUTO_PREDICT is on but {exc}; no automatic prediction job can run until it is fixed"
+        return f"{lead}{whose}{exc}; {effect}"
     except ApiError as exc:
         if exc.status_code in (401, 403):
-            return (f"LABELHUB_AUTO_PREDICT is on but Label Studio at {shown} refused LABEL_STUDIO_API_KEY "
-                    f"({exc.status_code}): no automatic prediction job can run until it is fixed; {KEY_ADVICE}")
-        return f"cannot check LABEL_STUDIO_API_KEY: Label Studio at {shown} answered {exc.status_code}"
+            return (f"{lead}Label Studio at {shown} refused {whose}LABEL_STUDIO_API_KEY ({exc.status_code}): "
+                    f"{effect}; {KEY_ADVICE}")
+        return f"cannot check {whose}LABEL_STUDIO_API_KEY: Label Studio at {shown} answered {exc.status_code}"
     except (httpx.HTTPError, OSError) as exc:
-        return (f"cannot check LABEL_STUDIO_API_KEY: no answer from Label Studio at {shown} "
-                f"({type(exc).__name__}); the automatic prediction jobs try it when they run")
+        return (f"cannot check {whose}LABEL_STUDIO_API_KEY: no answer from Label Studio at {shown} "
+                f"({type(exc).__name__}); the prediction jobs try it when they run")
     return None
 
 
@@ -167,7 +193,8 @@ class AutoPredictor:
             return
         from labelhub.backend.job_status import read_statuses
 
-        problem = check_key(self.settings.label_studio_url, self.settings.label_studio_api_key)
+        problem = check_key(self.settings.label_studio_url, self.settings.label_studio_api_key,
+                            "replica" if self.settings.redis_url else "auto-predict")
         if problem:
             log.warning("%s", problem)
 
@@ -191,7 +218,9 @@ class AutoPredictor:
     def _enqueue(self, key: str, task_ids: list[int] | None, unlabeled: bool) -> None:
         """Enqueue the job on RQ (Redis). A whole-project job is not enqueued while another of the project waits
         in the queue (:func:`labelhub.backend.worker.mark_queued`): that one plans with the newest version when a
-        worker takes it."""
+        worker takes it. The job gets the project key, under which the worker saves its status when it fails before
+        reading the project (its Label Studio client refused), and tries itself again after a failure
+        (:func:`labelhub.backend.worker.predict_project`): this loop's retry covers only a failure to enqueue."""
         from labelhub.backend.worker import JOB_TIMEOUT, mark_queued, predict_project, queue, unmark_queued
 
         client, project_id, job_id = self.backend.store.client, project_id_of(key), uuid.uuid4().hex
@@ -201,7 +230,7 @@ class AutoPredictor:
         try:
             queue(client).enqueue(
                 predict_project, project_id, None if unlabeled else sorted(task_ids or ()), unlabeled,
-                self.settings.keep_versions, job_id=job_id,
+                self.settings.keep_versions, key=key, job_id=job_id,
                 job_timeout=JOB_TIMEOUT, result_ttl=86400, failure_ttl=86400,
                 description=f"labelhub auto-predict: project {key}")
         except Exception:

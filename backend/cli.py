@@ -527,7 +527,9 @@ def worker(redis_url, queues, burst, log_level):
     Start one or more on any host that reaches Redis and Label Studio, with the backend's environment
     (LABEL_STUDIO_URL, LABEL_STUDIO_API_KEY, MODEL_DIR as this host's cache, LABELHUB_MODEL...). Each loads the
     project's model from Redis, predicts a batch and writes it to Label Studio in one call. SIGTERM or
-    Ctrl-C stops it after the batch in hand.
+    Ctrl-C stops it after the batch in hand. At start it checks LABEL_STUDIO_API_KEY against Label Studio
+    (a refused key is a warning; it starts anyway). It also runs RQ's scheduler (one across the workers),
+    which queues again the automatic jobs that failed, when their backoff is over.
 
     \b
     Example:
@@ -544,4 +546,24 @@ def worker(redis_url, queues, burst, log_level):
 
     with one_line_errors(secrets):
         check_redis(redis_url)
+        _check_worker_key()
         work(redis_url, list(queues), burst=burst, log_level=log_level.upper())
+
+
+def _check_worker_key() -> None:
+    """Log a warning when Label Studio (or label-studio-sdk) refuses this worker's ``LABEL_STUDIO_API_KEY``, or when
+    it is not set (:func:`labelhub.backend.auto_predict.check_key`); the worker starts anyway: Label Studio may be
+    down now, and the key is tried by each job."""
+    import logging
+
+    from labelhub.backend.auto_predict import check_key
+
+    url, key = os.environ.get("LABEL_STUDIO_URL"), os.environ.get("LABEL_STUDIO_API_KEY")
+    log = logging.getLogger("labelhub.backend.worker")
+    if not (url and key):
+        log.warning("LABEL_STUDIO_URL or LABEL_STUDIO_API_KEY is not set: every prediction job this worker takes "
+                    "fails until they are")
+        return
+    problem = check_key(url, key, "worker")
+    if problem:
+        log.warning("%s", problem)

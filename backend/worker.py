@@ -18,12 +18,36 @@ A batch whose worker dies is marked failed by RQ and not run again; its tasks ar
 re-run of the job predicts them (those written before the death are skipped). A planner that dies leaves
 its queued batches to the workers; they still write each task at most once per version, since each batch
 skips the tasks that have a prediction of the version when it starts.
+
+An automatic job that fails on a worker (Label Studio down, a ``LABEL_STUDIO_API_KEY`` label-studio-sdk or Label
+Studio refuses, any other error, the making of the worker's Label Studio client included) is kept as on one host
+(:mod:`labelhub.backend.auto_predict`): its project's job status in the shared store (``labelhub:jobs``, every
+replica's ``/health``) says ``failed`` with the reason (one line, no secret) and when it is tried again, and the job
+enqueues its own next try with RQ's scheduler (``Queue.enqueue_in``) after the same backoff as the one-host loop
+(:data:`~labelhub.backend.auto_predict.RETRY_SECONDS`, doubling with each failure in a row up to
+:data:`~labelhub.backend.auto_predict.MAX_RETRY_SECONDS`; the try number is the job's ``attempt`` argument).
+Decision: the job schedules its next try itself rather than through RQ's ``Retry``, which retries a bounded number
+of times, retries every exception (a project that is gone too) and logs each failure with a traceback, nor
+through the trainer's pending requests (:data:`~labelhub.backend.auto_predict.PENDING_KEY`), which only the
+trainer's lease holder writes. Scheduled jobs are moved to the queue by RQ's scheduler, which ``labelhub worker``
+runs (:func:`work` ``with_scheduler=True``: one across the workers of a Redis database, the others stand by). A
+whole-project try holds the project's :func:`mark_queued` note while it is scheduled, so the retrains meanwhile merge
+into it; when another whole-project job was enqueued during the failed one, that one does the work and no try is
+scheduled. A job whose project or model is gone (``NotFoundError``) or whose label config the model refuses
+(``LabelConfigError``) is dropped with a warning, not tried again. The worker logs one line for a failure that is
+LabelHub's own (:class:`labelhub.errors.LabelHubError`); another exception is logged with its traceback and raised
+to RQ after its next try is scheduled (RQ then marks the job failed; a LabelHub failure's RQ job ends ``finished``
+with ``{"state": "failed", "error", "retry_in"}`` as its result).
 """
 from __future__ import annotations
 
+import json
 import logging
+import os
 import time
+import uuid
 from dataclasses import asdict
+from datetime import timedelta
 from typing import Any, Callable, Iterator
 
 from labelhub.backend.job_status import BatchResult, batch_result
@@ -50,21 +74,44 @@ JOB_TIMEOUT = BATCH_TIMEOUT * 4
 #: Seconds the :func:`mark_queued` note of a job waiting on a worker for a running one lasts unless renewed.
 WAITING_NOTE_SECONDS = 30
 
-_HOST: tuple[Any, LabelStudioClient] | None = None
+_BACKEND: Any = None
+_API: LabelStudioClient | None = None
 
 
-def _worker_host() -> tuple[Any, LabelStudioClient]:
-    """This worker's backend (models, store in Redis) and Label Studio client, made once per process."""
-    global _HOST
-    if _HOST is None:
+def _worker_backend() -> Any:
+    """This worker's backend (settings, models, store in Redis), made once per process.
+
+    Raises:
+        RuntimeError: ``LABELHUB_REDIS_URL`` is not set.
+    """
+    global _BACKEND
+    if _BACKEND is None:
         from labelhub.backend.app import Backend
         from labelhub.backend.settings import Settings
 
         settings = Settings.from_env(start_trainer=False, warmup=False)
         if not settings.redis_url:
             raise RuntimeError("LABELHUB_REDIS_URL is not set in the worker's environment")
-        _HOST = (Backend(settings), LabelStudioClient(settings.label_studio_url, settings.label_studio_api_key))
-    return _HOST
+        _BACKEND = Backend(settings)
+    return _BACKEND
+
+
+def _worker_api(host: Any) -> LabelStudioClient:
+    """This worker's Label Studio client, made once per process (made again at each job while it cannot be made).
+
+    Raises:
+        labelhub.errors.LabelStudioError: label-studio-sdk refuses the key (an expired personal access token).
+    """
+    global _API
+    if _API is None:
+        _API = LabelStudioClient(host.settings.label_studio_url, host.settings.label_studio_api_key)
+    return _API
+
+
+def _worker_host() -> tuple[Any, LabelStudioClient]:
+    """This worker's backend and Label Studio client (:func:`_worker_backend`, :func:`_worker_api`)."""
+    host = _worker_backend()
+    return host, _worker_api(host)
 
 
 def predict_batch(project_id: int, task_ids: list[int]) -> dict:
@@ -142,7 +189,7 @@ def unmark_queued(client, project_id: int) -> None:
 
 
 def predict_project(project_id: int, task_ids: list[int] | None = None, unlabeled: bool = False,
-                    keep_versions: int = 0) -> dict:
+                    keep_versions: int = 0, key: str = "", attempt: int = 0) -> dict:
     """The RQ job of a whole automatic job (:mod:`labelhub.backend.auto_predict`): planned and predicted on this
     worker, batch after batch (:func:`labelhub.backend.jobs.run_here`); ``keep_versions`` is the enqueuing
     backend's ``LABELHUB_KEEP_VERSIONS`` (:func:`labelhub.backend.jobs.run_job`).
@@ -157,24 +204,158 @@ def predict_project(project_id: int, task_ids: list[int] | None = None, unlabele
     and when another whole-project job was enqueued meanwhile it leaves the work to that one (which will plan
     later, with a version at least as new) and returns at once: one waiting job per project, not one per retrain.
 
+    A failure is kept and tried again later (see the module docstring: :func:`_failed`).
+
+    Args:
+        project_id: The Label Studio project id.
+        task_ids: The new tasks to predict (``None`` with ``unlabeled``).
+        unlabeled: Every unlabeled task of the project.
+        keep_versions: ``LABELHUB_KEEP_VERSIONS`` of the enqueuing backend.
+        key: The project key (``"<id>.<created_at>"``) its job status is saved under when the job fails before it
+            reads the project from Label Studio (``""``, as jobs enqueued before it was passed: the one key in Redis
+            with that id).
+        attempt: Failures in a row before this try (0: the first try).
+
     Returns:
         The final :class:`~labelhub.backend.job_status.JobStatus` as a dict; ``{"project_id", "state": "merged"}`` when
-        it left its work to a later job.
+        it left its work to a later job; ``{"project_id", "state": "dropped", "error"}`` when its project or model is
+        gone; ``{"project_id", "state": "failed", "error", "retry_in"}`` when it failed (``retry_in``: seconds until
+        its next try, ``None`` when another queued job does the work).
+
+    Raises:
+        Whatever is not a :class:`labelhub.errors.LabelHubError` (a bug), after its failure was saved and its next
+        try scheduled; whatever the worker's backend raises when it cannot be made (no store to save a status in).
     """
-    host, api = _worker_host()
-    client = host.store.client if unlabeled else None
-    while True:
-        if client is not None:
-            unmark_queued(client, project_id)
+    from labelhub.errors import LabelConfigError, NotFoundError
+
+    host, started = None, time.time()
+    try:
+        host, api = _worker_host()
+        client = host.store.client if unlabeled else None
+        while True:
+            if client is not None:
+                unmark_queued(client, project_id)
+            try:
+                status = run_job(host, api, project_id, task_ids=task_ids, unlabeled=unlabeled, progress=False,
+                                 keep_versions=keep_versions)
+                return asdict(status)
+            except JobAlreadyRunning:
+                if client is not None and not mark_queued(client, project_id, WAITING_NOTE_SECONDS,
+                                                          _current_job_id()):
+                    log.info("project %d: a newer whole-project job is queued; this one leaves its work to it",
+                             project_id)
+                    return {"project_id": project_id, "state": "merged"}
+                time.sleep(LOCK_WAIT_SECONDS)
+    except (NotFoundError, LabelConfigError) as exc:  # the project, or its model, is gone: no retry helps
+        reason = _reason(host or _worker_backend(), exc)
+        log.warning("project %s: auto-predict dropped its request: %s", key or project_id, reason)
+        return {"project_id": project_id, "state": "dropped", "error": reason}
+    except Exception as exc:
+        return _failed(host or _worker_backend(), exc, started, project_id, task_ids, unlabeled, keep_versions, key,
+                       attempt)
+
+
+def _reason(host: Any, exc: BaseException) -> str:
+    """``exc`` as one line of at most 300 characters, without the worker's secrets."""
+    from labelhub.redaction import one_line, redact
+
+    settings = host.settings
+    return redact(one_line(exc, 300), [settings.label_studio_api_key, settings.redis_url])
+
+
+def _failed(host: Any, exc: Exception, started: float, project_id: int, task_ids: list[int] | None,
+            unlabeled: bool, keep_versions: int, key: str, attempt: int) -> dict:
+    """Keep a failed automatic job: schedule its next try after the backoff, save the project's ``failed`` status
+    (the one :func:`labelhub.backend.jobs.run_job` saved, when it got that far, else a new one) in the shared store
+    and this worker's ``MODEL_DIR``, and log one line (a traceback for an exception that is not LabelHub's, which is
+    raised again).
+
+    Returns:
+        ``{"project_id", "state": "failed", "error", "retry_in"}`` (``retry_in``: ``None`` when no try was scheduled).
+    """
+    from redis.exceptions import RedisError
+
+    from labelhub.backend.auto_predict import MAX_RETRY_SECONDS, RETRY_SECONDS
+    from labelhub.backend.job_status import JobStatus
+    from labelhub.errors import LabelHubError
+
+    reason = _reason(host, exc)
+    wait = min(RETRY_SECONDS * 2 ** attempt, MAX_RETRY_SECONDS)
+    key = key or _project_key(host, project_id)
+    retry_in: float | None = None
+    try:
+        retry_in = _schedule_retry(host.store.client, wait, project_id, task_ids, unlabeled, keep_versions, key,
+                                   attempt + 1)
+    except RedisError as exc2:
+        log.warning("project %s: cannot schedule the next try of the failed auto-predict job: %s", key or project_id,
+                    _reason(host, exc2))
+    later = (f"auto-predict tries again in {retry_in:.0f} s" if retry_in is not None
+             else "auto-predict: a queued job of the project tries again")
+    if key:
         try:
-            status = run_job(host, api, project_id, task_ids=task_ids, unlabeled=unlabeled, progress=False,
-                             keep_versions=keep_versions)
-            return asdict(status)
-        except JobAlreadyRunning:
-            if client is not None and not mark_queued(client, project_id, WAITING_NOTE_SECONDS, _current_job_id()):
-                log.info("project %d: a newer whole-project job is queued; this one leaves its work to it", project_id)
-                return {"project_id": project_id, "state": "merged"}
-            time.sleep(LOCK_WAIT_SECONDS)
+            saved = JobStatus.load(host.settings.model_dir, key)
+            if saved is not None and saved.state == "failed" and (saved.started_at or 0) >= started \
+                    and saved.pid == os.getpid():
+                saved.error = f"{saved.error} ({later})"
+                status = saved  # the job got as far as its own status, which says why
+            else:
+                status = JobStatus(project=key, project_id=project_id, state="failed", started_at=started,
+                                   finished_at=time.time(), error=f"auto-predict: {reason} ({later})",
+                                   selection=json.dumps({"task_ids": None if unlabeled else task_ids,
+                                                         "unlabeled": bool(unlabeled)}, sort_keys=True))
+            status.save(host.settings.model_dir)
+            host.store.save_job_status(key, asdict(status))
+        except (OSError, RedisError) as exc2:
+            log.warning("project %s: cannot save the failed auto-predict status: %s", key, _reason(host, exc2))
+    if isinstance(exc, LabelHubError):
+        log.warning("project %s: auto-predict failed on this worker: %s; %s", key or project_id, reason, later)
+    else:
+        log.error("project %s: auto-predict failed on this worker: %s; %s", key or project_id, reason, later,
+                  exc_info=exc)
+        raise exc
+    return {"project_id": project_id, "state": "failed", "error": reason, "retry_in": retry_in}
+
+
+def _project_key(host: Any, project_id: int) -> str:
+    """The key in Redis of project ``project_id`` (``""`` when none, or more than one, has that id)."""
+    keys = [k for k in host.store.known_projects() if k.split(".")[0] == str(int(project_id))]
+    return keys[0] if len(keys) == 1 else ""
+
+
+def _schedule_retry(client, wait: float, project_id: int, task_ids: list[int] | None, unlabeled: bool,
+                    keep_versions: int, key: str, attempt: int) -> float | None:
+    """Enqueue the next try of an automatic job in ``wait`` seconds (RQ's scheduler moves it to the queue then).
+
+    A whole-project try takes the project's :func:`mark_queued` note (so the requests meanwhile merge into it);
+    when another whole-project job holds it, that one does the work and nothing is scheduled.
+
+    Returns:
+        ``wait``, or ``None`` when nothing was scheduled.
+
+    Raises:
+        redis.exceptions.RedisError: Redis failed (the note is removed again).
+    """
+    current, job_id = _current_job_id(), uuid.uuid4().hex
+    if unlabeled:
+        held = client.get(_queued_key(project_id))
+        if held is not None and current and held.decode(errors="replace") == current:
+            unmark_queued(client, project_id)  # this failed job's own note
+        if not mark_queued(client, project_id, JOB_TIMEOUT + wait, job_id):
+            log.info("project %d: a whole-project job is queued; it does the failed job's work", project_id)
+            return None
+    try:
+        from rq import get_current_job
+
+        job = get_current_job()
+        queue(client, job.origin if job is not None else QUEUE).enqueue_in(
+            timedelta(seconds=wait), predict_project, project_id, task_ids, unlabeled, keep_versions, key=key,
+            attempt=attempt, job_id=job_id, job_timeout=JOB_TIMEOUT, result_ttl=86400, failure_ttl=86400,
+            description=f"labelhub auto-predict: project {key or project_id}, try {attempt + 1}")
+    except Exception:
+        if unlabeled:
+            unmark_queued(client, project_id)
+        raise
+    return wait
 
 
 def _current_job_id() -> str:
@@ -244,7 +425,9 @@ def on_workers(client, name: str = QUEUE, poll: float = POLL_SECONDS) -> Executo
 
 
 def work(redis_url: str, queues: list[str], burst: bool = False, log_level: str = "INFO") -> None:
-    """Run an RQ ``SimpleWorker`` on ``queues`` until SIGTERM or SIGINT (a warm stop: the batch in hand finishes).
+    """Run an RQ ``SimpleWorker`` on ``queues`` until SIGTERM or SIGINT (a warm stop: the batch in hand finishes),
+    with RQ's scheduler (``with_scheduler=True``), which enqueues the failed automatic jobs' next tries when they
+    are due (one worker of the Redis database runs it, in a process of its own; the others take over when it stops).
 
     Args:
         redis_url: ``LABELHUB_REDIS_URL``.
@@ -262,4 +445,4 @@ def work(redis_url: str, queues: list[str], burst: bool = False, log_level: str 
     client = connect(redis_url, timeout=None)
     client.ping()
     worker = SimpleWorker([queue(client, q) for q in queues], connection=client)
-    worker.work(burst=burst, with_scheduler=False, logging_level=log_level)
+    worker.work(burst=burst, with_scheduler=True, logging_level=log_level)
