@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 import time
 import uuid
@@ -298,9 +297,7 @@ class AutoPredictor:
     def _failed(self, key: str, whole: bool, ids: set[int], exc: Exception, started: float) -> None:
         """Keep a failed request (merged with any asked meanwhile), to try again after a backoff, and show the failure
         as the project's job status (``/health``, ``labelhub predict --status``) unless the job saved its own."""
-        from dataclasses import asdict
-
-        from labelhub.backend.job_status import JobStatus
+        from labelhub.backend.job_status import save_auto_failure
 
         failures = self._retry.get(key, (0.0, 0))[1] + 1
         wait = min(RETRY_SECONDS * 2 ** (failures - 1), MAX_RETRY_SECONDS)
@@ -312,21 +309,9 @@ class AutoPredictor:
             merged = whole or before_whole
             self._pending[key] = (merged, set() if merged else ids | before_ids)
         try:
-            saved = JobStatus.load(self.settings.model_dir, key)
-            if saved is not None and saved.state == "failed" and (saved.started_at or 0) >= started \
-                    and saved.pid == os.getpid():
-                saved.error = f"{saved.error} (auto-predict tries again in {wait:.0f} s)"
-                status = saved  # the job got as far as its own status, which says why
-            else:
-                status = JobStatus(project=key, project_id=project_id_of(key), state="failed", started_at=started,
-                                   finished_at=time.time(),
-                                   error=f"auto-predict: {reason} (tried again in {wait:.0f} s)",
-                                   selection=json.dumps({"task_ids": None if merged else sorted(ids),
-                                                         "unlabeled": bool(merged)}, sort_keys=True))
-            status.save(self.settings.model_dir)
-            store = getattr(self.backend, "store", None)
-            if store is not None:
-                store.save_job_status(key, asdict(status))
+            save_auto_failure(self.settings.model_dir, getattr(self.backend, "store", None), key, project_id_of(key),
+                              started, reason, f"tried again in {wait:.0f} s", None if merged else sorted(ids),
+                              merged)
         except (OSError, RedisError) as exc2:
             log.warning("project %s: cannot save the failed auto-predict status: %s", key, one_line(exc2))
 

@@ -16,7 +16,8 @@ from pathlib import Path
 
 from labelhub.backend.state import atomic_write_json
 
-__all__ = ["BatchResult", "JobStatus", "read_statuses", "latest_status", "latest_of", "KEEP_FAILURES"]
+__all__ = ["BatchResult", "JobStatus", "read_statuses", "latest_status", "latest_of", "KEEP_FAILURES",
+           "save_auto_failure"]
 
 #: Failed tasks a status keeps with their reason (the count keeps them all).
 KEEP_FAILURES = 20
@@ -275,3 +276,43 @@ def _of_project(key: str, project_id: int) -> bool:
 
 def _newest(statuses: list[JobStatus]) -> JobStatus | None:
     return max(statuses, key=lambda s: s.updated_at or 0.0) if statuses else None
+
+
+def save_auto_failure(model_dir: Path, store, key: str, project_id: int, started: float, reason: str, later: str,
+                      task_ids: list[int] | None, unlabeled: bool) -> JobStatus:
+    """Save the ``failed`` status of an automatic prediction job (:mod:`labelhub.backend.auto_predict`, one host, or
+    :func:`labelhub.backend.worker.predict_project`, a worker) that failed: the status the job saved itself in this
+    process since ``started`` (``failed``, which says why) with ``(auto-predict: <later>)`` added, else a new one,
+    ``auto-predict: <reason> (<later>)``; written to ``model_dir``'s ``jobs`` and published to ``store`` (every
+    replica's ``/health`` with Redis; ``None``: not published).
+
+    Args:
+        model_dir: ``MODEL_DIR``.
+        store: The backend's store (``save_job_status``), or ``None``.
+        key: The project key; ``project_id`` its Label Studio id.
+        started: When the failed job started (``time.time()``).
+        reason: Why, one line without secrets.
+        later: When it is tried again (``tried again in 30 s``).
+        task_ids: The job's new tasks (``None``: every unlabeled task, ``unlabeled``).
+
+    Returns:
+        The status saved.
+
+    Raises:
+        OSError, redis.exceptions.RedisError: The status cannot be written or published.
+    """
+    saved = JobStatus.load(model_dir, key)
+    if saved is not None and saved.state == "failed" and (saved.started_at or 0) >= started \
+            and saved.pid == os.getpid():
+        saved.error = f"{saved.error} (auto-predict: {later})"
+        status = saved  # the job got as far as its own status, which says why
+    else:
+        status = JobStatus(project=key, project_id=project_id, state="failed", started_at=started,
+                           finished_at=time.time(), error=f"auto-predict: {reason} ({later})",
+                           selection=json.dumps({"task_ids": None if unlabeled else task_ids,
+                                                 "unlabeled": bool(unlabeled)}, sort_keys=True))
+    status.save(model_dir)
+    if store is not None:
+        store.save_job_status(key, asdict(status))
+    return status
+

@@ -41,9 +41,7 @@ with ``{"state": "failed", "error", "retry_in"}`` as its result).
 """
 from __future__ import annotations
 
-import json
 import logging
-import os
 import time
 import uuid
 from dataclasses import asdict
@@ -276,7 +274,7 @@ def _failed(host: Any, exc: Exception, started: float, project_id: int, task_ids
     from redis.exceptions import RedisError
 
     from labelhub.backend.auto_predict import MAX_RETRY_SECONDS, RETRY_SECONDS
-    from labelhub.backend.job_status import JobStatus
+    from labelhub.backend.job_status import save_auto_failure
     from labelhub.errors import LabelHubError
 
     reason = _reason(host, exc)
@@ -289,22 +287,11 @@ def _failed(host: Any, exc: Exception, started: float, project_id: int, task_ids
     except RedisError as exc2:
         log.warning("project %s: cannot schedule the next try of the failed auto-predict job: %s", key or project_id,
                     _reason(host, exc2))
-    later = (f"auto-predict tries again in {retry_in:.0f} s" if retry_in is not None
-             else "auto-predict: a queued job of the project tries again")
+    later = f"tries again in {retry_in:.0f} s" if retry_in is not None else "a queued job of the project tries again"
     if key:
         try:
-            saved = JobStatus.load(host.settings.model_dir, key)
-            if saved is not None and saved.state == "failed" and (saved.started_at or 0) >= started \
-                    and saved.pid == os.getpid():
-                saved.error = f"{saved.error} ({later})"
-                status = saved  # the job got as far as its own status, which says why
-            else:
-                status = JobStatus(project=key, project_id=project_id, state="failed", started_at=started,
-                                   finished_at=time.time(), error=f"auto-predict: {reason} ({later})",
-                                   selection=json.dumps({"task_ids": None if unlabeled else task_ids,
-                                                         "unlabeled": bool(unlabeled)}, sort_keys=True))
-            status.save(host.settings.model_dir)
-            host.store.save_job_status(key, asdict(status))
+            save_auto_failure(host.settings.model_dir, host.store, key, project_id, started, reason, later, task_ids,
+                              unlabeled)
         except (OSError, RedisError) as exc2:
             log.warning("project %s: cannot save the failed auto-predict status: %s", key, _reason(host, exc2))
     if isinstance(exc, LabelHubError):
