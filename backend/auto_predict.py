@@ -47,6 +47,7 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
+from labelhub.backend.job_status import MAX_RETRY_SECONDS, RETRY_SECONDS  # the one-host loop's and the workers'
 from labelhub.backend.redis_state import PREFIX
 from labelhub.errors import LabelConfigError, NotFoundError
 from labelhub.redaction import one_line
@@ -61,10 +62,6 @@ __all__ = ["AutoPredictor", "project_id_of", "check_key", "PENDING_FILE", "PENDI
 PENDING_FILE = "auto-predict.json"
 #: The same with ``LABELHUB_REDIS_URL``, in Redis (JSON), so that the trainer's next holder, on any host, finds them.
 PENDING_KEY = PREFIX + "auto-predict:pending"
-#: Seconds before a failed request is tried again; doubled after each failure of the project's requests in a row.
-RETRY_SECONDS = 30.0
-#: The longest wait between two tries of a failing request.
-MAX_RETRY_SECONDS = 900.0
 #: Seconds the key check at start waits for Label Studio.
 KEY_CHECK_TIMEOUT = 10.0
 

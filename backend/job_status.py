@@ -17,8 +17,13 @@ from pathlib import Path
 from labelhub.backend.state import atomic_write_json
 
 __all__ = ["BatchResult", "JobStatus", "read_statuses", "latest_status", "latest_of", "KEEP_FAILURES",
-           "save_auto_failure"]
+           "save_auto_failure", "RETRY_SECONDS", "MAX_RETRY_SECONDS"]
 
+#: Seconds before a failed automatic prediction request is tried again (:mod:`labelhub.backend.auto_predict` on one
+#: host, :mod:`labelhub.backend.worker` with Redis); doubled after each failure of the project's requests in a row.
+RETRY_SECONDS = 30.0
+#: The longest wait between two tries of a failing automatic request.
+MAX_RETRY_SECONDS = 900.0
 #: Failed tasks a status keeps with their reason (the count keeps them all).
 KEEP_FAILURES = 20
 

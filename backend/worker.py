@@ -24,8 +24,8 @@ Studio refuses, any other error, the making of the worker's Label Studio client 
 (:mod:`labelhub.backend.auto_predict`): its project's job status in the shared store (``labelhub:jobs``, every
 replica's ``/health``) says ``failed`` with the reason (one line, no secret) and when it is tried again, and the job
 enqueues its own next try with RQ's scheduler (``Queue.enqueue_in``) after the same backoff as the one-host loop
-(:data:`~labelhub.backend.auto_predict.RETRY_SECONDS`, doubling with each failure in a row up to
-:data:`~labelhub.backend.auto_predict.MAX_RETRY_SECONDS`; the try number is the job's ``attempt`` argument).
+(:data:`~labelhub.backend.job_status.RETRY_SECONDS`, doubling with each failure in a row up to
+:data:`~labelhub.backend.job_status.MAX_RETRY_SECONDS`; the try number is the job's ``attempt`` argument).
 Decision: the job schedules its next try itself rather than through RQ's ``Retry``, which retries a bounded number
 of times, retries every exception (a project that is gone too) and logs each failure with a traceback, nor
 through the trainer's pending requests (:data:`~labelhub.backend.auto_predict.PENDING_KEY`), which only the
@@ -273,8 +273,7 @@ def _failed(host: Any, exc: Exception, started: float, project_id: int, task_ids
     """
     from redis.exceptions import RedisError
 
-    from labelhub.backend.auto_predict import MAX_RETRY_SECONDS, RETRY_SECONDS
-    from labelhub.backend.job_status import save_auto_failure
+    from labelhub.backend.job_status import MAX_RETRY_SECONDS, RETRY_SECONDS, save_auto_failure
     from labelhub.errors import LabelHubError
 
     reason = _reason(host, exc)
