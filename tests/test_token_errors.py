@@ -166,3 +166,6 @@ def test_an_automatic_prediction_job_with_an_expired_key_fails_saying_why_and_is
     assert status is not None and status.state == "failed", status
     assert SAID[EXPIRED] in status.error and EXPIRED not in status.error
     assert auto._pending.get("3.100") == (True, set())  # kept, tried again after the backoff
+    with auto._cond:  # the request dropped: the loop ends within 30 s instead of retrying (and logging) for ever
+        auto._pending.clear()
+        auto._cond.notify_all()
