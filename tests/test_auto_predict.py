@@ -47,17 +47,25 @@ def _all_predicted(label_studio, project_id, backend, expected_tasks: int):
     return version
 
 
+def annotated_text_project(label_studio, backend, title: str, n_tasks: int, annotated: int, imported=None):
+    """A Choices-over-Text project connected to ``backend``, with the first ``imported`` (default: all) of ``n_tasks``
+    text tasks, the first ``annotated`` of them by id annotated with their own label (Label Studio sends
+    ANNOTATION_CREATED: the backend retrains). Returns ``(project, tasks)``: ``tasks`` all ``n_tasks``, imported or
+    not."""
+    client = label_studio.client()
+    project = client.projects.create(title=title, label_config=TEXT_CONFIG)
+    tasks, labels = text_tasks(n_tasks)
+    client.projects.import_tasks(id=project.id, request=[t["data"] for t in tasks[:imported]])
+    _connect(label_studio, backend, project.id)
+    for tid, label in list(zip(sorted(_state(label_studio, project.id)), labels))[:annotated]:
+        client.annotations.create(id=tid, result=[{"from_name": "label", "to_name": "text", "type": "choices",
+                                                   "value": {"choices": [label]}}])
+    return project, tasks
+
+
 def test_a_retrain_and_new_tasks_start_prediction_jobs_by_themselves(label_studio, backend):
     client = label_studio.client()
-    project = client.projects.create(title="auto-predict", label_config=TEXT_CONFIG)
-    tasks, labels = text_tasks(140)
-    client.projects.import_tasks(id=project.id, request=[t["data"] for t in tasks[:100]])
-    _connect(label_studio, backend, project.id)
-    listed = sorted(_state(label_studio, project.id))
-    by_id = dict(zip(listed, labels))
-    for tid in listed[:30]:  # annotations saved: Label Studio sends ANNOTATION_CREATED, the backend retrains
-        client.annotations.create(id=tid, result=[{"from_name": "label", "to_name": "text", "type": "choices",
-                                                   "value": {"choices": [by_id[tid]]}}])
+    project, tasks = annotated_text_project(label_studio, backend, "auto-predict", 140, 30, imported=100)
     version = wait_for(lambda: _all_predicted(label_studio, project.id, backend, 100), timeout=300,
                        message="every unlabeled task predicted with the retrained version")
     assert version.startswith("labelhub-") and not version.startswith("labelhub-0-")
@@ -191,16 +199,7 @@ def redis_backend(label_studio, tmp_path_factory):
 def test_on_redis_a_retrain_has_a_worker_predict_every_unlabeled_task_once(label_studio, redis_backend):
     """The automatic jobs of a backend on Redis go through its trainer's loop (the interval, the merging) to RQ and a
     ``labelhub worker`` (before, no test ran them end to end: each retrain enqueued one straight away)."""
-    client = label_studio.client()
-    project = client.projects.create(title="auto-predict on redis", label_config=TEXT_CONFIG)
-    tasks, labels = text_tasks(80)
-    client.projects.import_tasks(id=project.id, request=[t["data"] for t in tasks])
-    _connect(label_studio, redis_backend, project.id)
-    listed = sorted(_state(label_studio, project.id))
-    by_id = dict(zip(listed, labels))
-    for tid in listed[:20]:
-        client.annotations.create(id=tid, result=[{"from_name": "label", "to_name": "text", "type": "choices",
-                                                   "value": {"choices": [by_id[tid]]}}])
+    project, _ = annotated_text_project(label_studio, redis_backend, "auto-predict on redis", 80, 20)
     version = wait_for(lambda: _all_predicted(label_studio, project.id, redis_backend, 80), timeout=300,
                        message="every unlabeled task predicted by the worker with the retrained version")
     assert not version.startswith("labelhub-0-")

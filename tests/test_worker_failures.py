@@ -22,9 +22,8 @@ import pytest
 import redis
 import requests
 
-from tests.backend_fixtures import TEXT_CONFIG, BackendServer, RedisServer, start_worker, text_tasks, wait_for
-from tests.test_auto_predict import _all_predicted, _state
-from tests.test_backend_labelstudio import _connect
+from tests.backend_fixtures import BackendServer, RedisServer, start_worker, wait_for
+from tests.test_auto_predict import _all_predicted, _state, annotated_text_project
 from tests.test_token_errors import EXPIRED, SAID
 
 
@@ -79,15 +78,7 @@ def test_a_job_failing_on_a_worker_says_why_on_health_and_is_tried_again(label_s
         started = bad_log.read_text(errors="replace")
         assert "this worker's LABEL_STUDIO_API_KEY" in started and EXPIRED not in started, started
 
-        client = label_studio.client()
-        project = client.projects.create(title="auto-predict fails on a worker", label_config=TEXT_CONFIG)
-        tasks, labels = text_tasks(40)
-        client.projects.import_tasks(id=project.id, request=[t["data"] for t in tasks])
-        _connect(label_studio, backend, project.id)
-        listed = sorted(_state(label_studio, project.id))
-        for tid, label in list(zip(listed, labels))[:10]:
-            client.annotations.create(id=tid, result=[{"from_name": "label", "to_name": "text", "type": "choices",
-                                                       "value": {"choices": [label]}}])
+        project, _ = annotated_text_project(label_studio, backend, "auto-predict fails on a worker", 40, 10)
         failed = wait_for(lambda: _job_everywhere(backend, project.id, "failed"), timeout=240,
                           message="the failed job on every /health answer")
         assert SAID[EXPIRED] in failed["error"] and "tries again in 30 s" in failed["error"], failed
