@@ -162,6 +162,11 @@ def backend(host, port, workers, threads, model_dir, timeout, log_level):
 
         multiprocess.mark_process_dead(worker.pid)
 
+    def worker_exit(server, worker):  # a worker stopping gracefully (SIGTERM, a reload): its trainer lets go now
+        backend = getattr(getattr(worker, "wsgi", None), "extensions", {}).get("labelhub")
+        if backend is not None:  # with Redis, another host's trainer takes over at once, not after the lease
+            backend.trainer.stop()
+
     def on_exit(server):  # the master, as it ends: the metrics folder it made goes with it
         if made_dir:
             shutil.rmtree(prom_dir, ignore_errors=True)
@@ -169,7 +174,7 @@ def backend(host, port, workers, threads, model_dir, timeout, log_level):
     options = {
         "bind": f"{host}:{port}", "workers": workers, "threads": threads, "worker_class": "gthread",
         "timeout": timeout, "graceful_timeout": 30, "keepalive": 5, "loglevel": log_level.lower(),
-        "accesslog": None, "child_exit": child_exit, "on_exit": on_exit,
+        "accesslog": None, "child_exit": child_exit, "worker_exit": worker_exit, "on_exit": on_exit,
         # a signed file URL of a deep path of non-ASCII names passes gunicorn's default 4094 (414): 8190, its most
         # without lifting the bound (labelhub.file_urls.MAX_REQUEST_LINE says why, and the sync warns above it)
         "limit_request_line": MAX_REQUEST_LINE,

@@ -12,6 +12,7 @@ import os
 import re
 import signal
 import subprocess
+import time
 from collections import Counter
 
 import pytest
@@ -118,6 +119,26 @@ def test_the_trainer_killed_mid_training_passes_on_and_no_event_is_lost(hosts, r
     for host in hosts:
         wait_for(lambda: _predicted_version(host, tasks[399]).startswith("labelhub-350-"), timeout=120,
                  message=f"{host.url} to answer labelhub-350-… (every event applied)")
+
+
+def test_a_trainer_stopped_gracefully_lets_go_of_its_lease_at_once(redis_url, tmp_path):
+    """Noticed at stop 40: a backend stopped with SIGTERM (a deploy, a scale-down) kept the trainer's Redis lease
+    until it ran out, so no host trained for ``LABELHUB_TRAINER_LEASE`` seconds. gunicorn's ``worker_exit`` hook now
+    stops the trainer, which releases the lock: with a 30 s lease, the other host takes over within seconds."""
+    env = {"LABELHUB_REDIS_URL": f"{redis_url}/3", "LABELHUB_TRAINER_LEASE": "30", "LABELHUB_WARMUP": "false"}
+    servers = [BackendServer(tmp_path / f"host{i}", workers=1, threads=2, env=env) for i in range(2)]
+    try:
+        for server in servers:
+            server.start(timeout=120)
+        leader, _ = wait_for(lambda: trainer_leader(servers), timeout=30, message="a trainer")
+        other = next(server for server in servers if server is not leader)
+        leader.stop()  # SIGTERM: gunicorn stops its worker gracefully
+        stopped = time.monotonic()
+        wait_for(lambda: trainer_leader([other]), timeout=60, interval=0.1, message="the other host's trainer")
+        assert time.monotonic() - stopped < 10, "the lease was not released: the other host waited for it to run out"
+    finally:
+        for server in servers:
+            server.stop()
 
 
 # prediction jobs on two `labelhub worker` processes --------------------------------------------------------------
