@@ -346,6 +346,17 @@ def remove_unlisted(data: dict, listed: Collection[str], gone: Any) -> list[str]
     return removed
 
 
+def _list_served_version(state: Any, served: str) -> None:
+    """Add ``served`` (the version the project's model serves now) to the state's ``versions`` (what ``/versions``
+    lists) when the project has a fit and the list lacks it: changed Extra params fold into the served version
+    without a fit (:meth:`labelhub.backend.models.project.ProjectModel.model_version`), and Label Studio's model
+    version picker should offer the version its predictions carry."""
+    kv = state.kv()
+    versions = list(kv.get("versions") or [])
+    if kv.get("model_version") and served and served not in versions:
+        state.update_kv(versions=(versions + [served])[-50:])
+
+
 class ModelSource(Protocol):
     """Where the trainer gets a project's model (:class:`labelhub.backend.app.ModelRegistry` is one).
 
@@ -699,8 +710,10 @@ class Trainer:
             before = state.kv().get("model_version")
             model.fit_batch([(e.get("action"), e.get("payload") or {}) for _, e in events
                              if e.get("action") != PARAMS_CHANGED], annotations=data)
-            if auto is not None and (state.kv().get("model_version") not in (None, before) or any(
-                    e.get("action") == PARAMS_CHANGED for _, e in applied)):
+            params_changed = any(e.get("action") == PARAMS_CHANGED for _, e in applied)
+            if params_changed:
+                _list_served_version(state, model.model_version)
+            if auto is not None and (state.kv().get("model_version") not in (None, before) or params_changed):
                 auto.request(key, unlabeled=True)  # retrained (or new params): the unlabeled tasks, least sure first
         except LabelHubError as exc:  # e.g. a label config the model does not support: one line, no traceback
             outcome = "error"

@@ -240,9 +240,10 @@ def setup():
     background. An unsupported label config answers 422 with the reason.
 
     Extra params that differ from the stored ones, for a project the model has fitted, queue
-    :data:`~labelhub.backend.events.PARAMS_CHANGED` when ``LABELHUB_AUTO_PREDICT`` is on: the parameters may move
-    the ``model_version`` served without a fit, and the trainer then re-predicts the unlabeled tasks as after a
-    retrain (a change that moves no version, such as ``crop_cache``, makes a job that plans nothing).
+    :data:`~labelhub.backend.events.PARAMS_CHANGED`: the parameters may move the ``model_version`` served without a
+    fit; the trainer adds it to what ``/versions`` lists and, when ``LABELHUB_AUTO_PREDICT`` is on, re-predicts the
+    unlabeled tasks as after a retrain (a change that moves no version, such as ``crop_cache``, makes a job that
+    plans nothing).
     """
     backend = _backend()
     req = SetupRequest.parse(json_body(request))
@@ -250,8 +251,7 @@ def setup():
     state = backend.store.project(req.project)
     params_before = state.project().get("extra_params") or {}
     model = backend.models.get(req.project, req.label_config, **kwargs)
-    if (req.extra_params is not None and (req.extra_params or {}) != params_before and backend.auto.enabled
-            and state.kv().get("model_version")):
+    if req.extra_params is not None and (req.extra_params or {}) != params_before and state.kv().get("model_version"):
         backend.queue.put(PARAMS_CHANGED, {}, req.project)
     model.refresh()
     backend.warmup(model)
@@ -359,12 +359,16 @@ def versions():
 
     Label Studio 1.23 sends this GET without a body, so the project may come from the body, the
     ``project`` query parameter, or be absent (then every project's versions are listed). Each version is listed
-    once, where it first appears (a project's stored list may name one twice).
+    once, where it first appears (a project's stored list may name one twice). A bare project id (``?project=5``)
+    lists the versions of every stored key of that id (``5.<created_at>``: a project deleted and made again under
+    the same id has two).
     """
     backend = _backend()
     body = json_body(request, required=False)
     project = body.get("project") or request.args.get("project")
     keys = [project_key(project)] if project else backend.store.known_projects()
+    if project and "." not in keys[0]:
+        keys += [k for k in backend.store.known_projects() if k.startswith(keys[0] + ".")]
     found: dict[str, None] = {}  # each version once, in the order first seen
     for key in keys:
         versions = backend.store.project(key).kv().get("versions", [])

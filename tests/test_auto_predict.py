@@ -107,6 +107,8 @@ def test_a_retrain_and_new_tasks_start_prediction_jobs_by_themselves(label_studi
         return all(v[moved] == 1 for labeled, v in state.values() if not labeled)
 
     wait_for(all_with_new_params, timeout=120, message="the unlabeled tasks predicted with the new Extra params")
+    # /versions (Label Studio's model version picker) lists the version the new parameters serve, without a fit
+    assert moved in requests.get(backend.url + "/versions", params={"project": project.id}, timeout=10).json()["versions"]
 
 
 def test_requests_not_done_are_asked_again_after_a_restart(tmp_path, monkeypatch):
