@@ -129,7 +129,10 @@ The single-choice regression weighs the choices inversely to their frequency amo
 (``class_weight="balanced"``, https://scikit-learn.org/stable/modules/generated/sklearn.linear_model.LogisticRegression.html):
 tasks labeled in uncertainty order over-represent the choices that are hard to tell apart, and without
 the weights the regression learns that skew as a prior. For multiple choice the score is the mean
-confidence over the choices (``max(p, 1 - p)``), and the binary regressions are unweighted.
+confidence over the choices (``max(p, 1 - p)``), and the binary regressions are unweighted. In the task score
+(the lowest of the controls', :mod:`labelhub.backend.models.heads`, **Task score**) a single choice's score counts
+as it is and a multiple choice's as ``(2c - 1) / 4`` (:meth:`ChoicesHead.task_score`), on one scale with the other
+heads' probabilities.
 
 **Which choices it learns and answers.** With ``<Choice>`` tags in the config, only those count: an annotation
 whose choices the config lacks (a choice renamed or removed since) is left out of the fit, and the fit's log
@@ -163,7 +166,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 
-from labelhub.backend.models.heads import ControlHead, Example, TaskInput, Withheld, task_options, warn_once
+from labelhub.backend.models.heads import TYPICAL, ControlHead, Example, TaskInput, Withheld, task_options, warn_once
 
 if TYPE_CHECKING:  # pragma: no cover
     from labelhub.label_config import ControlSpec
@@ -316,6 +319,23 @@ class ChoicesHead(ControlHead):
         """``regions`` unchanged: :meth:`predict` applies the ``threshold`` to the choices' probabilities (the
         result's ``score`` is an order, not a probability; see the module docstring)."""
         return regions
+
+    def task_score(self, score: float) -> float:
+        """The control's score on the task score's scale (:mod:`labelhub.backend.models.heads`, **Task score**),
+        which is this head's single-choice score: a single choice's ``score`` unchanged (so a project of one
+        single Choices orders its tasks as before, to the bit); for ``choice="multiple"`` the mean confidence ``c``
+        (in [0.5, 1]) as the mean margin of the binary regressions times
+        :data:`~labelhub.backend.models.heads.TYPICAL`, ``(2c - 1) / 4``.
+
+        Args:
+            score: The control's score on one task (its result's, or a Withheld's).
+
+        Returns:
+            A single choice's ``score``; for multiple choice ``(2c - 1) / 4``, in [0, 0.25], rising with ``c``.
+        """
+        if not self.control.multiple:
+            return float(score)
+        return max(0.0, 2.0 * float(score) - 1.0) * TYPICAL
 
     def predict(self, inputs: Sequence[TaskInput], fitted: dict | None) -> list[list[dict]]:
         """One choices result per task (see :meth:`ControlHead.predict`); ``[]`` for a multiple-choice task

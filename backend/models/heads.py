@@ -25,6 +25,25 @@ threshold with the choice's probability in its :meth:`~ControlHead.predict` (its
 answers a task whose choices all fall below it with :class:`Withheld` (no result, and the score the task's
 prediction still counts). Unset (``None``), nothing is dropped.
 
+**Task score.** A prediction's task ``score`` is the lowest of its controls' scores on one scale, the single-choice
+score's (:mod:`labelhub.backend.models.choices`: an uncertainty order, 0 a tie between two choices, about
+:data:`TYPICAL` = 0.25 for a sure task typical of the most annotated choice, at most 1). Each head maps its control's
+score (the mean of one task's results' ``score``, or a :class:`Withheld`'s) onto it with
+:meth:`ControlHead.task_score`; the results keep their own ``score``. The heads' scales differ: the single-choice
+score is a margin times a novelty factor (1/4 at the median distance from the choice's centroid), the spans', boxes',
+OCR's and Hugging Face models' are probabilities, so a sure region scores about 1 and an unsure one 0.3 to 0.6,
+above most choices' scores: taking the lowest across them put the choice's first in every mixed project (an audit of
+Choices + Labels after 30 annotations: choices 0.000-0.224, a task's spans 0.228-0.982, no task ordered by its
+spans). A probability ``p`` is mapped as a choice would score with that confidence at the median distance from the
+most annotated choice: ``p ** 2 / 4``. ``p ** 2`` stands for the margin, which ``p`` bounds but does not give: the
+margin between the answer and the next best lies between ``max(2p - 1, 0)`` (all the rest on one alternative) and
+``p`` (the rest spread thin), and ``p ** 2`` lies between them, equal to both at ``p = 1`` and to ``p`` at 0, with
+the slope of ``2p - 1`` at 1 (a sure region loses its certainty as fast as a binary margin). The map depends on the
+score alone (per task, no other tasks, no state) and rises strictly, so the task order of a project with one
+control, or with controls of one kind, is unchanged; the single-choice score maps to itself (its values too are
+unchanged), a multiple choice's mean confidence ``c`` (of its binary regressions) to its exact mean margin over
+:data:`TYPICAL`: ``(2c - 1) / 4``.
+
 Heads that answer without annotations (an OCR model, a Hugging Face model chosen by id) set
 ``learns = False``: they are asked to predict with ``fitted=None`` from the start.
 """
@@ -43,7 +62,12 @@ if TYPE_CHECKING:  # pragma: no cover
     from labelhub.label_config import ControlSpec
 
 __all__ = ["TaskInput", "Example", "HeadHost", "ControlHead", "Withheld", "region_id", "image_region", "task_options",
-           "warn_once"]
+           "warn_once", "TYPICAL"]
+
+#: The single-choice score of a sure task at the median distance from the most annotated choice's centroid
+#: (margin 1, novelty factor ``(s / (s + s)) ** 2``, class balance 1): where the task score's scale puts a sure
+#: control (see the module docstring, **Task score**).
+TYPICAL = 0.25
 
 _WARNED: set[Any] = set()
 _WARNED_LOCK = threading.Lock()
@@ -275,6 +299,21 @@ class ControlHead:
             return regions
         dropped = {r.get("id") for r in regions if float(r.get("score", 0.0)) < threshold} - {None}
         return [r for r in regions if float(r.get("score", 0.0)) >= threshold and r.get("id") not in dropped]
+
+    def task_score(self, score: float) -> float:
+        """This control's score on the task score's scale (the module docstring, **Task score**): for a head whose
+        ``score`` is a probability ``p``, ``p ** 2 * TYPICAL``. A head whose score is something else overrides it
+        (the Choices head).
+
+        Args:
+            score: The control's score on one task: the mean of its results' ``score`` (in [0, 1]; clipped), or a
+                :class:`Withheld`'s.
+
+        Returns:
+            The score the task score takes the lowest of, in [0, :data:`TYPICAL`]; it rises strictly with ``score``.
+        """
+        p = min(1.0, max(0.0, float(score)))
+        return p * p * TYPICAL
 
     # helpers for subclasses -------------------------------------------------------------------------
     def result(self, value: dict, score: float, **extra: Any) -> dict:

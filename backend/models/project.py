@@ -29,8 +29,14 @@ per-region TextArea over the same image is not answered
 
 **Predictions.** One per task (https://labelstud.io/guide/predictions): the regions of every head in
 ``result``, each with its ``score``, and one task ``score``: the lowest of the controls' scores (a
-control's score is the mean of its regions'), so that sorting Label Studio's Data Manager by prediction
-score ascending shows first the tasks whose least certain control is least certain. With a ``threshold``
+control's score is the mean of its regions'), each first put on one uncertainty scale by its head
+(:meth:`~labelhub.backend.models.heads.ControlHead.task_score`: a single choice's score as it is, a probability
+``p`` as ``p ** 2 / 4``, a multiple choice's mean confidence ``c`` as ``(2c - 1) / 4``; why, in
+:mod:`labelhub.backend.models.heads`, **Task score**), so that sorting Label Studio's Data Manager by prediction
+score ascending shows first the tasks whose least certain control is least certain, whichever kind it is: the
+heads' own scores differ in scale (the single-choice score is an order, about 0.25 for a sure task; the others are
+probabilities), and their plain minimum was the choice's on every task of a mixed project. Each map rises strictly,
+so a project with one control keeps its task order. With a ``threshold``
 parameter, every head's regions scored below it are left out (:meth:`~labelhub.backend.models.heads.ControlHead.kept`;
 the Choices head compares it with the choice's probability and, when it withholds a task's choice, its control
 still counts in the task score with the score of the withheld result: :class:`~labelhub.backend.models.heads.
@@ -556,9 +562,9 @@ class ProjectModel(LabelStudioMLBase):
                            for r in self._current_labels(head, head.kept(regions), items[i].task)]
                 if regions:
                     results[i].extend(regions)
-                    scores[i].append(float(np.mean([r.get("score", 0.0) for r in regions])))
+                    scores[i].append(head.task_score(float(np.mean([r.get("score", 0.0) for r in regions]))))
                 elif withheld is not None:
-                    scores[i].append(float(withheld))
+                    scores[i].append(head.task_score(float(withheld)))
         out = []
         for regions, task_scores, error in zip(results, scores, errors):
             pred = {"result": regions, "score": min(task_scores) if task_scores else 0.0, "model_version": version}
