@@ -46,7 +46,9 @@ Only stage 3 runs a neural network, on a dozen crops per image.
    a large one of another label stays). Each kept box is one result with its most probable label, and
    one more result for each other label whose probability reaches ``alt_score``: an ambiguous object
    (shirt or T-shirt?) is drawn once per plausible label, as a detector with per-class NMS does, and the
-   annotator deletes the wrong one (``alt_score`` 1 turns this off). Scores are the label's probability.
+   annotator deletes the wrong one (``alt_score`` 1 turns this off). Scores are the label's probability (in the
+   task score, the control's mean ``p`` counts as ``p ** 2 / 4``:
+   :meth:`~labelhub.backend.models.heads.ControlHead.task_score`).
 
 Crop embeddings are the expensive part (the default ONNX EfficientNet-Lite0 describes a few hundred crops
 a second on one core). The training crops are drawn per image with the image's own random generator, so

@@ -25,7 +25,8 @@ each text, at exact character offsets, learned from the spans of the annotated t
    ``I-X``; each run ``B-X I-X*`` is a span from its first word's start to its last word's end,
    trimmed of whitespace and of edge punctuation that does not belong to it (:func:`trim_span`: commas,
    colons, enclosing or unbalanced quotes and brackets; a final ``.`` stays, as in ``U.S.``). Its
-   ``score`` is the mean probability of its words' tags.
+   ``score`` is the mean probability of its words' tags (in the task score, a probability ``p`` counts as
+   ``p ** 2 / 4``: :meth:`~labelhub.backend.models.heads.ControlHead.task_score`).
 
 On CoNLL-2003 English (``bench/spans_bench.py``, 500 held-out sentences) the exact-match span F1 is
 0.49, 0.62, 0.67 and 0.74 after 20, 100, 200 and 500 annotated sentences (with the last layer's

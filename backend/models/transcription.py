@@ -24,7 +24,8 @@ make one row, read left to right (:func:`reading_order`).
 **Two shapes**, both Label Studio's (https://labelstud.io/templates/optical_character_recognition):
 
 1. A ``<TextArea>`` without ``perRegion``: one result per task, the page's text, rows joined with ``"\\n"``
-   and the segments of a row with a space; ``score`` is the mean confidence of the segments::
+   and the segments of a row with a space; ``score`` is the mean confidence of the segments (in the task score,
+   a confidence ``p`` counts as ``p ** 2 / 4``: :meth:`~labelhub.backend.models.heads.ControlHead.task_score`)::
 
        {"from_name": "transcription", "to_name": "image", "type": "textarea",
         "value": {"text": ["Chapter 4: Function reference\\nExtract a length field ..."]}, "score": 0.97}
