@@ -108,3 +108,18 @@ def test_a_project_of_one_control_keeps_its_task_order(tmp_path, config, name):
         assert new == pytest.approx([s ** 2 * TYPICAL for s in own])
         assert len(set(own)) == len(set(new))  # no two tasks tied that were not tied before
     assert sorted(range(len(own)), key=lambda i: (own[i], i)) == sorted(range(len(new)), key=lambda i: (new[i], i))
+
+
+def test_the_heads_whose_task_score_changed_have_a_new_identity_and_a_single_choice_keeps_its_own():
+    """A new identity moves the version (and the trainer refits on takeover), so predictions on the two scales never
+    share one version in Label Studio's sort; a single choice's scores did not change, nor does its version."""
+    from labelhub.backend.models.heads import TASK_SCALE
+    from labelhub.backend.models.spans import SpansHead
+    from tests.backend_fixtures import PrecomputedHost
+
+    host = PrecomputedHost(np.zeros((1, 4), dtype=np.float32))
+    (single,) = control_specs(ONLY_CHOICES)
+    (multiple,) = control_specs(ONLY_CHOICES.replace("toName='text'", "toName='text' choice='multiple'"))
+    (spans,) = control_specs(ONLY_LABELS)
+    assert TASK_SCALE not in ChoicesHead(single, host).identity()
+    assert TASK_SCALE in ChoicesHead(multiple, host).identity() and TASK_SCALE in SpansHead(spans, host).identity()

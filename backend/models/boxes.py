@@ -82,7 +82,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from labelhub.backend.models.heads import ControlHead, Example, TaskInput, image_region, region_id
+from labelhub.backend.models.heads import TASK_SCALE, ControlHead, Example, TaskInput, image_region, region_id
 
 log = logging.getLogger(__name__)
 
@@ -244,7 +244,8 @@ class BoxesHead(ControlHead):
         return control.type == "rectanglelabels" and control.object_tag.lower() == "image" and bool(control.labels)
 
     def identity(self) -> Any:
-        """What besides the examples decides a fit: the labels, the image embedder and the options.
+        """What besides the examples decides a fit: the labels, the image embedder and the options; and the task
+        score's rule (:data:`~labelhub.backend.models.heads.TASK_SCALE`), which moves the version.
 
         Returns:
             A JSON-serializable list.
@@ -252,7 +253,7 @@ class BoxesHead(ControlHead):
         settings = self.host.settings
         return [self.name, FORMAT_VERSION, self.control.from_name, sorted(self.control.labels),
                 f"{settings.image_embedder}@{settings.image_size}",
-                {k: v for k, v in sorted(self.options.items()) if k != "crop_cache"}]
+                {k: v for k, v in sorted(self.options.items()) if k != "crop_cache"}, TASK_SCALE]
 
     def warmup(self) -> None:
         """Load the image embedder."""

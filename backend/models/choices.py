@@ -166,7 +166,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 
-from labelhub.backend.models.heads import TYPICAL, ControlHead, Example, TaskInput, Withheld, task_options, warn_once
+from labelhub.backend.models.heads import TASK_SCALE, TYPICAL, ControlHead, Example, TaskInput, Withheld, task_options, warn_once
 
 if TYPE_CHECKING:  # pragma: no cover
     from labelhub.label_config import ControlSpec
@@ -217,12 +217,14 @@ class ChoicesHead(ControlHead):
 
     def identity(self) -> Any:
         """The head, its control, its choices, single/multiple, the embedder, the regression's features and
-        ``C``, the class weights and the class-balance exponent: a fit stored under another identity (an older
+        ``C``, the class weights and the class-balance exponent (and for multiple choice the task score's rule,
+        :data:`~labelhub.backend.models.heads.TASK_SCALE`): a fit stored under another identity (an older
         rule) is redone when the trainer takes over (:meth:`labelhub.backend.events.Trainer.refit_changed`), and
         serves until then."""
         return [self.name, self.control.from_name, list(self.control.labels), self.control.multiple,
                 self.host.embedder_spec(self.kind), *self.features, self.CLASS_WEIGHT, self.BALANCE,
-                *([f"dynamic {self.control.attrs['value']}"] if self.dynamic else [])]
+                *([f"dynamic {self.control.attrs['value']}"] if self.dynamic else []),
+                *([TASK_SCALE] if self.control.multiple else [])]
 
     def warmup(self) -> None:
         """Load the embedder."""

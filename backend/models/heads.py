@@ -42,7 +42,8 @@ the slope of ``2p - 1`` at 1 (a sure region loses its certainty as fast as a bin
 score alone (per task, no other tasks, no state) and rises strictly, so the task order of a project with one
 control, or with controls of one kind, is unchanged; the single-choice score maps to itself (its values too are
 unchanged), a multiple choice's mean confidence ``c`` (of its binary regressions) to its exact mean margin over
-:data:`TYPICAL`: ``(2c - 1) / 4``.
+:data:`TYPICAL`: ``(2c - 1) / 4``. The heads whose task score the rule changed name it in their identity
+(:data:`TASK_SCALE`), so their projects' ``model_version`` moved with it.
 
 Heads that answer without annotations (an OCR model, a Hugging Face model chosen by id) set
 ``learns = False``: they are asked to predict with ``fitted=None`` from the start.
@@ -62,12 +63,17 @@ if TYPE_CHECKING:  # pragma: no cover
     from labelhub.label_config import ControlSpec
 
 __all__ = ["TaskInput", "Example", "HeadHost", "ControlHead", "Withheld", "region_id", "image_region", "task_options",
-           "warn_once", "TYPICAL"]
+           "warn_once", "TYPICAL", "TASK_SCALE"]
 
 #: The single-choice score of a sure task at the median distance from the most annotated choice's centroid
 #: (margin 1, novelty factor ``(s / (s + s)) ** 2``, class balance 1): where the task score's scale puts a sure
 #: control (see the module docstring, **Task score**).
 TYPICAL = 0.25
+#: In the :meth:`ControlHead.identity` of every head whose score :meth:`ControlHead.task_score` changes (all but a
+#: single choice), since the rule came (2026-12-06): its ``model_version`` moves, so Label Studio never averages or
+#: sorts predictions of the two scales as one version (``labelhub predict --missing`` re-predicts the old ones), and
+#: the trainer refits it when it takes over (:meth:`labelhub.backend.events.Trainer.refit_changed`).
+TASK_SCALE = "task score p**2/4"
 
 _WARNED: set[Any] = set()
 _WARNED_LOCK = threading.Lock()

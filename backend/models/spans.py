@@ -54,7 +54,7 @@ from typing import Any
 
 import numpy as np
 
-from labelhub.backend.models.heads import ControlHead, Example, TaskInput, region_id
+from labelhub.backend.models.heads import TASK_SCALE, ControlHead, Example, TaskInput, region_id
 
 log = logging.getLogger(__name__)
 
@@ -430,9 +430,10 @@ class SpansHead(ControlHead):
         return int(getattr(settings, "torch_threads", 1))
 
     def identity(self) -> Any:
-        """The head, its control, its labels, the encoder, the features' version and ``C``."""
+        """The head, its control, its labels, the encoder, the features' version, ``C`` and the task score's rule
+        (:data:`~labelhub.backend.models.heads.TASK_SCALE`)."""
         return [self.name, self.control.from_name, list(self.control.labels), TokenEncoder.name,
-                FEATURES_VERSION, self.C]
+                FEATURES_VERSION, self.C, TASK_SCALE]
 
     def warmup(self) -> None:
         """Load the token encoder (and export its ONNX file when the cache lacks it) and scikit-learn."""

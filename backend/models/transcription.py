@@ -80,7 +80,8 @@ from typing import Any, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
-from labelhub.backend.models.heads import ControlHead, Example, TaskInput, image_region, region_id, warn_once
+from labelhub.backend.models.heads import (TASK_SCALE, ControlHead, Example, TaskInput, image_region, region_id,
+                                           warn_once)
 
 log = logging.getLogger(__name__)
 
@@ -434,7 +435,8 @@ class TranscriptionHead(ControlHead):
         return load_engine(self.engine_name, self._threads())
 
     def identity(self) -> Any:
-        """The head, its control, the box control, the engine package and version, and the parameters.
+        """The head, its control, the box control, the engine package and version, the parameters and the task
+        score's rule (:data:`~labelhub.backend.models.heads.TASK_SCALE`).
 
         Returns:
             A JSON-serializable list (no model is loaded).
@@ -444,7 +446,7 @@ class TranscriptionHead(ControlHead):
         version = _version(engine) if engine in ENGINES else "unknown"
         return [self.name, self.control.from_name, self.control.to_name,
                 self.box_control.from_name if self.box_control is not None else None,
-                f"{engine}=={version}", self.min_score, self.use_cls]
+                f"{engine}=={version}", self.min_score, self.use_cls, TASK_SCALE]
 
     def warmup(self) -> None:
         """Load the OCR engine and read one rendered word (rapidocr 3 loads each model on its first use)."""
