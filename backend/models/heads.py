@@ -31,19 +31,20 @@ score's (:mod:`labelhub.backend.models.choices`: an uncertainty order, 0 a tie b
 score (the mean of one task's results' ``score``, or a :class:`Withheld`'s) onto it with
 :meth:`ControlHead.task_score`; the results keep their own ``score``. The heads' scales differ: the single-choice
 score is a margin times a novelty factor (1/4 at the median distance from the choice's centroid), the spans', boxes',
-OCR's and Hugging Face models' are probabilities, so a sure region scores about 1 and an unsure one 0.3 to 0.6,
-above most choices' scores: taking the lowest across them put the choice's first in every mixed project (an audit of
-Choices + Labels after 30 annotations: choices 0.000-0.224, a task's spans 0.228-0.982, no task ordered by its
-spans). A probability ``p`` is mapped as a choice would score with that confidence at the median distance from the
+OCR's and Hugging Face models' are probabilities, so a sure region scores about 1 and even an unsure one lies above
+most choices' scores: the plain lowest was the choice's on every task of a mixed project (an audit of Choices +
+Labels after 30 annotations: choices 0.000-0.224, each task's lowest span 0.228-0.982, 0 of 135 tasks ordered by
+their spans). A probability ``p`` is mapped as a choice would score with that confidence at the median distance from the
 most annotated choice: ``p ** 2 / 4``. ``p ** 2`` stands for the margin, which ``p`` bounds but does not give: the
 margin between the answer and the next best lies between ``max(2p - 1, 0)`` (all the rest on one alternative) and
 ``p`` (the rest spread thin), and ``p ** 2`` lies between them, equal to both at ``p = 1`` and to ``p`` at 0, with
-the slope of ``2p - 1`` at 1 (a sure region loses its certainty as fast as a binary margin). The map depends on the
+the slope of ``2p - 1`` at 1. The map depends on the
 score alone (per task, no other tasks, no state) and rises strictly, so the task order of a project with one
 control, or with controls of one kind, is unchanged; the single-choice score maps to itself (its values too are
-unchanged), a multiple choice's mean confidence ``c`` (of its binary regressions) to its exact mean margin over
-:data:`TYPICAL`: ``(2c - 1) / 4``. The heads whose task score the rule changed name it in their identity
-(:data:`TASK_SCALE`), so their projects' ``model_version`` moved with it.
+unchanged), a multiple choice's mean confidence ``c`` (of its binary regressions) to its exact mean margin times
+:data:`TYPICAL`: ``(2c - 1) / 4``. The learned and OCR heads whose task score the rule changed name it in their
+identity (:data:`TASK_SCALE`), so their projects' ``model_version`` moved with it (the Hugging Face model head's
+identity does not yet).
 
 Heads that answer without annotations (an OCR model, a Hugging Face model chosen by id) set
 ``learns = False``: they are asked to predict with ``fitted=None`` from the start.
