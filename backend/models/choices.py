@@ -166,7 +166,8 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 
-from labelhub.backend.models.heads import TASK_SCALE, TYPICAL, ControlHead, Example, TaskInput, Withheld, task_options, warn_once
+from labelhub.backend.models.heads import TASK_SCALE, TYPICAL, ControlHead, Example, TaskInput, Withheld, task_options, \
+    warn_once
 
 if TYPE_CHECKING:  # pragma: no cover
     from labelhub.label_config import ControlSpec

@@ -89,7 +89,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 from cachetools import LRUCache
 
 from labelhub.backend.errors import InvalidPayloadError
-from labelhub.backend.models.heads import ControlHead, TaskInput, image_region, region_id
+from labelhub.backend.models.heads import TASK_SCALE, ControlHead, TaskInput, image_region, region_id
 from labelhub.redaction import library_logs_through_root
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -660,10 +660,12 @@ class PipelineHead(ControlHead):
         return DEFAULT_NMS.get(self.task or "")
 
     def identity(self) -> Any:
-        """The head, its control and labels, the model, revision, task and every parameter that shapes results."""
+        """The head, its control and labels, the model, revision, task and every parameter that shapes results, and
+        the task score's rule (:data:`~labelhub.backend.models.heads.TASK_SCALE`: its probabilities count as
+        ``p ** 2 / 4``, so the version moved with the rule)."""
         return [self.name, self.control.from_name, list(self.control.labels), self.control.multiple, self.task,
                 self.model, self.revision, self.threshold, [list(p) for p in self.spec.labels], self.nms,
-                self.spec.hypothesis_template]
+                self.spec.hypothesis_template, TASK_SCALE]
 
     def warmup(self) -> None:
         """Load the pipeline (downloads a Hub model into the huggingface_hub cache the first time)."""
