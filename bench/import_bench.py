@@ -35,9 +35,13 @@ def write_csv(path: Path, rows: int) -> int:
         fh.write("url,pos_concepts,neg_concepts,metadata,left_col,top_row,right_col,bottom_row\n")
         for i in range(urls):
             url = f"https://images.example.test/fmnist/{i:06d}.png"
-            fh.write(f'{url},{CLASSES[i % 3]},{CLASSES[(i + 1) % 3]},"{{""batch"": {i // 1000}}}",,,,\n')
+            box = "Bag" if i % 2 else "Sneaker"
+            # the negative concept is neither the positive one nor the box's label (a concept both positive and
+            # negative for one url is refused, and the url held back)
+            negative = next(c for c in CLASSES[i % 3 + 1:] + CLASSES if c not in (CLASSES[i % 3], box))
+            fh.write(f'{url},{CLASSES[i % 3]},{negative},"{{""batch"": {i // 1000}}}",,,,\n')
             left = (i % 50) / 100
-            fh.write(f"{url},{'Bag' if i % 2 else 'Sneaker'},,,{left},0.1,{left + 0.25},0.85\n")
+            fh.write(f"{url},{box},,,{left},0.1,{left + 0.25},0.85\n")
     return urls
 
 
