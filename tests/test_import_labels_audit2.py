@@ -14,7 +14,7 @@ import uuid
 import pytest
 from click.testing import CliRunner
 
-from labelhub.file_urls import MAX_URL_LENGTH
+from labelhub.file_urls import MAX_URL_LENGTH, FileURLs
 from labelhub.repos.git import LocalGitRepo
 from labelhub.repos.hub import HubRepo
 from labelhub.sync.labels import parsed as m
@@ -23,7 +23,7 @@ from labelhub.sync.labels.coco_file import read_coco
 from labelhub.sync.labels.csv_file import read_labels_csv
 from labelhub.sync.labels.parsed import LabelsFileError, ProjectLabels, UrlResolver
 from tests import sample_repos
-from tests.conftest import HUB_TOKEN, run_labelhub
+from tests.conftest import FILE_SECRET, HUB_TOKEN, run_labelhub
 from tests.test_import_labels_to_tasks import CONFIG, HEADER, env  # noqa: F401 (env: a fixture)
 
 LABELS = ProjectLabels.from_config(CONFIG)
@@ -47,7 +47,7 @@ def repo_path(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def local(repo_path):
-    repo = LocalGitRepo(repo_path, public_url="http://files.test")
+    repo = LocalGitRepo(repo_path, file_urls=FileURLs(secret=FILE_SECRET))  # signed, as import-labels makes them
     sha = repo.resolve("main")
     return UrlResolver(repo, sha, [f.path for f in repo.list_files(sha)], field=LABELS.field)
 

@@ -19,7 +19,6 @@ from urllib.parse import unquote, urlsplit
 from labelhub.errors import LabelConfigError, LabelHubError, RevisionNotFound
 from labelhub.file_urls import MAX_URL_LENGTH
 from labelhub.label_config import DataField, data_field
-from labelhub.signing import is_safe_path
 from labelhub.suggest import closest
 from labelhub.sync.files.selection import shown_by
 from labelhub.sync.regions import FractionEdges
@@ -280,8 +279,9 @@ class UrlResolver:
       ``--repo`` is its path too (checked like one; with an ``@revision``, that revision must be ``--revision``'s
       commit). A path with ``\\`` separators or a leading ``/`` is refused with the spelling that names a file,
       and so is a name in another Unicode normalization than the repo's (NFC ``é`` for the repo's NFD ``é``). A
-      file of the repo whose name a file URL cannot carry (a backslash or a control character,
-      :func:`labelhub.signing.is_safe_path`) is refused, as ``labelhub sync`` leaves it out. A repo file URL longer
+      file of the repo whose name a file URL cannot carry (a backslash or a control character in a signed backend URL,
+      :func:`labelhub.signing.is_safe_path`; a Hub resolve URL carries it) is refused, as ``labelhub sync`` leaves
+      it out. A repo file URL longer
       than :data:`labelhub.file_urls.MAX_URL_LENGTH` is kept and noted in :attr:`long_urls` (the caller warns,
       as the sync does).
 
@@ -386,10 +386,11 @@ class UrlResolver:
             if self.field is not None and not shown_by(path, self.field.default_include):
                 types = ", ".join(p for p in self.field.default_include if p == p.lower())
                 return f"{path} is not a file type an <{self.field.tag}> shows ({types})"
-            if not is_safe_path(path):  # as the sync, which leaves such a file out (sync/files/importer.py)
+            try:
+                value = self.repo.file_url(self.sha, path)
+            except ValueError:  # the backend's signed URLs refuse it (is_safe_path); the sync leaves it out too
                 return (f"{path!r} is a file of {self.repo.repo_id}, but a file URL cannot carry its name (a "
                         "backslash or a control character): rename it in the repo; labelhub sync leaves it out too")
-            value = self.repo.file_url(self.sha, path)
             if len(value) > MAX_URL_LENGTH and path not in self.long_urls:
                 self.long_urls.append(path)
             return value, (self.repo.repo_id, path, self.sha)
