@@ -352,7 +352,7 @@ class UrlResolver:
         if ours and kind == "datasets":
             if revision is not None:
                 sha = self._revision_sha(unquote(revision))
-                if len(sha) != 40:  # the repo has no such revision: --revision would be refused too
+                if not re.fullmatch(r"[0-9a-f]{40}", sha):  # why not: the repo has no such revision
                     return (f"names {repo_id} at {unquote(revision)}, which it does not have ({sha}): correct "
                             f"the @{revision}, or leave it out for --revision's commit {self.sha[:12]}")
                 if sha != self.sha:
