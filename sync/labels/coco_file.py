@@ -87,8 +87,8 @@ def read_coco(source: str | PathLike | IO, labels: ProjectLabels, urls: UrlResol
         an annotation of a rejected image is not imported and is reported with :data:`labelhub.sync.labels.parsed.IMAGE_REJECTED`.
 
     Raises:
-        LabelsFileError: the file is not JSON (a labels CSV is said, with ``--format csv``), not an object with an ``images`` list, or its ``annotations``
-            or ``categories`` are not lists. The message is one line.
+        LabelsFileError: the file is not JSON (a labels CSV is said, with ``--format csv``), not an object with an
+            ``images`` list, or its ``annotations`` or ``categories`` are not lists. The message is one line.
     """
     if hasattr(source, "read"):
         text = source.read()

@@ -279,11 +279,10 @@ class UrlResolver:
       ``--repo`` is its path too (checked like one; with an ``@revision``, that revision must be ``--revision``'s
       commit). A path with ``\\`` separators or a leading ``/`` is refused with the spelling that names a file,
       and so is a name in another Unicode normalization than the repo's (NFC ``é`` for the repo's NFD ``é``). A
-      file of the repo whose name a file URL cannot carry (a backslash or a control character in a signed backend URL,
-      :func:`labelhub.signing.is_safe_path`; a Hub resolve URL carries it) is refused, as ``labelhub sync`` leaves
-      it out. A repo file URL longer
-      than :data:`labelhub.file_urls.MAX_URL_LENGTH` is kept and noted in :attr:`long_urls` (the caller warns,
-      as the sync does).
+      file of the repo whose name a file URL cannot carry (a backslash or a control character in a signed backend
+      URL, :func:`labelhub.signing.is_safe_path`; a Hub resolve URL carries it) is refused, as ``labelhub sync``
+      leaves it out. A repo file URL longer than :data:`labelhub.file_urls.MAX_URL_LENGTH` is kept and noted in
+      :attr:`long_urls` (the caller warns, as the sync does).
 
     The path of an ``hf://`` url is taken literally, as huggingface_hub's ``HfFileSystem`` reads it: a space is a
     space and ``%20`` is the three characters ``%20`` (only the ``@revision`` is URL-decoded); an url of the
@@ -306,7 +305,7 @@ class UrlResolver:
         self.field = field
         #: The repo paths whose task URL is longer than :data:`labelhub.file_urls.MAX_URL_LENGTH` (in file order).
         self.long_urls: list[str] = []
-        self._other_forms: dict[str, str] | None = None  # NFC name -> the repo's path, when they differ
+        self._other_forms: dict[str, str] | None = None  # a name's other form -> the repo's path (_other_form)
         self._revisions: dict[str, str] = {}  # an hf:// url's @revision of the repo -> its commit sha, or why not
         self._hub_size_checks = 0
 
