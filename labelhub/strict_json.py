@@ -8,6 +8,10 @@ Request and webhook bodies (:func:`labelhub.webhooks.parse_json`), a labels CSV'
 
 - ``NaN``, ``Infinity`` and ``-Infinity`` (not JSON; SQLite's and PostgreSQL's JSON refuse them, and so does
   every ``json.dumps(..., allow_nan=False)`` after);
+- a number beyond a float's range (``1e999``): RFC 8259 section 6 lets it be JSON, but Python reads it as
+  ``inf``, which nothing later can store or send (Label Studio's client encodes with ``allow_nan=False``); the
+  message names where it is (``metadata.x``). Decided: refused rather than clamped, since any stand-in would be
+  a value the sender did not write;
 - integers of more than 4,300 digits (Python's ``int`` conversion limit);
 - nesting deeper than :data:`MAX_JSON_DEPTH` (every later ``json.dumps`` recurses);
 - a string holding an unpaired UTF-16 surrogate (an escape ``\\ud800``..``\\udfff`` without its pair, which RFC
@@ -17,13 +21,14 @@ Request and webhook bodies (:func:`labelhub.webhooks.parse_json`), a labels CSV'
 from __future__ import annotations
 
 import json
+import math
 import re
 from typing import Any
 
 from labelhub.errors import InvalidJSONError
 from labelhub.redaction import one_line
 
-__all__ = ["MAX_JSON_DEPTH", "loads", "unpaired_surrogate"]
+__all__ = ["MAX_JSON_DEPTH", "loads", "non_finite", "unpaired_surrogate"]
 
 #: How deeply a value may nest. Label Studio's deepest (a result's value in an annotation in a list) is under 10;
 #: the limit keeps every later ``json.dumps`` far from Python's recursion limit.
@@ -37,6 +42,33 @@ _MAY_HOLD_SURROGATE_BYTES = re.compile(rb"\\u[dD][89a-fA-F]")
 
 def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
+
+
+def non_finite(value: Any) -> tuple[str, float] | None:
+    """Where ``value`` (decoded JSON) holds a float that is not finite (``inf``, ``-inf``, ``nan``), or ``None``.
+
+    Args:
+        value: Dicts, lists and scalars as :func:`json.loads` gives them.
+
+    Returns:
+        ``(path, number)`` of the first such float (``"metadata.x"``; ``"<top>"`` for ``value`` itself, paths
+        as :func:`unpaired_surrogate` gives them), or ``None``.
+
+    Example:
+        >>> non_finite({"a": [1.5, float("inf")]})
+        ('a[1]', inf)
+    """
+    stack: list[tuple[Any, str]] = [(value, "")]
+    while stack:
+        item, path = stack.pop()
+        if isinstance(item, float):
+            if not math.isfinite(item):
+                return path or "<top>", item
+        elif isinstance(item, dict):
+            stack.extend((child, f"{path}.{key}" if path else str(key)) for key, child in reversed(item.items()))
+        elif isinstance(item, list):
+            stack.extend((child, f"{path}[{i}]") for i, child in reversed(list(enumerate(item))))
+    return None
 
 
 def _too_deep(value: Any, limit: int) -> bool:
@@ -103,21 +135,34 @@ def loads(raw: bytes | str, max_depth: int = MAX_JSON_DEPTH) -> Any:
 
     Raises:
         InvalidJSONError: Not JSON or not decodable (the message gives :mod:`json`'s line and column), ``NaN``
-            or ``Infinity``, an integer of more than 4,300 digits, nesting deeper than ``max_depth``, or a string
-            with an unpaired surrogate (the message gives its path). The message is one line.
+            or ``Infinity``, a number beyond a float's range (``1e999``; the message gives its path), an integer
+            of more than 4,300 digits, nesting deeper than ``max_depth``, or a string with an unpaired surrogate
+            (the message gives its path). The message is one line.
 
     Example:
         >>> loads(b'{"action": "START_TRAINING"}')
         {'action': 'START_TRAINING'}
     """
     try:
-        value = json.loads(raw, parse_constant=_refuse_constant)
+        overflowed: list[str] = []
+
+        def parse_float(text: str) -> float:
+            number = float(text)
+            if not math.isfinite(number):
+                overflowed.append(text)
+            return number
+
+        value = json.loads(raw, parse_constant=_refuse_constant, parse_float=parse_float)
     except RecursionError:
         raise InvalidJSONError(f"too deep: the JSON nests more than {max_depth} levels") from None
     except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError, encodings, the int digits limit
         raise InvalidJSONError(one_line(f"not JSON: {exc}", 300)) from None
     if _too_deep(value, max_depth):
         raise InvalidJSONError(f"too deep: the JSON nests more than {max_depth} levels")
+    if overflowed:
+        where = non_finite(value)
+        raise InvalidJSONError(f"out of range: the number {overflowed[0][:40]} at {(where or ('<top>',))[0][:120]} "
+                               "is beyond a float's range (about 1.8e308), which nothing can store or send")
     pattern = _MAY_HOLD_SURROGATE_BYTES if isinstance(raw, (bytes, bytearray)) else _MAY_HOLD_SURROGATE
     if pattern.search(raw):
         where = unpaired_surrogate(value)

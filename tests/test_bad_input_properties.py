@@ -744,3 +744,37 @@ def test_any_extra_params_are_checked_parameters_or_a_value_error_naming_the_sou
     for entry in (got.get("controls") or {}).values():
         assert isinstance(entry, dict) and set(entry) <= set(CHECKS)
     json.dumps(got, allow_nan=False)
+
+
+number_literals = st.from_regex(r"-?(0|[1-9][0-9]{0,3})(\.[0-9]{1,3})?([eE][+-]?[0-9]{1,4})?", fullmatch=True)
+
+
+@PROPERTY
+@given(value=json_values, number=number_literals, nest=st.sampled_from(["[{v}, {n}]", '{{"v": {v}, "x": {n}}}',
+                                                                           '{{"x": [{{"y": {n}}}], "v": {v}}}']))
+@example(value={}, number="1e999", nest='{{"v": {v}, "x": {n}}}')
+@example(value=[], number="-1e400", nest="[{v}, {n}]")
+@example(value=None, number="1.7976931348623157e308", nest="[{v}, {n}]")
+def test_strict_json_never_accepts_a_non_finite_float(value, number, nest):
+    """Whatever numbers a JSON text holds (``1e999`` reads as ``inf`` in Python), every value
+    :func:`labelhub.strict_json.loads` accepts holds finite floats only (``json.dumps(..., allow_nan=False)`` encodes
+    it, as Label Studio's client does); a refusal is one line naming where; the webhook body and the Extra params
+    callers turn it into their own clear errors."""
+    from labelhub.backend.models.params import parse_params
+    from labelhub.errors import InvalidEventError, InvalidJSONError
+    from labelhub.strict_json import loads, non_finite
+    from labelhub.webhooks import parse_json
+
+    text = nest.format(v=json.dumps(value), n=number)
+    try:
+        got = loads(text)
+    except InvalidJSONError as exc:
+        assert "\n" not in str(exc) and "out of range" in str(exc) and " at " in str(exc), exc
+        with pytest.raises(InvalidEventError, match="out of range"):
+            parse_json(text.encode())
+        if text.startswith("{"):
+            with pytest.raises(ValueError, match="^extra_params: out of range"):
+                parse_params(text, "extra_params", check=False)
+        return
+    assert non_finite(got) is None
+    json.dumps(got, allow_nan=False)

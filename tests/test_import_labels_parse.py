@@ -156,8 +156,9 @@ def test_an_hf_url_of_the_hub_repo_is_its_file_checked_and_pinned(hub):
     assert reasons[0] == f"'hf://datasets/{repo_id}/fmnist/nope.png': not a file of {repo_id} at {sha[:12]}"
     assert reasons[1] == (f"'hf://{repo_id}/{P0}': hf://{repo_id}/... is a model repo's url; the dataset --repo's "
                           f"files are hf://datasets/{repo_id}/{P0} or {P0}")
-    assert reasons[2].startswith(f"'hf://datasets/{repo_id}@nope/{P0}': names {repo_id} at nope (revision 'nope' "
-                                 f"not found") and reasons[2].endswith("give --revision nope, or leave @nope out")
+    assert reasons[2].startswith(f"'hf://datasets/{repo_id}@nope/{P0}': names {repo_id} at nope, which it does not "
+                                 f"have (revision 'nope' not found") and reasons[2].endswith("correct the @nope, or "
+                                                                      f"leave it out for --revision's commit {sha[:12]}")
 
 
 def test_a_malformed_hf_url_says_every_form():

@@ -30,6 +30,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 from os import PathLike
 from typing import IO
 
@@ -55,6 +56,17 @@ def _key(value):
     return value
 
 
+def _csv_hint(text: str | bytes) -> str:
+    """``"; it looks like a CSV ...: give --format csv"`` when the first line of ``text`` names a ``url`` column
+    (``--format`` defaults to coco for a ``.json`` name), else ``""``."""
+    if isinstance(text, bytes):
+        text = text[:4096].decode("utf-8", errors="replace")
+    first = next((line for line in text.lstrip("\ufeff").splitlines() if line.strip()), "")
+    names = {name.strip().strip('"').lower() for name in re.split(r"[,;\t]", first)}
+    return "; it looks like a labels CSV (its first line names a url column): give --format csv" \
+        if "url" in names else ""
+
+
 def _number(value) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         return None
@@ -75,19 +87,22 @@ def read_coco(source: str | PathLike | IO, labels: ProjectLabels, urls: UrlResol
         an annotation of a rejected image is not imported and is reported with :data:`labelhub.sync.labels.parsed.IMAGE_REJECTED`.
 
     Raises:
-        LabelsFileError: the file is not JSON, not an object with an ``images`` list, or its ``annotations``
-            or ``categories`` are not lists. The message is one line.
+        LabelsFileError: the file is not JSON (a labels CSV is said, with ``--format csv``), not an object with an
+            ``images`` list, or its ``annotations`` or ``categories`` are not lists. The message is one line.
     """
+    if hasattr(source, "read"):
+        text = source.read()
+    else:
+        with open(source, "rb") as fh:
+            text = fh.read()
+    if isinstance(text, str) and text.startswith("\ufeff"):  # bytes: json.loads detects a BOM itself
+        text = text[1:]
     try:
-        if hasattr(source, "read"):
-            coco = json.load(source)
-        else:
-            with open(source, encoding="utf-8-sig") as fh:
-                coco = json.load(fh)
+        coco = json.loads(text)
     except RecursionError:
         raise LabelsFileError("the COCO file nests too deeply to be read") from None
     except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError, encodings, integers of > 4300 digits
-        raise LabelsFileError(one_line(f"the COCO file is not JSON: {exc}", 400)) from None
+        raise LabelsFileError(one_line(f"the COCO file is not JSON: {exc}", 400) + _csv_hint(text)) from None
     if not isinstance(coco, dict) or not isinstance(coco.get("images"), list):
         raise LabelsFileError("the COCO file has no 'images' list (https://cocodataset.org/#format-data)")
     for key in ("annotations", "categories"):

@@ -68,7 +68,8 @@ def read_labels_csv(source: str | PathLike | IO, labels: ProjectLabels, urls: Ur
         :class:`RowError` for each failed check of each bad row, in line order.
 
     Raises:
-        LabelsFileError: the file cannot be parsed as CSV (an unclosed quote, ...), it has no ``url`` column, one
+        LabelsFileError: the file cannot be parsed as CSV (an unclosed quote, ...), it is JSON (``--format coco``
+            is said), it has no ``url`` column, one
             of the columns it reads appears twice (after stripping spaces, in any case), or it has columns the import
             does not read and no label column. The message is one line.
 
@@ -81,6 +82,9 @@ def read_labels_csv(source: str | PathLike | IO, labels: ProjectLabels, urls: Ur
     delimiter = _delimiter(text)
     header, records, refused = _records(text, delimiter)
     names = [name.strip().lower() for name in header]  # "URL", " Pos_Concepts ": the columns in any case
+    if "url" not in names and text.lstrip()[:1] in ("{", "["):  # "--format csv" on a COCO file, or a .csv of JSON
+        raise LabelsFileError("the labels file is JSON, not a CSV (it begins with "
+                              f"{text.lstrip()[:1]!r}): for a COCO file give --format coco")
     if "url" not in names:
         listed = ", ".join(repr(c.strip())[1:-1] for c in header)[:300] or "none"
         raise LabelsFileError(f"the labels CSV has no 'url' column (columns: {listed}; the import reads "

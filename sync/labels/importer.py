@@ -117,12 +117,14 @@ class LabelImportReport:
     Attributes:
         created: tasks created.
         regions: regions in the created (or labelled) tasks.
-        already_imported: urls of the file that the state recorded with a task from an earlier import (left as
-            they are).
+        already_imported: urls of the file that the state recorded with a task from an earlier import, or whose
+            sync task already held the file's labels and data, or a row without any (left as they are).
         recovered: urls of the file whose task (of an interrupted import, or of an earlier one the state does not
             record) was found in Label Studio and recorded; tasks found of urls that are not in the file are not
             counted (a new state adopts every earlier import's tasks).
-        labelled_sync_tasks: tasks of the sync (repo files) that got the labels added.
+        labelled_sync_tasks: tasks of the sync (repo files) that got the labels (or the file's ``neg_concepts`` or
+            ``metadata``) added; one that already held all of them (an earlier import with another state file) is
+            counted in ``already_imported`` instead, and its regions are not counted.
         sync_tasks_data: tasks of the sync whose ``data`` got the file's ``neg_concepts`` or ``metadata``.
         second_tasks: ids of second tasks of this run's urls that another import (another state file) made at the
             same time (:meth:`LabelImporter._second_tasks`), to delete.
@@ -302,7 +304,8 @@ class LabelImporter:
             if changes:
                 self.project.update_data(task_id, changes, _field(task, "data") or {})
                 report.sync_tasks_data += 1
-            if result and not self._holds(task, result):
+            added = bool(result) and not self._holds(task, result)
+            if added:
                 if self.target == "predictions":
                     self.project.call(client.predictions.create, task=task_id, result=result,
                                       model_version=self.model_version, request_options=NO_SDK_RETRY)
@@ -310,8 +313,11 @@ class LabelImporter:
                     self.project.call(client.annotations.create, task_id, result=result,
                                       ground_truth=self.ground_truth, request_options=NO_SDK_RETRY)
             self.ledger.record([Entry(t.url, task_id)])
-            report.labelled_sync_tasks += 1
-            report.regions += len(t.regions)
+            if added or changes:
+                report.labelled_sync_tasks += 1
+                report.regions += len(t.regions) if added else 0
+            else:  # it holds them already (an earlier import with another --state), or the row has none
+                report.already_imported += 1
         return [t for t in tasks if t.url not in existing]
 
 

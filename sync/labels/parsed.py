@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import posixpath
 import re
+import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from urllib.parse import unquote, urlsplit
 
 from labelhub.errors import LabelConfigError, LabelHubError, RevisionNotFound
+from labelhub.file_urls import MAX_URL_LENGTH
 from labelhub.label_config import DataField, data_field
 from labelhub.suggest import closest
 from labelhub.sync.files.selection import shown_by
@@ -246,12 +248,13 @@ def did_you_mean(name: str, known: Iterable[str]) -> str:
 
 
 # hf://[datasets/|spaces/|models/]owner/name[@revision]/path, as huggingface_hub's HfFileSystem
-# reads them (https://huggingface.co/docs/huggingface_hub/guides/hf_file_system); a revision with a
-# "/" is written URL-encoded (refs%2Fpr%2F1).
+# reads them (https://huggingface.co/docs/huggingface_hub/guides/hf_file_system, its parse_hf_uri): a revision with a
+# "/" is written URL-encoded (refs%2Fpr%2F1) and decoded; the path is taken literally, spaces and "%" included
+# (HfFileSystem does not decode it: hf://datasets/o/n/a%20b.png names the file "a%20b.png").
 #: What no URL or repo path holds: C0/C1 control characters (NUL, newlines, ...) and unpaired surrogates (a JSON
 #: ``\ud800`` escape in a COCO file: not Unicode text, so never sent to Label Studio).
 _NOT_URL_TEXT = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
-_HF_URL = re.compile(r"^hf://(?:(datasets|spaces|models)/)?([^/@\s]+/[^/@\s]+)(?:@([^/\s]+))?/(\S+)$")
+_HF_URL = re.compile(r"^hf://(?:(datasets|spaces|models)/)?([^/@\s]+/[^/@\s]+)(?:@([^/\s]+))?/(.+)$")
 
 
 #: How many images of a Hub ``--repo`` a COCO import reads to check the file's width and height (one download each;
@@ -274,7 +277,16 @@ class UrlResolver:
       ``hf_revision`` like the sync's tasks). One file has one spelling: ``./img/0.png``, ``img//0.png`` and
       ``img/./0.png`` are ``img/0.png`` (:func:`posixpath.normpath`), and an ``hf://datasets/`` url of the Hub
       ``--repo`` is its path too (checked like one; with an ``@revision``, that revision must be ``--revision``'s
-      commit). A path with ``\\`` separators or a leading ``/`` is refused with the spelling that names a file.
+      commit). A path with ``\\`` separators or a leading ``/`` is refused with the spelling that names a file,
+      and so is a name in another Unicode normalization than the repo's (NFC ``é`` for the repo's NFD ``é``). A
+      file of the repo whose name a file URL cannot carry (a backslash or a control character in a signed backend
+      URL, :func:`labelhub.signing.is_safe_path`; a Hub resolve URL carries it) is refused, as ``labelhub sync``
+      leaves it out. A repo file URL longer than :data:`labelhub.file_urls.MAX_URL_LENGTH` is kept and noted in
+      :attr:`long_urls` (the caller warns, as the sync does).
+
+    The path of an ``hf://`` url is taken literally, as huggingface_hub's ``HfFileSystem`` reads it: a space is a
+    space and ``%20`` is the three characters ``%20`` (only the ``@revision`` is URL-decoded); an url of the
+    ``--repo`` whose path names a file only once percent-decoded is refused with the name to write.
 
     Args:
         repo: the dataset repo (:class:`labelhub.repos.DatasetRepo`), or ``None``.
@@ -291,6 +303,9 @@ class UrlResolver:
                  endpoint: str | None = None, field=None):
         self.repo, self.sha, self.paths, self.endpoint = repo, sha, frozenset(paths), endpoint
         self.field = field
+        #: The repo paths whose task URL is longer than :data:`labelhub.file_urls.MAX_URL_LENGTH` (in file order).
+        self.long_urls: list[str] = []
+        self._other_forms: dict[str, str] | None = None  # a name's other form -> the repo's path (_other_form)
         self._revisions: dict[str, str] = {}  # an hf:// url's @revision of the repo -> its commit sha, or why not
         self._hub_size_checks = 0
 
@@ -336,11 +351,17 @@ class UrlResolver:
         if ours and kind == "datasets":
             if revision is not None:
                 sha = self._revision_sha(unquote(revision))
+                if not re.fullmatch(r"[0-9a-f]{40}", sha):  # why not: the repo has no such revision
+                    return (f"names {repo_id} at {unquote(revision)}, which it does not have ({sha}): correct "
+                            f"the @{revision}, or leave it out for --revision's commit {self.sha[:12]}")
                 if sha != self.sha:
-                    why = sha if len(sha) != 40 else f"commit {sha[:12]}"
-                    return (f"names {repo_id} at {unquote(revision)} ({why}), not at --revision's commit "
-                            f"{self.sha[:12]}: give --revision {unquote(revision)}, or leave @{revision} out")
-            return self._repo_file(unquote(path))
+                    return (f"names {repo_id} at {unquote(revision)} (commit {sha[:12]}), not at --revision's "
+                            f"commit {self.sha[:12]}: give --revision {unquote(revision)}, or leave @{revision} out")
+            answer = self._repo_file(path)
+            if isinstance(answer, str) and "%" in path and posixpath.normpath(unquote(path)) in self.paths:
+                answer += (f"; an hf:// path is not percent-decoded (as huggingface_hub's HfFileSystem reads it): "
+                           f"write {posixpath.normpath(unquote(path))!r}")
+            return answer
         from huggingface_hub import hf_hub_url
 
         repo_type = {"datasets": "dataset", "spaces": "space"}.get(kind or "", "model")
@@ -364,14 +385,38 @@ class UrlResolver:
             if self.field is not None and not shown_by(path, self.field.default_include):
                 types = ", ".join(p for p in self.field.default_include if p == p.lower())
                 return f"{path} is not a file type an <{self.field.tag}> shows ({types})"
-            return self.repo.file_url(self.sha, path), (self.repo.repo_id, path, self.sha)
+            try:
+                value = self.repo.file_url(self.sha, path)
+            except ValueError:  # the backend's signed URLs refuse it (is_safe_path); the sync leaves it out too
+                return (f"{path!r} is a file of {self.repo.repo_id}, but a file URL cannot carry its name (a "
+                        "backslash or a control character): rename it in the repo; labelhub sync leaves it out too")
+            if len(value) > MAX_URL_LENGTH and path not in self.long_urls:
+                self.long_urls.append(path)
+            return value, (self.repo.repo_id, path, self.sha)
         where = f"not a file of {self.repo.repo_id} at {self.sha[:12]}"
+        other = self._other_form(path)
+        if other is not None:
+            return (f"{where}; the repo has this name in another Unicode normalization (NFC/NFD: the same "
+                    f"letters, other code points): write it as the repo does, {other!r}")
         slashed = posixpath.normpath(path.replace("\\", "/"))
         if "\\" in path and slashed.lstrip("/") in self.paths:
             return f"{where}; paths of the repo are separated by '/': {slashed.lstrip('/')!r}"
         if path.startswith("/") and path.lstrip("/") in self.paths:
             return f"{where}; paths are from the repo's root, without a leading '/': {path.lstrip('/')!r}"
         return where
+
+    def _other_form(self, path: str) -> str | None:
+        """The repo's path that is ``path`` in another Unicode normalization (NFC ``é`` for NFD ``e`` + U+0301:
+        macOS writes names in NFD, most editors type NFC), or ``None``. A map of the repo's paths whose forms
+        differ is made at the first miss."""
+        if self._other_forms is None:
+            self._other_forms = {unicodedata.normalize("NFC", p): p for p in self.paths
+                                 if not unicodedata.is_normalized("NFC", p)}
+            self._other_forms.update({unicodedata.normalize("NFD", p): p for p in self.paths
+                                      if not unicodedata.is_normalized("NFD", p)})
+        other = self._other_forms.get(unicodedata.normalize("NFC", path)) or \
+            self._other_forms.get(unicodedata.normalize("NFD", path))
+        return other if other is not None and other != path else None
 
     def image_size(self, path: str) -> tuple[int, int] | None:
         """The ``(width, height)`` in pixels of the image ``path`` of the repo, read from its header (PIL's lazy
