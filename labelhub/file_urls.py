@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from labelhub.errors import ConfigurationError
 from labelhub.signing import MIN_SECRET_LENGTH, file_url, repo_key, sign_url
 
-__all__ = ["FileURLs", "MODES", "DEFAULT_PUBLIC_URL", "REFUSED", "MAX_REQUEST_LINE", "MAX_URL_LENGTH", "parse_lifetime",
+__all__ = ["FileURLs", "MODES", "DEFAULT_PUBLIC_URL", "REFUSED", "MAX_REQUEST_LINE", "MAX_URL_LENGTH", "parse_lifetime", "warn_long_urls",
            "log_file_urls"]
 
 MODES = ("auto", "resolve", "proxy")
@@ -240,6 +240,26 @@ def log_file_urls(line: str, logger: logging.Logger) -> None:
     if line.startswith(REFUSED):
         raise ConfigurationError(f"{line} (no task was made)")
     (logger.warning if "WARNING" in line else logger.info)(line)
+
+
+def warn_long_urls(paths: list[str], repo_id: str, sha: str, logger: logging.Logger) -> None:
+    """Warn once, for a batch of tasks made from ``repo_id``'s files at ``sha``, of the ``paths`` whose task URL is
+    longer than :data:`MAX_URL_LENGTH`: the backend (gunicorn's ``limit_request_line``) and common proxies answer
+    414, so a browser may not load those files (``labelhub sync`` per cycle, ``labelhub import-labels --repo`` per
+    run). Nothing when ``paths`` is empty.
+
+    Args:
+        paths: ``path_in_repo`` of each such file (up to 5 are named, then how many more).
+        repo_id, sha: The repo and the commit the tasks show.
+        logger: Where to warn.
+    """
+    if not paths:
+        return
+    names = ", ".join(paths[:5]) + (f", ... (+{len(paths) - 5})" if len(paths) > 5 else "")
+    logger.warning("%s@%s: %d files have a task URL longer than %d characters, which the backend and common proxies "
+                   "(nginx, Apache) refuse (414 Request-URI Too Long): their tasks are made, but a browser may not "
+                   "load their files; shorten their paths in the repo (a task follows its file's git mv): %s",
+                   repo_id, sha[:12], len(paths), MAX_URL_LENGTH, names)
 
 
 def announce_task_files(dataset, field, logger: logging.Logger) -> None:

@@ -138,7 +138,7 @@ def test_a_repo_file_url_too_long_for_the_backend_is_imported_with_the_syncs_war
     said = caplog.text + result.output
     assert (f"1 files have a task URL longer than {MAX_URL_LENGTH} characters, which the backend and common proxies "
             "(nginx, Apache) refuse (414 Request-URI Too Long): their tasks are made, but a browser may not load "
-            f"their files; shorten their paths in the repo: {DEEP}") in said, said
+            f"their files; shorten their paths in the repo (a task follows its file's git mv): {DEEP}") in said, said
     (deep,) = [t for t in tasks_of(label_studio, project.id) if t.data["hf_path"] == DEEP]
     assert len(deep.data["image"]) > MAX_URL_LENGTH
 

@@ -69,7 +69,7 @@ from dataclasses import asdict, dataclass, field, replace
 from itertools import chain, islice
 
 from labelhub.sync.files.selection import iter_selected
-from labelhub.file_urls import MAX_URL_LENGTH
+from labelhub.file_urls import MAX_URL_LENGTH, warn_long_urls
 from labelhub.label_config import DataField, data_field
 from labelhub.errors import LabelHubError, RevisionNotFound
 from labelhub.cli_options import progress_bar
@@ -418,12 +418,7 @@ class FileImporter:
             last["selection"].get("metadata"), last.get("metadata_oid")) != (selection["metadata"], joined["metadata_oid"])
         stale = self._metadata_columns(table, last if join_moved else None)
         self._update(updates, sha, table, stale)
-        if self._long_urls:
-            log.warning("%s@%s: %d files have a task URL longer than %d characters, which the backend and common "
-                        "proxies (nginx, Apache) refuse (414 Request-URI Too Long): their tasks are made, but a "
-                        "browser may not load their files; shorten their paths (a task follows its file's git mv): "
-                        "%s", self.repo.repo_id, sha[:12], len(self._long_urls), MAX_URL_LENGTH,
-                        _names(sorted(self._long_urls)))
+        warn_long_urls(sorted(self._long_urls), self.repo.repo_id, sha, log)
         if join_moved:
             report.metadata = self._refresh_metadata(table, stale, {u.known.task_id for u in updates if u.kind == "data"})
         selection["file_urls"] = self.url_form()  # after the listing, which refreshed a Hub repo's visibility

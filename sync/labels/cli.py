@@ -105,19 +105,13 @@ def _run(file, project_id, target, ground_truth, model_version, strict, batch_si
 
 
 def _warn_long_urls(urls, parsed) -> None:
-    """Warn, as ``labelhub sync`` does for its cycle, about the tasks to import whose repo file URL is longer than
-    :data:`labelhub.file_urls.MAX_URL_LENGTH` (:attr:`labelhub.sync.labels.parsed.UrlResolver.long_urls`): the
-    backend (gunicorn's ``limit_request_line``) and common proxies answer 414, so the image may never load."""
-    from labelhub.file_urls import MAX_URL_LENGTH
+    """Warn, as ``labelhub sync`` does for its cycle (:func:`labelhub.file_urls.warn_long_urls`), of the tasks to
+    import whose repo file URL is too long to load (:attr:`labelhub.sync.labels.parsed.UrlResolver.long_urls`)."""
+    from labelhub.file_urls import warn_long_urls
 
     long = set(urls.long_urls)
-    paths = [t.hf[1] for t in parsed.tasks if t.hf and t.hf[1] in long]
-    if paths:
-        shown = ", ".join(paths[:5]) + (f", ... (+{len(paths) - 5})" if len(paths) > 5 else "")
-        log.warning("%s@%s: %d files have a task URL longer than %d characters, which the backend and common "
-                    "proxies (nginx, Apache) refuse (414 Request-URI Too Long): their tasks are made, but a browser "
-                    "may not load their files; shorten their paths in the repo: %s", urls.repo.repo_id,
-                    urls.sha[:12], len(paths), MAX_URL_LENGTH, shown)
+    if long:
+        warn_long_urls([t.hf[1] for t in parsed.tasks if t.hf and t.hf[1] in long], urls.repo.repo_id, urls.sha, log)
 
 
 def _run_locked(file, project, target, ground_truth, model_version, strict, batch_size, file_format, repo,
