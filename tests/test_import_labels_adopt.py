@@ -4,7 +4,6 @@ imported annotations are not ground truth unless asked; the summary counts the f
 repo's file URLs are said as they are; a listing that keeps moving says why."""
 from __future__ import annotations
 
-import logging
 import os
 import subprocess
 import sys
@@ -12,14 +11,12 @@ import threading
 import time
 
 import pytest
-from click.testing import CliRunner
 
 from labelhub.errors import LabelStudioError
-from labelhub.sync.labels.cli import import_labels
 from labelhub.sync.labelstudio.project import LabelStudioProject
 from tests import sample_repos
 from tests.conftest import HUB_TOKEN, ROOT, run_labelhub
-from tests.test_import_labels_to_tasks import CONFIG, HEADER, env  # noqa: F401 (env: a fixture)
+from tests.test_import_labels_to_tasks import CONFIG, HEADER, env, invoke_import_labels  # noqa: F401 (env: a fixture)
 
 N = 6
 
@@ -38,16 +35,7 @@ def project(make_project):
 @pytest.fixture
 def invoke(env, tmp_path):
     """``invoke(state_name, *args)``: ``labelhub import-labels ARGS --state tmp/STATE`` in-process."""
-    root = logging.getLogger()
-
-    def run(state: str, *args: str, **extra_env):
-        handlers, level = root.handlers[:], root.level
-        try:
-            return CliRunner().invoke(import_labels, [*args, "--state", str(tmp_path / state)],
-                                      env={**env, **extra_env}, catch_exceptions=False)
-        finally:
-            root.handlers[:], root.level = handlers, level
-    return run
+    return lambda state, *args, **extra_env: invoke_import_labels(env, tmp_path / state, *args, **extra_env)
 
 
 def sync(env, repo_path, project, state, *extra):

@@ -12,18 +12,17 @@ import unicodedata
 import uuid
 
 import pytest
-from click.testing import CliRunner
 
 from labelhub.file_urls import MAX_URL_LENGTH, FileURLs
 from labelhub.repos.git import LocalGitRepo
 from labelhub.repos.hub import HubRepo
 from labelhub.sync.labels import parsed as m
-from labelhub.sync.labels.cli import import_labels
 from labelhub.sync.labels.coco_file import read_coco
 from labelhub.sync.labels.csv_file import read_labels_csv
 from labelhub.sync.labels.parsed import LabelsFileError, ProjectLabels, UrlResolver
 from tests import sample_repos
 from tests.conftest import FILE_SECRET, HUB_TOKEN, run_labelhub
+from tests.test_import_labels_adopt import all_tasks as tasks_of, invoke  # noqa: F401 (invoke: a fixture)
 from tests.test_import_labels_to_tasks import CONFIG, HEADER, env  # noqa: F401 (env: a fixture)
 
 LABELS = ProjectLabels.from_config(CONFIG)
@@ -63,25 +62,6 @@ def coco(data: dict, urls: UrlResolver | None = None):
 @pytest.fixture
 def project(make_project):
     return make_project("audit2 labels", CONFIG)
-
-
-@pytest.fixture
-def invoke(env, tmp_path):
-    """``invoke(state_name, *args)``: ``labelhub import-labels ARGS --state tmp/STATE`` in-process."""
-    root = logging.getLogger()
-
-    def run(state: str, *args: str):
-        handlers, level = root.handlers[:], root.level
-        try:
-            return CliRunner().invoke(import_labels, [*args, "--state", str(tmp_path / state)], env=env,
-                                      catch_exceptions=False)
-        finally:
-            root.handlers[:], root.level = handlers, level
-    return run
-
-
-def tasks_of(label_studio, project_id) -> list:
-    return list(label_studio.client().tasks.list(project=project_id, page_size=1000, fields="all"))
 
 
 # 1. a number beyond a float's range --------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ import json
 import logging
 import signal
 import subprocess
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -53,16 +54,19 @@ def env(label_studio):
 @pytest.fixture
 def invoke(env, tmp_path):
     """Run ``labelhub import-labels ARGS`` in-process (click's CliRunner) with the test's state file."""
-    root = logging.getLogger()
+    return lambda *args, **extra_env: invoke_import_labels(env, tmp_path / "state.sqlite3", *args, **extra_env)
 
-    def run(*args: str, **extra_env):
-        handlers, level = root.handlers[:], root.level
-        try:
-            return CliRunner().invoke(import_labels, [*args, "--state", str(tmp_path / "state.sqlite3")],
-                                      env={**env, **extra_env}, catch_exceptions=False)
-        finally:
-            root.handlers[:], root.level = handlers, level
-    return run
+
+def invoke_import_labels(env: dict, state: Path, *args: str, **extra_env: str):
+    """``labelhub import-labels ARGS --state STATE`` in-process (click's CliRunner, exceptions raised), the root
+    logger's handlers and level put back after (the command sets up logging)."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        return CliRunner().invoke(import_labels, [*args, "--state", str(state)], env={**env, **extra_env},
+                                  catch_exceptions=False)
+    finally:
+        root.handlers[:], root.level = handlers, level
 
 
 def run_import(*args: str, env: dict, kill_at: str | None = None) -> subprocess.CompletedProcess:
