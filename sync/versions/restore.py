@@ -92,6 +92,8 @@ from labelhub.repos import DatasetRepo
 from labelhub.sync.labelstudio.project import LabelStudioProject
 from labelhub.sync.ledger import Entry, ImportLedger, Item
 from labelhub.sync.regions import percent_from_fractions
+from labelhub.sync.versions.restore_identity import legacy_key, repo_identities, repo_identity
+from labelhub.sync.versions.restore_texts import annotated_texts, check_text_kind, is_url
 from labelhub.sync.versions.series import series_for, version_tag_prefix
 from labelhub.sync.versions.rows import FIXED_HEAD, FIXED_TAIL, OTHER_RESULTS, split_labels, textarea_entries
 
@@ -314,7 +316,9 @@ def read_version(repo: DatasetRepo, tag: str, csv_path: str | None,
 
     Returns:
         ``(sha, frame, manifest, rejected)``: the commit; the CSV's rows with every cell a string, indexed by the
-        CSV line each starts on (index name ``line``); the manifest (``{}`` when the version has none); the rows
+        CSV line each starts on (index name ``line``), an inline text row's value the file's text at its
+        ``annotated_revision``, the text its spans index (:func:`labelhub.sync.versions.restore_texts.annotated_texts`:
+        one more file read per distinct file and revision of such rows); the manifest (``{}`` when the version has none); the rows
         whose cells are more or fewer than the header's (:func:`read_rows`).
 
     Raises:
@@ -323,6 +327,7 @@ def read_version(repo: DatasetRepo, tag: str, csv_path: str | None,
         LabelHubError: The manifest names another CSV than ``csv_path`` (one line naming both); a version of another
             series than the default without a manifest and without ``csv_path``; no CSV at ``csv_path``, or one
             that does not parse or lacks LabelHub's columns.
+        labelhub.errors.HubError: The Hub could not be read.
     """
     explicit = csv_path is not None
     series = series_for(csv_path, tag_prefix or (None if explicit else version_tag_prefix(tag)))
@@ -358,6 +363,7 @@ def read_version(repo: DatasetRepo, tag: str, csv_path: str | None,
     if missing or len(frame.columns) < 4:
         raise LabelHubError(f"{csv_path} at {tag} is not a LabelHub annotations CSV (missing columns: "
                             f"{', '.join(missing) or 'the value column'})")
+    frame, _ = annotated_texts(repo, frame)
     return sha, frame, manifest, rejected
 
 
@@ -493,10 +499,14 @@ def _number(row: Mapping, name: str, kind: type):
 
 
 def _revision_in(url: str) -> str | None:
-    """The commit sha in a file URL's path (Hub ``/resolve/<sha>/``, the backend's ``/files/<repo>/<sha>/``)."""
+    """The commit sha in a file URL's path (Hub ``/resolve/<sha>/``, the backend's ``/files/<repo>/<sha>/``);
+    ``None`` for a cell that is no URL (:func:`labelhub.sync.versions.restore_texts.is_url`: a text, whose 40-hex
+    words are no revision)."""
+    if not is_url(url):
+        return None
     try:
         found = _SHA.search(urlsplit(url).path)
-    except ValueError:  # not a URL (a Text tag's text)
+    except ValueError:
         return None
     return found.group(0) if found else None
 
@@ -516,8 +526,14 @@ def plan_tasks(frame: pd.DataFrame, manifest: Mapping, label_config: str, repo_i
 
     Raises:
         labelhub.errors.LabelConfigError: The project's label config has no object tag a file fills.
+        LabelHubError: The version's texts are of another kind than the project's text tag reads (URLs into a
+            project of inline texts, or the reverse: :func:`labelhub.sync.versions.restore_texts.check_text_kind`),
+            or the project has none of its controls with their tag types.
     """
-    value_key = data_field(label_config).value_key
+    target = data_field(label_config)
+    value_key = target.value_key
+    identity = repo_identity(repo_id, tag)
+    check_text_kind(frame, target)
     controls = _controls(frame, manifest, label_config)
     columns = list(frame.columns)
     tail = max(columns.index(c) for c in FIXED_TAIL if c in columns)
@@ -574,8 +590,11 @@ def plan_tasks(frame: pd.DataFrame, manifest: Mapping, label_config: str, repo_i
             data[value_key] = row[columns[3]]
             if row["hf_path"]:
                 data.update(hf_repo=repo_id, hf_path=row["hf_path"],
-                            hf_revision=_revision_in(row[columns[3]]) or row.get("annotated_revision", ""))
+                            hf_revision=(_revision_in(row[columns[3]]) if target.as_url else None)
+                            or row.get("annotated_revision", ""))
             data.update(restored_from=f"{repo_id}@{tag}", source_task_id=task_id)
+            if identity != repo_id:
+                data["restored_repo"] = identity
             task = tasks[task_id] = RestoredTask(task_id, data)
         if annotation is None:
             continue
@@ -659,17 +678,22 @@ def without_restored(frame: pd.DataFrame, known: Mapping[str, object], repo_id: 
     ``task_id`` is no number stays (:func:`plan_tasks` rejects it)."""
     if not known or not len(frame):
         return frame, 0
-    keys = frame["task_id"].map(lambda cell: f"{repo_id}#{_int_or_none(cell)}")
-    done = keys.isin(set(known))
+    known = set(known)
+    done = pd.Series(False, index=frame.index)
+    for identity in repo_identities(repo_id):
+        done |= frame["task_id"].map(lambda cell: f"{identity}#{_int_or_none(cell)}").isin(known)
     return frame[~done], int(frame["task_id"][done].nunique())
 
 
 def restore_key(data: Mapping) -> str | None:
-    """The ledger key of a restored task from its data (``None`` for a task that was not restored)."""
-    origin, task_id = data.get("restored_from"), data.get("source_task_id")
-    if not isinstance(origin, str) or "@" not in origin or task_id in (None, ""):
-        return None
-    return f"{origin.rpartition('@')[0]}#{task_id}"
+    """The ledger key of a restored task from its data: ``"<data.restored_repo>#<source_task_id>"`` (a local
+    repository's root commit, :mod:`labelhub.sync.versions.restore_identity`), else the repo of ``restored_from``
+    (a Hub repo's id, or the path a restore before that identity recorded); ``None`` for a task that was not
+    restored."""
+    identity, task_id = data.get("restored_repo"), data.get("source_task_id")
+    if isinstance(identity, str) and identity and task_id not in (None, ""):
+        return f"{identity}#{task_id}"
+    return legacy_key(data)
 
 
 @dataclass
@@ -691,7 +715,7 @@ class Restorer:
         report = RestoreReport(errors=list(errors))
         report.recovered = self.ledger.recover(self._existing_tasks)
         known = self.ledger.known()
-        pending = [t for t in tasks if restore_key(t.data) not in known]
+        pending = [t for t in tasks if restore_key(t.data) not in known and legacy_key(t.data) not in known]
         report.already_restored = len(tasks) - len(pending) + left_out
         held = self._file_tasks(pending)
         new = [t for t in pending if t.source_task_id not in held]
