@@ -24,6 +24,7 @@ from labelhub.sync.versions.restore_identity import legacy_key
 
 from tests import sample_repos
 from tests.conftest import HUB_TOKEN, run_labelhub
+from tests.test_sync_export import HubRepo
 from tests.test_versions_end_to_end import span, sync_once
 from tests.test_versions_text_url import commit, text_repo
 
@@ -74,8 +75,13 @@ def changed_texts(request, label_studio, tmp_path_factory):
     kind = request.param
     tmp = tmp_path_factory.mktemp(f"texts-{kind}")
     texts = {"bom.txt": "\ufeffAlice went to Paris.\n", "pre.txt": "Alice went to Paris.\n"}
-    repo = text_repo(kind, tmp, request, {"bom.txt": BOM + b"Alice went to Paris.\n",
-                                          "pre.txt": b"Alice went to Paris.\n"})
+    files = {"bom.txt": BOM + b"Alice went to Paris.\n", "pre.txt": b"Alice went to Paris.\n"}
+    if kind == "local":
+        repo = text_repo(kind, tmp, request, files)
+    else:  # the module's fixture: the session's server (the function-scoped ``hub`` fixture clears its faults)
+        hub = request.getfixturevalue("hub_server")
+        hub.faults.clear()
+        repo = HubRepo(hub, sample_repos.hub_repo_with(hub, f"labelhub/restore-{uuid.uuid4().hex[:10]}", files))
     client = label_studio.client()
     project = client.projects.create(title=f"restore texts {kind}", label_config=INLINE)
     try:
@@ -158,13 +164,12 @@ def test_restoring_inline_texts_into_a_url_project_creates_nothing(label_studio,
 
 # -- 2: a clone of the local repo is the same source -------------------------------------------------------------------
 
+@pytest.mark.parametrize("changed_texts", ["local"], indirect=True)  # a clone is of a local repo
 def test_the_same_version_from_a_clone_of_the_repo_creates_nothing_twice(label_studio, make_project, changed_texts,
-                                                                          tmp_path, request):
+                                                                          tmp_path):
     """Restored from the repo, then from a clone (another absolute path), with the same state and with another:
     the second made 2 more tasks and 2 more annotations."""
     repo, texts, _, tag = changed_texts
-    if request.node.callspec.params["changed_texts"] != "local":
-        pytest.skip("a clone is of a local repo")
     clone = tmp_path / "elsewhere" / "clone"
     subprocess.run(["git", "clone", "-q", "--mirror", str(repo.path), str(clone)], check=True)
     target = make_project(f"clone {uuid.uuid4().hex[:6]}", INLINE)

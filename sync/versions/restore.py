@@ -8,11 +8,17 @@ whose ``controls`` give each control column's tag type (without a manifest, the 
 - **Tasks**: one per distinct ``task_id`` of the CSV; the rows of several annotators of one task become one task
   with several annotations. ``data``: the CSV's value column (its 4th) under the *project's* value key
   (:func:`labelhub.label_config.data_field`: a version of ``$image`` tasks restores into a project reading
-  ``$picture`` with the same controls), as written (the file URL); ``hf_repo`` (the ``--repo``'s repo_id), ``hf_path`` and ``hf_revision`` when the row has an ``hf_path``:
-  ``hf_revision`` is the 40-hex segment of the URL's path (the commit the URL shows, as the sync set it), else the row's ``annotated_revision``; the metadata columns
+  ``$picture`` with the same controls), as written (the file URL), except a text in the task data (``<Text
+  value="$text">``), which is the file's text at the row's ``annotated_revision``, the text its spans index
+  (:mod:`labelhub.sync.versions.restore_texts`; the CSV holds the task's text at export, newer when the file changed
+  after the annotation); ``hf_repo`` (the ``--repo``'s repo_id), ``hf_path`` and ``hf_revision`` when the row has an
+  ``hf_path``: ``hf_revision`` is the 40-hex segment of the URL's path for a project whose value is a URL (the commit
+  the URL shows, as the sync set it), else the row's ``annotated_revision`` (a text's own 40-hex words are never
+  read as one); the metadata columns
   (after ``annotated_revision``; empty cells left out, JSON objects and lists decoded, the rest kept as text, as
   the sync's metadata join made them); ``restored_from`` (``"<repo_id>@<tag>"``) and ``source_task_id`` (the
-  version's ``task_id``), the restore's identity.
+  version's ``task_id``), and for a local repository ``restored_repo`` (``"git:<root commit>"``,
+  :mod:`labelhub.sync.versions.restore_identity`): the restore's identity.
 - **Annotations**, in Label Studio's result format (https://labelstud.io/guide/export) from each control cell, with
   ``to_name`` from the project's label config: Choices → ``choices`` split on ``|``; Taxonomy → ``taxonomy``
   paths (``|`` between, ``/`` within); RectangleLabels → one region per box, percent 0 to 100
@@ -45,7 +51,9 @@ whose ``controls`` give each control column's tag type (without a manifest, the 
   (``annotation_id`` = the restored annotation's ``import_id``): unmatched emails and the original times (the
   import sets its own) are never lost.
 - **Never twice, resumable**: every task goes through :class:`labelhub.sync.ledger.ImportLedger` with source
-  :data:`RESTORE_SOURCE` and key ``"<repo_id>#<task_id>"`` (the tag left out: a project holds each source task
+  :data:`RESTORE_SOURCE` and key ``"<repo identity>#<task_id>"`` (:func:`restore_key`: a Hub repo's id, a local
+  repository's root commit, so that a clone, a moved copy or a Docker mount of it is the same source; a task a restore
+  recorded under the path before is known under that key too; the tag left out: a project holds each source task
   once, so restoring a later version into the same project adds only its new tasks and leaves restored ones as
   they are; restore into a new project to get a version exactly). A task with an ``hf_path`` is also recorded
   under the repo's own source (an alias) so that a later ``labelhub sync`` of the repo into the project makes no
@@ -58,7 +66,9 @@ whose ``controls`` give each control column's tag type (without a manifest, the 
   refused
   (a :class:`labelhub.errors.LabelHubError`, one line) before anything is created: its tasks would show nothing in
   the project's editor and carry no labels. A project with some of the version's controls takes those, the others
-  said once.
+  said once. A version whose texts are of another kind than the project's ``Text``/``HyperText`` tag reads (URLs
+  into a project of inline texts, inline texts into a ``valueType="url"`` one) is refused the same way
+  (:func:`labelhub.sync.versions.restore_texts.check_text_kind`): Label Studio would show a URL as the text.
 - **Files the project has**: a task of the version whose file (``hf_repo``, ``hf_path``) the project already has a
   task of (the sync's, an import's, the exporting project itself) is not restored (:meth:`Restorer._file_tasks`):
   counted in :attr:`RestoreReport.held` and named in a warning; the CLI exits 1, since the version is then not
@@ -103,7 +113,7 @@ __all__ = ["RESTORE_SOURCE", "RowError", "RestoredTask", "RestoreReport", "Resto
            "read_rows", "read_version", "plan_tasks", "restore_key",
            "without_restored"]
 
-#: The ledger source of restored tasks (key: ``"<repo_id>#<task_id of the version>"``).
+#: The ledger source of restored tasks (key: ``"<repo identity>#<task_id of the version>"``, :func:`restore_key`).
 RESTORE_SOURCE = "restore:source_task"
 _SHA = re.compile(r"(?<![0-9a-f])[0-9a-f]{40}(?![0-9a-f])")
 
@@ -318,8 +328,8 @@ def read_version(repo: DatasetRepo, tag: str, csv_path: str | None,
         ``(sha, frame, manifest, rejected)``: the commit; the CSV's rows with every cell a string, indexed by the
         CSV line each starts on (index name ``line``), an inline text row's value the file's text at its
         ``annotated_revision``, the text its spans index (:func:`labelhub.sync.versions.restore_texts.annotated_texts`:
-        one more file read per distinct file and revision of such rows); the manifest (``{}`` when the version has none); the rows
-        whose cells are more or fewer than the header's (:func:`read_rows`).
+        one more file read per distinct file and revision of such rows); the manifest (``{}`` when the version has
+        none); the rows whose cells are more or fewer than the header's (:func:`read_rows`).
 
     Raises:
         RevisionNotFound: ``tag`` is neither a tag of the repo nor a commit sha (or a prefix of one).
@@ -674,8 +684,9 @@ def _warn_unknown_labels(tasks, label_config: str) -> None:
 
 def without_restored(frame: pd.DataFrame, known: Mapping[str, object], repo_id: str) -> tuple[pd.DataFrame, int]:
     """``(rows, tasks left out)``: ``frame`` without the rows of tasks ``known`` already holds (the restore ledger's
-    keys, :func:`restore_key`), so that a re-run plans (and warns about) only what it may restore. A row whose
-    ``task_id`` is no number stays (:func:`plan_tasks` rejects it)."""
+    keys, :func:`restore_key`, under any identity of ``repo_id``:
+    :func:`labelhub.sync.versions.restore_identity.repo_identities`), so that a re-run plans (and warns about) only
+    what it may restore. A row whose ``task_id`` is no number stays (:func:`plan_tasks` rejects it)."""
     if not known or not len(frame):
         return frame, 0
     known = set(known)

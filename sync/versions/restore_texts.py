@@ -9,7 +9,9 @@ with the CSV's text would show its spans over the wrong characters, and the next
 again. So :func:`annotated_texts` puts back, in each inline text row, the file's text at its ``annotated_revision``,
 decoded as the import decoded it (:func:`labelhub.repos.texts.decode_task_text`: a byte order mark kept, as Label
 Studio showed it), and the restore sets the task's ``hf_revision`` to that revision: text and revision agree, and a
-later ``labelhub sync`` follows the file from there as it follows any task.
+later ``labelhub sync`` follows the file from there as it follows any task. A task whose annotations were made on
+different revisions of its file (one task shows one text) takes its first row's text and revision, as it takes that
+row's other cells; the other annotations' spans index their own texts (the version's training rows keep each).
 
 :func:`check_text_kind` refuses a version whose texts are of the other kind than the project's text tag reads (URLs
 into a project of inline texts, or inline texts into a ``valueType="url"`` one): Label Studio would show the URL as
@@ -101,7 +103,7 @@ def annotated_texts(repo: DatasetRepo, frame: pd.DataFrame) -> tuple[pd.DataFram
     changed = int((new != old).sum())
     if changed:
         log.debug("%d row(s) of %s: the file changed after the annotation, the restored task holds the text it was "
-                 "made on", changed, repo.repo_id)
+                  "made on", changed, repo.repo_id)
     return frame, changed
 
 
