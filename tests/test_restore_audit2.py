@@ -71,7 +71,7 @@ SPAN = '[{"start": 0, "end": 5, "text": "Paris", "label": "LOC"}]'
 def changed_texts(request, label_studio, tmp_path_factory):
     """bom.txt (a byte order mark) and pre.txt synced into an inline Text project, "Paris" labelled in each, then
     bom.txt loses its mark and pre.txt gains a prefix, and the next sync exports ``annotations-v2``. Yields
-    ``(repo, annotated texts by path, the annotations' commit, tag)``."""
+    ``(repo, annotated texts by path, the annotations' commit, tag, the project)``."""
     kind = request.param
     tmp = tmp_path_factory.mktemp(f"texts-{kind}")
     texts = {"bom.txt": "\ufeffAlice went to Paris.\n", "pre.txt": "Alice went to Paris.\n"}
@@ -95,7 +95,7 @@ def changed_texts(request, label_studio, tmp_path_factory):
         sync_once(label_studio, repo, project, state)
         tag = latest_tag(repo)
         assert tag == "annotations-v2"
-        yield repo, texts, annotated, tag
+        yield repo, texts, annotated, tag, project.id
     finally:
         client.projects.delete(project.id)
 
@@ -103,7 +103,7 @@ def changed_texts(request, label_studio, tmp_path_factory):
 def test_a_restored_text_task_holds_the_text_its_spans_index(label_studio, make_project, changed_texts, tmp_path):
     """The task held the text at export ('Alice went to Paris.\\n' for bom.txt, spans 14..19 over 'aris.') with the
     annotated revision."""
-    repo, texts, annotated, tag = changed_texts
+    repo, texts, annotated, tag, _ = changed_texts
     target = make_project(f"restored texts {uuid.uuid4().hex[:6]}", INLINE)
     done = restore(label_studio, repo.arg, target.id, tmp_path / "r.sqlite3", tag)
     assert done.returncode == 0, done.stderr
@@ -151,7 +151,7 @@ def test_a_version_of_the_other_text_kind_is_refused_in_one_line():
 
 def test_restoring_inline_texts_into_a_url_project_creates_nothing(label_studio, make_project, changed_texts,
                                                                     tmp_path):
-    repo, _, _, tag = changed_texts
+    repo, _, _, tag, _ = changed_texts
     target = make_project(f"url texts {uuid.uuid4().hex[:6]}", BY_URL)
     refused = restore(label_studio, repo.arg, target.id, tmp_path / "r.sqlite3", tag)
     assert refused.returncode != 0
@@ -169,7 +169,7 @@ def test_the_same_version_from_a_clone_of_the_repo_creates_nothing_twice(label_s
                                                                           tmp_path):
     """Restored from the repo, then from a clone (another absolute path), with the same state and with another:
     the second made 2 more tasks and 2 more annotations."""
-    repo, texts, _, tag = changed_texts
+    repo, texts, _, tag, _ = changed_texts
     clone = tmp_path / "elsewhere" / "clone"
     subprocess.run(["git", "clone", "-q", "--mirror", str(repo.path), str(clone)], check=True)
     target = make_project(f"clone {uuid.uuid4().hex[:6]}", INLINE)
@@ -196,3 +196,20 @@ def test_a_restore_recorded_under_the_repos_path_is_still_known():
     assert restore_key(new) == f"git:{SHA}#7" and legacy_key(new) == "/srv/repo#7"
     hub = {"restored_from": "owner/ds@annotations-v1", "source_task_id": 7}
     assert restore_key(hub) == "owner/ds#7"
+
+
+@pytest.mark.parametrize("changed_texts", ["local"], indirect=True)
+def test_a_clone_restored_into_the_project_synced_from_the_repo_makes_no_second_task_of_a_file(
+        label_studio, changed_texts, tmp_path):
+    """The project's tasks were made by a sync of the repo's path; restoring its version from a clone (another
+    path) made a second task of each file (their ``hf_repo`` is the other path)."""
+    repo, _, _, tag, project_id = changed_texts
+    clone = tmp_path / "mounted" / "repo"
+    subprocess.run(["git", "clone", "-q", str(repo.path), str(clone)], check=True)
+    before = len(tasks_of(label_studio, project_id))
+    for state in (tmp_path / "r.sqlite3", tmp_path / "r.sqlite3"):  # a re-run does the same
+        held = restore(label_studio, str(clone), project_id, state, tag)
+        assert held.returncode == 1, held.stderr
+        assert held.stdout.splitlines()[-1].startswith(
+            "tasks created: 0 (2 skipped: the project has their files' tasks)"), held.stdout
+    assert len(tasks_of(label_studio, project_id)) == before == 2

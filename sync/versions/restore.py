@@ -70,8 +70,9 @@ whose ``controls`` give each control column's tag type (without a manifest, the 
   into a project of inline texts, inline texts into a ``valueType="url"`` one) is refused the same way
   (:func:`labelhub.sync.versions.restore_texts.check_text_kind`): Label Studio would show a URL as the text.
 - **Files the project has**: a task of the version whose file (``hf_repo``, ``hf_path``) the project already has a
-  task of (the sync's, an import's, the exporting project itself) is not restored (:meth:`Restorer._file_tasks`):
-  counted in :attr:`RestoreReport.held` and named in a warning; the CLI exits 1, since the version is then not
+  task of (the sync's, an import's, the exporting project itself; for a local repository, also a task made from
+  another path of it, a clone or a mount, whose ``hf_repo`` is that path) is not restored
+  (:meth:`Restorer._file_tasks`): counted in :attr:`RestoreReport.held` and named in a warning; the CLI exits 1, since the version is then not
   wholly in the project (restore into a new project; nothing is lost). A task this restore made before stays
   "already restored".
 - **Annotations of dropped results**: an annotation none of whose results the project takes (every control it had
@@ -89,6 +90,7 @@ import io
 import json
 import logging
 import math
+import os
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -102,7 +104,7 @@ from labelhub.repos import DatasetRepo
 from labelhub.sync.labelstudio.project import LabelStudioProject
 from labelhub.sync.ledger import Entry, ImportLedger, Item
 from labelhub.sync.regions import percent_from_fractions
-from labelhub.sync.versions.restore_identity import legacy_key, repo_identities, repo_identity
+from labelhub.sync.versions.restore_identity import holds_commit, legacy_key, repo_identities, repo_identity
 from labelhub.sync.versions.restore_texts import annotated_texts, check_text_kind, is_url
 from labelhub.sync.versions.series import series_for, version_tag_prefix
 from labelhub.sync.versions.rows import FIXED_HEAD, FIXED_TAIL, OTHER_RESULTS, split_labels, textarea_entries
@@ -777,7 +779,8 @@ class Restorer:
         project already has a task of: the repo's own ledger (the sync's source, where a restore also records its
         tasks' files), after adopting the project's tasks of the repo's files it lacks with the sync's lookup
         (:meth:`labelhub.sync.labelstudio.project.LabelStudioProject.repo_file_tasks`, from the ledger's adoption
-        cursor on: one light call when nothing changed). A task deleted in Label Studio holds nothing.
+        cursor on: one light call when nothing changed); for a local repository, then the tasks made from another
+        path of it (:meth:`_other_paths_tasks`). A task deleted in Label Studio holds nothing.
 
         Raises:
             labelhub.errors.LabelStudioError: the lookup failed.
@@ -797,7 +800,39 @@ class Restorer:
                 found = entries.get(task.data["hf_path"])
                 if found is not None and not found.deleted:
                     held[task.source_task_id] = found.task_id
+            rest = [task for task in repo_tasks if task.source_task_id not in held]
+            if rest and os.path.isabs(repo_id):
+                held.update(self._other_paths_tasks(repo_id, rest))
         return held
+
+    def _other_paths_tasks(self, repo_id: str, tasks: Sequence[RestoredTask]) -> dict[int, int]:
+        """``{source task id: project task id}`` of ``tasks`` (of the local repository ``repo_id``) whose file the
+        project has a task of made from **another path** of the same repository (a clone, a moved copy, a Docker
+        mount: its ``data.hf_repo`` is that path): same when this repository holds a commit those tasks show
+        (:func:`labelhub.sync.versions.restore_identity.holds_commit`). One listing of the project's tasks with an
+        ``hf_path`` (Label Studio lists about a thousand a second), none when no task has one.
+
+        Raises:
+            labelhub.errors.LabelStudioError: the listing failed.
+        """
+        try:
+            columns = self.project.data_columns()
+        except LabelHubError:
+            columns = None  # the listing says what is wrong, if anything
+        if columns is not None and not columns.get("hf_path"):
+            return {}
+        others: dict[str, list[tuple[int, str, str]]] = {}
+        for task_id, data in self.project.task_data(0, hf_path=None):
+            other = data.get("hf_repo")
+            if isinstance(other, str) and other != repo_id and os.path.isabs(other) \
+                    and isinstance(data.get("hf_path"), str):
+                others.setdefault(other, []).append((task_id, data["hf_path"], str(data.get("hf_revision", ""))))
+        files: dict[str, int] = {}
+        for other, found in others.items():
+            if holds_commit(repo_id, [revision for _, _, revision in found]):
+                for task_id, path, _ in found:
+                    files.setdefault(path, task_id)
+        return {task.source_task_id: files[task.data["hf_path"]] for task in tasks if task.data["hf_path"] in files}
 
     def _existing_tasks(self, after_task_id: int) -> list[Entry]:
         """The project's restored tasks above ``after_task_id`` (for :meth:`ImportLedger.recover`)."""

@@ -17,7 +17,10 @@ same repo, or a later version of it, creates nothing twice. Consequences:
   creates nothing twice either;
 - the task data keep ``hf_repo`` (the path, which the sync of that path looks its files up by) and ``restored_from``
   (``"<path>@<tag>"``, for people), and gain ``restored_repo`` (``git:<root sha>``) for a local repository, the
-  identity :func:`labelhub.sync.versions.restore.restore_key` reads back after a crash.
+  identity :func:`labelhub.sync.versions.restore.restore_key` reads back after a crash;
+- a file's task made from another path of the repository (the sync of a clone or a mount, whose ``hf_repo`` is that
+  path) is one of this repository's when it shows a commit this repository holds (:func:`holds_commit`): the
+  restore makes no second task of that file.
 """
 from __future__ import annotations
 
@@ -29,7 +32,7 @@ from collections.abc import Mapping
 
 from labelhub.repos.git import git, is_git_repo
 
-__all__ = ["repo_identity", "repo_identities", "legacy_key"]
+__all__ = ["repo_identity", "repo_identities", "legacy_key", "holds_commit"]
 
 log = logging.getLogger(__name__)
 
@@ -83,3 +86,18 @@ def legacy_key(data: Mapping) -> str | None:
     if not isinstance(origin, str) or "@" not in origin or task_id in (None, ""):
         return None
     return f"{origin.rpartition('@')[0]}#{task_id}"
+
+
+def holds_commit(repo_id: str, revisions) -> bool:
+    """Whether the local repository ``repo_id`` holds one of the commits ``revisions`` (up to 3 are tried, one
+    ``git cat-file -e`` each): a commit's sha names its whole history, so tasks of another path that show a commit of
+    this repository are of this repository's files (another path of it). ``False`` for a Hub repo."""
+    if not _local(repo_id):
+        return False
+    for revision in [r for r in dict.fromkeys(revisions) if isinstance(r, str) and len(r) == 40][:3]:
+        try:
+            git(repo_id, "cat-file", "-e", f"{revision}^{{commit}}")
+            return True
+        except (subprocess.CalledProcessError, OSError):
+            continue
+    return False
