@@ -72,9 +72,9 @@ whose ``controls`` give each control column's tag type (without a manifest, the 
 - **Files the project has**: a task of the version whose file (``hf_repo``, ``hf_path``) the project already has a
   task of (the sync's, an import's, the exporting project itself; for a local repository, also a task made from
   another path of it, a clone or a mount, whose ``hf_repo`` is that path) is not restored
-  (:meth:`Restorer._file_tasks`): counted in :attr:`RestoreReport.held` and named in a warning; the CLI exits 1, since the version is then not
-  wholly in the project (restore into a new project; nothing is lost). A task this restore made before stays
-  "already restored".
+  (:meth:`Restorer._file_tasks`): counted in :attr:`RestoreReport.held` and named in a warning; the CLI exits 1,
+  since the version is then not wholly in the project (restore into a new project; nothing is lost). A task this
+  restore made before stays "already restored".
 - **Annotations of dropped results**: an annotation none of whose results the project takes (every control it had
   skipped) is not made, counted in a warning: a non-cancelled annotation with no result counts its task as labelled.
 - **Errors**: an unknown tag, a missing CSV, a CSV that does not parse or lacks LabelHub's columns, a
