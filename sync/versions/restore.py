@@ -8,11 +8,17 @@ whose ``controls`` give each control column's tag type (without a manifest, the 
 - **Tasks**: one per distinct ``task_id`` of the CSV; the rows of several annotators of one task become one task
   with several annotations. ``data``: the CSV's value column (its 4th) under the *project's* value key
   (:func:`labelhub.label_config.data_field`: a version of ``$image`` tasks restores into a project reading
-  ``$picture`` with the same controls), as written (the file URL); ``hf_repo`` (the ``--repo``'s repo_id), ``hf_path`` and ``hf_revision`` when the row has an ``hf_path``:
-  ``hf_revision`` is the 40-hex segment of the URL's path (the commit the URL shows, as the sync set it), else the row's ``annotated_revision``; the metadata columns
+  ``$picture`` with the same controls), as written (the file URL), except a text in the task data (``<Text
+  value="$text">``), which is the file's text at the row's ``annotated_revision``, the text its spans index
+  (:mod:`labelhub.sync.versions.restore_texts`; the CSV holds the task's text at export, newer when the file changed
+  after the annotation); ``hf_repo`` (the ``--repo``'s repo_id), ``hf_path`` and ``hf_revision`` when the row has an
+  ``hf_path``: ``hf_revision`` is the 40-hex segment of the URL's path for a project whose value is a URL (the commit
+  the URL shows, as the sync set it), else the row's ``annotated_revision`` (a text's own 40-hex words are never
+  read as one); the metadata columns
   (after ``annotated_revision``; empty cells left out, JSON objects and lists decoded, the rest kept as text, as
   the sync's metadata join made them); ``restored_from`` (``"<repo_id>@<tag>"``) and ``source_task_id`` (the
-  version's ``task_id``), the restore's identity.
+  version's ``task_id``), and for a local repository ``restored_repo`` (``"git:<root commit>"``,
+  :mod:`labelhub.sync.versions.restore_identity`): the restore's identity.
 - **Annotations**, in Label Studio's result format (https://labelstud.io/guide/export) from each control cell, with
   ``to_name`` from the project's label config: Choices → ``choices`` split on ``|``; Taxonomy → ``taxonomy``
   paths (``|`` between, ``/`` within); RectangleLabels → one region per box, percent 0 to 100
@@ -45,7 +51,9 @@ whose ``controls`` give each control column's tag type (without a manifest, the 
   (``annotation_id`` = the restored annotation's ``import_id``): unmatched emails and the original times (the
   import sets its own) are never lost.
 - **Never twice, resumable**: every task goes through :class:`labelhub.sync.ledger.ImportLedger` with source
-  :data:`RESTORE_SOURCE` and key ``"<repo_id>#<task_id>"`` (the tag left out: a project holds each source task
+  :data:`RESTORE_SOURCE` and key ``"<repo identity>#<task_id>"`` (:func:`restore_key`: a Hub repo's id, a local
+  repository's root commit, so that a clone, a moved copy or a Docker mount of it is the same source; a task a restore
+  recorded under the path before is known under that key too; the tag left out: a project holds each source task
   once, so restoring a later version into the same project adds only its new tasks and leaves restored ones as
   they are; restore into a new project to get a version exactly). A task with an ``hf_path`` is also recorded
   under the repo's own source (an alias) so that a later ``labelhub sync`` of the repo into the project makes no
@@ -58,12 +66,15 @@ whose ``controls`` give each control column's tag type (without a manifest, the 
   refused
   (a :class:`labelhub.errors.LabelHubError`, one line) before anything is created: its tasks would show nothing in
   the project's editor and carry no labels. A project with some of the version's controls takes those, the others
-  said once.
+  said once. A version whose texts are of another kind than the project's ``Text``/``HyperText`` tag reads (URLs
+  into a project of inline texts, inline texts into a ``valueType="url"`` one) is refused the same way
+  (:func:`labelhub.sync.versions.restore_texts.check_text_kind`): Label Studio would show a URL as the text.
 - **Files the project has**: a task of the version whose file (``hf_repo``, ``hf_path``) the project already has a
-  task of (the sync's, an import's, the exporting project itself) is not restored (:meth:`Restorer._file_tasks`):
-  counted in :attr:`RestoreReport.held` and named in a warning; the CLI exits 1, since the version is then not
-  wholly in the project (restore into a new project; nothing is lost). A task this restore made before stays
-  "already restored".
+  task of (the sync's, an import's, the exporting project itself; for a local repository, also a task made from
+  another path of it, a clone or a mount, whose ``hf_repo`` is that path) is not restored
+  (:meth:`Restorer._file_tasks`): counted in :attr:`RestoreReport.held` and named in a warning; the CLI exits 1,
+  since the version is then not wholly in the project (restore into a new project; nothing is lost). A task this
+  restore made before stays "already restored".
 - **Annotations of dropped results**: an annotation none of whose results the project takes (every control it had
   skipped) is not made, counted in a warning: a non-cancelled annotation with no result counts its task as labelled.
 - **Errors**: an unknown tag, a missing CSV, a CSV that does not parse or lacks LabelHub's columns, a
@@ -79,6 +90,7 @@ import io
 import json
 import logging
 import math
+import os
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -92,6 +104,8 @@ from labelhub.repos import DatasetRepo
 from labelhub.sync.labelstudio.project import LabelStudioProject
 from labelhub.sync.ledger import Entry, ImportLedger, Item
 from labelhub.sync.regions import percent_from_fractions
+from labelhub.sync.versions.restore_identity import holds_commit, legacy_key, repo_identities, repo_identity
+from labelhub.sync.versions.restore_texts import annotated_texts, check_text_kind, is_url
 from labelhub.sync.versions.series import series_for, version_tag_prefix
 from labelhub.sync.versions.rows import FIXED_HEAD, FIXED_TAIL, OTHER_RESULTS, split_labels, textarea_entries
 
@@ -101,7 +115,7 @@ __all__ = ["RESTORE_SOURCE", "RowError", "RestoredTask", "RestoreReport", "Resto
            "read_rows", "read_version", "plan_tasks", "restore_key",
            "without_restored"]
 
-#: The ledger source of restored tasks (key: ``"<repo_id>#<task_id of the version>"``).
+#: The ledger source of restored tasks (key: ``"<repo identity>#<task_id of the version>"``, :func:`restore_key`).
 RESTORE_SOURCE = "restore:source_task"
 _SHA = re.compile(r"(?<![0-9a-f])[0-9a-f]{40}(?![0-9a-f])")
 
@@ -314,8 +328,10 @@ def read_version(repo: DatasetRepo, tag: str, csv_path: str | None,
 
     Returns:
         ``(sha, frame, manifest, rejected)``: the commit; the CSV's rows with every cell a string, indexed by the
-        CSV line each starts on (index name ``line``); the manifest (``{}`` when the version has none); the rows
-        whose cells are more or fewer than the header's (:func:`read_rows`).
+        CSV line each starts on (index name ``line``), an inline text row's value the file's text at its
+        ``annotated_revision``, the text its spans index (:func:`labelhub.sync.versions.restore_texts.annotated_texts`:
+        one more file read per distinct file and revision of such rows); the manifest (``{}`` when the version has
+        none); the rows whose cells are more or fewer than the header's (:func:`read_rows`).
 
     Raises:
         RevisionNotFound: ``tag`` is neither a tag of the repo nor a commit sha (or a prefix of one).
@@ -323,6 +339,7 @@ def read_version(repo: DatasetRepo, tag: str, csv_path: str | None,
         LabelHubError: The manifest names another CSV than ``csv_path`` (one line naming both); a version of another
             series than the default without a manifest and without ``csv_path``; no CSV at ``csv_path``, or one
             that does not parse or lacks LabelHub's columns.
+        labelhub.errors.HubError: The Hub could not be read.
     """
     explicit = csv_path is not None
     series = series_for(csv_path, tag_prefix or (None if explicit else version_tag_prefix(tag)))
@@ -358,6 +375,7 @@ def read_version(repo: DatasetRepo, tag: str, csv_path: str | None,
     if missing or len(frame.columns) < 4:
         raise LabelHubError(f"{csv_path} at {tag} is not a LabelHub annotations CSV (missing columns: "
                             f"{', '.join(missing) or 'the value column'})")
+    frame, _ = annotated_texts(repo, frame)
     return sha, frame, manifest, rejected
 
 
@@ -493,10 +511,14 @@ def _number(row: Mapping, name: str, kind: type):
 
 
 def _revision_in(url: str) -> str | None:
-    """The commit sha in a file URL's path (Hub ``/resolve/<sha>/``, the backend's ``/files/<repo>/<sha>/``)."""
+    """The commit sha in a file URL's path (Hub ``/resolve/<sha>/``, the backend's ``/files/<repo>/<sha>/``);
+    ``None`` for a cell that is no URL (:func:`labelhub.sync.versions.restore_texts.is_url`: a text, whose 40-hex
+    words are no revision)."""
+    if not is_url(url):
+        return None
     try:
         found = _SHA.search(urlsplit(url).path)
-    except ValueError:  # not a URL (a Text tag's text)
+    except ValueError:
         return None
     return found.group(0) if found else None
 
@@ -516,8 +538,14 @@ def plan_tasks(frame: pd.DataFrame, manifest: Mapping, label_config: str, repo_i
 
     Raises:
         labelhub.errors.LabelConfigError: The project's label config has no object tag a file fills.
+        LabelHubError: The version's texts are of another kind than the project's text tag reads (URLs into a
+            project of inline texts, or the reverse: :func:`labelhub.sync.versions.restore_texts.check_text_kind`),
+            or the project has none of its controls with their tag types.
     """
-    value_key = data_field(label_config).value_key
+    target = data_field(label_config)
+    value_key = target.value_key
+    identity = repo_identity(repo_id, tag)
+    check_text_kind(frame, target)
     controls = _controls(frame, manifest, label_config)
     columns = list(frame.columns)
     tail = max(columns.index(c) for c in FIXED_TAIL if c in columns)
@@ -574,8 +602,11 @@ def plan_tasks(frame: pd.DataFrame, manifest: Mapping, label_config: str, repo_i
             data[value_key] = row[columns[3]]
             if row["hf_path"]:
                 data.update(hf_repo=repo_id, hf_path=row["hf_path"],
-                            hf_revision=_revision_in(row[columns[3]]) or row.get("annotated_revision", ""))
+                            hf_revision=(_revision_in(row[columns[3]]) if target.as_url else None)
+                            or row.get("annotated_revision", ""))
             data.update(restored_from=f"{repo_id}@{tag}", source_task_id=task_id)
+            if identity != repo_id:
+                data["restored_repo"] = identity
             task = tasks[task_id] = RestoredTask(task_id, data)
         if annotation is None:
             continue
@@ -655,21 +686,27 @@ def _warn_unknown_labels(tasks, label_config: str) -> None:
 
 def without_restored(frame: pd.DataFrame, known: Mapping[str, object], repo_id: str) -> tuple[pd.DataFrame, int]:
     """``(rows, tasks left out)``: ``frame`` without the rows of tasks ``known`` already holds (the restore ledger's
-    keys, :func:`restore_key`), so that a re-run plans (and warns about) only what it may restore. A row whose
-    ``task_id`` is no number stays (:func:`plan_tasks` rejects it)."""
+    keys, :func:`restore_key`, under any identity of ``repo_id``:
+    :func:`labelhub.sync.versions.restore_identity.repo_identities`), so that a re-run plans (and warns about) only
+    what it may restore. A row whose ``task_id`` is no number stays (:func:`plan_tasks` rejects it)."""
     if not known or not len(frame):
         return frame, 0
-    keys = frame["task_id"].map(lambda cell: f"{repo_id}#{_int_or_none(cell)}")
-    done = keys.isin(set(known))
+    known = set(known)
+    done = pd.Series(False, index=frame.index)
+    for identity in repo_identities(repo_id):
+        done |= frame["task_id"].map(lambda cell: f"{identity}#{_int_or_none(cell)}").isin(known)
     return frame[~done], int(frame["task_id"][done].nunique())
 
 
 def restore_key(data: Mapping) -> str | None:
-    """The ledger key of a restored task from its data (``None`` for a task that was not restored)."""
-    origin, task_id = data.get("restored_from"), data.get("source_task_id")
-    if not isinstance(origin, str) or "@" not in origin or task_id in (None, ""):
-        return None
-    return f"{origin.rpartition('@')[0]}#{task_id}"
+    """The ledger key of a restored task from its data: ``"<data.restored_repo>#<source_task_id>"`` (a local
+    repository's root commit, :mod:`labelhub.sync.versions.restore_identity`), else the repo of ``restored_from``
+    (a Hub repo's id, or the path a restore before that identity recorded); ``None`` for a task that was not
+    restored."""
+    identity, task_id = data.get("restored_repo"), data.get("source_task_id")
+    if isinstance(identity, str) and identity and task_id not in (None, ""):
+        return f"{identity}#{task_id}"
+    return legacy_key(data)
 
 
 @dataclass
@@ -691,7 +728,7 @@ class Restorer:
         report = RestoreReport(errors=list(errors))
         report.recovered = self.ledger.recover(self._existing_tasks)
         known = self.ledger.known()
-        pending = [t for t in tasks if restore_key(t.data) not in known]
+        pending = [t for t in tasks if restore_key(t.data) not in known and legacy_key(t.data) not in known]
         report.already_restored = len(tasks) - len(pending) + left_out
         held = self._file_tasks(pending)
         new = [t for t in pending if t.source_task_id not in held]
@@ -742,7 +779,8 @@ class Restorer:
         project already has a task of: the repo's own ledger (the sync's source, where a restore also records its
         tasks' files), after adopting the project's tasks of the repo's files it lacks with the sync's lookup
         (:meth:`labelhub.sync.labelstudio.project.LabelStudioProject.repo_file_tasks`, from the ledger's adoption
-        cursor on: one light call when nothing changed). A task deleted in Label Studio holds nothing.
+        cursor on: one light call when nothing changed); for a local repository, then the tasks made from another
+        path of it (:meth:`_other_paths_tasks`). A task deleted in Label Studio holds nothing.
 
         Raises:
             labelhub.errors.LabelStudioError: the lookup failed.
@@ -762,7 +800,39 @@ class Restorer:
                 found = entries.get(task.data["hf_path"])
                 if found is not None and not found.deleted:
                     held[task.source_task_id] = found.task_id
+            rest = [task for task in repo_tasks if task.source_task_id not in held]
+            if rest and os.path.isabs(repo_id):
+                held.update(self._other_paths_tasks(repo_id, rest))
         return held
+
+    def _other_paths_tasks(self, repo_id: str, tasks: Sequence[RestoredTask]) -> dict[int, int]:
+        """``{source task id: project task id}`` of ``tasks`` (of the local repository ``repo_id``) whose file the
+        project has a task of made from **another path** of the same repository (a clone, a moved copy, a Docker
+        mount: its ``data.hf_repo`` is that path): same when this repository holds a commit those tasks show
+        (:func:`labelhub.sync.versions.restore_identity.holds_commit`). One listing of the project's tasks with an
+        ``hf_path`` (Label Studio lists about a thousand a second), none when no task has one.
+
+        Raises:
+            labelhub.errors.LabelStudioError: the listing failed.
+        """
+        try:
+            columns = self.project.data_columns()
+        except LabelHubError:
+            columns = None  # the listing says what is wrong, if anything
+        if columns is not None and not columns.get("hf_path"):
+            return {}
+        others: dict[str, list[tuple[int, str, str]]] = {}
+        for task_id, data in self.project.task_data(0, hf_path=None):
+            other = data.get("hf_repo")
+            if isinstance(other, str) and other != repo_id and os.path.isabs(other) \
+                    and isinstance(data.get("hf_path"), str):
+                others.setdefault(other, []).append((task_id, data["hf_path"], str(data.get("hf_revision", ""))))
+        files: dict[str, int] = {}
+        for other, found in others.items():
+            if holds_commit(repo_id, [revision for _, _, revision in found]):
+                for task_id, path, _ in found:
+                    files.setdefault(path, task_id)
+        return {task.source_task_id: files[task.data["hf_path"]] for task in tasks if task.data["hf_path"] in files}
 
     def _existing_tasks(self, after_task_id: int) -> list[Entry]:
         """The project's restored tasks above ``after_task_id`` (for :meth:`ImportLedger.recover`)."""
