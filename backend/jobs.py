@@ -38,7 +38,11 @@ What remains (the window, honestly):
 - another writer of the same version between a batch's read and its write (the time to predict one
   batch: seconds for 500 texts): Label Studio's own "Retrieve predictions" or its automatic
   evaluation calling the backend's ``/predict`` for the same tasks, or a job on another host with another
-  ``MODEL_DIR`` (no shared lock). The task then gets two predictions of that version;
+  ``MODEL_DIR`` (no shared lock). While a job runs, the backend's ``/predict`` answers a request of several tasks
+  with no ``result`` for those the job writes (:func:`left_to_job`: Label Studio then stores nothing), and at its
+  end the job deletes a second prediction of its version on a task it wrote, keeping the oldest
+  (:func:`_drop_duplicates`, one listing of the tasks it wrote): what remains is a writer that saves after the
+  job's end a request it began before the job started;
 - a write whose answer was lost while Label Studio was still committing it when the job read the tasks
   again (the client waits 120 s, so this needs a Label Studio slower than that): the retry writes those
   tasks a second time;
@@ -438,6 +442,95 @@ def last_status(host: JobHost, key: str) -> JobStatus | None:
         return None
 
 
+def running_job(host: JobHost, key: str) -> JobStatus | None:
+    """The status of project ``key``'s prediction job when one runs now, else ``None``.
+
+    One host: the last status in ``MODEL_DIR/jobs`` (:func:`labelhub.backend.job_status.read_statuses`, parsed again
+    only when it changed) says ``running`` and its process is alive. With ``LABELHUB_REDIS_URL``: the shared status
+    says ``running`` and the job's Redis lease (``labelhub:jobs:<key>:lock``) is held (a worker that died leaves a
+    ``running`` status, but its lease expires). A store that cannot be read counts as no job (logged at INFO)."""
+    from labelhub.backend.job_status import read_statuses
+
+    try:
+        if host.settings.redis_url:
+            status = last_status(host, key)
+            if status is None or status.state != "running":
+                return None
+            from labelhub.backend.redis_state import PREFIX
+
+            return status if host.store.client.exists(f"{PREFIX}jobs:{key}:lock") else None
+        view = read_statuses(host.settings.model_dir).get(key)
+        return JobStatus.from_dict(view) if view and view.get("state") == "running" else None
+    except (OSError, RedisError, ValueError, TypeError) as exc:
+        log.info("project %s: cannot tell whether a prediction job runs (%s)", key, one_line(exc, 200))
+        return None
+
+
+def left_to_job(status: JobStatus, tasks: Sequence[dict], model_version: str) -> list[int]:
+    """The ids of ``tasks`` (Label Studio's ``/predict`` tasks: ``{"id", "is_labeled", ...}``) that the running job
+    ``status`` will write a prediction of ``model_version`` for, so that ``/predict`` answers none for them.
+
+    Decision (an audit: "Retrieve predictions" pressed during an automatic job gave each task two predictions of one
+    version): Label Studio's ``predict_tasks`` (``ml/models.py``, what the Data Manager's ``retrieve_tasks_predictions``
+    action runs) picks the tasks lacking the version, calls ``/predict`` with them all in one request (32 s for 200
+    tasks), then saves what it got, while the job writes the same tasks. An answer without ``result`` is stored by
+    Label Studio as nothing (it logs it), so the job alone writes them. A task counts when the job is of
+    ``model_version`` (its starting version or one its batches wrote) and its selection holds the task: every task, the
+    listed ``task_ids``, or, with ``unlabeled``, a task whose ``is_labeled`` is false. A job with Data Manager
+    ``filters`` covers none (this cannot tell which tasks they keep).
+
+    Returns:
+        The task ids, in the order given (``[]`` when the job is of another version).
+    """
+    if model_version != status.model_version and model_version not in status.versions:
+        return []
+    try:
+        selection = json.loads(status.selection or "{}")
+    except ValueError:
+        return []
+    if not isinstance(selection, dict) or selection.get("filters"):
+        return []
+    wanted = selection.get("task_ids")
+    wanted = None if wanted is None else {i for i in wanted if isinstance(i, int)}
+    out = []
+    for task in tasks:
+        tid = task.get("id") if isinstance(task, dict) else None
+        if not isinstance(tid, int) or (wanted is not None and tid not in wanted):
+            continue
+        if selection.get("unlabeled") and task.get("is_labeled"):
+            continue
+        out.append(tid)
+    return out
+
+
+def _drop_duplicates(api: LabelStudioClient, project_id: int, task_ids: Sequence[int], versions: set[str]) -> int:
+    """Delete the second and later predictions of one version of a task (keeping the oldest, the lowest id) among
+    ``task_ids`` (the tasks the job wrote) for the ``versions`` the job wrote: another writer of the version during
+    the job (Label Studio's "Retrieve predictions" or the editor's ``/predict`` of one task, whose request started
+    before the job; see :func:`left_to_job`). Returns how many were deleted (logged at WARNING); a failure to list or
+    delete is logged, not raised (the job's predictions are written)."""
+    if not task_ids or not versions:
+        return 0
+    try:
+        listed = api.tasks(project_id, list(task_ids))
+        extra = {v: [p.id for t in listed for p in sorted(t.predictions_of(v), key=lambda p: p.id)[1:]]
+                 for v in versions}
+        for version, ids in extra.items():
+            if ids:
+                api.delete_predictions(project_id, version, ids)
+    except LabelStudioError as exc:
+        log.warning("project %s: cannot remove the second predictions of one version some tasks got during the job "
+                    "(%s)", project_id, one_line(exc, 300))
+        return 0
+    count = sum(map(len, extra.values()))
+    if not count:
+        return 0
+    log.warning("project %s: removed %d second prediction(s) of %s another writer (Label Studio's Retrieve "
+                "predictions, or the editor) saved during the job; each task keeps its oldest", project_id, count,
+                ", ".join(sorted(v for v, ids in extra.items() if ids)))
+    return count
+
+
 def _save(host: JobHost, status: JobStatus) -> None:
     """Write the status to ``MODEL_DIR/jobs`` and publish it to the store (Redis: every replica's ``/health``)."""
     status.save(host.settings.model_dir)
@@ -616,6 +709,7 @@ def run_job(host: JobHost, api: LabelStudioClient, project_id: int, *, mode: str
             if bar is not None:
                 bar.close()
         # still under the job's lock, so that no later job's status is overwritten by this one's
+        _drop_duplicates(api, project.id, sorted(set(written)), {version, *status.versions})
         model.refresh()
         ours = _versions_of(model, previous)
         status.model_version = _newest(status.versions, model.get("versions") or []) or version

@@ -1,0 +1,103 @@
+"""What a second audit of the prediction jobs found, against the real Label Studio 1.23.2, a real gunicorn backend
+(:class:`~tests.backend_fixtures.BackendServer`) and a real Redis: "Retrieve predictions" during a job, automatic
+jobs queued on Redis with no worker, the failure summary, Ctrl-C of a job on RQ workers, ``--all`` resumed, the log
+lines and ``/health``.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections import Counter
+
+import pytest
+import requests
+
+from labelhub.backend.jobs import run_here, run_job  # noqa
+from labelhub.backend.labelstudio_api import LabelStudioClient
+from tests.backend_fixtures import BackendServer, wait_for
+from tests.test_predict_jobs import _api, _cli, _per_task, _predictions, _Project
+
+
+def _key(label_studio) -> str:
+    return label_studio.personal_token or label_studio.api_key
+
+
+@pytest.fixture(scope="module")
+def served(label_studio, tmp_path_factory):
+    """A project of 40 text tasks trained on 10 (no annotation in Label Studio: every task is unlabeled), and a
+    gunicorn backend on the same ``MODEL_DIR`` connected to it (Label Studio calls its ``/setup`` and ``/predict``)."""
+    model_dir = tmp_path_factory.mktemp("audit2-models")
+    project = _Project(label_studio, model_dir, n_tasks=40)
+    project.version = project.train(0, 10)
+    env = {"LABEL_STUDIO_URL": label_studio.url, "LABEL_STUDIO_API_KEY": _key(label_studio)}
+    with BackendServer(model_dir, workers=2, threads=4, env=env) as backend:
+        for _ in range(4):  # each gunicorn worker loads the project's model once (longer than Label Studio's 3 s)
+            requests.post(backend.url + "/setup", timeout=120, json={
+                "project": project.key, "schema": project.payload["label_config"]}).raise_for_status()
+        client = label_studio.client()
+        ml = client.ml.create(project=project.id, url=backend.url, title="labelhub", is_interactive=True)
+        assert client.ml.get(id=ml.id).model_version == project.version
+        project.backend = backend
+        yield project
+
+
+def _held_executor(gate: threading.Event, entered: threading.Event, after_first=None):
+    """An :data:`~labelhub.backend.jobs.Executor` that waits for ``gate`` before running the batches here
+    (:func:`~labelhub.backend.jobs.run_here`), and calls ``after_first(result)`` once the first batch is written:
+    a real job held in the middle, so that another writer can act meanwhile."""
+    def execute(host, api, project, batches, progress):
+        entered.set()
+        assert gate.wait(120)
+        for n, result in enumerate(run_here(host, api, project, batches, progress)):
+            if n == 0 and after_first is not None:
+                after_first(result)
+            yield result
+
+    return execute
+
+
+def test_retrieve_predictions_during_a_job_leaves_each_task_one_prediction_of_the_version(label_studio, served):
+    """Label Studio's "Retrieve predictions" during a job of the same version stored a second prediction of it on
+    each task (the audit: 200 tasks, two each). Now ``/predict`` answers no ``result`` for the tasks the running job
+    writes (Label Studio stores nothing), the editor's one-task ``/predict`` is answered as always, and a second
+    prediction of the version another writer saves during the job is removed at its end (the oldest kept)."""
+    project, version = served, served.version
+    host = project.app.extensions["labelhub"]
+    api = LabelStudioClient(label_studio.url, _key(label_studio))
+    task_ids = sorted(_predictions(label_studio, project.id))
+    gate, entered, outcome = threading.Event(), threading.Event(), {}
+
+    def second_writer(result):  # another writer of the version saves a task the job has just written
+        tid = result.written[0]
+        outcome["duplicated"] = tid
+        _api(label_studio, "POST", "/api/predictions/", json={
+            "task": tid, "model_version": version, "score": 0.5,
+            "result": [{"from_name": "label", "to_name": "text", "type": "choices", "value": {"choices": ["fresh"]}}]})
+
+    def job():
+        outcome["status"] = run_job(host, api, project.id, batch_size=20, progress=False,
+                                    execute=_held_executor(gate, entered, second_writer))
+
+    thread = threading.Thread(target=job)
+    thread.start()
+    try:
+        assert entered.wait(60)
+        # the Data Manager's "Retrieve predictions" of every task, while the job (same version) runs
+        label_studio.client().actions.create(id="retrieve_tasks_predictions", project=project.id,
+                                             selected_items={"all": False, "included": task_ids})
+        assert _per_task(label_studio, project.id, version) == Counter({0: 40})  # left to the job
+        # the editor opening one task: answered as always
+        one = requests.post(project.backend.url + "/predict", timeout=60, json={
+            "project": project.key, "label_config": project.payload["label_config"],
+            "tasks": [{"id": task_ids[0], "data": project.tasks[0]["data"], "is_labeled": False}]}).json()
+        assert one["results"][0]["result"] and one["results"][0]["model_version"] == version
+    finally:
+        gate.set()
+        thread.join(180)
+    status = outcome["status"]
+    assert status.state == "done" and status.done == 40 and status.skipped == 0, status
+    assert _per_task(label_studio, project.id, version) == Counter({1: 40})  # the second one removed
+    kept = [p for p in _predictions(label_studio, project.id)[outcome["duplicated"]] if p["model_version"] == version]
+    assert kept[0]["score"] != 0.5  # the job's, the oldest
+    assert "get no prediction from this request: the running prediction job" in project.backend.log_tail(200)
