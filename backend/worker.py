@@ -247,6 +247,17 @@ def predict_project(project_id: int, task_ids: list[int] | None = None, unlabele
     except (NotFoundError, LabelConfigError) as exc:  # the project, or its model, is gone: no retry helps
         reason = _reason(host or _worker_backend(), exc)
         log.warning("project %s: auto-predict dropped its request: %s", key or project_id, reason)
+        if key:  # its "queued" status (auto_predict._note_queued) must not stay
+            from redis.exceptions import RedisError
+
+            from labelhub.backend.job_status import save_auto_failure
+
+            try:
+                save_auto_failure((host or _worker_backend()).settings.model_dir, (host or _worker_backend()).store,
+                                  key, project_id, started, reason, "dropped, not tried again", task_ids, unlabeled)
+            except (OSError, RedisError) as exc2:
+                log.info("project %s: cannot save the dropped job's status: %s", key, _reason(host or _worker_backend(),
+                                                                                               exc2))
         return {"project_id": project_id, "state": "dropped", "error": reason}
     except Exception as exc:
         return _failed(host or _worker_backend(), exc, started, project_id, task_ids, unlabeled, keep_versions, key,

@@ -101,3 +101,39 @@ def test_retrieve_predictions_during_a_job_leaves_each_task_one_prediction_of_th
     kept = [p for p in _predictions(label_studio, project.id)[outcome["duplicated"]] if p["model_version"] == version]
     assert kept[0]["score"] != 0.5  # the job's, the oldest
     assert "get no prediction from this request: the running prediction job" in project.backend.log_tail(200)
+
+
+@pytest.fixture(scope="module")
+def redis_url(tmp_path_factory):
+    """A private ``redis-server`` (database 0 is this module's)."""
+    from tests.backend_fixtures import RedisServer
+
+    with RedisServer(tmp_path_factory.mktemp("audit2-redis")) as server:
+        yield f"{server.url}/0"
+
+
+def _redis_backend(tmp_path, redis_url, label_studio=None):
+    from labelhub.backend.app import Backend
+    from labelhub.backend.settings import Settings
+
+    return Backend(Settings(model_dir=tmp_path, redis_url=redis_url, auto_predict=True, start_trainer=False,
+                            warmup=False, label_studio_url=label_studio.url if label_studio else "http://127.0.0.1:9",
+                            label_studio_api_key=_key(label_studio) if label_studio else "key"))
+
+
+def test_on_redis_an_automatic_job_no_worker_takes_shows_queued_and_is_warned_about(tmp_path, redis_url, caplog):
+    """On Redis with no ``labelhub worker``, an automatic job waited in RQ unseen: ``/health`` showed ``"jobs": {}``,
+    ``--status`` said there was no job, the log said nothing. Now its status says ``queued`` and the trainer warns
+    (once a minute at most) that no worker takes it."""
+    caplog.set_level(logging.INFO)
+    backend = _redis_backend(tmp_path, redis_url)
+    backend.auto.request("5.1700000000", unlabeled=True)
+    assert backend.auto.wait_idle(30)
+    backend.auto.request("5.1700000000", [41, 42])  # a second job of new tasks: one warning only
+    assert backend.auto.wait_idle(30)
+    shown = backend.store.job_statuses()["5.1700000000"]
+    assert shown["state"] == "queued" and shown["pid"] == 0, shown
+    warned = [r.getMessage() for r in caplog.records if "no `labelhub worker` takes jobs" in r.getMessage()]
+    assert len(warned) == 1 and "labelhub predict --project 5 --status" in warned[0], warned
+    answer = _cli("predict", "--project", "5", "--status", env={"LABELHUB_REDIS_URL": redis_url})
+    assert answer.exit_code == 0 and json.loads(answer.output)["state"] == "queued", answer.output
