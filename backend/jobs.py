@@ -87,12 +87,12 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Protocol, S
 
 from redis.exceptions import RedisError
 
-from labelhub.backend.job_status import BatchResult, JobStatus
+from labelhub.backend.job_status import BatchResult, JobStatus, failure_summary
 from labelhub.backend.labelstudio_api import LabelStudioClient, ProjectInfo, TaskRow
 from labelhub.backend.labelstudio_api import PredictionRow  # noqa: F401 (in the examples)
 from labelhub.backend.model import normalize_predictions
 from labelhub.cli_options import progress_bar
-from labelhub.redaction import one_line
+from labelhub.redaction import one_line, redact
 from labelhub.errors import LabelHubError, LabelStudioError, NotFoundError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -714,6 +714,8 @@ def run_job(host: JobHost, api: LabelStudioClient, project_id: int, *, mode: str
         ours = _versions_of(model, previous)
         status.model_version = _newest(status.versions, model.get("versions") or []) or version
         status.state, status.finished_at = "done", time.time()
+        summary = failure_summary(status.failed, status.total, status.failures)
+        status.error = redact(summary, getattr(host.settings, "secrets", ())) if summary else None
         partial = ids is not None or bool(filters)
         if partial and select_version is not False and project.model_version != status.model_version:
             # do the other tasks hold the version? (a listing of those that lack it: only when it could be selected)

@@ -236,6 +236,9 @@ def predict_project(project_id: int, task_ids: list[int] | None = None, unlabele
             try:
                 status = run_job(host, api, project_id, task_ids=task_ids, unlabeled=unlabeled, progress=False,
                                  keep_versions=keep_versions)
+                from labelhub.backend.auto_predict import log_job_done
+
+                log_job_done(status.project, status)
                 return asdict(status)
             except JobAlreadyRunning:
                 if client is not None and not mark_queued(client, project_id, WAITING_NOTE_SECONDS,

@@ -137,3 +137,48 @@ def test_on_redis_an_automatic_job_no_worker_takes_shows_queued_and_is_warned_ab
     assert len(warned) == 1 and "labelhub predict --project 5 --status" in warned[0], warned
     answer = _cli("predict", "--project", "5", "--status", env={"LABELHUB_REDIS_URL": redis_url})
     assert answer.exit_code == 0 and json.loads(answer.output)["state"] == "queued", answer.output
+
+
+def test_failed_tasks_give_the_same_error_on_health_and_status_and_a_warning_of_the_automatic_job(
+        label_studio, tmp_path, caplog):
+    """A job with failed tasks showed ``"state": "done", "error": null`` on ``/health`` while ``--status`` said
+    ``"3 of 3 tasks failed (task 381: ...)"``, and the automatic job logged an INFO line without a reason. Here three
+    tasks' texts (``valueType="url"``) are gone from their server: one summary for both, and a warning with the first
+    reason."""
+    from labelhub.backend.app import create_app
+    from tests.backend_fixtures import TEXT_CONFIG, MediaServer, annotation_event, text_tasks
+
+    caplog.set_level(logging.INFO)
+    config = TEXT_CONFIG.replace('value="$text"', 'value="$text" valueType="url"')
+    rows, labels = text_tasks(12)
+    with MediaServer({f"/t{i}.txt": row["data"]["text"].encode() for i, row in enumerate(rows)}) as media:
+        client = label_studio.client()
+        project = client.projects.create(title="failed tasks", label_config=config)
+        data = [{"text": f"{media.url}/t{i}.txt"} for i in range(12)] + \
+            [{"text": f"{media.url}/gone{i}.txt"} for i in range(3)]
+        client.projects.import_tasks(id=project.id, request=data)
+        ids = {t["data"]["text"]: t["id"] for t in _api(label_studio, "GET",
+                                                        f"/api/tasks?project={project.id}&page_size=100")["tasks"]}
+        app = create_app({"model_dir": tmp_path, "start_trainer": False, "warmup": False, "auto_predict": True,
+                          "label_studio_url": label_studio.url, "label_studio_api_key": _key(label_studio),
+                          "allowed_hosts": ("127.0.0.1",)})
+        backend = app.extensions["labelhub"]
+        payload = {"id": project.id, "created_at": project.created_at.isoformat(), "title": "t", "label_config": config}
+        key = backend.store.resolve_webhook_project(payload)
+        for i in range(6):
+            body = annotation_event(10_000 + i, {"id": ids[data[i]["text"]], "data": data[i]}, labels[i],
+                                    project=payload)
+            assert app.test_client().post("/webhook", json=body).status_code == 200
+        backend.trainer.run_once()
+        backend.auto.request(key, unlabeled=True)
+        assert backend.auto.wait_idle(120)
+    health = app.test_client().get("/health").json["jobs"][key]
+    assert health["state"] == "done" and health["failed"] == 3 and health["done"] == 12, health
+    assert health["error"].startswith("3 of 15 tasks failed (task ") and ", and 2 more); run labelhub predict again" \
+        in health["error"], health["error"]
+    env = {"MODEL_DIR": str(tmp_path), "LABELHUB_REDIS_URL": ""}
+    status = json.loads(_cli("predict", "--project", str(project.id), "--status", env=env).output)
+    assert status["error"] == health["error"]
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and "auto-predict:" in
+              r.getMessage()]
+    assert warned == [f"project {key}: auto-predict: {health['error']}"], warned
