@@ -617,7 +617,7 @@ def run_job(host: JobHost, api: LabelStudioClient, project_id: int, *, mode: str
                                 **({"filters": filters} if filters else {})}, sort_keys=True)
         status = JobStatus(project=project.key, project_id=project.id, mode=mode, state="running",
                            model_version=version, selection=selection, started_at=time.time())
-        bar = None
+        bar = results = None
         in_flight: list[int] = []  # the batch being predicted and written
         written: list[int] = []  # every task id written, to find those a retrain left with an older version
         was_selected = project.model_version == version  # --all's delete unselects it: selected again after a batch
@@ -663,7 +663,8 @@ def run_job(host: JobHost, api: LabelStudioClient, project_id: int, *, mode: str
             with contextlib.nullcontext() if bar.disable else logging_redirect_tqdm(tqdm_class=tqdm):
                 for catch_up in range(CATCH_UP_PASSES + 1):
                     pass_versions: set[str] = set()
-                    for i, result in enumerate((execute or run_here)(host, api, project, batches, update)):
+                    results = (execute or run_here)(host, api, project, batches, update)
+                    for i, result in enumerate(results):
                         status.add(result)
                         written += result.written
                         pass_versions.update(result.by_version)
@@ -698,6 +699,10 @@ def run_job(host: JobHost, api: LabelStudioClient, project_id: int, *, mode: str
                     start(0)
                     _save(host, status)
         except BaseException as exc:
+            close = getattr(results, "close", None)
+            if close is not None:  # now, not when garbage-collected: RQ's executor cancels its queued batches
+                with contextlib.suppress(Exception):
+                    close()
             status.state, status.finished_at = "failed", time.time()
             interrupted = isinstance(exc, KeyboardInterrupt)
             status.error = f"interrupted ({str(exc) or 'Ctrl-C'})" if interrupted else _one_line(exc)

@@ -182,3 +182,59 @@ def test_failed_tasks_give_the_same_error_on_health_and_status_and_a_warning_of_
     warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and "auto-predict:" in
               r.getMessage()]
     assert warned == [f"project {key}: auto-predict: {health['error']}"], warned
+
+
+def _redis_project(label_studio, redis_url, model_dir, n_tasks=30, annotated=6):
+    """A Label Studio project of text tasks whose model (trained on ``annotated`` through ``/webhook``) is in Redis.
+    Returns ``(project id, key)``."""
+    from labelhub.backend.app import create_app
+    from tests.backend_fixtures import TEXT_CONFIG, annotation_event, text_tasks
+
+    rows, labels = text_tasks(n_tasks)
+    client = label_studio.client()
+    project = client.projects.create(title="on redis", label_config=TEXT_CONFIG)
+    client.projects.import_tasks(id=project.id, request=[r["data"] for r in rows])
+    ids = {t["data"]["text"]: t["id"] for t in _api(label_studio, "GET",
+                                                    f"/api/tasks?project={project.id}&page_size=100")["tasks"]}
+    app = create_app({"model_dir": model_dir, "redis_url": redis_url, "start_trainer": False, "warmup": False})
+    backend = app.extensions["labelhub"]
+    payload = {"id": project.id, "created_at": project.created_at.isoformat(), "title": "t", "label_config": TEXT_CONFIG}
+    key = backend.store.resolve_webhook_project(payload)
+    for i in range(annotated):
+        body = annotation_event(10_000 + i, {"id": ids[rows[i]["data"]["text"]], "data": rows[i]["data"]}, labels[i],
+                                project=payload)
+        assert app.test_client().post("/webhook", json=body).status_code == 200
+    backend.trainer.run_once()
+    return project.id, key
+
+
+def test_a_stopped_predict_on_redis_cancels_its_queued_batches(label_studio, redis_url, tmp_path):
+    """``labelhub predict`` on Redis stopped by SIGTERM (as Ctrl-C) left its batches in RQ, and workers ran them
+    later. Now the batches no worker took are canceled, and the log says so."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    import redis as redis_py
+    from rq import Queue
+
+    from tests.backend_fixtures import ROOT
+
+    url = redis_url[:-2] + "/1"  # a database of its own: no worker, no other test's jobs
+    project_id, _ = _redis_project(label_studio, url, tmp_path / "app")
+    env = {**os.environ, "MODEL_DIR": str(tmp_path / "cli"), "LABEL_STUDIO_URL": label_studio.url,
+           "LABEL_STUDIO_API_KEY": _key(label_studio), "LABELHUB_REDIS_URL": url, "TQDM_DISABLE": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "tests.guarded", "predict", "--project", str(project_id),
+                             "--batch-size", "10"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    queued = Queue("labelhub", connection=redis_py.Redis.from_url(url))
+    try:
+        wait_for(lambda: queued.count == 3, timeout=120, message="the job's three batches queued")
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 1, err
+    assert queued.count == 0 and len(queued.canceled_job_registry) == 3
+    assert "3 of its queued batches canceled, 0 already on a worker finish there" in err, err
