@@ -146,6 +146,9 @@ class JobStatus:
             Prelabeling; the Data Manager's "Prediction score" averages its scores); ``""`` when none.
         versions: Every version the job's batches wrote, in the order their results came in; none of them is
             retired after the job.
+        unselected: For ``mode="all"``: the version its delete unselected as the project's prediction set (``""``:
+            none), which the job selects again once a batch of it lands; a re-run of the same job, interrupted after
+            the delete, takes it over (before, a second ``--all`` found no set selected and never selected one).
     """
 
     project: str
@@ -176,6 +179,7 @@ class JobStatus:
     retired: dict[str, int] = field(default_factory=dict)
     prediction_set: str = ""
     versions: list[str] = field(default_factory=list)
+    unselected: str = ""
 
     @staticmethod
     def path(model_dir: Path, key: str) -> Path:

@@ -633,7 +633,11 @@ def run_job(host: JobHost, api: LabelStudioClient, project_id: int, *, mode: str
                 status.cleared = bool(previous and previous.mode == "all" and previous.model_version == version
                                       and previous.selection == selection and previous.cleared
                                       and previous.state != "done")  # the same job, interrupted after its delete
-                if not status.cleared:
+                if status.cleared:  # the same job again: the version its delete unselected is still to select
+                    status.unselected = previous.unselected if previous else ""
+                    was_selected = was_selected or status.unselected == version
+                else:
+                    status.unselected = version if was_selected else ""
                     _save(host, status)
                     whole = ids is None and not unlabeled and not filters
                     api.delete_predictions(project.id, version, None if whole else [

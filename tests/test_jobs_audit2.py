@@ -238,3 +238,31 @@ def test_a_stopped_predict_on_redis_cancels_its_queued_batches(label_studio, red
     assert proc.returncode == 1, err
     assert queued.count == 0 and len(queued.canceled_job_registry) == 3
     assert "3 of its queued batches canceled, 0 already on a worker finish there" in err, err
+
+
+def _interrupting(after: int):
+    """An :data:`~labelhub.backend.jobs.Executor` that runs the batches here and raises ``KeyboardInterrupt`` (Ctrl-C)
+    once ``after`` of them are written (0: before the first)."""
+    def execute(host, api, project, batches, progress):
+        for n, result in enumerate(run_here(host, api, project, batches[:after], progress)):
+            yield result
+        raise KeyboardInterrupt
+
+    return execute
+
+
+def test_a_second_all_after_one_interrupted_before_any_batch_selects_the_version_again(label_studio, tmp_path):
+    """``--all`` of the whole project deletes the version, which unselects it; a first run interrupted before any
+    batch, then a second one, never selected it again (the second found none selected): the project was left without
+    a prediction set, and Label Studio's sort averaged every version's scores."""
+    project = _Project(label_studio, tmp_path, n_tasks=30)
+    version = project.train(0, 6)
+    host = project.app.extensions["labelhub"]
+    api = LabelStudioClient(label_studio.url, _key(label_studio))
+    run_job(host, api, project.id, progress=False)
+    assert _api(label_studio, "GET", f"/api/projects/{project.id}")["model_version"] == version
+    for after in (0, 1):  # Ctrl-C before the first batch, then after the first batch of the re-run
+        with pytest.raises(KeyboardInterrupt):
+            run_job(host, api, project.id, mode="all", batch_size=10, progress=False, execute=_interrupting(after))
+    assert _per_task(label_studio, project.id, version)[1] == 10
+    assert _api(label_studio, "GET", f"/api/projects/{project.id}")["model_version"] == version
