@@ -501,7 +501,8 @@ def predict(project_id, mode, task_ids, unlabeled, filter_json, view_id, batch_s
                    f"task(s) have no prediction of {status.model_version}, and the Data Manager's sort by 'Prediction "
                    f"score' would show them blank; run `labelhub predict --project {project_id}` to predict them (it "
                    "then selects the version), or run again with --select-version")
-    elif status.model_version and status.prediction_set != status.model_version and not every_task_failed:
+    elif status.model_version and status.done and status.prediction_set != status.model_version \
+            and not every_task_failed:  # nothing written (an empty project, no fit yet): no version to select
         selected = repr(status.prediction_set) if status.prediction_set else "no version"
         click.echo(f"project {project_id}: the Data Manager's 'Prediction score' shows {selected}; to sort by this "
                    f"job's scores select {status.model_version} in Settings > Annotation > Prelabeling, or run again "

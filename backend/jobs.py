@@ -695,8 +695,10 @@ def run_job(host: JobHost, api: LabelStudioClient, project_id: int, *, mode: str
                         break
                     batches = stale
                     added = sum(len(b) for b in batches)
-                    log.info("project %s: a retrain moved the version to %s during the job: predicting the %d tasks "
-                             "written with an older one again", project_id, newest, added)
+                    # the versions written, not the model's newest: the next batches may write yet another one
+                    log.info("project %s: a retrain moved the version during the job (its batches wrote %s): "
+                             "predicting the %d tasks written with an older one again with the newest", project_id,
+                             ", ".join(sorted(pass_versions)), added)
                     status.total += added
                     status.queued += added
                     bar.total = (bar.total or 0) + added
@@ -846,6 +848,11 @@ def _select_version(api: LabelStudioClient, project: ProjectInfo, status: JobSta
     prediction set afterwards."""
     version, current = status.model_version, project.model_version or ""
     if not version or current == version or select is False:
+        return current
+    if not status.done and status.empty and select is None:  # advice to run a job would write nothing either
+        log.info("project %s: its prediction set stays %r: the model has learned nothing yet (all %d answers were "
+                 "empty, none written); the job after its first fit predicts the tasks", project.id, current,
+                 status.empty)
         return current
     if partial and status.missing_elsewhere is None and select is None:
         log.info("project %s: its prediction set stays %r: the job covered part of the project and the others' "

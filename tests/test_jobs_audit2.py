@@ -266,3 +266,27 @@ def test_a_second_all_after_one_interrupted_before_any_batch_selects_the_version
             run_job(host, api, project.id, mode="all", batch_size=10, progress=False, execute=_interrupting(after))
     assert _per_task(label_studio, project.id, version)[1] == 10
     assert _api(label_studio, "GET", f"/api/projects/{project.id}")["model_version"] == version
+
+
+def test_no_advice_that_writes_nothing_when_nothing_was_written(label_studio, tmp_path, caplog):
+    """A job of a model that has learned nothing (every answer empty) advised ``run labelhub predict --project N``,
+    which writes nothing either; a run of a project without tasks ended with a hint to select ``labelhub-0-…``, of
+    which no prediction exists."""
+    caplog.set_level(logging.INFO)
+    project = _Project(label_studio, tmp_path, n_tasks=8)  # connected (/setup), never trained
+    assert project.app.test_client().post("/setup", json={"project": project.key, "schema": project.payload[
+        "label_config"]}).status_code == 200
+    api = LabelStudioClient(label_studio.url, _key(label_studio))
+    status = run_job(project.app.extensions["labelhub"], api, project.id, task_ids=[project.tasks[0]["id"]],
+                     progress=False)
+    assert status.empty == 1 and status.done == 0
+    said = " ".join(r.getMessage() for r in caplog.records)
+    assert "learned nothing yet" in said and "run `labelhub predict --project" not in said, said
+
+    empty = label_studio.client().projects.create(title="no tasks", label_config=project.payload["label_config"])
+    key = f"{empty.id}.{int(empty.created_at.timestamp())}"
+    assert project.app.test_client().post("/setup", json={"project": key, "schema": project.payload[
+        "label_config"]}).status_code == 200
+    answer = _cli("predict", "--project", str(empty.id), env=project.env)
+    assert answer.exit_code == 0 and "(0 tasks planned" in answer.output, answer.output
+    assert "Prelabeling" not in answer.output, answer.output
