@@ -279,6 +279,7 @@ class AutoPredictor:
             version = self.backend.store.project(key).kv().get("model_version")
             ids = None if unlabeled else sorted(task_ids or ())
             status = JobStatus(project=key, project_id=project_id_of(key), state="queued", pid=0, host="",
+                               origin="auto-predict",
                                model_version=version, total=len(ids or ()), queued=len(ids or ()),
                                selection=json.dumps({"task_ids": ids, "unlabeled": bool(unlabeled)}, sort_keys=True),
                                started_at=None, updated_at=time.time())
@@ -345,7 +346,8 @@ class AutoPredictor:
                 else:
                     api = api or LabelStudioClient(self.settings.label_studio_url, self.settings.label_studio_api_key)
                     status = run_job(self.backend, api, project_id_of(key), task_ids=None if whole else sorted(ids),
-                                     unlabeled=whole, progress=False, keep_versions=self.settings.keep_versions)
+                                     unlabeled=whole, progress=False, keep_versions=self.settings.keep_versions,
+                                     origin="auto-predict")
                     log_job_done(key, status)
             except JobAlreadyRunning:  # `labelhub predict` runs: ask again after it
                 self.request(key, sorted(ids), whole)

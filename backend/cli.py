@@ -283,12 +283,11 @@ def _filters(value: str | None) -> dict | None:
 
 
 def _readable(view: dict) -> dict:
-    """A status as ``--status`` prints it: its Unix times (``started_at``, ``updated_at``, ``finished_at``) in ISO 8601,
-    UTC (``/health`` keeps the numbers)."""
-    from datetime import datetime, timezone
+    """A status as ``--status`` prints it: its Unix times in ISO 8601, UTC, as ``/health`` shows them
+    (:func:`labelhub.backend.job_status.iso_times`)."""
+    from labelhub.backend.job_status import iso_times
 
-    return {key: datetime.fromtimestamp(value, timezone.utc).isoformat(timespec="seconds")
-            if key.endswith("_at") and isinstance(value, (int, float)) else value for key, value in view.items()}
+    return iso_times(view)
 
 
 def _summary(project_id: int, status, seconds: float) -> str:
@@ -480,7 +479,7 @@ def predict(project_id, mode, task_ids, unlabeled, filter_json, view_id, batch_s
         try:
             status = run_job(host, api, project_id, mode=mode, task_ids=ids, unlabeled=unlabeled,
                              batch_size=batch_size, select_version=select_version, execute=execute,
-                             keep_versions=keep_versions, filters=filters)
+                             keep_versions=keep_versions, filters=filters, origin="labelhub predict")
         except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM
             raise click.ClickException(_interrupted(exc, latest_status(settings.model_dir, project_id))) from None
     seconds = time.monotonic() - started

@@ -17,7 +17,8 @@ from pathlib import Path
 from labelhub.backend.state import atomic_write_json
 
 __all__ = ["BatchResult", "JobStatus", "read_statuses", "latest_status", "latest_of", "KEEP_FAILURES",
-           "save_auto_failure", "RETRY_SECONDS", "MAX_RETRY_SECONDS", "failure_summary", "written_summary"]
+           "save_auto_failure", "RETRY_SECONDS", "MAX_RETRY_SECONDS", "failure_summary", "written_summary", "iso_times",
+           "for_health"]
 
 #: Seconds before a failed automatic prediction request is tried again (:mod:`labelhub.backend.auto_predict` on one
 #: host, :mod:`labelhub.backend.worker` with Redis); doubled after each failure of the project's requests in a row.
@@ -95,6 +96,36 @@ def written_summary(status: "JobStatus") -> str:
     return f"{of_final} predictions of {final} written{also}"
 
 
+def iso_times(view: dict) -> dict:
+    """``view`` (a status dict) with its Unix times (``started_at``, ``updated_at``, ``finished_at``) in ISO 8601, UTC
+    (``2026-12-06T11:48:40+00:00``), as ``/health`` and ``labelhub predict --status`` show them; ``None`` stays."""
+    from datetime import datetime, timezone
+
+    return {key: datetime.fromtimestamp(value, timezone.utc).isoformat(timespec="seconds")
+            if key.endswith("_at") and isinstance(value, (int, float)) and not isinstance(value, bool) else value
+            for key, value in view.items()}
+
+
+def for_health(view: dict) -> dict:
+    """A status dict as ``/health``'s ``jobs`` shows it: times in ISO 8601, UTC (:func:`iso_times`), and the job's
+    ``selection`` as ``{"task_ids": <how many> or null, "unlabeled": bool, "filters": bool}`` instead of the JSON of
+    every task id (an automatic job of an import of thousands of tasks made ``/health``, which Label Studio gives 1 s,
+    that much longer; ``labelhub predict --status`` shows them all). A ``done`` job with failed tasks has its
+    :func:`failure_summary` as ``error`` (a status saved before ``run_job`` kept it)."""
+    out = iso_times(view)
+    try:
+        selection = json.loads(view.get("selection") or "{}")
+    except (TypeError, ValueError):
+        selection = {}
+    if isinstance(selection, dict):
+        ids = selection.get("task_ids")
+        out["selection"] = {"task_ids": len(ids) if isinstance(ids, list) else None,
+                            "unlabeled": bool(selection.get("unlabeled")), "filters": bool(selection.get("filters"))}
+    if out.get("state") == "done" and not out.get("error"):
+        out["error"] = failure_summary(out.get("failed") or 0, out.get("total") or 0, out.get("failures") or {})
+    return out
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -146,6 +177,9 @@ class JobStatus:
             Prelabeling; the Data Manager's "Prediction score" averages its scores); ``""`` when none.
         versions: Every version the job's batches wrote, in the order their results came in; none of them is
             retired after the job.
+        origin: Who started the job: ``"auto-predict"`` (the backend's automatic jobs), ``"labelhub predict"``, or
+            ``""`` (a caller of :func:`labelhub.backend.jobs.run_job` that did not say, or a status of an older
+            version); a ``labelhub predict`` refused because a job runs names it.
         unselected: For ``mode="all"``: the version its delete unselected as the project's prediction set (``""``:
             none), which the job selects again once a batch of it lands; a re-run of the same job, interrupted after
             the delete, takes it over (before, a second ``--all`` found no set selected and never selected one).
@@ -180,6 +214,7 @@ class JobStatus:
     prediction_set: str = ""
     versions: list[str] = field(default_factory=list)
     unselected: str = ""
+    origin: str = ""
 
     @staticmethod
     def path(model_dir: Path, key: str) -> Path:

@@ -540,7 +540,8 @@ def _save(host: JobHost, status: JobStatus) -> None:
 def run_job(host: JobHost, api: LabelStudioClient, project_id: int, *, mode: str = "missing",
             task_ids: Iterable[int] | None = None, unlabeled: bool = False, batch_size: int = DEFAULT_BATCH_SIZE,
             select_version: bool | None = None, progress: bool | None = None,
-            execute: Executor | None = None, keep_versions: int = 0, filters: dict | None = None) -> JobStatus:
+            execute: Executor | None = None, keep_versions: int = 0, filters: dict | None = None,
+            origin: str = "") -> JobStatus:
     """Pre-annotate a project: list its tasks, :func:`plan`, :func:`run_batch` each batch (see the module docstring).
 
     Args:
@@ -565,6 +566,8 @@ def run_job(host: JobHost, api: LabelStudioClient, project_id: int, *, mode: str
             :data:`PROGRESS_LOG_SECONDS`.
         execute: Where the batches run (an :data:`Executor`): :func:`run_here` (default), or RQ workers
             (:func:`labelhub.backend.worker.on_workers`, what ``labelhub predict`` uses with ``LABELHUB_REDIS_URL``).
+        origin: Who starts the job (:attr:`~labelhub.backend.job_status.JobStatus.origin`): ``"auto-predict"``,
+            ``"labelhub predict"``, or ``""``.
         keep_versions: Afterwards, when the job covered the whole project (no ``task_ids``, no ``filters``), delete
             the predictions of the model's older versions but the newest ``keep_versions``
             (:mod:`labelhub.backend.retire`); 0 (default): delete none.
@@ -606,8 +609,12 @@ def run_job(host: JobHost, api: LabelStudioClient, project_id: int, *, mode: str
     with host.store.job_lock(project.key) as held:
         if not held:
             running = last_status(host, project.key)
-            by = f" (pid {running.pid} on {running.host})" if running else ""
-            raise JobAlreadyRunning(f"a prediction job of project {project_id} is running{by}")
+            by = f" (pid {running.pid} on {running.host})" if running and running.pid else ""
+            which = ("the backend's automatic prediction job (LABELHUB_AUTO_PREDICT)"
+                     if running and running.origin == "auto-predict" else "a prediction job")
+            raise JobAlreadyRunning(f"{which} of project {project_id} is running{by}: wait for it to end (`labelhub "
+                                    f"predict --project {project_id} --status` shows its progress), then run again: "
+                                    "the tasks it wrote are skipped")
         model = host.models.get(project.key, project.label_config)
         model.refresh()
         version = model.model_version
@@ -616,7 +623,7 @@ def run_job(host: JobHost, api: LabelStudioClient, project_id: int, *, mode: str
         selection = json.dumps({"task_ids": ids, "unlabeled": bool(unlabeled),
                                 **({"filters": filters} if filters else {})}, sort_keys=True)
         status = JobStatus(project=project.key, project_id=project.id, mode=mode, state="running",
-                           model_version=version, selection=selection, started_at=time.time())
+                           model_version=version, selection=selection, started_at=time.time(), origin=origin)
         bar = results = None
         in_flight: list[int] = []  # the batch being predicted and written
         written: list[int] = []  # every task id written, to find those a retrain left with an older version

@@ -209,7 +209,8 @@ def health():
     changed: :func:`labelhub.backend.job_status.read_statuses`), in well under Label Studio's 1 s. ``jobs`` is
     ``{project key: {"state", "total", "queued", "running", "done", "skipped", "failed", "model_version", ...}}``
     of each project's last prediction job (``labelhub predict``; with ``LABELHUB_REDIS_URL``, read from Redis,
-    so every replica shows every host's jobs). ``pid`` is the answering worker's process id.
+    so every replica shows every host's jobs): times in ISO 8601, UTC, and ``selection`` as counts
+    (:func:`labelhub.backend.job_status.for_health`). ``pid`` is the answering worker's process id.
 
     ``trainer`` names the process that applies the events and fits (one per host's ``MODEL_DIR``; with
     ``LABELHUB_REDIS_URL`` one across every host): ``{"host", "pid"}``, or ``null`` while none holds the lease (at
@@ -218,11 +219,12 @@ def health():
     (``pid``) is that process: behind gunicorn a random worker answers, so it is ``false`` from the others.
     """
     from labelhub.backend.embedders import loaded_embedders
-    from labelhub.backend.job_status import read_statuses
+    from labelhub.backend.job_status import for_health, read_statuses
 
     backend = _backend()
     store = backend.store
     jobs = store.job_statuses() if backend.settings.redis_url else read_statuses(backend.settings.model_dir)
+    jobs = {key: for_health(view) for key, view in jobs.items()}
     try:
         trainer = backend.queue.trainer_holder()
     except Exception:  # e.g. Redis gone for a moment: /health still answers

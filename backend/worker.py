@@ -236,7 +236,7 @@ def predict_project(project_id: int, task_ids: list[int] | None = None, unlabele
                 unmark_queued(client, project_id)
             try:
                 status = run_job(host, api, project_id, task_ids=task_ids, unlabeled=unlabeled, progress=False,
-                                 keep_versions=keep_versions)
+                                 keep_versions=keep_versions, origin="auto-predict")
                 from labelhub.backend.auto_predict import log_job_done
 
                 log_job_done(status.project, status)

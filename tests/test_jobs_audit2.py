@@ -290,3 +290,36 @@ def test_no_advice_that_writes_nothing_when_nothing_was_written(label_studio, tm
     answer = _cli("predict", "--project", str(empty.id), env=project.env)
     assert answer.exit_code == 0 and "(0 tasks planned" in answer.output, answer.output
     assert "Prelabeling" not in answer.output, answer.output
+
+
+def test_health_shows_iso_times_and_counts_and_a_refused_predict_says_what_runs(label_studio, served):
+    """``/health`` gave job times as Unix floats (the README says ISO 8601, UTC) and embedded every task id of an
+    import job's selection; ``labelhub predict`` refused because the backend's automatic job ran said only "a
+    prediction job ... is running"."""
+    project = served
+    host = project.app.extensions["labelhub"]
+    api = LabelStudioClient(label_studio.url, _key(label_studio))
+    picked = [t["id"] for t in project.tasks[:5]]
+    gate, entered, outcome = threading.Event(), threading.Event(), {}
+
+    def job():
+        outcome["status"] = run_job(host, api, project.id, mode="all", task_ids=picked, progress=False,
+                                    origin="auto-predict", execute=_held_executor(gate, entered))
+
+    thread = threading.Thread(target=job)
+    thread.start()
+    try:
+        assert entered.wait(60)
+        shown = requests.get(project.backend.url + "/health", timeout=10).json()["jobs"][project.key]
+        assert shown["state"] == "running" and shown["started_at"].endswith("+00:00"), shown
+        assert shown["selection"] == {"task_ids": 5, "unlabeled": False, "filters": False}, shown
+        refused = _cli("predict", "--project", str(project.id), env=project.env)
+        assert refused.exit_code == 1
+        assert "the backend's automatic prediction job (LABELHUB_AUTO_PREDICT) of project" in refused.output
+        assert f"labelhub predict --project {project.id} --status` shows its progress" in refused.output
+    finally:
+        gate.set()
+        thread.join(180)
+    assert outcome["status"].state == "done" and outcome["status"].done == 5
+    shown = requests.get(project.backend.url + "/health", timeout=10).json()["jobs"][project.key]
+    assert shown["finished_at"].endswith("+00:00") and shown["error"] is None, shown
