@@ -30,9 +30,10 @@ With ``LABELHUB_REDIS_URL`` the same loop, on the trainer's host, enqueues each 
 it (:func:`labelhub.backend.worker.predict_project`), after the same interval, and ``labelhub worker``
 processes on any host plan and predict it. A project's whole-project job is not enqueued while another waits in
 the queue (:func:`labelhub.backend.worker.mark_queued`): that one plans with the newest version. Before both,
-every retrain enqueued one job. An enqueued job's status is published as ``queued`` (``/health``, ``labelhub predict
---status``) and a warning says when no ``labelhub worker`` listens on the queue (:meth:`AutoPredictor._note_queued`,
-:meth:`AutoPredictor._warn_if_no_worker`). The requests not enqueued yet are kept in Redis (:data:`PENDING_KEY`) instead of
+every retrain enqueued one job. An enqueued job's status is published as ``queued`` (``/health``, ``labelhub
+predict --status``) and a warning says when no ``labelhub worker`` listens on the queue
+(:meth:`AutoPredictor._note_queued`, :meth:`AutoPredictor._warn_if_no_worker`). The requests not enqueued yet
+are kept in Redis (:data:`PENDING_KEY`) instead of
 the file, so the trainer's next holder finds them on whichever host it runs. A job that fails on a worker is kept
 there, with the same backoff and ``/health`` status (:mod:`labelhub.backend.worker`: the job schedules its own next
 try on RQ); this loop's retry then covers a failure to enqueue. The workers run the jobs with their own
@@ -56,7 +57,8 @@ from labelhub.redaction import one_line
 
 log = logging.getLogger(__name__)
 
-__all__ = ["AutoPredictor", "project_id_of", "check_key", "log_job_done", "PENDING_FILE", "PENDING_KEY", "RETRY_SECONDS",
+__all__ = ["AutoPredictor", "project_id_of", "check_key", "log_job_done", "PENDING_FILE", "PENDING_KEY",
+           "RETRY_SECONDS",
            "MAX_RETRY_SECONDS"]
 
 #: The one-host requests not done yet, under ``MODEL_DIR``: ``{project key: {"unlabeled": bool, "task_ids": [id]}}``

@@ -17,7 +17,8 @@ memory between batches. Its settings are the backend's environment variables (``
 
 A batch whose worker dies is marked failed by RQ and not run again; its tasks are counted as failed, and a
 re-run of the job predicts them (those written before the death are skipped). A planner killed (``SIGKILL``) leaves
-its queued batches to the workers (one stopped by Ctrl-C or SIGTERM cancels them: :func:`on_workers`); they still write each task at most once per version, since each batch
+its queued batches to the workers (one stopped by Ctrl-C or SIGTERM cancels them:
+:func:`on_workers`); they still write each task at most once per version, since each batch
 skips the tasks that have a prediction of the version when it starts.
 
 An automatic job that fails on a worker (Label Studio down, a ``LABEL_STUDIO_API_KEY`` label-studio-sdk or Label

@@ -198,7 +198,8 @@ def _redis_project(label_studio, redis_url, model_dir, n_tasks=30, annotated=6):
                                                     f"/api/tasks?project={project.id}&page_size=100")["tasks"]}
     app = create_app({"model_dir": model_dir, "redis_url": redis_url, "start_trainer": False, "warmup": False})
     backend = app.extensions["labelhub"]
-    payload = {"id": project.id, "created_at": project.created_at.isoformat(), "title": "t", "label_config": TEXT_CONFIG}
+    payload = {"id": project.id, "created_at": project.created_at.isoformat(), "title": "t",
+               "label_config": TEXT_CONFIG}
     key = backend.store.resolve_webhook_project(payload)
     for i in range(annotated):
         body = annotation_event(10_000 + i, {"id": ids[rows[i]["data"]["text"]], "data": rows[i]["data"]}, labels[i],
