@@ -267,7 +267,7 @@ class AutoPredictor:
 
         Decision: the status names no process (``pid`` 0, ``host`` ""): none holds it until a worker takes it;
         ``model_version`` is the project's version when it was enqueued (the worker plans with the newest); the
-        selection gives the number of new tasks, not their ids. A Redis error is logged, not raised (the job is
+        selection gives the number of new tasks, not their ids. An error is logged, not raised (the job is
         enqueued)."""
         from dataclasses import asdict
 
@@ -286,7 +286,7 @@ class AutoPredictor:
                                selection=json.dumps({"task_ids": ids, "unlabeled": bool(unlabeled)}, sort_keys=True),
                                started_at=None, updated_at=time.time())
             self.backend.store.save_job_status(key, asdict(status))
-        except (RedisError, OSError, ValueError) as exc:
+        except Exception as exc:  # noqa: BLE001 (best effort: the job is enqueued, only its status is not shown)
             log.info("project %s: cannot publish the queued job's status (%s)", key, one_line(exc, 200))
 
     def _warn_if_no_worker(self, key: str) -> None:
@@ -303,7 +303,7 @@ class AutoPredictor:
         try:
             if Worker.count(connection=client, queue=queue(client)):
                 return
-        except RedisError:
+        except Exception:  # noqa: BLE001 (a hint only: Redis unreachable says so elsewhere)
             return
         self._told_no_worker = now
         log.warning("project %s: its automatic prediction job waits in the RQ queue %r of this Redis database, and no "

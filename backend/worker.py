@@ -240,7 +240,7 @@ def predict_project(project_id: int, task_ids: list[int] | None = None, unlabele
                                  keep_versions=keep_versions, origin="auto-predict")
                 from labelhub.backend.auto_predict import log_job_done
 
-                log_job_done(status.project, status)
+                log_job_done(getattr(status, "project", key or project_id), status)
                 return asdict(status)
             except JobAlreadyRunning:
                 if client is not None and not mark_queued(client, project_id, WAITING_NOTE_SECONDS,
