@@ -324,3 +324,29 @@ def test_health_shows_iso_times_and_counts_and_a_refused_predict_says_what_runs(
     assert outcome["status"].state == "done" and outcome["status"].done == 5
     shown = requests.get(project.backend.url + "/health", timeout=10).json()["jobs"][project.key]
     assert shown["finished_at"].endswith("+00:00") and shown["error"] is None, shown
+
+
+def test_on_redis_predict_sees_a_running_job_by_its_lease(label_studio, redis_url, tmp_path):
+    """With Redis, ``/predict`` tells a running job (its tasks left to it) by the shared status *and* the job's lease:
+    a worker that died leaves a ``running`` status, but its lease expires, and then ``/predict`` answers as always."""
+    from dataclasses import asdict
+
+    from labelhub.backend.app import create_app
+    from labelhub.backend.job_status import JobStatus
+    from labelhub.backend.jobs import left_to_job, running_job
+
+    url = redis_url[:-2] + "/2"
+    project_id, key = _redis_project(label_studio, url, tmp_path / "app", n_tasks=10, annotated=4)
+    app = create_app({"model_dir": tmp_path / "replica", "redis_url": url, "start_trainer": False, "warmup": False})
+    host = app.extensions["labelhub"]
+    version = host.store.project(key).kv()["model_version"]
+    status = JobStatus(project=key, project_id=project_id, state="running", model_version=version,
+                       selection=json.dumps({"task_ids": [1, 2], "unlabeled": True}))
+    host.store.save_job_status(key, asdict(status))
+    tasks = [{"id": 1, "is_labeled": False}, {"id": 2, "is_labeled": True}, {"id": 3, "is_labeled": False}]
+    assert running_job(host, key) is None  # no lease: a dead worker's status
+    with host.store.job_lock(key) as held:
+        assert held
+        found = running_job(host, key)
+        assert found is not None and left_to_job(found, tasks, version) == [1]
+        assert left_to_job(found, tasks, "labelhub-99-00000000") == []  # another version: answered as always
