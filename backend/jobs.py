@@ -59,7 +59,8 @@ retrain after its last batch leaves it with the one it wrote: the next job's), w
 **The prediction set.** A job selects its version as the project's prediction set (what the Data Manager's
 "Prediction score" sorts by) under the rules of :func:`_select_version`; a job of part of the project only when
 every unlabeled task holds the version. ``all`` of the whole project deletes the version, which makes Label Studio
-unselect it: the job selects it again as soon as a batch of it landed, so a job killed before that leaves no set.
+unselect it: the job selects it again as soon as a batch of it landed, so a job killed before that leaves no set
+until a re-run of the same job, which remembers it (:attr:`~labelhub.backend.job_status.JobStatus.unselected`).
 
 **A model that has learned nothing writes nothing.** Before its first fit the default model answers every task with
 no region (``result: []``), which shows nothing and whose score 0.0 puts the task first in that sort. While
