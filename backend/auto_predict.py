@@ -30,7 +30,10 @@ With ``LABELHUB_REDIS_URL`` the same loop, on the trainer's host, enqueues each 
 it (:func:`labelhub.backend.worker.predict_project`), after the same interval, and ``labelhub worker``
 processes on any host plan and predict it. A project's whole-project job is not enqueued while another waits in
 the queue (:func:`labelhub.backend.worker.mark_queued`): that one plans with the newest version. Before both,
-every retrain enqueued one job. The requests not enqueued yet are kept in Redis (:data:`PENDING_KEY`) instead of
+every retrain enqueued one job. An enqueued job's status is published as ``queued`` (``/health``, ``labelhub
+predict --status``) and a warning says when no ``labelhub worker`` listens on the queue
+(:meth:`AutoPredictor._note_queued`, :meth:`AutoPredictor._warn_if_no_worker`). The requests not enqueued yet
+are kept in Redis (:data:`PENDING_KEY`) instead of
 the file, so the trainer's next holder finds them on whichever host it runs. A job that fails on a worker is kept
 there, with the same backoff and ``/health`` status (:mod:`labelhub.backend.worker`: the job schedules its own next
 try on RQ); this loop's retry then covers a failure to enqueue. The workers run the jobs with their own
@@ -54,7 +57,8 @@ from labelhub.redaction import one_line
 
 log = logging.getLogger(__name__)
 
-__all__ = ["AutoPredictor", "project_id_of", "check_key", "PENDING_FILE", "PENDING_KEY", "RETRY_SECONDS",
+__all__ = ["AutoPredictor", "project_id_of", "check_key", "log_job_done", "PENDING_FILE", "PENDING_KEY",
+           "RETRY_SECONDS",
            "MAX_RETRY_SECONDS"]
 
 #: The one-host requests not done yet, under ``MODEL_DIR``: ``{project key: {"unlabeled": bool, "task_ids": [id]}}``
@@ -131,6 +135,23 @@ def project_id_of(key: str) -> int:
     return int(str(key).split(".")[0])
 
 
+def log_job_done(key: str, status: Any) -> None:
+    """Log what a finished automatic job did: at INFO every version it wrote
+    (:func:`labelhub.backend.job_status.written_summary`, as ``labelhub predict``'s summary says it), and, when tasks
+    failed, a WARNING with how many and the first reason (:func:`labelhub.backend.job_status.failure_summary`, the
+    ``error`` of its status on ``/health``)."""
+    from labelhub.backend.job_status import JobStatus, written_summary
+
+    if not isinstance(status, JobStatus):  # a stand-in of the tests
+        log.info("project %s: auto-predict wrote %s predictions", key, getattr(status, "done", "?"))
+        return
+    empty = f", {status.empty} empty (the model has learned nothing yet)" if status.empty else ""
+    log.info("project %s: auto-predict %s, %d skipped, %d failed%s", key, written_summary(status), status.skipped,
+             status.failed, empty)
+    if status.failed and status.error:
+        log.warning("project %s: auto-predict: %s", key, status.error)
+
+
 class AutoPredictor:
     """Queues and runs the automatic prediction jobs of a backend (see the module docstring).
 
@@ -149,6 +170,7 @@ class AutoPredictor:
         self._running = False
         self._current: tuple[str, bool, set[int]] | None = None  # the request being run
         self._last_whole: dict[str, float] = {}  # key -> when its last whole-project job started (monotonic)
+        self._told_no_worker = -float("inf")  # when the last "no labelhub worker" warning was logged (monotonic)
 
     @property
     def enabled(self) -> bool:
@@ -222,6 +244,7 @@ class AutoPredictor:
         client, project_id, job_id = self.backend.store.client, project_id_of(key), uuid.uuid4().hex
         if unlabeled and not mark_queued(client, project_id, job_id=job_id):
             log.debug("project %s: a whole-project job is already queued; it will predict the newest version", key)
+            self._warn_if_no_worker(key)
             return
         try:
             queue(client).enqueue(
@@ -233,6 +256,60 @@ class AutoPredictor:
             if unlabeled:  # no job waits: the next retrain's request must not merge into none
                 unmark_queued(client, project_id)
             raise
+        self._note_queued(key, task_ids, unlabeled)
+        self._warn_if_no_worker(key)
+
+    def _note_queued(self, key: str, task_ids: list[int] | None, unlabeled: bool) -> None:
+        """Publish a ``queued`` status of the job just enqueued (Redis: ``/health``'s ``jobs`` on every replica,
+        ``labelhub predict --status``), unless the project's last status is ``running`` (a running job's own status
+        is not hidden; the worker's job replaces this one when it starts). Before, a job
+        waiting in RQ showed nowhere (an audit: no worker running, ``"jobs": {}``, ``--status`` said no job).
+
+        Decision: the status names no process (``pid`` 0, ``host`` ""): none holds it until a worker takes it;
+        ``model_version`` is the project's version when it was enqueued (the worker plans with the newest); the
+        selection gives the number of new tasks, not their ids. An error is logged, not raised (the job is
+        enqueued)."""
+        from dataclasses import asdict
+
+        from labelhub.backend.job_status import JobStatus
+        from labelhub.backend.jobs import last_status
+
+        try:
+            previous = last_status(self.backend, key)
+            if previous is not None and previous.state == "running":
+                return
+            version = self.backend.store.project(key).kv().get("model_version")
+            ids = None if unlabeled else sorted(task_ids or ())
+            status = JobStatus(project=key, project_id=project_id_of(key), state="queued", pid=0, host="",
+                               origin="auto-predict",
+                               model_version=version, total=len(ids or ()), queued=len(ids or ()),
+                               selection=json.dumps({"task_ids": ids, "unlabeled": bool(unlabeled)}, sort_keys=True),
+                               started_at=None, updated_at=time.time())
+            self.backend.store.save_job_status(key, asdict(status))
+        except Exception as exc:  # noqa: BLE001 (best effort: the job is enqueued, only its status is not shown)
+            log.info("project %s: cannot publish the queued job's status (%s)", key, one_line(exc, 200))
+
+    def _warn_if_no_worker(self, key: str) -> None:
+        """Warn, at most once per :data:`labelhub.backend.worker.NO_WORKER_WARNING_SECONDS`, when no ``labelhub
+        worker`` listens on the RQ queue the automatic jobs wait in (as the planner of ``labelhub predict`` does)."""
+        from rq import Worker
+
+        from labelhub.backend.worker import NO_WORKER_WARNING_SECONDS, QUEUE, queue
+
+        now = time.monotonic()
+        if now - self._told_no_worker < NO_WORKER_WARNING_SECONDS:
+            return
+        client = self.backend.store.client
+        try:
+            if Worker.count(connection=client, queue=queue(client)):
+                return
+        except Exception:  # noqa: BLE001 (a hint only: Redis unreachable says so elsewhere)
+            return
+        self._told_no_worker = now
+        log.warning("project %s: its automatic prediction job waits in the RQ queue %r of this Redis database, and no "
+                    "`labelhub worker` takes jobs from it: start one with the same LABELHUB_REDIS_URL (database "
+                    "number included); `labelhub predict --project %d --status` shows the job queued", key, QUEUE,
+                    project_id_of(key))
 
     def wait_idle(self, timeout: float = 60.0) -> bool:
         """Wait until no request is pending or running (tests). Returns whether it got there in time."""
@@ -271,9 +348,9 @@ class AutoPredictor:
                 else:
                     api = api or LabelStudioClient(self.settings.label_studio_url, self.settings.label_studio_api_key)
                     status = run_job(self.backend, api, project_id_of(key), task_ids=None if whole else sorted(ids),
-                                     unlabeled=whole, progress=False, keep_versions=self.settings.keep_versions)
-                    log.info("project %s: auto-predict wrote %d predictions of %s (%d failed)", key, status.done,
-                             status.model_version, status.failed)
+                                     unlabeled=whole, progress=False, keep_versions=self.settings.keep_versions,
+                                     origin="auto-predict")
+                    log_job_done(key, status)
             except JobAlreadyRunning:  # `labelhub predict` runs: ask again after it
                 self.request(key, sorted(ids), whole)
                 threading.Event().wait(5.0)

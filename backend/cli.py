@@ -283,46 +283,37 @@ def _filters(value: str | None) -> dict | None:
 
 
 def _readable(view: dict) -> dict:
-    """A status as ``--status`` prints it: its Unix times (``started_at``, ``updated_at``, ``finished_at``) in ISO 8601,
-    UTC (``/health`` keeps the numbers)."""
-    from datetime import datetime, timezone
+    """A status as ``--status`` prints it: its Unix times in ISO 8601, UTC, as ``/health`` shows them
+    (:func:`labelhub.backend.job_status.iso_times`)."""
+    from labelhub.backend.job_status import iso_times
 
-    return {key: datetime.fromtimestamp(value, timezone.utc).isoformat(timespec="seconds")
-            if key.endswith("_at") and isinstance(value, (int, float)) else value for key, value in view.items()}
+    return iso_times(view)
 
 
 def _summary(project_id: int, status, seconds: float) -> str:
     """The summary line of a finished job: the predictions written of the job's (newest) version, and those of older
-    versions a retrain during the job left (:attr:`~labelhub.backend.job_status.JobStatus.by_version`)."""
-    final = status.model_version
-    of_final = status.by_version.get(final, 0) if status.by_version else status.done
-    older = {v: n for v, n in status.by_version.items() if v != final}
-    again = (f"{status.behind} of their tasks hold no {final} yet: run again" if status.behind
-             else "their tasks were predicted again")
-    also = (f" (and {sum(older.values())} of older version(s) {', '.join(older)}, written before a retrain during the "
-            f"job moved the version: {again})") if older else ""
+    versions a retrain during the job left (:func:`labelhub.backend.job_status.written_summary`, which the automatic
+    jobs' log line shares)."""
+    from labelhub.backend.job_status import written_summary
+
     empty = f", {status.empty} empty" if status.empty else ""
-    return (f"project {project_id}: {of_final} predictions of {final} written{also}, {status.skipped} skipped, "
+    return (f"project {project_id}: {written_summary(status)}, {status.skipped} skipped, "
             f"{status.failed} failed{empty} ({status.total} tasks planned, {seconds:.1f} s, "
             f"{status.total / seconds if seconds else 0:.1f} tasks/s)")
 
 
 def _with_failures(view: dict, secrets) -> dict:
     """A status as ``--status`` prints it, with an ``error`` that sums up the failed tasks of a job whose state is
-    ``done`` (every batch ran; the job itself did not fail, so :mod:`labelhub.backend.jobs` leaves ``error`` empty):
-    ``"22 of 22 tasks failed (task 5: <reason>, and 21 more); run labelhub predict again to retry them"``. Found by a
-    walkthrough: a job where every task failed showed ``"state": "done"`` and ``"error": null``. The ``state`` is
-    left as the job wrote it (``done``: the job ran to its end)."""
-    failed, total = view.get("failed") or 0, view.get("total") or 0
-    if view.get("state") != "done" or view.get("error") or not failed:
-        return view
+    ``done`` (:func:`labelhub.backend.job_status.failure_summary`, which :func:`labelhub.backend.jobs.run_job` also
+    saves, so ``/health`` says the same), redacted. The ``state`` is left as the job wrote it (``done``: the job ran
+    to its end)."""
+    from labelhub.backend.job_status import failure_summary
     from labelhub.redaction import redact
 
-    failures = view.get("failures") or {}
-    first = next(iter(failures.items()), None)
-    reason = f" (task {first[0]}: {first[1]}{f', and {failed - 1} more' if failed > 1 else ''})" if first else ""
-    return {**view, "error": redact(f"{failed} of {total} tasks failed{reason}; run labelhub predict again to "
-                                    "retry them", secrets)}
+    if view.get("state") != "done" or view.get("error") or not view.get("failed"):
+        return {**view, "error": redact(view["error"], secrets)} if view.get("error") else view
+    summary = failure_summary(view.get("failed") or 0, view.get("total") or 0, view.get("failures") or {})
+    return {**view, "error": redact(summary, secrets)}
 
 
 def _why_empty(host, status) -> str:
@@ -488,7 +479,7 @@ def predict(project_id, mode, task_ids, unlabeled, filter_json, view_id, batch_s
         try:
             status = run_job(host, api, project_id, mode=mode, task_ids=ids, unlabeled=unlabeled,
                              batch_size=batch_size, select_version=select_version, execute=execute,
-                             keep_versions=keep_versions, filters=filters)
+                             keep_versions=keep_versions, filters=filters, origin="labelhub predict")
         except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM
             raise click.ClickException(_interrupted(exc, latest_status(settings.model_dir, project_id))) from None
     seconds = time.monotonic() - started
@@ -509,7 +500,8 @@ def predict(project_id, mode, task_ids, unlabeled, filter_json, view_id, batch_s
                    f"task(s) have no prediction of {status.model_version}, and the Data Manager's sort by 'Prediction "
                    f"score' would show them blank; run `labelhub predict --project {project_id}` to predict them (it "
                    "then selects the version), or run again with --select-version")
-    elif status.model_version and status.prediction_set != status.model_version and not every_task_failed:
+    elif status.model_version and status.done and status.prediction_set != status.model_version \
+            and not every_task_failed:  # nothing written (an empty project, no fit yet): no version to select
         selected = repr(status.prediction_set) if status.prediction_set else "no version"
         click.echo(f"project {project_id}: the Data Manager's 'Prediction score' shows {selected}; to sort by this "
                    f"job's scores select {status.model_version} in Settings > Annotation > Prelabeling, or run again "

@@ -17,7 +17,8 @@ from pathlib import Path
 from labelhub.backend.state import atomic_write_json
 
 __all__ = ["BatchResult", "JobStatus", "read_statuses", "latest_status", "latest_of", "KEEP_FAILURES",
-           "save_auto_failure", "RETRY_SECONDS", "MAX_RETRY_SECONDS"]
+           "save_auto_failure", "RETRY_SECONDS", "MAX_RETRY_SECONDS", "failure_summary", "written_summary", "iso_times",
+           "for_health"]
 
 #: Seconds before a failed automatic prediction request is tried again (:mod:`labelhub.backend.auto_predict` on one
 #: host, :mod:`labelhub.backend.worker` with Redis); doubled after each failure of the project's requests in a row.
@@ -62,6 +63,69 @@ def batch_result(returned: dict) -> BatchResult:
 
 
 
+def failure_summary(failed: int, total: int, failures: dict) -> str | None:
+    """The ``error`` of a job that ran to its end (``done``) with failed tasks, the one place it is made: ``"22 of 22
+    tasks failed (task 5: <reason>, and 21 more); run labelhub predict again to retry them"`` (``None`` when none
+    failed). :func:`labelhub.backend.jobs.run_job` saves it in the status, so ``/health`` and ``labelhub predict
+    --status`` say the same (before, only ``--status`` added it: an audit saw ``"error": null`` on ``/health``), and
+    the automatic jobs log it as a warning.
+
+    Args:
+        failed, total: The status's task counts.
+        failures: ``{task id: reason}`` (:attr:`JobStatus.failures`, the first ones kept); the first names the reason.
+    """
+    if not failed:
+        return None
+    first = next(iter((failures or {}).items()), None)
+    reason = f" (task {first[0]}: {first[1]}{f', and {failed - 1} more' if failed > 1 else ''})" if first else ""
+    return f"{failed} of {total} tasks failed{reason}; run labelhub predict again to retry them"
+
+
+def written_summary(status: "JobStatus") -> str:
+    """What a finished job wrote, for ``labelhub predict``'s summary and the automatic jobs' log line: ``"430
+    predictions of labelhub-30-… written"``, and when a retrain during the job made it write older versions too,
+    ``" (and 12 of older version(s) labelhub-20-…, written before a retrain during the job moved the version: their
+    tasks were predicted again)"`` (:attr:`JobStatus.by_version`, :attr:`JobStatus.behind`)."""
+    final = status.model_version
+    of_final = status.by_version.get(final, 0) if status.by_version else status.done
+    older = {v: n for v, n in status.by_version.items() if v != final}
+    again = (f"{status.behind} of their tasks hold no {final} yet: run again" if status.behind
+             else "their tasks were predicted again")
+    also = (f" (and {sum(older.values())} of older version(s) {', '.join(older)}, written before a retrain during the "
+            f"job moved the version: {again})") if older else ""
+    return f"{of_final} predictions of {final} written{also}"
+
+
+def iso_times(view: dict) -> dict:
+    """``view`` (a status dict) with its Unix times (``started_at``, ``updated_at``, ``finished_at``) in ISO 8601, UTC
+    (``2026-12-06T11:48:40+00:00``), as ``/health`` and ``labelhub predict --status`` show them; ``None`` stays."""
+    from datetime import datetime, timezone
+
+    return {key: datetime.fromtimestamp(value, timezone.utc).isoformat(timespec="seconds")
+            if key.endswith("_at") and isinstance(value, (int, float)) and not isinstance(value, bool) else value
+            for key, value in view.items()}
+
+
+def for_health(view: dict) -> dict:
+    """A status dict as ``/health``'s ``jobs`` shows it: times in ISO 8601, UTC (:func:`iso_times`), and the job's
+    ``selection`` as ``{"task_ids": <how many> or null, "unlabeled": bool, "filters": bool}`` instead of the JSON of
+    every task id (an automatic job of an import of thousands of tasks made ``/health``, which Label Studio gives 1 s,
+    that much longer; ``labelhub predict --status`` shows them all). A ``done`` job with failed tasks has its
+    :func:`failure_summary` as ``error`` (a status saved before ``run_job`` kept it)."""
+    out = iso_times(view)
+    try:
+        selection = json.loads(view.get("selection") or "{}")
+    except (TypeError, ValueError):
+        selection = {}
+    if isinstance(selection, dict):
+        ids = selection.get("task_ids")
+        out["selection"] = {"task_ids": len(ids) if isinstance(ids, list) else None,
+                            "unlabeled": bool(selection.get("unlabeled")), "filters": bool(selection.get("filters"))}
+    if out.get("state") == "done" and not out.get("error"):
+        out["error"] = failure_summary(out.get("failed") or 0, out.get("total") or 0, out.get("failures") or {})
+    return out
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -104,7 +168,8 @@ class JobStatus:
             of the same job does not delete again).
         started_at, updated_at, finished_at: Unix times.
         pid, host: The process running it.
-        error: Why the job failed (one line, no secret).
+        error: Why the job failed (one line, no secret); for a ``done`` job with failed tasks, how many failed and
+            the first reason (:func:`failure_summary`).
         failures: ``{task id: reason}`` of the first :data:`KEEP_FAILURES` failed tasks.
         retired: ``{model version: predictions deleted}`` of the older versions deleted after the job
             (``keep_versions``: :mod:`labelhub.backend.retire`).
@@ -112,6 +177,12 @@ class JobStatus:
             Prelabeling; the Data Manager's "Prediction score" averages its scores); ``""`` when none.
         versions: Every version the job's batches wrote, in the order their results came in; none of them is
             retired after the job.
+        origin: Who started the job: ``"auto-predict"`` (the backend's automatic jobs), ``"labelhub predict"``, or
+            ``""`` (a caller of :func:`labelhub.backend.jobs.run_job` that did not say, or a status of an older
+            version); a ``labelhub predict`` refused because a job runs names it.
+        unselected: For ``mode="all"``: the version its delete unselected as the project's prediction set (``""``:
+            none), which the job selects again once a batch of it lands; a re-run of the same job, interrupted after
+            the delete, takes it over (before, a second ``--all`` found no set selected and never selected one).
     """
 
     project: str
@@ -142,6 +213,8 @@ class JobStatus:
     retired: dict[str, int] = field(default_factory=dict)
     prediction_set: str = ""
     versions: list[str] = field(default_factory=list)
+    unselected: str = ""
+    origin: str = ""
 
     @staticmethod
     def path(model_dir: Path, key: str) -> Path:
@@ -194,8 +267,11 @@ class JobStatus:
 
     def view(self) -> dict:
         """The status as ``/health`` and ``labelhub predict --status`` show it (``state`` is ``interrupted``
-        for a queued or running job whose process on this host is gone)."""
+        for a queued or running job whose process on this host is gone; a ``done`` job with failed tasks has the
+        :func:`failure_summary` as its ``error``)."""
         out = asdict(self)
+        if self.state == "done" and not self.error:  # a status saved before run_job kept the summary
+            out["error"] = failure_summary(self.failed, self.total, self.failures)
         if self.state in ("queued", "running") and self.host == socket.gethostname() and not _alive(self.pid):
             out["state"] = "interrupted"
         return out

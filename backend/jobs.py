@@ -38,7 +38,11 @@ What remains (the window, honestly):
 - another writer of the same version between a batch's read and its write (the time to predict one
   batch: seconds for 500 texts): Label Studio's own "Retrieve predictions" or its automatic
   evaluation calling the backend's ``/predict`` for the same tasks, or a job on another host with another
-  ``MODEL_DIR`` (no shared lock). The task then gets two predictions of that version;
+  ``MODEL_DIR`` (no shared lock). While a job runs, the backend's ``/predict`` answers a request of several tasks
+  with no ``result`` for those the job writes (:func:`left_to_job`: Label Studio then stores nothing), and at its
+  end the job deletes a second prediction of its version on a task it wrote, keeping the oldest
+  (:func:`_drop_duplicates`, one listing of the tasks it wrote): what remains is a writer that saves after the
+  job's end a request it began before the job started;
 - a write whose answer was lost while Label Studio was still committing it when the job read the tasks
   again (the client waits 120 s, so this needs a Label Studio slower than that): the retry writes those
   tasks a second time;
@@ -55,7 +59,8 @@ retrain after its last batch leaves it with the one it wrote: the next job's), w
 **The prediction set.** A job selects its version as the project's prediction set (what the Data Manager's
 "Prediction score" sorts by) under the rules of :func:`_select_version`; a job of part of the project only when
 every unlabeled task holds the version. ``all`` of the whole project deletes the version, which makes Label Studio
-unselect it: the job selects it again as soon as a batch of it landed, so a job killed before that leaves no set.
+unselect it: the job selects it again as soon as a batch of it landed, so a job killed before that leaves no set
+until a re-run of the same job, which remembers it (:attr:`~labelhub.backend.job_status.JobStatus.unselected`).
 
 **A model that has learned nothing writes nothing.** Before its first fit the default model answers every task with
 no region (``result: []``), which shows nothing and whose score 0.0 puts the task first in that sort. While
@@ -83,12 +88,12 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Protocol, S
 
 from redis.exceptions import RedisError
 
-from labelhub.backend.job_status import BatchResult, JobStatus
+from labelhub.backend.job_status import BatchResult, JobStatus, failure_summary
 from labelhub.backend.labelstudio_api import LabelStudioClient, ProjectInfo, TaskRow
 from labelhub.backend.labelstudio_api import PredictionRow  # noqa: F401 (in the examples)
 from labelhub.backend.model import normalize_predictions
 from labelhub.cli_options import progress_bar
-from labelhub.redaction import one_line
+from labelhub.redaction import one_line, redact
 from labelhub.errors import LabelHubError, LabelStudioError, NotFoundError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -438,6 +443,95 @@ def last_status(host: JobHost, key: str) -> JobStatus | None:
         return None
 
 
+def running_job(host: JobHost, key: str) -> JobStatus | None:
+    """The status of project ``key``'s prediction job when one runs now, else ``None``.
+
+    One host: the last status in ``MODEL_DIR/jobs`` (:func:`labelhub.backend.job_status.read_statuses`, parsed again
+    only when it changed) says ``running`` and its process is alive. With ``LABELHUB_REDIS_URL``: the shared status
+    says ``running`` and the job's Redis lease (``labelhub:jobs:<key>:lock``) is held (a worker that died leaves a
+    ``running`` status, but its lease expires). A store that cannot be read counts as no job (logged at INFO)."""
+    from labelhub.backend.job_status import read_statuses
+
+    try:
+        if host.settings.redis_url:
+            status = last_status(host, key)
+            if status is None or status.state != "running":
+                return None
+            from labelhub.backend.redis_state import PREFIX
+
+            return status if host.store.client.exists(f"{PREFIX}jobs:{key}:lock") else None
+        view = read_statuses(host.settings.model_dir).get(key)
+        return JobStatus.from_dict(view) if view and view.get("state") == "running" else None
+    except (OSError, RedisError, ValueError, TypeError) as exc:
+        log.info("project %s: cannot tell whether a prediction job runs (%s)", key, one_line(exc, 200))
+        return None
+
+
+def left_to_job(status: JobStatus, tasks: Sequence[dict], model_version: str) -> list[int]:
+    """The ids of ``tasks`` (Label Studio's ``/predict`` tasks: ``{"id", "is_labeled", ...}``) that the running job
+    ``status`` will write a prediction of ``model_version`` for, so that ``/predict`` answers none for them.
+
+    Decision (an audit: "Retrieve predictions" pressed during an automatic job gave each task two predictions of one
+    version): Label Studio's ``predict_tasks`` (``ml/models.py``, what the Data Manager's ``retrieve_tasks_predictions``
+    action runs) picks the tasks lacking the version, calls ``/predict`` with them all in one request (32 s for 200
+    tasks), then saves what it got, while the job writes the same tasks. An answer without ``result`` is stored by
+    Label Studio as nothing (it logs it), so the job alone writes them. A task counts when the job is of
+    ``model_version`` (its starting version or one its batches wrote) and its selection holds the task: every task, the
+    listed ``task_ids``, or, with ``unlabeled``, a task whose ``is_labeled`` is false. A job with Data Manager
+    ``filters`` covers none (this cannot tell which tasks they keep).
+
+    Returns:
+        The task ids, in the order given (``[]`` when the job is of another version).
+    """
+    if model_version != status.model_version and model_version not in status.versions:
+        return []
+    try:
+        selection = json.loads(status.selection or "{}")
+    except ValueError:
+        return []
+    if not isinstance(selection, dict) or selection.get("filters"):
+        return []
+    wanted = selection.get("task_ids")
+    wanted = None if wanted is None else {i for i in wanted if isinstance(i, int)}
+    out = []
+    for task in tasks:
+        tid = task.get("id") if isinstance(task, dict) else None
+        if not isinstance(tid, int) or (wanted is not None and tid not in wanted):
+            continue
+        if selection.get("unlabeled") and task.get("is_labeled"):
+            continue
+        out.append(tid)
+    return out
+
+
+def _drop_duplicates(api: LabelStudioClient, project_id: int, task_ids: Sequence[int], versions: set[str]) -> int:
+    """Delete the second and later predictions of one version of a task (keeping the oldest, the lowest id) among
+    ``task_ids`` (the tasks the job wrote) for the ``versions`` the job wrote: another writer of the version during
+    the job (Label Studio's "Retrieve predictions" or the editor's ``/predict`` of one task, whose request started
+    before the job; see :func:`left_to_job`). Returns how many were deleted (logged at WARNING); a failure to list or
+    delete is logged, not raised (the job's predictions are written)."""
+    if not task_ids or not versions:
+        return 0
+    try:
+        listed = api.tasks(project_id, list(task_ids))
+        extra = {v: [p.id for t in listed for p in sorted(t.predictions_of(v), key=lambda p: p.id)[1:]]
+                 for v in versions}
+        for version, ids in extra.items():
+            if ids:
+                api.delete_predictions(project_id, version, ids)
+    except LabelStudioError as exc:
+        log.warning("project %s: cannot remove the second predictions of one version some tasks got during the job "
+                    "(%s)", project_id, one_line(exc, 300))
+        return 0
+    count = sum(map(len, extra.values()))
+    if not count:
+        return 0
+    log.warning("project %s: removed %d second prediction(s) of %s another writer (Label Studio's Retrieve "
+                "predictions, or the editor) saved during the job; each task keeps its oldest", project_id, count,
+                ", ".join(sorted(v for v, ids in extra.items() if ids)))
+    return count
+
+
 def _save(host: JobHost, status: JobStatus) -> None:
     """Write the status to ``MODEL_DIR/jobs`` and publish it to the store (Redis: every replica's ``/health``)."""
     status.save(host.settings.model_dir)
@@ -447,7 +541,8 @@ def _save(host: JobHost, status: JobStatus) -> None:
 def run_job(host: JobHost, api: LabelStudioClient, project_id: int, *, mode: str = "missing",
             task_ids: Iterable[int] | None = None, unlabeled: bool = False, batch_size: int = DEFAULT_BATCH_SIZE,
             select_version: bool | None = None, progress: bool | None = None,
-            execute: Executor | None = None, keep_versions: int = 0, filters: dict | None = None) -> JobStatus:
+            execute: Executor | None = None, keep_versions: int = 0, filters: dict | None = None,
+            origin: str = "") -> JobStatus:
     """Pre-annotate a project: list its tasks, :func:`plan`, :func:`run_batch` each batch (see the module docstring).
 
     Args:
@@ -472,6 +567,8 @@ def run_job(host: JobHost, api: LabelStudioClient, project_id: int, *, mode: str
             :data:`PROGRESS_LOG_SECONDS`.
         execute: Where the batches run (an :data:`Executor`): :func:`run_here` (default), or RQ workers
             (:func:`labelhub.backend.worker.on_workers`, what ``labelhub predict`` uses with ``LABELHUB_REDIS_URL``).
+        origin: Who starts the job (:attr:`~labelhub.backend.job_status.JobStatus.origin`): ``"auto-predict"``,
+            ``"labelhub predict"``, or ``""``.
         keep_versions: Afterwards, when the job covered the whole project (no ``task_ids``, no ``filters``), delete
             the predictions of the model's older versions but the newest ``keep_versions``
             (:mod:`labelhub.backend.retire`); 0 (default): delete none.
@@ -513,8 +610,12 @@ def run_job(host: JobHost, api: LabelStudioClient, project_id: int, *, mode: str
     with host.store.job_lock(project.key) as held:
         if not held:
             running = last_status(host, project.key)
-            by = f" (pid {running.pid} on {running.host})" if running else ""
-            raise JobAlreadyRunning(f"a prediction job of project {project_id} is running{by}")
+            by = f" (pid {running.pid} on {running.host})" if running and running.pid else ""
+            which = ("the backend's automatic prediction job (LABELHUB_AUTO_PREDICT)"
+                     if running and running.origin == "auto-predict" else "a prediction job")
+            raise JobAlreadyRunning(f"{which} of project {project_id} is running{by}: wait for it to end (`labelhub "
+                                    f"predict --project {project_id} --status` shows its progress), then run again: "
+                                    "the tasks it wrote are skipped")
         model = host.models.get(project.key, project.label_config)
         model.refresh()
         version = model.model_version
@@ -523,8 +624,8 @@ def run_job(host: JobHost, api: LabelStudioClient, project_id: int, *, mode: str
         selection = json.dumps({"task_ids": ids, "unlabeled": bool(unlabeled),
                                 **({"filters": filters} if filters else {})}, sort_keys=True)
         status = JobStatus(project=project.key, project_id=project.id, mode=mode, state="running",
-                           model_version=version, selection=selection, started_at=time.time())
-        bar = None
+                           model_version=version, selection=selection, started_at=time.time(), origin=origin)
+        bar = results = None
         in_flight: list[int] = []  # the batch being predicted and written
         written: list[int] = []  # every task id written, to find those a retrain left with an older version
         was_selected = project.model_version == version  # --all's delete unselects it: selected again after a batch
@@ -540,7 +641,11 @@ def run_job(host: JobHost, api: LabelStudioClient, project_id: int, *, mode: str
                 status.cleared = bool(previous and previous.mode == "all" and previous.model_version == version
                                       and previous.selection == selection and previous.cleared
                                       and previous.state != "done")  # the same job, interrupted after its delete
-                if not status.cleared:
+                if status.cleared:  # the same job again: the version its delete unselected is still to select
+                    status.unselected = previous.unselected if previous else ""
+                    was_selected = was_selected or status.unselected == version
+                else:
+                    status.unselected = version if was_selected else ""
                     _save(host, status)
                     whole = ids is None and not unlabeled and not filters
                     api.delete_predictions(project.id, version, None if whole else [
@@ -570,7 +675,8 @@ def run_job(host: JobHost, api: LabelStudioClient, project_id: int, *, mode: str
             with contextlib.nullcontext() if bar.disable else logging_redirect_tqdm(tqdm_class=tqdm):
                 for catch_up in range(CATCH_UP_PASSES + 1):
                     pass_versions: set[str] = set()
-                    for i, result in enumerate((execute or run_here)(host, api, project, batches, update)):
+                    results = (execute or run_here)(host, api, project, batches, update)
+                    for i, result in enumerate(results):
                         status.add(result)
                         written += result.written
                         pass_versions.update(result.by_version)
@@ -597,14 +703,20 @@ def run_job(host: JobHost, api: LabelStudioClient, project_id: int, *, mode: str
                         break
                     batches = stale
                     added = sum(len(b) for b in batches)
-                    log.info("project %s: a retrain moved the version to %s during the job: predicting the %d tasks "
-                             "written with an older one again", project_id, newest, added)
+                    # the versions written, not the model's newest: the next batches may write yet another one
+                    log.info("project %s: a retrain moved the version during the job (its batches wrote %s): "
+                             "predicting the %d tasks written with an older one again with the newest", project_id,
+                             ", ".join(sorted(pass_versions)), added)
                     status.total += added
                     status.queued += added
                     bar.total = (bar.total or 0) + added
                     start(0)
                     _save(host, status)
         except BaseException as exc:
+            close = getattr(results, "close", None)
+            if close is not None:  # now, not when garbage-collected: RQ's executor cancels its queued batches
+                with contextlib.suppress(Exception):
+                    close()
             status.state, status.finished_at = "failed", time.time()
             interrupted = isinstance(exc, KeyboardInterrupt)
             status.error = f"interrupted ({str(exc) or 'Ctrl-C'})" if interrupted else _one_line(exc)
@@ -616,10 +728,13 @@ def run_job(host: JobHost, api: LabelStudioClient, project_id: int, *, mode: str
             if bar is not None:
                 bar.close()
         # still under the job's lock, so that no later job's status is overwritten by this one's
+        _drop_duplicates(api, project.id, sorted(set(written)), {version, *status.versions})
         model.refresh()
         ours = _versions_of(model, previous)
         status.model_version = _newest(status.versions, model.get("versions") or []) or version
         status.state, status.finished_at = "done", time.time()
+        summary = failure_summary(status.failed, status.total, status.failures)
+        status.error = redact(summary, getattr(host.settings, "secrets", ())) if summary else None
         partial = ids is not None or bool(filters)
         if partial and select_version is not False and project.model_version != status.model_version:
             # do the other tasks hold the version? (a listing of those that lack it: only when it could be selected)
@@ -741,6 +856,11 @@ def _select_version(api: LabelStudioClient, project: ProjectInfo, status: JobSta
     prediction set afterwards."""
     version, current = status.model_version, project.model_version or ""
     if not version or current == version or select is False:
+        return current
+    if not status.done and status.empty and select is None:  # advice to run a job would write nothing either
+        log.info("project %s: its prediction set stays %r: the model has learned nothing yet (all %d answers were "
+                 "empty, none written); the job after its first fit predicts the tasks", project.id, current,
+                 status.empty)
         return current
     if partial and status.missing_elsewhere is None and select is None:
         log.info("project %s: its prediction set stays %r: the job covered part of the project and the others' "

@@ -209,7 +209,8 @@ def health():
     changed: :func:`labelhub.backend.job_status.read_statuses`), in well under Label Studio's 1 s. ``jobs`` is
     ``{project key: {"state", "total", "queued", "running", "done", "skipped", "failed", "model_version", ...}}``
     of each project's last prediction job (``labelhub predict``; with ``LABELHUB_REDIS_URL``, read from Redis,
-    so every replica shows every host's jobs). ``pid`` is the answering worker's process id.
+    so every replica shows every host's jobs): times in ISO 8601, UTC, and ``selection`` as counts
+    (:func:`labelhub.backend.job_status.for_health`). ``pid`` is the answering worker's process id.
 
     ``trainer`` names the process that applies the events and fits (one per host's ``MODEL_DIR``; with
     ``LABELHUB_REDIS_URL`` one across every host): ``{"host", "pid"}``, or ``null`` while none holds the lease (at
@@ -218,11 +219,12 @@ def health():
     (``pid``) is that process: behind gunicorn a random worker answers, so it is ``false`` from the others.
     """
     from labelhub.backend.embedders import loaded_embedders
-    from labelhub.backend.job_status import read_statuses
+    from labelhub.backend.job_status import for_health, read_statuses
 
     backend = _backend()
     store = backend.store
     jobs = store.job_statuses() if backend.settings.redis_url else read_statuses(backend.settings.model_dir)
+    jobs = {key: for_health(view) for key, view in jobs.items()}
     try:
         trainer = backend.queue.trainer_holder()
     except Exception:  # e.g. Redis gone for a moment: /health still answers
@@ -272,16 +274,41 @@ def predict():
     predictions" asks for that task again; an empty ``result`` would be stored under the current
     ``model_version``, and Label Studio skips a task holding one, so the task would stay empty after the fault
     was mended until the version moved. The log names every reason, with the tasks it hit.
+
+    While a prediction job of the project runs with the model's version (``labelhub predict``, an automatic job), a
+    request of several tasks (the Data Manager's "Retrieve predictions") gets, for each task the job will write
+    (:func:`labelhub.backend.jobs.left_to_job`), only ``model_version`` and no ``result``: Label Studio stores
+    nothing for it, and the task gets the job's one prediction instead of two of the same version (one line in the
+    log says so). A request of one task (the editor opening it) is answered as always: the annotator sees a
+    prediction now, and the job's batch skips the task when it reads it; the job removes a second prediction of its
+    version it finds at its end (:func:`labelhub.backend.jobs.run_job`).
     """
     backend = _backend()
     req = PredictRequest.parse(json_body(request))
     model = backend.models.get(req.project, req.label_config)
     if not req.tasks:
         return jsonify(results=[])
-    raw = model.predict(req.tasks, context=req.context, login=req.login, password=req.password)
-    results = normalize_predictions(raw, len(req.tasks), model.model_version)
+    model.refresh()
+    version = model.model_version
+    left: set = set()
+    if len(req.tasks) > 1:
+        from labelhub.backend.jobs import left_to_job, running_job
+
+        job = running_job(backend, project_key(req.project))
+        left = set(left_to_job(job, req.tasks, version)) if job is not None else set()
+        if left:
+            log.info("project %s: %d of %d tasks get no prediction from this request: the running prediction job "
+                     "(%s) writes them with %s (one prediction per task and version)", req.project, len(left),
+                     len(req.tasks), job.job_id, version)
+    asked = [t for t in req.tasks if not (isinstance(t, dict) and t.get("id") in left)]
+    raw = model.predict(asked, context=req.context, login=req.login, password=req.password) if asked else []
+    answered = iter(normalize_predictions(raw, len(asked), model.model_version) if asked else [])
+    results = [{"model_version": version} if isinstance(t, dict) and t.get("id") in left else next(answered)
+               for t in req.tasks]
     failed: dict[str, list] = {}  # reason -> the ids of the tasks it hit
     for task, pred in zip(req.tasks, results):
+        if "result" not in pred and "error" not in pred:  # left to the running job
+            continue
         outcome = "media_error" if "error" in pred else ("ok" if pred["result"] else "empty")
         backend.metrics.predictions.labels(outcome=outcome).inc()
         if "error" in pred:

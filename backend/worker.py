@@ -6,7 +6,8 @@ to an RQ queue
 process, on any host, takes batches from it: :func:`predict_batch` loads the project's model from Redis
 (:mod:`labelhub.backend.redis_state`) and runs :func:`labelhub.backend.jobs.run_batch`, which reads its tasks
 again and writes their predictions to Label Studio in one call. RQ hands each queued batch to one worker;
-the job's planner (:func:`on_workers`) waits for them and counts their results. The backend's automatic jobs
+the job's planner (:func:`on_workers`) waits for them and counts their results; a planner stopped (Ctrl-C,
+SIGTERM) cancels its batches no worker took yet (those a worker runs finish). The backend's automatic jobs
 (:mod:`labelhub.backend.auto_predict`) are RQ jobs too, each planned and predicted whole by the worker that takes
 it (:func:`predict_project`).
 
@@ -15,8 +16,9 @@ memory between batches. Its settings are the backend's environment variables (``
 ``LABEL_STUDIO_URL``, ``LABEL_STUDIO_API_KEY``, ``MODEL_DIR`` as its cache, ...).
 
 A batch whose worker dies is marked failed by RQ and not run again; its tasks are counted as failed, and a
-re-run of the job predicts them (those written before the death are skipped). A planner that dies leaves
-its queued batches to the workers; they still write each task at most once per version, since each batch
+re-run of the job predicts them (those written before the death are skipped). A planner killed (``SIGKILL``) leaves
+its queued batches to the workers (one stopped by Ctrl-C or SIGTERM cancels them:
+:func:`on_workers`); they still write each task at most once per version, since each batch
 skips the tasks that have a prediction of the version when it starts.
 
 An automatic job that fails on a worker (Label Studio down, a ``LABEL_STUDIO_API_KEY`` label-studio-sdk or Label
@@ -235,7 +237,10 @@ def predict_project(project_id: int, task_ids: list[int] | None = None, unlabele
                 unmark_queued(client, project_id)
             try:
                 status = run_job(host, api, project_id, task_ids=task_ids, unlabeled=unlabeled, progress=False,
-                                 keep_versions=keep_versions)
+                                 keep_versions=keep_versions, origin="auto-predict")
+                from labelhub.backend.auto_predict import log_job_done
+
+                log_job_done(getattr(status, "project", key or project_id), status)
                 return asdict(status)
             except JobAlreadyRunning:
                 if client is not None and not mark_queued(client, project_id, WAITING_NOTE_SECONDS,
@@ -247,6 +252,17 @@ def predict_project(project_id: int, task_ids: list[int] | None = None, unlabele
     except (NotFoundError, LabelConfigError) as exc:  # the project, or its model, is gone: no retry helps
         reason = _reason(host or _worker_backend(), exc)
         log.warning("project %s: auto-predict dropped its request: %s", key or project_id, reason)
+        if key:  # its "queued" status (auto_predict._note_queued) must not stay
+            from redis.exceptions import RedisError
+
+            from labelhub.backend.job_status import save_auto_failure
+
+            try:
+                save_auto_failure((host or _worker_backend()).settings.model_dir, (host or _worker_backend()).store,
+                                  key, project_id, started, reason, "dropped, not tried again", task_ids, unlabeled)
+            except (OSError, RedisError) as exc2:
+                log.info("project %s: cannot save the dropped job's status: %s", key, _reason(host or _worker_backend(),
+                                                                                               exc2))
         return {"project_id": project_id, "state": "dropped", "error": reason}
     except Exception as exc:
         return _failed(host or _worker_backend(), exc, started, project_id, task_ids, unlabeled, keep_versions, key,
@@ -373,41 +389,80 @@ def on_workers(client, name: str = QUEUE, poll: float = POLL_SECONDS) -> Executo
     """
     def execute(host: JobHost, api: LabelStudioClient, project: ProjectInfo, batches: list[list[int]],
                 progress: Callable[[int], Any]) -> Iterator[BatchResult]:
-        from rq import Worker
-        from rq.job import Job
-
         q = queue(client, name)
-        waiting = {}
-        for batch in batches:
-            job = q.enqueue(predict_batch, project.id, batch, job_timeout=BATCH_TIMEOUT, result_ttl=86400,
-                            failure_ttl=86400, description=f"labelhub predict: project {project.id}, {len(batch)} tasks")
-            waiting[job.id] = batch
-        told = 0.0
-        while waiting:
-            if time.monotonic() - told >= NO_WORKER_WARNING_SECONDS:
-                told = time.monotonic()
-                if not Worker.count(connection=client, queue=q):  # found by a walkthrough: it waited without a word
-                    log.warning("project %s: no `labelhub worker` takes batches from the RQ queue %r of this Redis "
-                                "database: %d batches wait until one starts (with the same LABELHUB_REDIS_URL, "
-                                "database number included)", project.id, name, len(waiting))
-            for job in Job.fetch_many(list(waiting), connection=client):
-                if job is None:
-                    continue
-                status = job.get_status(refresh=False)
-                if status == "finished":
-                    batch = waiting.pop(job.id)
-                    progress(len(batch))
-                    yield batch_result(job.return_value())
-                elif status in ("failed", "stopped", "canceled"):
-                    batch = waiting.pop(job.id)
-                    reason = ((job.latest_result().exc_string or "").strip().splitlines() or [status])[-1] \
-                        if job.latest_result() else status
-                    progress(len(batch))
-                    yield BatchResult(failed={tid: f"worker: {reason[:300]}" for tid in batch})
+        waiting: dict[str, list[int]] = {}
+        try:
+            for batch in batches:
+                job = q.enqueue(predict_batch, project.id, batch, job_timeout=BATCH_TIMEOUT, result_ttl=86400,
+                                failure_ttl=86400,
+                                description=f"labelhub predict: project {project.id}, {len(batch)} tasks")
+                waiting[job.id] = batch
+            yield from _results(client, q, project, waiting, progress, poll)
+        finally:  # Ctrl-C, SIGTERM, an error of the planner (run_job closes this generator): no batch runs later
             if waiting:
-                time.sleep(poll)
+                _cancel_queued(client, project.id, waiting)
 
     return execute
+
+
+def _cancel_queued(client, project_id: int, waiting: dict[str, list[int]]) -> None:
+    """Cancel the RQ jobs of ``waiting`` (a planner's batches not finished) that no worker took yet, and log what was
+    done: before, a ``labelhub predict`` stopped by Ctrl-C left its batches queued, and workers ran them later (an
+    audit). The batches a worker already runs finish (RQ cannot take a batch back from a ``SimpleWorker`` without
+    stopping it); each still writes at most one prediction per task and version. A Redis error is logged."""
+    from redis.exceptions import RedisError
+    from rq.job import Job
+
+    canceled = started = 0
+    try:
+        for job in Job.fetch_many(list(waiting), connection=client):
+            if job is None:
+                continue
+            status = job.get_status(refresh=False)
+            if status in ("queued", "deferred", "scheduled"):
+                job.cancel()
+                canceled += 1
+            elif status == "started":
+                started += 1
+    except RedisError as exc:
+        log.warning("project %s: cannot cancel the stopped job's queued batches (%s): workers may still run them",
+                    project_id, exc)
+        return
+    log.warning("project %s: the job stopped: %d of its queued batches canceled, %d already on a worker finish there",
+                project_id, canceled, started)
+
+
+def _results(client, q, project: ProjectInfo, waiting: dict[str, list[int]], progress: Callable[[int], Any],
+             poll: float) -> Iterator[BatchResult]:
+    """Yield each batch's :class:`BatchResult` as a worker finishes it, removing it from ``waiting``; warn every
+    :data:`NO_WORKER_WARNING_SECONDS` while no worker listens on the queue."""
+    from rq import Worker
+    from rq.job import Job
+
+    name, told = q.name, 0.0
+    while waiting:
+        if time.monotonic() - told >= NO_WORKER_WARNING_SECONDS:
+            told = time.monotonic()
+            if not Worker.count(connection=client, queue=q):  # found by a walkthrough: it waited without a word
+                log.warning("project %s: no `labelhub worker` takes batches from the RQ queue %r of this Redis "
+                            "database: %d batches wait until one starts (with the same LABELHUB_REDIS_URL, "
+                            "database number included)", project.id, name, len(waiting))
+        for job in Job.fetch_many(list(waiting), connection=client):
+            if job is None:
+                continue
+            status = job.get_status(refresh=False)
+            if status == "finished":
+                batch = waiting.pop(job.id)
+                progress(len(batch))
+                yield batch_result(job.return_value())
+            elif status in ("failed", "stopped", "canceled"):
+                batch = waiting.pop(job.id)
+                reason = ((job.latest_result().exc_string or "").strip().splitlines() or [status])[-1] \
+                    if job.latest_result() else status
+                progress(len(batch))
+                yield BatchResult(failed={tid: f"worker: {reason[:300]}" for tid in batch})
+        if waiting:
+            time.sleep(poll)
 
 
 def work(redis_url: str, queues: list[str], burst: bool = False, log_level: str = "INFO") -> None:
