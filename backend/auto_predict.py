@@ -50,14 +50,14 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
-from labelhub.backend.job_status import MAX_RETRY_SECONDS, RETRY_SECONDS  # the one-host loop's and the workers'
+from labelhub.backend.job_status import MAX_RETRY_SECONDS, RETRY_SECONDS, log_job_done  # retries: as the workers'
 from labelhub.backend.redis_state import PREFIX
 from labelhub.errors import LabelConfigError, NotFoundError
 from labelhub.redaction import one_line
 
 log = logging.getLogger(__name__)
 
-__all__ = ["AutoPredictor", "project_id_of", "check_key", "log_job_done", "PENDING_FILE", "PENDING_KEY",
+__all__ = ["AutoPredictor", "project_id_of", "check_key", "PENDING_FILE", "PENDING_KEY",
            "RETRY_SECONDS",
            "MAX_RETRY_SECONDS"]
 
@@ -133,23 +133,6 @@ def check_key(url: str, api_key: str, who: str = "auto-predict") -> str | None:
 def project_id_of(key: str) -> int:
     """The Label Studio project id of a project key ``"<id>.<created_at>"``."""
     return int(str(key).split(".")[0])
-
-
-def log_job_done(key: str, status: Any) -> None:
-    """Log what a finished automatic job did: at INFO every version it wrote
-    (:func:`labelhub.backend.job_status.written_summary`, as ``labelhub predict``'s summary says it), and, when tasks
-    failed, a WARNING with how many and the first reason (:func:`labelhub.backend.job_status.failure_summary`, the
-    ``error`` of its status on ``/health``)."""
-    from labelhub.backend.job_status import JobStatus, written_summary
-
-    if not isinstance(status, JobStatus):  # a stand-in of the tests
-        log.info("project %s: auto-predict wrote %s predictions", key, getattr(status, "done", "?"))
-        return
-    empty = f", {status.empty} empty (the model has learned nothing yet)" if status.empty else ""
-    log.info("project %s: auto-predict %s, %d skipped, %d failed%s", key, written_summary(status), status.skipped,
-             status.failed, empty)
-    if status.failed and status.error:
-        log.warning("project %s: auto-predict: %s", key, status.error)
 
 
 class AutoPredictor:
@@ -350,7 +333,7 @@ class AutoPredictor:
                     status = run_job(self.backend, api, project_id_of(key), task_ids=None if whole else sorted(ids),
                                      unlabeled=whole, progress=False, keep_versions=self.settings.keep_versions,
                                      origin="auto-predict")
-                    log_job_done(key, status)
+                    log_job_done(key, status, log)
             except JobAlreadyRunning:  # `labelhub predict` runs: ask again after it
                 self.request(key, sorted(ids), whole)
                 threading.Event().wait(5.0)

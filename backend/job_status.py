@@ -6,6 +6,7 @@ rewritten after every batch by :func:`labelhub.backend.jobs.run_job`), read back
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 import threading
@@ -13,6 +14,7 @@ import time
 import uuid
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 from labelhub.backend.state import atomic_write_json
 
@@ -397,3 +399,17 @@ def save_auto_failure(model_dir: Path, store, key: str, project_id: int, started
         store.save_job_status(key, asdict(status))
     return status
 
+
+def log_job_done(key: str, status: Any, log: logging.Logger) -> None:
+    """Log what a finished automatic job did: at INFO every version it wrote
+    (:func:`labelhub.backend.job_status.written_summary`, as ``labelhub predict``'s summary says it), and, when tasks
+    failed, a WARNING with how many and the first reason (:func:`labelhub.backend.job_status.failure_summary`, the
+    ``error`` of its status on ``/health``), on ``log`` (the one-host loop's or the RQ worker's logger)."""
+    if not isinstance(status, JobStatus):  # a stand-in of the tests
+        log.info("project %s: auto-predict wrote %s predictions", key, getattr(status, "done", "?"))
+        return
+    empty = f", {status.empty} empty (the model has learned nothing yet)" if status.empty else ""
+    log.info("project %s: auto-predict %s, %d skipped, %d failed%s", key, written_summary(status), status.skipped,
+             status.failed, empty)
+    if status.failed and status.error:
+        log.warning("project %s: auto-predict: %s", key, status.error)

@@ -50,7 +50,7 @@ from dataclasses import asdict
 from datetime import timedelta
 from typing import Any, Callable, Iterator
 
-from labelhub.backend.job_status import BatchResult, batch_result
+from labelhub.backend.job_status import BatchResult, batch_result, log_job_done
 from labelhub.backend.jobs import Executor, JobAlreadyRunning, JobHost, run_batch, run_job
 from labelhub.backend.labelstudio_api import LabelStudioClient, ProjectInfo
 
@@ -238,9 +238,7 @@ def predict_project(project_id: int, task_ids: list[int] | None = None, unlabele
             try:
                 status = run_job(host, api, project_id, task_ids=task_ids, unlabeled=unlabeled, progress=False,
                                  keep_versions=keep_versions, origin="auto-predict")
-                from labelhub.backend.auto_predict import log_job_done
-
-                log_job_done(getattr(status, "project", key or project_id), status)
+                log_job_done(getattr(status, "project", key or project_id), status, log)
                 return asdict(status)
             except JobAlreadyRunning:
                 if client is not None and not mark_queued(client, project_id, WAITING_NOTE_SECONDS,
