@@ -23,6 +23,11 @@ reached by the browsers at ``LABELHUB_PUBLIC_URL``.
   a path with ``..``/``.``/empty parts or a leading ``/``, a repo that is not configured, a file that is
   not at that commit, a symlink, a submodule or a directory in a local repo → 404. The reason is logged
   (path only: the query string holding the signature is never logged; escaped, :func:`labelhub.redaction.escaped`).
+- A repo that moved: a signed URL of a key ``LABELHUB_FILE_REPOS`` does not name (the tasks of a repo that was
+  renamed keep its old key) → 404, and one warning per key every :data:`SAY_AGAIN_AFTER` seconds naming the key and
+  how to serve it again (``<key>=<path>``); a configured local repo whose directory is gone (moved, renamed or
+  deleted under the running backend) → 503 (:class:`RepoGone`), one warning when it goes and one line when it is
+  back (each worker says it: the state is per process), and the repository is opened anew then.
 """
 from __future__ import annotations
 
@@ -49,23 +54,32 @@ from labelhub.signing import (MIN_SECRET_LENGTH, ExpiredSignature, FileRef, Sign
 log = logging.getLogger(__name__)
 
 __all__ = ["files_bp", "RepoFiles", "FileRepo", "ServedFile", "FileNotServed", "SignatureRefused",
-           "FileUnavailable", "parse_file_repos", "IMMUTABLE"]
+           "FileUnavailable", "RepoGone", "parse_file_repos", "unknown_key_reason", "IMMUTABLE", "SAY_AGAIN_AFTER"]
 
 files_bp = Blueprint("files", __name__)
 
 #: Cache lifetime of a file at a commit sha: a year, the longest RFC 9111 advises; ``immutable`` (RFC 8246).
 IMMUTABLE = "max-age=31536000, immutable"
 _VISIBILITY_TTL = 600.0  # seconds a Hub repo's public/private answer is kept
+#: Seconds before a worker warns again about a signed URL of a key ``LABELHUB_FILE_REPOS`` does not name (each
+#: request of it is logged at DEBUG in between: a page of 50 old tasks makes one warning, not 50).
+SAY_AGAIN_AFTER = 600.0
 
 
 class _HiddenReason(BackendError):
-    """An error whose ``reason`` is logged, never answered: the answer is only :attr:`public`."""
+    """An error whose ``reason`` is logged, never answered: the answer is only :attr:`public`.
+
+    Attributes:
+        said: Whether the reason was already logged once, as a warning of its own (:meth:`RepoFiles.check`,
+            :class:`RepoGone`): the route then logs the request at DEBUG only.
+    """
 
     public = ""
 
-    def __init__(self, reason: str):
+    def __init__(self, reason: str, said: bool = False):
         super().__init__(self.public)
         self.reason = reason
+        self.said = said
 
 
 class FileNotServed(_HiddenReason):
@@ -84,6 +98,14 @@ class FileUnavailable(_HiddenReason):
     """502: the Hub could not be reached or answered an error for a configured repo's file."""
 
     status, code, public = 502, "file_unavailable", "the file could not be read from its repo"
+
+
+class RepoGone(_HiddenReason):
+    """503: a configured local repository is no longer a git repository at its path (moved, renamed or deleted
+    under the running backend); answered until it is back there (decided: 503, not 404, since the file is
+    configured and may come back; no ``Retry-After``, as no one knows when)."""
+
+    status, code, public = 503, "repo_unavailable", "the file's repo is not available"
 
 
 @dataclass(frozen=True)
@@ -237,19 +259,26 @@ class RepoFiles:
         if self.repos and not settings.secret:
             _warn_without_secret(self.repos)
         self._git: dict[str, GitObjects] = {}
+        self._gone: set[str] = set()  # keys of local repos whose directory was found gone (said once)
+        # (what, key) -> True while a warning about it is not to be repeated (SAY_AGAIN_AFTER seconds)
+        self._said: TTLCache[tuple[str, str], bool] = TTLCache(maxsize=1024, ttl=SAY_AGAIN_AFTER)
         # repo key -> whether the Hub repo is private, for _VISIBILITY_TTL seconds
         self._visibility: TTLCache[str, bool] = TTLCache(maxsize=max(len(self.repos), 1), ttl=_VISIBILITY_TTL)
         self._lock = threading.Lock()
 
     # ---- signatures ------------------------------------------------------------------------------
     def check(self, key: str, sha: str, path: str, expires: str | None, sig: str | None,
-              check_expiry: bool = True) -> FileRepo:
+              check_expiry: bool = True, say_unknown: bool = True) -> FileRepo:
         """Check a file URL's parts; return its repo.
 
         Args:
             key, sha, path: From the URL (``path`` decoded).
             expires, sig: The ``exp`` and ``sig`` query parameters (``None`` when absent).
             check_expiry: ``False`` accepts an expired signature (reads for predictions).
+            say_unknown: Whether a validly signed URL of a key that is not configured is warned about (once per key
+                every :data:`SAY_AGAIN_AFTER` seconds; the signature is checked first, so only URLs the sync issued
+                get there): the key and ``add <key>=<path> to LABELHUB_FILE_REPOS``, the usual cause being a local
+                repo renamed or moved after its tasks were made (its key is its directory's name).
 
         Returns:
             The configured :class:`FileRepo`.
@@ -270,8 +299,20 @@ class RepoFiles:
             raise SignatureRefused(str(exc)) from None
         repo = self.repos.get(key)
         if repo is None:
-            raise FileNotServed("repo not configured in LABELHUB_FILE_REPOS")
+            reason = unknown_key_reason(key, self.repos)
+            if say_unknown:
+                self._say_once("unknown", key, "a signed file URL was refused: %s", reason)
+            raise FileNotServed(reason, said=say_unknown)
         return repo
+
+    def _say_once(self, what: str, key: str, message: str, *args) -> None:
+        """Log ``message % args`` as a warning unless it was said of ``(what, key)`` in the last
+        :data:`SAY_AGAIN_AFTER` seconds (in this worker)."""
+        with self._lock:
+            if self._said.get((what, key)):
+                return
+            self._said[(what, key)] = True
+        log.warning(message, *args)
 
     def owns(self, url: str) -> FileRef | None:
         """The parts of ``url`` when it is a signed file URL of a configured repo (any host: the signature
@@ -282,7 +323,7 @@ class RepoFiles:
         if ref is None:
             return None
         try:
-            self.check(ref.key, ref.sha, ref.path, ref.expires, ref.sig, check_expiry=False)
+            self.check(ref.key, ref.sha, ref.path, ref.expires, ref.sig, check_expiry=False, say_unknown=False)
         except BackendError:
             return None
         return ref
@@ -306,6 +347,7 @@ class RepoFiles:
 
         Raises:
             FileNotServed: The file is not at that commit (or is a symlink, submodule or directory).
+            RepoGone: A local repo's directory is no longer a git repository (:meth:`_local_file`).
             FileUnavailable: The Hub could not be reached or answered another error.
             FileTooLarge: A Hub file is larger than ``max_bytes``.
         """
@@ -321,7 +363,7 @@ class RepoFiles:
         """The bytes a signed file URL points to (:meth:`owns` returned ``ref``), read locally.
 
         Raises:
-            FileNotServed, FileUnavailable: As for :meth:`open`.
+            FileNotServed, RepoGone, FileUnavailable: As for :meth:`open`.
             FileTooLarge: A Hub file over ``LABELHUB_MEDIA_MAX_BYTES`` (not downloaded).
         """
         repo = self.check(ref.key, ref.sha, ref.path, ref.expires, ref.sig, check_expiry=False)
@@ -329,11 +371,41 @@ class RepoFiles:
         return served.read(self.settings.media_max_bytes)
 
     def _git_objects(self, repo: FileRepo) -> GitObjects:
+        """The reader of a local repo, made anew after its directory was gone (never a handle of the old one).
+
+        Raises:
+            RepoGone: Its directory is missing (one ``stat`` a request).
+        """
+        if not os.path.isdir(repo.source):
+            raise self._gone_now(repo, "the directory is missing")
         with self._lock:
             objects = self._git.get(repo.key)
             if objects is None:
                 objects = self._git[repo.key] = GitObjects(repo.source)
             return objects
+
+    def _opened(self, repo: FileRepo) -> None:
+        """Say once that ``repo``, found gone before, was opened again as a git repository."""
+        with self._lock:
+            if repo.key not in self._gone:
+                return
+            self._gone.discard(repo.key)
+        log.info("the local repo %s of LABELHUB_FILE_REPOS key %r is back: its files are served again",
+                 repo.source, repo.key)
+
+    def _gone_now(self, repo: FileRepo, why: str) -> RepoGone:
+        """Forget ``repo``'s reader (its open packs are the old directory's), say once that it is gone, and return
+        the :class:`RepoGone` to raise."""
+        with self._lock:
+            self._git.pop(repo.key, None)
+            first = repo.key not in self._gone
+            self._gone.add(repo.key)
+        reason = (f"the local repo of LABELHUB_FILE_REPOS key {repo.key!r} is gone from {repo.source} ({why}): "
+                  f"moved, renamed or deleted? Its files answer 503 until it is back there; if it moved, set "
+                  f"LABELHUB_FILE_REPOS to {repo.key}=<its new path> and restart the backend")
+        if first:
+            log.warning("%s", reason)
+        return RepoGone(reason, said=True)
 
     def _local_file(self, repo: FileRepo, sha: str, path: str) -> ServedFile:
         """A local repository's regular file: from ``MODEL_DIR/blobs`` when kept there (no blob read), else read
@@ -342,8 +414,22 @@ class RepoFiles:
 
         Raises:
             FileNotServed: The file is not at that commit (or is a symlink, submodule or directory).
+            RepoGone: Its directory is missing or no longer a git repository (also when it goes while being read).
         """
+        from dulwich.errors import NotGitRepository
+
         objects = self._git_objects(repo)
+        try:
+            objects.repo()  # this thread's repository: raises NotGitRepository when it is not one any more
+            self._opened(repo)
+            return self._read_local(repo, objects, sha, path)
+        except NotGitRepository:
+            raise self._gone_now(repo, "not a git repository any more") from None
+        except FileNotFoundError:  # went between the check and the read
+            raise self._gone_now(repo, "the directory is missing") from None
+
+    def _read_local(self, repo: FileRepo, objects: GitObjects, sha: str, path: str) -> ServedFile:
+        """:meth:`_local_file`'s reading, with ``objects`` (which raise dulwich's ``NotGitRepository``)."""
         entry = objects.entry(sha, path)
         if entry is not None and entry[0] in (0o100644, 0o100755):
             kept = Path(self.settings.model_dir) / BLOB_DIR / entry[1].decode()
@@ -397,6 +483,20 @@ class RepoFiles:
         return private
 
 
+def unknown_key_reason(key: str, repos: dict[str, FileRepo]) -> str:
+    """Why a signed file URL of ``key`` is not read: the key (escaped: it comes from a URL), the keys configured,
+    and what to add to ``LABELHUB_FILE_REPOS`` when the repo was renamed or moved (its tasks keep the old key).
+
+    Example:
+        >>> unknown_key_reason("images", {})
+        "repo key 'images' is not in LABELHUB_FILE_REPOS (it names none): if that repo was renamed or moved, add images=<its path> to LABELHUB_FILE_REPOS (the old key beside the new path keeps its tasks loading)"
+    """
+    named = ", ".join(sorted(repos)) or "none"
+    shown = escaped(key, 100)
+    return (f"repo key '{shown}' is not in LABELHUB_FILE_REPOS (it names {named}): if that repo was renamed or moved, "
+            f"add {shown}=<its path> to LABELHUB_FILE_REPOS (the old key beside the new path keeps its tasks loading)")
+
+
 def _repo_files() -> RepoFiles:
     return current_app.extensions["labelhub"].fetcher.repo_files
 
@@ -438,10 +538,14 @@ def _headers(response: Response) -> Response:
 @files_bp.errorhandler(FileNotServed)
 @files_bp.errorhandler(SignatureRefused)
 @files_bp.errorhandler(FileUnavailable)
+@files_bp.errorhandler(RepoGone)
 def _refused(exc: BackendError):
-    """Log the reason of a refusal (the path, escaped, never the query string) and answer without it."""
+    """Log the reason of a refusal (the path, escaped, never the query string) and answer without it; at DEBUG when
+    the reason was warned about already (``said``: a moved repo, said once, not per request)."""
     secrets = current_app.extensions["labelhub"].settings.secrets
     level = logging.WARNING if isinstance(exc, FileUnavailable) else logging.INFO
+    if getattr(exc, "said", False):
+        level = logging.DEBUG
     log.log(level, "%s %s → %d: %s", request.method, escaped(redact(request.path, secrets)), exc.status,
             getattr(exc, "reason", ""))
     response = jsonify(exc.to_dict())

@@ -46,7 +46,7 @@ from labelhub.errors import FileTooLarge
 from labelhub.redaction import redact
 from labelhub.signing import is_safe_path, parse_file_url
 from labelhub.repos.hub import download
-from labelhub.backend.files import RepoFiles
+from labelhub.backend.files import RepoFiles, unknown_key_reason
 from labelhub.backend.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -271,7 +271,10 @@ class MediaFetcher:
         Raises:
             MediaNotAllowedError: For any other URL (including relative paths when ``LABEL_STUDIO_URL``
                 is not set, local file paths, and file route URLs of a repo not in ``LABELHUB_FILE_REPOS`` or
-                signed with another ``LABELHUB_SECRET``: the message names both).
+                signed with another ``LABELHUB_SECRET``: the message names both, or, when ``LABELHUB_FILE_REPOS``
+                and ``LABELHUB_SECRET`` are set and only the URL's repo key is missing, that key and
+                ``add <key>=<its path> to LABELHUB_FILE_REPOS``: the tasks of a renamed or moved repo keep its old
+                key, :func:`labelhub.backend.files.unknown_key_reason`).
         """
         if not isinstance(url, str) or not url:
             raise MediaNotAllowedError("the task's value is not a URL")
@@ -279,7 +282,12 @@ class MediaFetcher:
             return "data"
         if self.repo_files.owns(url) is not None:
             return "repo_file"
-        if parse_file_url(url) is not None:  # the file route's URL, but not one of a repo read here
+        ref = parse_file_url(url)
+        if ref is not None and self.repo_files.repos and self.settings.secret \
+                and ref.key not in self.repo_files.repos:  # both set: the repo's key changed (renamed, moved)
+            raise MediaNotAllowedError(f"{safe_url(url)} is a signed URL of LabelHub's file route, but its "
+                                       + unknown_key_reason(ref.key, self.repo_files.repos))
+        if ref is not None:  # the file route's URL, but not one of a repo read here
             raise MediaNotAllowedError(
                 f"{safe_url(url)} is a signed URL of LabelHub's file route: to read it from its repo, set "
                 "LABELHUB_FILE_REPOS (the repo) and LABELHUB_SECRET (the one the sync signed it with) here, as for "
