@@ -44,7 +44,7 @@ from cachetools import LRUCache, TTLCache
 from labelhub.backend.errors import BackendError, MediaFetchError, MediaNotAllowedError
 from labelhub.errors import FileTooLarge
 from labelhub.redaction import redact
-from labelhub.signing import is_safe_path, parse_file_url
+from labelhub.signing import SignatureError, is_safe_path, parse_file_url, verify
 from labelhub.repos.hub import download
 from labelhub.backend.files import RepoFiles, unknown_key_reason
 from labelhub.backend.settings import Settings
@@ -272,7 +272,7 @@ class MediaFetcher:
             MediaNotAllowedError: For any other URL (including relative paths when ``LABEL_STUDIO_URL``
                 is not set, local file paths, and file route URLs of a repo not in ``LABELHUB_FILE_REPOS`` or
                 signed with another ``LABELHUB_SECRET``: the message names both, or, when ``LABELHUB_FILE_REPOS``
-                and ``LABELHUB_SECRET`` are set and only the URL's repo key is missing, that key and
+                is set and the URL is signed with this ``LABELHUB_SECRET`` but its repo key is missing, that key and
                 ``add <key>=<its path> to LABELHUB_FILE_REPOS``: the tasks of a renamed or moved repo keep its old
                 key, :func:`labelhub.backend.files.unknown_key_reason`).
         """
@@ -283,8 +283,8 @@ class MediaFetcher:
         if self.repo_files.owns(url) is not None:
             return "repo_file"
         ref = parse_file_url(url)
-        if ref is not None and self.repo_files.repos and self.settings.secret \
-                and ref.key not in self.repo_files.repos:  # both set: the repo's key changed (renamed, moved)
+        if ref is not None and self.repo_files.repos and ref.key not in self.repo_files.repos \
+                and self._signed_here(ref):  # both set, the signature good: the repo's key changed (renamed, moved)
             raise MediaNotAllowedError(f"{safe_url(url)} is a signed URL of LabelHub's file route, but its "
                                        + unknown_key_reason(ref.key, self.repo_files.repos))
         if ref is not None:  # the file route's URL, but not one of a repo read here
@@ -320,6 +320,15 @@ class MediaFetcher:
                 "media need its API key, which only a Label Studio URL gets)")
         raise MediaNotAllowedError(
             f"host {host!r} is not allowed: add it to LABELHUB_ALLOWED_HOSTS to fetch {safe_url(url)}")
+
+    def _signed_here(self, ref) -> bool:
+        """Whether a file URL's parts (:func:`labelhub.signing.parse_file_url`) carry a signature made with this
+        ``LABELHUB_SECRET`` (expired or not); ``False`` without a secret."""
+        try:
+            verify(self.settings.secret, ref.key, ref.sha, ref.path, ref.expires, ref.sig, check_expiry=False)
+        except SignatureError:
+            return False
+        return True
 
     def fetch(self, url: str) -> bytes:
         """Return the bytes ``url`` points to.

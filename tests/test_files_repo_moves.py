@@ -122,6 +122,9 @@ def test_old_tasks_of_a_renamed_repo_name_their_key_and_load_when_it_is_listed(i
     message = str(refused.value)
     assert "repo key 'images' is not in LABELHUB_FILE_REPOS" in message and "images=<its path>" in message
     assert "set LABELHUB_FILE_REPOS (the repo)" not in message and "sig=" not in message
+    other_secret = sign_url("http://127.0.0.1:9090", "another-secret-0123456789", "images", sha, path)
+    with pytest.raises(MediaNotAllowedError, match=r"LABELHUB_SECRET \(the one the sync signed it with\)"):
+        fetcher.fetch(other_secret)  # not this secret's URL: the key is not the (only) thing to fix
     unset = MediaFetcher(Settings(model_dir=tmp_path / "models", secret=SECRET))  # none named: as before
     with pytest.raises(MediaNotAllowedError, match=r"set LABELHUB_FILE_REPOS \(the repo\) and LABELHUB_SECRET"):
         unset.fetch("http://127.0.0.1:9090" + old_url)
