@@ -284,10 +284,16 @@ def _filters(value: str | None) -> dict | None:
 
 def _readable(view: dict) -> dict:
     """A status as ``--status`` prints it: its Unix times in ISO 8601, UTC, as ``/health`` shows them
-    (:func:`labelhub.backend.job_status.iso_times`)."""
+    (:func:`labelhub.backend.job_status.iso_times`), and its ``selection`` as the JSON object it is (every task id;
+    ``/health`` gives their count), not that object's JSON text."""
     from labelhub.backend.job_status import iso_times
 
-    return iso_times(view)
+    view = iso_times(view)
+    try:
+        selection = json.loads(view.get("selection") or "null")
+    except (TypeError, ValueError):
+        return view
+    return {**view, "selection": selection} if isinstance(selection, dict) else view
 
 
 def _summary(project_id: int, status, seconds: float) -> str:

@@ -154,7 +154,8 @@ class JobStatus:
             process on this host is gone (killed).
         model_version: The model's version when the job started; once it is done, the newest version it wrote
             (by the model's order: a retrain during the job makes its later batches write a newer one).
-        total, queued, running, done, skipped, failed, empty: Task counts: planned, waiting, in the batch being
+        total, queued, running, done, skipped, failed, empty: Task counts: planned, waiting (in a ``failed`` job:
+            left undone, for the same command run again; its queued batches were canceled), in the batch being
             predicted, written, left alone (see :class:`BatchResult`), not written, answered with no region by a
             model that has learned nothing yet (not written: :func:`labelhub.backend.jobs.learned_nothing`).
         by_version: ``{model version: predictions written}``; more than one when a retrain moved the version during
@@ -391,7 +392,7 @@ def save_auto_failure(model_dir: Path, store, key: str, project_id: int, started
         status = saved  # the job got as far as its own status, which says why
     else:
         status = JobStatus(project=key, project_id=project_id, state="failed", started_at=started,
-                           finished_at=time.time(), error=f"auto-predict: {reason} ({later})",
+                           origin="auto-predict", finished_at=time.time(), error=f"auto-predict: {reason} ({later})",
                            selection=json.dumps({"task_ids": None if unlabeled else task_ids,
                                                  "unlabeled": bool(unlabeled)}, sort_keys=True))
     status.save(model_dir)

@@ -421,9 +421,9 @@ def _progress_lines(project_id: int, status: JobStatus, batch_size: int) -> Call
         now = time.monotonic()
         if now - last >= PROGRESS_LOG_SECONDS:
             last = now
-            log.info("project %s: %d of %d tasks predicted, %d written (a batch of %d at a time), %d failed "
-                     "(%.1f tasks/s)", project_id, handled, status.total, status.done, batch_size, status.failed,
-                     handled / (now - started or 1e-9))
+            log.info("project %s: %d of %d tasks predicted, %d written so far (each batch of %d is written when it "
+                     "ends), %d failed (%.1f tasks/s)", project_id, handled, status.total, status.done, batch_size,
+                     status.failed, handled / (now - started or 1e-9))
 
     return update
 
@@ -620,6 +620,10 @@ def run_job(host: JobHost, api: LabelStudioClient, project_id: int, *, mode: str
         model.refresh()
         version = model.model_version
         previous = last_status(host, project.key)
+        if previous is not None and previous.state == "queued" and previous.origin == "auto-predict" \
+                and origin != "auto-predict":  # its status is replaced by this job's: say it still waits
+            log.warning("project %s: the backend's automatic prediction job of it waits in the queue (is a `labelhub "
+                        "worker` running?); it runs after this job and skips the tasks this one writes", project.id)
         ids = sorted({int(i) for i in task_ids}) if task_ids is not None else None
         selection = json.dumps({"task_ids": ids, "unlabeled": bool(unlabeled),
                                 **({"filters": filters} if filters else {})}, sort_keys=True)

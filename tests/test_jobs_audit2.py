@@ -350,3 +350,26 @@ def test_on_redis_predict_sees_a_running_job_by_its_lease(label_studio, redis_ur
         found = running_job(host, key)
         assert found is not None and left_to_job(found, tasks, version) == [1]
         assert left_to_job(found, tasks, "labelhub-99-00000000") == []  # another version: answered as always
+
+
+def test_a_predict_run_says_the_automatic_job_still_waits_and_statuses_say_who_and_what(label_studio, served, caplog,
+                                                                                        tmp_path):
+    """A second audit: ``labelhub predict`` run while the backend's automatic job waited in the queue replaced its
+    status without a word; an automatic job's ``failed`` status had no ``origin``; ``--status`` printed the selection
+    as the JSON text of an object."""
+    from labelhub.backend.job_status import JobStatus, save_auto_failure
+
+    project = served
+    host = project.app.extensions["labelhub"]
+    api = LabelStudioClient(label_studio.url, _key(label_studio))
+    JobStatus(project=project.key, project_id=project.id, state="queued", origin="auto-predict").save(
+        host.settings.model_dir)
+    caplog.set_level(logging.INFO)
+    run_job(host, api, project.id, mode="all", task_ids=[project.tasks[0]["id"]], progress=False,
+            origin="labelhub predict")
+    assert any("the backend's automatic prediction job of it waits in the queue" in r.getMessage()
+               for r in caplog.records), caplog.text
+    shown = json.loads(_cli("predict", "--project", str(project.id), "--status", env=project.env).output)
+    assert shown["selection"] == {"task_ids": [project.tasks[0]["id"]], "unlabeled": False}, shown
+    failed = save_auto_failure(tmp_path, None, "9.1700000000", 9, 0.0, "a reason", "tried again in 30 s", None, True)
+    assert failed.origin == "auto-predict" and failed.state == "failed"

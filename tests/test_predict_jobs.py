@@ -294,8 +294,9 @@ def test_without_a_terminal_predict_logs_a_progress_line_at_info(label_studio, p
     assert answer.exit_code == 0, answer.output
     lines = [line for line in answer.output.splitlines() if " INFO labelhub.backend.jobs: " in line
              and " tasks predicted, " in line]
-    assert len(lines) >= 2 and lines[-1].split(": ", 1)[1].startswith(f"project {project.id}: 10 of 10 tasks "
-                                                                      "predicted, 5 written (a batch of 5 at a time), 0 failed ("), lines
+    assert len(lines) >= 2 and lines[-1].split(": ", 1)[1].startswith(
+        f"project {project.id}: 10 of 10 tasks predicted, 5 written so far (each batch of 5 is written when it ends), "
+        "0 failed ("), lines
 
 
 def test_task_ids_the_project_lacks_are_named_in_a_warning(label_studio, project):
