@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
+import time
 
 import pytest
 
@@ -14,7 +17,7 @@ from labelhub.repos.git import LocalGitRepo
 from labelhub.sync.ledger import Entry, ImportLedger
 from labelhub.sync.state import connect
 from tests import sample_repos
-from tests.conftest import ROOT, run_labelhub
+from tests.conftest import FILE_SECRET, ROOT, run_labelhub
 from tests.test_sync_export_repairs import N, Setup, git
 
 
@@ -117,3 +120,29 @@ def test_a_lost_state_after_a_move_is_refused_and_repo_moved_from_adopts_the_old
     assert task_count(local) == N + 1  # the new file alone
     local.sync("--repo-moved-from", str(old), repo_arg=str(moved))  # the option left in place: nothing more
     assert task_count(local) == N + 1
+
+
+def test_a_running_sync_whose_repository_moves_stops_with_one_line_saying_where_to_restart(local):
+    old = local.repo.path
+    log_path = local.tmp_path / "daemon.log"
+    with open(log_path, "w") as log:
+        daemon = subprocess.Popen(
+            [sys.executable, "-m", "tests.guarded", "sync", "--repo", str(old), "--project", str(local.created.id),
+             "--state", str(local.tmp_path / "state.sqlite3"), "--interval", "0.5", "--export-interval", "0"],
+            cwd=ROOT, env={**os.environ, **local.env, "LABELHUB_SECRET": FILE_SECRET}, stdout=log,
+            stderr=subprocess.STDOUT, text=True)
+        try:
+            deadline = time.monotonic() + 60
+            while "file URLs of" not in log_path.read_text():
+                assert daemon.poll() is None and time.monotonic() < deadline, log_path.read_text()[-3000:]
+                time.sleep(0.2)
+            time.sleep(2)  # a few polls of the unchanged head
+            shutil.move(old, old.parent / "repo-moved")
+            assert daemon.wait(timeout=60) == 1
+        finally:
+            if daemon.poll() is None:
+                daemon.kill()
+    text = log_path.read_text()
+    assert f"the repository is gone from {old} (moved, renamed or unmounted): restart the sync with --repo <its new " \
+           f"path> --repo-moved-from {old}" in text, text
+    assert "will retry" not in text and "FileNotFoundError" not in text, text
