@@ -70,7 +70,9 @@ log = logging.getLogger("labelhub")
 @file_url_options
 @click.option("--repo-moved-from", envvar="LABELHUB_REPO_MOVED_FROM", default=None, show_default=False,
               help="The path a local repository had in the state before it moved (or was mounted elsewhere): its "
-                   "files keep their tasks instead of being imported again. Needed once, harmless after.")
+                   "files keep their tasks instead of being imported again. Needed once; refused onto a "
+                   "repository that lacks the commit the state last saw of that path, and for a state and project "
+                   "with no files of it.")
 @click.option("--export/--no-export", default=True,
               help="Write finished annotations back to the repo as tagged versions.")
 @click.option("--export-interval", type=click.FloatRange(min=0), default=60.0, envvar="LABELHUB_EXPORT_INTERVAL",
