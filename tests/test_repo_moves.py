@@ -146,3 +146,16 @@ def test_a_running_sync_whose_repository_moves_stops_with_one_line_saying_where_
     assert f"the repository is gone from {old} (moved, renamed or unmounted): restart the sync with --repo <its new " \
            f"path> --repo-moved-from {old}" in text, text
     assert "will retry" not in text and "FileNotFoundError" not in text, text
+
+
+def test_import_labels_with_another_state_after_a_move_labels_the_old_paths_sync_task(local):
+    old = local.repo.path
+    moved = old.parent / "repo-moved"
+    shutil.move(old, moved)
+    local.sync("--repo-moved-from", str(old), repo_arg=str(moved))
+    labels = local.tmp_path / "labels.csv"
+    labels.write_text(f"url,pos_concepts\n{sample_repos.image_path(1)},illustrated\n")
+    imported = run_labelhub("import-labels", str(labels), "--project", str(local.created.id), "--repo", str(moved),
+                            "--state", str(local.tmp_path / "other.sqlite3"), env=local.env, check=True)
+    assert "tasks created: 0 (1 sync tasks labelled)" in imported.stdout, imported.stdout + imported.stderr
+    assert task_count(local) == N
