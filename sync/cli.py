@@ -194,11 +194,11 @@ def _follow_moved_repo(state, state_path: str, project, repo_id: str, moved_from
     second time. Refuse that, unless ``--repo-moved-from`` names the old path; with it, the state's rows follow the
     repository (:func:`labelhub.sync.state.move_local_repo`).
 
-    Decided (README, "A repository that moves"):
+    Decided (README, "Local git repositories"):
 
     - *Another path of this repository* is one whose last commits the state saw (its heads, its newest version's
-      commit) this repository holds (:func:`labelhub.sync.state.earlier_paths`). The sync is refused while such a path has more
-      files in the state than this one: a few rows under the new path (an ``import-labels --repo <new>`` run before
+      commit) this repository holds (:func:`labelhub.sync.state.earlier_paths`). The sync is refused while such a
+      path has more files in the state than this one: a few rows under the new path (an ``import-labels --repo <new>`` run before
       the move was made) do not make the move look done. Another path whose commits this repository lacks is
       refused only while this path has no files (it may be another repository synced into the project).
     - ``--repo-moved-from`` moves the rows only onto a repository that holds every commit the state last saw of the
