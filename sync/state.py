@@ -604,12 +604,12 @@ def move_local_repo(state: SyncState, old: str) -> int:
     one transaction: its files in the import ledger (they keep their tasks), its versions and its synced heads.
     The tasks in Label Studio keep ``hf_repo`` as they were made (the old path).
 
-    Returns:
-        How many files moved.
-
     A file the ledger holds under both paths (an ``import-labels --repo <new>`` made its task before the move was
     made; import-labels refuses that now) keeps the old path's task, the one with the file's history; the other
     task stays in Label Studio, as the ledger records one task per file.
+
+    Returns:
+        How many files moved.
 
     Raises:
         ValueError: the ledger has imports of ``old`` under way (a crash mid-import: they are found in Label Studio
