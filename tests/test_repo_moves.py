@@ -152,10 +152,14 @@ def test_import_labels_with_another_state_after_a_move_labels_the_old_paths_sync
     old = local.repo.path
     moved = old.parent / "repo-moved"
     shutil.move(old, moved)
+    sample_repos.commit_local(moved, sample_repos.image_files(N, N + 1))  # one new file: a task of the new path
     local.sync("--repo-moved-from", str(old), repo_arg=str(moved))
+    # the lookup of other paths skips the one asked for, whatever the order of the tasks
+    assert [path for path, _, _ in local.project.other_repo_file_tasks(str(old))] == [str(moved)]
+    assert [path for path, _, _ in local.project.other_repo_file_tasks(str(moved))] == [str(old)]
     labels = local.tmp_path / "labels.csv"
     labels.write_text(f"url,pos_concepts\n{sample_repos.image_path(1)},illustrated\n")
     imported = run_labelhub("import-labels", str(labels), "--project", str(local.created.id), "--repo", str(moved),
                             "--state", str(local.tmp_path / "other.sqlite3"), env=local.env, check=True)
     assert "tasks created: 0 (1 sync tasks labelled)" in imported.stdout, imported.stdout + imported.stderr
-    assert task_count(local) == N
+    assert task_count(local) == N + 1
