@@ -16,6 +16,7 @@ Every option can also be set by the environment variable named in its ``--help``
 from __future__ import annotations
 
 import logging
+import os
 from contextlib import ExitStack
 
 import click
@@ -69,7 +70,9 @@ log = logging.getLogger("labelhub")
 @file_url_options
 @click.option("--repo-moved-from", envvar="LABELHUB_REPO_MOVED_FROM", default=None, show_default=False,
               help="The path a local repository had in the state before it moved (or was mounted elsewhere): its "
-                   "files keep their tasks instead of being imported again. Needed once, harmless after.")
+                   "files keep their tasks instead of being imported again. Needed once; refused onto a "
+                   "repository that lacks the commit the state last saw of that path, and for a state and project "
+                   "with no files of it.")
 @click.option("--export/--no-export", default=True,
               help="Write finished annotations back to the repo as tagged versions.")
 @click.option("--export-interval", type=click.FloatRange(min=0), default=60.0, envvar="LABELHUB_EXPORT_INTERVAL",
@@ -150,7 +153,7 @@ def sync(repo, project_id, revision, include, exclude, metadata_path, metadata_k
             state = SyncState(state_path, project_id, dataset.repo_id)
         state.bind(project.url, project.key)
         if dataset.local:
-            _follow_moved_repo(state, state_path, project_id, dataset.repo_id, repo_moved_from)
+            _follow_moved_repo(state, state_path, project, dataset.repo_id, repo_moved_from)
         # the export's own files are never tasks, wherever --csv-path puts them (with --no-export too: they may be
         # there from an earlier export)
         exclude = with_export_files(include, exclude, series_for(csv_path, tag_prefix).all_paths)
@@ -166,6 +169,10 @@ def sync(repo, project_id, revision, include, exclude, metadata_path, metadata_k
             service.intake = AnnotationIntake(project, state)
             service.exporter = Exporter(dataset, project, state, csv_path=csv_path, revision=revision,
                                         tag_prefix=tag_prefix, take_over_from=take_over_from)
+        if dataset.local:  # a repository moved while the daemon runs: one line and stop, not a failure per retry
+            importer.run = _stop_when_gone(dataset.repo_id, importer.run)
+            if service.exporter:
+                service.exporter.export = _stop_when_gone(dataset.repo_id, service.exporter.export)
         if once:
             service.run_once()
             return
@@ -181,45 +188,159 @@ def sync(repo, project_id, revision, include, exclude, metadata_path, metadata_k
                 receiver.stop()
 
 
-def _follow_moved_repo(state, state_path: str, project_id: int, repo_id: str, moved_from: str | None) -> None:
-    """A local repository is named by its absolute path in the state (the import ledger's source, its versions):
-    one that moved, or is mounted at another path, would have every file imported a second time. When the state
-    holds files of the project from another local path and none from this one, refuse unless ``--repo-moved-from``
-    names that path; with it, the state's rows follow the repository (:func:`labelhub.sync.state.move_local_repo`).
+def _follow_moved_repo(state, state_path: str, project, repo_id: str, moved_from: str | None) -> None:
+    """A local repository is named by its absolute path in the state (the import ledger's source, its versions) and
+    in its tasks (``data.hf_repo``): one that moved, or is mounted at another path, would have every file imported a
+    second time. Refuse that, unless ``--repo-moved-from`` names the old path; with it, the state's rows follow the
+    repository (:func:`labelhub.sync.state.move_local_repo`).
+
+    Decided (README, "Local git repositories"):
+
+    - *Another path of this repository* is one whose last commits the state saw (its heads, its newest version's
+      commit) this repository holds (:func:`labelhub.sync.state.earlier_paths`). The sync is refused while such a
+      path has more files in the state than this one: a few rows under the new path (an ``import-labels --repo <new>`` run before
+      the move was made) do not make the move look done. Another path whose commits this repository lacks is
+      refused only while this path has no files (it may be another repository synced into the project).
+    - ``--repo-moved-from`` moves the rows only onto a repository that holds every commit the state last saw of the
+      old path: an unrelated repository, or an older copy that lacks the last versions' commits, is refused and
+      nothing changes (exporting on top of it would skip versions, its files would replace the tasks' texts).
+    - The old path is compared as written, made absolute, its last part not resolved: ``LocalGitRepo`` resolves
+      symlinks, so a symlink left at the old path names the new one.
+    - With no files of the project in the state (a lost state, another ``--state``), the project's tasks tell: a
+      task of another absolute path showing a commit this repository holds is of its files
+      (:meth:`~labelhub.sync.labelstudio.project.LabelStudioProject.other_repo_file_tasks`, one query per such path,
+      five at most). Without ``--repo-moved-from`` the sync is refused; with it, the old path's tasks are adopted
+      into the state (:meth:`labelhub.sync.ledger.ImportLedger.recover`) and then moved.
 
     Raises:
         labelhub.errors.ConfigurationError: the repository looks moved and no ``--repo-moved-from`` says so, or
-            ``--repo-moved-from`` names a path the state holds no files of (a first sync at the new path), or the
-            move cannot be made (an import from the old path was interrupted).
+            ``--repo-moved-from`` names a path neither the state nor the project has files of, or a repository that
+            lacks the commits the state last saw of it, or the move cannot be made (an import from the old path was
+            interrupted).
+        labelhub.errors.LabelStudioError: the project's tasks cannot be read (a state with no files of it).
     """
-    from pathlib import Path
-
     from labelhub.errors import ConfigurationError
-    from labelhub.sync.state import move_local_repo, other_local_repos
+    from labelhub.sync.state import earlier_paths, last_seen_commits, move_local_repo, other_local_repos
 
+    project_id = project.project_id
     others = other_local_repos(state)
+    here = state.ledger.count()
     if moved_from is not None:
-        old = str(Path(moved_from).expanduser().resolve()) if moved_from not in others else moved_from
-        if old == repo_id or (old not in others and state.ledger.count()):
+        old = _path_as_written(moved_from, others)
+        if old == repo_id or (old not in others and here):
             return  # moved already (the option left in place)
         if old not in others:
-            raise ConfigurationError(f"--repo-moved-from {moved_from}: --state {state_path} holds no files of project "
-                                     f"{project_id} from that path" + (f" (it holds {', '.join(others)})" if others
-                                                                       else ""))
+            adopted = _adopt_tasks_of(state, project, old, repo_id)
+            if not adopted:
+                raise ConfigurationError(
+                    f"--repo-moved-from {moved_from}: neither --state {state_path} nor project {project_id}'s tasks "
+                    f"hold files of this repository from {old}" + (f" (the state holds {', '.join(others)})"
+                                                                    if others else ""))
+            log.warning("--state %s held no files of project %d: adopted the %d tasks of %s's files", state_path,
+                        project_id, adopted, old)
+        missing = [sha for sha in last_seen_commits(state.db, project_id, old) if not _holds(repo_id, sha)]
+        if missing:
+            raise ConfigurationError(
+                f"--repo-moved-from {moved_from}: {repo_id} lacks commit {missing[0][:12]}, which the state last saw "
+                f"of {old}: it is another repository, or an older copy of it without the last syncs and versions; "
+                f"nothing was changed (sync the repository that holds it)")
         try:
             moved = move_local_repo(state, old)
         except ValueError as exc:
             raise ConfigurationError(f"--repo-moved-from {moved_from}: {exc}") from None
-        log.warning("the repository moved from %s to %s: its %d files keep their tasks and its versions go on",
-                    old, repo_id, moved)
+        served = "" if _key(old) == _key(repo_id) else (
+            f"; their file URLs name the old directory ({_key(old)!r}): the backend's LABELHUB_FILE_REPOS needs "
+            f"{_key(old)}={repo_id} beside {repo_id}")
+        log.warning("the repository moved from %s to %s: its %d files keep their tasks and its versions go on%s",
+                    old, repo_id, moved, served)
         return
-    if others and not state.ledger.count():
-        old, files = max(others.items(), key=lambda item: item[1])
+    same = {path: files for path, files in earlier_paths(state.db, project_id, repo_id).items() if files > here}
+    if same or (others and not here):
+        old, files = max((same or others).items(), key=lambda item: item[1])
         raise ConfigurationError(
-            f"--state {state_path} holds {files} files of project {project_id} from the local repository {old}, none "
-            f"from {repo_id}: if the repository moved there (or is mounted at another path), pass --repo-moved-from "
-            f"{old} once so that its files keep their tasks (without it every file would become a second task); "
-            "if it is another repository, sync it with its own --state")
+            f"--state {state_path} holds {files} files of project {project_id} from the local repository {old}, "
+            f"{here or 'none'} from {repo_id}: if the repository moved there (or is mounted at another path), pass "
+            f"--repo-moved-from {old} once so that its files keep their tasks (without it every file would become a "
+            "second task)" + ("" if same else "; if it is another repository, sync it with its own --state"))
+    if not here and not others:
+        for path, _, revision in project.other_repo_file_tasks(repo_id):
+            if os.path.isabs(path) and _holds(repo_id, revision):
+                raise ConfigurationError(
+                    f"project {project_id} has tasks of this repository's files from {path} (a commit of it), and "
+                    f"--state {state_path} holds none of them (a lost state, or another --state): if the repository "
+                    f"moved from there, pass --repo-moved-from {path} (without it every file would become a second "
+                    "task); else use the state that synced it")
+
+
+def _stop_when_gone(path: str, step):
+    """``step`` (the importer's cycle, the exporter's export), made to raise one
+    :class:`labelhub.errors.ConfigurationError` when it fails because the local repository at ``path`` is no longer
+    there (moved, renamed, unmounted), instead of the retried ``FileNotFoundError`` / ``NotGitRepository`` of each
+    turn: the daemon stops (:meth:`labelhub.sync.service.SyncService._step`) with the line saying where to restart it
+    from. Decided: stop, not wait: a path that comes back is a restart away, and a moved repository needs
+    ``--repo-moved-from`` anyway. The check (is ``path`` a git repository) is made only after a failure."""
+    import functools
+
+    from labelhub.errors import ConfigurationError
+    from labelhub.repos.git import is_git_repo
+
+    @functools.wraps(step)
+    def guarded(*args, **kwargs):
+        try:
+            return step(*args, **kwargs)
+        except ConfigurationError:
+            raise
+        except Exception:
+            if is_git_repo(path):
+                raise
+            raise ConfigurationError(
+                f"the repository is gone from {path} (moved, renamed or unmounted): restart the sync with --repo "
+                f"<its new path> --repo-moved-from {path}") from None
+
+    return guarded
+
+
+def _path_as_written(moved_from: str, recorded) -> str:
+    """``--repo-moved-from`` as the state may have recorded it: as written when it is a recorded path, else made
+    absolute without resolving its last part (a symlink left there names the new path), its parents resolved as
+    :class:`labelhub.repos.git.LocalGitRepo` resolved them when it recorded the old path."""
+    if moved_from in recorded:
+        return moved_from
+    written = os.path.abspath(os.path.expanduser(moved_from))
+    if written in recorded:
+        return written
+    return os.path.join(os.path.realpath(os.path.dirname(written)), os.path.basename(written))
+
+
+def _holds(repo_id: str, sha: str) -> bool:
+    """Whether the local repository ``repo_id`` holds commit ``sha``
+    (:func:`labelhub.sync.versions.restore_identity.holds_commit`)."""
+    from labelhub.sync.versions.restore_identity import holds_commit
+
+    return holds_commit(repo_id, [sha])
+
+
+def _key(path: str) -> str:
+    """The key the backend serves a local repository's files under (:func:`labelhub.repos.repo_key`)."""
+    from labelhub.signing import repo_key
+
+    return repo_key(path, local=True)
+
+
+def _adopt_tasks_of(state, project, old: str, repo_id: str) -> int:
+    """Record the project's tasks of ``old``'s files (``data.hf_repo``) in the state's ledger of ``old``, when one of
+    them shows a commit ``repo_id`` holds (``--repo-moved-from`` with a lost or new state); returns how many (0: none,
+    or of another repository)."""
+    from labelhub.sync.ledger import Entry, ImportLedger
+
+    if not os.path.isabs(old):
+        return 0
+    tasks = project.repo_file_tasks(old)
+    if not any(_holds(repo_id, revision) for revision in dict.fromkeys(r for _, _, r in tasks[:1] + tasks[-1:])):
+        return 0
+    entries = [Entry(path, task_id, revision) for task_id, path, revision in tasks]
+    return ImportLedger(state.db, project.project_id, old).recover(
+        lambda after: [e for e in entries if e.task_id > after])
 
 
 def _start_webhooks(project, state_path, repo_id, service, url, host, port, secret):

@@ -604,20 +604,29 @@ def move_local_repo(state: SyncState, old: str) -> int:
     one transaction: its files in the import ledger (they keep their tasks), its versions and its synced heads.
     The tasks in Label Studio keep ``hf_repo`` as they were made (the old path).
 
+    A file the ledger holds under both paths (an ``import-labels --repo <new>`` made its task before the move was
+    made; import-labels refuses that now) keeps the old path's task, the one with the file's history; the other
+    task stays in Label Studio, as the ledger records one task per file.
+
     Returns:
         How many files moved.
 
     Raises:
         ValueError: the ledger has imports of ``old`` under way (a crash mid-import: they are found in Label Studio
-            by the old path, so finish them first), or already holds files of the new path.
+            by the old path, so finish them first).
     """
     project_id, repo_id = state.key
     if state.db.execute("SELECT 1 FROM import_pending WHERE project_id=? AND source=?", (project_id, old)).fetchone():
-        raise ValueError(f"an import from {old} was interrupted: run labelhub sync once with the repository at {old} "
-                         "(a symlink will do) to finish it, then move it")
-    if state.ledger.count():
-        raise ValueError(f"the state already holds files of {repo_id}")
+        # not a symlink at the old path: LocalGitRepo resolves it, so the sync would name the repository by its target
+        raise ValueError(f"an import from {old} was interrupted: put the repository back at {old} for a moment (move "
+                         f"it back, or bind-mount it there; a symlink does not do, it resolves to the new path), run "
+                         f"labelhub sync --once --repo {old} to finish it, then move it and pass --repo-moved-from")
     with state._transaction():
+        # rows of the new path (an import-labels run there before the move was made): the old path's row of a file
+        # wins, as its task has the file's history (annotations, versions); the other task stays in Label Studio
+        state.db.execute("DELETE FROM imported WHERE project_id=? AND source=? AND key IN "
+                         "(SELECT key FROM imported WHERE project_id=? AND source=?)", (project_id, repo_id,
+                                                                                        project_id, old))
         moved = state.db.execute("UPDATE imported SET source=? WHERE project_id=? AND source=?",
                                  (repo_id, project_id, old)).rowcount
         for table in ("versions", "heads"):
@@ -625,3 +634,27 @@ def move_local_repo(state: SyncState, old: str) -> int:
             state.db.execute(f"UPDATE {table} SET repo_id=? WHERE project_id=? AND repo_id=?",
                              (repo_id, project_id, old))
     return moved
+
+
+def last_seen_commits(db: sqlite3.Connection, project_id: int, path: str) -> list[str]:
+    """The commits a state (``db``) last saw of the local repository at ``path`` for project ``project_id``: its
+    newest version's commit and its synced heads (one per revision). A repository that holds none of them is not the
+    one the state's rows of ``path`` are of (another repository, or an older copy of it); ``[]`` when the state
+    recorded none (a first sync interrupted before its head was recorded)."""
+    version = db.execute("SELECT commit_sha FROM versions WHERE project_id=? AND repo_id=? AND commit_sha IS NOT NULL "
+                         "ORDER BY version DESC LIMIT 1", (project_id, path)).fetchone()
+    heads = db.execute("SELECT sha FROM heads WHERE project_id=? AND repo_id=?", (project_id, path))
+    return list(dict.fromkeys([*(version or ()), *(row[0] for row in heads)]))
+
+
+def earlier_paths(db: sqlite3.Connection, project_id: int, repo_id: str) -> dict[str, int]:
+    """``{path: files}`` of the other local paths whose files a state (``db``) holds for project ``project_id`` and
+    that were paths of the local repository ``repo_id``: it holds a commit the state last saw of them
+    (:func:`last_seen_commits`, :func:`labelhub.sync.versions.restore_identity.holds_commit`), so it moved from
+    there or is mounted there too. ``{}`` for a Hub repo."""
+    from labelhub.sync.versions.restore_identity import holds_commit
+
+    rows = db.execute("SELECT source, count(*) FROM imported WHERE project_id=? AND source LIKE '/%' AND source != ? "
+                      "GROUP BY source", (project_id, repo_id)).fetchall()
+    return {path: files for path, files in rows
+            if any(holds_commit(repo_id, [sha]) for sha in last_seen_commits(db, project_id, path))}

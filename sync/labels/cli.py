@@ -135,6 +135,13 @@ def _run_locked(file, project, target, ground_truth, model_version, strict, batc
                                 file_urls=url_policy)
         except ValueError as exc:
             raise click.UsageError(str(exc)) from None
+        if dataset.local:  # before any output: the refusal is the only line
+            with state_errors(state_path):
+                db = connect(state_path)
+            try:
+                _refuse_before_the_move(db, project_id, dataset.repo_id, state_path)
+            finally:
+                db.close()
         sha = dataset.resolve(revision or dataset.default_revision())
         # after resolve(), which learns whether a Hub repo is private (the form depends on it), as the sync does;
         # found by a walkthrough: unsigned URLs went unsaid
@@ -163,3 +170,27 @@ def _run_locked(file, project, target, ground_truth, model_version, strict, batc
     for line in summary_lines(parsed, report, target, strict):
         click.echo(line)
     return parsed.rejected_rows + (len(report.second_tasks) if report else 0)
+
+
+def _refuse_before_the_move(db, project_id: int, repo_id: str, state_path: str) -> None:
+    """Refuse an import of a local repository's files that moved (or is mounted at another path) before the sync made
+    the move: the state holds more files of the project from an earlier path of it
+    (:func:`labelhub.sync.state.earlier_paths`) than from ``repo_id``. Its rows under the new path would make second
+    tasks of the files whose tasks name the old path (they are the old path's in the state until
+    ``labelhub sync --repo-moved-from``).
+
+    Raises:
+        labelhub.errors.ConfigurationError: so (one line, nothing imported).
+    """
+    from labelhub.errors import ConfigurationError
+    from labelhub.sync.ledger import ImportLedger
+    from labelhub.sync.state import earlier_paths
+
+    here = ImportLedger(db, project_id, repo_id).count()
+    earlier = {path: files for path, files in earlier_paths(db, project_id, repo_id).items() if files > here}
+    if earlier:
+        old, files = max(earlier.items(), key=lambda item: item[1])
+        raise ConfigurationError(
+            f"--state {state_path} holds {files} files of project {project_id} from {old}, a path this repository "
+            f"had: run labelhub sync --repo {repo_id} --repo-moved-from {old} first (its files keep their tasks), "
+            "then import; nothing was imported")

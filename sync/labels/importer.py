@@ -161,6 +161,7 @@ class LabelImporter:
     model_version: str = "import"
     batch_size: int = 1000
     ground_truth: bool = False
+    _paths_of: dict[str, list[str]] = field(default_factory=dict, init=False, repr=False)
 
     def run(self, tasks: Sequence[ImportTask]) -> LabelImportReport:
         """Import ``tasks`` (see the module docstring) and return the report.
@@ -258,9 +259,30 @@ class LabelImporter:
         """The project's tasks of ``repo_id``'s files (``data.hf_repo``, ``data.hf_path``: the sync's, and those of
         earlier imports and restores) with an id above ``after_task_id``, for the repo's ledger's
         :meth:`ImportLedger.recover`: the state may lack them (lost, or another state file than the sync's). The same
-        lookup as the sync's (:meth:`labelhub.sync.labelstudio.project.LabelStudioProject.repo_file_tasks`)."""
+        lookup as the sync's (:meth:`labelhub.sync.labelstudio.project.LabelStudioProject.repo_file_tasks`).
+
+        A local repository's tasks made from another path of it (the sync's before a move, a mount elsewhere) count
+        too: those of each path whose task shows a commit ``repo_id`` holds (:meth:`_other_paths`); the ledger's
+        recovery keeps the lowest id of a file's tasks."""
         return [Entry(path, task_id, revision)
-                for task_id, path, revision in self.project.repo_file_tasks(repo_id, after_task_id)]
+                for source in (repo_id, *self._other_paths(repo_id))
+                for task_id, path, revision in self.project.repo_file_tasks(source, after_task_id)]
+
+    def _other_paths(self, repo_id: str) -> list[str]:
+        """The other absolute paths the project's file tasks name (``data.hf_repo``; five at most:
+        :meth:`labelhub.sync.labelstudio.project.LabelStudioProject.other_repo_file_tasks`) that were paths of the
+        local repository ``repo_id``: their first task shows a commit it holds
+        (:func:`labelhub.sync.versions.restore_identity.holds_commit`). ``[]`` for a Hub repo (no query). Asked once
+        per repo and import."""
+        import os
+
+        from labelhub.sync.versions.restore_identity import holds_commit
+
+        if repo_id not in self._paths_of:
+            self._paths_of[repo_id] = [] if not os.path.isabs(repo_id) else [
+                path for path, _, revision in self.project.other_repo_file_tasks(repo_id)
+                if os.path.isabs(path) and holds_commit(repo_id, [revision])]
+        return self._paths_of[repo_id]
 
     def _holds(self, task: Any, result: list[dict]) -> bool:
         """Whether the task (as just read) already holds these labels: a prediction of this ``model_version``, or an

@@ -275,6 +275,40 @@ class LabelStudioProject:
                 for task_id, data in self.task_data(after_task_id, hf_repo=repo_id)
                 if isinstance(data.get("hf_path"), str)]
 
+    def other_repo_file_tasks(self, repo_id: str, limit: int = 5) -> list[tuple[str, int, str]]:
+        """``[(hf_repo, task_id, hf_revision)]``: one file task (the lowest id) of each of up to ``limit`` sources
+        other than ``repo_id`` that the project's tasks name in ``data.hf_repo`` (with an ``hf_path``), for telling
+        whether another path of a local repository made tasks of its files (a move, a mount, a lost state:
+        :func:`labelhub.sync.cli._follow_moved_repo`, :meth:`labelhub.sync.labels.importer.LabelImporter._other_paths`).
+
+        One page-of-one query per source found, plus one (no query when no task has an ``hf_path``, as
+        :meth:`repo_file_tasks`). Decided: ``limit`` sources at most, so that a project of many repos costs a few
+        calls; a source past them is not seen.
+
+        Raises:
+            ProjectNotFound, LabelStudioError: As :meth:`call` turns a failed call.
+        """
+        try:
+            columns = self.data_columns()
+        except LabelHubError:
+            columns = None
+        if columns is not None and not columns.get("hf_path"):
+            return []
+        found: list[tuple[str, int, str]] = []
+        seen = [repo_id]
+        while len(found) < limit:
+            items = [{"filter": "filter:tasks:data.hf_path", "type": "String", "operator": "empty", "value": False},
+                     {"filter": "filter:tasks:data.hf_repo", "type": "String", "operator": "empty", "value": False},
+                     *({"filter": "filter:tasks:data.hf_repo", "type": "String", "operator": "not_equal",
+                        "value": other} for other in seen)]
+            _, first = self._total_and_first(_filters(*items, ordering=["tasks:id"]), "id,data")
+            data = getattr(first, "data", None) or {}
+            if not isinstance(data.get("hf_repo"), str) or data["hf_repo"] in seen:
+                break
+            found.append((data["hf_repo"], first.id, str(data.get("hf_revision") or "")))
+            seen.append(data["hf_repo"])
+        return found
+
     def data_columns(self) -> dict[str, int] | None:
         """``{key: how many tasks have it in their data}``: Label Studio's own count, kept in the project's summary
         as tasks are created, imported or deleted (``GET /api/projects/{id}/summary/``, ``all_data_columns``;
