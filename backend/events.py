@@ -40,7 +40,7 @@ from labelhub.backend.errors import InvalidPayloadError, UnknownActionError
 from labelhub.errors import InvalidEventError, LabelHubError, UnknownEventAction
 from labelhub.redaction import one_line
 from labelhub.webhooks import ACTIONS, check_training_tasks, event_action, parse_event
-from labelhub.backend.state import Store, atomic_write_json
+from labelhub.backend.state import LISTED_VERSIONS, Store, atomic_write_json
 from labelhub.locks import file_lock
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -354,7 +354,7 @@ def _list_served_version(state: Any, served: str) -> None:
     kv = state.kv()
     versions = list(kv.get("versions") or [])
     if kv.get("model_version") and served and served not in versions:
-        state.update_kv(versions=(versions + [served])[-50:])
+        state.update_kv(versions=(versions + [served])[-LISTED_VERSIONS:])
 
 
 class ModelSource(Protocol):

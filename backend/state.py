@@ -35,10 +35,16 @@ from typing import Any, Iterator
 from labelhub.backend.errors import InvalidPayloadError
 from labelhub.locks import file_lock
 
-__all__ = ["atomic_write_bytes", "atomic_write_json", "ProjectState", "Store",
+__all__ = ["LISTED_VERSIONS", "atomic_write_bytes", "atomic_write_json", "ProjectState", "Store",
            "project_key", "project_key_from_webhook"]
 
 _PROJECT_KEY = re.compile(r"^[0-9]{1,18}(\.[0-9]{1,18})?$")
+
+
+#: How many versions a project's state lists (``versions``, what ``/versions`` answers), the newest kept: each fit
+#: adds its version (:meth:`labelhub.backend.models.project.ProjectModel.fit_batch`), and so does a change of Extra
+#: params that moves the served one (:class:`labelhub.backend.events.Trainer` on ``PARAMS_CHANGED``).
+LISTED_VERSIONS = 50
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

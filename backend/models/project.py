@@ -97,7 +97,7 @@ from labelhub.backend.errors import MediaError
 from labelhub.backend.model import LabelStudioMLBase
 from labelhub.backend.models.heads import ControlHead, Example, TaskInput, task_options
 from labelhub.backend.models.params import check_control_names, params_for
-from labelhub.backend.state import atomic_write_bytes
+from labelhub.backend.state import LISTED_VERSIONS, atomic_write_bytes
 from labelhub.errors import LabelConfigError
 from labelhub.label_config import ControlSpec, control_specs, parse_label_config
 from labelhub.redaction import one_line
@@ -658,7 +658,7 @@ class ProjectModel(LabelStudioMLBase):
         if self.get("model_version") and interim != self.get("model_version") and interim not in versions:
             versions.append(interim)
         served = self._with_params(version, trained_on)  # the version predictions carry (the fit's without params)
-        versions = (versions + [served])[-50:]
+        versions = (versions + [served])[-LISTED_VERSIONS:]
         self._update_state(heads=stored, model_version=version, versions=versions, trained_on=trained_on,
                            trained_at=time.time(), last_error=last_error, labels=self._labels)
         log.info("project %s: %s from %d annotated tasks in %.2f s", self.project_id, served, trained_on,
