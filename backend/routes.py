@@ -300,11 +300,13 @@ def predict():
             log.info("project %s: %d of %d tasks get no prediction from this request: the running prediction job "
                      "(%s) writes them with %s (one prediction per task and version)", req.project, len(left),
                      len(req.tasks), job.job_id, version)
-    asked = [t for t in req.tasks if not (isinstance(t, dict) and t.get("id") in left)]
+    def left_to_it(task: object) -> bool:  # only an int id can be one (a task's id may be anything: an unhashable dict)
+        return isinstance(task, dict) and isinstance(task.get("id"), int) and task["id"] in left
+
+    asked = [t for t in req.tasks if not left_to_it(t)]
     raw = model.predict(asked, context=req.context, login=req.login, password=req.password) if asked else []
     answered = iter(normalize_predictions(raw, len(asked), model.model_version) if asked else [])
-    results = [{"model_version": version} if isinstance(t, dict) and t.get("id") in left else next(answered)
-               for t in req.tasks]
+    results = [{"model_version": version} if left_to_it(t) else next(answered) for t in req.tasks]
     failed: dict[str, list] = {}  # reason -> the ids of the tasks it hit
     for task, pred in zip(req.tasks, results):
         if "result" not in pred and "error" not in pred:  # left to the running job
