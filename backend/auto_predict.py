@@ -227,6 +227,7 @@ class AutoPredictor:
         client, project_id, job_id = self.backend.store.client, project_id_of(key), uuid.uuid4().hex
         if unlabeled and not mark_queued(client, project_id, job_id=job_id):
             log.debug("project %s: a whole-project job is already queued; it will predict the newest version", key)
+            self._note_queued(key, None, True)  # the waiting job's status names the version it will predict
             self._warn_if_no_worker(key)
             return
         try:
@@ -249,9 +250,10 @@ class AutoPredictor:
         waiting in RQ showed nowhere (an audit: no worker running, ``"jobs": {}``, ``--status`` said no job).
 
         Decision: the status names no process (``pid`` 0, ``host`` ""): none holds it until a worker takes it;
-        ``model_version`` is the project's version when it was enqueued (the worker plans with the newest); the
-        selection gives the number of new tasks, not their ids. An error is logged, not raised (the job is
-        enqueued)."""
+        ``model_version`` is the project's version now: a retrain that merges into a whole-project job already
+        waiting publishes it again, so the status names the version the worker will predict (it plans with the
+        newest; before, the status kept the version of the retrain that enqueued it). The selection gives the
+        number of new tasks, not their ids. An error is logged, not raised (the job is enqueued)."""
         from dataclasses import asdict
 
         from labelhub.backend.job_status import JobStatus

@@ -112,13 +112,13 @@ def redis_url(tmp_path_factory):
         yield f"{server.url}/0"
 
 
-def _redis_backend(tmp_path, redis_url, label_studio=None):
+def _redis_backend(tmp_path, redis_url, label_studio=None, **settings):
     from labelhub.backend.app import Backend
     from labelhub.backend.settings import Settings
 
     return Backend(Settings(model_dir=tmp_path, redis_url=redis_url, auto_predict=True, start_trainer=False,
                             warmup=False, label_studio_url=label_studio.url if label_studio else "http://127.0.0.1:9",
-                            label_studio_api_key=_key(label_studio) if label_studio else "key"))
+                            label_studio_api_key=_key(label_studio) if label_studio else "key", **settings))
 
 
 def test_on_redis_an_automatic_job_no_worker_takes_shows_queued_and_is_warned_about(tmp_path, redis_url, caplog):
@@ -138,6 +138,27 @@ def test_on_redis_an_automatic_job_no_worker_takes_shows_queued_and_is_warned_ab
     answer = _cli("predict", "--project", "5", "--status", env={"LABELHUB_REDIS_URL": redis_url})
     assert answer.exit_code == 0 and json.loads(answer.output)["state"] == "queued", answer.output
 
+
+
+def test_a_retrain_merged_into_a_waiting_job_updates_the_version_its_queued_status_names(tmp_path, redis_url):
+    """A whole-project job waiting in RQ takes the retrains that come meanwhile (the worker plans with the newest
+    version), but its ``queued`` status kept the version of the retrain that enqueued it. A merged request
+    publishes the status again with the project's version now."""
+    from rq import Queue
+
+    backend = _redis_backend(tmp_path, redis_url, auto_predict_interval=0)
+    waiting = Queue("labelhub", connection=backend.store.client)
+    key, before = "6.1700000000", waiting.count
+    backend.store.project(key).update_kv(model_version="6-first")
+    backend.auto.request(key, unlabeled=True)
+    assert backend.auto.wait_idle(30)
+    assert backend.store.job_statuses()[key]["model_version"] == "6-first"
+    backend.store.project(key).update_kv(model_version="6-second")
+    backend.auto.request(key, unlabeled=True)  # merged: one job waits
+    assert backend.auto.wait_idle(30)
+    shown = backend.store.job_statuses()[key]
+    assert shown["state"] == "queued" and shown["model_version"] == "6-second", shown
+    assert waiting.count == before + 1
 
 def test_failed_tasks_give_the_same_error_on_health_and_status_and_a_warning_of_the_automatic_job(
         label_studio, tmp_path, caplog):
