@@ -62,6 +62,9 @@ class UnknownProjectError(BackendError):
 #: Seconds the check of an unknown project waits for Label Studio: it runs inside the webhook's answer, which Label
 #: Studio waits 1 s for (``WEBHOOK_TIMEOUT``); when it is slower the event is kept.
 PROJECT_CHECK_TIMEOUT = 0.5
+#: Seconds a prediction job's ``started_at`` may lie before a ``/predict`` request's start and still count as started
+#: during it (another host's clock; a job running at the request's start is found before, by ``running_job``).
+JOB_CLOCK_SKEW = 2.0
 
 _checked_projects: set[str] = set()  # keys Label Studio confirmed (per process)
 _warned_projects: set[str] = set()  # keys already warned about (one warning per process and project)
@@ -279,7 +282,8 @@ def predict():
     request of several tasks (the Data Manager's "Retrieve predictions") gets, for each task the job will write
     (:func:`labelhub.backend.jobs.left_to_job`), only ``model_version`` and no ``result``: Label Studio stores
     nothing for it, and the task gets the job's one prediction instead of two of the same version (one line in the
-    log says so). A request of one task (the editor opening it) is answered as always: the annotator sees a
+    log says so). So does a task of a job that started while the request was predicting (:func:`_taken_by_a_later_job`:
+    Label Studio saves the answer after the job's own clean-up). A request of one task (the editor opening it) is answered as always: the annotator sees a
     prediction now, and the job's batch skips the task when it reads it; the job removes a second prediction of its
     version it finds at its end (:func:`labelhub.backend.jobs.run_job`).
     """
@@ -303,10 +307,13 @@ def predict():
     def left_to_it(task: object) -> bool:  # only an int id can be one (a task's id may be anything: an unhashable dict)
         return isinstance(task, dict) and isinstance(task.get("id"), int) and task["id"] in left
 
-    asked = [t for t in req.tasks if not left_to_it(t)]
+    asked, asked_at = [t for t in req.tasks if not left_to_it(t)], time.time()
     raw = model.predict(asked, context=req.context, login=req.login, password=req.password) if asked else []
     answered = iter(normalize_predictions(raw, len(asked), model.model_version) if asked else [])
     results = [{"model_version": version} if left_to_it(t) else next(answered) for t in req.tasks]
+    if len(req.tasks) > 1 and asked:
+        left |= _taken_by_a_later_job(backend, req, asked, asked_at, version)
+        results = [{"model_version": version} if left_to_it(t) else pred for t, pred in zip(req.tasks, results)]
     failed: dict[str, list] = {}  # reason -> the ids of the tasks it hit
     for task, pred in zip(req.tasks, results):
         if "result" not in pred and "error" not in pred:  # left to the running job
@@ -322,6 +329,30 @@ def predict():
                     "Retrieve predictions asks again): %s", req.project, sum(map(len, failed.values())), len(results),
                     _reasons(failed))
     return jsonify(results=results)
+
+
+def _taken_by_a_later_job(backend, req: PredictRequest, asked: list, asked_at: float, version: str) -> set[int]:
+    """The ids of ``asked`` (this ``/predict`` request's tasks) that a prediction job of ``version`` which started
+    while the request was predicting (its ``started_at`` at most :data:`JOB_CLOCK_SKEW` seconds before ``asked_at``,
+    a Unix time) writes or wrote: the answer leaves them without ``result``, as for a job running when the request
+    came (:func:`labelhub.backend.jobs.left_to_job`).
+
+    Decision: Label Studio saves a request's answer when it ends (32 s for 200 tasks), and the job's end removes a
+    second prediction of its version only among those already saved; a job started after the request planned these
+    tasks (they lacked the version), so the answer is the one to drop. A job whose batch failed on a task leaves it
+    without a prediction of the version: the next Retrieve predictions asks for it again. A status that cannot be read
+    counts as no job."""
+    from labelhub.backend.jobs import last_status, left_to_job
+
+    job = last_status(backend, project_key(req.project))
+    if job is None or job.state not in ("running", "done") or (job.started_at or 0) < asked_at - JOB_CLOCK_SKEW:
+        return set()
+    taken = set(left_to_job(job, asked, version))
+    if taken:
+        log.info("project %s: %d of %d tasks get no prediction from this request: a prediction job (%s) started "
+                 "meanwhile writes them with %s (one prediction per task and version)", req.project, len(taken),
+                 len(req.tasks), job.job_id, version)
+    return taken
 
 
 def _reasons(failed: dict[str, list], shown: int = 5) -> str:

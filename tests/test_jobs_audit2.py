@@ -103,6 +103,49 @@ def test_retrieve_predictions_during_a_job_leaves_each_task_one_prediction_of_th
     assert "get no prediction from this request: the running prediction job" in project.backend.log_tail(200)
 
 
+
+def test_a_job_started_while_a_retrieve_request_predicts_gets_its_tasks_and_the_request_none(label_studio, served):
+    """A "Retrieve predictions" request that started before a job and ended after it left a second prediction of the
+    version on the job's tasks: the job had removed the duplicates it found at its end, before Label Studio saved the
+    request's answer. Now the request answers no ``result`` for the tasks of a job that started while it predicted
+    (here a job of two tasks whose predictions were deleted, run to its end while the request's model is held)."""
+    project, version = served, served.version
+    host = project.app.extensions["labelhub"]
+    api = LabelStudioClient(label_studio.url, _key(label_studio))
+    by_task = _predictions(label_studio, project.id)
+    two = sorted(by_task)[-2:]
+    for tid in two:
+        for prediction in by_task[tid]:
+            _api(label_studio, "DELETE", f"/api/predictions/{prediction['id']}/")
+    model = host.models.get(project.key, project.payload["label_config"])
+    predict, entered, gate, answer = model.predict, threading.Event(), threading.Event(), {}
+
+    def held(tasks, **kwargs):  # the request's model, held until the job has run
+        entered.set()
+        assert gate.wait(120)
+        return predict(tasks, **kwargs)
+
+    def retrieve():
+        with project.app.test_client() as http:
+            answer["body"] = http.post("/predict", json={
+                "project": project.key, "label_config": project.payload["label_config"],
+                "tasks": [{"id": tid, "data": project.tasks[0]["data"], "is_labeled": False} for tid in two]}).json
+
+    model.predict = held
+    thread = threading.Thread(target=retrieve)
+    thread.start()
+    try:
+        assert entered.wait(60)
+        model.predict = predict
+        status = run_job(host, api, project.id, task_ids=two, progress=False)
+        assert status.state == "done" and status.done == 2, status
+    finally:
+        gate.set()
+        thread.join(120)
+    assert [set(r) for r in answer["body"]["results"]] == [{"model_version"}] * 2, answer
+    assert {tid: sum(p["model_version"] == version for p in preds)
+            for tid, preds in _predictions(label_studio, project.id).items() if tid in two} == dict.fromkeys(two, 1)
+
 @pytest.fixture(scope="module")
 def redis_url(tmp_path_factory):
     """A private ``redis-server`` (database 0 is this module's)."""
