@@ -208,7 +208,7 @@ def _follow_moved_repo(state, state_path: str, project, repo_id: str, moved_from
       symlinks, so a symlink left at the old path names the new one.
     - With no files of the project in the state (a lost state, another ``--state``), the project's tasks tell: a
       task of another absolute path showing a commit this repository holds is of its files
-      (:meth:`~labelhub.sync.labelstudio.project.LabelStudioProject.other_repo_file_tasks`, one query per such path,
+      (:func:`labelhub.sync.versions.restore_identity.other_paths`, one query per such path,
       five at most). Without ``--repo-moved-from`` the sync is refused; with it, the old path's tasks are adopted
       into the state (:meth:`labelhub.sync.ledger.ImportLedger.recover`) and then moved.
 
@@ -221,6 +221,7 @@ def _follow_moved_repo(state, state_path: str, project, repo_id: str, moved_from
     """
     from labelhub.errors import ConfigurationError
     from labelhub.sync.state import earlier_paths, last_seen_commits, move_local_repo, other_local_repos
+    from labelhub.sync.versions.restore_identity import holds_commit, other_paths
 
     project_id = project.project_id
     others = other_local_repos(state)
@@ -238,7 +239,7 @@ def _follow_moved_repo(state, state_path: str, project, repo_id: str, moved_from
                                                                     if others else ""))
             log.warning("--state %s held no files of project %d: adopted the %d tasks of %s's files", state_path,
                         project_id, adopted, old)
-        missing = [sha for sha in last_seen_commits(state.db, project_id, old) if not _holds(repo_id, sha)]
+        missing = [sha for sha in last_seen_commits(state.db, project_id, old) if not holds_commit(repo_id, [sha])]
         if missing:
             raise ConfigurationError(
                 f"--repo-moved-from {moved_from}: {repo_id} lacks commit {missing[0][:12]}, which the state last saw "
@@ -262,14 +263,14 @@ def _follow_moved_repo(state, state_path: str, project, repo_id: str, moved_from
             f"{here or 'none'} from {repo_id}: if the repository moved there (or is mounted at another path), pass "
             f"--repo-moved-from {old} once so that its files keep their tasks (without it every file would become a "
             "second task)" + ("" if same else "; if it is another repository, sync it with its own --state"))
-    if not here and not others:
-        for path, _, revision in project.other_repo_file_tasks(repo_id):
-            if os.path.isabs(path) and _holds(repo_id, revision):
-                raise ConfigurationError(
-                    f"project {project_id} has tasks of this repository's files from {path} (a commit of it), and "
-                    f"--state {state_path} holds none of them (a lost state, or another --state): if the repository "
-                    f"moved from there, pass --repo-moved-from {path} (without it every file would become a second "
-                    "task); else use the state that synced it")
+    tasks_from = other_paths(project, repo_id) if not here and not others else []
+    if tasks_from:
+        path = tasks_from[0]
+        raise ConfigurationError(
+            f"project {project_id} has tasks of this repository's files from {path} (a commit of it), and "
+            f"--state {state_path} holds none of them (a lost state, or another --state): if the repository "
+            f"moved from there, pass --repo-moved-from {path} (without it every file would become a second "
+            "task); else use the state that synced it")
 
 
 def _stop_when_gone(path: str, step):
@@ -312,14 +313,6 @@ def _path_as_written(moved_from: str, recorded) -> str:
     return os.path.join(os.path.realpath(os.path.dirname(written)), os.path.basename(written))
 
 
-def _holds(repo_id: str, sha: str) -> bool:
-    """Whether the local repository ``repo_id`` holds commit ``sha``
-    (:func:`labelhub.sync.versions.restore_identity.holds_commit`)."""
-    from labelhub.sync.versions.restore_identity import holds_commit
-
-    return holds_commit(repo_id, [sha])
-
-
 def _key(path: str) -> str:
     """The key the backend serves a local repository's files under (:func:`labelhub.repos.repo_key`)."""
     from labelhub.signing import repo_key
@@ -332,11 +325,12 @@ def _adopt_tasks_of(state, project, old: str, repo_id: str) -> int:
     them shows a commit ``repo_id`` holds (``--repo-moved-from`` with a lost or new state); returns how many (0: none,
     or of another repository)."""
     from labelhub.sync.ledger import Entry, ImportLedger
+    from labelhub.sync.versions.restore_identity import holds_commit
 
     if not os.path.isabs(old):
         return 0
     tasks = project.repo_file_tasks(old)
-    if not any(_holds(repo_id, revision) for revision in dict.fromkeys(r for _, _, r in tasks[:1] + tasks[-1:])):
+    if not holds_commit(repo_id, [revision for _, _, revision in tasks[:1] + tasks[-1:]]):
         return 0
     entries = [Entry(path, task_id, revision) for task_id, path, revision in tasks]
     return ImportLedger(state.db, project.project_id, old).recover(
