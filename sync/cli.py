@@ -163,16 +163,14 @@ def sync(repo, project_id, revision, include, exclude, metadata_path, metadata_k
         log.info("syncing %s@%s (%s) into project %d %r: %s files as $%s", dataset.repo_id, revision, sha[:12],
                  project_id, project.title, importer.field.tag, importer.field.value_key)
         announce_task_files(dataset, importer.field, log)
+        # a repository moved while the daemon runs: one line and stop, not a failure per retry
         service = SyncService(importer, poll_interval=interval, reconcile_interval=reconcile_interval,
-                              export_interval=export_interval, sweep_interval=sweep_interval)
+                              export_interval=export_interval, sweep_interval=sweep_interval,
+                              local_repo=dataset.repo_id if dataset.local else None)
         if export:
             service.intake = AnnotationIntake(project, state)
             service.exporter = Exporter(dataset, project, state, csv_path=csv_path, revision=revision,
                                         tag_prefix=tag_prefix, take_over_from=take_over_from)
-        if dataset.local:  # a repository moved while the daemon runs: one line and stop, not a failure per retry
-            importer.run = _stop_when_gone(dataset.repo_id, importer.run)
-            if service.exporter:
-                service.exporter.export = _stop_when_gone(dataset.repo_id, service.exporter.export)
         if once:
             service.run_once()
             return
@@ -271,34 +269,6 @@ def _follow_moved_repo(state, state_path: str, project, repo_id: str, moved_from
             f"--state {state_path} holds none of them (a lost state, or another --state): if the repository "
             f"moved from there, pass --repo-moved-from {path} (without it every file would become a second "
             "task); else use the state that synced it")
-
-
-def _stop_when_gone(path: str, step):
-    """``step`` (the importer's cycle, the exporter's export), made to raise one
-    :class:`labelhub.errors.ConfigurationError` when it fails because the local repository at ``path`` is no longer
-    there (moved, renamed, unmounted), instead of the retried ``FileNotFoundError`` / ``NotGitRepository`` of each
-    turn: the daemon stops (:meth:`labelhub.sync.service.SyncService._step`) with the line saying where to restart it
-    from. Decided: stop, not wait: a path that comes back is a restart away, and a moved repository needs
-    ``--repo-moved-from`` anyway. The check (is ``path`` a git repository) is made only after a failure."""
-    import functools
-
-    from labelhub.errors import ConfigurationError
-    from labelhub.repos.git import is_git_repo
-
-    @functools.wraps(step)
-    def guarded(*args, **kwargs):
-        try:
-            return step(*args, **kwargs)
-        except ConfigurationError:
-            raise
-        except Exception:
-            if is_git_repo(path):
-                raise
-            raise ConfigurationError(
-                f"the repository is gone from {path} (moved, renamed or unmounted): restart the sync with --repo "
-                f"<its new path> --repo-moved-from {path}") from None
-
-    return guarded
 
 
 def _path_as_written(moved_from: str, recorded) -> str:
