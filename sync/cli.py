@@ -163,16 +163,14 @@ def sync(repo, project_id, revision, include, exclude, metadata_path, metadata_k
         log.info("syncing %s@%s (%s) into project %d %r: %s files as $%s", dataset.repo_id, revision, sha[:12],
                  project_id, project.title, importer.field.tag, importer.field.value_key)
         announce_task_files(dataset, importer.field, log)
+        # a repository moved while the daemon runs: one line and stop, not a failure per retry
         service = SyncService(importer, poll_interval=interval, reconcile_interval=reconcile_interval,
-                              export_interval=export_interval, sweep_interval=sweep_interval)
+                              export_interval=export_interval, sweep_interval=sweep_interval,
+                              local_repo=dataset.repo_id if dataset.local else None)
         if export:
             service.intake = AnnotationIntake(project, state)
             service.exporter = Exporter(dataset, project, state, csv_path=csv_path, revision=revision,
                                         tag_prefix=tag_prefix, take_over_from=take_over_from)
-        if dataset.local:  # a repository moved while the daemon runs: one line and stop, not a failure per retry
-            importer.run = _stop_when_gone(dataset.repo_id, importer.run)
-            if service.exporter:
-                service.exporter.export = _stop_when_gone(dataset.repo_id, service.exporter.export)
         if once:
             service.run_once()
             return
@@ -208,7 +206,7 @@ def _follow_moved_repo(state, state_path: str, project, repo_id: str, moved_from
       symlinks, so a symlink left at the old path names the new one.
     - With no files of the project in the state (a lost state, another ``--state``), the project's tasks tell: a
       task of another absolute path showing a commit this repository holds is of its files
-      (:meth:`~labelhub.sync.labelstudio.project.LabelStudioProject.other_repo_file_tasks`, one query per such path,
+      (:func:`labelhub.sync.versions.restore_identity.other_paths`, one query per such path,
       five at most). Without ``--repo-moved-from`` the sync is refused; with it, the old path's tasks are adopted
       into the state (:meth:`labelhub.sync.ledger.ImportLedger.recover`) and then moved.
 
@@ -221,6 +219,7 @@ def _follow_moved_repo(state, state_path: str, project, repo_id: str, moved_from
     """
     from labelhub.errors import ConfigurationError
     from labelhub.sync.state import earlier_paths, last_seen_commits, move_local_repo, other_local_repos
+    from labelhub.sync.versions.restore_identity import holds_commit, other_paths
 
     project_id = project.project_id
     others = other_local_repos(state)
@@ -238,7 +237,7 @@ def _follow_moved_repo(state, state_path: str, project, repo_id: str, moved_from
                                                                     if others else ""))
             log.warning("--state %s held no files of project %d: adopted the %d tasks of %s's files", state_path,
                         project_id, adopted, old)
-        missing = [sha for sha in last_seen_commits(state.db, project_id, old) if not _holds(repo_id, sha)]
+        missing = [sha for sha in last_seen_commits(state.db, project_id, old) if not holds_commit(repo_id, [sha])]
         if missing:
             raise ConfigurationError(
                 f"--repo-moved-from {moved_from}: {repo_id} lacks commit {missing[0][:12]}, which the state last saw "
@@ -262,42 +261,14 @@ def _follow_moved_repo(state, state_path: str, project, repo_id: str, moved_from
             f"{here or 'none'} from {repo_id}: if the repository moved there (or is mounted at another path), pass "
             f"--repo-moved-from {old} once so that its files keep their tasks (without it every file would become a "
             "second task)" + ("" if same else "; if it is another repository, sync it with its own --state"))
-    if not here and not others:
-        for path, _, revision in project.other_repo_file_tasks(repo_id):
-            if os.path.isabs(path) and _holds(repo_id, revision):
-                raise ConfigurationError(
-                    f"project {project_id} has tasks of this repository's files from {path} (a commit of it), and "
-                    f"--state {state_path} holds none of them (a lost state, or another --state): if the repository "
-                    f"moved from there, pass --repo-moved-from {path} (without it every file would become a second "
-                    "task); else use the state that synced it")
-
-
-def _stop_when_gone(path: str, step):
-    """``step`` (the importer's cycle, the exporter's export), made to raise one
-    :class:`labelhub.errors.ConfigurationError` when it fails because the local repository at ``path`` is no longer
-    there (moved, renamed, unmounted), instead of the retried ``FileNotFoundError`` / ``NotGitRepository`` of each
-    turn: the daemon stops (:meth:`labelhub.sync.service.SyncService._step`) with the line saying where to restart it
-    from. Decided: stop, not wait: a path that comes back is a restart away, and a moved repository needs
-    ``--repo-moved-from`` anyway. The check (is ``path`` a git repository) is made only after a failure."""
-    import functools
-
-    from labelhub.errors import ConfigurationError
-    from labelhub.repos.git import is_git_repo
-
-    @functools.wraps(step)
-    def guarded(*args, **kwargs):
-        try:
-            return step(*args, **kwargs)
-        except ConfigurationError:
-            raise
-        except Exception:
-            if is_git_repo(path):
-                raise
-            raise ConfigurationError(
-                f"the repository is gone from {path} (moved, renamed or unmounted): restart the sync with --repo "
-                f"<its new path> --repo-moved-from {path}") from None
-
-    return guarded
+    tasks_from = other_paths(project, repo_id) if not here and not others else []
+    if tasks_from:
+        path = tasks_from[0]
+        raise ConfigurationError(
+            f"project {project_id} has tasks of this repository's files from {path} (a commit of it), and "
+            f"--state {state_path} holds none of them (a lost state, or another --state): if the repository "
+            f"moved from there, pass --repo-moved-from {path} (without it every file would become a second "
+            "task); else use the state that synced it")
 
 
 def _path_as_written(moved_from: str, recorded) -> str:
@@ -312,14 +283,6 @@ def _path_as_written(moved_from: str, recorded) -> str:
     return os.path.join(os.path.realpath(os.path.dirname(written)), os.path.basename(written))
 
 
-def _holds(repo_id: str, sha: str) -> bool:
-    """Whether the local repository ``repo_id`` holds commit ``sha``
-    (:func:`labelhub.sync.versions.restore_identity.holds_commit`)."""
-    from labelhub.sync.versions.restore_identity import holds_commit
-
-    return holds_commit(repo_id, [sha])
-
-
 def _key(path: str) -> str:
     """The key the backend serves a local repository's files under (:func:`labelhub.repos.repo_key`)."""
     from labelhub.signing import repo_key
@@ -332,11 +295,12 @@ def _adopt_tasks_of(state, project, old: str, repo_id: str) -> int:
     them shows a commit ``repo_id`` holds (``--repo-moved-from`` with a lost or new state); returns how many (0: none,
     or of another repository)."""
     from labelhub.sync.ledger import Entry, ImportLedger
+    from labelhub.sync.versions.restore_identity import holds_commit
 
     if not os.path.isabs(old):
         return 0
     tasks = project.repo_file_tasks(old)
-    if not any(_holds(repo_id, revision) for revision in dict.fromkeys(r for _, _, r in tasks[:1] + tasks[-1:])):
+    if not holds_commit(repo_id, [revision for _, _, revision in tasks[:1] + tasks[-1:]]):
         return 0
     entries = [Entry(path, task_id, revision) for task_id, path, revision in tasks]
     return ImportLedger(state.db, project.project_id, old).recover(

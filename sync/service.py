@@ -8,7 +8,8 @@ loop at once. A step that fails is logged and retried at its next turn; the othe
 said at ERROR every 10 minutes, at DEBUG between, and a line says when the step works again). An export the Hub
 refuses (401: the token; 403: no write access) is said once and retried after 1, 2, 4, ... minutes up to 30
 (:meth:`SyncService._export_wait`): each attempt sends the whole version. A configuration error
-(:class:`labelhub.errors.ConfigurationError`) is not retried: it ends the daemon. On SIGTERM
+(:class:`labelhub.errors.ConfigurationError`) is not retried: it ends the daemon; so does an import or export that
+fails because the local repository is no longer there (:meth:`SyncService._run`). On SIGTERM
 or SIGINT, :meth:`SyncService.flush` reconciles and exports what is pending before the exit.
 """
 from __future__ import annotations
@@ -20,6 +21,7 @@ from dataclasses import dataclass, field
 
 from labelhub.errors import ConfigurationError, HubError
 from labelhub.redaction import one_line
+from labelhub.repos.git import is_git_repo
 from labelhub.retry import shutdown_requested
 from labelhub.sync.versions.exporter import Exporter
 from labelhub.sync.files.importer import FileImporter
@@ -32,6 +34,8 @@ REFUSED_FIRST = 60.0
 REFUSED_MAX = 1800.0
 #: A step failing again with the same error is said at ERROR again after this many seconds (at DEBUG between).
 REPEAT_ERROR_EVERY = 600.0
+#: The steps that read or write the repository (stopped by :meth:`SyncService._run` when a local one is gone).
+REPO_STEPS = ("import", "export")
 
 
 def is_refusal(exc: BaseException) -> bool:
@@ -42,7 +46,10 @@ def is_refusal(exc: BaseException) -> bool:
 
 @dataclass
 class SyncService:
-    """The steps and their intervals (seconds)."""
+    """The steps and their intervals (seconds).
+
+    ``local_repo`` is the path of the local repository the import and export read and write (``None`` for a Hub
+    repo): when it is gone, they stop the daemon (:meth:`_run`)."""
 
     importer: FileImporter
     intake: AnnotationIntake | None = None
@@ -51,6 +58,7 @@ class SyncService:
     reconcile_interval: float = 30
     export_interval: float = 60
     sweep_interval: float = 300
+    local_repo: str | None = None
     wake: threading.Event = field(default_factory=threading.Event)
     _due: dict = field(default_factory=dict)
     _refused: float = 0.0
@@ -99,7 +107,7 @@ class SyncService:
         if shutdown_requested():
             return None
         try:
-            fn()
+            self._run(name, fn)
         except ConfigurationError:
             raise
         except Exception as exc:  # logged; retried at its next turn
@@ -121,6 +129,30 @@ class SyncService:
                      time.monotonic() - self._failing.pop(name)[1])
         return None
 
+    def _run(self, name: str, fn) -> None:
+        """Run step ``name`` (``fn``) once; what it raises propagates, but a failure of a step of :data:`REPO_STEPS`
+        because the local repository at ``local_repo`` is no longer there (moved, renamed, unmounted) is one
+        :class:`labelhub.errors.ConfigurationError` saying how to restart the sync, instead of the
+        ``FileNotFoundError`` / ``NotGitRepository`` retried at each turn: the daemon stops (:meth:`_step`,
+        :meth:`flush`; ``--once`` too). Decided: stop, not wait: a path that comes back is a restart away, and a moved
+        repository needs ``--repo-moved-from`` anyway. The check (is ``local_repo`` a git repository,
+        :func:`labelhub.repos.git.is_git_repo`) is made only after a failure.
+
+        Raises:
+            labelhub.errors.ConfigurationError: the local repository is gone (see above), or ``fn`` raised one.
+            Exception: what ``fn`` raised otherwise.
+        """
+        try:
+            fn()
+        except ConfigurationError:
+            raise
+        except Exception:
+            if name not in REPO_STEPS or self.local_repo is None or is_git_repo(self.local_repo):
+                raise
+            raise ConfigurationError(
+                f"the repository is gone from {self.local_repo} (moved, renamed or unmounted): restart the sync with "
+                f"--repo <its new path> --repo-moved-from {self.local_repo}") from None
+
     def _say_failure(self, name: str, exc: Exception) -> None:
         """Log a failed step at ERROR, but the same error of the same step again (a hand-made tag that stays, a Label
         Studio down) at DEBUG, and at ERROR again every :data:`REPEAT_ERROR_EVERY` seconds with how long it has
@@ -137,7 +169,8 @@ class SyncService:
             log.debug("%s failed again: %s", name, text)
 
     def run_once(self) -> None:
-        """One reconciliation, one sweep, one import cycle, one export (``--once``); errors propagate.
+        """One reconciliation, one sweep, one import cycle, one export (``--once``); errors propagate (a local
+        repository that is gone as :meth:`_run` says it).
 
         Annotations are reconciled before files are imported, so one made before its file changed is stored
         with the revision it was made on (``annotated_revision``). The sweep comes before the import: a failing
@@ -145,11 +178,11 @@ class SyncService:
         if self.intake:
             self.intake.reconcile()
             self.intake.sweep()
-        self.importer.run()
+        self._run("import", self.importer.run)
         if self.intake:
             self.intake.reconcile()
         if self.exporter:
-            self.exporter.export()
+            self._run("export", self.exporter.export)
 
     def flush(self) -> None:
         """Reconcile and export what is pending, ignoring the export interval (on shutdown: each Hub call is tried
@@ -167,7 +200,7 @@ class SyncService:
     def _flush_step(self, name: str, fn) -> None:
         """Run one step of :meth:`flush`; its failure in one line at ERROR (see there)."""
         try:
-            fn()
+            self._run(name, fn)
         except ConfigurationError:
             raise
         except Exception as exc:  # noqa: BLE001 - said; the work stays pending in the state

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import logging
 
+import pytest
+
 from labelhub.sync import service as service_module
 from labelhub.sync.service import SyncService
 
@@ -45,3 +47,27 @@ def test_a_step_failing_the_same_way_is_said_once_then_again_after_a_while_and_w
     service._step("import", importer.run)
     assert [r.getMessage() for r in caplog.records if r.levelno == logging.INFO][-1].startswith(
         "import works again (it had failed for ")
+
+
+def test_a_repo_step_failing_because_the_local_repository_is_gone_stops_the_daemon_with_one_line(tmp_path, caplog):
+    """The import and export of a local repository that moved while the daemon runs: one ConfigurationError saying how
+    to restart (the daemon ends), not a retried failure; a failure while the repository is there is retried, and a
+    step that does not read the repository (reconciliation) is retried whatever."""
+    from labelhub.errors import ConfigurationError
+    from tests import sample_repos
+
+    repo = tmp_path / "repo"
+    sample_repos.init_local_repo(repo)
+    importer = FlakyImporter()
+    service = SyncService(importer, local_repo=str(repo))
+    assert service._step("import", importer.run) is importer.error  # there: logged, retried
+    repo.rename(tmp_path / "moved")
+    assert service._step("reconciliation", importer.run) is importer.error
+    line = (f"the repository is gone from {repo} (moved, renamed or unmounted): restart the sync with --repo <its new "
+            f"path> --repo-moved-from {repo}")
+    for step in (lambda: service._step("import", importer.run), lambda: service._step("export", importer.run),
+                 lambda: service._flush_step("export", importer.run), service.run_once):
+        with pytest.raises(ConfigurationError) as raised:
+            step()
+        assert str(raised.value) == line
+    assert SyncService(importer)._step("import", importer.run) is importer.error  # a Hub repo: retried

@@ -269,19 +269,13 @@ class LabelImporter:
                 for task_id, path, revision in self.project.repo_file_tasks(source, after_task_id)]
 
     def _other_paths(self, repo_id: str) -> list[str]:
-        """The other absolute paths the project's file tasks name (``data.hf_repo``; five at most:
-        :meth:`labelhub.sync.labelstudio.project.LabelStudioProject.other_repo_file_tasks`) that were paths of the
-        local repository ``repo_id``: their first task shows a commit it holds
-        (:func:`labelhub.sync.versions.restore_identity.holds_commit`). ``[]`` for a Hub repo (no query). Asked once
-        per repo and import."""
-        import os
-
-        from labelhub.sync.versions.restore_identity import holds_commit
+        """The other paths of the local repository ``repo_id`` that the project's file tasks name
+        (:func:`labelhub.sync.versions.restore_identity.other_paths`; ``[]`` for a Hub repo). Asked once per repo and
+        import."""
+        from labelhub.sync.versions.restore_identity import other_paths
 
         if repo_id not in self._paths_of:
-            self._paths_of[repo_id] = [] if not os.path.isabs(repo_id) else [
-                path for path, _, revision in self.project.other_repo_file_tasks(repo_id)
-                if os.path.isabs(path) and holds_commit(repo_id, [revision])]
+            self._paths_of[repo_id] = other_paths(self.project, repo_id)
         return self._paths_of[repo_id]
 
     def _holds(self, task: Any, result: list[dict]) -> bool:

@@ -279,7 +279,7 @@ class LabelStudioProject:
         """``[(hf_repo, task_id, hf_revision)]``: one file task (the lowest id) of each of up to ``limit`` sources
         other than ``repo_id`` that the project's tasks name in ``data.hf_repo`` (with an ``hf_path``), for telling
         whether another path of a local repository made tasks of its files (a move, a mount, a lost state:
-        :func:`labelhub.sync.cli._follow_moved_repo`, :meth:`labelhub.sync.labels.importer.LabelImporter._other_paths`).
+        :func:`labelhub.sync.versions.restore_identity.other_paths`).
 
         One page-of-one query per source found, plus one (no query when no task has an ``hf_path``, as
         :meth:`repo_file_tasks`). Decided: ``limit`` sources at most, so that a project of many repos costs a few

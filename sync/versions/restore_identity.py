@@ -20,7 +20,8 @@ same repo, or a later version of it, creates nothing twice. Consequences:
   identity :func:`labelhub.sync.versions.restore.restore_key` reads back after a crash;
 - a file's task made from another path of the repository (the sync of a clone or a mount, whose ``hf_repo`` is that
   path) is one of this repository's when it shows a commit this repository holds (:func:`holds_commit`): the
-  restore makes no second task of that file.
+  restore makes no second task of that file; which other paths the project's tasks name as this repository's is
+  :func:`other_paths` (the sync's check of a moved repository, ``import-labels``' adoption of such tasks).
 """
 from __future__ import annotations
 
@@ -29,10 +30,14 @@ import logging
 import os
 import subprocess
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from labelhub.repos.git import git, is_git_repo
 
-__all__ = ["repo_identity", "repo_identities", "legacy_key", "holds_commit"]
+if TYPE_CHECKING:
+    from labelhub.sync.labelstudio.project import LabelStudioProject
+
+__all__ = ["repo_identity", "repo_identities", "legacy_key", "holds_commit", "other_paths"]
 
 log = logging.getLogger(__name__)
 
@@ -101,3 +106,26 @@ def holds_commit(repo_id: str, revisions) -> bool:
         except (subprocess.CalledProcessError, OSError):
             continue
     return False
+
+
+def other_paths(project: LabelStudioProject, repo_id: str) -> list[str]:
+    """The other absolute paths the project's file tasks name (``data.hf_repo``) that were paths of the local
+    repository ``repo_id`` (it moved from there, or is mounted there too): the first task of each shows a commit it
+    holds (:func:`holds_commit`).
+
+    Args:
+        project: the Label Studio project whose tasks are asked
+            (:meth:`labelhub.sync.labelstudio.project.LabelStudioProject.other_repo_file_tasks`: five sources other
+            than ``repo_id`` at most, one query each, none when no task has an ``hf_path``).
+        repo_id: the repository's id (:attr:`labelhub.repos.DatasetRepo.repo_id`).
+
+    Returns:
+        Those paths, in the order of their first task's id; ``[]`` for a Hub repo (no query).
+
+    Raises:
+        labelhub.errors.ProjectNotFound, labelhub.errors.LabelStudioError: the project's tasks cannot be read.
+    """
+    if not os.path.isabs(repo_id):
+        return []
+    return [path for path, _, revision in project.other_repo_file_tasks(repo_id)
+            if os.path.isabs(path) and holds_commit(repo_id, [revision])]
