@@ -142,7 +142,8 @@ def _alive(pid: int) -> bool:
 class JobStatus:
     """The state of a project's last job, kept in ``MODEL_DIR/jobs/<project>.json``.
 
-    Task counts: ``total`` = ``queued`` + ``running`` + ``done`` + ``skipped`` + ``failed`` + ``empty``.
+    Task counts: ``total`` = ``queued`` + ``running`` + ``done`` + ``skipped`` + ``failed`` + ``empty``, each task
+    of the job once (a task predicted again after a retrain during the job is counted by its last pass).
 
     Attributes:
         project: The project key.
@@ -159,7 +160,8 @@ class JobStatus:
             predicted, written, left alone (see :class:`BatchResult`), not written, answered with no region by a
             model that has learned nothing yet (not written: :func:`labelhub.backend.jobs.learned_nothing`).
         by_version: ``{model version: predictions written}``; more than one when a retrain moved the version during
-            the job (the job then predicts the tasks of the older ones again with the newest: ``done`` counts both).
+            the job (the job then predicts the tasks of the older ones again with the newest: each version counts its
+            prediction, while the task counts count the task once, in ``done`` when its last write landed).
         missing_elsewhere: For a job of part of the project (``--task-ids``, ``--filter``, ``--view``, new tasks): the
             unlabeled tasks outside it that have no prediction of ``model_version`` (``None``: not checked), which is
             why the version was not made the prediction set (the Data Manager's sort would leave them blank).

@@ -54,7 +54,11 @@ What remains (the window, honestly):
 time; so once the plan is done, if it wrote two versions or more, the tasks the job wrote with an older version are
 planned again against the newest (up to :data:`CATCH_UP_PASSES` passes), and the job ends with one version (a
 retrain after its last batch leaves it with the one it wrote: the next job's), which its status and summary name
-(:attr:`~labelhub.backend.job_status.JobStatus.by_version` counts what each version got).
+(:attr:`~labelhub.backend.job_status.JobStatus.by_version` counts what each version got). Its task counts (``total``,
+``done``, ``behind``) count each task once, however many passes predicted it: the tasks a pass predicts again leave
+``done`` for ``queued``, and each pass lists the tasks the job wrote, each id once (before, each pass added its ids
+again: a 279-task job under six annotators said 957 tasks, predicted tasks twice in one pass, and counted 427
+predictions of a version of which Label Studio held 238, an audit found).
 
 **The prediction set.** A job selects its version as the project's prediction set (what the Data Manager's
 "Prediction score" sorts by) under the rules of :func:`_select_version`; a job of part of the project only when
@@ -195,7 +199,8 @@ def plan(tasks: Iterable[TaskRow], model_version: str, task_ids: Iterable[int] |
         batch_size: Tasks per batch, 1 to :data:`MAX_BATCH_SIZE`.
 
     Returns:
-        Batches of task ids, in the order to run them (:func:`uncertainty_order` across batches).
+        Batches of task ids, in the order to run them (:func:`uncertainty_order` across batches), each task once (a
+        task listed twice, by a listing that moved, is planned once, as its last copy says).
 
     Raises:
         ValueError: For a ``batch_size`` out of that range.
@@ -208,7 +213,8 @@ def plan(tasks: Iterable[TaskRow], model_version: str, task_ids: Iterable[int] |
     """
     if not 1 <= batch_size <= MAX_BATCH_SIZE:
         raise ValueError(f"batch_size must be between 1 and {MAX_BATCH_SIZE}, not {batch_size}")
-    picked = [t for t in selected(tasks, task_ids, unlabeled) if needs_prediction(t, model_version)]
+    once = {t.id: t for t in tasks}.values()
+    picked = [t for t in selected(once, task_ids, unlabeled) if needs_prediction(t, model_version)]
     ids = [t.id for t in sorted(picked, key=uncertainty_order)]
     return [ids[i:i + batch_size] for i in range(0, len(ids), batch_size)]
 
@@ -320,9 +326,9 @@ def run_batch(host: JobHost, api: LabelStudioClient, project: ProjectInfo, task_
         host: The backend (models, metrics).
         api: Label Studio.
         project: The project.
-        task_ids: The batch (from :func:`plan`).
+        task_ids: The batch (from :func:`plan`); an id given twice is predicted and counted once.
         progress: Called with a number of tasks each time some are handled (``tqdm.update``); the numbers
-            add up to ``len(task_ids)``.
+            add up to the number of distinct ids of ``task_ids``.
 
     Returns:
         A :class:`BatchResult`.
@@ -335,6 +341,7 @@ def run_batch(host: JobHost, api: LabelStudioClient, project: ProjectInfo, task_
     """
     started = time.monotonic()
     result = BatchResult()
+    task_ids = list(dict.fromkeys(int(tid) for tid in task_ids))  # a task predicted twice would count twice
     fresh = {t.id: t for t in api.tasks(project.id, task_ids)}
     stored = host.store.project(project.key).project().get("label_config")
     model = host.models.get(project.key, stored or project.label_config)  # the job's copy may be older than stored
@@ -407,11 +414,14 @@ def _warn_missing(project_id: int, task_ids: Sequence[int], tasks: Iterable[Task
                     named, len(missing), len(task_ids), "it" if len(missing) == 1 else "them")
 
 
-def _progress_lines(project_id: int, status: JobStatus, batch_size: int) -> Callable[[int], None]:
+def _progress_lines(project_id: int, status: JobStatus, batch_size: int,
+                    planned: Callable[[], int | None] | None = None) -> Callable[[int], None]:
     """The progress callback of a job without a bar: counts the tasks handled and logs a line at INFO when
     :data:`PROGRESS_LOG_SECONDS` passed since the last one (or since the start). The tasks predicted are counted as
     they are, the written ones when their batch (``batch_size`` tasks) is written: the line says so, since "448
-    predicted, 0 written" looks like a stall."""
+    predicted, 0 written" looks like a stall. ``planned()`` is the number of predictions to make (the bar's total:
+    a task a retrain made the job predict again counts twice there, once in ``status.total``); ``None``: the
+    status's ``total``."""
     started = time.monotonic()
     last, handled = started, 0
 
@@ -422,8 +432,8 @@ def _progress_lines(project_id: int, status: JobStatus, batch_size: int) -> Call
         if now - last >= PROGRESS_LOG_SECONDS:
             last = now
             log.info("project %s: %d of %d tasks predicted, %d written so far (each batch of %d is written when it "
-                     "ends), %d failed (%.1f tasks/s)", project_id, handled, status.total, status.done, batch_size,
-                     status.failed, handled / (now - started or 1e-9))
+                     "ends), %d failed (%.1f tasks/s)", project_id, handled, (planned and planned()) or status.total,
+                     status.done, batch_size, status.failed, handled / (now - started or 1e-9))
 
     return update
 
@@ -631,7 +641,7 @@ def run_job(host: JobHost, api: LabelStudioClient, project_id: int, *, mode: str
                            model_version=version, selection=selection, started_at=time.time(), origin=origin)
         bar = results = None
         in_flight: list[int] = []  # the batch being predicted and written
-        written: list[int] = []  # every task id written, to find those a retrain left with an older version
+        written: set[int] = set()  # every task written (once), to find those a retrain left with an older version
         was_selected = project.model_version == version  # --all's delete unselects it: selected again after a batch
         try:
             # with task ids, only those are listed (a selectedItems query), not the whole project
@@ -675,14 +685,14 @@ def run_job(host: JobHost, api: LabelStudioClient, project_id: int, *, mode: str
             shown = {} if progress is None else {"disable": not progress}  # None: a terminal's, as TQDM_DISABLE says
             bar = progress_bar(total=status.total, unit="task", desc=f"project {project_id}", dynamic_ncols=True,
                                **shown)
-            update = _progress_lines(project_id, status, batch_size) if bar.disable else bar.update
+            update = _progress_lines(project_id, status, batch_size, lambda: bar.total) if bar.disable else bar.update
             with contextlib.nullcontext() if bar.disable else logging_redirect_tqdm(tqdm_class=tqdm):
                 for catch_up in range(CATCH_UP_PASSES + 1):
                     pass_versions: set[str] = set()
                     results = (execute or run_here)(host, api, project, batches, update)
                     for i, result in enumerate(results):
                         status.add(result)
-                        written += result.written
+                        written.update(result.written)
                         pass_versions.update(result.by_version)
                         start(i + 1)
                         _save(host, status)
@@ -695,7 +705,7 @@ def run_job(host: JobHost, api: LabelStudioClient, project_id: int, *, mode: str
                     model.refresh()
                     newest = model.model_version
                     mixed = len(pass_versions) > 1 if catch_up == 0 else bool(pass_versions - {newest})
-                    stale = plan(api.tasks(project.id, task_ids=written), newest, unlabeled=unlabeled,
+                    stale = plan(api.tasks(project.id, task_ids=sorted(written)), newest, unlabeled=unlabeled,
                                  batch_size=batch_size) if mixed else []
                     if not stale:
                         break
@@ -711,7 +721,9 @@ def run_job(host: JobHost, api: LabelStudioClient, project_id: int, *, mode: str
                     log.info("project %s: a retrain moved the version during the job (its batches wrote %s): "
                              "predicting the %d tasks written with an older one again with the newest", project_id,
                              ", ".join(sorted(pass_versions)), added)
-                    status.total += added
+                    # tasks, each once: those predicted again leave ``done`` for the queue (``by_version`` keeps
+                    # what each version got); the bar and the progress lines count the predictions to make
+                    status.done -= added
                     status.queued += added
                     bar.total = (bar.total or 0) + added
                     start(0)
@@ -732,7 +744,7 @@ def run_job(host: JobHost, api: LabelStudioClient, project_id: int, *, mode: str
             if bar is not None:
                 bar.close()
         # still under the job's lock, so that no later job's status is overwritten by this one's
-        _drop_duplicates(api, project.id, sorted(set(written)), {version, *status.versions})
+        _drop_duplicates(api, project.id, sorted(written), {version, *status.versions})
         model.refresh()
         ours = _versions_of(model, previous)
         status.model_version = _newest(status.versions, model.get("versions") or []) or version

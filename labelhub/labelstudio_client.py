@@ -49,12 +49,15 @@ LISTING_ATTEMPTS = 3
 def selected_items_queries(task_ids: Iterable[int]) -> Iterator[str]:
     """The ``query`` values of ``GET /api/tasks`` that select ``task_ids``, :data:`IDS_PER_QUERY` at a time (the Data
     Manager's ``{"selectedItems": {"all": false, "included": [...]}}``); tasks that do not exist are not listed.
+    Each id is named once, where it first comes: an id given twice, 200 ids apart, would be in two queries, and Label
+    Studio lists a task once per query that names it (an audit: a prediction job that listed the tasks it wrote, some
+    ids given twice, predicted those tasks twice and counted them twice).
 
     Example:
-        >>> list(selected_items_queries([3, 5]))
+        >>> list(selected_items_queries([3, 5, 3]))
         ['{"selectedItems": {"all": false, "included": [3, 5]}}']
     """
-    ids = [int(i) for i in task_ids]
+    ids = list(dict.fromkeys(int(i) for i in task_ids))
     for start in range(0, len(ids), IDS_PER_QUERY):
         yield json.dumps({"selectedItems": {"all": False, "included": ids[start:start + IDS_PER_QUERY]}})
 
@@ -105,7 +108,8 @@ def list_tasks(client: "LabelStudio", call: Callable[[Callable[[], T]], T], atte
             small), ``query``, ``fields``, ``include``.
 
     Returns:
-        The :class:`Listing` of the last reading.
+        The :class:`Listing` of the last reading, each task once: a reading that did not hold still may have read a
+        task twice (it moved a page), of which the later copy is kept, at the place of the first.
 
     Raises:
         Whatever ``call`` raises for a failed call (a page past the last, 404, ends the list).
@@ -126,6 +130,8 @@ def list_tasks(client: "LabelStudio", call: Callable[[Callable[[], T]], T], atte
         held_still = len({task.id for task in tasks}) == len(tasks) and len(totals) == 1
         if held_still:
             break
+    if not held_still:  # a task read twice is still one task (its later copy is the fresher)
+        tasks = list({task.id: task for task in tasks}.values())
     return Listing(tasks, held_still, first)
 
 

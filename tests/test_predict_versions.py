@@ -94,6 +94,60 @@ def test_a_retrain_during_a_job_ends_with_every_task_on_the_newest_version(label
     assert summary["by_version"] == {first: 20, second: N} and summary["model_version"] == second
 
 
+def test_a_job_that_catches_up_after_several_retrains_predicts_and_counts_each_task_once(label_studio, fresh,
+                                                                                         monkeypatch, caplog):
+    """Audit: a 279-task automatic job under six annotators made three passes (retrains during each) and said "957"
+    tasks, "427 predictions" of a version Label Studio held 238 of, "551 behind": each pass added the ids it wrote
+    again, the listing of those ids answered a task once per query naming it (200 ids a query), and the repeats
+    were predicted twice and counted. Here a retrain follows the first batch of the first two passes (25 ids a
+    query, so that 60 tasks make several queries); the third pass predicts every task with the newest."""
+    import logging
+
+    import labelhub.labelstudio_client as client_module
+
+    monkeypatch.setattr(client_module, "IDS_PER_QUERY", 25)
+    caplog.set_level(logging.INFO, logger="labelhub.backend.jobs")
+    first = fresh.train(0, 10)
+    host = fresh.app.extensions["labelhub"]
+    api = LabelStudioClient(label_studio.url, fresh.env["LABEL_STUDIO_API_KEY"])
+    versions, passes = [first], []
+
+    def retrain_after_the_first_batch_of_two_passes(host_, api_, project, batches, progress):
+        passes.append(sum(map(len, batches)))
+        for i, result in enumerate(run_here(host_, api_, project, batches, progress)):
+            yield result
+            if i == 0 and len(passes) <= 2:
+                versions.append(fresh.train(10 * len(versions), 10 * len(versions) + 10))
+
+    status = run_job(host, api, fresh.id, batch_size=20, progress=False,
+                     execute=retrain_after_the_first_batch_of_two_passes)
+    first, second, third = versions
+    assert len(set(versions)) == 3
+    # pass 1: the first batch's 20 tasks again (v2); pass 2: every task, once (before: the 20 twice)
+    assert passes == [N, 20, N], passes
+    assert status.state == "done" and status.model_version == third
+    assert (status.total, status.done, status.queued, status.skipped, status.failed, status.behind) == \
+        (N, N, 0, 0, 0, 0), status
+    assert status.by_version == {first: 20, second: N, third: N}, status.by_version
+    for version in (second, third):
+        assert _per_task(label_studio, fresh.id, version) == Counter({1: N})
+    again = [r.getMessage() for r in caplog.records if "predicting the" in r.getMessage()]
+    assert len(again) == 2 and f"predicting the {N} tasks written with an older one again" in again[1], again
+
+
+def test_a_task_listed_twice_is_planned_once():
+    """A listing that moved may hold a task twice (:func:`labelhub.labelstudio_client.list_tasks`); the plan names it
+    once, as its last copy says."""
+    from labelhub.backend.jobs import plan
+    from labelhub.backend.labelstudio_api import PredictionRow, TaskRow
+    from labelhub.labelstudio_client import selected_items_queries
+
+    rows = [TaskRow(1, {}), TaskRow(2, {}), TaskRow(1, {}, predictions=(PredictionRow(5, "v2", 0.4),))]
+    assert plan(rows, "v1", batch_size=1) == [[1], [2]]
+    assert plan(rows, "v2") == [[2]]  # the later copy holds the version
+    assert list(selected_items_queries([4, 5, 4, 6])) == ['{"selectedItems": {"all": false, "included": [4, 5, 6]}}']
+
+
 def test_an_interrupted_whole_project_all_keeps_its_version_selected_and_counts_the_batch_in_flight(label_studio,
                                                                                                      fresh):
     """Audit: a killed ``--all`` left the project with no prediction set (Label Studio unselects the version when
