@@ -65,22 +65,42 @@ def batch_result(returned: dict) -> BatchResult:
 
 
 
-def failure_summary(failed: int, total: int, failures: dict) -> str | None:
+def failure_summary(failed: int, total: int, failures: dict, origin: str = "", project_id: int | None = None,
+                    mode: str = "missing") -> str | None:
     """The ``error`` of a job that ran to its end (``done``) with failed tasks, the one place it is made: ``"22 of 22
     tasks failed (task 5: <reason>, and 21 more); run labelhub predict again to retry them"`` (``None`` when none
     failed). :func:`labelhub.backend.jobs.run_job` saves it in the status, so ``/health`` and ``labelhub predict
     --status`` say the same (before, only ``--status`` added it: an audit saw ``"error": null`` on ``/health``), and
     the automatic jobs log it as a warning.
 
+    What it advises is what retries the tasks for the job's ``origin``: a ``labelhub predict`` run again (``missing``
+    skips the tasks written; after ``--all``, the same command without ``--all``, which would delete and predict
+    every task again); for an automatic job (``"auto-predict"``), nothing runs again by itself until the next retrain
+    (or a change of Extra params), whose job predicts every unlabeled task without a prediction of the new version,
+    the failed ones included (a done job is not retried; only a job that failed as a whole is:
+    :mod:`labelhub.backend.auto_predict`), so it says that and how to retry them now (before, it said "run labelhub
+    predict again", an audit found odd for a job no one ran).
+
     Args:
         failed, total: The status's task counts.
         failures: ``{task id: reason}`` (:attr:`JobStatus.failures`, the first ones kept); the first names the reason.
+        origin: :attr:`JobStatus.origin`.
+        project_id: The project's Label Studio id, named in the automatic jobs' advice (``None``: ``N``).
+        mode: :attr:`JobStatus.mode`.
     """
     if not failed:
         return None
     first = next(iter((failures or {}).items()), None)
     reason = f" (task {first[0]}: {first[1]}{f', and {failed - 1} more' if failed > 1 else ''})" if first else ""
-    return f"{failed} of {total} tasks failed{reason}; run labelhub predict again to retry them"
+    if origin == "auto-predict":
+        advice = (f"the automatic job after the next retrain tries them again (every unlabeled task without a "
+                  f"prediction of its version), or run labelhub predict --project {project_id or 'N'} --unlabeled "
+                  "to retry them now")
+    elif mode == "all":
+        advice = "run the same labelhub predict without --all to retry them (the tasks written are skipped)"
+    else:
+        advice = "run labelhub predict again to retry them"
+    return f"{failed} of {total} tasks failed{reason}; {advice}"
 
 
 def written_summary(status: "JobStatus") -> str:
@@ -124,7 +144,8 @@ def for_health(view: dict) -> dict:
         out["selection"] = {"task_ids": len(ids) if isinstance(ids, list) else None,
                             "unlabeled": bool(selection.get("unlabeled")), "filters": bool(selection.get("filters"))}
     if out.get("state") == "done" and not out.get("error"):
-        out["error"] = failure_summary(out.get("failed") or 0, out.get("total") or 0, out.get("failures") or {})
+        out["error"] = failure_summary(out.get("failed") or 0, out.get("total") or 0, out.get("failures") or {},
+                                       out.get("origin") or "", out.get("project_id"), out.get("mode") or "missing")
     return out
 
 
@@ -276,7 +297,8 @@ class JobStatus:
         :func:`failure_summary` as its ``error``)."""
         out = asdict(self)
         if self.state == "done" and not self.error:  # a status saved before run_job kept the summary
-            out["error"] = failure_summary(self.failed, self.total, self.failures)
+            out["error"] = failure_summary(self.failed, self.total, self.failures, self.origin, self.project_id,
+                                           self.mode)
         if self.state in ("queued", "running") and self.host == socket.gethostname() and not _alive(self.pid):
             out["state"] = "interrupted"
         return out

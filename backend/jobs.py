@@ -749,7 +749,7 @@ def run_job(host: JobHost, api: LabelStudioClient, project_id: int, *, mode: str
         ours = _versions_of(model, previous)
         status.model_version = _newest(status.versions, model.get("versions") or []) or version
         status.state, status.finished_at = "done", time.time()
-        summary = failure_summary(status.failed, status.total, status.failures)
+        summary = failure_summary(status.failed, status.total, status.failures, origin, project.id, mode)
         status.error = redact(summary, getattr(host.settings, "secrets", ())) if summary else None
         partial = ids is not None or bool(filters)
         if partial and select_version is not False and project.model_version != status.model_version:

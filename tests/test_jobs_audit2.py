@@ -224,8 +224,8 @@ def test_failed_tasks_give_the_same_error_on_health_and_status_and_a_warning_of_
         ids = {t["data"]["text"]: t["id"] for t in _api(label_studio, "GET",
                                                         f"/api/tasks?project={project.id}&page_size=100")["tasks"]}
         app = create_app({"model_dir": tmp_path, "start_trainer": False, "warmup": False, "auto_predict": True,
-                          "label_studio_url": label_studio.url, "label_studio_api_key": _key(label_studio),
-                          "allowed_hosts": ("127.0.0.1",)})
+                          "auto_predict_interval": 0, "label_studio_url": label_studio.url,
+                          "label_studio_api_key": _key(label_studio), "allowed_hosts": ("127.0.0.1",)})
         backend = app.extensions["labelhub"]
         payload = {"id": project.id, "created_at": project.created_at.isoformat(), "title": "t", "label_config": config}
         key = backend.store.resolve_webhook_project(payload)
@@ -236,16 +236,46 @@ def test_failed_tasks_give_the_same_error_on_health_and_status_and_a_warning_of_
         backend.trainer.run_once()
         backend.auto.request(key, unlabeled=True)
         assert backend.auto.wait_idle(120)
-    health = app.test_client().get("/health").json["jobs"][key]
-    assert health["state"] == "done" and health["failed"] == 3 and health["done"] == 12, health
-    assert health["error"].startswith("3 of 15 tasks failed (task ") and ", and 2 more); run labelhub predict again" \
-        in health["error"], health["error"]
-    env = {"MODEL_DIR": str(tmp_path), "LABELHUB_REDIS_URL": ""}
-    status = json.loads(_cli("predict", "--project", str(project.id), "--status", env=env).output)
-    assert status["error"] == health["error"]
-    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and "auto-predict:" in
-              r.getMessage()]
-    assert warned == [f"project {key}: auto-predict: {health['error']}"], warned
+        health = app.test_client().get("/health").json["jobs"][key]
+        assert health["state"] == "done" and health["failed"] == 3 and health["done"] == 12, health
+        # an automatic job's advice: what retries them (before: "run labelhub predict again", for a job no one ran)
+        assert health["error"].startswith("3 of 15 tasks failed (task ") and (
+            ", and 2 more); the automatic job after the next retrain tries them again (every unlabeled task without a "
+            f"prediction of its version), or run labelhub predict --project {project.id} --unlabeled to retry them now"
+        ) in health["error"], health["error"]
+        env = {"MODEL_DIR": str(tmp_path), "LABELHUB_REDIS_URL": ""}
+        status = json.loads(_cli("predict", "--project", str(project.id), "--status", env=env).output)
+        assert status["error"] == health["error"]
+        warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and "auto-predict:" in
+                  r.getMessage()]
+        assert warned == [f"project {key}: auto-predict: {health['error']}"], warned
+        # and it is true: the next retrain's job predicts the failed tasks again (still failing: their texts are gone)
+        failed_before = set(health["failures"])
+        for i in range(6, 8):
+            body = annotation_event(10_000 + i, {"id": ids[data[i]["text"]], "data": data[i]}, labels[i],
+                                    project=payload)
+            assert app.test_client().post("/webhook", json=body).status_code == 200
+        backend.trainer.run_once()
+        backend.auto.request(key, unlabeled=True)
+        assert backend.auto.wait_idle(120)
+        again = app.test_client().get("/health").json["jobs"][key]
+        assert again["model_version"] != health["model_version"] and set(again["failures"]) == failed_before, again
+
+
+def test_the_failure_advice_names_what_retries_the_tasks_for_each_origin():
+    """``labelhub predict`` is run again (after ``--all``, without it: it would delete and predict every task again);
+    an automatic job's failed tasks wait for the next retrain's job, or a ``labelhub predict --unlabeled`` now."""
+    from labelhub.backend.job_status import JobStatus, failure_summary
+
+    failures = {"5": "gone"}
+    assert failure_summary(1, 4, failures).endswith("; run labelhub predict again to retry them")
+    assert failure_summary(1, 4, failures, "labelhub predict", 7, "all").endswith(
+        "; run the same labelhub predict without --all to retry them (the tasks written are skipped)")
+    auto = JobStatus(project="7.1700000000", project_id=7, state="done", total=4, done=3, failed=1, failures=failures,
+                     origin="auto-predict")
+    assert auto.view()["error"] == (
+        "1 of 4 tasks failed (task 5: gone); the automatic job after the next retrain tries them again (every unlabeled "
+        "task without a prediction of its version), or run labelhub predict --project 7 --unlabeled to retry them now")
 
 
 def _redis_project(label_studio, redis_url, model_dir, n_tasks=30, annotated=6):
