@@ -13,7 +13,10 @@ it (:func:`predict_project`).
 
 Each worker is an RQ ``SimpleWorker`` (no fork per job), so the embedders and models it loaded stay in
 memory between batches. Its settings are the backend's environment variables (``LABELHUB_REDIS_URL``,
-``LABEL_STUDIO_URL``, ``LABEL_STUDIO_API_KEY``, ``MODEL_DIR`` as its cache, ...).
+``LABEL_STUDIO_URL``, ``LABEL_STUDIO_API_KEY``, ``MODEL_DIR`` as its cache, ...), its media ones included: it reads
+the tasks' media itself, so tasks of a local repo or a private dataset (signed ``/files/...`` URLs) need the backend's
+``LABELHUB_FILE_REPOS`` and ``LABELHUB_SECRET`` (and ``HF_TOKEN`` for a private Hub repo), else each fails (the
+README's "Scaling out").
 
 A batch whose worker dies is marked failed by RQ and not run again; its tasks are counted as failed, and a
 re-run of the job predicts them (those written before the death are skipped). A planner killed (``SIGKILL``) leaves
