@@ -274,8 +274,9 @@ def test_the_failure_advice_names_what_retries_the_tasks_for_each_origin():
     auto = JobStatus(project="7.1700000000", project_id=7, state="done", total=4, done=3, failed=1, failures=failures,
                      origin="auto-predict")
     assert auto.view()["error"] == (
-        "1 of 4 tasks failed (task 5: gone); the automatic job after the next retrain tries them again (every unlabeled "
-        "task without a prediction of its version), or run labelhub predict --project 7 --unlabeled to retry them now")
+        "1 of 4 tasks failed (task 5: gone); the automatic job after the next retrain tries them again (every "
+        "unlabeled task without a prediction of its version), or run labelhub predict --project 7 --unlabeled to retry "
+        "them now")
 
 
 def _redis_project(label_studio, redis_url, model_dir, n_tasks=30, annotated=6):
