@@ -264,8 +264,8 @@ def parse_time(value: Any) -> datetime | None:
         value: The field's value.
 
     Returns:
-        The instant (a time without an offset is taken as UTC, Label Studio's ``TIME_ZONE``), or ``None`` when
-        ``value`` is not a string of that form.
+        The instant in UTC (a time without an offset is taken as UTC, Label Studio's ``TIME_ZONE``), or ``None``
+        when ``value`` is not a string of that form or its UTC is outside years 1 to 9999.
 
     Example:
         >>> parse_time("2020-05-05T00:00:00Z") == parse_time("2020-05-05T00:00:00.000000+00:00")
@@ -275,9 +275,9 @@ def parse_time(value: Any) -> datetime | None:
         return None
     try:
         moment = datetime.fromisoformat(value.strip())
-    except ValueError:
+        return (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).astimezone(timezone.utc)
+    except (ValueError, OverflowError):  # not ISO 8601; or its UTC falls outside years 1-9999
         return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
 def utc_text(moment: datetime) -> str:

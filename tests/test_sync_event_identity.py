@@ -19,7 +19,7 @@ from labelhub.sync.annotations.receiver import WebhookServer, register, webhook_
 from labelhub.sync.files.importer import FileImporter
 from labelhub.sync.labelstudio.project import LabelStudioProject
 from labelhub.sync.state import SyncState
-from labelhub.webhooks import SECRET_HEADER
+from labelhub.webhooks import SECRET_HEADER, parse_time
 from tests import sample_repos
 from tests.test_two_projects_one_repo import CONFIG, choice
 
@@ -212,3 +212,21 @@ def test_a_project_that_is_not_an_object_with_this_integer_id_is_refused_saying_
     with pytest.raises(InvalidEventError) as refused:
         parse_event(body, 3, CREATED)
     assert refused.value.field == "project" and "\n" not in str(refused.value)
+
+
+times = st.one_of(st.text(max_size=40), st.datetimes(timezones=st.none() | offsets).map(datetime.isoformat),
+                  st.sampled_from(["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00", "2024-06-10",
+                                   " 2024-06-10T08:00:00Z\n", "2024-06-10T08:00:00.999999+00:00"]))
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+@given(created_at=times)
+def test_any_created_at_is_this_project_or_refused_in_one_line_saying_where(created_at):
+    body = {"action": "ANNOTATIONS_DELETED", "annotations": [{"id": 1}], "project": {"id": 3, "created_at": created_at}}
+    try:
+        parse_event(body, 3, CREATED)
+    except InvalidEventError as exc:
+        assert exc.field == "project" and "\n" not in str(exc)
+    else:  # accepted: the same second, however written
+        moment = parse_time(created_at)
+        assert moment is not None and int(moment.timestamp()) == int(CREATED.timestamp())
