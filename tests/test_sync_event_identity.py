@@ -156,6 +156,10 @@ def test_an_event_never_rewrites_a_tasks_data_and_a_save_after_its_file_changed_
     assert _tasks(state)[task.id] == _json(followed)
     _, body, deleted, revision = _annotations(state)[annotation.id]
     assert (deleted, revision) == (0, second) and '"Top"' in body
+    # now the state holds the data Label Studio's webhooks carry: the next save is stored by its event at once
+    client.annotations.update(annotation.id, result=choice("Trouser"))
+    _, body, deleted, revision = _annotations(state)[annotation.id]
+    assert (deleted, revision) == (0, second) and '"Trouser"' in body
 
     # an event (with the right secret and project) carrying other data for the task: no annotation, no data stored
     created = client.projects.get(project.project_id).created_at.isoformat()
