@@ -12,6 +12,13 @@ Format: https://labelstud.io/guide/webhook_reference (serializers in Label Studi
 - ``START_TRAINING`` (sent by Label Studio's ``MLApi.train``, ``label_studio/ml/api_connector.py``) and
   ``PROJECT_UPDATED``: ``{"action", "project"}``
 
+``project`` is the whole project (``ProjectWebhookSerializer``, ``fields = '__all__'``, in Label Studio's
+``label_studio/webhooks/serializers_for_hooks.py``, added to every body of a webhook with ``send_payload``). Its ``id``
+and ``created_at`` name the project the way Label Studio names it to ML backends (``<id>.<created_at in unix
+seconds>``, ``MLApi._create_project_uid`` in ``label_studio/ml/api_connector.py``): a project of another Label Studio,
+or one deleted and made again under the same id, has the id but not the ``created_at``. :func:`parse_event` compares
+both when the caller gives them.
+
 Ids are integers that fit in 64 bits, as Label Studio's serializers give them (its database's ids). The
 annotations an event carries are checked for the shape LabelHub reads (``result`` a list of objects, each
 ``value`` an object whose label lists are lists of strings, a ``rectanglelabels`` box with numbers, times as
@@ -25,6 +32,7 @@ from __future__ import annotations
 import hmac
 import math
 from collections.abc import Collection, Mapping
+from datetime import datetime, timezone
 from typing import Any, NamedTuple
 
 from labelhub import strict_json
@@ -33,7 +41,7 @@ from labelhub.strict_json import MAX_JSON_DEPTH
 
 __all__ = ["SECRET_HEADER", "secret_matches", "ANNOTATION_ACTIONS", "ACTIONS", "MAX_JSON_DEPTH", "Event", "event_action",
            "check_annotation", "check_training_tasks", "result_problem",
-           "parse_event", "parse_json"]
+           "parse_event", "parse_json", "parse_time", "utc_text"]
 
 #: The header that carries ``LABELHUB_WEBHOOK_SECRET`` (set on the webhook Label Studio calls).
 SECRET_HEADER = "X-LabelHub-Secret"
@@ -248,15 +256,77 @@ def event_action(body: Any, actions: Collection[str] = ACTIONS) -> str:
     return action
 
 
+def parse_time(value: Any) -> datetime | None:
+    """An ISO 8601 time as Label Studio writes it (Django REST framework: ``2024-06-10T08:00:00.123456Z``; also
+    ``+00:00`` or another offset, with or without fractions of a second), as an aware datetime.
+
+    Args:
+        value: The field's value.
+
+    Returns:
+        The instant in UTC (a time without an offset is taken as UTC, Label Studio's ``TIME_ZONE``), or ``None``
+        when ``value`` is not a string of that form or its UTC is outside years 1 to 9999.
+
+    Example:
+        >>> parse_time("2020-05-05T00:00:00Z") == parse_time("2020-05-05T00:00:00.000000+00:00")
+        True
+    """
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(value.strip())
+        return (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).astimezone(timezone.utc)
+    except (ValueError, OverflowError):  # not ISO 8601; or its UTC falls outside years 1-9999
+        return None
+
+
+def utc_text(moment: datetime) -> str:
+    """``moment`` in UTC, to the second, as Label Studio writes it without the fraction (``2020-05-05T00:00:00Z``)."""
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _check_project(project: Any, project_id: int, created_at: datetime | None) -> None:
+    """Refuse an event's ``project`` that is not project ``project_id`` created at ``created_at`` (see
+    :func:`parse_event`)."""
+    if project is None and created_at is None:
+        return
+    if not isinstance(project, dict):
+        shown = "no 'project'" if project is None else f"a 'project' that is not an object ({project!r:.60})"
+        raise InvalidEventError(f"event with {shown}: Label Studio sends the project, an object with its id and "
+                                f"created_at (see {_GUIDE})", field="project")
+    pid = project.get("id")
+    if not _is_id(pid):
+        raise InvalidEventError(f"event whose project.id is not an integer ({pid!r:.60})", field="project")
+    if pid != project_id:
+        raise InvalidEventError(f"event of project {pid}, not {project_id}", field="project")
+    if created_at is None:
+        return
+    created = project.get("created_at")
+    moment = parse_time(created)
+    if moment is None:
+        raise InvalidEventError(f"event of project {pid} without a readable project.created_at ({created!r:.60}): "
+                                "which Label Studio's project it is cannot be told", field="project")
+    if int(moment.timestamp()) != int(created_at.timestamp()):
+        raise InvalidEventError(f"event of project {pid} created {utc_text(moment)}, not this project's (created "
+                                f"{utc_text(created_at)}): another Label Studio's project, or one deleted and made "
+                                "again under the same id", field="project")
+
+
 def parse_event(body: Any, actions: Collection[str] = ACTIONS, project_id: int | None = None,
-                need_project: bool = False) -> Event:
+                need_project: bool = False, *, created_at: datetime | None = None) -> Event:
     """Check a webhook body: its action, the ids its action needs, and its project.
 
     Args:
         body: The decoded JSON body.
         actions: The actions the caller accepts (default: every Label Studio action).
-        project_id: When given, an event whose ``project.id`` is another project is refused.
+        project_id: When given, an event whose ``project`` is not an object with an integer ``id`` of this
+            project is refused (a body without ``project`` passes unless ``need_project`` or ``created_at``).
         need_project: Refuse an event that names no ``project``.
+        created_at: With ``project_id``: when the project was created (an aware datetime, e.g. from Label Studio's
+            ``GET /api/projects/{id}``). The event must then carry ``project.created_at``, and it must be the same
+            instant to the second (as Label Studio's project key ``<id>.<created_at in unix seconds>``; ``Z`` or
+            ``+00:00``, with or without microseconds, are alike): another Label Studio's project, or one deleted and
+            made again under the same id, is refused.
 
     Returns:
         An :class:`Event` ``(action, body)``; ``body`` is not copied.
@@ -265,8 +335,9 @@ def parse_event(body: Any, actions: Collection[str] = ACTIONS, project_id: int |
         InvalidEventError: Not a JSON object; no action; a missing or malformed ``annotation``,
             ``annotations``, ``tasks`` or ``task`` (each item needs an integer ``id`` of at most 64 bits; a
             task's ``data`` must be an object; an annotation's fields must have Label Studio's types, see the
-            module docstring); another project; no project when ``need_project``. ``field`` names the field
-            at fault.
+            module docstring); another project (its id, or its ``created_at`` when ``created_at`` is given, in the
+            message: ``event of project 1 created 2020-05-05T00:00:00Z, not this project's (created ...)``); no
+            project when ``need_project`` or ``created_at``. ``field`` names the field at fault.
         UnknownEventAction: The action is not one of ``actions``.
 
     Example:
@@ -275,8 +346,8 @@ def parse_event(body: Any, actions: Collection[str] = ACTIONS, project_id: int |
     """
     action = event_action(body, actions)
     project = body.get("project")
-    if project_id is not None and isinstance(project, dict) and project.get("id") not in (None, project_id):
-        raise InvalidEventError(f"event of project {project.get('id')!r:.60}, not {project_id}", field="project")
+    if project_id is not None:
+        _check_project(project, project_id, created_at)
     if action in _ITEMS:
         key, many = _ITEMS[action]
         items = body.get(key)

@@ -219,6 +219,37 @@ class SyncState:
                         "(SELECT annotation_id FROM annotations WHERE project_id=? AND task_id=?)",
                         (self.key[0], self.key[0], task_id))
 
+    def apply_event_annotation(self, task_id: int, data: dict | None, annotation: dict, revision: str | None
+                               ) -> int | None:
+        """Store the annotation a webhook event brought (:meth:`apply_annotations` with ``complete=False``), with its
+        task's ``data`` only when the state holds none for the task, in one transaction.
+
+        The state's task data comes from Label Studio's API (reconciliation reads each task with its annotations); an
+        event's ``task.data`` never replaces it: an event may be late (the task's data changed since: a file that
+        changed in the repo), or not Label Studio's, and the data is shared by every annotation of the task.
+
+        Args:
+            task_id: The event's ``task.id``.
+            data: Its ``task.data`` (``None``: the event has none; the stored data is not compared).
+            annotation: The annotation (as stored: :func:`labelhub.sync.annotations.intake` normalizes it).
+            revision: The commit sha the event's task showed (``data.hf_revision``), stored with the annotation.
+
+        Returns:
+            How many annotation rows changed, or ``None`` when ``data`` is not the task's stored data: then nothing
+            is stored (the next reconciliation reads the task, whose ``updated_at`` the annotation's save moved, with
+            its data and annotations as they are).
+        """
+        with self._transaction():
+            if data is not None:
+                text = json.dumps(data, sort_keys=True)
+                old = self.db.execute("SELECT data FROM tasks_seen WHERE project_id=? AND task_id=?",
+                                      (self.key[0], task_id)).fetchone()
+                if old and old[0] != text:
+                    return None
+                if not old:
+                    self._upsert_task(task_id, data)
+            return self._apply_annotations(task_id, [annotation], False, None, revision)
+
     def repin_annotations(self, task_ids: Iterable[int], sha: str) -> None:
         """Make the annotations of ``task_ids`` name commit ``sha`` as the one they were made on, and their export rows
         be made again: their files moved (the same content at another path) in ``sha``. A training row names its

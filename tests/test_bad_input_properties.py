@@ -344,7 +344,8 @@ def test_receiver_answers_2xx_or_4xx_and_keeps_every_valid_event(receiver, probl
             sent.append(VALID_IDS + n)
         answer = client.post("/webhook", data=body, content_type="application/json")
         assert answer.status_code < 500 and answer.status_code != 404, answer.get_data()[:300]
-        assert answer.status_code != 200 or json.loads(answer.get_data())["status"] == "ok"
+        # ignored: a Label Studio action the sync does not read; deferred: a task.data not the stored one
+        assert answer.status_code != 200 or json.loads(answer.get_data())["status"] in ("ok", "ignored", "deferred")
         if answer.status_code >= 400:
             assert json.loads(answer.get_data())["error"]
     live = {a["id"] for _, a in state.live_annotations()}

@@ -8,8 +8,16 @@ all move it), with an overlap of :data:`OVERLAP` read once (applying a task twic
 once is enough). :meth:`AnnotationIntake.sweep` finds tasks deleted in Label Studio, listing their ids only when
 the project's task count says some may be gone.
 
-Events are checked by :func:`labelhub.webhooks.parse_event` (the format is there). ``TASKS_DELETED`` is the
-one source for deleted tasks (reconciliation cannot see them): their annotations leave the next version.
+Events are checked by :func:`labelhub.webhooks.parse_event` (the format is there), as events of this project: its id
+and its ``created_at`` (:func:`project_created_at`), so that an event of another Label Studio, or of a project deleted
+and made again under the same id, is refused. ``TASKS_DELETED`` is the one source for deleted tasks (reconciliation
+cannot see them): their annotations leave the next version.
+
+**Task data comes from Label Studio's API, not from events.** An event's ``task.data`` is stored only for a task the
+state holds no data of; when it differs from the stored data, the event is left to the next reconciliation, which
+reads the task's data and annotations together (:meth:`AnnotationIntake.apply_event`). The sync made its tasks and
+changes their data itself (a file that changed in the repo: :meth:`LabelStudioProject.update_data`), and the data is
+shared by every annotation of the task: an event, late or not Label Studio's, never rewrites it.
 """
 from __future__ import annotations
 
@@ -44,17 +52,36 @@ PROGRESS_EVERY = 10_000
 LS_TIME = "%Y-%m-%dT%H:%M:%S.%fZ"
 
 
-def parse_event(body: object, project_id: int) -> Event:
+def parse_event(body: object, project_id: int, created_at: datetime | None = None) -> Event:
     """Check a webhook body for this project (:func:`labelhub.webhooks.parse_event` with :data:`ACTIONS`).
+
+    Args:
+        body: The decoded JSON body.
+        project_id: The project's id: ``project`` must be an object with this integer ``id``.
+        created_at: When the project was created (:func:`project_created_at`); when given, the event must carry
+            the same ``project.created_at`` (to the second), and a ``project``.
 
     Returns:
         ``(action, body)``.
 
     Raises:
-        labelhub.errors.InvalidEventError: not a JSON object, no or unknown ``action``, another project, or
-            missing fields.
+        labelhub.errors.InvalidEventError: not a JSON object, no or unknown ``action``, another project (its id or its
+            ``created_at``), a ``project`` that is not an object with an integer id, or missing fields.
     """
-    return webhooks.parse_event(body, ACTIONS, project_id=project_id)
+    return webhooks.parse_event(body, ACTIONS, project_id=project_id, created_at=created_at)
+
+
+def project_created_at(project: LabelStudioProject | None) -> datetime | None:
+    """When ``project`` was created, to the second, from its key ``<id>.<created_at in unix seconds>``
+    (:attr:`LabelStudioProject.key`, read from Label Studio when the sync starts; the identity
+    :func:`labelhub.sync.state.bind_project` checks too).
+
+    Returns:
+        The instant (UTC), or ``None`` when Label Studio gave the project no ``created_at`` (its key is the bare id:
+        events are then checked by the project's id alone) or ``project`` is ``None``.
+    """
+    _, _, seconds = str(getattr(project, "key", "")).partition(".")
+    return datetime.fromtimestamp(int(seconds), timezone.utc) if seconds.lstrip("-").isdigit() else None
 
 
 def learn_annotators(project: LabelStudioProject, state: SyncState) -> None:
@@ -88,9 +115,27 @@ class AnnotationIntake:
 
     def __init__(self, project: LabelStudioProject, state: SyncState):
         self.project, self.state = project, state
+        #: When the project was created (:func:`project_created_at`): events must name the same instant.
+        self.created_at = project_created_at(project)
 
-    def apply_event(self, action: str, body: dict) -> int:
-        """Apply a parsed event (see :func:`parse_event`); returns how many annotations changed."""
+    def parse_event(self, body: object) -> Event:
+        """:func:`parse_event` for this intake's project (its id and :attr:`created_at`)."""
+        return parse_event(body, self.project.project_id, self.created_at)
+
+    def apply_event(self, action: str, body: dict) -> int | None:
+        """Apply a parsed event (see :func:`parse_event`).
+
+        An ``ANNOTATION_CREATED``/``ANNOTATION_UPDATED`` event stores its annotation, and its ``task.data`` only when
+        the state holds no data of the task (:meth:`labelhub.sync.state.SyncState.apply_event_annotation`). When the
+        event's ``task.data`` differs from the stored data, nothing is stored: Label Studio's API is the one source of
+        a task's data, and the next reconciliation reads the task (the annotation's save moved its ``updated_at``) with
+        its data and its annotations as they are now. So a late event of a task whose file changed since, or a body
+        that is not Label Studio's, never rewrites the data of the task's other annotations, while a save made after
+        the task's data changed legitimately is stored within ``--reconcile-interval``.
+
+        Returns:
+            How many annotations changed, or ``None`` when the event was left to reconciliation (said at DEBUG).
+        """
         if action == "ANNOTATIONS_DELETED":
             ids = [a["id"] for a in body["annotations"]]
             self.state.delete_annotations(ids)
@@ -99,10 +144,12 @@ class AnnotationIntake:
             changed = self.state.delete_task_annotations([t["id"] for t in body["tasks"]])
         else:
             task = body["task"]
-            if "data" in task:
-                self.state.upsert_task(task["id"], task["data"])
-            changed = self.state.apply_annotations(task["id"], [_normalize(body["annotation"])], complete=False,
-                                                   revision=_revision(task))
+            changed = self.state.apply_event_annotation(task["id"], task.get("data"), _normalize(body["annotation"]),
+                                                        _revision(task))
+            if changed is None:
+                log.debug("webhook %s of task %d: its task.data is not the data the state holds; left to the next "
+                          "reconciliation", action, task["id"])
+                return None
         self._bump(changed)
         return changed
 

@@ -2,7 +2,12 @@
 
 Label Studio calls it inside the annotator's save with a 1 s timeout, so it only checks the secret
 header, parses and applies the event to the SQLite store (milliseconds), wakes the daemon and
-answers. Bad bodies answer 400, wrong secrets 403, bodies over :data:`MAX_BODY_BYTES` 413 (by their
+answers. Events of another project answer 400: the project's id and ``created_at`` must be this project's, as the sync
+read them from Label Studio when it started (:func:`labelhub.sync.annotations.intake.parse_event`), so a Label Studio
+instance or project that shares the secret and the URL cannot write into this one's versions. Label Studio's actions
+the sync does not read (``PROJECT_UPDATED``, ``ANNOTATIONS_CREATED``, ...: a webhook made by hand may send every action)
+answer 200 ``{"status": "ignored"}`` with one DEBUG line, as the backend's ``/webhook`` does; an action that is not
+Label Studio's answers 400. Bad bodies answer 400, wrong secrets 403, bodies over :data:`MAX_BODY_BYTES` 413 (by their
 ``Content-Length`` before anything is read, or as soon as a chunked body passes the limit), and a state
 that cannot be written 503, each with one log line saying why; the daemon keeps running. Events are
 hints: reconciliation finds whatever they miss.
@@ -24,8 +29,8 @@ from werkzeug.wrappers import Request, Response
 
 from labelhub.errors import InvalidEventError
 from labelhub.redaction import escaped
-from labelhub.sync.annotations.intake import ACTIONS, AnnotationIntake, parse_event
-from labelhub.webhooks import SECRET_HEADER, secret_matches, parse_json
+from labelhub.sync.annotations.intake import ACTIONS, AnnotationIntake
+from labelhub.webhooks import SECRET_HEADER, event_action, secret_matches, parse_json
 
 log = logging.getLogger(__name__)
 
@@ -48,9 +53,13 @@ def webhook_app(intake: AnnotationIntake, secret: str | None, on_change: Callabl
         max_body_bytes: The largest body accepted (default :data:`MAX_BODY_BYTES`).
 
     Returns:
-        The WSGI application. It answers JSON: 200 ``{"status": "ok", "action": ...}``; 400 (not JSON,
-        not an event of this project), 403 (wrong secret), 404, 413 (body over ``max_body_bytes``) and 503
-        (the state cannot be written) with ``{"error": ...}`` and one log line; it never raises.
+        The WSGI application. It answers JSON: 200 ``{"status": "ok", "action": ...}``, ``{"status": "ignored"}``
+        for a Label Studio action the sync does not read (one DEBUG line), ``{"status": "deferred"}`` for an
+        annotation event whose ``task.data`` is not the data the state holds (left to reconciliation:
+        :meth:`AnnotationIntake.apply_event`); 400 (not JSON, not a Label Studio action, not an event of this project:
+        another id or ``created_at``, or a ``project`` that is not an object with an integer id), 403 (wrong secret),
+        404, 413 (body over ``max_body_bytes``) and 503 (the state cannot be written) with ``{"error": ...}`` and one
+        log line; it never raises.
     """
 
     @Request.application
@@ -67,7 +76,11 @@ def webhook_app(intake: AnnotationIntake, secret: str | None, on_change: Callabl
             raw = request.get_data()
             if request.content_length is None and len(raw) >= max_body_bytes and request.environ["wsgi.input"].read(1):
                 raise RequestEntityTooLarge()  # werkzeug stops a chunked body at the limit without an error
-            action, body = parse_event(parse_json(raw or b"null"), intake.project.project_id)
+            body = parse_json(raw or b"null")
+            if event_action(body) not in ACTIONS:  # a Label Studio action (an unknown one raised)
+                log.debug("webhook %s ignored: the sync reads only %s", body["action"], ", ".join(ACTIONS))
+                return _json({"status": "ignored", "action": body["action"]})
+            action, body = intake.parse_event(body)
         except RequestEntityTooLarge:
             size = "chunked body" if request.content_length is None else f"body of {request.content_length} bytes"
             log.warning("webhook refused from %s: %s over the limit of %d bytes", request.remote_addr, size,
@@ -81,6 +94,8 @@ def webhook_app(intake: AnnotationIntake, secret: str | None, on_change: Callabl
         except (sqlite3.Error, OSError) as exc:  # a locked or full state: Label Studio logs the 503
             log.error("webhook %s not stored: %s: %s", action, type(exc).__name__, escaped(str(exc)))
             return _json({"error": "the sync state cannot be written now"}, 503)
+        if changed is None:
+            return _json({"status": "deferred", "action": action})
         if changed:
             on_change()
         return _json({"status": "ok", "action": action})
