@@ -3,7 +3,7 @@
 Real Label Studio, local git repositories (:mod:`tests.sample_repos`), ``labelhub`` run in-process
 (:func:`tests.in_process.invoke_labelhub`) but for the daemon that stops when its repository moves (a subprocess);
 the setup is :class:`tests.test_sync_export_repairs.Setup` (N images, one annotation each, synced once:
-annotations-v1).
+annotations-v1; its syncs in-process too).
 """
 from __future__ import annotations
 
@@ -24,18 +24,10 @@ from tests.in_process import invoke_labelhub
 from tests.test_sync_export_repairs import N, Setup, git
 
 
-class InProcessSetup(Setup):
-    """:class:`tests.test_sync_export_repairs.Setup` whose ``labelhub sync`` runs in-process."""
-
-    def sync(self, *extra, repo_arg: str | None = None, check: bool = True):
-        return invoke_labelhub("sync", "--repo", repo_arg or self.arg, "--project", str(self.created.id), "--state",
-                               str(self.tmp_path / "state.sqlite3"), "--once", *extra, env=self.env, check=check)
-
-
 @pytest.fixture
 def local(label_studio, make_project, tmp_path):
     path = sample_repos.local_repo_with(tmp_path / "repo", sample_repos.image_files(0, N))
-    setup = InProcessSetup(label_studio, make_project, tmp_path, LocalGitRepo(path), str(path))
+    setup = Setup(label_studio, make_project, tmp_path, LocalGitRepo(path), str(path))
     setup.sync()  # annotations-v1, from the repo's first path
     return setup
 
