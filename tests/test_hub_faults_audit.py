@@ -30,7 +30,8 @@ from labelhub.sync.state import SyncState
 from labelhub.errors import ForeignTag
 from labelhub.sync.versions.exporter import Exporter
 from tests import sample_repos
-from tests.conftest import HUB_TOKEN, ROOT, run_labelhub, sigterm_timed
+from tests.conftest import HUB_TOKEN, ROOT, sigterm_timed
+from tests.in_process import invoke_labelhub
 from tests.test_sync_export import CONFIG, choice
 
 N = 4
@@ -146,8 +147,8 @@ def test_sigterm_during_a_retry_wait_stops_the_daemon_in_seconds_and_the_flush_t
     env = {**os.environ, "LABEL_STUDIO_URL": label_studio.url, "LABEL_STUDIO_API_KEY": label_studio.api_key,
            "HF_TOKEN": HUB_TOKEN}
     state = str(tmp_path / "s.sqlite3")
-    run_labelhub("sync", "--repo", repo_id, "--project", str(project.id), "--state", state, "--once", env=env,
-                 check=True)
+    invoke_labelhub("sync", "--repo", repo_id, "--project", str(project.id), "--state", state, "--once", env=env,
+                    check=True)
     client = label_studio.client()
     for task in client.tasks.list(project=project.id, page_size=100):
         client.annotations.create(task.id, result=[choice("text-only")])
@@ -176,8 +177,8 @@ def test_sigterm_during_a_retry_wait_stops_the_daemon_in_seconds_and_the_flush_t
     assert hub.count_calls("POST", r"/commit/") - commits <= 1, text  # the flush: one attempt, no retry loop
     assert "stopped" in text and "Traceback" not in text
     hub.faults.clear()
-    done = run_labelhub("sync", "--repo", repo_id, "--project", str(project.id), "--state", state, "--once", env=env,
-                        check=True)
+    done = invoke_labelhub("sync", "--repo", repo_id, "--project", str(project.id), "--state", state, "--once",
+                           env=env, check=True)
     assert "exported annotations-v1" in done.stdout + done.stderr  # the pending export was kept in the state
 
 
@@ -206,8 +207,8 @@ def test_a_hub_5xx_at_the_syncs_start_is_retried(label_studio, hub, make_project
     project = make_project("start 503", CONFIG)
     env = {"LABEL_STUDIO_URL": label_studio.url, "LABEL_STUDIO_API_KEY": label_studio.api_key, "HF_TOKEN": HUB_TOKEN}
     hub.faults.add(method="GET", path=rf"^/api/datasets/{repo_id}/revision/", kind="503", count=1)
-    done = run_labelhub("sync", "--repo", repo_id, "--project", str(project.id), "--state",
-                        str(tmp_path / "s.sqlite3"), "--once", env=env)
+    done = invoke_labelhub("sync", "--repo", repo_id, "--project", str(project.id), "--state",
+                           str(tmp_path / "s.sqlite3"), "--once", env=env)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "retrying in" in done.stdout + done.stderr and len(hub.faults) == 0
     assert len(list(label_studio.client().tasks.list(project=project.id, page_size=100))) == N

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from tests import sample_repos
-from tests.conftest import run_labelhub
+from tests.in_process import invoke_labelhub
 from tests.test_sync_export import CONFIG
 
 BOXES = {  # path index → (left, top, right, bottom, label)
@@ -29,9 +29,9 @@ def test_imported_boxes_come_back_in_the_export_as_the_same_fractions(label_stud
     (tmp_path / "labels.csv").write_text("\n".join(lines) + "\n")
     env = {"LABEL_STUDIO_URL": label_studio.url, "LABEL_STUDIO_API_KEY": label_studio.api_key}
     state = ["--state", str(tmp_path / "state.sqlite3")]
-    run_labelhub("import-csv", str(tmp_path / "labels.csv"), "--project", str(project.id), "--as", "annotations",
-                 "--repo", str(repo), *state, env=env, check=True)
-    run_labelhub("sync", "--repo", str(repo), "--project", str(project.id), *state, "--once", env=env, check=True)
+    invoke_labelhub("import-csv", str(tmp_path / "labels.csv"), "--project", str(project.id), "--as", "annotations",
+                    "--repo", str(repo), *state, env=env, check=True)
+    invoke_labelhub("sync", "--repo", str(repo), "--project", str(project.id), *state, "--once", env=env, check=True)
     csv = subprocess.run(["git", "show", "annotations-v1:annotations/annotations.csv"], cwd=repo,
                          capture_output=True, check=True).stdout
     rows = pd.read_csv(io.BytesIO(csv)).set_index("hf_path")

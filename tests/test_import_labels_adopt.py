@@ -16,6 +16,7 @@ from labelhub.errors import LabelStudioError
 from labelhub.sync.labelstudio.project import LabelStudioProject
 from tests import sample_repos
 from tests.conftest import HUB_TOKEN, ROOT, run_labelhub
+from tests.in_process import invoke_labelhub
 from tests.test_import_labels_to_tasks import CONFIG, HEADER, env, invoke_import_labels  # noqa: F401 (env: a fixture)
 
 N = 6
@@ -39,8 +40,10 @@ def invoke(env, tmp_path):
 
 
 def sync(env, repo_path, project, state, *extra):
-    return run_labelhub("sync", "--repo", str(repo_path), "--project", str(project.id), "--once", "--no-export",
-                        "--state", str(state), *extra, env=env, check=True)
+    """``labelhub sync --once --no-export`` of the repo into the project with the state file ``state``, in-process
+    (:func:`tests.in_process.invoke_labelhub`); raises on a non-zero exit."""
+    return invoke_labelhub("sync", "--repo", str(repo_path), "--project", str(project.id), "--once", "--no-export",
+                           "--state", str(state), *extra, env=env, check=True)
 
 
 def all_tasks(label_studio, project_id) -> list:

@@ -21,6 +21,7 @@ from labelhub.sync.labelstudio.project import LabelStudioProject
 from labelhub.sync.regions import fractions_from_percent
 from tests import sample_repos
 from tests.conftest import FILE_SECRET, run_labelhub
+from tests.in_process import invoke_labelhub
 
 CONFIG = ('<View><Image name="image" value="$image"/>'
           '<Choices name="kind" toName="image" choice="multiple"><Choice value="Ankle boot"/><Choice value="Bag"/>'
@@ -235,8 +236,8 @@ def test_sigkill_mid_import_then_rerun_gives_no_duplicate_and_none_missing(label
 
 def test_labels_for_files_the_sync_imported_go_to_their_tasks(label_studio, project, repo, env, invoke, tmp_path):
     dataset, _ = repo
-    run_labelhub("sync", "--repo", str(dataset.path), "--project", str(project.id), "--once", "--state",
-                 str(tmp_path / "state.sqlite3"), env=env, check=True)
+    invoke_labelhub("sync", "--repo", str(dataset.path), "--project", str(project.id), "--once", "--state",
+                    str(tmp_path / "state.sqlite3"), env=env, check=True)
     before = label_studio.client().projects.get(project.id).task_number
     assert before == N
     csv = tmp_path / "labels.csv"
@@ -258,8 +259,8 @@ def test_an_import_killed_after_labelling_a_sync_task_labels_it_once_when_run_ag
     from labelhub.sync.ledger import ImportLedger
 
     dataset, _ = repo
-    run_labelhub("sync", "--repo", str(dataset.path), "--project", str(project.id), "--once", "--state",
-                 str(tmp_path / "state.sqlite3"), env=env, check=True)
+    invoke_labelhub("sync", "--repo", str(dataset.path), "--project", str(project.id), "--once", "--state",
+                    str(tmp_path / "state.sqlite3"), env=env, check=True)
     csv = tmp_path / "labels.csv"
     csv.write_text(HEADER + f"{sample_repos.image_path(1)},Bag,,,0.1,0.2,0.3,0.4\n")
     record = ImportLedger.record

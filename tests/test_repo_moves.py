@@ -1,7 +1,9 @@
 """A local repository that moves (``labelhub sync --repo-moved-from``): what is refused and what follows it.
 
-Real Label Studio, local git repositories (:mod:`tests.sample_repos`), ``labelhub`` run as a subprocess; the setup
-is :class:`tests.test_sync_export_repairs.Setup` (N images, one annotation each, synced once: annotations-v1).
+Real Label Studio, local git repositories (:mod:`tests.sample_repos`), ``labelhub`` run in-process
+(:func:`tests.in_process.invoke_labelhub`) but for the daemon that stops when its repository moves (a subprocess);
+the setup is :class:`tests.test_sync_export_repairs.Setup` (N images, one annotation each, synced once:
+annotations-v1; its syncs in-process too).
 """
 from __future__ import annotations
 
@@ -17,7 +19,8 @@ from labelhub.repos.git import LocalGitRepo
 from labelhub.sync.ledger import Entry, ImportLedger
 from labelhub.sync.state import connect
 from tests import sample_repos
-from tests.conftest import FILE_SECRET, ROOT, run_labelhub
+from tests.conftest import FILE_SECRET, ROOT
+from tests.in_process import invoke_labelhub
 from tests.test_sync_export_repairs import N, Setup, git
 
 
@@ -62,7 +65,7 @@ def test_a_symlink_left_at_the_old_path_and_a_relative_repo_moved_from_move_the_
     moved = old.parent / "repo-moved"
     shutil.move(old, moved)
     os.symlink(moved, old)
-    relative = os.path.relpath(old, ROOT)  # run_labelhub runs from ROOT
+    relative = os.path.relpath(old, ROOT)  # invoke_labelhub runs from ROOT
     done = local.sync("--repo-moved-from", relative, repo_arg=str(moved))
     assert f"the repository moved from {old} to {moved}" in done.stderr, done.stderr
     # the file URLs name the old directory: the backend needs it under that key
@@ -78,11 +81,11 @@ def test_import_labels_after_a_move_is_refused_until_the_sync_moved_the_state(lo
     labels.write_text(f"url,pos_concepts\n{sample_repos.image_path(1)},illustrated\n")
     state = str(local.tmp_path / "state.sqlite3")
     args = ("import-labels", str(labels), "--project", str(local.created.id), "--repo", str(moved), "--state", state)
-    refused = one_line_refusal(run_labelhub(*args, env=local.env))
+    refused = one_line_refusal(invoke_labelhub(*args, env=local.env))
     assert f"run labelhub sync --repo {moved} --repo-moved-from {old} first" in refused, refused
     assert task_count(local) == N
     local.sync("--repo-moved-from", str(old), repo_arg=str(moved))
-    imported = run_labelhub(*args, env=local.env, check=True)
+    imported = invoke_labelhub(*args, env=local.env, check=True)
     assert "tasks created: 0" in imported.stdout, imported.stdout
     assert task_count(local) == N
 
@@ -159,7 +162,7 @@ def test_import_labels_with_another_state_after_a_move_labels_the_old_paths_sync
     assert [path for path, _, _ in local.project.other_repo_file_tasks(str(moved))] == [str(old)]
     labels = local.tmp_path / "labels.csv"
     labels.write_text(f"url,pos_concepts\n{sample_repos.image_path(1)},illustrated\n")
-    imported = run_labelhub("import-labels", str(labels), "--project", str(local.created.id), "--repo", str(moved),
+    imported = invoke_labelhub("import-labels", str(labels), "--project", str(local.created.id), "--repo", str(moved),
                             "--state", str(local.tmp_path / "other.sqlite3"), env=local.env, check=True)
     assert "tasks created: 0 (1 sync tasks labelled)" in imported.stdout, imported.stdout + imported.stderr
     assert task_count(local) == N + 1

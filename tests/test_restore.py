@@ -24,6 +24,7 @@ from labelhub.sync.versions.rows import annotation_row, control_value
 from labelhub.sync.versions.training import training_records_by_row
 from tests import sample_repos
 from tests.conftest import run_labelhub
+from tests.in_process import invoke_labelhub
 from tests.labelstudio import USERNAME
 
 CONFIG = ('<View><Image name="image" value="$image"/>'
@@ -153,7 +154,7 @@ def synced_repo(label_studio, project_id, tmp, files: int):
     env = {"LABEL_STUDIO_URL": label_studio.url, "LABEL_STUDIO_API_KEY": label_studio.personal_token,
            "TQDM_DISABLE": "1"}
     sync = ["sync", "--repo", str(repo), "--project", str(project_id), "--state", str(tmp / "s.sqlite3"), "--once"]
-    run_labelhub(*sync, env=env, check=True)
+    invoke_labelhub(*sync, env=env, check=True)
     tasks = sorted(label_studio.client().tasks.list(project=project_id, page_size=10), key=lambda t: t.id)
     return repo, env, sync, tasks
 
@@ -175,7 +176,7 @@ def version(label_studio, tmp_path_factory):
         client.annotations.create(tasks[1].id, result=[rect(40.0, "Sneaker"), rect(5.0, "Bag")],
                                   completed_by=second.id)
         client.annotations.create(tasks[2].id, result=[], was_cancelled=True)
-        run_labelhub(*sync, env=env, check=True)  # annotations-v1
+        invoke_labelhub(*sync, env=env, check=True)  # annotations-v1
         assert "annotations-v1" in sample_repos.git(repo, "tag")
         yield repo, env, email
     finally:
@@ -201,9 +202,12 @@ def restored_rows(label_studio, project_id) -> tuple[list, dict]:
 
 
 def restore(repo, project_id, state, env, *extra, tag="annotations-v1", kill_at=None):
-    env = {**env, **({"LABELHUB_TEST_KILL_AT": kill_at} if kill_at else {})}
-    return run_labelhub("restore", "--repo", str(repo), "--tag", tag, "--project", str(project_id), "--state",
-                        str(state), *extra, env=env)
+    """``labelhub restore`` of ``tag`` into the project: in-process, or with ``kill_at`` (``LABELHUB_TEST_KILL_AT``
+    of :mod:`tests.guarded`) in a subprocess that SIGKILLs itself there."""
+    args = ("restore", "--repo", str(repo), "--tag", tag, "--project", str(project_id), "--state", str(state), *extra)
+    if kill_at:
+        return run_labelhub(*args, env={**env, "LABELHUB_TEST_KILL_AT": kill_at})
+    return invoke_labelhub(*args, env=env)
 
 
 def test_restore_rebuilds_tasks_labels_and_annotators_once(label_studio, make_project, version, tmp_path):
@@ -235,8 +239,8 @@ def test_restore_rebuilds_tasks_labels_and_annotators_once(label_studio, make_pr
     assert "tasks created: 0 (3 already restored), annotations: 0" in again.stdout
     assert len(restored_rows(label_studio, target.id)[0]) == 3
     # the restored tasks are the repo files' tasks: a sync of the repo into the project adds only the 4th file
-    run_labelhub("sync", "--repo", str(repo), "--project", str(target.id), "--state", str(state), "--once",
-                 "--no-export", env=env, check=True)
+    invoke_labelhub("sync", "--repo", str(repo), "--project", str(target.id), "--state", str(state), "--once",
+                    "--no-export", env=env, check=True)
     paths = [t.data["hf_path"] for t in label_studio.client().tasks.list(project=target.id, page_size=100)]
     assert sorted(paths) == sorted(sample_repos.image_files(0, 4)), paths
 
@@ -277,8 +281,8 @@ def test_unknown_annotator_and_broken_row_and_unknown_tag(label_studio, make_pro
     assert kept == {"gone@elsewhere.test"}
 
     for args in (("--tag", "annotations-v9"), ("--tag", "annotations-v1", "--csv-path", "nope/a.csv")):
-        bad = run_labelhub("restore", "--repo", str(repo), "--project", str(target.id), "--state",
-                           str(tmp_path / "e.sqlite3"), *args, env=env)
+        bad = invoke_labelhub("restore", "--repo", str(repo), "--project", str(target.id), "--state",
+                              str(tmp_path / "e.sqlite3"), *args, env=env)
         assert bad.returncode == 1 and "Traceback" not in bad.stderr, bad.stderr
         assert len(bad.stderr.strip().splitlines()) == 1 and args[-1] in bad.stderr, bad.stderr
 
@@ -291,7 +295,7 @@ def test_textarea_entries_come_back_from_label_studio_through_a_version(label_st
     annotated = {tasks[0].id: ["first", "second"], tasks[1].id: ["two\nlines"]}
     for task_id, entries in annotated.items():
         client.annotations.create(task_id, result=[note(*entries)])
-    run_labelhub(*sync, env=env, check=True)  # annotations-v1
+    invoke_labelhub(*sync, env=env, check=True)  # annotations-v1
     exported = {json.dumps(t.annotations[0]["result"][0]["value"]["text"])
                 for t in client.tasks.list(project=source.id, page_size=10, fields="all")}
     assert exported == {json.dumps(entries) for entries in annotated.values()}  # Label Studio kept them as sent

@@ -23,7 +23,8 @@ from labelhub.sync.versions.restore import plan_tasks, restore_key
 from labelhub.sync.versions.restore_identity import legacy_key
 
 from tests import sample_repos
-from tests.conftest import HUB_TOKEN, run_labelhub
+from tests.conftest import HUB_TOKEN
+from tests.in_process import invoke_labelhub
 from tests.test_sync_export import HubRepo
 from tests.test_versions_end_to_end import span, sync_once
 from tests.test_versions_text_url import commit, text_repo
@@ -42,10 +43,12 @@ def loc(text: str, word: str) -> list[dict]:
 
 
 def restore(label_studio, repo_arg, project_id, state, tag):
+    """``labelhub restore`` of ``tag`` of ``repo_arg`` into ``project_id`` in-process
+    (:func:`tests.in_process.invoke_labelhub`): its exit code and output."""
     env = {"LABEL_STUDIO_URL": label_studio.url, "LABEL_STUDIO_API_KEY": label_studio.api_key,
            "HF_TOKEN": HUB_TOKEN, "TQDM_DISABLE": "1"}
-    return run_labelhub("restore", "--repo", repo_arg, "--tag", tag, "--project", str(project_id), "--state",
-                        str(state), env=env)
+    return invoke_labelhub("restore", "--repo", repo_arg, "--tag", tag, "--project", str(project_id), "--state",
+                           str(state), env=env)
 
 
 def tasks_of(label_studio, project_id) -> list:

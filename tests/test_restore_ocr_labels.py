@@ -19,7 +19,7 @@ import pytest
 from labelhub.sync.versions.restore import cell_results, plan_tasks
 from labelhub.sync.versions.rows import annotation_row, label_counts
 from tests import sample_repos
-from tests.conftest import run_labelhub
+from tests.in_process import invoke_labelhub
 from tests.test_restore import restore, synced_repo
 
 OCR = ('<View><Image name="image" value="$image"/><Labels name="label" toName="image"><Label value="Text"/>'
@@ -92,7 +92,7 @@ def test_ocr_regions_come_back_with_their_labels_and_transcriptions(label_studio
                  tasks[1].id: region("b1", 2.0, 33.0, 90.0, 30.0, ["Straße – naïve café", 'line two, "quotes"'])}
     for task_id, result in annotated.items():
         client.annotations.create(task_id, result=result)
-    run_labelhub(*sync, env=env, check=True)  # annotations-v1
+    invoke_labelhub(*sync, env=env, check=True)  # annotations-v1
     csv = sample_repos.git(repo, "show", "annotations-v1:annotations/annotations.csv")
     rows = pd.read_csv(io.StringIO(csv + "\n"), dtype=str, keep_default_na=False)
     assert sorted(b["label"] for cell in rows["label"] for b in json.loads(cell)) == ["Handwriting", "Text", "Text"]
@@ -117,7 +117,7 @@ def test_a_version_is_not_restored_into_a_project_of_another_config(label_studio
     source = make_project("ocr wrong source", OCR)
     repo, env, sync, tasks = synced_repo(label_studio, source.id, tmp_path, 1)
     client.annotations.create(tasks[0].id, result=region("a1", 10.0, 10.0, 50.0, 15.0, ["hello"]))
-    run_labelhub(*sync, env=env, check=True)
+    invoke_labelhub(*sync, env=env, check=True)
     boxes = ('<View><Image name="image" value="$image"/><RectangleLabels name="box" toName="image">'
              '<Label value="Text"/></RectangleLabels></View>')
     for n, (config, reason) in enumerate(((boxes, "none of the version's controls (label, bbox, transcription)"),)):

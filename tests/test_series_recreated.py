@@ -12,7 +12,7 @@ import json
 import time
 
 from tests import sample_repos
-from tests.conftest import run_labelhub
+from tests.in_process import invoke_labelhub
 from tests.labelstudio import LabelStudioServer, free_port
 from tests.test_series_conflicts import annotate, csv_ids, tags, titles
 from tests.test_two_projects_one_repo import CONFIG
@@ -26,8 +26,8 @@ def test_a_project_recreated_with_the_same_id_after_a_reset_counts_its_annotatio
 
     def sync(server, project_id, *extra):
         env = {"LABEL_STUDIO_URL": server.url, "LABEL_STUDIO_API_KEY": server.api_key}
-        return run_labelhub("sync", "--repo", str(path), "--project", str(project_id), "--state", str(state),
-                            "--once", *extra, env=env, check=True)
+        return invoke_labelhub("sync", "--repo", str(path), "--project", str(project_id), "--state", str(state),
+                               "--once", *extra, env=env, check=True)
 
     with LabelStudioServer(tmp_path / "ls-before", port=port) as server:
         client = server.client()
@@ -64,7 +64,7 @@ def test_a_project_recreated_with_the_same_id_after_a_reset_counts_its_annotatio
     assert manifest["changes"]["added"] == 1 and manifest["changes"]["removed"] == 3
     assert manifest["changes"]["relabels"] == [] and manifest["changes"]["relabelled"] == 0
 
-    shown = run_labelhub("diff", "--repo", str(path), "annotations-v1", "annotations-v2", check=True)
+    shown = invoke_labelhub("diff", "--repo", str(path), "annotations-v1", "annotations-v2", check=True)
     assert "+1 added, -3 removed, ~0 relabelled" in shown.stdout, shown.stdout
     counts = [line for line in shown.stdout.splitlines() if line.startswith("- `")]  # the per-label lines (no legend)
     assert counts and "relabels" not in shown.stdout and not any("→" in line for line in counts), shown.stdout

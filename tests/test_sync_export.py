@@ -10,7 +10,8 @@ import uuid
 import pytest
 
 from tests import sample_repos
-from tests.conftest import HUB_TOKEN, run_labelhub
+from tests.conftest import HUB_TOKEN
+from tests.in_process import invoke_labelhub
 
 CONFIG = ('<View><Image name="image" value="$image"/>'
           '<Choices name="kind" toName="image" choice="multiple"><Choice value="text-only"/>'
@@ -110,10 +111,10 @@ def project(make_project):
 
 
 def sync_once(label_studio, repo, project, tmp_path, *extra):
-    return run_labelhub("sync", "--repo", repo.arg, "--project", str(project.id), "--state",
-                        str(tmp_path / "state.sqlite3"), "--once", *extra,
-                        env={"LABEL_STUDIO_URL": label_studio.url, "LABEL_STUDIO_API_KEY": label_studio.api_key,
-                             "HF_TOKEN": HUB_TOKEN}, check=True)
+    return invoke_labelhub("sync", "--repo", repo.arg, "--project", str(project.id), "--state",
+                           str(tmp_path / "state.sqlite3"), "--once", *extra,
+                           env={"LABEL_STUDIO_URL": label_studio.url, "LABEL_STUDIO_API_KEY": label_studio.api_key,
+                                "HF_TOKEN": HUB_TOKEN}, check=True)
 
 
 def choice(*labels):
@@ -229,7 +230,7 @@ def test_annotations_become_tagged_versions_loadable_with_datasets(label_studio,
     sync_once(label_studio, repo, project, tmp_path)
     assert repo.head() == head and "annotations-v3" not in repo.tags()  # no change: no commit, no tag
 
-    listed = run_labelhub("versions", "--repo", repo.arg, env={"HF_TOKEN": HUB_TOKEN}, check=True).stdout
+    listed = invoke_labelhub("versions", "--repo", repo.arg, env={"HF_TOKEN": HUB_TOKEN}, check=True).stdout
     assert "annotations-v1" in listed and "+9 ~0 -0" in listed and "+0 ~1 -1" in listed
 
 
@@ -305,5 +306,5 @@ def test_a_re_save_with_the_same_labels_makes_no_version_and_the_next_version_ca
     assert rows.loc[resaved.id, "lead_time"] == 6.5
     manifest = json.loads(repo.read("annotations-v2", "annotations/manifest.json"))
     assert (manifest["counts"]["changed"], manifest["changes"]["relabelled"]) == (1, 1)
-    listed = run_labelhub("versions", "--repo", repo.arg, check=True).stdout
+    listed = invoke_labelhub("versions", "--repo", repo.arg, check=True).stdout
     assert "+2 ~0 -0" in listed and "+0 ~1 -0" in listed and "annotations-v3" not in listed

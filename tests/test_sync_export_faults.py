@@ -21,6 +21,7 @@ from labelhub.sync.labelstudio.project import LabelStudioProject
 from labelhub.sync.state import SyncState
 from tests import sample_repos
 from tests.conftest import FILE_SECRET, HUB_TOKEN, ROOT, run_labelhub
+from tests.in_process import invoke_labelhub
 from tests.test_sync_export import CONFIG, choice
 
 N = 4
@@ -107,13 +108,13 @@ def test_lost_request_is_committed_again(setup):
 
 
 def synced_project(label_studio, hub, make_project, tmp_path, name: str):
-    """A Hub repo of N images synced into a new project by ``labelhub sync --once``: ``(repo_id, project, the
-    sync's arguments, its environment)``."""
+    """A Hub repo of N images synced into a new project by ``labelhub sync --once`` (in-process): ``(repo_id,
+    project, the sync's arguments, its environment)``."""
     repo_id = hub_repo_with_images(hub, name)
     project = make_project(name, CONFIG)
     env = {"LABEL_STUDIO_URL": label_studio.url, "LABEL_STUDIO_API_KEY": label_studio.api_key, "HF_TOKEN": HUB_TOKEN}
     args = ["sync", "--repo", repo_id, "--project", str(project.id), "--state", str(tmp_path / "s.sqlite3"), "--once"]
-    run_labelhub(*args, env=env, check=True)
+    invoke_labelhub(*args, env=env, check=True)
     return repo_id, project, args, env
 
 
@@ -129,7 +130,7 @@ def test_sigkill_between_commit_and_tag_then_rerun_finishes_the_version(label_st
     landed = hub.head(repo_id)
     for n in range(60):  # a busy repo: others push more commits than a short look back would read
         hub.commit_files(repo_id, {f"notes/{n}.txt": b"x"}, message=f"note {n}")
-    run_labelhub(*args, env=env, check=True)
+    invoke_labelhub(*args, env=env, check=True)
     assert commit_titles(repo_id).count("annotations v1: +4 ~0 -0") == 1
     assert hub.head(repo_id, "annotations-v1") == landed
 
@@ -195,13 +196,13 @@ def test_a_version_finished_after_a_sigkill_keeps_the_cards_edits_in_the_next_ve
             return fh.read()
 
     client.annotations.create(tasks[0].id, result=[choice("text-only")])
-    run_labelhub(*args, env=env, check=True)  # annotations-v1
+    invoke_labelhub(*args, env=env, check=True)  # annotations-v1
     hub.commit_files(repo_id, {"README.md": card() + "\nOur own words about the data.\n"}, message="card edit")
     client.annotations.create(tasks[1].id, result=[choice("text-only")])
     killed = run_labelhub(*args, env={**env, "LABELHUB_TEST_KILL_AT": "after_commit:1"})  # annotations-v2, untagged
     assert killed.returncode == -signal.SIGKILL
     client.annotations.create(tasks[2].id, result=[choice("illustrated")])
-    run_labelhub(*args, env=env, check=True)  # finishes v2, exports v3
+    invoke_labelhub(*args, env=env, check=True)  # finishes v2, exports v3
     assert hub.head(repo_id, "annotations-v3") == hub.head(repo_id)
     assert "Our own words about the data." in card("annotations-v2")
     assert "Our own words about the data." in card("annotations-v3")

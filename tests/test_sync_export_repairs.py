@@ -20,7 +20,8 @@ from labelhub.sync.labelstudio.project import LabelStudioProject
 from labelhub.sync.state import SyncState
 from labelhub.sync.versions.exporter import Exporter
 from tests import sample_repos
-from tests.conftest import HUB_TOKEN, run_labelhub
+from tests.conftest import HUB_TOKEN
+from tests.in_process import invoke_labelhub
 from tests.test_sync_export import CONFIG, choice
 
 N = 4
@@ -55,8 +56,10 @@ class Setup:
         self.reconcile()
 
     def sync(self, *extra, repo_arg: str | None = None, check: bool = True):
-        return run_labelhub("sync", "--repo", repo_arg or self.arg, "--project", str(self.created.id), "--state",
-                            str(self.tmp_path / "state.sqlite3"), "--once", *extra, env=self.env, check=check)
+        """``labelhub sync --once`` of the repo (or ``repo_arg``) into the project, in-process
+        (:func:`tests.in_process.invoke_labelhub`): its exit code and output."""
+        return invoke_labelhub("sync", "--repo", repo_arg or self.arg, "--project", str(self.created.id), "--state",
+                               str(self.tmp_path / "state.sqlite3"), "--once", *extra, env=self.env, check=check)
 
 
 @pytest.fixture
@@ -152,11 +155,11 @@ def test_following_a_tag_with_exports_is_refused_at_start_and_no_export_imports(
     env = {"LABEL_STUDIO_URL": label_studio.url, "LABEL_STUDIO_API_KEY": label_studio.api_key, "HF_TOKEN": HUB_TOKEN}
     args = ["sync", "--repo", repo_arg, "--project", str(project.id), "--state", str(tmp_path / "s.sqlite3"), "--once",
             "--revision", "v1.0"]
-    refused = run_labelhub(*args, env=env)
+    refused = invoke_labelhub(*args, env=env)
     assert refused.returncode == 1 and refused.stderr.strip().count("\n") == 0, refused.stderr
     assert "--revision 'v1.0' is not a branch" in refused.stderr and "--no-export" in refused.stderr
     assert label_studio.client().projects.get(project.id).task_number == 0
-    run_labelhub(*args, "--no-export", env=env, check=True)
+    invoke_labelhub(*args, "--no-export", env=env, check=True)
     assert label_studio.client().projects.get(project.id).task_number == N
 
 

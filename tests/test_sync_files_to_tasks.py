@@ -1,5 +1,7 @@
 """End to end: real Label Studio, real images in a local git repo and on the Hub test server,
-``labelhub sync --once`` → exactly one task per file, whatever happens."""
+``labelhub sync --once`` → exactly one task per file, whatever happens. The syncs run in-process
+(:func:`tests.in_process.invoke_labelhub`) but those killed (SIGKILL) and those whose errors are read as a process
+prints them (subprocesses)."""
 from __future__ import annotations
 
 import os
@@ -13,6 +15,7 @@ import pytest
 
 from tests import sample_repos
 from tests.conftest import FILE_SECRET, HUB_TOKEN, ROOT, run_labelhub
+from tests.in_process import invoke_labelhub
 
 CONFIG = ('<View><Image name="image" value="$image"/><Choices name="kind" toName="image">'
           '<Choice value="text-only"/><Choice value="illustrated"/></Choices></View>')
@@ -79,7 +82,7 @@ def tasks_by_path(label_studio, project_id):
 
 def test_files_become_tasks_once_and_follow_new_commits(label_studio, project, dataset, tmp_path):
     env = env_for(label_studio)
-    first = run_labelhub(*sync_args(dataset, project, tmp_path), env=env, check=True)
+    first = invoke_labelhub(*sync_args(dataset, project, tmp_path), env=env, check=True)
     tasks = tasks_by_path(label_studio, project.id)
     assert sorted(tasks) == sorted(sample_repos.image_path(i) for i in range(N))
     assert all(len(t) == 1 for t in tasks.values())
@@ -91,13 +94,13 @@ def test_files_become_tasks_once_and_follow_new_commits(label_studio, project, d
     assert label_studio.personal_token not in first.stderr + first.stdout
     assert "\r" not in first.stderr and " tasks/s" not in first.stderr  # no progress bar off a terminal: a log
 
-    again = run_labelhub(*sync_args(dataset, project, tmp_path), env=env, check=True)
+    again = invoke_labelhub(*sync_args(dataset, project, tmp_path), env=env, check=True)
     assert sum(len(t) for t in tasks_by_path(label_studio, project.id).values()) == N
     assert "tasks created" not in again.stderr  # the head did not move: nothing imported
 
     removed = sample_repos.image_path(3)
     dataset.commit(sample_repos.image_files(N, N + 4), deletes=(removed,))
-    run_labelhub(*sync_args(dataset, project, tmp_path), env=env, check=True)
+    invoke_labelhub(*sync_args(dataset, project, tmp_path), env=env, check=True)
     tasks = tasks_by_path(label_studio, project.id)
     assert len(tasks) == N + 4 and all(len(t) == 1 for t in tasks.values())
     assert tasks[removed][0].meta["hf_removed"] is True
@@ -107,11 +110,11 @@ def test_files_become_tasks_once_and_follow_new_commits(label_studio, project, d
 
 def test_lost_state_file_creates_no_duplicate(label_studio, project, dataset, tmp_path):
     env = env_for(label_studio)
-    run_labelhub(*sync_args(dataset, project, tmp_path), env=env, check=True)
+    invoke_labelhub(*sync_args(dataset, project, tmp_path), env=env, check=True)
     (tmp_path / "state.sqlite3").unlink()
     for suffix in ("-wal", "-shm"):
         (tmp_path / f"state.sqlite3{suffix}").unlink(missing_ok=True)
-    run_labelhub(*sync_args(dataset, project, tmp_path), env=env, check=True)
+    invoke_labelhub(*sync_args(dataset, project, tmp_path), env=env, check=True)
     assert sum(len(t) for t in tasks_by_path(label_studio, project.id).values()) == N
 
 
@@ -126,7 +129,7 @@ def test_sigkill_mid_import_then_rerun_gives_no_duplicate_and_none_missing(label
     killed = run_labelhub(*sync_args(dataset, project, tmp_path, "--batch-size", "7"),
                           env={**env, "LABELHUB_TEST_KILL_AT": kill_at})
     assert killed.returncode == -signal.SIGKILL
-    run_labelhub(*sync_args(dataset, project, tmp_path, "--batch-size", "7"), env=env, check=True)
+    invoke_labelhub(*sync_args(dataset, project, tmp_path, "--batch-size", "7"), env=env, check=True)
     tasks = tasks_by_path(label_studio, project.id)
     assert sorted(tasks) == sorted(sample_repos.image_path(i) for i in range(N))
     assert all(len(t) == 1 for t in tasks.values()), {p: len(t) for p, t in tasks.items() if len(t) > 1}
@@ -144,7 +147,7 @@ def test_daemon_killed_from_outside_during_import_recovers(label_studio, project
         time.sleep(0.05)
     daemon.send_signal(signal.SIGKILL)
     daemon.wait()
-    run_labelhub(*sync_args(dataset, project, tmp_path), env=env_for(label_studio), check=True)
+    invoke_labelhub(*sync_args(dataset, project, tmp_path), env=env_for(label_studio), check=True)
     tasks = tasks_by_path(label_studio, project.id)
     assert len(tasks) == N and all(len(t) == 1 for t in tasks.values())
 
@@ -188,13 +191,13 @@ def test_an_edited_metadata_csv_reaches_the_tasks_made_before(label_studio, proj
     """A corrected metadata row updates the tasks already made, a column that left the CSV leaves them, and a task
     whose row is unchanged gets no call (its data is as it was)."""
     env = env_for(label_studio)
-    run_labelhub(*sync_args(dataset, project, tmp_path), env=env, check=True)
+    invoke_labelhub(*sync_args(dataset, project, tmp_path), env=env, check=True)
     before = tasks_by_path(label_studio, project.id)
     volumes = sorted({sample_repos.image_path(i).split("/")[1] for i in range(N)})
     rows = "".join(f'{v},"{"Corrected title" if v == volumes[0] else "Fashion volume " + v[4:] + ", a title with a comma"}"\n'
                    for v in volumes)
     dataset.commit({sample_repos.INVENTORY: rows.encode()})
-    run = run_labelhub(*sync_args(dataset, project, tmp_path), env=env, check=True)
+    run = invoke_labelhub(*sync_args(dataset, project, tmp_path), env=env, check=True)
     after = tasks_by_path(label_studio, project.id)
     first = [p for p in after if p.split("/")[1] == volumes[0]]
     assert first and all(after[p][0].data["meta"] == "Corrected title" for p in first)
@@ -205,7 +208,7 @@ def test_an_edited_metadata_csv_reaches_the_tasks_made_before(label_studio, proj
     header = "id,title\n" + "".join(f"{v},Title {v}\n" for v in volumes)
     dataset.commit({sample_repos.INVENTORY: header.encode()})
     args = [a for a in sync_args(dataset, project, tmp_path) if a not in ("--metadata-columns", "id,meta")]
-    run_labelhub(*args, env=env, check=True)
+    invoke_labelhub(*args, env=env, check=True)
     after = tasks_by_path(label_studio, project.id)
     sample = after[sample_repos.image_path(12)][0].data
     assert "meta" not in sample and sample["title"] == "Title vol-001" and sample["id"] == "vol-001"

@@ -17,7 +17,8 @@ import time
 import pytest
 
 from tests import sample_repos
-from tests.conftest import HUB_TOKEN, run_labelhub
+from tests.conftest import HUB_TOKEN
+from tests.in_process import invoke_labelhub
 from tests.labelstudio import LabelStudioServer, free_port
 
 CONFIG = ('<View><Image name="image" value="$image"/><Choices name="kind" toName="image">'
@@ -72,8 +73,8 @@ def env_for(server, token=None):
 
 def sync_once(dataset, project_id, tmp_path, env):
     """``labelhub sync --once`` without ``--revision``: a local repo follows its checked-out branch."""
-    return run_labelhub("sync", "--repo", dataset.repo_arg, "--project", str(project_id), "--state",
-                        str(tmp_path / "state.sqlite3"), "--once", env=env, check=True)
+    return invoke_labelhub("sync", "--repo", dataset.repo_arg, "--project", str(project_id), "--state",
+                           str(tmp_path / "state.sqlite3"), "--once", env=env, check=True)
 
 
 def tasks_by_path(client, project_id):
@@ -137,8 +138,8 @@ def test_changed_renamed_moved_and_deleted_files_keep_their_tasks_and_annotation
     # restored tasks follow their files as the first project's did (restore records them without a blob id)
     target = make_project("follow, restored", CONFIG)
     state = ("--project", str(target.id), "--state", str(tmp_path / "restored.sqlite3"))
-    run_labelhub("restore", "--repo", dataset.repo_arg, "--tag", "annotations-v1", *state, env=env, check=True)
-    out = run_labelhub("sync", "--repo", dataset.repo_arg, *state, "--once", "--no-export", env=env, check=True)
+    invoke_labelhub("restore", "--repo", dataset.repo_arg, "--tag", "annotations-v1", *state, env=env, check=True)
+    out = invoke_labelhub("sync", "--repo", dataset.repo_arg, *state, "--once", "--no-export", env=env, check=True)
     assert "1 changed, 2 moved" in out.stderr, out.stderr
     restored = tasks_by_path(client, target.id)
     assert sorted(restored) == sorted(set(tasks) - {DELETED}), (sorted(restored), sorted(tasks))

@@ -28,7 +28,8 @@ from labelhub.sync.versions.card import dataset_card
 from labelhub.sync.versions.series import series_for
 
 from tests import sample_repos
-from tests.conftest import FILE_SECRET, HUB_TOKEN, ROOT, run_labelhub
+from tests.conftest import FILE_SECRET, HUB_TOKEN, ROOT
+from tests.in_process import invoke_labelhub
 from tests.test_sync_export import HubRepo, LocalRepo
 
 KINDS = ["Top", "Trouser", "Bag"]
@@ -214,12 +215,12 @@ def test_two_daemons_export_two_projects_into_one_repo_in_parallel_and_nothing_i
     # labelhub versions and diff read one series with its --csv-path; a tag of another series is refused
     hf = {"HF_TOKEN": HUB_TOKEN}
     second = series["second"]
-    listed = run_labelhub("versions", "--repo", repo.arg, "--csv-path", second.csv_path, env=hf, check=True).stdout
+    listed = invoke_labelhub("versions", "--repo", repo.arg, "--csv-path", second.csv_path, env=hf, check=True).stdout
     assert [line.split()[0] for line in listed.splitlines()] == tags["second"]
-    shown = run_labelhub("diff", "--repo", repo.arg, tags["second"][0], tags["second"][-1], "--csv-path",
-                         second.csv_path, "--json", env=hf, check=True).stdout
+    shown = invoke_labelhub("diff", "--repo", repo.arg, tags["second"][0], tags["second"][-1], "--csv-path",
+                            second.csv_path, "--json", env=hf, check=True).stdout
     assert json.loads(shown)["new"] == tags["second"][-1]
-    wrong = run_labelhub("diff", "--repo", repo.arg, tags["second"][0], tags["second"][-1], env=hf)
+    wrong = invoke_labelhub("diff", "--repo", repo.arg, tags["second"][0], tags["second"][-1], env=hf)
     assert wrong.returncode == 1 and "--csv-path" in wrong.stderr and len(wrong.stderr.strip().splitlines()) == 1
 
 
@@ -234,11 +235,11 @@ def test_a_second_project_with_the_same_tag_prefix_is_refused_and_a_new_prefix_s
         project = make_project(f"same prefix: {name}", CONFIG)
         runs[name] = ("sync", "--repo", str(path), "--project", str(project.id), "--state",
                       str(tmp_path / f"{name}.sqlite3"), "--once", *extra)
-        runs[name + " start"] = run_labelhub(*runs[name], env=env)
+        runs[name + " start"] = invoke_labelhub(*runs[name], env=env)
         tasks[name] = [t.id for t in client.tasks.list(project=project.id, page_size=10)]
         if tasks[name]:
             client.annotations.create(tasks[name][0], result=choice("Bag"))
-        runs[name + " result"] = run_labelhub(*runs[name], env=env)
+        runs[name + " result"] = invoke_labelhub(*runs[name], env=env)
     owner, intruder = runs["owner result"], runs["intruder result"]
     assert runs["owner start"].returncode == 0 and owner.returncode == 0, owner.stderr
     assert sample_repos.git(path, "tag", "--list").split() == ["test-v1"]
@@ -249,7 +250,7 @@ def test_a_second_project_with_the_same_tag_prefix_is_refused_and_a_new_prefix_s
 
     # the owner renames its series: its versions start again from v1, every annotation counted as added
     client.annotations.create(tasks["owner"][1], result=choice("Top"))
-    renamed = run_labelhub(*runs["owner"], "--tag-prefix", "renamed", env=env, check=True)
+    renamed = invoke_labelhub(*runs["owner"], "--tag-prefix", "renamed", env=env, check=True)
     assert "the tag prefix changed from 'test' to 'renamed'" in renamed.stderr
     assert sorted(sample_repos.git(path, "tag", "--list").split()) == ["renamed-v1", "test-v1"]
     manifest = json.loads(sample_repos.git(path, "show", "renamed-v1:annotations/renamed.manifest.json"))

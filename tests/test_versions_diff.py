@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from labelhub.sync.versions.diff import cell_labels, diff_frames, summary_text
 from labelhub.sync.versions.exporter import diff_counts, differing_ids
 from tests import sample_repos
-from tests.conftest import run_labelhub
+from tests.in_process import invoke_labelhub
 
 CONTROLS = {"kind": "Choices", "box": "RectangleLabels"}
 
@@ -97,19 +97,19 @@ def test_diff_command_and_each_export_say_what_changed(label_studio, make_projec
     project = make_project("diff", CONFIG)
     env = {"LABEL_STUDIO_URL": label_studio.url, "LABEL_STUDIO_API_KEY": label_studio.personal_token}
     sync = ["sync", "--repo", str(repo), "--project", str(project.id), "--state", str(tmp_path / "s.sqlite3"), "--once"]
-    run_labelhub(*sync, env=env, check=True)
+    invoke_labelhub(*sync, env=env, check=True)
     tasks = sorted(client.tasks.list(project=project.id, page_size=10), key=lambda t: t.id)
     made = [client.annotations.create(task.id, result=choice("text-only")) for task in tasks[:3]]
-    run_labelhub(*sync, env=env, check=True)  # annotations-v1
+    invoke_labelhub(*sync, env=env, check=True)  # annotations-v1
     client.annotations.update(made[0].id, result=choice("illustrated"))
     client.annotations.delete(made[1].id)
     client.annotations.create(tasks[3].id, result=choice("illustrated"))
-    run_labelhub(*sync, env=env, check=True)  # annotations-v2
+    invoke_labelhub(*sync, env=env, check=True)  # annotations-v2
 
-    shown = run_labelhub("diff", "--repo", str(repo), "annotations-v1", "annotations-v2", env=env, check=True).stdout
+    shown = invoke_labelhub("diff", "--repo", str(repo), "annotations-v1", "annotations-v2", env=env, check=True).stdout
     assert "+1 added, -1 removed, ~1 relabelled" in shown and "kind: text-only" in shown, shown
-    data = json.loads(run_labelhub("diff", "--repo", str(repo), "annotations-v1", "annotations-v2", "--json",
-                                   env=env, check=True).stdout)
+    data = json.loads(invoke_labelhub("diff", "--repo", str(repo), "annotations-v1", "annotations-v2", "--json",
+                                      env=env, check=True).stdout)
     assert (data["added"], data["removed"], data["relabelled"], data["changed"]) == (1, 1, 1, 1)
     assert "- relabels: \n" not in shown + "\n"  # the table lists them
     assert data["relabels"] == [{"control": "kind", "from": "text-only", "to": "illustrated", "count": 1}]
@@ -122,7 +122,7 @@ def test_diff_command_and_each_export_say_what_changed(label_studio, make_projec
     for text in (description, card):
         assert "Since annotations-v1: +1 added, -1 removed, ~1 relabelled." in text
     assert manifest["changes"]["relabelled"] == 1 and manifest["controls"] == {"kind": "Choices"}
-    bad = run_labelhub("diff", "--repo", str(repo), "annotations-v1", "annotations-v9", env=env)
+    bad = invoke_labelhub("diff", "--repo", str(repo), "annotations-v1", "annotations-v9", env=env)
     assert bad.returncode == 1 and "annotations-v9" in bad.stderr and "Traceback" not in bad.stderr
 
 
@@ -149,11 +149,11 @@ def test_versions_of_a_series_the_repo_lacks_names_the_series_it_holds(tmp_path)
     repo = sample_repos.local_repo_with(tmp_path / "repo", sample_repos.image_files(0, 1))
     for tag in ("train-v1", "train-v2", "test-v1", "release-1.0"):
         sample_repos.git(repo, "tag", tag)
-    out = run_labelhub("versions", "--repo", str(repo), check=True).stdout.strip()
+    out = invoke_labelhub("versions", "--repo", str(repo), check=True).stdout.strip()
     assert out == ("no versions of the series 'annotations' (tags annotations-vN) yet; the repo holds versions of "
                    "'test', 'train': list them with that project's --csv-path (and --tag-prefix if it set one)")
     alone = sample_repos.local_repo_with(tmp_path / "empty", sample_repos.image_files(0, 1))
-    assert run_labelhub("versions", "--repo", str(alone), check=True).stdout.strip() == \
+    assert invoke_labelhub("versions", "--repo", str(alone), check=True).stdout.strip() == \
         "no versions of the series 'annotations' (tags annotations-vN) yet"
 
 

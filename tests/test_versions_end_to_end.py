@@ -39,7 +39,8 @@ import pytest
 from labelhub.sync.versions.rows import annotation_row
 
 from tests import sample_repos
-from tests.conftest import HUB_TOKEN, run_labelhub
+from tests.conftest import HUB_TOKEN
+from tests.in_process import invoke_labelhub
 from tests.test_sync_export import LocalRepo, sample_repo
 
 KINDS, TAGS, BOXES = ["Trouser", "Bag", "Sneaker"], ["dark", "light", "patterned"], ["item", "logo"]
@@ -119,9 +120,11 @@ class Names:
 
 
 def sync_once(label_studio, repo, project, state):
-    return run_labelhub("sync", "--repo", repo.arg, "--project", str(project.id), "--state", str(state), "--once",
-                        env={"LABEL_STUDIO_URL": label_studio.url, "LABEL_STUDIO_API_KEY": label_studio.api_key,
-                             "HF_TOKEN": HUB_TOKEN, "TQDM_DISABLE": "1"}, check=True)
+    """``labelhub sync --once`` of ``repo`` into ``project`` with the state file ``state``, in-process
+    (:func:`tests.in_process.invoke_labelhub`); raises on a non-zero exit."""
+    return invoke_labelhub("sync", "--repo", repo.arg, "--project", str(project.id), "--state", str(state), "--once",
+                           env={"LABEL_STUDIO_URL": label_studio.url, "LABEL_STUDIO_API_KEY": label_studio.api_key,
+                                "HF_TOKEN": HUB_TOKEN, "TQDM_DISABLE": "1"}, check=True)
 
 
 def test_three_annotators_versions_consensus_agreement_diff_and_restore(label_studio, make_project, annotators, repo,
@@ -229,18 +232,19 @@ def test_three_annotators_versions_consensus_agreement_diff_and_restore(label_st
     assert manifest2["agreement"]["controls"]["kind"]["krippendorff_alpha"] == pytest.approx(0, abs=1e-6)
 
     env = {"HF_TOKEN": HUB_TOKEN, "LABEL_STUDIO_URL": label_studio.url, "LABEL_STUDIO_API_KEY": label_studio.api_key}
-    diff = json.loads(run_labelhub("diff", "--repo", repo.arg, "annotations-v1", "annotations-v2", "--json",
-                                   env=env, check=True).stdout)
+    diff = json.loads(invoke_labelhub("diff", "--repo", repo.arg, "annotations-v1", "annotations-v2", "--json",
+                                      env=env, check=True).stdout)
     assert (diff["added"], diff["removed"], diff["relabelled"]) == (1, 1, 1), diff
     assert diff["relabels"] == [{"control": "kind", "from": "Sneaker", "to": "Bag", "count": 1}], diff
     assert diff["by_annotator"] == {C: {"relabelled": 1, "removed": 1}, A: {"added": 1}}, diff
-    shown = run_labelhub("diff", "--repo", repo.arg, "annotations-v1", "annotations-v2", env=env, check=True).stdout
+    shown = invoke_labelhub("diff", "--repo", repo.arg, "annotations-v1", "annotations-v2", env=env, check=True).stdout
     assert "+1 added, -1 removed, ~1 relabelled" in shown, shown
 
     # -- restore v2 into a new project: its annotations, as rows, are v2's rows (ids aside)
     target = make_project("e2e restored", CONFIG)
-    restored = run_labelhub("restore", "--repo", repo.arg, "--tag", "annotations-v2", "--project", str(target.id),
-                            "--state", str(tmp_path / "restore.sqlite3"), env={**env, "TQDM_DISABLE": "1"})
+    restored = invoke_labelhub("restore", "--repo", repo.arg, "--tag", "annotations-v2", "--project",
+                               str(target.id), "--state", str(tmp_path / "restore.sqlite3"),
+                               env={**env, "TQDM_DISABLE": "1"})
     assert restored.returncode == 0, restored.stderr
     assert restored.stdout.splitlines()[-1] == ("tasks created: 6, annotations: 9, annotators without a Label "
                                                 "Studio user: 0, rows rejected: 0"), restored.stdout

@@ -56,15 +56,15 @@ def test_diff_names_the_changed_annotations_and_the_example_counts_as_it_does(tm
     import sys
     from pathlib import Path
 
-    from tests.conftest import run_labelhub
+    from tests.in_process import invoke_labelhub
 
     repo = two_versions(tmp_path)
-    data = json.loads(run_labelhub("diff", "--repo", str(repo), "annotations-v1", "annotations-v2", "--json",
-                                   check=True).stdout)
+    data = json.loads(invoke_labelhub("diff", "--repo", str(repo), "annotations-v1", "annotations-v2", "--json",
+                                      check=True).stdout)
     assert data["changed"] == 2 and data["reversed"] is False
     assert data["changed_annotations"] == [{"annotation_id": 10, "hf_path": "a.png", "columns": ["label"]},
                                            {"annotation_id": 20, "hf_path": "b.png", "columns": ["ground_truth"]}]
-    shown = run_labelhub("diff", "--repo", str(repo), "annotations-v1", "annotations-v2", check=True).stdout
+    shown = invoke_labelhub("diff", "--repo", str(repo), "annotations-v1", "annotations-v2", check=True).stdout
     assert "  ~ 10 `a.png`: label\n" in shown and "  ~ 20 `b.png`: ground_truth\n" in shown, shown
     root = Path(__file__).resolve().parent.parent
     out = subprocess.run([sys.executable, str(root / "examples" / "diff_versions.py"), str(repo), "annotations-v1",
@@ -78,17 +78,17 @@ def test_diff_names_the_changed_annotations_and_the_example_counts_as_it_does(tm
 def test_the_label_counts_have_a_legend_and_a_reversed_pair_says_so(tmp_path):
     """``Coat +1 -1 →1, Pullover 1→`` was explained nowhere; ``labelhub diff v2 v1`` read like a forward diff."""
     from labelhub.sync.versions.diff import LEGEND
-    from tests.conftest import run_labelhub
+    from tests.in_process import invoke_labelhub
 
     repo = two_versions(tmp_path)
-    shown = run_labelhub("diff", "--repo", str(repo), "annotations-v1", "annotations-v2", check=True).stdout
+    shown = invoke_labelhub("diff", "--repo", str(repo), "annotations-v1", "annotations-v2", check=True).stdout
     assert "- `label`: Coat 1→, Dress →1, Pullover +1\n" in shown and f"- {LEGEND}\n" in shown, shown
     assert "`→N` relabelled to it" in LEGEND and "`N→` relabelled from it" in LEGEND
-    back = run_labelhub("diff", "--repo", str(repo), "annotations-v2", "annotations-v1", check=True).stdout
+    back = invoke_labelhub("diff", "--repo", str(repo), "annotations-v2", "annotations-v1", check=True).stdout
     assert "Reversed: annotations-v2 is the newer version (named first)" in back, back
     assert "Reversed" not in shown
-    data = json.loads(run_labelhub("diff", "--repo", str(repo), "annotations-v2", "annotations-v1", "--json",
-                                   check=True).stdout)
+    data = json.loads(invoke_labelhub("diff", "--repo", str(repo), "annotations-v2", "annotations-v1", "--json",
+                                      check=True).stdout)
     assert data["reversed"] is True and data["removed"] == 1
 
 
@@ -126,7 +126,7 @@ def test_versions_has_a_header_and_the_first_version_says_so(tmp_path):
     the manifest's ``changes.changed`` was null while ``counts.changed`` held the title's ``~``."""
     from labelhub.sync.versions.diff import changes_text, diff_frames
     from tests import sample_repos
-    from tests.conftest import run_labelhub
+    from tests.in_process import invoke_labelhub
 
     repo = tmp_path / "repo"
     counts = {"annotations": 1, "tasks": 1, "annotators": 1, "added": 1, "changed": 0, "removed": 0}
@@ -134,7 +134,7 @@ def test_versions_has_a_header_and_the_first_version_says_so(tmp_path):
     sample_repos.local_repo_with(repo, {"annotations/annotations.csv": V1.encode(),
                                         "annotations/manifest.json": json.dumps(manifest).encode()})
     sample_repos.git(repo, "tag", "annotations-v1")
-    listed = run_labelhub("versions", "--repo", str(repo), check=True)
+    listed = invoke_labelhub("versions", "--repo", str(repo), check=True)
     assert [line.split()[0] for line in listed.stdout.splitlines()] == ["annotations-v1"]  # scripts read versions only
     lines = [*listed.stderr.splitlines()[-1:], *listed.stdout.splitlines()]
     assert lines[0].split()[:6] == ["tag", "created", "(UTC)", "commit", "annotations", "tasks"], lines

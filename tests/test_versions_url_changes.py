@@ -16,7 +16,7 @@ import pandas as pd
 
 from labelhub.sync.versions.diff import changed_rows
 from tests import sample_repos
-from tests.conftest import run_labelhub
+from tests.in_process import invoke_labelhub
 from tests.test_file_url_policy import CONFIG, SECRET, _env
 from tests.test_series_conflicts import tags, titles
 
@@ -38,9 +38,9 @@ def test_a_url_rewrite_counts_no_annotation_as_changed_in_the_next_version(label
     project, client = make_project("url changes", CONFIG), label_studio.client()
 
     def sync(secret, public_url):
-        done = run_labelhub("sync", "--repo", str(path), "--project", str(project.id), "--state",
-                            str(tmp_path / "state.sqlite3"), "--once", "--public-url", public_url,
-                            env=_env(label_studio, secret))
+        done = invoke_labelhub("sync", "--repo", str(path), "--project", str(project.id), "--state",
+                               str(tmp_path / "state.sqlite3"), "--once", "--public-url", public_url,
+                               env=_env(label_studio, secret))
         assert done.returncode == 0, done.stderr
         return done.stderr
 
@@ -66,7 +66,7 @@ def test_a_url_rewrite_counts_no_annotation_as_changed_in_the_next_version(label
     assert all(url.startswith("http://new-host:9090/") for url in new["image"])  # the CSV holds the new URLs
     assert changed_rows(old, new, "image") == 0 and changed_rows(old, new) == 3  # as written, every URL differs
 
-    shown = run_labelhub("diff", "--repo", str(path), "annotations-v1", "annotations-v2", check=True)
+    shown = invoke_labelhub("diff", "--repo", str(path), "annotations-v1", "annotations-v2", check=True)
     assert "+1 added, -0 removed, ~0 relabelled" in shown.stdout, shown.stdout
     assert "other columns only" not in shown.stdout, shown.stdout
 
