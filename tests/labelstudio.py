@@ -12,8 +12,10 @@ See :mod:`labelhub.sync.labelstudio.server` for the settings and why each one.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import sqlite3
 import tempfile
 from pathlib import Path
 
@@ -66,9 +68,26 @@ class LabelStudioServer(labelstudio_server.LabelStudioServer):
                          create_personal_token=create_personal_token, settings=ML_TIMEOUTS)
 
     def start(self, timeout: float = 180) -> "LabelStudioServer":
-        """Start the server (installing Label Studio first if needed); see the base class."""
+        """Start the server (installing Label Studio first if needed; a new folder's database from the template, its
+        project ids numbered from :func:`first_project_id`); see the base class."""
         self.executable = ensure_installed()
+        database = self.data_dir / labelstudio_server.DB_NAME
+        if self.template is not None and self.template.exists() and not database.exists():
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            shutil.copy(self.template, database)
+            with contextlib.closing(sqlite3.connect(database)) as db, db:
+                db.execute("UPDATE sqlite_sequence SET seq = ? WHERE name = 'project'", (first_project_id(self.port) - 1,))
         return super().start(timeout)
+
+
+def first_project_id(port: int) -> int:
+    """The first project id of a test Label Studio listening on ``port``: ``port * 1000 + 1``.
+
+    Decided: the servers that run at once on this host (three xdist workers, other sessions' suites) each number
+    their projects apart (their ports differ), because a ``labelhub sync`` holds a host-wide lock per project
+    keyed by ``<id>.<created_at in seconds>`` (:func:`labelhub.locks.project_lock_path`): two servers numbering
+    from 1 made projects of one key in the same second, and one test's sync was refused while the other's ran."""
+    return port * 1000 + 1
 
 
 def ensure_template() -> Path:
