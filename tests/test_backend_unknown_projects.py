@@ -188,3 +188,27 @@ def test_without_an_api_key_events_of_unknown_projects_are_kept(tmp_path):
     answer = app.test_client().post("/webhook", json=annotation_event(1, {"id": 1, "data": {"text": "x"}}, "plot",
                                                                       project=_project(987654)))
     assert answer.status_code == 200
+
+
+def test_an_automatic_job_that_finds_its_project_deleted_marks_it_gone(label_studio, tmp_path, caplog):
+    """Auto-predict's 404 (the job's project deleted in Label Studio) marks the project gone after asking Label
+    Studio, so its events are refused from then on without waiting for the worker's recheck."""
+    from labelhub.backend.app import create_app
+
+    app = create_app({"model_dir": tmp_path, "start_trainer": False, "warmup": False, "auto_predict": True,
+                      "auto_predict_interval": 0.1,
+                      "label_studio_url": label_studio.url, "label_studio_api_key": label_studio.api_key})
+    backend, http = app.extensions["labelhub"], app.test_client()
+    made = label_studio.client().projects.create(title="deleted under a job", label_config=PLOT_REVIEW_CONFIG)
+    project = _real(made)
+    key = backend.store.resolve_webhook_project(project)
+    _train(backend, http, project)
+    assert backend.auto.wait_idle(60)
+    label_studio.client().projects.delete(made.id)
+    with caplog.at_level(logging.WARNING, logger="labelhub.backend"):
+        backend.auto.request(key, unlabeled=True)
+        assert backend.auto.wait_idle(60)
+    assert backend.store.gone(key)["why"] == f"Label Studio answered 404 for project {made.id}"
+    answer = http.post("/webhook", json=annotation_event(9, {"id": 1, "data": {"text": "x"}}, "plot", project=project))
+    assert answer.status_code == 404
+    assert http.get(f"/versions?project={made.id}").get_json()["versions"] == []
