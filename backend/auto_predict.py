@@ -23,7 +23,8 @@ for the next retrain, and the Data Manager's order for the next version. A reque
 down, a wrong ``LABEL_STUDIO_API_KEY``) stays: it is tried again after :data:`RETRY_SECONDS` (doubling with each
 failure up to :data:`MAX_RETRY_SECONDS`) and after a restart, and the project's job status on ``/health`` says
 ``failed`` with the reason (no secret) meanwhile; one whose project or model is gone (``NotFoundError``: deleted
-in Label Studio, or not in ``MODEL_DIR``) or whose label config the model refuses is dropped, with a warning. When the trainer starts, the key is checked once
+in Label Studio, or not in ``MODEL_DIR``) or whose label config the model refuses is dropped, with a warning; a
+project Label Studio then says it does not have is marked gone (:meth:`AutoPredictor._mark_if_gone`). When the trainer starts, the key is checked once
 (:func:`check_key`): a refused key is a warning in the log at once, not at the first retrain.
 
 With ``LABELHUB_REDIS_URL`` the same loop, on the trainer's host, enqueues each request on RQ instead of running
@@ -342,6 +343,8 @@ class AutoPredictor:
             except (NotFoundError, LabelConfigError) as exc:  # the project, or its model, is gone: no retry helps
                 self._retry.pop(key, None)
                 log.warning("project %s: auto-predict dropped its request: %s", key, one_line(exc, 300))
+                if isinstance(exc, NotFoundError) and api is not None:
+                    self._mark_if_gone(api, key)
             except Exception as exc:  # a job failure must not end the loop, nor lose the request: tried again later
                 self._failed(key, whole, ids, exc, started)
             else:
@@ -352,6 +355,34 @@ class AutoPredictor:
                     self._current = None
                     self._save()
                     self._cond.notify_all()
+
+    def _mark_if_gone(self, api: Any, key: str) -> None:
+        """After a job's 404: mark project ``key`` gone (:meth:`labelhub.backend.state.Store.mark_gone`) when Label
+        Studio has no project of its id, or one made at another time (the 404 may have been a task's, or the model's
+        in ``MODEL_DIR``: so it is asked, ``GET /api/projects/<id>/``). Its later events are then refused and
+        ``/versions`` lists none of its versions. Any other failure marks nothing."""
+        from labelhub.errors import ProjectNotFound
+
+        project_id = project_id_of(key)
+        try:
+            info = api.project(project_id)
+        except ProjectNotFound:
+            why = f"Label Studio answered 404 for project {project_id}"
+        except Exception as exc:  # noqa: BLE001 (Label Studio down: the next check of the webhook says)
+            log.debug("project %s: cannot ask Label Studio whether it still has it: %s", key, one_line(exc, 200))
+            return
+        else:
+            if "." not in key or info.key == key:
+                return
+            why = f"Label Studio's project {project_id} is another one (key {info.key})"
+        try:
+            self.backend.store.mark_gone(key, why)
+        except (OSError, RedisError) as exc:
+            log.warning("project %s: cannot mark it gone: %s", key, one_line(exc, 200))
+            return
+        log.warning("project %s is gone from Label Studio (%s): marked gone, its later events are refused and "
+                    "/versions lists none of its versions; its state stays in %s (delete it to remove it)", key, why,
+                    self.backend.store.where(key))
 
     def _failed(self, key: str, whole: bool, ids: set[int], exc: Exception, started: float) -> None:
         """Keep a failed request (merged with any asked meanwhile), to try again after a backoff, and show the failure

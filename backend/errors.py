@@ -35,10 +35,13 @@ class BackendError(LabelHubError):
     Attributes:
         status: The HTTP status code of the answer.
         code: A stable machine-readable error code.
+        logged: Whether the raiser logs the refusal itself (its own line, once per worker and cause): then the
+            handler's line (``POST /webhook → 404: ...``) is at DEBUG, so a refusal is one warning, not two.
     """
 
     status = 400
     code = "bad_request"
+    logged = False
 
     def __init__(self, message: str, **context: Any):
         super().__init__(message)
@@ -146,16 +149,17 @@ def register_error_handlers(app: Flask) -> None:
         response.status_code = 413
         return response
 
-    def _refused(status: int, message: str) -> None:
+    def _refused(status: int, message: str, level: int = logging.WARNING) -> None:
         """One log line per refused request: Label Studio keeps a refusal's reason only in its dialog (``/setup``) or
-        nowhere (a webhook it sends inside an annotator's save), so the backend's log is where a person finds it."""
+        nowhere (a webhook it sends inside an annotator's save), so the backend's log is where a person finds it.
+        At DEBUG (``level``) for an error whose raiser logged it (:attr:`BackendError.logged`)."""
         secrets = app.extensions["labelhub"].settings.secrets if "labelhub" in app.extensions else ()
-        log.warning("%s %s → %d: %s", request.method, escaped(request.path, 100), status,
-                    one_line(redact(message, secrets), 500))
+        log.log(level, "%s %s → %d: %s", request.method, escaped(request.path, 100), status,
+                one_line(redact(message, secrets), 500))
 
     @app.errorhandler(BackendError)
     def _backend_error(exc: BackendError):
-        _refused(exc.status, str(exc.to_dict().get("error", "")))
+        _refused(exc.status, str(exc.to_dict().get("error", "")), logging.DEBUG if exc.logged else logging.WARNING)
         response = _answer(exc.to_dict(), exc.status)
         if isinstance(exc, UnauthorizedError):
             response.headers["WWW-Authenticate"] = 'Basic realm="labelhub"'

@@ -8,7 +8,7 @@ replicas on several hosts behind a load balancer share one model per project:
 ========================================  ===============================================================
 Redis key (prefix ``labelhub:``)          What it holds
 ========================================  ===============================================================
-``project:<key>`` (hash)                  ``project`` (label config, extra params), ``kv`` (the model's
+``project:<key>`` (hash)                  ``project`` (label config, extra params, ``gone``), ``kv`` (the model's
                                           state: ``model_version``, its fits), ``kv_version`` (a counter
                                           bumped at every ``kv`` write: workers reload on a change)
 ``project:<key>:annotations`` (string)    the training data (JSON, as ``annotations.json``)
@@ -317,6 +317,11 @@ class RedisStore(Store):
     def has_project(self, key: str) -> bool:
         """Whether Redis holds state of project ``key``."""
         return bool(self.client.sismember(f"{PREFIX}projects", key))
+
+    def where(self, key: str) -> str:
+        """Where project ``key``'s state lives: its Redis keys (and each host's cache under ``MODEL_DIR``)."""
+        return (f"Redis keys {PREFIX}project:{key} and {PREFIX}project:{key}:* and its member of {PREFIX}projects, "
+                f"and {self.root / 'projects' / key} on each host")
 
     @contextmanager
     def job_lock(self, key: str) -> Iterator[Lease]:

@@ -2,7 +2,8 @@
 
 Layout under ``MODEL_DIR``::
 
-    projects/<project>/project.json      label config and project id (written by /setup, /predict)
+    projects/<project>/project.json      label config and project id (written by /setup, /predict); ``gone``
+                                         when Label Studio no longer has the project (:meth:`Store.mark_gone`)
     projects/<project>/kv.json           the model's key-value state: model_version, its files, ...
     projects/<project>/annotations.json  the annotations applied from webhook events (training data)
     projects/<project>/files/            model artifacts (e.g. the fitted linear head)
@@ -28,7 +29,7 @@ import re
 import tempfile
 import threading
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -335,6 +336,37 @@ class Store:
     def has_project(self, key: str) -> bool:
         """Whether there is state of project ``key`` (it was connected, or trained)."""
         return (self.root / "projects" / key).is_dir()
+
+    def gone(self, key: str) -> dict | None:
+        """The mark :meth:`mark_gone` left on project ``key``: ``{"at": ISO 8601 UTC, "why": one line}``, or
+        ``None`` (not marked, or no state of it)."""
+        if not self.has_project(key):
+            return None
+        mark = self.project(key).project().get("gone")
+        return mark if isinstance(mark, dict) else None
+
+    def mark_gone(self, key: str, why: str) -> None:
+        """Mark project ``key`` as gone from Label Studio (``gone`` in its project info, beside its label config),
+        keeping every other part of its state: its events are refused and ``/versions`` lists none of its versions
+        (:func:`labelhub.backend.routes.check_project_exists`). Nothing is written for a project without state.
+
+        Decision: the mark is never taken back by the backend. A key ``<id>.<created_at>`` names one project of one
+        Label Studio, which never comes back once deleted; deleting the state (:meth:`where`) removes the mark too.
+
+        Args:
+            key: The project key.
+            why: Why, one line without secrets (e.g. "Label Studio answered 404 for project 2").
+
+        Raises:
+            OSError: When the disk is full or not writable (``RedisError`` with Redis).
+        """
+        if self.has_project(key) and not self.gone(key):
+            at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+            self.project(key).update_project(gone={"at": at, "why": why})
+
+    def where(self, key: str) -> str:
+        """Where project ``key``'s state lives, for a log line that says what to delete to remove it."""
+        return str(self.root / "projects" / key)
 
     @contextmanager
     def job_lock(self, key: str) -> Iterator[bool]:

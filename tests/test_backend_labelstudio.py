@@ -166,7 +166,7 @@ def test_start_training_learns_from_annotations_made_before_the_backend_was_conn
                                                      "value": {"choices": [label]}}])
     app = create_app({"model_dir": tmp_path, "start_trainer": False, "warmup": False,
                       "label_studio_url": label_studio.url, "label_studio_api_key": label_studio.api_key})
-    project = {"id": created.id, "created_at": "2024-06-10T08:00:00Z", "label_config": PLOT_REVIEW_CONFIG}
+    project = {"id": created.id, "created_at": created.created_at.isoformat(), "label_config": PLOT_REVIEW_CONFIG}
     answer = app.test_client().post("/webhook", json={"action": "START_TRAINING", "project": project})
     assert answer.status_code == 200
     backend = app.extensions["labelhub"]

@@ -33,7 +33,7 @@ def _annotated_project(label_studio, make_project, title: str, n: int, annotated
 
 def _start_training(app, project) -> tuple[dict, str]:
     """Send ``START_TRAINING`` and run the trainer: ``(stored training data, model_version)``."""
-    body = {"action": "START_TRAINING", "project": {"id": project.id, "created_at": "2024-06-10T08:00:00Z",
+    body = {"action": "START_TRAINING", "project": {"id": project.id, "created_at": project.created_at.isoformat(),
                                                     "label_config": PLOT_REVIEW_CONFIG}}
     assert app.test_client().post("/webhook", json=body).status_code == 200
     backend = app.extensions["labelhub"]
@@ -73,7 +73,7 @@ def test_start_training_removes_annotations_deleted_while_the_backend_was_down(l
     # it stays (as one created while the listing ran would)
     other, other_ids, other_anns = _annotated_project(label_studio, make_project, f"other ({mode})", 2, 1)
     backend = app.extensions["labelhub"]
-    key = backend.store.resolve_webhook_project({"id": project.id, "created_at": "2024-06-10T08:00:00Z"})
+    key = backend.store.resolve_webhook_project({"id": project.id, "created_at": project.created_at.isoformat()})
     state = backend.store.project(key)
     stored = state.load_annotations()
     stored["annotations"][str(other_anns[0])] = {"task": "999999", "result": _result("plot"),
