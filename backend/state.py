@@ -348,7 +348,7 @@ class Store:
     def mark_gone(self, key: str, why: str) -> None:
         """Mark project ``key`` as gone from Label Studio (``gone`` in its project info, beside its label config),
         keeping every other part of its state: its events are refused and ``/versions`` lists none of its versions
-        (:func:`labelhub.backend.routes.check_project_exists`). Nothing is written for a project without state.
+        (:func:`labelhub.backend.project_check.check_project_exists`). Nothing is written for a project without state.
 
         Decision: the mark is never taken back by the backend. A key ``<id>.<created_at>`` names one project of one
         Label Studio, which never comes back once deleted; deleting the state (:meth:`where`) removes the mark too.

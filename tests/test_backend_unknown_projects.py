@@ -45,7 +45,7 @@ def test_events_of_a_project_label_studio_does_not_have_are_refused_and_not_stor
                       "label_studio_url": label_studio.url, "label_studio_api_key": label_studio.api_key})
     http = app.test_client()
     task = {"id": 1, "data": {"text": "a plot"}}
-    with caplog.at_level(logging.WARNING, logger="labelhub.backend.routes"):
+    with caplog.at_level(logging.WARNING, logger="labelhub.backend.project_check"):
         for ann_id in (1, 2):
             answer = http.post("/webhook", json=annotation_event(ann_id, task, "plot", project=_project(987654)))
             assert answer.status_code == 404, answer.get_json()
@@ -121,7 +121,7 @@ def test_a_project_deleted_in_label_studio_is_marked_gone_at_its_next_event(labe
     versions. Its next event (once the worker's confirmation is older than ``PROJECT_RECHECK_SECONDS``, 0 here) is
     refused and the project marked gone: later events refused without asking, ``/versions`` lists none of its
     versions, its state stays (the log says where)."""
-    from labelhub.backend import routes
+    from labelhub.backend import project_check
     from labelhub.backend.app import create_app
 
     config = {"model_dir": tmp_path, "start_trainer": False, "warmup": False,
@@ -136,7 +136,7 @@ def test_a_project_deleted_in_label_studio_is_marked_gone_at_its_next_event(labe
     version = _train(backend, http, project)
     assert http.get(f"/versions?project={made.id}").get_json()["versions"] == [version]
 
-    monkeypatch.setattr(routes, "PROJECT_RECHECK_SECONDS", 0.0)
+    monkeypatch.setattr(project_check, "PROJECT_RECHECK_SECONDS", 0.0)
     label_studio.client().projects.delete(made.id)
     task = {"id": 1, "data": {"text": "a plot"}}
     with caplog.at_level(logging.DEBUG, logger="labelhub.backend"):

@@ -71,10 +71,10 @@ def test_the_webhook_keeps_events_when_the_key_is_an_expired_token_and_warns_onc
                                                                                    tmp_path, caplog):
     """The unknown-project check (``check_project_exists``) cannot ask Label Studio with such a key: the event is
     kept (Label Studio never sends a webhook again), as when Label Studio is down, and the log says why once."""
-    from labelhub.backend import routes
+    from labelhub.backend import project_check
     from labelhub.backend.app import create_app
 
-    routes._key_refusal_said.clear()  # once per process: another test may have said it
+    project_check._key_refusal_said.clear()  # once per process: another test may have said it
     app = create_app({"model_dir": tmp_path, "start_trainer": False, "warmup": False,
                       "label_studio_url": label_studio.url, "label_studio_api_key": EXPIRED})
     http = app.test_client()
@@ -87,7 +87,7 @@ def test_the_webhook_keeps_events_when_the_key_is_an_expired_token_and_warns_onc
             assert answer.status_code == 200, answer.get_json()
             assert answer.get_json()["status"] == "queued"
     assert len(list((tmp_path / "events" / "pending").iterdir())) == 2
-    said = [r.getMessage() for r in caplog.records if r.name == "labelhub.backend.routes" and r.levelname == "WARNING"]
+    said = [r.getMessage() for r in caplog.records if r.name == "labelhub.backend.project_check" and r.levelname == "WARNING"]
     assert len(said) == 1 and SAID[EXPIRED] in said[0] and "their events are kept" in said[0], said
     logged = "\n".join(r.getMessage() for r in caplog.records)
     assert EXPIRED not in logged and EXPIRED.split(".")[1] not in logged
