@@ -225,7 +225,7 @@ def _interrupted(exc: KeyboardInterrupt, status) -> str:
     """The one line ``labelhub predict`` ends with on Ctrl-C or SIGTERM (``status``: the job's, if it got one)."""
     done = ""
     if status is not None and status.pid == os.getpid():
-        done = f" after {status.done} of {status.total} predictions"
+        done = f" after {status.done} of {status.total} tasks"
     return (f"interrupted by {str(exc) or 'Ctrl-C'}{done}: run the same command again to go on where it stopped "
             "(tasks that have a prediction of the version are skipped)")
 
@@ -318,7 +318,8 @@ def _with_failures(view: dict, secrets) -> dict:
 
     if view.get("state") != "done" or view.get("error") or not view.get("failed"):
         return {**view, "error": redact(view["error"], secrets)} if view.get("error") else view
-    summary = failure_summary(view.get("failed") or 0, view.get("total") or 0, view.get("failures") or {})
+    summary = failure_summary(view.get("failed") or 0, view.get("total") or 0, view.get("failures") or {},
+                              view.get("origin") or "", view.get("project_id"), view.get("mode") or "missing")
     return {**view, "error": redact(summary, secrets)}
 
 

@@ -277,6 +277,9 @@ def test_the_failure_advice_names_what_retries_the_tasks_for_each_origin():
         "1 of 4 tasks failed (task 5: gone); the automatic job after the next retrain tries them again (every "
         "unlabeled task without a prediction of its version), or run labelhub predict --project 7 --unlabeled to retry "
         "them now")
+    from labelhub.backend.cli import _with_failures  # --status of a status saved without its error: the same advice
+    older = {**auto.view(), "error": None}
+    assert _with_failures(older, ())["error"] == auto.view()["error"]
 
 
 def _redis_project(label_studio, redis_url, model_dir, n_tasks=30, annotated=6):
