@@ -332,7 +332,8 @@ def _start_webhooks(project, state_path, repo_id, service, url, host, port, secr
                                    f"{port} ({error.strerror or error}): give an address of this machine, e.g. "
                                    "127.0.0.1 or 0.0.0.0")
     intake = AnnotationIntake(project, SyncState(state_path, project.project_id, repo_id))
-    server = WebhookServer(webhook_app(intake, secret, service.wake.set), host, port).start()
+    app = webhook_app(intake, secret, service.wake.set, on_deferred=service.reconcile_soon)
+    server = WebhookServer(app, host, port).start()
     register(project, url, secret)
     log.info("webhook receiver on %s:%d, registered as %s%s", host, server.port, url,
              "" if secret else " (no secret: set LABELHUB_WEBHOOK_SECRET)")

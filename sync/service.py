@@ -88,6 +88,13 @@ class SyncService:
                 waits.append(max(self._due["export"] - time.monotonic(), 1.0))
         return max(min(waits), 0.05)
 
+    def reconcile_soon(self) -> None:
+        """Make the reconciliation due now and wake the daemon (the receiver's ``on_deferred``: an event left to
+        reconciliation is stored at the next turn, not ``reconcile_interval`` seconds later). Safe from another
+        thread."""
+        self._due["reconcile"] = 0.0
+        self.wake.set()
+
     def _export_wait(self, error: Exception | None) -> float:
         """Seconds until the next export: ``export_interval``; after the Hub refused the token (401, or 403: no write
         access, :func:`is_refusal`) twice that of the refusal before, from :data:`REFUSED_FIRST` up to

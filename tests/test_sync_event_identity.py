@@ -6,6 +6,7 @@ Real Label Studio (its project's ``created_at``, its webhooks), the real receive
 from __future__ import annotations
 
 import logging
+import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -51,10 +52,12 @@ def synced(label_studio, make_project, tmp_path):
     state.bind(project.url, project.key)
     FileImporter(repo, project, state).run()
     receiving = SyncState(tmp_path / "s.sqlite3", created.id, repo.repo_id)  # the receiver's own connection
-    server = WebhookServer(webhook_app(AnnotationIntake(project, receiving), SECRET, lambda: None)).start()
+    deferred: list[float] = []  # when the receiver asked for a reconciliation (the daemon's reconcile_soon)
+    server = WebhookServer(webhook_app(AnnotationIntake(project, receiving), SECRET, lambda: None,
+                                       on_deferred=lambda: deferred.append(time.monotonic()))).start()
     url = f"http://127.0.0.1:{server.port}/webhook"
     register(project, url, SECRET)
-    yield project, state, url, repo, path, files
+    yield project, state, url, repo, path, files, deferred
     server.stop()
     receiving.close()
     state.close()
@@ -133,7 +136,7 @@ def test_an_event_never_rewrites_a_tasks_data_and_a_save_after_its_file_changed_
         synced, label_studio, caplog):
     """The sync changes its tasks' data itself (a file that changed: the task follows it); an event whose ``task.data``
     is not what the state holds is left to reconciliation, which reads the task's data and annotations together."""
-    project, state, url, repo, path, files = synced
+    project, state, url, repo, path, files, deferred = synced
     client = label_studio.client()
     task = sorted(client.tasks.list(project=project.project_id, page_size=10), key=lambda t: t.id)[0]
     first = task.data["hf_revision"]
@@ -151,6 +154,7 @@ def test_an_event_never_rewrites_a_tasks_data_and_a_save_after_its_file_changed_
     caplog.set_level(logging.DEBUG, logger="labelhub.sync.annotations.intake")
     client.annotations.update(annotation.id, result=choice("Top"))  # Label Studio's ANNOTATION_UPDATED, new data
     assert any("left to the next reconciliation" in r.getMessage() for r in caplog.records)
+    assert len(deferred) == 1  # the daemon reconciles at its next turn, not --reconcile-interval later
     assert _tasks(state)[task.id] == _json(task.data)  # not rewritten by the event
     AnnotationIntake(project, state).reconcile()
     assert _tasks(state)[task.id] == _json(followed)

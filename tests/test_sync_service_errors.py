@@ -71,3 +71,28 @@ def test_a_repo_step_failing_because_the_local_repository_is_gone_stops_the_daem
             step()
         assert str(raised.value) == line
     assert SyncService(importer)._step("import", importer.run) is importer.error  # a Hub repo: retried
+
+
+def test_an_event_left_to_reconciliation_makes_it_due_at_the_next_turn():
+    """The receiver's ``on_deferred`` (an event whose ``task.data`` is not the state's): the reconciliation runs at
+    the daemon's next turn, not ``reconcile_interval`` seconds after the last one."""
+    class CountingIntake:
+        def __init__(self):
+            self.reconciled = 0
+
+        def reconcile(self):
+            self.reconciled += 1
+
+        def sweep(self):
+            pass
+
+    importer, intake = FlakyImporter(), CountingIntake()
+    importer.error = None
+    service = SyncService(importer, intake, reconcile_interval=3600, poll_interval=3600, sweep_interval=3600)
+    service.tick()
+    service.tick()
+    assert intake.reconciled == 1
+    service.reconcile_soon()
+    assert service.wake.is_set()
+    service.tick()
+    assert intake.reconciled == 2

@@ -43,7 +43,7 @@ MAX_BODY_BYTES = 16 * 1024 * 1024
 
 
 def webhook_app(intake: AnnotationIntake, secret: str | None, on_change: Callable[[], None],
-                max_body_bytes: int = MAX_BODY_BYTES):
+                max_body_bytes: int = MAX_BODY_BYTES, on_deferred: Callable[[], None] | None = None):
     """The WSGI app: ``POST /webhook`` (and ``GET /health``).
 
     Args:
@@ -51,6 +51,8 @@ def webhook_app(intake: AnnotationIntake, secret: str | None, on_change: Callabl
         secret: The ``X-LabelHub-Secret`` every event must carry, or ``None``.
         on_change: Called after an event changed the stored annotations (wakes the daemon).
         max_body_bytes: The largest body accepted (default :data:`MAX_BODY_BYTES`).
+        on_deferred: Called after an event was left to reconciliation (``deferred``: its ``task.data`` is not the
+            state's), so that the daemon reconciles at its next turn instead of after ``--reconcile-interval``.
 
     Returns:
         The WSGI application. It answers JSON: 200 ``{"status": "ok", "action": ...}``, ``{"status": "ignored"}``
@@ -95,6 +97,8 @@ def webhook_app(intake: AnnotationIntake, secret: str | None, on_change: Callabl
             log.error("webhook %s not stored: %s: %s", action, type(exc).__name__, escaped(str(exc)))
             return _json({"error": "the sync state cannot be written now"}, 503)
         if changed is None:
+            if on_deferred is not None:
+                on_deferred()
             return _json({"status": "deferred", "action": action})
         if changed:
             on_change()
