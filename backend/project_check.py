@@ -48,6 +48,7 @@ PROJECT_CHECK_TIMEOUT = 0.5
 PROJECT_RECHECK_SECONDS = 300.0
 
 _warned_projects: set[str] = set()  # keys already warned about (one warning per process and project)
+_gone_checked: dict[str, float] = {}  # key marked gone -> when this worker last asked Label Studio again (monotonic)
 _checked_lock = threading.Lock()
 _key_refusal_said = threading.Event()  # a refused LABEL_STUDIO_API_KEY was warned about (once per process)
 
@@ -184,11 +185,11 @@ def check_project_exists(backend, key: str) -> None:
 
     store, project_id = backend.store, project_id_of(key)
     gone = store.gone(key)
-    if gone:
+    checker = project_checker(backend.settings)
+    if gone and (checker is None or not _gone_recheck_due(key)):
         _refuse(key, project_id, f"it is gone from Label Studio since {gone.get('at')} ({gone.get('why')}); its "
                 f"state stays in {store.where(key)}", gone=True)
-    checker = project_checker(backend.settings)
-    if checker is None or checker.confirmed(key, PROJECT_RECHECK_SECONDS):
+    if checker is None or (not gone and checker.confirmed(key, PROJECT_RECHECK_SECONDS)):
         return
     known = store.has_project(key)
     if not known and "." in key and key in _warned_projects:
@@ -197,6 +198,9 @@ def check_project_exists(backend, key: str) -> None:
     try:
         info = checker.ask(project_id).result(timeout=PROJECT_CHECK_TIMEOUT)
     except FutureTimeout:
+        if gone:  # still gone until Label Studio says otherwise
+            _refuse(key, project_id, f"it is gone from Label Studio since {gone.get('at')} ({gone.get('why')})",
+                    gone=True)
         log.debug("project %s: Label Studio did not answer within %.1f s; the event is kept", key,
                   PROJECT_CHECK_TIMEOUT)
         return
@@ -210,17 +214,40 @@ def check_project_exists(backend, key: str) -> None:
             if first:
                 log.warning("cannot check whether the projects of webhook events exist (%s); their events are "
                             "kept", one_line(exc, 400))
+        if gone:
+            _refuse(key, project_id, f"it is gone from Label Studio since {gone.get('at')} ({gone.get('why')})",
+                    gone=True)
         return
     else:
         if "." not in key or info.key == key:
+            if gone:  # Label Studio shows it again (a key that could not see it was replaced): events are taken again
+                store.unmark_gone(key)
+                log.warning("project %s: Label Studio has it again; it is no longer marked gone (the events refused "
+                            "meanwhile are not stored: Start training in its Settings → Model reads them)", key)
             return
         why = (f"Label Studio's project {project_id} was created at {_created(info.key)}, this one at "
                f"{_created(key)}: another Label Studio's project, or one deleted since")
+    if gone:
+        _refuse(key, project_id, f"{why} (marked gone since {gone.get('at')}); its state stays in {store.where(key)}",
+                gone=True)
     if known:
         store.mark_gone(key, why)
+        with _checked_lock:
+            _gone_checked[key] = time.monotonic()  # just asked: the next event of it is refused without asking
         _refuse(key, project_id, f"{why}; marked gone: its later events are refused and /versions lists none of its "
                 f"versions; its state stays in {store.where(key)} (delete it to remove it)", gone=True)
     _refuse(key, project_id, why)
+
+
+def _gone_recheck_due(key: str) -> bool:
+    """Whether a project marked gone is asked again now: once per worker every :data:`PROJECT_RECHECK_SECONDS` (a
+    mark left by a key that could not see the project is taken back when Label Studio shows it again)."""
+    now = time.monotonic()
+    with _checked_lock:
+        if now - _gone_checked.get(key, -float("inf")) < PROJECT_RECHECK_SECONDS:
+            return False
+        _gone_checked[key] = now
+        return True
 
 
 def _refuse(key: str, project_id: int, why: str, gone: bool = False) -> None:

@@ -350,8 +350,10 @@ class Store:
         keeping every other part of its state: its events are refused and ``/versions`` lists none of its versions
         (:func:`labelhub.backend.project_check.check_project_exists`). Nothing is written for a project without state.
 
-        Decision: the mark is never taken back by the backend. A key ``<id>.<created_at>`` names one project of one
-        Label Studio, which never comes back once deleted; deleting the state (:meth:`where`) removes the mark too.
+        Decision: the mark is taken back (:meth:`unmark_gone`) only when Label Studio shows the project again with
+        the same key: a deleted project never comes back, but Label Studio also answers 404 for a project the backend's
+        ``LABEL_STUDIO_API_KEY`` cannot see (another organization's), which a new key mends. Deleting the state
+        (:meth:`where`) removes the mark too.
 
         Args:
             key: The project key.
@@ -363,6 +365,15 @@ class Store:
         if self.has_project(key) and not self.gone(key):
             at = datetime.now(timezone.utc).isoformat(timespec="seconds")
             self.project(key).update_project(gone={"at": at, "why": why})
+
+    def unmark_gone(self, key: str) -> None:
+        """Take back :meth:`mark_gone`'s mark of project ``key`` (Label Studio has the project again: see there).
+
+        Raises:
+            OSError: When the disk is full or not writable (``RedisError`` with Redis).
+        """
+        if self.gone(key):
+            self.project(key).update_project(gone=None)
 
     def where(self, key: str) -> str:
         """Where project ``key``'s state lives, for a log line that says what to delete to remove it."""

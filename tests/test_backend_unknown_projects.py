@@ -157,6 +157,29 @@ def test_a_project_deleted_in_label_studio_is_marked_gone_at_its_next_event(labe
     assert backend.store.gone(key)["why"] == f"Label Studio answered 404 for project {made.id}"
 
 
+
+def test_a_project_marked_gone_that_label_studio_shows_again_takes_events_again(label_studio, tmp_path, caplog):
+    """Label Studio answers 404 for a project the backend's key cannot see (another organization's) as for a deleted
+    one, so a mark is not for ever: a project marked gone is asked again (once per ``PROJECT_RECHECK_SECONDS`` in a
+    worker: the first event of it in this one) and, shown again with the same key (the key was replaced), is unmarked
+    and takes events again."""
+    from labelhub.backend.app import create_app
+
+    app = create_app({"model_dir": tmp_path, "start_trainer": False, "warmup": False,
+                      "label_studio_url": label_studio.url, "label_studio_api_key": label_studio.api_key})
+    backend, http = app.extensions["labelhub"], app.test_client()
+    made = label_studio.client().projects.create(title="seen again", label_config=PLOT_REVIEW_CONFIG)
+    project = _real(made)
+    key = backend.store.resolve_webhook_project(project)
+    _train(backend, http, project)
+    backend.store.mark_gone(key, f"Label Studio answered 404 for project {made.id}")  # as a key that could not see it
+    task = {"id": 1, "data": {"text": "a plot"}}
+    with caplog.at_level(logging.WARNING, logger="labelhub.backend.project_check"):
+        answer = http.post("/webhook", json=annotation_event(31, task, "plot", project=project))
+    assert answer.status_code == 200, answer.get_json()
+    assert backend.store.gone(key) is None
+    assert any("no longer marked gone" in r.getMessage() for r in caplog.records)
+
 def test_the_first_check_on_a_fresh_worker_waits_at_most_project_check_timeout(label_studio, tmp_path):
     """The audit: on a fresh gunicorn worker the first check took 1.15 s (label-studio-sdk's import, a personal access
     token's refresh, then the GET), over Label Studio's 1 s webhook timeout. A fresh process, as a worker is: the
