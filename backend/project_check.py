@@ -107,6 +107,11 @@ class ProjectChecker:
                 future = self._asking[project_id] = self._pool.submit(self._project, project_id)
             return future
 
+    def confirmed_at(self, key: str) -> float | None:
+        """When Label Studio last confirmed project ``key`` (``time.monotonic()``), or ``None``."""
+        with self._lock:
+            return self._confirmed.get(key)
+
     def confirmed(self, key: str, within: float) -> bool:
         """Whether Label Studio confirmed project ``key`` (``<id>.<created_at>``, or a bare id) less than ``within``
         seconds ago."""
@@ -186,6 +191,9 @@ def check_project_exists(backend, key: str) -> None:
     store, project_id = backend.store, project_id_of(key)
     gone = store.gone(key)
     checker = project_checker(backend.settings)
+    if gone and checker is not None and _confirmed_since_recheck(checker, key):  # a recheck's late answer landed
+        _unmark(store, key)
+        return
     if gone and (checker is None or not _gone_recheck_due(key)):
         _refuse(key, project_id, f"it is gone from Label Studio since {gone.get('at')} ({gone.get('why')}); its "
                 f"state stays in {store.where(key)}", gone=True)
@@ -221,9 +229,7 @@ def check_project_exists(backend, key: str) -> None:
     else:
         if "." not in key or info.key == key:
             if gone:  # Label Studio shows it again (a key that could not see it was replaced): events are taken again
-                store.unmark_gone(key)
-                log.warning("project %s: Label Studio has it again; it is no longer marked gone (the events refused "
-                            "meanwhile are not stored: Start training in its Settings → Model reads them)", key)
+                _unmark(store, key)
             return
         why = (f"Label Studio's project {project_id} was created at {_created(info.key)}, this one at "
                f"{_created(key)}: another Label Studio's project, or one deleted since")
@@ -237,6 +243,24 @@ def check_project_exists(backend, key: str) -> None:
         _refuse(key, project_id, f"{why}; marked gone: its later events are refused and /versions lists none of its "
                 f"versions; its state stays in {store.where(key)} (delete it to remove it)", gone=True)
     _refuse(key, project_id, why)
+
+
+def _unmark(store, key: str) -> None:
+    """Take back the gone mark of project ``key``, which Label Studio shows again with the same key (a key that could
+    not see it was replaced; the confirmation may be the late answer of a check that timed out), saying so."""
+    store.unmark_gone(key)
+    log.warning("project %s: Label Studio has it again; it is no longer marked gone (the events refused meanwhile are "
+                "not stored: Start training in its Settings → Model reads them)", key)
+
+
+def _confirmed_since_recheck(checker: ProjectChecker, key: str) -> bool:
+    """Whether Label Studio confirmed project ``key`` (marked gone) after this worker last asked about it: the answer
+    of a recheck that came after the event stopped waiting (:data:`PROJECT_CHECK_TIMEOUT`). A confirmation from before
+    the mark does not count (the project may have been deleted since)."""
+    with _checked_lock:
+        asked = _gone_checked.get(key)
+    at = checker.confirmed_at(key)
+    return asked is not None and at is not None and at > asked
 
 
 def _gone_recheck_due(key: str) -> bool:

@@ -12,12 +12,15 @@ import contextlib
 import logging
 import os
 import subprocess
+import threading
 
 from click.testing import CliRunner
 
 from tests.conftest import FILE_SECRET, MAKE_TASKS, ROOT
 
 __all__ = ["invoke_labelhub"]
+
+_one_at_a_time = threading.Lock()  # CliRunner's isolation is per process, not per thread
 
 
 def invoke_labelhub(*args: str, env: dict | None = None, check: bool = False) -> subprocess.CompletedProcess:
@@ -31,9 +34,23 @@ def invoke_labelhub(*args: str, env: dict | None = None, check: bool = False) ->
 
     Raises:
         AssertionError: ``check`` and the command exited non-zero (with its stderr, as ``run_labelhub``).
+        RuntimeError: another thread runs a command here now (click's ``CliRunner`` replaces ``os.environ`` entries
+            and ``sys.stdout``/``sys.stderr`` for the whole process: commands run side by side need
+            :func:`tests.conftest.run_labelhub`).
     """
     from labelhub.cli import main
 
+    if not _one_at_a_time.acquire(blocking=False):
+        raise RuntimeError("invoke_labelhub is already running in another thread: CliRunner swaps this process's "
+                           "os.environ and standard streams, so two at once leak each other's environment (one test's "
+                           "LABEL_STUDIO_URL was left for the next); run concurrent commands with run_labelhub")
+    try:
+        return _invoke(main, args, env, check)
+    finally:
+        _one_at_a_time.release()
+
+
+def _invoke(main, args: tuple, env: dict | None, check: bool) -> subprocess.CompletedProcess:
     full_env = dict(env or {})
     if args[:1] and args[0] in MAKE_TASKS and "LABELHUB_SECRET" not in full_env:
         full_env.setdefault("LABELHUB_SECRET", os.environ.get("LABELHUB_SECRET", FILE_SECRET))

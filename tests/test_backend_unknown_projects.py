@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 import subprocess
 import sys
 
@@ -179,6 +180,29 @@ def test_a_project_marked_gone_that_label_studio_shows_again_takes_events_again(
     assert answer.status_code == 200, answer.get_json()
     assert backend.store.gone(key) is None
     assert any("no longer marked gone" in r.getMessage() for r in caplog.records)
+
+
+def test_a_recheck_answered_after_the_event_stopped_waiting_unmarks_at_the_next_event(label_studio, tmp_path):
+    """A recheck of a project marked gone that Label Studio answers after the webhook's 0.5 s (a fresh worker's first
+    call) refused that event; its answer, the project with the same key, unmarks it at the next event, not 5 minutes
+    later (a walkthrough's reading). A confirmation from before the mark does not count."""
+    from labelhub.backend import project_check
+    from labelhub.backend.app import create_app
+
+    app = create_app({"model_dir": tmp_path, "start_trainer": False, "warmup": False,
+                      "label_studio_url": label_studio.url, "label_studio_api_key": label_studio.api_key})
+    backend, http = app.extensions["labelhub"], app.test_client()
+    made = label_studio.client().projects.create(title="late answer", label_config=PLOT_REVIEW_CONFIG)
+    project = _real(made)
+    key = backend.store.resolve_webhook_project(project)
+    _train(backend, http, project)  # confirmed by Label Studio now: before the mark, so it does not count
+    backend.store.mark_gone(key, "a recheck timed out")
+    project_check._gone_checked[key] = time.monotonic()  # this worker's recheck, whose event stopped waiting
+    task = {"id": 1, "data": {"text": "a plot"}}
+    assert http.post("/webhook", json=annotation_event(40, task, "plot", project=project)).status_code == 404
+    project_check.project_checker(backend.settings).ask(made.id).result(timeout=30)  # its answer lands, late
+    assert http.post("/webhook", json=annotation_event(41, task, "plot", project=project)).status_code == 200
+    assert backend.store.gone(key) is None
 
 def test_the_first_check_on_a_fresh_worker_waits_at_most_project_check_timeout(label_studio, tmp_path):
     """The audit: on a fresh gunicorn worker the first check took 1.15 s (label-studio-sdk's import, a personal access

@@ -16,6 +16,7 @@ import sys
 import uuid
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -25,10 +26,9 @@ from PIL import Image
 from labelhub.sync.demo.sample_data import FASHION_MNIST_CLASSES, fashion_mnist
 from tests import sample_repos
 from tests.entity_corpus import CONLL_LABELS, conll2003, spans_results
-from tests.conftest import HUB_TOKEN
+from tests.conftest import HUB_TOKEN, run_labelhub
 from tests.test_ship_examples import ROOT, _datasets_cache, run_example  # noqa: F401 (_datasets_cache: autouse)
 from tests.test_sync_export import HubRepo, LocalRepo
-from tests.test_versions_end_to_end import sync_once
 
 SPAN_CONFIG = ('<View><Text name="text" value="$text"/><Labels name="ner" toName="text">'
                + "".join(f'<Label value="{label}"/>' for label in CONLL_LABELS) + "</Labels></View>")
@@ -79,11 +79,14 @@ def exported_version(label_studio, hub, tmp, kind: str, files: dict[str, bytes],
     project = client.projects.create(title=f"examples {kind} {'hub' if hub else 'local'}", label_config=config)
     projects.append(project.id)
     state = tmp / f"{kind}.sqlite3"
-    sync_once(label_studio, repo, project, state)
+    sync_once = partial(run_labelhub, "sync", "--repo", repo.arg, "--project", str(project.id), "--state", str(state),
+                        "--once", check=True, env={"LABEL_STUDIO_URL": label_studio.url, "HF_TOKEN": HUB_TOKEN,
+                                                   "LABEL_STUDIO_API_KEY": label_studio.api_key, "TQDM_DISABLE": "1"})
+    sync_once()  # a subprocess: the two projects sync side by side (in-process commands cannot: tests.in_process)
     tasks = {t.data["hf_path"]: t.id for t in client.tasks.list(project=project.id, page_size=100)}
     assert sorted(tasks) == sorted(files)
     made = annotate(client, tasks)
-    sync_once(label_studio, repo, project, state)
+    sync_once()
     assert repo.tags() == ["annotations-v1"]
     return repo.arg, made
 
