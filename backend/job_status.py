@@ -174,8 +174,9 @@ class JobStatus:
         state: ``queued``, ``running``, ``done`` (every batch ran; some tasks may have failed) or ``failed``
             (the job stopped on an error, see ``error``). :meth:`view` shows ``interrupted`` for a job whose
             process on this host is gone (killed).
-        model_version: The model's version when the job started; once it is done, the newest version it wrote
-            (by the model's order: a retrain during the job makes its later batches write a newer one).
+        model_version: The model's version when the job started, then the newest version its batches wrote (by
+            the model's order: a retrain during the job makes its later batches write a newer one, which ``/health``
+            shows while the job runs).
         total, queued, running, done, skipped, failed, empty: Task counts: planned, waiting (in a ``failed`` job:
             left undone, for the same command run again; its queued batches were canceled), in the batch being
             predicted, written, left alone (see :class:`BatchResult`), not written, answered with no region by a

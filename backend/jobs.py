@@ -692,6 +692,8 @@ def run_job(host: JobHost, api: LabelStudioClient, project_id: int, *, mode: str
                     results = (execute or run_here)(host, api, project, batches, update)
                     for i, result in enumerate(results):
                         status.add(result)
+                        if status.versions and status.versions != [status.model_version]:  # a retrain moved it
+                            status.model_version = _newest(status.versions, model.get("versions") or []) or version
                         written.update(result.written)
                         pass_versions.update(result.by_version)
                         start(i + 1)

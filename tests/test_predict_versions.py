@@ -9,7 +9,7 @@ from collections import Counter
 
 import pytest
 
-from labelhub.backend.jobs import run_here, run_job
+from labelhub.backend.jobs import last_status, run_here, run_job
 from labelhub.backend.labelstudio_api import LabelStudioClient
 from tests.backend_fixtures import TEXT_CONFIG
 from tests.test_predict_jobs import _api, _cli, _per_task, _predictions, _Project
@@ -75,10 +75,12 @@ def test_a_retrain_during_a_job_ends_with_every_task_on_the_newest_version(label
     first = fresh.train(0, 20)
     host = fresh.app.extensions["labelhub"]
     api = LabelStudioClient(label_studio.url, fresh.env["LABEL_STUDIO_API_KEY"])
-    versions = []
+    versions, shown = [], []
 
     def retrain_after_the_first_batch(host_, api_, project, batches, progress):
         for i, result in enumerate(run_here(host_, api_, project, batches, progress)):
+            if i == 2:  # the status saved after the second batch, which wrote the new version, while the job runs
+                shown.append(last_status(host_, project.key).model_version)
             yield result
             if not versions:
                 versions.append(fresh.train(20, 30))
@@ -86,6 +88,7 @@ def test_a_retrain_during_a_job_ends_with_every_task_on_the_newest_version(label
     status = run_job(host, api, fresh.id, batch_size=20, progress=False, execute=retrain_after_the_first_batch)
     (second,) = versions
     assert second != first
+    assert shown == [second]  # /health named the version being written, not the one the job started with
     assert status.model_version == second and status.state == "done"
     assert status.by_version == {first: 20, second: N}, status.by_version  # the first batch's tasks again
     assert _per_task(label_studio, fresh.id, second) == Counter({1: N})
