@@ -32,6 +32,19 @@ def _refusals(caplog) -> list[str]:
             or r.levelno >= logging.WARNING and "→ 404" in r.getMessage()]
 
 
+def _app(label_studio, tmp_path, request=None, mode: str = "files", **settings):
+    """An in-process backend app connected to ``label_studio`` (its legacy token), on Redis when ``mode`` is
+    ``"redis"`` (the module's ``redis_url``): ``(backend, test client)``."""
+    from labelhub.backend.app import create_app
+
+    config = {"model_dir": tmp_path, "start_trainer": False, "warmup": False, "label_studio_url": label_studio.url,
+              "label_studio_api_key": label_studio.api_key, **settings}
+    if mode == "redis":
+        config["redis_url"] = request.getfixturevalue("redis_url")
+    app = create_app(config)
+    return app.extensions["labelhub"], app.test_client()
+
+
 @pytest.fixture(scope="module")
 def redis_url(tmp_path_factory):
     with RedisServer(tmp_path_factory.mktemp("redis")) as server:
@@ -75,14 +88,7 @@ def test_events_of_another_instances_project_of_the_same_id_are_refused(label_st
     """The audit's ghost: ``project 1`` created in 2020 while Label Studio's project 1 was created now answered 200,
     got its own state, was trained and listed by ``/versions``. Now refused with one warning; the real project's
     creation time is accepted however Label Studio writes it (``Z`` or ``+00:00``, with or without microseconds)."""
-    from labelhub.backend.app import create_app
-
-    config = {"model_dir": tmp_path, "start_trainer": False, "warmup": False,
-              "label_studio_url": label_studio.url, "label_studio_api_key": label_studio.api_key}
-    if mode == "redis":
-        config["redis_url"] = request.getfixturevalue("redis_url")
-    app = create_app(config)
-    backend, http = app.extensions["labelhub"], app.test_client()
+    backend, http = _app(label_studio, tmp_path, request, mode)
     real = make_project(f"real one ({mode})", PLOT_REVIEW_CONFIG)
     task = {"id": 1, "data": {"text": "a plot"}}
     ghost = _project(real.id, "2020-05-05T00:00:00Z")
@@ -123,14 +129,8 @@ def test_a_project_deleted_in_label_studio_is_marked_gone_at_its_next_event(labe
     refused and the project marked gone: later events refused without asking, ``/versions`` lists none of its
     versions, its state stays (the log says where)."""
     from labelhub.backend import project_check
-    from labelhub.backend.app import create_app
 
-    config = {"model_dir": tmp_path, "start_trainer": False, "warmup": False,
-              "label_studio_url": label_studio.url, "label_studio_api_key": label_studio.api_key}
-    if mode == "redis":
-        config["redis_url"] = request.getfixturevalue("redis_url")
-    app = create_app(config)
-    backend, http = app.extensions["labelhub"], app.test_client()
+    backend, http = _app(label_studio, tmp_path, request, mode)
     made = label_studio.client().projects.create(title=f"to delete ({mode})", label_config=PLOT_REVIEW_CONFIG)
     project = _real(made)
     key = backend.store.resolve_webhook_project(project)
@@ -164,11 +164,7 @@ def test_a_project_marked_gone_that_label_studio_shows_again_takes_events_again(
     one, so a mark is not for ever: a project marked gone is asked again (once per ``PROJECT_RECHECK_SECONDS`` in a
     worker: the first event of it in this one) and, shown again with the same key (the key was replaced), is unmarked
     and takes events again."""
-    from labelhub.backend.app import create_app
-
-    app = create_app({"model_dir": tmp_path, "start_trainer": False, "warmup": False,
-                      "label_studio_url": label_studio.url, "label_studio_api_key": label_studio.api_key})
-    backend, http = app.extensions["labelhub"], app.test_client()
+    backend, http = _app(label_studio, tmp_path)
     made = label_studio.client().projects.create(title="seen again", label_config=PLOT_REVIEW_CONFIG)
     project = _real(made)
     key = backend.store.resolve_webhook_project(project)
@@ -187,11 +183,8 @@ def test_a_recheck_answered_after_the_event_stopped_waiting_unmarks_at_the_next_
     call) refused that event; its answer, the project with the same key, unmarks it at the next event, not 5 minutes
     later (a walkthrough's reading). A confirmation from before the mark does not count."""
     from labelhub.backend import project_check
-    from labelhub.backend.app import create_app
 
-    app = create_app({"model_dir": tmp_path, "start_trainer": False, "warmup": False,
-                      "label_studio_url": label_studio.url, "label_studio_api_key": label_studio.api_key})
-    backend, http = app.extensions["labelhub"], app.test_client()
+    backend, http = _app(label_studio, tmp_path)
     made = label_studio.client().projects.create(title="late answer", label_config=PLOT_REVIEW_CONFIG)
     project = _real(made)
     key = backend.store.resolve_webhook_project(project)
@@ -240,12 +233,7 @@ def test_without_an_api_key_events_of_unknown_projects_are_kept(tmp_path):
 def test_an_automatic_job_that_finds_its_project_deleted_marks_it_gone(label_studio, tmp_path, caplog):
     """Auto-predict's 404 (the job's project deleted in Label Studio) marks the project gone after asking Label
     Studio, so its events are refused from then on without waiting for the worker's recheck."""
-    from labelhub.backend.app import create_app
-
-    app = create_app({"model_dir": tmp_path, "start_trainer": False, "warmup": False, "auto_predict": True,
-                      "auto_predict_interval": 0.1,
-                      "label_studio_url": label_studio.url, "label_studio_api_key": label_studio.api_key})
-    backend, http = app.extensions["labelhub"], app.test_client()
+    backend, http = _app(label_studio, tmp_path, auto_predict=True, auto_predict_interval=0.1)
     made = label_studio.client().projects.create(title="deleted under a job", label_config=PLOT_REVIEW_CONFIG)
     project = _real(made)
     key = backend.store.resolve_webhook_project(project)

@@ -229,14 +229,19 @@ def test_failed_tasks_give_the_same_error_on_health_and_status_and_a_warning_of_
         backend = app.extensions["labelhub"]
         payload = {"id": project.id, "created_at": project.created_at.isoformat(), "title": "t", "label_config": config}
         key = backend.store.resolve_webhook_project(payload)
-        for i in range(6):
-            body = annotation_event(10_000 + i, {"id": ids[data[i]["text"]], "data": data[i]}, labels[i],
-                                    project=payload)
-            assert app.test_client().post("/webhook", json=body).status_code == 200
-        backend.trainer.run_once()
-        backend.auto.request(key, unlabeled=True)
-        assert backend.auto.wait_idle(120)
-        health = app.test_client().get("/health").json["jobs"][key]
+
+        def annotate_and_predict(first: int, last: int) -> dict:
+            """Annotate tasks ``first..last-1`` through ``/webhook``, fit, run the automatic job: its status."""
+            for i in range(first, last):
+                body = annotation_event(10_000 + i, {"id": ids[data[i]["text"]], "data": data[i]}, labels[i],
+                                        project=payload)
+                assert app.test_client().post("/webhook", json=body).status_code == 200
+            backend.trainer.run_once()
+            backend.auto.request(key, unlabeled=True)
+            assert backend.auto.wait_idle(120)
+            return app.test_client().get("/health").json["jobs"][key]
+
+        health = annotate_and_predict(0, 6)
         assert health["state"] == "done" and health["failed"] == 3 and health["done"] == 12, health
         # an automatic job's advice: what retries them (before: "run labelhub predict again", for a job no one ran)
         assert health["error"].startswith("3 of 15 tasks failed (task ") and (
@@ -251,14 +256,7 @@ def test_failed_tasks_give_the_same_error_on_health_and_status_and_a_warning_of_
         assert warned == [f"project {key}: auto-predict: {health['error']}"], warned
         # and it is true: the next retrain's job predicts the failed tasks again (still failing: their texts are gone)
         failed_before = set(health["failures"])
-        for i in range(6, 8):
-            body = annotation_event(10_000 + i, {"id": ids[data[i]["text"]], "data": data[i]}, labels[i],
-                                    project=payload)
-            assert app.test_client().post("/webhook", json=body).status_code == 200
-        backend.trainer.run_once()
-        backend.auto.request(key, unlabeled=True)
-        assert backend.auto.wait_idle(120)
-        again = app.test_client().get("/health").json["jobs"][key]
+        again = annotate_and_predict(6, 8)
         assert again["model_version"] != health["model_version"] and set(again["failures"]) == failed_before, again
 
 
