@@ -24,7 +24,7 @@ down, a wrong ``LABEL_STUDIO_API_KEY``) stays: it is tried again after :data:`RE
 failure up to :data:`MAX_RETRY_SECONDS`) and after a restart, and the project's job status on ``/health`` says
 ``failed`` with the reason (no secret) meanwhile; one whose project or model is gone (``NotFoundError``: deleted
 in Label Studio, or not in ``MODEL_DIR``) or whose label config the model refuses is dropped, with a warning; a
-project Label Studio then says it does not have is marked gone (:meth:`AutoPredictor._mark_if_gone`). When the trainer starts, the key is checked once
+project Label Studio then says it does not have is marked gone (:func:`labelhub.backend.project_check.mark_if_gone`). When the trainer starts, the key is checked once
 (:func:`check_key`): a refused key is a warning in the log at once, not at the first retrain.
 
 With ``LABELHUB_REDIS_URL`` the same loop, on the trainer's host, enqueues each request on RQ instead of running
@@ -53,6 +53,7 @@ from redis.exceptions import RedisError
 
 from labelhub.backend.job_status import MAX_RETRY_SECONDS, RETRY_SECONDS, log_job_done  # retries: as the workers'
 from labelhub.backend.redis_state import PREFIX
+from labelhub.backend.state import project_id_of  # noqa: F401 (re-exported: callers import it from here)
 from labelhub.errors import LabelConfigError, NotFoundError
 from labelhub.redaction import one_line
 
@@ -129,11 +130,6 @@ def check_key(url: str, api_key: str, who: str = "auto-predict") -> str | None:
         return (f"cannot check {whose}LABEL_STUDIO_API_KEY: no answer from Label Studio at {shown} "
                 f"({type(exc).__name__}); the prediction jobs try it when they run")
     return None
-
-
-def project_id_of(key: str) -> int:
-    """The Label Studio project id of a project key ``"<id>.<created_at>"``."""
-    return int(str(key).split(".")[0])
 
 
 class AutoPredictor:
@@ -344,7 +340,9 @@ class AutoPredictor:
                 self._retry.pop(key, None)
                 log.warning("project %s: auto-predict dropped its request: %s", key, one_line(exc, 300))
                 if isinstance(exc, NotFoundError) and api is not None:
-                    self._mark_if_gone(api, key)
+                    from labelhub.backend.project_check import mark_if_gone
+
+                    mark_if_gone(self.backend.store, api, key)
             except Exception as exc:  # a job failure must not end the loop, nor lose the request: tried again later
                 self._failed(key, whole, ids, exc, started)
             else:
@@ -355,34 +353,6 @@ class AutoPredictor:
                     self._current = None
                     self._save()
                     self._cond.notify_all()
-
-    def _mark_if_gone(self, api: Any, key: str) -> None:
-        """After a job's 404: mark project ``key`` gone (:meth:`labelhub.backend.state.Store.mark_gone`) when Label
-        Studio has no project of its id, or one made at another time (the 404 may have been a task's, or the model's
-        in ``MODEL_DIR``: so it is asked, ``GET /api/projects/<id>/``). Its later events are then refused and
-        ``/versions`` lists none of its versions. Any other failure marks nothing."""
-        from labelhub.errors import ProjectNotFound
-
-        project_id = project_id_of(key)
-        try:
-            info = api.project(project_id)
-        except ProjectNotFound:
-            why = f"Label Studio answered 404 for project {project_id}"
-        except Exception as exc:  # noqa: BLE001 (Label Studio down: the next check of the webhook says)
-            log.debug("project %s: cannot ask Label Studio whether it still has it: %s", key, one_line(exc, 200))
-            return
-        else:
-            if "." not in key or info.key == key:
-                return
-            why = f"Label Studio's project {project_id} is another one (key {info.key})"
-        try:
-            self.backend.store.mark_gone(key, why)
-        except (OSError, RedisError) as exc:
-            log.warning("project %s: cannot mark it gone: %s", key, one_line(exc, 200))
-            return
-        log.warning("project %s is gone from Label Studio (%s): marked gone, its later events are refused and "
-                    "/versions lists none of its versions; its state stays in %s (delete it to remove it)", key, why,
-                    self.backend.store.where(key))
 
     def _failed(self, key: str, whole: bool, ids: set[int], exc: Exception, started: float) -> None:
         """Keep a failed request (merged with any asked meanwhile), to try again after a backoff, and show the failure

@@ -595,7 +595,7 @@ class Trainer:
         Returns:
             Whether ``data`` changed.
         """
-        from labelhub.backend.auto_predict import project_id_of
+        from labelhub.backend.state import project_id_of
         from labelhub.backend.labelstudio_api import LabelStudioClient
 
         settings = self.backend.settings

@@ -24,7 +24,8 @@ from labelhub.redaction import one_line
 
 log = logging.getLogger(__name__)
 
-__all__ = ["check_project_exists", "ProjectChecker", "project_checker", "warm_project_checker", "UnknownProjectError",
+__all__ = ["check_project_exists", "mark_if_gone", "ProjectChecker", "project_checker", "warm_project_checker",
+           "UnknownProjectError",
            "PROJECT_CHECK_TIMEOUT", "PROJECT_RECHECK_SECONDS"]
 
 
@@ -185,7 +186,7 @@ def check_project_exists(backend, key: str) -> None:
     Raises:
         UnknownProjectError: Label Studio does not have the project, or it was marked gone.
     """
-    from labelhub.backend.auto_predict import project_id_of
+    from labelhub.backend.state import project_id_of
     from labelhub.errors import LabelHubError, ProjectNotFound
 
     store, project_id = backend.store, project_id_of(key)
@@ -288,3 +289,43 @@ def _refuse(key: str, project_id: int, why: str, gone: bool = False) -> None:
     what = "is gone from Label Studio" if gone else "does not exist in Label Studio"
     raise UnknownProjectError(f"project {project_id} {what} (key {key}): the event is not stored", project=project_id)
 
+
+
+def mark_if_gone(store, api, key: str) -> None:
+    """After a prediction job's 404 (an automatic job on the trainer's host or on a ``labelhub worker``): mark project
+    ``key`` gone (:meth:`labelhub.backend.state.Store.mark_gone`) when Label Studio has no project of its id, or one
+    made at another time (the 404 may have been a task's, or the model's in ``MODEL_DIR``: so it is asked,
+    ``GET /api/projects/<id>/``). Its later events are then refused and ``/versions`` lists none of its versions (and
+    taken back when Label Studio shows it again: :func:`check_project_exists`). Any other failure marks nothing; a
+    store that cannot be written is logged, not raised.
+
+    Args:
+        store: The backend's store (``MODEL_DIR`` or Redis).
+        api: A :class:`~labelhub.backend.labelstudio_api.LabelStudioClient`.
+        key: The project key ``<id>.<created_at>``.
+    """
+    from redis.exceptions import RedisError
+
+    from labelhub.backend.state import project_id_of
+    from labelhub.errors import ProjectNotFound
+
+    project_id = project_id_of(key)
+    try:
+        info = api.project(project_id)
+    except ProjectNotFound:
+        why = f"Label Studio answered 404 for project {project_id}"
+    except Exception as exc:  # noqa: BLE001 (Label Studio down: the next check of the webhook says)
+        log.debug("project %s: cannot ask Label Studio whether it still has it: %s", key, one_line(exc, 200))
+        return
+    else:
+        if "." not in key or info.key == key:
+            return
+        why = f"Label Studio's project {project_id} is another one (key {info.key})"
+    try:
+        store.mark_gone(key, why)
+    except (OSError, RedisError) as exc:
+        log.warning("project %s: cannot mark it gone: %s", key, one_line(exc, 200))
+        return
+    log.warning("project %s is gone from Label Studio (%s): marked gone, its later events are refused and /versions "
+                "lists none of its versions; its state stays in %s (delete it to remove it)", key, why,
+                store.where(key))

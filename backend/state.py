@@ -37,7 +37,7 @@ from labelhub.backend.errors import InvalidPayloadError
 from labelhub.locks import file_lock
 
 __all__ = ["LISTED_VERSIONS", "atomic_write_bytes", "atomic_write_json", "ProjectState", "Store",
-           "project_key", "project_key_from_webhook"]
+           "project_key", "project_key_from_webhook", "project_id_of"]
 
 _PROJECT_KEY = re.compile(r"^[0-9]{1,18}(\.[0-9]{1,18})?$")
 
@@ -83,6 +83,11 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 def atomic_write_json(path: Path, obj: Any) -> None:
     """Replace ``path`` with ``obj`` as JSON, atomically (see :func:`atomic_write_bytes`)."""
     atomic_write_bytes(path, json.dumps(obj, separators=(",", ":"), sort_keys=True).encode())
+
+
+def project_id_of(key: str) -> int:
+    """The Label Studio project id of a project key ``"<id>.<created_at>"`` (or a bare ``"<id>"``)."""
+    return int(str(key).split(".")[0])
 
 
 def project_key(value: Any) -> str:

@@ -253,6 +253,10 @@ def predict_project(project_id: int, task_ids: list[int] | None = None, unlabele
     except (NotFoundError, LabelConfigError) as exc:  # the project, or its model, is gone: no retry helps
         reason = _reason(host or _worker_backend(), exc)
         log.warning("project %s: auto-predict dropped its request: %s", key or project_id, reason)
+        if key and host is not None and isinstance(exc, NotFoundError):  # deleted in Label Studio? (marked gone)
+            from labelhub.backend.project_check import mark_if_gone
+
+            mark_if_gone(host.store, api, key)
         if key:  # its "queued" status (auto_predict._note_queued) must not stay
             from redis.exceptions import RedisError
 

@@ -247,3 +247,24 @@ def test_an_automatic_job_that_finds_its_project_deleted_marks_it_gone(label_stu
     answer = http.post("/webhook", json=annotation_event(9, {"id": 1, "data": {"text": "x"}}, "plot", project=project))
     assert answer.status_code == 404
     assert http.get(f"/versions?project={made.id}").get_json()["versions"] == []
+
+
+def test_an_automatic_job_on_a_worker_that_finds_its_project_deleted_marks_it_gone(label_studio, tmp_path, request,
+                                                                                  monkeypatch):
+    """The same on Redis: the job runs on a ``labelhub worker`` (:func:`labelhub.backend.worker.predict_project`, here
+    called as RQ calls it, in this process), whose 404 marked nothing before."""
+    from labelhub.backend import worker
+
+    backend, http = _app(label_studio, tmp_path, request, "redis")
+    made = label_studio.client().projects.create(title="deleted under a worker", label_config=PLOT_REVIEW_CONFIG)
+    project = _real(made)
+    key = backend.store.resolve_webhook_project(project)
+    _train(backend, http, project)
+    label_studio.client().projects.delete(made.id)
+    for name, value in {"LABELHUB_REDIS_URL": backend.settings.redis_url, "LABEL_STUDIO_URL": label_studio.url,
+                        "LABEL_STUDIO_API_KEY": label_studio.api_key, "MODEL_DIR": str(tmp_path / "worker")}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(worker, "_BACKEND", None)
+    monkeypatch.setattr(worker, "_API", None)
+    assert worker.predict_project(made.id, None, True, key=key)["state"] == "dropped"
+    assert backend.store.gone(key)["why"] == f"Label Studio answered 404 for project {made.id}"
