@@ -451,3 +451,24 @@ def test_pipeline_spec_reads_the_documented_keys():
                                      "task": "zero-shot-object-detection", "learned": False})
     assert (spec.threshold, spec.labels, spec.revision, spec.nms, spec.local) == \
         (0.2, (("a cat", "Cat"),), "main", 0.4, False)
+
+
+def test_the_labels_map_gives_one_identity_and_one_model_version_whatever_its_key_order(tiny, tmp_path):
+    """Audit: ``{"POSITIVE": "Good", "NEGATIVE": "Bad"}`` in the dialog's order and in ``project.json``'s sorted
+    order gave two identities, so the worker that handled ``/setup`` and another worker served two versions."""
+    from labelhub.backend.app import create_app
+    from tests.backend_fixtures import project_key
+
+    xml = TEXT + choices("Good", "Bad", to="txt")
+    forward = {"POSITIVE": "Good", "NEGATIVE": "Bad"}
+    backward = dict(reversed(forward.items()))
+    a, b = (head(xml, model=tiny["sentiment"], labels=m) for m in (forward, backward))
+    assert a.identity() == b.identity() and a.spec.labels == (("NEGATIVE", "Bad"), ("POSITIVE", "Good"))
+    versions = []
+    for n, labels in enumerate((forward, backward)):
+        client = create_app({"model_dir": tmp_path / str(n), "start_trainer": False, "warmup": False}).test_client()
+        answer = client.post("/setup", json={"project": project_key(), "schema": f"<View>{xml}</View>",
+                                             "extra_params": {"model": tiny["sentiment"], "labels": labels}})
+        assert answer.status_code == 200, answer.json
+        versions.append(answer.json["model_version"])
+    assert versions[0] == versions[1]

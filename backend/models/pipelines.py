@@ -154,7 +154,9 @@ class PipelineSpec:
         model: Hub id or local directory.
         task: One of :data:`TASKS`, or ``None`` to read it from ``config.json``.
         threshold: Minimum score in [0, 1], or ``None`` for the task's default.
-        labels: The explicit ``(model label, config label or None)`` pairs.
+        labels: The explicit ``(model label, config label or None)`` pairs, sorted by model label: the order the
+            ``labels`` object arrived in (the Connect Model dialog's, or ``project.json``'s sorted keys) changes
+            neither the mapping nor :meth:`PipelineHead.identity` (so not the ``model_version``).
         revision: Branch, tag or commit of a Hub model, or ``None`` (``main``); ``None`` for a local model.
         nms: IoU threshold in (0, 1] of the box suppression, ``None`` for the task's default, ``False`` for none.
         hypothesis_template: Zero-shot prompt with ``{}``, or ``None`` for the pipeline's.
@@ -233,7 +235,7 @@ class PipelineSpec:
         template = params.get("hypothesis_template")
         if template is not None and (not isinstance(template, str) or "{}" not in template):
             raise PipelineParamsError("'hypothesis_template' must be a string with {} where the label goes")
-        return cls(model=model, task=task, threshold=threshold, labels=tuple(labels.items()),
+        return cls(model=model, task=task, threshold=threshold, labels=tuple(sorted(labels.items())),
                    revision=revision.strip() if isinstance(revision, str) else None, nms=nms,
                    hypothesis_template=template)
 
@@ -662,9 +664,10 @@ class PipelineHead(ControlHead):
     def identity(self) -> Any:
         """The head, its control and labels, the model, revision, task and every parameter that shapes results, and
         the task score's rule (:data:`~labelhub.backend.models.heads.TASK_SCALE`: its probabilities count as
-        ``p ** 2 / 4``, so the version moved with the rule)."""
+        ``p ** 2 / 4``, so the version moved with the rule). The ``labels`` pairs are sorted by model label
+        (:attr:`PipelineSpec.labels`): one map gives one identity whatever its key order."""
         return [self.name, self.control.from_name, list(self.control.labels), self.control.multiple, self.task,
-                self.model, self.revision, self.threshold, [list(p) for p in self.spec.labels], self.nms,
+                self.model, self.revision, self.threshold, [list(p) for p in sorted(self.spec.labels)], self.nms,
                 self.spec.hypothesis_template, TASK_SCALE]
 
     def warmup(self) -> None:
