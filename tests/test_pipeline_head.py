@@ -147,7 +147,40 @@ def test_each_task_answers_only_its_control_and_object_tags(tiny):
     assert not PipelineHead.supports(controls["image-choices"], {})
     # an explicit task overrides config.json (and is checked against the control the same way)
     assert PipelineHead.supports(controls["text-choices"], {"model": tiny["sentiment"], "task": "text-classification"})
-    assert not PipelineHead.supports(controls["image-boxes"], {"model": tiny["vit"], "task": "image-classification"})
+    with pytest.raises(PipelineParamsError, match="'task' 'image-classification' does not fit <RectangleLabels "
+                       "name='box'> over <Image>: the tasks that fit it are object-detection, "
+                       "zero-shot-object-detection"):
+        PipelineHead.supports(controls["image-boxes"], {"model": tiny["vit"], "task": "image-classification"})
+
+
+def test_an_explicit_task_that_does_not_fit_the_control_is_refused_at_setup_and_an_inferred_one_is_logged(
+        tiny, tmp_path, caplog):
+    """Audit: ``"task": "token-classification"`` on a Choices control was accepted (200), moved the version and
+    left every prediction empty, with nothing logged."""
+    from labelhub.backend.app import create_app
+    from tests.backend_fixtures import project_key
+
+    caplog.set_level(logging.WARNING, logger="labelhub.backend.models.pipelines")
+    client = create_app({"model_dir": tmp_path, "start_trainer": False, "warmup": False}).test_client()
+    config = f"<View>{TEXT}{choices('Good', 'Bad', to='txt', name='sentiment')}</View>"
+    key = project_key()
+    assert client.post("/setup", json={"project": key, "schema": config}).status_code == 200
+    before = client.post("/setup", json={"project": key, "schema": config}).json["model_version"]
+    bad = client.post("/setup", json={"project": key, "schema": config, "extra_params": {
+        "model": tiny["sentiment"], "task": "token-classification"}})
+    assert bad.status_code == 422, bad.json
+    assert ("'task' 'token-classification' does not fit <Choices name='sentiment'> over <Text>: the tasks that fit "
+            "it are text-classification, zero-shot-classification") in bad.json["error"]
+    assert client.post("/setup", json={"project": key, "schema": config}).json["model_version"] == before  # kept
+    # inferred from config.json (a NER model on the Choices): not refused, the log names the control
+    spec = control(TEXT + choices("Good", "Bad", to="txt", name="sentiment"))
+    assert not PipelineHead.supports(spec, {"model": tiny["ner"]})
+    warned = [r.getMessage() for r in caplog.records
+              if r.name == pipelines.log.name and "does not fit" in r.getMessage()]
+    assert len(warned) == 1 and "token-classification" in warned[0] and "name='sentiment'" in warned[0]
+    # a control no task fits is left to the other heads quietly, even with a task given
+    per_region = control(IMAGE + '<Choices name="c" toName="img" perRegion="true"><Choice value="cat"/></Choices>')
+    assert not PipelineHead.supports(per_region, {"model": tiny["vit"], "task": "image-classification"})
 
 
 @pytest.mark.parametrize("params, key", [

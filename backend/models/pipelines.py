@@ -32,7 +32,10 @@ it); it is never a parameter and never logged. Remote code is never run (``trust
 ``<Image>``; ``text-classification`` and ``zero-shot-classification`` ``<Choices>`` over ``<Text>``;
 ``object-detection`` and ``zero-shot-object-detection`` ``<RectangleLabels>`` over ``<Image>``;
 ``token-classification`` ``<Labels>`` over ``<Text>`` (:func:`task_fits`); not ``perRegion`` controls. Other
-controls of the config keep their learned heads.
+controls of the config keep their learned heads. A ``task`` given explicitly that does not fit a control some task
+fits is refused at ``/setup`` (422 naming the control, the task and the tasks that fit it: a top-level ``task``
+applies to every control, so a config with controls of several kinds gives it in a ``controls`` entry); a task read
+from ``config.json`` that does not fit a control is logged once, naming the control (:meth:`PipelineHead.supports`).
 
 **Reading the task without loading the model.** :meth:`PipelineHead.supports` runs in ``/setup``, which Label
 Studio gives 3 s. With ``task`` set it does no I/O. Without it, it reads ``config.json`` only: from the
@@ -627,16 +630,43 @@ class PipelineHead(ControlHead):
             params: The control's parameters.
 
         Returns:
-            ``False`` without a ``model``, when the task cannot be told (``config.json`` unreadable or of an
-            unsupported architecture: logged), or when it does not fit the control.
+            ``False`` without a ``model``; when the task cannot be told (``config.json`` unreadable or of an
+            unsupported architecture: logged); when no task fits the control (a ``<TextArea>``, a ``perRegion``
+            control, ``<Choices>`` over ``<HyperText>``: other heads answer it, nothing logged); or when the task
+            read from ``config.json`` does not fit it (logged once as a warning naming the control, the task and
+            the tasks that fit; another head may answer the control).
 
         Raises:
-            PipelineParamsError: When the parameters are malformed (see :meth:`PipelineSpec.from_params`).
+            PipelineParamsError: When the parameters are malformed (see :meth:`PipelineSpec.from_params`), or when
+                ``task`` is given and does not fit a control some task fits (``'task' 'token-classification' does
+                not fit <Choices name='sentiment'> over <Text>: the tasks that fit it are text-classification,
+                zero-shot-classification``): an explicit task is the user's statement about the control, so it is
+                refused at ``/setup`` rather than leaving the control with empty predictions. A ``task`` at the top
+                level of the parameters applies to every control, so it must fit each control a Hub model could
+                answer; for a config with controls of several kinds, give ``model`` and ``task`` in a ``controls``
+                entry.
         """
         if not params.get("model"):
             return False
-        task = resolve_task(PipelineSpec.from_params(params))
-        return task is not None and task_fits(task, control)
+        spec = PipelineSpec.from_params(params)
+        task = resolve_task(spec)
+        if task is None:
+            return False
+        if task_fits(task, control):
+            return True
+        fit = [t for t in TASKS if task_fits(t, control)]
+        if not fit:
+            return False
+        where = f"<{control.tag} name={control.from_name!r}> over <{control.object_tag}>"
+        if spec.task is not None:
+            raise PipelineParamsError(
+                f"'task' {task!r} does not fit {where}: the tasks that fit it are {', '.join(fit)} (a 'task' at the "
+                f"top level applies to every control: give 'model' and 'task' in a 'controls' entry of the controls "
+                f"it fits)")
+        _log_once(("misfit", spec.model, spec.revision, control.from_name),
+                  "model %r: its task %s (read from its config.json) does not fit %s, which it does not answer "
+                  "(the tasks that fit it are %s)", spec.model, task, where, ", ".join(fit))
+        return False
 
     @property
     def threshold(self) -> float:
