@@ -505,3 +505,29 @@ def test_the_labels_map_gives_one_identity_and_one_model_version_whatever_its_ke
         assert answer.status_code == 200, answer.json
         versions.append(answer.json["model_version"])
     assert versions[0] == versions[1]
+
+
+def test_a_labels_value_that_is_not_a_label_of_the_control_is_refused_at_setup(tiny, tmp_path):
+    """Audit: ``{"POSITIVE": "Great"}`` on Good/Bad was only logged, and with the single-choice threshold 0 every
+    task got "Bad" at ~1e-7 although the model said POSITIVE at ~1.0."""
+    from labelhub.backend.app import create_app
+    from tests.backend_fixtures import project_key
+
+    client = create_app({"model_dir": tmp_path, "start_trainer": False, "warmup": False}).test_client()
+    config = f"<View>{TEXT}{choices('Good', 'Bad', to='txt', name='sentiment')}</View>"
+    key = project_key()
+    good = {"model": tiny["sentiment"], "labels": {"POSITIVE": "good", "NEGATIVE": None}}  # ignoring case; null
+    answer = client.post("/setup", json={"project": key, "schema": config, "extra_params": good})
+    assert answer.status_code == 200, answer.json
+    bad = client.post("/setup", json={"project": key, "schema": config, "extra_params": {
+        "model": tiny["sentiment"], "labels": {"POSITIVE": "Great", "NEGATIVE": "Bad"}}})
+    assert bad.status_code == 422, bad.json
+    assert ("'labels' maps 'POSITIVE' to 'Great', which is not a label of <Choices name='sentiment'> (it has 'Good', "
+            "'Bad')") in bad.json["error"]
+    assert client.post("/setup", json={"project": key, "schema": config}).json["model_version"] == \
+        answer.json["model_version"]  # the earlier parameters stay
+    # zero-shot: the keys are the queries, the values the control's labels; a map the other way round is named
+    spec = control(IMAGE + choices("cat", "dog"))
+    with pytest.raises(PipelineParamsError, match=r'did you mean \{"a photo of a cat": "cat"\}'):
+        PipelineHead(spec, None, {"model": tiny["clip"], "labels": {"cat": "a photo of a cat"}}, [spec])
+    assert head(IMAGE + choices("cat", "dog"), model=tiny["clip"], labels={"a photo of a cat": "cat"})

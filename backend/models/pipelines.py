@@ -16,7 +16,8 @@ key                          meaning
                              ``token-classification`` and single choice, 0.5 for ``choice="multiple"``.
 ``labels``                   ``{model label: config label}``: explicit mapping, tried before the exact and the
                              case-insensitive match; ``null`` drops a model label. For zero-shot tasks the keys
-                             are the text queries (``{"a photo of a tabby cat": "Cat"}``).
+                             are the text queries (``{"a photo of a tabby cat": "Cat"}``). Each value must be
+                             ``null`` or a label of the control (ignoring case), else it is refused (422).
 ``revision``                 A branch, tag or commit of a Hub model (default ``main``).
 ``nms``                      IoU above which the lower-scored of two boxes of one label is dropped; default
                              0.5 for ``zero-shot-object-detection``, none for ``object-detection``;
@@ -514,7 +515,8 @@ class LabelMapper:
     Args:
         labels: The control's labels (https://labelstud.io/tags/choices, .../labels), in config order.
         explicit: ``(model label, config label or None)`` pairs (``labels`` in the parameters). A target that is
-            not a label of the control (nor one ignoring case) is logged once and ignored.
+            not a label of the control (nor one ignoring case) is logged once and ignored (:class:`PipelineHead`
+            refuses such a map before it builds its mapper).
         context: Names the model and control in the log (``"model 'x' → <Choices name='label'>"``).
 
     Example:
@@ -606,7 +608,12 @@ class PipelineHead(ControlHead):
         controls: Every control of the label config (unused).
 
     Raises:
-        PipelineParamsError: When the parameters are malformed (see :meth:`PipelineSpec.from_params`).
+        PipelineParamsError: When the parameters are malformed (see :meth:`PipelineSpec.from_params`), or a
+            ``labels`` value is neither ``null`` nor a label of the control (nor one ignoring case): the message
+            names the value and the control's labels. For the zero-shot tasks the values are the control's labels
+            too (the keys are the text queries), so the same rule holds; a map written the other way round
+            (``{"Cat": "a photo of a cat"}``, a key that is a label) is named in the message. Such a value used to
+            be only logged, and a single choice then went to the best remaining label whatever its probability.
     """
 
     name = "pipeline"
@@ -618,8 +625,28 @@ class PipelineHead(ControlHead):
         self.spec = PipelineSpec.from_params(self.params)
         self.task = resolve_task(self.spec)
         self.model, self.revision = self.spec.source
+        self._check_label_targets()
         self.mapper = LabelMapper(control.labels, self.spec.labels,
                                   context=f"model {self.spec.model!r} → <{control.tag} name={control.from_name!r}>")
+
+    def _check_label_targets(self) -> None:
+        """Refuse a ``labels`` value that is not ``null`` nor a label of the control (see the class docstring)."""
+        labels = self.control.labels
+        folded = {label.casefold() for label in labels}
+        bad = [(k, v) for k, v in self.spec.labels if v is not None and v not in labels and v.casefold() not in folded]
+        if not bad:
+            return
+        key, value = bad[0]
+        zero_shot = (self.task or "").startswith("zero-shot")
+        hint = ""
+        if zero_shot and key.casefold() in folded:
+            hint = (f"; for the {self.task} task the keys are the text queries and the values the control's labels "
+                    f"(did you mean {{{json.dumps(value)}: {json.dumps(key)}}}?)")
+        shown = ", ".join(repr(label) for label in labels[:20]) + (f" and {len(labels) - 20} more"
+                                                                    if len(labels) > 20 else "")
+        raise PipelineParamsError(
+            f"'labels' maps {key!r} to {value!r}, which is not a label of <{self.control.tag} "
+            f"name={self.control.from_name!r}> (it has {shown}); map it to one of them, or to null to drop it{hint}")
 
     @classmethod
     def supports(cls, control: "ControlSpec", params: Mapping[str, Any]) -> bool:
