@@ -336,15 +336,15 @@ def test_other_zero_shot_detectors_go_through_the_pipeline(tiny, tmp_path):
             assert_rectangle(r, {"cat", "dog"})
 
 
-def test_nms_drops_the_lower_scored_overlapping_box_of_a_label():
+def test_nms_drops_the_lower_scored_overlapping_box_of_a_label(tmp_path):
     h = PipelineHead(control(IMAGE + rectangles("cat", "dog")), None,
-                     {"model": ".", "task": "zero-shot-object-detection"})
+                     {"model": str(tmp_path), "task": "zero-shot-object-detection"})
     detections = [("cat", 0.9, (0, 0, 30, 20)), ("cat", 0.8, (1, 1, 30, 20)), ("dog", 0.7, (1, 1, 30, 20)),
                   ("cat", 0.6, (40, 20, 60, 40))]
     boxes = h._boxes((60, 40), detections)
     assert [(r["value"]["rectanglelabels"][0], r["score"]) for r in boxes] == [("cat", 0.9), ("dog", 0.7),
                                                                                ("cat", 0.6)]
-    h = PipelineHead(h.control, None, {"model": ".", "task": "zero-shot-object-detection", "nms": False})
+    h = PipelineHead(h.control, None, {"model": str(tmp_path), "task": "zero-shot-object-detection", "nms": False})
     assert len(h._boxes((60, 40), detections)) == 4
 
 
@@ -531,3 +531,29 @@ def test_a_labels_value_that_is_not_a_label_of_the_control_is_refused_at_setup(t
     with pytest.raises(PipelineParamsError, match=r'did you mean \{"a photo of a cat": "cat"\}'):
         PipelineHead(spec, None, {"model": tiny["clip"], "labels": {"cat": "a photo of a cat"}}, [spec])
     assert head(IMAGE + choices("cat", "dog"), model=tiny["clip"], labels={"a photo of a cat": "cat"})
+
+
+def test_a_relative_model_path_is_refused_and_an_absolute_or_home_one_is_read_from_any_directory(
+        tiny, tmp_path, monkeypatch):
+    """Audit: ``./models/sentiment`` was read from each process's working directory (``labelhub predict`` run
+    elsewhere said there was no such directory) and the version hashed the raw string."""
+    from labelhub.backend.app import create_app
+    from tests.backend_fixtures import project_key
+
+    shutil.copytree(tiny["sentiment"], tmp_path / "models" / "sentiment")
+    monkeypatch.chdir(tmp_path)
+    xml = TEXT + choices("Negative", "Positive", to="txt")
+    for relative in ("./models/sentiment", "models/sentiment", "models/../models/sentiment", "."):
+        with pytest.raises(PipelineParamsError, match="is a relative path.*absolute.*home directory") as info:
+            PipelineHead.supports(control(xml), {"model": relative})
+        assert info.value.status == 422
+    client = create_app({"model_dir": tmp_path / "state", "start_trainer": False, "warmup": False}).test_client()
+    bad = client.post("/setup", json={"project": project_key(), "schema": f"<View>{xml}</View>",
+                                      "extra_params": {"model": "./models/sentiment"}})
+    assert bad.status_code == 422 and "'./models/sentiment' is a relative path" in bad.json["error"]
+    # with ~ it is the same directory from any working directory
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.chdir("/")
+    h = head(xml, model="~/models/sentiment")
+    assert h.model == str((tmp_path / "models" / "sentiment").resolve()) and h.task == "text-classification"
+    assert [r[0]["value"] for r in h.predict(texts(SENTENCE), None)] == [{"choices": ["Positive"]}]

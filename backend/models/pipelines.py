@@ -8,7 +8,10 @@ controls or for one (``{"controls": {"box": {...}}}``). Keys:
 key                          meaning
 ===========================  ==============================================================================
 ``model`` (required)         A Hub model id (``google/owlv2-base-patch16-ensemble``) or a local directory
-                             written by ``save_pretrained`` (``/models/my-detector``, ``./m``, ``~/m``).
+                             written by ``save_pretrained``, absolute or from the home directory
+                             (``/models/my-detector``, ``~/m``). A relative path (``./m``, ``models/m``) is
+                             refused: every process (each backend worker, the trainer, ``labelhub predict``)
+                             would read it from its own working directory.
 ``task``                     One of :data:`TASKS`. When absent it is read from the model's ``config.json``
                              ``architectures`` (:func:`infer_task`).
 ``threshold``                Minimum score in [0, 1] of a region or choice. Default: 0.3 for
@@ -198,10 +201,11 @@ class PipelineSpec:
             A :class:`PipelineSpec`.
 
         Raises:
-            PipelineParamsError: When ``model`` is missing, not a string, a path that does not exist, or not a
-                valid Hub id; ``task`` is not in :data:`TASKS`; ``threshold`` or ``nms`` is not a number in
-                [0, 1]; ``labels`` is not an object of strings (or nulls); ``revision`` or
-                ``hypothesis_template`` is not a string (the template must contain ``{}``).
+            PipelineParamsError: When ``model`` is missing, not a string, a path that does not exist, a relative
+                path (``./m``, ``../m``, or a directory relative to the working directory such as ``models/m``:
+                write it absolute or with ``~``), or not a valid Hub id; ``task`` is not in :data:`TASKS`;
+                ``threshold`` or ``nms`` is not a number in [0, 1]; ``labels`` is not an object of strings (or
+                nulls); ``revision`` or ``hypothesis_template`` is not a string (the template must contain ``{}``).
 
         Example:
             >>> PipelineSpec.from_params({"model": "google/owlv2-base-patch16-ensemble", "threshold": 0.2}).threshold
@@ -211,6 +215,11 @@ class PipelineSpec:
         if not isinstance(model, str) or not model.strip():
             raise PipelineParamsError("'model' must be a Hugging Face model id or a local directory")
         model = model.strip()
+        if (_looks_like_path(model) or os.path.isdir(model)) and not _is_absolute(model):
+            raise PipelineParamsError(
+                f"'model' {model!r} is a relative path, which each process (every backend worker, the trainer, "
+                f"labelhub predict) would read from its own working directory: write the directory absolute "
+                f"(/...) or from the home directory (~/...)")
         if _looks_like_path(model):
             if not _is_local(model):
                 raise PipelineParamsError(f"'model': no directory {model!r} on the backend's machine")
@@ -256,8 +265,13 @@ def _looks_like_path(model: str) -> bool:
     return model.startswith(("/", "./", "../", "~", "\\")) or os.path.isabs(model)
 
 
+def _is_absolute(model: str) -> bool:
+    return os.path.isabs(os.path.expanduser(model))
+
+
 def _is_local(model: str) -> bool:
-    return os.path.isdir(os.path.expanduser(model))
+    """An existing directory given absolute or with ``~`` (a relative name is a Hub id, or refused)."""
+    return _is_absolute(model) and os.path.isdir(os.path.expanduser(model))
 
 
 # --- reading the task -------------------------------------------------------------------------------
