@@ -94,3 +94,21 @@ def test_extra_params_an_older_labelhub_stored_keep_serving_with_a_warning(app, 
     assert "stored Extra params do not pass this version's checks" in caplog.text and "treshold" in caplog.text
     refused = client.post("/setup", json={"project": KEY, "schema": TEXT_CONFIG, "extra_params": {"treshhold": 1}})
     assert refused.status_code == 422
+
+
+def test_a_stored_model_path_this_version_refuses_falls_back_to_the_learned_head_with_a_warning(app, caplog):
+    """The same for the Hugging Face model's parameters, which the pipeline head checks when it is made: a relative
+    ``model`` path (refused since 2026-12-06) stored before answers with the learned head and one warning, not 422 for
+    every ``/setup`` and ``/predict`` of the project."""
+    client = app.test_client()
+    assert client.post("/setup", json={"project": KEY, "schema": TEXT_CONFIG}).status_code == 200
+    app.extensions["labelhub"].store.project(KEY).update_project(
+        extra_params={"model": "./models/sentiment", "task": "text-classification"})
+    with caplog.at_level(logging.WARNING):
+        answer = client.post("/predict", json={"project": KEY, "label_config": TEXT_CONFIG,
+                                               "tasks": [{"id": 1, "data": {"text": "a plot"}}]})
+    assert answer.status_code == 200, answer.json
+    assert "its stored Extra params for <Choices name='sentiment'> do not pass this version's checks" in caplog.text
+    refused = client.post("/setup", json={"project": KEY, "schema": TEXT_CONFIG,
+                                          "extra_params": {"model": "../models/sentiment", "task": "text-classification"}})
+    assert refused.status_code == 422  # saved anew (other params than the stored ones): checked

@@ -122,13 +122,13 @@ _LOGGED: set[tuple[str, str, str]] = set()
 _LOGGED_LOCK = threading.Lock()
 
 
-def _log_once(project: Any, from_name: str, message: str, *args: Any) -> None:
+def _log_once(project: Any, from_name: str, message: str, *args: Any, level: int = logging.INFO) -> None:
     key = (str(project), from_name, message)
     with _LOGGED_LOCK:
         if key in _LOGGED:
             return
         _LOGGED.add(key)
-    log.info(message, *args)
+    log.log(level, message, *args)
 
 
 def _load_class(path: str) -> type[ControlHead]:
@@ -230,7 +230,7 @@ class ProjectModel(LabelStudioMLBase):
                           "with it), not answered by a head of its own", self.project_id, control.tag,
                           control.from_name, owner.name, owner.control.tag, owner.control.from_name)
                 continue
-            head = self._make_head(control, params_for(defaults, self.params, control.from_name))
+            head = self._make_head(control, params_for(defaults, self.params, control.from_name), strict=new)
             if head is not None:
                 self.heads.append(head)
                 for name in head.claims():
@@ -293,7 +293,18 @@ class ProjectModel(LabelStudioMLBase):
         return self._digest([[c.from_name, c.tag, list(c.labels), str(c.attrs.get("value") or "")]
                              for c in self.controls if c.from_name in answered])[:16]
 
-    def _make_head(self, control: ControlSpec, params: dict) -> ControlHead | None:
+    def _make_head(self, control: ControlSpec, params: dict, strict: bool = True) -> ControlHead | None:
+        """The head that answers ``control``: the Hugging Face model of ``params`` when it fits, else the learned head
+        of the control's kind, else ``None`` (logged once). With ``strict`` (Extra params being saved), a model
+        parameter the pipeline head refuses raises; without it (the stored ones, which an older LabelHub's looser
+        checks let in: a relative path, a ``labels`` value not in the config), it is logged once and the learned
+        head answers, so that a project does not stop predicting at an upgrade.
+
+        Raises:
+            labelhub.backend.models.pipelines.PipelineParamsError: ``strict`` and the model's parameters are refused.
+        """
+        from labelhub.backend.models.pipelines import PipelineParamsError
+
         candidates = []
         if params.get("model"):
             candidates.append(PIPELINE_HEAD)
@@ -309,8 +320,17 @@ class ProjectModel(LabelStudioMLBase):
                 continue
             if cls.learns and params.get("learned", True) is False:
                 continue  # "learned": false turns off what learns from annotations, not OCR
-            if cls.supports(control, params):
-                head = cls(control, self, params, self.controls)
+            try:
+                fits = cls.supports(control, params)
+                head = cls(control, self, params, self.controls) if fits else None
+            except PipelineParamsError as exc:
+                if strict:
+                    raise
+                _log_once(self.project_id, control.from_name, "project %s: its stored Extra params for <%s name=%r> "
+                          "do not pass this version's checks (%s): the model is not used until they are saved again",
+                          self.project_id, control.tag, control.from_name, exc, level=logging.WARNING)
+                continue
+            if head is not None:
                 reason = head.unanswered()
                 if reason is None:
                     return head
