@@ -451,3 +451,31 @@ def test_pipeline_spec_reads_the_documented_keys():
                                      "task": "zero-shot-object-detection", "learned": False})
     assert (spec.threshold, spec.labels, spec.revision, spec.nms, spec.local) == \
         (0.2, (("a cat", "Cat"),), "main", 0.4, False)
+
+
+def test_a_head_whose_model_cannot_load_fails_its_tasks_with_an_error_and_no_result(tiny, tmp_path, caplog):
+    """A Hub model that cannot be loaded (here: no such repository, and no network in tests) is no empty
+    prediction: every task gets ``error`` and no ``result`` (even the heads that answered are left out), so Label
+    Studio stores nothing and a later run predicts it again; the failure is logged once per worker and cause."""
+    from labelhub.backend.app import create_app
+    from tests.backend_fixtures import project_key
+
+    caplog.set_level(logging.DEBUG, logger="labelhub.backend.models.project")
+    app = create_app({"model_dir": tmp_path, "start_trainer": False, "warmup": False})
+    client = app.test_client()
+    config = f"<View>{IMAGE}{choices('Cat', 'dog', name='animal')}{rectangles('cat', 'dog')}</View>"
+    extra = {"controls": {"animal": {"model": tiny["vit"]},
+                          "box": {"model": "nobody/no-such-model", "task": "zero-shot-object-detection"}}}
+    key = project_key()
+    assert client.post("/setup", json={"project": key, "schema": config, "extra_params": extra}).status_code == 200
+    tasks = [{"id": i, "data": {"image": _png()}} for i in range(2)]
+    for _ in range(2):
+        results = client.post("/predict", json={"tasks": tasks, "project": key, "label_config": config}).json["results"]
+        assert len(results) == 2
+        for pred in results:
+            assert "result" not in pred and "score" not in pred and pred["model_version"], pred
+            assert "'box'" in pred["error"] and "no-such-model" in pred["error"], pred
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR and r.name.endswith("models.project")]
+    assert len(errors) == 1 and key in errors[0].getMessage() and "no-such-model" in errors[0].getMessage()
+    assert errors[0].exc_info is None and "\n" not in errors[0].getMessage()
+    assert any(r.levelno == logging.DEBUG and r.exc_info for r in caplog.records)
