@@ -479,3 +479,37 @@ def test_a_head_whose_model_cannot_load_fails_its_tasks_with_an_error_and_no_res
     assert len(errors) == 1 and key in errors[0].getMessage() and "no-such-model" in errors[0].getMessage()
     assert errors[0].exc_info is None and "\n" not in errors[0].getMessage()
     assert any(r.levelno == logging.DEBUG and r.exc_info for r in caplog.records)
+
+
+def test_a_project_never_fitted_whose_hub_model_params_change_lists_the_new_version_and_asks_for_a_job(tiny, tmp_path):
+    """Audit: a pipeline-only project (it never fits) queued nothing when its Extra params changed, so no automatic
+    job predicted the unlabeled tasks again and ``/versions`` stayed empty. Now the change is queued as for a fitted
+    project: the trainer lists the version the parameters serve and asks for the job of the unlabeled tasks."""
+    from labelhub.backend.app import create_app
+    from tests.backend_fixtures import project_key
+
+    app = create_app({"model_dir": tmp_path, "start_trainer": False, "warmup": False})
+    backend = app.extensions["labelhub"]
+    asked = []
+    backend.auto = type("Recorder", (), {"request": lambda self, key, **kw: asked.append((key, kw))})()
+    client = app.test_client()
+    config = f"<View>{TEXT}{choices('NEGATIVE', 'POSITIVE', to='txt', name='sentiment')}</View>"
+    key = project_key()
+
+    def setup(threshold):
+        extra = {"controls": {"sentiment": {"model": tiny["sentiment"], "threshold": threshold}}}
+        answer = client.post("/setup", json={"project": key, "schema": config, "extra_params": extra})
+        assert answer.status_code == 200, answer.json
+        backend.trainer.run_once()
+        return answer.json["model_version"]
+
+    first = setup(0.1)
+    assert client.get("/versions", query_string={"project": key}).json["versions"] == [first]
+    assert asked == [(key, {"unlabeled": True})]
+    moved = setup(0.2)
+    assert moved != first and client.get("/versions", query_string={"project": key}).json["versions"] == [first, moved]
+    assert asked[1:] == [(key, {"unlabeled": True})]
+    assert setup(0.2) == moved and len(asked) == 2  # the same parameters again: nothing queued
+    pred = client.post("/predict", json={"tasks": [{"id": 1, "data": {"text": "good"}}], "project": key,
+                                         "label_config": config}).json["results"][0]
+    assert pred["model_version"] == moved and pred["result"]

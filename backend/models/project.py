@@ -487,6 +487,13 @@ class ProjectModel(LabelStudioMLBase):
             return stored
         return self._with_params(f"labelhub-0-{self._digest([h.identity() for h in self.heads])[:8]}", 0)
 
+    @property
+    def serves_without_fit(self) -> bool:
+        """Whether a head answers without a fit (one that does not learn: a Hugging Face model named in the Extra
+        params), so the project's ``model_version`` names predictions before any fit and moves with the parameters
+        alone (``/setup`` then queues :data:`labelhub.backend.events.PARAMS_CHANGED` for a project never fitted)."""
+        return any(not head.learns for head in self.heads)
+
     def _version_of(self, kv: dict) -> str | None:
         """The version served for the state ``kv``: its ``model_version`` when the fit's ``labels`` are this
         config's (or unknown: a fit recorded before they were), else the interim version of the module
