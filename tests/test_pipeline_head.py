@@ -513,3 +513,47 @@ def test_a_project_never_fitted_whose_hub_model_params_change_lists_the_new_vers
     pred = client.post("/predict", json={"tasks": [{"id": 1, "data": {"text": "good"}}], "project": key,
                                          "label_config": config}).json["results"][0]
     assert pred["model_version"] == moved and pred["result"]
+
+
+def test_a_warmup_that_fails_is_one_line_naming_the_project_and_the_cause(tiny, tmp_path, caplog):
+    """Audit: ``warmup of ProjectModel:[...] failed`` and about 60 lines of traceback, the cause at the bottom. Now
+    one ERROR line naming the project, the control, the model and the cause (traceback at DEBUG); the other heads are
+    warmed all the same. A model class whose own warmup raises gets one line from the backend too."""
+    import threading
+
+    from labelhub.backend.app import create_app
+    from tests.backend_fixtures import project_key
+
+    app = create_app({"model_dir": tmp_path, "start_trainer": False, "warmup": True})
+    caplog.set_level(logging.DEBUG, logger="labelhub.backend")  # after create_app, which sets LABELHUB_LOG_LEVEL's
+    backend = app.extensions["labelhub"]
+    config = f"<View>{IMAGE}{rectangles('cat', 'dog')}{choices('Cat', 'dog', name='animal')}</View>"
+    extra = {"controls": {"animal": {"model": tiny["vit"]},
+                          "box": {"model": "nobody/no-such-model", "task": "zero-shot-object-detection"}}}
+    key = project_key()
+    model = backend.models.get(key, config, extra_params=extra)
+    model.warmup()  # as the background thread does
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and errors[0].exc_info is None, [r.getMessage() for r in errors]
+    line = errors[0].getMessage()
+    assert "\n" not in line and key in line and "'box'" in line and "no-such-model" in line and "Error" in line
+    assert any(r.levelno == logging.DEBUG and r.exc_info for r in caplog.records)
+    assert any(tiny["vit"] in str(k) for k in pipelines._PIPELINES)  # the head after the failed one was warmed
+
+    caplog.clear()
+
+    class Cold:
+        project_id = "7.1"
+        warmup_key = "k"
+
+        def warmup(self):
+            raise RuntimeError("no GPU\nat all")
+
+    done = threading.Event()
+    backend.warmup(Cold())
+    threading.Thread(target=lambda: ([t.join() for t in threading.enumerate() if t.name == "labelhub-warmup"],
+                                     done.set())).start()
+    assert done.wait(30)
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and errors[0].exc_info is None
+    assert errors[0].getMessage().startswith("project 7.1: warmup of Cold failed: RuntimeError: no GPU at all")

@@ -353,9 +353,28 @@ class ProjectModel(LabelStudioMLBase):
         return "+".join(sorted({json.dumps(h.identity(), sort_keys=True, default=str) for h in self.heads}))
 
     def warmup(self) -> None:
-        """Load every head's models and the embedders they use (in the background after ``/setup``)."""
+        """Load every head's models and the embedders they use (in the background after ``/setup``).
+
+        A head whose warmup raises (a Hub model that cannot be loaded: offline, gated, missing) is logged as one
+        ERROR line naming the project, the control, the model and the cause (secrets masked; the traceback at
+        DEBUG), and the other heads are warmed all the same; nothing is raised (its predictions fail with that cause,
+        see :meth:`predict`).
+        """
         for head in self.heads:
-            head.warmup()
+            try:
+                head.warmup()
+            except Exception as exc:  # noqa: BLE001 (one head's model must not keep the others cold)
+                log.error("project %s: warmup failed: %s", self.project_id, self._head_failure(head, exc))
+                log.debug("project %s: warmup of the head of %r failed", self.project_id, head.control.from_name,
+                          exc_info=exc)
+
+    def _head_failure(self, head: ControlHead, exc: BaseException) -> str:
+        """One line saying that ``head`` raised ``exc``: the head, its control, its Hub model (a pipeline head's) and
+        the cause, secrets masked."""
+        model_id = getattr(getattr(head, "spec", None), "model", None)
+        return redact(f"the {head.name} head of {head.control.from_name!r}"
+                      f"{f' (model {model_id!r})' if model_id else ''} failed: "
+                      f"{type(exc).__name__}: {one_line(exc, 300)}", self.settings.secrets)
 
     # the host heads use -----------------------------------------------------------------------------
     def embedder(self, kind: str):
@@ -585,10 +604,7 @@ class ProjectModel(LabelStudioMLBase):
             try:
                 answers = head.predict([items[i] for i in ok], fitted.get(control.from_name))
             except Exception as exc:  # noqa: BLE001 (one head's fault fails its tasks, not the request)
-                model_id = getattr(getattr(head, "spec", None), "model", None)  # a pipeline head's Hub model
-                reason = redact(f"the {head.name} head of {control.from_name!r}"
-                                f"{f' (model {model_id!r})' if model_id else ''} failed: "
-                                f"{type(exc).__name__}: {one_line(exc, 300)}", self.settings.secrets)
+                reason = self._head_failure(head, exc)
                 _log_failure_once(self.project_id, control.from_name, reason, exc)
                 for i in ok:
                     head_errors[i].append(reason)
