@@ -143,6 +143,8 @@ def _log_failure_once(project: Any, from_name: str, reason: str, exc: BaseExcept
     key = (str(project), from_name, reason)
     with _LOGGED_LOCK:
         first = key not in _FAILED
+        if first and len(_FAILED) >= 1000:  # causes that name something new each time must not grow it forever
+            _FAILED.clear()
         _FAILED.add(key)
     if first:
         log.error("project %s: %s; its tasks get an error and no prediction (logged once per worker and cause)",
