@@ -33,6 +33,7 @@ from labelhub.backend.embedding_cache import EmbeddingCache
 from labelhub.backend.settings import Settings
 from labelhub.backend.startup import check_settings, load_model_class
 from labelhub.backend.state import Store
+from labelhub.redaction import one_line, redact
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +139,11 @@ class Backend:
         self._warm_lock = threading.Lock()
 
     def warmup(self, model: LabelStudioMLBase) -> None:
-        """Run ``model.warmup()`` once per model class and object type in a background thread."""
+        """Run ``model.warmup()`` once per model class and object type in a background thread.
+
+        A warmup that raises is logged as one ERROR line naming the project and the cause (secrets masked), the
+        traceback at DEBUG; nothing else happens (the models are loaded again when a prediction asks for them).
+        """
         warm = getattr(model, "warmup", None)
         if warm is None or not self.settings.warmup:
             return
@@ -151,8 +156,11 @@ class Backend:
         def run():
             try:
                 warm()
-            except Exception:
-                log.exception("warmup of %s failed", key)
+            except Exception as exc:  # noqa: BLE001 (a background thread: the log is where it is seen)
+                cause = redact(f"{type(exc).__name__}: {one_line(exc, 300)}", self.settings.secrets)
+                log.error("project %s: warmup of %s failed: %s (the models are loaded again when asked; traceback "
+                          "at DEBUG)", getattr(model, "project_id", None), type(model).__name__, cause)
+                log.debug("warmup of %s failed", key, exc_info=exc)
 
         threading.Thread(target=run, name="labelhub-warmup", daemon=True).start()
 

@@ -346,14 +346,16 @@ def remove_unlisted(data: dict, listed: Collection[str], gone: Any) -> list[str]
     return removed
 
 
-def _list_served_version(state: Any, served: str) -> None:
+def _list_served_version(state: Any, served: str, without_fit: bool = False) -> None:
     """Add ``served`` (the version the project's model serves now) to the state's ``versions`` (what ``/versions``
-    lists) when the project has a fit and the list lacks it: changed Extra params fold into the served version
-    without a fit (:meth:`labelhub.backend.models.project.ProjectModel.model_version`), and Label Studio's model
-    version picker should offer the version its predictions carry."""
+    lists) when the project has a fit, or ``without_fit`` (its model answers before any fit: ``serves_without_fit``
+    of :class:`labelhub.backend.models.project.ProjectModel`, a Hub model in the Extra params), and the list lacks
+    it: changed Extra params fold into the served version without a fit
+    (:meth:`labelhub.backend.models.project.ProjectModel.model_version`), and Label Studio's model version picker
+    should offer the version its predictions carry."""
     kv = state.kv()
     versions = list(kv.get("versions") or [])
-    if kv.get("model_version") and served and served not in versions:
+    if (kv.get("model_version") or without_fit) and served and served not in versions:
         state.update_kv(versions=(versions + [served])[-LISTED_VERSIONS:])
 
 
@@ -712,7 +714,7 @@ class Trainer:
                              if e.get("action") != PARAMS_CHANGED], annotations=data)
             params_changed = any(e.get("action") == PARAMS_CHANGED for _, e in applied)
             if params_changed:
-                _list_served_version(state, model.model_version)
+                _list_served_version(state, model.model_version, getattr(model, "serves_without_fit", False))
             if auto is not None and (state.kv().get("model_version") not in (None, before) or params_changed):
                 auto.request(key, unlabeled=True)  # retrained (or new params): the unlabeled tasks, least sure first
         except LabelHubError as exc:  # e.g. a label config the model does not support: one line, no traceback

@@ -171,11 +171,15 @@ def setup():
     Never loads a model synchronously (Label Studio waits 3 s); the embedder is loaded in the
     background. An unsupported label config answers 422 with the reason.
 
-    Extra params that differ from the stored ones, for a project the model has fitted, queue
-    :data:`~labelhub.backend.events.PARAMS_CHANGED`: the parameters may move the ``model_version`` served without a
-    fit; the trainer adds it to what ``/versions`` lists and, when ``LABELHUB_AUTO_PREDICT`` is on, re-predicts the
-    unlabeled tasks as after a retrain (a change that moves no version, such as ``crop_cache``, makes a job that
-    plans nothing).
+    Extra params that differ from the stored ones, for a project the model has fitted or whose model serves
+    predictions without a fit (``serves_without_fit``: a Hugging Face model named in the Extra params, even in a
+    project never fitted), queue :data:`~labelhub.backend.events.PARAMS_CHANGED`: the parameters may move the
+    ``model_version`` served without a fit; the trainer adds it to what ``/versions`` lists and, when
+    ``LABELHUB_AUTO_PREDICT`` is on, re-predicts the unlabeled tasks as after a retrain (a change that moves no
+    version, such as ``crop_cache``, makes a job that plans nothing). Decision: the first Extra params a project is
+    connected with count as a change too (a Hub model's project is then pre-annotated at once with
+    ``LABELHUB_AUTO_PREDICT`` on); a project whose heads all learn and that has no fit queues nothing (it predicts
+    nothing yet).
     """
     backend = _backend()
     req = SetupRequest.parse(json_body(request))
@@ -183,7 +187,8 @@ def setup():
     state = backend.store.project(req.project)
     params_before = state.project().get("extra_params") or {}
     model = backend.models.get(req.project, req.label_config, **kwargs)
-    if req.extra_params is not None and (req.extra_params or {}) != params_before and state.kv().get("model_version"):
+    if req.extra_params is not None and (req.extra_params or {}) != params_before and (
+            state.kv().get("model_version") or getattr(model, "serves_without_fit", False)):
         backend.queue.put(PARAMS_CHANGED, {}, req.project)
     model.refresh()
     backend.warmup(model)

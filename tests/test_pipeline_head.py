@@ -557,3 +557,109 @@ def test_a_relative_model_path_is_refused_and_an_absolute_or_home_one_is_read_fr
     h = head(xml, model="~/models/sentiment")
     assert h.model == str((tmp_path / "models" / "sentiment").resolve()) and h.task == "text-classification"
     assert [r[0]["value"] for r in h.predict(texts(SENTENCE), None)] == [{"choices": ["Positive"]}]
+
+
+def test_a_head_whose_model_cannot_load_fails_its_tasks_with_an_error_and_no_result(tiny, tmp_path, caplog):
+    """A Hub model that cannot be loaded (here: no such repository, and no network in tests) is no empty
+    prediction: every task gets ``error`` and no ``result`` (even the heads that answered are left out), so Label
+    Studio stores nothing and a later run predicts it again; the failure is logged once per worker and cause."""
+    from labelhub.backend.app import create_app
+    from tests.backend_fixtures import project_key
+
+    caplog.set_level(logging.DEBUG, logger="labelhub.backend.models.project")
+    app = create_app({"model_dir": tmp_path, "start_trainer": False, "warmup": False})
+    client = app.test_client()
+    config = f"<View>{IMAGE}{choices('Cat', 'dog', name='animal')}{rectangles('cat', 'dog')}</View>"
+    extra = {"controls": {"animal": {"model": tiny["vit"]},
+                          "box": {"model": "nobody/no-such-model", "task": "zero-shot-object-detection"}}}
+    key = project_key()
+    assert client.post("/setup", json={"project": key, "schema": config, "extra_params": extra}).status_code == 200
+    tasks = [{"id": i, "data": {"image": _png()}} for i in range(2)]
+    for _ in range(2):
+        results = client.post("/predict", json={"tasks": tasks, "project": key, "label_config": config}).json["results"]
+        assert len(results) == 2
+        for pred in results:
+            assert "result" not in pred and "score" not in pred and pred["model_version"], pred
+            assert "'box'" in pred["error"] and "no-such-model" in pred["error"], pred
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR and r.name.endswith("models.project")]
+    assert len(errors) == 1 and key in errors[0].getMessage() and "no-such-model" in errors[0].getMessage()
+    assert errors[0].exc_info is None and "\n" not in errors[0].getMessage()
+    assert any(r.levelno == logging.DEBUG and r.exc_info for r in caplog.records)
+
+
+def test_a_project_never_fitted_whose_hub_model_params_change_lists_the_new_version_and_asks_for_a_job(tiny, tmp_path):
+    """Audit: a pipeline-only project (it never fits) queued nothing when its Extra params changed, so no automatic
+    job predicted the unlabeled tasks again and ``/versions`` stayed empty. Now the change is queued as for a fitted
+    project: the trainer lists the version the parameters serve and asks for the job of the unlabeled tasks."""
+    from labelhub.backend.app import create_app
+    from tests.backend_fixtures import project_key
+
+    app = create_app({"model_dir": tmp_path, "start_trainer": False, "warmup": False})
+    backend = app.extensions["labelhub"]
+    asked = []
+    backend.auto = type("Recorder", (), {"request": lambda self, key, **kw: asked.append((key, kw))})()
+    client = app.test_client()
+    config = f"<View>{TEXT}{choices('NEGATIVE', 'POSITIVE', to='txt', name='sentiment')}</View>"
+    key = project_key()
+
+    def setup(threshold):
+        extra = {"controls": {"sentiment": {"model": tiny["sentiment"], "threshold": threshold}}}
+        answer = client.post("/setup", json={"project": key, "schema": config, "extra_params": extra})
+        assert answer.status_code == 200, answer.json
+        backend.trainer.run_once()
+        return answer.json["model_version"]
+
+    first = setup(0.1)
+    assert client.get("/versions", query_string={"project": key}).json["versions"] == [first]
+    assert asked == [(key, {"unlabeled": True})]
+    moved = setup(0.2)
+    assert moved != first and client.get("/versions", query_string={"project": key}).json["versions"] == [first, moved]
+    assert asked[1:] == [(key, {"unlabeled": True})]
+    assert setup(0.2) == moved and len(asked) == 2  # the same parameters again: nothing queued
+    pred = client.post("/predict", json={"tasks": [{"id": 1, "data": {"text": "good"}}], "project": key,
+                                         "label_config": config}).json["results"][0]
+    assert pred["model_version"] == moved and pred["result"]
+
+
+def test_a_warmup_that_fails_is_one_line_naming_the_project_and_the_cause(tiny, tmp_path, caplog):
+    """Audit: ``warmup of ProjectModel:[...] failed`` and about 60 lines of traceback, the cause at the bottom. Now
+    one ERROR line naming the project, the control, the model and the cause (traceback at DEBUG); the other heads are
+    warmed all the same. A model class whose own warmup raises gets one line from the backend too."""
+    import threading
+
+    from labelhub.backend.app import create_app
+    from tests.backend_fixtures import project_key
+
+    app = create_app({"model_dir": tmp_path, "start_trainer": False, "warmup": True})
+    caplog.set_level(logging.DEBUG, logger="labelhub.backend")  # after create_app, which sets LABELHUB_LOG_LEVEL's
+    backend = app.extensions["labelhub"]
+    config = f"<View>{IMAGE}{rectangles('cat', 'dog')}{choices('Cat', 'dog', name='animal')}</View>"
+    extra = {"controls": {"animal": {"model": tiny["vit"]},
+                          "box": {"model": "nobody/no-such-model", "task": "zero-shot-object-detection"}}}
+    key = project_key()
+    model = backend.models.get(key, config, extra_params=extra)
+    model.warmup()  # as the background thread does
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and errors[0].exc_info is None, [r.getMessage() for r in errors]
+    line = errors[0].getMessage()
+    assert "\n" not in line and key in line and "'box'" in line and "no-such-model" in line and "Error" in line
+    assert any(r.levelno == logging.DEBUG and r.exc_info for r in caplog.records)
+    assert any(tiny["vit"] in str(k) for k in pipelines._PIPELINES)  # the head after the failed one was warmed
+
+    caplog.clear()
+
+    class Cold:
+        project_id = "7.1"
+        warmup_key = "k"
+
+        def warmup(self):
+            raise RuntimeError("no GPU\nat all")
+
+    done = threading.Event()
+    backend.warmup(Cold())
+    threading.Thread(target=lambda: ([t.join() for t in threading.enumerate() if t.name == "labelhub-warmup"],
+                                     done.set())).start()
+    assert done.wait(30)
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and errors[0].exc_info is None
+    assert errors[0].getMessage().startswith("project 7.1: warmup of Cold failed: RuntimeError: no GPU at all")

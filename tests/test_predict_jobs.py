@@ -550,3 +550,34 @@ def test_ctrl_c_is_named_in_the_last_line_and_the_status():
 
     assert _interrupted(KeyboardInterrupt(), None).startswith("interrupted by Ctrl-C: run the same command again")
     assert _interrupted(KeyboardInterrupt("SIGTERM"), None).startswith("interrupted by SIGTERM: ")
+
+
+def test_a_hub_model_that_cannot_load_writes_nothing_and_a_later_run_predicts_the_tasks(label_studio, hub, tmp_path, monkeypatch):
+    """Audit: a model in the Extra params that could not be loaded (offline, gated) made ``labelhub predict`` write
+    an empty prediction scored 0.0 for every task, count them as written and select the version; a run after the
+    model became reachable planned nothing. Now each task fails with the cause, nothing is written, and the next run
+    (the model now there: a Hub repository made after the first run) predicts every task with the same version."""
+    from huggingface_hub import constants
+
+    from labelhub.backend.models import pipelines
+    from tests import tiny_models
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+
+    project = _Project(label_studio, tmp_path / "models", n_tasks=6)
+    later = f"acme/model-later-{tmp_path.name}"
+    models = project.app.extensions["labelhub"].models
+    params = {"model": later, "task": "text-classification"}
+    version = models.get(project.key, project.payload["label_config"], extra_params=params).model_version
+    answer = _cli("predict", "--project", str(project.id), env=project.env)
+    assert answer.exit_code == 1 and "6 task(s) not written" in answer.output and "model-later" in answer.output, \
+        answer.output
+    assert _per_task(label_studio, project.id, version) == Counter({0: 6})  # nothing written, nothing empty
+    built = tiny_models.build_sequence_classifier(tmp_path / "built", labels=TEXT_CLASSES, winner=TEXT_CLASSES[0])
+    hub.create_repo(later, repo_type="model")
+    hub.commit_files(later, {p.name: p.read_bytes() for p in built.iterdir()}, repo_type="model")
+    pipelines.clear_caches()  # the remembered load failure (a later run is another process)
+    assert models.get(project.key).model_version == version
+    answer = _cli("predict", "--project", str(project.id), env=project.env)
+    assert answer.exit_code == 0 and f"6 predictions of {version} written" in answer.output, answer.output
+    assert _per_task(label_studio, project.id, version) == Counter({1: 6})

@@ -50,7 +50,9 @@ it), else, for a whole-object ``choices`` or ``textarea`` result (one per contro
 control's name (:func:`_whole_id`: the same in every worker, so a task's prediction does not change with who made
 it), so a prediction's results are alike whichever heads made them.
 A malformed task (not an object, or without a ``data`` object) gets an ``error`` of its own, as one whose media
-cannot be loaded.
+cannot be loaded. A head that raises (its Hub model cannot be loaded: offline, gated, missing) fails every task it
+was asked for: the task gets an ``error`` and no regions, even from the heads that answered (decision: a partial
+prediction of the version would be stored and keep the task from being predicted again once the model loads).
 
 **Training.** The background trainer calls :meth:`ProjectModel.fit_batch` with the project's annotations.
 Each learning head is refit only when its examples (the latest annotation of each annotated task) or its
@@ -100,7 +102,7 @@ from labelhub.backend.models.params import check_control_names, params_for
 from labelhub.backend.state import LISTED_VERSIONS, atomic_write_bytes
 from labelhub.errors import LabelConfigError
 from labelhub.label_config import ControlSpec, control_specs, parse_label_config
-from labelhub.redaction import one_line
+from labelhub.redaction import one_line, redact
 
 log = logging.getLogger(__name__)
 
@@ -129,6 +131,25 @@ def _log_once(project: Any, from_name: str, message: str, *args: Any, level: int
             return
         _LOGGED.add(key)
     log.log(level, message, *args)
+
+
+_FAILED: set[tuple[str, str, str]] = set()
+
+
+def _log_failure_once(project: Any, from_name: str, reason: str, exc: BaseException) -> None:
+    """Log that a head failed, as one ERROR line naming the project and ``reason`` (already redacted), once per
+    worker process, project, control and reason; the traceback goes to DEBUG every time (a head that fails on every
+    ``/predict`` would otherwise print one per request)."""
+    key = (str(project), from_name, reason)
+    with _LOGGED_LOCK:
+        first = key not in _FAILED
+        if first and len(_FAILED) >= 1000:  # causes that name something new each time must not grow it forever
+            _FAILED.clear()
+        _FAILED.add(key)
+    if first:
+        log.error("project %s: %s; its tasks get an error and no prediction (logged once per worker and cause)",
+                  project, reason)
+    log.debug("project %s: the head of %r failed", project, from_name, exc_info=exc)
 
 
 def _load_class(path: str) -> type[ControlHead]:
@@ -354,9 +375,28 @@ class ProjectModel(LabelStudioMLBase):
         return "+".join(sorted({json.dumps(h.identity(), sort_keys=True, default=str) for h in self.heads}))
 
     def warmup(self) -> None:
-        """Load every head's models and the embedders they use (in the background after ``/setup``)."""
+        """Load every head's models and the embedders they use (in the background after ``/setup``).
+
+        A head whose warmup raises (a Hub model that cannot be loaded: offline, gated, missing) is logged as one
+        ERROR line naming the project, the control, the model and the cause (secrets masked; the traceback at
+        DEBUG), and the other heads are warmed all the same; nothing is raised (its predictions fail with that cause,
+        see :meth:`predict`).
+        """
         for head in self.heads:
-            head.warmup()
+            try:
+                head.warmup()
+            except Exception as exc:  # noqa: BLE001 (one head's model must not keep the others cold)
+                log.error("project %s: warmup failed: %s", self.project_id, self._head_failure(head, exc))
+                log.debug("project %s: warmup of the head of %r failed", self.project_id, head.control.from_name,
+                          exc_info=exc)
+
+    def _head_failure(self, head: ControlHead, exc: BaseException) -> str:
+        """One line saying that ``head`` raised ``exc``: the head, its control, its Hub model (a pipeline head's) and
+        the cause, secrets masked."""
+        model_id = getattr(getattr(head, "spec", None), "model", None)
+        return redact(f"the {head.name} head of {head.control.from_name!r}"
+                      f"{f' (model {model_id!r})' if model_id else ''} failed: "
+                      f"{type(exc).__name__}: {one_line(exc, 300)}", self.settings.secrets)
 
     # the host heads use -----------------------------------------------------------------------------
     def embedder(self, kind: str):
@@ -488,6 +528,13 @@ class ProjectModel(LabelStudioMLBase):
             return stored
         return self._with_params(f"labelhub-0-{self._digest([h.identity() for h in self.heads])[:8]}", 0)
 
+    @property
+    def serves_without_fit(self) -> bool:
+        """Whether a head answers without a fit (one that does not learn: a Hugging Face model named in the Extra
+        params), so the project's ``model_version`` names predictions before any fit and moves with the parameters
+        alone (``/setup`` then queues :data:`labelhub.backend.events.PARAMS_CHANGED` for a project never fitted)."""
+        return any(not head.learns for head in self.heads)
+
     def _version_of(self, kv: dict) -> str | None:
         """The version served for the state ``kv``: its ``model_version`` when the fit's ``labels`` are this
         config's (or unknown: a fit recorded before they were), else the interim version of the module
@@ -541,7 +588,12 @@ class ProjectModel(LabelStudioMLBase):
         """One prediction per task with every head's regions (see :meth:`LabelStudioMLBase.predict`).
 
         A task whose object cannot be loaded, or that is no task (not an object, no ``data`` object), gets
-        ``{"result": [], "score": 0.0, "error": ...}`` while the others are predicted. Regions naming labels the
+        ``{"result": [], "score": 0.0, "error": ...}`` while the others are predicted. So does a task on which a head
+        raised (a Hub model that cannot be loaded: offline, gated, missing), its ``error`` naming the head, its
+        control and the cause (secrets redacted), even when the other heads answered it: the whole task fails, as
+        a partial prediction of this version would keep it from being predicted again once the model loads
+        (``/predict`` answers no ``result`` for it and prediction jobs count it as failed and write nothing; the
+        failure is logged once per worker, control and cause, the traceback at DEBUG). Regions naming labels the
         current label config lacks are left out (see the module docstring). ``context`` (interactive
         pre-annotation) is accepted; the heads answer the whole task.
         """
@@ -554,6 +606,7 @@ class ProjectModel(LabelStudioMLBase):
         scores: list[list[float]] = [[] for _ in tasks]
         errors: list[str | None] = [None if isinstance(t, dict) and isinstance(t.get("data"), dict)
                                     else "the task has no 'data' object" for t in tasks]  # also before any fit
+        head_errors: list[list[str]] = [[] for _ in tasks]  # the reasons of the heads that failed on each task
         loaded: dict[str, list] = {}
         kinds: dict[str, set] = {}  # object tag -> the embedding kinds its heads need (None: the media)
         for head in active:
@@ -572,9 +625,11 @@ class ProjectModel(LabelStudioMLBase):
                 continue
             try:
                 answers = head.predict([items[i] for i in ok], fitted.get(control.from_name))
-            except Exception:
-                log.exception("project %s: the %s head of %r failed; its regions are left out", self.project_id,
-                              head.name, control.from_name)
+            except Exception as exc:  # noqa: BLE001 (one head's fault fails its tasks, not the request)
+                reason = self._head_failure(head, exc)
+                _log_failure_once(self.project_id, control.from_name, reason, exc)
+                for i in ok:
+                    head_errors[i].append(reason)
                 continue
             for i, regions in zip(ok, answers):
                 withheld = getattr(regions, "score", None)  # a Withheld: no result, its score still counts
@@ -586,7 +641,11 @@ class ProjectModel(LabelStudioMLBase):
                 elif withheld is not None:
                     scores[i].append(head.task_score(float(withheld)))
         out = []
-        for regions, task_scores, error in zip(results, scores, errors):
+        for regions, task_scores, error, failed in zip(results, scores, errors, head_errors):
+            if failed:  # a partial prediction of this version would keep the task from being predicted again
+                out.append({"result": [], "score": 0.0, "model_version": version,
+                            "error": "; ".join(([error] if error else []) + failed)})
+                continue
             pred = {"result": regions, "score": min(task_scores) if task_scores else 0.0, "model_version": version}
             if error is not None and not regions:
                 pred["error"] = error
