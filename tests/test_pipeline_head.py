@@ -587,6 +587,28 @@ def test_a_head_whose_model_cannot_load_fails_its_tasks_with_an_error_and_no_res
     assert any(r.levelno == logging.DEBUG and r.exc_info for r in caplog.records)
 
 
+
+def test_a_task_whose_one_object_cannot_be_loaded_fails_whole_though_another_objects_head_answered(tiny, tmp_path):
+    """A task of two objects whose image cannot be fetched while its text's model answers got a partial prediction
+    (the text's choice, no error): stored under the version, it kept the image's control from ever being predicted
+    once the image was reachable. It fails whole now, as for a head that raised."""
+    from labelhub.backend.app import create_app
+    from tests.backend_fixtures import project_key
+
+    app = create_app({"model_dir": tmp_path, "start_trainer": False, "warmup": False})
+    client = app.test_client()
+    config = (f"<View>{IMAGE}{choices('Cat', 'dog', name='animal')}{TEXT}"
+              f"{choices('Negative', 'Positive', to='txt', name='sentiment')}</View>")
+    extra = {"controls": {"animal": {"model": tiny["vit"]}, "sentiment": {"model": tiny["sentiment"]}}}
+    key = project_key()
+    assert client.post("/setup", json={"project": key, "schema": config, "extra_params": extra}).status_code == 200
+    tasks = [{"id": 1, "data": {"image": _png(), "text": SENTENCE}},
+             {"id": 2, "data": {"image": "http://203.0.113.7/gone.png", "text": SENTENCE}}]  # a host not allowed
+    whole, partial = client.post("/predict", json={"tasks": tasks, "project": key, "label_config": config}).json[
+        "results"]
+    assert {r["from_name"] for r in whole["result"]} == {"animal", "sentiment"}, whole
+    assert "result" not in partial and "203.0.113.7" in partial["error"], partial
+
 def test_a_project_never_fitted_whose_hub_model_params_change_lists_the_new_version_and_asks_for_a_job(tiny, tmp_path):
     """Audit: a pipeline-only project (it never fits) queued nothing when its Extra params changed, so no automatic
     job predicted the unlabeled tasks again and ``/versions`` stayed empty. Now the change is queued as for a fitted

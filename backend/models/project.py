@@ -587,7 +587,8 @@ class ProjectModel(LabelStudioMLBase):
     def predict(self, tasks: list[dict], context: dict | None = None, **kwargs: Any) -> list[dict]:
         """One prediction per task with every head's regions (see :meth:`LabelStudioMLBase.predict`).
 
-        A task whose object cannot be loaded, or that is no task (not an object, no ``data`` object), gets
+        A task one of whose objects cannot be loaded (even when another object's heads answered it: the same rule as
+        for a head that raised, below), or that is no task (not an object, no ``data`` object), gets
         ``{"result": [], "score": 0.0, "error": ...}`` while the others are predicted. So does a task on which a head
         raised (a Hub model that cannot be loaded: offline, gated, missing), its ``error`` naming the head, its
         control and the cause (secrets redacted), even when the other heads answered it: the whole task fails, as
@@ -642,14 +643,11 @@ class ProjectModel(LabelStudioMLBase):
                     scores[i].append(head.task_score(float(withheld)))
         out = []
         for regions, task_scores, error, failed in zip(results, scores, errors, head_errors):
-            if failed:  # a partial prediction of this version would keep the task from being predicted again
-                out.append({"result": [], "score": 0.0, "model_version": version,
+            if failed or error is not None:  # a partial prediction of this version would keep the task from being
+                out.append({"result": [], "score": 0.0, "model_version": version,  # predicted again
                             "error": "; ".join(([error] if error else []) + failed)})
                 continue
-            pred = {"result": regions, "score": min(task_scores) if task_scores else 0.0, "model_version": version}
-            if error is not None and not regions:
-                pred["error"] = error
-            out.append(pred)
+            out.append({"result": regions, "score": min(task_scores) if task_scores else 0.0, "model_version": version})
         return out
 
     def _current_labels(self, head: ControlHead, regions: list[dict], task: dict) -> list[dict]:
