@@ -137,7 +137,9 @@ def mutated(valid: dict):
                 _set(body, path, value)
             except (KeyError, IndexError, TypeError):  # an earlier change removed the path
                 pass
-        return body
+        # as JSON sends it: a change at index 0 of what an earlier change made a dict left an int key beside str
+        # ones, which the test client's sorted encoder could not even send (CI's falsifying example)
+        return json.loads(json.dumps(body))
     values = ids | st.sampled_from(["", "x", "١", "2024", float("nan"), float("inf"), [1], {"id": "1"}])
     return st.lists(st.tuples(st.sampled_from(EVENT_PATHS), values), min_size=1, max_size=3).map(mutate)
 
