@@ -150,10 +150,18 @@ def warm_project_checker(state) -> None:
         checker.warm()
 
 
-
 def _created(key: str) -> str:
     """The creation time a key ``<id>.<seconds>`` names, ISO 8601 UTC (``2026-12-06T15:00:00+00:00``)."""
     return datetime.fromtimestamp(int(key.partition(".")[2]), timezone.utc).isoformat()
+
+
+def _another_project(key: str, found: str) -> str | None:
+    """Why Label Studio's project of ``key``'s id (its key ``found``) is not project ``key``: another creation time
+    (another instance's project, or one deleted whose id was given again); ``None`` when it is (a bare id is)."""
+    if "." not in key or found == key:
+        return None
+    return (f"Label Studio's project {found.partition('.')[0]} was created at {_created(found)}, this one at "
+            f"{_created(key)}: another Label Studio's project, or one deleted since")
 
 
 def check_project_exists(backend, key: str) -> None:
@@ -196,8 +204,7 @@ def check_project_exists(backend, key: str) -> None:
         _unmark(store, key)
         return
     if gone and (checker is None or not _gone_recheck_due(key)):
-        _refuse(key, project_id, f"it is gone from Label Studio since {gone.get('at')} ({gone.get('why')}); its "
-                f"state stays in {store.where(key)}", gone=True)
+        _refuse_gone(store, key, gone)
     if checker is None or (not gone and checker.confirmed(key, PROJECT_RECHECK_SECONDS)):
         return
     known = store.has_project(key)
@@ -208,8 +215,7 @@ def check_project_exists(backend, key: str) -> None:
         info = checker.ask(project_id).result(timeout=PROJECT_CHECK_TIMEOUT)
     except FutureTimeout:
         if gone:  # still gone until Label Studio says otherwise
-            _refuse(key, project_id, f"it is gone from Label Studio since {gone.get('at')} ({gone.get('why')})",
-                    gone=True)
+            _refuse_gone(store, key, gone)
         log.debug("project %s: Label Studio did not answer within %.1f s; the event is kept", key,
                   PROJECT_CHECK_TIMEOUT)
         return
@@ -224,16 +230,14 @@ def check_project_exists(backend, key: str) -> None:
                 log.warning("cannot check whether the projects of webhook events exist (%s); their events are "
                             "kept", one_line(exc, 400))
         if gone:
-            _refuse(key, project_id, f"it is gone from Label Studio since {gone.get('at')} ({gone.get('why')})",
-                    gone=True)
+            _refuse_gone(store, key, gone)
         return
     else:
-        if "." not in key or info.key == key:
+        why = _another_project(key, info.key)
+        if why is None:
             if gone:  # Label Studio shows it again (a key that could not see it was replaced): events are taken again
                 _unmark(store, key)
             return
-        why = (f"Label Studio's project {project_id} was created at {_created(info.key)}, this one at "
-               f"{_created(key)}: another Label Studio's project, or one deleted since")
     if gone:
         _refuse(key, project_id, f"{why} (marked gone since {gone.get('at')}); its state stays in {store.where(key)}",
                 gone=True)
@@ -275,6 +279,14 @@ def _gone_recheck_due(key: str) -> bool:
         return True
 
 
+def _refuse_gone(store, key: str, gone: dict) -> None:
+    """Refuse an event of project ``key``, which carries the mark ``gone`` (:meth:`labelhub.backend.state.Store.gone`) still."""
+    from labelhub.backend.state import project_id_of
+
+    _refuse(key, project_id_of(key), f"it is gone from Label Studio since {gone.get('at')} ({gone.get('why')}); its "
+            f"state stays in {store.where(key)}", gone=True)
+
+
 def _refuse(key: str, project_id: int, why: str, gone: bool = False) -> None:
     """Raise the refusal of an event of project ``key``, after one warning per worker and key (later ones at DEBUG).
 
@@ -288,7 +300,6 @@ def _refuse(key: str, project_id: int, why: str, gone: bool = False) -> None:
             key, why)
     what = "is gone from Label Studio" if gone else "does not exist in Label Studio"
     raise UnknownProjectError(f"project {project_id} {what} (key {key}): the event is not stored", project=project_id)
-
 
 
 def mark_if_gone(store, api, key: str) -> None:
@@ -318,9 +329,9 @@ def mark_if_gone(store, api, key: str) -> None:
         log.debug("project %s: cannot ask Label Studio whether it still has it: %s", key, one_line(exc, 200))
         return
     else:
-        if "." not in key or info.key == key:
+        why = _another_project(key, info.key)
+        if why is None:
             return
-        why = f"Label Studio's project {project_id} is another one (key {info.key})"
     try:
         store.mark_gone(key, why)
     except (OSError, RedisError) as exc:
