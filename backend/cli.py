@@ -136,6 +136,7 @@ def backend(host, port, workers, threads, model_dir, timeout, log_level):
     from gunicorn.app.base import BaseApplication
     from gunicorn.errors import AppImportError
 
+    from labelhub.backend.startup import preimport
     from labelhub.file_urls import MAX_REQUEST_LINE
     from labelhub.redaction import setup_logging
 
@@ -156,6 +157,7 @@ def backend(host, port, workers, threads, model_dir, timeout, log_level):
     # before gunicorn forks: every worker inherits the handler and its filter of the secrets
     setup_logging(log_level.upper(), [os.environ.get(name) for name in SECRET_VARIABLES],
                   fmt="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s")
+    preimport()  # once, before gunicorn forks: a fresh worker answers Connect Model's /setup within its 3 s
 
     def child_exit(server, worker):
         from prometheus_client import multiprocess

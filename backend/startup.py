@@ -1,9 +1,10 @@
-"""What ``labelhub backend`` checks before gunicorn starts a worker, and the import of ``LABELHUB_MODEL``.
+"""What ``labelhub backend`` checks before gunicorn starts a worker, the import of ``LABELHUB_MODEL``, and the modules
+gunicorn's master imports for its workers.
 
 :func:`check_settings` runs in the CLI process (:mod:`labelhub.backend.cli`), so a configuration error ends the
 command once, in one line, rather than in every worker with a traceback. This module imports neither the app
-nor ``prometheus_client``: the latter chooses its multiprocess mode when first imported, which must happen
-after the CLI has set ``PROMETHEUS_MULTIPROC_DIR``.
+nor ``prometheus_client`` at import time: the latter chooses its multiprocess mode when first imported, which must
+happen after the CLI has set ``PROMETHEUS_MULTIPROC_DIR`` (:func:`preimport` runs after that).
 """
 from __future__ import annotations
 
@@ -17,9 +18,32 @@ from labelhub.backend.settings import Settings, check_http_url
 from labelhub.errors import ConfigurationError
 from labelhub.redaction import one_line
 
-__all__ = ["check_settings", "check_model_dir", "check_redis", "load_model_class"]
+__all__ = ["check_settings", "check_model_dir", "check_redis", "load_model_class", "preimport", "PREIMPORTS"]
 
 log = logging.getLogger(__name__)
+
+#: The modules a fresh worker's first requests and its trainer import, imported once by :func:`preimport` in gunicorn's
+#: master. Label Studio gives Connect Model's ``/setup`` 3 s, and a fresh worker imported them inside it: the label
+#: config parser of label-studio-sdk (``label_studio_sdk.label_interface``, which pulls in boto3 and faker: 0.5 s on
+#: an idle core), while its trainer and its project check imported the SDK's client (``label_studio_sdk.client``,
+#: 684 modules) and scikit-learn beside it (on
+#: Redis with ``LABELHUB_AUTO_PREDICT``: 0.94 to 1.11 s for the first ``/setup`` on 2 idle cores, about three times
+#: that under load; one test run in five missed the 3 s). None of them starts a thread when imported; the
+#: embedders' runtimes (ONNX Runtime, tokenizers) are left to the worker's background warm-up, and torch is never
+#: imported here.
+PREIMPORTS = (
+    "labelhub.backend.app",
+    "labelhub.backend.routes",
+    "label_studio_sdk.label_interface",
+    "label_studio_sdk.client",
+    "label_studio_sdk.core.api_error",
+    "labelhub.labelstudio_client",
+    "labelhub.backend.project_check",
+    "labelhub.backend.labelstudio_api",
+    "labelhub.backend.models.choices",
+    "labelhub.backend.jobs",
+    "sklearn.linear_model",
+)
 
 
 def load_model_class(path: str) -> type[LabelStudioMLBase]:
@@ -42,6 +66,26 @@ def load_model_class(path: str) -> type[LabelStudioMLBase]:
     if not (isinstance(cls, type) and issubclass(cls, LabelStudioMLBase)):
         raise ValueError(f"LABELHUB_MODEL={path!r} is not a subclass of labelhub.backend.model.LabelStudioMLBase")
     return cls
+
+
+def preimport(modules: tuple[str, ...] = PREIMPORTS) -> None:
+    """Import ``modules`` in this process: ``labelhub backend`` calls it in gunicorn's master, after the metrics'
+    ``PROMETHEUS_MULTIPROC_DIR`` is set and before the workers are forked, so each worker (and each worker gunicorn
+    starts again later) begins with them imported and shares their memory until it writes to it.
+
+    Decision: only modules that start no thread when imported (a forked child has none of its parent's threads;
+    OpenBLAS, which numpy and SciPy load, takes care of fork itself) and only the backend's own imports; a
+    ``LABELHUB_MODEL`` of your own is imported here already (:func:`check_settings`). ``gunicorn
+    'labelhub.backend.app:create_app()'`` run by hand skips this: each worker imports them at its first requests.
+
+    Args:
+        modules: Dotted module names (:data:`PREIMPORTS`).
+
+    Raises:
+        ImportError: When one cannot be imported (an installation that lacks a dependency of the backend).
+    """
+    for name in modules:
+        importlib.import_module(name)
 
 
 def check_redis(url: str) -> None:

@@ -341,9 +341,10 @@ def start_worker(env: dict, log_path) -> subprocess.Popen:
 
 
 @contextmanager
-def auto_predict_on_redis(label_studio, redis_url: str, folder: Path, interval: str = "5"):
+def auto_predict_on_redis(label_studio, redis_url: str, folder: Path, interval: str = "5",
+                          backend_env: dict | None = None):
     """A backend (:class:`BackendServer`, 2 workers) on Redis with ``LABELHUB_AUTO_PREDICT`` and
-    ``LABELHUB_AUTO_PREDICT_INTERVAL=interval``, and one ``labelhub worker`` taking its jobs.
+    ``LABELHUB_AUTO_PREDICT_INTERVAL=interval`` (and ``backend_env``), and one ``labelhub worker`` taking its jobs.
 
     Yields:
         The backend; its ``worker_log`` attribute is the worker's log (RQ logs each job it completes).
@@ -356,7 +357,7 @@ def auto_predict_on_redis(label_studio, redis_url: str, folder: Path, interval: 
     worker = start_worker({**os.environ, **env, "MODEL_DIR": str(folder / "worker"), "TQDM_DISABLE": "1"},
                           folder / "worker.log")
     try:
-        with BackendServer(folder / "backend", workers=2, threads=4, env=env) as backend:
+        with BackendServer(folder / "backend", workers=2, threads=4, env={**env, **(backend_env or {})}) as backend:
             backend.worker_log = folder / "worker.log"
             yield backend
     finally:

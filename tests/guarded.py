@@ -7,6 +7,9 @@ Crash tests set ``LABELHUB_TEST_KILL_AT=<point>:<n>`` to make the process SIGKIL
 Label Studio has not been called), ``after_import`` (Label Studio created the tasks, the state has
 not recorded them), ``after_record`` (the batch is recorded), ``after_commit`` (an export's commit
 landed, its tag is not made).
+
+``LABELHUB_TEST_NO_PREIMPORT=1`` makes ``labelhub backend`` skip :func:`labelhub.backend.startup.preimport` (each
+worker imports its modules itself, as before it came): the baseline of ``bench/cold_setup_bench.py``.
 """
 import os
 import signal
@@ -57,6 +60,10 @@ if __name__ == "__main__":
     if os.environ.get("LABELHUB_TEST_KILL_AT"):
         point, nth = os.environ["LABELHUB_TEST_KILL_AT"].split(":")
         _kill_at(point, int(nth))
+    if os.environ.get("LABELHUB_TEST_NO_PREIMPORT"):
+        import labelhub.backend.startup
+
+        labelhub.backend.startup.preimport = lambda *modules: None
     from labelhub.cli import main
 
     main(prog_name="labelhub")

@@ -132,3 +132,10 @@ def test_a_backend_removes_the_metrics_folder_it_made_and_opens_no_shared_contro
         assert requests.get(srv.url + "/metrics", timeout=10).status_code == 200
     assert not made[0].exists()
     assert "control socket" not in srv.log_path.read_text().lower()
+
+
+def test_gunicorns_master_has_imported_what_each_worker_would_import_in_its_first_requests(server):
+    """``labelhub backend`` imports :data:`labelhub.backend.startup.PREIMPORTS` before gunicorn forks: scikit-learn's
+    compiled modules are mapped in the master itself (its workers inherit them)."""
+    maps = open(f"/proc/{server.proc.pid}/maps").read()
+    assert "/sklearn/" in maps
