@@ -67,6 +67,17 @@ the ``labels`` keys that map to them). When several model labels map to one choi
   "text", "labels": [label]}}``, character offsets into the task's text (the pipeline's
   ``aggregation_strategy="simple"`` entities; long texts are read in overlapping windows).
 
+**Task score of a single choice** (decision, 2026-12): the task's ``score`` counts a single Choices answered by a
+model as the margin between the two most probable of the control's labels (after the ``labels`` map; a label the
+model does not name counts 0) times :data:`~labelhub.backend.models.heads.TYPICAL` (0.25), the learned single
+choice's scale (its margin times a novelty factor of 1/4 at the median distance): 0 at even odds, 0.25 when sure
+(:meth:`PipelineHead.task_score`). The pipelines give every label's probability (``top_k``), so the margin is known,
+where ``p ** 2 / 4`` of the top probability (:mod:`labelhub.backend.models.heads`, **Task score**) only bounded it and
+put a 2-class model at even odds at 0.0625, the score of a learned choice with a margin of 0.25: in a project of one
+learned and one Hub-model Choices, a task the model could not tell apart sorted after the learned head's unsure ones.
+The result's own ``score`` stays the probability; multiple choice and regions keep ``p ** 2 / 4``. The identity
+names the rule (:data:`CHOICE_MARGIN`), so a single Choices' ``model_version`` moved with it.
+
 **Loading.** A pipeline is loaded once per process per ``(task, model, revision)`` (:func:`load_pipeline`:
 an LRU of :data:`MAX_PIPELINES`, thread-safe, one load at a time per key) on the CPU in float32, on first
 predict or in :meth:`PipelineHead.warmup` (the backend's background warmup after ``/setup``, which is where a
@@ -96,7 +107,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 from cachetools import LRUCache
 
 from labelhub.backend.errors import InvalidPayloadError
-from labelhub.backend.models.heads import TASK_SCALE, ControlHead, TaskInput, image_region, region_id
+from labelhub.backend.models.heads import TASK_SCALE, TYPICAL, ControlHead, TaskInput, image_region, region_id
 from labelhub.redaction import library_logs_through_root
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -106,7 +117,7 @@ log = logging.getLogger(__name__)
 
 __all__ = ["PipelineHead", "PipelineSpec", "PipelineParamsError", "LabelMapper", "TASKS", "DEFAULT_THRESHOLDS",
            "infer_task", "model_config", "resolve_task", "task_fits", "load_pipeline", "clear_caches",
-           "MAX_PIPELINES", "RETRY_SECONDS", "CONFIG_TIMEOUT"]
+           "MAX_PIPELINES", "RETRY_SECONDS", "CONFIG_TIMEOUT", "CHOICE_MARGIN"]
 
 #: The pipeline tasks a head serves: ``task -> (control tag, object tags)`` it answers.
 TASKS: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -130,6 +141,10 @@ DEFAULT_NMS = {"zero-shot-object-detection": 0.5}
 MAX_PIPELINES = 4
 #: Seconds before a model whose config or weights could not be read is tried again.
 RETRY_SECONDS = 60.0
+#: In the :meth:`PipelineHead.identity` of a single Choices since its task score became the margin between its two most
+#: probable labels times :data:`~labelhub.backend.models.heads.TYPICAL` (it was ``p ** 2 / 4``): its ``model_version``
+#: moves, so Label Studio never sorts predictions of the two rules as one version.
+CHOICE_MARGIN = "single choice task score margin*0.25"
 #: Seconds :func:`model_config` waits for a Hub model's ``config.json`` (``/setup`` has 3 s).
 CONFIG_TIMEOUT = 2.0
 #: Inputs per forward pass (images or texts); OWL detectors at 768-960 px use :data:`DETECTION_BATCH`.
@@ -642,6 +657,7 @@ class PipelineHead(ControlHead):
         self._check_label_targets()
         self.mapper = LabelMapper(control.labels, self.spec.labels,
                                   context=f"model {self.spec.model!r} → <{control.tag} name={control.from_name!r}>")
+        self._margin = threading.local()  # kept() → task_score() of one task (see task_score)
 
     def _check_label_targets(self) -> None:
         """Refuse a ``labels`` value that is not ``null`` nor a label of the control (see the class docstring)."""
@@ -735,11 +751,60 @@ class PipelineHead(ControlHead):
     def identity(self) -> Any:
         """The head, its control and labels, the model, revision, task and every parameter that shapes results, and
         the task score's rule (:data:`~labelhub.backend.models.heads.TASK_SCALE`: its probabilities count as
-        ``p ** 2 / 4``, so the version moved with the rule). The ``labels`` pairs are sorted by model label
+        ``p ** 2 / 4``, so the version moved with the rule; for a single Choices also :data:`CHOICE_MARGIN`, its
+        margin times ``TYPICAL`` since, so its version moved again). The ``labels`` pairs are sorted by model label
         (:attr:`PipelineSpec.labels`): one map gives one identity whatever its key order."""
         return [self.name, self.control.from_name, list(self.control.labels), self.control.multiple, self.task,
                 self.model, self.revision, self.threshold, [list(p) for p in sorted(self.spec.labels)], self.nms,
-                self.spec.hypothesis_template, TASK_SCALE]
+                self.spec.hypothesis_template, TASK_SCALE, *([CHOICE_MARGIN] if self._single_choice else [])]
+
+    @property
+    def _single_choice(self) -> bool:
+        return self.control.tag == "Choices" and not self.control.multiple
+
+    def kept(self, regions: list[dict]) -> list[dict]:
+        """``regions`` without those below :attr:`threshold` (:meth:`ControlHead.kept`); for a single Choices it
+        also keeps, for this thread, the margin :meth:`predict` found on the task (``regions.margin``) for the
+        :meth:`task_score` of the same task that follows.
+
+        The project model calls ``kept`` then ``task_score`` for each task's regions of this head, in one thread
+        (:meth:`labelhub.backend.models.project.ProjectModel.predict`), and passes ``task_score`` only the mean of the
+        results' ``score``: the result's ``score`` stays the choice's probability (Label Studio shows it), so the
+        margin reaches ``task_score`` this way.
+        """
+        if self._single_choice:
+            margin = getattr(regions, "margin", None)
+            self._margin.last = None if margin is None or not regions else (float(regions[0]["score"]), margin)
+        return super().kept(regions)
+
+    def task_score(self, score: float) -> float:
+        """The control's score on the task score's scale (:mod:`labelhub.backend.models.heads`, **Task score**).
+
+        For a single Choices: the margin ``m`` between the two most probable of the control's labels (after the
+        ``labels`` map; a label the model did not name counts 0) times
+        :data:`~labelhub.backend.models.heads.TYPICAL`, the learned single choice's scale (its margin times a
+        novelty factor of 1/4 at the median distance): ``m / 4``, 0 at even odds, 0.25 when sure. ``p ** 2 / 4``
+        of the top probability, which the other controls keep, put a 2-class model at even odds (``p = 0.5``) at
+        0.0625, where a learned choice with a margin of 0.25 lies, so in a project of a learned and a Hub-model
+        Choices the Hub model's control was not the first of its unsure tasks. The margin comes from
+        :meth:`predict` through :meth:`kept`; called without it (``score`` not that of the last kept result of this
+        thread), ``max(2 * score - 1, 0) / 4``: the margin when the rest of the probability is on one other label,
+        exact for two labels, else the least the margin can be.
+
+        For multiple choice and regions: ``p ** 2 / 4`` (:meth:`ControlHead.task_score`).
+
+        Args:
+            score: The control's score on one task (its result's probability).
+
+        Returns:
+            The score the task score takes the lowest of, in [0, ``TYPICAL``].
+        """
+        if not self._single_choice:
+            return super().task_score(score)
+        last, self._margin.last = getattr(self._margin, "last", None), None
+        p = min(1.0, max(0.0, float(score)))
+        margin = last[1] if last is not None and last[0] == float(score) else max(2.0 * p - 1.0, 0.0)
+        return min(1.0, max(0.0, margin)) * TYPICAL
 
     def warmup(self) -> None:
         """Load the pipeline (downloads a Hub model into the huggingface_hub cache the first time)."""
@@ -795,6 +860,11 @@ class PipelineHead(ControlHead):
                 best = max(per_label, key=per_label.get, default=None)
                 chosen = [best] if best is not None and per_label[best] >= threshold else []
                 score = per_label[best] if chosen else 0.0
+                if chosen:  # the margin of the task score (see task_score)
+                    top2 = sorted((per_label.get(label, 0.0) for label in self.control.labels), reverse=True)[:2]
+                    results.append(_Margin([self.result({"choices": chosen}, score)],
+                                           top2[0] - (top2[1] if len(top2) > 1 else 0.0)))
+                    continue
             results.append([self.result({"choices": chosen}, score)] if chosen else [])
         return results
 
@@ -908,6 +978,15 @@ class PipelineHead(ControlHead):
                 detections = zip(det["scores"].tolist(), det["labels"].tolist(), det["boxes"].tolist())
                 results.append(self._boxes(item.size, [(queries[q], s, box) for s, q, box in detections]))
         return results
+
+
+class _Margin(list):
+    """One task's single-choice result (a list of one result) with the margin between the two most probable of the
+    control's labels, for :meth:`PipelineHead.task_score`."""
+
+    def __init__(self, results: list[dict], margin: float):
+        super().__init__(results)
+        self.margin = float(margin)
 
 
 def _box(box: Mapping[str, float]) -> tuple[float, float, float, float]:
