@@ -139,3 +139,73 @@ def test_the_task_order_of_a_learned_and_a_hub_model_choice_follows_the_less_sur
     assert by_choice and by_model, rows  # each control sets the place of some tasks
     order = sorted(rows, key=lambda r: r[0])  # the Data Manager's "Prediction score", ascending
     assert order[:len(by_choice)] == sorted(by_choice)
+
+
+# --- 2. a Hub model whose load failed is reloaded in the background -------------------------------------------
+@pytest.mark.timeout(180)
+def test_a_failed_hub_model_is_reloaded_in_the_background_and_no_request_waits_for_it(
+        tmp_path, models, hub, monkeypatch, caplog):
+    """Audit: after ``RETRY_SECONDS`` the first request loaded the failed model again and waited for it (about 23 s
+    against an unreachable Hub), as did every request of the project queued behind it. Now that request starts one
+    background reload and fails at once like the others; a reload that fails renews the failure time, one that
+    succeeds serves the next requests. The model is on the test Hub, which answers 401 for it (a gated model without
+    access) until the fault is cleared; the loads go through transformers' real ``pipeline``, held by the test while
+    it checks that requests do not wait for them."""
+    import transformers
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+    monkeypatch.setattr(pipelines, "RETRY_SECONDS", 1.0)
+    caplog.set_level(logging.INFO, logger="labelhub.backend.models")
+    repo = "acme/sentiment-gated"
+    hub.create_repo(repo, repo_type="model")
+    hub.commit_files(repo, {p.name: p.read_bytes() for p in Path(models["sure"]).iterdir()}, repo_type="model")
+    hub.faults.add(path=repo, kind="401", count=10 ** 6)
+
+    loads, reloading, release = [], threading.Event(), threading.Event()
+    original = transformers.pipeline
+
+    def held(*args, **kwargs):  # a reload that takes as long as the test says
+        loads.append(threading.current_thread().name)
+        if len(loads) > 1:
+            reloading.set()
+            assert release.wait(60)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(transformers, "pipeline", held)
+    config = f"<View>{TEXT}{SENTIMENT}</View>"
+    _, client, key = _setup(tmp_path, config, {"model": repo, "task": "text-classification"})
+    body = {"tasks": [{"id": 1, "data": {"text": "alice went to paris"}}], "project": key, "label_config": config}
+
+    def predict() -> tuple[float, dict]:
+        started = time.monotonic()
+        (pred,) = client.post("/predict", json=body).json["results"]
+        return time.monotonic() - started, pred
+
+    _, first = predict()  # the first load: the request waits for it, it fails
+    assert "result" not in first and repo in first["error"] and len(loads) == 1, first
+    time.sleep(1.1)
+    seconds, pred = predict()  # due: starts the reload, answers the previous error
+    assert reloading.wait(10) and "result" not in pred and pred["error"] == first["error"], pred
+    for _ in range(5):  # while it runs, every request answers at once, and no other reload starts
+        seconds, pred = predict()
+        assert seconds < 1 and pred["error"] == first["error"] and len(loads) == 2, (seconds, pred)
+    release.set()  # the reload fails again (still 401): the failure time is renewed
+    deadline = time.monotonic() + 30
+    while any(t.name.startswith("labelhub-reload") for t in threading.enumerate()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    seconds, pred = predict()
+    assert seconds < 1 and "result" not in pred and len(loads) == 2, (seconds, pred)  # not due yet: no reload
+
+    hub.faults.clear()  # access granted
+    time.sleep(1.1)
+    seconds, pred = predict()  # starts the reload that succeeds
+    assert seconds < 1 and "result" not in pred, (seconds, pred)
+    while "result" not in pred and time.monotonic() < deadline:
+        time.sleep(0.1)
+        seconds, pred = predict()
+    assert [r["value"] for r in pred["result"]] == [{"choices": ["Positive"]}], pred
+    assert len(loads) == 3
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert errors and len(errors) == len(set(errors)) and all(repo in m and "\n" not in m for m in errors), errors
+    assert any("still cannot be loaded" in r.getMessage() for r in caplog.records)

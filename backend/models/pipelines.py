@@ -46,7 +46,8 @@ Studio gives 3 s. With ``task`` set it does no I/O. Without it, it reads ``confi
 directory of a local model, or for a Hub id from the huggingface_hub cache and else with one GET of that
 file (a few KB, at most :data:`CONFIG_TIMEOUT` seconds, no retries; ``HF_HUB_OFFLINE=1`` forbids it). When
 the file cannot be read (offline and not cached, no such repo, gated without a token) the control is not
-answered by the model and the log says to set ``task``; a failure is retried after :data:`RETRY_SECONDS`.
+answered by the model and the log says to set ``task``; a failure is retried after :data:`RETRY_SECONDS`, by the
+next build of a project's model that reads it (at most :data:`CONFIG_TIMEOUT`, once: the model is kept per worker).
 
 **Labels.** The model's labels are mapped onto the control's labels (:class:`LabelMapper`): the explicit
 ``labels`` map, else the same string, else the same string ignoring case; a model label with no match is
@@ -82,7 +83,15 @@ names the rule (:data:`CHOICE_MARGIN`), so a single Choices' ``model_version`` m
 an LRU of :data:`MAX_PIPELINES`, thread-safe, one load at a time per key) on the CPU in float32, on first
 predict or in :meth:`PipelineHead.warmup` (the backend's background warmup after ``/setup``, which is where a
 Hub model is downloaded into the huggingface_hub cache), with ``LABELHUB_TORCH_THREADS`` torch threads; calls
-to one pipeline are serialized. OWL-ViT and OWLv2 read all the queries in one forward pass per image batch
+to one pipeline are serialized. A load that failed (an unreachable Hub, a gated model without access: 401) is not
+tried again by a request (decision): its error is raised again at once, and after :data:`RETRY_SECONDS` the first
+call that finds it starts one background reload (a daemon thread) and raises the error too, as every call does while
+the reload runs; once it succeeds the calls get the pipeline, and when it fails its error and time replace the
+previous ones (one INFO line per reload; the project logs one ERROR line per worker, control and cause). A request
+used to load the model itself after :data:`RETRY_SECONDS`, waiting for it (23 s against a closed port, huggingface_hub's
+retries), and the project's other requests waited behind it. :func:`model_config`'s retry stays in the caller: it is
+one GET of at most :data:`CONFIG_TIMEOUT` when a worker builds a project's model (``/setup``, or the first request of
+a project in a worker), not one per request, and the model built then must know its answer. OWL-ViT and OWLv2 read all the queries in one forward pass per image batch
 (the ``zero-shot-object-detection`` pipeline runs one per query); other zero-shot detectors go through the
 pipeline.
 
@@ -108,7 +117,7 @@ from cachetools import LRUCache
 
 from labelhub.backend.errors import InvalidPayloadError
 from labelhub.backend.models.heads import TASK_SCALE, TYPICAL, ControlHead, TaskInput, image_region, region_id
-from labelhub.redaction import library_logs_through_root
+from labelhub.redaction import library_logs_through_root, one_line
 
 if TYPE_CHECKING:  # pragma: no cover
     from labelhub.label_config import ControlSpec
@@ -301,7 +310,9 @@ def model_config(model: str, revision: str | None = None) -> dict | None:
     A local directory is read directly; a Hub id from the huggingface_hub cache, else with one GET of
     ``config.json`` (:data:`CONFIG_TIMEOUT`, no retries; honouring ``HF_ENDPOINT``, ``HF_TOKEN``,
     ``HF_HUB_OFFLINE``).
-    Answers are cached per process; a failure is retried after :data:`RETRY_SECONDS`.
+    Answers are cached per process; a failure is retried after :data:`RETRY_SECONDS` by the next call, which waits
+    for it (at most :data:`CONFIG_TIMEOUT`: it is called when a worker builds a project's model, not per request; see
+    the module docstring, **Loading**).
 
     Args:
         model: Hub id or local directory.
@@ -440,6 +451,8 @@ class _Loaded:
 _PIPELINES: LRUCache = LRUCache(maxsize=MAX_PIPELINES)
 _LOAD_FAILURES: dict[tuple, tuple[float, Exception]] = {}
 _LOADING: dict[tuple, threading.Lock] = {}
+#: Keys whose background reload runs (:func:`_reload`).
+_RELOADING: set[tuple] = set()
 _PIPELINES_LOCK = threading.Lock()
 #: Held while ``transformers`` is first imported: two projects' pipelines loading at once (a warm-up of two Hub-model
 #: projects) made one thread's ``from transformers import pipeline`` fail with an ``ImportError`` (seen once in a
@@ -451,8 +464,12 @@ def load_pipeline(task: str, model: str, revision: str | None = None) -> Any:
     """The ``transformers`` pipeline of ``(task, model, revision)``, loaded once per process.
 
     Loaded on the CPU in float32, without remote code; a Hub model is downloaded into the huggingface_hub
-    cache (``HF_TOKEN`` from the environment). Concurrent callers of one key wait for a single load; a load
-    that failed raises the same error again for :data:`RETRY_SECONDS` without retrying.
+    cache (``HF_TOKEN`` from the environment). Concurrent callers of one key wait for a single first load. A load
+    that failed raises the same error again at once, without loading: for :data:`RETRY_SECONDS`, and after them
+    while the one background reload that the first call after them starts (a daemon thread) runs; when that reload
+    succeeds, later calls get the pipeline; when it fails, its error replaces the previous one and the
+    :data:`RETRY_SECONDS` count again from then. So a retry never holds a caller (a ``/predict`` waited for the load,
+    about 23 s against an unreachable Hub, and every request of the project queued behind it).
 
     Args:
         task: A key of :data:`TASKS`.
@@ -463,7 +480,8 @@ def load_pipeline(task: str, model: str, revision: str | None = None) -> Any:
         The ``transformers.Pipeline``.
 
     Raises:
-        OSError: When the model cannot be downloaded or read (transformers' and huggingface_hub's errors).
+        OSError: When the model cannot be downloaded or read (transformers' and huggingface_hub's errors), now or at
+            the last try.
         ValueError: When the model does not fit the task.
     """
     return _loaded(task, model, revision).pipe
@@ -480,34 +498,72 @@ def _loaded(task: str, model: str, revision: str | None, threads: int = 0) -> _L
         entry = _PIPELINES.get(key)
         if entry is not None:
             return entry
+        _raise_failure(key)
         lock = _LOADING.setdefault(key, threading.Lock())
-    with lock:
+    with lock:  # the first load of a key: its callers wait for the one load
         with _PIPELINES_LOCK:
             entry = _PIPELINES.get(key)
             if entry is not None:
                 return entry
-            failed = _LOAD_FAILURES.get(key)
-            if failed is not None and time.monotonic() - failed[0] < RETRY_SECONDS:
-                raise failed[1]
-        started = time.monotonic()
-        try:
-            with _IMPORT_LOCK:  # transformers' lazy module is not safe to import from two threads at once
-                import torch
-                from transformers import pipeline
+            _raise_failure(key)
+        return _load(key)
 
-                library_logs_through_root()  # transformers' own stderr handler would skip the redaction
 
-            pipe = pipeline(task, model=model, revision=revision, device="cpu", dtype=torch.float32,
-                            trust_remote_code=False)
-        except Exception as exc:
-            with _PIPELINES_LOCK:
-                _LOAD_FAILURES[key] = (time.monotonic(), exc)
-            raise
-        entry = _Loaded(pipe)
+def _raise_failure(key: tuple) -> None:
+    """Raise the remembered load failure of ``key``, if any, after starting its background reload when
+    :data:`RETRY_SECONDS` have passed and none runs. Called with ``_PIPELINES_LOCK`` held."""
+    failed = _LOAD_FAILURES.get(key)
+    if failed is None:
+        return
+    when, exc = failed
+    if time.monotonic() - when >= RETRY_SECONDS and key not in _RELOADING:
+        _RELOADING.add(key)
+        threading.Thread(target=_reload, args=(key,), name=f"labelhub-reload-{key[1]}"[:60], daemon=True).start()
+    raise exc.with_traceback(None)  # raised again and again: its traceback would grow by each caller's frames
+
+
+def _reload(key: tuple) -> None:
+    """The background reload of a key whose load failed (see :func:`load_pipeline`)."""
+    try:
         with _PIPELINES_LOCK:
-            _PIPELINES[key] = entry
-            _LOAD_FAILURES.pop(key, None)
-            _LOADING.pop(key, None)
+            lock = _LOADING.setdefault(key, threading.Lock())
+        with lock:
+            with _PIPELINES_LOCK:
+                if key in _PIPELINES or key not in _LOAD_FAILURES:  # loaded, or the caches cleared, meanwhile
+                    return
+            try:
+                _load(key)
+            except Exception as exc:  # noqa: BLE001 (remembered by _load; the callers raise it, the project logs it)
+                log.info("the %s pipeline of %r%s still cannot be loaded (%s: %s); tried again after %.0f s",
+                         key[0], key[1], f"@{key[2]}" if key[2] else "", type(exc).__name__, one_line(exc, 200),
+                         RETRY_SECONDS)
+    finally:
+        with _PIPELINES_LOCK:
+            _RELOADING.discard(key)
+
+
+def _load(key: tuple) -> _Loaded:
+    """Load the pipeline of ``key`` (the caller holds its ``_LOADING`` lock); a failure is remembered and raised."""
+    task, model, revision = key
+    started = time.monotonic()
+    try:
+        with _IMPORT_LOCK:  # transformers' lazy module is not safe to import from two threads at once
+            import torch
+            from transformers import pipeline
+
+            library_logs_through_root()  # transformers' own stderr handler would skip the redaction
+
+        pipe = pipeline(task, model=model, revision=revision, device="cpu", dtype=torch.float32,
+                        trust_remote_code=False)
+    except Exception as exc:
+        with _PIPELINES_LOCK:
+            _LOAD_FAILURES[key] = (time.monotonic(), exc)
+        raise
+    entry = _Loaded(pipe)
+    with _PIPELINES_LOCK:
+        _PIPELINES[key] = entry
+        _LOAD_FAILURES.pop(key, None)
+        _LOADING.pop(key, None)
     log.info("loaded the %s pipeline of %r%s in %.1f s", task, model, f"@{revision}" if revision else "",
              time.monotonic() - started)
     return entry
