@@ -91,9 +91,10 @@ previous ones (one INFO line per reload; the project logs one ERROR line per wor
 used to load the model itself after :data:`RETRY_SECONDS`, waiting for it (23 s against a closed port, huggingface_hub's
 retries), and the project's other requests waited behind it. :func:`model_config`'s retry stays in the caller: it is
 one GET of at most :data:`CONFIG_TIMEOUT` when a worker builds a project's model (``/setup``, or the first request of
-a project in a worker), not one per request, and the model built then must know its answer. OWL-ViT and OWLv2 read all the queries in one forward pass per image batch
-(the ``zero-shot-object-detection`` pipeline runs one per query); other zero-shot detectors go through the
-pipeline.
+a project in a worker), not one per request, and the model built then must know its answer.
+
+OWL-ViT and OWLv2 read all the queries in one forward pass per image batch (the ``zero-shot-object-detection``
+pipeline runs one per query); other zero-shot detectors go through the pipeline.
 
 Example ``extra_params``::
 
