@@ -44,7 +44,8 @@ control, or with controls of one kind, is unchanged; the single-choice score map
 unchanged), a multiple choice's mean confidence ``c`` (of its binary regressions) to its exact mean margin times
 :data:`TYPICAL`: ``(2c - 1) / 4``. The learned and OCR heads whose task score the rule changed name it in their
 identity (:data:`TASK_SCALE`), so their projects' ``model_version`` moved with it (the Hugging Face model head's
-too).
+too). A Hugging Face model's single choice has since counted its known margin instead
+(:mod:`labelhub.backend.models.pipelines`, **Task score of a single choice**).
 
 Heads that answer without annotations (an OCR model, a Hugging Face model chosen by id) set
 ``learns = False``: they are asked to predict with ``fitted=None`` from the start.

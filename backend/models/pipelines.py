@@ -46,7 +46,8 @@ Studio gives 3 s. With ``task`` set it does no I/O. Without it, it reads ``confi
 directory of a local model, or for a Hub id from the huggingface_hub cache and else with one GET of that
 file (a few KB, at most :data:`CONFIG_TIMEOUT` seconds, no retries; ``HF_HUB_OFFLINE=1`` forbids it). When
 the file cannot be read (offline and not cached, no such repo, gated without a token) the control is not
-answered by the model and the log says to set ``task``; a failure is retried after :data:`RETRY_SECONDS`.
+answered by the model and the log says to set ``task``; a failure is retried after :data:`RETRY_SECONDS`, by the
+next build of a project's model that reads it (at most :data:`CONFIG_TIMEOUT`, once: the model is kept per worker).
 
 **Labels.** The model's labels are mapped onto the control's labels (:class:`LabelMapper`): the explicit
 ``labels`` map, else the same string, else the same string ignoring case; a model label with no match is
@@ -67,13 +68,33 @@ the ``labels`` keys that map to them). When several model labels map to one choi
   "text", "labels": [label]}}``, character offsets into the task's text (the pipeline's
   ``aggregation_strategy="simple"`` entities; long texts are read in overlapping windows).
 
+**Task score of a single choice** (decision, 2026-12): the task's ``score`` counts a single Choices answered by a
+model as the margin between the two most probable of the control's labels (after the ``labels`` map; a label the
+model does not name counts 0) times :data:`~labelhub.backend.models.heads.TYPICAL` (0.25), the learned single
+choice's scale (its margin times a novelty factor of 1/4 at the median distance): 0 at even odds, 0.25 when sure
+(:meth:`PipelineHead.task_score`). The pipelines give every label's probability (``top_k``), so the margin is known,
+where ``p ** 2 / 4`` of the top probability (:mod:`labelhub.backend.models.heads`, **Task score**) only bounded it and
+put a 2-class model at even odds at 0.0625, the score of a learned choice with a margin of 0.25: in a project of one
+learned and one Hub-model Choices, a task the model could not tell apart sorted after the learned head's unsure ones.
+The result's own ``score`` stays the probability; multiple choice and regions keep ``p ** 2 / 4``. The identity
+names the rule (:data:`CHOICE_MARGIN`), so a single Choices' ``model_version`` moved with it.
+
 **Loading.** A pipeline is loaded once per process per ``(task, model, revision)`` (:func:`load_pipeline`:
 an LRU of :data:`MAX_PIPELINES`, thread-safe, one load at a time per key) on the CPU in float32, on first
 predict or in :meth:`PipelineHead.warmup` (the backend's background warmup after ``/setup``, which is where a
 Hub model is downloaded into the huggingface_hub cache), with ``LABELHUB_TORCH_THREADS`` torch threads; calls
-to one pipeline are serialized. OWL-ViT and OWLv2 read all the queries in one forward pass per image batch
-(the ``zero-shot-object-detection`` pipeline runs one per query); other zero-shot detectors go through the
-pipeline.
+to one pipeline are serialized. A load that failed (an unreachable Hub, a gated model without access: 401) is not
+tried again by a request (decision): its error is raised again at once, and after :data:`RETRY_SECONDS` the first
+call that finds it starts one background reload (a daemon thread) and raises the error too, as every call does while
+the reload runs; once it succeeds the calls get the pipeline, and when it fails its error and time replace the
+previous ones (one INFO line per reload; the project logs one ERROR line per worker, control and cause). A request
+used to load the model itself after :data:`RETRY_SECONDS`, waiting for it (23 s against a closed port, huggingface_hub's
+retries), and the project's other requests waited behind it. :func:`model_config`'s retry stays in the caller: it is
+one GET of at most :data:`CONFIG_TIMEOUT` when a worker builds a project's model (``/setup``, or the first request of
+a project in a worker), not one per request, and the model built then must know its answer.
+
+OWL-ViT and OWLv2 read all the queries in one forward pass per image batch (the ``zero-shot-object-detection``
+pipeline runs one per query); other zero-shot detectors go through the pipeline.
 
 Example ``extra_params``::
 
@@ -96,8 +117,8 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 from cachetools import LRUCache
 
 from labelhub.backend.errors import InvalidPayloadError
-from labelhub.backend.models.heads import TASK_SCALE, ControlHead, TaskInput, image_region, region_id
-from labelhub.redaction import library_logs_through_root
+from labelhub.backend.models.heads import TASK_SCALE, TYPICAL, ControlHead, TaskInput, image_region, region_id
+from labelhub.redaction import library_logs_through_root, one_line
 
 if TYPE_CHECKING:  # pragma: no cover
     from labelhub.label_config import ControlSpec
@@ -106,7 +127,7 @@ log = logging.getLogger(__name__)
 
 __all__ = ["PipelineHead", "PipelineSpec", "PipelineParamsError", "LabelMapper", "TASKS", "DEFAULT_THRESHOLDS",
            "infer_task", "model_config", "resolve_task", "task_fits", "load_pipeline", "clear_caches",
-           "MAX_PIPELINES", "RETRY_SECONDS", "CONFIG_TIMEOUT"]
+           "MAX_PIPELINES", "RETRY_SECONDS", "CONFIG_TIMEOUT", "CHOICE_MARGIN"]
 
 #: The pipeline tasks a head serves: ``task -> (control tag, object tags)`` it answers.
 TASKS: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -130,6 +151,10 @@ DEFAULT_NMS = {"zero-shot-object-detection": 0.5}
 MAX_PIPELINES = 4
 #: Seconds before a model whose config or weights could not be read is tried again.
 RETRY_SECONDS = 60.0
+#: In the :meth:`PipelineHead.identity` of a single Choices since its task score became the margin between its two most
+#: probable labels times :data:`~labelhub.backend.models.heads.TYPICAL` (it was ``p ** 2 / 4``): its ``model_version``
+#: moves, so Label Studio never sorts predictions of the two rules as one version.
+CHOICE_MARGIN = "single choice task score margin*0.25"
 #: Seconds :func:`model_config` waits for a Hub model's ``config.json`` (``/setup`` has 3 s).
 CONFIG_TIMEOUT = 2.0
 #: Inputs per forward pass (images or texts); OWL detectors at 768-960 px use :data:`DETECTION_BATCH`.
@@ -286,7 +311,9 @@ def model_config(model: str, revision: str | None = None) -> dict | None:
     A local directory is read directly; a Hub id from the huggingface_hub cache, else with one GET of
     ``config.json`` (:data:`CONFIG_TIMEOUT`, no retries; honouring ``HF_ENDPOINT``, ``HF_TOKEN``,
     ``HF_HUB_OFFLINE``).
-    Answers are cached per process; a failure is retried after :data:`RETRY_SECONDS`.
+    Answers are cached per process; a failure is retried after :data:`RETRY_SECONDS` by the next call, which waits
+    for it (at most :data:`CONFIG_TIMEOUT`: it is called when a worker builds a project's model, not per request; see
+    the module docstring, **Loading**).
 
     Args:
         model: Hub id or local directory.
@@ -425,6 +452,8 @@ class _Loaded:
 _PIPELINES: LRUCache = LRUCache(maxsize=MAX_PIPELINES)
 _LOAD_FAILURES: dict[tuple, tuple[float, Exception]] = {}
 _LOADING: dict[tuple, threading.Lock] = {}
+#: Keys whose background reload runs (:func:`_reload`).
+_RELOADING: set[tuple] = set()
 _PIPELINES_LOCK = threading.Lock()
 #: Held while ``transformers`` is first imported: two projects' pipelines loading at once (a warm-up of two Hub-model
 #: projects) made one thread's ``from transformers import pipeline`` fail with an ``ImportError`` (seen once in a
@@ -436,8 +465,12 @@ def load_pipeline(task: str, model: str, revision: str | None = None) -> Any:
     """The ``transformers`` pipeline of ``(task, model, revision)``, loaded once per process.
 
     Loaded on the CPU in float32, without remote code; a Hub model is downloaded into the huggingface_hub
-    cache (``HF_TOKEN`` from the environment). Concurrent callers of one key wait for a single load; a load
-    that failed raises the same error again for :data:`RETRY_SECONDS` without retrying.
+    cache (``HF_TOKEN`` from the environment). Concurrent callers of one key wait for a single first load. A load
+    that failed raises the same error again at once, without loading: for :data:`RETRY_SECONDS`, and after them
+    while the one background reload that the first call after them starts (a daemon thread) runs; when that reload
+    succeeds, later calls get the pipeline; when it fails, its error replaces the previous one and the
+    :data:`RETRY_SECONDS` count again from then. So a retry never holds a caller (a ``/predict`` waited for the load,
+    about 23 s against an unreachable Hub, and every request of the project queued behind it).
 
     Args:
         task: A key of :data:`TASKS`.
@@ -448,7 +481,8 @@ def load_pipeline(task: str, model: str, revision: str | None = None) -> Any:
         The ``transformers.Pipeline``.
 
     Raises:
-        OSError: When the model cannot be downloaded or read (transformers' and huggingface_hub's errors).
+        OSError: When the model cannot be downloaded or read (transformers' and huggingface_hub's errors), now or at
+            the last try.
         ValueError: When the model does not fit the task.
     """
     return _loaded(task, model, revision).pipe
@@ -465,34 +499,72 @@ def _loaded(task: str, model: str, revision: str | None, threads: int = 0) -> _L
         entry = _PIPELINES.get(key)
         if entry is not None:
             return entry
+        _raise_failure(key)
         lock = _LOADING.setdefault(key, threading.Lock())
-    with lock:
+    with lock:  # the first load of a key: its callers wait for the one load
         with _PIPELINES_LOCK:
             entry = _PIPELINES.get(key)
             if entry is not None:
                 return entry
-            failed = _LOAD_FAILURES.get(key)
-            if failed is not None and time.monotonic() - failed[0] < RETRY_SECONDS:
-                raise failed[1]
-        started = time.monotonic()
-        try:
-            with _IMPORT_LOCK:  # transformers' lazy module is not safe to import from two threads at once
-                import torch
-                from transformers import pipeline
+            _raise_failure(key)
+        return _load(key)
 
-                library_logs_through_root()  # transformers' own stderr handler would skip the redaction
 
-            pipe = pipeline(task, model=model, revision=revision, device="cpu", dtype=torch.float32,
-                            trust_remote_code=False)
-        except Exception as exc:
-            with _PIPELINES_LOCK:
-                _LOAD_FAILURES[key] = (time.monotonic(), exc)
-            raise
-        entry = _Loaded(pipe)
+def _raise_failure(key: tuple) -> None:
+    """Raise the remembered load failure of ``key``, if any, after starting its background reload when
+    :data:`RETRY_SECONDS` have passed and none runs. Called with ``_PIPELINES_LOCK`` held."""
+    failed = _LOAD_FAILURES.get(key)
+    if failed is None:
+        return
+    when, exc = failed
+    if time.monotonic() - when >= RETRY_SECONDS and key not in _RELOADING:
+        _RELOADING.add(key)
+        threading.Thread(target=_reload, args=(key,), name=f"labelhub-reload-{key[1]}"[:60], daemon=True).start()
+    raise exc.with_traceback(None)  # raised again and again: its traceback would grow by each caller's frames
+
+
+def _reload(key: tuple) -> None:
+    """The background reload of a key whose load failed (see :func:`load_pipeline`)."""
+    try:
         with _PIPELINES_LOCK:
-            _PIPELINES[key] = entry
-            _LOAD_FAILURES.pop(key, None)
-            _LOADING.pop(key, None)
+            lock = _LOADING.setdefault(key, threading.Lock())
+        with lock:
+            with _PIPELINES_LOCK:
+                if key in _PIPELINES or key not in _LOAD_FAILURES:  # loaded, or the caches cleared, meanwhile
+                    return
+            try:
+                _load(key)
+            except Exception as exc:  # noqa: BLE001 (remembered by _load; the callers raise it, the project logs it)
+                log.info("the %s pipeline of %r%s still cannot be loaded (%s: %s); tried again after %.0f s",
+                         key[0], key[1], f"@{key[2]}" if key[2] else "", type(exc).__name__, one_line(exc, 200),
+                         RETRY_SECONDS)
+    finally:
+        with _PIPELINES_LOCK:
+            _RELOADING.discard(key)
+
+
+def _load(key: tuple) -> _Loaded:
+    """Load the pipeline of ``key`` (the caller holds its ``_LOADING`` lock); a failure is remembered and raised."""
+    task, model, revision = key
+    started = time.monotonic()
+    try:
+        with _IMPORT_LOCK:  # transformers' lazy module is not safe to import from two threads at once
+            import torch
+            from transformers import pipeline
+
+            library_logs_through_root()  # transformers' own stderr handler would skip the redaction
+
+        pipe = pipeline(task, model=model, revision=revision, device="cpu", dtype=torch.float32,
+                        trust_remote_code=False)
+    except Exception as exc:
+        with _PIPELINES_LOCK:
+            _LOAD_FAILURES[key] = (time.monotonic(), exc)
+        raise
+    entry = _Loaded(pipe)
+    with _PIPELINES_LOCK:
+        _PIPELINES[key] = entry
+        _LOAD_FAILURES.pop(key, None)
+        _LOADING.pop(key, None)
     log.info("loaded the %s pipeline of %r%s in %.1f s", task, model, f"@{revision}" if revision else "",
              time.monotonic() - started)
     return entry
@@ -642,6 +714,7 @@ class PipelineHead(ControlHead):
         self._check_label_targets()
         self.mapper = LabelMapper(control.labels, self.spec.labels,
                                   context=f"model {self.spec.model!r} → <{control.tag} name={control.from_name!r}>")
+        self._margin = threading.local()  # kept() → task_score() of one task (see task_score)
 
     def _check_label_targets(self) -> None:
         """Refuse a ``labels`` value that is not ``null`` nor a label of the control (see the class docstring)."""
@@ -735,11 +808,60 @@ class PipelineHead(ControlHead):
     def identity(self) -> Any:
         """The head, its control and labels, the model, revision, task and every parameter that shapes results, and
         the task score's rule (:data:`~labelhub.backend.models.heads.TASK_SCALE`: its probabilities count as
-        ``p ** 2 / 4``, so the version moved with the rule). The ``labels`` pairs are sorted by model label
+        ``p ** 2 / 4``, so the version moved with the rule; for a single Choices also :data:`CHOICE_MARGIN`, its
+        margin times ``TYPICAL`` since, so its version moved again). The ``labels`` pairs are sorted by model label
         (:attr:`PipelineSpec.labels`): one map gives one identity whatever its key order."""
         return [self.name, self.control.from_name, list(self.control.labels), self.control.multiple, self.task,
                 self.model, self.revision, self.threshold, [list(p) for p in sorted(self.spec.labels)], self.nms,
-                self.spec.hypothesis_template, TASK_SCALE]
+                self.spec.hypothesis_template, TASK_SCALE, *([CHOICE_MARGIN] if self._single_choice else [])]
+
+    @property
+    def _single_choice(self) -> bool:
+        return self.control.tag == "Choices" and not self.control.multiple
+
+    def kept(self, regions: list[dict]) -> list[dict]:
+        """``regions`` without those below :attr:`threshold` (:meth:`ControlHead.kept`); for a single Choices it
+        also keeps, for this thread, the margin :meth:`predict` found on the task (``regions.margin``) for the
+        :meth:`task_score` of the same task that follows.
+
+        The project model calls ``kept`` then ``task_score`` for each task's regions of this head, in one thread
+        (:meth:`labelhub.backend.models.project.ProjectModel.predict`), and passes ``task_score`` only the mean of the
+        results' ``score``: the result's ``score`` stays the choice's probability (Label Studio shows it), so the
+        margin reaches ``task_score`` this way.
+        """
+        if self._single_choice:
+            margin = getattr(regions, "margin", None)
+            self._margin.last = None if margin is None or not regions else (float(regions[0]["score"]), margin)
+        return super().kept(regions)
+
+    def task_score(self, score: float) -> float:
+        """The control's score on the task score's scale (:mod:`labelhub.backend.models.heads`, **Task score**).
+
+        For a single Choices: the margin ``m`` between the two most probable of the control's labels (after the
+        ``labels`` map; a label the model did not name counts 0) times
+        :data:`~labelhub.backend.models.heads.TYPICAL`, the learned single choice's scale (its margin times a
+        novelty factor of 1/4 at the median distance): ``m / 4``, 0 at even odds, 0.25 when sure. ``p ** 2 / 4``
+        of the top probability, which the other controls keep, put a 2-class model at even odds (``p = 0.5``) at
+        0.0625, where a learned choice with a margin of 0.25 lies, so in a project of a learned and a Hub-model
+        Choices the Hub model's control was not the first of its unsure tasks. The margin comes from
+        :meth:`predict` through :meth:`kept`; called without it (``score`` not that of the last kept result of this
+        thread), ``max(2 * score - 1, 0) / 4``: the margin when the rest of the probability is on one other label,
+        exact for two labels, else the least the margin can be.
+
+        For multiple choice and regions: ``p ** 2 / 4`` (:meth:`ControlHead.task_score`).
+
+        Args:
+            score: The control's score on one task (its result's probability).
+
+        Returns:
+            The score the task score takes the lowest of, in [0, ``TYPICAL``].
+        """
+        if not self._single_choice:
+            return super().task_score(score)
+        last, self._margin.last = getattr(self._margin, "last", None), None
+        p = min(1.0, max(0.0, float(score)))
+        margin = last[1] if last is not None and last[0] == float(score) else max(2.0 * p - 1.0, 0.0)
+        return min(1.0, max(0.0, margin)) * TYPICAL
 
     def warmup(self) -> None:
         """Load the pipeline (downloads a Hub model into the huggingface_hub cache the first time)."""
@@ -795,6 +917,11 @@ class PipelineHead(ControlHead):
                 best = max(per_label, key=per_label.get, default=None)
                 chosen = [best] if best is not None and per_label[best] >= threshold else []
                 score = per_label[best] if chosen else 0.0
+                if chosen:  # the margin of the task score (see task_score)
+                    top2 = sorted((per_label.get(label, 0.0) for label in self.control.labels), reverse=True)[:2]
+                    results.append(_Margin([self.result({"choices": chosen}, score)],
+                                           top2[0] - (top2[1] if len(top2) > 1 else 0.0)))
+                    continue
             results.append([self.result({"choices": chosen}, score)] if chosen else [])
         return results
 
@@ -908,6 +1035,15 @@ class PipelineHead(ControlHead):
                 detections = zip(det["scores"].tolist(), det["labels"].tolist(), det["boxes"].tolist())
                 results.append(self._boxes(item.size, [(queries[q], s, box) for s, q, box in detections]))
         return results
+
+
+class _Margin(list):
+    """One task's single-choice result (a list of one result) with the margin between the two most probable of the
+    control's labels, for :meth:`PipelineHead.task_score`."""
+
+    def __init__(self, results: list[dict], margin: float):
+        super().__init__(results)
+        self.margin = float(margin)
 
 
 def _box(box: Mapping[str, float]) -> tuple[float, float, float, float]:
