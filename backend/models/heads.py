@@ -29,7 +29,8 @@ prediction still counts). Unset (``None``), nothing is dropped.
 score's (:mod:`labelhub.backend.models.choices`: an uncertainty order, 0 a tie between two choices, about
 :data:`TYPICAL` = 0.25 for a sure task typical of the most annotated choice, at most 1). Each head maps its control's
 score (the mean of one task's results' ``score``, or a :class:`Withheld`'s) onto it with
-:meth:`ControlHead.task_score`; the results keep their own ``score``. The heads' scales differ: the single-choice
+:meth:`ControlHead.task_score` (:meth:`ControlHead.control_score` gives it the results); the results keep their own
+``score``. The heads' scales differ: the single-choice
 score is a margin times a novelty factor (1/4 at the median distance from the choice's centroid), the spans', boxes',
 OCR's and Hugging Face models' are probabilities, so a sure region scores about 1 and even an unsure one lies above
 most choices' scores: the plain lowest was the choice's on every task of a mixed project (an audit of Choices +
@@ -45,7 +46,7 @@ unchanged), a multiple choice's mean confidence ``c`` (of its binary regressions
 :data:`TYPICAL`: ``(2c - 1) / 4``. The learned and OCR heads whose task score the rule changed name it in their
 identity (:data:`TASK_SCALE`), so their projects' ``model_version`` moved with it (the Hugging Face model head's
 too). A Hugging Face model's single choice has since counted its known margin instead
-(:mod:`labelhub.backend.models.pipelines`, **Task score of a single choice**).
+(:meth:`ControlHead.control_score`; :mod:`labelhub.backend.models.pipelines`, **Task score of a single choice**).
 
 Heads that answer without annotations (an OCR model, a Hugging Face model chosen by id) set
 ``learns = False``: they are asked to predict with ``fitted=None`` from the start.
@@ -307,6 +308,21 @@ class ControlHead:
             return regions
         dropped = {r.get("id") for r in regions if float(r.get("score", 0.0)) < threshold} - {None}
         return [r for r in regions if float(r.get("score", 0.0)) >= threshold and r.get("id") not in dropped]
+
+    def control_score(self, answered: Sequence[dict], kept: Sequence[dict]) -> float:
+        """This control's score of one task on the task score's scale (the module docstring, **Task score**):
+        :meth:`task_score` of the mean ``score`` of the results kept. A head that knows more of the task than its
+        results' scores overrides it (a Hugging Face model's single choice: the margin between its two most probable
+        labels, :meth:`labelhub.backend.models.pipelines.PipelineHead.control_score`).
+
+        Args:
+            answered: One task's results of this control as :meth:`predict` answered them (the object it returned).
+            kept: Those the project keeps (:meth:`kept`, then the labels the current label config has); not empty.
+
+        Returns:
+            The score the task score takes the lowest of, in [0, :data:`TYPICAL`].
+        """
+        return self.task_score(sum(float(r.get("score", 0.0)) for r in kept) / len(kept))
 
     def task_score(self, score: float) -> float:
         """This control's score on the task score's scale (the module docstring, **Task score**): for a head whose

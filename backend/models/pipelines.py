@@ -72,7 +72,7 @@ the ``labels`` keys that map to them). When several model labels map to one choi
 model as the margin between the two most probable of the control's labels (after the ``labels`` map; a label the
 model does not name counts 0) times :data:`~labelhub.backend.models.heads.TYPICAL` (0.25), the learned single
 choice's scale (its margin times a novelty factor of 1/4 at the median distance): 0 at even odds, 0.25 when sure
-(:meth:`PipelineHead.task_score`). The pipelines give every label's probability (``top_k``), so the margin is known,
+(:meth:`PipelineHead.control_score`). The pipelines give every label's probability (``top_k``), so the margin is known,
 where ``p ** 2 / 4`` of the top probability (:mod:`labelhub.backend.models.heads`, **Task score**) only bounded it and
 put a 2-class model at even odds at 0.0625, the score of a learned choice with a margin of 0.25: in a project of one
 learned and one Hub-model Choices, a task the model could not tell apart sorted after the learned head's unsure ones.
@@ -714,7 +714,6 @@ class PipelineHead(ControlHead):
         self._check_label_targets()
         self.mapper = LabelMapper(control.labels, self.spec.labels,
                                   context=f"model {self.spec.model!r} → <{control.tag} name={control.from_name!r}>")
-        self._margin = threading.local()  # kept() → task_score() of one task (see task_score)
 
     def _check_label_targets(self) -> None:
         """Refuse a ``labels`` value that is not ``null`` nor a label of the control (see the class docstring)."""
@@ -819,49 +818,43 @@ class PipelineHead(ControlHead):
     def _single_choice(self) -> bool:
         return self.control.tag == "Choices" and not self.control.multiple
 
-    def kept(self, regions: list[dict]) -> list[dict]:
-        """``regions`` without those below :attr:`threshold` (:meth:`ControlHead.kept`); for a single Choices it
-        also keeps, for this thread, the margin :meth:`predict` found on the task (``regions.margin``) for the
-        :meth:`task_score` of the same task that follows.
-
-        The project model calls ``kept`` then ``task_score`` for each task's regions of this head, in one thread
-        (:meth:`labelhub.backend.models.project.ProjectModel.predict`), and passes ``task_score`` only the mean of the
-        results' ``score``: the result's ``score`` stays the choice's probability (Label Studio shows it), so the
-        margin reaches ``task_score`` this way.
-        """
-        if self._single_choice:
-            margin = getattr(regions, "margin", None)
-            self._margin.last = None if margin is None or not regions else (float(regions[0]["score"]), margin)
-        return super().kept(regions)
-
-    def task_score(self, score: float) -> float:
-        """The control's score on the task score's scale (:mod:`labelhub.backend.models.heads`, **Task score**).
+    def control_score(self, answered: Sequence[dict], kept: Sequence[dict]) -> float:
+        """The control's score of one task on the task score's scale (:mod:`labelhub.backend.models.heads`, **Task
+        score**; :meth:`ControlHead.control_score`).
 
         For a single Choices: the margin ``m`` between the two most probable of the control's labels (after the
-        ``labels`` map; a label the model did not name counts 0) times
-        :data:`~labelhub.backend.models.heads.TYPICAL`, the learned single choice's scale (its margin times a
-        novelty factor of 1/4 at the median distance): ``m / 4``, 0 at even odds, 0.25 when sure. ``p ** 2 / 4``
-        of the top probability, which the other controls keep, put a 2-class model at even odds (``p = 0.5``) at
-        0.0625, where a learned choice with a margin of 0.25 lies, so in a project of a learned and a Hub-model
-        Choices the Hub model's control was not the first of its unsure tasks. The margin comes from
-        :meth:`predict` through :meth:`kept`; called without it (``score`` not that of the last kept result of this
-        thread), ``max(2 * score - 1, 0) / 4``: the margin when the rest of the probability is on one other label,
-        exact for two labels, else the least the margin can be.
+        ``labels`` map; a label the model did not name counts 0), which :meth:`predict` gives with the task's result
+        (``answered.margin``), times :data:`~labelhub.backend.models.heads.TYPICAL`, the learned single choice's scale
+        (its margin times a novelty factor of 1/4 at the median distance): ``m / 4``, 0 at even odds, 0.25 when
+        sure. ``p ** 2 / 4`` of the top probability, which the other controls keep, put a 2-class model at even odds
+        (``p = 0.5``) at 0.0625, where a learned choice with a margin of 0.25 lies, so in a project of a learned and
+        a Hub-model Choices the Hub model's control was not the first of its unsure tasks. The result's ``score``
+        stays the choice's probability (Label Studio shows it).
 
-        For multiple choice and regions: ``p ** 2 / 4`` (:meth:`ControlHead.task_score`).
+        For multiple choice and regions: ``p ** 2 / 4`` of the kept results' mean probability.
 
         Args:
-            score: The control's score on one task (its result's probability).
+            answered: One task's results of this control as :meth:`predict` answered them.
+            kept: Those the project keeps (threshold, current labels); not empty.
 
         Returns:
             The score the task score takes the lowest of, in [0, ``TYPICAL``].
         """
+        margin = getattr(answered, "margin", None)
+        if self._single_choice and margin is not None:
+            return min(1.0, max(0.0, margin)) * TYPICAL
+        return super().control_score(answered, kept)
+
+    def task_score(self, score: float) -> float:
+        """A probability ``score`` on the task score's scale without its task's results (a
+        :class:`~labelhub.backend.models.heads.Withheld`'s): for a single Choices ``max(2 * score - 1, 0) / 4``, the
+        margin when the rest of the probability is on one other label (exact for two labels, else the least the
+        margin can be; see :meth:`control_score`); else ``p ** 2 / 4`` (:meth:`ControlHead.task_score`).
+        """
         if not self._single_choice:
             return super().task_score(score)
-        last, self._margin.last = getattr(self._margin, "last", None), None
         p = min(1.0, max(0.0, float(score)))
-        margin = last[1] if last is not None and last[0] == float(score) else max(2.0 * p - 1.0, 0.0)
-        return min(1.0, max(0.0, margin)) * TYPICAL
+        return max(2.0 * p - 1.0, 0.0) * TYPICAL
 
     def warmup(self) -> None:
         """Load the pipeline (downloads a Hub model into the huggingface_hub cache the first time)."""
@@ -917,7 +910,7 @@ class PipelineHead(ControlHead):
                 best = max(per_label, key=per_label.get, default=None)
                 chosen = [best] if best is not None and per_label[best] >= threshold else []
                 score = per_label[best] if chosen else 0.0
-                if chosen:  # the margin of the task score (see task_score)
+                if chosen:  # the margin of the task score (see control_score)
                     top2 = sorted((per_label.get(label, 0.0) for label in self.control.labels), reverse=True)[:2]
                     results.append(_Margin([self.result({"choices": chosen}, score)],
                                            top2[0] - (top2[1] if len(top2) > 1 else 0.0)))
@@ -1039,7 +1032,7 @@ class PipelineHead(ControlHead):
 
 class _Margin(list):
     """One task's single-choice result (a list of one result) with the margin between the two most probable of the
-    control's labels, for :meth:`PipelineHead.task_score`."""
+    control's labels, for :meth:`PipelineHead.control_score`."""
 
     def __init__(self, results: list[dict], margin: float):
         super().__init__(results)

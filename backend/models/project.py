@@ -632,13 +632,13 @@ class ProjectModel(LabelStudioMLBase):
                 for i in ok:
                     head_errors[i].append(reason)
                 continue
-            for i, regions in zip(ok, answers):
-                withheld = getattr(regions, "score", None)  # a Withheld: no result, its score still counts
+            for i, answered in zip(ok, answers):
+                withheld = getattr(answered, "score", None)  # a Withheld: no result, its score still counts
                 regions = [r if not isinstance(r, dict) or r.get("id") is not None else {"id": _whole_id(r), **r}
-                           for r in self._current_labels(head, head.kept(regions), items[i].task)]
+                           for r in self._current_labels(head, head.kept(answered), items[i].task)]
                 if regions:
                     results[i].extend(regions)
-                    scores[i].append(head.task_score(float(np.mean([r.get("score", 0.0) for r in regions]))))
+                    scores[i].append(head.control_score(answered, regions))
                 elif withheld is not None:
                     scores[i].append(head.task_score(float(withheld)))
         out = []
