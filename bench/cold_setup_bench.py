@@ -5,16 +5,21 @@ request a fresh gunicorn worker gets builds the project's model while the worker
 backend of 2 workers and sends ``--requests`` ``/setup``s of new projects (a Choices over Text) one after the other,
 ``--runs`` times each way, and prints the seconds of each:
 
-- **one host** (the baseline: ``MODEL_DIR`` only);
-- **Redis**: ``LABELHUB_REDIS_URL`` with ``LABELHUB_AUTO_PREDICT`` and a ``labelhub worker`` starting beside it
-  (:func:`tests.backend_fixtures.auto_predict_on_redis`, against a Label Studio of :mod:`tests.labelstudio`),
+- **one host** (``MODEL_DIR`` only) and **Redis** (``LABELHUB_REDIS_URL`` with ``LABELHUB_AUTO_PREDICT`` and a
+  ``labelhub worker`` starting beside it: :func:`tests.backend_fixtures.auto_predict_on_redis`, against a Label Studio
+  of :mod:`tests.labelstudio`);
+- each with **workers import** (the baseline: each worker imports label-studio-sdk and scikit-learn itself, in its
+  first requests, as before 2026-12-06 and as ``gunicorn 'labelhub.backend.app:create_app()'`` run by hand does;
+  ``LABELHUB_TEST_NO_PREIMPORT=1``, :mod:`tests.guarded`) and **master imports** (``labelhub backend``: gunicorn's
+  master imports them before it forks, :func:`labelhub.backend.startup.preimport`),
 
-then the ratio of the first ``/setup`` on Redis to the first on one host (the machine's load cancels out in a ratio,
-not in a time). Measured 2026-12-06 on 2 idle cores: one host 0.42 to 0.60 s, Redis 0.94 to 1.11 s (then 0.01 to
-0.15 s): a ratio of 1.8 to 2.2; under the test suite's load (three xdist workers) about three times more, at Label
-Studio's 3 s (one CI run in five timed out there).
+then, for each, the ratio of the first ``/setup`` with the workers importing to the first with the master importing
+(the machine's load cancels out in a ratio, not in a time). Measured 2026-12-06 on 2 cores busy with a test suite
+and two other processes (the suite's load, where one run in five had missed the 3 s): one host 0.70 and 0.94 s
+against 0.13 and 0.10 s (ratio 7.0), Redis 3.96 and 3.71 s against 0.72 and 0.44 s (ratio 6.6); on 2 idle cores
+before the change, one host 0.42 to 0.60 s and Redis 0.94 to 1.11 s.
 
-Run: ``python bench/cold_setup_bench.py [--runs 2] [--requests 4]`` (about 2 minutes).
+Run: ``python bench/cold_setup_bench.py [--runs 2] [--requests 4]`` (about 4 minutes).
 """
 from __future__ import annotations
 
