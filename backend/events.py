@@ -693,6 +693,14 @@ class Trainer:
                 raise LeaseLost(f"project {key}: the trainer's lease passed to another process before the training "
                                 f"data was saved; its {len(applied)} events stay queued for that trainer")
             state.save_annotations(data)
+        gone = backend.store.gone(key)
+        if gone:  # events taken before the mark: in the training data, no fit nor job (Label Studio lacks the project)
+            from labelhub.backend.models.heads import warn_once
+
+            warn_once(log, ("gone", key), "project %s is marked gone from Label Studio (%s): the events queued before "
+                      "the mark are stored in its training data, not fitted (the first event after the mark is taken "
+                      "back fits them)", key, gone.get("why"))
+            return applied
         created = [t.get("id") for _, e in applied if e.get("action") == "TASKS_CREATED"
                    for t in _as_list((e.get("payload") or {}).get("tasks")) if isinstance(t, dict)]
         created = [t for t in created if isinstance(t, int) and not isinstance(t, bool) and t > 0]

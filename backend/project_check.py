@@ -8,6 +8,11 @@ have: its id answers 404, or Label Studio's project of that id was created at an
 project deleted whose id was given again). A project the backend holds state of that Label Studio no longer has is
 marked gone (:meth:`labelhub.backend.state.Store.mark_gone`). Anything else (Label Studio slow, down, refusing the
 key) keeps the event.
+
+Decision: the mark refuses events and hides versions (``/versions``) only. The trainer stores the events it took
+before the mark without fitting (:meth:`labelhub.backend.events.Trainer.run_once`), and ``/setup`` and ``/predict``
+answer for a project marked gone as for any: Label Studio calls them only for a project it shows to someone, while
+the mark may come from a key that cannot see it (see :func:`check_project_exists`).
 """
 from __future__ import annotations
 

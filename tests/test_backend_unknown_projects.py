@@ -197,6 +197,34 @@ def test_a_recheck_answered_after_the_event_stopped_waiting_unmarks_at_the_next_
     assert http.post("/webhook", json=annotation_event(41, task, "plot", project=project)).status_code == 200
     assert backend.store.gone(key) is None
 
+def test_events_queued_before_the_mark_are_stored_but_not_fitted_until_the_mark_is_taken_back(label_studio, tmp_path,
+                                                                                              caplog):
+    """The trainer applied the events accepted before a project was marked gone, fitted it and asked for a
+    prediction job against a project Label Studio lacks. They go into its training data (nothing lost) without a fit
+    or a job, one warning per process; once the mark is taken back, the next fit counts them."""
+    backend, http = _app(label_studio, tmp_path)
+    made = label_studio.client().projects.create(title="gone while queued", label_config=PLOT_REVIEW_CONFIG)
+    project = _real(made)
+    key = backend.store.resolve_webhook_project(project)
+    version = _train(backend, http, project)
+    tasks, labels = plot_review_tasks(8)
+    for i in (6, 7):  # accepted: the project is there
+        assert http.post("/webhook", json=annotation_event(100 + i, tasks[i], labels[i], project=project)).status_code \
+            == 200
+    backend.store.mark_gone(key, "as a job's 404 marks it")  # before the trainer takes them
+    with caplog.at_level(logging.WARNING, logger="labelhub.backend.events"):
+        assert backend.trainer.run_once() == 2
+    state = backend.store.project(key)
+    assert backend.queue.count() == 0 and {"106", "107"} <= set(state.load_annotations()["annotations"])
+    assert state.kv()["model_version"] == version  # not fitted
+    said = [r.getMessage() for r in caplog.records if "marked gone" in r.getMessage()]
+    assert len(said) == 1 and "not fitted" in said[0], said
+    backend.store.unmark_gone(key)
+    assert http.post("/webhook", json=annotation_event(108, tasks[0], labels[0], project=project)).status_code == 200
+    backend.trainer.run_once()
+    assert state.kv()["model_version"] != version
+
+
 def test_the_first_check_on_a_fresh_worker_waits_at_most_project_check_timeout(label_studio, tmp_path):
     """The audit: on a fresh gunicorn worker the first check took 1.15 s (label-studio-sdk's import, a personal access
     token's refresh, then the GET), over Label Studio's 1 s webhook timeout. A fresh process, as a worker is: the
