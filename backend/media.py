@@ -43,7 +43,7 @@ from cachetools import LRUCache, TTLCache
 
 from labelhub.backend.errors import BackendError, MediaFetchError, MediaNotAllowedError
 from labelhub.errors import FileTooLarge
-from labelhub.redaction import redact
+from labelhub.redaction import escaped, redact
 from labelhub.signing import SignatureError, is_safe_path, parse_file_url, verify
 from labelhub.repos.hub import download
 from labelhub.backend.files import RepoFiles, unknown_key_reason
@@ -91,6 +91,11 @@ def safe_url(url: str) -> str:
         out += "?d=" + parse_qs(parts.query)["d"][0]
     return out[:300]
 
+
+#: What a refused file route URL says when its repo is read here but its signature is not this ``LABELHUB_SECRET``'s
+#: (the common cause: the sync and the backend each ran the README's ``secrets.token_urlsafe`` in its own shell).
+ANOTHER_SECRET = ("it is signed with another LABELHUB_SECRET than this backend's: give the backend and the sync the "
+                  "same one")
 
 _LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1"})
 
@@ -271,8 +276,11 @@ class MediaFetcher:
         Raises:
             MediaNotAllowedError: For any other URL (including relative paths when ``LABEL_STUDIO_URL``
                 is not set, local file paths, and file route URLs of a repo not in ``LABELHUB_FILE_REPOS`` or
-                signed with another ``LABELHUB_SECRET``: the message names both, or, when ``LABELHUB_FILE_REPOS``
-                is set and the URL is signed with this ``LABELHUB_SECRET`` but its repo key is missing, that key and
+                signed with another ``LABELHUB_SECRET``: the message names both; when the URL's repo key is in
+                ``LABELHUB_FILE_REPOS`` and this ``LABELHUB_SECRET`` is set but does not verify its signature, it says
+                :data:`ANOTHER_SECRET` instead (the sync and the backend started with different secrets); when
+                ``LABELHUB_FILE_REPOS`` is set and the URL is signed with this ``LABELHUB_SECRET`` but its repo key is
+                missing, that key and
                 ``add <key>=<its path> to LABELHUB_FILE_REPOS``: the tasks of a renamed or moved repo keep its old
                 key, :func:`labelhub.backend.files.unknown_key_reason`).
         """
@@ -287,6 +295,11 @@ class MediaFetcher:
                 and self._signed_here(ref):  # both set, the signature good: the repo's key changed (renamed, moved)
             raise MediaNotAllowedError(f"{safe_url(url)} is a signed URL of LabelHub's file route, but its "
                                        + unknown_key_reason(ref.key, self.repo_files.repos))
+        if ref is not None and ref.key in self.repo_files.repos and self.settings.secret and ref.sig \
+                and not self._signed_here(ref):  # the repo is read here, the signature is not this secret's
+            raise MediaNotAllowedError(
+                f"{safe_url(url)} is a signed URL of LabelHub's file route of repo '{escaped(ref.key, 100)}' (in "
+                f"LABELHUB_FILE_REPOS), but {ANOTHER_SECRET}")
         if ref is not None:  # the file route's URL, but not one of a repo read here
             raise MediaNotAllowedError(
                 f"{safe_url(url)} is a signed URL of LabelHub's file route: to read it from its repo, set "

@@ -197,15 +197,61 @@ def _whole_id(result: dict) -> str:
     return hashlib.sha256(f"{result.get('from_name')}\x00{result.get('type')}".encode()).hexdigest()[:10]
 
 
-#: Distinct reasons a fit log line names when examples' media did not load (the count names them all).
+#: Causes a fit log line names when examples' media did not load (the count names them all): a cause is a
+#: :class:`~labelhub.backend.errors.MediaError`'s message with its URL taken out (:func:`_media_cause`), so one cause
+#: of many tasks (a secret that does not verify every signed URL) is one, named with one example URL and its count.
 NAMED_MEDIA_REASONS = 2
+#: The longest example URL a cause names (longer ones keep their start and end, ``...`` between): the advice that
+#: follows the URL is never cut for it.
+EXAMPLE_URL_CHARS = 80
+#: The longest cause named (its example URL shortened first); LabelHub's own messages are shorter.
+MEDIA_CAUSE_CHARS = 600
+_URL_MARK = "\x00url\x00"
 
 
-def _first_reasons(reasons: Sequence[str]) -> str:
-    """The first :data:`NAMED_MEDIA_REASONS` of ``reasons`` (distinct, in order) for a log line, with how many more."""
-    named = "; ".join(reasons[:NAMED_MEDIA_REASONS]) or "no reason given"
-    more = len(reasons) - NAMED_MEDIA_REASONS
-    return named + (f"; and {more} other reason(s)" if more > 0 else "")
+def _short_url(url: str) -> str:
+    """``url`` (already a :func:`~labelhub.backend.media.safe_url`) in at most :data:`EXAMPLE_URL_CHARS` characters:
+    its start (scheme and host) and its end (the file's name), ``...`` between."""
+    if len(url) <= EXAMPLE_URL_CHARS:
+        return url
+    head = EXAMPLE_URL_CHARS * 3 // 5
+    return url[:head] + "..." + url[-(EXAMPLE_URL_CHARS - head - 3):]
+
+
+def _media_cause(error: MediaError, value: Any) -> tuple[str, str]:
+    """``(cause, example URL)`` of a task whose media did not load: the error's message on one line with the task's
+    URL (``value``, as messages name it: :func:`~labelhub.backend.media.safe_url`, no query string, so no signed
+    token) replaced by a mark, so that tasks failing for one reason share one cause; the URL is ``""`` when
+    ``value`` is no URL (a ``data:`` URI, inline text)."""
+    from labelhub.backend.media import safe_url
+
+    text = one_line(error)
+    is_url = isinstance(value, str) and not value.startswith("data:") and ("://" in value[:20] or value[:1] == "/")
+    url = safe_url(value) if is_url else ""
+    return (text.replace(url, _URL_MARK) if url else text), url
+
+
+def _named_causes(causes: dict[str, list]) -> str:
+    """The :data:`NAMED_MEDIA_REASONS` causes of most examples (``{cause: [examples, example URL]}`` from
+    :func:`_media_cause`), each as ``<n> example(s): <message>`` with its example URL shortened (:func:`_short_url`)
+    where the message named it (else ``(e.g. <URL>)`` after it), then how many other causes and examples.
+
+    Example:
+        >>> _named_causes({f"{_URL_MARK} is refused": [6, "http://h/files/k/0123/a.png"]})
+        '6 examples: http://h/files/k/0123/a.png is refused'
+    """
+    ranked = sorted(causes.items(), key=lambda item: -item[1][0])  # stable: first seen first among equals
+    named = []
+    for cause, (count, url) in ranked[:NAMED_MEDIA_REASONS]:
+        short = _short_url(url)
+        if _URL_MARK in cause:
+            text = cause.replace(_URL_MARK, short, 1).replace(_URL_MARK, "<url>")
+        else:
+            text = cause + (f" (e.g. {short})" if short else "")
+        named.append(f"{count} example{'s' if count != 1 else ''}: {text[:MEDIA_CAUSE_CHARS]}")
+    rest = ranked[NAMED_MEDIA_REASONS:]
+    more = (f"; and {len(rest)} other cause(s) of {sum(c for _, (c, _) in rest)} example(s)" if rest else "")
+    return ("; ".join(named) or "no reason given") + more
 
 
 class ProjectModel(LabelStudioMLBase):
@@ -766,14 +812,13 @@ class ProjectModel(LabelStudioMLBase):
         digest = self._digest([head.identity(), [(tid, value, regions) for tid, _, value, regions in rows]])
         if (stored.get(name) or {}).get("digest") == digest:
             return
-        examples, failed, reasons = [], 0, []
+        examples, failed, causes = [], 0, {}  # {cause: [examples, an example URL]} (see _media_cause)
         loaded = self.load_inputs([task for _, task, _, _ in rows], head.control, embedded=head.embedding_kind())
         for (tid, task, value, regions), item in zip(rows, loaded):
             if isinstance(item, MediaError):
                 failed += 1
-                reason = one_line(item, 200)  # a MediaError's URL has no query string: no signed token
-                if reason not in reasons:
-                    reasons.append(reason)
+                cause, url = _media_cause(item, value)  # a MediaError's URL has no query string: no signed token
+                causes.setdefault(cause, [0, url])[0] += 1
                 continue
             examples.append(Example(input=item, results=tuple(latest[tid][1])))
         previous = stored.get(name) or {}
@@ -782,7 +827,7 @@ class ProjectModel(LabelStudioMLBase):
             # replace a fit with a poorer one, nor mark these examples learned: the digest is left as it was, so
             # the next fit (the next event, or the next trainer start) tries them again
             log.warning("project %s: %s head of %r: %d of %d examples without media (%s): %s, tried again at the next "
-                        "fit", self.project_id, head.name, name, failed, len(rows), _first_reasons(reasons),
+                        "fit", self.project_id, head.name, name, failed, len(rows), _named_causes(causes),
                         "the previous fit kept" if previous.get("file") else "not fitted")
             return
         started = time.monotonic()
