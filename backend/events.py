@@ -509,8 +509,27 @@ class Trainer:
         annotation. Once refit the state names ``heads``, so later starts treat it as above. Under a custom
         ``LABELHUB_MODEL`` such a state is the custom model's own (it may write ``model_version`` alone) and is
         left to its events.
+
+        A project that holds annotations and has no fit yet is fitted the same way, with one log line (naming its
+        ``last_error`` when a fit failed): its first fits stored nothing because the media of all its examples could not
+        be loaded (a ``LABELHUB_SECRET`` other than the sync's, Label Studio or the Hub down; nothing is then recorded,
+        so that the next fit tries again: ``_fit_head`` of :class:`~labelhub.backend.models.project.ProjectModel`), or
+        because a head's fit raised; fixed and restarted, the backend would otherwise wait for the next annotation. Only
+        under a model that records ``heads`` (``ProjectModel`` or a subclass of it: another custom model's state never
+        names ``heads``, and would be refit at every start), for a project not marked gone, whose ``kv.json`` names none
+        of the older default model's keys (that case is above), and whose model has a head that learns (a project whose
+        only heads are Hugging Face models never names ``heads``). This is once per takeover: a fit that stores
+        something names ``heads``, so later starts treat the project as above; one that still loads no media stores
+        nothing and is tried again at the next start (or event), at the cost of fetching its examples' media again.
+        Deciding costs, for each project without ``heads``, reading its annotations (a missing or empty
+        ``annotations.json``, or Redis key, for a project never annotated) and, when it holds some, building its model
+        (``setup`` reads the label config; nothing is loaded); the fit then reads them once more.
         """
         default = self._serves_default_model()
+        from labelhub.backend.models.project import ProjectModel
+
+        configured = getattr(self.backend.models, "model_class", None)
+        records_heads = isinstance(configured, type) and issubclass(configured, ProjectModel)
         for key in self.backend.store.known_projects():
             if self._stop.is_set():
                 return
@@ -524,6 +543,17 @@ class Trainer:
                     log.info("project %s: refitting with the default model: the stored fit (model_version %s) was "
                              "made by an older LabelHub", key, one_line(kv.get("model_version") or "none", 80))
                     self._train_project(key, [])
+                elif records_heads and not any(k in kv for k in _OLDER_DEFAULT_KEYS) \
+                        and not self.backend.store.gone(key):
+                    held = len(state.load_annotations().get("annotations") or {})
+                    label_config = state.project().get("label_config") if held else None
+                    heads = getattr(self.backend.models.get(key, label_config), "heads", None) if label_config else ()
+                    if heads is None or any(getattr(head, "learns", True) for head in heads):
+                        last = kv.get("last_error")
+                        log.info("project %s: fitting at trainer start: it holds %d annotations and no fit yet (%s)",
+                                 key, held, f"the last fit failed: {one_line(last, 200)}" if last else
+                                 "none was stored: its examples' media did not load, or it was never fitted")
+                        self._train_project(key, [])
             except LeaseLost:
                 raise
             except Exception as exc:  # e.g. a state that cannot be read: said, and the other projects go on

@@ -1,0 +1,102 @@
+"""A newcomer's walkthrough: the sync and the backend started with different ``LABELHUB_SECRET`` values (the README's
+``export LABELHUB_SECRET=$(python -c "...token_urlsafe(32)")`` makes a new one in each shell).
+
+- The fit's warning blamed ``LABELHUB_FILE_REPOS`` (set right): the advice that followed the URL was cut at 200
+  characters, and each URL counted as a reason of its own (``... and 4 other reason(s)``). Now it says the URLs are
+  signed with another ``LABELHUB_SECRET`` than the backend's, once, with one example URL (shortened) and the count.
+- Restarted with the right secret, nothing was fitted until the next annotation: the trainer's start refit only
+  projects that had a fit. Now a project that holds annotations and has none is fitted when the trainer starts.
+
+Through the real parts: the Flask app in process, its trainer, local git repos of :mod:`tests.sample_repos` read by the
+real :class:`labelhub.backend.media.MediaFetcher`, URLs signed by :func:`labelhub.signing.sign_url` as the sync signs.
+"""
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from labelhub.backend.app import create_app
+from labelhub.backend.errors import MediaNotAllowedError
+from labelhub.backend.media import MediaFetcher
+from labelhub.backend.settings import Settings
+from labelhub.signing import sign_url
+from tests import sample_repos
+from tests.backend_fixtures import annotation_event, project_key
+
+SYNC_SECRET = "labelhub-sync-secret-0123456789"
+OTHER_SECRET = "labelhub-other-secret-987654321"
+N = 6
+
+
+@pytest.fixture
+def signed_tasks(tmp_path):
+    """A local repo ``images`` of 6 Fashion-MNIST PNGs and ``(repo, tasks, labels)``: tasks whose image is the file
+    route's URL signed with :data:`SYNC_SECRET`, as the sync writes them."""
+    files = sample_repos.image_files(0, N)
+    labels = sample_repos.labels(N)
+    repo = sample_repos.local_repo_with(tmp_path / "images", files)
+    sha = sample_repos.git(repo, "rev-parse", "HEAD")
+    tasks = [{"id": 1 + i, "data": {"image": sign_url("http://localhost:18433", SYNC_SECRET, "images", sha, path)}}
+             for i, path in enumerate(sorted(files))]
+    return repo, tasks, [labels[path] for path in sorted(files)]
+
+
+def _app(tmp_path, repo, secret: str):
+    return create_app({"model_dir": tmp_path / "models", "start_trainer": False, "warmup": False,
+                       "secret": secret, "file_repos": (str(repo),), "image_embedder": "pixels"})
+
+
+def test_a_url_signed_with_another_secret_says_so_when_the_repo_is_configured(signed_tasks, tmp_path):
+    repo, tasks, _ = signed_tasks
+    fetcher = MediaFetcher(Settings(model_dir=tmp_path / "m", secret=OTHER_SECRET, file_repos=(str(repo),)))
+    with pytest.raises(MediaNotAllowedError) as refused:
+        fetcher.fetch(tasks[0]["data"]["image"])
+    message = str(refused.value)
+    assert "signed with another LABELHUB_SECRET than this backend's: give the backend and the sync the same one" \
+        in message, message
+    assert "set LABELHUB_FILE_REPOS" not in message and "sig=" not in message and SYNC_SECRET not in message
+    # the same secret reads it
+    right = MediaFetcher(Settings(model_dir=tmp_path / "m", secret=SYNC_SECRET, file_repos=(str(repo),)))
+    assert right.fetch(tasks[0]["data"]["image"]).startswith(b"\x89PNG")
+
+
+def test_another_secret_is_named_once_with_the_count_then_the_right_one_fits_at_trainer_start(signed_tasks, tmp_path,
+                                                                                              caplog):
+    caplog.set_level(logging.INFO, logger="labelhub")
+    repo, tasks, labels = signed_tasks
+    app = _app(tmp_path, repo, OTHER_SECRET)
+    client = app.test_client()
+    for i, (task, label) in enumerate(zip(tasks, labels)):
+        assert client.post("/webhook", json=annotation_event(9000 + i, task, label)).status_code == 200
+    app.extensions["labelhub"].trainer.run_once()
+    lines = [r.getMessage() for r in caplog.records if "examples without media" in r.getMessage()]
+    assert len(lines) == 1, lines
+    line = lines[0]
+    assert f"{N} of {N} examples without media ({N} examples: http://localhost:18433/files/images/" in line, line
+    assert line.rstrip().endswith("give the backend and the sync the same one): not fitted, tried again at the next "
+                                  "fit"), line  # the advice whole, one cause (not one per URL)
+    assert "other cause" not in line and "other reason" not in line and "LABELHUB_FILE_REPOS (the repo)" not in line
+    assert "sig=" not in line and SYNC_SECRET not in line and OTHER_SECRET not in line
+    key = project_key()
+    state = app.extensions["labelhub"].store.project(key)
+    assert not state.kv().get("heads")  # nothing fitted
+    assert len(state.load_annotations()["annotations"]) == N
+
+    # restart with the sync's secret: the trainer's start fits the project, no new annotation needed
+    caplog.clear()
+    fixed = _app(tmp_path, repo, SYNC_SECRET)
+    fixed.extensions["labelhub"].trainer.refit_changed()  # what the trainer does as it takes over
+    kv = fixed.extensions["labelhub"].store.project(key).kv()
+    assert kv.get("heads", {}).get("label", {}).get("file"), kv
+    assert (kv.get("model_version") or "").startswith(f"labelhub-{N}-"), kv
+    said = [r.getMessage() for r in caplog.records if "trainer start" in r.getMessage()]
+    assert len(said) == 1 and f"{N} annotations" in said[0] and "no fit yet" in said[0], said
+    assert not [r for r in caplog.records if "examples without media" in r.getMessage()]
+
+    # the next start: fitted, so nothing said again and the version stays
+    caplog.clear()
+    again = _app(tmp_path, repo, SYNC_SECRET)
+    again.extensions["labelhub"].trainer.refit_changed()
+    assert not [r for r in caplog.records if "trainer start" in r.getMessage()]
+    assert again.extensions["labelhub"].store.project(key).kv()["model_version"] == kv["model_version"]
