@@ -22,7 +22,7 @@ from labelhub.backend.media import MediaFetcher
 from labelhub.backend.settings import Settings
 from labelhub.signing import sign_url
 from tests import sample_repos
-from tests.backend_fixtures import annotation_event, project_key
+from tests.backend_fixtures import RedisServer, annotation_event, project_key
 
 SYNC_SECRET = "labelhub-sync-secret-0123456789"
 OTHER_SECRET = "labelhub-other-secret-987654321"
@@ -42,9 +42,17 @@ def signed_tasks(tmp_path):
     return repo, tasks, [labels[path] for path in sorted(files)]
 
 
-def _app(tmp_path, repo, secret: str):
+@pytest.fixture
+def redis_url(tmp_path_factory):
+    with RedisServer(tmp_path_factory.mktemp("redis")) as server:
+        yield f"{server.url}/0"
+
+
+def _app(tmp_path, repo, secret: str, redis: str | None = None):
+    """The backend in process (its trainer not started): state in ``tmp_path/models``, or on Redis at ``redis``."""
     return create_app({"model_dir": tmp_path / "models", "start_trainer": False, "warmup": False,
-                       "secret": secret, "file_repos": (str(repo),), "image_embedder": "pixels"})
+                       "secret": secret, "file_repos": (str(repo),), "image_embedder": "pixels",
+                       **({"redis_url": redis} if redis else {})})
 
 
 def test_a_url_signed_with_another_secret_says_so_when_the_repo_is_configured(signed_tasks, tmp_path):
@@ -61,11 +69,13 @@ def test_a_url_signed_with_another_secret_says_so_when_the_repo_is_configured(si
     assert right.fetch(tasks[0]["data"]["image"]).startswith(b"\x89PNG")
 
 
+@pytest.mark.parametrize("mode", ["files", "redis"])
 def test_another_secret_is_named_once_with_the_count_then_the_right_one_fits_at_trainer_start(signed_tasks, tmp_path,
-                                                                                              caplog):
+                                                                                              caplog, request, mode):
     caplog.set_level(logging.INFO, logger="labelhub")
     repo, tasks, labels = signed_tasks
-    app = _app(tmp_path, repo, OTHER_SECRET)
+    redis = request.getfixturevalue("redis_url") if mode == "redis" else None
+    app = _app(tmp_path, repo, OTHER_SECRET, redis)
     client = app.test_client()
     for i, (task, label) in enumerate(zip(tasks, labels)):
         assert client.post("/webhook", json=annotation_event(9000 + i, task, label)).status_code == 200
@@ -85,7 +95,7 @@ def test_another_secret_is_named_once_with_the_count_then_the_right_one_fits_at_
 
     # restart with the sync's secret: the trainer's start fits the project, no new annotation needed
     caplog.clear()
-    fixed = _app(tmp_path, repo, SYNC_SECRET)
+    fixed = _app(tmp_path / "restarted" if redis else tmp_path, repo, SYNC_SECRET, redis)  # Redis: another host
     fixed.extensions["labelhub"].trainer.refit_changed()  # what the trainer does as it takes over
     kv = fixed.extensions["labelhub"].store.project(key).kv()
     assert kv.get("heads", {}).get("label", {}).get("file"), kv
@@ -96,7 +106,7 @@ def test_another_secret_is_named_once_with_the_count_then_the_right_one_fits_at_
 
     # the next start: fitted, so nothing said again and the version stays
     caplog.clear()
-    again = _app(tmp_path, repo, SYNC_SECRET)
+    again = _app(tmp_path / "restarted" if redis else tmp_path, repo, SYNC_SECRET, redis)
     again.extensions["labelhub"].trainer.refit_changed()
     assert not [r for r in caplog.records if "trainer start" in r.getMessage()]
     assert again.extensions["labelhub"].store.project(key).kv()["model_version"] == kv["model_version"]
