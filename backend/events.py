@@ -523,7 +523,8 @@ class Trainer:
         nothing and is tried again at the next start (or event), at the cost of fetching its examples' media again.
         Deciding costs, for each project without ``heads``, reading its annotations (a missing or empty
         ``annotations.json``, or Redis key, for a project never annotated) and, when it holds some, building its model
-        (``setup`` reads the label config; nothing is loaded); the fit then reads them once more.
+        (``setup`` reads the label config; nothing is loaded); the fit then reads them once more. A label config the
+        model refuses (its events said why, and ``last_error`` holds it) is skipped quietly (DEBUG).
         """
         default = self._serves_default_model()
         from labelhub.backend.models.project import ProjectModel
@@ -547,7 +548,12 @@ class Trainer:
                         and not self.backend.store.gone(key):
                     held = len(state.load_annotations().get("annotations") or {})
                     label_config = state.project().get("label_config") if held else None
-                    heads = getattr(self.backend.models.get(key, label_config), "heads", None) if label_config else ()
+                    try:
+                        heads = getattr(self.backend.models.get(key, label_config), "heads", None) if label_config \
+                            else ()
+                    except LabelHubError as exc:  # e.g. a label config no head supports: its events said so
+                        log.debug("project %s: not fitted at trainer start: %s", key, one_line(exc, 200))
+                        heads = ()
                     if heads is None or any(getattr(head, "learns", True) for head in heads):
                         last = kv.get("last_error")
                         log.info("project %s: fitting at trainer start: it holds %d annotations and no fit yet (%s)",

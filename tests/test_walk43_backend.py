@@ -131,3 +131,19 @@ def test_causes_are_counted_most_examples_first_and_the_rest_summed(tmp_path, ca
             f"LABELHUB_ALLOWED_HOSTS to fetch {short}; 1 example: host '198.51.100.9'") in line, line
     assert "; and 1 other cause(s) of 1 example(s)): not fitted" in line, line
     assert "s3cr3t" not in line and "b.png" not in line and "e.png" not in line
+
+
+def test_a_project_whose_label_config_has_no_head_is_not_warned_about_at_each_trainer_start(tmp_path, caplog):
+    from tests.backend_fixtures import project_payload
+
+    config = '<View><Text name="t" value="$text"/><Rating name="r" toName="t"/></View>'  # no head for Rating
+    app = create_app({"model_dir": tmp_path, "start_trainer": False, "warmup": False})
+    event = annotation_event(1, {"id": 1, "data": {"text": "a plot"}}, "x", project=project_payload(label_config=config))
+    assert app.test_client().post("/webhook", json=event).status_code == 200
+    app.extensions["labelhub"].trainer.run_once()
+    state = app.extensions["labelhub"].store.project(project_key())
+    assert state.kv().get("last_error") and state.load_annotations()["annotations"], state.kv()
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="labelhub"):
+        app.extensions["labelhub"].trainer.refit_changed()
+    assert not [r for r in caplog.records if r.levelno >= logging.INFO and "project" in r.getMessage()], caplog.text
