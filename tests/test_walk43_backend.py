@@ -138,7 +138,8 @@ def test_a_project_whose_label_config_has_no_head_is_not_warned_about_at_each_tr
 
     config = '<View><Text name="t" value="$text"/><Rating name="r" toName="t"/></View>'  # no head for Rating
     app = create_app({"model_dir": tmp_path, "start_trainer": False, "warmup": False})
-    event = annotation_event(1, {"id": 1, "data": {"text": "a plot"}}, "x", project=project_payload(label_config=config))
+    event = annotation_event(1, {"id": 1, "data": {"text": "a plot"}}, "x",
+                             project=project_payload(label_config=config))
     assert app.test_client().post("/webhook", json=event).status_code == 200
     app.extensions["labelhub"].trainer.run_once()
     state = app.extensions["labelhub"].store.project(project_key())
