@@ -54,7 +54,8 @@ from labelhub.signing import (MIN_SECRET_LENGTH, ExpiredSignature, FileRef, Sign
 log = logging.getLogger(__name__)
 
 __all__ = ["files_bp", "RepoFiles", "FileRepo", "ServedFile", "FileNotServed", "SignatureRefused",
-           "FileUnavailable", "RepoGone", "parse_file_repos", "unknown_key_reason", "IMMUTABLE", "SAY_AGAIN_AFTER"]
+           "FileUnavailable", "RepoGone", "parse_file_repos", "unknown_key_reason", "IMMUTABLE", "SAY_AGAIN_AFTER",
+           "ANOTHER_SECRET"]
 
 files_bp = Blueprint("files", __name__)
 
@@ -64,6 +65,10 @@ _VISIBILITY_TTL = 600.0  # seconds a Hub repo's public/private answer is kept
 #: Seconds before a worker warns again about a signed URL of a key ``LABELHUB_FILE_REPOS`` does not name (each
 #: request of it is logged at DEBUG in between: a page of 50 old tasks makes one warning, not 50).
 SAY_AGAIN_AFTER = 600.0
+#: What a refused file route URL says when its repo is read here but its signature is not this ``LABELHUB_SECRET``'s
+#: (the common cause: the sync and the backend each ran the README's ``secrets.token_urlsafe`` in its own shell).
+ANOTHER_SECRET = ("it is signed with another LABELHUB_SECRET than this backend's: give the backend and the sync the "
+                  "same one")
 
 
 class _HiddenReason(BackendError):
@@ -285,7 +290,9 @@ class RepoFiles:
 
         Raises:
             FileNotServed: A sha that is not 40 hex digits, an unsafe path, or a repo that is not configured.
-            SignatureRefused: A missing, bad or expired signature.
+            SignatureRefused: A missing, bad or expired signature. A bad one of a repo read here, with this
+                ``LABELHUB_SECRET`` set, is warned about once per key every :data:`SAY_AGAIN_AFTER` seconds as
+                :data:`ANOTHER_SECRET` (a page of images signed with another secret is one line, not one 403 each).
         """
         if not is_commit_sha(sha):
             raise FileNotServed("revision is not a commit sha")
@@ -296,6 +303,9 @@ class RepoFiles:
         except ExpiredSignature:
             raise SignatureRefused("expired signature") from None
         except SignatureError as exc:
+            if key in self.repos and self.settings.secret and sig:  # the browser's 403s of a whole page: one warning
+                self._say_once("signature", key, "signed file URLs of repo %r are refused (%s): if the sync made them, "
+                               "%s", escaped(key, 100), exc, ANOTHER_SECRET)
             raise SignatureRefused(str(exc)) from None
         repo = self.repos.get(key)
         if repo is None:

@@ -46,7 +46,7 @@ from labelhub.errors import FileTooLarge
 from labelhub.redaction import escaped, redact
 from labelhub.signing import SignatureError, is_safe_path, parse_file_url, verify
 from labelhub.repos.hub import download
-from labelhub.backend.files import RepoFiles, unknown_key_reason
+from labelhub.backend.files import ANOTHER_SECRET, RepoFiles, unknown_key_reason
 from labelhub.backend.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -91,11 +91,6 @@ def safe_url(url: str) -> str:
         out += "?d=" + parse_qs(parts.query)["d"][0]
     return out[:300]
 
-
-#: What a refused file route URL says when its repo is read here but its signature is not this ``LABELHUB_SECRET``'s
-#: (the common cause: the sync and the backend each ran the README's ``secrets.token_urlsafe`` in its own shell).
-ANOTHER_SECRET = ("it is signed with another LABELHUB_SECRET than this backend's: give the backend and the sync the "
-                  "same one")
 
 _LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1"})
 
@@ -278,7 +273,7 @@ class MediaFetcher:
                 is not set, local file paths, and file route URLs of a repo not in ``LABELHUB_FILE_REPOS`` or
                 signed with another ``LABELHUB_SECRET``: the message names both; when the URL's repo key is in
                 ``LABELHUB_FILE_REPOS`` and this ``LABELHUB_SECRET`` is set but does not verify its signature, it says
-                :data:`ANOTHER_SECRET` instead (the sync and the backend started with different secrets); when
+                :data:`labelhub.backend.files.ANOTHER_SECRET` instead (the sync and the backend started with different secrets); when
                 ``LABELHUB_FILE_REPOS`` is set and the URL is signed with this ``LABELHUB_SECRET`` but its repo key is
                 missing, that key and
                 ``add <key>=<its path> to LABELHUB_FILE_REPOS``: the tasks of a renamed or moved repo keep its old

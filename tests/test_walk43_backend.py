@@ -69,6 +69,23 @@ def test_a_url_signed_with_another_secret_says_so_when_the_repo_is_configured(si
     assert right.fetch(tasks[0]["data"]["image"]).startswith(b"\x89PNG")
 
 
+def test_the_browsers_403s_of_urls_signed_with_another_secret_are_one_warning_naming_the_secret(signed_tasks, tmp_path,
+                                                                                                caplog):
+    """The file route answered each image of the page 403 ``bad signature`` at INFO only: one warning per worker and
+    repo now says the likely cause."""
+    from urllib.parse import urlsplit
+
+    repo, tasks, _ = signed_tasks
+    client = _app(tmp_path, repo, OTHER_SECRET).test_client()
+    with caplog.at_level(logging.WARNING, logger="labelhub.backend.files"):
+        for task in tasks:
+            url = urlsplit(task["data"]["image"])
+            assert client.get(f"{url.path}?{url.query}").status_code == 403
+    said = [r.getMessage() for r in caplog.records if "another LABELHUB_SECRET" in r.getMessage()]
+    assert len(said) == 1 and "'images'" in said[0], said
+    assert SYNC_SECRET not in said[0] and OTHER_SECRET not in said[0] and "sig=" not in said[0]
+
+
 @pytest.mark.parametrize("mode", ["files", "redis"])
 def test_another_secret_is_named_once_with_the_count_then_the_right_one_fits_at_trainer_start(signed_tasks, tmp_path,
                                                                                               caplog, request, mode):
