@@ -132,3 +132,73 @@ def test_log_lines_lose_a_urls_password_with_no_secret_given():
                                ("http://u:S3cretPw@127.0.0.1:1/api/datasets/x",), None)
     assert RedactSecrets([]).filter(record)
     assert record.getMessage() == "GET http://127.0.0.1:1/api/datasets/x failed"
+
+
+# ---- a selection that matches none of the commit's files ----------------------------------------------------------
+
+def _warnings(proc) -> list[str]:
+    return [line for line in proc.stderr.splitlines() if " WARNING " in line]
+
+
+def _texts(folder: str, n: int) -> dict[str, bytes]:
+    return {f"{folder}/doc-{i:03d}.txt": f"text {i}\n".encode() for i in range(n)}
+
+
+def test_a_repo_of_texts_into_an_image_project_warns_once_per_commit_and_exits_0(label_studio, make_project, tmp_path):
+    """The walkthrough's ``labelhub sync --repo ./texts`` into an ``<Image>`` project: 0 tasks, exit 0 and nothing
+    said at WARNING. Now one warning says the commit's files and that none is of a type the tag reads; the next run
+    of the same commit says nothing again, a new commit that still matches none says it again."""
+    project = make_project("texts into an image project", CONFIG)
+    repo = sample_repos.local_repo_with(tmp_path / "texts", _texts("docs", 12))
+    env, state = {"LABEL_STUDIO_URL": label_studio.url, "LABEL_STUDIO_API_KEY": label_studio.api_key}, tmp_path / "s"
+    first = _sync(repo, project.id, state, env)
+    assert first.returncode == 0, first.stderr
+    said = _warnings(first)
+    assert len(said) == 1, first.stderr
+    assert ("the selection matches none of the commit's 12 files (.txt: 12), so no task is made: none is of a file "
+            "type the <Image> tag reads (*.jpg, *.jpeg, *.png,") in said[0], said[0]
+    again = _sync(repo, project.id, state, env)
+    assert again.returncode == 0 and _warnings(again) == [], again.stderr
+    sample_repos.commit_local(repo, _texts("more", 3), message="more texts")
+    later = _sync(repo, project.id, state, env)
+    assert len(_warnings(later)) == 1 and "of the commit's 15 files (.txt: 15)" in _warnings(later)[0], later.stderr
+    assert _task_paths(label_studio, project.id) == []
+
+
+def test_an_include_glob_that_matches_nothing_is_named_in_the_warning(label_studio, make_project, tmp_path):
+    project = make_project("include typo", TEXT_CONFIG)
+    repo = sample_repos.local_repo_with(tmp_path / "texts", _texts("docs", 4))
+    env = {"LABEL_STUDIO_URL": label_studio.url, "LABEL_STUDIO_API_KEY": label_studio.api_key}
+    proc = _sync(repo, project.id, tmp_path / "s", env, "--include", "doc/*.txt")
+    assert proc.returncode == 0, proc.stderr
+    said = _warnings(proc)
+    assert len(said) == 1 and "matches none of the commit's 4 files (.txt: 4), so no task is made: none matches " \
+                              "--include 'doc/*.txt'" in said[0], proc.stderr
+    fixed = _sync(repo, project.id, tmp_path / "s", env, "--include", "docs/*.txt")
+    assert fixed.returncode == 0 and _warnings(fixed) == [], fixed.stderr
+    assert _task_paths(label_studio, project.id) == sorted(_texts("docs", 4))
+
+
+def test_an_exclude_that_removes_every_selected_file_is_named_in_the_warning(label_studio, make_project, tmp_path):
+    project = make_project("exclude all", TEXT_CONFIG)
+    repo = sample_repos.local_repo_with(tmp_path / "texts", _texts("docs", 3))
+    env = {"LABEL_STUDIO_URL": label_studio.url, "LABEL_STUDIO_API_KEY": label_studio.api_key}
+    proc = _sync(repo, project.id, tmp_path / "s", env, "--exclude", "docs/*")
+    assert proc.returncode == 0, proc.stderr
+    said = _warnings(proc)
+    assert len(said) == 1 and "the 3 that --include selects all match --exclude 'docs/*'" in said[0], proc.stderr
+
+
+# ---- the cycle's line names the files it made tasks of ------------------------------------------------------------
+
+def test_the_cycle_line_names_up_to_5_created_files(label_studio, make_project, tmp_path):
+    project = make_project("created names", CONFIG)
+    files = sample_repos.image_files(0, 7)
+    repo = sample_repos.local_repo_with(tmp_path / "repo", files)
+    env = {"LABEL_STUDIO_URL": label_studio.url, "LABEL_STUDIO_API_KEY": label_studio.api_key}
+    proc = _sync(repo, project.id, tmp_path / "s", env)
+    assert proc.returncode == 0, proc.stderr
+    line = next(line for line in proc.stderr.splitlines() if "tasks created" in line)
+    paths = sorted(files)
+    assert line.endswith(f"7 files, 7 tasks created, 0 recovered, 0 changed, 0 moved, 0 removed, 0 restored; "
+                         f"created: {', '.join(paths[:5])}, ... (+2)"), line
