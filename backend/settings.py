@@ -161,8 +161,9 @@ class Settings:
             ``/data/local-files/...`` media (``LABEL_STUDIO_URL``).
         label_studio_api_key: A personal access token or legacy token (``LABEL_STUDIO_API_KEY``), without the
             whitespace around it (dropped here). A key that still holds a space or a control character is not refused
-            at start: each use says so, as a refused key (:func:`labelhub.labelstudio_client.api_key_value`; the
-            startup key check logs it as a warning).
+            at start (the backend serves without it): each use says so, as a refused key
+            (:func:`labelhub.labelstudio_client.api_key_value`), and the auto-predict's and the worker's key checks
+            log it as a warning at start.
         hf_token: Hugging Face token for ``hf://`` and ``.../resolve/...`` media (``HF_TOKEN``).
         allowed_hosts: Other hosts whose http(s) URLs may be fetched (``LABELHUB_ALLOWED_HOSTS``,
             comma-separated host names or ``host:port``; empty: none).
