@@ -159,7 +159,11 @@ class Settings:
             itself, so add this header to that webhook in the project's settings.
         label_studio_url: Base URL of Label Studio, used to fetch ``/data/upload/...`` and
             ``/data/local-files/...`` media (``LABEL_STUDIO_URL``).
-        label_studio_api_key: A personal access token or legacy token (``LABEL_STUDIO_API_KEY``).
+        label_studio_api_key: A personal access token or legacy token (``LABEL_STUDIO_API_KEY``), without the
+            whitespace around it (dropped here). A key that still holds a space or a control character is not refused
+            at start (the backend serves without it): each use says so, as a refused key
+            (:func:`labelhub.labelstudio_client.api_key_value`), and the auto-predict's and the worker's key checks
+            log it as a warning at start.
         hf_token: Hugging Face token for ``hf://`` and ``.../resolve/...`` media (``HF_TOKEN``).
         allowed_hosts: Other hosts whose http(s) URLs may be fetched (``LABELHUB_ALLOWED_HOSTS``,
             comma-separated host names or ``host:port``; empty: none).
@@ -313,6 +317,8 @@ class Settings:
                               else ("BASIC_AUTH_PASS", "BASIC_AUTH_USER"))
             raise ValueError(f"{given} is set without {missing}: set both (what Label Studio's Connect Model "
                              "dialog sends under Basic Authentication) or neither")
+        if isinstance(self.label_studio_api_key, str):  # a key pasted with a trailing space or newline (README)
+            object.__setattr__(self, "label_studio_api_key", self.label_studio_api_key.strip())
         check_http_url("LABEL_STUDIO_URL", self.label_studio_url)
         for entry in self.allowed_hosts:
             check_allowed_host(entry)

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 if TYPE_CHECKING:
     from label_studio_sdk import LabelStudio
 
-__all__ = ["label_studio_client", "KEY_ADVICE", "EXPIRED_KEY_ADVICE", "TASK_PAGE_SIZE", "IDS_PER_QUERY",
+__all__ = ["label_studio_client", "api_key_value", "KEY_ADVICE", "EXPIRED_KEY_ADVICE", "TASK_PAGE_SIZE", "IDS_PER_QUERY",
            "LISTING_ATTEMPTS", "selected_items_queries", "Listing", "list_tasks"]
 
 T = TypeVar("T")
@@ -144,13 +144,67 @@ def _last(page: Any, read: int, params: Mapping[str, Any]) -> bool:
     return bool(size and len(page.items) < size) or (isinstance(total, int) and read >= total)
 
 
+def api_key_value(api_key: str, url: str = "") -> str:
+    """``LABEL_STUDIO_API_KEY`` as it is sent: without the whitespace around it (a key pasted with a trailing space or
+    newline, ``LABEL_STUDIO_API_KEY="$PAT "``), checked to be one word of printable ASCII.
+
+    Both kinds of key are such a word (a legacy token is 40 hex digits, a personal access token a JWT: base64url
+    parts joined by dots, https://labelstud.io/guide/access_tokens). Unstripped, a trailing space made a personal
+    access token look like no JWT to label-studio-sdk (sent as a legacy ``Token``), and made the header value one
+    httpx refuses to send (``LocalProtocolError: Illegal header value``), which was reported as Label Studio being
+    unreachable. Decided: the surrounding whitespace is dropped wherever the key is read (this function, called by
+    :func:`label_studio_client`; the sync's option and the backend's settings strip it too); a key that still holds a
+    space, a control character or a non-ASCII character is refused with one line that names the variable and what
+    to fix, never the key.
+
+    Args:
+        api_key: The key as given.
+        url: Label Studio's URL, for the message (its ``user:password@`` is not shown).
+
+    Returns:
+        The key stripped.
+
+    Raises:
+        LabelStudioError: ``status`` 401 (as a refused key has it): the key is empty once stripped, begins with the
+            ``Token``/``Bearer`` prefix of the header (``drop the 'Token ' prefix``), or holds a space, a control or
+            a non-ASCII character inside.
+
+    Example:
+        >>> api_key_value(" 0123456789abcdef\\n")
+        '0123456789abcdef'
+    """
+    from labelhub.errors import LabelStudioError
+    from labelhub.redaction import without_userinfo
+
+    key = api_key.strip()
+    where = f" (for Label Studio at {without_userinfo(url.rstrip('/'))})" if url else ""
+    first, _, rest = key.partition(" ")
+    if not key:
+        problem = "is empty: set it to a personal access token (Account & Settings → Personal Access Token)"
+    elif first.lower() in ("token", "bearer") and rest.strip():
+        problem = (f"begins with '{first} ', the prefix of the Authorization header: drop the '{first} ' prefix and "
+                   "give the key alone")
+    elif any(c.isspace() for c in key):
+        problem = ("holds a space or a line break inside: a key is one word (a personal access token or a legacy "
+                   "token); copy it again, alone")
+    elif not (key.isascii() and key.isprintable()):
+        problem = ("holds a control or non-ASCII character: a key is printable ASCII (a personal access token or a "
+                   "legacy token); copy it again")
+    else:
+        return key
+    error = LabelStudioError(f"LABEL_STUDIO_API_KEY{where} {problem}")
+    error.status = 401
+    raise error
+
+
 def label_studio_client(url: str, api_key: str, timeout: float = 120.0) -> "LabelStudio":
     """A label-studio-sdk client of the Label Studio at ``url`` (``LabelStudio(base_url=url, api_key=api_key)``).
 
     Args:
         url: Label Studio's base URL (``http://host:8080``); ``http://`` gets a new connection per request, other
             schemes keep connections alive (module docstring).
-        api_key: A legacy token or a personal access token (the SDK exchanges the latter).
+        api_key: A legacy token or a personal access token (the SDK exchanges the latter); the whitespace around it
+            is dropped (:func:`api_key_value`).
         timeout: Seconds per HTTP call.
 
     Returns:
@@ -164,6 +218,7 @@ def label_studio_client(url: str, api_key: str, timeout: float = 120.0) -> "Labe
             decodes the token without checking its signature and raises its ``ApiError`` 401). The message says
             where a new token comes from, never the key (:data:`EXPIRED_KEY_ADVICE`). A key Label Studio itself
             refuses (a wrong legacy token, a revoked personal access token) is said at its first call instead.
+            Also (``status`` 401) a key that cannot be a header value once stripped (:func:`api_key_value`).
     """
     import httpx
     from label_studio_sdk import LabelStudio
@@ -172,6 +227,7 @@ def label_studio_client(url: str, api_key: str, timeout: float = 120.0) -> "Labe
     from labelhub.errors import LabelStudioError
     from labelhub.redaction import without_userinfo
 
+    api_key = api_key_value(api_key, url)
     limits = httpx.Limits(max_keepalive_connections=0) if url.lower().startswith("http://") else httpx.Limits()
     http = httpx.Client(timeout=timeout, follow_redirects=True, limits=limits)
     try:

@@ -1,17 +1,19 @@
 """Secrets out of logs and error messages: one :func:`redact` for every text LabelHub prints or answers.
 
 Secrets are the HF token, the Label Studio API key, ``LABELHUB_SECRET``, the webhook secret and the
-basic-auth password. :func:`setup_logging` installs :class:`RedactSecrets` on the root handler, so a
-token never reaches a log even when a library prints a URL or a header that holds it; the CLIs and the
-backend's error handlers pass their messages through :func:`redact` too.
+basic-auth password; and the ``user:password@`` of any URL (``HF_ENDPOINT``, ``LABEL_STUDIO_URL``), which
+:func:`redact` removes from every text whatever secrets it is given. :func:`setup_logging` installs
+:class:`RedactSecrets` on the root handler, so a token never reaches a log even when a library prints a URL or a
+header that holds it; the CLIs and the backend's error handlers pass their messages through :func:`redact` too.
 """
 from __future__ import annotations
 
 import importlib
 import logging
+import re
 from collections.abc import Iterable
 
-__all__ = ["MIN_SECRET_CHARS", "redact", "one_line", "escaped", "without_userinfo", "RedactSecrets",
+__all__ = ["MIN_SECRET_CHARS", "redact", "one_line", "escaped", "without_userinfo", "urls_without_userinfo", "RedactSecrets",
            "RetryLinesAtDebug", "setup_logging", "library_logs_through_root"]
 
 #: Values shorter than this are not treated as secrets (replacing ``"a"`` everywhere would garble every
@@ -72,8 +74,26 @@ def without_userinfo(url: str) -> str:
     return scheme + sep + rest[:end].rpartition("@")[2] + rest[end:]
 
 
+#: The ``user:password@`` of a URL inside a text (``scheme://`` then everything up to the last ``@`` before the host's
+#: end: a ``/``, ``?``, ``#`` or whitespace).
+_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^\s/?#]*@")
+
+
+def urls_without_userinfo(text: str) -> str:
+    """``text`` with the ``user:password@`` of every ``scheme://`` URL in it removed (:func:`without_userinfo` of each
+    URL of a message): ``HF_ENDPOINT`` or ``LABEL_STUDIO_URL`` may carry a password, and an error of httpx or
+    huggingface_hub may quote the URL it called.
+
+    Example:
+        >>> urls_without_userinfo("cannot reach http://u:S3cret@127.0.0.1:1/api: refused")
+        'cannot reach http://127.0.0.1:1/api: refused'
+    """
+    return _USERINFO.sub(r"\1", text) if "@" in text else text
+
+
 def redact(text: str, secrets: Iterable[str | None]) -> str:
-    """``text`` with each secret replaced by ``***``.
+    """``text`` with each secret replaced by ``***``, and without the ``user:password@`` of any URL in it
+    (:func:`urls_without_userinfo`).
 
     Args:
         text: Any text about to be logged, printed or answered.
@@ -89,7 +109,7 @@ def redact(text: str, secrets: Iterable[str | None]) -> str:
     """
     for secret in sorted({s for s in secrets if s and len(s) >= MIN_SECRET_CHARS}, key=len, reverse=True):
         text = text.replace(secret, MASK)
-    return text
+    return urls_without_userinfo(text)
 
 
 class RedactSecrets(logging.Filter):
@@ -108,12 +128,14 @@ class RedactSecrets(logging.Filter):
         return redact(text, self.secrets)
 
     def filter(self, record: logging.LogRecord) -> bool:
-        """Redact the record's message and traceback in place; always ``True`` (no record is dropped)."""
-        if self.secrets:
-            record.msg = self.redact(record.getMessage())
-            record.args = None
-            if record.exc_info and not record.exc_text:
-                record.exc_text = self.redact(logging.Formatter().formatException(record.exc_info))
+        """Redact the record's message and traceback in place (a URL's ``user:password@`` too, with no secret
+        given); always ``True`` (no record is dropped)."""
+        message = record.getMessage()
+        redacted = self.redact(message)
+        if redacted != message:
+            record.msg, record.args = redacted, None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.redact(logging.Formatter().formatException(record.exc_info))
         return True
 
 

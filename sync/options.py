@@ -61,7 +61,8 @@ label_studio_options = options(
     click.option("--label-studio-url", envvar="LABEL_STUDIO_URL", default="http://localhost:8080",
                  help="Label Studio's URL."),
     click.option("--label-studio-api-key", envvar="LABEL_STUDIO_API_KEY", required=True, show_default=False,
-                 help="A Label Studio personal access token or legacy token."),
+                 callback=lambda ctx, param, value: value.strip() if isinstance(value, str) else value,
+                 help="A Label Studio personal access token or legacy token (the whitespace around it is dropped)."),
 )
 
 #: The commands that write to the dataset repo (the versions), whose ``--hf-token`` needs write access.

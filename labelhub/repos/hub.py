@@ -48,6 +48,7 @@ from huggingface_hub.errors import (
 from huggingface_hub.hf_api import RepoFile as HubRepoFile
 
 from labelhub.cli_options import progress_bar
+from labelhub.redaction import urls_without_userinfo, without_userinfo
 from labelhub.errors import (
     AmbiguousCommit,
     CommitConflict,
@@ -196,7 +197,9 @@ def hub_errors(endpoint: str, repo_id: str = "", revision: str = "", path: str =
     """Convert every error the ``huggingface_hub`` client raises inside the block into LabelHub's tree.
 
     Args:
-        endpoint: The Hub URL (in messages).
+        endpoint: The Hub URL (in messages without its ``user:password@``: ``HF_ENDPOINT`` may carry one, and the
+            errors of httpx and huggingface_hub that the messages quote lose theirs too,
+            :func:`labelhub.redaction.urls_without_userinfo`).
         repo_id, revision, path: What the block reads (in messages; never a token).
 
     Raises:
@@ -212,6 +215,7 @@ def hub_errors(endpoint: str, repo_id: str = "", revision: str = "", path: str =
         HubError: Any other HTTP error, or an answer that is not a Hub's (no ``X-Repo-Commit`` or ``ETag``:
             ``HF_ENDPOINT`` is not a Hub).
     """
+    endpoint = without_userinfo(endpoint)
     try:
         yield
     except LocalEntryNotFoundError as exc:
@@ -219,15 +223,18 @@ def hub_errors(endpoint: str, repo_id: str = "", revision: str = "", path: str =
         if isinstance(cause, HfHubHTTPError):
             raise _http_error(cause, endpoint) from None
         if isinstance(cause, FileMetadataError):
-            raise HubError(f"the Hub at {endpoint} answered without a file's metadata ({cause}): is HF_ENDPOINT a "
+            raise HubError(f"the Hub at {endpoint} answered without a file's metadata "
+                           f"({urls_without_userinfo(str(cause))}): is HF_ENDPOINT a "
                            "Hub?") from None
-        why = f"{type(cause).__name__}: {cause}" if cause is not None else "no answer"
+        why = f"{type(cause).__name__}: {urls_without_userinfo(str(cause))}" if cause is not None else "no answer"
         raise HubUnreachable(f"cannot reach the Hub at {endpoint} ({why}), and {path} of {repo_id} at {revision} is "
                              "not in the local cache") from None
     except (httpx2.TransportError, OfflineModeIsEnabled) as exc:
-        raise HubUnreachable(f"cannot reach the Hub at {endpoint}: {type(exc).__name__}: {exc}") from None
+        raise HubUnreachable(f"cannot reach the Hub at {endpoint}: {type(exc).__name__}: "
+                             f"{urls_without_userinfo(str(exc))}") from None
     except FileMetadataError as exc:
-        raise HubError(f"the Hub at {endpoint} answered without a file's metadata ({exc}): is HF_ENDPOINT a Hub?") \
+        raise HubError(f"the Hub at {endpoint} answered without a file's metadata ({urls_without_userinfo(str(exc))}): "
+                       "is HF_ENDPOINT a Hub?") \
             from None
     except RevisionNotFoundError:
         raise RevisionNotFound(f"revision {revision!r} not found in dataset {repo_id}") from None
@@ -251,7 +258,8 @@ def _http_error(exc: HfHubHTTPError, endpoint: str) -> HubError:
     compose ``.env.example`` leaves it so) is none.
     """
     status = exc.response.status_code if exc.response is not None else None
-    message = f"the Hub at {endpoint} answered {status}: {exc.server_message or exc}"
+    endpoint = without_userinfo(endpoint)
+    message = f"the Hub at {endpoint} answered {status}: {urls_without_userinfo(str(exc.server_message or exc))}"
     if status == 401 and _sent_token(exc):
         message = (f"the Hub at {endpoint} refused HF_TOKEN (401: {exc.server_message or 'unauthorized'}): it is "
                    "invalid, expired or revoked; set a valid one (https://huggingface.co/settings/tokens)")
@@ -403,7 +411,7 @@ class HubRepo:
         self._regular_paths: set[str] = set()  # paths the Hub's preupload answered "regular" for, see commit
 
     def __repr__(self) -> str:  # never shows the token
-        return f"HubRepo({self.repo_id!r}, endpoint={self.endpoint!r})"
+        return f"HubRepo({self.repo_id!r}, endpoint={without_userinfo(self.endpoint)!r})"
 
     def default_revision(self) -> str:
         """``main``, the Hub's default branch (see :meth:`labelhub.repos.DatasetRepo.default_revision`)."""

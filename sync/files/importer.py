@@ -51,6 +51,10 @@ The updates of steps 4 to 9 run a few at once and are recorded as they land (:me
 deleted in Label Studio is recorded as such (its file is never imported again) and the cycle goes on. A file whose
 name a file URL cannot carry (a backslash, a control character) is left out with a warning.
 
+A selection that matches none of the commit's files is said in one warning naming the filter that removed them (the
+object tag's default file types, ``--include`` or ``--exclude``: :meth:`FileImporter._warn_none_selected`); the cycle
+goes on. The cycle's log line names up to 5 files of each kind: created, changed, moved, removed, restored.
+
 A text whose task would hold it (a ``<Text>`` without ``valueType="url"``) larger than :data:`MAX_TEXT_BYTES` is left
 out with a warning naming it and its size, before it is read; every other file is imported. A task URL longer than
 :data:`labelhub.file_urls.MAX_URL_LENGTH` (a deep path of non-ASCII names: each byte is 3 characters once
@@ -61,14 +65,16 @@ and a ``git mv`` to a shorter path then keeps the task and its annotations (step
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
 import json
 import re
+from pathlib import PurePosixPath
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field, replace
 from itertools import chain, islice
 
-from labelhub.sync.files.selection import iter_selected
+from labelhub.sync.files.selection import ALWAYS_EXCLUDE, iter_selected, shown_by
 from labelhub.file_urls import MAX_URL_LENGTH, warn_long_urls
 from labelhub.label_config import DataField, data_field
 from labelhub.errors import LabelHubError, RevisionNotFound
@@ -233,6 +239,7 @@ class FileImporter:
     metadata: MetadataSpec | None = None
     batch_size: int = 10_000
     _long_urls: list[str] = field(default_factory=list, init=False, repr=False)
+    _created: list[str] = field(default_factory=list, init=False, repr=False)
 
     def __post_init__(self):
         self.field: DataField = data_field(self.project.label_config)
@@ -339,6 +346,7 @@ class FileImporter:
         left_out: list[str] = []  # names a file URL cannot carry
         too_big: list[RepoFile] = []  # texts too large for a task to hold (MAX_TEXT_BYTES)
         self._long_urls = []  # files whose task URL is longer than MAX_URL_LENGTH (_data)
+        self._created = []  # the paths of the files given to the ledger to import (_items), for the cycle's line
 
         def fresh() -> Iterator[RepoFile]:
             blobs = {k.blob_id for k in known.values() if k.blob_id}
@@ -359,6 +367,8 @@ class FileImporter:
 
         report.created = self._import(fresh(), sha, None, table)  # imports while the listing pages arrive
         report.files = len(files)
+        if not files and not left_out and not too_big:
+            self._warn_none_selected(sha, in_commit)
         if left_out:
             log.warning("%s@%s: %d files are left out: a file URL cannot carry their names (a backslash or a "
                         "control character): %s", self.repo.repo_id, sha[:12], len(left_out),
@@ -435,13 +445,47 @@ class FileImporter:
         self.state.set_cursor(LAST_CYCLE, json.dumps({"sha": sha, "selection": selection, **joined}, sort_keys=True))
         remember_card(self.state, self.repo.repo_id, sha, card[0] if card else None)
         names = "".join(f"; {kind}: {_names(paths)}" for kind, paths in (
-            ("changed", report.changed), ("moved", [f"{a} → {b}" for a, b in report.moved]),
+            ("created", sorted(self._created)), ("changed", report.changed), ("moved", [f"{a} → {b}" for a, b in report.moved]),
             ("removed", report.removed), ("restored", report.restored)) if paths)
         log.info("%s@%s → project %s: %d files, %d tasks created, %d recovered, %d changed, %d moved, %d removed, "
                  "%d restored%s", self.repo.repo_id, sha[:12], self.project.project_id, report.files, report.created,
                  report.recovered, len(report.changed), len(report.moved), len(report.removed), len(report.restored),
                  names)
         return report
+
+    def _warn_none_selected(self, sha: str, paths: Iterable[str]) -> None:
+        """Say in one warning that the selection matches none of the commit's files (``paths``, every path of the
+        listing), and which filter removed them: the object tag's default file types, ``--include``, or
+        ``--exclude``. Files that are never tasks (:data:`~labelhub.sync.files.selection.ALWAYS_EXCLUDE`:
+        ``README.md``, ``.gitattributes``, ``annotations/*``, the export's files) do not count: a repo of those alone
+        gets no warning.
+
+        Decided: a warning, not an error (the run goes on and exits 0: files of a selected type may come in a later
+        commit); said once per commit, since a cycle whose commit and selection are the last cycle's reads nothing
+        (module docstring, step 1), and again when another commit or selection is listed and still matches none.
+        The warning gives the commit's commonest extensions (``.txt: 4,000``), so a wrong object tag or a glob's typo
+        shows at once.
+        """
+        own = [p for p in paths if not shown_by(p, ALWAYS_EXCLUDE)]
+        if not own:
+            return
+        include = tuple(self.include or ())
+        included = [p for p in own if shown_by(p, include)]
+        if included:  # every one the include globs reach is excluded
+            why = (f"the {len(included):,} that --include selects all match --exclude "
+                   f"{' '.join(repr(g) for g in self.exclude)}")
+        elif include == tuple(self.field.default_include):
+            kinds = ", ".join(g for g in include if g == g.lower())
+            why = (f"none is of a file type the <{self.field.tag}> tag reads ({kinds}: its default --include); check "
+                   f"the label config's object tag, or give --include globs for its files")
+        else:
+            why = (f"none matches --include {' '.join(repr(g) for g in include)} (a glob matches the whole path from "
+                   "the repo's root, e.g. 'docs/*.txt')")
+        kinds = Counter(PurePosixPath(p).suffix.lower() or "(no extension)" for p in own)
+        seen = ", ".join(f"{ext}: {n:,}" for ext, n in kinds.most_common(3))
+        more = f", {len(kinds) - 3} more extensions" if len(kinds) > 3 else ""
+        log.warning("%s@%s: the selection matches none of the commit's %s files (%s%s), so no task is made: %s",
+                    self.repo.repo_id, sha[:12], f"{len(own):,}", seen, more, why)
 
     def _rewrite_urls(self, old: dict | None, new: dict, skip: set[int]) -> int:
         """Rewrite the file URL of every task of the ledger (but those of ``skip``, just updated, and those deleted
@@ -685,6 +729,7 @@ class FileImporter:
         for file in files:
             payload = self._data(file, sha, table)
             size = len(payload["data"][self.field.value_key]) + 200
+            self._created.append(file.path)  # created once the ledger returns (an error ends the cycle unsaid)
             yield Item(file.path, payload, sha, blob_id=file.oid, size=size)
 
     def _value(self, file: RepoFile, sha: str) -> str:

@@ -134,7 +134,9 @@ class LabelStudioProject:
         return f"LabelStudioProject({self.url!r}, {self.project_id})"
 
     def call(self, fn, *args, **kwargs):
-        """Call an SDK method, turning its errors into :class:`LabelHubError` (no key in messages)."""
+        """Call an SDK method, turning its errors into :class:`LabelHubError` (no key in messages): a request httpx
+        refuses to send (``LocalProtocolError``, an illegal header value) is said as such, not as Label Studio being
+        unreachable (its message, which holds the header, is not shown)."""
         try:
             return fn(*args, **kwargs)
         except ApiError as exc:
@@ -147,6 +149,10 @@ class LabelStudioProject:
                                        f"{reason}): {KEY_ADVICE}") from None
             raise LabelStudioError(f"Label Studio at {self.url} answered {exc.status_code}: "
                                    f"{str(exc.body)[:500]}") from None
+        except httpx.LocalProtocolError as exc:  # refused by httpx before sending: Label Studio was not asked
+            raise LabelStudioError(f"cannot send a request to Label Studio at {self.url}: a header or the URL is not "
+                                   f"valid HTTP ({type(exc).__name__}; check LABEL_STUDIO_API_KEY and "
+                                   "--label-studio-url for a space or a line break)") from None
         except httpx.HTTPError as exc:
             raise LabelStudioError(f"cannot reach Label Studio at {self.url} (--label-studio-url, LABEL_STUDIO_URL): "
                                    f"{type(exc).__name__}: {str(exc).replace(self._full_url, self.url)}") from None
