@@ -669,7 +669,16 @@ def run_job(host: JobHost, api: LabelStudioClient, project_id: int, *, mode: str
                     # what the delete removed, taken off the listing: no second listing of the whole project
                     tasks = _without(tasks, version,
                                      None if whole else {t.id for t in selected(tasks, ids, unlabeled)})
-            batches = plan(tasks, version, task_ids=ids, unlabeled=unlabeled, batch_size=batch_size)
+            # the version when the plan is made and logged, not the one read before the listing (and --all's delete,
+            # which can take minutes): a retrain meanwhile makes the batches write the newer one (a walkthrough: the
+            # plan line named labelhub-40, the job wrote labelhub-38, and no line said so)
+            model.refresh()
+            planned = model.model_version
+            if planned != version:
+                log.info("project %s: the model's version moved from %s to %s while the job listed its tasks: it "
+                         "predicts with %s", project_id, version, planned, planned)
+                status.model_version = planned
+            batches = plan(tasks, planned, task_ids=ids, unlabeled=unlabeled, batch_size=batch_size)
             status.total = status.queued = sum(len(b) for b in batches)
 
             def start(i: int) -> None:  # batch i leaves the queue
@@ -681,7 +690,8 @@ def run_job(host: JobHost, api: LabelStudioClient, project_id: int, *, mode: str
             start(0)
             _save(host, status)
             log.info("project %s: %d of %d tasks to predict with %s in %d batches", project_id, status.total,
-                     len(tasks), version, len(batches))
+                     len(tasks), planned, len(batches))
+            announced = {planned}  # the versions a line named: one more line when a batch writes another
             shown = {} if progress is None else {"disable": not progress}  # None: a terminal's, as TQDM_DISABLE says
             bar = progress_bar(total=status.total, unit="task", desc=f"project {project_id}", dynamic_ncols=True,
                                **shown)
@@ -692,6 +702,10 @@ def run_job(host: JobHost, api: LabelStudioClient, project_id: int, *, mode: str
                     results = (execute or run_here)(host, api, project, batches, update)
                     for i, result in enumerate(results):
                         status.add(result)
+                        for moved in (v for v in result.versions if v not in announced):
+                            announced.add(moved)
+                            log.info("project %s: the model's version moved during the job (a retrain): its batches "
+                                     "now write %s (planned with %s)", project_id, moved, planned)
                         if status.versions and status.versions != [status.model_version]:  # a retrain moved it
                             status.model_version = _newest(status.versions, model.get("versions") or []) or version
                         written.update(result.written)
