@@ -450,8 +450,8 @@ def predict(project_id, mode, task_ids, unlabeled, filter_json, view_id, batch_s
             # a relative MODEL_DIR read from another folder than the backend's: say where it looked
             raise click.ClickException(
                 f"no prediction job of project {project_id}: MODEL_DIR={str(settings.model_dir)!r} does not exist "
-                f"here ({os.path.abspath(settings.model_dir)}): give the backend's MODEL_DIR (--model-dir or MODEL_DIR; "
-                "a relative one is read from the current folder; the demo's is .labelhub-demo/models)")
+                f"here ({os.path.abspath(settings.model_dir)}): give the backend's MODEL_DIR (--model-dir or "
+                "MODEL_DIR; a relative one is read from the current folder; the demo's is .labelhub-demo/models)")
         if status is None:
             raise click.ClickException(f"no prediction job of project {project_id} in {where}")
         click.echo(json.dumps(_readable(_with_failures(status.view(), secrets)), indent=2))
