@@ -226,13 +226,18 @@ def _sigterm_as_ctrl_c() -> Iterator[None]:
 def _interrupted(exc: KeyboardInterrupt, status) -> str:
     """The one line ``labelhub predict`` ends with on Ctrl-C or SIGTERM (``status``: the job's, if it got one). An
     ``--all`` job stopped after its delete says what it left: how many tasks have no prediction of the version now,
-    and whether the project's prediction set is unselected (:func:`labelhub.backend.job_status.left_unwritten`)."""
+    and whether the project's prediction set is unselected (:func:`labelhub.backend.job_status.left_unwritten`); one
+    stopped during the delete, that Label Studio may finish it (what :func:`labelhub.backend.jobs.run_job` adds to the
+    status's ``error`` after ``"; "``)."""
     from labelhub.backend.job_status import left_unwritten
 
     done, left = "", None
     if status is not None and status.pid == os.getpid():
         done = f" after {status.done} of {status.total} tasks"
         left = left_unwritten(status)
+        if status.mode == "all" and not status.cleared:  # stopped during the delete (nothing planned yet): what
+            left = (status.error or "").partition("; ")[2] or None  # run_job's error adds
+            done = "" if left else done
     if left:
         return f"interrupted by {str(exc) or 'Ctrl-C'}{done}: {left}"
     return (f"interrupted by {str(exc) or 'Ctrl-C'}{done}: run the same command again to go on where it stopped "

@@ -641,6 +641,7 @@ def run_job(host: JobHost, api: LabelStudioClient, project_id: int, *, mode: str
                            model_version=version, selection=selection, started_at=time.time(), origin=origin)
         bar = results = None
         in_flight: list[int] = []  # the batch being predicted and written
+        deleting = False  # --all's delete was sent
         written: set[int] = set()  # every task written (once), to find those a retrain left with an older version
         was_selected = project.model_version == version  # --all's delete unselects it: selected again after a batch
         try:
@@ -662,6 +663,7 @@ def run_job(host: JobHost, api: LabelStudioClient, project_id: int, *, mode: str
                     status.unselected = version if was_selected else ""
                     _save(host, status)
                     whole = ids is None and not unlabeled and not filters
+                    deleting = True  # stopped now, Label Studio may still finish the delete: the status says so
                     api.delete_predictions(project.id, version, None if whole else [
                         p.id for t in selected(tasks, ids, unlabeled) for p in t.predictions_of(version)])
                     status.cleared = True
@@ -752,6 +754,10 @@ def run_job(host: JobHost, api: LabelStudioClient, project_id: int, *, mode: str
             status.state, status.finished_at = "failed", time.time()
             interrupted = isinstance(exc, KeyboardInterrupt)
             status.error = f"interrupted ({str(exc) or 'Ctrl-C'})" if interrupted else _one_line(exc)
+            if deleting and not status.cleared:  # stopped while --all's delete ran (minutes for a large project)
+                status.error += (f"; stopped during --all's delete of the predictions of {version}, which Label Studio "
+                                 "may have finished (the selected tasks then have none, and the version is no longer "
+                                 "the project's prediction set): run the same command to write them")
             if interrupted and in_flight:
                 _count_in_flight(api, project, status, in_flight)
             _save(host, status)

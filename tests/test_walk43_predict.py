@@ -129,3 +129,36 @@ def test_status_with_a_relative_model_dir_that_does_not_exist_here_says_so(tmp_p
     answer = _cli("predict", "--project", "1", "--status", env={"MODEL_DIR": "labelhub-models"})
     assert answer.output.strip() == "Error: no prediction job of project 1 in MODEL_DIR='labelhub-models'", \
         answer.output
+
+
+def test_ctrl_c_during_the_delete_of_all_says_label_studio_may_have_finished_it(label_studio, fresh):
+    """A whole project's delete can take minutes (3.5 ms a prediction); Ctrl-C meanwhile said ``run the same command
+    again`` only, while Label Studio went on and deleted every prediction of the version."""
+    version = fresh.train(0, 20)
+    assert _cli("predict", "--project", str(fresh.id), env=fresh.env).exit_code == 0
+
+    class CtrlCDuringTheDelete(LabelStudioClient):  # the real client: the delete lands, its answer is not waited for
+        def delete_predictions(self, project_id, model_version, prediction_ids=None):
+            super().delete_predictions(project_id, model_version, prediction_ids)
+            raise KeyboardInterrupt
+
+    host = fresh.app.extensions["labelhub"]
+    with pytest.raises(KeyboardInterrupt):
+        run_job(host, CtrlCDuringTheDelete(label_studio.url, fresh.env["LABEL_STUDIO_API_KEY"]), fresh.id, mode="all",
+                progress=False)
+    assert _per_task(label_studio, fresh.id, version) == Counter({0: N})
+    from labelhub.backend.cli import _interrupted
+    from labelhub.backend.job_status import latest_status
+
+    assert _interrupted(KeyboardInterrupt(), latest_status(fresh.model_dir, fresh.id)) == (
+        f"interrupted by Ctrl-C: stopped during --all's delete of the predictions of {version}, "
+        "which Label Studio may have finished (the selected tasks then have none, and the version is no longer the "
+        "project's prediction set): run the same command to write them")
+    status = json.loads(_cli("predict", "--project", str(fresh.id), "--status", env=fresh.env).output)
+    assert status["state"] == "failed" and status["error"] == (
+        f"interrupted (Ctrl-C); stopped during --all's delete of the predictions of {version}, which Label Studio may "
+        "have finished (the selected tasks then have none, and the version is no longer the project's prediction "
+        "set): run the same command to write them"), status
+    answer = _cli("predict", "--project", str(fresh.id), "--all", env=fresh.env)
+    assert answer.exit_code == 0 and f"{N} predictions of {version} written" in answer.output, answer.output
+    assert _per_task(label_studio, fresh.id, version) == Counter({1: N}) and _selected(label_studio, fresh) == version
