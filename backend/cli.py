@@ -224,10 +224,22 @@ def _sigterm_as_ctrl_c() -> Iterator[None]:
 
 
 def _interrupted(exc: KeyboardInterrupt, status) -> str:
-    """The one line ``labelhub predict`` ends with on Ctrl-C or SIGTERM (``status``: the job's, if it got one)."""
-    done = ""
+    """The one line ``labelhub predict`` ends with on Ctrl-C or SIGTERM (``status``: the job's, if it got one). An
+    ``--all`` job stopped after its delete says what it left: how many tasks have no prediction of the version now,
+    and whether the project's prediction set is unselected (:func:`labelhub.backend.job_status.left_unwritten`); one
+    stopped during the delete, that Label Studio may finish it (what :func:`labelhub.backend.jobs.run_job` adds to the
+    status's ``error`` after ``"; "``)."""
+    from labelhub.backend.job_status import left_unwritten
+
+    done, left = "", None
     if status is not None and status.pid == os.getpid():
         done = f" after {status.done} of {status.total} tasks"
+        left = left_unwritten(status)
+        if status.mode == "all" and not status.cleared:  # stopped during the delete (nothing planned yet): what
+            left = (status.error or "").partition("; ")[2] or None  # run_job's error adds
+            done = "" if left else done
+    if left:
+        return f"interrupted by {str(exc) or 'Ctrl-C'}{done}: {left}"
     return (f"interrupted by {str(exc) or 'Ctrl-C'}{done}: run the same command again to go on where it stopped "
             "(tasks that have a prediction of the version are skipped)")
 
@@ -439,6 +451,12 @@ def predict(project_id, mode, task_ids, unlabeled, filter_json, view_id, batch_s
             status, where = latest_of(job_statuses(connect(settings.redis_url)), project_id), "LABELHUB_REDIS_URL"
         else:
             status, where = latest_status(settings.model_dir, project_id), f"MODEL_DIR={str(settings.model_dir)!r}"
+        if status is None and not settings.redis_url and not os.path.isdir(settings.model_dir):
+            # a relative MODEL_DIR read from another folder than the backend's: say where it looked
+            raise click.ClickException(
+                f"no prediction job of project {project_id}: MODEL_DIR={str(settings.model_dir)!r} does not exist "
+                f"here ({os.path.abspath(settings.model_dir)}): give the backend's MODEL_DIR (--model-dir or "
+                "MODEL_DIR; a relative one is read from the current folder; the demo's is .labelhub-demo/models)")
         if status is None:
             raise click.ClickException(f"no prediction job of project {project_id} in {where}")
         click.echo(json.dumps(_readable(_with_failures(status.view(), secrets)), indent=2))

@@ -12,7 +12,7 @@ import socket
 import threading
 import time
 import uuid
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ from labelhub.backend.state import atomic_write_json
 
 __all__ = ["BatchResult", "JobStatus", "read_statuses", "latest_status", "latest_of", "KEEP_FAILURES",
            "save_auto_failure", "RETRY_SECONDS", "MAX_RETRY_SECONDS", "failure_summary", "written_summary", "iso_times",
-           "for_health"]
+           "for_health", "left_unwritten"]
 
 #: Seconds before a failed automatic prediction request is tried again (:mod:`labelhub.backend.auto_predict` on one
 #: host, :mod:`labelhub.backend.worker` with Redis); doubled after each failure of the project's requests in a row.
@@ -116,6 +116,41 @@ def written_summary(status: "JobStatus") -> str:
     also = (f" (and {sum(older.values())} of older version(s) {', '.join(older)}, written before a retrain during the "
             f"job moved the version: {again})") if older else ""
     return f"{of_final} predictions of {final} written{also}"
+
+
+def left_unwritten(status: "JobStatus") -> str | None:
+    """What an ``--all`` job that stopped after its delete (Ctrl-C, SIGTERM, a failure, a kill) left, for the line
+    ``labelhub predict`` ends with and the ``error`` of ``--status`` and ``/health``: ``"220 tasks have no prediction
+    of labelhub-40-… now (--all deleted the old ones first, which unselected the version as the project's prediction
+    set); run the same command to write them"``; ``None`` for any other job (``missing`` deletes nothing), one not
+    stopped (``state`` neither ``failed`` nor, as :meth:`JobStatus.view` shows a killed one, ``interrupted``), or one
+    with nothing left.
+
+    A walkthrough: Ctrl-C before the first batch said only ``interrupted ... after 0 of 220 tasks: run the same
+    command again``, while Label Studio held none of the 220 predictions any more and no prediction set was selected
+    (a blank Data Manager for who does not run it again). The count is the job's tasks not written nor skipped
+    (``total - done - skipped``: queued, in flight and not landed, failed, empty); the prediction set is said to be
+    unselected when the delete unselected it (:attr:`JobStatus.unselected`) and no batch landed yet (the first that
+    lands selects it again: :func:`labelhub.backend.jobs.run_job`).
+
+    Decision: ``--all`` deletes the version's predictions of the selection once, before its first batch, not batch by
+    batch (which would leave the tasks not reached with their old prediction): Label Studio 1.23 has no call that
+    deletes one version's predictions of some tasks at once (``DELETE /api/projects/<id>/model-versions/`` takes the
+    whole project's, the Data Manager's ``delete_tasks_predictions`` action every version's of the tasks), so per
+    batch is one ``DELETE /api/predictions/<id>`` a task (85 ms each, against 7 ms each in the one call, measured on
+    1.23.2 with SQLite, 40 predictions each way, 2026-12-06: about 17 s more for 220 tasks, 13 min for 10,000); and a
+    batch that skips a task holding a prediction of the version (what makes a re-run and a retried write safe) would
+    skip every task still holding its old one.
+    """
+    if status.mode != "all" or not status.cleared or status.state not in ("failed", "interrupted"):
+        return None
+    left = status.total - status.done - status.skipped
+    if left <= 0 or not status.model_version:
+        return None
+    unselected = (" (--all deleted the old ones first, which unselected the version as the project's prediction set)"
+                  if status.unselected and not status.done else " (--all deleted the old ones first)")
+    return (f"{left} task{'s' if left != 1 else ''} {'have' if left != 1 else 'has'} no prediction of "
+            f"{status.model_version} now{unselected}; run the same command to write them")
 
 
 def iso_times(view: dict) -> dict:
@@ -302,6 +337,10 @@ class JobStatus:
                                            self.mode)
         if self.state in ("queued", "running") and self.host == socket.gethostname() and not _alive(self.pid):
             out["state"] = "interrupted"
+        if out["state"] in ("failed", "interrupted"):  # an --all job stopped after its delete: what it left
+            left = left_unwritten(replace(self, state=out["state"]))
+            if left and left not in (out["error"] or ""):
+                out["error"] = f"{out['error']}; {left}" if out["error"] else left
         return out
 
 

@@ -50,8 +50,9 @@ What remains (the window, honestly):
   (never two); a re-run of the same ``all`` job does not delete again once the delete finished
   (:attr:`~labelhub.backend.job_status.JobStatus.cleared`), it goes on.
 
-**One version per job.** A retrain during a job moves the model's version, and each batch writes the version of its
-time; so once the plan is done, if it wrote two versions or more, the tasks the job wrote with an older version are
+**One version per job.** The plan is made, and its line logged, with the version read after the task listing (and
+``all``'s delete), not the one read before it; a line says when a batch writes a newer one. A retrain during a job
+moves the model's version, and each batch writes the version of its time; so once the plan is done, if it wrote two versions or more, the tasks the job wrote with an older version are
 planned again against the newest (up to :data:`CATCH_UP_PASSES` passes), and the job ends with one version (a
 retrain after its last batch leaves it with the one it wrote: the next job's), which its status and summary name
 (:attr:`~labelhub.backend.job_status.JobStatus.by_version` counts what each version got). Its task counts (``total``,
@@ -641,6 +642,7 @@ def run_job(host: JobHost, api: LabelStudioClient, project_id: int, *, mode: str
                            model_version=version, selection=selection, started_at=time.time(), origin=origin)
         bar = results = None
         in_flight: list[int] = []  # the batch being predicted and written
+        deleting = False  # --all's delete was sent
         written: set[int] = set()  # every task written (once), to find those a retrain left with an older version
         was_selected = project.model_version == version  # --all's delete unselects it: selected again after a batch
         try:
@@ -662,6 +664,7 @@ def run_job(host: JobHost, api: LabelStudioClient, project_id: int, *, mode: str
                     status.unselected = version if was_selected else ""
                     _save(host, status)
                     whole = ids is None and not unlabeled and not filters
+                    deleting = True  # stopped now, Label Studio may still finish the delete: the status says so
                     api.delete_predictions(project.id, version, None if whole else [
                         p.id for t in selected(tasks, ids, unlabeled) for p in t.predictions_of(version)])
                     status.cleared = True
@@ -669,7 +672,16 @@ def run_job(host: JobHost, api: LabelStudioClient, project_id: int, *, mode: str
                     # what the delete removed, taken off the listing: no second listing of the whole project
                     tasks = _without(tasks, version,
                                      None if whole else {t.id for t in selected(tasks, ids, unlabeled)})
-            batches = plan(tasks, version, task_ids=ids, unlabeled=unlabeled, batch_size=batch_size)
+            # the version when the plan is made and logged, not the one read before the listing (and --all's delete,
+            # which can take minutes): a retrain meanwhile makes the batches write the newer one (a walkthrough: the
+            # plan line named labelhub-40, the job wrote labelhub-38, and no line said so)
+            model.refresh()
+            planned = model.model_version
+            if planned != version:
+                log.info("project %s: the model's version moved from %s to %s while the job listed its tasks: it "
+                         "predicts with %s", project_id, version, planned, planned)
+                status.model_version = planned
+            batches = plan(tasks, planned, task_ids=ids, unlabeled=unlabeled, batch_size=batch_size)
             status.total = status.queued = sum(len(b) for b in batches)
 
             def start(i: int) -> None:  # batch i leaves the queue
@@ -681,7 +693,8 @@ def run_job(host: JobHost, api: LabelStudioClient, project_id: int, *, mode: str
             start(0)
             _save(host, status)
             log.info("project %s: %d of %d tasks to predict with %s in %d batches", project_id, status.total,
-                     len(tasks), version, len(batches))
+                     len(tasks), planned, len(batches))
+            announced = {planned}  # the versions a line named: one more line when a batch writes another
             shown = {} if progress is None else {"disable": not progress}  # None: a terminal's, as TQDM_DISABLE says
             bar = progress_bar(total=status.total, unit="task", desc=f"project {project_id}", dynamic_ncols=True,
                                **shown)
@@ -692,6 +705,10 @@ def run_job(host: JobHost, api: LabelStudioClient, project_id: int, *, mode: str
                     results = (execute or run_here)(host, api, project, batches, update)
                     for i, result in enumerate(results):
                         status.add(result)
+                        for moved in (v for v in result.versions if v not in announced):
+                            announced.add(moved)
+                            log.info("project %s: the model's version moved during the job (a retrain): its batches "
+                                     "now write %s (planned with %s)", project_id, moved, planned)
                         if status.versions and status.versions != [status.model_version]:  # a retrain moved it
                             status.model_version = _newest(status.versions, model.get("versions") or []) or version
                         written.update(result.written)
@@ -738,6 +755,10 @@ def run_job(host: JobHost, api: LabelStudioClient, project_id: int, *, mode: str
             status.state, status.finished_at = "failed", time.time()
             interrupted = isinstance(exc, KeyboardInterrupt)
             status.error = f"interrupted ({str(exc) or 'Ctrl-C'})" if interrupted else _one_line(exc)
+            if deleting and not status.cleared:  # stopped while --all's delete ran (minutes for a large project)
+                status.error += (f"; stopped during --all's delete of the predictions of {version}, which Label Studio "
+                                 "may have finished (the selected tasks then have none, and the version is no longer "
+                                 "the project's prediction set): run the same command to write them")
             if interrupted and in_flight:
                 _count_in_flight(api, project, status, in_flight)
             _save(host, status)
