@@ -273,11 +273,10 @@ class MediaFetcher:
                 is not set, local file paths, and file route URLs of a repo not in ``LABELHUB_FILE_REPOS`` or
                 signed with another ``LABELHUB_SECRET``: the message names both; when the URL's repo key is in
                 ``LABELHUB_FILE_REPOS`` and this ``LABELHUB_SECRET`` is set but does not verify its signature, it says
-                :data:`labelhub.backend.files.ANOTHER_SECRET` instead (the sync and the backend started with different secrets); when
-                ``LABELHUB_FILE_REPOS`` is set and the URL is signed with this ``LABELHUB_SECRET`` but its repo key is
-                missing, that key and
-                ``add <key>=<its path> to LABELHUB_FILE_REPOS``: the tasks of a renamed or moved repo keep its old
-                key, :func:`labelhub.backend.files.unknown_key_reason`).
+                :data:`labelhub.backend.files.ANOTHER_SECRET` instead (the sync and the backend started with different
+                secrets); when ``LABELHUB_FILE_REPOS`` is set and the URL is signed with this ``LABELHUB_SECRET`` but
+                its repo key is missing, that key and ``add <key>=<its path> to LABELHUB_FILE_REPOS``: the tasks of a
+                renamed or moved repo keep its old key, :func:`labelhub.backend.files.unknown_key_reason`).
         """
         if not isinstance(url, str) or not url:
             raise MediaNotAllowedError("the task's value is not a URL")

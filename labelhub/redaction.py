@@ -13,8 +13,8 @@ import logging
 import re
 from collections.abc import Iterable
 
-__all__ = ["MIN_SECRET_CHARS", "redact", "one_line", "escaped", "without_userinfo", "urls_without_userinfo", "RedactSecrets",
-           "RetryLinesAtDebug", "setup_logging", "library_logs_through_root"]
+__all__ = ["MIN_SECRET_CHARS", "redact", "one_line", "escaped", "without_userinfo", "urls_without_userinfo",
+           "RedactSecrets", "RetryLinesAtDebug", "setup_logging", "library_logs_through_root"]
 
 #: Values shorter than this are not treated as secrets (replacing ``"a"`` everywhere would garble every
 #: message, and no token, key or password LabelHub accepts is that short).

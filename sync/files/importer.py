@@ -445,7 +445,8 @@ class FileImporter:
         self.state.set_cursor(LAST_CYCLE, json.dumps({"sha": sha, "selection": selection, **joined}, sort_keys=True))
         remember_card(self.state, self.repo.repo_id, sha, card[0] if card else None)
         names = "".join(f"; {kind}: {_names(paths)}" for kind, paths in (
-            ("created", sorted(self._created)), ("changed", report.changed), ("moved", [f"{a} → {b}" for a, b in report.moved]),
+            ("created", sorted(self._created)), ("changed", report.changed),
+            ("moved", [f"{a} → {b}" for a, b in report.moved]),
             ("removed", report.removed), ("restored", report.restored)) if paths)
         log.info("%s@%s → project %s: %d files, %d tasks created, %d recovered, %d changed, %d moved, %d removed, "
                  "%d restored%s", self.repo.repo_id, sha[:12], self.project.project_id, report.files, report.created,
