@@ -123,6 +123,15 @@ def test_versions_with_a_password_in_hf_endpoint_never_prints_it_when_the_hub_an
     assert "S3cretPw" not in proc.stderr + proc.stdout
 
 
+def test_a_public_hub_files_task_url_leaves_out_the_password_of_hf_endpoint():
+    """The task's URL is built from ``HF_ENDPOINT``: its ``user:password@`` went into every task's data in Label Studio
+    (a fixer's note)."""
+    from labelhub.repos.hub import HubRepo
+
+    url = HubRepo("user/fmnist", endpoint="http://u:S3cretPw@127.0.0.1:1").file_url("a" * 40, "train/0.png")
+    assert url == f"http://127.0.0.1:1/datasets/user/fmnist/resolve/{'a' * 40}/train/0.png"
+
+
 def test_log_lines_lose_a_urls_password_with_no_secret_given():
     """A library's log line quoting ``HF_ENDPOINT`` (or ``LABEL_STUDIO_URL``) with its ``user:password@``: the root
     handler's filter drops it even when the command was given no secret (no ``HF_TOKEN``)."""

@@ -493,11 +493,14 @@ class HubRepo:
         """The file's URL pinned to ``sha``, no call: ``{endpoint}/datasets/{repo_id}/resolve/{sha}/{path}``
         (``hf_hub_url``'s, its commit part made once per commit) for a public repo, or the backend's signed URL
         ``{public_url}/files/{owner--name}/{sha}/{path}?sig=...`` for a private one (the choice:
-        :meth:`labelhub.file_urls.FileURLs.form`, with :attr:`private` from the last :meth:`resolve`)."""
+        :meth:`labelhub.file_urls.FileURLs.form`, with :attr:`private` from the last :meth:`resolve`). A
+        ``user:password@`` of ``HF_ENDPOINT`` is left out of the resolve URL: it would be in every task's data, shown
+        to every annotator, and browsers do not send credentials written in an image's URL anyway."""
         if self.file_urls is not None and self.file_urls.form(local=False, private=self.private) == "proxy":
             return self.file_urls.proxy_url(self.key, sha, path)
         if self._resolve_prefix[0] != sha:  # hf_hub_url once per commit: it costs 30 µs, a third of a task's making
-            root = hf_hub_url(self.repo_id, "", repo_type=REPO_TYPE, revision=sha, endpoint=self.endpoint)
+            root = without_userinfo(hf_hub_url(self.repo_id, "", repo_type=REPO_TYPE, revision=sha,
+                                               endpoint=self.endpoint))
             self._resolve_prefix = (sha, root)
         return self._resolve_prefix[1] + quote(path)  # the path quoted as hf_hub_url quotes it
 
