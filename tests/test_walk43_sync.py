@@ -211,3 +211,15 @@ def test_the_cycle_line_names_up_to_5_created_files(label_studio, make_project, 
     paths = sorted(files)
     assert line.endswith(f"7 files, 7 tasks created, 0 recovered, 0 changed, 0 moved, 0 removed, 0 restored; "
                          f"created: {', '.join(paths[:5])}, ... (+2)"), line
+
+
+def test_diff_of_a_version_number_suggests_its_tag(tmp_path):
+    """``labelhub diff ... v1 v2`` said only ``'v1' is not a tag`` (a newcomer's walkthrough)."""
+    path = sample_repos.local_repo_with(tmp_path / "repo", sample_repos.image_files(0, 2))
+    sample_repos.git(path, "tag", "annotations-v1")
+    sample_repos.git(path, "tag", "annotations-v2")
+    shown = invoke_labelhub("diff", "--repo", str(path), "v1", "annotations-v2")
+    assert shown.returncode == 1
+    assert "'v1' is not a tag of" in shown.stderr and "did you mean 'annotations-v1'?" in shown.stderr, shown.stderr
+    typo = invoke_labelhub("diff", "--repo", str(path), "annotations-v1", "anotations-v2")
+    assert "did you mean 'annotations-v2'?" in typo.stderr, typo.stderr

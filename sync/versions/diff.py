@@ -34,7 +34,7 @@ import pandas as pd
 from labelhub.errors import RevisionNotFound
 from labelhub.repos import DatasetRepo
 from labelhub.sync.versions.rows import BOOKKEEPING, split_labels
-from labelhub.sync.versions.series import DEFAULT_CSV_PATH, Series, series_for
+from labelhub.sync.versions.series import DEFAULT_CSV_PATH, Series, did_you_mean, series_for
 
 __all__ = ["VALUE", "MAX_LABELS", "VersionDiff", "cell_labels", "changed_annotations", "changed_rows", "changes_text", "controls_of", "diff_frames", "diff_versions", "known_labels",
            "file_of_url", "read_version_csv", "replaced_project", "summary_text"]
@@ -343,9 +343,10 @@ def diff_versions(repo: DatasetRepo, old_tag: str, new_tag: str, csv_path: str =
         12
     """
     series = series_for(csv_path, tag_prefix)
-    for tag in (old_tag, new_tag):
-        series.check_tag(tag)
     tags = repo.tags()
+    for tag in (old_tag, new_tag):
+        if tag in tags:  # a tag the repo lacks is said so first, with a hint (a misspelt prefix is no other series)
+            series.check_tag(tag)
     shas = []
     for tag in (old_tag, new_tag):
         if tag in tags:
@@ -353,7 +354,8 @@ def diff_versions(repo: DatasetRepo, old_tag: str, new_tag: str, csv_path: str =
         elif len(tag) == 40 and all(c in "0123456789abcdef" for c in tag):
             shas.append(tag)
         else:
-            raise RevisionNotFound(f"{tag!r} is not a tag of {repo.repo_id} (see labelhub versions)")
+            raise RevisionNotFound(f"{tag!r} is not a tag of {repo.repo_id}{did_you_mean(tag, tags)} (see labelhub "
+                                   "versions)")
     old, old_manifest = _read_version(repo, shas[0], series)
     new, manifest = _read_version(repo, shas[1], series)
     section = manifest.get("label_studio") if isinstance(manifest.get("label_studio"), Mapping) else {}

@@ -106,7 +106,7 @@ from labelhub.sync.ledger import Entry, ImportLedger, Item
 from labelhub.sync.regions import percent_from_fractions
 from labelhub.sync.versions.restore_identity import holds_commit, legacy_key, repo_identities, repo_identity
 from labelhub.sync.versions.restore_texts import annotated_texts, check_text_kind, is_url
-from labelhub.sync.versions.series import series_for, version_tag_prefix
+from labelhub.sync.versions.series import did_you_mean, series_for, version_tag_prefix
 from labelhub.sync.versions.rows import FIXED_HEAD, FIXED_TAIL, OTHER_RESULTS, split_labels, textarea_entries
 
 log = logging.getLogger(__name__)
@@ -390,7 +390,8 @@ def _version_sha(repo: DatasetRepo, tag: str) -> str:
     if tag in tags:
         return tags[tag]
     if not re.fullmatch(r"[0-9a-f]{7,40}", tag):
-        raise RevisionNotFound(f"{tag!r} is not a tag of {repo.repo_id} nor a commit sha (see labelhub versions)")
+        raise RevisionNotFound(f"{tag!r} is not a tag of {repo.repo_id} nor a commit sha{did_you_mean(tag, tags)} "
+                               "(see labelhub versions)")
     versions = {sha for sha in tags.values() if sha.startswith(tag)}
     if len(versions) > 1:
         raise RevisionNotFound(f"{tag!r} starts the commit shas of {len(versions)} versions of {repo.repo_id}: give "

@@ -35,12 +35,15 @@ files of two series never share a name), starts with a letter or digit, and is n
 """
 from __future__ import annotations
 
+import difflib
 import re
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from labelhub.errors import ConfigurationError
 
-__all__ = ["DEFAULT_CSV_PATH", "DEFAULT_PREFIX", "Series", "default_prefix", "series_for", "version_tag_prefix"]
+__all__ = ["DEFAULT_CSV_PATH", "DEFAULT_PREFIX", "Series", "default_prefix", "series_for", "version_tag_prefix",
+           "did_you_mean"]
 
 #: The CSV of the default series.
 DEFAULT_CSV_PATH = "annotations/annotations.csv"
@@ -269,3 +272,23 @@ def series_for(csv_path: str | None = None, tag_prefix: str | None = None) -> Se
         raise ConfigurationError(f"{how} {prefix!r} would name a config like another series' (default, rows, "
                                  "consensus, *-rows, *-consensus): pass another --tag-prefix")
     return Series(csv_path, prefix)
+
+
+def did_you_mean(tag: str, tags: Collection[str]) -> str:
+    """A hint for a tag the repo does not have: ``"; did you mean 'annotations-v1'?"`` for ``v1`` or ``1`` (the
+    version tags ending in ``-v1``), else the closest tag name (:func:`difflib.get_close_matches`), else ``""``.
+
+    Args:
+        tag: The name given (``labelhub diff``, ``restore``).
+        tags: The repo's tag names.
+
+    Example:
+        >>> did_you_mean("v1", ["annotations-v1", "annotations-v2", "test-v1"])
+        "; did you mean 'annotations-v1' or 'test-v1'?"
+        >>> did_you_mean("anotations-v2", ["annotations-v1", "annotations-v2"])
+        "; did you mean 'annotations-v2'?"
+    """
+    number = re.fullmatch(r"v?(\d+)", tag)
+    found = sorted(t for t in tags if number and t.endswith(f"-v{int(number.group(1))}")) \
+        or difflib.get_close_matches(tag, list(tags), n=1, cutoff=0.75)
+    return f"; did you mean {' or '.join(repr(t) for t in found[:3])}?" if found else ""
