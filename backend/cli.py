@@ -204,7 +204,7 @@ def backend(host, port, workers, threads, model_dir, timeout, log_level):
 
     click.echo(f"labelhub backend on http://{host}:{port} ({workers} worker{'s' if workers != 1 else ''} x "
                f"{threads} thread{'s' if threads != 1 else ''}, "
-               f"MODEL_DIR={os.environ.get('MODEL_DIR', 'labelhub-models')})", err=True)
+               f"MODEL_DIR={os.path.abspath(os.environ.get('MODEL_DIR', 'labelhub-models'))})", err=True)
     _Server().run()
 
 
