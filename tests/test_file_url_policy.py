@@ -167,7 +167,8 @@ def test_help_says_each_thing_once_and_as_the_readme_does():
     for command in ("sync", "restore", "import-labels"):
         text = _help(command)
         assert "--log-level [DEBUG|INFO|WARNING|ERROR]" in text and "default: INFO]" in text
-        assert "token or legacy token. [env var: LABEL_STUDIO_API_KEY; required]" in text
+        assert "token or legacy token (the whitespace around it is dropped). [env var: LABEL_STUDIO_API_KEY; required]" \
+            in text
 
 
 # ---- tasks follow a change of the URL policy -----------------------------------------------------
