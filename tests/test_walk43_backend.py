@@ -130,19 +130,12 @@ def test_another_secret_is_named_once_with_the_count_then_the_right_one_fits_at_
 
 
 def test_causes_are_counted_most_examples_first_and_the_rest_summed(tmp_path, caplog):
-    from tests.backend_fixtures import image_tasks
+    from tests.test_predict_fit_reasons import fit_without_media
 
-    caplog.set_level(logging.INFO, logger="labelhub")
-    tasks, labels = image_tasks(4)
-    for task, url in zip(tasks, ["http://198.51.100.9/a.png", "http://203.0.113.7/" + "d/" * 60 + "c.png?token=s3cr3t",
-                                 "http://203.0.113.7/b.png", "http://192.0.2.1/e.png"]):
-        task["data"]["image"] = url  # hosts not allowed (TEST-NETs): one cause per host
-    app = create_app({"model_dir": tmp_path, "start_trainer": False, "warmup": False})
-    client = app.test_client()
-    for i, (task, label) in enumerate(zip(tasks, labels)):
-        assert client.post("/webhook", json=annotation_event(8000 + i, task, label)).status_code == 200
-    app.extensions["labelhub"].trainer.run_once()
-    line = next(r.getMessage() for r in caplog.records if "examples without media" in r.getMessage())
+    # hosts not allowed (TEST-NETs): one cause per host
+    line = fit_without_media(tmp_path, caplog, ["http://198.51.100.9/a.png",
+                                                "http://203.0.113.7/" + "d/" * 60 + "c.png?token=s3cr3t",
+                                                "http://203.0.113.7/b.png", "http://192.0.2.1/e.png"])
     short = "http://203.0.113.7/" + "d/" * 14 + "d..." + "d/" * 12 + "c.png"  # its first URL, in 80 characters
     assert (f"4 of 4 examples without media (2 examples: host '203.0.113.7' is not allowed: add it to "
             f"LABELHUB_ALLOWED_HOSTS to fetch {short}; 1 example: host '198.51.100.9'") in line, line

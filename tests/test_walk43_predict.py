@@ -15,7 +15,8 @@ from labelhub.backend import jobs
 from labelhub.backend.job_status import JobStatus
 from labelhub.backend.jobs import run_here, run_job
 from labelhub.backend.labelstudio_api import LabelStudioClient
-from tests.test_predict_jobs import _api, _cli, _per_task, _Project
+from tests.test_predict_jobs import _cli, _per_task, _Project
+from tests.test_predict_versions import _selected
 
 N = 40
 
@@ -25,9 +26,6 @@ def fresh(label_studio, tmp_path):
     """A project of ``N`` text tasks, no annotation, no prediction, no prediction set."""
     return _Project(label_studio, tmp_path / "models", n_tasks=N)
 
-
-def _selected(label_studio, project) -> str:
-    return _api(label_studio, "GET", f"/api/projects/{project.id}")["model_version"] or ""
 
 
 def test_ctrl_c_of_all_before_its_first_batch_says_what_it_left_and_the_same_command_writes_it(label_studio, fresh,
