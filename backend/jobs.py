@@ -53,13 +53,14 @@ What remains (the window, honestly):
 **One version per job.** The plan is made, and its line logged, with the version read after the task listing (and
 ``all``'s delete), not the one read before it; a line says when a batch writes a newer one. A retrain during a job
 moves the model's version, and each batch writes the version of its time; so once the plan is done, if it wrote two
-versions or more, the tasks the job wrote with an older version are planned again against the newest (up to :data:`CATCH_UP_PASSES` passes), and the job ends with one version (a
-retrain after its last batch leaves it with the one it wrote: the next job's), which its status and summary name
-(:attr:`~labelhub.backend.job_status.JobStatus.by_version` counts what each version got). Its task counts (``total``,
-``done``, ``behind``) count each task once, however many passes predicted it: the tasks a pass predicts again leave
-``done`` for ``queued``, and each pass lists the tasks the job wrote, each id once (before, each pass added its ids
-again: a 279-task job under six annotators said 957 tasks, predicted tasks twice in one pass, and counted 427
-predictions of a version of which Label Studio held 238, an audit found).
+versions or more, the tasks the job wrote with an older version are planned again against the newest (up to
+:data:`CATCH_UP_PASSES` passes), and the job ends with one version (a retrain after its last batch leaves it with
+the one it wrote: the next job's), which its status and summary name
+(:attr:`~labelhub.backend.job_status.JobStatus.by_version` counts what each version got). Its task counts
+(``total``, ``done``, ``behind``) count each task once, however many passes predicted it: the tasks a pass predicts
+again leave ``done`` for ``queued``, and each pass lists the tasks the job wrote, each id once (before, each pass
+added its ids again: a 279-task job under six annotators said 957 tasks, predicted tasks twice in one pass, and
+counted 427 predictions of a version of which Label Studio held 238, an audit found).
 
 **The prediction set.** A job selects its version as the project's prediction set (what the Data Manager's
 "Prediction score" sorts by) under the rules of :func:`_select_version`; a job of part of the project only when
