@@ -245,7 +245,8 @@ class BackendServer:
         self.proc: subprocess.Popen | None = None
 
     def start(self, timeout: float = 60) -> "BackendServer":
-        """Start and wait until ``/health`` answers.
+        """Start and wait until ``/health`` answers and gunicorn has forked every worker (a worker that imports
+        nothing, :func:`labelhub.backend.startup.preimport`, answers before the master forks the next).
 
         Raises:
             RuntimeError: When the server exits or is not ready in time (with its log tail).
@@ -258,7 +259,9 @@ class BackendServer:
             cwd=ROOT, env=self.env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
         try:
             wait_until_healthy(self.proc, self.url + "/health", "backend", self.log_tail, timeout, interval=0.2)
-        except RuntimeError:
+            wait_for(lambda: len(self.worker_pids()) >= self.workers, timeout=timeout, interval=0.05,
+                     message=f"gunicorn to fork its {self.workers} workers")
+        except (RuntimeError, AssertionError):
             self.stop()
             raise
         return self
