@@ -223,3 +223,22 @@ def test_diff_of_a_version_number_suggests_its_tag(tmp_path):
     assert "'v1' is not a tag of" in shown.stderr and "did you mean 'annotations-v1'?" in shown.stderr, shown.stderr
     typo = invoke_labelhub("diff", "--repo", str(path), "annotations-v1", "anotations-v2")
     assert "did you mean 'annotations-v2'?" in typo.stderr, typo.stderr
+
+
+def test_a_hub_revision_that_is_no_branch_names_the_repos_branches(hub):
+    """A deleted or misspelt branch of a Hub repo said only ``revision 'mian' not found in dataset ...`` (a local
+    repo's names its branches): the audit of rewritten histories."""
+    import time
+
+    from labelhub.errors import RevisionNotFound
+    from labelhub.repos.hub import HubRepo
+    from tests.conftest import HUB_TOKEN
+
+    repo_id = sample_repos.hub_repo_with(hub, f"labelhub/branches-{time.monotonic_ns() % 10**9}",
+                                         sample_repos.image_files(0, 1))
+    repo = HubRepo(repo_id, token=HUB_TOKEN)
+    repo.api.create_branch(repo_id, branch="dev", repo_type="dataset")
+    with pytest.raises(RevisionNotFound) as raised:
+        repo.head_and_tags("mian")
+    assert str(raised.value).endswith(
+        "its branches: main, dev (pass one as --revision or LABELHUB_REVISION)"), raised.value

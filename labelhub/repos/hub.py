@@ -642,12 +642,23 @@ class HubRepo:
 
     def head_and_tags(self, revision: str) -> tuple[str, dict[str, str]]:
         """See :meth:`labelhub.repos.DatasetRepo.head_and_tags`: one ``list_repo_refs`` call, and one
-        ``repo_info`` (:meth:`resolve`) when ``revision`` is neither a branch nor a tag."""
+        ``repo_info`` (:meth:`resolve`) when ``revision`` is neither a branch nor a tag.
+
+        Raises:
+            RevisionNotFound: ``revision`` is no branch, tag or commit of the repo; the message names its branches
+                (``main`` first, up to 5), as a local repo's does.
+        """
         with hub_errors(self.endpoint, self.repo_id, revision):
             refs = self.api.list_repo_refs(self.repo_id, repo_type=REPO_TYPE)
         heads = {ref.name: ref.target_commit for ref in refs.branches}
         tags = {ref.name: ref.target_commit for ref in refs.tags}
-        sha = heads.get(revision) or tags.get(revision) or self.resolve(revision)
+        try:
+            sha = heads.get(revision) or tags.get(revision) or self.resolve(revision)
+        except RevisionNotFound as exc:  # a branch misspelt, deleted or renamed: name the ones there are
+            branches = sorted(heads, key=lambda name: (name != "main", name))
+            more = f", +{len(branches) - 5} more" if len(branches) > 5 else ""
+            raise RevisionNotFound(f"{exc}: its branches: {', '.join(branches[:5])}{more} (pass one as --revision or "
+                                   "LABELHUB_REVISION)") from None
         return sha, tags
 
     def commit_info(self, sha: str) -> tuple[str, str]:
