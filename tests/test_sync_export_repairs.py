@@ -220,6 +220,21 @@ def test_a_commit_from_a_stale_index_gets_the_versions_files_back_with_one_warni
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
 
 
+def test_a_git_reset_hard_the_poll_saw_first_is_said_to_be_a_rewritten_history_not_a_stale_index(local, caplog):
+    """An audit: ``git reset --hard`` to before the version, seen by the import cycle before the export, was said to be
+    a commit from a stale index (with ``git reset --keep`` advice); the files come back either way."""
+    path = local.repo.path
+    v1 = local.exporter.export()
+    git(path, "reset", "-q", "--hard", f"{v1.commit}^")
+    local.importer.run()  # the poll sees the reset branch
+    caplog.set_level(logging.INFO)
+    local.exporter.export()
+    said = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(said) == 1 and "was rewritten (a git reset, a rebase or a force-push)" in said[0], said
+    assert v1.commit[:12] in said[0] and "annotations-v1" in said[0] and "git reset --keep" not in said[0]
+    assert exported_files_at(path, "main") == exported_files_at(path, v1.commit)
+
+
 def test_git_reset_keep_before_committing_in_the_work_tree_keeps_the_versions_files(local, caplog):
     path = local.repo.path
     local.exporter.export()

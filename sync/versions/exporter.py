@@ -669,14 +669,24 @@ class Exporter:
         return ours or self.repo.resolve(self.revision)
 
     def _say_lost(self, lost: tuple[str, str, list[str]]) -> None:
+        """Say why the branch's head lacks the last version's files, which are written back: its history was
+        rewritten (a local repo whose version commit is no longer an ancestor of the head: ``git reset --hard`` to an
+        older commit, a rebase; one ``git merge-base --is-ancestor``), else a commit from a stale work tree's index."""
         head, _, paths = lost
+        last = self.state.last_version()
+        version = self.series.tag(last["version"])
+        if self._rewritten(last.get("commit_sha") or head, head, gone=False):
+            log.warning("the history of branch %s of %s was rewritten (a git reset, a rebase or a force-push): %s, the "
+                        "commit of %s, is no longer in it; writing its files (%s) back on the new head %s (the tags of "
+                        "earlier versions keep their commits)", self.revision, self.repo.repo_id,
+                        str(last.get("commit_sha"))[:12], version, ", ".join(paths), head[:12])
+            return
         log.warning(
             "%s of %s at %s lacks the files of %s as it wrote them (%s): a commit made from a work tree whose "
             "index predates the export (the export moves the branch without touching the work tree) drops or "
             "reverts them; writing them back. To avoid it, commit through a clone (git pull before, git push "
             "after), or run git reset --keep in the work tree before git add and git commit",
-            self.revision, self.repo.repo_id, head[:12], self.series.tag(self.state.last_version()["version"]),
-            ", ".join(paths))
+            self.revision, self.repo.repo_id, head[:12], version, ", ".join(paths))
 
     def _refs(self) -> SeenRefs:
         """The branch head and the tags an export is numbered from and (a first version) committed on: those the
