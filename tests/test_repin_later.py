@@ -64,3 +64,54 @@ def test_tasks_left_on_a_commit_pruned_after_the_rewrite_was_synced_are_re_pinne
         assert tasks[path][0].data["hf_revision"] == head and head in tasks[path][0].data["image"], tasks[path][0].data
     out = sync(repo, project.id, tmp_path, env)
     assert "history was rewritten" not in out.stderr, out.stderr
+
+
+def test_a_daemon_looks_each_shown_commit_up_at_most_once_per_recheck_period(label_studio, make_project, tmp_path,
+                                                                               monkeypatch):
+    """In one process (a daemon's cycles): a commit found held is not looked up again for RECHECK_SECONDS, so the
+    short-circuit of an unmoved head makes no call; once due (RECHECK_SECONDS = 0 here), the pruned commit is found
+    gone and its tasks are re-pinned."""
+    from labelhub.repos import open_repo
+    from labelhub.sync.files import importer
+    from labelhub.sync.labelstudio.project import LabelStudioProject
+    from labelhub.sync.state import SyncState
+
+    monkeypatch.setattr(importer, "_LOOKED_UP", {})
+    repo_dir = LocalMaster(tmp_path / "repo")
+    images = sample_repos.image_files(0, N + 2)
+    old = repo_dir.commit({p: images[p] for p in OLD})
+    made = repo_dir.commit({p: images[p] for p in ADDED})
+    sample_repos.git(repo_dir.path, "tag", "annotations-v1")
+    created = make_project("repin later, daemon", CONFIG)
+    project = LabelStudioProject(label_studio.url, label_studio.api_key, created.id)
+    repo = open_repo(str(repo_dir.path))
+    state = SyncState(tmp_path / "state.sqlite3", created.id, repo.repo_id)
+    looked_up: list[str] = []
+    resolve = repo.resolve
+
+    def counted(revision):
+        looked_up.append(revision)
+        return resolve(revision)
+
+    monkeypatch.setattr(repo, "resolve", counted)
+
+    def cycle():
+        looked_up.clear()
+        return importer.FileImporter(repo, project, state, revision="master").run()
+
+    cycle()
+    sample_repos.git(repo_dir.path, "reset", "-q", "--hard", old)
+    report = cycle()
+    assert not report.repinned and looked_up.count(made) == 1  # still held: remembered
+    sample_repos.git(repo_dir.path, "tag", "-d", "annotations-v1")
+    sample_repos.git(repo_dir.path, "reflog", "expire", "--expire=now", "--all")
+    sample_repos.git(repo_dir.path, "gc", "-q", "--prune=now")
+    report = cycle()
+    assert report.unchanged and made not in looked_up  # not due: the short-circuit makes no call
+    monkeypatch.setattr(importer, "RECHECK_SECONDS", 0)
+    report = cycle()
+    assert not report.unchanged and sorted(report.repinned) == sorted(OLD), report
+    tasks = tasks_by_path(label_studio.client(), created.id)
+    assert all(tasks[p][0].data["hf_revision"] == old for p in OLD)
+    report = cycle()
+    assert report.unchanged and not report.repinned  # every task shows the head: nothing to look up
