@@ -27,7 +27,9 @@ One cycle (:meth:`FileImporter.run`), through the crash-safe import ledger (:mod
    "hf_removed_in": sha}``; a file that comes back is marked ``hf_removed: false``. A file still in the commit
    but no longer selected (a new ``--exclude``) is not removed: its task is left as it is (a log line says so).
 6. A task whose commit the repo no longer holds (a rewritten history) while the head holds the same blob at the
-   same path is re-pinned to the head (:meth:`FileImporter._repins`).
+   same path is re-pinned to the head (:meth:`FileImporter._repins`), also when the commit was pruned after the
+   rewrite was synced and the head did not move since: each commit the tasks show is looked up at most once per
+   :data:`RECHECK_SECONDS`, in step 1's short-circuit too, which stops there only when none of them is found gone.
 7. When the file URL policy changed since the last completed cycle (:meth:`FileImporter.url_form`: ``--file-urls``,
    ``LABELHUB_PUBLIC_URL``, ``LABELHUB_SECRET``, ``--url-lifetime``, a Hub repo's visibility), every task's URL is
    rebuilt from its ``hf_path`` and ``hf_revision`` and rewritten where it differs (:meth:`FileImporter
@@ -65,6 +67,7 @@ and a ``git mv`` to a shorter path then keeps the task and its annotations (step
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 import json
@@ -129,6 +132,13 @@ _ODD_NAME = re.compile(r"[\x00-\x1f\x7f\\]")
 #: well within Label Studio's limit even lowered, and a text that long is past what its labeling page shows well;
 #: point a ``<Text valueType="url">`` config at such files instead.
 MAX_TEXT_BYTES = MAX_BATCH_BYTES
+#: Seconds during which a commit some task shows, once looked up (:meth:`FileImporter._gone`), is not looked up
+#: again: a history rewritten then pruned later (tags deleted, ``git gc``) is seen within this time, at the cost of
+#: one call (``git rev-parse`` or a Hub ``repo_info``) per distinct commit the tasks show per period.
+RECHECK_SECONDS = 3600
+#: ``{(repo_id, sha): (time.monotonic() of the look-up, held)}``: what :meth:`FileImporter._gone` found, kept for
+#: the life of the process (a daemon's every cycle; a ``--once`` run starts empty).
+_LOOKED_UP: dict[tuple[str, str], tuple[float, bool]] = {}
 
 
 def _files_part(selection: dict) -> dict:
@@ -321,7 +331,7 @@ class FileImporter:
             recovering = asking.submit(ledger.recover, lookup) if first else None
             sha, tags = self.repo.head_and_tags(self.revision)
             if recovering is None:
-                if synced == sha and same_selection:
+                if synced == sha and same_selection and not self._gone(self._shown_elsewhere(sha), fresh=True):
                     remember_refs(self.state, self.repo.repo_id, self.revision, sha, tags)
                     return FileImportReport(sha, unchanged=True)
                 recovering = asking.submit(ledger.recover, lookup)
@@ -402,8 +412,7 @@ class FileImporter:
                    and not known[f.path].blob_id]
         if unknown:  # shows this commit, or its revision lacks the file: remember the blob id, nothing to follow
             ledger.set_blob_ids(unknown)
-        repins = self._repins({p: k for p, k in known.items() if p not in followed}, by_path, sha,
-                              last.get("sha") if last else synced)
+        repins = self._repins({p: k for p, k in known.items() if p not in followed}, by_path, sha)
         report.removed = sorted(p for p in gone if p not in moved_from)
         report.restored = sorted(p for p, k in known.items() if k.removed_in is not None and p in by_path)
         report.moved = [(old, f.path) for old, f in moves]
@@ -447,11 +456,12 @@ class FileImporter:
         names = "".join(f"; {kind}: {_names(paths)}" for kind, paths in (
             ("created", sorted(self._created)), ("changed", report.changed),
             ("moved", [f"{a} → {b}" for a, b in report.moved]),
-            ("removed", report.removed), ("restored", report.restored)) if paths)
+            ("removed", report.removed), ("restored", report.restored), ("re-pinned", report.repinned)) if paths)
+        repinned = f", {len(report.repinned)} re-pinned" if report.repinned else ""  # said only when some were
         log.info("%s@%s → project %s: %d files, %d tasks created, %d recovered, %d changed, %d moved, %d removed, "
-                 "%d restored%s", self.repo.repo_id, sha[:12], self.project.project_id, report.files, report.created,
+                 "%d restored%s%s", self.repo.repo_id, sha[:12], self.project.project_id, report.files, report.created,
                  report.recovered, len(report.changed), len(report.moved), len(report.removed), len(report.restored),
-                 names)
+                 repinned, names)
         return report
 
     def _warn_none_selected(self, sha: str, paths: Iterable[str]) -> None:
@@ -603,25 +613,23 @@ class FileImporter:
             return False
         return True
 
-    def _repins(self, known: dict[str, Known], by_path: dict[str, RepoFile], sha: str,
-                last_sha: str | None) -> list[RepoFile]:
-        """The files whose task shows a commit the repo no longer holds (a history rewritten: a force-push or a
-        squash, then a garbage collection) while ``sha`` holds the same blob at the same path: their tasks are
-        re-pinned to ``sha`` (their URLs would answer 404). Said in one warning.
+    def _repins(self, known: dict[str, Known], by_path: dict[str, RepoFile], sha: str) -> list[RepoFile]:
+        """The files whose task shows a commit the repo no longer holds (a history rewritten: a force-push, a squash
+        or a ``git reset --hard``, then a garbage collection) while ``sha`` holds the same blob at the same path:
+        their tasks are re-pinned to ``sha`` (their URLs would answer 404). Said in one warning.
 
-        Only when the head moved: the last cycle's commit is looked up first (one call); when it is still there, no
-        commit older than it was pruned (a rewrite changes the sha of every descendant of what it rewrote), and
-        nothing else is asked. Else (or with no last cycle: a new or rebuilt state) each commit the candidate tasks
-        show is looked up once (:meth:`labelhub.repos.DatasetRepo.resolve`).
+        Decided: each distinct commit the candidate tasks show is looked up (:meth:`_gone`), whether the head moved
+        or not, at most once per :data:`RECHECK_SECONDS` per process. The last cycle's commit still being there says
+        nothing of older ones: the rewrite is usually synced while the old commits still exist (kept by tags, not yet
+        collected) and pruned later (tags deleted, ``git gc``), so a shortcut on it left such tasks pinned to the
+        pruned commit for good.
         """
         shown: dict[str, list[str]] = {}
         for path, entry in known.items():
             if (entry.removed_in is None and entry.revision and entry.revision != sha and path in by_path
                     and entry.blob_id == by_path[path].oid):
                 shown.setdefault(entry.revision, []).append(path)
-        if not shown or last_sha == sha or (last_sha and self._holds(last_sha)):
-            return []
-        gone = [rev for rev in shown if not self._holds(rev)]
+        gone = self._gone(shown)
         if not gone:
             return []
         paths = sorted(p for rev in gone for p in shown[rev])
@@ -629,6 +637,36 @@ class FileImporter:
                     "(%s); %d tasks whose file is the same at %s are re-pinned to it", self.repo.repo_id, len(gone),
                     _names([rev[:12] for rev in gone]), len(paths), sha[:12])
         return [by_path[p] for p in paths]
+
+    def _shown_elsewhere(self, sha: str) -> set[str]:
+        """The commits other than ``sha`` that the ledger's present tasks show (removed and deleted ones left out):
+        the commits :meth:`_repins` may find gone. No call (a state read)."""
+        return {k.revision for k in self.state.ledger.entries().values()
+                if k.removed_in is None and not k.deleted and k.revision and k.revision != sha}
+
+    def _gone(self, revisions: Iterable[str], fresh: bool = False) -> list[str]:
+        """Those of ``revisions`` (commit shas) the repo no longer holds. A commit looked up less than
+        :data:`RECHECK_SECONDS` ago is not looked up again: its answer (held or gone) is the one remembered in
+        :data:`_LOOKED_UP`; the others cost one call each (:meth:`_holds`).
+
+        Args:
+            fresh: only the commits found gone by a look-up made now (step 1's short-circuit: a commit found gone
+                before, whose tasks the cycle could not re-pin, does not undo the short-circuit until it is due).
+
+        Raises:
+            labelhub.errors.LabelHubError: as :meth:`labelhub.repos.DatasetRepo.resolve` (the repo is gone or
+                unreachable), but for :class:`~labelhub.errors.RevisionNotFound`, which means gone.
+        """
+        now, gone = time.monotonic(), []
+        for rev in dict.fromkeys(revisions):
+            key = (self.repo.repo_id, rev)
+            looked_up = _LOOKED_UP.get(key)
+            due = looked_up is None or now - looked_up[0] >= RECHECK_SECONDS
+            if due:
+                looked_up = _LOOKED_UP[key] = (now, self._holds(rev))
+            if not looked_up[1] and (due or not fresh):
+                gone.append(rev)
+        return gone
 
     def _holds(self, sha: str) -> bool:
         """Whether the repo still holds commit ``sha`` (one call)."""
