@@ -4,11 +4,13 @@
 The usual order: the tasks are made at commit A, the branch is reset to an older commit O (``git reset --hard``) and
 the sync follows it while A still exists (a tag keeps it); later the tags are deleted and ``git gc --prune=now`` drops
 A. The tasks whose file is the same blob at the head must then be re-pinned to the head by the next cycle, whether
-the head stayed at O or a new commit C came meanwhile: before, the sync looked the last cycle's commit up only (O,
-still there) and left them pinned to the pruned A for good (their URLs answered 404, nothing was logged).
+the head stayed at O or a new commit C came meanwhile, once the next sweep is due (every ``RECHECK_SECONDS``, the
+time kept in the state: an hour is made to pass here by clearing it): before, the sync looked the last cycle's commit
+up only (O, still there) and left them pinned to the pruned A for good (their URLs answered 404, nothing was logged).
 """
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 
 import pytest
@@ -20,6 +22,14 @@ from tests.test_sync_import_faults import sync
 N = 4
 OLD = [sample_repos.image_path(i) for i in range(N)]  # in O and A, the same blobs
 ADDED = [sample_repos.image_path(i) for i in range(N, N + 2)]  # in A only
+
+
+def _an_hour_passes(tmp_path) -> None:
+    """Make the next sweep due: the state forgets the last one's time (``import_repin_sweep``)."""
+    from labelhub.sync.files.importer import REPIN_SWEEP
+
+    with sqlite3.connect(tmp_path / "state.sqlite3") as db:
+        assert db.execute("DELETE FROM cursors WHERE name=?", (REPIN_SWEEP,)).rowcount == 1
 
 
 def _exists(repo, sha: str) -> bool:
@@ -53,7 +63,10 @@ def test_tasks_left_on_a_commit_pruned_after_the_rewrite_was_synced_are_re_pinne
     head = old
     if then == "new commit":
         head = repo.commit({sample_repos.image_path(N + 2): images[sample_repos.image_path(N + 2)]})
+    out = sync(repo, project.id, tmp_path, env)  # the last sweep was less than RECHECK_SECONDS ago: not yet
+    assert "history was rewritten" not in out.stderr, out.stderr
 
+    _an_hour_passes(tmp_path)
     out = sync(repo, project.id, tmp_path, env)
     assert "the history was rewritten" in out.stderr and f"{N} tasks whose file is the same" in out.stderr, out.stderr
     assert made[:12] in out.stderr
@@ -66,17 +79,16 @@ def test_tasks_left_on_a_commit_pruned_after_the_rewrite_was_synced_are_re_pinne
     assert "history was rewritten" not in out.stderr, out.stderr
 
 
-def test_a_daemon_looks_each_shown_commit_up_at_most_once_per_recheck_period(label_studio, make_project, tmp_path,
-                                                                               monkeypatch):
-    """In one process (a daemon's cycles): a commit found held is not looked up again for RECHECK_SECONDS, so the
-    short-circuit of an unmoved head makes no call; once due (RECHECK_SECONDS = 0 here), the pruned commit is found
-    gone and its tasks are re-pinned."""
+def test_a_daemon_sweeps_the_shown_commits_at_most_once_per_recheck_period(label_studio, make_project, tmp_path,
+                                                                            monkeypatch):
+    """A daemon's cycles: the commits the tasks show are looked up once per RECHECK_SECONDS, so the short-circuit of
+    an unmoved head makes no call in between; once due (RECHECK_SECONDS = 0 here), the pruned commit is found gone and
+    its tasks are re-pinned."""
     from labelhub.repos import open_repo
     from labelhub.sync.files import importer
     from labelhub.sync.labelstudio.project import LabelStudioProject
     from labelhub.sync.state import SyncState
 
-    monkeypatch.setattr(importer, "_LOOKED_UP", {})
     repo_dir = LocalMaster(tmp_path / "repo")
     images = sample_repos.image_files(0, N + 2)
     old = repo_dir.commit({p: images[p] for p in OLD})

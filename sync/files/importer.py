@@ -27,9 +27,10 @@ One cycle (:meth:`FileImporter.run`), through the crash-safe import ledger (:mod
    "hf_removed_in": sha}``; a file that comes back is marked ``hf_removed: false``. A file still in the commit
    but no longer selected (a new ``--exclude``) is not removed: its task is left as it is (a log line says so).
 6. A task whose commit the repo no longer holds (a rewritten history) while the head holds the same blob at the
-   same path is re-pinned to the head (:meth:`FileImporter._repins`), also when the commit was pruned after the
-   rewrite was synced and the head did not move since: each commit the tasks show is looked up at most once per
-   :data:`RECHECK_SECONDS`, in step 1's short-circuit too, which stops there only when none of them is found gone.
+   same path is re-pinned to the head (:meth:`FileImporter._repins`): at once when the last cycle's commit is gone,
+   and also when a commit was pruned after the rewrite was synced (the head moved or not): every
+   :data:`RECHECK_SECONDS` the commits the tasks show are looked up, in step 1's short-circuit too, which stops there
+   only when none of them is found gone.
 7. When the file URL policy changed since the last completed cycle (:meth:`FileImporter.url_form`: ``--file-urls``,
    ``LABELHUB_PUBLIC_URL``, ``LABELHUB_SECRET``, ``--url-lifetime``, a Hub repo's visibility), every task's URL is
    rebuilt from its ``hf_path`` and ``hf_revision`` and rewritten where it differs (:meth:`FileImporter
@@ -132,13 +133,13 @@ _ODD_NAME = re.compile(r"[\x00-\x1f\x7f\\]")
 #: well within Label Studio's limit even lowered, and a text that long is past what its labeling page shows well;
 #: point a ``<Text valueType="url">`` config at such files instead.
 MAX_TEXT_BYTES = MAX_BATCH_BYTES
-#: Seconds during which a commit some task shows, once looked up (:meth:`FileImporter._gone`), is not looked up
-#: again: a history rewritten then pruned later (tags deleted, ``git gc``) is seen within this time, at the cost of
-#: one call (``git rev-parse`` or a Hub ``repo_info``) per distinct commit the tasks show per period.
+#: Seconds between two sweeps of the commits the tasks show (:meth:`FileImporter._repins`): a history rewritten and
+#: pruned later (tags deleted, ``git gc``) is seen within this time, at the cost of one call (``git rev-parse`` or a
+#: Hub ``repo_info``) per distinct commit the tasks show per sweep. The time is kept in the state
+#: (:data:`REPIN_SWEEP`), so ``--once`` runs from cron sweep no more often than a daemon.
 RECHECK_SECONDS = 3600
-#: ``{(repo_id, sha): (time.monotonic() of the look-up, held)}``: what :meth:`FileImporter._gone` found, kept for
-#: the life of the process (a daemon's every cycle; a ``--once`` run starts empty).
-_LOOKED_UP: dict[tuple[str, str], tuple[float, bool]] = {}
+#: The state cursor holding the last sweep's time (``time.time()``).
+REPIN_SWEEP = "import_repin_sweep"
 
 
 def _files_part(selection: dict) -> dict:
@@ -297,6 +298,7 @@ class FileImporter:
         ledger = self.state.ledger
         pending, _ = ledger.pending()
         synced = self.state.head(self.revision)
+        self._swept_gone: list[str] | None = None  # what a sweep of step 1's short-circuit found gone
         last = self._last_cycle()
         selection = self.selection()
         # nothing to do only when the commit AND what selects the files are those of the last completed cycle (the
@@ -331,7 +333,7 @@ class FileImporter:
             recovering = asking.submit(ledger.recover, lookup) if first else None
             sha, tags = self.repo.head_and_tags(self.revision)
             if recovering is None:
-                if synced == sha and same_selection and not self._gone(self._shown_elsewhere(sha), fresh=True):
+                if synced == sha and same_selection and not self._swept_now(sha):
                     remember_refs(self.state, self.repo.repo_id, self.revision, sha, tags)
                     return FileImportReport(sha, unchanged=True)
                 recovering = asking.submit(ledger.recover, lookup)
@@ -412,7 +414,8 @@ class FileImporter:
                    and not known[f.path].blob_id]
         if unknown:  # shows this commit, or its revision lacks the file: remember the blob id, nothing to follow
             ledger.set_blob_ids(unknown)
-        repins = self._repins({p: k for p, k in known.items() if p not in followed}, by_path, sha)
+        repins = self._repins({p: k for p, k in known.items() if p not in followed}, by_path, sha,
+                              last.get("sha") if last else synced)
         report.removed = sorted(p for p in gone if p not in moved_from)
         report.restored = sorted(p for p, k in known.items() if k.removed_in is not None and p in by_path)
         report.moved = [(old, f.path) for old, f in moves]
@@ -613,23 +616,32 @@ class FileImporter:
             return False
         return True
 
-    def _repins(self, known: dict[str, Known], by_path: dict[str, RepoFile], sha: str) -> list[RepoFile]:
+    def _repins(self, known: dict[str, Known], by_path: dict[str, RepoFile], sha: str,
+                last_sha: str | None) -> list[RepoFile]:
         """The files whose task shows a commit the repo no longer holds (a history rewritten: a force-push, a squash
         or a ``git reset --hard``, then a garbage collection) while ``sha`` holds the same blob at the same path:
         their tasks are re-pinned to ``sha`` (their URLs would answer 404). Said in one warning.
 
-        Decided: each distinct commit the candidate tasks show is looked up (:meth:`_gone`), whether the head moved
-        or not, at most once per :data:`RECHECK_SECONDS` per process. The last cycle's commit still being there says
-        nothing of older ones: the rewrite is usually synced while the old commits still exist (kept by tags, not yet
-        collected) and pruned later (tags deleted, ``git gc``), so a shortcut on it left such tasks pinned to the
-        pruned commit for good.
+        Each commit the candidate tasks show is looked up (one call each: :meth:`_sweep`) when the last cycle's
+        commit is gone (one call; the usual case of a rewrite and its prune seen in one go), or when a sweep is due
+        (every :data:`RECHECK_SECONDS`, :meth:`_sweep_due`), else nothing is asked. Decided: the last cycle's commit
+        still being there says nothing of older ones, since a rewrite is usually synced while the old commits still
+        exist (kept by tags, not yet collected) and pruned later (tags deleted, ``git gc``): that order, which left
+        such tasks pinned to the pruned commit for good, is caught by the next sweep, within the hour.
         """
         shown: dict[str, list[str]] = {}
         for path, entry in known.items():
             if (entry.removed_in is None and entry.revision and entry.revision != sha and path in by_path
                     and entry.blob_id == by_path[path].oid):
                 shown.setdefault(entry.revision, []).append(path)
-        gone = self._gone(shown)
+        if not shown:
+            return []
+        if self._swept_gone is not None:  # step 1's short-circuit swept this cycle
+            gone = [rev for rev in shown if rev in self._swept_gone]
+        elif self._sweep_due() or (last_sha and last_sha != sha and not self._holds(last_sha)):
+            gone = self._sweep(shown)
+        else:
+            return []
         if not gone:
             return []
         paths = sorted(p for rev in gone for p in shown[rev])
@@ -638,34 +650,35 @@ class FileImporter:
                     _names([rev[:12] for rev in gone]), len(paths), sha[:12])
         return [by_path[p] for p in paths]
 
-    def _shown_elsewhere(self, sha: str) -> set[str]:
-        """The commits other than ``sha`` that the ledger's present tasks show (removed and deleted ones left out):
-        the commits :meth:`_repins` may find gone. No call (a state read)."""
-        return {k.revision for k in self.state.ledger.entries().values()
-                if k.removed_in is None and not k.deleted and k.revision and k.revision != sha}
+    def _swept_now(self, sha: str) -> bool:
+        """Step 1's short-circuit at an unmoved head: when a sweep is due, look up the commits the present tasks show
+        other than ``sha`` (:meth:`_sweep`) and say whether one is gone (then the cycle runs and re-pins). No call,
+        and no read of the ledger, when none is due."""
+        if not self._sweep_due():
+            return False
+        shown = {k.revision for k in self.state.ledger.entries().values()
+                 if k.removed_in is None and not k.deleted and k.revision and k.revision != sha}
+        self._swept_gone = self._sweep(shown)
+        return bool(self._swept_gone)
 
-    def _gone(self, revisions: Iterable[str], fresh: bool = False) -> list[str]:
-        """Those of ``revisions`` (commit shas) the repo no longer holds. A commit looked up less than
-        :data:`RECHECK_SECONDS` ago is not looked up again: its answer (held or gone) is the one remembered in
-        :data:`_LOOKED_UP`; the others cost one call each (:meth:`_holds`).
+    def _sweep_due(self) -> bool:
+        """Whether :data:`RECHECK_SECONDS` have passed since the last sweep (:data:`REPIN_SWEEP`; never: due)."""
+        try:
+            last = float(self.state.cursor(REPIN_SWEEP, "0"))
+        except ValueError:
+            last = 0.0
+        return time.time() - last >= RECHECK_SECONDS
 
-        Args:
-            fresh: only the commits found gone by a look-up made now (step 1's short-circuit: a commit found gone
-                before, whose tasks the cycle could not re-pin, does not undo the short-circuit until it is due).
+    def _sweep(self, revisions: Iterable[str]) -> list[str]:
+        """Those of ``revisions`` (commit shas) the repo no longer holds, one call each (:meth:`_holds`); the sweep's
+        time is kept in the state (:data:`REPIN_SWEEP`).
 
         Raises:
             labelhub.errors.LabelHubError: as :meth:`labelhub.repos.DatasetRepo.resolve` (the repo is gone or
                 unreachable), but for :class:`~labelhub.errors.RevisionNotFound`, which means gone.
         """
-        now, gone = time.monotonic(), []
-        for rev in dict.fromkeys(revisions):
-            key = (self.repo.repo_id, rev)
-            looked_up = _LOOKED_UP.get(key)
-            due = looked_up is None or now - looked_up[0] >= RECHECK_SECONDS
-            if due:
-                looked_up = _LOOKED_UP[key] = (now, self._holds(rev))
-            if not looked_up[1] and (due or not fresh):
-                gone.append(rev)
+        gone = [rev for rev in dict.fromkeys(revisions) if not self._holds(rev)]
+        self.state.set_cursor(REPIN_SWEEP, repr(time.time()))
         return gone
 
     def _holds(self, sha: str) -> bool:
