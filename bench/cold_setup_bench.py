@@ -16,8 +16,9 @@ backend of 2 workers and sends ``--requests`` ``/setup``s of new projects (a Cho
 then, for each, the ratio of the first ``/setup`` with the workers importing to the first with the master importing
 (the machine's load cancels out in a ratio, not in a time). Measured 2026-12-06 on 2 cores busy with a test suite
 and two other processes (the suite's load, where one run in five had missed the 3 s): one host 0.70 and 0.94 s
-against 0.13 and 0.10 s (ratio 7.0), Redis 3.96 and 3.71 s against 0.72 and 0.44 s (ratio 6.6); on 2 idle cores
-before the change, one host 0.42 to 0.60 s and Redis 0.94 to 1.11 s.
+against 0.13 and 0.10 s (ratio 7.0), Redis 3.96 and 3.71 s against 0.72 and 0.44 s (ratio 6.6); on 2 idle cores,
+one host 0.50 and 0.40 s against 0.03 and 0.03 s (ratio 16), Redis 0.84 and 1.09 s against 0.02 and 0.02 s (ratio
+51).
 
 Run: ``python bench/cold_setup_bench.py [--runs 2] [--requests 4]`` (about 4 minutes).
 """
