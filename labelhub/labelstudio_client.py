@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 if TYPE_CHECKING:
     from label_studio_sdk import LabelStudio
 
-__all__ = ["label_studio_client", "api_key_value", "KEY_ADVICE", "EXPIRED_KEY_ADVICE", "TASK_PAGE_SIZE", "IDS_PER_QUERY",
-           "LISTING_ATTEMPTS", "selected_items_queries", "Listing", "list_tasks"]
+__all__ = ["label_studio_client", "api_key_value", "KEY_ADVICE", "EXPIRED_KEY_ADVICE", "TASK_PAGE_SIZE",
+           "IDS_PER_QUERY", "LISTING_ATTEMPTS", "selected_items_queries", "Listing", "list_tasks"]
 
 T = TypeVar("T")
 
