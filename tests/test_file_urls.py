@@ -170,6 +170,19 @@ def test_route_refuses_without_detail(app_client, local_repo):
     assert status(sign_url("", SECRET, "shelf", sha, "missing.png")) == 404
 
 
+def test_a_commit_the_repo_no_longer_holds_is_logged_as_such_not_as_a_missing_file(app_client, local_repo, caplog):
+    """A task pinned to a commit pruned after a rewrite answered 404 logged as "no such regular file at that commit",
+    as a missing path would: the log says the commit is gone (the answer stays a bare 404)."""
+    _, sha, _, _ = local_repo
+    caplog.set_level(logging.INFO, logger="labelhub.backend.files")
+    pruned = "0123456789abcdef" * 2 + "01234567"
+    assert app_client.get(sign_url("", SECRET, "shelf", pruned, sample_repos.image_path(1))).status_code == 404
+    assert app_client.get(sign_url("", SECRET, "shelf", sha, "missing.png")).status_code == 404
+    lines = [r.getMessage() for r in caplog.records if r.name == "labelhub.backend.files"]
+    assert "commit 0123456789ab is not in the repository (a rewritten history" in lines[0], lines
+    assert lines[1].endswith("no such regular file at that commit"), lines
+
+
 
 def test_route_refusals_log_the_path_escaped_so_it_cannot_forge_log_lines(app_client, local_repo, caplog):
     _, sha, _, _ = local_repo

@@ -464,6 +464,14 @@ class GitObjects:
         except (KeyError, ValueError, AttributeError, NotTreeError):
             return None
 
+    def has_commit(self, sha: str) -> bool:
+        """Whether ``sha`` (40 or 64 hex digits) names a commit the repository holds (``False`` after a rewritten
+        history's old commits were pruned, or for a sha it never had)."""
+        try:
+            return self._cached(sha.encode()).type_name == b"commit"
+        except (KeyError, ValueError):
+            return False
+
     def blob(self, sha: str, path: str) -> tuple[str, bytes] | None:
         """``(blob id as hex, bytes)`` of the regular file ``path`` at commit ``sha``, or ``None`` when ``sha`` is not
         a commit of the repository, or ``path`` is missing, a directory, a symlink (mode 120000) or a submodule
