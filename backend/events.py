@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Collection, Iterator, Protocol
 
 from labelhub.backend.errors import InvalidPayloadError, UnknownActionError
+from labelhub.backend.log_once import log_once
 from labelhub.errors import InvalidEventError, LabelHubError, UnknownEventAction
 from labelhub.redaction import one_line
 from labelhub.webhooks import ACTIONS, check_training_tasks, event_action, parse_event
@@ -731,11 +732,9 @@ class Trainer:
             state.save_annotations(data)
         gone = backend.store.gone(key)
         if gone:  # events taken before the mark: in the training data, no fit nor job (Label Studio lacks the project)
-            from labelhub.backend.models.heads import warn_once
-
-            warn_once(log, ("gone", key), "project %s is marked gone from Label Studio (%s): the events queued before "
-                      "the mark are stored in its training data, not fitted (the first event after the mark is taken "
-                      "back fits them)", key, gone.get("why"))
+            log_once(log, ("trainer: gone", key), "project %s is marked gone from Label Studio (%s): the events queued "
+                     "before the mark are stored in its training data, not fitted (the first event after the mark is "
+                     "taken back fits them)", key, gone.get("why"))
             return applied
         created = [t.get("id") for _, e in applied if e.get("action") == "TASKS_CREATED"
                    for t in _as_list((e.get("payload") or {}).get("tasks")) if isinstance(t, dict)]

@@ -166,8 +166,8 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 
-from labelhub.backend.models.heads import TASK_SCALE, TYPICAL, ControlHead, Example, TaskInput, Withheld, task_options, \
-    warn_once
+from labelhub.backend.log_once import log_once
+from labelhub.backend.models.heads import TASK_SCALE, TYPICAL, ControlHead, Example, TaskInput, Withheld, task_options
 
 if TYPE_CHECKING:  # pragma: no cover
     from labelhub.label_config import ControlSpec
@@ -352,10 +352,10 @@ class ChoicesHead(ControlHead):
         if not self.dynamic:
             gone = [c for c in classes if c not in set(self.control.labels)]
             if gone and fitted["kind"] == "single":
-                warn_once(log, ("gone", self.control.from_name, tuple(gone)),
-                          "choices head of %r: its fit learned choices the label config no longer has (%s): no "
-                          "predictions until it is refit on the current choices",
-                          self.control.from_name, ", ".join(map(repr, gone)))
+                log_once(log, ("choices: gone", self.control.from_name, tuple(gone)),
+                         "choices head of %r: its fit learned choices the label config no longer has (%s): no "
+                         "predictions until it is refit on the current choices",
+                         self.control.from_name, ", ".join(map(repr, gone)))
                 return [[] for _ in inputs]
         X = self.host.embed(list(inputs), self.kind)
         # which of the fit's choices each task offers: the config's, or the task's own options

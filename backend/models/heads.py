@@ -53,8 +53,6 @@ Heads that answer without annotations (an OCR model, a Hugging Face model chosen
 """
 from __future__ import annotations
 
-import logging
-import threading
 import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Mapping, Protocol, Sequence
@@ -66,7 +64,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from labelhub.label_config import ControlSpec
 
 __all__ = ["TaskInput", "Example", "HeadHost", "ControlHead", "Withheld", "region_id", "image_region", "task_options",
-           "warn_once", "TYPICAL", "TASK_SCALE"]
+           "TYPICAL", "TASK_SCALE"]
 
 #: The single-choice score of a sure task at the median distance from the most annotated choice's centroid
 #: (margin 1, novelty factor ``(s / (s + s)) ** 2``, class balance 1): where the task score's scale puts a sure
@@ -77,21 +75,6 @@ TYPICAL = 0.25
 #: sorts predictions of the two scales as one version (``labelhub predict --missing`` re-predicts the old ones), and
 #: the trainer refits it when it takes over (:meth:`labelhub.backend.events.Trainer.refit_changed`).
 TASK_SCALE = "task score p**2/4"
-
-_WARNED: set[Any] = set()
-_WARNED_LOCK = threading.Lock()
-
-
-def warn_once(logger: logging.Logger, key: Any, message: str, *args: Any) -> None:
-    """``logger.warning(message, *args)`` the first time this process sees ``key`` (any hashable: a head's name and
-    what it warns about), nothing after: a head is asked again at every request, and a configuration's fault is
-    said once per worker, not per request."""
-    with _WARNED_LOCK:
-        if key in _WARNED:
-            return
-        _WARNED.add(key)
-    logger.warning(message, *args)
-
 
 @dataclass(frozen=True)
 class TaskInput:

@@ -117,6 +117,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 from cachetools import LRUCache
 
 from labelhub.backend.errors import InvalidPayloadError
+from labelhub.backend.log_once import first_time, forget, log_once
 from labelhub.backend.models.heads import TASK_SCALE, TYPICAL, ControlHead, TaskInput, image_region, region_id
 from labelhub.redaction import library_logs_through_root, one_line
 
@@ -421,8 +422,8 @@ def resolve_task(spec: PipelineSpec) -> str | None:
         return None
     task = infer_task(config)
     if task is None:
-        _log_once(("task", model, revision), "model %r: its architectures %s are none of the supported tasks (%s); "
-                  "set \"task\" if one fits", model, config.get("architectures"), ", ".join(TASKS))
+        log_once(log, ("pipelines: task", model, revision), "model %r: its architectures %s are none of the supported "
+                 "tasks (%s); set \"task\" if one fits", model, config.get("architectures"), ", ".join(TASKS))
     return task
 
 
@@ -578,23 +579,10 @@ def clear_caches() -> None:
     with _CONFIG_LOCK:
         _CONFIGS.clear()
         _CONFIG_FAILURES.clear()
-    with _LOGGED_LOCK:
-        _LOGGED.clear()
+    forget()
 
 
 # --- labels ---------------------------------------------------------------------------------------
-_LOGGED: set = set()
-_LOGGED_LOCK = threading.Lock()
-
-
-def _log_once(key: Any, message: str, *args: Any) -> None:
-    with _LOGGED_LOCK:
-        if key in _LOGGED:
-            return
-        _LOGGED.add(key)
-    log.warning(message, *args)
-
-
 class LabelMapper:
     """Maps a model's labels onto a control's labels: explicit map, then exact, then case-insensitive.
 
@@ -622,8 +610,8 @@ class LabelMapper:
         for source, target in explicit:
             resolved = None if target is None else self._match(target)
             if target is not None and resolved is None:
-                _log_once(("target", context, target), "%s: 'labels' maps %r to %r, which is not a label of the "
-                          "control (it has %s); ignored", context, source, target, list(self.labels))
+                log_once(log, ("pipelines: target", context, target), "%s: 'labels' maps %r to %r, which is not a "
+                         "label of the control (it has %s); ignored", context, source, target, list(self.labels))
                 continue
             self._explicit[source] = resolved
 
@@ -654,10 +642,8 @@ class LabelMapper:
         Each label is named once per process and control (an ImageNet classifier mapped onto two choices gives
         one line, not 998).
         """
-        with _LOGGED_LOCK:
-            new = [label for label in self._unmapped if ("unmapped", self.context, label) not in _LOGGED]
-            _LOGGED.update(("unmapped", self.context, label) for label in new)
-            self._unmapped.clear()
+        new = [label for label in self._unmapped if first_time(("pipelines: unmapped", self.context, label))]
+        self._unmapped.clear()
         if new:
             shown = ", ".join(repr(label) for label in new[:20])
             if len(new) > 20:
@@ -776,9 +762,9 @@ class PipelineHead(ControlHead):
                 f"'task' {task!r} does not fit {where}: the tasks that fit it are {', '.join(fit)} (a 'task' at the "
                 f"top level applies to every control: give 'model' and 'task' in a 'controls' entry of the controls "
                 f"it fits)")
-        _log_once(("misfit", spec.model, spec.revision, control.from_name),
-                  "model %r: its task %s (read from its config.json) does not fit %s, which it does not answer "
-                  "(the tasks that fit it are %s)", spec.model, task, where, ", ".join(fit))
+        log_once(log, ("pipelines: misfit", spec.model, spec.revision, control.from_name),
+                 "model %r: its task %s (read from its config.json) does not fit %s, which it does not answer "
+                 "(the tasks that fit it are %s)", spec.model, task, where, ", ".join(fit))
         return False
 
     @property

@@ -96,6 +96,7 @@ from threadpoolctl import threadpool_limits
 
 from labelhub.backend.embedding_cache import EmbeddingCache
 from labelhub.backend.errors import MediaError
+from labelhub.backend.log_once import first_time, log_once
 from labelhub.backend.model import LabelStudioMLBase
 from labelhub.backend.models.heads import ControlHead, Example, TaskInput, task_options
 from labelhub.backend.models.params import check_control_names, params_for
@@ -120,33 +121,17 @@ LEARNED_HEADS = {
 #: The head that serves a Hugging Face model chosen with the ``model`` parameter.
 PIPELINE_HEAD = "labelhub.backend.models.pipelines:PipelineHead"
 
-_LOGGED: set[tuple[str, str, str]] = set()
-_LOGGED_LOCK = threading.Lock()
-
-
 def _log_once(project: Any, from_name: str, message: str, *args: Any, level: int = logging.INFO) -> None:
-    key = (str(project), from_name, message)
-    with _LOGGED_LOCK:
-        if key in _LOGGED:
-            return
-        _LOGGED.add(key)
-    log.log(level, message, *args)
-
-
-_FAILED: set[tuple[str, str, str]] = set()
+    """Log ``message`` about a project's control once per worker process
+    (:func:`labelhub.backend.log_once.log_once`)."""
+    log_once(log, ("project", str(project), from_name, message), message, *args, level=level)
 
 
 def _log_failure_once(project: Any, from_name: str, reason: str, exc: BaseException) -> None:
     """Log that a head failed, as one ERROR line naming the project and ``reason`` (already redacted), once per
-    worker process, project, control and reason; the traceback goes to DEBUG every time (a head that fails on every
-    ``/predict`` would otherwise print one per request)."""
-    key = (str(project), from_name, reason)
-    with _LOGGED_LOCK:
-        first = key not in _FAILED
-        if first and len(_FAILED) >= 1000:  # causes that name something new each time must not grow it forever
-            _FAILED.clear()
-        _FAILED.add(key)
-    if first:
+    worker process, project, control and reason (:func:`labelhub.backend.log_once.first_time`); the traceback goes to
+    DEBUG every time (a head that fails on every ``/predict`` would otherwise print one per request)."""
+    if first_time(("project: failed", str(project), from_name, reason)):
         log.error("project %s: %s; its tasks get an error and no prediction (logged once per worker and cause)",
                   project, reason)
     log.debug("project %s: the head of %r failed", project, from_name, exc_info=exc)

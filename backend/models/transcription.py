@@ -80,8 +80,8 @@ from typing import Any, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
-from labelhub.backend.models.heads import (TASK_SCALE, ControlHead, Example, TaskInput, image_region, region_id,
-                                           warn_once)
+from labelhub.backend.log_once import log_once
+from labelhub.backend.models.heads import TASK_SCALE, ControlHead, Example, TaskInput, image_region, region_id
 
 log = logging.getLogger(__name__)
 
@@ -385,10 +385,11 @@ class TranscriptionHead(ControlHead):
         self.box_control, self._unanswered = box_control_for(control, self.controls) if control.per_region \
             else (None, None)
         if control.per_region and self.box_control is None and self._unanswered is None:
-            warn_once(log, ("no-box", control.from_name, control.to_name, tuple(c.from_name for c in self.controls)),
-                      "<TextArea name=%r perRegion=\"true\">: no <Rectangle> or <RectangleLabels> over <Image "
-                      "name=%r> to draw its regions with; it is answered with the whole page's text instead",
-                      control.from_name, control.to_name)
+            log_once(log, ("transcription: no box", control.from_name, control.to_name,
+                           tuple(c.from_name for c in self.controls)),
+                     "<TextArea name=%r perRegion=\"true\">: no <Rectangle> or <RectangleLabels> over <Image "
+                     "name=%r> to draw its regions with; it is answered with the whole page's text instead",
+                     control.from_name, control.to_name)
 
     def unanswered(self) -> str | None:
         """Why this control is left unanswered: a per-region TextArea whose image has only ``<RectangleLabels>``
@@ -412,9 +413,9 @@ class TranscriptionHead(ControlHead):
         found = available_engines()
         if (wanted == "auto" and found) or wanted in found:
             return True
-        warn_once(log, ("missing", wanted), "<TextArea name=%r> over an image needs an OCR engine: pip install "
-                  "rapidocr onnxruntime (or rapidocr-onnxruntime); %r is not installed", control.from_name,
-                  wanted)
+        log_once(log, ("transcription: no engine", wanted), "<TextArea name=%r> over an image needs an OCR engine: "
+                 "pip install rapidocr onnxruntime (or rapidocr-onnxruntime); %r is not installed", control.from_name,
+                 wanted)
         return False
 
     def claims(self) -> tuple[str, ...]:
