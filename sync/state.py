@@ -572,6 +572,12 @@ class SyncState:
                               "ORDER BY version DESC LIMIT 1", self.key).fetchone()
         return row[0] if row else None
 
+    def tagged_versions(self) -> dict[int, str]:
+        """``{version: commit sha}`` of every version of this project and repo that was tagged, oldest first."""
+        rows = self.db.execute("SELECT version, commit_sha FROM versions WHERE project_id=? AND repo_id=? AND "
+                               "status='tagged' AND commit_sha IS NOT NULL ORDER BY version", self.key).fetchall()
+        return dict(rows)
+
     def last_tagged_commit(self) -> str | None:
         """The commit sha of the newest tagged version (``None`` before the first)."""
         row = self.db.execute("SELECT commit_sha FROM versions WHERE project_id=? AND repo_id=? AND status='tagged' "

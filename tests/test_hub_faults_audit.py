@@ -124,6 +124,36 @@ def test_a_hand_made_tag_taken_during_our_tag_call_leaves_our_commit_tagged_late
     assert {t.name: t.target_commit for t in refs.tags}["annotations-v2"] == ours["commit_sha"]
 
 
+def test_our_version_tags_deleted_by_hand_are_said_once_and_their_numbers_not_reused(synced, caplog):
+    """The next export numbered on after a tag of ours was deleted, silently: the series showed a gap (v1, v3). It is
+    said once, with the commit and how to tag it again; the tag is not made again, nor its number reused."""
+    exporter, importer, annotate = synced
+    repo_id = exporter.repo.repo_id
+    exporter.export()
+    annotate(0, "text-only")
+    assert exporter.export().tag == "annotations-v2"
+    v2 = exporter.state.last_version()["commit_sha"]
+    api().delete_tag(repo_id, tag="annotations-v2", repo_type="dataset")
+    caplog.set_level("WARNING", logger="labelhub.sync.versions.exporter")
+
+    def said():
+        return [r.getMessage() for r in caplog.records if "tags of versions this sync exported" in r.getMessage()]
+
+    annotate(1, "text-only")  # no poll since the deletion: the kept refs still show the tag (no call, nothing said)
+    assert exporter.export().tag == "annotations-v3" and said() == []
+    importer.run()  # the poll sees it gone
+    annotate(2, "text-only")
+    assert exporter.export().tag == "annotations-v4"
+    assert said() == [f"tags of versions this sync exported are gone from {repo_id} (deleted by hand?): annotations-v2 "
+                      f"(commit {v2[:12]}). They are not made again and a version number is never reused: the next "
+                      f"version is annotations-v4. The commits stay in the history of main; to tag one again: "
+                      f"HfApi().create_tag({repo_id!r}, tag='annotations-v2', revision={v2!r}, repo_type='dataset')"]
+    annotate(3, "text-only")
+    assert exporter.export().tag == "annotations-v5" and len(said()) == 1  # once
+    tags = {t.name for t in api().list_repo_refs(repo_id, repo_type="dataset").tags}
+    assert tags == {"annotations-v1", "annotations-v3", "annotations-v4", "annotations-v5"}, tags
+
+
 def test_a_retry_after_longer_than_the_cap_gives_up_the_attempt_and_the_export_stays_pending(synced, hub):
     exporter, _, _ = synced
     sleeps = []

@@ -129,6 +129,8 @@ SERIES = "export_series"
 #: The cursor naming the form of the content hashes of the state's baseline
 #: (:data:`labelhub.sync.versions.incremental.CONTENT_FORMAT`); unset: 1, a file URL hashed as written.
 CONTENT_FORMAT_CURSOR = "export_content_format"
+#: The cursor listing (JSON) the tags of this state's versions whose deletion was said (:meth:`Exporter._say_untagged`).
+UNTAGGED_SAID = "export_untagged_said"
 
 
 class _Renumber(Exception):
@@ -625,6 +627,8 @@ class Exporter:
                 return finished
             added, changed, removed = diff_counts(exported, hashes, differing)
             summary = {"added": added, "changed": changed, "removed": removed}
+            if attempt == 0:
+                refs = self._say_untagged(refs)
             last = self.state.last_version()
             if last:  # on the freshest head known: the commit's compare-and-swap says when someone committed since
                 number, parent = last["version"] + 1, self._parent(last, refs)
@@ -687,6 +691,36 @@ class Exporter:
             "reverts them; writing them back. To avoid it, commit through a clone (git pull before, git push "
             "after), or run git reset --keep in the work tree before git add and git commit",
             self.revision, self.repo.repo_id, head[:12], version, ", ".join(paths))
+
+    def _say_untagged(self, refs: SeenRefs) -> SeenRefs:
+        """Say, once per version, that the tag of a version this state tagged is no longer in the repo, before the
+        next version is numbered: someone deleted it (``git tag -d``, ``HfApi.delete_tag``), and the series shows a
+        gap (``v1, v3``). Decided: the tag is not made again (its deletion may be deliberate, a version withdrawn) and
+        its number is not reused (a number names one CSV for good); the warning names the commit, which stays in the
+        branch's history, and how to tag it again.
+
+        No call while the refs the import cycle kept show every such tag; they may lack one (a head that moved
+        meanwhile keeps :meth:`_moved_on` from adding ours), so the repo's refs are read (one call) before saying
+        it. Returns the refs to go on with (the fresh ones when read)."""
+        said = set(json.loads(self.state.cursor(UNTAGGED_SAID, "[]")))
+        ours = {self.series.tag(number): sha for number, sha in self.state.tagged_versions().items()}
+        if not [tag for tag in ours if tag not in refs.tags and tag not in said]:
+            return refs
+        refs = self._fresh_refs()
+        missing = [tag for tag in ours if tag not in refs.tags and tag not in said]
+        if not missing:
+            return refs
+        self.state.set_cursor(UNTAGGED_SAID, json.dumps(sorted(said | set(missing))))
+        tag, sha = missing[-1], ours[missing[-1]]
+        again = (f"git -C {self.repo.repo_id} tag {tag} {sha}" if self.repo.local else
+                 f"HfApi().create_tag({self.repo.repo_id!r}, tag={tag!r}, revision={sha!r}, repo_type='dataset')")
+        last = self.state.last_version()
+        log.warning("tags of versions this sync exported are gone from %s (deleted by hand?): %s. They are not made "
+                    "again and a version number is never reused: the next version is %s. The commits stay in the "
+                    "history of %s; to tag one again: %s", self.repo.repo_id,
+                    ", ".join(f"{t} (commit {ours[t][:12]})" for t in missing[-5:]),
+                    self.series.tag(last["version"] + 1) if last else self.series.tag(1), self.revision, again)
+        return refs
 
     def _refs(self) -> SeenRefs:
         """The branch head and the tags an export is numbered from and (a first version) committed on: those the
