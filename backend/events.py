@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any, Collection, Iterator, Protocol
 
 from labelhub.backend.errors import InvalidPayloadError, UnknownActionError
 from labelhub.backend.log_once import log_once
+from labelhub.backend.missed_events import requeue_missed
 from labelhub.errors import InvalidEventError, LabelHubError, UnknownEventAction
 from labelhub.redaction import one_line
 from labelhub.webhooks import ACTIONS, check_training_tasks, event_action, parse_event
@@ -430,6 +431,7 @@ class Trainer:
     def _loop(self) -> None:
         poll = self.backend.settings.trainer_poll_interval
         while not self._stop.is_set():
+            self._catch_up_missed()
             with self.backend.queue.trainer_lease() as held:
                 if not held:
                     self._stop.wait(max(poll * 4, 0.5))
@@ -455,11 +457,21 @@ class Trainer:
                             busy = 0
                             self._stop.wait(2.0)
                         if not busy:
+                            self._catch_up_missed()
                             self._stop.wait(poll)
                         self._mark(True)
                 finally:
                     self.is_leader, self._lease = False, None
                     self._mark(False)
+
+    def _catch_up_missed(self) -> None:
+        """Queue a Start training for each project whose webhook this host refused because the queue could not store
+        it (:mod:`labelhub.backend.missed_events`; a directory listing when there is none), in every worker, trainer
+        or not: the notes are this host's."""
+        try:
+            requeue_missed(self.backend.settings.model_dir, self.backend.queue)
+        except Exception:  # never stops the trainer
+            log.exception("queueing the missed events failed")
 
     def _mark(self, held: bool) -> None:
         """Tell the queue this process holds (or gave up) the trainer's lease, for ``/health``'s ``trainer``

@@ -27,7 +27,10 @@ import time
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
 
+from redis.exceptions import RedisError
+
 from labelhub.backend.errors import InvalidPayloadError, UnauthorizedError
+from labelhub.backend.missed_events import note_missed, requeue_missed
 from labelhub.redaction import one_line, redact
 from labelhub.webhooks import SECRET_HEADER, secret_matches
 from labelhub.backend.events import PARAMS_CHANGED, validate_event
@@ -311,6 +314,8 @@ def webhook():
     ``LABELHUB_AUTO_PREDICT`` is on: :mod:`labelhub.backend.auto_predict`). Unknown actions, and events whose
     ``project`` gives no valid project key, answer 422: an accepted event is one the trainer applies. An event of a
     project Label Studio says does not exist answers 404 and is not stored (:func:`labelhub.backend.project_check.check_project_exists`).
+    An event the queue cannot store (Redis unreachable, a full disk) answers 500 and is noted, so that the project's
+    annotations are read from Label Studio once the queue works again (:mod:`labelhub.backend.missed_events`).
     """
     backend = _backend()
     body = json_body(request)
@@ -327,8 +332,13 @@ def webhook():
     except InvalidPayloadError:  # e.g. a created_at before 1970, or an id in other digits than 0-9
         raise InvalidPayloadError(f"the event's 'project' gives no valid project key ({key!r:.60}): 'id' must be "
                                   "a number and 'created_at' a time after 1970", field="project") from None
-    check_project_exists(backend, key)
-    event_id = backend.queue.put(action, body, key)
+    try:
+        check_project_exists(backend, key)
+        event_id = backend.queue.put(action, body, key)
+    except (OSError, RedisError) as exc:  # answered 500; noted, so that the project is read from Label Studio later
+        note_missed(backend.settings.model_dir, key, body.get("project"), exc)
+        raise
+    requeue_missed(backend.settings.model_dir, backend.queue)
     return jsonify(status="queued", action=action, event_id=event_id)
 
 
