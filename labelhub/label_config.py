@@ -10,7 +10,8 @@ Who asks what:
 
 - the backend: :func:`parse_label_config` (every control and object tag), :func:`parsed_label_config`
   (label-studio-ml's shape, for models written for it), :func:`choices_spec` (the default model);
-- the sync: :func:`data_field` (the object tag a repo file fills) and :func:`control_tags`.
+- the sync: :func:`data_field` (the object tag a repo file fills), :func:`task_data_keys` (every key Label Studio
+  requires in a task's data) and :func:`control_tags`.
 
 A config is parsed once per distinct XML (an LRU of 128 configs, :mod:`cachetools`); the answers are
 immutable. Every function raises :class:`labelhub.errors.LabelConfigError` (a ``ValueError``) with
@@ -18,6 +19,7 @@ what it found when the config does not parse or lacks what the caller needs.
 """
 from __future__ import annotations
 
+import re
 import threading
 from dataclasses import dataclass, field
 
@@ -27,7 +29,8 @@ from labelhub.errors import LabelConfigError
 from labelhub.redaction import one_line
 
 __all__ = ["ObjectTag", "ControlTag", "ChoicesSpec", "ControlSpec", "DataField", "parse_label_config",
-           "parsed_label_config", "choices_spec", "control_specs", "data_field", "control_tags", "URL_TAGS", "TEXT_TAGS", "DEFAULT_INCLUDE"]
+           "parsed_label_config", "choices_spec", "control_specs", "data_field", "task_data_keys", "control_tags",
+           "URL_TAGS", "TEXT_TAGS", "DEFAULT_INCLUDE"]
 
 #: Object tags whose task data is a file's URL.
 URL_TAGS = ("Image", "Audio", "AudioPlus", "Video")
@@ -327,6 +330,44 @@ def data_field(label_config: str) -> DataField:
     tags = ", ".join(sorted({obj.tag for obj in objects.values()})) or "none"
     raise LabelConfigError("the project's label config has no Image, Audio, Video, Text or HyperText "
                            f"tag with value=\"$...\" (object tags found: {tags})")
+
+
+@cached(LRUCache(maxsize=128), lock=threading.Lock())
+def task_data_keys(label_config: str) -> dict[str, str]:
+    """The keys Label Studio requires in each task's ``data`` for ``label_config``, and the tag of each:
+    ``{key: "<Tag name='...' value='$key'>"}``, in config order.
+
+    Label Studio's rule (``extract_data_types`` in ``label_studio/core/label_config.py``, applied to every imported
+    task by ``TaskValidator.check_data`` in ``label_studio/tasks/validation.py``, which answers 400 ``"<key>" key is
+    expected in task data``): every tag with both a ``name`` and a ``value`` attribute, object or control (dynamic
+    ``<Choices value="$options">``, a second ``<Text name="question" value="$question">``), names the key of its
+    ``value``: the text after ``$``, or the first ``$word`` of a value with more around it; a dotted key or a
+    Repeater's ``key[...]`` is required by its first part. A tag without ``name`` (``<Header value="$title"/>``)
+    requires nothing.
+
+    Raises:
+        LabelConfigError: The XML is empty or does not parse.
+
+    Example:
+        >>> task_data_keys('<View><Text name="t" value="$text"/><Header value="$title"/>'
+        ...                '<Choices name="c" toName="t" value="$options"/></View>')
+        {'text': "<Text name='t' value='$text'>", 'options': "<Choices name='c' value='$options'>"}
+    """
+    from lxml import etree
+
+    _parse(label_config)  # the same errors as every reader
+    root = etree.fromstring(label_config.encode("utf-8"), etree.XMLParser(resolve_entities=False, no_network=True,
+                                                                         huge_tree=False))
+    keys: dict[str, str] = {}
+    for element in root.iter():
+        name, value = element.get("name"), element.get("value")
+        if not isinstance(element.tag, str) or not name or not value:
+            continue
+        found = value[1:] if len(value) > 1 and value[0] == "$" else next(iter(re.findall(r"\$(\w+)", value)), "")
+        key = found.split("[")[0].split(".")[0]
+        if key:
+            keys.setdefault(key, f"<{element.tag} name={name!r} value={value!r}>")
+    return keys
 
 
 def control_tags(label_config: str) -> dict[str, str]:

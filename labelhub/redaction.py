@@ -14,6 +14,7 @@ import re
 from collections.abc import Iterable
 
 __all__ = ["MIN_SECRET_CHARS", "redact", "one_line", "escaped", "without_userinfo", "urls_without_userinfo",
+           "without_signatures",
            "RedactSecrets", "RetryLinesAtDebug", "setup_logging", "library_logs_through_root"]
 
 #: Values shorter than this are not treated as secrets (replacing ``"a"`` everywhere would garble every
@@ -89,6 +90,22 @@ def urls_without_userinfo(text: str) -> str:
         'cannot reach http://127.0.0.1:1/api: refused'
     """
     return _USERINFO.sub(r"\1", text) if "@" in text else text
+
+
+#: The value of a signed file URL's ``sig`` query parameter (:mod:`labelhub.signing`).
+_SIGNATURE = re.compile(r"([?&]sig=)[^&'\"\s]+")
+
+
+def without_signatures(text: str) -> str:
+    """``text`` with the ``sig`` of every signed file URL in it shortened to ``…``: such a URL opens its file until
+    it expires (``--url-lifetime``, ``never`` by default), so an error quoting a task (Label Studio echoes the task
+    it refused) must not carry it.
+
+    Example:
+        >>> without_signatures("{'img': 'http://h/files/k/0a/x.png?exp=9&sig=QUJD-_x'}")
+        "{'img': 'http://h/files/k/0a/x.png?exp=9&sig=…'}"
+    """
+    return _SIGNATURE.sub(r"\1…", text) if "sig=" in text else text
 
 
 def redact(text: str, secrets: Iterable[str | None]) -> str:

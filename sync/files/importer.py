@@ -80,8 +80,8 @@ from itertools import chain, islice
 
 from labelhub.sync.files.selection import ALWAYS_EXCLUDE, iter_selected, shown_by
 from labelhub.file_urls import MAX_URL_LENGTH, warn_long_urls
-from labelhub.label_config import DataField, data_field
-from labelhub.errors import LabelHubError, RevisionNotFound
+from labelhub.label_config import DataField, data_field, task_data_keys
+from labelhub.errors import ConfigurationError, LabelConfigError, LabelHubError, RevisionNotFound
 from labelhub.cli_options import progress_bar
 from labelhub.sync.labelstudio.project import LabelStudioProject, TaskNotFound
 from labelhub.sync.files.metadata import RESERVED_KEYS, MetadataSpec, MetadataTable
@@ -256,6 +256,27 @@ class FileImporter:
         self.field: DataField = data_field(self.project.label_config)
         if not self.include:
             self.include = self.field.default_include
+        if self.metadata is None or self.metadata.columns:  # else the CSV's header says, at the first cycle
+            self._check_data_keys(self.metadata.columns if self.metadata else (), LabelConfigError)
+
+    def _check_data_keys(self, columns: Iterable[str], error: type[LabelHubError]) -> None:
+        """Refuse a label config that requires task data keys (:func:`labelhub.label_config.task_data_keys`) neither
+        the file nor the metadata join's ``columns`` fill: Label Studio would answer 400 to every import (``"question"
+        key is expected in task data``) and the sync would retry it for ever. Raised before anything is imported, as
+        ``error`` (a :class:`~labelhub.errors.LabelConfigError` at start, a
+        :class:`~labelhub.errors.ConfigurationError`, which stops the daemon, once a metadata CSV's header is read).
+        """
+        filled = {self.field.value_key, *columns}
+        missing = {k: tag for k, tag in task_data_keys(self.project.label_config).items() if k not in filled}
+        if not missing:
+            return
+        named = ", ".join(f"{k!r} ({tag})" for k, tag in list(missing.items())[:5])
+        more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+        join = (f"the metadata CSV {self.metadata.path} has no such column" if self.metadata else
+                "give each a column of a metadata CSV (--metadata FILE, one row per file)")
+        raise error(f"the label config of Label Studio project {self.project.project_id} reads task data the sync "
+                    f"cannot fill: {named}{more}. The sync fills {self.field.value_key!r} (<{self.field.tag} "
+                    f"name={self.field.name!r}>) with each file; {join}, or take those tags out of the label config")
 
     def selection(self) -> dict:
         """What selects this importer's files and makes their tasks (JSON types): the revision followed, the globs,
@@ -353,6 +374,8 @@ class FileImporter:
         adopted = {e.key for e in looked_up if e.key in known and known[e.key].task_id == e.task_id} \
             if recovered else set()
         table = self._metadata_table(sha)
+        if table is not None and not self.metadata.columns:
+            self._check_data_keys(table.columns, ConfigurationError)
         files: list[RepoFile] = []
         held: list[RepoFile] = []  # no task, but a blob some task shows: maybe a move, known once the listing is whole
         left_out: list[str] = []  # names a file URL cannot carry
