@@ -56,12 +56,15 @@ class ObjectTag:
         name: Its ``name`` attribute, the ``to_name`` of results.
         value: The task data key without ``$`` (``image``), or ``""`` for a constant value.
         value_type: The ``valueType`` attribute (``Text`` supports ``url``), lower-cased, or ``""``.
+        value_list: The ``valueList`` attribute as written (``$pages``: a list of files in one task, the multi-page
+            ``<Image>``), or ``""``.
     """
 
     tag: str
     name: str
     value: str
     value_type: str = ""
+    value_list: str = ""
 
 
 @dataclass(frozen=True)
@@ -192,7 +195,8 @@ def _parse(label_config: str) -> _Parsed:
     for obj in interface.objects:
         value = obj.attr.get("value") or ""
         objects.append(ObjectTag(tag=obj.tag, name=obj.name, value=value[1:] if value.startswith("$") else "",
-                                 value_type=(obj.attr.get("valueType") or "").lower()))
+                                 value_type=(obj.attr.get("valueType") or "").lower(),
+                                 value_list=obj.attr.get("valueList") or ""))
     controls = tuple(ControlTag(tag=c.tag, name=c.name, to_name=tuple(c.to_name or ()),
                                 labels=tuple(getattr(c, "labels", None) or ()), attrs=dict(c.attr))
                      for c in interface.controls)
@@ -328,8 +332,11 @@ def data_field(label_config: str) -> DataField:
         if obj.tag in URL_TAGS + TEXT_TAGS and obj.value:
             return DataField(obj.tag, obj.name, obj.value, obj.tag in URL_TAGS or obj.value_type == "url")
     tags = ", ".join(sorted({obj.tag for obj in objects.values()})) or "none"
+    lists = [f"<{o.tag} name={o.name!r} valueList={o.value_list!r}>" for o in objects.values() if o.value_list]
+    listed = (f"; {', '.join(lists)} shows a list of files per task, which the sync does not make (one file, one "
+              "task)") if lists else ""
     raise LabelConfigError("the project's label config has no Image, Audio, Video, Text or HyperText "
-                           f"tag with value=\"$...\" (object tags found: {tags})")
+                           f"tag with value=\"$...\" (object tags found: {tags}){listed}")
 
 
 @cached(LRUCache(maxsize=128), lock=threading.Lock())

@@ -8,7 +8,10 @@ Real Label Studio (``tests/labelstudio.py``), ``labelhub`` run in-process on loc
 """
 from __future__ import annotations
 
-from labelhub.label_config import task_data_keys
+import pytest
+
+from labelhub.errors import LabelConfigError
+from labelhub.label_config import data_field, task_data_keys
 from labelhub.sync.labelstudio.project import LabelStudioProject, error_text
 from labelhub.errors import LabelStudioError
 from tests import sample_repos
@@ -31,6 +34,11 @@ def test_task_data_keys_follow_label_studios_rule():
     dynamic = ('<View><Image name="img" value="$image"/><Image name="other" value="$pair.right"/>'
                '<Choices name="c" toName="img" value="$options"/><Text name="t" value="Q: $prompt[0] asked"/></View>')
     assert list(task_data_keys(dynamic)) == ["image", "pair", "options", "prompt"]
+    pages = ('<View><Image name="pages" valueList="$pages"/>'
+             '<Choices name="c" toName="pages"><Choice value="a"/></Choices></View>')
+    with pytest.raises(LabelConfigError, match=r"<Image name='pages' valueList='\$pages'> shows a list of files "
+                                               r"per task, which the sync does not make \(one file, one task\)"):
+        data_field(pages)
 
 
 def test_keys_the_sync_cannot_fill_are_refused_before_any_import_and_a_metadata_column_fills_them(
