@@ -75,8 +75,8 @@ from labelhub.sync.versions.rows import split_labels, textarea_entries
 
 __all__ = ["LOCAL_METADATA", "HUB_ROWS", "LOCAL_CONSENSUS", "HUB_CONSENSUS", "training_features", "training_records",
            "training_records_by_row", "consensus_records", "consensus_records_by_row", "uses_revision", "media_column",
-           "folder_patterns", "folder_patterns_of", "split_labels", "control_labels", "text_from_file", "text_from_url",
-           "on_current_content", "text_files", "consensus_text_files"]
+           "folder_patterns", "folder_patterns_of", "folder_layout", "split_labels", "control_labels", "text_from_file",
+           "text_from_url", "on_current_content", "text_files", "consensus_text_files"]
 
 #: The rows file of a local repository: at its root, so that every ``file_name`` is below it.
 LOCAL_METADATA = "metadata.jsonl"
@@ -195,6 +195,19 @@ def _commit_of(value, revision: str) -> str:
     return pinned.group(1) if pinned else revision
 
 
+def folder_layout(field: DataField) -> bool:
+    """Whether a local repository's configs of ``field`` are read by a folder builder (``imagefolder``: their
+    ``data_files`` list the annotated files' top folders beside the rows file, and ``datasets`` decodes each
+    ``file_name`` as an ``Image``): only for an ``Image`` tag.
+
+    An ``Audio`` tag's rows file is listed alone, so ``datasets`` reads it as JSON Lines (``file_name``: the file's
+    path in the clone, not decoded): ``audiofolder`` encodes every file with torchcodec while it builds the split
+    (``datasets.Audio.encode_example`` imports it even with ``decode=False``), so without torchcodec and FFmpeg the
+    whole ``load_dataset`` fails. Decided here: a version must load on any machine; decoding is the user's step
+    (the card's recipe, README "Training-ready versions")."""
+    return field.tag == "Image"
+
+
 def media_column(field: DataField, local: bool) -> str:
     """The name of the media column: the value key, or ``image``/``audio`` in a local repository's folder layout."""
     return _MEDIA.get(field.tag, field.value_key) if local and field.tag in _MEDIA else field.value_key
@@ -248,7 +261,10 @@ def training_features(label_config: str, controls: Mapping[str, str], field: Dat
     """
     import datasets
 
-    media = {"image": datasets.Image(), "audio": datasets.Audio()}.get(_MEDIA.get(field.tag, ""), datasets.Value("string"))
+    # an audio cell is not decoded (Audio(decode=False) loads as {"path", "bytes"}): datasets 4+ decodes audio with
+    # torchcodec, which needs FFmpeg; the card shows the cast_column that decodes it once they are installed
+    media = {"image": datasets.Image(), "audio": datasets.Audio(decode=False)}.get(_MEDIA.get(field.tag, ""),
+                                                                                 datasets.Value("string"))
     features = {field.value_key: media}
     for name, (tag, labels, multiple) in _control_specs(label_config, controls).items():
         labels = list(labels) + sorted(set((found or {}).get(name, ())) - set(labels)) if labels else []
