@@ -10,8 +10,9 @@ because the row holds what the annotation was made on, the task's text or URL: :
 - the media: the object tag's value key (``image``, ``audio``) holds the file, as an ``Image`` feature (decoded)
   or an ``Audio(decode=False)`` one (``{path, bytes}``: ``datasets`` decodes audio with torchcodec, which needs
   FFmpeg; the card shows the ``cast_column`` that decodes it: :func:`folder_layout`); a ``Video`` task's column holds
-  the task's URL as a string (``datasets``' ``Video`` needs the same decoders; the file is ``hf_path``); a ``Text`` task's text is a string column: **the text the annotation was made on**, so that
-  each span's ``text[start:end]`` is its text. For ``<Text valueType="url">`` (the task holds the file's URL, Label
+  the task's URL as a string (``datasets``' ``Video`` needs the same decoders; the file is ``hf_path``); a
+  ``Text`` task's text is a string column: **the text the annotation was made on**, so that each span's
+  ``text[start:end]`` is its text. For ``<Text valueType="url">`` (the task holds the file's URL, Label
   Studio fetches the text) it is the file's text as it was at the row's ``annotated_revision`` (the consensus
   row's: at the commit its task's URL names), read from the repo when the version is built
   (:class:`labelhub.repos.texts.FileTexts`: UTF-8 as the browser decodes it, so span offsets index it; ``None``
