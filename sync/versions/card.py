@@ -71,7 +71,7 @@ def manifest_json(manifest: dict) -> bytes:
 
 def card_block(manifest: dict, controls: dict[str, str], value_key: str, changes: str = "", agreement: str = "",
                series: Series | None = None, rows_config: bool = True, local: bool = False,
-               repo_id: str | None = None) -> str:
+               repo_id: str | None = None, media: str = "") -> str:
     """The Markdown that LabelHub owns in the card for one series: version, changes since the previous one
     (``changes``, from :func:`labelhub.sync.versions.diff.summary_text`), agreement, columns, label distribution.
 
@@ -88,6 +88,11 @@ def card_block(manifest: dict, controls: dict[str, str], value_key: str, changes
             ``csv`` builder (README, "On a local repository").
         repo_id: The Hub repo's ``owner/name``, written in the load recipe so that it runs as copied; ``None``: the
             placeholder ``<repo_id>`` (a caller that does not know it).
+        media: The object tag the files fill (``Image``, ``Audio``, ``Video``, ``Text``...; ``""``: unknown, an
+            image's recipe). An ``Audio`` version loads its audio undecoded (``datasets`` decodes audio with
+            torchcodec, which needs FFmpeg: :func:`labelhub.sync.versions.training.folder_layout`), so the recipe
+            adds the line that decodes it once they are installed; a ``Video`` version's rows hold the task's URL
+            (a string: ``datasets``' ``Video`` needs the same decoders), which the recipe says.
 
     Returns:
         The section, its markers included.
@@ -114,8 +119,11 @@ def card_block(manifest: dict, controls: dict[str, str], value_key: str, changes
                 else f"(the first version: {signs}).") + ground_truth, "",
              *(["```bash", f"git clone --branch {tag} <path of this repository> {tag}  "
                 "# a local repository: datasets loads a folder, not a revision", "```", ""] if local else []),
-             "```python", "import datasets",
-             load + ("# the media decoded, labels as strings" if local else "# decoded media, typed labels")]
+             "```python", "import datasets", load + _load_comment(media, local, value_key)]
+    if media == "Audio":  # the audio column is a path ({path, bytes} on the Hub): decoding is the reader's step
+        start = f'train.map(lambda r: {{"audio": "./{tag}/" + r["file_name"]}})' if local else "train"
+        lines += [f'train = {start}.cast_column("{"audio" if local else value_key}", datasets.Audio())  '
+                  "# decoded: needs torchcodec (and FFmpeg)"]
     if local:
         lines += [f'rows = datasets.load_dataset("csv", data_files="./{tag}/{series.csv_path}", split="train")  '
                   "# the CSV's rows"]
@@ -143,6 +151,18 @@ def card_block(manifest: dict, controls: dict[str, str], value_key: str, changes
         lines.append("")
     lines.append(end)
     return "\n".join(lines)
+
+
+def _load_comment(media: str, local: bool, value_key: str) -> str:
+    """The comment after the recipe's ``load_dataset`` line of the default config, by object tag
+    (:func:`card_block`)."""
+    labels = "labels as strings" if local else "typed labels"
+    if media == "Audio":
+        where = "`file_name`: the audio file's path in the clone" if local else f"`{value_key}`: {{path, bytes}}"
+        return f"# {labels}; {where}, not decoded"
+    if media == "Video":
+        return f"# {labels}; `{value_key}`: the task's video URL (a string, not decoded), the file is `hf_path`"
+    return f"# the media decoded, {labels}" if local else f"# decoded media, {labels}"
 
 
 #: The config that loads the CSV, one row per annotation as written (the default config is the training rows); the

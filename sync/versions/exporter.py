@@ -104,7 +104,8 @@ from labelhub.sync.versions.agreement import agreement_markdown
 from labelhub.sync.versions.incremental import CONTENT_FORMAT, VersionRows, build_files, build_rows
 from labelhub.sync.versions.rows import BOOKKEEPING, FIXED_HEAD, FIXED_TAIL, OTHER_RESULTS, content_hash
 from labelhub.sync.versions.series import DEFAULT_CSV_PATH, DEFAULT_PREFIX, series_for
-from labelhub.sync.versions.training import CONSENSUS_COLUMNS, control_labels, text_from_file, training_features
+from labelhub.sync.versions.training import (CONSENSUS_COLUMNS, control_labels, folder_layout, text_from_file,
+                                             training_features)
 from labelhub.errors import (AmbiguousCommit, CommitConflict, ConfigurationError, ForeignTag, LabelHubError,
                              ProjectNotFound, RevisionNotFound, TagExists, TransientHubError)
 from labelhub.redaction import one_line
@@ -1157,7 +1158,8 @@ class Exporter:
         previous = self._previous_card(parent)
         local, series = self.repo.local, self.series
         training_path = series.local_metadata_path if local else series.hub_training_path
-        training_files = built.training_patterns(training_path) if local else [training_path]
+        folder = local and folder_layout(self.field)  # imagefolder; an Audio series' rows file alone is JSON Lines
+        training_files = built.training_patterns(training_path) if folder else [training_path]
         found = built.label_distribution  # labels the config lacks still load (see training_features)
         features = None if local else training_features(self.project.label_config, self.controls, self.field,
                                                         found=found)
@@ -1168,14 +1170,14 @@ class Exporter:
             if labels}
         rows_path = None if local else series.rows_path
         consensus_path = series.local_consensus_path if local else series.hub_consensus_path
-        consensus_files = built.consensus_patterns(consensus_path) if local else [consensus_path]
+        consensus_files = built.consensus_patterns(consensus_path) if folder else [consensus_path]
         consensus_features = None if local else training_features(self.project.label_config, self.controls,
                                                                    self.field, CONSENSUS_COLUMNS, found=found)
         card = dataset_card(previous, self.csv_path, card_block(manifest, self.controls, self.value_key,
                                                                  changes=told,
                                                                  agreement=agreement_markdown(manifest["agreement"]),
                                                                  series=series, rows_config=not local,
-                                                                 local=bool(local),
+                                                                 local=bool(local), media=self.field.tag,
                                                                  repo_id=None if local else self.repo.repo_id),
                             training_files=training_files, features=features, rows_path=rows_path,
                             consensus_files=consensus_files, consensus_features=consensus_features,

@@ -2,11 +2,17 @@
 
 ``datasets.load_dataset(repo, revision="annotations-vN", split="train")`` loads the version's *default*
 config: one row per annotation that was not skipped (of a task made from a file of the repo, when the media are
-files: a task imported into Label Studio by other means stays in the CSV only), with
+files: an ``Image``/``Audio`` or ``valueType="url"`` task imported into Label Studio by other means stays in the CSV
+only, since its media cell would point nowhere and stop ``datasets`` reading the split; a ``Text``/``HyperText``
+task whose text is in the task data, or a ``Video`` task, is a row either way, ``hf_path`` empty: decided so
+because the row holds what the annotation was made on, the task's text or URL: :func:`_has_media`), with
 
-- the media decoded: the object tag's value key (``image``, ``audio``) holds the file, as an ``Image`` or
-  ``Audio`` feature; a ``Text`` task's text is a string column: **the text the annotation was made on**, so that
-  each span's ``text[start:end]`` is its text. For ``<Text valueType="url">`` (the task holds the file's URL, Label
+- the media: the object tag's value key (``image``, ``audio``) holds the file, as an ``Image`` feature (decoded)
+  or an ``Audio(decode=False)`` one (``{path, bytes}``: ``datasets`` decodes audio with torchcodec, which needs
+  FFmpeg; the card shows the ``cast_column`` that decodes it: :func:`folder_layout`); a ``Video`` task's column holds
+  the task's URL as a string (``datasets``' ``Video`` needs the same decoders; the file is ``hf_path``); a
+  ``Text`` task's text is a string column: **the text the annotation was made on**, so that each span's
+  ``text[start:end]`` is its text. For ``<Text valueType="url">`` (the task holds the file's URL, Label
   Studio fetches the text) it is the file's text as it was at the row's ``annotated_revision`` (the consensus
   row's: at the commit its task's URL names), read from the repo when the version is built
   (:class:`labelhub.repos.texts.FileTexts`: UTF-8 as the browser decodes it, so span offsets index it; ``None``
@@ -41,6 +47,8 @@ files: a task imported into Label Studio by other means stays in the CSV only), 
   any other                   the JSON of its result values (string)
   ==========================  =================================================================================
 
+- then, as strings, the task-data keys the label config's other object tags read (:func:`task_keys`: the
+  question-answering template's ``question``; not the other metadata columns, which stay in the CSV);
 - then ``task_id, annotation_id, hf_path, annotator, annotated_revision``.
 
 Two layouts, because ``datasets`` reads a Hub repo and a local folder differently
@@ -51,8 +59,9 @@ Two layouts, because ``datasets`` reads a Hub repo and a local folder differentl
   was when it was annotated (``annotated_revision``), fetched when a row is read (with ``HF_TOKEN`` for a private
   repo). Only annotated files are downloaded.
 - **Local git repository** (load a clone at the tag): ``metadata.jsonl`` at the repo's root, read by the
-  ``imagefolder``/``audiofolder`` builder, whose ``file_name`` column is the file's path relative to it (the file at
-  the tag); the media column is named ``image`` or ``audio``, and labels are strings (``datasets`` does not apply
+  ``imagefolder`` builder, whose ``file_name`` column is the file's path relative to it (the file at the tag); the
+  media column is named ``image`` (an ``Audio`` version's rows file is read as JSON Lines, its ``file_name`` the
+  path in the clone, not decoded: :func:`folder_layout`), and labels are strings (``datasets`` does not apply
   a card's features to a local folder).
 
 These are the default series' file names; another project's series (another ``--csv-path`` or ``--tag-prefix``
@@ -74,9 +83,10 @@ from labelhub.label_config import TEXT_TAGS, DataField, parse_label_config
 from labelhub.sync.versions.rows import split_labels, textarea_entries
 
 __all__ = ["LOCAL_METADATA", "HUB_ROWS", "LOCAL_CONSENSUS", "HUB_CONSENSUS", "training_features", "training_records",
-           "training_records_by_row", "consensus_records", "consensus_records_by_row", "uses_revision", "media_column",
-           "folder_patterns", "folder_patterns_of", "split_labels", "control_labels", "text_from_file", "text_from_url",
-           "on_current_content", "text_files", "consensus_text_files"]
+           "task_keys", "training_records_by_row", "consensus_records", "consensus_records_by_row", "uses_revision",
+           "media_column",
+           "folder_patterns", "folder_patterns_of", "folder_layout", "split_labels", "control_labels", "text_from_file",
+           "text_from_url", "on_current_content", "text_files", "consensus_text_files"]
 
 #: The rows file of a local repository: at its root, so that every ``file_name`` is below it.
 LOCAL_METADATA = "metadata.jsonl"
@@ -195,6 +205,19 @@ def _commit_of(value, revision: str) -> str:
     return pinned.group(1) if pinned else revision
 
 
+def folder_layout(field: DataField) -> bool:
+    """Whether a local repository's configs of ``field`` are read by a folder builder (``imagefolder``: their
+    ``data_files`` list the annotated files' top folders beside the rows file, and ``datasets`` decodes each
+    ``file_name`` as an ``Image``): only for an ``Image`` tag.
+
+    An ``Audio`` tag's rows file is listed alone, so ``datasets`` reads it as JSON Lines (``file_name``: the file's
+    path in the clone, not decoded): ``audiofolder`` encodes every file with torchcodec while it builds the split
+    (``datasets.Audio.encode_example`` imports it even with ``decode=False``), so without torchcodec and FFmpeg the
+    whole ``load_dataset`` fails. Decided here: a version must load on any machine; decoding is the user's step
+    (the card's recipe, README "Training-ready versions")."""
+    return field.tag == "Image"
+
+
 def media_column(field: DataField, local: bool) -> str:
     """The name of the media column: the value key, or ``image``/``audio`` in a local repository's folder layout."""
     return _MEDIA.get(field.tag, field.value_key) if local and field.tag in _MEDIA else field.value_key
@@ -218,6 +241,39 @@ def _control_specs(label_config: str, controls: Mapping[str, str]) -> dict[str, 
     return specs
 
 
+def task_keys(label_config: str, controls: Mapping[str, str], field: DataField, local: bool = False) -> list[str]:
+    """The task-data keys besides the file's that the label config's object tags read (``value="$key"``), sorted:
+    each is a string column of the default config, after the controls, so that a row holds what its annotator saw
+    (the question-answering template's ``<Text name="question" value="$question"/>``, filled from ``--metadata``).
+
+    Decided: only these keys, not every metadata column (those stay in the CSV: they can be many, and are no input
+    of the annotation); only the default config (the consensus rows hold the task's file and its majority labels).
+    A key named like another column of the row (a control, ``file_name``, the media column, the columns after
+    the controls) is left out: it stays in the CSV, where a key named like a CSV column is ``data.<key>``.
+
+    Args:
+        label_config: The project's label config.
+        controls: ``{from_name: control tag}``.
+        field: The object tag the files fill.
+        local: The local layout (its media column name, ``file_name``).
+
+    Returns:
+        The keys, sorted.
+
+    Raises:
+        labelhub.label_config.LabelConfigError: When ``label_config`` does not parse.
+    """
+    _, objects = parse_label_config(label_config)
+    taken = {*controls, *ANNOTATION_COLUMNS, field.value_key, media_column(field, local), "file_name"}
+    return sorted({o.value for o in objects.values() if o.value and o.value not in taken})
+
+
+def _task_value(row: Mapping, key: str) -> str | None:
+    """A task-data key's cell of a CSV row (``data.<key>`` when named like a CSV column: rows.py), as a string."""
+    value = row.get(f"data.{key}", row.get(key))
+    return None if _missing(value) else str(value)
+
+
 def control_labels(label_config: str, controls: Mapping[str, str]) -> dict[str, tuple[str, ...]]:
     """``{from_name: labels in config order}`` of each control of ``controls`` (empty for a control without labels,
     or one the config lacks): the labels a CSV cell's ``|`` may belong to (:func:`split_labels`).
@@ -229,7 +285,8 @@ def control_labels(label_config: str, controls: Mapping[str, str]) -> dict[str, 
 
 
 def training_features(label_config: str, controls: Mapping[str, str], field: DataField,
-                      columns: Mapping[str, str] = ANNOTATION_COLUMNS, found: Mapping[str, Iterable[str]] | None = None):
+                      columns: Mapping[str, str] = ANNOTATION_COLUMNS, found: Mapping[str, Iterable[str]] | None = None,
+                      with_task_keys: bool | None = None):
     """The ``datasets.Features`` of the Hub layout (see the module docstring).
 
     Args:
@@ -242,13 +299,18 @@ def training_features(label_config: str, controls: Mapping[str, str], field: Dat
             takes labels the config does not name (scripts, imported predictions, a choice removed from the config
             later); a ``ClassLabel`` that lacks one fails the whole ``load_dataset``, so they follow the config's
             labels, sorted (the config's keep their class indices).
+        with_task_keys: Whether the :func:`task_keys` columns (strings) follow the controls; ``None``: for the
+            default config's ``columns`` (:data:`ANNOTATION_COLUMNS`), not for ``consensus``'s.
 
     Returns:
         A ``datasets.Features``.
     """
     import datasets
 
-    media = {"image": datasets.Image(), "audio": datasets.Audio()}.get(_MEDIA.get(field.tag, ""), datasets.Value("string"))
+    # an audio cell is not decoded (Audio(decode=False) loads as {"path", "bytes"}): datasets 4+ decodes audio with
+    # torchcodec, which needs FFmpeg; the card shows the cast_column that decodes it once they are installed
+    media = {"image": datasets.Image(), "audio": datasets.Audio(decode=False)}.get(_MEDIA.get(field.tag, ""),
+                                                                                 datasets.Value("string"))
     features = {field.value_key: media}
     for name, (tag, labels, multiple) in _control_specs(label_config, controls).items():
         labels = list(labels) + sorted(set((found or {}).get(name, ())) - set(labels)) if labels else []
@@ -264,6 +326,8 @@ def training_features(label_config: str, controls: Mapping[str, str], field: Dat
                                             "text": datasets.Value("string"), "label": label})
         else:
             features[name] = datasets.Value("string")
+    if columns is ANNOTATION_COLUMNS if with_task_keys is None else with_task_keys:
+        features.update((key, datasets.Value("string")) for key in task_keys(label_config, controls, field))
     for name, kind in columns.items():
         features[name] = datasets.Value(kind)
     return datasets.Features(features)
@@ -320,7 +384,9 @@ def _regions(tag: str, cell: str) -> list[dict]:
 def _has_media(field: DataField, path: str, revision: str, local: bool) -> bool:
     """Whether a row's media can be named: a file task needs its ``hf_path`` (and, on the Hub or to read a text
     from the repo, a commit). A task not made from the repo (imported into Label Studio by hand) has none; its row
-    stays in the CSV, but a media cell pointing nowhere would stop ``datasets`` reading the whole split."""
+    stays in the CSV, but a media cell pointing nowhere would stop ``datasets`` reading the whole split. A ``Text``
+    or ``HyperText`` task whose text is in the task data, and a ``Video`` task (its URL, a string), always have
+    theirs: the row holds the text the annotation was made on (or the URL Label Studio showed), so it is kept."""
     if text_from_url(field):
         return bool(path and revision)
     return field.tag not in _MEDIA or bool(path and (local or revision))
@@ -374,6 +440,7 @@ def training_records_by_row(frame: pd.DataFrame, label_config: str, controls: Ma
         One JSON-able record or ``None`` per row, in the frame's order (a row's record depends on that row alone).
     """
     specs = _control_specs(label_config, controls)
+    keys = task_keys(label_config, controls, field, local)
     records: list[dict | None] = []
     for row in frame.to_dict("records"):
         path, revision = _text(row.get("hf_path")), _text(row.get("annotated_revision"))
@@ -382,6 +449,7 @@ def training_records_by_row(frame: pd.DataFrame, label_config: str, controls: Ma
             continue
         stale = field.tag in TEXT_TAGS and not field.as_url and bool(path) and _stale(row, current)
         record = _media_and_labels(row, specs, field, repo_id, local, revision, texts, stale)
+        record.update((key, _task_value(row, key)) for key in keys)
         record.update(task_id=int(row["task_id"]), annotation_id=int(row["annotation_id"]), hf_path=path,
                       annotator=_text(row.get("annotator")), annotated_revision=revision)
         records.append(record)
