@@ -63,8 +63,8 @@ def note_missed(model_dir: str | os.PathLike, key: str, project: Any, exc: BaseE
                     "Label Studio, as Start training does", key, one_line(exc, 200))
     except (OSError, TypeError, ValueError) as exc2:
         log.error("project %s: a webhook was refused (500): the event queue cannot store it (%s), nor could it be "
-                  "noted in %s (%s): press Start training (Settings → Model → the model's menu) once the queue works",
-                  key, one_line(exc, 200), path.parent, one_line(exc2, 200))
+                  "noted in %s (%s): press Start training (Settings → Model → the model's menu) once the queue "
+                  "works", key, one_line(exc, 200), path.parent, one_line(exc2, 200))
 
 
 def requeue_missed(model_dir: str | os.PathLike, queue: Any) -> int:
@@ -113,5 +113,6 @@ def requeue_missed(model_dir: str | os.PathLike, queue: Any) -> int:
         queued += 1
         since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(note.get("since") or 0)))
         log.info("project %s: %s webhook(s) refused since %s while the event queue could not store them: its "
-                 "annotations are read from Label Studio, as Start training does", path.stem, note.get("refused"), since)
+                 "annotations are read from Label Studio, as Start training does", path.stem, note.get("refused"),
+                 since)
     return queued

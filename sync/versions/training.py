@@ -84,9 +84,8 @@ from labelhub.sync.versions.rows import split_labels, textarea_entries
 
 __all__ = ["LOCAL_METADATA", "HUB_ROWS", "LOCAL_CONSENSUS", "HUB_CONSENSUS", "training_features", "training_records",
            "task_keys", "training_records_by_row", "consensus_records", "consensus_records_by_row", "uses_revision",
-           "media_column",
-           "folder_patterns", "folder_patterns_of", "folder_layout", "split_labels", "control_labels", "text_from_file",
-           "text_from_url", "on_current_content", "text_files", "consensus_text_files"]
+           "media_column", "folder_patterns", "folder_patterns_of", "folder_layout", "split_labels", "control_labels",
+           "text_from_file", "text_from_url", "on_current_content", "text_files", "consensus_text_files"]
 
 #: The rows file of a local repository: at its root, so that every ``file_name`` is below it.
 LOCAL_METADATA = "metadata.jsonl"
@@ -326,7 +325,7 @@ def training_features(label_config: str, controls: Mapping[str, str], field: Dat
                                             "text": datasets.Value("string"), "label": label})
         else:
             features[name] = datasets.Value("string")
-    if columns is ANNOTATION_COLUMNS if with_task_keys is None else with_task_keys:
+    if (columns is ANNOTATION_COLUMNS) if with_task_keys is None else with_task_keys:
         features.update((key, datasets.Value("string")) for key in task_keys(label_config, controls, field))
     for name, kind in columns.items():
         features[name] = datasets.Value(kind)
