@@ -85,3 +85,33 @@ def test_a_webhook_the_queue_cannot_store_is_caught_up_from_label_studio_once_it
     finally:
         if redis is not None:
             redis.__exit__()
+
+
+def test_annotations_saved_or_deleted_while_no_backend_ran_are_read_when_the_trainer_starts(label_studio, make_project,
+                                                                                            tmp_path, caplog):
+    from labelhub.backend.app import create_app
+
+    caplog.set_level(logging.INFO, logger="labelhub.backend.events")
+    client = label_studio.client()
+    project, ids, anns = _annotated_project(label_studio, make_project, "saved while down", 6, 2)
+    config = {"model_dir": tmp_path / "models", "start_trainer": False, "warmup": False,
+              "label_studio_url": label_studio.url, "label_studio_api_key": label_studio.api_key}
+    app = create_app(config)
+    backend = app.extensions["labelhub"]
+    for aid, tid in zip(anns, ids):
+        assert _webhook(app, project, aid, tid).status_code == 200
+    backend.trainer.run_once()
+    assert backend.trainer.catch_up_missed_while_down() == []  # the same count: no call but the project's
+
+    # no backend runs: two annotations saved and one deleted, their webhooks lost
+    made = [client.annotations.create(tid, result=_result("review")).id for tid in ids[2:4]]
+    client.annotations.delete(anns[0])
+    started = create_app(config).extensions["labelhub"]  # the next start
+    key = started.store.resolve_webhook_project({"id": project.id, "created_at": project.created_at.isoformat()})
+    assert started.trainer.catch_up_missed_while_down() == [key]
+    assert any("Label Studio holds 3 annotations, the backend 2" in r.getMessage() for r in caplog.records)
+    started.trainer.run_once()
+    assert set(started.store.project(key).load_annotations()["annotations"]) == {str(a) for a in [anns[1], *made]}
+    assert started.trainer.catch_up_missed_while_down() == []
+    without = create_app({**config, "label_studio_api_key": ""}).extensions["labelhub"]
+    assert without.trainer.catch_up_missed_while_down() == []
