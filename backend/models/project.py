@@ -102,7 +102,7 @@ from labelhub.backend.models.heads import ControlHead, Example, TaskInput, task_
 from labelhub.backend.models.params import check_control_names, params_for
 from labelhub.backend.state import LISTED_VERSIONS, atomic_write_bytes
 from labelhub.errors import LabelConfigError
-from labelhub.label_config import ControlSpec, control_specs, parse_label_config
+from labelhub.label_config import TEXT_TAGS, ControlSpec, control_specs, parse_label_config
 from labelhub.redaction import one_line, redact
 
 log = logging.getLogger(__name__)
@@ -173,6 +173,19 @@ def latest_annotations(annotations: dict) -> dict[str, tuple[dict, list]]:
         if isinstance(task, dict):
             out[tid] = (task, [r for r in ann.get("result") or [] if isinstance(r, dict)])
     return out
+
+
+def _json_kind(value: Any) -> str:
+    """What a task data value that is no string is, in words (``"a number"``, ``"an object"``, ...)."""
+    if isinstance(value, bool):
+        return f"{str(value).lower()} (a boolean)"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, list):
+        return "a list"
+    return f"a {type(value).__name__}"
 
 
 def _whole_id(result: dict) -> str:
@@ -484,6 +497,16 @@ class ProjectModel(LabelStudioMLBase):
 
     # media ----------------------------------------------------------------------------------------
     def _value(self, task: Any, control: ControlSpec) -> str:
+        """The task's value for ``control``'s object tag: ``data[<value key>]``, a URL (``Image``, ``<Text
+        valueType="url">``) or the text itself (``Text``, ``HyperText``); https://labelstud.io/tags/text: the
+        ``value`` of a ``<Text>`` is the text.
+
+        Raises:
+            MediaError: The task has no ``data`` object, the value is missing, ``null`` or ``""``, or it is not a
+                string where a URL or a text is read (``{"text": 5}``, ``{"text": {"a": 1}}``: decision, a text head
+                given ``"5"`` or a JSON object's text would answer it as confidently as a sentence); the task then
+                gets an ``error`` of its own (:meth:`predict`) and a fit leaves it out.
+        """
         data = task.get("data") if isinstance(task, dict) else None
         if not isinstance(data, dict):
             raise MediaError("the task has no 'data' object")
@@ -493,6 +516,11 @@ class ProjectModel(LabelStudioMLBase):
                              f"${control.value_key})")
         if control.object_tag == "Image" and not isinstance(value, str):
             raise MediaError(f"data.{control.value_key} is not a URL")
+        if control.object_tag in TEXT_TAGS and not isinstance(value, str):
+            read = "a URL" if control.text_is_url else "text"
+            raise MediaError(f"data.{control.value_key} is {_json_kind(value)}, not {read} (the label config's "
+                             f"<{control.object_tag} name={control.to_name!r} value=\"${control.value_key}\"> reads a "
+                             "string)")
         return value if isinstance(value, str) else json.dumps(value)
 
     def _load(self, value: str, control: ControlSpec) -> Any:

@@ -1,0 +1,65 @@
+"""What the backend answers for Label Studio's own templates where an audit of every template found it unclear or
+wrong: a control over several objects (the mammogram template), refusals that named a supported pair (visual
+genome's dynamic RectangleLabels, per-region controls), text data that is no string, and the trainer's repeated
+warning for a project it cannot train. The backend in-process (``create_app`` and Flask's test client), as in
+``tests/test_backend_protocol.py``; the label configs are Label Studio 1.23.2's templates, trimmed to their tags."""
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from labelhub.backend.app import create_app
+from labelhub.backend.log_once import forget
+from tests.backend_fixtures import PLOT_REVIEW_CONFIG, annotation_event, plot_review_tasks, project_key, \
+    project_payload
+
+KEY = project_key()
+
+
+@pytest.fixture
+def app(tmp_path):
+    forget()  # every test sees its once-per-worker lines
+    return create_app({"model_dir": tmp_path, "start_trainer": False, "warmup": False})
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+def _backend_lines(caplog, level=logging.INFO) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name.startswith("labelhub") and r.levelno >= level]
+
+
+# 3. text data that is no string -----------------------------------------------------------------------------
+def test_text_that_is_no_string_gets_an_error_of_its_own_like_a_missing_text(app, client):
+    tasks, labels = plot_review_tasks(24)
+    for i, (task, label) in enumerate(zip(tasks, labels)):
+        answer = client.post("/webhook", json=annotation_event(100 + i, task, label,
+                                                               project=project_payload(label_config=PLOT_REVIEW_CONFIG)))
+        assert answer.status_code == 200, answer.json
+    # a task whose text is no string is left out of the fit, not learned as "5"
+    bad_annotated = {"id": 500, "data": {"text": 12345}}
+    assert client.post("/webhook", json=annotation_event(99, bad_annotated, "plot", project=project_payload(
+        label_config=PLOT_REVIEW_CONFIG))).status_code == 200
+    app.extensions["labelhub"].trainer.run_once()
+    heads = app.extensions["labelhub"].store.project(KEY).kv()["heads"]
+    assert heads["label"]["examples"] == 24
+    good = tasks[0]
+    odd = [{"id": 901, "data": {"text": 5}}, {"id": 902, "data": {"text": {"a": 1}}},
+           {"id": 903, "data": {"text": [1, 2]}}, {"id": 904, "data": {"text": True}},
+           {"id": 905, "data": {"text": ""}}, {"id": 906, "data": {"text": None}}]
+    answer = client.post("/predict", json={"tasks": [good, *odd], "project": KEY, "label_config": PLOT_REVIEW_CONFIG})
+    assert answer.status_code == 200, answer.json
+    results = answer.json["results"]
+    assert results[0]["result"] and results[0]["result"][0]["value"]["choices"]
+    errors = [r.get("error") for r in results[1:]]
+    assert all(not r.get("result") for r in results[1:]), results
+    assert errors[:4] == [
+        "data.text is a number, not text (the label config's <Text name='text' value=\"$text\"> reads a string)",
+        "data.text is an object, not text (the label config's <Text name='text' value=\"$text\"> reads a string)",
+        "data.text is a list, not text (the label config's <Text name='text' value=\"$text\"> reads a string)",
+        "data.text is true (a boolean), not text (the label config's <Text name='text' value=\"$text\"> reads a "
+        "string)"]
+    assert errors[4:] == ["the task's data has no 'text' (the label config's $text)"] * 2
