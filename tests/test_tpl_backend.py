@@ -63,3 +63,25 @@ def test_text_that_is_no_string_gets_an_error_of_its_own_like_a_missing_text(app
         "data.text is true (a boolean), not text (the label config's <Text name='text' value=\"$text\"> reads a "
         "string)"]
     assert errors[4:] == ["the task's data has no 'text' (the label config's $text)"] * 2
+
+
+# 4. the trainer's warning for a project it cannot train -----------------------------------------------------
+SPEECH_CONFIG = ('<View><Audio name="audio" value="$audio"/><TextArea name="transcription" toName="audio" '
+                 'rows="4" editable="true" maxSubmissions="1"/></View>')  # automatic-speech-recognition
+
+
+def test_not_trained_is_one_warning_per_cause_then_debug(app, client, caplog):
+    project = project_payload(label_config=SPEECH_CONFIG)
+    task = {"id": 1, "data": {"audio": "https://example.com/a.wav"}}
+    trainer = app.extensions["labelhub"].trainer
+    with caplog.at_level(logging.DEBUG, logger="labelhub.backend.events"):
+        for ann_id in (1, 2, 3):  # an event batch after each annotation, as an annotator saves
+            body = annotation_event(ann_id, task, "hello", project=project, from_name="transcription")
+            assert client.post("/webhook", json=body).status_code == 200
+            trainer.run_once()
+    said = [r for r in caplog.records if r.name == "labelhub.backend.events" and "not trained" in r.getMessage()]
+    assert [r.levelno for r in said] == [logging.WARNING, logging.DEBUG, logging.DEBUG]
+    assert "<TextArea name='transcription'> over <Audio>" in said[0].getMessage()
+    assert said[0].getMessage().endswith("(said once per worker and cause; again at DEBUG)")
+    last_error = app.extensions["labelhub"].store.project(KEY).kv()["last_error"]
+    assert last_error.startswith("LabelConfigError: no control tag of this label config can be answered")
