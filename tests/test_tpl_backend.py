@@ -85,3 +85,44 @@ def test_not_trained_is_one_warning_per_cause_then_debug(app, client, caplog):
     assert said[0].getMessage().endswith("(said once per worker and cause; again at DEBUG)")
     last_error = app.extensions["labelhub"].store.project(KEY).kv()["last_error"]
     assert last_error.startswith("LabelConfigError: no control tag of this label config can be answered")
+
+
+# 2. refusals that named a supported pair ---------------------------------------------------------------------
+VISUAL_GENOME_CONFIG = (  # Label Studio's visual-genome template: labels from each task's data, no <Label>
+    '<View><RectangleLabels name="regions" toName="image" value="$regions"/>'
+    '<RectangleLabels name="attributes" toName="image" value="$attributes"/>'
+    '<Image name="image" value="$image"/></View>')
+
+
+def test_a_dynamic_rectanglelabels_is_refused_for_its_dynamic_labels(client, caplog):
+    with caplog.at_level(logging.INFO, logger="labelhub.backend"):
+        answer = client.post("/setup", json={"project": KEY, "schema": VISUAL_GENOME_CONFIG})
+    assert answer.status_code == 422 and answer.json["code"] == "unsupported_label_config"
+    error = answer.json["error"]
+    assert error.startswith(
+        "no control tag of this label config can be answered: it has <RectangleLabels name='regions'> over <Image> "
+        '(dynamic labels from the task data, value="$regions": the boxes head learns only <Label>s written in the '
+        "config); <RectangleLabels name='attributes'> over <Image> (dynamic labels from the task data, "
+        'value="$attributes": ')
+    assert "RectangleLabels and TextArea over Image (RectangleLabels with <Label>s in the config)" in error
+    assert any("<RectangleLabels name='regions'> over <Image> is not answered: dynamic labels from the task data, "
+               'value="$regions"' in line for line in _backend_lines(caplog))
+    # without value="$..." and without <Label>: no label to learn
+    bare = '<View><Image name="image" value="$image"/><RectangleLabels name="box" toName="image"/></View>'
+    error = client.post("/setup", json={"project": KEY, "schema": bare}).json["error"]
+    assert "<RectangleLabels name='box'> over <Image> (it has no <Label>: no label to learn)" in error
+
+
+@pytest.mark.parametrize("config, said", [
+    ('<View><Audio name="audio" value="$audio"/><Labels name="labels" toName="audio"><Label value="Speech"/>'
+     '</Labels><TextArea name="transcription" toName="audio" perRegion="true"/></View>',
+     """<TextArea name='transcription'> over <Audio> (perRegion="true": a <TextArea> per region, not answered)"""),
+    ('<View><Audio name="audio" value="$audio"/><Labels name="labels" toName="audio"><Label value="Speech"/>'
+     '</Labels><Rating name="rating" toName="audio" perRegion="true"/></View>',
+     """<Rating name='rating'> over <Audio> (perRegion="true": a <Rating> per region, not answered)"""),
+], ids=["textarea", "rating"])
+def test_a_per_region_control_is_named_with_its_own_tag(client, config, said):
+    answer = client.post("/setup", json={"project": KEY, "schema": config})
+    assert answer.status_code == 422
+    assert said in answer.json["error"] and "a choice per region" not in answer.json["error"]
+    assert "<Labels name='labels'> over <Audio>;" in answer.json["error"]

@@ -20,7 +20,9 @@ A control no head answers is left out of the predictions and named once in the l
 a text, without a label; learning that label from the annotated regions, say with the boxes head's crop classifier,
 was left for later: it would need its own fit of the labelled regions' crops and a measure of how often it is
 right); a label config with no control any head answers is refused (:class:`labelhub.errors.LabelConfigError`,
-422). A head may draw its regions with another control and claim it
+422), naming for each control why its head refused it where its pair of tags has a head
+(:meth:`~labelhub.backend.models.heads.ControlHead.refusal`: a ``<RectangleLabels value="$regions">`` with no
+``<Label>`` for its dynamic labels, a ``perRegion="true"`` control with its own tag). A head may draw its regions with another control and claim it
 (:meth:`~labelhub.backend.models.heads.ControlHead.claims`): a per-region TextArea's OCR lines are drawn on a
 ``<Rectangle>``, or on a ``<RectangleLabels>`` with one label; that control then gets no head of its own, which
 the log says once. A ``<RectangleLabels>`` with several labels is never claimed: the boxes head learns it, and a
@@ -285,6 +287,7 @@ class ProjectModel(LabelStudioMLBase):
         # edited since) it is logged
         check_control_names(self.params, {c.name for c in parse_label_config(self.label_config)[0]}, strict=new)
         self.heads: list[ControlHead] = []
+        self._why: dict[str, str] = {}  # from_name -> why no head answers it, where more than "no head for it"
         claimed: dict[str, ControlHead] = {}
         # per-region controls first: a per-region TextArea claims the Rectangle control its lines are drawn on
         for control in sorted(self.controls, key=lambda c: not c.per_region):
@@ -302,8 +305,7 @@ class ProjectModel(LabelStudioMLBase):
                     claimed.setdefault(name, head)
         if not self.heads:
             specified = {c.from_name for c in self.controls}
-            found = "; ".join([f"<{c.tag} name={c.from_name!r}> over <{c.object_tag}>"
-                               + (' (perRegion="true": a choice per region, not answered)' if c.per_region else "")
+            found = "; ".join([f"<{c.tag} name={c.from_name!r}> over <{c.object_tag}>" + self._refused_because(c)
                                for c in self.controls] + [
                 f"<{c.tag} name={c.name!r} toName={','.join(c.to_name)!r}> over no object tag with a $value"
                 for c in parse_label_config(self.label_config)[0] if c.name not in specified])
@@ -315,7 +317,7 @@ class ProjectModel(LabelStudioMLBase):
                    'annotations)' if learned_off else "")
                 + ": it has " + (found or "no control tag over an object with a $value")
                 + "; the backend answers Choices over Image, Text or HyperText, RectangleLabels and TextArea over "
-                "Image, Labels over Text (and what a Hugging Face model given as 'model' in the extra params fits)")
+                "Image (RectangleLabels with <Label>s in the config), Labels over Text (and what a Hugging Face model given as 'model' in the extra params fits)")
         # (model_version, {from_name: fit}) that predictions read together, replaced as one (a prediction must not
         # carry one version with another version's fits); None: the version is the heads' (no fit yet)
         self._served: tuple[str | None, dict[str, Any]] = (None, {})
@@ -327,6 +329,16 @@ class ProjectModel(LabelStudioMLBase):
         self._controls_by_name = {c.from_name: c for c in self.controls}
         self._labels = self._labels_signature()
         self._params = self._params_signature()
+
+    def _refused_because(self, control: ControlSpec) -> str:
+        """``" (<why>)"``: why no head answers ``control``, for the refusal of a label config no head answers, or
+        ``""`` when the refusal's list of what the backend answers says it (no head for its pair of tags). The
+        reason is the head's when the pair is one a head answers (:meth:`ControlHead.refusal`,
+        :meth:`ControlHead.unanswered`: a visual-genome ``<RectangleLabels value="$regions">`` without ``<Label>``
+        is refused for its dynamic labels, not as a RectangleLabels over an Image); a ``perRegion="true"`` control
+        of another pair is named with its own tag (``a <TextArea> per region``)."""
+        why = self._why.get(control.from_name) or ControlHead.refusal(control, {})
+        return f" ({why})" if why else ""
 
     #: Parameters that change no prediction (where a head caches), left out of :meth:`_params_signature`.
     UNPREDICTIVE_PARAMS = frozenset({"crop_cache"})
@@ -388,6 +400,10 @@ class ProjectModel(LabelStudioMLBase):
             try:
                 fits = cls.supports(control, params)
                 head = cls(control, self, params, self.controls) if fits else None
+                if not fits and path != PIPELINE_HEAD:  # the learned head of this pair of tags refuses the control
+                    why = cls.refusal(control, params)
+                    if why:
+                        self._why.setdefault(control.from_name, why)
             except PipelineParamsError as exc:
                 if strict:
                     raise
@@ -399,14 +415,21 @@ class ProjectModel(LabelStudioMLBase):
                 reason = head.unanswered()
                 if reason is None:
                     return head
+                self._why[control.from_name] = reason
                 _log_once(self.project_id, control.from_name, "project %s: <%s name=%r> over <%s> is not answered: %s",
                           self.project_id, control.tag, control.from_name, control.object_tag, reason)
                 return None
         if control.tag == "Labels" and control.object_tag == "Image":  # Label Studio's OCR template's Text/Handwriting
+            self._why[control.from_name] = "no head labels image regions"
             _log_once(self.project_id, control.from_name,
                       "project %s: <Labels name=%r> over <Image> is not answered: no head labels image regions (the "
                       "OCR regions come as a rectangle and its text, without a label: the annotator picks it)",
                       self.project_id, control.from_name)
+            return None
+        if control.from_name in self._why:  # the learned head of this pair refused it (:meth:`ControlHead.refusal`)
+            _log_once(self.project_id, control.from_name, "project %s: <%s name=%r> over <%s> is not answered: %s",
+                      self.project_id, control.tag, control.from_name, control.object_tag,
+                      self._why[control.from_name])
             return None
         _log_once(self.project_id, control.from_name,
                   "project %s: <%s name=%r> over <%s> is not answered (no head for it)", self.project_id,
