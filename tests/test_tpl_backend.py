@@ -126,3 +126,49 @@ def test_a_per_region_control_is_named_with_its_own_tag(client, config, said):
     assert answer.status_code == 422
     assert said in answer.json["error"] and "a choice per region" not in answer.json["error"]
     assert "<Labels name='labels'> over <Audio>;" in answer.json["error"]
+
+
+# 1. a control over several objects, objects no control names --------------------------------------------------
+MAMMOGRAM_CONFIG = (  # breast-cancer-mammogram-classification, trimmed: every control lists the four views
+    '<View><Text name="birads_legend" value="BI-RADS: 0 = Incomplete, 1 = Negative"/>'
+    '<Image name="left_cc" value="$img1"/><Image name="right_cc" value="$img3"/>'
+    '<Image name="left_mlo" value="$img2"/><Image name="right_mlo" value="$img4"/>'
+    '<Choices name="birads_left" toName="left_cc,right_cc,left_mlo,right_mlo" choice="single">'
+    '<Choice value="0"/><Choice value="1"/><Choice value="2"/></Choices>'
+    '<Choices name="birads_right" toName="left_cc,right_cc,left_mlo,right_mlo" choice="single">'
+    '<Choice value="0"/><Choice value="1"/><Choice value="2"/></Choices>'
+    '<Choices name="density" toName="right_cc,left_cc"><Choice value="A"/><Choice value="B"/></Choices></View>')
+SEARCH_CONFIG = (  # content-based-image-search: the choices name image1..3, the control points at the query
+    '<View><Image name="query" value="$query_image"/><Image name="image1" value="$image1"/>'
+    '<Image name="image2" value="$image2"/><Image name="image3" value="$image3"/>'
+    '<Choices name="similar" toName="query" choice="multiple"><Choice value="One"/><Choice value="Two"/>'
+    '<Choice value="Three"/></Choices></View>')
+
+
+def test_the_objects_a_control_over_several_is_not_read_from_are_said_once(client, caplog):
+    with caplog.at_level(logging.INFO, logger="labelhub.backend"):
+        for _ in range(3):  # Label Studio calls /setup at every Connect and settings page; a worker says it once
+            assert client.post("/setup", json={"project": KEY, "schema": MAMMOGRAM_CONFIG}).status_code == 200
+    said = [r for r in caplog.records if "several objects in toName" in r.getMessage()]
+    assert [r.levelno for r in said] == [logging.WARNING, logging.WARNING]
+    assert [r.getMessage() for r in said] == [
+        f"project {KEY}: <Choices name='birads_left'>, <Choices name='birads_right'> name several objects in toName; "
+        "a head reads one object per control, the first with a $value: these 2 are learned and predicted from "
+        "<Image name='left_cc'> ($img1) alone, <Image name='right_cc'> ($img3), <Image name='left_mlo'> ($img2), "
+        "<Image name='right_mlo'> ($img4) are ignored",
+        f"project {KEY}: <Choices name='density'> names several objects in toName; a head reads one object per "
+        "control, the first with a $value: it is learned and predicted from <Image name='right_cc'> ($img3) alone, "
+        "<Image name='left_cc'> ($img1) is ignored"]
+    assert not any("no control tag names" in line for line in _backend_lines(caplog))  # the legend is no $value
+
+
+def test_objects_no_control_names_are_said_once(client, caplog):
+    with caplog.at_level(logging.INFO, logger="labelhub.backend"):
+        for _ in range(2):
+            assert client.post("/setup", json={"project": KEY, "schema": SEARCH_CONFIG}).status_code == 200
+    said = [line for line in _backend_lines(caplog) if "no control tag names" in line]
+    assert said == [
+        f"project {KEY}: no control tag names <Image name='image1'> ($image1), <Image name='image2'> ($image2), "
+        "<Image name='image3'> ($image3) in toName: no head reads them; the answered controls are learned and "
+        "predicted from <Image name='query'> ($query_image) alone"]
+    assert not any("several objects" in line for line in _backend_lines(caplog))

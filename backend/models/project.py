@@ -318,6 +318,7 @@ class ProjectModel(LabelStudioMLBase):
                 + ": it has " + (found or "no control tag over an object with a $value")
                 + "; the backend answers Choices over Image, Text or HyperText, RectangleLabels and TextArea over "
                 "Image (RectangleLabels with <Label>s in the config), Labels over Text (and what a Hugging Face model given as 'model' in the extra params fits)")
+        self._say_unread_objects()
         # (model_version, {from_name: fit}) that predictions read together, replaced as one (a prediction must not
         # carry one version with another version's fits); None: the version is the heads' (no fit yet)
         self._served: tuple[str | None, dict[str, Any]] = (None, {})
@@ -329,6 +330,47 @@ class ProjectModel(LabelStudioMLBase):
         self._controls_by_name = {c.from_name: c for c in self.controls}
         self._labels = self._labels_signature()
         self._params = self._params_signature()
+
+    def _say_unread_objects(self) -> None:
+        """Log once per worker and project the object tags with a ``$value`` that the heads do not read.
+
+        A head reads one object per control: the first of its ``toName`` with a ``$value``
+        (:func:`labelhub.label_config.control_specs`). A control that names several (Label Studio's
+        breast-cancer-mammogram-classification template: six ``<Choices toName="left_cc,right_cc,left_mlo,
+        right_mlo">``) is learned and predicted from its first object alone: one WARNING line names the controls and
+        the objects ignored, the controls with the same objects together. Object tags no control names at all
+        (content-based-image-search's ``image1``..``image3`` beside ``<Choices toName="query">``, document-retrieval's
+        ``text1``..``text3``, question-answering's ``question``) are named in one INFO line (decision: INFO, as such an
+        object is often context for the annotator, an instruction or a question, that the control's answer does
+        not depend on; where it does, as in those ranking templates, the line says what is learned from alone).
+        """
+        controls, objects = parse_label_config(self.label_config)
+        owners = {name: head for head in self.heads for name in head.claims()}
+
+        def named(name: str) -> str:
+            return f"<{objects[name].tag} name={name!r}> (${objects[name].value})"
+
+        groups: dict[tuple[str, tuple[str, ...]], list[str]] = {}
+        for c in controls:
+            head = owners.get(c.name)
+            ignored = tuple(n for n in c.to_name if head is not None and n != head.control.to_name
+                            and n in objects and objects[n].value)
+            if ignored:
+                groups.setdefault((head.control.to_name, ignored), []).append(f"<{c.tag} name={c.name!r}>")
+        for (first, ignored), names in groups.items():
+            _log_once(self.project_id, f"toName {names} {first} {ignored}", "project %s: %s name%s several objects in toName; a head reads one object "
+                      "per control, the first with a $value: %s learned and predicted from %s alone, %s ignored",
+                      self.project_id, ", ".join(names), "s" if len(names) == 1 else "",
+                      "it is" if len(names) == 1 else f"these {len(names)} are", named(first),
+                      ", ".join(named(n) for n in ignored) + (" is" if len(ignored) == 1 else " are"),
+                      level=logging.WARNING)
+        unlabeled = [n for n, o in objects.items() if o.value and not any(n in c.to_name for c in controls)]
+        if unlabeled:
+            read = sorted({h.control.to_name for h in self.heads})
+            _log_once(self.project_id, f"unlabeled {unlabeled} {read}", "project %s: no control tag names %s in toName: no head reads %s; the "
+                      "answered controls are learned and predicted from %s alone", self.project_id,
+                      ", ".join(named(n) for n in unlabeled), "it" if len(unlabeled) == 1 else "them",
+                      ", ".join(named(n) for n in read))
 
     def _refused_because(self, control: ControlSpec) -> str:
         """``" (<why>)"``: why no head answers ``control``, for the refusal of a label config no head answers, or
