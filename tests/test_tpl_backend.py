@@ -35,9 +35,9 @@ def _backend_lines(caplog, level=logging.INFO) -> list[str]:
 # 3. text data that is no string -----------------------------------------------------------------------------
 def test_text_that_is_no_string_gets_an_error_of_its_own_like_a_missing_text(app, client):
     tasks, labels = plot_review_tasks(24)
+    project = project_payload(label_config=PLOT_REVIEW_CONFIG)
     for i, (task, label) in enumerate(zip(tasks, labels)):
-        answer = client.post("/webhook", json=annotation_event(100 + i, task, label,
-                                                               project=project_payload(label_config=PLOT_REVIEW_CONFIG)))
+        answer = client.post("/webhook", json=annotation_event(100 + i, task, label, project=project))
         assert answer.status_code == 200, answer.json
     # a task whose text is no string is left out of the fit, not learned as "5"
     bad_annotated = {"id": 500, "data": {"text": 12345}}

@@ -22,10 +22,10 @@ was left for later: it would need its own fit of the labelled regions' crops and
 right); a label config with no control any head answers is refused (:class:`labelhub.errors.LabelConfigError`,
 422), naming for each control why its head refused it where its pair of tags has a head
 (:meth:`~labelhub.backend.models.heads.ControlHead.refusal`: a ``<RectangleLabels value="$regions">`` with no
-``<Label>`` for its dynamic labels, a ``perRegion="true"`` control with its own tag). A head may draw its regions with another control and claim it
-(:meth:`~labelhub.backend.models.heads.ControlHead.claims`): a per-region TextArea's OCR lines are drawn on a
-``<Rectangle>``, or on a ``<RectangleLabels>`` with one label; that control then gets no head of its own, which
-the log says once. A ``<RectangleLabels>`` with several labels is never claimed: the boxes head learns it, and a
+``<Label>`` for its dynamic labels, a ``perRegion="true"`` control with its own tag). A head may draw its regions
+with another control and claim it (:meth:`~labelhub.backend.models.heads.ControlHead.claims`): a per-region
+TextArea's OCR lines are drawn on a ``<Rectangle>``, or on a ``<RectangleLabels>`` with one label; that control then
+gets no head of its own, which the log says once. A ``<RectangleLabels>`` with several labels is never claimed: the boxes head learns it, and a
 per-region TextArea over the same image is not answered
 (:func:`labelhub.backend.models.transcription.box_control_for`, logged once).
 
@@ -317,7 +317,8 @@ class ProjectModel(LabelStudioMLBase):
                    'annotations)' if learned_off else "")
                 + ": it has " + (found or "no control tag over an object with a $value")
                 + "; the backend answers Choices over Image, Text or HyperText, RectangleLabels and TextArea over "
-                "Image (RectangleLabels with <Label>s in the config), Labels over Text (and what a Hugging Face model given as 'model' in the extra params fits)")
+                "Image (RectangleLabels with <Label>s in the config), Labels over Text (and what a Hugging Face model "
+                "given as 'model' in the extra params fits)")
         self._say_unread_objects()
         # (model_version, {from_name: fit}) that predictions read together, replaced as one (a prediction must not
         # carry one version with another version's fits); None: the version is the heads' (no fit yet)
@@ -358,8 +359,9 @@ class ProjectModel(LabelStudioMLBase):
             if ignored:
                 groups.setdefault((head.control.to_name, ignored), []).append(f"<{c.tag} name={c.name!r}>")
         for (first, ignored), names in groups.items():
-            _log_once(self.project_id, f"toName {names} {first} {ignored}", "project %s: %s name%s several objects in toName; a head reads one object "
-                      "per control, the first with a $value: %s learned and predicted from %s alone, %s ignored",
+            _log_once(self.project_id, f"toName {names} {first} {ignored}",
+                      "project %s: %s name%s several objects in toName; a head reads one object per control, the "
+                      "first with a $value: %s learned and predicted from %s alone, %s ignored",
                       self.project_id, ", ".join(names), "s" if len(names) == 1 else "",
                       "it is" if len(names) == 1 else f"these {len(names)} are", named(first),
                       ", ".join(named(n) for n in ignored) + (" is" if len(ignored) == 1 else " are"),
@@ -367,8 +369,9 @@ class ProjectModel(LabelStudioMLBase):
         unlabeled = [n for n, o in objects.items() if o.value and not any(n in c.to_name for c in controls)]
         if unlabeled:
             read = sorted({h.control.to_name for h in self.heads})
-            _log_once(self.project_id, f"unlabeled {unlabeled} {read}", "project %s: no control tag names %s in toName: no head reads %s; the "
-                      "answered controls are learned and predicted from %s alone", self.project_id,
+            _log_once(self.project_id, f"unlabeled {unlabeled} {read}",
+                      "project %s: no control tag names %s in toName: no head reads %s; the answered controls are "
+                      "learned and predicted from %s alone", self.project_id,
                       ", ".join(named(n) for n in unlabeled), "it" if len(unlabeled) == 1 else "them",
                       ", ".join(named(n) for n in read))
 
