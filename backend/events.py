@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Collection, Iterator, Protocol
 
 from labelhub.backend.errors import InvalidPayloadError, UnknownActionError
-from labelhub.backend.log_once import log_once
+from labelhub.backend.log_once import first_time, log_once
 from labelhub.backend.missed_events import requeue_missed
 from labelhub.errors import InvalidEventError, LabelHubError, UnknownEventAction
 from labelhub.redaction import one_line
@@ -747,7 +747,10 @@ class Trainer:
             The events applied (the caller deletes them). An event that cannot be applied (a body the checks
             of :func:`validate_event` let through, or one queued by an older version) is moved to the queue's
             failed events and logged, and the project's other events go on. Errors of the fit itself are
-            logged and kept in the state's ``last_error``; they never keep events in the queue.
+            logged and kept in the state's ``last_error``; they never keep events in the queue. A
+            :class:`~labelhub.errors.LabelHubError` (a label config no head answers) is one WARNING line per worker,
+            project and cause (:func:`~labelhub.backend.log_once.first_time`), the same cause again at DEBUG: it
+            comes back after every annotation.
 
         Raises:
             Exception: Reading or saving the project's state failed: nothing of ``events`` was saved, and
@@ -819,7 +822,13 @@ class Trainer:
         except LabelHubError as exc:  # e.g. a label config the model does not support: one line, no traceback
             outcome = "error"
             state.update_kv(last_error=f"{type(exc).__name__}: {exc}"[:500])
-            log.warning("project %s: not trained: %s", key, one_line(exc, 300))
+            reason = one_line(exc, 1000)  # LabelHub's own message (the config's tags): no secret in it
+            # the same cause comes back after every annotation of the project: said once per worker and cause
+            if first_time(("trainer: not trained", key, reason)):
+                log.warning("project %s: not trained: %s (said once per worker and cause; again at DEBUG)", key,
+                            reason)
+            else:
+                log.debug("project %s: not trained: %s", key, reason)
         except Exception as exc:
             outcome = "error"
             state.update_kv(last_error=f"{type(exc).__name__}: {exc}"[:500])

@@ -243,6 +243,24 @@ class BoxesHead(ControlHead):
         """
         return control.type == "rectanglelabels" and control.object_tag.lower() == "image" and bool(control.labels)
 
+    @classmethod
+    def refusal(cls, control, params: Mapping[str, Any]) -> str | None:
+        """Why :meth:`supports` refuses a ``RectangleLabels`` over an ``Image``: it has no ``<Label>``; with
+        dynamic labels (``value="$regions"``, the visual-genome template: each task's data lists its labels,
+        https://labelstud.io/tags/rectanglelabels) that is said, as the boxes head learns the config's own labels
+        only (decision: a label set that differs per task gives no classes to learn across tasks).
+
+        Returns:
+            The reason, or the base class's (:meth:`ControlHead.refusal`) for another control.
+        """
+        if control.type == "rectanglelabels" and control.object_tag.lower() == "image" and not control.labels:
+            value = str(control.attrs.get("value") or "")
+            if value.startswith("$"):
+                return (f'dynamic labels from the task data, value="{value}": the boxes head learns only <Label>s '
+                        "written in the config")
+            return "it has no <Label>: no label to learn"
+        return super().refusal(control, params)
+
     def identity(self) -> Any:
         """What besides the examples decides a fit: the labels, the image embedder and the options; and the task
         score's rule (:data:`~labelhub.backend.models.heads.TASK_SCALE`), which moves the version.

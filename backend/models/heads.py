@@ -204,6 +204,24 @@ class ControlHead:
         """
         return True
 
+    @classmethod
+    def refusal(cls, control: "ControlSpec", params: Mapping[str, Any]) -> str | None:
+        """Why :meth:`supports` refuses ``control``, in words for the log and for ``/setup``'s refusal of a label
+        config no head answers (:class:`labelhub.errors.LabelConfigError`), or ``None`` when there is nothing more
+        to say than "no head for it". Asked only when :meth:`supports` answered ``False``; the pair of tags being
+        one this head answers, the refusal must not read as if the pair itself were unsupported.
+
+        Returns:
+            By default, for a ``perRegion="true"`` control (https://labelstud.io/tags/choices: it answers each
+            region, its result carrying the region's ``id``): ``'perRegion="true": a choice per region, not
+            answered'`` for a ``<Choices>``, the control's own tag for another (``a <TextArea> per region``); else
+            ``None``.
+        """
+        if control.per_region:
+            what = "a choice" if control.tag == "Choices" else f"a <{control.tag}>"
+            return f'perRegion="true": {what} per region, not answered'
+        return None
+
     def unanswered(self) -> str | None:
         """Why this head, once built over the config's controls, leaves its control unanswered, or ``None``.
 

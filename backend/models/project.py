@@ -20,10 +20,12 @@ A control no head answers is left out of the predictions and named once in the l
 a text, without a label; learning that label from the annotated regions, say with the boxes head's crop classifier,
 was left for later: it would need its own fit of the labelled regions' crops and a measure of how often it is
 right); a label config with no control any head answers is refused (:class:`labelhub.errors.LabelConfigError`,
-422). A head may draw its regions with another control and claim it
-(:meth:`~labelhub.backend.models.heads.ControlHead.claims`): a per-region TextArea's OCR lines are drawn on a
-``<Rectangle>``, or on a ``<RectangleLabels>`` with one label; that control then gets no head of its own, which
-the log says once. A ``<RectangleLabels>`` with several labels is never claimed: the boxes head learns it, and a
+422), naming for each control why its head refused it where its pair of tags has a head
+(:meth:`~labelhub.backend.models.heads.ControlHead.refusal`: a ``<RectangleLabels value="$regions">`` with no
+``<Label>`` for its dynamic labels, a ``perRegion="true"`` control with its own tag). A head may draw its regions
+with another control and claim it (:meth:`~labelhub.backend.models.heads.ControlHead.claims`): a per-region
+TextArea's OCR lines are drawn on a ``<Rectangle>``, or on a ``<RectangleLabels>`` with one label; that control then
+gets no head of its own, which the log says once. A ``<RectangleLabels>`` with several labels is never claimed: the boxes head learns it, and a
 per-region TextArea over the same image is not answered
 (:func:`labelhub.backend.models.transcription.box_control_for`, logged once).
 
@@ -102,7 +104,7 @@ from labelhub.backend.models.heads import ControlHead, Example, TaskInput, task_
 from labelhub.backend.models.params import check_control_names, params_for
 from labelhub.backend.state import LISTED_VERSIONS, atomic_write_bytes
 from labelhub.errors import LabelConfigError
-from labelhub.label_config import ControlSpec, control_specs, parse_label_config
+from labelhub.label_config import TEXT_TAGS, ControlSpec, control_specs, parse_label_config
 from labelhub.redaction import one_line, redact
 
 log = logging.getLogger(__name__)
@@ -173,6 +175,19 @@ def latest_annotations(annotations: dict) -> dict[str, tuple[dict, list]]:
         if isinstance(task, dict):
             out[tid] = (task, [r for r in ann.get("result") or [] if isinstance(r, dict)])
     return out
+
+
+def _json_kind(value: Any) -> str:
+    """What a task data value that is no string is, in words (``"a number"``, ``"an object"``, ...)."""
+    if isinstance(value, bool):
+        return f"{str(value).lower()} (a boolean)"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, list):
+        return "a list"
+    return f"a {type(value).__name__}"
 
 
 def _whole_id(result: dict) -> str:
@@ -272,6 +287,7 @@ class ProjectModel(LabelStudioMLBase):
         # edited since) it is logged
         check_control_names(self.params, {c.name for c in parse_label_config(self.label_config)[0]}, strict=new)
         self.heads: list[ControlHead] = []
+        self._why: dict[str, str] = {}  # from_name -> why no head answers it, where more than "no head for it"
         claimed: dict[str, ControlHead] = {}
         # per-region controls first: a per-region TextArea claims the Rectangle control its lines are drawn on
         for control in sorted(self.controls, key=lambda c: not c.per_region):
@@ -289,8 +305,7 @@ class ProjectModel(LabelStudioMLBase):
                     claimed.setdefault(name, head)
         if not self.heads:
             specified = {c.from_name for c in self.controls}
-            found = "; ".join([f"<{c.tag} name={c.from_name!r}> over <{c.object_tag}>"
-                               + (' (perRegion="true": a choice per region, not answered)' if c.per_region else "")
+            found = "; ".join([f"<{c.tag} name={c.from_name!r}> over <{c.object_tag}>" + self._refused_because(c)
                                for c in self.controls] + [
                 f"<{c.tag} name={c.name!r} toName={','.join(c.to_name)!r}> over no object tag with a $value"
                 for c in parse_label_config(self.label_config)[0] if c.name not in specified])
@@ -302,7 +317,9 @@ class ProjectModel(LabelStudioMLBase):
                    'annotations)' if learned_off else "")
                 + ": it has " + (found or "no control tag over an object with a $value")
                 + "; the backend answers Choices over Image, Text or HyperText, RectangleLabels and TextArea over "
-                "Image, Labels over Text (and what a Hugging Face model given as 'model' in the extra params fits)")
+                "Image (RectangleLabels with <Label>s in the config), Labels over Text (and what a Hugging Face model "
+                "given as 'model' in the extra params fits)")
+        self._say_unread_objects()
         # (model_version, {from_name: fit}) that predictions read together, replaced as one (a prediction must not
         # carry one version with another version's fits); None: the version is the heads' (no fit yet)
         self._served: tuple[str | None, dict[str, Any]] = (None, {})
@@ -314,6 +331,59 @@ class ProjectModel(LabelStudioMLBase):
         self._controls_by_name = {c.from_name: c for c in self.controls}
         self._labels = self._labels_signature()
         self._params = self._params_signature()
+
+    def _say_unread_objects(self) -> None:
+        """Log once per worker and project the object tags with a ``$value`` that the heads do not read.
+
+        A head reads one object per control: the first of its ``toName`` with a ``$value``
+        (:func:`labelhub.label_config.control_specs`). A control that names several (Label Studio's
+        breast-cancer-mammogram-classification template: six ``<Choices toName="left_cc,right_cc,left_mlo,
+        right_mlo">``) is learned and predicted from its first object alone: one WARNING line names the controls and
+        the objects ignored, the controls with the same objects together. Object tags no control names at all
+        (content-based-image-search's ``image1``..``image3`` beside ``<Choices toName="query">``, document-retrieval's
+        ``text1``..``text3``, question-answering's ``question``) are named in one INFO line (decision: INFO, as such an
+        object is often context for the annotator, an instruction or a question, that the control's answer does
+        not depend on; where it does, as in those ranking templates, the line says what is learned from alone).
+        """
+        controls, objects = parse_label_config(self.label_config)
+        owners = {name: head for head in self.heads for name in head.claims()}
+
+        def named(name: str) -> str:
+            return f"<{objects[name].tag} name={name!r}> (${objects[name].value})"
+
+        groups: dict[tuple[str, tuple[str, ...]], list[str]] = {}
+        for c in controls:
+            head = owners.get(c.name)
+            ignored = tuple(n for n in c.to_name if head is not None and n != head.control.to_name
+                            and n in objects and objects[n].value)
+            if ignored:
+                groups.setdefault((head.control.to_name, ignored), []).append(f"<{c.tag} name={c.name!r}>")
+        for (first, ignored), names in groups.items():
+            _log_once(self.project_id, f"toName {names} {first} {ignored}",
+                      "project %s: %s name%s several objects in toName; a head reads one object per control, the "
+                      "first with a $value: %s learned and predicted from %s alone, %s ignored",
+                      self.project_id, ", ".join(names), "s" if len(names) == 1 else "",
+                      "it is" if len(names) == 1 else f"these {len(names)} are", named(first),
+                      ", ".join(named(n) for n in ignored) + (" is" if len(ignored) == 1 else " are"),
+                      level=logging.WARNING)
+        unlabeled = [n for n, o in objects.items() if o.value and not any(n in c.to_name for c in controls)]
+        if unlabeled:
+            read = sorted({h.control.to_name for h in self.heads})
+            _log_once(self.project_id, f"unlabeled {unlabeled} {read}",
+                      "project %s: no control tag names %s in toName: no head reads %s; the answered controls are "
+                      "learned and predicted from %s alone", self.project_id,
+                      ", ".join(named(n) for n in unlabeled), "it" if len(unlabeled) == 1 else "them",
+                      ", ".join(named(n) for n in read))
+
+    def _refused_because(self, control: ControlSpec) -> str:
+        """``" (<why>)"``: why no head answers ``control``, for the refusal of a label config no head answers, or
+        ``""`` when the refusal's list of what the backend answers says it (no head for its pair of tags). The
+        reason is the head's when the pair is one a head answers (:meth:`ControlHead.refusal`,
+        :meth:`ControlHead.unanswered`: a visual-genome ``<RectangleLabels value="$regions">`` without ``<Label>``
+        is refused for its dynamic labels, not as a RectangleLabels over an Image); a ``perRegion="true"`` control
+        of another pair is named with its own tag (``a <TextArea> per region``)."""
+        why = self._why.get(control.from_name) or ControlHead.refusal(control, {})
+        return f" ({why})" if why else ""
 
     #: Parameters that change no prediction (where a head caches), left out of :meth:`_params_signature`.
     UNPREDICTIVE_PARAMS = frozenset({"crop_cache"})
@@ -375,6 +445,10 @@ class ProjectModel(LabelStudioMLBase):
             try:
                 fits = cls.supports(control, params)
                 head = cls(control, self, params, self.controls) if fits else None
+                if not fits and path != PIPELINE_HEAD:  # the learned head of this pair of tags refuses the control
+                    why = cls.refusal(control, params)
+                    if why:
+                        self._why.setdefault(control.from_name, why)
             except PipelineParamsError as exc:
                 if strict:
                     raise
@@ -386,14 +460,21 @@ class ProjectModel(LabelStudioMLBase):
                 reason = head.unanswered()
                 if reason is None:
                     return head
+                self._why[control.from_name] = reason
                 _log_once(self.project_id, control.from_name, "project %s: <%s name=%r> over <%s> is not answered: %s",
                           self.project_id, control.tag, control.from_name, control.object_tag, reason)
                 return None
         if control.tag == "Labels" and control.object_tag == "Image":  # Label Studio's OCR template's Text/Handwriting
+            self._why[control.from_name] = "no head labels image regions"
             _log_once(self.project_id, control.from_name,
                       "project %s: <Labels name=%r> over <Image> is not answered: no head labels image regions (the "
                       "OCR regions come as a rectangle and its text, without a label: the annotator picks it)",
                       self.project_id, control.from_name)
+            return None
+        if control.from_name in self._why:  # the learned head of this pair refused it (:meth:`ControlHead.refusal`)
+            _log_once(self.project_id, control.from_name, "project %s: <%s name=%r> over <%s> is not answered: %s",
+                      self.project_id, control.tag, control.from_name, control.object_tag,
+                      self._why[control.from_name])
             return None
         _log_once(self.project_id, control.from_name,
                   "project %s: <%s name=%r> over <%s> is not answered (no head for it)", self.project_id,
@@ -484,6 +565,16 @@ class ProjectModel(LabelStudioMLBase):
 
     # media ----------------------------------------------------------------------------------------
     def _value(self, task: Any, control: ControlSpec) -> str:
+        """The task's value for ``control``'s object tag: ``data[<value key>]``, a URL (``Image``, ``<Text
+        valueType="url">``) or the text itself (``Text``, ``HyperText``); https://labelstud.io/tags/text: the
+        ``value`` of a ``<Text>`` is the text.
+
+        Raises:
+            MediaError: The task has no ``data`` object, the value is missing, ``null`` or ``""``, or it is not a
+                string where a URL or a text is read (``{"text": 5}``, ``{"text": {"a": 1}}``: decision, a text head
+                given ``"5"`` or a JSON object's text would answer it as confidently as a sentence); the task then
+                gets an ``error`` of its own (:meth:`predict`) and a fit leaves it out.
+        """
         data = task.get("data") if isinstance(task, dict) else None
         if not isinstance(data, dict):
             raise MediaError("the task has no 'data' object")
@@ -493,6 +584,11 @@ class ProjectModel(LabelStudioMLBase):
                              f"${control.value_key})")
         if control.object_tag == "Image" and not isinstance(value, str):
             raise MediaError(f"data.{control.value_key} is not a URL")
+        if control.object_tag in TEXT_TAGS and not isinstance(value, str):
+            read = "a URL" if control.text_is_url else "text"
+            raise MediaError(f"data.{control.value_key} is {_json_kind(value)}, not {read} (the label config's "
+                             f"<{control.object_tag} name={control.to_name!r} value=\"${control.value_key}\"> reads a "
+                             "string)")
         return value if isinstance(value, str) else json.dumps(value)
 
     def _load(self, value: str, control: ControlSpec) -> Any:
