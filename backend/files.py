@@ -448,8 +448,9 @@ class RepoFiles:
         found = objects.blob(sha, path)
         if found is None:
             if not objects.has_commit(sha):
-                raise FileNotServed(f"commit {sha[:12]} is not in the repository (a rewritten history whose old commits "
-                                    "were pruned): the sync re-pins the tasks whose file is the same at the head")
+                raise FileNotServed(f"commit {sha[:12]} is not in the repository (a rewritten history whose old "
+                                    "commits were pruned): the sync re-pins the tasks whose file is the same at the "
+                                    "head")
             raise FileNotServed("no such regular file at that commit")
         blob_id, data = found
         if len(data) > BLOB_FILE_BYTES:

@@ -475,8 +475,8 @@ class LabelStudioClient:
         recounts the task of each deleted prediction, about 3.5 ms apiece on 1.23 with SQLite
         (``bench/prediction_versions_bench.py``), so the call may take minutes: it waits up to
         :data:`DELETE_VERSION_TIMEOUT`. Listed ones go one ``DELETE /api/predictions/<id>`` each (85 ms
-        apiece on 1.23.2 with SQLite, against 7 ms apiece in the whole version's call: :func:`labelhub.backend.job_status
-        .left_unwritten`); one already gone is fine.
+        apiece on 1.23.2 with SQLite, against 7 ms apiece in the whole version's call:
+        :func:`labelhub.backend.job_status.left_unwritten`); one already gone is fine.
 
         Args:
             project_id: The project id.

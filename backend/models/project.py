@@ -25,8 +25,8 @@ right); a label config with no control any head answers is refused (:class:`labe
 ``<Label>`` for its dynamic labels, a ``perRegion="true"`` control with its own tag). A head may draw its regions
 with another control and claim it (:meth:`~labelhub.backend.models.heads.ControlHead.claims`): a per-region
 TextArea's OCR lines are drawn on a ``<Rectangle>``, or on a ``<RectangleLabels>`` with one label; that control then
-gets no head of its own, which the log says once. A ``<RectangleLabels>`` with several labels is never claimed: the boxes head learns it, and a
-per-region TextArea over the same image is not answered
+gets no head of its own, which the log says once. A ``<RectangleLabels>`` with several labels is never claimed: the
+boxes head learns it, and a per-region TextArea over the same image is not answered
 (:func:`labelhub.backend.models.transcription.box_control_for`, logged once).
 
 **Predictions.** One per task (https://labelstud.io/guide/predictions): the regions of every head in
