@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any, Callable, Sequence
 
 from labelhub.errors import ConfigurationError, LabelStudioError, ProjectNotFound
-from labelhub.labelstudio_client import (KEY_ADVICE, LISTING_ATTEMPTS, TASK_PAGE_SIZE, Listing,
+from labelhub.labelstudio_client import (KEY_ADVICE, LISTING_ATTEMPTS, TASK_PAGE_SIZE, Listing, api_error_text,
                                          label_studio_client, list_tasks, selected_items_queries)
 from labelhub.redaction import one_line, without_userinfo
 from labelhub.retry import NO_SDK_RETRY
@@ -246,7 +246,7 @@ class LabelStudioClient:
                 error = LabelStudioError(f"Label Studio at {self._shown} refused LABEL_STUDIO_API_KEY "
                                          f"({exc.status_code}): {KEY_ADVICE}")
             else:
-                body = one_line(exc.body, 300)
+                body = api_error_text(exc.body)
                 error = LabelStudioError(f"{what}: Label Studio at {self._shown} answered {exc.status_code}: {body}")
             error.status = exc.status_code
             raise error from None

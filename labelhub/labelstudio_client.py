@@ -18,11 +18,13 @@ import json
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
+from labelhub.redaction import one_line, without_signatures
+
 if TYPE_CHECKING:
     from label_studio_sdk import LabelStudio
 
-__all__ = ["label_studio_client", "api_key_value", "KEY_ADVICE", "EXPIRED_KEY_ADVICE", "TASK_PAGE_SIZE",
-           "IDS_PER_QUERY", "LISTING_ATTEMPTS", "selected_items_queries", "Listing", "list_tasks"]
+__all__ = ["label_studio_client", "api_key_value", "api_error_text", "KEY_ADVICE", "EXPIRED_KEY_ADVICE",
+           "TASK_PAGE_SIZE", "IDS_PER_QUERY", "LISTING_ATTEMPTS", "selected_items_queries", "Listing", "list_tasks"]
 
 T = TypeVar("T")
 
@@ -195,6 +197,22 @@ def api_key_value(api_key: str, url: str = "") -> str:
     error = LabelStudioError(f"LABEL_STUDIO_API_KEY{where} {problem}")
     error.status = 401
     raise error
+
+
+def api_error_text(body: object, limit: int = 300) -> str:
+    """An error body of Label Studio's API (``ApiError.body`` of label-studio-sdk) in one line, at most ``limit``
+    characters: the messages of a ``validation_errors`` object (a refused import:
+    ``Error at item 0: "question" key is expected in task data [assume: ...]``) without the task Label Studio
+    echoes after ``" :: "`` (``label_studio/tasks/validation.py``), else its ``detail``, else the body; the ``sig``
+    of any signed file URL left in it shortened (:func:`labelhub.redaction.without_signatures`)."""
+    text = ""
+    if isinstance(body, dict):
+        errors = body.get("validation_errors")
+        if isinstance(errors, dict):
+            text = "; ".join(str(m).split(" :: ", 1)[0] for ms in errors.values()
+                             for m in (ms if isinstance(ms, list) else [ms]))
+        text = text or str(body.get("detail") or "")
+    return one_line(without_signatures(text or str(body)), limit)
 
 
 def label_studio_client(url: str, api_key: str, timeout: float = 120.0) -> "LabelStudio":

@@ -12,7 +12,8 @@ import pytest
 
 from labelhub.errors import LabelConfigError
 from labelhub.label_config import data_field, task_data_keys
-from labelhub.sync.labelstudio.project import LabelStudioProject, error_text
+from labelhub.labelstudio_client import api_error_text
+from labelhub.sync.labelstudio.project import LabelStudioProject
 from labelhub.errors import LabelStudioError
 from tests import sample_repos
 from tests.in_process import invoke_labelhub
@@ -82,5 +83,6 @@ def test_label_studios_refusal_of_a_task_is_one_line_without_the_task_or_its_sig
         raise AssertionError("Label Studio took a task without 'question'")
     assert text == (f"Label Studio at {label_studio.url} answered 400: Error at item 0: \"question\" key is expected "
                     "in task data [assume: item as is = task root with values]"), text
-    assert error_text({"detail": "x", "url": "http://h/f.png?sig=SECRET&a=1"}) == "x"
-    assert "SECRET" not in error_text("http://h/f.png?exp=1&sig=SECRET") and "sig=…" in error_text("?sig=SECRET")
+    assert api_error_text({"detail": "x", "url": "http://h/f.png?sig=SECRET&a=1"}) == "x"
+    assert "SECRET" not in api_error_text("http://h/f.png?exp=1&sig=SECRET")
+    assert "sig=…" in api_error_text("?sig=SECRET")

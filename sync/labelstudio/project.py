@@ -19,10 +19,10 @@ import httpx
 from label_studio_sdk.core.api_error import ApiError
 from label_studio_sdk.core.jsonable_encoder import jsonable_encoder
 
-from labelhub.labelstudio_client import (KEY_ADVICE, LISTING_ATTEMPTS, TASK_PAGE_SIZE, Listing, label_studio_client,
-                                         list_tasks, selected_items_queries)
+from labelhub.labelstudio_client import (KEY_ADVICE, LISTING_ATTEMPTS, TASK_PAGE_SIZE, Listing, api_error_text,
+                                         label_studio_client, list_tasks, selected_items_queries)
 from labelhub.errors import LabelHubError, LabelStudioError, NotFoundError, ProjectNotFound
-from labelhub.redaction import one_line, without_signatures, without_userinfo
+from labelhub.redaction import one_line, without_userinfo
 from labelhub.retry import NO_SDK_RETRY
 
 
@@ -100,21 +100,6 @@ def _raise(exc: Exception):
     raise exc
 
 
-def error_text(body: object, limit: int = 500) -> str:
-    """Label Studio's error body in one line: the messages of a ``validation_errors`` object (a refused import:
-    ``Error at item 0: "question" key is expected in task data [assume: ...]``) without the task Label Studio
-    echoes after ``" :: "`` (``label_studio/tasks/validation.py``), else its ``detail``, else the body; the ``sig``
-    of any signed file URL left in it shortened (:func:`labelhub.redaction.without_signatures`)."""
-    text = ""
-    if isinstance(body, dict):
-        errors = body.get("validation_errors")
-        if isinstance(errors, dict):
-            text = "; ".join(str(m).split(" :: ", 1)[0] for ms in errors.values()
-                             for m in (ms if isinstance(ms, list) else [ms]))
-        text = text or str(body.get("detail") or "")
-    return one_line(without_signatures(text or str(body)), limit)
-
-
 class LabelStudioProject:
     """One project of a Label Studio server.
 
@@ -163,7 +148,7 @@ class LabelStudioProject:
                 raise LabelStudioError(f"Label Studio at {self.url} refused LABEL_STUDIO_API_KEY ({exc.status_code} "
                                        f"{reason}): {KEY_ADVICE}") from None
             raise LabelStudioError(f"Label Studio at {self.url} answered {exc.status_code}: "
-                                   f"{error_text(exc.body)}") from None
+                                   f"{api_error_text(exc.body, 500)}") from None
         except httpx.LocalProtocolError as exc:  # refused by httpx before sending: Label Studio was not asked
             raise LabelStudioError(f"cannot send a request to Label Studio at {self.url}: a header or the URL is not "
                                    f"valid HTTP ({type(exc).__name__}; check LABEL_STUDIO_API_KEY and "
