@@ -505,16 +505,19 @@ class Trainer:
         return still() if still is not None else True
 
     def catch_up_missed_while_down(self) -> list[str]:
-        """When this process takes the trainer over, queue a Start training for each project whose annotation count
-        in Label Studio differs from the backend's: annotations saved or deleted while no backend ran (Label Studio
-        sends each webhook once and never again) then reach the training data without anyone pressing the button.
+        """When this process takes the trainer over, queue a Start training for each project of which Label Studio
+        holds more annotations than the backend: annotations saved while no backend ran (Label Studio sends each
+        webhook once and never again) then reach the training data without anyone pressing the button (the Start
+        training also removes those deleted meanwhile).
 
         One ``GET /api/projects/<id>/`` per known project not marked gone (Label Studio's ``total_annotations_number``,
         the annotations that were not cancelled, against those the backend holds), and nothing without
         ``LABEL_STUDIO_URL`` and ``LABEL_STUDIO_API_KEY``. Decided: a count, not a whole reading at every start (5 to
-        7 s per 3,000 tasks, minutes at 100,000); so an annotation only edited while the backend was down keeps its
-        former result until its next save or Start training, while any created or deleted one is caught. A project
-        Label Studio does not answer for is left to its events (the project check marks it gone if it is).
+        7 s per 3,000 tasks, minutes at 100,000); and only a larger count in Label Studio: a smaller one would also be
+        a backend given annotations Label Studio never held (by a script, or a test), which a Start training would
+        remove, so that is left to the button. An annotation only edited, or only deleted, while the backend was down
+        keeps its former state in training until its next save or a Start training. A project Label Studio does not
+        answer for is left to its events (the project check marks it gone if it is).
 
         Returns:
             The keys of the projects queued.
@@ -536,10 +539,10 @@ class Trainer:
                 log.debug("project %s: its annotations in Label Studio not counted (%s)", key, one_line(exc, 200))
                 continue
             held = len(self.backend.store.project(key).load_annotations().get("annotations") or {})
-            if info.key != key or info.annotations is None or info.annotations == held:
+            if info.key != key or info.annotations is None or info.annotations <= held:
                 continue
-            log.info("project %s: Label Studio holds %d annotations, the backend %d (saved or deleted while no backend "
-                     "ran?): reading them from Label Studio, as Start training does", key, info.annotations, held)
+            log.info("project %s: Label Studio holds %d annotations, the backend %d (saved while no backend ran?): "
+                     "reading them from Label Studio, as Start training does", key, info.annotations, held)
             self.backend.queue.put("START_TRAINING", {"action": "START_TRAINING", "project": {"id": info.id}}, key)
             queued.append(key)
         return queued
