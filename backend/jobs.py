@@ -88,6 +88,7 @@ import json
 import logging
 import re
 import time
+from collections import Counter
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Protocol, Sequence
@@ -516,6 +517,24 @@ def left_to_job(status: JobStatus, tasks: Sequence[dict], model_version: str) ->
     return out
 
 
+def _only_ours(api: LabelStudioClient, project_id: int, versions: set[str], before: Counter | None,
+               wrote: dict[str, int]) -> bool:
+    """Whether Label Studio's count of each of ``versions`` in the project is exactly what the job's listing held
+    (``before``: ``{version: predictions}`` of the whole project when the job planned, ``None`` when it listed a part
+    of it) plus what the job wrote (``wrote``, :attr:`JobStatus.by_version`): then no other writer saved a prediction
+    of them during the job, and :func:`_drop_duplicates` need not list the job's tasks again. One call
+    (``GET /api/projects/<id>/model-versions/``) instead of a listing of every task written with its predictions (a
+    third of a re-prediction job's time, ``bench/repredict_bench.py``). ``False`` (list them) when Label Studio counts
+    otherwise (another writer, or tasks deleted meanwhile) or cannot be asked."""
+    if before is None:
+        return False
+    try:
+        counted = {row.model_version: row.count for row in api.model_versions(project_id)}
+    except LabelStudioError:
+        return False
+    return all(counted.get(v, 0) == before.get(v, 0) + wrote.get(v, 0) for v in versions)
+
+
 def _drop_duplicates(api: LabelStudioClient, project_id: int, task_ids: Sequence[int], versions: set[str]) -> int:
     """Delete the second and later predictions of one version of a task (keeping the oldest, the lowest id) among
     ``task_ids`` (the tasks the job wrote) for the ``versions`` the job wrote: another writer of the version during
@@ -684,6 +703,9 @@ def run_job(host: JobHost, api: LabelStudioClient, project_id: int, *, mode: str
                 status.model_version = planned
             batches = plan(tasks, planned, task_ids=ids, unlabeled=unlabeled, batch_size=batch_size)
             status.total = status.queued = sum(len(b) for b in batches)
+            # the project's predictions of each version as planned, when the listing is the whole project
+            before = Counter(p.model_version for t in tasks for p in t.predictions) \
+                if ids is None and not filters else None
 
             def start(i: int) -> None:  # batch i leaves the queue
                 in_flight[:] = batches[i] if i < len(batches) else []
@@ -768,7 +790,8 @@ def run_job(host: JobHost, api: LabelStudioClient, project_id: int, *, mode: str
             if bar is not None:
                 bar.close()
         # still under the job's lock, so that no later job's status is overwritten by this one's
-        _drop_duplicates(api, project.id, sorted(written), {version, *status.versions})
+        if not _only_ours(api, project.id, {version, *status.versions}, before, status.by_version):
+            _drop_duplicates(api, project.id, sorted(written), {version, *status.versions})
         model.refresh()
         ours = _versions_of(model, previous)
         status.model_version = _newest(status.versions, model.get("versions") or []) or version
