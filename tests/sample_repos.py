@@ -20,9 +20,22 @@ def image_path(index: int) -> str:
 
 
 def image_files(start: int, stop: int) -> dict[str, bytes]:
-    """``{path_in_repo: png bytes}`` of Fashion-MNIST test images ``start``..``stop - 1``."""
-    images, _ = fashion_mnist("test", limit=stop)
-    return {image_path(i): png_bytes(images[i]) for i in range(start, stop)}
+    """``{path_in_repo: png bytes}`` of Fashion-MNIST test images ``start``..``stop - 1``. Past the split's 10,000
+    images (``bench/sync_bench.py --files 100000``), image ``i`` is image ``i % 10000`` with one pixel changed (the
+    ``i // 10000``-th, plus one), so that no two files share a blob (the sync takes a shared blob for a move)."""
+    images, _ = fashion_mnist("test", limit=min(stop, 10_000))
+    count = len(images)
+
+    def image(i: int):
+        if i < count:
+            return images[i]
+        copy = images[i % count].copy()
+        flat = copy.reshape(-1)
+        pixel = (i // count - 1) % flat.size
+        flat[pixel] = (int(flat[pixel]) + 1) % 256
+        return copy
+
+    return {image_path(i): png_bytes(image(i)) for i in range(start, stop)}
 
 
 def labels(stop: int) -> dict[str, str]:
