@@ -7,7 +7,8 @@ queue cannot store an event (Redis unreachable or restarting, the disk of ``MODE
 
 So the refusal is noted on this host, one small file per project: ``MODEL_DIR/events/missed/<project key>.json``
 (``{"project": the payload's project, "since": unix seconds, "refused": count}``, written atomically). Once the
-queue takes an event again (the next ``/webhook`` this host stores, or the start of a worker), each note becomes
+queue takes an event again (the next ``/webhook`` this host stores, or within a poll of any of its workers' trainer
+loops, :meth:`labelhub.backend.events.Trainer._catch_up_missed`), each note becomes
 one ``START_TRAINING`` event of its project (:func:`requeue_missed`), which the trainer applies as Start training:
 it reads the project's annotations from Label Studio (``LABEL_STUDIO_URL`` and ``LABEL_STUDIO_API_KEY``; without
 them it says so and learns from what the webhooks brought,
@@ -34,7 +35,7 @@ from labelhub.redaction import one_line
 
 log = logging.getLogger(__name__)
 
-__all__ = ["MISSED_DIR", "note_missed", "requeue_missed"]
+__all__ = ["MISSED_DIR", "TAKEN_SECONDS", "note_missed", "requeue_missed"]
 
 #: The folder of the notes, under ``MODEL_DIR``.
 MISSED_DIR = Path("events") / "missed"
