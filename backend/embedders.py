@@ -4,7 +4,8 @@ Chosen by ``LABELHUB_IMAGE_EMBEDDER`` and ``LABELHUB_TEXT_EMBEDDER`` (see :func:
 defaults run on ONNX Runtime, so a worker never imports torch, transformers or sentence-transformers
 (both default embedders, loaded and run on 256 inputs each, peak at about 200 MB resident against about 740 MB
 for their torch versions, ``bench/embedder_bench.py``; a gunicorn worker serving ``/predict`` for images and
-texts with both loaded measured 350 to 450 MB resident, 280 to 390 MB proportional, ``bench/backend_bench.py``):
+texts with both loaded measured 350 to 450 MB resident, 280 to 390 MB proportional, and 337 to 366 MB, 237 to 264 MB
+in a run of 2026-12-06, ``bench/backend_bench.py``):
 
 - ``efficientnet-lite0`` or ``efficientnet-lite0-onnx`` (images, default; name
   ``efficientnet-lite0-onnx@<size>``): EfficientNet-Lite0 pretrained on ImageNet, the weights shipped in
