@@ -46,6 +46,7 @@ class ProjectInfo:
         annotations: Label Studio's ``total_annotations_number``: the project's annotations that were not cancelled
             (``annotate_total_annotations_number`` in ``label_studio/projects/functions/__init__.py``), the ones the
             backend trains on; ``None`` when not read.
+        tasks: Label Studio's ``task_number``: the project's tasks; ``None`` when not read.
     """
 
     id: int
@@ -53,6 +54,7 @@ class ProjectInfo:
     label_config: str
     model_version: str = ""
     annotations: int | None = None
+    tasks: int | None = None
 
 
 @dataclass(frozen=True)
@@ -275,10 +277,11 @@ class LabelStudioClient:
         if isinstance(created, str):
             created = datetime.fromisoformat(created.replace("Z", "+00:00"))
         key = f"{project_id}.{int(created.timestamp())}" if created else str(project_id)
-        counted = getattr(project, "total_annotations_number", None)
+        counted, tasks = getattr(project, "total_annotations_number", None), getattr(project, "task_number", None)
         return ProjectInfo(id=project_id, key=key, label_config=project.label_config or "",
                            model_version=project.model_version or "",
-                           annotations=counted if isinstance(counted, int) else None)
+                           annotations=counted if isinstance(counted, int) else None,
+                           tasks=tasks if isinstance(tasks, int) else None)
 
     def _read(self, what: str, project_id: int, query: str, attempts: int = 1,
               convert: Callable[[Any], Any] | None = None, page_size: int | None = None, **params: Any) -> Listing:

@@ -42,9 +42,9 @@ def test_a_job_lists_its_tasks_again_only_when_label_studio_counts_more_than_it_
     newer = project.train(10, 20)
     api = _Counting(label_studio.url, key)
 
-    def second_writer(batch):
+    def second_writer(batch, version):
         _api(label_studio, "POST", "/api/predictions/", json={
-            "task": batch[0], "model_version": newer, "score": 0.5,
+            "task": batch[0], "model_version": version, "score": 0.5,
             "result": [{"from_name": "label", "to_name": "text", "type": "choices", "value": {"choices": ["x"]}}]})
 
     def execute(host_, api_, project_, batches, progress):
@@ -52,7 +52,7 @@ def test_a_job_lists_its_tasks_again_only_when_label_studio_counts_more_than_it_
 
         for n, result in enumerate(run_here(host_, api_, project_, batches, progress)):
             if n == 0:
-                second_writer(result.written)
+                second_writer(result.written, newer)
             yield result
 
     status = run_job(host, api, project.id, batch_size=10, progress=False, execute=execute)
@@ -60,10 +60,35 @@ def test_a_job_lists_its_tasks_again_only_when_label_studio_counts_more_than_it_
     assert api.listings == [None, 10, 10, 10, 30], api.listings  # the 30 written, listed again
     assert _per_task(label_studio, project.id, newer) == Counter({1: 30})
 
+    # a task the job wrote is deleted and another's second prediction saved during the job: the version's count is
+    # what the job wrote (one prediction gone with its task, one more), but the project lost a task, so the tasks
+    # written are listed again and the second prediction removed
+    again = project.train(20, 25)
+    api = _Counting(label_studio.url, key)
+
+    deleted = []
+
+    def delete_and_duplicate(batch):
+        deleted.append(batch[1])
+        label_studio.client().tasks.delete(id=batch[1])
+        second_writer(batch, again)
+
+    def execute_deleting(host_, api_, project_, batches, progress):
+        from labelhub.backend.jobs import run_here
+
+        for n, result in enumerate(run_here(host_, api_, project_, batches, progress)):
+            if n == 0:
+                delete_and_duplicate(result.written)
+            yield result
+
+    status = run_job(host, api, project.id, batch_size=10, progress=False, execute=execute_deleting)
+    assert api.listings[-1] == status.done, api.listings  # listed again
+    assert _per_task(label_studio, project.id, again) == Counter({1: 29})  # the second one removed
+
     # a job of some tasks: the plan's listing is not the whole project, so the end lists the tasks written
     newest = project.train(20, 30)
     api = _Counting(label_studio.url, key)
-    some = sorted(t["id"] for t in project.tasks[:5])
+    some = sorted(t["id"] for t in project.tasks if t["id"] not in deleted)[:5]
     status = run_job(host, api, project.id, task_ids=some, batch_size=10, progress=False)
     assert status.done == 5 and api.listings == [5, 5, 5, None], api.listings  # and who else lacks the version
-    assert _per_task(label_studio, project.id, newest) == Counter({0: 25, 1: 5})
+    assert _per_task(label_studio, project.id, newest) == Counter({0: 24, 1: 5})
