@@ -230,6 +230,7 @@ def _interrupted(exc: KeyboardInterrupt, status) -> str:
     stopped during the delete, that Label Studio may finish it (what :func:`labelhub.backend.jobs.run_job` adds to the
     status's ``error`` after ``"; "``)."""
     from labelhub.backend.job_status import left_unwritten
+    from labelhub.backend.jobs import interrupt_reason
 
     done, left = "", None
     if status is not None and status.pid == os.getpid():
@@ -239,8 +240,8 @@ def _interrupted(exc: KeyboardInterrupt, status) -> str:
             left = (status.error or "").partition("; ")[2] or None  # run_job's error adds
             done = "" if left else done
     if left:
-        return f"interrupted by {str(exc) or 'Ctrl-C'}{done}: {left}"
-    return (f"interrupted by {str(exc) or 'Ctrl-C'}{done}: run the same command again to go on where it stopped "
+        return f"interrupted by {interrupt_reason(exc)}{done}: {left}"
+    return (f"interrupted by {interrupt_reason(exc)}{done}: run the same command again to go on where it stopped "
             "(tasks that have a prediction of the version are skipped)")
 
 

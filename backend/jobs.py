@@ -109,9 +109,9 @@ if TYPE_CHECKING:  # pragma: no cover
 
 log = logging.getLogger(__name__)
 
-__all__ = ["learned_nothing", "MODES", "DEFAULT_BATCH_SIZE", "MAX_BATCH_SIZE", "PREDICT_CHUNK", "JobHost",
-           "JobAlreadyRunning", "plan", "selected", "needs_prediction", "uncertainty_order", "run_batch", "run_job",
-           "run_here", "Executor", "last_status"]
+__all__ = ["learned_nothing", "interrupt_reason", "MODES", "DEFAULT_BATCH_SIZE", "MAX_BATCH_SIZE", "PREDICT_CHUNK",
+           "JobHost", "JobAlreadyRunning", "plan", "selected", "needs_prediction", "uncertainty_order", "run_batch",
+           "run_job", "run_here", "Executor", "last_status"]
 
 #: What a job predicts: ``missing`` (no prediction of the current version) or ``all`` (every task again).
 MODES = ("missing", "all")
@@ -517,6 +517,17 @@ def left_to_job(status: JobStatus, tasks: Sequence[dict], model_version: str) ->
     return out
 
 
+def interrupt_reason(exc: BaseException) -> str:
+    """What interrupted a job, from its ``KeyboardInterrupt``: ``"SIGTERM"`` (``labelhub predict``'s handler raises
+    ``KeyboardInterrupt("SIGTERM")``), else ``"Ctrl-C"``. A signal that lands inside a codec (httpx encoding a host
+    name with ``idna``) comes out as a new ``KeyboardInterrupt`` of the codec's words, ``encoding with 'idna' codec
+    failed (KeyboardInterrupt: SIGTERM)``, the original as its ``__cause__`` (CPython's codec registry wraps what a
+    codec raises): the original is named."""
+    while isinstance(exc.__cause__, KeyboardInterrupt):
+        exc = exc.__cause__
+    return str(exc) or "Ctrl-C"
+
+
 def _only_ours(api: LabelStudioClient, project_id: int, versions: set[str], before: Counter | None,
                listed: int, wrote: dict[str, int]) -> bool:
     """Whether Label Studio's count of each of ``versions`` in the project is exactly what the job's listing held
@@ -780,7 +791,7 @@ def run_job(host: JobHost, api: LabelStudioClient, project_id: int, *, mode: str
                     close()
             status.state, status.finished_at = "failed", time.time()
             interrupted = isinstance(exc, KeyboardInterrupt)
-            status.error = f"interrupted ({str(exc) or 'Ctrl-C'})" if interrupted else _one_line(exc)
+            status.error = f"interrupted ({interrupt_reason(exc)})" if interrupted else _one_line(exc)
             if deleting and not status.cleared:  # stopped while --all's delete ran (minutes for a large project)
                 status.error += (f"; stopped during --all's delete of the predictions of {version}, which Label Studio "
                                  "may have finished (the selected tasks then have none, and the version is no longer "

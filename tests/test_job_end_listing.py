@@ -92,3 +92,22 @@ def test_a_job_lists_its_tasks_again_only_when_label_studio_counts_more_than_it_
     status = run_job(host, api, project.id, task_ids=some, batch_size=10, progress=False)
     assert status.done == 5 and api.listings == [5, 5, 5, None], api.listings  # and who else lacks the version
     assert _per_task(label_studio, project.id, newest) == Counter({0: 24, 1: 5})
+
+
+def test_a_signal_inside_a_codec_is_named_as_the_signal():
+    """CI saw ``Error: interrupted by encoding with 'idna' codec failed (KeyboardInterrupt: SIGTERM) after 50 of 300
+    tasks``: SIGTERM landed while httpx encoded a host name, and CPython's codec registry re-raised it in its words."""
+    import codecs
+
+    from labelhub.backend.jobs import interrupt_reason
+
+    def interrupted(text, errors="strict"):
+        raise KeyboardInterrupt("SIGTERM")
+
+    codecs.register(lambda name: codecs.CodecInfo(interrupted, interrupted, name=name)
+                    if name == "labelhub_test_interrupted" else None)
+    try:
+        "host".encode("labelhub_test_interrupted")
+    except KeyboardInterrupt as exc:
+        assert "codec failed" in str(exc) and interrupt_reason(exc) == "SIGTERM"
+    assert interrupt_reason(KeyboardInterrupt()) == "Ctrl-C"
