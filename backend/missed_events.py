@@ -7,8 +7,10 @@ queue cannot store an event (Redis unreachable or restarting, the disk of ``MODE
 
 So the refusal is noted on this host, one small file per project: ``MODEL_DIR/events/missed/<project key>.json``
 (``{"project": the payload's project, "since": unix seconds, "refused": count}``, written atomically). Once the
-queue takes an event again (the next ``/webhook`` this host stores, or within a poll of any of its workers' trainer
-loops, :meth:`labelhub.backend.events.Trainer._catch_up_missed`), each note becomes
+queue takes an event again (within a poll of any of this host's workers' trainer loops,
+:meth:`labelhub.backend.events.Trainer._catch_up_missed`: ``LABELHUB_TRAINER_POLL``, 0.25 s, for the trainer, four
+times that for the others; not in ``/webhook``, which Label Studio waits for inside the annotator's save), each
+note becomes
 one ``START_TRAINING`` event of its project (:func:`requeue_missed`), which the trainer applies as Start training:
 it reads the project's annotations from Label Studio (``LABEL_STUDIO_URL`` and ``LABEL_STUDIO_API_KEY``; without
 them it says so and learns from what the webhooks brought,
@@ -71,7 +73,7 @@ def note_missed(model_dir: str | os.PathLike, key: str, project: Any, exc: BaseE
 def requeue_missed(model_dir: str | os.PathLike, queue: Any) -> int:
     """Turn each note of this host into one ``START_TRAINING`` event of its project on ``queue`` (anything with
     :meth:`labelhub.backend.events.EventQueue.put`), deleting the note once the event is stored; one INFO line per
-    project. Costs one directory listing when there is none (every stored webhook calls it).
+    project. Costs one directory listing when there is none (every trainer poll calls it).
 
     Returns:
         How many projects were queued. A queue that still refuses leaves the rest of the notes for the next call;

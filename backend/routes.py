@@ -30,7 +30,7 @@ from flask import Blueprint, Response, current_app, g, jsonify, request
 from redis.exceptions import RedisError
 
 from labelhub.backend.errors import InvalidPayloadError, UnauthorizedError
-from labelhub.backend.missed_events import note_missed, requeue_missed
+from labelhub.backend.missed_events import note_missed
 from labelhub.redaction import one_line, redact
 from labelhub.webhooks import SECRET_HEADER, secret_matches
 from labelhub.backend.events import PARAMS_CHANGED, validate_event
@@ -338,7 +338,6 @@ def webhook():
     except (OSError, RedisError) as exc:  # answered 500; noted, so that the project is read from Label Studio later
         note_missed(backend.settings.model_dir, key, body.get("project"), exc)
         raise
-    requeue_missed(backend.settings.model_dir, backend.queue)
     return jsonify(status="queued", action=action, event_id=event_id)
 
 
