@@ -174,28 +174,30 @@ def test_a_repo_of_texts_into_an_image_project_warns_once_per_commit_and_exits_0
     assert _task_paths(label_studio, project.id) == []
 
 
-def test_an_include_glob_that_matches_nothing_is_named_in_the_warning(label_studio, make_project, tmp_path):
-    project = make_project("include typo", TEXT_CONFIG)
-    repo = sample_repos.local_repo_with(tmp_path / "texts", _texts("docs", 4))
+def _sync_texts_warned(label_studio, make_project, tmp_path, title: str, files: int, *flags: str):
+    """A project of ``files`` texts in ``docs/`` synced once with ``flags``: ``(project, repo, env, its warnings)``;
+    the sync exits 0."""
+    project = make_project(title, TEXT_CONFIG)
+    repo = sample_repos.local_repo_with(tmp_path / "texts", _texts("docs", files))
     env = {"LABEL_STUDIO_URL": label_studio.url, "LABEL_STUDIO_API_KEY": label_studio.api_key}
-    proc = _sync(repo, project.id, tmp_path / "s", env, "--include", "doc/*.txt")
+    proc = _sync(repo, project.id, tmp_path / "s", env, *flags)
     assert proc.returncode == 0, proc.stderr
-    said = _warnings(proc)
+    return project, repo, env, _warnings(proc)
+
+
+def test_an_include_glob_that_matches_nothing_is_named_in_the_warning(label_studio, make_project, tmp_path):
+    project, repo, env, said = _sync_texts_warned(label_studio, make_project, tmp_path, "include typo", 4,
+                                                  "--include", "doc/*.txt")
     assert len(said) == 1 and "matches none of the commit's 4 files (.txt: 4), so no task is made: none matches " \
-                              "--include 'doc/*.txt'" in said[0], proc.stderr
+                              "--include 'doc/*.txt'" in said[0], said
     fixed = _sync(repo, project.id, tmp_path / "s", env, "--include", "docs/*.txt")
     assert fixed.returncode == 0 and _warnings(fixed) == [], fixed.stderr
     assert _task_paths(label_studio, project.id) == sorted(_texts("docs", 4))
 
 
 def test_an_exclude_that_removes_every_selected_file_is_named_in_the_warning(label_studio, make_project, tmp_path):
-    project = make_project("exclude all", TEXT_CONFIG)
-    repo = sample_repos.local_repo_with(tmp_path / "texts", _texts("docs", 3))
-    env = {"LABEL_STUDIO_URL": label_studio.url, "LABEL_STUDIO_API_KEY": label_studio.api_key}
-    proc = _sync(repo, project.id, tmp_path / "s", env, "--exclude", "docs/*")
-    assert proc.returncode == 0, proc.stderr
-    said = _warnings(proc)
-    assert len(said) == 1 and "the 3 that --include selects all match --exclude 'docs/*'" in said[0], proc.stderr
+    *_, said = _sync_texts_warned(label_studio, make_project, tmp_path, "exclude all", 3, "--exclude", "docs/*")
+    assert len(said) == 1 and "the 3 that --include selects all match --exclude 'docs/*'" in said[0], said
 
 
 # ---- the cycle's line names the files it made tasks of ------------------------------------------------------------
