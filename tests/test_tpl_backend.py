@@ -11,8 +11,8 @@ import pytest
 
 from labelhub.backend.app import create_app
 from labelhub.backend.log_once import forget
-from tests.backend_fixtures import PLOT_REVIEW_CONFIG, annotation_event, plot_review_tasks, project_key, \
-    project_payload
+from tests.backend_fixtures import IMAGE_CONFIG, PLOT_REVIEW_CONFIG, annotation_event, image_tasks, \
+    plot_review_tasks, project_key, project_payload
 
 KEY = project_key()
 
@@ -64,6 +64,20 @@ def test_text_that_is_no_string_gets_an_error_of_its_own_like_a_missing_text(app
         "string)"]
     assert errors[4:] == ["the task's data has no 'text' (the label config's $text)"] * 2
 
+
+
+def test_an_image_value_that_is_no_string_is_named_like_a_text(app, client):
+    tasks, labels = image_tasks(12)
+    for i, (task, label) in enumerate(zip(tasks, labels)):
+        assert client.post("/webhook", json=annotation_event(100 + i, task, label)).status_code == 200
+    app.extensions["labelhub"].trainer.run_once()  # a fitted model loads each task's image
+    odd = [{"id": 911, "data": {"image": 5}}, {"id": 912, "data": {"image": {"url": "x.png"}}},
+           {"id": 913, "data": {"image": ["a.png", "b.png"]}}]
+    answer = client.post("/predict", json={"tasks": odd, "project": KEY, "label_config": IMAGE_CONFIG})
+    assert answer.status_code == 200, answer.json
+    assert [r.get("error") for r in answer.json["results"]] == [
+        f"data.image is {kind}, not a URL (the label config's <Image name='image' value=\"$image\"> reads a string)"
+        for kind in ("a number", "an object", "a list")]
 
 # 4. the trainer's warning for a project it cannot train -----------------------------------------------------
 SPEECH_CONFIG = ('<View><Audio name="audio" value="$audio"/><TextArea name="transcription" toName="audio" '

@@ -582,10 +582,8 @@ class ProjectModel(LabelStudioMLBase):
         if value is None or value == "":
             raise MediaError(f"the task's data has no {control.value_key!r} (the label config's "
                              f"${control.value_key})")
-        if control.object_tag == "Image" and not isinstance(value, str):
-            raise MediaError(f"data.{control.value_key} is not a URL")
-        if control.object_tag in TEXT_TAGS and not isinstance(value, str):
-            read = "a URL" if control.text_is_url else "text"
+        if (control.object_tag == "Image" or control.object_tag in TEXT_TAGS) and not isinstance(value, str):
+            read = "a URL" if control.object_tag == "Image" or control.text_is_url else "text"
             raise MediaError(f"data.{control.value_key} is {_json_kind(value)}, not {read} (the label config's "
                              f"<{control.object_tag} name={control.to_name!r} value=\"${control.value_key}\"> reads a "
                              "string)")
