@@ -145,8 +145,9 @@ def test_model_version_is_the_same_after_a_restart_and_changes_only_with_what_wa
                                         ).json["model_version"] == trained
 
 
-def test_the_trainer_refits_on_takeover_a_head_whose_identity_an_upgrade_changed(tmp_path, monkeypatch):
-    """A fit stored by an earlier version is redone when the trainer starts, not at the next annotation."""
+def test_the_trainer_refits_on_takeover_a_head_whose_identity_an_upgrade_changed(tmp_path, monkeypatch, caplog):
+    """A fit stored by an earlier version is redone when the trainer starts, not at the next annotation, and its log
+    line says why (an upgrade audit saw the version move at start with no word why)."""
     from labelhub.backend.models.choices import ChoicesHead
 
     config = TWO_CONTROLS
@@ -163,6 +164,8 @@ def test_the_trainer_refits_on_takeover_a_head_whose_identity_an_upgrade_changed
 
     monkeypatch.setattr(ChoicesHead, "OTHERS", ("standardized", 0.1))  # "the upgrade": another regression
     files = {name: entry["file"] for name, entry in same.store.project(KEY).kv()["heads"].items()}
+    caplog.set_level(logging.INFO, logger="labelhub.backend.models.project")
+    caplog.clear()
     upgraded = make_app(tmp_path, start_trainer=True)  # its trainer takes over at once
     backend = upgraded.extensions["labelhub"]
     try:
@@ -171,6 +174,9 @@ def test_the_trainer_refits_on_takeover_a_head_whose_identity_an_upgrade_changed
             time.sleep(0.1)
     finally:
         backend.trainer.stop()
+    said = [r.getMessage() for r in caplog.records if "head of 'kind'" in r.getMessage()]
+    assert len(said) == 1 and said[0].endswith("; refit: how the head learns changed since the stored fit (LabelHub "
+                                               "upgraded, or its parameters)"), said
     kv = backend.store.project(KEY).kv()
     assert kv["model_version"].startswith("labelhub-20-") and kv["model_version"] != trained
     assert all(kv["heads"][name]["file"] != file for name, file in files.items())
@@ -178,6 +184,20 @@ def test_the_trainer_refits_on_takeover_a_head_whose_identity_an_upgrade_changed
                                                               "label_config": config}).json["results"]
     assert {p["model_version"] for p in predicted} == {kv["model_version"]}
     assert all({r["from_name"] for r in p["result"]} == {"kind", "size"} for p in predicted)
+
+    # a fit stored before the rule was recorded: refit once, saying it cannot tell which changed
+    state = backend.store.project(KEY)
+    kv = state.kv()
+    for entry in kv["heads"].values():
+        del entry["rule"]
+        entry["digest"] = "0" * 16
+    state.update_kv(heads=kv["heads"])
+    caplog.clear()
+    older = make_app(tmp_path).extensions["labelhub"]
+    older.trainer.refit_changed()
+    said = [r.getMessage() for r in caplog.records if "head of 'kind'" in r.getMessage()]
+    assert len(said) == 1 and said[0].endswith("; refit: the stored fit was made by an earlier LabelHub, which did not "
+                                               "record how the head learns (its rule or its examples changed)"), said
 
 
 def _counting_fetches(app) -> list[str]:

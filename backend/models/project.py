@@ -231,6 +231,28 @@ def _media_cause(error: MediaError, value: Any) -> tuple[str, str]:
     return (text.replace(url, _URL_MARK) if url else text), url
 
 
+def _refit_reason(previous: dict, rule: str) -> str:
+    """Why a head with a stored fit is fitted again, when its examples are not the (only) reason, for its log line.
+
+    ``previous`` is the head's stored entry (``digest``, and since 2026-12-06 ``rule``: the digest of the head's
+    ``identity()``, what it learns and how); ``rule`` the head's rule now. An upgrade of LabelHub, or new parameters,
+    that changes the rule makes the trainer refit every project at its start (:meth:`~labelhub.backend.events.Trainer.
+    refit_changed`) with a new ``model_version``: the line says so (an upgrade audit saw the version move at start
+    with no word why). A fit stored before ``rule`` was recorded cannot tell its rule from its examples.
+
+    Returns:
+        ``""`` (no stored fit, or the same rule), else ``"; refit: ..."``.
+    """
+    if not previous.get("digest"):
+        return ""
+    if "rule" not in previous:
+        return ("; refit: the stored fit was made by an earlier LabelHub, which did not record how the head learns "
+                "(its rule or its examples changed)")
+    if previous["rule"] != rule:
+        return "; refit: how the head learns changed since the stored fit (LabelHub upgraded, or its parameters)"
+    return ""
+
+
 def _named_causes(causes: dict[str, list]) -> str:
     """The :data:`NAMED_MEDIA_REASONS` causes of most examples (``{cause: [examples, example URL]}`` from
     :func:`_media_cause`), each as ``<n> example(s): <message>`` with its example URL shortened (:func:`_short_url`)
@@ -888,6 +910,7 @@ class ProjectModel(LabelStudioMLBase):
             except MediaError:
                 continue
             rows.append((tid, task, value, [r for r in results if r.get("from_name") in claims]))
+        rule = self._digest([head.identity()])
         digest = self._digest([head.identity(), [(tid, value, regions) for tid, _, value, regions in rows]])
         if (stored.get(name) or {}).get("digest") == digest:
             return
@@ -913,15 +936,15 @@ class ProjectModel(LabelStudioMLBase):
         head.fit_note = ""
         with threadpool_limits(1):  # BLAS threads fight the workers for the cores: one is faster here
             fitted = head.fit(examples)
-        entry = {"digest": digest, "examples": len(examples), "media_failed": failed,
+        entry = {"digest": digest, "rule": rule, "examples": len(examples), "media_failed": failed,
                  "seconds": round(time.monotonic() - started, 3)}
         if fitted is not None:
             entry["file"] = self._save_fit(name, digest, fitted)
             self._fresh_fits[entry["file"]] = fitted  # served with the version fit_batch records
         note = head.fit_note
-        log.info("project %s: %s head of %r: %s on %d examples (%d without media) in %.2f s%s", self.project_id,
+        log.info("project %s: %s head of %r: %s on %d examples (%d without media) in %.2f s%s%s", self.project_id,
                  head.name, name, "fitted" if fitted is not None else "not enough to learn yet", len(examples),
-                 failed, entry["seconds"], f": {note}" if note else "")
+                 failed, entry["seconds"], f": {note}" if note else "", _refit_reason(previous, rule))
         stored[name] = entry
 
     def _save_fit(self, name: str, digest: str, fitted: Any) -> str:
