@@ -529,23 +529,25 @@ def interrupt_reason(exc: BaseException) -> str:
 
 
 def _only_ours(api: LabelStudioClient, project_id: int, versions: set[str], before: Counter | None,
-               listed: int, wrote: dict[str, int]) -> bool:
+               listed: Sequence[TaskRow], wrote: dict[str, int]) -> bool:
     """Whether Label Studio's count of each of ``versions`` in the project is exactly what the job's listing held
     (``before``: ``{version: predictions}`` of the whole project when the job planned, ``None`` when it listed a part
-    of it) plus what the job wrote (``wrote``, :attr:`JobStatus.by_version`), and the project still has the ``listed``
-    tasks: then no other writer saved a prediction of them during the job (a task deleted meanwhile, which takes its
-    predictions along, could hide one in the count), and :func:`_drop_duplicates` need not list the job's tasks again.
-    Two calls (``GET /api/projects/<id>/model-versions/`` and ``GET /api/projects/<id>/``) instead of a listing of
-    every task written with its predictions (a third of a re-prediction job's time, ``bench/repredict_bench.py``).
-    ``False`` (list them) when Label Studio counts otherwise (another writer, tasks deleted or created meanwhile) or
-    cannot be asked."""
+    of it) plus what the job wrote (``wrote``, :attr:`JobStatus.by_version`), and every task of the listing
+    (``listed``) still exists: then no other writer saved a prediction of them during the job, and
+    :func:`_drop_duplicates` need not list the job's tasks again. A task deleted meanwhile takes its predictions along
+    and could hide another writer's second one in the count; it is found by counting the tasks up to the listing's
+    largest id (:meth:`~labelhub.backend.labelstudio_api.LabelStudioClient.tasks_up_to`), so that a task created
+    during the job does not cover it (a plain task count did: one deleted and one created were even). Two calls
+    (``GET /api/projects/<id>/model-versions/`` and a one-task ``GET /api/tasks``) instead of a listing of every task
+    written with its predictions (a third of a re-prediction job's time, ``bench/repredict_bench.py``). ``False``
+    (list them) when Label Studio counts otherwise or cannot be asked."""
     if before is None:
         return False
     try:
         counted = {row.model_version: row.count for row in api.model_versions(project_id)}
         same = all(counted.get(v, 0) == before.get(v, 0) + wrote.get(v, 0) for v in versions)
-        return same and api.project(project_id).tasks == listed
-    except (LabelStudioError, NotFoundError):  # a project deleted meanwhile: the listing says what it says
+        return same and (not listed or api.tasks_up_to(project_id, max(t.id for t in listed)) == len(listed))
+    except (LabelStudioError, NotFoundError, ValueError):  # a project deleted meanwhile: the listing says so
         return False
 
 
@@ -804,7 +806,7 @@ def run_job(host: JobHost, api: LabelStudioClient, project_id: int, *, mode: str
             if bar is not None:
                 bar.close()
         # still under the job's lock, so that no later job's status is overwritten by this one's
-        if not _only_ours(api, project.id, {version, *status.versions}, before, len(tasks), status.by_version):
+        if not _only_ours(api, project.id, {version, *status.versions}, before, tasks, status.by_version):
             _drop_duplicates(api, project.id, sorted(written), {version, *status.versions})
         model.refresh()
         ours = _versions_of(model, previous)

@@ -291,6 +291,26 @@ class LabelStudioClient:
         return list_tasks(self._client, functools.partial(self._call, what), attempts, convert, project=project_id,
                           page_size=page_size or TASK_PAGE_SIZE, query=query, **params)
 
+    def tasks_up_to(self, project_id: int, last_id: int) -> int:
+        """How many of the project's tasks have an id of at most ``last_id``: one ``GET /api/tasks`` of one task with
+        a Data Manager filter on ``tasks:id`` (its answer's ``total``;
+        https://api.labelstud.io/api-reference/api-reference/tasks/list). Label Studio gives ids in increasing order,
+        so a task created after a listing whose largest id was ``last_id`` is not counted, and the count is smaller
+        than the listing's exactly when a task it listed was deleted.
+
+        Raises:
+            ProjectNotFound, LabelStudioError: As for :meth:`project`.
+            ValueError: Label Studio's answer has no ``total``.
+        """
+        query = json.dumps({"filters": {"conjunction": "and", "items": [
+            {"filter": "filter:tasks:id", "operator": "less", "type": "Number", "value": int(last_id) + 1}]}})
+        page = self._call(f"tasks of project {project_id}", lambda: self._client.tasks.list(
+            project=project_id, page_size=1, query=query, fields="task_only", include="id"))
+        total = getattr(page.response, "total", None)
+        if not isinstance(total, int):
+            raise ValueError(f"Label Studio's task listing of project {project_id} has no total")
+        return total
+
     def _every_task(self, what: str, project_id: int, filters: list[dict], conjunction: str = "and",
                     **params: Any) -> list:
         """Every task of the project that matches the Data Manager filter ``filters`` (``[]``: all), none missed

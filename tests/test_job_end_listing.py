@@ -85,13 +85,34 @@ def test_a_job_lists_its_tasks_again_only_when_label_studio_counts_more_than_it_
     assert api.listings[-1] == status.done, api.listings  # listed again
     assert _per_task(label_studio, project.id, again) == Counter({1: 29})  # the second one removed
 
+    # the same with a task created as well: the project's task count is what the listing held (one gone, one new),
+    # but not every listed task is left, so the tasks written are listed again
+    another = project.train(20, 27)
+    api = _Counting(label_studio.url, key)
+
+    def execute_replacing(host_, api_, project_, batches, progress):
+        from labelhub.backend.jobs import run_here
+
+        for n, result in enumerate(run_here(host_, api_, project_, batches, progress)):
+            if n == 0:
+                deleted.append(result.written[1])
+                label_studio.client().tasks.delete(id=result.written[1])
+                label_studio.client().projects.import_tasks(id=project.id, request=[{"text": "a task made meanwhile"}])
+                second_writer(result.written, another)  # the version's count is even again, and the task count too
+            yield result
+
+    status = run_job(host, api, project.id, batch_size=10, progress=False, execute=execute_replacing)
+    assert api.listings[-1] == status.done, api.listings  # listed again
+    assert _per_task(label_studio, project.id, another) == Counter({1: 28, 0: 1})  # the second one removed; the new
+    # task came after the listing
+
     # a job of some tasks: the plan's listing is not the whole project, so the end lists the tasks written
     newest = project.train(20, 30)
     api = _Counting(label_studio.url, key)
     some = sorted(t["id"] for t in project.tasks if t["id"] not in deleted)[:5]
     status = run_job(host, api, project.id, task_ids=some, batch_size=10, progress=False)
     assert status.done == 5 and api.listings == [5, 5, 5, None], api.listings  # and who else lacks the version
-    assert _per_task(label_studio, project.id, newest) == Counter({0: 24, 1: 5})
+    assert _per_task(label_studio, project.id, newest) == Counter({0: 24, 1: 5})  # 30 made, 2 deleted, 1 new
 
 
 def test_a_signal_inside_a_codec_is_named_as_the_signal():
