@@ -14,6 +14,17 @@ events posted to the backend's ``/webhook``, the trainer run once, as the backen
    SIGKILLed once about half of the tasks are written (``--kill-at``); the re-run goes on, and every task
    is checked to hold exactly one prediction of the new version (and still one of the old).
 
+Figures (2 cores; absolute times move with what else runs, so compare runs made side by side): 10,000 tasks in
+95 s on 2026-12-05 (41 s with ``--efficient-import``); on 2026-12-06 with two other jobs on the machine (load about
+4), 265.6 s for the first job (37.6 tasks/s) and 229.6 s for the re-run of the 5,000 left after the SIGKILL, one
+prediction per task and version both times. Where a job's time goes (``python -m cProfile`` on ``labelhub predict``,
+3,000 tasks, that machine): 45 of 105 s embedding the texts (ONNX Runtime), 21 s in Label Studio's prediction imports
+(six calls, each longer as the project holds more predictions: it recounts every task), 19 s in the task listings
+(the plan's and each batch's re-reading, 60 pages of 100), the rest the model and the client. Writing each batch in
+a thread behind the next batch's prediction was tried (2026-12-06, two jobs of each kind interleaved on one project):
+1.09 times the time without the embedding cache, 0.95 with it, so not kept: on 2 cores Label Studio and the embedder
+share the same CPU, and only a Label Studio on another host would gain.
+
 Run: ``python bench/predict_bench.py [--tasks 10000] [--batch-size 500] [--efficient-import]``.
 """
 from __future__ import annotations
