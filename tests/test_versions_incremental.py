@@ -171,6 +171,22 @@ def test_spans_over_text_are_rebuilt_per_changed_task(tmp_path):
     assert built.reused == len(built.frame) - 1
 
 
+def test_spans_saved_without_their_text_over_a_text_in_the_task_data_get_it_in_the_training_rows(tmp_path):
+    """A Hub-path audit: spans made through the API over a ``<Text value="$text">`` (no ``text`` saved) had an empty
+    ``text`` in the default and consensus configs, which the README promised from the row's own text."""
+    state = SyncState(tmp_path / "state.sqlite3", 7, REPO)
+    sentence = "John Smith works in Paris."
+    for task in (1, 2):
+        add(state, task, {"text": sentence, "hf_path": f"t/{task}.txt", "hf_revision": SHA},
+            span_annotation(task * 10, 1, [(0, 10, "PER"), (20, 25, "LOC"), (20, 99, "LOC")], text=False))
+    built = assert_same_as_from_scratch(state, tmp_path, TEXTS)
+    field = data_field(TEXTS)
+    records = training_records(built.frame, TEXTS, control_tags(TEXTS), field, REPO, False)
+    assert [[span["text"] for span in r["ner"]] for r in records] == [["John Smith", "Paris", ""]] * 2
+    consensus = build_files(state, built.frame, TEXTS, control_tags(TEXTS), field, REPO, False, SHA).consensus.decode()
+    assert '"text": "John Smith"' in consensus.replace('":"', '": "') and '"Paris"' in consensus
+
+
 #: Task metadata values of every JSON kind pandas types differently (a missing key too: ``None`` here drops it).
 META = st.one_of(st.none(), st.just("absent"), st.integers(-3, 3), st.just(2 ** 63 + 1), st.floats(-2, 2),
                  st.booleans(), st.sampled_from(["a", "b"]), st.lists(st.integers(0, 2), max_size=2))

@@ -413,15 +413,16 @@ def _media_and_labels(row: Mapping, specs: Mapping[str, tuple[str, tuple[str, ..
         record = {media_column(field, local): f"hf://datasets/{repo_id}@{revision}/{path}"}
     for name, (tag, labels, multiple) in specs.items():
         record[name] = _cell(tag, multiple, row.get(name), labels)
-        if tag == "Labels" and text_from_url(field):
+        if tag == "Labels" and field.tag == "Text":  # a HyperText span's offsets are XPaths, not characters
             _fill_span_texts(record[name], record[field.value_key])
     return record
 
 
 def _fill_span_texts(spans: list[dict], text: str | None) -> None:
-    """Give each span whose ``text`` is empty the text between its offsets: Label Studio saves no span text over a
-    ``<Text valueType="url">`` (its ``saveTextResult`` is off by default then: https://labelstud.io/tags/text),
-    and the training row has the file's text. A span whose offsets do not fit the text keeps its empty text."""
+    """Give each span whose ``text`` is empty the text between its offsets of the row's own text: Label Studio saves
+    no span text over a ``<Text valueType="url">`` (its ``saveTextResult`` is off by default then:
+    https://labelstud.io/tags/text), and a span made through the API or SDK may carry none over a text in the task
+    data (a Hub-path audit found those left empty). A span whose offsets do not fit the text keeps its empty text."""
     for span in spans if text else ():
         if not span["text"] and 0 <= span["start"] <= span["end"] <= len(text):
             span["text"] = text[span["start"]:span["end"]]
