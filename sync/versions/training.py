@@ -21,8 +21,8 @@ because the row holds what the annotation was made on, the task's text or URL: :
   file changed after it was annotated, and its task followed it: :func:`on_current_content`): that row holds the file's
   text at its ``annotated_revision``, decoded as the import decoded it (a byte order mark kept:
   :func:`labelhub.repos.texts.decode_task_text`; the CSV keeps the task's text). A span's ``text`` is the
-  one the annotation saved; a span saved without one (``valueType="url"``) gets the characters between its
-  offsets of its own row's text, never another's;
+  one the annotation saved; a span saved without one (over ``valueType="url"``, or made through the API) gets the
+  characters between its offsets of its own row's text, never another's (not for HyperText, whose offsets are XPaths);
 - the ``consensus`` config (one row per task) and the agreement figures count, for a ``Text``/``HyperText`` task,
   only the annotations made on the content the task shows now (:func:`on_current_content`): the consensus row
   holds that content, and spans made on another text would not index it. The others stay in the CSV and the
