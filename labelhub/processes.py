@@ -1,4 +1,5 @@
-"""Child servers (Label Studio, the backend): whether a port is taken, wait until one answers, stop its process group.
+"""Child servers (Label Studio, the backend): whether a port is taken, start one without losing it to a signal, wait
+until one answers, stop its process group.
 
 Used by :mod:`labelhub.sync.labelstudio.server`, :mod:`labelhub.sync.demo.command`, :mod:`labelhub.backend.cli` (the
 port ``labelhub backend`` is to listen on) and the test fixtures, which start their servers with
@@ -7,12 +8,14 @@ stops together.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
 import subprocess
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import requests
 
@@ -84,6 +87,35 @@ def wait_until_healthy(proc: subprocess.Popen, url: str, name: str, log_tail: Ca
             pass
         time.sleep(interval)
     raise RuntimeError(f"{name} not ready after {timeout:g} s:\n{log_tail()}")
+
+
+@contextlib.contextmanager
+def signals_deferred(signums: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)) -> Iterator[None]:
+    """Hold Ctrl-C and SIGTERM until the block ends, then deliver them to the handlers they had.
+
+    For starting a child and recording it in one step (``self._proc = subprocess.Popen(...)``): a handler that raises
+    ``KeyboardInterrupt`` (the demo's, Python's default for SIGINT) can otherwise fire after the child is forked but
+    before it is recorded, and the child outlives its parent, which no longer knows it (CI saw a demo stopped while it
+    started leave its backend running, orphaned). Inside the block a signal is only noted; at its end the previous
+    handlers are put back and each signal noted is raised again (``signal.raise_signal``), so the handler runs with the
+    child recorded and the code that stops children stops it. Outside the main thread (where Python runs signal
+    handlers and ``signal.signal`` refuses) it defers nothing: a spawn there is not interrupted by them.
+
+    Args:
+        signums: The signals to hold.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous = {s: signal.signal(s, lambda signum, _frame: caught.append(signum)) for s in signums}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        for s in dict.fromkeys(caught):
+            signal.raise_signal(s)
 
 
 def stop_process_group(proc: subprocess.Popen, timeout: float) -> bool:

@@ -94,6 +94,18 @@ def _port_closed(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) != 0
 
 
+def _running_in(directory: Path) -> list[str]:
+    """The command lines of the processes whose working directory is ``directory`` (the demo's children)."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if Path(os.readlink(f"/proc/{pid}/cwd")) == directory:
+                found.append(Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"))
+        except OSError:  # gone, or not ours to read
+            continue
+    return found
+
+
 def test_demo_starts_imports_real_images_serves_predictions_versions_annotations_and_exits_cleanly(tmp_path):
     directory = tmp_path / "fresh-demo"
     demo = DemoProcess(directory, "--exit-after", "30", "--export-interval", "3")
@@ -158,6 +170,8 @@ def test_ctrl_c_while_the_demo_starts_stops_what_it_started_at_once(tmp_path):
     assert "stopping..." in demo.output() and "LabelHub demo is ready." not in demo.output()
     for port in (demo.port, demo.backend_port, demo.webhook_port):
         assert _port_closed(port), f"port {port} still open after the demo stopped"
+    # a child not yet listening counts too (CI once saw the backend, started as the signal came, outlive the demo)
+    assert _running_in((tmp_path / "demo").resolve()) == []
 
 
 def test_the_demo_refuses_a_port_in_use_at_once(tmp_path):

@@ -38,7 +38,7 @@ from pathlib import Path
 import click
 
 from labelhub.cli_options import Integer
-from labelhub.processes import stop_process_group, wait_until_healthy
+from labelhub.processes import signals_deferred, stop_process_group, wait_until_healthy
 from labelhub.repos.git import git
 
 __all__ = ["demo", "Demo", "LABEL_CONFIG", "PROJECT_TITLE"]
@@ -262,10 +262,10 @@ class Demo:
         logs.mkdir(exist_ok=True)
         log = open(logs / f"{name}.log", "ab")
         self._logs.append(log)
-        proc = subprocess.Popen([sys.executable, "-m", "labelhub.cli", *args], env={**os.environ, **env},
-                                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                cwd=self.directory, start_new_session=True)
-        self._children[name] = proc
+        with signals_deferred():  # a Ctrl-C now is taken once the child is recorded, so that stop() stops it
+            proc = self._children[name] = subprocess.Popen(
+                [sys.executable, "-m", "labelhub.cli", *args], env={**os.environ, **env}, stdout=log,
+                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=self.directory, start_new_session=True)
         return proc
 
     def _log_tail(self, name: str, lines: int = 20) -> str:

@@ -35,7 +35,7 @@ import requests
 
 from labelhub.cache import cache_root
 from labelhub.locks import file_lock
-from labelhub.processes import stop_process_group, wait_until_healthy
+from labelhub.processes import signals_deferred, stop_process_group, wait_until_healthy
 
 __all__ = ["LS_VERSION", "LabelStudioNotFound", "LabelStudioServer", "cache_dir", "find_executable", "free_port",
            "install", "migrated_database", "server_env"]
@@ -227,12 +227,13 @@ class LabelStudioServer:
         if self.template is not None and self.template.exists() and not (self.data_dir / DB_NAME).exists():
             shutil.copy(self.template, self.data_dir / DB_NAME)
         self._log = open(self.log_path, "ab")
-        self._proc = subprocess.Popen(
-            [str(exe), "start", "--no-browser", "--internal-host", self.host, "--port", str(self.port)],
-            env={**server_env(self.data_dir, self.username, self.password, self.api_key, self.secret_key),
-                 **self.settings},
-            stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=self.data_dir,
-            start_new_session=True)
+        with signals_deferred():  # recorded before a Ctrl-C is taken, so that stop() stops it
+            self._proc = subprocess.Popen(
+                [str(exe), "start", "--no-browser", "--internal-host", self.host, "--port", str(self.port)],
+                env={**server_env(self.data_dir, self.username, self.password, self.api_key, self.secret_key),
+                     **self.settings},
+                stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=self.data_dir,
+                start_new_session=True)
         try:
             wait_until_healthy(self._proc, self.url + "/health", "label-studio", self.log_tail, timeout)
         except RuntimeError:
