@@ -910,8 +910,9 @@ class ProjectModel(LabelStudioMLBase):
             except MediaError:
                 continue
             rows.append((tid, task, value, [r for r in results if r.get("from_name") in claims]))
-        rule = self._digest([head.identity()])
-        digest = self._digest([head.identity(), [(tid, value, regions) for tid, _, value, regions in rows]])
+        identity = head.identity()
+        rule = self._digest([identity])
+        digest = self._digest([identity, [(tid, value, regions) for tid, _, value, regions in rows]])
         if (stored.get(name) or {}).get("digest") == digest:
             return
         examples, failed, causes = [], 0, {}  # {cause: [examples, an example URL]} (see _media_cause)
