@@ -12,6 +12,7 @@ import socket
 import time
 
 from tests.conftest import run_labelhub
+from tests.in_process import invoke_labelhub
 from tests.labelstudio import free_port
 
 SECRET = "labelhub0wrong0key0000000000000000000"
@@ -49,7 +50,7 @@ def test_backend_on_a_host_that_does_not_resolve_or_is_not_this_machines_is_a_us
 
 def test_every_log_level_option_says_what_it_sets_and_predict_logs_at_info_by_default():
     for command in ("backend", "predict", "worker"):
-        helped = run_labelhub(command, "--help", timeout=60)
+        helped = invoke_labelhub(command, "--help")
         text = " ".join(helped.stdout.split())
         assert helped.returncode == 0
         assert "--log-level [DEBUG|INFO|WARNING|ERROR] How much the log (stderr) says: DEBUG" in text, text  # as README
@@ -57,7 +58,7 @@ def test_every_log_level_option_says_what_it_sets_and_predict_logs_at_info_by_de
 
 
 def test_predict_refuses_a_project_id_that_is_no_number_as_a_plain_integer_error():
-    answer = run_labelhub("predict", "--project", "abc", "--api-key", SECRET, timeout=60)
+    answer = invoke_labelhub("predict", "--project", "abc", "--api-key", SECRET)
     assert answer.returncode == 2
     assert answer.stderr.splitlines()[-1] == ("Error: Invalid value for '--project' (env var: 'LABELHUB_PROJECT'): "
                                               "'abc' is not a valid integer.")
@@ -68,16 +69,15 @@ def test_predict_with_a_model_dir_that_is_not_there_names_the_option_and_the_var
     folder behind and then said it held no model)."""
     (tmp_path / "file").write_text("not a folder")
     for model_dir in ("/proc/md", str(tmp_path / "file" / "md")):
-        answer = run_labelhub("predict", "--project", "1", "--api-key", SECRET, "--model-dir", model_dir,
-                              timeout=60)
+        answer = invoke_labelhub("predict", "--project", "1", "--api-key", SECRET, "--model-dir", model_dir)
         assert answer.returncode == 1, answer.stderr
         assert answer.stderr == (f"Error: --model-dir / MODEL_DIR {model_dir!r} does not exist: point it at the "
                                  "backend's MODEL_DIR (the demo's is .labelhub-demo/models)\n")
 
 
 def test_predict_with_a_refused_api_key_says_which_tokens_work_and_never_prints_the_key(label_studio, tmp_path):
-    answer = run_labelhub("predict", "--project", "1", "--api-key", SECRET, "--model-dir", str(tmp_path),
-                          "--label-studio-url", label_studio.url, env={"TQDM_DISABLE": "1"}, timeout=120)
+    answer = invoke_labelhub("predict", "--project", "1", "--api-key", SECRET, "--model-dir", str(tmp_path),
+                             "--label-studio-url", label_studio.url, env={"TQDM_DISABLE": "1"})
     assert answer.returncode == 1, answer.stderr
     error = answer.stderr.splitlines()[-1]
     assert error.startswith(f"Error: Label Studio at {label_studio.url} refused LABEL_STUDIO_API_KEY (401): ")
@@ -88,17 +88,16 @@ def test_predict_with_a_refused_api_key_says_which_tokens_work_and_never_prints_
 
 def test_predict_against_no_label_studio_names_its_url_option_and_variable(tmp_path):
     url = f"http://127.0.0.1:{free_port()}"
-    answer = run_labelhub("predict", "--project", "1", "--api-key", SECRET, "--model-dir", str(tmp_path),
-                          "--label-studio-url", url, env={"TQDM_DISABLE": "1"}, timeout=120)
+    answer = invoke_labelhub("predict", "--project", "1", "--api-key", SECRET, "--model-dir", str(tmp_path),
+                             "--label-studio-url", url, env={"TQDM_DISABLE": "1"})
     assert answer.returncode == 1, answer.stderr
     error = answer.stderr.splitlines()[-1]
     assert error.startswith(f"Error: project 1: no answer from Label Studio at {url} (ConnectError"), error
     assert error.endswith("check that it runs and that LABEL_STUDIO_URL (--label-studio-url) is its URL")
     assert SECRET not in answer.stderr
     host = url.split("//")[1]
-    answer = run_labelhub("predict", "--project", "1", "--api-key", SECRET, "--model-dir", str(tmp_path),
-                          "--label-studio-url", f"http://me:pw-{SECRET}@{host}", env={"TQDM_DISABLE": "1"},
-                          timeout=120)
+    answer = invoke_labelhub("predict", "--project", "1", "--api-key", SECRET, "--model-dir", str(tmp_path),
+                             "--label-studio-url", f"http://me:pw-{SECRET}@{host}", env={"TQDM_DISABLE": "1"})
     assert answer.returncode == 1 and f"Label Studio at {url} (" in answer.stderr, answer.stderr
     assert SECRET not in answer.stderr  # nor the URL's password
 

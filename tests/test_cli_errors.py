@@ -15,6 +15,7 @@ import pytest
 
 from tests import sample_repos
 from tests.conftest import FILE_SECRET, ROOT, run_labelhub
+from tests.in_process import invoke_labelhub
 from tests.labelstudio import free_port
 from tests.test_sync_files_to_tasks import env_for
 
@@ -59,7 +60,7 @@ def env(label_studio):
                                      ["restore", "--tag", "annotations-v1", "--project", "1",
                                       "--label-studio-api-key", "k"]])
 def test_a_repo_that_is_no_directory_nor_a_repo_id_is_one_line_naming_repo(command, value):
-    proc = run_labelhub(*command, "--repo", value)
+    proc = invoke_labelhub(*command, "--repo", value)  # refused before any work: in-process (tests/in_process.py)
     assert_one_line(proc, 1, f"--repo {value!r}: no such directory (a local git repository), and not a Hub "
                              "repo_id owner/name")
 
@@ -68,8 +69,8 @@ def test_a_repo_that_is_no_directory_nor_a_repo_id_is_one_line_naming_repo(comma
 
 @pytest.mark.parametrize("port", ["70000", "0", "-1"])
 def test_webhook_port_out_of_range_is_a_usage_error(port):
-    proc = run_labelhub("sync", "--repo", "owner/name", "--project", "1", "--label-studio-api-key", "k",
-                        "--webhook-port", port)
+    proc = invoke_labelhub("sync", "--repo", "owner/name", "--project", "1", "--label-studio-api-key", "k",
+                           "--webhook-port", port)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
     assert "'--webhook-port'" in proc.stderr and "1<=x<=65535" in proc.stderr
 
@@ -170,7 +171,7 @@ def test_a_daemon_with_no_export_says_it_starts_no_webhook_receiver(label_studio
 
 def test_log_level_has_a_help_sentence_and_debug_quiets_faker_and_the_webhook_access_lines():
     for command in ("sync", "import-labels", "restore"):
-        assert "How much the log" in run_labelhub(command, "--help", check=True).stdout
+        assert "How much the log" in invoke_labelhub(command, "--help", check=True).stdout
     levels = subprocess.run([sys.executable, "-c", "import logging; from labelhub.redaction import setup_logging; "
                              "setup_logging('DEBUG'); print(*(logging.getLogger(n).getEffectiveLevel() "
                              "for n in ('faker', 'werkzeug')))"],
