@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -171,11 +170,13 @@ def test_cli_errors_are_one_clear_line_without_traceback_or_token(label_studio, 
                                                       *state],
         "Invalid value for '--project'": ["sync", "--repo", str(repo), "--project", "x", *state],
     }
-    runs = [(args, env) for args in cases.values()] + [
-        (["sync", "--repo", "labelhub/x", "--project", "1", *state], {**env, "HF_ENDPOINT": "http://127.0.0.1:9"}),
-        ([*cases["not found"][:4], str(project.id), *state], {**env, "LABEL_STUDIO_API_KEY": "wrong-key-123456789"})]
-    with ThreadPoolExecutor(4) as pool:  # each run is mostly the interpreter's start: run them side by side
-        *results, unreachable, wrong_key = pool.map(lambda run: run_labelhub(*run[0], env=run[1]), runs)
+    # in-process (tests/in_process.py): each is refused before any work; only the Hub's endpoint needs a process of
+    # its own (huggingface_hub reads HF_ENDPOINT when it is imported)
+    results = [invoke_labelhub(*args, env=env) for args in cases.values()]
+    wrong_key = invoke_labelhub(*cases["not found"][:4], str(project.id), *state,
+                                env={**env, "LABEL_STUDIO_API_KEY": "wrong-key-123456789"})
+    unreachable = run_labelhub("sync", "--repo", "labelhub/x", "--project", "1", *state,
+                               env={**env, "HF_ENDPOINT": "http://127.0.0.1:9"})
     for expected, result in zip(cases, results):
         assert result.returncode != 0, expected
         assert expected in result.stderr, (expected, result.stderr)
