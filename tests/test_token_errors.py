@@ -21,6 +21,7 @@ from labelhub.repos.hub import HubRepo
 from tests import sample_repos
 from tests.backend_fixtures import PLOT_REVIEW_CONFIG, annotation_event
 from tests.conftest import HUB_TOKEN, run_labelhub
+from tests.in_process import invoke_labelhub
 from tests.test_cli_errors import CONFIG, assert_one_line
 
 
@@ -50,16 +51,16 @@ def test_sync_once_with_an_expired_personal_access_token_is_one_line_never_the_t
                                                                                      tmp_path, key):
     project = make_project("expired key", CONFIG)
     repo = sample_repos.local_repo_with(tmp_path / "repo", sample_repos.image_files(0, 2))
-    proc = run_labelhub("sync", "--repo", str(repo), "--project", str(project.id), "--once", "--state",
-                        str(tmp_path / "s.sqlite3"), timeout=120,
-                        env={"LABEL_STUDIO_URL": label_studio.url, "LABEL_STUDIO_API_KEY": key})
+    proc = invoke_labelhub("sync", "--repo", str(repo), "--project", str(project.id), "--once", "--state",
+                           str(tmp_path / "s.sqlite3"),
+                           env={"LABEL_STUDIO_URL": label_studio.url, "LABEL_STUDIO_API_KEY": key})
     assert_one_line(proc, 1, f"LABEL_STUDIO_API_KEY (for Label Studio at {label_studio.url}) {SAID[key]}: {ADVICE}")
     assert key not in proc.stderr + proc.stdout and key.split(".")[1] not in proc.stderr + proc.stdout
 
 
 def test_predict_with_an_expired_personal_access_token_is_one_line_never_the_token(label_studio, tmp_path):
-    answer = run_labelhub("predict", "--project", "1", "--api-key", EXPIRED, "--model-dir", str(tmp_path),
-                          "--label-studio-url", label_studio.url, env={"TQDM_DISABLE": "1"}, timeout=120)
+    answer = invoke_labelhub("predict", "--project", "1", "--api-key", EXPIRED, "--model-dir", str(tmp_path),
+                             "--label-studio-url", label_studio.url, env={"TQDM_DISABLE": "1"})
     assert answer.returncode == 1, answer.stderr
     assert "Traceback" not in answer.stderr, answer.stderr
     assert answer.stderr.splitlines()[-1] == (f"Error: LABEL_STUDIO_API_KEY (for Label Studio at {label_studio.url}) "
