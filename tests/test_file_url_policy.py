@@ -15,6 +15,7 @@ from labelhub.errors import ConfigurationError
 from labelhub.file_urls import REFUSED, FileURLs, log_file_urls
 from tests import sample_repos
 from tests.conftest import HUB_TOKEN, run_labelhub
+from tests.in_process import invoke_labelhub
 
 SECRET = "labelhub-test-secret-0123456789"
 CONFIG = ('<View><Image name="image" value="$image"/><Choices name="kind" toName="image">'
@@ -60,9 +61,9 @@ def _env(label_studio, secret):
 
 
 def _sync(label_studio, repo_arg, project, tmp_path, secret, *extra):
-    return run_labelhub("sync", "--repo", repo_arg, "--project", str(project.id), "--state",
-                        str(tmp_path / "state.sqlite3"), "--once", "--no-export", *extra,
-                        env=_env(label_studio, secret))
+    return invoke_labelhub("sync", "--repo", repo_arg, "--project", str(project.id), "--state",
+                           str(tmp_path / "state.sqlite3"), "--once", "--no-export", *extra,
+                           env=_env(label_studio, secret))
 
 
 def _urls(label_studio, project_id) -> list[str]:
@@ -137,20 +138,20 @@ def test_a_revision_a_local_repo_lacks_names_its_branches(tmp_path):
     sample_repos.commit_local(repo, sample_repos.image_files(0, 1))
     for branch in ("dev", "labels"):
         sample_repos.git(repo, "branch", branch)
-    proc = run_labelhub("sync", "--repo", str(repo), "--project", "1", "--once", "--revision", "main",
-                        "--label-studio-api-key", "k", env={"LABELHUB_SECRET": SECRET})
+    proc = invoke_labelhub("sync", "--repo", str(repo), "--project", "1", "--once", "--revision", "main",
+                           "--label-studio-api-key", "k", env={"LABELHUB_SECRET": SECRET})
     assert proc.returncode == 1 and proc.stderr.count("\n") == 1, proc.stderr
     assert proc.stderr == (f"Error: revision 'main' not found in {repo}: its branches: master (checked out), dev, "
                            "labels (pass one as --revision or LABELHUB_REVISION)\n")
     empty = tmp_path / "empty"
     empty.mkdir()
     sample_repos.git(empty, "init", "-q", "-b", "main")
-    proc = run_labelhub("sync", "--repo", str(empty), "--project", "1", "--once", "--label-studio-api-key", "k")
+    proc = invoke_labelhub("sync", "--repo", str(empty), "--project", "1", "--once", "--label-studio-api-key", "k")
     assert proc.returncode == 1 and "not found in" in proc.stderr and "it has no branch yet" in proc.stderr, proc.stderr
 
 
 def _help(*command: str) -> str:
-    proc = run_labelhub(*command, "--help", timeout=60)
+    proc = invoke_labelhub(*command, "--help")
     assert proc.returncode == 0, proc.stderr
     return " ".join(proc.stdout.split())
 

@@ -34,7 +34,8 @@ from labelhub.sync.versions.card import card_block
 from labelhub.sync.versions.exporter import Exporter
 from labelhub.sync.versions.series import series_for
 from tests import sample_repos
-from tests.conftest import FILE_SECRET, ROOT, run_labelhub
+from tests.conftest import FILE_SECRET, ROOT
+from tests.in_process import invoke_labelhub
 from tests.test_two_projects_one_repo import CONFIG, choice
 
 git = sample_repos.git
@@ -62,7 +63,7 @@ class Once:
         self.env = {"LABEL_STUDIO_URL": label_studio.url, "LABEL_STUDIO_API_KEY": label_studio.api_key}
 
     def __call__(self, *more, ok: bool = True) -> subprocess.CompletedProcess:
-        done = run_labelhub(*self.args, *more, env=self.env)
+        done = invoke_labelhub(*self.args, *more, env=self.env)  # in-process: tests/in_process.py
         if ok:
             assert done.returncode == 0, done.stderr
         return done

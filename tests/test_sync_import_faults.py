@@ -14,7 +14,7 @@ local repo made with ``git init`` on ``master``):
 from __future__ import annotations
 
 from tests import sample_repos
-from tests.conftest import run_labelhub
+from tests.in_process import invoke_labelhub
 from tests.test_sync_follows_changes import CONFIG, LocalMaster, env_for, tasks_by_path
 
 N = 6
@@ -22,8 +22,8 @@ PATHS = [sample_repos.image_path(i) for i in range(N)]
 
 
 def sync(repo, project_id, tmp_path, env, *args, check=True):
-    return run_labelhub("sync", "--repo", repo.repo_arg, "--project", str(project_id), "--state",
-                        str(tmp_path / "state.sqlite3"), "--once", "--no-export", *args, env=env, check=check)
+    return invoke_labelhub("sync", "--repo", repo.repo_arg, "--project", str(project_id), "--state",
+                           str(tmp_path / "state.sqlite3"), "--once", "--no-export", *args, env=env, check=check)
 
 
 def test_a_task_deleted_in_label_studio_does_not_block_the_sync(label_studio, make_project, tmp_path):
@@ -90,7 +90,7 @@ def test_the_short_circuit_holds_only_for_the_last_cycles_commit_and_selection(l
 
     out = sync(repo, project.id, tmp_path, env, "--revision", "master", "--exclude", PATHS[5])
     assert "selected otherwise than at the last cycle" in out.stderr, out.stderr
-    assert f"1 files with a task are in the commit but not selected" in out.stderr and "0 removed" in out.stderr
+    assert "1 files with a task are in the commit but not selected" in out.stderr and "0 removed" in out.stderr
     assert not (shown(PATHS[5]).meta or {}).get("hf_removed")
     out = sync(repo, project.id, tmp_path, env, "--revision", "master", "--exclude", PATHS[5])
     assert "not selected" not in out.stderr  # the same commit and selection: nothing to do
