@@ -11,7 +11,8 @@ from click.testing import CliRunner
 from labelhub.signing import parse_file_url, verify
 from labelhub.sync.labels.cli import import_labels
 from tests import sample_repos
-from tests.conftest import FILE_SECRET, run_labelhub
+from tests.conftest import FILE_SECRET
+from tests.in_process import invoke_labelhub
 from tests.test_import_labels_to_tasks import CONFIG, HEADER, env  # noqa: F401 (env: a fixture)
 
 N = 4
@@ -40,9 +41,9 @@ def _import(env, tmp_path, project, repo, rows, *extra, **extra_env):
 
 
 def _sync(env, repo, project, tmp_path, *extra):
-    return run_labelhub("sync", "--repo", str(repo), "--project", str(project.id), "--once", "--no-export",
-                        "--state", str(tmp_path / "daemon.sqlite3"), "--public-url", SYNC_URL, *extra,
-                        env=env, check=True).stderr
+    return invoke_labelhub("sync", "--repo", str(repo), "--project", str(project.id), "--once", "--no-export",
+                           "--state", str(tmp_path / "daemon.sqlite3"), "--public-url", SYNC_URL, *extra,
+                           env=env, check=True).stderr
 
 
 def _tasks(label_studio, project_id) -> dict[str, list]:

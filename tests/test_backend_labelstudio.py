@@ -14,7 +14,7 @@ import requests
 from labelhub.sync.demo.sample_data import fashion_mnist, png_bytes
 from tests.backend_fixtures import (IMAGE_CLASSES, PLOT_REVIEW_CLASSES, PLOT_REVIEW_CONFIG, BackendServer,
                                     choices_config, plot_review_tasks, wait_for)
-from tests.conftest import run_labelhub
+from tests.in_process import invoke_labelhub
 
 CLASSES = ["Trouser", "Sneaker", "Bag", "Pullover"]  # four Fashion-MNIST classes: chance is 0.25
 
@@ -142,7 +142,7 @@ def test_text_project_connects_predicts_learns_from_annotations_and_predicts_bet
     assert client.projects.get(id=project.id).model_version == "labelhub"
     env = {"MODEL_DIR": str(backend.model_dir), "LABEL_STUDIO_URL": label_studio.url, "TQDM_DISABLE": "1",
            "LABEL_STUDIO_API_KEY": label_studio.personal_token or label_studio.api_key}
-    answer = run_labelhub("predict", "--project", str(project.id), env=env, check=True)
+    answer = invoke_labelhub("predict", "--project", str(project.id), env=env, check=True)
     assert f"predictions of {version} written" in answer.stdout + answer.stderr
     assert client.projects.get(id=project.id).model_version == version
     scores = [t["predictions_score"] for t in _api(label_studio, "GET", f"/api/tasks?project={project.id}"

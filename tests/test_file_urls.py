@@ -20,7 +20,8 @@ from labelhub.signing import (ExpiredSignature, SignatureError, parse_file_url, 
                           verify)
 from tests import sample_repos
 from tests.backend_fixtures import IMAGE_CLASSES, BackendServer, choices_config, wait_for
-from tests.conftest import HUB_TOKEN, run_labelhub
+from tests.conftest import HUB_TOKEN
+from tests.in_process import invoke_labelhub
 
 SECRET = "labelhub-test-secret-0123456789"
 SHA = "0123456789abcdef0123456789abcdef01234567"
@@ -247,10 +248,11 @@ def project(make_project):
 
 
 def _sync(label_studio, backend, repos, kind, project, tmp_path, *extra):
-    return run_labelhub("sync", "--repo", repos.arg(kind), "--project", str(project.id), "--state",
-                        str(tmp_path / "state.sqlite3"), "--once", "--no-export", "--public-url", backend.url, *extra,
-                        env={"LABEL_STUDIO_URL": label_studio.url, "LABEL_STUDIO_API_KEY": label_studio.personal_token,
-                             "HF_TOKEN": HUB_TOKEN, "LABELHUB_SECRET": SECRET}, check=True)
+    env = {"LABEL_STUDIO_URL": label_studio.url, "LABEL_STUDIO_API_KEY": label_studio.personal_token,
+           "HF_TOKEN": HUB_TOKEN, "LABELHUB_SECRET": SECRET}
+    return invoke_labelhub("sync", "--repo", repos.arg(kind), "--project", str(project.id), "--state",
+                           str(tmp_path / "state.sqlite3"), "--once", "--no-export", "--public-url", backend.url,
+                           *extra, env=env, check=True)
 
 
 def _tasks(label_studio, project_id):

@@ -21,7 +21,8 @@ from labelhub.sync.labels.coco_file import read_coco
 from labelhub.sync.labels.csv_file import read_labels_csv
 from labelhub.sync.labels.parsed import LabelsFileError, ProjectLabels, UrlResolver
 from tests import sample_repos
-from tests.conftest import FILE_SECRET, HUB_TOKEN, run_labelhub
+from tests.conftest import FILE_SECRET, HUB_TOKEN
+from tests.in_process import invoke_labelhub
 from tests.test_import_labels_adopt import all_tasks as tasks_of, invoke  # noqa: F401 (invoke: a fixture)
 from tests.test_import_labels_to_tasks import CONFIG, HEADER, env  # noqa: F401 (env: a fixture)
 
@@ -177,8 +178,8 @@ def test_a_reimport_onto_sync_tasks_that_hold_its_labels_counts_them_as_already_
         label_studio, project, repo_path, env, invoke, tmp_path):
     """Another state file finds the sync's tasks again; they already hold the file's labels: nothing is added, and
     the summary said "2 sync tasks labelled, regions: 1"."""
-    run_labelhub("sync", "--repo", str(repo_path), "--project", str(project.id), "--once", "--no-export",
-                 "--include", P0, "--include", P1, "--state", str(tmp_path / "daemon.sqlite3"), env=env, check=True)
+    invoke_labelhub("sync", "--repo", str(repo_path), "--project", str(project.id), "--once", "--no-export",
+                    "--include", P0, "--include", P1, "--state", str(tmp_path / "daemon.sqlite3"), env=env, check=True)
     labels = tmp_path / "labels.csv"
     labels.write_text(HEADER + f"{P0},Bag,,,0.1,0.1,0.5,0.5\n{P1},Coat,,,,,,\n")
     first = invoke("a.sqlite3", str(labels), "--project", str(project.id), "--repo", str(repo_path))

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from labelhub.locks import file_lock
 from labelhub.sync.labels.cli import import_labels
 from tests import sample_repos
-from tests.conftest import run_labelhub
+from tests.in_process import invoke_labelhub
 from tests.test_import_labels_to_tasks import CONFIG, HEADER, env  # noqa: F401 (env: a fixture)
 
 N = 4
@@ -40,8 +40,8 @@ def _invoke(env, state, *args):
 def test_the_sync_tasks_get_the_files_negative_concepts_and_metadata_once(label_studio, project, repo_path, env,
                                                                          tmp_path):
     state = tmp_path / "s.sqlite3"
-    run_labelhub("sync", "--repo", str(repo_path), "--project", str(project.id), "--once", "--no-export",
-                 "--state", str(state), env=env, check=True)
+    invoke_labelhub("sync", "--repo", str(repo_path), "--project", str(project.id), "--once", "--no-export",
+                    "--state", str(state), env=env, check=True)
     p = [sample_repos.image_path(i) for i in range(N)]
     csv = tmp_path / "l.csv"
     csv.write_text(HEADER + f'{p[1]},Bag,Coat,"{{""source"": ""platform-x""}}",,,,\n{p[2]},Bag,,,,,,\n')

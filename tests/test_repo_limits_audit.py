@@ -24,7 +24,8 @@ from labelhub.sync.labelstudio.project import LabelStudioProject
 from labelhub.sync.state import SyncState
 from tests import sample_repos
 from tests.backend_fixtures import IMAGE_CONFIG, BackendServer
-from tests.conftest import HUB_TOKEN, run_labelhub
+from tests.conftest import HUB_TOKEN
+from tests.in_process import invoke_labelhub
 
 SECRET = "labelhub-test-secret-limits-0123456789"
 FOLDER = "日本語フォルダ名" * 10  # 240 UTF-8 bytes: under the 255 a file system allows a name
@@ -55,9 +56,9 @@ def test_a_deep_non_ascii_path_loads_through_the_backend_and_a_longer_url_is_nam
     env = {**_env(label_studio), "HF_HOME": str(tmp_path / "hf"), "LABELHUB_FILE_REPOS": str(repo),
            "LABELHUB_IMAGE_EMBEDDER": "pixels"}
     with BackendServer(tmp_path / "models", workers=1, threads=2, env=env) as backend:
-        done = run_labelhub("sync", "--repo", str(repo), "--project", str(project.id), "--state",
-                            str(tmp_path / "state.sqlite3"), "--once", "--no-export", "--public-url", backend.url,
-                            env=_env(label_studio))
+        done = invoke_labelhub("sync", "--repo", str(repo), "--project", str(project.id), "--state",
+                               str(tmp_path / "state.sqlite3"), "--once", "--no-export", "--public-url", backend.url,
+                               env=_env(label_studio))
         assert done.returncode == 0, done.stderr
         tasks = _tasks(label_studio, project.id)
         assert sorted(tasks) == sorted(files)  # decided: the file of a long URL still gets its task

@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from labelhub.sync.versions.restore import plan_tasks, read_rows
 
 from tests import sample_repos
-from tests.conftest import run_labelhub
+from tests.in_process import invoke_labelhub
 from tests.test_restore import CONFIG, choice, rect, restore, synced_repo
 
 
@@ -45,7 +45,7 @@ def exported(label_studio, tmp_path_factory):
         client.annotations.create(tasks[0].id, result=choice("Bag"), completed_by=second.id)
         client.annotations.create(tasks[1].id, result=[rect(40.0, "Sneaker")], completed_by=second.id)
         client.annotations.create(tasks[2].id, result=choice("Coat"))
-        run_labelhub(*sync, env=env, check=True)  # annotations-v1
+        invoke_labelhub(*sync, env=env, check=True)  # annotations-v1
         assert "annotations-v1" in sample_repos.git(repo, "tag")
         yield repo, env, project.id, tmp / "s.sqlite3", email
     finally:

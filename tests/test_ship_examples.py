@@ -19,7 +19,8 @@ import pytest
 from labelhub.sync.demo.command import LABEL_CONFIG
 from labelhub.sync.demo.sample_data import FASHION_MNIST_CLASSES, fashion_mnist
 from tests import sample_repos
-from tests.conftest import HUB_TOKEN, run_labelhub
+from tests.conftest import HUB_TOKEN
+from tests.in_process import invoke_labelhub
 
 ROOT = Path(__file__).resolve().parent.parent
 N = 12
@@ -48,9 +49,10 @@ def versions(request, label_studio, tmp_path_factory):
     project = client.projects.create(title=f"examples {request.param}", label_config=LABEL_CONFIG)
 
     def sync_once():
-        run_labelhub("sync", "--repo", repo_arg, "--project", str(project.id), "--state", str(tmp / "state.sqlite3"),
-                     "--once", env={"LABEL_STUDIO_URL": label_studio.url, "LABEL_STUDIO_API_KEY": label_studio.api_key,
-                                    "HF_TOKEN": HUB_TOKEN}, check=True)
+        invoke_labelhub("sync", "--repo", repo_arg, "--project", str(project.id), "--state",
+                        str(tmp / "state.sqlite3"), "--once", check=True,
+                        env={"LABEL_STUDIO_URL": label_studio.url, "LABEL_STUDIO_API_KEY": label_studio.api_key,
+                             "HF_TOKEN": HUB_TOKEN})
 
     sync_once()
     _, y = fashion_mnist("test", N)

@@ -7,7 +7,8 @@ import time
 
 from labelhub.sync.annotations.intake import OVERLAP
 from tests import sample_repos
-from tests.conftest import HUB_TOKEN, run_labelhub
+from tests.conftest import HUB_TOKEN
+from tests.in_process import invoke_labelhub
 
 TEXT_CONFIG = ('<View><Text name="text" value="$text"/><Choices name="sentiment" toName="text">'
                '<Choice value="Positive"/><Choice value="Negative"/></Choices></View>')
@@ -19,8 +20,8 @@ def test_a_local_repo_of_inline_texts_syncs_without_a_secret(label_studio, make_
     repo = sample_repos.local_repo_with(tmp_path / "texts", TEXTS)
     env = {"LABEL_STUDIO_URL": label_studio.url, "LABEL_STUDIO_API_KEY": label_studio.personal_token,
            "HF_TOKEN": HUB_TOKEN, "LABELHUB_SECRET": ""}
-    done = run_labelhub("sync", "--repo", str(repo), "--project", str(project.id), "--state",
-                        str(tmp_path / "state.sqlite3"), "--once", "--no-export", env=env)
+    done = invoke_labelhub("sync", "--repo", str(repo), "--project", str(project.id), "--state",
+                           str(tmp_path / "state.sqlite3"), "--once", "--no-export", env=env)
     assert done.returncode == 0, done.stderr
     assert "the tasks hold the files' texts" in done.stderr
     tasks = label_studio.client().tasks.list(project=project.id, page_size=100, fields="task_only")
@@ -39,8 +40,8 @@ def test_a_once_run_with_nothing_changed_makes_three_task_list_calls(label_studi
 
     def once() -> list[str]:
         mark = len(log.read_text(errors="replace").splitlines())
-        done = run_labelhub("sync", "--repo", str(repo), "--project", str(project.id), "--state",
-                            str(tmp_path / "state.sqlite3"), "--once", env=env)
+        done = invoke_labelhub("sync", "--repo", str(repo), "--project", str(project.id), "--state",
+                               str(tmp_path / "state.sqlite3"), "--once", env=env)
         assert done.returncode == 0, done.stderr
         lines = log.read_text(errors="replace").splitlines()[mark:]
         return sorted({line for line in lines if "/api/tasks" in line and f"project={project.id}" in line})
