@@ -44,7 +44,7 @@ def test_a_failed_request_is_kept_shown_as_failed_and_tried_again(label_studio, 
 
     # the key fixed, the backend restarted: the next trainer asks for the request again
     with auto._cond:  # the first process is gone: once its try has ended and saved (a clear between the failure's
-        # status and that save wrote the file empty: the test's race, seen once in CI), it asks for nothing more
+        # status and that save wrote the file empty: the test's race, seen once in a full run), it asks for nothing more
         assert auto._cond.wait_for(lambda: not auto._running, timeout=30)
         auto._pending.clear()
     calls = []
