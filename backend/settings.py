@@ -92,7 +92,7 @@ def check_http_url(variable: str, value: str) -> None:
             and not parts.query and not parts.fragment:
         return
     shown = _shown(value)
-    if "://" not in value:
+    if "://" not in value and shown.strip() and shown.isprintable():
         hint = f"write http://{shown}"
     elif parts is not None and parts.scheme in ("http", "https") and (parts.query or parts.fragment):
         hint = "without a query or fragment, e.g. http://localhost:8080"
