@@ -153,9 +153,9 @@ def server_bench(n_requests: int) -> None:
             timed_posts(server.url + "/predict", bodies[:200])  # warm: every worker has fetched every image
             rate, lat = timed_posts(server.url + "/predict", bodies)
             alone = embedder_alone("image", [files[f"/img/{i}.png"] for i in range(100, 200)])
-            print(f"/predict images (media cached): {rate:.1f} req/s, p50 {pct(lat, 50):.0f} ms, p99 {pct(lat, 99):.0f} ms"
-                  f"; the image embedder alone in this process, one image per call: {alone:.1f}/s (ratio "
-                  f"{rate / alone:.2f})")
+            print(f"/predict images (media cached): {rate:.1f} req/s, p50 {pct(lat, 50):.0f} ms, "
+                  f"p99 {pct(lat, 99):.0f} ms; the image embedder alone in this process, one image per call: "
+                  f"{alone:.1f}/s (ratio {rate / alone:.2f})")
 
             rows = list(rotten_tomatoes())[:400]
             text_project = {"id": 2, "created_at": "2024-06-10T08:00:00Z", "label_config": TEXT_CONFIG}
