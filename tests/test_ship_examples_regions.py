@@ -15,7 +15,6 @@ import subprocess
 import sys
 import uuid
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
 
@@ -26,7 +25,8 @@ from PIL import Image
 from labelhub.sync.demo.sample_data import FASHION_MNIST_CLASSES, fashion_mnist
 from tests import sample_repos
 from tests.entity_corpus import CONLL_LABELS, conll2003, spans_results
-from tests.conftest import HUB_TOKEN, run_labelhub
+from tests.conftest import HUB_TOKEN
+from tests.in_process import invoke_labelhub
 from tests.test_ship_examples import ROOT, _datasets_cache, run_example  # noqa: F401 (_datasets_cache: autouse)
 from tests.test_sync_export import HubRepo, LocalRepo
 
@@ -79,10 +79,10 @@ def exported_version(label_studio, hub, tmp, kind: str, files: dict[str, bytes],
     project = client.projects.create(title=f"examples {kind} {'hub' if hub else 'local'}", label_config=config)
     projects.append(project.id)
     state = tmp / f"{kind}.sqlite3"
-    sync_once = partial(run_labelhub, "sync", "--repo", repo.arg, "--project", str(project.id), "--state", str(state),
+    sync_once = partial(invoke_labelhub, "sync", "--repo", repo.arg, "--project", str(project.id), "--state", str(state),
                         "--once", check=True, env={"LABEL_STUDIO_URL": label_studio.url, "HF_TOKEN": HUB_TOKEN,
                                                    "LABEL_STUDIO_API_KEY": label_studio.api_key, "TQDM_DISABLE": "1"})
-    sync_once()  # a subprocess: the two projects sync side by side (in-process commands cannot: tests.in_process)
+    sync_once()  # in this process (tests.in_process): the two projects one after the other
     tasks = {t.data["hf_path"]: t.id for t in client.tasks.list(project=project.id, page_size=100)}
     assert sorted(tasks) == sorted(files)
     made = annotate(client, tasks)
@@ -115,12 +115,10 @@ def regions(request, label_studio, tmp_path_factory):
 
     projects: list[int] = []
     try:
-        with ThreadPoolExecutor(2) as pool:  # the two projects side by side: mostly waits on Label Studio and syncs
-            text = pool.submit(exported_version, label_studio, hub, tmp, "spans",
-                               {p: t.encode() for p, (t, _) in texts.items()}, SPAN_CONFIG, annotate_texts, projects)
-            image = pool.submit(exported_version, label_studio, hub, tmp, "boxes", files, BOX_CONFIG, annotate_images,
-                                projects)
-        yield *text.result(), *image.result()
+        text = exported_version(label_studio, hub, tmp, "spans", {p: t.encode() for p, (t, _) in texts.items()},
+                                SPAN_CONFIG, annotate_texts, projects)
+        image = exported_version(label_studio, hub, tmp, "boxes", files, BOX_CONFIG, annotate_images, projects)
+        yield *text, *image
     finally:
         for project_id in projects:
             label_studio.client().projects.delete(project_id)
