@@ -29,28 +29,6 @@ netguard.install()
 ROOT = Path(__file__).resolve().parent.parent
 
 
-#: The test files that take longest (seconds of wall time in a full run on 2 cores, 2026-12-07: 350 down to 35),
-#: longest first. ``--dist loadfile`` hands a worker one file at a time, in the order of collection
-#: (``--no-loadscope-reorder`` in pyproject.toml; xdist's default order, by the number of tests in a file, put these
-#: files of few, long tests last), so a long file started last kept one worker busy while the others had
-#: nothing left: these start first, and the short files fill in around them. A file not listed keeps its place.
-LONGEST_FIRST = (
-    "test_several_hosts.py", "test_ship_examples_regions.py", "test_backend_labelstudio_regions.py",
-    "test_predict_jobs.py", "test_cli_errors.py", "test_two_projects_one_repo.py", "test_ship_demo.py",
-    "test_auto_predict.py", "test_import_labels_adopt.py", "test_agreement.py", "test_ship_examples.py",
-    "test_second_state.py", "test_versions_review.py", "test_import_labels_to_tasks.py", "test_backend_labelstudio.py",
-    "test_browser_demo.py", "test_sync_files_to_tasks.py", "test_worker_failures.py", "test_sync_export_faults.py",
-    "test_embedders_onnx.py", "test_text_exports_audit.py", "test_sync_hub_outage.py", "test_versions_incremental.py",
-    "test_benches_run.py", "test_params_threshold.py",
-)
-
-
-def pytest_collection_modifyitems(items):
-    """Put the files of :data:`LONGEST_FIRST` first, in its order (the sort is stable: the rest keep theirs)."""
-    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
-    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
-
-
 @pytest.fixture(autouse=True)
 def _no_connection_off_loopback():
     """Fail the test when it tried to connect off loopback, even if the error was swallowed."""

@@ -101,13 +101,6 @@ def test_pyproject_lists_every_package_folder():
     assert listed == folders, f"missing from pyproject.toml: {sorted(folders - listed)}; stale: {sorted(listed - folders)}"
 
 
-def test_the_longest_first_files_of_the_suite_exist():
-    """A renamed slow file would silently lose its early start (tests/conftest.py's LONGEST_FIRST)."""
-    from tests.conftest import LONGEST_FIRST
-
-    assert [name for name in LONGEST_FIRST if not (ROOT / "tests" / name).exists()] == []
-
-
 def test_every_package_says_its_stage_in_its_docstring():
     for name, path in MODULES.items():
         if path.name == "__init__.py":
