@@ -79,9 +79,10 @@ def exported_version(label_studio, hub, tmp, kind: str, files: dict[str, bytes],
     project = client.projects.create(title=f"examples {kind} {'hub' if hub else 'local'}", label_config=config)
     projects.append(project.id)
     state = tmp / f"{kind}.sqlite3"
-    sync_once = partial(invoke_labelhub, "sync", "--repo", repo.arg, "--project", str(project.id), "--state", str(state),
-                        "--once", check=True, env={"LABEL_STUDIO_URL": label_studio.url, "HF_TOKEN": HUB_TOKEN,
-                                                   "LABEL_STUDIO_API_KEY": label_studio.api_key, "TQDM_DISABLE": "1"})
+    sync_once = partial(invoke_labelhub, "sync", "--repo", repo.arg, "--project", str(project.id), "--state",
+                        str(state), "--once", check=True,
+                        env={"LABEL_STUDIO_URL": label_studio.url, "HF_TOKEN": HUB_TOKEN,
+                             "LABEL_STUDIO_API_KEY": label_studio.api_key, "TQDM_DISABLE": "1"})
     sync_once()  # in this process (tests.in_process): the two projects one after the other
     tasks = {t.data["hf_path"]: t.id for t in client.tasks.list(project=project.id, page_size=100)}
     assert sorted(tasks) == sorted(files)
