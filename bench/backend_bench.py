@@ -101,15 +101,15 @@ def timed_posts(url, bodies, clients=8):
     return len(bodies) / (time.perf_counter() - started), latencies
 
 
-def embedder_alone(kind: str, items: list, threads: int = 2) -> float:
+def embedder_alone(kind: str, items: list) -> float:
     """The baseline of a ``/predict`` figure, measured in the same run: tasks per second of the backend's default
-    embedder of ``kind`` in this process, one item per call (as one task per request), ``threads`` ONNX Runtime
-    threads (the backend's default ``LABELHUB_TORCH_THREADS``); after a warm-up call."""
+    embedder of ``kind`` in this process, one item per call (as one task per request), with the backend's default
+    ONNX Runtime threads (``LABELHUB_TORCH_THREADS``) and image size; after a warm-up call."""
     from labelhub.backend.embedders import decode_image, get_embedder
     from labelhub.backend.settings import Settings
 
     spec = Settings.image_embedder if kind == "image" else Settings.text_embedder
-    embedder = get_embedder(kind, spec, threads=threads)
+    embedder = get_embedder(kind, spec, image_size=Settings.image_size, threads=Settings.torch_threads)
     if kind == "image":
         items = [decode_image(data) for data in items]
     embedder.embed(items[:1])
