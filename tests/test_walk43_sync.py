@@ -14,7 +14,7 @@ import socket
 import pytest
 
 from tests import sample_repos
-from tests.conftest import HUB_PORT
+from tests.conftest import HUB_PORT, HUB_TOKEN
 from tests.in_process import invoke_labelhub
 from tests.test_cli_errors import CONFIG, assert_one_line
 
@@ -121,6 +121,24 @@ def test_versions_with_a_password_in_hf_endpoint_never_prints_it_when_the_hub_an
                            env={"HF_ENDPOINT": f"http://u:S3cretPw@127.0.0.1:{HUB_PORT}"})
     assert_one_line(proc, 1, f"the Hub at http://127.0.0.1:{HUB_PORT} ")
     assert "S3cretPw" not in proc.stderr + proc.stdout
+
+
+def test_a_401_to_the_password_in_hf_endpoint_names_it_not_hf_token(hub):
+    """A ``user:password@`` in ``HF_ENDPOINT`` goes as Basic authentication in place of the token (huggingface_hub's
+    HTTP client does so for any URL with one), so even a valid HF_TOKEN never reaches the Hub: the 401 said "refused
+    HF_TOKEN" (a fixer's note). It names the user and password of HF_ENDPOINT now, without their values."""
+    from labelhub.errors import HubError
+    from labelhub.repos.hub import HubRepo
+
+    repo_id = sample_repos.hub_repo_with(hub, "labelhub/userinfo-401", sample_repos.image_files(0, 1), private=False)
+    for token in (HUB_TOKEN, None):
+        repo = HubRepo(repo_id, token=token, endpoint=f"http://u:S3cretPw@127.0.0.1:{HUB_PORT}")
+        with pytest.raises(HubError) as err:
+            repo.resolve("main")
+        said = str(err.value)
+        assert err.value.status == 401 and "to the user and password in HF_ENDPOINT" in said, said
+        assert "HF_TOKEN is not set" not in said and "refused HF_TOKEN" not in said, said
+        assert "S3cretPw" not in said and "u:" not in said and HUB_TOKEN not in said, said
 
 
 def test_a_public_hub_files_task_url_leaves_out_the_password_of_hf_endpoint():

@@ -253,17 +253,26 @@ def _http_error(exc: HfHubHTTPError, endpoint: str) -> HubError:
     A 401 (a private repo read without a token is :class:`~labelhub.errors.RepoNotFound` before this) says HF_TOKEN
     was refused when the request carried a token, and that HF_TOKEN is not set when it carried none (a write, or a
     Hub that wants a token for every call). Whether a token was sent is read from the request itself (its
-    ``Authorization: Bearer <token>`` header, :func:`_sent_token`), not from a setting: huggingface_hub sends the
-    token it was given, else the one it finds (``HF_TOKEN``, ``hf auth login``'s), and an empty ``HF_TOKEN`` (the
-    compose ``.env.example`` leaves it so) is none.
+    ``Authorization`` header, :func:`_sent_auth`), not from a setting: huggingface_hub sends the token it was given,
+    else the one it finds (``HF_TOKEN``, ``hf auth login``'s), and an empty ``HF_TOKEN`` (the compose
+    ``.env.example`` leaves it so) is none. An ``HF_ENDPOINT`` with a ``user:password@`` (for a proxy) is another
+    case: huggingface_hub's HTTP client (``httpx2``, as ``httpx``) sends a URL's user and password as Basic
+    authentication in place of any ``Authorization`` header (``Client._build_request_auth``), so no token reaches the Hub; a 401 then names that
+    user and password (never their values), not HF_TOKEN.
     """
     status = exc.response.status_code if exc.response is not None else None
     endpoint = without_userinfo(endpoint)
     message = f"the Hub at {endpoint} answered {status}: {urls_without_userinfo(str(exc.server_message or exc))}"
-    if status == 401 and _sent_token(exc):
+    sent = _sent_auth(exc) if status == 401 else None
+    if sent == "basic":
+        message = (f"the Hub at {endpoint} answered 401 ({exc.server_message or 'unauthorized'}) to the user and "
+                   "password in HF_ENDPOINT: huggingface_hub sends a URL's user:password as Basic authentication in "
+                   "place of HF_TOKEN, so no token reached the Hub; remove the user:password from HF_ENDPOINT, or "
+                   "correct it if a proxy in front of the Hub asks for it")
+    elif sent == "token":
         message = (f"the Hub at {endpoint} refused HF_TOKEN (401: {exc.server_message or 'unauthorized'}): it is "
                    "invalid, expired or revoked; set a valid one (https://huggingface.co/settings/tokens)")
-    elif status == 401:
+    elif sent == "none":
         message = (f"the Hub at {endpoint} answered 401 ({exc.server_message or 'unauthorized'}) to a request "
                    "without a token: HF_TOKEN is not set, and this repo or operation needs one (read access for a "
                    "private repo, write access to export versions); set HF_TOKEN (--hf-token) to a token "
@@ -274,16 +283,19 @@ def _http_error(exc: HfHubHTTPError, endpoint: str) -> HubError:
     return HubError(message, status)
 
 
-def _sent_token(exc: HfHubHTTPError) -> bool:
-    """Whether the request ``exc`` answered carried a token (a non-empty ``Authorization: Bearer`` value, as
-    huggingface_hub's ``build_hf_headers`` sends it; ``Bearer`` with nothing after it is no token). An error with no
-    request to read (made by hand) is taken as one with a token."""
+def _sent_auth(exc: HfHubHTTPError) -> str:
+    """What the request ``exc`` answered authenticated with: ``"token"`` (a non-empty ``Authorization: Bearer``
+    value, as huggingface_hub's ``build_hf_headers`` sends it), ``"basic"`` (``Basic``: the ``user:password@`` of the
+    endpoint URL, which ``httpx2`` sends in place of the token) or ``"none"`` (no header, or ``Bearer`` with nothing after
+    it). An error with no request to read (made by hand) is taken as one with a token."""
     try:  # httpx's ``request`` properties raise RuntimeError when unset
         value = exc.response.request.headers.get("authorization", "")
     except (AttributeError, RuntimeError):
-        return True
-    scheme, _, token = value.partition(" ")
-    return bool(token.strip()) if scheme.lower() == "bearer" else bool(value.strip())
+        return "token"
+    scheme, _, credentials = value.strip().partition(" ")
+    if scheme.lower() == "basic":
+        return "basic"
+    return "token" if (credentials.strip() if scheme.lower() == "bearer" else value.strip()) else "none"
 
 
 def download(repo_id: str, path: str, revision: str, token: str | None = None, endpoint: str | None = None,
