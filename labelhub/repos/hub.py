@@ -257,8 +257,8 @@ def _http_error(exc: HfHubHTTPError, endpoint: str) -> HubError:
     else the one it finds (``HF_TOKEN``, ``hf auth login``'s), and an empty ``HF_TOKEN`` (the compose
     ``.env.example`` leaves it so) is none. An ``HF_ENDPOINT`` with a ``user:password@`` (for a proxy) is another
     case: huggingface_hub's HTTP client (``httpx2``, as ``httpx``) sends a URL's user and password as Basic
-    authentication in place of any ``Authorization`` header (``Client._build_request_auth``), so no token reaches the Hub; a 401 then names that
-    user and password (never their values), not HF_TOKEN.
+    authentication in place of any ``Authorization`` header (``Client._build_request_auth``), so no token reaches
+    the Hub; a 401 then names that user and password (never their values), not HF_TOKEN.
     """
     status = exc.response.status_code if exc.response is not None else None
     endpoint = without_userinfo(endpoint)
@@ -286,8 +286,8 @@ def _http_error(exc: HfHubHTTPError, endpoint: str) -> HubError:
 def _sent_auth(exc: HfHubHTTPError) -> str:
     """What the request ``exc`` answered authenticated with: ``"token"`` (a non-empty ``Authorization: Bearer``
     value, as huggingface_hub's ``build_hf_headers`` sends it), ``"basic"`` (``Basic``: the ``user:password@`` of the
-    endpoint URL, which ``httpx2`` sends in place of the token) or ``"none"`` (no header, or ``Bearer`` with nothing after
-    it). An error with no request to read (made by hand) is taken as one with a token."""
+    endpoint URL, which ``httpx2`` sends in place of the token) or ``"none"`` (no header, or ``Bearer`` with nothing
+    after it). An error with no request to read (made by hand) is taken as one with a token."""
     try:  # httpx's ``request`` properties raise RuntimeError when unset
         value = exc.response.request.headers.get("authorization", "")
     except (AttributeError, RuntimeError):
