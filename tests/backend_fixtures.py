@@ -290,6 +290,22 @@ class BackendServer:
         self.stop()
 
 
+
+@contextmanager
+def running(servers: list[BackendServer], timeout: float = 120):
+    """Start ``servers`` side by side, yield them, and stop them side by side (each one's start is about 5 s, most of
+    it imports on a core; its stop 1 to 2.5 s, gunicorn's graceful stop: one after the other, three hosts took 13 s to
+    stop in a full run). A server that fails to start stops the others, and its error is raised."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max(len(servers), 1)) as pool:
+        try:
+            for future in [pool.submit(server.start, timeout) for server in servers]:
+                future.result()
+            yield servers
+        finally:
+            list(pool.map(BackendServer.stop, servers))
+
 class RedisServer:
     """Debian's ``redis-server`` on a free loopback port, without persistence (``python -m tests.testbed install``
     installs it).

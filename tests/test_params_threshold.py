@@ -196,16 +196,14 @@ def test_two_backends_on_one_redis_serve_the_same_version_for_the_same_extra_par
     """Two hosts (gunicorn, two workers each, their own ``MODEL_DIR``) on one Redis: the Extra params sent to one
     move the version both serve, to the same value, and back."""
     from tests.backend_fixtures import TEXT_CONFIG, BackendServer, RedisServer, annotation_event, project_payload, \
-        text_tasks, wait_for
+        running, text_tasks, wait_for
 
     key, payload = project_key(8), project_payload(8, label_config=TEXT_CONFIG)
     tasks, labels = text_tasks(24)
     with RedisServer(tmp_path / "redis") as redis_server:
         env = {"LABELHUB_REDIS_URL": f"{redis_server.url}/0", "LABELHUB_WARMUP": "false"}
-        hosts = [BackendServer(tmp_path / f"host{i}", workers=2, threads=4, env=env) for i in range(2)]
-        try:
-            for host in hosts:
-                host.start(timeout=120)
+        servers = [BackendServer(tmp_path / f"host{i}", workers=2, threads=4, env=env) for i in range(2)]
+        with running(servers) as hosts:
 
             def setup(host, params=None) -> str:
                 body = {"project": key, "schema": TEXT_CONFIG, **({"extra_params": params} if params is not None
@@ -231,6 +229,3 @@ def test_two_backends_on_one_redis_serve_the_same_version_for_the_same_extra_par
             assert setup(hosts[1]) == moved  # the stored params, read back by the other host
             assert setup(hosts[1], {}) == fitted
             assert predicted(hosts[0]) == {fitted}
-        finally:
-            for host in hosts:
-                host.stop()

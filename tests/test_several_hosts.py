@@ -20,7 +20,7 @@ import redis
 import requests
 
 from tests.backend_fixtures import TEXT_CONFIG, BackendServer, RedisServer, annotation_event, plot_review_tasks, \
-    project_key, project_payload, start_worker, text_tasks, trainer_leader, wait_for
+    project_key, project_payload, running, start_worker, text_tasks, trainer_leader, wait_for
 from tests.conftest import run_labelhub
 
 N_TASKS = 400
@@ -46,14 +46,9 @@ def _version_number(version: str) -> int:
 def hosts(redis_url, tmp_path_factory):
     """Three backends (one gunicorn worker each, their own ``MODEL_DIR``) sharing one Redis database."""
     env = {"LABELHUB_REDIS_URL": f"{redis_url}/0", "LABELHUB_TRAINER_LEASE": "2", "LABELHUB_WARMUP": "false"}
-    servers = [BackendServer(tmp_path_factory.mktemp(f"host{i}"), workers=1, threads=4, env=env) for i in range(3)]
-    try:
-        for server in servers:
-            server.start(timeout=120)
+    with running([BackendServer(tmp_path_factory.mktemp(f"host{i}"), workers=1, threads=4, env=env)
+                  for i in range(3)]) as servers:
         yield servers
-    finally:
-        for server in servers:
-            server.stop()
 
 
 def test_three_backends_round_robin_share_one_model_and_never_go_back_a_version(hosts, redis_url):
@@ -126,19 +121,13 @@ def test_a_trainer_stopped_gracefully_lets_go_of_its_lease_at_once(redis_url, tm
     until it ran out, so no host trained for ``LABELHUB_TRAINER_LEASE`` seconds. gunicorn's ``worker_exit`` hook now
     stops the trainer, which releases the lock: with a 30 s lease, the other host takes over within seconds."""
     env = {"LABELHUB_REDIS_URL": f"{redis_url}/3", "LABELHUB_TRAINER_LEASE": "30", "LABELHUB_WARMUP": "false"}
-    servers = [BackendServer(tmp_path / f"host{i}", workers=1, threads=2, env=env) for i in range(2)]
-    try:
-        for server in servers:
-            server.start(timeout=120)
+    with running([BackendServer(tmp_path / f"host{i}", workers=1, threads=2, env=env) for i in range(2)]) as servers:
         leader, _ = wait_for(lambda: trainer_leader(servers), timeout=30, message="a trainer")
         other = next(server for server in servers if server is not leader)
         leader.stop()  # SIGTERM: gunicorn stops its worker gracefully
         stopped = time.monotonic()
         wait_for(lambda: trainer_leader([other]), timeout=60, interval=0.1, message="the other host's trainer")
         assert time.monotonic() - stopped < 10, "the lease was not released: the other host waited for it to run out"
-    finally:
-        for server in servers:
-            server.stop()
 
 
 # prediction jobs on two `labelhub worker` processes --------------------------------------------------------------
