@@ -16,15 +16,19 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from labelhub.redaction import one_line, without_signatures
 
 if TYPE_CHECKING:
+    import ssl
+
     from label_studio_sdk import LabelStudio
 
-__all__ = ["label_studio_client", "api_key_value", "api_error_text", "KEY_ADVICE", "EXPIRED_KEY_ADVICE",
-           "TASK_PAGE_SIZE", "IDS_PER_QUERY", "LISTING_ATTEMPTS", "selected_items_queries", "Listing", "list_tasks"]
+__all__ = ["label_studio_client", "shared_ssl_context", "api_key_value", "api_error_text", "KEY_ADVICE",
+           "EXPIRED_KEY_ADVICE", "TASK_PAGE_SIZE", "IDS_PER_QUERY", "LISTING_ATTEMPTS", "selected_items_queries",
+           "Listing", "list_tasks"]
 
 T = TypeVar("T")
 
@@ -215,6 +219,20 @@ def api_error_text(body: object, limit: int = 300) -> str:
     return one_line(without_signatures(text or str(body)), limit)
 
 
+@lru_cache(maxsize=1)
+def shared_ssl_context() -> "ssl.SSLContext":
+    """The SSL context of every client :func:`label_studio_client` makes, made once per process with httpx's defaults
+    (``httpx.create_ssl_context()``: certifi's CA bundle, or ``SSL_CERT_FILE``/``SSL_CERT_DIR`` when set).
+
+    Decided: an ``httpx.Client`` left to itself builds its own context, loading the CA bundle each time: 30 ms of CPU
+    per client on these machines, paid by every ``labelhub`` command, every check of the backend's that makes a
+    client, and 80 s of the test suite's CPU (py-spy, 2026-12-07); one context shared read-only is what httpx's
+    guide advises (https://www.python-httpx.org/advanced/ssl/). Nothing changes it after it is made."""
+    import httpx
+
+    return httpx.create_ssl_context()
+
+
 def label_studio_client(url: str, api_key: str, timeout: float = 120.0) -> "LabelStudio":
     """A label-studio-sdk client of the Label Studio at ``url`` (``LabelStudio(base_url=url, api_key=api_key)``).
 
@@ -247,7 +265,7 @@ def label_studio_client(url: str, api_key: str, timeout: float = 120.0) -> "Labe
 
     api_key = api_key_value(api_key, url)
     limits = httpx.Limits(max_keepalive_connections=0) if url.lower().startswith("http://") else httpx.Limits()
-    http = httpx.Client(timeout=timeout, follow_redirects=True, limits=limits)
+    http = httpx.Client(timeout=timeout, follow_redirects=True, limits=limits, verify=shared_ssl_context())
     try:
         return LabelStudio(base_url=url, api_key=api_key, timeout=timeout, httpx_client=http)
     except ApiError as exc:
