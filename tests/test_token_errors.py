@@ -170,3 +170,18 @@ def test_an_automatic_prediction_job_with_an_expired_key_fails_saying_why_and_is
     with auto._cond:  # the request dropped: the loop ends within 30 s instead of retrying (and logging) for ever
         auto._pending.clear()
         auto._cond.notify_all()
+
+
+def test_every_label_studio_client_shares_one_ssl_context_that_still_verifies_certificates():
+    """httpx made an SSL context per client (30 ms of CPU each, the CA bundle loaded again): now one per process,
+    shared; it must still verify certificates and host names."""
+    import ssl
+
+    from labelhub.labelstudio_client import label_studio_client, shared_ssl_context
+
+    context = shared_ssl_context()
+    assert context is shared_ssl_context()
+    assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
+    clients = [label_studio_client(url, "k" * 40) for url in ("https://ls.example:8443", "http://127.0.0.1:1")]
+    pools = [c._client_wrapper.httpx_client.httpx_client._transport._pool for c in clients]
+    assert all(pool._ssl_context is context for pool in pools)
