@@ -23,12 +23,18 @@ FASHION_MNIST_CLASSES = (
 )
 
 
-def _read_idx(path: Path) -> np.ndarray:
+def _read_idx(path: Path, limit: int | None = None) -> np.ndarray:
+    """The ``uint8`` array of a gzipped IDX file (http://yann.lecun.com/exdb/mnist/: a magic number whose 4th byte
+    is the number of dimensions, each dimension as a big-endian 32-bit integer, then the values), only its first
+    ``limit`` items decompressed when ``limit`` is given: the first 20 of 60,000 training images cost 1 ms, not the
+    0.3 s of decompressing the whole file (which the tests did thousands of times)."""
     with gzip.open(path, "rb") as fh:
-        raw = fh.read()
-    ndim = raw[3]
-    shape = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
-    return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
+        header = fh.read(4)
+        shape = [int.from_bytes(fh.read(4), "big") for _ in range(header[3])]
+        if limit is not None:
+            shape[0] = min(shape[0], max(limit, 0))
+        raw = fh.read(int(np.prod(shape)))
+    return np.frombuffer(raw, dtype=np.uint8).reshape(shape)
 
 
 def fashion_mnist(split: str = "train", limit: int | None = None,
@@ -55,11 +61,7 @@ def fashion_mnist(split: str = "train", limit: int | None = None,
     if not images_path.exists():
         raise FileNotFoundError(
             f"{images_path} is missing: install it with `apt-get install dataset-fashion-mnist`")
-    images = _read_idx(images_path)
-    labels = _read_idx(directory / f"{prefix}-labels-idx1-ubyte.gz")
-    if limit is not None:
-        images, labels = images[:limit], labels[:limit]
-    return images, labels
+    return _read_idx(images_path, limit), _read_idx(directory / f"{prefix}-labels-idx1-ubyte.gz", limit)
 
 
 def png_bytes(image: np.ndarray) -> bytes:
