@@ -295,7 +295,9 @@ def _sent_auth(exc: HfHubHTTPError) -> str:
     scheme, _, credentials = value.strip().partition(" ")
     if scheme.lower() == "basic":
         return "basic"
-    return "token" if (credentials.strip() if scheme.lower() == "bearer" else value.strip()) else "none"
+    if scheme.lower() == "bearer":
+        return "token" if credentials.strip() else "none"
+    return "token" if value.strip() else "none"
 
 
 def download(repo_id: str, path: str, revision: str, token: str | None = None, endpoint: str | None = None,
