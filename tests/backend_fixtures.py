@@ -290,7 +290,6 @@ class BackendServer:
         self.stop()
 
 
-
 @contextmanager
 def running(servers: list[BackendServer], timeout: float = 120):
     """Start ``servers`` side by side, yield them, and stop them side by side (each one's start is about 5 s, most of
@@ -305,6 +304,7 @@ def running(servers: list[BackendServer], timeout: float = 120):
             yield servers
         finally:
             list(pool.map(BackendServer.stop, servers))
+
 
 class RedisServer:
     """Debian's ``redis-server`` on a free loopback port, without persistence (``python -m tests.testbed install``
