@@ -15,12 +15,12 @@ from tests.test_transcription_head import PAGE_CONFIG
 
 #: Run in a fresh interpreter: what a forked worker inherits, then the first /setup of each kind of project.
 _FRESH_WORKER = """
-import json, sys, tempfile, threading
+import json, sys, threading
 from labelhub.backend.startup import preimport
 preimport()
 started_threads = threading.active_count()
 from labelhub.backend.app import create_app
-app = create_app({"model_dir": tempfile.mkdtemp(), "start_trainer": False, "warmup": False})
+app = create_app({"model_dir": sys.argv[2], "start_trainer": False, "warmup": False})
 client = app.test_client()
 client.get("/health")
 before = set(sys.modules)
@@ -33,9 +33,9 @@ print(json.dumps({"threads": started_threads, "statuses": statuses,
 """
 
 
-def test_after_the_masters_imports_a_first_setup_imports_nothing_but_labelhub_and_preimport_starts_no_thread():
+def test_after_the_masters_imports_a_first_setup_imports_nothing_but_labelhub_and_preimport_starts_no_thread(tmp_path):
     configs = [IMAGE_CONFIG, TEXT_CONFIG, BOX_CONFIG, SPAN_CONFIG, PAGE_CONFIG]
-    out = subprocess.run([sys.executable, "-c", _FRESH_WORKER, json.dumps(configs)], cwd=ROOT, capture_output=True,
+    out = subprocess.run([sys.executable, "-c", _FRESH_WORKER, json.dumps(configs), str(tmp_path)], cwd=ROOT, capture_output=True,
                          text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     seen = json.loads(out.stdout.strip().splitlines()[-1])
