@@ -206,7 +206,9 @@ both orders are better by about 2 points but the gap is not wider: on validation
 0.749 / 0.818 and score ascending 0.776 / 0.840 at 100 / 300 labels, +2.2 (standard error 0.3). With the
 L2-normalized regression (2026-12-04, the same seeds) it is narrower: random 0.779 / 0.830 and score ascending
 0.787 / 0.840, +1.1 at 300 labels (against 0.802 and 0.818, +1.6, at 128 pixels): as with the regression, the
-better classifier lifts random order more.
+better classifier lifts random order more. With ``LABELHUB_IMAGE_EMBEDDER=pixels`` (grayscale 32 x 32, no model;
+validation seeds 100..111, 2026-12-07) the order gains nothing: random 0.705 / 0.762 and score ascending 0.696 /
+0.764 at 100 / 300 labels, +0.2 (the worst seed -2.2).
 
 Run: ``python bench/active_learning_bench.py [--seeds 6] [--first-seed 0] [--pool 20000] [--batch 10]
 [--orders random,score ascending,margin] [--checkpoints 100,300] [--quick] [--validation --first-seed 100]
