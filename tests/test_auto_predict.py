@@ -24,8 +24,10 @@ def backend(label_studio, tmp_path_factory):
 
 
 def _state(label_studio, project_id) -> dict[int, tuple[bool, Counter]]:
-    """``{task id: (is_labeled, Counter of its predictions' model versions)}``."""
-    tasks = _api(label_studio, "GET", f"/api/tasks?project={project_id}&page_size=1000&fields=all")["tasks"]
+    """``{task id: (is_labeled, Counter of its predictions' model versions)}``; only those fields are listed (polled:
+    the whole of ``fields=all`` costs Label Studio five times the CPU)."""
+    tasks = _api(label_studio, "GET", f"/api/tasks/?project={project_id}&page_size=1000&fields=all"
+                                      "&include=id,is_labeled,predictions")["tasks"]
     return {t["id"]: (t["is_labeled"], Counter(p["model_version"] for p in t["predictions"])) for t in tasks}
 
 

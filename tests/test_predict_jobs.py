@@ -111,7 +111,7 @@ class _Project:
                 return False
             return status["model_version"] == version and status["state"] == "running" and status["done"] >= 50
 
-        wait_for(midway, timeout=120, interval=0.02, message="the job to write 50 predictions")
+        wait_for(midway, timeout=120, interval=0.02, max_interval=0.02, message="the job to write 50 predictions")
 
     def ensure_trained(self) -> None:
         """Train on tasks 0:40 unless an earlier test did (a test run alone)."""

@@ -300,7 +300,8 @@ def test_the_backend_with_the_compose_environment_says_once_that_it_has_no_file_
             answered.add(requests.get(backend.url + "/health", timeout=10).json()["pid"])
             return answered == set(backend.worker_pids())
 
-        wait_for(every_worker_answered, timeout=60, interval=0.05, message="both workers to answer /health")
+        wait_for(every_worker_answered, timeout=60, interval=0.05, max_interval=0.05,
+                 message="both workers to answer /health")
         assert len(answered) == 2
     said = [line for line in backend.log_path.read_text().splitlines() if "LABELHUB_SECRET is not" in line]
     assert len(said) == 1, "\n".join(said)
