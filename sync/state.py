@@ -72,7 +72,8 @@ CREATE TABLE IF NOT EXISTS heads (
 
 def connect(path: str | Path) -> sqlite3.Connection:
     """Open (or create, with its folder) the state file: WAL mode, ``synchronous=FULL``, every table made,
-    older tables migrated (:func:`labelhub.sync.ledger.migrate`).
+    older tables migrated (:func:`labelhub.sync.ledger.migrate`); one process at a time does that, under the file
+    lock ``<path>.lock`` (:func:`labelhub.locks.file_lock`, left beside the state file).
 
     Args:
         path: The SQLite file (``--state``).
@@ -82,6 +83,7 @@ def connect(path: str | Path) -> sqlite3.Connection:
 
     Raises:
         sqlite3.Error: The file is not an SQLite database or cannot be written.
+        OSError: The folder or the lock file cannot be made.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
