@@ -127,7 +127,7 @@ def test_a_trainer_stopped_gracefully_lets_go_of_its_lease_at_once(redis_url, tm
         leader.stop()  # SIGTERM: gunicorn stops its worker gracefully
         stopped = time.monotonic()
         wait_for(lambda: trainer_leader([other]), timeout=60, interval=0.1, max_interval=0.1,
-             message="the other host's trainer")
+                 message="the other host's trainer")
         assert time.monotonic() - stopped < 10, "the lease was not released: the other host waited for it to run out"
 
 
