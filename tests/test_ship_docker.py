@@ -70,7 +70,7 @@ def labelhub_env_vars() -> set[str]:
 
     names = set(Settings.ENV.values())
     for command in ("sync", "backend", "worker"):
-        for param in main.commands[command].params:
+        for param in main.get_command(None, command).params:
             envvar = getattr(param, "envvar", None)
             names.update([envvar] if isinstance(envvar, str) else envvar or [])
     return names
@@ -142,7 +142,7 @@ def test_each_command_reads_its_service_environment_and_an_empty_value_leaves_it
                 patched.delenv(key, raising=False)
             for key, value in env.items():
                 patched.setenv(key, value)
-            command = main.commands[name]
+            command = main.get_command(None, name)
             params = command.make_context(name, []).params  # parses, as the container's command will
             for param in command.params:
                 if isinstance(param.envvar, str) and env.get(param.envvar) == "":
