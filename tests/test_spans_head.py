@@ -210,6 +210,27 @@ def test_long_texts_run_in_windows_and_keep_offsets(head, fitted):
     assert sum(r["value"]["text"] == "Paris" for r in results) >= 30
 
 
+def test_the_encoder_encodes_a_text_once_and_hands_back_the_same_read_only_words(head, monkeypatch):
+    encoder = get_token_encoder(head.threads)
+    encoder.clear_cache()
+    runs = []
+    run = encoder._run
+    monkeypatch.setattr(encoder, "_run", lambda encodings: runs.append(len(encodings)) or run(encodings))
+    texts = ["Peter Gabriel sang in Berlin.", "Nothing here.", "Peter Gabriel sang in Berlin."]
+    first = encoder.encode(texts)
+    assert runs == [2]  # the repeated text once
+    second = encoder.encode(["Nothing here.", "A new one in Rome.", "Peter Gabriel sang in Berlin."])
+    assert runs == [2, 1]  # only the new text
+    assert second[0][1] is first[1][1] and second[2][0] is first[0][0] and first[0][1] is first[2][1]
+    with pytest.raises(ValueError):
+        second[0][1][0, 0] = 1.0  # shared with the cache: read-only
+    monkeypatch.setattr(encoder, "cache_bytes", 0)  # no cache: encoded every time
+    encoder.clear_cache()
+    encoder.encode(["Nothing here."])
+    encoder.encode(["Nothing here."])
+    assert runs == [2, 1, 1, 1]
+
+
 @pytest.mark.parametrize("text, start, end, expected", [
     ('He met "Peter Gabriel", then left.', 7, 23, "Peter Gabriel"),
     ("in the U.S. today", 7, 11, "U.S."),
