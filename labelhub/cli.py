@@ -49,8 +49,8 @@ class LazyGroup(click.Group):
     """A click group whose subcommands (:data:`COMMANDS`) are imported by name when first asked for."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        """The visible subcommands, in :data:`COMMANDS`' order."""
-        return list(COMMANDS)
+        """The visible subcommands, sorted (as click lists a group's)."""
+        return sorted(COMMANDS)
 
     def get_command(self, ctx: click.Context | None, cmd_name: str) -> click.Command | None:
         """The command ``cmd_name`` (or an alias of :data:`ALIASES`, hidden), imported now; ``None`` for an unknown
