@@ -89,6 +89,21 @@ def _filters(*items: dict, ordering: Sequence[str] = ()) -> str:
 _ANNOTATED = {"filter": "filter:tasks:annotators", "operator": "empty", "type": "List", "value": False}
 
 
+#: The ``include`` of the readings of tasks with their annotations (:meth:`LabelStudioProject.tasks_updated_since`,
+#: :meth:`LabelStudioProject.tasks_by_id`): the task's ``id``, ``data``, ``annotations`` and ``updated_at``, and every
+#: field Label Studio 1.23 gives an annotation in ``fields=all`` but the display-only ``created_ago`` and
+#: ``created_username`` and ``task`` (which the annotation store drops). Label Studio applies ``include`` to the
+#: annotations inside a task too, so each of their fields is named. ``fields=all`` alone also serializes every
+#: task's predictions, drafts and counters: a page of 100 annotated tasks took Label Studio 2.0 to 2.5 times as long
+#: with 3 prediction versions a task, 1.7 times with none, the same tasks and annotations read
+#: (``python bench/reading_fields_bench.py [--versions 0]``, 2026-12-07). ``tests/test_sync_reading_fields.py`` fails
+#: when a Label Studio gives an annotation a field this list lacks.
+ANNOTATED_TASK_FIELDS = ("id", "data", "annotations", "updated_at", "result", "completed_by", "was_cancelled",
+                         "ground_truth", "lead_time", "created_at", "updated_by", "draft_created_at", "import_id",
+                         "last_action", "last_created_by", "bulk_created", "parent_prediction", "parent_annotation",
+                         "project")
+
+
 def _updated_after(cursor: str) -> list[dict]:
     """The Data Manager filter items of the tasks updated after ``cursor`` (none for ``""``)."""
     return [{"filter": "filter:tasks:updated_at", "operator": "greater", "type": "Datetime", "value": cursor}
@@ -451,7 +466,7 @@ class LabelStudioProject:
         items = _updated_after(cursor) + ([_ANNOTATED] if annotated_only else [])
         pages = _Pages(lambda tasks: on_page(tasks, True))
         _, held_still, _ = self._listing(1, convert=pages.add, query=_filters(*items, ordering=["tasks:updated_at"]),
-                                         fields="all")
+                                         fields="all", include=",".join(ANNOTATED_TASK_FIELDS))
         pages.flush()
         if held_still:
             return True
@@ -548,7 +563,7 @@ class LabelStudioProject:
         (:func:`labelhub.labelstudio_client.selected_items_queries`)."""
         out = []
         for query in selected_items_queries(ids):
-            tasks, _, _ = self._listing(1, query=query, fields="all")
+            tasks, _, _ = self._listing(1, query=query, fields="all", include=",".join(ANNOTATED_TASK_FIELDS))
             out += [task.dict() for task in tasks]
         return out
 

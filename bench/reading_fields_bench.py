@@ -1,0 +1,95 @@
+"""Benchmark (not a test): what the sync's reading of annotated tasks costs Label Studio, ``fields=all`` against the
+fields it names (:data:`labelhub.sync.labelstudio.project.ANNOTATED_TASK_FIELDS`).
+
+Run: ``python bench/reading_fields_bench.py [--tasks 500] [--annotated 300] [--versions 3]`` (``python -m
+tests.testbed install`` first).
+
+Starts a private Label Studio (from the migrated template of ``tests.labelstudio``), makes a Text project of
+``--tasks`` tasks with ``--versions`` prediction versions each (what a project pre-annotated and retrained a few
+times holds) and ``--annotated`` annotated tasks, then times a page of 100 annotated tasks as a reconciliation reads
+it (``GET /api/tasks`` ordered by ``updated_at``, the ``annotators`` filter): with ``fields=all`` alone, the
+baseline measured first in the same run, and with ``include`` naming the fields the sync keeps. Each figure is the
+median of 5 calls, in milliseconds; the machine's other load moves both, the ratio less. It also checks that both
+readings give the same tasks and annotations (the fields the annotation store drops aside).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import requests
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from labelhub.sync.annotations.intake import DISPLAY_ONLY  # noqa: E402
+from labelhub.sync.labelstudio.project import ANNOTATED_TASK_FIELDS  # noqa: E402
+from tests.backend_fixtures import TEXT_CONFIG  # noqa: E402
+from tests.labelstudio import LabelStudioServer, ensure_template  # noqa: E402
+
+#: The reading's Data Manager query: annotated tasks, oldest ``updated_at`` first (as ``tasks_updated_since``).
+QUERY = json.dumps({"filters": {"conjunction": "and", "items": [
+    {"filter": "filter:tasks:annotators", "operator": "empty", "type": "List", "value": False}]},
+    "ordering": ["tasks:updated_at"]})
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Print the two figures and their ratio (see the module docstring).
+
+    Returns:
+        0, or 1 when the two readings differ.
+    """
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--tasks", type=int, default=500)
+    parser.add_argument("--annotated", type=int, default=300)
+    parser.add_argument("--versions", type=int, default=3)
+    args = parser.parse_args(argv)
+    ensure_template()
+    with tempfile.TemporaryDirectory(prefix="labelhub-reading-bench-") as tmp, \
+            LabelStudioServer(Path(tmp) / "label-studio") as ls:
+        headers = {"Authorization": f"Token {ls.api_key}"}
+        client = ls.client()
+        project = client.projects.create(title="reading fields bench", label_config=TEXT_CONFIG)
+        client.projects.import_tasks(id=project.id, request=[{"text": f"review {i}"} for i in range(args.tasks)])
+        ids = sorted(t.id for t in client.tasks.list(project=project.id, fields="task_only"))
+        result = [{"from_name": "label", "to_name": "text", "type": "choices", "value": {"choices": ["fresh"]}}]
+        for version in range(args.versions):
+            requests.post(f"{ls.url}/api/projects/{project.id}/import/predictions", headers=headers, timeout=600,
+                          json=[{"task": i, "model_version": f"v{version}", "score": 0.5, "result": result}
+                                for i in ids]).raise_for_status()
+        for task_id in ids[:args.annotated]:
+            client.annotations.create(id=task_id, result=result, lead_time=2.0)
+
+        def page(**params) -> tuple[float, list[dict]]:
+            times, tasks = [], []
+            for _ in range(5):
+                started = time.perf_counter()
+                answer = requests.get(f"{ls.url}/api/tasks/", headers=headers, timeout=600, params={
+                    "project": project.id, "page": 1, "page_size": 100, "query": QUERY, "fields": "all", **params})
+                answer.raise_for_status()
+                times.append(time.perf_counter() - started)
+                tasks = answer.json()["tasks"]
+            return statistics.median(times) * 1000, tasks
+
+        everything_ms, everything = page()
+        named_ms, named = page(include=",".join(ANNOTATED_TASK_FIELDS))
+        print(f"{args.tasks} tasks, {args.versions} prediction versions each, {args.annotated} annotated; "
+              f"a page of {len(named)} annotated tasks:")
+        print(f"  fields=all (baseline):            {everything_ms:7.1f} ms")
+        print(f"  include=ANNOTATED_TASK_FIELDS:    {named_ms:7.1f} ms  ({everything_ms / named_ms:.2f} times faster)")
+
+        def kept(tasks: list[dict]) -> list:  # what the annotation store keeps: no display-only fields, no "task"
+            dropped = {*DISPLAY_ONLY, "task"}
+            return [(t["id"], t["data"], t["updated_at"], [{k: v for k, v in a.items() if k not in dropped}
+                                                           for a in t["annotations"]]) for t in tasks]
+
+        same = kept(everything) == kept(named)
+        print(f"  the same tasks and annotations: {'yes' if same else 'NO'}")
+        return 0 if same else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
