@@ -16,7 +16,8 @@ sentences of the test split (seed 1). Printed per size: exact-match span precisi
 predicted span counts when its start, end and label equal a gold span's), the fit's seconds with the token
 encoder's cache emptied first (encoding every annotated text), the seconds of a refit on the same texts and 10
 more (what the trainer does after a webhook: only the 10 are encoded) and the prediction's sentences per
-second (cache emptied first); then F1 per label at the largest size. Every predicted region is checked: ``value.text == text[start:end]``.
+second (cache emptied first); then F1 per label at the largest size. Every predicted region is checked:
+``value.text == text[start:end]``.
 """
 from __future__ import annotations
 
