@@ -25,7 +25,7 @@ from labelhub.retry import NO_SDK_RETRY
 log = logging.getLogger(__name__)
 
 __all__ = ["ProjectInfo", "PredictionRow", "VersionRow", "TaskRow", "LabelStudioClient", "PREDICTION_PAGE_SIZE",
-           "DELETE_VERSION_TIMEOUT", "data_manager_filters"]
+           "DELETE_VERSION_TIMEOUT", "TRAINING_TASK_FIELDS", "data_manager_filters"]
 
 #: Seconds to wait for Label Studio to delete a whole version (3.5 ms a prediction: 100,000 take about 6 minutes).
 DELETE_VERSION_TIMEOUT = 3600.0
@@ -136,6 +136,17 @@ PREDICTION_PAGE_SIZE = 100
 #: The single values a Data Manager filter takes: a number, a flag or a text; its value is one of them, a list, or a
 #: ``{"min", "max"}`` range of them (``Filter.value`` in ``label_studio/data_manager/prepare_params.py``).
 _FILTER_SCALARS = (int, float, bool, str)
+
+
+#: What "Start training" reads of an annotated task (:meth:`LabelStudioClient.annotated_tasks`): the task's ``id`` and
+#: ``data``, and of each annotation the fields the backend keeps or checks (``_upsert`` in
+#: :mod:`labelhub.backend.events`, :func:`labelhub.webhooks.check_annotation`). Label Studio's ``include``
+#: (drf-flex-fields' sparse fields: ``REST_FLEX_FIELDS`` in ``label_studio/core/settings/base.py``) applies to the
+#: annotations inside a task too, so their fields are named beside the task's. ``fields=all`` alone also serialized
+#: every task's predictions, drafts and counters: ``python bench/reading_fields_bench.py`` measures both.
+TRAINING_TASK_FIELDS = ("id", "data", "annotations", "result", "updated_at", "created_at", "completed_by",
+                        "was_cancelled", "ground_truth")
+TRAINING_TASK_INCLUDE = ",".join(TRAINING_TASK_FIELDS)
 
 
 def data_manager_filters(value: Any, where: str = "--filter") -> dict:
@@ -419,8 +430,9 @@ class LabelStudioClient:
     def annotated_tasks(self, project_id: int) -> list[dict]:
         """The project's tasks that have annotations, as Label Studio's task JSON with its ``annotations``, in two
         readings: every task's id with the ids of its annotations (``fields=all&include=id,annotations``: no data, no
-        predictions; paged, none missed when the list moves, :meth:`_every_task`), then the tasks that have any, whole
-        (``fields=all``), by id (:func:`~labelhub.labelstudio_client.selected_items_queries`).
+        predictions; paged, none missed when the list moves, :meth:`_every_task`), then the tasks that have any, with
+        the fields training reads (:data:`TRAINING_TASK_FIELDS`), by id
+        (:func:`~labelhub.labelstudio_client.selected_items_queries`).
 
         Not Label Studio's ``total_annotations > 0`` Data Manager filter: that counter is stored on the task and
         written after each save from a count made in that save, so two saves of one task at once can leave it at 0
@@ -432,7 +444,8 @@ class LabelStudioClient:
             project_id: The project id.
 
         Returns:
-            ``[{"id", "data", "annotations": [{"id", "result", "updated_at", "was_cancelled", ...}], ...}]``, the
+            ``[{"id", "data", "annotations": [{"id", "result", "updated_at", "was_cancelled", "ground_truth",
+            "created_at", "completed_by"}], ...}]``, the
             shape of the legacy ``/train`` body (:func:`labelhub.webhooks.check_training_tasks`), in id order; a
             task's cancelled annotations are listed too (``was_cancelled``). A task deleted between the two readings
             is left out.
@@ -444,7 +457,7 @@ class LabelStudioClient:
         listed = self._every_task(what, project_id, [], fields="all", include="id,annotations")
         ids = [t.id for t in listed if t.annotations]
         tasks = [t for query in selected_items_queries(ids)
-                 for t in self._read(what, project_id, query, fields="all").tasks]
+                 for t in self._read(what, project_id, query, fields="all", include=TRAINING_TASK_INCLUDE).tasks]
         return [{"id": t.id, "data": t.data or {}, "annotations": list(t.annotations or [])}
                 for t in sorted(tasks, key=lambda t: t.id) if t.annotations]
 

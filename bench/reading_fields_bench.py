@@ -1,5 +1,6 @@
-"""Benchmark (not a test): what the sync's reading of annotated tasks costs Label Studio, ``fields=all`` against the
-fields it names (:data:`labelhub.sync.labelstudio.project.ANNOTATED_TASK_FIELDS`).
+"""Benchmark (not a test): what the readings of annotated tasks cost Label Studio, ``fields=all`` against the fields
+they name: the sync's (:data:`labelhub.sync.labelstudio.project.ANNOTATED_TASK_FIELDS`) and the backend's "Start
+training" (:data:`labelhub.backend.labelstudio_api.TRAINING_TASK_FIELDS`).
 
 Run: ``python bench/reading_fields_bench.py [--tasks 500] [--annotated 300] [--versions 3]`` (``python -m
 tests.testbed install`` first).
@@ -8,9 +9,12 @@ Starts a private Label Studio (from the migrated template of ``tests.labelstudio
 ``--tasks`` tasks with ``--versions`` prediction versions each (what a project pre-annotated and retrained a few
 times holds) and ``--annotated`` annotated tasks, then times a page of 100 annotated tasks as a reconciliation reads
 it (``GET /api/tasks`` ordered by ``updated_at``, the ``annotators`` filter): with ``fields=all`` alone, the
-baseline measured first in the same run, and with ``include`` naming the fields the sync keeps. Each figure is the
-median of 5 calls, in milliseconds; the machine's other load moves both, the ratio less. It also checks that both
-readings give the same tasks and annotations (the fields the annotation store drops aside).
+baseline measured first in the same run, and with ``include`` naming the fields the sync keeps. Then it times Start
+training's whole reading (:meth:`labelhub.backend.labelstudio_api.LabelStudioClient.annotated_tasks`: every task's
+annotation ids, then the annotated tasks by id) with its second reading taking ``fields=all`` alone, as it did before
+2026-12-07 (the baseline, first), and naming its fields. Each figure is the median of 5 calls (3 for Start training),
+in milliseconds; the machine's other load moves both, the ratio less. It also checks that both readings of each pair
+give the same tasks and annotations (the fields the annotation store or training drops aside).
 """
 from __future__ import annotations
 
@@ -24,6 +28,7 @@ from pathlib import Path
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from labelhub.backend import labelstudio_api  # noqa: E402
 from labelhub.sync.annotations.intake import _normalize  # noqa: E402
 from labelhub.sync.labelstudio.project import _ANNOTATED, ANNOTATED_TASK_FIELDS, _filters  # noqa: E402
 from tests.backend_fixtures import TEXT_CONFIG  # noqa: E402
@@ -83,7 +88,43 @@ def main(argv: list[str] | None = None) -> int:
 
         same = kept(everything) == kept(named)
         print(f"  the same tasks and annotations: {'yes' if same else 'NO'}")
-        return 0 if same else 1
+        return 0 if same and start_training(ls, project.id) else 1
+
+
+def start_training(ls: LabelStudioServer, project_id: int) -> bool:
+    """Time Start training's reading with ``fields=all`` alone (the baseline) and with its named fields; print both.
+
+    Returns:
+        Whether both gave the same tasks and the same training fields of each annotation.
+    """
+    client = labelstudio_api.LabelStudioClient(ls.url, ls.api_key)
+    named_include = labelstudio_api.TRAINING_TASK_INCLUDE
+
+    def reading(include: str | None) -> tuple[float, list[dict]]:
+        labelstudio_api.TRAINING_TASK_INCLUDE = include  # None: the SDK sends no include, Label Studio gives all
+        try:
+            times, tasks = [], []
+            for _ in range(3):
+                started = time.perf_counter()
+                tasks = client.annotated_tasks(project_id)
+                times.append(time.perf_counter() - started)
+            return statistics.median(times) * 1000, tasks
+        finally:
+            labelstudio_api.TRAINING_TASK_INCLUDE = named_include
+
+    everything_ms, everything = reading(None)
+    named_ms, named = reading(named_include)
+    print(f"Start training's reading of the {len(named)} annotated tasks (every task's annotation ids, then these):")
+    print(f"  second reading fields=all (baseline): {everything_ms:7.1f} ms")
+    print(f"  include=TRAINING_TASK_FIELDS:         {named_ms:7.1f} ms  ({everything_ms / named_ms:.2f} times faster)")
+
+    def kept(tasks: list[dict]) -> list:  # what training keeps or checks of each annotation
+        fields = [f for f in labelstudio_api.TRAINING_TASK_FIELDS if f not in ("data", "annotations")]
+        return [(t["id"], t["data"], [[a.get(f) for f in fields] for a in t["annotations"]]) for t in tasks]
+
+    same = kept(everything) == kept(named)
+    print(f"  the same tasks and annotations: {'yes' if same else 'NO'}")
+    return same
 
 
 if __name__ == "__main__":
