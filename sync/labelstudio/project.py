@@ -102,6 +102,8 @@ ANNOTATED_TASK_FIELDS = ("id", "data", "annotations", "updated_at", "result", "c
                          "ground_truth", "lead_time", "created_at", "updated_by", "draft_created_at", "import_id",
                          "last_action", "last_created_by", "bulk_created", "parent_prediction", "parent_annotation",
                          "project")
+#: :data:`ANNOTATED_TASK_FIELDS` as the readings' ``include`` parameter.
+ANNOTATED_TASK_INCLUDE = ",".join(ANNOTATED_TASK_FIELDS)
 
 
 def _updated_after(cursor: str) -> list[dict]:
@@ -466,7 +468,7 @@ class LabelStudioProject:
         items = _updated_after(cursor) + ([_ANNOTATED] if annotated_only else [])
         pages = _Pages(lambda tasks: on_page(tasks, True))
         _, held_still, _ = self._listing(1, convert=pages.add, query=_filters(*items, ordering=["tasks:updated_at"]),
-                                         fields="all", include=",".join(ANNOTATED_TASK_FIELDS))
+                                         fields="all", include=ANNOTATED_TASK_INCLUDE)
         pages.flush()
         if held_still:
             return True
@@ -563,7 +565,7 @@ class LabelStudioProject:
         (:func:`labelhub.labelstudio_client.selected_items_queries`)."""
         out = []
         for query in selected_items_queries(ids):
-            tasks, _, _ = self._listing(1, query=query, fields="all", include=",".join(ANNOTATED_TASK_FIELDS))
+            tasks, _, _ = self._listing(1, query=query, fields="all", include=ANNOTATED_TASK_INCLUDE)
             out += [task.dict() for task in tasks]
         return out
 
