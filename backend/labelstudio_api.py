@@ -445,10 +445,9 @@ class LabelStudioClient:
 
         Returns:
             ``[{"id", "data", "annotations": [{"id", "result", "updated_at", "was_cancelled", "ground_truth",
-            "created_at", "completed_by"}], ...}]``, the
-            shape of the legacy ``/train`` body (:func:`labelhub.webhooks.check_training_tasks`), in id order; a
-            task's cancelled annotations are listed too (``was_cancelled``). A task deleted between the two readings
-            is left out.
+            "created_at", "completed_by"}]}, ...]``, the shape of the legacy ``/train`` body
+            (:func:`labelhub.webhooks.check_training_tasks`), in id order; a task's cancelled annotations are listed
+            too (``was_cancelled``). A task deleted between the two readings is left out.
 
         Raises:
             ProjectNotFound, LabelStudioError: As for :meth:`project`.

@@ -128,13 +128,12 @@ def test_legacy_train_removes_what_its_body_no_longer_lists():
     assert not apply_event(data, "TRAIN", {"annotations": [task(1, 1), task(3, 4)]})
 
 
-def test_start_training_reads_what_fields_all_gives_of_every_field_training_keeps(label_studio, make_project,
+def test_start_training_reads_what_fields_all_gives_of_every_field_training_keeps(label_studio, make_project, tmp_path,
                                                                                   monkeypatch):
     """Start training's second reading names its fields (``TRAINING_TASK_FIELDS``) instead of ``fields=all``, which
-    also serialized every task's predictions: the tasks and each annotation's training fields must be the same."""
+    also serialized every task's predictions: the training data it builds must be the same."""
     from labelhub.backend import labelstudio_api
-    from labelhub.backend.events import _upsert
-    from labelhub.webhooks import check_training_tasks
+    from labelhub.backend.app import create_app
 
     client = label_studio.client()
     project, ids, anns = _annotated_project(label_studio, make_project, "training fields", 6, 3)
@@ -143,21 +142,17 @@ def test_start_training_reads_what_fields_all_gives_of_every_field_training_keep
             client.predictions.create(task=task_id, result=_result("plot"), score=0.5, model_version=version)
     client.annotations.create(ids[3], result=_result("review"), ground_truth=True, lead_time=2.5)
     client.annotations.create(ids[4], result=[], was_cancelled=True)
-    reader = labelstudio_api.LabelStudioClient(label_studio.url, label_studio.api_key)
-    named = reader.annotated_tasks(project.id)
+
+    def trained(model_dir):  # a backend that has seen no webhook: what Start training read is all it holds
+        app = create_app({"model_dir": model_dir, "start_trainer": False, "warmup": False,
+                          "label_studio_url": label_studio.url, "label_studio_api_key": label_studio.api_key})
+        return _start_training(app, project)[0]
+
+    named = trained(tmp_path / "named")
+    listed = labelstudio_api.LabelStudioClient(label_studio.url, label_studio.api_key).annotated_tasks(project.id)
     monkeypatch.setattr(labelstudio_api, "TRAINING_TASK_INCLUDE", None)  # the reading as it was: fields=all alone
-    everything = reader.annotated_tasks(project.id)
-
-    def trained(tasks):  # the training data Start training builds of a reading (as _read_annotations does)
-        check_training_tasks(tasks)
-        data = {"annotations": {}, "tombstones": {}, "tasks": {}}
-        for task in tasks:
-            for annotation in task["annotations"]:
-                _upsert(data, {**annotation, "task": task["id"]}, task)
-        return data
-
-    assert [t["id"] for t in named] == ids[:5]
-    assert trained(named) == trained(everything)
-    assert len(trained(named)["annotations"]) == 4  # the cancelled one does not train
-    assert any(a["ground_truth"] for a in trained(named)["annotations"].values())
-    assert not any("predictions" in t for t in named)  # what the include leaves out
+    assert trained(tmp_path / "everything") == named
+    assert len(named["annotations"]) == 4  # the cancelled one does not train
+    assert [a["ground_truth"] for _, a in sorted(named["annotations"].items(), key=lambda kv: int(kv[0]))] == \
+        [False, False, False, True]
+    assert [t["id"] for t in listed] == ids[:5] and not any("predictions" in t for t in listed)
