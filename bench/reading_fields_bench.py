@@ -29,7 +29,7 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from labelhub.backend import labelstudio_api  # noqa: E402
-from labelhub.sync.annotations.intake import _normalize  # noqa: E402
+from labelhub.sync.annotations.intake import _task_rows  # noqa: E402
 from labelhub.sync.labelstudio.project import _ANNOTATED, ANNOTATED_TASK_INCLUDE, _filters  # noqa: E402
 from tests.backend_fixtures import TEXT_CONFIG  # noqa: E402
 from tests.labelstudio import LabelStudioServer, ensure_template  # noqa: E402
@@ -83,10 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  fields=all (baseline):            {everything_ms:7.1f} ms")
         print(f"  include=ANNOTATED_TASK_FIELDS:    {named_ms:7.1f} ms  ({everything_ms / named_ms:.2f} times faster)")
 
-        def kept(tasks: list[dict]) -> list:  # what the annotation store keeps (the intake's own normalization)
-            return [(t["id"], t["data"], t["updated_at"], [_normalize(a) for a in t["annotations"]]) for t in tasks]
-
-        same = kept(everything) == kept(named)
+        same = _task_rows(everything) == _task_rows(named)  # what the annotation store keeps of each
         print(f"  the same tasks and annotations: {'yes' if same else 'NO'}")
         return 0 if same and start_training(ls, project.id) else 1
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from labelhub.sync.annotations.intake import DISPLAY_ONLY, _ls_time, _normalize
+from labelhub.sync.annotations.intake import DISPLAY_ONLY, _task_rows
 from labelhub.sync.labelstudio import project as project_module
 from labelhub.sync.labelstudio.project import ANNOTATED_TASK_FIELDS, LabelStudioProject
 
@@ -31,10 +31,9 @@ def annotated(label_studio):
     return LabelStudioProject(label_studio.url, label_studio.api_key, created.id), ids
 
 
-def _stored(tasks: list[dict]) -> dict[int, dict]:
-    """What the annotation store keeps of each task (as ``intake._Reading.store`` converts it)."""
-    return {t["id"]: {"data": t["data"], "updated_at": _ls_time(t["updated_at"]),
-                      "annotations": [_normalize(a) for a in t["annotations"]]} for t in tasks}
+def _stored(tasks: list[dict]) -> dict[int, tuple]:
+    """What the annotation store keeps of each task (the intake's own conversion), by task id."""
+    return {row[0]: row for row in _task_rows(tasks)}
 
 
 def _reading(project: LabelStudioProject) -> dict[int, dict]:
@@ -55,14 +54,9 @@ def test_every_field_label_studio_gives_an_annotation_is_read(label_studio, anno
 def test_the_named_fields_read_what_fields_all_reads(annotated, monkeypatch):
     project, ids = annotated
     named = _reading(project)
-    listing = project_module.list_tasks
-
-    def everything(*args, include=None, **params):  # the readings as they were: fields=all alone
-        return listing(*args, **params)
-
-    monkeypatch.setattr(project_module, "list_tasks", everything)
+    monkeypatch.setattr(project_module, "ANNOTATED_TASK_INCLUDE", None)  # the readings as they were: fields=all alone
     assert named == _reading(project)
-    assert set(named) == set(ids) and sum(len(t["annotations"]) for t in named.values()) == 4
+    assert set(named) == set(ids) and sum(len(annotations) for _, _, annotations, _, _ in named.values()) == 4
     assert [t["id"] for t in project.tasks_by_id(ids[:2])] == ids[:2]
     monkeypatch.undo()
     assert _stored(project.tasks_by_id(ids)) == named

@@ -323,6 +323,14 @@ class AnnotationIntake:
             self.state.bump_cursor(GENERATION)
 
 
+def _task_rows(tasks: list[dict]) -> list[tuple]:
+    """What the annotation store keeps of each task read from Label Studio (``AnnotationState.store_task_lists``):
+    ``(id, data, normalized annotations, updated_at in Label Studio's filter format or None, hf_revision or None)``."""
+    return [(task["id"], task.get("data") or {},
+             [_normalize(a if isinstance(a, dict) else a.dict()) for a in task.get("annotations") or []],
+             _ls_time(task.get("updated_at")) or None, _revision(task)) for task in tasks]
+
+
 def _revision(task: dict) -> str | None:
     """The commit sha a task shows (``data.hf_revision``), or ``None``."""
     data = task.get("data")
@@ -365,9 +373,7 @@ class _Reading:
         self._first = True
 
     def store(self, tasks: list[dict], ordered: bool) -> None:
-        read = [(task["id"], task.get("data") or {},
-                 [_normalize(a if isinstance(a, dict) else a.dict()) for a in task.get("annotations") or []],
-                 _ls_time(task.get("updated_at")) or None, _revision(task)) for task in tasks]
+        read = _task_rows(tasks)
         self.changed += self.state.store_task_lists(read)
         if ordered:
             newest = max((as_of for *_, as_of, _ in read if as_of), default="")
