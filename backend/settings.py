@@ -43,6 +43,7 @@ _RANGES: dict[str, tuple[float | None, float | None]] = {
     "media_cache_bytes": (0, None),
     "embedding_cache_size": (0, None),
     "embedding_store_bytes": (0, None),
+    "spans_cache_bytes": (0, None),
     "trainer_poll_interval": (0.001, None),
     "max_body_bytes": (1024, None),  # a /setup body holds a label config: a few KB
     "trainer_lease": (1.0, None),
@@ -187,6 +188,9 @@ class Settings:
         embedding_store_bytes: Size limit of the host's on-disk embedding store, ``MODEL_DIR/embeddings``
             (``LABELHUB_EMBEDDING_STORE_BYTES``, default 2 GiB, about 400,000 image embeddings; 0: none). See
             :mod:`labelhub.backend.embedding_cache`.
+        spans_cache_bytes: Words and word vectors the spans head's token encoder keeps in each worker's memory
+            (``LABELHUB_SPANS_CACHE_BYTES``, default 64 MiB, about 40,000 words of annotated texts; 0: none), so a
+            refit encodes only the texts annotated since the last. See :mod:`labelhub.backend.models.spans`.
         start_trainer: Whether the app runs the background trainer thread (``LABELHUB_TRAINER``).
         trainer_poll_interval: Seconds between scans of the event queue (``LABELHUB_TRAINER_POLL``).
         warmup: Load the embedder in the background after ``/setup`` (``LABELHUB_WARMUP``).
@@ -241,6 +245,7 @@ class Settings:
     media_cache_bytes: int = 64 * 1024 * 1024
     embedding_cache_size: int = 5000
     embedding_store_bytes: int = 2 * 1024 ** 3
+    spans_cache_bytes: int = 64 * 1024 * 1024
     start_trainer: bool = True
     trainer_poll_interval: float = 0.25
     warmup: bool = True
@@ -275,6 +280,7 @@ class Settings:
         "media_cache_bytes": "LABELHUB_MEDIA_CACHE_BYTES",
         "embedding_cache_size": "LABELHUB_EMBEDDING_CACHE_SIZE",
         "embedding_store_bytes": "LABELHUB_EMBEDDING_STORE_BYTES",
+        "spans_cache_bytes": "LABELHUB_SPANS_CACHE_BYTES",
         "start_trainer": "LABELHUB_TRAINER",
         "trainer_poll_interval": "LABELHUB_TRAINER_POLL",
         "warmup": "LABELHUB_WARMUP",

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from labelhub.backend.models.heads import Example, TaskInput
-from labelhub.backend.models.spans import SpansHead, get_token_encoder, trim_span
+from labelhub.backend.models.spans import DEFAULT_CACHE_BYTES, SpansHead, get_token_encoder, trim_span
 from labelhub.label_config import control_specs
 
 LABELS = ("Person", "Organization", "Location", "Misc")
@@ -229,6 +229,22 @@ def test_the_encoder_encodes_a_text_once_and_hands_back_the_same_read_only_words
     encoder.encode(["Nothing here."])
     encoder.encode(["Nothing here."])
     assert runs == [2, 1, 1, 1]
+
+
+def test_labelhub_spans_cache_bytes_sizes_the_encoders_cache_and_0_keeps_nothing(control):
+    from labelhub.backend.settings import Settings
+
+    assert Settings.from_env({}).spans_cache_bytes == DEFAULT_CACHE_BYTES == 64 * 2 ** 20
+    for raw in ("-1", "64MiB"):
+        with pytest.raises(ValueError, match="LABELHUB_SPANS_CACHE_BYTES"):
+            Settings.from_env({"LABELHUB_SPANS_CACHE_BYTES": raw})
+    host = StubHost()
+    host.settings = Settings.from_env({"LABELHUB_SPANS_CACHE_BYTES": "0"})
+    encoder = SpansHead(control, host, {}, [control]).encoder()
+    assert encoder.cache_bytes == 0 and encoder is not get_token_encoder(host.settings.torch_threads)
+    encoder.encode(["Peter Gabriel sang in Berlin."])
+    assert len(encoder._cache) == 0
+    assert SpansHead(control, StubHost(), {}, [control]).encoder() is get_token_encoder(StubHost().settings.torch_threads)
 
 
 @pytest.mark.parametrize("text, start, end, expected", [

