@@ -208,7 +208,7 @@ def _signal_masks(pid: int) -> dict[str, str]:
     def read(path: str) -> str:
         try:
             with open(path) as f:
-                return " ".join(line.split()[0] + line.split()[1] for line in f
+                return " ".join("".join(line.split()[:2]) for line in f
                                 if line.startswith(("SigBlk", "SigIgn", "SigCgt")))
         except OSError as exc:
             return str(exc)

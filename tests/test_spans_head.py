@@ -244,7 +244,8 @@ def test_labelhub_spans_cache_bytes_sizes_the_encoders_cache_and_0_keeps_nothing
     assert encoder.cache_bytes == 0 and encoder is not get_token_encoder(host.settings.torch_threads)
     encoder.encode(["Peter Gabriel sang in Berlin."])
     assert len(encoder._cache) == 0
-    assert SpansHead(control, StubHost(), {}, [control]).encoder() is get_token_encoder(StubHost().settings.torch_threads)
+    default = StubHost()
+    assert SpansHead(control, default, {}, [control]).encoder() is get_token_encoder(default.settings.torch_threads)
 
 
 @pytest.mark.parametrize("text, start, end, expected", [

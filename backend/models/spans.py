@@ -63,6 +63,7 @@ import numpy as np
 from cachetools import LRUCache
 
 from labelhub.backend.models.heads import TASK_SCALE, ControlHead, Example, TaskInput, region_id
+from labelhub.backend.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -70,8 +71,8 @@ __all__ = ["DEFAULT_CACHE_BYTES", "SpansHead", "TokenEncoder", "get_token_encode
 
 #: Bump when the features change: the identity changes and every project refits.
 FEATURES_VERSION = 1
-#: The token encoder's cache, bytes a process, unless ``LABELHUB_SPANS_CACHE_BYTES`` says otherwise (its default).
-DEFAULT_CACHE_BYTES = 64 * 2 ** 20
+#: The token encoder's cache, bytes a process: ``LABELHUB_SPANS_CACHE_BYTES``'s default (kept in the settings).
+DEFAULT_CACHE_BYTES = Settings.spans_cache_bytes
 
 _OPENERS = {"(": ")", "[": "]", "{": "}", "<": ">", "«": "»", "“": "”", "‘": "’", "„": "“"}
 _CLOSERS = {v: k for k, v in _OPENERS.items()}
