@@ -100,6 +100,7 @@ from labelhub.backend.labelstudio_api import LabelStudioClient, ProjectInfo, Tas
 from labelhub.backend.labelstudio_api import PredictionRow  # noqa: F401 (in the examples)
 from labelhub.backend.model import normalize_predictions
 from labelhub.cli_options import progress_bar
+from labelhub.label_config import prediction_errors
 from labelhub.redaction import one_line, redact
 from labelhub.errors import LabelHubError, LabelStudioError, NotFoundError
 
@@ -318,12 +319,14 @@ def run_batch(host: JobHost, api: LabelStudioClient, project: ProjectInfo, task_
     stored last, so a ``PROJECT_UPDATED`` the trainer applied during a job is followed by its next batch; refreshed
     from ``MODEL_DIR``) as Label Studio's tasks (``{"id", "data"}``, :data:`PREDICT_CHUNK` per call); what it
     answers is normalized (:func:`labelhub.backend.model.normalize_predictions`), and a task with an ``error``
-    (its media did not load) is not written, nor, while the model has learned nothing (:func:`learned_nothing`), is
-    an empty prediction (``result: []``, counted in :attr:`BatchResult.empty`): it shows nothing, and its score 0.0
-    would put the task first when the Data Manager sorts by "Prediction score"; a later run, after a fit, predicts
-    those tasks. (A fitted model's empty answer, no span in a text, is written.) A write that fails or gets no answer
-    is followed by a read of its tasks; only those without the prediction are sent again (at most
-    :data:`WRITE_ATTEMPTS` times).
+    (its media did not load) is not written, nor one that does not fit the label config
+    (:func:`labelhub.label_config.prediction_errors`, Label Studio's own check: it counts as failed, with the
+    check's reason, whichever way Label Studio imports predictions), nor, while the model has learned nothing
+    (:func:`learned_nothing`), is an empty prediction (``result: []``, counted in :attr:`BatchResult.empty`): it
+    shows nothing, and its score 0.0 would put the task first when the Data Manager sorts by "Prediction score"; a
+    later run, after a fit, predicts those tasks. (A fitted model's empty answer, no span in a text, is written.) A
+    write that fails or gets no answer is followed by a read of its tasks; only those without the prediction are sent
+    again (at most :data:`WRITE_ATTEMPTS` times).
 
     Args:
         host: The backend (models, metrics).
@@ -346,8 +349,8 @@ def run_batch(host: JobHost, api: LabelStudioClient, project: ProjectInfo, task_
     result = BatchResult()
     task_ids = list(dict.fromkeys(int(tid) for tid in task_ids))  # a task predicted twice would count twice
     fresh = {t.id: t for t in api.tasks(project.id, task_ids)}
-    stored = host.store.project(project.key).project().get("label_config")
-    model = host.models.get(project.key, stored or project.label_config)  # the job's copy may be older than stored
+    label_config = host.store.project(project.key).project().get("label_config") or project.label_config
+    model = host.models.get(project.key, label_config)  # the job's copy may be older than the one stored
     model.refresh()
     version = model.model_version
     unlearned = learned_nothing(model)
@@ -380,8 +383,13 @@ def run_batch(host: JobHost, api: LabelStudioClient, project: ProjectInfo, task_
             if written_version != version and not needs_prediction(task, written_version):
                 result.skipped.append(task.id)  # the model answered another version, which the task has
                 continue
-            items.append({"task": task.id, "result": pred["result"], "score": pred["score"],
-                          "model_version": written_version})
+            item = {"task": task.id, "result": pred["result"], "score": pred["score"], "model_version": written_version}
+            unfit = prediction_errors(label_config, item)
+            if unfit:  # Label Studio would drop it, or store it unchecked (see prediction_errors)
+                result.failed[task.id] = one_line(f"the prediction does not fit the label config: {'; '.join(unfit)}",
+                                                  300)
+                continue
+            items.append(item)
             result.model_version = written_version
             if written_version not in result.versions:
                 result.versions.append(written_version)

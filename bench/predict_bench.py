@@ -9,7 +9,9 @@ events posted to the backend's ``/webhook``, the trainer run once, as the backen
    terminal) predicts every task: time and tasks/s; then every task is checked to hold exactly one
    prediction of the version.
    With ``--efficient-import`` Label Studio runs with its memory-efficient prediction import (a feature
-   flag, off by default in 1.23), which recounts only the tasks imported instead of the whole project.
+   flag, off by default in 1.23, on in the Label Studio that ``labelhub demo``, the compose file and the tests
+   start: :data:`labelhub.sync.labelstudio.server.EFFICIENT_IMPORT_FLAG`), which recounts only the tasks imported
+   instead of the whole project; without it, Label Studio's default.
 2. The model is trained on more annotations (a new version), ``labelhub predict`` is started again and
    SIGKILLed once about half of the tasks are written (``--kill-at``); the re-run goes on, and every task
    is checked to hold exactly one prediction of the new version (and still one of the old).
@@ -45,12 +47,12 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from labelhub.sync.labelstudio.server import EFFICIENT_IMPORT_FLAG  # noqa: E402
 from tests.backend_fixtures import TEXT_CONFIG, annotation_event, rotten_tomatoes  # noqa: E402
 from tests.labelstudio import LabelStudioServer, ensure_template  # noqa: E402
 
 
 #: Label Studio 1.23's switch (off by default) for a prediction import that recounts only the tasks it touches.
-EFFICIENT_IMPORT_FLAG = "fflag_fix_back_4620_memory_efficient_predictions_import_08012025_short"
 
 
 def per_task(url: str, token: str, project_id: int) -> dict[str, Counter]:
@@ -97,13 +99,12 @@ def main() -> None:
     from labelhub.backend.app import create_app
 
     ensure_template()
-    if args.efficient_import:
-        os.environ[EFFICIENT_IMPORT_FLAG] = "true"  # Label Studio reads feature flags from its environment first
     snippets = rotten_tomatoes()
     rows = [(f"{text} (review {i})", label)
             for i, (text, label) in ((i, snippets[i % len(snippets)]) for i in range(args.tasks))]
     with tempfile.TemporaryDirectory(prefix="labelhub-predict-bench-") as tmp, \
-            LabelStudioServer(Path(tmp) / "label-studio") as ls:
+            LabelStudioServer(Path(tmp) / "label-studio",
+                              settings={EFFICIENT_IMPORT_FLAG: "true" if args.efficient_import else "false"}) as ls:
         client = ls.client()
         project = client.projects.create(title="predict bench", label_config=TEXT_CONFIG)
         started = time.monotonic()

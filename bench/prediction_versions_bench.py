@@ -25,7 +25,6 @@ compare those of one run.
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import statistics
 import sys
@@ -42,7 +41,6 @@ sys.path.insert(0, str(ROOT))
 from tests.backend_fixtures import TEXT_CLASSES, TEXT_CONFIG  # noqa: E402
 from tests.labelstudio import LabelStudioServer, ensure_template  # noqa: E402
 
-EFFICIENT_IMPORT_FLAG = "fflag_fix_back_4620_memory_efficient_predictions_import_08012025_short"
 REPORTED = (1, 2, 5, 10, 20, 30, 50, 100)
 
 
@@ -53,7 +51,6 @@ def main() -> None:
     parser.add_argument("--deletes", type=int, default=3, help="older versions to delete, oldest first")
     args = parser.parse_args()
     ensure_template()
-    os.environ[EFFICIENT_IMPORT_FLAG] = "true"  # Label Studio reads feature flags from its environment first
     rng = random.Random(0)
     with tempfile.TemporaryDirectory(prefix="labelhub-versions-bench-") as tmp, \
             LabelStudioServer(Path(tmp) / "label-studio") as ls:

@@ -33,8 +33,6 @@ from labelhub.sync.demo.sample_data import FASHION_MNIST_CLASSES, fashion_mnist,
 from tests.backend_fixtures import IMAGE_CONFIG, annotation_event  # noqa: E402
 from tests.labelstudio import LabelStudioServer, ensure_template  # noqa: E402
 
-EFFICIENT_IMPORT_FLAG = "fflag_fix_back_4620_memory_efficient_predictions_import_08012025_short"
-
 
 def upload(ls: LabelStudioServer, project_id: int, pngs: list[bytes]) -> None:
     """Upload ``pngs`` as image files, 100 a request (Django takes at most 100 files a request)."""
@@ -94,7 +92,6 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=3000)
     parser.add_argument("--lru", type=int, default=1000, help="LABELHUB_EMBEDDING_CACHE_SIZE of the worker")
     args = parser.parse_args()
-    os.environ[EFFICIENT_IMPORT_FLAG] = "true"  # Label Studio reads feature flags from its environment first
     os.environ.setdefault("TQDM_DISABLE", "1")
     ensure_template()
     images, _ = fashion_mnist("train", args.tasks)

@@ -9,7 +9,8 @@ task's ``data`` (``image``). Tags: https://labelstud.io/tags/; parser:
 Who asks what:
 
 - the backend: :func:`parse_label_config` (every control and object tag), :func:`parsed_label_config`
-  (label-studio-ml's shape, for models written for it), :func:`choices_spec` (the default model);
+  (label-studio-ml's shape, for models written for it), :func:`choices_spec` (the default model),
+  :func:`prediction_errors` (a prediction job's check before it writes);
 - the sync: :func:`data_field` (the object tag a repo file fills), :func:`task_data_keys` (every key Label Studio
   requires in a task's data) and :func:`control_tags`.
 
@@ -29,7 +30,8 @@ from labelhub.errors import LabelConfigError
 from labelhub.redaction import one_line
 
 __all__ = ["ObjectTag", "ControlTag", "ChoicesSpec", "ControlSpec", "DataField", "parse_label_config",
-           "parsed_label_config", "choices_spec", "control_specs", "data_field", "task_data_keys", "control_tags",
+           "parsed_label_config", "prediction_errors", "choices_spec", "control_specs", "data_field", "task_data_keys",
+           "control_tags",
            "URL_TAGS", "TEXT_TAGS", "DEFAULT_INCLUDE"]
 
 #: Object tags whose task data is a file's URL.
@@ -181,16 +183,22 @@ class _Parsed:
 
 
 @cached(LRUCache(maxsize=128), lock=threading.Lock())
-def _parse(label_config: str) -> _Parsed:
+def _interface(label_config: str):
+    """label-studio-sdk's ``LabelInterface`` of ``label_config``, one per distinct XML (raises LabelConfigError)."""
     from label_studio_sdk.label_interface import LabelInterface
 
     if not isinstance(label_config, str) or not label_config.strip():
         raise LabelConfigError("the label config is empty")
     try:
-        interface = LabelInterface(label_config)
+        return LabelInterface(label_config)
     except Exception as exc:  # the SDK raises its own XML syntax and validation errors
         reason = one_line(exc)  # one line: lxml's messages may hold a newline
         raise LabelConfigError(f"the label config is not valid XML: {reason[:300]}") from None
+
+
+@cached(LRUCache(maxsize=128), lock=threading.Lock())
+def _parse(label_config: str) -> _Parsed:
+    interface = _interface(label_config)
     objects = []
     for obj in interface.objects:
         value = obj.attr.get("value") or ""
@@ -224,6 +232,35 @@ def parse_label_config(label_config: str) -> tuple[list[ControlTag], dict[str, O
     """
     parsed = _parse(label_config)
     return list(parsed.controls), {o.name: o for o in parsed.objects}
+
+
+def prediction_errors(label_config: str, prediction: dict) -> list[str]:
+    """Why Label Studio would not store ``prediction`` in a project of ``label_config``; ``[]`` when it would.
+
+    The check Label Studio (1.22 and later) runs on each prediction of ``POST /api/projects/<id>/import/predictions``
+    in its default path (``ImportPredictionsAPI._create_legacy`` in ``label_studio/data_import/api.py``), which
+    drops a prediction that fails it: label-studio-sdk's ``LabelInterface.validate_prediction``, the same package
+    and version Label Studio 1.23.2 pins. Its other path (the feature flag
+    ``fflag_fix_back_4620_memory_efficient_predictions_import_08012025_short``, see the README) stores predictions
+    unchecked, so the backend checks them itself before it writes.
+
+    Args:
+        prediction: ``{"result": [{"from_name", "to_name", "type", "value"}, ...], "score": s, ...}``
+            (https://labelstud.io/guide/predictions).
+
+    Returns:
+        The SDK's reasons, e.g. ``["Region 0: Invalid value for control 'label'. Got: {'choices': ['x']}. ..."]``;
+        an exception of the validator is a reason too (``"error validating the prediction: ..."``), as Label
+        Studio counts it.
+
+    Raises:
+        LabelConfigError: When the XML is empty or does not parse.
+    """
+    interface = _interface(label_config)
+    try:
+        return list(interface.validate_prediction(prediction, return_errors=True) or [])
+    except Exception as exc:  # the SDK's checks raise on shapes they do not expect
+        return [f"error validating the prediction: {one_line(exc)[:300]}"]
 
 
 def parsed_label_config(label_config: str) -> dict:

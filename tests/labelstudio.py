@@ -63,9 +63,11 @@ class LabelStudioServer(labelstudio_server.LabelStudioServer):
     """
 
     def __init__(self, data_dir: Path, port: int | None = None, template: Path | None = TEMPLATE_DB,
-                 create_personal_token: bool = True):
+                 create_personal_token: bool = True, settings: dict[str, str] | None = None):
+        """``settings``: more environment variables for Label Studio, over :data:`ML_TIMEOUTS` (a bench starts it
+        with its default prediction import: ``{EFFICIENT_IMPORT_FLAG: "false"}``)."""
         super().__init__(data_dir, USERNAME, PASSWORD, LEGACY_TOKEN, SECRET_KEY, port=port, template=template,
-                         create_personal_token=create_personal_token, settings=ML_TIMEOUTS)
+                         create_personal_token=create_personal_token, settings={**ML_TIMEOUTS, **(settings or {})})
 
     def start(self, timeout: float = 180) -> "LabelStudioServer":
         """Start the server (installing Label Studio first if needed; a new folder's database from the template, its

@@ -313,14 +313,15 @@ def test_task_ids_the_project_lacks_are_named_in_a_warning(label_studio, project
 
 
 class _UnknownChoiceModel(LabelStudioMLBase):
-    """Answers a choice the label config does not have: Label Studio drops such predictions."""
+    """Answers a choice the label config does not have: Label Studio drops such predictions (or, with its
+    memory-efficient import flag, stores them unchecked), so the job does not write them."""
 
     def predict(self, tasks, context=None, **kwargs):
         return [{"result": [{"from_name": "label", "to_name": "text", "type": "choices",
                              "value": {"choices": ["no such class"]}}], "score": 0.5} for _ in tasks]
 
 
-def test_predictions_label_studio_drops_count_as_failed_and_exit_1(label_studio, tmp_path):
+def test_predictions_that_do_not_fit_the_label_config_count_as_failed_and_exit_1(label_studio, tmp_path):
     client = label_studio.client()
     project = client.projects.create(title="labelhub predict dropped", label_config=TEXT_CONFIG)
     source, _ = text_tasks(3)
@@ -333,7 +334,9 @@ def test_predictions_label_studio_drops_count_as_failed_and_exit_1(label_studio,
     answer = _cli("predict", "--project", str(project.id), env=env)
     assert answer.exit_code == 1
     assert "0 predictions of 0.0.1 written, 0 skipped, 3 failed" in answer.output
-    assert "Error: 3 task(s) not written" in answer.output and "dropped the prediction" in answer.output
+    assert "Error: 3 task(s) not written" in answer.output, answer.output
+    assert ("the prediction does not fit the label config: Region 0: Invalid value for control 'label'. "
+            "Got: {'choices': ['no such class']}") in answer.output, answer.output
     # found by a walkthrough: it asked Label Studio to select a version without predictions (a 400 in the log)
     # and advised --select-version, which would fail the same way
     assert "could not select" not in answer.output and "--select-version" not in answer.output, answer.output
