@@ -35,7 +35,8 @@ from labelhub.backend.app import create_app
 from labelhub.backend.events import apply_event
 from labelhub.backend.settings import Settings
 from labelhub.errors import LabelConfigError
-from labelhub.label_config import choices_spec, control_tags, data_field, parse_label_config, parsed_label_config
+from labelhub.label_config import (choices_spec, control_tags, data_field, parse_label_config, parsed_label_config,
+                                   prediction_errors)
 from labelhub.sync.labels.coco_file import read_coco
 from labelhub.sync.labels.csv_file import read_labels_csv
 from labelhub.sync.labels.importer import build_labeled_task
@@ -409,11 +410,35 @@ xmlish = st.recursive(st.one_of(st.text(max_size=6), st.sampled_from(["<!-- c --
 @example(config="<View>\x00</View>")  # found by CI: lxml's message for a NUL character spans two lines
 def test_label_configs_parse_or_raise_label_config_error(config):
     for reader in (parse_label_config, parsed_label_config, choices_spec, data_field, control_tags,
-                   ProjectLabels.from_config):
+                   ProjectLabels.from_config, lambda c: prediction_errors(c, {"result": []})):
         try:
             reader(config)
         except LabelConfigError as exc:
             assert str(exc) and "\n" not in str(exc)
+
+
+regions = st.fixed_dictionaries({"from_name": st.sampled_from(["kind", "box", "image", "nope"]) | json_values,
+                                  "to_name": st.sampled_from(["image", "kind"]) | json_values,
+                                  "type": st.sampled_from(["choices", "rectanglelabels", "textarea"]) | json_values,
+                                  "value": st.fixed_dictionaries({}, optional={
+                                      "choices": st.lists(st.sampled_from(["Bag", "Coat", "x"]), max_size=3),
+                                      "rectanglelabels": st.lists(st.sampled_from(["Bag", "Sneaker", "x"]), max_size=2),
+                                      "x": st.floats(allow_nan=False) | json_values,
+                                      "y": st.integers(), "width": st.just(10), "height": st.just(10)}) | json_values},
+                                 optional={"id": st.text(max_size=4)})
+
+
+@PROPERTY
+@given(prediction=st.one_of(st.fixed_dictionaries({"result": st.lists(regions, max_size=3) | json_values},
+                                                  optional={"score": json_values}), json_values))
+@example(prediction={"result": [{"from_name": "kind", "to_name": "image", "type": "choices",
+                                 "value": {"choices": ["Bag"]}}], "score": 0.5})
+def test_any_prediction_is_stored_as_fit_or_gets_the_reasons_it_does_not_fit_the_label_config(prediction):
+    reasons = prediction_errors(LABEL_CONFIG, prediction)  # what the backend checks before it writes
+    assert isinstance(reasons, list) and all(isinstance(r, str) and r for r in reasons)
+    regions_ = prediction.get("result") if isinstance(prediction, dict) else None
+    if regions_ == [{"from_name": "kind", "to_name": "image", "type": "choices", "value": {"choices": ["Bag"]}}]:
+        assert reasons == []
 
 
 # labels files -----------------------------------------------------------------------------------------------
