@@ -52,9 +52,6 @@ from tests.backend_fixtures import TEXT_CONFIG, annotation_event, rotten_tomatoe
 from tests.labelstudio import LabelStudioServer, ensure_template  # noqa: E402
 
 
-#: Label Studio 1.23's switch (off by default) for a prediction import that recounts only the tasks it touches.
-
-
 def per_task(url: str, token: str, project_id: int) -> dict[str, Counter]:
     """``{version: Counter(predictions of it per task → number of tasks)}`` over every task of the project."""
     tasks, page = [], 1
