@@ -436,8 +436,8 @@ regions = st.fixed_dictionaries({"from_name": st.sampled_from(["kind", "box", "i
 def test_any_prediction_is_stored_as_fit_or_gets_the_reasons_it_does_not_fit_the_label_config(prediction):
     reasons = prediction_errors(LABEL_CONFIG, prediction)  # what the backend checks before it writes
     assert isinstance(reasons, list) and all(isinstance(r, str) and r for r in reasons)
-    regions_ = prediction.get("result") if isinstance(prediction, dict) else None
-    if regions_ == [{"from_name": "kind", "to_name": "image", "type": "choices", "value": {"choices": ["Bag"]}}]:
+    fitting = [{"from_name": "kind", "to_name": "image", "type": "choices", "value": {"choices": ["Bag"]}}]
+    if isinstance(prediction, dict) and prediction.get("result") == fitting:
         assert reasons == []
 
 
