@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 from labelhub.backend.app import create_app
 from labelhub.backend.job_status import BatchResult, JobStatus, latest_status, read_statuses
-from labelhub.backend.jobs import _newest, plan
+from labelhub.backend.jobs import _newest, _write, plan
 from labelhub.backend.labelstudio_api import PredictionRow, TaskRow
 from labelhub.backend.model import LabelStudioMLBase
 from labelhub.backend.retire import superseded
@@ -344,6 +344,30 @@ def test_predictions_that_do_not_fit_the_label_config_count_as_failed_and_exit_1
     assert not any(_predictions(label_studio, project.id).values())
     status = latest_status(tmp_path, project.id)
     assert (status.state, status.failed, len(status.failures)) == ("done", 3, 3)
+
+
+class _DroppingLabelStudio:
+    """Creates the prediction of task 1 only and answers the short count, as Label Studio's default import does for
+    one it drops (the backend's own check, above, now catches a prediction that does not fit before it is sent)."""
+
+    def __init__(self):
+        self.calls = []
+
+    def import_predictions(self, project_id, predictions):
+        self.calls.append([p["task"] for p in predictions])
+        return sum(1 for p in predictions if p["task"] == 1)
+
+    def tasks(self, project_id, task_ids):
+        return [TaskRow(tid, {}, predictions=(PredictionRow(tid * 10, "v1", 0.5),) if tid == 1 else ())
+                for tid in task_ids]
+
+
+def test_a_short_count_from_label_studio_fails_the_tasks_without_the_prediction_once_not_retried():
+    api, result = _DroppingLabelStudio(), BatchResult()
+    _write(api, 7, [{"task": t, "result": [], "score": 0.5, "model_version": "v1"} for t in (1, 2)], result,
+           sleep=lambda _: pytest.fail("a dropped prediction is not sent again"))
+    assert api.calls == [[1, 2]] and result.written == [1]
+    assert list(result.failed) == [2] and "Label Studio dropped the prediction" in result.failed[2]
 
 
 def test_unknown_project_or_model_dir_is_one_line_error_without_the_key(label_studio, project, tmp_path):
