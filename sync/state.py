@@ -204,6 +204,15 @@ class SyncState:
             self.db.execute("BEGIN IMMEDIATE")
             yield
 
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """One read transaction (``BEGIN``): every query of this connection in the block sees the file as it was at
+        the first of them, whatever other connections (the webhook receiver's) write meanwhile; SQLite's isolation in
+        WAL mode, https://sqlite.org/isolation.html. Writers are not blocked."""
+        with self.db:
+            self.db.execute("BEGIN")
+            yield
+
     def _write(self, sql: str, rows: Iterable[tuple]) -> int:
         """Run ``sql`` for each of ``rows`` in one transaction; returns the rows it changed."""
         with self._transaction():
@@ -379,6 +388,11 @@ class SyncState:
                 "UPDATE annotations SET deleted=1 WHERE project_id=? AND task_id=? AND deleted=0",
                 [(self.key[0], task_id) for task_id in task_ids])
             return cursor.rowcount
+
+    def live_annotation_count(self) -> int:
+        """How many stored annotations are not deleted."""
+        return self.db.execute("SELECT count(*) FROM annotations WHERE project_id=? AND deleted=0",
+                               self.key[:1]).fetchone()[0]
 
     def live_annotations(self) -> list[tuple[dict, dict]]:
         """``[(task, annotation)]`` of every stored annotation not deleted, with the task's data; an annotation

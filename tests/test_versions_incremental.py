@@ -306,6 +306,43 @@ def test_an_annotation_changed_while_its_row_is_made_is_exported_as_it_is_now(tm
     assert changed and list(built.frame["kind"]) == ["b"]
 
 
+def test_an_annotation_changed_after_the_rows_are_made_is_in_the_version_as_it_is_now(tmp_path, monkeypatch):
+    """A webhook that changes *another* annotation while an export makes its rows drops that annotation's stored row
+    after the export looked for rows to make: the version must still hold it (found by an audit: it was left out,
+    and the version counted it as removed)."""
+    from labelhub.sync.annotations.intake import AnnotationIntake
+    from labelhub.sync.state import SyncState
+    from labelhub.sync.versions import incremental
+
+    state = SyncState(tmp_path / "s.sqlite3", 1, "o/r")
+    receiver = AnnotationIntake(None, SyncState(tmp_path / "s.sqlite3", 1, "o/r"))  # its own connection
+
+    def event(action, annotation_id, label, second):
+        task = {"id": annotation_id, "data": {"image": f"https://example.test/{annotation_id}.png"}}
+        receiver.apply_event(action, {"task": task, "annotation": {
+            "id": annotation_id, "task": annotation_id, "completed_by": 7,
+            "updated_at": f"2026-01-01T00:00:0{second}.000000Z",
+            "result": [{"from_name": "kind", "to_name": "image", "type": "choices", "value": {"choices": [label]}}]}})
+
+    event("ANNOTATION_CREATED", 100, "a", 0)
+    event("ANNOTATION_CREATED", 101, "a", 0)
+    assert len(incremental.build_rows(state, {"kind": "Choices"}, "image").frame) == 2
+    event("ANNOTATION_UPDATED", 100, "b", 1)  # the export makes 100's row again...
+    row = incremental.annotation_row
+    changed = []
+
+    def racing(*args, **kwargs):
+        made = row(*args, **kwargs)
+        if not changed:  # ...and meanwhile another annotator re-saves 101
+            changed.append(event("ANNOTATION_UPDATED", 101, "c", 2))
+        return made
+
+    monkeypatch.setattr(incremental, "annotation_row", racing)
+    built = incremental.build_rows(state, {"kind": "Choices"}, "image")
+    assert changed
+    assert dict(zip(built.frame["annotation_id"], built.frame["kind"])) == {100: "b", 101: "c"}
+
+
 def test_labels_the_config_lacks_follow_its_labels_in_the_class_label_so_the_version_loads():
     """Label Studio's API takes a choice the config does not name; a ClassLabel without it fails load_dataset."""
     from labelhub.label_config import data_field

@@ -292,7 +292,7 @@ class VersionFiles:
 
 #: Held by a whole build: two threads exporting one state's versions would otherwise change one build's stores.
 _LOCK = threading.RLock()
-#: Rounds of making the rows whose annotations changed while they were made (:func:`_store_rows`).
+#: Rounds of making the rows whose annotations changed while they were made or read (:func:`_export_rows`).
 STORE_ATTEMPTS = 3
 #: The last build of each state (path, project, repo): a few, so that tests with many states stay small.
 _BUILDS: cachetools.LRUCache = cachetools.LRUCache(maxsize=4)
@@ -316,22 +316,39 @@ def _store_rows(state: SyncState, controls: Mapping[str, str], value_key: str, c
     """Make and store the rows of the annotations that have none (new, changed, or made with another config).
 
     A row whose annotation or task a webhook changed while it was made is not stored
-    (:meth:`~labelhub.sync.state.SyncState.store_rows`); those are made again at once, so the version holds every
-    live annotation, each as it is now.
+    (:meth:`~labelhub.sync.state.SyncState.store_rows`): :func:`_export_rows` makes it again.
+    """
+    made, made_from = [], []
+    for task, annotation, stamp in state.live_annotations_without_row(config):
+        row = annotation_row(task, annotation, controls, value_key, {})
+        reference = annotation_reference(annotation)
+        del row["annotator"]
+        text = json.dumps(row, sort_keys=True, default=str)
+        made.append((row["annotation_id"], text, hashlib.sha256(text.encode()).hexdigest(), reference,
+                     content_key(row, value_key, task.get("data") or {})))
+        made_from.append(stamp)
+    state.store_rows(made, made_from)
+
+
+def _export_rows(state: SyncState, controls: Mapping[str, str], value_key: str,
+                 config: str) -> list[tuple[str, str, str, str | None]]:
+    """The stored row of every live annotation (:meth:`~labelhub.sync.state.SyncState.export_rows`), once each has one.
+
+    A webhook that changes an annotation drops its stored row, also after :func:`_store_rows` made the rows and
+    before they are read; so the rows are read with the count of live annotations in one snapshot, and made again
+    while some lack theirs: the version holds every live annotation, each as it is now (a version that left one
+    out would count it as removed, then added again; found by an audit, 2026-12-07).
     """
     for _ in range(STORE_ATTEMPTS):
-        made, made_from = [], []
-        for task, annotation, stamp in state.live_annotations_without_row(config):
-            row = annotation_row(task, annotation, controls, value_key, {})
-            reference = annotation_reference(annotation)
-            del row["annotator"]
-            text = json.dumps(row, sort_keys=True, default=str)
-            made.append((row["annotation_id"], text, hashlib.sha256(text.encode()).hexdigest(), reference,
-                         content_key(row, value_key, task.get("data") or {})))
-            made_from.append(stamp)
-        if state.store_rows(made, made_from) == len(made):
-            return
-    log.warning("annotations kept changing while their export rows were made: the next export takes them")
+        _store_rows(state, controls, value_key, config)
+        with state.snapshot():
+            stored = state.export_rows()
+            live = state.live_annotation_count()
+        if len(stored) == live:
+            return stored
+    log.warning("annotations kept changing while their export rows were made: the next export takes %d of them",
+                live - len(stored))
+    return stored
 
 
 def build_rows(state: SyncState, controls: Mapping[str, str], value_key: str) -> VersionRows:
@@ -355,8 +372,7 @@ def build_rows(state: SyncState, controls: Mapping[str, str], value_key: str) ->
     """
     config = json.dumps([controls, value_key, ROW_FORMAT, CONTENT_FORMAT], sort_keys=True)
     with _LOCK:
-        _store_rows(state, controls, value_key, config)
-        stored = state.export_rows()
+        stored = _export_rows(state, controls, value_key, config)
         users = {str(k): v for k, v in state.users().items()}
         texts, row_hash, references, content = (_objects(list(map(itemgetter(i), stored))) for i in range(4))
         _fill_content_hashes(state, texts, row_hash, content, value_key)
