@@ -100,6 +100,17 @@ def test_lost_answer_to_a_commit_that_landed_creates_no_second_commit(setup):
     assert commit_titles(repo_id).count("annotations v1: +4 ~0 -0") == 1
 
 
+def test_a_commit_that_landed_but_was_answered_502_creates_no_second_commit(setup):
+    """A gateway's 5xx after the Hub wrote the commit: the retry on the same parent is refused (412), and the
+    export must find its own commit by its export id, not commit the version again on top of it (found by an
+    audit: two ``annotations v1`` commits, the tag on the second)."""
+    exporter, hub, repo_id, *_ = setup
+    hub.faults.add(method="POST", path=r"/commit/", kind="502_after")
+    version = exporter.export()
+    assert version.number == 1 and hub.head(repo_id, "annotations-v1") == version.commit
+    assert commit_titles(repo_id).count("annotations v1: +4 ~0 -0") == 1
+
+
 def test_lost_request_is_committed_again(setup):
     exporter, hub, repo_id, *_ = setup
     hub.faults.add(method="POST", path=r"/commit/", kind="drop_before")

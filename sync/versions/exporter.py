@@ -1219,14 +1219,14 @@ class Exporter:
         reads the refs again (one call) and rebuilds the files on the new head (at most 10 times); a series
         that got the version ``number`` (or a later one) meanwhile, or for a state's ``first`` version any
         version, raises :class:`_Renumber` instead (the export adopts it and numbers again). 429/5xx and lost answers are retried by
-        :func:`labelhub.retry.hub_retrying` (``max_attempts``, ``Retry-After`` honoured), a lost answer first
-        looked up by its export id."""
-        conflicts = 0
+        :func:`labelhub.retry.hub_retrying` (``max_attempts``, ``Retry-After`` honoured), a lost answer, and a
+        conflict after a failed call, first looked up by its export id (:meth:`_commit_once`)."""
+        conflicts, failed = 0, []
         while True:
             files = self._files(number, export_id, frame, csv, summary, change, told, parent)
             try:
                 sha = hub_retrying(self.max_attempts, f"commit of v{number}", self.sleep)(
-                    self._commit_once, files, message, description, parent, export_id)
+                    self._commit_once, files, message, description, parent, export_id, failed)
                 return sha, parent, files
             except (CommitConflict, RevisionNotFound) as exc:
                 conflicts += 1
@@ -1258,14 +1258,21 @@ class Exporter:
         return bool(self.repo.local) and old != head and not self.repo.is_ancestor(old, head)
 
     def _commit_once(self, files: dict[str, bytes], message: str, description: str, parent: str,
-                     export_id: str) -> str:
-        """One commit call; a lost answer is looked up by ``export_id`` before it counts as a failure."""
+                     export_id: str, failed: list[BaseException]) -> str:
+        """One commit call; a lost answer is looked up by ``export_id`` before it counts as a failure, and so is a
+        conflict after a failed call of this export (``failed``, which this call extends): a 5xx may come from a
+        gateway that gave up while the Hub wrote the commit, and the retry on the same parent is then refused with
+        412 because of our own commit (found by an audit: the version was committed twice)."""
         try:
             return self.repo.commit(files, message, description, parent, self.revision)
-        except AmbiguousCommit:
-            landed = self.repo.find_commit(f"{EXPORT_ID_KEY}: {export_id}", self.revision)
-            if landed:
-                return landed
+        except (AmbiguousCommit, TransientHubError, CommitConflict) as exc:
+            conflict = isinstance(exc, CommitConflict)  # nothing committed: only a failed call before may have
+            if isinstance(exc, AmbiguousCommit) or (conflict and failed):
+                landed = self.repo.find_commit(f"{EXPORT_ID_KEY}: {export_id}", self.revision)
+                if landed:
+                    return landed
+            if not conflict:
+                failed.append(exc)
             raise
 
     def _tag(self, number: int, sha: str, summary: dict, card: str | None = None,

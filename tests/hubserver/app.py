@@ -119,7 +119,10 @@ class HubApp:
         if fault is not None and fault.kind == "drop_before":
             request.get_data()
             _drop_connection(environ)
-        if fault is not None and fault.kind != "drop":
+        if fault is not None and fault.kind == "502_after":
+            self.handle(request)  # processed; the answer is lost behind a gateway's
+            response = HubError(502, "Injected fault: HTTP 502 after processing").response()
+        elif fault is not None and fault.kind != "drop":
             headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}
             response = HubError(int(fault.kind), f"Injected fault: HTTP {fault.kind}", headers=headers).response()
         else:

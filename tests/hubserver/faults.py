@@ -11,6 +11,8 @@ Kinds:
 - `"drop"`: the request IS processed (a commit lands) then the connection is closed without an
   answer: the client sees `httpx2.RemoteProtocolError` (an ambiguous failure).
 - `"drop_before"`: the body is read, then the connection is closed without processing anything.
+- `"502_after"`: the request IS processed (a commit lands), then answered 502, as a gateway that timed out while
+  the Hub wrote the commit would answer: the client sees a 5xx although the commit landed.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import threading
 from dataclasses import dataclass
 from typing import NamedTuple
 
-KINDS = ("drop", "drop_before")
+KINDS = ("drop", "drop_before", "502_after")
 
 
 @dataclass
@@ -51,7 +53,7 @@ class Faults:
         """Add a rule (see module doc for `kind`); returns it."""
         kind = str(kind)
         if kind not in KINDS and not (kind.isdigit() and 400 <= int(kind) <= 599):
-            raise ValueError(f"unknown fault kind {kind!r}: use an HTTP status, 'drop' or 'drop_before'")
+            raise ValueError(f"unknown fault kind {kind!r}: use an HTTP status, 'drop', 'drop_before' or '502_after'")
         fault = Fault(method, path, kind, count, retry_after)
         with self._lock:
             self._rules.append(fault)
