@@ -68,6 +68,9 @@ class ModelRegistry:
             **kwargs: Passed to the model class. ``extra_params`` (from ``/setup``) is stored with the
                 project when given and the model accepts it (with the label config); the stored one is passed
                 otherwise, so every worker and the trainer build the project's model with the same parameters.
+                Only a call given ``extra_params`` stores them: a model built from the stored ones never writes
+                them back, so a build that read them before a concurrent ``/setup`` stored new ones (a cache miss
+                of ``/predict``, a job's batch, the trainer) leaves the new ones in place.
 
         Returns:
             The model instance (its ``setup()`` has run).
@@ -85,9 +88,9 @@ class ModelRegistry:
                 raise InvalidPayloadError(
                     f"no label config is known for project {key}: send 'label_config' or call /setup first",
                     field="label_config")
-        stored = state.project()
-        if kwargs.get("extra_params") is None:
-            kwargs["extra_params"] = stored.get("extra_params")
+        given = kwargs.get("extra_params") is not None  # from /setup: stored below; else read, never written back
+        if not given:
+            kwargs["extra_params"] = state.project().get("extra_params")
         cache_key = (key, label_config, json.dumps(kwargs["extra_params"], sort_keys=True))
         with self._lock:
             model = self._models.get(cache_key)  # a hit counts as a use
@@ -97,8 +100,7 @@ class ModelRegistry:
             with self._lock:  # another thread may have made one meanwhile: keep the first
                 model = self._models.setdefault(cache_key, model)
         # every worker and the trainer build the project's model from these
-        state.update_project(label_config=label_config,
-                             **({"extra_params": kwargs["extra_params"]} if kwargs["extra_params"] is not None else {}))
+        state.update_project(label_config=label_config, **({"extra_params": kwargs["extra_params"]} if given else {}))
         return model
 
 

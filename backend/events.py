@@ -11,7 +11,9 @@ cost one fit.
 
 Applying events is idempotent and order-tolerant: annotations are upserted by id and an older
 ``updated_at`` never overwrites a newer one; deleted annotations and tasks leave tombstones, so a late
-``ANNOTATION_UPDATED`` of a deleted annotation is ignored; an event applied twice (crash between apply
+``ANNOTATION_UPDATED`` of a deleted annotation is ignored; a cancelled (skipped) annotation leaves training and
+its cancel's ``updated_at`` is kept (``cancelled`` in the training data), so an older event of it arriving late is
+ignored too, while a newer one that is not cancelled brings it back; an event applied twice (crash between apply
 and delete) changes nothing, and the default model does not refit on unchanged data.
 
 With ``LABELHUB_REDIS_URL`` the queue is a Redis list and the election a Redis lease
@@ -227,6 +229,13 @@ def _newer(a: Any, b: Any) -> bool:
 
 
 def _upsert(data: dict, ann: dict, task: dict | None) -> bool:
+    """Add or update one annotation (Label Studio's JSON) in ``data``, in the order of its ``updated_at``.
+
+    A cancelled (skipped) one leaves training, and its ``updated_at`` is kept in ``data["cancelled"]``
+    (``{annotation id: {"task", "updated_at"}}``, created when first needed), so that an older event of it applied
+    later is ignored, as one older than the stored version is; a newer event that is not cancelled brings it back.
+    Ids and tasks with a tombstone are ignored. Returns whether ``data`` changed; raises nothing.
+    """
     aid = str(ann.get("id"))
     tid = ann.get("task")
     if isinstance(tid, dict):
@@ -244,8 +253,19 @@ def _upsert(data: dict, ann: dict, task: dict | None) -> bool:
     old = data["annotations"].get(aid)
     if old is not None and _newer(old.get("updated_at"), ann.get("updated_at")):
         return changed  # an older version arrived late
+    cancel = (data.get("cancelled") or {}).get(aid)
+    if isinstance(cancel, dict) and _newer(cancel.get("updated_at"), ann.get("updated_at")):
+        return changed  # older than the annotation's cancel: it stays out of training
     if ann.get("was_cancelled"):
-        return data["annotations"].pop(aid, None) is not None or changed
+        changed |= data["annotations"].pop(aid, None) is not None
+        mark = {"task": tid, "updated_at": ann.get("updated_at")}
+        if cancel != mark:  # remembered, so that an older event of it arriving late does not bring it back
+            data.setdefault("cancelled", {})[aid] = mark
+            changed = True
+        return changed
+    if cancel is not None:  # un-cancelled by a newer event: its own updated_at orders what comes next
+        del data["cancelled"][aid]
+        changed = True
     new = {"task": tid, "result": ann.get("result") or [], "updated_at": ann.get("updated_at"),
            "ground_truth": bool(ann.get("ground_truth"))}
     if old != new:
@@ -280,6 +300,7 @@ def apply_event(data: dict, action: str, payload: dict) -> bool:
                 continue
             aid = str(ann.get("id"))
             changed |= data["annotations"].pop(aid, None) is not None
+            changed |= (data.get("cancelled") or {}).pop(aid, None) is not None  # the tombstone outranks it
             if aid not in data["tombstones"]:
                 data["tombstones"][aid] = time.time()
                 changed = True
@@ -292,6 +313,10 @@ def apply_event(data: dict, action: str, payload: dict) -> bool:
                 del data["annotations"][aid]
                 changed = True
             changed |= data["tasks"].pop(tid, None) is not None
+            cancels = data.get("cancelled") or {}
+            for aid in [a for a, mark in cancels.items() if isinstance(mark, dict) and mark.get("task") == tid]:
+                del cancels[aid]  # the task's tombstone outranks them
+                changed = True
             if f"task:{tid}" not in data["tombstones"]:
                 data["tombstones"][f"task:{tid}"] = time.time()
                 changed = True
@@ -732,7 +757,7 @@ class Trainer:
             if found is None:
                 return True
             # live (created while the listing ran): brought up to date; a cancelled one leaves training without a
-            # tombstone, so un-cancelling it brings it back
+            # tombstone (its cancel's updated_at is kept), so un-cancelling it brings it back
             kept.append(_upsert(data, found, None))
             return False
 

@@ -243,7 +243,9 @@ class ProjectState:
 
     # annotations.json -----------------------------------------------------------------------------
     def load_annotations(self) -> dict:
-        """The training data: ``{"annotations": {id: {...}}, "tombstones": {id: time}, "tasks": {id: data}}``."""
+        """The training data: ``{"annotations": {id: {...}}, "tombstones": {id: time}, "tasks": {id: data}}``, and
+        ``"cancelled": {id: {"task", "updated_at"}}`` once an annotation was cancelled (its cancel's time, which orders
+        the events of it that arrive late: :mod:`labelhub.backend.events`)."""
         try:
             data = json.loads((self.root / "annotations.json").read_bytes())
         except FileNotFoundError:
