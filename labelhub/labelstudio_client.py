@@ -15,7 +15,7 @@ connections), so connections are kept alive there.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
@@ -128,7 +128,7 @@ def list_tasks(client: "LabelStudio", call: Callable[[Callable[[], T]], T], atte
             items = page.items or []
             tasks += [convert(task) for task in items] if convert is not None else items
             totals.add(getattr(page.response, "total", None))
-            if not (items and page.has_next and page.get_next is not None) or _last(page, len(tasks), params):
+            if not (items and page.has_next and page.get_next is not None) or _last(page, len(tasks)):
                 break
             page = call(lambda: _next_page(page))  # the page before is dropped once the next one arrives
             if page is None:
@@ -141,13 +141,21 @@ def list_tasks(client: "LabelStudio", call: Callable[[Callable[[], T]], T], atte
     return Listing(tasks, held_still, first)
 
 
-def _last(page: Any, read: int, params: Mapping[str, Any]) -> bool:
-    """Whether the pages read so far (``read`` tasks, ``page`` the last) hold the whole list: a page shorter than the
-    page size, or as many tasks as the last page's ``total``. The SDK's pager says there is a next page after every
-    full one, and the page past the last answers 404, which Label Studio logs as an error with its traceback (at
-    every listing of the sync and the jobs)."""
-    size, total = params.get("page_size"), getattr(page.response, "total", None)
-    return bool(size and len(page.items) < size) or (isinstance(total, int) and read >= total)
+def _last(page: Any, read: int) -> bool:
+    """Whether the pages read so far (``read`` tasks, ``page`` the last) hold the whole list: as many tasks as the
+    last page's ``total`` (Label Studio's count of the query's tasks, on every page). The SDK's pager says there is
+    a next page after every page that has tasks, and the page past the last answers 404, which Label Studio logs as
+    an error with its traceback (at every listing of the sync and the jobs): the ``total`` ends the list one call
+    earlier. Without a ``total`` (not Label Studio 1.23's answer) the list ends at an empty page or that 404.
+
+    A page shorter than the ``page_size`` asked is not the last: Label Studio caps the page size at its
+    ``TASK_API_PAGE_SIZE_MAX`` setting (``TaskPagination.max_page_size`` in ``label_studio/data_manager/api.py``;
+    Django REST framework's ``PageNumberPagination.get_page_size`` takes the smaller), and each page then holds that
+    many tasks, the next page number the next ones. Taking a short page for the last listed 100 tasks of 250 with
+    ``TASK_API_PAGE_SIZE_MAX=100`` and said the listing held still (an audit). Uncapped, the last page is the one
+    that reaches the ``total``: as many calls as before."""
+    total = getattr(page.response, "total", None)
+    return isinstance(total, int) and not isinstance(total, bool) and read >= total
 
 
 def api_key_value(api_key: str, url: str = "") -> str:
