@@ -50,7 +50,8 @@ One cycle (:meth:`FileImporter.run`), through the crash-safe import ledger (:mod
    ones). A state of an older LabelHub recorded no blob id: its first cycle after the head moved checks every task
    once.
 
-The updates of steps 4 to 9 run a few at once and are recorded as they land (:meth:`FileImporter._update`); a task
+The updates of steps 4 to 9 run a few at once (a task's own one after the other: a file removed and back with another
+content gets its ``data`` and its ``meta`` updated) and are recorded as they land (:meth:`FileImporter._update`); a task
 deleted in Label Studio is recorded as such (its file is never imported again) and the cycle goes on. A file whose
 name a file URL cannot carry (a backslash, a control character) is left out with a warning.
 
@@ -827,7 +828,12 @@ class FileImporter:
         (:meth:`LabelStudioProject.tasks_fields`, a query per :data:`UPDATE_CHUNK` tasks), then updated with one call,
         :data:`UPDATE_WORKERS` calls at once, and each finished update is recorded in the ledger as it lands (every
         :data:`RECORD_EVERY` of them, one transaction), so that a restart redoes none that landed (a few at most,
-        which are idempotent). A task deleted in Label Studio (a 404 of the task) is recorded as deleted, said once
+        which are idempotent). Several updates of one task (a file removed, then back with another content: its
+        ``data`` follows the file and its ``meta`` loses the removal mark) run one after the other, in their order,
+        never at once: Label Studio's ``PATCH`` writes the whole task back (``Task.save()`` of the row it read), so
+        of two overlapping ones only the last write stays, and the ledger recorded both as landed. A later update of
+        a field an earlier one wrote reads the task again (:meth:`LabelStudioProject.update_data` with
+        ``current=None``). A task deleted in Label Studio (a 404 of the task) is recorded as deleted, said once
         in a warning naming it and its file, and the cycle goes on; a task recorded as deleted gets no call.
         Progress: a tqdm bar on a terminal, and a log line every :data:`LOG_EVERY` tasks. A URL update
         (``kind="url"``) whose task already shows the URL makes no call, nor does a metadata update
@@ -863,7 +869,7 @@ class FileImporter:
             done.clear()
             deleted.clear()
 
-        def apply(update: _Update, current: dict | None) -> None:
+        def apply(update: _Update, current: dict | None) -> bool:
             if update.kind == "data":
                 self.project.update_data(update.known.task_id, self._data(update.file, sha, table)["data"], current,
                                          stale)
@@ -872,7 +878,7 @@ class FileImporter:
                 columns = table.columns_for(path) if table else {}
                 columns = {k: v for k, v in columns.items() if k != self.field.value_key}
                 if current is not None and {**{k: v for k, v in current.items() if k not in stale}, **columns} == current:
-                    return
+                    return False
                 self.project.update_data(update.known.task_id, columns, current, stale)
             elif update.kind == "duplicate":
                 self.project.update_meta(update.known.task_id, {"hf_removed": True, "hf_removed_in": sha,
@@ -881,19 +887,39 @@ class FileImporter:
                 shown = current or {}
                 revision = shown.get("hf_revision") or update.known.revision
                 if not _SHA.fullmatch(str(revision)):
-                    return  # no commit to rebuild its URL from: left as it is
+                    return False  # no commit to rebuild its URL from: left as it is
                 try:
                     url = self.repo.file_url(revision, shown.get("hf_path") or update.key)
                 except ValueError:  # a name a signed URL cannot carry (see _url_ok): left as it is
-                    return
+                    return False
                 if current is not None and not self._url_stale(shown.get(self.field.value_key), url, update.record):
-                    return
+                    return False
                 self.project.update_data(update.known.task_id, {self.field.value_key: url}, current)
             else:
                 removed_in = update.record[2]
                 self.project.update_meta(update.known.task_id, {"hf_removed": removed_in is not None,
                                                                 "hf_removed_in": removed_in}, current)
             called.append(1)
+            return True
+
+        def apply_all(group: list[_Update], read: tuple[dict, dict] | None
+                      ) -> tuple[list[_Update], bool, BaseException | None]:
+            """Apply one task's updates in order: ``(those that landed, whether the task is gone, the error that
+            stopped them)``; the updates after a 404 or an error are not tried."""
+            landed: list[_Update] = []
+            written: set[int] = set()  # 0: data, 1: meta, written by an update of this group
+            for update in group:
+                which = 1 if update.kind in ("meta", "duplicate") else 0
+                current = None if read is None or which in written else read[which]
+                try:
+                    if apply(update, current):
+                        written.add(which)
+                except TaskNotFound:
+                    return landed, True, None
+                except Exception as exc:  # handed to the caller, which records what landed, then raises it
+                    return landed, False, exc
+                landed.append(update)
+            return landed, False, None
 
         total, finished = len(updates), 0
         live = [u for u in updates if not u.known.deleted]
@@ -905,22 +931,25 @@ class FileImporter:
                 for start in range(0, len(live), UPDATE_CHUNK):
                     chunk = live[start:start + UPDATE_CHUNK]
                     fields = self.project.tasks_fields([u.known.task_id for u in chunk])
-                    running: dict = {}
+                    by_task: dict[int, list[_Update]] = {}  # a task's updates, in order: one worker runs them
                     for update in chunk:
-                        read = fields.get(update.known.task_id)
-                        current = None if read is None else read[1 if update.kind in ("meta", "duplicate") else 0]
-                        running[pool.submit(apply, update, current)] = update
+                        by_task.setdefault(update.known.task_id, []).append(update)
+                    running = {pool.submit(apply_all, group, fields.get(task_id)): group
+                               for task_id, group in by_task.items()}
                     for future in as_completed(running):
-                        update = running[future]
-                        try:
-                            future.result()
-                        except TaskNotFound:
-                            deleted.append(update)
-                        done.append(update)
-                        finished += 1
-                        bar.update(1)
-                        if finished % LOG_EVERY == 0:
-                            log.info("%s: %d of %d", doing, finished, total)
+                        group = running[future]
+                        landed, gone, error = future.result()
+                        if gone:  # recorded as deleted, said once; the ledger still follows its file
+                            deleted.append(group[len(landed)])
+                            landed = group
+                        done.extend(landed)
+                        if error is not None:
+                            raise error
+                        for _ in group:
+                            finished += 1
+                            if finished % LOG_EVERY == 0:
+                                log.info("%s: %d of %d", doing, finished, total)
+                        bar.update(len(group))
                         if len(done) >= RECORD_EVERY:
                             flush()
             except BaseException:  # an error, or Ctrl-C: the calls not started are dropped, what landed is kept
