@@ -4,7 +4,8 @@ predictions or annotations.
 Reads the file (:mod:`labelhub.sync.labels.csv_file` or :mod:`labelhub.sync.labels.coco_file`), checks every row against the
 project's label config (:class:`labelhub.sync.labels.parsed.ProjectLabels`), prints each rejected row, imports
 the good ones (:mod:`labelhub.sync.labels.importer`) and prints a summary. The exit code is 1 when a row was
-rejected, the import failed or another import running at the same time made second tasks of its urls, 0 otherwise.
+rejected, the import failed, another import running at the same time made second tasks of its urls, or a url's file
+had a sync task deleted in Label Studio (not imported), 0 otherwise.
 """
 from __future__ import annotations
 
@@ -66,7 +67,8 @@ def import_labels(ctx, file, project_id, target, ground_truth, model_version, st
     metadata (a JSON object) and left_col, top_row, right_col, bottom_row (a box as fractions 0 to 1),
     or a COCO JSON file (--format coco). Every row is checked; each rejected row is printed with its
     line number and reason, the good rows are imported (none with --strict), and the exit code is 1
-    when a row was rejected (or another import with another --state made second tasks meanwhile).
+    when a row was rejected (or another import with another --state made second tasks meanwhile, or a url's
+    file had a sync task deleted in Label Studio: not imported).
 
     \b
     Examples:
@@ -90,7 +92,7 @@ def import_labels(ctx, file, project_id, target, ground_truth, model_version, st
 def _run(file, project_id, target, ground_truth, model_version, strict, batch_size, file_format, repo, revision,
          state_path, label_studio_url, label_studio_api_key, hf_token, hf_endpoint, public_url, url_policy) -> int:
     """Parse, report, import, summarise; return how many rows were rejected plus the second tasks a concurrent
-    import made (either: exit code 1).
+    import made and the urls whose sync task was deleted (any: exit code 1).
 
     The state lock (:func:`labelhub.sync.options.state_lock`) is taken first, before the file is read: beside a
     sync daemon (or another import) of the project with the same ``--state``, the refusal is the only output, not
@@ -169,7 +171,7 @@ def _run_locked(file, project, target, ground_truth, model_version, strict, batc
             db.close()
     for line in summary_lines(parsed, report, target, strict):
         click.echo(line)
-    return parsed.rejected_rows + (len(report.second_tasks) if report else 0)
+    return parsed.rejected_rows + (len(report.second_tasks) + len(report.deleted_tasks) if report else 0)
 
 
 def _refuse_before_the_move(db, project_id: int, repo_id: str, state_path: str) -> None:

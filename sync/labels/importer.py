@@ -17,7 +17,9 @@ A url that is a path of the dataset repo whose file the sync already made a task
 added to that task (one call per task) instead of a second task. The sync's tasks are found in Label Studio
 (``data.hf_repo``, ``data.hf_path``) and recorded in the repo's ledger whatever the state holds: a lost state file,
 or another one than the sync's, still finds them. Annotations are not ground truth unless ``ground_truth`` is set
-(both for new tasks and the sync's).
+(both for new tasks and the sync's). A sync task deleted in Label Studio (the state records it so, or Label Studio
+answers 404 for it) gets no labels and no new task, as the sync imports a deleted task's file no more: its url is
+reported (:attr:`LabelImportReport.deleted_tasks`), recorded as deleted, and the import goes on.
 """
 from __future__ import annotations
 
@@ -26,10 +28,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from label_studio_sdk.core.api_error import ApiError
+
 from labelhub.errors import LabelHubError
 from labelhub.retry import NO_SDK_RETRY
 from labelhub.sync.labels.parsed import ImportTask, ParsedLabels, ProjectLabels
-from labelhub.sync.labelstudio.project import LabelStudioProject
+from labelhub.sync.labelstudio.project import LabelStudioProject, TaskNotFound
 from labelhub.sync.ledger import Entry, ImportLedger, Item
 from labelhub.sync.regions import percent_from_edges
 
@@ -128,6 +132,8 @@ class LabelImportReport:
         sync_tasks_data: tasks of the sync whose ``data`` got the file's ``neg_concepts`` or ``metadata``.
         second_tasks: ids of second tasks of this run's urls that another import (another state file) made at the
             same time (:meth:`LabelImporter._second_tasks`), to delete.
+        deleted_tasks: ``(url, task id)`` of the file's urls whose repo file's sync task was deleted in Label Studio
+            (:meth:`LabelImporter._label_sync_tasks`), in file order: neither labelled nor imported.
     """
 
     created: int = 0
@@ -137,6 +143,7 @@ class LabelImportReport:
     labelled_sync_tasks: int = 0
     sync_tasks_data: int = 0
     second_tasks: list[int] = field(default_factory=list)
+    deleted_tasks: list[tuple[str, int]] = field(default_factory=list)
 
 
 @dataclass
@@ -170,6 +177,8 @@ class LabelImporter:
             tasks: the parsed tasks (:attr:`ParsedLabels.tasks`).
 
         Raises:
+            labelhub.errors.ProjectNotFound: the project is gone (a sync task Label Studio answers 404 for is not:
+                it is reported in :attr:`LabelImportReport.deleted_tasks` and the import goes on).
             labelhub.errors.LabelHubError: Label Studio refused a call or cannot be reached; what was imported
                 before is recorded, and running the same import again continues.
         """
@@ -292,49 +301,80 @@ class LabelImporter:
         have them (:func:`build_labeled_task`; one more call per task that has either and lacks them: the data are
         replaced whole, https://api.labelstud.io/api-reference/api-reference/tasks/update, so they are merged into
         what was read): ``neg_concepts`` gets the file's names it lacks, ``metadata`` the file's keys (the file's
-        values win); the sync's own keys (the metadata join's columns, ``hf_*``) stay. Return the other tasks."""
+        values win); the sync's own keys (the metadata join's columns, ``hf_*``) stay. Return the other tasks.
+
+        A sync task deleted in Label Studio, which the repo's ledger still lists (deleted by an annotator or a
+        manager: a bad image), is treated as gone, not as the project: its url gets no call and no new task (the sync
+        imports a deleted task's file no more, README "Sync: dataset files"), is put in
+        :attr:`LabelImportReport.deleted_tasks` and said in one warning, and the other urls go on. One the state
+        records as deleted gets no call; one Label Studio answers 404 for (on the read or on a call) is recorded as
+        deleted (:meth:`labelhub.sync.ledger.ImportLedger.set_deleted`, as the sync records it), once the project
+        is seen to be there (one call, at the first such task).
+
+        Raises:
+            labelhub.errors.ProjectNotFound: the project itself is gone.
+            labelhub.errors.LabelHubError: Label Studio refused a call otherwise, or cannot be reached.
+        """
         by_repo: dict[str, list[ImportTask]] = {}
         for t in tasks:
             if t.hf:
                 by_repo.setdefault(t.hf[0], []).append(t)
         existing: dict[str, int] = {}
+        gone: dict[str, int] = {}  # url -> its sync task, deleted in Label Studio
         for repo_id, repo_tasks in by_repo.items():
             ledger = ImportLedger(self.ledger.db, self.project.project_id, repo_id)
             adopted = ledger.recover(lambda after, repo_id=repo_id: self._repo_tasks(repo_id, after))
             if adopted:
                 log.info("found %d tasks of %s's files in Label Studio (made by the sync) that the state lacked",
                          adopted, repo_id)
-            ids = ledger.task_ids(t.hf[1] for t in repo_tasks)
-            existing.update({t.url: ids[t.hf[1]] for t in repo_tasks if t.hf[1] in ids})
-        if not existing:
+            entries = ledger.entries()
+            for t in repo_tasks:
+                known = entries.get(t.hf[1])
+                if known is not None:
+                    (gone if known.deleted else existing)[t.url] = known.task_id
+        if not existing and not gone:
             return tasks
         client = self.project.client
+        project_seen = False
         for t in tasks:
             task_id = existing.get(t.url)
             if task_id is None:
                 continue
             result = build_result(t, self.labels)
-            task = self.project.call(client.tasks.get, str(task_id)) if result or t.neg_concepts or t.metadata \
-                else None
-            changes = _data_changes(_field(task, "data") or {}, t) if task is not None else {}
-            if changes:
-                self.project.update_data(task_id, changes, _field(task, "data") or {})
-                report.sync_tasks_data += 1
-            added = bool(result) and not self._holds(task, result)
-            if added:
-                if self.target == "predictions":
-                    self.project.call(client.predictions.create, task=task_id, result=result,
-                                      model_version=self.model_version, request_options=NO_SDK_RETRY)
-                else:
-                    self.project.call(client.annotations.create, task_id, result=result,
-                                      ground_truth=self.ground_truth, request_options=NO_SDK_RETRY)
+            try:
+                task = _task_call(self.project, task_id, client.tasks.get, str(task_id)) \
+                    if result or t.neg_concepts or t.metadata else None
+                changes = _data_changes(_field(task, "data") or {}, t) if task is not None else {}
+                if changes:
+                    self.project.update_data(task_id, changes, _field(task, "data") or {})
+                    report.sync_tasks_data += 1
+                added = bool(result) and not self._holds(task, result)
+                if added:
+                    if self.target == "predictions":
+                        _task_call(self.project, task_id, client.predictions.create, task=task_id, result=result,
+                                   model_version=self.model_version, request_options=NO_SDK_RETRY)
+                    else:
+                        _task_call(self.project, task_id, client.annotations.create, task_id, result=result,
+                                   ground_truth=self.ground_truth, request_options=NO_SDK_RETRY)
+            except TaskNotFound:
+                if not project_seen:  # every task of a deleted project answers 404 too: that is the project's
+                    self.project.call(client.projects.get, self.project.project_id)
+                    project_seen = True
+                self.ledger.set_deleted([task_id])
+                gone[t.url] = task_id
+                continue
             self.ledger.record([Entry(t.url, task_id)])
             if added or changes:
                 report.labelled_sync_tasks += 1
                 report.regions += len(t.regions) if added else 0
             else:  # it holds them already (an earlier import with another --state), or the row has none
                 report.already_imported += 1
-        return [t for t in tasks if t.url not in existing]
+        if gone:
+            report.deleted_tasks = [(t.url, gone[t.url]) for t in tasks if t.url in gone]
+            log.warning("%d urls of the file are not imported: their file's task was deleted in Label Studio, and "
+                        "the sync does not import a deleted task's file again: %s", len(report.deleted_tasks),
+                        _deleted_names(report.deleted_tasks))
+        return [t for t in tasks if t.url not in existing and t.url not in gone]
 
 
 def _data_changes(data: dict, task: ImportTask) -> dict:
@@ -349,6 +389,38 @@ def _data_changes(data: dict, task: ImportTask) -> dict:
     if task.metadata and any(metadata.get(k) != v for k, v in task.metadata.items()):
         changes["metadata"] = {**metadata, **task.metadata}
     return changes
+
+
+def _task_call(project: LabelStudioProject, task_id: int, fn, *args, **kwargs):
+    """``project.call(fn, *args, **kwargs)`` for a call on task ``task_id``: its 404 is the task's (deleted in Label
+    Studio), not the project's, which :meth:`LabelStudioProject.call` would say.
+
+    Raises:
+        TaskNotFound: Label Studio answered 404 (the task, or its project, is gone: the caller tells which).
+        labelhub.errors.LabelHubError: as :meth:`LabelStudioProject.call` turns any other failure.
+    """
+    def once():
+        try:
+            return fn(*args, **kwargs)
+        except ApiError as exc:
+            if exc.status_code == 404:
+                return _GONE
+            raise
+
+    answer = project.call(once)
+    if answer is _GONE:
+        raise TaskNotFound(task_id, f"task {task_id} of Label Studio project {project.project_id} not found (deleted)")
+    return answer
+
+
+#: What :func:`_task_call`'s call answers for a 404.
+_GONE = object()
+
+
+def _deleted_names(deleted: Sequence[tuple[str, int]], most: int = 5) -> str:
+    """``"img/a.png (task 12), ... (+3)"``: up to ``most`` of ``(url, task id)``, then how many more."""
+    shown = ", ".join(f"{url} (task {task_id})" for url, task_id in deleted[:most])
+    return shown + (f", ... (+{len(deleted) - most})" if len(deleted) > most else "")
 
 
 def _field(item: Any, name: str) -> Any:
@@ -366,7 +438,8 @@ def summary_lines(parsed: ParsedLabels, report: LabelImportReport | None, target
 
     Returns:
         Lines: rows read and rejected, tasks created (and already imported, recovered, labelled),
-        regions, the second tasks a concurrent import made (their ids, to delete; the first 20 shown), and the
+        regions, the urls whose sync task was deleted in Label Studio (the first 20 named, with their task ids), the
+        second tasks a concurrent import made (their ids, to delete; the first 20 shown), and the
         rejections by reason (rows per reason, most frequent first).
     """
     lines = [f"rows read: {parsed.rows}, rejected: {parsed.rejected_rows}"]
@@ -379,6 +452,10 @@ def summary_lines(parsed: ParsedLabels, report: LabelImportReport | None, target
                                                (report.labelled_sync_tasks, "sync tasks labelled")) if n]
         lines.append(f"tasks created: {report.created}" + (f" ({', '.join(extra)})" if extra else "")
                      + f", regions: {report.regions}, as {target}")
+        if report.deleted_tasks:
+            lines.append(f"not imported: {len(report.deleted_tasks)} urls whose file's task was deleted in Label "
+                         f"Studio: {_deleted_names(report.deleted_tasks, 20)} (the sync does not import a deleted "
+                         "task's file again; delete its row from the state to import it)")
         if report.second_tasks:
             shown = ", ".join(map(str, report.second_tasks[:20])) + (", ..." if len(report.second_tasks) > 20 else "")
             lines.append(f"second tasks: {len(report.second_tasks)} (another import into the project ran at the same "
