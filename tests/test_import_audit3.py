@@ -11,6 +11,9 @@
 3. A file removed, then added back with another content, got two PATCHes of one task at once (its ``data`` and its
    ``meta``); Label Studio's PATCH saves the whole row, so one was lost while the ledger recorded both. Now one
    task's updates run one after the other.
+4. Recovery skipped its query of the sync's tasks when Label Studio's project summary counted no ``hf_path``; that
+   count can be lost to a concurrent import (an unlocked read-modify-write in Label Studio), and a lost state then
+   imported every file again. Now the query is always made.
 
 Real Label Studio where its behaviour is the point (its 404 of a deleted task, its PATCH), a stub of its HTTP API
 behind the real label-studio-sdk client for the capped pages (Django REST framework's cap, as
@@ -334,3 +337,25 @@ def test_label_studio_keeps_both_updates_of_a_file_back_with_another_content(lab
     assert len(tasks) == 1 and tasks[0].data["text"] == "corrected text" and tasks[0].data["hf_revision"] == head
     assert tasks[0].meta == {"hf_removed": False, "hf_removed_in": None}
     assert state.ledger.entries()["a.txt"].removed_in is None
+
+
+# ---- 4. recovery never trusts Label Studio's count of data keys -------------------------------------------------
+
+def test_a_lost_state_adopts_the_sync_tasks_even_when_label_studios_summary_lost_their_count(label_studio,
+                                                                                            make_project, tmp_path):
+    """Label Studio counts the tasks having each data key in the project summary by reading, adding and writing the
+    count back without a lock (``ProjectSummary.update_data_columns``): an import at the same time can lose the
+    sync's ``hf_path``. A recovery that skipped its query on that count adopted nothing and imported every file
+    again (found by an audit)."""
+    import sqlite3
+
+    repo_path = sample_repos.local_repo_with(tmp_path / "repo", sample_repos.image_files(0, 3))
+    created = make_project("summary count lost", CONFIG)
+    project = LabelStudioProject(label_studio.url, label_studio.api_key, created.id)
+    repo = LocalGitRepo(repo_path, file_urls=FileURLs(secret=FILE_SECRET))
+    assert FileImporter(repo, project, SyncState(tmp_path / "a.sqlite3", created.id, repo.repo_id)).run().created == 3
+    with sqlite3.connect(label_studio.data_dir / "label_studio.sqlite3", timeout=30) as db:  # what the race leaves
+        db.execute("UPDATE projects_projectsummary SET all_data_columns='{}' WHERE project_id=?", (created.id,))
+    lost = SyncState(tmp_path / "b.sqlite3", created.id, repo.repo_id)  # the sync's state file is lost
+    assert FileImporter(repo, project, lost).run().created == 0
+    assert len(list(label_studio.client().tasks.list(project=created.id))) == 3

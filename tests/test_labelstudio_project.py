@@ -58,8 +58,8 @@ class _KeepAlive(_Busy):
     protocol_version = "HTTP/1.1"  # keeps connections alive, as Django's development server does
 
     def do_GET(self):  # noqa: N802
-        if self.path.endswith("/summary/"):
-            self._answer(200, {"all_data_columns": {"image": 3, "hf_path": 2}})
+        if self.path.startswith("/api/users"):
+            self._answer(200, [{"id": 7, "email": "a@example.test"}])
         else:
             super().do_GET()
 
@@ -78,12 +78,12 @@ def test_over_plain_http_each_request_gets_its_own_connection():
     url = f"http://127.0.0.1:{server.server_port}"
     try:
         project = LabelStudioProject(url, "0" * 40, 1)
-        assert [project.data_columns() for _ in range(3)] == [{"image": 3, "hf_path": 2}] * 3
-        assert _CountingServer.connections == 4  # the project's GET and three summaries
+        assert [project.users() for _ in range(3)] == [{7: "a@example.test"}] * 3
+        assert _CountingServer.connections == 4  # the project's GET and three listings of users
         with httpx.Client() as kept:  # the stand-in does keep connections alive
             before = _CountingServer.connections
             for _ in range(3):
-                kept.get(f"{url}/api/projects/1/summary/").raise_for_status()
+                kept.get(f"{url}/api/users/").raise_for_status()
             assert _CountingServer.connections == before + 1
     finally:
         server.shutdown()

@@ -715,7 +715,7 @@ class FileImporter:
 
     def _existing_tasks(self, after_task_id: int) -> list[Entry]:
         """The project's tasks of this repo with an id above ``after_task_id`` (for :meth:`ImportLedger.recover`;
-        :meth:`LabelStudioProject.repo_file_tasks`, no query when no task has an ``hf_path``)."""
+        :meth:`LabelStudioProject.repo_file_tasks`: one query)."""
         return [Entry(path, task_id, revision)
                 for task_id, path, revision in self.project.repo_file_tasks(self.repo.repo_id, after_task_id)]
 

@@ -21,7 +21,7 @@ from label_studio_sdk.core.jsonable_encoder import jsonable_encoder
 
 from labelhub.labelstudio_client import (KEY_ADVICE, LISTING_ATTEMPTS, TASK_PAGE_SIZE, Listing, api_error_text,
                                          label_studio_client, list_tasks, selected_items_queries)
-from labelhub.errors import LabelHubError, LabelStudioError, NotFoundError, ProjectNotFound
+from labelhub.errors import LabelStudioError, NotFoundError, ProjectNotFound
 from labelhub.redaction import one_line, without_userinfo
 from labelhub.retry import NO_SDK_RETRY
 
@@ -281,19 +281,18 @@ class LabelStudioProject:
         ``data.hf_path``: the sync's, and those of imports and restores) with an id above ``after_task_id``, for an
         import ledger's recovery and adoption (:meth:`labelhub.sync.ledger.ImportLedger.recover`).
 
-        When Label Studio's summary counts no task with ``hf_path`` in its data (:meth:`data_columns`: about 20 ms)
-        there is none, and the Data Manager query (70 to 90 ms, before a first sync's first import call) is not made;
-        when the summary cannot be read, it is. ``hf_revision`` is ``""`` when a task lacks it.
+        One Data Manager query, always (28 ms when no task answers it, with 100,000 tasks in the project).
+        Decided: not skipped when Label Studio's project summary counts no task with ``hf_path``
+        (``all_data_columns``): Label Studio updates that count by reading, adding and writing it back without a lock
+        (``ProjectSummary.update_data_columns`` in ``label_studio/projects/models.py``), so an import into the
+        project at the same time (a user's, another host's) can lose the sync's increment, and deletions can then
+        bring it to 0 while the sync's tasks are there: a lost state would then adopt none of them and import their
+        files again (found by an audit; the skip saved about 20 ms, at a new project's first cycle only).
+        ``hf_revision`` is ``""`` when a task lacks it.
 
         Raises:
             LabelStudioError: as :meth:`task_data`.
         """
-        try:
-            columns = self.data_columns()
-        except LabelHubError:
-            columns = None  # the query below says what is wrong, if anything
-        if columns is not None and not columns.get("hf_path"):
-            return []
         return [(task_id, data["hf_path"], data.get("hf_revision", ""))
                 for task_id, data in self.task_data(after_task_id, hf_repo=repo_id)
                 if isinstance(data.get("hf_path"), str)]
@@ -304,19 +303,13 @@ class LabelStudioProject:
         whether another path of a local repository made tasks of its files (a move, a mount, a lost state:
         :func:`labelhub.sync.versions.restore_identity.other_paths`).
 
-        One page-of-one query per source found, plus one (no query when no task has an ``hf_path``, as
+        One page-of-one query per source found, plus one (never skipped on the project summary's counts: see
         :meth:`repo_file_tasks`). Decided: ``limit`` sources at most, so that a project of many repos costs a few
         calls; a source past them is not seen.
 
         Raises:
             ProjectNotFound, LabelStudioError: As :meth:`call` turns a failed call.
         """
-        try:
-            columns = self.data_columns()
-        except LabelHubError:
-            columns = None
-        if columns is not None and not columns.get("hf_path"):
-            return []
         found: list[tuple[str, int, str]] = []
         seen = [repo_id]
         while len(found) < limit:
@@ -331,27 +324,6 @@ class LabelStudioProject:
             found.append((data["hf_repo"], first.id, str(data.get("hf_revision") or "")))
             seen.append(data["hf_repo"])
         return found
-
-    def data_columns(self) -> dict[str, int] | None:
-        """``{key: how many tasks have it in their data}``: Label Studio's own count, kept in the project's summary
-        as tasks are created, imported or deleted (``GET /api/projects/{id}/summary/``, ``all_data_columns``;
-        ``ProjectSummary.update_data_columns`` in ``label_studio/projects/models.py``). One light call (about 20 ms,
-        against 70 to 90 ms for a Data Manager query), so a key no task has costs no query
-        (:meth:`labelhub.sync.files.importer.FileImporter.run`'s recovery). A deletion lowers the counts, so they
-        may be higher than the truth, never lower.
-
-        Returns:
-            The counts, or ``None`` when Label Studio's answer does not hold them (another version).
-
-        Raises:
-            ProjectNotFound: the project is gone.
-            LabelStudioError: Label Studio refused or cannot be reached.
-        """
-        summary = self.call(self._request_json, "GET", f"api/projects/{self.project_id}/summary/")
-        columns = summary.get("all_data_columns")
-        if not isinstance(columns, dict):
-            return None
-        return {str(k): v for k, v in columns.items() if isinstance(v, int)}
 
     def _listing(self, attempts: int = LISTING_ATTEMPTS, convert: Callable | None = None, **params) -> Listing:
         """Every task of a paged ``GET /api/tasks`` query of this project, and whether the listing held still while it

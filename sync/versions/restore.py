@@ -811,17 +811,12 @@ class Restorer:
         project has a task of made from **another path** of the same repository (a clone, a moved copy, a Docker
         mount: its ``data.hf_repo`` is that path): same when this repository holds a commit those tasks show
         (:func:`labelhub.sync.versions.restore_identity.holds_commit`). One listing of the project's tasks with an
-        ``hf_path`` (Label Studio lists about a thousand a second), none when no task has one.
+        ``hf_path`` (Label Studio lists about a thousand a second; one call when no task has one: never skipped on
+        the project summary's counts, see :meth:`labelhub.sync.labelstudio.project.LabelStudioProject.repo_file_tasks`).
 
         Raises:
             labelhub.errors.LabelStudioError: the listing failed.
         """
-        try:
-            columns = self.project.data_columns()
-        except LabelHubError:
-            columns = None  # the listing says what is wrong, if anything
-        if columns is not None and not columns.get("hf_path"):
-            return {}
         others: dict[str, list[tuple[int, str, str]]] = {}
         for task_id, data in self.project.task_data(0, hf_path=None):
             other = data.get("hf_repo")
