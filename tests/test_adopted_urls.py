@@ -112,3 +112,41 @@ def test_an_import_after_a_move_keeps_the_annotated_task_and_marks_its_duplicate
     again = _sync(env, repo, project, tmp_path)
     assert "WARNING" not in again and "removed" not in again, again
     assert len(tasks) == len({t.id for ts in _tasks(label_studio, project.id).values() for t in ts}) == N + 1
+
+
+def test_after_a_failed_cycle_the_annotated_task_still_follows_its_moved_file_not_the_duplicate(
+        label_studio, project, env, tmp_path, monkeypatch):
+    """A cycle that records the import's task as a duplicate, then fails before its updates land (Label Studio gone
+    away, a kill), leaves the duplicate's key gone from the repo with the moved file's blob: the next cycle paired it
+    with the file whenever the new path sorts before the old one (here ``a/`` before ``p``), so the duplicate followed
+    the file and the annotated task was marked removed (found by an audit)."""
+    from labelhub.errors import LabelStudioError
+    from labelhub.sync.labelstudio.project import LabelStudioProject
+
+    repo = sample_repos.local_repo_with(tmp_path / "shelf", sample_repos.image_files(0, N))
+    p = [sample_repos.image_path(i) for i in range(N)]
+    _sync(env, repo, project, tmp_path)
+    (annotated,) = _tasks(label_studio, project.id)[p[1]]
+    moved = "a/" + p[1]
+    assert moved < p[1]
+    (repo / moved).parent.mkdir(parents=True)
+    sample_repos.git(repo, "mv", p[1], moved)
+    sample_repos.git(repo, "commit", "-q", "-m", "move")
+    _import(env, tmp_path, project, repo, [f"{moved},Coat,,,,,,"])
+    (duplicate,) = _tasks(label_studio, project.id)[moved]
+
+    def unreachable(*args, **kwargs):
+        raise LabelStudioError("Label Studio cannot be reached (a test's)")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(LabelStudioProject, "update_data", unreachable)
+        patched.setattr(LabelStudioProject, "update_meta", unreachable)
+        failed = invoke_labelhub("sync", "--repo", str(repo), "--project", str(project.id), "--once", "--no-export",
+                                 "--state", str(tmp_path / "daemon.sqlite3"), "--public-url", SYNC_URL, env=env)
+    assert failed.returncode != 0 and "cannot be reached" in failed.stderr, failed.stderr
+    log = _sync(env, repo, project, tmp_path)
+    assert "1 moved" in log, log
+    tasks = {t.id: t for ts in _tasks(label_studio, project.id).values() for t in ts}
+    old, dup = tasks[annotated.id], tasks[duplicate.id]
+    assert old.data["hf_path"] == moved and not (old.meta or {}).get("hf_removed"), (old.data, old.meta)
+    assert dup.meta["hf_removed"] is True

@@ -161,6 +161,11 @@ def _duplicate_key(path: str, task_id: int) -> str:
     return f"{path}\x00duplicate task {task_id}"
 
 
+def _is_duplicate_key(key: str) -> bool:
+    """Whether a ledger key is one of :func:`_duplicate_key` (git paths hold no NUL)."""
+    return "\x00" in key
+
+
 def match_moves(gone: list[str], arrived: list[RepoFile], known: dict[str, Known]
                 ) -> tuple[list[tuple[str, RepoFile]], list[RepoFile]]:
     """Pair files that left with files that arrived in the same commit with the same git blob id: a rename or a
@@ -424,9 +429,12 @@ class FileImporter:
             log.info("%s@%s: %d files with a task are in the commit but not selected (--include/--exclude): their "
                      "tasks are left as they are, not marked removed: %s", self.repo.repo_id, sha[:12],
                      len(unselected), _names(unselected))
-        moves, new = match_moves(gone, held, known)
+        # a duplicate's key whose mark a failed cycle did not land is gone too, but never a moved file's task: its
+        # path may sort before the file's old one (match_moves pairs in path order), and it would take the move
+        files_gone = [p for p in gone if not _is_duplicate_key(p)]
+        moves, new = match_moves(files_gone, held, known)
         moved_from = {old for old, _ in moves}
-        duplicates = self._adopted_duplicates([p for p in gone if p not in moved_from], adopted, by_path, known)
+        duplicates = self._adopted_duplicates([p for p in files_gone if p not in moved_from], adopted, by_path, known)
         if duplicates:  # the file's old task follows it; the adopted one is renamed out of its way
             ledger.follow([(f.path, _duplicate_key(f.path, known[f.path].task_id), sha, f.oid) for _, f in duplicates])
         moves += duplicates
