@@ -37,7 +37,8 @@ predict --status``) and a warning says when no ``labelhub worker`` listens on th
 are kept in Redis (:data:`PENDING_KEY`) instead of
 the file, so the trainer's next holder finds them on whichever host it runs. A job that fails on a worker is kept
 there, with the same backoff and ``/health`` status (:mod:`labelhub.backend.worker`: the job schedules its own next
-try on RQ); this loop's retry then covers a failure to enqueue. The workers run the jobs with their own
+try on RQ), and one whose worker dies while it runs is run again by RQ (its ``Retry``); this loop's retry then covers
+a failure to enqueue. The workers run the jobs with their own
 ``LABEL_STUDIO_API_KEY``: the trainer's key check says what its replica's refused key stops (``who="replica"``).
 """
 from __future__ import annotations
@@ -185,8 +186,9 @@ class AutoPredictor:
         """Ask again for every job whose process died before it ended (one host: ``MODEL_DIR/jobs``), so that a
         job cut short by a restart goes on where it stopped, and every request the trainer had not started or
         enqueued yet (:data:`PENDING_FILE`). Called by the trainer when it takes over. With Redis, RQ keeps the
-        enqueued jobs across restarts, and only the requests not enqueued yet are asked again (:data:`PENDING_KEY`:
-        those of the trainer's last holder, on any host)."""
+        enqueued jobs across restarts and runs again one whose worker died while it ran (RQ's ``Retry``:
+        :func:`labelhub.backend.worker.retry_if_killed`), and only the requests not enqueued yet are asked again
+        (:data:`PENDING_KEY`: those of the trainer's last holder, on any host)."""
         if not self.enabled:
             return
         from labelhub.backend.job_status import read_statuses
@@ -218,8 +220,10 @@ class AutoPredictor:
         in the queue (:func:`labelhub.backend.worker.mark_queued`): that one plans with the newest version when a
         worker takes it. The job gets the project key, under which the worker saves its status when it fails before
         reading the project (its Label Studio client refused), and tries itself again after a failure
-        (:func:`labelhub.backend.worker.predict_project`): this loop's retry covers only a failure to enqueue."""
-        from labelhub.backend.worker import JOB_TIMEOUT, mark_queued, predict_project, queue, unmark_queued
+        (:func:`labelhub.backend.worker.predict_project`): this loop's retry covers only a failure to enqueue. RQ runs
+        it again when its worker dies while it runs (:func:`labelhub.backend.worker.retry_if_killed`)."""
+        from labelhub.backend.worker import JOB_TIMEOUT, mark_queued, predict_project, queue, retry_if_killed, \
+            unmark_queued
 
         client, project_id, job_id = self.backend.store.client, project_id_of(key), uuid.uuid4().hex
         if unlabeled and not mark_queued(client, project_id, job_id=job_id):
@@ -231,7 +235,7 @@ class AutoPredictor:
             queue(client).enqueue(
                 predict_project, project_id, None if unlabeled else sorted(task_ids or ()), unlabeled,
                 self.settings.keep_versions, key=key, job_id=job_id,
-                job_timeout=JOB_TIMEOUT, result_ttl=86400, failure_ttl=86400,
+                job_timeout=JOB_TIMEOUT, result_ttl=86400, failure_ttl=86400, retry=retry_if_killed(),
                 description=f"labelhub auto-predict: project {key}")
         except Exception:
             if unlabeled:  # no job waits: the next retrain's request must not merge into none

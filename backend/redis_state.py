@@ -34,7 +34,11 @@ content, so a cached one is never stale) and so are the per-project embedding ca
 **Leases.** A lock is a Redis key with an expiry (``redis-py``'s :class:`redis.lock.Lock`,
 https://redis.readthedocs.io/en/stable/lock.html); its holder renews it from a thread every third of the
 lease. A holder that dies (``SIGKILL``, a lost host) stops renewing, and the lock passes on when the lease
-runs out: :data:`TRAINER_LEASE_SECONDS` by default (``LABELHUB_TRAINER_LEASE``). Events are removed from the
+runs out: :data:`TRAINER_LEASE_SECONDS` by default (``LABELHUB_TRAINER_LEASE``). A Redis that cannot be reached
+for a moment (a restart, a failover) does not end the lease of a holder that lives: its renewer tries again every
+:data:`OUTAGE_RETRY_SECONDS` and gives up only when Redis says the key is no longer the holder's or the lease has
+run out meanwhile (:func:`lease`; before, its first error stopped it for good, and the lock lapsed under a job that
+still ran). Events are removed from the
 queue only after their batch is applied and fitted, so a trainer killed mid-fit loses none: the next one
 applies them again (applying is idempotent, see :mod:`labelhub.backend.events`).
 
@@ -60,14 +64,16 @@ from labelhub.errors import ConfigurationError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["PREFIX", "TRAINER_LEASE_SECONDS", "connect", "Lease", "lease", "job_statuses", "RedisProjectState",
-           "RedisStore",
-           "RedisEventQueue"]
+__all__ = ["PREFIX", "TRAINER_LEASE_SECONDS", "OUTAGE_RETRY_SECONDS", "connect", "Lease", "lease", "job_statuses",
+           "RedisProjectState", "RedisStore", "RedisEventQueue"]
 
 #: Prefix of every key LabelHub writes (use another Redis database, ``redis://host/1``, to keep deployments apart).
 PREFIX = "labelhub:"
 #: Default lease of the trainer and of the project and job locks, in seconds.
 TRAINER_LEASE_SECONDS = 10.0
+#: Longest wait, in seconds, between two tries to renew a lease while Redis cannot be reached (a third of the lease
+#: when that is shorter).
+OUTAGE_RETRY_SECONDS = 0.5
 
 
 def connect(url: str, timeout: float | None = 30.0):
@@ -153,7 +159,7 @@ return 0
 @contextmanager
 def lease(client, name: str, seconds: float = TRAINER_LEASE_SECONDS, blocking: bool = True,
           wait: float | None = None) -> Iterator[Lease]:
-    """Hold the Redis lock ``name`` while the block runs, renewing its lease from a thread.
+    """Hold the Redis lock ``name`` while the block runs, renewing its lease from a thread (:func:`_renew`).
 
     Args:
         client: The Redis client.
@@ -163,28 +169,25 @@ def lease(client, name: str, seconds: float = TRAINER_LEASE_SECONDS, blocking: b
         wait: With ``blocking``, the longest wait in seconds (``None``: no limit); then ``False`` is yielded.
 
     Yields:
-        A :class:`Lease`, true when the lock is held. A holder that loses it (its renewal failed for longer than
-        the lease) logs a warning; the block is not interrupted: writes that must not land after the lease passed
-        on ask :meth:`Lease.still_held` first.
+        A :class:`Lease`, true when the lock is held. A Redis that cannot be reached for less than the lease (a
+        restart) does not end it: the renewal is tried again until it lands. A holder that loses it (Redis says the
+        key is no longer its own, or could not be reached for the whole lease) logs a warning and stops renewing;
+        the block is not interrupted: writes that must not land after the lease passed on ask
+        :meth:`Lease.still_held` first.
 
     Raises:
-        redis.exceptions.ConnectionError: When Redis cannot be reached.
+        redis.exceptions.ConnectionError: When Redis cannot be reached to take the lock.
     """
     lock = client.lock(name, timeout=seconds, thread_local=False)
+    taken = time.monotonic()
     if not lock.acquire(blocking=blocking, blocking_timeout=wait):
         yield Lease()
         return
+    if blocking:  # it may have waited: its last try, which set the lease, was just now
+        taken = time.monotonic()
     stop = threading.Event()
-
-    def renew() -> None:
-        while not stop.wait(seconds / 3):
-            try:
-                lock.reacquire()
-            except Exception as exc:  # LockNotOwnedError or a lost connection: said once, then stop
-                log.warning("lost the lock %s (%s)", name, type(exc).__name__)
-                return
-
-    renewer = threading.Thread(target=renew, name=f"lease-{name}", daemon=True)
+    renewer = threading.Thread(target=_renew, args=(lock, name, seconds, taken, stop), name=f"lease-{name}",
+                               daemon=True)
     renewer.start()
     try:
         yield Lease(lock)
@@ -193,8 +196,52 @@ def lease(client, name: str, seconds: float = TRAINER_LEASE_SECONDS, blocking: b
         renewer.join(5)
         try:
             lock.release()
-        except Exception:  # expired meanwhile: nothing to release
+        except Exception:  # expired meanwhile, or Redis unreachable: nothing to release (the lease runs out)
             pass
+
+
+def _renew(lock, name: str, seconds: float, renewed: float, stop: threading.Event) -> None:
+    """The renewer of :func:`lease`: extend the lock's lease to ``seconds`` every third of it until ``stop`` is set.
+
+    A renewal that cannot reach Redis (``ConnectionError``, ``TimeoutError``, ``BusyLoadingError`` while a restarted
+    Redis loads its data) is tried again every :data:`OUTAGE_RETRY_SECONDS` (or third of the lease, when shorter),
+    with one warning for the outage (the error's type, never its text, which could carry the URL) and one line when
+    a renewal lands again. The renewer stops, with a warning, only when the lease is lost: Redis answers that the key
+    is no longer this holder's (``LockNotOwnedError``: it expired, or Redis restarted without it), or ``seconds``
+    passed since the last renewal that landed while Redis could not be reached (the key has expired there).
+
+    Args:
+        lock: The held :class:`redis.lock.Lock`.
+        name: Its key (for the log).
+        seconds: The lease, in seconds.
+        renewed: When the lease was last set (``time.monotonic()``, taken before the command was sent).
+        stop: Set when the holder's block ends.
+    """
+    from redis.exceptions import LockError, RedisError
+
+    outage = False
+    while not stop.wait(min(seconds / 3, OUTAGE_RETRY_SECONDS) if outage else seconds / 3):
+        sent = time.monotonic()
+        try:
+            lock.reacquire()
+        except LockError:  # Redis answered: the key is gone, or another holder's
+            log.warning("lost the lock %s: Redis says it is no longer this holder's (its lease of %g s ran out, or "
+                        "Redis restarted without it)", name, seconds)
+            return
+        except RedisError as exc:  # Redis cannot be reached (for now)
+            if time.monotonic() - renewed >= seconds:
+                log.warning("lost the lock %s: Redis could not be reached for its whole lease of %g s (%s); another "
+                            "holder may take it", name, seconds, type(exc).__name__)
+                return
+            if not outage:
+                outage = True
+                log.warning("cannot renew the lock %s: Redis cannot be reached (%s); trying again until its lease "
+                            "ends in %.1f s", name, type(exc).__name__, renewed + seconds - time.monotonic())
+            continue
+        if outage:
+            outage = False
+            log.info("renewed the lock %s again: Redis answers", name)
+        renewed = sent
 
 
 class RedisProjectState(ProjectState):

@@ -19,9 +19,10 @@ the tasks' media itself, so tasks of a local repo or a private dataset (signed `
 README's "Scaling out").
 
 A batch whose worker dies is marked failed by RQ and not run again; its tasks are counted as failed, and a
-re-run of the job predicts them (those written before the death are skipped). A planner killed (``SIGKILL``) leaves
-its queued batches to the workers (one stopped by Ctrl-C or SIGTERM cancels them:
-:func:`on_workers`); they still write each task at most once per version, since each batch
+re-run of the job predicts them (those written before the death are skipped). So are the tasks of a batch whose RQ
+job Redis lost (a restart without persistence, an eviction): before, the planner waited for it forever
+(:func:`_results`). A planner killed (``SIGKILL``) leaves its queued batches to the workers (one stopped by Ctrl-C
+or SIGTERM cancels them: :func:`on_workers`); they still write each task at most once per version, since each batch
 skips the tasks that have a prediction of the version when it starts.
 
 An automatic job that fails on a worker (Label Studio down, a ``LABEL_STUDIO_API_KEY`` label-studio-sdk or Label
@@ -43,6 +44,20 @@ scheduled. A job whose project or model is gone (``NotFoundError``) or whose lab
 LabelHub's own (:class:`labelhub.errors.LabelHubError`); another exception is logged with its traceback and raised
 to RQ after its next try is scheduled (RQ then marks the job failed; a LabelHub failure's RQ job ends ``finished``
 with ``{"state": "failed", "error", "retry_in"}`` as its result).
+
+An automatic job whose worker dies while it runs (``SIGKILL``, the OOM killer, a ``docker stop`` past its grace, a
+lost host) raises nothing the job could catch, so it schedules no next try itself; before, nothing ran it again
+until the next retrain, and ``/health`` said ``running`` for good (an audit). Each automatic job is therefore
+enqueued with RQ's own ``Retry`` (:func:`retry_if_killed`; https://python-rq.org/docs/exceptions/): the registry
+cleanup any worker runs every 10 minutes moves a job it finds abandoned back to the queue, :data:`KILLED_RETRY_SECONDS`
+later (RQ's scheduler), instead of to the failed registry, at most :data:`KILLED_RETRIES` times; the new try
+publishes its own job status. Decision: RQ's ``Retry`` rather than keeping the :func:`mark_queued` note until the job
+ends (a dead worker's note only makes the next retrains merge into a job that never ends) or a failure callback
+(more code for the same cleanup). The job's own failures keep the backoff above: a job that raises takes its
+``Retry`` off first (:func:`_failed`), so it is not tried twice. RQ finds a ``SimpleWorker``'s job abandoned once its
+entry in the started registry expires, the job's timeout (:data:`JOB_TIMEOUT`) plus 60 s after it started, so the
+new try comes that late, not at once. A job whose worker dies at each try (one that runs it out of memory) stays
+failed in RQ after its last one.
 """
 from __future__ import annotations
 
@@ -59,8 +74,8 @@ from labelhub.backend.labelstudio_api import LabelStudioClient, ProjectInfo
 
 log = logging.getLogger(__name__)
 
-__all__ = ["QUEUE", "JOB_TIMEOUT", "mark_queued", "unmark_queued", "predict_batch", "predict_project", "on_workers",
-           "queue", "work"]
+__all__ = ["QUEUE", "JOB_TIMEOUT", "KILLED_RETRIES", "KILLED_RETRY_SECONDS", "mark_queued", "unmark_queued",
+           "retry_if_killed", "predict_batch", "predict_project", "on_workers", "queue", "work"]
 
 #: The RQ queue of LabelHub's batches (``--queue`` of ``labelhub worker``).
 QUEUE = "labelhub"
@@ -76,6 +91,11 @@ LOCK_WAIT_SECONDS = 2.0
 JOB_TIMEOUT = BATCH_TIMEOUT * 4
 #: Seconds the :func:`mark_queued` note of a job waiting on a worker for a running one lasts unless renewed.
 WAITING_NOTE_SECONDS = 30
+#: Tries RQ gives an automatic job again when the worker running it dies (:func:`retry_if_killed`).
+KILLED_RETRIES = 3
+#: Seconds between RQ finding an automatic job abandoned by its dead worker and its next try (RQ's scheduler, which
+#: ``labelhub worker`` runs, enqueues it then).
+KILLED_RETRY_SECONDS = 30
 
 _BACKEND: Any = None
 _API: LabelStudioClient | None = None
@@ -171,6 +191,19 @@ def mark_queued(client, project_id: int, ttl: float = JOB_TIMEOUT, job_id: str =
              held.decode(errors="replace") if held else "gone meanwhile", job_id or "a new one")
     client.set(key, job_id, ex=seconds)
     return True
+
+
+def retry_if_killed():
+    """RQ's ``Retry`` of every automatic job (:func:`predict_project`) for the case its worker dies while it runs
+    (see the module docstring): :data:`KILLED_RETRIES` tries, each :data:`KILLED_RETRY_SECONDS` after RQ finds the
+    job abandoned. A job that fails with an exception schedules its own next try instead (:func:`_failed`).
+
+    Returns:
+        An :class:`rq.Retry`, for ``Queue.enqueue``'s and ``Queue.enqueue_in``'s ``retry``.
+    """
+    from rq import Retry
+
+    return Retry(max=KILLED_RETRIES, interval=KILLED_RETRY_SECONDS)
 
 
 def _waiting_or_running(client, job_id: str) -> bool:
@@ -319,8 +352,20 @@ def _failed(host: Any, exc: Exception, started: float, project_id: int, task_ids
     else:
         log.error("project %s: auto-predict failed on this worker: %s; %s", key or project_id, reason, later,
                   exc_info=exc)
+        _no_rq_retry()
         raise exc
     return {"project_id": project_id, "state": "failed", "error": reason, "retry_in": retry_in}
+
+
+def _no_rq_retry() -> None:
+    """Take RQ's ``Retry`` (:func:`retry_if_killed`) off the job this worker runs, before an exception is raised to
+    RQ: its next try is already scheduled (:func:`_failed`), and RQ would add one of its own. RQ reads the tries left
+    from the job it runs, which :func:`rq.get_current_job` returns."""
+    from rq import get_current_job
+
+    job = get_current_job()
+    if job is not None:
+        job.retries_left = 0
 
 
 def _project_key(host: Any, project_id: int) -> str:
@@ -357,6 +402,7 @@ def _schedule_retry(client, wait: float, project_id: int, task_ids: list[int] | 
         queue(client, job.origin if job is not None else QUEUE).enqueue_in(
             timedelta(seconds=wait), predict_project, project_id, task_ids, unlabeled, keep_versions, key=key,
             attempt=attempt, job_id=job_id, job_timeout=JOB_TIMEOUT, result_ttl=86400, failure_ttl=86400,
+            retry=retry_if_killed(),
             description=f"labelhub auto-predict: project {key or project_id}, try {attempt + 1}")
     except Exception:
         if unlabeled:
@@ -437,10 +483,28 @@ def _cancel_queued(client, project_id: int, waiting: dict[str, list[int]]) -> No
                 project_id, canceled, started)
 
 
+#: Why the tasks of a batch whose RQ job Redis no longer holds are counted as failed (:func:`_results`).
+GONE_REASON = ("worker: its RQ job is gone from Redis (a Redis restart without persistence, an eviction, or a "
+               "deletion): not predicted; run the job again to predict it")
+
+
 def _results(client, q, project: ProjectInfo, waiting: dict[str, list[int]], progress: Callable[[int], Any],
              poll: float) -> Iterator[BatchResult]:
     """Yield each batch's :class:`BatchResult` as a worker finishes it, removing it from ``waiting``; warn every
-    :data:`NO_WORKER_WARNING_SECONDS` while no worker listens on the queue."""
+    :data:`NO_WORKER_WARNING_SECONDS` while no worker listens on the queue.
+
+    A batch whose RQ job Redis no longer holds (a Redis restarted without persistence, or that lost its last second
+    of writes, an eviction, ``rq empty``) yields its tasks as failed (:data:`GONE_REASON`, with one warning): before,
+    the planner waited for it forever, holding the project's job lock. Decision: counted as failed, not enqueued
+    again, because a worker may still be predicting the batch whose job vanished, and a copy started meanwhile would
+    write the same tasks again (a batch skips only the tasks that have the version when it starts); the job's
+    status says how many failed and why, and a re-run predicts them, skipping those written (as for a batch whose
+    worker died).
+
+    Raises:
+        redis.exceptions.RedisError: When Redis cannot be read (the job stops; :func:`on_workers` tries to cancel its
+            queued batches).
+    """
     from rq import Worker
     from rq.job import Job
 
@@ -452,8 +516,10 @@ def _results(client, q, project: ProjectInfo, waiting: dict[str, list[int]], pro
                 log.warning("project %s: no `labelhub worker` takes batches from the RQ queue %r of this Redis "
                             "database: %d batches wait until one starts (with the same LABELHUB_REDIS_URL, "
                             "database number included)", project.id, name, len(waiting))
-        for job in Job.fetch_many(list(waiting), connection=client):
-            if job is None:
+        ids, gone = list(waiting), []
+        for job_id, job in zip(ids, Job.fetch_many(ids, connection=client)):
+            if job is None:  # Redis no longer holds it
+                gone.append(job_id)
                 continue
             status = job.get_status(refresh=False)
             if status == "finished":
@@ -466,6 +532,13 @@ def _results(client, q, project: ProjectInfo, waiting: dict[str, list[int]], pro
                     if job.latest_result() else status
                 progress(len(batch))
                 yield BatchResult(failed={tid: f"worker: {reason[:300]}" for tid in batch})
+        if gone:
+            lost = [tid for job_id in gone for tid in waiting.pop(job_id)]
+            log.warning("project %s: %d of the job's batches (%d tasks) are gone from Redis's RQ queue %r (a Redis "
+                        "restart without persistence, an eviction, or a deletion): their tasks count as failed; run "
+                        "the job again to predict them", project.id, len(gone), len(lost), name)
+            progress(len(lost))
+            yield BatchResult(failed={tid: GONE_REASON for tid in lost})
         if waiting:
             time.sleep(poll)
 
