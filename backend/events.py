@@ -454,44 +454,70 @@ class Trainer:
             self._thread.join(timeout)
 
     def _loop(self) -> None:
+        """The trainer thread: :meth:`_lead` again and again until :meth:`stop`. An error out of it (with Redis, a
+        Redis that cannot be reached while the lease is taken or asked: a restart, a failover) is said once, and the
+        thread tries again every few seconds: before, it ended the thread, and that process trained no more until it
+        was restarted (found by an audit)."""
         poll = self.backend.settings.trainer_poll_interval
+        failing = False
         while not self._stop.is_set():
-            self._catch_up_missed()
-            with self.backend.queue.trainer_lease() as held:
-                if not held:
-                    self._stop.wait(max(poll * 4, 0.5))
-                    continue
-                self.is_leader, self._lease = True, held
-                self._mark(True)
-                auto = getattr(self.backend, "auto", None)
-                try:
-                    if auto is not None:
-                        auto.resume_interrupted()
-                except Exception:  # never stops the trainer
-                    log.exception("resuming interrupted prediction jobs failed")
-                try:
-                    self.catch_up_missed_while_down()
-                except Exception:  # never stops the trainer
-                    log.exception("looking for annotations made while no trainer ran failed")
-                try:
-                    self.refit_changed()
-                except Exception:  # never stops the trainer
-                    log.exception("refitting the heads an upgrade changed failed")
-                try:
-                    while not self._stop.is_set() and self.still_trainer():
-                        try:
-                            busy = self.run_once()
-                        except Exception:  # keep the trainer alive; the events stay queued
-                            log.exception("trainer batch failed")
-                            busy = 0
-                            self._stop.wait(2.0)
-                        if not busy:
-                            self._catch_up_missed()
-                            self._stop.wait(poll)
-                        self._mark(True)
-                finally:
-                    self.is_leader, self._lease = False, None
-                    self._mark(False)
+            try:
+                self._lead(poll)
+            except Exception as exc:  # the thread never ends on an error: it tries again
+                if not failing:
+                    log.warning("the trainer cannot take or keep its lease (%s: %s); trying again every %g s",
+                                type(exc).__name__, one_line(exc), max(poll * 4, 2.0))
+                failing = True
+                self._stop.wait(max(poll * 4, 2.0))
+                continue
+            if failing:
+                log.info("the trainer's lease answers again")
+                failing = False
+
+    def _lead(self, poll: float) -> None:
+        """Take the trainer's lease (:meth:`EventQueue.trainer_lease`, or Redis's) and train while it is held; wait a
+        little and return when another process holds it, or when the lease is lost or the trainer stops.
+
+        Raises:
+            Exception: what taking or asking the lease raises (``redis.exceptions.ConnectionError``); the batches'
+                own errors are logged, never raised.
+        """
+        self._catch_up_missed()
+        with self.backend.queue.trainer_lease() as held:
+            if not held:
+                self._stop.wait(max(poll * 4, 0.5))
+                return
+            self.is_leader, self._lease = True, held
+            self._mark(True)
+            auto = getattr(self.backend, "auto", None)
+            try:
+                if auto is not None:
+                    auto.resume_interrupted()
+            except Exception:  # never stops the trainer
+                log.exception("resuming interrupted prediction jobs failed")
+            try:
+                self.catch_up_missed_while_down()
+            except Exception:  # never stops the trainer
+                log.exception("looking for annotations made while no trainer ran failed")
+            try:
+                self.refit_changed()
+            except Exception:  # never stops the trainer
+                log.exception("refitting the heads an upgrade changed failed")
+            try:
+                while not self._stop.is_set() and self.still_trainer():
+                    try:
+                        busy = self.run_once()
+                    except Exception:  # keep the trainer alive; the events stay queued
+                        log.exception("trainer batch failed")
+                        busy = 0
+                        self._stop.wait(2.0)
+                    if not busy:
+                        self._catch_up_missed()
+                        self._stop.wait(poll)
+                    self._mark(True)
+            finally:
+                self.is_leader, self._lease = False, None
+                self._mark(False)
 
     def _catch_up_missed(self) -> None:
         """Queue a Start training for each project whose webhook this host refused because the queue could not store

@@ -344,3 +344,41 @@ def test_a_predict_run_ends_when_redis_loses_its_batches_jobs(tmp_path, caplog):
     assert "gone from Redis" in worker.GONE_REASON
     gone = [r.getMessage() for r in caplog.records if "gone from Redis" in r.getMessage()]
     assert len(gone) == 1 and "1 of the job's batches (2 tasks)" in gone[0], gone
+
+
+def test_the_trainer_thread_outlives_a_redis_restart_and_trains_after_it(tmp_path, caplog):
+    """A Redis that cannot be reached while the trainer asks its lease (a restart) raised out of the trainer's loop
+    and ended its thread: that process trained no more until restarted. Now it says so once, tries again, and trains
+    the events that arrive after Redis is back."""
+    from labelhub.backend.app import create_app
+    from tests.backend_fixtures import TEXT_CONFIG, annotation_event, project_payload, text_tasks
+
+    payload = project_payload(5, label_config=TEXT_CONFIG)
+    tasks, labels = text_tasks(40)
+    with _Redis(tmp_path / "redis") as server, caplog.at_level(logging.INFO, logger="labelhub.backend.events"):
+        app = create_app({"model_dir": tmp_path / "models", "warmup": False, "redis_url": server.url,
+                          "trainer_lease": 2.0, "trainer_poll_interval": 0.05})
+        trainer = app.extensions["labelhub"].trainer
+        try:
+            wait_for(lambda: trainer.is_leader, timeout=20, message="the trainer's lease")
+            server.stop()
+            time.sleep(3.0)  # the trainer asks its lease every batch: it cannot reach Redis meanwhile
+            server.start()
+            first = {label: task for task, label in zip(tasks, labels)}  # one task of each class
+            for n, (label, task) in enumerate(first.items()):
+                body = annotation_event(100 + n, task, label, project=payload)
+                assert app.test_client().post("/webhook", json=body).status_code == 200
+
+            def trained() -> bool:
+                store = app.extensions["labelhub"].store
+                keys = [k for k in store.known_projects() if k.startswith("5.")]
+                return bool(keys) and str(store.project(keys[0]).kv().get("model_version", "")).startswith(
+                    f"labelhub-{len(first)}-")
+
+            wait_for(trained, timeout=60, message="a fit after Redis came back")
+            assert trainer._thread.is_alive()
+        finally:
+            trainer.stop()
+    said = [r.getMessage() for r in caplog.records if r.name == "labelhub.backend.events"]
+    assert len([line for line in said if line.startswith("the trainer cannot take or keep its lease")]) == 1, said
+    assert PASSWORD not in caplog.text
