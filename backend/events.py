@@ -839,10 +839,10 @@ class Trainer:
         if any(e.get("action") == "START_TRAINING" for _, e in applied):
             changed |= self._read_annotations(key, data)
         if changed:
-            if not self.still_trainer():
+            # asked, then fenced: a pause between the two (past the lease) must not write over the next trainer's
+            if not self.still_trainer() or not state.save_annotations(data, fence=self._lease):
                 raise LeaseLost(f"project {key}: the trainer's lease passed to another process before the training "
                                 f"data was saved; its {len(applied)} events stay queued for that trainer")
-            state.save_annotations(data)
         gone = backend.store.gone(key)
         if gone:  # events taken before the mark: in the training data, no fit nor job (Label Studio lacks the project)
             log_once(log, ("trainer: gone", key), "project %s is marked gone from Label Studio (%s): the events queued "

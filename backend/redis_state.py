@@ -304,9 +304,28 @@ class RedisProjectState(ProjectState):
             data.setdefault(name, {})
         return data
 
-    def save_annotations(self, data: dict) -> None:
-        """Replace the training data (callers hold :meth:`lock`)."""
-        self.client.set(f"{self._hash}:annotations", json.dumps(data, separators=(",", ":"), sort_keys=True))
+    def save_annotations(self, data: dict, fence: "Lease | None" = None) -> bool:
+        """Replace the training data (callers hold :meth:`lock`).
+
+        Args:
+            data: The training data.
+            fence: The trainer's :class:`Lease`: the write lands only while it is still held, in one step on the
+                Redis server (:meth:`Lease.set_if_held`), so a trainer that paused past its lease after asking it
+                (:meth:`labelhub.backend.events.Trainer.still_trainer`) cannot write over its successor's data and
+                drop the events that one took (found by an audit). ``None`` (tests, a caller with no lease): a plain
+                ``SET``.
+
+        Returns:
+            Whether it was written (``False``: the lease is no longer held).
+
+        Raises:
+            redis.exceptions.RedisError: When Redis cannot be reached.
+        """
+        value = json.dumps(data, separators=(",", ":"), sort_keys=True)
+        if isinstance(fence, Lease):
+            return fence.set_if_held(f"{self._hash}:annotations", value)
+        self.client.set(f"{self._hash}:annotations", value)
+        return True
 
     def write_file(self, name: str, data: bytes) -> None:
         """Store a model file in Redis (and in this host's cache)."""

@@ -255,9 +255,16 @@ class ProjectState:
         data.setdefault("tasks", {})
         return data
 
-    def save_annotations(self, data: dict) -> None:
-        """Replace the training data atomically (callers hold :meth:`lock`)."""
+    def save_annotations(self, data: dict, fence: Any = None) -> bool:
+        """Replace the training data atomically (callers hold :meth:`lock`); returns ``True``.
+
+        Args:
+            data: The training data (:meth:`load_annotations`).
+            fence: The trainer's lease; on one host its file lock holds for the process's life, so it is not asked
+                (:class:`~labelhub.backend.redis_state.RedisProjectState` writes only while it is held).
+        """
         atomic_write_json(self.root / "annotations.json", data)
+        return True
 
     # files/ ---------------------------------------------------------------------------------------------
     def write_file(self, name: str, data: bytes) -> None:

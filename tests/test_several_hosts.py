@@ -228,6 +228,28 @@ def test_a_trainer_whose_lease_passed_on_saves_nothing_and_leaves_its_events(red
     assert backend.store.project(KEY).load_annotations()["annotations"] == {}
 
 
+def test_a_trainer_that_paused_past_its_lease_after_asking_it_saves_nothing(redis_url, tmp_path, monkeypatch):
+    """The same pause, between the trainer's question (still the trainer?) and its write of the training data: the
+    write is fenced by the lease on the Redis server, so it lands not, and the events stay queued (an audit)."""
+    from labelhub.backend.app import create_app
+
+    url = f"{redis_url}/8"
+    app = create_app({"model_dir": tmp_path, "start_trainer": False, "warmup": False, "redis_url": url})
+    backend = app.extensions["labelhub"]
+    task = text_tasks(1)[0][0]
+    answer = app.test_client().post("/webhook", json=annotation_event(1, task, "positive", project=PROJECT))
+    assert answer.status_code == 200, answer.json
+    with backend.queue.trainer_lease() as held:
+        backend.trainer._lease = held
+        other = redis.Redis.from_url(url)
+        other.delete("labelhub:trainer")  # the lease ran out after the trainer asked ...
+        assert other.lock("labelhub:trainer", timeout=10).acquire(blocking=False)  # ... and another took it
+        monkeypatch.setattr(backend.trainer, "still_trainer", lambda: True)  # what it heard before the pause
+        assert backend.trainer.run_once() == 1
+    assert backend.queue.count() == 1  # left for the new trainer
+    assert backend.store.project(KEY).load_annotations()["annotations"] == {}
+
+
 # automatic jobs on RQ -------------------------------------------------------------------------------------------------
 
 def test_automatic_whole_project_jobs_on_rq_keep_the_interval_and_one_waiting_job_per_project(redis_url, tmp_path,
