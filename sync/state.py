@@ -626,6 +626,16 @@ class SyncState:
                     "labels, content_hashes) VALUES (?, ?, ?, ?, 'committing', ?, ?, ?, 1)",
                     [(*self.key, version, export_id, json.dumps(hashes), json.dumps(summary), labels)])
 
+    def version_baseline(self, version: int) -> tuple[dict[int, str], str | None]:
+        """``({annotation_id: hash}, label columns as JSON records)`` of version ``version`` whatever its status (the
+        hashes and labels :meth:`begin_version` was given; ``({}, None)`` for a version older than the newest tagged,
+        whose are cleared, or none)."""
+        row = self.db.execute("SELECT hashes, labels FROM versions WHERE project_id=? AND repo_id=? AND version=?",
+                              (*self.key, version)).fetchone()
+        if row is None:
+            return {}, None
+        return {int(k): v for k, v in json.loads(row[0]).items()}, row[1]
+
     def last_tagged_labels(self) -> tuple[int, str | None, str] | None:
         """``(version, label columns as JSON records, commit sha)`` of the newest tagged version (``None`` before
         the first). The records are ``None`` for a version tagged by a LabelHub that did not keep them (before

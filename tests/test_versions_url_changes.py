@@ -126,3 +126,49 @@ def test_a_state_with_content_hashes_of_urls_as_written_is_translated_without_a_
     state.apply_annotations(14, [annotation(14)], complete=False)
     version = exporter.export()
     assert (version.number, version.added, version.changed, version.removed) == (2, 1, 0, 0)
+
+
+def test_a_version_an_older_labelhub_committed_and_did_not_tag_is_translated_too(tmp_path):
+    """The same upgrade, from an older LabelHub stopped between a version's commit and its tag: the export tags it
+    (it is the baseline) and counts no annotation as changed. Before, only a tagged last version was translated, and
+    the next version counted every annotation as changed (found by an audit)."""
+    from labelhub.repos.git import LocalGitRepo
+    from labelhub.sync.state import ROWS_CONFIG, SyncState
+    from labelhub.sync.versions.exporter import CONTENT_FORMAT_CURSOR, Exporter
+    from labelhub.sync.versions.incremental import forget
+    from labelhub.sync.versions.rows import ROW_FORMAT, content_hash
+
+    class Project:
+        project_id, url, title, key = 1, "http://ls.test", "p", "1.1796529238"
+        label_config = ('<View><Image name="image" value="$image"/><Choices name="kind" toName="image">'
+                        '<Choice value="a"/><Choice value="b"/></Choices></View>')
+
+    repo_path = sample_repos.local_repo_with(tmp_path / "repo", {"a.png": b"png"})
+    repo = LocalGitRepo(str(repo_path))
+    path = tmp_path / "s.sqlite3"
+    state = SyncState(path, 1, repo.repo_id)
+    state.set_users({1: "ann@example.com"})
+    for aid in (11, 12, 13):
+        state.upsert_task(aid, {"image": f"http://old:9090/files/repo/abc/{aid}.png?sig=1", "hf_repo": "repo",
+                                "hf_path": f"{aid}.png", "hf_revision": "abc"})
+        state.apply_annotations(aid, [{"id": aid, "completed_by": 1, "created_at": "2026-01-01T00:00:00Z",
+                                       "updated_at": "2026-01-01T00:00:00Z", "result": choice("a")}], complete=False)
+    first = Exporter(repo, Project(), state).export()
+    # as the older LabelHub left it, killed between the commit and the tag: hashes of the rows as written
+    old = {json.loads(text)["annotation_id"]: content_hash(json.loads(text)) for text, *_ in state.export_rows()}
+    baseline = {aid: f"{old[aid]}:{key.partition(':')[2]}" for aid, key in state.exported_hashes().items()}
+    state.db.execute("UPDATE versions SET hashes=?, status='committed'", (json.dumps(baseline),))
+    state.db.executemany("UPDATE export_rows SET content_hash=? WHERE annotation_id=?",
+                         [(hashed, aid) for aid, hashed in old.items()])
+    state.set_cursor(ROWS_CONFIG, json.dumps([{"kind": "Choices"}, "image", ROW_FORMAT], sort_keys=True))
+    state.db.execute("DELETE FROM cursors WHERE name=?", (CONTENT_FORMAT_CURSOR,))
+    sample_repos.git(repo_path, "tag", "-d", "annotations-v1")
+    state.close()
+    forget(state)  # a new process
+
+    state = SyncState(path, 1, repo.repo_id)
+    exporter = Exporter(repo, Project(), state)  # the upgrade
+    assert state.last_version_status() == "committed" and state.cursor(CONTENT_FORMAT_CURSOR) == "2"
+    finished = exporter.export()  # tags the version the older LabelHub committed, and makes none
+    assert (finished.number, finished.commit) == (1, first.commit) and repo.tags()["annotations-v1"] == first.commit
+    assert exporter.export() is None and state.last_version()["version"] == 1

@@ -354,20 +354,24 @@ class Exporter:
     def upgrade(self) -> None:
         """Translate a baseline of whole-row hashes (a version an older LabelHub tagged) into content hashes now
         (see the module docstring; no Hub or Label Studio call, one build of the rows: what the first export would
-        make), or a baseline of content hashes of an older form (:meth:`_translate_contents`). Nothing when the
-        baseline holds content hashes of this form (two queries)."""
+        make), or a baseline of content hashes of an older form (:meth:`_translate_contents`: the last version's,
+        tagged, or committed and not tagged yet, which the next export tags). Nothing when the baseline holds
+        content hashes of this form (two queries)."""
         form = str(CONTENT_FORMAT)
         if self.state.whole_row_baseline():
             exported_contents(self.state, build_rows(self.state, self.controls, self.value_key))
-        elif self.state.cursor(CONTENT_FORMAT_CURSOR, "1") != form and self.state.last_version_status() == "tagged":
+        elif self.state.cursor(CONTENT_FORMAT_CURSOR, "1") != form and \
+                self.state.last_version_status() in ("tagged", "committed"):
             self._translate_contents()
         if self.state.cursor(CONTENT_FORMAT_CURSOR, "1") != form:
             self.state.set_cursor(CONTENT_FORMAT_CURSOR, form)
 
     def _translate_contents(self) -> None:
-        """Give the baseline (the last tagged version's ``{annotation_id: "<content hash>:<annotator>"}``) the content
-        hashes of this LabelHub's form (:func:`labelhub.sync.versions.incremental.content_key`: a file URL counts as
-        the file it names) where the annotation's stored row is the one it was hashed from: its stored content hash
+        """Give the baseline (the last version's ``{annotation_id: "<content hash>:<annotator>"}``: the last tagged one,
+        or one an older LabelHub committed and was stopped before tagging, which the next export tags and counts
+        against; found by an audit: its hashes were left in the older form, and the next version counted every
+        annotation as changed) the content hashes of this LabelHub's form
+        (:func:`labelhub.sync.versions.incremental.content_key`: a file URL counts as the file it names) where the annotation's stored row is the one it was hashed from: its stored content hash
         then is the baseline's (the rows stored are read before the build makes them again, once, in the new form).
         Other annotations keep their hash and count as changed in the next version, as they would have. One read
         of the stored rows, one build, one write of the baseline."""
@@ -376,7 +380,9 @@ class Exporter:
             row = json.loads(text)
             before[int(row["annotation_id"])] = content or content_hash(row)
         built = build_rows(self.state, self.controls, self.value_key)
-        version, hashes, _ = self.state.exported_baseline()
+        last = self.state.last_version()
+        version = last["version"]
+        hashes, labels = self.state.version_baseline(version)
         translated = {}
         for key, value in hashes.items():
             old, _, who = value.partition(":")
@@ -384,11 +390,10 @@ class Exporter:
             translated[key] = f"{now.partition(':')[0]}:{who}" if now and before.get(key) == old else value
         if translated == hashes:
             return
-        last, labels = self.state.last_version(), self.state.last_tagged_labels()
-        # the same version again (its commit, parent, summary and label columns), with the hashes translated; a crash
-        # between the two leaves it "committing", which the next export finishes by finding its commit (export id)
-        self.state.begin_version(version, last["export_id"], translated, last["summary"], labels[1])
-        self.state.set_version_status(version, "tagged", last["commit_sha"], last["parent_commit"])
+        # the same version again (its commit, parent, summary, label columns and status), with the hashes translated;
+        # a crash between the two leaves it "committing", which the next export finishes by finding its commit
+        self.state.begin_version(version, last["export_id"], translated, last["summary"], labels)
+        self.state.set_version_status(version, last["status"], last["commit_sha"], last["parent_commit"])
         log.info("content hashes of the last version translated: a file URL counts as the file it names (%d of its "
                  "%d annotations are as then)", sum(1 for k, v in translated.items() if v != hashes[k]), len(hashes))
 
