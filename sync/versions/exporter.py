@@ -371,10 +371,11 @@ class Exporter:
         or one an older LabelHub committed and was stopped before tagging, which the next export tags and counts
         against; found by an audit: its hashes were left in the older form, and the next version counted every
         annotation as changed) the content hashes of this LabelHub's form
-        (:func:`labelhub.sync.versions.incremental.content_key`: a file URL counts as the file it names) where the annotation's stored row is the one it was hashed from: its stored content hash
-        then is the baseline's (the rows stored are read before the build makes them again, once, in the new form).
-        Other annotations keep their hash and count as changed in the next version, as they would have. One read
-        of the stored rows, one build, one write of the baseline."""
+        (:func:`labelhub.sync.versions.incremental.content_key`: a file URL counts as the file it names) where the
+        annotation's stored row is the one it was hashed from: its stored content hash then is the baseline's (the
+        rows stored are read before the build makes them again, once, in the new form). Other annotations keep their
+        hash and count as changed in the next version, as they would have. One read of the stored rows, one build,
+        one write of the baseline."""
         before = {}
         for text, _, _, content in self.state.export_rows():
             row = json.loads(text)
