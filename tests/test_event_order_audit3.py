@@ -15,6 +15,8 @@ from __future__ import annotations
 import json
 import threading
 
+from hypothesis import given, settings, strategies as st
+
 from labelhub.backend.app import ModelRegistry, create_app
 from labelhub.backend.events import apply_event
 from labelhub.backend.model import LabelStudioMLBase
@@ -191,3 +193,23 @@ def test_only_a_caller_giving_extra_params_stores_them(tmp_path):
     assert state.project()["extra_params"] == {"threshold": 0.7}
     assert registry.get(KEY, IMAGE_CONFIG, extra_params={}).extra_params == {}  # empty params are params too
     assert state.project()["extra_params"] == {}
+
+
+# any order of one annotation's events ends as its newest says ------------------------------------------------------
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 59), st.sampled_from(["Bag", "Coat", None])), min_size=1, max_size=8,
+                unique_by=lambda e: e[0]),
+       st.randoms(use_true_random=False))
+def test_any_order_of_an_annotations_updates_and_cancels_ends_as_the_newest_says(events, rng):
+    """Two gunicorn workers write one annotation's webhooks in any order: whatever order they are applied in (each
+    maybe twice: a crash between apply and delete), the training data ends as the newest event says: its label, or
+    out of training when the newest is a cancel (``None`` here)."""
+    bodies = [_event(label or "", f"2024-06-10T09:00:{second:02d}Z", cancelled=label is None)
+              for second, label in events]
+    order = bodies + rng.sample(bodies, k=len(bodies) // 2)  # some applied again
+    rng.shuffle(order)
+    data = _data()
+    for body in order:
+        _apply(data, body)
+    newest = max(events)[1]
+    assert _label(data) == newest, (events, [b["annotation"]["updated_at"] for b in order])
