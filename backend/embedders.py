@@ -87,7 +87,10 @@ _ONNX_MINILM = _ONNX_MINILM_INT8 | {"all-minilm-l6-v2-onnx"}
 
 
 def decode_image(data: bytes, max_pixels: int = 64_000_000):
-    """Decode image bytes with Pillow into an RGB image.
+    """Decode image bytes with Pillow into an RGB image, turned the way its EXIF orientation tag says
+    (``PIL.ImageOps.exif_transpose``), as browsers and so Label Studio show it: its annotations' percent boxes and
+    ``original_width``/``original_height`` are of that frame (a phone's photo is often stored sideways with the tag;
+    read raw, boxes landed rotated and OCR read sideways text: found by an audit).
 
     Args:
         data: The file's bytes (PNG, JPEG, WebP, ... anything Pillow reads).
@@ -99,13 +102,13 @@ def decode_image(data: bytes, max_pixels: int = 64_000_000):
     Raises:
         MediaFetchError: When the bytes are not an image Pillow can read.
     """
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image, ImageOps, UnidentifiedImageError
 
     try:
         img = Image.open(io.BytesIO(data))
         if img.width * img.height > max_pixels:
             raise MediaFetchError(f"the image is too large ({img.width}x{img.height})")
-        return img.convert("RGB")
+        return ImageOps.exif_transpose(img).convert("RGB")
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
         raise MediaFetchError(f"the media is not a readable image ({type(exc).__name__})") from None
 
