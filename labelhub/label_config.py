@@ -23,6 +23,7 @@ from __future__ import annotations
 import re
 import threading
 from dataclasses import dataclass, field
+from typing import Any
 
 from cachetools import LRUCache, cached
 
@@ -31,7 +32,7 @@ from labelhub.redaction import one_line
 
 __all__ = ["ObjectTag", "ControlTag", "ChoicesSpec", "ControlSpec", "DataField", "parse_label_config",
            "parsed_label_config", "prediction_errors", "choices_spec", "control_specs", "data_field", "task_data_keys",
-           "control_tags",
+           "control_tags", "data_value",
            "URL_TAGS", "TEXT_TAGS", "DEFAULT_INCLUDE"]
 
 #: Object tags whose task data is a file's URL.
@@ -346,6 +347,35 @@ def control_specs(label_config: str) -> list[ControlSpec]:
                                      value_key=target.value, labels=c.labels, attrs=dict(c.attrs),
                                      text_is_url=target.tag in TEXT_TAGS and target.value_type == "url"))
     return specs
+
+
+def data_value(data: Any, key: str) -> Any:
+    """The value an object tag's ``value="$key"`` shows of a task's ``data``, as Label Studio's editor reads it:
+    ``data[key]`` when the data has that key, else the dotted path (``$meta.body`` is ``data["meta"]["body"]``;
+    a number steps into a list: ``$pages.0``), which Label Studio 1.23 accepts on import (``check_data`` of
+    ``label_studio/tasks/validation.py`` walks it) and its editor resolves with lodash's ``get``. Before, the backend
+    read the dotted key as one literal key, and such a project was never learned nor predicted (an audit).
+
+    Args:
+        data: The task's ``data`` (anything: a non-object has no value).
+        key: The key, without its ``$``.
+
+    Returns:
+        The value, or ``None`` when the data has none at that key or path.
+    """
+    if not isinstance(data, dict):
+        return None
+    if key in data or "." not in key:
+        return data.get(key)
+    value: Any = data
+    for step in key.split("."):
+        if isinstance(value, dict):
+            value = value.get(step)
+        elif isinstance(value, list) and step.isdigit() and int(step) < len(value):
+            value = value[int(step)]
+        else:
+            return None
+    return value
 
 
 def data_field(label_config: str) -> DataField:

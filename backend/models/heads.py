@@ -364,12 +364,14 @@ def task_options(task: Any, control: "ControlSpec") -> set[str] | None:
         ``None`` when the control's ``value`` is not a ``$key``; else the task's options (empty when the task has
         no such list).
     """
+    from labelhub.label_config import data_value
+
     ref = str(control.attrs.get("value") or "")
     if not ref.startswith("$"):
         return None
     data = task.get("data") if isinstance(task, dict) else None
     found: set[str] = set()
-    stack = [data.get(ref[1:])] if isinstance(data, dict) else []
+    stack = [data_value(data, ref[1:])] if isinstance(data, dict) else []
     while stack:
         item = stack.pop()
         if isinstance(item, list):

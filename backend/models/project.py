@@ -104,7 +104,7 @@ from labelhub.backend.models.heads import ControlHead, Example, TaskInput, task_
 from labelhub.backend.models.params import check_control_names, params_for
 from labelhub.backend.state import LISTED_VERSIONS, atomic_write_bytes
 from labelhub.errors import LabelConfigError
-from labelhub.label_config import TEXT_TAGS, ControlSpec, control_specs, parse_label_config
+from labelhub.label_config import TEXT_TAGS, ControlSpec, control_specs, data_value, parse_label_config
 from labelhub.redaction import one_line, redact
 
 log = logging.getLogger(__name__)
@@ -600,7 +600,7 @@ class ProjectModel(LabelStudioMLBase):
         data = task.get("data") if isinstance(task, dict) else None
         if not isinstance(data, dict):
             raise MediaError("the task has no 'data' object")
-        value = data.get(control.value_key)
+        value = data_value(data, control.value_key)
         if value is None or value == "":
             raise MediaError(f"the task's data has no {control.value_key!r} (the label config's "
                              f"${control.value_key})")
@@ -656,7 +656,7 @@ class ProjectModel(LabelStudioMLBase):
 
         def fetched(task: Any) -> bool:  # a data: URI is decoded in place: no wait a thread would overlap
             data = task.get("data") if isinstance(task, dict) else None  # a malformed task: one() says why
-            value = data.get(control.value_key) if isinstance(data, dict) else None
+            value = data_value(data, control.value_key)
             return not (isinstance(value, str) and value.startswith("data:"))
 
         remote = control.object_tag == "Image" or control.text_is_url
