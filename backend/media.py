@@ -301,7 +301,7 @@ class MediaFetcher:
                 "the backend")
         if url.startswith("hf://") or parse_hub_url(url, self._hub_endpoint()) is not None:
             return "hub"
-        if url.startswith(_LS_PREFIXES):
+        if url.startswith(_LS_PREFIXES) or self._under_ls_path(url):
             if not self.ls_url:
                 raise MediaNotAllowedError(
                     f"{safe_url(url)} is a Label Studio URL, but LABEL_STUDIO_URL is not set")
@@ -327,6 +327,22 @@ class MediaFetcher:
                 "media need its API key, which only a Label Studio URL gets)")
         raise MediaNotAllowedError(
             f"host {host!r} is not allowed: add it to LABELHUB_ALLOWED_HOSTS to fetch {safe_url(url)}")
+
+    def _under_ls_path(self, url: str) -> bool:
+        """Whether ``url`` is a path of Label Studio's media under the path ``LABEL_STUDIO_URL`` has (a Label Studio
+        served under a subpath, ``LABEL_STUDIO_HOST=http://h:8080/ls``, stores an upload's URL as
+        ``/ls/data/upload/1/a.jpg``: ``FileUpload.url`` in ``label_studio/data_import/models.py`` adds its
+        ``FORCE_SCRIPT_NAME``; before, such a path was refused, found by an audit)."""
+        prefix = urlsplit(self.ls_url).path.rstrip("/") if self.ls_url else ""
+        return bool(prefix) and url.startswith(prefix + "/") and url[len(prefix):].startswith(_LS_PREFIXES)
+
+    def _ls_absolute(self, path: str) -> str:
+        """The URL of a Label Studio path: on its server when the path holds ``LABEL_STUDIO_URL``'s own path
+        (:meth:`_under_ls_path`), else under ``LABEL_STUDIO_URL``."""
+        if self._under_ls_path(path):
+            parts = urlsplit(self.ls_url)
+            return f"{parts.scheme}://{parts.netloc}{path}"
+        return self.ls_url + path
 
     def _signed_here(self, ref) -> bool:
         """Whether a file URL's parts (:func:`labelhub.signing.parse_file_url`) carry a signature made with this
@@ -374,7 +390,7 @@ class MediaFetcher:
         elif kind == "hub":
             data = self._fetch_hub(url)
         elif kind == "label_studio":
-            full = url if "://" in url else self.ls_url + url
+            full = url if "://" in url else self._ls_absolute(url)
             data = self._get(full, label_studio=True)
         else:
             data = self._get(url, label_studio=False)
