@@ -204,24 +204,34 @@ def test_a_burst_worker_with_nothing_to_do_exits_at_once(redis_url, tmp_path):
         assert proc.returncode == 0, proc.stderr[-2000:]
 
 
+def _backend_with_one_event(url: str, tmp_path):
+    """A backend on the Redis ``url`` (no trainer thread) whose queue holds one annotation's event."""
+    from labelhub.backend.app import create_app
+
+    app = create_app({"model_dir": tmp_path, "start_trainer": False, "warmup": False, "redis_url": url})
+    task = text_tasks(1)[0][0]
+    answer = app.test_client().post("/webhook", json=annotation_event(1, task, "positive", project=PROJECT))
+    assert answer.status_code == 200, answer.json
+    return app.extensions["labelhub"]
+
+
+def _another_takes_the_trainer(url: str) -> None:
+    """The trainer's lease runs out and another process takes it."""
+    other = redis.Redis.from_url(url)
+    other.delete("labelhub:trainer")
+    assert other.lock("labelhub:trainer", timeout=10).acquire(blocking=False)
+
+
 def test_a_trainer_whose_lease_passed_on_saves_nothing_and_leaves_its_events(redis_url, tmp_path):
     """A trainer that paused longer than its lease (a stopped VM, a partition from Redis) while another process took
     the trainer over must not write its training data over the new trainer's: it asks Redis before it saves, and the
     events it took stay queued for the new trainer."""
-    from labelhub.backend.app import create_app
-
     url = f"{redis_url}/3"
-    app = create_app({"model_dir": tmp_path, "start_trainer": False, "warmup": False, "redis_url": url})
-    backend = app.extensions["labelhub"]
-    task = text_tasks(1)[0][0]
-    answer = app.test_client().post("/webhook", json=annotation_event(1, task, "positive", project=PROJECT))
-    assert answer.status_code == 200, answer.json
+    backend = _backend_with_one_event(url, tmp_path)
     with backend.queue.trainer_lease() as held:
         assert held and held.still_held()
         backend.trainer._lease = held  # as the trainer's thread holds it
-        other = redis.Redis.from_url(url)
-        other.delete("labelhub:trainer")  # the lease ran out while this process was paused ...
-        assert other.lock("labelhub:trainer", timeout=10).acquire(blocking=False)  # ... and another took it
+        _another_takes_the_trainer(url)  # the lease ran out while this process was paused, and another took it
         assert not held.still_held()
         assert backend.trainer.run_once() == 1
     assert backend.queue.count() == 1  # left for the new trainer
@@ -231,19 +241,11 @@ def test_a_trainer_whose_lease_passed_on_saves_nothing_and_leaves_its_events(red
 def test_a_trainer_that_paused_past_its_lease_after_asking_it_saves_nothing(redis_url, tmp_path, monkeypatch):
     """The same pause, between the trainer's question (still the trainer?) and its write of the training data: the
     write is fenced by the lease on the Redis server, so it lands not, and the events stay queued (an audit)."""
-    from labelhub.backend.app import create_app
-
     url = f"{redis_url}/8"
-    app = create_app({"model_dir": tmp_path, "start_trainer": False, "warmup": False, "redis_url": url})
-    backend = app.extensions["labelhub"]
-    task = text_tasks(1)[0][0]
-    answer = app.test_client().post("/webhook", json=annotation_event(1, task, "positive", project=PROJECT))
-    assert answer.status_code == 200, answer.json
+    backend = _backend_with_one_event(url, tmp_path)
     with backend.queue.trainer_lease() as held:
         backend.trainer._lease = held
-        other = redis.Redis.from_url(url)
-        other.delete("labelhub:trainer")  # the lease ran out after the trainer asked ...
-        assert other.lock("labelhub:trainer", timeout=10).acquire(blocking=False)  # ... and another took it
+        _another_takes_the_trainer(url)  # the lease ran out after the trainer asked, and another took it
         monkeypatch.setattr(backend.trainer, "still_trainer", lambda: True)  # what it heard before the pause
         assert backend.trainer.run_once() == 1
     assert backend.queue.count() == 1  # left for the new trainer

@@ -71,59 +71,78 @@ def test_a_url_rewrite_counts_no_annotation_as_changed_in_the_next_version(label
     assert "other columns only" not in shown.stdout, shown.stdout
 
 
-def test_a_state_with_content_hashes_of_urls_as_written_is_translated_without_a_version(tmp_path):
-    """A state an earlier LabelHub left (content hashes of rows with their URLs as written, rows stored under the
-    older fingerprint): the exporter translates its baseline as it starts, so neither the upgrade nor the next URL
-    rewrite counts any annotation as changed. The model: ``tests/test_sync_state_versions.py``."""
+class _Project:
+    """The Label Studio project of the upgrade tests (a stand-in: the exporter reads these attributes)."""
+    project_id, url, title, key = 1, "http://ls.test", "p", "1.1796529238"
+    label_config = ('<View><Image name="image" value="$image"/><Choices name="kind" toName="image">'
+                    '<Choice value="a"/><Choice value="b"/></Choices></View>')
+
+
+def _task(aid, host, sig):
+    return {"image": f"http://{host}/files/repo/abc/{aid}.png?sig={sig}", "hf_repo": "repo",
+            "hf_path": f"{aid}.png", "hf_revision": "abc"}
+
+
+def _annotation(aid):
+    return {"id": aid, "completed_by": 1, "created_at": "2026-01-01T00:00:00Z",
+            "updated_at": "2026-01-01T00:00:00Z", "lead_time": 2.0, "result": choice("a")}
+
+
+def _as_an_older_labelhub_left_it(tmp_path, untagged: bool = False):
+    """A state and a local repo as an earlier LabelHub left them after version 1 of annotations 11 to 13: content
+    hashes of the rows with their URLs as written, rows stored under the older fingerprint; with ``untagged``, that
+    LabelHub was killed between the version's commit and its tag. Returns ``(repo path, repo, state path, version 1)``
+    once the state is closed (a new process opens it)."""
     from labelhub.repos.git import LocalGitRepo
     from labelhub.sync.state import ROWS_CONFIG, SyncState
     from labelhub.sync.versions.exporter import CONTENT_FORMAT_CURSOR, Exporter
-    from labelhub.sync.versions.incremental import build_rows, forget
+    from labelhub.sync.versions.incremental import forget
     from labelhub.sync.versions.rows import ROW_FORMAT, content_hash
 
-    class Project:
-        project_id, url, title, key = 1, "http://ls.test", "p", "1.1796529238"
-        label_config = ('<View><Image name="image" value="$image"/><Choices name="kind" toName="image">'
-                        '<Choice value="a"/><Choice value="b"/></Choices></View>')
-
-    def task(aid, host, sig):
-        return {"image": f"http://{host}/files/repo/abc/{aid}.png?sig={sig}", "hf_repo": "repo",
-                "hf_path": f"{aid}.png", "hf_revision": "abc"}
-
-    def annotation(aid):
-        return {"id": aid, "completed_by": 1, "created_at": "2026-01-01T00:00:00Z",
-                "updated_at": "2026-01-01T00:00:00Z", "lead_time": 2.0, "result": choice("a")}
-
-    repo = LocalGitRepo(str(sample_repos.local_repo_with(tmp_path / "repo", {"a.png": b"png"})))
+    repo_path = sample_repos.local_repo_with(tmp_path / "repo", {"a.png": b"png"})
+    repo = LocalGitRepo(str(repo_path))
     path = tmp_path / "s.sqlite3"
     state = SyncState(path, 1, repo.repo_id)
     state.set_users({1: "ann@example.com"})
     for aid in (11, 12, 13):
-        state.upsert_task(aid, task(aid, "old:9090", 1))
-        state.apply_annotations(aid, [annotation(aid)], complete=False)
-    assert Exporter(repo, Project(), state).export().number == 1
-    # as the earlier LabelHub left it: content hashes of the rows as written, stored under its fingerprint
+        state.upsert_task(aid, _task(aid, "old:9090", 1))
+        state.apply_annotations(aid, [_annotation(aid)], complete=False)
+    first = Exporter(repo, _Project(), state).export()
+    assert first.number == 1
     old = {json.loads(text)["annotation_id"]: content_hash(json.loads(text)) for text, *_ in state.export_rows()}
     baseline = {aid: f"{old[aid]}:{key.partition(':')[2]}" for aid, key in state.exported_hashes().items()}
-    state.db.execute("UPDATE versions SET hashes=?", (json.dumps(baseline),))
+    state.db.execute("UPDATE versions SET hashes=?, status=?", (json.dumps(baseline),
+                                                                 "committed" if untagged else "tagged"))
     state.db.executemany("UPDATE export_rows SET content_hash=? WHERE annotation_id=?",
                          [(hashed, aid) for aid, hashed in old.items()])
     state.set_cursor(ROWS_CONFIG, json.dumps([{"kind": "Choices"}, "image", ROW_FORMAT], sort_keys=True))
     state.db.execute("DELETE FROM cursors WHERE name=?", (CONTENT_FORMAT_CURSOR,))
-    state.db.commit()
+    if untagged:
+        sample_repos.git(repo_path, "tag", "-d", "annotations-v1")
     state.close()
-    forget(state)  # a new process
+    forget(state)
+    return repo_path, repo, path, first
 
+
+def test_a_state_with_content_hashes_of_urls_as_written_is_translated_without_a_version(tmp_path):
+    """A state an earlier LabelHub left (content hashes of rows with their URLs as written, rows stored under the
+    older fingerprint): the exporter translates its baseline as it starts, so neither the upgrade nor the next URL
+    rewrite counts any annotation as changed. The model: ``tests/test_sync_state_versions.py``."""
+    from labelhub.sync.state import SyncState
+    from labelhub.sync.versions.exporter import CONTENT_FORMAT_CURSOR, Exporter
+    from labelhub.sync.versions.incremental import build_rows
+
+    _, repo, path, _ = _as_an_older_labelhub_left_it(tmp_path)
     state = SyncState(path, 1, repo.repo_id)
-    exporter = Exporter(repo, Project(), state)  # the upgrade
+    exporter = Exporter(repo, _Project(), state)  # the upgrade
     built = build_rows(state, {"kind": "Choices"}, "image")
     assert state.exported_hashes() == built.contents and state.cursor(CONTENT_FORMAT_CURSOR) == "2"
     assert exporter.export() is None  # no version for the upgrade
 
     for aid in (11, 12, 13):  # the URL policy changed: every task's URL rewritten
-        state.upsert_task(aid, task(aid, "new:9090", 2))
-    state.upsert_task(14, task(14, "new:9090", 2))
-    state.apply_annotations(14, [annotation(14)], complete=False)
+        state.upsert_task(aid, _task(aid, "new:9090", 2))
+    state.upsert_task(14, _task(14, "new:9090", 2))
+    state.apply_annotations(14, [_annotation(14)], complete=False)
     version = exporter.export()
     assert (version.number, version.added, version.changed, version.removed) == (2, 1, 0, 0)
 
@@ -132,42 +151,12 @@ def test_a_version_an_older_labelhub_committed_and_did_not_tag_is_translated_too
     """The same upgrade, from an older LabelHub stopped between a version's commit and its tag: the export tags it
     (it is the baseline) and counts no annotation as changed. Before, only a tagged last version was translated, and
     the next version counted every annotation as changed (found by an audit)."""
-    from labelhub.repos.git import LocalGitRepo
-    from labelhub.sync.state import ROWS_CONFIG, SyncState
+    from labelhub.sync.state import SyncState
     from labelhub.sync.versions.exporter import CONTENT_FORMAT_CURSOR, Exporter
-    from labelhub.sync.versions.incremental import forget
-    from labelhub.sync.versions.rows import ROW_FORMAT, content_hash
 
-    class Project:
-        project_id, url, title, key = 1, "http://ls.test", "p", "1.1796529238"
-        label_config = ('<View><Image name="image" value="$image"/><Choices name="kind" toName="image">'
-                        '<Choice value="a"/><Choice value="b"/></Choices></View>')
-
-    repo_path = sample_repos.local_repo_with(tmp_path / "repo", {"a.png": b"png"})
-    repo = LocalGitRepo(str(repo_path))
-    path = tmp_path / "s.sqlite3"
+    _, repo, path, first = _as_an_older_labelhub_left_it(tmp_path, untagged=True)
     state = SyncState(path, 1, repo.repo_id)
-    state.set_users({1: "ann@example.com"})
-    for aid in (11, 12, 13):
-        state.upsert_task(aid, {"image": f"http://old:9090/files/repo/abc/{aid}.png?sig=1", "hf_repo": "repo",
-                                "hf_path": f"{aid}.png", "hf_revision": "abc"})
-        state.apply_annotations(aid, [{"id": aid, "completed_by": 1, "created_at": "2026-01-01T00:00:00Z",
-                                       "updated_at": "2026-01-01T00:00:00Z", "result": choice("a")}], complete=False)
-    first = Exporter(repo, Project(), state).export()
-    # as the older LabelHub left it, killed between the commit and the tag: hashes of the rows as written
-    old = {json.loads(text)["annotation_id"]: content_hash(json.loads(text)) for text, *_ in state.export_rows()}
-    baseline = {aid: f"{old[aid]}:{key.partition(':')[2]}" for aid, key in state.exported_hashes().items()}
-    state.db.execute("UPDATE versions SET hashes=?, status='committed'", (json.dumps(baseline),))
-    state.db.executemany("UPDATE export_rows SET content_hash=? WHERE annotation_id=?",
-                         [(hashed, aid) for aid, hashed in old.items()])
-    state.set_cursor(ROWS_CONFIG, json.dumps([{"kind": "Choices"}, "image", ROW_FORMAT], sort_keys=True))
-    state.db.execute("DELETE FROM cursors WHERE name=?", (CONTENT_FORMAT_CURSOR,))
-    sample_repos.git(repo_path, "tag", "-d", "annotations-v1")
-    state.close()
-    forget(state)  # a new process
-
-    state = SyncState(path, 1, repo.repo_id)
-    exporter = Exporter(repo, Project(), state)  # the upgrade
+    exporter = Exporter(repo, _Project(), state)  # the upgrade
     assert state.last_version_status() == "committed" and state.cursor(CONTENT_FORMAT_CURSOR) == "2"
     finished = exporter.export()  # tags the version the older LabelHub committed, and makes none
     assert (finished.number, finished.commit) == (1, first.commit) and repo.tags()["annotations-v1"] == first.commit
