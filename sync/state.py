@@ -12,6 +12,9 @@ Tables:
   as tombstones so that a late webhook never brings them back. ``users``: id → email. Indexed by task (a webhook
   event and each task a reconciliation stores read their task's rows: without it, a scan of the project's
   annotations, 40 ms an event at 100,000) and, for live ones, by annotator (the question every export asks).
+  ``deleted_tasks``: the ids of the tasks known deleted (a ``TASKS_DELETED`` webhook, or the sweep): Label Studio never
+  gives a task id twice, so no annotation of them is stored live again (a late webhook, or a page read before the
+  deletion and stored after it).
 - ``cursors``: named positions, e.g. the ``updated_at`` up to which tasks were reconciled, and the Label
   Studio instance and project the rows belong to (:func:`bind_project`).
 - ``export_rows``: each live annotation's CSV row (JSON, without its annotator), the hash of that JSON (a row made
@@ -57,6 +60,8 @@ CREATE INDEX IF NOT EXISTS live_annotations_by_annotator
 CREATE TABLE IF NOT EXISTS export_rows (
     project_id INTEGER NOT NULL, annotation_id INTEGER NOT NULL, row TEXT NOT NULL, row_hash TEXT NOT NULL,
     annotator TEXT NOT NULL, content_hash TEXT, PRIMARY KEY (project_id, annotation_id));
+CREATE TABLE IF NOT EXISTS deleted_tasks (
+    project_id INTEGER NOT NULL, task_id INTEGER NOT NULL, PRIMARY KEY (project_id, task_id));
 CREATE TABLE IF NOT EXISTS users (user_id INTEGER PRIMARY KEY, email TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS cursors (
     project_id INTEGER NOT NULL, name TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (project_id, name));
@@ -134,7 +139,11 @@ def _set_up(db: sqlite3.Connection) -> None:
 BINDING = "label_studio_project"
 #: Tables whose rows belong to one Label Studio project (``project_id`` column); ``users`` is per instance.
 PROJECT_TABLES = ("imported", "import_pending", "tasks_seen", "annotations", "export_rows", "cursors", "versions",
-                  "heads")
+                  "heads", "deleted_tasks")
+#: The cursor :func:`bind_project` sets when it dropped a project's rows (``"1"``): the ``users`` table (per instance,
+#: kept) may hold emails of an earlier instance under ids the new one gave again (a reset Label Studio numbers its
+#: users from 1 again), so :func:`labelhub.sync.annotations.intake.learn_annotators` reads the users once more.
+USERS_STALE = "users_stale"
 #: The cursor holding the label config fingerprint the stored export rows were made with.
 ROWS_CONFIG = "export_rows_config"
 #: The cursor counting the repo's files the import cycles made tasks of or followed since the last version (JSON).
@@ -170,6 +179,8 @@ def bind_project(db: sqlite3.Connection, project_id: int, label_studio_url: str,
         if row and stored != identity:
             for table in PROJECT_TABLES:
                 db.execute(f"DELETE FROM {table} WHERE project_id=?", (project_id,))
+            # users are not dropped (another project of the file may be exporting with them): overwritten, once read
+            db.execute("INSERT OR REPLACE INTO cursors VALUES (?, ?, '1')", (project_id, USERS_STALE))
         db.execute("INSERT OR REPLACE INTO cursors VALUES (?, ?, ?)", (project_id, BINDING, identity))
     if row and stored != identity:
         log.warning("the state of project %d was made for %s, not %s: rebuilding it from Label Studio", project_id,
@@ -218,6 +229,18 @@ class SyncState:
         with self._transaction():
             return self.db.executemany(sql, rows).rowcount
 
+    def _bump_if(self, changed: int, name: str | None) -> None:
+        """Inside a write transaction: add 1 to the integer cursor ``name`` (``None``: none) when ``changed``, so that
+        what a write stored and the counter that makes it exported commit together (see :meth:`bump_cursor`)."""
+        if changed and name:
+            self.db.execute("INSERT INTO cursors VALUES (?, ?, '1') ON CONFLICT(project_id, name) "
+                            "DO UPDATE SET value = CAST(value AS INTEGER) + 1", (self.key[0], name))
+
+    def _task_deleted(self, task_id: int) -> bool:
+        """Whether task ``task_id`` is known deleted (``deleted_tasks``)."""
+        return self.db.execute("SELECT 1 FROM deleted_tasks WHERE project_id=? AND task_id=?",
+                               (self.key[0], task_id)).fetchone() is not None
+
     # heads
     def head(self, revision: str) -> str | None:
         """The commit sha last synced for ``revision`` (``None`` before the first sync)."""
@@ -247,8 +270,8 @@ class SyncState:
                         "(SELECT annotation_id FROM annotations WHERE project_id=? AND task_id=?)",
                         (self.key[0], self.key[0], task_id))
 
-    def apply_event_annotation(self, task_id: int, data: dict | None, annotation: dict, revision: str | None
-                               ) -> int | None:
+    def apply_event_annotation(self, task_id: int, data: dict | None, annotation: dict, revision: str | None,
+                               bump: str | None = None) -> int | None:
         """Store the annotation a webhook event brought (:meth:`apply_annotations` with ``complete=False``), with its
         task's ``data`` only when the state holds none for the task, in one transaction.
 
@@ -261,13 +284,17 @@ class SyncState:
             data: Its ``task.data`` (``None``: the event has none; the stored data is not compared).
             annotation: The annotation (as stored: :func:`labelhub.sync.annotations.intake` normalizes it).
             revision: The commit sha the event's task showed (``data.hf_revision``), stored with the annotation.
+            bump: An integer cursor to add 1 to in the same transaction when a row changed (the annotations
+                generation: a crash or an error after the write cannot leave a stored change that is never exported).
 
         Returns:
             How many annotation rows changed, or ``None`` when ``data`` is not the task's stored data: then nothing
             is stored (the next reconciliation reads the task, whose ``updated_at`` the annotation's save moved, with
-            its data and annotations as they are).
+            its data and annotations as they are). 0 for a task known deleted (``deleted_tasks``: a late event).
         """
         with self._transaction():
+            if self._task_deleted(task_id):
+                return 0
             if data is not None:
                 text = json.dumps(data, sort_keys=True)
                 old = self.db.execute("SELECT data FROM tasks_seen WHERE project_id=? AND task_id=?",
@@ -276,7 +303,9 @@ class SyncState:
                     return None
                 if not old:
                     self._upsert_task(task_id, data)
-            return self._apply_annotations(task_id, [annotation], False, None, revision)
+            changed = self._apply_annotations(task_id, [annotation], False, None, revision)
+            self._bump_if(changed, bump)
+            return changed
 
     def repin_annotations(self, task_ids: Iterable[int], sha: str) -> None:
         """Make the annotations of ``task_ids`` name commit ``sha`` as the one they were made on, and their export rows
@@ -321,16 +350,28 @@ class SyncState:
             revision: the commit sha the task showed when it was read (``data.hf_revision``): stored with
                 each annotation written now, so an annotation keeps the revision it was made on when its
                 task later follows a changed file.
+
+        A task known deleted (``deleted_tasks``) stores nothing (0): its ids are never given again.
         """
         with self._transaction():
+            if self._task_deleted(task_id):
+                return 0
             return self._apply_annotations(task_id, annotations, complete, as_of, revision)
 
     def store_task_lists(self, tasks: Sequence[tuple[int, dict, list[dict], str | None, str | None]],
-                         per_transaction: int = 500) -> int:
+                         per_transaction: int = 500, bump: str | None = None) -> int:
         """Store what reconciliation read: for each ``(task_id, data, annotations, as_of, revision)``, what
         :meth:`upsert_task` and then :meth:`apply_annotations` with ``complete=True`` do, ``per_transaction``
         tasks to a transaction (one each took 0.65 ms a task, most of it the commit's ``fsync``; a webhook's
-        write waits at most for one of these transactions).
+        write waits at most for one of these transactions). A task known deleted (``deleted_tasks``: read before
+        its deletion, stored after it) is skipped.
+
+        Args:
+            tasks: The tasks read.
+            per_transaction: Tasks per transaction.
+            bump: An integer cursor to add 1 to in each transaction that changed a row (the annotations generation),
+                so that a reading that fails later (a Label Studio error on a later page) leaves no stored change
+                without it.
 
         Returns:
             How many annotation rows changed.
@@ -338,9 +379,14 @@ class SyncState:
         changed = 0
         for start in range(0, len(tasks), per_transaction):
             with self._transaction():
+                here = 0
                 for task_id, data, annotations, as_of, revision in tasks[start:start + per_transaction]:
+                    if self._task_deleted(task_id):
+                        continue
                     self._upsert_task(task_id, data)
-                    changed += self._apply_annotations(task_id, annotations, True, as_of, revision)
+                    here += self._apply_annotations(task_id, annotations, True, as_of, revision)
+                self._bump_if(here, bump)
+            changed += here
         return changed
 
     def _apply_annotations(self, task_id: int, annotations: list[dict], complete: bool, as_of: str | None,
@@ -350,10 +396,19 @@ class SyncState:
         stored = {row[0]: (row[1], row[2], row[3]) for row in self.db.execute(
             "SELECT annotation_id, updated_at, deleted, body FROM annotations WHERE project_id=? AND task_id=?",
             (project, task_id))}
+        # an event's annotation stored under another task: a tombstone of an ANNOTATIONS_DELETED that came before the
+        # annotation was known (task 0). Label Studio never gives an annotation id twice, so it wins whatever task a
+        # late event names. Not among ``stored``: a complete list marks only its own task's missing rows deleted.
+        elsewhere = {}
+        if not complete and annotations:
+            elsewhere = {row[0]: (row[1], row[2], row[3]) for row in self.db.execute(
+                "SELECT annotation_id, updated_at, deleted, body FROM annotations WHERE project_id=? AND task_id<>? "
+                f"AND annotation_id IN ({','.join('?' * len(annotations))})",
+                (project, task_id, *(a["id"] for a in annotations)))}
         for annotation in annotations:
             body = json.dumps(annotation, sort_keys=True)
             saved_at = annotation.get("updated_at") or ""  # null in a webhook body (Label Studio's API takes it)
-            old = stored.get(annotation["id"])
+            old = stored.get(annotation["id"]) or elsewhere.get(annotation["id"])
             if old:
                 updated_at, deleted, old_body = old
                 if deleted and not complete:
@@ -374,20 +429,39 @@ class SyncState:
             changed += len(gone)
         return changed
 
-    def delete_annotations(self, annotation_ids: Iterable[int]) -> None:
-        """Mark annotations deleted (tombstones), known or not yet."""
-        self._write("INSERT INTO annotations (project_id, annotation_id, task_id, updated_at, body, deleted) "
-                    "VALUES (?, ?, 0, '', NULL, 1) "
-                    "ON CONFLICT(project_id, annotation_id) DO UPDATE SET deleted=1",
-                    [(self.key[0], aid) for aid in annotation_ids])
+    def delete_annotations(self, annotation_ids: Iterable[int], bump: str | None = None) -> None:
+        """Mark annotations deleted (tombstones), known or not yet (an unknown one is kept under task 0; a late event
+        naming its task does not bring it back: :meth:`apply_annotations`).
 
-    def delete_task_annotations(self, task_ids: Iterable[int]) -> int:
-        """Mark every annotation of the deleted tasks ``task_ids`` deleted; returns how many."""
+        Args:
+            annotation_ids: The ids.
+            bump: An integer cursor to add 1 to in the same transaction when ``annotation_ids`` is not empty.
+        """
+        rows = [(self.key[0], aid) for aid in annotation_ids]
         with self._transaction():
-            cursor = self.db.executemany(
-                "UPDATE annotations SET deleted=1 WHERE project_id=? AND task_id=? AND deleted=0",
-                [(self.key[0], task_id) for task_id in task_ids])
-            return cursor.rowcount
+            self.db.executemany("INSERT INTO annotations (project_id, annotation_id, task_id, updated_at, body, "
+                                "deleted) VALUES (?, ?, 0, '', NULL, 1) "
+                                "ON CONFLICT(project_id, annotation_id) DO UPDATE SET deleted=1", rows)
+            self._bump_if(len(rows), bump)
+
+    def delete_task_annotations(self, task_ids: Iterable[int], bump: str | None = None) -> int:
+        """Record the tasks ``task_ids`` as deleted (``deleted_tasks``: no annotation of them is stored live again)
+        and mark every annotation of them deleted.
+
+        Args:
+            task_ids: Ids of tasks deleted in Label Studio.
+            bump: An integer cursor to add 1 to in the same transaction when an annotation was marked deleted.
+
+        Returns:
+            How many annotations were marked deleted.
+        """
+        ids = [(self.key[0], task_id) for task_id in task_ids]
+        with self._transaction():
+            self.db.executemany("INSERT OR IGNORE INTO deleted_tasks VALUES (?, ?)", ids)
+            changed = self.db.executemany(
+                "UPDATE annotations SET deleted=1 WHERE project_id=? AND task_id=? AND deleted=0", ids).rowcount
+            self._bump_if(changed, bump)
+            return changed
 
     def live_annotation_count(self) -> int:
         """How many stored annotations are not deleted."""
@@ -500,8 +574,16 @@ class SyncState:
             "SELECT DISTINCT task_id FROM annotations WHERE project_id=? AND deleted=0", self.key[:1])}
 
     def set_users(self, users: dict[int, str]) -> None:
-        """Remember ``{user id: email}``."""
-        self._write("INSERT OR REPLACE INTO users VALUES (?, ?)", users.items())
+        """Remember ``{user id: email}`` (every user Label Studio listed: the emails of this project's instance are
+        then known, :meth:`users_stale` is ``False``)."""
+        with self._transaction():
+            self.db.executemany("INSERT OR REPLACE INTO users VALUES (?, ?)", users.items())
+            self.db.execute("DELETE FROM cursors WHERE project_id=? AND name=?", (self.key[0], USERS_STALE))
+
+    def users_stale(self) -> bool:
+        """Whether the stored users may be another Label Studio instance's (:data:`USERS_STALE`: the project's rows
+        were dropped by :func:`bind_project` since the users were last read)."""
+        return bool(self.cursor(USERS_STALE))
 
     def users(self) -> dict[int, str]:
         """``{user id: email}`` of every known user."""

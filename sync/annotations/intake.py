@@ -41,6 +41,9 @@ SETTLED = "tasks_settled_at"
 CURSOR_MOVED_AT = "tasks_cursor_moved_at"
 #: The sweep's baseline, ``"max_id:count"``: the project had ``count`` tasks with an id up to ``max_id``.
 SWEPT = "tasks_swept"
+#: The annotations generation: an integer cursor that moves (by 1) in the same transaction as each write that
+#: changed a stored annotation (events, reconciliation pages, the sweep); the exporter makes a version when it is not
+#: the one it last exported.
 GENERATION = "annotations_generation"
 #: The longest a save's transaction is assumed to stay uncommitted after it took its ``updated_at``.
 OVERLAP = timedelta(seconds=5)
@@ -86,8 +89,13 @@ def project_created_at(project: LabelStudioProject | None) -> datetime | None:
 
 def learn_annotators(project: LabelStudioProject, state: SyncState) -> None:
     """Fetch the users' emails (one Label Studio call) when a stored annotation's ``completed_by``
-    has none; webhook payloads carry only the user id."""
-    if state.unknown_annotators():
+    has none (webhook payloads carry only the user id), or when the stored ones may be an earlier instance's (the
+    state was rebound: :meth:`SyncState.users_stale`; a reset Label Studio gives user ids again).
+
+    Raises:
+        labelhub.errors.LabelHubError: Label Studio refused or could not be reached (the users stay as they were).
+    """
+    if state.unknown_annotators() or state.users_stale():
         state.set_users(project.users())
 
 
@@ -133,24 +141,27 @@ class AnnotationIntake:
         that is not Label Studio's, never rewrites the data of the task's other annotations, while a save made after
         the task's data changed legitimately is stored within ``--reconcile-interval``.
 
+        Whatever an event stores moves :data:`GENERATION` in the same transaction. An ``ANNOTATIONS_DELETED`` of an
+        annotation not stored yet leaves a tombstone that a late ``ANNOTATION_CREATED`` naming any task does not undo;
+        ``TASKS_DELETED`` records its tasks as deleted, so a late event of one of them stores nothing.
+
         Returns:
             How many annotations changed, or ``None`` when the event was left to reconciliation (said at DEBUG).
         """
         if action == "ANNOTATIONS_DELETED":
             ids = [a["id"] for a in body["annotations"]]
-            self.state.delete_annotations(ids)
+            self.state.delete_annotations(ids, bump=GENERATION)
             changed = len(ids)
         elif action == "TASKS_DELETED":
-            changed = self.state.delete_task_annotations([t["id"] for t in body["tasks"]])
+            changed = self.state.delete_task_annotations([t["id"] for t in body["tasks"]], bump=GENERATION)
         else:
             task = body["task"]
             changed = self.state.apply_event_annotation(task["id"], task.get("data"), _normalize(body["annotation"]),
-                                                        _revision(task))
+                                                        _revision(task), bump=GENERATION)
             if changed is None:
                 log.debug("webhook %s of task %d: its task.data is not the data the state holds; left to the next "
                           "reconciliation", action, task["id"])
                 return None
-        self._bump(changed)
         return changed
 
     def reconcile(self) -> int:
@@ -184,7 +195,8 @@ class AnnotationIntake:
 
         Raises:
             labelhub.errors.LabelHubError: Label Studio refused or could not be reached (nothing is lost: the
-                pages read are stored, the cursor only moves after a whole reading).
+                pages read are stored, each with its move of :data:`GENERATION`, so they are exported; the cursor
+                only moves after a whole reading).
         """
         cursor = self.state.cursor(CURSOR)
         settled = self.state.cursor(SETTLED) or (_shift(cursor, -OVERLAP) if cursor else "")
@@ -207,8 +219,7 @@ class AnnotationIntake:
         if whole and cursor and began - moved_at >= OVERLAP.total_seconds():
             now_settled = max(now_settled, cursor)  # this reading covered (settled, cursor] after every save up to it
         now_settled = min(now_settled, newest)
-        self.learn_annotators()
-        self._bump(reading.changed)
+        self.learn_annotators()  # after the pages: they moved GENERATION as they were stored
         if newest != cursor:
             self.state.set_cursor(CURSOR, newest)
             self.state.set_cursor(CURSOR_MOVED_AT, repr(time.time()))
@@ -303,10 +314,9 @@ class AnnotationIntake:
             return 0
         gone = candidates - present
         self._set_baseline(top, total)
-        changed = self.state.delete_task_annotations(sorted(gone)) if gone else 0
+        changed = self.state.delete_task_annotations(sorted(gone), bump=GENERATION) if gone else 0
         if changed:
             log.info("sweep: %d tasks deleted in Label Studio took %d annotations with them", len(gone), changed)
-        self._bump(changed)
         return changed
 
     def _set_baseline(self, max_id: int, count: int) -> None:
@@ -317,10 +327,6 @@ class AnnotationIntake:
     def learn_annotators(self) -> None:
         """See :func:`learn_annotators`."""
         learn_annotators(self.project, self.state)
-
-    def _bump(self, changed: int) -> None:
-        if changed:
-            self.state.bump_cursor(GENERATION)
 
 
 def _task_rows(tasks: list[dict]) -> list[tuple]:
@@ -363,8 +369,9 @@ def _baseline(value: str) -> tuple[int, int] | None:
 
 class _Reading:
     """What :meth:`AnnotationIntake.reconcile` keeps of a reading while its pages come in: each page is stored at once
-    (:meth:`labelhub.sync.state.SyncState.store_task_lists`) and dropped; the counts and the newest ``updated_at``
-    of the ordered pages (and of the first of them) stay. A progress line every :data:`PROGRESS_EVERY` tasks."""
+    (:meth:`labelhub.sync.state.SyncState.store_task_lists`, which moves :data:`GENERATION` in the same transactions)
+    and dropped; the counts and the newest ``updated_at`` of the ordered pages (and of the first of them) stay. A
+    progress line every :data:`PROGRESS_EVERY` tasks."""
 
     def __init__(self, state: SyncState):
         self.state = state
@@ -374,7 +381,7 @@ class _Reading:
 
     def store(self, tasks: list[dict], ordered: bool) -> None:
         read = _task_rows(tasks)
-        self.changed += self.state.store_task_lists(read)
+        self.changed += self.state.store_task_lists(read, bump=GENERATION)
         if ordered:
             newest = max((as_of for *_, as_of, _ in read if as_of), default="")
             self.newest = max(self.newest, newest)
