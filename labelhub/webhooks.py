@@ -39,8 +39,8 @@ from labelhub import strict_json
 from labelhub.errors import InvalidEventError, InvalidJSONError, UnknownEventAction
 from labelhub.strict_json import MAX_JSON_DEPTH
 
-__all__ = ["SECRET_HEADER", "secret_matches", "ANNOTATION_ACTIONS", "ACTIONS", "MAX_JSON_DEPTH", "Event", "event_action",
-           "check_annotation", "check_training_tasks", "result_problem",
+__all__ = ["SECRET_HEADER", "secret_matches", "secret_is_latin1", "ANNOTATION_ACTIONS", "ACTIONS", "MAX_JSON_DEPTH",
+           "Event", "event_action", "check_annotation", "check_training_tasks", "result_problem",
            "parse_event", "parse_json", "parse_time", "utc_text"]
 
 #: The header that carries ``LABELHUB_WEBHOOK_SECRET`` (set on the webhook Label Studio calls).
@@ -76,10 +76,52 @@ def secret_matches(headers: Mapping[str, str], secret: str) -> bool:
 
     Returns:
         ``True`` when the header carries exactly the secret. WSGI gives header values decoded as latin-1
-        (PEP 3333), so they are encoded back to the bytes sent before the comparison.
+        (PEP 3333), so they are encoded back to the bytes sent, and compared with the bytes a client sends for
+        the secret:
+
+        - its latin-1 bytes: what Label Studio sends (its webhooks post through ``requests`` and ``http.client``,
+          which encode a header's text as latin-1);
+        - its UTF-8 bytes: what a client that sends UTF-8 sends (``curl``, ``requests`` given bytes).
+
+        Both are compared, each in constant time (:func:`hmac.compare_digest`), whichever matches. **A secret not
+        representable in latin-1** (a character above U+00FF) matches its UTF-8 bytes only: Label Studio cannot
+        send it at all (``http.client`` refuses to encode the header, so the webhook call fails in Label Studio), so
+        such a secret is to be replaced by one of latin-1 (ASCII is safest);
+        :func:`labelhub.sync.annotations.receiver.webhook_app` says so once in a warning, without the secret. A
+        header value given as text outside latin-1 (a mapping that is not WSGI's) is compared by its UTF-8 bytes.
+        The secret never appears in a log line or an error.
     """
-    given = headers.get(SECRET_HEADER, "").encode("latin-1", "replace")
-    return bool(secret) and hmac.compare_digest(given, secret.encode())
+    value = headers.get(SECRET_HEADER, "")
+    try:
+        given = value.encode("latin-1")
+    except UnicodeEncodeError:  # not WSGI's latin-1 text: compared as the text it is
+        given = _utf8(value)
+    forms = [_utf8(secret)]
+    if secret_is_latin1(secret):
+        forms.append(secret.encode("latin-1"))
+    matched = False
+    for form in forms:  # every form compared: the time taken does not say which one matched
+        matched |= hmac.compare_digest(given, form)
+    return bool(secret) and matched
+
+
+def secret_is_latin1(secret: str) -> bool:
+    """Whether ``secret`` can travel in an HTTP header as Label Studio sends one (latin-1 text, see
+    :func:`secret_matches`)."""
+    try:
+        secret.encode("latin-1")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _utf8(text: str) -> bytes:
+    """``text`` as UTF-8; lone surrogates (an environment variable of bytes that are not UTF-8, decoded by Python with
+    ``surrogateescape``) as the bytes they stand for, or, outside that range, encoded as they are."""
+    try:
+        return text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogatepass")
 
 
 class Event(NamedTuple):

@@ -30,7 +30,7 @@ from werkzeug.wrappers import Request, Response
 from labelhub.errors import InvalidEventError
 from labelhub.redaction import escaped
 from labelhub.sync.annotations.intake import ACTIONS, AnnotationIntake
-from labelhub.webhooks import SECRET_HEADER, event_action, secret_matches, parse_json
+from labelhub.webhooks import SECRET_HEADER, event_action, parse_json, secret_is_latin1, secret_matches
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,14 @@ def webhook_app(intake: AnnotationIntake, secret: str | None, on_change: Callabl
         another id or ``created_at``, or a ``project`` that is not an object with an integer id), 403 (wrong secret),
         404, 413 (body over ``max_body_bytes``) and 503 (the state cannot be written) with ``{"error": ...}`` and one
         log line; it never raises.
+
+    A ``secret`` with a character outside latin-1 is one Label Studio cannot send (see
+    :func:`labelhub.webhooks.secret_matches`): one warning says so when the app is made, without the secret.
     """
+    if secret and not secret_is_latin1(secret):
+        log.warning("the webhook secret has characters outside latin-1: Label Studio cannot send it in the %s header "
+                    "(it sends header values as latin-1), so its events will be refused; use an ASCII secret",
+                    SECRET_HEADER)
 
     @Request.application
     def app(request: Request) -> Response:
