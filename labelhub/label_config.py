@@ -61,6 +61,9 @@ class ObjectTag:
         value_type: The ``valueType`` attribute (``Text`` supports ``url``), lower-cased, or ``""``.
         value_list: The ``valueList`` attribute as written (``$pages``: a list of files in one task, the multi-page
             ``<Image>``), or ``""``.
+        encoding: The ``encoding`` attribute of a ``<Text>`` (``base64``, ``base64unicode``: the task holds the text
+            encoded, and Label Studio's editor shows and counts offsets in the decoded text;
+            https://labelstud.io/tags/text), lower-cased, or ``""``.
     """
 
     tag: str
@@ -68,6 +71,7 @@ class ObjectTag:
     value: str
     value_type: str = ""
     value_list: str = ""
+    encoding: str = ""
 
 
 @dataclass(frozen=True)
@@ -102,6 +106,8 @@ class ChoicesSpec:
         labels: The choices, in config order.
         multiple: ``True`` for ``choice="multiple"``.
         text_is_url: ``True`` for ``<Text valueType="url">`` (the text is fetched from the URL).
+        text_encoding: A ``<Text>``'s ``encoding`` (``base64``, ``base64unicode``: :attr:`ObjectTag.encoding`), or
+            ``""``.
     """
 
     from_name: str
@@ -127,6 +133,8 @@ class ControlSpec:
         labels: The control's ``<Choice>``/``<Label>`` values (aliases when set), in config order.
         attrs: All the control tag's XML attributes, as written.
         text_is_url: ``True`` for ``<Text valueType="url">`` (the text is fetched from the URL).
+        text_encoding: A ``<Text>``'s ``encoding`` (``base64``, ``base64unicode``: :attr:`ObjectTag.encoding`), or
+            ``""``.
     """
 
     tag: str
@@ -137,6 +145,7 @@ class ControlSpec:
     labels: tuple[str, ...]
     attrs: dict = field(default_factory=dict, compare=False, hash=False)
     text_is_url: bool = False
+    text_encoding: str = ""
 
     @property
     def type(self) -> str:
@@ -205,7 +214,8 @@ def _parse(label_config: str) -> _Parsed:
         value = obj.attr.get("value") or ""
         objects.append(ObjectTag(tag=obj.tag, name=obj.name, value=value[1:] if value.startswith("$") else "",
                                  value_type=(obj.attr.get("valueType") or "").lower(),
-                                 value_list=obj.attr.get("valueList") or ""))
+                                 value_list=obj.attr.get("valueList") or "",
+                                 encoding=(obj.attr.get("encoding") or "").lower()))
     controls = tuple(ControlTag(tag=c.tag, name=c.name, to_name=tuple(c.to_name or ()),
                                 labels=tuple(getattr(c, "labels", None) or ()), attrs=dict(c.attr))
                      for c in interface.controls)
@@ -345,7 +355,8 @@ def control_specs(label_config: str) -> list[ControlSpec]:
         if target is not None:
             specs.append(ControlSpec(tag=c.tag, from_name=c.name, to_name=target.name, object_tag=target.tag,
                                      value_key=target.value, labels=c.labels, attrs=dict(c.attrs),
-                                     text_is_url=target.tag in TEXT_TAGS and target.value_type == "url"))
+                                     text_is_url=target.tag in TEXT_TAGS and target.value_type == "url",
+                                     text_encoding=target.encoding if target.tag == "Text" else ""))
     return specs
 
 

@@ -8,6 +8,8 @@
    (:func:`labelhub.label_config.data_value`).
 3. A Label Studio served under a subpath (``LABEL_STUDIO_URL=http://host/ls``) stores an upload's URL as
    ``/ls/data/upload/...``: it was refused. Now it is fetched from Label Studio's server, with its key.
+4. ``<Text encoding="base64">`` was read without decoding: the heads learned the base64. Now it is decoded as Label
+   Studio's editor decodes it.
 
 The real Flask app in-process (and its OCR head) where the answer to Label Studio is the point.
 """
@@ -98,3 +100,23 @@ def test_an_upload_of_a_label_studio_under_a_subpath_is_fetched_with_its_key(tmp
         assert fetcher.fetch("/ls/data/upload/1/a.png") == b"IMG"  # as Label Studio stores it under /ls
         assert ls.requests[-1][1].startswith("/ls/data/upload/1/a.png") and ls.requests[-1][2] == "Token legacy0token"
         assert fetcher.fetch(f"{ls.url}/ls/data/upload/1/a.png") == b"IMG"
+
+
+@pytest.mark.parametrize("encoding, text, codec", [("base64", "Peter lives in Bath.", "latin-1"),
+                                                   ("base64unicode", "Zoë lives in Besançon.", "utf-8")])
+def test_a_text_encoded_as_its_config_says_is_read_decoded(encoding, text, codec):
+    """``<Text encoding="base64">`` (https://labelstud.io/tags/text): Label Studio's editor shows, and counts span
+    offsets in, the decoded text; the heads read the base64 itself before (found by an audit). A value that is not
+    base64 is that task's error, said with the tag."""
+    from labelhub.backend.errors import MediaError
+    from labelhub.backend.models.project import ProjectModel
+
+    config = (f"<View><Text name='text' value='$text' encoding='{encoding}'/>"
+              "<Labels name='ner' toName='text'><Label value='PER'/><Label value='LOC'/></Labels></View>")
+    model = ProjectModel(project_id="1.1", label_config=config)
+    encoded = base64.b64encode(text.encode(codec)).decode()
+    good, bad = model.load_inputs([{"id": 1, "data": {"text": encoded[:8] + "\n" + encoded[8:]}},
+                                   {"id": 2, "data": {"text": "not base64!"}}], model.controls[0])
+    assert good.media == text
+    assert isinstance(bad, MediaError) and f"data.text is not {encoding} text" in str(bad) and "<Text name='text'" \
+        in str(bad)

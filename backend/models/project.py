@@ -190,6 +190,26 @@ def _json_kind(value: Any) -> str:
     return f"a {type(value).__name__}"
 
 
+def _decoded_text(value: str, control: ControlSpec) -> str:
+    """The text of a ``<Text encoding="...">`` value, as Label Studio's editor decodes it
+    (https://labelstud.io/tags/text): ``base64`` is the bytes of ``atob`` as they are (one character per byte),
+    ``base64unicode`` those bytes read as UTF-8; whitespace is ignored, as ``atob`` ignores it. Before, the heads read
+    the base64 itself, and a Labels control never found its annotated spans in it (found by an audit).
+
+    Raises:
+        MediaError: The value is not base64, or not UTF-8 once decoded for ``base64unicode``.
+    """
+    import base64
+    import binascii
+
+    try:
+        raw = base64.b64decode("".join(value.split()), validate=True)
+        return raw.decode("utf-8") if control.text_encoding == "base64unicode" else raw.decode("latin-1")
+    except (binascii.Error, ValueError):
+        raise MediaError(f"data.{control.value_key} is not {control.text_encoding} text (the label config's "
+                         f"<Text name={control.to_name!r} encoding=\"{control.text_encoding}\">)") from None
+
+
 def _whole_id(result: dict) -> str:
     """The ``id`` of a whole-object result a head gave none (a ``choices``, or an OCR page's ``textarea``: one per
     control and task): 10 hex digits of a SHA-256 of its ``from_name`` and ``type``, as long as Label Studio's and
@@ -591,11 +611,15 @@ class ProjectModel(LabelStudioMLBase):
         valueType="url">``) or the text itself (``Text``, ``HyperText``); https://labelstud.io/tags/text: the
         ``value`` of a ``<Text>`` is the text.
 
+        A ``<Text encoding="base64">`` (or ``base64unicode``) value is decoded (:func:`_decoded_text`): the heads
+        read, and the spans' offsets count, the text Label Studio's editor shows.
+
         Raises:
-            MediaError: The task has no ``data`` object, the value is missing, ``null`` or ``""``, or it is not a
-                string where a URL or a text is read (``{"text": 5}``, ``{"text": {"a": 1}}``: decision, a text head
-                given ``"5"`` or a JSON object's text would answer it as confidently as a sentence); the task then
-                gets an ``error`` of its own (:meth:`predict`) and a fit leaves it out.
+            MediaError: The task has no ``data`` object, the value is missing, ``null`` or ``""``, not base64 where
+                the config says it is, or it is not a string where a URL or a text is read (``{"text": 5}``,
+                ``{"text": {"a": 1}}``: decision, a text head given ``"5"`` or a JSON object's text would answer it as
+                confidently as a sentence); the task then gets an ``error`` of its own (:meth:`predict`) and a fit
+                leaves it out.
         """
         data = task.get("data") if isinstance(task, dict) else None
         if not isinstance(data, dict):
@@ -609,6 +633,8 @@ class ProjectModel(LabelStudioMLBase):
             raise MediaError(f"data.{control.value_key} is {_json_kind(value)}, not {read} (the label config's "
                              f"<{control.object_tag} name={control.to_name!r} value=\"${control.value_key}\"> reads a "
                              "string)")
+        if control.text_encoding in ("base64", "base64unicode") and not control.text_is_url:
+            return _decoded_text(value, control)
         return value if isinstance(value, str) else json.dumps(value)
 
     def _load(self, value: str, control: ControlSpec) -> Any:
