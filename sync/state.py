@@ -231,15 +231,23 @@ class SyncState:
 
     def _bump_if(self, changed: int, name: str | None) -> None:
         """Inside a write transaction: add 1 to the integer cursor ``name`` (``None``: none) when ``changed``, so that
-        what a write stored and the counter that makes it exported commit together (see :meth:`bump_cursor`)."""
+        what a write stored and the counter that makes it exported commit together (0 when unset; :meth:`bump_cursor`
+        in a transaction of its own)."""
         if changed and name:
             self.db.execute("INSERT INTO cursors VALUES (?, ?, '1') ON CONFLICT(project_id, name) "
                             "DO UPDATE SET value = CAST(value AS INTEGER) + 1", (self.key[0], name))
 
     def _task_deleted(self, task_id: int) -> bool:
         """Whether task ``task_id`` is known deleted (``deleted_tasks``)."""
-        return self.db.execute("SELECT 1 FROM deleted_tasks WHERE project_id=? AND task_id=?",
-                               (self.key[0], task_id)).fetchone() is not None
+        return bool(self._deleted_among([task_id]))
+
+    def _deleted_among(self, task_ids: Sequence[int]) -> set[int]:
+        """Those of ``task_ids`` known deleted (``deleted_tasks``): one query."""
+        if not task_ids:
+            return set()
+        return {row[0] for row in self.db.execute(
+            f"SELECT task_id FROM deleted_tasks WHERE project_id=? AND task_id IN ({','.join('?' * len(task_ids))})",
+            (self.key[0], *task_ids))}
 
     # heads
     def head(self, revision: str) -> str | None:
@@ -378,10 +386,11 @@ class SyncState:
         """
         changed = 0
         for start in range(0, len(tasks), per_transaction):
+            chunk = tasks[start:start + per_transaction]
             with self._transaction():
-                here = 0
-                for task_id, data, annotations, as_of, revision in tasks[start:start + per_transaction]:
-                    if self._task_deleted(task_id):
+                here, deleted = 0, self._deleted_among([task[0] for task in chunk])
+                for task_id, data, annotations, as_of, revision in chunk:
+                    if task_id in deleted:
                         continue
                     self._upsert_task(task_id, data)
                     here += self._apply_annotations(task_id, annotations, True, as_of, revision)
@@ -611,9 +620,10 @@ class SyncState:
         self._write("INSERT OR REPLACE INTO cursors VALUES (?, ?, ?)", [(self.key[0], name, value)])
 
     def bump_cursor(self, name: str) -> None:
-        """Add 1 to an integer cursor, atomically (0 when unset)."""
-        self._write("INSERT INTO cursors VALUES (?, ?, '1') ON CONFLICT(project_id, name) "
-                    "DO UPDATE SET value = CAST(value AS INTEGER) + 1", [(self.key[0], name)])
+        """Add 1 to an integer cursor, atomically (0 when unset), in a transaction of its own (a write that changes
+        what the cursor counts moves it in its own transaction instead: ``bump=`` of the writes)."""
+        with self._transaction():
+            self._bump_if(1, name)
 
     def add_file_changes(self, counts: dict[str, int]) -> None:
         """Add an import cycle's ``{"new", "changed", "moved", "removed", "restored": files}`` to those since the
