@@ -65,11 +65,16 @@ def webhook_app(intake: AnnotationIntake, secret: str | None, on_change: Callabl
 
     A ``secret`` with a character outside latin-1 is one Label Studio cannot send (see
     :func:`labelhub.webhooks.secret_matches`): one warning says so when the app is made, without the secret.
+
+    Events are applied one at a time: :class:`WebhookServer` answers each request in its own thread, and the intake's
+    state is one SQLite connection, on which two transactions at once fail or roll each other back (8 annotators
+    saving together had events answered 503, or 200 and not stored). An event is applied in about a millisecond.
     """
     if secret and not secret_is_latin1(secret):
         log.warning("the webhook secret has characters outside latin-1: Label Studio cannot send it in the %s header "
                     "(it sends header values as latin-1), so its events will be refused; use an ASCII secret",
                     SECRET_HEADER)
+    one_at_a_time = threading.Lock()
 
     @Request.application
     def app(request: Request) -> Response:
@@ -99,7 +104,8 @@ def webhook_app(intake: AnnotationIntake, secret: str | None, on_change: Callabl
             log.warning("webhook rejected: %s", escaped(str(exc)))
             return _json({"error": str(exc)}, 400)
         try:
-            changed = intake.apply_event(action, body)
+            with one_at_a_time:
+                changed = intake.apply_event(action, body)
         except (sqlite3.Error, OSError) as exc:  # a locked or full state: Label Studio logs the 503
             log.error("webhook %s not stored: %s: %s", action, type(exc).__name__, escaped(str(exc)))
             return _json({"error": "the sync state cannot be written now"}, 503)
