@@ -154,6 +154,27 @@ def test_our_version_tags_deleted_by_hand_are_said_once_and_their_numbers_not_re
     assert tags == {"annotations-v1", "annotations-v3", "annotations-v4", "annotations-v5"}, tags
 
 
+def test_a_lost_state_after_the_newest_tag_was_deleted_numbers_on_after_the_untagged_version(synced, tmp_path):
+    """A fresh ``--state`` adopted the newest tag left (v1) and made a second ``annotations v2`` commit, counted
+    against v1; the manifest at the head names v2, which it now takes as the last version."""
+    exporter, importer, annotate = synced
+    repo_id = exporter.repo.repo_id
+    exporter.export()
+    annotate(0, "text-only")
+    assert exporter.export().tag == "annotations-v2"
+    api().delete_tag(repo_id, tag="annotations-v2", repo_type="dataset")
+    lost = SyncState(tmp_path / "lost.sqlite3", exporter.project.project_id, repo_id)
+    FileImporter(exporter.repo, exporter.project, lost).run()
+    AnnotationIntake(exporter.project, lost).reconcile()
+    fresh = Exporter(exporter.repo, exporter.project, lost, sleep=lambda _: None)
+    annotate(1, "text-only")  # the old state's intake; the fresh one reads it below
+    AnnotationIntake(exporter.project, lost).reconcile()
+    version = fresh.export()
+    assert version.tag == "annotations-v3" and (version.added, version.changed, version.removed) == (1, 0, 0)
+    titles = commit_titles(repo_id)
+    assert sum(t.startswith("annotations v2:") for t in titles) == 1, titles
+
+
 def test_a_retry_after_longer_than_the_cap_gives_up_the_attempt_and_the_export_stays_pending(synced, hub):
     exporter, _, _ = synced
     sleeps = []

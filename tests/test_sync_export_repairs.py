@@ -140,6 +140,28 @@ def test_a_readme_without_yaml_block_gets_no_card_metadata_warning(local):
     assert card.startswith("---\nconfigs:") and "# Scans\n\nNo YAML block here." in card
 
 
+def test_a_readme_a_person_replaced_whole_keeps_their_text_and_gets_the_versions_part_back(local, caplog):
+    path = local.repo.path
+    v1 = local.exporter.export()
+    theirs = b"# Fashion subset\n\nOUR TEXT: how we collected these images.\n"
+    sample_repos.commit_local(path, {"README.md": theirs}, message="our own README")  # no LabelHub section
+    local.importer.run()
+    caplog.set_level(logging.WARNING)
+    assert local.exporter.export() is None  # no annotation changed: the card's part is put back, no version
+    card = git(path, "show", "main:README.md")
+    assert "OUR TEXT: how we collected these images." in card  # the last version's card whole before
+    assert "<!-- labelhub:begin -->" in card and "config_name: default" in card
+    assert "annotations-v1" in card.split("<!-- labelhub:begin -->")[0]  # its configs name the version
+    assert git(path, "log", "-1", "--format=%s", "main") == "annotations v1: files restored"
+    said = [r.getMessage() for r in caplog.records if "README.md of main" in r.getMessage()]
+    assert len(said) == 1 and "putting that part back" in said[0] and "work tree" not in said[0]
+    local.annotate(0)
+    v2 = local.exporter.export()  # the next version writes into their card
+    assert v2.number == 2 and v1.number == 1
+    card = git(path, "show", "annotations-v2:README.md")
+    assert "OUR TEXT" in card and card.count("<!-- labelhub:begin -->") == 1
+
+
 @pytest.mark.parametrize("where", ["local", "hub"])
 def test_following_a_tag_with_exports_is_refused_at_start_and_no_export_imports(label_studio, make_project, tmp_path,
                                                                               hub, where):

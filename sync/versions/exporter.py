@@ -496,9 +496,14 @@ class Exporter:
         """``text``, a ``README.md`` of the branch head, with this series' part made the last version's again: its
         section (between its markers) and the version its configs' ``description`` names (``datasets`` keys a
         local folder's cache by the card's configs: a card naming an older version loads that version's cached
-        rows). Everything else is kept: people may edit the rest of the card. A card without the section (or
-        that the last version's does not have) is the last version's card whole. ``text`` itself when its part
-        is the last version's (nothing lost). The last version's card: one read, once per version."""
+        rows). Everything else is kept: people may edit the rest of the card. A card without the section (its
+        author replaced the whole README) gets the section appended and the series' ``configs`` and ``dataset_info``
+        entries set, as a version writes it into such a card (:func:`labelhub.sync.versions.card.dataset_card`); it
+        was the last version's card whole before, which threw the author's text away. One whose text (its YAML
+        aside) the last version's card holds (an older card a commit from a stale work tree brought back) is the
+        last version's card whole, as the version wrote it. ``text`` itself when its part
+        is the last version's (nothing lost) or the last version's card has no section. The last version's card: one
+        read, once per version."""
         last = self._expected[0]
         if self._last_card[0] != last or not last:
             try:
@@ -508,8 +513,16 @@ class Exporter:
         card = self._last_card[1]
         ours, versions = self._version_marks(card)
         theirs, named = self._version_marks(text)
-        if ours is None or theirs is None:
-            return card if card and theirs is None else text
+        if ours is None:
+            return text
+        if theirs is None:
+            from huggingface_hub.repocard import REGEX_YAML_BLOCK
+
+            block = REGEX_YAML_BLOCK.search(text)
+            if text[block.end() if block else 0:].strip() in card:  # a README the card was made from (a stale index)
+                return card
+            body = text if block else "---\n{}\n---\n" + text  # as dataset_card does
+            return self._with_series_yaml(f"{body.rstrip()}\n\n{ours}\n", card)
         restored = text.replace(theirs, ours) if theirs != ours else text
         if versions and any(v != versions[0] for v in named):
             restored = re.sub(rf"LabelHub {re.escape(self.series.prefix)}-v\d+, export [0-9a-f]+",
@@ -682,7 +695,8 @@ class Exporter:
     def _say_lost(self, lost: tuple[str, str, list[str]]) -> None:
         """Say why the branch's head lacks the last version's files, which are written back: its history was
         rewritten (a local repo whose version commit is no longer an ancestor of the head: ``git reset --hard`` to an
-        older commit, a rebase; one ``git merge-base --is-ancestor``), else a commit from a stale work tree's index."""
+        older commit, a rebase; one ``git merge-base --is-ancestor``), else, the card alone, that its part is put back,
+        else a commit from a stale work tree's index."""
         head, _, paths = lost
         last = self.state.last_version()
         version = self.series.tag(last["version"])
@@ -692,12 +706,18 @@ class Exporter:
                         "earlier versions keep their commits)", self.revision, self.repo.repo_id,
                         str(last.get("commit_sha"))[:12], version, ", ".join(paths), head[:12])
             return
+        if paths == ["README.md"]:  # edited by hand (the whole README replaced), or from a stale work tree
+            log.warning("README.md of %s at %s lacks the part of the dataset card %s wrote (its section between the "
+                        "LabelHub markers, or its configs): putting that part back, the rest of the card as it is",
+                        self.revision, head[:12], version)
+            return
         log.warning(
             "%s of %s at %s lacks the files of %s as it wrote them (%s): a commit made from a work tree whose "
             "index predates the export (the export moves the branch without touching the work tree) drops or "
             "reverts them; writing them back. To avoid it, commit through a clone (git pull before, git push "
             "after), or run git reset --keep in the work tree before git add and git commit",
             self.revision, self.repo.repo_id, head[:12], version, ", ".join(paths))
+
 
     def _say_untagged(self, refs: SeenRefs) -> SeenRefs:
         """Say, once per version, that the tag of a version this state tagged is no longer in the repo, before the
@@ -925,6 +945,24 @@ class Exporter:
             return False
         return False
 
+    def _untagged_at_head(self, refs: SeenRefs, newest: tuple[int, str, str] | None) -> tuple[int, str, str] | None:
+        """For a state with no version yet (a new or a lost ``--state``): the version the manifest at the branch
+        head names, ``(number, tag, head)``, when it is newer than ``newest`` (the series' newest tag) because its tag
+        was deleted; else ``newest``. Adopting the newest tag alone numbered the next version as the untagged one
+        (two ``annotations v2`` commits in the branch, the second counted against v1). One read, none when the
+        import cycle's listing of the head showed no ``README.md`` (every version writes one)."""
+        if not refs.head or seen_card(self.state, self.repo.repo_id, refs.head) == "":
+            return newest
+        try:
+            manifest = json.loads(self.repo.read_file(refs.head, self.manifest_path))
+        except (FileNotFoundError, ValueError, RevisionNotFound):
+            return newest
+        tag = manifest.get("tag") if isinstance(manifest, dict) else None
+        number = self.series.number(tag) if isinstance(tag, str) else None
+        if number is None or number <= (newest[0] if newest else 0) or tag in refs.tags:
+            return newest
+        return number, tag, refs.head
+
     def _other_manifest(self, tag: str, sha: str) -> dict | None:
         """The manifest of ``tag`` at one of the usual places of another CSV with this prefix
         (:meth:`labelhub.sync.versions.series.Series.manifest_candidates`), to name it; ``None`` when none is."""
@@ -956,6 +994,8 @@ class Exporter:
             ForeignTag: the newest tag of the series was not made by LabelHub (:meth:`_owner_manifest`).
         """
         newest = self._newest(refs.tags)
+        if self.state.last_version() is None:
+            newest = self._untagged_at_head(refs, newest)
         if newest is None:
             return refs
         number, tag, sha = newest
