@@ -33,12 +33,15 @@ from labelhub.redaction import one_line
 __all__ = ["ObjectTag", "ControlTag", "ChoicesSpec", "ControlSpec", "DataField", "parse_label_config",
            "parsed_label_config", "prediction_errors", "choices_spec", "control_specs", "data_field", "task_data_keys",
            "control_tags", "data_value",
-           "URL_TAGS", "TEXT_TAGS", "DEFAULT_INCLUDE"]
+           "URL_TAGS", "TEXT_TAGS", "DEFAULT_INCLUDE", "REPEATER_PLACEHOLDER"]
 
 #: Object tags whose task data is a file's URL.
 URL_TAGS = ("Image", "Audio", "AudioPlus", "Video")
 #: Object tags whose task data is a file's text, unless ``valueType="url"``.
 TEXT_TAGS = ("Text", "HyperText")
+#: An ``indexFlag`` placeholder of a ``<Repeater>`` (``{{idx}}``, https://labelstud.io/tags/repeater) in a tag's
+#: name or value: Label Studio's editor replaces it with each item's index (``c_{{idx}}`` becomes ``c_0``, ``c_1``).
+REPEATER_PLACEHOLDER = re.compile(r"\{\{[^{}]*\}\}")
 #: Default ``--include`` globs per object tag (matched with both cases of the extension).
 DEFAULT_INCLUDE = {
     "Image": ("*.jpg", "*.jpeg", "*.png", "*.gif", "*.bmp", "*.webp", "*.tif", "*.tiff"),
@@ -161,6 +164,22 @@ class ControlSpec:
     def multiple(self) -> bool:
         """``True`` for ``choice="multiple"`` (Choices)."""
         return str(self.attrs.get("choice", "single")).lower() == "multiple"
+
+    @property
+    def repeated(self) -> str:
+        """The ``indexFlag`` placeholder (``{{idx}}``) in the control's name, its object's name or its object's value
+        when it stands inside a ``<Repeater>`` (https://labelstud.io/tags/repeater), else ``""``.
+
+        label-studio-sdk's parser reads a Repeater's tags as written (``<Choices name="c_{{idx}}">`` over
+        ``<Image name="image_{{idx}}" value="$images[{{idx}}].url">``), while Label Studio's editor makes one tag per
+        item of the task's list (``c_0``, ``c_1``, ...): no result names the control as parsed and no task's data
+        has its value's key, so nothing answers it (:data:`REPEATER_PLACEHOLDER`).
+        """
+        for text in (self.from_name, self.to_name, self.value_key):
+            found = REPEATER_PLACEHOLDER.search(text)
+            if found:
+                return found.group(0)
+        return ""
 
 
 @dataclass(frozen=True)
@@ -338,7 +357,9 @@ def control_specs(label_config: str) -> list[ControlSpec]:
 
     Returns:
         One :class:`ControlSpec` per such control tag, in config order (a control over no object tag
-        with a value, such as ``<Choices toName="txt">`` over ``<Text value="constant">``, is left out).
+        with a value, such as ``<Choices toName="txt">`` over ``<Text value="constant">``, is left out). A control
+        inside a ``<Repeater>`` is in the list as parsed, placeholder and all (:attr:`ControlSpec.repeated`): the
+        backend answers none, and names it with that reason.
 
     Raises:
         LabelConfigError: When the XML does not parse.

@@ -6,7 +6,8 @@ seen, ``choice="multiple"`` with one binary ``LogisticRegression`` per choice, o
 (:mod:`labelhub.backend.embedders`): for a single choice over images L2-normalized (each divided by its
 Euclidean norm, scikit-learn's ``Normalizer``) with ``C = 10``, else standardized (by the annotated tasks'
 means and deviations) with ``C = 0.05`` (:attr:`ChoicesHead.features`). Until the annotations show two
-different choices it does not fit (no regions).
+different choices it does not fit (no regions); a Choices with fewer than two ``<Choice>`` s and no dynamic choices,
+which could never show two, is refused at ``/setup`` (:meth:`ChoicesHead.refusal`).
 
 Why they differ (until 2026-12-04 every regression was standardized with ``C = 0.05``):
 
@@ -193,13 +194,37 @@ class ChoicesHead(ControlHead):
     def supports(cls, control: "ControlSpec", params: Mapping[str, Any]) -> bool:
         """Not a ``perRegion="true"`` Choices: that one classifies each region (its result carries the region's
         ``id``; https://labelstud.io/tags/choices), and a whole-object choice in its place would be read as
-        another annotation of the object. Such a control is left unanswered (logged once)."""
-        return not control.per_region
+        another annotation of the object. Such a control is left unanswered (logged once). Nor a Choices with fewer
+        than two ``<Choice>`` s that has no dynamic choices (``value="$options"``): a fit needs two different choices,
+        and a lone ``<Choice>`` (a flag to tick, single or ``choice="multiple"``) gives one, since Label Studio stores
+        no result for a flag left unticked, so it would never learn (:meth:`refusal`)."""
+        return not control.per_region and (cls._dynamic(control) or len(control.labels) >= 2)
+
+    @classmethod
+    def refusal(cls, control: "ControlSpec", params: Mapping[str, Any]) -> str | None:
+        """Why :meth:`supports` refuses ``control``: the base class's for a ``perRegion="true"`` Choices
+        (:meth:`ControlHead.refusal`), else, for a Choices with fewer than two ``<Choice>`` s and no dynamic choices,
+        the words of :func:`labelhub.label_config.choices_spec` (``needs at least two <Choice> values, it has 1``)
+        and why (an audit found such a flag accepted at ``/setup`` and never learned).
+
+        Returns:
+            The reason, or ``None``.
+        """
+        if control.per_region:
+            return super().refusal(control, params)
+        if not cls._dynamic(control) and len(control.labels) < 2:
+            return (f"needs at least two <Choice> values, it has {len(control.labels)}: a fit learns between two "
+                    "different choices, and a flag left unticked is stored as no result")
+        return None
+
+    @staticmethod
+    def _dynamic(control: "ControlSpec") -> bool:
+        return str(control.attrs.get("value") or "").startswith("$")
 
     @property
     def dynamic(self) -> bool:
         """``True`` for dynamic choices (``value="$options"``: each task's data lists its choices)."""
-        return str(self.control.attrs.get("value") or "").startswith("$")
+        return self._dynamic(self.control)
 
     @property
     def kind(self) -> str:

@@ -22,7 +22,9 @@ was left for later: it would need its own fit of the labelled regions' crops and
 right); a label config with no control any head answers is refused (:class:`labelhub.errors.LabelConfigError`,
 422), naming for each control why its head refused it where its pair of tags has a head
 (:meth:`~labelhub.backend.models.heads.ControlHead.refusal`: a ``<RectangleLabels value="$regions">`` with no
-``<Label>`` for its dynamic labels, a ``perRegion="true"`` control with its own tag). A head may draw its regions
+``<Label>`` for its dynamic labels, a ``perRegion="true"`` control with its own tag); a control inside a
+``<Repeater>`` (its name or value holds the ``indexFlag``, ``c_{{idx}}``) is answered by no head, with that reason
+(:func:`_repeated_reason`). A head may draw its regions
 with another control and claim it (:meth:`~labelhub.backend.models.heads.ControlHead.claims`): a per-region
 TextArea's OCR lines are drawn on a ``<Rectangle>``, or on a ``<RectangleLabels>`` with one label; that control then
 gets no head of its own, which the log says once. A ``<RectangleLabels>`` with several labels is never claimed: the
@@ -273,6 +275,28 @@ def _refit_reason(previous: dict, rule: str) -> str:
     return ""
 
 
+def _repeated_reason(control: ControlSpec) -> str:
+    """Why a control inside a ``<Repeater>`` (:attr:`~labelhub.label_config.ControlSpec.repeated`) is not answered,
+    for the log and ``/setup``'s refusal: Label Studio's editor makes one tag per item of the task's list, named with
+    the item's index in place of the ``indexFlag``, so no annotation names the control as parsed and no task's data
+    has its value's key (an audit: such a config was accepted and every prediction was empty, whatever was annotated).
+    Decision: not answered (a head per item would need the list's length from each task, and the items' results to
+    be learned as one control's).
+
+    Example:
+        >>> from labelhub.label_config import control_specs
+        >>> spec = control_specs('<View><Repeater on="$pages" indexFlag="{{i}}"><Text name="t{{i}}" '
+        ...     'value="$pages[{{i}}].text"/><Choices name="c{{i}}" toName="t{{i}}"><Choice value="a"/>'
+        ...     '<Choice value="b"/></Choices></Repeater></View>')[0]
+        >>> _repeated_reason(spec).split(": ", 1)[1]
+        "Label Studio's editor makes a copy per item of the task's list ('c0', 'c1', ...), which no head answers"
+    """
+    flag = control.repeated
+    name = next(text for text in (control.from_name, control.to_name, control.value_key) if flag in text)
+    return (f"inside a <Repeater> (indexFlag {flag}): Label Studio's editor makes a copy per item of the task's list "
+            f"({name.replace(flag, '0')!r}, {name.replace(flag, '1')!r}, ...), which no head answers")
+
+
 def _named_causes(causes: dict[str, list]) -> str:
     """The :data:`NAMED_MEDIA_REASONS` causes of most examples (``{cause: [examples, example URL]}`` from
     :func:`_media_cause`), each as ``<n> example(s): <message>`` with its example URL shortened (:func:`_short_url`)
@@ -469,6 +493,12 @@ class ProjectModel(LabelStudioMLBase):
         """
         from labelhub.backend.models.pipelines import PipelineParamsError
 
+        if control.repeated:  # inside a <Repeater>: no result nor task data matches the tag as parsed
+            self._why[control.from_name] = _repeated_reason(control)
+            _log_once(self.project_id, control.from_name, "project %s: <%s name=%r> over <%s> is not answered: %s",
+                      self.project_id, control.tag, control.from_name, control.object_tag,
+                      self._why[control.from_name])
+            return None
         candidates = []
         if params.get("model"):
             candidates.append(PIPELINE_HEAD)

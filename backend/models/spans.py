@@ -42,8 +42,9 @@ The logistic regression runs with one BLAS thread: its matrices are thin (words 
 OpenBLAS's threads, spinning on cores that other workers use, made a 500-sentence fit take 10-20 s.
 
 It does not fit (no regions) until :attr:`SpansHead.min_examples` tasks have at least one span of the
-config's labels. A word in two overlapping annotated spans is learned as part of the one that starts
-first; labels outside the label config are ignored. The encoder loads on first use (or
+config's labels; a ``<Labels>`` with no ``<Label>`` of its own (dynamic labels only, ``value="$labels"``) is
+refused at ``/setup`` (:meth:`SpansHead.refusal`). A word in two overlapping annotated spans is learned as part of
+the one that starts first; labels outside the label config are ignored. The encoder loads on first use (or
 :meth:`SpansHead.warmup`), once per process.
 
 Results use Label Studio's format for Labels over Text (https://labelstud.io/guide/predictions)::
@@ -446,16 +447,44 @@ class SpansHead(ControlHead):
 
     @classmethod
     def supports(cls, control, params: Mapping[str, Any]) -> bool:
-        """Only ``<Labels>`` over ``<Text>`` (character offsets into a plain string).
+        """Only ``<Labels>`` over ``<Text>`` (character offsets into a plain string) with at least one ``<Label>``:
+        the head learns the labels written in the config (:meth:`spans_of` keeps only those), so a Labels without
+        any, as one with dynamic labels only (``value="$labels"``), would never learn (:meth:`refusal`).
 
         Args:
             control: The control tag and its object tag.
             params: The project's parameters (none is read).
 
         Returns:
-            ``True`` for a Labels control over a Text object tag.
+            ``True`` for a Labels control over a Text object tag that has a label.
         """
-        return control.tag == "Labels" and control.object_tag == "Text"
+        return control.tag == "Labels" and control.object_tag == "Text" and bool(control.labels)
+
+    @classmethod
+    def refusal(cls, control, params: Mapping[str, Any]) -> str | None:
+        """Why :meth:`supports` refuses a ``<Labels>`` over a ``<Text>``: it has no ``<Label>``; with dynamic labels
+        (``value="$labels"``: each task's data lists its labels, https://labelstud.io/tags/labels) that is said, as
+        the spans head learns the config's own labels only, as the boxes head does
+        (:meth:`labelhub.backend.models.boxes.BoxesHead.refusal`).
+
+        Decision (an audit found such a config accepted and never learned): refused, not learned from the labels the
+        annotations hold as the Choices head learns dynamic choices (:meth:`labelhub.backend.models.choices.
+        ChoicesHead.fit`). The Choices head picks the likeliest of each task's own options; the spans head decodes a
+        text's tags together (``B-``/``I-`` per label, Viterbi), and a span of a label the task does not offer would
+        be dropped whole (:meth:`labelhub.backend.models.project.ProjectModel._current_labels`) rather than given the
+        task's likeliest label: answering from each task's labels needs a decoding restricted per task, and a
+        measure of it; not done. A ``<Labels value="$labels">`` with ``<Label>`` s of its own is answered with those.
+
+        Returns:
+            The reason, or the base class's (:meth:`ControlHead.refusal`) for another control.
+        """
+        if control.tag == "Labels" and control.object_tag == "Text" and not control.labels:
+            value = str(control.attrs.get("value") or "")
+            if value.startswith("$"):
+                return (f'dynamic labels from the task data, value="{value}": the spans head learns only <Label>s '
+                        "written in the config")
+            return "it has no <Label>: no label to learn"
+        return super().refusal(control, params)
 
     @property
     def threads(self) -> int:
