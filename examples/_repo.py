@@ -44,7 +44,7 @@ def load_version(repo: str, tag: str, name: str | None = None, streaming: bool =
         name: ``None``: the typed config of the tag's series (:func:`series_configs`), one row per annotation with
             the image decoded and typed labels; ``"consensus"``: one row per task with its majority labels
             (:func:`consensus_config`), the media decoded; ``"rows"``: the CSV's rows as written (a local repository's
-            CSV is read as a CSV: the default series' only).
+            CSV is read as a CSV, every cell a string: :func:`csv_rows`; the default series' only).
 
     A Hub repo is loaded with ``revision=tag``; a local repository is first cloned at the tag into a
     temporary folder (``datasets`` reads a local folder as it is, without revisions). A config with no rows (a
@@ -65,14 +65,29 @@ def load_version(repo: str, tag: str, name: str | None = None, streaming: bool =
         if name == "rows":
             if typed is not None:
                 raise SystemExit(f"{tag}: read another series' CSV at its --csv-path in a clone of the tag")
-            return datasets.load_dataset("csv", data_files=os.path.join(checkout, "annotations", "annotations.csv"),
-                                         split="train", streaming=streaming)
+            rows = csv_rows(os.path.join(checkout, "annotations", "annotations.csv"))
+            return rows.to_iterable_dataset() if streaming else rows
         return datasets.load_dataset(checkout, config, split="train", streaming=streaming)
     except (ValueError, StopIteration) as exc:  # datasets' ways of saying a config's files hold no row
         if isinstance(exc, StopIteration) or "corresponds to no data" in str(exc):
             raise SystemExit(f"{tag}: the {config or 'default'} config has no rows (no annotation in this version, "
                              "or all of them skipped)") from None
         raise
+
+
+def csv_rows(path: str):
+    """A version's CSV as a ``datasets.Dataset``, every cell the string the CSV holds (as ``labelhub diff`` reads
+    it), the recipe a local version's card prints.
+
+    ``datasets.load_dataset("csv", ...)`` lets pandas guess each column's type: labels ``None``, ``NA`` or ``null``
+    became missing, and a column of labels ``1`` and ``2`` became float64 in a version with an empty cell and int64
+    in the next (``examples/diff_versions.py`` then saw ``1.0 -> 1`` as a change). Read as strings, a cell is the
+    label as written, an empty cell ``""``.
+    """
+    import datasets
+    import pandas as pd
+
+    return datasets.Dataset.from_pandas(pd.read_csv(path, dtype=str, keep_default_na=False))
 
 
 def clone(repo: str, tag: str) -> str:
@@ -118,8 +133,11 @@ def read_manifest(repo: str, tag: str) -> dict:
 def label_names(rows, column: str):
     """A function that turns a label cell into its name(s), something hashable: a ``ClassLabel`` int (a Hub repo's
     typed labels) into its name, a string (a local folder's labels) as it is, a list (``choice="multiple"``) into a
-    tuple of names, and a list of regions (boxes, spans: ``{..., "label": ...}``) into the tuple of their labels."""
-    feature = (rows.features or {}).get(column)
+    tuple of names, and a list of regions (boxes, spans: ``{..., "label": ...}``) into the tuple of their labels.
+    Features that are no struct (a local version whose rows hold no box or span yet: ``datasets`` infers the
+    column ``List(Value("null"))``) have no ``ClassLabel``: the cells are taken as they are."""
+    features = rows.features
+    feature = features.get(column) if isinstance(features, dict) else None  # a non-struct: no column, no ClassLabel
     feature = getattr(feature, "feature", feature)
     if isinstance(feature, dict):  # a region's struct: its "label" is the ClassLabel
         feature = feature.get("label")

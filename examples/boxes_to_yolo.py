@@ -31,9 +31,12 @@ def yolo_classes(rows, column: str, manifest: dict | None = None, given: list[st
     id means the same label in every version: ``given`` (``--classes``), else a ``ClassLabel``'s names (a Hub
     repo), else the manifest's ``class_names`` of the control (when LabelHub wrote them), else the sorted labels of
     the boxes, with a warning (a local clone's labels are strings: an absent label, or a new one that sorts earlier,
-    shifts the ids of the others between versions). Labels of the boxes that the list lacks are appended."""
+    shifts the ids of the others between versions). Labels of the boxes that the list lacks are appended. A local
+    version whose rows hold no box yet has a column ``datasets`` infers as ``List(Value("null"))``, no struct: no
+    ``ClassLabel``, so the manifest's (or the given) names."""
     feature = rows.features[column]
-    label = (feature.feature if hasattr(feature, "feature") else feature[0])["label"]  # of {x, y, ..., label}
+    inner = feature.feature if hasattr(feature, "feature") else (feature or [None])[0]  # {x, y, ..., label}
+    label = inner.get("label") if isinstance(inner, dict) else None
     found = {box["label"] for boxes in rows[column] for box in boxes or []}
     names = given or getattr(label, "names", None) or ((manifest or {}).get("class_names") or {}).get(column)
     if not names:

@@ -62,7 +62,9 @@ def main() -> None:
     from sklearn.model_selection import cross_val_score
 
     rows = load_version(args.repo, args.tag, None if args.config == "default" else "consensus")
-    rows = rows.filter(lambda row: row[args.column] is not None)
+    # on the label column alone: a filter on whole rows decodes every image, and a file that is no image would stop
+    # it here (UnidentifiedImageError) before pixels() skips and names it
+    rows = rows.filter(lambda label: label is not None, input_columns=[args.column])
     name = label_names(rows, args.column)
     if not rows.num_rows:
         raise SystemExit(f"{args.tag}: no row with a {args.column!r} label to train on")

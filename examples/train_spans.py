@@ -63,8 +63,9 @@ def main() -> None:
 
     rows = load_version(args.repo, args.tag)
     feature = rows.features[args.column]
-    inner = feature.feature if hasattr(feature, "feature") else feature[0]  # the span's {start, end, text, label}
-    name = label_names(SimpleNamespace(features=inner), "label")
+    inner = feature.feature if hasattr(feature, "feature") else (feature or [None])[0]  # {start, end, text, label}
+    # no struct (a local version without spans yet: List(Value("null"))): no ClassLabel, labels as they are
+    name = label_names(SimpleNamespace(features=inner if isinstance(inner, dict) else None), "label")
     x, y, groups, entities = [], [], [], Counter()
     for n, (text, spans) in enumerate(zip(rows[rows.column_names[0]], rows[args.column])):  # the text comes first
         spans = [(s["start"], s["end"], name(s["label"])) for s in spans or []]

@@ -303,7 +303,7 @@ def test_a_local_repos_card_shows_the_clone_recipe(local):
     if local:
         assert "git clone --branch test-v5 <path of this repository> test-v5" in block
         assert 'datasets.load_dataset("./test-v5", "test", split="train")' in block
-        assert 'data_files="./test-v5/annotations/test.csv"' in block
+        assert 'pd.read_csv("./test-v5/annotations/test.csv", dtype=str, keep_default_na=False)' in block
         assert "revision=" not in block and "<repo_id>" not in block
     else:
         assert 'datasets.load_dataset("<repo_id>", "test", revision="test-v5", split="train")' in block

@@ -84,8 +84,12 @@ def card_block(manifest: dict, controls: dict[str, str], value_key: str, changes
         series: The series exported (its markers and config names); ``None``: the default series.
         rows_config: Whether the card names a rows config to load (a Hub repo's; a local repository has none).
         local: The repo is a local git repository: ``datasets`` cannot read a revision of it, so the recipe
-            clones it at the tag (``git clone --branch TAG <path> TAG``) and loads that folder, the CSV with the
-            ``csv`` builder (README, "On a local repository").
+            clones it at the tag (``git clone --branch TAG <path> TAG``) and loads that folder, the CSV through
+            pandas with every cell a string (``dtype=str, keep_default_na=False``, as ``labelhub diff`` reads it:
+            the ``csv`` builder's guesses made labels ``None``/``NA`` missing and ``1`` a float in one version, an
+            int in the next); an ``Image`` or ``Audio`` version says which rows ``train`` leaves out (a file changed
+            after its annotation: :func:`_changed_files_note`, counted by the manifest's ``counts.older_content``
+            when present) (README, "On a local repository").
         repo_id: The Hub repo's ``owner/name``, written in the load recipe so that it runs as copied; ``None``: the
             placeholder ``<repo_id>`` (a caller that does not know it).
         media: The object tag the files fill (``Image``, ``Audio``, ``Video``, ``Text``...; ``""``: unknown, an
@@ -119,14 +123,15 @@ def card_block(manifest: dict, controls: dict[str, str], value_key: str, changes
                 else f"(the first version: {signs}).") + ground_truth, "",
              *(["```bash", f"git clone --branch {tag} <path of this repository> {tag}  "
                 "# a local repository: datasets loads a folder, not a revision", "```", ""] if local else []),
-             "```python", "import datasets", load + _load_comment(media, local, value_key)]
+             "```python", "import datasets", *(["import pandas as pd"] if local else []),
+             load + _load_comment(media, local, value_key)]
     if media == "Audio":  # the audio column is a path ({path, bytes} on the Hub): decoding is the reader's step
         start = f'train.map(lambda r: {{"audio": "./{tag}/" + r["file_name"]}})' if local else "train"
         lines += [f'train = {start}.cast_column("{"audio" if local else value_key}", datasets.Audio())  '
                   "# decoded: needs torchcodec (and FFmpeg)"]
-    if local:
-        lines += [f'rows = datasets.load_dataset("csv", data_files="./{tag}/{series.csv_path}", split="train")  '
-                  "# the CSV's rows"]
+    if local:  # as strings: pandas' guesses made labels "None" or "NA" missing, and "1" float64 in one version
+        lines += [f'rows = datasets.Dataset.from_pandas(pd.read_csv("./{tag}/{series.csv_path}", dtype=str, '
+                  "keep_default_na=False))  # the CSV's rows, each cell the string it holds"]
     elif rows_config:
         lines += [f'rows = datasets.load_dataset({where}, "{series.rows_config}", revision="{tag}", '
                   'split="train")  ' + "# the CSV's rows"]
@@ -137,6 +142,8 @@ def card_block(manifest: dict, controls: dict[str, str], value_key: str, changes
                   'split="train")  ']
         lines[-1] += "# one row per task: majority labels, agreement"
     lines += ["```", ""]
+    if local and media in ("Image", "Audio"):
+        lines += [_changed_files_note(counts.get("older_content")), ""]
     if changes:
         lines += [f"### Changes in {manifest['tag']}", "", changes, ""]
     if agreement:
@@ -151,6 +158,19 @@ def card_block(manifest: dict, controls: dict[str, str], value_key: str, changes
         lines.append("")
     lines.append(end)
     return "\n".join(lines)
+
+
+def _changed_files_note(older) -> str:
+    """What a local ``Image``/``Audio`` version's ``train`` (and ``consensus``) leave out: the annotations made on an
+    older content of their file than the tag holds (:func:`labelhub.sync.versions.training.media_elsewhere`), with
+    their number when the manifest counts them (``counts.older_content``: an int)."""
+    note = ("A row annotated before its file changed (its `annotated_revision` older than the commit the file's URL "
+            "names) is left out of `train` and of the consensus votes: the clone holds the file's newer content, "
+            "which its labels were not made on. The CSV keeps it; `git show <annotated_revision>:<hf_path>` gives "
+            "the file as it was annotated.")
+    if isinstance(older, int) and not isinstance(older, bool) and older:
+        note += f" This version leaves out {counted(older, 'annotation')} so."
+    return note
 
 
 def _load_comment(media: str, local: bool, value_key: str) -> str:

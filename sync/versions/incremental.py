@@ -614,7 +614,7 @@ def build_files(state: SyncState, frame: pd.DataFrame, label_config: str, contro
     if text_from_url(field) and texts is None:
         raise ValueError(f"the training rows of <{field.tag} valueType=\"url\"> need a reader of the files' texts")
     current = current_revisions(state) if field.tag in TEXT_TAGS and not field.as_url else None
-    voting = _voting(frame, field, current)
+    voting = _voting(frame, field, current, local)
     with _LOCK:
         build = _BUILDS.get(_state_key(state))
         if build is None or build.frame is not frame or frame.empty:
@@ -639,19 +639,23 @@ def current_revisions(state: SyncState) -> dict[int, str]:
     return {int(task): sha for task, sha in rows if sha}
 
 
-def _voting(frame: pd.DataFrame, field: DataField, current: Mapping[int, str] | None) -> pd.DataFrame:
+def _voting(frame: pd.DataFrame, field: DataField, current: Mapping[int, str] | None,
+            local: bool = False) -> pd.DataFrame:
     """The rows of ``frame`` that vote in the consensus and agreement (``frame`` itself when all do): those
     annotated on the content their task shows now (:func:`labelhub.sync.versions.training.on_current_content`).
-    The others are counted in a warning."""
+    The others are counted in a warning, which says where they are: a local repository's default config leaves out
+    the Image and Audio ones too (:func:`labelhub.sync.versions.training.media_elsewhere`)."""
     keep = on_current_content(frame, field, current)
     if keep.all():
         return frame
     older = frame[~keep]
+    kept = ("the CSV keeps them; the default config leaves them out too (a clone holds the file's newer content)"
+            if local and field.tag in ("Image", "Audio") else
+            "the CSV and the default config keep them, with the content they were made on")
     log.warning("%d annotation(s) of %d task(s) were made on an older revision of their file than their task shows "
-                "now (the file changed after; e.g. task %s, annotated on %s): the CSV and the default config keep "
-                "them, with the text they were made on; the consensus config and the agreement figures leave them "
-                "out", len(older), older["task_id"].nunique(), older["task_id"].iloc[0],
-                str(older["annotated_revision"].iloc[0])[:12])
+                "now (the file changed after; e.g. task %s, annotated on %s): %s; the consensus config and the "
+                "agreement figures leave them out", len(older), older["task_id"].nunique(), older["task_id"].iloc[0],
+                str(older["annotated_revision"].iloc[0])[:12], kept)
     return frame.take(np.flatnonzero(keep)).reset_index(drop=True)
 
 

@@ -23,10 +23,11 @@ because the row holds what the annotation was made on, the task's text or URL: :
   :func:`labelhub.repos.texts.decode_task_text`; the CSV keeps the task's text). A span's ``text`` is the
   one the annotation saved; a span saved without one (over ``valueType="url"``, or made through the API) gets the
   characters between its offsets of its own row's text, never another's (not for HyperText, whose offsets are XPaths);
-- the ``consensus`` config (one row per task) and the agreement figures count, for a ``Text``/``HyperText`` task,
-  only the annotations made on the content the task shows now (:func:`on_current_content`): the consensus row
-  holds that content, and spans made on another text would not index it. The others stay in the CSV and the
-  default config, and are counted in a warning at each export;
+- the ``consensus`` config (one row per task) and the agreement figures count only the annotations made on the
+  content the task shows now (:func:`on_current_content`: a ``Text``/``HyperText`` task's text, an ``Image``,
+  ``Audio`` or ``Video`` task's file at the commit its URL names): the consensus row holds that content, and spans
+  made on another text would not index it, nor boxes drawn on other pixels fit it. The others stay in the CSV and
+  the default config (a local repository's: the texts only, below), and are counted in a warning at each export;
 - one column per control tag (``from_name``), typed where ``datasets`` allows it:
 
   ==========================  =================================================================================
@@ -62,7 +63,11 @@ Two layouts, because ``datasets`` reads a Hub repo and a local folder differentl
   ``imagefolder`` builder, whose ``file_name`` column is the file's path relative to it (the file at the tag); the
   media column is named ``image`` (an ``Audio`` version's rows file is read as JSON Lines, its ``file_name`` the
   path in the clone, not decoded: :func:`folder_layout`), and labels are strings (``datasets`` does not apply
-  a card's features to a local folder).
+  a card's features to a local folder). A folder holds each file as the tag has it, so an ``Image`` or ``Audio``
+  row annotated on an older content of its file than its task shows (the file changed after the annotation) is
+  left out of the default config, as a row of a file the repository no longer holds is: its labels would go with
+  the newer pixels (:func:`media_elsewhere`; the CSV keeps it, and the consensus counts it not). Decided: no copy
+  of the older file is written into the version (``datasets`` cannot read a blob at a commit from a folder).
 
 These are the default series' file names; another project's series (another ``--csv-path`` or ``--tag-prefix``
 ``P`` in the same repo) writes ``P.train.jsonl``, ``P.consensus.jsonl`` and, in a local repository,
@@ -85,7 +90,8 @@ from labelhub.sync.versions.rows import split_labels, textarea_entries
 __all__ = ["LOCAL_METADATA", "HUB_ROWS", "LOCAL_CONSENSUS", "HUB_CONSENSUS", "training_features", "training_records",
            "task_keys", "training_records_by_row", "consensus_records", "consensus_records_by_row", "uses_revision",
            "media_column", "folder_patterns", "folder_patterns_of", "folder_layout", "split_labels", "control_labels",
-           "text_from_file", "text_from_url", "on_current_content", "text_files", "consensus_text_files"]
+           "text_from_file", "text_from_url", "on_current_content", "media_elsewhere", "text_files",
+           "consensus_text_files"]
 
 #: The rows file of a local repository: at its root, so that every ``file_name`` is below it.
 LOCAL_METADATA = "metadata.jsonl"
@@ -118,11 +124,13 @@ def text_from_url(field: DataField) -> bool:
 
 def on_current_content(frame: pd.DataFrame, field: DataField, current: Mapping[int, str] | None = None) -> np.ndarray:
     """Which rows of ``frame`` were annotated on the content their task shows now: the rows whose
-    ``annotated_revision`` is the task's commit (the 40-hex commit its URL names for ``valueType="url"``, else
-    ``current[task_id]``), or either is unknown (a task not made from
-    a repo file, an annotation without a revision). Only those vote in the ``consensus`` config and the agreement
-    figures: a span's offsets index the text it was made on, and a task's consensus holds the task's current text.
-    Decided for ``Text``/``HyperText`` tasks only: every row of any other tag is ``True``.
+    ``annotated_revision`` is the task's commit (the 40-hex commit its URL names for a file's URL: an ``Image``,
+    ``Audio`` or ``Video`` task, ``valueType="url"``; for a text in the task data, ``current[task_id]``), or either
+    is unknown (a task not made from a repo file, an annotation without a revision). Only those vote in the
+    ``consensus`` config and the agreement figures: a span's offsets index the text it was made on, a box the
+    pixels it was drawn on, and a task's consensus row holds the task's current content (the file at the commit
+    its URL names). A local repository's default config leaves the other media rows out too
+    (:func:`media_elsewhere`).
 
     Args:
         frame: The export's rows.
@@ -133,8 +141,14 @@ def on_current_content(frame: pd.DataFrame, field: DataField, current: Mapping[i
     Returns:
         A bool array, one per row.
     """
-    if frame.empty or field.tag not in TEXT_TAGS:
+    if frame.empty:
         return np.ones(len(frame), bool)
+    if field.tag not in TEXT_TAGS:  # a file's URL: one substring test per row (no regex over every URL)
+        urls = frame[field.value_key] if field.value_key in frame else pd.Series("", index=frame.index)
+        made = frame["annotated_revision"] if "annotated_revision" in frame else pd.Series("", index=frame.index)
+        return np.fromiter((not _elsewhere(url, then) for url, then in zip(urls.to_numpy(object),
+                                                                           made.to_numpy(object))),
+                           bool, count=len(frame))
     if field.as_url:  # the commit the URL names
         cells = frame[field.value_key] if field.value_key in frame else pd.Series("", index=frame.index)
         now = cells.astype("string").str.extract(_SHA.pattern, expand=False)
@@ -144,6 +158,37 @@ def on_current_content(frame: pd.DataFrame, field: DataField, current: Mapping[i
     made = frame["annotated_revision"] if "annotated_revision" in frame else pd.Series("", index=frame.index)
     then = made.astype("string").fillna("").to_numpy(object)
     return (now == "") | (then == "") | (now == then)
+
+
+def _elsewhere(url, revision) -> bool:
+    """Whether a file's ``url`` names a 40-hex commit other than ``revision`` (both known): the task shows
+    another content of its file than the annotation was made on."""
+    then = _text(revision)
+    if len(then) != 40 or not isinstance(url, str) or f"/{then}/" in url:
+        return False
+    return _SHA.search(url) is not None
+
+
+def media_elsewhere(row: Mapping, field: DataField, local: bool) -> bool:
+    """Whether the default config of a local repository leaves ``row`` out: an ``Image`` or ``Audio`` row whose
+    ``annotated_revision`` is not the commit its task's URL names (the file changed after the annotation, and the
+    task followed it). The local layout names a file by its path in a clone at the tag (``imagefolder``'s
+    ``file_name``, an Audio version's ``file_name``), which holds the file's newer content: the row would pair
+    the labels with other pixels or sound. ``git`` can give the blob at the older commit, but ``datasets`` cannot
+    read it from the folder, and copying it into the version would grow the repository by every changed file: so
+    the row stays in the CSV only (with its ``annotated_revision``, ``git show <annotated_revision>:<hf_path>``
+    gives the file it was made on), like a row of a file the repository no longer holds. A Hub repo names each
+    file at its ``annotated_revision`` (``hf://...@<revision>/<path>``), so it keeps every row.
+
+    Args:
+        row: A row of the export (a CSV row as a mapping).
+        field: The object tag.
+        local: Whether the repo is a local git repository.
+
+    Returns:
+        ``True`` to leave the row out of the default config.
+    """
+    return local and field.tag in _MEDIA and _elsewhere(row.get(field.value_key), row.get("annotated_revision"))
 
 
 def _stale(row: Mapping, current: Mapping[int, str] | None) -> bool:
@@ -431,7 +476,8 @@ def _fill_span_texts(spans: list[dict], text: str | None) -> None:
 def training_records_by_row(frame: pd.DataFrame, label_config: str, controls: Mapping[str, str], field: DataField,
                             repo_id: str, local: bool, texts: Mapping[tuple[str, str], str | None] | None = None,
                             current: Mapping[int, str] | None = None) -> list[dict | None]:
-    """The default config's record of each row of ``frame``, ``None`` for a skipped annotation.
+    """The default config's record of each row of ``frame``, ``None`` for a skipped annotation, a row whose media
+    cannot be named (:func:`_has_media`), or a local row of a file that changed since (:func:`media_elsewhere`).
 
     Args:
         frame, label_config, controls, field, repo_id, local, texts, current: As for :func:`training_records`.
@@ -444,7 +490,8 @@ def training_records_by_row(frame: pd.DataFrame, label_config: str, controls: Ma
     records: list[dict | None] = []
     for row in frame.to_dict("records"):
         path, revision = _text(row.get("hf_path")), _text(row.get("annotated_revision"))
-        if str(row.get("was_cancelled")).lower() == "true" or not _has_media(field, path, revision, local):
+        if str(row.get("was_cancelled")).lower() == "true" or not _has_media(field, path, revision, local) \
+                or media_elsewhere(row, field, local):
             records.append(None)
             continue
         stale = field.tag in TEXT_TAGS and not field.as_url and bool(path) and _stale(row, current)
@@ -467,7 +514,8 @@ def training_records(frame: pd.DataFrame, label_config: str, controls: Mapping[s
         controls: ``{from_name: control tag}``.
         field: The object tag the files fill (its value key names the media column).
         repo_id: The Hub repo_id (for ``hf://`` URLs); ignored for a local repository.
-        local: Whether the repo is a local git repository (the folder layout).
+        local: Whether the repo is a local git repository (the folder layout: an ``Image`` or ``Audio`` row annotated
+            on an older content of its file than its task's URL names is left out, :func:`media_elsewhere`).
         texts: For a ``Text``/``HyperText`` (:func:`text_from_file`): ``{(commit, hf_path): text or None}`` of
             at least the files :func:`text_files` names (:meth:`labelhub.repos.texts.FileTexts.texts`).
         current: ``{task_id: data.hf_revision}`` of the tasks (:func:`on_current_content`), for a text in the task data:
