@@ -23,7 +23,13 @@ file's url that is a repo path is also that file's task): :attr:`Entry.aliases`.
 Tables: ``imported (project_id, source, key → task_id, revision, removed_in, blob_id, task_deleted)`` and ``import_pending
 (project_id, source, key → after_task_id)``, and one row per source in the state's ``cursors`` table (the adoption
 cursor, :data:`ADOPTED`); :func:`migrate` moves the rows of the tables older versions
-kept (``tasks``, ``pending_imports``, ``label_import_tasks``, ``label_import_pending``).
+kept (``tasks``, ``pending_imports``, ``label_import_tasks``, ``label_import_pending``). ``imported`` is also
+indexed by ``(project_id, task_id)`` (``imported_by_task``, in :data:`SCHEMA`, so made at the first connect of a
+state file that lacks it): :meth:`ImportLedger.set_deleted` and :meth:`ImportLedger.max_task_id` find a task's row
+without scanning the project's ledger. A ledger of 100,000 rows on 2 busy cores: ``set_deleted`` of 1,000 tasks
+11.9 s before (12 to 27 ms a task), 0.03 s after; ``max_task_id`` 13.4 ms, 0.01 ms after; recording the 100,000
+rows (10 batches of 10,000) 0.62 s without the index, 0.81 s with it; the index made at the first connect of an
+older state file of 100,000 rows: 47 ms (measured 2026-12-08).
 
 A task deleted in Label Studio keeps its row, marked ``task_deleted`` (:meth:`ImportLedger.set_deleted`): its key
 is never imported again (the README: a deleted task's file is not imported again), and no call goes to it; the
@@ -53,6 +59,7 @@ CREATE TABLE IF NOT EXISTS imported (
     project_id INTEGER NOT NULL, source TEXT NOT NULL, key TEXT NOT NULL,
     task_id INTEGER NOT NULL, revision TEXT NOT NULL DEFAULT '', removed_in TEXT, blob_id TEXT,
     task_deleted INTEGER, PRIMARY KEY (project_id, source, key));
+CREATE INDEX IF NOT EXISTS imported_by_task ON imported (project_id, task_id);
 CREATE TABLE IF NOT EXISTS import_pending (
     project_id INTEGER NOT NULL, source TEXT NOT NULL, key TEXT NOT NULL, after_task_id INTEGER NOT NULL,
     PRIMARY KEY (project_id, source, key));

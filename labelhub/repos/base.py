@@ -3,7 +3,7 @@ interface that :class:`labelhub.repos.hub.HubRepo` and :class:`labelhub.repos.gi
 """
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -56,6 +56,16 @@ class DatasetRepo(Protocol):
         Raises:
             labelhub.errors.RepoNotFound: the repo does not exist or cannot be read.
             labelhub.errors.RevisionNotFound: the revision does not exist.
+        """
+
+    def held_commits(self, shas: Iterable[str], head: str) -> set[str]:
+        """Those of ``shas`` that :meth:`resolve` finds (the commits the repo still holds), in one or a few calls
+        rather than one each: the hourly re-pin sweep's look-up of the commits the tasks show
+        (:meth:`labelhub.sync.files.importer.FileImporter._sweep`). ``head``: the commit the sync follows (a Hub repo
+        reads its history first: the shas found there need no call of their own).
+
+        Raises:
+            labelhub.errors.RepoNotFound: as for :meth:`resolve` (a sha not found is left out, never an error).
         """
 
     def iter_files(self, sha: str) -> Iterator[RepoFile]:

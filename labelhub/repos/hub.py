@@ -20,7 +20,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from urllib.parse import quote
 
@@ -680,3 +680,41 @@ class HubRepo:
         with hub_errors(self.endpoint, self.repo_id, sha):
             commit = self.api.list_repo_commits(self.repo_id, repo_type=REPO_TYPE, revision=sha)[0]
         return commit.created_at.isoformat(), commit.title
+
+    #: Commits a page of the Hub's ``/commits/{revision}`` holds (its default), for :meth:`held_commits`'s budget.
+    COMMITS_PAGE = 50
+
+    def held_commits(self, shas: Iterable[str], head: str) -> set[str]:
+        """See :meth:`labelhub.repos.DatasetRepo.held_commits`: the history of ``head`` is read newest first (the
+        ``/commits`` route of ``list_repo_commits``, one call per :attr:`COMMITS_PAGE` commits), and each sha found
+        there is held (a commit of the head's history is one the Hub resolves); the others get :meth:`resolve` (one
+        ``repo_info`` each), as every sha did before. The reading stops once every sha is found, or once it has made
+        as many calls as shas are left to find (going on would cost more than resolving them): never more than twice
+        the calls of one :meth:`resolve` per sha, and one call per 50 commits when the tasks show the recent
+        history's commits. A single sha (or a head the Hub no longer has): :meth:`resolve` alone. 502 commits among
+        1,000 (tests' Hub server): 22 calls (20 pages, 2 ``repo_info``) and 0.33 s, against 503 calls and 12.6 s;
+        5 of the oldest of 1,000 and one the repo lacks: 12 calls against 6 (the worst case: the reading finds none).
+        """
+        from huggingface_hub.utils import paginate
+
+        wanted = list(dict.fromkeys(shas))
+        left = set(wanted) if len(wanted) > 1 else set()
+        if left:
+            url = f"{self.endpoint}/api/{REPO_TYPE}s/{self.repo_id}/commits/{quote(head, safe='')}"
+            try:
+                with hub_errors(self.endpoint, self.repo_id, head):
+                    for read, item in enumerate(paginate(url, params={}, headers=self.api._build_hf_headers()), 1):
+                        left.discard(item.get("id"))
+                        if not left or (read % self.COMMITS_PAGE == 0 and read // self.COMMITS_PAGE >= len(left)):
+                            break
+            except RevisionNotFound:  # the head itself gone meanwhile: every sha is asked alone
+                left = set(wanted)
+        held = set(wanted) - left if len(wanted) > 1 else set()
+        for sha in wanted:
+            if sha not in held:
+                try:
+                    self.resolve(sha)
+                except RevisionNotFound:
+                    continue
+                held.add(sha)
+        return held
