@@ -98,9 +98,10 @@ def connect(url: str, timeout: float | None = 30.0):
         pool.connection_class(**pool.connection_kwargs)  # opens no socket
     except (ValueError, TypeError):
         raise ConfigurationError(
-            "LABELHUB_REDIS_URL is not a Redis URL redis-py reads: redis://[:password@]host:port/db (rediss:// for "
-            "TLS), with no query parameter but those of https://redis.readthedocs.io/en/stable/connections.html"
-            "#redis.Redis.from_url") from None
+            # no "@" after the "redis://": the message goes through redact(), which drops a URL's user:password@
+            "LABELHUB_REDIS_URL is not a Redis URL redis-py reads: redis://host:port/db, with :password@ or "
+            "user:password@ before the host when Redis asks for one (rediss:// for TLS), and no query parameter but "
+            "those of https://redis.readthedocs.io/en/stable/connections.html#redis.Redis.from_url") from None
     return client
 
 

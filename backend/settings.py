@@ -19,8 +19,10 @@ from pathlib import Path
 from typing import Any, Mapping
 from urllib.parse import urlsplit
 
-from labelhub.redaction import without_userinfo
+from labelhub.redaction import check_http_url, without_userinfo
 
+#: ``check_http_url`` (:func:`labelhub.redaction.check_http_url`, where the sync's ``HF_ENDPOINT`` check finds it too)
+#: is re-exported here, where the backend's settings check ``LABEL_STUDIO_URL`` with it.
 __all__ = ["Settings", "DEFAULT_MAX_BODY_BYTES", "check_http_url", "check_allowed_host"]
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -64,44 +66,6 @@ def _shown(url: str) -> str:
     """``url`` for a message: its first 100 characters without the ``user:password@`` before its host
     (:func:`labelhub.redaction.without_userinfo`, which also sees it in a value with no scheme)."""
     return without_userinfo(url)[:100]
-
-
-def check_http_url(variable: str, value: str) -> None:
-    """Check that ``value`` is an ``http(s)://host[:port][/path]`` URL, the form the backend fetches from.
-
-    Used for ``LABEL_STUDIO_URL`` (:class:`Settings`) and ``HF_ENDPOINT`` (:func:`labelhub.backend.startup.check_settings`):
-    a value without a scheme (``localhost:8080``) parses as a URL of scheme ``localhost`` and failed only at the
-    first fetch (``InvalidSchema``). A ``user:password@`` part is accepted (and never shown).
-
-    Args:
-        variable: The environment variable, for the message.
-        value: Its value; empty is accepted (unset).
-
-    Raises:
-        ValueError: Another scheme or none, no host, a port that is no number from 1 to 65535, a query or a
-            fragment; one line naming ``variable``, the value without its password and the form expected
-            (``LABEL_STUDIO_URL='localhost:18300' is not an http(s) URL: write http://localhost:18300``).
-    """
-    if not value:
-        return
-    try:
-        parts = urlsplit(value)
-        port = parts.port
-    except ValueError:  # a port that is no number or out of range, a bad IPv6 literal
-        parts, port = None, -1
-    if parts is not None and parts.scheme in ("http", "https") and parts.hostname and port != 0 \
-            and not parts.query and not parts.fragment:
-        return
-    shown = _shown(value)
-    if "://" not in value and shown.strip() and shown.isprintable():
-        hint = f"write http://{shown}"
-    elif parts is not None and parts.scheme in ("http", "https") and (parts.query or parts.fragment):
-        hint = "without a query or fragment, e.g. http://localhost:8080"
-    elif value.partition("://")[0].lower() in ("http", "https") and parts is None or port == 0:
-        hint = "its port must be a number from 1 to 65535, e.g. http://localhost:8080"
-    else:
-        hint = "write it as http://host:port or https://host[:port][/path], e.g. http://localhost:8080"
-    raise ValueError(f"{variable}={shown!r} is not an http(s) URL: {hint}")
 
 
 def check_allowed_host(entry: str) -> None:
@@ -165,7 +129,9 @@ class Settings:
             at start (the backend serves without it): each use says so, as a refused key
             (:func:`labelhub.labelstudio_client.api_key_value`), and the auto-predict's and the worker's key checks
             log it as a warning at start.
-        hf_token: Hugging Face token for ``hf://`` and ``.../resolve/...`` media (``HF_TOKEN``).
+        hf_token: Hugging Face token for ``hf://`` and ``.../resolve/...`` media (``HF_TOKEN``), without the
+            whitespace around it (dropped here, as the sync's ``--hf-token``: the CR of a CRLF ``.env`` file made
+            httpx refuse the header, in an error quoting it).
         allowed_hosts: Other hosts whose http(s) URLs may be fetched (``LABELHUB_ALLOWED_HOSTS``,
             comma-separated host names or ``host:port``; empty: none).
         model_class: ``module:Class`` of the model (``LABELHUB_MODEL``), a
@@ -323,8 +289,9 @@ class Settings:
                               else ("BASIC_AUTH_PASS", "BASIC_AUTH_USER"))
             raise ValueError(f"{given} is set without {missing}: set both (what Label Studio's Connect Model "
                              "dialog sends under Basic Authentication) or neither")
-        if isinstance(self.label_studio_api_key, str):  # a key pasted with a trailing space or newline (README)
-            object.__setattr__(self, "label_studio_api_key", self.label_studio_api_key.strip())
+        for name in ("label_studio_api_key", "hf_token"):  # a key pasted with a trailing space or newline (README)
+            if isinstance(getattr(self, name), str):
+                object.__setattr__(self, name, getattr(self, name).strip())
         check_http_url("LABEL_STUDIO_URL", self.label_studio_url)
         for entry in self.allowed_hosts:
             check_allowed_host(entry)

@@ -12,9 +12,10 @@ import importlib
 import logging
 import re
 from collections.abc import Iterable
+from urllib.parse import urlsplit
 
 __all__ = ["MIN_SECRET_CHARS", "redact", "one_line", "escaped", "without_userinfo", "urls_without_userinfo",
-           "without_signatures",
+           "without_signatures", "check_http_url", "secret_forms",
            "RedactSecrets", "RetryLinesAtDebug", "setup_logging", "library_logs_through_root"]
 
 #: Values shorter than this are not treated as secrets (replacing ``"a"`` everywhere would garble every
@@ -55,41 +56,111 @@ def escaped(text: str, limit: int | None = 300) -> str:
     return repr(text[:limit])[1:-1]
 
 
+def _userinfo_end(rest: str) -> int:
+    """Where the ``user:password`` that begins ``rest`` (a URL after its ``scheme://``) ends: the index of its ``@``,
+    ``-1`` when it has none. The rule of :func:`without_userinfo`."""
+    at = rest.rfind("@")
+    if at < 0:
+        return -1
+    host_end = min([i for i in (rest.find(c) for c in "/?#") if i >= 0], default=len(rest))
+    if "@" not in rest[:host_end] and ":" not in rest[:at]:
+        return -1  # an @ in the path, query or fragment of a URL without userinfo: no password comes before it
+    return at
+
+
 def without_userinfo(url: str) -> str:
     """``url`` without the ``user:password@`` part of its host, for a message, a log line or a file written out.
 
+    The ``user:password`` ends at the last ``@`` of ``url``: a password may hold an unencoded ``/``, ``?``, ``#`` or
+    ``@`` (``http://u:pa#ss@host:1``, which ``urlsplit`` reads as the host ``u`` and a fragment), and all of it goes.
+    The one exception keeps a URL whose ``@`` is in its path, query or fragment as it is: no ``@`` before the first
+    ``/``, ``?`` or ``#``, and no ``:`` before the last ``@`` (no password is there: ``http://host/p?x=a@b``). When
+    there is a ``:`` (``http://host:8080/p?x=a@b``), what comes before the last ``@`` goes as if it were a
+    ``user:password`` (``http://b``): too much gone from a message harms less than a password shown.
+
     Args:
-        url: A URL, also one without its scheme (``me:pw@ls.example:8080``, a mistyped setting: what comes before the
-            first ``/`` is taken as its host part), or one ``urlsplit`` cannot parse (a bad IPv6 literal).
+        url: A URL, also one without its scheme (``me:pw@ls.example:8080``, a mistyped setting), or one ``urlsplit``
+            cannot parse (a bad IPv6 literal, a password with a ``#``).
 
     Example:
         >>> without_userinfo("http://me:pw@ls.example:8080/x")
         'http://ls.example:8080/x'
         >>> without_userinfo("me:pw@ls.example:8080")
         'ls.example:8080'
+        >>> without_userinfo("http://me:p/w#x@ls.example:8080")
+        'http://ls.example:8080'
+        >>> without_userinfo("http://host/path?x=a@b")
+        'http://host/path?x=a@b'
     """
     scheme, sep, rest = url.partition("://") if "://" in url else ("", "", url)
-    end = min([i for i in (rest.find(c) for c in "/?#") if i >= 0], default=len(rest))  # the host part's end
-    if "@" not in rest[:end]:
-        return url
-    return scheme + sep + rest[:end].rpartition("@")[2] + rest[end:]
+    at = _userinfo_end(rest)
+    return url if at < 0 else scheme + sep + rest[at + 1:]
 
 
-#: The ``user:password@`` of a URL inside a text (``scheme://`` then everything up to the last ``@`` before the host's
-#: end: a ``/``, ``?``, ``#`` or whitespace).
-_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^\s/?#]*@")
+#: A URL inside a text: its ``scheme://`` and what follows it up to the next whitespace (a URL setting holds none; a
+#: message's URL ends there), whose ``user:password@`` :func:`urls_without_userinfo` removes.
+_URL = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)(\S*)")
 
 
 def urls_without_userinfo(text: str) -> str:
     """``text`` with the ``user:password@`` of every ``scheme://`` URL in it removed (:func:`without_userinfo` of each
-    URL of a message): ``HF_ENDPOINT`` or ``LABEL_STUDIO_URL`` may carry a password, and an error of httpx or
-    huggingface_hub may quote the URL it called.
+    URL of a message, a URL ending at the next whitespace): ``HF_ENDPOINT`` or ``LABEL_STUDIO_URL`` may carry a
+    password, and an error of httpx or huggingface_hub may quote the URL it called.
 
     Example:
         >>> urls_without_userinfo("cannot reach http://u:S3cret@127.0.0.1:1/api: refused")
         'cannot reach http://127.0.0.1:1/api: refused'
+        >>> urls_without_userinfo("cannot reach 'http://u:S3c#ret@127.0.0.1:1' (a@b.c): refused")
+        "cannot reach 'http://127.0.0.1:1' (a@b.c): refused"
     """
-    return _USERINFO.sub(r"\1", text) if "@" in text else text
+    if "@" not in text:
+        return text
+    return _URL.sub(lambda m: m.group(1) + m.group(2)[_userinfo_end(m.group(2)) + 1:], text)
+
+
+def check_http_url(variable: str, value: str) -> None:
+    """Check that ``value`` is an ``http(s)://host[:port][/path]`` URL, the form LabelHub and huggingface_hub fetch
+    from, in a message that never shows its password.
+
+    Used for ``LABEL_STUDIO_URL`` (:class:`labelhub.backend.settings.Settings`) and ``HF_ENDPOINT``
+    (:func:`labelhub.backend.startup.check_settings`, the sync's ``--hf-endpoint`` and :mod:`labelhub.repos` before
+    huggingface_hub is imported: it parses ``HF_ENDPOINT`` then, and its ``ValueError`` quotes the port it read, the
+    password when the password holds a ``/``, ``?`` or ``#``): a value without a scheme (``localhost:8080``) parses as
+    a URL of scheme ``localhost`` and failed only at the first fetch (``InvalidSchema``). A ``user:password@`` part
+    is accepted (and never shown).
+
+    Args:
+        variable: The environment variable, for the message.
+        value: Its value; empty is accepted (unset).
+
+    Raises:
+        ValueError: Another scheme or none, no host, a port that is no number from 1 to 65535, a query or a
+            fragment, a ``user:password`` with an unencoded ``/``, ``?`` or ``#``; one line naming ``variable``, the
+            value without its ``user:password@`` (:func:`without_userinfo`) and the form expected
+            (``LABEL_STUDIO_URL='localhost:18300' is not an http(s) URL: write http://localhost:18300``).
+    """
+    if not value:
+        return
+    try:
+        parts = urlsplit(value)
+        port = parts.port
+    except ValueError:  # a port that is no number or out of range, a bad IPv6 literal
+        parts, port = None, -1
+    if parts is not None and parts.scheme in ("http", "https") and parts.hostname and port != 0 \
+            and not parts.query and not parts.fragment:
+        return
+    shown = without_userinfo(value)[:100]
+    if "://" not in value and shown.strip() and shown.isprintable():
+        hint = f"write http://{shown}"
+    elif without_userinfo(value) != value and "@" not in re.split(r"[/?#]", value.split("://", 1)[-1], maxsplit=1)[0]:
+        hint = "its user:password holds a /, ? or # (not shown): write them %2F, %3F and %23 (pa#ss as pa%23ss)"
+    elif parts is not None and parts.scheme in ("http", "https") and (parts.query or parts.fragment):
+        hint = "without a query or fragment, e.g. http://localhost:8080"
+    elif value.partition("://")[0].lower() in ("http", "https") and parts is None or port == 0:
+        hint = "its port must be a number from 1 to 65535, e.g. http://localhost:8080"
+    else:
+        hint = "write it as http://host:port or https://host[:port][/path], e.g. http://localhost:8080"
+    raise ValueError(f"{variable}={shown!r} is not an http(s) URL: {hint}")
 
 
 #: The value of a signed file URL's ``sig`` query parameter (:mod:`labelhub.signing`).
@@ -108,14 +179,30 @@ def without_signatures(text: str) -> str:
     return _SIGNATURE.sub(r"\1…", text) if "sig=" in text else text
 
 
+def secret_forms(secret: str) -> set[str]:
+    """The texts ``secret`` may be printed as: itself, without the whitespace around it (a token read with the CR of
+    a CRLF ``.env`` file), and each of these escaped as ``repr`` writes a ``str`` and a ``bytes`` (httpx's
+    ``Illegal header value b'Bearer hf_...\\r'``); those shorter than :data:`MIN_SECRET_CHARS` left out.
+
+    Example:
+        >>> sorted(secret_forms("hf_abc1\\r"))
+        ['hf_abc1', 'hf_abc1\\r', 'hf_abc1\\\\r']
+    """
+    forms = set()
+    for plain in {secret, secret.strip()}:
+        forms |= {plain, escaped(plain, None), repr(plain.encode("utf-8", "backslashreplace"))[2:-1]}
+    return {form for form in forms if len(form) >= MIN_SECRET_CHARS}
+
+
 def redact(text: str, secrets: Iterable[str | None]) -> str:
     """``text`` with each secret replaced by ``***``, and without the ``user:password@`` of any URL in it
     (:func:`urls_without_userinfo`).
 
     Args:
         text: Any text about to be logged, printed or answered.
-        secrets: The values to hide; ``None``, empty and shorter than :data:`MIN_SECRET_CHARS` ones are
-            ignored. Longer secrets are replaced first, so one that contains another is hidden whole.
+        secrets: The values to hide, each in every form of :func:`secret_forms` (stripped, escaped); ``None``,
+            empty and shorter than :data:`MIN_SECRET_CHARS` ones are ignored. Longer texts are replaced first, so a
+            secret that contains another (or its escaped form, its stripped one) is hidden whole.
 
     Returns:
         The text without the secrets.
@@ -123,9 +210,12 @@ def redact(text: str, secrets: Iterable[str | None]) -> str:
     Example:
         >>> redact("token hf_abcdef1234 refused", ["hf_abcdef1234"])
         'token *** refused'
+        >>> redact("Illegal header value b'Bearer hf_abcdef1234\\\\r'", ["hf_abcdef1234\\r"])
+        "Illegal header value b'Bearer ***'"
     """
-    for secret in sorted({s for s in secrets if s and len(s) >= MIN_SECRET_CHARS}, key=len, reverse=True):
-        text = text.replace(secret, MASK)
+    forms = set().union(*(secret_forms(s) for s in secrets if s and len(s) >= MIN_SECRET_CHARS))
+    for form in sorted(forms, key=len, reverse=True):
+        text = text.replace(form, MASK)
     return urls_without_userinfo(text)
 
 

@@ -6,6 +6,7 @@ raises into one line, no traceback, no secret.
 """
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -14,6 +15,7 @@ import click
 
 from labelhub.cli_errors import one_line_errors
 from labelhub.cli_options import log_level_option as shared_log_level_option
+from labelhub.redaction import check_http_url
 
 #: ``one_line_errors`` is re-exported for the sync's commands.
 __all__ = ["one_line_errors", "options", "file_url_policy", "state_lock", "state_errors", "project_option",
@@ -57,11 +59,18 @@ tag_prefix_option = click.option(
 #: (:mod:`labelhub.sync.versions.series`).
 series_options = options(csv_path_option, tag_prefix_option)
 
+
+def stripped(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """A key or token option's value without the whitespace around it (a paste's trailing newline, the CR of a CRLF
+    ``.env`` file), which httpx refuses in a header, in an error that quotes the header."""
+    return value.strip() if isinstance(value, str) else value
+
+
 label_studio_options = options(
     click.option("--label-studio-url", envvar="LABEL_STUDIO_URL", default="http://localhost:8080",
                  help="Label Studio's URL."),
     click.option("--label-studio-api-key", envvar="LABEL_STUDIO_API_KEY", required=True, show_default=False,
-                 callback=lambda ctx, param, value: value.strip() if isinstance(value, str) else value,
+                 callback=stripped,
                  help="A Label Studio personal access token or legacy token (the whitespace around it is dropped)."),
 )
 
@@ -72,7 +81,8 @@ WRITES_TO_REPO = frozenset({"sync"})
 class HubTokenOption(click.Option):
     """``--hf-token``, whose ``--help`` says what the command needs it for: read access to a private repo, and for
     the commands of :data:`WRITES_TO_REPO` write access too (``versions``, ``diff``, ``restore`` and
-    ``import-labels`` only read the repo). The environment variable shows in click's own ``[env var: ...]``."""
+    ``import-labels`` only read the repo). The environment variable shows in click's own ``[env var: ...]``; the
+    whitespace around the token is dropped (:func:`stripped`)."""
 
     def get_help_record(self, ctx: click.Context):
         writes = ctx.command.name in WRITES_TO_REPO
@@ -81,9 +91,29 @@ class HubTokenOption(click.Option):
         return super().get_help_record(ctx)
 
 
+def checked_endpoint(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """``--hf-endpoint`` as given, once ``HF_ENDPOINT`` and it are http(s) URLs
+    (:func:`labelhub.redaction.check_http_url`). Checked as the options are read, before a command imports
+    huggingface_hub: that import parses ``HF_ENDPOINT``, and a password holding a ``/``, ``?`` or ``#`` failed it
+    with a traceback that showed the password.
+
+    Raises:
+        click.ClickException: One line (exit 1) naming ``HF_ENDPOINT`` (or ``--hf-endpoint``), the URL without its
+            ``user:password@`` and the form expected.
+    """
+    flag = ctx.get_parameter_source(param.name) == click.core.ParameterSource.COMMANDLINE
+    try:
+        check_http_url("HF_ENDPOINT", os.environ.get("HF_ENDPOINT", ""))
+        check_http_url("--hf-endpoint" if flag else "HF_ENDPOINT", value or "")
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    return value
+
+
 hub_options = options(
-    click.option("--hf-token", cls=HubTokenOption, envvar="HF_TOKEN", default=None, show_default=False),
-    click.option("--hf-endpoint", envvar="HF_ENDPOINT", default=None, show_default=False,
+    click.option("--hf-token", cls=HubTokenOption, envvar="HF_TOKEN", default=None, show_default=False,
+                 callback=stripped),
+    click.option("--hf-endpoint", envvar="HF_ENDPOINT", default=None, show_default=False, callback=checked_endpoint,
                  help="The Hub URL [default: https://huggingface.co]."),
 )
 

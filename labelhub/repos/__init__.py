@@ -9,18 +9,35 @@
 starting with ``.``, ``/`` or ``~`` is always a path; anything else is a Hub ``repo_id``. What URL a task gets
 for a file (the Hub's ``resolve`` URL or a signed URL of the backend's file route) is chosen per repo by
 :class:`labelhub.file_urls.FileURLs`.
+
+Importing this package reads ``HF_ENDPOINT`` first, as huggingface_hub's import then parses it: one that import would
+fail on (a port that is no number) raises a :class:`labelhub.errors.ConfigurationError` in one line without the URL's
+``user:password@`` (:func:`labelhub.redaction.check_http_url`), where huggingface_hub's ``ValueError`` quoted the port
+it read (the password, when the password holds a ``/``, ``?`` or ``#``). Any other form is left to the commands'
+checks (the backend's at start, the sync's as it reads ``--hf-endpoint``, before this import).
 """
 from __future__ import annotations
 
 import os
+from urllib.parse import urlsplit
 
-from huggingface_hub.utils import validate_repo_id
+from labelhub.errors import ConfigurationError, RepoNotFound
+from labelhub.redaction import check_http_url
 
-from labelhub.errors import RepoNotFound
-from labelhub.file_urls import FileURLs
-from labelhub.repos.base import DatasetRepo, RepoFile
-from labelhub.repos.git import LocalGitRepo
-from labelhub.repos.hub import HubRepo
+try:  # HF_ENDPOINT as huggingface_hub's import parses it (_url_origin), before that import
+    urlsplit(os.environ.get("HF_ENDPOINT", "")).port
+except ValueError:  # that import would fail, quoting what it read as the port: a password holding a / ? or #
+    try:
+        check_http_url("HF_ENDPOINT", os.environ["HF_ENDPOINT"])
+    except ValueError as exc:
+        raise ConfigurationError(str(exc)) from None
+
+from huggingface_hub.utils import validate_repo_id  # noqa: E402
+
+from labelhub.file_urls import FileURLs  # noqa: E402
+from labelhub.repos.base import DatasetRepo, RepoFile  # noqa: E402
+from labelhub.repos.git import LocalGitRepo  # noqa: E402
+from labelhub.repos.hub import HubRepo  # noqa: E402
 
 __all__ = ["RepoFile", "DatasetRepo", "HubRepo", "LocalGitRepo", "open_repo"]
 

@@ -208,7 +208,9 @@ def hub_errors(endpoint: str, repo_id: str = "", revision: str = "", path: str =
         EntryNotFound: The file does not exist at that revision (also a ``FileNotFoundError``): the Hub said so
             (``RemoteEntryNotFoundError``).
         TransientHubError: 429 or 5xx (with ``Retry-After`` when the Hub sent one).
-        HubUnreachable: No answer (refused, timeout, dropped, a name that does not resolve, ``HF_HUB_OFFLINE``),
+        HubUnreachable: No answer (refused, timeout, dropped, a name that does not resolve, ``HF_HUB_OFFLINE``), or
+            a request httpx refuses to send (``LocalProtocolError``, an illegal header value: its message, which
+            quotes the header and so the token, is not shown),
             also when ``hf_hub_download`` says so with its ``LocalEntryNotFoundError``: that one subclasses
             ``EntryNotFoundError`` but means "the Hub could not be asked and the file is not in the cache", not
             "no such file" (huggingface_hub 2.x, ``file_download._raise_on_head_call_error``).
@@ -227,8 +229,14 @@ def hub_errors(endpoint: str, repo_id: str = "", revision: str = "", path: str =
                            f"({urls_without_userinfo(str(cause))}): is HF_ENDPOINT a "
                            "Hub?") from None
         why = f"{type(cause).__name__}: {urls_without_userinfo(str(cause))}" if cause is not None else "no answer"
+        if isinstance(cause, httpx2.LocalProtocolError):  # its message quotes the header, the token
+            why = f"{type(cause).__name__}: a header or the URL is not valid HTTP"
         raise HubUnreachable(f"cannot reach the Hub at {endpoint} ({why}), and {path} of {repo_id} at {revision} is "
                              "not in the local cache") from None
+    except httpx2.LocalProtocolError as exc:  # refused by httpx before sending: the Hub was not asked
+        raise HubUnreachable(f"cannot send a request to the Hub at {endpoint}: a header or the URL is not valid HTTP "
+                             f"({type(exc).__name__}; check HF_TOKEN (--hf-token) and HF_ENDPOINT for a space or a "
+                             "line break)") from None
     except (httpx2.TransportError, OfflineModeIsEnabled) as exc:
         raise HubUnreachable(f"cannot reach the Hub at {endpoint}: {type(exc).__name__}: "
                              f"{urls_without_userinfo(str(exc))}") from None
@@ -401,8 +409,10 @@ class HubRepo:
 
     Args:
         repo_id: ``owner/name``.
-        token: a Hub token with read access (write access for exports); ``None`` (or ``""``, an empty ``HF_TOKEN``)
-            for public repos: huggingface_hub then sends the token it finds itself, if any (``hf auth login``'s).
+        token: a Hub token with read access (write access for exports), without the whitespace around it (dropped
+            here: httpx refuses a header ending in the CR of a CRLF ``.env`` file, in an error quoting it); ``None``
+            (or ``""``, an empty ``HF_TOKEN``) for public repos: huggingface_hub then sends the token it finds
+            itself, if any (``hf auth login``'s).
         endpoint: the Hub URL; ``None`` uses ``HF_ENDPOINT`` or ``https://huggingface.co``.
         file_urls: how file URLs are made (:class:`labelhub.file_urls.FileURLs`); ``None``: always the
             pinned ``resolve`` URL.
@@ -414,7 +424,7 @@ class HubRepo:
     def __init__(self, repo_id: str, token: str | None = None, endpoint: str | None = None,
                  file_urls: FileURLs | None = None):
         self.repo_id = repo_id
-        self.token = token or None  # an empty HF_TOKEN (or --hf-token "") is no token, not "Bearer " with nothing
+        self.token = (token or "").strip() or None  # an empty HF_TOKEN is no token, not "Bearer " with nothing
         self.api = HfApi(endpoint=endpoint, token=self.token)
         self.endpoint = self.api.endpoint
         self.key = repo_key(repo_id)

@@ -153,7 +153,15 @@ class LabelStudioProject:
     def call(self, fn, *args, **kwargs):
         """Call an SDK method, turning its errors into :class:`LabelHubError` (no key in messages): a request httpx
         refuses to send (``LocalProtocolError``, an illegal header value) is said as such, not as Label Studio being
-        unreachable (its message, which holds the header, is not shown)."""
+        unreachable (its message, which holds the header, is not shown); a URL httpx cannot read (``InvalidURL``,
+        not an ``httpx.HTTPError``: a port that is no number) as the other connection errors, without httpx's
+        reason when the URL has a ``user:password@`` (it quotes the "port" it read: the password, when the password
+        holds a ``/``, ``?`` or ``#``).
+
+        Raises:
+            ProjectNotFound: Label Studio answered 404.
+            LabelStudioError: Any other answer that is an error, a request not sent, no answer.
+        """
         try:
             return fn(*args, **kwargs)
         except ApiError as exc:
@@ -170,6 +178,11 @@ class LabelStudioProject:
             raise LabelStudioError(f"cannot send a request to Label Studio at {self.url}: a header or the URL is not "
                                    f"valid HTTP ({type(exc).__name__}; check LABEL_STUDIO_API_KEY and "
                                    "--label-studio-url for a space or a line break)") from None
+        except httpx.InvalidURL as exc:
+            why = (str(exc) if self.url == self._full_url else
+                   "its port is no number, or its user:password holds a /, ? or # (write them %2F, %3F and %23)")
+            raise LabelStudioError(f"cannot reach Label Studio at {self.url} (--label-studio-url, LABEL_STUDIO_URL): "
+                                   f"{type(exc).__name__}: {why}") from None
         except httpx.HTTPError as exc:
             raise LabelStudioError(f"cannot reach Label Studio at {self.url} (--label-studio-url, LABEL_STUDIO_URL): "
                                    f"{type(exc).__name__}: {str(exc).replace(self._full_url, self.url)}") from None
