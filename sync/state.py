@@ -84,7 +84,10 @@ def connect(path: str | Path) -> sqlite3.Connection:
         path: The SQLite file (``--state``).
 
     Returns:
-        A connection in autocommit mode, usable from several threads (each write is one transaction).
+        A connection in autocommit mode (each write is one transaction), made with ``check_same_thread=False``
+        but used by one thread at a time: two transactions at once on one connection fail or roll each other back,
+        so the webhook receiver applies its events one at a time
+        (:func:`labelhub.sync.annotations.receiver.webhook_app`).
 
     Raises:
         sqlite3.Error: The file is not an SQLite database or cannot be written.
