@@ -74,6 +74,18 @@ class LazyGroup(click.Group):
             self.add_command(command, name=cmd_name)
         return self.commands[cmd_name]
 
+    def invoke(self, ctx: click.Context):
+        """Run the subcommand; a :class:`labelhub.errors.ConfigurationError` that reaches here (raised while the
+        command imports a module that refuses a setting at import: :mod:`labelhub.repos` refuses an ``HF_ENDPOINT``
+        huggingface_hub cannot parse, whose own error quotes the URL's password) ends in one line and exit code 1,
+        as click's own errors do, not a traceback. Its message is already redacted."""
+        from labelhub.errors import ConfigurationError
+
+        try:
+            return super().invoke(ctx)
+        except ConfigurationError as exc:
+            raise click.ClickException(str(exc)) from None
+
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
 @click.version_option(package_name="labelhub")

@@ -156,6 +156,18 @@ def test_an_hf_endpoint_whose_password_holds_a_reserved_character_is_one_line_be
     assert "S3cretPw" not in proc.stdout + proc.stderr
 
 
+@pytest.mark.parametrize("command", [["backend", "--port", "1"], ["worker"], ["predict", "--project", "1"]],
+                         ids=["backend", "worker", "predict"])
+def test_the_backends_commands_say_such_an_hf_endpoint_in_one_line_too(command, tmp_path):
+    """They import :mod:`labelhub.repos` on their way (its refusal was a traceback, without the password):
+    :class:`labelhub.cli.LazyGroup` makes a ``ConfigurationError`` that reaches it one line."""
+    proc = run_labelhub(*command, env={"HF_ENDPOINT": "http://u:S3cretPw#x@127.0.0.1:1", "MODEL_DIR": str(tmp_path),
+                                       "LABEL_STUDIO_URL": "http://127.0.0.1:1", "LABEL_STUDIO_API_KEY": "k" * 20,
+                                       "LABELHUB_REDIS_URL": "redis://127.0.0.1:1"})
+    assert_one_line(proc, 1, "HF_ENDPOINT='http://127.0.0.1:1' is not an http(s) URL: its user:password holds")
+    assert "S3cretPw" not in proc.stdout + proc.stderr
+
+
 def test_an_hf_endpoint_flag_whose_password_holds_a_reserved_character_is_refused_naming_the_flag():
     proc = invoke_labelhub("versions", "--repo", "labelhub/any", "--hf-endpoint", "http://u:S3cretPw#x@127.0.0.1:1")
     assert_one_line(proc, 1, "--hf-endpoint='http://127.0.0.1:1' is not an http(s) URL")
