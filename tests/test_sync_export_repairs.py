@@ -162,6 +162,20 @@ def test_a_readme_a_person_replaced_whole_keeps_their_text_and_gets_the_versions
     assert "OUR TEXT" in card and card.count("<!-- labelhub:begin -->") == 1
 
 
+def test_a_version_tag_moved_by_hand_is_said_to_have_moved_not_blamed_on_another_state(local, caplog):
+    path = local.repo.path
+    v1 = local.exporter.export()
+    theirs = sample_repos.commit_local(path, {"notes.txt": b"ours"}, message="notes")
+    git(path, "tag", "-f", "annotations-v1", theirs)
+    local.importer.run()
+    local.annotate(0)
+    caplog.set_level(logging.WARNING)
+    assert local.exporter.export().number == 2
+    said = [r.getMessage() for r in caplog.records if "annotations-v1 of" in r.getMessage()]
+    assert len(said) == 1 and f"now names commit {theirs[:12]}, not {v1.commit[:12]}" in said[0], said
+    assert "a daemon or a cron job" not in said[0]
+
+
 @pytest.mark.parametrize("where", ["local", "hub"])
 def test_following_a_tag_with_exports_is_refused_at_start_and_no_export_imports(label_studio, make_project, tmp_path,
                                                                               hub, where):
