@@ -59,8 +59,7 @@ def load_version(repo: str, tag: str, name: str | None = None, streaming: bool =
     config = {None: typed, "rows": rows, "consensus": consensus_config(tag)}[name]
     try:
         if not is_local(repo):
-            return datasets.load_dataset(repo, config, revision=tag, split="train", streaming=streaming,
-                                         token=os.environ.get("HF_TOKEN"))
+            return _from_hub(repo, config, tag, streaming)
         checkout = clone(repo, tag)
         if name == "rows":
             if typed is not None:
@@ -73,6 +72,35 @@ def load_version(repo: str, tag: str, name: str | None = None, streaming: bool =
             raise SystemExit(f"{tag}: the {config or 'default'} config has no rows (no annotation in this version, "
                              "or all of them skipped)") from None
         raise
+
+
+def _from_hub(repo: str, config: str | None, tag: str, streaming: bool):
+    """``datasets.load_dataset`` of ``config`` of the Hub dataset ``repo`` at ``tag``; a repo or a tag the Hub does
+    not have (or does not show this token) exits with one line, not ``datasets``' traceback."""
+    import datasets
+    from datasets.exceptions import DatasetNotFoundError
+    from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
+
+    try:
+        return datasets.load_dataset(repo, config, revision=tag, split="train", streaming=streaming,
+                                     token=os.environ.get("HF_TOKEN"))
+    except (DatasetNotFoundError, RepositoryNotFoundError, RevisionNotFoundError):
+        raise SystemExit(f"{tag}: not found in the Hub dataset {repo} (no such repo or tag: `labelhub versions "
+                         f"--repo {repo}` lists its tags; or a private repo: set HF_TOKEN)") from None
+
+
+def region_column(rows, column: str, tag: str, control: str):
+    """The feature of ``column``, a column of regions (a list of boxes or spans) of a ``control`` (``Labels``,
+    ``RectangleLabels``) control tag; a version without that column, or whose column holds no regions (another
+    control's: a Choices' labels), exits with one line naming the columns there are."""
+    if column not in rows.column_names:
+        raise SystemExit(f"{tag}: no column {column!r} (its columns: {', '.join(rows.column_names)}): give --column, "
+                         f"the name of a <{control}> of the label config")
+    feature = rows.features[column]
+    if not (hasattr(feature, "feature") or isinstance(feature, list)):
+        raise SystemExit(f"{tag}: the column {column!r} holds no regions, it is no <{control}>'s: give --column, the "
+                         f"name of a <{control}> of the label config")
+    return feature
 
 
 def csv_rows(path: str):
@@ -91,12 +119,18 @@ def csv_rows(path: str):
 
 
 def clone(repo: str, tag: str) -> str:
-    """A temporary clone of a local repository at ``tag`` (removed at exit), once per run and tag."""
+    """A temporary clone of a local repository at ``tag`` (removed at exit), once per run and tag; a tag the
+    repository lacks exits with one line naming its last tags."""
     if (repo, tag) not in _CLONES:
         checkout = tempfile.mkdtemp(prefix=f"{tag}-")
         atexit.register(shutil.rmtree, checkout, True)
-        subprocess.run(["git", "-c", "advice.detachedHead=false", "clone", "-q", "--depth", "1", "--branch", tag,
-                        f"file://{os.path.abspath(repo)}", checkout], check=True)
+        cloned = subprocess.run(["git", "-c", "advice.detachedHead=false", "clone", "-q", "--depth", "1", "--branch",
+                                 tag, f"file://{os.path.abspath(repo)}", checkout], capture_output=True, text=True)
+        if cloned.returncode:  # one line: the tags there are, or git's own reason (not a repository...)
+            tags = subprocess.run(["git", "-C", repo, "tag", "--list", "--sort=v:refname"], capture_output=True,
+                                  text=True).stdout.split()
+            raise SystemExit(f"{tag}: no such tag in {repo} (its tags: {', '.join(tags[-10:])})" if tags else
+                             f"{tag}: cannot clone {repo} at it: {' '.join(cloned.stderr.split())[:300]}")
         _CLONES[(repo, tag)] = checkout
     return _CLONES[(repo, tag)]
 

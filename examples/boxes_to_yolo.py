@@ -23,7 +23,7 @@ import os
 import sys
 from collections import Counter
 
-from _repo import load_version, read_manifest
+from _repo import load_version, read_manifest, region_column
 
 
 def yolo_classes(rows, column: str, manifest: dict | None = None, given: list[str] | None = None) -> list[str]:
@@ -73,6 +73,7 @@ def main() -> None:
     args = parser.parse_args()
 
     rows = load_version(args.repo, args.tag)
+    region_column(rows, args.column, args.tag, "RectangleLabels")
     classes = yolo_classes(rows, args.column, read_manifest(args.repo, args.tag),
                            args.classes.split(",") if args.classes else None)
     for sub in ("images", "labels"):

@@ -19,7 +19,7 @@ import re
 from collections import Counter
 from types import SimpleNamespace
 
-from _repo import label_names, load_version
+from _repo import label_names, load_version, region_column
 
 
 def bio_tokens(text: str, spans: list[tuple[int, int, str]]) -> list[tuple[str, str]]:
@@ -62,7 +62,7 @@ def main() -> None:
     from sklearn.pipeline import make_pipeline
 
     rows = load_version(args.repo, args.tag)
-    feature = rows.features[args.column]
+    feature = region_column(rows, args.column, args.tag, "Labels")
     inner = feature.feature if hasattr(feature, "feature") else (feature or [None])[0]  # {start, end, text, label}
     # no struct (a local version without spans yet: List(Value("null"))): no ClassLabel, labels as they are
     name = label_names(SimpleNamespace(features=inner if isinstance(inner, dict) else None), "label")

@@ -228,3 +228,24 @@ def test_the_label_names_of_a_column_that_is_no_struct_are_the_cells_as_they_are
     assert str(rows.features["box"]) == "List(Value('null'))"
     assert label_names(rows, "box")([]) == ()
     assert label_names(SimpleNamespace(features=rows.features["box"].feature), "label")("PER") == "PER"
+
+
+def test_the_examples_end_in_one_line_on_a_tag_or_a_column_the_version_does_not_have(tmp_path):
+    """A walkthrough of the README: a tag the repository lacks ended in git's ``CalledProcessError`` traceback, and
+    ``--column`` left at ``ner`` or ``box`` on a Choices project in ``KeyError`` (``'Value' object is not subscriptable``
+    with a Choices' column)."""
+    images = list(sample_repos.image_files(0, 2).values())
+    rows = [image_row(i, f"img/{i}.png", "a") for i in range(2)]
+    repo = image_version(tmp_path, rows, {f"img/{i}.png": png for i, png in enumerate(images)})
+    cache = tmp_path / "cache"
+    said = {}
+    for name, args in (("load_version.py", ["annotations-v9"]), ("train_spans.py", ["annotations-v1"]),
+                       ("boxes_to_yolo.py", ["annotations-v1", str(tmp_path / "yolo"), "--column", "label"])):
+        out = run_example(name, str(repo), *args, cache=cache)
+        assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr[-2000:]
+        said[name] = out.stderr.strip().splitlines()[-1]
+    assert said["load_version.py"] == f"annotations-v9: no such tag in {repo} (its tags: annotations-v1)"
+    assert said["train_spans.py"].startswith("annotations-v1: no column 'ner' (its columns: image, label, task_id")
+    assert said["boxes_to_yolo.py"] == ("annotations-v1: the column 'label' holds no regions, it is no "
+                                        "<RectangleLabels>'s: give --column, the name of a <RectangleLabels> of the "
+                                        "label config")

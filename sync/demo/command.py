@@ -209,7 +209,8 @@ class Demo:
 
     # steps ------------------------------------------------------------------------------------
     def start(self) -> "Demo":
-        """Run steps 1 to 5 of the module docstring; return when the images are tasks.
+        """Run steps 1 to 5 of the module docstring; return when the images are tasks and the sync's webhook receiver
+        answers (the sync is then past its start: a Ctrl-C flushes its pending export).
 
         Raises:
             RuntimeError: Some of the three ports are in use (the message names each with its flag: ``port 8080
@@ -235,6 +236,11 @@ class Demo:
         self._ensure_project()
         self._start_sync()
         self._wait_for_tasks()
+        # the receiver starts just before the sync's signal handlers: a Ctrl-C once the banner shows then flushes
+        # the pending export (on a second run the tasks exist at once, and the banner came while the sync was still
+        # starting: its SIGTERM killed it, the last annotations waited for the next run)
+        wait_until_healthy(self._children["sync"], f"http://127.0.0.1:{self.webhook_port}/health",
+                           "labelhub sync's webhook receiver", lambda: self._log_tail("sync"), timeout=180)
         return self
 
     def _start_label_studio(self) -> None:
