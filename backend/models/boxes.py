@@ -82,7 +82,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from labelhub.backend.models.heads import TASK_SCALE, ControlHead, Example, TaskInput, image_region, region_id
+from labelhub.backend.models.heads import (TASK_SCALE, ControlHead, Example, TaskInput, image_region, no_label_reason,
+                                           region_id)
 
 log = logging.getLogger(__name__)
 
@@ -254,11 +255,7 @@ class BoxesHead(ControlHead):
             The reason, or the base class's (:meth:`ControlHead.refusal`) for another control.
         """
         if control.type == "rectanglelabels" and control.object_tag.lower() == "image" and not control.labels:
-            value = str(control.attrs.get("value") or "")
-            if value.startswith("$"):
-                return (f'dynamic labels from the task data, value="{value}": the boxes head learns only <Label>s '
-                        "written in the config")
-            return "it has no <Label>: no label to learn"
+            return no_label_reason(control, "boxes")
         return super().refusal(control, params)
 
     def identity(self) -> Any:

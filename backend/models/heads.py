@@ -64,6 +64,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from labelhub.label_config import ControlSpec
 
 __all__ = ["TaskInput", "Example", "HeadHost", "ControlHead", "Withheld", "region_id", "image_region", "task_options",
+           "no_label_reason",
            "TYPICAL", "TASK_SCALE"]
 
 #: The single-choice score of a sure task at the median distance from the most annotated choice's centroid
@@ -384,6 +385,18 @@ def task_options(task: Any, control: "ControlSpec") -> set[str] | None:
                 found.add(str(name))
             stack.append(item.get("children"))
     return found
+
+
+def no_label_reason(control: "ControlSpec", head: str) -> str:
+    """Why ``head`` (``"boxes"``, ``"spans"``: the heads that learn only the labels a config writes) refuses a control
+    with no ``<Label>`` of its own: its labels are dynamic (``value="$labels"``, each task's data lists them,
+    https://labelstud.io/tags/labels), or it has none at all. For ``/setup``'s refusal
+    (:meth:`ControlHead.refusal`)."""
+    value = str(control.attrs.get("value") or "")
+    if value.startswith("$"):
+        return (f'dynamic labels from the task data, value="{value}": the {head} head learns only <Label>s written '
+                "in the config")
+    return "it has no <Label>: no label to learn"
 
 
 def region_id() -> str:

@@ -63,7 +63,7 @@ from typing import Any
 import numpy as np
 from cachetools import LRUCache
 
-from labelhub.backend.models.heads import TASK_SCALE, ControlHead, Example, TaskInput, region_id
+from labelhub.backend.models.heads import TASK_SCALE, ControlHead, Example, TaskInput, no_label_reason, region_id
 from labelhub.backend.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -479,11 +479,7 @@ class SpansHead(ControlHead):
             The reason, or the base class's (:meth:`ControlHead.refusal`) for another control.
         """
         if control.tag == "Labels" and control.object_tag == "Text" and not control.labels:
-            value = str(control.attrs.get("value") or "")
-            if value.startswith("$"):
-                return (f'dynamic labels from the task data, value="{value}": the spans head learns only <Label>s '
-                        "written in the config")
-            return "it has no <Label>: no label to learn"
+            return no_label_reason(control, "spans")
         return super().refusal(control, params)
 
     @property

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-__all__ = ["RepoFile", "DatasetRepo"]
+__all__ = ["RepoFile", "DatasetRepo", "resolving_the_rest"]
 
 
 @dataclass(frozen=True)
@@ -91,3 +91,22 @@ class DatasetRepo(Protocol):
 
     def describe_file_urls(self) -> str:
         """One log line saying which form :meth:`file_url` returns, and why."""
+
+
+def resolving_the_rest(repo: DatasetRepo, wanted: Sequence[str], held: set[str]) -> set[str]:
+    """``held`` with those of ``wanted`` not in it that ``repo.resolve`` finds, one call each: the end of each
+    repo's :meth:`DatasetRepo.held_commits` for the shas its batch could not answer.
+
+    Raises:
+        labelhub.errors.RepoNotFound: as :meth:`DatasetRepo.resolve` (a sha not found is left out).
+    """
+    from labelhub.errors import RevisionNotFound
+
+    for sha in wanted:
+        if sha not in held:
+            try:
+                repo.resolve(sha)
+            except RevisionNotFound:
+                continue
+            held.add(sha)
+    return held

@@ -28,7 +28,7 @@ from cachetools import LRUCache
 
 from labelhub.errors import CommitConflict, EntryNotFound, RepoNotFound, RevisionNotFound, TagExists
 from labelhub.file_urls import DEFAULT_PUBLIC_URL, FileURLs
-from labelhub.repos.base import RepoFile
+from labelhub.repos.base import RepoFile, resolving_the_rest
 from labelhub.signing import repo_key
 
 
@@ -192,14 +192,7 @@ class LocalGitRepo:
             else:
                 batch = []
         asked = set(batch)
-        for sha in wanted:
-            if sha not in asked:
-                try:
-                    self.resolve(sha)
-                except RevisionNotFound:
-                    continue
-                held.add(sha)
-        return held
+        return resolving_the_rest(self, [sha for sha in wanted if sha not in asked], held)
 
     def _branches_hint(self, most: int = 5) -> str:
         """``"its branches: master (checked out), dev"`` (up to ``most``, then ``+N more``), or that it has none."""

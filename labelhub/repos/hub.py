@@ -63,7 +63,7 @@ from labelhub.errors import (
     TransientHubError,
 )
 from labelhub.file_urls import FileURLs
-from labelhub.repos.base import RepoFile
+from labelhub.repos.base import RepoFile, resolving_the_rest
 from labelhub.retry import shutdown_requested
 from labelhub.signing import repo_key
 
@@ -720,11 +720,4 @@ class HubRepo:
             except RevisionNotFound:  # the head itself gone meanwhile: every sha is asked alone
                 left = set(wanted)
         held = set(wanted) - left if len(wanted) > 1 else set()
-        for sha in wanted:
-            if sha not in held:
-                try:
-                    self.resolve(sha)
-                except RevisionNotFound:
-                    continue
-                held.add(sha)
-        return held
+        return resolving_the_rest(self, wanted, held)
