@@ -178,6 +178,8 @@ class AutoPredictor:
             self._pending[key] = (whole or unlabeled, set() if (whole or unlabeled) else ids | set(task_ids or ()))
             self._save()
             self._cond.notify()
+            # an ending loop clears _thread under this lock: is_alive() alone answered True while a loop was
+            # between its decision to end and its end, and the request waited for the next one
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._loop, name="labelhub-auto-predict", daemon=True)
                 self._thread.start()
@@ -316,7 +318,8 @@ class AutoPredictor:
             with self._cond:
                 if not self._pending:
                     self._cond.wait(timeout=30)
-                    if not self._pending:
+                    if not self._pending:  # said under the lock: a request() after it starts another loop
+                        self._thread = None
                         return
                 ready, wait = self._next_ready()
                 if ready is None:

@@ -69,8 +69,10 @@ class SyncService:
         """Run what is due; return the seconds until something is due next."""
         now = time.monotonic()
         if self.intake and now >= self._due.get("reconcile", 0):  # first: annotations keep the revision they were made on
-            self._step("reconciliation", self.intake.reconcile)
+            # due again set before the reading: a reconcile_soon() from the receiver's thread during it (an event
+            # left to reconciliation) keeps its 0, it was overwritten after and waited --reconcile-interval
             self._due["reconcile"] = now + self.reconcile_interval
+            self._step("reconciliation", self.intake.reconcile)
         if now >= self._due.get("import", 0):
             self._step("import", self.importer.run)
             self._due["import"] = now + self.poll_interval

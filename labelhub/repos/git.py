@@ -505,8 +505,21 @@ class GitObjects:
         return self._opened.repo
 
     def _object(self, oid: bytes):
-        """The object ``oid`` (hex, bytes) parsed; commits and trees are read through ``self._cached``, its LRU."""
-        return self.repo()[oid]
+        """The object ``oid`` (hex, bytes) parsed; commits and trees are read through ``self._cached``, its LRU.
+
+        A miss is read once more: ``git repack -d`` (:meth:`LocalGitRepo.pack_loose_objects`) packs the loose objects
+        then deletes them, and dulwich, having rescanned the packs before the new one was in place, then found the
+        loose file gone and raised ``KeyError`` for an object the repository holds (a 404 of an existing image, 1 in
+        some 300,000 reads during repacks); the second read rescans the packs again, as git does.
+
+        Raises:
+            KeyError: The repository does not hold ``oid``.
+        """
+        repo = self.repo()
+        try:
+            return repo[oid]
+        except KeyError:
+            return repo[oid]
 
     def entry(self, sha: str, path: str) -> tuple[int, bytes] | None:
         """``(mode, object id as hex bytes)`` of ``path`` in commit ``sha``'s tree, or ``None`` when ``sha`` is not a
@@ -539,7 +552,7 @@ class GitObjects:
         if found is None or found[0] not in (0o100644, 0o100755):
             return None
         try:
-            blob = self.repo()[found[1]]
+            blob = self._object(found[1])
         except KeyError:
             return None
         return (found[1].decode(), blob.as_raw_string()) if isinstance(blob, Blob) else None
