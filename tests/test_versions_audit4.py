@@ -232,8 +232,8 @@ def test_the_label_names_of_a_column_that_is_no_struct_are_the_cells_as_they_are
 
 def test_the_examples_end_in_one_line_on_a_tag_or_a_column_the_version_does_not_have(tmp_path):
     """A walkthrough of the README: a tag the repository lacks ended in git's ``CalledProcessError`` traceback, and
-    ``--column`` left at ``ner`` or ``box`` on a Choices project in ``KeyError`` (``'Value' object is not subscriptable``
-    with a Choices' column)."""
+    ``--column`` left at ``ner`` or ``box`` on a Choices project in ``KeyError`` (``'Value' object is not
+    subscriptable`` with a Choices' column)."""
     images = list(sample_repos.image_files(0, 2).values())
     rows = [image_row(i, f"img/{i}.png", "a") for i in range(2)]
     repo = image_version(tmp_path, rows, {f"img/{i}.png": png for i, png in enumerate(images)})

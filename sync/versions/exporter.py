@@ -1115,8 +1115,9 @@ class Exporter:
                         "--take-over-from" if project == self.take_over_from else "deleted from this Label Studio",
                         tag, sha[:12], int(same.sum()), len(other))
         elif had is not None and had["version"] == number:  # the same version, on another commit than ours
-            log.warning("%s of %s now names commit %s, not %s as this state recorded (the tag moved by hand, or another "
-                        "--state of this project exported it again): going on from it, its rows as they are there",
+            log.warning("%s of %s now names commit %s, not %s as this state recorded (the tag moved by hand, or "
+                        "another --state of this project exported it again): going on from it, its rows as they are "
+                        "there",
                         tag, self.repo.repo_id, sha[:12], str(had.get("commit_sha"))[:12])
         elif had is not None:
             log.warning("%s of %s (%s) was exported by another exporter of Label Studio project %s (another --state: "
