@@ -486,8 +486,9 @@ class RepoFiles:
         try:
             from huggingface_hub import HfApi
 
-            private = bool(HfApi(token=self.settings.hf_token or None).repo_info(
-                repo.source, repo_type="dataset", timeout=self.settings.media_timeout).private)
+            info = HfApi(token=self.settings.hf_token or None).repo_info(
+                repo.source, repo_type="dataset", timeout=self.settings.media_timeout)
+            private = bool(info.private) or bool(getattr(info, "gated", False))  # gated: no browser may load it
         except Exception as exc:  # unknown: answer as private
             log.warning("could not tell whether dataset %s is public (%s): files are answered as private",
                         repo.source, type(exc).__name__)

@@ -326,6 +326,24 @@ def test_a_repo_made_private_mid_run_without_a_secret_gets_no_task_until_it_is_p
     assert len(list(client.tasks.list(project=created.id, page_size=100))) == 4
 
 
+def test_a_gated_dataset_counts_as_private_so_its_tasks_get_urls_a_browser_can_load(hub):
+    """A gated dataset's ``repo_info`` says ``private: false`` (and ``gated: "auto"``), and its resolve URLs refuse a
+    browser, which sends no token: its tasks got Hub URLs that never loaded (the fidelity audit of the test Hub)."""
+    repo_id = f"labelhub/gated-{time.monotonic_ns() % 10**9}"
+    hub.create_repo(repo_id)
+    hub.commit_files(repo_id, sample_repos.image_files(0, 1), message="images")
+    api().update_repo_settings(repo_id, gated="auto", repo_type="dataset")
+    assert api().repo_info(repo_id, repo_type="dataset").gated == "auto"
+    repo = HubRepo(repo_id, token=HUB_TOKEN, file_urls=FileURLs(mode="auto", secret=None))
+    sha = repo.resolve("main")
+    assert repo.private is True
+    with pytest.raises(PrivateRepoRefused):  # auto without a secret: as a private repo, no URL could load
+        next(iter(repo.iter_files(sha)))
+    api().update_repo_settings(repo_id, gated=False, repo_type="dataset")
+    repo.resolve(sha)
+    assert repo.private is False
+
+
 def test_a_commit_the_hub_holds_long_is_said_in_the_log(synced, hub, monkeypatch, caplog):
     exporter, _, _ = synced
     handle = hub.app.handle

@@ -443,10 +443,13 @@ class HubRepo:
 
     def resolve(self, revision: str) -> str:
         """See :meth:`labelhub.repos.DatasetRepo.resolve`. One Hub API call (``repo_info``), which also
-        tells whether the repo is private (:attr:`private`, for :meth:`file_url`)."""
+        tells whether the repo is private (:attr:`private`, for :meth:`file_url`): a gated dataset counts as private
+        (its ``repo_info`` says ``private: false`` and ``gated: "auto"`` or ``"manual"``, and its resolve URLs refuse
+        a browser, which sends no token: https://huggingface.co/docs/hub/datasets-gated), so its tasks get the
+        backend's signed URLs as a private one's."""
         with hub_errors(self.endpoint, self.repo_id, revision):
             info = self.api.repo_info(self.repo_id, repo_type=REPO_TYPE, revision=revision)
-        private = bool(info.private) if info.private is not None else None
+        private = (bool(info.private) or bool(getattr(info, "gated", False))) if info.private is not None else None
         if self.private is not None and private != self.private and self.file_urls is not None:
             refused = self.file_urls.refusal(self.repo_id, False, private)
             log.warning("dataset %s is now %s: %s", self.repo_id, "private" if private else "public",

@@ -323,7 +323,7 @@ class HubApp:
             "lastModified": hub_date(self.store.commit_meta(repo.gd, sha).epoch),
             "createdAt": repo.created_at,
             "private": repo.private,
-            "gated": False,
+            "gated": self.store.meta(repo.type, repo.id).get("gated", False),
             "disabled": False,
             "downloads": 0,
             "likes": 0,
@@ -489,11 +489,13 @@ class HubApp:
         return _json({})
 
     def settings(self, request: Request, repo: Repo, args: list[str]) -> Response:
-        """`PUT /api/{type}s/{id}/settings` `{visibility: "private"|"public"}` (or `{private}`)."""
+        """`PUT /api/{type}s/{id}/settings` `{visibility: "private"|"public"}` (or `{private}`), and `{gated: "auto"|
+        "manual"|false}` (a gated repo's `repo_info` says so; its files still answer a token holder here)."""
         body = request.get_json(silent=True) or {}
-        if "visibility" in body or "private" in body:
-            private = body["visibility"] == "private" if "visibility" in body else bool(body["private"])
-            self.store.set_private(repo.type, repo.id, private)
+        if "visibility" in body or "private" in body or "gated" in body:
+            private = (body["visibility"] == "private" if "visibility" in body else
+                       bool(body["private"]) if "private" in body else repo.private)
+            self.store.set_private(repo.type, repo.id, private, body.get("gated"))
         return _json({})
 
     def resolve_file(self, request: Request, repo_type: str, repo_id: str, segs: list[str]) -> Response:

@@ -229,10 +229,12 @@ class GitStore:
         except FileNotFoundError:
             raise repo_not_found() from None
 
-    def set_private(self, repo_type: str, repo_id: str, private: bool) -> None:
-        """Change a repo's visibility."""
+    def set_private(self, repo_type: str, repo_id: str, private: bool, gated: str | bool | None = None) -> None:
+        """Change a repo's visibility, and with ``gated`` its gating (``"auto"``, ``"manual"`` or ``False``)."""
         meta = self.meta(repo_type, repo_id)
         meta["private"] = bool(private)
+        if gated is not None:
+            meta["gated"] = gated
         path = self.git_dir(repo_type, repo_id) / "hubserver.json"
         tmp = path.with_suffix(f".{uuid.uuid4().hex}")
         tmp.write_text(json.dumps(meta))
