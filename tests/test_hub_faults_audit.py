@@ -382,3 +382,20 @@ def test_another_revision_at_the_same_commit_is_said_in_a_log_line(synced, caplo
         FileImporter(exporter.repo, exporter.project, exporter.state, revision="dev2").run()
     assert any("selected otherwise than at the last cycle" in r.getMessage() for r in caplog.records), \
         [r.getMessage() for r in caplog.records]
+
+
+def test_the_wait_a_429_asks_is_read_from_the_hubs_ratelimit_header_or_a_retry_after_date():
+    """The Hub's 429 says its wait in ``RateLimit`` (https://huggingface.co/docs/hub/rate-limits), not read before:
+    the calls without a retry of their own retried every 2 to 16 s inside the window; a ``Retry-After`` given as an
+    HTTP date (RFC 9110) raised ``ValueError`` from inside the error handler."""
+    from datetime import datetime, timedelta, timezone
+    from email.utils import format_datetime
+
+    from labelhub.repos.hub import _wait_asked
+
+    assert _wait_asked({"RateLimit": '"api";r=0;t=120', "RateLimit-Policy": '"fixed window";"api";q=500;w=300'}) == 120
+    assert _wait_asked({"RateLimit": '"api";r=3;t=120', "Retry-After": "4"}) == 4  # requests left: not a wait
+    soon = format_datetime(datetime.now(timezone.utc) + timedelta(seconds=30), usegmt=True)
+    assert 25 <= _wait_asked({"Retry-After": soon}) <= 30
+    assert _wait_asked({"Retry-After": "7"}) == 7 and _wait_asked({"Retry-After": "soon"}) is None
+    assert _wait_asked({}) is None

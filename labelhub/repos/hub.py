@@ -286,9 +286,36 @@ def _http_error(exc: HfHubHTTPError, endpoint: str) -> HubError:
                    "private repo, write access to export versions); set HF_TOKEN (--hf-token) to a token "
                    "(https://huggingface.co/settings/tokens)")
     if status == 429 or (status or 0) >= 500:
-        retry_after = exc.response.headers.get("Retry-After")
-        return TransientHubError(message, status, float(retry_after) if retry_after else None)
+        return TransientHubError(message, status, _wait_asked(exc.response.headers))
     return HubError(message, status)
+
+
+def _wait_asked(headers) -> float | None:
+    """The seconds a 429 or 5xx asks to wait: the Hub's rate-limit header (``RateLimit: "api";r=0;t=55``, read by
+    huggingface_hub's ``parse_ratelimit_headers``; https://huggingface.co/docs/hub/rate-limits) when no request is
+    left in the window, else ``Retry-After`` in seconds or as an HTTP date (RFC 9110, 10.2.3), else ``None``. A
+    ``Retry-After`` date raised ``ValueError`` from inside the error handler, and the ``RateLimit`` header the Hub
+    sends was not read: the calls without a retry of their own retried every 2 to 16 s inside the window."""
+    from datetime import datetime, timezone
+    from email.utils import parsedate_to_datetime
+
+    from huggingface_hub.utils import parse_ratelimit_headers
+
+    limit = parse_ratelimit_headers(headers)
+    if limit is not None and limit.remaining == 0:
+        return float(limit.reset_in_seconds)
+    value = (headers.get("Retry-After") or "").strip()
+    if not value:
+        return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max((when - datetime.now(when.tzinfo or timezone.utc)).total_seconds(), 0.0)
 
 
 def _sent_auth(exc: HfHubHTTPError) -> str:
