@@ -399,3 +399,22 @@ def test_the_wait_a_429_asks_is_read_from_the_hubs_ratelimit_header_or_a_retry_a
     assert 25 <= _wait_asked({"Retry-After": soon}) <= 30
     assert _wait_asked({"Retry-After": "7"}) == 7 and _wait_asked({"Retry-After": "soon"}) is None
     assert _wait_asked({}) is None
+
+
+def test_a_card_the_hub_refuses_is_a_hub_error_naming_the_card_and_a_gateways_page_a_transient_one(hub):
+    """``create_commit`` checks ``README.md`` first (``/api/validate-yaml``) and raised a bare ``ValueError`` on its 400
+    (a ``JSONDecodeError`` on a gateway's HTML page): the export's error handling let both through."""
+    import json
+
+    from labelhub.repos.hub import _card_refused
+
+    repo_id = f"labelhub/card-{time.monotonic_ns() % 10**9}"
+    hub.create_repo(repo_id)
+    repo = HubRepo(repo_id, token=HUB_TOKEN)
+    head = repo.resolve("main")
+    with pytest.raises(HubError) as err:
+        repo.commit({"README.md": b"---\nconfigs: [unclosed\n---\n# card\n"}, "annotations v1", "", head, "main")
+    assert err.value.status == 400 and "refused the metadata of README.md" in str(err.value)
+    assert not isinstance(err.value, TransientHubError)
+    page = _card_refused(json.JSONDecodeError("Expecting value", "<html>", 0), hub.url)
+    assert isinstance(page, TransientHubError) and "README.md" in str(page)

@@ -48,7 +48,7 @@ from huggingface_hub.errors import (
 from huggingface_hub.hf_api import RepoFile as HubRepoFile
 
 from labelhub.cli_options import progress_bar
-from labelhub.redaction import urls_without_userinfo, without_userinfo
+from labelhub.redaction import one_line, urls_without_userinfo, without_userinfo
 from labelhub.errors import (
     AmbiguousCommit,
     CommitConflict,
@@ -288,6 +288,25 @@ def _http_error(exc: HfHubHTTPError, endpoint: str) -> HubError:
     if status == 429 or (status or 0) >= 500:
         return TransientHubError(message, status, _wait_asked(exc.response.headers))
     return HubError(message, status)
+
+
+def _card_refused(exc: ValueError, endpoint: str) -> Exception:
+    """What ``create_commit``'s check of ``README.md`` (``/api/validate-yaml``, run whenever the card is committed)
+    raised, as LabelHub's errors: its 400 (the Hub's rules refused the card's metadata: ``ValueError("Invalid metadata
+    in README.md ...")`` from a ``BadRequestError``) a :class:`HubError` naming the card, an answer that was no JSON (a
+    gateway's HTML 5xx page: ``JSONDecodeError``) a :class:`TransientHubError`, retried as other 5xx; any other
+    ``ValueError`` as it is. Both escaped the export's error handling before, logged as a bare ``JSONDecodeError``."""
+    import json as json_module
+
+    from huggingface_hub.errors import BadRequestError
+
+    if isinstance(exc, json_module.JSONDecodeError):
+        return TransientHubError(f"the Hub at {endpoint} answered the check of README.md with no JSON (a gateway's "
+                                 "error page?)", 502)
+    if isinstance(exc.__cause__, BadRequestError):
+        return HubError(f"the Hub at {endpoint} refused the metadata of README.md (the dataset card): "
+                        f"{one_line(str(exc), 300)}; fix or remove the YAML block a person added to it", 400)
+    return exc
 
 
 def _wait_asked(headers) -> float | None:
@@ -591,9 +610,12 @@ class HubRepo:
             what = f"the commit of {len(files)} files ({size / 1e6:.1f} MB) to dataset {self.repo_id}"
             try:
                 with hub_errors(self.endpoint, self.repo_id, revision), said_when_slow(what):
-                    return self.api.create_commit(self.repo_id, operations, commit_message=message,
-                                                  commit_description=description, repo_type=REPO_TYPE,
-                                                  revision=revision, parent_commit=parent_commit).oid
+                    try:
+                        return self.api.create_commit(self.repo_id, operations, commit_message=message,
+                                                      commit_description=description, repo_type=REPO_TYPE,
+                                                      revision=revision, parent_commit=parent_commit).oid
+                    except ValueError as exc:
+                        raise _card_refused(exc, self.endpoint) from None
             finally:
                 self._regular_paths.update(op.path_in_repo for op in operations
                                            if op._upload_mode == "regular" and not op._should_ignore)
