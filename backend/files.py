@@ -46,7 +46,7 @@ from labelhub.backend.errors import BackendError
 from labelhub.redaction import escaped, one_line, redact
 from labelhub.errors import FileTooLarge, NotFoundError
 from labelhub.repos.git import GitObjects, is_git_repo
-from labelhub.repos.hub import download
+from labelhub.repos.hub import download, needs_token
 from labelhub.backend.settings import Settings
 from labelhub.signing import (MIN_SECRET_LENGTH, ExpiredSignature, FileRef, SignatureError, is_commit_sha,
                           is_safe_path, parse_file_url, repo_key, verify)
@@ -488,7 +488,7 @@ class RepoFiles:
 
             info = HfApi(token=self.settings.hf_token or None).repo_info(
                 repo.source, repo_type="dataset", timeout=self.settings.media_timeout)
-            private = bool(info.private) or bool(getattr(info, "gated", False))  # gated: no browser may load it
+            private = needs_token(info)  # a gated repo too: no browser may load its resolve URLs
         except Exception as exc:  # unknown: answer as private
             log.warning("could not tell whether dataset %s is public (%s): files are answered as private",
                         repo.source, type(exc).__name__)

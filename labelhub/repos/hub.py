@@ -354,6 +354,14 @@ def _sent_auth(exc: HfHubHTTPError) -> str:
     return "token" if value.strip() else "none"
 
 
+def needs_token(info) -> bool:
+    """Whether a browser, which sends no token, is refused the resolve URLs of the repo ``info`` describes
+    (``HfApi.repo_info``'s answer): a private repo, or a gated one, whose ``repo_info`` says ``private: false`` and
+    ``gated: "auto"`` or ``"manual"`` (https://huggingface.co/docs/hub/datasets-gated). Such a repo's files are
+    served as a private one's: signed URLs of the backend's file route, ``Cache-Control: private``."""
+    return bool(info.private) or bool(getattr(info, "gated", False))
+
+
 def download(repo_id: str, path: str, revision: str, token: str | None = None, endpoint: str | None = None,
              etag_timeout: float = 10, repo_type: str = REPO_TYPE, max_bytes: int | None = None,
              patient: bool = False) -> str:
@@ -490,12 +498,10 @@ class HubRepo:
     def resolve(self, revision: str) -> str:
         """See :meth:`labelhub.repos.DatasetRepo.resolve`. One Hub API call (``repo_info``), which also
         tells whether the repo is private (:attr:`private`, for :meth:`file_url`): a gated dataset counts as private
-        (its ``repo_info`` says ``private: false`` and ``gated: "auto"`` or ``"manual"``, and its resolve URLs refuse
-        a browser, which sends no token: https://huggingface.co/docs/hub/datasets-gated), so its tasks get the
-        backend's signed URLs as a private one's."""
+        (:func:`needs_token`), so its tasks get the backend's signed URLs as a private one's."""
         with hub_errors(self.endpoint, self.repo_id, revision):
             info = self.api.repo_info(self.repo_id, repo_type=REPO_TYPE, revision=revision)
-        private = (bool(info.private) or bool(getattr(info, "gated", False))) if info.private is not None else None
+        private = needs_token(info) if info.private is not None else None
         if self.private is not None and private != self.private and self.file_urls is not None:
             refused = self.file_urls.refusal(self.repo_id, False, private)
             log.warning("dataset %s is now %s: %s", self.repo_id, "private" if private else "public",
