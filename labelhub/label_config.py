@@ -10,7 +10,8 @@ Who asks what:
 
 - the backend: :func:`parse_label_config` (every control and object tag), :func:`parsed_label_config`
   (label-studio-ml's shape, for models written for it), :func:`choices_spec` (the default model),
-  :func:`prediction_errors` (a prediction job's check before it writes);
+  :func:`prediction_errors` (a prediction job's check before it writes), :func:`choice_conditions` (the controls
+  shown only while a choice is selected);
 - the sync: :func:`data_field` (the object tag a repo file fills), :func:`task_data_keys` (every key Label Studio
   requires in a task's data) and :func:`control_tags`.
 
@@ -32,7 +33,7 @@ from labelhub.redaction import one_line
 
 __all__ = ["ObjectTag", "ControlTag", "ChoicesSpec", "ControlSpec", "DataField", "parse_label_config",
            "parsed_label_config", "prediction_errors", "choices_spec", "control_specs", "data_field", "task_data_keys",
-           "control_tags", "data_value",
+           "control_tags", "data_value", "ChoiceCondition", "choice_conditions",
            "URL_TAGS", "TEXT_TAGS", "DEFAULT_INCLUDE", "REPEATER_PLACEHOLDER"]
 
 #: Object tags whose task data is a file's URL.
@@ -474,6 +475,90 @@ def task_data_keys(label_config: str) -> dict[str, str]:
         if key:
             keys.setdefault(key, f"<{element.tag} name={name!r} value={value!r}>")
     return keys
+
+
+@dataclass(frozen=True)
+class ChoiceCondition:
+    """A condition on the selected choices under which Label Studio's editor shows a control tag.
+
+    Written ``visibleWhen="choice-selected"`` (or ``"choice-unselected"``) with ``whenTagName`` and
+    ``whenChoiceValue`` on the control itself or on a ``<View>`` around it (https://labelstud.io/tags/choices,
+    https://labelstud.io/tags/view). The editor's rule (``isVisible`` in ``web/libs/editor/src/mixins/Visibility.js``
+    of https://github.com/HumanSignal/label-studio): with a tag name, any of the comma-separated values selected
+    there (a ``<Choice>``'s value or alias), or any choice there when no value is given; without a tag name, any
+    choice of any Choices tag. ``whenChoiceValue`` without ``visibleWhen`` shows the control while that one value is
+    selected in any Choices tag. A hidden control's results are not submitted with an annotation.
+
+    Attributes:
+        selected: ``True`` for ``choice-selected``, ``False`` for ``choice-unselected`` (shown while the condition
+            does not hold).
+        tag_name: The Choices tag's ``name`` (``whenTagName``), or ``""`` for any Choices tag.
+        values: The results' names of the choices that count (aliases where the config gives them), or ``()`` for
+            any choice.
+    """
+
+    selected: bool
+    tag_name: str
+    values: tuple[str, ...]
+
+    def holds(self, chosen: dict[str, set]) -> bool:
+        """Whether the control is shown, given ``{Choices from_name: the choices its results select}``."""
+        picked = chosen.get(self.tag_name, set()) if self.tag_name else set().union(*chosen.values())
+        hit = bool(picked & set(self.values)) if self.values else bool(picked)
+        return hit == self.selected
+
+
+@cached(LRUCache(maxsize=128), lock=threading.Lock())
+def choice_conditions(label_config: str) -> dict[str, tuple[ChoiceCondition, ...]]:
+    """``{control name: the conditions under which it is shown}`` for each control tag shown only while some choice
+    is (or is not) selected (:class:`ChoiceCondition`; every one must hold, the control's own and its ``<View>``
+    ancestors'). Controls always shown, and the other ``visibleWhen`` values (``region-selected``, which concerns
+    per-region controls), are not in the map.
+
+    Raises:
+        LabelConfigError: The XML is empty or does not parse.
+
+    Example:
+        >>> choice_conditions('<View><Text name="t" value="$text"/><Choices name="kind" toName="t">'
+        ...     '<Choice value="review"/><Choice value="plot" alias="p"/></Choices>'
+        ...     '<View visibleWhen="choice-selected" whenTagName="kind" whenChoiceValue="plot">'
+        ...     '<Choices name="tone" toName="t"><Choice value="dark"/></Choices></View></View>')
+        {'tone': (ChoiceCondition(selected=True, tag_name='kind', values=('p',)),)}
+    """
+    from lxml import etree
+
+    parsed = _parse(label_config)
+    controls = {c.name for c in parsed.controls}
+    root = etree.fromstring(label_config.encode("utf-8"), etree.XMLParser(resolve_entities=False, no_network=True,
+                                                                         huge_tree=False))
+    names: dict[str, dict[str, str]] = {}  # Choices name -> {value or alias: the name its results hold}
+    for element in root.iter("Choices"):
+        for choice in element.iter("Choice"):
+            value = choice.get("value")
+            if value is not None:
+                result_name = choice.get("alias") or value
+                names.setdefault(element.get("name") or "", {}).update({value: result_name, result_name: result_name})
+
+    def condition(element) -> ChoiceCondition | None:
+        when, tag_name, value = element.get("visibleWhen"), element.get("whenTagName") or "", element.get(
+            "whenChoiceValue")
+        if when in ("choice-selected", "choice-unselected"):
+            values = tuple(v for v in (value or "").split(",") if v) if tag_name else ()
+            known = names.get(tag_name, {})
+            return ChoiceCondition(when == "choice-selected", tag_name, tuple(known.get(v, v) for v in values))
+        if when is None and value:
+            return ChoiceCondition(True, "", (value,))
+        return None
+
+    found: dict[str, tuple[ChoiceCondition, ...]] = {}
+    for element in root.iter():
+        name = element.get("name") if isinstance(element.tag, str) else None
+        if name not in controls or name in found:
+            continue
+        held = tuple(c for c in map(condition, [element, *element.iterancestors()]) if c is not None)
+        if held:
+            found[name] = held
+    return found
 
 
 def control_tags(label_config: str) -> dict[str, str]:

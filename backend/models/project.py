@@ -53,6 +53,9 @@ Every result has an ``id`` (https://labelstud.io/guide/predictions): a head's ow
 it), else, for a whole-object ``choices`` or ``textarea`` result (one per control and task), one derived from its
 control's name (:func:`_whole_id`: the same in every worker, so a task's prediction does not change with who made
 it), so a prediction's results are alike whichever heads made them.
+A control Label Studio's editor shows only while a choice is selected (``visibleWhen="choice-selected"`` on it or on
+a ``<View>`` around it) is left out of a task's prediction, its score too, unless the predicted choices show it
+(:meth:`ProjectModel._hidden_controls`).
 A malformed task (not an object, or without a ``data`` object) gets an ``error`` of its own, as one whose media
 cannot be loaded. A head that raises (its Hub model cannot be loaded: offline, gated, missing) fails every task it
 was asked for: the task gets an ``error`` and no regions, even from the heads that answered (decision: a partial
@@ -106,7 +109,8 @@ from labelhub.backend.models.heads import ControlHead, Example, TaskInput, task_
 from labelhub.backend.models.params import check_control_names, params_for
 from labelhub.backend.state import LISTED_VERSIONS, atomic_write_bytes
 from labelhub.errors import LabelConfigError
-from labelhub.label_config import TEXT_TAGS, ControlSpec, control_specs, data_value, parse_label_config
+from labelhub.label_config import (TEXT_TAGS, ControlSpec, choice_conditions, control_specs, data_value,
+                                   parse_label_config)
 from labelhub.redaction import one_line, redact
 
 log = logging.getLogger(__name__)
@@ -395,6 +399,7 @@ class ProjectModel(LabelStudioMLBase):
         # meanwhile must not add its tasks to it (the file would grow to the project's size)
         self._fitting = threading.local()
         self._controls_by_name = {c.from_name: c for c in self.controls}
+        self._choice_conditions = choice_conditions(self.label_config)
         self._labels = self._labels_signature()
         self._params = self._params_signature()
 
@@ -807,7 +812,7 @@ class ProjectModel(LabelStudioMLBase):
         version = str(served_version) if served_version else self.model_version
         active = [h for h in self.heads if not h.learns or h.control.from_name in fitted]
         results: list[list[dict]] = [[] for _ in tasks]
-        scores: list[list[float]] = [[] for _ in tasks]
+        scores: list[list[tuple[str, float]]] = [[] for _ in tasks]  # (from_name, the control's task score)
         errors: list[str | None] = [None if isinstance(t, dict) and isinstance(t.get("data"), dict)
                                     else "the task has no 'data' object" for t in tasks]  # also before any fit
         head_errors: list[list[str]] = [[] for _ in tasks]  # the reasons of the heads that failed on each task
@@ -841,17 +846,51 @@ class ProjectModel(LabelStudioMLBase):
                            for r in self._current_labels(head, head.kept(answered), items[i].task)]
                 if regions:
                     results[i].extend(regions)
-                    scores[i].append(head.control_score(answered, regions))
+                    scores[i].append((control.from_name, head.control_score(answered, regions)))
                 elif withheld is not None:
-                    scores[i].append(head.task_score(float(withheld)))
+                    scores[i].append((control.from_name, head.task_score(float(withheld))))
         out = []
-        for regions, task_scores, error, failed in zip(results, scores, errors, head_errors):
+        for regions, named_scores, error, failed in zip(results, scores, errors, head_errors):
+            hidden = self._hidden_controls(regions)
+            regions = [r for r in regions if not (isinstance(r, dict) and r.get("from_name") in hidden)]
+            task_scores = [score for name, score in named_scores if name not in hidden]
             if failed or error is not None:  # a partial prediction of this version would keep the task from being
                 out.append({"result": [], "score": 0.0, "model_version": version,  # predicted again
                             "error": "; ".join(([error] if error else []) + failed)})
                 continue
             out.append({"result": regions, "score": min(task_scores) if task_scores else 0.0, "model_version": version})
         return out
+
+    def _hidden_controls(self, regions: list[dict]) -> set[str]:
+        """The controls whose results Label Studio's editor would hide in a prediction of ``regions``: those shown
+        only while a choice is selected (``visibleWhen="choice-selected"``, :func:`labelhub.label_config.
+        choice_conditions`) that the predicted choices do not show, and those they show only through a hidden one.
+
+        Decision: such a control's results and score are left out of the prediction (before, each control was
+        predicted on every task, a hidden one too: its score counted in the task score, so its uncertainty on tasks
+        where no annotator answers it moved them up the Data Manager's order, and an accepted prediction kept
+        results the annotator never saw). Conditions on choices nothing predicts (a Choices no head answers) count
+        as unselected.
+        """
+        conditions = self._choice_conditions
+        if not conditions:
+            return set()
+        hidden: set[str] = set()
+        for _ in range(len(conditions) + 1):  # a control hidden hides what only its choices show
+            chosen: dict[str, set] = {}
+            for r in regions:
+                control = self._controls_by_name.get(r.get("from_name")) if isinstance(r, dict) else None
+                if control is not None and control.tag == "Choices" and not control.per_region \
+                        and r["from_name"] not in hidden:
+                    value = r.get("value")
+                    picked = value.get("choices") if isinstance(value, dict) else None
+                    chosen.setdefault(r["from_name"], set()).update(
+                        c for c in (picked if isinstance(picked, list) else []) if isinstance(c, str))
+            now = {name for name, held in conditions.items() if not all(c.holds(chosen) for c in held)}
+            if now == hidden:
+                break
+            hidden = now
+        return hidden
 
     def _current_labels(self, head: ControlHead, regions: list[dict], task: dict) -> list[dict]:
         """``regions`` without the labels the current label config lacks (nor the task's own options, for a
