@@ -54,10 +54,14 @@ later (RQ's scheduler), instead of to the failed registry, at most :data:`KILLED
 publishes its own job status. Decision: RQ's ``Retry`` rather than keeping the :func:`mark_queued` note until the job
 ends (a dead worker's note only makes the next retrains merge into a job that never ends) or a failure callback
 (more code for the same cleanup). The job's own failures keep the backoff above: a job that raises takes its
-``Retry`` off first (:func:`_failed`), so it is not tried twice. RQ finds a ``SimpleWorker``'s job abandoned once its
-entry in the started registry expires, the job's timeout (:data:`JOB_TIMEOUT`) plus 60 s after it started, so the
-new try comes that late, not at once. A job whose worker dies at each try (one that runs it out of memory) stays
-failed in RQ after its last one.
+``Retry`` off first (:func:`_failed`), so it is not tried twice. RQ finds a job abandoned once its entry in
+the started registry expires: ``labelhub worker`` (:func:`heartbeat_worker_class`) renews it every :data:`HEARTBEAT_SECONDS`
+while the job runs, for :data:`HEARTBEAT_TTL`, as RQ's forking worker does, so a dead worker's job is found at the
+first cleanup past that (within about 12 minutes), not at the job's timeout (RQ's ``SimpleWorker`` sets the entry
+once, for :data:`JOB_TIMEOUT` plus 60 s: 4 hours, found by an audit at stop 55). A job whose worker dies at each
+try (one that runs it out of memory) stays failed in RQ after its last one. A batch of ``labelhub predict`` whose
+worker dies is likewise found abandoned then (it is not tried again: the planner counts its tasks as failed, and
+``labelhub predict --missing`` predicts them).
 """
 from __future__ import annotations
 
@@ -75,7 +79,8 @@ from labelhub.backend.labelstudio_api import LabelStudioClient, ProjectInfo
 log = logging.getLogger(__name__)
 
 __all__ = ["QUEUE", "JOB_TIMEOUT", "KILLED_RETRIES", "KILLED_RETRY_SECONDS", "mark_queued", "unmark_queued",
-           "retry_if_killed", "predict_batch", "predict_project", "on_workers", "queue", "work"]
+           "retry_if_killed", "predict_batch", "predict_project", "on_workers", "queue", "work",
+           "heartbeat_worker_class", "HEARTBEAT_SECONDS", "HEARTBEAT_TTL"]
 
 #: The RQ queue of LabelHub's batches (``--queue`` of ``labelhub worker``).
 QUEUE = "labelhub"
@@ -96,6 +101,11 @@ KILLED_RETRIES = 3
 #: Seconds between RQ finding an automatic job abandoned by its dead worker and its next try (RQ's scheduler, which
 #: ``labelhub worker`` runs, enqueues it then).
 KILLED_RETRY_SECONDS = 30
+
+#: Seconds between two renewals of a running job's entry in RQ's started registry (RQ's ``job_monitoring_interval``).
+HEARTBEAT_SECONDS = 30
+#: Seconds a running job's entry in RQ's started registry lasts unless renewed (as RQ's forking worker sets it).
+HEARTBEAT_TTL = HEARTBEAT_SECONDS + 60
 
 _BACKEND: Any = None
 _API: LabelStudioClient | None = None
@@ -544,7 +554,8 @@ def _results(client, q, project: ProjectInfo, waiting: dict[str, list[int]], pro
 
 
 def work(redis_url: str, queues: list[str], burst: bool = False, log_level: str = "INFO") -> None:
-    """Run an RQ ``SimpleWorker`` on ``queues`` until SIGTERM or SIGINT (a warm stop: the batch in hand finishes),
+    """Run an RQ ``SimpleWorker`` that renews its job's heartbeat (:func:`heartbeat_worker_class`) on ``queues`` until
+    SIGTERM or SIGINT (a warm stop: the batch in hand finishes),
     with RQ's scheduler (``with_scheduler=True``), which enqueues the failed automatic jobs' next tries when they
     are due (one worker of the Redis database runs it, in a process of its own; the others take over when it stops).
 
@@ -557,11 +568,66 @@ def work(redis_url: str, queues: list[str], burst: bool = False, log_level: str 
     Raises:
         redis.exceptions.ConnectionError: When Redis cannot be reached.
     """
-    from rq import SimpleWorker
-
     from labelhub.backend.redis_state import connect
 
     client = connect(redis_url, timeout=None)
     client.ping()
-    worker = SimpleWorker([queue(client, q) for q in queues], connection=client)
+    worker = heartbeat_worker_class()([queue(client, q) for q in queues], connection=client)
     worker.work(burst=burst, with_scheduler=True, logging_level=log_level)
+
+
+def heartbeat_worker_class() -> type:
+    """RQ's ``SimpleWorker`` (each job in the worker's own process, which keeps its loaded models between jobs) that
+    renews the running job's entry in the started registry, and its own registration, every
+    :data:`HEARTBEAT_SECONDS` from a thread while the job runs, for :data:`HEARTBEAT_TTL` seconds.
+
+    ``SimpleWorker`` runs the job in the thread that would send RQ's heartbeats, so it sets the entry once, for the
+    job's whole timeout plus 60 s (:data:`JOB_TIMEOUT`: 4 hours for an automatic job): a worker killed mid-job
+    left its job ``started``, and its status ``running``, that long. RQ's registry cleanup
+    (https://python-rq.org/docs/jobs/#abandoned-jobs) now finds such a job at the first cleanup past
+    :data:`HEARTBEAT_TTL`. A job that runs past its timeout is still stopped by RQ's own death penalty.
+
+    Returns:
+        The class (made on first call: ``rq`` is imported only where Redis is used).
+    """
+    global _HEARTBEAT_WORKER
+    if _HEARTBEAT_WORKER is None:
+        import threading
+
+        from rq import SimpleWorker
+
+        class HeartbeatWorker(SimpleWorker):
+            __doc__ = heartbeat_worker_class.__doc__
+
+            def get_heartbeat_ttl(self, job, working_time: float = 0.0) -> int:
+                return HEARTBEAT_TTL
+
+            def execute_job(self, job, queue) -> None:
+                done = threading.Event()
+                beat = threading.Thread(target=self._renew, args=(job, done), name="rq-heartbeat", daemon=True)
+                beat.start()
+                try:
+                    super().execute_job(job, queue)
+                finally:
+                    done.set()
+                    beat.join()
+
+            def _renew(self, job, done: threading.Event) -> None:
+                while not done.wait(HEARTBEAT_SECONDS):
+                    try:
+                        execution = self.execution
+                        if execution is None:
+                            continue
+                        with self.connection.pipeline() as pipeline:
+                            self.heartbeat(max(HEARTBEAT_TTL, self.worker_ttl + 60), pipeline=pipeline)
+                            execution.heartbeat(job.started_job_registry, HEARTBEAT_TTL, pipeline=pipeline)
+                            pipeline.execute()
+                    except Exception as exc:  # noqa: BLE001 (Redis away a moment: the next beat tries again)
+                        log.warning("job %s: its heartbeat to Redis failed (%s); trying again in %d s", job.id,
+                                    type(exc).__name__, HEARTBEAT_SECONDS)
+
+        _HEARTBEAT_WORKER = HeartbeatWorker
+    return _HEARTBEAT_WORKER
+
+
+_HEARTBEAT_WORKER: type | None = None

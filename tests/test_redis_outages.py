@@ -198,9 +198,8 @@ def _stand_in_worker(url: str, model_dir: str, mode: str) -> None:
     worker._worker_host = lambda: (host, None)
     worker.run_job = run_job
     if mode == "hang":
-        from rq import SimpleWorker
-
-        SimpleWorker([worker.queue(client)], connection=connect(url, timeout=None)).work()
+        worker.HEARTBEAT_SECONDS, worker.HEARTBEAT_TTL = 0.5, 2  # 30 and 90 s in production
+        worker.heartbeat_worker_class()([worker.queue(client)], connection=connect(url, timeout=None)).work()
     else:
         worker.work(url, [worker.QUEUE])
 
@@ -227,9 +226,10 @@ def _auto_predictor(url: str, folder: Path):
 def test_an_automatic_job_whose_worker_is_killed_mid_job_is_run_again_by_rq(tmp_path, monkeypatch):
     """The audit's sequence: the trainer enqueues a whole-project job, a worker takes it (the project's status says
     ``running``) and is SIGKILLed. When RQ's registry cleanup finds the job abandoned (a worker's maintenance, once the
-    job's entry in the started registry expires: JOB_TIMEOUT + 60 s, so it is called here with that time), the job's
-    ``Retry`` schedules it again instead of leaving it failed; RQ's scheduler in the next worker enqueues it and the
-    new try runs: the status is no longer ``running``."""
+    job's entry in the started registry expires: its worker's last heartbeat plus HEARTBEAT_TTL, 2 s in the worker
+    here; before stop 56, JOB_TIMEOUT + 60 s: 4 hours), the job's ``Retry`` schedules it again instead of leaving it
+    failed; RQ's scheduler in the next worker enqueues it and the new try runs: the status is no longer ``running``.
+    While the worker lives, its heartbeats keep the job from being found abandoned past that TTL."""
     from rq.job import Job
     from rq.registry import StartedJobRegistry
 
@@ -249,13 +249,16 @@ def test_an_automatic_job_whose_worker_is_killed_mid_job_is_run_again_by_rq(tmp_
         try:
             wait_for(lambda: client.get(STARTED), timeout=60, message="the job to start on the worker")
             assert job_statuses(client)[KEY]["state"] == "running"
+            time.sleep(4)  # twice the worker's heartbeat TTL
+            queue = worker.queue(client)
+            StartedJobRegistry(queue=queue).cleanup()
+            assert job.get_status() == "started"  # alive: its heartbeats renewed it
         finally:
             os.killpg(killed.pid, signal.SIGKILL)
             killed.wait(10)
         assert job.get_status() == "started"
 
-        queue = worker.queue(client)
-        StartedJobRegistry(queue=queue).cleanup(timestamp=time.time() + worker.JOB_TIMEOUT + 120)
+        StartedJobRegistry(queue=queue).cleanup(timestamp=time.time() + 5)  # the TTL past its last heartbeat
         job.refresh()
         assert job.get_status() == "scheduled" and job.retries_left == worker.KILLED_RETRIES - 1
 
