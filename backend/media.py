@@ -46,6 +46,7 @@ from labelhub.errors import FileTooLarge
 from labelhub.redaction import escaped, redact
 from labelhub.signing import SignatureError, is_safe_path, parse_file_url, verify
 from labelhub.repos.hub import download
+from labelhub.repos.texts import decode_text
 from labelhub.backend.files import ANOTHER_SECRET, RepoFiles, unknown_key_reason
 from labelhub.backend.settings import Settings
 
@@ -410,8 +411,11 @@ class MediaFetcher:
                     pass
 
     def fetch_text(self, url: str) -> str:
-        """Like :meth:`fetch`, decoded as UTF-8 (for ``<Text valueType="url">``)."""
-        return self.fetch(url).decode("utf-8", errors="replace")
+        """Like :meth:`fetch`, decoded as Label Studio's editor decodes a ``<Text valueType="url">`` (the browser's
+        ``Response.text()``: UTF-8, a byte order mark dropped, each undecodable sequence U+FFFD;
+        :func:`labelhub.repos.texts.decode_text`), so predicted span offsets index the text the annotator sees
+        (a file starting with a BOM, as Notepad writes, had every span one character late: found by an audit)."""
+        return decode_text(self.fetch(url))[0]
 
     # ------------------------------------------------------------------------------------------------
     def _decode_data_uri(self, url: str) -> bytes:

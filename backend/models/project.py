@@ -369,6 +369,15 @@ class ProjectModel(LabelStudioMLBase):
                           control.from_name, owner.name, owner.control.tag, owner.control.from_name)
                 continue
             head = self._make_head(control, params_for(defaults, self.params, control.from_name), strict=new)
+            shared = next((n for n in head.claims() if n != control.from_name and n in claimed), None) \
+                if head is not None else None
+            if shared is not None:  # two per-region TextAreas on one <Rectangle>: each OCR line was drawn twice
+                taken = claimed[shared]
+                self._why[control.from_name] = (f"its regions would be drawn with {shared!r}, as the {taken.name} "
+                                                f"head of {taken.control.from_name!r} draws its own")
+                _log_once(self.project_id, control.from_name, "project %s: <%s name=%r> is not answered: %s",
+                          self.project_id, control.tag, control.from_name, self._why[control.from_name])
+                continue
             if head is not None:
                 self.heads.append(head)
                 for name in head.claims():
