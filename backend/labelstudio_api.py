@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Callable, Sequence
 
-from labelhub.errors import ConfigurationError, LabelStudioError, ProjectNotFound
+from labelhub import strict_json
+from labelhub.errors import ConfigurationError, InvalidJSONError, LabelStudioError, ProjectNotFound
 from labelhub.labelstudio_client import (KEY_ADVICE, LISTING_ATTEMPTS, TASK_PAGE_SIZE, Listing, api_error_text,
                                          label_studio_client, list_tasks, selected_items_queries)
 from labelhub.redaction import one_line, without_userinfo
@@ -171,7 +172,9 @@ def data_manager_filters(value: Any, where: str = "--filter") -> dict:
         ``{"conjunction": "and" | "or", "items": [{"filter", "operator", "type", "value"}, ...]}``, at least one item.
 
     Raises:
-        ValueError: ``value`` is not such filters: the message says where and why (the item's number from 1).
+        ValueError: ``value`` is not such filters: the message says where and why (the item's number from 1); JSON
+            text that :func:`labelhub.strict_json.loads` refuses (``NaN``, nesting deeper than 100 levels) is not
+            JSON.
 
     Example:
         >>> data_manager_filters('{"filter": "filter:tasks:id", "operator": "less", "type": "Number", "value": 9}')
@@ -180,10 +183,10 @@ def data_manager_filters(value: Any, where: str = "--filter") -> dict:
          'items': [{'filter': 'filter:tasks:id', 'operator': 'less', 'type': 'Number', 'value': 9}]}
     """
     if isinstance(value, (str, bytes)):
-        try:
-            value = json.loads(value)
-        except ValueError as exc:
-            raise ValueError(f"{where} is not JSON ({exc})") from None
+        try:  # strict: nesting too deep for json's recursion is refused here, not a RecursionError
+            value = strict_json.loads(value)
+        except InvalidJSONError as exc:
+            raise ValueError(f"{where} is not JSON ({str(exc).removeprefix('not JSON: ')})") from None
     if isinstance(value, dict) and "filter" in value:
         value = [value]
     if isinstance(value, list):

@@ -57,7 +57,9 @@ def note_missed(model_dir: str | os.PathLike, key: str, project: Any, exc: BaseE
     try:
         try:
             note = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+        except (OSError, ValueError, RecursionError):  # none yet, or unreadable: a new note
+            note = None
+        if not isinstance(note, dict):  # a note that is not an object (a JSON list, an edited file): a new note
             note = {"since": time.time(), "refused": 0}
         note.update(project=project, refused=int(note.get("refused") or 0) + 1)
         atomic_write_json(path, note)
@@ -97,9 +99,11 @@ def requeue_missed(model_dir: str | os.PathLike, queue: Any) -> int:
             note = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:  # another worker of this host took it
             continue
-        except (OSError, ValueError) as exc:
-            log.warning("%s cannot be read (%s): removed; press Start training for project %s", path,
-                        one_line(exc, 200), path.stem)
+        except (OSError, ValueError, RecursionError) as exc:
+            note = exc
+        if not isinstance(note, dict):  # unreadable, or not an object (a JSON list, an edited file)
+            why = one_line(note, 200) if isinstance(note, BaseException) else "not a JSON object"
+            log.warning("%s cannot be read (%s): removed; press Start training for project %s", path, why, path.stem)
             path.unlink(missing_ok=True)
             continue
         try:

@@ -29,6 +29,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import math
 import re
 from dataclasses import dataclass, field
 
@@ -65,7 +66,8 @@ def parse_lifetime(value: str | float | int | None) -> int:
         The lifetime in whole seconds (``0``: URLs never expire).
 
     Raises:
-        ValueError: When ``value`` does not parse or is negative.
+        ValueError: When ``value`` does not parse, is negative, or is not finite (``inf``, ``nan``, or more
+            seconds than a float holds: ``"9" * 400``).
 
     Example:
         >>> parse_lifetime("12h"), parse_lifetime("never")
@@ -74,6 +76,8 @@ def parse_lifetime(value: str | float | int | None) -> int:
     if value is None:
         return 0
     if isinstance(value, (int, float)):
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"not a lifetime: {value!r} (not a finite number of seconds)")
         if value < 0:
             raise ValueError("the URL lifetime cannot be negative")
         return int(value)
@@ -83,7 +87,11 @@ def parse_lifetime(value: str | float | int | None) -> int:
     m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([smhd]?)", text)
     if not m:
         raise ValueError(f"not a lifetime: {value!r} (seconds, or a number with s, m, h or d, or 'never')")
-    return int(float(m.group(1)) * _UNITS[m.group(2)])
+    seconds = float(m.group(1)) * _UNITS[m.group(2)]
+    if not math.isfinite(seconds):  # beyond a float's range: int() would raise OverflowError
+        raise ValueError(f"not a lifetime: a number of {len(m.group(1))} characters is too large (seconds, or a "
+                         "number with s, m, h or d, or 'never')")
+    return int(seconds)
 
 
 @dataclass(frozen=True)

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import io
 import math
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import pandas as pd
 
 from labelhub.errors import LabelHubError
+from labelhub.redaction import one_line
 
 #: Task data keys that LabelHub writes itself; a metadata column never overwrites them.
 RESERVED_KEYS = ("hf_repo", "hf_path", "hf_revision")
@@ -44,18 +46,24 @@ class MetadataTable:
         spec: the :class:`MetadataSpec`.
 
     Raises:
-        LabelHubError: the CSV does not parse, or its first column has duplicate keys (which would
-            make the join ambiguous; the message names a few).
+        LabelHubError: the CSV does not parse (one line), or its first column has duplicate keys (which would
+            make the join ambiguous; the message names a few). A row with more fields than the header (a trailing
+            comma) is read from its first field on, its extra fields dropped.
     """
 
     def __init__(self, csv_bytes: bytes, spec: MetadataSpec):
         self.spec = spec
         try:
-            frame = pd.read_csv(io.BytesIO(csv_bytes), dtype=str, keep_default_na=False,
-                                header=None if spec.columns else "infer",
-                                names=list(spec.columns) if spec.columns else None)
+            # index_col=False: a row with one field more than the header (a trailing comma) keeps its first field
+            # as the key, where pandas made it the index and shifted every column left (its warning that the extra
+            # field is dropped is the docstring's)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", pd.errors.ParserWarning)
+                frame = pd.read_csv(io.BytesIO(csv_bytes), dtype=str, keep_default_na=False,
+                                    header=None if spec.columns else "infer",
+                                    names=list(spec.columns) if spec.columns else None, index_col=False)
         except (ValueError, pd.errors.ParserError) as exc:
-            raise LabelHubError(f"metadata CSV {spec.path} does not parse: {exc}") from None
+            raise LabelHubError(f"metadata CSV {spec.path} does not parse: {one_line(exc, 300)}") from None
         key = frame.columns[0]
         frame[key] = frame[key].str.strip()  # decided: spaces around a key (a padded spreadsheet cell) do not count
         duplicated = frame[key][frame[key].duplicated()].unique()[:5]

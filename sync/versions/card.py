@@ -16,9 +16,12 @@ import re
 import uuid
 
 import cachetools
+import yaml
 from huggingface_hub import DatasetCard
 from huggingface_hub.repocard import REGEX_YAML_BLOCK
 
+from labelhub.errors import LabelHubError
+from labelhub.redaction import one_line
 from labelhub.sync.versions.agreement import counted
 from labelhub.sync.versions.series import DEFAULT_CSV_PATH, Series, series_for
 
@@ -211,7 +214,7 @@ def merged_entries(existing: list, ours: list[dict], names: tuple[str, ...]) -> 
 def dataset_card(existing: str | None, csv_path: str, block: str, training_files: list[str] | None = None,
                  features=None, rows_path: str | None = None, consensus_files: list[str] | None = None,
                  consensus_features=None, consensus_metadata: str | None = None, series: Series | None = None,
-                 training_metadata: str | None = None, version: str | None = None) -> str:
+                 training_metadata: str | None = None, version: str | None = None, commit: str | None = None) -> str:
     """The new ``README.md``: ``existing`` (or an empty card) with the series' ``configs`` and ``dataset_info``
     entries set and its section replaced (or appended); other series' entries and sections, and other configs, are
     kept.
@@ -242,9 +245,14 @@ def dataset_card(existing: str | None, csv_path: str, block: str, training_files
             (``load.py``: ``Hasher.hash({"dataset_infos", "builder_configs"})``), not by the files' contents: with
             one YAML for every version, ``load_dataset("v3")`` on a clone of another tag under the same folder name
             (or after ``git checkout`` of another tag) silently returns the first version's rows. ``None``: none.
+        commit: The commit ``existing`` was read from, named (short) in the error below; ``None``: unknown.
 
     Returns:
         The card's text.
+
+    Raises:
+        labelhub.errors.LabelHubError: ``existing``'s YAML front matter cannot be rebuilt (:func:`parsed_card`: it
+            does not parse, or its ``configs``/``dataset_info`` are not lists of mappings); nothing is written.
 
     Example:
         >>> test = series_for("annotations/test.csv")
@@ -264,7 +272,7 @@ def dataset_card(existing: str | None, csv_path: str, block: str, training_files
     if made is None:
         made = _CARDS[key] = _made_card(stripped, csv_path, _SECTION, training_files, features, rows_path,
                                         consensus_files, consensus_features, consensus_metadata, series,
-                                        training_metadata)
+                                        training_metadata, commit)
     if features is not None:  # the label set against the previous version's card (its dataset_info)
         # read once per earlier card (its section stripped: the YAML is the same from one version to the next)
         before = _CLASS_NAMES.get((stripped, series.default_config))
@@ -309,8 +317,8 @@ def card_class_names(card: str | None, config: str = "default") -> dict[str, lis
     from datasets.info import DatasetInfosDict
 
     try:
-        infos = DatasetInfosDict.from_dataset_card_data(DatasetCard(card).data)
-    except (ValueError, TypeError, KeyError):  # a hand-edited dataset_info datasets cannot read
+        infos = DatasetInfosDict.from_dataset_card_data(parsed_card(card).data)
+    except (LabelHubError, ValueError, TypeError, KeyError):  # a hand-edited front matter datasets cannot read
         return {}
     info = infos.get(config)
     return class_names(info.features) if info is not None and info.features is not None else {}
@@ -377,15 +385,107 @@ _CLASS_NAMES: cachetools.LRUCache = cachetools.LRUCache(maxsize=16)
 _CARDS: cachetools.LRUCache = cachetools.LRUCache(maxsize=16)
 
 
+#: How :func:`card_error` names the part of a ``README.md`` at fault in :func:`parsed_card`.
+FRONT_MATTER = "its YAML front matter (between the --- lines)"
+
+
+def parsed_card(text: str, commit: str | None = None) -> DatasetCard:
+    """``text`` (a ``README.md``) parsed by ``huggingface_hub.DatasetCard``, its ``configs`` and ``dataset_info``
+    checked to be what an export merges its entries into (:func:`front_matter_fault`).
+
+    Args:
+        text: The card's text.
+        commit: The commit it was read from, named (short) in the error; ``None``: unknown.
+
+    Raises:
+        labelhub.errors.LabelHubError: the YAML front matter does not parse (the message gives YAML's reason, line
+            and column in the file), is not a mapping, or its ``configs``/``dataset_info`` are not lists of mappings:
+            one line naming ``README.md`` (and the commit) and saying that the annotations wait until it is fixed.
+    """
+    try:
+        card = DatasetCard(text)
+    except yaml.YAMLError as exc:
+        raise card_error(f"{FRONT_MATTER} does not parse as YAML: {_yaml_reason(exc, text)}", commit) from None
+    except RecursionError:
+        raise card_error(f"{FRONT_MATTER} does not parse as YAML: it nests too deeply", commit) from None
+    except (ValueError, TypeError) as exc:  # huggingface_hub: not a mapping; a key that is not a string
+        raise card_error(f"{FRONT_MATTER} is not a mapping of names to values ({one_line(exc, 100)})", commit) from None
+    fault = front_matter_fault(card.data)
+    if fault:
+        raise card_error(f"{FRONT_MATTER} {fault}", commit)
+    return card
+
+
+def card_error(reason: str, commit: str | None = None) -> LabelHubError:
+    """The one-line error of a ``README.md`` an export cannot rebuild the card from (:func:`parsed_card`,
+    :func:`card_text`): it names the file, the commit (short) when known and ``reason``, and says that nothing is
+    lost (the annotations wait in the sync's state; the export is retried, the person's text is not overwritten)."""
+    where = f"README.md at {commit[:12]}" if commit else "README.md"
+    return LabelHubError(one_line(f"{where}: {reason}; the export waits until it is fixed, and nothing is lost (the "
+                                  "annotations stay in the sync's state)", 600))
+
+
+def card_text(data: bytes, commit: str | None = None) -> str:
+    """A ``README.md``'s bytes as text (decoded with ``errors="replace"``, as the exporter's other reads of it).
+
+    Raises:
+        labelhub.errors.LabelHubError: the bytes are not UTF-8 (:func:`card_error`, naming the first bad byte): a
+            card rebuilt from the replaced text would overwrite the person's characters with U+FFFD.
+    """
+    text = data.decode(errors="replace")
+    if "\ufffd" in text and text.encode() != data:
+        try:
+            data.decode()
+        except UnicodeDecodeError as exc:
+            raise card_error(f"is not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start}): save it as "
+                             "UTF-8", commit) from None
+    return text
+
+
+def front_matter_fault(data) -> str | None:
+    """Why a card's parsed YAML (``DatasetCard.data``) is not one an export can merge its entries into, or ``None``:
+    ``configs`` must be a list of mappings, ``dataset_info`` one mapping or a list of them, each ``config_name`` a
+    string (``configs: default`` as a string made configs ``d``, ``e``, ``f``... in a version that did not load).
+    Absent or empty keys are fine."""
+    for key in ("configs", "dataset_info"):
+        value = getattr(data, key, None)
+        if value is None:
+            continue
+        entries = [value] if key == "dataset_info" and isinstance(value, dict) else value
+        if not isinstance(entries, list) or not all(isinstance(entry, dict) for entry in entries):
+            return (f"has `{key}` {type(value).__name__} {one_line(repr(value), 60)}, not a list of mappings "
+                    "(`- config_name: ...` entries)")
+        for entry in entries:
+            name = entry.get("config_name", "default")
+            if not isinstance(name, str):
+                return f"has a `config_name` in `{key}` that is not a string: {one_line(repr(name), 60)}"
+    return None
+
+
+def _yaml_reason(exc: yaml.YAMLError, text: str) -> str:
+    """PyYAML's error in one line, its line counted in the file (``text``), not in the YAML block."""
+    block = REGEX_YAML_BLOCK.search(text)
+    before = text[:block.start(2)].count("\n") if block else 0  # the lines before the YAML block
+    mark = getattr(exc, "problem_mark", None)
+    if isinstance(exc, yaml.MarkedYAMLError) and mark is not None:
+        return f"{exc.problem or exc.context} (line {mark.line + 1 + before}, column {mark.column + 1})"
+    if isinstance(exc, yaml.reader.ReaderError) and block:
+        line = block.group(2)[:exc.position].count("\n") + 1 + before
+        return f"the character #x{exc.character:04x} is not allowed (line {line})"
+    return one_line(exc, 200)
+
+
 def _made_card(existing: str | None, csv_path: str, block: str, training_files, features, rows_path,
-               consensus_files, consensus_features, consensus_metadata, series: Series, training_metadata) -> str:
-    """:func:`dataset_card` made with ``huggingface_hub.DatasetCard`` (its YAML parsed and written)."""
+               consensus_files, consensus_features, consensus_metadata, series: Series, training_metadata,
+               commit: str | None = None) -> str:
+    """:func:`dataset_card` made with ``huggingface_hub.DatasetCard`` (its YAML parsed and written; ``existing``'s
+    checked by :func:`parsed_card`, whose error names ``commit``)."""
     if existing and not REGEX_YAML_BLOCK.search(existing):
         # a README without a YAML block (plain Markdown): an empty block, so that DatasetCard does not warn "Repo
         # card metadata block was not found" at every version (it reads such a card the same: no metadata, the
         # whole text as its body)
         existing = "---\n{}\n---\n" + existing
-    card = DatasetCard(existing or "---\nconfigs: []\n---\n")
+    card = parsed_card(existing, commit) if existing else DatasetCard("---\nconfigs: []\n---\n")
     if training_files:
         default = {"config_name": series.default_config, "data_files": [{"split": "train", "path": training_files}]}
         if training_metadata:

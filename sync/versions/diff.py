@@ -31,7 +31,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from labelhub.errors import RevisionNotFound
+from labelhub.errors import LabelHubError, RevisionNotFound
+from labelhub.redaction import one_line
 from labelhub.repos import DatasetRepo
 from labelhub.sync.versions.rows import BOOKKEEPING, split_labels
 from labelhub.sync.versions.series import DEFAULT_CSV_PATH, Series, did_you_mean, series_for
@@ -294,13 +295,43 @@ def read_version_csv(repo: DatasetRepo, sha: str, series: Series) -> pd.DataFram
     return pd.read_csv(io.BytesIO(repo.read_file(sha, series.csv_path)), dtype=str, keep_default_na=False)
 
 
-def _read_version(repo: DatasetRepo, sha: str, series: Series) -> tuple[pd.DataFrame, dict]:
-    frame = read_version_csv(repo, sha, series)
+def _read_version(repo: DatasetRepo, sha: str, series: Series, tag: str) -> tuple[pd.DataFrame, dict]:
+    """The rows (:func:`read_version_csv`) and the manifest (``{}`` when it does not parse or is not an object) of
+    version ``tag`` (at commit ``sha``).
+
+    Raises:
+        labelhub.errors.EntryNotFound: The commit has no CSV at the series' ``csv_path``.
+        labelhub.errors.LabelHubError: The CSV is not one to compare (a hand-edited file): not UTF-8, empty or not
+            CSV, without an ``annotation_id`` column, or with an annotation in two rows; one line
+            ``<csv_path> at <tag>: <why>``.
+    """
+    try:
+        frame = read_version_csv(repo, sha, series)
+    except LabelHubError:
+        raise
+    except ValueError as exc:  # pandas' ParserError and EmptyDataError, UnicodeDecodeError
+        raise LabelHubError(f"{series.csv_path} at {tag}: {_csv_fault(exc)}") from None
+    if "annotation_id" not in frame.columns:
+        raise LabelHubError(f"{series.csv_path} at {tag}: no annotation_id column (its header: "
+                            f"{one_line(', '.join(map(str, frame.columns)), 120)})")
+    repeated = frame["annotation_id"][frame["annotation_id"].duplicated()]
+    if len(repeated):
+        raise LabelHubError(f"{series.csv_path} at {tag}: annotation_id {one_line(repeated.iloc[0], 40)} is in more "
+                            "than one row (one row per annotation: a row pasted twice?)")
     try:
         manifest = json.loads(repo.read_file(sha, series.manifest_path))
-    except (FileNotFoundError, ValueError):
+    except (FileNotFoundError, ValueError, RecursionError):  # RecursionError: nested too deeply (an edited file)
         manifest = {}
     return frame, manifest if isinstance(manifest, dict) else {}
+
+
+def _csv_fault(exc: ValueError) -> str:
+    """Why pandas could not read a version's CSV, in one line."""
+    if isinstance(exc, UnicodeDecodeError):
+        return f"not UTF-8 text (a byte 0x{exc.object[exc.start]:02x}): save it as UTF-8"
+    if isinstance(exc, pd.errors.EmptyDataError):
+        return "empty (not even a header row)"
+    return f"does not parse as CSV ({one_line(exc, 200)})"
 
 
 def known_labels(*manifests: Mapping) -> dict[str, list[str]]:
@@ -336,6 +367,8 @@ def diff_versions(repo: DatasetRepo, old_tag: str, new_tag: str, csv_path: str =
         labelhub.errors.ConfigurationError: A tag is named as a version of another series (``test-v2`` read with
             the default ``csv_path``), or the tag prefix is not a valid one.
         labelhub.errors.EntryNotFound: A version has no CSV at ``csv_path``.
+        labelhub.errors.LabelHubError: A version's CSV is not one to compare (not UTF-8, empty or not CSV, no
+            ``annotation_id`` column, an annotation in two rows): one line ``<csv_path> at <tag>: <why>``.
 
     Example:
         >>> repo = open_repo("owner/dataset")  # doctest: +SKIP
@@ -356,8 +389,8 @@ def diff_versions(repo: DatasetRepo, old_tag: str, new_tag: str, csv_path: str =
         else:
             raise RevisionNotFound(f"{tag!r} is not a tag of {repo.repo_id}{did_you_mean(tag, tags)} (see labelhub "
                                    "versions)")
-    old, old_manifest = _read_version(repo, shas[0], series)
-    new, manifest = _read_version(repo, shas[1], series)
+    old, old_manifest = _read_version(repo, shas[0], series, old_tag)
+    new, manifest = _read_version(repo, shas[1], series, new_tag)
     section = manifest.get("label_studio") if isinstance(manifest.get("label_studio"), Mapping) else {}
     if replaced_project(old_manifest.get("label_studio"), section.get("project_id"), section.get("project_key")):
         # two projects that had one id (a Label Studio reset): their annotation ids name different annotations

@@ -98,7 +98,8 @@ from datetime import datetime, timezone
 
 import pandas as pd
 
-from labelhub.sync.versions.card import card_block, class_names, dataset_card, manifest_json, merged_entries
+from labelhub.sync.versions.card import (card_block, card_text, class_names, dataset_card, manifest_json,
+                                         merged_entries, parsed_card)
 from labelhub.sync.versions.diff import VersionDiff, changes_text, diff_frames, read_version_csv, replaced_project
 from labelhub.sync.versions.agreement import agreement_markdown
 from labelhub.sync.versions.incremental import CONTENT_FORMAT, VersionRows, build_files, build_rows
@@ -481,7 +482,7 @@ class Exporter:
         card = "README.md" in expected and found.get("README.md") != expected["README.md"]
         if card and "README.md" in found:  # edited: lost when this series' part is not the last version's (two reads)
             text = self.repo.read_file(head, "README.md").decode(errors="replace")
-            card = self._restored_card(text) != text
+            card = self._restored_card(text, head) != text
         return lost + (["README.md"] if card else [])
 
     def _version_marks(self, card: str) -> tuple[str | None, list[str]]:
@@ -492,7 +493,7 @@ class Exporter:
         return (section.group(0) if section else None,
                 re.findall(rf"LabelHub {re.escape(self.series.prefix)}-v\d+, export [0-9a-f]+", card))
 
-    def _restored_card(self, text: str) -> str:
+    def _restored_card(self, text: str, commit: str | None = None) -> str:
         """``text``, a ``README.md`` of the branch head, with this series' part made the last version's again: its
         section (between its markers) and the version its configs' ``description`` names (``datasets`` keys a
         local folder's cache by the card's configs: a card naming an older version loads that version's cached
@@ -503,7 +504,12 @@ class Exporter:
         aside) the last version's card holds (an older card a commit from a stale work tree brought back) is the
         last version's card whole, as the version wrote it. ``text`` itself when its part
         is the last version's (nothing lost) or the last version's card has no section. The last version's card: one
-        read, once per version."""
+        read, once per version.
+
+        Raises:
+            labelhub.errors.LabelHubError: ``text`` (read at ``commit``) lacks the section and its YAML front matter
+                does not parse (:func:`labelhub.sync.versions.card.parsed_card`): it is not rewritten.
+        """
         last = self._expected[0]
         if self._last_card[0] != last or not last:
             try:
@@ -522,7 +528,7 @@ class Exporter:
             if text[block.end() if block else 0:].strip() in card:  # a README the card was made from (a stale index)
                 return card
             body = text if block else "---\n{}\n---\n" + text  # as dataset_card does
-            return self._with_series_yaml(f"{body.rstrip()}\n\n{ours}\n", card)
+            return self._with_series_yaml(f"{body.rstrip()}\n\n{ours}\n", card, commit)
         restored = text.replace(theirs, ours) if theirs != ours else text
         if versions and any(v != versions[0] for v in named):
             restored = re.sub(rf"LabelHub {re.escape(self.series.prefix)}-v\d+, export [0-9a-f]+",
@@ -534,11 +540,10 @@ class Exporter:
 
     def _series_yaml(self, card: str) -> list | None:
         """This series' entries of ``card``'s ``configs`` and ``dataset_info`` (by config name), as parsed
-        (``huggingface_hub.DatasetCard``); ``None`` when its YAML does not parse."""
-        from huggingface_hub import DatasetCard
-
+        (``huggingface_hub.DatasetCard``); ``None`` when its YAML does not parse or its ``configs``/``dataset_info`` are
+        not lists of mappings (:func:`labelhub.sync.versions.card.parsed_card`)."""
         try:
-            data = DatasetCard(card).data
+            data = parsed_card(card).data
         except Exception:  # noqa: BLE001 - a card people broke: its part is left as it is
             return None
         names = self.series.config_names
@@ -548,13 +553,16 @@ class Exporter:
                  and c.get("config_name", "default") in names],
                 [i for i in infos if isinstance(i, dict) and i.get("config_name", "default") in names]]
 
-    def _with_series_yaml(self, text: str, card: str) -> str:
+    def _with_series_yaml(self, text: str, card: str, commit: str | None = None) -> str:
         """``text`` with this series' ``configs`` and ``dataset_info`` entries those of ``card`` (where the first
-        of them stood; other entries and keys kept), written by ``huggingface_hub.DatasetCard``."""
-        from huggingface_hub import DatasetCard
+        of them stood; other entries and keys kept), written by ``huggingface_hub.DatasetCard``.
 
+        Raises:
+            labelhub.errors.LabelHubError: ``text``'s front matter (read at ``commit``) cannot be rebuilt
+                (:func:`labelhub.sync.versions.card.parsed_card`).
+        """
         names = self.series.config_names
-        mine = DatasetCard(text)
+        mine = parsed_card(text, commit)
 
         as_list = lambda value: [value] if isinstance(value, dict) else list(value or [])  # noqa: E731
         ours = self._series_yaml(card)
@@ -576,7 +584,7 @@ class Exporter:
         if "README.md" in lost:  # the card's other text is the user's: only this series' part goes back
             try:
                 files["README.md"] = self._restored_card(self.repo.read_file(head, "README.md").decode(
-                    errors="replace")).encode()
+                    errors="replace"), head).encode()
             except FileNotFoundError:
                 files["README.md"] = self.repo.read_file(last, "README.md")
         message = f"{self.series.commit_title(number)}: files restored"
@@ -619,7 +627,9 @@ class Exporter:
             labelhub.errors.ConfigurationError: the series' newest version belongs to another CSV or another
                 Label Studio project (:meth:`check_series`); nothing was written.
             labelhub.errors.LabelHubError: the branch keeps moving, or other exporters kept taking the version
-                number (:data:`RENUMBER_ATTEMPTS`).
+                number (:data:`RENUMBER_ATTEMPTS`), or the ``README.md`` the card is rebuilt from cannot be (not
+                UTF-8, or a YAML front matter that does not parse: :func:`labelhub.sync.versions.card.parsed_card`):
+                one line, nothing written, the export retried (the daemon goes on importing).
         """
         generation = self.state.cursor(GENERATION, "0")
         learn_annotators(self.project, self.state)
@@ -860,7 +870,8 @@ class Exporter:
         the other CSV when it is not).
 
         Returns:
-            The manifest (``{}`` when it does not parse: an edited file, taken as this project's).
+            The manifest (``{}`` when it does not parse: an edited file, taken as this project's; its
+            ``label_studio`` ``{}`` when that is not an object).
 
         Raises:
             ForeignTag: ``tag`` is no version LabelHub made (:meth:`_version_commit`): a tag made by hand.
@@ -875,10 +886,12 @@ class Exporter:
             manifest = json.loads(self.repo.read_file(sha, self.manifest_path))
         except FileNotFoundError:
             manifest = None
-        except ValueError:
+        except (ValueError, RecursionError):  # an edited file (nested too deeply for json's recursion)
             manifest = {}
         if manifest is not None and not isinstance(manifest, dict):
             manifest = {}
+        if manifest and not isinstance(manifest.get("label_studio") or {}, Mapping):
+            manifest = {**manifest, "label_studio": {}}  # an edited section: read as none, as diff_versions does
         if manifest is None or manifest.get("tag", tag) != tag:
             other = self._other_manifest(tag, sha)
             if other is None and not self._version_commit(tag, sha, manifests_read=True):
@@ -955,7 +968,7 @@ class Exporter:
             return newest
         try:
             manifest = json.loads(self.repo.read_file(refs.head, self.manifest_path))
-        except (FileNotFoundError, ValueError, RevisionNotFound):
+        except (FileNotFoundError, ValueError, RecursionError, RevisionNotFound):
             return newest
         tag = manifest.get("tag") if isinstance(manifest, dict) else None
         number = self.series.number(tag) if isinstance(tag, str) else None
@@ -969,7 +982,7 @@ class Exporter:
         for path in self.series.manifest_candidates():
             try:
                 manifest = json.loads(self.repo.read_file(sha, path))
-            except (FileNotFoundError, ValueError):
+            except (FileNotFoundError, ValueError, RecursionError):
                 continue
             if isinstance(manifest, dict) and manifest.get("tag") == tag:
                 return manifest
@@ -1024,7 +1037,7 @@ class Exporter:
             return self._titled_version(tag, sha)
         try:
             manifest = json.loads(self.repo.read_file(sha, self.manifest_path))
-        except (FileNotFoundError, ValueError):
+        except (FileNotFoundError, ValueError, RecursionError):
             manifest = None
         if isinstance(manifest, dict) and manifest.get("tag") == tag:
             return True
@@ -1090,10 +1103,10 @@ class Exporter:
         theirs["annotation_id"] = theirs["annotation_id"].astype(int)
         records = label_columns(theirs, self.controls).to_json(orient="records")
         try:
-            card = self.repo.read_file(sha, "README.md").decode()
+            card = self.repo.read_file(sha, "README.md").decode(errors="replace")
         except FileNotFoundError:
             card = ""
-        counts = manifest.get("counts") or {}
+        counts = manifest.get("counts") if isinstance(manifest.get("counts"), dict) else {}
         summary = {key: int(counts.get(key, 0) or 0) for key in ("added", "changed", "removed")}
         had = self.state.last_version()
         self.state.begin_version(number, str(manifest.get("export_id") or f"adopted-{tag}"), hashes, summary, records)
@@ -1237,7 +1250,7 @@ class Exporter:
                             consensus_metadata=consensus_path if local and len(consensus_files) > 1 else None,
                             series=series, training_metadata=training_path
                             if local and not series.is_default and len(training_files) > 1 else None,
-                            version=f"LabelHub {manifest['tag']}, export {export_id}")
+                            version=f"LabelHub {manifest['tag']}, export {export_id}", commit=parent)
         files = {self.csv_path: csv, self.manifest_path: manifest_json(manifest), training_path: built.training,
                  consensus_path: built.consensus, "README.md": card.encode()}
         if rows_path:
@@ -1248,7 +1261,12 @@ class Exporter:
         """The ``README.md`` at ``parent`` that the card is rebuilt from (``None``: it has none), with no call when
         the state knows it: our last version's card when ``parent`` is that version, none or that card when the
         import cycle listed ``parent`` (:func:`labelhub.sync.files.seen.seen_card`); else it is read (one
-        download)."""
+        download).
+
+        Raises:
+            labelhub.errors.LabelHubError: the ``README.md`` read is not UTF-8 (:func:`labelhub.sync.versions.card.
+                card_text`): the card is not rebuilt from a text whose characters would be lost.
+        """
         card = self.state.cursor(CARD) or None
         if parent == self.state.last_tagged_commit():
             return card
@@ -1258,9 +1276,10 @@ class Exporter:
         if blob and card is not None and blob == git_blob_id(card.encode()):
             return card
         try:
-            return self.repo.read_file(parent, "README.md").decode()
+            data = self.repo.read_file(parent, "README.md")
         except FileNotFoundError:
             return None
+        return card_text(data, parent)
 
     def _commit(self, number, export_id, frame, csv, summary, change, told, message, description,
                 parent, first: bool = False) -> tuple[str, str, dict[str, bytes]]:
@@ -1386,7 +1405,7 @@ class Exporter:
         # the card that commit holds is the next export's to rebuild (the one remembered is the version before's:
         # rebuilt from it, the next card would drop what others changed in the README since)
         try:
-            card = self.repo.read_file(last["commit_sha"], "README.md").decode()
+            card = self.repo.read_file(last["commit_sha"], "README.md").decode(errors="replace")
         except FileNotFoundError:
             card = ""
         try:

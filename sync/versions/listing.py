@@ -19,7 +19,8 @@ def list_versions(repo: DatasetRepo, csv_path: str = DEFAULT_CSV_PATH, tag_prefi
 
     Returns:
         ``[{tag, version, commit, created_at, annotations, tasks, added, changed, removed}]``; counts a manifest
-        lacks are ``"?"``. Other series' tags are left out.
+        lacks are ``"?"`` (a manifest that does not parse or is not an object, a ``counts`` that is not one: all of
+        them). Other series' tags are left out.
 
     Raises:
         labelhub.errors.LabelHubError: the repo cannot be read.
@@ -32,13 +33,21 @@ def list_versions(repo: DatasetRepo, csv_path: str = DEFAULT_CSV_PATH, tag_prefi
         sha = tags[tag]
         try:
             manifest = json.loads(repo.read_file(sha, series.manifest_path))
-        except (FileNotFoundError, ValueError):
+        except (FileNotFoundError, ValueError, RecursionError):  # RecursionError: nested too deeply (an edited file)
             manifest = {}
-        counts = manifest.get("counts", {})
+        manifest = manifest if isinstance(manifest, dict) else {}
+        counts = manifest.get("counts") if isinstance(manifest.get("counts"), dict) else {}
         rows.append({"tag": tag, "version": number, "commit": sha,
-                     "created_at": manifest.get("created_at", ""),
-                     **{k: counts.get(k, "?") for k in ("annotations", "tasks", "added", "changed", "removed")}})
+                     "created_at": _shown(manifest.get("created_at"), ""),
+                     **{k: _shown(counts.get(k), "?")
+                        for k in ("annotations", "tasks", "added", "changed", "removed")}})
     return rows
+
+
+def _shown(value, default: str):
+    """``value`` when ``labelhub versions`` can show it (a string or a number), else ``default`` (a manifest's edited
+    field: ``null``, a list or an object)."""
+    return value if isinstance(value, (str, int, float)) else default
 
 
 def no_versions_text(repo: DatasetRepo, csv_path: str = DEFAULT_CSV_PATH, tag_prefix: str | None = None) -> str:
