@@ -9,7 +9,8 @@ of ``MODEL_DIR`` the backend's workers share (with ``LABELHUB_REDIS_URL``: from 
 ``labelhub worker`` processes, :mod:`labelhub.backend.worker`). Errors: :func:`labelhub.cli_errors.one_line_errors`.
 
 The settings are checked (:meth:`Settings.from_env`, :func:`labelhub.backend.startup.check_settings`) before gunicorn
-starts, and so are ``--host`` and ``--port`` (:func:`check_address`): a configuration error ends the command once,
+starts, and so are ``--host`` and ``--port`` (:func:`check_address`) and ``PROMETHEUS_MULTIPROC_DIR``
+(:func:`prepare_metrics_dir`): a configuration error ends the command once,
 with exit code 1 and one line on stderr (secrets replaced by ``***``), instead of every worker failing with a
 traceback (or gunicorn retrying a taken port for seconds).
 
@@ -104,6 +105,32 @@ def check_configuration() -> None:
         raise click.ClickException(redact(one_line(exc), secrets)) from None
 
 
+def prepare_metrics_dir(path: str) -> None:
+    """Make ``PROMETHEUS_MULTIPROC_DIR`` ready for the workers' metrics: created when missing, the ``.db`` files of a
+    previous run removed (prometheus-client's advice), and checked writable (each worker writes its own files there).
+
+    Raises:
+        click.ClickException: It cannot be: one line naming the variable, the path and the system's reason
+            (``PROMETHEUS_MULTIPROC_DIR='/data/x': cannot use it for the metrics (Not a directory): ...``), exit
+            status 1, as for every other setting (:func:`check_configuration`); before, a traceback.
+    """
+    import tempfile
+
+    try:
+        os.makedirs(path, exist_ok=True)
+        for name in os.listdir(path):
+            if name.endswith(".db"):
+                os.unlink(os.path.join(path, name))
+        fd, probe = tempfile.mkstemp(dir=path, prefix=".labelhub-probe-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise click.ClickException(
+            f"PROMETHEUS_MULTIPROC_DIR={one_line(path, 200)!r}: cannot use it for the metrics "
+            f"({exc.strerror or type(exc).__name__}): name a folder the backend can create and write, or unset it "
+            "for a temporary one") from None
+
+
 @click.command("backend", context_settings={"show_default": True})
 @click.option("--host", default="127.0.0.1", envvar="LABELHUB_HOST",
               help="Address to listen on; 0.0.0.0 to be reachable from other machines or containers.")
@@ -150,10 +177,7 @@ def backend(host, port, workers, threads, model_dir, timeout, log_level):
         prom_dir, made_dir = tempfile.mkdtemp(prefix="labelhub-prometheus-"), True
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = prom_dir
     else:
-        os.makedirs(prom_dir, exist_ok=True)
-        for name in os.listdir(prom_dir):  # stale values of a previous run (prometheus-client's advice)
-            if name.endswith(".db"):
-                os.unlink(os.path.join(prom_dir, name))
+        prepare_metrics_dir(prom_dir)
     # before gunicorn forks: every worker inherits the handler and its filter of the secrets
     setup_logging(log_level.upper(), [os.environ.get(name) for name in SECRET_VARIABLES],
                   fmt="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s")
@@ -204,7 +228,7 @@ def backend(host, port, workers, threads, model_dir, timeout, log_level):
 
     click.echo(f"labelhub backend on http://{host}:{port} ({workers} worker{'s' if workers != 1 else ''} x "
                f"{threads} thread{'s' if threads != 1 else ''}, "
-               f"MODEL_DIR={os.path.abspath(os.environ.get('MODEL_DIR', 'labelhub-models'))})", err=True)
+               f"MODEL_DIR={os.path.abspath(os.environ.get('MODEL_DIR') or 'labelhub-models')})", err=True)
     _Server().run()
 
 

@@ -16,6 +16,10 @@ its cancel's ``updated_at`` is kept (``cancelled`` in the training data), so an 
 ignored too, while a newer one that is not cancelled brings it back; an event applied twice (crash between apply
 and delete) changes nothing, and the default model does not refit on unchanged data.
 
+A project whose state cannot be read or saved (a damaged ``annotations.json``, a full disk) keeps its events queued
+while the other projects train, and the trainer tries it again every few seconds, saying the cause once
+(:meth:`Trainer.run_batch`, :meth:`Trainer._lead`).
+
 With ``LABELHUB_REDIS_URL`` the queue is a Redis list and the election a Redis lease
 (:class:`labelhub.backend.redis_state.RedisEventQueue`, same interface: ``put``, ``take``, ``done``, ``fail``,
 ``count``, ``trainer_lease``), so one trainer serves every host. After a fit that moves a project's
@@ -36,7 +40,7 @@ import uuid
 from datetime import datetime
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Collection, Iterator, Protocol
+from typing import TYPE_CHECKING, Any, Collection, Iterator, NamedTuple, Protocol
 
 from labelhub.backend.errors import InvalidPayloadError, UnknownActionError
 from labelhub.backend.log_once import first_time, log_once
@@ -54,8 +58,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 log = logging.getLogger(__name__)
 
-__all__ = ["EventQueue", "Trainer", "TrainerHost", "ModelSource", "apply_event", "validate_event", "remove_unlisted",
-           "listed_annotation_ids",
+__all__ = ["EventQueue", "Trainer", "Batch", "TrainerHost", "ModelSource", "apply_event", "validate_event",
+           "remove_unlisted", "listed_annotation_ids",
            "HANDLED_ACTIONS", "IGNORED_ACTIONS", "PARAMS_CHANGED"]
 
 #: Actions that change what the model learns from, queued durably.
@@ -421,6 +425,48 @@ class TrainerHost(Protocol):
     auto: Any  # optional: an AutoPredictor (labelhub.backend.auto_predict); absent in tests that make their own host
 
 
+class Batch(NamedTuple):
+    """What one :meth:`Trainer.run_batch` did.
+
+    Attributes:
+        taken: The events it took from the queue.
+        progressed: Whether any of them left the queue (applied, dropped or moved aside).
+    """
+
+    taken: int
+    progressed: bool
+
+
+class _Backoff:
+    """The trainer's wait after a batch that made no progress (:meth:`Trainer._lead`): ``poll`` seconds at first, twice
+    as long each time after, at most :data:`CAP`; :meth:`reset` after progress."""
+
+    #: The longest wait, in seconds: a fixed state is noticed within it.
+    CAP = 5.0
+
+    def __init__(self, poll: float):
+        self.poll = poll
+        self.delay = poll
+
+    def next(self) -> float:
+        """The wait now; the next one is twice as long (up to :data:`CAP`)."""
+        delay = min(self.delay, max(self.CAP, self.poll))
+        self.delay = min(delay * 2, max(self.CAP, self.poll))
+        return delay
+
+    def reset(self) -> None:
+        """Back to ``poll``."""
+        self.delay = self.poll
+
+
+def _failure_cause(exc: BaseException) -> str:
+    """``exc`` as one line that stays the same while its cause does: an ``OSError``'s file name (a temporary file's,
+    new at each try) is left out."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{type(exc).__name__}: [Errno {exc.errno}] {exc.strerror}"
+    return f"{type(exc).__name__}: {one_line(exc, 500)}"
+
+
 class LeaseLost(RuntimeError):
     """The trainer's Redis lease passed to another process before this one saved (see
     :meth:`Trainer.still_trainer`): the events are left in the queue for the new trainer."""
@@ -439,6 +485,8 @@ class Trainer:
         self._thread: threading.Thread | None = None
         self.is_leader = False
         self._lease: Any = None  # the trainer lease held by the thread (see still_trainer)
+        self._stuck: dict[str, str] = {}  # {project: the cause said} of the projects whose events cannot be applied
+        self._held_back = 0  # events of those projects the last batch kept: the next take reads that many more
 
     def start(self) -> None:
         """Start the daemon thread (idempotent)."""
@@ -478,6 +526,12 @@ class Trainer:
         """Take the trainer's lease (:meth:`EventQueue.trainer_lease`, or Redis's) and train while it is held; wait a
         little and return when another process holds it, or when the lease is lost or the trainer stops.
 
+        After a batch that took events and removed none from the queue (every project it held cannot be read or saved:
+        a damaged ``annotations.json``, a full disk: :meth:`run_batch`), the trainer waits before it tries again, the
+        poll interval at first and twice as long each time, at most :data:`_Backoff.CAP` seconds, back to the poll
+        interval after a batch that removed some. Before, it tried again at once: 27,000 log lines a second and half a
+        core for as long as the state stayed broken (an audit).
+
         Raises:
             Exception: what taking or asking the lease raises (``redis.exceptions.ConnectionError``); the batches'
                 own errors are logged, never raised.
@@ -504,16 +558,19 @@ class Trainer:
             except Exception:  # never stops the trainer
                 log.exception("refitting the heads an upgrade changed failed")
             try:
+                backoff = _Backoff(poll)
                 while not self._stop.is_set() and self.still_trainer():
                     try:
-                        busy = self.run_once()
+                        batch = self.run_batch()
                     except Exception:  # keep the trainer alive; the events stay queued
                         log.exception("trainer batch failed")
-                        busy = 0
+                        batch = Batch(0, False)
                         self._stop.wait(2.0)
-                    if not busy:
+                    if batch.progressed:
+                        backoff.reset()
+                    else:  # nothing queued, or only events of projects whose state cannot be read or saved
                         self._catch_up_missed()
-                        self._stop.wait(poll)
+                        self._stop.wait(backoff.next() if batch.taken else poll)
                     self._mark(True)
             finally:
                 self.is_leader, self._lease = False, None
@@ -568,7 +625,9 @@ class Trainer:
         a backend given annotations Label Studio never held (by a script, or a test), which a Start training would
         remove, so that is left to the button. An annotation only edited, or only deleted, while the backend was down
         keeps its former state in training until its next save or a Start training. A project Label Studio does not
-        answer for is left to its events (the project check marks it gone if it is).
+        answer for is left to its events (the project check marks it gone if it is), and so is one whose annotations
+        cannot be read (a damaged ``annotations.json``: one WARNING line; before, it ended the count of the projects
+        after it).
 
         Returns:
             The keys of the projects queued.
@@ -589,7 +648,11 @@ class Trainer:
             except LabelHubError as exc:
                 log.debug("project %s: its annotations in Label Studio not counted (%s)", key, one_line(exc, 200))
                 continue
-            held = len(self.backend.store.project(key).load_annotations().get("annotations") or {})
+            try:
+                held = len(self.backend.store.project(key).load_annotations().get("annotations") or {})
+            except Exception as exc:  # e.g. a damaged annotations.json: its events say so; the other projects go on
+                log.warning("project %s: its annotations not counted (%s)", key, one_line(_failure_cause(exc), 300))
+                continue
             if info.key != key or info.annotations is None or info.annotations <= held:
                 continue
             log.info("project %s: Label Studio holds %d annotations, the backend %d (saved while no backend ran?): "
@@ -687,18 +750,36 @@ class Trainer:
         return configured is ProjectModel
 
     def run_once(self, limit: int = 5000) -> int:
-        """Apply up to ``limit`` pending events and fit the models they concern.
+        """Apply up to ``limit`` pending events and fit the models they concern (:meth:`run_batch`).
+
+        Returns:
+            The number of events taken from the queue (applied or not: see :meth:`run_batch`).
+        """
+        return self.run_batch(limit).taken
+
+    def run_batch(self, limit: int = 5000) -> "Batch":
+        """Apply up to ``limit`` pending events (of the projects whose state can be read and saved) and fit the models
+        they concern.
 
         Callers must be the only trainer (the thread holds the queue's :meth:`~EventQueue.trainer_lease`;
         tests call it directly).
 
+        A project whose state cannot be read or saved (``annotations.json`` damaged:
+        :class:`~labelhub.backend.state.DamagedStateFile`; the disk full; Redis refusing the write) keeps its events
+        queued, and the other projects' events go on. Its cause is said once at ERROR with the traceback, the same cause
+        again at DEBUG in one line, and an INFO line when its events apply again. The next batch takes as many more
+        events as this one kept, so that a stuck project's events at the head of the queue, however many, cannot keep
+        the others' out of the batch (``take`` reads the oldest first).
+
         Returns:
-            The number of events handled.
+            A :class:`Batch`: how many events were taken, and whether any left the queue (applied, dropped, or moved
+            aside): the trainer waits longer while none does (:meth:`_lead`).
         """
         backend = self.backend
-        taken = backend.queue.take(limit)
+        taken = backend.queue.take(limit + self._held_back)
         if not taken:
-            return 0
+            self._held_back = 0
+            return Batch(0, False)
         groups: dict[str, list[tuple[Any, dict]]] = {}
         for handle, event in taken:
             try:
@@ -713,19 +794,36 @@ class Trainer:
                 backend.queue.done(handle)
                 continue
             groups.setdefault(key, []).append((handle, event))
+        kept = 0
         for key, events in groups.items():
             try:
                 applied = self._train_project(key, events)
             except LeaseLost as exc:  # another trainer took over: every event taken stays queued for it
                 log.warning("%s", exc)
-                return len(taken)
-            except Exception:  # e.g. the project's state unreadable: its events stay queued, the others go on
-                log.exception("project %s: %d events not applied, kept in the queue", key, len(events))
+                return Batch(len(taken), False)
+            except Exception as exc:  # e.g. the project's state unreadable: its events stay queued, the others go on
+                kept += len(events)
+                self._say_stuck(key, len(events), exc)
                 continue
+            if self._stuck.pop(key, None) is not None:
+                log.info("project %s: its events apply again", key)
             for handle, _ in applied:
                 backend.queue.done(handle)
+        self._held_back = kept
         backend.metrics.events_pending.set(backend.queue.count())
-        return len(taken)
+        return Batch(len(taken), kept < len(taken))
+
+    def _say_stuck(self, key: str, count: int, exc: BaseException) -> None:
+        """Log that project ``key``'s ``count`` events were kept in the queue because of ``exc``: at ERROR with the
+        traceback the first time this trainer meets that cause for the project, else one line at DEBUG (the trainer
+        tries again every few seconds)."""
+        cause = _failure_cause(exc)
+        if self._stuck.get(key) != cause:
+            self._stuck[key] = cause
+            log.error("project %s: %d events not applied, kept in the queue and tried again every few seconds (said "
+                      "once per cause; again at DEBUG): %s", key, count, cause, exc_info=exc)
+        else:
+            log.debug("project %s: %d events still not applied: %s", key, count, cause)
 
     def _read_annotations(self, key: str, data: dict) -> bool:
         """On "Start training" (``START_TRAINING``), bring the project's stored annotations to exactly those Label

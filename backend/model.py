@@ -394,10 +394,16 @@ class LabelStudioMLBase:
         return version
 
     def refresh(self) -> bool:
-        """Call :meth:`on_state_change` if another process changed the state since the last call.
+        """Call :meth:`on_state_change` if another process changed the state since the last call, or the last call
+        could not load all of it.
+
+        Decided: when :meth:`on_state_change` returns ``False`` (a file the state names did not load: damaged, or
+        deleted by later fits while this worker read the state before them), the state is not recorded as seen, so
+        the next call tries again; the model bounds how often it reads such a file again
+        (:meth:`labelhub.backend.models.project.ProjectModel._serve`). Before, the failed load was never retried.
 
         Returns:
-            Whether the state changed.
+            Whether :meth:`on_state_change` was called.
         """
         stamp = self.state.kv_stamp() if self.state is not None else None
         if stamp == self._stamp:
@@ -405,12 +411,17 @@ class LabelStudioMLBase:
         with self._refresh_lock:
             if stamp == self._stamp:
                 return False
-            self.on_state_change()
-            self._stamp = stamp
+            if self.on_state_change() is not False:
+                self._stamp = stamp
         return True
 
-    def on_state_change(self) -> None:
-        """Reload what depends on the state (e.g. a fitted head); called by :meth:`refresh`."""
+    def on_state_change(self) -> bool | None:
+        """Reload what depends on the state (e.g. a fitted head); called by :meth:`refresh`.
+
+        Returns:
+            ``False`` when part of it could not be loaded (:meth:`refresh` then calls it again); ``None`` or ``True``
+            otherwise.
+        """
 
     # helpers of label-studio-ml --------------------------------------------------------------------
     @property

@@ -115,7 +115,9 @@ class Settings:
 
     Attributes:
         model_dir: Directory of the per-project model state and the event queue (``MODEL_DIR``,
-            default ``./labelhub-models``). Shared by all gunicorn workers; keep it on a local disk.
+            default ``./labelhub-models``). Shared by all gunicorn workers; keep it on a local disk. An empty
+            ``MODEL_DIR=`` counts as unset (the default), as click reads the ``--model-dir`` option's variable;
+            before, it was the current folder, silently.
         basic_auth_user / basic_auth_pass: HTTP basic auth that Label Studio sends when the model is
             connected with "Basic Authentication" (``BASIC_AUTH_USER`` / ``BASIC_AUTH_PASS``; both
             empty: no auth; one without the other is refused).
@@ -349,6 +351,8 @@ class Settings:
             if name is None or name not in environ:
                 continue
             raw = environ[name]
+            if f.name == "model_dir" and not raw.strip():  # MODEL_DIR= is unset, as for the CLI's click option
+                continue
             values[f.name] = cls._parse(f.name, name, raw)
         for key, value in overrides.items():
             if value is None:

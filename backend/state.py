@@ -34,9 +34,11 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from labelhub.backend.errors import InvalidPayloadError
+from labelhub.errors import LabelHubError
 from labelhub.locks import file_lock
+from labelhub.redaction import one_line
 
-__all__ = ["LISTED_VERSIONS", "atomic_write_bytes", "atomic_write_json", "ProjectState", "Store",
+__all__ = ["LISTED_VERSIONS", "atomic_write_bytes", "atomic_write_json", "DamagedStateFile", "ProjectState", "Store",
            "project_key", "project_key_from_webhook", "project_id_of"]
 
 _PROJECT_KEY = re.compile(r"^[0-9]{1,18}(\.[0-9]{1,18})?$")
@@ -136,6 +138,28 @@ def project_key_from_webhook(project: Any) -> str | None:
         except ValueError:
             pass
     return str(pid)
+
+
+class DamagedStateFile(LabelHubError, ValueError):
+    """A project's state file that does not parse (:meth:`ProjectState.load_annotations`): the message names the
+    file, why, and what to do.
+
+    Decided: the file is not moved aside nor replaced by the backend: it may be the only copy of annotations that
+    Label Studio no longer holds (Label Studio keeps its own, and "Start training" reads them back). Moved aside by
+    hand, the project's queued events (a Start training pressed meanwhile too) apply at the trainer's next try, a
+    few seconds at most (:class:`labelhub.backend.events.Trainer`).
+
+    Args:
+        path: The file.
+        why: Why it does not parse, one line (the parser's message: a position, never the file's content).
+    """
+
+    def __init__(self, path: Path, why: str):
+        self.path = Path(path)
+        super().__init__(f"{self.path} does not parse ({one_line(why, 200)}): move it aside (rename it) and press "
+                         "Start training (Settings > Model, the model's menu): the project's queued events then apply, "
+                         "and with LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY set its annotations are read back from "
+                         "Label Studio")
 
 
 class _CachedJson:
@@ -245,11 +269,23 @@ class ProjectState:
     def load_annotations(self) -> dict:
         """The training data: ``{"annotations": {id: {...}}, "tombstones": {id: time}, "tasks": {id: data}}``, and
         ``"cancelled": {id: {"task", "updated_at"}}`` once an annotation was cancelled (its cancel's time, which orders
-        the events of it that arrive late: :mod:`labelhub.backend.events`)."""
+        the events of it that arrive late: :mod:`labelhub.backend.events`). A missing file is no training data yet.
+
+        Raises:
+            DamagedStateFile: ``annotations.json`` does not parse, or is not a JSON object (cut short by a copy, a
+                restore or a disk fault: the backend itself writes it atomically); the message names the file and
+                what to do. The trainer keeps the project's events queued meanwhile.
+            OSError: It cannot be read.
+        """
+        path = self.root / "annotations.json"
         try:
-            data = json.loads((self.root / "annotations.json").read_bytes())
+            data = json.loads(path.read_bytes())
         except FileNotFoundError:
             data = {}
+        except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
+            raise DamagedStateFile(path, f"{type(exc).__name__}: {exc}") from None
+        if not isinstance(data, dict):
+            raise DamagedStateFile(path, f"a JSON {type(data).__name__}, not an object")
         data.setdefault("annotations", {})
         data.setdefault("tombstones", {})
         data.setdefault("tasks", {})

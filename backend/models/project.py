@@ -129,6 +129,38 @@ LEARNED_HEADS = {
 #: The head that serves a Hugging Face model chosen with the ``model`` parameter.
 PIPELINE_HEAD = "labelhub.backend.models.pipelines:PipelineHead"
 
+#: Seconds before a worker reads again a head's fit file that failed to load (:meth:`ProjectModel._load_fit`): the
+#: lagging worker's case mends at once (the state names the new file), a damaged file is not read at every request.
+FIT_RETRY_SECONDS = 5.0
+
+
+class FitNotLoaded(RuntimeError):
+    """A head's fit that the state names could not be loaded (the message names the file and why)."""
+
+
+class _UnloadedFit:
+    """Served in place of a head's fit that could not be loaded (:meth:`ProjectModel._serve`): reading anything of it
+    (an item, an attribute: what every head's ``predict`` does with its fit) raises :class:`FitNotLoaded`, so
+    :meth:`ProjectModel.predict`'s rule for a head that raises gives each task an ``error``.
+
+    Args:
+        reason: Why, one line (the file, the cause).
+        at: When the load failed (``time.monotonic()``).
+    """
+
+    __slots__ = ("reason", "at")
+
+    def __init__(self, reason: str, at: float):
+        self.reason = reason
+        self.at = at
+
+    def __getattr__(self, name: str) -> Any:
+        raise FitNotLoaded(self.reason)
+
+    def __getitem__(self, key: Any) -> Any:
+        raise FitNotLoaded(self.reason)
+
+
 def _log_once(project: Any, from_name: str, message: str, *args: Any, level: int = logging.INFO) -> None:
     """Log ``message`` about a project's control once per worker process
     (:func:`labelhub.backend.log_once.log_once`)."""
@@ -404,6 +436,7 @@ class ProjectModel(LabelStudioMLBase):
         self._served: tuple[str | None, dict[str, Any]] = (None, {})
         self._fitted_files: dict[str, str] = {}
         self._fresh_fits: dict[str, Any] = {}  # {file: fit} this process just saved: served without reading it back
+        self._unloaded: dict[str, _UnloadedFit] = {}  # {file: when and why} of the fit files that failed to load
         # the fit's disk cache of embeddings, in the fitting thread only: a /predict or a job sharing this model
         # meanwhile must not add its tasks to it (the file would grow to the project's size)
         self._fitting = threading.local()
@@ -771,20 +804,34 @@ class ProjectModel(LabelStudioMLBase):
     def _digest(obj: Any) -> str:
         return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
 
-    def on_state_change(self) -> None:
+    def on_state_change(self) -> bool:
         """Serve the fits and the ``model_version`` the state names now, loading each head's fit this worker has
-        not loaded."""
+        not loaded.
+
+        Returns:
+            Whether every fit the state names is served (``False``: :meth:`refresh` tries again; see :meth:`_serve`).
+        """
         if self.state is None:
-            return
+            return True
         kv = self.state.kv()  # one reading: the version and the heads' files of one fit
-        self._serve(kv.get("heads") or {}, self._version_of(kv))
+        return self._serve(kv.get("heads") or {}, self._version_of(kv))
 
-    def _serve(self, heads: dict, version: str | None) -> None:
+    def _serve(self, heads: dict, version: str | None) -> bool:
         """Make ``heads`` (the state's ``{from_name: {"file": ...}}``) and ``version`` what :meth:`predict` uses, in
-        one assignment."""
-        import joblib
+        one assignment.
 
+        Decided: a head whose fit file cannot be loaded (damaged; or deleted by later fits while this worker read the
+        state before them) is served as a head that fails (:class:`_UnloadedFit`): every task it is asked for gets an
+        ``error`` naming the file, as for a head that raises (:meth:`predict`), so that no prediction of ``version``
+        lacking that head's regions is stored in Label Studio (which would keep the task from being predicted again).
+        Before, the version was served without that head: ``"result": []`` under the new version. The file is read
+        again at the next request :data:`FIT_RETRY_SECONDS` after the failure (:meth:`_load_fit`), not at every one.
+
+        Returns:
+            Whether every fit ``heads`` names was loaded.
+        """
         fitted = dict(self._served[1])
+        complete = True
         for head in self.heads:
             name = head.control.from_name
             file = (heads.get(name) or {}).get("file")
@@ -792,14 +839,42 @@ class ProjectModel(LabelStudioMLBase):
                 fitted.pop(name, None)
                 self._fitted_files.pop(name, None)
             elif self._fitted_files.get(name) != file:
-                try:
-                    fresh = self._fresh_fits.pop(file, None)
-                    fitted[name] = fresh if fresh is not None else joblib.load(
-                        io.BytesIO(self.state.read_file(f"heads/{file}")))
+                fitted[name] = self._load_fit(name, file)
+                if isinstance(fitted[name], _UnloadedFit):
+                    complete = False
+                    self._fitted_files.pop(name, None)
+                else:
                     self._fitted_files[name] = file
-                except (OSError, EOFError, ValueError) as exc:
-                    log.warning("project %s: cannot load the fit of %s (%s)", self.project_id, name, exc)
+        unloaded = self._unloaded
+        for file in [f for f in unloaded if f not in {(e or {}).get("file") for e in heads.values()}]:
+            del unloaded[file]  # the state names it no more
         self._served = (version, fitted)
+        return complete
+
+    def _load_fit(self, name: str, file: str) -> Any:
+        """The fit of control ``name`` stored as ``files/heads/<file>`` (the one this process just saved, when it did),
+        or an :class:`_UnloadedFit` when it cannot be loaded, or failed to less than :data:`FIT_RETRY_SECONDS` ago
+        (then it is not read again). Logged once per worker, file and cause."""
+        import joblib
+
+        unloaded = self._unloaded
+        failed = unloaded.get(file)
+        if failed is not None and time.monotonic() - failed.at < FIT_RETRY_SECONDS:
+            return failed
+        fresh = self._fresh_fits.pop(file, None)
+        if fresh is not None:
+            return fresh
+        try:
+            fit = joblib.load(io.BytesIO(self.state.read_file(f"heads/{file}")))
+        except Exception as exc:  # noqa: BLE001 (unpickling a damaged file raises about anything)
+            cause = f"{type(exc).__name__}: {one_line(exc, 200)}"
+            log_once(log, ("project", str(self.project_id), name, "fit not loaded", file, cause),
+                     "project %s: cannot load the fit of %r (files/heads/%s: %s): its tasks get an error, the file is "
+                     "read again every %g s", self.project_id, name, file, cause, FIT_RETRY_SECONDS)
+            unloaded[file] = _UnloadedFit(f"its fit files/heads/{file} cannot be loaded ({cause})", time.monotonic())
+            return unloaded[file]
+        unloaded.pop(file, None)
+        return fit
 
     def predict(self, tasks: list[dict], context: dict | None = None, **kwargs: Any) -> list[dict]:
         """One prediction per task with every head's regions (see :meth:`LabelStudioMLBase.predict`).
