@@ -160,8 +160,9 @@ def data_manager_filters(value: Any, where: str = "--filter") -> dict:
                                           "type": "String", "value": "test"}]}
 
     Label Studio ignores, without a word, an item whose ``filter`` does not start with ``filter:tasks:``: a job would
-    then predict every task, so such an item is refused here. The operators and types are Label Studio's to check
-    (it answers 400 for one it does not know), and so is an item's ``child_filter``, passed on as it is.
+    then predict every task, so such an item is refused here, and so is an item with a value Label Studio answers 500
+    for (:func:`_filter_item`). The operators and types are Label Studio's to check (it answers 400 for one it does
+    not know); an item's ``child_filter`` is checked as an item.
 
     Args:
         value: The filters: JSON text or its value; a list of items (joined by ``and``) or one item stand for
@@ -199,27 +200,70 @@ def data_manager_filters(value: Any, where: str = "--filter") -> dict:
         raise ValueError(f'{where}: conjunction must be "and" or "or", not {one_line(json.dumps(conjunction), 40)}')
     if not value["items"]:
         raise ValueError(f"{where} has no filter item (leave it out to predict every task)")
-    items = []
-    for n, item in enumerate(value["items"], 1):
-        if not isinstance(item, dict):
-            raise ValueError(f"{where}, item {n}: not an object with filter, operator, type and value")
-        for key in ("filter", "operator", "type"):
-            if not isinstance(item.get(key), str) or not item[key]:
-                raise ValueError(f"{where}, item {n}: {key} must be a text")
-        if not item["filter"].startswith("filter:tasks:"):
-            raise ValueError(f"{where}, item {n}: the filter must start with filter:tasks: (e.g. "
-                             f"filter:tasks:data.split); Label Studio ignores {one_line(item['filter'], 60)!r}")
-        found = item.get("value")
-        ranged = isinstance(found, dict) and set(found) == {"min", "max"} and all(
-            isinstance(v, _FILTER_SCALARS) for v in found.values())
-        if not (isinstance(found, (*_FILTER_SCALARS, list)) or ranged):
-            raise ValueError(f"{where}, item {n}: value must be a number, true or false, a text, a list or "
-                             '{"min": ..., "max": ...}')
-        numbers = found.values() if ranged else found if isinstance(found, list) else [found]
-        if any(isinstance(v, float) and not math.isfinite(v) for v in numbers):
-            raise ValueError(f"{where}, item {n}: value must be a finite number")
-        items.append({key: item[key] for key in ("filter", "operator", "type", "value", "child_filter") if key in item})
+    items = [_filter_item(item, f"{where}, item {n}") for n, item in enumerate(value["items"], 1)]
     return {"conjunction": conjunction, "items": items}
+
+
+def _filter_item(item: Any, where: str) -> dict:
+    """One Data Manager filter item checked (:func:`data_manager_filters`), its ``child_filter`` too.
+
+    Besides the shape, what Label Studio 1.23 answers 500 for, or ignores without a word (an audit), is refused:
+    ``in``/``not_in`` without a ``{"min": ..., "max": ...}`` value, a ``Number`` value that is no number, a
+    ``Datetime`` value that is no ISO 8601 date, a ``child_filter`` whose ``filter`` does not start with
+    ``filter:tasks:``.
+
+    Raises:
+        ValueError: The item is not one: the message starts with ``where``.
+    """
+    if not isinstance(item, dict):
+        raise ValueError(f"{where}: not an object with filter, operator, type and value")
+    for key in ("filter", "operator", "type"):
+        if not isinstance(item.get(key), str) or not item[key]:
+            raise ValueError(f"{where}: {key} must be a text")
+    if not item["filter"].startswith("filter:tasks:"):
+        raise ValueError(f"{where}: the filter must start with filter:tasks: (e.g. "
+                         f"filter:tasks:data.split); Label Studio ignores {one_line(item['filter'], 60)!r}")
+    found = item.get("value")
+    ranged = isinstance(found, dict) and set(found) == {"min", "max"} and all(
+        isinstance(v, _FILTER_SCALARS) for v in found.values())
+    if not (isinstance(found, (*_FILTER_SCALARS, list)) or ranged):
+        raise ValueError(f"{where}: value must be a number, true or false, a text, a list or "
+                         '{"min": ..., "max": ...}')
+    if item["operator"] in ("in", "not_in") and not ranged:
+        raise ValueError(f'{where}: the operator {item["operator"]} takes a value {{"min": ..., "max": ...}}')
+    values = list(found.values()) if ranged else found if isinstance(found, list) else [found]
+    if any(isinstance(v, float) and not math.isfinite(v) for v in values):
+        raise ValueError(f"{where}: value must be a finite number")
+    kind = item["type"]
+    bad = next((v for v in values if not _filter_value_fits(kind, v)), None) \
+        if kind in ("Number", "Datetime") and item["operator"] != "empty" else None  # empty: true or false
+    if bad is not None:
+        raise ValueError(f"{where}: {one_line(json.dumps(bad), 40)} is not a "
+                         + ("number" if kind == "Number" else "date and time in ISO 8601 (2026-12-08T10:00:00Z)")
+                         + f" (type {kind})")
+    checked = {key: item[key] for key in ("filter", "operator", "type", "value") if key in item}
+    if item.get("child_filter") is not None:
+        checked["child_filter"] = _filter_item(item["child_filter"], f"{where}, its child_filter")
+    return checked
+
+
+def _filter_value_fits(kind: str, value: Any) -> bool:
+    """Whether Label Studio reads ``value`` as a ``Number`` (a number, or a text ``float()`` reads) or a
+    ``Datetime`` (an ISO 8601 text) filter's value."""
+    if kind == "Number":
+        if isinstance(value, bool):
+            return False
+        try:
+            return math.isfinite(float(value))
+        except (TypeError, ValueError):
+            return False
+    if not isinstance(value, str):
+        return False
+    try:
+        datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    return True
 
 
 class LabelStudioClient:
