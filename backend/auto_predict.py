@@ -185,12 +185,16 @@ class AutoPredictor:
                 self._thread.start()
 
     def resume_interrupted(self) -> None:
-        """Ask again for every job whose process died before it ended (one host: ``MODEL_DIR/jobs``), so that a
-        job cut short by a restart goes on where it stopped, and every request the trainer had not started or
-        enqueued yet (:data:`PENDING_FILE`). Called by the trainer when it takes over. With Redis, RQ keeps the
-        enqueued jobs across restarts and runs again one whose worker died while it ran (RQ's ``Retry``:
-        :func:`labelhub.backend.worker.retry_if_killed`), and only the requests not enqueued yet are asked again
-        (:data:`PENDING_KEY`: those of the trainer's last holder, on any host)."""
+        """Ask again for every automatic job whose process died before it ended (one host: ``MODEL_DIR/jobs``), so
+        that a job cut short by a restart goes on where it stopped, and every request the trainer had not started or
+        enqueued yet (:data:`PENDING_FILE`). Decision: only a status of origin ``"auto-predict"`` is resumed; a
+        ``labelhub predict`` interrupted is left to whoever ran it (its status says ``interrupted``; a line at INFO
+        says to run the same command again, which goes on where it stopped): this loop runs every unlabeled task or
+        some task ids, and resumed a ``--filter`` or ``--view`` job as a job of every unlabeled task (an audit:
+        predictions on a held-out split the user had left out). Called by the trainer when it takes over. With
+        Redis, RQ keeps the enqueued jobs across restarts and runs again one whose worker died while it ran (RQ's
+        ``Retry``: :func:`labelhub.backend.worker.retry_if_killed`), and only the requests not enqueued yet are asked
+        again (:data:`PENDING_KEY`: those of the trainer's last holder, on any host)."""
         if not self.enabled:
             return
         from labelhub.backend.job_status import read_statuses
@@ -207,6 +211,11 @@ class AutoPredictor:
             return
         for key, status in read_statuses(self.settings.model_dir).items():
             if status.get("state") != "interrupted":
+                continue
+            if status.get("origin") != "auto-predict":
+                log.info("project %s: the %s job interrupted at %d of %d tasks is not resumed (the backend resumes "
+                         "only its automatic jobs; its selection is its caller's): run the same command again", key,
+                         status.get("origin") or "prediction", status.get("done", 0), status.get("total", 0))
                 continue
             try:
                 selection = json.loads(status.get("selection") or "{}")

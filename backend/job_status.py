@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from labelhub.backend.state import atomic_write_json
+from labelhub.locks import file_lock
 
 __all__ = ["BatchResult", "JobStatus", "read_statuses", "latest_status", "latest_of", "KEEP_FAILURES",
            "save_auto_failure", "RETRY_SECONDS", "MAX_RETRY_SECONDS", "failure_summary", "written_summary", "iso_times",
@@ -194,6 +195,28 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def _lock_held(lock: Path) -> bool | None:
+    """Whether a process holds the job lock ``lock`` (``MODEL_DIR/jobs/<key>.lock``,
+    :meth:`labelhub.backend.state.Store.job_lock`: a ``flock`` the kernel drops when its holder dies, whichever host
+    name or container it ran under), found by taking it non-blocking and releasing it at once. ``None`` when there is
+    no such file (no job of this ``MODEL_DIR`` took it: with ``LABELHUB_REDIS_URL`` a job holds a Redis lease instead)
+    or it cannot be opened.
+
+    Decision (an audit: a job killed in a ``docker compose run`` container, or in the backend's container recreated,
+    showed "running" for ever, so ``/predict`` kept leaving its tasks to it and nothing resumed it): the lock, not
+    the status's host and pid, says whether the job runs; a pid reused by another process fooled that check too. The
+    probe holds the lock for the time of two system calls, during which a job starting would find it taken
+    (:class:`labelhub.backend.jobs.JobAlreadyRunning`); it is made only for a status that says a job runs.
+    """
+    if not lock.is_file():  # file_lock would create it
+        return None
+    try:
+        with file_lock(lock, blocking=False) as taken:
+            return not taken
+    except OSError:
+        return None
+
+
 @dataclass
 class JobStatus:
     """The state of a project's last job, kept in ``MODEL_DIR/jobs/<project>.json``.
@@ -208,7 +231,7 @@ class JobStatus:
         mode: ``"missing"`` or ``"all"``.
         state: ``queued``, ``running``, ``done`` (every batch ran; some tasks may have failed) or ``failed``
             (the job stopped on an error, see ``error``). :meth:`view` shows ``interrupted`` for a job whose
-            process on this host is gone (killed).
+            process is gone (killed): :meth:`interrupted`.
         model_version: The model's version when the job started, then the newest version its batches wrote (by
             the model's order: a retrain during the job makes its later batches write a newer one, which ``/health``
             shows while the job runs).
@@ -277,6 +300,8 @@ class JobStatus:
     versions: list[str] = field(default_factory=list)
     unselected: str = ""
     origin: str = ""
+    #: The job's lock file beside the status file it was read from (not a field: neither saved nor published).
+    _lock = None
 
     @staticmethod
     def path(model_dir: Path, key: str) -> Path:
@@ -306,9 +331,15 @@ class JobStatus:
     def load(cls, model_dir: Path, key: str) -> "JobStatus | None":
         """The project's last status, or ``None`` when there is none (or it does not parse)."""
         try:
-            return cls.from_dict(json.loads(cls.path(model_dir, key).read_bytes()))
+            return cls.from_dict(json.loads(cls.path(model_dir, key).read_bytes()))._beside(cls.path(model_dir, key))
         except (OSError, ValueError, TypeError):
             return None
+
+    def _beside(self, path: Path) -> "JobStatus":
+        """This status, told that it was read from ``path`` (``<key>.json``): its job's lock is ``<key>.lock``
+        beside it (:meth:`interrupted`)."""
+        self._lock = path.with_name(f"{path.stem}.lock")
+        return self
 
     def add(self, batch: BatchResult) -> None:
         """Count a finished batch (its tasks leave ``running``)."""
@@ -328,20 +359,33 @@ class JobStatus:
                 self.versions.append(version)
 
     def view(self) -> dict:
-        """The status as ``/health`` and ``labelhub predict --status`` show it (``state`` is ``interrupted``
-        for a queued or running job whose process on this host is gone; a ``done`` job with failed tasks has the
+        """The status as ``/health`` and ``labelhub predict --status`` show it (``state`` is ``interrupted`` for a
+        queued or running job whose process is gone: :meth:`interrupted`; a ``done`` job with failed tasks has the
         :func:`failure_summary` as its ``error``)."""
         out = asdict(self)
         if self.state == "done" and not self.error:  # a status saved before run_job kept the summary
             out["error"] = failure_summary(self.failed, self.total, self.failures, self.origin, self.project_id,
                                            self.mode)
-        if self.state in ("queued", "running") and self.host == socket.gethostname() and not _alive(self.pid):
+        if self.interrupted():
             out["state"] = "interrupted"
         if out["state"] in ("failed", "interrupted"):  # an --all job stopped after its delete: what it left
             left = left_unwritten(replace(self, state=out["state"]))
             if left and left not in (out["error"] or ""):
                 out["error"] = f"{out['error']}; {left}" if out["error"] else left
         return out
+
+    def interrupted(self) -> bool:
+        """Whether the status says ``queued`` or ``running`` while no process runs the job. A status read from
+        ``MODEL_DIR/jobs`` (:meth:`load`, :func:`read_statuses`) whose job took the lock beside it
+        (``<key>.lock``) and named its process: when nobody holds the lock (:func:`_lock_held`), on any host or
+        container sharing the folder. Else (no lock file: a status published through Redis, whose jobs hold a Redis
+        lease instead, or one of a version without it): when it names this host and its pid is dead."""
+        if self.state not in ("queued", "running"):
+            return False
+        held = _lock_held(self._lock) if self._lock is not None and self.pid else None
+        if held is not None:
+            return not held
+        return self.host == socket.gethostname() and not _alive(self.pid)
 
 
 _STATUS_CACHE: dict[Path, tuple[tuple, dict]] = {}
@@ -375,7 +419,7 @@ def read_statuses(model_dir: Path) -> dict[str, dict]:
             cached = _STATUS_CACHE.get(path)
         if cached is None or cached[0] != stamp:
             try:
-                status = JobStatus.from_dict(json.loads(path.read_bytes()))
+                status = JobStatus.from_dict(json.loads(path.read_bytes()))._beside(path)
             except (OSError, ValueError, TypeError):
                 continue
             cached = (stamp, status)

@@ -31,7 +31,8 @@ which Label Studio commits in one transaction (Django's ``bulk_create``). So a r
 ``SIGKILL`` included, leaves every batch either written whole or not at all, and the next run goes on
 with the tasks still missing. Jobs of one project on one host exclude each other (a ``flock`` on
 ``MODEL_DIR/jobs/<project>.lock``; with ``LABELHUB_REDIS_URL``, a Redis lease, on every host). A write that fails or gets no answer is followed by a read of its
-tasks: what landed counts as written, and only the rest is sent again.
+tasks: what landed counts as written, a task deleted meanwhile (Label Studio then refuses the whole write) as
+skipped, and only the rest is sent again.
 
 What remains (the window, honestly):
 
@@ -56,11 +57,14 @@ moves the model's version, and each batch writes the version of its time; so onc
 versions or more, the tasks the job wrote with an older version are planned again against the newest (up to
 :data:`CATCH_UP_PASSES` passes), and the job ends with one version (a retrain after its last batch leaves it with
 the one it wrote: the next job's), which its status and summary name
-(:attr:`~labelhub.backend.job_status.JobStatus.by_version` counts what each version got). Its task counts
+(:attr:`~labelhub.backend.job_status.JobStatus.by_version` counts what each version got). The newest is the version a
+batch writes now (:func:`_served_model`): a change of Extra params or of the label config during the job moves it as
+a retrain does (before, the catch-up and the end asked the model the job built at its start: an audit's job ended
+"done" with 60 of 200 tasks on the version served, and said done=-130, skipped=330 of 200). Its task counts
 (``total``, ``done``, ``behind``) count each task once, however many passes predicted it: the tasks a pass predicts
-again leave ``done`` for ``queued``, and each pass lists the tasks the job wrote, each id once (before, each pass
-added its ids again: a 279-task job under six annotators said 957 tasks, predicted tasks twice in one pass, and
-counted 427 predictions of a version of which Label Studio held 238, an audit found).
+again leave ``done`` for ``queued``, and each pass lists the tasks the job wrote whose last outcome is ``done``, each
+id once (before, each pass added its ids again: a 279-task job under six annotators said 957 tasks, predicted tasks
+twice in one pass, and counted 427 predictions of a version of which Label Studio held 238, an audit found).
 
 **The prediction set.** A job selects its version as the project's prediction set (what the Data Manager's
 "Prediction score" sorts by) under the rules of :func:`_select_version`; a job of part of the project only when
@@ -273,17 +277,32 @@ def run_here(host: "JobHost", api: "LabelStudioClient", project: "ProjectInfo", 
         yield run_batch(host, api, project, batch, progress=progress)
 
 
-def _landed(api: LabelStudioClient, project_id: int, items: dict[int, dict]) -> set[int]:
-    """The tasks of ``items`` that now hold a prediction of the version sent for them."""
+def _landed(api: LabelStudioClient, project_id: int, items: dict[int, dict]) -> tuple[set[int], set[int]]:
+    """``(landed, gone)``: the tasks of ``items`` that now hold a prediction of the version sent for them, and those
+    the project no longer has (deleted since the batch read them: Label Studio lists only the ids that exist)."""
     fresh = {t.id: t for t in api.tasks(project_id, list(items))}
-    return {tid for tid, item in items.items() if tid in fresh and fresh[tid].predictions_of(item["model_version"])}
+    landed = {tid for tid, item in items.items() if tid in fresh and fresh[tid].predictions_of(item["model_version"])}
+    return landed, set(items) - set(fresh)
 
 
 def _write(api: LabelStudioClient, project_id: int, items: list[dict], result: BatchResult,
            sleep: Callable[[float], None] = time.sleep) -> None:
-    """Write ``items`` in one call; after a failure or a short count, read what landed, retry only the rest."""
+    """Write ``items`` in one call; after a failure or a short count, read what landed, retry only the rest.
+
+    A task deleted since the batch read it makes Label Studio refuse the whole write (400, ``task ID ... not found in
+    project``): the read after the failure finds the tasks gone, which count as skipped (as a task deleted before
+    the batch's read is), and the rest is written again at once, once; a second refusal of a 4xx (but 408 and 429) is
+    final, as any other: the tasks not landed count as failed, with Label Studio's reason. (Before, one task deleted
+    while its batch was predicted failed the batch's every task: 49 live tasks got nothing, an audit found.)
+
+    Raises:
+        LabelStudioError: The write failed :data:`WRITE_ATTEMPTS` times on a server error or without an answer, or
+            the read after a failure failed.
+    """
     pending = {item["task"]: item for item in items}
-    for attempt in range(1, WRITE_ATTEMPTS + 1):
+    attempt, rewritten = 0, False
+    while True:
+        attempt += 1
         try:
             created = api.import_predictions(project_id, list(pending.values()))
             if created == len(pending):
@@ -292,22 +311,54 @@ def _write(api: LabelStudioClient, project_id: int, items: list[dict], result: B
             error = None
         except LabelStudioError as exc:
             created, error = None, exc
-        landed = _landed(api, project_id, pending)
+        landed, gone = _landed(api, project_id, pending)
         result.written += sorted(landed)
-        for tid in landed:
+        result.skipped += sorted(gone)
+        for tid in landed | gone:
             del pending[tid]
         if not pending:
             return
         status = getattr(error, "status", None)
-        if error is None or (status is not None and 400 <= status < 500 and status not in (408, 429)):
+        refused = status is not None and 400 <= status < 500 and status not in (408, 429)
+        if refused and gone and not rewritten:  # refused for the tasks deleted meanwhile: the rest, again
+            rewritten = True
+            log.warning("writing %d predictions was refused (%s): %d of their tasks were deleted meanwhile (skipped); "
+                        "writing the other %d again", len(items), one_line(error, 300), len(gone), len(pending))
+            continue
+        if error is None or refused:
             reason = ("Label Studio dropped the prediction (it does not fit the label config; see Label Studio's "
                       "log)") if error is None else one_line(error, 300)
             result.failed.update({tid: reason for tid in pending})
             return
-        if attempt == WRITE_ATTEMPTS:
+        if attempt >= WRITE_ATTEMPTS:
             raise error
         log.warning("writing %d predictions failed (%s); %d landed, retrying the rest", len(items), error, len(landed))
         sleep(2.0 ** attempt)
+
+
+def _served_model(host: JobHost, project: ProjectInfo) -> tuple[Any, str]:
+    """``(model, label_config)``: the project's model as a batch predicts with it now (``host.models.get`` with the
+    label config the backend stored last, so a ``PROJECT_UPDATED`` the trainer applied during a job counts, and with
+    the stored Extra params), refreshed from ``MODEL_DIR``. Decision: :func:`run_batch` and :func:`run_job`'s
+    catch-up and end take the version from this one, not from the model the job built when it started (an audit:
+    Extra params changed mid-job, the catch-up compared against the stale model's version and the job ended with 60
+    of 200 tasks on the version served).
+
+    Raises:
+        labelhub.errors.LabelConfigError: The model refuses the project's label config.
+    """
+    label_config = host.store.project(project.key).project().get("label_config") or project.label_config
+    model = host.models.get(project.key, label_config)  # the job's copy may be older than the one stored
+    model.refresh()
+    return model, label_config
+
+
+def _version_order(model: Any) -> list[str]:
+    """The versions of ``model``, oldest first, as :func:`_newest` ranks them: its state's ``versions``, then the
+    version it serves now, which is the newest whether or not that list names it (one that Extra params or a label
+    change moved to is in no list until the next fit)."""
+    served = model.model_version
+    return [v for v in (model.get("versions") or []) if v != served] + [served]
 
 
 def run_batch(host: JobHost, api: LabelStudioClient, project: ProjectInfo, task_ids: Sequence[int],
@@ -349,9 +400,7 @@ def run_batch(host: JobHost, api: LabelStudioClient, project: ProjectInfo, task_
     result = BatchResult()
     task_ids = list(dict.fromkeys(int(tid) for tid in task_ids))  # a task predicted twice would count twice
     fresh = {t.id: t for t in api.tasks(project.id, task_ids)}
-    label_config = host.store.project(project.key).project().get("label_config") or project.label_config
-    model = host.models.get(project.key, label_config)  # the job's copy may be older than the one stored
-    model.refresh()
+    model, label_config = _served_model(host, project)
     version = model.model_version
     unlearned = learned_nothing(model)
     todo = []
@@ -688,7 +737,16 @@ def run_job(host: JobHost, api: LabelStudioClient, project_id: int, *, mode: str
         in_flight: list[int] = []  # the batch being predicted and written
         deleting = False  # --all's delete was sent
         written: set[int] = set()  # every task written (once), to find those a retrain left with an older version
+        counted: set[int] = set()  # the tasks counted in ``done`` now: those a catch-up pass may predict again
         was_selected = project.model_version == version  # --all's delete unselects it: selected again after a batch
+        # the same --all job again, interrupted after its delete: taken over before the listing, so that a re-run
+        # failing there saves it too (before, it saved cleared=false and the next re-run deleted again, an audit found)
+        status.cleared = bool(mode == "all" and previous and previous.mode == "all" and previous.cleared
+                              and previous.model_version == version and previous.selection == selection
+                              and previous.state != "done")
+        if status.cleared:  # the version its delete unselected is still to select
+            status.unselected = previous.unselected if previous else ""
+            was_selected = was_selected or status.unselected == version
         try:
             # with task ids, only those are listed (a selectedItems query), not the whole project
             tasks = api.tasks(project.id, task_ids=ids, filters=filters)
@@ -697,25 +755,17 @@ def run_job(host: JobHost, api: LabelStudioClient, project_id: int, *, mode: str
             if filters and not tasks:  # Label Studio answers an unknown field or operator with no task, not an error
                 log.warning("project %s: the Data Manager filters keep no task: nothing to predict (check each item's "
                             "field, operator and value against a Data Manager tab's)", project_id)
-            if mode == "all":
-                status.cleared = bool(previous and previous.mode == "all" and previous.model_version == version
-                                      and previous.selection == selection and previous.cleared
-                                      and previous.state != "done")  # the same job, interrupted after its delete
-                if status.cleared:  # the same job again: the version its delete unselected is still to select
-                    status.unselected = previous.unselected if previous else ""
-                    was_selected = was_selected or status.unselected == version
-                else:
-                    status.unselected = version if was_selected else ""
-                    _save(host, status)
-                    whole = ids is None and not unlabeled and not filters
-                    deleting = True  # stopped now, Label Studio may still finish the delete: the status says so
-                    api.delete_predictions(project.id, version, None if whole else [
-                        p.id for t in selected(tasks, ids, unlabeled) for p in t.predictions_of(version)])
-                    status.cleared = True
-                    project = api.project(project_id)  # the delete may have unselected the version
-                    # what the delete removed, taken off the listing: no second listing of the whole project
-                    tasks = _without(tasks, version,
-                                     None if whole else {t.id for t in selected(tasks, ids, unlabeled)})
+            if mode == "all" and not status.cleared:
+                status.unselected = version if was_selected else ""
+                _save(host, status)
+                whole = ids is None and not unlabeled and not filters
+                deleting = True  # stopped now, Label Studio may still finish the delete: the status says so
+                api.delete_predictions(project.id, version, None if whole else [
+                    p.id for t in selected(tasks, ids, unlabeled) for p in t.predictions_of(version)])
+                status.cleared = True
+                project = api.project(project_id)  # the delete may have unselected the version
+                # what the delete removed, taken off the listing: no second listing of the whole project
+                tasks = _without(tasks, version, None if whole else {t.id for t in selected(tasks, ids, unlabeled)})
             # the version when the plan is made and logged, not the one read before the listing (and --all's delete,
             # which can take minutes): a retrain meanwhile makes the batches write the newer one (a walkthrough: the
             # plan line named labelhub-40, the job wrote labelhub-38, and no line said so)
@@ -757,8 +807,11 @@ def run_job(host: JobHost, api: LabelStudioClient, project_id: int, *, mode: str
                             log.info("project %s: the model's version moved during the job (a retrain): its batches "
                                      "now write %s (planned with %s)", project_id, moved, planned)
                         if status.versions and status.versions != [status.model_version]:  # a retrain moved it
-                            status.model_version = _newest(status.versions, model.get("versions") or []) or version
+                            status.model_version = _newest(status.versions,
+                                                           _version_order(_served_model(host, project)[0])) or version
                         written.update(result.written)
+                        counted.update(result.written)  # its last outcome: done, or left it (skipped, failed, empty)
+                        counted.difference_update(result.skipped, result.failed, result.empty)
                         pass_versions.update(result.by_version)
                         start(i + 1)
                         _save(host, status)
@@ -768,10 +821,11 @@ def run_job(host: JobHost, api: LabelStudioClient, project_id: int, *, mode: str
                     # a retrain during the job: its batches wrote two versions or more, so the tasks written with an
                     # older one are predicted again with the newest, and the job ends with one version (its summary,
                     # the Data Manager's order). A retrain after its last batch leaves it whole: the next job's.
-                    model.refresh()
-                    newest = model.model_version
+                    # the version a batch writes now (the job's own model is stale after a change of Extra params
+                    # or of the label config); only tasks counted in ``done`` leave it, so the counts add up
+                    newest = _served_model(host, project)[0].model_version
                     mixed = len(pass_versions) > 1 if catch_up == 0 else bool(pass_versions - {newest})
-                    stale = plan(api.tasks(project.id, task_ids=sorted(written)), newest, unlabeled=unlabeled,
+                    stale = plan(api.tasks(project.id, task_ids=sorted(counted)), newest, unlabeled=unlabeled,
                                  batch_size=batch_size) if mixed else []
                     if not stale:
                         break
@@ -816,9 +870,9 @@ def run_job(host: JobHost, api: LabelStudioClient, project_id: int, *, mode: str
         # still under the job's lock, so that no later job's status is overwritten by this one's
         if not _only_ours(api, project.id, {version, *status.versions}, before, tasks, status.by_version):
             _drop_duplicates(api, project.id, sorted(written), {version, *status.versions})
-        model.refresh()
-        ours = _versions_of(model, previous)
-        status.model_version = _newest(status.versions, model.get("versions") or []) or version
+        served = _served_model(host, project)[0]
+        ours = _versions_of(served, previous)
+        status.model_version = _newest(status.versions, _version_order(served)) or version
         status.state, status.finished_at = "done", time.time()
         summary = failure_summary(status.failed, status.total, status.failures, origin, project.id, mode)
         status.error = redact(summary, getattr(host.settings, "secrets", ())) if summary else None
@@ -900,7 +954,8 @@ def _missing_elsewhere(api: LabelStudioClient, project_id: int, version: str | N
 def _newest(written: Sequence[str], order: Sequence[str]) -> str | None:
     """The newest of the versions ``written`` by the model's own order (its state's ``versions``, oldest first):
     batches finish in any order on workers, so the last to finish may carry an older version. A version the
-    order does not name counts as the oldest."""
+    order does not name counts as the oldest: the jobs give :func:`_version_order`, which names the version served
+    now last (before, the one Extra params moved to counted as the oldest, and a job's summary called it older)."""
     rank = {v: i for i, v in enumerate(order)}
     return max(written, key=lambda v: rank.get(v, -1), default=None)
 
