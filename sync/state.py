@@ -318,22 +318,30 @@ class SyncState:
             self._bump_if(changed, bump)
             return changed
 
-    def repin_annotations(self, task_ids: Iterable[int], sha: str) -> None:
-        """Make the annotations of ``task_ids`` name commit ``sha`` as the one they were made on, and their export rows
-        be made again: their files moved (the same content at another path) in ``sha``. A training row names its
-        file as ``<repo>@<annotated_revision>/<hf_path>``; with the task's new path and the older commit it named
-        no file.
+    def repin_annotations(self, tasks: Iterable[tuple[int, str]], sha: str) -> None:
+        """Make the annotations made on the content each task showed name commit ``sha`` as the one they were made
+        on, and the export rows of the tasks' annotations be made again: the same content is at another path (a move)
+        or at another commit (a history rewritten) in ``sha``. A training row names its file as
+        ``<repo>@<annotated_revision>/<hf_path>``; with the task's new path and the older commit it named no file.
+
+        Args:
+            tasks: ``(task_id, revision)``: each task and the commit it showed before (the ledger's revision).
+            sha: The commit the tasks show now.
+
+        Decided: only the annotations whose revision is the one the task showed are re-pinned; an annotation made on
+        an older, edited content of the file (its revision older: the export says so) keeps its revision, whether
+        that commit still exists or not (a history rewritten drops it too), since ``sha`` holds another content.
         """
-        ids = list(task_ids)
+        pairs = list(tasks)
         with self._transaction():
-            for start in range(0, len(ids), 500):
-                chunk = ids[start:start + 500]
+            for start in range(0, len(pairs), 500):
+                chunk = [task_id for task_id, _ in pairs[start:start + 500]]
                 marks = ",".join("?" * len(chunk))
-                self.db.execute(f"DELETE FROM export_rows WHERE project_id=? AND annotation_id IN (SELECT annotation_id "
-                                f"FROM annotations WHERE project_id=? AND task_id IN ({marks}))",
+                self.db.execute(f"DELETE FROM export_rows WHERE project_id=? AND annotation_id IN "
+                                f"(SELECT annotation_id FROM annotations WHERE project_id=? AND task_id IN ({marks}))",
                                 (self.key[0], self.key[0], *chunk))
-                self.db.execute(f"UPDATE annotations SET revision=? WHERE project_id=? AND revision IS NOT NULL AND "
-                                f"task_id IN ({marks})", (sha, self.key[0], *chunk))
+            self.db.executemany("UPDATE annotations SET revision=? WHERE project_id=? AND task_id=? AND revision=?",
+                                [(sha, self.key[0], task_id, revision) for task_id, revision in pairs if revision])
 
     def bind(self, label_studio_url: str, project_key: str) -> bool:
         """See :func:`bind_project`.

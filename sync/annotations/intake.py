@@ -99,6 +99,31 @@ def learn_annotators(project: LabelStudioProject, state: SyncState) -> None:
         state.set_users(project.users())
 
 
+def store_before_change(project: LabelStudioProject, state: SyncState, revisions: dict[int, str | None]) -> int:
+    """Store the annotations the tasks of ``revisions`` have now, just before the import changes their ``data`` (a
+    file that changed, moved, or was re-pinned: :meth:`labelhub.sync.files.importer.FileImporter._update`): what a
+    reconciliation would store of them (the whole annotation list of each, read with the Data Manager query of
+    :meth:`LabelStudioProject.tasks_by_id`, a query per 200 tasks, stored by
+    :meth:`labelhub.sync.state.SyncState.store_task_lists`, which moves :data:`GENERATION`), each annotation written
+    now with the revision given for its task, ``None``: the one the task shows (``data.hf_revision``).
+
+    Without a webhook, an annotation saved after the last reconciliation was stored by the next one, which read the
+    task's revision after the import's update had moved it: the annotation said it was made on the new content.
+    Decided: read just before the update, the revision the annotation was saved on is the task's; an annotation saved
+    between this reading and the update (a few seconds: a chunk of the import's updates) still gets the new one. An
+    annotation stored already and unchanged keeps its revision (:meth:`SyncState.apply_annotations`).
+
+    Returns:
+        How many annotations changed.
+
+    Raises:
+        labelhub.errors.LabelHubError: Label Studio refused or could not be reached (nothing is stored).
+    """
+    rows = _task_rows(project.tasks_by_id(sorted(revisions)))
+    return state.store_task_lists([(task_id, data, annotations, as_of, revisions.get(task_id) or revision)
+                                   for task_id, data, annotations, as_of, revision in rows], bump=GENERATION)
+
+
 #: Fields of Label Studio's annotation JSON written for display, which change while the annotation does not
 #: (``created_ago`` is "0 minutes", then "1 minute", ...): stored, they made every re-reading a change.
 DISPLAY_ONLY = ("created_ago", "created_username")
