@@ -21,7 +21,8 @@ reached by the browsers at ``LABELHUB_PUBLIC_URL``.
   involved) so Label Studio's audio player and ``valueType="url"`` texts can fetch it.
 - Refused without detail: a missing, bad or expired signature → 403; a sha that is not 40 hex digits,
   a path with ``..``/``.``/empty parts or a leading ``/``, a repo that is not configured, a file that is
-  not at that commit, a symlink, a submodule or a directory in a local repo → 404. The reason is logged
+  not at that commit, a symlink, a submodule, a directory or a git LFS file whose object is not fetched (never its
+  pointer, :mod:`labelhub.repos.git`) in a local repo → 404. The reason is logged
   (path only: the query string holding the signature is never logged; escaped, :func:`labelhub.redaction.escaped`).
 - A repo that moved: a signed URL of a key ``LABELHUB_FILE_REPOS`` does not name (the tasks of a repo that was
   renamed keep its old key) → 404, and one warning per key every :data:`SAY_AGAIN_AFTER` seconds naming the key and
@@ -423,7 +424,8 @@ class RepoFiles:
         it leaves the file served from memory, said in the log).
 
         Raises:
-            FileNotServed: The file is not at that commit (or is a symlink, submodule or directory).
+            FileNotServed: The file is not at that commit (or is a symlink, submodule or directory, or a git LFS
+                pointer whose object is not fetched).
             RepoGone: Its directory is missing or no longer a git repository (also when it goes while being read).
         """
         from dulwich.errors import NotGitRepository
@@ -451,6 +453,9 @@ class RepoFiles:
                 raise FileNotServed(f"commit {sha[:12]} is not in the repository (a rewritten history whose old "
                                     "commits were pruned): the sync re-pins the tasks whose file is the same at the "
                                     "head")
+            if objects.lfs_pointer_at(sha, path):
+                raise FileNotServed(f"a git LFS file whose object is not in {objects.lfs_objects()} (run git lfs fetch "
+                                    "in the repository), never served as its pointer")
             raise FileNotServed("no such regular file at that commit")
         blob_id, data = found
         if len(data) > BLOB_FILE_BYTES:

@@ -69,10 +69,10 @@ log = logging.getLogger("labelhub")
 @hub_options
 @file_url_options
 @click.option("--repo-moved-from", envvar="LABELHUB_REPO_MOVED_FROM", default=None, show_default=False,
-              help="The path a local repository had in the state before it moved (or was mounted elsewhere): its "
-                   "files keep their tasks instead of being imported again. Needed once; refused onto a "
-                   "repository that lacks the commit the state last saw of that path, and for a state and project "
-                   "with no files of it.")
+              help="The path a local repository had in the state before it moved (or was mounted elsewhere), or "
+                   "the old OWNER/NAME of a renamed Hub dataset: its files keep their tasks instead of being imported "
+                   "again. Needed once; refused onto a repository that lacks the commit the state last saw of that "
+                   "path or name, and for a state and project with no files of it.")
 @click.option("--export/--no-export", default=True,
               help="Write finished annotations back to the repo as tagged versions.")
 @click.option("--export-interval", type=click.FloatRange(min=0), default=60.0, envvar="LABELHUB_EXPORT_INTERVAL",
@@ -154,6 +154,8 @@ def sync(repo, project_id, revision, include, exclude, metadata_path, metadata_k
         state.bind(project.url, project.key)
         if dataset.local:
             _follow_moved_repo(state, state_path, project, dataset.repo_id, repo_moved_from)
+        else:
+            _follow_renamed_hub_repo(state, state_path, project, dataset, sha, repo_moved_from)
         # the export's own files are never tasks, wherever --csv-path puts them (with --no-export too: they may be
         # there from an earlier export)
         exclude = with_export_files(include, exclude, series_for(csv_path, tag_prefix).all_paths)
@@ -290,21 +292,153 @@ def _key(path: str) -> str:
     return repo_key(path, local=True)
 
 
-def _adopt_tasks_of(state, project, old: str, repo_id: str) -> int:
+def _adopt_tasks_of(state, project, old: str, repo_id: str, holds=None) -> int:
     """Record the project's tasks of ``old``'s files (``data.hf_repo``) in the state's ledger of ``old``, when one of
     them shows a commit ``repo_id`` holds (``--repo-moved-from`` with a lost or new state); returns how many (0: none,
-    or of another repository)."""
+    or of another repository). ``holds``: whether the repository holds one of a list of commits (default: the local
+    repository ``repo_id``'s, and ``old`` must then be an absolute path; :func:`_hub_holds` for a Hub dataset)."""
     from labelhub.sync.ledger import Entry, ImportLedger
     from labelhub.sync.versions.restore_identity import holds_commit
 
-    if not os.path.isabs(old):
-        return 0
+    if holds is None:
+        if not os.path.isabs(old):
+            return 0
+        holds = lambda revisions: holds_commit(repo_id, revisions)  # noqa: E731
     tasks = project.repo_file_tasks(old)
-    if not holds_commit(repo_id, [revision for _, _, revision in tasks[:1] + tasks[-1:]]):
+    if not holds([revision for _, _, revision in tasks[:1] + tasks[-1:]]):
         return 0
     entries = [Entry(path, task_id, revision) for task_id, path, revision in tasks]
     return ImportLedger(state.db, project.project_id, old).recover(
         lambda after: [e for e in entries if e.task_id > after])
+
+
+def _follow_renamed_hub_repo(state, state_path: str, project, dataset, head: str, moved_from: str | None) -> None:
+    """A Hub dataset is named by its id (``owner/name``) in the state (the import ledger's source, its versions) and in
+    its tasks (``data.hf_repo``): one renamed (or moved to another owner) keeps its history, and ``--repo`` at the new
+    id would have every file imported a second time. Refuse that, unless ``--repo-moved-from`` names the old id; with
+    it, the state's rows follow the dataset as a moved local repository's do
+    (:func:`labelhub.sync.state.move_local_repo`: the same rows, whatever names the source).
+
+    Decided (README, "Local git repositories", as :func:`_follow_moved_repo` decides for a local repository):
+
+    - *An earlier name of this dataset* is another Hub id whose files the state holds for the project and whose last
+      commits the state saw (its heads, its newest version's commit: :func:`labelhub.sync.state.last_seen_commits`)
+      this dataset holds (:func:`_hub_holds`). The sync is refused while that id has more files in the state than this
+      one. Another Hub dataset (whose commits this one lacks) is not refused: it may be a second dataset synced into
+      the project. A duplicate (``duplicate_repo`` copies the history) looks renamed: the refusal says to give it its
+      own ``--state``.
+    - With no files of the project in the state (a lost state, another ``--state``), the project's tasks tell: a task
+      of another Hub id showing a commit this dataset holds (one query per such id, five at most). Without
+      ``--repo-moved-from`` the sync is refused; with it, the old id's tasks are adopted into the state
+      (:meth:`labelhub.sync.ledger.ImportLedger.recover`) and then moved.
+    - ``--repo-moved-from OLD`` moves the rows only onto a dataset that holds every commit the state last saw of
+      ``OLD``; ``OLD`` is taken as written. The tasks keep ``hf_repo`` and their URLs with the old id until their
+      file changes (a private dataset's signed URLs then need ``owner--old=owner/new`` in the backend's
+      ``LABELHUB_FILE_REPOS``: said in the move's line, :func:`_old_key_served`).
+    - Cost: nothing more at a start whose state holds files of this id and of no other Hub id; a first sync into a
+      state asks the project for other sources' tasks (``LabelStudioProject.other_repo_file_tasks``: one query when
+      there is none), and each other Hub id found costs a look-up of its commits (one Hub call for one commit).
+
+    Raises:
+        labelhub.errors.ConfigurationError: the dataset looks renamed and no ``--repo-moved-from`` says so, or
+            ``--repo-moved-from`` names an id neither the state nor the project has files of, or one whose last seen
+            commits this dataset lacks, or the move cannot be made (an import from the old id was interrupted).
+        labelhub.errors.LabelStudioError: the project's tasks cannot be read (a state with no files of it).
+        labelhub.errors.HubError: the dataset's history cannot be read.
+    """
+    from labelhub.errors import ConfigurationError
+    from labelhub.sync.state import last_seen_commits, move_local_repo
+
+    project_id, repo_id = project.project_id, dataset.repo_id
+    holds = _hub_holds(dataset, head)
+    others, here = _other_hub_repos(state), state.ledger.count()
+    if moved_from is not None:
+        old = moved_from.strip()
+        if old == repo_id or (old not in others and here):
+            return  # renamed already (the option left in place)
+        if old not in others:
+            adopted = _adopt_tasks_of(state, project, old, repo_id, holds)
+            if not adopted:
+                raise ConfigurationError(
+                    f"--repo-moved-from {moved_from}: neither --state {state_path} nor project {project_id}'s tasks "
+                    f"hold files of this dataset from {old}" + (f" (the state holds {', '.join(others)})"
+                                                                 if others else ""))
+            log.warning("--state %s held no files of project %d: adopted the %d tasks of %s's files", state_path,
+                        project_id, adopted, old)
+        missing = [sha for sha in last_seen_commits(state.db, project_id, old) if not holds([sha])]
+        if missing:
+            raise ConfigurationError(
+                f"--repo-moved-from {moved_from}: {repo_id} lacks commit {missing[0][:12]}, which the state last saw "
+                f"of {old}: it is another dataset, or an older copy of it without the last syncs and versions; "
+                f"nothing was changed (sync the dataset that holds it)")
+        try:
+            moved = move_local_repo(state, old)
+        except ValueError:
+            raise ConfigurationError(
+                f"--repo-moved-from {moved_from}: an import from {old} was interrupted: finish it with labelhub sync "
+                f"--once --repo {old} while that id can be read (rename the dataset back for a moment), then pass "
+                "--repo-moved-from; nothing was changed") from None
+        log.warning("the Hub dataset %s is now %s: its %d files keep their tasks (whose hf_repo and URLs name %s "
+                    "until their file changes) and its versions go on%s", old, repo_id, moved, old,
+                    _old_key_served(dataset, head, old))
+        return
+    same = {old: files for old, files in others.items()
+            if files > here and holds(last_seen_commits(state.db, project_id, old))}
+    if same:
+        old, files = max(same.items(), key=lambda item: item[1])
+        raise ConfigurationError(
+            f"--state {state_path} holds {files} files of project {project_id} from the Hub dataset {old}, "
+            f"{here or 'none'} from {repo_id}, which holds its commits: if the dataset was renamed (or moved to "
+            f"another owner), pass --repo-moved-from {old} once so that its files keep their tasks (without it every "
+            "file would become a second task); if it is a copy of it, sync it with its own --state")
+    tasks_from = [] if here or others else [
+        old for old, _, revision in project.other_repo_file_tasks(repo_id)
+        if _is_hub_id(old) and holds([revision])]
+    if tasks_from:
+        old = tasks_from[0]
+        raise ConfigurationError(
+            f"project {project_id} has tasks of this dataset's files from {old} (a commit of it), and --state "
+            f"{state_path} holds none of them (a lost state, or another --state): if the dataset was renamed from "
+            f"there, pass --repo-moved-from {old} (without it every file would become a second task); else use the "
+            "state that synced it")
+
+
+def _old_key_served(dataset, head: str, old: str) -> str:
+    """What the backend needs to serve the file URLs of a renamed Hub dataset's tasks when they are the backend's
+    (a private dataset's): ``; their file URLs name 'owner--old': ...``; ``""`` for Hub ``resolve`` URLs."""
+    from labelhub.signing import repo_key
+
+    key = repo_key(old, local=False)
+    if f"/files/{repo_key(dataset.repo_id, local=False)}/" not in dataset.file_url(head, "x"):
+        return ""
+    return (f"; their file URLs name {key!r}: the backend's LABELHUB_FILE_REPOS needs {key}={dataset.repo_id} beside "
+            f"{dataset.repo_id}")
+
+
+def _is_hub_id(source: str) -> bool:
+    """Whether an import ledger's source (a task's ``hf_repo``) names a Hub dataset (``owner/name``): not a local
+    repository's absolute path, nor ``labels:...``/``restore:...`` (``import-labels``' and ``restore``'s sources)."""
+    return "/" in source and not os.path.isabs(source) and ":" not in source
+
+
+def _other_hub_repos(state) -> dict[str, int]:
+    """``{Hub id: files}`` of the Hub datasets other than ``state``'s own whose files the import ledger holds for its
+    project (as :func:`labelhub.sync.state.other_local_repos` for local repositories)."""
+    project_id, repo_id = state.key
+    rows = state.db.execute("SELECT source, count(*) FROM imported WHERE project_id=? AND source != ? GROUP BY source",
+                            (project_id, repo_id))
+    return {source: files for source, files in rows if _is_hub_id(source)}
+
+
+def _hub_holds(dataset, head: str):
+    """``holds(shas) -> bool``: whether the Hub dataset holds one of the commits ``shas`` (up to 3, whole shas only),
+    asked with :meth:`labelhub.repos.DatasetRepo.held_commits` from ``head`` (its history read first, 50 commits a
+    call)."""
+    def holds(shas) -> bool:
+        wanted = [sha for sha in dict.fromkeys(shas) if isinstance(sha, str) and len(sha) == 40][:3]
+        return bool(wanted) and bool(dataset.held_commits(wanted, head))
+
+    return holds
 
 
 def _start_webhooks(project, state_path, repo_id, service, url, host, port, secret):

@@ -11,9 +11,20 @@ path, each costing 5 to 8 ms to start beside a busy Label Studio (but every :att
 commit's ``git repack``, :meth:`LocalGitRepo.pack_loose_objects`). Files are read with dulwich too
 (:class:`GitObjects`: an export may read thousands of files' texts, :mod:`labelhub.repos.texts`, and the backend
 serves every image of a local repository).
+
+Git LFS (a ``git clone`` of a Hub dataset: its ``.gitattributes`` says ``filter=lfs``): git's objects hold a pointer
+(``version https://git-lfs.github.com/spec/v1``, the object's ``oid sha256:...`` and ``size``,
+https://github.com/git-lfs/git-lfs/blob/main/docs/spec.md) and git-lfs keeps the file's bytes in its storage,
+``.git/lfs/objects/<oid[0:2]>/<oid[2:4]>/<oid>``. Decided: a pointer's file is read from there (:class:`GitObjects`,
+checked against the pointer's size and sha256), never shown as its pointer; one whose object is not there (a clone
+made with ``GIT_LFS_SKIP_SMUDGE=1`` or without git-lfs, ``git lfs fetch`` not run) is left out of the listing with
+one warning saying how many and to run ``git lfs fetch`` (:meth:`LocalGitRepo.list_files`), and is no regular file to
+its readers (``None``, :class:`labelhub.errors.EntryNotFound`, the backend's 404). A pointer is told from its tree
+entry's size first (:data:`LFS_POINTER_SIZES`), so a listing reads only the blobs of that size.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import re
@@ -40,6 +51,20 @@ log = logging.getLogger(__name__)
 PATHS_PER_CALL = 1000
 #: A whole commit id (SHA-1 or SHA-256), which :meth:`LocalGitRepo.held_commits` looks up in one ``git cat-file``.
 _FULL_SHA = re.compile(r"[0-9a-fA-F]{40}|[0-9a-fA-F]{64}")
+#: A git LFS pointer as the spec writes it (https://github.com/git-lfs/git-lfs/blob/main/docs/spec.md): the version
+#: line, then ``oid sha256:<64 hex>`` and ``size <bytes>``, each line ending in a line feed. Decided: exactly that; a
+#: pointer with extension lines (``ext-0-...``, whose object is not the file's bytes) is read as a file like any other.
+_LFS_POINTER = re.compile(rb"version https://git-lfs\.github\.com/spec/v1\noid sha256:([0-9a-f]{64})\nsize ([0-9]+)\n")
+#: The sizes of a blob that can be such a pointer: 125 bytes and the size's digits (the spec keeps pointers under 200
+#: bytes). Only the blobs of these sizes are read to tell a pointer (:meth:`LocalGitRepo.list_files`).
+LFS_POINTER_SIZES = range(126, 200)
+
+
+def lfs_pointer(data: bytes) -> tuple[str, int] | None:
+    """``(oid, size)`` of the git LFS object ``data`` points to (:data:`_LFS_POINTER`), or ``None`` when ``data`` is
+    no such pointer."""
+    found = _LFS_POINTER.fullmatch(data) if len(data) in LFS_POINTER_SIZES else None
+    return (found[1].decode(), int(found[2])) if found else None
 
 
 def git(repo_dir: str | os.PathLike, *args: str, input: bytes | None = None, env: dict | None = None,
@@ -220,7 +245,8 @@ class LocalGitRepo:
         A file whose name is not UTF-8 (git stores names as bytes) is left out with a warning: a task's URL and data
         are text, and one such name must not stop the others from becoming tasks. A symlink (mode 120000) is left
         out with a warning too: the backend's file route serves regular files only (:class:`GitObjects`), so its task
-        would never load.
+        would never load. A git LFS file has its object's size (:meth:`_with_lfs_objects`), or is left out with one
+        warning when its object is not in the repository (its task would show the pointer, or never load).
         """
         out = git(self.path, "ls-tree", "-r", "-l", "-z", sha)
         files, not_text, links = [], [], []
@@ -244,7 +270,56 @@ class LocalGitRepo:
         if links:
             log.warning("%d symlinks of %s at %s are left out: the backend serves regular files only (%s)", len(links),
                         self.repo_id, sha[:12], ", ".join(repr(p)[2:-1] for p in links[:5]))
+        files, unfetched = self._with_lfs_objects(files)
+        if unfetched:
+            log.warning("%d git LFS files of %s at %s are left out: their objects are not in %s (a clone made with "
+                        "GIT_LFS_SKIP_SMUDGE=1 or without git-lfs): run `git lfs fetch` (or `git lfs pull`) in the "
+                        "repository; they become tasks at the branch's next commit, as the sync lists a commit once "
+                        "(%s)", len(unfetched), self.repo_id, sha[:12], self.objects.lfs_objects(),
+                        ", ".join(repr(p)[1:-1] for p in unfetched[:5]))
         return files
+
+    def _with_lfs_objects(self, files: list[RepoFile]) -> tuple[list[RepoFile], list[str]]:
+        """``(files, left out)``: ``files`` with each git LFS pointer among them given its object's size, and the paths
+        of the pointers whose object is not in the repository's LFS storage (missing, or not of the pointer's size)
+        taken out. Only the blobs of a pointer's size (:data:`LFS_POINTER_SIZES`) are read, all in one
+        ``git cat-file --batch`` (:meth:`_lfs_pointers`), and each object's file is looked at once (a ``stat``)."""
+        pointers = self._lfs_pointers({file.oid for file in files if file.size in LFS_POINTER_SIZES})
+        if not pointers:
+            return files, []
+        present = {pointer: self.objects.lfs_object_size(pointer[0]) == pointer[1]
+                   for pointer in set(pointers.values())}
+        kept, unfetched = [], []
+        for file in files:
+            pointer = pointers.get(file.oid)
+            if pointer is None:
+                kept.append(file)
+            elif present[pointer]:
+                kept.append(RepoFile(file.path, pointer[1], file.oid))
+            else:
+                unfetched.append(file.path)
+        return kept, unfetched
+
+    def _lfs_pointers(self, oids: set[str]) -> dict[str, tuple[str, int]]:
+        """``{blob id: (LFS oid, size)}`` of those of the blobs ``oids`` that are git LFS pointers
+        (:func:`lfs_pointer`), read in one ``git cat-file --batch --buffer`` (none for no blob; without ``--buffer``
+        git flushes its output after each blob)."""
+        if not oids:
+            return {}
+        out = git(self.path, "cat-file", "--batch", "--buffer", input="".join(f"{oid}\n" for oid in oids).encode())
+        found, at = {}, 0
+        while at < len(out):  # "<oid> blob <size>\n<content>\n" per blob, "<oid> missing\n" for none
+            end = out.index(b"\n", at)
+            header = out[at:end].split()
+            at = end + 1
+            if len(header) != 3:
+                continue
+            size = int(header[2])
+            pointer = lfs_pointer(out[at:at + size])
+            at += size + 1
+            if pointer:
+                found[header[0].decode()] = pointer
+        return found
 
     def blob_ids(self, sha: str, paths: Sequence[str]) -> dict[str, str]:
         """See :meth:`labelhub.repos.DatasetRepo.blob_ids`: ``git ls-tree -z sha -- PATHS`` per
@@ -274,13 +349,19 @@ class LocalGitRepo:
         process; 0.1 to 0.4 ms a 2 kB file), which counts when an export reads the texts of thousands of files
         (:mod:`labelhub.repos.texts`).
 
+        A git LFS file reads as its object's bytes (:meth:`GitObjects.blob`), never as its pointer.
+
         Raises:
             EntryNotFound: ``path`` is not a regular file of the repo at ``sha`` (missing, a directory, a symlink or a
                 submodule: the backend's file route does not serve those either, so no task showed it), or ``sha``
-                is not a commit of it (a ``FileNotFoundError``).
+                is not a commit of it (a ``FileNotFoundError``), or it is a git LFS file whose object is not in the
+                repository (``git lfs fetch`` not run).
         """
         found = self.objects.blob(sha, path)
         if found is None:
+            if self.objects.lfs_pointer_at(sha, path):
+                raise EntryNotFound(f"{path} of {self.path} at {sha} is a git LFS file whose object is not in "
+                                    f"{self.objects.lfs_objects()}: run git lfs fetch in the repository")
             raise EntryNotFound(f"{path} is not a regular file of {self.path} at {sha}")
         return found[1]
 
@@ -491,6 +572,7 @@ class GitObjects:
     def __init__(self, path: str | os.PathLike):
         self.path = str(path)
         self._opened = threading.local()
+        self._lfs: Path | None = None  # lfs_objects()
         self._cached = cachetools.cached(LRUCache(maxsize=self.TREES), lock=threading.Lock())(self._object)
 
     def repo(self):
@@ -545,7 +627,24 @@ class GitObjects:
     def blob(self, sha: str, path: str) -> tuple[str, bytes] | None:
         """``(blob id as hex, bytes)`` of the regular file ``path`` at commit ``sha``, or ``None`` when ``sha`` is not
         a commit of the repository, or ``path`` is missing, a directory, a symlink (mode 120000) or a submodule
-        (160000) at that commit."""
+        (160000) at that commit. A git LFS pointer (:func:`lfs_pointer`) answers its object's bytes, read from the
+        LFS storage (:meth:`lfs_object`), with the pointer's blob id; ``None`` when the object is not there, or is not
+        of the pointer's size and sha256 (never the pointer: :meth:`lfs_pointer_at` tells that case)."""
+        found = self._blob(sha, path)
+        pointer = lfs_pointer(found[1]) if found else None
+        if pointer is None:
+            return found
+        data = self._lfs_content(*pointer)
+        return None if data is None else (found[0], data)
+
+    def lfs_pointer_at(self, sha: str, path: str) -> tuple[str, int] | None:
+        """``(LFS oid, size)`` when the regular file ``path`` at commit ``sha`` is a git LFS pointer, else ``None``:
+        why :meth:`blob` answers ``None`` for a file the commit has (its object not fetched)."""
+        found = self._blob(sha, path)
+        return lfs_pointer(found[1]) if found else None
+
+    def _blob(self, sha: str, path: str) -> tuple[str, bytes] | None:
+        """:meth:`blob` as git holds it: a pointer's own bytes."""
         from dulwich.objects import Blob
 
         found = self.entry(sha, path)
@@ -556,3 +655,38 @@ class GitObjects:
         except KeyError:
             return None
         return (found[1].decode(), blob.as_raw_string()) if isinstance(blob, Blob) else None
+
+    def lfs_objects(self) -> Path:
+        """The folder git-lfs keeps this repository's objects in: ``<git dir>/lfs/objects`` (the common git dir of a
+        work tree), or ``objects`` under ``lfs.storage`` when git's config sets it (relative to the git dir, as
+        git-lfs reads it). Read at the first call, then kept."""
+        if self._lfs is None:
+            repo = self.repo()
+            try:
+                storage = os.fsdecode(repo.get_config_stack().get((b"lfs",), b"storage"))
+            except KeyError:
+                storage = "lfs"
+            self._lfs = Path(repo.commondir(), os.path.expanduser(storage), "objects")
+        return self._lfs
+
+    def lfs_object(self, oid: str) -> str:
+        """Where git-lfs keeps the object ``oid`` (64 hex digits): ``<lfs objects>/<oid[0:2]>/<oid[2:4]>/<oid>`` (a
+        ``str``: a listing asks it of every pointer, and three ``pathlib`` joins cost more than the ``stat``)."""
+        return f"{self.lfs_objects()}{os.sep}{oid[:2]}{os.sep}{oid[2:4]}{os.sep}{oid}"
+
+    def lfs_object_size(self, oid: str) -> int | None:
+        """The size of git-lfs's object ``oid`` in this repository, ``None`` when it is not there (one ``stat``)."""
+        try:
+            return os.stat(self.lfs_object(oid)).st_size
+        except OSError:
+            return None
+
+    def _lfs_content(self, oid: str, size: int) -> bytes | None:
+        """The bytes of git-lfs's object ``oid``, or ``None`` when it is not there or not ``size`` bytes of sha256
+        ``oid`` (a partial or damaged file: a pointer's object never changes, so it is checked as read)."""
+        try:
+            with open(self.lfs_object(oid), "rb") as fh:
+                data = fh.read(size + 1)
+        except OSError:
+            return None
+        return data if len(data) == size and hashlib.sha256(data).hexdigest() == oid else None
