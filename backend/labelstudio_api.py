@@ -204,7 +204,7 @@ def data_manager_filters(value: Any, where: str = "--filter") -> dict:
     return {"conjunction": conjunction, "items": items}
 
 
-def _filter_item(item: Any, where: str) -> dict:
+def _filter_item(item: Any, where: str, child: bool = False) -> dict:
     """One Data Manager filter item checked (:func:`data_manager_filters`), its ``child_filter`` too.
 
     Besides the shape, what Label Studio 1.23 answers 500 for, or ignores without a word (an audit), is refused:
@@ -212,12 +212,19 @@ def _filter_item(item: Any, where: str) -> dict:
     ``Datetime`` value that is no ISO 8601 date, a ``child_filter`` whose ``filter`` does not start with
     ``filter:tasks:``.
 
+    Args:
+        item: The item.
+        where: What to name in an error.
+        child: ``True`` for a ``child_filter``, whose ``type`` may be left out (passed on as given).
+
     Raises:
         ValueError: The item is not one: the message starts with ``where``.
     """
     if not isinstance(item, dict):
         raise ValueError(f"{where}: not an object with filter, operator, type and value")
     for key in ("filter", "operator", "type"):
+        if child and key == "type" and "type" not in item:
+            continue
         if not isinstance(item.get(key), str) or not item[key]:
             raise ValueError(f"{where}: {key} must be a text")
     if not item["filter"].startswith("filter:tasks:"):
@@ -234,7 +241,7 @@ def _filter_item(item: Any, where: str) -> dict:
     values = list(found.values()) if ranged else found if isinstance(found, list) else [found]
     if any(isinstance(v, float) and not math.isfinite(v) for v in values):
         raise ValueError(f"{where}: value must be a finite number")
-    kind = item["type"]
+    kind = item.get("type")
     bad = next((v for v in values if not _filter_value_fits(kind, v)), None) \
         if kind in ("Number", "Datetime") and item["operator"] != "empty" else None  # empty: true or false
     if bad is not None:
@@ -243,7 +250,7 @@ def _filter_item(item: Any, where: str) -> dict:
                          + f" (type {kind})")
     checked = {key: item[key] for key in ("filter", "operator", "type", "value") if key in item}
     if item.get("child_filter") is not None:
-        checked["child_filter"] = _filter_item(item["child_filter"], f"{where}, its child_filter")
+        checked["child_filter"] = _filter_item(item["child_filter"], f"{where}, its child_filter", child=True)
     return checked
 
 
