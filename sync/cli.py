@@ -220,8 +220,8 @@ def _follow_moved_repo(state, state_path: str, project, repo_id: str, moved_from
         labelhub.errors.LabelStudioError: the project's tasks cannot be read (a state with no files of it).
     """
     from labelhub.errors import ConfigurationError
-    from labelhub.sync.state import earlier_paths, last_seen_commits, move_local_repo, other_local_repos
-    from labelhub.sync.versions.restore_identity import holds_commit, other_paths
+    from labelhub.sync.state import earlier_paths, move_local_repo, other_local_repos
+    from labelhub.sync.versions.restore_identity import other_paths
 
     project_id = project.project_id
     others = other_local_repos(state)
@@ -230,21 +230,7 @@ def _follow_moved_repo(state, state_path: str, project, repo_id: str, moved_from
         old = _path_as_written(moved_from, others)
         if old == repo_id or (old not in others and here):
             return  # moved already (the option left in place)
-        if old not in others:
-            adopted = _adopt_tasks_of(state, project, old, repo_id)
-            if not adopted:
-                raise ConfigurationError(
-                    f"--repo-moved-from {moved_from}: neither --state {state_path} nor project {project_id}'s tasks "
-                    f"hold files of this repository from {old}" + (f" (the state holds {', '.join(others)})"
-                                                                    if others else ""))
-            log.warning("--state %s held no files of project %d: adopted the %d tasks of %s's files", state_path,
-                        project_id, adopted, old)
-        missing = [sha for sha in last_seen_commits(state.db, project_id, old) if not holds_commit(repo_id, [sha])]
-        if missing:
-            raise ConfigurationError(
-                f"--repo-moved-from {moved_from}: {repo_id} lacks commit {missing[0][:12]}, which the state last saw "
-                f"of {old}: it is another repository, or an older copy of it without the last syncs and versions; "
-                f"nothing was changed (sync the repository that holds it)")
+        _take_rows_of(state, state_path, project, moved_from, old, repo_id, others, None, "repository")
         try:
             moved = move_local_repo(state, old)
         except ValueError as exc:
@@ -271,6 +257,39 @@ def _follow_moved_repo(state, state_path: str, project, repo_id: str, moved_from
             f"--state {state_path} holds none of them (a lost state, or another --state): if the repository "
             f"moved from there, pass --repo-moved-from {path} (without it every file would become a second "
             "task); else use the state that synced it")
+
+
+def _take_rows_of(state, state_path: str, project, moved_from: str, old: str, repo_id: str, others, holds,
+                  what: str) -> None:
+    """Check that ``--repo-moved-from OLD`` can move the state's rows of ``old`` onto ``repo_id`` (a moved local
+    repository, ``what="repository"``, or a renamed Hub dataset, ``"dataset"``): a state without files of ``old``
+    adopts the project's tasks of it first (:func:`_adopt_tasks_of`), and ``repo_id`` must hold every commit the state
+    last saw of ``old``. ``holds``: :func:`_adopt_tasks_of`'s (``None``: the local repository ``repo_id``'s).
+
+    Raises:
+        labelhub.errors.ConfigurationError: neither the state nor the project has files of ``old``, or ``repo_id``
+            lacks one of those commits (nothing was changed).
+    """
+    from labelhub.errors import ConfigurationError
+    from labelhub.sync.state import last_seen_commits
+    from labelhub.sync.versions.restore_identity import holds_commit
+
+    project_id = project.project_id
+    if old not in others:
+        adopted = _adopt_tasks_of(state, project, old, repo_id, holds)
+        if not adopted:
+            raise ConfigurationError(
+                f"--repo-moved-from {moved_from}: neither --state {state_path} nor project {project_id}'s tasks "
+                f"hold files of this {what} from {old}" + (f" (the state holds {', '.join(others)})" if others else ""))
+        log.warning("--state %s held no files of project %d: adopted the %d tasks of %s's files", state_path,
+                    project_id, adopted, old)
+    holds = holds or (lambda revisions: holds_commit(repo_id, revisions))
+    missing = [sha for sha in last_seen_commits(state.db, project_id, old) if not holds([sha])]
+    if missing:
+        raise ConfigurationError(
+            f"--repo-moved-from {moved_from}: {repo_id} lacks commit {missing[0][:12]}, which the state last saw "
+            f"of {old}: it is another {what}, or an older copy of it without the last syncs and versions; "
+            f"nothing was changed (sync the {what} that holds it)")
 
 
 def _path_as_written(moved_from: str, recorded) -> str:
@@ -356,21 +375,7 @@ def _follow_renamed_hub_repo(state, state_path: str, project, dataset, head: str
         old = moved_from.strip()
         if old == repo_id or (old not in others and here):
             return  # renamed already (the option left in place)
-        if old not in others:
-            adopted = _adopt_tasks_of(state, project, old, repo_id, holds)
-            if not adopted:
-                raise ConfigurationError(
-                    f"--repo-moved-from {moved_from}: neither --state {state_path} nor project {project_id}'s tasks "
-                    f"hold files of this dataset from {old}" + (f" (the state holds {', '.join(others)})"
-                                                                 if others else ""))
-            log.warning("--state %s held no files of project %d: adopted the %d tasks of %s's files", state_path,
-                        project_id, adopted, old)
-        missing = [sha for sha in last_seen_commits(state.db, project_id, old) if not holds([sha])]
-        if missing:
-            raise ConfigurationError(
-                f"--repo-moved-from {moved_from}: {repo_id} lacks commit {missing[0][:12]}, which the state last saw "
-                f"of {old}: it is another dataset, or an older copy of it without the last syncs and versions; "
-                f"nothing was changed (sync the dataset that holds it)")
+        _take_rows_of(state, state_path, project, moved_from, old, repo_id, others, holds, "dataset")
         try:
             moved = move_local_repo(state, old)
         except ValueError:
