@@ -246,7 +246,9 @@ class LocalGitRepo:
         are text, and one such name must not stop the others from becoming tasks. A symlink (mode 120000) is left
         out with a warning too: the backend's file route serves regular files only (:class:`GitObjects`), so its task
         would never load. A git LFS file has its object's size (:meth:`_with_lfs_objects`), or is left out with one
-        warning when its object is not in the repository (its task would show the pointer, or never load).
+        warning when its object is not in the repository (its task would show the pointer, or never load); how many
+        were left out is kept in :attr:`lfs_unfetched` (``0``: none), so that the import cycle lists the same head
+        again once they may be fetched (:data:`labelhub.sync.files.importer.LFS_RELIST_SECONDS`).
         """
         out = git(self.path, "ls-tree", "-r", "-l", "-z", sha)
         files, not_text, links = [], [], []
@@ -271,12 +273,13 @@ class LocalGitRepo:
             log.warning("%d symlinks of %s at %s are left out: the backend serves regular files only (%s)", len(links),
                         self.repo_id, sha[:12], ", ".join(repr(p)[2:-1] for p in links[:5]))
         files, unfetched = self._with_lfs_objects(files)
+        self.lfs_unfetched = len(unfetched)  # of this listing: the import cycle lists the head again while > 0
         if unfetched:
             log.warning("%d git LFS files of %s at %s are left out: their objects are not in %s (a clone made with "
                         "GIT_LFS_SKIP_SMUDGE=1 or without git-lfs): run `git lfs fetch` (or `git lfs pull`) in the "
-                        "repository; they become tasks at the branch's next commit, as the sync lists a commit once "
-                        "(%s)", len(unfetched), self.repo_id, sha[:12], self.objects.lfs_objects(),
-                        ", ".join(repr(p)[1:-1] for p in unfetched[:5]))
+                        "repository; the sync lists the branch again every few minutes while files are left out, and "
+                        "they become tasks once fetched (%s)", len(unfetched), self.repo_id, sha[:12],
+                        self.objects.lfs_objects(), ", ".join(repr(p)[1:-1] for p in unfetched[:5]))
         return files
 
     def _with_lfs_objects(self, files: list[RepoFile]) -> tuple[list[RepoFile], list[str]]:

@@ -79,7 +79,8 @@ same way and the export numbered again: never a retry of the same tag.
 included), and rows stored without a content hash. The exporter translates them once as it starts, before the
 daemon's first reconciliation (:meth:`Exporter.upgrade`), while the state's annotations are those the older
 LabelHub knew: each stored row gets its content hash from its JSON, and an annotation whose row is the same as in
-that version gets its content hash in the baseline (:func:`upgraded_hashes`); one whose row changed since (a change
+that version, in the columns that version's CSV had (an older CSV lacks ``annotated_revision``: :data:`NEWER_COLUMNS`),
+gets its content hash in the baseline (:func:`upgraded_hashes`); one whose row changed since (a change
 the older LabelHub had not exported yet) keeps its old hash and counts as changed in the next version, as the older
 LabelHub would have counted it: its content in that version is not known. No version is made for the upgrade, and
 no annotation counts as changed for it.
@@ -92,7 +93,7 @@ import json
 import logging
 import re
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
@@ -247,15 +248,24 @@ def diff_counts(old: dict[int, str], new: dict[int, str], ids: set[int] | None =
     return added, len(ids) - added - removed, removed
 
 
-def upgraded_hashes(old: dict[int, str], rows: dict[int, str], contents: dict[int, str]) -> dict[int, str]:
+#: The columns of the CSV that an older LabelHub's rows may lack (``annotated_revision``, ``other_results``: added
+#: after versions were first hashed): :func:`older_row_hashes` leaves them out of a row to hash it as that LabelHub did.
+NEWER_COLUMNS = ("annotated_revision", OTHER_RESULTS)
+
+
+def upgraded_hashes(old: dict[int, str], rows: dict[int, str], contents: dict[int, str],
+                    older: Mapping[int, Collection[str]] | None = None) -> dict[int, str]:
     """A baseline of whole-row hashes (a version an older LabelHub tagged) as content hashes: an annotation whose
-    row hash is the same now (``rows``) has the content hash it has now (``contents``); the others keep their old
-    hash, which no content hash equals, so they count as changed.
+    row hash is the same now (``rows``), or is one of the hashes its row has now without the columns that LabelHub
+    did not write (``older``), has the content hash it has now (``contents``); the others keep their old hash, which
+    no content hash equals, so they count as changed.
 
     Args:
-        old: ``{annotation_id: "<row hash>:<annotator>"}`` of the version.
+        old: ``{annotation_id: "<row hash>:<annotator>"}`` of the version (or, before rows were stored, the bare
+            SHA-256 of the whole row, annotator included).
         rows: :attr:`labelhub.sync.versions.incremental.VersionRows.hashes` of the rows now.
         contents: :attr:`labelhub.sync.versions.incremental.VersionRows.contents` of the rows now.
+        older: :func:`older_row_hashes` of the rows now (``None``: none).
 
     Returns:
         ``{annotation_id: hash}``, the keys of ``old``.
@@ -263,8 +273,38 @@ def upgraded_hashes(old: dict[int, str], rows: dict[int, str], contents: dict[in
     Example:
         >>> upgraded_hashes({1: "r1:a", 2: "r2:a", 3: "r3:a"}, {1: "r1:a", 2: "r2b:a"}, {1: "c1:a", 2: "c2:a"})
         {1: 'c1:a', 2: 'r2:a', 3: 'r3:a'}
+        >>> upgraded_hashes({2: "r2:a"}, {2: "r2b:a"}, {2: "c2:a"}, older={2: {"r2:a"}})
+        {2: 'c2:a'}
     """
-    return {k: contents[k] if rows.get(k) == v else v for k, v in old.items()}
+    older = older or {}
+    return {k: contents[k] if k in contents and (rows.get(k) == v or v in older.get(k, ())) else v
+            for k, v in old.items()}
+
+
+def older_row_hashes(state: SyncState, built: VersionRows) -> dict[int, set[str]]:
+    """``{annotation_id: whole-row hashes}`` an older LabelHub would have made of each row stored now, had its CSV
+    lacked some of :data:`NEWER_COLUMNS` (each subset of those the row has left out): ``"<SHA-256 of the row's
+    JSON>:<annotator>"`` (rows stored without their annotator) and the SHA-256 of the row's JSON with its annotator
+    (the earliest form). A hash equal to the version's says the row is, in every column that version had, what it
+    was (found by an audit: an upgrade from before ``annotated_revision`` counted every exported annotation as
+    changed once). One read of the stored rows; at most eight hashes a row, once, as the exporter starts."""
+    found: dict[int, set[str]] = {}
+    for text, _, _, _ in state.export_rows():
+        row = json.loads(text)
+        aid = int(row["annotation_id"])
+        annotator = built.hashes.get(aid, "").partition(":")[2]
+        present = [column for column in NEWER_COLUMNS if column in row]
+        hashes = found.setdefault(aid, set())
+        for drop in range(1 << len(present)):
+            kept = {k: v for k, v in row.items() if k not in {c for i, c in enumerate(present) if drop >> i & 1}}
+            hashes.add(f"{_sha256(kept)}:{annotator}")
+            hashes.add(_sha256({**kept, "annotator": annotator}))
+    return found
+
+
+def _sha256(row: Mapping) -> str:
+    """The SHA-256 (hex) of ``row``'s JSON as rows are stored (keys sorted)."""
+    return hashlib.sha256(json.dumps(row, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def exported_contents(state: SyncState, built: VersionRows) -> dict[int, str]:
@@ -276,7 +316,7 @@ def exported_contents(state: SyncState, built: VersionRows) -> dict[int, str]:
         return {}
     version, hashes, content = baseline
     if not content:
-        hashes = upgraded_hashes(hashes, built.hashes, built.contents)
+        hashes = upgraded_hashes(hashes, built.hashes, built.contents, older_row_hashes(state, built))
         state.upgrade_baseline(version, hashes)
         log.info("counting changes by content from now on: %d of the %d annotations of the last version are as "
                  "then", sum(1 for k, v in hashes.items() if built.contents.get(k) == v), len(hashes))
@@ -401,8 +441,18 @@ class Exporter:
 
     def _follow_series(self) -> None:
         """Forget the state's versions when they belong to another series (the prefix changed): the new series is
-        numbered from the repo's tags and its first version counts every annotation as added."""
-        stored = self.state.cursor(SERIES, DEFAULT_PREFIX)
+        numbered from the repo's tags and its first version counts every annotation as added.
+
+        Raises:
+            ConfigurationError: the state's versions have no series recorded (cursor :data:`SERIES`: made before
+                series existed, when every project tagged ``annotations-vN`` whatever its ``--csv-path``, or with the
+                default series, which recorded none), ``--tag-prefix`` was not given, and the prefix derived from
+                ``--csv-path`` is not ``annotations`` (:meth:`_unchosen_series`). Nothing is written to the state.
+        """
+        stored = self.state.cursor(SERIES)
+        if not stored:
+            self._unchosen_series()
+            stored = DEFAULT_PREFIX
         if stored == self.series.prefix:
             return
         if self.state.last_version_status() is not None:
@@ -411,6 +461,28 @@ class Exporter:
             self.state.forget_versions()
             self.state.set_cursor(EXPORTED_GENERATION, "")  # pending: the new series' first version is due
         self.state.set_cursor(SERIES, self.series.prefix)
+
+    def _unchosen_series(self) -> None:
+        """Refuse to start another series for versions that have no series recorded unless the user chose.
+
+        Decided (found by an audit of upgrades): before series existed every project tagged ``annotations-vN``, so a
+        project that exported with ``--csv-path annotations/labels.csv`` and restarts with the same flags after the
+        upgrade would derive the prefix ``labels``, forget its versions and start ``labels-v1`` counting every
+        annotation as added, though the user changed nothing. Which series to go on with is the user's choice, said
+        by ``--tag-prefix``; with it given (``tag_prefix`` set) the prefix is followed as any change is.
+
+        Raises:
+            ConfigurationError: the state has versions, ``tag_prefix`` is not set and the derived prefix is not
+                ``annotations``; the message names both ``--tag-prefix`` choices.
+        """
+        derived = self.series.prefix
+        if self.tag_prefix or derived == DEFAULT_PREFIX or self.state.last_version_status() is None:
+            return
+        raise ConfigurationError(
+            f"this state's versions were made before series existed (or with the default --csv-path), tagged "
+            f"{DEFAULT_PREFIX}-vN, and --csv-path {self.csv_path} derives the tag prefix {derived!r}: pass "
+            f"--tag-prefix {DEFAULT_PREFIX} to go on with them (as before), or --tag-prefix {derived} to start the "
+            f"series {derived}-vN (its first version counts every annotation as added)")
 
     def pending(self) -> bool:
         """True when annotations changed since the last export, a version is not finished, or the import cycle saw
