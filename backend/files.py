@@ -29,6 +29,10 @@ reached by the browsers at ``LABELHUB_PUBLIC_URL``.
   how to serve it again (``<key>=<path>``); a configured local repo whose directory is gone (moved, renamed or
   deleted under the running backend) → 503 (:class:`RepoGone`), one warning when it goes and one line when it is
   back (each worker says it: the state is per process), and the repository is opened anew then.
+- A Hub repo ``HF_TOKEN`` cannot read (the Hub says no such repo: a token without access to it, or the repo deleted
+  or renamed) or a token the Hub refuses (401: invalid, expired, revoked) → 502, the cause said once per repo and
+  cause at WARNING every :data:`SAY_AGAIN_AFTER` seconds (:meth:`RepoFiles.hub_refusal`), each request at DEBUG:
+  a page of 50 images is one line naming ``HF_TOKEN``, not 50 saying "no such file" or "HTTP 401".
 """
 from __future__ import annotations
 
@@ -45,7 +49,7 @@ from flask import Blueprint, Response, current_app, jsonify, request, send_file
 
 from labelhub.backend.errors import BackendError
 from labelhub.redaction import escaped, one_line, redact
-from labelhub.errors import FileTooLarge, NotFoundError
+from labelhub.errors import FileTooLarge, HubError, NotFoundError, RepoNotFound
 from labelhub.repos.git import GitObjects, is_git_repo
 from labelhub.repos.hub import download, needs_token
 from labelhub.backend.settings import Settings
@@ -471,17 +475,52 @@ class RepoFiles:
         return ServedFile(etag=blob_id, private=True, data=data)
 
     def _hub_download(self, repo: FileRepo, sha: str, path: str, max_bytes: int | None = None) -> str:
+        """The local path of a Hub repo's file (:func:`labelhub.repos.hub.download`, with ``HF_TOKEN``).
+
+        Raises:
+            FileTooLarge: Larger than ``max_bytes``.
+            FileUnavailable: ``HF_TOKEN`` cannot read the repo, or the Hub refused it (:meth:`hub_refusal`: said once,
+                the request at DEBUG); or the Hub could not be reached or answered another error.
+            FileNotServed: No such file or revision in the repo.
+        """
         try:
             return download(repo.source, path, sha, token=self.settings.hf_token or None,
                             etag_timeout=self.settings.media_timeout, max_bytes=max_bytes)
         except FileTooLarge:
             raise
-        except NotFoundError as exc:
-            raise FileNotServed(f"the Hub has no such file ({type(exc).__name__})") from None
-        except Exception as exc:  # HubError (5xx, unreachable), OSError (disk) ...
+        except Exception as exc:  # HubError (5xx, unreachable), NotFoundError, OSError (disk) ...
+            refused = self.hub_refusal(exc, repo.source)
+            if refused is not None:
+                raise FileUnavailable(refused, said=True) from None
+            if isinstance(exc, NotFoundError):
+                raise FileNotServed(f"the Hub has no such file ({type(exc).__name__})") from None
             status = getattr(exc, "status", None)
             raise FileUnavailable(f"Hub download failed ({f'HTTP {status}' if status else type(exc).__name__})") \
                 from None
+
+    def hub_refusal(self, exc: BaseException, repo_id: str, repo_type: str = "dataset") -> str | None:
+        """Why ``HF_TOKEN`` cannot read Hub repo ``repo_id``, when ``exc`` (raised by
+        :func:`labelhub.repos.hub.download`) says so, else ``None``; said at WARNING once per repo and cause every
+        :data:`SAY_AGAIN_AFTER` seconds in this worker (:meth:`_say_once`), the callers' lines at DEBUG.
+
+        A :class:`~labelhub.errors.RepoNotFound` is the Hub's answer to a token that cannot see the repo (a
+        fine-grained one without it, none for a private repo) as much as to a repo deleted or renamed: not "no such
+        file". A 401 is the Hub refusing the token itself (invalid, expired, revoked; its message says so). Decided:
+        both answer as unavailable (502), not 404: the file is there for a token that can read it.
+        """
+        if isinstance(exc, RepoNotFound):
+            cause = "repo"
+            token = "HF_TOKEN" if self.settings.hf_token else "HF_TOKEN (not set)"
+            reason = (f"{token} cannot read {repo_type} {repo_id}: the Hub answers that it has no such repo (a token "
+                      "without access to it, e.g. a fine-grained one, or the repo was deleted or renamed); give "
+                      f"HF_TOKEN read access to {repo_id}")
+        elif isinstance(exc, HubError) and exc.status == 401:
+            cause = "token"
+            reason = f"the files of {repo_type} {repo_id} cannot be read: {one_line(exc, 400)}"
+        else:
+            return None
+        self._say_once(f"hub-{cause}", f"{repo_type}:{repo_id}", "%s", reason)
+        return reason
 
     def _hub_private(self, repo: FileRepo) -> bool:
         with self._lock:

@@ -451,7 +451,13 @@ class MediaFetcher:
     def _fetch_hub(self, url: str) -> bytes:
         """A Hub file's bytes through huggingface_hub's cache; over ``LABELHUB_MEDIA_MAX_BYTES`` it is refused
         before it is downloaded (:func:`labelhub.repos.hub.download` with ``max_bytes``: one more ``HEAD`` for a
-        file not in the cache yet). Bounded in time by huggingface_hub's per-read timeouts only."""
+        file not in the cache yet). Bounded in time by huggingface_hub's per-read timeouts only.
+
+        Raises:
+            MediaFetchError: Over ``LABELHUB_MEDIA_MAX_BYTES``, or the download failed: when ``HF_TOKEN`` cannot read
+                the repo or the Hub refused it, the message says so and the cause is said once per repo and cause at
+                WARNING (:meth:`labelhub.backend.files.RepoFiles.hub_refusal`), not "HTTP 401" for each file.
+        """
         ref = parse_hub_url(url, self._hub_endpoint())
         if ref is None:
             raise MediaFetchError(f"{safe_url(url)} is not a Hub file URL")
@@ -465,7 +471,8 @@ class MediaFetcher:
             raise self._too_large(safe_url(url)) from None
         except Exception as exc:  # labelhub.errors.HubError (with .status), NotFoundError, OSError, ...
             status = getattr(exc, "status", None)
-            why = f"HTTP {status}" if status else type(exc).__name__
+            why = self.repo_files.hub_refusal(exc, ref.repo_id, ref.repo_type) or \
+                (f"HTTP {status}" if status else type(exc).__name__)
             raise MediaFetchError(redact(f"could not download {safe_url(url)} from the Hub ({why})",
                                          self.settings.secrets)) from None
         if len(data) > self.settings.media_max_bytes:

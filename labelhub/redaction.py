@@ -248,6 +248,9 @@ class RedactSecrets(logging.Filter):
 
 #: The logger of huggingface_hub's ``http_backoff`` (2.x, ``utils/_http.py``).
 BACKOFF_LOGGER = "huggingface_hub.utils._http"
+#: The functions of :data:`BACKOFF_LOGGER` whose lines are about one attempt of a retried call
+#: (:class:`RetryLinesAtDebug`): the loop, and the check of each answer's status nested in it.
+RETRY_FUNCTIONS = ("_http_backoff_base", "_should_retry")
 #: Libraries that give their logger a handler of their own as they are imported: imported here first (when
 #: installed and cheap to import), so that :func:`setup_logging` finds the handler to remove.
 SELF_CONFIGURED = ("huggingface_hub.utils.logging",)
@@ -259,14 +262,16 @@ class RetryLinesAtDebug(logging.Filter):
 
     ``http_backoff`` (``_http_backoff_base``) says two WARNING lines per failed attempt, 5 retries a call
     (``'[Errno 111] Connection refused' thrown while requesting GET .../commits/main``, ``Retrying in 1s [Retry
-    1/5].``): during a Hub outage, 60 lines a minute. The call's failure, when it gives up, is LabelHub's to say
+    1/5].``): during a Hub outage, 60 lines a minute. An answer it retries (429, 5xx) is said by the function nested
+    in it, ``_should_retry`` (``HTTP Error 503 thrown while requesting GET ...``): its lines are matched by that
+    name too (:data:`RETRY_FUNCTIONS`). The call's failure, when it gives up, is LabelHub's to say
     (a step failing again with the same error: at ERROR once, at DEBUG between, :mod:`labelhub.sync.service`).
     Its other lines (``Error closing client``) are left as they are.
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
         """``False`` for an attempt's line unless the root logger is at DEBUG (then made a DEBUG record)."""
-        if record.funcName != "_http_backoff_base" or record.levelno <= logging.DEBUG:
+        if record.funcName not in RETRY_FUNCTIONS or record.levelno <= logging.DEBUG:
             return True
         record.levelno, record.levelname = logging.DEBUG, logging.getLevelName(logging.DEBUG)
         return logging.getLogger().isEnabledFor(logging.DEBUG)

@@ -6,7 +6,8 @@ seconds, reconciliation every ``reconcile_interval`` seconds, the sweep of delet
 changed and ``export_interval`` seconds passed since the last one (debounce). A webhook wakes the
 loop at once. A step that fails is logged and retried at its next turn; the others go on (the same error again is
 said at ERROR every 10 minutes, at DEBUG between, and a line says when the step works again). An export the Hub
-refuses (401: the token; 403: no write access) is said once and retried after 1, 2, 4, ... minutes up to 30
+refuses (401: the token; 403: no write access or a storage limit; 413: too large; any 4xx but 408, 409, 412 and 429,
+:func:`is_refusal`) is said once and retried after 1, 2, 4, ... minutes up to 30
 (:meth:`SyncService._export_wait`): each attempt sends the whole version. A configuration error
 (:class:`labelhub.errors.ConfigurationError`) is not retried: it ends the daemon; so does an import or export that
 fails because the local repository is no longer there (:meth:`SyncService._run`). On SIGTERM
@@ -28,7 +29,7 @@ from labelhub.sync.files.importer import FileImporter
 from labelhub.sync.annotations.intake import AnnotationIntake
 
 log = logging.getLogger(__name__)
-#: Seconds before the first retry of an export the Hub refused (401, 403); doubled at each refusal ...
+#: Seconds before the first retry of an export the Hub refused (:func:`is_refusal`); doubled at each refusal ...
 REFUSED_FIRST = 60.0
 #: ... up to this many seconds.
 REFUSED_MAX = 1800.0
@@ -38,10 +39,19 @@ REPEAT_ERROR_EVERY = 600.0
 REPO_STEPS = ("import", "export")
 
 
+#: 4xx statuses that are no refusal (:func:`is_refusal`): 408 (a request timeout) and 429 (rate limit) pass by
+#: themselves; 409 and 412 (the branch moved) are rebuilt on the new head by the exporter at once.
+NOT_REFUSALS = (408, 409, 412, 429)
+
+
 def is_refusal(exc: BaseException) -> bool:
-    """Whether ``exc`` is the Hub refusing the token (401) or its write (403): an error that does not go away by
-    itself, unlike a 429 or 5xx."""
-    return isinstance(exc, HubError) and exc.status in (401, 403)
+    """Whether ``exc`` is the Hub refusing the export: a :class:`~labelhub.errors.HubError` with a 4xx status but
+    :data:`NOT_REFUSALS` (401 the token, 403 write access or a storage limit, 413 a commit too large, 400 a card
+    refused, ...): an error that does not go away by itself, unlike a 429 or 5xx, so its retries back off
+    (:meth:`SyncService._export_wait`). Decided: every such 4xx, not a list of known ones: a 413 retried every
+    ``export_interval`` sent the whole version each time, forever."""
+    status = exc.status if isinstance(exc, HubError) else None
+    return status is not None and 400 <= status < 500 and status not in NOT_REFUSALS
 
 
 @dataclass
@@ -98,8 +108,8 @@ class SyncService:
         self.wake.set()
 
     def _export_wait(self, error: Exception | None) -> float:
-        """Seconds until the next export: ``export_interval``; after the Hub refused the token (401, or 403: no write
-        access, :func:`is_refusal`) twice that of the refusal before, from :data:`REFUSED_FIRST` up to
+        """Seconds until the next export: ``export_interval``; after the Hub refused the export (401, 403, 413, ...:
+        :func:`is_refusal`) twice that of the refusal before, from :data:`REFUSED_FIRST` up to
         :data:`REFUSED_MAX` (each attempt sends the whole version), back to ``export_interval`` once one lands."""
         if error is None or not is_refusal(error):
             self._refused = 0.0

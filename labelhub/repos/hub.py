@@ -11,10 +11,12 @@ known, see :meth:`HubRepo.commit`, and ``commit``), ``create_tag`` and, only aft
 
 huggingface_hub's shared HTTP client is set here (:func:`hub_client`, at import): the same as its default, but once
 the daemon is stopping (:func:`labelhub.retry.request_shutdown`) its own retries end (:class:`_OneAttemptWhenStopping`,
-:func:`cut_backoff_wait`).
+:func:`cut_backoff_wait`), and so do they at once when a 429 or 5xx asks to wait longer than LabelHub waits
+(:data:`labelhub.retry.MAX_RETRY_AFTER`).
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -64,6 +66,7 @@ from labelhub.errors import (
 )
 from labelhub.file_urls import FileURLs
 from labelhub.repos.base import RepoFile, resolving_the_rest
+from labelhub import retry as labelhub_retry
 from labelhub.retry import shutdown_requested
 from labelhub.signing import repo_key
 
@@ -81,6 +84,9 @@ BINARY_PROBE = 8000
 _COMMIT_SHA = re.compile(r"[0-9a-f]{40}")
 #: Seconds a commit request may wait for the Hub's answer before a log line says so (then again every as many).
 COMMIT_PATIENCE = 30.0
+#: What a 403's message says when the Hub refused a write for its storage, not for the token's access
+#: (:meth:`HubRepo._write_refused`).
+STORAGE_REFUSAL = re.compile(r"(?i)\b(storage|limits?|quotas?)\b")
 log = logging.getLogger(__name__)
 
 
@@ -130,10 +136,24 @@ class _OneAttemptWhenStopping(httpx2.Client):
     :class:`HubCallStopped` and one answered with a status ``http_backoff`` retries (:data:`BACKOFF_STATUSES`) raises
     huggingface_hub's own ``HfHubHTTPError`` at once: neither is retried, so the shutdown's flush makes one attempt
     per call and a retry loop under way ends at its next attempt. Before it, nothing differs from huggingface_hub's
-    default client (the same event hooks, redirects and timeouts).
+    default client (the same event hooks, redirects and timeouts), but for one answer: a status of
+    :data:`BACKOFF_STATUSES` whose asked wait (:func:`_wait_asked`: ``RateLimit``, ``Retry-After``) is over
+    :data:`labelhub.retry.MAX_RETRY_AFTER` raises huggingface_hub's ``HfHubHTTPError`` at once too
+    (:func:`_asks_too_long`). Decided: give up, not wait: ``http_backoff`` sleeps ``Retry-After`` + 1 s up to 5 times
+    (three answers of ``Retry-After: 45`` held the daemon's one loop 140 s, imports and reconciliation included), so
+    the call fails as a 429 that huggingface_hub does not retry would, and LabelHub's own handling applies (its
+    :class:`~labelhub.errors.TransientHubError` carries the wait, and :func:`labelhub.retry.hub_retrying` gives the
+    attempt up; the step is retried at its next turn).
     """
 
     def send(self, request: httpx2.Request, **kwargs) -> httpx2.Response:
+        """Send ``request`` as ``httpx2.Client`` does.
+
+        Raises:
+            HubCallStopped: No answer once the daemon is stopping.
+            huggingface_hub.errors.HfHubHTTPError: A status of :data:`BACKOFF_STATUSES` once the daemon is stopping,
+                or one asking to wait longer than :data:`labelhub.retry.MAX_RETRY_AFTER` (see the class).
+        """
         try:
             response = super().send(request, **kwargs)
         except (httpx2.TimeoutException, httpx2.NetworkError, httpx2.RemoteProtocolError) as exc:
@@ -141,10 +161,17 @@ class _OneAttemptWhenStopping(httpx2.Client):
                 raise HubCallStopped(f"{type(exc).__name__}: {exc} (not retried: stopping)", request=request) \
                     from exc
             raise
-        if shutdown_requested() and response.status_code in BACKOFF_STATUSES:
+        if response.status_code in BACKOFF_STATUSES and (shutdown_requested() or _asks_too_long(response)):
             response.read()
             hf_raise_for_status(response)
         return response
+
+
+def _asks_too_long(response: httpx2.Response) -> bool:
+    """Whether ``response`` asks to wait longer than :data:`labelhub.retry.MAX_RETRY_AFTER` (read at each call) before
+    the next attempt (:func:`_wait_asked`)."""
+    wait = _wait_asked(response.headers)
+    return wait is not None and wait > labelhub_retry.MAX_RETRY_AFTER
 
 
 def hub_client() -> httpx2.Client:
@@ -208,14 +235,17 @@ def hub_errors(endpoint: str, repo_id: str = "", revision: str = "", path: str =
         EntryNotFound: The file does not exist at that revision (also a ``FileNotFoundError``): the Hub said so
             (``RemoteEntryNotFoundError``).
         TransientHubError: 429 or 5xx (with ``Retry-After`` when the Hub sent one).
-        HubUnreachable: No answer (refused, timeout, dropped, a name that does not resolve, ``HF_HUB_OFFLINE``), or
+        HubUnreachable: No answer (refused, timeout, dropped, a name that does not resolve, ``HF_HUB_OFFLINE``;
+            through a proxy, the message names it: :func:`_proxy_named`), or
             a request httpx refuses to send (``LocalProtocolError``, an illegal header value: its message, which
             quotes the header and so the token, is not shown),
             also when ``hf_hub_download`` says so with its ``LocalEntryNotFoundError``: that one subclasses
             ``EntryNotFoundError`` but means "the Hub could not be asked and the file is not in the cache", not
             "no such file" (huggingface_hub 2.x, ``file_download._raise_on_head_call_error``).
         HubError: Any other HTTP error, or an answer that is not a Hub's (no ``X-Repo-Commit`` or ``ETag``:
-            ``HF_ENDPOINT`` is not a Hub).
+            ``HF_ENDPOINT`` is not a Hub; or a page that is no JSON where the Hub answers JSON, a ``JSONDecodeError``
+            of huggingface_hub's: a proxy's sign-in page, a captive portal or a mirror at a wrong path answering 200,
+            said naming the endpoint and the repo, no traceback).
     """
     endpoint = without_userinfo(endpoint)
     try:
@@ -231,15 +261,19 @@ def hub_errors(endpoint: str, repo_id: str = "", revision: str = "", path: str =
         why = f"{type(cause).__name__}: {urls_without_userinfo(str(cause))}" if cause is not None else "no answer"
         if isinstance(cause, httpx2.LocalProtocolError):  # its message quotes the header, the token
             why = f"{type(cause).__name__}: a header or the URL is not valid HTTP"
-        raise HubUnreachable(f"cannot reach the Hub at {endpoint} ({why}), and {path} of {repo_id} at {revision} is "
-                             "not in the local cache") from None
+        raise HubUnreachable(f"cannot reach the Hub at {endpoint}{_proxy_named(endpoint)} ({why}), and {path} of "
+                             f"{repo_id} at {revision} is not in the local cache") from None
     except httpx2.LocalProtocolError as exc:  # refused by httpx before sending: the Hub was not asked
         raise HubUnreachable(f"cannot send a request to the Hub at {endpoint}: a header or the URL is not valid HTTP "
                              f"({type(exc).__name__}; check HF_TOKEN (--hf-token) and HF_ENDPOINT for a space or a "
                              "line break)") from None
     except (httpx2.TransportError, OfflineModeIsEnabled) as exc:
-        raise HubUnreachable(f"cannot reach the Hub at {endpoint}: {type(exc).__name__}: "
+        raise HubUnreachable(f"cannot reach the Hub at {endpoint}{_proxy_named(endpoint)}: {type(exc).__name__}: "
                              f"{urls_without_userinfo(str(exc))}") from None
+    except json.JSONDecodeError:
+        what = f" to a request about dataset {repo_id}" if repo_id else ""
+        raise HubError(f"the Hub at {endpoint} answered a page that is not JSON{what}: is HF_ENDPOINT a Hub, or is a "
+                       "proxy (a sign-in page, a captive portal) answering in its place?") from None
     except FileMetadataError as exc:
         raise HubError(f"the Hub at {endpoint} answered without a file's metadata ({urls_without_userinfo(str(exc))}): "
                        "is HF_ENDPOINT a Hub?") \
@@ -254,6 +288,33 @@ def hub_errors(endpoint: str, repo_id: str = "", revision: str = "", path: str =
         raise _http_error(exc, endpoint) from None
 
 
+def _proxy_named(endpoint: str) -> str:
+    """`` through the proxy http://proxy:3128 (HTTPS_PROXY)`` when the environment sends requests to ``endpoint``
+    through a proxy, else ``""``: a :class:`~labelhub.errors.HubUnreachable`'s message names it, without its
+    ``user:password@`` (a proxy on a closed port said only that the Hub could not be reached).
+
+    The proxy is found as httpx (``trust_env``) and urllib find it: ``<scheme>_proxy`` of the endpoint's scheme, else
+    ``all_proxy``, lower case first, unless ``no_proxy`` covers the endpoint's host
+    (:func:`urllib.request.getproxies_environment`, :func:`urllib.request.proxy_bypass_environment`).
+    """
+    from urllib.parse import urlsplit
+    from urllib.request import getproxies_environment, proxy_bypass_environment
+
+    try:
+        parts = urlsplit(endpoint)
+        proxies = getproxies_environment()
+        if not parts.hostname or proxy_bypass_environment(parts.hostname, proxies):
+            return ""
+    except ValueError:
+        return ""
+    for name in (parts.scheme, "all"):
+        if proxies.get(name):
+            variable = next((v for v in (f"{name}_proxy", f"{name.upper()}_PROXY") if os.environ.get(v)),
+                            f"{name.upper()}_PROXY")
+            return f" through the proxy {without_userinfo(proxies[name])} ({variable})"
+    return ""
+
+
 def _http_error(exc: HfHubHTTPError, endpoint: str) -> HubError:
     """A :class:`~labelhub.errors.TransientHubError` for 429 and 5xx, else a :class:`~labelhub.errors.HubError`;
     never the token itself.
@@ -266,11 +327,12 @@ def _http_error(exc: HfHubHTTPError, endpoint: str) -> HubError:
     ``.env.example`` leaves it so) is none. An ``HF_ENDPOINT`` with a ``user:password@`` (for a proxy) is another
     case: huggingface_hub's HTTP client (``httpx2``, as ``httpx``) sends a URL's user and password as Basic
     authentication in place of any ``Authorization`` header (``Client._build_request_auth``), so no token reaches
-    the Hub; a 401 then names that user and password (never their values), not HF_TOKEN.
+    the Hub; a 401 then names that user and password (never their values), not HF_TOKEN. The message is one line
+    (:func:`labelhub.redaction.one_line`: huggingface_hub's own adds ``For more information check: ...`` on a second).
     """
     status = exc.response.status_code if exc.response is not None else None
     endpoint = without_userinfo(endpoint)
-    message = f"the Hub at {endpoint} answered {status}: {urls_without_userinfo(str(exc.server_message or exc))}"
+    message = f"the Hub at {endpoint} answered {status}: {urls_without_userinfo(one_line(exc.server_message or exc))}"
     sent = _sent_auth(exc) if status == 401 else None
     if sent == "basic":
         message = (f"the Hub at {endpoint} answered 401 ({exc.server_message or 'unauthorized'}) to the user and "
@@ -415,7 +477,9 @@ def download(repo_id: str, path: str, revision: str, token: str | None = None, e
         HubUnreachable: No answer to the ``HEAD`` and the file is not in the cache.
         As :func:`hub_errors`.
     """
-    with hub_errors(endpoint or "the Hub", repo_id, revision, path):
+    from huggingface_hub import constants
+
+    with hub_errors(endpoint or constants.ENDPOINT, repo_id, revision, path):  # the URL huggingface_hub calls
         local = _cached(repo_id, path, revision, repo_type) if _COMMIT_SHA.fullmatch(revision) else None
         if local is None and patient and max_bytes is None:
             local = hf_hub_download(repo_id, path, repo_type=repo_type, revision=revision, token=token,
@@ -608,8 +672,10 @@ class HubRepo:
             CommitConflict: the branch moved (412) or the commit conflicts (409).
             TransientHubError: 429 or 5xx; nothing was committed.
             AmbiguousCommit: no answer; the commit may have landed (look for it with :meth:`find_commit`).
-            HubError: any other failure; a 403 says HF_TOKEN needs write access to the repo, a 401 that it was
-                refused (:func:`_http_error`).
+            HubError: any other failure; a 403 says HF_TOKEN needs write access to the repo, or that the repo or
+                account hit a Hub storage limit (:meth:`_write_refused`), a 401 that HF_TOKEN was refused
+                (:func:`_http_error`), a 413 that the commit is larger than the Hub (or a proxy) accepts
+                (:meth:`_too_large`).
         """
         def create_commit(operations: list[CommitOperationAdd]) -> str:
             size = sum(len(data) for data in files.values())
@@ -645,7 +711,22 @@ class HubRepo:
                 raise CommitConflict(str(exc)) from None
             if exc.status == 403:
                 raise self._write_refused(exc) from None
+            if exc.status == 413:
+                raise self._too_large(exc, files) from None
             raise
+
+    def _too_large(self, exc: HubError, files: dict[str, bytes]) -> HubError:
+        """The error for a commit the Hub (or a proxy in front of it) refused with 413: its size, and what to do. The
+        files of a commit under :data:`REGULAR_SIZE_LIMIT` that are text go inline in its one request (larger ones
+        to LFS storage, in requests of their own), so the annotations CSV is most of it."""
+        size = sum(len(data) for data in files.values())
+        largest = max(files, key=lambda path: len(files[path]), default="")
+        of_it = f", {largest} {len(files[largest]) / 1e6:.1f} MB of it" if largest else ""
+        return HubError(f"{exc}: the commit of {len(files)} files ({size / 1e6:.1f} MB{of_it}) to dataset "
+                        f"{self.repo_id} is larger than the Hub, or a proxy in front of it (HF_ENDPOINT), accepts in "
+                        "one request: raise the proxy's request size limit (nginx: client_max_body_size), or make the "
+                        "CSV smaller (split the project into series, each with its own --include and --csv-path); the "
+                        "version stays pending", exc.status)
 
     @staticmethod
     def _operations(files: dict[str, bytes]) -> list[CommitOperationAdd]:
@@ -704,7 +785,16 @@ class HubRepo:
             raise
 
     def _write_refused(self, exc: HubError) -> HubError:
-        """The error for a write (commit, tag) the Hub refused with 403: the token can read the repo, not write it."""
+        """The error for a write (commit, tag) the Hub refused with 403: the token can read the repo, not write it;
+        but when the Hub's message is about storage, a limit or a quota (:data:`STORAGE_REFUSAL`: "Private repository
+        storage limit reached, please upgrade your plan ...", "Your storage patterns tripped our internal
+        systems! ..."), the repo or its owner's account hit a Hub storage limit, and write access is not the cause:
+        the message quotes the Hub's (one line) and says the versions stay pending."""
+        if STORAGE_REFUSAL.search(str(exc)):
+            return HubError(f"{one_line(exc).rstrip('.')}: dataset {self.repo_id} or its owner's account hit a Hub "
+                            "storage limit (https://huggingface.co/docs/hub/storage-limits): free storage or upgrade "
+                            "the plan; the versions stay pending and are exported once the Hub accepts them",
+                            exc.status)
         return HubError(f"{exc}: HF_TOKEN needs write access to dataset {self.repo_id} to export versions (a "
                         "fine-grained token: write access to that repo); labelhub sync --no-export only imports",
                         exc.status)
