@@ -63,7 +63,8 @@ def test_the_conditions_follow_label_studios_editor():
               "<Choices name='a' toName='t'><Choice value='x' alias='X'/><Choice value='y'/></Choices>"
               "<Choices name='b' toName='t' visibleWhen='choice-selected' whenTagName='a' whenChoiceValue='x,y'>"
               "<Choice value='1'/></Choices>"
-              "<Choices name='c' toName='t' visibleWhen='choice-unselected' whenTagName='a'><Choice value='2'/></Choices>"
+              "<Choices name='c' toName='t' visibleWhen='choice-unselected' whenTagName='a'>"
+              "<Choice value='2'/></Choices>"
               "<View visibleWhen='choice-selected'><Choices name='d' toName='t' whenChoiceValue='1'>"
               "<Choice value='3'/></Choices></View>"
               "<Choices name='e' toName='t' visibleWhen='region-selected'><Choice value='4'/></Choices></View>")

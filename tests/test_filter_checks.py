@@ -23,7 +23,8 @@ def _item(**changes) -> dict:
     (_item(value=True), "true is not a number"),
     (_item(filter="filter:tasks:completed_at", type="Datetime", operator="equal", value="yesterday"),
      '"yesterday" is not a date and time in ISO 8601'),
-    (_item(child_filter=_item(filter="tasks:id")), "item 1, its child_filter: the filter must start with filter:tasks:"),
+    (_item(child_filter=_item(filter="tasks:id")),
+     "item 1, its child_filter: the filter must start with filter:tasks:"),
     (_item(child_filter=_item(value="x")), "item 1, its child_filter: \"x\" is not a number"),
 ])
 def test_a_filter_label_studio_would_answer_500_for_or_ignore_is_refused_with_where_and_why(item, says):
