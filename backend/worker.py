@@ -57,8 +57,8 @@ ends (a dead worker's note only makes the next retrains merge into a job that ne
 ``Retry`` off first (:func:`_failed`), so it is not tried twice. RQ finds a job abandoned once its entry in
 the started registry expires: ``labelhub worker`` (:func:`heartbeat_worker_class`) renews it every
 :data:`HEARTBEAT_SECONDS` while the job runs, for :data:`HEARTBEAT_TTL`, as RQ's forking worker does, so a dead
-worker's job is found at the first cleanup past that (within about 12 minutes), not at the job's timeout (RQ's ``SimpleWorker`` sets the entry
-once, for :data:`JOB_TIMEOUT` plus 60 s: 4 hours, found by an audit at stop 55). A job whose worker dies at each
+worker's job is found at the first cleanup past that (within about 12 minutes), not at the job's timeout (RQ's
+``SimpleWorker`` sets the entry once, for :data:`JOB_TIMEOUT` plus 60 s: 4 hours, found by an audit at stop 55). A job whose worker dies at each
 try (one that runs it out of memory) stays failed in RQ after its last one. A batch of ``labelhub predict`` whose
 worker dies is likewise found abandoned then (it is not tried again: the planner counts its tasks as failed, and
 ``labelhub predict --missing`` predicts them).
