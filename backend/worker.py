@@ -54,14 +54,14 @@ later (RQ's scheduler), instead of to the failed registry, at most :data:`KILLED
 publishes its own job status. Decision: RQ's ``Retry`` rather than keeping the :func:`mark_queued` note until the job
 ends (a dead worker's note only makes the next retrains merge into a job that never ends) or a failure callback
 (more code for the same cleanup). The job's own failures keep the backoff above: a job that raises takes its
-``Retry`` off first (:func:`_failed`), so it is not tried twice. RQ finds a job abandoned once its entry in
-the started registry expires: ``labelhub worker`` (:func:`heartbeat_worker_class`) renews it every
+``Retry`` off first (:func:`_failed`), so it is not tried twice. RQ finds a job abandoned once its entry in the
+started registry expires: ``labelhub worker`` (:func:`heartbeat_worker_class`) renews it every
 :data:`HEARTBEAT_SECONDS` while the job runs, for :data:`HEARTBEAT_TTL`, as RQ's forking worker does, so a dead
 worker's job is found at the first cleanup past that (within about 12 minutes), not at the job's timeout (RQ's
-``SimpleWorker`` sets the entry once, for :data:`JOB_TIMEOUT` plus 60 s: 4 hours, found by an audit at stop 55). A job whose worker dies at each
-try (one that runs it out of memory) stays failed in RQ after its last one. A batch of ``labelhub predict`` whose
-worker dies is likewise found abandoned then (it is not tried again: the planner counts its tasks as failed, and
-``labelhub predict --missing`` predicts them).
+``SimpleWorker`` sets the entry once, for :data:`JOB_TIMEOUT` plus 60 s: 4 hours, found by an audit at stop 55). A
+job whose worker dies at each try (one that runs it out of memory) stays failed in RQ after its last one. A batch of
+``labelhub predict`` whose worker dies is likewise found abandoned then (it is not tried again: the planner counts
+its tasks as failed, and ``labelhub predict --missing`` predicts them).
 """
 from __future__ import annotations
 
