@@ -66,6 +66,7 @@ import io
 import logging
 import os
 import threading
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from typing import Sequence
 
@@ -92,9 +93,14 @@ def decode_image(data: bytes, max_pixels: int = 64_000_000):
     ``original_width``/``original_height`` are of that frame (a phone's photo is often stored sideways with the tag;
     read raw, boxes landed rotated and OCR read sideways text: found by an audit).
 
+    A 16-bit image (a 16-bit grayscale PNG: Pillow's modes ``I;16`` and ``I``) is brought to 8 bits as browsers show
+    it, by its high byte; Pillow's own conversion clips every value above 255 to white (found by an audit: a medical
+    or scientific image read as a mostly white picture).
+
     Args:
         data: The file's bytes (PNG, JPEG, WebP, ... anything Pillow reads).
-        max_pixels: Refuse larger images (decompression bombs).
+        max_pixels: Refuse larger images (decompression bombs; refused without Pillow's
+            ``DecompressionBombWarning`` on stderr, which Pillow gives from 89 megapixels).
 
     Returns:
         A ``PIL.Image.Image`` in mode ``RGB``.
@@ -105,10 +111,17 @@ def decode_image(data: bytes, max_pixels: int = 64_000_000):
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     try:
-        img = Image.open(io.BytesIO(data))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # refused below, in one line
+            img = Image.open(io.BytesIO(data))
         if img.width * img.height > max_pixels:
             raise MediaFetchError(f"the image is too large ({img.width}x{img.height})")
-        return ImageOps.exif_transpose(img).convert("RGB")
+        img = ImageOps.exif_transpose(img)
+        if img.mode.startswith("I;16") or img.mode == "I":
+            values = np.asarray(img).astype(np.int64)
+            if img.mode != "I" or values.max(initial=0) > 255:  # an "I" image within 0..255 is 8-bit already
+                img = Image.fromarray((np.clip(values, 0, 65535) >> 8).astype(np.uint8), "L")
+        return img.convert("RGB")
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
         raise MediaFetchError(f"the media is not a readable image ({type(exc).__name__})") from None
 
