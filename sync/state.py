@@ -36,7 +36,7 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -377,10 +377,11 @@ class SyncState:
                 return 0
             return self._apply_annotations(task_id, annotations, complete, as_of, revision)
 
-    def store_task_lists(self, tasks: Sequence[tuple[int, dict, list[dict], str | None, str | None]],
-                         per_transaction: int = 500, bump: str | None = None) -> int:
-        """Store what reconciliation read: for each ``(task_id, data, annotations, as_of, revision)``, what
-        :meth:`upsert_task` and then :meth:`apply_annotations` with ``complete=True`` do, ``per_transaction``
+    def store_task_lists(self, tasks: Sequence[tuple], per_transaction: int = 500, bump: str | None = None) -> int:
+        """Store what reconciliation read: for each ``(task_id, data, annotations, as_of, revision[, own])``, what
+        :meth:`upsert_task` and then :meth:`apply_annotations` with ``complete=True`` do (``own``: ``{annotation id:
+        revision}``, the revision an annotation was made on when it is not the task's, see
+        :meth:`_apply_annotations`), ``per_transaction``
         tasks to a transaction (one each took 0.65 ms a task, most of it the commit's ``fsync``; a webhook's
         write waits at most for one of these transactions). A task known deleted (``deleted_tasks``: read before
         its deletion, stored after it) is skipped.
@@ -400,18 +401,27 @@ class SyncState:
             chunk = tasks[start:start + per_transaction]
             with self._transaction():
                 here, deleted = 0, self._deleted_among([task[0] for task in chunk])
-                for task_id, data, annotations, as_of, revision in chunk:
+                for task_id, data, annotations, as_of, revision, *own in chunk:
                     if task_id in deleted:
                         continue
                     self._upsert_task(task_id, data)
-                    here += self._apply_annotations(task_id, annotations, True, as_of, revision)
+                    here += self._apply_annotations(task_id, annotations, True, as_of, revision, *own)
                 self._bump_if(here, bump)
             changed += here
         return changed
 
     def _apply_annotations(self, task_id: int, annotations: list[dict], complete: bool, as_of: str | None,
-                           revision: str | None) -> int:
+                           revision: str | None, own: Mapping[int, str] | None = None) -> int:
+        """:meth:`apply_annotations` in the caller's transaction. An annotation written now (new, or changed since it
+        was stored) is stored with ``own[its id]`` when ``own`` has it, else with ``revision`` (the task's); one
+        stored already and unchanged keeps its revision.
+
+        Decided: ``own`` holds the revisions a restore kept of its annotations that nobody saved since
+        (:func:`labelhub.sync.annotations.intake.restored_revisions`): a restored task shows one revision, its
+        annotations were made on theirs (a file that changed between two of them).
+        """
         project = self.key[0]
+        own = own or {}
         changed = 0
         stored = {row[0]: (row[1], row[2], row[3]) for row in self.db.execute(
             "SELECT annotation_id, updated_at, deleted, body FROM annotations WHERE project_id=? AND task_id=?",
@@ -437,7 +447,7 @@ class SyncState:
                     continue
             self.db.execute("INSERT OR REPLACE INTO annotations (project_id, annotation_id, task_id, updated_at, "
                             "body, deleted, revision) VALUES (?, ?, ?, ?, ?, 0, ?)",
-                            (project, annotation["id"], task_id, saved_at, body, revision))
+                            (project, annotation["id"], task_id, saved_at, body, own.get(annotation["id"], revision)))
             self.db.execute("DELETE FROM export_rows WHERE project_id=? AND annotation_id=?",
                             (project, annotation["id"]))
             changed += 1

@@ -22,6 +22,7 @@ shared by every annotation of the task: an event, late or not Label Studio's, ne
 from __future__ import annotations
 
 import logging
+import re
 import time
 from datetime import datetime, timedelta, timezone
 
@@ -119,9 +120,9 @@ def store_before_change(project: LabelStudioProject, state: SyncState, revisions
     Raises:
         labelhub.errors.LabelHubError: Label Studio refused or could not be reached (nothing is stored).
     """
-    rows = _task_rows(project.tasks_by_id(sorted(revisions)))
-    return state.store_task_lists([(task_id, data, annotations, as_of, revisions.get(task_id) or revision)
-                                   for task_id, data, annotations, as_of, revision in rows], bump=GENERATION)
+    rows = _rows_to_store(project.tasks_by_id(sorted(revisions)))
+    return state.store_task_lists([(task_id, data, annotations, as_of, revisions.get(task_id) or revision, own)
+                                   for task_id, data, annotations, as_of, revision, own in rows], bump=GENERATION)
 
 
 #: Fields of Label Studio's annotation JSON written for display, which change while the annotation does not
@@ -362,6 +363,44 @@ def _task_rows(tasks: list[dict]) -> list[tuple]:
              _ls_time(task.get("updated_at")) or None, _revision(task)) for task in tasks]
 
 
+def _rows_to_store(tasks: list[dict]) -> list[tuple]:
+    """:func:`_task_rows` with a sixth item each: ``{annotation id: the revision it was made on}`` of the task's
+    restored annotations (:func:`restored_revisions`), as :meth:`SyncState.store_task_lists` takes it."""
+    return [(*row, restored_revisions(task.get("meta"), row[2])) for task, row in zip(tasks, _task_rows(tasks))]
+
+
+_FULL_SHA = re.compile(r"[0-9a-f]{40}([0-9a-f]{24})?")
+
+
+def restored_revisions(meta: object, annotations: list[dict]) -> dict[int, str]:
+    """``{annotation id: revision}`` of the annotations of a task that ``labelhub restore`` made and nobody saved
+    since: the revision each was made on, from the task's ``meta.restored_annotations``
+    (:mod:`labelhub.sync.versions.restore`: one entry per annotation, its ``annotation_id`` the annotation's
+    ``import_id``, its ``annotated_revision`` the version's).
+
+    A restored task shows one revision of its file (``data.hf_revision``), while its annotations may have been made on
+    several (the file changed between two of them): stored with the task's, an annotation made on another revision
+    was exported with content it was not made on (an image's label on the new image, a span's offsets on another
+    text). Decided: an annotation gets its entry's revision when it has an ``import_id`` that an entry names with a
+    full commit sha (40 or 64 lowercase hex; another value is left to the task's revision) and no ``updated_by`` (Label
+    Studio's import leaves it empty; a save in the editor or the API sets it: the annotation is then made on the
+    content the task shows). The readings that give these fields are the Data Manager queries of reconciliation and
+    :func:`store_before_change` (:data:`labelhub.sync.labelstudio.project.ANNOTATED_TASK_FIELDS`); a webhook's
+    annotation is one saved in Label Studio, never the import's, and gets the task's revision. Never raises: a
+    ``meta`` of another shape gives ``{}``.
+    """
+    entries = meta.get("restored_annotations") if isinstance(meta, dict) else None
+    if not isinstance(entries, list):
+        return {}
+    kept = {}
+    for entry in entries:
+        revision = entry.get("annotated_revision") if isinstance(entry, dict) else None
+        if isinstance(revision, str) and _FULL_SHA.fullmatch(revision):
+            kept[str(entry.get("annotation_id"))] = revision
+    return {a["id"]: kept[str(a["import_id"])] for a in annotations
+            if a.get("import_id") is not None and not a.get("updated_by") and str(a["import_id"]) in kept}
+
+
 def _revision(task: dict) -> str | None:
     """The commit sha a task shows (``data.hf_revision``), or ``None``."""
     data = task.get("data")
@@ -405,10 +444,10 @@ class _Reading:
         self._first = True
 
     def store(self, tasks: list[dict], ordered: bool) -> None:
-        read = _task_rows(tasks)
+        read = _rows_to_store(tasks)
         self.changed += self.state.store_task_lists(read, bump=GENERATION)
         if ordered:
-            newest = max((as_of for *_, as_of, _ in read if as_of), default="")
+            newest = max((row[3] for row in read if row[3]), default="")
             self.newest = max(self.newest, newest)
             if self._first:
                 self.first_page_newest, self._first = newest, False

@@ -90,7 +90,9 @@ _ANNOTATED = {"filter": "filter:tasks:annotators", "operator": "empty", "type": 
 
 
 #: The ``include`` of the readings of tasks with their annotations (:meth:`LabelStudioProject.tasks_updated_since`,
-#: :meth:`LabelStudioProject.tasks_by_id`): the task's ``id``, ``data``, ``annotations`` and ``updated_at``, and every
+#: :meth:`LabelStudioProject.tasks_by_id`): the task's ``id``, ``data``, ``meta`` (a restored task's
+#: ``restored_annotations``: the revision each restored annotation was made on,
+#: :func:`labelhub.sync.annotations.intake.restored_revisions`), ``annotations`` and ``updated_at``, and every
 #: field Label Studio 1.23 gives an annotation in ``fields=all`` but the display-only ``created_ago`` and
 #: ``created_username`` and ``task`` (which the annotation store drops). Label Studio applies ``include`` to the
 #: annotations inside a task too, so each of their fields is named. ``fields=all`` alone also serializes every
@@ -98,7 +100,7 @@ _ANNOTATED = {"filter": "filter:tasks:annotators", "operator": "empty", "type": 
 #: with 3 prediction versions a task, 1.7 times with none, the same tasks and annotations read
 #: (``python bench/reading_fields_bench.py [--versions 0]``, 2026-12-07). ``tests/test_sync_reading_fields.py`` fails
 #: when a Label Studio gives an annotation a field this list lacks.
-ANNOTATED_TASK_FIELDS = ("id", "data", "annotations", "updated_at", "result", "completed_by", "was_cancelled",
+ANNOTATED_TASK_FIELDS = ("id", "data", "meta", "annotations", "updated_at", "result", "completed_by", "was_cancelled",
                          "ground_truth", "lead_time", "created_at", "updated_by", "draft_created_at", "import_id",
                          "last_action", "last_created_by", "bulk_created", "parent_prediction", "parent_annotation",
                          "project")

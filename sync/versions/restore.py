@@ -49,7 +49,9 @@ whose ``controls`` give each control column's tag type (without a manifest, the 
   original annotator is kept in the **task's** ``meta``: ``restored_annotations``, one
   ``{annotation_id, annotator, matched, created_at, updated_at, annotated_revision}`` per annotation
   (``annotation_id`` = the restored annotation's ``import_id``): unmatched emails and the original times (the
-  import sets its own) are never lost.
+  import sets its own) are never lost, and a sync of the project stores each annotation with its own
+  ``annotated_revision`` until someone saves it (:func:`labelhub.sync.annotations.intake.restored_revisions`): the
+  task shows one revision, its annotations may have been made on several.
 - **Never twice, resumable**: every task goes through :class:`labelhub.sync.ledger.ImportLedger` with source
   :data:`RESTORE_SOURCE` and key ``"<repo identity>#<task_id>"`` (:func:`restore_key`: a Hub repo's id, a local
   repository's root commit, so that a clone, a moved copy or a Docker mount of it is the same source; a task a restore
