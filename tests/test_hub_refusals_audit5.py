@@ -260,6 +260,15 @@ def test_a_one_shot_command_against_an_html_page_ends_in_one_line_not_a_tracebac
     assert "answered a page that is not JSON" in done.stderr and stand_in.url in done.stderr
 
 
+def test_a_commit_without_the_card_answered_with_an_html_page_is_not_blamed_on_the_cards_check(stand_in):
+    """A commit that does not hold README.md has no check of it: an endpoint answering HTML is said as any call's."""
+    stand_in.status, stand_in.ctype, stand_in.body = 200, "text/html", "<html>captive portal</html>"
+    repo = HubRepo("owner/ds", token="hf_x", endpoint=stand_in.url)
+    with pytest.raises(HubError) as raised:
+        repo.commit({"annotations/annotations.csv": b"a,b\n1,2\n"}, "annotations v1", "", "a" * 40, revision="main")
+    assert "answered a page that is not JSON" in str(raised.value) and "README.md" not in str(raised.value)
+
+
 # 5. a 413 backs off as a refusal, with advice, on one line -------------------------------------------------------
 
 

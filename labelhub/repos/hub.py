@@ -352,16 +352,20 @@ def _http_error(exc: HfHubHTTPError, endpoint: str) -> HubError:
     return HubError(message, status)
 
 
-def _card_refused(exc: ValueError, endpoint: str) -> Exception:
+def _card_refused(exc: ValueError, endpoint: str, card: bool = True) -> Exception:
     """What ``create_commit``'s check of ``README.md`` (``/api/validate-yaml``, run whenever the card is committed)
     raised, as LabelHub's errors: its 400 (the Hub's rules refused the card's metadata: ``ValueError("Invalid metadata
     in README.md ...")`` from a ``BadRequestError``) a :class:`HubError` naming the card, an answer that was no JSON (a
     gateway's HTML 5xx page: ``JSONDecodeError``) a :class:`TransientHubError`, retried as other 5xx; any other
-    ``ValueError`` as it is. Both escaped the export's error handling before, logged as a bare ``JSONDecodeError``."""
+    ``ValueError`` as it is. Both escaped the export's error handling before, logged as a bare ``JSONDecodeError``.
+    ``card``: whether the commit holds ``README.md``; without it there is no such check, and the error is returned as
+    it is (:func:`hub_errors` says a page that is not JSON in its own words)."""
     import json as json_module
 
     from huggingface_hub.errors import BadRequestError
 
+    if not card:
+        return exc
     if isinstance(exc, json_module.JSONDecodeError):
         return TransientHubError(f"the Hub at {endpoint} answered the check of README.md with no JSON (a gateway's "
                                  "error page?)", 502)
@@ -687,7 +691,7 @@ class HubRepo:
                                                       commit_description=description, repo_type=REPO_TYPE,
                                                       revision=revision, parent_commit=parent_commit).oid
                     except ValueError as exc:
-                        raise _card_refused(exc, self.endpoint) from None
+                        raise _card_refused(exc, self.endpoint, "README.md" in files) from None
             finally:
                 self._regular_paths.update(op.path_in_repo for op in operations
                                            if op._upload_mode == "regular" and not op._should_ignore)
