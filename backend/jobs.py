@@ -115,6 +115,7 @@ if TYPE_CHECKING:  # pragma: no cover
 log = logging.getLogger(__name__)
 
 __all__ = ["learned_nothing", "interrupt_reason", "MODES", "DEFAULT_BATCH_SIZE", "MAX_BATCH_SIZE", "PREDICT_CHUNK",
+           "PREDICT_PIXELS", "FIRST_CHUNK", "chunk_size",
            "JobHost", "JobAlreadyRunning", "plan", "selected", "needs_prediction", "uncertainty_order", "run_batch",
            "run_job", "run_here", "Executor", "last_status"]
 
@@ -124,8 +125,14 @@ MODES = ("missing", "all")
 #: project on each prediction import, so a call costs more the larger the project (about 10 s at 10,000
 #: tasks with predictions, SQLite): fewer, larger batches are much faster.
 DEFAULT_BATCH_SIZE = 500
-#: Tasks per ``predict`` call inside a batch (bounds the media a worker holds at once).
+#: Tasks per ``predict`` call inside a batch, at most (bounds the media a worker holds at once; :func:`chunk_size`).
 PREDICT_CHUNK = 64
+#: Decoded image pixels one ``predict`` call of a batch holds, about (:func:`chunk_size`): 128 megapixels are about
+#: 0.4 GB as RGB. Found by an audit: 64 phone photos (12 megapixels each) in one call took a job process from 110 MiB
+#: to 3.1 GiB.
+PREDICT_PIXELS = 128_000_000
+#: Tasks of a batch's first ``predict`` call, before the pixels of its images are known.
+FIRST_CHUNK = 8
 #: The largest batch: Label Studio's memory-efficient prediction import (feature flag
 #: ``fflag_fix_back_4620_memory_efficient_predictions_import_08012025_short``) commits each 500
 #: (``PREDICTION_IMPORT_BATCH_SIZE``) apart, so a larger batch would no longer land whole or not at all.
@@ -277,6 +284,22 @@ def run_here(host: "JobHost", api: "LabelStudioClient", project: "ProjectInfo", 
         yield run_batch(host, api, project, batch, progress=progress)
 
 
+def chunk_size(pixels_per_task: float | None) -> int:
+    """Tasks in a batch's next ``predict`` call: :data:`FIRST_CHUNK` before any (``None``), else as many as hold
+    :data:`PREDICT_PIXELS` decoded pixels at the last call's pixels per task, from 1 to :data:`PREDICT_CHUNK`
+    (:data:`PREDICT_CHUNK` for tasks without images, ``0.0``, or a model that does not say).
+
+    Example:
+        >>> chunk_size(None), chunk_size(0.0), chunk_size(65_536), chunk_size(12_000_000), chunk_size(400_000_000)
+        (8, 64, 64, 10, 1)
+    """
+    if pixels_per_task is None:
+        return FIRST_CHUNK
+    if pixels_per_task <= 0:
+        return PREDICT_CHUNK
+    return max(1, min(PREDICT_CHUNK, int(PREDICT_PIXELS // pixels_per_task)))
+
+
 def _landed(api: LabelStudioClient, project_id: int, items: dict[int, dict]) -> tuple[set[int], set[int]]:
     """``(landed, gone)``: the tasks of ``items`` that now hold a prediction of the version sent for them, and those
     the project no longer has (deleted since the batch read them: Label Studio lists only the ids that exist)."""
@@ -413,10 +436,14 @@ def run_batch(host: JobHost, api: LabelStudioClient, project: ProjectInfo, task_
     if progress is not None and len(task_ids) > len(todo):
         progress(len(task_ids) - len(todo))
     preds: list[dict] = []
-    for start in range(0, len(todo), PREDICT_CHUNK):
-        chunk = todo[start:start + PREDICT_CHUNK]
+    start, per_task = 0, None
+    while start < len(todo):
+        chunk = todo[start:start + chunk_size(per_task)]
         raw = model.predict([{"id": t.id, "data": t.data} for t in chunk])
+        pixels = getattr(model, "decoded_pixels", None)  # the default model's (ProjectModel), in this thread
+        per_task = pixels / len(chunk) if isinstance(pixels, (int, float)) else 0.0
         preds += normalize_predictions(raw, len(chunk), version)
+        start += len(chunk)
         if progress is not None:
             progress(len(chunk))
     if todo:

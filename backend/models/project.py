@@ -437,6 +437,7 @@ class ProjectModel(LabelStudioMLBase):
         self._fitted_files: dict[str, str] = {}
         self._fresh_fits: dict[str, Any] = {}  # {file: fit} this process just saved: served without reading it back
         self._unloaded: dict[str, _UnloadedFit] = {}  # {file: when and why} of the fit files that failed to load
+        self._per_thread = threading.local()  # what the last predict of each thread decoded (decoded_pixels)
         # the fit's disk cache of embeddings, in the fitting thread only: a /predict or a job sharing this model
         # meanwhile must not add its tasks to it (the file would grow to the project's size)
         self._fitting = threading.local()
@@ -901,6 +902,7 @@ class ProjectModel(LabelStudioMLBase):
                                     else "the task has no 'data' object" for t in tasks]  # also before any fit
         head_errors: list[list[str]] = [[] for _ in tasks]  # the reasons of the heads that failed on each task
         loaded: dict[str, list] = {}
+        self._per_thread.pixels = 0  # decoded_pixels, in this thread
         kinds: dict[str, set] = {}  # object tag -> the embedding kinds its heads need (None: the media)
         for head in active:
             kinds.setdefault(head.control.to_name, set()).add(head.embedding_kind())
@@ -909,6 +911,8 @@ class ProjectModel(LabelStudioMLBase):
             if control.to_name not in loaded:
                 (kind,) = kinds[control.to_name] if len(kinds[control.to_name]) == 1 else (None,)
                 loaded[control.to_name] = self.load_inputs(tasks, control, embedded=kind)
+                self._per_thread.pixels += sum(item.media.width * item.media.height for item in loaded[control.to_name]
+                                           if isinstance(item, TaskInput) and hasattr(item.media, "height"))
             items = loaded[control.to_name]
             ok = [i for i, item in enumerate(items) if isinstance(item, TaskInput)]
             for i, item in enumerate(items):
@@ -975,6 +979,13 @@ class ProjectModel(LabelStudioMLBase):
                 break
             hidden = now
         return hidden
+
+    @property
+    def decoded_pixels(self) -> int:
+        """The pixels of the images this thread's last :meth:`predict` decoded (width times height, summed over its
+        tasks and object tags; 0 for texts or cached embeddings): what a prediction job sizes its next call by
+        (:func:`labelhub.backend.jobs.chunk_size`)."""
+        return getattr(self._per_thread, "pixels", 0)
 
     def _current_labels(self, head: ControlHead, regions: list[dict], task: dict) -> list[dict]:
         """``regions`` without the labels the current label config lacks (nor the task's own options, for a
