@@ -428,11 +428,11 @@ def _is_hub_id(source: str) -> bool:
 
 def _other_hub_repos(state) -> dict[str, int]:
     """``{Hub id: files}`` of the Hub datasets other than ``state``'s own whose files the import ledger holds for its
-    project (as :func:`labelhub.sync.state.other_local_repos` for local repositories)."""
-    project_id, repo_id = state.key
-    rows = state.db.execute("SELECT source, count(*) FROM imported WHERE project_id=? AND source != ? GROUP BY source",
-                            (project_id, repo_id))
-    return {source: files for source, files in rows if _is_hub_id(source)}
+    project (:func:`labelhub.sync.state.other_sources`; :func:`~labelhub.sync.state.other_local_repos` for local
+    repositories)."""
+    from labelhub.sync.state import other_sources
+
+    return {source: files for source, files in other_sources(state).items() if _is_hub_id(source)}
 
 
 def _hub_holds(dataset, head: str):

@@ -782,14 +782,20 @@ class SyncState:
                                 [(self.key[0], name, value) for name, value in (cursors or {}).items()])
 
 
+def other_sources(state: SyncState) -> dict[str, int]:
+    """``{source: files}`` of the import ledger's sources other than ``state``'s own, for its project: local
+    repositories (absolute paths), Hub ids, ``labels:...`` and ``restore:...``."""
+    project_id, repo_id = state.key
+    return dict(state.db.execute("SELECT source, count(*) FROM imported WHERE project_id=? AND source != ? "
+                                 "GROUP BY source", (project_id, repo_id)))
+
+
 def other_local_repos(state: SyncState) -> dict[str, int]:
     """``{path: files}`` of the local repositories (a source that is an absolute path, as
     :class:`labelhub.repos.git.LocalGitRepo` names one) other than ``state``'s own whose files the import ledger holds
-    for its project: what a repository that moved or is mounted at another path leaves (:func:`move_local_repo`)."""
-    project_id, repo_id = state.key
-    rows = state.db.execute("SELECT source, count(*) FROM imported WHERE project_id=? AND source LIKE '/%' AND "
-                            "source != ? GROUP BY source", (project_id, repo_id))
-    return dict(rows)
+    for its project (:func:`other_sources`): what a repository that moved or is mounted at another path leaves
+    (:func:`move_local_repo`)."""
+    return {source: files for source, files in other_sources(state).items() if source.startswith("/")}
 
 
 def move_local_repo(state: SyncState, old: str) -> int:
