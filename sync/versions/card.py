@@ -426,20 +426,18 @@ def card_error(reason: str, commit: str | None = None) -> LabelHubError:
 
 
 def card_text(data: bytes, commit: str | None = None) -> str:
-    """A ``README.md``'s bytes as text (decoded with ``errors="replace"``, as the exporter's other reads of it).
+    """A ``README.md``'s bytes as text, UTF-8.
 
     Raises:
         labelhub.errors.LabelHubError: the bytes are not UTF-8 (:func:`card_error`, naming the first bad byte): a
-            card rebuilt from the replaced text would overwrite the person's characters with U+FFFD.
+            card rebuilt from a text decoded with ``errors="replace"`` (as the exporter's other reads of it decode)
+            would overwrite the person's characters with U+FFFD.
     """
-    text = data.decode(errors="replace")
-    if "\ufffd" in text and text.encode() != data:
-        try:
-            data.decode()
-        except UnicodeDecodeError as exc:
-            raise card_error(f"is not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start}): save it as "
-                             "UTF-8", commit) from None
-    return text
+    try:
+        return data.decode()
+    except UnicodeDecodeError as exc:
+        raise card_error(f"is not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start}): save it as "
+                         "UTF-8", commit) from None
 
 
 def front_matter_fault(data) -> str | None:
