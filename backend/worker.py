@@ -65,6 +65,7 @@ its tasks as failed, and ``labelhub predict --missing`` predicts them).
 """
 from __future__ import annotations
 
+import functools
 import logging
 import time
 import uuid
@@ -576,6 +577,7 @@ def work(redis_url: str, queues: list[str], burst: bool = False, log_level: str 
     worker.work(burst=burst, with_scheduler=True, logging_level=log_level)
 
 
+@functools.cache
 def heartbeat_worker_class() -> type:
     """RQ's ``SimpleWorker`` (each job in the worker's own process, which keeps its loaded models between jobs) that
     renews the running job's entry in the started registry, and its own registration, every
@@ -590,44 +592,38 @@ def heartbeat_worker_class() -> type:
     Returns:
         The class (made on first call: ``rq`` is imported only where Redis is used).
     """
-    global _HEARTBEAT_WORKER
-    if _HEARTBEAT_WORKER is None:
-        import threading
+    import threading
 
-        from rq import SimpleWorker
+    from rq import SimpleWorker
 
-        class HeartbeatWorker(SimpleWorker):
-            __doc__ = heartbeat_worker_class.__doc__
+    class HeartbeatWorker(SimpleWorker):
+        __doc__ = heartbeat_worker_class.__doc__
 
-            def get_heartbeat_ttl(self, job, working_time: float = 0.0) -> int:
-                return HEARTBEAT_TTL
+        def get_heartbeat_ttl(self, job, working_time: float = 0.0) -> int:
+            return HEARTBEAT_TTL
 
-            def execute_job(self, job, queue) -> None:
-                done = threading.Event()
-                beat = threading.Thread(target=self._renew, args=(job, done), name="rq-heartbeat", daemon=True)
-                beat.start()
+        def execute_job(self, job, queue) -> None:
+            done = threading.Event()
+            beat = threading.Thread(target=self._renew, args=(job, done), name="rq-heartbeat", daemon=True)
+            beat.start()
+            try:
+                super().execute_job(job, queue)
+            finally:
+                done.set()
+                beat.join()
+
+        def _renew(self, job, done: threading.Event) -> None:
+            while not done.wait(HEARTBEAT_SECONDS):
                 try:
-                    super().execute_job(job, queue)
-                finally:
-                    done.set()
-                    beat.join()
+                    execution = self.execution
+                    if execution is None:
+                        continue
+                    with self.connection.pipeline() as pipeline:
+                        self.heartbeat(max(HEARTBEAT_TTL, self.worker_ttl + 60), pipeline=pipeline)
+                        execution.heartbeat(job.started_job_registry, HEARTBEAT_TTL, pipeline=pipeline)
+                        pipeline.execute()
+                except Exception as exc:  # noqa: BLE001 (Redis away a moment: the next beat tries again)
+                    log.warning("job %s: its heartbeat to Redis failed (%s); trying again in %d s", job.id,
+                                type(exc).__name__, HEARTBEAT_SECONDS)
 
-            def _renew(self, job, done: threading.Event) -> None:
-                while not done.wait(HEARTBEAT_SECONDS):
-                    try:
-                        execution = self.execution
-                        if execution is None:
-                            continue
-                        with self.connection.pipeline() as pipeline:
-                            self.heartbeat(max(HEARTBEAT_TTL, self.worker_ttl + 60), pipeline=pipeline)
-                            execution.heartbeat(job.started_job_registry, HEARTBEAT_TTL, pipeline=pipeline)
-                            pipeline.execute()
-                    except Exception as exc:  # noqa: BLE001 (Redis away a moment: the next beat tries again)
-                        log.warning("job %s: its heartbeat to Redis failed (%s); trying again in %d s", job.id,
-                                    type(exc).__name__, HEARTBEAT_SECONDS)
-
-        _HEARTBEAT_WORKER = HeartbeatWorker
-    return _HEARTBEAT_WORKER
-
-
-_HEARTBEAT_WORKER: type | None = None
+    return HeartbeatWorker
